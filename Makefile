@@ -1,0 +1,49 @@
+# Taehwa: `make run` starts the platform with demo data; `make test` runs lint, types and tests.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TAEHWA := $(VENV)/bin/taehwa
+TAEHWA_PORT ?= 8000
+export TAEHWA_PORT
+# Debian packages the tests need (installed when run as root); later issues add mosquitto, chromium, postgresql.
+DEB_PACKAGES ?=
+
+.PHONY: run test lint typecheck pytest bench deps-deb clean
+
+$(VENV)/.run-installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.run-installed
+
+run: $(VENV)/.run-installed
+	$(TAEHWA) demo load
+	$(TAEHWA) serve
+
+deps-deb:
+	@if [ -n "$(DEB_PACKAGES)" ] && [ "$$(id -u)" = "0" ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PACKAGES); \
+	fi
+
+lint: $(VENV)/.test-installed
+	$(VENV)/bin/ruff check taehwa tests bench
+
+typecheck: $(VENV)/.test-installed
+	$(VENV)/bin/mypy
+
+pytest: $(VENV)/.test-installed
+	$(PY) -m pytest -q
+
+test: deps-deb lint typecheck pytest
+
+bench: $(VENV)/.run-installed
+	$(PY) bench/historian.py --quick
+
+clean:
+	rm -rf $(VENV) taehwa-data .mypy_cache .ruff_cache .pytest_cache

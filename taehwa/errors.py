@@ -1,0 +1,89 @@
+"""One exception hierarchy for the whole platform, mapped once to HTTP status codes and CLI exit codes.
+
+Every message says what was wrong and where (file, row, column, field), so a plant engineer can fix the input
+without reading the code.
+"""
+
+from __future__ import annotations
+
+
+class TaehwaError(Exception):
+    """Base of every error Taehwa raises on purpose."""
+
+    http_status = 500
+    exit_code = 1
+    kind = "error"
+
+    def __init__(self, message: str, *, where: str | None = None) -> None:
+        self.message = message
+        self.where = where
+        super().__init__(f"{where}: {message}" if where else message)
+
+    def to_dict(self) -> dict[str, str]:
+        """The JSON body an HTTP client gets for this error."""
+        body = {"error": self.kind, "message": self.message}
+        if self.where:
+            body["where"] = self.where
+        return body
+
+
+class InvalidInput(TaehwaError):
+    """The caller sent something malformed; nothing was stored."""
+
+    http_status = 422
+    exit_code = 2
+    kind = "invalid_input"
+
+
+class PayloadTooLarge(InvalidInput):
+    """A body or file over the configured size limit."""
+
+    http_status = 413
+    kind = "payload_too_large"
+
+
+class UnsupportedMediaType(InvalidInput):
+    """A body in a format the endpoint does not read."""
+
+    http_status = 415
+    kind = "unsupported_media_type"
+
+
+class Unauthorized(TaehwaError):
+    """No credentials, or credentials that are not valid."""
+
+    http_status = 401
+    exit_code = 5
+    kind = "unauthorized"
+
+
+class Forbidden(TaehwaError):
+    """Valid credentials that do not allow this action."""
+
+    http_status = 403
+    exit_code = 5
+    kind = "forbidden"
+
+
+class NotFound(TaehwaError):
+    """The named tenant, tag or object does not exist (or is not visible to the caller)."""
+
+    http_status = 404
+    exit_code = 3
+    kind = "not_found"
+
+
+class Conflict(TaehwaError):
+    """The action clashes with the current state (already exists, store held by another writer)."""
+
+    http_status = 409
+    exit_code = 4
+    kind = "conflict"
+
+
+class Unavailable(TaehwaError):
+    """A part the call needs is down or closed; retrying later may succeed."""
+
+    http_status = 503
+    exit_code = 6
+    kind = "unavailable"

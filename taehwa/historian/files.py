@@ -1,0 +1,69 @@
+"""Writing the historian's Parquet files with DuckDB: sorted by (tag id, time), one file per day, no duplicates.
+
+Inside one source, the point written last wins: rows are ordered by (seq, rn), where seq numbers the write batch
+and rn the row within it, and only the last row of each (tag, time) is kept.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+
+from taehwa.historian.durable import publish
+from taehwa.historian.manifest import DataFile
+
+DAY_US = 86_400_000_000
+FILE_COLUMNS = "tag_id, tag, time, value, quality, seq"
+
+
+def quote(path: Path | str) -> str:
+    """A path as a SQL string literal."""
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def parquet_source(paths: list[str]) -> str:
+    """SQL that scans these Parquet files as one table."""
+    return "read_parquet([" + ", ".join(quote(p) for p in paths) + "])"
+
+
+def write_day_files(con: duckdb.DuckDBPyConnection, source: str, tenant_dir: Path, version: int,
+                    *, dedup: str = "rn") -> list[DataFile]:
+    """Write `source` (SQL with tag_id, tag, time, value, quality, seq and, for dedup='rn', rn) as day files.
+
+    dedup: 'rn' keeps the last row of each (tag, time) by (seq, rn); 'seq' by seq alone (sources that are
+    themselves duplicate-free files); 'none' trusts the source to be unique.
+    The files are published (fsynced, renamed) but not yet in the manifest: the caller commits them.
+    """
+    stats = con.execute(
+        f"SELECT epoch_us(time) // {DAY_US} AS d, min(epoch_us(time)), max(epoch_us(time)), min(tag_id), "
+        f"max(tag_id), max(seq) FROM {source} GROUP BY d ORDER BY d"
+    ).fetchall()
+    order = {"rn": "time, seq, rn", "seq": "time, seq", "none": ""}[dedup]
+    qualify = (f"QUALIFY lead(time) OVER (PARTITION BY tag_id ORDER BY {order}) IS DISTINCT FROM time"
+               if dedup != "none" else "")
+    out: list[DataFile] = []
+    tmp_dir = tenant_dir / "_tmp"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    for day_number, min_t, max_t, min_tag, max_tag, max_seq in stats:
+        day = (date(1970, 1, 1) + timedelta(days=int(day_number))).isoformat()
+        lo = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=int(day_number))
+        where = (f"WHERE time >= TIMESTAMP '{lo:%Y-%m-%d %H:%M:%S}' "
+                 f"AND time < TIMESTAMP '{lo + timedelta(days=1):%Y-%m-%d %H:%M:%S}'") if len(stats) > 1 else ""
+        name = f"{max_seq:012d}-{uuid.uuid4().hex[:12]}.parquet"
+        tmp = tmp_dir / name
+        rows = con.execute(
+            f"COPY (SELECT {FILE_COLUMNS} FROM {source} {where} {qualify} ORDER BY tag_id, time) "
+            f"TO {quote(tmp)} (FORMAT parquet, COMPRESSION zstd)"
+        ).fetchone()
+        rel = f"day={day}/{name}"
+        final = tenant_dir / rel
+        publish(tmp, final)
+        out.append(DataFile(
+            path=rel, day=day, rows=int(rows[0]) if rows else 0, min_time=int(min_t), max_time=int(max_t),
+            min_tag=int(min_tag), max_tag=int(max_tag), max_seq=int(max_seq), added=version,
+            bytes=final.stat().st_size,
+        ))
+    return out

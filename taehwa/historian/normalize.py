@@ -1,0 +1,326 @@
+"""Turn any accepted input into one canonical Arrow table (tag, time, value, quality), or say what is wrong.
+
+Accepted: Arrow tables and record batches, pandas and polars frames, and iterables of points (dicts or tuples),
+in long format (tag/time/value[/quality]) or wide format (a time column and one column per tag). Every error
+names the row (1-based, data rows) and the column, so nothing of a bad batch is stored and the fix is obvious.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from taehwa.errors import InvalidInput
+from taehwa.historian.schema import STORE_SCHEMA, Quality, check_tag
+from taehwa.historian.timeutil import to_us
+
+TIME_NAMES = ("time", "timestamp", "datetime", "ts")
+LONG_COLUMNS = {"tag", "time", "value", "quality"}
+
+
+def _where(source: str, row: int | None = None, column: str | None = None) -> str:
+    parts = [p for p in (source, f"row {row}" if row is not None else None,
+                         f"column {column!r}" if column else None) if p]
+    return ", ".join(parts)
+
+
+def to_arrow(data: Any, *, source: str = "input") -> pa.Table:
+    """Any accepted tabular input as an Arrow table (no checks yet)."""
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    module = type(data).__module__.split(".")[0]
+    if module == "pandas":
+        return pa.Table.from_pandas(data, preserve_index=False)
+    if module == "polars":
+        return data.to_arrow()  # type: ignore[no-any-return]
+    if isinstance(data, Mapping):
+        raise InvalidInput("expected rows of points, got a single mapping", where=source)
+    if isinstance(data, Iterable) and not isinstance(data, str | bytes):
+        return _rows_to_arrow(data, source)
+    raise InvalidInput(f"cannot read points from a {type(data).__name__}", where=source)
+
+
+def _rows_to_arrow(rows: Iterable[Any], source: str) -> pa.Table:
+    tags: list[Any] = []
+    times: list[Any] = []
+    values: list[Any] = []
+    qualities: list[Any] = []
+    for i, row in enumerate(rows, start=1):
+        if isinstance(row, Mapping):
+            extra = set(row) - LONG_COLUMNS
+            if extra:
+                raise InvalidInput(f"unknown field(s) {sorted(extra)}; a point has tag, time, value, quality",
+                                   where=_where(source, i))
+            for key in ("tag", "time", "value"):
+                if key not in row:
+                    raise InvalidInput(f"missing field {key!r}", where=_where(source, i))
+            tags.append(row["tag"])
+            times.append(row["time"])
+            values.append(row["value"])
+            qualities.append(row.get("quality", 0))
+        elif isinstance(row, tuple | list) and len(row) in (3, 4):
+            tags.append(row[0])
+            times.append(row[1])
+            values.append(row[2])
+            qualities.append(row[3] if len(row) == 4 else 0)
+        else:
+            raise InvalidInput("a point is a mapping or a (tag, time, value[, quality]) tuple",
+                               where=_where(source, i))
+    arrays: dict[str, list[Any]] = {"tag": tags, "time": times, "value": values, "quality": qualities}
+    columns = {}
+    for name, items in arrays.items():
+        try:
+            columns[name] = pa.array(items)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            columns[name] = pa.array([None if x is None else str(x) for x in items], pa.string())
+    return pa.table(columns)
+
+
+def wide_to_long(table: pa.Table, *, source: str = "input", time_column: str | None = None) -> pa.Table:
+    """One column per tag beside a time column, turned into long (tag, time, value) rows."""
+    time_col = time_column or _find_time_column(table)
+    if time_col is None:
+        raise InvalidInput(f"no time column; name one of {list(TIME_NAMES)}", where=source)
+    tag_cols = [c for c in table.column_names if c != time_col]
+    if not tag_cols:
+        raise InvalidInput("a wide table needs at least one tag column beside the time", where=source)
+    n = table.num_rows
+    times = table.column(time_col)
+    parts = []
+    for col in tag_cols:
+        values = table.column(col)
+        part = pa.table({"tag": pa.array([col] * n, pa.string()), "time": times, "value": values,
+                         "__row": pa.array(range(1, n + 1), pa.int64())})
+        parts.append(part.filter(pc.is_valid(values)))  # an empty cell in a wide file is no reading
+    return pa.concat_tables(parts, promote_options="permissive")
+
+
+def _find_time_column(table: pa.Table) -> str | None:
+    lowered = {c.lower(): c for c in table.column_names}
+    for name in TIME_NAMES:
+        if name in lowered:
+            return lowered[name]
+    return None
+
+
+def is_long(table: pa.Table) -> bool:
+    """Long format has tag and value columns; anything else is read as wide."""
+    names = {c.lower() for c in table.column_names}
+    return "tag" in names and "value" in names
+
+
+def normalize(data: Any, *, source: str = "input", earliest_us: int | None = None,
+              latest_us: int | None = None, layout: str = "auto") -> pa.Table:
+    """Check and convert input to the store schema; raises InvalidInput naming row and column."""
+    table = to_arrow(data, source=source)
+    if layout not in ("auto", "long", "wide"):
+        raise InvalidInput(f"layout must be auto, long or wide, got {layout!r}", where=source)
+    if layout == "wide" or (layout == "auto" and not is_long(table)):
+        table = wide_to_long(table, source=source)
+        rows = table.column("__row")
+        table = table.drop_columns(["__row"])
+    else:
+        table = _long_columns(table, source)
+        rows = None
+    if table.num_rows == 0:
+        return STORE_SCHEMA.empty_table()
+
+    def row_of(index: int) -> int:
+        return int(rows[index].as_py()) if rows is not None else index + 1
+
+    tag = _check_tags(table.column("tag"), source, row_of)
+    time = _check_times(table.column("time"), source, row_of, earliest_us, latest_us)
+    value = _check_values(table.column("value"), source, row_of)
+    quality = (_check_quality(table.column("quality"), source, row_of) if "quality" in table.column_names
+               else pa.array([0] * table.num_rows, pa.uint8()))
+    return pa.Table.from_arrays([tag, time, value, quality], schema=STORE_SCHEMA)
+
+
+def _long_columns(table: pa.Table, source: str) -> pa.Table:
+    renamed = []
+    for c in table.column_names:
+        low = c.lower()
+        renamed.append("time" if low in TIME_NAMES else low)
+    unknown = [orig for orig, new in zip(table.column_names, renamed, strict=True) if new not in LONG_COLUMNS]
+    if unknown:
+        raise InvalidInput(f"unknown column(s) {unknown}; long format has tag, time, value and optional quality",
+                           where=source)
+    if len(set(renamed)) != len(renamed):
+        raise InvalidInput(f"duplicate columns in {table.column_names}", where=source)
+    table = table.rename_columns(renamed)
+    for col in ("tag", "time", "value"):
+        if col not in table.column_names:
+            raise InvalidInput(f"missing column {col!r}", where=source)
+    return table
+
+
+def _first_bad(mask: pa.ChunkedArray | pa.Array) -> int | None:
+    """Index of the first true in a boolean mask, or None."""
+    index = pc.index(mask, True).as_py()
+    return None if index is None or index < 0 else int(index)
+
+
+def _check_tags(col: pa.ChunkedArray, source: str, row_of: Any) -> pa.Array:
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(pa.string())
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        raise InvalidInput(f"tags must be text, got {col.type}", where=_where(source, None, "tag"))
+    col = col.cast(pa.string())
+    bad = _first_bad(pc.is_null(col))
+    if bad is not None:
+        raise InvalidInput("missing tag", where=_where(source, row_of(bad), "tag"))
+    unique = pc.unique(col)
+    for name in unique.to_pylist():
+        try:
+            check_tag(name)
+        except InvalidInput as exc:
+            idx = _first_bad(pc.equal(col, name))
+            raise InvalidInput(exc.message, where=_where(source, row_of(idx or 0), "tag")) from None
+    return col.combine_chunks()
+
+
+def _check_times(col: pa.ChunkedArray, source: str, row_of: Any, earliest_us: int | None,
+                 latest_us: int | None) -> pa.Array:
+    where_col = "time"
+    bad = _first_bad(pc.is_null(col))
+    if bad is not None:
+        raise InvalidInput("missing time", where=_where(source, row_of(bad), where_col))
+    typ = col.type
+    if pa.types.is_timestamp(typ):
+        ts = col.cast(pa.timestamp("us", tz="UTC")) if typ.tz is None else col.cast(pa.timestamp("us", tz="UTC"))
+        out = ts.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).cast(pa.timestamp("us"))
+    elif pa.types.is_date(typ):
+        out = col.cast(pa.timestamp("us"))
+    elif pa.types.is_integer(typ) or pa.types.is_floating(typ):
+        seconds = col.cast(pa.float64())
+        bad = _first_bad(pc.invert(pc.is_finite(seconds)))
+        if bad is not None:
+            raise InvalidInput("time is not a finite number of epoch seconds", where=_where(source, row_of(bad),
+                                                                                         where_col))
+        out = pc.round(pc.multiply(seconds, 1_000_000.0)).cast(pa.int64()).cast(pa.timestamp("us"))
+    elif pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        out = _parse_time_strings(col.cast(pa.string()), source, row_of)
+    else:
+        raise InvalidInput(f"time must be ISO 8601 text, a timestamp or epoch seconds, got {typ}",
+                           where=_where(source, None, where_col))
+    out = out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
+    as_int = out.cast(pa.int64())
+    if earliest_us is not None:
+        bad = _first_bad(pc.less(as_int, earliest_us))
+        if bad is not None:
+            raise InvalidInput(f"time {out[bad].as_py()} is before the accepted window",
+                               where=_where(source, row_of(bad), where_col))
+    if latest_us is not None:
+        bad = _first_bad(pc.greater(as_int, latest_us))
+        if bad is not None:
+            raise InvalidInput(f"time {out[bad].as_py()} is too far in the future",
+                               where=_where(source, row_of(bad), where_col))
+    return out
+
+
+def _parse_time_strings(col: pa.ChunkedArray, source: str, row_of: Any) -> pa.Array:
+    """Fast path through Arrow's ISO 8601 cast; on mixed or bad text, parse row by row to find the culprit."""
+    try:
+        return col.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).cast(pa.timestamp("us"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    try:
+        return col.cast(pa.timestamp("us"))  # naive text: taken as UTC
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    out = []
+    for i, text in enumerate(col.to_pylist()):
+        try:
+            out.append(to_us(text))
+        except InvalidInput as exc:
+            raise InvalidInput(exc.message, where=_where(source, row_of(i), "time")) from None
+    return pa.array(out, pa.int64()).cast(pa.timestamp("us"))
+
+
+def _check_values(col: pa.ChunkedArray, source: str, row_of: Any) -> pa.Array:
+    typ = col.type
+    if pa.types.is_boolean(typ) or pa.types.is_integer(typ) or pa.types.is_floating(typ) \
+            or pa.types.is_decimal(typ):
+        values = col.cast(pa.float64())
+    elif pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_null(typ):
+        values = _cast_text_values(col, source, row_of)
+    else:
+        raise InvalidInput(f"values must be numbers, got {typ}", where=_where(source, None, "value"))
+    bad = _first_bad(pc.is_null(values))
+    if bad is not None:
+        raise InvalidInput("missing value", where=_where(source, row_of(bad), "value"))
+    bad = _first_bad(pc.invert(pc.is_finite(values)))
+    if bad is not None:
+        raise InvalidInput(f"value {values[bad].as_py()} is not finite (NaN and infinity are not stored)",
+                           where=_where(source, row_of(bad), "value"))
+    return values.combine_chunks()
+
+
+def _cast_text_values(col: pa.ChunkedArray, source: str, row_of: Any) -> pa.ChunkedArray:
+    if pa.types.is_null(col.type):
+        raise InvalidInput("missing value", where=_where(source, row_of(0), "value"))
+    try:
+        return col.cast(pa.float64())
+    except pa.ArrowInvalid:
+        pass
+    # Find the first text that is not a number, with DuckDB's TRY_CAST (only on this error path).
+    probe = pa.table({"v": col})
+    con = duckdb.connect()
+    try:
+        found = con.execute(
+            "SELECT i, v FROM (SELECT row_number() OVER () AS i, v FROM probe) "
+            "WHERE v IS NOT NULL AND TRY_CAST(v AS DOUBLE) IS NULL ORDER BY i LIMIT 1"
+        ).fetchone()
+    finally:
+        con.close()
+    row = int(found[0]) - 1 if found else 0
+    text = found[1] if found else "?"
+    raise InvalidInput(f"value {text!r} is not a number", where=_where(source, row_of(row), "value"))
+
+
+def _check_quality(col: pa.ChunkedArray, source: str, row_of: Any) -> pa.Array:
+    typ = col.type
+    if pa.types.is_integer(typ):
+        ints = col.cast(pa.int64()).fill_null(0)
+        small = pc.less_equal(ints, 2)
+        if pc.all(small).as_py():
+            return ints.cast(pa.uint8()).combine_chunks()
+        out = []
+        for i, v in enumerate(ints.to_pylist()):
+            try:
+                out.append(int(Quality.parse(v)))
+            except InvalidInput as exc:
+                raise InvalidInput(exc.message, where=_where(source, row_of(i), "quality")) from None
+        return pa.array(out, pa.uint8())
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_dictionary(typ):
+        text = pc.utf8_lower(pc.utf8_trim_whitespace(col.cast(pa.string()).fill_null("good")))
+        lookup = pa.array(["good", "uncertain", "bad", "0", "1", "2"])
+        codes = pc.index_in(text, value_set=lookup)
+        bad = _first_bad(pc.is_null(codes))
+        if bad is not None:
+            raise InvalidInput(f"quality must be good, uncertain or bad, got {text[bad].as_py()!r}",
+                               where=_where(source, row_of(bad), "quality"))
+        return pc.if_else(pc.greater_equal(codes, 3), pc.subtract(codes, 3), codes).cast(pa.uint8()) \
+            .combine_chunks()
+    if pa.types.is_null(typ):
+        return pa.array([0] * len(col), pa.uint8())
+    raise InvalidInput(f"quality must be good, uncertain or bad, got {typ}", where=_where(source, None, "quality"))
+
+
+def window_us(earliest: str, future_tolerance_s: float) -> tuple[int, int]:
+    """The accepted time window: from the configured earliest time to now plus the tolerance."""
+    now_us = to_us(datetime.now().astimezone())
+    return to_us(earliest), now_us + int(future_tolerance_s * 1_000_000)
+
+
+def is_finite_number(x: Any) -> bool:
+    """True for a real, finite number (not a bool)."""
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)

@@ -1,0 +1,249 @@
+"""Queries over a consistent snapshot of the store: raw range, downsample, interpolation, aligned wide tables.
+
+The sources are the day files the manifest names plus the in-memory buffer. Files of different days never
+overlap, so duplicates are removed (newest seq wins) only when a query touches two sources of one day.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from taehwa.errors import InvalidInput
+from taehwa.historian.files import parquet_source
+from taehwa.historian.manifest import DataFile
+from taehwa.historian.schema import OUT_TIME
+
+AGGREGATES = ("avg", "min", "max", "sum", "count", "first", "last", "stddev", "twa")
+METHODS = ("previous", "linear")
+_SQL_AGG = {
+    "avg": "avg(value)", "min": "min(value)", "max": "max(value)", "sum": "sum(value)",
+    "count": "count(*)::DOUBLE", "first": "arg_min(value, time)", "last": "arg_max(value, time)",
+    "stddev": "stddev_samp(value)",
+}
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one query sees: a tenant's files and buffered points at one instant."""
+
+    tenant_dir: Path
+    files: tuple[DataFile, ...]
+    buffer: pa.Table | None  # tag_id, tag, time, value, quality, seq, rn
+
+
+class QueryEngine:
+    """Runs queries with one DuckDB connection per thread (DuckDB connections are not shared across threads)."""
+
+    def __init__(self, threads: int = 0, max_points: int = 50_000_000) -> None:
+        self._threads = threads
+        self._local = threading.local()
+        self.max_points = max_points
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """This thread's DuckDB connection, set up for local, offline use."""
+        con: duckdb.DuckDBPyConnection | None = getattr(self._local, "con", None)
+        if con is None:
+            config: dict[str, str | bool | int] = {
+                "autoinstall_known_extensions": False, "autoload_known_extensions": False,
+            }
+            if self._threads:
+                config["threads"] = self._threads
+            con = duckdb.connect(config=config)
+            con.execute("SET parquet_metadata_cache = true")
+            self._local.con = con
+        return con
+
+    # -- sources ---------------------------------------------------------------------------------------------
+    def _source(self, con: duckdb.DuckDBPyConnection, snap: Snapshot, tag_ids: list[int],
+                start_us: int | None, end_us: int | None) -> tuple[str, bool, str | None]:
+        """SQL for the relevant points, whether duplicates must be removed, and the buffer view name."""
+        files = [f for f in snap.files if f.overlaps(start_us, end_us, tag_ids)]
+        preds = [f"tag_id IN ({', '.join(str(int(t)) for t in tag_ids)})" if len(tag_ids) != 1
+                 else f"tag_id = {int(tag_ids[0])}"]
+        if start_us is not None:
+            preds.append(f"time >= make_timestamp({int(start_us)})")
+        if end_us is not None:
+            preds.append(f"time < make_timestamp({int(end_us)})")
+        where = " AND ".join(preds)
+        parts = []
+        if files:
+            paths = [str(snap.tenant_dir / f.path) for f in files]
+            parts.append(f"SELECT tag_id, tag, time, value, quality, seq, 0::BIGINT AS rn "
+                         f"FROM {parquet_source(paths)} WHERE {where}")
+        view = None
+        buffer_hit = False
+        if snap.buffer is not None and snap.buffer.num_rows:
+            view = f"buf_{threading.get_ident()}"
+            con.register(view, snap.buffer)
+            parts.append(f"SELECT tag_id, tag, time, value, quality, seq, rn FROM {view} WHERE {where}")
+            buffer_hit = True
+        if not parts:
+            return ("(SELECT NULL::BIGINT AS tag_id, NULL::VARCHAR AS tag, NULL::TIMESTAMP AS time, "
+                    "NULL::DOUBLE AS value, NULL::UTINYINT AS quality, NULL::BIGINT AS seq, "
+                    "NULL::BIGINT AS rn WHERE false)", False, None)
+        per_day = Counter(f.day for f in files)
+        dedup = buffer_hit or any(n > 1 for n in per_day.values())
+        union = " UNION ALL ".join(parts)
+        if dedup:
+            union = (f"SELECT * FROM ({union}) QUALIFY row_number() OVER "
+                     f"(PARTITION BY tag_id, time ORDER BY seq DESC, rn DESC) = 1")
+        return f"({union})", dedup, view
+
+    def _run(self, snap: Snapshot, tag_ids: list[int], start_us: int | None, end_us: int | None,
+             sql_template: str) -> pa.Table:
+        con = self.connection()
+        source, _, view = self._source(con, snap, tag_ids, start_us, end_us)
+        try:
+            return con.sql(sql_template.format(src=source)).to_arrow_table()
+        finally:
+            if view:
+                con.unregister(view)
+
+    # -- queries ---------------------------------------------------------------------------------------------
+    def raw(self, snap: Snapshot, tag_ids: list[int], start_us: int, end_us: int,
+            limit: int | None = None) -> pa.Table:
+        """Every point of these tags in [start, end), ordered by tag and time."""
+        cap = min(limit, self.max_points) if limit else self.max_points
+        table = self._run(snap, tag_ids, start_us, end_us,
+                          "SELECT tag, time, value, quality FROM {src} ORDER BY tag, time LIMIT " + str(cap + 1))
+        if table.num_rows > cap:
+            if limit and limit <= self.max_points:
+                table = table.slice(0, limit)
+            else:
+                raise InvalidInput(f"the query would return more than {self.max_points} points; narrow the "
+                                   "range or downsample", where="query")
+        return _utc(table)
+
+    def downsample(self, snap: Snapshot, tag_ids: list[int], start_us: int, end_us: int, every_us: int,
+                   aggs: list[str]) -> pa.Table:
+        """One row per (tag, bucket) with the asked aggregates; buckets align to the epoch (UTC)."""
+        for agg in aggs:
+            if agg not in AGGREGATES:
+                raise InvalidInput(f"unknown aggregate {agg!r}; use {', '.join(AGGREGATES)}", where="agg")
+        if not aggs:
+            raise InvalidInput("name at least one aggregate", where="agg")
+        buckets = (end_us - start_us) // every_us + 1
+        if buckets * len(tag_ids) > self.max_points:
+            raise InvalidInput(f"{buckets} buckets per tag is too many; use a longer interval", where="every")
+        sql_aggs = [a for a in aggs if a != "twa"]
+        cols = ", ".join(f"{_SQL_AGG[a]} AS {a}" for a in sql_aggs)
+        bucket = f"make_timestamp(epoch_us(time) // {every_us} * {every_us})"
+        table = self._run(snap, tag_ids, start_us, end_us,
+                          f"SELECT tag, {bucket} AS time{', ' + cols if cols else ''} FROM {{src}} "
+                          f"GROUP BY tag, 2 ORDER BY tag, time")
+        if "twa" in aggs:
+            table = self._add_twa(snap, tag_ids, start_us, end_us, every_us, table)
+        return _utc(table.select(["tag", "time", *aggs]))
+
+    def _add_twa(self, snap: Snapshot, tag_ids: list[int], start_us: int, end_us: int, every_us: int,
+                 table: pa.Table) -> pa.Table:
+        """Time-weighted average: each value holds until the next point (from the last point before the bucket)."""
+        series = self._series(snap, tag_ids, start_us, end_us, with_next=False)
+        twa = np.full(table.num_rows, np.nan)
+        tags = table.column("tag").to_pylist()
+        times = table.column("time").cast(pa.int64()).to_numpy()
+        for i, (tag, b0) in enumerate(zip(tags, times, strict=True)):
+            t, v, _ = series.get(tag, (np.empty(0, np.int64), np.empty(0), np.empty(0)))
+            lo, hi = max(int(b0), start_us), min(int(b0) + every_us, end_us)
+            twa[i] = _step_mean(t, v, lo, hi)
+        return table.append_column("twa", pa.array(twa, pa.float64(), from_pandas=True))
+
+    def _series(self, snap: Snapshot, tag_ids: list[int], start_us: int, end_us: int, *, with_next: bool,
+                lookback_us: int = 7 * 86_400_000_000) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per tag: times, values, qualities in [start, end] plus the point before (and after) the range."""
+        body = self._run(snap, tag_ids, start_us, end_us + 1,
+                         "SELECT tag, epoch_us(time) AS t, value, quality FROM {src} ORDER BY tag, t")
+        before = self._run(snap, tag_ids, start_us - lookback_us, start_us,
+                           "SELECT tag, max(epoch_us(time)) AS t, arg_max(value, time) AS value, "
+                           "arg_max(quality, time) AS quality FROM {src} GROUP BY tag")
+        parts = [before, body]
+        if with_next:
+            parts.append(self._run(snap, tag_ids, end_us + 1, end_us + lookback_us,
+                                   "SELECT tag, min(epoch_us(time)) AS t, arg_min(value, time) AS value, "
+                                   "arg_min(quality, time) AS quality FROM {src} GROUP BY tag"))
+        merged = pa.concat_tables([p.cast(parts[1].schema) for p in parts]).sort_by([("tag", "ascending"),
+                                                                                    ("t", "ascending")])
+        out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        if merged.num_rows == 0:
+            return out
+        tags = merged.column("tag").to_numpy(zero_copy_only=False)
+        t = merged.column("t").to_numpy()
+        v = merged.column("value").to_numpy()
+        q = merged.column("quality").to_numpy()
+        bounds = np.flatnonzero(tags[1:] != tags[:-1]) + 1
+        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(tags)], strict=True):
+            out[str(tags[lo])] = (t[lo:hi], v[lo:hi], q[lo:hi])
+        return out
+
+    def interpolate(self, snap: Snapshot, tags: dict[str, int], start_us: int, end_us: int, step_us: int,
+                    method: str, lookback_us: int) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
+        """Values of each tag at start, start+step, … ≤ end; null where no value is known."""
+        if method not in METHODS:
+            raise InvalidInput(f"unknown interpolation {method!r}; use previous or linear", where="method")
+        grid = np.arange(start_us, end_us + 1, step_us, dtype=np.int64)
+        if len(grid) * len(tags) > self.max_points:
+            raise InvalidInput(f"{len(grid)} steps per tag is too many; use a longer step", where="step")
+        series = self._series(snap, list(tags.values()), start_us, end_us, with_next=method == "linear",
+                              lookback_us=lookback_us)
+        out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for name in tags:
+            t, v, q = series.get(name, (np.empty(0, np.int64), np.empty(0), np.empty(0, np.uint8)))
+            out[name] = _interp(t, v, q, grid, method)
+        return grid, out
+
+
+def _step_mean(t: np.ndarray, v: np.ndarray, lo: int, hi: int) -> float:
+    """Mean over [lo, hi) of the step function that holds v[i] from t[i] until t[i+1]."""
+    if len(t) == 0 or hi <= lo:
+        return float("nan")
+    first = int(np.searchsorted(t, lo, side="right")) - 1
+    if first < 0:
+        first = 0
+        lo = max(lo, int(t[0]))
+    if hi <= lo:
+        return float("nan")
+    last = int(np.searchsorted(t, hi, side="left"))
+    edges = np.clip(np.r_[t[first:last], hi].astype(np.int64), lo, hi)
+    widths = np.diff(edges)
+    total = widths.sum()
+    return float(np.dot(v[first:last], widths) / total) if total > 0 else float(v[first])
+
+
+def _interp(t: np.ndarray, v: np.ndarray, q: np.ndarray, grid: np.ndarray,
+            method: str) -> tuple[np.ndarray, np.ndarray]:
+    values = np.full(len(grid), np.nan)
+    quality = np.full(len(grid), 255, dtype=np.uint8)
+    if len(t) == 0:
+        return values, quality
+    idx = np.searchsorted(t, grid, side="right") - 1
+    has_prev = idx >= 0
+    if method == "previous":
+        values[has_prev] = v[idx[has_prev]]
+        quality[has_prev] = q[idx[has_prev]]
+        return values, quality
+    nxt = np.clip(idx + 1, 0, len(t) - 1)
+    exact = has_prev & (t[np.clip(idx, 0, None)] == grid)
+    inside = has_prev & (idx + 1 < len(t))
+    i0, i1 = idx[inside], nxt[inside]
+    frac = (grid[inside] - t[i0]) / (t[i1] - t[i0])
+    values[inside] = v[i0] + frac * (v[i1] - v[i0])
+    quality[inside] = np.maximum(q[i0], q[i1])
+    values[exact] = v[idx[exact]]
+    quality[exact] = q[idx[exact]]
+    return values, quality
+
+
+def _utc(table: pa.Table) -> pa.Table:
+    """Mark the time column as UTC for callers."""
+    if "time" in table.column_names:
+        i = table.column_names.index("time")
+        table = table.set_column(i, "time", pc.cast(table.column("time"), pa.timestamp("us")).cast(OUT_TIME))
+    return table

@@ -1,0 +1,555 @@
+"""The historian service: durable writes, background flush and compaction, retention, and queries.
+
+Process model: one process writes (it holds an exclusive lock on the store); any number of processes read.
+Readers never block the writer: data files are immutable, the manifest is replaced atomically, and files that
+compaction replaces stay on disk for a grace period.
+
+Write path: a batch is checked whole (nothing of a bad batch is stored), given a sequence number, then either
+appended to the write-ahead log and the in-memory buffer (small writes) or written straight to sorted day files
+(large writes). Either way it is on disk, fsynced, when the call returns. A rewrite of (tag, time) replaces the
+old point: the highest sequence number wins, and within one batch the last row.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import Engine
+
+from taehwa.db import make_engine
+from taehwa.errors import Conflict, InvalidInput, NotFound, Unavailable
+from taehwa.historian.catalog import TagCatalog
+from taehwa.historian.files import DAY_US, parquet_source, write_day_files
+from taehwa.historian.latest import Last, LatestCache
+from taehwa.historian.manifest import DataFile, Manifest
+from taehwa.historian.normalize import normalize, window_us
+from taehwa.historian.query import QueryEngine, Snapshot
+from taehwa.historian.schema import OUT_TIME, STORE_SCHEMA, check_tenant
+from taehwa.historian.timeutil import from_us, parse_duration, to_us
+from taehwa.historian.wal import WAL_SCHEMA, WriteAheadLog
+from taehwa.settings import Settings
+from taehwa.tenancy.tenants import TenantService
+
+log = logging.getLogger(__name__)
+OBSOLETE_GRACE_S = 60.0
+BUFFER_SCHEMA = pa.schema([f for f in WAL_SCHEMA if f.name != "tenant"])
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a write stored."""
+
+    points: int
+    tags: int
+    seq: int
+
+
+class Historian:
+    """The time-series store of every tenant; open once per process (`readonly=True` for readers)."""
+
+    def __init__(self, settings: Settings, engine: Engine | None = None, *, readonly: bool = False,
+                 background: bool = True) -> None:
+        self.settings = settings
+        self.readonly = readonly
+        self.root = settings.data_dir / "historian"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.engine = engine or make_engine(settings.metadata_url)
+        self.tenants = TenantService(self.engine)
+        self.catalog = TagCatalog(self.engine)
+        self.queries = QueryEngine(settings.duckdb_threads, settings.max_query_points)
+        self.latest_cache = LatestCache()
+        self._lock_fh: Any = None
+        if not readonly:
+            self._take_writer_lock()
+        self._write_lock = threading.RLock()  # seq, WAL, buffer
+        self._manifest_lock = threading.Lock()  # manifest read-modify-write
+        self._flush_lock = threading.Lock()  # one flush or compaction at a time
+        self._manifests: dict[str, Manifest] = {}
+        self._buffers: dict[str, list[pa.Table]] = {}
+        self._frozen: dict[str, list[pa.Table]] = {}
+        self._buffer_points = 0
+        self._buffer_since: float | None = None
+        self._touched: dict[tuple[str, str], float] = {}  # (tenant, day) -> last write time
+        self.wal = WriteAheadLog(self.root / "_wal")
+        self._seq = 0
+        self._closed = False
+        self._load_state()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        if not readonly and background:
+            self._thread = threading.Thread(target=self._background, name="historian-maintenance", daemon=True)
+            self._thread.start()
+
+    # -- start-up and shut-down ---------------------------------------------------------------------------
+    def _take_writer_lock(self) -> None:
+        path = self.root / ".writer.lock"
+        fh = open(path, "a+")  # noqa: SIM115 - held for the life of the process
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise Conflict(f"the store is held by {holder}; stop it, or send data to its HTTP API",
+                           where=str(self.root)) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}")
+        fh.flush()
+        self._lock_fh = fh
+
+    def _tenant_dir(self, tenant: str) -> Path:
+        return self.root / check_tenant(tenant)
+
+    def _load_state(self) -> None:
+        """Read manifests and latest snapshots, replay the write-ahead log, and (as writer) flush it."""
+        con = self.queries.connection()
+        for tdir in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("_")):
+            tenant = tdir.name
+            manifest = Manifest.load(tdir / "manifest.json")
+            self._manifests[tenant] = manifest
+            self._seq = max(self._seq, max((f.max_seq for f in manifest.files), default=0))
+            self.latest_cache.load(con, tenant, tdir / "latest.parquet", tdir,
+                                   [(f.path, f.added) for f in manifest.files])
+            if not self.readonly:
+                shutil.rmtree(tdir / "_tmp", ignore_errors=True)  # files a crash left unpublished
+        logged = self.wal.read_all()
+        if logged.num_rows:
+            self._seq = max(self._seq, int(pc.max(logged.column("seq")).as_py()))
+            for tenant in pc.unique(logged.column("tenant")).to_pylist():
+                part = logged.filter(pc.equal(logged.column("tenant"), tenant)).drop_columns(["tenant"])
+                self._buffer_add(tenant, part)
+        if not self.readonly and logged.num_rows:
+            self.flush()
+
+    def close(self) -> None:
+        """Flush the buffer, stop maintenance and release the store."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=120)
+        if not self.readonly:
+            self.flush()
+            self.wal.close()
+            if self._lock_fh is not None:
+                fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
+                self._lock_fh.close()
+        self.engine.dispose()
+
+    def __enter__(self) -> Historian:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writes ---------------------------------------------------------------------------------------------
+    def _check_writable(self) -> None:
+        if self.readonly:
+            raise Conflict("this historian was opened read-only", where="historian")
+        if self._closed:
+            raise Unavailable("the historian is closed", where="historian")
+
+    def normalize(self, data: Any, *, source: str = "input", layout: str = "auto") -> pa.Table:
+        """Check input against the schema and the accepted time window (see `normalize.normalize`)."""
+        earliest, latest = window_us(self.settings.earliest_time, self.settings.future_tolerance_s)
+        return normalize(data, source=source, earliest_us=earliest, latest_us=latest, layout=layout)
+
+    def write(self, tenant: str, data: Any, *, source: str = "input", layout: str = "auto") -> WriteResult:
+        """Store points: Arrow, pandas or polars tables, or iterables of points (long or wide).
+
+        All-or-nothing and durable when it returns. Tags are created on their first write.
+        """
+        self._check_writable()
+        self.tenants.require(tenant)
+        table = self.normalize(data, source=source, layout=layout)
+        return self.write_checked(tenant, table)
+
+    def write_checked(self, tenant: str, table: pa.Table) -> WriteResult:
+        """Store a table already in the store schema (from `normalize`)."""
+        self._check_writable()
+        self.tenants.require(tenant)
+        if table.num_rows == 0:
+            return WriteResult(0, 0, self._seq)
+        if table.num_rows >= self.settings.buffer_max_points:
+            return self._write_direct(tenant, [table])
+        names = pc.unique(table.column("tag"))
+        ids = self.catalog.ensure(tenant, names.to_pylist())
+        id_array = pa.array([ids[n] for n in names.to_pylist()], pa.int64())
+        tag_ids = pc.take(id_array, pc.index_in(table.column("tag"), value_set=names))
+        with self._write_lock:
+            self._seq += 1
+            seq = self._seq
+            n = table.num_rows
+            batch = pa.table({
+                "tag_id": tag_ids, "tag": table.column("tag"), "time": table.column("time"),
+                "value": table.column("value"), "quality": table.column("quality"),
+                "seq": pa.array(np.full(n, seq, dtype=np.int64)),
+            }, schema=BUFFER_SCHEMA)
+            self.wal.append(batch.add_column(0, "tenant", pa.array([tenant] * n, pa.string())))
+            self._buffer_add(tenant, batch)
+            self._note_days(tenant, table.column("time"))
+            full = self._buffer_points >= self.settings.buffer_max_points
+        if full:
+            self._wake.set()
+        return WriteResult(n, len(ids), seq)
+
+    def _buffer_add(self, tenant: str, batch: pa.Table) -> None:
+        self._buffers.setdefault(tenant, []).append(batch)
+        self._buffer_points += batch.num_rows
+        if self._buffer_since is None:
+            self._buffer_since = time.monotonic()
+        con = self.queries.connection()
+        view = f"wbatch_{threading.get_ident()}"
+        con.register(view, batch.append_column("rn", pa.array(np.arange(batch.num_rows, dtype=np.int64))))
+        try:
+            self.latest_cache.merge_source(con, tenant, view, has_rn=True)
+        finally:
+            con.unregister(view)
+
+    def _note_days(self, tenant: str, times: pa.ChunkedArray | pa.Array) -> None:
+        now = time.monotonic()
+        mm = pc.min_max(times.cast(pa.int64()))
+        for day_no in range(int(mm["min"].as_py()) // DAY_US, int(mm["max"].as_py()) // DAY_US + 1):
+            self._touched[(tenant, _day_name(day_no))] = now
+
+    def _write_direct(self, tenant: str, tables: list[pa.Table]) -> WriteResult:
+        """Large writes go straight to sorted day files (no log needed: the manifest commit is the ack)."""
+        all_names = pc.unique(pa.chunked_array([t.column("tag") for t in tables]).combine_chunks())
+        ids = self.catalog.ensure(tenant, all_names.to_pylist())
+        tagmap = pa.table({"tag": all_names, "tag_id": pa.array([ids[n] for n in all_names.to_pylist()],
+                                                                 pa.int64())})
+        con = self.queries.connection()
+        tdir = self._tenant_dir(tenant)
+        with self._write_lock:
+            first_seq = self._seq + 1
+            self._seq += len(tables)
+        added: list[DataFile] = []
+        view, mapview = f"bulk_{threading.get_ident()}", f"tagmap_{threading.get_ident()}"
+        con.register(mapview, tagmap)
+        try:
+            for i, table in enumerate(tables):
+                seq = first_seq + i
+                con.register(view, table.append_column(
+                    "rn", pa.array(np.arange(table.num_rows, dtype=np.int64))))
+                source = (f"(SELECT m.tag_id, b.tag, b.time, b.value, b.quality, {seq}::BIGINT AS seq, b.rn "
+                          f"FROM {view} b JOIN {mapview} m USING (tag))")
+                added += write_day_files(con, source, tdir, self._manifest(tenant).version + 1, dedup="rn")
+                self.latest_cache.merge_source(con, tenant, source, has_rn=True)
+                con.unregister(view)
+            self._commit(tenant, added, set())
+        finally:
+            con.unregister(mapview)
+        with self._write_lock:
+            for table in tables:
+                self._note_days(tenant, table.column("time"))
+        return WriteResult(sum(t.num_rows for t in tables), len(ids), first_seq + len(tables) - 1)
+
+    def ingest_file(self, tenant: str, path: Path, *, layout: str = "auto",
+                    progress: Callable[[int, int], None] | None = None) -> WriteResult:
+        """Ingest a CSV or Parquet file (long or wide) as one all-or-nothing batch, in chunks for memory."""
+        from taehwa.historian.readers import iter_file_tables
+
+        self._check_writable()
+        self.tenants.require(tenant)
+        tables: list[pa.Table] = []
+        for chunk, done, total in iter_file_tables(path):
+            tables.append(self.normalize(chunk, source=f"{path.name}", layout=layout) if not tables else
+                          _shift_rows(chunk, self, path, layout, sum(t.num_rows for t in tables)))
+            if progress:
+                progress(done, total)
+        tables = [t for t in tables if t.num_rows]
+        if not tables:
+            return WriteResult(0, 0, self._seq)
+        total_rows = sum(t.num_rows for t in tables)
+        if total_rows < self.settings.buffer_max_points:
+            return self.write_checked(tenant, pa.concat_tables(tables))
+        return self._write_direct(tenant, tables)
+
+    def _manifest(self, tenant: str) -> Manifest:
+        with self._manifest_lock:
+            return self._manifests.setdefault(tenant, Manifest())
+
+    def _commit(self, tenant: str, add: list[DataFile], remove: set[str]) -> Manifest:
+        """Make added files visible and removed ones obsolete, atomically, then persist the last values."""
+        tdir = self._tenant_dir(tenant)
+        with self._manifest_lock:
+            current = self._manifests.get(tenant, Manifest())
+            missing = remove - {f.path for f in current.files}
+            if missing:
+                raise Conflict(f"files no longer in the manifest: {sorted(missing)[:3]}", where=tenant)
+            fixed = [DataFile(**{**f.__dict__, "added": current.version + 1}) for f in add]
+            new = current.replaced(fixed, remove)
+            tdir.mkdir(parents=True, exist_ok=True)
+            new.save(tdir / "manifest.json")
+            self._manifests[tenant] = new
+            self.latest_cache.save(tenant, tdir / "latest.parquet", new.version)
+        return new
+
+    # -- flush, compaction, retention -----------------------------------------------------------------------
+    def flush(self) -> int:
+        """Move buffered points into day files and drop the log segments that held them."""
+        if self.readonly:
+            return 0
+        with self._flush_lock:
+            with self._write_lock:
+                closed = self.wal.rotate()
+                segments = [s for s in self.wal.segments() if closed is None or s <= closed]
+                frozen, self._buffers = self._buffers, {}
+                self._frozen = frozen
+                self._buffer_points = 0
+                self._buffer_since = None
+            moved = 0
+            con = self.queries.connection()
+            for tenant, tables in frozen.items():
+                if not tables:
+                    continue
+                table = pa.concat_tables(tables)
+                table = table.append_column("rn", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+                view = f"flush_{threading.get_ident()}"
+                con.register(view, table)
+                try:
+                    files = write_day_files(con, view, self._tenant_dir(tenant),
+                                            self._manifest(tenant).version + 1, dedup="rn")
+                finally:
+                    con.unregister(view)
+                self._commit(tenant, files, set())
+                moved += table.num_rows
+            with self._write_lock:
+                self._frozen = {}
+            self.wal.remove(segments)
+            return moved
+
+    def compact(self, tenant: str | None = None, *, force: bool = True) -> int:
+        """Merge each day's files into one sorted, duplicate-free file; returns how many days were merged.
+
+        Without force, only days untouched for `compact_after_s` are merged (the background policy).
+        """
+        if self.readonly:
+            return 0
+        merged = 0
+        for name in [tenant] if tenant else list(self._manifests):
+            by_day: dict[str, list[DataFile]] = {}
+            for f in self._manifest(name).files:
+                by_day.setdefault(f.day, []).append(f)
+            now = time.monotonic()
+            for day, files in sorted(by_day.items()):
+                if len(files) < 2:
+                    continue
+                quiet = now - self._touched.get((name, day), 0.0) >= self.settings.compact_after_s
+                if not force and not quiet and len(files) < 32:
+                    continue
+                with self._flush_lock:
+                    self._compact_day(name, files)
+                merged += 1
+        return merged
+
+    def _compact_day(self, tenant: str, files: list[DataFile]) -> None:
+        tdir = self._tenant_dir(tenant)
+        con = self.queries.connection()
+        source = f"(SELECT {'tag_id, tag, time, value, quality, seq'} FROM " \
+                 f"{parquet_source([str(tdir / f.path) for f in files])})"
+        out = write_day_files(con, source, tdir, 0, dedup="seq")
+        self._commit(tenant, out, {f.path for f in files})
+
+    def apply_retention(self) -> int:
+        """Drop whole day files older than each tenant's retention; returns the files dropped."""
+        dropped = 0
+        now_us = to_us("now")
+        for tenant in list(self._manifests):
+            try:
+                days = self.tenants.get(tenant).retention_days or self.settings.default_retention_days
+            except NotFound:
+                continue
+            if not days:
+                continue
+            cutoff = now_us - days * DAY_US
+            old = {f.path for f in self._manifest(tenant).files if f.max_time < cutoff}
+            if old:
+                with self._flush_lock:
+                    self.latest_cache.drop_before(tenant, cutoff)
+                    self._commit(tenant, [], old)
+                dropped += len(old)
+        return dropped
+
+    def _delete_obsolete(self, grace_s: float = OBSOLETE_GRACE_S) -> None:
+        now = time.time()
+        for tenant in list(self._manifests):
+            manifest = self._manifest(tenant)
+            due = [(p, t) for p, t in manifest.obsolete if now - t >= grace_s]
+            if not due:
+                continue
+            tdir = self._tenant_dir(tenant)
+            for p, _ in due:
+                (tdir / p).unlink(missing_ok=True)
+            with self._manifest_lock:
+                current = self._manifests[tenant]
+                keep = [(p, t) for p, t in current.obsolete if (p, t) not in due]
+                new = Manifest(current.version, current.files, keep)
+                new.save(tdir / "manifest.json")
+                self._manifests[tenant] = new
+
+    def _background(self) -> None:
+        last_retention = 0.0
+        while not self._stop.is_set():
+            self._wake.wait(timeout=1.0)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                age = time.monotonic() - self._buffer_since if self._buffer_since is not None else 0.0
+                if self._buffer_points >= self.settings.buffer_max_points or age >= self.settings.buffer_max_age_s:
+                    self.flush()
+                self.compact(force=False)
+                if time.monotonic() - last_retention > 3600:
+                    self.apply_retention()
+                    last_retention = time.monotonic()
+                self._delete_obsolete()
+            except Exception:  # keep maintaining; the next round retries
+                log.exception("historian maintenance failed")
+
+    # -- queries --------------------------------------------------------------------------------------------
+    def snapshot(self, tenant: str) -> Snapshot:
+        """The files and buffered points one query sees."""
+        with self._write_lock:
+            tables = list(self._frozen.get(tenant, [])) + list(self._buffers.get(tenant, []))
+        buffer = None
+        if tables:
+            buffer = pa.concat_tables(tables)
+            buffer = buffer.append_column("rn", pa.array(np.arange(buffer.num_rows, dtype=np.int64)))
+        return Snapshot(self._tenant_dir(tenant), tuple(self._manifest(tenant).files), buffer)
+
+    def _ids(self, tenant: str, tags: list[str] | str) -> dict[str, int]:
+        self.tenants.require(tenant)
+        names = [tags] if isinstance(tags, str) else list(tags)
+        if not names:
+            raise InvalidInput("name at least one tag", where="tags")
+        return self.catalog.resolve(tenant, names)
+
+    @staticmethod
+    def _range(start: Any, end: Any) -> tuple[int, int]:
+        s, e = to_us(start, field="start"), to_us(end, field="end")
+        if e <= s:
+            raise InvalidInput(f"end ({from_us(e).isoformat()}) must be after start ({from_us(s).isoformat()})",
+                               where="end")
+        return s, e
+
+    def read(self, tenant: str, tags: list[str] | str, start: Any, end: Any, *,
+             limit: int | None = None) -> pa.Table:
+        """Raw points in [start, end): tag, time (UTC), value, quality (0 good, 1 uncertain, 2 bad)."""
+        ids = self._ids(tenant, tags)
+        s, e = self._range(start, end)
+        return self.queries.raw(self.snapshot(tenant), list(ids.values()), s, e, limit)
+
+    def downsample(self, tenant: str, tags: list[str] | str, start: Any, end: Any, every: Any,
+                   aggs: list[str] | str = "avg") -> pa.Table:
+        """Buckets of `every` (e.g. '1m') with avg, min, max, sum, count, first, last, stddev, twa."""
+        ids = self._ids(tenant, tags)
+        s, e = self._range(start, end)
+        agg_list = [a.strip() for a in aggs.split(",")] if isinstance(aggs, str) else list(aggs)
+        return self.queries.downsample(self.snapshot(tenant), list(ids.values()), s, e,
+                                       parse_duration(every, field="every"), agg_list)
+
+    def interpolate(self, tenant: str, tags: list[str] | str, start: Any, end: Any, step: Any,
+                    method: str = "previous") -> pa.Table:
+        """Long table of each tag's value at start, start+step, … ≤ end (null where nothing is known)."""
+        ids = self._ids(tenant, tags)
+        s, e = self._range(start, end)
+        grid, series = self.queries.interpolate(self.snapshot(tenant), ids, s, e,
+                                                parse_duration(step, field="step"), method,
+                                                int(self.settings.interpolation_lookback_s * 1e6))
+        parts = []
+        for name, (values, quality) in series.items():
+            parts.append(pa.table({
+                "tag": pa.array([name] * len(grid), pa.string()),
+                "time": pa.array(grid, pa.int64()).cast(pa.timestamp("us")).cast(OUT_TIME),
+                "value": pa.array(values, pa.float64(), from_pandas=True),
+                "quality": pa.array(np.where(quality == 255, 0, quality), pa.uint8(), mask=quality == 255),
+            }))
+        return pa.concat_tables(parts)
+
+    def align(self, tenant: str, tags: list[str], start: Any, end: Any, step: Any,
+              method: str = "previous") -> pa.Table:
+        """A wide table: time plus one column per tag, each interpolated onto the same grid (for training)."""
+        ids = self._ids(tenant, tags)
+        s, e = self._range(start, end)
+        grid, series = self.queries.interpolate(self.snapshot(tenant), ids, s, e,
+                                                parse_duration(step, field="step"), method,
+                                                int(self.settings.interpolation_lookback_s * 1e6))
+        columns: dict[str, pa.Array] = {
+            "time": pa.array(grid, pa.int64()).cast(pa.timestamp("us")).cast(OUT_TIME)}
+        for name in ids:
+            columns[name] = pa.array(series[name][0], pa.float64(), from_pandas=True)
+        return pa.table(columns)
+
+    def latest(self, tenant: str, tags: list[str] | None = None) -> pa.Table:
+        """Newest point of each tag (all tags when none are named), from the cache: no scan."""
+        self.tenants.require(tenant)
+        cache: dict[int, Last] = self.latest_cache.get(tenant)
+        if tags:
+            ids = self.catalog.resolve(tenant, list(tags))
+            wanted = [(name, i) for name, i in ids.items()]
+        else:
+            wanted = sorted((self.catalog.name(tenant, i), i) for i in cache)
+        rows = [(name, cache[i]) for name, i in wanted if i in cache]
+        return pa.table({
+            "tag": pa.array([r[0] for r in rows], pa.string()),
+            "time": pa.array([r[1].time_us for r in rows], pa.int64()).cast(pa.timestamp("us")).cast(OUT_TIME),
+            "value": pa.array([r[1].value for r in rows], pa.float64()),
+            "quality": pa.array([r[1].quality for r in rows], pa.uint8()),
+        })
+
+    def stats(self, tenant: str) -> dict[str, Any]:
+        """Files, rows and bytes of a tenant's store, and the points still buffered."""
+        manifest = self._manifest(tenant)
+        with self._write_lock:
+            buffered = sum(t.num_rows for t in self._buffers.get(tenant, []) + self._frozen.get(tenant, []))
+        return {"files": len(manifest.files), "rows_in_files": sum(f.rows for f in manifest.files),
+                "bytes": sum(f.bytes for f in manifest.files), "buffered": buffered,
+                "days": len({f.day for f in manifest.files}), "manifest_version": manifest.version}
+
+
+def _day_name(day_no: int) -> str:
+    return from_us(day_no * DAY_US).date().isoformat()
+
+
+def _shift_rows(chunk: pa.Table, hist: Historian, path: Path, layout: str, offset: int) -> pa.Table:
+    """Normalize a later chunk of a file, reporting rows as counted from the file's start."""
+    try:
+        return hist.normalize(chunk, source=path.name, layout=layout)
+    except InvalidInput as exc:
+        where = exc.where or ""
+        if ", row " in where:
+            head, _, rest = where.partition(", row ")
+            number, _, tail = rest.partition(",")
+            where = f"{head}, row {int(number) + offset}{',' + tail if tail else ''}"
+        raise InvalidInput(exc.message, where=where) from None
+
+
+@contextmanager
+def open_historian(settings: Settings, *, readonly: bool = False) -> Iterator[Historian]:
+    """A historian for the length of a block."""
+    hist = Historian(settings, readonly=readonly, background=False)
+    try:
+        yield hist
+    finally:
+        hist.close()
+
+
+__all__ = ["STORE_SCHEMA", "Historian", "WriteResult", "open_historian"]

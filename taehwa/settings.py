@@ -1,0 +1,111 @@
+"""Typed settings: `TAEHWA_*` environment variables over an optional TOML file over defaults, frozen once read."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from taehwa.errors import InvalidInput
+
+
+class Settings(BaseSettings):
+    """Everything an operator can configure; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="TAEHWA_", frozen=True, extra="forbid")
+
+    data_dir: Path = Field(Path("taehwa-data"), description="Where the historian's files and SQLite live.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the metadata database; default SQLite in data_dir."
+    )
+    host: str = Field("127.0.0.1", description="Address the HTTP service listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port the HTTP service listens on.")
+    api_token: SecretStr | None = Field(
+        None, description="Bearer token for the HTTP API; a development token is generated when unset."
+    )
+    max_body_bytes: int = Field(256 * 1024 * 1024, gt=0, description="Largest HTTP body accepted.")
+    max_query_points: int = Field(50_000_000, gt=0, description="Most points one raw query may return.")
+    earliest_time: str = Field("1970-01-01T00:00:00Z", description="Points before this are rejected.")
+    future_tolerance_s: float = Field(
+        86_400.0, ge=0, description="Points more than this many seconds in the future are rejected."
+    )
+    buffer_max_points: int = Field(
+        500_000, gt=0, description="Small writes are buffered (durably) up to this many points, then flushed."
+    )
+    buffer_max_age_s: float = Field(30.0, gt=0, description="Buffered points are flushed after this long.")
+    compact_after_s: float = Field(
+        60.0, ge=0, description="A day partition untouched this long is compacted into one sorted file."
+    )
+    interpolation_lookback_s: float = Field(
+        7 * 86_400.0, gt=0, description="How far back interpolation looks for a previous value."
+    )
+    default_retention_days: int | None = Field(
+        None, gt=0, description="Retention for new tenants; None keeps data for ever."
+    )
+    duckdb_threads: int = Field(0, ge=0, description="DuckDB threads for queries; 0 means one per core.")
+
+    @field_validator("earliest_time")
+    @classmethod
+    def _check_time(cls, value: str) -> str:
+        from taehwa.historian.timeutil import parse_time
+
+        parse_time(value, field="earliest_time")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    @property
+    def metadata_url(self) -> str:
+        """The metadata database URL, SQLite inside the data directory unless set."""
+        return self.database_url or f"sqlite:///{(self.data_dir / 'metadata.sqlite').resolve()}"
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads `TAEHWA_CONFIG` (a TOML file) when it is set; its keys are the field names."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        path = os.environ.get("TAEHWA_CONFIG")
+        self._values: dict[str, Any] = {}
+        if path:
+            try:
+                with open(path, "rb") as fh:
+                    self._values = tomllib.load(fh)
+            except FileNotFoundError as exc:
+                raise InvalidInput("configuration file not found", where=path) from exc
+            except tomllib.TOMLDecodeError as exc:
+                raise InvalidInput(f"not valid TOML: {exc}", where=path) from exc
+            unknown = set(self._values) - set(settings_cls.model_fields)
+            if unknown:
+                raise InvalidInput(f"unknown settings {sorted(unknown)}", where=path)
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings once; a bad value raises InvalidInput naming the setting."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(p) for p in first["loc"])
+        raise InvalidInput(first["msg"], where=f"setting TAEHWA_{name.upper()}") from exc

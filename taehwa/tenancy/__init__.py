@@ -1,0 +1,1 @@
+"""Tenancy: tenants (companies), and later users, roles, tokens and the audit trail."""

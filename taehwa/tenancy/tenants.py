@@ -1,0 +1,77 @@
+"""Tenants: every stored record and every call is scoped to one (a company or a research group)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from taehwa.db import tenants
+from taehwa.errors import Conflict, InvalidInput, NotFound
+from taehwa.historian.schema import check_tenant
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """A company or research group on the platform."""
+
+    id: str
+    name: str
+    retention_days: int | None
+    created_at: datetime
+
+
+class TenantService:
+    """Create, list and look up tenants; `require` is the gate every scoped call passes through."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._known: set[str] = set()
+
+    def create(self, tenant_id: str, name: str | None = None, retention_days: int | None = None) -> Tenant:
+        """Add a tenant; its id is used in URLs, paths and the historian's partitions."""
+        check_tenant(tenant_id)
+        if retention_days is not None and retention_days <= 0:
+            raise InvalidInput("retention must be a positive number of days", where="retention_days")
+        row = Tenant(tenant_id, name or tenant_id, retention_days, datetime.now(UTC))
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(insert(tenants).values(
+                    id=row.id, name=row.name, retention_days=row.retention_days, created_at=row.created_at))
+        except IntegrityError as exc:
+            raise Conflict(f"tenant {tenant_id!r} already exists", where="tenant") from exc
+        self._known.add(tenant_id)
+        return row
+
+    def get(self, tenant_id: str) -> Tenant:
+        """The tenant, or NotFound."""
+        with self._engine.connect() as conn:
+            row = conn.execute(select(tenants).where(tenants.c.id == tenant_id)).first()
+        if row is None:
+            raise NotFound(f"unknown tenant {tenant_id!r}", where="tenant")
+        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+        return Tenant(row.id, row.name, row.retention_days, created)
+
+    def require(self, tenant_id: str) -> str:
+        """Check the tenant exists (cached once seen); every scoped call starts here."""
+        if tenant_id not in self._known:
+            self.get(tenant_id)
+            self._known.add(tenant_id)
+        return tenant_id
+
+    def list(self) -> list[Tenant]:
+        """All tenants, by id."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(tenants.c.id).order_by(tenants.c.id)).scalars().all()
+        return [self.get(r) for r in rows]
+
+    def set_retention(self, tenant_id: str, retention_days: int | None) -> Tenant:
+        """Keep this tenant's points for this many days (None: for ever)."""
+        if retention_days is not None and retention_days <= 0:
+            raise InvalidInput("retention must be a positive number of days", where="retention_days")
+        self.require(tenant_id)
+        with self._engine.begin() as conn:
+            conn.execute(update(tenants).where(tenants.c.id == tenant_id).values(retention_days=retention_days))
+        return self.get(tenant_id)
