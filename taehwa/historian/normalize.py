@@ -40,7 +40,8 @@ def to_arrow(data: Any, *, source: str = "input") -> pa.Table:
     if module == "pandas":
         return pa.Table.from_pandas(data, preserve_index=False)
     if module == "polars":
-        return data.to_arrow()  # type: ignore[no-any-return]
+        table: pa.Table = data.to_arrow()
+        return table
     if isinstance(data, Mapping):
         raise InvalidInput("expected rows of points, got a single mapping", where=source)
     if isinstance(data, Iterable) and not isinstance(data, str | bytes):
@@ -107,7 +108,7 @@ def _find_time_column(table: pa.Table) -> str | None:
     lowered = {c.lower(): c for c in table.column_names}
     for name in TIME_NAMES:
         if name in lowered:
-            return lowered[name]
+            return str(lowered[name])
     return None
 
 
@@ -195,8 +196,7 @@ def _check_times(col: pa.ChunkedArray, source: str, row_of: Any, earliest_us: in
         raise InvalidInput("missing time", where=_where(source, row_of(bad), where_col))
     typ = col.type
     if pa.types.is_timestamp(typ):
-        ts = col.cast(pa.timestamp("us", tz="UTC")) if typ.tz is None else col.cast(pa.timestamp("us", tz="UTC"))
-        out = ts.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).cast(pa.timestamp("us"))
+        out = col.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).cast(pa.timestamp("us"))  # naive: UTC
     elif pa.types.is_date(typ):
         out = col.cast(pa.timestamp("us"))
     elif pa.types.is_integer(typ) or pa.types.is_floating(typ):
@@ -272,8 +272,8 @@ def _cast_text_values(col: pa.ChunkedArray, source: str, row_of: Any) -> pa.Chun
     except pa.ArrowInvalid:
         pass
     # Find the first text that is not a number, with DuckDB's TRY_CAST (only on this error path).
-    probe = pa.table({"v": col})
     con = duckdb.connect()
+    con.register("probe", pa.table({"v": col}))
     try:
         found = con.execute(
             "SELECT i, v FROM (SELECT row_number() OVER () AS i, v FROM probe) "

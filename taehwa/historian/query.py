@@ -51,7 +51,7 @@ class QueryEngine:
         """This thread's DuckDB connection, set up for local, offline use."""
         con: duckdb.DuckDBPyConnection | None = getattr(self._local, "con", None)
         if con is None:
-            config: dict[str, str | bool | int] = {
+            config: dict[str, str | bool | int | float | list[str]] = {
                 "autoinstall_known_extensions": False, "autoload_known_extensions": False,
             }
             if self._threads:
@@ -201,20 +201,20 @@ class QueryEngine:
 
 
 def _step_mean(t: np.ndarray, v: np.ndarray, lo: int, hi: int) -> float:
-    """Mean over [lo, hi) of the step function that holds v[i] from t[i] until t[i+1]."""
-    if len(t) == 0 or hi <= lo:
+    """Mean over [lo, hi) of the step function that holds v[i] from t[i] until t[i+1].
+
+    Known only from the first point to the last: the last value is not stretched past the last point.
+    """
+    if len(t) == 0 or int(t[0]) >= hi or int(t[-1]) < lo:
         return float("nan")
-    first = int(np.searchsorted(t, lo, side="right")) - 1
-    if first < 0:
-        first = 0
-        lo = max(lo, int(t[0]))
-    if hi <= lo:
-        return float("nan")
-    last = int(np.searchsorted(t, hi, side="left"))
-    edges = np.clip(np.r_[t[first:last], hi].astype(np.int64), lo, hi)
+    a, b = max(lo, int(t[0])), min(hi, int(t[-1]))
+    if b <= a:  # the bucket's only known instant is the last point
+        return float(v[int(np.searchsorted(t, a, side="right")) - 1])
+    first = int(np.searchsorted(t, a, side="right")) - 1
+    last = int(np.searchsorted(t, b, side="left"))
+    edges = np.clip(np.r_[t[first:last], b].astype(np.int64), a, b)
     widths = np.diff(edges)
-    total = widths.sum()
-    return float(np.dot(v[first:last], widths) / total) if total > 0 else float(v[first])
+    return float(np.dot(v[first:last], widths) / widths.sum())
 
 
 def _interp(t: np.ndarray, v: np.ndarray, q: np.ndarray, grid: np.ndarray,

@@ -30,7 +30,11 @@ def _delimiter(head: bytes) -> str:
 
 def read_csv(data: bytes | Path, *, source: str) -> pa.Table:
     """A CSV (comma, semicolon or tab separated, with a header row) as an Arrow table."""
-    head = data[:4096] if isinstance(data, bytes) else Path(data).open("rb").read(4096)
+    if isinstance(data, bytes):
+        head = data[:4096]
+    else:
+        with open(data, "rb") as fh:
+            head = fh.read(4096)
     if not head.strip():
         raise InvalidInput("the CSV is empty; it needs a header row", where=source)
     delimiter = _delimiter(head)

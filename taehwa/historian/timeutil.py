@@ -55,7 +55,7 @@ def parse_duration(value: str | float | int, *, field: str = "every") -> int:
     units = {"us": 1, "ms": 1_000, "s": US_PER_S, "m": 60 * US_PER_S, "min": 60 * US_PER_S,
              "h": 3_600 * US_PER_S, "d": 86_400 * US_PER_S}
     if isinstance(value, int | float) and not isinstance(value, bool):
-        us = int(round(float(value) * US_PER_S))
+        us = round(float(value) * US_PER_S)
     else:
         text = str(value).strip().lower()
         number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
@@ -64,7 +64,7 @@ def parse_duration(value: str | float | int, *, field: str = "every") -> int:
             raise InvalidInput(f"unknown unit {unit!r} in duration {value!r}; use us, ms, s, m, h or d",
                                where=field)
         try:
-            us = int(round(float(number) * units[unit]))
+            us = round(float(number) * units[unit])
         except ValueError as exc:
             raise InvalidInput(f"cannot parse duration {value!r}; e.g. 1s, 1m, 1h", where=field) from exc
     if us <= 0:

@@ -1,0 +1,214 @@
+"""FastAPI application: routes translate HTTP to service calls and TaehwaError to status codes, nothing more."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from taehwa import __version__
+from taehwa.errors import InvalidInput, PayloadTooLarge, TaehwaError, Unauthorized
+from taehwa.historian.readers import ARROW_STREAM, read_body
+from taehwa.historian.schema import Quality
+from taehwa.platform import Platform
+
+QUALITY_NAMES = [q.name.lower() for q in Quality]
+
+
+class TenantIn(BaseModel):
+    """A new tenant."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(description="Lower-case id used in URLs, e.g. ulsan-refinery")
+    name: str | None = None
+    retention_days: int | None = Field(None, gt=0)
+
+
+class TagMetaIn(BaseModel):
+    """Tag metadata; fields left out stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+    unit: str | None = None
+    description: str | None = None
+    eng_low: float | None = None
+    eng_high: float | None = None
+    interval_s: float | None = Field(None, gt=0)
+    attributes: dict[str, Any] | None = None
+
+
+def table_response(table: pa.Table, fmt: str, extra: dict[str, Any] | None = None) -> Response:
+    """A result table as JSON records, CSV or an Arrow IPC stream."""
+    if fmt == "arrow":
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return Response(sink.getvalue().to_pybytes(), media_type=ARROW_STREAM)
+    if fmt == "csv":
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(table, sink)
+        return Response(sink.getvalue().to_pybytes(), media_type="text/csv")
+    rows = table.to_pylist()
+    if "quality" in table.column_names:
+        for row in rows:
+            q = row["quality"]
+            row["quality"] = QUALITY_NAMES[q] if q is not None else None
+    body = {**(extra or {}), "count": len(rows), "points": rows}
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
+
+
+def split_tags(tags: list[str]) -> list[str]:
+    """Tags given as repeated parameters and/or comma-separated lists."""
+    return [t for item in tags for t in item.split(",") if t]
+
+
+def create_app(platform: Platform) -> FastAPI:
+    """The HTTP application over one platform."""
+    app = FastAPI(title="Taehwa (태화)", version=__version__,
+                  description="Sovereign industrial AI platform: historian API (points, tags, tenants).")
+    hist = platform.historian
+    max_body = platform.settings.max_body_bytes
+
+    @app.exception_handler(TaehwaError)
+    async def _taehwa_error(_: Request, exc: TaehwaError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+        return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return JSONResponse({"error": "invalid_input", "message": first.get("msg", "invalid"), "where": where},
+                            status_code=422)
+
+    def auth(request: Request) -> None:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("missing bearer token; send 'Authorization: Bearer <token>'", where="Authorization")
+        if not secrets.compare_digest(token.encode(), platform.api_token.encode()):
+            raise Unauthorized("invalid token", where="Authorization")
+
+    authed = [Depends(auth)]
+    fmt_q = Query("json", pattern="^(json|csv|arrow)$", description="json, csv or arrow (IPC stream)")
+
+    @app.get("/healthz", tags=["platform"])
+    def healthz() -> dict[str, str]:
+        """Liveness: the service answers."""
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/api/v1/tenants", dependencies=authed, tags=["tenants"])
+    def list_tenants() -> list[dict[str, Any]]:
+        """All tenants."""
+        return [{"id": t.id, "name": t.name, "retention_days": t.retention_days,
+                 "created_at": t.created_at.isoformat()} for t in platform.tenants.list()]
+
+    @app.post("/api/v1/tenants", dependencies=authed, tags=["tenants"], status_code=201)
+    def create_tenant(body: TenantIn) -> dict[str, Any]:
+        """Add a tenant (a company or research group)."""
+        t = platform.tenants.create(body.id, body.name, body.retention_days)
+        return {"id": t.id, "name": t.name, "retention_days": t.retention_days}
+
+    @app.post("/api/v1/{tenant}/points", dependencies=authed, tags=["points"],
+              openapi_extra={"requestBody": {"content": {
+                  "application/json": {"schema": {"type": "object"}},
+                  "text/csv": {"schema": {"type": "string"}},
+                  ARROW_STREAM: {"schema": {"type": "string", "format": "binary"}}}, "required": True}})
+    async def write_points(tenant: str, request: Request,
+                           layout: str = Query("auto", pattern="^(auto|long|wide)$")) -> dict[str, Any]:
+        """Store points. Bodies: JSON (a list of {tag, time, value, quality?}, {"points": [...]}, or columns),
+        CSV (long tag,time,value[,quality] or wide time,tag1,tag2…) or an Arrow IPC stream. All or nothing."""
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > max_body:
+            raise PayloadTooLarge(f"body of {length} bytes is over the limit of {max_body}", where="body")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body:
+                raise PayloadTooLarge(f"body is over the limit of {max_body} bytes", where="body")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        if not body:
+            raise InvalidInput("empty body; send points", where="body")
+        content_type = request.headers.get("content-type", "")
+
+        def work() -> dict[str, Any]:
+            hist.tenants.require(tenant)
+            data = read_body(body, content_type, max_bytes=max_body)
+            result = hist.write(tenant, data, source="body", layout=layout)
+            return {"stored": result.points, "tags": result.tags}
+
+        return await run_in_threadpool(work)
+
+    @app.get("/api/v1/{tenant}/points", dependencies=authed, tags=["points"])
+    def read_points(
+        tenant: str,
+        tags: Annotated[list[str], Query(description="tag names, repeated or comma-separated")],
+        start: str = Query(..., description="ISO 8601 (UTC if no offset) or 'now'"),
+        end: str = Query(..., description="ISO 8601 (exclusive)"),
+        every: str | None = Query(None, description="downsample into buckets of this width, e.g. 1m"),
+        agg: str = Query("avg", description="avg,min,max,sum,count,first,last,stddev,twa"),
+        step: str | None = Query(None, description="interpolate onto a grid of this step, e.g. 1s"),
+        method: str = Query("previous", pattern="^(previous|linear)$"),
+        align: bool = Query(False, description="with step: one column per tag"),
+        limit: int | None = Query(None, gt=0),
+        format: str = fmt_q,
+    ) -> Response:
+        """Raw points, downsampled buckets (every, agg) or interpolated values (step, method, align)."""
+        names = split_tags(tags)
+        if every and step:
+            raise InvalidInput("give either every (downsample) or step (interpolate), not both", where="every")
+        if align and not step:
+            raise InvalidInput("align needs a step", where="align")
+        if every:
+            table = hist.downsample(tenant, names, start, end, every, agg)
+        elif step and align:
+            table = hist.align(tenant, names, start, end, step, method)
+        elif step:
+            table = hist.interpolate(tenant, names, start, end, step, method)
+        else:
+            table = hist.read(tenant, names, start, end, limit=limit)
+        if align and format == "json":
+            cols = {c: table.column(c).to_pylist() for c in table.column_names}
+            return Response(orjson.dumps({"count": table.num_rows, "columns": cols}), media_type="application/json")
+        return table_response(table, format)
+
+    @app.get("/api/v1/{tenant}/tags/latest", dependencies=authed, tags=["tags"])
+    def latest(tenant: str, tags: Annotated[list[str] | None, Query()] = None, format: str = fmt_q) -> Response:
+        """Newest point of each named tag (or every tag), from the last-value cache."""
+        return table_response(hist.latest(tenant, split_tags(tags) if tags else None), format)
+
+    @app.get("/api/v1/{tenant}/tags", dependencies=authed, tags=["tags"])
+    def list_tags(tenant: str, prefix: str | None = None,
+                  limit: int = Query(10_000, gt=0, le=100_000)) -> dict[str, Any]:
+        """Tags of the tenant with their metadata, optionally under a path prefix."""
+        hist.tenants.require(tenant)
+        items = [t.to_dict() for t in hist.catalog.list(tenant, prefix, limit)]
+        return {"count": len(items), "tags": items}
+
+    @app.get("/api/v1/{tenant}/tags/{tag:path}", dependencies=authed, tags=["tags"])
+    def get_tag(tenant: str, tag: str) -> dict[str, Any]:
+        """One tag's metadata."""
+        hist.tenants.require(tenant)
+        return hist.catalog.get(tenant, tag).to_dict()
+
+    @app.patch("/api/v1/{tenant}/tags/{tag:path}", dependencies=authed, tags=["tags"])
+    def set_tag(tenant: str, tag: str, body: TagMetaIn) -> dict[str, Any]:
+        """Set or change a tag's metadata (creates the tag if it has no points yet)."""
+        hist.tenants.require(tenant)
+        return hist.catalog.set_metadata(tenant, tag, body.model_dump(exclude_unset=True)).to_dict()
+
+    @app.get("/api/v1/{tenant}/stats", dependencies=authed, tags=["points"])
+    def stats(tenant: str) -> dict[str, Any]:
+        """Files, rows and bytes of the tenant's store."""
+        hist.tenants.require(tenant)
+        return hist.stats(tenant)
+
+    return app

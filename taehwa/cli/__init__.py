@@ -1,0 +1,1 @@
+"""The command line: `taehwa …`, a thin Typer layer over the platform's services."""

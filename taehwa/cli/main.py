@@ -1,0 +1,341 @@
+"""`taehwa` commands. Each opens the services, calls them, prints the answer; errors exit with their code."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from taehwa.errors import Conflict, InvalidInput, TaehwaError
+from taehwa.historian.readers import ARROW_STREAM
+from taehwa.platform import Platform, dev_token_path, server_info_path
+from taehwa.settings import Settings, load_settings
+
+app = typer.Typer(help="Taehwa (태화): sovereign industrial AI platform.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+tags_app = typer.Typer(help="Tags (센서 태그): list, show, set metadata, latest values.", no_args_is_help=False)
+tenants_app = typer.Typer(help="Tenants (기업): create, list, set retention.", no_args_is_help=True)
+demo_app = typer.Typer(help="Demo data from ../shared/data.", no_args_is_help=True)
+app.add_typer(tags_app, name="tags")
+app.add_typer(tenants_app, name="tenants")
+app.add_typer(demo_app, name="demo")
+out = Console()
+err = Console(stderr=True)
+
+TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Tenant (company) id.", envvar="TAEHWA_TENANT")]
+
+
+def _fail(exc: TaehwaError) -> None:
+    err.print(f"[red]error[/red] ({exc.kind}): {exc}")
+    raise typer.Exit(exc.exit_code)
+
+
+@contextmanager
+def services(*, readonly: bool) -> Iterator[Platform]:
+    """The platform for one command; TaehwaError becomes a clear message and its exit code."""
+    platform = None
+    try:
+        platform = Platform(load_settings(), readonly=readonly, background=False)
+        yield platform
+    except TaehwaError as exc:
+        _fail(exc)
+    finally:
+        if platform is not None:
+            platform.close() if not readonly else platform.historian.close()
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err, transient=False)
+
+
+@app.command()
+def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_HOST).")] = None,
+          port: Annotated[int | None, typer.Option(help="Port (TAEHWA_PORT).")] = None) -> None:
+    """Start the platform: HTTP API with OpenAPI at /docs, on embedded defaults."""
+    import uvicorn
+
+    from taehwa.api.app import create_app
+
+    try:
+        settings = load_settings()
+        platform = Platform(settings)
+    except TaehwaError as exc:
+        _fail(exc)
+        return
+    host = host or settings.host
+    port = port or settings.port
+    url = f"http://{host}:{port}"
+    platform.announce(url)
+    out.print(f"[bold]Taehwa (태화)[/bold] serving {url}  (OpenAPI: {url}/docs)")
+    out.print(f"data: {settings.data_dir.resolve()}   metadata: {settings.metadata_url}")
+    if settings.api_token is None:
+        out.print(f"development API token: [bold]{platform.api_token}[/bold]  (kept in "
+                  f"{dev_token_path(settings)})")
+    try:
+        uvicorn.run(create_app(platform), host=host, port=port, log_level="info")
+    finally:
+        platform.close()
+
+
+def _send_to_server(settings: Settings, tenant: str, path: Path, layout: str) -> dict[str, Any]:
+    """The running server holds the store: send the file to it as one Arrow stream."""
+    from taehwa.historian.readers import iter_file_tables
+
+    info = json.loads(server_info_path(settings).read_text())
+    token = (settings.api_token.get_secret_value() if settings.api_token
+             else dev_token_path(settings).read_text().strip())
+    tables = [t for t, _, _ in iter_file_tables(path)]
+    table = pa.concat_tables(tables, promote_options="permissive") if tables else pa.table({})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    resp = httpx.post(f"{info['url']}/api/v1/{tenant}/points", params={"layout": layout},
+                      content=sink.getvalue().to_pybytes(),
+                      headers={"Authorization": f"Bearer {token}", "Content-Type": ARROW_STREAM}, timeout=600)
+    body: dict[str, Any] = resp.json()
+    if resp.status_code >= 400:
+        raise InvalidInput(body.get("message", resp.text), where=f"{path.name}: {body.get('where', '')}")
+    return body
+
+
+@app.command()
+def ingest(
+    files: Annotated[list[Path], typer.Argument(help="CSV or Parquet files.")],
+    tenant: TenantOpt,
+    layout: Annotated[str, typer.Option(help="auto, long (tag,time,value[,quality]) or wide (time + a "
+                                             "column per tag).")] = "auto",
+) -> None:
+    """Load CSV or Parquet files into the historian; each file is all-or-nothing."""
+    settings = load_settings()
+    for path in files:
+        try:
+            try:
+                platform = Platform(settings, background=False)
+            except Conflict:
+                if not server_info_path(settings).exists():
+                    raise
+                body = _send_to_server(settings, tenant, path, layout)
+                out.print(f"{path.name}: stored {body['stored']} points in {body['tags']} tags (via the server)")
+                continue
+            try:
+                with _progress() as bar:
+                    task = bar.add_task(f"ingest {path.name}", total=None)
+
+                    def tick(done: int, total: int, task: Any = task, bar: Progress = bar) -> None:
+                        bar.update(task, completed=done, total=total)
+
+                    result = platform.historian.ingest_file(tenant, path, layout=layout, progress=tick)
+            finally:
+                platform.close()
+            out.print(f"{path.name}: stored {result.points} points in {result.tags} tags")
+        except TaehwaError as exc:
+            _fail(exc)
+
+
+def _write_table(table: pa.Table, output: Path | None) -> None:
+    if output is None:
+        _print_table(table)
+    elif output.suffix.lower() == ".parquet":
+        pq.write_table(table, output)
+        err.print(f"wrote {table.num_rows} rows to {output}")
+    elif output.suffix.lower() == ".csv":
+        pacsv.write_csv(table, output)
+        err.print(f"wrote {table.num_rows} rows to {output}")
+    else:
+        raise InvalidInput("output must end in .csv or .parquet", where=str(output))
+
+
+def _print_table(table: pa.Table, max_rows: int = 200) -> None:
+    view = Table(show_lines=False)
+    for name in table.column_names:
+        view.add_column(name, justify="right" if name not in ("tag", "time") else "left")
+    for row in table.slice(0, max_rows).to_pylist():
+        view.add_row(*[_cell(v) for v in row.values()])
+    out.print(view)
+    if table.num_rows > max_rows:
+        err.print(f"… {table.num_rows - max_rows} more rows (use --output to write them all)")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+@app.command()
+def query(
+    tags: Annotated[list[str], typer.Argument(help="Tag names.")],
+    tenant: TenantOpt,
+    start: Annotated[str, typer.Option(help="ISO 8601 start (UTC if no offset).")],
+    end: Annotated[str, typer.Option(help="ISO 8601 end (exclusive).")],
+    every: Annotated[str | None, typer.Option(help="Downsample into buckets, e.g. 1m.")] = None,
+    agg: Annotated[str, typer.Option(help="avg,min,max,sum,count,first,last,stddev,twa")] = "avg",
+    step: Annotated[str | None, typer.Option(help="Interpolate onto a grid, e.g. 1s.")] = None,
+    method: Annotated[str, typer.Option(help="previous or linear.")] = "previous",
+    align: Annotated[bool, typer.Option(help="With --step: one column per tag.")] = False,
+    limit: Annotated[int | None, typer.Option(help="At most this many raw points.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write .csv or .parquet.")] = None,
+) -> None:
+    """Read points: raw, downsampled (--every/--agg) or interpolated (--step/--method, --align)."""
+    with services(readonly=True) as platform:
+        hist = platform.historian
+        if every and step:
+            raise InvalidInput("give either --every or --step, not both", where="--every")
+        if every:
+            table = hist.downsample(tenant, tags, start, end, every, agg)
+        elif step:
+            table = (hist.align(tenant, tags, start, end, step, method) if align
+                     else hist.interpolate(tenant, tags, start, end, step, method))
+        else:
+            table = hist.read(tenant, tags, start, end, limit=limit)
+        _write_table(table, output)
+
+
+@tags_app.callback(invoke_without_command=True)
+def tags_list(ctx: typer.Context, tenant: TenantOpt = "demo",
+              prefix: Annotated[str | None, typer.Option(help="Only tags under this path.")] = None) -> None:
+    """List tags with their metadata (the default `taehwa tags`)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with services(readonly=True) as platform:
+        platform.tenants.require(tenant)
+        items = platform.historian.catalog.list(tenant, prefix)
+        view = Table("tag", "unit", "interval_s", "range", "description")
+        for t in items:
+            rng = f"{t.eng_low}…{t.eng_high}" if t.eng_low is not None or t.eng_high is not None else ""
+            view.add_row(t.name, t.unit or "", _cell(t.interval_s), rng, t.description or "")
+        out.print(view)
+        err.print(f"{len(items)} tags")
+
+
+@tags_app.command("show")
+def tags_show(tag: str, tenant: TenantOpt) -> None:
+    """One tag's metadata as JSON."""
+    with services(readonly=True) as platform:
+        platform.tenants.require(tenant)
+        out.print_json(json.dumps(platform.historian.catalog.get(tenant, tag).to_dict()))
+
+
+@tags_app.command("set")
+def tags_set(
+    tag: str, tenant: TenantOpt,
+    unit: Annotated[str | None, typer.Option()] = None,
+    description: Annotated[str | None, typer.Option()] = None,
+    eng_low: Annotated[float | None, typer.Option(help="Engineering range low.")] = None,
+    eng_high: Annotated[float | None, typer.Option(help="Engineering range high.")] = None,
+    interval: Annotated[float | None, typer.Option(help="Expected sampling interval, seconds.")] = None,
+    attr: Annotated[list[str] | None, typer.Option(help="Free attribute KEY=VALUE (repeatable).")] = None,
+) -> None:
+    """Set or change a tag's metadata."""
+    changes: dict[str, Any] = {k: v for k, v in {"unit": unit, "description": description, "eng_low": eng_low,
+                                                 "eng_high": eng_high, "interval_s": interval}.items()
+                               if v is not None}
+    with services(readonly=False) as platform:
+        if attr:
+            current = dict(platform.historian.catalog.get(tenant, tag).attributes) \
+                if tag in platform.historian.catalog.ids(tenant) else {}
+            for item in attr:
+                key, sep, value = item.partition("=")
+                if not sep or not key:
+                    raise InvalidInput(f"attribute {item!r} is not KEY=VALUE", where="--attr")
+                current[key] = value
+            changes["attributes"] = current
+        platform.tenants.require(tenant)
+        info = platform.historian.catalog.set_metadata(tenant, tag, changes)
+        out.print_json(json.dumps(info.to_dict()))
+
+
+@tags_app.command("latest")
+def tags_latest(tenant: TenantOpt, tags: Annotated[list[str] | None, typer.Argument()] = None) -> None:
+    """Newest value of each tag, from the last-value cache."""
+    with services(readonly=True) as platform:
+        _print_table(platform.historian.latest(tenant, tags or None), max_rows=10_000)
+
+
+@tenants_app.command("create")
+def tenants_create(tenant_id: str, name: Annotated[str | None, typer.Option()] = None,
+                   retention_days: Annotated[int | None, typer.Option(help="Keep points this many days.")] = None
+                   ) -> None:
+    """Add a tenant (a company or research group)."""
+    with services(readonly=False) as platform:
+        t = platform.tenants.create(tenant_id, name, retention_days)
+        out.print(f"created tenant {t.id} ({t.name})")
+
+
+@tenants_app.command("list")
+def tenants_list() -> None:
+    """List tenants."""
+    with services(readonly=True) as platform:
+        view = Table("id", "name", "retention_days", "created_at")
+        for t in platform.tenants.list():
+            view.add_row(t.id, t.name, _cell(t.retention_days), t.created_at.isoformat())
+        out.print(view)
+
+
+@tenants_app.command("retention")
+def tenants_retention(tenant_id: str, days: Annotated[int, typer.Argument(help="Days to keep; 0 for ever.")]
+                      ) -> None:
+    """Set how long a tenant's points are kept."""
+    with services(readonly=False) as platform:
+        t = platform.tenants.set_retention(tenant_id, days or None)
+        out.print(f"{t.id}: retention {t.retention_days or 'for ever'}")
+
+
+@app.command()
+def compact(tenant: Annotated[str | None, typer.Option("--tenant", "-t")] = None) -> None:
+    """Flush buffered points and merge each day's files into one sorted file now."""
+    with services(readonly=False) as platform:
+        platform.historian.flush()
+        merged = platform.historian.compact(tenant)
+        out.print(f"merged {merged} day partitions")
+
+
+@app.command()
+def stats(tenant: TenantOpt) -> None:
+    """Files, rows and bytes of a tenant's store."""
+    with services(readonly=True) as platform:
+        platform.tenants.require(tenant)
+        out.print_json(json.dumps(platform.historian.stats(tenant)))
+
+
+@demo_app.command("load")
+def demo_load(force: Annotated[bool, typer.Option(help="Load again even if present.")] = False) -> None:
+    """Load the SKAB pump test-bed runs from ../shared/data into tenant 'demo' (once)."""
+    from taehwa.demo import DEMO_TENANT, default_shared_data, load_skab
+
+    with services(readonly=False) as platform:
+        hist = platform.historian
+        if not force and any(t.id == DEMO_TENANT for t in platform.tenants.list()) \
+                and hist.catalog.ids(DEMO_TENANT):
+            out.print("demo data already loaded (tenant 'demo'); --force loads it again")
+            return
+        with _progress() as bar:
+            task = bar.add_task("load SKAB", total=None)
+            n = load_skab(hist, default_shared_data(),
+                          progress=lambda done, total: bar.update(task, completed=done, total=total))
+        out.print(f"loaded {n} points of the SKAB pump test bed into tenant 'demo'")
+
+
+def main() -> None:
+    """Entry point for `python -m taehwa`."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

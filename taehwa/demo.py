@@ -1,0 +1,80 @@
+"""The demo data: the real SKAB pump test-bed runs from ../shared/data, loaded into tenant `demo`.
+
+Until the demo plant (twin issue) exists, this gives `make run` something real to query.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from taehwa.errors import NotFound
+from taehwa.historian.readers import read_csv
+from taehwa.historian.store import Historian
+
+DEMO_TENANT = "demo"
+_UNITS = {"accelerometer1_rms": "g", "accelerometer2_rms": "g", "current": "A", "pressure": "bar",
+          "temperature": "degC", "thermocouple": "degC", "voltage": "V", "volume_flow_rate_rms": "L/min"}
+
+
+def default_shared_data() -> Path:
+    """`../shared/data` beside the checkout (as in CI), unless TAEHWA_SHARED_DATA says otherwise."""
+    import os
+
+    env = os.environ.get("TAEHWA_SHARED_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def _snake(name: str) -> str:
+    name = name.replace("RMS", "_rms").replace("Rate", "_rate_")
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def skab_files(shared: Path) -> list[tuple[str, Path]]:
+    """(run name, path) of every SKAB run, e.g. ('valve1-3', …/valve1/3.csv)."""
+    root = shared / "skab" / "data"
+    if not root.is_dir():
+        raise NotFound("SKAB data not found; expected ../shared/data/skab/data", where=str(root))
+    runs = []
+    for group in sorted(p for p in root.iterdir() if p.is_dir()):
+        for f in sorted(group.glob("*.csv"), key=lambda p: (len(p.stem), p.stem)):
+            name = group.name if group.name == "anomaly-free" else f"{group.name}-{f.stem}"
+            runs.append((name, f))
+    return runs
+
+
+def load_skab(hist: Historian, shared: Path | None = None, tenant: str = DEMO_TENANT,
+              progress: Callable[[int, int], None] | None = None) -> int:
+    """Load every SKAB run as tags `skab/<run>/<sensor>` (plus `…/anomaly`, `…/changepoint` labels)."""
+    try:
+        hist.tenants.get(tenant)
+    except NotFound:
+        hist.tenants.create(tenant, "Demo: SKAB water-pump test bed")
+    runs = skab_files(shared or default_shared_data())
+    stored = 0
+    for i, (run, path) in enumerate(runs):
+        table = read_csv(path, source=path.name)
+        time_col = table.column("datetime")
+        parts = []
+        for col in table.column_names:
+            if col == "datetime":
+                continue
+            values = table.column(col).cast(pa.float64())
+            tag = f"skab/{run}/{_snake(col)}"
+            part = pa.table({"tag": pa.array([tag] * table.num_rows), "time": time_col, "value": values})
+            parts.append(part.filter(pc.is_valid(values)))
+        result = hist.write(tenant, pa.concat_tables(parts), source=path.name, layout="long")
+        stored += result.points
+        if progress:
+            progress(i + 1, len(runs))
+    for info in hist.catalog.list(tenant, "skab/"):
+        sensor = info.name.rsplit("/", 1)[1]
+        if sensor in _UNITS and info.unit is None:
+            hist.catalog.set_metadata(tenant, info.name, {"unit": _UNITS[sensor], "interval_s": 1.0}, create=False)
+    return stored

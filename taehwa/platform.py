@@ -1,0 +1,56 @@
+"""The service container: one object that opens the stores once and hands the same services to the HTTP API,
+the CLI and (later) the web UI, so none of them holds logic of its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from taehwa.historian.store import Historian
+from taehwa.settings import Settings
+from taehwa.tenancy.tenants import TenantService
+
+
+class Platform:
+    """Settings plus the services built from them."""
+
+    def __init__(self, settings: Settings, *, readonly: bool = False, background: bool = True) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.historian = Historian(settings, readonly=readonly, background=background)
+        self.tenants: TenantService = self.historian.tenants
+        self.api_token = self._token()
+
+    def _token(self) -> str:
+        """The API bearer token: from the settings, else a development token kept in the data directory."""
+        if self.settings.api_token is not None:
+            return self.settings.api_token.get_secret_value()
+        path = dev_token_path(self.settings)
+        if path.exists():
+            return path.read_text().strip()
+        token = "dev-" + secrets.token_urlsafe(24)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token)
+        return token
+
+    def announce(self, url: str) -> None:
+        """Tell local CLI processes where the running server listens (they send writes there)."""
+        server_info_path(self.settings).write_text(json.dumps({"url": url, "pid": os.getpid()}))
+
+    def close(self) -> None:
+        """Flush and release everything."""
+        server_info_path(self.settings).unlink(missing_ok=True)
+        self.historian.close()
+
+
+def dev_token_path(settings: Settings) -> Path:
+    """Where the development token is kept (readable only by its owner)."""
+    return settings.data_dir / "dev-token"
+
+
+def server_info_path(settings: Settings) -> Path:
+    """Where a running server records its URL."""
+    return settings.data_dir / "server.json"

@@ -1,0 +1,191 @@
+"""The historian's storage: durable, idempotent, all-or-nothing writes; flush, compaction, restart, retention."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from taehwa.errors import Conflict, InvalidInput, NotFound
+from taehwa.historian.store import Historian
+from taehwa.historian.timeutil import to_us
+from taehwa.settings import Settings
+
+T0 = "2024-03-01T00:00:00Z"
+
+
+def series(tag: str, n: int, start: str = T0, step_s: float = 1.0, offset: float = 0.0) -> pa.Table:
+    t0 = to_us(start)
+    times = (t0 + (np.arange(n) * step_s * 1e6).astype(np.int64)).astype("datetime64[us]")
+    return pa.table({"tag": [tag] * n, "time": times, "value": np.arange(n, dtype=float) + offset})
+
+
+def values(h: Historian, tag: str, tenant: str = "acme") -> list[float]:
+    return h.read(tenant, tag, "2024-01-01", "2025-01-01").column("value").to_pylist()
+
+
+def test_write_read_roundtrip_in_all_states(hist: Historian) -> None:
+    hist.write("acme", series("p/1", 100))
+    assert values(hist, "p/1") == list(map(float, range(100)))  # from the buffer
+    hist.flush()
+    assert values(hist, "p/1") == list(map(float, range(100)))  # from a file
+    hist.write("acme", series("p/1", 10, "2024-03-01T00:01:40Z", offset=100))
+    hist.compact("acme")
+    assert values(hist, "p/1") == list(map(float, range(110)))  # after compaction
+    assert hist.stats("acme")["files"] == 1
+
+
+def test_rewrites_replace_and_never_duplicate(hist: Historian) -> None:
+    hist.write("acme", series("p/1", 10))
+    hist.flush()
+    hist.write("acme", series("p/1", 5, offset=100))  # rewrite the first five points, in the buffer
+    got = values(hist, "p/1")
+    assert len(got) == 10 and got[:5] == [100.0, 101.0, 102.0, 103.0, 104.0] and got[5] == 5.0
+    hist.flush()
+    hist.write("acme", series("p/1", 1, offset=7))  # and again, a third source
+    assert values(hist, "p/1")[:2] == [7.0, 101.0]
+    hist.compact("acme")
+    assert values(hist, "p/1")[:2] == [7.0, 101.0] and len(values(hist, "p/1")) == 10
+    # within one batch, the last row of a (tag, time) wins
+    hist.write("acme", [("p/2", T0, 1.0), ("p/2", T0, 2.0)])
+    assert values(hist, "p/2") == [2.0]
+
+
+def test_late_and_out_of_order_data(hist: Historian) -> None:
+    hist.write("acme", series("p/1", 5, "2024-03-02T00:00:00Z"))
+    hist.flush()
+    hist.write("acme", [("p/1", "2024-03-01T12:00:00Z", -1.0), ("p/1", "2024-03-02T00:00:02.5Z", 9.0)])
+    got = hist.read("acme", "p/1", "2024-03-01", "2024-03-03")
+    assert got.column("value").to_pylist() == [-1.0, 0.0, 1.0, 2.0, 9.0, 3.0, 4.0]
+    assert hist.latest("acme", ["p/1"]).column("value").to_pylist() == [4.0]
+
+
+def test_bad_batch_stores_nothing(hist: Historian) -> None:
+    with pytest.raises(InvalidInput):
+        hist.write("acme", [("p/1", T0, 1.0), ("p/new", "2024-03-01T00:00:01Z", "x")])
+    with pytest.raises(NotFound):
+        hist.read("acme", "p/1", "2024-01-01", "2025-01-01")
+    assert hist.catalog.list("acme") == []
+    assert hist.wal.read_all().num_rows == 0
+
+
+def test_unknown_tenant_and_tag(hist: Historian) -> None:
+    with pytest.raises(NotFound, match="unknown tenant"):
+        hist.write("nobody", [("p/1", T0, 1.0)])
+    with pytest.raises(NotFound, match="unknown tag"):
+        hist.read("acme", "never/written", "2024-01-01", "2025-01-01")
+    hist.write("acme", [("p/1", T0, 1.0)])
+    with pytest.raises(InvalidInput, match="must be after start"):
+        hist.read("acme", "p/1", "2025-01-01", "2024-01-01")
+
+
+def test_tenants_are_isolated(hist: Historian) -> None:
+    hist.write("acme", [("shared/name", T0, 1.0)])
+    hist.write("rival", [("shared/name", T0, 99.0)])
+    hist.flush()
+    assert values(hist, "shared/name", "acme") == [1.0]
+    assert values(hist, "shared/name", "rival") == [99.0]
+    assert hist.latest("acme").column("value").to_pylist() == [1.0]
+    hist.write("rival", [("rival/only", T0, 5.0)])
+    with pytest.raises(NotFound):
+        hist.read("acme", "rival/only", "2024-01-01", "2025-01-01")
+
+
+def test_restart_replays_log_and_keeps_latest(settings: Settings) -> None:
+    h = Historian(settings, background=False)
+    h.tenants.create("acme")
+    h.write("acme", series("p/1", 50))
+    h.wal.close()  # simulate a crash: no flush, no close
+    h._lock_fh.close()
+    h2 = Historian(settings, background=False)
+    assert values(h2, "p/1") == list(map(float, range(50)))
+    assert h2.latest("acme").column("value").to_pylist() == [49.0]
+    assert h2.wal.read_all().num_rows == 0  # replayed into files
+    h2.close()
+
+
+def test_torn_log_tail_is_ignored(settings: Settings) -> None:
+    h = Historian(settings, background=False)
+    h.tenants.create("acme")
+    h.write("acme", series("p/1", 3))
+    seg = h.wal.segments()[-1]
+    h.wal.close()
+    h._lock_fh.close()
+    with open(seg, "ab") as fh:
+        fh.write(b"\xff\xff\xff\xff\x10\x00\x00\x00partial")  # a crash mid-append
+    h2 = Historian(settings, background=False)
+    assert values(h2, "p/1") == [0.0, 1.0, 2.0]
+    h2.close()
+
+
+def test_single_writer_lock_and_readers(settings: Settings) -> None:
+    h = Historian(settings, background=False)
+    h.tenants.create("acme")
+    with pytest.raises(Conflict, match="held by"):
+        Historian(settings, background=False)
+    h.write("acme", series("p/1", 5))
+    h.flush()
+    h.write("acme", series("p/1", 2, "2024-03-01T00:00:05Z", offset=5))  # only in the log
+    reader = Historian(settings, readonly=True)
+    assert values(reader, "p/1") == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    with pytest.raises(Conflict, match="read-only"):
+        reader.write("acme", series("p/1", 1))
+    reader.close()
+    h.close()
+
+
+def test_large_writes_go_straight_to_files(settings: Settings) -> None:
+    h = Historian(replace_settings(settings, buffer_max_points=1000), background=False)
+    h.tenants.create("acme")
+    big = pa.concat_tables([series("p/1", 3000, "2024-03-01T23:30:00Z"), series("p/2", 1500)])
+    h.write("acme", big)
+    assert h.wal.read_all().num_rows == 0
+    stats = h.stats("acme")
+    assert stats["rows_in_files"] == 4500 and stats["days"] == 2
+    assert values(h, "p/1") == list(map(float, range(3000)))
+    assert h.latest("acme", ["p/1", "p/2"]).column("value").to_pylist() == [2999.0, 1499.0]
+    h.close()
+
+
+def test_files_are_plain_sorted_parquet(hist: Historian) -> None:
+    hist.write("acme", [("b", T0, 2.0), ("a", "2024-03-01T00:00:01Z", 1.0), ("a", T0, 0.0)])
+    hist.flush()
+    f = hist.stats("acme")
+    assert f["files"] == 1
+    path = next((hist.root / "acme").glob("day=2024-03-01/*.parquet"))
+    table = pq.read_table(path)
+    assert table.column_names == ["tag_id", "tag", "time", "value", "quality", "seq"]
+    ids = table.column("tag_id").to_pylist()
+    assert ids == sorted(ids)
+
+
+def test_retention_drops_old_days(hist: Historian) -> None:
+    hist.tenants.set_retention("acme", 30)
+    hist.write("acme", series("old", 3, "2020-01-01T00:00:00Z"))
+    recent = to_us("now") - 3_600_000_000
+    hist.write("acme", [("new", recent / 1e6, 1.0)])
+    hist.flush()
+    assert hist.apply_retention() == 1
+    assert values(hist, "old") == []
+    assert hist.read("acme", "new", "2024-01-01", "now").num_rows == 1
+    with pytest.raises(InvalidInput):
+        hist.tenants.set_retention("acme", 0)
+
+
+def test_ingest_file_rows_counted_from_file_start(hist: Historian, tmp_path: Path) -> None:
+    csv = tmp_path / "bad.csv"
+    csv.write_text("tag,time,value\np/1,2024-03-01T00:00:00Z,1\np/1,2024-03-01T00:00:01Z,oops\n")
+    with pytest.raises(InvalidInput) as info:
+        hist.ingest_file("acme", csv)
+    assert info.value.where == "bad.csv, row 2, column 'value'"
+    wide = tmp_path / "wide.csv"
+    wide.write_text("time;p/1;p/2\n2024-03-01 00:00:00;1.5;2.5\n2024-03-01 00:00:01;1.6;\n")
+    assert hist.ingest_file("acme", wide).points == 3
+
+
+def replace_settings(settings: Settings, **changes: object) -> Settings:
+    return Settings(**{**settings.model_dump(), **changes})
