@@ -91,3 +91,11 @@ def test_durations() -> None:
         parse_duration("3 fortnights")
     with pytest.raises(InvalidInput, match="positive"):
         parse_duration("0s")
+
+
+def test_wide_errors_name_the_tag_column() -> None:
+    wide = pa.table({"time": ["2024-01-01T00:00:00Z", "2024-01-01T00:00:01Z"], "p/1": ["1", "2"],
+                     "p/2": ["3", "x"]})
+    with pytest.raises(InvalidInput) as info:
+        normalize(wide, source="plant.csv")
+    assert info.value.where == "plant.csv, row 2, column 'p/2'"

@@ -31,7 +31,7 @@ app.add_typer(tags_app, name="tags")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(demo_app, name="demo")
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Tenant (company) id.", envvar="TAEHWA_TENANT")]
 

@@ -113,9 +113,8 @@ def _find_time_column(table: pa.Table) -> str | None:
 
 
 def is_long(table: pa.Table) -> bool:
-    """Long format has tag and value columns; anything else is read as wide."""
-    names = {c.lower() for c in table.column_names}
-    return "tag" in names and "value" in names
+    """Long format has a tag column; anything else is read as wide."""
+    return "tag" in {c.lower() for c in table.column_names}
 
 
 def normalize(data: Any, *, source: str = "input", earliest_us: int | None = None,
@@ -124,7 +123,9 @@ def normalize(data: Any, *, source: str = "input", earliest_us: int | None = Non
     table = to_arrow(data, source=source)
     if layout not in ("auto", "long", "wide"):
         raise InvalidInput(f"layout must be auto, long or wide, got {layout!r}", where=source)
+    wide_time: str | None = None
     if layout == "wide" or (layout == "auto" and not is_long(table)):
+        wide_time = _find_time_column(table)
         table = wide_to_long(table, source=source)
         rows = table.column("__row")
         table = table.drop_columns(["__row"])
@@ -134,13 +135,18 @@ def normalize(data: Any, *, source: str = "input", earliest_us: int | None = Non
     if table.num_rows == 0:
         return STORE_SCHEMA.empty_table()
 
-    def row_of(index: int) -> int:
-        return int(rows[index].as_py()) if rows is not None else index + 1
+    def locate(index: int, column: str) -> str:
+        """Where row `index` of the long table came from, in the caller's terms."""
+        if rows is None:
+            return _where(source, index + 1, column)
+        # wide input: values sit in a column named after the tag
+        name = str(table.column("tag")[index].as_py()) if column == "value" else (wide_time or column)
+        return _where(source, int(rows[index].as_py()), name)
 
-    tag = _check_tags(table.column("tag"), source, row_of)
-    time = _check_times(table.column("time"), source, row_of, earliest_us, latest_us)
-    value = _check_values(table.column("value"), source, row_of)
-    quality = (_check_quality(table.column("quality"), source, row_of) if "quality" in table.column_names
+    tag = _check_tags(table.column("tag"), source, locate)
+    time = _check_times(table.column("time"), source, locate, earliest_us, latest_us)
+    value = _check_values(table.column("value"), source, locate)
+    quality = (_check_quality(table.column("quality"), source, locate) if "quality" in table.column_names
                else pa.array([0] * table.num_rows, pa.uint8()))
     return pa.Table.from_arrays([tag, time, value, quality], schema=STORE_SCHEMA)
 
@@ -177,14 +183,14 @@ def _check_tags(col: pa.ChunkedArray, source: str, row_of: Any) -> pa.Array:
     col = col.cast(pa.string())
     bad = _first_bad(pc.is_null(col))
     if bad is not None:
-        raise InvalidInput("missing tag", where=_where(source, row_of(bad), "tag"))
+        raise InvalidInput("missing tag", where=row_of(bad, "tag"))
     unique = pc.unique(col)
     for name in unique.to_pylist():
         try:
             check_tag(name)
         except InvalidInput as exc:
             idx = _first_bad(pc.equal(col, name))
-            raise InvalidInput(exc.message, where=_where(source, row_of(idx or 0), "tag")) from None
+            raise InvalidInput(exc.message, where=row_of(idx or 0, "tag")) from None
     return col.combine_chunks()
 
 
@@ -193,7 +199,7 @@ def _check_times(col: pa.ChunkedArray, source: str, row_of: Any, earliest_us: in
     where_col = "time"
     bad = _first_bad(pc.is_null(col))
     if bad is not None:
-        raise InvalidInput("missing time", where=_where(source, row_of(bad), where_col))
+        raise InvalidInput("missing time", where=row_of(bad, where_col))
     typ = col.type
     if pa.types.is_timestamp(typ):
         out = col.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).cast(pa.timestamp("us"))  # naive: UTC
@@ -203,8 +209,7 @@ def _check_times(col: pa.ChunkedArray, source: str, row_of: Any, earliest_us: in
         seconds = col.cast(pa.float64())
         bad = _first_bad(pc.invert(pc.is_finite(seconds)))
         if bad is not None:
-            raise InvalidInput("time is not a finite number of epoch seconds", where=_where(source, row_of(bad),
-                                                                                         where_col))
+            raise InvalidInput("time is not a finite number of epoch seconds", where=row_of(bad, where_col))
         out = pc.round(pc.multiply(seconds, 1_000_000.0)).cast(pa.int64()).cast(pa.timestamp("us"))
     elif pa.types.is_string(typ) or pa.types.is_large_string(typ):
         out = _parse_time_strings(col.cast(pa.string()), source, row_of)
@@ -217,12 +222,12 @@ def _check_times(col: pa.ChunkedArray, source: str, row_of: Any, earliest_us: in
         bad = _first_bad(pc.less(as_int, earliest_us))
         if bad is not None:
             raise InvalidInput(f"time {out[bad].as_py()} is before the accepted window",
-                               where=_where(source, row_of(bad), where_col))
+                               where=row_of(bad, where_col))
     if latest_us is not None:
         bad = _first_bad(pc.greater(as_int, latest_us))
         if bad is not None:
             raise InvalidInput(f"time {out[bad].as_py()} is too far in the future",
-                               where=_where(source, row_of(bad), where_col))
+                               where=row_of(bad, where_col))
     return out
 
 
@@ -241,7 +246,7 @@ def _parse_time_strings(col: pa.ChunkedArray, source: str, row_of: Any) -> pa.Ar
         try:
             out.append(to_us(text))
         except InvalidInput as exc:
-            raise InvalidInput(exc.message, where=_where(source, row_of(i), "time")) from None
+            raise InvalidInput(exc.message, where=row_of(i, "time")) from None
     return pa.array(out, pa.int64()).cast(pa.timestamp("us"))
 
 
@@ -256,17 +261,17 @@ def _check_values(col: pa.ChunkedArray, source: str, row_of: Any) -> pa.Array:
         raise InvalidInput(f"values must be numbers, got {typ}", where=_where(source, None, "value"))
     bad = _first_bad(pc.is_null(values))
     if bad is not None:
-        raise InvalidInput("missing value", where=_where(source, row_of(bad), "value"))
+        raise InvalidInput("missing value", where=row_of(bad, "value"))
     bad = _first_bad(pc.invert(pc.is_finite(values)))
     if bad is not None:
         raise InvalidInput(f"value {values[bad].as_py()} is not finite (NaN and infinity are not stored)",
-                           where=_where(source, row_of(bad), "value"))
+                           where=row_of(bad, "value"))
     return values.combine_chunks()
 
 
 def _cast_text_values(col: pa.ChunkedArray, source: str, row_of: Any) -> pa.ChunkedArray:
     if pa.types.is_null(col.type):
-        raise InvalidInput("missing value", where=_where(source, row_of(0), "value"))
+        raise InvalidInput("missing value", where=row_of(0, "value"))
     try:
         return col.cast(pa.float64())
     except pa.ArrowInvalid:
@@ -283,7 +288,7 @@ def _cast_text_values(col: pa.ChunkedArray, source: str, row_of: Any) -> pa.Chun
         con.close()
     row = int(found[0]) - 1 if found else 0
     text = found[1] if found else "?"
-    raise InvalidInput(f"value {text!r} is not a number", where=_where(source, row_of(row), "value"))
+    raise InvalidInput(f"value {text!r} is not a number", where=row_of(row, "value"))
 
 
 def _check_quality(col: pa.ChunkedArray, source: str, row_of: Any) -> pa.Array:
@@ -298,7 +303,7 @@ def _check_quality(col: pa.ChunkedArray, source: str, row_of: Any) -> pa.Array:
             try:
                 out.append(int(Quality.parse(v)))
             except InvalidInput as exc:
-                raise InvalidInput(exc.message, where=_where(source, row_of(i), "quality")) from None
+                raise InvalidInput(exc.message, where=row_of(i, "quality")) from None
         return pa.array(out, pa.uint8())
     if pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_dictionary(typ):
         text = pc.utf8_lower(pc.utf8_trim_whitespace(col.cast(pa.string()).fill_null("good")))
@@ -307,7 +312,7 @@ def _check_quality(col: pa.ChunkedArray, source: str, row_of: Any) -> pa.Array:
         bad = _first_bad(pc.is_null(codes))
         if bad is not None:
             raise InvalidInput(f"quality must be good, uncertain or bad, got {text[bad].as_py()!r}",
-                               where=_where(source, row_of(bad), "quality"))
+                               where=row_of(bad, "quality"))
         return pc.if_else(pc.greater_equal(codes, 3), pc.subtract(codes, 3), codes).cast(pa.uint8()) \
             .combine_chunks()
     if pa.types.is_null(typ):

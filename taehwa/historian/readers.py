@@ -43,7 +43,8 @@ def read_csv(data: bytes | Path, *, source: str) -> pa.Table:
         return pacsv.read_csv(
             io.BytesIO(data) if isinstance(data, bytes) else str(data),
             parse_options=pacsv.ParseOptions(delimiter=delimiter),
-            convert_options=pacsv.ConvertOptions(column_types=text_cols, strings_can_be_null=True),
+            convert_options=pacsv.ConvertOptions(column_types=text_cols, strings_can_be_null=True,
+                                                null_values=["", "null", "NULL"]),
         )
     except pa.ArrowInvalid as exc:
         raise InvalidInput(f"cannot read CSV: {_arrow_msg(exc)}", where=source) from None

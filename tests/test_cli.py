@@ -1,0 +1,58 @@
+"""The CLI: ingest with a progress bar, query to a file, tags, and clear errors with their exit codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.csv as pacsv
+import pytest
+from typer.testing import CliRunner
+
+from taehwa.cli.main import app
+
+
+@pytest.fixture
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("TAEHWA_DATA_DIR", str(tmp_path / "data"))
+    return CliRunner()
+
+
+def test_ingest_query_tags(runner: CliRunner, tmp_path: Path) -> None:
+    assert runner.invoke(app, ["tenants", "create", "acme"]).exit_code == 0
+    src = tmp_path / "in.csv"
+    src.write_text("time,line1/temp,line1/flow\n2024-03-01T00:00:00Z,20.5,3\n2024-03-01T00:00:01Z,21.5,4\n")
+    r = runner.invoke(app, ["ingest", str(src), "--tenant", "acme"])
+    assert r.exit_code == 0, r.output
+    assert "stored 4 points in 2 tags" in r.output
+    out = tmp_path / "out.csv"
+    r = runner.invoke(app, ["query", "line1/temp", "-t", "acme", "--start", "2024-03-01", "--end", "2024-03-02",
+                            "--every", "1m", "--agg", "avg,max", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    table = pacsv.read_csv(out)
+    assert table.column("avg").to_pylist() == [21.0] and table.column("max").to_pylist() == [21.5]
+    r = runner.invoke(app, ["tags", "set", "line1/temp", "-t", "acme", "--unit", "degC", "--attr", "loop=A"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["tags", "-t", "acme"])
+    assert "line1/temp" in r.output and "degC" in r.output
+
+
+def test_cli_errors_have_exit_codes(runner: CliRunner, tmp_path: Path) -> None:
+    runner.invoke(app, ["tenants", "create", "acme"])
+    bad = tmp_path / "bad.csv"
+    bad.write_text("tag,time,value\na,2024-03-01T00:00:00Z,1\na,2024-03-01T00:00:01Z,high\n")
+    r = runner.invoke(app, ["ingest", str(bad), "-t", "acme"])
+    assert r.exit_code == 2
+    assert "bad.csv, row 2, column 'value'" in r.output and "'high' is not a number" in r.output
+    r = runner.invoke(app, ["ingest", str(bad), "-t", "nobody"])
+    assert r.exit_code == 3 and "unknown tenant" in r.output
+    r = runner.invoke(app, ["ingest", str(tmp_path / "missing.parquet"), "-t", "acme"])
+    assert r.exit_code == 2 and "file not found" in r.output
+    r = runner.invoke(app, ["query", "a", "-t", "acme", "--start", "2024-03-01", "--end", "2024-03-02"])
+    assert r.exit_code == 3 and "unknown tag 'a'" in r.output
+    assert runner.invoke(app, ["tenants", "create", "acme"]).exit_code == 4
+
+
+def test_help_lists_the_commands(runner: CliRunner) -> None:
+    r = runner.invoke(app, ["--help"])
+    for command in ("serve", "ingest", "query", "tags", "tenants", "demo", "compact"):
+        assert command in r.output
