@@ -30,14 +30,16 @@ def parquet_source(paths: list[str]) -> str:
 
 
 def write_day_files(con: duckdb.DuckDBPyConnection, source: str, tenant_dir: Path, version: int,
-                    *, dedup: str = "rn") -> list[DataFile]:
+                    *, dedup: str = "rn", stats: list[tuple[int, int, int, int, int, int]] | None = None
+                    ) -> list[DataFile]:
     """Write `source` (SQL with tag_id, tag, time, value, quality, seq and, for dedup='rn', rn) as day files.
 
     dedup: 'rn' keeps the last row of each (tag, time) by (seq, rn); 'seq' by seq alone (sources that are
     themselves duplicate-free files); 'none' trusts the source to be unique.
     The files are published (fsynced, renamed) but not yet in the manifest: the caller commits them.
+    stats: (day number, min time, max time, min tag id, max tag id, max seq) per day, when the caller knows them.
     """
-    stats = con.execute(
+    stats = stats or con.execute(
         f"SELECT epoch_us(time) // {DAY_US} AS d, min(epoch_us(time)), max(epoch_us(time)), min(tag_id), "
         f"max(tag_id), max(seq) FROM {source} GROUP BY d ORDER BY d"
     ).fetchall()

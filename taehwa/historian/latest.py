@@ -50,8 +50,9 @@ class LatestCache:
                     cache[tag_id] = Last(int(t), float(v), int(q), int(s))
 
     def merge_source(self, con: duckdb.DuckDBPyConnection, tenant: str, source: str, *, has_rn: bool) -> None:
-        """Fold in the newest point per tag of a SQL source (a batch, a buffer or files)."""
-        key = "{t: time, s: seq, r: rn}" if has_rn else "{t: time, s: seq}"
+        """Fold in the newest point per tag of a SQL source: one batch (has_rn) or duplicate-free files."""
+        # one batch (constant seq): time, then row; several: time, then seq (rows of a source are unique)
+        key = "epoch_us(time)::HUGEINT * 4294967296 + rn" if has_rn else "{t: time, s: seq}"
         rows = con.execute(
             f"SELECT tag_id, r.t, r.v, r.q, r.s FROM (SELECT tag_id, "
             f"arg_max({{t: epoch_us(time), v: value, q: quality, s: seq}}, {key}) AS r "

@@ -58,6 +58,7 @@ class QueryEngine:
                 config["threads"] = self._threads
             con = duckdb.connect(config=config)
             con.execute("SET parquet_metadata_cache = true")
+            con.execute("SET enable_progress_bar = false")
             self._local.con = con
         return con
 
