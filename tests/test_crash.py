@@ -45,11 +45,9 @@ def test_sigkill_mid_stream_loses_no_acknowledged_point(tmp_path: Path) -> None:
         proc = subprocess.Popen([sys.executable, "-c", WRITER, str(data)], stdout=subprocess.PIPE, text=True,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
         assert proc.stdout is not None
-        seen = 0
-        for line in proc.stdout:
+        for seen, line in enumerate(proc.stdout, start=1):
             _, batch, n = line.split()
             acked[int(batch)] = int(n)
-            seen += 1
             if seen >= 60:
                 break
         os.kill(proc.pid, signal.SIGKILL)
