@@ -162,19 +162,8 @@ def create_app(platform: Platform) -> FastAPI:
         format: str = fmt_q,
     ) -> Response:
         """Raw points, downsampled buckets (every, agg) or interpolated values (step, method, align)."""
-        names = split_tags(tags)
-        if every and step:
-            raise InvalidInput("give either every (downsample) or step (interpolate), not both", where="every")
-        if align and not step:
-            raise InvalidInput("align needs a step", where="align")
-        if every:
-            table = hist.downsample(tenant, names, start, end, every, agg)
-        elif step and align:
-            table = hist.align(tenant, names, start, end, step, method)
-        elif step:
-            table = hist.interpolate(tenant, names, start, end, step, method)
-        else:
-            table = hist.read(tenant, names, start, end, limit=limit)
+        table = hist.query(tenant, split_tags(tags), start, end, every=every, agg=agg, step=step, method=method,
+                           align=align, limit=limit)
         if align and format == "json":
             cols = {c: table.column(c).to_pylist() for c in table.column_names}
             return Response(orjson.dumps({"count": table.num_rows, "columns": cols}), media_type="application/json")

@@ -194,16 +194,8 @@ def query(
 ) -> None:
     """Read points: raw, downsampled (--every/--agg) or interpolated (--step/--method, --align)."""
     with services(readonly=True) as platform:
-        hist = platform.historian
-        if every and step:
-            raise InvalidInput("give either --every or --step, not both", where="--every")
-        if every:
-            table = hist.downsample(tenant, tags, start, end, every, agg)
-        elif step:
-            table = (hist.align(tenant, tags, start, end, step, method) if align
-                     else hist.interpolate(tenant, tags, start, end, step, method))
-        else:
-            table = hist.read(tenant, tags, start, end, limit=limit)
+        table = platform.historian.query(tenant, tags, start, end, every=every, agg=agg, step=step,
+                                         method=method, align=align, limit=limit)
         _write_table(table, output)
 
 

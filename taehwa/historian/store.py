@@ -505,6 +505,21 @@ class Historian:
             columns[name] = pa.array(series[name][0], pa.float64(), from_pandas=True)
         return pa.table(columns)
 
+    def query(self, tenant: str, tags: list[str], start: Any, end: Any, *, every: Any = None,
+              agg: list[str] | str = "avg", step: Any = None, method: str = "previous", align: bool = False,
+              limit: int | None = None) -> pa.Table:
+        """One entry for every reader: raw, downsampled (every, agg) or interpolated (step, method, align)."""
+        if every and step:
+            raise InvalidInput("give either every (downsample) or step (interpolate), not both", where="every")
+        if align and not step:
+            raise InvalidInput("align needs a step", where="align")
+        if every:
+            return self.downsample(tenant, tags, start, end, every, agg)
+        if step:
+            return (self.align(tenant, tags, start, end, step, method) if align
+                    else self.interpolate(tenant, tags, start, end, step, method))
+        return self.read(tenant, tags, start, end, limit=limit)
+
     def latest(self, tenant: str, tags: list[str] | None = None) -> pa.Table:
         """Newest point of each tag (all tags when none are named), from the cache: no scan."""
         self.tenants.require(tenant)
