@@ -7,7 +7,6 @@ names the row (1-based, data rows) and the column, so nothing of a bad batch is 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -325,7 +324,3 @@ def window_us(earliest: str, future_tolerance_s: float) -> tuple[int, int]:
     now_us = to_us(datetime.now().astimezone())
     return to_us(earliest), now_us + int(future_tolerance_s * 1_000_000)
 
-
-def is_finite_number(x: Any) -> bool:
-    """True for a real, finite number (not a bool)."""
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)

@@ -32,7 +32,7 @@ from sqlalchemy import Engine
 from taehwa.db import make_engine
 from taehwa.errors import Conflict, InvalidInput, NotFound, Unavailable
 from taehwa.historian.catalog import TagCatalog
-from taehwa.historian.files import DAY_US, parquet_source, write_day_files
+from taehwa.historian.files import DAY_US, FILE_COLUMNS, parquet_source, write_day_files
 from taehwa.historian.latest import Last, LatestCache
 from taehwa.historian.manifest import DataFile, Manifest
 from taehwa.historian.normalize import normalize, window_us
@@ -277,8 +277,7 @@ class Historian:
         self.tenants.require(tenant)
         tables: list[pa.Table] = []
         for chunk, done, total in iter_file_tables(path):
-            tables.append(self.normalize(chunk, source=f"{path.name}", layout=layout) if not tables else
-                          _shift_rows(chunk, self, path, layout, sum(t.num_rows for t in tables)))
+            tables.append(_shift_rows(chunk, self, path, layout, done - chunk.num_rows))
             if progress:
                 progress(done, total)
         tables = [t for t in tables if t.num_rows]
@@ -370,8 +369,7 @@ class Historian:
     def _compact_day(self, tenant: str, files: list[DataFile]) -> None:
         tdir = self._tenant_dir(tenant)
         con = self.queries.connection()
-        source = f"(SELECT {'tag_id, tag, time, value, quality, seq'} FROM " \
-                 f"{parquet_source([str(tdir / f.path) for f in files])})"
+        source = f"(SELECT {FILE_COLUMNS} FROM {parquet_source([str(tdir / f.path) for f in files])})"
         out = write_day_files(con, source, tdir, 0, dedup="seq")
         self._commit(tenant, out, {f.path for f in files})
 
@@ -552,7 +550,7 @@ def _day_name(day_no: int) -> str:
 
 
 def _shift_rows(chunk: pa.Table, hist: Historian, path: Path, layout: str, offset: int) -> pa.Table:
-    """Normalize a later chunk of a file, reporting rows as counted from the file's start."""
+    """Normalize a chunk of a file, reporting rows as counted from the file's start."""
     try:
         return hist.normalize(chunk, source=path.name, layout=layout)
     except InvalidInput as exc:
