@@ -150,6 +150,34 @@ def test_large_writes_go_straight_to_files(settings: Settings) -> None:
     h.close()
 
 
+@pytest.mark.parametrize("order", ["time-major", "tag-major", "shuffled-with-repeats"])
+def test_large_writes_keep_the_last_of_repeated_points(settings: Settings, order: str) -> None:
+    """Large batches skip the dedup pass only when their order proves no point repeats."""
+    h = Historian(replace_settings(settings, buffer_max_points=100), background=False)
+    h.tenants.create("acme")
+    tags = np.array(["a", "b", "c"])
+    times = np.datetime64("2024-03-01T00:00:00", "us") + np.arange(100).astype("timedelta64[s]")
+    if order == "time-major":
+        tag_col, time_col = np.tile(tags, 100), np.repeat(times, 3)
+    else:
+        tag_col, time_col = np.repeat(tags, 100), np.tile(times, 3)
+    values_col = np.arange(300, dtype=float)
+    if order == "shuffled-with-repeats":
+        perm = np.random.default_rng(3).permutation(300)
+        # every point twice: the second copy (written later in the batch) carries value + 1000
+        tag_col = np.concatenate([tag_col[perm], tag_col[perm]])
+        time_col = np.concatenate([time_col[perm], time_col[perm]])
+        values_col = np.concatenate([values_col[perm], values_col[perm] + 1000])
+    h.write("acme", pa.table({"tag": tag_col, "time": time_col, "value": values_col}))
+    assert h.stats("acme")["rows_in_files"] == 300
+    got = values(h, "b")
+    expected = [float(v) for v in range(100, 200)] if order != "time-major" else [float(1 + 3 * i) for i in range(100)]
+    if order == "shuffled-with-repeats":
+        expected = [v + 1000 for v in expected]
+    assert got == expected
+    h.close()
+
+
 def test_files_are_plain_sorted_parquet(hist: Historian) -> None:
     hist.write("acme", [("b", T0, 2.0), ("a", "2024-03-01T00:00:01Z", 1.0), ("a", T0, 0.0)])
     hist.flush()

@@ -29,6 +29,12 @@ def parquet_source(paths: list[str]) -> str:
     return "read_parquet([" + ", ".join(quote(p) for p in paths) + "])"
 
 
+def _has_duplicates(con: duckdb.DuckDBPyConnection, source: str) -> bool:
+    """Whether any (tag, time) occurs twice in a source."""
+    row = con.execute(f"SELECT EXISTS (SELECT 1 FROM {source} GROUP BY tag_id, time HAVING count(*) > 1)").fetchone()
+    return bool(row and row[0])
+
+
 def write_day_files(con: duckdb.DuckDBPyConnection, source: str, tenant_dir: Path, version: int,
                     *, dedup: str = "rn", stats: list[tuple[int, int, int, int, int, int]] | None = None
                     ) -> list[DataFile]:
@@ -43,6 +49,8 @@ def write_day_files(con: duckdb.DuckDBPyConnection, source: str, tenant_dir: Pat
         f"SELECT epoch_us(time) // {DAY_US} AS d, min(epoch_us(time)), max(epoch_us(time)), min(tag_id), "
         f"max(tag_id), max(seq) FROM {source} GROUP BY d ORDER BY d"
     ).fetchall()
+    if dedup == "rn" and not _has_duplicates(con, source):
+        dedup = "none"  # a fresh batch rarely repeats a point: a hash check is cheaper than a dedup window
     order = {"rn": "time, seq, rn", "seq": "time, seq", "none": ""}[dedup]
     qualify = (f"QUALIFY lead(time) OVER (PARTITION BY tag_id ORDER BY {order}) IS DISTINCT FROM time"
                if dedup != "none" else "")

@@ -230,43 +230,45 @@ class Historian:
             self._touched[(tenant, _day_name(day_no))] = now
 
     def _write_direct(self, tenant: str, tables: list[pa.Table]) -> WriteResult:
-        """Large writes go straight to sorted day files (no log needed: the manifest commit is the ack)."""
+        """Large writes go straight to sorted day files (no log needed: the manifest commit is the ack).
+
+        The chunks are one batch with one seq: DuckDB sorts them together, so a file's points land in one file
+        per day rather than one per chunk.
+        """
         # unique per table, then over the few results: combining millions of strings first is far slower
         all_names = pc.unique(pa.concat_arrays([pc.unique(t.column("tag")) for t in tables]))
         ids = self.catalog.ensure(tenant, all_names.to_pylist())
-        con = self.queries.connection()
-        tdir = self._tenant_dir(tenant)
+        id_values = pa.array([ids[n] for n in all_names.to_pylist()], pa.int64())
+        with_ids = [t.append_column("tag_id", pc.take(id_values, pc.index_in(t.column("tag"), value_set=all_names)))
+                    for t in tables]
+        batch = pa.concat_tables(with_ids)
+        n = batch.num_rows
+        batch = batch.append_column("rn", pa.array(np.arange(n, dtype=np.int64)))
         with self._write_lock:
-            first_seq = self._seq + 1
-            self._seq += len(tables)
-        added: list[DataFile] = []
+            self._seq += 1
+            seq = self._seq
+        span = pc.min_max(pa.concat_arrays([c.cast(pa.int64()) for t in tables for c in t.column("time").chunks]))
+        lo, hi = int(span["min"].as_py()), int(span["max"].as_py())
+        stats = None
+        if lo // DAY_US == hi // DAY_US:  # one day: no need to ask DuckDB for per-day figures
+            tag_span = pc.min_max(id_values)
+            stats = [(lo // DAY_US, lo, hi, int(tag_span["min"].as_py()), int(tag_span["max"].as_py()), seq)]
+        con = self.queries.connection()
         view = f"bulk_{threading.get_ident()}"
-        for i, table in enumerate(tables):
-            seq = first_seq + i
-            names = pc.unique(table.column("tag"))
-            id_values = pa.array([ids[n] for n in names.to_pylist()], pa.int64())
-            tag_ids = pc.take(id_values, pc.index_in(table.column("tag"), value_set=names))
-            batch = table.append_column("tag_id", tag_ids).append_column(
-                "rn", pa.array(np.arange(table.num_rows, dtype=np.int64)))
-            stats = None
-            span = pc.min_max(table.column("time").cast(pa.int64()))
-            lo, hi = int(span["min"].as_py()), int(span["max"].as_py())
-            if lo // DAY_US == hi // DAY_US:  # one day: no need to ask DuckDB for per-day figures
-                tag_span = pc.min_max(id_values)
-                stats = [(lo // DAY_US, lo, hi, int(tag_span["min"].as_py()), int(tag_span["max"].as_py()), seq)]
-            con.register(view, batch)
-            try:
-                source = f"(SELECT tag_id, tag, time, value, quality, {seq}::BIGINT AS seq, rn FROM {view})"
-                added += write_day_files(con, source, tdir, self._manifest(tenant).version + 1, dedup="rn",
-                                         stats=stats)
-                self.latest_cache.merge_source(con, tenant, source, has_rn=True)
-            finally:
-                con.unregister(view)
+        con.register(view, batch)
+        try:
+            source = f"(SELECT tag_id, tag, time, value, quality, {seq}::BIGINT AS seq, rn FROM {view})"
+            dedup = "none" if _strictly_ordered(batch) else "rn"
+            added = write_day_files(con, source, self._tenant_dir(tenant), self._manifest(tenant).version + 1,
+                                    dedup=dedup, stats=stats)
+            self.latest_cache.merge_source(con, tenant, source, has_rn=True)
+        finally:
+            con.unregister(view)
         self._commit(tenant, added, set())
         with self._write_lock:
             for table in tables:
                 self._note_days(tenant, table.column("time"))
-        return WriteResult(sum(t.num_rows for t in tables), len(ids), first_seq + len(tables) - 1)
+        return WriteResult(n, len(ids), seq)
 
     def ingest_file(self, tenant: str, path: Path, *, layout: str = "auto",
                     progress: Callable[[int, int], None] | None = None) -> WriteResult:
@@ -543,6 +545,21 @@ class Historian:
         return {"files": len(manifest.files), "rows_in_files": sum(f.rows for f in manifest.files),
                 "bytes": sum(f.bytes for f in manifest.files), "buffered": buffered,
                 "days": len({f.day for f in manifest.files}), "manifest_version": manifest.version}
+
+
+def _strictly_ordered(batch: pa.Table) -> bool:
+    """Whether rows run strictly by (time, tag id) or by (tag id, time): then no point can repeat.
+
+    Plant exports usually come so (every tag at each instant, or each tag's series in turn), and this check is a
+    few vector operations where a hash check for duplicates costs a pass over a table of every key.
+    """
+    if batch.num_rows < 2:
+        return True
+    tag = batch.column("tag_id").to_numpy()
+    t = batch.column("time").cast(pa.int64()).to_numpy()
+    same_tag, same_time = tag[1:] == tag[:-1], t[1:] == t[:-1]
+    time_major = bool(np.all((t[1:] > t[:-1]) | (same_time & (tag[1:] > tag[:-1]))))
+    return time_major or bool(np.all((tag[1:] > tag[:-1]) | (same_tag & (t[1:] > t[:-1]))))
 
 
 def _day_name(day_no: int) -> str:
