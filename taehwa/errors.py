@@ -6,6 +6,8 @@ without reading the code.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class TaehwaError(Exception):
     """Base of every error Taehwa raises on purpose."""
@@ -19,9 +21,9 @@ class TaehwaError(Exception):
         self.where = where
         super().__init__(f"{where}: {message}" if where else message)
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, Any]:
         """The JSON body an HTTP client gets for this error."""
-        body = {"error": self.kind, "message": self.message}
+        body: dict[str, Any] = {"error": self.kind, "message": self.message}
         if self.where:
             body["where"] = self.where
         return body
@@ -87,3 +89,23 @@ class Unavailable(TaehwaError):
     http_status = 503
     exit_code = 6
     kind = "unavailable"
+
+
+class ValidationFailed(InvalidInput):
+    """A whole document (a plant model, a configuration) failed validation; every problem is listed."""
+
+    kind = "validation_failed"
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        first_where, first_msg = problems[0]
+        more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
+        super().__init__(first_msg + more, where=first_where)
+
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        body["problems"] = [{"where": w, "message": m} for w, m in self.problems]
+        return body
+
+    def __str__(self) -> str:
+        return "\n".join(f"{w}: {m}" for w, m in self.problems)

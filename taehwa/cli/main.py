@@ -37,7 +37,8 @@ TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Tenant (company)
 
 
 def _fail(exc: TaehwaError) -> None:
-    err.print(f"[red]error[/red] ({exc.kind}): {exc}")
+    err.print(f"[red]error[/red] ({exc.kind}): ", end="")
+    err.print(str(exc), markup=False, highlight=False)
     raise typer.Exit(exc.exit_code)
 
 
