@@ -12,6 +12,7 @@ from sqlalchemy import (
     Engine,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -48,6 +49,52 @@ tags = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("tenant", "name", name="uq_tags_tenant_name"),
+)
+
+# The twin, versioned: each change makes a new version; a row is current from v_from until v_to (exclusive).
+twin_versions = Table(
+    "twin_versions",
+    metadata,
+    Column("tenant", String(63), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("at_us", BigInteger, nullable=False),
+    Column("actor", String(255), nullable=True),
+    Column("summary", Text, nullable=False),
+)
+
+twin_types = Table(
+    "twin_types",
+    metadata,
+    Column("tenant", String(63), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("definition", JSON, nullable=False),
+    Column("v_from", Integer, nullable=False),
+    Column("v_to", Integer, nullable=True),
+    Index("ix_twin_types_current", "tenant", "v_to"),
+)
+
+twin_assets = Table(
+    "twin_assets",
+    metadata,
+    Column("tenant", String(63), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("path", String(1024), nullable=False),
+    Column("record", JSON, nullable=False),
+    Column("v_from", Integer, nullable=False),
+    Column("v_to", Integer, nullable=True),
+    Index("ix_twin_assets_current", "tenant", "v_to"),
+    Index("ix_twin_assets_path", "tenant", "path"),
+)
+
+twin_relations = Table(
+    "twin_relations",
+    metadata,
+    Column("tenant", String(63), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("source", String(1024), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("target", String(1024), nullable=False),
+    Column("v_from", Integer, nullable=False),
+    Column("v_to", Integer, nullable=True),
+    Index("ix_twin_relations_current", "tenant", "v_to"),
 )
 
 

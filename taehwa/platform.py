@@ -11,6 +11,7 @@ from pathlib import Path
 from taehwa.historian.store import Historian
 from taehwa.settings import Settings
 from taehwa.tenancy.tenants import TenantService
+from taehwa.twin.service import TwinService
 
 
 class Platform:
@@ -21,6 +22,10 @@ class Platform:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.historian = Historian(settings, readonly=readonly, background=background)
         self.tenants: TenantService = self.historian.tenants
+        self.twin = TwinService(settings, self.historian)
+        self.twin.preload()
+        if background and not readonly:
+            self.twin.start()
         self.api_token = self._token()
 
     def _token(self) -> str:
@@ -43,6 +48,7 @@ class Platform:
     def close(self) -> None:
         """Flush and release everything."""
         server_info_path(self.settings).unlink(missing_ok=True)
+        self.twin.close()
         self.historian.close()
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from taehwa import __version__
+from taehwa.api.twin_routes import add_twin_routes
 from taehwa.errors import InvalidInput, PayloadTooLarge, TaehwaError, Unauthorized
 from taehwa.historian.readers import ARROW_STREAM, read_body
 from taehwa.historian.schema import Quality
@@ -72,7 +73,8 @@ def split_tags(tags: list[str]) -> list[str]:
 def create_app(platform: Platform) -> FastAPI:
     """The HTTP application over one platform."""
     app = FastAPI(title="Taehwa (태화)", version=__version__,
-                  description="Sovereign industrial AI platform: historian API (points, tags, tenants).")
+                  description="Sovereign industrial AI platform: historian (points, tags, tenants) and digital twin "
+                              "(plant model, assets, live state, change streams).")
     hist = platform.historian
     max_body = platform.settings.max_body_bytes
 
@@ -88,13 +90,16 @@ def create_app(platform: Platform) -> FastAPI:
         return JSONResponse({"error": "invalid_input", "message": first.get("msg", "invalid"), "where": where},
                             status_code=422)
 
-    def auth(request: Request) -> None:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
+    def check_token(token: str | None) -> None:
+        if not token:
             raise Unauthorized("missing bearer token; send 'Authorization: Bearer <token>'", where="Authorization")
         if not secrets.compare_digest(token.encode(), platform.api_token.encode()):
             raise Unauthorized("invalid token", where="Authorization")
+
+    def auth(request: Request) -> None:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        check_token(token if scheme.lower() == "bearer" else None)
 
     authed = [Depends(auth)]
     fmt_q = Query("json", pattern="^(json|csv|arrow)$", description="json, csv or arrow (IPC stream)")
@@ -200,4 +205,5 @@ def create_app(platform: Platform) -> FastAPI:
         hist.tenants.require(tenant)
         return hist.stats(tenant)
 
+    add_twin_routes(app, platform, auth, check_token)
     return app

@@ -109,6 +109,14 @@ class QueryEngine:
                 con.unregister(view)
 
     # -- queries ---------------------------------------------------------------------------------------------
+    def value_at(self, snap: Snapshot, tag_ids: list[int], at_us: int, lookback_us: int) -> pa.Table:
+        """Each tag's newest point at or before a time (within the lookback): what it read then."""
+        table = self._run(snap, tag_ids, at_us - lookback_us, at_us + 1,
+                          "SELECT tag, r.time AS time, r.value AS value, r.quality AS quality FROM (SELECT tag, "
+                          "arg_max({{time: time, value: value, quality: quality}}, time) AS r FROM {src} GROUP BY tag) "
+                          "ORDER BY tag")
+        return _utc(table)
+
     def raw(self, snap: Snapshot, tag_ids: list[int], start_us: int, end_us: int,
             limit: int | None = None) -> pa.Table:
         """Every point of these tags in [start, end), ordered by tag and time."""

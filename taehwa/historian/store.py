@@ -71,6 +71,7 @@ class Historian:
         self.catalog = TagCatalog(self.engine)
         self.queries = QueryEngine(settings.duckdb_threads, settings.max_query_points)
         self.latest_cache = LatestCache()
+        self._listeners: list[Callable[[str, pa.Table], None]] = []
         self._lock_fh: Any = None
         if not readonly:
             self._take_writer_lock()
@@ -208,7 +209,24 @@ class Historian:
             full = self._buffer_points >= self.settings.buffer_max_points
         if full:
             self._wake.set()
+        self._notify(tenant, [table])
         return WriteResult(n, len(ids), seq)
+
+    def add_listener(self, listener: Callable[[str, pa.Table], None]) -> None:
+        """Call `listener(tenant, points)` after every acknowledged write (points: tag, time, value, quality).
+
+        This is how the twin's live state sees every point whatever path it came in by. A listener must be quick
+        and must not raise; an exception is logged and does not undo the write.
+        """
+        self._listeners.append(listener)
+
+    def _notify(self, tenant: str, tables: list[pa.Table]) -> None:
+        for listener in self._listeners:
+            for table in tables:
+                try:
+                    listener(tenant, table.select(["tag", "time", "value", "quality"]))
+                except Exception:
+                    log.exception("a write listener failed")
 
     def _buffer_add(self, tenant: str, batch: pa.Table) -> None:
         self._buffers.setdefault(tenant, []).append(batch)
@@ -268,6 +286,7 @@ class Historian:
         with self._write_lock:
             for table in tables:
                 self._note_days(tenant, table.column("time"))
+        self._notify(tenant, tables)
         return WriteResult(n, len(ids), seq)
 
     def ingest_file(self, tenant: str, path: Path, *, layout: str = "auto",
@@ -472,6 +491,13 @@ class Historian:
         agg_list = [a.strip() for a in aggs.split(",")] if isinstance(aggs, str) else list(aggs)
         return self.queries.downsample(self.snapshot(tenant), list(ids.values()), s, e,
                                        parse_duration(every, field="every"), agg_list)
+
+    def value_at(self, tenant: str, tags: list[str], at: Any) -> pa.Table:
+        """Each tag's newest point at or before `at` (tag, time, value, quality), looking back as far as
+        interpolation does; tags with nothing in that window are absent."""
+        ids = self._ids(tenant, tags)
+        return self.queries.value_at(self.snapshot(tenant), list(ids.values()), to_us(at),
+                                     int(self.settings.interpolation_lookback_s * 1e6))
 
     def interpolate(self, tenant: str, tags: list[str] | str, start: Any, end: Any, step: Any,
                     method: str = "previous") -> pa.Table:

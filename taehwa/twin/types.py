@@ -215,7 +215,7 @@ def parse_signal(name: str, raw: Any, *, derived: bool, where: str, problems: Pr
     if raw.get("interval") is not None:
         try:
             interval = parse_duration(raw["interval"]) / 1e6
-        except Exception:  # noqa: BLE001 - any parse failure is the same user error
+        except Exception:
             problems.append((where, f"signal {name!r}: interval must be a duration like 1s or 5min, "
                                     f"got {raw['interval']!r}"))
     unit, description = raw.get("unit"), raw.get("description")

@@ -33,22 +33,24 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> Located:
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, str | int | float | bool):
-            raise InvalidInput("a mapping key must be a plain value", where=f"line {key_node.start_mark.line + 1}")
+            raise yaml.constructor.ConstructorError(None, None, "a mapping key must be a plain value",
+                                                    key_node.start_mark)
         key = str(key)
         if key in out:
-            raise InvalidInput(f"key {key!r} appears twice in one mapping", where=f"line {key_node.start_mark.line + 1}")
+            raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice in one mapping",
+                                                    key_node.start_mark)
         out[key] = loader.construct_object(value_node, deep=True)
         out.key_lines[key] = key_node.start_mark.line + 1
     return out
 
 
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)  # type: ignore[arg-type]
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def load_yaml(text: str | bytes, *, source: str) -> Any:
     """Parse YAML; syntax errors become InvalidInput naming the line and column."""
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{source}, line {mark.line + 1}, column {mark.column + 1}" if mark else source
