@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,42 @@ def platform(settings: Settings) -> Iterator[Platform]:
 def client(platform: Platform) -> Iterator[TestClient]:
     with TestClient(create_app(platform), headers={"Authorization": f"Bearer {TOKEN}"}) as c:
         yield c
+
+
+@contextmanager
+def serving(platform: Platform) -> Iterator[str]:
+    """The API served by uvicorn on a free loopback port, for streams and processes a test client cannot reach."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = uvicorn.Config(create_app(platform), host="127.0.0.1", port=port, log_level="warning", lifespan="off",
+                            timeout_graceful_shutdown=1)
+    server = uvicorn.Server(config)
+    started = threading.Event()
+    original = server.startup
+
+    async def startup(sockets: list[socket.socket] | None = None) -> None:
+        await original(sockets)
+        started.set()
+
+    server.startup = startup  # type: ignore[method-assign]
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        assert started.wait(10), "uvicorn did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def live_server(platform: Platform) -> Iterator[str]:
+    """The test platform served over loopback."""
+    with serving(platform) as url:
+        yield url

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,10 +11,11 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from taehwa.cli.common import TenantOpt, err, fail, out, services
+from taehwa.cli.twin_cmds import twin_app
 from taehwa.errors import Conflict, InvalidInput, TaehwaError
 from taehwa.historian.readers import ARROW_STREAM
 from taehwa.platform import Platform, dev_token_path, server_info_path
@@ -30,32 +29,7 @@ demo_app = typer.Typer(help="Demo data from ../shared/data.", no_args_is_help=Tr
 app.add_typer(tags_app, name="tags")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(demo_app, name="demo")
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
-
-TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Tenant (company) id.", envvar="TAEHWA_TENANT")]
-
-
-def _fail(exc: TaehwaError) -> None:
-    err.print(f"[red]error[/red] ({exc.kind}): ", end="")
-    err.print(str(exc), markup=False, highlight=False)
-    raise typer.Exit(exc.exit_code)
-
-
-@contextmanager
-def services(*, readonly: bool) -> Iterator[Platform]:
-    """The platform for one command; TaehwaError becomes a clear message and its exit code."""
-    platform = None
-    try:
-        platform = Platform(load_settings(), readonly=readonly, background=False)
-        yield platform
-    except TaehwaError as exc:
-        _fail(exc)
-    finally:
-        if platform is not None:
-            platform.close() if not readonly else platform.historian.close()
-
-
+app.add_typer(twin_app, name="twin")
 def _progress() -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=err, transient=False)
@@ -73,7 +47,7 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
         settings = load_settings()
         platform = Platform(settings)
     except TaehwaError as exc:
-        _fail(exc)
+        fail(exc)
         return
     host = host or settings.host
     port = port or settings.port
@@ -142,7 +116,7 @@ def ingest(
                 platform.close()
             out.print(f"{path.name}: stored {result.points} points in {result.tags} tags")
         except TaehwaError as exc:
-            _fail(exc)
+            fail(exc)
 
 
 def _write_table(table: pa.Table, output: Path | None) -> None:

@@ -1,0 +1,87 @@
+"""What every command shares: consoles, the tenant option, error exits, opening the services, and sending a
+change to the running server when it holds the store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, TypeVar
+
+import httpx
+import typer
+from rich.console import Console
+
+from taehwa import errors
+from taehwa.errors import Conflict, TaehwaError
+from taehwa.platform import Platform, dev_token_path, server_info_path
+from taehwa.settings import Settings, load_settings
+
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+T = TypeVar("T")
+
+TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Tenant (company) id.", envvar="TAEHWA_TENANT")]
+
+
+def fail(exc: TaehwaError) -> None:
+    """Print an error (what and where) and exit with its code."""
+    err.print(f"[red]error[/red] ({exc.kind}): ", end="")
+    err.print(str(exc), markup=False, highlight=False)
+    raise typer.Exit(exc.exit_code)
+
+
+@contextmanager
+def services(*, readonly: bool) -> Iterator[Platform]:
+    """The platform for one command; TaehwaError becomes a clear message and its exit code."""
+    platform = None
+    try:
+        platform = Platform(load_settings(), readonly=readonly, background=False)
+        yield platform
+    except TaehwaError as exc:
+        fail(exc)
+    finally:
+        if platform is not None:
+            platform.close() if not readonly else platform.historian.close()
+
+
+def server_token(settings: Settings) -> str:
+    """The token the local server accepts."""
+    return settings.api_token.get_secret_value() if settings.api_token else dev_token_path(settings).read_text().strip()
+
+
+_BY_KIND: dict[str, type[TaehwaError]] = {
+    c.kind: c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, TaehwaError)}
+
+
+def server_request(settings: Settings, method: str, path: str, **kwargs: Any) -> Any:
+    """Call the running server's API; its errors come back as the same TaehwaError they were there."""
+    info = json.loads(server_info_path(settings).read_text())
+    headers = {"Authorization": f"Bearer {server_token(settings)}", **kwargs.pop("headers", {})}
+    resp = httpx.request(method, f"{info['url']}{path}", headers=headers, timeout=600, **kwargs)
+    if resp.status_code < 400:
+        return resp.json()
+    body = resp.json()
+    if body.get("error") == "validation_failed":
+        raise errors.ValidationFailed([(p["where"], p["message"]) for p in body["problems"]])
+    cls = _BY_KIND.get(body.get("error", ""), TaehwaError)
+    raise cls(body.get("message", resp.text), where=body.get("where"))
+
+
+def write_call(local: Callable[[Platform], T], method: str, path: str, **http: Any) -> T | Any:
+    """Make a change: directly when no server runs, else through the server that holds the store."""
+    settings = load_settings()
+    try:
+        try:
+            platform = Platform(settings, background=False)
+        except Conflict:
+            if not server_info_path(settings).exists():
+                raise
+            return server_request(settings, method, path, **http)
+        try:
+            return local(platform)
+        finally:
+            platform.close()
+    except TaehwaError as exc:
+        fail(exc)
+        raise  # not reached: fail exits
