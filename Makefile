@@ -24,7 +24,7 @@ $(VENV)/.test-installed: pyproject.toml
 
 run: $(VENV)/.run-installed
 	$(TAEHWA) demo load
-	$(TAEHWA) serve
+	$(TAEHWA) serve --demo
 
 deps-deb:
 	@if [ -n "$(DEB_PACKAGES)" ] && [ "$$(id -u)" = "0" ]; then \
@@ -44,6 +44,7 @@ test: deps-deb lint typecheck pytest
 
 bench: $(VENV)/.run-installed
 	$(PY) bench/historian.py --quick
+	$(PY) bench/twin.py --quick
 
 clean:
 	rm -rf $(VENV) taehwa-data .mypy_cache .ruff_cache .pytest_cache

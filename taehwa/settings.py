@@ -50,7 +50,7 @@ class Settings(BaseSettings):
         3.0, gt=0, description="A signal is stale after this many expected sampling intervals without data.")
     event_buffer: int = Field(
         200_000, ge=1000, description="Twin change events kept in memory for clients that reconnect.")
-    demo_speed: float = Field(10.0, gt=0, le=10_000, description="How many times faster than real time the demo plant "
+    demo_speed: float = Field(60.0, gt=0, le=10_000, description="How many times faster than real time the demo plant "
                               "replays its data sets.")
     duckdb_threads: int = Field(0, ge=0, description="DuckDB threads for queries; 0 means one per core.")
 

@@ -37,7 +37,9 @@ def _progress() -> Progress:
 
 @app.command()
 def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_HOST).")] = None,
-          port: Annotated[int | None, typer.Option(help="Port (TAEHWA_PORT).")] = None) -> None:
+          port: Annotated[int | None, typer.Option(help="Port (TAEHWA_PORT).")] = None,
+          demo: Annotated[bool, typer.Option(help="Load the demo plant into tenant 'demo' and replay its data "
+                                                  "sets as live data (speed: TAEHWA_DEMO_SPEED).")] = False) -> None:
     """Start the platform: HTTP API with OpenAPI at /docs, on embedded defaults."""
     import uvicorn
 
@@ -58,9 +60,21 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
     if settings.api_token is None:
         out.print(f"development API token: [bold]{platform.api_token}[/bold]  (kept in "
                   f"{dev_token_path(settings)})")
+    replayer = None
     try:
+        if demo:
+            from taehwa.demo import default_shared_data
+            from taehwa.demo.replay import start_demo
+
+            replayer = start_demo(platform, default_shared_data())
+            out.print(f"demo plant loaded into tenant 'demo', replaying at {replayer.speed:g}× real time: "
+                      + "; ".join(f"{s['source']} ({s['run']})" for s in replayer.status()))
         uvicorn.run(create_app(platform), host=host, port=port, log_level="info")
+    except TaehwaError as exc:
+        fail(exc)
     finally:
+        if replayer is not None:
+            replayer.stop()
         platform.close()
 
 
@@ -279,6 +293,27 @@ def stats(tenant: TenantOpt) -> None:
     with services(readonly=True) as platform:
         platform.tenants.require(tenant)
         out.print_json(json.dumps(platform.historian.stats(tenant)))
+
+
+@demo_app.command("plant")
+def demo_plant(output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the plant file here.")]
+               = None) -> None:
+    """Print (or write) the demo plant as a plant file: TEP reaction unit, SKAB pump station, C-MAPSS fleet."""
+    from taehwa.demo import default_shared_data
+    from taehwa.demo.plant import build_demo_plant
+    from taehwa.twin.yamlio import dump_yaml
+
+    try:
+        doc, _ = build_demo_plant(default_shared_data())
+    except TaehwaError as exc:
+        fail(exc)
+        return
+    text = dump_yaml(doc)
+    if output is None:
+        print(text, end="")
+    else:
+        output.write_text(text)
+        err.print(f"wrote {output}")
 
 
 @demo_app.command("load")

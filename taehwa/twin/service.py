@@ -144,6 +144,11 @@ class TwinService:
             added = [p for p in new.assets if p not in old.assets]
             removed = [p for p in old.assets if p not in new.assets]
             changed = [p for p in new.assets if p in old.assets and new.assets[p].record() != old.assets[p].record()]
+            if not (added or removed or changed) and new.relations == old.relations and new.document()["types"] == \
+                    old.document()["types"] and list(new.assets) == list(old.assets) and old.assets:
+                version = self.store.current_version(tenant)  # nothing to change: no new version
+                return {"version": version, "assets": len(new.assets), "types": len(new.types), "added": 0,
+                        "changed": 0, "removed": 0, "relations": len(new.relations)}
             version = self._commit(tenant, new, actor=actor, action="loaded", paths=[],
                                    summary=f"loaded {source}: {len(added)} added, {len(changed)} changed, "
                                            f"{len(removed)} removed")

@@ -76,8 +76,9 @@ def line_of(value: Any, key: str | None = None) -> int | None:
 
 
 def dump_yaml(data: Any) -> str:
-    """Readable YAML: keys in the order given, block style, Unicode kept."""
-    return yaml.dump(_plain(data), Dumper=yaml.SafeDumper, sort_keys=False, allow_unicode=True, width=120)
+    """Readable YAML: keys in the order given, short leaf mappings and lists on one line, Unicode kept."""
+    return yaml.dump(_plain(data), Dumper=yaml.SafeDumper, sort_keys=False, allow_unicode=True, width=120,
+                     default_flow_style=None)
 
 
 def _plain(value: Any) -> Any:

@@ -1,6 +1,7 @@
 """The demo data: the real SKAB pump test-bed runs from ../shared/data, loaded into tenant `demo`.
 
-Until the demo plant (twin issue) exists, this gives `make run` something real to query.
+The historical runs give the lab real labelled data; the live demo plant (`plant.py`, `replay.py`) replays
+the same data sets as if the plant were running now.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def default_shared_data() -> Path:
     env = os.environ.get("TAEHWA_SHARED_DATA")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def _snake(name: str) -> str:
