@@ -10,8 +10,12 @@ from pathlib import Path
 
 from taehwa.historian.store import Historian
 from taehwa.settings import Settings
+from taehwa.tenancy.access import Principal
+from taehwa.tenancy.identity import IdentityService
 from taehwa.tenancy.tenants import TenantService
 from taehwa.twin.service import TwinService
+
+BOOTSTRAP_ADMIN = "admin"  # the caller the bootstrap token (TAEHWA_API_TOKEN or the dev token) stands for
 
 
 class Platform:
@@ -22,6 +26,8 @@ class Platform:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.historian = Historian(settings, readonly=readonly, background=background)
         self.tenants: TenantService = self.historian.tenants
+        self.audit = self.historian.audit
+        self.identity = IdentityService(self.historian.engine, self.audit)
         self.twin = TwinService(settings, self.historian)
         self.twin.preload()
         if background and not readonly:
@@ -40,6 +46,12 @@ class Platform:
         with os.fdopen(fd, "w") as fh:
             fh.write(token)
         return token
+
+    def authenticate(self, token: str, source: str | None = None) -> Principal:
+        """The caller a bearer token stands for: the bootstrap admin token, or a user's API token."""
+        if secrets.compare_digest(token.encode(), self.api_token.encode()):
+            return Principal(BOOTSTRAP_ADMIN, platform_admin=True, source=source)
+        return self.identity.authenticate(token, source=source)
 
     def announce(self, url: str) -> None:
         """Tell local CLI processes where the running server listens (they send writes there)."""

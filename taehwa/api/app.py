@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated, Any
 
 import orjson
@@ -15,11 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from taehwa import __version__
+from taehwa.api.admin_routes import add_admin_routes
+from taehwa.api.caller import CallerMiddleware
 from taehwa.api.twin_routes import add_twin_routes
 from taehwa.errors import InvalidInput, PayloadTooLarge, TaehwaError, Unauthorized
 from taehwa.historian.readers import ARROW_STREAM, read_body
 from taehwa.historian.schema import Quality
 from taehwa.platform import Platform
+from taehwa.tenancy.access import current
 
 QUALITY_NAMES = [q.name.lower() for q in Quality]
 
@@ -90,16 +92,13 @@ def create_app(platform: Platform) -> FastAPI:
         return JSONResponse({"error": "invalid_input", "message": first.get("msg", "invalid"), "where": where},
                             status_code=422)
 
-    def check_token(token: str | None) -> None:
-        if not token:
-            raise Unauthorized("missing bearer token; send 'Authorization: Bearer <token>'", where="Authorization")
-        if not secrets.compare_digest(token.encode(), platform.api_token.encode()):
-            raise Unauthorized("invalid token", where="Authorization")
+    app.add_middleware(CallerMiddleware, authenticate=platform.authenticate)
 
-    def auth(request: Request) -> None:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        check_token(token if scheme.lower() == "bearer" else None)
+    def auth() -> None:
+        """Authentication at the edge (401 before anything else); authorisation is the services' own check."""
+        caller = current()
+        if caller.problem is not None:
+            raise Unauthorized(caller.problem, where="Authorization")
 
     authed = [Depends(auth)]
     fmt_q = Query("json", pattern="^(json|csv|arrow)$", description="json, csv or arrow (IPC stream)")
@@ -145,7 +144,7 @@ def create_app(platform: Platform) -> FastAPI:
         content_type = request.headers.get("content-type", "")
 
         def work() -> dict[str, Any]:
-            hist.tenants.require(tenant)
+            hist.tenants.require(tenant, "write")
             data = read_body(body, content_type, max_bytes=max_body)
             result = hist.write(tenant, data, source="body", layout=layout)
             return {"stored": result.points, "tags": result.tags}
@@ -183,27 +182,24 @@ def create_app(platform: Platform) -> FastAPI:
     def list_tags(tenant: str, prefix: str | None = None,
                   limit: int = Query(10_000, gt=0, le=100_000)) -> dict[str, Any]:
         """Tags of the tenant with their metadata, optionally under a path prefix."""
-        hist.tenants.require(tenant)
-        items = [t.to_dict() for t in hist.catalog.list(tenant, prefix, limit)]
+        items = [t.to_dict() for t in hist.tags(tenant, prefix, limit)]
         return {"count": len(items), "tags": items}
 
     @app.get("/api/v1/{tenant}/tags/{tag:path}", dependencies=authed, tags=["tags"])
     def get_tag(tenant: str, tag: str) -> dict[str, Any]:
         """One tag's metadata."""
-        hist.tenants.require(tenant)
-        return hist.catalog.get(tenant, tag).to_dict()
+        return hist.tag(tenant, tag).to_dict()
 
     @app.patch("/api/v1/{tenant}/tags/{tag:path}", dependencies=authed, tags=["tags"])
     def set_tag(tenant: str, tag: str, body: TagMetaIn) -> dict[str, Any]:
         """Set or change a tag's metadata (creates the tag if it has no points yet)."""
-        hist.tenants.require(tenant)
-        return hist.catalog.set_metadata(tenant, tag, body.model_dump(exclude_unset=True)).to_dict()
+        return hist.set_tag(tenant, tag, body.model_dump(exclude_unset=True)).to_dict()
 
     @app.get("/api/v1/{tenant}/stats", dependencies=authed, tags=["points"])
     def stats(tenant: str) -> dict[str, Any]:
         """Files, rows and bytes of the tenant's store."""
-        hist.tenants.require(tenant)
         return hist.stats(tenant)
 
-    add_twin_routes(app, platform, auth, check_token)
+    add_twin_routes(app, platform, auth)
+    add_admin_routes(app, platform, auth)
     return app

@@ -78,8 +78,7 @@ def sse_frame(hub: EventHub, events: list[Any]) -> bytes:
                     for e in events)
 
 
-def add_twin_routes(app: FastAPI, platform: Platform, auth: Callable[[Request], None],
-                    check_token: Callable[[str | None], None]) -> None:
+def add_twin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) -> None:
     """Add the twin's routes to the application."""
     router = APIRouter(dependencies=[Depends(auth)], tags=["twin"])
     twin = platform.twin
@@ -221,11 +220,10 @@ def add_twin_routes(app: FastAPI, platform: Platform, auth: Callable[[Request], 
     @app.websocket("/api/v1/{tenant}/events/ws")
     async def events_ws(websocket: WebSocket, tenant: str, under: str | None = None, kinds: str | None = None,
                         last_event_id: str | None = None, access_token: str | None = None) -> None:
-        """WebSocket twin events: each message is a JSON list of events (same filters and resume as SSE)."""
-        header = websocket.headers.get("authorization", "")
-        token = header.partition(" ")[2] if header.lower().startswith("bearer ") else access_token
+        """WebSocket twin events: each message is a JSON list of events (same filters and resume as SSE).
+        The token comes in the Authorization header, or as `access_token` where a browser cannot set headers."""
         try:
-            check_token(token)
+            auth()
             await run_in_threadpool(twin.plant, tenant)
             wanted = parse_kinds(kinds)
         except TaehwaError as exc:

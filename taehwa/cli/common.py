@@ -16,6 +16,7 @@ from taehwa import errors
 from taehwa.errors import Conflict, TaehwaError
 from taehwa.platform import Platform, dev_token_path, server_info_path
 from taehwa.settings import Settings, load_settings
+from taehwa.tenancy.access import Principal, acting_as
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -31,13 +32,26 @@ def fail(exc: TaehwaError) -> None:
     raise typer.Exit(exc.exit_code)
 
 
+def operator() -> Principal:
+    """Who a command acts as: the operator at this machine's shell, with the data directory in hand (a platform
+    admin), recorded in the audit log as cli:<login>."""
+    import getpass
+
+    try:
+        login = getpass.getuser()
+    except (KeyError, OSError):
+        login = "unknown"
+    return Principal(f"cli:{login}", platform_admin=True, source="local shell")
+
+
 @contextmanager
 def services(*, readonly: bool) -> Iterator[Platform]:
     """The platform for one command; TaehwaError becomes a clear message and its exit code."""
     platform = None
     try:
         platform = Platform(load_settings(), readonly=readonly, background=False)
-        yield platform
+        with acting_as(operator()):
+            yield platform
     except TaehwaError as exc:
         fail(exc)
     finally:
@@ -79,7 +93,8 @@ def write_call(local: Callable[[Platform], T], method: str, path: str, **http: A
                 raise
             return server_request(settings, method, path, **http)
         try:
-            return local(platform)
+            with acting_as(operator()):
+                return local(platform)
         finally:
             platform.close()
     except TaehwaError as exc:

@@ -14,12 +14,13 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from taehwa.cli.common import TenantOpt, err, fail, out, services
+from taehwa.cli.common import TenantOpt, err, fail, operator, out, services
 from taehwa.cli.twin_cmds import twin_app
 from taehwa.errors import Conflict, InvalidInput, TaehwaError
 from taehwa.historian.readers import ARROW_STREAM
 from taehwa.platform import Platform, dev_token_path, server_info_path
 from taehwa.settings import Settings, load_settings
+from taehwa.tenancy.access import acting_as
 
 app = typer.Typer(help="Taehwa (태화): sovereign industrial AI platform.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -125,7 +126,8 @@ def ingest(
                     def tick(done: int, total: int, task: Any = task, bar: Progress = bar) -> None:
                         bar.update(task, completed=done, total=total)
 
-                    result = platform.historian.ingest_file(tenant, path, layout=layout, progress=tick)
+                    with acting_as(operator()):
+                        result = platform.historian.ingest_file(tenant, path, layout=layout, progress=tick)
             finally:
                 platform.close()
             out.print(f"{path.name}: stored {result.points} points in {result.tags} tags")

@@ -31,7 +31,7 @@ from sqlalchemy import Engine
 
 from taehwa.db import make_engine
 from taehwa.errors import Conflict, InvalidInput, NotFound, Unavailable
-from taehwa.historian.catalog import TagCatalog
+from taehwa.historian.catalog import TagCatalog, TagInfo
 from taehwa.historian.files import DAY_US, FILE_COLUMNS, parquet_source, write_day_files
 from taehwa.historian.latest import Last, LatestCache
 from taehwa.historian.manifest import DataFile, Manifest
@@ -41,6 +41,7 @@ from taehwa.historian.schema import OUT_TIME, STORE_SCHEMA, check_tenant
 from taehwa.historian.timeutil import from_us, parse_duration, to_us
 from taehwa.historian.wal import WAL_SCHEMA, WriteAheadLog
 from taehwa.settings import Settings
+from taehwa.tenancy.audit import AuditLog
 from taehwa.tenancy.tenants import TenantService
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,8 @@ class Historian:
         self.root = settings.data_dir / "historian"
         self.root.mkdir(parents=True, exist_ok=True)
         self.engine = engine or make_engine(settings.metadata_url)
-        self.tenants = TenantService(self.engine)
+        self.audit = AuditLog(self.engine, settings.data_dir / "audit-head.json")
+        self.tenants = TenantService(self.engine, self.audit)
         self.catalog = TagCatalog(self.engine)
         self.queries = QueryEngine(settings.duckdb_threads, settings.max_query_points)
         self.latest_cache = LatestCache()
@@ -178,14 +180,14 @@ class Historian:
         All-or-nothing and durable when it returns. Tags are created on their first write.
         """
         self._check_writable()
-        self.tenants.require(tenant)
+        self.tenants.require(tenant, "write")
         table = self.normalize(data, source=source, layout=layout)
         return self.write_checked(tenant, table)
 
     def write_checked(self, tenant: str, table: pa.Table) -> WriteResult:
         """Store a table already in the store schema (from `normalize`)."""
         self._check_writable()
-        self.tenants.require(tenant)
+        self.tenants.require(tenant, "write")
         if table.num_rows == 0:
             return WriteResult(0, 0, self._seq)
         if table.num_rows >= self.settings.buffer_max_points:
@@ -210,6 +212,8 @@ class Historian:
         if full:
             self._wake.set()
         self._notify(tenant, [table])
+        self.audit.append("points.write", tenant=tenant, target=f"{n} points in {len(ids)} tags",
+                          after={"points": n, "tags": len(ids), "seq": seq})
         return WriteResult(n, len(ids), seq)
 
     def add_listener(self, listener: Callable[[str, pa.Table], None]) -> None:
@@ -287,6 +291,8 @@ class Historian:
             for table in tables:
                 self._note_days(tenant, table.column("time"))
         self._notify(tenant, tables)
+        self.audit.append("points.write", tenant=tenant, target=f"{n} points in {len(ids)} tags",
+                          after={"points": n, "tags": len(ids), "seq": seq})
         return WriteResult(n, len(ids), seq)
 
     def ingest_file(self, tenant: str, path: Path, *, layout: str = "auto",
@@ -295,7 +301,7 @@ class Historian:
         from taehwa.historian.readers import iter_file_tables
 
         self._check_writable()
-        self.tenants.require(tenant)
+        self.tenants.require(tenant, "write")
         tables: list[pa.Table] = []
         for chunk, done, total in iter_file_tables(path):
             tables.append(_shift_rows(chunk, self, path, layout, done - chunk.num_rows))
@@ -563,8 +569,27 @@ class Historian:
             "quality": pa.array([r[1].quality for r in rows], pa.uint8()),
         })
 
+    def tags(self, tenant: str, prefix: str | None = None, limit: int | None = None) -> list[TagInfo]:
+        """The tenant's tags with their metadata, optionally under a path prefix."""
+        self.tenants.require(tenant)
+        return self.catalog.list(tenant, prefix, limit or 10_000)
+
+    def tag(self, tenant: str, name: str) -> TagInfo:
+        """One tag's metadata."""
+        self.tenants.require(tenant)
+        return self.catalog.get(tenant, name)
+
+    def set_tag(self, tenant: str, name: str, changes: dict[str, Any]) -> TagInfo:
+        """Set a tag's metadata (creating the tag if it has no points yet)."""
+        self.tenants.require(tenant, "write")
+        before = self.catalog.get(tenant, name).to_dict() if name in self.catalog.ids(tenant) else None
+        info = self.catalog.set_metadata(tenant, name, changes)
+        self.audit.append("tag.set", tenant=tenant, target=name, before=before, after=info.to_dict())
+        return info
+
     def stats(self, tenant: str) -> dict[str, Any]:
         """Files, rows and bytes of a tenant's store, and the points still buffered."""
+        self.tenants.require(tenant)
         manifest = self._manifest(tenant)
         with self._write_lock:
             buffered = sum(t.num_rows for t in self._buffers.get(tenant, []) + self._frozen.get(tenant, []))

@@ -11,6 +11,8 @@ from sqlalchemy.exc import IntegrityError
 from taehwa.db import tenants
 from taehwa.errors import Conflict, InvalidInput, NotFound
 from taehwa.historian.schema import check_tenant
+from taehwa.tenancy.access import check, check_platform_admin, current
+from taehwa.tenancy.audit import AuditLog
 
 
 @dataclass(frozen=True)
@@ -26,12 +28,14 @@ class Tenant:
 class TenantService:
     """Create, list and look up tenants; `require` is the gate every scoped call passes through."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, audit: AuditLog) -> None:
         self._engine = engine
+        self._audit = audit
         self._known: set[str] = set()
 
     def create(self, tenant_id: str, name: str | None = None, retention_days: int | None = None) -> Tenant:
-        """Add a tenant; its id is used in URLs, paths and the historian's partitions."""
+        """Add a tenant; its id is used in URLs, paths and the historian's partitions (platform admins only)."""
+        check_platform_admin("create tenants")
         check_tenant(tenant_id)
         if retention_days is not None and retention_days <= 0:
             raise InvalidInput("retention must be a positive number of days", where="retention_days")
@@ -43,6 +47,8 @@ class TenantService:
         except IntegrityError as exc:
             raise Conflict(f"tenant {tenant_id!r} already exists", where="tenant") from exc
         self._known.add(tenant_id)
+        self._audit.append("tenant.create", tenant=tenant_id, target=tenant_id,
+                           after={"name": row.name, "retention_days": retention_days})
         return row
 
     def get(self, tenant_id: str) -> Tenant:
@@ -54,24 +60,32 @@ class TenantService:
         created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
         return Tenant(row.id, row.name, row.retention_days, created)
 
-    def require(self, tenant_id: str) -> str:
-        """Check the tenant exists (cached once seen); every scoped call starts here."""
+    def require(self, tenant_id: str, action: str = "read") -> str:
+        """The gate every scoped call passes: may the caller do `action` here, and does the tenant exist?
+
+        Access is checked first, so a caller without access learns nothing of which tenants exist.
+        """
+        check(tenant_id, action)
         if tenant_id not in self._known:
             self.get(tenant_id)
             self._known.add(tenant_id)
         return tenant_id
 
     def list(self) -> list[Tenant]:
-        """All tenants, by id."""
+        """The tenants the caller may read (all of them for platform admins and the local system), by id."""
+        visible = current().tenants()
         with self._engine.connect() as conn:
             rows = conn.execute(select(tenants.c.id).order_by(tenants.c.id)).scalars().all()
-        return [self.get(r) for r in rows]
+        return [self.get(r) for r in rows if visible is None or r in visible]
 
     def set_retention(self, tenant_id: str, retention_days: int | None) -> Tenant:
         """Keep this tenant's points for this many days (None: for ever)."""
         if retention_days is not None and retention_days <= 0:
             raise InvalidInput("retention must be a positive number of days", where="retention_days")
-        self.require(tenant_id)
+        self.require(tenant_id, "admin")
+        before = self.get(tenant_id).retention_days
         with self._engine.begin() as conn:
             conn.execute(update(tenants).where(tenants.c.id == tenant_id).values(retention_days=retention_days))
+        self._audit.append("tenant.retention", tenant=tenant_id, target=tenant_id,
+                           before={"retention_days": before}, after={"retention_days": retention_days})
         return self.get(tenant_id)

@@ -20,6 +20,7 @@ from taehwa.errors import Conflict, InvalidInput, NotFound, ValidationFailed
 from taehwa.historian.store import Historian
 from taehwa.historian.timeutil import from_us, to_us
 from taehwa.settings import Settings
+from taehwa.tenancy.access import SYSTEM, acting_as, current
 from taehwa.twin.events import EventHub
 from taehwa.twin.live import STATES, LiveState, SignalState, worst
 from taehwa.twin.model import SEGMENT_RE, Asset, Plant, Relation, moved, parse_asset_fields, parse_document, validate
@@ -86,8 +87,9 @@ class TwinService:
 
     def preload(self) -> None:
         """Load every tenant's model, so live state follows their points from the start."""
-        for tenant in self.tenants.list():
-            self.plant(tenant.id)
+        with acting_as(SYSTEM):
+            for tenant in self.tenants.list():
+                self.plant(tenant.id)
 
     def close(self) -> None:
         """Stop the background thread."""
@@ -121,8 +123,15 @@ class TwinService:
         self._indexes[tenant] = _index(plant)
         self.live.set_plant(tenant, plant, latest)
 
+    def _writable(self, tenant: str) -> Plant:
+        """The current model, after checking the caller may change it."""
+        self.tenants.require(tenant, "write")
+        return self.plant(tenant)
+
     def _commit(self, tenant: str, new: Plant, *, actor: str | None, summary: str, action: str,
                 paths: list[str]) -> int:
+        self.tenants.require(tenant, "write")
+        actor = actor or current().user
         problems = validate(new)
         if problems:
             raise ValidationFailed(problems)
@@ -137,7 +146,7 @@ class TwinService:
     def load(self, tenant: str, text: str | bytes, *, source: str = "plant.yaml", actor: str | None = None
              ) -> dict[str, Any]:
         """Replace the tenant's model with a whole plant file; validated as a whole, all or nothing."""
-        self.tenants.require(tenant)
+        self.tenants.require(tenant, "write")
         new = parse_document(load_yaml(text, source=source), source=source)
         with self._lock:
             old = self.plant(tenant)
@@ -186,7 +195,7 @@ class TwinService:
 
     def put_type(self, tenant: str, name: str, definition: dict[str, Any], *, actor: str | None = None) -> int:
         """Add or replace one asset type; every asset of it (and of types extending it) is re-validated."""
-        plant = self.plant(tenant)
+        plant = self._writable(tenant)
         declared = {n: t.source for n, t in plant.types.items() if n not in ("Site", "Area", "Line", "Equipment",
                                                                                "Component")}
         declared[name] = definition
@@ -228,7 +237,7 @@ class TwinService:
     def create(self, tenant: str, body: dict[str, Any], *, parent: str | None, actor: str | None = None
                ) -> dict[str, Any]:
         """Add one asset under a parent (a site when there is none)."""
-        plant = self.plant(tenant)
+        plant = self._writable(tenant)
         seg = body.get("id")
         if not isinstance(seg, str) or not SEGMENT_RE.match(seg):
             raise InvalidInput(f"asset id {seg!r} must be 1–63 letters, digits, '_', '.' or '-'", where="id")
@@ -251,7 +260,7 @@ class TwinService:
 
     def update(self, tenant: str, path: str, patch: dict[str, Any], *, actor: str | None = None) -> dict[str, Any]:
         """Change an asset's fields (type, name, description, attributes, tags, limits); others stay."""
-        plant = self.plant(tenant)
+        plant = self._writable(tenant)
         current = self._require(plant, path)
         for key in ("id", "path", "children", "parent"):
             if key in patch:
@@ -271,7 +280,7 @@ class TwinService:
 
     def delete(self, tenant: str, path: str, *, recursive: bool = False, actor: str | None = None) -> int:
         """Remove an asset (and, with recursive, everything under it); relations to them go too."""
-        plant = self.plant(tenant)
+        plant = self._writable(tenant)
         self._require(plant, path)
         doomed = {a.path for a in plant.subtree(path)}
         if len(doomed) > 1 and not recursive:
@@ -287,7 +296,7 @@ class TwinService:
     def move(self, tenant: str, path: str, new_parent: str | None, *, new_id: str | None = None,
              actor: str | None = None) -> dict[str, Any]:
         """Move a subtree under another parent (or rename it); its tags stay bound."""
-        plant = self.plant(tenant)
+        plant = self._writable(tenant)
         self._require(plant, path)
         if new_parent is not None:
             self._require(plant, new_parent)
@@ -306,7 +315,7 @@ class TwinService:
     def relate(self, tenant: str, source: str, kind: str, target: str, *, remove: bool = False,
                actor: str | None = None) -> int:
         """Add (or remove) a relation such as `feeds` or `backs_up`."""
-        plant = self.plant(tenant)
+        plant = self._writable(tenant)
         rel = Relation(source, kind, target)
         existing = [r for r in plant.relations if (r.source, r.kind, r.target) == (source, kind, target)]
         if remove:

@@ -1,0 +1,132 @@
+"""HTTP routes for identity and audit: users, roles, API tokens, sign-in, and the audit log. Who may call each is
+decided by the identity and audit services, not here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Query
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from taehwa.platform import Platform
+from taehwa.tenancy.access import acting_as, current
+
+
+class UserIn(BaseModel):
+    """A new user."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(description="lower-case sign-in name, e.g. kim.engineer")
+    name: str | None = None
+    password: str | None = Field(None, description=">= 10 characters; leave out for token-only users")
+    platform_admin: bool = False
+
+
+class RoleIn(BaseModel):
+    """A user's role in a tenant (null removes it)."""
+
+    model_config = ConfigDict(extra="forbid")
+    role: str | None = Field(description="tenant_admin, engineer, viewer or researcher")
+
+
+class TokenIn(BaseModel):
+    """A new API token."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=255)
+    user: str | None = Field(None, description="whose token (platform admins only; default: the caller)")
+    scopes: list[str] | None = Field(None, description="read, write, admin (default: all the caller has)")
+    expires_in_days: float | None = Field(None, gt=0)
+
+
+class PasswordIn(BaseModel):
+    """A new password."""
+
+    model_config = ConfigDict(extra="forbid")
+    password: str
+
+
+class LoginIn(BaseModel):
+    """Sign-in with a password; the answer is a token that expires."""
+
+    model_config = ConfigDict(extra="forbid")
+    user: str
+    password: str
+    hours: float = Field(12, gt=0, le=24 * 30)
+
+
+def add_admin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) -> None:
+    """Add the identity and audit routes."""
+    ident = platform.identity
+    router = APIRouter(dependencies=[Depends(auth)], tags=["identity"])
+
+    @router.get("/api/v1/me")
+    def me() -> dict[str, Any]:
+        """The caller: user, roles per tenant, token scopes."""
+        p = current()
+        return {"user": p.user, "platform_admin": p.platform_admin, "roles": p.roles, "scopes": sorted(p.scopes),
+                "token": p.token_id}
+
+    @router.get("/api/v1/users")
+    def list_users(tenant: str | None = Query(None, description="only this tenant's users (its admins may ask)")
+                   ) -> list[dict[str, Any]]:
+        """Users (all: platform admins; a tenant's: its admins)."""
+        return [u.to_dict() for u in ident.list_users(tenant)]
+
+    @router.post("/api/v1/users", status_code=201)
+    def create_user(body: UserIn) -> dict[str, Any]:
+        """Add a user (platform admins)."""
+        return ident.create_user(body.id, body.name, password=body.password,
+                                 platform_admin=body.platform_admin).to_dict()
+
+    @router.put("/api/v1/{tenant}/users/{user}")
+    def set_role(tenant: str, user: str, body: RoleIn) -> dict[str, Any]:
+        """Give a user a role in a tenant, or remove it (the tenant's admins, platform admins)."""
+        return ident.set_role(user, tenant, body.role).to_dict()
+
+    @router.put("/api/v1/users/{user}/password", status_code=204)
+    def set_password(user: str, body: PasswordIn) -> None:
+        """Set a password (the user themself, or a platform admin resetting it)."""
+        ident.set_password(user, body.password)
+
+    @router.get("/api/v1/tokens")
+    def list_tokens(user: str | None = None) -> list[dict[str, Any]]:
+        """The caller's tokens (platform admins: anyone's)."""
+        return [t.to_dict() for t in ident.list_tokens(user or current().user)]
+
+    @router.post("/api/v1/tokens", status_code=201)
+    def create_token(body: TokenIn) -> dict[str, Any]:
+        """Make an API token; the `token` field is shown only in this answer."""
+        secret, info = ident.create_token(body.user or current().user, body.name, scopes=body.scopes,
+                                          expires_in_days=body.expires_in_days)
+        return {"token": secret, **info.to_dict()}
+
+    @router.delete("/api/v1/tokens/{token_id}", status_code=204)
+    def revoke_token(token_id: str) -> None:
+        """Revoke a token at once."""
+        ident.revoke_token(token_id)
+
+    @router.get("/api/v1/audit")
+    def audit(tenant: str | None = Query(None, description="a tenant's entries (its admins); all for platform "
+                                                           "admins"),
+              limit: int = Query(100, ge=1, le=10_000), before_seq: int | None = Query(None, ge=1)
+              ) -> list[dict[str, Any]]:
+        """The audit log, newest first."""
+        return platform.audit.entries(tenant, limit=limit, before_seq=before_seq)
+
+    app.include_router(router)
+
+    @app.post("/api/v1/login", tags=["identity"])
+    async def login(body: LoginIn) -> dict[str, Any]:
+        """Sign in with a password; answers a token that expires after `hours` (for programs and the web UI)."""
+        user = await run_in_threadpool(ident.login, body.user, body.password)
+        from taehwa.tenancy.access import Principal
+
+        def make() -> tuple[str, Any]:
+            with acting_as(Principal(user.id, user.platform_admin, user.roles)):
+                return ident.create_token(user.id, "sign-in", expires_in_days=body.hours / 24)
+
+        secret, info = await run_in_threadpool(make)
+        return {"token": secret, **info.to_dict()}
