@@ -14,6 +14,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from taehwa.cli.admin_cmds import admin_app, audit_app
 from taehwa.cli.common import TenantOpt, err, fail, operator, out, services
 from taehwa.cli.twin_cmds import twin_app
 from taehwa.errors import Conflict, InvalidInput, TaehwaError
@@ -31,6 +32,8 @@ app.add_typer(tags_app, name="tags")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(demo_app, name="demo")
 app.add_typer(twin_app, name="twin")
+app.add_typer(admin_app, name="admin")
+app.add_typer(audit_app, name="audit")
 def _progress() -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=err, transient=False)
