@@ -91,6 +91,14 @@ class Unavailable(TaehwaError):
     kind = "unavailable"
 
 
+class TooManyRequests(TaehwaError):
+    """A caller sent more requests than its rate allows; it may retry after a moment."""
+
+    http_status = 429
+    exit_code = 6
+    kind = "too_many_requests"
+
+
 class ValidationFailed(InvalidInput):
     """A whole document (a plant model, a configuration) failed validation; every problem is listed."""
 

@@ -23,7 +23,7 @@ class Platform:
 
     def __init__(self, settings: Settings, *, readonly: bool = False, background: bool = True) -> None:
         self.settings = settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # other local users see nothing
         self.historian = Historian(settings, readonly=readonly, background=background)
         self.tenants: TenantService = self.historian.tenants
         self.audit = self.historian.audit

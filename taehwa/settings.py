@@ -24,10 +24,15 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address the HTTP service listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port the HTTP service listens on.")
+    tls_cert: Path | None = Field(None, description="PEM certificate: serve HTTPS (with tls_key).")
+    tls_key: Path | None = Field(None, description="PEM private key of tls_cert.")
     api_token: SecretStr | None = Field(
         None, description="Bearer token for the HTTP API; a development token is generated when unset."
     )
     max_body_bytes: int = Field(256 * 1024 * 1024, gt=0, description="Largest HTTP body accepted.")
+    rate_limit_per_s: float = Field(100.0, gt=0, description="Requests per second one caller (user, or client "
+                                    "address when anonymous) may make, sustained.")
+    rate_limit_burst: int = Field(400, ge=1, description="Requests one caller may make at once above the rate.")
     max_query_points: int = Field(50_000_000, gt=0, description="Most points one raw query may return.")
     earliest_time: str = Field("1970-01-01T00:00:00Z", description="Points before this are rejected.")
     future_tolerance_s: float = Field(

@@ -8,7 +8,11 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from fastapi.testclient import TestClient
 
+from taehwa.api.app import create_app
 from taehwa.historian.readers import ARROW_STREAM
+from taehwa.platform import Platform
+from taehwa.settings import Settings
+from tests.conftest import TOKEN
 
 POINTS = [{"tag": "cdu/P-101/flow", "time": "2024-03-01T00:00:00Z", "value": 1.5},
           {"tag": "cdu/P-101/flow", "time": "2024-03-01T00:00:01Z", "value": 2.5, "quality": "uncertain"}]
@@ -126,3 +130,19 @@ def test_openapi_served(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     assert "/api/v1/{tenant}/points" in spec["paths"]
     assert "/api/v1/{tenant}/tags/latest" in spec["paths"]
+
+
+def test_rate_limit_per_caller(settings: Settings) -> None:
+    p = Platform(settings.model_copy(update={"rate_limit_per_s": 0.5, "rate_limit_burst": 3}), background=False)
+    try:
+        with TestClient(create_app(p)) as c:
+            auth = {"Authorization": f"Bearer {TOKEN}"}
+            codes = [c.get("/api/v1/tenants", headers=auth).status_code for _ in range(4)]
+            assert codes == [200, 200, 200, 429]
+            r = c.get("/api/v1/tenants", headers=auth)
+            assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+            assert r.json()["error"] == "too_many_requests"
+            # another caller (anonymous, by address) has its own bucket: refused for its credentials, not its rate
+            assert c.get("/api/v1/tenants").status_code == 401
+    finally:
+        p.close()

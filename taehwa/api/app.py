@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from taehwa import __version__
 from taehwa.api.admin_routes import add_admin_routes
-from taehwa.api.caller import CallerMiddleware
+from taehwa.api.caller import CallerMiddleware, RateLimiter
 from taehwa.api.twin_routes import add_twin_routes
 from taehwa.errors import InvalidInput, PayloadTooLarge, TaehwaError, Unauthorized
 from taehwa.historian.readers import ARROW_STREAM, read_body
@@ -92,7 +92,8 @@ def create_app(platform: Platform) -> FastAPI:
         return JSONResponse({"error": "invalid_input", "message": first.get("msg", "invalid"), "where": where},
                             status_code=422)
 
-    app.add_middleware(CallerMiddleware, authenticate=platform.authenticate)
+    app.add_middleware(CallerMiddleware, authenticate=platform.authenticate,
+                       limiter=RateLimiter(platform.settings.rate_limit_per_s, platform.settings.rate_limit_burst))
 
     def auth() -> None:
         """Authentication at the edge (401 before anything else); authorisation is the services' own check."""

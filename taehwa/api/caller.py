@@ -2,27 +2,33 @@
 
 It runs before any route, for HTTP and WebSocket alike, so no endpoint can skip it. A request with no or bad
 credentials still reaches the routes as an anonymous caller that every check refuses, with the reason; public
-routes (health, OpenAPI) make no check.
+routes (health, OpenAPI) make no check. Each caller is also held to a request rate (a token bucket per user, or per
+client address for anonymous callers): over it, 429 with Retry-After.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from urllib.parse import parse_qs
 
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from taehwa.errors import Unauthorized
+from taehwa.errors import TooManyRequests, Unauthorized
 from taehwa.tenancy.access import Principal, acting_as, anonymous
 
 
 class CallerMiddleware:
     """Sets the caller (`taehwa.tenancy.access.current()`) for the length of each request."""
 
-    def __init__(self, app: ASGIApp, authenticate: Callable[[str, str | None], Principal]) -> None:
+    def __init__(self, app: ASGIApp, authenticate: Callable[[str, str | None], Principal],
+                 limiter: RateLimiter | None = None) -> None:
         self.app = app
         self.authenticate = authenticate
+        self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -42,5 +48,44 @@ class CallerMiddleware:
                 caller = await run_in_threadpool(self.authenticate, token, source)
             except Unauthorized as exc:
                 caller = anonymous(exc.message, source)
+        if self.limiter is not None:
+            key = caller.user if caller.problem is None else f"anonymous@{client[0] if client else '?'}"
+            wait = self.limiter.take(key)
+            if wait > 0:
+                await self._refuse(scope, receive, send, wait)
+                return
         with acting_as(caller):
             await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send, wait: float) -> None:
+        exc = TooManyRequests(f"too many requests; retry in {wait:.1f} s", where="rate limit")
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1013, "reason": exc.message})
+            return
+        response = JSONResponse(exc.to_dict(), status_code=429, headers={"Retry-After": str(max(1, round(wait)))})
+        await response(scope, receive, send)
+
+
+class RateLimiter:
+    """A token bucket per caller: `rate` requests a second sustained, `burst` at once."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self._buckets: dict[str, tuple[float, float]] = {}  # key → (tokens, last time)
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> float:
+        """Spend one request; returns 0, or the seconds to wait when the bucket is empty."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            if tokens < 1:
+                self._buckets[key] = (tokens, now)
+                return (1 - tokens) / self.rate
+            self._buckets[key] = (tokens - 1, now)
+            if len(self._buckets) > 100_000:  # forget idle callers
+                self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 60}
+            return 0.0

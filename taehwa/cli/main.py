@@ -57,7 +57,7 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
         return
     host = host or settings.host
     port = port or settings.port
-    url = f"http://{host}:{port}"
+    url = f"{'https' if settings.tls_cert and settings.tls_key else 'http'}://{host}:{port}"
     platform.announce(url)
     out.print(f"[bold]Taehwa (태화)[/bold] serving {url}  (OpenAPI: {url}/docs)")
     out.print(f"data: {settings.data_dir.resolve()}   metadata: {settings.metadata_url}")
@@ -73,7 +73,10 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
             replayer = start_demo(platform, default_shared_data())
             out.print(f"demo plant loaded into tenant 'demo', replaying at {replayer.speed:g}× real time: "
                       + "; ".join(f"{s['source']} ({s['run']})" for s in replayer.status()))
-        uvicorn.run(create_app(platform), host=host, port=port, log_level="info")
+        tls = bool(settings.tls_cert and settings.tls_key)
+        uvicorn.run(create_app(platform), host=host, port=port, log_level="info",
+                    ssl_certfile=str(settings.tls_cert) if tls else None,
+                    ssl_keyfile=str(settings.tls_key) if tls else None)
     except TaehwaError as exc:
         fail(exc)
     finally:
@@ -298,6 +301,22 @@ def stats(tenant: TenantOpt) -> None:
     with services(readonly=True) as platform:
         platform.tenants.require(tenant)
         out.print_json(json.dumps(platform.historian.stats(tenant)))
+
+
+@app.command()
+def doctor() -> None:
+    """The security posture as a checklist (bootstrap token, bind address, TLS, file modes, outbound connections,
+    token expiry, audit log); exits 8 when something fails."""
+    from taehwa.tenancy.doctor import diagnose
+
+    with services(readonly=True) as platform:
+        checks = diagnose(platform)
+    marks = {"ok": "[green]✓[/green]", "warn": "[yellow]![/yellow]", "fail": "[red]✗[/red]"}
+    for c in checks:
+        out.print(f"{marks[c.status]} {c.topic}: ", end="")
+        out.print(c.detail, markup=False, highlight=False)
+    if any(c.status == "fail" for c in checks):
+        raise typer.Exit(8)
 
 
 @demo_app.command("plant")
