@@ -102,6 +102,27 @@ audit_log = Table(
     Column("hash", String(64), nullable=False),
 )
 
+grants = Table(
+    "grants",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("owner", String(63), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("grantee", String(63), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("tags", JSON, nullable=False),  # exact names, or prefixes written as "unit/*"
+    Column("start_us", BigInteger, nullable=False),
+    Column("end_us", BigInteger, nullable=False),
+    Column("pseudonymise", Boolean, nullable=False),
+    Column("scale", JSON, nullable=True),  # {"a": …, "b": …}: values are shared as a·v + b
+    Column("salt", String(64), nullable=False),
+    Column("purpose", Text, nullable=True),
+    Column("created_by", String(255), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Index("ix_grants_grantee", "grantee"),
+    Index("ix_grants_owner", "owner"),
+)
+
 # The twin, versioned: each change makes a new version; a row is current from v_from until v_to (exclusive).
 twin_versions = Table(
     "twin_versions",

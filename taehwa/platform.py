@@ -12,6 +12,7 @@ from taehwa.historian.store import Historian
 from taehwa.settings import Settings
 from taehwa.tenancy.access import Principal
 from taehwa.tenancy.identity import IdentityService
+from taehwa.tenancy.sharing import SharingService
 from taehwa.tenancy.tenants import TenantService
 from taehwa.twin.service import TwinService
 
@@ -28,6 +29,7 @@ class Platform:
         self.tenants: TenantService = self.historian.tenants
         self.audit = self.historian.audit
         self.identity = IdentityService(self.historian.engine, self.audit)
+        self.sharing = SharingService(self.historian.engine, self.historian, self.audit)
         self.twin = TwinService(settings, self.historian)
         self.twin.preload()
         if background and not readonly:

@@ -30,7 +30,7 @@ OWN = {("GET", "/api/v1/me"), ("GET", "/api/v1/tokens"), ("POST", "/api/v1/token
        ("DELETE", "/api/v1/tokens/{token_id}"), ("PUT", "/api/v1/users/{user}/password"),
        ("GET", "/api/v1/tenants")}
 VALUES = {"tenant": "acme", "path": "ulsan/cdu/p-101a", "tag": SECRET_TAG, "name": "CentrifugalPump",
-          "user": "eve", "token_id": "0000000000000000"}
+          "user": "eve", "token_id": "0000000000000000", "grant_id": "000000000000"}
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 
 EXAMPLES = {"id": "probe", "role": "viewer", "password": "0123456789abc", "name": "probe", "type": "Column",
-            "from": "ulsan/cdu/c-101", "kind": "feeds", "to": "ulsan/cdu/p-101a", "parent": None}
+            "from": "ulsan/cdu/c-101", "kind": "feeds", "to": "ulsan/cdu/p-101a", "parent": None,
+            "grantee": "rival", "tags": ["ulsan/*"], "start": "2024-01-01", "end": "2025-01-01", "days": 1}
 
 
 def example(schema: dict[str, Any], spec: dict[str, Any]) -> Any:

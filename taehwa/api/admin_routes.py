@@ -4,12 +4,14 @@ decided by the identity and audit services, not here."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from taehwa.api.responses import split_tags, table_response
 from taehwa.platform import Platform
 from taehwa.tenancy.access import acting_as, current
 
@@ -57,8 +59,21 @@ class LoginIn(BaseModel):
     hours: float = Field(12, gt=0, le=24 * 30)
 
 
+class GrantIn(BaseModel):
+    """Read access for another tenant to some tags over a time range."""
+
+    model_config = ConfigDict(extra="forbid")
+    grantee: str = Field(description="the tenant (company or research group) that may read")
+    tags: list[str] = Field(min_length=1, description="tag names, or prefixes written as 'cdu/*'")
+    start: str
+    end: str
+    days: float = Field(gt=0, le=3650, description="how long the grant lasts")
+    pseudonymise: bool = Field(False, description="replace tag names and scale values affinely")
+    purpose: str | None = None
+
+
 def add_admin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) -> None:
-    """Add the identity and audit routes."""
+    """Add the identity, audit and sharing routes."""
     ident = platform.identity
     router = APIRouter(dependencies=[Depends(auth)], tags=["identity"])
 
@@ -115,6 +130,39 @@ def add_admin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None])
               ) -> list[dict[str, Any]]:
         """The audit log, newest first."""
         return platform.audit.entries(tenant, limit=limit, before_seq=before_seq)
+
+    sharing = platform.sharing
+
+    @router.post("/api/v1/{tenant}/grants", status_code=201, tags=["sharing"])
+    def create_grant(tenant: str, body: GrantIn) -> dict[str, Any]:
+        """Grant another tenant read access to a dataset (this tenant's admins)."""
+        g = sharing.create(tenant, body.grantee, body.tags, body.start, body.end, days=body.days,
+                           pseudonymise=body.pseudonymise, purpose=body.purpose)
+        return g.to_dict(for_owner=True)
+
+    @router.get("/api/v1/{tenant}/grants", tags=["sharing"])
+    def list_grants(tenant: str) -> dict[str, Any]:
+        """Grants this tenant has given (admins see them) and received."""
+        return sharing.overview(tenant)
+
+    @router.delete("/api/v1/{tenant}/grants/{grant_id}", status_code=204, tags=["sharing"])
+    def revoke_grant(tenant: str, grant_id: str) -> None:
+        """End a grant at once."""
+        sharing.revoke(tenant, grant_id)
+
+    @router.get("/api/v1/{tenant}/shared/{grant_id}/tags", tags=["sharing"])
+    def shared_tags(tenant: str, grant_id: str) -> list[str]:
+        """Tags readable under a grant this tenant received (pseudonymous names where the grant says so)."""
+        return sharing.tags(tenant, grant_id)
+
+    @router.get("/api/v1/{tenant}/shared/{grant_id}/points", tags=["sharing"])
+    def shared_points(tenant: str, grant_id: str,
+                      tags: Annotated[list[str], Query(description="tag names as the grant shows them")],
+                      start: str, end: str, every: str | None = None, agg: str = "avg",
+                      format: str = Query("json", pattern="^(json|csv|arrow)$")) -> Response:
+        """Points under a grant, clipped to its range; each read is recorded in the owner's audit log."""
+        table = sharing.read(tenant, grant_id, split_tags(tags), start, end, every=every, agg=agg)
+        return table_response(table, format)
 
     app.include_router(router)
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-import pyarrow as pa
-import pyarrow.csv as pacsv
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -16,14 +14,12 @@ from starlette.concurrency import run_in_threadpool
 from taehwa import __version__
 from taehwa.api.admin_routes import add_admin_routes
 from taehwa.api.caller import CallerMiddleware, RateLimiter
+from taehwa.api.responses import split_tags, table_response
 from taehwa.api.twin_routes import add_twin_routes
 from taehwa.errors import InvalidInput, PayloadTooLarge, TaehwaError, Unauthorized
 from taehwa.historian.readers import ARROW_STREAM, read_body
-from taehwa.historian.schema import Quality
 from taehwa.platform import Platform
 from taehwa.tenancy.access import current
-
-QUALITY_NAMES = [q.name.lower() for q in Quality]
 
 
 class TenantIn(BaseModel):
@@ -45,31 +41,6 @@ class TagMetaIn(BaseModel):
     eng_high: float | None = None
     interval_s: float | None = Field(None, gt=0)
     attributes: dict[str, Any] | None = None
-
-
-def table_response(table: pa.Table, fmt: str, extra: dict[str, Any] | None = None) -> Response:
-    """A result table as JSON records, CSV or an Arrow IPC stream."""
-    if fmt == "arrow":
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        return Response(sink.getvalue().to_pybytes(), media_type=ARROW_STREAM)
-    if fmt == "csv":
-        sink = pa.BufferOutputStream()
-        pacsv.write_csv(table, sink)
-        return Response(sink.getvalue().to_pybytes(), media_type="text/csv")
-    rows = table.to_pylist()
-    if "quality" in table.column_names:
-        for row in rows:
-            q = row["quality"]
-            row["quality"] = QUALITY_NAMES[q] if q is not None else None
-    body = {**(extra or {}), "count": len(rows), "points": rows}
-    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
-
-
-def split_tags(tags: list[str]) -> list[str]:
-    """Tags given as repeated parameters and/or comma-separated lists."""
-    return [t for item in tags for t in item.split(",") if t]
 
 
 def create_app(platform: Platform) -> FastAPI:
