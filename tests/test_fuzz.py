@@ -51,7 +51,7 @@ def test_no_server_errors(fuzz_schema: Any) -> None:
         @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def run(case: Any) -> None:
             response = case.call(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
-            where = (case.method, case.formatted_path, response.status_code, response.text[:300])
+            where = (case.method, case.formatted_path, case.query, response.status_code, response.content[:300])
             assert response.status_code < 500, where
             if response.status_code >= 400:
                 body = response.json()

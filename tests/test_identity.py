@@ -157,3 +157,26 @@ def test_admin_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     engine.dispose()
     r = runner.invoke(app, ["audit", "verify"])
     assert r.exit_code == 7 and "entry 1" in r.output
+
+
+def test_browser_session_cookie_and_csrf(platform: Platform) -> None:
+    from fastapi.testclient import TestClient
+
+    from taehwa.api.app import create_app
+
+    platform.identity.create_user("seo", password="a browser password")
+    platform.identity.set_role("seo", "acme", "engineer")
+    with TestClient(create_app(platform)) as browser:
+        r = browser.post("/api/v1/session", json={"user": "seo", "password": "a browser password"})
+        assert r.status_code == 204
+        assert "httponly" in r.headers.get("set-cookie", "").lower()
+        assert browser.get("/api/v1/me").json()["user"] == "seo"  # the cookie alone reads
+        point = [{"tag": "s/t", "time": "2024-03-01T00:00:00Z", "value": 1.0}]
+        r = browser.post("/api/v1/acme/points", json=point)  # a change without the CSRF header: refused
+        assert r.status_code == 401 and "CSRF" in r.json()["message"]
+        r = browser.post("/api/v1/acme/points", json=point, headers={"X-CSRF-Token": "forged"})
+        assert r.status_code == 401
+        csrf = browser.cookies.get("taehwa_csrf")
+        assert browser.post("/api/v1/acme/points", json=point, headers={"X-CSRF-Token": csrf}).status_code == 200
+        assert browser.request("DELETE", "/api/v1/session", headers={"X-CSRF-Token": csrf}).status_code == 204
+        assert browser.get("/api/v1/me").status_code == 401

@@ -24,11 +24,11 @@ from tests.conftest import TOKEN
 PLANT = (Path(__file__).parent / "data" / "plant.yaml").read_text()
 SECRET_TAG = "ulsan/cdu/P-101A/PT"
 SECRET_VALUE = 31.4159
-PUBLIC = {("GET", "/healthz"), ("POST", "/api/v1/login")}
+PUBLIC = {("GET", "/healthz"), ("POST", "/api/v1/login"), ("POST", "/api/v1/session")}
 # Routes not tied to one tenant: what an ordinary user may do there (their own identity and tokens).
 OWN = {("GET", "/api/v1/me"), ("GET", "/api/v1/tokens"), ("POST", "/api/v1/tokens"),
        ("DELETE", "/api/v1/tokens/{token_id}"), ("PUT", "/api/v1/users/{user}/password"),
-       ("GET", "/api/v1/tenants")}
+       ("GET", "/api/v1/tenants"), ("DELETE", "/api/v1/session")}
 VALUES = {"tenant": "acme", "path": "ulsan/cdu/p-101a", "tag": SECRET_TAG, "name": "CentrifugalPump",
           "user": "eve", "token_id": "0000000000000000", "grant_id": "000000000000"}
 

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from taehwa.api.caller import CSRF_COOKIE, SESSION_COOKIE, csrf_token
 from taehwa.api.responses import split_tags, table_response
 from taehwa.platform import Platform
 from taehwa.tenancy.access import acting_as, current
@@ -40,7 +41,7 @@ class TokenIn(BaseModel):
     name: str = Field(min_length=1, max_length=255)
     user: str | None = Field(None, description="whose token (platform admins only; default: the caller)")
     scopes: list[str] | None = Field(None, description="read, write, admin (default: all the caller has)")
-    expires_in_days: float | None = Field(None, gt=0)
+    expires_in_days: float | None = Field(None, gt=0, le=3650)
 
 
 class PasswordIn(BaseModel):
@@ -126,7 +127,7 @@ def add_admin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None])
     @router.get("/api/v1/audit")
     def audit(tenant: str | None = Query(None, description="a tenant's entries (its admins); all for platform "
                                                            "admins"),
-              limit: int = Query(100, ge=1, le=10_000), before_seq: int | None = Query(None, ge=1)
+              limit: int = Query(100, ge=1, le=10_000), before_seq: int | None = Query(None, ge=1, le=2**62)
               ) -> list[dict[str, Any]]:
         """The audit log, newest first."""
         return platform.audit.entries(tenant, limit=limit, before_seq=before_seq)
@@ -165,6 +166,26 @@ def add_admin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None])
         return table_response(table, format)
 
     app.include_router(router)
+
+    @app.post("/api/v1/session", tags=["identity"], status_code=204)
+    async def open_session(body: LoginIn, response: Response) -> None:
+        """Sign in from a browser: sets an HTTP-only session cookie (Secure under TLS, SameSite=Strict) and the
+        `taehwa_csrf` cookie whose value must come back in an X-CSRF-Token header on every change."""
+        answer = await login(body)
+        secure = bool(platform.settings.tls_cert and platform.settings.tls_key)
+        max_age = int(body.hours * 3600)
+        response.set_cookie(SESSION_COOKIE, answer["token"], max_age=max_age, httponly=True, secure=secure,
+                            samesite="strict", path="/")
+        response.set_cookie(CSRF_COOKIE, csrf_token(answer["token"]), max_age=max_age, httponly=False, secure=secure,
+                            samesite="strict", path="/")
+
+    @app.delete("/api/v1/session", tags=["identity"], status_code=204, dependencies=[Depends(auth)])
+    def close_session(response: Response) -> None:
+        """Sign out: the session's token is revoked and the cookies cleared."""
+        if current().token_id:
+            ident.revoke_token(current().token_id or "")
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        response.delete_cookie(CSRF_COOKIE, path="/")
 
     @app.post("/api/v1/login", tags=["identity"])
     async def login(body: LoginIn) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from taehwa import __version__
 from taehwa.api.admin_routes import add_admin_routes
@@ -28,7 +29,7 @@ class TenantIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(description="Lower-case id used in URLs, e.g. ulsan-refinery")
     name: str | None = None
-    retention_days: int | None = Field(None, gt=0)
+    retention_days: int | None = Field(None, gt=0, le=36_500)
 
 
 class TagMetaIn(BaseModel):
@@ -55,6 +56,13 @@ def create_app(platform: Platform) -> FastAPI:
     async def _taehwa_error(_: Request, exc: TaehwaError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
         return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kinds = {404: "not_found", 405: "method_not_allowed"}
+        message = "no such route" if exc.status_code == 404 else str(exc.detail)
+        return JSONResponse({"error": kinds.get(exc.status_code, "error"), "message": message, "where": "path"},
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -8,6 +8,8 @@ client address for anonymous callers): over it, 429 with Retry-After.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import threading
 import time
 from collections.abc import Callable
@@ -36,12 +38,22 @@ class CallerMiddleware:
             return
         client = scope.get("client")
         source = f"{client[0]}:{client[1]}" if client else None
-        header = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+        headers = dict(scope.get("headers") or [])
+        header = headers.get(b"authorization", b"").decode("latin-1")
         scheme, _, token = header.partition(" ")
         token = token.strip() if scheme.lower() == "bearer" else ""
+        csrf_problem = None
+        if not token:  # a browser: the session cookie, with the CSRF header on every change
+            cookies = _cookies(headers.get(b"cookie", b"").decode("latin-1"))
+            token = cookies.get(SESSION_COOKIE, "")
+            unsafe = scope["type"] == "http" and scope.get("method") not in ("GET", "HEAD", "OPTIONS")
+            if token and unsafe and not csrf_ok(token, headers.get(b"x-csrf-token", b"").decode("latin-1")):
+                csrf_problem = "missing or wrong X-CSRF-Token header (copy it from the taehwa_csrf cookie)"
         if not token and scope["type"] == "websocket":  # browsers cannot set headers on a WebSocket
             token = parse_qs(scope.get("query_string", b"").decode()).get("access_token", [""])[0]
-        if not token:
+        if csrf_problem:
+            caller = anonymous(csrf_problem, source)
+        elif not token:
             caller = anonymous("missing bearer token; send 'Authorization: Bearer <token>'", source)
         else:
             try:
@@ -65,6 +77,30 @@ class CallerMiddleware:
             return
         response = JSONResponse(exc.to_dict(), status_code=429, headers={"Retry-After": str(max(1, round(wait)))})
         await response(scope, receive, send)
+
+
+SESSION_COOKIE = "taehwa_session"
+CSRF_COOKIE = "taehwa_csrf"
+
+
+def csrf_token(session: str) -> str:
+    """The CSRF token that goes with a session (double submit: a page script copies it into a header, which a
+    cross-site form cannot)."""
+    return hashlib.sha256(b"taehwa-csrf:" + session.encode()).hexdigest()[:32]
+
+
+def csrf_ok(session: str, header: str) -> bool:
+    """Whether a request's CSRF header matches its session."""
+    return bool(header) and hmac.compare_digest(header, csrf_token(session))
+
+
+def _cookies(raw: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in raw.split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep:
+            out[name] = value
+    return out
 
 
 class RateLimiter:

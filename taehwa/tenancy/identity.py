@@ -201,8 +201,8 @@ class IdentityService:
             raise InvalidInput(f"unknown scope {bad[0]!r}; use {', '.join(ACTIONS)}", where="scopes")
         if me.user == user_id and not set(wanted) <= set(me.scopes):
             raise InvalidInput("a token cannot have scopes the token that makes it lacks", where="scopes")
-        if expires_in_days is not None and expires_in_days <= 0:
-            raise InvalidInput("expiry must be a positive number of days", where="expires_in_days")
+        if expires_in_days is not None and not 0 < expires_in_days <= 3650:
+            raise InvalidInput("expiry must be between a moment and 3650 days", where="expires_in_days")
         token_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
         now = datetime.now(UTC)

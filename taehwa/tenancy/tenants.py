@@ -37,8 +37,8 @@ class TenantService:
         """Add a tenant; its id is used in URLs, paths and the historian's partitions (platform admins only)."""
         check_platform_admin("create tenants")
         check_tenant(tenant_id)
-        if retention_days is not None and retention_days <= 0:
-            raise InvalidInput("retention must be a positive number of days", where="retention_days")
+        if retention_days is not None and not 0 < retention_days <= 36_500:
+            raise InvalidInput("retention must be 1 to 36500 days", where="retention_days")
         row = Tenant(tenant_id, name or tenant_id, retention_days, datetime.now(UTC))
         try:
             with self._engine.begin() as conn:
@@ -80,8 +80,8 @@ class TenantService:
 
     def set_retention(self, tenant_id: str, retention_days: int | None) -> Tenant:
         """Keep this tenant's points for this many days (None: for ever)."""
-        if retention_days is not None and retention_days <= 0:
-            raise InvalidInput("retention must be a positive number of days", where="retention_days")
+        if retention_days is not None and not 0 < retention_days <= 36_500:
+            raise InvalidInput("retention must be 1 to 36500 days", where="retention_days")
         self.require(tenant_id, "admin")
         before = self.get(tenant_id).retention_days
         with self._engine.begin() as conn:
