@@ -163,3 +163,15 @@ def test_model_and_state_survive_a_restart(settings: Settings) -> None:
         assert again.twin.state("acme", PUMP)["signals"]["discharge_pressure"]["value"] == 36.0
     finally:
         again.close()
+
+
+def test_changes_are_audited_with_before_and_after(twin: TwinService, platform: Platform) -> None:
+    from taehwa.tenancy.access import acting_as
+
+    admin = platform.authenticate(platform.api_token)
+    with acting_as(admin):
+        twin.update("acme", PUMP, {"name": "Charge pump A"})
+        [entry] = [e for e in platform.audit.entries("acme") if e["action"] == "twin.updated"]
+    assert entry["actor"] == "admin" and entry["before"][PUMP]["name"] == "p-101a"
+    assert entry["after"]["assets"][PUMP]["name"] == "Charge pump A" and entry["after"]["version"] == 2
+    assert platform.audit.verify().ok

@@ -139,6 +139,11 @@ class TwinService:
             old = self.plant(tenant)
             version = self.store.commit(tenant, old, new, actor=actor, summary=summary)
             self._install(tenant, new)
+        touched = paths[:50]
+        self.historian.audit.append(
+            f"twin.{action}", tenant=tenant, target=summary,
+            before={p: old.assets[p].record() for p in touched if p in old.assets} or None,
+            after={"version": version, "assets": {p: new.assets[p].record() for p in touched if p in new.assets}})
         self.hub.publish(tenant, [("structure", tuple(paths),
                                    {"action": action, "paths": paths, "version": version, "summary": summary})])
         return version
