@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from taehwa.historian.schema import Quality
 from taehwa.historian.timeutil import from_us
-from taehwa.twin.model import Plant
+from taehwa.twin.model import Asset, Plant
 from taehwa.twin.types import Limits
 
 STATES = ("unknown", "normal", "stale", "warning", "alarm")
@@ -58,6 +58,17 @@ class SignalState:
                 "limit_state": self.limit, "stale": self.stale, "state": self.state, "derived": self.derived}
 
 
+def signal_states(plant: Plant, asset: Asset) -> dict[str, SignalState]:
+    """Empty states for every bound signal of an asset, with the limits and interval in force for it."""
+    t = plant.types.get(asset.type)
+    out: dict[str, SignalState] = {}
+    for name, tag in plant.signal_tags(asset).items():
+        spec = t.signals.get(name) if t else None
+        out[name] = SignalState(tag, bool(spec and spec.derived), plant.limits_of(asset, name),
+                                spec.interval_s if spec else None)
+    return out
+
+
 class TenantLive:
     """The live state of one tenant's plant."""
 
@@ -77,18 +88,13 @@ class TenantLive:
         self.by_tag, self.signals, self.children = {}, {}, {}
         for asset in plant.assets.values():
             self.children.setdefault(asset.parent, []).append(asset.path)
-            t = plant.types.get(asset.type)
-            sigs: dict[str, SignalState] = {}
-            for name, tag in plant.signal_tags(asset).items():
-                spec = t.signals.get(name) if t else None
-                st = SignalState(tag, bool(spec and spec.derived), plant.limits_of(asset, name),
-                                 spec.interval_s if spec else None)
-                prev = known.get(tag)
+            sigs = signal_states(plant, asset)
+            for name, st in sigs.items():
+                prev = known.get(st.tag)
                 if prev is not None and prev.time_us is not None:
                     st.time_us, st.value, st.quality, st.stale = prev.time_us, prev.value, prev.quality, prev.stale
                     st.limit = st.limits.state(prev.value) if prev.value is not None else "unknown"
-                sigs[name] = st
-                self.by_tag[tag] = (asset.path, name)
+                self.by_tag[st.tag] = (asset.path, name)
             self.signals[asset.path] = sigs
         self.tag_set = pa.array(list(self.by_tag), pa.string())
         self.own = {p: worst([s.state for s in sigs.values()]) for p, sigs in self.signals.items()}

@@ -22,7 +22,7 @@ from taehwa.historian.timeutil import from_us, to_us
 from taehwa.settings import Settings
 from taehwa.tenancy.access import SYSTEM, acting_as, current
 from taehwa.twin.events import EventHub
-from taehwa.twin.live import STATES, LiveState, SignalState, worst
+from taehwa.twin.live import STATES, LiveState, signal_states, worst
 from taehwa.twin.model import SEGMENT_RE, Asset, Plant, Relation, moved, parse_asset_fields, parse_document, validate
 from taehwa.twin.store import TwinStore, Version
 from taehwa.twin.types import resolve_types
@@ -405,18 +405,13 @@ class TwinService:
                 rows[tag] = (t, v, q)
         states: dict[str, dict[str, Any]] = {}
         for asset in reversed(subtree):  # children after parents in the subtree list: fold bottom-up
-            t = plant.types.get(asset.type)
-            signals: dict[str, Any] = {}
-            for name, tag in plant.signal_tags(asset).items():
-                spec = t.signals.get(name) if t else None
-                st = SignalState(tag, bool(spec and spec.derived), plant.limits_of(asset, name),
-                                 spec.interval_s if spec else None)
-                if tag in rows:
-                    st.time_us, st.value, st.quality = rows[tag]
+            signals = signal_states(plant, asset)
+            for st in signals.values():
+                if st.tag in rows:
+                    st.time_us, st.value, st.quality = rows[st.tag]
                     st.limit = st.limits.state(st.value) if st.value is not None else "unknown"
                     if st.interval_s is not None:
                         st.stale = at_us - st.time_us > self.settings.stale_after_intervals * st.interval_s * 1e6
-                signals[name] = st
             own = worst([s.state for s in signals.values()])
             kids = [states[c.path]["state"] for c in plant.children(asset.path) if c.path in states]
             states[asset.path] = {"path": asset.path, "state": worst([own, *kids]), "own_state": own,

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, upda
 from taehwa.db import twin_assets, twin_relations, twin_types, twin_versions
 from taehwa.twin.model import Asset, Plant, Relation
 from taehwa.twin.types import Limits, resolve_types
+from taehwa.twin.yamlio import plain
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,8 @@ class TwinStore:
                                                    actor=actor, summary=summary))
             old_types = {n: t.source for n, t in old.types.items() if n in _declared(old)}
             new_types = {n: t.source for n, t in new.types.items() if n in _declared(new)}
-            self._diff(c, twin_types, tenant, v, "name", {n: _plain(d) for n, d in old_types.items()},
-                       {n: _plain(d) for n, d in new_types.items()}, lambda n, d: {"name": n, "definition": d})
+            self._diff(c, twin_types, tenant, v, "name", {n: plain(d) for n, d in old_types.items()},
+                       {n: plain(d) for n, d in new_types.items()}, lambda n, d: {"name": n, "definition": d})
             old_assets = {p: _stored(a, i) for i, (p, a) in enumerate(old.assets.items())}
             new_assets = {p: _stored(a, i) for i, (p, a) in enumerate(new.assets.items())}
             self._diff(c, twin_assets, tenant, v, "path", old_assets, new_assets,
@@ -143,16 +144,4 @@ def _stored(asset: Asset, order: int) -> dict[str, Any]:
 def _without_order(value: Any) -> Any:
     if isinstance(value, dict) and "_order" in value:
         return {k: v for k, v in value.items() if k != "_order"}
-    return value
-
-
-def _plain(value: Any) -> Any:
-    import datetime as dt
-
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dt.date):
-        return value.isoformat()
     return value

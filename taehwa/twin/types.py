@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from taehwa.historian.timeutil import parse_duration
-from taehwa.twin.yamlio import line_of
+from taehwa.twin.yamlio import line_of, plain
 
 LEVELS = ("site", "area", "line", "equipment", "component")
 ATTRIBUTE_KINDS = ("string", "number", "integer", "boolean", "date", "enum")
@@ -333,14 +333,4 @@ def resolve_types(declared: dict[str, Any], *, source: str) -> tuple[dict[str, A
 
 def export_types(types: dict[str, AssetType]) -> dict[str, Any]:
     """Declared (non built-in) types as they were written, for export."""
-    return {name: _plain(t.source) for name, t in types.items() if name not in BUILTIN_TYPES}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return value
+    return {name: plain(t.source) for name, t in types.items() if name not in BUILTIN_TYPES}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -77,13 +78,16 @@ def line_of(value: Any, key: str | None = None) -> int | None:
 
 def dump_yaml(data: Any) -> str:
     """Readable YAML: keys in the order given, short leaf mappings and lists on one line, Unicode kept."""
-    return yaml.dump(_plain(data), Dumper=yaml.SafeDumper, sort_keys=False, allow_unicode=True, width=120,
+    return yaml.dump(plain(data), Dumper=yaml.SafeDumper, sort_keys=False, allow_unicode=True, width=120,
                      default_flow_style=None)
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """Plain data for YAML and JSON: text keys, lists for tuples, dates as ISO text."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
+    if isinstance(value, dt.date):
+        return value.isoformat()
     return value
