@@ -44,6 +44,8 @@ def test_plain_grant_read_clipped_and_audited(shared: Platform) -> None:
         assert t.num_rows == 10
         with pytest.raises(NotFound):
             s.read("uni", g.id, ["secret/recipe"], "2024-01-01", "2025-01-01")
+        with pytest.raises(InvalidInput, match="outside grant"):
+            s.read("uni", g.id, ["cdu/p1"], "2024-06-01", "2024-07-01")
         assert s.overview("uni")["received"][0]["id"] == g.id
     with acting_as(as_user(shared, "boss")):
         reads = [e for e in shared.audit.entries("acme") if e["action"] == "grant.read"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import httpx
@@ -57,6 +58,15 @@ def services(*, readonly: bool) -> Iterator[Platform]:
     finally:
         if platform is not None:
             platform.close() if not readonly else platform.historian.close()
+
+
+def emit_text(text: str, output: Path | None) -> None:
+    """Print a document, or write it to a file and say so on stderr."""
+    if output is None:
+        print(text, end="")
+    else:
+        output.write_text(text)
+        err.print(f"wrote {output}")
 
 
 def server_token(settings: Settings) -> str:

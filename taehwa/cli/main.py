@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -15,9 +14,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from taehwa.cli.admin_cmds import admin_app, audit_app
-from taehwa.cli.common import TenantOpt, err, fail, operator, out, services
+from taehwa.cli.common import TenantOpt, emit_text, err, fail, operator, out, server_request, services
 from taehwa.cli.twin_cmds import twin_app
-from taehwa.errors import Conflict, InvalidInput, TaehwaError
+from taehwa.errors import Conflict, InvalidInput, TaehwaError, ValidationFailed
 from taehwa.historian.readers import ARROW_STREAM
 from taehwa.platform import Platform, dev_token_path, server_info_path
 from taehwa.settings import Settings, load_settings
@@ -89,20 +88,19 @@ def _send_to_server(settings: Settings, tenant: str, path: Path, layout: str) ->
     """The running server holds the store: send the file to it as one Arrow stream."""
     from taehwa.historian.readers import iter_file_tables
 
-    info = json.loads(server_info_path(settings).read_text())
-    token = (settings.api_token.get_secret_value() if settings.api_token
-             else dev_token_path(settings).read_text().strip())
     tables = [t for t, _, _ in iter_file_tables(path)]
     table = pa.concat_tables(tables, promote_options="permissive") if tables else pa.table({})
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    resp = httpx.post(f"{info['url']}/api/v1/{tenant}/points", params={"layout": layout},
-                      content=sink.getvalue().to_pybytes(),
-                      headers={"Authorization": f"Bearer {token}", "Content-Type": ARROW_STREAM}, timeout=600)
-    body: dict[str, Any] = resp.json()
-    if resp.status_code >= 400:
-        raise InvalidInput(body.get("message", resp.text), where=f"{path.name}: {body.get('where', '')}")
+    try:
+        body: dict[str, Any] = server_request(settings, "POST", f"/api/v1/{tenant}/points",
+                                              params={"layout": layout}, content=sink.getvalue().to_pybytes(),
+                                              headers={"Content-Type": ARROW_STREAM})
+    except ValidationFailed:
+        raise
+    except TaehwaError as exc:  # the same error, said of the file
+        raise type(exc)(exc.message, where=f"{path.name}: {exc.where or ''}") from None
     return body
 
 
@@ -332,12 +330,7 @@ def demo_plant(output: Annotated[Path | None, typer.Option("--output", "-o", hel
     except TaehwaError as exc:
         fail(exc)
         return
-    text = dump_yaml(doc)
-    if output is None:
-        print(text, end="")
-    else:
-        output.write_text(text)
-        err.print(f"wrote {output}")
+    emit_text(dump_yaml(doc), output)
 
 
 @demo_app.command("load")

@@ -11,7 +11,7 @@ import typer
 import yaml
 from rich.table import Table
 
-from taehwa.cli.common import TenantOpt, err, fail, out, services, write_call
+from taehwa.cli.common import TenantOpt, emit_text, err, fail, out, services, write_call
 from taehwa.errors import InvalidInput, TaehwaError
 from taehwa.twin.yamlio import dump_yaml
 
@@ -64,12 +64,7 @@ def export(tenant: TenantOpt, at: AtOpt = None,
            output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None) -> None:
     """Write the plant model back as a plant file."""
     with services(readonly=True) as platform:
-        text = dump_yaml(platform.twin.export(tenant, at))
-    if output is None:
-        print(text, end="")
-    else:
-        output.write_text(text)
-        err.print(f"wrote {output}")
+        emit_text(dump_yaml(platform.twin.export(tenant, at)), output)
 
 
 @twin_app.command("versions")

@@ -180,22 +180,24 @@ class SharingService:
             raise NotFound(f"tag {unknown[0]!r} is not shared under grant {grant_id}", where="tags")
         s = max(to_us(start, field="start"), g.start_us)
         e = min(to_us(end, field="end"), g.end_us)
+        if e <= s:
+            raise InvalidInput(f"the range asked for lies outside grant {grant_id}, which covers "
+                               f"{from_us(g.start_us).isoformat()} to {from_us(g.end_us).isoformat()}",
+                               where="start")
         real = [by_alias[t] for t in tags]
         aggs = [a.strip() for a in agg.split(",")]
         if g.pseudonymise and every and any(a not in LINEAR_AGGS | {"count", "stddev"} for a in aggs):
             raise InvalidInput(f"under a pseudonymised grant, aggregate with {', '.join(sorted(LINEAR_AGGS))}, "
                                "count or stddev", where="agg")
         with acting_as(SYSTEM):
-            if e <= s:
-                table = self.historian.read(g.owner, real, from_us(g.start_us), from_us(g.start_us))
-            elif every:
+            if every:
                 table = self.historian.downsample(g.owner, real, from_us(s), from_us(e), every, aggs)
             else:
                 table = self.historian.read(g.owner, real, from_us(s), from_us(e))
         table = self._disguise(g, table)
         self._audit.append("grant.read", tenant=g.owner, target=grant_id, after={
             "grantee": grantee, "by": current().user, "tags": len(real), "rows": table.num_rows,
-            "start": from_us(s).isoformat(), "end": from_us(max(e, s)).isoformat()})
+            "start": from_us(s).isoformat(), "end": from_us(e).isoformat()})
         return table
 
     @staticmethod

@@ -23,7 +23,17 @@ from taehwa.settings import Settings
 from taehwa.tenancy.access import SYSTEM, acting_as, current
 from taehwa.twin.events import EventHub
 from taehwa.twin.live import STATES, LiveState, signal_states, worst
-from taehwa.twin.model import SEGMENT_RE, Asset, Plant, Relation, moved, parse_asset_fields, parse_document, validate
+from taehwa.twin.model import (
+    SEGMENT_RE,
+    Asset,
+    Plant,
+    Relation,
+    moved,
+    parse_asset_fields,
+    parse_document,
+    validate,
+    with_asset,
+)
 from taehwa.twin.store import TwinStore, Version
 from taehwa.twin.types import resolve_types
 from taehwa.twin.yamlio import load_yaml
@@ -253,15 +263,7 @@ class TwinService:
             raise Conflict(f"asset {path!r} already exists", where="id")
         if "children" in body:
             raise InvalidInput("create children one by one, or load a plant file", where="children")
-        problems: list[tuple[str, str]] = []
-        asset = parse_asset_fields(body, path, "body", problems)
-        if problems:
-            raise ValidationFailed(problems)
-        assets = dict(plant.assets)
-        assets[path] = asset
-        self._commit(tenant, Plant(plant.types, assets, list(plant.relations)), actor=actor, action="created",
-                     paths=[path], summary=f"created {path}")
-        return self.get(tenant, path)
+        return self._put_asset(tenant, plant, path, body, actor=actor, action="created", summary=f"created {path}")
 
     def update(self, tenant: str, path: str, patch: dict[str, Any], *, actor: str | None = None) -> dict[str, Any]:
         """Change an asset's fields (type, name, description, attributes, tags, limits); others stay."""
@@ -273,14 +275,17 @@ class TwinService:
         merged = {**current.record(), **patch}
         merged.pop("path", None)
         merged.pop("parent", None)
+        return self._put_asset(tenant, plant, path, merged, actor=actor, action="updated",
+                               summary=f"updated {path}: {', '.join(sorted(patch))}")
+
+    def _put_asset(self, tenant: str, plant: Plant, path: str, fields: dict[str, Any], *, actor: str | None,
+                   action: str, summary: str) -> dict[str, Any]:
+        """Parse an asset's fields, validate the model with it in place, commit, and answer the stored asset."""
         problems: list[tuple[str, str]] = []
-        asset = parse_asset_fields(merged, path, "body", problems)
+        asset = parse_asset_fields(fields, path, "body", problems)
         if problems:
             raise ValidationFailed(problems)
-        assets = dict(plant.assets)
-        assets[path] = asset
-        self._commit(tenant, Plant(plant.types, assets, list(plant.relations)), actor=actor, action="updated",
-                     paths=[path], summary=f"updated {path}: {', '.join(sorted(patch))}")
+        self._commit(tenant, with_asset(plant, asset), actor=actor, action=action, paths=[path], summary=summary)
         return self.get(tenant, path)
 
     def delete(self, tenant: str, path: str, *, recursive: bool = False, actor: str | None = None) -> int:
