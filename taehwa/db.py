@@ -170,6 +170,72 @@ twin_relations = Table(
 )
 
 
+# --- the model lab -------------------------------------------------------------------------------------------------
+labels = Table(
+    "labels",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("tenant", String(63), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("asset", String(1024), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("start", BigInteger, nullable=False),  # µs since the epoch, UTC
+    Column("end", BigInteger, nullable=True),  # null: a point in time (a lab sample, a failure)
+    Column("value", Float, nullable=True),
+    Column("note", Text, nullable=True),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_labels_tenant_asset", "tenant", "asset", "start"),
+)
+
+lab_runs = Table(
+    "lab_runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant", String(63), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("mode", String(16), nullable=False),  # train | evaluate
+    Column("task", String(32), nullable=False),
+    Column("model_kind", String(64), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("lineage", JSON, nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("baseline", JSON, nullable=False),
+    Column("production", JSON, nullable=True),  # the production version's figures on the same validation data
+    Column("mlflow_run", String(64), nullable=True),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("seconds", Float, nullable=False),
+    Index("ix_lab_runs_tenant", "tenant", "created_at"),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("tenant", String(63), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("asset_type", String(255), nullable=True),
+    Column("run_id", String(32), nullable=False),
+    Column("stage", String(16), nullable=False),  # candidate | production | archived
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+model_events = Table(
+    "model_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("tenant", String(63), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("action", String(32), nullable=False),  # register | promote | rollback | refused
+    Column("actor", String(128), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("detail", JSON, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+
 def make_engine(url: str) -> Engine:
     """Create the engine and the schema; SQLite gets WAL mode so readers in other processes never block."""
     kwargs: dict[str, Any] = {}

@@ -9,6 +9,7 @@ import secrets
 from pathlib import Path
 
 from taehwa.historian.store import Historian
+from taehwa.lab.labels import LabelService
 from taehwa.settings import Settings
 from taehwa.tenancy.access import Principal
 from taehwa.tenancy.identity import IdentityService
@@ -32,6 +33,10 @@ class Platform:
         self.sharing = SharingService(self.historian.engine, self.historian, self.audit)
         self.twin = TwinService(settings, self.historian)
         self.twin.preload()
+        self.labels = LabelService(self.historian.engine, self.tenants, self.audit)
+        from taehwa.lab.service import LabService  # imports the model libraries only when first needed
+
+        self.lab = LabService(self)
         if background and not readonly:
             self.twin.start()
         self.api_token = self._token()

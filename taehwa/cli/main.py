@@ -15,6 +15,7 @@ from rich.table import Table
 
 from taehwa.cli.admin_cmds import admin_app, audit_app
 from taehwa.cli.common import TenantOpt, emit_text, err, fail, operator, out, server_request, services
+from taehwa.cli.lab_cmds import lab_app
 from taehwa.cli.twin_cmds import twin_app
 from taehwa.errors import Conflict, InvalidInput, TaehwaError, ValidationFailed
 from taehwa.historian.readers import ARROW_STREAM
@@ -33,6 +34,7 @@ app.add_typer(demo_app, name="demo")
 app.add_typer(twin_app, name="twin")
 app.add_typer(admin_app, name="admin")
 app.add_typer(audit_app, name="audit")
+app.add_typer(lab_app, name="lab")
 def _progress() -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=err, transient=False)

@@ -1,0 +1,218 @@
+"""Datasets: a table of signals on a regular time grid, one block of rows per unit (an asset, an engine, a run),
+with the target the task needs, and the lineage that says exactly what it was built from.
+
+From the historian: tags, or every sensor of the assets of a type or under a path (then each asset is a unit and
+columns are signal names), interpolated onto `step`. From a file: CSV or Parquet with a time column, optionally a
+unit column and a target column. Targets come from labels (intervals → anomaly flag or fault class; failure points →
+remaining useful life; value points → soft-sensor target) or, for forecasts, the signal `horizon` rows ahead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from taehwa.errors import InvalidInput, NotFound
+from taehwa.historian.timeutil import parse_duration, to_us
+from taehwa.lab.spec import Spec
+
+if TYPE_CHECKING:
+    from taehwa.platform import Platform
+
+TIME, UNIT, TARGET, CHANGEPOINT = "time", "unit", "target", "changepoint"
+
+
+@dataclass
+class Dataset:
+    """Rows in (unit, time) order: `time` (UTC), `unit`, the signal columns, and `target` when the task has one."""
+
+    frame: pd.DataFrame
+    signals: list[str]
+    lineage: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_target(self) -> bool:
+        return TARGET in self.frame.columns
+
+    def times_s(self) -> np.ndarray:
+        return time_us(self.frame[TIME]) / 1e6 if len(self.frame) else np.array([])
+
+
+def time_us(times: pd.Series) -> np.ndarray:
+    """µs since the epoch of a datetime column, whatever resolution pandas chose for it."""
+    return pd.to_datetime(times, utc=True).dt.as_unit("us").astype("int64").to_numpy()
+
+
+def content_hash(frame: pd.DataFrame) -> str:
+    """SHA-256 of the table's values and column names (order included): equal hashes, equal data."""
+    h = hashlib.sha256()
+    h.update("\x1f".join(map(str, frame.columns)).encode())
+    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def build_dataset(spec: Spec, platform: Platform | None = None, tenant: str | None = None) -> Dataset:
+    """The dataset a spec names, with its target and lineage."""
+    if spec.data.source == "file":
+        frame, signals, lineage = _from_file(spec)
+    else:
+        if platform is None or tenant is None:
+            raise InvalidInput("historian data needs a tenant", where="tenant")
+        frame, signals, lineage = _from_historian(spec, platform, tenant)
+    if not len(frame):
+        raise InvalidInput("the data is empty: no rows in the range", where="data")
+    frame = frame.sort_values([UNIT, TIME], kind="stable").reset_index(drop=True)
+    frame = _forecast_target(spec, frame, signals) if spec.task == "forecast" else frame
+    if spec.task == "rul" and TARGET in frame.columns and spec.labels.rul_clip is not None:
+        frame[TARGET] = frame[TARGET].clip(upper=spec.labels.rul_clip)
+    lineage.update({"rows": len(frame), "units": int(frame[UNIT].nunique()), "signals": signals,
+                    "content_hash": content_hash(frame)})
+    return Dataset(frame, signals, lineage)
+
+
+def _from_file(spec: Spec) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
+    d = spec.data
+    path = Path(d.file or "")
+    if not path.is_file():
+        raise InvalidInput(f"no data file at {path}", where="data.file")
+    try:
+        if path.suffix.lower() == ".parquet":
+            raw = pd.read_parquet(path)
+        else:
+            raw = pd.read_csv(path, sep=d.separator or None, engine="python" if d.separator is None else "c")
+    except Exception as exc:
+        raise InvalidInput(f"cannot read {path.name}: {exc}", where="data.file") from None
+    if d.time_column not in raw.columns:
+        raise InvalidInput(f"{path.name} has no time column {d.time_column!r} (columns: "
+                           f"{', '.join(map(str, raw.columns[:20]))})", where="data.time_column")
+    frame = pd.DataFrame({TIME: pd.to_datetime(raw[d.time_column], utc=True, errors="coerce")})
+    if frame[TIME].isna().any():
+        row = int(np.flatnonzero(frame[TIME].isna().to_numpy())[0]) + 2
+        raise InvalidInput(f"{path.name}: unreadable time at line {row}", where=f"{path.name}:{row}")
+    frame[UNIT] = raw[d.unit_column].astype(str) if d.unit_column else "all"
+    if d.unit_column and d.unit_column not in raw.columns:
+        raise InvalidInput(f"{path.name} has no unit column {d.unit_column!r}", where="data.unit_column")
+    skip = {d.time_column, d.unit_column, d.target_column, d.changepoint_column}
+    signals = d.columns or [c for c in raw.columns if c not in skip and pd.api.types.is_numeric_dtype(raw[c])]
+    missing = [c for c in signals if c not in raw.columns]
+    if missing:
+        raise InvalidInput(f"{path.name} has no column {missing[0]!r}", where="data.columns")
+    for c in signals:
+        frame[c] = pd.to_numeric(raw[c], errors="coerce").astype(float)
+    for col, name in ((d.target_column, TARGET), (d.changepoint_column, CHANGEPOINT)):
+        if col:
+            if col not in raw.columns:
+                raise InvalidInput(f"{path.name} has no column {col!r}", where="data.target_column")
+            frame[name] = raw[col].to_numpy()
+    if spec.task == "rul" and TARGET not in frame.columns:  # run-to-failure file: RUL = rows left in the unit
+        frame[TARGET] = frame.groupby(UNIT)[TIME].transform("size") - frame.groupby(UNIT).cumcount() - 1
+    lineage = {"source": "file", "file": path.name, "size": path.stat().st_size,
+               "time": [frame[TIME].min().isoformat(), frame[TIME].max().isoformat()]}
+    return frame, signals, lineage
+
+
+def _from_historian(spec: Spec, platform: Platform, tenant: str) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
+    d = spec.data
+    assert d.start and d.end
+    units: dict[str, dict[str, str]] = {}  # unit → {column: tag}
+    if d.tags:
+        units[spec.labels.asset or "all"] = {t: t for t in d.tags}
+    else:
+        found = platform.twin.search(tenant, type=d.asset_type, under=d.under, limit=10_000)["assets"]
+        plant = platform.twin.plant(tenant)
+        for item in found:
+            asset = plant.assets[item["path"]]
+            tags = {s: t for s, t in asset.tags.items() if d.signals is None or s in d.signals}
+            if tags:
+                units[asset.path] = tags
+        if not units:
+            raise NotFound("no asset matching data.asset_type/under has sensors bound to tags", where="data")
+    signals = sorted({c for m in units.values() for c in m})
+    parse_duration(d.step, field="data.step")
+    parts = []
+    for unit, mapping in units.items():
+        wide = platform.historian.align(tenant, list(mapping.values()), d.start, d.end, d.step, d.method)
+        df = wide.to_pandas()
+        block = pd.DataFrame({TIME: pd.to_datetime(df["time"], utc=True), UNIT: unit})
+        for col in signals:
+            block[col] = df[mapping[col]].to_numpy(float) if col in mapping else np.nan
+        block = block.dropna(subset=signals, how="all")
+        parts.append(block)
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[TIME, UNIT, *signals])
+    frame[signals] = frame.groupby(UNIT)[signals].ffill().bfill()
+    tag_list = sorted({t for m in units.values() for t in m.values()})
+    lineage = {"source": "historian", "tenant": tenant, "tags": tag_list, "start": d.start, "end": d.end,
+               "step": d.step, "method": d.method}
+    if spec.task != "forecast":
+        frame = _label_target(spec, frame, platform, tenant)
+    return frame, signals, lineage
+
+
+def _label_target(spec: Spec, frame: pd.DataFrame, platform: Platform, tenant: str) -> pd.DataFrame:
+    """The target column from labels on each unit's asset (and the assets above and below it)."""
+    lab = spec.labels
+    kinds = (lab.kinds if spec.task in ("anomaly", "fault") else [lab.failure_kind] if spec.task == "rul"
+             else [lab.value_kind or ""])
+    rows = platform.labels.rows(tenant, kinds=kinds, start=spec.data.start, end=spec.data.end) if kinds != [""] \
+        else []
+    if spec.task == "soft_sensor" and not lab.value_kind:
+        raise InvalidInput("a soft sensor names the label kind of its lab values: labels.value_kind",
+                           where="labels.value_kind")
+    t_us = time_us(frame[TIME])
+    units = frame[UNIT].to_numpy()
+    if spec.task == "anomaly":
+        target = np.zeros(len(frame), dtype=int)
+    elif spec.task == "fault":
+        target = np.full(len(frame), lab.normal_class, dtype=object)
+    else:
+        target = np.full(len(frame), np.nan)
+    step_us = parse_duration(spec.data.step)
+    for r in rows:
+        on = np.array([_related(r.asset, u) for u in np.unique(units)])
+        chosen = set(np.unique(units)[on])
+        if not chosen:
+            continue
+        in_unit = np.isin(units, list(chosen))
+        if spec.task in ("anomaly", "fault") and r.end is not None:
+            m = in_unit & (t_us >= r.start) & (t_us < r.end)
+            target[m] = 1 if spec.task == "anomaly" else r.kind
+        elif spec.task == "rul" and r.end is None:
+            m = in_unit & (t_us <= r.start)
+            target[m] = (r.start - t_us[m]) / step_us
+        elif spec.task == "soft_sensor" and r.value is not None:
+            idx = np.flatnonzero(in_unit)
+            if len(idx):
+                k = idx[np.argmin(np.abs(t_us[idx] - r.start))]
+                if abs(t_us[k] - r.start) <= step_us:
+                    target[k] = r.value
+    out = frame.copy()
+    out[TARGET] = target
+    if spec.task in ("rul", "soft_sensor") and not np.isfinite(target.astype(float)).any():
+        kind = lab.failure_kind if spec.task == "rul" else lab.value_kind
+        raise InvalidInput(f"no {kind!r} labels in the range give this task a target", where="labels")
+    return out
+
+
+def _related(label_asset: str, unit: str) -> bool:
+    return unit == "all" or label_asset == unit or unit.startswith(label_asset + "/") or \
+        label_asset.startswith(unit + "/")
+
+
+def _forecast_target(spec: Spec, frame: pd.DataFrame, signals: list[str]) -> pd.DataFrame:
+    sig = spec.labels.forecast_signal
+    if sig not in signals:
+        raise InvalidInput(f"labels.forecast_signal must be one of the data's signals ({', '.join(signals[:10])})",
+                           where="labels.forecast_signal")
+    out = frame.copy()
+    out[TARGET] = out.groupby(UNIT)[sig].shift(-spec.labels.horizon)
+    return out
+
+
+def time_range_us(spec: Spec) -> tuple[int, int]:
+    assert spec.data.start and spec.data.end
+    return to_us(spec.data.start, field="data.start"), to_us(spec.data.end, field="data.end")

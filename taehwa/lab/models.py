@@ -1,0 +1,355 @@
+"""One model protocol for every task, and the model kinds that implement it.
+
+Every model takes its parameters only in the constructor (so `build(kind, params)` rebuilds it exactly from a run's
+record), learns in `fit(X, y)`, and answers with `predict(X)` (the decision: a flag, a class, a value) and
+`score(X)` (the continuous output behind it: an anomaly score where 1.0 is the control limit, the probability that
+a row is not normal, or the predicted value). `X` is a 2-D float array in time order (rows may belong to several
+units; models that carry state over rows, such as lags and smoothing, are given `groups` to restart per unit).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from taehwa.errors import InvalidInput
+
+TASKS = ("anomaly", "fault", "rul", "soft_sensor", "forecast")
+
+
+class Model:
+    """The protocol: parameters in the constructor, then fit / predict / score."""
+
+    kind: ClassVar[str]
+    tasks: ClassVar[tuple[str, ...]]
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, **params: Any) -> None:
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            raise InvalidInput(f"model {self.kind!r} has no parameter {unknown[0]!r}; it takes "
+                               f"{', '.join(sorted(self.defaults)) or 'none'}", where="model.params")
+        self.params: dict[str, Any] = {**self.defaults, **params}
+        self.fitted = False
+
+    def get_params(self) -> dict[str, Any]:
+        """The parameters it was built with (all of them, defaults included)."""
+        return dict(self.params)
+
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None, groups: np.ndarray | None = None) -> Model:
+        X = _matrix(X)
+        if len(X) < 2:
+            raise InvalidInput(f"model {self.kind!r} needs at least 2 rows to learn from, got {len(X)}",
+                               where="data")
+        self._fit(X, y, groups)
+        self.fitted = True
+        return self
+
+    def predict(self, X: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+        self._check(X)
+        return self._predict(_matrix(X), groups)
+
+    def score(self, X: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+        self._check(X)
+        return self._score(_matrix(X), groups)
+
+    def _check(self, X: np.ndarray) -> None:
+        if not self.fitted:
+            raise InvalidInput(f"model {self.kind!r} is not fitted yet", where="model")
+        width = getattr(self, "n_features_", None)
+        if width is not None and np.asarray(X).shape[1] != width:
+            raise InvalidInput(f"model {self.kind!r} was fitted on {width} features, got {np.asarray(X).shape[1]}",
+                               where="data")
+
+    # subclasses fill these in
+    def _fit(self, X: np.ndarray, y: np.ndarray | None, groups: np.ndarray | None) -> None:
+        raise NotImplementedError
+
+    def _predict(self, X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+        raise NotImplementedError
+
+    def _score(self, X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+        return self._predict(X, groups).astype(float)
+
+
+def _matrix(X: Any) -> np.ndarray:
+    arr = np.asarray(X, dtype=float)
+    if arr.ndim != 2:
+        raise InvalidInput(f"expected a 2-D table of features, got {arr.ndim} dimension(s)", where="data")
+    return arr
+
+
+def need_target(y: np.ndarray | None, X: np.ndarray, kind: str) -> np.ndarray:
+    if y is None:
+        raise InvalidInput(f"model {kind!r} learns from labels; the data has no target", where="target")
+    y = np.asarray(y)
+    if len(y) != len(X):
+        raise InvalidInput(f"{len(y)} targets for {len(X)} rows", where="target")
+    return y
+
+
+def segments(n: int, groups: np.ndarray | None) -> list[slice]:
+    """Contiguous runs of the same group (each unit's rows restart lags, smoothing and windows)."""
+    if groups is None or n == 0:
+        return [slice(0, n)]
+    g = np.asarray(groups)
+    cuts = np.flatnonzero(g[1:] != g[:-1]) + 1
+    return [slice(a, b) for a, b in itertools.pairwise([0, *cuts.tolist(), n])]
+
+
+def _lagged(X: np.ndarray, lags: int, groups: np.ndarray | None) -> np.ndarray:
+    """Each row with the `lags` rows before it (dynamic PCA); the first rows of a unit repeat their first row."""
+    if lags <= 0:
+        return X
+    parts = []
+    for seg in segments(len(X), groups):
+        block = X[seg]
+        padded = np.vstack([np.repeat(block[:1], lags, axis=0), block])
+        parts.append(np.hstack([padded[lags - i: lags - i + len(block)] for i in range(lags + 1)]))
+    return np.vstack(parts) if parts else X
+
+
+def _ewma(s: np.ndarray, alpha: float, groups: np.ndarray | None) -> np.ndarray:
+    """Exponentially weighted moving average per unit (causal: row t sees rows ≤ t only)."""
+    if alpha >= 1.0:
+        return s
+    out = np.empty_like(s)
+    for seg in segments(len(s), groups):
+        acc = 0.0
+        for i in range(seg.start, seg.stop):
+            acc = s[i] if i == seg.start else alpha * s[i] + (1 - alpha) * acc
+            out[i] = acc
+    return out
+
+
+class _Detector(Model):
+    """Shared by the anomaly detectors: a raw statistic, smoothed, divided by its control limit."""
+
+    tasks = ("anomaly",)
+
+    def _limit_from(self, s: np.ndarray) -> float:
+        limit = float(np.quantile(s, self.params["quantile"])) * float(self.params["limit_factor"])
+        return limit if limit > 0 else 1e-12
+
+    def _predict(self, X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+        return (self._score(X, groups) > 1.0).astype(int)
+
+
+class PCAMonitor(_Detector):
+    """PCA process monitoring: Hotelling's T² in the principal subspace and SPE (Q) in the residual, each over its
+    own control limit from normal data; `lags` > 0 makes it dynamic PCA; `alpha` < 1 smooths the statistic (EWMA)."""
+
+    kind = "pca"
+    defaults: ClassVar[dict[str, Any]] = {"explained_variance": 0.9, "statistic": "combined", "lags": 0,
+                                          "alpha": 1.0, "quantile": 0.99, "limit_factor": 1.0}
+
+    def _stats(self, X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+        Z = (_lagged(X, int(self.params["lags"]), groups) - self.mean_) / self.scale_
+        T = Z @ self.components_.T
+        t2 = (T ** 2 / self.variance_).sum(axis=1) / self.t2_limit_
+        resid = Z - T @ self.components_
+        spe = (resid ** 2).sum(axis=1) / self.spe_limit_
+        stat = self.params["statistic"]
+        raw = t2 if stat == "t2" else spe if stat == "spe" else np.maximum(t2, spe)
+        return _ewma(raw, float(self.params["alpha"]), groups)
+
+    def _fit(self, X: np.ndarray, y: np.ndarray | None, groups: np.ndarray | None) -> None:
+        from sklearn.decomposition import PCA
+
+        if self.params["statistic"] not in ("t2", "spe", "combined"):
+            raise InvalidInput("statistic must be t2, spe or combined", where="model.params.statistic")
+        self.n_features_ = X.shape[1]
+        L = _lagged(X, int(self.params["lags"]), groups)
+        self.mean_ = L.mean(axis=0)
+        self.scale_ = L.std(axis=0)
+        self.scale_[self.scale_ < 1e-12] = 1.0
+        Z = (L - self.mean_) / self.scale_
+        ev = self.params["explained_variance"]
+        pca = PCA(n_components=min(float(ev), 0.999999) if ev < 1 else int(ev)).fit(Z)
+        self.components_ = pca.components_
+        self.variance_ = np.maximum(pca.explained_variance_, 1e-12)
+        T = Z @ self.components_.T
+        q = float(self.params["quantile"])
+        self.t2_limit_ = max(float(np.quantile((T ** 2 / self.variance_).sum(axis=1), q)), 1e-12)
+        self.spe_limit_ = max(float(np.quantile(((Z - T @ self.components_) ** 2).sum(axis=1), q)), 1e-12)
+        self.limit_ = 1.0
+        self.limit_ = self._limit_from(self._stats(X, groups))
+
+    def _score(self, X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+        return self._stats(X, groups) / self.limit_
+
+
+class IsolationForestDetector(_Detector):
+    """scikit-learn's Isolation Forest on normal data; the score is its anomaly score over the training quantile."""
+
+    kind = "iforest"
+    defaults: ClassVar[dict[str, Any]] = {"n_estimators": 200, "max_samples": 256, "alpha": 1.0, "quantile": 0.99,
+                                          "limit_factor": 1.0, "random_state": 0}
+
+    def _raw(self, X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+        raw = np.asarray(-self.forest_.score_samples(X), dtype=float)
+        return _ewma(raw, float(self.params["alpha"]), groups)
+
+    def _fit(self, X: np.ndarray, y: np.ndarray | None, groups: np.ndarray | None) -> None:
+        from sklearn.ensemble import IsolationForest
+
+        self.n_features_ = X.shape[1]
+        self.forest_ = IsolationForest(n_estimators=int(self.params["n_estimators"]),
+                                       max_samples=min(int(self.params["max_samples"]), len(X)),
+                                       random_state=int(self.params["random_state"]), n_jobs=1).fit(X)
+        self.offset_ = float(np.quantile(self._raw(X, groups), 0.5))
+        self.limit_ = self._limit_from(self._raw(X, groups) - self.offset_)
+
+    def _score(self, X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+        return np.maximum(self._raw(X, groups) - self.offset_, 0.0) / self.limit_
+
+
+class ZScoreLimits(_Detector):
+    """The trivial baseline a plant already has: each signal against its own mean ± k·σ from normal data."""
+
+    kind = "zscore"
+    defaults: ClassVar[dict[str, Any]] = {"quantile": 1.0, "limit_factor": 1.0, "k": 4.0}
+
+    def _fit(self, X: np.ndarray, y: np.ndarray | None, groups: np.ndarray | None) -> None:
+        self.n_features_ = X.shape[1]
+        self.mean_ = X.mean(axis=0)
+        self.std_ = X.std(axis=0)
+        self.std_[self.std_ < 1e-12] = 1.0
+
+    def _score(self, X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+        return np.asarray(np.abs((X - self.mean_) / self.std_).max(axis=1) / float(self.params["k"]))
+
+
+class LightGBMRegressor(Model):
+    """Gradient-boosted trees for remaining useful life, soft sensors and forecasts; `seeds` > 1 averages several."""
+
+    kind = "lgbm_regressor"
+    tasks = ("rul", "soft_sensor", "forecast")
+    defaults: ClassVar[dict[str, Any]] = {"n_estimators": 600, "learning_rate": 0.02, "num_leaves": 31,
+                                          "min_child_samples": 40, "subsample": 0.8, "colsample_bytree": 0.5,
+                                          "seeds": 1, "clip_min": None, "clip_max": None}
+
+    def _fit(self, X: np.ndarray, y: np.ndarray | None, groups: np.ndarray | None) -> None:
+        import lightgbm as lgb
+
+        target = need_target(y, X, self.kind).astype(float)
+        self.n_features_ = X.shape[1]
+        self.models_ = []
+        for seed in range(int(self.params["seeds"])):
+            m = lgb.LGBMRegressor(n_estimators=int(self.params["n_estimators"]),
+                                  learning_rate=float(self.params["learning_rate"]),
+                                  num_leaves=int(self.params["num_leaves"]),
+                                  min_child_samples=int(self.params["min_child_samples"]),
+                                  subsample=float(self.params["subsample"]), subsample_freq=1,
+                                  colsample_bytree=float(self.params["colsample_bytree"]),
+                                  random_state=seed, n_jobs=2, verbose=-1)
+            self.models_.append(m.fit(X, target))
+
+    def _predict(self, X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+        pred = np.mean([m.predict(X) for m in self.models_], axis=0)
+        lo, hi = self.params["clip_min"], self.params["clip_max"]
+        return np.asarray(np.clip(pred, lo, hi) if lo is not None or hi is not None else pred, dtype=float)
+
+
+class LightGBMClassifier(Model):
+    """Gradient-boosted trees for fault diagnosis; `score` is the probability that a row is not normal."""
+
+    kind = "lgbm_classifier"
+    tasks = ("fault",)
+    defaults: ClassVar[dict[str, Any]] = {"n_estimators": 300, "learning_rate": 0.05, "num_leaves": 31,
+                                          "min_child_samples": 20, "colsample_bytree": 0.7, "normal_class": "normal"}
+
+    def _fit(self, X: np.ndarray, y: np.ndarray | None, groups: np.ndarray | None) -> None:
+        import lightgbm as lgb
+
+        target = need_target(y, X, self.kind).astype(str)
+        self.n_features_ = X.shape[1]
+        self.classes_ = np.unique(target)
+        if len(self.classes_) < 2:
+            raise InvalidInput(f"fault diagnosis needs at least two classes in the training data, found "
+                               f"{self.classes_.tolist()}", where="target")
+        self.model_ = lgb.LGBMClassifier(n_estimators=int(self.params["n_estimators"]),
+                                         learning_rate=float(self.params["learning_rate"]),
+                                         num_leaves=int(self.params["num_leaves"]),
+                                         min_child_samples=int(self.params["min_child_samples"]),
+                                         colsample_bytree=float(self.params["colsample_bytree"]),
+                                         random_state=0, n_jobs=2, verbose=-1).fit(X, target)
+
+    def _predict(self, X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+        return np.asarray(self.model_.predict(X)).astype(str)
+
+    def _score(self, X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+        proba = np.asarray(self.model_.predict_proba(X), dtype=float)
+        classes = list(self.model_.classes_)
+        normal = str(self.params["normal_class"])
+        return np.asarray(1.0 - proba[:, classes.index(normal)] if normal in classes else proba.max(axis=1))
+
+
+class MeanRegressor(Model):
+    """The trivial baseline for regression: always the training mean (or the last known value, for forecasts)."""
+
+    kind = "mean"
+    tasks = ("rul", "soft_sensor", "forecast")
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def _fit(self, X: np.ndarray, y: np.ndarray | None, groups: np.ndarray | None) -> None:
+        self.n_features_ = X.shape[1]
+        self.mean_ = float(np.mean(need_target(y, X, self.kind).astype(float)))
+
+    def _predict(self, X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+        return np.full(len(X), self.mean_)
+
+
+class MajorityClassifier(Model):
+    """The trivial baseline for fault diagnosis: always the most frequent class."""
+
+    kind = "majority"
+    tasks = ("fault",)
+    defaults: ClassVar[dict[str, Any]] = {"normal_class": "normal"}
+
+    def _fit(self, X: np.ndarray, y: np.ndarray | None, groups: np.ndarray | None) -> None:
+        self.n_features_ = X.shape[1]
+        values, counts = np.unique(need_target(y, X, self.kind).astype(str), return_counts=True)
+        self.class_ = str(values[int(np.argmax(counts))])
+
+    def _predict(self, X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+        return np.full(len(X), self.class_, dtype=object).astype(str)
+
+    def _score(self, X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+        return np.full(len(X), 0.0 if self.class_ == self.params["normal_class"] else 1.0)
+
+
+KINDS: dict[str, type[Model]] = {c.kind: c for c in (PCAMonitor, IsolationForestDetector, ZScoreLimits,
+                                                     LightGBMRegressor, LightGBMClassifier, MeanRegressor,
+                                                     MajorityClassifier)}
+BASELINES: dict[str, str] = {"anomaly": "zscore", "fault": "majority", "rul": "mean", "soft_sensor": "mean",
+                             "forecast": "mean"}
+
+
+def _register_torch() -> None:
+    """The optional PyTorch network (`pip install torch==2.13.0`): registered only when torch imports."""
+    try:
+        from taehwa.lab.torch_models import MLPRegressor  # type: ignore[import-untyped,unused-ignore]
+    except ImportError:
+        return
+    KINDS[MLPRegressor.kind] = MLPRegressor
+
+
+_register_torch()
+
+
+def build(kind: str, params: dict[str, Any] | None = None, *, task: str | None = None) -> Model:
+    """A model of `kind` built from its recorded parameters (checked against the task it is meant for)."""
+    cls = KINDS.get(kind)
+    if cls is None:
+        raise InvalidInput(f"unknown model kind {kind!r}; known: {', '.join(sorted(KINDS))}", where="model.kind")
+    if task is not None and task not in cls.tasks:
+        raise InvalidInput(f"model {kind!r} does not do task {task!r} (it does {', '.join(cls.tasks)})",
+                           where="model.kind")
+    return cls(**(params or {}))
+
+
+ModelFactory = Callable[[], Model]

@@ -1,0 +1,366 @@
+"""The lab service: run a spec (train or evaluate), keep the run, its report and its model, and the registry of
+model versions with its promotion gate. The CLI, the HTTP API and Python all call this, nothing else."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import secrets
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import insert, select, update
+
+from taehwa.db import lab_runs, model_events, model_versions
+from taehwa.errors import Conflict, InvalidInput, NotFound
+from taehwa.lab import metrics as M
+from taehwa.lab.datasets import Dataset, build_dataset
+from taehwa.lab.models import BASELINES
+from taehwa.lab.report import render_html
+from taehwa.lab.spec import Spec, parse_spec
+from taehwa.lab.tracking import Tracker
+from taehwa.lab.validation import Pipeline, Progress, backtest
+from taehwa.tenancy.access import current
+
+if TYPE_CHECKING:
+    from taehwa.platform import Platform
+
+
+def _clean(v: Any) -> Any:
+    """JSON-safe figures (NaN → None, numpy → Python)."""
+    if isinstance(v, dict):
+        return {str(k): _clean(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_clean(x) for x in v]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not np.isfinite(v):
+        return None
+    return v
+
+
+class LabService:
+    """Runs, reports, models and the registry of one platform."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self.root = platform.settings.data_dir / "lab"
+        self.tracker = Tracker(self.root / "mlflow")
+        self._engine = platform.historian.engine
+
+    # --- runs ---------------------------------------------------------------------------------------------------
+    def run_dir(self, tenant: str, run_id: str) -> Path:
+        return self.root / "runs" / tenant / run_id
+
+    def run(self, tenant: str, spec: Spec | dict[str, Any], *, mode: str = "train",
+            progress: Progress | None = None, track: bool = True) -> dict[str, Any]:
+        """Build the dataset, backtest the model and the baseline (and the production version, if any) on it, and
+        for `train` fit the model on all of it and keep it. Returns the run's document."""
+        if mode not in ("train", "evaluate"):
+            raise InvalidInput("mode is train or evaluate", where="mode")
+        self.platform.tenants.require(tenant, "write")
+        spec = spec if isinstance(spec, Spec) else parse_spec(spec)
+        started = time.perf_counter()
+        data = build_dataset(spec, self.platform, tenant)
+        result = backtest(spec, data, spec.model.kind, spec.model.params, progress=progress)
+        base_spec = spec.baseline or None
+        base_kind = base_spec.kind if base_spec else BASELINES[spec.task]
+        base = backtest(spec, data, base_kind, base_spec.params if base_spec else {})
+        production = self._production_on(tenant, spec, data)
+        run_id = secrets.token_hex(8)
+        primary = M.PRIMARY[spec.task]
+        doc: dict[str, Any] = {
+            "run_id": run_id, "tenant": tenant, "name": spec.name, "mode": mode, "task": spec.task,
+            "model": {"kind": spec.model.kind, "params": spec.model.params}, "split": spec.split.model_dump(),
+            "primary_metric": primary, "metrics": _clean(result.metrics), "folds": result.folds,
+            "baseline": {"kind": base_kind, "metrics": _clean(base.metrics)},
+            "production": production, "lineage": _clean(data.lineage),
+            "created_by": current().user, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "spec": spec.model_dump(mode="json")}
+        doc["beats_baseline"] = self._beats(primary, doc["metrics"], doc["baseline"]["metrics"])
+        doc["verdict"] = self._verdict(doc)
+        folder = self.run_dir(tenant, run_id)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if mode == "train":
+            pipe = Pipeline(spec.task, spec.features, spec.model.kind, spec.model.params, data.signals)
+            frame = data.frame
+            rows = None
+            if spec.task == "anomaly" and spec.split.normal_only and "target" in frame.columns:
+                rows = frame["target"].to_numpy().astype(float) == 0
+            pipe.fit(frame, rows)
+            (folder / "model.pkl").write_bytes(pickle.dumps(pipe))
+        doc["seconds"] = round(time.perf_counter() - started, 3)
+        (folder / "report.json").write_text(json.dumps(doc, indent=1))
+        (folder / "report.html").write_text(render_html(doc, result.rows))
+        if track:
+            numeric = {k: v for k, v in doc["metrics"].items() if isinstance(v, int | float) and v is not None}
+            numeric.update({f"baseline_{k}": v for k, v in doc["baseline"]["metrics"].items()
+                            if isinstance(v, int | float) and v is not None})
+            doc["mlflow_run"] = self.tracker.log_run(
+                tenant, spec.name, params={"spec": doc["spec"]}, metrics=numeric,
+                tags={"taehwa.run": run_id, "taehwa.mode": mode, "taehwa.content_hash":
+                      str(data.lineage.get("content_hash")), "taehwa.tags": ",".join(data.lineage.get("tags", []))
+                      [:4000]},
+                artifacts=[p for p in (folder / "report.json", folder / "report.html", folder / "model.pkl")
+                           if p.exists()])
+            (folder / "report.json").write_text(json.dumps(doc, indent=1))
+        with self._engine.begin() as c:
+            c.execute(insert(lab_runs).values(
+                id=run_id, tenant=tenant, name=spec.name, mode=mode, task=spec.task, model_kind=spec.model.kind,
+                spec=doc["spec"], lineage=doc["lineage"], metrics=doc["metrics"], baseline=doc["baseline"],
+                production=production, mlflow_run=doc.get("mlflow_run"), created_by=doc["created_by"],
+                created_at=datetime.now(UTC), seconds=doc["seconds"]))
+        self.platform.audit.append(f"lab.{mode}", tenant=tenant, target=f"{spec.name} run {run_id}",
+                                   after={primary: doc["metrics"].get(primary), "content_hash":
+                                          data.lineage.get("content_hash")})
+        if mode == "train" and spec.register_as is not None:
+            doc["registered"] = self.register(tenant, run_id, spec.register_as.name, spec.register_as.asset_type)
+        return doc
+
+    @staticmethod
+    def _beats(metric: str, a: dict[str, Any], b: dict[str, Any]) -> bool:
+        x, y = a.get(metric), b.get(metric)
+        return x is not None and (y is None or M.better(metric, float(x), float(y)))
+
+    def _verdict(self, doc: dict[str, Any]) -> str:
+        m = doc["primary_metric"]
+        ours, base = doc["metrics"].get(m), doc["baseline"]["metrics"].get(m)
+        text = f"{m}: {ours if ours is None else round(ours, 4)} against the baseline's " \
+               f"{base if base is None else round(base, 4)} ({doc['baseline']['kind']})"
+        prod = doc.get("production") or {}
+        if prod.get("metrics"):
+            p = prod["metrics"].get(m)
+            text += f" and production v{prod['version']}'s {p if p is None else round(p, 4)} on the same data"
+        return text
+
+    def _production_on(self, tenant: str, spec: Spec, data: Dataset) -> dict[str, Any] | None:
+        """The current production version of this spec's registered name, backtested on the same data."""
+        if spec.register_as is None:
+            return None
+        prod = self._production(tenant, spec.register_as.name)
+        if prod is None:
+            return None
+        run = self.get_run(tenant, prod.run_id)
+        pspec = parse_spec(run["spec"])
+        try:
+            figures = backtest(spec.model_copy(update={"features": pspec.features}), data, pspec.model.kind,
+                               pspec.model.params).metrics
+        except InvalidInput as exc:
+            return {"version": prod.version, "run_id": prod.run_id, "error": str(exc)}
+        return {"version": prod.version, "run_id": prod.run_id, "metrics": _clean(figures)}
+
+    def runs(self, tenant: str, name: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        self.platform.tenants.require(tenant)
+        q = select(lab_runs).where(lab_runs.c.tenant == tenant)
+        if name:
+            q = q.where(lab_runs.c.name == name)
+        with self._engine.connect() as c:
+            rows = c.execute(q.order_by(lab_runs.c.created_at.desc()).limit(max(1, min(limit, 1000)))).all()
+        return [{"run_id": r.id, "name": r.name, "mode": r.mode, "task": r.task, "model": r.model_kind,
+                 "primary": (r.metrics or {}).get(M.PRIMARY[r.task]),
+                 "baseline": ((r.baseline or {}).get("metrics") or {}).get(M.PRIMARY[r.task]),
+                 "created_by": r.created_by, "created_at": r.created_at.isoformat(), "seconds": r.seconds}
+                for r in rows]
+
+    def get_run(self, tenant: str, run_id: str) -> dict[str, Any]:
+        self.platform.tenants.require(tenant)
+        path = self.run_dir(tenant, _safe_id(run_id)) / "report.json"
+        if not path.exists():
+            raise NotFound(f"no run {run_id!r} in tenant {tenant!r}", where="run")
+        doc: dict[str, Any] = json.loads(path.read_text())
+        return doc
+
+    def report_html(self, tenant: str, run_id: str) -> str:
+        self.get_run(tenant, run_id)
+        return (self.run_dir(tenant, _safe_id(run_id)) / "report.html").read_text()
+
+    def load_model(self, tenant: str, run_id: str) -> Pipeline:
+        self.get_run(tenant, run_id)
+        path = self.run_dir(tenant, _safe_id(run_id)) / "model.pkl"
+        if not path.exists():
+            raise NotFound(f"run {run_id!r} was an evaluation: it kept no model", where="run")
+        pipe: Pipeline = pickle.loads(path.read_bytes())
+        return pipe
+
+    # --- registry -------------------------------------------------------------------------------------------------
+    def _production(self, tenant: str, name: str) -> Any:
+        with self._engine.connect() as c:
+            return c.execute(select(model_versions).where(
+                (model_versions.c.tenant == tenant) & (model_versions.c.name == name) &
+                (model_versions.c.stage == "production"))).first()
+
+    def _event(self, c: Any, tenant: str, name: str, version: int, action: str, reason: str | None,
+               detail: dict[str, Any]) -> None:
+        c.execute(insert(model_events).values(tenant=tenant, name=name, version=version, action=action,
+                                              actor=current().user, reason=reason, detail=_clean(detail),
+                                              at=datetime.now(UTC)))
+
+    def register(self, tenant: str, run_id: str, name: str, asset_type: str | None = None) -> dict[str, Any]:
+        """A new candidate version of model `name` from a training run."""
+        self.platform.tenants.require(tenant, "write")
+        run = self.get_run(tenant, run_id)
+        if run["mode"] != "train":
+            raise InvalidInput("only a training run has a model to register", where="run")
+        if asset_type is not None:
+            types = self.platform.twin.plant(tenant).types
+            if asset_type not in types:
+                raise NotFound(f"unknown asset type {asset_type!r}", where="asset_type")
+        with self._engine.begin() as c:
+            last = c.execute(select(model_versions.c.version).where(
+                (model_versions.c.tenant == tenant) & (model_versions.c.name == name))
+                .order_by(model_versions.c.version.desc()).limit(1)).scalar()
+            version = (last or 0) + 1
+            c.execute(insert(model_versions).values(tenant=tenant, name=name, version=version, asset_type=asset_type,
+                                                    run_id=run_id, stage="candidate", created_by=current().user,
+                                                    created_at=datetime.now(UTC)))
+            self._event(c, tenant, name, version, "register", None, {"run_id": run_id})
+        self.platform.audit.append("model.register", tenant=tenant, target=f"{name} v{version}",
+                                   after={"run_id": run_id, "asset_type": asset_type})
+        return {"name": name, "version": version, "stage": "candidate", "run_id": run_id}
+
+    def versions(self, tenant: str, name: str | None = None) -> list[dict[str, Any]]:
+        self.platform.tenants.require(tenant)
+        q = select(model_versions).where(model_versions.c.tenant == tenant)
+        if name:
+            q = q.where(model_versions.c.name == name)
+        with self._engine.connect() as c:
+            rows = c.execute(q.order_by(model_versions.c.name, model_versions.c.version)).all()
+        if name and not rows:
+            raise NotFound(f"no model {name!r} in tenant {tenant!r}", where="model")
+        return [{"name": r.name, "version": r.version, "stage": r.stage, "asset_type": r.asset_type,
+                 "run_id": r.run_id, "created_by": r.created_by, "created_at": r.created_at.isoformat()}
+                for r in rows]
+
+    def history(self, tenant: str, name: str) -> list[dict[str, Any]]:
+        self.platform.tenants.require(tenant)
+        with self._engine.connect() as c:
+            rows = c.execute(select(model_events).where(
+                (model_events.c.tenant == tenant) & (model_events.c.name == name)).order_by(model_events.c.id)).all()
+        return [{"version": r.version, "action": r.action, "actor": r.actor, "reason": r.reason,
+                 "detail": r.detail, "at": r.at.isoformat()} for r in rows]
+
+    def _version(self, tenant: str, name: str, version: int) -> Any:
+        with self._engine.connect() as c:
+            row = c.execute(select(model_versions).where(
+                (model_versions.c.tenant == tenant) & (model_versions.c.name == name) &
+                (model_versions.c.version == version))).first()
+        if row is None:
+            raise NotFound(f"no version {version} of model {name!r}", where="version")
+        return row
+
+    def gate(self, tenant: str, name: str, version: int) -> tuple[bool, list[str]]:
+        """Whether a version may go to production: it must beat the baseline and the current production version
+        on the same validation data (its own training run's backtest, where production was re-run)."""
+        row = self._version(tenant, name, version)
+        run = self.get_run(tenant, row.run_id)
+        m = run["primary_metric"]
+        ours = run["metrics"].get(m)
+        reasons = []
+        if not self._beats(m, run["metrics"], run["baseline"]["metrics"]):
+            reasons.append(f"{m} {ours} does not beat the baseline's {run['baseline']['metrics'].get(m)}")
+        prod = self._production(tenant, name)
+        if prod is not None and prod.version != version:
+            rec = run.get("production") or {}
+            if rec.get("version") != prod.version or "metrics" not in rec:
+                reasons.append(f"it was not validated against the current production version v{prod.version} "
+                               f"on the same data; train it again so both are backtested together")
+            elif not self._beats(m, run["metrics"], rec["metrics"]):
+                reasons.append(f"{m} {ours} does not beat production v{prod.version}'s {rec['metrics'].get(m)} "
+                               f"on the same data")
+        return not reasons, reasons
+
+    def promote(self, tenant: str, name: str, version: int, reason: str, *, force: bool = False) -> dict[str, Any]:
+        """Make a version the production one, through the gate; the previous one is archived."""
+        self.platform.tenants.require(tenant, "admin" if force else "write")
+        if not reason or not reason.strip():
+            raise InvalidInput("say why (a reason is recorded with every promotion)", where="reason")
+        row = self._version(tenant, name, version)
+        if row.stage == "production":
+            raise Conflict(f"{name} v{version} is already in production", where="version")
+        ok, why = self.gate(tenant, name, version)
+        if not ok and not force:
+            with self._engine.begin() as c:
+                self._event(c, tenant, name, version, "refused", reason, {"why": why})
+            raise Conflict(f"the gate refuses {name} v{version}: " + "; ".join(why), where="gate")
+        prev = self._production(tenant, name)
+        with self._engine.begin() as c:
+            c.execute(update(model_versions).where(
+                (model_versions.c.tenant == tenant) & (model_versions.c.name == name) &
+                (model_versions.c.stage == "production")).values(stage="archived"))
+            c.execute(update(model_versions).where(
+                (model_versions.c.tenant == tenant) & (model_versions.c.name == name) &
+                (model_versions.c.version == version)).values(stage="production"))
+            self._event(c, tenant, name, version, "promote", reason,
+                        {"previous": prev.version if prev else None, "gate": why or "passed", "forced": force})
+        self.platform.audit.append("model.promote", tenant=tenant, target=f"{name} v{version}",
+                                   before={"production": prev.version if prev else None},
+                                   after={"production": version, "reason": reason, "forced": force})
+        return {"name": name, "version": version, "stage": "production",
+                "previous": prev.version if prev else None}
+
+    def rollback(self, tenant: str, name: str, reason: str) -> dict[str, Any]:
+        """Put back the version that was in production before the current one."""
+        self.platform.tenants.require(tenant, "write")
+        if not reason or not reason.strip():
+            raise InvalidInput("say why (a reason is recorded with every rollback)", where="reason")
+        prod = self._production(tenant, name)
+        if prod is None:
+            raise Conflict(f"model {name!r} has no production version to roll back", where="model")
+        previous = [e for e in self.history(tenant, name) if e["action"] in ("promote", "rollback")
+                    and e["version"] == prod.version]
+        back_to = previous[-1]["detail"].get("previous") if previous else None
+        if back_to is None:
+            raise Conflict(f"{name} v{prod.version} was the first in production: nothing to roll back to",
+                           where="model")
+        with self._engine.begin() as c:
+            c.execute(update(model_versions).where(
+                (model_versions.c.tenant == tenant) & (model_versions.c.name == name) &
+                (model_versions.c.version == prod.version)).values(stage="archived"))
+            c.execute(update(model_versions).where(
+                (model_versions.c.tenant == tenant) & (model_versions.c.name == name) &
+                (model_versions.c.version == back_to)).values(stage="production"))
+            # the version rolled back to remembers what was before it, so rollbacks chain
+            before = [e for e in self.history(tenant, name) if e["action"] in ("promote", "rollback")
+                      and e["version"] == back_to]
+            self._event(c, tenant, name, back_to, "rollback", reason,
+                        {"from": prod.version, "previous": before[-1]["detail"].get("previous") if before else None})
+        self.platform.audit.append("model.rollback", tenant=tenant, target=name,
+                                   before={"production": prod.version}, after={"production": back_to,
+                                                                               "reason": reason})
+        return {"name": name, "version": back_to, "stage": "production", "from": prod.version}
+
+    def card(self, tenant: str, name: str, version: int) -> dict[str, Any]:
+        """The model card: what it is for, what it learnt from, how well it did against what, and its history."""
+        self.platform.tenants.require(tenant)
+        row = self._version(tenant, name, version)
+        run = self.get_run(tenant, row.run_id)
+        m = run["primary_metric"]
+        return {"model": name, "version": version, "stage": row.stage, "asset_type": row.asset_type,
+                "task": run["task"], "description": run["spec"].get("description"),
+                "kind": run["model"]["kind"], "parameters": run["model"]["params"],
+                "features": run["spec"]["features"], "trained_by": run["created_by"], "trained_at": run["created_at"],
+                "data": run["lineage"], "validation": {"split": run["split"], "folds": run["folds"],
+                                                       "primary_metric": m, "metrics": run["metrics"],
+                                                       "baseline": run["baseline"], "production": run["production"]},
+                "limitations": _limitations(run), "history": [e for e in self.history(tenant, name)
+                                                              if e["version"] == version],
+                "report": f"/api/v1/{tenant}/lab/runs/{row.run_id}/report"}
+
+
+def _limitations(run: dict[str, Any]) -> list[str]:
+    out = [f"validated on {run['lineage'].get('rows')} rows of {run['lineage'].get('units')} unit(s) from "
+           f"{run['lineage'].get('source')} data only; behaviour outside that range of operation is unknown"]
+    if not run.get("beats_baseline"):
+        out.append("it does not beat the trivial baseline on its validation data")
+    if run["task"] == "anomaly" and "f1" not in run["metrics"]:
+        out.append("no anomaly labels were available: precision and recall are unknown")
+    return out
+
+
+def _safe_id(run_id: str) -> str:
+    if not run_id.isalnum() or len(run_id) > 32:
+        raise NotFound(f"no run {run_id!r}", where="run")
+    return run_id

@@ -1,0 +1,154 @@
+"""The declarative lab spec: which data, which task, which model, how to validate. A YAML or JSON document, the
+same from the CLI (`taehwa lab train SPEC.yaml`), Python and HTTP; unknown keys are refused so a typo never silently
+falls back to a default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from taehwa.errors import InvalidInput, ValidationFailed
+from taehwa.lab.models import KINDS, TASKS
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSpec(_Strict):
+    """Historian tags, or every sensor of the assets of a type / under a path, or a CSV/Parquet file."""
+
+    source: Literal["historian", "file"] = "historian"
+    tags: list[str] | None = None
+    asset_type: str | None = None
+    under: str | None = None
+    signals: list[str] | None = None  # of each asset: default all its sensors
+    start: str | None = None
+    end: str | None = None
+    step: str = "1m"
+    method: Literal["previous", "linear"] = "linear"
+    file: str | None = None
+    time_column: str = "time"
+    unit_column: str | None = None
+    columns: list[str] | None = None
+    target_column: str | None = None
+    changepoint_column: str | None = None
+    separator: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSpec:
+        if self.source == "file":
+            if not self.file:
+                raise ValueError("data.file is needed when data.source is file")
+        else:
+            if not (self.tags or self.asset_type or self.under):
+                raise ValueError("name data.tags, data.asset_type or data.under")
+            if self.tags and (self.asset_type or self.under):
+                raise ValueError("give data.tags or assets (asset_type/under), not both")
+            if not self.start or not self.end:
+                raise ValueError("data.start and data.end are needed for historian data")
+        return self
+
+
+class LabelSpec(_Strict):
+    """Which labels make the target: interval kinds (anomaly, fault), a point kind (failure → RUL), or a value kind
+    (lab samples → soft sensor); `forecast` targets a signal `horizon` rows ahead."""
+
+    kinds: list[str] = Field(default_factory=lambda: ["anomaly"])
+    asset: str | None = None
+    failure_kind: str = "failure"
+    value_kind: str | None = None
+    forecast_signal: str | None = None
+    horizon: int = 1
+    rul_clip: float | None = 125.0
+    normal_class: str = "normal"
+
+
+class FeatureSpec(_Strict):
+    windows: list[int] = Field(default_factory=lambda: [1])
+    stats: list[str] = Field(default_factory=lambda: ["mean"])
+    lags: list[int] = Field(default_factory=list)
+    ewm_alpha: float = 0.1
+    spectrum_bands: int = 0
+    include_raw: bool = False
+    include_position: bool = False
+    condition_columns: list[str] = Field(default_factory=list)
+    conditions: int = 1
+    drop_flat: bool = True
+
+
+class ModelSpec(_Strict):
+    kind: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class SplitSpec(_Strict):
+    """Time-ordered only: rolling-origin folds, a holdout at a point in time, folds of whole units for fleets, or
+    the first `train_rows` of every unit (each unit its own model, as SKAB's protocol does)."""
+
+    method: Literal["rolling", "holdout", "by_unit", "per_unit"] = "rolling"
+    folds: int = Field(3, ge=1, le=20)
+    train_fraction: float = Field(0.5, gt=0.0, lt=1.0)
+    train_rows: int = Field(400, ge=2)
+    normal_only: bool = True
+
+
+class RegisterSpec(_Strict):
+    name: str
+    asset_type: str | None = None
+
+
+class Spec(_Strict):
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    task: Literal["anomaly", "fault", "rul", "soft_sensor", "forecast"]
+    description: str | None = None
+    data: DataSpec
+    labels: LabelSpec = Field(default_factory=LabelSpec)
+    features: FeatureSpec = Field(default_factory=FeatureSpec)
+    model: ModelSpec
+    baseline: ModelSpec | None = None
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    register_as: RegisterSpec | None = None
+
+    @model_validator(mode="after")
+    def _model_fits_task(self) -> Spec:
+        for where, m in (("model", self.model), ("baseline", self.baseline)):
+            if m is None:
+                continue
+            cls = KINDS.get(m.kind)
+            if cls is None:
+                raise ValueError(f"{where}.kind {m.kind!r} is unknown; known: {', '.join(sorted(KINDS))}")
+            if self.task not in cls.tasks:
+                raise ValueError(f"{where}.kind {m.kind!r} does not do task {self.task!r}")
+        assert self.task in TASKS
+        return self
+
+
+def parse_spec(doc: Any, *, source: str = "spec") -> Spec:
+    """A Spec from a parsed document; every problem listed with where it is."""
+    if not isinstance(doc, dict):
+        raise InvalidInput("a lab spec is a mapping (name, task, data, model, …)", where=source)
+    try:
+        return Spec.model_validate(doc)
+    except ValidationError as exc:
+        problems = []
+        for e in exc.errors():
+            loc = ".".join(str(p) for p in e["loc"])
+            msg = e["msg"].removeprefix("Value error, ")
+            problems.append((f"{source}:{loc}" if loc else source, msg))
+        raise ValidationFailed(problems) from None
+
+
+def load_spec(path: Path) -> Spec:
+    """A Spec from a YAML or JSON file."""
+    from taehwa.twin.yamlio import load_yaml, plain
+
+    if not path.is_file():
+        raise InvalidInput(f"no spec file at {path}", where=str(path))
+    doc = plain(load_yaml(path.read_text(), source=path.name))
+    spec = parse_spec(doc, source=path.name)
+    if spec.data.file and not Path(spec.data.file).is_absolute():
+        spec.data.file = str((path.parent / spec.data.file).resolve())  # relative to the spec, not the shell
+    return spec

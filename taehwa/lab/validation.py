@@ -1,0 +1,206 @@
+"""Time-ordered validation: every model is judged only on rows later than those it learnt from (rolling origin,
+holdout), on whole units it never saw (fleets), or on the rest of each unit after its first rows (SKAB's protocol).
+A random split of time series is never offered: it would leak the future into training.
+
+`Pipeline` is what gets trained and saved: per-condition normalisation, causal window features, then the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from taehwa.errors import InvalidInput
+from taehwa.lab import metrics as M
+from taehwa.lab.datasets import CHANGEPOINT, TARGET, TIME, UNIT, Dataset, time_us
+from taehwa.lab.features import ConditionNormalizer, WindowFeatures
+from taehwa.lab.models import Model, build
+from taehwa.lab.spec import FeatureSpec, Spec
+
+Progress = Callable[[int, int], None]
+
+
+class Pipeline:
+    """Normaliser → window features → model, fitted together and saved as one object."""
+
+    def __init__(self, task: str, features: FeatureSpec, kind: str, params: dict[str, Any], signals: list[str]
+                 ) -> None:
+        self.task, self.features_spec, self.kind, self.params = task, features, kind, dict(params)
+        self.signals = list(signals)
+        self.model: Model = build(kind, params, task=task)
+        self.window = WindowFeatures(features.windows, features.stats, features.lags, features.ewm_alpha,
+                                     features.spectrum_bands, features.include_raw, features.include_position)
+
+    def _normalised(self, frame: pd.DataFrame, fit: bool) -> pd.DataFrame:
+        fs = self.features_spec
+        if not fs.condition_columns and fs.conditions <= 1 and not fit:
+            return frame
+        if fit:
+            self.normalizer = ConditionNormalizer(fs.condition_columns, fs.conditions).fit(frame, self.inputs)
+        return self.normalizer.transform(frame) if hasattr(self, "normalizer") else frame
+
+    def features(self, frame: pd.DataFrame, *, fit: bool = False) -> np.ndarray:
+        """Feature matrix of `frame` (rows in unit, time order; whole unit prefixes)."""
+        if fit:
+            present = [s for s in self.signals if s in frame.columns]
+            flat = {s for s in present if self.features_spec.drop_flat and
+                    float(np.nanstd(frame[s].to_numpy(float))) < 1e-9}
+            self.inputs = [s for s in present if s not in flat and s not in self.features_spec.condition_columns]
+            if not self.inputs:
+                raise InvalidInput("every signal is constant or missing in the training data", where="data")
+        missing = [s for s in self.inputs if s not in frame.columns]
+        if missing:
+            raise InvalidInput(f"the data lacks signal {missing[0]!r} this model was trained on", where="data")
+        norm = self._normalised(frame, fit) if self.features_spec.condition_columns else frame
+        feats = self.window.transform(norm, self.inputs, UNIT if UNIT in frame.columns else None)
+        return np.asarray(np.nan_to_num(feats.to_numpy(float), nan=0.0))
+
+    def fit(self, frame: pd.DataFrame, rows: np.ndarray | None = None) -> Pipeline:
+        """Learn from `frame` (features use all its rows; the model learns from `rows` of them, e.g. the normal
+        ones)."""
+        X = self.features(frame, fit=True)
+        y = frame[TARGET].to_numpy() if TARGET in frame.columns else None
+        keep = np.ones(len(frame), dtype=bool) if rows is None else rows
+        if y is not None and self.task in ("rul", "soft_sensor", "forecast"):
+            keep = keep & np.isfinite(y.astype(float))
+        groups = frame[UNIT].to_numpy()[keep] if UNIT in frame.columns else None
+        if keep.sum() < 2:
+            raise InvalidInput(f"only {int(keep.sum())} usable training rows", where="data")
+        self.model.fit(X[keep], None if y is None or self.task == "anomaly" else y[keep], groups=groups)
+        return self
+
+    def predict(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(decision, score) for every row of `frame`."""
+        X = self.features(frame)
+        groups = frame[UNIT].to_numpy() if UNIT in frame.columns else None
+        return self.model.predict(X, groups), self.model.score(X, groups)
+
+
+@dataclass
+class Backtest:
+    """Out-of-sample predictions of every fold, and the figures computed from them."""
+
+    rows: pd.DataFrame  # time, unit, target, pred, score, fold
+    metrics: dict[str, Any]
+    folds: list[dict[str, Any]]
+
+
+def _folds(spec: Spec, frame: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train mask, test mask) pairs, time-ordered."""
+    s = spec.split
+    t = time_us(frame[TIME])
+    units = frame[UNIT].to_numpy()
+    if s.method == "per_unit":
+        pos = frame.groupby(UNIT, sort=False).cumcount().to_numpy()
+        return [(pos < s.train_rows, pos >= s.train_rows)]
+    if s.method == "by_unit":
+        order = frame.groupby(UNIT, sort=False)[TIME].min().sort_values().index.to_list()
+        if len(order) < 2:
+            raise InvalidInput("split by_unit needs at least two units", where="split.method")
+        k = min(s.folds, len(order)) if s.folds > 1 else 2
+        chunks = np.array_split(np.array(order, dtype=object), k)
+        out = []
+        for i, chunk in enumerate(chunks if s.folds > 1 else chunks[-1:]):
+            test = np.isin(units, list(chunk))
+            out.append((~test, test))
+            if s.folds == 1 and i == 0:
+                break
+        return out
+    lo, hi = int(t.min()), int(t.max()) + 1
+    if s.method == "holdout":
+        cut = lo + int((hi - lo) * s.train_fraction)
+        return [(t < cut, t >= cut)]
+    edges = np.linspace(lo + (hi - lo) * s.train_fraction, hi, s.folds + 1).astype(np.int64)
+    return [(t < edges[i], (t >= edges[i]) & (t < edges[i + 1])) for i in range(s.folds)]
+
+
+def backtest(spec: Spec, data: Dataset, kind: str, params: dict[str, Any], *,
+             progress: Progress | None = None) -> Backtest:
+    """Fit on each fold's past, predict its future; concatenate and score."""
+    frame = data.frame
+    if spec.task != "anomaly" and TARGET not in frame.columns:
+        raise InvalidInput(f"task {spec.task!r} needs a target (labels, or data.target_column)", where="labels")
+    folds = _folds(spec, frame)
+    parts, fold_info = [], []
+    steps = len(folds) * (frame[UNIT].nunique() if spec.split.method == "per_unit" else 1)
+    done = 0
+    for i, (train, test) in enumerate(folds):
+        if not train.any() or not test.any():
+            raise InvalidInput(f"fold {i + 1} has no {'training' if not train.any() else 'test'} rows; widen the "
+                               f"range or use fewer folds", where="split")
+        groups = [frame[UNIT].to_numpy() == u for u in frame[UNIT].unique()] \
+            if spec.split.method == "per_unit" else [np.ones(len(frame), dtype=bool)]
+        for g in groups:
+            tr, te = train & g, test & g
+            if not te.any():
+                continue
+            pipe = Pipeline(spec.task, spec.features, kind, params, data.signals)
+            sub_train = frame[tr].reset_index(drop=True)
+            normal = np.ones(tr.sum(), dtype=bool)
+            if spec.task == "anomaly" and spec.split.normal_only and TARGET in frame.columns and \
+                    spec.split.method != "per_unit":
+                normal = sub_train[TARGET].to_numpy().astype(float) == 0
+            pipe.fit(sub_train, normal)
+            upto = frame[(g) & (tr | te)].reset_index(drop=True)  # features of test rows see their own past
+            pred, score = pipe.predict(upto)
+            mask = te[(g) & (tr | te)]
+            part = upto.loc[mask, [TIME, UNIT]].copy()
+            for col in (TARGET, CHANGEPOINT):
+                if col in upto.columns:
+                    part[col] = upto.loc[mask, col].to_numpy()
+            part["pred"], part["score"], part["fold"] = pred[mask], score[mask], i
+            parts.append(part)
+            done += 1
+            if progress:
+                progress(done, steps)
+        fold_info.append({"fold": i + 1, "train_rows": int(train.sum()), "test_rows": int(test.sum())})
+    rows = pd.concat(parts, ignore_index=True)
+    return Backtest(rows, task_metrics(spec.task, rows, spec.labels.normal_class), fold_info)
+
+
+def task_metrics(task: str, rows: pd.DataFrame, normal_class: str = "normal") -> dict[str, Any]:
+    """The figures of one task from out-of-sample rows."""
+    if task == "anomaly":
+        if TARGET not in rows.columns:
+            flagged = float(np.mean(rows["pred"].astype(int)))
+            return {"flagged_share": flagged, "note": "no anomaly labels: only the share of rows flagged"}
+        out: dict[str, Any] = {}
+        y, p = rows[TARGET].to_numpy().astype(int), rows["pred"].to_numpy().astype(int)
+        out.update(M.pointwise(y, p))
+        ev_parts, nab = [], [0.0, 0.0, 0.0]
+        for _, block in rows.groupby([UNIT, "fold"], sort=False):
+            t = time_us(block[TIME]) / 1e6
+            yt, yp = block[TARGET].to_numpy().astype(int), block["pred"].to_numpy().astype(int)
+            cp = np.flatnonzero(block[CHANGEPOINT].to_numpy().astype(int)) if CHANGEPOINT in block.columns else None
+            fig = M.anomaly_metrics(yt, yp, t, block["score"].to_numpy(float), cp)
+            ev_parts.append(fig)
+            nab = [nab[0] + fig["nab_score"], nab[1] + fig["nab_null"], nab[2] + fig["nab_perfect"]]
+        events = sum(f["events"] for f in ev_parts)
+        found = sum(f["events_found"] for f in ev_parts)
+        false = sum(f["false_alarms"] for f in ev_parts)
+        alarms = found + false
+        prec = (alarms - false) / alarms if alarms else 0.0
+        rec = found / events if events else 0.0
+        normal_s = sum(f["false_alarms"] / f["false_alarms_per_week"] * 604800.0
+                       for f in ev_parts if f["false_alarms_per_week"] > 0)
+        delays = [f["detection_delay_s"] for f in ev_parts if np.isfinite(f["detection_delay_s"])]
+        out.update({"events": events, "events_found": found, "event_recall": rec, "event_precision": prec,
+                    "event_f1": 2 * prec * rec / (prec + rec) if prec + rec else 0.0, "false_alarms": false,
+                    "false_alarms_per_week": false / (normal_s / 604800.0) if normal_s > 0 else 0.0,
+                    "detection_delay_s": float(np.mean(delays)) if delays else float("nan"),
+                    "nab_standard": M.nab_normalise(*nab)})
+        return out
+    if task == "fault":
+        y, p = rows[TARGET].astype(str).to_numpy(), rows["pred"].astype(str).to_numpy()
+        out = M.classification_metrics(y, p)
+        normal = y == normal_class
+        out.update({f"at_far5_{k}": v for k, v in M.detection_rate_at_far(
+            rows["score"].to_numpy(float)[normal], rows["score"].to_numpy(float)[~normal]).items()})
+        return out
+    ok = np.isfinite(rows[TARGET].to_numpy(float))
+    y, p = rows[TARGET].to_numpy(float)[ok], rows["pred"].to_numpy(float)[ok]
+    return M.rul_metrics(y, p) if task == "rul" else M.regression_metrics(y, p)
