@@ -27,6 +27,7 @@ lab_app.add_typer(labels_app, name="labels")
 lab_app.add_typer(models_app, name="models")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+SpecArg = Annotated[Path, typer.Argument(help="A lab spec (YAML or JSON), or a ready spec's name.")]
 
 
 def _bar() -> Progress:
@@ -79,8 +80,18 @@ def _run(spec_path: Path, tenant: str, mode: str, as_json: bool) -> None:
         out.print(f"report: {platform.lab.run_dir(tenant, doc['run_id']) / 'report.html'}")
 
 
+@lab_app.command("specs")
+def specs() -> None:
+    """The ready specs that ship with Taehwa (train one by name: `taehwa lab train pump-station-anomaly`)."""
+    from taehwa.lab.spec import READY, ready_specs
+
+    for name in ready_specs():
+        first = (READY / f"{name}.yaml").read_text().splitlines()[0].lstrip("# ")
+        out.print(f"[bold]{name}[/bold]  {first}")
+
+
 @lab_app.command("train")
-def train(spec: Annotated[Path, typer.Argument(help="A lab spec (YAML or JSON).")], tenant: TenantOpt = "demo",
+def train(spec: SpecArg, tenant: TenantOpt = "demo",
           as_json: JsonOpt = False) -> None:
     """Backtest the spec's model and its baseline time-ordered, then fit it on all the data and keep it (and
     register it, when the spec says `register_as:`)."""
@@ -88,7 +99,7 @@ def train(spec: Annotated[Path, typer.Argument(help="A lab spec (YAML or JSON)."
 
 
 @lab_app.command("evaluate")
-def evaluate(spec: Annotated[Path, typer.Argument(help="A lab spec (YAML or JSON).")], tenant: TenantOpt = "demo",
+def evaluate(spec: SpecArg, tenant: TenantOpt = "demo",
              as_json: JsonOpt = False) -> None:
     """Backtest the spec's model and its baseline time-ordered; keep the report, not a model."""
     _run(spec, tenant, "evaluate", as_json)

@@ -338,19 +338,22 @@ def demo_plant(output: Annotated[Path | None, typer.Option("--output", "-o", hel
 @demo_app.command("load")
 def demo_load(force: Annotated[bool, typer.Option(help="Load again even if present.")] = False) -> None:
     """Load the SKAB pump test-bed runs from ../shared/data into tenant 'demo' (once)."""
-    from taehwa.demo import DEMO_TENANT, default_shared_data, load_skab
+    from taehwa.demo import DEMO_TENANT, default_shared_data, label_skab, load_skab
 
     with services(readonly=False) as platform:
         hist = platform.historian
         if not force and any(t.id == DEMO_TENANT for t in platform.tenants.list()) \
                 and hist.catalog.ids(DEMO_TENANT):
-            out.print("demo data already loaded (tenant 'demo'); --force loads it again")
+            added = label_skab(platform.labels, default_shared_data())
+            out.print("demo data already loaded (tenant 'demo'); --force loads it again"
+                      + (f"; added {added} anomaly labels" if added else ""))
             return
         with _progress() as bar:
             task = bar.add_task("load SKAB", total=None)
             n = load_skab(hist, default_shared_data(),
                           progress=lambda done, total: bar.update(task, completed=done, total=total))
-        out.print(f"loaded {n} points of the SKAB pump test bed into tenant 'demo'")
+        labelled = label_skab(platform.labels, default_shared_data())
+        out.print(f"loaded {n} points and {labelled} anomaly labels of the SKAB pump test bed into tenant 'demo'")
 
 
 def main() -> None:

@@ -9,13 +9,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from taehwa.errors import NotFound
 from taehwa.historian.readers import read_csv
 from taehwa.historian.store import Historian
+from taehwa.lab.labels import LabelService
 
 DEMO_TENANT = "demo"
 _UNITS = {"accelerometer1_rms": "g", "accelerometer2_rms": "g", "current": "A", "pressure": "bar",
@@ -48,6 +51,25 @@ def skab_files(shared: Path) -> list[tuple[str, Path]]:
             name = group.name if group.name == "anomaly-free" else f"{group.name}-{f.stem}"
             runs.append((name, f))
     return runs
+
+
+def label_skab(labels: LabelService, shared: Path | None = None, tenant: str = DEMO_TENANT) -> int:
+    """The SKAB runs' anomaly intervals as labels on assets `skab/<run>` (kind `anomaly`), once."""
+    if labels.rows(tenant, asset="skab", kinds=["anomaly"], limit=1):
+        return 0
+    rows: list[dict[str, Any]] = []
+    for run, path in skab_files(shared or default_shared_data()):
+        table = read_csv(path, source=path.name)
+        if "anomaly" not in table.column_names:
+            continue
+        flags = np.nan_to_num(table.column("anomaly").to_numpy(zero_copy_only=False).astype(float)).astype(int)
+        times = table.column("datetime").cast(pa.timestamp("us", tz="UTC")).to_numpy(zero_copy_only=False)
+        edges = np.diff(np.concatenate([[0], flags, [0]]))
+        for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+            end = times[b] if b < len(times) else times[-1] + np.timedelta64(1, "s")
+            rows.append({"asset": f"skab/{run}", "kind": "anomaly", "start": str(times[a]) + "Z",
+                         "end": str(end) + "Z", "note": f"SKAB {path.parent.name}/{path.name}"})
+    return labels.add(tenant, rows, source="skab") if rows else 0
 
 
 def load_skab(hist: Historian, shared: Path | None = None, tenant: str = DEMO_TENANT,

@@ -89,9 +89,12 @@ class LabelService:
                     raise InvalidInput("a label is an object with asset, kind, start", where=f"{source}[{i}]")
                 clean.append(_check(row, f"{source}[{i}]"))
             except InvalidInput as exc:
-                problems.append((exc.where or source, str(exc)))
+                problems.append((exc.where or source, exc.message))
         if problems:
             raise ValidationFailed(problems)
+        return self._store(tenant, clean, source)
+
+    def _store(self, tenant: str, clean: list[dict[str, Any]], source: str) -> int:
         actor, now = current().user, datetime.now(UTC)
         with self._engine.begin() as c:
             c.execute(insert(labels), [{**r, "tenant": tenant, "created_by": actor, "created_at": now}
@@ -102,6 +105,7 @@ class LabelService:
 
     def import_csv(self, tenant: str, text: str, *, source: str = "labels.csv") -> int:
         """Labels from CSV with a header naming asset, kind, start and optionally end, value, note."""
+        self._tenants.require(tenant, "write")
         reader = csv.DictReader(io.StringIO(text, newline=""))
         try:
             fields = reader.fieldnames
@@ -118,12 +122,12 @@ class LabelService:
             try:
                 clean.append(_check(row, f"{source}:{i + 2}"))
             except InvalidInput as exc:
-                problems.append((exc.where or source, str(exc)))
+                problems.append((exc.where or source, exc.message))
         if problems:
             raise ValidationFailed(problems)
         if not clean:
             raise InvalidInput("the file has a header but no labels", where=source)
-        return self.add(tenant, [{**r, "start": r["start"], "end": r["end"]} for r in clean], source=source)
+        return self._store(tenant, clean, source)
 
     def list_labels(self, tenant: str, *, asset: str | None = None, kind: str | None = None, start: Any = None,
              end: Any = None, limit: int = 10_000) -> list[Label]:

@@ -141,10 +141,20 @@ def parse_spec(doc: Any, *, source: str = "spec") -> Spec:
         raise ValidationFailed(problems) from None
 
 
+READY = Path(__file__).parent / "specs"
+
+
+def ready_specs() -> list[str]:
+    """Names of the specs that ship with Taehwa (for the demo plant)."""
+    return sorted(p.stem for p in READY.glob("*.yaml"))
+
+
 def load_spec(path: Path) -> Spec:
-    """A Spec from a YAML or JSON file."""
+    """A Spec from a YAML or JSON file, or one of the ready specs by name."""
     from taehwa.twin.yamlio import load_yaml, plain
 
+    if not path.exists() and str(path) in ready_specs():
+        path = READY / f"{path}.yaml"
     if not path.is_file():
         raise InvalidInput(f"no spec file at {path}", where=str(path))
     doc = plain(load_yaml(path.read_text(), source=path.name))
