@@ -45,6 +45,7 @@ test: deps-deb lint typecheck pytest
 bench: $(VENV)/.run-installed
 	$(PY) bench/historian.py --quick
 	$(PY) bench/twin.py --quick
+	$(PY) bench/lab.py --quick
 
 clean:
 	rm -rf $(VENV) taehwa-data .mypy_cache .ruff_cache .pytest_cache
