@@ -225,3 +225,12 @@ def test_ready_pump_station_spec_on_demo_historian(settings: Any) -> None:
         assert doc["registered"]["name"] == "pump-anomaly"
     finally:
         p.close()
+
+
+def test_a_file_missing_its_unit_column_is_named(tmp_path: Path, platform: Platform) -> None:
+    path = tmp_path / "f.csv"
+    path.write_text("time,temp\n2024-01-01T00:00:00Z,1\n2024-01-01T01:00:00Z,2\n")
+    spec = {"name": "f", "task": "rul", "data": {"source": "file", "file": str(path), "unit_column": "engine"},
+            "model": {"kind": "mean"}, "split": {"method": "by_unit"}}
+    with pytest.raises(InvalidInput, match="no unit column 'engine'"):
+        platform.lab.run("acme", spec, mode="evaluate", track=False)

@@ -94,9 +94,9 @@ def _from_file(spec: Spec) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
     if frame[TIME].isna().any():
         row = int(np.flatnonzero(frame[TIME].isna().to_numpy())[0]) + 2
         raise InvalidInput(f"{path.name}: unreadable time at line {row}", where=f"{path.name}:{row}")
-    frame[UNIT] = raw[d.unit_column].astype(str) if d.unit_column else "all"
     if d.unit_column and d.unit_column not in raw.columns:
         raise InvalidInput(f"{path.name} has no unit column {d.unit_column!r}", where="data.unit_column")
+    frame[UNIT] = raw[d.unit_column].astype(str) if d.unit_column else "all"
     skip = {d.time_column, d.unit_column, d.target_column, d.changepoint_column}
     signals = d.columns or [c for c in raw.columns if c not in skip and pd.api.types.is_numeric_dtype(raw[c])]
     missing = [c for c in signals if c not in raw.columns]
@@ -172,12 +172,12 @@ def _label_target(spec: Spec, frame: pd.DataFrame, platform: Platform, tenant: s
     else:
         target = np.full(len(frame), np.nan)
     step_us = parse_duration(spec.data.step)
+    names = np.unique(units)
     for r in rows:
-        on = np.array([_related(r.asset, u) for u in np.unique(units)])
-        chosen = set(np.unique(units)[on])
+        chosen = [u for u in names if _related(r.asset, u)]
         if not chosen:
             continue
-        in_unit = np.isin(units, list(chosen))
+        in_unit = np.isin(units, chosen)
         if spec.task in ("anomaly", "fault") and r.end is not None:
             m = in_unit & (t_us >= r.start) & (t_us < r.end)
             target[m] = 1 if spec.task == "anomaly" else r.kind

@@ -309,12 +309,14 @@ class LabService:
         prod = self._production(tenant, name)
         if prod is None:
             raise Conflict(f"model {name!r} has no production version to roll back", where="model")
-        previous = [e for e in self.history(tenant, name) if e["action"] in ("promote", "rollback")
-                    and e["version"] == prod.version]
+        history = self.history(tenant, name)  # read once, before the write transaction
+        previous = [e for e in history if e["action"] in ("promote", "rollback") and e["version"] == prod.version]
         back_to = previous[-1]["detail"].get("previous") if previous else None
         if back_to is None:
             raise Conflict(f"{name} v{prod.version} was the first in production: nothing to roll back to",
                            where="model")
+        # the version rolled back to remembers what was before it, so rollbacks chain
+        before = [e for e in history if e["action"] in ("promote", "rollback") and e["version"] == back_to]
         with self._engine.begin() as c:
             c.execute(update(model_versions).where(
                 (model_versions.c.tenant == tenant) & (model_versions.c.name == name) &
@@ -322,9 +324,6 @@ class LabService:
             c.execute(update(model_versions).where(
                 (model_versions.c.tenant == tenant) & (model_versions.c.name == name) &
                 (model_versions.c.version == back_to)).values(stage="production"))
-            # the version rolled back to remembers what was before it, so rollbacks chain
-            before = [e for e in self.history(tenant, name) if e["action"] in ("promote", "rollback")
-                      and e["version"] == back_to]
             self._event(c, tenant, name, back_to, "rollback", reason,
                         {"from": prod.version, "previous": before[-1]["detail"].get("previous") if before else None})
         self.platform.audit.append("model.rollback", tenant=tenant, target=name,

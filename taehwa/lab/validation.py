@@ -101,15 +101,10 @@ def _folds(spec: Spec, frame: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray
         order = frame.groupby(UNIT, sort=False)[TIME].min().sort_values().index.to_list()
         if len(order) < 2:
             raise InvalidInput("split by_unit needs at least two units", where="split.method")
-        k = min(s.folds, len(order)) if s.folds > 1 else 2
-        chunks = np.array_split(np.array(order, dtype=object), k)
-        out = []
-        for i, chunk in enumerate(chunks if s.folds > 1 else chunks[-1:]):
-            test = np.isin(units, list(chunk))
-            out.append((~test, test))
-            if s.folds == 1 and i == 0:
-                break
-        return out
+        # one fold: hold out the later half of the units; more: each contiguous group of units in turn
+        chunks = np.array_split(np.array(order, dtype=object), max(2, min(s.folds, len(order))))
+        tested = chunks if s.folds > 1 else chunks[-1:]
+        return [(~np.isin(units, list(c)), np.isin(units, list(c))) for c in tested]
     lo, hi = int(t.min()), int(t.max()) + 1
     if s.method == "holdout":
         cut = lo + int((hi - lo) * s.train_fraction)
