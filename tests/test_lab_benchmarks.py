@@ -24,3 +24,10 @@ def test_tep_beats_pca_t2_at_the_same_false_alarm_rate() -> None:
 def test_cmapss_reads_the_published_split() -> None:
     train = benchmarks._read_cmapss(default_shared_data() / "cmapss" / "train_FD001.txt.gz")
     assert len(train) == 20_631 and train["unit"].nunique() == 100
+
+
+def test_cmapss_fd001_meets_its_target_by_the_published_protocol() -> None:
+    r = benchmarks.cmapss_subset(default_shared_data(), "FD001")
+    assert r["rmse"] <= 13.0  # the target; the best published deep model reaches 10.97
+    # scoring against the unclipped truth is reported beside and is never the easier figure
+    assert r["rmse_raw"] >= r["rmse"] and r["phm08_raw"] >= r["phm08"]

@@ -336,24 +336,38 @@ def demo_plant(output: Annotated[Path | None, typer.Option("--output", "-o", hel
 
 
 @demo_app.command("load")
-def demo_load(force: Annotated[bool, typer.Option(help="Load again even if present.")] = False) -> None:
-    """Load the SKAB pump test-bed runs from ../shared/data into tenant 'demo' (once)."""
+def demo_load(force: Annotated[bool, typer.Option(help="Load the SKAB runs again even if present.")] = False
+              ) -> None:
+    """Load the demo data from ../shared/data into tenant 'demo' (once): the SKAB pump test-bed runs with their
+    anomaly labels, and the demo plant's labelled history (refinery TEP runs with fault labels, engine-shop FD001
+    lives with failure labels) that the ready lab specs train on."""
     from taehwa.demo import DEMO_TENANT, default_shared_data, label_skab, load_skab
+    from taehwa.demo.history import load_plant_history
 
+    shared = default_shared_data()
     with services(readonly=False) as platform:
         hist = platform.historian
         if not force and any(t.id == DEMO_TENANT for t in platform.tenants.list()) \
-                and hist.catalog.ids(DEMO_TENANT):
-            added = label_skab(platform.labels, default_shared_data())
-            out.print("demo data already loaded (tenant 'demo'); --force loads it again"
+                and any(n.startswith("skab/") for n in hist.catalog.ids(DEMO_TENANT)):
+            added = label_skab(platform.labels, shared)
+            out.print("SKAB runs already loaded (tenant 'demo'); --force loads them again"
                       + (f"; added {added} anomaly labels" if added else ""))
+        else:
+            with _progress() as bar:
+                task = bar.add_task("load SKAB", total=None)
+                n = load_skab(hist, shared, progress=lambda done, total: bar.update(task, completed=done, total=total))
+            labelled = label_skab(platform.labels, shared)
+            out.print(f"loaded {n} points and {labelled} anomaly labels of the SKAB pump test bed into tenant 'demo'")
+        try:
+            with _progress() as bar:
+                task = bar.add_task("load plant history", total=None)
+                done = load_plant_history(platform, shared, DEMO_TENANT,
+                                          progress=lambda d, total: bar.update(task, completed=d, total=total))
+        except TaehwaError as exc:
+            fail(exc)
             return
-        with _progress() as bar:
-            task = bar.add_task("load SKAB", total=None)
-            n = load_skab(hist, default_shared_data(),
-                          progress=lambda done, total: bar.update(task, completed=done, total=total))
-        labelled = label_skab(platform.labels, default_shared_data())
-        out.print(f"loaded {n} points and {labelled} anomaly labels of the SKAB pump test bed into tenant 'demo'")
+        out.print(f"demo plant history: {done['points']} points and {done['labels']} labels added "
+                  "(ready specs: taehwa lab specs)" if done["labels"] else "demo plant history already loaded")
 
 
 def main() -> None:

@@ -123,15 +123,17 @@ def _from_historian(spec: Spec, platform: Platform, tenant: str) -> tuple[pd.Dat
     if d.tags:
         units[spec.labels.asset or "all"] = {t: t for t in d.tags}
     else:
-        found = platform.twin.search(tenant, type=d.asset_type, under=d.under, limit=10_000)["assets"]
+        found = platform.twin.search(tenant, type=d.asset_type, under=d.under, limit=10_000)["items"]
         plant = platform.twin.plant(tenant)
+        stored = platform.historian.catalog.ids(tenant, refresh=True)  # assets whose tags never had data are skipped
         for item in found:
             asset = plant.assets[item["path"]]
-            tags = {s: t for s, t in asset.tags.items() if d.signals is None or s in d.signals}
+            tags = {s: t for s, t in asset.tags.items() if (d.signals is None or s in d.signals) and t in stored}
             if tags:
                 units[asset.path] = tags
         if not units:
-            raise NotFound("no asset matching data.asset_type/under has sensors bound to tags", where="data")
+            raise NotFound("no asset matching data.asset_type/under has sensors bound to tags with data",
+                           where="data")
     signals = sorted({c for m in units.values() for c in m})
     parse_duration(d.step, field="data.step")
     parts = []

@@ -92,6 +92,7 @@ class SplitSpec(_Strict):
     folds: int = Field(3, ge=1, le=20)
     train_fraction: float = Field(0.5, gt=0.0, lt=1.0)
     train_rows: int = Field(400, ge=2)
+    at: str | None = None  # holdout: learn before this time, judge from it (instead of train_fraction)
     normal_only: bool = True
 
 

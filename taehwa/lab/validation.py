@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from taehwa.errors import InvalidInput
+from taehwa.historian.timeutil import to_us
 from taehwa.lab import metrics as M
 from taehwa.lab.datasets import CHANGEPOINT, TARGET, TIME, UNIT, Dataset, time_us
 from taehwa.lab.features import ConditionNormalizer, WindowFeatures
@@ -98,7 +99,7 @@ def _folds(spec: Spec, frame: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray
         pos = frame.groupby(UNIT, sort=False).cumcount().to_numpy()
         return [(pos < s.train_rows, pos >= s.train_rows)]
     if s.method == "by_unit":
-        order = frame.groupby(UNIT, sort=False)[TIME].min().sort_values().index.to_list()
+        order = frame.groupby(UNIT, sort=False)[TIME].min().sort_values(kind="stable").index.to_list()
         if len(order) < 2:
             raise InvalidInput("split by_unit needs at least two units", where="split.method")
         # one fold: hold out the later half of the units; more: each contiguous group of units in turn
@@ -107,7 +108,10 @@ def _folds(spec: Spec, frame: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray
         return [(~np.isin(units, list(c)), np.isin(units, list(c))) for c in tested]
     lo, hi = int(t.min()), int(t.max()) + 1
     if s.method == "holdout":
-        cut = lo + int((hi - lo) * s.train_fraction)
+        cut = to_us(s.at, field="split.at") if s.at else lo + int((hi - lo) * s.train_fraction)
+        if not lo < cut < hi:
+            raise InvalidInput(f"split.at {s.at!r} leaves nothing to learn from or nothing to judge",
+                               where="split.at")
         return [(t < cut, t >= cut)]
     edges = np.linspace(lo + (hi - lo) * s.train_fraction, hi, s.folds + 1).astype(np.int64)
     return [(t < edges[i], (t >= edges[i]) & (t < edges[i + 1])) for i in range(s.folds)]

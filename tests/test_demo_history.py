@@ -1,0 +1,73 @@
+"""The demo plant's labelled history and the ready lab specs that train on it (real TEP and C-MAPSS data in the
+plant's own tags), loaded once however often `demo load` runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taehwa.demo import DEMO_TENANT, default_shared_data
+from taehwa.demo.history import FLEET, REFINERY, load_plant_history
+from taehwa.errors import InvalidInput
+from taehwa.lab.spec import load_spec, ready_specs
+from taehwa.platform import Platform
+
+ENGINES = 12
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from taehwa.settings import Settings
+
+    settings = Settings(data_dir=tmp_path_factory.mktemp("demo") / "data")  # type: ignore[arg-type]
+    p = Platform(settings, background=False)
+    first = load_plant_history(p, default_shared_data(), DEMO_TENANT, engines=ENGINES)
+    yield p, first
+    p.close()
+
+
+def test_history_and_labels_land_once(demo: Any) -> None:
+    p, first = demo
+    # 52 TEP tags × 31,700 samples, and 24 signals of each engine's life
+    assert first["labels"] == 42 + ENGINES and first["points"] > 52 * 31_700
+    again = load_plant_history(p, default_shared_data(), DEMO_TENANT, engines=ENGINES)
+    assert again == {"points": 0, "labels": 0}
+    faults = p.labels.rows(DEMO_TENANT, asset=REFINERY)
+    assert sorted({r.kind for r in faults}) == [f"idv{k:02d}" for k in range(1, 22)]
+    failures = p.labels.rows(DEMO_TENANT, kinds=["failure"])
+    assert len(failures) == ENGINES and all(r.asset.startswith(FLEET + "/engine-") for r in failures)
+    assert {"refinery-fault-detection", "refinery-fault-diagnosis", "engine-shop-rul"} <= set(ready_specs())
+
+
+def test_refinery_fault_detection_spec_beats_its_baseline(demo: Any) -> None:
+    p, _ = demo
+    doc = p.lab.run(DEMO_TENANT, load_spec(Path("refinery-fault-detection")), mode="train", track=False)
+    m = doc["metrics"]
+    assert m["events"] == 21 and m["event_recall"] == 1.0  # the 21 test faults, none of the training runs
+    assert m["f1"] > doc["baseline"]["metrics"]["f1"] and doc["beats_baseline"]
+    assert doc["lineage"]["rows"] == 31_700 and len(doc["lineage"]["tags"]) == 52
+
+
+def test_refinery_fault_diagnosis_spec_names_the_faults(demo: Any) -> None:
+    p, _ = demo
+    spec = load_spec(Path("refinery-fault-diagnosis"))
+    quick = spec.model_copy(update={"model": spec.model.model_copy(update={"params": {"n_estimators": 15}})})
+    doc = p.lab.run(DEMO_TENANT, quick, mode="train", track=False)
+    assert doc["metrics"]["macro_f1"] > 0.4 > doc["baseline"]["metrics"]["macro_f1"]
+
+
+def test_engine_shop_rul_spec_learns_the_fleet(demo: Any) -> None:
+    p, _ = demo
+    doc = p.lab.run(DEMO_TENANT, load_spec(Path("engine-shop-rul")), mode="train", track=False)
+    assert doc["lineage"]["units"] == ENGINES
+    assert doc["metrics"]["rmse"] < 0.6 * doc["baseline"]["metrics"]["rmse"]
+
+
+def test_a_holdout_time_outside_the_data_is_refused(demo: Any) -> None:
+    p, _ = demo
+    spec = load_spec(Path("refinery-fault-detection"))
+    bad = spec.model_copy(update={"split": spec.split.model_copy(update={"at": "2030-01-01T00:00:00Z"})})
+    with pytest.raises(InvalidInput, match=r"split\.at"):
+        p.lab.run(DEMO_TENANT, bad, mode="evaluate", track=False)
