@@ -5,8 +5,9 @@ PY := $(VENV)/bin/python
 TAEHWA := $(VENV)/bin/taehwa
 TAEHWA_PORT ?= 8000
 export TAEHWA_PORT
-# Debian packages the tests need (installed when run as root); later issues add mosquitto, chromium, postgresql.
-DEB_PACKAGES ?=
+# Debian packages the tests need (installed when run as root): mosquitto for the MQTT connector tests (they are
+# skipped without it); later issues add chromium, postgresql.
+DEB_PACKAGES ?= mosquitto
 
 .PHONY: run test lint typecheck pytest bench deps-deb clean
 

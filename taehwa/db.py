@@ -170,6 +170,18 @@ twin_relations = Table(
 )
 
 
+# --- connectors ----------------------------------------------------------------------------------------------------
+connectors = Table(
+    "connectors",
+    metadata,
+    Column("tenant", String(63), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(63), primary_key=True),
+    Column("protocol", String(16), nullable=False),
+    Column("spec", Text, nullable=False),  # the checked document, JSON
+    Column("created_by", String(128), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
 # --- the model lab -------------------------------------------------------------------------------------------------
 labels = Table(
     "labels",

@@ -37,6 +37,10 @@ class Platform:
         from taehwa.lab.service import LabService  # imports the model libraries only when first needed
 
         self.lab = LabService(self)
+        from taehwa.connectors.service import ConnectorService
+
+        self.connectors = ConnectorService(self.historian.engine, self.tenants, self.audit, self.historian,
+                                           settings.data_dir / "connectors")
         if background and not readonly:
             self.twin.start()
         self.api_token = self._token()
@@ -67,6 +71,7 @@ class Platform:
     def close(self) -> None:
         """Flush and release everything."""
         server_info_path(self.settings).unlink(missing_ok=True)
+        self.connectors.close()
         self.twin.close()
         self.historian.close()
 

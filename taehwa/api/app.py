@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from taehwa import __version__
 from taehwa.api.admin_routes import add_admin_routes
 from taehwa.api.caller import CallerMiddleware, RateLimiter
+from taehwa.api.connector_routes import add_connector_routes
 from taehwa.api.lab_routes import add_lab_routes
 from taehwa.api.responses import split_tags, table_response
 from taehwa.api.twin_routes import add_twin_routes
@@ -184,4 +185,5 @@ def create_app(platform: Platform) -> FastAPI:
     add_twin_routes(app, platform, auth)
     add_admin_routes(app, platform, auth)
     add_lab_routes(app, platform, auth)
+    add_connector_routes(app, platform, auth)
     return app

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from taehwa.cli.admin_cmds import admin_app, audit_app
 from taehwa.cli.common import TenantOpt, emit_text, err, fail, operator, out, server_request, services
+from taehwa.cli.connector_cmds import connectors_app
 from taehwa.cli.lab_cmds import lab_app
 from taehwa.cli.twin_cmds import twin_app
 from taehwa.errors import Conflict, InvalidInput, TaehwaError, ValidationFailed
@@ -35,6 +36,7 @@ app.add_typer(twin_app, name="twin")
 app.add_typer(admin_app, name="admin")
 app.add_typer(audit_app, name="audit")
 app.add_typer(lab_app, name="lab")
+app.add_typer(connectors_app, name="connectors")
 def _progress() -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=err, transient=False)
@@ -67,6 +69,7 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
                   f"{dev_token_path(settings)})")
     replayer = None
     try:
+        platform.connectors.start()
         if demo:
             from taehwa.demo import default_shared_data
             from taehwa.demo.replay import start_demo

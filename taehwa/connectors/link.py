@@ -1,0 +1,239 @@
+"""One running connector: its source (a protocol client) feeds a stager, the stager commits batches to the durable
+queue and only then lets the source acknowledge them, and a forwarder drains the queue into the historian.
+
+Each link reports its status — state, last value time, points/s, backlog, last error with its time — in memory and
+in `status.json` beside its queue, so the CLI can read it while the server runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from taehwa.connectors.config import Connector
+from taehwa.connectors.queue import DurableQueue
+from taehwa.errors import InvalidInput, TaehwaError
+from taehwa.historian.store import Historian
+
+log = logging.getLogger(__name__)
+
+STAGE_MAX_S = 0.02  # how long points wait in memory before their batch is committed to the queue
+STAGE_MAX_POINTS = 50_000
+STAGE_MAX_ACKS = 200
+
+
+def _iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).isoformat() if ts else None
+
+
+@dataclass
+class Status:
+    """What an engineer asks of a connector: is it connected, is data flowing, is anything stuck or failing?"""
+
+    name: str
+    protocol: str
+    state: str = "starting"  # starting | connected | disconnected | stopped
+    since: float = field(default_factory=time.time)
+    last_value_time: float | None = None  # the newest point's own time
+    points_total: int = 0
+    points_s: float = 0.0
+    backlog: int = 0
+    rejected: int = 0
+    last_error: str | None = None
+    last_error_time: float | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["since"] = _iso(self.since)
+        d["last_value_time"] = _iso(self.last_value_time)
+        d["last_error_time"] = _iso(self.last_error_time)
+        d["points_s"] = round(self.points_s, 1)
+        return d
+
+
+class Link:
+    """The plumbing every protocol shares; a subclass implements `run_source` (blocking until `stopping`)."""
+
+    def __init__(self, tenant: str, spec: Connector, historian: Historian, folder: Path) -> None:
+        self.tenant, self.spec, self.historian, self.folder = tenant, spec, historian, folder
+        self.queue = DurableQueue(folder / "queue.db")
+        self.status = Status(spec.name, spec.protocol, backlog=self.queue.backlog)
+        self.stopping = threading.Event()
+        self._stage_lock = threading.Lock()
+        self._tags: list[str] = []
+        self._times: list[int] = []
+        self._values: list[float] = []
+        self._acks: list[Callable[[], None]] = []
+        self._stage_t0: float | None = None
+        self._kick = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._rate_window: list[tuple[float, int]] = []
+
+    # --- the source side -----------------------------------------------------------------------------------------
+    def stage(self, tags: list[str], times_us: list[int], values: list[float],
+              ack: Callable[[], None] | None = None) -> None:
+        """Hand points over; `ack` is called once they are committed to the durable queue."""
+        with self._stage_lock:
+            self._tags += tags
+            self._times += times_us
+            self._values += values
+            if ack is not None:
+                self._acks.append(ack)
+            if self._stage_t0 is None:
+                self._stage_t0 = time.monotonic()
+            full = len(self._tags) >= STAGE_MAX_POINTS or len(self._acks) >= STAGE_MAX_ACKS
+        if full:
+            self.commit()
+
+    def commit(self) -> int:
+        """Commit staged points to the queue, then acknowledge their sources. Points the historian would refuse
+        (a bad tag name, a time outside the accepted window) are counted and reported, never queued."""
+        with self._stage_lock:
+            tags, times, values, acks = self._tags, self._times, self._values, self._acks
+            self._tags, self._times, self._values, self._acks = [], [], [], []
+            self._stage_t0 = None
+        if not tags and not acks:
+            return 0
+        table = self._checked(pa.table({"tag": pa.array(tags, pa.string()),
+                                        "time": pa.array(times, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+                                        "value": pa.array(values, pa.float64())}))
+        try:
+            self.queue.put(table)
+        except TaehwaError as exc:  # queue full: the source keeps its data unacknowledged and resends it
+            self.error(str(exc))
+            return 0
+        for ack in acks:
+            try:
+                ack()
+            except Exception as exc:  # an ack lost on a dropped connection: the source resends, stored once
+                log.debug("ack failed: %s", exc)
+        if table.num_rows:
+            newest = table.column("time").cast(pa.int64()).to_numpy().max() / 1e6
+            self.status.last_value_time = max(self.status.last_value_time or 0.0, float(newest))
+            self.status.points_total += table.num_rows
+            self._rate_window.append((time.monotonic(), table.num_rows))
+        self.status.backlog = self.queue.backlog
+        self._kick.set()
+        return int(table.num_rows)
+
+    def _checked(self, table: pa.Table) -> pa.Table:
+        try:
+            return self.historian.normalize(table, source=f"connector {self.spec.name}")
+        except InvalidInput:
+            pass
+        keep = []
+        for i in range(table.num_rows):  # the rare bad batch: find the bad points one by one
+            try:
+                self.historian.normalize(table.slice(i, 1), source=f"connector {self.spec.name}")
+                keep.append(i)
+            except InvalidInput as exc:
+                self.status.rejected += 1
+                self.error(f"point refused: {exc}")
+        return self.historian.normalize(table.take(keep), source=f"connector {self.spec.name}") if keep \
+            else table.slice(0, 0)
+
+    def reject(self, reason: str) -> None:
+        """A message or record the source sent that cannot become points (reported; acknowledged by the caller)."""
+        self.status.rejected += 1
+        self.error(reason)
+
+    def error(self, message: str) -> None:
+        self.status.last_error, self.status.last_error_time = message[:500], time.time()
+        log.warning("connector %s/%s: %s", self.tenant, self.spec.name, message)
+
+    def set_state(self, state: str, **detail: Any) -> None:
+        if state != self.status.state:
+            self.status.state, self.status.since = state, time.time()
+        self.status.detail.update(detail)
+
+    # --- lifecycle -----------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        for target, name in ((self._source_loop, "source"), (self._stager_loop, "stager"),
+                             (self._forward_loop, "forward")):
+            t = threading.Thread(target=target, name=f"connector-{self.spec.name}-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._kick.set()
+        self.stop_source()
+        for t in self._threads:
+            t.join(timeout=10)
+        self.commit()
+        self._drain_once()
+        self.set_state("stopped")
+        self.write_status()
+        self.queue.close()
+
+    def stop_source(self) -> None:
+        """Wake the source so that it sees `stopping` (a subclass closes its client here)."""
+
+    def run_source(self) -> None:
+        raise NotImplementedError
+
+    def _source_loop(self) -> None:
+        try:
+            self.run_source()
+        except Exception as exc:
+            log.exception("connector %s source failed", self.spec.name)
+            self.error(f"source stopped: {exc}")
+            self.set_state("disconnected")
+
+    def _stager_loop(self) -> None:
+        last_status = 0.0
+        while not self.stopping.wait(STAGE_MAX_S / 2):
+            t0 = self._stage_t0
+            if t0 is not None and time.monotonic() - t0 >= STAGE_MAX_S:
+                self.commit()
+            now = time.monotonic()
+            if now - last_status >= 1.0:
+                self._update_rate(now)
+                self.write_status()
+                last_status = now
+
+    def _update_rate(self, now: float) -> None:
+        self._rate_window = [(t, n) for t, n in self._rate_window if now - t <= 5.0]
+        span = max(1.0, min(5.0, now - self._rate_window[0][0])) if self._rate_window else 1.0
+        self.status.points_s = sum(n for _, n in self._rate_window) / span
+
+    def _forward_loop(self) -> None:
+        backoff = 0.2
+        while not self.stopping.is_set():
+            self._kick.wait(0.5)
+            self._kick.clear()
+            while not self.stopping.is_set():
+                try:
+                    if not self._drain_once():
+                        break
+                    backoff = 0.2
+                except Exception as exc:  # the historian refuses (unavailable, full): keep it queued, retry
+                    self.error(f"historian write failed, kept in the queue: {exc}")
+                    self.stopping.wait(backoff)
+                    backoff = min(backoff * 2, 5.0)
+
+    def _drain_once(self) -> bool:
+        batches = self.queue.peek(64)
+        if not batches:
+            return False
+        table = pa.concat_tables([t for _, t in batches])
+        self.historian.write_checked(self.tenant, table)
+        self.queue.ack(batches[-1][0])
+        self.status.backlog = self.queue.backlog
+        return True
+
+    def write_status(self) -> None:
+        self.status.backlog = self.queue.backlog
+        tmp = self.folder / "status.json.tmp"
+        tmp.write_text(json.dumps(self.status.to_dict()))
+        tmp.replace(self.folder / "status.json")

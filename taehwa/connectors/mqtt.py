@@ -1,0 +1,165 @@
+"""MQTT (paho-mqtt): topic filters with wildcards, JSON and plain payloads, many points per message, QoS 1 with a
+persistent session, TLS and credentials, reconnect.
+
+A QoS 1 message is acknowledged to the broker only after its points are committed to the durable queue; the session
+is persistent (fixed client id, clean session off), so messages published while Taehwa is down or restarting wait at
+the broker and arrive afterwards. For high rates raise the broker's `max_inflight_messages` (Mosquitto's default, 20,
+caps how many unacknowledged messages it sends).
+
+JSON payloads: `{"time": T, "values": {"name": v, …}}`, `{"name": v, …, "time": T}`, a list of
+`{"tag"|"name": n, "time": T, "value": v}`, or a bare number. T is ISO 8601 or epoch seconds/ms/µs; absent, the
+time of arrival. The tag of each value is the item's template with {topic}, {1}… (wildcard levels) and {name}.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from taehwa.connectors.config import MqttConnector, MqttItem, render_tag, topic_matches
+from taehwa.connectors.link import Link
+
+TIME_KEYS = ("time", "ts", "timestamp")
+
+
+def parse_time(value: Any, where: str) -> int:
+    """µs since the epoch from ISO 8601 text or an epoch number in s, ms or µs (told apart by size)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{where}: time must be ISO 8601 text or an epoch number")
+    if isinstance(value, (int, float)):
+        v = float(value)
+        if v > 1e14:
+            return int(v)  # µs
+        if v > 1e11:
+            return int(v * 1e3)  # ms
+        return int(v * 1e6)
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{where}: time {value!r} is not ISO 8601") from None
+        if dt.tzinfo is None:
+            raise ValueError(f"{where}: time {value!r} has no time zone")
+        return int(dt.timestamp() * 1e6)
+    raise ValueError(f"{where}: time must be ISO 8601 text or an epoch number")
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{where}: value {value!r} is not a number")
+    return float(value)
+
+
+def decode(item: MqttItem, topic: str, caught: list[str], payload: bytes, now_us: int, prefix: str = ""
+           ) -> tuple[list[str], list[int], list[float]]:
+    """The points in one message; raises ValueError naming the topic and the field that is wrong."""
+    template = prefix + item.template()
+    if item.format == "plain":
+        text = payload.decode("utf-8", "replace").strip()
+        try:
+            return [render_tag(template, topic, caught)], [now_us], [float(text)]
+        except ValueError:
+            raise ValueError(f"topic {topic}: payload {text[:40]!r} is not a number") from None
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"topic {topic}: payload is not JSON ({exc})") from None
+    tags: list[str] = []
+    times: list[int] = []
+    values: list[float] = []
+    if isinstance(doc, (int, float)) and not isinstance(doc, bool):
+        return [render_tag(template.replace("/{name}", ""), topic, caught)], [now_us], [float(doc)]
+    if isinstance(doc, dict):
+        key = next((k for k in TIME_KEYS if k in doc), None)
+        t = parse_time(doc[key], f"topic {topic}.{key}") if key else now_us
+        inner = doc.get("values")
+        fields = inner if isinstance(inner, dict) else {k: v for k, v in doc.items() if k not in TIME_KEYS}
+        for name, v in fields.items():
+            tags.append(render_tag(template, topic, caught, name))
+            times.append(t)
+            values.append(_number(v, f"topic {topic}.{name}"))
+        return tags, times, values
+    if isinstance(doc, list):
+        for i, row in enumerate(doc):
+            if not isinstance(row, dict):
+                raise ValueError(f"topic {topic}[{i}]: each point is an object with tag and value")
+            name = row.get("tag", row.get("name"))
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"topic {topic}[{i}].tag: missing")
+            key = next((k for k in TIME_KEYS if k in row), None)
+            times.append(parse_time(row[key], f"topic {topic}[{i}].{key}") if key else now_us)
+            tags.append(render_tag(template, topic, caught, name))
+            values.append(_number(row.get("value"), f"topic {topic}[{i}].value"))
+        return tags, times, values
+    raise ValueError(f"topic {topic}: JSON payload must be an object, a list or a number")
+
+
+class MqttLink(Link):
+    spec: MqttConnector
+
+    def run_source(self) -> None:
+        import paho.mqtt.client as mqtt
+
+        s = self.spec
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.client_id or f"taehwa-{self.tenant}-{s.name}",
+                             clean_session=False, manual_ack=True)
+        self._client = client
+        if s.username:
+            client.username_pw_set(s.username, s.password)
+        if s.tls:
+            client.tls_set(ca_certs=s.ca_file, certfile=s.cert_file, keyfile=s.key_file,
+                           cert_reqs=ssl.CERT_REQUIRED)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+
+        def on_connect(c: Any, _u: Any, _f: Any, reason: Any, _p: Any = None) -> None:
+            if reason.is_failure:
+                self.error(f"broker refused the connection: {reason}")
+                return
+            c.subscribe([(i.topic, i.qos) for i in s.items])
+            self.set_state("connected", broker=f"{s.host}:{s.port}")
+
+        def on_disconnect(_c: Any, _u: Any, _f: Any, reason: Any, _p: Any = None) -> None:
+            if not self.stopping.is_set():
+                self.set_state("disconnected")
+                self.error(f"disconnected from the broker ({reason}); reconnecting")
+
+        def on_message(c: Any, _u: Any, msg: Any) -> None:
+            now = int(time.time() * 1e6)
+            ack = (lambda m=msg.mid, q=msg.qos: c.ack(m, q)) if msg.qos else None
+            for item in s.items:
+                caught = topic_matches(item.topic, msg.topic)
+                if caught is None:
+                    continue
+                try:
+                    tags, times, values = decode(item, msg.topic, caught, msg.payload, now, s.tag_prefix)
+                except ValueError as exc:
+                    self.reject(str(exc))
+                    tags, times, values = [], [], []
+                self.stage(tags, times, values, ack)
+                return
+            if ack:
+                ack()
+
+        client.on_connect, client.on_disconnect, client.on_message = on_connect, on_disconnect, on_message
+        while not self.stopping.is_set():
+            try:
+                client.connect(s.host, s.port, keepalive=s.keepalive_s)
+                break
+            except OSError as exc:
+                self.set_state("disconnected")
+                self.error(f"cannot reach the broker at {s.host}:{s.port}: {exc}")
+                self.stopping.wait(2.0)
+        while not self.stopping.is_set():
+            client.loop_forever(retry_first_connection=True)  # returns on disconnect(); reconnects itself otherwise
+
+    def stop_source(self) -> None:
+        client = getattr(self, "_client", None)
+        if client is not None:
+            self.commit()  # acknowledge what is already safe before leaving
+            client.disconnect()

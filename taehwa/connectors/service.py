@@ -1,0 +1,195 @@
+"""Connectors as a service: definitions kept in the metadata database (so the CLI, HTTP and YAML all manage the same
+set), and a runtime in the serving process that starts, restarts and stops links to match them.
+
+The runtime looks at the definitions every few seconds, so a connector added with the CLI beside a running server
+starts without a restart. Each link keeps its queue and status under `<data_dir>/connectors/<tenant>/<name>/`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, delete, insert, select, update
+
+from taehwa.connectors.config import Connector, parse_connectors
+from taehwa.connectors.link import Link
+from taehwa.connectors.queue import DurableQueue
+from taehwa.db import connectors
+from taehwa.errors import Conflict, NotFound
+from taehwa.historian.store import Historian
+from taehwa.tenancy.access import current
+from taehwa.tenancy.audit import AuditLog
+from taehwa.tenancy.tenants import TenantService
+
+log = logging.getLogger(__name__)
+
+
+def make_link(tenant: str, spec: Connector, historian: Historian, folder: Path) -> Link:
+    """The running form of a definition."""
+    if spec.protocol == "mqtt":
+        from taehwa.connectors.mqtt import MqttLink
+
+        return MqttLink(tenant, spec, historian, folder)
+    if spec.protocol == "opcua":
+        from taehwa.connectors.opcua import OpcUaLink
+
+        return OpcUaLink(tenant, spec, historian, folder)
+    if spec.protocol == "modbus":
+        from taehwa.connectors.modbus import ModbusLink
+
+        return ModbusLink(tenant, spec, historian, folder)
+    from taehwa.connectors.files import FilesLink
+
+    return FilesLink(tenant, spec, historian, folder)
+
+
+class ConnectorService:
+    """Add, list, inspect and remove connectors; run them (in the server) with `start`."""
+
+    def __init__(self, engine: Engine, tenants: TenantService, audit: AuditLog, historian: Historian,
+                 root: Path) -> None:
+        self.engine, self.tenants, self.audit, self.historian, self.root = engine, tenants, audit, historian, root
+        self._links: dict[tuple[str, str], tuple[str, Link]] = {}  # (tenant, name) → (spec JSON, link)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def folder(self, tenant: str, name: str) -> Path:
+        return self.root / tenant / name
+
+    # --- definitions ---------------------------------------------------------------------------------------------
+    def add(self, tenant: str, doc: Any, *, replace: bool = False, source: str = "connectors") -> list[str]:
+        """Store one or more definitions, checked as a whole; an existing name is a conflict unless `replace`."""
+        self.tenants.require(tenant, "admin")
+        specs = parse_connectors(doc, source=source)
+        now, actor = datetime.now(UTC), current().user
+        with self.engine.begin() as c:
+            existing = {r.name for r in c.execute(select(connectors.c.name).where(connectors.c.tenant == tenant))}
+            clash = [s.name for s in specs if s.name in existing]
+            if clash and not replace:
+                raise Conflict(f"connector {clash[0]!r} exists; remove it first or replace it", where="name")
+            for s in specs:
+                row = {"protocol": s.protocol, "spec": s.model_dump_json(), "created_by": actor, "updated_at": now}
+                if s.name in existing:
+                    c.execute(update(connectors).where(connectors.c.tenant == tenant,
+                                                       connectors.c.name == s.name).values(**row))
+                else:
+                    c.execute(insert(connectors).values(tenant=tenant, name=s.name, **row))
+        for s in specs:
+            self.audit.append("connector.add", tenant=tenant, target=s.name, after=s.model_dump(mode="json"))
+        self.wake()
+        return [s.name for s in specs]
+
+    def definitions(self, tenant: str | None = None) -> list[tuple[str, Connector]]:
+        q = select(connectors.c.tenant, connectors.c.spec).order_by(connectors.c.tenant, connectors.c.name)
+        if tenant is not None:
+            q = q.where(connectors.c.tenant == tenant)
+        with self.engine.connect() as c:
+            rows = c.execute(q).all()
+        return [(r.tenant, parse_connectors(json.loads(r.spec))[0]) for r in rows]
+
+    def get(self, tenant: str, name: str) -> dict[str, Any]:
+        self.tenants.require(tenant, "read")
+        for _t, spec in self.definitions(tenant):
+            if spec.name == name:
+                return {"definition": spec.model_dump(mode="json", exclude={"password"}),
+                        "status": self.status(tenant, name)}
+        raise NotFound(f"no connector {name!r}", where="name")
+
+    def list(self, tenant: str) -> list[dict[str, Any]]:
+        self.tenants.require(tenant, "read")
+        return [{"name": s.name, "protocol": s.protocol, "enabled": s.enabled, "items": len(getattr(s, "items", [])),
+                 "status": self.status(tenant, s.name)} for _, s in self.definitions(tenant)]
+
+    def status(self, tenant: str, name: str) -> dict[str, Any]:
+        """Live status from this process when it runs the connector, else what the running server last wrote."""
+        self.tenants.require(tenant, "read")
+        with self._lock:
+            running = self._links.get((tenant, name))
+        if running is not None:
+            link = running[1]
+            link.status.backlog = link.queue.backlog
+            return link.status.to_dict()
+        path = self.folder(tenant, name) / "status.json"
+        doc: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {"name": name, "state": "not running"}
+        queue = self.folder(tenant, name) / "queue.db"
+        if queue.exists():
+            q = DurableQueue(queue)
+            doc["backlog"] = q.backlog
+            q.close()
+        return doc
+
+    def remove(self, tenant: str, name: str, *, force: bool = False) -> None:
+        """Stop and delete a connector; refused while points still wait in its queue, unless `force`."""
+        self.tenants.require(tenant, "admin")
+        if not any(s.name == name for _, s in self.definitions(tenant)):
+            raise NotFound(f"no connector {name!r}", where="name")
+        backlog = int(self.status(tenant, name).get("backlog") or 0)
+        if backlog and not force:
+            raise Conflict(f"connector {name!r} still has {backlog} points waiting for the historian; wait, or "
+                           "remove it with force (they are lost)", where="name")
+        with self.engine.begin() as c:
+            c.execute(delete(connectors).where(connectors.c.tenant == tenant, connectors.c.name == name))
+        self._stop_link((tenant, name))
+        shutil.rmtree(self.folder(tenant, name), ignore_errors=True)
+        self.audit.append("connector.remove", tenant=tenant, target=name, after={"force": force, "lost": backlog})
+
+    # --- the runtime ---------------------------------------------------------------------------------------------
+    def start(self, interval_s: float = 2.0) -> None:
+        """Run every enabled connector of every tenant, following changes to the definitions."""
+        self._interval = interval_s
+        self._wake = threading.Event()
+        self.reconcile()
+        self._thread = threading.Thread(target=self._loop, name="connectors", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        if self._thread is not None:
+            self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self.reconcile()
+            except Exception:
+                log.exception("connector runtime: reconcile failed")
+
+    def reconcile(self) -> None:
+        """Start new or changed connectors, stop removed or disabled ones."""
+        wanted = {(t, s.name): (s.model_dump_json(), s) for t, s in self.definitions() if s.enabled}
+        with self._lock:
+            running = dict(self._links)
+        for key, (text, _) in running.items():
+            if key not in wanted or wanted[key][0] != text:
+                self._stop_link(key)
+        for key, (text, spec) in wanted.items():
+            if key in running and running[key][0] == text:
+                continue
+            link = make_link(key[0], spec, self.historian, self.folder(*key))
+            link.start()
+            with self._lock:
+                self._links[key] = (text, link)
+
+    def _stop_link(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            found = self._links.pop(key, None)
+        if found is not None:
+            found[1].stop()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._wake.set()
+            self._thread.join(timeout=10)
+        for key in list(self._links):
+            self._stop_link(key)

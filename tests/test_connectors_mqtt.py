@@ -1,0 +1,213 @@
+"""The MQTT connector against a real Mosquitto broker (Debian's package, started here on a free loopback port):
+mapping of JSON and plain payloads, refusal of bad messages, and no point lost or doubled when the broker restarts
+mid-stream or the platform is stopped and restarted (the broker keeps the persistent session's messages)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from taehwa.errors import ValidationFailed
+from taehwa.platform import Platform
+from taehwa.settings import Settings
+
+MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed (make test installs it as root)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Broker:
+    """A Mosquitto process on loopback with persistence, restartable on the same port."""
+
+    def __init__(self, folder: Path) -> None:
+        self.port = free_port()
+        self.folder = folder
+        self.conf = folder / "mosquitto.conf"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+                             f"persistence_location {folder}/\nmax_inflight_messages 1000\n"
+                             "max_queued_messages 0\nautosave_interval 1\n")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        assert MOSQUITTO
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    b = Broker(tmp_path)
+    b.start()
+    yield b
+    b.stop()
+
+
+def publisher(port: int, client_id: str = "plc-1") -> Any:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+    c.max_inflight_messages_set(1000)
+    c.max_queued_messages_set(0)
+    c.reconnect_delay_set(0.2, 1)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    return c
+
+
+def connector(port: int, **extra: Any) -> dict[str, Any]:
+    return {"name": "line-1", "protocol": "mqtt", "port": port, "items": [
+        {"topic": "plant/+/json", "format": "json", "tag": "mqtt/{1}/{name}"},
+        {"topic": "plant/+/plain/#", "format": "plain", "tag": "mqtt/{1}/{2}"}], **extra}
+
+
+def wait_for(check: Any, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.1)
+    return check()
+
+
+def count(p: Platform, tags: list[str]) -> int:
+    p.historian.flush()
+    try:
+        t = p.historian.read("acme", tags, "2000-01-01", "2100-01-01")
+    except Exception:
+        return 0
+    return int(t.num_rows)
+
+
+def test_json_and_plain_payloads_become_points(platform: Platform, broker: Broker) -> None:
+    platform.connectors.add("acme", connector(broker.port))
+    platform.connectors.start(interval_s=0.2)
+    wait_for(lambda: platform.connectors.status("acme", "line-1")["state"] == "connected")
+    pub = publisher(broker.port)
+    pub.publish("plant/p101/json", orjson.dumps({"time": "2026-11-25T01:00:00Z", "values": {"pt": 4.5, "ft": 101}}),
+                qos=1).wait_for_publish()
+    pub.publish("plant/p101/json", orjson.dumps([{"tag": "tt", "time": 1795568400.5, "value": 71.25}]),
+                qos=1).wait_for_publish()
+    pub.publish("plant/p102/plain/vibration", b" 0.75\n", qos=1).wait_for_publish()
+    pub.publish("plant/p102/json", b"{not json", qos=1).wait_for_publish()  # refused, reported
+    pub.publish("plant/p102/json", orjson.dumps({"pt": "high"}), qos=1).wait_for_publish()
+    tags = ["mqtt/p101/pt", "mqtt/p101/ft", "mqtt/p101/tt", "mqtt/p102/vibration"]
+    assert wait_for(lambda: count(platform, tags) == 4)
+    pt = platform.historian.read("acme", ["mqtt/p101/pt"], "2026-11-25T00:00:00Z", "2026-11-26")
+    assert pt.column("value").to_pylist() == [4.5]
+    st = wait_for(lambda: (s := platform.connectors.status("acme", "line-1"))["rejected"] == 2 and s)
+    assert st["rejected"] == 2 and "mqtt/p102/pt" not in platform.historian.catalog.ids("acme", refresh=True)
+    assert "is not a number" in st["last_error"] and st["last_error_time"] and st["backlog"] == 0
+    assert st["points_total"] == 4 and st["last_value_time"]
+    pub.disconnect()
+
+
+def test_bad_definitions_are_refused_whole(platform: Platform, broker: Broker) -> None:
+    with pytest.raises(ValidationFailed) as exc:
+        platform.connectors.add("acme", [connector(broker.port),
+                                         {**connector(broker.port), "name": "b", "port": 70000,
+                                          "items": [{"topic": "a/#/b"}]}])
+    wheres = [w for w, _ in exc.value.problems]
+    assert "connectors[1].port" in wheres and "connectors[1].items[0].topic" in wheres
+    assert platform.connectors.list("acme") == []  # nothing stored
+
+
+def _stream(pub: Any, start: int, n: int, per_msg: int = 10) -> None:
+    """Publish points start … start+n-1 as QoS 1 JSON messages and wait until the broker has acknowledged each
+    (from then on the broker answers for them, as it would for a plant gateway)."""
+    infos = []
+    for k in range(start, start + n, per_msg):
+        rows = [{"tag": "seq", "time": 1_700_000_000 + i, "value": i} for i in range(k, min(k + per_msg, start + n))]
+        infos.append(pub.publish("plant/s1/json", orjson.dumps(rows), qos=1))
+    for info in infos:
+        info.wait_for_publish(timeout=20)
+
+
+def test_broker_restart_mid_stream_loses_nothing(platform: Platform, broker: Broker) -> None:
+    platform.connectors.add("acme", connector(broker.port))
+    platform.connectors.start(interval_s=0.2)
+    wait_for(lambda: platform.connectors.status("acme", "line-1")["state"] == "connected")
+    pub = publisher(broker.port)
+    _stream(pub, 0, 5000)
+    broker.stop()  # at once: part of the stream is still on its way to the connector (kept by the broker)
+    pub.disconnect()
+    time.sleep(1.0)
+    restarted = time.time()
+    broker.start()
+    wait_for(lambda: (s := platform.connectors.status("acme", "line-1"))["state"] == "connected"
+             and s["since"] > datetime.fromtimestamp(restarted, UTC).isoformat())
+    pub = publisher(broker.port, "plc-1b")
+    _stream(pub, 5000, 1000)
+    assert wait_for(lambda: count(platform, ["mqtt/s1/seq"]) >= 6000, timeout=40)
+    t = platform.historian.read("acme", ["mqtt/s1/seq"], "2000-01-01", "2100-01-01")
+    assert sorted(t.column("value").to_pylist()) == [float(i) for i in range(6000)]  # each once
+    pub.disconnect()
+
+
+def test_platform_restart_mid_stream_loses_nothing(settings: Settings, broker: Broker) -> None:
+    first = Platform(settings, background=False)
+    first.tenants.create("acme")
+    first.connectors.add("acme", connector(broker.port))
+    first.connectors.start(interval_s=0.2)
+    wait_for(lambda: first.connectors.status("acme", "line-1")["state"] == "connected")
+    pub = publisher(broker.port)
+    _stream(pub, 0, 2000)
+    first.close()  # the platform goes away mid-stream
+    _stream(pub, 2000, 2000)  # held by the broker for the persistent session
+
+    second = Platform(settings, background=False)
+    second.connectors.start(interval_s=0.2)
+    _stream(pub, 4000, 1000)
+    try:
+        assert wait_for(lambda: count(second, ["mqtt/s1/seq"]) >= 5000, timeout=40)
+        t = second.historian.read("acme", ["mqtt/s1/seq"], "2000-01-01", "2100-01-01")
+        assert sorted(t.column("value").to_pylist()) == [float(i) for i in range(5000)]
+    finally:
+        pub.disconnect()
+        second.close()
+
+
+def test_drop_folder_takes_good_files_and_sets_bad_ones_aside(platform: Platform, tmp_path: Path) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    platform.connectors.add("acme", {"name": "lims", "protocol": "files", "folder": str(drop), "poll_s": 0.05,
+                                     "tag_prefix": "lab/"})
+    platform.connectors.start(interval_s=0.2)
+    (drop / "good.csv").write_text("time,tag,value\n2026-11-25T00:00:00Z,sulfur_ppm,12.5\n"
+                                   "2026-11-25T01:00:00Z,sulfur_ppm,13.0\n")
+    (drop / "bad.csv").write_text("time,tag,value\n2026-11-25T00:00:00Z,sulfur_ppm,abc\n")
+    assert wait_for(lambda: (drop / "done" / "good.csv").exists() and (drop / "failed" / "bad.csv").exists())
+    assert count(platform, ["lab/sulfur_ppm"]) == 2
+    reason = (drop / "failed" / "bad.csv.error.txt").read_text()
+    assert "not a number" in reason and "row 1" in reason
+    st = platform.connectors.status("acme", "lims")
+    assert st["detail"]["files_done"] == 1 and st["detail"]["files_failed"] == 1
