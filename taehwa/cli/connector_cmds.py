@@ -1,4 +1,4 @@
-"""`taehwa connectors …`: define, list, inspect and remove connectors (연결기), and browse an OPC UA server for a
+"""`taehwa connectors …`: define, list, inspect and remove connectors (커넥터), and browse an OPC UA server for a
 mapping. Definitions live in the metadata database, so these work beside a running server, which picks up
 changes within seconds."""
 
@@ -16,7 +16,7 @@ from rich.table import Table
 from taehwa.cli.common import TenantOpt, fail, out, services
 from taehwa.errors import TaehwaError
 
-connectors_app = typer.Typer(help="Connectors (연결기): OPC UA, MQTT, Modbus TCP and drop folders into the historian.",
+connectors_app = typer.Typer(help="Connectors (커넥터): OPC UA, MQTT, Modbus TCP and drop folders into the historian.",
                              no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
