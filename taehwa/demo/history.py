@@ -88,16 +88,9 @@ def load_cmapss_history(platform: Platform, tenant: str, shared: Path, engines: 
 def load_plant_history(platform: Platform, shared: Path, tenant: str = "demo", *, engines: int = CMAPSS_ENGINES,
                        progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """The demo plant in the twin plus its labelled history (once: skipped when the labels are there)."""
-    from taehwa.demo.plant import build_demo_plant
-    from taehwa.errors import NotFound
-    from taehwa.twin.yamlio import dump_yaml
+    from taehwa.demo.replay import load_demo_plant
 
-    try:
-        platform.tenants.get(tenant)
-    except NotFound:
-        platform.tenants.create(tenant, "Demo plant (TEP, SKAB, C-MAPSS)")
-    doc, _ = build_demo_plant(shared)
-    platform.twin.load(tenant, dump_yaml(doc), source="demo-plant.yaml", actor="demo")
+    load_demo_plant(platform, shared, tenant)
     done: dict[str, Any] = {"points": 0, "labels": 0}
     steps: list[tuple[LabelQuery, Callable[[], tuple[int, int]]]] = [
         (("idv01",), lambda: load_tep_history(platform, tenant, shared)),

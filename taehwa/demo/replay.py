@@ -118,19 +118,26 @@ class Replayer:
             self._thread.join(timeout=10)
 
 
-def start_demo(platform: Platform, shared: Path, *, speed: float | None = None) -> Replayer:
-    """Load (or refresh) the demo plant into tenant `demo` and start replaying its data sets into it."""
-    from taehwa.demo import DEMO_TENANT
+def load_demo_plant(platform: Platform, shared: Path, tenant: str = "demo") -> list[Source]:
+    """Create the demo tenant if needed and load (or refresh) the demo plant into its twin; the replay sources."""
     from taehwa.demo.plant import build_demo_plant
     from taehwa.errors import NotFound
     from taehwa.twin.yamlio import dump_yaml
 
     try:
-        platform.tenants.get(DEMO_TENANT)
+        platform.tenants.get(tenant)
     except NotFound:
-        platform.tenants.create(DEMO_TENANT, "Demo plant (TEP, SKAB, C-MAPSS)")
+        platform.tenants.create(tenant, "Demo plant (TEP, SKAB, C-MAPSS)")
     doc, sources = build_demo_plant(shared)
-    platform.twin.load(DEMO_TENANT, dump_yaml(doc), source="demo-plant.yaml", actor="demo")
+    platform.twin.load(tenant, dump_yaml(doc), source="demo-plant.yaml", actor="demo")
+    return sources
+
+
+def start_demo(platform: Platform, shared: Path, *, speed: float | None = None) -> Replayer:
+    """Load (or refresh) the demo plant into tenant `demo` and start replaying its data sets into it."""
+    from taehwa.demo import DEMO_TENANT
+
+    sources = load_demo_plant(platform, shared, DEMO_TENANT)
     replayer = Replayer(platform.historian, DEMO_TENANT, sources, speed or platform.settings.demo_speed)
     replayer.start()
     return replayer
