@@ -4,6 +4,7 @@ mid-stream or the platform is stopped and restarted (the broker keeps the persis
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
@@ -39,7 +40,9 @@ class Broker:
         self.conf = folder / "mosquitto.conf"
         self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
                              f"persistence_location {folder}/\nmax_inflight_messages 1000\n"
-                             "max_queued_messages 0\nautosave_interval 1\n")
+                             "max_queued_messages 0\nautosave_interval 1\n"
+                             f"user {getpass.getuser()}\n")  # as root it would drop to 'mosquitto', who cannot
+                                                                # write the persistence file in a private folder
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
