@@ -57,6 +57,8 @@ class Settings(BaseSettings):
         200_000, ge=1000, description="Twin change events kept in memory for clients that reconnect.")
     demo_speed: float = Field(60.0, gt=0, le=10_000, description="How many times faster than real time the demo plant "
                               "replays its data sets.")
+    demo_opcua_port: int = Field(4840, ge=0, le=65535, description="Loopback port of the demo's OPC UA replay server "
+                                 "(0: any free port).")
     duckdb_threads: int = Field(0, ge=0, description="DuckDB threads for queries; 0 means one per core.")
 
     @field_validator("earliest_time")

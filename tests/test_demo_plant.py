@@ -7,7 +7,7 @@ import time
 
 from taehwa.demo import default_shared_data
 from taehwa.demo.plant import TEP_COLUMNS, build_demo_plant
-from taehwa.demo.replay import Replayer
+from taehwa.replay.player import Replayer, historian_sink
 from taehwa.platform import Platform
 from taehwa.twin.yamlio import dump_yaml
 
@@ -30,7 +30,7 @@ def test_demo_plant_loads_and_replays_a_tep_fault(platform: Platform) -> None:
 
     tep = next(s for s in sources if s.name.startswith("Tennessee"))
     # d00_te (normal, 960 rows) then d01_te: IDV(1) starts at its row 161; replay ~400 rows into the fault
-    replay = Replayer(platform.historian, "acme", [tep], speed=60.0, max_catch_up=5000)
+    replay = Replayer([tep], 60.0, historian_sink(platform.historian, "acme"), max_catch_up=5000)
     now = time.time()
     replay.step(now - 1300 * 3.0)  # starts the clock 1,300 rows (3 s each at 60×) ago
     replay.step(now)

@@ -43,7 +43,7 @@ def test_demo_end_to_end_opens_only_loopback_sockets(platform: Platform) -> None
     _seen.clear()
     _recording[0] = True
     try:
-        replayer = start_demo(platform, default_shared_data(), speed=600)
+        replayer = start_demo(platform, default_shared_data(), speed=600, port=0)  # OPC UA on loopback
         try:
             with serving(platform) as url, httpx.Client(base_url=url, timeout=10,
                                                         headers={"Authorization": f"Bearer {TOKEN}"}) as http:
@@ -54,6 +54,8 @@ def test_demo_end_to_end_opens_only_loopback_sockets(platform: Platform) -> None
                         if line.startswith("event: values"):
                             break
                 assert http.get("/api/v1/demo/assets/ulsan-refinery/reaction-unit/state").status_code == 200
+                status = http.get("/api/v1/demo/connectors/demo-plant").json()["status"]
+                assert status["state"] == "connected" and status["points_total"] > 0  # the data came over OPC UA
         finally:
             replayer.stop()
     finally:

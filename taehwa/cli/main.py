@@ -46,7 +46,8 @@ def _progress() -> Progress:
 def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_HOST).")] = None,
           port: Annotated[int | None, typer.Option(help="Port (TAEHWA_PORT).")] = None,
           demo: Annotated[bool, typer.Option(help="Load the demo plant into tenant 'demo' and replay its data "
-                                                  "sets as live data (speed: TAEHWA_DEMO_SPEED).")] = False) -> None:
+                                                  "sets as live data over a loopback OPC UA server (speed: TAEHWA_DEMO_SPEED, port: "
+                                                  "TAEHWA_DEMO_OPCUA_PORT).")] = False) -> None:
     """Start the platform: HTTP API with OpenAPI at /docs, on embedded defaults."""
     import uvicorn
 
@@ -75,7 +76,8 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
             from taehwa.demo.replay import start_demo
 
             replayer = start_demo(platform, default_shared_data())
-            out.print(f"demo plant loaded into tenant 'demo', replaying at {replayer.speed:g}× real time: "
+            out.print(f"demo plant loaded into tenant 'demo', replaying at {replayer.speed:g}× real time over OPC UA "
+                      f"({replayer.server.endpoint}, read by connector 'demo-plant'): "
                       + "; ".join(f"{s['source']} ({s['run']})" for s in replayer.status()))
         tls = bool(settings.tls_cert and settings.tls_key)
         uvicorn.run(create_app(platform), host=host, port=port, log_level="info",

@@ -32,6 +32,8 @@ class OpcUaItem(_Strict):
     tag: str = Field(min_length=1, max_length=1024)
     sampling_ms: float = Field(1000.0, ge=0, le=3_600_000)
     deadband: float = Field(0.0, ge=0, description="Absolute deadband: changes smaller than this are not sent")
+    queue_size: int = Field(1000, ge=1, le=100_000, description="Changes the server keeps per item between publishes "
+                            "(raise it for fast items and slow publishing)")
 
 
 class OpcUaConnector(_Base):
@@ -45,6 +47,9 @@ class OpcUaConnector(_Base):
     username: str | None = None
     password: str | None = None
     publish_ms: float = Field(500.0, gt=0, le=60_000)
+    history_fill: bool = Field(True, description="After a reconnect, read the server's history (HistoryRead) for the "
+                               "values changed while disconnected")
+    history_fill_max_s: float = Field(86_400.0, gt=0, description="How far back a history fill reaches at most")
     items: list[OpcUaItem] = Field(min_length=1, max_length=100_000)
 
     @model_validator(mode="after")

@@ -8,10 +8,31 @@ import asyncio
 import contextlib
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pyarrow as pa
 
 from taehwa.connectors.config import OpcUaConnector, OpcUaItem
 from taehwa.connectors.link import Link
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what asyncua left running on a private event loop, then close it."""
+    pending = asyncio.all_tasks(loop)
+    for task in pending:
+        task.cancel()
+    with contextlib.suppress(Exception):
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.close()
+
+
+def _us(ts: datetime) -> int:
+    """µs since the epoch of an OPC UA timestamp (naive ones are UTC)."""
+    return int((ts if ts.tzinfo else ts.replace(tzinfo=UTC)).timestamp() * 1e6)
+
 
 NUMERIC = {"Boolean", "SByte", "Byte", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64", "Float", "Double"}
 
@@ -40,13 +61,16 @@ class _Handler:
         if tag is None:
             return
         dv = data.monitored_item.Value
+        if dv.StatusCode is not None and not dv.StatusCode.is_good():
+            return  # no value (e.g. waiting for initial data) or a bad one: nothing to store
         ts = dv.SourceTimestamp or dv.ServerTimestamp
-        t_us = int(ts.timestamp() * 1e6) if ts else int(time.time() * 1e6)
+        t_us = _us(ts) if ts else int(time.time() * 1e6)
         try:
             value = float(val)
         except (TypeError, ValueError):
             self.link.reject(f"node {node.nodeid.to_string()}: value {val!r} is not a number")
             return
+        self.link.last_seen[tag] = t_us
         self.link.stage([tag], [t_us], [value])
 
     def status_change_notification(self, status: Any) -> None:
@@ -55,13 +79,15 @@ class _Handler:
 
 class OpcUaLink(Link):
     spec: OpcUaConnector
+    last_seen: dict[str, int]  # tag → source time (µs) of the newest value received, where the next gap fill starts
 
     def run_source(self) -> None:
+        self.last_seen = self._stored_times()
         self._loop = asyncio.new_event_loop()
         try:
             self._loop.run_until_complete(self._run())
         finally:
-            self._loop.close()
+            close_loop(self._loop)
 
     async def _run(self) -> None:
         backoff = 1.0
@@ -86,25 +112,93 @@ class OpcUaLink(Link):
             nodes = {i.node: client.get_node(i.node) for i in s.items}
             tags = {nodes[i.node].nodeid: s.tag_prefix + i.tag for i in s.items}
             sub = await client.create_subscription(s.publish_ms, _Handler(self, tags))
-            by_interval: dict[float, list[Any]] = {}
+            # every sample the server takes is a point for the historian, so a repeated value with a new timestamp is
+            # reported too (trigger StatusValueTimestamp); a deadband item reports only changes beyond its deadband
+            groups: dict[tuple[float, int, float], list[Any]] = {}
             for item in s.items:
-                if item.deadband > 0:
-                    await sub.deadband_monitor(nodes[item.node], item.deadband, deadbandtype=1)
-                else:
-                    by_interval.setdefault(item.sampling_ms, []).append(nodes[item.node])
-            for interval, group in by_interval.items():
+                groups.setdefault((item.sampling_ms, item.queue_size, item.deadband), []).append(nodes[item.node])
+            value_attr = ua.AttributeIds.Value  # type: ignore[attr-defined]
+            for (interval, size, deadband), group in groups.items():
+                flt = ua.DataChangeFilter(Trigger=ua.DataChangeTrigger.StatusValueTimestamp) if deadband == 0 else \
+                    ua.DataChangeFilter(Trigger=ua.DataChangeTrigger.StatusValue,
+                                        DeadbandType=ua.DeadbandType.Absolute, DeadbandValue=deadband)
                 for k in range(0, len(group), 1000):
-                    handles = await sub.subscribe_data_change(group[k:k + 1000], sampling_interval=interval)
+                    handles = await sub._subscribe(group[k:k + 1000], value_attr, flt, size,
+                                                   sampling_interval=interval)
                     bad = [h for h in handles if isinstance(h, ua.StatusCode)]
                     if bad:
                         self.error(f"{len(bad)} nodes could not be monitored, first: {bad[0]}")
             self.set_state("connected", endpoint=s.endpoint, monitored=len(s.items))
+            if s.history_fill:
+                await self._fill_gaps(client, {tags[n.nodeid]: n for n in nodes.values()})
             while not self.stopping.is_set():
                 await asyncio.sleep(0.5)
                 await client.check_connection()
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.disconnect(), 2)
+
+
+    def _stored_times(self) -> dict[str, int]:
+        """The newest stored time of each mapped tag: where a gap fill starts after the platform restarts."""
+        tags = [self.spec.tag_prefix + i.tag for i in self.spec.items]
+        try:
+            latest = self.historian.latest(self.tenant, tags)
+        except Exception:  # nothing stored yet
+            return {}
+        times = latest.column("time").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
+        return dict(zip(latest.column("tag").to_pylist(), times, strict=True))
+
+    async def _fill_gaps(self, client: Any, nodes: dict[str, Any]) -> None:
+        """Read the server's history for the values each tag missed while disconnected (HistoryRead, a few hundred
+        nodes a request, following continuation points). Values already stored come back identical and the
+        historian keeps one per (tag, time), so overlaps cost nothing."""
+        from asyncua import ua
+
+        now = datetime.now(UTC)
+        floor = int((now.timestamp() - self.spec.history_fill_max_s) * 1e6)
+        todo = sorted((max(t, floor), tag) for tag, t in self.last_seen.items() if tag in nodes)
+        recovered = 0
+        unsupported = 0
+        for k in range(0, len(todo), 200):
+            chunk = todo[k:k + 200]
+            details = ua.ReadRawModifiedDetails(IsReadModified=False, NumValuesPerNode=10_000, ReturnBounds=False,
+                                                StartTime=_EPOCH + timedelta(microseconds=chunk[0][0]), EndTime=now)
+            pending: list[tuple[str, bytes | None]] = [(tag, None) for _, tag in chunk]
+            while pending and not self.stopping.is_set():
+                params = ua.HistoryReadParameters(HistoryReadDetails=details,
+                                                  TimestampsToReturn=ua.TimestampsToReturn.Both,
+                                                  ReleaseContinuationPoints=False)
+                params.NodesToRead = [ua.HistoryReadValueId(NodeId=nodes[tag].nodeid, ContinuationPoint=cp)
+                                      for tag, cp in pending]
+                results = await client.uaclient.history_read(params)
+                follow: list[tuple[str, bytes | None]] = []
+                for (tag, _), result in zip(pending, results, strict=True):
+                    if not result.StatusCode.is_good() or result.HistoryData is None:
+                        unsupported += 1
+                        continue
+                    tags, times, values = [], [], []
+                    for dv in result.HistoryData.DataValues or []:
+                        ts = dv.SourceTimestamp or dv.ServerTimestamp
+                        if ts is None or dv.Value is None:
+                            continue
+                        try:
+                            values.append(float(dv.Value.Value))
+                        except (TypeError, ValueError):
+                            continue
+                        tags.append(tag)
+                        times.append(_us(ts))
+                    if tags:
+                        self.last_seen[tag] = max(self.last_seen.get(tag, 0), max(times))
+                        self.stage(tags, times, values)
+                        recovered += len(tags)
+                    if result.ContinuationPoint:
+                        follow.append((tag, result.ContinuationPoint))
+                pending = follow
+        if unsupported:
+            self.error(f"{unsupported} nodes keep no history on the server: values changed while disconnected "
+                       "could not be recovered for them")
+        self.set_state("connected", history_recovered=recovered)
 
 
 async def browse(endpoint: str, *, depth: int = 6, limit: int = 10_000, username: str | None = None,
@@ -121,14 +215,16 @@ async def browse(endpoint: str, *, depth: int = 6, limit: int = 10_000, username
             if level > depth or len(found) >= limit:
                 return
             for child in await node.get_children():
+                if len(found) >= limit:
+                    return
                 name = (await child.read_browse_name()).Name
                 cls = await child.read_node_class()
                 if cls == ua.NodeClass.Variable:
                     dtype = await child.read_data_type_as_variant_type()
-                    if dtype.name in NUMERIC:
+                    if dtype.name in NUMERIC and child.nodeid.NamespaceIndex != 0:
                         tag = "/".join(re.sub(r"[^a-z0-9_.\-]+", "_", p.lower()) for p in [*path, name])
                         found.append({"node": child.nodeid.to_string(), "tag": tag})
-                elif cls == ua.NodeClass.Object and name != "Server":
+                elif cls == ua.NodeClass.Object and name not in ("Server", "Aliases"):
                     await walk(child, [*path, name], level + 1)
 
         await walk(client.nodes.objects, [], 0)

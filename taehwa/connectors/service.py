@@ -142,7 +142,11 @@ class ConnectorService:
 
     # --- the runtime ---------------------------------------------------------------------------------------------
     def start(self, interval_s: float = 2.0) -> None:
-        """Run every enabled connector of every tenant, following changes to the definitions."""
+        """Run every enabled connector of every tenant, following changes to the definitions (once; a second call
+        only wakes the running loop)."""
+        if getattr(self, "_thread", None) is not None:
+            self.reconcile()
+            return
         self._interval = interval_s
         self._wake = threading.Event()
         self.reconcile()
