@@ -7,8 +7,8 @@ import time
 
 from taehwa.demo import default_shared_data
 from taehwa.demo.plant import TEP_COLUMNS, build_demo_plant
-from taehwa.replay.player import Replayer, historian_sink
 from taehwa.platform import Platform
+from taehwa.replay.player import Replayer, historian_sink
 from taehwa.twin.yamlio import dump_yaml
 
 TEP_UNIT = "ulsan-refinery/reaction-unit"

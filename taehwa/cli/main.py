@@ -17,6 +17,7 @@ from taehwa.cli.admin_cmds import admin_app, audit_app
 from taehwa.cli.common import TenantOpt, emit_text, err, fail, operator, out, server_request, services
 from taehwa.cli.connector_cmds import connectors_app
 from taehwa.cli.lab_cmds import lab_app
+from taehwa.cli.replay_cmd import replay
 from taehwa.cli.twin_cmds import twin_app
 from taehwa.errors import Conflict, InvalidInput, TaehwaError, ValidationFailed
 from taehwa.historian.readers import ARROW_STREAM
@@ -37,6 +38,7 @@ app.add_typer(admin_app, name="admin")
 app.add_typer(audit_app, name="audit")
 app.add_typer(lab_app, name="lab")
 app.add_typer(connectors_app, name="connectors")
+app.command("replay")(replay)
 def _progress() -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=err, transient=False)
@@ -46,8 +48,9 @@ def _progress() -> Progress:
 def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_HOST).")] = None,
           port: Annotated[int | None, typer.Option(help="Port (TAEHWA_PORT).")] = None,
           demo: Annotated[bool, typer.Option(help="Load the demo plant into tenant 'demo' and replay its data "
-                                                  "sets as live data over a loopback OPC UA server (speed: TAEHWA_DEMO_SPEED, port: "
-                                                  "TAEHWA_DEMO_OPCUA_PORT).")] = False) -> None:
+                                                  "sets as live data over a loopback OPC UA server (speed:"
+                                                  " TAEHWA_DEMO_SPEED, port: TAEHWA_DEMO_OPCUA_PORT).")]
+          = False) -> None:
     """Start the platform: HTTP API with OpenAPI at /docs, on embedded defaults."""
     import uvicorn
 
