@@ -39,7 +39,8 @@ def test_replay_over_opcua_and_mqtt_reaches_the_historian(platform: Platform, tm
     broker = Broker(tmp_path)
     broker.start()
     session = ReplaySession(load_sources(str(plant_file(tmp_path)), tmp_path), speed=30.0,
-                            opcua_endpoint=f"opc.tcp://127.0.0.1:{free_port()}/taehwa/", mqtt=f"127.0.0.1:{broker.port}")
+                            opcua_endpoint=f"opc.tcp://127.0.0.1:{free_port()}/taehwa/",
+                            mqtt=f"127.0.0.1:{broker.port}")
     try:
         session.start()
         opc, mqtt = session.connectors()
