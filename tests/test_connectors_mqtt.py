@@ -214,3 +214,55 @@ def test_drop_folder_takes_good_files_and_sets_bad_ones_aside(platform: Platform
     assert "not a number" in reason and "row 1" in reason
     st = platform.connectors.status("acme", "lims")
     assert st["detail"]["files_done"] == 1 and st["detail"]["files_failed"] == 1
+
+
+def test_sigkill_of_the_server_mid_stream_loses_nothing(tmp_path: Path, broker: Broker) -> None:
+    """`taehwa serve` killed with SIGKILL while points stream in: what it had acknowledged to the broker is in its
+    durable queue, what it had not the broker resends, and after a restart every point is stored exactly once."""
+    import json
+    import os
+    import signal
+    import sys
+
+    data = tmp_path / "data"
+    p = Platform(Settings(data_dir=data), background=False)
+    p.tenants.create("acme")
+    p.connectors.add("acme", connector(broker.port))
+    status_file = p.connectors.folder("acme", "line-1") / "status.json"
+    p.close()
+    env = {**os.environ, "TAEHWA_DATA_DIR": str(data), "TAEHWA_PORT": str(free_port()), "PYTHONUNBUFFERED": "1"}
+
+    def serve() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "taehwa", "serve"], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+
+    def status() -> dict[str, Any]:
+        try:
+            return dict(json.loads(status_file.read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    server = serve()
+    try:
+        assert wait_for(lambda: status().get("state") == "connected", timeout=60)
+        pub = publisher(broker.port)
+        _stream(pub, 0, 2000)
+        assert wait_for(lambda: status().get("points_total", 0) > 0)
+        os.kill(server.pid, signal.SIGKILL)  # mid-stream: some points queued, some in flight, some at the broker
+        server.wait()
+        _stream(pub, 2000, 1000)  # the broker holds these for the persistent session
+        status_file.unlink()
+        server = serve()
+        _stream(pub, 3000, 1000)
+        last = datetime.fromtimestamp(1_700_000_000 + 3999, UTC).isoformat()
+        assert wait_for(lambda: (s := status()).get("last_value_time") == last and s.get("backlog") == 0, timeout=60)
+        pub.disconnect()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    p = Platform(Settings(data_dir=data), background=False)
+    try:
+        got = p.historian.read("acme", ["mqtt/s1/seq"], "2000-01-01", "2100-01-01").column("value").to_pylist()
+        assert sorted(got) == [float(i) for i in range(4000)]  # none lost, none twice
+    finally:
+        p.close()
