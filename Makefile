@@ -47,6 +47,7 @@ bench: $(VENV)/.run-installed
 	$(PY) bench/historian.py --quick
 	$(PY) bench/twin.py --quick
 	$(PY) bench/lab.py --quick
+	$(PY) bench/connectors.py --quick
 
 clean:
 	rm -rf $(VENV) taehwa-data .mypy_cache .ruff_cache .pytest_cache

@@ -4,9 +4,6 @@ mid-stream or the platform is stopped and restarted (the broker keeps the persis
 
 from __future__ import annotations
 
-import getpass
-import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,52 +14,14 @@ from typing import Any
 import orjson
 import pytest
 
+from taehwa.connectors.mosquitto import BINARY, Mosquitto, free_port
 from taehwa.errors import ValidationFailed
 from taehwa.platform import Platform
 from taehwa.settings import Settings
 
-MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+MOSQUITTO = BINARY
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed (make test installs it as root)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Broker:
-    """A Mosquitto process on loopback with persistence, restartable on the same port."""
-
-    def __init__(self, folder: Path) -> None:
-        self.port = free_port()
-        self.folder = folder
-        self.conf = folder / "mosquitto.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                             f"persistence_location {folder}/\nmax_inflight_messages 1000\n"
-                             "max_queued_messages 0\nautosave_interval 1\n"
-                             f"user {getpass.getuser()}\n")  # as root it would drop to 'mosquitto', who cannot
-                                                                # write the persistence file in a private folder
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        assert MOSQUITTO
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-            self.proc = None
+Broker = Mosquitto
 
 
 @pytest.fixture

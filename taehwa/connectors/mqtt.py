@@ -16,6 +16,7 @@ from __future__ import annotations
 import ssl
 import time
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -48,6 +49,12 @@ def parse_time(value: Any, where: str) -> int:
     raise ValueError(f"{where}: time must be ISO 8601 text or an epoch number")
 
 
+@lru_cache(maxsize=65_536)
+def _tag(template: str, topic: str, caught: tuple[str, ...], name: str) -> str:
+    """render_tag, remembered: the same topics and names come back in every message."""
+    return render_tag(template, topic, list(caught), name)
+
+
 def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{where}: value {value!r} is not a number")
@@ -71,6 +78,7 @@ def decode(item: MqttItem, topic: str, caught: list[str], payload: bytes, now_us
     tags: list[str] = []
     times: list[int] = []
     values: list[float] = []
+    key_caught = tuple(caught)
     if isinstance(doc, (int, float)) and not isinstance(doc, bool):
         return [render_tag(template.replace("/{name}", ""), topic, caught)], [now_us], [float(doc)]
     if isinstance(doc, dict):
@@ -79,7 +87,7 @@ def decode(item: MqttItem, topic: str, caught: list[str], payload: bytes, now_us
         inner = doc.get("values")
         fields = inner if isinstance(inner, dict) else {k: v for k, v in doc.items() if k not in TIME_KEYS}
         for name, v in fields.items():
-            tags.append(render_tag(template, topic, caught, name))
+            tags.append(_tag(template, topic, key_caught, name))
             times.append(t)
             values.append(_number(v, f"topic {topic}.{name}"))
         return tags, times, values
@@ -92,7 +100,7 @@ def decode(item: MqttItem, topic: str, caught: list[str], payload: bytes, now_us
                 raise ValueError(f"topic {topic}[{i}].tag: missing")
             key = next((k for k in TIME_KEYS if k in row), None)
             times.append(parse_time(row[key], f"topic {topic}[{i}].{key}") if key else now_us)
-            tags.append(render_tag(template, topic, caught, name))
+            tags.append(_tag(template, topic, key_caught, name))
             values.append(_number(row.get("value"), f"topic {topic}[{i}].value"))
         return tags, times, values
     raise ValueError(f"topic {topic}: JSON payload must be an object, a list or a number")
