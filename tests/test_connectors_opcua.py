@@ -5,24 +5,18 @@ and fills the gap from the server's history)."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 
+from taehwa.connectors.mosquitto import free_port
 from taehwa.connectors.opcua import browse
 from taehwa.platform import Platform
 from taehwa.replay.opcua_server import ReplayServer
+from tests.test_connectors_mqtt import wait_for
 
 BASE_US = (int(time.time()) - 3600) * 1_000_000  # an hour ago: recent, as a live source is
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def points(tag: str, start: int, n: int, step_us: int = 1000) -> pa.Table:
@@ -30,16 +24,6 @@ def points(tag: str, start: int, n: int, step_us: int = 1000) -> pa.Table:
                      "time": pa.array([BASE_US + i * step_us for i in range(start, start + n)]).cast(
                          pa.timestamp("us", tz="UTC")),
                      "value": [float(i) for i in range(start, start + n)]})
-
-
-def wait_for(check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.1)
-    return check()
 
 
 def values(p: Platform, tag: str) -> list[float]:
