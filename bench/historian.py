@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from taehwa.historian.store import Historian
+from taehwa.loopback import free_port
 from taehwa.settings import Settings
 
 DAY0 = np.datetime64("2024-03-01T00:00:00", "us")
@@ -74,12 +74,6 @@ def bench_bulk(work: Path, n_tags: int, seconds: int) -> dict[str, float]:
     hist.close()
     return {"bulk_points": n, "bulk_ingest_s": ours_s, "bulk_duckdb_s": duck_s,
             "bulk_ingest_pts_s": n / ours_s, "bulk_ingest_ratio_vs_duckdb": duck_s / ours_s}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def bench_http(work: Path, quick: bool) -> dict[str, float]:

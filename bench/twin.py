@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -34,6 +33,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from taehwa.loopback import free_port
 from taehwa.platform import Platform
 from taehwa.settings import Settings
 from taehwa.twin.yamlio import dump_yaml
@@ -42,12 +42,6 @@ TOKEN = "bench-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SIGNALS = 10  # tags per asset
 ASSETS_PER_SUBTREE = 10
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def plant_doc(n_assets: int) -> dict[str, Any]:

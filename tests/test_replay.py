@@ -91,3 +91,23 @@ def test_replay_refuses_bad_input(tmp_path: Path) -> None:
     r = runner.invoke(app, ["replay", str(plant_file(tmp_path)), "--port", "0", "--mqtt", "nohost",
                             "--duration", "0.1"])
     assert r.exit_code != 0 and "host:port" in r.output
+
+
+def test_replay_refuses_a_taken_port_and_starts_nothing_on_a_bad_broker(tmp_path: Path) -> None:
+    import socket
+
+    from taehwa.errors import InvalidInput, Unavailable
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        session = ReplaySession(load_sources(str(plant_file(tmp_path)), tmp_path), 1.0,
+                                f"opc.tcp://127.0.0.1:{port}/taehwa/")
+        with pytest.raises(Unavailable, match="cannot listen"):
+            session.start()
+    session = ReplaySession(load_sources(str(plant_file(tmp_path)), tmp_path), 1.0,
+                            "opc.tcp://127.0.0.1:0/taehwa/", mqtt="nohost")
+    with pytest.raises(InvalidInput, match="host:port"):
+        session.start()
+    assert session.server is None  # refused before the OPC UA server started

@@ -6,7 +6,6 @@ connector of tenant `demo` — the same path a real plant's data takes (protocol
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,12 +52,6 @@ class LiveDemo:
         self.server.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_demo(platform: Platform, shared: Path, *, speed: float | None = None, port: int | None = None
                ) -> LiveDemo:
     """Load (or refresh) the demo plant into tenant `demo`, serve its data sets over OPC UA on loopback (`port`:
@@ -67,7 +60,7 @@ def start_demo(platform: Platform, shared: Path, *, speed: float | None = None, 
 
     sources = load_demo_plant(platform, shared, DEMO_TENANT)
     port = platform.settings.demo_opcua_port if port is None else port
-    server = ReplayServer(f"opc.tcp://127.0.0.1:{port or _free_port()}/taehwa/")
+    server = ReplayServer(f"opc.tcp://127.0.0.1:{port}/taehwa/")  # port 0: the server picks a free one
     server.start([t for s in sources for t in s.tags])
     try:
         platform.connectors.add(DEMO_TENANT, server.connector(DEMO_CONNECTOR, publish_ms=200.0), replace=True,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import re
 import threading
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
@@ -18,6 +20,8 @@ from typing import Any
 import pyarrow as pa
 
 from taehwa.connectors.opcua import close_loop
+from taehwa.errors import Unavailable
+from taehwa.loopback import free_port
 
 NAMESPACE = "urn:taehwa:replay"
 FIRST_ID = 1000  # numeric node ids from here, one per tag in sorted order (stable across restarts)
@@ -30,6 +34,7 @@ def _ua() -> Any:
     return importlib.import_module("asyncua.ua")
 
 
+@functools.cache  # once per process: a second patch would wrap the first
 def _tune_asyncua() -> None:
     """Two changes to asyncua's server in this process (pinned version 2.1.0):
     - it deep-copies every value it hands to a monitored item (to guard against callers that mutate a written
@@ -61,7 +66,8 @@ class ReplayServer:
 
     def __init__(self, endpoint: str = "opc.tcp://127.0.0.1:4840/taehwa/", *, history: int = 0,
                  history_db: Path | None = None) -> None:
-        self.endpoint = endpoint
+        # port 0 asks for any free loopback port; the endpoint then names the one chosen
+        self.endpoint = re.sub(r"^(opc\.tcp://[^/:]+):0(?=/|$)", lambda m: f"{m.group(1)}:{free_port()}", endpoint)
         self.history, self.history_db = history, history_db
         self.ns = 2
         self.ids: dict[str, int] = {}
@@ -77,7 +83,12 @@ class ReplayServer:
         self._thread = threading.Thread(target=self._run, args=(sorted(set(tags)), ready), name="opcua-replay",
                                         daemon=True)
         self._thread.start()
-        ready.result(timeout=timeout)
+        try:
+            ready.result(timeout=timeout)
+        except OSError as exc:  # the port is taken, the address is not ours
+            self._thread.join(timeout=10)
+            raise Unavailable(f"the OPC UA replay server cannot listen on {self.endpoint}: {exc.strerror or exc}",
+                              where="port") from None
 
     def _run(self, tags: list[str], ready: Future[None]) -> None:
         self._loop = asyncio.new_event_loop()

@@ -29,13 +29,13 @@ class ReplaySession:
     def start(self) -> None:
         if not self.opcua_endpoint and not self.mqtt:
             raise InvalidInput("nothing to serve on: give an OPC UA port or an MQTT broker", where="replay")
+        host, _, port = (self.mqtt or "").rpartition(":")
+        if self.mqtt and (not host or not port.isdigit()):  # checked before anything starts
+            raise InvalidInput(f"MQTT broker {self.mqtt!r} is not host:port", where="mqtt")
         if self.opcua_endpoint:
             self.server = ReplayServer(self.opcua_endpoint)
             self.server.start([t for s in self.sources for t in s.tags])
         if self.mqtt:
-            host, _, port = self.mqtt.rpartition(":")
-            if not host or not port.isdigit():
-                raise InvalidInput(f"MQTT broker {self.mqtt!r} is not host:port", where="mqtt")
             try:
                 self.publisher = MqttPublisher(host, int(port), prefix=self.mqtt_prefix)
             except OSError as exc:
