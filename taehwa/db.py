@@ -248,6 +248,93 @@ model_events = Table(
 )
 
 
+# --- live: deployments, alerts, notifications ----------------------------------------------------------------------
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("tenant", String(63), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(63), primary_key=True),
+    Column("model", String(255), nullable=False),
+    Column("version", Integer, nullable=True),  # null: whatever version is in production
+    Column("target", JSON, nullable=False),  # {"asset": path} | {"asset_type": name} | {"under": path}
+    Column("params", JSON, nullable=False),  # outputs, every_s, wait_s, hold_s
+    Column("enabled", Boolean, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("tenant", String(63), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(63), primary_key=True),
+    Column("spec", JSON, nullable=False),  # the checked rule document
+    Column("created_by", String(128), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("tenant", String(63), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("rule", String(63), nullable=False),
+    Column("asset", String(1024), nullable=True),
+    Column("tag", String(1024), nullable=True),
+    Column("severity", String(16), nullable=False),
+    Column("state", String(16), nullable=False),  # active | acknowledged | resolved
+    Column("message", Text, nullable=False),
+    Column("value", Float, nullable=True),
+    Column("chain", JSON, nullable=False),  # the rule, the data window, the model version: why it was raised
+    Column("count", Integer, nullable=False),  # raised again while open: folded into this one
+    Column("raised_at", DateTime(timezone=True), nullable=False),
+    Column("last_at", DateTime(timezone=True), nullable=False),
+    Column("shelved_until", DateTime(timezone=True), nullable=True),
+    Column("resolved_at", DateTime(timezone=True), nullable=True),
+    Index("ix_alerts_tenant_state", "tenant", "state"),
+    Index("ix_alerts_tenant_asset", "tenant", "asset", "raised_at"),
+)
+
+alert_events = Table(
+    "alert_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("alert_id", BigInteger().with_variant(Integer, "sqlite"), ForeignKey("alerts.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("action", String(16), nullable=False),  # raised | folded | acknowledged | shelved | unshelved | resolved
+    Column("actor", String(128), nullable=False),
+    Column("note", Text, nullable=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_alert_events_alert", "alert_id"),
+)
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("tenant", String(63), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(63), primary_key=True),
+    Column("url", String(2048), nullable=False),
+    Column("events", JSON, nullable=False),  # which alert actions it receives
+    Column("secret", String(255), nullable=True),  # HMAC-SHA256 key for the signature header
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+outbox = Table(
+    "notification_outbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("tenant", String(63), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("webhook", String(63), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Index("ix_outbox_pending", "delivered_at", "next_at"),
+)
+
+
 def make_engine(url: str) -> Engine:
     """Create the engine and the schema; SQLite gets WAL mode so readers in other processes never block."""
     kwargs: dict[str, Any] = {}

@@ -41,6 +41,9 @@ class Platform:
 
         self.connectors = ConnectorService(self.historian.engine, self.tenants, self.audit, self.historian,
                                            settings.data_dir / "connectors")
+        from taehwa.live.service import LiveService
+
+        self.live = LiveService(self)
         if background and not readonly:
             self.twin.start()
         self.api_token = self._token()
@@ -72,6 +75,7 @@ class Platform:
         """Flush and release everything."""
         server_info_path(self.settings).unlink(missing_ok=True)
         self.connectors.close()
+        self.live.close()
         self.twin.close()
         self.historian.close()
 

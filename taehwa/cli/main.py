@@ -74,6 +74,7 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
     replayer = None
     try:
         platform.connectors.start()
+        platform.live.start()
         if demo:
             from taehwa.demo import default_shared_data
             from taehwa.demo.replay import start_demo

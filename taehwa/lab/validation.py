@@ -23,6 +23,7 @@ from taehwa.lab.models import Model, build
 from taehwa.lab.spec import FeatureSpec, Spec
 
 Progress = Callable[[int, int], None]
+REFERENCE_ROWS = 2000  # rows of training data kept with a model for drift checks
 
 
 class Pipeline:
@@ -72,7 +73,21 @@ class Pipeline:
         if keep.sum() < 2:
             raise InvalidInput(f"only {int(keep.sum())} usable training rows", where="data")
         self.model.fit(X[keep], None if y is None or self.task == "anomaly" else y[keep], groups=groups)
+        self.reference = self._reference(frame, X, keep, groups)
         return self
+
+    def _reference(self, frame: pd.DataFrame, X: np.ndarray, keep: np.ndarray, groups: np.ndarray | None
+                   ) -> dict[str, Any]:
+        """Samples of the inputs and of the score on the data it learnt from, kept with the model so live data
+        can be compared with them (drift)."""
+        rng = np.random.default_rng(0)
+        rows = np.flatnonzero(keep)
+        pick = np.sort(rng.choice(rows, size=min(REFERENCE_ROWS, len(rows)), replace=False))
+        cols = [*self.inputs, *[c for c in self.features_spec.condition_columns if c not in self.inputs]]
+        inputs = {c: np.sort(frame[c].to_numpy(float)[pick]).tolist() for c in cols if c in frame.columns}
+        score = np.asarray(self.model.score(X[keep], groups), dtype=float)
+        sample = score[np.sort(rng.choice(len(score), size=min(REFERENCE_ROWS, len(score)), replace=False))]
+        return {"inputs": inputs, "score": np.sort(sample).tolist(), "rows": int(keep.sum())}
 
     def predict(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(decision, score) for every row of `frame`."""

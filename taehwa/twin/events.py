@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-KINDS = ("values", "state", "model", "structure")
+KINDS = ("values", "state", "model", "structure", "alert")
 
 
 @dataclass(frozen=True)

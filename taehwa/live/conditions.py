@@ -1,0 +1,241 @@
+"""The rule engine: watches every tag a rule names (model outputs included) as points arrive, keeps each condition's
+state (on since when, the alert it raised) and raises, folds and clears alerts through the alert book. Stale-data
+rules, shelving expiry and the drift check run on a one-second tick.
+
+Like the scorer, it is fed by the historian's write listener (which only queues) and works in its own thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from taehwa.historian.timeutil import from_us
+from taehwa.live.rules import Rule, rule_targets
+from taehwa.tenancy.access import SYSTEM, acting_as
+
+if TYPE_CHECKING:
+    from taehwa.platform import Platform
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Watch:
+    """One rule on one tag (of one asset), and where its condition stands."""
+
+    rule: Rule
+    asset: str | None
+    signal: str
+    tag: str
+    on: bool = False
+    since: int | None = None  # data time the condition came on (µs)
+    alert_id: int | None = None
+    last_t: int | None = None
+    last_v: float | None = None
+
+
+class RuleEngine:
+    """Evaluates every enabled rule of every tenant."""
+
+    def __init__(self, platform: Platform, *, refresh_s: float = 2.0, drift_every_s: float = 60.0) -> None:
+        self.platform = platform
+        self.book = platform.live.alerts
+        self.refresh_s = refresh_s
+        self.drift_every_s = drift_every_s
+        self._queue: queue.SimpleQueue[tuple[str, pa.Table]] = queue.SimpleQueue()
+        self._watches: dict[tuple[str, str, str | None, str], Watch] = {}  # (tenant, rule, asset, tag)
+        self._by_tag: dict[str, dict[str, list[Watch]]] = {}
+        self._tag_sets: dict[str, pa.Array] = {}
+        self._fingerprint: Any = None
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        platform.historian.add_listener(self._on_points)
+
+    def start(self) -> None:
+        if self._thread is None:
+            with acting_as(SYSTEM):
+                self.refresh(force=True)
+            self._thread = threading.Thread(target=self._loop, name="live-rules", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _on_points(self, tenant: str, points: pa.Table) -> None:
+        if tenant in self._tag_sets:
+            self._queue.put((tenant, points))
+
+    def _loop(self) -> None:
+        last_refresh = last_tick = last_drift = time.monotonic()
+        while not self._stop.is_set():
+            batch = []
+            try:
+                batch.append(self._queue.get(timeout=0.05))
+                while True:
+                    batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                pass
+            try:
+                with acting_as(SYSTEM):
+                    now = time.monotonic()
+                    if now - last_refresh > self.refresh_s:
+                        last_refresh = now
+                        self.refresh()
+                    for tenant, table in batch:
+                        self.evaluate(tenant, table)
+                    if now - last_tick >= 1.0:
+                        last_tick = now
+                        self.tick()
+                    if now - last_drift >= self.drift_every_s:
+                        last_drift = now
+                        self.platform.live.drift.check_all()
+            except Exception:
+                log.exception("alert rules failed")
+
+    # -- what to watch --------------------------------------------------------------------------------------------
+    def refresh(self, *, force: bool = False) -> None:
+        """Follow rule changes and the plant (a new asset of a type inherits the type's rules)."""
+        rules = [r for r in self.platform.live.rules.list() if r.spec.enabled]
+        tenants = sorted({r.tenant for r in rules})
+        fingerprint = ([(r.tenant, r.to_dict()) for r in rules],
+                       [id(self.platform.twin.plant(t)) for t in tenants])
+        if not force and fingerprint == self._fingerprint:
+            return
+        with self._lock:
+            old = self._watches
+            watches: dict[tuple[str, str, str | None, str], Watch] = {}
+            for rule in rules:
+                for asset, signal, tag in rule_targets(self.platform, rule):
+                    key = (rule.tenant, rule.name, asset, tag)
+                    prev = old.get(key)
+                    w = Watch(rule, asset, signal, tag)
+                    if prev is not None and prev.rule.to_dict() == rule.to_dict():
+                        w.on, w.since, w.alert_id, w.last_t, w.last_v = (prev.on, prev.since, prev.alert_id,
+                                                                         prev.last_t, prev.last_v)
+                    watches[key] = w
+            if self._fingerprint is None:  # first build: pick up alerts left open before a restart
+                for row in self.book.open_alerts():
+                    found = watches.get((row.tenant, row.rule, row.asset, row.tag))
+                    if found is not None:
+                        found.on, found.alert_id = True, row.id
+            by_tag: dict[str, dict[str, list[Watch]]] = {}
+            for (tenant, _, _, tag), w in watches.items():
+                by_tag.setdefault(tenant, {}).setdefault(tag, []).append(w)
+            self._watches, self._by_tag = watches, by_tag
+            self._tag_sets = {t: pa.array(sorted(tags), pa.string()) for t, tags in by_tag.items()}
+            self._fingerprint = fingerprint
+
+    # -- conditions -----------------------------------------------------------------------------------------------
+    def evaluate(self, tenant: str, table: pa.Table) -> None:
+        """Run the rules on written points, in time order per tag."""
+        with self._lock:
+            tag_set = self._tag_sets.get(tenant)
+            if tag_set is None:
+                return
+            mine = table.filter(pc.is_in(table.column("tag"), value_set=tag_set))
+            if mine.num_rows == 0:
+                return
+            mine = mine.sort_by([("tag", "ascending"), ("time", "ascending")])
+            watches = self._by_tag[tenant]
+            for tag, t, v in zip(mine.column("tag").to_pylist(), mine.column("time").cast(pa.int64()).to_pylist(),
+                                 mine.column("value").to_pylist(), strict=True):
+                for w in watches.get(tag, ()):
+                    if w.rule.spec.kind != "stale":
+                        self._point(tenant, w, t, v)
+
+    def _point(self, tenant: str, w: Watch, t: int, v: float) -> None:
+        s = w.rule.spec
+        if w.last_t is not None and t <= w.last_t:
+            return  # late or repeated: conditions follow data time forwards
+        prev_t, prev_v = w.last_t, w.last_v
+        w.last_t, w.last_v = t, v
+        if s.kind == "rate":
+            if prev_t is None or prev_v is None:
+                return
+            rate = abs(v - prev_v) / ((t - prev_t) / 1e6)
+            limit = float(s.rate_per_s or 0)
+            over, clear, shown = rate > limit, rate <= limit - s.hysteresis, rate
+        else:
+            limit = float(s.value if s.value is not None else 0)
+            if s.op == ">":
+                over, clear = v > limit, v <= limit - s.hysteresis
+            else:
+                over, clear = v < limit, v >= limit + s.hysteresis
+            shown = v
+        self._advance(tenant, w, t, over, clear, shown)
+
+    def _advance(self, tenant: str, w: Watch, t: int, over: bool, clear: bool, value: float) -> None:
+        s = w.rule.spec
+        if not w.on and over:
+            w.on, w.since = True, t
+        elif w.on and clear:
+            w.on, w.since = False, None
+            if w.alert_id is not None and s.auto_resolve:
+                self.book.clear(tenant, w.alert_id, f"the condition cleared at {value:g} "
+                                                    f"({from_us(t).isoformat()})")
+            # without auto-resolve the alert stays open for people to resolve; a new onset folds into it
+            w.alert_id = None
+            return
+        if w.on and w.alert_id is None and w.since is not None and \
+                t - w.since >= s.min_duration_s * 1e6:
+            doc = self.book.raise_alert(tenant, rule=w.rule.name, asset=w.asset, tag=w.tag, severity=s.severity,
+                                        message=w.rule.describe(), value=value, chain=self._chain(tenant, w, t,
+                                                                                                   value))
+            w.alert_id = int(doc["id"])
+
+    def _chain(self, tenant: str, w: Watch, t: int, value: float) -> dict[str, Any]:
+        """Why: the rule, the tag and signal, the data window the condition held over, and the model version
+        (with the input rows it scored from) when the tag is a model's output."""
+        chain: dict[str, Any] = {"rule": w.rule.to_dict(), "asset": w.asset, "signal": w.signal, "tag": w.tag,
+                                 "condition": w.rule.describe(), "value": value,
+                                 "window": {"start": from_us(w.since if w.since is not None else t).isoformat(),
+                                            "end": from_us(t).isoformat()}}
+        owner = self.platform.live.scorer.owner(tenant, w.tag)
+        if owner is not None:
+            chain["model"] = owner
+            chain["model_inputs"] = {"start": from_us(t - int(owner["history_rows"] * owner["step_s"] * 1e6))
+                                     .isoformat(), "end": from_us(t).isoformat()}
+        return chain
+
+    def tick(self, now_us: int | None = None) -> None:
+        """Stale-data rules against the wall clock."""
+        now = now_us if now_us is not None else time.time_ns() // 1000
+        with self._lock:
+            stale = [(k[0], w) for k, w in self._watches.items() if w.rule.spec.kind == "stale"]
+            by_tenant: dict[str, list[Watch]] = {}
+            for tenant, w in stale:
+                by_tenant.setdefault(tenant, []).append(w)
+            for tenant, ws in by_tenant.items():
+                known = self.platform.historian.catalog.ids(tenant)
+                tags = sorted({w.tag for w in ws if w.tag in known})
+                if not tags:
+                    continue
+                latest = self.platform.historian.latest(tenant, tags)
+                newest = dict(zip(latest.column("tag").to_pylist(),
+                                  latest.column("time").cast(pa.int64()).to_pylist(), strict=True))
+                for w in ws:
+                    t = newest.get(w.tag)
+                    if t is None:
+                        continue
+                    age = (now - t) / 1e6
+                    limit = float(w.rule.spec.stale_s or 0)
+                    self._advance(tenant, w, now, age > limit, age <= limit, age)
+
+    def condition(self, tenant: str, name: str) -> list[dict[str, Any]]:
+        """Where a rule's conditions stand on each of its tags (for `taehwa live rules show`)."""
+        with self._lock:
+            return [{"asset": w.asset, "tag": w.tag, "on": w.on,
+                     "since": from_us(w.since).isoformat() if w.since is not None else None,
+                     "alert": w.alert_id,
+                     "last_value": w.last_v} for k, w in self._watches.items() if k[0] == tenant and k[1] == name]

@@ -1,0 +1,63 @@
+"""Which fitted pipeline a deployment or a predict call uses: the pinned version or the production one, loaded once
+per training run and kept in memory."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from taehwa.errors import Conflict
+from taehwa.lab.validation import Pipeline
+from taehwa.tenancy.access import SYSTEM, acting_as
+
+if TYPE_CHECKING:
+    from taehwa.live.deployments import Deployment
+    from taehwa.platform import Platform
+
+
+class ModelCache:
+    """Fitted pipelines by training run (a few dozen at most in memory)."""
+
+    def __init__(self, platform: Platform, capacity: int = 64) -> None:
+        self.platform = platform
+        self.capacity = capacity
+        self._cache: OrderedDict[tuple[str, str], Pipeline] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def resolve(self, tenant: str, model: str, version: int | None) -> dict[str, Any]:
+        """{name, version, run_id, stage} of a pinned version, or of the production one."""
+        versions = self.platform.lab.versions(tenant, model)
+        if version is None:
+            found = [v for v in versions if v["stage"] == "production"]
+            if not found:
+                raise Conflict(f"model {model!r} has no production version", where="model")
+        else:
+            found = [v for v in versions if v["version"] == version]
+            if not found:
+                raise Conflict(f"model {model!r} has no version {version}", where="version")
+        v = found[0]
+        return {"name": model, "version": v["version"], "run_id": v["run_id"], "stage": v["stage"]}
+
+    def load(self, tenant: str, run_id: str) -> Pipeline:
+        key = (tenant, run_id)
+        with self._lock:
+            pipe = self._cache.get(key)
+            if pipe is not None:
+                self._cache.move_to_end(key)
+                return pipe
+        with acting_as(SYSTEM):
+            pipe = self.platform.lab.load_model(tenant, run_id)
+        with self._lock:
+            self._cache[key] = pipe
+            while len(self._cache) > self.capacity:
+                self._cache.popitem(last=False)
+        return pipe
+
+    def get(self, tenant: str, model: str, version: int | None) -> tuple[Pipeline, dict[str, Any]]:
+        info = self.resolve(tenant, model, version)
+        return self.load(tenant, info["run_id"]), info
+
+    def pipeline(self, tenant: str, dep: Deployment) -> tuple[Pipeline, dict[str, Any]]:
+        """The pipeline a deployment uses now, and which version that is."""
+        return self.get(tenant, dep.model, dep.version)

@@ -1,0 +1,119 @@
+"""Model input rows from raw points: one row per grid time (multiples of the model's step since the epoch), each
+input's newest point at or before that time, unless that point is older than `hold` (then unknown). Rows where
+every input is unknown are dropped, so a plant that was silent leaves no rows.
+
+The live scorer, the catch-up after a restart and `taehwa live backfill` all build rows with `grid_rows`, so a model
+sees the same rows whichever way the points reached it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Series = tuple[np.ndarray, np.ndarray]  # times (µs, sorted) and values of one input
+
+
+def grid_rows(series: list[Series], grid: np.ndarray, hold_us: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept grid times, values [row, input]) of every grid time where some input is known."""
+    values = np.full((len(grid), len(series)), np.nan)
+    for j, (t, v) in enumerate(series):
+        if len(t) == 0:
+            continue
+        idx = np.searchsorted(t, grid, side="right") - 1
+        ok = idx >= 0
+        ok[ok] = (grid[ok] - t[idx[ok]]) < hold_us
+        values[ok, j] = v[idx[ok]]
+    keep = ~np.all(np.isnan(values), axis=1)
+    return grid[keep], values[keep]
+
+
+def grid_between(lo_us: int, hi_us: int, step_us: int) -> np.ndarray:
+    """Grid times g with lo < g ≤ hi."""
+    first = (lo_us // step_us + 1) * step_us
+    if first > hi_us:
+        return np.empty(0, np.int64)
+    return np.arange(first, hi_us + 1, step_us, dtype=np.int64)
+
+
+def sorted_series(times: list[int], values: list[float]) -> Series:
+    """Points in time order, one per time (the last one given wins, as in the historian)."""
+    t = np.asarray(times, dtype=np.int64)
+    v = np.asarray(values, dtype=float)
+    if len(t) > 1 and np.any(np.diff(t) <= 0):
+        order = np.argsort(t, kind="stable")
+        t, v = t[order], v[order]
+        last = np.r_[t[1:] != t[:-1], True]
+        t, v = t[last], v[last]
+    return t, v
+
+
+@dataclass
+class UnitRows:
+    """One asset's inputs as they arrive: raw points not yet turned into rows, and how far each input has got.
+
+    A row at grid time g is made once every input has a point at or after g, or once any input is `wait` past g
+    (a slow or dead input does not hold the others back for longer than that). Points at or before the last row
+    made are late: they are counted and left out (a backfill would include them).
+    """
+
+    n_inputs: int
+    step_us: int
+    hold_us: int
+    wait_us: int
+    last_row: int | None = None
+    late: int = 0
+    times: list[list[int]] = field(default_factory=list)
+    values: list[list[float]] = field(default_factory=list)
+    reached: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.times = [[] for _ in range(self.n_inputs)]
+        self.values = [[] for _ in range(self.n_inputs)]
+        self.reached = [-(2**62)] * self.n_inputs
+
+    def add(self, j: int, t: int, v: float) -> None:
+        """One point of input j."""
+        if self.last_row is not None and t <= self.last_row:
+            self.late += 1
+            return
+        self.times[j].append(t)
+        self.values[j].append(v)
+        if t > self.reached[j]:
+            self.reached[j] = t
+
+    def frontier(self) -> int | None:
+        """The newest grid time whose row may be made now (None: nothing yet)."""
+        newest = max(self.reached)
+        if newest < -(2**61):
+            return None
+        until = max(min(self.reached), newest - self.wait_us)
+        return (until // self.step_us) * self.step_us
+
+    def take(self) -> tuple[np.ndarray, np.ndarray]:
+        """The rows that are ready, (grid times, values); their points are consumed (the newest of each input is
+        kept, to be held into later rows)."""
+        until = self.frontier()
+        empty = (np.empty(0, np.int64), np.empty((0, self.n_inputs)))
+        if until is None or (self.last_row is not None and until <= self.last_row):
+            return empty
+        series = [sorted_series(t, v) for t, v in zip(self.times, self.values, strict=True)]
+        firsts = [int(t[0]) for t, _ in series if len(t)]
+        if not firsts:
+            return empty
+        lo = self.last_row if self.last_row is not None else (min(firsts) - 1) // self.step_us * self.step_us
+        # after a silence longer than `hold` nothing is known until the next point: start the grid there
+        pending = [int(t[np.searchsorted(t, lo, side="right")]) for t, _ in series
+                   if len(t) and t[-1] > lo]
+        held = [int(t[np.searchsorted(t, lo, side="right") - 1]) for t, _ in series
+                if len(t) and np.searchsorted(t, lo, side="right") > 0]
+        if pending and (not held or max(held) + self.hold_us <= lo + self.step_us):
+            lo = max(lo, (min(pending) - 1) // self.step_us * self.step_us)
+        grid = grid_between(lo, until, self.step_us)
+        times, rows = grid_rows(series, grid, self.hold_us)
+        self.last_row = until
+        for j, (t, v) in enumerate(series):  # keep the newest point at or before `until`, and any after it
+            cut = max(int(np.searchsorted(t, until, side="right")) - 1, 0)
+            self.times[j], self.values[j] = t[cut:].tolist(), v[cut:].tolist()
+        return times, rows

@@ -1,0 +1,183 @@
+"""Alert rules: conditions on tags that people must act on. A rule names its scope (every asset of a type, inherited
+by types extending it; one asset; or one tag), the signal it watches, and its condition:
+
+- `threshold`: the value above (or below) a limit, cleared only past the limit minus `hysteresis`, and raised only
+  once the condition has held for `min_duration_s` of data time;
+- `rate`: the change per second between consecutive points above `rate_per_s`;
+- `stale`: no new point for `stale_s` of wall-clock time;
+- `score`: a model output over its limit (by default `anomaly_score` over 1.0, the model's control limit); its
+  alerts carry the model version that wrote the score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sqlalchemy import delete, insert, select
+
+from taehwa.db import alert_rules
+from taehwa.errors import Conflict, InvalidInput, NotFound, ValidationFailed
+from taehwa.tenancy.access import current
+
+if TYPE_CHECKING:
+    from taehwa.platform import Platform
+
+SEVERITIES = ("warning", "alarm")
+
+
+class RuleIn(BaseModel):
+    """An alert rule as YAML, the CLI and HTTP give it."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$", description="Lower-case id, unique in the tenant")
+    kind: Literal["threshold", "rate", "stale", "score"]
+    asset_type: str | None = Field(None, description="Every asset of this type (and of types extending it)")
+    asset: str | None = Field(None, description="One asset")
+    tag: str | None = Field(None, description="One tag, with or without an asset")
+    signal: str | None = Field(None, description="The signal watched on each asset (not with tag)")
+    op: Literal[">", "<"] = ">"
+    value: float | None = Field(None, description="The limit (threshold, score; score defaults to 1.0)")
+    hysteresis: float = Field(0.0, ge=0, description="How far back past the limit the value must go to clear")
+    min_duration_s: float = Field(0.0, ge=0, description="How long the condition must hold before an alert")
+    rate_per_s: float | None = Field(None, gt=0, description="rate: the largest normal change per second")
+    stale_s: float | None = Field(None, gt=0, description="stale: seconds without a new point")
+    severity: Literal["warning", "alarm"] = "warning"
+    auto_resolve: bool = Field(True, description="Resolve by itself when the condition clears")
+    message: str | None = Field(None, max_length=500, description="What the alert says (default from the rule)")
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _complete(self) -> RuleIn:
+        scopes = [k for k in ("asset_type", "asset", "tag") if getattr(self, k)]
+        if not scopes or (len(scopes) > 1 and not (set(scopes) == {"asset", "tag"})):
+            raise ValueError("name the scope: asset_type, asset, or tag (a tag may also name its asset)")
+        if self.tag and self.signal:
+            raise ValueError("give a tag or a signal, not both")
+        if self.kind == "score":
+            self.signal = self.signal or (None if self.tag else "anomaly_score")
+            self.value = 1.0 if self.value is None else self.value
+        if not self.tag and not self.signal:
+            raise ValueError("name the signal the rule watches on each asset")
+        if self.kind == "threshold" and self.value is None:
+            raise ValueError("a threshold rule needs a value")
+        if self.kind == "rate" and self.rate_per_s is None:
+            raise ValueError("a rate rule needs rate_per_s")
+        if self.kind == "stale" and self.stale_s is None:
+            raise ValueError("a stale rule needs stale_s")
+        return self
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A stored rule."""
+
+    tenant: str
+    spec: RuleIn
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def describe(self) -> str:
+        s = self.spec
+        what = s.tag or s.signal
+        if s.message:
+            return s.message
+        if s.kind in ("threshold", "score"):
+            return f"{what} {s.op} {s.value:g}" + (f" for {s.min_duration_s:g} s" if s.min_duration_s else "")
+        if s.kind == "rate":
+            return f"{what} changing faster than {s.rate_per_s:g}/s"
+        return f"{what} has sent nothing for {s.stale_s:g} s"
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.spec.model_dump(exclude_none=True)
+
+
+def parse_rule(doc: Any, *, source: str = "rule") -> RuleIn:
+    """Check a rule document; every problem named with where it is."""
+    if not isinstance(doc, dict):
+        raise InvalidInput("a rule is a mapping of fields", where=source)
+    try:
+        return RuleIn.model_validate(doc)
+    except ValidationError as exc:
+        raise ValidationFailed([(f"{source}." + ".".join(map(str, e["loc"])) if e["loc"] else source,
+                                 e["msg"].removeprefix("Value error, ")) for e in exc.errors()]) from None
+
+
+class RuleStore:
+    """Create, list and remove rules (access checked, audited)."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self.engine = platform.historian.engine
+
+    def put(self, tenant: str, doc: dict[str, Any] | RuleIn, *, replace: bool = False) -> Rule:
+        self.platform.tenants.require(tenant, "write")
+        spec = doc if isinstance(doc, RuleIn) else parse_rule(doc)
+        plant = self.platform.twin.plant(tenant)
+        if spec.asset_type and spec.asset_type not in plant.types:
+            raise NotFound(f"no asset type {spec.asset_type!r}", where="asset_type")
+        if spec.asset and spec.asset not in plant.assets:
+            raise NotFound(f"no asset {spec.asset!r}", where="asset")
+        if spec.asset_type and spec.signal:
+            t = plant.types[spec.asset_type]
+            if spec.signal not in t.signals:
+                raise InvalidInput(f"type {spec.asset_type!r} has no signal {spec.signal!r} (it has "
+                                   f"{', '.join(sorted(t.signals)) or 'none'})", where="signal")
+        with self.engine.begin() as c:
+            exists = c.execute(select(alert_rules.c.name).where(
+                (alert_rules.c.tenant == tenant) & (alert_rules.c.name == spec.name))).first()
+            if exists and not replace:
+                raise Conflict(f"rule {spec.name!r} exists; remove it first or replace it", where="name")
+            if exists:
+                c.execute(delete(alert_rules).where((alert_rules.c.tenant == tenant) &
+                                                    (alert_rules.c.name == spec.name)))
+            c.execute(insert(alert_rules).values(tenant=tenant, name=spec.name, spec=spec.model_dump(),
+                                                 created_by=current().user, updated_at=datetime.now(UTC)))
+        self.platform.audit.append("alert_rule.put", tenant=tenant, target=spec.name,
+                                   after=spec.model_dump(exclude_none=True))
+        return Rule(tenant, spec)
+
+    def list(self, tenant: str | None = None) -> list[Rule]:
+        q = select(alert_rules)
+        if tenant is not None:
+            self.platform.tenants.require(tenant)
+            q = q.where(alert_rules.c.tenant == tenant)
+        with self.engine.connect() as c:
+            return [Rule(r.tenant, RuleIn.model_validate(r.spec))
+                    for r in c.execute(q.order_by(alert_rules.c.tenant, alert_rules.c.name))]
+
+    def get(self, tenant: str, name: str) -> Rule:
+        found = [r for r in self.list(tenant) if r.name == name]
+        if not found:
+            raise NotFound(f"no alert rule {name!r} in tenant {tenant!r}", where="rule")
+        return found[0]
+
+    def remove(self, tenant: str, name: str) -> None:
+        self.platform.tenants.require(tenant, "write")
+        self.get(tenant, name)
+        with self.engine.begin() as c:
+            c.execute(delete(alert_rules).where((alert_rules.c.tenant == tenant) & (alert_rules.c.name == name)))
+        self.platform.audit.append("alert_rule.remove", tenant=tenant, target=name)
+
+
+def rule_targets(platform: Platform, rule: Rule) -> list[tuple[str | None, str, str]]:
+    """(asset, signal or tag, tag) that a rule watches in the plant as it is now."""
+    s = rule.spec
+    if s.tag:
+        return [(s.asset, s.tag, s.tag)]
+    plant = platform.twin.plant(rule.tenant)
+    if s.asset:
+        paths = [s.asset] if s.asset in plant.assets else []
+    else:
+        paths = [a["path"] for a in platform.twin.search(rule.tenant, type=s.asset_type, limit=10_000)["items"]] \
+            if s.asset_type in plant.types else []
+    out: list[tuple[str | None, str, str]] = []
+    for path in paths:
+        tag = plant.signal_tags(plant.assets[path]).get(str(s.signal))
+        if tag is not None:
+            out.append((path, str(s.signal), tag))
+    return out

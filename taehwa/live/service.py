@@ -1,0 +1,178 @@
+"""The live service: one entry for the API, the CLI and the web UI to deploy models on assets, score on demand and
+over past ranges, and run the alert rules, alerts, webhooks and drift checks. Background work (scoring, rules,
+deliveries) starts with `start()`, which only the server calls."""
+
+from __future__ import annotations
+
+import builtins
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from taehwa.errors import InvalidInput, NotFound
+from taehwa.historian.schema import STORE_SCHEMA
+from taehwa.historian.timeutil import from_us, parse_duration, to_us
+from taehwa.live.alerts import AlertBook
+from taehwa.live.conditions import RuleEngine
+from taehwa.live.deployments import OUTPUTS, Deployment, DeploymentStore, history_rows, required_columns, resolve_units
+from taehwa.live.drift import DriftMonitor
+from taehwa.live.models import ModelCache
+from taehwa.live.notify import Notifier
+from taehwa.live.rules import RuleStore
+from taehwa.live.scoring import Scorer, backfill_rows, fault_classes, model_outputs, predict_units
+
+if TYPE_CHECKING:
+    from taehwa.platform import Platform
+
+MAX_PREDICT_ROWS = 10_000
+
+
+class LiveService:
+    """Deployments, scoring, rules, alerts, notifications and drift of one platform."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        platform.live = self  # the parts below find each other through the platform
+        self.models = ModelCache(platform)
+        self.deployments = DeploymentStore(platform)
+        self.rules = RuleStore(platform)
+        self.alerts = AlertBook(platform)
+        self.notifier = Notifier(platform)
+        self.drift = DriftMonitor(platform)
+        self.scorer = Scorer(platform)
+        self.engine = RuleEngine(platform)
+        self._started = False
+
+    def start(self) -> None:
+        """Score, evaluate rules and deliver notifications in the background (the server calls this)."""
+        if not self._started:
+            self._started = True
+            self.scorer.start()
+            self.engine.start()
+            self.notifier.start()
+
+    def close(self) -> None:
+        self.scorer.close()
+        self.engine.close()
+        self.notifier.close()
+
+    # -- deployments ----------------------------------------------------------------------------------------------
+    def deploy(self, tenant: str, doc: dict[str, Any], *, replace: bool = False) -> dict[str, Any]:
+        dep = self.deployments.create(tenant, doc, replace=replace)
+        if self._started:
+            self.scorer.refresh(force=True)
+        return self.describe(tenant, dep.name)
+
+    def describe(self, tenant: str, name: str) -> dict[str, Any]:
+        """A deployment with how it is doing."""
+        dep = self.deployments.get(tenant, name)
+        return {**dep.to_dict(), "status": self.scorer.status(tenant, name)}
+
+    def list(self, tenant: str) -> list[dict[str, Any]]:
+        return [{**d.to_dict(), "status": self.scorer.status(tenant, d.name)}
+                for d in self.deployments.list(tenant)]
+
+    # -- on demand ------------------------------------------------------------------------------------------------
+    def predict(self, tenant: str, model: str, rows: builtins.list[dict[str, Any]], *, version: int | None = None
+                ) -> dict[str, Any]:
+        """Score rows given by another system: each a mapping of the model's inputs to values, in time order (they
+        are one sequence for window features)."""
+        self.platform.tenants.require(tenant)
+        if not isinstance(rows, list) or not rows:
+            raise InvalidInput("give rows: a non-empty list of {input: value}", where="rows")
+        if len(rows) > MAX_PREDICT_ROWS:
+            raise InvalidInput(f"at most {MAX_PREDICT_ROWS} rows per call", where="rows")
+        pipe, info = self.models.get(tenant, model, version)
+        columns = required_columns(pipe)
+        values = np.full((len(rows), len(columns)), np.nan)
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise InvalidInput("each row is a mapping of input name to value", where=f"rows[{i}]")
+            unknown = [k for k in row if k not in columns]
+            if unknown:
+                raise InvalidInput(f"the model has no input {unknown[0]!r}; its inputs are {', '.join(columns)}",
+                                   where=f"rows[{i}].{unknown[0]}")
+            for j, col in enumerate(columns):
+                v = row.get(col)
+                if v is None:
+                    continue
+                if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v):
+                    raise InvalidInput(f"{col} must be a finite number, got {v!r}", where=f"rows[{i}].{col}")
+                values[i, j] = float(v)
+        missing = [c for j, c in enumerate(columns) if np.isnan(values[:, j]).all()]
+        if missing:
+            raise InvalidInput(f"no row gives input {missing[0]!r}; the model needs {', '.join(columns)}",
+                               where="rows")
+        times = np.arange(len(rows), dtype=np.int64)
+        _, decision, score = predict_units(pipe, columns, [("request", times, values)])
+        outs = model_outputs(pipe, decision, score)
+        result: builtins.list[dict[str, Any]] = [
+            {k: (None if not np.isfinite(v[i]) else float(v[i])) for k, v in outs.items()} for i in range(len(rows))]
+        if pipe.task == "fault":
+            for r, d in zip(result, decision, strict=True):
+                r["fault"] = str(d)
+        return {"model": info, "task": pipe.task, "inputs": columns, "rows": result}
+
+    def backfill(self, tenant: str, *, model: str, start: Any, end: Any, version: int | None = None,
+                 asset: str | None = None, asset_type: str | None = None, under: str | None = None,
+                 step: str | None = None, write: str = "shadow") -> dict[str, Any]:
+        """Score a past range as live scoring would have: rows made the same way, the same model. Written to
+        `shadow` tags (`<asset>/backfill/<model>/v<version>/<output>`, to compare with what ran), to the live
+        output tags (`outputs`, e.g. to fill a gap), or not at all (`none`: only the summary)."""
+        self.platform.tenants.require(tenant, "read" if write == "none" else "write")
+        if write not in ("none", "shadow", "outputs"):
+            raise InvalidInput("write is none, shadow or outputs", where="write")
+        s, e = to_us(start, field="start"), to_us(end, field="end")
+        if e <= s:
+            raise InvalidInput("end must be after start", where="end")
+        target = {k: v for k, v in (("asset", asset), ("asset_type", asset_type), ("under", under)) if v}
+        if len(target) != 1:
+            raise InvalidInput("name exactly one target: asset, asset_type or under", where="target")
+        pipe, info = self.models.get(tenant, model, version)
+        probe = Deployment(tenant, "backfill", model, info["version"], target, {}, True, "", from_us(0))
+        units, skipped = resolve_units(self.platform, tenant, probe, required_columns(pipe))
+        if not units:
+            raise InvalidInput("the target has no asset with the model's inputs", where="target")
+        spec_step = step or str(self.platform.lab.get_run(tenant, info["run_id"])["spec"]["data"].get("step") or "1m")
+        step_us = parse_duration(spec_step, field="step")
+        if (e - s) // step_us * len(units) > 50_000_000:
+            raise InvalidInput("that is more than 50 million rows; backfill a shorter range or fewer assets",
+                               where="end")
+        started = time.perf_counter()
+        assets, times, outs = backfill_rows(self.platform, tenant, pipe, units, s, e, step_us, 5 * step_us,
+                                            history_rows(pipe))
+        seconds = time.perf_counter() - started
+        written = 0
+        prefix = "" if write == "outputs" else f"backfill/{model}/v{info['version']}/"
+        if write != "none" and len(times):
+            parts = []
+            for o, vals in outs.items():
+                ok = np.isfinite(vals)
+                parts.append(pa.table({
+                    "tag": pa.array([f"{a}/{prefix}{o}" for a, k in zip(assets, ok, strict=True) if k], pa.string()),
+                    "time": pa.array(times[ok], pa.int64()).cast(pa.timestamp("us")),
+                    "value": pa.array(vals[ok], pa.float64()),
+                    "quality": pa.array(np.zeros(int(ok.sum()), np.uint8), pa.uint8())}, schema=STORE_SCHEMA))
+            written = self.platform.historian.write_checked(tenant, pa.concat_tables(parts)).points
+        summary: dict[str, Any] = {
+            o: {"mean": float(np.nanmean(v)), "max": float(np.nanmax(v)), "min": float(np.nanmin(v))}
+            if len(v) else {} for o, v in outs.items()}
+        if pipe.task == "anomaly" and len(times):
+            summary["anomaly"]["rows_flagged"] = int(np.nansum(outs["anomaly"]))
+        if pipe.task == "fault":
+            summary["classes"] = fault_classes(pipe)
+        self.platform.audit.append("live.backfill", tenant=tenant, target=f"{model} v{info['version']}",
+                                   after={"rows": len(times), "written": written, "write": write})
+        return {"model": info, "task": pipe.task, "assets": len(units), "skipped": skipped, "rows": len(times),
+                "seconds": round(seconds, 3), "rows_per_s": round(len(times) / seconds) if seconds > 0 else None,
+                "written_points": written, "write": write, "outputs": list(OUTPUTS[pipe.task]),
+                "tags": f"<asset>/{prefix if write != 'none' else ''}<output>",
+                "summary": summary}
+
+    def outputs_of(self, tenant: str, name: str) -> dict[str, str]:
+        run = self.scorer.running(tenant, name)
+        if run is None:
+            raise NotFound(f"deployment {name!r} is not running", where="deployment")
+        return run.outputs
