@@ -17,6 +17,7 @@ from taehwa.api.admin_routes import add_admin_routes
 from taehwa.api.caller import CallerMiddleware, RateLimiter
 from taehwa.api.connector_routes import add_connector_routes
 from taehwa.api.lab_routes import add_lab_routes
+from taehwa.api.live_routes import add_live_routes
 from taehwa.api.responses import split_tags, table_response
 from taehwa.api.twin_routes import add_twin_routes
 from taehwa.errors import InvalidInput, PayloadTooLarge, TaehwaError, Unauthorized
@@ -186,4 +187,5 @@ def create_app(platform: Platform) -> FastAPI:
     add_admin_routes(app, platform, auth)
     add_lab_routes(app, platform, auth)
     add_connector_routes(app, platform, auth)
+    add_live_routes(app, platform, auth)
     return app

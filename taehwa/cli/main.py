@@ -17,6 +17,7 @@ from taehwa.cli.admin_cmds import admin_app, audit_app
 from taehwa.cli.common import TenantOpt, emit_text, err, fail, operator, out, server_request, services
 from taehwa.cli.connector_cmds import connectors_app
 from taehwa.cli.lab_cmds import lab_app
+from taehwa.cli.live_cmds import live_app
 from taehwa.cli.replay_cmd import replay
 from taehwa.cli.twin_cmds import twin_app
 from taehwa.errors import Conflict, InvalidInput, TaehwaError, ValidationFailed
@@ -38,6 +39,7 @@ app.add_typer(admin_app, name="admin")
 app.add_typer(audit_app, name="audit")
 app.add_typer(lab_app, name="lab")
 app.add_typer(connectors_app, name="connectors")
+app.add_typer(live_app, name="live")
 app.command("replay")(replay)
 def _progress() -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -103,6 +103,16 @@ class RuleEngine:
             except Exception:
                 log.exception("alert rules failed")
 
+    def drain(self) -> None:
+        """Evaluate what is queued now, in the caller's thread (tests)."""
+        with acting_as(SYSTEM):
+            while True:
+                try:
+                    tenant, table = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                self.evaluate(tenant, table)
+
     # -- what to watch --------------------------------------------------------------------------------------------
     def refresh(self, *, force: bool = False) -> None:
         """Follow rule changes and the plant (a new asset of a type inherits the type's rules)."""

@@ -16,11 +16,11 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import delete, func, insert, select, update
 
 from taehwa.db import outbox, webhooks
-from taehwa.errors import Conflict, NotFound
+from taehwa.errors import Conflict, NotFound, ValidationFailed
 from taehwa.live.alerts import ACTIONS
 from taehwa.tenancy.access import current
 
@@ -71,7 +71,11 @@ class Notifier:
     # -- webhooks -------------------------------------------------------------------------------------------------
     def add(self, tenant: str, doc: dict[str, Any] | WebhookIn) -> dict[str, Any]:
         self.platform.tenants.require(tenant, "admin")
-        hook = doc if isinstance(doc, WebhookIn) else WebhookIn.model_validate(doc)
+        try:
+            hook = doc if isinstance(doc, WebhookIn) else WebhookIn.model_validate(doc)
+        except ValidationError as exc:
+            raise ValidationFailed([("webhook." + ".".join(map(str, e["loc"])), e["msg"].removeprefix("Value error, "))
+                                    for e in exc.errors()]) from None
         with self.engine.begin() as c:
             if c.execute(select(webhooks.c.name).where((webhooks.c.tenant == tenant) &
                                                        (webhooks.c.name == hook.name))).first():

@@ -174,6 +174,17 @@ class Scorer:
             except Exception:
                 log.exception("live scoring failed")
 
+    def drain(self) -> None:
+        """Process what is queued now, in the caller's thread (tests, and callers that need outputs at once)."""
+        batch = []
+        while True:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        with acting_as(SYSTEM):
+            self.step(batch)
+
     # -- deployments ----------------------------------------------------------------------------------------------
     def refresh(self, *, force: bool = False) -> None:
         """Follow changes of deployments, the registry (promotions, rollbacks) and the twin (new assets)."""

@@ -1,0 +1,168 @@
+"""HTTP routes of live operation: deployments and their drift, on-demand prediction, backfills, alert rules, alerts
+and their lifecycle, webhooks. Thin: every decision is the live service's."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from taehwa.live.deployments import DeploymentIn
+from taehwa.live.notify import WebhookIn
+from taehwa.live.rules import RuleIn
+from taehwa.platform import Platform
+
+ALERT_ID = Path(ge=1, le=2**62, description="the alert's id")
+
+
+class PredictIn(BaseModel):
+    """Rows to score, in time order (window features see them as one sequence)."""
+
+    model_config = ConfigDict(extra="forbid")
+    rows: list[dict[str, float | None]] = Field(min_length=1, max_length=10_000,
+                                                description="Each a mapping of the model's inputs to values")
+    version: int | None = Field(None, ge=1, le=10**9, description="A version; by default the production one")
+
+
+class BackfillIn(BaseModel):
+    """Score a past range as live scoring would have."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1, max_length=255)
+    version: int | None = Field(None, ge=1, le=10**9)
+    asset: str | None = None
+    asset_type: str | None = None
+    under: str | None = None
+    start: str
+    end: str
+    step: str | None = None
+    write: Literal["none", "shadow", "outputs"] = "shadow"
+
+
+class NoteIn(BaseModel):
+    """A note recorded with the step."""
+
+    model_config = ConfigDict(extra="forbid")
+    note: str | None = Field(None, max_length=2000)
+
+
+class ShelveIn(NoteIn):
+    """How long to shelve (at most 7 days)."""
+
+    seconds: float = Field(gt=0, le=7 * 86_400)
+
+
+def add_live_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) -> None:
+    """Add the live routes."""
+    live = platform.live
+    router = APIRouter(dependencies=[Depends(auth)], tags=["live"])
+
+    @router.get("/api/v1/{tenant}/deployments")
+    def deployments(tenant: str) -> list[dict[str, Any]]:
+        """Every deployment of the tenant with its status (assets, rows scored, newest row, last error)."""
+        return live.list(tenant)
+
+    @router.post("/api/v1/{tenant}/deployments", status_code=201)
+    def deploy(tenant: str, body: DeploymentIn, replace: bool = False) -> dict[str, Any]:
+        """Deploy a registered model on one asset, every asset of a type, or a subtree."""
+        return live.deploy(tenant, body.model_dump(exclude_unset=True), replace=replace)
+
+    @router.get("/api/v1/{tenant}/deployments/{name}")
+    def deployment(tenant: str, name: str) -> dict[str, Any]:
+        return live.describe(tenant, name)
+
+    @router.delete("/api/v1/{tenant}/deployments/{name}", status_code=204)
+    def undeploy(tenant: str, name: str) -> None:
+        """Stop and remove a deployment (its outputs stay in the historian)."""
+        live.deployments.remove(tenant, name)
+
+    @router.post("/api/v1/{tenant}/deployments/{name}/pause")
+    def pause(tenant: str, name: str) -> dict[str, Any]:
+        return live.deployments.set_enabled(tenant, name, False).to_dict()
+
+    @router.post("/api/v1/{tenant}/deployments/{name}/resume")
+    def resume(tenant: str, name: str) -> dict[str, Any]:
+        """Score again; what arrived while paused is scored first."""
+        return live.deployments.set_enabled(tenant, name, True).to_dict()
+
+    @router.get("/api/v1/{tenant}/deployments/{name}/drift")
+    def drift(tenant: str, name: str) -> dict[str, Any]:
+        """PSI and Kolmogorov–Smirnov of the live inputs and score against the model's training data."""
+        return live.drift.report(tenant, name)
+
+    @router.post("/api/v1/{tenant}/models/{name}/predict")
+    def predict(tenant: str, name: str, body: PredictIn) -> dict[str, Any]:
+        """Score rows on demand with the production version (or the one named)."""
+        return live.predict(tenant, name, body.rows, version=body.version)
+
+    @router.post("/api/v1/{tenant}/backfill")
+    def backfill(tenant: str, body: BackfillIn) -> dict[str, Any]:
+        """Score a past range with a model, as live scoring would have; write shadow tags, the outputs, or
+        nothing."""
+        return live.backfill(tenant, **body.model_dump())
+
+    @router.get("/api/v1/{tenant}/alert-rules")
+    def rules(tenant: str) -> list[dict[str, Any]]:
+        return [r.to_dict() for r in live.rules.list(tenant)]
+
+    @router.post("/api/v1/{tenant}/alert-rules", status_code=201)
+    def put_rule(tenant: str, body: RuleIn, replace: bool = False) -> dict[str, Any]:
+        """Add a rule (threshold, rate, stale, score) for an asset type, an asset or a tag."""
+        return live.rules.put(tenant, body, replace=replace).to_dict()
+
+    @router.get("/api/v1/{tenant}/alert-rules/{name}")
+    def rule(tenant: str, name: str) -> dict[str, Any]:
+        """A rule and where its condition stands on each tag it watches."""
+        return {**live.rules.get(tenant, name).to_dict(), "conditions": live.engine.condition(tenant, name)}
+
+    @router.delete("/api/v1/{tenant}/alert-rules/{name}", status_code=204)
+    def remove_rule(tenant: str, name: str) -> None:
+        live.rules.remove(tenant, name)
+
+    @router.get("/api/v1/{tenant}/alerts")
+    def alerts(tenant: str, state: str | None = Query(None, description="active, acknowledged, resolved or open"),
+               asset: str | None = Query(None, description="this asset and everything under it"),
+               severity: Literal["warning", "alarm"] | None = None, rule: str | None = None,
+               since: str | None = None, include_shelved: bool = True,
+               limit: int = Query(1000, ge=1, le=100_000)) -> list[dict[str, Any]]:
+        """Alerts, newest first."""
+        return live.alerts.list(tenant, state=state, asset=asset, severity=severity, rule=rule, since=since,
+                                include_shelved=include_shelved, limit=limit)
+
+    @router.get("/api/v1/{tenant}/alerts/{alert_id}")
+    def alert(tenant: str, alert_id: int = ALERT_ID) -> dict[str, Any]:
+        """One alert with its chain and its history."""
+        return live.alerts.get(tenant, alert_id)
+
+    @router.post("/api/v1/{tenant}/alerts/{alert_id}/acknowledge")
+    def acknowledge(tenant: str, body: NoteIn, alert_id: int = ALERT_ID) -> dict[str, Any]:
+        return live.alerts.acknowledge(tenant, alert_id, body.note)
+
+    @router.post("/api/v1/{tenant}/alerts/{alert_id}/resolve")
+    def resolve(tenant: str, body: NoteIn, alert_id: int = ALERT_ID) -> dict[str, Any]:
+        return live.alerts.resolve(tenant, alert_id, body.note)
+
+    @router.post("/api/v1/{tenant}/alerts/{alert_id}/shelve")
+    def shelve(tenant: str, body: ShelveIn, alert_id: int = ALERT_ID) -> dict[str, Any]:
+        return live.alerts.shelve(tenant, alert_id, body.seconds, body.note)
+
+    @router.post("/api/v1/{tenant}/alerts/{alert_id}/unshelve")
+    def unshelve(tenant: str, body: NoteIn, alert_id: int = ALERT_ID) -> dict[str, Any]:
+        return live.alerts.unshelve(tenant, alert_id, body.note)
+
+    @router.get("/api/v1/{tenant}/webhooks")
+    def hooks(tenant: str) -> list[dict[str, Any]]:
+        """Webhooks with their undelivered messages and last delivery error."""
+        return live.notifier.list(tenant)
+
+    @router.post("/api/v1/{tenant}/webhooks", status_code=201)
+    def add_hook(tenant: str, body: WebhookIn) -> dict[str, Any]:
+        return live.notifier.add(tenant, body)
+
+    @router.delete("/api/v1/{tenant}/webhooks/{name}", status_code=204)
+    def remove_hook(tenant: str, name: str) -> None:
+        live.notifier.remove(tenant, name)
+
+    app.include_router(router)
