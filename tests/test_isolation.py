@@ -31,7 +31,7 @@ OWN = {("GET", "/api/v1/me"), ("GET", "/api/v1/tokens"), ("POST", "/api/v1/token
        ("GET", "/api/v1/tenants"), ("DELETE", "/api/v1/session")}
 VALUES = {"tenant": "acme", "path": "ulsan/cdu/p-101a", "tag": SECRET_TAG, "name": "CentrifugalPump",
           "user": "eve", "token_id": "0000000000000000", "grant_id": "000000000000", "label_id": "1",
-          "version": "1", "run_id": "00000000"}
+          "version": "1", "run_id": "00000000", "alert_id": "1"}
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import builtins
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from taehwa.errors import InvalidInput, NotFound
+from taehwa.errors import InvalidInput, NotFound, ValidationFailed
 from taehwa.historian.schema import STORE_SCHEMA
 from taehwa.historian.timeutil import from_us, parse_duration, to_us
 from taehwa.live.alerts import AlertBook
@@ -27,6 +28,40 @@ if TYPE_CHECKING:
     from taehwa.platform import Platform
 
 MAX_PREDICT_ROWS = 10_000
+M = TypeVar("M", bound=BaseModel)
+
+
+class PredictIn(BaseModel):
+    """Rows to score, in time order (window features see them as one sequence)."""
+
+    model_config = ConfigDict(extra="forbid")
+    rows: list[dict[str, float | None]] = Field(min_length=1, max_length=MAX_PREDICT_ROWS,
+                                                description="Each a mapping of the model's inputs to values")
+    version: int | None = Field(None, ge=1, le=10**9, description="A version; by default the production one")
+
+
+class BackfillIn(BaseModel):
+    """Score a past range as live scoring would have."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1, max_length=255)
+    version: int | None = Field(None, ge=1, le=10**9)
+    asset: str | None = None
+    asset_type: str | None = None
+    under: str | None = None
+    start: str
+    end: str
+    step: str | None = None
+    write: Literal["none", "shadow", "outputs"] = "shadow"
+
+
+def _checked(model: type[M], body: Any) -> M:
+    """A request body checked against its model; problems named with where they are."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise ValidationFailed([("body." + ".".join(map(str, e["loc"])) if e["loc"] else "body",
+                                 e["msg"].removeprefix("Value error, ")) for e in exc.errors()]) from None
 
 
 class LiveService:
@@ -75,7 +110,19 @@ class LiveService:
                 for d in self.deployments.list(tenant)]
 
     # -- on demand ------------------------------------------------------------------------------------------------
-    def predict(self, tenant: str, model: str, rows: builtins.list[dict[str, Any]], *, version: int | None = None
+    def predict_request(self, tenant: str, model: str, body: Any) -> dict[str, Any]:
+        """`predict` from an HTTP body (checked after the caller's rights: scoring takes the platform's compute,
+        so like every POST it needs the write right — engineers, tenant admins, tokens with the write scope)."""
+        self.platform.tenants.require(tenant, "write")
+        req = _checked(PredictIn, body)
+        return self.predict(tenant, model, req.rows, version=req.version)
+
+    def backfill_request(self, tenant: str, body: Any) -> dict[str, Any]:
+        """`backfill` from an HTTP body (checked after the caller's rights)."""
+        self.platform.tenants.require(tenant, "write")
+        return self.backfill(tenant, **_checked(BackfillIn, body).model_dump())
+
+    def predict(self, tenant: str, model: str, rows: Any, *, version: int | None = None
                 ) -> dict[str, Any]:
         """Score rows given by another system: each a mapping of the model's inputs to values, in time order (they
         are one sequence for window features)."""
