@@ -37,7 +37,7 @@ def grid_between(lo_us: int, hi_us: int, step_us: int) -> np.ndarray:
     return np.arange(first, hi_us + 1, step_us, dtype=np.int64)
 
 
-def sorted_series(times: list[int], values: list[float]) -> Series:
+def sorted_series(times: list[int] | np.ndarray, values: list[float] | np.ndarray) -> Series:
     """Points in time order, one per time (the last one given wins, as in the historian)."""
     t = np.asarray(times, dtype=np.int64)
     v = np.asarray(values, dtype=float)

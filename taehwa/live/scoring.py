@@ -57,10 +57,9 @@ def model_outputs(pipe: Pipeline, decision: np.ndarray, score: np.ndarray) -> di
     return {OUTPUTS[pipe.task][0]: np.asarray(decision, float)}
 
 
-def predict_units(pipe: Pipeline, columns: list[str], blocks: list[tuple[str, np.ndarray, np.ndarray]]
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(unit index per row, decision, score) for blocks of (unit, times, values[row, column]) rows in time order;
-    gaps inside a unit are filled forward, as the training data was."""
+def rows_frame(columns: list[str], blocks: list[tuple[str, np.ndarray, np.ndarray]]) -> pd.DataFrame:
+    """The frame a pipeline predicts on from blocks of (unit, times, values[row, column]) rows in time order; gaps
+    inside a unit are filled forward, as the training data was."""
     n = sum(len(t) for _, t, _ in blocks)
     unit_idx = np.repeat(np.arange(len(blocks)), [len(t) for _, t, _ in blocks])
     values = np.concatenate([v for _, _, v in blocks]) if blocks else np.empty((0, len(columns)))
@@ -69,8 +68,15 @@ def predict_units(pipe: Pipeline, columns: list[str], blocks: list[tuple[str, np
     frame.insert(0, TIME, pd.to_datetime(np.concatenate([t for _, t, _ in blocks]) if n else [], unit="us", utc=True))
     if np.isnan(values).any():
         frame[columns] = frame.groupby(UNIT, sort=False)[columns].ffill()
+    return frame
+
+
+def predict_units(pipe: Pipeline, columns: list[str], blocks: list[tuple[str, np.ndarray, np.ndarray]]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(unit index per row, decision, score) for blocks of (unit, times, values[row, column]) rows in time order."""
+    frame = rows_frame(columns, blocks)
     decision, score = pipe.predict(frame)
-    return unit_idx, np.asarray(decision), np.asarray(score, dtype=float)
+    return frame[UNIT].to_numpy(), np.asarray(decision), np.asarray(score, dtype=float)
 
 
 @dataclass
@@ -429,33 +435,50 @@ class Scorer:
                 "error_at": from_us(int(run.error_at * 1e6)).isoformat() if run.error_at else None}
 
 
-def backfill_rows(platform: Platform, tenant: str, pipe: Pipeline, units: dict[str, list[str]], start_us: int,
-                  end_us: int, step_us: int, hold_us: int, need: int
-                  ) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
-    """(asset per row, times, outputs) of a model over a past range, rows made exactly as live scoring makes them
-    (the `need` rows before `start` feed the features of the first rows)."""
-    columns = required_columns(pipe)
-    all_tags = sorted({t for tags in units.values() for t in tags})
+def split_by_tag(table: pa.Table) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{tag: (times µs, values)} of a read, each in the order read (the historian reads in tag, time order)."""
+    if table.num_rows == 0:
+        return {}
+    tags = table.column("tag").combine_chunks().dictionary_encode()
+    codes = tags.indices.to_numpy(zero_copy_only=False)
+    times = table.column("time").cast(pa.int64()).to_numpy()
+    values = table.column("value").to_numpy()
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(tags.dictionary) + 1))
+    return {str(tag): (times[order[bounds[k]:bounds[k + 1]]], values[order[bounds[k]:bounds[k + 1]]])
+            for k, tag in enumerate(tags.dictionary.to_pylist())}
+
+
+def history_blocks(platform: Platform, tenant: str, units: dict[str, list[str]], start_us: int, end_us: int,
+                   step_us: int, hold_us: int, need: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Rows (asset, grid times, values[row, input]) of each asset over a past range, made exactly as live scoring
+    makes them, beginning `need` rows before `start` (they feed the features of the first rows)."""
+    known = platform.historian.catalog.ids(tenant, refresh=True)
+    all_tags = sorted({t for tags in units.values() for t in tags if t in known})  # some may never have had data
     lo = start_us - need * step_us - hold_us
-    table = platform.historian.read(tenant, all_tags, from_us(lo), from_us(end_us + 1))
-    per_tag: dict[str, tuple[list[int], list[float]]] = {}
-    for tag, t, v in zip(table.column("tag").to_pylist(), table.column("time").cast(pa.int64()).to_pylist(),
-                         table.column("value").to_pylist(), strict=True):
-        entry = per_tag.setdefault(tag, ([], []))
-        entry[0].append(t)
-        entry[1].append(v)
+    per_tag = split_by_tag(platform.historian.read(tenant, all_tags, from_us(lo), from_us(end_us + 1))
+                           ) if all_tags else {}
+    empty = (np.empty(0, np.int64), np.empty(0))
     grid = grid_between(start_us - need * step_us - step_us, end_us, step_us)
     blocks = []
     for asset, tags in units.items():
-        series = [sorted_series(*per_tag.get(tag, ([], []))) for tag in tags]
+        series = [sorted_series(*per_tag.get(tag, empty)) for tag in tags]
         times, rows = grid_rows(series, grid, hold_us)
         if len(times):
             blocks.append((asset, times, rows))
+    return blocks
+
+
+def backfill_rows(platform: Platform, tenant: str, pipe: Pipeline, units: dict[str, list[str]], start_us: int,
+                  end_us: int, step_us: int, hold_us: int, need: int
+                  ) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
+    """(asset per row, times, outputs) of a model over a past range, rows made exactly as live scoring makes them."""
+    blocks = history_blocks(platform, tenant, units, start_us, end_us, step_us, hold_us, need)
     if not blocks:
         return [], np.empty(0, np.int64), {}
-    _, decision, score = predict_units(pipe, columns, blocks)
+    _, decision, score = predict_units(pipe, required_columns(pipe), blocks)
     outs = model_outputs(pipe, decision, score)
-    assets = [a for a, t, _ in blocks for _ in range(len(t))]
     times = np.concatenate([t for _, t, _ in blocks])
     keep = times >= start_us
-    return [a for a, k in zip(assets, keep, strict=True) if k], times[keep], {o: v[keep] for o, v in outs.items()}
+    assets = np.repeat(np.array([a for a, _, _ in blocks], dtype=object), [len(t) for _, t, _ in blocks])
+    return assets[keep].tolist(), times[keep], {o: v[keep] for o, v in outs.items()}
