@@ -6,6 +6,7 @@ from __future__ import annotations
 import pickle
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from taehwa.errors import InvalidInput
@@ -106,7 +107,6 @@ def test_dynamic_pca_lags_and_smoothing_restart_per_unit() -> None:
 
 
 def test_window_features_are_causal() -> None:
-    import pandas as pd
 
     frame = pd.DataFrame({"unit": ["a"] * 50, "x": rng.normal(size=50)})
     wf = WindowFeatures(windows=(5, 10), stats=("mean", "std", "slope", "ewm"), lags=(1,), spectrum_bands=2)
@@ -115,3 +115,27 @@ def test_window_features_are_causal() -> None:
     np.testing.assert_allclose(full.iloc[:30].to_numpy(), prefix.to_numpy())
     with pytest.raises(InvalidInput, match="unknown feature statistic"):
         WindowFeatures(stats=("median-ish",))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_window_features_match_pandas_rolling_per_unit(seed: int) -> None:
+    """The vectorised statistics equal pandas' group-by rolling, with gaps (NaN), units of one row, units given
+    interleaved, and values far from zero (the sums are centred per unit)."""
+    rng = np.random.default_rng(seed)
+    n = 400
+    units = rng.choice(["a", "b", "c", "d"], size=n, p=[0.5, 0.3, 0.19, 0.01])
+    frame = pd.DataFrame({"unit": units, "x": 1e6 + rng.standard_normal(n), "y": rng.standard_normal(n) * 50})
+    frame.loc[rng.random(n) < 0.1, "x"] = np.nan
+    wf = WindowFeatures(windows=(1, 3, 7), stats=("mean", "std", "min", "max"), lags=(2,), include_raw=False)
+    got = wf.transform(frame, ["x", "y"], "unit")
+    g = frame.groupby("unit", sort=False)
+    for s in ("x", "y"):
+        expect_lag = g[s].shift(2).fillna(0.0)
+        np.testing.assert_allclose(got[f"{s}__lag2"], expect_lag, rtol=1e-12)
+        for w in (1, 3, 7):
+            for stat in ("mean", "std", "min", "max"):
+                expect = getattr(g[s].rolling(w, min_periods=1), stat)().reset_index(level=0, drop=True)
+                expect = expect.reindex(frame.index).fillna(0.0)
+                # atol: pandas' own running sums lose about 1e-12 of the values' magnitude (1e6 here)
+                np.testing.assert_allclose(got[f"{s}__{stat}{w}"], expect, rtol=1e-9, atol=1e-6,
+                                           err_msg=f"{s} {stat}{w}")

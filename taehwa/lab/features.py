@@ -86,60 +86,143 @@ class WindowFeatures:
                 "include_position": self.include_position}
 
     def transform(self, frame: pd.DataFrame, signals: list[str], group: str | None = None) -> pd.DataFrame:
-        """Feature columns for each row of `frame` (same index and order)."""
-        keys = frame[group] if group else pd.Series(0, index=frame.index)
-        grouped = frame[signals].groupby(keys.to_numpy(), sort=False)
-        cols: dict[str, pd.Series | np.ndarray] = {}
+        """Feature columns for each row of `frame` (same index and order).
+
+        Rows of a unit are taken as one sequence; units interleaved in `frame` are put in unit order first and the
+        features put back in the frame's order. The rolling statistics are computed for all signals and units at
+        once with cumulative sums (not a pandas group-by per signal): live scoring calls this for every batch."""
+        keys = frame[group].to_numpy() if group else np.zeros(len(frame), dtype=np.int64)
+        order = None
+        if len(keys) > 1 and not _grouped(keys):
+            order = np.argsort(pd.factorize(keys)[0], kind="stable")
+            frame, keys = frame.iloc[order], keys[order]
+        V = frame[signals].to_numpy(float)
+        start = _run_starts(keys)
+        cols: dict[str, np.ndarray] = {}
         if self.include_position:
-            cols["position"] = grouped.cumcount().to_numpy() + 1
-        for s in signals:
-            g = grouped[s]
+            cols["position"] = (np.arange(len(keys)) - start + 1).astype(float)
+        raw = {s: V[:, j] for j, s in enumerate(signals)} if self.include_raw else {}
+        lagged = {lag: _shifted(V, start, lag) for lag in self.lags}
+        rolled: dict[tuple[str, int], np.ndarray] = {}
+        for w in self.windows:
+            if {"mean", "std"} & set(self.stats):
+                mean, std = _window_moments(V, start, w)
+                rolled[("mean", w)], rolled[("std", w)] = mean, std
+            if "min" in self.stats:
+                rolled[("min", w)] = _window_extreme(V, start, w, np.fmin)
+            if "max" in self.stats:
+                rolled[("max", w)] = _window_extreme(V, start, w, np.fmax)
+            if "slope" in self.stats and w >= 3:
+                rolled[("slope", w)] = _rolling_slope(V, start, w)
+        grouped = frame[signals].groupby(keys, sort=False) if {"ewm", "cummean"} & set(self.stats) else None
+        for j, s in enumerate(signals):
             if self.include_raw:
-                cols[s] = frame[s].to_numpy(float)
+                cols[s] = raw[s]
             for lag in self.lags:
-                cols[f"{s}__lag{lag}"] = g.shift(lag).to_numpy(float)
+                cols[f"{s}__lag{lag}"] = lagged[lag][:, j]
             for w in self.windows:
-                roll = g.rolling(w, min_periods=1)
                 for stat in self.stats:
-                    if stat in ("mean", "std", "min", "max"):
-                        vals = getattr(roll, stat)().reset_index(level=0, drop=True).sort_index()
-                        cols[f"{s}__{stat}{w}"] = vals.reindex(frame.index).to_numpy(float)
-                    elif stat == "slope" and w >= 3:
-                        cols[f"{s}__slope{w}"] = _rolling_slope(frame[s].to_numpy(float), keys.to_numpy(), w)
-            if "ewm" in self.stats:
-                cols[f"{s}__ewm"] = g.transform(lambda v: v.ewm(alpha=self.ewm_alpha).mean()).to_numpy(float)
-            if "cummean" in self.stats:
-                cols[f"{s}__cummean"] = g.transform(lambda v: v.expanding().mean()).to_numpy(float)
+                    if (stat, w) in rolled:
+                        cols[f"{s}__{stat}{w}"] = rolled[(stat, w)][:, j]
+            if grouped is not None and "ewm" in self.stats:
+                cols[f"{s}__ewm"] = grouped[s].transform(lambda v: v.ewm(alpha=self.ewm_alpha).mean()).to_numpy(float)
+            if grouped is not None and "cummean" in self.stats:
+                cols[f"{s}__cummean"] = grouped[s].transform(lambda v: v.expanding().mean()).to_numpy(float)
             if self.spectrum_bands > 0:
-                bands = _band_powers(frame[s].to_numpy(float), keys.to_numpy(), self.windows[-1],
-                                     self.spectrum_bands)
+                bands = _band_powers(V[:, j], keys, self.windows[-1], self.spectrum_bands)
                 for b in range(self.spectrum_bands):
                     cols[f"{s}__band{b}"] = bands[:, b]
+        if order is not None:
+            back = np.empty_like(order)
+            back[order] = np.arange(len(order))
+            cols = {k: v[back] for k, v in cols.items()}
+            frame = frame.iloc[back]
         out = pd.DataFrame(cols, index=frame.index)
         return out.fillna(0.0) if "std" in self.stats or self.lags else out
 
 
-def _cumsum0(arr: np.ndarray) -> np.ndarray:
-    return np.concatenate([[0.0], np.cumsum(arr)])
+def _grouped(keys: np.ndarray) -> bool:
+    """Whether each unit's rows are one contiguous run."""
+    runs = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    return len(runs) == len(pd.unique(keys))
 
 
-def _rolling_slope(v: np.ndarray, keys: np.ndarray, w: int) -> np.ndarray:
-    """Least-squares slope over the last `w` rows of each unit (fewer at a unit's start), vectorised."""
-    out = np.zeros(len(v))
-    for seg in segments(len(keys), keys):
-        a, b = seg.start, seg.stop
-        x = v[a:b]
-        n = len(x)
-        t = np.arange(n, dtype=float)
-        sy, sty, st, stt = _cumsum0(x), _cumsum0(t * x), _cumsum0(t), _cumsum0(t * t)
-        hi = np.arange(1, n + 1)
-        lo = np.maximum(hi - w, 0)
-        k = (hi - lo).astype(float)
-        Sy, Sty, St, Stt = sy[hi] - sy[lo], sty[hi] - sty[lo], st[hi] - st[lo], stt[hi] - stt[lo]
-        den = k * Stt - St ** 2
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[a:b] = np.where(den > 0, (k * Sty - St * Sy) / np.where(den > 0, den, 1.0), 0.0)
+def _run_starts(keys: np.ndarray) -> np.ndarray:
+    """For each row, the index of the first row of its unit's run."""
+    n = len(keys)
+    if n == 0:
+        return np.empty(0, np.int64)
+    first = np.r_[True, keys[1:] != keys[:-1]]
+    return np.maximum.accumulate(np.where(first, np.arange(n), 0))
+
+
+def _shifted(V: np.ndarray, start: np.ndarray, lag: int) -> np.ndarray:
+    """Each row's value `lag` rows earlier in its unit (NaN before the unit's start)."""
+    out = np.full_like(V, np.nan)
+    if 0 < lag < len(V):
+        out[lag:] = V[:-lag]
+        out[np.arange(len(V)) - lag < start] = np.nan
+    elif lag == 0:
+        out[:] = V
     return out
+
+
+def _window_bounds(start: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """[lo, hi) of each row's window: its last `w` rows, not before its unit's first row."""
+    hi = np.arange(1, len(start) + 1)
+    return np.maximum(hi - w, start), hi
+
+
+def _window_moments(V: np.ndarray, start: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rolling mean and sample standard deviation over each row's window, NaN values left out (as pandas' rolling
+    with min_periods=1). Values are centred per unit first so the cumulative sums stay small."""
+    ok = np.isfinite(V)
+    firsts = np.flatnonzero(start == np.arange(len(start)))
+    if len(V) == 0:
+        return V.copy(), V.copy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centre = np.add.reduceat(np.where(ok, V, 0.0), firsts, axis=0) / np.add.reduceat(ok, firsts, axis=0)
+    centre = np.nan_to_num(centre)[np.cumsum(start == np.arange(len(start))) - 1]
+    X = np.where(ok, V - centre, 0.0)
+    lo, hi = _window_bounds(start, w)
+    count = _cumsum0(ok.astype(float))
+    s1, s2 = _cumsum0(X), _cumsum0(X * X)
+    k = count[hi] - count[lo]
+    S1, S2 = s1[hi] - s1[lo], s2[hi] - s2[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(k > 0, S1 / k, np.nan)
+        var = np.where(k > 1, (S2 - S1 * S1 / np.where(k > 0, k, 1.0)) / (k - 1), np.nan)
+    return mean + centre, np.sqrt(np.clip(var, 0.0, None))
+
+
+def _window_extreme(V: np.ndarray, start: np.ndarray, w: int, pick: Any) -> np.ndarray:
+    """Rolling min or max (`np.fmin` / `np.fmax`, which skip NaN) over each row's window."""
+    out = V.copy()
+    idx = np.arange(len(V))
+    for d in range(1, min(w, len(V))):
+        shifted = np.empty_like(V)
+        shifted[d:], shifted[:d] = V[:-d], np.nan
+        shifted[idx - d < start] = np.nan
+        out = pick(out, shifted)
+    return out
+
+
+def _cumsum0(arr: np.ndarray) -> np.ndarray:
+    return np.concatenate([np.zeros((1, *arr.shape[1:])), np.cumsum(arr, axis=0)])
+
+
+def _rolling_slope(V: np.ndarray, start: np.ndarray, w: int) -> np.ndarray:
+    """Least-squares slope per row over the last `w` rows of its unit (fewer at a unit's start), all columns at
+    once; time is the row's position in its unit, values are NaN-free (features of filled rows)."""
+    t = (np.arange(len(start)) - start).astype(float)[:, None]
+    X = np.nan_to_num(V)
+    lo, hi = _window_bounds(start, w)
+    sy, sty, st, stt = _cumsum0(X), _cumsum0(t * X), _cumsum0(t), _cumsum0(t * t)
+    k = (hi - lo).astype(float)[:, None]
+    Sy, Sty, St, Stt = sy[hi] - sy[lo], sty[hi] - sty[lo], st[hi] - st[lo], stt[hi] - stt[lo]
+    den = k * Stt - St ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(np.where(den > 0, (k * Sty - St * Sy) / np.where(den > 0, den, 1.0), 0.0))
 
 
 def _band_powers(v: np.ndarray, keys: np.ndarray, w: int, bands: int) -> np.ndarray:

@@ -115,6 +115,7 @@ class Running:
     last_error: str | None = None
     error_at: float | None = None
     next_due: float = 0.0
+    dirty: set[str] = field(default_factory=set)  # assets with points not yet turned into rows
     recent_in: deque[np.ndarray] = field(default_factory=lambda: deque(maxlen=DRIFT_SAMPLE))
     recent_score: deque[float] = field(default_factory=lambda: deque(maxlen=DRIFT_SAMPLE))
 
@@ -329,6 +330,7 @@ class Scorer:
                     for run in runs:
                         for unit, j in run.by_tag.get(tag, ()):
                             unit.rows.add(j, t, v)
+                            run.dirty.add(unit.asset)
             now = time.monotonic()
             for run in self._running.values():
                 every = run.dep.params.get("every_s")
@@ -339,8 +341,13 @@ class Scorer:
                 self._score(run)
 
     def _score(self, run: Running, *, force: bool = False) -> None:
+        """Score the ready rows of the assets that got points (of every asset when forced: the catch-up)."""
         blocks, news = [], []
-        for unit in run.units.values():
+        if not force and not run.dirty:
+            return
+        dirty, run.dirty = run.dirty, set()
+        units = [u for a, u in run.units.items() if force or a in dirty]  # in the deployment's order
+        for unit in units:
             times, rows = unit.rows.take()
             if len(times):
                 unit.new_t.append(times)
