@@ -211,6 +211,15 @@ def test_predict_endpoint_scores_rows_and_names_bad_ones(live: Platform) -> None
         assert c.post("/api/v1/acme/models/pump-pca/predict",
                       json={"rows": [{"pressure": "high", "flow": 1}]}).status_code == 422
         assert c.post("/api/v1/acme/models/nope/predict", json={"rows": [{"a": 1}]}).status_code == 404
+        not_json = c.post("/api/v1/acme/models/pump-pca/predict", content=b"{rows: [",
+                          headers={"Content-Type": "application/json"})
+        assert not_json.status_code == 422 and not_json.json()["where"] == "body"
+        assert c.post("/api/v1/acme/models/pump-pca/predict", json=[1, 2]).status_code == 422
+        # a promotion is seen by the next call (the production version is cached, but not past a registry change)
+        live.lab.run("acme", {**SPEC, "model": {"kind": "pca", "params": {"explained_variance": 0.9}}}, track=False)
+        live.lab.promote("acme", "pump-pca", 2, "second", force=True)
+        again = c.post("/api/v1/acme/models/pump-pca/predict", json={"rows": [{"pressure": 20.0, "flow": 100.0}]})
+        assert again.json()["model"]["version"] == 2
         # another tenant's caller sees nothing of this model
         assert c.post("/api/v1/rival/models/pump-pca/predict",
                       json={"rows": [{"pressure": 1.0, "flow": 1.0}]}).status_code == 404

@@ -6,9 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query
+import orjson
+from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
+from taehwa.errors import InvalidInput
 from taehwa.live.deployments import DeploymentIn
 from taehwa.live.notify import WebhookIn
 from taehwa.live.rules import RuleIn
@@ -76,10 +80,21 @@ def add_live_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
         """PSI and Kolmogorov–Smirnov of the live inputs and score against the model's training data."""
         return live.drift.report(tenant, name)
 
-    @router.post("/api/v1/{tenant}/models/{name}/predict", openapi_extra=_body(PredictIn))
-    def predict(tenant: str, name: str, body: dict[str, Any] = ANY_BODY) -> dict[str, Any]:
-        """Score rows on demand with the production version (or the one named)."""
-        return live.predict_request(tenant, name, body)
+    @router.post("/api/v1/{tenant}/models/{name}/predict", openapi_extra=_body(PredictIn),
+                 response_class=Response)
+    async def predict(tenant: str, name: str, request: Request) -> Response:
+        """Score rows on demand with the production version (or the one named). Other systems call this per
+        reading, so the body is parsed and the answer written with orjson, in one trip to a worker thread."""
+        raw = await request.body()
+
+        def work() -> bytes:
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise InvalidInput(f"the body is not JSON: {exc}", where="body") from None
+            return orjson.dumps(live.predict_request(tenant, name, body))
+
+        return Response(await run_in_threadpool(work), media_type="application/json")
 
     @router.post("/api/v1/{tenant}/backfill", openapi_extra=_body(BackfillIn))
     def backfill(tenant: str, body: dict[str, Any] = ANY_BODY) -> dict[str, Any]:

@@ -50,6 +50,7 @@ class LabService:
         self.root = platform.settings.data_dir / "lab"
         self.tracker = Tracker(self.root / "mlflow")
         self._engine = platform.historian.engine
+        self.registry_generation = 0  # bumped by every registry change here, so caches of it know to look again
 
     # --- runs ---------------------------------------------------------------------------------------------------
     def run_dir(self, tenant: str, run_id: str) -> Path:
@@ -217,6 +218,7 @@ class LabService:
                                                     run_id=run_id, stage="candidate", created_by=current().user,
                                                     created_at=datetime.now(UTC)))
             self._event(c, tenant, name, version, "register", None, {"run_id": run_id})
+        self.registry_generation += 1
         self.platform.audit.append("model.register", tenant=tenant, target=f"{name} v{version}",
                                    after={"run_id": run_id, "asset_type": asset_type})
         return {"name": name, "version": version, "stage": "candidate", "run_id": run_id}
@@ -295,6 +297,7 @@ class LabService:
                 (model_versions.c.version == version)).values(stage="production"))
             self._event(c, tenant, name, version, "promote", reason,
                         {"previous": prev.version if prev else None, "gate": why or "passed", "forced": force})
+        self.registry_generation += 1
         self.platform.audit.append("model.promote", tenant=tenant, target=f"{name} v{version}",
                                    before={"production": prev.version if prev else None},
                                    after={"production": version, "reason": reason, "forced": force})
@@ -326,6 +329,7 @@ class LabService:
                 (model_versions.c.version == back_to)).values(stage="production"))
             self._event(c, tenant, name, back_to, "rollback", reason,
                         {"from": prod.version, "previous": before[-1]["detail"].get("previous") if before else None})
+        self.registry_generation += 1
         self.platform.audit.append("model.rollback", tenant=tenant, target=name,
                                    before={"production": prod.version}, after={"production": back_to,
                                                                                "reason": reason})

@@ -1,9 +1,13 @@
 """Which fitted pipeline a deployment or a predict call uses: the pinned version or the production one, loaded once
-per training run and kept in memory."""
+per training run and kept in memory.
+
+Which version is in production is looked up in the registry at most once a second per model (a predict call should
+not cost a database query), and at once after a registry change made through this process."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +20,9 @@ if TYPE_CHECKING:
     from taehwa.platform import Platform
 
 
+RESOLVE_TTL_S = 1.0
+
+
 class ModelCache:
     """Fitted pipelines by training run (a few dozen at most in memory)."""
 
@@ -24,9 +31,22 @@ class ModelCache:
         self.capacity = capacity
         self._cache: OrderedDict[tuple[str, str], Pipeline] = OrderedDict()
         self._lock = threading.Lock()
+        self._resolved: dict[tuple[str, str, int | None], tuple[float, int, dict[str, Any]]] = {}
 
     def resolve(self, tenant: str, model: str, version: int | None) -> dict[str, Any]:
         """{name, version, run_id, stage} of a pinned version, or of the production one."""
+        self.platform.tenants.require(tenant)
+        key, generation, now = (tenant, model, version), self.platform.lab.registry_generation, time.monotonic()
+        hit = self._resolved.get(key)
+        if hit is not None and hit[1] == generation and now - hit[0] < RESOLVE_TTL_S:
+            return dict(hit[2])
+        info = self._lookup(tenant, model, version)
+        if len(self._resolved) > 10_000:
+            self._resolved.clear()
+        self._resolved[key] = (now, generation, info)
+        return dict(info)
+
+    def _lookup(self, tenant: str, model: str, version: int | None) -> dict[str, Any]:
         versions = self.platform.lab.versions(tenant, model)
         if version is None:
             found = [v for v in versions if v["stage"] == "production"]
