@@ -15,7 +15,8 @@ grid time). Measured:
 - `batch_rows_s`: `taehwa live backfill` (historian read, rows, features, model) over a past range, beside the same
   pipeline's bare `predict` on the same rows already in memory (`batch_ratio_vs_bare`, the lower of the two models);
 - `predict_p99_ms`, `predict_rps`: `POST /api/v1/{tenant}/models/{name}/predict` with one row, against `taehwa serve`
-  in its own process: p99 of 1,000 sequential calls, and calls/s from 4 concurrent clients.
+  in its own process: p99 of 1,000 sequential calls, and calls/s from 4 concurrent clients; beside them the same
+  call made in-process, without HTTP.
 
 Prints a table, then as its last line {"bench": "live", "figures": {...}}.
 """
@@ -255,6 +256,22 @@ def batch(p: Platform, model: str, pumps: int, start_us: int, end_us: int) -> di
             "bare_rows_s": len(frame) / bare_s}
 
 
+def bare_predict(p: Platform) -> dict[str, tuple[float, float]]:
+    """p50 and p99 of the one-row predict as a direct service call, the baseline of the endpoint's figures."""
+    rng = np.random.default_rng(5)
+    out = {}
+    for model, key in (("pump-pca", "pca"), ("pump-temp-forecast", "lgbm")):
+        lat = []
+        for i in range(1300):
+            row = [dict(zip([f"s{k}" for k in range(SENSORS)], signals(rng, 1)[0].tolist(), strict=True))]
+            began = time.perf_counter()
+            p.live.predict(TENANT, model, row)
+            if i >= 300:
+                lat.append((time.perf_counter() - began) * 1000)
+        out[key] = (pct(lat, 50), pct(lat, 99))
+    return out
+
+
 def calls_per_s(endpoint: str, *, clients: int, seconds: float) -> float:
     """Calls/s of one-row predicts from `clients` concurrent clients, each on its own connection."""
     counts = [0] * clients
@@ -296,7 +313,7 @@ def predict_load(data_dir: Path) -> dict[str, float]:
         for model, key in (("pump-pca", "pca"), ("pump-temp-forecast", "lgbm")):
             endpoint = f"{url}/api/v1/{TENANT}/models/{model}/predict"
             with httpx.Client(headers=AUTH) as c:
-                for _ in range(50):  # warm up: the model is loaded on the first call
+                for _ in range(300):  # warm up: the model is loaded on the first call
                     c.post(endpoint, json={"rows": [dict(zip([f"s{k}" for k in range(SENSORS)],
                                                              signals(rng, 1)[0].tolist(), strict=True))]})
                 lat = []
@@ -363,12 +380,17 @@ def main() -> None:
               f"{figures['score_p50_ms']} ms p99 {figures['score_p99_ms']} ms; {len(s['alert_ms'])}/"
               f"{s['alerts_expected']} alerts, delay p50 {figures['alert_p50_ms']} ms p99 "
               f"{figures['alert_p99_ms']} ms", flush=True)
+        bare = bare_predict(p)
         p.close()
         pr = predict_load(data_dir)
         print(f"predict one row: PCA p50 {pr['predict_p50_ms_pca']:.2f} ms p99 {pr['predict_p99_ms_pca']:.2f} ms, "
               f"{pr['predict_rps_pca']:,.0f} calls/s; LightGBM p50 {pr['predict_p50_ms_lgbm']:.2f} ms p99 "
               f"{pr['predict_p99_ms_lgbm']:.2f} ms, {pr['predict_rps_lgbm']:,.0f} calls/s", flush=True)
+        print(f"  the same call in-process (no HTTP): PCA p50 {bare['pca'][0]:.2f} ms p99 {bare['pca'][1]:.2f} ms; "
+              f"LightGBM p50 {bare['lgbm'][0]:.2f} ms p99 {bare['lgbm'][1]:.2f} ms", flush=True)
         figures.update({k: round(v, 2) for k, v in pr.items()})
+        figures["predict_bare_p99_ms_pca"] = round(bare["pca"][1], 2)
+        figures["predict_bare_p99_ms_lgbm"] = round(bare["lgbm"][1], 2)
         figures["predict_p99_ms"] = figures["predict_p99_ms_pca"]
         figures["predict_rps"] = round(figures["predict_rps_pca"])
     print(json.dumps({"bench": "live", "quick": args.quick, "figures": figures}))

@@ -164,9 +164,9 @@ def backfill(model: Annotated[str, typer.Argument(help="Registered model name.")
              start: Annotated[str, typer.Option(help="Start of the range (ISO 8601).")],
              end: Annotated[str, typer.Option(help="End of the range (ISO 8601).")],
              version: Annotated[int | None, typer.Option(help="A version (default: production).")] = None,
-             asset: Annotated[str | None, typer.Option()] = None,
-             asset_type: Annotated[str | None, typer.Option()] = None,
-             under: Annotated[str | None, typer.Option()] = None,
+             asset: Annotated[str | None, typer.Option(help="Score one asset.")] = None,
+             asset_type: Annotated[str | None, typer.Option(help="Score every asset of a type.")] = None,
+             under: Annotated[str | None, typer.Option(help="Score every fitting asset under a path.")] = None,
              write: Annotated[str, typer.Option(help="shadow: <asset>/backfill/<model>/v<n>/<output> tags; outputs: "
                                                      "the live output tags; none: only the summary.")] = "shadow",
              tenant: TenantOpt = "demo") -> None:
@@ -232,6 +232,7 @@ def list_rules(tenant: TenantOpt = "demo", as_json: JsonOpt = False) -> None:
 
 @rules_app.command("remove")
 def remove_rule(name: str, tenant: TenantOpt = "demo") -> None:
+    """Remove an alert rule (its alerts and their history stay)."""
     with services(readonly=True) as platform:
         platform.live.rules.remove(tenant, name)
     out.print(f"removed rule {name}")
@@ -310,6 +311,7 @@ def list_hooks(tenant: TenantOpt = "demo") -> None:
 
 @hooks_app.command("remove")
 def remove_hook(name: str, tenant: TenantOpt = "demo") -> None:
+    """Remove a webhook (notifications not yet delivered to it are dropped)."""
     with services(readonly=True) as platform:
         platform.live.notifier.remove(tenant, name)
     out.print(f"removed webhook {name}")

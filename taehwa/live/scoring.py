@@ -252,6 +252,8 @@ class Scorer:
             run.units[asset] = unit
             for j, tag in enumerate(tags):
                 run.by_tag.setdefault(tag, []).append((unit, j))
+        if not self.historian.readonly:  # the output tags exist from the start, not from their first row
+            self.historian.catalog.ensure(dep.tenant, [run.output_tag(a, o) for a in run.units for o in run.outputs])
         self._catch_up(run)
         return run
 

@@ -136,10 +136,14 @@ class TenantLive:
         per_asset: dict[str, dict[str, list[list[Any]]]] = {}
         derived_assets: set[str] = set()
         touched: set[str] = set()
+        stamps: dict[int, str] = {}  # a batch's points mostly share a few times: format each once
         for tag, t, v, q in zip(tags, times, values, qualities, strict=True):
             path, sig = self.by_tag[tag]
             st = self.signals[path][sig]
-            per_asset.setdefault(path, {}).setdefault(sig, []).append([from_us(t).isoformat(), v, q])
+            stamp = stamps.get(t)
+            if stamp is None:
+                stamp = stamps[t] = from_us(t).isoformat()
+            per_asset.setdefault(path, {}).setdefault(sig, []).append([stamp, v, q])
             if st.derived:
                 derived_assets.add(path)
             if st.time_us is None or t >= st.time_us:
