@@ -59,6 +59,14 @@ def test_refuses_unknown_parameters_unfitted_use_and_wrong_width(kind: str) -> N
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
+def test_decide_is_predict_and_score_in_one_pass(kind: str) -> None:
+    model, X = _fit(kind)
+    decision, score = model.decide(X[:50])
+    np.testing.assert_array_equal(decision, model.predict(X[:50]))
+    np.testing.assert_allclose(score, model.score(X[:50]))
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
 def test_outputs_have_one_value_per_row(kind: str) -> None:
     model, X = _fit(kind)
     assert model.predict(X[:17]).shape == (17,)

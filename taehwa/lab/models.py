@@ -56,6 +56,12 @@ class Model:
         self._check(X)
         return self._score(_matrix(X), groups)
 
+    def decide(self, X: np.ndarray, groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """`predict` and `score` together, in one pass where they share their work (scoring live data asks for
+        both: a regressor's score is its prediction, a detector's decision is its score over the limit)."""
+        self._check(X)
+        return self._decide(_matrix(X), groups)
+
     def _check(self, X: np.ndarray) -> None:
         if not self.fitted:
             raise InvalidInput(f"model {self.kind!r} is not fitted yet", where="model")
@@ -73,6 +79,12 @@ class Model:
 
     def _score(self, X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
         return self._predict(X, groups).astype(float)
+
+    def _decide(self, X: np.ndarray, groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        if type(self)._score is Model._score:  # the score is the prediction: predict once
+            decision = self._predict(X, groups)
+            return decision, decision.astype(float)
+        return self._predict(X, groups), self._score(X, groups)
 
 
 def _matrix(X: Any) -> np.ndarray:
@@ -136,6 +148,10 @@ class _Detector(Model):
 
     def _predict(self, X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
         return (self._score(X, groups) > 1.0).astype(int)
+
+    def _decide(self, X: np.ndarray, groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        score = self._score(X, groups)
+        return (score > 1.0).astype(int), score
 
 
 class PCAMonitor(_Detector):
@@ -282,10 +298,14 @@ class LightGBMClassifier(Model):
         return np.asarray(self.model_.predict(X)).astype(str)
 
     def _score(self, X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+        return self._decide(X, groups)[1]
+
+    def _decide(self, X: np.ndarray, groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         proba = np.asarray(self.model_.predict_proba(X), dtype=float)
         classes = list(self.model_.classes_)
         normal = str(self.params["normal_class"])
-        return np.asarray(1.0 - proba[:, classes.index(normal)] if normal in classes else proba.max(axis=1))
+        decision = np.asarray(self.model_.classes_)[np.argmax(proba, axis=1)].astype(str)
+        return decision, np.asarray(1.0 - proba[:, classes.index(normal)] if normal in classes else proba.max(axis=1))
 
 
 class MeanRegressor(Model):

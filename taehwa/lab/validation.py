@@ -93,7 +93,7 @@ class Pipeline:
         """(decision, score) for every row of `frame`."""
         X = self.features(frame)
         groups = frame[UNIT].to_numpy() if UNIT in frame.columns else None
-        return self.model.predict(X, groups), self.model.score(X, groups)
+        return self.model.decide(X, groups)
 
 
 @dataclass
