@@ -10,11 +10,13 @@ restart the scorer reads what arrived since from the historian and scores it, in
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import queue
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -459,11 +461,14 @@ def split_by_tag(table: pa.Table) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def history_blocks(platform: Platform, tenant: str, units: dict[str, list[str]], start_us: int, end_us: int,
-                   step_us: int, hold_us: int, need: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+                   step_us: int, hold_us: int, need: int, known: set[str] | None = None
+                   ) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Rows (asset, grid times, values[row, input]) of each asset over a past range, made exactly as live scoring
-    makes them, beginning `need` rows before `start` (they feed the features of the first rows)."""
-    known = platform.historian.catalog.ids(tenant, refresh=True)
-    all_tags = sorted({t for tags in units.values() for t in tags if t in known})  # some may never have had data
+    makes them, beginning `need` rows before `start` (they feed the features of the first rows). `known`: the
+    tenant's tags (those of `units` that never had data are left out)."""
+    if known is None:
+        known = set(platform.historian.catalog.ids(tenant, refresh=True))
+    all_tags = sorted({t for tags in units.values() for t in tags if t in known})
     lo = start_us - need * step_us - hold_us
     per_tag = split_by_tag(platform.historian.read(tenant, all_tags, from_us(lo), from_us(end_us + 1))
                            ) if all_tags else {}
@@ -478,16 +483,47 @@ def history_blocks(platform: Platform, tenant: str, units: dict[str, list[str]],
     return blocks
 
 
+BACKFILL_CHUNK_ROWS = 50_000  # rows of one read-and-score step of a backfill
+
+
 def backfill_rows(platform: Platform, tenant: str, pipe: Pipeline, units: dict[str, list[str]], start_us: int,
                   end_us: int, step_us: int, hold_us: int, need: int
                   ) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
-    """(asset per row, times, outputs) of a model over a past range, rows made exactly as live scoring makes them."""
-    blocks = history_blocks(platform, tenant, units, start_us, end_us, step_us, hold_us, need)
-    if not blocks:
+    """(asset per row, times, outputs) of a model over a past range, rows made exactly as live scoring makes them.
+
+    Assets go in chunks of about `BACKFILL_CHUNK_ROWS` rows, and the next chunk is read from the historian while the
+    model scores this one (DuckDB and the model's native code both let go of the GIL), so a long backfill costs
+    little more than the model itself. Features are per asset, so chunking changes no output."""
+    columns = required_columns(pipe)
+    known = set(platform.historian.catalog.ids(tenant, refresh=True))
+    per_asset = (end_us - start_us) // step_us + need + 2
+    size = max(1, BACKFILL_CHUNK_ROWS // per_asset)
+    names = list(units)
+    chunks = [{a: units[a] for a in names[i:i + size]} for i in range(0, len(names), size)]
+    assets: list[str] = []
+    times: list[np.ndarray] = []
+    outs: dict[str, list[np.ndarray]] = {}
+
+    def read(chunk: dict[str, list[str]]) -> Future[list[tuple[str, np.ndarray, np.ndarray]]]:
+        return pool.submit(contextvars.copy_context().run, history_blocks, platform, tenant, chunk, start_us,
+                           end_us, step_us, hold_us, need, known)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="backfill-read") as pool:
+        pending = read(chunks[0]) if chunks else None
+        for k in range(len(chunks)):
+            assert pending is not None
+            blocks = pending.result()
+            pending = read(chunks[k + 1]) if k + 1 < len(chunks) else None
+            if not blocks:
+                continue
+            _, decision, score = predict_units(pipe, columns, blocks)
+            t = np.concatenate([t for _, t, _ in blocks])
+            keep = t >= start_us
+            a = np.repeat(np.array([a for a, _, _ in blocks], dtype=object), [len(t) for _, t, _ in blocks])
+            assets.extend(a[keep].tolist())
+            times.append(t[keep])
+            for o, v in model_outputs(pipe, decision, score).items():
+                outs.setdefault(o, []).append(v[keep])
+    if not times:
         return [], np.empty(0, np.int64), {}
-    _, decision, score = predict_units(pipe, required_columns(pipe), blocks)
-    outs = model_outputs(pipe, decision, score)
-    times = np.concatenate([t for _, t, _ in blocks])
-    keep = times >= start_us
-    assets = np.repeat(np.array([a for a, _, _ in blocks], dtype=object), [len(t) for _, t, _ in blocks])
-    return assets[keep].tolist(), times[keep], {o: v[keep] for o, v in outs.items()}
+    return assets, np.concatenate(times), {o: np.concatenate(v) for o, v in outs.items()}
