@@ -16,9 +16,9 @@ from __future__ import annotations
 import ssl
 import time
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import orjson
 
 from taehwa.connectors.config import MqttConnector, MqttItem, render_tag, topic_matches
@@ -49,16 +49,102 @@ def parse_time(value: Any, where: str) -> int:
     raise ValueError(f"{where}: time must be ISO 8601 text or an epoch number")
 
 
-@lru_cache(maxsize=65_536)
-def _tag(template: str, topic: str, caught: tuple[str, ...], name: str) -> str:
-    """render_tag, remembered: the same topics and names come back in every message."""
-    return render_tag(template, topic, list(caught), name)
+_TAGS: dict[tuple[str, str, tuple[str, ...]], dict[str, str]] = {}  # (template, topic, levels) → name → tag
+
+
+def _tags(template: str, topic: str, caught: tuple[str, ...], names: list[str]) -> list[str]:
+    """render_tag for many names, remembered: the same topics and names come back in every message."""
+    key = (template, topic, caught)
+    known = _TAGS.get(key)
+    if known is None:
+        if len(_TAGS) > 65_536:
+            _TAGS.clear()
+        known = _TAGS[key] = {}
+    out = []
+    for name in names:
+        tag = known.get(name)
+        if tag is None:
+            tag = known[name] = render_tag(template, topic, list(caught), name)
+        out.append(tag)
+    return out
+
+
+def _times(raw: list[Any]) -> list[int] | None:
+    """`parse_time` of many epoch numbers at once (the same float arithmetic); None if any is not a finite number."""
+    if not all(type(t) is int or type(t) is float for t in raw):
+        return None
+    try:
+        v = np.array(raw, dtype=np.float64)
+    except OverflowError:
+        return None
+    if not np.isfinite(v).all():
+        return None
+    us = np.where(v > 1e14, v, np.where(v > 1e11, v * 1e3, v * 1e6))
+    return list(us.astype(np.int64).tolist())
+
+
+def _numbers(raw: list[Any]) -> bool:
+    return all(type(v) is float or type(v) is int for v in raw)
+
+
+def _fast_rows(doc: list[Any], template: str, topic: str, caught: tuple[str, ...], now_us: int
+               ) -> tuple[list[str], list[int], list[float]] | None:
+    """The common list payload in bulk: every row an object keyed like the first, names text, values and times
+    numbers. None for anything else, and the careful path then names what is wrong, row by row."""
+    first = doc[0]
+    if type(first) is not dict:
+        return None
+    name_key = "tag" if "tag" in first else "name" if "name" in first else None
+    time_key = next((k for k in TIME_KEYS if k in first), None)
+    if name_key is None:
+        return None
+    try:
+        names = [r[name_key] for r in doc]
+        values = [r["value"] for r in doc]
+        stamps = [r[time_key] for r in doc] if time_key else None
+    except (KeyError, TypeError):
+        return None
+    if not all(type(n) is str and n for n in names) or not _numbers(values):
+        return None
+    if name_key == "name" and any("tag" in r for r in doc):
+        return None  # some row names its tag with "tag", which wins there
+    if stamps is None:
+        if any(k in r for r in doc for k in TIME_KEYS):
+            return None
+        times = [now_us] * len(doc)
+    else:
+        if time_key != TIME_KEYS[0] and any(k in r for r in doc for k in TIME_KEYS[:TIME_KEYS.index(time_key)]):
+            return None  # some row has a time key that comes first
+        parsed = _times(stamps)
+        if parsed is None:
+            return None
+        times = parsed
+    return _tags(template, topic, caught, names), times, [float(v) for v in values]
 
 
 def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{where}: value {value!r} is not a number")
     return float(value)
+
+
+def _careful_rows(doc: list[Any], template: str, topic: str, caught: tuple[str, ...], now_us: int
+                  ) -> tuple[list[str], list[int], list[float]]:
+    """A list payload row by row, each row's own keys; the first bad field is named with its row."""
+    tags: list[str] = []
+    times: list[int] = []
+    values: list[float] = []
+    for i, row in enumerate(doc):
+        if not isinstance(row, dict):
+            raise ValueError(f"topic {topic}[{i}]: each point is an object with tag and value")
+        name = row.get("tag", row.get("name"))
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"topic {topic}[{i}].tag: missing")
+        key = next((k for k in TIME_KEYS if k in row), None)
+        times.append(parse_time(row[key], f"topic {topic}[{i}].{key}") if key else now_us)
+        tags.append(_tags(template, topic, caught, [name])[0])
+        values.append(_number(row.get("value"), f"topic {topic}[{i}].value"))
+    return tags, times, values
 
 
 def decode(item: MqttItem, topic: str, caught: list[str], payload: bytes, now_us: int, prefix: str = ""
@@ -75,9 +161,6 @@ def decode(item: MqttItem, topic: str, caught: list[str], payload: bytes, now_us
         doc = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
         raise ValueError(f"topic {topic}: payload is not JSON ({exc})") from None
-    tags: list[str] = []
-    times: list[int] = []
-    values: list[float] = []
     key_caught = tuple(caught)
     if isinstance(doc, (int, float)) and not isinstance(doc, bool):
         return [render_tag(template.replace("/{name}", ""), topic, caught)], [now_us], [float(doc)]
@@ -86,23 +169,11 @@ def decode(item: MqttItem, topic: str, caught: list[str], payload: bytes, now_us
         t = parse_time(doc[key], f"topic {topic}.{key}") if key else now_us
         inner = doc.get("values")
         fields = inner if isinstance(inner, dict) else {k: v for k, v in doc.items() if k not in TIME_KEYS}
-        for name, v in fields.items():
-            tags.append(_tag(template, topic, key_caught, name))
-            times.append(t)
-            values.append(_number(v, f"topic {topic}.{name}"))
-        return tags, times, values
+        values = [_number(v, f"topic {topic}.{name}") for name, v in fields.items()]
+        return _tags(template, topic, key_caught, list(fields)), [t] * len(values), values
     if isinstance(doc, list):
-        for i, row in enumerate(doc):
-            if not isinstance(row, dict):
-                raise ValueError(f"topic {topic}[{i}]: each point is an object with tag and value")
-            name = row.get("tag", row.get("name"))
-            if not isinstance(name, str) or not name:
-                raise ValueError(f"topic {topic}[{i}].tag: missing")
-            key = next((k for k in TIME_KEYS if k in row), None)
-            times.append(parse_time(row[key], f"topic {topic}[{i}].{key}") if key else now_us)
-            tags.append(_tag(template, topic, key_caught, name))
-            values.append(_number(row.get("value"), f"topic {topic}[{i}].value"))
-        return tags, times, values
+        fast = _fast_rows(doc, template, topic, key_caught, now_us) if doc else None
+        return fast if fast is not None else _careful_rows(doc, template, topic, key_caught, now_us)
     raise ValueError(f"topic {topic}: JSON payload must be an object, a list or a number")
 
 

@@ -56,6 +56,7 @@ class ConnectorService:
                  root: Path) -> None:
         self.engine, self.tenants, self.audit, self.historian, self.root = engine, tenants, audit, historian, root
         self._links: dict[tuple[str, str], tuple[str, Link]] = {}  # (tenant, name) → (spec JSON, link)
+        self._parsed: dict[str, Connector] = {}  # stored spec JSON → its definition (parsed once, not every tick)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -87,12 +88,27 @@ class ConnectorService:
         return [s.name for s in specs]
 
     def definitions(self, tenant: str | None = None) -> list[tuple[str, Connector]]:
+        return [(t, spec) for t, _, spec in self._stored(tenant)]
+
+    def _stored(self, tenant: str | None = None) -> list[tuple[str, str, Connector]]:
+        """(tenant, stored JSON, definition) of every connector; a definition of thousands of items takes a while
+        to validate, so each stored text is parsed once."""
         q = select(connectors.c.tenant, connectors.c.spec).order_by(connectors.c.tenant, connectors.c.name)
         if tenant is not None:
             q = q.where(connectors.c.tenant == tenant)
         with self.engine.connect() as c:
             rows = c.execute(q).all()
-        return [(r.tenant, parse_connectors(json.loads(r.spec))[0]) for r in rows]
+        out = []
+        for r in rows:
+            raw = r.spec if isinstance(r.spec, str) else json.dumps(r.spec)
+            spec = self._parsed.get(raw)
+            if spec is None:
+                spec = parse_connectors(json.loads(raw))[0]
+                if len(self._parsed) > 1000:
+                    self._parsed.clear()
+                self._parsed[raw] = spec
+            out.append((r.tenant, raw, spec))
+        return out
 
     def get(self, tenant: str, name: str) -> dict[str, Any]:
         self.tenants.require(tenant, "read")
@@ -170,7 +186,7 @@ class ConnectorService:
 
     def reconcile(self) -> None:
         """Start new or changed connectors, stop removed or disabled ones."""
-        wanted = {(t, s.name): (s.model_dump_json(), s) for t, s in self.definitions() if s.enabled}
+        wanted = {(t, s.name): (raw, s) for t, raw, s in self._stored() if s.enabled}
         with self._lock:
             running = dict(self._links)
         for key, (text, _) in running.items():
