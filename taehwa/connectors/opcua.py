@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -52,29 +53,86 @@ async def _connect(spec: OpcUaConnector) -> Any:
     return client
 
 
-class _Handler:
-    def __init__(self, link: OpcUaLink, tags: dict[Any, str]) -> None:
-        self.link, self.tags = link, tags
+def _take_values(link: OpcUaLink, tags: dict[Any, str], events: list[Any]) -> None:
+    """The values of one publish response, staged together: good numbers with their source times; a bad-quality
+    value (e.g. waiting for initial data) is skipped, a value that is not a number reported."""
+    from asyncua.common.subscription import DataChangeEvent, StatusChangeEvent
 
-    def datachange_notification(self, node: Any, val: Any, data: Any) -> None:
-        tag = self.tags.get(node.nodeid)
+    out_tags: list[str] = []
+    out_times: list[int] = []
+    out_values: list[float] = []
+    now_us = int(time.time() * 1e6)
+    for ev in events:
+        if isinstance(ev, StatusChangeEvent):
+            link.error(f"subscription status: {ev.notification}")
+            continue
+        if not isinstance(ev, DataChangeEvent):
+            continue
+        tag = tags.get(ev.node.nodeid)
         if tag is None:
-            return
-        dv = data.monitored_item.Value
+            continue
+        dv = ev.data.monitored_item.Value
         if dv.StatusCode is not None and not dv.StatusCode.is_good():
-            return  # no value (e.g. waiting for initial data) or a bad one: nothing to store
+            continue
         ts = dv.SourceTimestamp or dv.ServerTimestamp
-        t_us = _us(ts) if ts else int(time.time() * 1e6)
+        t_us = _us(ts) if ts else now_us
         try:
-            value = float(val)
+            value = float(ev.value)
         except (TypeError, ValueError):
-            self.link.reject(f"node {node.nodeid.to_string()}: value {val!r} is not a number")
-            return
-        self.link.last_seen[tag] = t_us
-        self.link.stage([tag], [t_us], [value])
+            link.reject(f"node {ev.node.nodeid.to_string()}: value {ev.value!r} is not a number")
+            continue
+        link.last_seen[tag] = t_us
+        out_tags.append(tag)
+        out_times.append(t_us)
+        out_values.append(value)
+    if out_tags:
+        link.stage(out_tags, out_times, out_values)
 
-    def status_change_notification(self, status: Any) -> None:
-        self.link.error(f"subscription status: {status}")
+
+@functools.cache
+def _bulk_subscription() -> type:
+    """asyncua's Subscription, handing each publish response's values to the link at once. (In handler mode
+    asyncua 2.1 schedules one task per value, which cost more than everything else the connector does; in
+    iterator mode each value goes through a bounded queue that drops values when it overflows.)"""
+    from asyncua.common.subscription import Subscription
+
+    class BulkSubscription(Subscription):
+        def __init__(self, link: OpcUaLink, tags: dict[Any, str], *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.link, self.tags = link, tags
+            self.batch: list[Any] = []
+
+        def _deliver(self, event: Any) -> None:
+            self.batch.append(event)
+
+        async def publish_callback(self, publish_result: Any) -> None:
+            self.batch = []
+            await super().publish_callback(publish_result)
+            batch, self.batch = self.batch, []
+            _take_values(self.link, self.tags, batch)
+
+    return BulkSubscription
+
+
+async def _subscribe(client: Any, link: OpcUaLink, tags: dict[Any, str], publish_ms: float) -> Any:
+    """A subscription as `Client.create_subscription` makes one, of the bulk kind."""
+    from asyncua import ua
+
+    params = ua.CreateSubscriptionParameters()
+    params.RequestedPublishingInterval = publish_ms
+    params.RequestedLifetimeCount = 10000
+    params.RequestedMaxKeepAliveCount = client.get_keepalive_count(publish_ms)
+    params.MaxNotificationsPerPublish = 10000
+    params.PublishingEnabled = True
+    params.Priority = 0
+    sub = _bulk_subscription()(link, tags, client.uaclient.session, params, None)
+    sub.set_overflow_disconnect_handler(client.uaclient.notify_transport_lost)
+    results = await sub.init()
+    revised = client.get_subscription_revised_params(params, results)
+    if revised:
+        await sub.update(revised)
+    client._subscriptions.append(sub)
+    return sub
 
 
 class OpcUaLink(Link):
@@ -111,7 +169,7 @@ class OpcUaLink(Link):
         try:
             nodes = {i.node: client.get_node(i.node) for i in s.items}
             tags = {nodes[i.node].nodeid: s.tag_prefix + i.tag for i in s.items}
-            sub = await client.create_subscription(s.publish_ms, _Handler(self, tags))
+            sub = await _subscribe(client, self, tags, s.publish_ms)
             # every sample the server takes is a point for the historian, so a repeated value with a new timestamp is
             # reported too (trigger StatusValueTimestamp); a deadband item reports only changes beyond its deadband
             groups: dict[tuple[float, int, float], list[Any]] = {}
