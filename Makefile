@@ -5,9 +5,10 @@ PY := $(VENV)/bin/python
 TAEHWA := $(VENV)/bin/taehwa
 TAEHWA_PORT ?= 8000
 export TAEHWA_PORT
-# Debian packages the tests need (installed when run as root): mosquitto for the MQTT connector tests (they are
-# skipped without it); later issues add chromium, postgresql.
-DEB_PACKAGES ?= mosquitto
+# Debian packages the tests need (installed when run as root): mosquitto for the MQTT connector tests and chromium
+# for the web UI tests with a Korean font for their screenshots (each skipped without it); a later issue adds
+# postgresql.
+DEB_PACKAGES ?= mosquitto chromium fonts-nanum
 
 .PHONY: run test lint typecheck pytest bench deps-deb clean
 

@@ -44,6 +44,9 @@ class Platform:
         from taehwa.live.service import LiveService
 
         self.live = LiveService(self)
+        from taehwa.overview import Overview
+
+        self.overview = Overview(self)
         if background and not readonly:
             self.twin.start()
         self.api_token = self._token()

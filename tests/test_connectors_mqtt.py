@@ -225,3 +225,29 @@ def test_sigkill_of_the_server_mid_stream_loses_nothing(tmp_path: Path, broker: 
         assert sorted(got) == [float(i) for i in range(4000)]  # none lost, none twice
     finally:
         p.close()
+
+
+def test_a_new_connector_runs_once_when_start_and_the_runtime_race(platform: Platform, tmp_path: Path) -> None:
+    """`add` wakes the runtime while a caller also runs `start` (as the demo does): one link, not two."""
+    import threading
+
+    platform.connectors.start(interval_s=0.05)
+    for k in range(20):
+        name = f"drop-{k}"
+        (tmp_path / name).mkdir()
+        platform.connectors.add("acme", {"name": name, "protocol": "files", "folder": str(tmp_path / name),
+                                         "poll_s": 0.05})
+        gate = threading.Barrier(6)
+
+        def racer(gate: threading.Barrier = gate) -> None:
+            gate.wait()
+            platform.connectors.start()
+
+        racers = [threading.Thread(target=racer) for _ in range(6)]
+        for r in racers:
+            r.start()
+        for r in racers:
+            r.join()
+        time.sleep(0.1)
+        sources = [t for t in threading.enumerate() if t.name == f"connector-{name}-source"]
+        assert len(sources) == 1, f"{name}: {len(sources)} links run"

@@ -124,6 +124,12 @@ def add_admin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None])
         """Revoke a token at once."""
         ident.revoke_token(token_id)
 
+    @router.get("/api/v1/overview")
+    def overview() -> list[dict[str, Any]]:
+        """Every tenant at a glance, for the city's control tower (platform admins): sites, assets, data rate,
+        assets by state, active alerts, models in production with their latest validation figure."""
+        return platform.overview.tenants()
+
     @router.get("/api/v1/audit")
     def audit(tenant: str | None = Query(None, description="a tenant's entries (its admins); all for platform "
                                                            "admins"),

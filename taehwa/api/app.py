@@ -188,4 +188,7 @@ def create_app(platform: Platform) -> FastAPI:
     add_lab_routes(app, platform, auth)
     add_connector_routes(app, platform, auth)
     add_live_routes(app, platform, auth)
+    from taehwa.web.pages import add_web_routes
+
+    add_web_routes(app, platform)
     return app

@@ -233,7 +233,12 @@ class Link:
         return True
 
     def write_status(self) -> None:
+        """Write `status.json` atomically (a file per writing thread: the stager and a stopping link may write at
+        once); a failure is logged, never fatal to the thread that writes."""
         self.status.backlog = self.queue.backlog
-        tmp = self.folder / "status.json.tmp"
-        tmp.write_text(json.dumps(self.status.to_dict()))
-        tmp.replace(self.folder / "status.json")
+        tmp = self.folder / f"status.json.{threading.get_ident()}.tmp"
+        try:
+            tmp.write_text(json.dumps(self.status.to_dict()))
+            tmp.replace(self.folder / "status.json")
+        except OSError as exc:
+            log.warning("connector %s/%s: cannot write its status: %s", self.tenant, self.spec.name, exc)

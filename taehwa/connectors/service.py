@@ -56,6 +56,7 @@ class ConnectorService:
                  root: Path) -> None:
         self.engine, self.tenants, self.audit, self.historian, self.root = engine, tenants, audit, historian, root
         self._links: dict[tuple[str, str], tuple[str, Link]] = {}  # (tenant, name) → (spec JSON, link)
+        self._reconcile_lock = threading.Lock()
         self._parsed: dict[str, Connector] = {}  # stored spec JSON → its definition (parsed once, not every tick)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -185,7 +186,13 @@ class ConnectorService:
                 log.exception("connector runtime: reconcile failed")
 
     def reconcile(self) -> None:
-        """Start new or changed connectors, stop removed or disabled ones."""
+        """Start new or changed connectors, stop removed or disabled ones. One reconcile at a time: the runtime's
+        loop (woken by a change) and a caller of `start` could otherwise both start a link for the same new
+        connector, and the one not recorded would run on unseen, a second session into the same queue."""
+        with self._reconcile_lock:
+            self._reconcile()
+
+    def _reconcile(self) -> None:
         wanted = {(t, s.name): (raw, s) for t, raw, s in self._stored() if s.enabled}
         with self._lock:
             running = dict(self._links)

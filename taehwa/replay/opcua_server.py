@@ -209,8 +209,10 @@ class ReplayServer:
 
     def connector(self, name: str = "replay", *, publish_ms: float = 200.0, sampling_ms: float = 0.0
                   ) -> dict[str, Any]:
-        """A connector definition that maps every served node to its tag."""
+        """A connector definition that maps every served node to its tag (filling gaps from the server's history only
+        when it keeps one: asking a server without history logs an error per node)."""
         return {"name": name, "protocol": "opcua", "endpoint": self.endpoint, "publish_ms": publish_ms,
+                "history_fill": bool(self.history or self.history_db),
                 "description": "OPC UA replay server (taehwa replay)",
                 "items": [{"node": self.node_id(tag), "tag": tag, "sampling_ms": sampling_ms}
                           for tag in sorted(self.ids)]}

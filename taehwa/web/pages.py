@@ -1,0 +1,201 @@
+"""The web UI: server-rendered pages (Jinja2) with a little vendored client code (uPlot for trends, a small script
+for live updates over SSE and for actions through the HTTP API). Thin: each page asks the same services the API
+and the CLI use, as the signed-in caller (the session cookie), and shows what they answer.
+
+Pages: sign-in; the control tower (platform admins); per tenant the plant (asset tree with live states), an asset,
+trends, alerts, models and connectors. Every label comes from `i18n` in Korean or English.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+
+from taehwa import __version__
+from taehwa.errors import NotFound, TaehwaError
+from taehwa.platform import Platform
+from taehwa.tenancy.access import Principal, current
+from taehwa.web.i18n import LANG_COOKIE, LANGUAGES, MESSAGES, pick_language, translate
+
+HERE = Path(__file__).parent
+OUTPUT_SIGNALS = ("anomaly_score", "anomaly", "rul", "fault_class", "fault_score", "estimate", "forecast")
+
+
+def _env() -> Environment:
+    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["urlpath"] = lambda s: quote(str(s), safe="/")
+    return env
+
+
+def add_web_routes(app: FastAPI, platform: Platform) -> None:
+    """Mount the pages and their static files on the HTTP application."""
+    env = _env()
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+        lang = pick_language(request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"))
+        caller = current()
+        tenants = _tenants_of(platform, caller)
+        html = env.get_template(name).render(
+            t=lambda key: translate(key, lang), lang=lang, languages=LANGUAGES, caller=caller, tenants=tenants,
+            version=__version__, path=request.url.path, messages={k: translate(k, lang) for k in MESSAGES}, **ctx)
+        return HTMLResponse(html, status_code=status)
+
+    def signed_in(request: Request) -> Principal | RedirectResponse:
+        caller = current()
+        if caller.problem is not None:
+            return RedirectResponse(f"/login?next={quote(str(request.url.path))}", status_code=303)
+        return caller
+
+    async def page(request: Request, name: str, build: Any, **ctx: Any) -> Response:
+        """A page for a signed-in caller: `build()` runs in a worker thread (it reads the stores); a refusal of the
+        services (no access, no such asset) is shown as a page with the reason and its status."""
+        who = signed_in(request)
+        if isinstance(who, RedirectResponse):
+            return who
+        try:
+            data = await run_in_threadpool(build) if build else {}
+        except TaehwaError as exc:
+            return render(request, "error.html", status=exc.http_status, error=exc, **ctx)
+        return render(request, name, **ctx, **data)
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        caller = current()
+        if caller.problem is not None:
+            return RedirectResponse("/login", status_code=303)
+        if caller.platform_admin:
+            return RedirectResponse("/tower", status_code=303)
+        first = sorted(caller.tenants() or [])
+        return RedirectResponse(f"/t/{first[0]}/plant" if first else "/login", status_code=303)
+
+    @app.get("/login", include_in_schema=False)
+    def login_page(request: Request, next: str = Query("/", max_length=500)) -> HTMLResponse:
+        safe_next = next if next.startswith("/") and not next.startswith("//") else "/"
+        return render(request, "login.html", next=safe_next)
+
+    @app.get("/lang/{code}", include_in_schema=False)
+    def set_language(code: str, request: Request, back: str = Query("/", max_length=500)) -> Response:
+        """The language switch: remembered in a cookie for a year."""
+        if code not in LANGUAGES:
+            raise NotFound(f"no language {code!r}; choose ko or en", where="language")
+        target = back if back.startswith("/") and not back.startswith("//") else "/"
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(LANG_COOKIE, code, max_age=365 * 86400, samesite="lax")
+        return response
+
+    @app.get("/tower", include_in_schema=False)
+    async def tower(request: Request) -> Response:
+        return await page(request, "tower.html", lambda: {"rows": platform.overview.tenants()})
+
+    @app.get("/t/{tenant}/plant", include_in_schema=False)
+    async def plant(request: Request, tenant: str) -> Response:
+        def build() -> dict[str, Any]:
+            plant = platform.twin.plant(tenant)
+            states = {p: platform.twin.state(tenant, p) for p in plant.assets}
+            tree = [_node(plant, a.path, states) for a in plant.children(None)]
+            return {"tree": tree, "counts": _counts(states)}
+
+        return await page(request, "plant.html", build, tenant=tenant, section="plant")
+
+    @app.get("/t/{tenant}/assets/{path:path}", include_in_schema=False)
+    async def asset(request: Request, tenant: str, path: str) -> Response:
+        def build() -> dict[str, Any]:
+            doc = platform.twin.get(tenant, path)
+            state = platform.twin.state(tenant, path)
+            plant = platform.twin.plant(tenant)
+            signals = [{"name": k, **v} for k, v in state["signals"].items()]
+            outputs = {s["name"]: s for s in signals if s["name"] in OUTPUT_SIGNALS}
+            deployments = [d for d in platform.live.list(tenant) if _targets(plant, d["target"], path)]
+            alerts = platform.live.alerts.list(tenant, asset=path, limit=50)
+            return {"asset": doc, "state": state, "signals": signals, "outputs": outputs,
+                    "deployments": deployments, "alerts": alerts,
+                    "children": [c.path for c in plant.children(path)]}
+
+        return await page(request, "asset.html", build, tenant=tenant, section="plant")
+
+    @app.get("/t/{tenant}/trends", include_in_schema=False)
+    async def trends(request: Request, tenant: str, tags: str = Query("", max_length=10_000),
+                     start: str | None = Query(None, max_length=64),
+                     end: str | None = Query(None, max_length=64)) -> Response:
+        def build() -> dict[str, Any]:
+            platform.tenants.require(tenant)
+            names = [x.strip() for x in tags.split(",") if x.strip()]
+            if names:
+                platform.historian.catalog.resolve(tenant, names)  # an unknown tag is named, not drawn empty
+            return {"tags": names, "start": start or "", "end": end or ""}
+
+        return await page(request, "trends.html", build, tenant=tenant, section="trends")
+
+    @app.get("/t/{tenant}/alerts", include_in_schema=False)
+    async def alerts(request: Request, tenant: str, state: str = Query("open", max_length=20),
+                     asset: str | None = Query(None, max_length=500),
+                     severity: str | None = Query(None, max_length=20)) -> Response:
+        def build() -> dict[str, Any]:
+            rows = platform.live.alerts.list(tenant, state=None if state == "all" else state, asset=asset or None,
+                                             severity=severity or None, limit=500)
+            return {"alerts": rows, "state": state, "asset": asset or "", "severity": severity or ""}
+
+        return await page(request, "alerts.html", build, tenant=tenant, section="alerts")
+
+    @app.get("/t/{tenant}/models", include_in_schema=False)
+    async def models(request: Request, tenant: str) -> Response:
+        def build() -> dict[str, Any]:
+            versions = platform.lab.versions(tenant)
+            runs = {}
+            for v in versions:
+                try:
+                    runs[v["run_id"]] = platform.lab.get_run(tenant, v["run_id"])
+                except TaehwaError:
+                    continue
+            return {"versions": versions, "runs": runs, "deployments": platform.live.list(tenant)}
+
+        return await page(request, "models.html", build, tenant=tenant, section="models")
+
+    @app.get("/t/{tenant}/connectors", include_in_schema=False)
+    async def connectors(request: Request, tenant: str) -> Response:
+        return await page(request, "connectors.html", lambda: {"connectors": platform.connectors.list(tenant)},
+                          tenant=tenant, section="connectors")
+
+
+def _tenants_of(platform: Platform, caller: Principal) -> list[str]:
+    if caller.problem is not None:
+        return []
+    mine = caller.tenants()
+    if mine is None:
+        try:
+            return [t.id for t in platform.tenants.list()]
+        except TaehwaError:
+            return []
+    return sorted(mine)
+
+
+def _node(plant: Any, path: str, states: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    a = plant.assets[path]
+    return {"path": path, "name": a.name, "type": a.type, "state": states[path]["state"],
+            "children": [_node(plant, c.path, states) for c in plant.children(path)]}
+
+
+def _counts(states: dict[str, dict[str, Any]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for s in states.values():
+        out[s["own_state"]] = out.get(s["own_state"], 0) + 1
+    return out
+
+
+def _targets(plant: Any, target: dict[str, str], path: str) -> bool:
+    """Whether a deployment's target covers the asset at `path`."""
+    if "asset" in target:
+        return target["asset"] == path
+    if "under" in target:
+        return path == target["under"] or path.startswith(target["under"] + "/")
+    kind = plant.types.get(plant.assets[path].type)
+    return bool(kind is not None and target.get("asset_type") and kind.is_a(target["asset_type"]))

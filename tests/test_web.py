@@ -1,0 +1,214 @@
+"""The web UI in a real browser: Debian's Chromium driven by Playwright against the platform served on loopback.
+
+Journeys: sign in, open the plant, see a value change live, open a trend and zoom, acknowledge an alert, switch to
+Korean, the control tower; and the refusals (wrong password, a page without signing in, another company's plant).
+Every page is saved as a screenshot under `test-output/web/` (or `$TAEHWA_TEST_OUTPUT/web`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pandas as pd
+import pytest
+
+from taehwa.platform import Platform
+from tests.conftest import serving
+from tests.test_live import T0, TRAIN_S, pump_rows, trained
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+playwright_api = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+SHOTS = Path(os.environ.get("TAEHWA_TEST_OUTPUT", "test-output")) / "web"
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def site(platform: Platform) -> Iterator[tuple[Platform, str]]:
+    """The pumps of `test_live` with a promoted model, an engineer (kim) of acme, a city admin, served."""
+    trained(platform)
+    platform.identity.create_user("kim", "Kim Engineer", password=PASSWORD)
+    platform.identity.set_role("kim", "acme", "engineer")
+    platform.identity.create_user("city", "City office", password=PASSWORD, platform_admin=True)
+    platform.live.rules.put("acme", {"name": "pressure-high", "kind": "threshold", "asset_type": "Pump",
+                                     "signal": "pressure", "value": 50.0, "severity": "alarm"})
+    with serving(platform) as url:
+        yield platform, url
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    with playwright_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                               args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                     "--disable-component-update", "--disable-sync", "--no-first-run"])
+        yield b
+        b.close()
+
+
+def shot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def sign_in(browser: Any, url: str, user: str = "kim", lang: str = "en-GB") -> Any:
+    page = browser.new_context(locale=lang, timezone_id="Asia/Seoul").new_page()
+    page.set_default_timeout(15_000)
+    page.goto(f"{url}/t/acme/plant")
+    assert "/login" in page.url  # not signed in: sent to sign in first
+    page.fill("#user", user)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda u: "/login" not in u)
+    assert page.url.endswith("/t/acme/plant")
+    return page
+
+
+def test_sign_in_and_see_the_plant_with_its_states(site: tuple[Platform, str], browser: Any) -> None:
+    _platform, url = site
+    page = browser.new_context(locale="en-GB").new_page()
+    page.goto(f"{url}/login")
+    shot(page, "01-sign-in")
+    page.fill("#user", "kim")
+    page.fill("#password", "wrong")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#login-error:not([hidden])")
+    assert "Sign-in failed" in page.inner_text("#login-error")
+    page.context.close()
+
+    page = sign_in(browser, url)
+    tree = page.inner_text("#asset-tree")
+    assert "p0" in tree and "v1" in tree and "Pump" in tree
+    # state is shown by word as well as colour
+    assert page.locator("[data-state-of='site/p0'] .state-text").inner_text() in ("Normal", "Stale", "Unknown")
+    shot(page, "02-plant")
+    # another company's plant is refused, with the reason
+    page.goto(f"{url}/t/rival/plant")
+    assert page.locator("h1").inner_text() in ("403", "404")
+    shot(page, "02b-refused")
+
+
+def test_a_value_changes_live_on_the_asset_page(site: tuple[Platform, str], browser: Any) -> None:
+    platform, url = site
+    page = sign_in(browser, url)
+    page.goto(f"{url}/t/acme/assets/site/p0")
+    page.wait_for_selector("[data-signal='pressure']")
+    page.wait_for_timeout(300)  # the event stream is open
+    t = (T0 + pd.Timedelta(seconds=TRAIN_S + 1)).isoformat()
+    platform.historian.write("acme", [{"tag": "P0/PT", "time": t, "value": 123.456},
+                                      {"tag": "P0/FT", "time": t, "value": 99.0}])
+    page.wait_for_function("document.querySelector(\"[data-signal='pressure']\").textContent.trim() === '123.5'")
+    assert page.locator("[data-signal-quality='pressure']").inner_text() == "Good"
+    # the live value is over the type's limit? the row's state word follows the twin's state event
+    shot(page, "03-asset-live")
+
+
+def test_trend_draws_and_zooms_with_server_downsampling(site: tuple[Platform, str], browser: Any) -> None:
+    _platform, url = site
+    page = sign_in(browser, url)
+    page.goto(f"{url}/t/acme/trends?tags=P0/PT,P0/FT&start={quote(T0.isoformat())}&end="
+              f"{quote((T0 + pd.Timedelta(seconds=TRAIN_S)).isoformat())}")
+    page.wait_for_function("document.getElementById('chart').dataset.points > 0")
+    full = page.evaluate("({...document.getElementById('chart').dataset})")
+    assert float(full["end"]) - float(full["start"]) == TRAIN_S * 1000  # the range asked for
+    assert int(full["values"]) == 2 * TRAIN_S  # both tags drawn, one value a second (the history is 1 Hz)
+    shot(page, "04-trend")
+    over = page.locator("#chart .u-over")
+    box = over.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + 50)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + 60, steps=5)
+    page.mouse.up()
+    page.wait_for_function(f"document.getElementById('chart').dataset.start !== '{full['start']}'")
+    zoomed = page.evaluate("({...document.getElementById('chart').dataset})")
+    span_full = float(full["end"]) - float(full["start"])
+    span_zoom = float(zoomed["end"]) - float(zoomed["start"])
+    assert 0.1 * span_full < span_zoom < 0.3 * span_full  # a fifth of the chart dragged over
+    assert int(zoomed["points"]) > 0
+    assert "format=csv" in page.get_attribute("#export-csv", "href")
+    shot(page, "05-trend-zoomed")
+    # an unknown tag is named, not drawn empty
+    page.goto(f"{url}/t/acme/trends?tags=NOPE/XX")
+    assert "NOPE/XX" in page.inner_text("main")
+
+
+def test_acknowledge_an_alert_with_a_note(site: tuple[Platform, str], browser: Any) -> None:
+    platform, url = site
+    platform.live.engine.refresh(force=True)
+    t = (T0 + pd.Timedelta(seconds=TRAIN_S + 5)).isoformat()
+    platform.historian.write("acme", [{"tag": "P1/PT", "time": t, "value": 80.0}])
+    platform.live.engine.drain()
+    alert = platform.live.alerts.list("acme", state="open")[0]
+    page = sign_in(browser, url)
+    page.goto(f"{url}/t/acme/alerts")
+    row = page.locator(f"tr[data-alert='{alert['id']}']")
+    assert "Active" in row.inner_text() and "Alarm" in row.inner_text()
+    shot(page, "06-alerts")
+    page.fill(f"#note-{alert['id']}", "operator on the way")
+    row.get_by_role("button", name="Acknowledge").click()
+    page.wait_for_function(f"document.querySelector(\"tr[data-alert='{alert['id']}'] .alert-state\")"
+                           f".textContent.includes('Acknowledged')")
+    shot(page, "07-alert-acknowledged")
+    history = platform.live.alerts.get("acme", alert["id"])
+    step = next(e for e in history["history"] if e["action"] == "acknowledged")
+    assert step["actor"] == "kim" and step["note"] == "operator on the way"
+
+
+def test_switch_to_korean_and_back(site: tuple[Platform, str], browser: Any) -> None:
+    _platform, url = site
+    page = sign_in(browser, url)
+    page.click("text=한국어")
+    page.wait_for_selector("html[lang=ko]")
+    nav = page.inner_text("nav")
+    for word in ("디지털 트윈", "트렌드", "알림", "모델", "커넥터"):
+        assert word in nav
+    assert page.locator("[data-state-of='site/p0'] .state-text").inner_text() in ("정상", "갱신 지연", "알 수 없음")
+    shot(page, "08-plant-korean")
+    page.click("text=English")
+    page.wait_for_selector("html[lang=en]")
+    # a Korean browser gets Korean without choosing
+    ko = browser.new_context(locale="ko-KR").new_page()
+    ko.goto(f"{url}/login")
+    assert ko.locator("html").get_attribute("lang") == "ko" and "로그인" in ko.inner_text("h1")
+
+
+def test_control_tower_aggregates_every_company(site: tuple[Platform, str], browser: Any) -> None:
+    platform, url = site
+    platform.historian.write("acme", pump_rows(TRAIN_S, TRAIN_S + 3))
+    page = browser.new_context(locale="en-GB").new_page()
+    page.goto(f"{url}/login?next=/tower")
+    page.fill("#user", "city")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda u: "/login" not in u)
+    assert page.url.endswith("/tower")
+    acme = page.locator("tr[data-tenant='acme']").inner_text()
+    assert "pump-pca v1" in acme  # the model in production with its validation figure
+    assert page.locator("tr[data-tenant='rival']").count() == 1
+    assert "P0/PT" not in page.content()  # no tag, value or asset name of any company
+    shot(page, "09-control-tower")
+    # an engineer is not a platform admin: the tower refuses
+    eng = sign_in(browser, url)
+    eng.goto(f"{url}/tower")
+    assert eng.locator("h1").inner_text() == "403"
+
+
+def test_pages_can_be_used_from_the_keyboard(site: tuple[Platform, str], browser: Any) -> None:
+    _platform, url = site
+    page = sign_in(browser, url)
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.className") == "skip"
+    for path in ("/t/acme/plant", "/t/acme/alerts", "/t/acme/trends", "/t/acme/models", "/t/acme/connectors"):
+        page.goto(url + path)
+        unlabelled = page.evaluate("""[...document.querySelectorAll('input:not([type=hidden]), select')]
+            .filter(el => !el.labels || el.labels.length === 0).map(el => el.id || el.name)""")
+        assert unlabelled == [], f"{path}: controls without a label: {unlabelled}"
+        nameless = page.evaluate("""[...document.querySelectorAll('button, a')]
+            .filter(el => !(el.innerText || el.getAttribute('aria-label') || '').trim()).length""")
+        assert nameless == 0, f"{path}: buttons or links without a name"
