@@ -151,7 +151,7 @@ def main() -> None:
                         points_drawn = int(page.evaluate("document.getElementById('chart').dataset.values"))
                     every = page.inner_text("#trend-status").split(" · ")[1]
                     api = []
-                    with httpx.Client(cookies=cookies) as c:
+                    with httpx.Client(cookies=cookies, timeout=120) as c:
                         for _ in range(5):
                             t0 = time.perf_counter()
                             c.get(f"{url}/api/v1/demo/points", params={"tags": TAG, "start": start_iso,

@@ -11,7 +11,7 @@ import pytest
 
 from taehwa.errors import Conflict, InvalidInput, NotFound
 from taehwa.historian.store import Historian
-from taehwa.historian.timeutil import to_us
+from taehwa.historian.timeutil import from_us, to_us
 from taehwa.settings import Settings
 
 T0 = "2024-03-01T00:00:00Z"
@@ -216,3 +216,24 @@ def test_ingest_file_rows_counted_from_file_start(hist: Historian, tmp_path: Pat
 
 def replace_settings(settings: Settings, **changes: object) -> Settings:
     return Settings(**{**settings.model_dump(), **changes})
+
+
+def test_rewrites_are_resolved_per_day_whatever_else_is_buffered(hist: Historian) -> None:
+    """Only days that may hold a point twice (several files, or buffered points of the tags asked) are filtered for
+    duplicates; the answer is the same as filtering everything."""
+    day = 86_400 * 10**6
+    t0 = to_us("2026-03-01T00:00:00Z")
+    rows = [("p/1", from_us(t0 + d * day + k * 10**6), float(d * 100 + k)) for d in range(3) for k in range(5)]
+    hist.write("acme", rows)
+    hist.flush()  # one file per day
+    hist.write("acme", [("p/1", from_us(t0 + day + 2 * 10**6), -1.0)])  # day 2 rewritten, in the buffer
+    hist.write("acme", [("other/tag", from_us(t0 + 5 * day), 9.0)])  # buffered points of another tag and day
+    got = hist.read("acme", ["p/1"], from_us(t0), from_us(t0 + 3 * day))
+    assert got.num_rows == 15
+    assert got.column("value").to_pylist() == [0.0, 1.0, 2.0, 3.0, 4.0, 100.0, 101.0, -1.0, 103.0, 104.0,
+                                               200.0, 201.0, 202.0, 203.0, 204.0]
+    hist.flush()  # day 2 now has two files
+    again = hist.query("acme", ["p/1"], from_us(t0), from_us(t0 + 3 * day), every="1d", agg="count")
+    assert again.column("count").to_pylist() == [5, 5, 5]
+    assert hist.query("acme", ["p/1"], from_us(t0 + day), from_us(t0 + 2 * day), every="1d",
+                      agg="min").column("min").to_pylist() == [-1.0]
