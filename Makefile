@@ -44,11 +44,13 @@ pytest: $(VENV)/.test-installed
 
 test: deps-deb lint typecheck pytest
 
-bench: $(VENV)/.run-installed
+bench: $(VENV)/.test-installed  # bench/web.py drives chromium through Playwright (a test extra)
 	$(PY) bench/historian.py --quick
 	$(PY) bench/twin.py --quick
 	$(PY) bench/lab.py --quick
 	$(PY) bench/connectors.py --quick
+	$(PY) bench/live.py --quick
+	$(PY) bench/web.py --quick
 
 clean:
-	rm -rf $(VENV) taehwa-data .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) taehwa-data test-output .mypy_cache .ruff_cache .pytest_cache

@@ -138,6 +138,28 @@ def test_trend_draws_and_zooms_with_server_downsampling(site: tuple[Platform, st
     assert "NOPE/XX" in page.inner_text("main")
 
 
+def test_trend_overlays_the_alerts_and_labels_of_the_tags_assets(site: tuple[Platform, str], browser: Any) -> None:
+    platform, url = site
+    platform.labels.add("acme", [{"asset": "site/p0", "kind": "anomaly", "start": (T0 + pd.Timedelta(seconds=100))
+                                  .isoformat(), "end": (T0 + pd.Timedelta(seconds=160)).isoformat()}])
+    platform.live.engine.refresh(force=True)
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    platform.historian.write("acme", [{"tag": "P0/PT", "time": (now - pd.Timedelta(seconds=30)).isoformat(),
+                                       "value": 20.0}, {"tag": "P0/PT", "time": now.isoformat(), "value": 80.0}])
+    platform.live.engine.drain()  # an alert raised now (alerts carry the wall-clock time they were raised)
+    page = sign_in(browser, url)
+    page.goto(f"{url}/t/acme/trends?tags=P0/PT&start={quote(T0.isoformat())}&end="
+              f"{quote((T0 + pd.Timedelta(seconds=TRAIN_S)).isoformat())}")
+    page.wait_for_function("document.getElementById('chart').dataset.labels > 0")
+    assert page.evaluate("document.getElementById('chart').dataset.alerts") == "0"  # none in that range
+    assert "anomaly" in page.inner_text("#overlay-list") and "site/p0" in page.inner_text("#overlay-list")
+    shot(page, "05b-trend-labels")
+    start = quote((now - pd.Timedelta(minutes=5)).isoformat())
+    page.goto(f"{url}/t/acme/trends?tags=P0/PT&start={start}&end={quote((now + pd.Timedelta(minutes=5)).isoformat())}")
+    page.wait_for_function("document.getElementById('chart').dataset.alerts > 0")
+    assert "pressure > 50" in page.inner_text("#overlay-list")
+
+
 def test_acknowledge_an_alert_with_a_note(site: tuple[Platform, str], browser: Any) -> None:
     platform, url = site
     platform.live.engine.refresh(force=True)

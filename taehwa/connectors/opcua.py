@@ -169,6 +169,7 @@ class OpcUaLink(Link):
         try:
             nodes = {i.node: client.get_node(i.node) for i in s.items}
             tags = {nodes[i.node].nodeid: s.tag_prefix + i.tag for i in s.items}
+            since = dict(self.last_seen)  # where this session's gap fill starts, before any value arrives
             sub = await _subscribe(client, self, tags, s.publish_ms)
             # every sample the server takes is a point for the historian, so a repeated value with a new timestamp is
             # reported too (trigger StatusValueTimestamp); a deadband item reports only changes beyond its deadband
@@ -188,7 +189,7 @@ class OpcUaLink(Link):
                         self.error(f"{len(bad)} nodes could not be monitored, first: {bad[0]}")
             self.set_state("connected", endpoint=s.endpoint, monitored=len(s.items))
             if s.history_fill:
-                await self._fill_gaps(client, {tags[n.nodeid]: n for n in nodes.values()})
+                await self._fill_gaps(client, {tags[n.nodeid]: n for n in nodes.values()}, since)
             while not self.stopping.is_set():
                 await asyncio.sleep(0.5)
                 await client.check_connection()
@@ -207,15 +208,17 @@ class OpcUaLink(Link):
         times = latest.column("time").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
         return dict(zip(latest.column("tag").to_pylist(), times, strict=True))
 
-    async def _fill_gaps(self, client: Any, nodes: dict[str, Any]) -> None:
+    async def _fill_gaps(self, client: Any, nodes: dict[str, Any], since: dict[str, int]) -> None:
         """Read the server's history for the values each tag missed while disconnected (HistoryRead, a few hundred
-        nodes a request, following continuation points). Values already stored come back identical and the
-        historian keeps one per (tag, time), so overlaps cost nothing."""
+        nodes a request, following continuation points), from `since`: each tag's newest time before this session
+        subscribed. (Not from what the subscription has brought since: its first notification carries the newest
+        value, and a gap fill starting there would skip everything between.) Values already stored come back
+        identical and the historian keeps one per (tag, time), so overlaps cost nothing."""
         from asyncua import ua
 
         now = datetime.now(UTC)
         floor = int((now.timestamp() - self.spec.history_fill_max_s) * 1e6)
-        todo = sorted((max(t, floor), tag) for tag, t in self.last_seen.items() if tag in nodes)
+        todo = sorted((max(t, floor), tag) for tag, t in since.items() if tag in nodes)
         recovered = 0
         unsupported = 0
         for k in range(0, len(todo), 200):

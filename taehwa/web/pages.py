@@ -131,7 +131,10 @@ def add_web_routes(app: FastAPI, platform: Platform) -> None:
             names = [x.strip() for x in tags.split(",") if x.strip()]
             if names:
                 platform.historian.catalog.resolve(tenant, names)  # an unknown tag is named, not drawn empty
-            return {"tags": names, "start": start or "", "end": end or ""}
+            plant = platform.twin.plant(tenant)
+            wanted = set(names)
+            owners = sorted(a.path for a in plant.assets.values() if wanted & set(plant.signal_tags(a).values()))
+            return {"tags": names, "start": start or "", "end": end or "", "owners": owners}
 
         return await page(request, "trends.html", build, tenant=tenant, section="trends")
 

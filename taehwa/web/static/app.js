@@ -112,11 +112,51 @@
     });
   }
 
-  function trend(tags, start, end) {
+  function trend(tags, start, end, owners) {
     const status = document.getElementById("trend-status");
     const box = document.getElementById("chart");
     if (!tags.length) return;
     let full = null, plot = null, busy = 0;
+    let marks = { alerts: [], labels: [] };  // of the assets these tags belong to, drawn over the chart
+
+    async function loadMarks(s, e) {
+      const from = new Date(s).toISOString(), to = new Date(e).toISOString();
+      const alerts = [], labels = [];
+      for (const a of owners || []) {
+        const q = `asset=${encodeURIComponent(a)}`;
+        const [ra, rl] = await Promise.all([fetch(api(`/alerts?${q}&limit=1000`)),
+          fetch(api(`/labels?${q}&start=${from}&end=${to}&limit=1000`))]);
+        if (ra.ok) (await ra.json()).forEach((x) => { const t = Date.parse(x.raised_at); if (t >= s && t <= e) alerts.push(x); });
+        if (rl.ok) (await rl.json()).forEach((x) => labels.push(x));
+      }
+      marks = { alerts, labels };
+      const list = document.getElementById("overlay-list");
+      if (list) {
+        list.innerHTML = "";
+        alerts.forEach((x) => { const li = document.createElement("li"); li.textContent = `${msg("alerts")}: ${x.raised_at} · ${x.asset} · ${x.message}`; list.appendChild(li); });
+        labels.forEach((x) => { const li = document.createElement("li"); li.textContent = `${msg("label")}: ${x.kind} · ${x.asset} · ${x.start} – ${x.end || ""}`; list.appendChild(li); });
+      }
+      box.dataset.alerts = String(alerts.length);
+      box.dataset.labels = String(labels.length);
+      if (plot) plot.redraw();
+    }
+
+    function drawMarks(u) {
+      const ctx = u.ctx, top = u.bbox.top, height = u.bbox.height;
+      ctx.save();
+      marks.labels.forEach((x) => {
+        const a = u.valToPos(Date.parse(x.start) / 1000, "x", true);
+        const b = u.valToPos((x.end ? Date.parse(x.end) : Date.parse(x.start)) / 1000, "x", true);
+        ctx.fillStyle = "rgba(154, 103, 0, 0.15)";
+        ctx.fillRect(Math.min(a, b), top, Math.max(2, Math.abs(b - a)), height);
+      });
+      marks.alerts.forEach((x) => {
+        const p = u.valToPos(Date.parse(x.raised_at) / 1000, "x", true);
+        ctx.strokeStyle = "#cf222e"; ctx.lineWidth = 2; ctx.setLineDash([4, 3]);
+        ctx.beginPath(); ctx.moveTo(p, top); ctx.lineTo(p, top + height); ctx.stroke();
+      });
+      ctx.restore();
+    }
     const colours = ["#1f6feb", "#d1242f", "#1a7f37", "#9a6700", "#8250df", "#0a7ea4"];
 
     function every(s, e) {  // about one bucket per two pixels: the server downsamples, the browser only draws
@@ -148,7 +188,7 @@
         plot = new uPlot({ width: box.clientWidth || 1000, height: 420, scales: { x: { time: true } },
           series: [{}, ...tags.map((t, i) => ({ label: t, stroke: colours[i % colours.length], width: 1.5, spanGaps: false }))],
           cursor: { drag: { x: true, y: false } },
-          hooks: { setSelect: [(u) => {
+          hooks: { draw: [drawMarks], setSelect: [(u) => {
             if (u.select.width < 5) return;
             const a = u.posToVal(u.select.left, "x") * 1000, b = u.posToVal(u.select.left + u.select.width, "x") * 1000;
             u.setSelect({ left: 0, width: 0 }, false);
@@ -165,6 +205,7 @@
       status.textContent = `${doc.points.length} · ${every(s, e)} · ${new Date(s).toISOString()} – ${new Date(e).toISOString()}`;
       document.getElementById("export-csv").href = url(s, e, "csv");
       box.dispatchEvent(new CustomEvent("drawn"));
+      loadMarks(s, e).catch((err) => console.error(err));
     }
     function show(s, e) { return load(s, e); }
     (async () => {
