@@ -133,6 +133,15 @@ def test_trend_draws_and_zooms_with_server_downsampling(site: tuple[Platform, st
     assert int(zoomed["points"]) > 0
     assert "format=csv" in page.get_attribute("#export-csv", "href")
     shot(page, "05-trend-zoomed")
+    # pan: half a view later, by the button and by the keyboard; back out to the whole range
+    page.click("#pan-later")
+    page.wait_for_function(f"document.getElementById('chart').dataset.start !== '{zoomed['start']}'")
+    later = page.evaluate("({...document.getElementById('chart').dataset})")
+    assert float(later["start"]) == pytest.approx(float(zoomed["start"]) + span_zoom / 2)
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_function(f"document.getElementById('chart').dataset.start === '{zoomed['start']}'")
+    page.click("#zoom-out")
+    page.wait_for_function(f"document.getElementById('chart').dataset.start === '{full['start']}'")
     # an unknown tag is named, not drawn empty
     page.goto(f"{url}/t/acme/trends?tags=NOPE/XX")
     assert "NOPE/XX" in page.inner_text("main")

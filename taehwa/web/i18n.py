@@ -76,9 +76,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "to": ("To", "끝"),
     "show": ("Show", "보기"),
     "export_csv": ("Export CSV", "CSV 내보내기"),
-    "zoom_hint": ("Drag across the chart to zoom in; double-click to zoom out. The server downsamples each view.",
-                  "차트를 드래그하면 확대, 더블클릭하면 축소됩니다. 서버가 화면마다 다운샘플링합니다."),
+    "zoom_hint": ("Drag across the chart to zoom in, double-click (or Zoom out) to go back; Earlier and Later move "
+                  "the view by half its width (also the ← and → keys). The server downsamples each view.",
+                  "차트를 드래그하면 확대, 더블클릭(또는 축소)하면 되돌아갑니다. 이전/이후(← → 키)는 화면 폭의 절반씩 "
+                  "이동합니다. 서버가 화면마다 다운샘플링합니다."),
     "pick_tags": ("Tags (comma-separated)", "태그(쉼표로 구분)"),
+    "pan": ("Move the view", "구간 이동"),
+    "earlier": ("Earlier", "이전"),
+    "later": ("Later", "이후"),
+    "zoom_out": ("Zoom out", "축소"),
     "overlay": ("Alerts and labels in view", "화면 구간의 알림과 레이블"),
     "overlay_hint": ("Alerts (red lines) and labels (shaded spans) of", "알림(빨간 선)과 레이블(음영 구간) 대상 자산:"),
     "label": ("Label", "레이블"),

@@ -208,6 +208,18 @@
       loadMarks(s, e).catch((err) => console.error(err));
     }
     function show(s, e) { return load(s, e); }
+    function pan(direction) {  // half the view's width earlier (-1) or later (+1)
+      const s = Number(box.dataset.start), e = Number(box.dataset.end), step = (e - s) / 2;
+      return show(s + direction * step, e + direction * step);
+    }
+    document.getElementById("pan-earlier").addEventListener("click", () => pan(-1));
+    document.getElementById("pan-later").addEventListener("click", () => pan(1));
+    document.getElementById("zoom-out").addEventListener("click", () => show(full[0], full[1]));
+    document.addEventListener("keydown", (ev) => {
+      if (ev.target.closest && ev.target.closest("input, select, textarea")) return;
+      if (ev.key === "ArrowLeft") pan(-1);
+      if (ev.key === "ArrowRight") pan(1);
+    });
     (async () => {
       let s = start ? Date.parse(start) : NaN, e = end && end !== "now" ? Date.parse(end) : NaN;
       if (isNaN(e)) {
