@@ -71,3 +71,40 @@ def test_a_holdout_time_outside_the_data_is_refused(demo: Any) -> None:
     bad = spec.model_copy(update={"split": spec.split.model_copy(update={"at": "2030-01-01T00:00:00Z"})})
     with pytest.raises(InvalidInput, match=r"split\.at"):
         p.lab.run(DEMO_TENANT, bad, mode="evaluate", track=False)
+
+
+def test_the_live_pump_station_is_scored_by_its_deployed_model(demo: Any) -> None:
+    """`demo load` trains the pump station's detector on its own history, promotes and deploys it: live points of
+    the pump are scored into its anomaly_score, low while it runs as in its history, high when it does not."""
+    import pandas as pd
+
+    from taehwa.demo.history import PUMP_HISTORY_START, deploy_pump_model
+
+    p, _ = demo
+    deployed = deploy_pump_model(p, DEMO_TENANT)
+    assert deployed is not None and deployed["version"] == 1
+    assert deploy_pump_model(p, DEMO_TENANT) is None  # once
+    p.live.scorer.refresh(force=True)
+    status = p.live.scorer.status(DEMO_TENANT, "pump-station")
+    assert status["running"] and status["assets"] == 1 and not status["skipped"]
+    signals = ["vibration_de", "vibration_nde", "discharge_pressure", "flow"]
+    past = p.historian.read(DEMO_TENANT, [f"skab/live/{s}" for s in signals], PUMP_HISTORY_START.to_pydatetime(),
+                            (PUMP_HISTORY_START + pd.Timedelta(seconds=120)).to_pydatetime()).to_pandas()
+    normal = past.pivot(index="time", columns="tag", values="value")
+    t0 = pd.Timestamp("2026-11-30T08:00:00Z")
+    rows = []
+    for k, (_, r) in enumerate(normal.iterrows()):
+        broken = k >= 60  # the second minute: flow collapses and vibration doubles (a cavitating pump)
+        for s in signals:
+            v = float(r[f"skab/live/{s}"])
+            v = v * 0.3 if broken and s == "flow" else v * 2 if broken and s.startswith("vibration") else v
+            rows.append({"tag": f"skab/live/{s}", "time": (t0 + pd.Timedelta(seconds=k)).isoformat(), "value": v})
+    p.historian.write(DEMO_TENANT, rows)
+    p.live.scorer.drain()
+    tag = "ulsan-water/pump-station/circulation/pump-1/anomaly_score"
+    scores = p.historian.read(DEMO_TENANT, [tag], t0.to_pydatetime(),
+                              (t0 + pd.Timedelta(minutes=3)).to_pydatetime()).to_pandas()["value"].to_numpy()
+    assert len(scores) >= 115
+    assert scores[25:55].max() < 1.0 < scores[-30:].min()
+    state = p.twin.state(DEMO_TENANT, "ulsan-water/pump-station/circulation/pump-1")
+    assert state["signals"]["anomaly_score"]["limit_state"] == "alarm"

@@ -382,7 +382,7 @@ def demo_load(force: Annotated[bool, typer.Option(help="Load the SKAB runs again
     anomaly labels, and the demo plant's labelled history (refinery TEP runs with fault labels, engine-shop FD001
     lives with failure labels) that the ready lab specs train on."""
     from taehwa.demo import DEMO_TENANT, default_shared_data, label_skab, load_skab
-    from taehwa.demo.history import load_plant_history
+    from taehwa.demo.history import deploy_pump_model, load_plant_history
 
     shared = default_shared_data()
     with services(readonly=False) as platform:
@@ -408,6 +408,15 @@ def demo_load(force: Annotated[bool, typer.Option(help="Load the SKAB runs again
             return
         out.print(f"demo plant history: {done['points']} points and {done['labels']} labels added "
                   "(ready specs: taehwa lab specs)" if done["labels"] else "demo plant history already loaded")
+        try:
+            deployed = deploy_pump_model(platform, DEMO_TENANT)
+        except TaehwaError as exc:
+            fail(exc)
+            return
+        if deployed:
+            out.print(f"live scoring: model {deployed['model']} v{deployed['version']} trained on the pump station's "
+                      "history, promoted and deployed on every CentrifugalPump (deployment 'pump-station'), with "
+                      "alert rule 'pump-anomaly' on its score")
 
 
 def main() -> None:

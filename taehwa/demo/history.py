@@ -85,6 +85,47 @@ def load_cmapss_history(platform: Platform, tenant: str, shared: Path, engines: 
     return points, platform.labels.add(tenant, labels, source="cmapss")
 
 
+PUMP_HISTORY_START = pd.Timestamp("2026-01-04T00:00:00Z")  # the live pump's own past: SKAB's anomaly-free run
+PUMP_MODEL, PUMP_DEPLOYMENT, PUMP_RULE = "pump-station-live", "pump-station", "pump-anomaly"
+
+
+def load_pump_history(platform: Platform, tenant: str, shared: Path) -> int:
+    """SKAB's anomaly-free run in the live pump station's own tags (`skab/live/…`) at 1 s from 4 January 2026:
+    the history its ready spec `pump-station-live` learns normal operation from. Points written."""
+    import pyarrow.csv as pacsv
+
+    from taehwa.demo import skab_files
+    from taehwa.demo.plant import SKAB_COLUMNS
+
+    path = next((p for name, p in skab_files(shared) if name == "anomaly-free"), None)
+    if path is None:
+        return 0
+    table = pacsv.read_csv(_require(path), parse_options=pacsv.ParseOptions(delimiter=";"))
+    rows = np.column_stack([table.column(c).to_numpy().astype(float) for c in SKAB_COLUMNS])
+    tags = [f"skab/live/{sig}" for _, sig, _ in SKAB_COLUMNS.values()]
+    times = pd.date_range(PUMP_HISTORY_START, periods=len(rows), freq="1s")
+    return _write_long(platform, tenant, tags, times, rows, "skab-live-history")
+
+
+def deploy_pump_model(platform: Platform, tenant: str) -> dict[str, Any] | None:
+    """Train the live pump station's detector on its history, promote it and deploy it on every CentrifugalPump,
+    with an alert rule on its score (once: None when the deployment exists already)."""
+    from taehwa.lab.spec import READY, load_spec
+
+    if any(d.name == PUMP_DEPLOYMENT for d in platform.live.deployments.list(tenant)):
+        return None
+    run = platform.lab.run(tenant, load_spec(READY / f"{PUMP_MODEL}.yaml"), track=False)
+    version = run["registered"]["version"] if run.get("registered") else None
+    if version is None:
+        return None
+    platform.lab.promote(tenant, PUMP_MODEL, version, "demo: trained on the pump's anomaly-free history", force=True)
+    platform.live.deploy(tenant, {"name": PUMP_DEPLOYMENT, "model": PUMP_MODEL, "asset_type": "CentrifugalPump"})
+    platform.live.rules.put(tenant, {"name": PUMP_RULE, "kind": "score", "asset_type": "CentrifugalPump",
+                                     "min_duration_s": 5, "severity": "alarm",
+                                     "message": "pump anomaly score over its control limit"}, replace=True)
+    return {"model": PUMP_MODEL, "version": version, "f1": run.get("metrics", {}).get("f1")}
+
+
 def load_plant_history(platform: Platform, shared: Path, tenant: str = "demo", *, engines: int = CMAPSS_ENGINES,
                        progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """The demo plant in the twin plus its labelled history (once: skipped when the labels are there)."""
@@ -95,6 +136,10 @@ def load_plant_history(platform: Platform, shared: Path, tenant: str = "demo", *
     steps: list[tuple[LabelQuery, Callable[[], tuple[int, int]]]] = [
         (("idv01",), lambda: load_tep_history(platform, tenant, shared)),
         (("failure",), lambda: load_cmapss_history(platform, tenant, shared, engines))]
+    if "skab/live/flow" not in platform.historian.catalog.ids(tenant, refresh=True) or not \
+            platform.historian.read(tenant, ["skab/live/flow"], PUMP_HISTORY_START.to_pydatetime(),
+                                    (PUMP_HISTORY_START + pd.Timedelta(days=1)).to_pydatetime(), limit=1).num_rows:
+        done["points"] += load_pump_history(platform, tenant, shared)
     for i, (kinds, load) in enumerate(steps):
         if not _labelled(platform.labels, tenant, kinds):
             pts, n = load()
