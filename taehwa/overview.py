@@ -53,13 +53,7 @@ class Overview:
 
     def _tenant(self, tenant: str, name: str) -> dict[str, Any]:
         plant = self.platform.twin.plant(tenant)
-        states: dict[str, int] = {"normal": 0, "warning": 0, "alarm": 0, "stale": 0, "unknown": 0}
-        for path in plant.assets:
-            try:
-                own = self.platform.twin.state(tenant, path)["own_state"]
-            except TaehwaError:
-                continue
-            states[own] = states.get(own, 0) + 1
+        states = self.platform.twin.state_counts(tenant)
         alerts = self.platform.live.alerts.list(tenant, state="active", include_shelved=False, limit=10_000)
         models = []
         for v in self.platform.lab.versions(tenant):

@@ -82,7 +82,9 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
             from taehwa.demo.replay import start_demo
 
             replayer = start_demo(platform, default_shared_data())
-            password = demo_user(platform)
+            from taehwa.demo.replay import demo_sign_in
+
+            password = demo_sign_in(platform)
             out.print(f"web UI: {url}/  — sign in as [bold]demo[/bold] / [bold]{password}[/bold] (kept in "
                       f"{settings.data_dir / 'demo-password'})")
             out.print(f"demo plant loaded into tenant 'demo', replaying at {replayer.speed:g}× real time over OPC UA "
@@ -98,32 +100,6 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
         if replayer is not None:
             replayer.stop()
         platform.close()
-
-
-def demo_user(platform: Platform) -> str:
-    """The demo's web sign-in: a platform admin `demo` with a random password kept beside the development token
-    (readable only by its owner), made on first use."""
-    import os
-    import secrets
-
-    from taehwa.errors import NotFound
-    from taehwa.tenancy.access import SYSTEM, acting_as
-
-    path = platform.settings.data_dir / "demo-password"
-    with acting_as(SYSTEM):
-        try:
-            platform.identity.get_user("demo")
-            if path.exists():
-                return path.read_text().strip()
-            password = secrets.token_urlsafe(12)
-            platform.identity.set_password("demo", password)
-        except NotFound:
-            password = secrets.token_urlsafe(12)
-            platform.identity.create_user("demo", "Demo (city office)", password=password, platform_admin=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(password)
-    return password
 
 
 def _send_to_server(settings: Settings, tenant: str, path: Path, layout: str) -> dict[str, Any]:

@@ -6,14 +6,18 @@ connector of tenant `demo` — the same path a real plant's data takes (protocol
 
 from __future__ import annotations
 
+import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from taehwa.demo.plant import Source
+from taehwa.errors import NotFound
 from taehwa.platform import Platform
 from taehwa.replay.opcua_server import ReplayServer
 from taehwa.replay.player import Replayer
+from taehwa.tenancy.access import SYSTEM, acting_as
 
 DEMO_CONNECTOR = "demo-plant"
 
@@ -72,3 +76,23 @@ def start_demo(platform: Platform, shared: Path, *, speed: float | None = None, 
         server.stop()
         raise
     return LiveDemo(server, replayer)
+
+
+def demo_sign_in(platform: Platform) -> str:
+    """The demo's web sign-in: a platform admin `demo` with a random password kept beside the development token
+    (readable only by its owner), made on first use."""
+    path = platform.settings.data_dir / "demo-password"
+    with acting_as(SYSTEM):
+        try:
+            platform.identity.get_user("demo")
+            if path.exists():
+                return path.read_text().strip()
+            password = secrets.token_urlsafe(12)
+            platform.identity.set_password("demo", password)
+        except NotFound:
+            password = secrets.token_urlsafe(12)
+            platform.identity.create_user("demo", "Demo (city office)", password=password, platform_admin=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(password)
+    return password

@@ -72,6 +72,16 @@ class Deployment:
     created_by: str
     created_at: datetime
 
+    def covers(self, plant: Any, path: str) -> bool:
+        """Whether the target takes in the asset at `path` (before checking it has the model's inputs)."""
+        t = self.target
+        if "asset" in t:
+            return t["asset"] == path
+        if "under" in t:
+            return path == t["under"] or path.startswith(t["under"] + "/")
+        kind = plant.types.get(plant.assets[path].type) if path in plant.assets else None
+        return bool(kind is not None and kind.is_a(t.get("asset_type", "")))
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "model": self.model, "version": self.version, "target": self.target,
                 **{k: v for k, v in self.params.items()}, "enabled": self.enabled, "created_by": self.created_by,

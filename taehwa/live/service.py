@@ -109,6 +109,12 @@ class LiveService:
         return [{**d.to_dict(), "status": self.scorer.status(tenant, d.name)}
                 for d in self.deployments.list(tenant)]
 
+    def deployed_on(self, tenant: str, path: str) -> builtins.list[dict[str, Any]]:
+        """The deployments whose target takes in an asset, with how they are doing."""
+        plant = self.platform.twin.plant(tenant)
+        return [{**d.to_dict(), "status": self.scorer.status(tenant, d.name)}
+                for d in self.deployments.list(tenant) if d.covers(plant, path)]
+
     # -- on demand ------------------------------------------------------------------------------------------------
     def predict_request(self, tenant: str, model: str, body: Any) -> dict[str, Any]:
         """`predict` from an HTTP body (checked after the caller's rights: scoring takes the platform's compute,

@@ -385,6 +385,42 @@ class TwinService:
                  for p in page]
         return {"total": len(candidates), "items": items}
 
+    def _live_states(self, tenant: str) -> tuple[Any, dict[str, tuple[str, str]]]:
+        """The plant, and each asset's (rolled-up, own) live state, read under one lock."""
+        plant = self.plant(tenant)
+        live = self.live.get(tenant)
+        if live is None:
+            return plant, {p: ("unknown", "unknown") for p in plant.assets}
+        with self.live.lock:
+            return plant, {p: (live.rolled.get(p, "unknown"), live.own.get(p, "unknown")) for p in plant.assets}
+
+    def state_tree(self, tenant: str) -> list[dict[str, Any]]:
+        """The asset hierarchy from the sites down, each asset with its name, type and rolled-up live state."""
+        plant, states = self._live_states(tenant)
+        kids: dict[str | None, list[Any]] = {}
+        for a in plant.assets.values():
+            kids.setdefault(a.parent, []).append(a)
+
+        def node(a: Any) -> dict[str, Any]:
+            return {"path": a.path, "name": a.name, "type": a.type, "state": states[a.path][0],
+                    "children": [node(c) for c in kids.get(a.path, [])]}
+
+        return [node(a) for a in kids.get(None, [])]
+
+    def state_counts(self, tenant: str) -> dict[str, int]:
+        """How many assets are in each state of their own (normal, warning, alarm, stale, unknown)."""
+        _, states = self._live_states(tenant)
+        counts = dict.fromkeys(STATES, 0)
+        for _, own in states.values():
+            counts[own] = counts.get(own, 0) + 1
+        return counts
+
+    def assets_with_tags(self, tenant: str, tags: list[str]) -> list[str]:
+        """Paths of the assets with a signal bound to any of these tags."""
+        plant = self.plant(tenant)
+        wanted = set(tags)
+        return sorted(a.path for a in plant.assets.values() if wanted & set(plant.signal_tags(a).values()))
+
     def state(self, tenant: str, path: str, at: Any = None) -> dict[str, Any]:
         """An asset's state: live now, or rebuilt from the historian at a past time (rolled up over its subtree)."""
         if at is None:

@@ -20,12 +20,13 @@ from starlette.concurrency import run_in_threadpool
 
 from taehwa import __version__
 from taehwa.errors import NotFound, TaehwaError
+from taehwa.live.deployments import OUTPUTS
 from taehwa.platform import Platform
 from taehwa.tenancy.access import Principal, current
 from taehwa.web.i18n import LANG_COOKIE, LANGUAGES, MESSAGES, pick_language, translate
 
 HERE = Path(__file__).parent
-OUTPUT_SIGNALS = ("anomaly_score", "anomaly", "rul", "fault_class", "fault_score", "estimate", "forecast")
+OUTPUT_SIGNALS = {o for outs in OUTPUTS.values() for o in outs}  # what deployed models write on an asset
 
 
 def _env() -> Environment:
@@ -99,10 +100,7 @@ def add_web_routes(app: FastAPI, platform: Platform) -> None:
     @app.get("/t/{tenant}/plant", include_in_schema=False)
     async def plant(request: Request, tenant: str) -> Response:
         def build() -> dict[str, Any]:
-            plant = platform.twin.plant(tenant)
-            states = {p: platform.twin.state(tenant, p) for p in plant.assets}
-            tree = [_node(plant, a.path, states) for a in plant.children(None)]
-            return {"tree": tree, "counts": _counts(states)}
+            return {"tree": platform.twin.state_tree(tenant), "counts": platform.twin.state_counts(tenant)}
 
         return await page(request, "plant.html", build, tenant=tenant, section="plant")
 
@@ -111,14 +109,11 @@ def add_web_routes(app: FastAPI, platform: Platform) -> None:
         def build() -> dict[str, Any]:
             doc = platform.twin.get(tenant, path)
             state = platform.twin.state(tenant, path)
-            plant = platform.twin.plant(tenant)
             signals = [{"name": k, **v} for k, v in state["signals"].items()]
             outputs = {s["name"]: s for s in signals if s["name"] in OUTPUT_SIGNALS}
-            deployments = [d for d in platform.live.list(tenant) if _targets(plant, d["target"], path)]
-            alerts = platform.live.alerts.list(tenant, asset=path, limit=50)
             return {"asset": doc, "state": state, "signals": signals, "outputs": outputs,
-                    "deployments": deployments, "alerts": alerts,
-                    "children": [c.path for c in plant.children(path)]}
+                    "deployments": platform.live.deployed_on(tenant, path),
+                    "alerts": platform.live.alerts.list(tenant, asset=path, limit=50), "children": doc["children"]}
 
         return await page(request, "asset.html", build, tenant=tenant, section="plant")
 
@@ -131,10 +126,8 @@ def add_web_routes(app: FastAPI, platform: Platform) -> None:
             names = [x.strip() for x in tags.split(",") if x.strip()]
             if names:
                 platform.historian.catalog.resolve(tenant, names)  # an unknown tag is named, not drawn empty
-            plant = platform.twin.plant(tenant)
-            wanted = set(names)
-            owners = sorted(a.path for a in plant.assets.values() if wanted & set(plant.signal_tags(a).values()))
-            return {"tags": names, "start": start or "", "end": end or "", "owners": owners}
+            return {"tags": names, "start": start or "", "end": end or "",
+                    "owners": platform.twin.assets_with_tags(tenant, names)}
 
         return await page(request, "trends.html", build, tenant=tenant, section="trends")
 
@@ -179,26 +172,3 @@ def _tenants_of(platform: Platform, caller: Principal) -> list[str]:
         except TaehwaError:
             return []
     return sorted(mine)
-
-
-def _node(plant: Any, path: str, states: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    a = plant.assets[path]
-    return {"path": path, "name": a.name, "type": a.type, "state": states[path]["state"],
-            "children": [_node(plant, c.path, states) for c in plant.children(path)]}
-
-
-def _counts(states: dict[str, dict[str, Any]]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for s in states.values():
-        out[s["own_state"]] = out.get(s["own_state"], 0) + 1
-    return out
-
-
-def _targets(plant: Any, target: dict[str, str], path: str) -> bool:
-    """Whether a deployment's target covers the asset at `path`."""
-    if "asset" in target:
-        return target["asset"] == path
-    if "under" in target:
-        return path == target["under"] or path.startswith(target["under"] + "/")
-    kind = plant.types.get(plant.assets[path].type)
-    return bool(kind is not None and target.get("asset_type") and kind.is_a(target["asset_type"]))
