@@ -334,6 +334,43 @@ outbox = Table(
     Index("ix_outbox_pending", "delivered_at", "next_at"),
 )
 
+# --- the academy ---------------------------------------------------------------------------------------------------
+challenges = Table(
+    "challenges",
+    metadata,
+    Column("id", String(63), primary_key=True),
+    Column("owner", String(63), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("definition", JSON, nullable=False),
+    Column("info", JSON, nullable=False),  # signals, classes, rows per part, the sharing grant behind it
+    Column("closes_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", DateTime(timezone=True), nullable=True),  # closed early by its owner
+    Column("created_by", String(255), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+submissions = Table(
+    "submissions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("challenge", String(63), ForeignKey("challenges.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", String(255), nullable=False),
+    Column("kind", String(16), nullable=False),  # predictions | spec | python
+    Column("label", String(255), nullable=True),
+    Column("reference", Boolean, nullable=False, default=False),  # the platform's own baseline entry
+    Column("state", String(16), nullable=False),  # queued | running | done
+    Column("verdict", String(32), nullable=True),
+    Column("message", Text, nullable=True),
+    Column("log", Text, nullable=True),
+    Column("public_score", Float, nullable=True),
+    Column("final_score", Float, nullable=True),
+    Column("metrics", JSON, nullable=True),
+    Column("sandbox", JSON, nullable=True),
+    Column("seconds", Float, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Index("ix_submissions_challenge_user", "challenge", "user_id", "created_at"),
+)
+
 
 def make_engine(url: str) -> Engine:
     """Create the engine and the schema; SQLite gets WAL mode so readers in other processes never block."""

@@ -47,8 +47,12 @@ class Platform:
         from taehwa.overview import Overview
 
         self.overview = Overview(self)
+        from taehwa.academy.service import AcademyService
+
+        self.academy = AcademyService(self)
         if background and not readonly:
             self.twin.start()
+            self.academy.resume()
         self.api_token = self._token()
 
     def _token(self) -> str:
@@ -78,6 +82,7 @@ class Platform:
         """Flush and release everything."""
         server_info_path(self.settings).unlink(missing_ok=True)
         self.connectors.close()
+        self.academy.close_service()
         self.live.close()
         self.twin.close()
         self.historian.close()

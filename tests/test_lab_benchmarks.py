@@ -22,7 +22,7 @@ def test_tep_beats_pca_t2_at_the_same_false_alarm_rate() -> None:
 
 
 def test_cmapss_reads_the_published_split() -> None:
-    train = benchmarks._read_cmapss(default_shared_data() / "cmapss" / "train_FD001.txt.gz")
+    train = benchmarks.read_cmapss(default_shared_data() / "cmapss" / "train_FD001.txt.gz")
     assert len(train) == 20_631 and train["unit"].nunique() == 100
 
 

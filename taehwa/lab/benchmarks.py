@@ -93,7 +93,7 @@ def skab(shared: Path, progress: Progress | None = None) -> dict[str, Any]:
 CM_COLS = ["unit", "cycle", "setting1", "setting2", "setting3"] + [f"s{i}" for i in range(1, 22)]
 
 
-def _read_cmapss(path: Path) -> pd.DataFrame:
+def read_cmapss(path: Path) -> pd.DataFrame:
     with gzip.open(path, "rt") if path.suffix == ".gz" else open(path) as fh:
         df = pd.read_csv(fh, sep=r"\s+", header=None, names=CM_COLS)
     df[[f"s{i}" for i in range(1, 22)]] = df[[f"s{i}" for i in range(1, 22)]].astype(float)
@@ -103,8 +103,8 @@ def _read_cmapss(path: Path) -> pd.DataFrame:
 def cmapss_subset(shared: Path, subset: str) -> dict[str, float]:
     """One C-MAPSS subset: RMSE and PHM08 score on the last cycle of every test engine."""
     root = _need(shared / "cmapss")
-    train = _read_cmapss(_need(root / f"train_{subset}.txt.gz"))
-    test = _read_cmapss(_need(root / f"test_{subset}.txt.gz"))
+    train = read_cmapss(_need(root / f"train_{subset}.txt.gz"))
+    test = read_cmapss(_need(root / f"test_{subset}.txt.gz"))
     truth = np.loadtxt(_need(root / f"RUL_{subset}.txt"))
     sensors = [f"s{i}" for i in range(1, 22)]
     multi = subset in ("FD002", "FD004")

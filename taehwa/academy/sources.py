@@ -1,0 +1,176 @@
+"""The data of a challenge as one table: `time`, `unit`, the signals, `target`, `part` (train, validation or test)
+and `scored` (which rows the metric reads), from a ready benchmark in ../shared/data or the owner's historian.
+
+Units of the parts participants predict are renamed to neutral ids in a fixed shuffled order, so a unit's name
+never gives its label away (a Tennessee Eastman test run named after its fault would)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from taehwa.academy.challenge import Definition, closes_at
+from taehwa.errors import InvalidInput, NotFound
+from taehwa.lab.datasets import CHANGEPOINT, TARGET, TIME, UNIT
+
+if TYPE_CHECKING:
+    from taehwa.platform import Platform
+    from taehwa.tenancy.sharing import Grant
+
+PART = "part"
+SCORED = "scored"
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        raise NotFound(f"benchmark data not found at {path}", where=str(path))
+    return path
+
+
+def _neutral_units(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Rename the units of the predicted parts to unit-01…, in an order fixed by `seed`."""
+    hidden = frame[PART] != "train"
+    names = pd.unique(frame.loc[hidden, UNIT])
+    order = np.random.default_rng(seed).permutation(len(names))
+    width = max(2, len(str(len(names))))
+    mapping = {n: f"unit-{i + 1:0{width}d}" for n, i in zip(names, order, strict=True)}
+    frame.loc[hidden, UNIT] = frame.loc[hidden, UNIT].map(mapping)
+    return frame
+
+
+def _by_time(frame: pd.DataFrame, d: Definition) -> pd.Series:
+    assert d.source.validation_from and d.source.test_from
+    v, t = closes_at(d.source.validation_from), closes_at(d.source.test_from)
+    if t <= v:
+        raise InvalidInput("source.test_from must come after source.validation_from", where="source.test_from")
+    part = pd.Series("train", index=frame.index)
+    part[frame[TIME] >= pd.Timestamp(v)] = "validation"
+    part[frame[TIME] >= pd.Timestamp(t)] = "test"
+    return part
+
+
+def skab(d: Definition, shared: Path) -> pd.DataFrame:
+    """SKAB's runs in time order: whole runs fall in the part their start time says; the anomaly-free run trains."""
+    root = _need(shared / "skab" / "data")
+    files = sorted(root.glob("*/*.csv"))
+    blocks = []
+    for f in files:
+        df = pd.read_csv(f, sep=";", parse_dates=["datetime"])
+        block = pd.DataFrame({TIME: pd.to_datetime(df.pop("datetime")).dt.tz_localize("UTC")})
+        block[UNIT] = f"{f.parent.name}-{f.stem}"
+        block[TARGET] = df.pop("anomaly").astype(int) if "anomaly" in df else 0
+        block[CHANGEPOINT] = df.pop("changepoint").astype(int) if "changepoint" in df else 0
+        for c in df.columns:
+            block[c.lower().replace(" ", "_")] = df[c].astype(float)
+        blocks.append(block)
+    frame = pd.concat(blocks, ignore_index=True)
+    starts = frame.groupby(UNIT)[TIME].transform("min")
+    frame[PART] = _by_time(frame.assign(**{TIME: starts}), d)
+    frame[SCORED] = frame[PART] != "train"
+    return _neutral_units(frame, seed=11)
+
+
+def cmapss(d: Definition, shared: Path) -> pd.DataFrame:
+    """C-MAPSS: the training fleet run to failure; the official test engines (cut off before failure) split into a
+    validation and a hidden part. Only each test engine's last cycle is scored, against RUL_FD00x.txt clipped at
+    125 cycles like the training target (the published protocol). One cycle is shown as one hour."""
+    from taehwa.lab.benchmarks import CMAPSS_RUL_CLIP, read_cmapss
+
+    sub = d.source.subset or "FD001"
+    root = _need(shared / "cmapss")
+    train = read_cmapss(_need(root / f"train_{sub}.txt.gz"))
+    test = read_cmapss(_need(root / f"test_{sub}.txt.gz"))
+    truth = np.loadtxt(_need(root / f"RUL_{sub}.txt"))
+    base = pd.Timestamp("2026-01-01", tz="UTC")
+    train[TARGET] = (train.groupby("unit")["cycle"].transform("max") - train["cycle"]).clip(upper=CMAPSS_RUL_CLIP)
+    last = test.groupby("unit")["cycle"].transform("max")
+    test[TARGET] = (truth[test["unit"].to_numpy() - 1] + last - test["cycle"]).clip(upper=CMAPSS_RUL_CLIP)
+    n_val = d.source.validation_units or int(test["unit"].nunique() // 2)
+    train[PART] = "train"
+    test[PART] = np.where(test["unit"] <= n_val, "validation", "test")
+    train[SCORED] = False
+    test[SCORED] = test["cycle"] == last
+    train["unit"] = train["unit"].map(lambda u: f"engine-{u:03d}")
+    test["unit"] = test["unit"].map(lambda u: f"test-engine-{u:03d}")
+    frame = pd.concat([train, test], ignore_index=True)
+    frame[TIME] = base + pd.to_timedelta(frame["cycle"], unit="h")
+    frame = frame.rename(columns={"unit": UNIT})
+    return _neutral_units(frame, seed=12)
+
+
+def tep(d: Definition, shared: Path) -> pd.DataFrame:
+    """Tennessee Eastman: the normal run and the 21 fault runs train; the 22 test runs (48 h each, faults from hour
+    8) are cut in time: their first 24 h are the validation part, their last 24 h the hidden test part."""
+    root = _need(shared / "tep")
+    cols = [f"xmeas_{i:02d}" for i in range(1, 42)] + [f"xmv_{i:02d}" for i in range(1, 12)]
+    base = pd.Timestamp("2026-02-01", tz="UTC")
+    blocks = []
+    for k in range(22):
+        for kind in ("train", "test"):
+            raw = np.loadtxt(_need(root / (f"d{k:02d}.dat" if kind == "train" else f"d{k:02d}_te.dat")))
+            x = raw.T if k == 0 and kind == "train" else raw
+            block = pd.DataFrame(x, columns=cols)
+            n = len(block)
+            start = base + pd.Timedelta(days=3 * k + (0 if kind == "train" else 1.5))
+            block.insert(0, TIME, start + pd.to_timedelta(np.arange(n) * 3, unit="min"))
+            block.insert(1, UNIT, f"{kind}-d{k:02d}")
+            label = d.normal_class if k == 0 else f"idv{k:02d}"
+            if kind == "train":
+                block[TARGET] = label
+                block[PART] = "train"
+            else:
+                block[TARGET] = np.where(np.arange(n) < 160, d.normal_class, label)
+                block[PART] = np.where(np.arange(n) < n // 2, "validation", "test")
+            blocks.append(block)
+    frame = pd.concat(blocks, ignore_index=True)
+    frame[SCORED] = frame[PART] != "train"
+    return _neutral_units(frame, seed=13)
+
+
+def historian(d: Definition, platform: Platform, owner: str, grant: Grant) -> pd.DataFrame:
+    """The owner's own tags, on the lab's grid with the lab's labels, then disguised by the sharing grant made for
+    the challenge: each tag under its pseudonym, values as a·v + b with the grant's hidden a and b, assets as
+    neutral ids. Participants learn neither names nor real values."""
+    from taehwa.lab.datasets import build_dataset
+    from taehwa.lab.spec import LabelSpec, ModelSpec, Spec
+
+    assert d.source.data is not None
+    spec = Spec(name=d.id, task=d.task, data=d.source.data, labels=d.source.labels or LabelSpec(),
+                model=ModelSpec(kind=_any_kind(d.task)))
+    data = build_dataset(spec, platform, owner)
+    frame = data.frame.copy()
+    if TARGET not in frame.columns:
+        raise InvalidInput("the owner's data has no labels for this task in the range; label it first "
+                           "(taehwa lab labels add)", where="source.labels")
+    a, b = grant.scale or (1.0, 0.0)
+    rename = {}
+    for s in data.signals:
+        frame[s] = frame[s] * a + b
+        rename[s] = grant.alias(s).rsplit("/", 1)[-1]
+    frame = frame.rename(columns=rename)
+    frame[UNIT] = frame[UNIT].map(lambda u: grant.alias(str(u)).rsplit("/", 1)[-1])
+    frame[PART] = _by_time(frame, d)
+    frame[SCORED] = frame[PART] != "train"
+    if not (frame[PART] == "train").any() or not (frame[PART] == "test").any():
+        raise InvalidInput("the split leaves a part empty: check source.validation_from and source.test_from "
+                           "against the data's range", where="source")
+    return _neutral_units(frame, seed=14)
+
+
+def _any_kind(task: str) -> str:
+    return {"anomaly": "pca", "fault": "lgbm_classifier", "rul": "lgbm_regressor", "soft_sensor": "lgbm_regressor"
+            }[task]
+
+
+def build(d: Definition, shared: Path) -> pd.DataFrame:
+    """The table of a ready challenge."""
+    if d.source.builder == "skab":
+        return skab(d, shared)
+    if d.source.builder == "cmapss":
+        return cmapss(d, shared)
+    if d.source.builder == "tep":
+        return tep(d, shared)
+    raise InvalidInput("historian challenges are built by AcademyService.create", where="source.builder")
