@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from taehwa import __version__
+from taehwa.api.academy_routes import add_academy_routes
 from taehwa.api.admin_routes import add_admin_routes
 from taehwa.api.caller import CallerMiddleware, RateLimiter
 from taehwa.api.connector_routes import add_connector_routes
@@ -188,6 +189,7 @@ def create_app(platform: Platform) -> FastAPI:
     add_lab_routes(app, platform, auth)
     add_connector_routes(app, platform, auth)
     add_live_routes(app, platform, auth)
+    add_academy_routes(app, platform, auth)
     from taehwa.web.pages import add_web_routes
 
     add_web_routes(app, platform)

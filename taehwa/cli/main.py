@@ -13,6 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from taehwa.cli.academy_cmds import academy_app
 from taehwa.cli.admin_cmds import admin_app, audit_app
 from taehwa.cli.common import TenantOpt, emit_text, err, fail, operator, out, server_request, services
 from taehwa.cli.connector_cmds import connectors_app
@@ -40,6 +41,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(lab_app, name="lab")
 app.add_typer(connectors_app, name="connectors")
 app.add_typer(live_app, name="live")
+app.add_typer(academy_app, name="academy")
 app.command("replay")(replay)
 def _progress() -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
