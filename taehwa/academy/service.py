@@ -282,8 +282,10 @@ class AcademyService:
             except UnicodeDecodeError:
                 raise InvalidInput("the spec is not UTF-8 text", where="submission") from None
             parse_spec_submission(text, d["task"])
-        else:
-            read_predictions(content, filename)
+        else:  # a file that does not fit the inputs is refused at once and does not count toward the limit
+            rows = pd.read_parquet(self.root / cid / "public" / "inputs.parquet", columns=["row"])["row"].to_numpy()
+            check_predictions(read_predictions(content, filename), rows, d["task"], row.info.get("classes"),
+                              where=filename or "predictions")
         if not reference:
             day = _now().replace(hour=0, minute=0, second=0, microsecond=0)
             with self._engine.connect() as c:
