@@ -235,7 +235,8 @@ def test_pages_can_be_used_from_the_keyboard(site: tuple[Platform, str], browser
     page = sign_in(browser, url)
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.className") == "skip"
-    for path in ("/t/acme/plant", "/t/acme/alerts", "/t/acme/trends", "/t/acme/models", "/t/acme/connectors"):
+    for path in ("/t/acme/plant", "/t/acme/alerts", "/t/acme/trends", "/t/acme/models", "/t/acme/connectors",
+                 "/academy"):
         page.goto(url + path)
         unlabelled = page.evaluate("""[...document.querySelectorAll('input:not([type=hidden]), select')]
             .filter(el => !el.labels || el.labels.length === 0).map(el => el.id || el.name)""")
@@ -243,3 +244,43 @@ def test_pages_can_be_used_from_the_keyboard(site: tuple[Platform, str], browser
         nameless = page.evaluate("""[...document.querySelectorAll('button, a')]
             .filter(el => !(el.innerText || el.getAttribute('aria-label') || '').trim()).length""")
         assert nameless == 0, f"{path}: buttons or links without a name"
+
+
+def test_academy_submit_from_the_browser_and_see_the_verdict_and_board(site: tuple[Platform, str], browser: Any,
+                                                                       tmp_path: Path) -> None:
+    from taehwa.demo import default_shared_data
+
+    platform, url = site
+    if not default_shared_data().exists():
+        pytest.skip("../shared/data is not beside the checkout")
+    platform.academy.install_ready(["skab-valves"])
+    page = sign_in(browser, url)
+    page.click("nav >> text=Academy")
+    page.click("text=Pump station anomalies (SKAB)")
+    assert "Taehwa baseline (Baseline)" in page.inner_text("#board")  # the platform's own entry stands beside
+    assert "Conv-AE (Published)" in page.inner_text("#board")
+    good = tmp_path / "flags.py"
+    good.write_text("import numpy as np\n\nclass Model:\n    def fit(self, X, y):\n        self.m = X['current']"
+                    ".quantile(0.99)\n\n    def predict(self, X):\n        return (X['current'] > self.m)"
+                    ".astype(int).to_numpy()\n")
+    bad = tmp_path / "bad.py"
+    bad.write_text("class Model:\n    def fit(self, X, y):\n        pass\n\n    def predict(self, X):\n"
+                   "        return ['maybe'] * len(X)\n")
+    for f in (good, bad):
+        page.select_option("#sub-kind", "python")
+        page.set_input_files("#sub-file", str(f))
+        page.fill("#sub-label", f.stem)
+        page.click("#submit-form button[type=submit]")
+        page.wait_for_selector(f"#mine tr:has-text('{f.stem}')", timeout=60_000)
+    rows = page.locator("#mine tbody tr")
+    assert rows.count() == 2
+    assert rows.nth(0).get_attribute("data-verdict") == "invalid_output"
+    assert "not an anomaly flag" in rows.nth(0).inner_text()
+    assert rows.nth(1).get_attribute("data-verdict") == "scored"
+    assert page.locator("#board tr[data-user='kim'] td").nth(0).inner_text() == "1"
+    shot(page, "10-academy-challenge")
+    page.click("text=한국어")
+    page.wait_for_selector("html[lang=ko]")
+    assert "리더보드" in page.inner_text("main") and "잘못된 출력" in page.inner_text("#mine")
+    assert "펌프 스테이션 이상 탐지" in page.inner_text("h1")
+    shot(page, "11-academy-korean")

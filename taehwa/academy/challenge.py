@@ -66,7 +66,7 @@ class Definition(_Strict):
     audience: list[str] | None = None  # tenants whose members may take part; None: every signed-in user
     limits: Limits = Field(default_factory=Limits)
     published: list[Reference] = Field(default_factory=list)
-    published_note: str | None = None
+    published_note: dict[str, str] | None = None  # en, ko
     baseline: str | None = None  # a file beside the definition: the platform's own entry, run like any other
     normal_class: str = "normal"
 

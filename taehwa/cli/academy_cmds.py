@@ -144,7 +144,7 @@ def board(challenge: str, as_json: JsonOpt = False) -> None:
                      style="dim")
     out.print(view)
     if doc.get("published_note"):
-        out.print(doc["published_note"], style="dim")
+        out.print(doc["published_note"].get("en", ""), style="dim")
 
 
 @academy_app.command("close")

@@ -3,7 +3,8 @@ for live updates over SSE and for actions through the HTTP API). Thin: each page
 and the CLI use, as the signed-in caller (the session cookie), and shows what they answer.
 
 Pages: sign-in; the control tower (platform admins); per tenant the plant (asset tree with live states), an asset,
-trends, alerts, models and connectors. Every label comes from `i18n` in Korean or English.
+trends, alerts, models and connectors; the academy's challenges with their boards and a submission form. Every
+label comes from `i18n` in Korean or English.
 """
 
 from __future__ import annotations
@@ -155,6 +156,19 @@ def add_web_routes(app: FastAPI, platform: Platform) -> None:
             return {"versions": versions, "runs": runs, "deployments": platform.live.list(tenant)}
 
         return await page(request, "models.html", build, tenant=tenant, section="models")
+
+    @app.get("/academy", include_in_schema=False)
+    async def academy(request: Request) -> Response:
+        return await page(request, "academy.html", lambda: {"challenges": platform.academy.list_challenges()},
+                          section="academy")
+
+    @app.get("/academy/{cid}", include_in_schema=False)
+    async def challenge(request: Request, cid: str) -> Response:
+        def build() -> dict[str, Any]:
+            return {"c": platform.academy.get(cid), "board": platform.academy.board(cid),
+                    "mine": platform.academy.submissions(cid)}
+
+        return await page(request, "challenge.html", build, section="academy")
 
     @app.get("/t/{tenant}/connectors", include_in_schema=False)
     async def connectors(request: Request, tenant: str) -> Response:

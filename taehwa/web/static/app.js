@@ -261,6 +261,33 @@
     }));
   }
 
+  function submitForm() {  // the file goes as the request body; then the verdict is awaited and the page reloaded
+    const form = document.getElementById("submit-form");
+    const status = document.getElementById("action-status");
+    if (!form) return;
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const file = form.file.files[0];
+      if (!file) return;
+      const q = new URLSearchParams({ kind: form.kind.value });
+      if (form.label.value) q.set("label", form.label.value);
+      const cid = encodeURIComponent(form.dataset.challenge);
+      try {
+        const r = await fetch(`/api/v1/academy/challenges/${cid}/submissions?${q}`, { method: "POST",
+          credentials: "same-origin", headers: { "Content-Type": "application/octet-stream", "X-CSRF-Token": csrf() },
+          body: await file.arrayBuffer() });
+        const doc = await r.json();
+        if (!r.ok) throw new Error(`${doc.message}${doc.where ? " (" + doc.where + ")" : ""}`);
+        status.textContent = msg("submitting");
+        for (let s = doc; s.state !== "done"; ) {
+          await new Promise((ok) => setTimeout(ok, 1000));
+          s = await (await fetch(`/api/v1/academy/submissions/${encodeURIComponent(doc.id)}`)).json();
+        }
+        location.reload();
+      } catch (err) { status.textContent = `${msg("failed")}: ${err.message}`; }
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     localTimes();
     const form = document.getElementById("login-form");
@@ -276,5 +303,5 @@
     if (out) out.addEventListener("click", async () => { try { await send("DELETE", "/api/v1/session"); } finally { location.href = "/login"; } });
   });
 
-  window.Taehwa = { followStates, followAsset, trend, alertActions, modelActions, localTimes };
+  window.Taehwa = { followStates, followAsset, trend, alertActions, modelActions, submitForm, localTimes };
 })();
