@@ -34,7 +34,7 @@ deps-deb:
 	fi
 
 lint: $(VENV)/.test-installed
-	$(VENV)/bin/ruff check taehwa tests bench
+	$(VENV)/bin/ruff check taehwa tests bench docs
 
 typecheck: $(VENV)/.test-installed
 	$(VENV)/bin/mypy

@@ -60,7 +60,7 @@ def skab(d: Definition, shared: Path) -> pd.DataFrame:
     for f in files:
         df = pd.read_csv(f, sep=";", parse_dates=["datetime"])
         block = pd.DataFrame({TIME: pd.to_datetime(df.pop("datetime")).dt.tz_localize("UTC")})
-        block[UNIT] = f"{f.parent.name}-{f.stem}"
+        block[UNIT] = f.stem if f.stem == f.parent.name else f"{f.parent.name}-{f.stem}"
         block[TARGET] = df.pop("anomaly").astype(int) if "anomaly" in df else 0
         block[CHANGEPOINT] = df.pop("changepoint").astype(int) if "changepoint" in df else 0
         for c in df.columns:

@@ -358,7 +358,8 @@ def demo_load(force: Annotated[bool, typer.Option(help="Load the SKAB runs again
               ) -> None:
     """Load the demo data from ../shared/data into tenant 'demo' (once): the SKAB pump test-bed runs with their
     anomaly labels, and the demo plant's labelled history (refinery TEP runs with fault labels, engine-shop FD001
-    lives with failure labels) that the ready lab specs train on."""
+    lives with failure labels) that the ready lab specs train on; the live pump's model, deployed; and the
+    academy's ready challenges (SKAB, C-MAPSS, Tennessee Eastman) with their baselines."""
     from taehwa.demo import DEMO_TENANT, default_shared_data, label_skab, load_skab
     from taehwa.demo.history import deploy_pump_model, load_plant_history
 
@@ -395,6 +396,15 @@ def demo_load(force: Annotated[bool, typer.Option(help="Load the SKAB runs again
             out.print(f"live scoring: model {deployed['model']} v{deployed['version']} trained on the pump station's "
                       "history, promoted and deployed on every CentrifugalPump (deployment 'pump-station'), with "
                       "alert rule 'pump-anomaly' on its score")
+        try:
+            with err.status("academy: cutting the ready challenges and running their baselines…"):
+                made = platform.academy.install_ready()
+        except TaehwaError as exc:
+            fail(exc)
+            return
+        if made:
+            out.print(f"academy: ready challenges {', '.join(c['id'] for c in made)} installed, each with the "
+                      "platform's baseline on its board (taehwa academy list)")
 
 
 def main() -> None:

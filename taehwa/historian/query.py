@@ -6,6 +6,7 @@ overlap, so duplicates are removed (newest seq wins) only when a query touches t
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -74,7 +75,8 @@ class QueryEngine:
                 config["threads"] = self._threads
             con = duckdb.connect(config=config)
             con.execute("SET parquet_metadata_cache = true")
-            con.execute("SET enable_progress_bar = false")
+            with contextlib.suppress(duckdb.InvalidInputException):  # Jupyter without ipywidgets refuses the change
+                con.execute("SET enable_progress_bar = false")
             self._local.con = con
         return con
 
