@@ -126,6 +126,9 @@ def test_every_route_refuses_whoever_must_be_refused(world: dict[str, Any]) -> N
             cases.append((world["tokens"]["eve"], (403,)))  # another tenant's admin
             if is_write:
                 cases.append((world["tokens"]["vic"], (403,)))  # a viewer where a write is needed
+        elif path.startswith("/api/v1/academy/"):
+            # open to every signed-in user; a challenge or submission they may not see is not found
+            cases.append((world["tokens"]["eve"], (200, 404, 422)))
         elif (method, path) not in OWN:
             cases.append((world["tokens"]["eve"], (403,)))  # platform-wide administration
         for token, expected in cases:
