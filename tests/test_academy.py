@@ -10,6 +10,7 @@ import io
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -287,6 +288,11 @@ def test_academy_over_http(academy: Platform, client: TestClient) -> None:
     queued = client.post("/api/v1/academy/challenges/acme-pump/submissions?kind=python", content=GOOD,
                          headers=auth | {"Content-Type": "text/x-python"})
     assert queued.status_code in (200, 202)
+    deadline = time.monotonic() + 60
+    while (doc := client.get(f"/api/v1/academy/submissions/{queued.json()['id']}", headers=auth).json())[
+            "state"] != "done" and time.monotonic() < deadline:  # run in the background, in order
+        time.sleep(0.2)
+    assert doc["verdict"] == "scored" and doc["public_score"] == r.json()["public_score"]
     board = client.get("/api/v1/academy/challenges/acme-pump/board", headers=auth).json()
     assert board["entries"][0]["user"] == "fay"
     bad = client.post("/api/v1/academy/challenges/acme-pump/submissions?kind=python", content=b"x=1",
