@@ -5,10 +5,15 @@ PY := $(VENV)/bin/python
 TAEHWA := $(VENV)/bin/taehwa
 TAEHWA_PORT ?= 8000
 export TAEHWA_PORT
-# Debian packages the tests need (installed when run as root): mosquitto for the MQTT connector tests and chromium
-# for the web UI tests with a Korean font for their screenshots (each skipped without it); a later issue adds
-# postgresql.
-DEB_PACKAGES ?= mosquitto chromium fonts-nanum
+# Debian packages the tests need (installed when run as root): mosquitto for the MQTT connector tests, chromium
+# for the web UI tests with a Korean font for their screenshots (each skipped without it), and postgresql for the
+# second pass of the metadata tests against PostgreSQL (tests/pg.py starts a throw-away server on loopback).
+DEB_PACKAGES ?= mosquitto chromium fonts-nanum postgresql
+# The tests that touch the metadata database, run again against PostgreSQL when it is installed.
+PG_TESTS ?= tests/test_api.py tests/test_cli.py tests/test_fuzz.py tests/test_identity.py tests/test_isolation.py \
+	tests/test_lab_service.py tests/test_live.py tests/test_live_alerts.py tests/test_query.py tests/test_sharing.py \
+	tests/test_store.py tests/test_twin_api.py tests/test_twin_cli.py tests/test_twin_model.py \
+	tests/test_twin_service.py tests/test_academy.py tests/test_migrations.py
 
 .PHONY: run test lint typecheck pytest bench deps-deb clean
 
@@ -41,6 +46,12 @@ typecheck: $(VENV)/.test-installed
 
 pytest: $(VENV)/.test-installed
 	$(PY) -m pytest -q
+	@if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
+		echo "again against PostgreSQL: the tests of the metadata database"; \
+		TAEHWA_TEST_DATABASE=postgresql $(PY) -m pytest -q -p no:cacheprovider $(PG_TESTS) -k "not sandbox_stops"; \
+	else \
+		echo "PostgreSQL is not installed: the PostgreSQL pass is skipped (make test as root installs it)"; \
+	fi
 
 test: deps-deb lint typecheck pytest
 

@@ -372,11 +372,16 @@ submissions = Table(
 )
 
 
-def make_engine(url: str) -> Engine:
-    """Create the engine and the schema; SQLite gets WAL mode so readers in other processes never block."""
+def engine_for(url: str) -> Engine:
+    """An engine for the metadata database, as it is: SQLite gets WAL mode so readers in other processes never
+    block; a PostgreSQL URL without a driver uses psycopg 3 (the driver Taehwa ships with)."""
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+    elif url.startswith(("postgresql://", "postgres://")):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if url.startswith("postgresql"):
+        kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
 
@@ -388,5 +393,17 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
-    metadata.create_all(engine)
+    return engine
+
+
+def make_engine(url: str) -> Engine:
+    """The engine, with the schema made current (`taehwa.migrate.prepare`)."""
+    from taehwa.migrate import prepare
+
+    engine = engine_for(url)
+    try:
+        prepare(engine)
+    except BaseException:
+        engine.dispose()
+        raise
     return engine

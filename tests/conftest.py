@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,6 +18,47 @@ from taehwa.platform import Platform
 from taehwa.settings import Settings
 
 TOKEN = "test-token-0123456789"
+# TAEHWA_TEST_DATABASE=postgresql runs the tests against PostgreSQL (a throw-away server, a fresh database per test
+# and per module); the default is SQLite in each test's data directory
+POSTGRES = os.environ.get("TAEHWA_TEST_DATABASE", "sqlite") == "postgresql"
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    if not POSTGRES:
+        yield None
+        return
+    from tests.pg import TestServer
+
+    server = TestServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_database(pg_server: Any) -> Iterator[None]:
+    """Module-wide fixtures (built before any test's own) get a database of their own."""
+    if pg_server is None:
+        yield
+        return
+    url = pg_server.database()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TAEHWA_DATABASE_URL", url)
+        yield
+    pg_server.drop(url)
+
+
+@pytest.fixture(autouse=True)
+def _test_database(pg_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every Settings a test makes (its processes too, through the environment) uses a fresh database."""
+    if pg_server is None:
+        yield
+        return
+    url = pg_server.database()
+    monkeypatch.setenv("TAEHWA_DATABASE_URL", url)
+    yield
+    gc.collect()  # a connection the test left open is reported now, against this test, not a later one
+    pg_server.drop(url)
 
 
 @pytest.fixture

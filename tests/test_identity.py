@@ -149,9 +149,10 @@ def test_admin_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert r.exit_code == 0 and "intact" in r.output
     r = runner.invoke(app, ["audit", "show"])
     assert "token.create" in r.output and "cli:" in r.output
-    from sqlalchemy import create_engine
+    from taehwa.db import engine_for
+    from taehwa.settings import load_settings
 
-    engine = create_engine(f"sqlite:///{tmp_path / 'data' / 'metadata.sqlite'}")
+    engine = engine_for(load_settings().metadata_url)  # the database the CLI used (SQLite, or PostgreSQL by URL)
     with engine.begin() as c:
         c.execute(update(audit_log).where(audit_log.c.seq == 1).values(actor="nobody"))
     engine.dispose()

@@ -100,6 +100,7 @@ def test_restart_replays_log_and_keeps_latest(settings: Settings) -> None:
     h.write("acme", series("p/1", 50))
     h.wal.close()  # simulate a crash: no flush, no close
     h._lock_fh.close()
+    h.engine.dispose()  # (a dead process's database connections go with it)
     h2 = Historian(settings, background=False)
     assert values(h2, "p/1") == list(map(float, range(50)))
     assert h2.latest("acme").column("value").to_pylist() == [49.0]
@@ -114,6 +115,7 @@ def test_torn_log_tail_is_ignored(settings: Settings) -> None:
     seg = h.wal.segments()[-1]
     h.wal.close()
     h._lock_fh.close()
+    h.engine.dispose()
     with open(seg, "ab") as fh:
         fh.write(b"\xff\xff\xff\xff\x10\x00\x00\x00partial")  # a crash mid-append
     h2 = Historian(settings, background=False)

@@ -9,6 +9,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import DataError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -67,6 +68,15 @@ def create_app(platform: Platform) -> FastAPI:
         message = "no such route" if exc.status_code == 404 else str(exc.detail)
         return JSONResponse({"error": kinds.get(exc.status_code, "error"), "message": message, "where": "path"},
                             status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(DataError)
+    async def _data_error(_: Request, exc: DataError) -> JSONResponse:
+        """A value the metadata database cannot store (PostgreSQL refuses NUL characters in text and text longer
+        than its column; SQLite takes both): the caller's input, refused with the database's reason, nothing kept
+        (the statement's transaction is rolled back)."""
+        reason = str(getattr(exc, "orig", exc)).splitlines()[0]
+        return JSONResponse({"error": "invalid_input", "message": f"a value the database cannot store: {reason}",
+                             "where": "input"}, status_code=422)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -17,6 +17,7 @@ from taehwa.cli.academy_cmds import academy_app
 from taehwa.cli.admin_cmds import admin_app, audit_app
 from taehwa.cli.common import TenantOpt, emit_text, err, fail, operator, out, server_request, services
 from taehwa.cli.connector_cmds import connectors_app
+from taehwa.cli.db_cmds import db_app
 from taehwa.cli.lab_cmds import lab_app
 from taehwa.cli.live_cmds import live_app
 from taehwa.cli.replay_cmd import replay
@@ -42,6 +43,7 @@ app.add_typer(lab_app, name="lab")
 app.add_typer(connectors_app, name="connectors")
 app.add_typer(live_app, name="live")
 app.add_typer(academy_app, name="academy")
+app.add_typer(db_app, name="db")
 app.command("replay")(replay)
 def _progress() -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -67,6 +67,9 @@ class Historian:
         self.readonly = readonly
         self.root = settings.data_dir / "historian"
         self.root.mkdir(parents=True, exist_ok=True)
+        self._lock_fh: Any = None
+        if not readonly:
+            self._take_writer_lock()  # first: a refused second writer opens nothing else
         self.engine = engine or make_engine(settings.metadata_url)
         self.audit = AuditLog(self.engine, settings.data_dir / "audit-head.json")
         self.tenants = TenantService(self.engine, self.audit)
@@ -74,9 +77,6 @@ class Historian:
         self.queries = QueryEngine(settings.duckdb_threads, settings.max_query_points)
         self.latest_cache = LatestCache()
         self._listeners: list[Callable[[str, pa.Table], None]] = []
-        self._lock_fh: Any = None
-        if not readonly:
-            self._take_writer_lock()
         self._write_lock = threading.RLock()  # seq, WAL, buffer
         self._manifest_lock = threading.Lock()  # manifest read-modify-write
         self._flush_lock = threading.Lock()  # one flush or compaction at a time

@@ -1,0 +1,89 @@
+"""The metadata database's schema, kept by Alembic migrations (`taehwa/migrations`): a new database is created at
+the newest revision, an embedded SQLite one is brought up to it when Taehwa opens it, and a shared PostgreSQL one
+is upgraded only by `taehwa db upgrade` (several workers on several machines must not race to change it)."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, inspect, text
+
+from taehwa.errors import Unavailable
+
+SCRIPTS = Path(__file__).parent / "migrations"
+BEFORE_MIGRATIONS = "0001"  # what a database made before migrations existed (it has tables, no version) is at
+_LOCK_KEY = 0x7461656877610001  # PostgreSQL advisory lock: one migrator at a time across processes and machines
+
+
+def _config(connection: Connection) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(SCRIPTS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+@cache
+def head() -> str:
+    """The newest revision this Taehwa knows."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(SCRIPTS))
+    rev = ScriptDirectory.from_config(cfg).get_current_head()
+    assert rev is not None
+    return rev
+
+
+def current(connection: Connection) -> str | None:
+    """The database's revision; None when it has no schema yet."""
+    rev = MigrationContext.configure(connection).get_current_revision()
+    if rev is None and "tenants" in inspect(connection).get_table_names():
+        return BEFORE_MIGRATIONS
+    return rev
+
+
+def status(engine: Engine) -> dict[str, Any]:
+    """Where the database stands: its revision, the newest one, and whether it is up to date."""
+    with engine.connect() as c:
+        rev = current(c)
+    return {"url": engine.url.render_as_string(hide_password=True), "revision": rev, "head": head(),
+            "up_to_date": rev == head()}
+
+
+def upgrade(engine: Engine) -> tuple[str | None, str]:
+    """Bring the schema to the newest revision (under a lock on PostgreSQL); (revision before, after)."""
+    with engine.begin() as c:
+        if c.dialect.name == "postgresql":
+            c.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+        before = current(c)
+        cfg = _config(c)
+        if before is None:  # a new database: the schema at once, then marked as at the newest revision (Alembic's
+            from taehwa.db import metadata  # recipe; a test holds the migrations to the same schema)
+
+            metadata.create_all(c)
+            command.stamp(cfg, "head")
+            return before, head()
+        if before == BEFORE_MIGRATIONS and MigrationContext.configure(c).get_current_revision() is None:
+            command.stamp(cfg, BEFORE_MIGRATIONS)
+        if before != head():
+            command.upgrade(cfg, "head")
+    return before, head()
+
+
+def prepare(engine: Engine) -> None:
+    """On opening: create a new database's schema, upgrade an embedded SQLite one, and refuse a shared database
+    that is behind (or ahead of) this Taehwa with what to do about it."""
+    with engine.connect() as c:
+        rev = current(c)
+    if rev == head():
+        return
+    if rev is None or engine.dialect.name == "sqlite":
+        upgrade(engine)
+        return
+    where = engine.url.render_as_string(hide_password=True)
+    raise Unavailable(f"the metadata database at {where} is at schema revision {rev}; this Taehwa needs {head()}: "
+                      "run `taehwa db upgrade` (once, from one machine) and start again", where="database")
