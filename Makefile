@@ -62,6 +62,7 @@ bench: $(VENV)/.test-installed  # bench/web.py drives chromium through Playwrigh
 	$(PY) bench/connectors.py --quick
 	$(PY) bench/live.py --quick
 	$(PY) bench/web.py --quick
+	$(PY) bench/scale.py --quick
 
 clean:
 	rm -rf $(VENV) taehwa-data test-output .mypy_cache .ruff_cache .pytest_cache

@@ -49,6 +49,15 @@ class ReasonIn(BaseModel):
     reason: str = Field(min_length=1, max_length=2000)
 
 
+class SweepIn(BaseModel):
+    """A spec and a grid of its model's parameters (name → list of values)."""
+
+    model_config = ConfigDict(extra="forbid")
+    spec: dict[str, Any]
+    grid: dict[str, list[Any]]
+    backend: str | None = Field(None, pattern="^(serial|pool|ray)$")
+
+
 LABEL_ID = Path(ge=1, le=2**62, description="the label's id")
 VERSION = Path(ge=1, le=10**9, description="the model version")
 SPEC_BODY = Body(..., description="A lab spec (the same document as `taehwa lab train SPEC.yaml` reads), as JSON")
@@ -107,6 +116,12 @@ def add_lab_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) -
     def evaluate(tenant: str, spec: dict[str, Any] = SPEC_BODY) -> dict[str, Any]:
         """Backtest the spec's model and baseline time-ordered; keep the report only."""
         return lab.run(tenant, spec, mode="evaluate")
+
+    @router.post("/api/v1/{tenant}/lab/sweep")
+    def sweep(tenant: str, body: SweepIn) -> dict[str, Any]:
+        """Backtest every combination of a grid of the spec's model parameters on one dataset, over the local
+        process pool or Ray (backend), best first. Answers when done."""
+        return lab.sweep(tenant, body.spec, body.grid, backend=body.backend)
 
     @router.get("/api/v1/{tenant}/lab/runs")
     def runs(tenant: str, name: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:

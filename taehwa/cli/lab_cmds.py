@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from taehwa.cli.common import TenantOpt, err, fail, out, services
-from taehwa.errors import TaehwaError
+from taehwa.errors import InvalidInput, TaehwaError
 
 lab_app = typer.Typer(help="The model lab (모델 / 실행 / 실험): train, validate (검증), registry, benchmarks.",
                       no_args_is_help=True)
@@ -103,6 +103,48 @@ def evaluate(spec: SpecArg, tenant: TenantOpt = "demo",
              as_json: JsonOpt = False) -> None:
     """Backtest the spec's model and its baseline time-ordered; keep the report, not a model."""
     _run(spec, tenant, "evaluate", as_json)
+
+
+@lab_app.command("sweep")
+def sweep(spec: SpecArg,
+          grid: Annotated[Path, typer.Option("--grid", help="YAML/JSON: model parameter → list of values.")],
+          tenant: TenantOpt = "demo",
+          ray: Annotated[bool, typer.Option("--ray", help="Fan out over Ray (a local instance, or the cluster at "
+                                                          "TAEHWA_RAY_ADDRESS).")] = False,
+          serial: Annotated[bool, typer.Option("--serial", help="One after another, in this process.")] = False,
+          workers: Annotated[int | None, typer.Option(help="Process-pool size (default: one per core).")] = None,
+          top: Annotated[int, typer.Option(help="How many of the best combinations to show.")] = 10,
+          as_json: JsonOpt = False) -> None:
+    """Hyperparameter sweep: backtest every combination of the grid on the spec's data, over the local process
+    pool (default), Ray (--ray, or whenever TAEHWA_RAY_ADDRESS is set) or serially; the same figures either way."""
+    from taehwa.lab.spec import load_spec
+    from taehwa.twin.yamlio import load_yaml, plain
+
+    if ray and serial:
+        fail(InvalidInput("choose --ray or --serial, not both", where="backend"))
+    try:
+        doc_grid = plain(load_yaml(grid.read_text(), source=grid.name)) if grid.is_file() else None
+    except TaehwaError as exc:
+        fail(exc)
+        return
+    if doc_grid is None:
+        fail(InvalidInput(f"no grid file at {grid}", where=str(grid)))
+        return
+    backend = "ray" if ray else "serial" if serial else None
+    with services(readonly=True) as platform, _bar() as bar:
+        task = bar.add_task("sweep", total=None)
+        doc = platform.lab.sweep(tenant, load_spec(spec), doc_grid, backend=backend, workers=workers,
+                                 progress=lambda d, n: bar.update(task, completed=d, total=n))
+    if as_json:
+        print(json.dumps(doc, indent=1))
+        return
+    m = doc["primary_metric"]
+    view = Table("rank", m, "parameters", title=f"{doc['name']} · {doc['combinations']} combinations · "
+                 f"{doc['backend']} · {doc['seconds']} s · sweep {doc['sweep_id']}")
+    for i, r in enumerate(doc["results"][:top]):
+        changed = {k: v for k, v in r["params"].items() if k in doc_grid}
+        view.add_row(str(i + 1), _fmt(r["metrics"].get(m)), ", ".join(f"{k}={v}" for k, v in changed.items()))
+    out.print(view)
 
 
 @lab_app.command("runs")

@@ -246,7 +246,7 @@ class LightGBMRegressor(Model):
     tasks = ("rul", "soft_sensor", "forecast")
     defaults: ClassVar[dict[str, Any]] = {"n_estimators": 600, "learning_rate": 0.02, "num_leaves": 31,
                                           "min_child_samples": 40, "subsample": 0.8, "colsample_bytree": 0.5,
-                                          "seeds": 1, "clip_min": None, "clip_max": None}
+                                          "seeds": 1, "clip_min": None, "clip_max": None, "threads": 2}
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None, groups: np.ndarray | None) -> None:
         import lightgbm as lgb
@@ -261,7 +261,7 @@ class LightGBMRegressor(Model):
                                   min_child_samples=int(self.params["min_child_samples"]),
                                   subsample=float(self.params["subsample"]), subsample_freq=1,
                                   colsample_bytree=float(self.params["colsample_bytree"]),
-                                  random_state=seed, n_jobs=2, verbose=-1)
+                                  random_state=seed, n_jobs=int(self.params.get("threads", 2)), verbose=-1)
             self.models_.append(m.fit(X, target))
 
     def _predict(self, X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
@@ -276,7 +276,8 @@ class LightGBMClassifier(Model):
     kind = "lgbm_classifier"
     tasks = ("fault",)
     defaults: ClassVar[dict[str, Any]] = {"n_estimators": 300, "learning_rate": 0.05, "num_leaves": 31,
-                                          "min_child_samples": 20, "colsample_bytree": 0.7, "normal_class": "normal"}
+                                          "min_child_samples": 20, "colsample_bytree": 0.7, "normal_class": "normal",
+                                          "threads": 2}
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None, groups: np.ndarray | None) -> None:
         import lightgbm as lgb
@@ -292,7 +293,8 @@ class LightGBMClassifier(Model):
                                          num_leaves=int(self.params["num_leaves"]),
                                          min_child_samples=int(self.params["min_child_samples"]),
                                          colsample_bytree=float(self.params["colsample_bytree"]),
-                                         random_state=0, n_jobs=2, verbose=-1).fit(X, target)
+                                         random_state=0, n_jobs=int(self.params.get("threads", 2)),
+                                         verbose=-1).fit(X, target)
 
     def _predict(self, X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
         return np.asarray(self.model_.predict(X)).astype(str)

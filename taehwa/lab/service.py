@@ -121,6 +121,41 @@ class LabService:
             doc["registered"] = self.register(tenant, run_id, spec.register_as.name, spec.register_as.asset_type)
         return doc
 
+    def sweep(self, tenant: str, spec: Spec | dict[str, Any], grid: dict[str, Any], *, backend: str | None = None,
+              workers: int | None = None, progress: Progress | None = None) -> dict[str, Any]:
+        """Backtest every combination of `grid` (the spec's model parameters) on one dataset, fanned out over the
+        local process pool or Ray (`backend`: serial, pool, ray; default pool, or ray when TAEHWA_RAY_ADDRESS is
+        set). Kept as a report; the best combination can then be trained as a normal run."""
+        from taehwa.lab import fanout
+        from taehwa.lab import sweep as sw
+
+        self.platform.tenants.require(tenant, "write")
+        spec = spec if isinstance(spec, Spec) else parse_spec(spec)
+        combos = sw.combinations(spec, grid)
+        chosen = backend or fanout.default_backend()
+        started = time.perf_counter()
+        data = build_dataset(spec, self.platform, tenant)
+        figures = fanout.run_all(sw.job, combos, (spec, data), backend=chosen, workers=workers,  # type: ignore[arg-type]
+                                 progress=progress)
+        primary = M.PRIMARY[spec.task]
+        results = [{"params": p, "metrics": _clean(f)} for p, f in zip(combos, figures, strict=True)]
+        lower = primary in M.LOWER_IS_BETTER
+        ranked = sorted(results, key=lambda r: (r["metrics"].get(primary) is None,
+                                                (1 if lower else -1) * (r["metrics"].get(primary) or 0.0)))
+        sweep_id = secrets.token_hex(8)
+        doc = {"sweep_id": sweep_id, "tenant": tenant, "name": spec.name, "task": spec.task,
+               "model": spec.model.kind, "primary_metric": primary, "backend": chosen, "combinations": len(combos),
+               "seconds": round(time.perf_counter() - started, 3), "best": ranked[0] if ranked else None,
+               "results": ranked, "lineage": _clean(data.lineage), "created_by": current().user,
+               "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        folder = self.root / "sweeps" / tenant
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (folder / f"{sweep_id}.json").write_text(json.dumps(doc, indent=1))
+        self.platform.audit.append("lab.sweep", tenant=tenant, target=f"{spec.name} sweep {sweep_id}",
+                                   after={"combinations": len(combos), "backend": chosen,
+                                          primary: (doc["best"] or {}).get("metrics", {}).get(primary)})
+        return doc
+
     @staticmethod
     def _beats(metric: str, a: dict[str, Any], b: dict[str, Any]) -> bool:
         x, y = a.get(metric), b.get(metric)

@@ -1,0 +1,105 @@
+"""Many independent lab jobs (the models of a hyperparameter sweep, one model per asset) run serially, over a local
+process pool, or over Ray — a local Ray instance, or a cluster at TAEHWA_RAY_ADDRESS. The data every job shares is
+shipped once per worker (Ray: once, through its object store), not once per job; results come back in job order,
+and since every job is a pure function of the data and its own parameters, they are the same whichever way ran
+them (the tests hold all three to that)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from typing import Any, Literal
+
+from taehwa.errors import InvalidInput, Unavailable
+
+Backend = Literal["serial", "pool", "ray"]
+BACKENDS: tuple[str, ...] = ("serial", "pool", "ray")
+RAY_ADDRESS_ENV = "TAEHWA_RAY_ADDRESS"
+
+_shared: Any = None  # in each pool worker: the data every job reads
+
+
+def default_backend(ray: bool = False) -> Backend:
+    """Ray when asked for (or when TAEHWA_RAY_ADDRESS names a cluster), else the local process pool."""
+    return "ray" if ray or os.environ.get(RAY_ADDRESS_ENV) else "pool"
+
+
+def _init_worker(shared: Any) -> None:
+    global _shared
+    _shared = shared
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # one job per core, not per thread
+        os.environ[var] = "1"
+
+
+def _call(fn: Callable[[Any, Any], Any], job: Any) -> Any:
+    return fn(_shared, job)
+
+
+def run_all(fn: Callable[[Any, Any], Any], jobs: Sequence[Any], shared: Any, *, backend: Backend = "pool",
+            workers: int | None = None, progress: Callable[[int, int], None] | None = None) -> list[Any]:
+    """`[fn(shared, job) for job in jobs]`, over the chosen backend. `fn` must be a module-level function (it is
+    sent to other processes by name)."""
+    if backend not in BACKENDS:
+        raise InvalidInput(f"backend is one of {', '.join(BACKENDS)}", where="backend")
+    total = len(jobs)
+    if backend == "serial" or total <= 1:
+        out = []
+        for i, job in enumerate(jobs):
+            out.append(fn(shared, job))
+            if progress:
+                progress(i + 1, total)
+        return out
+    if backend == "ray":
+        return _over_ray(fn, jobs, shared, progress)
+    n = max(1, min(workers or (os.cpu_count() or 1), total))
+    # spawn, not fork: the platform's threads (DuckDB, the historian's maintenance) must not be copied mid-step
+    with ProcessPoolExecutor(n, mp_context=get_context("spawn"), initializer=_init_worker,
+                             initargs=(shared,)) as pool:
+        futures = [pool.submit(_call, fn, job) for job in jobs]
+        results = []
+        for i, f in enumerate(futures):
+            results.append(f.result())
+            if progress:
+                progress(i + 1, total)
+    return results
+
+
+def _over_ray(fn: Callable[[Any, Any], Any], jobs: Sequence[Any], shared: Any,
+              progress: Callable[[int, int], None] | None) -> list[Any]:
+    try:
+        import ray
+    except ImportError:
+        raise Unavailable("Ray is not installed: pip install -e '.[ray]' (or drop --ray to use the local process "
+                          "pool)", where="backend") from None
+    if not ray.is_initialized():
+        address = os.environ.get(RAY_ADDRESS_ENV)
+        # a local instance when no cluster is named: loopback only, no dashboard, nothing sent anywhere
+        ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False, _node_ip_address="127.0.0.1" if not address else None)
+    shared_ref = ray.put(shared)
+    task = ray.remote(_ray_call)
+    refs = [task.remote(fn, shared_ref, job) for job in jobs]
+    results = []
+    for i, ref in enumerate(refs):
+        results.append(ray.get(ref))
+        if progress:
+            progress(i + 1, len(refs))
+    return results
+
+
+def _ray_call(fn: Callable[[Any, Any], Any], shared: Any, job: Any) -> Any:
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    return fn(shared, job)
+
+
+def shutdown_ray() -> None:
+    """Stop a local Ray instance this process started (tests, benchmarks)."""
+    try:
+        import ray
+    except ImportError:
+        return
+    if ray.is_initialized():
+        ray.shutdown()
