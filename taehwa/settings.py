@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     demo_opcua_port: int = Field(4840, ge=0, le=65535, description="Loopback port of the demo's OPC UA replay server "
                                  "(0: any free port).")
     duckdb_threads: int = Field(0, ge=0, description="DuckDB threads for queries; 0 means one per core.")
+    academy_runners: int = Field(1, ge=1, le=64, description="Academy submissions run at once by the server, each in "
+                                 "its own sandboxed process (one core each).")
 
     @field_validator("earliest_time")
     @classmethod

@@ -313,7 +313,8 @@ class AcademyService:
         else:
             with self._lock:
                 if self._pool is None:
-                    self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="academy")
+                    self._pool = ThreadPoolExecutor(max_workers=self.platform.settings.academy_runners,
+                                                    thread_name_prefix="academy")
                 self._pool.submit(self.run, sid)
         return self.submission(sid)
 
@@ -454,7 +455,8 @@ class AcademyService:
         for sid in pending:
             with self._lock:
                 if self._pool is None:
-                    self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="academy")
+                    self._pool = ThreadPoolExecutor(max_workers=self.platform.settings.academy_runners,
+                                                    thread_name_prefix="academy")
                 self._pool.submit(self.run, sid)
 
     def close_service(self) -> None:
