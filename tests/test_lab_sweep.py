@@ -67,3 +67,20 @@ def test_sweep_over_http(lab: Platform, client: TestClient) -> None:
     bad = client.post("/api/v1/acme/lab/sweep", json={"spec": SPEC, "grid": {"quantile": [0.99]},
                                                       "backend": "cluster"})
     assert bad.status_code == 422
+
+
+def test_a_runs_backtest_folds_fan_out_with_the_same_result(lab: Platform) -> None:
+    """Rolling-origin folds (and per-unit folds) are independent jobs: over the pool they give the same figures and
+    the same out-of-sample rows as in one process."""
+    from taehwa.lab.datasets import build_dataset
+    from taehwa.lab.spec import parse_spec
+    from taehwa.lab.validation import backtest
+
+    spec = parse_spec(SPEC)
+    data = build_dataset(spec, lab, "acme")
+    here = backtest(spec, data, "pca", spec.model.params)
+    pooled = backtest(spec, data, "pca", spec.model.params, backend="pool")
+    assert pooled.metrics == here.metrics and pooled.folds == here.folds
+    assert pooled.rows.equals(here.rows)
+    doc = lab.lab.run("acme", SPEC, mode="evaluate", backend="pool", track=False)
+    assert doc["backend"] == "pool" and doc["metrics"]["f1"] == here.metrics["f1"]

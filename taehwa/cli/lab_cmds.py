@@ -62,8 +62,16 @@ def _print_run(doc: dict[str, Any]) -> None:
         out.print(f"registered as {r['name']} v{r['version']} (candidate)")
 
 
-def _run(spec_path: Path, tenant: str, mode: str, as_json: bool) -> None:
+FanOpt = Annotated[str | None, typer.Option("--fan-out", help="Run the backtest's folds over the local process pool "
+                                             "(pool) or Ray (ray); default in this process, or Ray when "
+                                             "TAEHWA_RAY_ADDRESS is set.")]
+
+
+def _run(spec_path: Path, tenant: str, mode: str, as_json: bool, fan_out: str | None = None) -> None:
     from taehwa.lab.spec import load_spec
+
+    if fan_out not in (None, "serial", "pool", "ray"):
+        fail(InvalidInput("--fan-out is serial, pool or ray", where="--fan-out"))
 
     try:
         spec = load_spec(spec_path)
@@ -71,8 +79,8 @@ def _run(spec_path: Path, tenant: str, mode: str, as_json: bool) -> None:
         fail(exc)
     with services(readonly=True) as platform, _bar() as bar:
         task = bar.add_task(f"{mode} {spec.name}: backtest", total=None)
-        doc = platform.lab.run(tenant, spec, mode=mode, progress=lambda d, n: bar.update(task, completed=d,
-                                                                                          total=n))
+        doc = platform.lab.run(tenant, spec, mode=mode, backend=fan_out,
+                               progress=lambda d, n: bar.update(task, completed=d, total=n))
     if as_json:
         print(json.dumps(doc, indent=1))
     else:
@@ -92,17 +100,17 @@ def specs() -> None:
 
 @lab_app.command("train")
 def train(spec: SpecArg, tenant: TenantOpt = "demo",
-          as_json: JsonOpt = False) -> None:
+          as_json: JsonOpt = False, fan_out: FanOpt = None) -> None:
     """Backtest the spec's model and its baseline time-ordered, then fit it on all the data and keep it (and
     register it, when the spec says `register_as:`)."""
-    _run(spec, tenant, "train", as_json)
+    _run(spec, tenant, "train", as_json, fan_out)
 
 
 @lab_app.command("evaluate")
 def evaluate(spec: SpecArg, tenant: TenantOpt = "demo",
-             as_json: JsonOpt = False) -> None:
+             as_json: JsonOpt = False, fan_out: FanOpt = None) -> None:
     """Backtest the spec's model and its baseline time-ordered; keep the report, not a model."""
-    _run(spec, tenant, "evaluate", as_json)
+    _run(spec, tenant, "evaluate", as_json, fan_out)
 
 
 @lab_app.command("sweep")

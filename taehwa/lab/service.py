@@ -4,6 +4,7 @@ model versions with its promotion gate. The CLI, the HTTP API and Python all cal
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import secrets
 import time
@@ -57,16 +58,20 @@ class LabService:
         return self.root / "runs" / tenant / run_id
 
     def run(self, tenant: str, spec: Spec | dict[str, Any], *, mode: str = "train",
-            progress: Progress | None = None, track: bool = True) -> dict[str, Any]:
+            progress: Progress | None = None, track: bool = True, backend: str | None = None) -> dict[str, Any]:
         """Build the dataset, backtest the model and the baseline (and the production version, if any) on it, and
-        for `train` fit the model on all of it and keep it. Returns the run's document."""
+        for `train` fit the model on all of it and keep it. Returns the run's document. The model's backtest folds
+        run in this process, or fan out (`backend` pool or ray; ray by default when TAEHWA_RAY_ADDRESS is set)."""
+        from taehwa.lab.fanout import RAY_ADDRESS_ENV
+
+        backend = backend or ("ray" if os.environ.get(RAY_ADDRESS_ENV) else "serial")
         if mode not in ("train", "evaluate"):
             raise InvalidInput("mode is train or evaluate", where="mode")
         self.platform.tenants.require(tenant, "write")
         spec = spec if isinstance(spec, Spec) else parse_spec(spec)
         started = time.perf_counter()
         data = build_dataset(spec, self.platform, tenant)
-        result = backtest(spec, data, spec.model.kind, spec.model.params, progress=progress)
+        result = backtest(spec, data, spec.model.kind, spec.model.params, progress=progress, backend=backend)
         base_spec = spec.baseline or None
         base_kind = base_spec.kind if base_spec else BASELINES[spec.task]
         base = backtest(spec, data, base_kind, base_spec.params if base_spec else {})
@@ -76,7 +81,7 @@ class LabService:
         doc: dict[str, Any] = {
             "run_id": run_id, "tenant": tenant, "name": spec.name, "mode": mode, "task": spec.task,
             "model": {"kind": spec.model.kind, "params": spec.model.params}, "split": spec.split.model_dump(),
-            "primary_metric": primary, "metrics": _clean(result.metrics), "folds": result.folds,
+            "primary_metric": primary, "metrics": _clean(result.metrics), "folds": result.folds, "backend": backend,
             "baseline": {"kind": base_kind, "metrics": _clean(base.metrics)},
             "production": production, "lineage": _clean(data.lineage),
             "created_by": current().user, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),

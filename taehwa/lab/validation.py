@@ -133,47 +133,55 @@ def _folds(spec: Spec, frame: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray
 
 
 def backtest(spec: Spec, data: Dataset, kind: str, params: dict[str, Any], *,
-             progress: Progress | None = None) -> Backtest:
-    """Fit on each fold's past, predict its future; concatenate and score."""
+             progress: Progress | None = None, backend: str = "serial") -> Backtest:
+    """Fit on each fold's past, predict its future; concatenate and score. The folds (and, for per-unit splits,
+    each unit within them) are independent jobs: `backend` runs them in this process (serial), over the local
+    process pool (pool) or over Ray (ray), with the same result."""
+    from taehwa.lab.fanout import run_all
+
     frame = data.frame
     if spec.task != "anomaly" and TARGET not in frame.columns:
         raise InvalidInput(f"task {spec.task!r} needs a target (labels, or data.target_column)", where="labels")
     folds = _folds(spec, frame)
-    parts, fold_info = [], []
-    steps = len(folds) * (frame[UNIT].nunique() if spec.split.method == "per_unit" else 1)
-    done = 0
+    jobs: list[tuple[int, np.ndarray, np.ndarray]] = []
+    fold_info = []
     for i, (train, test) in enumerate(folds):
         if not train.any() or not test.any():
             raise InvalidInput(f"fold {i + 1} has no {'training' if not train.any() else 'test'} rows; widen the "
                                f"range or use fewer folds", where="split")
         groups = [frame[UNIT].to_numpy() == u for u in frame[UNIT].unique()] \
             if spec.split.method == "per_unit" else [np.ones(len(frame), dtype=bool)]
-        for g in groups:
-            tr, te = train & g, test & g
-            if not te.any():
-                continue
-            pipe = Pipeline(spec.task, spec.features, kind, params, data.signals)
-            sub_train = frame[tr].reset_index(drop=True)
-            normal = np.ones(tr.sum(), dtype=bool)
-            if spec.task == "anomaly" and spec.split.normal_only and TARGET in frame.columns and \
-                    spec.split.method != "per_unit":
-                normal = sub_train[TARGET].to_numpy().astype(float) == 0
-            pipe.fit(sub_train, normal)
-            upto = frame[(g) & (tr | te)].reset_index(drop=True)  # features of test rows see their own past
-            pred, score = pipe.predict(upto)
-            mask = te[(g) & (tr | te)]
-            part = upto.loc[mask, [TIME, UNIT]].copy()
-            for col in (TARGET, CHANGEPOINT):
-                if col in upto.columns:
-                    part[col] = upto.loc[mask, col].to_numpy()
-            part["pred"], part["score"], part["fold"] = pred[mask], score[mask], i
-            parts.append(part)
-            done += 1
-            if progress:
-                progress(done, steps)
+        jobs.extend((i, train & g, test & g) for g in groups if (test & g).any())
         fold_info.append({"fold": i + 1, "train_rows": int(train.sum()), "test_rows": int(test.sum())})
+    parts = run_all(fold_job, jobs, (spec, data, kind, params), backend=backend,  # type: ignore[arg-type]
+                    progress=progress)
     rows = pd.concat(parts, ignore_index=True)
     return Backtest(rows, task_metrics(spec.task, rows, spec.labels.normal_class), fold_info)
+
+
+def fold_job(shared: tuple[Spec, Dataset, str, dict[str, Any]], job: tuple[int, np.ndarray, np.ndarray]
+             ) -> pd.DataFrame:
+    """One fold (of one unit): fit on its training rows, predict its test rows (a pure function of its inputs)."""
+    spec, data, kind, params = shared
+    i, tr, te = job
+    frame = data.frame
+    pipe = Pipeline(spec.task, spec.features, kind, params, data.signals)
+    sub_train = frame[tr].reset_index(drop=True)
+    normal = np.ones(tr.sum(), dtype=bool)
+    if spec.task == "anomaly" and spec.split.normal_only and TARGET in frame.columns and \
+            spec.split.method != "per_unit":
+        normal = sub_train[TARGET].to_numpy().astype(float) == 0
+    pipe.fit(sub_train, normal)
+    group = tr | te  # the unit's rows for per-unit splits, all rows otherwise
+    upto = frame[group].reset_index(drop=True)  # features of test rows see their own past
+    pred, score = pipe.predict(upto)
+    mask = te[group]
+    part: pd.DataFrame = upto.loc[mask, [TIME, UNIT]].copy()
+    for col in (TARGET, CHANGEPOINT):
+        if col in upto.columns:
+            part[col] = upto.loc[mask, col].to_numpy()
+    part["pred"], part["score"], part["fold"] = pred[mask], score[mask], i
+    return part
 
 
 def task_metrics(task: str, rows: pd.DataFrame, normal_class: str = "normal") -> dict[str, Any]:
