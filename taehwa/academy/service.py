@@ -286,26 +286,28 @@ class AcademyService:
             rows = pd.read_parquet(self.root / cid / "public" / "inputs.parquet", columns=["row"])["row"].to_numpy()
             check_predictions(read_predictions(content, filename), rows, d["task"], row.info.get("classes"),
                               where=filename or "predictions")
-        if not reference:
-            day = _now().replace(hour=0, minute=0, second=0, microsecond=0)
-            with self._engine.connect() as c:
-                today = c.execute(select(func.count()).select_from(submissions).where(
-                    submissions.c.challenge == cid, submissions.c.user_id == participant,
-                    submissions.c.created_at >= day)).scalar_one()
-            if today >= d["limits"]["daily"]:
-                raise TooManyRequests(f"{participant} has made {today} submissions to {cid} today, the daily limit; "
-                                      f"the next is accepted from {(day + timedelta(days=1)).isoformat()}",
-                                      where="submission")
-        sid = secrets.token_hex(8)
-        folder = self.root / cid / "submissions" / sid
-        folder.mkdir(parents=True, mode=0o700)
-        name = {"python": "submission.py", "spec": "submission.yaml"}.get(kind) or (
-            "predictions.parquet" if content[:4] == b"PAR1" else "predictions.csv")
-        (folder / name).write_bytes(content)
-        with self._engine.begin() as c:
-            c.execute(insert(submissions).values(
-                id=sid, challenge=cid, user_id=participant, kind=kind, label=(label or filename or "")[:255] or None,
-                reference=reference, state="queued", created_at=_now()))
+        with self._lock:  # the count and the record together: two submissions at once cannot both pass the limit
+            if not reference:
+                day = _now().replace(hour=0, minute=0, second=0, microsecond=0)
+                with self._engine.connect() as c:
+                    today = c.execute(select(func.count()).select_from(submissions).where(
+                        submissions.c.challenge == cid, submissions.c.user_id == participant,
+                        submissions.c.created_at >= day)).scalar_one()
+                if today >= d["limits"]["daily"]:
+                    raise TooManyRequests(f"{participant} has made {today} submissions to {cid} today, the daily "
+                                          f"limit; the next is accepted from {(day + timedelta(days=1)).isoformat()}",
+                                          where="submission")
+            sid = secrets.token_hex(8)
+            folder = self.root / cid / "submissions" / sid
+            folder.mkdir(parents=True, mode=0o700)
+            name = {"python": "submission.py", "spec": "submission.yaml"}.get(kind) or (
+                "predictions.parquet" if content[:4] == b"PAR1" else "predictions.csv")
+            (folder / name).write_bytes(content)
+            with self._engine.begin() as c:
+                c.execute(insert(submissions).values(
+                    id=sid, challenge=cid, user_id=participant, kind=kind,
+                    label=(label or filename or "")[:255] or None, reference=reference, state="queued",
+                    created_at=_now()))
         self.platform.audit.append("academy.submit", tenant=row.owner, target=f"{cid} {sid}",
                                    after={"user": participant, "kind": kind})
         if wait:

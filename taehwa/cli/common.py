@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 import httpx
 import typer
 from rich.console import Console
+from sqlalchemy.exc import DataError
 
 from taehwa import errors
 from taehwa.errors import Conflict, TaehwaError
@@ -55,6 +56,9 @@ def services(*, readonly: bool) -> Iterator[Platform]:
             yield platform
     except TaehwaError as exc:
         fail(exc)
+    except DataError as exc:  # a value the metadata database refuses (PostgreSQL: NUL in text, text too long)
+        fail(errors.InvalidInput(f"a value the database cannot store: {str(exc.orig).splitlines()[0]}",
+                                 where="input"))
     finally:
         if platform is not None:
             platform.close() if not readonly else platform.historian.close()
