@@ -324,3 +324,28 @@ def test_ready_challenges_cut_the_benchmarks_by_their_protocols(platform: Platfo
         assert len(c["classes"]) == 22 and c["rows"]["validation"] == c["rows"]["test"] == 22 * 480
         assert (labels.groupby("part")["target"].apply(lambda s: (s == "normal").mean())["test"]) < 0.1
     assert d.published_note
+
+
+def test_two_submissions_at_once_cannot_both_pass_the_daily_limit(academy: Platform) -> None:
+    import threading
+
+    once = copy.deepcopy(CHALLENGE) | {"id": "acme-once", "limits": {"seconds": 60, "memory_mb": 2048, "daily": 1}}
+    academy.academy.create("acme", once)
+    rows = _labels(academy, "acme-once")["row"].to_numpy()
+    content = _csv(rows, np.zeros(len(rows), int))
+    who = user(academy, "hal", "uni", "researcher")
+    outcomes: list[str] = []
+
+    def submit() -> None:
+        with acting_as(who):
+            try:
+                outcomes.append(academy.academy.submit("acme-once", "predictions", content)["verdict"])
+            except TooManyRequests:
+                outcomes.append("refused")
+
+    threads = [threading.Thread(target=submit) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["refused", "refused", "refused", "scored"]
