@@ -72,10 +72,9 @@ class Definition(_Strict):
 
     @model_validator(mode="after")
     def _languages(self) -> Definition:
-        for field in ("title",):
-            missing = [lang for lang in ("en", "ko") if not getattr(self, field).get(lang)]
-            if missing:
-                raise ValueError(f"{field} needs English and Korean (missing: {', '.join(missing)})")
+        missing = [lang for lang in ("en", "ko") if not self.title.get(lang)]
+        if missing:
+            raise ValueError(f"title needs English and Korean (missing: {', '.join(missing)})")
         closes_at(self.closes)
         return self
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from taehwa.lab import metrics as M
@@ -15,18 +14,6 @@ from taehwa.lab.validation import task_metrics
 
 def primary_metric(task: str) -> str:
     return M.PRIMARY[task]
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_plain(x) for x in v]
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not np.isfinite(v):
-        return None
-    return v
 
 
 def score(task: str, labels: pd.DataFrame, predictions: pd.Series, normal_class: str = "normal"
@@ -49,5 +36,5 @@ def score(task: str, labels: pd.DataFrame, predictions: pd.Series, normal_class:
         rows = rows.sort_values(["unit", "time"], kind="stable")
         figures = task_metrics(task, rows, normal_class)
         figures.pop("confusion", None)
-        out[part] = _plain(figures)
+        out[part] = M.json_safe(figures)
     return out

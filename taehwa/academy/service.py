@@ -208,17 +208,16 @@ class AcademyService:
         """The challenges the caller may see, newest first."""
         with self._engine.connect() as c:
             rows = c.execute(select(challenges).order_by(challenges.c.created_at.desc())).all()
+            people = select(submissions.c.challenge, func.count(func.distinct(submissions.c.user_id))).where(
+                submissions.c.reference.is_(False)).group_by(submissions.c.challenge)
+            counts: dict[str, int] = {cid: n for cid, n in c.execute(people)}
         out = []
         for r in rows:
             try:
                 self._visible(r)
             except NotFound:
                 continue
-            doc = self._doc(r)
-            with self._engine.connect() as c:
-                doc["participants"] = c.execute(select(func.count(func.distinct(submissions.c.user_id))).where(
-                    submissions.c.challenge == r.id, submissions.c.reference.is_(False))).scalar_one()
-            out.append(doc)
+            out.append({**self._doc(r), "participants": counts.get(r.id, 0)})
         return out
 
     def get(self, cid: str) -> dict[str, Any]:
@@ -313,12 +312,16 @@ class AcademyService:
         if wait:
             self.run(sid)
         else:
-            with self._lock:
-                if self._pool is None:
-                    self._pool = ThreadPoolExecutor(max_workers=self.platform.settings.academy_runners,
-                                                    thread_name_prefix="academy")
-                self._pool.submit(self.run, sid)
+            self._in_background(sid)
         return self.submission(sid)
+
+    def _in_background(self, sid: str) -> None:
+        """Queue a kept submission on the runners (TAEHWA_ACADEMY_RUNNERS at once)."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.platform.settings.academy_runners,
+                                                thread_name_prefix="academy")
+            self._pool.submit(self.run, sid)
 
     def run(self, sid: str) -> None:
         """Run and score one kept submission; every failure becomes its verdict, never an exception here."""
@@ -455,11 +458,7 @@ class AcademyService:
             pending = c.execute(select(submissions.c.id).where(submissions.c.state != "done")
                                 .order_by(submissions.c.created_at)).scalars().all()
         for sid in pending:
-            with self._lock:
-                if self._pool is None:
-                    self._pool = ThreadPoolExecutor(max_workers=self.platform.settings.academy_runners,
-                                                    thread_name_prefix="academy")
-                self._pool.submit(self.run, sid)
+            self._in_background(sid)
 
     def close_service(self) -> None:
         if self._pool is not None:

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from taehwa.academy.challenge import Definition, closes_at
-from taehwa.errors import InvalidInput, NotFound
+from taehwa.errors import InvalidInput
+from taehwa.lab.benchmarks import need
 from taehwa.lab.datasets import CHANGEPOINT, TARGET, TIME, UNIT
 
 if TYPE_CHECKING:
@@ -22,12 +23,6 @@ if TYPE_CHECKING:
 
 PART = "part"
 SCORED = "scored"
-
-
-def _need(path: Path) -> Path:
-    if not path.exists():
-        raise NotFound(f"benchmark data not found at {path}", where=str(path))
-    return path
 
 
 def _neutral_units(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -54,7 +49,7 @@ def _by_time(frame: pd.DataFrame, d: Definition) -> pd.Series:
 
 def skab(d: Definition, shared: Path) -> pd.DataFrame:
     """SKAB's runs in time order: whole runs fall in the part their start time says; the anomaly-free run trains."""
-    root = _need(shared / "skab" / "data")
+    root = need(shared / "skab" / "data")
     files = sorted(root.glob("*/*.csv"))
     blocks = []
     for f in files:
@@ -80,10 +75,10 @@ def cmapss(d: Definition, shared: Path) -> pd.DataFrame:
     from taehwa.lab.benchmarks import CMAPSS_RUL_CLIP, read_cmapss
 
     sub = d.source.subset or "FD001"
-    root = _need(shared / "cmapss")
-    train = read_cmapss(_need(root / f"train_{sub}.txt.gz"))
-    test = read_cmapss(_need(root / f"test_{sub}.txt.gz"))
-    truth = np.loadtxt(_need(root / f"RUL_{sub}.txt"))
+    root = need(shared / "cmapss")
+    train = read_cmapss(need(root / f"train_{sub}.txt.gz"))
+    test = read_cmapss(need(root / f"test_{sub}.txt.gz"))
+    truth = np.loadtxt(need(root / f"RUL_{sub}.txt"))
     base = pd.Timestamp("2026-01-01", tz="UTC")
     train[TARGET] = (train.groupby("unit")["cycle"].transform("max") - train["cycle"]).clip(upper=CMAPSS_RUL_CLIP)
     last = test.groupby("unit")["cycle"].transform("max")
@@ -104,13 +99,13 @@ def cmapss(d: Definition, shared: Path) -> pd.DataFrame:
 def tep(d: Definition, shared: Path) -> pd.DataFrame:
     """Tennessee Eastman: the normal run and the 21 fault runs train; the 22 test runs (48 h each, faults from hour
     8) are cut in time: their first 24 h are the validation part, their last 24 h the hidden test part."""
-    root = _need(shared / "tep")
+    root = need(shared / "tep")
     cols = [f"xmeas_{i:02d}" for i in range(1, 42)] + [f"xmv_{i:02d}" for i in range(1, 12)]
     base = pd.Timestamp("2026-02-01", tz="UTC")
     blocks = []
     for k in range(22):
         for kind in ("train", "test"):
-            raw = np.loadtxt(_need(root / (f"d{k:02d}.dat" if kind == "train" else f"d{k:02d}_te.dat")))
+            raw = np.loadtxt(need(root / (f"d{k:02d}.dat" if kind == "train" else f"d{k:02d}_te.dat")))
             x = raw.T if k == 0 and kind == "train" else raw
             block = pd.DataFrame(x, columns=cols)
             n = len(block)

@@ -85,6 +85,8 @@ def data(challenge: str,
     with services(readonly=True) as platform:
         src = platform.academy.public_file(challenge, part)
     dest = output / f"{challenge}-{part}.parquet" if output.is_dir() else output
+    if not dest.parent.is_dir():
+        fail(InvalidInput(f"no folder {dest.parent} to write into", where="--output"))
     shutil.copyfile(src, dest)
     err.print(f"wrote {dest}")
 

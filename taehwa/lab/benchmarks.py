@@ -56,7 +56,8 @@ CMAPSS_MODEL = {"n_estimators": 600, "learning_rate": 0.02, "num_leaves": 31, "m
 CMAPSS_RUL_CLIP = 125.0
 
 
-def _need(path: Path) -> Path:
+def need(path: Path) -> Path:
+    """The path, or NotFound naming it (a data set missing from ../shared/data)."""
     if not path.exists():
         raise NotFound(f"benchmark data not found at {path}", where=str(path))
     return path
@@ -64,7 +65,7 @@ def _need(path: Path) -> Path:
 
 def skab(shared: Path, progress: Progress | None = None) -> dict[str, Any]:
     """SKAB by its own protocol."""
-    root = _need(shared / "skab" / "data")
+    root = need(shared / "skab" / "data")
     files = sorted(root.glob("valve1/*.csv")) + sorted(root.glob("valve2/*.csv")) + sorted(root.glob("other/*.csv"))
     tp = fp = fn = tn = 0.0
     nab = [0.0, 0.0, 0.0]
@@ -102,10 +103,10 @@ def read_cmapss(path: Path) -> pd.DataFrame:
 
 def cmapss_subset(shared: Path, subset: str) -> dict[str, float]:
     """One C-MAPSS subset: RMSE and PHM08 score on the last cycle of every test engine."""
-    root = _need(shared / "cmapss")
-    train = read_cmapss(_need(root / f"train_{subset}.txt.gz"))
-    test = read_cmapss(_need(root / f"test_{subset}.txt.gz"))
-    truth = np.loadtxt(_need(root / f"RUL_{subset}.txt"))
+    root = need(shared / "cmapss")
+    train = read_cmapss(need(root / f"train_{subset}.txt.gz"))
+    test = read_cmapss(need(root / f"test_{subset}.txt.gz"))
+    truth = np.loadtxt(need(root / f"RUL_{subset}.txt"))
     sensors = [f"s{i}" for i in range(1, 22)]
     multi = subset in ("FD002", "FD004")
     norm = ConditionNormalizer(["setting1", "setting2", "setting3"], 6 if multi else 1).fit(train, sensors)
@@ -152,9 +153,9 @@ def cmapss(shared: Path, progress: Progress | None = None, subsets: tuple[str, .
 
 def tep(shared: Path, progress: Progress | None = None, far: float = 0.05) -> dict[str, Any]:
     """Tennessee Eastman: our dynamic PCA monitor and the PCA-T² baseline, both with limits at `far`."""
-    root = _need(shared / "tep")
-    train = np.loadtxt(_need(root / "d00.dat")).T
-    tests = {k: np.loadtxt(_need(root / f"d{k:02d}_te.dat")) for k in range(22)}
+    root = need(shared / "tep")
+    train = np.loadtxt(need(root / "d00.dat")).T
+    tests = {k: np.loadtxt(need(root / f"d{k:02d}_te.dat")) for k in range(22)}
     out: dict[str, Any] = {}
     for label, params in (("tep", TEP_MODEL), ("tep_pca_t2", {"explained_variance": 0.9, "statistic": "t2"})):
         model = PCAMonitor(**params).fit(train)

@@ -26,11 +26,16 @@ def default_backend(ray: bool = False) -> Backend:
     return "ray" if ray or os.environ.get(RAY_ADDRESS_ENV) else "pool"
 
 
+def _one_thread() -> None:
+    """Native libraries in a worker use one thread: one job per core, not one per thread."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+
+
 def _init_worker(shared: Any) -> None:
     global _shared
     _shared = shared
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # one job per core, not per thread
-        os.environ[var] = "1"
+    _one_thread()
 
 
 def _call(fn: Callable[[Any, Any], Any], job: Any) -> Any:
@@ -90,8 +95,7 @@ def _over_ray(fn: Callable[[Any, Any], Any], jobs: Sequence[Any], shared: Any,
 
 
 def _ray_call(fn: Callable[[Any, Any], Any], shared: Any, job: Any) -> Any:
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
+    _one_thread()
     return fn(shared, job)
 
 

@@ -21,6 +21,19 @@ LOWER_IS_BETTER = {"rmse", "mae", "phm08_score", "far_pct", "mar_pct", "false_al
 PRIMARY = {"anomaly": "f1", "fault": "macro_f1", "rul": "rmse", "soft_sensor": "rmse", "forecast": "rmse"}
 
 
+def json_safe(v: Any) -> Any:
+    """Figures as JSON can hold them: NaN and infinities → None, numpy scalars → Python, keys → strings."""
+    if isinstance(v, dict):
+        return {str(k): json_safe(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [json_safe(x) for x in v]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not np.isfinite(v):
+        return None
+    return v
+
+
 def better(metric: str, a: float, b: float) -> bool:
     """Whether value `a` of `metric` is strictly better than `b`."""
     return a < b if metric in LOWER_IS_BETTER else a > b

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from sqlalchemy import insert, select, update
 
 from taehwa.db import lab_runs, model_events, model_versions
@@ -28,19 +27,6 @@ from taehwa.tenancy.access import current
 
 if TYPE_CHECKING:
     from taehwa.platform import Platform
-
-
-def _clean(v: Any) -> Any:
-    """JSON-safe figures (NaN → None, numpy → Python)."""
-    if isinstance(v, dict):
-        return {str(k): _clean(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_clean(x) for x in v]
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not np.isfinite(v):
-        return None
-    return v
 
 
 class LabService:
@@ -81,9 +67,10 @@ class LabService:
         doc: dict[str, Any] = {
             "run_id": run_id, "tenant": tenant, "name": spec.name, "mode": mode, "task": spec.task,
             "model": {"kind": spec.model.kind, "params": spec.model.params}, "split": spec.split.model_dump(),
-            "primary_metric": primary, "metrics": _clean(result.metrics), "folds": result.folds, "backend": backend,
-            "baseline": {"kind": base_kind, "metrics": _clean(base.metrics)},
-            "production": production, "lineage": _clean(data.lineage),
+            "primary_metric": primary, "metrics": M.json_safe(result.metrics), "folds": result.folds,
+            "backend": backend,
+            "baseline": {"kind": base_kind, "metrics": M.json_safe(base.metrics)},
+            "production": production, "lineage": M.json_safe(data.lineage),
             "created_by": current().user, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "spec": spec.model_dump(mode="json")}
         doc["beats_baseline"] = self._beats(primary, doc["metrics"], doc["baseline"]["metrics"])
@@ -143,7 +130,7 @@ class LabService:
         figures = fanout.run_all(sw.job, combos, (spec, data), backend=chosen, workers=workers,  # type: ignore[arg-type]
                                  progress=progress)
         primary = M.PRIMARY[spec.task]
-        results = [{"params": p, "metrics": _clean(f)} for p, f in zip(combos, figures, strict=True)]
+        results = [{"params": p, "metrics": M.json_safe(f)} for p, f in zip(combos, figures, strict=True)]
         lower = primary in M.LOWER_IS_BETTER
         ranked = sorted(results, key=lambda r: (r["metrics"].get(primary) is None,
                                                 (1 if lower else -1) * (r["metrics"].get(primary) or 0.0)))
@@ -151,7 +138,7 @@ class LabService:
         doc = {"sweep_id": sweep_id, "tenant": tenant, "name": spec.name, "task": spec.task,
                "model": spec.model.kind, "primary_metric": primary, "backend": chosen, "combinations": len(combos),
                "seconds": round(time.perf_counter() - started, 3), "best": ranked[0] if ranked else None,
-               "results": ranked, "lineage": _clean(data.lineage), "created_by": current().user,
+               "results": ranked, "lineage": M.json_safe(data.lineage), "created_by": current().user,
                "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
         folder = self.root / "sweeps" / tenant
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -191,7 +178,7 @@ class LabService:
                                pspec.model.params).metrics
         except InvalidInput as exc:
             return {"version": prod.version, "run_id": prod.run_id, "error": str(exc)}
-        return {"version": prod.version, "run_id": prod.run_id, "metrics": _clean(figures)}
+        return {"version": prod.version, "run_id": prod.run_id, "metrics": M.json_safe(figures)}
 
     def runs(self, tenant: str, name: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         self.platform.tenants.require(tenant)
@@ -236,7 +223,7 @@ class LabService:
     def _event(self, c: Any, tenant: str, name: str, version: int, action: str, reason: str | None,
                detail: dict[str, Any]) -> None:
         c.execute(insert(model_events).values(tenant=tenant, name=name, version=version, action=action,
-                                              actor=current().user, reason=reason, detail=_clean(detail),
+                                              actor=current().user, reason=reason, detail=M.json_safe(detail),
                                               at=datetime.now(UTC)))
 
     def register(self, tenant: str, run_id: str, name: str, asset_type: str | None = None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from taehwa.errors import InvalidInput
 from taehwa.lab.datasets import Dataset
-from taehwa.lab.models import build
+from taehwa.lab.models import KINDS, build
 from taehwa.lab.spec import Spec
 from taehwa.lab.validation import backtest
 
@@ -33,7 +33,7 @@ def combinations(spec: Spec, grid: dict[str, Any]) -> list[dict[str, Any]]:
     # each model on one thread, unless the spec or grid says otherwise: the fan-out is the parallelism (models that
     # each spread over every core, in several processes at once, fight for the cores: 10× slower, measured)
     base = dict(spec.model.params)
-    if "threads" in getattr(build(spec.model.kind, {}, task=spec.task), "defaults", {}):
+    if "threads" in KINDS[spec.model.kind].defaults:
         base.setdefault("threads", 1)
     out = [{**base, **dict(zip(names, values, strict=True))}
            for values in itertools.product(*(grid[n] for n in names))]
