@@ -4,6 +4,8 @@ mid-stream or the platform is stopped and restarted (the broker keeps the persis
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -135,6 +137,39 @@ def test_broker_restart_mid_stream_loses_nothing(platform: Platform, broker: Bro
     pub.disconnect()
 
 
+def test_the_connectors_own_process_killed_mid_stream_is_restarted_and_loses_nothing(
+        platform: Platform, broker: Broker) -> None:
+    """By default the MQTT client runs in a process of its own; SIGKILL it mid-stream and the server starts another
+    that takes up the persistent session: every point once."""
+    platform.connectors.add("acme", connector(broker.port))
+    platform.connectors.start(interval_s=0.2)
+    st = wait_for(lambda: (s := platform.connectors.status("acme", "line-1"))["state"] == "connected" and s)
+    pid = st["detail"]["pid"]
+    assert pid != os.getpid()
+    pub = publisher(broker.port)
+    _stream(pub, 0, 3000)
+    os.kill(pid, signal.SIGKILL)  # whatever it held unacknowledged, the broker sends again to the next one
+    _stream(pub, 3000, 2000)
+    st = wait_for(lambda: (s := platform.connectors.status("acme", "line-1"))["state"] == "connected"
+                  and s["detail"]["pid"] != pid and s, timeout=30)
+    assert st and "process ended" in (st["last_error"] or "")
+    assert wait_for(lambda: count(platform, ["mqtt/s1/seq"]) >= 5000, timeout=40)
+    t = platform.historian.read("acme", ["mqtt/s1/seq"], "2000-01-01", "2100-01-01")
+    assert sorted(t.column("value").to_pylist()) == [float(i) for i in range(5000)]
+    pub.disconnect()
+
+
+def test_own_process_off_runs_the_client_in_the_server(platform: Platform, broker: Broker) -> None:
+    platform.connectors.add("acme", connector(broker.port, own_process=False))
+    platform.connectors.start(interval_s=0.2)
+    st = wait_for(lambda: (s := platform.connectors.status("acme", "line-1"))["state"] == "connected" and s)
+    assert st["detail"]["pid"] == os.getpid()
+    pub = publisher(broker.port)
+    _stream(pub, 0, 500)
+    assert wait_for(lambda: count(platform, ["mqtt/s1/seq"]) == 500)
+    pub.disconnect()
+
+
 def test_platform_restart_mid_stream_loses_nothing(settings: Settings, broker: Broker) -> None:
     first = Platform(settings, background=False)
     first.tenants.create("acme")
@@ -168,7 +203,8 @@ def test_drop_folder_takes_good_files_and_sets_bad_ones_aside(platform: Platform
                                    "2026-11-25T01:00:00Z,sulfur_ppm,13.0\n")
     (drop / "bad.csv").write_text("time,tag,value\n2026-11-25T00:00:00Z,sulfur_ppm,abc\n")
     assert wait_for(lambda: (drop / "done" / "good.csv").exists() and (drop / "failed" / "bad.csv").exists())
-    assert count(platform, ["lab/sulfur_ppm"]) == 2
+    # moved aside once safe in the queue; in the historian once the forwarder has written it
+    assert wait_for(lambda: count(platform, ["lab/sulfur_ppm"]) == 2)
     reason = (drop / "failed" / "bad.csv.error.txt").read_text()
     assert "not a number" in reason and "row 1" in reason
     st = platform.connectors.status("acme", "lims")

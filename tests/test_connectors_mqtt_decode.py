@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from taehwa.connectors.config import MqttItem
-from taehwa.connectors.mqtt import _careful_rows, _fast_rows, decode
+from taehwa.connectors.mqtt import _careful_rows, _fast_rows, decode, parse_time
 
 NOW = 1_790_000_000_000_000
 ITEM = MqttItem(topic="plant/+/json", format="json", tag="mqtt/{1}/{name}")
@@ -75,3 +75,18 @@ def test_object_payloads_map_fields_to_tags() -> None:
     assert tags == ["mqtt/p7/a", "mqtt/p7/b"] and values == [1.0, 2.5] and times == [1_790_000_000_500_000] * 2
     with pytest.raises(ValueError, match=r"topic plant/p7/json\.b"):
         decode(ITEM, "plant/p7/json", ["p7"], b'{"a": 1, "b": "x"}', NOW)
+
+
+@pytest.mark.parametrize("stamps", [
+    [1_790_000_000_000_000 + i for i in range(5)],  # integer µs: kept as they are
+    [1_790_000_000_000 + i for i in range(5)],  # integer ms
+    [100_000_000_000_000, 1_790_000_000_000],  # 1e14 itself is ms by parse_time's rule
+    [100_000_000_001, 1_790_000_000_000_000],  # ms and µs in one message
+    [1_790_000_000, 1_790_000_000_000],  # s and ms
+    [2**62, 1_790_000_000_000_000],  # beyond exact floats: parse_time's float arithmetic
+])
+def test_integer_times_take_the_bulk_path_with_parse_times_result(stamps: list[int]) -> None:
+    doc = [{"tag": f"s{i}", "time": t, "value": i} for i, t in enumerate(stamps)]
+    fast = _fast_rows(doc, "x/{name}", "t", (), NOW)
+    assert fast is not None and fast == _careful_rows(doc, "x/{name}", "t", (), NOW)
+    assert fast[1] == [parse_time(t, "t") for t in stamps]

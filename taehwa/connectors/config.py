@@ -92,6 +92,9 @@ class MqttConnector(_Base):
     cert_file: str | None = None
     key_file: str | None = None
     keepalive_s: int = Field(30, ge=5, le=3600)
+    own_process: bool = Field(True, description="Run the MQTT client in a process of its own, beside the server: "
+                              "decoding then uses a core the server's writes do not, and a fault in the client "
+                              "cannot stop the server. Off: a thread of the server.")
     items: list[MqttItem] = Field(min_length=1, max_length=10_000)
 
 

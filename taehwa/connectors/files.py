@@ -40,7 +40,7 @@ class FilesLink(Link):
     def _take(self, folder: Path, path: Path) -> None:
         try:
             parts = [t for t, _, _ in iter_file_tables(path)]
-            table = self.historian.normalize(pa.concat_tables(parts) if len(parts) > 1 else parts[0],
+            table = self.checker.normalize(pa.concat_tables(parts) if len(parts) > 1 else parts[0],
                                              source=path.name, layout=self.spec.layout)
         except TaehwaError as exc:
             dest = folder / "failed"

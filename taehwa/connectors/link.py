@@ -1,6 +1,11 @@
 """One running connector: its source (a protocol client) feeds a stager, the stager commits batches to the durable
 queue and only then lets the source acknowledge them, and a forwarder drains the queue into the historian.
 
+A link runs whole in the server's process, or split (`role`): the source and stager in a process of their own
+(`taehwa.connectors.worker`, for MQTT by default), the forwarder in the server. The queue between them is the same
+SQLite file either way, so a split costs no durability, and the source process reports its status and each commit
+to the server on a pipe.
+
 Each link reports its status — state, last value time, points/s, backlog, last error with its time — in memory and
 in `status.json` beside its queue, so the CLI can read it while the server runs.
 """
@@ -15,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import pyarrow as pa
 
@@ -29,6 +34,18 @@ log = logging.getLogger(__name__)
 STAGE_MAX_S = 0.02  # how long points wait in memory before their batch is committed to the queue
 STAGE_MAX_POINTS = 50_000
 STAGE_MAX_ACKS = 200
+FORWARD_GATHER_S = 0.05  # how long the forwarder lets commits gather before a historian write (each write has a
+# fixed cost — a log fsync, the latest-value merge — that a larger batch shares)
+
+
+Role = Literal["whole", "forward", "source"]
+
+
+class Checker(Protocol):
+    """What the source side needs of the historian: its checks (the historian itself, or `WindowChecker` in a
+    connector's own process)."""
+
+    def normalize(self, data: Any, *, source: str = "input", layout: str = "auto") -> pa.Table: ...
 
 
 def _iso(ts: float | None) -> str | None:
@@ -62,10 +79,19 @@ class Status:
 
 
 class Link:
-    """The plumbing every protocol shares; a subclass implements `run_source` (blocking until `stopping`)."""
+    """The plumbing every protocol shares; a subclass implements `run_source` (blocking until `stopping`).
 
-    def __init__(self, tenant: str, spec: Connector, historian: Historian, folder: Path) -> None:
-        self.tenant, self.spec, self.historian, self.folder = tenant, spec, historian, folder
+    `role`: "whole" runs source, stager and forwarder here; "forward" runs the forwarder here and the rest in a
+    connector process (`worker.SourceProcess`); "source" is that process's side, reporting through `report`."""
+
+    def __init__(self, tenant: str, spec: Connector, historian: Historian | None, folder: Path, *,
+                 role: Role = "whole", checker: Checker | None = None,
+                 report: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.tenant, self.spec, self.folder, self.role = tenant, spec, folder, role
+        self._historian = historian
+        self.checker: Checker = checker or self.historian
+        self._report = report
+        self._last_status_write = 0.0
         self.queue = DurableQueue(folder / "queue.db")
         self.status = Status(spec.name, spec.protocol, backlog=self.queue.backlog)
         self.stopping = threading.Event()
@@ -76,8 +102,22 @@ class Link:
         self._acks: list[Callable[[], None]] = []
         self._stage_t0: float | None = None
         self._kick = threading.Event()
+        self._full = threading.Event()
         self._threads: list[threading.Thread] = []
         self._rate_window: list[tuple[float, int]] = []
+        self._process: Any = None  # worker.SourceProcess in the "forward" role
+        self._counted = (0, 0)  # points and rejections counted by this link's earlier processes
+
+    def new_process(self) -> None:
+        """A new process for this link's source starts counting from 0: keep what the earlier ones counted."""
+        self._counted = (self.status.points_total, self.status.rejected)
+
+    @property
+    def historian(self) -> Historian:
+        """The historian (not in a connector's own process, which only has its checks)."""
+        if self._historian is None:
+            raise RuntimeError("no historian in a connector's own process")
+        return self._historian
 
     # --- the source side -----------------------------------------------------------------------------------------
     def stage(self, tags: list[str], times_us: list[int], values: list[float],
@@ -91,9 +131,11 @@ class Link:
                 self._acks.append(ack)
             if self._stage_t0 is None:
                 self._stage_t0 = time.monotonic()
-            full = len(self._tags) >= STAGE_MAX_POINTS or len(self._acks) >= STAGE_MAX_ACKS
-        if full:
-            self.commit()
+            points, acks = len(self._tags), len(self._acks)
+        if points >= 2 * STAGE_MAX_POINTS or acks >= 2 * STAGE_MAX_ACKS:
+            self.commit()  # the stager is behind: the source waits (its protocol then holds back the sender)
+        elif points >= STAGE_MAX_POINTS or acks >= STAGE_MAX_ACKS:
+            self._full.set()  # the stager commits while the source goes on reading
 
     def commit(self) -> int:
         """Commit staged points to the queue, then acknowledge their sources. Points the historian would refuse
@@ -124,22 +166,24 @@ class Link:
             self._rate_window.append((time.monotonic(), table.num_rows))
         self.status.backlog = self.queue.backlog
         self._kick.set()
+        if self._report is not None:
+            self._report({"committed": int(table.num_rows), "status": asdict(self.status)})
         return int(table.num_rows)
 
     def _checked(self, table: pa.Table) -> pa.Table:
         try:
-            return self.historian.normalize(table, source=f"connector {self.spec.name}")
+            return self.checker.normalize(table, source=f"connector {self.spec.name}")
         except InvalidInput:
             pass
         keep = []
         for i in range(table.num_rows):  # the rare bad batch: find the bad points one by one
             try:
-                self.historian.normalize(table.slice(i, 1), source=f"connector {self.spec.name}")
+                self.checker.normalize(table.slice(i, 1), source=f"connector {self.spec.name}")
                 keep.append(i)
             except InvalidInput as exc:
                 self.status.rejected += 1
                 self.error(f"point refused: {exc}")
-        return self.historian.normalize(table.take(keep), source=f"connector {self.spec.name}") if keep \
+        return self.checker.normalize(table.take(keep), source=f"connector {self.spec.name}") if keep \
             else table.slice(0, 0)
 
     def reject(self, reason: str) -> None:
@@ -152,14 +196,26 @@ class Link:
         log.warning("connector %s/%s: %s", self.tenant, self.spec.name, message)
 
     def set_state(self, state: str, **detail: Any) -> None:
-        if state != self.status.state:
+        changed = state != self.status.state
+        if changed:
             self.status.state, self.status.since = state, time.time()
         self.status.detail.update(detail)
+        if changed and self._report is not None:
+            self._report({"status": asdict(self.status)})
 
     # --- lifecycle -----------------------------------------------------------------------------------------------
     def start(self) -> None:
-        for target, name in ((self._source_loop, "source"), (self._stager_loop, "stager"),
-                             (self._forward_loop, "forward")):
+        loops: list[tuple[Callable[[], None], str]] = []
+        if self.role == "forward":
+            from taehwa.connectors.worker import SourceProcess
+
+            self._process = SourceProcess(self)
+            loops.append((self._process.run, "process"))
+        else:
+            loops += [(self._source_loop, "source"), (self._stager_loop, "stager")]
+        if self.role != "source":
+            loops.append((self._forward_loop, "forward"))
+        for target, name in loops:
             t = threading.Thread(target=target, name=f"connector-{self.spec.name}-{name}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -167,14 +223,41 @@ class Link:
     def stop(self) -> None:
         self.stopping.set()
         self._kick.set()
-        self.stop_source()
+        self._full.set()
+        if self._process is not None:
+            self._process.stop()  # it commits what it holds and acknowledges it before it goes
+        else:
+            self.stop_source()
         for t in self._threads:
             t.join(timeout=10)
         self.commit()
-        self._drain_once()
+        if self.role != "source":
+            self._drain_once()
         self.set_state("stopped")
         self.write_status()
         self.queue.close()
+
+    def absorb(self, message: dict[str, Any]) -> None:
+        """A report from this link's own process: its status, and the points it committed to the queue. Counts
+        go on from the processes before it; its error replaces the server's only when newer."""
+        st = message.get("status")
+        if isinstance(st, dict):
+            for key in ("state", "since", "last_value_time", "points_s", "detail"):
+                if key in st:
+                    setattr(self.status, key, st[key])
+            self.status.points_total = self._counted[0] + int(st.get("points_total") or 0)
+            self.status.rejected = self._counted[1] + int(st.get("rejected") or 0)
+            if st.get("last_error_time") and st["last_error_time"] > (self.status.last_error_time or 0):
+                self.status.last_error, self.status.last_error_time = st.get("last_error"), st["last_error_time"]
+        committed = message.get("committed")
+        if isinstance(committed, int) and committed > 0:
+            self.queue.note_put(committed)
+            self._kick.set()
+        self.status.backlog = self.queue.backlog
+        now = time.monotonic()
+        if now - self._last_status_write >= 1.0:
+            self._last_status_write = now
+            self.write_status()
 
     def stop_source(self) -> None:
         """Wake the source so that it sees `stopping` (a subclass closes its client here)."""
@@ -192,7 +275,10 @@ class Link:
 
     def _stager_loop(self) -> None:
         last_status = 0.0
-        while not self.stopping.wait(STAGE_MAX_S / 2):
+        while not self.stopping.is_set():
+            if self._full.wait(STAGE_MAX_S / 2):
+                self._full.clear()
+                self.commit()
             t0 = self._stage_t0
             if t0 is not None and time.monotonic() - t0 >= STAGE_MAX_S:
                 self.commit()
@@ -210,7 +296,8 @@ class Link:
     def _forward_loop(self) -> None:
         backoff = 0.2
         while not self.stopping.is_set():
-            self._kick.wait(0.5)
+            if self._kick.wait(0.5):
+                self.stopping.wait(FORWARD_GATHER_S)
             self._kick.clear()
             while not self.stopping.is_set():
                 try:
@@ -234,7 +321,11 @@ class Link:
 
     def write_status(self) -> None:
         """Write `status.json` atomically (a file per writing thread: the stager and a stopping link may write at
-        once); a failure is logged, never fatal to the thread that writes."""
+        once); a failure is logged, never fatal to the thread that writes. A connector's own process sends its
+        status to the server instead, which writes the file."""
+        if self._report is not None:
+            self._report({"status": asdict(self.status)})
+            return
         self.status.backlog = self.queue.backlog
         tmp = self.folder / f"status.json.{threading.get_ident()}.tmp"
         try:
@@ -242,3 +333,17 @@ class Link:
             tmp.replace(self.folder / "status.json")
         except OSError as exc:
             log.warning("connector %s/%s: cannot write its status: %s", self.tenant, self.spec.name, exc)
+
+
+def make_link(tenant: str, spec: Connector, historian: Historian | None, folder: Path, *,
+              role: Role | None = None, checker: Checker | None = None,
+              report: Callable[[dict[str, Any]], None] | None = None) -> Link:
+    """The running form of a definition; by default an MQTT connector with `own_process` runs split."""
+    if role is None:
+        role = "forward" if getattr(spec, "own_process", False) else "whole"
+    import importlib
+
+    module, name = {"mqtt": ("mqtt", "MqttLink"), "opcua": ("opcua", "OpcUaLink"), "modbus": ("modbus", "ModbusLink"),
+                    "files": ("files", "FilesLink")}[spec.protocol]
+    kind: type[Link] = getattr(importlib.import_module(f"taehwa.connectors.{module}"), name)
+    return kind(tenant, spec, historian, folder, role=role, checker=checker, report=report)

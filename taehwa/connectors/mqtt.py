@@ -13,9 +13,11 @@ time of arrival. The tag of each value is the item's template with {topic}, {1}�
 
 from __future__ import annotations
 
+import os
 import ssl
 import time
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -60,6 +62,10 @@ def _tags(template: str, topic: str, caught: tuple[str, ...], names: list[str]) 
         if len(_TAGS) > 65_536:
             _TAGS.clear()
         known = _TAGS[key] = {}
+    try:
+        return list(map(known.__getitem__, names))  # the common case: every name seen before, looked up in C
+    except KeyError:
+        pass
     out = []
     for name in names:
         tag = known.get(name)
@@ -69,9 +75,23 @@ def _tags(template: str, topic: str, caught: tuple[str, ...], names: list[str]) 
     return out
 
 
+_NUMBER_TYPES = {int, float}
+_EXACT = 2**53  # integers below this survive the float arithmetic of `parse_time` unchanged
+
+
 def _times(raw: list[Any]) -> list[int] | None:
-    """`parse_time` of many epoch numbers at once (the same float arithmetic); None if any is not a finite number."""
-    if not all(type(t) is int or type(t) is float for t in raw):
+    """`parse_time` of many epoch numbers at once, with the same results; None if any is not a finite number.
+
+    Integer µs and ms (the usual forms at high rates) are converted without floats; anything else goes through
+    NumPy with `parse_time`'s float arithmetic."""
+    kinds = set(map(type, raw))
+    if kinds == {int}:
+        lo, hi = min(raw), max(raw)
+        if lo > 1e14 and hi < _EXACT:
+            return raw  # µs already
+        if lo > 1e11 and hi <= 1e14 and hi * 1000 < _EXACT:
+            return [v * 1000 for v in raw]  # ms
+    if not kinds <= _NUMBER_TYPES:
         return None
     try:
         v = np.array(raw, dtype=np.float64)
@@ -83,14 +103,11 @@ def _times(raw: list[Any]) -> list[int] | None:
     return list(us.astype(np.int64).tolist())
 
 
-def _numbers(raw: list[Any]) -> bool:
-    return all(type(v) is float or type(v) is int for v in raw)
-
-
 def _fast_rows(doc: list[Any], template: str, topic: str, caught: tuple[str, ...], now_us: int
                ) -> tuple[list[str], list[int], list[float]] | None:
     """The common list payload in bulk: every row an object keyed like the first, names text, values and times
-    numbers. None for anything else, and the careful path then names what is wrong, row by row."""
+    numbers. None for anything else, and the careful path then names what is wrong, row by row. The columns are
+    pulled out and type-checked by C loops (map, itemgetter, set of types): this is the MQTT connector's hot path."""
     first = doc[0]
     if type(first) is not dict:
         return None
@@ -99,12 +116,12 @@ def _fast_rows(doc: list[Any], template: str, topic: str, caught: tuple[str, ...
     if name_key is None:
         return None
     try:
-        names = [r[name_key] for r in doc]
-        values = [r["value"] for r in doc]
-        stamps = [r[time_key] for r in doc] if time_key else None
-    except (KeyError, TypeError):
+        names = list(map(itemgetter(name_key), doc))
+        values = list(map(itemgetter("value"), doc))
+        stamps = list(map(itemgetter(time_key), doc)) if time_key else None
+    except (KeyError, TypeError, IndexError):
         return None
-    if not all(type(n) is str and n for n in names) or not _numbers(values):
+    if set(map(type, names)) != {str} or "" in names or not set(map(type, values)) <= _NUMBER_TYPES:
         return None
     if name_key == "name" and any("tag" in r for r in doc):
         return None  # some row names its tag with "tag", which wins there
@@ -119,7 +136,7 @@ def _fast_rows(doc: list[Any], template: str, topic: str, caught: tuple[str, ...
         if parsed is None:
             return None
         times = parsed
-    return _tags(template, topic, caught, names), times, [float(v) for v in values]
+    return _tags(template, topic, caught, names), times, list(map(float, values))
 
 
 def _number(value: Any, where: str) -> float:
@@ -201,29 +218,39 @@ class MqttLink(Link):
                 self.error(f"broker refused the connection: {reason}")
                 return
             c.subscribe([(i.topic, i.qos) for i in s.items])
-            self.set_state("connected", broker=f"{s.host}:{s.port}")
+            self.set_state("connected", broker=f"{s.host}:{s.port}", pid=os.getpid())
 
         def on_disconnect(_c: Any, _u: Any, _f: Any, reason: Any, _p: Any = None) -> None:
             if not self.stopping.is_set():
                 self.set_state("disconnected")
                 self.error(f"disconnected from the broker ({reason}); reconnecting")
 
+        routes: dict[str, tuple[MqttItem, list[str]] | None] = {}  # topic → its item and wildcard levels
+
+        def route(topic: str) -> tuple[MqttItem, list[str]] | None:
+            """The first item whose filter matches (remembered: a plant's topics are few and come back)."""
+            if topic not in routes:
+                if len(routes) > 100_000:
+                    routes.clear()
+                routes[topic] = next(((i, caught) for i in s.items
+                                      if (caught := topic_matches(i.topic, topic)) is not None), None)
+            return routes[topic]
+
         def on_message(c: Any, _u: Any, msg: Any) -> None:
             now = int(time.time() * 1e6)
             ack = (lambda m=msg.mid, q=msg.qos: c.ack(m, q)) if msg.qos else None
-            for item in s.items:
-                caught = topic_matches(item.topic, msg.topic)
-                if caught is None:
-                    continue
-                try:
-                    tags, times, values = decode(item, msg.topic, caught, msg.payload, now, s.tag_prefix)
-                except ValueError as exc:
-                    self.reject(str(exc))
-                    tags, times, values = [], [], []
-                self.stage(tags, times, values, ack)
+            topic = msg.topic
+            found = route(topic)
+            if found is None:
+                if ack:
+                    ack()
                 return
-            if ack:
-                ack()
+            try:
+                tags, times, values = decode(found[0], topic, found[1], msg.payload, now, s.tag_prefix)
+            except ValueError as exc:
+                self.reject(str(exc))
+                tags, times, values = [], [], []
+            self.stage(tags, times, values, ack)
 
         client.on_connect, client.on_disconnect, client.on_message = on_connect, on_disconnect, on_message
         while not self.stopping.is_set():

@@ -19,7 +19,8 @@ from taehwa.errors import Unavailable
 
 
 class DurableQueue:
-    """An on-disk FIFO of Arrow tables (tag, time, value), safe across process kills."""
+    """An on-disk FIFO of Arrow tables (tag, time, value), safe across process kills; one process may put while
+    another takes out (SQLite's WAL lets them)."""
 
     def __init__(self, path: Path, *, max_points: int = 50_000_000) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -31,8 +32,8 @@ class DurableQueue:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
                          "points INTEGER NOT NULL, body BLOB NOT NULL)")
-        row = self._db.execute("SELECT COALESCE(SUM(points), 0) FROM batches").fetchone()
-        self._backlog = int(row[0])
+        self._backlog = 0
+        self._recount()
 
     def put(self, table: pa.Table) -> int:
         """Append one batch durably; returns its sequence number. Refused (Unavailable) when the queue is full, so
@@ -44,6 +45,8 @@ class DurableQueue:
             writer.write_table(table)
         body = sink.getvalue().to_pybytes()
         with self._lock:
+            if self._backlog + table.num_rows > self.max_points:
+                self._recount()  # another process (the server's forwarder) may have taken some out
             if self._backlog + table.num_rows > self.max_points:
                 raise Unavailable(f"store-and-forward queue full ({self._backlog} points waiting)",
                                   where=str(self.path))
@@ -64,10 +67,20 @@ class DurableQueue:
             self._db.execute("DELETE FROM batches WHERE seq <= ?", (upto,))
             self._backlog -= int(row[0])
 
+    def note_put(self, points: int) -> None:
+        """Count points another process (a connector's own process) put into this queue."""
+        with self._lock:
+            self._backlog += points
+
+    def _recount(self) -> None:
+        row = self._db.execute("SELECT COALESCE(SUM(points), 0) FROM batches").fetchone()
+        self._backlog = int(row[0])
+
     @property
     def backlog(self) -> int:
-        """Points waiting to be written into the historian."""
-        return self._backlog
+        """Points waiting to be written into the historian (never below 0: the forwarder may take a batch out
+        before it hears that another process put it in)."""
+        return max(0, self._backlog)
 
     def close(self) -> None:
         with self._lock:

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, insert, select, update
 
 from taehwa.connectors.config import Connector, parse_connectors
-from taehwa.connectors.link import Link
+from taehwa.connectors.link import Link, make_link
 from taehwa.connectors.queue import DurableQueue
 from taehwa.db import connectors
 from taehwa.errors import Conflict, NotFound
@@ -28,25 +28,6 @@ from taehwa.tenancy.audit import AuditLog
 from taehwa.tenancy.tenants import TenantService
 
 log = logging.getLogger(__name__)
-
-
-def make_link(tenant: str, spec: Connector, historian: Historian, folder: Path) -> Link:
-    """The running form of a definition."""
-    if spec.protocol == "mqtt":
-        from taehwa.connectors.mqtt import MqttLink
-
-        return MqttLink(tenant, spec, historian, folder)
-    if spec.protocol == "opcua":
-        from taehwa.connectors.opcua import OpcUaLink
-
-        return OpcUaLink(tenant, spec, historian, folder)
-    if spec.protocol == "modbus":
-        from taehwa.connectors.modbus import ModbusLink
-
-        return ModbusLink(tenant, spec, historian, folder)
-    from taehwa.connectors.files import FilesLink
-
-    return FilesLink(tenant, spec, historian, folder)
 
 
 class ConnectorService:
