@@ -61,8 +61,9 @@ class OpcUaConnector(_Base):
 
 class MqttItem(_Strict):
     topic: str = Field(min_length=1, max_length=1024, description="Topic filter; + and # wildcards allowed")
-    format: Literal["json", "plain"] = "json"
-    tag: str | None = Field(None, description="Tag name template: {topic}, {1}.. (wildcard levels), {name} (JSON)")
+    format: Literal["json", "plain", "sparkplug"] = "json"
+    tag: str | None = Field(None, description="Tag name template: {topic}, {1}.. (wildcard levels), {name} (JSON); "
+                            "for sparkplug {group}, {node}, {device}, {name} (the metric)")
     qos: Literal[0, 1] = 1
 
     @field_validator("topic")
@@ -76,8 +77,17 @@ class MqttItem(_Strict):
                 raise ValueError("'+' must be a whole level")
         return v
 
+    @model_validator(mode="after")
+    def _sparkplug_topic(self) -> MqttItem:
+        if self.format == "sparkplug" and not self.topic.startswith("spBv1.0/"):
+            raise ValueError("a sparkplug item's topic starts with spBv1.0/ (e.g. spBv1.0/plant1/#)")
+        return self
+
     def template(self) -> str:
-        return self.tag or ("{topic}/{name}" if self.format == "json" else "{topic}")
+        if self.tag:
+            return self.tag
+        defaults = {"json": "{topic}/{name}", "plain": "{topic}", "sparkplug": "{group}/{node}/{device}/{name}"}
+        return defaults[self.format]
 
 
 class MqttConnector(_Base):
@@ -92,6 +102,8 @@ class MqttConnector(_Base):
     cert_file: str | None = None
     key_file: str | None = None
     keepalive_s: int = Field(30, ge=5, le=3600)
+    sparkplug_rebirth: bool = Field(False, description="Ask a Sparkplug edge node for a new birth (NCMD Node "
+                                    "Control/Rebirth) when its data uses an alias no birth declared")
     own_process: bool = Field(True, description="Run the MQTT client in a process of its own, beside the server: "
                               "decoding then uses a core the server's writes do not, and a fault in the client "
                               "cannot stop the server. Off: a thread of the server.")

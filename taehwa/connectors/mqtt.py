@@ -1,5 +1,5 @@
-"""MQTT (paho-mqtt): topic filters with wildcards, JSON and plain payloads, many points per message, QoS 1 with a
-persistent session, TLS and credentials, reconnect.
+"""MQTT (paho-mqtt): topic filters with wildcards, JSON, plain and Sparkplug B payloads (`sparkplug`), many points
+per message, QoS 1 with a persistent session, TLS and credentials, reconnect.
 
 A QoS 1 message is acknowledged to the broker only after its points are committed to the durable queue; the session
 is persistent (fixed client id, clean session off), so messages published while Taehwa is down or restarting wait at
@@ -246,7 +246,10 @@ class MqttLink(Link):
                     ack()
                 return
             try:
-                tags, times, values = decode(found[0], topic, found[1], msg.payload, now, s.tag_prefix)
+                if found[0].format == "sparkplug":
+                    tags, times, values = self._sparkplug(c, found[0], topic, msg.payload, now)
+                else:
+                    tags, times, values = decode(found[0], topic, found[1], msg.payload, now, s.tag_prefix)
             except ValueError as exc:
                 self.reject(str(exc))
                 tags, times, values = [], [], []
@@ -263,6 +266,27 @@ class MqttLink(Link):
                 self.stopping.wait(2.0)
         while not self.stopping.is_set():
             client.loop_forever(retry_first_connection=True)  # returns on disconnect(); reconnects itself otherwise
+
+    def _sparkplug(self, client: Any, item: MqttItem, topic: str, payload: bytes, now: int
+                   ) -> tuple[list[str], list[int], list[float]]:
+        """A Sparkplug B message: its points; refused metrics, sequence gaps and offline nodes in the status."""
+        from taehwa.connectors.sparkplug import SparkplugState, rebirth_request
+
+        state = getattr(self, "_sparkplug_state", None)
+        if state is None:
+            state = self._sparkplug_state = SparkplugState(self.folder / "sparkplug.json")
+        got = state.decode(topic, payload, now, self.spec.tag_prefix + item.template(),
+                           rebirth=self.spec.sparkplug_rebirth)
+        for problem in got.problems:
+            self.reject(problem)
+        for note in got.notes:
+            self.error(note)
+        if got.rebirth is not None:
+            client.publish(*rebirth_request(*got.rebirth), qos=0)
+        detail = self.status.detail
+        detail["sparkplug_offline"] = sorted(state.offline)[:50]
+        detail["sparkplug_skipped"] = int(detail.get("sparkplug_skipped", 0)) + got.skipped
+        return got.names, got.times, got.values
 
     def stop_source(self) -> None:
         client = getattr(self, "_client", None)
