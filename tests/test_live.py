@@ -4,6 +4,7 @@ drift; and the refusals of bad deployments and bad rows."""
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -334,3 +335,37 @@ def test_backfill_in_chunks_gives_the_same_outputs(live: Platform, monkeypatch: 
     np.testing.assert_array_equal(t_chunked, t_whole)
     np.testing.assert_allclose(o_chunked["anomaly_score"], o_whole["anomaly_score"], rtol=1e-9)
     np.testing.assert_array_equal(o_chunked["anomaly"], o_whole["anomaly"])
+
+
+def test_backfill_over_the_pool_and_ray_gives_the_same_outputs(live: Platform, monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    """Chunks of assets scored by pool workers or Ray tasks (the model shipped once) give what this process gives,
+    row for row, in the same order; the backend is reported."""
+    from taehwa.lab import fanout
+    from taehwa.live import scoring
+
+    live.historian.write("acme", pump_rows(TRAIN_S, TRAIN_S + 60, broken={2}))
+    monkeypatch.setattr(scoring, "BACKFILL_CHUNK_ROWS", 10)  # one asset per chunk: several jobs
+    pipe, _ = live.live.models.get("acme", "pump-pca", None)
+    units = {f"site/p{i}": [f"P{i}/FT", f"P{i}/PT"] for i in range(N_PUMPS)}
+    s, e = int(T0.value // 1000) + TRAIN_S * 1_000_000, int(T0.value // 1000) + (TRAIN_S + 59) * 1_000_000
+    args = (live, "acme", pipe, units, s, e, 1_000_000, 5_000_000, 5)
+    here = scoring.backfill_rows(*args)
+    runs = {"pool": scoring.backfill_rows(*args, backend="pool")}
+    if importlib.util.find_spec("ray") is not None:
+        try:
+            runs["ray"] = scoring.backfill_rows(*args, backend="ray")
+        finally:
+            fanout.shutdown_ray()
+    for backend, (assets, times, outs) in runs.items():
+        assert assets == here[0] and len(set(assets)) == N_PUMPS, backend
+        np.testing.assert_array_equal(times, here[1])
+        assert set(outs) == set(here[2])
+        for o, v in outs.items():
+            np.testing.assert_array_equal(v, here[2][o])
+    kw = {"model": "pump-pca", "asset_type": "Pump", "start": (T0 + pd.Timedelta(seconds=TRAIN_S)).isoformat(),
+          "end": (T0 + pd.Timedelta(seconds=TRAIN_S + 59)).isoformat(), "write": "none"}
+    assert live.live.backfill("acme", **kw)["backend"] == "pool"  # many chunks: fanned out by default
+    assert live.live.backfill("acme", **kw, fan_out="serial")["backend"] == "serial"
+    with pytest.raises(InvalidInput, match="fan_out"):
+        live.live.backfill("acme", **kw, fan_out="gpu")

@@ -169,10 +169,13 @@ def backfill(model: Annotated[str, typer.Argument(help="Registered model name.")
              under: Annotated[str | None, typer.Option(help="Score every fitting asset under a path.")] = None,
              write: Annotated[str, typer.Option(help="shadow: <asset>/backfill/<model>/v<n>/<output> tags; outputs: "
                                                      "the live output tags; none: only the summary.")] = "shadow",
+             fan_out: Annotated[str | None, typer.Option(
+                 "--fan-out", help="serial: score here; pool: over the local process pool; ray: over Ray. Default: "
+                 "Ray when TAEHWA_RAY_ADDRESS is set, else the pool for a long backfill.")] = None,
              tenant: TenantOpt = "demo") -> None:
     """Score a past range as live scoring would have, to see how a model would have behaved."""
     body = {"model": model, "version": version, "asset": asset, "asset_type": asset_type, "under": under,
-            "start": start, "end": end, "write": write}
+            "start": start, "end": end, "write": write, "fan_out": fan_out}
 
     def local(platform: Any) -> Any:
         return platform.live.backfill(tenant, **body)

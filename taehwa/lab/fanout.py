@@ -1,14 +1,15 @@
-"""Many independent lab jobs (the models of a hyperparameter sweep, one model per asset) run serially, over a local
-process pool, or over Ray — a local Ray instance, or a cluster at TAEHWA_RAY_ADDRESS. The data every job shares is
-shipped once per worker (Ray: once, through its object store), not once per job; results come back in job order,
-and since every job is a pure function of the data and its own parameters, they are the same whichever way ran
-them (the tests hold all three to that)."""
+"""Many independent lab jobs (the models of a hyperparameter sweep, one model per asset, a backtest's folds, a
+backfill's chunks of assets) run serially, over a local process pool, or over Ray — a local Ray instance, or a
+cluster at TAEHWA_RAY_ADDRESS. The data every job shares is shipped once per worker (Ray: once, through its object
+store), not once per job; results come back in job order, and since every job is a pure function of the data and
+its own parameters, they are the same whichever way ran them (the tests hold all three to that)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
 from typing import Any, Literal
 
@@ -71,8 +72,44 @@ def run_all(fn: Callable[[Any, Any], Any], jobs: Sequence[Any], shared: Any, *, 
     return results
 
 
-def _over_ray(fn: Callable[[Any, Any], Any], jobs: Sequence[Any], shared: Any,
-              progress: Callable[[int, int], None] | None) -> list[Any]:
+def run_stream(fn: Callable[[Any, Any], Any], jobs: Iterable[Any], shared: Any, *, backend: Backend = "pool",
+               workers: int | None = None, window: int | None = None) -> Iterator[Any]:
+    """`fn(shared, job)` for jobs made one by one (a long backfill reads its next chunk while the workers score the
+    last ones), the results yielded in job order; at most `window` jobs (twice the workers by default) are made
+    and not yet collected, so memory stays bounded however many jobs there are."""
+    if backend not in BACKENDS:
+        raise InvalidInput(f"backend is one of {', '.join(BACKENDS)}", where="backend")
+    if backend == "serial":
+        for job in jobs:
+            yield fn(shared, job)
+        return
+    n = max(1, workers or (os.cpu_count() or 1))
+    window = window or 2 * n
+    if backend == "ray":
+        ray = _ray()
+        shared_ref = ray.put(shared)
+        task = ray.remote(_ray_call)
+        refs: deque[Any] = deque()
+        for job in jobs:
+            refs.append(task.remote(fn, shared_ref, job))
+            if len(refs) >= window:
+                yield ray.get(refs.popleft())
+        while refs:
+            yield ray.get(refs.popleft())
+        return
+    with ProcessPoolExecutor(n, mp_context=get_context("spawn"), initializer=_init_worker,
+                             initargs=(shared,)) as pool:
+        pending: deque[Future[Any]] = deque()
+        for job in jobs:
+            pending.append(pool.submit(_call, fn, job))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _ray() -> Any:
+    """The ray module, connected: to TAEHWA_RAY_ADDRESS's cluster, else to a local instance started here."""
     try:
         import ray
     except ImportError:
@@ -83,6 +120,12 @@ def _over_ray(fn: Callable[[Any, Any], Any], jobs: Sequence[Any], shared: Any,
         # a local instance when no cluster is named: loopback only, no dashboard, nothing sent anywhere
         ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
                  configure_logging=False, _node_ip_address="127.0.0.1" if not address else None)
+    return ray
+
+
+def _over_ray(fn: Callable[[Any, Any], Any], jobs: Sequence[Any], shared: Any,
+              progress: Callable[[int, int], None] | None) -> list[Any]:
+    ray = _ray()
     shared_ref = ray.put(shared)
     task = ray.remote(_ray_call)
     refs = [task.remote(fn, shared_ref, job) for job in jobs]

@@ -29,6 +29,7 @@ from taehwa.errors import TaehwaError
 from taehwa.historian.schema import STORE_SCHEMA
 from taehwa.historian.timeutil import from_us, parse_duration
 from taehwa.lab.datasets import TIME, UNIT
+from taehwa.lab.fanout import Backend, run_stream
 from taehwa.lab.validation import Pipeline
 from taehwa.live.deployments import OUTPUTS, Deployment, history_rows, required_columns, resolve_units
 from taehwa.live.rows import UnitRows, grid_between, grid_rows, sorted_series
@@ -486,44 +487,63 @@ def history_blocks(platform: Platform, tenant: str, units: dict[str, list[str]],
 BACKFILL_CHUNK_ROWS = 50_000  # rows of one read-and-score step of a backfill
 
 
+def score_chunk(shared: tuple[Pipeline, list[str], int], blocks: list[tuple[str, np.ndarray, np.ndarray]]
+                ) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
+    """One chunk of a backfill: (asset per row, times, outputs) of the rows at or after the range's start. A pure
+    function of the model and the rows, so it runs in this process, a pool worker or a Ray task alike."""
+    pipe, columns, start_us = shared
+    _, decision, score = predict_units(pipe, columns, blocks)
+    t = np.concatenate([t for _, t, _ in blocks])
+    keep = t >= start_us
+    a = np.repeat(np.array([a for a, _, _ in blocks], dtype=object), [len(t) for _, t, _ in blocks])
+    return a[keep].tolist(), t[keep], {o: v[keep] for o, v in model_outputs(pipe, decision, score).items()}
+
+
 def backfill_rows(platform: Platform, tenant: str, pipe: Pipeline, units: dict[str, list[str]], start_us: int,
-                  end_us: int, step_us: int, hold_us: int, need: int
+                  end_us: int, step_us: int, hold_us: int, need: int, *, backend: Backend = "serial"
                   ) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
     """(asset per row, times, outputs) of a model over a past range, rows made exactly as live scoring makes them.
 
-    Assets go in chunks of about `BACKFILL_CHUNK_ROWS` rows, and the next chunk is read from the historian while the
-    model scores this one (DuckDB and the model's native code both let go of the GIL), so a long backfill costs
-    little more than the model itself. Features are per asset, so chunking changes no output."""
+    Assets go in chunks of about `BACKFILL_CHUNK_ROWS` rows. In this process (`backend` serial) the next chunk is
+    read from the historian while the model scores this one (DuckDB and the model's native code both let go of the
+    GIL); over the process pool or Ray (`pool`, `ray`) this process reads chunks while the workers score them, the
+    model shipped once per worker. Features are per asset, so chunking changes no output, nor does the backend."""
     columns = required_columns(pipe)
     known = set(platform.historian.catalog.ids(tenant, refresh=True))
     per_asset = (end_us - start_us) // step_us + need + 2
     size = max(1, BACKFILL_CHUNK_ROWS // per_asset)
     names = list(units)
     chunks = [{a: units[a] for a in names[i:i + size]} for i in range(0, len(names), size)]
+    shared = (pipe, columns, start_us)
     assets: list[str] = []
     times: list[np.ndarray] = []
     outs: dict[str, list[np.ndarray]] = {}
 
-    def read(chunk: dict[str, list[str]]) -> Future[list[tuple[str, np.ndarray, np.ndarray]]]:
-        return pool.submit(contextvars.copy_context().run, history_blocks, platform, tenant, chunk, start_us,
-                           end_us, step_us, hold_us, need, known)
+    def keep(part: tuple[list[str], np.ndarray, dict[str, np.ndarray]]) -> None:
+        assets.extend(part[0])
+        times.append(part[1])
+        for o, v in part[2].items():
+            outs.setdefault(o, []).append(v)
 
-    with ThreadPoolExecutor(1, thread_name_prefix="backfill-read") as pool:
-        pending = read(chunks[0]) if chunks else None
-        for k in range(len(chunks)):
-            assert pending is not None
-            blocks = pending.result()
-            pending = read(chunks[k + 1]) if k + 1 < len(chunks) else None
-            if not blocks:
-                continue
-            _, decision, score = predict_units(pipe, columns, blocks)
-            t = np.concatenate([t for _, t, _ in blocks])
-            keep = t >= start_us
-            a = np.repeat(np.array([a for a, _, _ in blocks], dtype=object), [len(t) for _, t, _ in blocks])
-            assets.extend(a[keep].tolist())
-            times.append(t[keep])
-            for o, v in model_outputs(pipe, decision, score).items():
-                outs.setdefault(o, []).append(v[keep])
+    def blocks_of(chunk: dict[str, list[str]]) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        return history_blocks(platform, tenant, chunk, start_us, end_us, step_us, hold_us, need, known)
+
+    if backend != "serial":
+        read = (b for b in map(blocks_of, chunks) if b)
+        for part in run_stream(score_chunk, read, shared, backend=backend):
+            keep(part)
+    else:
+        with ThreadPoolExecutor(1, thread_name_prefix="backfill-read") as pool:
+            def ahead(chunk: dict[str, list[str]]) -> Future[list[tuple[str, np.ndarray, np.ndarray]]]:
+                return pool.submit(contextvars.copy_context().run, blocks_of, chunk)
+
+            pending = ahead(chunks[0]) if chunks else None
+            for k in range(len(chunks)):
+                assert pending is not None
+                blocks = pending.result()
+                pending = ahead(chunks[k + 1]) if k + 1 < len(chunks) else None
+                if blocks:
+                    keep(score_chunk(shared, blocks))
     if not times:
         return [], np.empty(0, np.int64), {}
     return assets, np.concatenate(times), {o: np.concatenate(v) for o, v in outs.items()}

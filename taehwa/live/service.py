@@ -5,8 +5,9 @@ deliveries) starts with `start()`, which only the server calls."""
 from __future__ import annotations
 
 import builtins
+import os
 import time
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import numpy as np
 import pyarrow as pa
@@ -15,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from taehwa.errors import InvalidInput, NotFound, ValidationFailed
 from taehwa.historian.schema import STORE_SCHEMA
 from taehwa.historian.timeutil import from_us, parse_duration, to_us
+from taehwa.lab.fanout import BACKENDS, RAY_ADDRESS_ENV, Backend
+from taehwa.live import scoring
 from taehwa.live.alerts import AlertBook
 from taehwa.live.conditions import RuleEngine
 from taehwa.live.deployments import OUTPUTS, Deployment, DeploymentStore, history_rows, required_columns, resolve_units
@@ -40,6 +43,9 @@ class PredictIn(BaseModel):
     version: int | None = Field(None, ge=1, le=10**9, description="A version; by default the production one")
 
 
+FAN_OUT_MIN_CHUNKS = 8  # a backfill of at least this many chunks of assets fans out by default
+
+
 class BackfillIn(BaseModel):
     """Score a past range as live scoring would have."""
 
@@ -53,6 +59,9 @@ class BackfillIn(BaseModel):
     end: str
     step: str | None = None
     write: Literal["none", "shadow", "outputs"] = "shadow"
+    fan_out: Literal["serial", "pool", "ray"] | None = Field(
+        None, description="Score chunks of assets here (serial), over the local process pool or over Ray; default: "
+        "Ray when TAEHWA_RAY_ADDRESS is set, else the pool for a long backfill and here for a short one")
 
 
 def _checked(model: type[M], body: Any) -> M:
@@ -170,13 +179,16 @@ class LiveService:
 
     def backfill(self, tenant: str, *, model: str, start: Any, end: Any, version: int | None = None,
                  asset: str | None = None, asset_type: str | None = None, under: str | None = None,
-                 step: str | None = None, write: str = "shadow") -> dict[str, Any]:
+                 step: str | None = None, write: str = "shadow", fan_out: str | None = None) -> dict[str, Any]:
         """Score a past range as live scoring would have: rows made the same way, the same model. Written to
         `shadow` tags (`<asset>/backfill/<model>/v<version>/<output>`, to compare with what ran), to the live
-        output tags (`outputs`, e.g. to fill a gap), or not at all (`none`: only the summary)."""
+        output tags (`outputs`, e.g. to fill a gap), or not at all (`none`: only the summary). Chunks of assets are
+        scored here or fan out (`fan_out`: serial, pool or ray; see `BackfillIn.fan_out` for the default)."""
         self.platform.tenants.require(tenant, "read" if write == "none" else "write")
         if write not in ("none", "shadow", "outputs"):
             raise InvalidInput("write is none, shadow or outputs", where="write")
+        if fan_out not in (None, *BACKENDS):
+            raise InvalidInput(f"fan_out is one of {', '.join(BACKENDS)}", where="fan_out")
         s, e = to_us(start, field="start"), to_us(end, field="end")
         if e <= s:
             raise InvalidInput("end must be after start", where="end")
@@ -193,9 +205,14 @@ class LiveService:
         if (e - s) // step_us * len(units) > 50_000_000:
             raise InvalidInput("that is more than 50 million rows; backfill a shorter range or fewer assets",
                                where="end")
+        # by default a long backfill fans out (Ray when a cluster is named), a short one stays here: starting the
+        # pool's workers costs about as much as scoring a few chunks
+        long = (e - s) // step_us * len(units) >= FAN_OUT_MIN_CHUNKS * scoring.BACKFILL_CHUNK_ROWS
+        backend = fan_out or ("ray" if os.environ.get(RAY_ADDRESS_ENV) else "pool" if long and
+                              (os.cpu_count() or 1) > 1 else "serial")
         started = time.perf_counter()
         assets, times, outs = backfill_rows(self.platform, tenant, pipe, units, s, e, step_us, 5 * step_us,
-                                            history_rows(pipe))
+                                            history_rows(pipe), backend=cast(Backend, backend))
         seconds = time.perf_counter() - started
         written = 0
         prefix = "" if write == "outputs" else f"backfill/{model}/v{info['version']}/"
@@ -217,10 +234,11 @@ class LiveService:
         if pipe.task == "fault":
             summary["classes"] = fault_classes(pipe)
         self.platform.audit.append("live.backfill", tenant=tenant, target=f"{model} v{info['version']}",
-                                   after={"rows": len(times), "written": written, "write": write})
+                                   after={"rows": len(times), "written": written, "write": write,
+                                          "backend": backend})
         return {"model": info, "task": pipe.task, "assets": len(units), "skipped": skipped, "rows": len(times),
                 "seconds": round(seconds, 3), "rows_per_s": round(len(times) / seconds) if seconds > 0 else None,
-                "written_points": written, "write": write, "outputs": list(OUTPUTS[pipe.task]),
+                "written_points": written, "write": write, "backend": backend, "outputs": list(OUTPUTS[pipe.task]),
                 "tags": f"<asset>/{prefix if write != 'none' else ''}<output>",
                 "summary": summary}
 
