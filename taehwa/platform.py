@@ -23,10 +23,14 @@ BOOTSTRAP_ADMIN = "admin"  # the caller the bootstrap token (TAEHWA_API_TOKEN or
 class Platform:
     """Settings plus the services built from them."""
 
-    def __init__(self, settings: Settings, *, readonly: bool = False, background: bool = True) -> None:
+    def __init__(self, settings: Settings, *, readonly: bool = False, background: bool = True,
+                 follow: bool = False) -> None:
+        """`readonly`: a reader beside the server (the CLI); `follow`: a reader that keeps up with the server's
+        writes (an API worker of `taehwa serve --workers N`)."""
         self.settings = settings
+        readonly = readonly or follow
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # other local users see nothing
-        self.historian = Historian(settings, readonly=readonly, background=background)
+        self.historian = Historian(settings, readonly=readonly, background=background, follow=follow)
         self.tenants: TenantService = self.historian.tenants
         self.audit = self.historian.audit
         self.identity = IdentityService(self.historian.engine, self.audit)

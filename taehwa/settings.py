@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address the HTTP service listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port the HTTP service listens on.")
+    workers: int = Field(1, ge=1, le=64, description="API processes behind the port: the first owns the writer, "
+                         "connectors and live scoring; the others answer reads and pass the rest to it.")
     tls_cert: Path | None = Field(None, description="PEM certificate: serve HTTPS (with tls_key).")
     tls_key: Path | None = Field(None, description="PEM private key of tls_cert.")
     api_token: SecretStr | None = Field(

@@ -203,4 +203,7 @@ def create_app(platform: Platform) -> FastAPI:
     from taehwa.web.pages import add_web_routes
 
     add_web_routes(app, platform)
+    from taehwa.api.workers import WorkerHeader
+
+    app.add_middleware(WorkerHeader)
     return app

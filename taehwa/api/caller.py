@@ -39,6 +39,10 @@ class CallerMiddleware:
         client = scope.get("client")
         source = f"{client[0]}:{client[1]}" if client else None
         headers = dict(scope.get("headers") or [])
+        if client is None and b"x-taehwa-client" in headers:  # passed on by an API worker over the private socket
+            source = headers[b"x-taehwa-client"].decode("latin-1")[:100]
+            host, _, port = source.rpartition(":")
+            client = (host, int(port)) if port.isdigit() else None
         header = headers.get(b"authorization", b"").decode("latin-1")
         scheme, _, token = header.partition(" ")
         token = token.strip() if scheme.lower() == "bearer" else ""

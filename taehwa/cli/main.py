@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -53,6 +55,10 @@ def _progress() -> Progress:
 @app.command()
 def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_HOST).")] = None,
           port: Annotated[int | None, typer.Option(help="Port (TAEHWA_PORT).")] = None,
+          workers: Annotated[int | None, typer.Option(
+              min=1, max=64, help="API processes behind the port (TAEHWA_WORKERS): the first owns the store's "
+              "writer, the connectors and live scoring; the others answer reads of points and tags themselves "
+              "and pass everything else to it.")] = None,
           demo: Annotated[bool, typer.Option(help="Load the demo plant into tenant 'demo' and replay its data "
                                                   "sets as live data over a loopback OPC UA server (speed:"
                                                   " TAEHWA_DEMO_SPEED, port: TAEHWA_DEMO_OPCUA_PORT).")]
@@ -95,15 +101,46 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
                       f"({replayer.server.endpoint}, read by connector 'demo-plant'): "
                       + "; ".join(f"{s['source']} ({s['run']})" for s in replayer.status()))
         tls = bool(settings.tls_cert and settings.tls_key)
-        uvicorn.run(create_app(platform), host=host, port=port, log_level="info",
-                    ssl_certfile=str(settings.tls_cert) if tls else None,
-                    ssl_keyfile=str(settings.tls_key) if tls else None)
+        count = workers or settings.workers
+        if count == 1:
+            uvicorn.run(create_app(platform), host=host, port=port, log_level="info",
+                        ssl_certfile=str(settings.tls_cert) if tls else None,
+                        ssl_keyfile=str(settings.tls_key) if tls else None)
+        else:
+            _serve_workers(platform, create_app(platform), host, port, count, tls)
     except TaehwaError as exc:
         fail(exc)
     finally:
         if replayer is not None:
             replayer.stop()
         platform.close()
+
+
+def _serve_workers(platform: Platform, app: Any, host: str, port: int, count: int, tls: bool) -> None:
+    """This process as the primary of `count` API processes on one port (see `taehwa.api.workers`)."""
+    import uvicorn
+
+    from taehwa.api.workers import Followers, primary_socket, public_socket
+
+    settings = platform.settings
+    public = public_socket(host, port)
+    private_path = settings.data_dir / "api.sock"
+    private = primary_socket(private_path)
+    followers = Followers(count - 1, public.fileno(), private_path)
+    followers.start()
+    out.print(f"{count} API processes on port {port}: this one ({os.getpid()}) owns the writer; followers "
+              + ", ".join(str(p) for p in followers.pids()))
+    # open event streams pass through the followers: waiting on them would wait forever
+    config = uvicorn.Config(app, log_level="info", ssl_certfile=str(settings.tls_cert) if tls else None,
+                            ssl_keyfile=str(settings.tls_key) if tls else None, timeout_graceful_shutdown=5)
+    try:
+        uvicorn.Server(config).run(sockets=[public, private])
+    finally:
+        followers.stop()
+        private.close()
+        public.close()
+        with contextlib.suppress(FileNotFoundError):
+            private_path.unlink()
 
 
 def _send_to_server(settings: Settings, tenant: str, path: Path, layout: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ old point: the highest sequence number wins, and within one batch the last row.
 from __future__ import annotations
 
 import fcntl
+import itertools
 import logging
 import os
 import shutil
@@ -58,17 +59,41 @@ class WriteResult:
     seq: int
 
 
+FOLLOW_EVERY_S = 0.02  # how stale a follower's view may be: it looks at the writer's log and manifests this often
+
+
+def _mapped_batches(path: Path, skip: int) -> list[pa.RecordBatch]:
+    """The complete batches of a log segment after the first `skip`, memory-mapped (no copy); a batch still being
+    written, or a segment removed meanwhile, ends the list."""
+    out: list[pa.RecordBatch] = []
+    try:
+        reader = pa.ipc.open_stream(pa.memory_map(str(path)))
+        for i in itertools.count():
+            batch = reader.read_next_batch()
+            if i >= skip:
+                out.append(batch)
+    except (StopIteration, pa.ArrowInvalid, OSError, EOFError):
+        pass
+    return out
+
+
 class Historian:
-    """The time-series store of every tenant; open once per process (`readonly=True` for readers)."""
+    """The time-series store of every tenant; open once per process (`readonly=True` for readers, `follow=True`
+    for readers that keep up with a running writer)."""
 
     def __init__(self, settings: Settings, engine: Engine | None = None, *, readonly: bool = False,
-                 background: bool = True) -> None:
+                 background: bool = True, follow: bool = False) -> None:
         self.settings = settings
-        self.readonly = readonly
+        self.readonly = readonly or follow
+        self.follow = follow  # a reader beside a running writer (an API worker): catches up before each query
+        self._follow_lock = threading.Lock()
+        self._followed_at = 0.0
+        self._consumed: dict[Path, int] = {}  # log segment → batches already in the buffer
+        self._manifest_stamps: dict[str, int] = {}
         self.root = settings.data_dir / "historian"
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock_fh: Any = None
-        if not readonly:
+        if not self.readonly:
             self._take_writer_lock()  # first: a refused second writer opens nothing else
         self.engine = engine or make_engine(settings.metadata_url)
         self.audit = AuditLog(self.engine, settings.data_dir / "audit-head.json")
@@ -89,11 +114,14 @@ class Historian:
         self.wal = WriteAheadLog(self.root / "_wal")
         self._seq = 0
         self._closed = False
-        self._load_state()
+        if follow:
+            self._follow(force=True)
+        else:
+            self._load_state()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        if not readonly and background:
+        if not self.readonly and background:
             self._thread = threading.Thread(target=self._background, name="historian-maintenance", daemon=True)
             self._thread.start()
 
@@ -138,6 +166,50 @@ class Historian:
                 self._buffer_add(tenant, part)
         if not self.readonly and logged.num_rows:
             self.flush()
+
+    def _follow(self, *, force: bool = False) -> None:
+        """A follower catches up with the writer: the points its log holds, the files its manifests name.
+
+        The log is read before the manifests: a flush writes files, then the manifest, then removes the log's
+        segments, so every acknowledged point is in one of the two (in both for a moment, and queries keep one
+        value per tag and time). At most every `FOLLOW_EVERY_S`; segments are memory-mapped and only batches not
+        seen before are added."""
+        if not self.follow or (not force and time.monotonic() - self._followed_at < FOLLOW_EVERY_S):
+            return
+        with self._follow_lock:
+            if not force and time.monotonic() - self._followed_at < FOLLOW_EVERY_S:
+                return
+            started = time.monotonic()
+            segments = self.wal.segments()
+            if any(seg not in segments for seg in self._consumed):  # the writer flushed: its files have them now
+                with self._write_lock:
+                    self._buffers, self._buffer_points = {}, 0
+                self._consumed = {}
+            for seg in segments:
+                batches = _mapped_batches(seg, self._consumed.get(seg, 0))
+                if not batches:
+                    continue
+                self._consumed[seg] = self._consumed.get(seg, 0) + len(batches)
+                logged = pa.Table.from_batches(batches, schema=WAL_SCHEMA)
+                for tenant in pc.unique(logged.column("tenant")).to_pylist():
+                    part = logged.filter(pc.equal(logged.column("tenant"), tenant)).drop_columns(["tenant"])
+                    with self._write_lock:
+                        self._buffer_add(tenant, part)
+            con = self.queries.connection()
+            for tdir in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("_")):
+                try:
+                    stamp = (tdir / "manifest.json").stat().st_mtime_ns
+                except FileNotFoundError:
+                    continue
+                if self._manifest_stamps.get(tdir.name) == stamp:
+                    continue
+                manifest = Manifest.load(tdir / "manifest.json")
+                with self._manifest_lock:
+                    self._manifests[tdir.name] = manifest
+                self._manifest_stamps[tdir.name] = stamp
+                self.latest_cache.load(con, tdir.name, tdir / "latest.parquet", tdir,
+                                       [(f.path, f.added) for f in manifest.files])
+            self._followed_at = started
 
     def close(self) -> None:
         """Flush the buffer, stop maintenance and release the store."""
@@ -459,6 +531,7 @@ class Historian:
     # -- queries --------------------------------------------------------------------------------------------
     def snapshot(self, tenant: str) -> Snapshot:
         """The files and buffered points one query sees."""
+        self._follow()
         with self._write_lock:
             tables = list(self._frozen.get(tenant, [])) + list(self._buffers.get(tenant, []))
         buffer = None
@@ -555,6 +628,7 @@ class Historian:
     def latest(self, tenant: str, tags: list[str] | None = None) -> pa.Table:
         """Newest point of each tag (all tags when none are named), from the cache: no scan."""
         self.tenants.require(tenant)
+        self._follow()
         cache: dict[int, Last] = self.latest_cache.get(tenant)
         if tags:
             ids = self.catalog.resolve(tenant, list(tags))

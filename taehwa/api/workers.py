@@ -1,0 +1,275 @@
+"""`taehwa serve --workers N`: several API processes behind one port.
+
+The first process, the primary, holds everything that must have one owner: the historian's writer, the
+connectors, live scoring and alerts, the twin's live state and its change streams. It listens on the public port
+and on a Unix socket in the data directory (`api.sock`, private to the platform's user). The other N-1 processes,
+the followers (`python -m taehwa.api.workers FD SOCKET`), accept connections on the same listening socket (inherited;
+the kernel hands each new connection to one process) and
+
+- answer the heavy reads themselves: points (raw, downsampled, interpolated), tags and latest values, from a
+  historian that follows the writer's log and manifests (`Historian(follow=True)`: at most 20 ms behind, and a
+  write acknowledged by the primary is seen by the next read anywhere);
+- pass everything else to the primary over the Unix socket, as it comes: writes, the web UI, the lab, live
+  scoring's calls, and live streams (Server-Sent Events and WebSockets relayed frame by frame).
+
+So a request is answered whichever process took it, nothing is scored or alerted twice (only the primary runs
+deployments), and no live stream is lost. Each process has its own rate limiter (a caller's limit applies per
+process), and answers carry `X-Taehwa-Worker` (the process id that produced them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+LOCAL = re.compile(r"^/api/v1/[^/]+/(points|tags)(/.*)?$|^/healthz$")  # what a follower answers itself
+HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade", b"proxy-authorization",
+       b"proxy-authenticate", b"content-length"}
+CLIENT_HEADER = b"x-taehwa-client"  # the caller's address, from a follower to the primary (over the Unix socket)
+WORKER_HEADER = b"x-taehwa-worker"
+
+
+class WorkerHeader:
+    """Every answer says which process produced it (`X-Taehwa-Worker: <pid>`)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.pid = str(os.getpid()).encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def stamped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != WORKER_HEADER]
+                message = {**message, "headers": [*headers, (WORKER_HEADER, self.pid)]}
+            await send(message)
+
+        await self.app(scope, receive, stamped)
+
+
+class Forward:
+    """A follower's front: local reads to its own app, everything else to the primary over its Unix socket."""
+
+    def __init__(self, app: ASGIApp, primary_socket: str, *, tls: bool = False) -> None:
+        self.app, self.socket, self.scheme = app, primary_socket, "https" if tls else "http"
+        self._client: httpx.AsyncClient | None = None
+
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            # the primary's certificate names the public host, not its socket: the socket is private to this user
+            transport = httpx.AsyncHTTPTransport(uds=self.socket, verify=False)
+            self._client = httpx.AsyncClient(transport=transport, base_url=f"{self.scheme}://primary",
+                                             timeout=httpx.Timeout(None, connect=10.0))
+        return self._client
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and LOCAL.match(scope["path"]):
+            await self.app(scope, receive, send)
+        elif scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+        else:  # lifespan
+            await self.app(scope, receive, send)
+
+    @staticmethod
+    def _headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+        client = scope.get("client")
+        out = [(k, v) for k, v in scope.get("headers", []) if k.lower() not in HOP and k.lower() != CLIENT_HEADER]
+        if client:
+            out.append((CLIENT_HEADER, f"{client[0]}:{client[1]}".encode()))
+        return out
+
+    @staticmethod
+    def _target(scope: Scope) -> str:
+        query = scope.get("query_string", b"").decode("latin-1")
+        path: bytes = scope.get("raw_path") or scope["path"].encode()
+        return path.decode("latin-1") + (f"?{query}" if query else "")
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def body() -> AsyncIterator[bytes]:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                yield message.get("body", b"")
+                if not message.get("more_body"):
+                    return
+
+        client = self.client()
+        request = client.build_request(scope["method"], self._target(scope), headers=self._headers(scope),
+                                       content=body())
+        try:
+            response = await client.send(request, stream=True)
+        except httpx.TransportError as exc:
+            await send({"type": "http.response.start", "status": 503,
+                        "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1")]})
+            await send({"type": "http.response.body",
+                        "body": b'{"error": "unavailable", "message": "the primary API process does not answer: '
+                                + str(exc).encode()[:200].replace(b'"', b"'") + b'"}'})
+            return
+        try:
+            await send({"type": "http.response.start", "status": response.status_code,
+                        "headers": [(k, v) for k, v in response.headers.raw if k.lower() not in HOP]})
+            async for chunk in response.aiter_raw():  # as it comes: an event stream is relayed event by event
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await response.aclose()
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from websockets.asyncio.client import unix_connect
+        from websockets.exceptions import InvalidStatus, WebSocketException
+
+        await receive()  # websocket.connect
+        keep = {b"authorization", b"cookie", b"origin", CLIENT_HEADER}
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self._headers(scope) if k.lower() in keep]
+        try:
+            upstream = await unix_connect(self.socket, f"ws://primary{self._target(scope)}",
+                                          additional_headers=headers)
+        except InvalidStatus as exc:
+            await send({"type": "websocket.close", "code": 1008, "reason": f"refused ({exc.response.status_code})"})
+            return
+        except (OSError, WebSocketException):
+            await send({"type": "websocket.close", "code": 1011, "reason": "the primary API process does not answer"})
+            return
+        await send({"type": "websocket.accept"})
+
+        async def up() -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                data = message.get("text") if message.get("text") is not None else message.get("bytes")
+                if data is not None:
+                    await upstream.send(data)
+
+        async def down() -> None:
+            with contextlib.suppress(WebSocketException):
+                async for data in upstream:
+                    await send({"type": "websocket.send", **({"text": data} if isinstance(data, str)
+                                                             else {"bytes": data})})
+            with contextlib.suppress(Exception):
+                await send({"type": "websocket.close", "code": upstream.close_code or 1000,
+                            "reason": upstream.close_reason or ""})
+
+        tasks = [asyncio.ensure_future(up()), asyncio.ensure_future(down())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await upstream.close()
+
+
+def public_socket(host: str, port: int) -> socket.socket:
+    """The listening socket every worker accepts on (inherited by the followers)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def primary_socket(path: Path) -> socket.socket:
+    """The primary's Unix socket for what followers pass on; only the platform's user may connect."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    sock.listen(2048)
+    return sock
+
+
+class Followers:
+    """The follower processes: started, started again when one dies (after a second), stopped with the server."""
+
+    def __init__(self, count: int, fd: int, primary: Path) -> None:
+        self.count, self.fd, self.primary = count, fd, primary
+        self.procs: list[subprocess.Popen[bytes] | None] = [None] * count
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="api-followers", daemon=True)
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "taehwa.api.workers", str(self.fd), str(self.primary)],
+                                pass_fds=(self.fd,))
+
+    def start(self) -> None:
+        self.procs = [self._spawn() for _ in range(self.count)]
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(1.0):
+            for i, proc in enumerate(self.procs):
+                if proc is not None and proc.poll() is not None and not self._stop.is_set():
+                    log.warning("API worker %d ended (exit code %s); starting another", proc.pid, proc.returncode)
+                    self.procs[i] = self._spawn()
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs if p is not None]
+
+    def stop(self) -> None:
+        self._stop.set()
+        for proc in self.procs:
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for proc in self.procs:
+            if proc is None:
+                continue
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def follower_main(fd: int, primary: str) -> int:
+    """A follower process: a following platform, its app behind `Forward`, served on the inherited socket."""
+    import uvicorn
+
+    from taehwa.api.app import create_app
+    from taehwa.platform import Platform
+    from taehwa.settings import load_settings
+
+    settings = load_settings()
+    platform = Platform(settings, follow=True, background=False)
+    tls = bool(settings.tls_cert and settings.tls_key)
+    app: Any = Forward(create_app(platform), primary, tls=tls)
+    config = uvicorn.Config(app, log_level="warning", ssl_certfile=str(settings.tls_cert) if tls else None,
+                            ssl_keyfile=str(settings.tls_key) if tls else None, timeout_graceful_shutdown=5)
+    try:
+        uvicorn.Server(config).run(sockets=[socket.socket(fileno=fd)])  # the family is read from the socket
+    finally:
+        platform.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(follower_main(int(sys.argv[1]), sys.argv[2]))
