@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import re
@@ -30,12 +31,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from taehwa.platform import Platform
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +128,8 @@ class Forward:
         except httpx.TransportError as exc:
             await send({"type": "http.response.start", "status": 503,
                         "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1")]})
-            await send({"type": "http.response.body",
-                        "body": b'{"error": "unavailable", "message": "the primary API process does not answer: '
-                                + str(exc).encode()[:200].replace(b'"', b"'") + b'"}'})
+            await send({"type": "http.response.body", "body": json.dumps({
+                "error": "unavailable", "message": f"the primary API process does not answer: {exc}"[:300]}).encode()})
             return
         try:
             await send({"type": "http.response.start", "status": response.status_code,
@@ -248,6 +251,33 @@ class Followers:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def serve_primary(platform: Platform, app: Any, host: str, port: int, count: int,
+                  announce: Callable[[list[int]], None] | None = None) -> None:
+    """This process as the primary of `count` API processes on one port, until the server is told to stop."""
+    import uvicorn
+
+    settings = platform.settings
+    tls = bool(settings.tls_cert and settings.tls_key)
+    public = public_socket(host, port)
+    private_path = settings.data_dir / "api.sock"
+    private = primary_socket(private_path)
+    followers = Followers(count - 1, public.fileno(), private_path)
+    followers.start()
+    if announce:
+        announce(followers.pids())
+    # open event streams pass through the followers: waiting on them would wait forever
+    config = uvicorn.Config(app, log_level="info", ssl_certfile=str(settings.tls_cert) if tls else None,
+                            ssl_keyfile=str(settings.tls_key) if tls else None, timeout_graceful_shutdown=5)
+    try:
+        uvicorn.Server(config).run(sockets=[public, private])
+    finally:
+        followers.stop()
+        private.close()
+        public.close()
+        with contextlib.suppress(FileNotFoundError):
+            private_path.unlink()
 
 
 def follower_main(fd: int, primary: str) -> int:

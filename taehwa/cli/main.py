@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -107,40 +105,17 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
                         ssl_certfile=str(settings.tls_cert) if tls else None,
                         ssl_keyfile=str(settings.tls_key) if tls else None)
         else:
-            _serve_workers(platform, create_app(platform), host, port, count, tls)
+            from taehwa.api.workers import serve_primary
+
+            serve_primary(platform, create_app(platform), host, port, count,
+                          announce=lambda pids: out.print(f"{count} API processes on port {port}: this one owns "
+                                                          f"the writer; followers {', '.join(map(str, pids))}"))
     except TaehwaError as exc:
         fail(exc)
     finally:
         if replayer is not None:
             replayer.stop()
         platform.close()
-
-
-def _serve_workers(platform: Platform, app: Any, host: str, port: int, count: int, tls: bool) -> None:
-    """This process as the primary of `count` API processes on one port (see `taehwa.api.workers`)."""
-    import uvicorn
-
-    from taehwa.api.workers import Followers, primary_socket, public_socket
-
-    settings = platform.settings
-    public = public_socket(host, port)
-    private_path = settings.data_dir / "api.sock"
-    private = primary_socket(private_path)
-    followers = Followers(count - 1, public.fileno(), private_path)
-    followers.start()
-    out.print(f"{count} API processes on port {port}: this one ({os.getpid()}) owns the writer; followers "
-              + ", ".join(str(p) for p in followers.pids()))
-    # open event streams pass through the followers: waiting on them would wait forever
-    config = uvicorn.Config(app, log_level="info", ssl_certfile=str(settings.tls_cert) if tls else None,
-                            ssl_keyfile=str(settings.tls_key) if tls else None, timeout_graceful_shutdown=5)
-    try:
-        uvicorn.Server(config).run(sockets=[public, private])
-    finally:
-        followers.stop()
-        private.close()
-        public.close()
-        with contextlib.suppress(FileNotFoundError):
-            private_path.unlink()
 
 
 def _send_to_server(settings: Settings, tenant: str, path: Path, layout: str) -> dict[str, Any]:

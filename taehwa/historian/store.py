@@ -13,7 +13,6 @@ old point: the highest sequence number wins, and within one batch the last row.
 from __future__ import annotations
 
 import fcntl
-import itertools
 import logging
 import os
 import shutil
@@ -40,7 +39,7 @@ from taehwa.historian.normalize import normalize, window_us
 from taehwa.historian.query import QueryEngine, Snapshot
 from taehwa.historian.schema import OUT_TIME, STORE_SCHEMA, check_tenant
 from taehwa.historian.timeutil import from_us, parse_duration, to_us
-from taehwa.historian.wal import WAL_SCHEMA, WriteAheadLog
+from taehwa.historian.wal import WAL_SCHEMA, WriteAheadLog, read_segment
 from taehwa.settings import Settings
 from taehwa.tenancy.audit import AuditLog
 from taehwa.tenancy.tenants import TenantService
@@ -60,21 +59,6 @@ class WriteResult:
 
 
 FOLLOW_EVERY_S = 0.02  # how stale a follower's view may be: it looks at the writer's log and manifests this often
-
-
-def _mapped_batches(path: Path, skip: int) -> list[pa.RecordBatch]:
-    """The complete batches of a log segment after the first `skip`, memory-mapped (no copy); a batch still being
-    written, or a segment removed meanwhile, ends the list."""
-    out: list[pa.RecordBatch] = []
-    try:
-        reader = pa.ipc.open_stream(pa.memory_map(str(path)))
-        for i in itertools.count():
-            batch = reader.read_next_batch()
-            if i >= skip:
-                out.append(batch)
-    except (StopIteration, pa.ArrowInvalid, OSError, EOFError):
-        pass
-    return out
 
 
 class Historian:
@@ -161,19 +145,22 @@ class Historian:
         logged = self.wal.read_all()
         if logged.num_rows:
             self._seq = max(self._seq, int(pc.max(logged.column("seq")).as_py()))
-            for tenant in pc.unique(logged.column("tenant")).to_pylist():
-                part = logged.filter(pc.equal(logged.column("tenant"), tenant)).drop_columns(["tenant"])
-                self._buffer_add(tenant, part)
+            self._buffer_logged(logged)
         if not self.readonly and logged.num_rows:
             self.flush()
+
+    def _buffer_logged(self, logged: pa.Table) -> None:
+        """Points read back from the log (with their tenant column) into each tenant's buffer."""
+        for tenant in pc.unique(logged.column("tenant")).to_pylist():
+            part = logged.filter(pc.equal(logged.column("tenant"), tenant)).drop_columns(["tenant"])
+            self._buffer_add(tenant, part)
 
     def _follow(self, *, force: bool = False) -> None:
         """A follower catches up with the writer: the points its log holds, the files its manifests name.
 
         The log is read before the manifests: a flush writes files, then the manifest, then removes the log's
         segments, so every acknowledged point is in one of the two (in both for a moment, and queries keep one
-        value per tag and time). At most every `FOLLOW_EVERY_S`; segments are memory-mapped and only batches not
-        seen before are added."""
+        value per tag and time). At most every `FOLLOW_EVERY_S`; only batches not seen before are added."""
         if not self.follow or (not force and time.monotonic() - self._followed_at < FOLLOW_EVERY_S):
             return
         with self._follow_lock:
@@ -186,15 +173,12 @@ class Historian:
                     self._buffers, self._buffer_points = {}, 0
                 self._consumed = {}
             for seg in segments:
-                batches = _mapped_batches(seg, self._consumed.get(seg, 0))
+                batches = read_segment(seg, self._consumed.get(seg, 0))
                 if not batches:
                     continue
                 self._consumed[seg] = self._consumed.get(seg, 0) + len(batches)
-                logged = pa.Table.from_batches(batches, schema=WAL_SCHEMA)
-                for tenant in pc.unique(logged.column("tenant")).to_pylist():
-                    part = logged.filter(pc.equal(logged.column("tenant"), tenant)).drop_columns(["tenant"])
-                    with self._write_lock:
-                        self._buffer_add(tenant, part)
+                with self._write_lock:
+                    self._buffer_logged(pa.Table.from_batches(batches, schema=WAL_SCHEMA))
             con = self.queries.connection()
             for tdir in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("_")):
                 try:

@@ -6,6 +6,7 @@ Segments are removed once their points are in Parquet files named by the manifes
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 from typing import BinaryIO
@@ -27,18 +28,18 @@ WAL_SCHEMA = pa.schema(
 )
 
 
-def read_segment(path: Path) -> list[pa.RecordBatch]:
-    """Every complete batch of a segment; a torn tail (a crash mid-append) is ignored."""
+def read_segment(path: Path, skip: int = 0) -> list[pa.RecordBatch]:
+    """Every complete batch of a segment after the first `skip`, memory-mapped (no copy: a follower reads the
+    writer's open segment again and again); a torn tail (a crash mid-append, or a batch still being written) and a
+    segment removed meanwhile end the list."""
     batches: list[pa.RecordBatch] = []
     try:
-        with open(path, "rb") as fh:
-            reader = pa.ipc.open_stream(fh)
-            while True:
-                try:
-                    batches.append(reader.read_next_batch())
-                except StopIteration:
-                    break
-    except (pa.ArrowInvalid, OSError, EOFError):
+        reader = pa.ipc.open_stream(pa.memory_map(str(path)))
+        for i in itertools.count():
+            batch = reader.read_next_batch()
+            if i >= skip:
+                batches.append(batch)
+    except (StopIteration, pa.ArrowInvalid, OSError, EOFError):
         pass  # header or last batch cut short: nothing after it was acknowledged
     return batches
 

@@ -45,30 +45,19 @@ def _call(fn: Callable[[Any, Any], Any], job: Any) -> Any:
 
 def run_all(fn: Callable[[Any, Any], Any], jobs: Sequence[Any], shared: Any, *, backend: Backend = "pool",
             workers: int | None = None, progress: Callable[[int, int], None] | None = None) -> list[Any]:
-    """`[fn(shared, job) for job in jobs]`, over the chosen backend. `fn` must be a module-level function (it is
-    sent to other processes by name)."""
+    """`[fn(shared, job) for job in jobs]`, over the chosen backend (all jobs submitted at once). `fn` must be a
+    module-level function (it is sent to other processes by name)."""
     if backend not in BACKENDS:
         raise InvalidInput(f"backend is one of {', '.join(BACKENDS)}", where="backend")
     total = len(jobs)
-    if backend == "serial" or total <= 1:
-        out = []
-        for i, job in enumerate(jobs):
-            out.append(fn(shared, job))
-            if progress:
-                progress(i + 1, total)
-        return out
-    if backend == "ray":
-        return _over_ray(fn, jobs, shared, progress)
+    if backend != "serial" and total <= 1:
+        backend = "serial"  # nothing to share out: no workers to start
     n = max(1, min(workers or (os.cpu_count() or 1), total))
-    # spawn, not fork: the platform's threads (DuckDB, the historian's maintenance) must not be copied mid-step
-    with ProcessPoolExecutor(n, mp_context=get_context("spawn"), initializer=_init_worker,
-                             initargs=(shared,)) as pool:
-        futures = [pool.submit(_call, fn, job) for job in jobs]
-        results = []
-        for i, f in enumerate(futures):
-            results.append(f.result())
-            if progress:
-                progress(i + 1, total)
+    results = []
+    for i, result in enumerate(run_stream(fn, jobs, shared, backend=backend, workers=n, window=max(1, total))):
+        results.append(result)
+        if progress:
+            progress(i + 1, total)
     return results
 
 
@@ -121,20 +110,6 @@ def _ray() -> Any:
         ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
                  configure_logging=False, _node_ip_address="127.0.0.1" if not address else None)
     return ray
-
-
-def _over_ray(fn: Callable[[Any, Any], Any], jobs: Sequence[Any], shared: Any,
-              progress: Callable[[int, int], None] | None) -> list[Any]:
-    ray = _ray()
-    shared_ref = ray.put(shared)
-    task = ray.remote(_ray_call)
-    refs = [task.remote(fn, shared_ref, job) for job in jobs]
-    results = []
-    for i, ref in enumerate(refs):
-        results.append(ray.get(ref))
-        if progress:
-            progress(i + 1, len(refs))
-    return results
 
 
 def _ray_call(fn: Callable[[Any, Any], Any], shared: Any, job: Any) -> Any:
