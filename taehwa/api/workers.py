@@ -3,8 +3,9 @@
 The first process, the primary, holds everything that must have one owner: the historian's writer, the
 connectors, live scoring and alerts, the twin's live state and its change streams. It listens on the public port
 and on a Unix socket in the data directory (`api.sock`, private to the platform's user). The other N-1 processes,
-the followers (`python -m taehwa.api.workers FD SOCKET`), accept connections on the same listening socket (inherited;
-the kernel hands each new connection to one process) and
+the followers (`python -m taehwa.api.workers HOST PORT SOCKET`), listen on the same port (SO_REUSEPORT: the kernel
+spreads new connections evenly over the processes' sockets, where one shared socket would hand most of them to
+whichever process happens to wake first) and
 
 - answer the heavy reads themselves: points (raw, downsampled, interpolated), tags and latest values, from a
   historian that follows the writer's log and manifests (`Historian(follow=True)`: at most 20 ms behind, and a
@@ -186,13 +187,14 @@ class Forward:
 
 
 def public_socket(host: str, port: int) -> socket.socket:
-    """The listening socket every worker accepts on (inherited by the followers)."""
+    """A listening socket on the public port that every API process binds for itself (SO_REUSEPORT; the kernel
+    lets only processes of the same user share the port)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(2048)
-    sock.set_inheritable(True)
     return sock
 
 
@@ -213,15 +215,15 @@ def primary_socket(path: Path) -> socket.socket:
 class Followers:
     """The follower processes: started, started again when one dies (after a second), stopped with the server."""
 
-    def __init__(self, count: int, fd: int, primary: Path) -> None:
-        self.count, self.fd, self.primary = count, fd, primary
+    def __init__(self, count: int, host: str, port: int, primary: Path) -> None:
+        self.count, self.host, self.port, self.primary = count, host, port, primary
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * count
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="api-followers", daemon=True)
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "taehwa.api.workers", str(self.fd), str(self.primary)],
-                                pass_fds=(self.fd,))
+        return subprocess.Popen([sys.executable, "-m", "taehwa.api.workers", self.host, str(self.port),
+                                 str(self.primary)])
 
     def start(self) -> None:
         self.procs = [self._spawn() for _ in range(self.count)]
@@ -263,7 +265,7 @@ def serve_primary(platform: Platform, app: Any, host: str, port: int, count: int
     public = public_socket(host, port)
     private_path = settings.data_dir / "api.sock"
     private = primary_socket(private_path)
-    followers = Followers(count - 1, public.fileno(), private_path)
+    followers = Followers(count - 1, host, public.getsockname()[1], private_path)
     followers.start()
     if announce:
         announce(followers.pids())
@@ -280,8 +282,9 @@ def serve_primary(platform: Platform, app: Any, host: str, port: int, count: int
             private_path.unlink()
 
 
-def follower_main(fd: int, primary: str) -> int:
-    """A follower process: a following platform, its app behind `Forward`, served on the inherited socket."""
+def follower_main(host: str, port: int, primary: str) -> int:
+    """A follower process: a following platform, its app behind `Forward`, served on its own socket of the
+    public port."""
     import uvicorn
 
     from taehwa.api.app import create_app
@@ -295,11 +298,11 @@ def follower_main(fd: int, primary: str) -> int:
     config = uvicorn.Config(app, log_level="warning", ssl_certfile=str(settings.tls_cert) if tls else None,
                             ssl_keyfile=str(settings.tls_key) if tls else None, timeout_graceful_shutdown=5)
     try:
-        uvicorn.Server(config).run(sockets=[socket.socket(fileno=fd)])  # the family is read from the socket
+        uvicorn.Server(config).run(sockets=[public_socket(host, port)])
     finally:
         platform.close()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(follower_main(int(sys.argv[1]), sys.argv[2]))
+    sys.exit(follower_main(sys.argv[1], int(sys.argv[2]), sys.argv[3]))
