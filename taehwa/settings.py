@@ -22,6 +22,16 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL of the metadata database; default SQLite in data_dir."
     )
+    historian_url: str | None = Field(
+        None, description="Where the historian's Parquet files and manifests live: default data_dir/historian; a "
+        "folder, or a pyarrow/fsspec URL such as s3://bucket/prefix?endpoint_override=host:9000&scheme=http "
+        "(credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY). The write-ahead log stays in data_dir.")
+    historian_cache_bytes: int = Field(
+        2 << 30, ge=0, description="Local copies of remote historian files kept for queries (least recently used "
+        "go first).")
+    writer_tenants: str | None = Field(
+        None, description="Comma-separated tenants this process writes when several writers share one store "
+        "(each tenant written by exactly one); unset: every tenant.")
     host: str = Field("127.0.0.1", description="Address the HTTP service listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port the HTTP service listens on.")
     workers: int = Field(1, ge=1, le=64, description="API processes behind the port: the first owns the writer, "
@@ -64,6 +74,28 @@ class Settings(BaseSettings):
     duckdb_threads: int = Field(0, ge=0, description="DuckDB threads for queries; 0 means one per core.")
     academy_runners: int = Field(1, ge=1, le=64, description="Academy submissions run at once by the server, each in "
                                  "its own sandboxed process (one core each).")
+
+    @field_validator("writer_tenants")
+    @classmethod
+    def _check_writer_tenants(cls, value: str | None) -> str | None:
+        from taehwa.historian.schema import check_tenant
+
+        if value is None:
+            return None
+        names = [v.strip() for v in value.split(",") if v.strip()]
+        if not names:
+            raise ValueError("name at least one tenant, or leave it unset")
+        for name in names:
+            try:
+                check_tenant(name)
+            except InvalidInput as exc:
+                raise ValueError(exc.message) from None
+        return ",".join(names)
+
+    @property
+    def writer_tenant_set(self) -> frozenset[str] | None:
+        """The tenants this writer takes, or None for all."""
+        return frozenset(self.writer_tenants.split(",")) if self.writer_tenants else None
 
     @field_validator("earliest_time")
     @classmethod

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import duckdb
 
-from taehwa.historian.durable import publish
 from taehwa.historian.manifest import DataFile
+from taehwa.historian.storage import Storage
 
 DAY_US = 86_400_000_000
 FILE_COLUMNS = "tag_id, tag, time, value, quality, seq"
@@ -35,14 +35,15 @@ def _has_duplicates(con: duckdb.DuckDBPyConnection, source: str) -> bool:
     return bool(row and row[0])
 
 
-def write_day_files(con: duckdb.DuckDBPyConnection, source: str, tenant_dir: Path, version: int,
+def write_day_files(con: duckdb.DuckDBPyConnection, source: str, storage: Storage, tenant: str, version: int,
                     *, dedup: str = "rn", stats: list[tuple[int, int, int, int, int, int]] | None = None
                     ) -> list[DataFile]:
     """Write `source` (SQL with tag_id, tag, time, value, quality, seq and, for dedup='rn', rn) as day files.
 
     dedup: 'rn' keeps the last row of each (tag, time) by (seq, rn); 'seq' by seq alone (sources that are
     themselves duplicate-free files); 'none' trusts the source to be unique.
-    The files are published (fsynced, renamed) but not yet in the manifest: the caller commits them.
+    Each file is written on local disk, then published to the storage (fsynced and renamed, or uploaded), but
+    not yet put in the manifest: the caller commits them.
     stats: (day number, min time, max time, min tag id, max tag id, max seq) per day, when the caller knows them.
     """
     stats = stats or con.execute(
@@ -55,8 +56,7 @@ def write_day_files(con: duckdb.DuckDBPyConnection, source: str, tenant_dir: Pat
     qualify = (f"QUALIFY lead(time) OVER (PARTITION BY tag_id ORDER BY {order}) IS DISTINCT FROM time"
                if dedup != "none" else "")
     out: list[DataFile] = []
-    tmp_dir = tenant_dir / "_tmp"
-    tmp_dir.mkdir(parents=True, exist_ok=True)
+    tmp_dir = storage.staging(tenant)
     for day_number, min_t, max_t, min_tag, max_tag, max_seq in stats:
         day = (date(1970, 1, 1) + timedelta(days=int(day_number))).isoformat()
         lo = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=int(day_number))
@@ -69,11 +69,10 @@ def write_day_files(con: duckdb.DuckDBPyConnection, source: str, tenant_dir: Pat
             f"TO {quote(tmp)} (FORMAT parquet, COMPRESSION zstd)"
         ).fetchone()
         rel = f"day={day}/{name}"
-        final = tenant_dir / rel
-        publish(tmp, final)
+        size = storage.put(tmp, f"{tenant}/{rel}")
         out.append(DataFile(
             path=rel, day=day, rows=int(rows[0]) if rows else 0, min_time=int(min_t), max_time=int(max_t),
             min_tag=int(min_tag), max_tag=int(max_tag), max_seq=int(max_seq), added=version,
-            bytes=final.stat().st_size,
+            bytes=size,
         ))
     return out

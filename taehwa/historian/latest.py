@@ -1,18 +1,14 @@
 """The last-value cache: the newest point of every tag, kept current on every write, so that "last value of
-1,000 tags" is a dictionary lookup rather than a scan. Persisted beside the manifest and rebuilt on start."""
+1,000 tags" is a dictionary lookup rather than a scan. Stored beside the manifest and rebuilt on start."""
 
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import NamedTuple
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from taehwa.historian.durable import publish
-from taehwa.historian.files import parquet_source
 
 
 class Last(NamedTuple):
@@ -67,8 +63,8 @@ class LatestCache:
             for tag_id in [k for k, v in cache.items() if v.time_us < cutoff_us]:
                 del cache[tag_id]
 
-    def save(self, tenant: str, path: Path, manifest_version: int) -> None:
-        """Persist atomically, recording which manifest version it reflects."""
+    def snapshot_bytes(self, tenant: str, manifest_version: int) -> bytes:
+        """The tenant's newest points as a Parquet file, recording which manifest version it reflects."""
         data = self.get(tenant)
         table = pa.table({
             "tag_id": pa.array(list(data), pa.int64()),
@@ -77,22 +73,18 @@ class LatestCache:
             "quality": pa.array([v.quality for v in data.values()], pa.uint8()),
             "seq": pa.array([v.seq for v in data.values()], pa.int64()),
         }, schema=_SNAPSHOT_SCHEMA.with_metadata({"manifest_version": str(manifest_version)}))
-        tmp = path.with_name(path.name + ".tmp")
-        pq.write_table(table, tmp)
-        publish(tmp, path)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        return bytes(sink.getvalue().to_pybytes())
 
-    def load(self, con: duckdb.DuckDBPyConnection, tenant: str, path: Path, tenant_dir: Path,
-             files: list[tuple[str, int]]) -> None:
-        """Load a snapshot, then fold in files added after it (files: (relative path, added version))."""
-        version = -1
+    def load_snapshot(self, tenant: str, data: bytes | None) -> int:
+        """Fold in a stored snapshot; returns the manifest version it reflects (-1: none, so every file counts)."""
+        if data is None:
+            return -1
         try:
-            table = pq.read_table(path)
-            meta = table.schema.metadata or {}
-            version = int(meta.get(b"manifest_version", b"-1"))
-            self.merge(tenant, list(zip(*(table.column(c).to_pylist() for c in _SNAPSHOT_SCHEMA.names),
-                                        strict=True)))
-        except (FileNotFoundError, pa.ArrowInvalid):
-            version = -1
-        newer = [str(tenant_dir / p) for p, added in files if added > version]
-        if newer:
-            self.merge_source(con, tenant, parquet_source(newer), has_rn=False)
+            table = pq.read_table(pa.BufferReader(data))
+        except pa.ArrowInvalid:
+            return -1
+        meta = table.schema.metadata or {}
+        self.merge(tenant, list(zip(*(table.column(c).to_pylist() for c in _SNAPSHOT_SCHEMA.names), strict=True)))
+        return int(meta.get(b"manifest_version", b"-1"))

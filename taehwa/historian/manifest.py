@@ -10,10 +10,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
-
-from taehwa.historian.durable import atomic_write
 
 
 @dataclass(frozen=True)
@@ -49,22 +46,21 @@ class Manifest:
     obsolete: list[tuple[str, float]] = field(default_factory=list)
 
     @classmethod
-    def load(cls, path: Path) -> Manifest:
-        """Read the manifest; a missing one is an empty store."""
-        try:
-            raw: dict[str, Any] = json.loads(path.read_bytes())
-        except FileNotFoundError:
+    def from_bytes(cls, data: bytes | None) -> Manifest:
+        """Parse a manifest; None (no file) is an empty store."""
+        if data is None:
             return cls()
+        raw: dict[str, Any] = json.loads(data)
         return cls(
             version=int(raw["version"]),
             files=[DataFile(**f) for f in raw["files"]],
             obsolete=[(str(p), float(t)) for p, t in raw.get("obsolete", [])],
         )
 
-    def save(self, path: Path) -> None:
-        """Write atomically (fsync, rename, fsync folder)."""
+    def to_bytes(self) -> bytes:
+        """The manifest as stored: compact JSON."""
         body = {"version": self.version, "files": [asdict(f) for f in self.files], "obsolete": self.obsolete}
-        atomic_write(path, json.dumps(body, separators=(",", ":")).encode())
+        return json.dumps(body, separators=(",", ":")).encode()
 
     def replaced(self, add: list[DataFile], remove: set[str]) -> Manifest:
         """A new version with files added and removed (the removed ones become obsolete)."""

@@ -10,7 +10,6 @@ import contextlib
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -21,6 +20,7 @@ from taehwa.errors import InvalidInput
 from taehwa.historian.files import DAY_US, parquet_source
 from taehwa.historian.manifest import DataFile
 from taehwa.historian.schema import OUT_TIME
+from taehwa.historian.storage import Storage
 from taehwa.historian.timeutil import from_us
 
 AGGREGATES = ("avg", "min", "max", "sum", "count", "first", "last", "stddev", "twa")
@@ -36,7 +36,8 @@ _SQL_AGG = {
 class Snapshot:
     """What one query sees: a tenant's files and buffered points at one instant."""
 
-    tenant_dir: Path
+    storage: Storage
+    tenant: str
     files: tuple[DataFile, ...]
     buffer: pa.Table | None  # tag_id, tag, time, value, quality, seq, rn
 
@@ -81,8 +82,8 @@ class QueryEngine:
         return con
 
     # -- sources ---------------------------------------------------------------------------------------------
-    def _source(self, con: duckdb.DuckDBPyConnection, snap: Snapshot, tag_ids: list[int],
-                start_us: int | None, end_us: int | None) -> tuple[str, bool, str | None]:
+    def _source(self, con: duckdb.DuckDBPyConnection, stack: contextlib.ExitStack, snap: Snapshot,
+                tag_ids: list[int], start_us: int | None, end_us: int | None) -> tuple[str, bool, str | None]:
         """SQL for the relevant points, whether duplicates must be removed, and the buffer view name.
 
         A point can be stored twice only within its own day (in two files of that day, or in a file and the
@@ -105,7 +106,8 @@ class QueryEngine:
             mixed |= {from_us(int(d) * DAY_US).date().isoformat() for d in days}
 
         def select(group: list[DataFile]) -> str:
-            paths = [str(snap.tenant_dir / f.path) for f in group]
+            # local copies stay (from eviction) until the query is done
+            paths = stack.enter_context(snap.storage.local_paths([f"{snap.tenant}/{f.path}" for f in group]))
             return (f"SELECT tag_id, tag, time, value, quality, seq, 0::BIGINT AS rn "
                     f"FROM {parquet_source(paths)} WHERE {where}")
 
@@ -130,12 +132,13 @@ class QueryEngine:
     def _run(self, snap: Snapshot, tag_ids: list[int], start_us: int | None, end_us: int | None,
              sql_template: str) -> pa.Table:
         con = self.connection()
-        source, _, view = self._source(con, snap, tag_ids, start_us, end_us)
-        try:
-            return con.sql(sql_template.format(src=source)).to_arrow_table()
-        finally:
-            if view:
-                con.unregister(view)
+        with contextlib.ExitStack() as stack:
+            source, _, view = self._source(con, stack, snap, tag_ids, start_us, end_us)
+            try:
+                return con.sql(sql_template.format(src=source)).to_arrow_table()
+            finally:
+                if view:
+                    con.unregister(view)
 
     # -- queries ---------------------------------------------------------------------------------------------
     def value_at(self, snap: Snapshot, tag_ids: list[int], at_us: int, lookback_us: int) -> pa.Table:

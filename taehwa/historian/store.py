@@ -34,10 +34,12 @@ from taehwa.errors import Conflict, InvalidInput, NotFound, Unavailable
 from taehwa.historian.catalog import TagCatalog, TagInfo
 from taehwa.historian.files import DAY_US, FILE_COLUMNS, parquet_source, write_day_files
 from taehwa.historian.latest import Last, LatestCache
+from taehwa.historian.leases import TenantLeases
 from taehwa.historian.manifest import DataFile, Manifest
 from taehwa.historian.normalize import normalize, window_us
 from taehwa.historian.query import QueryEngine, Snapshot
 from taehwa.historian.schema import OUT_TIME, STORE_SCHEMA, check_tenant
+from taehwa.historian.storage import Storage
 from taehwa.historian.timeutil import from_us, parse_duration, to_us
 from taehwa.historian.wal import WAL_SCHEMA, WriteAheadLog, read_segment
 from taehwa.settings import Settings
@@ -59,6 +61,7 @@ class WriteResult:
 
 
 FOLLOW_EVERY_S = 0.02  # how stale a follower's view may be: it looks at the writer's log and manifests this often
+REMOTE_FOLLOW_S = 1.0  # how often a manifest on remote storage is read again (a GET each time)
 
 
 class Historian:
@@ -73,12 +76,18 @@ class Historian:
         self._follow_lock = threading.Lock()
         self._followed_at = 0.0
         self._consumed: dict[Path, int] = {}  # log segment → batches already in the buffer
-        self._manifest_stamps: dict[str, int] = {}
-        self.root = settings.data_dir / "historian"
+        self._manifest_stamps: dict[str, tuple[int | None, int]] = {}  # tenant → (file stamp, version) seen
+        self._manifests_read: dict[str, float] = {}  # tenant → when its manifest was last read (others' tenants)
+        self._listed: tuple[float, list[str]] = (-1e9, [])
+        self.root = settings.data_dir / "historian"  # this process's own: log, lock, staging, cache
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock_fh: Any = None
         if not self.readonly:
             self._take_writer_lock()  # first: a refused second writer opens nothing else
+        self.storage = Storage(self.root, settings.historian_url, cache_bytes=settings.historian_cache_bytes)
+        partition = settings.writer_tenant_set
+        self.leases = TenantLeases(self.storage, tenants=partition,
+                                   shared=not self.readonly and (self.storage.remote or partition is not None))
         self.engine = engine or make_engine(settings.metadata_url)
         self.audit = AuditLog(self.engine, settings.data_dir / "audit-head.json")
         self.tenants = TenantService(self.engine, self.audit)
@@ -127,27 +136,60 @@ class Historian:
         fh.flush()
         self._lock_fh = fh
 
-    def _tenant_dir(self, tenant: str) -> Path:
-        return self.root / check_tenant(tenant)
-
     def _load_state(self) -> None:
         """Read manifests and latest snapshots, replay the write-ahead log, and (as writer) flush it."""
-        con = self.queries.connection()
-        for tdir in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("_")):
-            tenant = tdir.name
-            manifest = Manifest.load(tdir / "manifest.json")
+        if not self.readonly:
+            self.storage.clear_staging()  # files a crash left unpublished
+        for tenant in self.storage.tenants():
+            manifest = self._read_manifest(tenant)
             self._manifests[tenant] = manifest
             self._seq = max(self._seq, max((f.max_seq for f in manifest.files), default=0))
-            self.latest_cache.load(con, tenant, tdir / "latest.parquet", tdir,
-                                   [(f.path, f.added) for f in manifest.files])
-            if not self.readonly:
-                shutil.rmtree(tdir / "_tmp", ignore_errors=True)  # files a crash left unpublished
+            self._load_latest(tenant, manifest)
+            if not self.readonly and not self.storage.remote:
+                shutil.rmtree(self.root / tenant / "_tmp", ignore_errors=True)  # where earlier versions staged
         logged = self.wal.read_all()
         if logged.num_rows:
             self._seq = max(self._seq, int(pc.max(logged.column("seq")).as_py()))
             self._buffer_logged(logged)
         if not self.readonly and logged.num_rows:
             self.flush()
+
+    def _read_manifest(self, tenant: str) -> Manifest:
+        return Manifest.from_bytes(self.storage.read(f"{check_tenant(tenant)}/manifest.json"))
+
+    def _load_latest(self, tenant: str, manifest: Manifest) -> None:
+        """The stored last-value snapshot, plus the files committed after it."""
+        version = self.latest_cache.load_snapshot(tenant, self.storage.read(f"{tenant}/latest.parquet"))
+        newer = [f"{tenant}/{f.path}" for f in manifest.files if f.added > version]
+        if newer:
+            with self.storage.local_paths(newer) as paths:
+                self.latest_cache.merge_source(self.queries.connection(), tenant, parquet_source(paths),
+                                               has_rn=False)
+
+    def _refresh_manifest(self, tenant: str) -> bool:
+        """Take a manifest another process commits (as follower, or for another writer's tenant) when it
+        changed; returns whether it did. On a local store a stat tells; on a remote one the file is read, at
+        most every `REMOTE_FOLLOW_S`."""
+        stamp = self.storage.stamp(f"{tenant}/manifest.json")
+        seen = self._manifest_stamps.get(tenant)
+        if stamp is not None and seen is not None and seen[0] == stamp:
+            return False
+        if stamp is None:
+            if self.storage.remote:
+                now = time.monotonic()
+                if now - self._manifests_read.get(tenant, 0.0) < REMOTE_FOLLOW_S:
+                    return False
+                self._manifests_read[tenant] = now
+            elif seen is not None:
+                return False  # no manifest yet
+        manifest = self._read_manifest(tenant)
+        if seen is not None and seen[1] == manifest.version and stamp is None:
+            return False
+        with self._manifest_lock:
+            self._manifests[tenant] = manifest
+        self._manifest_stamps[tenant] = (stamp, manifest.version)
+        self._load_latest(tenant, manifest)
+        return True
 
     def _buffer_logged(self, logged: pa.Table) -> None:
         """Points read back from the log (with their tenant column) into each tenant's buffer."""
@@ -179,21 +221,21 @@ class Historian:
                 self._consumed[seg] = self._consumed.get(seg, 0) + len(batches)
                 with self._write_lock:
                     self._buffer_logged(pa.Table.from_batches(batches, schema=WAL_SCHEMA))
-            con = self.queries.connection()
-            for tdir in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("_")):
-                try:
-                    stamp = (tdir / "manifest.json").stat().st_mtime_ns
-                except FileNotFoundError:
-                    continue
-                if self._manifest_stamps.get(tdir.name) == stamp:
-                    continue
-                manifest = Manifest.load(tdir / "manifest.json")
-                with self._manifest_lock:
-                    self._manifests[tdir.name] = manifest
-                self._manifest_stamps[tdir.name] = stamp
-                self.latest_cache.load(con, tdir.name, tdir / "latest.parquet", tdir,
-                                       [(f.path, f.added) for f in manifest.files])
+            for tenant in self._known_tenants():
+                self._refresh_manifest(tenant)
             self._followed_at = started
+
+    def _refresh_others(self, tenant: str) -> None:
+        """A writer of some tenants reads the others' manifests as their writers commit them."""
+        if not self.follow and not self.readonly and not self.leases.owns(tenant):
+            self._refresh_manifest(check_tenant(tenant))
+
+    def _known_tenants(self) -> list[str]:
+        """The store's tenant folders; on remote storage listed again at most every `REMOTE_FOLLOW_S`."""
+        now = time.monotonic()
+        if not self.storage.remote or now - self._listed[0] >= REMOTE_FOLLOW_S:
+            self._listed = (now, self.storage.tenants())
+        return self._listed[1]
 
     def close(self) -> None:
         """Flush the buffer, stop maintenance and release the store."""
@@ -205,8 +247,12 @@ class Historian:
         if self._thread is not None:
             self._thread.join(timeout=120)
         if not self.readonly:
-            self.flush()
+            try:
+                self.flush()
+            except Unavailable:  # the points stay in the log: the next start flushes them
+                log.exception("the last flush failed")
             self.wal.close()
+            self.leases.release()
             if self._lock_fh is not None:
                 fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
                 self._lock_fh.close()
@@ -237,6 +283,7 @@ class Historian:
         """
         self._check_writable()
         self.tenants.require(tenant, "write")
+        self.leases.require(tenant)
         table = self.normalize(data, source=source, layout=layout)
         return self.write_checked(tenant, table)
 
@@ -244,6 +291,7 @@ class Historian:
         """Store a table already in the store schema (from `normalize`)."""
         self._check_writable()
         self.tenants.require(tenant, "write")
+        self.leases.require(tenant)
         if table.num_rows == 0:
             return WriteResult(0, 0, self._seq)
         if table.num_rows >= self.settings.buffer_max_points:
@@ -337,7 +385,7 @@ class Historian:
         try:
             source = f"(SELECT tag_id, tag, time, value, quality, {seq}::BIGINT AS seq, rn FROM {view})"
             dedup = "none" if _strictly_ordered(batch) else "rn"
-            added = write_day_files(con, source, self._tenant_dir(tenant), self._manifest(tenant).version + 1,
+            added = write_day_files(con, source, self.storage, tenant, self._manifest(tenant).version + 1,
                                     dedup=dedup, stats=stats)
             self.latest_cache.merge_source(con, tenant, source, has_rn=True)
         finally:
@@ -358,6 +406,7 @@ class Historian:
 
         self._check_writable()
         self.tenants.require(tenant, "write")
+        self.leases.require(tenant)
         tables: list[pa.Table] = []
         for chunk, done, total in iter_file_tables(path):
             tables.append(_shift_rows(chunk, self, path, layout, done - chunk.num_rows))
@@ -376,19 +425,29 @@ class Historian:
             return self._manifests.setdefault(tenant, Manifest())
 
     def _commit(self, tenant: str, add: list[DataFile], remove: set[str]) -> Manifest:
-        """Make added files visible and removed ones obsolete, atomically, then persist the last values."""
-        tdir = self._tenant_dir(tenant)
+        """Make added files visible and removed ones obsolete, atomically, then persist the last values.
+
+        On a shared store the writer must hold the tenant's lease, and the stored manifest must still be the one
+        it committed last: otherwise another writer has written the tenant, and nothing is overwritten."""
+        check_tenant(tenant)
+        if not self.leases.holds(tenant):
+            raise Conflict(f"this writer no longer holds tenant {tenant!r} (another writer took it over)",
+                           where=tenant)
         with self._manifest_lock:
             current = self._manifests.get(tenant, Manifest())
             missing = remove - {f.path for f in current.files}
             if missing:
                 raise Conflict(f"files no longer in the manifest: {sorted(missing)[:3]}", where=tenant)
+            if self.leases.shared:
+                stored = self._read_manifest(tenant).version
+                if stored != current.version:
+                    raise Conflict(f"tenant {tenant!r}'s manifest is at version {stored}, not {current.version}: "
+                                   "another writer has committed files; this writer stops", where=tenant)
             fixed = [DataFile(**{**f.__dict__, "added": current.version + 1}) for f in add]
             new = current.replaced(fixed, remove)
-            tdir.mkdir(parents=True, exist_ok=True)
-            new.save(tdir / "manifest.json")
+            self.storage.write(f"{tenant}/manifest.json", new.to_bytes())
             self._manifests[tenant] = new
-            self.latest_cache.save(tenant, tdir / "latest.parquet", new.version)
+            self.storage.write(f"{tenant}/latest.parquet", self.latest_cache.snapshot_bytes(tenant, new.version))
         return new
 
     # -- flush, compaction, retention -----------------------------------------------------------------------
@@ -400,30 +459,44 @@ class Historian:
             with self._write_lock:
                 closed = self.wal.rotate()
                 segments = [s for s in self.wal.segments() if closed is None or s <= closed]
-                frozen, self._buffers = self._buffers, {}
-                self._frozen = frozen
+                # points a failed flush left (storage down, say) go first: they are older than the buffer's
+                frozen = {t: list(tables) for t, tables in self._frozen.items()}
+                for tenant, tables in self._buffers.items():
+                    frozen.setdefault(tenant, []).extend(tables)
+                self._frozen, self._buffers = frozen, {}
                 self._buffer_points = 0
                 self._buffer_since = None
             moved = 0
+            failed: list[tuple[str, Exception]] = []
             con = self.queries.connection()
-            for tenant, tables in frozen.items():
-                if not tables:
-                    continue
-                table = pa.concat_tables(tables)
-                table = table.append_column("rn", pa.array(np.arange(table.num_rows, dtype=np.int64)))
-                view = f"flush_{threading.get_ident()}"
-                con.register(view, table)
+            for tenant, tables in list(frozen.items()):
                 try:
-                    files = write_day_files(con, view, self._tenant_dir(tenant),
-                                            self._manifest(tenant).version + 1, dedup="rn")
-                finally:
-                    con.unregister(view)
-                self._commit(tenant, files, set())
-                moved += table.num_rows
-            with self._write_lock:
-                self._frozen = {}
+                    if tables:
+                        moved += self._flush_tenant(con, tenant, tables)
+                except (Conflict, Unavailable, OSError) as exc:
+                    failed.append((tenant, exc))
+                    continue
+                with self._write_lock:
+                    self._frozen.pop(tenant, None)
+            if failed:  # the log keeps every point until all are in files; the next flush tries again
+                name, error = failed[0]
+                raise Unavailable(f"flush of tenant {name!r} failed, its points stay in the log and memory "
+                                  f"until a flush succeeds: {error}", where="historian") from error
             self.wal.remove(segments)
             return moved
+
+    def _flush_tenant(self, con: Any, tenant: str, tables: list[pa.Table]) -> int:
+        """Write one tenant's buffered points as day files and commit them."""
+        table = pa.concat_tables(tables)
+        table = table.append_column("rn", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+        view = f"flush_{threading.get_ident()}"
+        con.register(view, table)
+        try:
+            files = write_day_files(con, view, self.storage, tenant, self._manifest(tenant).version + 1, dedup="rn")
+        finally:
+            con.unregister(view)
+        self._commit(tenant, files, set())
+        return int(table.num_rows)
 
     def compact(self, tenant: str | None = None, *, force: bool = True) -> int:
         """Merge each day's files into one sorted, duplicate-free file; returns how many days were merged.
@@ -450,10 +523,10 @@ class Historian:
         return merged
 
     def _compact_day(self, tenant: str, files: list[DataFile]) -> None:
-        tdir = self._tenant_dir(tenant)
         con = self.queries.connection()
-        source = f"(SELECT {FILE_COLUMNS} FROM {parquet_source([str(tdir / f.path) for f in files])})"
-        out = write_day_files(con, source, tdir, 0, dedup="seq")
+        with self.storage.local_paths([f"{tenant}/{f.path}" for f in files]) as paths:
+            source = f"(SELECT {FILE_COLUMNS} FROM {parquet_source(paths)})"
+            out = write_day_files(con, source, self.storage, tenant, 0, dedup="seq")
         self._commit(tenant, out, {f.path for f in files})
 
     def apply_retention(self) -> int:
@@ -483,14 +556,15 @@ class Historian:
             due = [(p, t) for p, t in manifest.obsolete if now - t >= grace_s]
             if not due:
                 continue
-            tdir = self._tenant_dir(tenant)
+            if not self.leases.holds(tenant):
+                continue
             for p, _ in due:
-                (tdir / p).unlink(missing_ok=True)
+                self.storage.delete(f"{tenant}/{p}")
             with self._manifest_lock:
                 current = self._manifests[tenant]
                 keep = [(p, t) for p, t in current.obsolete if (p, t) not in due]
                 new = Manifest(current.version, current.files, keep)
-                new.save(tdir / "manifest.json")
+                self.storage.write(f"{tenant}/manifest.json", new.to_bytes())
                 self._manifests[tenant] = new
 
     def _background(self) -> None:
@@ -505,6 +579,7 @@ class Historian:
                 if self._buffer_points >= self.settings.buffer_max_points or age >= self.settings.buffer_max_age_s:
                     self.flush()
                 self.compact(force=False)
+                self.leases.renew()
                 if time.monotonic() - last_retention > 3600:
                     self.apply_retention()
                     last_retention = time.monotonic()
@@ -516,13 +591,14 @@ class Historian:
     def snapshot(self, tenant: str) -> Snapshot:
         """The files and buffered points one query sees."""
         self._follow()
+        self._refresh_others(tenant)
         with self._write_lock:
             tables = list(self._frozen.get(tenant, [])) + list(self._buffers.get(tenant, []))
         buffer = None
         if tables:
             buffer = pa.concat_tables(tables)
             buffer = buffer.append_column("rn", pa.array(np.arange(buffer.num_rows, dtype=np.int64)))
-        return Snapshot(self._tenant_dir(tenant), tuple(self._manifest(tenant).files), buffer)
+        return Snapshot(self.storage, check_tenant(tenant), tuple(self._manifest(tenant).files), buffer)
 
     def _ids(self, tenant: str, tags: list[str] | str) -> dict[str, int]:
         self.tenants.require(tenant)
@@ -613,6 +689,7 @@ class Historian:
         """Newest point of each tag (all tags when none are named), from the cache: no scan."""
         self.tenants.require(tenant)
         self._follow()
+        self._refresh_others(tenant)
         cache: dict[int, Last] = self.latest_cache.get(tenant)
         if tags:
             ids = self.catalog.resolve(tenant, list(tags))
@@ -651,7 +728,8 @@ class Historian:
         manifest = self._manifest(tenant)
         with self._write_lock:
             buffered = sum(t.num_rows for t in self._buffers.get(tenant, []) + self._frozen.get(tenant, []))
-        return {"files": len(manifest.files), "rows_in_files": sum(f.rows for f in manifest.files),
+        return {"storage": self.storage.describe(), "files": len(manifest.files),
+                "rows_in_files": sum(f.rows for f in manifest.files),
                 "bytes": sum(f.bytes for f in manifest.files), "buffered": buffered,
                 "days": len({f.day for f in manifest.files}), "manifest_version": manifest.version}
 

@@ -1,0 +1,119 @@
+"""Writers partitioned by tenant: each tenant's files are written by one process at a time.
+
+On one machine a file lock keeps a second writer out. When the store is shared (object storage, or a folder that
+several machines mount) each writer takes a lease on the tenants it writes: `<tenant>/writer.json` names the
+writer and when it last renewed the lease. A writer refuses a tenant whose lease another writer renewed less than
+`LEASE_TTL_S` ago, renews its own every `RENEW_EVERY_S`, and gives them up when it closes; a crashed writer's
+leases lapse. Object storage has no compare-and-swap that pyarrow exposes, so the claim is checked by reading the
+lease back, and every manifest commit checks that the manifest is still the version this writer wrote last: two
+writers cannot both commit over each other unnoticed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+
+from taehwa.errors import Conflict
+from taehwa.historian.storage import Storage
+
+log = logging.getLogger(__name__)
+LEASE_TTL_S = 30.0
+RENEW_EVERY_S = 10.0
+CLAIM_SETTLE_S = 0.05  # a rival's claim made at the same instant lands within this; then the read-back sees it
+
+
+class TenantLeases:
+    """The tenants this writer may write, and its leases on them."""
+
+    def __init__(self, storage: Storage, *, tenants: frozenset[str] | None, shared: bool) -> None:
+        self.storage = storage
+        self.tenants = tenants  # None: any tenant (one writer for the whole store)
+        self.shared = shared  # leases are taken only when other writers may share the store
+        self.writer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._held: set[str] = set()
+        self._lock = threading.Lock()
+        self._renewed = 0.0
+
+    def owns(self, tenant: str) -> bool:
+        """Whether this writer's partition includes the tenant (whether or not it holds the lease yet)."""
+        return self.tenants is None or tenant in self.tenants
+
+    def require(self, tenant: str) -> None:
+        """Before writing a tenant's files: refuse a tenant of another partition, and hold its lease."""
+        if not self.owns(tenant):
+            raise Conflict(f"this writer takes tenants {', '.join(sorted(self.tenants or ()))}; tenant {tenant!r} "
+                           "is written by another writer: send its points there", where=tenant)
+        if not self.shared or tenant in self._held:
+            return
+        with self._lock:
+            if tenant not in self._held:
+                self._claim(tenant)
+
+    def _read(self, tenant: str) -> dict[str, object] | None:
+        raw = self.storage.read(f"{tenant}/writer.json")
+        if raw is None:
+            return None
+        try:
+            lease = json.loads(raw)
+            return lease if isinstance(lease, dict) else None
+        except ValueError:
+            return None  # a torn or foreign file is no lease
+
+    def _write(self, tenant: str) -> None:
+        body = {"writer": self.writer, "host": socket.gethostname(), "pid": os.getpid(), "renewed": time.time()}
+        self.storage.write(f"{tenant}/writer.json", json.dumps(body).encode())
+
+    def _rival(self, tenant: str) -> tuple[str, float] | None:
+        """The other writer holding a live lease on the tenant, and how long ago it renewed."""
+        lease = self._read(tenant)
+        if not lease or lease.get("writer") == self.writer:
+            return None
+        age = time.time() - float(lease.get("renewed", 0.0))  # type: ignore[arg-type]
+        return (str(lease.get("writer")), age) if age < LEASE_TTL_S else None
+
+    def _claim(self, tenant: str) -> None:
+        rival = self._rival(tenant)
+        if rival:
+            raise Conflict(f"tenant {tenant!r} is being written by {rival[0]} (its lease was renewed {rival[1]:.0f} s "
+                           f"ago); one writer per tenant: send its points there", where=tenant)
+        self._write(tenant)
+        time.sleep(CLAIM_SETTLE_S)
+        rival = self._rival(tenant)
+        if rival:
+            raise Conflict(f"tenant {tenant!r} was claimed at the same moment by {rival[0]}", where=tenant)
+        self._held.add(tenant)
+        log.info("writer %s holds tenant %s", self.writer, tenant)
+
+    def holds(self, tenant: str) -> bool:
+        """Whether this writer may commit the tenant's files now."""
+        return not self.shared or tenant in self._held
+
+    def renew(self, *, force: bool = False) -> None:
+        """Renew every lease held (every `RENEW_EVERY_S`); a lease another writer has taken over is given up."""
+        if not self.shared or (not force and time.monotonic() - self._renewed < RENEW_EVERY_S):
+            return
+        self._renewed = time.monotonic()
+        with self._lock:
+            for tenant in sorted(self._held):
+                lease = self._read(tenant)
+                if lease and lease.get("writer") != self.writer:
+                    self._held.discard(tenant)
+                    log.error("tenant %s was taken over by writer %s: this writer (%s) stops writing it",
+                              tenant, lease.get("writer"), self.writer)
+                    continue
+                self._write(tenant)
+
+    def release(self) -> None:
+        """Give up every lease (on close), so another writer may take the tenants at once."""
+        with self._lock:
+            for tenant in sorted(self._held):
+                lease = self._read(tenant)
+                if lease and lease.get("writer") == self.writer:
+                    self.storage.delete(f"{tenant}/writer.json")
+            self._held.clear()
