@@ -45,7 +45,7 @@ def open_filesystem(url: str) -> tuple[pafs.FileSystem, str]:
         try:
             import fsspec  # type: ignore[import-not-found]  # optional: other schemes through fsspec
         except ImportError:
-            raise InvalidInput(f"cannot open historian storage {redact(url)}: {exc}",
+            raise InvalidInput(f"cannot open historian storage {redact(url)}: {_without_secrets(str(exc), url)}",
                                where="setting TAEHWA_HISTORIAN_URL") from None
         options = dict(parse_qsl(parts.query))
         ffs = fsspec.filesystem(parts.scheme, **options)
@@ -54,13 +54,28 @@ def open_filesystem(url: str) -> tuple[pafs.FileSystem, str]:
     return fs, base.rstrip("/")
 
 
+def _secret(key: str) -> bool:
+    return any(word in key.lower() for word in ("secret", "key", "token", "password"))
+
+
+def _without_secrets(text: str, url: str) -> str:
+    """A message with the URL's secret values blotted out (libraries quote the URL they were given)."""
+    parts = urlsplit(url)
+    for key, value in parse_qsl(parts.query):
+        if _secret(key) and value:
+            text = text.replace(value, "***")
+    if parts.password:
+        text = text.replace(parts.password, "***")
+    return text
+
+
 def redact(url: str) -> str:
     """A URL fit for logs and messages: any password or secret in it replaced."""
     parts = urlsplit(url)
     netloc = parts.netloc
     if "@" in netloc:
         netloc = "***@" + netloc.rsplit("@", 1)[1]
-    query = "&".join(f"{k}={'***' if 'secret' in k or 'key' in k or 'token' in k else v}"
+    query = "&".join(f"{k}={'***' if _secret(k) else v}"
                      for k, v in parse_qsl(parts.query))
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
@@ -201,7 +216,6 @@ class Storage:
                     self._fetch(rel, path)
                 else:
                     self._note_cached(path, None)
-            self._trim()
             yield [str(p) for p in paths]
         finally:
             with self._cache_lock:
@@ -211,6 +225,7 @@ class Storage:
                         self._pinned[str(p)] = left
                     else:
                         self._pinned.pop(str(p), None)
+            self._trim()
 
     # -- the cache of remote files ---------------------------------------------------------------------------
     def _cache_path(self, rel: str) -> Path:

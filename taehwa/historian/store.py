@@ -82,9 +82,9 @@ class Historian:
         self.root = settings.data_dir / "historian"  # this process's own: log, lock, staging, cache
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock_fh: Any = None
-        if not self.readonly:
-            self._take_writer_lock()  # first: a refused second writer opens nothing else
         self.storage = Storage(self.root, settings.historian_url, cache_bytes=settings.historian_cache_bytes)
+        if not self.readonly:
+            self._take_writer_lock()  # before anything is read: a refused second writer opens nothing else
         partition = settings.writer_tenant_set
         self.leases = TenantLeases(self.storage, tenants=partition,
                                    shared=not self.readonly and (self.storage.remote or partition is not None))

@@ -1,0 +1,286 @@
+"""The historian on object storage and writers partitioned by tenant.
+
+The S3 tests run against a real S3-compatible server on loopback (moto's standalone server, a test extra: no
+S3-compatible server is packaged by Debian), spoken to over HTTP by pyarrow's own S3 client, as production would.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pytest
+
+from taehwa.errors import Conflict, InvalidInput, Unavailable
+from taehwa.historian.store import Historian
+from taehwa.historian.timeutil import to_us
+from taehwa.settings import Settings, load_settings
+from tests.conftest import TOKEN
+
+T0 = "2024-03-01T00:00:00Z"
+HAS_MOTO = importlib.util.find_spec("moto") is not None
+
+
+def series(tag: str, n: int, start: str = T0, step_s: float = 1.0, offset: float = 0.0) -> pa.Table:
+    t0 = to_us(start)
+    times = (t0 + (np.arange(n) * step_s * 1e6).astype(np.int64)).astype("datetime64[us]")
+    return pa.table({"tag": [tag] * n, "time": times, "value": np.arange(n, dtype=float) + offset})
+
+
+def values(h: Historian, tag: str, tenant: str = "acme") -> list[float]:
+    return h.read(tenant, tag, "2024-01-01", "2025-01-01").column("value").to_pylist()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class S3Server:
+    """A throw-away S3-compatible server on a loopback port, with one bucket."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:  # an HTTP request, not a bare connection: the server is up once it answers one
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("the S3 test server did not start")
+        self.fs.create_dir("taehwa")
+
+    @property
+    def fs(self) -> pafs.S3FileSystem:
+        return pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{self.port}", scheme="http", region="us-east-1",
+                                 access_key="test", secret_key="test", allow_bucket_creation=True)
+
+    def url(self, prefix: str = "city") -> str:
+        return f"s3://taehwa/{prefix}?endpoint_override=127.0.0.1:{self.port}&scheme=http&region=us-east-1"
+
+    def objects(self, prefix: str = "city") -> list[str]:
+        infos = self.fs.get_file_info(pafs.FileSelector(f"taehwa/{prefix}", recursive=True, allow_not_found=True))
+        return sorted(i.path.removeprefix(f"taehwa/{prefix}/") for i in infos if i.type == pafs.FileType.File)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
+    if not HAS_MOTO:
+        pytest.skip("moto's server (a test extra) is not installed")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    server = S3Server()
+    yield server
+    server.stop()
+
+
+def _settings(root: Path, **kw: object) -> Settings:
+    return Settings(data_dir=root, api_token=TOKEN, **kw)  # type: ignore[arg-type]
+
+
+def _shared_db(tmp_path: Path) -> dict[str, str]:
+    """Writers on several machines share one metadata database (PostgreSQL in production)."""
+    url = os.environ.get("TAEHWA_DATABASE_URL") or f"sqlite:///{tmp_path / 'shared.sqlite'}"
+    return {"database_url": url}
+
+
+def test_store_on_s3_answers_like_a_local_one(s3: S3Server, tmp_path: Path) -> None:
+    db = _shared_db(tmp_path)
+    remote = Historian(_settings(tmp_path / "a", historian_url=s3.url(), **db), background=False)
+    local = Historian(_settings(tmp_path / "b"), background=False)
+    try:
+        for h in (remote, local):
+            if "acme" not in [t.id for t in h.tenants.list()]:
+                h.tenants.create("acme")
+            h.write("acme", series("p/1", 100))  # buffered (write-ahead log)
+            h.write("acme", series("p/2", 600_000, step_s=0.1))  # large: straight to files
+            h.flush()
+            h.write("acme", series("p/1", 10, offset=1000))  # a rewrite, in another file of the day
+            h.flush()
+        objects = s3.objects()
+        assert "acme/manifest.json" in objects and "acme/latest.parquet" in objects
+        assert sum(o.startswith("acme/day=2024-03-01/") and o.endswith(".parquet") for o in objects) == 3
+        assert "acme/writer.json" in objects  # the writer's lease on the tenant
+        # the writer's own folder holds the log and the cache, never the store's files
+        assert not (tmp_path / "a" / "historian" / "acme").exists()
+        for query in (lambda h: h.read("acme", ["p/1", "p/2"], T0, "2024-03-02"),
+                      lambda h: h.downsample("acme", ["p/1", "p/2"], T0, "2024-03-02", "1m", "avg,max,count"),
+                      lambda h: h.interpolate("acme", "p/1", T0, "2024-03-01T00:02:00Z", "7s", "linear"),
+                      lambda h: h.latest("acme")):
+            assert query(remote).equals(query(local))
+        assert values(remote, "p/1")[:3] == [1000.0, 1001.0, 1002.0]
+        # compaction merges the day on the bucket; the replaced objects go after the grace period
+        remote.compact("acme")
+        assert remote.stats("acme")["files"] == 1
+        assert remote.read("acme", "p/2", T0, "2024-03-02").num_rows == 600_000
+        remote._delete_obsolete(grace_s=0)
+        assert sum(o.startswith("acme/day=") for o in s3.objects()) == 1
+        assert remote.stats("acme")["storage"].startswith("s3://taehwa/city?")
+    finally:
+        local.close()
+        remote.close()
+    assert "acme/writer.json" not in s3.objects()  # the lease is given up on close
+    # a restart reads manifests and last values back from the bucket, and replays its own log
+    again = Historian(_settings(tmp_path / "a", historian_url=s3.url(), **db), background=False)
+    try:
+        assert values(again, "p/1")[:2] == [1000.0, 1001.0]
+        assert again.latest("acme", ["p/2"]).column("value").to_pylist() == [599_999.0]
+    finally:
+        again.close()
+
+
+def test_readers_anywhere_follow_the_bucket_with_a_bounded_cache(s3: S3Server, tmp_path: Path) -> None:
+    db = _shared_db(tmp_path)
+    writer = Historian(_settings(tmp_path / "w", historian_url=s3.url(), **db), background=False)
+    writer.tenants.create("acme")
+    # another machine: its own data folder, nothing shared but the bucket and the database; a cache too small
+    # for more than one file at a time
+    reader = Historian(_settings(tmp_path / "r", historian_url=s3.url(), historian_cache_bytes=1, **db),
+                       follow=True)
+    try:
+        for day in range(3):
+            writer.write("acme", series("p/1", 1000, f"2024-03-0{day + 1}T00:00:00Z", offset=day * 1000))
+            writer.flush()
+        time.sleep(1.1)  # a remote manifest is read again at most every second
+        assert values(reader, "p/1") == list(map(float, range(3000)))
+        assert reader.latest("acme").column("value").to_pylist() == [2999.0]
+        assert reader.storage.cache_stats()["files"] <= 1  # the least recently used copies went
+        with pytest.raises(Conflict):
+            reader.write("acme", series("p/1", 1))
+        # a point in the writer's log is not on the bucket yet: a remote reader sees it after the flush
+        writer.write("acme", series("p/1", 1, "2024-03-04T00:00:00Z", offset=-1))
+        time.sleep(1.1)
+        assert len(values(reader, "p/1")) == 3000
+        writer.flush()
+        time.sleep(1.1)
+        assert values(reader, "p/1")[-1] == -1.0
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_storage_down_loses_nothing(s3: S3Server, tmp_path: Path) -> None:
+    settings = _settings(tmp_path / "w", historian_url=s3.url(), **_shared_db(tmp_path))
+    h = Historian(settings, background=False)
+    h.tenants.create("acme")
+    try:
+        h.write("acme", series("p/1", 50))  # acknowledged: in the log on local disk
+        s3.stop()
+        with pytest.raises(Unavailable, match="stay in the log"):
+            h.flush()
+        assert values(h, "p/1") == list(map(float, range(50)))  # still answered from memory
+        h.write("acme", series("p/1", 5, "2024-03-01T00:01:00Z", offset=100))  # more, while the bucket is down
+        s3.start()  # an empty bucket again: nothing had been committed to it
+        assert h.flush() == 55
+        assert values(h, "p/1") == [*map(float, range(50)), 100.0, 101.0, 102.0, 103.0, 104.0]
+        assert h.wal.read_all().num_rows == 0  # the log is let go only now
+    finally:
+        h.close()
+
+
+def test_writers_partitioned_by_tenant(tmp_path: Path) -> None:
+    """Two writers share one store folder (a mounted share, here) and one database, each taking its tenants."""
+    shared = tmp_path / "store"
+    db = _shared_db(tmp_path)
+    a = Historian(_settings(tmp_path / "a", historian_url=str(shared), writer_tenants="acme", **db),
+                  background=False)
+    a.tenants.create("acme")
+    a.tenants.create("beta")
+    b = Historian(_settings(tmp_path / "b", historian_url=str(shared), writer_tenants="beta", **db),
+                  background=False)
+    try:
+        with pytest.raises(Conflict, match="another writer"):
+            a.write("beta", series("q/1", 3))
+        a.write("acme", series("p/1", 10))
+        b.write("beta", series("q/1", 20))
+        a.flush()
+        b.flush()
+        assert sorted(p.name for p in shared.iterdir()) == ["acme", "beta"]
+        assert (shared / "acme" / "writer.json").exists() and (shared / "beta" / "writer.json").exists()
+        # each writer reads the other's tenant as its writer commits it
+        assert values(a, "q/1", "beta") == list(map(float, range(20)))
+        b.write("beta", series("q/1", 1, "2024-03-01T00:01:00Z", offset=-5))
+        b.flush()
+        assert values(a, "q/1", "beta")[-1] == -5.0
+        # a third writer given a tenant that is held is refused, and takes it once the holder closes
+        c = Historian(_settings(tmp_path / "c", historian_url=str(shared), writer_tenants="acme", **db),
+                      background=False)
+        try:
+            with pytest.raises(Conflict, match="being written by"):
+                c.write("acme", series("p/1", 1))
+            a.close()
+            c.write("acme", series("p/1", 1, "2024-03-01T00:00:30Z", offset=50))
+            c.flush()
+            assert values(c, "p/1")[:2] == [0.0, 1.0] and values(c, "p/1")[-1] == 50.0
+            # the old holder's commit is refused: another writer has committed since
+            with pytest.raises(Conflict):
+                a._commit("acme", [], set())
+        finally:
+            c.close()
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_stale_writer_cannot_overwrite_a_newer_manifest(tmp_path: Path) -> None:
+    """Should two writers ever hold one tenant (a lease that lapsed while its holder was paused), the one
+    behind is refused at its next commit instead of replacing the other's files."""
+    shared = tmp_path / "store"
+    db = _shared_db(tmp_path)
+    a = Historian(_settings(tmp_path / "a", historian_url=str(shared), writer_tenants="acme", **db),
+                  background=False)
+    a.tenants.create("acme")
+    try:
+        a.write("acme", series("p/1", 10))
+        a.flush()
+        (shared / "acme" / "writer.json").unlink()  # as if the lease had lapsed
+        b = Historian(_settings(tmp_path / "b", historian_url=str(shared), writer_tenants="acme", **db),
+                      background=False)
+        try:
+            b.write("acme", series("p/1", 1, offset=99))
+            b.flush()
+        finally:
+            b.close()
+        a.leases.renew(force=True)  # the lease file is gone: a renews it, but b committed meanwhile
+        a.write("acme", series("p/1", 1, offset=7))
+        with pytest.raises(Unavailable, match="another writer has committed"):
+            a.flush()
+    finally:
+        a.close()
+
+
+def test_bad_storage_settings_are_named(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="invalid tenant id") as info:
+        load_settings(data_dir=tmp_path, writer_tenants="acme, Beta!")
+    assert info.value.where == "setting TAEHWA_WRITER_TENANTS"
+    with pytest.raises(InvalidInput, match="at least one tenant"):
+        load_settings(data_dir=tmp_path, writer_tenants=" , ")
+    assert load_settings(data_dir=tmp_path, writer_tenants=" acme ,beta").writer_tenant_set == {"acme", "beta"}
+    with pytest.raises(InvalidInput, match="cannot open historian storage") as bad:
+        Historian(_settings(tmp_path, historian_url="nosuchscheme://x/y?secret_key=hush"), background=False)
+    assert "hush" not in str(bad.value)  # secrets in the URL are never echoed
