@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     writer_tenants: str | None = Field(
         None, description="Comma-separated tenants this process writes when several writers share one store "
         "(each tenant written by exactly one); unset: every tenant.")
+    follow_url: str | None = Field(
+        None, description="Serve as a reader node of the primary at this URL (http:// or https://): answer reads "
+        "of points and tags here from the shared historian storage, pass everything else to it.")
     host: str = Field("127.0.0.1", description="Address the HTTP service listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port the HTTP service listens on.")
     workers: int = Field(1, ge=1, le=64, description="API processes behind the port: the first owns the writer, "
@@ -74,6 +77,13 @@ class Settings(BaseSettings):
     duckdb_threads: int = Field(0, ge=0, description="DuckDB threads for queries; 0 means one per core.")
     academy_runners: int = Field(1, ge=1, le=64, description="Academy submissions run at once by the server, each in "
                                  "its own sandboxed process (one core each).")
+
+    @field_validator("follow_url")
+    @classmethod
+    def _check_follow_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("the primary's URL must start with http:// or https://")
+        return value
 
     @field_validator("writer_tenants")
     @classmethod

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -24,6 +24,7 @@ import pytest
 from taehwa.errors import Conflict, InvalidInput, Unavailable
 from taehwa.historian.store import Historian
 from taehwa.historian.timeutil import to_us
+from taehwa.loopback import free_port
 from taehwa.settings import Settings, load_settings
 from tests.conftest import TOKEN
 
@@ -41,17 +42,11 @@ def values(h: Historian, tag: str, tenant: str = "acme") -> list[float]:
     return h.read(tenant, tag, "2024-01-01", "2025-01-01").column("value").to_pylist()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class S3Server:
     """A throw-away S3-compatible server on a loopback port, with one bucket."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
@@ -284,3 +279,73 @@ def test_bad_storage_settings_are_named(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="cannot open historian storage") as bad:
         Historian(_settings(tmp_path, historian_url="nosuchscheme://x/y?secret_key=hush"), background=False)
     assert "hush" not in str(bad.value)  # secrets in the URL are never echoed
+
+
+def _serve(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "taehwa", "serve", *args], env={**os.environ, **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _up(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the server exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+        try:
+            return str(httpx.get(f"{url}/healthz").headers["x-taehwa-worker"])
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not come up")
+
+
+def test_a_reader_node_on_another_machine(s3: S3Server, tmp_path: Path) -> None:
+    """`taehwa serve --follow URL`: its own data folder, the bucket and the database shared; reads answered
+    there from the bucket, writes and everything else passed to the primary."""
+    db = _shared_db(tmp_path)["database_url"]
+    common = {"TAEHWA_HISTORIAN_URL": s3.url(), "TAEHWA_DATABASE_URL": db, "TAEHWA_API_TOKEN": "tok"}
+    primary_port, reader_port = free_port(), free_port()
+    primary = _serve({**common, "TAEHWA_DATA_DIR": str(tmp_path / "p"), "TAEHWA_PORT": str(primary_port),
+                      "TAEHWA_BUFFER_MAX_AGE_S": "0.5"})
+    reader = None
+    try:
+        primary_pid = _up(f"http://127.0.0.1:{primary_port}", primary)
+        reader = _serve({**common, "TAEHWA_DATA_DIR": str(tmp_path / "r"), "TAEHWA_PORT": str(reader_port)},
+                        "--follow", f"http://127.0.0.1:{primary_port}")
+        url = f"http://127.0.0.1:{reader_port}"
+        reader_pid = _up(url, reader)
+        assert reader_pid != primary_pid
+        h = {"Authorization": "Bearer tok"}
+        r = httpx.post(f"{url}/api/v1/tenants", json={"id": "acme", "name": "Acme"}, headers=h)
+        assert r.status_code == 201 and r.headers["x-taehwa-worker"] == primary_pid  # passed on
+        points = [{"tag": "p/PT", "time": f"2026-11-30T00:00:{k:02d}Z", "value": k} for k in range(20)]
+        r = httpx.post(f"{url}/api/v1/acme/points", json=points, headers=h)
+        assert r.status_code == 200, r.text
+        got: list[object] = []
+        deadline = time.monotonic() + 30
+        while len(got) < 20 and time.monotonic() < deadline:  # after the primary's flush and a manifest read
+            r = httpx.get(f"{url}/api/v1/acme/points", params={"tags": "p/PT", "start": "2026-11-30",
+                                                               "end": "2026-12-01"}, headers=h)
+            assert r.status_code == 200 and r.headers["x-taehwa-worker"] == reader_pid, r.text[:300]
+            got = r.json()["points"]
+            time.sleep(0.2)
+        assert [p["value"] for p in got] == [float(k) for k in range(20)]
+        assert httpx.get(f"{url}/api/v1/acme/points", params={"tags": "p/PT", "start": "x", "end": "y"},
+                         headers=h).status_code == 422  # refusals are the reader's own
+        assert httpx.get(f"{url}/api/v1/acme/points", params={"tags": "p/PT", "start": "2026-11-30",
+                                                              "end": "2026-12-01"}).status_code == 401
+    finally:
+        for proc in (reader, primary):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=30)
+                if proc.stderr:
+                    proc.stderr.close()
+
+
+def test_reader_node_options_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="http:// or https://"):
+        load_settings(data_dir=tmp_path, follow_url="primary.city.local:8000")
+    run = subprocess.run([sys.executable, "-m", "taehwa", "serve", "--follow", "http://127.0.0.1:9", "--demo"],
+                         env={**os.environ, "TAEHWA_DATA_DIR": str(tmp_path)}, capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode != 0 and "without --demo" in run.stdout + run.stderr

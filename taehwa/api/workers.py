@@ -13,6 +13,11 @@ whichever process happens to wake first) and
 - pass everything else to the primary over the Unix socket, as it comes: writes, the web UI, the lab, live
   scoring's calls, and live streams (Server-Sent Events and WebSockets relayed frame by frame).
 
+A reader node on another machine (`taehwa serve --follow URL`) is a follower whose primary is reached over
+HTTP(S) instead of the Unix socket. It shares the store through object storage (`TAEHWA_HISTORIAN_URL`) and the
+metadata database, not the writer's log, so it sees points once the writer has flushed them
+(`TAEHWA_BUFFER_MAX_AGE_S`) and read the manifest again (at most a second later).
+
 So a request is answered whichever process took it, nothing is scored or alerted twice (only the primary runs
 deployments), and no live stream is lost. Each process has its own rate limiter (a caller's limit applies per
 process), and answers carry `X-Taehwa-Worker` (the process id that produced them).
@@ -73,18 +78,26 @@ class WorkerHeader:
 
 
 class Forward:
-    """A follower's front: local reads to its own app, everything else to the primary over its Unix socket."""
+    """A follower's front: local reads to its own app, everything else to the primary, over its Unix socket (a
+    follower on the same machine) or over HTTP(S) to its URL (a reader node on another machine)."""
 
-    def __init__(self, app: ASGIApp, primary_socket: str, *, tls: bool = False) -> None:
-        self.app, self.socket, self.scheme = app, primary_socket, "https" if tls else "http"
+    def __init__(self, app: ASGIApp, primary: str, *, tls: bool = False) -> None:
+        self.app = app
+        self.url = primary.rstrip("/") if primary.startswith(("http://", "https://")) else None
+        self.socket, self.scheme = primary, "https" if tls else "http"
         self._client: httpx.AsyncClient | None = None
 
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
-            # the primary's certificate names the public host, not its socket: the socket is private to this user
-            transport = httpx.AsyncHTTPTransport(uds=self.socket, verify=False)
-            self._client = httpx.AsyncClient(transport=transport, base_url=f"{self.scheme}://primary",
-                                             timeout=httpx.Timeout(None, connect=10.0))
+            timeout = httpx.Timeout(None, connect=10.0)
+            if self.url:
+                self._client = httpx.AsyncClient(base_url=self.url, timeout=timeout)
+            else:
+                # the primary's certificate names the public host, not its socket: the socket is private to this
+                # user
+                transport = httpx.AsyncHTTPTransport(uds=self.socket, verify=False)
+                self._client = httpx.AsyncClient(transport=transport, base_url=f"{self.scheme}://primary",
+                                                 timeout=timeout)
         return self._client
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -142,15 +155,19 @@ class Forward:
             await response.aclose()
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        from websockets.asyncio.client import unix_connect
+        from websockets.asyncio.client import connect, unix_connect
         from websockets.exceptions import InvalidStatus, WebSocketException
 
         await receive()  # websocket.connect
         keep = {b"authorization", b"cookie", b"origin", CLIENT_HEADER}
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self._headers(scope) if k.lower() in keep]
         try:
-            upstream = await unix_connect(self.socket, f"ws://primary{self._target(scope)}",
-                                          additional_headers=headers)
+            if self.url:
+                upstream = await connect("ws" + self.url.removeprefix("http") + self._target(scope),
+                                         additional_headers=headers)
+            else:
+                upstream = await unix_connect(self.socket, f"ws://primary{self._target(scope)}",
+                                              additional_headers=headers)
         except InvalidStatus as exc:
             await send({"type": "websocket.close", "code": 1008, "reason": f"refused ({exc.response.status_code})"})
             return
@@ -284,15 +301,22 @@ def serve_primary(platform: Platform, app: Any, host: str, port: int, count: int
 
 def follower_main(host: str, port: int, primary: str) -> int:
     """A follower process: a following platform, its app behind `Forward`, served on its own socket of the
-    public port."""
-    import uvicorn
-
-    from taehwa.api.app import create_app
+    public port. `primary`: the primary's Unix socket, or (a reader node on another machine) its URL."""
     from taehwa.platform import Platform
     from taehwa.settings import load_settings
 
     settings = load_settings()
-    platform = Platform(settings, follow=True, background=False)
+    serve_follower(Platform(settings, follow=True, background=False), host, port, primary)
+    return 0
+
+
+def serve_follower(platform: Platform, host: str, port: int, primary: str) -> None:
+    """Serve a following platform: its own reads, the rest passed on to the primary; closes the platform."""
+    import uvicorn
+
+    from taehwa.api.app import create_app
+
+    settings = platform.settings
     tls = bool(settings.tls_cert and settings.tls_key)
     app: Any = Forward(create_app(platform), primary, tls=tls)
     config = uvicorn.Config(app, log_level="warning", ssl_certfile=str(settings.tls_cert) if tls else None,
@@ -301,7 +325,6 @@ def follower_main(host: str, port: int, primary: str) -> int:
         uvicorn.Server(config).run(sockets=[public_socket(host, port)])
     finally:
         platform.close()
-    return 0
 
 
 if __name__ == "__main__":

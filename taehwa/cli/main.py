@@ -57,6 +57,10 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
               min=1, max=64, help="API processes behind the port (TAEHWA_WORKERS): the first owns the store's "
               "writer, the connectors and live scoring; the others answer reads of points and tags themselves "
               "and pass everything else to it.")] = None,
+          follow: Annotated[str | None, typer.Option(
+              "--follow", metavar="URL", help="Run as a reader node of the primary at URL (TAEHWA_FOLLOW_URL), on "
+              "another machine sharing its historian storage (TAEHWA_HISTORIAN_URL) and metadata database: "
+              "reads of points and tags are answered here, everything else is passed to the primary.")] = None,
           demo: Annotated[bool, typer.Option(help="Load the demo plant into tenant 'demo' and replay its data "
                                                   "sets as live data over a loopback OPC UA server (speed:"
                                                   " TAEHWA_DEMO_SPEED, port: TAEHWA_DEMO_OPCUA_PORT).")]
@@ -67,7 +71,11 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
     from taehwa.api.app import create_app
 
     try:
-        settings = load_settings()
+        settings = load_settings(**({"follow_url": follow} if follow else {}))
+        if settings.follow_url:
+            _serve_reader(settings, host or settings.host, port or settings.port, demo=demo,
+                          workers=workers or settings.workers)
+            return
         platform = Platform(settings)
     except TaehwaError as exc:
         fail(exc)
@@ -116,6 +124,20 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
         if replayer is not None:
             replayer.stop()
         platform.close()
+
+
+def _serve_reader(settings: Settings, host: str, port: int, *, demo: bool, workers: int) -> None:
+    """`serve --follow URL`: a reader node beside the primary at URL."""
+    from taehwa.api.workers import serve_follower
+
+    if demo or workers > 1:
+        raise InvalidInput("a reader node runs alone: --follow goes without --demo and --workers",
+                           where="--follow")
+    platform = Platform(settings, follow=True, background=False)
+    scheme = "https" if settings.tls_cert and settings.tls_key else "http"
+    out.print(f"[bold]Taehwa (태화)[/bold] reader node on {scheme}://{host}:{port}, following {settings.follow_url}")
+    out.print(f"historian: {platform.historian.storage.describe()}   metadata: {settings.metadata_url}")
+    serve_follower(platform, host, port, settings.follow_url or "")
 
 
 def _send_to_server(settings: Settings, tenant: str, path: Path, layout: str) -> dict[str, Any]:
