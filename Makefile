@@ -63,6 +63,7 @@ bench: $(VENV)/.test-installed  # bench/web.py drives chromium through Playwrigh
 	$(PY) bench/live.py --quick
 	$(PY) bench/web.py --quick
 	$(PY) bench/scale.py --quick
+	$(PY) bench/storage.py --quick
 
 clean:
 	rm -rf $(VENV) taehwa-data test-output .mypy_cache .ruff_cache .pytest_cache
