@@ -179,6 +179,30 @@ def test_readers_anywhere_follow_the_bucket_with_a_bounded_cache(s3: S3Server, t
         writer.close()
 
 
+def test_a_follower_on_the_writers_machine_reads_every_write_at_once(s3: S3Server, tmp_path: Path) -> None:
+    """An API follower beside the writer (`--workers`) reads the log too: nothing waits for a manifest read, not
+    even across a flush, when the log's points move to the bucket."""
+    settings = _settings(tmp_path / "w", historian_url=s3.url(), **_shared_db(tmp_path))
+    writer = Historian(settings, background=False)
+    writer.tenants.create("acme")
+    follower = Historian(settings, follow=True, background=False)
+    try:
+        for k in range(3):
+            writer.write("acme", series("p/1", 10, f"2024-03-01T00:0{k}:00Z", offset=10 * k))
+            time.sleep(0.03)
+            assert len(values(follower, "p/1")) == 10 * k + 10  # from the log
+            writer.flush()
+            time.sleep(0.03)
+            assert values(follower, "p/1") == list(map(float, range(10 * k + 10)))  # from the bucket, at once
+        assert follower.storage.cache_dir != writer.storage.cache_dir  # each process evicts only its own copies
+        cache = follower.storage.cache_dir
+        assert cache.exists()
+    finally:
+        follower.close()
+        writer.close()
+    assert not cache.exists()  # a reader's cache goes with it
+
+
 def test_storage_down_loses_nothing(s3: S3Server, tmp_path: Path) -> None:
     settings = _settings(tmp_path / "w", historian_url=s3.url(), **_shared_db(tmp_path))
     h = Historian(settings, background=False)

@@ -84,7 +84,8 @@ class Storage:
     """The tenant folders of one historian, on a local folder or a remote filesystem, plus the writer's own
     local folder (staging for files being written, and the cache of remote files)."""
 
-    def __init__(self, local_root: Path, url: str | None = None, *, cache_bytes: int = 2 << 30) -> None:
+    def __init__(self, local_root: Path, url: str | None = None, *, cache_bytes: int = 2 << 30,
+                 writer: bool = True) -> None:
         self.local_root = local_root
         self.url = url
         if url is None:
@@ -93,12 +94,16 @@ class Storage:
         else:
             self.fs, self.base = open_filesystem(url)
         self.remote = not isinstance(self.fs, pafs.LocalFileSystem)
-        self.cache_dir = local_root / "_cache"
+        # the writer's cache outlives restarts; each reader process (an API follower, the CLI) has its own, since
+        # one process's eviction must not remove a file another is reading
+        self.cache_dir = local_root / "_cache" / ("writer" if writer else f"reader-{os.getpid()}")
+        self._own_cache = not writer
         self.cache_bytes = cache_bytes
         self._cache_lock = threading.Lock()
         self._cached: dict[str, tuple[int, float]] = {}  # cache path → (bytes, last used)
         self._pinned: dict[str, int] = {}
         if self.remote:
+            self._forget_dead_readers()
             self._scan_cache()
         else:
             Path(self.base).mkdir(parents=True, exist_ok=True)
@@ -230,6 +235,18 @@ class Storage:
     # -- the cache of remote files ---------------------------------------------------------------------------
     def _cache_path(self, rel: str) -> Path:
         return self.cache_dir / rel
+
+    def close(self) -> None:
+        """A reader's cache goes with it."""
+        if self.remote and self._own_cache:
+            shutil.rmtree(self.cache_dir, ignore_errors=True)
+
+    def _forget_dead_readers(self) -> None:
+        """Remove the caches of reader processes that are gone (killed before they could remove them)."""
+        for path in (self.local_root / "_cache").glob("reader-*"):
+            pid = path.name.removeprefix("reader-")
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                shutil.rmtree(path, ignore_errors=True)
 
     def _scan_cache(self) -> None:
         if not self.cache_dir.exists():

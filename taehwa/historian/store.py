@@ -82,7 +82,8 @@ class Historian:
         self.root = settings.data_dir / "historian"  # this process's own: log, lock, staging, cache
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock_fh: Any = None
-        self.storage = Storage(self.root, settings.historian_url, cache_bytes=settings.historian_cache_bytes)
+        self.storage = Storage(self.root, settings.historian_url, cache_bytes=settings.historian_cache_bytes,
+                               writer=not self.readonly)
         if not self.readonly:
             self._take_writer_lock()  # before anything is read: a refused second writer opens nothing else
         partition = settings.writer_tenant_set
@@ -166,7 +167,7 @@ class Historian:
                 self.latest_cache.merge_source(self.queries.connection(), tenant, parquet_source(paths),
                                                has_rn=False)
 
-    def _refresh_manifest(self, tenant: str) -> bool:
+    def _refresh_manifest(self, tenant: str, *, force: bool = False) -> bool:
         """Take a manifest another process commits (as follower, or for another writer's tenant) when it
         changed; returns whether it did. On a local store a stat tells; on a remote one the file is read, at
         most every `REMOTE_FOLLOW_S`."""
@@ -177,7 +178,7 @@ class Historian:
         if stamp is None:
             if self.storage.remote:
                 now = time.monotonic()
-                if now - self._manifests_read.get(tenant, 0.0) < REMOTE_FOLLOW_S:
+                if not force and now - self._manifests_read.get(tenant, 0.0) < REMOTE_FOLLOW_S:
                     return False
                 self._manifests_read[tenant] = now
             elif seen is not None:
@@ -210,7 +211,8 @@ class Historian:
                 return
             started = time.monotonic()
             segments = self.wal.segments()
-            if any(seg not in segments for seg in self._consumed):  # the writer flushed: its files have them now
+            flushed = any(seg not in segments for seg in self._consumed)
+            if flushed:  # the writer flushed: its files have them now
                 with self._write_lock:
                     self._buffers, self._buffer_points = {}, 0
                 self._consumed = {}
@@ -221,8 +223,9 @@ class Historian:
                 self._consumed[seg] = self._consumed.get(seg, 0) + len(batches)
                 with self._write_lock:
                     self._buffer_logged(pa.Table.from_batches(batches, schema=WAL_SCHEMA))
-            for tenant in self._known_tenants():
-                self._refresh_manifest(tenant)
+            # after a flush the manifests are read now, even on remote storage: the log no longer has the points
+            for tenant in self._known_tenants(force=flushed):
+                self._refresh_manifest(tenant, force=flushed)
             self._followed_at = started
 
     def _refresh_others(self, tenant: str) -> None:
@@ -230,10 +233,10 @@ class Historian:
         if not self.follow and not self.readonly and not self.leases.owns(tenant):
             self._refresh_manifest(check_tenant(tenant))
 
-    def _known_tenants(self) -> list[str]:
+    def _known_tenants(self, *, force: bool = False) -> list[str]:
         """The store's tenant folders; on remote storage listed again at most every `REMOTE_FOLLOW_S`."""
         now = time.monotonic()
-        if not self.storage.remote or now - self._listed[0] >= REMOTE_FOLLOW_S:
+        if force or not self.storage.remote or now - self._listed[0] >= REMOTE_FOLLOW_S:
             self._listed = (now, self.storage.tenants())
         return self._listed[1]
 
@@ -256,6 +259,7 @@ class Historian:
             if self._lock_fh is not None:
                 fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
                 self._lock_fh.close()
+        self.storage.close()
         self.engine.dispose()
 
     def __enter__(self) -> Historian:
