@@ -3,6 +3,7 @@ test that tampers with it."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -10,10 +11,11 @@ from sqlalchemy import delete, text, update
 from typer.testing import CliRunner
 
 from taehwa.cli.main import app
-from taehwa.db import audit_log
+from taehwa.db import audit_log, make_engine
 from taehwa.errors import Conflict, Forbidden, InvalidInput, Unauthorized
 from taehwa.platform import Platform
 from taehwa.tenancy.access import Principal, acting_as
+from taehwa.tenancy.audit import AuditLog
 from taehwa.tenancy.identity import LOCKOUT_AFTER
 
 
@@ -130,6 +132,35 @@ def test_audit_chain_detects_removal_and_reordering(platform: Platform, attack: 
 def _admin(platform: Platform) -> Principal:
     """The caller the bootstrap admin token stands for (recorded in the audit log, unlike the local system)."""
     return platform.authenticate(platform.api_token)
+
+
+def test_audit_appends_from_several_processes_keep_one_chain(platform: Platform) -> None:
+    """Several processes append at once (API workers, writers on several machines, the CLI beside the server):
+    each has its own engine and lock, and no entry may claim another's number."""
+    logs = [AuditLog(make_engine(platform.settings.metadata_url)) for _ in range(2)]
+    errors: list[Exception] = []
+
+    def append(log: AuditLog, k: int) -> None:
+        with acting_as(Principal(f"op{k}", platform_admin=True)):
+            for i in range(60):
+                try:
+                    log.append("test.append", target=f"{k}-{i}")
+                except Exception as exc:  # collected and reported below
+                    errors.append(exc)
+
+    threads = [threading.Thread(target=append, args=(log, k)) for k, log in enumerate(logs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    verdict = platform.audit.verify()
+    assert verdict.ok and verdict.entries >= 120
+    with acting_as(Principal("root", platform_admin=True)):
+        targets = {e["target"] for e in platform.audit.entries(limit=500) if e["action"] == "test.append"}
+    assert len(targets) == 120
+    for log in logs:
+        log._engine.dispose()
 
 
 def test_admin_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -148,6 +148,11 @@ class Historian:
             self._load_latest(tenant, manifest)
             if not self.readonly and not self.storage.remote:
                 shutil.rmtree(self.root / tenant / "_tmp", ignore_errors=True)  # where earlier versions staged
+        for tenant in sorted(self.leases.tenants or ()) if self.leases.shared else ():
+            try:  # a writer of given tenants takes them at once; one still held elsewhere is taken when it lapses
+                self.leases.require(tenant)
+            except Conflict as exc:
+                log.warning("%s", exc.message)
         logged = self.wal.read_all()
         if logged.num_rows:
             self._seq = max(self._seq, int(pc.max(logged.column("seq")).as_py()))
@@ -434,9 +439,7 @@ class Historian:
         On a shared store the writer must hold the tenant's lease, and the stored manifest must still be the one
         it committed last: otherwise another writer has written the tenant, and nothing is overwritten."""
         check_tenant(tenant)
-        if not self.leases.holds(tenant):
-            raise Conflict(f"this writer no longer holds tenant {tenant!r} (another writer took it over)",
-                           where=tenant)
+        self.leases.require(tenant)  # held, or taken now; refused when another writer has it
         with self._manifest_lock:
             current = self._manifests.get(tenant, Manifest())
             missing = remove - {f.path for f in current.files}
@@ -511,6 +514,8 @@ class Historian:
             return 0
         merged = 0
         for name in [tenant] if tenant else list(self._manifests):
+            if not self.leases.owns(name):  # another writer's tenant: its writer compacts it
+                continue
             by_day: dict[str, list[DataFile]] = {}
             for f in self._manifest(name).files:
                 by_day.setdefault(f.day, []).append(f)
@@ -538,6 +543,8 @@ class Historian:
         dropped = 0
         now_us = to_us("now")
         for tenant in list(self._manifests):
+            if not self.leases.owns(tenant):
+                continue
             try:
                 days = self.tenants.get(tenant).retention_days or self.settings.default_retention_days
             except NotFound:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Connection, Engine, func, insert, select, text, update
 
 from taehwa.db import audit_log
 from taehwa.historian.timeutil import from_us
@@ -39,6 +39,21 @@ class Verdict:
     reason: str | None = None
 
 
+AUDIT_LOCK_KEY = 0x7461_6568  # PostgreSQL advisory lock id of audit appends ("taeh")
+
+
+def _take_append_lock(c: Connection) -> None:
+    """Serialize appends across processes (several API workers, writers on several machines, the CLI beside the
+    server): each reads the chain's head and appends after it, so two at once would claim the same number.
+
+    PostgreSQL: a transaction-scoped advisory lock. SQLite: a write that changes nothing takes the database's
+    write lock before the head is read (waiting up to the busy timeout), where a read first would lose the race."""
+    if c.dialect.name == "postgresql":
+        c.execute(text(f"SELECT pg_advisory_xact_lock({AUDIT_LOCK_KEY})"))
+    else:
+        c.execute(update(audit_log).where(audit_log.c.seq < 0).values(seq=audit_log.c.seq))
+
+
 class AuditLog:
     """Appends and reads the chained log in the metadata database."""
 
@@ -59,6 +74,7 @@ class AuditLog:
             return 0
         actor = caller.user + (f" (token {caller.token_id})" if caller.token_id else "")
         with self._lock, self._engine.begin() as c:
+            _take_append_lock(c)
             last = c.execute(select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
                              ).first()
             seq = (last.seq + 1) if last else 1
