@@ -293,6 +293,28 @@ def test_a_stale_writer_cannot_overwrite_a_newer_manifest(tmp_path: Path) -> Non
         a.close()
 
 
+@pytest.mark.skipif(importlib.util.find_spec("fsspec") is None, reason="fsspec (a test extra) is not installed")
+def test_any_fsspec_filesystem(tmp_path: Path) -> None:
+    """A scheme pyarrow does not know goes through fsspec: here its in-memory filesystem."""
+    settings = _settings(tmp_path / "w", historian_url=f"memory://taehwa/{tmp_path.name}")
+    h = Historian(settings, background=False)
+    h.tenants.create("acme")
+    try:
+        h.write("acme", series("p/1", 100))
+        h.flush()
+        h.write("acme", series("p/1", 10, offset=500))
+        h.flush()
+        h.compact("acme")
+        assert h.storage.remote and h.stats("acme")["files"] == 1
+    finally:
+        h.close()
+    again = Historian(settings, readonly=True, background=False)
+    try:
+        assert values(again, "p/1") == [*map(float, range(500, 510)), *map(float, range(10, 100))]
+    finally:
+        again.close()
+
+
 def test_bad_storage_settings_are_named(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="invalid tenant id") as info:
         load_settings(data_dir=tmp_path, writer_tenants="acme, Beta!")

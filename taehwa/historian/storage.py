@@ -43,12 +43,16 @@ def open_filesystem(url: str) -> tuple[pafs.FileSystem, str]:
         fs, base = pafs.FileSystem.from_uri(url)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, OSError) as exc:
         try:
-            import fsspec  # type: ignore[import-not-found]  # optional: other schemes through fsspec
+            import fsspec  # optional: other schemes through fsspec
         except ImportError:
             raise InvalidInput(f"cannot open historian storage {redact(url)}: {_without_secrets(str(exc), url)}",
                                where="setting TAEHWA_HISTORIAN_URL") from None
         options = dict(parse_qsl(parts.query))
-        ffs = fsspec.filesystem(parts.scheme, **options)
+        try:
+            ffs = fsspec.filesystem(parts.scheme, **options)
+        except (ValueError, ImportError, TypeError) as fexc:  # unknown scheme, its package missing, bad options
+            raise InvalidInput(f"cannot open historian storage {redact(url)}: {_without_secrets(str(fexc), url)}",
+                               where="setting TAEHWA_HISTORIAN_URL") from None
         fs = pafs.PyFileSystem(pafs.FSSpecHandler(ffs))
         base = (parts.netloc + parts.path).rstrip("/")
     return fs, base.rstrip("/")
