@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     writer_tenants: str | None = Field(
         None, description="Comma-separated tenants this process writes when several writers share one store "
         "(each tenant written by exactly one); unset: every tenant.")
+    public_url: str | None = Field(
+        None, description="The URL other Taehwa nodes reach this one at; with writers by tenant it goes in this "
+        "writer's leases, so the others pass its tenants' requests here. Default: http(s)://host:port as served.")
     follow_url: str | None = Field(
         None, description="Serve as a reader node of the primary at this URL (http:// or https://): answer reads "
         "of points and tags here from the shared historian storage, pass everything else to it.")
@@ -78,11 +81,11 @@ class Settings(BaseSettings):
     academy_runners: int = Field(1, ge=1, le=64, description="Academy submissions run at once by the server, each in "
                                  "its own sandboxed process (one core each).")
 
-    @field_validator("follow_url")
+    @field_validator("follow_url", "public_url")
     @classmethod
     def _check_follow_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("the primary's URL must start with http:// or https://")
+            raise ValueError("the URL must start with http:// or https://")
         return value
 
     @field_validator("writer_tenants")

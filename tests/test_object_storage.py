@@ -7,6 +7,7 @@ S3-compatible server is packaged by Debian), spoken to over HTTP by pyarrow's ow
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from taehwa.errors import Conflict, InvalidInput, Unavailable
 from taehwa.historian.store import Historian
 from taehwa.historian.timeutil import to_us
 from taehwa.loopback import free_port
+from taehwa.platform import Platform
 from taehwa.settings import Settings, load_settings
 from tests.conftest import TOKEN
 
@@ -395,3 +397,70 @@ def test_reader_node_options_are_checked(tmp_path: Path) -> None:
                          env={**os.environ, "TAEHWA_DATA_DIR": str(tmp_path)}, capture_output=True, text=True,
                          timeout=60)
     assert run.returncode != 0 and "without --demo" in run.stdout + run.stderr
+
+
+def test_a_writer_runs_only_its_own_tenants_connectors(tmp_path: Path) -> None:
+    """Writers by tenant share one database of connector definitions: each runs only its own tenants'."""
+    db = _shared_db(tmp_path)
+    p = Platform(_settings(tmp_path / "a", historian_url=str(tmp_path / "store"), writer_tenants="acme", **db),
+                 background=False)
+    try:
+        for tenant in ("acme", "beta"):
+            p.tenants.create(tenant)
+            (tmp_path / tenant).mkdir()
+            p.connectors.add(tenant, {"name": "lims", "protocol": "files", "folder": str(tmp_path / tenant)})
+        p.connectors.reconcile()
+        assert sorted(p.connectors._links) == [("acme", "lims")]
+    finally:
+        p.close()
+
+
+def test_writer_nodes_pass_each_other_their_tenants_requests(tmp_path: Path) -> None:
+    """Two writer nodes, each taking its own tenants, one store folder and one database: a client may call
+    either for any tenant; the request is answered by the tenant's writer."""
+    db = _shared_db(tmp_path)["database_url"]
+    common = {"TAEHWA_HISTORIAN_URL": str(tmp_path / "store"), "TAEHWA_DATABASE_URL": db, "TAEHWA_API_TOKEN": "tok"}
+    ports = {"acme": free_port(), "beta": free_port()}
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    h = {"Authorization": "Bearer tok"}
+    try:
+        pids = {}
+        for tenant, port in ports.items():
+            procs[tenant] = _serve({**common, "TAEHWA_DATA_DIR": str(tmp_path / tenant), "TAEHWA_PORT": str(port),
+                                    "TAEHWA_WRITER_TENANTS": tenant})
+            pids[tenant] = _up(f"http://127.0.0.1:{port}", procs[tenant])
+        a = f"http://127.0.0.1:{ports['acme']}"
+        for tenant in ports:
+            assert httpx.post(f"{a}/api/v1/tenants", json={"id": tenant, "name": tenant}, headers=h).status_code == 201
+        # each writer took its tenants' leases at start, with the URL it serves at
+        lease = json.loads((tmp_path / "store" / "beta" / "writer.json").read_text())
+        assert lease["url"] == f"http://127.0.0.1:{ports['beta']}"
+        b = f"http://127.0.0.1:{ports['beta']}"
+        assert httpx.post(f"{b}/api/v1/beta/points", json=[{"tag": "q", "time": "2026-11-30T00:00:00Z", "value": 0}],
+                          headers=h).status_code == 200
+        for k in range(1, 6):  # through acme's node, for beta: answered by beta's writer
+            r = httpx.post(f"{a}/api/v1/beta/points", json=[{"tag": "q", "time": f"2026-11-30T00:00:0{k}Z",
+                                                            "value": k}], headers=h)
+            assert r.status_code == 200 and r.headers["x-taehwa-worker"] == pids["beta"], r.text
+        r = httpx.get(f"{a}/api/v1/beta/points", params={"tags": "q", "start": "2026-11-30", "end": "2026-12-01"},
+                      headers=h)
+        assert r.headers["x-taehwa-worker"] == pids["beta"]
+        assert [p["value"] for p in r.json()["points"]] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]  # read-your-writes
+        r = httpx.post(f"{a}/api/v1/acme/points", json=[{"tag": "p", "time": "2026-11-30T00:00:00Z", "value": 7}],
+                       headers=h)
+        assert r.status_code == 200 and r.headers["x-taehwa-worker"] == pids["acme"]  # its own: answered there
+        # refusals come back from the tenant's writer as they are
+        r = httpx.post(f"{a}/api/v1/beta/points", json=[{"tag": "q", "time": "not a time", "value": 1}], headers=h)
+        assert r.status_code == 422 and r.headers["x-taehwa-worker"] == pids["beta"]
+        assert httpx.get(f"{a}/api/v1/beta/points", params={"tags": "q", "start": "2026-11-30",
+                                                            "end": "2026-12-01"}).status_code == 401
+        # a request already routed once is answered where it lands: a write for another's tenant is refused
+        r = httpx.post(f"{a}/api/v1/beta/points", json=[{"tag": "q", "time": "2026-11-30T00:00:09Z", "value": 9}],
+                       headers={**h, "X-Taehwa-Routed": "1"})
+        assert r.status_code == 409 and "another writer" in r.text
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+            proc.wait(timeout=30)
+            if proc.stderr:
+                proc.stderr.close()

@@ -77,14 +77,14 @@ class WorkerHeader:
         await self.app(scope, receive, stamped)
 
 
-class Forward:
-    """A follower's front: local reads to its own app, everything else to the primary, over its Unix socket (a
-    follower on the same machine) or over HTTP(S) to its URL (a reader node on another machine)."""
+class Relay:
+    """Passes requests and WebSockets on to another Taehwa process, over its Unix socket (a process on the same
+    machine) or to its URL (another machine), streaming both ways."""
 
-    def __init__(self, app: ASGIApp, primary: str, *, tls: bool = False) -> None:
-        self.app = app
-        self.url = primary.rstrip("/") if primary.startswith(("http://", "https://")) else None
-        self.socket, self.scheme = primary, "https" if tls else "http"
+    def __init__(self, target: str, *, tls: bool = False, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        self.url = target.rstrip("/") if target.startswith(("http://", "https://")) else None
+        self.socket, self.scheme = target, "https" if tls else "http"
+        self.extra = extra or []  # headers added to every request passed on
         self._client: httpx.AsyncClient | None = None
 
     def client(self) -> httpx.AsyncClient:
@@ -100,23 +100,12 @@ class Forward:
                                                  timeout=timeout)
         return self._client
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and LOCAL.match(scope["path"]):
-            await self.app(scope, receive, send)
-        elif scope["type"] == "http":
-            await self._http(scope, receive, send)
-        elif scope["type"] == "websocket":
-            await self._websocket(scope, receive, send)
-        else:  # lifespan
-            await self.app(scope, receive, send)
-
-    @staticmethod
-    def _headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    def _headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
         client = scope.get("client")
         out = [(k, v) for k, v in scope.get("headers", []) if k.lower() not in HOP and k.lower() != CLIENT_HEADER]
         if client:
             out.append((CLIENT_HEADER, f"{client[0]}:{client[1]}".encode()))
-        return out
+        return out + self.extra
 
     @staticmethod
     def _target(scope: Scope) -> str:
@@ -124,7 +113,8 @@ class Forward:
         path: bytes = scope.get("raw_path") or scope["path"].encode()
         return path.decode("latin-1") + (f"?{query}" if query else "")
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass an HTTP request on and relay the answer as it comes (an event stream event by event)."""
         async def body() -> AsyncIterator[bytes]:
             while True:
                 message = await receive()
@@ -143,7 +133,7 @@ class Forward:
             await send({"type": "http.response.start", "status": 503,
                         "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1")]})
             await send({"type": "http.response.body", "body": json.dumps({
-                "error": "unavailable", "message": f"the primary API process does not answer: {exc}"[:300]}).encode()})
+                "error": "unavailable", "message": f"{self.describe()} does not answer: {exc}"[:300]}).encode()})
             return
         try:
             await send({"type": "http.response.start", "status": response.status_code,
@@ -154,12 +144,16 @@ class Forward:
         finally:
             await response.aclose()
 
-    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def describe(self) -> str:
+        return f"the Taehwa process at {self.url}" if self.url else "the primary API process"
+
+    async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Accept a WebSocket once the other process has, then relay frames both ways until either closes."""
         from websockets.asyncio.client import connect, unix_connect
         from websockets.exceptions import InvalidStatus, WebSocketException
 
         await receive()  # websocket.connect
-        keep = {b"authorization", b"cookie", b"origin", CLIENT_HEADER}
+        keep = {b"authorization", b"cookie", b"origin", CLIENT_HEADER} | {k for k, _ in self.extra}
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self._headers(scope) if k.lower() in keep]
         try:
             if self.url:
@@ -172,7 +166,7 @@ class Forward:
             await send({"type": "websocket.close", "code": 1008, "reason": f"refused ({exc.response.status_code})"})
             return
         except (OSError, WebSocketException):
-            await send({"type": "websocket.close", "code": 1011, "reason": "the primary API process does not answer"})
+            await send({"type": "websocket.close", "code": 1011, "reason": f"{self.describe()} does not answer"})
             return
         await send({"type": "websocket.accept"})
 
@@ -201,6 +195,25 @@ class Forward:
             for task in tasks:
                 task.cancel()
             await upstream.close()
+
+
+class Forward:
+    """A follower's front: local reads to its own app, everything else to the primary, over its Unix socket (a
+    follower on the same machine) or over HTTP(S) to its URL (a reader node on another machine)."""
+
+    def __init__(self, app: ASGIApp, primary: str, *, tls: bool = False) -> None:
+        self.app = app
+        self.relay = Relay(primary, tls=tls)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and LOCAL.match(scope["path"]):
+            await self.app(scope, receive, send)
+        elif scope["type"] == "http":
+            await self.relay.http(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await self.relay.websocket(scope, receive, send)
+        else:  # lifespan
+            await self.app(scope, receive, send)
 
 
 def public_socket(host: str, port: int) -> socket.socket:

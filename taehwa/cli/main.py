@@ -84,6 +84,10 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
     port = port or settings.port
     url = f"{'https' if settings.tls_cert and settings.tls_key else 'http'}://{host}:{port}"
     platform.announce(url)
+    if platform.historian.leases.tenants is not None:  # one of several writers: say where its tenants are served
+        platform.historian.leases.set_url(settings.public_url or url)
+        out.print(f"writer of tenants {settings.writer_tenants}, reached at {platform.historian.leases.url}; "
+                  "other tenants' requests go to their writers")
     out.print(f"[bold]Taehwa (태화)[/bold] serving {url}  (OpenAPI: {url}/docs)")
     out.print(f"data: {settings.data_dir.resolve()}   metadata: {settings.metadata_url}")
     if settings.api_token is None:
@@ -108,14 +112,16 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
                       + "; ".join(f"{s['source']} ({s['run']})" for s in replayer.status()))
         tls = bool(settings.tls_cert and settings.tls_key)
         count = workers or settings.workers
+        from taehwa.api.routing import routed
+
         if count == 1:
-            uvicorn.run(create_app(platform), host=host, port=port, log_level="info",
+            uvicorn.run(routed(create_app(platform), platform), host=host, port=port, log_level="info",
                         ssl_certfile=str(settings.tls_cert) if tls else None,
                         ssl_keyfile=str(settings.tls_key) if tls else None)
         else:
             from taehwa.api.workers import serve_primary
 
-            serve_primary(platform, create_app(platform), host, port, count,
+            serve_primary(platform, routed(create_app(platform), platform), host, port, count,
                           announce=lambda pids: out.print(f"{count} API processes on port {port}: this one owns "
                                                           f"the writer; followers {', '.join(map(str, pids))}"))
     except TaehwaError as exc:

@@ -174,7 +174,9 @@ class ConnectorService:
             self._reconcile()
 
     def _reconcile(self) -> None:
-        wanted = {(t, s.name): (raw, s) for t, raw, s in self._stored() if s.enabled}
+        # with writers partitioned by tenant, each runs only its own tenants' connectors
+        wanted = {(t, s.name): (raw, s) for t, raw, s in self._stored()
+                  if s.enabled and self.historian.leases.owns(t)}
         with self._lock:
             running = dict(self._links)
         for key, (text, _) in running.items():

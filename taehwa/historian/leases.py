@@ -25,6 +25,7 @@ from taehwa.historian.storage import Storage
 log = logging.getLogger(__name__)
 LEASE_TTL_S = 30.0
 RENEW_EVERY_S = 10.0
+OWNER_CACHE_S = 2.0  # how long a node trusts what it read of another writer's lease before reading it again
 CLAIM_SETTLE_S = 0.05  # a rival's claim made at the same instant lands within this; then the read-back sees it
 
 
@@ -36,9 +37,11 @@ class TenantLeases:
         self.tenants = tenants  # None: any tenant (one writer for the whole store)
         self.shared = shared  # leases are taken only when other writers may share the store
         self.writer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.url: str | None = None  # where other nodes reach this writer (they pass its tenants' requests on)
         self._held: set[str] = set()
         self._lock = threading.Lock()
         self._renewed = 0.0
+        self._owners: dict[str, tuple[float, str | None]] = {}  # tenant → (when read, its writer's URL)
 
     def owns(self, tenant: str) -> bool:
         """Whether this writer's partition includes the tenant (whether or not it holds the lease yet)."""
@@ -66,7 +69,8 @@ class TenantLeases:
             return None  # a torn or foreign file is no lease
 
     def _write(self, tenant: str) -> None:
-        body = {"writer": self.writer, "host": socket.gethostname(), "pid": os.getpid(), "renewed": time.time()}
+        body = {"writer": self.writer, "host": socket.gethostname(), "pid": os.getpid(), "renewed": time.time(),
+                "url": self.url}
         self.storage.write(f"{tenant}/writer.json", json.dumps(body).encode())
 
     def _rival(self, tenant: str) -> tuple[str, float] | None:
@@ -108,6 +112,29 @@ class TenantLeases:
                               tenant, lease.get("writer"), self.writer)
                     continue
                 self._write(tenant)
+
+    def set_url(self, url: str) -> None:
+        """Say where this writer can be reached, in every lease it holds now and later."""
+        self.url = url.rstrip("/")
+        self.renew(force=True)
+
+    def owner_url(self, tenant: str) -> str | None:
+        """Where another writer of a partitioned store takes this tenant's requests: the URL in its live lease;
+        None for a tenant of this writer, or when no live writer has said where it is. Read at most every
+        `OWNER_CACHE_S` per tenant."""
+        if self.tenants is None or tenant in self.tenants:
+            return None
+        now = time.monotonic()
+        cached = self._owners.get(tenant)
+        if cached is not None and now - cached[0] < OWNER_CACHE_S:
+            return cached[1]
+        lease = self._read(tenant)
+        url = None
+        if lease and time.time() - float(lease.get("renewed", 0.0)) < LEASE_TTL_S:  # type: ignore[arg-type]
+            found = lease.get("url")
+            url = str(found) if found and found != self.url else None
+        self._owners[tenant] = (now, url)
+        return url
 
     def release(self) -> None:
         """Give up every lease (on close), so another writer may take the tenants at once."""
