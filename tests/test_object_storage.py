@@ -254,7 +254,10 @@ def test_writers_partitioned_by_tenant(tmp_path: Path) -> None:
         try:
             with pytest.raises(Conflict, match="being written by"):
                 c.write("acme", series("p/1", 1))
+            assert not c.leases.active("acme")  # a standby: it runs none of the tenant's work
             a.close()
+            c.leases.renew(force=True)  # (every 10 s in the background) takes the lease given up
+            assert c.leases.active("acme")
             c.write("acme", series("p/1", 1, "2024-03-01T00:00:30Z", offset=50))
             c.flush()
             assert values(c, "p/1")[:2] == [0.0, 1.0] and values(c, "p/1")[-1] == 50.0

@@ -176,7 +176,7 @@ class ConnectorService:
     def _reconcile(self) -> None:
         # with writers partitioned by tenant, each runs only its own tenants' connectors
         wanted = {(t, s.name): (raw, s) for t, raw, s in self._stored()
-                  if s.enabled and self.historian.leases.owns(t)}
+                  if s.enabled and self.historian.leases.active(t)}
         with self._lock:
             running = dict(self._links)
         for key, (text, _) in running.items():

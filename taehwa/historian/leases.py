@@ -11,6 +11,7 @@ writers cannot both commit over each other unnoticed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -94,6 +95,16 @@ class TenantLeases:
         self._held.add(tenant)
         log.info("writer %s holds tenant %s", self.writer, tenant)
 
+    def active(self, tenant: str) -> bool:
+        """Whether this process runs the tenant's work now (connectors, scoring, rules, compaction): every tenant
+        for a sole writer; for a writer by tenant, those whose leases it holds (a standby given a tenant that
+        another writer still holds waits until that lease lapses)."""
+        return self.tenants is None or tenant in self._held
+
+    def active_tenants(self) -> frozenset[str] | None:
+        """The tenants `active` says yes to; None for all."""
+        return None if self.tenants is None else frozenset(self._held)
+
     def holds(self, tenant: str) -> bool:
         """Whether this writer may commit the tenant's files now."""
         return not self.shared or tenant in self._held
@@ -104,6 +115,9 @@ class TenantLeases:
             return
         self._renewed = time.monotonic()
         with self._lock:
+            for tenant in sorted((self.tenants or frozenset()) - self._held):  # a standby takes a lapsed lease
+                with contextlib.suppress(Conflict):
+                    self._claim(tenant)
             for tenant in sorted(self._held):
                 lease = self._read(tenant)
                 if lease and lease.get("writer") != self.writer:

@@ -514,7 +514,7 @@ class Historian:
             return 0
         merged = 0
         for name in [tenant] if tenant else list(self._manifests):
-            if not self.leases.owns(name):  # another writer's tenant: its writer compacts it
+            if not self.leases.active(name):  # another writer's tenant: its writer compacts it
                 continue
             by_day: dict[str, list[DataFile]] = {}
             for f in self._manifest(name).files:
@@ -543,7 +543,7 @@ class Historian:
         dropped = 0
         now_us = to_us("now")
         for tenant in list(self._manifests):
-            if not self.leases.owns(tenant):
+            if not self.leases.active(tenant):
                 continue
             try:
                 days = self.tenants.get(tenant).retention_days or self.settings.default_retention_days

@@ -116,8 +116,8 @@ class RuleEngine:
     # -- what to watch --------------------------------------------------------------------------------------------
     def refresh(self, *, force: bool = False) -> None:
         """Follow rule changes and the plant (a new asset of a type inherits the type's rules)."""
-        owns = self.platform.historian.leases.owns  # writers by tenant: each watches its own tenants
-        rules = [r for r in self.platform.live.rules.list() if r.spec.enabled and owns(r.tenant)]
+        active = self.platform.historian.leases.active  # writers by tenant: each watches its own tenants
+        rules = [r for r in self.platform.live.rules.list() if r.spec.enabled and active(r.tenant)]
         tenants = sorted({r.tenant for r in rules})
         fingerprint = ([(r.tenant, r.to_dict()) for r in rules],
                        [id(self.platform.twin.plant(t)) for t in tenants])

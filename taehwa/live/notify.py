@@ -142,7 +142,7 @@ class Notifier:
         q = select(outbox, webhooks.c.url, webhooks.c.secret).join(
             webhooks, (webhooks.c.tenant == outbox.c.tenant) & (webhooks.c.name == outbox.c.webhook)).where(
             outbox.c.delivered_at.is_(None))
-        own = self.platform.historian.leases.tenants
+        own = self.platform.historian.leases.active_tenants()
         if own is not None:  # writers by tenant: each delivers its own tenants' messages, so none goes twice
             q = q.where(outbox.c.tenant.in_(sorted(own)))
         with self.engine.connect() as c:

@@ -199,8 +199,8 @@ class Scorer:
     def refresh(self, *, force: bool = False) -> None:
         """Follow changes of deployments, the registry (promotions, rollbacks) and the twin (new assets)."""
         with acting_as(SYSTEM):
-            owns = self.platform.historian.leases.owns  # writers by tenant: each scores its own tenants
-            deps = [d for d in self.platform.live.deployments.list() if d.enabled and owns(d.tenant)]
+            active = self.platform.historian.leases.active  # writers by tenant: each scores its own tenants
+            deps = [d for d in self.platform.live.deployments.list() if d.enabled and active(d.tenant)]
             state = []
             for d in deps:
                 try:
