@@ -134,9 +134,9 @@ class TenantLeases:
 
     def owner_url(self, tenant: str) -> str | None:
         """Where another writer of a partitioned store takes this tenant's requests: the URL in its live lease;
-        None for a tenant of this writer, or when no live writer has said where it is. Read at most every
-        `OWNER_CACHE_S` per tenant."""
-        if self.tenants is None or tenant in self.tenants:
+        None for a tenant this writer holds, or when no live writer has said where it is (a standby passes its
+        configured tenants on to their holder too). Read at most every `OWNER_CACHE_S` per tenant."""
+        if self.tenants is None or tenant in self._held:
             return None
         now = time.monotonic()
         cached = self._owners.get(tenant)
