@@ -17,31 +17,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import numpy as np
-import pyarrow as pa
 import pyarrow.fs as pafs
 import pytest
 
 from taehwa.errors import Conflict, InvalidInput, Unavailable
 from taehwa.historian.store import Historian
-from taehwa.historian.timeutil import to_us
 from taehwa.loopback import free_port
 from taehwa.platform import Platform
 from taehwa.settings import Settings, load_settings
 from tests.conftest import TOKEN
+from tests.test_store import T0, series, values
 
-T0 = "2024-03-01T00:00:00Z"
 HAS_MOTO = importlib.util.find_spec("moto") is not None
-
-
-def series(tag: str, n: int, start: str = T0, step_s: float = 1.0, offset: float = 0.0) -> pa.Table:
-    t0 = to_us(start)
-    times = (t0 + (np.arange(n) * step_s * 1e6).astype(np.int64)).astype("datetime64[us]")
-    return pa.table({"tag": [tag] * n, "time": times, "value": np.arange(n, dtype=float) + offset})
-
-
-def values(h: Historian, tag: str, tenant: str = "acme") -> list[float]:
-    return h.read(tenant, tag, "2024-01-01", "2025-01-01").column("value").to_pylist()
 
 
 class S3Server:
