@@ -10,12 +10,12 @@ export TAEHWA_PORT
 # second pass of the metadata tests against PostgreSQL (tests/pg.py starts a throw-away server on loopback).
 DEB_PACKAGES ?= mosquitto chromium fonts-nanum postgresql
 # The tests that touch the metadata database, run again against PostgreSQL when it is installed: every service's,
-# and the scale-out ones where several processes share one database (API workers, writers by tenant, reader nodes).
+# and the scale-out ones where several processes share one database (writers by tenant, reader nodes).
 PG_TESTS ?= tests/test_api.py tests/test_cli.py tests/test_fuzz.py tests/test_identity.py tests/test_isolation.py \
 	tests/test_lab_service.py tests/test_live.py tests/test_live_alerts.py tests/test_query.py tests/test_sharing.py \
 	tests/test_store.py tests/test_twin_api.py tests/test_twin_cli.py tests/test_twin_model.py \
 	tests/test_twin_service.py tests/test_academy.py tests/test_migrations.py tests/test_object_storage.py \
-	tests/test_workers.py tests/test_crash.py tests/test_layout.py
+	tests/test_crash.py tests/test_layout.py
 
 .PHONY: run test lint typecheck pytest bench deps-deb clean
 
