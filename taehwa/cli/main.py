@@ -65,7 +65,12 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
                                                   "sets as live data over a loopback OPC UA server (speed:"
                                                   " TAEHWA_DEMO_SPEED, port: TAEHWA_DEMO_OPCUA_PORT).")]
           = False) -> None:
-    """Start the platform: HTTP API with OpenAPI at /docs, on embedded defaults."""
+    """Start the platform: HTTP API with OpenAPI at /docs, on embedded defaults.
+
+    On several machines: TAEHWA_HISTORIAN_URL puts the historian on shared (object) storage,
+    TAEHWA_WRITER_TENANTS makes this node the writer of those tenants (requests about other tenants go to their
+    writers, at the TAEHWA_PUBLIC_URL in their leases), and --follow makes a reader node. See the README.
+    """
     import uvicorn
 
     from taehwa.api.app import create_app
