@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LOCAL = re.compile(r"^/api/v1/[^/]+/(points|tags)(/.*)?$|^/healthz$")  # what a follower answers itself
+LOCAL = re.compile(r"^/api/v1/([^/]+)/(points|tags)(/.*)?$|^/healthz$")  # what a follower answers itself
 HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade", b"proxy-authorization",
        b"proxy-authenticate", b"content-length"}
 CLIENT_HEADER = b"x-taehwa-client"  # the caller's address, from a follower to the primary (over the Unix socket)
@@ -201,12 +201,21 @@ class Forward:
     """A follower's front: local reads to its own app, everything else to the primary, over its Unix socket (a
     follower on the same machine) or over HTTP(S) to its URL (a reader node on another machine)."""
 
-    def __init__(self, app: ASGIApp, primary: str, *, tls: bool = False) -> None:
+    def __init__(self, app: ASGIApp, primary: str, *, tls: bool = False,
+                 tenants: frozenset[str] | None = None) -> None:
         self.app = app
         self.relay = Relay(primary, tls=tls)
+        # beside a writer by tenant, reads of other writers' tenants go on too (the primary routes them to their
+        # writer, whose log has the newest points)
+        self.tenants = tenants
+
+    def _local(self, scope: Scope) -> bool:
+        found = LOCAL.match(scope["path"]) if scope["method"] in ("GET", "HEAD") else None
+        return found is not None and (self.tenants is None or found.group(1) is None or
+                                      found.group(1) in self.tenants)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and LOCAL.match(scope["path"]):
+        if scope["type"] == "http" and self._local(scope):
             await self.app(scope, receive, send)
         elif scope["type"] == "http":
             await self.relay.http(scope, receive, send)
@@ -331,7 +340,7 @@ def serve_follower(platform: Platform, host: str, port: int, primary: str) -> No
 
     settings = platform.settings
     tls = bool(settings.tls_cert and settings.tls_key)
-    app: Any = Forward(create_app(platform), primary, tls=tls)
+    app: Any = Forward(create_app(platform), primary, tls=tls, tenants=settings.writer_tenant_set)
     config = uvicorn.Config(app, log_level="warning", ssl_certfile=str(settings.tls_cert) if tls else None,
                             ssl_keyfile=str(settings.tls_key) if tls else None, timeout_graceful_shutdown=5)
     try:
