@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -444,6 +445,31 @@ def test_writer_nodes_pass_each_other_their_tenants_requests(tmp_path: Path) -> 
         assert r.status_code == 422 and r.headers["x-taehwa-worker"] == pids["beta"]
         assert httpx.get(f"{a}/api/v1/beta/points", params={"tags": "q", "start": "2026-11-30",
                                                             "end": "2026-12-01"}).status_code == 401
+        # live streams of beta's twin, opened through acme's node, are relayed from beta's writer
+        from websockets.sync.client import connect
+
+        seen: list[str] = []
+
+        def listen() -> None:
+            with httpx.Client(headers=h, timeout=20) as c, c.stream("GET", f"{a}/api/v1/beta/events") as r:
+                for line in r.iter_lines():
+                    seen.append(line)
+                    if "yard-1" in line:
+                        return
+
+        sse = threading.Thread(target=listen, daemon=True)
+        sse.start()
+        with connect(f"ws://{a.removeprefix('http://')}/api/v1/beta/events/ws", additional_headers=h) as ws:
+            time.sleep(1.0)
+            r = httpx.post(f"{a}/api/v1/beta/assets", json={"id": "yard-1", "type": "Site"}, headers=h)
+            assert r.status_code == 201 and r.headers["x-taehwa-worker"] == pids["beta"], r.text
+            got = ""
+            deadline = time.monotonic() + 15
+            while "yard-1" not in got and time.monotonic() < deadline:
+                got += ws.recv(timeout=15)
+            assert "yard-1" in got
+        sse.join(15)
+        assert any("yard-1" in line for line in seen)
         # a request already routed once is answered where it lands: a write for another's tenant is refused
         r = httpx.post(f"{a}/api/v1/beta/points", json=[{"tag": "q", "time": "2026-11-30T00:00:09Z", "value": 9}],
                        headers={**h, "X-Taehwa-Routed": "1"})

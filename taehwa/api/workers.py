@@ -135,12 +135,26 @@ class Relay:
             await send({"type": "http.response.body", "body": json.dumps({
                 "error": "unavailable", "message": f"{self.describe()} does not answer: {exc}"[:300]}).encode()})
             return
-        try:
-            await send({"type": "http.response.start", "status": response.status_code,
-                        "headers": [(k, v) for k, v in response.headers.raw if k.lower() not in HOP]})
+        async def relay() -> None:
             async for chunk in response.aiter_raw():  # as it comes: an event stream is relayed event by event
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        async def gone() -> None:  # the client left: stop relaying (an event stream would go on for ever)
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        try:
+            await send({"type": "http.response.start", "status": response.status_code,
+                        "headers": [(k, v) for k, v in response.headers.raw if k.lower() not in HOP]})
+            relaying, watching = asyncio.ensure_future(relay()), asyncio.ensure_future(gone())
+            try:
+                await asyncio.wait([relaying, watching], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (relaying, watching):
+                    task.cancel()
+            if relaying.done() and not relaying.cancelled():
+                relaying.result()  # an error of the relay itself is raised here
         finally:
             await response.aclose()
 

@@ -120,9 +120,10 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
         from taehwa.api.routing import routed
 
         if count == 1:
+            # open event streams end with the server: waiting on them would wait for ever
             uvicorn.run(routed(create_app(platform), platform), host=host, port=port, log_level="info",
                         ssl_certfile=str(settings.tls_cert) if tls else None,
-                        ssl_keyfile=str(settings.tls_key) if tls else None)
+                        ssl_keyfile=str(settings.tls_key) if tls else None, timeout_graceful_shutdown=5)
         else:
             from taehwa.api.workers import serve_primary
 
