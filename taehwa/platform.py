@@ -79,8 +79,11 @@ class Platform:
         return self.identity.authenticate(token, source=source)
 
     def announce(self, url: str) -> None:
-        """Tell local CLI processes where the running server listens (they send writes there)."""
+        """Tell local CLI processes where the running server listens (they send writes there), and, as one of
+        several writers by tenant, the other nodes (its leases name where its tenants are served)."""
         server_info_path(self.settings).write_text(json.dumps({"url": url, "pid": os.getpid()}))
+        if self.historian.leases.tenants is not None:
+            self.historian.leases.set_url(self.settings.public_url or url)
 
     def close(self) -> None:
         """Flush and release everything."""

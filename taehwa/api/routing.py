@@ -31,8 +31,8 @@ class TenantRouter:
         self.app: ASGIApp = app
         self.leases = platform.historian.leases
         # the first path segments under /api/v1/ that are not tenants (users, tokens, academy, …)
-        self.reserved = {p.split("/")[3] for p in (getattr(r, "path", "") for r in getattr(app, "routes", []))
-                         if p.startswith("/api/v1/") and len(p.split("/")) > 3 and not p.split("/")[3].startswith("{")}
+        segments = (str(getattr(r, "path", "")).split("/") for r in getattr(app, "routes", []))
+        self.reserved = {s[3] for s in segments if len(s) > 3 and s[1:3] == ["api", "v1"] and not s[3].startswith("{")}
         self._relays: dict[str, Relay] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -46,6 +46,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from taehwa.platform import Platform
+    from taehwa.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +240,13 @@ class Forward:
             await self.app(scope, receive, send)
 
 
+def tls_files(settings: Settings) -> tuple[str | None, str | None]:
+    """uvicorn's certificate and key files: HTTPS when both TAEHWA_TLS_CERT and TAEHWA_TLS_KEY are set."""
+    if settings.tls_cert and settings.tls_key:
+        return str(settings.tls_cert), str(settings.tls_key)
+    return None, None
+
+
 def public_socket(host: str, port: int) -> socket.socket:
     """A listening socket on the public port that every API process binds for itself (SO_REUSEPORT; the kernel
     lets only processes of the same user share the port)."""
@@ -314,7 +322,6 @@ def serve_primary(platform: Platform, app: Any, host: str, port: int, count: int
     import uvicorn
 
     settings = platform.settings
-    tls = bool(settings.tls_cert and settings.tls_key)
     public = public_socket(host, port)
     private_path = settings.data_dir / "api.sock"
     private = primary_socket(private_path)
@@ -323,8 +330,8 @@ def serve_primary(platform: Platform, app: Any, host: str, port: int, count: int
     if announce:
         announce(followers.pids())
     # open event streams pass through the followers: waiting on them would wait forever
-    config = uvicorn.Config(app, log_level="info", ssl_certfile=str(settings.tls_cert) if tls else None,
-                            ssl_keyfile=str(settings.tls_key) if tls else None, timeout_graceful_shutdown=5)
+    cert, key = tls_files(settings)
+    config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5, ssl_certfile=cert, ssl_keyfile=key)
     try:
         uvicorn.Server(config).run(sockets=[public, private])
     finally:
@@ -353,10 +360,10 @@ def serve_follower(platform: Platform, host: str, port: int, primary: str) -> No
     from taehwa.api.app import create_app
 
     settings = platform.settings
-    tls = bool(settings.tls_cert and settings.tls_key)
-    app: Any = Forward(create_app(platform), primary, tls=tls, tenants=settings.writer_tenant_set)
-    config = uvicorn.Config(app, log_level="warning", ssl_certfile=str(settings.tls_cert) if tls else None,
-                            ssl_keyfile=str(settings.tls_key) if tls else None, timeout_graceful_shutdown=5)
+    cert, key = tls_files(settings)
+    app: Any = Forward(create_app(platform), primary, tls=cert is not None, tenants=settings.writer_tenant_set)
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5, ssl_certfile=cert,
+                            ssl_keyfile=key)
     try:
         uvicorn.Server(config).run(sockets=[public_socket(host, port)])
     finally:

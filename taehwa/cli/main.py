@@ -89,8 +89,7 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
     port = port or settings.port
     url = f"{'https' if settings.tls_cert and settings.tls_key else 'http'}://{host}:{port}"
     platform.announce(url)
-    if platform.historian.leases.tenants is not None:  # one of several writers: say where its tenants are served
-        platform.historian.leases.set_url(settings.public_url or url)
+    if platform.historian.leases.tenants is not None:
         out.print(f"writer of tenants {settings.writer_tenants}, reached at {platform.historian.leases.url}; "
                   "other tenants' requests go to their writers")
     out.print(f"[bold]Taehwa (태화)[/bold] serving {url}  (OpenAPI: {url}/docs)")
@@ -115,15 +114,15 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
             out.print(f"demo plant loaded into tenant 'demo', replaying at {replayer.speed:g}× real time over OPC UA "
                       f"({replayer.server.endpoint}, read by connector 'demo-plant'): "
                       + "; ".join(f"{s['source']} ({s['run']})" for s in replayer.status()))
-        tls = bool(settings.tls_cert and settings.tls_key)
         count = workers or settings.workers
         from taehwa.api.routing import routed
+        from taehwa.api.workers import tls_files
 
         if count == 1:
+            cert, key = tls_files(settings)
             # open event streams end with the server: waiting on them would wait for ever
             uvicorn.run(routed(create_app(platform), platform), host=host, port=port, log_level="info",
-                        ssl_certfile=str(settings.tls_cert) if tls else None,
-                        ssl_keyfile=str(settings.tls_key) if tls else None, timeout_graceful_shutdown=5)
+                        timeout_graceful_shutdown=5, ssl_certfile=cert, ssl_keyfile=key)
         else:
             from taehwa.api.workers import serve_primary
 

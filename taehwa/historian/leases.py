@@ -11,7 +11,6 @@ writers cannot both commit over each other unnoticed.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -19,6 +18,7 @@ import socket
 import threading
 import time
 import uuid
+from typing import Any
 
 from taehwa.errors import Conflict
 from taehwa.historian.storage import Storage
@@ -59,39 +59,41 @@ class TenantLeases:
             if tenant not in self._held:
                 self._claim(tenant)
 
-    def _read(self, tenant: str) -> dict[str, object] | None:
+    def _read(self, tenant: str) -> dict[str, Any] | None:
+        """The tenant's lease, or None when there is none; a torn or foreign file is no lease."""
         raw = self.storage.read(f"{tenant}/writer.json")
-        if raw is None:
-            return None
         try:
-            lease = json.loads(raw)
-            return lease if isinstance(lease, dict) else None
+            lease = json.loads(raw) if raw is not None else None
         except ValueError:
-            return None  # a torn or foreign file is no lease
+            return None
+        if not (isinstance(lease, dict) and isinstance(lease.get("writer"), str)
+                and isinstance(lease.get("renewed"), int | float)):
+            return None
+        return lease
+
+    def _live(self, tenant: str) -> dict[str, Any] | None:
+        """The tenant's lease if another writer renewed it less than `LEASE_TTL_S` ago."""
+        lease = self._read(tenant)
+        if lease is None or lease["writer"] == self.writer or time.time() - lease["renewed"] >= LEASE_TTL_S:
+            return None
+        return lease
 
     def _write(self, tenant: str) -> None:
         body = {"writer": self.writer, "host": socket.gethostname(), "pid": os.getpid(), "renewed": time.time(),
                 "url": self.url}
         self.storage.write(f"{tenant}/writer.json", json.dumps(body).encode())
 
-    def _rival(self, tenant: str) -> tuple[str, float] | None:
-        """The other writer holding a live lease on the tenant, and how long ago it renewed."""
-        lease = self._read(tenant)
-        if not lease or lease.get("writer") == self.writer:
-            return None
-        age = time.time() - float(lease.get("renewed", 0.0))  # type: ignore[arg-type]
-        return (str(lease.get("writer")), age) if age < LEASE_TTL_S else None
-
     def _claim(self, tenant: str) -> None:
-        rival = self._rival(tenant)
+        rival = self._live(tenant)
         if rival:
-            raise Conflict(f"tenant {tenant!r} is being written by {rival[0]} (its lease was renewed {rival[1]:.0f} s "
-                           f"ago); one writer per tenant: send its points there", where=tenant)
+            raise Conflict(f"tenant {tenant!r} is being written by {rival['writer']} (its lease was renewed "
+                           f"{time.time() - rival['renewed']:.0f} s ago); one writer per tenant: send its points "
+                           "there", where=tenant)
         self._write(tenant)
         time.sleep(CLAIM_SETTLE_S)
-        rival = self._rival(tenant)
+        rival = self._live(tenant)
         if rival:
-            raise Conflict(f"tenant {tenant!r} was claimed at the same moment by {rival[0]}", where=tenant)
+            raise Conflict(f"tenant {tenant!r} was claimed at the same moment by {rival['writer']}", where=tenant)
         self._held.add(tenant)
         log.info("writer %s holds tenant %s", self.writer, tenant)
 
@@ -115,17 +117,19 @@ class TenantLeases:
             return
         self._renewed = time.monotonic()
         with self._lock:
-            for tenant in sorted((self.tenants or frozenset()) - self._held):  # a standby takes a lapsed lease
-                with contextlib.suppress(Conflict):
-                    self._claim(tenant)
             for tenant in sorted(self._held):
                 lease = self._read(tenant)
-                if lease and lease.get("writer") != self.writer:
+                if lease and lease["writer"] != self.writer:
                     self._held.discard(tenant)
                     log.error("tenant %s was taken over by writer %s: this writer (%s) stops writing it",
-                              tenant, lease.get("writer"), self.writer)
+                              tenant, lease["writer"], self.writer)
                     continue
                 self._write(tenant)
+            for tenant in sorted((self.tenants or frozenset()) - self._held):  # a standby takes a lapsed lease
+                try:
+                    self._claim(tenant)
+                except Conflict as exc:
+                    log.info("standby for tenant %s: %s", tenant, exc.message)
 
     def set_url(self, url: str) -> None:
         """Say where this writer can be reached, in every lease it holds now and later."""
@@ -142,11 +146,9 @@ class TenantLeases:
         cached = self._owners.get(tenant)
         if cached is not None and now - cached[0] < OWNER_CACHE_S:
             return cached[1]
-        lease = self._read(tenant)
-        url = None
-        if lease and time.time() - float(lease.get("renewed", 0.0)) < LEASE_TTL_S:  # type: ignore[arg-type]
-            found = lease.get("url")
-            url = str(found) if found and found != self.url else None
+        lease = self._live(tenant)
+        url = lease.get("url") if lease else None
+        url = url if isinstance(url, str) and url and url != self.url else None
         self._owners[tenant] = (now, url)
         return url
 
@@ -155,6 +157,6 @@ class TenantLeases:
         with self._lock:
             for tenant in sorted(self._held):
                 lease = self._read(tenant)
-                if lease and lease.get("writer") == self.writer:
+                if lease and lease["writer"] == self.writer:
                     self.storage.delete(f"{tenant}/writer.json")
             self._held.clear()

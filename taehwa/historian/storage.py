@@ -56,7 +56,7 @@ def open_filesystem(url: str) -> tuple[pafs.FileSystem, str]:
             raise InvalidInput(f"cannot open historian storage {redact(url)}: {_without_secrets(str(fexc), url)}",
                                where="setting TAEHWA_HISTORIAN_URL") from None
         fs = pafs.PyFileSystem(pafs.FSSpecHandler(ffs))
-        base = (parts.netloc + parts.path).rstrip("/")
+        base = parts.netloc + parts.path
     return fs, base.rstrip("/")
 
 
@@ -106,7 +106,7 @@ class Storage:
         self._own_cache = not writer
         self.cache_bytes = cache_bytes
         self._cache_lock = threading.Lock()
-        self._cached: dict[str, tuple[int, float]] = {}  # cache path → (bytes, last used)
+        self._cached: dict[str, tuple[int, float]] = {}  # cache path → (bytes, last used, Unix time)
         self._pinned: dict[str, int] = {}
         if self.remote:
             self._forget_dead_readers()
@@ -124,7 +124,11 @@ class Storage:
     # -- small files: manifests, snapshots, leases -----------------------------------------------------------
     def tenants(self) -> list[str]:
         """The tenant folders present (names not starting with '_')."""
-        infos = self.fs.get_file_info(pafs.FileSelector(self.base, allow_not_found=True))
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(self.base, allow_not_found=True))
+        except OSError as exc:
+            raise Unavailable(f"historian storage {self.describe()}: cannot list the tenants: "
+                              f"{_without_secrets(str(exc), self.url or '')}", where="historian") from None
         return sorted(i.base_name for i in infos
                       if i.type == pafs.FileType.Directory and not i.base_name.startswith(("_", ".")))
 
@@ -138,11 +142,9 @@ class Storage:
         try:
             with self.fs.open_input_stream(self._full(rel)) as fh:
                 return bytes(fh.read())
-        except FileNotFoundError:
+        except FileNotFoundError:  # what pyarrow (and fsspec through it) raise for a missing object
             return None
         except OSError as exc:
-            if "NoSuchKey" in str(exc) or "not found" in str(exc).lower():
-                return None
             raise Unavailable(f"historian storage {self.describe()}: cannot read {rel}: {exc}",
                               where="historian") from None
 
@@ -175,8 +177,13 @@ class Storage:
         if not self.remote:
             Path(self._full(rel)).unlink(missing_ok=True)
             return
-        with contextlib.suppress(FileNotFoundError):
+        try:
             self.fs.delete_file(self._full(rel))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise Unavailable(f"historian storage {self.describe()}: cannot delete {rel}: {exc}",
+                              where="historian") from None
         self._evict(self._cache_path(rel))
 
     # -- data files ------------------------------------------------------------------------------------------
@@ -269,7 +276,7 @@ class Storage:
                     path.unlink(missing_ok=True)
                     continue
                 st = path.stat()
-                self._cached[str(path)] = (st.st_size, st.st_atime)
+                self._cached[str(path)] = (st.st_size, st.st_mtime)
 
     def _fetch(self, rel: str, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -279,7 +286,7 @@ class Storage:
                 while chunk := src.read(8 << 20):
                     dst.write(chunk)
             os.replace(part, path)
-        except (OSError, FileNotFoundError) as exc:
+        except OSError as exc:
             part.unlink(missing_ok=True)
             raise Unavailable(f"historian storage {self.describe()}: cannot fetch {rel}: {exc}",
                               where="historian") from None
@@ -290,7 +297,7 @@ class Storage:
             old = self._cached.get(str(path))
             if size is None:
                 size = old[0] if old else path.stat().st_size
-            self._cached[str(path)] = (size, time.monotonic())
+            self._cached[str(path)] = (size, time.time())  # the clock of the file times read at start
 
     def _trim(self) -> None:
         """Remove the least recently used unpinned copies until the cache fits its size."""

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -148,11 +149,8 @@ class Historian:
             self._load_latest(tenant, manifest)
             if not self.readonly and not self.storage.remote:
                 shutil.rmtree(self.root / tenant / "_tmp", ignore_errors=True)  # where earlier versions staged
-        for tenant in sorted(self.leases.tenants or ()) if self.leases.shared else ():
-            try:  # a writer of given tenants takes them at once; one still held elsewhere is taken when it lapses
-                self.leases.require(tenant)
-            except Conflict as exc:
-                log.warning("%s", exc.message)
+        # a writer of given tenants takes them at once; one still held elsewhere is taken when its lease lapses
+        self.leases.renew(force=True)
         logged = self.wal.read_all()
         if logged.num_rows:
             self._seq = max(self._seq, int(pc.max(logged.column("seq")).as_py()))
@@ -176,24 +174,21 @@ class Historian:
         """Take a manifest another process commits (as follower, or for another writer's tenant) when it
         changed; returns whether it did. On a local store a stat tells; on a remote one the file is read, at
         most every `REMOTE_FOLLOW_S`."""
-        stamp = self.storage.stamp(f"{tenant}/manifest.json")
         seen = self._manifest_stamps.get(tenant)
-        if stamp is not None and seen is not None and seen[0] == stamp:
+        stamp = self.storage.stamp(f"{tenant}/manifest.json")  # None on remote storage
+        if self.storage.remote:
+            now = time.monotonic()
+            if not force and now - self._manifests_read.get(tenant, 0.0) < REMOTE_FOLLOW_S:
+                return False
+            self._manifests_read[tenant] = now
+        elif seen is not None and seen[0] == stamp:
             return False
-        if stamp is None:
-            if self.storage.remote:
-                now = time.monotonic()
-                if not force and now - self._manifests_read.get(tenant, 0.0) < REMOTE_FOLLOW_S:
-                    return False
-                self._manifests_read[tenant] = now
-            elif seen is not None:
-                return False  # no manifest yet
         manifest = self._read_manifest(tenant)
-        if seen is not None and seen[1] == manifest.version and stamp is None:
-            return False
+        self._manifest_stamps[tenant] = (stamp, manifest.version)
+        if seen is not None and seen[1] == manifest.version:
+            return False  # rewritten without new files (its obsolete list): nothing to take
         with self._manifest_lock:
             self._manifests[tenant] = manifest
-        self._manifest_stamps[tenant] = (stamp, manifest.version)
         self._load_latest(tenant, manifest)
         return True
 
@@ -235,7 +230,7 @@ class Historian:
 
     def _refresh_others(self, tenant: str) -> None:
         """A writer of some tenants reads the others' manifests as their writers commit them."""
-        if not self.follow and not self.readonly and not self.leases.owns(tenant):
+        if not self.follow and not self.readonly and not self.leases.active(tenant):
             self._refresh_manifest(check_tenant(tenant))
 
     def _known_tenants(self, *, force: bool = False) -> list[str]:
@@ -492,7 +487,7 @@ class Historian:
             self.wal.remove(segments)
             return moved
 
-    def _flush_tenant(self, con: Any, tenant: str, tables: list[pa.Table]) -> int:
+    def _flush_tenant(self, con: duckdb.DuckDBPyConnection, tenant: str, tables: list[pa.Table]) -> int:
         """Write one tenant's buffered points as day files and commit them."""
         table = pa.concat_tables(tables)
         table = table.append_column("rn", pa.array(np.arange(table.num_rows, dtype=np.int64)))
