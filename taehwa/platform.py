@@ -12,6 +12,7 @@ from taehwa.historian.store import Historian
 from taehwa.lab.labels import LabelService
 from taehwa.settings import Settings
 from taehwa.tenancy.access import Principal
+from taehwa.tenancy.files import FileRoots
 from taehwa.tenancy.identity import IdentityService
 from taehwa.tenancy.sharing import SharingService
 from taehwa.tenancy.tenants import TenantService
@@ -35,6 +36,7 @@ class Platform:
         self.audit = self.historian.audit
         self.identity = IdentityService(self.historian.engine, self.audit)
         self.sharing = SharingService(self.historian.engine, self.historian, self.audit)
+        self.files = FileRoots(settings)
         self.twin = TwinService(settings, self.historian)
         self.twin.preload()
         self.labels = LabelService(self.historian.engine, self.tenants, self.audit)
@@ -44,7 +46,7 @@ class Platform:
         from taehwa.connectors.service import ConnectorService
 
         self.connectors = ConnectorService(self.historian.engine, self.tenants, self.audit, self.historian,
-                                           settings.data_dir / "connectors")
+                                           settings.data_dir / "connectors", files=self.files)
         from taehwa.live.service import LiveService
 
         self.live = LiveService(self)

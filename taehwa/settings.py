@@ -18,7 +18,13 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="TAEHWA_", frozen=True, extra="forbid")
 
-    data_dir: Path = Field(Path("taehwa-data"), description="Where the historian's files and SQLite live.")
+    data_dir: Path = Field(
+        Path("taehwa-data"), validate_default=True, description="Where the historian's files and SQLite live (a "
+        "relative path is taken from the folder the command starts in, once, when read).")
+    file_roots: str | None = Field(
+        None, description="Folders, besides each tenant's own data_dir/tenants/<tenant>/files, that callers may name "
+        "files in (lab specs, drop-folder connectors): comma-separated, each `FOLDER` (every tenant) or "
+        "`TENANT=FOLDER` (that tenant only). Nothing inside data_dir may be named but a tenant's own files folder.")
     database_url: str | None = Field(
         None, description="SQLAlchemy URL of the metadata database; default SQLite in data_dir."
     )
@@ -80,6 +86,29 @@ class Settings(BaseSettings):
     duckdb_threads: int = Field(0, ge=0, description="DuckDB threads for queries; 0 means one per core.")
     academy_runners: int = Field(1, ge=1, le=64, description="Academy submissions run at once by the server, each in "
                                  "its own sandboxed process (one core each).")
+    audit_key_file: Path | None = Field(
+        None, description="HMAC key of the audit chain (64 hex digits), made mode 0600 at first start; default "
+        "data_dir/secrets/audit.key. Keep it outside data_dir (and out of its backups) so that whoever can change "
+        "the data directory or the metadata database cannot re-sign the log.")
+    audit_checkpoint_every: int = Field(1000, ge=1, description="A signed checkpoint of the audit chain every this "
+                                        "many entries (audit-checkpoints.jsonl beside audit-head.json).")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        """Resolved once, so every path derived from it is absolute whatever folder a later step runs in."""
+        return value.expanduser().resolve()
+
+    @field_validator("file_roots")
+    @classmethod
+    def _check_file_roots(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        for entry in (e.strip() for e in value.split(",")):
+            folder = entry.split("=", 1)[1] if "=" in entry else entry
+            if not folder or not Path(folder).is_absolute():
+                raise ValueError(f"each file root is an absolute folder (or TENANT=FOLDER); got {entry!r}")
+        return value
 
     @field_validator("follow_url", "public_url")
     @classmethod
@@ -133,6 +162,11 @@ class Settings(BaseSettings):
     def metadata_url(self) -> str:
         """The metadata database URL, SQLite inside the data directory unless set."""
         return self.database_url or f"sqlite:///{(self.data_dir / 'metadata.sqlite').resolve()}"
+
+    @property
+    def audit_key_path(self) -> Path:
+        """Where the audit chain's key is kept (the setting, or data_dir/secrets/audit.key)."""
+        return self.audit_key_file or self.data_dir / "secrets" / "audit.key"
 
 
 class _TomlSource(PydanticBaseSettingsSource):

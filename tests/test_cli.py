@@ -42,7 +42,7 @@ def test_cli_errors_have_exit_codes(runner: CliRunner, tmp_path: Path) -> None:
     bad.write_text("tag,time,value\na,2024-03-01T00:00:00Z,1\na,2024-03-01T00:00:01Z,high\n")
     r = runner.invoke(app, ["ingest", str(bad), "-t", "acme"])
     assert r.exit_code == 2
-    assert "bad.csv, row 2, column 'value'" in r.output and "'high' is not a number" in r.output
+    assert "bad.csv, row 2, column 'value'" in r.output and "is not a number" in r.output and "'high'" not in r.output
     r = runner.invoke(app, ["ingest", str(bad), "-t", "nobody"])
     assert r.exit_code == 3 and "unknown tenant" in r.output
     r = runner.invoke(app, ["ingest", str(tmp_path / "missing.parquet"), "-t", "acme"])

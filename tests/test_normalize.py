@@ -34,7 +34,7 @@ def test_wide_pandas_frame_becomes_long() -> None:
 @pytest.mark.parametrize(
     ("rows", "message", "where"),
     [
-        ([("a", "2024-01-01T00:00:00Z", 1.0), ("a", "2024-01-01T00:00:01Z", "abc")], "'abc' is not a number",
+        ([("a", "2024-01-01T00:00:00Z", 1.0), ("a", "2024-01-01T00:00:01Z", "abc")], "the value is not a number",
          "row 2, column 'value'"),
         ([("a", "2024-01-01T00:00:00Z", 1.0), ("a", "yesterday-ish", 2.0)], "cannot parse time",
          "row 2, column 'time'"),

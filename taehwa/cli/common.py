@@ -43,7 +43,7 @@ def operator() -> Principal:
         login = getpass.getuser()
     except (KeyError, OSError):
         login = "unknown"
-    return Principal(f"cli:{login}", platform_admin=True, source="local shell")
+    return Principal(f"cli:{login}", platform_admin=True, source="local shell", local=True)
 
 
 @contextmanager

@@ -139,10 +139,20 @@ class ModbusConnector(_Base):
 
 class FilesConnector(_Base):
     protocol: Literal["files"]
-    folder: str = Field(min_length=1, description="Drop folder watched for CSV/Parquet files")
-    pattern: str = "*.csv"
+    folder: str = Field(min_length=1, max_length=4096, description="Drop folder watched for CSV/Parquet files: "
+                        "relative to the tenant's files folder, or one the operator allows (TAEHWA_FILE_ROOTS)")
+    pattern: str = Field("*.csv", min_length=1, max_length=200,
+                         description="File names taken, as a shell pattern within the folder (no '/', no '**')")
     layout: Literal["auto", "long", "wide"] = "auto"
     poll_s: float = Field(1.0, ge=0.05, le=3600)
+
+    @field_validator("pattern")
+    @classmethod
+    def _one_folder(cls, value: str) -> str:
+        """Only files directly in the drop folder: no path separators, no recursion, no climbing out."""
+        if any(c in value for c in "/\\\x00") or "**" in value or value.strip(".") == "":
+            raise ValueError("the pattern names files in the folder itself: no '/', '\\', '**' or '..'")
+        return value
 
 
 ConnectorSpec = Annotated[OpcUaConnector | MqttConnector | ModbusConnector | FilesConnector,

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select, update
 
-from taehwa.connectors.config import Connector, parse_connectors
+from taehwa.connectors.config import Connector, FilesConnector, parse_connectors
 from taehwa.connectors.link import Link, make_link
 from taehwa.connectors.queue import DurableQueue
 from taehwa.db import connectors
@@ -25,6 +25,7 @@ from taehwa.errors import Conflict, NotFound
 from taehwa.historian.store import Historian
 from taehwa.tenancy.access import current
 from taehwa.tenancy.audit import AuditLog
+from taehwa.tenancy.files import FileRoots
 from taehwa.tenancy.tenants import TenantService
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,9 @@ class ConnectorService:
     """Add, list, inspect and remove connectors; run them (in the server) with `start`."""
 
     def __init__(self, engine: Engine, tenants: TenantService, audit: AuditLog, historian: Historian,
-                 root: Path) -> None:
+                 root: Path, *, files: FileRoots) -> None:
         self.engine, self.tenants, self.audit, self.historian, self.root = engine, tenants, audit, historian, root
+        self.files = files
         self._links: dict[tuple[str, str], tuple[str, Link]] = {}  # (tenant, name) → (spec JSON, link)
         self._reconcile_lock = threading.Lock()
         self._parsed: dict[str, Connector] = {}  # stored spec JSON → its definition (parsed once, not every tick)
@@ -50,7 +52,7 @@ class ConnectorService:
     def add(self, tenant: str, doc: Any, *, replace: bool = False, source: str = "connectors") -> list[str]:
         """Store one or more definitions, checked as a whole; an existing name is a conflict unless `replace`."""
         self.tenants.require(tenant, "admin")
-        specs = parse_connectors(doc, source=source)
+        specs = [self._confined(tenant, s, source) for s in parse_connectors(doc, source=source)]
         now, actor = datetime.now(UTC), current().user
         with self.engine.begin() as c:
             existing = {r.name for r in c.execute(select(connectors.c.name).where(connectors.c.tenant == tenant))}
@@ -68,6 +70,14 @@ class ConnectorService:
             self.audit.append("connector.add", tenant=tenant, target=s.name, after=s.model_dump(mode="json"))
         self.wake()
         return [s.name for s in specs]
+
+    def _confined(self, tenant: str, spec: Connector, source: str) -> Connector:
+        """A drop folder resolved, by the one rule for caller-named paths, to a real folder the tenant may use,
+        and stored so (the link then refuses it if a link is later put in its place)."""
+        if not isinstance(spec, FilesConnector):
+            return spec
+        folder = self.files.resolve(tenant, spec.folder, where=f"{source}:{spec.name}.folder", folder=True)
+        return spec.model_copy(update={"folder": str(folder)})
 
     def definitions(self, tenant: str | None = None) -> list[tuple[str, Connector]]:
         return [(t, spec) for t, _, spec in self._stored(tenant)]

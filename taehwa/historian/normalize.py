@@ -285,9 +285,8 @@ def _cast_text_values(col: pa.ChunkedArray, source: str, row_of: Any) -> pa.Chun
         ).fetchone()
     finally:
         con.close()
-    row = int(found[0]) - 1 if found else 0
-    text = found[1] if found else "?"
-    raise InvalidInput(f"value {text!r} is not a number", where=row_of(row, "value"))
+    row = int(found[0]) - 1 if found else 0  # the row is named, its text is not: errors never echo a file's content
+    raise InvalidInput("the value is not a number", where=row_of(row, "value"))
 
 
 def _check_quality(col: pa.ChunkedArray, source: str, row_of: Any) -> pa.Array:
@@ -310,8 +309,7 @@ def _check_quality(col: pa.ChunkedArray, source: str, row_of: Any) -> pa.Array:
         codes = pc.index_in(text, value_set=lookup)
         bad = _first_bad(pc.is_null(codes))
         if bad is not None:
-            raise InvalidInput(f"quality must be good, uncertain or bad, got {text[bad].as_py()!r}",
-                               where=row_of(bad, "quality"))
+            raise InvalidInput("quality must be good, uncertain or bad", where=row_of(bad, "quality"))
         return pc.if_else(pc.greater_equal(codes, 3), pc.subtract(codes, 3), codes).cast(pa.uint8()) \
             .combine_chunks()
     if pa.types.is_null(typ):

@@ -10,6 +10,7 @@ remaining useful life; value points → soft-sensor target) or, for forecasts, t
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ import pandas as pd
 from taehwa.errors import InvalidInput, NotFound
 from taehwa.historian.timeutil import parse_duration, to_us
 from taehwa.lab.spec import Spec
+from taehwa.tenancy.files import FileRoots
 
 if TYPE_CHECKING:
     from taehwa.platform import Platform
@@ -58,11 +60,11 @@ def content_hash(frame: pd.DataFrame) -> str:
 
 def build_dataset(spec: Spec, platform: Platform | None = None, tenant: str | None = None) -> Dataset:
     """The dataset a spec names, with its target and lineage."""
+    if platform is None or tenant is None:
+        raise InvalidInput("a dataset is built for a tenant", where="tenant")
     if spec.data.source == "file":
-        frame, signals, lineage = _from_file(spec)
+        frame, signals, lineage = _from_file(spec, platform.files, tenant)
     else:
-        if platform is None or tenant is None:
-            raise InvalidInput("historian data needs a tenant", where="tenant")
         frame, signals, lineage = _from_historian(spec, platform, tenant)
     if not len(frame):
         raise InvalidInput("the data is empty: no rows in the range", where="data")
@@ -75,21 +77,25 @@ def build_dataset(spec: Spec, platform: Platform | None = None, tenant: str | No
     return Dataset(frame, signals, lineage)
 
 
-def _from_file(spec: Spec) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
+def _from_file(spec: Spec, files: FileRoots, tenant: str) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
+    """A CSV or Parquet file the tenant may name (see taehwa.tenancy.files); errors say what is wrong with the file,
+    never what it holds."""
     d = spec.data
-    path = Path(d.file or "")
-    if not path.is_file():
-        raise InvalidInput(f"no data file at {path}", where="data.file")
-    try:
-        if path.suffix.lower() == ".parquet":
-            raw = pd.read_parquet(path)
-        else:
-            raw = pd.read_csv(path, sep=d.separator or None, engine="python" if d.separator is None else "c")
-    except Exception as exc:
-        raise InvalidInput(f"cannot read {path.name}: {exc}", where="data.file") from None
+    with files.open(tenant, d.file or "", where="data.file") as fh:
+        path = Path(d.file or "")
+        size = os.fstat(fh.fileno()).st_size
+        try:
+            if path.suffix.lower() == ".parquet":
+                raw = pd.read_parquet(fh)
+            else:
+                raw = pd.read_csv(fh, sep=d.separator or None, engine="python" if d.separator is None else "c")
+        except Exception as exc:
+            kind = "Parquet" if path.suffix.lower() == ".parquet" else "CSV"
+            raise InvalidInput(f"{path.name} is not a readable {kind} file ({type(exc).__name__})",
+                               where="data.file") from None
     if d.time_column not in raw.columns:
-        raise InvalidInput(f"{path.name} has no time column {d.time_column!r} (columns: "
-                           f"{', '.join(map(str, raw.columns[:20]))})", where="data.time_column")
+        raise InvalidInput(f"{path.name} has no time column {d.time_column!r} (it has {len(raw.columns)} columns)",
+                           where="data.time_column")
     frame = pd.DataFrame({TIME: pd.to_datetime(raw[d.time_column], utc=True, errors="coerce")})
     if frame[TIME].isna().any():
         row = int(np.flatnonzero(frame[TIME].isna().to_numpy())[0]) + 2
@@ -111,7 +117,7 @@ def _from_file(spec: Spec) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
             frame[name] = raw[col].to_numpy()
     if spec.task == "rul" and TARGET not in frame.columns:  # run-to-failure file: RUL = rows left in the unit
         frame[TARGET] = frame.groupby(UNIT)[TIME].transform("size") - frame.groupby(UNIT).cumcount() - 1
-    lineage = {"source": "file", "file": path.name, "size": path.stat().st_size,
+    lineage = {"source": "file", "file": path.name, "size": size,
                "time": [frame[TIME].min().isoformat(), frame[TIME].max().isoformat()]}
     return frame, signals, lineage
 

@@ -38,6 +38,7 @@ class Principal:
     token_id: str | None = None
     source: str | None = None  # the client address, for the audit log
     problem: str | None = None  # set for callers that failed to authenticate: every check refuses them
+    local: bool = False  # the operator at this machine's shell (or the platform itself), never an HTTP caller
 
     def may(self, tenant: str, action: str) -> bool:
         """Whether this caller may do `action` in `tenant`."""
@@ -52,7 +53,7 @@ class Principal:
         return {t for t, r in self.roles.items() if r in PERMISSIONS["read"]}
 
 
-SYSTEM = Principal("system", platform_admin=True)
+SYSTEM = Principal("system", platform_admin=True, local=True)
 
 
 def anonymous(reason: str, source: str | None = None) -> Principal:
