@@ -198,3 +198,14 @@ def test_the_drop_folder_moves_nothing_outside_and_leaves_one_note(tmp_path: Pat
             p.historian.catalog.ids("b", refresh=True))
     finally:
         p.close()
+
+
+@pytest.mark.parametrize("baseline", ["../../dev-token", "/etc/passwd", "baselines/../../x.py", "a/./../b.py"])
+def test_a_challenges_baseline_names_a_file_in_its_own_folder_only(baseline: str) -> None:
+    from taehwa.academy.challenge import load_definition, parse_definition
+    from taehwa.errors import ValidationFailed
+
+    definition, _ = load_definition("skab-valves")
+    doc = {**definition.model_dump(mode="json"), "baseline": baseline}
+    with pytest.raises(ValidationFailed, match="baseline"):
+        parse_definition(doc)

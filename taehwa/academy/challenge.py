@@ -67,7 +67,9 @@ class Definition(_Strict):
     limits: Limits = Field(default_factory=Limits)
     published: list[Reference] = Field(default_factory=list)
     published_note: dict[str, str] | None = None  # en, ko
-    baseline: str | None = None  # a file beside the definition: the platform's own entry, run like any other
+    # a file in the definition's folder (relative, never climbing out of it): the platform's own entry, run like
+    # any other
+    baseline: str | None = Field(None, max_length=200, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_\-]*(\.?[A-Za-z0-9_/\-]+)*$")
     normal_class: str = "normal"
 
     @model_validator(mode="after")

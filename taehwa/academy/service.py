@@ -80,7 +80,10 @@ class AcademyService:
         self.platform.audit.append("academy.create", tenant=owner, target=d.id,
                                    after={"task": d.task, "rows": info["rows"]})
         if baseline and d.baseline:
-            path = (base_dir or Path(".")) / d.baseline
+            base = (base_dir or Path(".")).resolve()
+            path = (base / d.baseline).resolve()
+            if base not in path.parents:
+                raise InvalidInput("the baseline lies outside the challenge's folder", where="baseline")
             if not path.is_file():
                 raise InvalidInput(f"no baseline file at {path}", where="baseline")
             kind = "python" if path.suffix == ".py" else "spec"
