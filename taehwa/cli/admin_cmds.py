@@ -106,14 +106,29 @@ def revoke(token_id: str) -> None:
 
 @audit_app.command("verify")
 def verify() -> None:
-    """Walk the hash chain; exits 7 and names the first bad entry if anything was changed, removed or reordered."""
+    """Check the keyed chain, the signed head and checkpoints; exits 7 naming what was changed, removed, reordered or
+    is missing (the key, the head file)."""
     with services(readonly=True) as platform:
         verdict = platform.audit.verify()
     if verdict.ok:
-        out.print(f"audit log intact: {verdict.entries} entries")
+        out.print(f"audit log {verdict.describe()}")
         return
-    err.print(f"[red]audit log broken[/red] at entry {verdict.first_bad}: {verdict.reason}")
+    err.print("[red]audit log broken[/red]" + (f" at entry {verdict.first_bad}" if verdict.first_bad else "")
+              + ": ", end="")
+    err.print(verdict.reason or "unknown", markup=False, highlight=False)
     raise typer.Exit(7)
+
+
+@audit_app.command("reseal")
+def reseal(reason: Annotated[str, typer.Option(help="Why (recorded in the log): what you found and did.")],
+           yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False) -> None:
+    """Accept the log as it now stands after looking into a failed verify (lost head file, restored backup): the
+    chain must still hold; writes a new signed head and records the reseal."""
+    if not yes:
+        typer.confirm("the log's recorded length is replaced by its present one; continue?", abort=True)
+    with services(readonly=True) as platform:
+        verdict = platform.audit.reseal(reason)
+    out.print(f"audit log resealed: {verdict.describe()}")
 
 
 @audit_app.command("show")

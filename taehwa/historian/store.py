@@ -91,7 +91,8 @@ class Historian:
         self.leases = TenantLeases(self.storage, tenants=partition,
                                    shared=not self.readonly and (self.storage.remote or partition is not None))
         self.engine = engine or make_engine(settings.metadata_url)
-        self.audit = AuditLog(self.engine, settings.data_dir / "audit-head.json")
+        self.audit = AuditLog(self.engine, settings.data_dir / "audit-head.json", key_file=settings.audit_key_path,
+                              checkpoint_every=settings.audit_checkpoint_every)
         self.tenants = TenantService(self.engine, self.audit)
         self.catalog = TagCatalog(self.engine)
         self.queries = QueryEngine(settings.duckdb_threads, settings.max_query_points)
@@ -655,7 +656,7 @@ class Historian:
         parts = []
         for name, (values, quality) in series.items():
             parts.append(pa.table({
-                "tag": pa.array([name] * len(grid), pa.string()),
+                "tag": pa.repeat(pa.scalar(name, pa.string()), len(grid)),
                 "time": pa.array(grid, pa.int64()).cast(pa.timestamp("us")).cast(OUT_TIME),
                 "value": pa.array(values, pa.float64(), from_pandas=True),
                 "quality": pa.array(np.where(quality == 255, 0, quality), pa.uint8(), mask=quality == 255),

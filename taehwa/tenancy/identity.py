@@ -1,16 +1,26 @@
 """Users, their roles in tenants, passwords and API tokens.
 
-Passwords are stored as argon2 hashes; after `LOCKOUT_AFTER` failed logins in a row an account is locked for
-`LOCKOUT_S`. API tokens (`thw_<id>_<secret>`) are shown once when made and stored as a SHA-256 of the secret (they
-are long random strings, so a fast hash is safe); each has scopes (read, write, admin), an optional expiry, and can
-be revoked.
+Passwords are stored as argon2 hashes. A failed sign-in answers the same, in about the same time, whether the user
+is unknown, disabled, has no password, is held back or typed a wrong password: an argon2 verification runs every
+time (against a dummy hash when there is no real one). After `LOCKOUT_AFTER` failures in a row for one user from one
+source address, that source waits before its next try for that user, twice as long after each further failure (up to
+`LOCKOUT_S`); other sources are not held back, so nobody can lock a known user out from afar.
+
+API tokens (`thw_<id>_<secret>`) are shown once when made and stored as a SHA-256 of the secret (they are long
+random strings, so a fast hash is safe); each has scopes (read, write, admin), an optional expiry, and can be
+revoked.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,15 +31,82 @@ from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from taehwa.db import api_tokens, memberships, users
-from taehwa.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from taehwa.errors import Conflict, InvalidInput, NotFound, TaehwaError, Unauthorized
 from taehwa.tenancy.access import ACTIONS, ROLES, Principal, check, check_platform_admin, current
 from taehwa.tenancy.audit import AuditLog
 
 USER_RE = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,63}$")
-LOCKOUT_AFTER = 5
-LOCKOUT_S = 900
+LOCKOUT_AFTER = 5  # failures in a row from one source for one user before that source is held back
+BACKOFF_S = 30.0  # the first wait; doubled after each further failure
+LOCKOUT_S = 900  # the longest wait
+TRACKED = 100_000  # (user, source) pairs remembered at most (the least recently failed are forgotten first)
 MIN_PASSWORD = 10
+WRONG_LOGIN = "wrong user name or password"
 _hasher = PasswordHasher()
+_dummy: list[str] = []
+log = logging.getLogger(__name__)
+
+
+def _dummy_hash() -> str:
+    """An argon2 hash of a random secret, with the hasher's parameters: verified for users without a real hash so
+    that an unknown name costs the same time as a wrong password."""
+    if not _dummy:
+        _dummy.append(str(_hasher.hash(secrets.token_urlsafe(24))))
+    return _dummy[0]
+
+
+def _verify(pw_hash: str, password: str) -> bool:
+    """Whether the password matches the hash (a malformed stored hash matches nothing)."""
+    try:
+        return bool(_hasher.verify(pw_hash, password))
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def source_host(source: str | None) -> str:
+    """The address part of a caller's source ('host:port'): one client, whatever port it connects from."""
+    if not source:
+        return "local"
+    host, sep, port = source.rpartition(":")
+    return (host if sep and port.isdigit() else source)[:100]
+
+
+class LoginThrottle:
+    """Failed sign-ins per (user name, source address), in memory: after `LOCKOUT_AFTER` in a row that source
+    waits before trying that user again, exponentially longer; a success from a source clears only its own count."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failed: OrderedDict[tuple[str, str], tuple[int, float]] = OrderedDict()  # → (failures, wait until)
+
+    def wait(self, user: str, source: str) -> float:
+        """Seconds this source must still wait before its next try for this user (0: it may try now)."""
+        with self._lock:
+            entry = self._failed.get((user[:128], source))
+        return max(0.0, entry[1] - self._clock()) if entry else 0.0
+
+    def failed(self, user: str, source: str) -> tuple[int, float]:
+        """Count a failure; returns the failures in a row and the wait it starts (0 while under the limit)."""
+        key = (user[:128], source)
+        with self._lock:
+            count = self._failed.pop(key, (0, 0.0))[0] + 1
+            wait = min(LOCKOUT_S, BACKOFF_S * 2 ** (count - LOCKOUT_AFTER)) if count >= LOCKOUT_AFTER else 0.0
+            self._failed[key] = (count, self._clock() + wait)
+            while len(self._failed) > TRACKED:
+                self._failed.popitem(last=False)
+        return count, wait
+
+    def succeeded(self, user: str, source: str) -> None:
+        """A correct password from this source: its count starts again."""
+        with self._lock:
+            self._failed.pop((user[:128], source), None)
+
+    def clear(self, user: str) -> None:
+        """Forget every source's failures for a user (after a password reset)."""
+        with self._lock:
+            for key in [k for k in self._failed if k[0] == user[:128]]:
+                del self._failed[key]
 
 
 @dataclass(frozen=True)
@@ -84,6 +161,7 @@ class IdentityService:
     def __init__(self, engine: Engine, audit: AuditLog) -> None:
         self._engine = engine
         self._audit = audit
+        self._throttle = LoginThrottle()
 
     # -- users ------------------------------------------------------------------------------------------------
     def create_user(self, user_id: str, name: str | None = None, *, password: str | None = None,
@@ -155,34 +233,31 @@ class IdentityService:
         with self._engine.begin() as c:
             c.execute(update(users).where(users.c.id == user_id).values(
                 password_hash=self._hash_password(password), failed_logins=0, locked_until=None))
+        self._throttle.clear(user_id)
         self._audit.append("user.password", target=user_id)
 
-    def login(self, user_id: str, password: str) -> User:
-        """Check a password; repeated failures lock the account for a while."""
-        now = datetime.now(UTC)
-        with self._engine.begin() as c:
-            row = c.execute(select(users).where(users.c.id == user_id)).first()
-            if row is None or row.disabled or row.password_hash is None:
-                raise Unauthorized("wrong user or password", where="login")
-            locked = _utc(row.locked_until)
-            if locked is not None and locked > now:
-                raise Unauthorized(f"account locked after {LOCKOUT_AFTER} failed logins; try again after "
-                                   f"{locked.isoformat(timespec='seconds')}", where="login")
-            try:
-                _hasher.verify(row.password_hash, password)
-                failures = 0
-                values: dict[str, Any] = {"failed_logins": 0, "locked_until": None}
-            except (VerificationError, InvalidHashError):
-                failures = int(row.failed_logins) + 1
-                values = {"failed_logins": failures}
-                if failures >= LOCKOUT_AFTER:
-                    values = {"failed_logins": 0, "locked_until": now + timedelta(seconds=LOCKOUT_S)}
-            c.execute(update(users).where(users.c.id == user_id).values(**values))
-        if failures >= LOCKOUT_AFTER:
-            self._audit.append("user.locked", target=user_id, after={"locked_for_s": LOCKOUT_S})
-        if failures:
-            raise Unauthorized("wrong user or password", where="login")
-        return self.get_user(user_id)
+    def login(self, user_id: str, password: str, *, source: str | None = None) -> User:
+        """Check a password: every failure, whatever its cause, is the same Unauthorized after the same work; a
+        source that failed too often for this user waits (see `LoginThrottle`), other sources do not."""
+        host = source_host(source if source is not None else current().source)
+        dummy = _dummy_hash()
+        held = self._throttle.wait(user_id, host) > 0
+        with self._engine.connect() as c:
+            row = c.execute(select(users.c.password_hash, users.c.disabled).where(users.c.id == user_id)).first()
+        usable = row is not None and not row.disabled and row.password_hash is not None
+        matched = _verify(row.password_hash if usable and row is not None else dummy, password)  # always hashed
+        if matched and usable and not held:
+            self._throttle.succeeded(user_id, host)
+            return self.get_user(user_id)
+        if not held:
+            failures, wait = self._throttle.failed(user_id, host)
+            if wait:
+                try:  # recorded for known and unknown names alike, so the cost tells nothing either
+                    self._audit.append("login.held_back", target=user_id[:128],
+                                       after={"source": host, "failures": failures, "wait_s": wait})
+                except TaehwaError as exc:
+                    log.error("sign-in back-off not recorded: %s", exc.message)
+        raise Unauthorized(WRONG_LOGIN, where="login")
 
     # -- tokens -----------------------------------------------------------------------------------------------
     def create_token(self, user_id: str, name: str, *, scopes: list[str] | None = None,
