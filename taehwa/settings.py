@@ -92,6 +92,9 @@ class Settings(BaseSettings):
         "the data directory or the metadata database cannot re-sign the log.")
     audit_checkpoint_every: int = Field(1000, ge=1, description="A signed checkpoint of the audit chain every this "
                                         "many entries (audit-checkpoints.jsonl beside audit-head.json).")
+    webhook_hosts: str | None = Field(
+        None, description="Hosts webhooks may post to, comma-separated (`*.example.com` for a domain); `taehwa "
+        "doctor` flags any other. Unset: it flags webhooks to loopback, private and link-local addresses.")
 
     @field_validator("data_dir")
     @classmethod
