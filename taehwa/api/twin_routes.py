@@ -8,14 +8,16 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from taehwa.errors import InvalidInput, PayloadTooLarge, TaehwaError
+from taehwa.api.caller import while_allowed
+from taehwa.api.responses import BoundedRoute, read_bounded
+from taehwa.errors import InvalidInput, TaehwaError, Unauthorized
 from taehwa.platform import Platform
 from taehwa.twin.events import KINDS, EventHub
-from taehwa.twin.yamlio import dump_yaml
+from taehwa.twin.yamlio import MAX_DOCUMENT_BYTES, dump_yaml
 
 
 class AssetIn(BaseModel):
@@ -78,9 +80,27 @@ def sse_frame(hub: EventHub, events: list[Any]) -> bytes:
                     for e in events)
 
 
+def ended_frame(exc: TaehwaError) -> bytes:
+    """The last message of an event stream its caller may no longer follow: an `ended` event with the status and
+    reason (a client that reconnects gets the same status as an HTTP answer)."""
+    body = orjson.dumps({**exc.to_dict(), "status": exc.http_status})
+    return b"event: ended\ndata: %s\n\n" % body
+
+
+async def refuse_websocket(websocket: WebSocket, exc: TaehwaError) -> None:
+    """Refuse a WebSocket before its handshake with the HTTP status and JSON body of the error (401 for a missing,
+    revoked or expired token); a server without that ASGI extension closes it with 1008 instead."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+        await websocket.send_denial_response(JSONResponse(exc.to_dict(), status_code=exc.http_status,
+                                                          headers=headers))
+        return
+    await websocket.close(code=1008, reason=f"{exc.http_status} {exc.message}"[:120])
+
+
 def add_twin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) -> None:
     """Add the twin's routes to the application."""
-    router = APIRouter(dependencies=[Depends(auth)], tags=["twin"])
+    router = APIRouter(dependencies=[Depends(auth)], route_class=BoundedRoute, tags=["twin"])
     twin = platform.twin
     hub = twin.hub
     max_body = platform.settings.max_body_bytes
@@ -91,9 +111,7 @@ def add_twin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
     async def load_plant(tenant: str, request: Request) -> dict[str, Any]:
         """Replace the plant model with a whole plant document (YAML or JSON): validated as a whole, all or
         nothing; the response counts what was added, changed and removed."""
-        body = await request.body()
-        if len(body) > max_body:
-            raise PayloadTooLarge(f"body is over the limit of {max_body} bytes", where="body")
+        body = await read_bounded(request, min(max_body, MAX_DOCUMENT_BYTES))  # parsed by the bounded loader
         if not body.strip():
             raise InvalidInput("empty body; send a plant document", where="body")
         return await run_in_threadpool(twin.load, tenant, body, source="body")
@@ -208,8 +226,12 @@ def add_twin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
         async def stream() -> AsyncIterator[bytes]:
             start = resume or hub.last_id(tenant)
             yield b"retry: 2000\nid: %s\nevent: hello\ndata: {}\n\n" % start.encode()
-            async for batch in hub.follow(tenant, under=under.strip("/") if under else None, kinds=wanted,
-                                          last_event_id=resume or start):
+            follow = hub.follow(tenant, under=under.strip("/") if under else None, kinds=wanted,
+                                last_event_id=resume or start)
+            async for batch in while_allowed(follow, tenant):
+                if isinstance(batch, TaehwaError):  # revoked, or the role taken away: say why, then end
+                    yield ended_frame(batch)
+                    return
                 yield sse_frame(hub, batch) if batch is not None else b": keep-alive\n\n"
 
         return StreamingResponse(stream(), media_type="text/event-stream",
@@ -226,13 +248,17 @@ def add_twin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
             auth()
             await run_in_threadpool(twin.plant, tenant)
             wanted = parse_kinds(kinds)
-        except TaehwaError as exc:
-            await websocket.close(code=1008, reason=f"{exc.http_status} {exc.message}"[:120])
+        except TaehwaError as exc:  # refused before the handshake, with the status an HTTP request would get
+            await refuse_websocket(websocket, exc)
             return
         await websocket.accept()
+        follow = hub.follow(tenant, under=under.strip("/") if under else None, kinds=wanted,
+                            last_event_id=last_event_id)
         try:
-            async for batch in hub.follow(tenant, under=under.strip("/") if under else None, kinds=wanted,
-                                          last_event_id=last_event_id):
+            async for batch in while_allowed(follow, tenant):
+                if isinstance(batch, TaehwaError):  # revoked, or the role taken away: 4401 or 4403, with why
+                    await websocket.close(code=4000 + batch.http_status, reason=batch.message[:120])
+                    return
                 if batch:
                     await websocket.send_text((b"[" + b",".join(e.body for e in batch) + b"]").decode())
         except WebSocketDisconnect:

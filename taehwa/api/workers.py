@@ -162,6 +162,25 @@ class Relay:
     def describe(self) -> str:
         return f"the Taehwa process at {self.url}" if self.url else "the primary API process"
 
+    async def aclose(self) -> None:
+        """Close the connections kept to the other process (at shut-down)."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    @staticmethod
+    async def _refused(scope: Scope, send: Send, status: int, content_type: str | None, body: bytes) -> None:
+        """Pass on the other process's refusal of a WebSocket handshake as it was (status and body), where the
+        server here can send an HTTP answer to a WebSocket request; else close with 1008 naming the status."""
+        if "websocket.http.response" not in scope.get("extensions", {}):
+            await send({"type": "websocket.close", "code": 1008, "reason": f"refused ({status})"})
+            return
+        headers = [(b"content-type", (content_type or "application/json").encode("latin-1"))]
+        if status == 401:
+            headers.append((b"www-authenticate", b"Bearer"))
+        await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": body[:4096]})
+
     async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Accept a WebSocket once the other process has, then relay frames both ways until either closes."""
         from websockets.asyncio.client import connect, unix_connect
@@ -177,8 +196,9 @@ class Relay:
             else:
                 upstream = await unix_connect(self.socket, f"ws://primary{self._target(scope)}",
                                               additional_headers=headers)
-        except InvalidStatus as exc:
-            await send({"type": "websocket.close", "code": 1008, "reason": f"refused ({exc.response.status_code})"})
+        except InvalidStatus as exc:  # refused there: the same HTTP answer here (401 for a revoked token)
+            await self._refused(scope, send, exc.response.status_code, exc.response.headers.get("content-type"),
+                                bytes(exc.response.body or b""))
             return
         except (OSError, WebSocketException):
             await send({"type": "websocket.close", "code": 1011, "reason": f"{self.describe()} does not answer"})
