@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -26,6 +27,7 @@ from taehwa.academy.runner import EXIT_FORBIDDEN, EXIT_MEMORY, EXIT_OUTPUT
 from taehwa.errors import InvalidInput
 
 VERDICTS = ("scored", "invalid_output", "crashed", "timed_out", "out_of_memory", "forbidden")
+_UID_BASE, _UID_SPAN = 0x5A000000, 1 << 24  # uids 1509949440 … for runs as root (no account lives there)
 _SYSTEM_READ = ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/etc/ld.so.cache", "/etc/localtime", "/dev/urandom",
                 "/dev/zero", "/sys/devices/system/cpu"]
 
@@ -71,19 +73,27 @@ def run(*, kind: str, code: str, task: str, signals: list[str], train: Path, inp
         limits: Limits) -> Outcome:
     """Train and predict with submitted code (`kind` python or spec) in the sandbox."""
     scratch.mkdir(parents=True, exist_ok=True, mode=0o700)
-    work = Path(tempfile.mkdtemp(prefix="run-", dir=scratch))
+    folder = Path(tempfile.mkdtemp(prefix="run-", dir=scratch))
+    work, new_root = folder / "work", folder / "root"  # the run's files; where the runner mounts its own root
     entry = "submission.py" if kind == "python" else "submission.yaml"
+    uid = run_uid() if os.geteuid() == 0 else None
     r, w = os.pipe()
     started = time.perf_counter()
     try:
+        work.mkdir(mode=0o700)
+        new_root.mkdir(mode=0o700)
         shutil.copyfile(train, work / "train.parquet")
         shutil.copyfile(inputs, work / "inputs.parquet")
         (work / entry).write_text(code)
         (work / "job.json").write_text(json.dumps({
             "kind": kind, "entry": entry, "task": task, "signals": signals, "status_fd": w,
             "memory_mb": limits.memory_mb, "cpu_seconds": int(limits.seconds) + 1, "output_mb": limits.output_mb,
-            "read": readable_roots()}))
+            "read": readable_roots(), "root": str(new_root), "uid": uid, "gid": uid}))
+        if uid is not None:  # the run's own user owns its folder and nothing else
+            for path in (work, *work.iterdir()):
+                os.chown(path, uid, uid)
         env = {"PATH": "/usr/bin:/bin", "HOME": str(work), "TMPDIR": str(work), "LANG": "C.UTF-8",
+               "USER": "sandbox", "LOGNAME": "sandbox",
                "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                "ARROW_DEFAULT_MEMORY_POOL": "system", "MALLOC_ARENA_MAX": "2",
                "JOBLIB_MULTIPROCESSING": "0"}
@@ -102,6 +112,8 @@ def run(*, kind: str, code: str, task: str, signals: list[str], train: Path, inp
         except subprocess.TimeoutExpired:
             timed_out = True
             _kill(proc)
+        if uid is not None:
+            _kill_uid(uid)  # whatever escaped the group (seccomp should have let nothing start) goes too
         reader.join(timeout=5)
         seconds = time.perf_counter() - started
         log = _tail(work / "stdout.txt") + _tail(work / "stderr.txt")
@@ -113,7 +125,27 @@ def run(*, kind: str, code: str, task: str, signals: list[str], train: Path, inp
     finally:
         if w >= 0:
             os.close(w)
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_uid() -> int:
+    """A uid (and gid) for one run when the server is root: drawn from a range no account uses, so each run owns
+    only its own folder, counts only its own threads against RLIMIT_NPROC and shares nothing with another run."""
+    return _UID_BASE + secrets.randbelow(_UID_SPAN)
+
+
+def _kill_uid(uid: int) -> None:
+    """SIGKILL every process whose real uid is the run's: a process that left the group (setsid) goes too."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/status") as fh:
+                line = next((x for x in fh if x.startswith("Uid:")), "")
+            if line and int(line.split()[1]) == uid:
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
