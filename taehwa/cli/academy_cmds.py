@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from taehwa.cli.common import err, fail, out, services
+from taehwa.cli.common import err, fail, out, print_table, services
 from taehwa.errors import InvalidInput
 
 academy_app = typer.Typer(help="The academy: challenges (챌린지) on real plant data with hidden test sets, "
@@ -37,7 +37,7 @@ def list_(as_json: JsonOpt = False) -> None:
     for r in rows:
         view.add_row(r["id"], r["title"].get("en", ""), r["task"], r["metric"], r["state"], r["closes_at"][:10],
                      str(r["participants"]))
-    out.print(view)
+    print_table(view)
 
 
 @academy_app.command("show")
@@ -144,7 +144,7 @@ def board(challenge: str, as_json: JsonOpt = False) -> None:
     for p in doc["published"]:
         view.add_row("–", f"{p['name']} (published)", _fmt(p["score"]), *([""] if final else []), "", p["source"],
                      style="dim")
-    out.print(view)
+    print_table(view)
     if doc.get("published_note"):
         out.print(doc["published_note"].get("en", ""), style="dim")
 

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from taehwa.cli.common import err, out, services
+from taehwa.cli.common import err, out, print_table, services
 
 admin_app = typer.Typer(help="Users, roles and API tokens (run on the platform's machine).", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit log (감사 로그): read it, verify its hash chain.", no_args_is_help=True)
@@ -60,7 +60,7 @@ def users(tenant: Annotated[str | None, typer.Option("--tenant", "-t")] = None) 
         for u in platform.identity.list_users(tenant):
             view.add_row(u.id, u.name, "yes" if u.platform_admin else "",
                          ", ".join(f"{t}: {r}" for t, r in u.roles.items()))
-        out.print(view)
+        print_table(view)
 
 
 @admin_app.command("password")
@@ -93,7 +93,7 @@ def tokens(user_id: str) -> None:
             d = t.to_dict()
             view.add_row(d["id"], d["name"], ",".join(d["scopes"]), d["created_at"][:19], (d["expires_at"] or "")[:19],
                          (d["revoked_at"] or "")[:19])
-        out.print(view)
+        print_table(view)
 
 
 @admin_app.command("revoke")
@@ -139,7 +139,7 @@ def show(tenant: Annotated[str | None, typer.Option("--tenant", "-t")] = None,
         view = Table("seq", "at", "actor", "tenant", "action", "target")
         for e in platform.audit.entries(tenant, limit=limit):
             view.add_row(str(e["seq"]), e["at"][:19], e["actor"], e["tenant"] or "", e["action"], e["target"] or "")
-        out.print(view)
+        print_table(view)
 
 
 __all__ = ["admin_app", "audit_app"]

@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 import httpx
 import typer
 from rich.console import Console
+from rich.table import Table
 from sqlalchemy.exc import DataError
 
 from taehwa import errors
@@ -25,6 +26,24 @@ err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Tenant (company) id.", envvar="TAEHWA_TENANT")]
+
+
+# Columns whose values a user copies into the next command (ids, tags, paths, names): never cut or folded.
+KEY_COLUMNS = frozenset({"id", "name", "tag", "path", "run", "model", "series", "participant", "user", "target",
+                         "asset", "signal", "challenge", "deployment", "rule"})
+
+
+def print_table(view: Table) -> None:
+    """Print a table with its key columns whole (as wide as their longest value) and the other columns folded
+    into the width left, so an id or a tag name can always be copied from the screen."""
+    for column in view.columns:
+        if str(column.header).lower() in KEY_COLUMNS:
+            cells = [str(c) for c in column.cells]
+            column.no_wrap = True
+            column.min_width = max([len(str(column.header)), *map(len, cells)])
+        else:
+            column.overflow = "fold"
+    out.print(view)
 
 
 def fail(exc: TaehwaError) -> None:

@@ -13,7 +13,7 @@ import typer
 import yaml
 from rich.table import Table
 
-from taehwa.cli.common import TenantOpt, fail, out, services
+from taehwa.cli.common import TenantOpt, fail, out, print_table, services
 from taehwa.errors import TaehwaError
 
 connectors_app = typer.Typer(help="Connectors (커넥터): OPC UA, MQTT, Modbus TCP and drop folders into the historian.",
@@ -51,7 +51,7 @@ def list_(tenant: TenantOpt = "demo", as_json: JsonOpt = False) -> None:
         view.add_row(r["name"], r["protocol"], str(r["items"]), str(s.get("state")), str(s.get("points_s", "–")),
                      str(s.get("backlog", 0)), str(s.get("last_value_time") or "–"),
                      f"{s.get('last_error_time')}: {s.get('last_error')}" if s.get("last_error") else "–")
-    out.print(view)
+    print_table(view)
 
 
 @connectors_app.command("status")

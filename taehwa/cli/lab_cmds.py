@@ -14,7 +14,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from taehwa.cli.common import TenantOpt, err, fail, out, services
+from taehwa.cli.common import TenantOpt, err, fail, out, print_table, services
 from taehwa.errors import InvalidInput, TaehwaError
 
 lab_app = typer.Typer(help="The model lab (모델 / 실행 / 실험): train, validate (검증), registry, benchmarks.",
@@ -53,7 +53,7 @@ def _print_run(doc: dict[str, Any]) -> None:
             if prod:
                 row.append(_fmt(prod.get(k)))
             view.add_row(*row)
-    out.print(view)
+    print_table(view)
     out.print(doc["verdict"])
     out.print(f"data: {doc['lineage'].get('rows')} rows, {doc['lineage'].get('units')} unit(s), content hash "
               f"{str(doc['lineage'].get('content_hash'))[:16]}…")
@@ -89,8 +89,9 @@ def _run(spec_path: Path, tenant: str, mode: str, as_json: bool, fan_out: str | 
 
 
 @lab_app.command("specs")
-def specs() -> None:
-    """The ready specs that ship with Taehwa (train one by name: `taehwa lab train pump-station-anomaly`)."""
+def specs(tenant: TenantOpt = "demo") -> None:
+    """The ready specs that ship with Taehwa (train one by name: `taehwa lab train pump-station-anomaly`); they
+    are the same for every tenant (`-t` is accepted like on every other command)."""
     from taehwa.lab.spec import READY, ready_specs
 
     for name in ready_specs():
@@ -152,7 +153,7 @@ def sweep(spec: SpecArg,
     for i, r in enumerate(doc["results"][:top]):
         changed = {k: v for k, v in r["params"].items() if k in doc_grid}
         view.add_row(str(i + 1), _fmt(r["metrics"].get(m)), ", ".join(f"{k}={v}" for k, v in changed.items()))
-    out.print(view)
+    print_table(view)
 
 
 @lab_app.command("runs")
@@ -168,7 +169,7 @@ def runs(tenant: TenantOpt = "demo", name: Annotated[str | None, typer.Option(he
     for r in rows:
         view.add_row(r["run_id"], r["name"], r["mode"], r["task"], r["model"], _fmt(r["primary"]),
                      _fmt(r["baseline"]), r["created_by"], r["created_at"][:19])
-    out.print(view)
+    print_table(view)
 
 
 @lab_app.command("show")
@@ -203,7 +204,7 @@ def benchmark(name: Annotated[str, typer.Argument(help="skab, cmapss or tep.")],
     for k, v in result["figures"].items():
         if not isinstance(v, dict):
             view.add_row(k, _fmt(v))
-    out.print(view)
+    print_table(view)
     out.print_json(json.dumps(result["published"]))
 
 
@@ -244,7 +245,7 @@ def labels_list(tenant: TenantOpt = "demo", asset: Annotated[str | None, typer.O
     for r in rows:
         view.add_row(str(r["id"]), r["asset"], r["kind"], r["start"], r["end"] or "", _fmt(r["value"]),
                      r["created_by"])
-    out.print(view)
+    print_table(view)
 
 
 # --- registry ----------------------------------------------------------------------------------------------------
@@ -261,7 +262,7 @@ def models_list(tenant: TenantOpt = "demo", name: Annotated[str | None, typer.Op
     for r in rows:
         view.add_row(r["name"], str(r["version"]), r["stage"], r["asset_type"] or "", r["run_id"], r["created_by"],
                      r["created_at"][:19])
-    out.print(view)
+    print_table(view)
 
 
 @models_app.command("register")

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from taehwa.cli.common import TenantOpt, fail, out, server_request, services, write_call
+from taehwa.cli.common import TenantOpt, fail, out, print_table, server_request, services, write_call
 from taehwa.errors import InvalidInput, TaehwaError
 from taehwa.platform import server_info_path
 from taehwa.settings import load_settings
@@ -101,7 +101,7 @@ def list_(tenant: TenantOpt = "demo", as_json: JsonOpt = False) -> None:
                      ", ".join(f"{k}={v}" for k, v in r["target"].items()), "yes" if s.get("running") else "no",
                      str(s.get("assets", "–")), str(s.get("rows_scored", "–")), str(s.get("last_row") or "–"),
                      str(s.get("last_error") or "–"))
-    out.print(view)
+    print_table(view)
 
 
 @live_app.command("show")
@@ -132,7 +132,7 @@ def drift(name: str, tenant: TenantOpt = "demo") -> None:
         view.add_row(x["name"], str(x["psi"]), str(x["ks"]), f"{x['p_value']:.3g}" if x["p_value"] is not None
                      else "–", f"{x['reference_mean']:.4g}" if x["reference_mean"] is not None else "–",
                      f"{x['live_mean']:.4g}" if x["live_mean"] is not None else "–", x["status"])
-    out.print(view)
+    print_table(view)
 
 
 @live_app.command("pause")
@@ -230,7 +230,7 @@ def list_rules(tenant: TenantOpt = "demo", as_json: JsonOpt = False) -> None:
         s = r.spec
         view.add_row(r.name, s.kind, s.asset_type or s.asset or s.tag or "", r.describe(), s.severity,
                      "yes" if s.auto_resolve else "no")
-    out.print(view)
+    print_table(view)
 
 
 @rules_app.command("remove")
@@ -257,7 +257,7 @@ def list_alerts(state: Annotated[str | None, typer.Option(help="active, acknowle
         view.add_row(str(a["id"]), a["severity"], a["state"], a["asset"] or a["tag"] or "", a["message"],
                      f"{a['value']:.4g}" if a["value"] is not None else "–", str(a["count"]), a["raised_at"],
                      a["shelved_until"] or "–")
-    out.print(view)
+    print_table(view)
 
 
 @alerts_app.command("show")

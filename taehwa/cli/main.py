@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -15,7 +16,18 @@ from rich.table import Table
 
 from taehwa.cli.academy_cmds import academy_app
 from taehwa.cli.admin_cmds import admin_app, audit_app
-from taehwa.cli.common import TenantOpt, emit_text, err, fail, operator, out, server_request, services
+from taehwa.cli.common import (
+    TenantOpt,
+    emit_text,
+    err,
+    fail,
+    operator,
+    out,
+    print_table,
+    server_request,
+    services,
+    write_call,
+)
 from taehwa.cli.connector_cmds import connectors_app
 from taehwa.cli.db_cmds import db_app
 from taehwa.cli.lab_cmds import lab_app
@@ -64,6 +76,9 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
           demo: Annotated[bool, typer.Option(help="Load the demo plant into tenant 'demo' and replay its data "
                                                   "sets as live data over a loopback OPC UA server (speed:"
                                                   " TAEHWA_DEMO_SPEED, port: TAEHWA_DEMO_OPCUA_PORT).")]
+          = False,
+          access_log: Annotated[bool, typer.Option("--access-log", help="Log every HTTP request (off by default: "
+                                                   "the terminal shows what the platform does, not each call).")]
           = False) -> None:
     """Start the platform: HTTP API with OpenAPI at /docs, on embedded defaults.
 
@@ -122,7 +137,7 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
             cert, key = tls_files(settings)
             # open event streams end with the server: waiting on them would wait for ever
             uvicorn.run(routed(create_app(platform), platform), host=host, port=port, log_level="info",
-                        timeout_graceful_shutdown=5, ssl_certfile=cert, ssl_keyfile=key)
+                        access_log=access_log, timeout_graceful_shutdown=5, ssl_certfile=cert, ssl_keyfile=key)
         else:
             from taehwa.api.workers import serve_primary
 
@@ -132,7 +147,8 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
     except TaehwaError as exc:
         fail(exc)
     finally:
-        if replayer is not None:
+        if replayer is not None:  # the connectors first: a link whose server went first would log its loss
+            platform.connectors.close()
             replayer.stop()
         platform.close()
 
@@ -224,10 +240,17 @@ def _print_table(table: pa.Table, max_rows: int = 200) -> None:
     for name in table.column_names:
         view.add_column(name, justify="right" if name not in ("tag", "time") else "left")
     for row in table.slice(0, max_rows).to_pylist():
-        view.add_row(*[_cell(v) for v in row.values()])
-    out.print(view)
+        view.add_row(*[_quality(v) if k == "quality" else _cell(v) for k, v in row.items()])
+    print_table(view)
     if table.num_rows > max_rows:
         err.print(f"… {table.num_rows - max_rows} more rows (use --output to write them all)")
+
+
+def _quality(value: Any) -> str:
+    """A stored quality code by its name (good, uncertain, bad), as the README and the UI say it."""
+    from taehwa.historian.schema import Quality
+
+    return Quality(value).name.lower() if isinstance(value, int) and 0 <= value <= 2 else _cell(value)
 
 
 def _cell(value: Any) -> str:
@@ -274,7 +297,7 @@ def tags_list(ctx: typer.Context, tenant: TenantOpt = "demo",
         for t in items:
             rng = f"{t.eng_low}…{t.eng_high}" if t.eng_low is not None or t.eng_high is not None else ""
             view.add_row(t.name, t.unit or "", _cell(t.interval_s), rng, t.description or "")
-        out.print(view)
+        print_table(view)
         err.print(f"{len(items)} tags")
 
 
@@ -300,19 +323,21 @@ def tags_set(
     changes: dict[str, Any] = {k: v for k, v in {"unit": unit, "description": description, "eng_low": eng_low,
                                                  "eng_high": eng_high, "interval_s": interval}.items()
                                if v is not None}
-    with services(readonly=False) as platform:
-        if attr:
-            current = dict(platform.historian.catalog.get(tenant, tag).attributes) \
+    added: dict[str, str] = {}
+    for item in attr or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(InvalidInput(f"attribute {item!r} is not KEY=VALUE", where="--attr"))
+        added[key] = value
+    if added:  # merged with the attributes the tag has (reads never wait for the running server)
+        with services(readonly=True) as platform:
+            platform.tenants.require(tenant)
+            known = dict(platform.historian.catalog.get(tenant, tag).attributes) \
                 if tag in platform.historian.catalog.ids(tenant) else {}
-            for item in attr:
-                key, sep, value = item.partition("=")
-                if not sep or not key:
-                    raise InvalidInput(f"attribute {item!r} is not KEY=VALUE", where="--attr")
-                current[key] = value
-            changes["attributes"] = current
-        platform.tenants.require(tenant)
-        info = platform.historian.catalog.set_metadata(tenant, tag, changes)
-        out.print_json(json.dumps(info.to_dict()))
+        changes["attributes"] = {**known, **added}
+    info = write_call(lambda p: p.historian.set_tag(tenant, tag, changes).to_dict(), "PATCH",
+                      f"/api/v1/{tenant}/tags/{quote(tag)}", json=changes)
+    out.print_json(json.dumps(info))
 
 
 @tags_app.command("latest")
@@ -327,9 +352,13 @@ def tenants_create(tenant_id: str, name: Annotated[str | None, typer.Option()] =
                    retention_days: Annotated[int | None, typer.Option(help="Keep points this many days.")] = None
                    ) -> None:
     """Add a tenant (a company or research group)."""
-    with services(readonly=False) as platform:
+    def local(platform: Platform) -> dict[str, Any]:
         t = platform.tenants.create(tenant_id, name, retention_days)
-        out.print(f"created tenant {t.id} ({t.name})")
+        return {"id": t.id, "name": t.name}
+
+    doc = write_call(local, "POST", "/api/v1/tenants",
+                     json={"id": tenant_id, "name": name, "retention_days": retention_days})
+    out.print(f"created tenant {doc['id']} ({doc['name']})")
 
 
 @tenants_app.command("list")
@@ -339,7 +368,7 @@ def tenants_list() -> None:
         view = Table("id", "name", "retention_days", "created_at")
         for t in platform.tenants.list():
             view.add_row(t.id, t.name, _cell(t.retention_days), t.created_at.isoformat())
-        out.print(view)
+        print_table(view)
 
 
 @tenants_app.command("retention")

@@ -11,7 +11,7 @@ import typer
 import yaml
 from rich.table import Table
 
-from taehwa.cli.common import TenantOpt, emit_text, err, fail, out, services, write_call
+from taehwa.cli.common import TenantOpt, emit_text, err, fail, out, print_table, services, write_call
 from taehwa.errors import InvalidInput, TaehwaError
 from taehwa.twin.yamlio import dump_yaml
 
@@ -41,7 +41,7 @@ def _assets_table(items: list[dict[str, Any]]) -> None:
     view = Table("path", "type", "name", "state")
     for a in items:
         view.add_row(a["path"], a["type"], a["name"], a.get("state", ""))
-    out.print(view)
+    print_table(view)
 
 
 @twin_app.command("load")
@@ -75,7 +75,7 @@ def versions(tenant: TenantOpt, limit: Annotated[int, typer.Option(help="How man
         for v in platform.twin.versions(tenant, limit):
             d = v.to_dict()
             view.add_row(str(d["version"]), d["at"], d["actor"] or "", d["summary"])
-        out.print(view)
+        print_table(view)
 
 
 @twin_app.command("types")
@@ -85,7 +85,7 @@ def types(tenant: TenantOpt) -> None:
         view = Table("type", "extends", "level", "sensors", "derived")
         for t in platform.twin.types(tenant):
             view.add_row(t["name"], t["extends"] or "", t["level"], ", ".join(t["sensors"]), ", ".join(t["derived"]))
-        out.print(view)
+        print_table(view)
 
 
 @twin_app.command("show")
@@ -128,7 +128,7 @@ def state(path: str, tenant: TenantOpt, at: AtOpt = None) -> None:
         view.add_row(name, s["tag"], "—" if s["value"] is None else f"{s['value']:.6g}", s["quality"],
                      s["time"] or "—", s["state"])
     out.print(f"[bold]{path}[/bold]: {st['state']} (own: {st['own_state']})")
-    out.print(view)
+    print_table(view)
 
 
 @twin_app.command("create")

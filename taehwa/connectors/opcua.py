@@ -42,6 +42,7 @@ async def _connect(spec: OpcUaConnector) -> Any:
     from asyncua import Client  # type: ignore[attr-defined]
 
     client = Client(spec.endpoint, timeout=5)
+    client.session_timeout = 600_000  # what most servers grant (asyncua's own at most); asking for more only warns
     if spec.username:
         client.set_user(spec.username)
         client.set_password(spec.password or "")
@@ -51,6 +52,17 @@ async def _connect(spec: OpcUaConnector) -> Any:
             + (f",{spec.server_certificate}" if spec.server_certificate else ""))
     await client.connect()
     return client
+
+
+def status_name(status: Any) -> str:
+    """An OPC UA status code in words (BadConnectionClosed: the connection was closed), not an integer."""
+    from asyncua import ua
+
+    try:
+        code = ua.StatusCode(int(getattr(status, "value", status)))
+        return f"{code.name}: {code.doc}" if code.doc else str(code.name)
+    except (TypeError, ValueError):
+        return str(status)
 
 
 def _take_values(link: OpcUaLink, tags: dict[Any, str], events: list[Any]) -> None:
@@ -64,7 +76,7 @@ def _take_values(link: OpcUaLink, tags: dict[Any, str], events: list[Any]) -> No
     now_us = int(time.time() * 1e6)
     for ev in events:
         if isinstance(ev, StatusChangeEvent):
-            link.error(f"subscription status: {ev.notification}")
+            link.error(f"subscription status: {status_name(ev.notification.Status)}")
             continue
         if not isinstance(ev, DataChangeEvent):
             continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import re
 import threading
 from concurrent.futures import Future
@@ -106,6 +107,9 @@ class ReplayServer:
         ua = _ua()
 
         _tune_asyncua()
+        # a replay server on loopback without security, by design: asyncua's warnings that passwords may travel in
+        # plain text and certificates go unchecked say nothing new here, so they are not printed (errors are)
+        logging.getLogger("asyncua.server.server").setLevel(logging.ERROR)
         server = Server()
         await server.init()
         server.set_endpoint(self.endpoint)
