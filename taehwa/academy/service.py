@@ -132,6 +132,7 @@ class AcademyService:
             train[TARGET] = train[TARGET].astype(str)
             labels = labels.assign(**{TARGET: labels[TARGET].astype(str)})
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.root, 0o700)  # a folder made before (or under a loose umask) is closed too
         final = self.root / d.id
         if final.exists():
             shutil.rmtree(final)  # left by a create that failed before its record was written
@@ -139,9 +140,11 @@ class AcademyService:
         try:
             (tmp / "public").mkdir()
             (tmp / "hidden").mkdir(mode=0o700)
-            train.to_parquet(tmp / "public" / "train.parquet", index=False)
+            os.chmod(tmp / "hidden", 0o700)  # the server's user only, whatever the umask: a sandbox run as its own
+            train.to_parquet(tmp / "public" / "train.parquet", index=False)  # uid cannot even stat the labels
             inputs.to_parquet(tmp / "public" / "inputs.parquet", index=False)
             labels.to_parquet(tmp / "hidden" / "labels.parquet", index=False)
+            os.chmod(tmp / "hidden" / "labels.parquet", 0o600)
             os.rename(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -18,6 +18,9 @@ from taehwa.lab.spec import FeatureSpec, ModelSpec
 KINDS = ("predictions", "spec", "python")
 MAX_SUBMISSION_BYTES = 64 * 1024 * 1024
 MAX_CODE_BYTES = 1024 * 1024
+MAX_SPEC_BYTES = 64 * 1024  # a spec is a few lines of features and model parameters
+MAX_SPEC_DEPTH = 20  # nesting of mappings and lists in a spec
+MAX_SPEC_EVENTS = 20_000  # scalars, mappings and lists in all
 
 
 class SpecSubmission(BaseModel):
@@ -30,7 +33,8 @@ class SpecSubmission(BaseModel):
 
 
 def parse_spec_submission(text: str, task: str | None = None) -> SpecSubmission:
-    """A spec submission from YAML or JSON text."""
+    """A spec submission from YAML or JSON text, checked for size, depth and aliases before it is loaded."""
+    check_spec_text(text)
     from taehwa.lab.models import KINDS as MODEL_KINDS
     from taehwa.twin.yamlio import load_yaml, plain
 
@@ -49,6 +53,40 @@ def parse_spec_submission(text: str, task: str | None = None) -> SpecSubmission:
     if task is not None and task not in cls.tasks:
         raise InvalidInput(f"model.kind {sub.model.kind!r} does not do task {task!r}", where="submission:model.kind")
     return sub
+
+
+def check_spec_text(text: str) -> None:
+    """Refuse a spec before anything is built from it when it is too big, nests too deep or uses aliases (a
+    454-byte "billion laughs" of nested aliases would expand to gigabytes): a walk over the parser's events, which
+    never expands an alias, costs microseconds per event and stops at the first excess."""
+    import yaml
+
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_SPEC_BYTES:
+        raise InvalidInput(f"the spec is {size} bytes; a spec submission is at most {MAX_SPEC_BYTES}",
+                           where="submission")
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    depth = events = 0
+    try:
+        for event in yaml.parse(text, Loader=loader):
+            line = f"submission:{event.start_mark.line + 1}" if event.start_mark is not None else "submission"
+            events += 1
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise InvalidInput("anchors and aliases (&name, *name) are not allowed in a spec submission",
+                                   where=line)
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_SPEC_DEPTH:
+                    raise InvalidInput(f"the spec nests deeper than {MAX_SPEC_DEPTH} levels", where=line)
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+            if events > MAX_SPEC_EVENTS:
+                raise InvalidInput(f"the spec has more than {MAX_SPEC_EVENTS} values", where=line)
+    except yaml.YAMLError as exc:  # the problem and its line only: the parser's own text quotes the document
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or "it could not be parsed"
+        raise InvalidInput(f"not valid YAML or JSON: {problem}",
+                           where=f"submission:{mark.line + 1}" if mark is not None else "submission") from None
 
 
 def check_python(code: bytes) -> str:
