@@ -20,9 +20,11 @@ PG_TESTS ?= tests/test_api.py tests/test_cli.py tests/test_fuzz.py tests/test_id
 .PHONY: run test lint typecheck pytest bench deps-deb clean
 
 $(VENV)/.run-installed: pyproject.toml
+	@echo "== Taehwa: setting up $(VENV) (first time: a few minutes; nothing is downloaded at run time)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	@echo "== installing Taehwa and its pinned dependencies (pyproject.toml)"
+	$(PY) -m pip install --progress-bar on -e .
 	touch $@
 
 $(VENV)/.test-installed: pyproject.toml
@@ -32,7 +34,9 @@ $(VENV)/.test-installed: pyproject.toml
 	touch $@ $(VENV)/.run-installed
 
 run: $(VENV)/.run-installed
+	@echo "== loading the demo plant into ./taehwa-data (first time: about three minutes; later: at once)"
 	$(TAEHWA) demo load
+	@echo "== starting the platform (Ctrl-C stops it)"
 	$(TAEHWA) serve --demo
 
 deps-deb:
