@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from taehwa.api.responses import BoundedRoute
 from taehwa.errors import InvalidInput, PayloadTooLarge
 from taehwa.platform import Platform
 
@@ -24,7 +25,7 @@ class CloseIn(BaseModel):
 def add_academy_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) -> None:
     """Add the academy's routes."""
     academy = platform.academy
-    router = APIRouter(dependencies=[Depends(auth)], tags=["academy"])
+    router = APIRouter(dependencies=[Depends(auth)], route_class=BoundedRoute, tags=["academy"])
 
     @router.get("/api/v1/academy/challenges")
     def challenges() -> list[dict[str, Any]]:

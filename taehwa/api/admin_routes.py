@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from taehwa.api.caller import CSRF_COOKIE, SESSION_COOKIE, csrf_token
-from taehwa.api.responses import split_tags, table_response
+from taehwa.api.responses import BoundedRoute, split_tags, table_response
 from taehwa.platform import Platform
 from taehwa.tenancy.access import acting_as, current
 
@@ -76,7 +76,7 @@ class GrantIn(BaseModel):
 def add_admin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) -> None:
     """Add the identity, audit and sharing routes."""
     ident = platform.identity
-    router = APIRouter(dependencies=[Depends(auth)], tags=["identity"])
+    router = APIRouter(dependencies=[Depends(auth)], route_class=BoundedRoute, tags=["identity"])
 
     @router.get("/api/v1/me")
     def me() -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Query
 
+from taehwa.api.responses import BoundedRoute
 from taehwa.platform import Platform
 
 CONNECTOR_BODY = Body(..., description="One connector definition ({name, protocol: opcua|mqtt|modbus|files, …, "
@@ -18,7 +19,7 @@ CONNECTOR_BODY = Body(..., description="One connector definition ({name, protoco
 def add_connector_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) -> None:
     """Add the connector routes."""
     service = platform.connectors
-    router = APIRouter(dependencies=[Depends(auth)], tags=["connectors"])
+    router = APIRouter(dependencies=[Depends(auth)], route_class=BoundedRoute, tags=["connectors"])
 
     @router.get("/api/v1/{tenant}/connectors")
     def list_connectors(tenant: str) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from taehwa.api.responses import BoundedRoute
 from taehwa.errors import InvalidInput, UnsupportedMediaType
 from taehwa.platform import Platform
 
@@ -66,7 +67,7 @@ SPEC_BODY = Body(..., description="A lab spec (the same document as `taehwa lab 
 def add_lab_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) -> None:
     """Add the lab and registry routes."""
     lab, labels = platform.lab, platform.labels
-    router = APIRouter(dependencies=[Depends(auth)], tags=["lab"])
+    router = APIRouter(dependencies=[Depends(auth)], route_class=BoundedRoute, tags=["lab"])
 
     @router.get("/api/v1/{tenant}/labels")
     def list_labels(tenant: str, asset: str | None = None, kind: str | None = None, start: str | None = None,

@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from taehwa.api.responses import BoundedRoute
 from taehwa.errors import InvalidInput
 from taehwa.live.deployments import DeploymentIn
 from taehwa.live.notify import WebhookIn
@@ -45,7 +46,7 @@ class ShelveIn(NoteIn):
 def add_live_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) -> None:
     """Add the live routes."""
     live = platform.live
-    router = APIRouter(dependencies=[Depends(auth)], tags=["live"])
+    router = APIRouter(dependencies=[Depends(auth)], route_class=BoundedRoute, tags=["live"])
 
     @router.get("/api/v1/{tenant}/deployments")
     def deployments(tenant: str) -> list[dict[str, Any]]:

@@ -132,6 +132,9 @@ class WindowFeatures:
                 bands = _band_powers(V[:, j], keys, self.windows[-1], self.spectrum_bands)
                 for b in range(self.spectrum_bands):
                     cols[f"{s}__band{b}"] = bands[:, b]
+        if not cols:  # a spec refuses this already; kept so an empty matrix never reaches a model
+            raise InvalidInput("features make no feature: give windows with stats, lags, include_raw or "
+                               "spectrum_bands", where="features")
         if order is not None:
             back = np.empty_like(order)
             back[order] = np.arange(len(order))

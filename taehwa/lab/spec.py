@@ -5,7 +5,7 @@ falls back to a default."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -61,22 +61,43 @@ class LabelSpec(_Strict):
     failure_kind: str = "failure"
     value_kind: str | None = None
     forecast_signal: str | None = None
-    horizon: int = 1
-    rul_clip: float | None = 125.0
+    horizon: int = Field(1, ge=1, le=100_000)
+    rul_clip: float | None = Field(125.0, gt=0, le=1e9)
     normal_class: str = "normal"
 
 
+ROWS = Annotated[int, Field(ge=1, le=100_000)]  # a window or a lag, in rows
+WINDOW_STATS = {"mean", "std", "min", "max"}  # need a window (slope one of 3 rows or more); ewm and cummean do not
+
+
 class FeatureSpec(_Strict):
-    windows: list[int] = Field(default_factory=lambda: [1])
-    stats: list[str] = Field(default_factory=lambda: ["mean"])
-    lags: list[int] = Field(default_factory=list)
-    ewm_alpha: float = 0.1
-    spectrum_bands: int = 0
+    """What the model sees; every number range-checked, and a spec that makes no feature at all is refused here
+    (an empty feature matrix was a 500 deep in the model)."""
+
+    windows: list[ROWS] = Field(default_factory=lambda: [1], max_length=20)
+    stats: list[str] = Field(default_factory=lambda: ["mean"], max_length=20)
+    lags: list[ROWS] = Field(default_factory=list, max_length=50)
+    ewm_alpha: float = Field(0.1, gt=0.0, le=1.0)
+    spectrum_bands: int = Field(0, ge=0, le=64)
     include_raw: bool = False
     include_position: bool = False
-    condition_columns: list[str] = Field(default_factory=list)
-    conditions: int = 1
+    condition_columns: list[str] = Field(default_factory=list, max_length=100)
+    conditions: int = Field(1, ge=1, le=100)
     drop_flat: bool = True
+
+    @model_validator(mode="after")
+    def _some_feature(self) -> FeatureSpec:
+        if self.spectrum_bands and not self.windows:
+            raise ValueError("features.spectrum_bands needs features.windows (the bands are of the last window)")
+        if self.spectrum_bands and self.spectrum_bands > self.windows[-1] // 2:
+            raise ValueError(f"features.spectrum_bands is at most half the last window ({self.windows[-1] // 2})")
+        windowed = (bool(self.windows) and bool(WINDOW_STATS & set(self.stats))) or (
+            "slope" in self.stats and any(w >= 3 for w in self.windows))
+        if not (windowed or {"ewm", "cummean"} & set(self.stats) or self.lags or self.include_raw
+                or self.include_position or self.spectrum_bands):
+            raise ValueError("features make no feature: give windows with stats (mean, std, min, max, slope), "
+                             "stats ewm or cummean, lags, include_raw or spectrum_bands")
+        return self
 
 
 class ModelSpec(_Strict):
@@ -91,7 +112,7 @@ class SplitSpec(_Strict):
     method: Literal["rolling", "holdout", "by_unit", "per_unit"] = "rolling"
     folds: int = Field(3, ge=1, le=20)
     train_fraction: float = Field(0.5, gt=0.0, lt=1.0)
-    train_rows: int = Field(400, ge=2)
+    train_rows: int = Field(400, ge=2, le=1_000_000_000)
     at: str | None = None  # holdout: learn before this time, judge from it (instead of train_fraction)
     normal_only: bool = True
 
