@@ -297,3 +297,18 @@ def test_the_back_off_grows_and_ends() -> None:
     assert throttle.failed("choi", "a") == (LOCKOUT_AFTER + 1, 2 * BACKOFF_S)  # exponentially longer
     throttle.succeeded("choi", "a")
     assert throttle.wait("choi", "a") == 0
+
+
+def test_a_node_without_the_key_does_not_make_its_own(logged: Settings, tmp_path: Path) -> None:
+    """A second node on the same database, started without the log's key, refuses to sign with a key of its own."""
+    other = tmp_path / "other-node"
+    engine = make_engine(logged.metadata_url)
+    log = AuditLog(engine, other / "audit-head.json", key_file=other / "secrets" / "audit.key")
+    try:
+        assert not (other / "secrets" / "audit.key").exists()
+        assert "same audit key file" in (log.verify().reason or "")
+        with acting_as(Principal("op", platform_admin=True)), pytest.raises(Unavailable, match="same audit key"):
+            log.append("test.append", target="from the other node")
+    finally:
+        engine.dispose()
+    assert _service(logged).ok

@@ -170,8 +170,11 @@ class AuditLog:
                 if key_file.exists():
                     self._key = _read_key(key_file)
                     return
-                last = c.execute(select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc())
-                                 .limit(1)).first()
+                last = c.execute(select(audit_log).order_by(audit_log.c.seq.desc()).limit(1)).first()
+                if last is not None and _entry_hash(str(last.prev_hash), _row_fields(last)) != last.hash:
+                    self._key_problem = ("the audit log is signed with a key this node does not have (or was "
+                                         "changed): give it the same audit key file as the node that wrote it")
+                    return
                 key = secrets.token_bytes(32)
                 seq, digest = (int(last.seq), str(last.hash)) if last else (0, GENESIS)
                 if head is not None and isinstance(head.get("seq"), int) and head["seq"] > seq:
@@ -258,8 +261,10 @@ class AuditLog:
         with self._lock:
             with self._engine.begin() as c:
                 _take_append_lock(c)
-                last = c.execute(select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc())
-                                 .limit(1)).first()
+                last = c.execute(select(audit_log).order_by(audit_log.c.seq.desc()).limit(1)).first()
+                if last is not None and self._key is not None and not self._links(last):
+                    log.error("audit entry %d is not signed with this node's audit key (another node with another "
+                              "key wrote it, or it was changed); run taehwa audit verify", last.seq)
                 seq = (last.seq + 1) if last else 1
                 prev = last.hash if last else GENESIS
                 fields = {"seq": seq, "at_us": time.time_ns() // 1000, "actor": actor, "source": caller.source,
@@ -270,8 +275,23 @@ class AuditLog:
             self._after_append(seq, digest)
         return seq
 
+    def _links(self, row: Any) -> bool:
+        """Whether a stored entry follows from its previous hash under this key (or, before the key, unkeyed)."""
+        assert self._key is not None
+        fields = _row_fields(row)
+        return (hmac.compare_digest(_entry_mac(self._key, str(row.prev_hash), fields), str(row.hash))
+                or _entry_hash(str(row.prev_hash), fields) == row.hash)
+
     def _after_append(self, seq: int, digest: str) -> None:
-        """Move the head forward and add a checkpoint when one is due."""
+        """Move the head forward and add a checkpoint when one is due; the entry is committed already, so a head
+        that cannot be written (a full disk) is logged, and the head stays a lower bound."""
+        try:
+            self._move_head(seq, digest)
+        except OSError as exc:
+            log.error("audit head not moved to entry %d: %s", seq, exc.strerror)
+
+    def _move_head(self, seq: int, digest: str) -> None:
+        """The work of `_after_append`."""
         if self._head is None:
             return
         if self._key is None:  # unkeyed (no key configured): the old plain head
