@@ -20,7 +20,7 @@ from taehwa.api.caller import CallerMiddleware, RateLimiter
 from taehwa.api.connector_routes import add_connector_routes
 from taehwa.api.lab_routes import add_lab_routes
 from taehwa.api.live_routes import add_live_routes
-from taehwa.api.responses import split_tags, table_response
+from taehwa.api.responses import BoundedRoute, split_tags, table_response
 from taehwa.api.twin_routes import add_twin_routes
 from taehwa.errors import InvalidInput, PayloadTooLarge, TaehwaError, Unauthorized
 from taehwa.historian.readers import ARROW_STREAM, read_body
@@ -54,6 +54,7 @@ def create_app(platform: Platform) -> FastAPI:
     app = FastAPI(title="Taehwa (태화)", version=__version__,
                   description="Sovereign industrial AI platform: historian (points, tags, tenants) and digital twin "
                               "(plant model, assets, live state, change streams).")
+    app.router.route_class = BoundedRoute  # JSON documents in bodies: bounded size and depth
     hist = platform.historian
     max_body = platform.settings.max_body_bytes
 
