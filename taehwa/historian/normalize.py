@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from taehwa.errors import InvalidInput
 from taehwa.historian.schema import STORE_SCHEMA, Quality, check_tag
-from taehwa.historian.timeutil import to_us
+from taehwa.historian.timeutil import MAX_US, MIN_US, show_us, to_us
 
 TIME_NAMES = ("time", "timestamp", "datetime", "ts")
 LONG_COLUMNS = {"tag", "time", "value", "quality"}
@@ -201,14 +201,18 @@ def _check_times(col: pa.ChunkedArray, source: str, row_of: Any, earliest_us: in
         raise InvalidInput("missing time", where=row_of(bad, where_col))
     typ = col.type
     if pa.types.is_timestamp(typ):
+        _check_range(col.cast(pa.timestamp(typ.unit)).cast(pa.int64()), _UNIT_US[typ.unit], row_of, where_col)
         out = col.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).cast(pa.timestamp("us"))  # naive: UTC
     elif pa.types.is_date(typ):
+        days = col.cast(pa.date32()).cast(pa.int32()).cast(pa.int64())
+        _check_range(days, 86_400 * 1_000_000, row_of, where_col)
         out = col.cast(pa.timestamp("us"))
     elif pa.types.is_integer(typ) or pa.types.is_floating(typ):
         seconds = col.cast(pa.float64())
         bad = _first_bad(pc.invert(pc.is_finite(seconds)))
         if bad is not None:
             raise InvalidInput("time is not a finite number of epoch seconds", where=row_of(bad, where_col))
+        _check_range(seconds, 1_000_000, row_of, where_col)
         out = pc.round(pc.multiply(seconds, 1_000_000.0)).cast(pa.int64()).cast(pa.timestamp("us"))
     elif pa.types.is_string(typ) or pa.types.is_large_string(typ):
         out = _parse_time_strings(col.cast(pa.string()), source, row_of)
@@ -217,17 +221,32 @@ def _check_times(col: pa.ChunkedArray, source: str, row_of: Any, earliest_us: in
                            where=_where(source, None, where_col))
     out = out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
     as_int = out.cast(pa.int64())
+    _check_range(as_int, 1, row_of, where_col)
     if earliest_us is not None:
         bad = _first_bad(pc.less(as_int, earliest_us))
         if bad is not None:
-            raise InvalidInput(f"time {out[bad].as_py()} is before the accepted window",
+            raise InvalidInput(f"time {show_us(as_int[bad].as_py())} is before the accepted window",
                                where=row_of(bad, where_col))
     if latest_us is not None:
         bad = _first_bad(pc.greater(as_int, latest_us))
         if bad is not None:
-            raise InvalidInput(f"time {out[bad].as_py()} is too far in the future",
+            raise InvalidInput(f"time {show_us(as_int[bad].as_py())} is too far in the future",
                                where=row_of(bad, where_col))
     return out
+
+
+_UNIT_US = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 1}  # ns: every int64 is inside the years 1 to 9999
+
+
+def _check_range(values: pa.ChunkedArray | pa.Array, us_per_unit: int, row_of: Any, where_col: str) -> None:
+    """Refuse times outside the years 1 to 9999 (what a datetime holds) before any conversion can overflow:
+    Arrow times at ±2^62 µs and JSON `time: 1e300` were 500s."""
+    lo, hi = MIN_US / us_per_unit, MAX_US / us_per_unit
+    if pa.types.is_integer(values.type):
+        lo, hi = -(-MIN_US // us_per_unit), MAX_US // us_per_unit
+    bad = _first_bad(pc.or_(pc.less(values, lo), pc.greater(values, hi)))
+    if bad is not None:
+        raise InvalidInput("time is outside the years 1 to 9999", where=row_of(bad, where_col))
 
 
 def _parse_time_strings(col: pa.ChunkedArray, source: str, row_of: Any) -> pa.Array:
