@@ -312,3 +312,43 @@ def test_a_node_without_the_key_does_not_make_its_own(logged: Settings, tmp_path
     finally:
         engine.dispose()
     assert _service(logged).ok
+
+
+# -- taehwa doctor ----------------------------------------------------------------------------------------------
+def test_doctor_flags_loose_database_files_foreign_webhooks_and_outside_paths(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert
+
+    from taehwa.db import connectors, webhooks
+
+    monkeypatch.setenv("TAEHWA_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("TAEHWA_WEBHOOK_HOSTS", "hooks.example.com,*.city.example")
+    s = load_settings()
+    platform = Platform(s, background=False)
+    platform.tenants.create("acme")
+    platform.close()
+    engine = make_engine(s.metadata_url)
+    now = datetime.now(UTC)
+    with engine.begin() as c:  # as a tenant admin could have set them up before the checks at entry existed
+        for name, url in [("ok", "https://hooks.example.com/a"), ("sub", "https://alarms.city.example/b"),
+                          ("metadata", "http://169.254.169.254/latest/meta-data"), ("far", "https://evil.example/")]:
+            c.execute(insert(webhooks).values(tenant="acme", name=name, url=url, events=["raised"], secret=None,
+                                              created_by="t", created_at=now))
+        c.execute(insert(connectors).values(tenant="acme", name="drop", protocol="files", created_by="t",
+                                            spec=orjson.dumps({"protocol": "files", "folder": "/etc"}).decode(),
+                                            updated_at=now))
+    engine.dispose()
+    os.chmod(s.data_dir, 0o755)
+    if s.metadata_url.startswith("sqlite"):
+        os.chmod(Path(s.metadata_url.removeprefix("sqlite:///")), 0o644)
+    r = CliRunner().invoke(app, ["doctor"])
+    said = " ".join(r.output.split())
+    assert r.exit_code == 8, said
+    assert "2 post outside TAEHWA_WEBHOOK_HOSTS: acme/far → evil.example, acme/metadata → 169.254.169.254" in said
+    assert "acme/ok" not in said and "acme/sub" not in said
+    assert "outside their tenant's folders: acme/connector drop" in said
+    if s.metadata_url.startswith("sqlite"):
+        assert "readable by other local users: metadata.sqlite (mode 644)" in said
