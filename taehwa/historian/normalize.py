@@ -100,7 +100,14 @@ def wide_to_long(table: pa.Table, *, source: str = "input", time_column: str | N
         part = pa.table({"tag": pa.array([col] * n, pa.string()), "time": times, "value": values,
                          "__row": pa.array(range(1, n + 1), pa.int64())})
         parts.append(part.filter(pc.is_valid(values)))  # an empty cell in a wide file is no reading
-    return pa.concat_tables(parts, promote_options="permissive")
+    try:
+        return pa.concat_tables(parts, promote_options="permissive")
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        pass
+    try:  # tag columns of different kinds (numbers in one, text in another): checked as text, row by row
+        return pa.concat_tables([p.set_column(2, "value", p.column("value").cast(pa.string())) for p in parts])
+    except (pa.ArrowTypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise InvalidInput("the tag columns hold values that are not numbers or text", where=source) from None
 
 
 def _find_time_column(table: pa.Table) -> str | None:

@@ -79,10 +79,15 @@ def iter_file_tables(path: Path) -> Iterator[tuple[pa.Table, int, int]]:
 
 
 def read_arrow_stream(body: bytes, *, source: str = "body") -> pa.Table:
-    """An Arrow IPC stream body as a table."""
+    """An Arrow IPC stream body as a table, fully validated: a malformed body (offsets past the data, bad UTF-8,
+    lengths that lie) is refused here, because Arrow's kernels trust what they are given and crashed the server
+    on such a table."""
     try:
-        return pa.ipc.open_stream(body).read_all()
-    except (pa.ArrowInvalid, OSError) as exc:
+        table = pa.ipc.open_stream(body).read_all()
+        table.validate(full=True)
+        return table
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, pa.ArrowIndexError,
+            pa.ArrowCapacityError, pa.ArrowMemoryError, OSError, ValueError) as exc:
         raise InvalidInput(f"not a valid Arrow IPC stream: {_arrow_msg(exc)}", where=source) from None
 
 
