@@ -87,8 +87,11 @@ class Verdict:
             return f"broken{where}: {self.reason}"
         if self.keyed_from is None:
             keyed = "not keyed (no audit key configured)"
-        elif self.keyed_from <= 1 or self.entries < self.keyed_from:
+        elif self.keyed_from <= 1 or not self.entries:
             keyed = "all keyed" if self.entries else "keyed"
+        elif self.entries < self.keyed_from:
+            keyed = (f"all written before the audit key (chained, not keyed; sealed by the signed head, and by the "
+                     f"first keyed entry from {self.keyed_from} on)")
         else:
             keyed = (f"entries 1–{self.keyed_from - 1} were written before the audit key (chained, sealed by the "
                      f"keyed entries after them), {self.keyed_from}–{self.entries} keyed")
