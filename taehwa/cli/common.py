@@ -36,14 +36,22 @@ KEY_COLUMNS = frozenset({"id", "name", "tag", "path", "run", "model", "series", 
 def print_table(view: Table) -> None:
     """Print a table with its key columns whole (as wide as their longest value) and the other columns folded
     into the width left, so an id or a tag name can always be copied from the screen."""
+    needed = 1  # the left border; each column adds its padding and a border
     for column in view.columns:
         if str(column.header).lower() in KEY_COLUMNS:
-            cells = [str(c) for c in column.cells]
             column.no_wrap = True
-            column.min_width = max([len(str(column.header)), *map(len, cells)])
+            column.min_width = max([len(str(column.header)), *(len(str(c)) for c in column.cells)])
+            needed += column.min_width + 3
         else:
             column.overflow = "fold"
-    out.print(view)
+            needed += min(10, max([len(str(column.header)), *(len(str(c)) for c in column.cells)])) + 3
+    # wider than the terminal only when the whole ids would leave the other columns no room (the terminal wraps)
+    width = out.width
+    out.width = max(width, needed)
+    try:
+        out.print(view)
+    finally:
+        out.width = width
 
 
 def fail(exc: TaehwaError) -> None:
