@@ -117,3 +117,15 @@ class ValidationFailed(InvalidInput):
 
     def __str__(self) -> str:
         return "\n".join(f"{w}: {m}" for w, m in self.problems)
+
+
+class StorageFull(Unavailable):
+    """A disk the call writes to is full (ENOSPC or a quota): nothing of the call was stored, what was stored
+    before stays; writes resume by themselves once space is freed."""
+
+    http_status = 507
+    kind = "storage_full"
+
+    def __init__(self, message: str, *, where: str | None = None, path: str | None = None) -> None:
+        self.path = path  # the folder on the full disk (for the operator's log and the probe; not sent to callers)
+        super().__init__(message, where=where)

@@ -7,19 +7,32 @@ WebSocket, and a full disk that answered bare 500s and kept the server from star
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+from fastapi.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 
+from taehwa.api.app import create_app
 from taehwa.api.workers import Relay
+from taehwa.errors import StorageFull
+from taehwa.historian.store import FULL_PROBE_S, Historian
 from taehwa.platform import Platform
+from taehwa.settings import Settings
+from tests.conftest import TOKEN
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 STREAM_ENDS_WITHIN_S = 4.0  # re-checked every 2 s against answers at most 1 s old: 3 s at worst, plus slack
 
@@ -187,3 +200,136 @@ def test_relayed_streams_end_after_revoke(platform: Platform, live_server: str, 
         assert messages[-1]["event"] == "ended" and took < STREAM_ENDS_WITHIN_S, (messages, took)
         status, body = websocket_refusal(ws_url(front, "/api/v1/acme/events/ws"), viewer["auth"])
         assert status == 401 and b"revoked" in body
+
+
+# -- a full disk ------------------------------------------------------------------------------------------------
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 8 MB filesystem (tmpfs) to fill; root only."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root (the fault-injection test covers the log without it)")
+    where = tmp_path / "disk"
+    where.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(where)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Fill a filesystem to the last byte; returns the filler file (delete it to free the space)."""
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as fh:
+        with contextlib.suppress(OSError):
+            while True:
+                fh.write(b"\0" * 65536)
+        with contextlib.suppress(OSError):
+            while True:
+                fh.write(b"\0" * 512)
+    return filler
+
+
+POINT = "2024-03-01T00:00:0{}Z"
+
+
+def points(c: TestClient) -> list[float]:
+    r = c.get("/api/v1/acme/points", params={"tags": "a", "start": "2024-03-01", "end": "2024-03-02"})
+    assert r.status_code == 200, r.text
+    return [p["value"] for p in r.json()["points"]]
+
+
+def test_full_disk_is_507_with_reason_keeps_points_and_resumes(small_disk: Path) -> None:
+    """Today: every write on a full disk answered a bare 500. Now 507 naming the full disk, every acknowledged
+    point stays readable, and writes resume by themselves once space is freed."""
+    settings = Settings(data_dir=small_disk / "data", api_token=TOKEN)
+    platform = Platform(settings, background=False)
+    try:
+        platform.tenants.create("acme")
+        with TestClient(create_app(platform), headers=AUTH, raise_server_exceptions=False) as c:
+            for i in (0, 1):
+                r = c.post("/api/v1/acme/points", json=[{"tag": "a", "time": POINT.format(i), "value": i}])
+                assert r.status_code == 200, r.text
+                if i == 0:
+                    platform.historian.flush()  # one point in a data file, one only in the log
+            filler = fill(small_disk)
+            for body in ([{"tag": "a", "time": POINT.format(2), "value": 2}],  # the log's disk
+                         [{"tag": "new", "time": POINT.format(2), "value": 2}]):  # a new tag: the database
+                r = c.post("/api/v1/acme/points", json=body)
+                assert r.status_code == 507, r.text
+                assert r.json()["error"] == "storage_full" and "the disk holding" in r.json()["message"]
+            r = c.post("/api/v1/acme/assets", json={"id": "site-1", "type": "Site"})  # the twin: the database
+            assert r.status_code == 507 and "metadata database is full" in r.json()["message"], r.text
+            with pytest.raises(StorageFull, match="the disk holding the historian's data files is full"):
+                platform.historian.flush()
+            health = c.get("/healthz").json()
+            assert health["read_only"] is True and "is full" in health["reason"]
+            assert points(c)[:2] == [0.0, 1.0]  # nothing acknowledged is lost
+            filler.unlink()
+            time.sleep(FULL_PROBE_S + 0.1)
+            r = c.post("/api/v1/acme/points", json=[{"tag": "a", "time": POINT.format(3), "value": 3}])
+            assert r.status_code == 200, r.text
+            platform.historian.flush()
+            assert c.get("/healthz").json()["read_only"] is False
+            assert {0.0, 1.0, 3.0} <= set(points(c))
+            assert c.post("/api/v1/acme/assets", json={"id": "site-1", "type": "Site"}).status_code == 201
+    finally:
+        platform.close()
+
+
+def test_a_failed_log_append_leaves_no_torn_batch(hist: Historian, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fault at the OS call: the disk fills half-way through a log append. The write is 507 (StorageFull) and
+    the half-written batch is cut off again, so the next append (and a restart) read every acknowledged point."""
+    hist.write("acme", [{"tag": "a", "time": POINT.format(0), "value": 0}])
+    real_write = os.write
+    wal_dir = str(hist.wal.directory)
+
+    def half_then_full(fd: int, data: Any) -> int:
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(wal_dir) and len(data) > 64:
+            real_write(fd, bytes(data[: len(data) // 2]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", half_then_full)
+    with pytest.raises(StorageFull, match="write-ahead log is full"):
+        hist.write("acme", [{"tag": "a", "time": POINT.format(1), "value": 1}])
+    monkeypatch.setattr(os, "write", real_write)
+    time.sleep(FULL_PROBE_S + 0.1)  # the disk has room again (this one never was full)
+    hist.write("acme", [{"tag": "a", "time": POINT.format(2), "value": 2}])
+    logged = hist.wal.read_all()
+    assert sorted(logged.column("value").to_pylist()) == [0.0, 2.0]  # the refused point is not there
+
+
+def test_server_starts_read_only_on_a_full_disk(small_disk: Path) -> None:
+    """Today: after a kill, the server would not start while the disk was full (its start-up flush failed). Now it
+    starts, says it is read-only and why, answers the logged points, and takes writes once space is freed."""
+    data = small_disk / "data"
+    script = ("import os, sys\n"
+              "from taehwa.historian.store import Historian\n"
+              "from taehwa.settings import Settings\n"
+              f"h = Historian(Settings(data_dir={str(data)!r}, api_token={TOKEN!r}), background=False)\n"
+              "h.tenants.create('acme')\n"
+              f"h.write('acme', [{{'tag': 'a', 'time': {POINT.format(0)!r}, 'value': 0}}])\n"
+              "os._exit(9)  # killed: the point is only in the write-ahead log\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert done.returncode == 9, done.stderr.decode()[-2000:]
+    filler = fill(small_disk)
+    platform = Platform(Settings(data_dir=data, api_token=TOKEN), background=False)
+    try:
+        assert platform.historian.full_reason is not None and "is full" in platform.historian.full_reason
+        with TestClient(create_app(platform), headers=AUTH) as c:
+            health = c.get("/healthz").json()
+            assert health["read_only"] is True and "is full" in health["reason"]
+            assert points(c) == [0.0]
+            r = c.post("/api/v1/acme/points", json=[{"tag": "a", "time": POINT.format(1), "value": 1}])
+            assert r.status_code == 507 and "is full" in r.json()["message"]
+            filler.unlink()
+            time.sleep(FULL_PROBE_S + 0.1)
+            r = c.post("/api/v1/acme/points", json=[{"tag": "a", "time": POINT.format(1), "value": 1}])
+            assert r.status_code == 200, r.text
+            platform.historian.flush()
+            assert c.get("/healthz").json()["read_only"] is False and points(c) == [0.0, 1.0]
+    finally:
+        platform.close()

@@ -9,7 +9,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -23,6 +23,7 @@ from taehwa.api.live_routes import add_live_routes
 from taehwa.api.responses import BoundedRoute, split_tags, table_response
 from taehwa.api.twin_routes import add_twin_routes
 from taehwa.errors import InvalidInput, PayloadTooLarge, TaehwaError, Unauthorized
+from taehwa.historian.durable import full, is_disk_full
 from taehwa.historian.readers import ARROW_STREAM, read_body
 from taehwa.platform import Platform
 from taehwa.tenancy.access import current
@@ -79,6 +80,15 @@ def create_app(platform: Platform) -> FastAPI:
         return JSONResponse({"error": "invalid_input", "message": f"a value the database cannot store: {reason}",
                              "where": "input"}, status_code=422)
 
+    @app.exception_handler(OperationalError)
+    async def _database_error(_: Request, exc: OperationalError) -> JSONResponse:
+        """A full disk under the metadata database answers 507 with the reason (the statement's transaction is
+        rolled back: nothing of the call was kept); any other database error stays a 500."""
+        if not is_disk_full(exc):
+            raise exc
+        err = full("the metadata database")
+        return JSONResponse(err.to_dict(), status_code=err.http_status)
+
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0]
@@ -99,9 +109,11 @@ def create_app(platform: Platform) -> FastAPI:
     fmt_q = Query("json", pattern="^(json|csv|arrow)$", description="json, csv or arrow (IPC stream)")
 
     @app.get("/healthz", tags=["platform"])
-    def healthz() -> dict[str, str]:
-        """Liveness: the service answers."""
-        return {"status": "ok", "version": __version__}
+    def healthz() -> dict[str, Any]:
+        """Liveness: the service answers; `read_only` (with the reason) while a full disk keeps writes out."""
+        reason = hist.full_reason
+        return {"status": "ok", "version": __version__, "read_only": reason is not None,
+                **({"reason": reason} if reason else {})}
 
     @app.get("/api/v1/tenants", dependencies=authed, tags=["tenants"])
     def list_tenants() -> list[dict[str, Any]]:

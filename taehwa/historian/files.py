@@ -6,14 +6,19 @@ and rn the row within it, and only the last row of each (tag, time) is kept.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 
+from taehwa.historian.durable import disk_full_is
 from taehwa.historian.manifest import DataFile
 from taehwa.historian.storage import Storage
+
+log = logging.getLogger(__name__)
 
 DAY_US = 86_400_000_000
 FILE_COLUMNS = "tag_id, tag, time, value, quality, seq"
@@ -56,23 +61,44 @@ def write_day_files(con: duckdb.DuckDBPyConnection, source: str, storage: Storag
     qualify = (f"QUALIFY lead(time) OVER (PARTITION BY tag_id ORDER BY {order}) IS DISTINCT FROM time"
                if dedup != "none" else "")
     out: list[DataFile] = []
-    tmp_dir = storage.staging(tenant)
-    for day_number, min_t, max_t, min_tag, max_tag, max_seq in stats:
-        day = (date(1970, 1, 1) + timedelta(days=int(day_number))).isoformat()
-        lo = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=int(day_number))
-        where = (f"WHERE time >= TIMESTAMP '{lo:%Y-%m-%d %H:%M:%S}' "
-                 f"AND time < TIMESTAMP '{lo + timedelta(days=1):%Y-%m-%d %H:%M:%S}'") if len(stats) > 1 else ""
-        name = f"{max_seq:012d}-{uuid.uuid4().hex[:12]}.parquet"
-        tmp = tmp_dir / name
-        rows = con.execute(
-            f"COPY (SELECT {FILE_COLUMNS} FROM {source} {where} {qualify} ORDER BY tag_id, time) "
-            f"TO {quote(tmp)} (FORMAT parquet, COMPRESSION zstd)"
-        ).fetchone()
-        rel = f"day={day}/{name}"
-        size = storage.put(tmp, f"{tenant}/{rel}")
-        out.append(DataFile(
-            path=rel, day=day, rows=int(rows[0]) if rows else 0, min_time=int(min_t), max_time=int(max_t),
-            min_tag=int(min_tag), max_tag=int(max_tag), max_seq=int(max_seq), added=version,
-            bytes=size,
-        ))
+    tmp: Path | None = None
+    with disk_full_is("the historian's data files", storage.local_root):
+        tmp_dir = storage.staging(tenant)
+        try:
+            for day_number, min_t, max_t, min_tag, max_tag, max_seq in stats:
+                day = (date(1970, 1, 1) + timedelta(days=int(day_number))).isoformat()
+                lo = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=int(day_number))
+                where = (f"WHERE time >= TIMESTAMP '{lo:%Y-%m-%d %H:%M:%S}' "
+                         f"AND time < TIMESTAMP '{lo + timedelta(days=1):%Y-%m-%d %H:%M:%S}'"
+                         ) if len(stats) > 1 else ""
+                name = f"{max_seq:012d}-{uuid.uuid4().hex[:12]}.parquet"
+                tmp = tmp_dir / name
+                rows = con.execute(
+                    f"COPY (SELECT {FILE_COLUMNS} FROM {source} {where} {qualify} ORDER BY tag_id, time) "
+                    f"TO {quote(tmp)} (FORMAT parquet, COMPRESSION zstd)"
+                ).fetchone()
+                rel = f"day={day}/{name}"
+                size = storage.put(tmp, f"{tenant}/{rel}")
+                tmp = None
+                out.append(DataFile(
+                    path=rel, day=day, rows=int(rows[0]) if rows else 0, min_time=int(min_t), max_time=int(max_t),
+                    min_tag=int(min_tag), max_tag=int(max_tag), max_seq=int(max_seq), added=version,
+                    bytes=size,
+                ))
+        except BaseException:
+            _discard(storage, tenant, tmp, out)
+            raise
     return out
+
+
+def _discard(storage: Storage, tenant: str, tmp: Path | None, written: list[DataFile]) -> None:
+    """After a failed write (a full disk, say): remove the half-written file and the ones already published but
+    not committed, so a failure does not keep the space it took (the manifest never named them)."""
+    with contextlib.suppress(OSError):
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+    for f in written:
+        try:
+            storage.delete(f"{tenant}/{f.path}")
+        except Exception:  # a store that is down keeps them; they are unnamed, so no reader sees them
+            log.warning("could not remove the uncommitted file %s/%s", tenant, f.path, exc_info=True)

@@ -31,8 +31,9 @@ import pyarrow.compute as pc
 from sqlalchemy import Engine
 
 from taehwa.db import make_engine
-from taehwa.errors import Conflict, InvalidInput, NotFound, Unavailable
+from taehwa.errors import Conflict, InvalidInput, NotFound, StorageFull, Unavailable
 from taehwa.historian.catalog import TagCatalog, TagInfo
+from taehwa.historian.durable import free_bytes, full, is_disk_full
 from taehwa.historian.files import DAY_US, FILE_COLUMNS, parquet_source, write_day_files
 from taehwa.historian.latest import Last, LatestCache
 from taehwa.historian.leases import TenantLeases
@@ -63,6 +64,8 @@ class WriteResult:
 
 FOLLOW_EVERY_S = 0.02  # how stale a follower's view may be: it looks at the writer's log and manifests this often
 REMOTE_FOLLOW_S = 1.0  # how often a manifest on remote storage is read again (a GET each time)
+FULL_PROBE_S = 1.0  # while a disk is full, how often a write asks whether space has come back
+MIN_FREE_BYTES = 1 << 20  # free space on the full disk at which writes are tried again
 
 
 class Historian:
@@ -110,6 +113,8 @@ class Historian:
         self.wal = WriteAheadLog(self.root / "_wal")
         self._seq = 0
         self._closed = False
+        self._full: StorageFull | None = None  # set while a disk a write needs is full: writes are refused
+        self._full_probed = 0.0
         if follow:
             self._follow(force=True)
         else:
@@ -135,8 +140,12 @@ class Historian:
                            where=str(self.root)) from None
         fh.seek(0)
         fh.truncate()
-        fh.write(f"pid {os.getpid()}")
-        fh.flush()
+        try:
+            fh.write(f"pid {os.getpid()}")
+            fh.flush()
+        except OSError as exc:  # a full disk: the lock holds without the note of who holds it
+            if not is_disk_full(exc):
+                raise
         self._lock_fh = fh
 
     def _load_state(self) -> None:
@@ -157,7 +166,19 @@ class Historian:
             self._seq = max(self._seq, int(pc.max(logged.column("seq")).as_py()))
             self._buffer_logged(logged)
         if not self.readonly and logged.num_rows:
-            self.flush()
+            try:
+                self.flush()
+            except StorageFull as exc:  # start anyway: read-only until space is freed, the log keeps the points
+                log.warning("starting read-only: %s; %d logged points stay in the write-ahead log (and are "
+                            "answered from memory) until a flush succeeds", exc.message, logged.num_rows)
+        if not self.readonly and self._full is None:
+            try:
+                room = free_bytes(self.root)
+            except OSError:
+                room = MIN_FREE_BYTES
+            if room < MIN_FREE_BYTES:
+                self._mark_full(full("the historian's store", self.root))
+                log.warning("starting read-only: only %d bytes are free on the disk holding %s", room, self.root)
 
     def _read_manifest(self, tenant: str) -> Manifest:
         return Manifest.from_bytes(self.storage.read(f"{check_tenant(tenant)}/manifest.json"))
@@ -253,6 +274,8 @@ class Historian:
         if not self.readonly:
             try:
                 self.flush()
+            except StorageFull as exc:  # the points stay in the log: the next start flushes them
+                log.warning("the last flush failed, the points stay in the write-ahead log: %s", exc.message)
             except Unavailable:  # the points stay in the log: the next start flushes them
                 log.exception("the last flush failed")
             self.wal.close()
@@ -268,6 +291,66 @@ class Historian:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- a full disk ----------------------------------------------------------------------------------------
+    @property
+    def full_reason(self) -> str | None:
+        """Why writes are refused now (a disk they need is full), or None: what health checks show."""
+        err = self._full
+        return err.message if err is not None else None
+
+    def _mark_full(self, err: StorageFull) -> None:
+        """Refuse writes until space returns (logged once, with the folder, for the operator)."""
+        first = self._full is None
+        self._full, self._full_probed = err, time.monotonic()
+        if first:
+            log.warning("read-only until space is freed on the disk holding %s: %s", err.path or self.root,
+                        err.message)
+
+    def _space_back(self) -> None:
+        """Take writes again (space has been freed)."""
+        if self._full is not None:
+            self._full = None
+            log.warning("space freed: the historian takes writes again")
+
+    def _refuse_while_full(self) -> None:
+        """While a disk is known to be full, refuse at once, asking again every `FULL_PROBE_S` whether the disk
+        has `MIN_FREE_BYTES` free again (then writes are tried)."""
+        err = self._full
+        if err is None:
+            return
+        now = time.monotonic()
+        if now - self._full_probed >= FULL_PROBE_S:
+            self._full_probed = now
+            try:
+                free = free_bytes(err.path or self.root)
+            except OSError:
+                free = 0
+            if free >= MIN_FREE_BYTES:
+                self._space_back()
+                return
+        raise StorageFull(err.message, where=err.where, path=err.path)
+
+    @contextmanager
+    def _disk_guard(self) -> Iterator[None]:
+        """Run a write: refused at once while a disk is full; a full disk met on the way (whatever raised it: the
+        log, DuckDB, the metadata database) is answered as StorageFull and makes the historian refuse writes
+        until space returns."""
+        self._refuse_while_full()
+        try:
+            yield
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            if isinstance(exc, StorageFull):
+                self._mark_full(exc)
+                raise
+            from sqlalchemy.exc import DBAPIError
+
+            err = (full("the metadata database", self.settings.data_dir) if isinstance(exc, DBAPIError)
+                   else full("the historian's data files", self.root))
+            self._mark_full(err)
+            raise err from exc
 
     # -- writes ---------------------------------------------------------------------------------------------
     def _check_writable(self) -> None:
@@ -293,12 +376,17 @@ class Historian:
         return self.write_checked(tenant, table)
 
     def write_checked(self, tenant: str, table: pa.Table) -> WriteResult:
-        """Store a table already in the store schema (from `normalize`)."""
+        """Store a table already in the store schema (from `normalize`); a full disk is StorageFull (507)."""
         self._check_writable()
         self.tenants.require(tenant, "write")
         self.leases.require(tenant)
         if table.num_rows == 0:
             return WriteResult(0, 0, self._seq)
+        with self._disk_guard():
+            return self._write_checked(tenant, table)
+
+    def _write_checked(self, tenant: str, table: pa.Table) -> WriteResult:
+        """`write_checked` once the caller and the disk are checked."""
         if table.num_rows >= self.settings.buffer_max_points:
             return self._write_direct(tenant, [table])
         names = pc.unique(table.column("tag"))
@@ -321,9 +409,24 @@ class Historian:
         if full:
             self._wake.set()
         self._notify(tenant, [table])
-        self.audit.append("points.write", tenant=tenant, target=f"{n} points in {len(ids)} tags",
-                          after={"points": n, "tags": len(ids), "seq": seq})
+        self._audit_write(tenant, n, len(ids), seq)
         return WriteResult(n, len(ids), seq)
+
+    def _audit_write(self, tenant: str, points: int, tags: int, seq: int) -> None:
+        """Record a stored write in the audit log; when the metadata database's disk is full the points are kept
+        (they are durable already) and the answer says so: stored, but not audited (StorageFull)."""
+        try:
+            self.audit.append("points.write", tenant=tenant, target=f"{points} points in {tags} tags",
+                              after={"points": points, "tags": tags, "seq": seq})
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            log.error("tenant %r: write %d (%d points) stored but not audited: the metadata database's disk is "
+                      "full", tenant, seq, points)
+            raise StorageFull(f"the {points} points were stored (write {seq}), but the disk holding the metadata "
+                              "database is full, so the audit log could not record the write; writes are refused "
+                              "until space is freed (a retry stores the same points again, harmlessly)",
+                              where="disk", path=str(self.settings.data_dir)) from exc
 
     def add_listener(self, listener: Callable[[str, pa.Table], None]) -> None:
         """Call `listener(tenant, points)` after every acknowledged write (points: tag, time, value, quality).
@@ -366,6 +469,11 @@ class Historian:
         The chunks are one batch with one seq: DuckDB sorts them together, so a file's points land in one file
         per day rather than one per chunk.
         """
+        with self._disk_guard():
+            return self._write_direct_files(tenant, tables)
+
+    def _write_direct_files(self, tenant: str, tables: list[pa.Table]) -> WriteResult:
+        """`_write_direct` once the disk is checked."""
         # unique per table, then over the few results: combining millions of strings first is far slower
         all_names = pc.unique(pa.concat_arrays([pc.unique(t.column("tag")) for t in tables]))
         ids = self.catalog.ensure(tenant, all_names.to_pylist())
@@ -400,8 +508,7 @@ class Historian:
             for table in tables:
                 self._note_days(tenant, table.column("time"))
         self._notify(tenant, tables)
-        self.audit.append("points.write", tenant=tenant, target=f"{n} points in {len(ids)} tags",
-                          after={"points": n, "tags": len(ids), "seq": seq})
+        self._audit_write(tenant, n, len(ids), seq)
         return WriteResult(n, len(ids), seq)
 
     def ingest_file(self, tenant: str, path: Path, *, layout: str = "auto",
@@ -450,7 +557,10 @@ class Historian:
             new = current.replaced(fixed, remove)
             self.storage.write(f"{tenant}/manifest.json", new.to_bytes())
             self._manifests[tenant] = new
-            self.storage.write(f"{tenant}/latest.parquet", self.latest_cache.snapshot_bytes(tenant, new.version))
+            try:
+                self.storage.write(f"{tenant}/latest.parquet", self.latest_cache.snapshot_bytes(tenant, new.version))
+            except StorageFull as exc:  # committed all the same: a start reads the newer files' last values
+                log.warning("tenant %r: the last-value snapshot was not saved: %s", tenant, exc.message)
         return new
 
     # -- flush, compaction, retention -----------------------------------------------------------------------
@@ -483,9 +593,19 @@ class Historian:
                     self._frozen.pop(tenant, None)
             if failed:  # the log keeps every point until all are in files; the next flush tries again
                 name, error = failed[0]
+                if isinstance(error, StorageFull) or is_disk_full(error):
+                    head = (error.message.partition(":")[0] if isinstance(error, StorageFull)
+                            else "the disk holding the historian's data files is full")
+                    err = StorageFull(f"{head}: tenant {name!r}'s points stay in the write-ahead log and memory "
+                                      "until a flush succeeds (writes resume once space is freed)", where="disk",
+                                      path=getattr(error, "path", None) or str(self.root))
+                    self._mark_full(err)
+                    raise err from error
                 raise Unavailable(f"flush of tenant {name!r} failed, its points stay in the log and memory "
                                   f"until a flush succeeds: {error}", where="historian") from error
             self.wal.remove(segments)
+            if moved:
+                self._space_back()
             return moved
 
     def _flush_tenant(self, con: duckdb.DuckDBPyConnection, tenant: str, tables: list[pa.Table]) -> int:
@@ -576,6 +696,7 @@ class Historian:
 
     def _background(self) -> None:
         last_retention = 0.0
+        compact_after = 0.0
         while not self._stop.is_set():
             self._wake.wait(timeout=1.0)
             self._wake.clear()
@@ -583,14 +704,22 @@ class Historian:
                 break
             try:
                 age = time.monotonic() - self._buffer_since if self._buffer_since is not None else 0.0
-                if self._buffer_points >= self.settings.buffer_max_points or age >= self.settings.buffer_max_age_s:
+                if (self._buffer_points >= self.settings.buffer_max_points or age >= self.settings.buffer_max_age_s
+                        or (self._full is not None and self._frozen)):  # a full disk's backlog: retried
                     self.flush()
-                self.compact(force=False)
+                if self._full is None and time.monotonic() >= compact_after:
+                    try:
+                        self.compact(force=False)
+                    except StorageFull as exc:  # a merged copy needs room the disk lacks: writes go on
+                        compact_after = time.monotonic() + 60
+                        log.warning("compaction waits a minute: %s", exc.message)
                 self.leases.renew()
                 if time.monotonic() - last_retention > 3600:
                     self.apply_retention()
                     last_retention = time.monotonic()
                 self._delete_obsolete()
+            except StorageFull as exc:  # logged once by _mark_full; the next round retries
+                self._mark_full(exc)
             except Exception:  # keep maintaining; the next round retries
                 log.exception("historian maintenance failed")
 
