@@ -37,10 +37,11 @@ EXIT_FORBIDDEN, EXIT_MEMORY, EXIT_OUTPUT = 86, 87, 88
 _NATIVE_DENY = {"fork", "vfork", "clone", "clone3", "execve", "execv", "execvp", "system", "popen", "posix_spawn",
                 "socket", "socketpair", "connect", "bind", "sendto", "sendmsg", "syscall", "unshare", "setns",
                 "ptrace", "prctl", "kill", "open", "openat", "creat", "mount", "chroot", "dlopen", "setsid",
-                "setpgid", "setpgrp", "daemon", "pivot_root", "seccomp", "bpf", "keyctl", "mprotect", "capset"}
+                "setpgid", "setpgrp", "daemon", "pivot_root", "seccomp", "bpf", "keyctl", "mprotect", "capset",
+                "dlsym", "dlvsym", "dlmopen", "dl_open", "dl_sym"}
 # native names refused by their beginning too (after any leading underscores): every exec*, posix_spawn*, fork,
-# clone, dl* (dlsym by hand would step around this very check), process_vm_*, io_uring_*, …
-_NATIVE_DENY_PREFIX = ("exec", "fexecve", "posix_spawn", "spawn", "fork", "vfork", "clone", "libc_", "dl", "Fork",
+# clone, __libc_* (__libc_dlsym by hand would step around this very check), process_vm_*, io_uring_*, …
+_NATIVE_DENY_PREFIX = ("exec", "fexecve", "posix_spawn", "spawn", "fork", "vfork", "clone", "libc_", "Fork",
                        "process_vm", "io_uring", "setres", "setuid", "setgid", "setgroups", "umount", "tgkill",
                        "pidfd", "perf_event", "userfaultfd", "socket", "connect", "syscall", "unshare", "setns")
 _PROC_EVENTS = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty",
@@ -157,9 +158,24 @@ def _drop_privileges(job: dict[str, Any]) -> int | None:
     return changed
 
 
-def _nproc() -> int:
-    """RLIMIT_NPROC at this process's threads plus a margin for the thread pools of numpy, pyarrow and sklearn."""
-    limit = len(os.listdir("/proc/self/task")) + max(32, 2 * (os.cpu_count() or 1))
+def _tasks_of(uid: int) -> int:
+    """How many threads run as `uid` on this machine, as far as /proc shows them."""
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, StopIteration):
+                fields = dict(x.split(":", 1) for x in Path(entry.path, "status").read_text().splitlines() if ":" in x)
+                if int(fields["Uid"].split()[0]) == uid:
+                    count += int(fields["Threads"])
+    return count
+
+
+def _nproc(own_uid: bool) -> int:
+    """RLIMIT_NPROC at the threads counted against it plus a margin for the thread pools of numpy, pyarrow and
+    sklearn: this process's own with a uid of its own; else every thread of the uid (the count an older kernel
+    checks; newer ones count per user namespace, which is fewer)."""
+    now = len(os.listdir("/proc/self/task")) if own_uid else max(_tasks_of(os.getuid()), 1)
+    limit = now + max(32, 2 * (os.cpu_count() or 1))
     resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))
     return limit
 
@@ -336,7 +352,7 @@ def confine(job: dict[str, Any], work: Path) -> dict[str, Any]:
     import pyarrow.parquet  # noqa: F401
 
     uid = _drop_privileges(job)
-    nproc = _nproc() if uid is not None or ns["user_ns"] else None
+    nproc = _nproc(uid is not None) if uid is not None or ns["user_ns"] else None
     readable.append(f"/proc/{os.getpid()}")
     try:
         abi = landlock.restrict([Path(p) for p in readable], [Path(p) for p in writable])
