@@ -181,6 +181,7 @@ def _nproc(own_uid: bool) -> int:
 
 
 def _under(path: str, roots: list[str]) -> bool:
+    """Whether `path` is one of `roots` or lies beneath one."""
     return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
 
 
@@ -210,6 +211,7 @@ def _native_allowed(name: Any, roots: list[str]) -> bool:
 
 
 def _hook_for(work: str, readable: list[str]) -> Any:
+    """The audit hook: the verdict, at once and with the reason, for what the kernel's walls would refuse."""
     writable = [work, "/dev/null"]
     native = native_roots()
     busy = [False]
@@ -327,6 +329,7 @@ def _refuse_unaudited(stop: Any) -> None:
 
 
 def _stop(why: str) -> None:
+    """Report the rule a submission broke and end the process with EXIT_FORBIDDEN."""
     report({"event": "forbidden", "message": why})
     os._exit(EXIT_FORBIDDEN)
 

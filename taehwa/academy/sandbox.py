@@ -149,6 +149,7 @@ def _kill_uid(uid: int) -> None:
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the run's process group and wait for its leader."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()

@@ -67,6 +67,7 @@ def machine() -> str:
 
 
 def _insn(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
+    """One struct sock_filter, as the kernel reads it."""
     return struct.pack("=HBBI", code, jt, jf, k)
 
 
