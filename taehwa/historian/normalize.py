@@ -215,7 +215,10 @@ def _check_times(col: pa.ChunkedArray, source: str, row_of: Any, earliest_us: in
         _check_range(days, 86_400 * 1_000_000, row_of, where_col)
         out = col.cast(pa.timestamp("us"))
     elif pa.types.is_integer(typ) or pa.types.is_floating(typ):
-        seconds = col.cast(pa.float64())
+        if pa.types.is_integer(typ):  # range first: an integer past 2^53 has no exact float (a 500 before)
+            _check_range(col.cast(pa.int64(), safe=False) if typ.bit_width < 64 or pa.types.is_signed_integer(typ)
+                         else col, 1_000_000, row_of, where_col)
+        seconds = col.cast(pa.float64(), safe=False)
         bad = _first_bad(pc.invert(pc.is_finite(seconds)))
         if bad is not None:
             raise InvalidInput("time is not a finite number of epoch seconds", where=row_of(bad, where_col))
