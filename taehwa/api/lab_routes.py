@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from taehwa.api.responses import BoundedRoute
@@ -138,6 +138,26 @@ def add_lab_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) -
     def report(tenant: str, run_id: str) -> HTMLResponse:
         """The validation report as a self-contained HTML page."""
         return HTMLResponse(lab.report_html(tenant, run_id))
+
+    @router.get("/api/v1/{tenant}/lab/runs/{run_id}/rows",
+                responses={200: {"content": {"application/vnd.apache.parquet": {}, "application/json": {}}}})
+    def run_rows(tenant: str, run_id: str, format: str = Query("parquet", pattern="^(parquet|json)$"),
+                 limit: int = Query(10_000, ge=1, le=1_000_000)) -> Response:
+        """The run's out-of-sample rows (time, unit, target, decision `pred`, `score`, fold) of every backtest fold:
+        the Parquet file kept in the run folder, or the first `limit` rows as JSON records."""
+        path = lab.rows_path(tenant, run_id)
+        if format == "parquet":
+            return Response(path.read_bytes(), media_type="application/vnd.apache.parquet",
+                            headers={"Content-Disposition": f'attachment; filename="{run_id}-rows.parquet"'})
+        import pyarrow.parquet as pq
+
+        from taehwa.lab.metrics import json_safe
+
+        table = pq.read_table(path).slice(0, limit)
+        frame = table.to_pandas()
+        if "time" in frame.columns:
+            frame["time"] = frame["time"].map(lambda t: t.isoformat())
+        return JSONResponse(json_safe(frame.to_dict(orient="records")))
 
     @router.get("/api/v1/{tenant}/models")
     def models(tenant: str) -> list[dict[str, Any]]:

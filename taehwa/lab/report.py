@@ -14,6 +14,7 @@ from taehwa.lab.datasets import TARGET, TIME, UNIT, time_us
 from taehwa.lab.metrics import LOWER_IS_BETTER
 
 W, H, PAD = 760, 220, 36
+BLIND_NAMES = {"always_on": "always-on", "never_on": "never-on", "clock": "periodic clock"}
 
 
 def _num(v: Any) -> str:
@@ -88,14 +89,23 @@ def plots(task: str, rows: pd.DataFrame) -> list[str]:
 def render_html(doc: dict[str, Any], rows: pd.DataFrame) -> str:
     """The HTML report of one run."""
     m, base, prod = doc["metrics"], doc["baseline"]["metrics"], (doc.get("production") or {}).get("metrics", {})
+    blind: dict[str, dict[str, Any]] = doc.get("blind") or {}
+    info: dict[str, dict[str, Any]] = doc.get("informative") or {}
     keys = [k for k, v in m.items() if isinstance(v, int | float) and not isinstance(v, bool)]
-    head = "<tr><th>metric</th><th>model</th><th>baseline</th>" + ("<th>production</th>" if prod else "") + "</tr>"
+    head = "<tr><th>metric</th><th>model</th><th>baseline</th>" + ("<th>production</th>" if prod else "") + \
+        "".join(f"<th>{html.escape(BLIND_NAMES.get(b, b))}</th>" for b in blind) + \
+        ("<th>informative?</th>" if info else "") + "</tr>"
     body = []
     for k in keys:
-        arrow = "↓" if k in LOWER_IS_BETTER else "↑"
+        arrow = "↓" if k in LOWER_IS_BETTER or k in ("false_alarms_per_day", "flagged_share") else "↑"
         cells = f"<td>{_num(m[k])}</td><td>{_num(base.get(k, '–'))}</td>"
         if prod:
             cells += f"<td>{_num(prod.get(k, '–'))}</td>"
+        cells += "".join(f"<td>{_num(figures.get(k, '–'))}</td>" for figures in blind.values())
+        if info:
+            i = info.get(k)
+            cells += "<td></td>" if i is None else "<td>yes</td>" if i["informative"] else \
+                f"<td>not informative here ({html.escape(BLIND_NAMES.get(i['beaten_by'], i['beaten_by']))})</td>"
         body.append(f"<tr><td>{html.escape(k)} {arrow}</td>{cells}</tr>")
     lineage = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{_num(v if not isinstance(v, list) else ', '.join(map(str, v[:30])))}</td></tr>"  # noqa: E501
                       for k, v in doc["lineage"].items())
@@ -107,6 +117,13 @@ def render_html(doc: dict[str, Any], rows: pd.DataFrame) -> str:
             "<tr><th>" + html.escape(labels[i]) + "</th>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>"
             for i, row in enumerate(m["confusion"])) + "</table>"
     gate = doc.get("verdict", "")
+    judged = doc.get("gate") or {}
+    if judged:
+        gate = f"Gate ({judged.get('criterion')}): {'passes' if judged.get('passed') else 'refuses'} — {gate}" + (
+            "" if judged.get("passed") else " — " + "; ".join(judged.get("reasons", [])))
+    blind_note = ("<p>Data-blind detectors, scored on the same rows: always-on, never-on and a periodic clock. A "
+                  "figure on which one of them matches or beats the model is not informative here; the gate does "
+                  "not count it.</p>") if blind else ""
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>Validation report — {html.escape(doc['name'])}</title>
 <style>body{{font:14px system-ui,sans-serif;margin:2em;max-width:60em}}table{{border-collapse:collapse}}
@@ -117,7 +134,9 @@ svg{{width:100%;height:auto;margin:.5em 0}}</style></head><body>
 <b>{html.escape(doc['model']['kind'])}</b> · split <b>{html.escape(doc['split']['method'])}</b>
 ({len(doc['folds'])} fold(s), time-ordered) · {html.escape(doc['created_at'])} by {html.escape(doc['created_by'])}</p>
 <p>{html.escape(gate)}</p>
-<h2>Figures (out of sample)</h2><table>{head}{''.join(body)}</table>{confusion}
+<h2>Figures (out of sample)</h2>{blind_note}<table>{head}{''.join(body)}</table>{confusion}
+<p>Per-row scores and decisions: <code>rows.parquet</code> in the run folder, or
+<code>{html.escape((doc.get('rows') or {}).get('url', ''))}</code>.</p>
 <h2>Behaviour</h2>{''.join(plots(doc['task'], rows))}
 <h2>Data lineage</h2><table>{lineage}</table>
 </body></html>"""

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from sqlalchemy import insert, select, update
 
 from taehwa.db import lab_runs, model_events, model_versions
@@ -22,7 +23,7 @@ from taehwa.lab.models import BASELINES
 from taehwa.lab.report import render_html
 from taehwa.lab.spec import Spec, parse_spec
 from taehwa.lab.tracking import Tracker
-from taehwa.lab.validation import Pipeline, Progress, backtest
+from taehwa.lab.validation import Pipeline, Progress, backtest, blind_baselines, informative, training_part
 from taehwa.tenancy.access import current
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ class LabService:
         self.platform.tenants.require(tenant, "write")
         spec = spec if isinstance(spec, Spec) else parse_spec(spec)
         started = time.perf_counter()
-        data = build_dataset(spec, self.platform, tenant)
+        data = self.dataset(spec, tenant)
         result = backtest(spec, data, spec.model.kind, spec.model.params, progress=progress, backend=backend)
         base_spec = spec.baseline or None
         base_kind = base_spec.kind if base_spec else BASELINES[spec.task]
@@ -73,17 +74,30 @@ class LabService:
             "production": production, "lineage": M.json_safe(data.lineage),
             "created_by": current().user, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "spec": spec.model_dump(mode="json")}
-        doc["beats_baseline"] = self._beats(primary, doc["metrics"], doc["baseline"]["metrics"])
+        if spec.task == "anomaly":
+            blind = M.json_safe(blind_baselines(spec, result))
+            doc.update({"label_free": result.label_free, "blind": blind,
+                        "informative": informative(doc["metrics"], blind)})
+        doc["gate"] = self._judge(doc)
+        doc["beats_baseline"] = self._beats(doc["gate"]["metric"], doc["metrics"], doc["baseline"]["metrics"]) \
+            if not doc.get("label_free") else doc["gate"]["passed"]
         doc["verdict"] = self._verdict(doc)
         folder = self.run_dir(tenant, run_id)
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _write_rows(folder / "rows.parquet", result.rows)
+        doc["rows"] = {"file": "rows.parquet", "count": len(result.rows),
+                       "url": f"/api/v1/{tenant}/lab/runs/{run_id}/rows"}
         if mode == "train":
             pipe = Pipeline(spec.task, spec.features, spec.model.kind, spec.model.params, data.signals)
             frame = data.frame
             rows = None
+            if spec.split.fit_on == "train":
+                rows = training_part(spec, frame)
             if spec.task == "anomaly" and spec.split.normal_only and "target" in frame.columns:
-                rows = frame["target"].to_numpy().astype(float) == 0
+                normal = frame["target"].to_numpy().astype(float) == 0
+                rows = normal if rows is None else rows & normal
             pipe.fit(frame, rows)
+            doc["fitted_on"] = {"part": spec.split.fit_on, "rows": int(len(frame) if rows is None else rows.sum())}
             (folder / "model.pkl").write_bytes(pickle.dumps(pipe))
         doc["seconds"] = round(time.perf_counter() - started, 3)
         (folder / "report.json").write_text(json.dumps(doc, indent=1))
@@ -126,7 +140,7 @@ class LabService:
         combos = sw.combinations(spec, grid)
         chosen = backend or fanout.default_backend()
         started = time.perf_counter()
-        data = build_dataset(spec, self.platform, tenant)
+        data = self.dataset(spec, tenant)
         figures = fanout.run_all(sw.job, combos, (spec, data), backend=chosen, workers=workers,  # type: ignore[arg-type]
                                  progress=progress)
         primary = M.PRIMARY[spec.task]
@@ -148,20 +162,76 @@ class LabService:
                                           primary: (doc["best"] or {}).get("metrics", {}).get(primary)})
         return doc
 
+    def dataset(self, spec: Spec, tenant: str) -> Dataset:
+        """The dataset a spec names; a file's rows cut to data.start/end when the spec gives them (the lineage and
+        content hash are of the rows kept)."""
+        from taehwa.historian.timeutil import to_us
+        from taehwa.lab.datasets import TIME, content_hash, time_us
+
+        data = build_dataset(spec, self.platform, tenant)
+        d = spec.data
+        if d.source != "file" or (d.start is None and d.end is None):
+            return data
+        t = time_us(data.frame[TIME])
+        keep = np.ones(len(t), dtype=bool)
+        if d.start is not None:
+            keep &= t >= to_us(d.start, field="data.start")
+        if d.end is not None:
+            keep &= t < to_us(d.end, field="data.end")
+        if not keep.any():
+            raise InvalidInput("the data is empty: no rows of the file between data.start and data.end",
+                               where="data")
+        frame = data.frame[keep].reset_index(drop=True)
+        lineage = {**data.lineage, "start": d.start, "end": d.end, "rows": len(frame),
+                   "units": int(frame["unit"].nunique()), "content_hash": content_hash(frame),
+                   "time": [frame[TIME].min().isoformat(), frame[TIME].max().isoformat()]}
+        return Dataset(frame, data.signals, lineage)
+
     @staticmethod
     def _beats(metric: str, a: dict[str, Any], b: dict[str, Any]) -> bool:
         x, y = a.get(metric), b.get(metric)
         return x is not None and (y is None or M.better(metric, float(x), float(y)))
 
-    def _verdict(self, doc: dict[str, Any]) -> str:
+    def _judge(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """The gate's criterion for a run, from its document alone: a label-free anomaly run by its false alarms on
+        held-out normal running against the spec's target (and the data-blind detectors must fail that target, or
+        it says nothing); a labelled anomaly run by its primary figure, or, where a data-blind detector matches or
+        beats the model on it ("not informative here"), by the first informative one of event F1, NAB and balanced
+        accuracy; every other task by its primary figure. The model must beat the baseline on that figure."""
         m = doc["primary_metric"]
-        ours, base = doc["metrics"].get(m), doc["baseline"]["metrics"].get(m)
-        text = f"{m}: {ours if ours is None else round(ours, 4)} against the baseline's " \
-               f"{base if base is None else round(base, 4)} ({doc['baseline']['kind']})"
+        metrics, base = doc["metrics"], doc["baseline"]["metrics"]
+        if doc["task"] == "anomaly" and doc.get("label_free"):
+            return _judge_label_free(doc)
+        notes: list[str] = []
+        if doc["task"] == "anomaly" and "informative" in doc:
+            info = doc["informative"]
+            order = [m, *[x for x in ("event_f1", "nab_standard", "balanced_accuracy") if x != m]]
+            chosen = next((x for x in order if info.get(x, {}).get("informative")), None)
+            for x in order[:order.index(chosen) if chosen else len(order)]:
+                if x in info:
+                    notes.append(f"{x} not informative here ({_blind_name(info[x]['beaten_by'])} scores "
+                                 f"{info[x]['value']:.4g} against the model's {_fmt(metrics.get(x))})")
+            if chosen is None:
+                return {"criterion": "labelled anomalies", "metric": m, "passed": False, "notes": notes,
+                        "reasons": ["no figure tells the model from a data-blind detector: " + "; ".join(notes)],
+                        "text": "labelled anomalies: no informative figure"}
+            m = chosen
+        ours, theirs = metrics.get(m), base.get(m)
+        passed = self._beats(m, metrics, base)
+        label = "labelled anomalies: " if doc["task"] == "anomaly" else ""
+        text = f"{label}{m} {_fmt(ours)} against the baseline's {_fmt(theirs)} ({doc['baseline']['kind']})"
+        return {"criterion": "labelled anomalies" if doc["task"] == "anomaly" else m, "metric": m,
+                "passed": passed, "notes": notes, "text": text,
+                "reasons": [] if passed else [f"{m} {_fmt(ours)} does not beat the baseline's {_fmt(theirs)}"]}
+
+    def _verdict(self, doc: dict[str, Any]) -> str:
+        g = doc["gate"]
+        m = g["metric"]
+        text = str(g["text"]) + ("" if not g.get("notes") else " — " + "; ".join(g["notes"]))
         prod = doc.get("production") or {}
         if prod.get("metrics"):
             p = prod["metrics"].get(m)
-            text += f" and production v{prod['version']}'s {p if p is None else round(p, 4)} on the same data"
+            text += f"; production v{prod['version']}'s {m} {_fmt(p)} on the same data"
         return text
 
     def _production_on(self, tenant: str, spec: Spec, data: Dataset) -> dict[str, Any] | None:
@@ -200,6 +270,14 @@ class LabService:
             raise NotFound(f"no run {run_id!r} in tenant {tenant!r}", where="run")
         doc: dict[str, Any] = json.loads(path.read_text())
         return doc
+
+    def rows_path(self, tenant: str, run_id: str) -> Path:
+        """The Parquet file of a run's out-of-sample rows (time, unit, target, pred, score, fold)."""
+        self.get_run(tenant, run_id)
+        path = self.run_dir(tenant, _safe_id(run_id)) / "rows.parquet"
+        if not path.exists():
+            raise NotFound(f"run {run_id!r} kept no per-row output (it predates it)", where="run")
+        return path
 
     def report_html(self, tenant: str, run_id: str) -> str:
         self.get_run(tenant, run_id)
@@ -281,25 +359,36 @@ class LabService:
         return row
 
     def gate(self, tenant: str, name: str, version: int) -> tuple[bool, list[str]]:
-        """Whether a version may go to production: it must beat the baseline and the current production version
-        on the same validation data (its own training run's backtest, where production was re-run)."""
+        """Whether a version may go to production, and why not (see `gate_report`)."""
+        report = self.gate_report(tenant, name, version)
+        return report["passed"], report["reasons"]
+
+    def gate_report(self, tenant: str, name: str, version: int) -> dict[str, Any]:
+        """Whether a version may go to production and by which criterion (`_judge`): it must pass its criterion
+        and beat the current production version on the same validation data (its own training run's backtest,
+        where production was re-run); a label-free one must not alarm more often than production does."""
         row = self._version(tenant, name, version)
         run = self.get_run(tenant, row.run_id)
-        m = run["primary_metric"]
+        judged = run.get("gate") or self._judge(run)
+        m = judged["metric"]
         ours = run["metrics"].get(m)
-        reasons = []
-        if not self._beats(m, run["metrics"], run["baseline"]["metrics"]):
-            reasons.append(f"{m} {ours} does not beat the baseline's {run['baseline']['metrics'].get(m)}")
+        reasons = list(judged["reasons"])
         prod = self._production(tenant, name)
         if prod is not None and prod.version != version:
             rec = run.get("production") or {}
             if rec.get("version") != prod.version or "metrics" not in rec:
                 reasons.append(f"it was not validated against the current production version v{prod.version} "
                                f"on the same data; train it again so both are backtested together")
+            elif run.get("label_free"):
+                theirs = rec["metrics"].get(m)
+                if ours is None or (theirs is not None and float(ours) > float(theirs)):
+                    reasons.append(f"{m} {_fmt(ours)} is more than production v{prod.version}'s {_fmt(theirs)} "
+                                   f"on the same data")
             elif not self._beats(m, run["metrics"], rec["metrics"]):
-                reasons.append(f"{m} {ours} does not beat production v{prod.version}'s {rec['metrics'].get(m)} "
-                               f"on the same data")
-        return not reasons, reasons
+                reasons.append(f"{m} {_fmt(ours)} does not beat production v{prod.version}'s "
+                               f"{_fmt(rec['metrics'].get(m))} on the same data")
+        return {"passed": not reasons, "criterion": judged["criterion"], "metric": m, "text": judged["text"],
+                "notes": judged.get("notes", []), "reasons": reasons}
 
     def promote(self, tenant: str, name: str, version: int, reason: str, *, force: bool = False) -> dict[str, Any]:
         """Make a version the production one, through the gate; the previous one is archived."""
@@ -309,11 +398,14 @@ class LabService:
         row = self._version(tenant, name, version)
         if row.stage == "production":
             raise Conflict(f"{name} v{version} is already in production", where="version")
-        ok, why = self.gate(tenant, name, version)
+        report = self.gate_report(tenant, name, version)
+        ok, why = report["passed"], report["reasons"]
         if not ok and not force:
             with self._engine.begin() as c:
-                self._event(c, tenant, name, version, "refused", reason, {"why": why})
-            raise Conflict(f"the gate refuses {name} v{version}: " + "; ".join(why), where="gate")
+                self._event(c, tenant, name, version, "refused", reason,
+                            {"why": why, "criterion": report["criterion"]})
+            raise Conflict(f"the gate refuses {name} v{version} ({report['criterion']}): " + "; ".join(why),
+                           where="gate")
         prev = self._production(tenant, name)
         with self._engine.begin() as c:
             c.execute(update(model_versions).where(
@@ -323,13 +415,16 @@ class LabService:
                 (model_versions.c.tenant == tenant) & (model_versions.c.name == name) &
                 (model_versions.c.version == version)).values(stage="production"))
             self._event(c, tenant, name, version, "promote", reason,
-                        {"previous": prev.version if prev else None, "gate": why or "passed", "forced": force})
+                        {"previous": prev.version if prev else None, "gate": why or "passed", "forced": force,
+                         "criterion": report["criterion"], "judged": report["text"]})
         self.registry_generation += 1
         self.platform.audit.append("model.promote", tenant=tenant, target=f"{name} v{version}",
                                    before={"production": prev.version if prev else None},
                                    after={"production": version, "reason": reason, "forced": force})
         return {"name": name, "version": version, "stage": "production",
-                "previous": prev.version if prev else None}
+                "previous": prev.version if prev else None,
+                "gate": {"passed": ok, "forced": force and not ok, "criterion": report["criterion"],
+                         "judged": report["text"], "notes": report["notes"], "reasons": why}}
 
     def rollback(self, tenant: str, name: str, reason: str) -> dict[str, Any]:
         """Put back the version that was in production before the current one."""
@@ -380,13 +475,72 @@ class LabService:
                 "report": f"/api/v1/{tenant}/lab/runs/{row.run_id}/report"}
 
 
+def _fmt(v: Any) -> str:
+    """A figure as the gate's sentences show it."""
+    return "none" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _blind_name(kind: str) -> str:
+    """A data-blind detector's name in words."""
+    return {"always_on": "always-on", "never_on": "never-on", "clock": "a periodic clock"}.get(kind, kind)
+
+
+def _judge_label_free(doc: dict[str, Any]) -> dict[str, Any]:
+    """The label-free criterion (see LabService._judge)."""
+    m = doc["metrics"]
+    gate = doc["spec"].get("gate") or {}
+    target, share = float(gate.get("false_alarms_per_day", 1.0)), float(gate.get("max_alarm_share", 0.01))
+    fa, hours = m.get("false_alarms_per_day"), float(m.get("normal_hours") or 0.0)
+    text = (f"label-free: false alarms on {hours:.3g} h of held-out normal running: {m.get('alarm_episodes')} "
+            f"episode(s), {_fmt(fa)}/day (95 % upper bound {_fmt(m.get('false_alarms_per_day_upper95'))}/day), "
+            f"{100 * float(m.get('flagged_share') or 0):.3g} % of the time in alarm, against a target of at most "
+            f"{target:g}/day and {100 * share:g} %")
+    reasons = []
+    if fa is None or float(fa) > target:
+        reasons.append(f"{_fmt(fa)} false alarms a day on held-out normal running is over the target of {target:g}")
+    if float(m.get("flagged_share") or 0.0) > share:
+        reasons.append(f"{100 * float(m.get('flagged_share') or 0):.3g} % of held-out normal running in alarm is "
+                       f"over the target of {100 * share:g} %")
+
+    def meets(figures: dict[str, Any]) -> bool:
+        return float(figures.get("false_alarms_per_day") or 0.0) <= target and \
+            float(figures.get("flagged_share") or 0.0) <= share
+
+    blind = doc.get("blind") or {}
+    loose = [_blind_name(k) for k in ("always_on", "clock") if meets(blind.get(k) or {})]
+    if loose:
+        reasons.append(f"{' and '.join(loose)} meet(s) that target too: {hours:.3g} h of held-out normal running "
+                       "cannot tell a detector from one that ignores the data")
+    rates = ", ".join(f"{_blind_name(k)} {_fmt((blind.get(k) or {}).get('false_alarms_per_day'))}/day and "
+                      f"{100 * float((blind.get(k) or {}).get('flagged_share') or 0):.3g} % in alarm"
+                      for k in ("always_on", "clock") if k in blind)
+    notes = [f"data-blind detectors: {rates}" if rates else "no data-blind detectors recorded",
+             "never-on meets any false-alarm target: without labelled anomalies the detection rate is unknown"]
+    return {"criterion": "false alarms on held-out normal running (label-free)", "metric": "false_alarms_per_day",
+            "passed": not reasons, "reasons": reasons, "notes": notes, "text": text}
+
+
+def _write_rows(path: Path, rows: Any) -> None:
+    """The out-of-sample rows as Parquet (decisions of fault models as text)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = rows.copy()
+    if "pred" in frame.columns and frame["pred"].dtype == object:
+        frame["pred"] = frame["pred"].astype(str)
+    if "target" in frame.columns and frame["target"].dtype == object:
+        frame["target"] = frame["target"].astype(str)
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+
+
 def _limitations(run: dict[str, Any]) -> list[str]:
     out = [f"validated on {run['lineage'].get('rows')} rows of {run['lineage'].get('units')} unit(s) from "
            f"{run['lineage'].get('source')} data only; behaviour outside that range of operation is unknown"]
     if not run.get("beats_baseline"):
         out.append("it does not beat the trivial baseline on its validation data")
     if run["task"] == "anomaly" and "f1" not in run["metrics"]:
-        out.append("no anomaly labels were available: precision and recall are unknown")
+        out.append("no anomaly labels were available: precision and recall are unknown; it was judged by its false "
+                   "alarms on held-out normal running only")
     return out
 
 

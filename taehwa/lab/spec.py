@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from taehwa.errors import InvalidInput, ValidationFailed
+from taehwa.historian.timeutil import to_us
 from taehwa.lab.models import KINDS, TASKS
 
 
@@ -42,6 +43,12 @@ class DataSpec(_Strict):
         if self.source == "file":
             if not self.file:
                 raise ValueError("data.file is needed when data.source is file")
+            for key in ("start", "end"):
+                if getattr(self, key) is not None:
+                    try:
+                        to_us(getattr(self, key), field=f"data.{key}")
+                    except InvalidInput as exc:
+                        raise ValueError(str(exc)) from None
         else:
             if not (self.tags or self.asset_type or self.under):
                 raise ValueError("name data.tags, data.asset_type or data.under")
@@ -115,6 +122,20 @@ class SplitSpec(_Strict):
     train_rows: int = Field(400, ge=2, le=1_000_000_000)
     at: str | None = None  # holdout: learn before this time, judge from it (instead of train_fraction)
     normal_only: bool = True
+    fit_on: Literal["all", "train"] = "all"  # train: the kept model learns from the split's training part only
+
+
+class GateSpec(_Strict):
+    """How the promotion gate judges an anomaly model. `auto`: by labelled anomalies when the data holds any, else
+    by its false alarms on held-out normal running (`false_alarms`, also for a spec that says its data has no
+    labelled anomalies): at most `false_alarms_per_day` alarm episodes a day and at most `max_alarm_share` of the
+    normal running in alarm. An alarm episode counts once it has lasted `min_alarm_s` (as an alert rule's
+    min_duration_s would wait)."""
+
+    criterion: Literal["auto", "labelled", "false_alarms"] = "auto"
+    false_alarms_per_day: float = Field(1.0, ge=0, le=1e6)
+    max_alarm_share: float = Field(0.01, ge=0, le=1)
+    min_alarm_s: float = Field(0.0, ge=0, le=1e7)
 
 
 class RegisterSpec(_Strict):
@@ -132,6 +153,7 @@ class Spec(_Strict):
     model: ModelSpec
     baseline: ModelSpec | None = None
     split: SplitSpec = Field(default_factory=SplitSpec)
+    gate: GateSpec = Field(default_factory=GateSpec)
     register_as: RegisterSpec | None = None
 
     @model_validator(mode="after")

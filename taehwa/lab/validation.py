@@ -103,6 +103,36 @@ class Backtest:
     rows: pd.DataFrame  # time, unit, target, pred, score, fold
     metrics: dict[str, Any]
     folds: list[dict[str, Any]]
+    label_free: bool = False  # an anomaly run judged without labelled anomalies (on held-out normal running)
+
+
+BLIND = ("always_on", "never_on", "clock")  # the data-blind detectors every anomaly run is compared with
+# the figures a data-blind detector is checked against (counts and NAB's raw parts are not judged)
+JUDGED = ("f1", "precision", "recall", "far_pct", "mar_pct", "balanced_accuracy", "event_f1", "event_precision",
+          "event_recall", "false_alarms_per_week", "detection_delay_s", "nab_standard", "false_alarms_per_day",
+          "flagged_share")
+LABEL_FREE_LOWER = {"false_alarms_per_day", "flagged_share"}  # lower is better, beside metrics.LOWER_IS_BETTER
+
+
+def is_label_free(spec: Spec, frame: pd.DataFrame) -> bool:
+    """Whether an anomaly run is judged without labels: the spec says so, or its data holds no labelled anomaly
+    (a target of zeros only is no label: nothing in it was ever marked abnormal)."""
+    if spec.task != "anomaly" or spec.gate.criterion == "labelled":
+        return False
+    if spec.gate.criterion == "false_alarms" or TARGET not in frame.columns:
+        return True
+    return not bool(np.nan_to_num(frame[TARGET].to_numpy(dtype=float)).astype(bool).any())
+
+
+def training_part(spec: Spec, frame: pd.DataFrame) -> np.ndarray:
+    """The rows of the split's training part (`fit_on: train`): rows no fold judges; for splits whose folds judge
+    every row (by_unit over several folds), the last fold's training rows."""
+    folds = _folds(spec, frame)
+    tested = np.zeros(len(frame), dtype=bool)
+    for _, te in folds:
+        tested |= te
+    train = ~tested
+    return train if train.any() else folds[-1][0]
 
 
 def _folds(spec: Spec, frame: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -156,7 +186,81 @@ def backtest(spec: Spec, data: Dataset, kind: str, params: dict[str, Any], *,
     parts = run_all(fold_job, jobs, (spec, data, kind, params), backend=backend,  # type: ignore[arg-type]
                     progress=progress)
     rows = pd.concat(parts, ignore_index=True)
-    return Backtest(rows, task_metrics(spec.task, rows, spec.labels.normal_class), fold_info)
+    free = is_label_free(spec, frame)
+    return Backtest(rows, task_metrics(spec.task, rows, spec.labels.normal_class, label_free=free,
+                                       min_alarm_s=spec.gate.min_alarm_s), fold_info, free)
+
+
+def blind_rows(rows: pd.DataFrame, kind: str, min_alarm_s: float = 0.0) -> pd.DataFrame:
+    """The backtest's rows as a data-blind detector would have decided them: always on, never on, or a clock that
+    fires (for `min_alarm_s`, at least one row) once in every `period` rows — the median labelled anomaly's length
+    in rows (so it lands in nearly every anomaly), or, without labels, an hour's rows or a quarter of the shortest
+    held-out block if shorter (so it fires on the held-out running at all)."""
+    out = rows.copy()
+    n = len(out)
+    if kind == "always_on":
+        pred = np.ones(n, dtype=int)
+    elif kind == "never_on":
+        pred = np.zeros(n, dtype=int)
+    else:
+        period = _clock_period(rows)
+        t = time_us(rows[TIME]) / 1e6 if len(rows) > 1 else np.array([0.0, 1.0])
+        step = float(np.median(np.diff(t))) if len(t) > 1 and np.median(np.diff(t)) > 0 else 1.0
+        width = min(period - 1, max(1, int(np.ceil(min_alarm_s / step))))
+        pos = out.groupby([UNIT, "fold"], sort=False).cumcount().to_numpy()
+        pred = (pos % period >= period - width).astype(int)
+    out["pred"], out["score"] = pred, pred * 2.0
+    return out
+
+
+def _clock_period(rows: pd.DataFrame) -> int:
+    """Rows between the clock's alarms (see `blind_rows`)."""
+    lengths: list[int] = []
+    if TARGET in rows.columns:
+        for _, block in rows.groupby([UNIT, "fold"], sort=False):
+            flags = np.nan_to_num(block[TARGET].to_numpy(dtype=float)).astype(int)
+            d = np.diff(np.concatenate([[0], flags, [0]]))
+            lengths += (np.flatnonzero(d == -1) - np.flatnonzero(d == 1)).tolist()
+    if lengths:
+        return max(2, int(np.median(lengths)))
+    t = time_us(rows[TIME]) / 1e6 if len(rows) > 1 else np.array([0.0, 1.0])
+    step = float(np.median(np.diff(t))) if len(t) > 1 and np.median(np.diff(t)) > 0 else 1.0
+    shortest = int(rows.groupby([UNIT, "fold"], sort=False).size().min()) if len(rows) else 8
+    return max(2, min(round(3600.0 / step), shortest // 4))
+
+
+def blind_baselines(spec: Spec, result: Backtest) -> dict[str, dict[str, Any]]:
+    """The figures of the data-blind detectors on the same out-of-sample rows, scored exactly as the model is."""
+    return {kind: task_metrics(spec.task, blind_rows(result.rows, kind, spec.gate.min_alarm_s),
+                               spec.labels.normal_class,
+                               label_free=result.label_free, min_alarm_s=spec.gate.min_alarm_s)
+            for kind in BLIND}
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of `metric` is the better one."""
+    return metric in M.LOWER_IS_BETTER or metric in LABEL_FREE_LOWER
+
+
+def informative(metrics: dict[str, Any], blind: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """For each judged figure: informative only when the model does strictly better than every data-blind
+    detector; otherwise which detector matched or beat it and with what (the gate does not count that figure)."""
+    out: dict[str, dict[str, Any]] = {}
+    for m in JUDGED:
+        ours = metrics.get(m)
+        if not isinstance(ours, int | float) or isinstance(ours, bool) or not np.isfinite(ours):
+            continue
+        entry: dict[str, Any] = {"informative": True}
+        for kind, figures in blind.items():
+            theirs = figures.get(m)
+            if not isinstance(theirs, int | float) or not np.isfinite(theirs):
+                continue
+            better = theirs < ours if lower_is_better(m) else theirs > ours
+            if better or theirs == ours:
+                entry = {"informative": False, "beaten_by": kind, "value": float(theirs)}
+                break
+        out[m] = entry
+    return out
 
 
 def fold_job(shared: tuple[Spec, Dataset, str, dict[str, Any]], job: tuple[int, np.ndarray, np.ndarray]
@@ -184,15 +288,46 @@ def fold_job(shared: tuple[Spec, Dataset, str, dict[str, Any]], job: tuple[int, 
     return part
 
 
-def task_metrics(task: str, rows: pd.DataFrame, normal_class: str = "normal") -> dict[str, Any]:
-    """The figures of one task from out-of-sample rows."""
+def false_alarm_figures(rows: pd.DataFrame, min_alarm_s: float = 0.0) -> dict[str, Any]:
+    """Alarm episodes on normal running (rows not labelled anomalous): each run of flagged rows that lasts
+    `min_alarm_s` counts once, per unit and fold; with the hours of normal running they were counted over."""
+    episodes, normal_s, flagged, n = 0, 0.0, 0, 0
+    for _, block in rows.groupby([UNIT, "fold"], sort=False):
+        t = time_us(block[TIME]) / 1e6
+        normal = ~np.nan_to_num(block[TARGET].to_numpy(dtype=float)).astype(bool) if TARGET in block.columns \
+            else np.ones(len(block), dtype=bool)
+        p = block["pred"].to_numpy().astype(int).astype(bool) & normal
+        step = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
+        normal_s += float(normal.sum()) * step
+        flagged += int(p.sum())
+        n += int(normal.sum())
+        d = np.diff(np.concatenate([[0], p.astype(int), [0]]))
+        for a, b in zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1), strict=True):
+            if (t[b - 1] - t[a]) + step >= min_alarm_s:
+                episodes += 1
+    days = normal_s / 86400.0
+    from scipy.stats import chi2
+
+    # the one-sided 95 % Poisson upper bound of the rate (about 3 episodes over the span when none were seen)
+    upper = float(chi2.ppf(0.95, 2 * (episodes + 1)) / 2) / days if days > 0 else float("inf")
+    return {"alarm_episodes": episodes, "normal_hours": normal_s / 3600.0,
+            "false_alarms_per_day": episodes / days if days > 0 else 0.0,
+            "false_alarms_per_day_upper95": float(upper), "flagged_share": flagged / n if n else 0.0}
+
+
+def task_metrics(task: str, rows: pd.DataFrame, normal_class: str = "normal", *, label_free: bool = False,
+                 min_alarm_s: float = 0.0) -> dict[str, Any]:
+    """The figures of one task from out-of-sample rows; a label-free anomaly run gets its false alarms on the
+    held-out normal running (every row of it, or the rows not labelled anomalous)."""
     if task == "anomaly":
-        if TARGET not in rows.columns:
-            flagged = float(np.mean(rows["pred"].astype(int)))
-            return {"flagged_share": flagged, "note": "no anomaly labels: only the share of rows flagged"}
+        if label_free or TARGET not in rows.columns:
+            return {**false_alarm_figures(rows, min_alarm_s),
+                    "note": "no labelled anomalies: judged by false alarms on held-out normal running"}
         out: dict[str, Any] = {}
         y, p = rows[TARGET].to_numpy().astype(int), rows["pred"].to_numpy().astype(int)
         out.update(M.pointwise(y, p))
+        tn, fp = out["tn"], out["fp"]
+        out["balanced_accuracy"] = (out["recall"] + (tn / (tn + fp) if tn + fp else 0.0)) / 2
         ev_parts, nab = [], [0.0, 0.0, 0.0]
         for _, block in rows.groupby([UNIT, "fold"], sort=False):
             t = time_us(block[TIME]) / 1e6
@@ -215,6 +350,7 @@ def task_metrics(task: str, rows: pd.DataFrame, normal_class: str = "normal") ->
                     "false_alarms_per_week": false / (normal_s / 604800.0) if normal_s > 0 else 0.0,
                     "detection_delay_s": float(np.mean(delays)) if delays else float("nan"),
                     "nab_standard": M.nab_normalise(*nab)})
+        out.update({k: v for k, v in false_alarm_figures(rows, min_alarm_s).items() if k != "flagged_share"})
         return out
     if task == "fault":
         y, p = rows[TARGET].astype(str).to_numpy(), rows["pred"].astype(str).to_numpy()
