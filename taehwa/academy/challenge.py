@@ -71,12 +71,18 @@ class Definition(_Strict):
     # any other
     baseline: str | None = Field(None, max_length=200, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_\-]*(\.?[A-Za-z0-9_/\-]+)*$")
     normal_class: str = "normal"
+    # columns the leak probe may find informative, each with the reason (en, ko) the board shows; only a row's place
+    # in its unit (position_in_unit) may be named, where a benchmark's protocol needs whole runs
+    known_leaks: dict[Literal["position_in_unit"], dict[str, str]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _languages(self) -> Definition:
         missing = [lang for lang in ("en", "ko") if not self.title.get(lang)]
         if missing:
             raise ValueError(f"title needs English and Korean (missing: {', '.join(missing)})")
+        for column, reason in self.known_leaks.items():
+            if not (reason.get("en") and reason.get("ko")):
+                raise ValueError(f"known_leaks.{column} needs its reason in English and Korean")
         closes_at(self.closes)
         return self
 

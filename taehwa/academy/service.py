@@ -72,6 +72,7 @@ class AcademyService:
             from taehwa.demo import default_shared_data
 
             frame = sources.build(d, shared or default_shared_data())
+        info["leak_probe"] = frame.attrs.pop("leak_probe", None)  # sources ran the probe: a leaking cut stops there
         info.update(self._write_parts(d, frame))
         with self._engine.begin() as c:
             c.execute(insert(challenges).values(

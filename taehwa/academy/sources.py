@@ -1,17 +1,22 @@
 """The data of a challenge as one table: `time`, `unit`, the signals, `target`, `part` (train, validation or test)
 and `scored` (which rows the metric reads), from a ready benchmark in ../shared/data or the owner's historian.
 
-Units of the parts participants predict are renamed to neutral ids in a fixed shuffled order, so a unit's name
-never gives its label away (a Tennessee Eastman test run named after its fault would)."""
+Units of the parts participants predict are renamed to neutral ids in a shuffled order, so a unit's name never gives
+its label away (a Tennessee Eastman test run named after its fault would). Every shuffle draws from a seed chosen at
+random when the challenge is cut (a fixed seed in this open code would be a key to the labels); tests pass their own.
+Each cut passes the leak probe (leaks.py) before it is kept: one whose time, unit names or row order tell the labels
+is refused, and the probe's figures travel with the table (`frame.attrs["leak_probe"]`)."""
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from taehwa.academy import leaks
 from taehwa.academy.challenge import Definition, closes_at
 from taehwa.errors import InvalidInput
 from taehwa.lab.benchmarks import need
@@ -25,14 +30,25 @@ PART = "part"
 SCORED = "scored"
 
 
-def _neutral_units(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """Rename the units of the predicted parts to unit-01…, in an order fixed by `seed`."""
+def _rng(seed: int | None) -> np.random.Generator:
+    """The cut's random draws: from `seed` when given (tests), else from a seed nobody can read in the code."""
+    return np.random.default_rng(secrets.randbits(128) if seed is None else seed)
+
+
+def _neutral_units(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """Rename the units of the predicted parts to unit-01…, in an order drawn from `rng`."""
     hidden = frame[PART] != "train"
     names = pd.unique(frame.loc[hidden, UNIT])
-    order = np.random.default_rng(seed).permutation(len(names))
+    order = rng.permutation(len(names))
     width = max(2, len(str(len(names))))
     mapping = {n: f"unit-{i + 1:0{width}d}" for n, i in zip(names, order, strict=True)}
     frame.loc[hidden, UNIT] = frame.loc[hidden, UNIT].map(mapping)
+    return frame
+
+
+def probed(d: Definition, frame: pd.DataFrame) -> pd.DataFrame:
+    """Run the leak probe on a cut (InvalidInput naming the column when one tells the labels); keep its figures."""
+    frame.attrs["leak_probe"] = leaks.check(d.task, frame, accepted={str(k): v for k, v in d.known_leaks.items()})
     return frame
 
 
@@ -47,7 +63,7 @@ def _by_time(frame: pd.DataFrame, d: Definition) -> pd.Series:
     return part
 
 
-def skab(d: Definition, shared: Path) -> pd.DataFrame:
+def skab(d: Definition, shared: Path, seed: int | None = None) -> pd.DataFrame:
     """SKAB's runs in time order: whole runs fall in the part their start time says; the anomaly-free run trains."""
     root = need(shared / "skab" / "data")
     files = sorted(root.glob("*/*.csv"))
@@ -65,13 +81,15 @@ def skab(d: Definition, shared: Path) -> pd.DataFrame:
     starts = frame.groupby(UNIT)[TIME].transform("min")
     frame[PART] = _by_time(frame.assign(**{TIME: starts}), d)
     frame[SCORED] = frame[PART] != "train"
-    return _neutral_units(frame, seed=11)
+    return _neutral_units(frame, _rng(seed))
 
 
-def cmapss(d: Definition, shared: Path) -> pd.DataFrame:
+def cmapss(d: Definition, shared: Path, seed: int | None = None) -> pd.DataFrame:
     """C-MAPSS: the training fleet run to failure; the official test engines (cut off before failure) split into a
     validation and a hidden part. Only each test engine's last cycle is scored, against RUL_FD00x.txt clipped at
-    125 cycles like the training target (the published protocol). One cycle is shown as one hour."""
+    125 cycles like the training target (the published protocol). One cycle is shown as one hour; each engine
+    enters service at its own random hour (the training fleet within 60 days, the test engines within 60 days after
+    it), so `time` is a clock and not the engine's age (the age is its row's place in the engine, as in the files)."""
     from taehwa.lab.benchmarks import CMAPSS_RUL_CLIP, read_cmapss
 
     sub = d.source.subset or "FD001"
@@ -91,44 +109,53 @@ def cmapss(d: Definition, shared: Path) -> pd.DataFrame:
     train["unit"] = train["unit"].map(lambda u: f"engine-{u:03d}")
     test["unit"] = test["unit"].map(lambda u: f"test-engine-{u:03d}")
     frame = pd.concat([train, test], ignore_index=True)
-    frame[TIME] = base + pd.to_timedelta(frame["cycle"], unit="h")
+    rng = _rng(seed)
+    names = pd.unique(frame["unit"])
+    later = np.array([n.startswith("test-") for n in names])
+    start = dict(zip(names, rng.integers(0, 60 * 24, len(names)) + np.where(later, 90 * 24, 0), strict=True))
+    frame[TIME] = base + pd.to_timedelta(frame["unit"].map(start) + frame["cycle"], unit="h")
     frame = frame.rename(columns={"unit": UNIT})
-    return _neutral_units(frame, seed=12)
+    return _neutral_units(frame, rng)
 
 
-def tep(d: Definition, shared: Path) -> pd.DataFrame:
+def tep(d: Definition, shared: Path, seed: int | None = None) -> pd.DataFrame:
     """Tennessee Eastman: the normal run and the 21 fault runs train; the 22 test runs (48 h each, faults from hour
-    8) are cut in time: their first 24 h are the validation part, their last 24 h the hidden test part."""
+    8) are cut in two: their first 24 h form the validation part, their last 24 h the hidden test part, each half a
+    unit of its own. Nothing but the signals tells the fault: the training runs, then the validation halves, then the
+    test halves follow each other every two days, each group in its own random order, and the halves are named in
+    another (so a run's time, its name and its rows' place in the files are all unrelated to its fault)."""
     root = need(shared / "tep")
     cols = [f"xmeas_{i:02d}" for i in range(1, 42)] + [f"xmv_{i:02d}" for i in range(1, 12)]
     base = pd.Timestamp("2026-02-01", tz="UTC")
+    rng = _rng(seed)
+    slot = {"train": rng.permutation(22), "validation": 22 + rng.permutation(22), "test": 44 + rng.permutation(22)}
     blocks = []
     for k in range(22):
-        for kind in ("train", "test"):
-            raw = np.loadtxt(need(root / (f"d{k:02d}.dat" if kind == "train" else f"d{k:02d}_te.dat")))
-            x = raw.T if k == 0 and kind == "train" else raw
+        label = d.normal_class if k == 0 else f"idv{k:02d}"
+        raw = np.loadtxt(need(root / f"d{k:02d}.dat"))
+        runs = [("train", raw.T if k == 0 else raw, np.full(len(raw.T if k == 0 else raw), label, dtype=object))]
+        test = np.loadtxt(need(root / f"d{k:02d}_te.dat"))
+        target = np.where(np.arange(len(test)) < 160, d.normal_class, label).astype(object)
+        half = len(test) // 2
+        runs += [("validation", test[:half], target[:half]), ("test", test[half:], target[half:])]
+        for part, x, y in runs:
             block = pd.DataFrame(x, columns=cols)
-            n = len(block)
-            start = base + pd.Timedelta(days=3 * k + (0 if kind == "train" else 1.5))
-            block.insert(0, TIME, start + pd.to_timedelta(np.arange(n) * 3, unit="min"))
-            block.insert(1, UNIT, f"{kind}-d{k:02d}")
-            label = d.normal_class if k == 0 else f"idv{k:02d}"
-            if kind == "train":
-                block[TARGET] = label
-                block[PART] = "train"
-            else:
-                block[TARGET] = np.where(np.arange(n) < 160, d.normal_class, label)
-                block[PART] = np.where(np.arange(n) < n // 2, "validation", "test")
+            start = base + pd.Timedelta(days=2 * int(slot[part][k]))
+            block.insert(0, TIME, start + pd.to_timedelta(np.arange(len(block)) * 3, unit="min"))
+            block.insert(1, UNIT, f"{part}-d{k:02d}")
+            block[TARGET] = y
+            block[PART] = part
             blocks.append(block)
     frame = pd.concat(blocks, ignore_index=True)
     frame[SCORED] = frame[PART] != "train"
-    return _neutral_units(frame, seed=13)
+    return _neutral_units(frame, rng)
 
 
-def historian(d: Definition, platform: Platform, owner: str, grant: Grant) -> pd.DataFrame:
+def historian(d: Definition, platform: Platform, owner: str, grant: Grant, seed: int | None = None
+              ) -> pd.DataFrame:
     """The owner's own tags, on the lab's grid with the lab's labels, then disguised by the sharing grant made for
     the challenge: each tag under its pseudonym, values as a·v + b with the grant's hidden a and b, assets as
-    neutral ids. Participants learn neither names nor real values."""
+    neutral ids. Participants learn neither names nor real values. The cut passes the leak probe."""
     from taehwa.lab.datasets import build_dataset
     from taehwa.lab.spec import LabelSpec, ModelSpec, Spec
 
@@ -152,7 +179,7 @@ def historian(d: Definition, platform: Platform, owner: str, grant: Grant) -> pd
     if not (frame[PART] == "train").any() or not (frame[PART] == "test").any():
         raise InvalidInput("the split leaves a part empty: check source.validation_from and source.test_from "
                            "against the data's range", where="source")
-    return _neutral_units(frame, seed=14)
+    return probed(d, _neutral_units(frame, _rng(seed)))
 
 
 def _any_kind(task: str) -> str:
@@ -160,12 +187,12 @@ def _any_kind(task: str) -> str:
             }[task]
 
 
-def build(d: Definition, shared: Path) -> pd.DataFrame:
-    """The table of a ready challenge."""
+def build(d: Definition, shared: Path, seed: int | None = None) -> pd.DataFrame:
+    """The table of a ready challenge, once it has passed the leak probe."""
     if d.source.builder == "skab":
-        return skab(d, shared)
+        return probed(d, skab(d, shared, seed))
     if d.source.builder == "cmapss":
-        return cmapss(d, shared)
+        return probed(d, cmapss(d, shared, seed))
     if d.source.builder == "tep":
-        return tep(d, shared)
+        return probed(d, tep(d, shared, seed))
     raise InvalidInput("historian challenges are built by AcademyService.create", where="source.builder")
