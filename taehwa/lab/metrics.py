@@ -2,9 +2,14 @@
 
 - anomalies: point-wise precision/recall/F1 with false- and missed-alarm rates (SKAB's "binary" scoring), event-wise
   precision/recall/F1 (an anomaly interval counts once, found or not), false alarms per week, detection delay, and the
-  NAB score of changepoints (Numenta's scoring as SKAB applies it: a window to the right of each true changepoint,
-  the first detection inside scored on a tanh curve, every detection outside a false positive);
-- faults: detection rate at a fixed false-alarm rate, macro F1, the confusion matrix;
+  NAB score of changepoints in two conventions, each named where it is reported: SKAB's scorer (`nab_counts`: a
+  60 s window to the right of each true changepoint, the first detection inside scored on a tanh curve, every
+  detection outside a false positive) and the published NAB score (`nab_paper_counts`, Lavin & Ahmad 2015: centred
+  windows sized from the data, scaled sigmoid). Detections are alarm on-edges (`changepoints`), never re-fired while
+  an alarm stays on;
+- faults: detection rate and false-alarm rate at a control limit set on normal training data
+  (`detection_at_limit`), or at a fixed false-alarm rate of given normal scores (`detection_rate_at_far`), macro F1,
+  the confusion matrix;
 - remaining useful life: RMSE and the PHM08 score; regression: RMSE, MAE, R².
 """
 
@@ -128,26 +133,85 @@ def nab_normalise(score: float, null: float, perfect: float) -> float:
     return 100.0 * (score - null) / (perfect - null) if perfect != null else 0.0
 
 
-def changepoints(flags: np.ndarray, score: np.ndarray | None = None, *, min_gap: int = 30,
-                 level_shift: float = 0.5) -> np.ndarray:
-    """Indices where the alarm state changes, plus (while in alarm) where the log anomaly score has moved by more
-    than `level_shift` since the last change and at least `min_gap` rows have passed: a fault's course has
-    changed (a valve closing further, a transient ending)."""
+def changepoints(flags: np.ndarray, score: np.ndarray | None = None, *, edges: str = "on",
+                 quiet: int = 0) -> np.ndarray:
+    """Alarm edges as changepoint detections: `edges="on"` (default) the rows where an alarm comes on, never again
+    while it stays on; `edges="both"` also where it goes off (SKAB's notebooks: `abs(prediction.diff())`). An alarm
+    on at the first row counts as coming on there, as in SKAB's code. `quiet` > 0 drops an on-edge that follows the
+    previous alarm's end by fewer rows (one event, not two). `score` is ignored; it is kept for callers of the old
+    signature, which re-fired on level shifts of the score while an alarm stayed on (issue 22: a scoring artefact)."""
+    if edges not in ("on", "both"):
+        raise ValueError("edges must be 'on' or 'both'")
     f = np.asarray(flags).astype(int)
-    ls = np.log(np.maximum(np.asarray(score, float), 1e-9)) if score is not None else None
-    out: list[int] = []
-    ref, last = 0.0, -(10 ** 9)
-    for i in range(1, len(f)):
-        if f[i] != f[i - 1]:
-            out.append(i)
-            last = i
-            ref = float(ls[i]) if ls is not None else 0.0
-        elif ls is not None and f[i] == 1 and level_shift > 0 and i - last >= min_gap and \
-                abs(float(ls[i]) - ref) > level_shift:
-            out.append(i)
-            last = i
-            ref = float(ls[i])
+    if not len(f):
+        return np.zeros(0, dtype=int)
+    d = np.diff(np.concatenate([[0], f]))
+    on, off = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+    if quiet > 0 and len(on) > 1:
+        keep = [int(on[0])]
+        for a in on[1:]:
+            prev_off = off[off < a]
+            if not len(prev_off) or a - int(prev_off[-1]) >= quiet:
+                keep.append(int(a))
+        on = np.asarray(keep, dtype=int)
+    out = np.sort(np.concatenate([on, off])) if edges == "both" else on
     return np.asarray(out, dtype=int)
+
+
+def _scaled_sigmoid(position: float) -> float:
+    """NAB's scaled sigmoid (Lavin & Ahmad 2015, eq. 1): 2/(1+e^{5y}) − 1, −1 from 3 window widths past a window."""
+    return -1.0 if position >= 3.0 else float(2.0 / (1.0 + np.exp(5.0 * position)) - 1.0)
+
+
+def nab_windows(n_rows: int, anomalies: np.ndarray, window_share: float = 0.10) -> list[tuple[int, int]]:
+    """NAB's anomaly windows in rows: each centred on a labelled anomaly, of total width `window_share` (10 %) of the
+    series length divided by the number of anomalies (the paper's rule), clipped to the series, overlaps merged."""
+    a = np.sort(np.unique(np.asarray(anomalies, dtype=int)))
+    if not len(a) or n_rows <= 0:
+        return []
+    half = int(window_share * n_rows / len(a)) // 2
+    out: list[tuple[int, int]] = []
+    for i in a.tolist():
+        lo, hi = max(i - half, 0), min(i + half, n_rows - 1)
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def nab_paper_counts(n_rows: int, anomalies: np.ndarray, detections: np.ndarray,
+                     profile: NabProfile = NAB_PROFILES["standard"], *, window_share: float = 0.10,
+                     probation: float = 0.15) -> tuple[float, float, float]:
+    """(score, null score, perfect score) of one series by the published NAB score (Lavin & Ahmad 2015, and
+    numenta/NAB's sweeper): windows from `nab_windows`; the earliest detection in a window scores
+    A_TP·σ(y)/σ(−1) with y = −(right − i + 1)/width; a window without one costs A_FN; a detection outside every
+    window costs |A_FP|·σ(y), y its distance past the previous window in that window's widths (y = 3, the full
+    cost, before the first window); detections in the probationary part (the first min(15 %, 750) rows) are not
+    scored, nor windows wholly inside it. Add the parts over series, then `nab_normalise`. Rows, not seconds."""
+    prob = min(int(np.floor(probation * n_rows)), probation * 5000)
+    wins = [w for w in nab_windows(n_rows, anomalies, window_share) if w[1] >= prob]
+    det = np.sort(np.unique(np.asarray(detections, dtype=int)))
+    det = det[(det >= prob) & (det < n_rows)]
+    max_tp = _scaled_sigmoid(-1.0)
+    score, used = 0.0, np.zeros(len(det), dtype=bool)
+    for lo, hi in wins:
+        m = (det >= lo) & (det <= hi)
+        used |= m
+        if m.any():
+            width = float(hi - lo + 1)
+            score += profile.a_tp * _scaled_sigmoid(-(hi - int(det[m][0]) + 1) / width) / max_tp
+        else:
+            score += profile.a_fn
+    for i in det[~used].tolist():
+        before = [w for w in wins if w[1] < i]
+        if before:
+            lo, hi = before[-1]
+            pos = abs(i - hi) / float(max(hi - lo, 1))
+        else:
+            pos = 3.0
+        score += abs(profile.a_fp) * _scaled_sigmoid(pos)
+    return score, len(wins) * profile.a_fn, len(wins) * profile.a_tp
 
 
 def anomaly_metrics(y_true: np.ndarray, y_pred: np.ndarray, times_s: np.ndarray,
@@ -156,15 +220,41 @@ def anomaly_metrics(y_true: np.ndarray, y_pred: np.ndarray, times_s: np.ndarray,
     out: dict[str, Any] = {**pointwise(y_true, y_pred), **eventwise(y_true, y_pred, times_s)}
     cps = true_cp if true_cp is not None else np.asarray(
         [a for a, _ in _intervals(y_true)] + [b for _, b in _intervals(y_true) if b < len(y_true)], dtype=int)
-    det = changepoints(y_pred, score)
+    det = changepoints(y_pred)
     s, n, p = nab_counts(times_s[np.asarray(cps, int)], times_s[det] if len(det) else np.array([]))
-    out.update({"nab_score": s, "nab_null": n, "nab_perfect": p, "nab_standard": nab_normalise(s, n, p)})
+    out.update({"nab_score": s, "nab_null": n, "nab_perfect": p, "nab_standard": nab_normalise(s, n, p),
+                "nab_convention": "SKAB's scorer: 60 s window right of each changepoint, alarm on-edges"})
+    ps, pn, pp = nab_paper_counts(len(y_true), np.asarray(cps, int), det)
+    out.update({"nab_paper_score": ps, "nab_paper_null": pn, "nab_paper_perfect": pp,
+                "nab_paper_standard": nab_normalise(ps, pn, pp)})
     return out
+
+
+def detection_at_limit(limit: float, normal_score: np.ndarray, fault_score: np.ndarray) -> dict[str, float]:
+    """False-alarm rate on (unseen) normal rows and detection rate on faulty rows at a limit set beforehand on
+    normal training data: the limit never comes from the rows it is scored on."""
+    n, f = np.asarray(normal_score, float), np.asarray(fault_score, float)
+    return {"limit": float(limit), "false_alarm_rate": float(np.mean(n > limit)) if len(n) else 0.0,
+            "detection_rate": float(np.mean(f > limit)) if len(f) else 0.0}
+
+
+def detection_delay(fault_flags: np.ndarray, run: int = 1) -> float:
+    """Rows from a fault's start to the first of `run` consecutive alarms (NaN when never): the delay as TEP papers
+    count it, in samples."""
+    f = np.asarray(fault_flags).astype(int)
+    if run > 1:
+        f = (np.convolve(f, np.ones(run, dtype=int), "full")[: len(f)] >= run).astype(int)
+        hits = np.flatnonzero(f)
+        return float(hits[0] - run + 1) if len(hits) else float("nan")
+    hits = np.flatnonzero(f)
+    return float(hits[0]) if len(hits) else float("nan")
 
 
 def detection_rate_at_far(normal_score: np.ndarray, fault_score: np.ndarray, far: float = 0.05
                           ) -> dict[str, float]:
-    """The limit that lets `far` of normal rows alarm, and the share of faulty rows over it."""
+    """The limit that lets `far` of the given normal rows alarm, and the share of faulty rows over it. The false-alarm
+    rate holds by construction on the rows the limit came from: pass normal *training* scores here and count false
+    alarms on unseen normal rows with `detection_at_limit` (issue 22)."""
     limit = float(np.quantile(normal_score, 1 - far)) if len(normal_score) else float("inf")
     return {"limit": limit, "false_alarm_rate": float(np.mean(normal_score > limit)) if len(normal_score) else 0.0,
             "detection_rate": float(np.mean(fault_score > limit)) if len(fault_score) else 0.0}
