@@ -1,33 +1,80 @@
-"""The real benchmarks on the data sets in ../shared/data, by their published protocols (the fast two; C-MAPSS,
-which trains gradient boosting on four fleets, runs in bench/lab.py)."""
+"""The real benchmarks on the data sets in ../shared/data under the honest protocol of issue 22 (settings chosen on
+training data only, limits from normal training data, data-blind baselines in the same run), in reduced form: fewer
+SKAB splits, one C-MAPSS seed on FD001, fewer TEP candidates. bench/lab.py runs the full protocol."""
 
 from __future__ import annotations
+
+from typing import Any
+
+import pytest
 
 from taehwa.demo import default_shared_data
 from taehwa.lab import benchmarks
 
 
-def test_skab_beats_its_leaderboard() -> None:
-    figures = benchmarks.run("skab", default_shared_data())["figures"]
-    assert figures["skab_files"] == 34
-    assert figures["skab_f1"] >= 0.78  # Conv-AE and MSET, the best published
-    assert figures["skab_nab_standard"] >= 32.42  # MSCRED, the best published
+@pytest.fixture(scope="module")
+def skab() -> dict[str, Any]:
+    """SKAB, unsupervised PCA T²+Q only, on 6 random splits of held-out runs."""
+    return benchmarks.skab(default_shared_data(), splits=6, supervised=False)
 
 
-def test_tep_beats_pca_t2_at_the_same_false_alarm_rate() -> None:
-    figures = benchmarks.run("tep", default_shared_data())["figures"]
-    assert figures["tep_far"] <= 0.05 and figures["tep_pca_t2_far"] <= 0.05
-    assert figures["tep_mean_fdr"] > figures["tep_pca_t2_mean_fdr"] + 0.1
-    assert len(figures["tep_fdr_by_fault"]) == 21
+def test_skab_held_out_runs_beat_the_data_blind_baselines(skab: dict[str, Any]) -> None:
+    """Settings chosen on the training runs; the held-out runs' F1 beats always-on (about 0.70 here: most scored
+    rows are anomalous) and never-on, with fewer false alarms than a coin."""
+    f = skab
+    assert f["skab_runs"] == 34 and f["skab_splits"] == 6
+    assert f["skab_always_on_f1"] == pytest.approx(0.705, abs=0.01)
+    assert f["skab_never_on_f1"] == 0.0 and f["skab_never_on_nab"] == 0.0
+    assert f["skab_pca_f1"] >= f["skab_always_on_f1"] + 0.05
+    assert f["skab_pca_f1"] >= 0.75  # 0.79-0.82 measured; the old 0.807 was tuned on the scored runs
+    assert f["skab_pca_f1_sd"] > 0  # a spread over splits, not one figure
+    assert f["skab_pca_far_pct"] < 50.0
+
+
+def test_skab_nab_names_what_a_clock_scores(skab: dict[str, Any]) -> None:
+    """A data-blind clock that comes on every 60 s: by SKAB's scorer (60 s windows right of each changepoint) it
+    beats the model, so that figure is reported as not informative; by the published NAB score it scores about 0
+    and the model beats it."""
+    f = skab
+    assert f["skab_clock_nab_paper"] < 5.0
+    assert f["skab_pca_nab_paper"] > f["skab_clock_nab_paper"] + 5.0
+    assert f["skab_clock_nab"] > f["skab_pca_nab"]
+    assert "nab" in f["skab_pca_not_informative"] and "nab_paper" not in f["skab_pca_not_informative"]
+    assert f["skab_clock_nab_both_edges"] > 55.0  # the artefact of issue 22 (64.9 with the old re-firing)
+
+
+def test_skab_supervised_path_on_one_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The supervised model (LightGBM on the training runs' labels, threshold and hold from out-of-fold
+    predictions), with few trees to stay quick: it still beats always-on on held-out runs."""
+    monkeypatch.setitem(benchmarks.SKAB_LGBM, "n_estimators", 40)
+    f = benchmarks.skab(default_shared_data(), splits=1, supervised=True)
+    assert f["skab_lgbm_f1"] > f["skab_always_on_f1"]
+    assert set(f["skab_chosen_settings"]["lgbm"]) == {"threshold", "hold"}
+
+
+def test_tep_limits_from_training_hold_on_unseen_normal_samples() -> None:
+    """Limits from d00.dat only; false alarms counted on the 4,320 unseen normal test samples can exceed 5 % (they
+    are not the limit's own rows), and here do not; ours ahead of PCA-T²+Q and DPCA in the same run."""
+    cands = [c for c in benchmarks.TEP_CANDIDATES if c["explained_variance"] == 0.8 and c["lags"] == 2]
+    f = benchmarks.tep(default_shared_data(), candidates=cands)
+    for key in ("tep", "tep_pca_t2q", "tep_dpca_t2q"):
+        assert f[f"{key}_far"] <= 0.05
+        assert len(f[f"{key}_fdr_by_fault"]) == 21
+    assert f["tep_mean_fdr"] > max(f["tep_pca_t2q_mean_fdr"], f["tep_dpca_t2q_mean_fdr"]) + 0.05
+    assert f["tep_mean_fdr_18"] >= f["tep_mean_fdr"]  # faults 3, 9, 15 are near chance for every monitor
+    assert f["tep_median_delay_min"] > 0
 
 
 def test_cmapss_reads_the_published_split() -> None:
+    """FD001's training file as NASA ships it."""
     train = benchmarks.read_cmapss(default_shared_data() / "cmapss" / "train_FD001.txt.gz")
     assert len(train) == 20_631 and train["unit"].nunique() == 100
 
 
-def test_cmapss_fd001_meets_its_target_by_the_published_protocol() -> None:
-    r = benchmarks.cmapss_subset(default_shared_data(), "FD001")
-    assert r["rmse"] <= 13.0  # the issue's target; the best published deep model reaches 10.97
+def test_cmapss_fd001_settings_from_validation_engines() -> None:
+    """One seed: settings from a validation fifth of the training engines; clipped and unclipped truth beside."""
+    r = benchmarks.cmapss_subset(default_shared_data(), "FD001", seeds=(0,))
+    assert r["rmse"] <= 12.5  # 11.9 ± 0.3 measured over seeds; the issue's goal is 11.5
+    assert r["per_seed"][0]["num_leaves"] in benchmarks.CMAPSS_GRID["num_leaves"]
     # scoring against the unclipped truth is reported beside and is never the easier figure
     assert r["rmse_raw"] >= r["rmse"] and r["phm08_raw"] >= r["phm08"]
