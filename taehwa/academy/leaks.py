@@ -34,7 +34,7 @@ PART = "part"
 SCORED = "scored"
 MARGIN = 0.25  # share of the room between chance and a perfect score that a non-signal column may not win
 SHUFFLES = 20  # blind deals of a column: its values given to the units in another order
-LEAVES = 64
+LEAVES = 64  # one interval per class is enough to read a column that encodes up to 64 classes
 NON_SIGNAL = ("time", "time_in_span", "unit", "unit_number", "row", "position_in_unit")
 ACCEPTABLE = ("position_in_unit",)  # the only column a definition may accept as informative (known_leaks)
 AGE_TASKS = ("rul", "soft_sensor")  # where a row's place in its unit is the unit's age: recorded, never refused
@@ -226,8 +226,11 @@ def check(task: str, frame: pd.DataFrame, signals: list[str] | None = None, *,
           accepted: Mapping[str, Any] | None = None, where: str = "source") -> dict[str, Any]:
     """Probe a cut and refuse it (InvalidInput naming the column) when time, unit or row order tells the labels;
     a column the definition accepts (known_leaks) is recorded with its reason instead."""
-    figures = probe(task, frame, signals)
     accepted = accepted or {}
+    if set(accepted) - set(ACCEPTABLE):
+        raise InvalidInput(f"known_leaks may name only {', '.join(ACCEPTABLE)}: time, unit names and row order can "
+                           "always be cut so they say nothing", where="known_leaks")
+    figures = probe(task, frame, signals)
     found = [x for x in leaking(figures) if x[0] not in accepted]
     figures["accepted"] = {name: {"reason": accepted[name], "gain": max(f["gain"] for f in parts.values())}
                            for name, parts in figures["columns"].items() if name in accepted}
