@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from typing import Any
 
 from sqlalchemy import (
@@ -22,6 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    make_url,
 )
 
 metadata = MetaData()
@@ -378,6 +381,7 @@ def engine_for(url: str) -> Engine:
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        _private_file(make_url(url).database)
     elif url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if url.startswith("postgresql"):
@@ -394,6 +398,15 @@ def engine_for(url: str) -> Engine:
             cur.close()
 
     return engine
+
+
+def _private_file(path: str | None) -> None:
+    """Make a new SQLite file readable by its owner only, whatever the umask (it holds password and token hashes
+    and the audit log); SQLite gives its WAL and shared-memory files the same mode."""
+    if not path or path == ":memory:" or os.path.exists(path):
+        return
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
 
 
 def make_engine(url: str) -> Engine:

@@ -31,7 +31,7 @@ def list_(as_json: JsonOpt = False) -> None:
     with services(readonly=True) as platform:
         rows = platform.academy.list_challenges()
     if as_json:
-        print(json.dumps(rows, indent=1))
+        print(json.dumps(rows, indent=1, ensure_ascii=False))
         return
     view = Table("id", "title", "task", "metric", "state", "closes", "participants")
     for r in rows:
@@ -44,7 +44,7 @@ def list_(as_json: JsonOpt = False) -> None:
 def show(challenge: str) -> None:
     """One challenge as JSON: task, metric, signals, parts, limits, state."""
     with services(readonly=True) as platform:
-        print(json.dumps(platform.academy.get(challenge), indent=1))
+        print(json.dumps(platform.academy.get(challenge), indent=1, ensure_ascii=False))
 
 
 @academy_app.command("install")
@@ -111,7 +111,7 @@ def submit(challenge: str, file: Annotated[Path, typer.Argument(help="prediction
         doc = platform.academy.submit(challenge, kind, file.read_bytes(), filename=file.name, user=user,
                                       label=label)
     if as_json:
-        print(json.dumps(doc, indent=1))
+        print(json.dumps(doc, indent=1, ensure_ascii=False))
     else:
         colour = "green" if doc["verdict"] == "scored" else "red"
         out.print(f"[{colour}]{doc['verdict']}[/{colour}] submission {doc['id']}: public score "
@@ -128,7 +128,7 @@ def board(challenge: str, as_json: JsonOpt = False) -> None:
     with services(readonly=True) as platform:
         doc = platform.academy.board(challenge)
     if as_json:
-        print(json.dumps(doc, indent=1))
+        print(json.dumps(doc, indent=1, ensure_ascii=False))
         return
     final = doc["phase"] == "final"
     title = f"{challenge} · {doc['metric']} ({'lower' if doc['lower_is_better'] else 'higher'} is better) · " + (

@@ -97,11 +97,21 @@ def tokens(user_id: str) -> None:
 
 
 @admin_app.command("revoke")
-def revoke(token_id: str) -> None:
-    """Revoke a token at once."""
+def revoke(token_id: Annotated[str | None, typer.Argument(help="The token's id (taehwa admin tokens USER).")] = None,
+           user_id: Annotated[str | None, typer.Option("--user", help="With --name: that user's tokens of that "
+                                                      "name.")] = None,
+           name: Annotated[str | None, typer.Option(help="The name given when the token was made.")] = None) -> None:
+    """Revoke a token at once (by id, or a user's live tokens of one name); its open streams end within seconds."""
+    if (token_id is None) == (user_id is None or name is None):
+        raise typer.BadParameter("give a token id, or --user and --name")
     with services(readonly=True) as platform:
-        platform.identity.revoke_token(token_id)
-        out.print(f"revoked {token_id}")
+        ids = [token_id] if token_id else [t.id for t in platform.identity.list_tokens(user_id or "")
+                                           if t.name == name and t.revoked_at is None]
+        if not ids:
+            raise typer.BadParameter(f"{user_id} has no live token named {name!r}")
+        for one in ids:
+            platform.identity.revoke_token(one)
+            out.print(f"revoked {one}")
 
 
 @audit_app.command("verify")

@@ -43,7 +43,7 @@ def list_(tenant: TenantOpt = "demo", as_json: JsonOpt = False) -> None:
     with services(readonly=True) as platform:
         rows = platform.connectors.list(tenant)
     if as_json:
-        print(json.dumps(rows, indent=1))
+        print(json.dumps(rows, indent=1, ensure_ascii=False))
         return
     view = Table("name", "protocol", "items", "state", "points/s", "backlog", "last value", "last error")
     for r in rows:
@@ -58,7 +58,7 @@ def list_(tenant: TenantOpt = "demo", as_json: JsonOpt = False) -> None:
 def status(name: str, tenant: TenantOpt = "demo") -> None:
     """One connector's definition (passwords left out) and status, as JSON."""
     with services(readonly=True) as platform:
-        print(json.dumps(platform.connectors.get(tenant, name), indent=1))
+        print(json.dumps(platform.connectors.get(tenant, name), indent=1, ensure_ascii=False))
 
 
 @connectors_app.command("remove")

@@ -32,7 +32,7 @@ def status() -> None:
     try:
         engine = _engine()
         try:
-            print(json.dumps(schema_status(engine), indent=1))
+            print(json.dumps(schema_status(engine), indent=1, ensure_ascii=False))
         finally:
             engine.dispose()
     except TaehwaError as exc:

@@ -82,7 +82,7 @@ def _run(spec_path: Path, tenant: str, mode: str, as_json: bool, fan_out: str | 
         doc = platform.lab.run(tenant, spec, mode=mode, backend=fan_out,
                                progress=lambda d, n: bar.update(task, completed=d, total=n))
     if as_json:
-        print(json.dumps(doc, indent=1))
+        print(json.dumps(doc, indent=1, ensure_ascii=False))
     else:
         _print_run(doc)
         out.print(f"report: {platform.lab.run_dir(tenant, doc['run_id']) / 'report.html'}")
@@ -145,7 +145,7 @@ def sweep(spec: SpecArg,
         doc = platform.lab.sweep(tenant, load_spec(spec), doc_grid, backend=backend, workers=workers,
                                  progress=lambda d, n: bar.update(task, completed=d, total=n))
     if as_json:
-        print(json.dumps(doc, indent=1))
+        print(json.dumps(doc, indent=1, ensure_ascii=False))
         return
     m = doc["primary_metric"]
     view = Table("rank", m, "parameters", title=f"{doc['name']} · {doc['combinations']} combinations · "
@@ -163,7 +163,7 @@ def runs(tenant: TenantOpt = "demo", name: Annotated[str | None, typer.Option(he
     with services(readonly=True) as platform:
         rows = platform.lab.runs(tenant, name)
     if as_json:
-        print(json.dumps(rows, indent=1))
+        print(json.dumps(rows, indent=1, ensure_ascii=False))
         return
     view = Table("run", "name", "mode", "task", "model", "figure", "baseline", "by", "at")
     for r in rows:
@@ -181,7 +181,7 @@ def show(run_id: str, tenant: TenantOpt = "demo", as_json: JsonOpt = False,
         if html is not None:
             html.write_text(platform.lab.report_html(tenant, run_id))
             err.print(f"wrote {html}")
-    print(json.dumps(doc, indent=1)) if as_json else _print_run(doc)
+    print(json.dumps(doc, indent=1, ensure_ascii=False)) if as_json else _print_run(doc)
 
 
 @lab_app.command("benchmark")
@@ -198,7 +198,7 @@ def benchmark(name: Annotated[str, typer.Argument(help="skab, cmapss or tep.")],
     except TaehwaError as exc:
         fail(exc)
     if as_json:
-        print(json.dumps(result, indent=1))
+        print(json.dumps(result, indent=1, ensure_ascii=False))
         return
     view = Table("figure", "ours", title=f"{name}: {result['seconds']} s")
     for k, v in result["figures"].items():
@@ -239,7 +239,7 @@ def labels_list(tenant: TenantOpt = "demo", asset: Annotated[str | None, typer.O
     with services(readonly=True) as platform:
         rows = [lb.to_dict() for lb in platform.labels.list_labels(tenant, asset=asset, kind=kind)]
     if as_json:
-        print(json.dumps(rows, indent=1))
+        print(json.dumps(rows, indent=1, ensure_ascii=False))
         return
     view = Table("id", "asset", "kind", "start", "end", "value", "by")
     for r in rows:
@@ -256,7 +256,7 @@ def models_list(tenant: TenantOpt = "demo", name: Annotated[str | None, typer.Op
     with services(readonly=True) as platform:
         rows = platform.lab.versions(tenant, name)
     if as_json:
-        print(json.dumps(rows, indent=1))
+        print(json.dumps(rows, indent=1, ensure_ascii=False))
         return
     view = Table("model", "version", "stage", "asset type", "run", "by", "at")
     for r in rows:
@@ -300,11 +300,11 @@ def models_card(name: str, version: int, tenant: TenantOpt = "demo") -> None:
     """The model card of a version: purpose, data, figures against baseline and production, history."""
     with services(readonly=True) as platform:
         card = platform.lab.card(tenant, name, version)
-    print(json.dumps(card, indent=1))
+    print(json.dumps(card, indent=1, ensure_ascii=False))
 
 
 @models_app.command("history")
 def models_history(name: str, tenant: TenantOpt = "demo") -> None:
     """Every registration, promotion, refusal and rollback of a model, with who and why."""
     with services(readonly=True) as platform:
-        print(json.dumps(platform.lab.history(tenant, name), indent=1))
+        print(json.dumps(platform.lab.history(tenant, name), indent=1, ensure_ascii=False))

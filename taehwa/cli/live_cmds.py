@@ -91,7 +91,7 @@ def list_(tenant: TenantOpt = "demo", as_json: JsonOpt = False) -> None:
         with services(readonly=True) as platform:
             rows = platform.live.list(tenant)
     if as_json:
-        print(json.dumps(rows, indent=1))
+        print(json.dumps(rows, indent=1, ensure_ascii=False))
         return
     view = Table("name", "model", "target", "running", "assets", "rows scored", "newest row", "last error")
     for r in rows:
@@ -111,7 +111,7 @@ def show(name: str, tenant: TenantOpt = "demo") -> None:
     if doc is None:
         with services(readonly=True) as platform:
             doc = platform.live.describe(tenant, name)
-    print(json.dumps(doc, indent=1))
+    print(json.dumps(doc, indent=1, ensure_ascii=False))
 
 
 @live_app.command("drift")
@@ -188,7 +188,7 @@ def backfill(model: Annotated[str, typer.Argument(help="Registered model name.")
     out.print(f"{doc['rows']} rows of {doc['assets']} asset(s) scored by {doc['model']['name']} "
               f"v{doc['model']['version']} in {doc['seconds']} s; {doc['written_points']} points written to "
               f"{doc['tags']}")
-    print(json.dumps(doc["summary"], indent=1))
+    print(json.dumps(doc["summary"], indent=1, ensure_ascii=False))
 
 
 @live_app.command("predict")
@@ -203,7 +203,7 @@ def predict(model: Annotated[str, typer.Argument(help="Registered model name.")]
         fail(InvalidInput(f"rows are not JSON: {exc}", where="rows"))
         return
     with services(readonly=True) as platform:
-        print(json.dumps(platform.live.predict(tenant, model, data, version=version), indent=1))
+        print(json.dumps(platform.live.predict(tenant, model, data, version=version), indent=1, ensure_ascii=False))
 
 
 @rules_app.command("add")
@@ -223,7 +223,7 @@ def list_rules(tenant: TenantOpt = "demo", as_json: JsonOpt = False) -> None:
     with services(readonly=True) as platform:
         rules = platform.live.rules.list(tenant)
     if as_json:
-        print(json.dumps([r.to_dict() for r in rules], indent=1))
+        print(json.dumps([r.to_dict() for r in rules], indent=1, ensure_ascii=False))
         return
     view = Table("name", "kind", "scope", "condition", "severity", "auto-resolve")
     for r in rules:
@@ -250,7 +250,7 @@ def list_alerts(state: Annotated[str | None, typer.Option(help="active, acknowle
     with services(readonly=True) as platform:
         rows = platform.live.alerts.list(tenant, state=state, asset=asset, severity=severity, limit=limit)
     if as_json:
-        print(json.dumps(rows, indent=1))
+        print(json.dumps(rows, indent=1, ensure_ascii=False))
         return
     view = Table("id", "severity", "state", "asset", "message", "value", "count", "raised", "shelved until")
     for a in rows:
@@ -264,7 +264,7 @@ def list_alerts(state: Annotated[str | None, typer.Option(help="active, acknowle
 def show_alert(alert_id: int, tenant: TenantOpt = "demo") -> None:
     """One alert with the chain that raised it and its history, as JSON."""
     with services(readonly=True) as platform:
-        print(json.dumps(platform.live.alerts.get(tenant, alert_id), indent=1))
+        print(json.dumps(platform.live.alerts.get(tenant, alert_id), indent=1, ensure_ascii=False))
 
 
 @alerts_app.command("ack")
@@ -309,7 +309,7 @@ def add_hook(name: str, url: str,
 def list_hooks(tenant: TenantOpt = "demo") -> None:
     """Webhooks with undelivered messages and the last delivery error."""
     with services(readonly=True) as platform:
-        print(json.dumps(platform.live.notifier.list(tenant), indent=1))
+        print(json.dumps(platform.live.notifier.list(tenant), indent=1, ensure_ascii=False))
 
 
 @hooks_app.command("remove")
