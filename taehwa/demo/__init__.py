@@ -21,6 +21,17 @@ from taehwa.historian.store import Historian
 from taehwa.lab.labels import LabelService
 
 DEMO_TENANT = "demo"
+# named for what it holds (GLOSSARY: site 사업장); Korean after the English, as the rest of the interface pairs them
+DEMO_NAME = ("Demo: Ulsan industrial plants (refinery, pump station, engine shop) · "
+             "데모: 울산 산업 현장 (정유 공장, 펌프장, 엔진 정비소)")
+
+
+def ensure_demo_tenant(tenants: Any, tenant: str = DEMO_TENANT) -> None:
+    """Create the demo tenant, named for what it holds, unless it exists (its name is then left as it is)."""
+    try:
+        tenants.get(tenant)
+    except NotFound:
+        tenants.create(tenant, DEMO_NAME)
 _UNITS = {"accelerometer1_rms": "g", "accelerometer2_rms": "g", "current": "A", "pressure": "bar",
           "temperature": "degC", "thermocouple": "degC", "voltage": "V", "volume_flow_rate_rms": "L/min"}
 
@@ -75,10 +86,7 @@ def label_skab(labels: LabelService, shared: Path | None = None, tenant: str = D
 def load_skab(hist: Historian, shared: Path | None = None, tenant: str = DEMO_TENANT,
               progress: Callable[[int, int], None] | None = None) -> int:
     """Load every SKAB run as tags `skab/<run>/<sensor>` (plus `…/anomaly`, `…/changepoint` labels)."""
-    try:
-        hist.tenants.get(tenant)
-    except NotFound:
-        hist.tenants.create(tenant, "Demo: SKAB water-pump test bed")
+    ensure_demo_tenant(hist.tenants, tenant)
     runs = skab_files(shared or default_shared_data())
     stored = 0
     for i, (run, path) in enumerate(runs):

@@ -13,6 +13,7 @@ range and two loads give the same data and the same content hash.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -85,45 +86,141 @@ def load_cmapss_history(platform: Platform, tenant: str, shared: Path, engines: 
     return points, platform.labels.add(tenant, labels, source="cmapss")
 
 
-PUMP_HISTORY_START = pd.Timestamp("2026-01-04T00:00:00Z")  # the live pump's own past: SKAB's anomaly-free run
+PUMP_HISTORY_START = pd.Timestamp("2026-01-04T00:00:00Z")  # the live pump's own past (see plant.pump_history_rows)
 PUMP_MODEL, PUMP_DEPLOYMENT, PUMP_RULE = "pump-station-live", "pump-station", "pump-anomaly"
 
 
 def load_pump_history(platform: Platform, tenant: str, shared: Path) -> int:
-    """SKAB's anomaly-free run in the live pump station's own tags (`skab/live/…`) at 1 s from 4 January 2026:
-    the history its ready spec `pump-station-live` learns normal operation from. Points written."""
-    import pyarrow.csv as pacsv
+    """The live pump station's past normal running in its own tags (`skab/live/…`) at 1 s from 4 January 2026:
+    the first 400 s of SKAB's valve tests 1-0 … 1-7, before each test began (none of the runs replayed live).
+    Its ready spec `pump-station-live` learns normal operation from it, with no labels. Points written."""
+    from taehwa.demo.plant import SKAB_COLUMNS, pump_history_rows
 
-    from taehwa.demo import skab_files
-    from taehwa.demo.plant import SKAB_COLUMNS
-
-    path = next((p for name, p in skab_files(shared) if name == "anomaly-free"), None)
-    if path is None:
-        return 0
-    table = pacsv.read_csv(_require(path), parse_options=pacsv.ParseOptions(delimiter=";"))
-    rows = np.column_stack([table.column(c).to_numpy().astype(float) for c in SKAB_COLUMNS])
+    rows = pump_history_rows(shared)
     tags = [f"skab/live/{sig}" for _, sig, _ in SKAB_COLUMNS.values()]
     times = pd.date_range(PUMP_HISTORY_START, periods=len(rows), freq="1s")
     return _write_long(platform, tenant, tags, times, rows, "skab-live-history")
 
 
-def deploy_pump_model(platform: Platform, tenant: str) -> dict[str, Any] | None:
-    """Train the live pump station's detector on its history, promote it and deploy it on every CentrifugalPump,
-    with an alert rule on its score (once: None when the deployment exists already)."""
+@dataclass(frozen=True)
+class DemoModel:
+    """A ready spec the demo trains, promotes through the gate and deploys, with the alert rule on its output
+    (`min_duration_s` in the data's own time: the replay shortens it by its speed)."""
+
+    spec: str
+    deployment: str
+    target: dict[str, str]
+    rule: dict[str, Any] | None = None
+
+
+DEMO_MODELS = [
+    DemoModel(PUMP_MODEL, PUMP_DEPLOYMENT, {"asset_type": "CentrifugalPump"},
+              {"name": PUMP_RULE, "kind": "score", "asset_type": "CentrifugalPump", "min_duration_s": 10,
+               "severity": "alarm", "message": "pump anomaly score over its control limit"}),
+    DemoModel("refinery-fault-detection", "reaction-unit", {"asset": REFINERY},
+              {"name": "reaction-unit-fault", "kind": "score", "asset": REFINERY, "min_duration_s": 540,
+               "severity": "alarm", "message": "reaction unit: fault detector over its control limit"}),
+    DemoModel("engine-shop-rul", "engine-rul", {"asset_type": "TurbofanEngine"}),
+]
+
+
+def live_step(trained_step: str, speed: float) -> str:
+    """The row spacing of a demo deployment: the step its model learnt at, shortened by the replay's speed (the
+    replay plays the data `speed` times faster, so a row of the data is a row of live scoring)."""
+    from taehwa.historian.timeutil import parse_duration
+
+    return f"{max(1, round(parse_duration(trained_step) / speed))}us"
+
+
+def _scaled_rule(rule: dict[str, Any], speed: float) -> dict[str, Any]:
+    """An alert rule whose duration is in the data's time, in the replay's wall-clock time."""
+    return {**rule, "min_duration_s": round(float(rule.get("min_duration_s", 0.0)) / speed, 6)}
+
+
+def deploy_demo_models(platform: Platform, tenant: str, speed: float | None = None,
+                       progress: Callable[[str], None] | None = None, only: list[str] | None = None
+                       ) -> list[dict[str, Any]]:
+    """Train each demo model on the plant's history, promote it through the gate (never forced: one the gate
+    refuses is not deployed, and the answer says why) and deploy it with its alert rule, rows spaced for the
+    replay's `speed`. Once: a model whose deployment exists is left as it is; `only`: these specs. What happened,
+    per model."""
+    from taehwa.errors import Conflict
     from taehwa.lab.spec import READY, load_spec
 
-    if any(d.name == PUMP_DEPLOYMENT for d in platform.live.deployments.list(tenant)):
+    speed = speed or platform.settings.demo_speed
+    have = {d.name for d in platform.live.deployments.list(tenant)}
+    out: list[dict[str, Any]] = []
+    for m in DEMO_MODELS:
+        if m.deployment in have or (only is not None and m.spec not in only):
+            continue
+        if progress:
+            progress(m.spec)
+        spec = load_spec(READY / f"{m.spec}.yaml")
+        run = platform.lab.run(tenant, spec, track=False)
+        reg = run.get("registered") or {}
+        entry: dict[str, Any] = {"spec": m.spec, "model": reg.get("name"), "version": reg.get("version"),
+                                 "run_id": run["run_id"], "criterion": run["gate"]["criterion"],
+                                 "judged": run["verdict"], "deployment": None}
+        try:
+            gate = platform.lab.promote(tenant, reg["name"], reg["version"],
+                                        f"demo: trained on the plant's history ({run['gate']['text']})")["gate"]
+        except Conflict as exc:
+            entry["refused"] = str(exc)
+            out.append(entry)
+            continue
+        entry["gate"] = gate
+        step = live_step(spec.data.step, speed)
+        platform.live.deploy(tenant, {"name": m.deployment, "model": reg["name"], **m.target, "step": step})
+        if m.rule:
+            platform.live.rules.put(tenant, _scaled_rule(m.rule, speed), replace=True)
+        entry["deployment"] = m.deployment
+        out.append(entry)
+    return out
+
+
+def demo_model_lines(done: list[dict[str, Any]]) -> list[str]:
+    """What `demo load` says of each model it trained: promoted and deployed by which criterion, or refused."""
+    lines = []
+    for e in done:
+        if e.get("refused"):
+            lines.append(f"live scoring: {e['model']} v{e['version']} not deployed: {e['refused']}")
+        else:
+            lines.append(f"live scoring: {e['model']} v{e['version']} passed the gate ({e['criterion']}: "
+                         f"{e['gate']['judged']}), promoted and deployed as '{e['deployment']}'")
+    return lines
+
+
+def match_replay_speed(platform: Platform, tenant: str, speed: float) -> list[str]:
+    """Re-space the demo's deployments (and their rules' durations) for a replay at `speed`, when the demo was
+    loaded at another one; the deployments changed."""
+    from taehwa.lab.spec import READY, load_spec
+
+    changed = []
+    deps = {d.name: d for d in platform.live.deployments.list(tenant)}
+    for m in DEMO_MODELS:
+        dep = deps.get(m.deployment)
+        if dep is None:
+            continue
+        step = live_step(load_spec(READY / f"{m.spec}.yaml").data.step, speed)
+        if dep.params.get("step") == step:
+            continue
+        platform.live.deploy(tenant, {"name": dep.name, "model": dep.model, "version": dep.version, **dep.target,
+                                      **{k: v for k, v in dep.params.items() if v is not None}, "step": step,
+                                      "enabled": dep.enabled}, replace=True)
+        if m.rule:
+            platform.live.rules.put(tenant, _scaled_rule(m.rule, speed), replace=True)
+        changed.append(dep.name)
+    return changed
+
+
+def deploy_pump_model(platform: Platform, tenant: str) -> dict[str, Any] | None:
+    """The live pump station's detector alone, trained, promoted through the gate and deployed (see
+    `deploy_demo_models`); None when its deployment exists already or the gate refused it."""
+    done = deploy_demo_models(platform, tenant, only=[PUMP_MODEL])
+    entry = done[0] if done else None
+    if entry is None or entry["deployment"] is None:
         return None
-    run = platform.lab.run(tenant, load_spec(READY / f"{PUMP_MODEL}.yaml"), track=False)
-    version = run["registered"]["version"] if run.get("registered") else None
-    if version is None:
-        return None
-    platform.lab.promote(tenant, PUMP_MODEL, version, "demo: trained on the pump's anomaly-free history", force=True)
-    platform.live.deploy(tenant, {"name": PUMP_DEPLOYMENT, "model": PUMP_MODEL, "asset_type": "CentrifugalPump"})
-    platform.live.rules.put(tenant, {"name": PUMP_RULE, "kind": "score", "asset_type": "CentrifugalPump",
-                                     "min_duration_s": 5, "severity": "alarm",
-                                     "message": "pump anomaly score over its control limit"}, replace=True)
-    return {"model": PUMP_MODEL, "version": version, "f1": run.get("metrics", {}).get("f1")}
+    return entry
 
 
 def load_plant_history(platform: Platform, shared: Path, tenant: str = "demo", *, engines: int = CMAPSS_ENGINES,

@@ -156,26 +156,48 @@ def _tep(shared: Path, types: dict[str, Any], sources: list[Source]) -> dict[str
                          "tags": {sig: f"tep/{asset}/{sig}" for a, sig, _, _ in TEP_COLUMNS if a == asset},
                          "limits": limits.get(asset, {})})
     relations = [{"from": f"{prefix}/{a}", "kind": k, "to": f"{prefix}/{b}"} for a, k, b in TEP_FLOWS]
+    # the unit as a whole: its fault detector reads the 52 tags of its parts at once and writes its score here
+    types["ReactionUnit"] = {
+        "extends": "Area", "description": "A chemical reaction unit watched as a whole (the process tags of its parts "
+                                          "together).",
+        "derived": {"anomaly_score": {"limits": {"high_warning": 0.8, "high_alarm": 1.0},
+                                      "description": "Fault detector score; 1 is its control limit"},
+                    "anomaly": {"description": "1 while the score is over the control limit"}}}
     return {"site": {"id": "ulsan-refinery", "type": "Site", "name": "Ulsan refinery (demo)",
-                     "children": [{"id": "reaction-unit", "type": "Area",
+                     "children": [{"id": "reaction-unit", "type": "ReactionUnit",
                                    "name": "Reaction unit (Tennessee Eastman process)", "children": children}]},
             "relations": relations}
 
 
-def _skab(shared: Path, types: dict[str, Any], sources: list[Source]) -> dict[str, Any]:
+
+PUMP_HISTORY_RUNS = [f"valve1-{k}" for k in range(8)]  # the live pump's past: their normal running before each test
+PUMP_LIVE_RUNS = [*(f"valve1-{k}" for k in range(8, 16)), *(f"valve2-{k}" for k in range(4))]  # replayed live
+PUMP_NORMAL_ROWS = 400  # SKAB's protocol: the first 400 s of every run are normal running, before the valve test
+
+
+def skab_rows(path: Path) -> np.ndarray:
+    """A SKAB run's rows in SKAB_COLUMNS order."""
     import pyarrow.csv as pacsv
 
+    table = pacsv.read_csv(_require(path), parse_options=pacsv.ParseOptions(delimiter=";"))
+    return np.column_stack([table.column(c).to_numpy().astype(float) for c in SKAB_COLUMNS])
+
+
+def pump_history_rows(shared: Path) -> np.ndarray:
+    """The live pump's past normal running: the first 400 s of each of SKAB's valve tests 1-0 … 1-7, back to back
+    (the same test bed, valves and operating point as the runs replayed live, none of which it includes)."""
     from taehwa.demo import skab_files
 
-    runs = []
-    normal = None
-    for name, path in skab_files(shared):
-        table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter=";"))
-        rows = np.column_stack([table.column(c).to_numpy().astype(float) for c in SKAB_COLUMNS])
-        if name == "anomaly-free":
-            normal = rows
-        runs.append((f"SKAB {name}", rows))
-    assert normal is not None
+    paths = dict(skab_files(shared))
+    return np.vstack([skab_rows(paths[run])[:PUMP_NORMAL_ROWS] for run in PUMP_HISTORY_RUNS])
+
+
+def _skab(shared: Path, types: dict[str, Any], sources: list[Source]) -> dict[str, Any]:
+    from taehwa.demo import skab_files
+
+    paths = dict(skab_files(shared))
+    runs = [(f"SKAB {name}", skab_rows(paths[name])) for name in PUMP_LIVE_RUNS if name in paths]
+    normal = pump_history_rows(shared)  # sensor limits from the pump's own normal running, as for a new unit
     sig: dict[str, dict[str, Any]] = {}
     for i, (col, (asset, s, unit)) in enumerate(SKAB_COLUMNS.items()):
         sig.setdefault(asset, {})[s] = _sensor(unit, f"SKAB {col}", "1s", normal[:, i])
@@ -184,7 +206,10 @@ def _skab(shared: Path, types: dict[str, Any], sources: list[Source]) -> dict[st
         "attributes": {"rated_power": {"type": "number", "unit": "kW", "required": True},
                        "service": {"type": "enum", "values": ["duty", "standby"], "default": "duty"}},
         "sensors": sig["pump-1"],
-        "derived": {"anomaly_score": {"limits": {"high_warning": 0.7, "high_alarm": 0.9}}, "health": {"unit": "%"}},
+        "derived": {"anomaly_score": {"limits": {"high_warning": 0.8, "high_alarm": 1.0},
+                                      "description": "Anomaly score; 1 is the model's control limit"},
+                    "anomaly": {"description": "1 while the score is over the control limit"},
+                    "health": {"unit": "%"}},
         "children": ["Motor"]}
     types["Motor"] = {"level": "component", "description": "An electric motor.",
                       "attributes": {"rated_voltage": {"type": "number", "unit": "V"}}, "sensors": sig["pump-1/motor"]}

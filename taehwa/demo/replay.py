@@ -6,6 +6,7 @@ connector of tenant `demo` — the same path a real plant's data takes (protocol
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from dataclasses import dataclass
@@ -13,25 +14,23 @@ from pathlib import Path
 from typing import Any
 
 from taehwa.demo.plant import Source
-from taehwa.errors import NotFound
+from taehwa.errors import NotFound, TaehwaError
 from taehwa.platform import Platform
 from taehwa.replay.opcua_server import ReplayServer
 from taehwa.replay.player import Replayer
 from taehwa.tenancy.access import SYSTEM, acting_as
 
 DEMO_CONNECTOR = "demo-plant"
+log = logging.getLogger(__name__)
 
 
 def load_demo_plant(platform: Platform, shared: Path, tenant: str = "demo") -> list[Source]:
     """Create the demo tenant if needed and load (or refresh) the demo plant into its twin; the replay sources."""
+    from taehwa.demo import ensure_demo_tenant
     from taehwa.demo.plant import build_demo_plant
-    from taehwa.errors import NotFound
     from taehwa.twin.yamlio import dump_yaml
 
-    try:
-        platform.tenants.get(tenant)
-    except NotFound:
-        platform.tenants.create(tenant, "Demo plant (TEP, SKAB, C-MAPSS)")
+    ensure_demo_tenant(platform.tenants, tenant)
     doc, sources = build_demo_plant(shared)
     platform.twin.load(tenant, dump_yaml(doc), source="demo-plant.yaml", actor="demo")
     return sources
@@ -61,8 +60,14 @@ def start_demo(platform: Platform, shared: Path, *, speed: float | None = None, 
     """Load (or refresh) the demo plant into tenant `demo`, serve its data sets over OPC UA on loopback (`port`:
     TAEHWA_DEMO_OPCUA_PORT by default, 0 for any free one) and define connector `demo-plant` that reads them."""
     from taehwa.demo import DEMO_TENANT
+    from taehwa.demo.history import match_replay_speed
 
     sources = load_demo_plant(platform, shared, DEMO_TENANT)
+    speed = speed or platform.settings.demo_speed
+    try:  # the demo's models score a row per replayed data row, whatever speed the demo was loaded at
+        match_replay_speed(platform, DEMO_TENANT, speed)
+    except TaehwaError as exc:
+        log.warning("demo deployments not re-spaced for speed %g: %s", speed, exc)
     port = platform.settings.demo_opcua_port if port is None else port
     server = ReplayServer(f"opc.tcp://127.0.0.1:{port}/taehwa/")  # port 0: the server picks a free one
     server.start([t for s in sources for t in s.tags])
@@ -70,7 +75,7 @@ def start_demo(platform: Platform, shared: Path, *, speed: float | None = None, 
         platform.connectors.add(DEMO_TENANT, server.connector(DEMO_CONNECTOR, publish_ms=200.0), replace=True,
                                 source="demo")
         platform.connectors.start()
-        replayer = Replayer(sources, speed or platform.settings.demo_speed, server.write)
+        replayer = Replayer(sources, speed, server.write)
         replayer.start()
     except Exception:
         server.stop()

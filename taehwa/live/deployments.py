@@ -209,7 +209,7 @@ def resolve_units(platform: Platform, tenant: str, dep: Deployment, columns: lis
     """({asset: input tags in column order}, {asset: why it was skipped}) for a deployment's target now.
 
     A model trained on assets knows its inputs by signal name; one trained on tags knows them by tag name, and fits
-    an asset whose signals are bound to exactly those tags."""
+    an asset whose signals, or its parts' (a unit watched as a whole), are bound to exactly those tags."""
     plant = platform.twin.plant(tenant)
     t = dep.target
     if "asset" in t:
@@ -229,9 +229,14 @@ def resolve_units(platform: Platform, tenant: str, dep: Deployment, columns: lis
     for path in paths:
         bound = plant.signal_tags(plant.assets[path])
         by_tag = set(bound.values())
+        below: set[str] | None = None  # tags bound to the asset's parts, read only if a column is not its own
         tags = []
         for col in columns:
             tag = bound.get(col) or (col if col in by_tag else None)
+            if tag is None and "/" in col:
+                if below is None:
+                    below = {t for p, a in plant.assets.items() if p.startswith(path + "/") for t in a.tags.values()}
+                tag = col if col in below else None
             if tag is None:
                 skipped[path] = f"no signal {col!r}"
                 break
