@@ -434,10 +434,11 @@ def demo_load(force: Annotated[bool, typer.Option(help="Load the SKAB runs again
               ) -> None:
     """Load the demo data from ../shared/data into tenant 'demo' (once): the SKAB pump test-bed runs with their
     anomaly labels, and the demo plant's labelled history (refinery TEP runs with fault labels, engine-shop FD001
-    lives with failure labels) that the ready lab specs train on; the live pump's model, deployed; and the
+    lives with failure labels) that the ready lab specs train on; the pump's, refinery's and engines' models,
+    trained, promoted through the gate and deployed; and the
     academy's ready challenges (SKAB, C-MAPSS, Tennessee Eastman) with their baselines."""
     from taehwa.demo import DEMO_TENANT, default_shared_data, label_skab, load_skab
-    from taehwa.demo.history import deploy_pump_model, load_plant_history
+    from taehwa.demo.history import demo_model_lines, deploy_demo_models, load_plant_history
 
     shared = default_shared_data()
     with services(readonly=False) as platform:
@@ -464,14 +465,14 @@ def demo_load(force: Annotated[bool, typer.Option(help="Load the SKAB runs again
         out.print(f"demo plant history: {done['points']} points and {done['labels']} labels added "
                   "(ready specs: taehwa lab specs)" if done["labels"] else "demo plant history already loaded")
         try:
-            deployed = deploy_pump_model(platform, DEMO_TENANT)
+            with err.status("live scoring: training the demo's models and promoting them through the gate…") as st:
+                deployed = deploy_demo_models(platform, DEMO_TENANT,
+                                              progress=lambda name: st.update(f"live scoring: training {name}…"))
         except TaehwaError as exc:
             fail(exc)
             return
-        if deployed:
-            out.print(f"live scoring: model {deployed['model']} v{deployed['version']} trained on the pump station's "
-                      "history, promoted and deployed on every CentrifugalPump (deployment 'pump-station'), with "
-                      "alert rule 'pump-anomaly' on its score")
+        for line in demo_model_lines(deployed):
+            out.print(line)
         try:
             with err.status("academy: cutting the ready challenges and running their baselines…"):
                 made = platform.academy.install_ready()
