@@ -51,10 +51,11 @@ typecheck: $(VENV)/.test-installed
 	$(VENV)/bin/mypy
 
 pytest: $(VENV)/.test-installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 	@if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
 		echo "again against PostgreSQL: the tests of the metadata database"; \
-		TAEHWA_TEST_DATABASE=postgresql $(PY) -m pytest -q -p no:cacheprovider $(PG_TESTS) -k "not sandbox_stops"; \
+		TAEHWA_TEST_DATABASE=postgresql $(PY) -m pytest -q -n 2 --dist loadfile -p no:cacheprovider $(PG_TESTS) \
+			-k "not sandbox_stops"; \
 	else \
 		echo "PostgreSQL is not installed: the PostgreSQL pass is skipped (make test as root installs it)"; \
 	fi
