@@ -8,12 +8,11 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import typer
-import yaml
 from rich.table import Table
 
 from taehwa.cli.common import TenantOpt, emit_text, err, fail, out, print_table, services, write_call
 from taehwa.errors import InvalidInput, TaehwaError
-from taehwa.twin.yamlio import dump_yaml
+from taehwa.twin.yamlio import dump_yaml, load_yaml, plain
 
 twin_app = typer.Typer(help="Digital twin (디지털 트윈): plant model, assets, live state.", no_args_is_help=True)
 
@@ -29,7 +28,7 @@ def _pairs(items: list[str] | None, option: str, *, typed: bool) -> dict[str, An
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise InvalidInput(f"{item!r} is not NAME=VALUE", where=option)
-        out_[key] = yaml.safe_load(value) if typed and value else value
+        out_[key] = plain(load_yaml(value, source=option, max_bytes=4096)) if typed and value else value
     return out_
 
 
