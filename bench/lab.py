@@ -96,6 +96,10 @@ def print_cmapss(f: dict[str, Any], subsets: tuple[str, ...]) -> None:
               f"{_pm(f, key + '_phm08_raw', 0)}  |  published (clipped): "
               + ", ".join(f"{k} {v}" for k, v in pub.items())
               + f"  |  chosen {f[key + '_chosen']}", flush=True)
+        print(f"        baselines of this run, clipped / unclipped RMSE: mean training RUL "
+              f"{f[key + '_constant_rmse']:.2f} / {f[key + '_constant_rmse_raw']:.2f}, ridge on the same features "
+              f"{f[key + '_ridge_rmse']:.2f} / {f[key + '_ridge_rmse_raw']:.2f}; ratio ours/ridge (clipped) "
+              f"{_ratio(f[key + '_rmse'], f[key + '_ridge_rmse'])}", flush=True)
 
 
 def goals(figures: dict[str, Any]) -> dict[str, Any]:

@@ -353,6 +353,15 @@ def cmapss_subset(shared: Path, subset: str, seeds: tuple[int, ...] = CMAPSS_SEE
                          "rmse": _rmse(pred, clipped), "phm08": M.phm08_score(clipped, pred),
                          "rmse_raw": _rmse(pred, truth), "phm08_raw": M.phm08_score(truth, pred)})
     out: dict[str, Any] = {"per_seed": per_seed}
+    # baselines of the same run on the same features: the mean training RUL, and a ridge regression
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    ridge = make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(Xtr, y)
+    for name, pred in (("constant", np.full(len(truth), float(y.mean()))),
+                       ("ridge", np.clip(ridge.predict(Xte), 0.0, None))):
+        out[f"{name}_rmse"], out[f"{name}_rmse_raw"] = _rmse(pred, clipped), _rmse(pred, truth)
     for k in ("rmse", "phm08", "rmse_raw", "phm08_raw"):
         v = np.array([r[k] for r in per_seed], float)
         out[k], out[f"{k}_sd"] = float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
@@ -381,6 +390,8 @@ def cmapss(shared: Path, progress: Progress | None = None, subsets: tuple[str, .
         for k in ("rmse", "phm08", "rmse_raw", "phm08_raw"):
             nd = 3 if k.startswith("rmse") else 1
             out[f"{key}_{k}"], out[f"{key}_{k}_sd"] = round(r[k], nd), round(r[f"{k}_sd"], nd)
+        for b in ("constant", "ridge"):
+            out[f"{key}_{b}_rmse"], out[f"{key}_{b}_rmse_raw"] = round(r[f"{b}_rmse"], 3), round(r[f"{b}_rmse_raw"], 3)
         out[f"{key}_chosen"] = [{"num_leaves": s["num_leaves"], "n_estimators": s["n_estimators"]}
                                 for s in r["per_seed"]]
         if progress:
