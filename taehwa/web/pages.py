@@ -21,20 +21,42 @@ from starlette.concurrency import run_in_threadpool
 
 from taehwa import __version__
 from taehwa.errors import NotFound, TaehwaError
-from taehwa.live.deployments import OUTPUTS
+from taehwa.lab.validation import lower_is_better
 from taehwa.platform import Platform
 from taehwa.tenancy.access import Principal, current
+from taehwa.web import views
 from taehwa.web.i18n import LANG_COOKIE, LANGUAGES, MESSAGES, pick_language, translate
+from taehwa.web.icons import icon
 
 HERE = Path(__file__).parent
-OUTPUT_SIGNALS = {o for outs in OUTPUTS.values() for o in outs}  # what deployed models write on an asset
+# counts of mistakes read lower-is-better too (the lab's set names rates; a page must not call more false alarms better)
+LOWER_COUNTS = {"fp", "fn", "false_alarms", "false_alarms_per_day", "flagged_share", "episodes_per_day"}
+
+
+def lower_better(metric: str) -> bool:
+    """Whether a smaller figure of this metric is the better one, as the report and the registry show it."""
+    return lower_is_better(metric) or metric in LOWER_COUNTS
 
 
 def _env() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["urlpath"] = lambda s: quote(str(s), safe="/")
+    env.filters["fig"] = _figure
+    env.globals["icon"] = icon
+    env.globals["lower_better"] = lower_better
     return env
+
+
+def _figure(v: Any, digits: int = 4) -> str:
+    """A figure for reading: a few significant digits, thousands apart, '—' for none."""
+    if v is None:
+        return "—"
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return str(v)
+    if isinstance(v, int) or (float(v).is_integer() and abs(v) < 1e15):
+        return f"{int(v):,}"
+    return f"{v:,.{digits}g}" if abs(v) < 1e6 else f"{v:,.0f}"
 
 
 def add_web_routes(app: FastAPI, platform: Platform) -> None:
@@ -48,7 +70,8 @@ def add_web_routes(app: FastAPI, platform: Platform) -> None:
         tenants = _tenants_of(platform, caller)
         html = env.get_template(name).render(
             t=lambda key: translate(key, lang), lang=lang, languages=LANGUAGES, caller=caller, tenants=tenants,
-            version=__version__, path=request.url.path, messages={k: translate(k, lang) for k in MESSAGES}, **ctx)
+            version=__version__, path=request.url.path, back=_back(request),
+            messages={k: translate(k, lang) for k in MESSAGES}, **ctx)
         return HTMLResponse(html, status_code=status)
 
     def signed_in(request: Request) -> Principal | RedirectResponse:
@@ -101,7 +124,7 @@ def add_web_routes(app: FastAPI, platform: Platform) -> None:
     @app.get("/t/{tenant}/plant", include_in_schema=False)
     async def plant(request: Request, tenant: str) -> Response:
         def build() -> dict[str, Any]:
-            return {"tree": platform.twin.state_tree(tenant), "counts": platform.twin.state_counts(tenant)}
+            return {"tree": views.plant_tree(platform, tenant), "counts": platform.twin.state_counts(tenant)}
 
         return await page(request, "plant.html", build, tenant=tenant, section="plant")
 
@@ -110,10 +133,11 @@ def add_web_routes(app: FastAPI, platform: Platform) -> None:
         def build() -> dict[str, Any]:
             doc = platform.twin.get(tenant, path)
             state = platform.twin.state(tenant, path)
-            signals = [{"name": k, **v} for k, v in state["signals"].items()]
-            outputs = {s["name"]: s for s in signals if s["name"] in OUTPUT_SIGNALS}
-            return {"asset": doc, "state": state, "signals": signals, "outputs": outputs,
-                    "deployments": platform.live.deployed_on(tenant, path),
+            rows = views.signal_rows(platform, tenant, path)
+            deployed = platform.live.deployed_on(tenant, path)
+            return {"asset": doc, "state": state, "signals": [r for r in rows if not r["output"]],
+                    "outputs": views.explain_outputs(platform, tenant, path, rows, deployed),
+                    "deployments": deployed,
                     "alerts": platform.live.alerts.list(tenant, asset=path, limit=50), "children": doc["children"]}
 
         return await page(request, "asset.html", build, tenant=tenant, section="plant")
@@ -125,9 +149,14 @@ def add_web_routes(app: FastAPI, platform: Platform) -> None:
         def build() -> dict[str, Any]:
             platform.tenants.require(tenant)
             names = [x.strip() for x in tags.split(",") if x.strip()]
-            if names:
-                platform.historian.catalog.resolve(tenant, names)  # an unknown tag is named, not drawn empty
-            return {"tags": names, "start": start or "", "end": end or "",
+            known = platform.historian.catalog.ids(tenant)
+            if any(n not in known for n in names):  # a tag written since the catalog was read
+                known = platform.historian.catalog.ids(tenant, refresh=True)
+            unknown = [n for n in names if n not in known]  # an unknown tag is named, not drawn empty
+            names = [n for n in names if n in known]
+            units = views.tag_units(platform, tenant)
+            return {"tags": names, "unknown": unknown, "start": start or "", "end": end or "",
+                    "units": {n: units.get(n) for n in names}, "browser": views.tag_tree(platform, tenant),
                     "owners": platform.twin.assets_with_tags(tenant, names)}
 
         return await page(request, "trends.html", build, tenant=tenant, section="trends")
@@ -135,11 +164,14 @@ def add_web_routes(app: FastAPI, platform: Platform) -> None:
     @app.get("/t/{tenant}/alerts", include_in_schema=False)
     async def alerts(request: Request, tenant: str, state: str = Query("open", max_length=20),
                      asset: str | None = Query(None, max_length=500),
-                     severity: str | None = Query(None, max_length=20)) -> Response:
+                     severity: str | None = Query(None, max_length=20),
+                     rule: str | None = Query(None, max_length=100)) -> Response:
         def build() -> dict[str, Any]:
             rows = platform.live.alerts.list(tenant, state=None if state == "all" else state, asset=asset or None,
-                                             severity=severity or None, limit=500)
-            return {"alerts": rows, "state": state, "asset": asset or "", "severity": severity or ""}
+                                             severity=severity or None, rule=rule or None, limit=200)
+            return {"alerts": views.alert_details(platform, tenant, rows), "state": state, "asset": asset or "",
+                    "severity": severity or "", "rule": rule or "",
+                    "rules": sorted(r.name for r in platform.live.rules.list(tenant))}
 
         return await page(request, "alerts.html", build, tenant=tenant, section="alerts")
 
@@ -157,6 +189,15 @@ def add_web_routes(app: FastAPI, platform: Platform) -> None:
 
         return await page(request, "models.html", build, tenant=tenant, section="models")
 
+    @app.get("/t/{tenant}/models/runs/{run_id}", include_in_schema=False)
+    async def run_report(request: Request, tenant: str, run_id: str) -> Response:
+        """A run's validation report inside the UI: figures against the baseline and production, each with which
+        way is better, the verdict, the data it was judged on."""
+        def build() -> dict[str, Any]:
+            return {"run": platform.lab.get_run(tenant, run_id)}
+
+        return await page(request, "report.html", build, tenant=tenant, section="models")
+
     @app.get("/academy", include_in_schema=False)
     async def academy(request: Request) -> Response:
         return await page(request, "academy.html", lambda: {"challenges": platform.academy.list_challenges()},
@@ -172,8 +213,15 @@ def add_web_routes(app: FastAPI, platform: Platform) -> None:
 
     @app.get("/t/{tenant}/connectors", include_in_schema=False)
     async def connectors(request: Request, tenant: str) -> Response:
-        return await page(request, "connectors.html", lambda: {"connectors": platform.connectors.list(tenant)},
-                          tenant=tenant, section="connectors")
+        def build() -> dict[str, Any]:
+            return {"connectors": platform.connectors.list(tenant), "rate": platform.overview.rate(tenant)}
+
+        return await page(request, "connectors.html", build, tenant=tenant, section="connectors")
+
+
+def _back(request: Request) -> str:
+    """Where the language switch returns to: this page with its query (the tags and range of a trend)."""
+    return request.url.path + (f"?{request.url.query}" if request.url.query else "")
 
 
 def _tenants_of(platform: Platform, caller: Principal) -> list[str]:

@@ -6,11 +6,13 @@
   const msg = (k) => T.messages[k] || k;
   const api = (p) => `/api/v1/${encodeURIComponent(T.tenant)}${p}`;
 
+  // The CSRF cookie's value, sent back as a header on every change.
   function csrf() {
     const m = document.cookie.match(/(?:^|; )taehwa_csrf=([^;]*)/);
     return m ? decodeURIComponent(m[1]) : "";
   }
 
+  // A JSON request to the API; a refusal becomes an Error carrying the server's message and where.
   async function send(method, url, body) {
     const r = await fetch(url, { method, credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf() },
@@ -23,52 +25,149 @@
     return r.status === 204 ? null : r.json();
   }
 
-  const timeFormat = new Intl.DateTimeFormat(T.lang === "ko" ? "ko-KR" : "en-GB", {
-    year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  // A time as the pages show it: UTC, to the second, in the page's one declared zone.
+  function utc(d) {
+    return new Date(d).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z").replace("Z", " UTC");
+  }
+  // Every <time datetime> shown in UTC (the zone the page declares), the raw value kept as its title.
   function localTimes(root) {
     (root || document).querySelectorAll("time[datetime]").forEach((el) => {
       const d = new Date(el.getAttribute("datetime"));
-      if (!isNaN(d)) { el.textContent = timeFormat.format(d); el.title = el.getAttribute("datetime"); }
+      if (!isNaN(d)) { el.textContent = utc(d); el.title = el.getAttribute("datetime"); }
     });
   }
+  // A time typed on a page: ISO 8601 with or without a zone; without one it is read as UTC, never local time.
+  function parseUtc(text) {
+    if (!text) return NaN;
+    let s = String(text).trim().replace(" ", "T");
+    if (/^\d{4}-\d{2}-\d{2}$/.test(s)) s += "T00:00:00";
+    if (!/(Z|[+-]\d{2}:?\d{2})$/i.test(s)) s += "Z";
+    return Date.parse(s);
+  }
+  // A figure for reading: four significant digits, no trailing zeros.
+  function fig(v) {
+    if (v === null || v === undefined || !isFinite(v)) return "—";
+    const n = Number(v);
+    if (Number.isInteger(n)) return n.toLocaleString("en-US");
+    return Number(n.toPrecision(4)).toLocaleString("en-US", { maximumFractionDigits: 6 });
+  }
 
+  // Put a state (class and word) on a chip or a fleet cell.
   function setState(el, state) {
     el.className = el.className.replace(/\b(normal|warning|alarm|stale|unknown)\b/g, "").trim() + " " + state;
     const text = el.querySelector(".state-text");
     if (text) text.textContent = msg(state);
+    if (el.classList.contains("cell") && el.title) el.title = el.title.replace(/·.*$/, "· " + msg(state));
   }
 
-  function follow(query, onEvent) {  // the stream names each event by its kind
+  // Subscribe to the tenant's event stream (server-sent events, one name per kind); bad frames are skipped.
+  function follow(query, onEvent) {
     const es = new EventSource(api(`/events?${query}`));
-    const handle = (e) => { try { onEvent(JSON.parse(e.data)); } catch (err) { console.error(err); } };
+    const handle = (e) => { try { onEvent(JSON.parse(e.data)); } catch (err) { console.warn(err); } };
     ["values", "state", "model", "structure", "alert"].forEach((k) => es.addEventListener(k, handle));
     es.addEventListener("reset", () => location.reload());
+    window.addEventListener("pagehide", () => es.close());
     return es;
   }
 
+  // Live states and values on the plant page: chips, fleet cells and the values beside each asset.
   function followStates() {
-    follow("kinds=state", (ev) => {
-      if (ev.kind !== "state") return;
-      document.querySelectorAll(`[data-state-of="${CSS.escape(ev.path)}"]`).forEach((el) => setState(el, ev.state));
+    const hasValues = document.querySelector("[data-val]") !== null;
+    follow(hasValues ? "kinds=state,values,model" : "kinds=state", (ev) => {
+      if (ev.kind === "state") {
+        document.querySelectorAll(`[data-state-of="${CSS.escape(ev.path)}"]`).forEach((el) => setState(el, ev.state));
+        return;
+      }
+      Object.entries(ev.signals || {}).forEach(([n, points]) => {
+        const el = document.querySelector(`[data-val="${CSS.escape(ev.path + "|" + n)}"]`);
+        if (el && points.length) el.textContent = fig(points[points.length - 1][1]);
+      });
     });
   }
 
+  // The plant tree: fold and unfold nodes, fold/unfold all, and search that keeps each match's ancestors open.
+  function plantTree() {
+    const tree = document.getElementById("asset-tree");
+    if (!tree) return;
+    const setOpen = (li, open) => {
+      li.setAttribute("aria-expanded", String(open));
+      const b = li.querySelector(":scope > .node > .twisty");
+      if (b) b.setAttribute("aria-expanded", String(open));
+    };
+    tree.addEventListener("click", (e) => {
+      const b = e.target.closest(".twisty");
+      if (!b) return;
+      const li = b.closest("li");
+      setOpen(li, li.getAttribute("aria-expanded") !== "true");
+    });
+    const all = () => tree.querySelectorAll("li[data-path]");
+    document.getElementById("tree-collapse").addEventListener("click", () => all().forEach((li) => {
+      if (li.querySelector(":scope > ul")) setOpen(li, false);
+    }));
+    document.getElementById("tree-expand").addEventListener("click", () => all().forEach((li) => setOpen(li, true)));
+    const box = document.getElementById("tree-search"), found = document.getElementById("tree-found");
+    box.addEventListener("input", () => {
+      const q = box.value.trim().toLowerCase();
+      let hits = 0;
+      all().forEach((li) => { li.classList.remove("hidden"); });
+      tree.querySelectorAll(".cell").forEach((c) => { c.style.outline = ""; });
+      if (!q) { found.textContent = ""; return; }
+      // a node stays when it or something under it matches; its ancestors open
+      const keep = new Set();
+      all().forEach((li) => {
+        const own = (li.querySelector(":scope > .node .name")?.textContent || "").toLowerCase() + " " +
+          li.dataset.path.toLowerCase();
+        const fleetHit = [...li.querySelectorAll(":scope > ul .cell")].filter((c) => c.dataset.name.includes(q));
+        fleetHit.forEach((c) => { c.style.outline = "3px solid var(--focus)"; });
+        if (own.includes(q) || fleetHit.length) {
+          hits += own.includes(q) ? 1 : fleetHit.length;
+          for (let x = li; x && x.matches("li[data-path]"); x = x.parentElement.closest("li[data-path]")) keep.add(x);
+        }
+      });
+      all().forEach((li) => {
+        li.classList.toggle("hidden", !keep.has(li));
+        if (keep.has(li) && li.querySelector(":scope > ul")) setOpen(li, true);
+      });
+      found.textContent = `${hits} ${msg("found")}`;
+      tree.dataset.hits = String(hits);
+    });
+  }
+
+  // A small line chart on a canvas, with the signal's warning and alarm limits as dashed lines.
   function sparkline(canvas, values) {
     const ctx = canvas.getContext("2d");
     const w = canvas.width, h = canvas.height;
     ctx.clearRect(0, 0, w, h);
     const vs = values.filter((v) => v !== null && isFinite(v));
     if (vs.length < 2) return;
-    const lo = Math.min(...vs), hi = Math.max(...vs), span = hi - lo || 1;
-    ctx.strokeStyle = "#1f6feb"; ctx.lineWidth = 1.5; ctx.beginPath();
+    let limits = {};
+    try { limits = JSON.parse(canvas.dataset.limits || "{}"); } catch (_) { limits = {}; }
+    const lims = Object.entries(limits).filter(([, v]) => isFinite(v));
+    let lo = Math.min(...vs), hi = Math.max(...vs);
+    const span0 = hi - lo || Math.abs(hi) || 1;
+    lims.forEach(([, v]) => { if (v > lo - span0 && v < hi + span0) { lo = Math.min(lo, v); hi = Math.max(hi, v); } });
+    const span = hi - lo || 1;
+    const y = (v) => h - 2 - ((v - lo) / span) * (h - 4);
+    const css = getComputedStyle(document.documentElement);
+    lims.forEach(([k, v]) => {
+      if (v < lo || v > hi) return;
+      ctx.strokeStyle = css.getPropertyValue(k.includes("alarm") ? "--alarm" : "--warning").trim() || "#c00";
+      ctx.setLineDash([3, 3]); ctx.lineWidth = 1; ctx.beginPath(); ctx.moveTo(0, y(v)); ctx.lineTo(w, y(v)); ctx.stroke();
+    });
+    ctx.setLineDash([]);
+    ctx.strokeStyle = css.getPropertyValue("--accent").trim() || "#1f6feb"; ctx.lineWidth = 1.5; ctx.beginPath();
+    let started = false;
     values.forEach((v, i) => {
-      if (v === null) return;
-      const x = (i / (values.length - 1)) * (w - 2) + 1, y = h - 2 - ((v - lo) / span) * (h - 4);
-      i ? ctx.lineTo(x, y) : ctx.moveTo(x, y);
+      if (v === null || !isFinite(v)) return;
+      const x = (i / (values.length - 1)) * (w - 2) + 1;
+      started ? ctx.lineTo(x, y(v)) : ctx.moveTo(x, y(v));
+      started = true;
     });
     ctx.stroke();
+    canvas.dataset.drawn = String(vs.length);
   }
 
+  // The asset page: sparklines of the last hour (only of tags the historian holds), then live values and states.
   async function followAsset(path, tags, names) {
     const series = {};
     names.forEach((n) => { series[n] = []; });
@@ -77,17 +176,20 @@
     const known = tags.filter(Boolean);
     if (known.length) {  // the last hour of each signal, downsampled on the server, for the sparklines
       try {
-        const latest = await (await fetch(api(`/tags/latest?tags=${encodeURIComponent(known.join(","))}`))).json();
-        const newest = Math.max(...latest.points.map((p) => Date.parse(p.time)));
-        if (isFinite(newest)) {
+        const rl = await fetch(api(`/tags/latest?tags=${encodeURIComponent(known.join(","))}`));
+        const latest = rl.ok ? await rl.json() : { points: [] };
+        const times = (latest.points || []).map((p) => Date.parse(p.time)).filter(isFinite);
+        if (times.length) {
+          const newest = Math.max(...times);
           const start = new Date(newest - 3600e3).toISOString(), end = new Date(newest + 1000).toISOString();
           const r = await fetch(api(`/points?tags=${encodeURIComponent(known.join(","))}&start=${start}&end=${end}&every=1m&agg=avg`));
           if (r.ok) (await r.json()).points.forEach((p) => { const n = byTag[p.tag]; if (n) series[n].push(p.avg); });
         }
-      } catch (err) { console.error(err); }
+      } catch (err) { console.warn(err); }
     }
     const draw = (n) => { const c = document.querySelector(`[data-spark="${CSS.escape(n)}"]`); if (c) sparkline(c, series[n].slice(-120)); };
     names.forEach(draw);
+    document.body.dataset.sparks = "ready";
     follow(`under=${encodeURIComponent(path)}&kinds=values,model,state`, (ev) => {
       if (ev.kind === "state" && ev.path === path) {
         document.querySelectorAll(`[data-state-of="${CSS.escape(path)}"]`).forEach((el) => setState(el, ev.state));
@@ -98,10 +200,12 @@
         return;
       }
       if ((ev.kind !== "values" && ev.kind !== "model") || ev.path !== path) return;
-      Object.entries(ev.signals).forEach(([n, points]) => {
+      Object.entries(ev.signals || {}).forEach(([n, points]) => {
+        if (!points.length) return;
         const last = points[points.length - 1];
         document.querySelectorAll(`[data-signal="${CSS.escape(n)}"]`).forEach((el) => {
-          el.textContent = Number(last[1]).toPrecision(4).replace(/\.?0+$/, "");
+          el.textContent = fig(last[1]);
+          el.classList.remove("muted");
         });
         const tm = document.querySelector(`[data-signal-time="${CSS.escape(n)}"]`);
         if (tm) { tm.setAttribute("datetime", last[0]); localTimes(tm.parentElement); }
@@ -112,13 +216,53 @@
     });
   }
 
-  function trend(tags, start, end, owners) {
+  // The trends page's tag browser: tabs (by asset, by name), a filter, and ticks kept in step with the tags box.
+  function tagBrowser() {
+    const box = document.getElementById("tags");
+    const root = document.getElementById("tag-browser");
+    if (!box || !root) return;
+    const tabs = root.querySelectorAll("[role=tab]");
+    tabs.forEach((tab) => tab.addEventListener("click", () => {
+      tabs.forEach((x) => {
+        x.setAttribute("aria-selected", String(x === tab));
+        document.getElementById(x.getAttribute("aria-controls")).hidden = x !== tab;
+      });
+    }));
+    const picked = () => box.value.split(",").map((x) => x.trim()).filter(Boolean);
+    root.addEventListener("change", (e) => {
+      const cb = e.target.closest("input[name=pick]");
+      if (!cb) return;
+      const now = picked().filter((t) => t !== cb.value);
+      if (cb.checked) now.push(cb.value);
+      box.value = now.join(",");
+      root.querySelectorAll(`input[name=pick][value="${CSS.escape(cb.value)}"]`).forEach((x) => { x.checked = cb.checked; });
+    });
+    const filter = document.getElementById("tag-filter");
+    filter.addEventListener("input", () => {
+      const q = filter.value.trim().toLowerCase();
+      root.querySelectorAll("input[name=pick]").forEach((cb) => {
+        const li = cb.closest("li");
+        const text = (cb.value + " " + li.textContent).toLowerCase();
+        li.hidden = Boolean(q) && !text.includes(q);
+      });
+      root.querySelectorAll("details").forEach((d) => {
+        const any = [...d.querySelectorAll("input[name=pick]")].some((cb) => !cb.closest("li").hidden);
+        d.closest("li").hidden = Boolean(q) && !any;
+        if (q && any) d.open = true;
+      });
+    });
+  }
+
+  // The trend chart: any tag, one y axis per unit, UTC times, a window that fits the data, server downsampling.
+  function trend(tags, start, end, owners, units) {
     const status = document.getElementById("trend-status");
     const box = document.getElementById("chart");
     if (!tags.length) return;
     let full = null, plot = null, busy = 0;
     let marks = { alerts: [], labels: [] };  // of the assets these tags belong to, drawn over the chart
+    units = units || {};
 
+    // The alerts and labels of the tags' assets within the view, listed under the chart and drawn on it.
     async function loadMarks(s, e) {
       const from = new Date(s).toISOString(), to = new Date(e).toISOString();
       const alerts = [], labels = [];
@@ -133,14 +277,15 @@
       const list = document.getElementById("overlay-list");
       if (list) {
         list.innerHTML = "";
-        alerts.forEach((x) => { const li = document.createElement("li"); li.textContent = `${msg("alerts")}: ${x.raised_at} · ${x.asset} · ${x.message}`; list.appendChild(li); });
-        labels.forEach((x) => { const li = document.createElement("li"); li.textContent = `${msg("label")}: ${x.kind} · ${x.asset} · ${x.start} – ${x.end || ""}`; list.appendChild(li); });
+        alerts.forEach((x) => { const li = document.createElement("li"); li.textContent = `${msg("alerts")}: ${utc(x.raised_at)} · ${x.asset} · ${x.message}`; list.appendChild(li); });
+        labels.forEach((x) => { const li = document.createElement("li"); li.textContent = `${msg("label")}: ${x.kind} · ${x.asset} · ${utc(x.start)} – ${x.end ? utc(x.end) : ""}`; list.appendChild(li); });
       }
       box.dataset.alerts = String(alerts.length);
       box.dataset.labels = String(labels.length);
       if (plot) plot.redraw();
     }
 
+    // uPlot draw hook: labels as shaded spans, alerts as dashed red lines.
     function drawMarks(u) {
       const ctx = u.ctx, top = u.bbox.top, height = u.bbox.height;
       ctx.save();
@@ -158,22 +303,60 @@
       ctx.restore();
     }
     const colours = ["#1f6feb", "#d1242f", "#1a7f37", "#9a6700", "#8250df", "#0a7ea4"];
+    const css = getComputedStyle(document.documentElement);
+    const fg = css.getPropertyValue("--muted").trim() || "#555", grid = css.getPropertyValue("--line").trim() || "#ddd";
+    // one scale (and axis) per unit; tags without a unit share one
+    const unitKeys = [...new Set(tags.map((t) => units[t] || ""))];
+    const scaleOf = (t) => `y${unitKeys.indexOf(units[t] || "")}`;
 
-    function every(s, e) {  // about one bucket per two pixels: the server downsamples, the browser only draws
+    // About one bucket per two pixels: the server downsamples, the browser only draws.
+    function every(s, e) {
       const buckets = Math.max(50, Math.floor((box.clientWidth || 1000) / 2));
       return Math.max(1, Math.ceil((e - s) / 1000 / buckets)) + "s";
     }
+    // The points URL of a view (JSON for the chart, CSV for the export link).
     function url(s, e, fmt) {
       return api(`/points?tags=${encodeURIComponent(tags.join(","))}&start=${new Date(s).toISOString()}` +
         `&end=${new Date(e).toISOString()}&every=${every(s, e)}&agg=avg&format=${fmt}`);
     }
+    // Build the chart once: UTC axis labels, one y axis per unit (alternating sides), drag to zoom.
+    function makePlot(data) {
+      const axes = [{ stroke: fg, grid: { stroke: grid }, values: (u, vals) => vals.map((v) => {
+        const d = new Date(v * 1000).toISOString();
+        const span = (u.scales.x.max - u.scales.x.min);
+        return span > 2 * 86400 ? d.slice(5, 10) + " " + d.slice(11, 16) : span > 1800 ? d.slice(11, 16) : d.slice(11, 19);
+      }) }];
+      unitKeys.forEach((unit, i) => axes.push({ scale: `y${i}`, side: i % 2 ? 1 : 3, stroke: fg,
+        grid: { show: i === 0, stroke: grid }, label: unit || msg("value"), size: 60 }));
+      const scales = { x: { time: true, range: () => [Number(box.dataset.start) / 1000, Number(box.dataset.end) / 1000] } };
+      unitKeys.forEach((_, i) => { scales[`y${i}`] = { auto: true }; });
+      plot = new uPlot({ width: box.clientWidth || 1000, height: 420, scales, axes,
+        series: [{ label: "UTC", value: (u, v) => (v === null ? "--" : utc(v * 1000)) },
+          ...tags.map((t, i) => ({ label: units[t] ? `${t} (${units[t]})` : t, scale: scaleOf(t),
+            stroke: colours[i % colours.length], width: 1.5, spanGaps: false, points: { show: false } }))],
+        cursor: { drag: { x: true, y: false } },
+        hooks: { draw: [drawMarks], setSelect: [(u) => {
+          if (u.select.width < 5) return;
+          const a = u.posToVal(u.select.left, "x") * 1000, b = u.posToVal(u.select.left + u.select.width, "x") * 1000;
+          u.setSelect({ left: 0, width: 0 }, false);
+          show(a, b);
+        }] } }, data, box);
+      box.addEventListener("dblclick", () => show(full[0], full[1]));
+      window.addEventListener("resize", () => plot.setSize({ width: box.clientWidth || 1000, height: 420 }));
+    }
+    // Fetch one view and draw it; a later request wins over an earlier one still in flight.
     async function load(s, e) {
       const mine = ++busy;
       const t0 = performance.now();
       const r = await fetch(url(s, e, "json"));
-      if (!r.ok) { status.textContent = `${msg("failed")}: ${r.status}`; return; }
+      if (!r.ok) {
+        let why = `${r.status}`;
+        try { why = (await r.json()).message || why; } catch (_) { /* */ }
+        status.textContent = `${msg("failed")}: ${why}`;
+        return null;
+      }
       const doc = await r.json();
-      if (mine !== busy) return;
+      if (mine !== busy) return null;
       const xs = [...new Set(doc.points.map((p) => Date.parse(p.time) / 1000))].sort((a, b) => a - b);
       const at = new Map(xs.map((x, i) => [x, i]));
       const ys = tags.map(() => new Array(xs.length).fill(null));
@@ -181,34 +364,28 @@
       doc.points.forEach((p) => {
         const v = p.avg;
         if (v !== null && v !== undefined) values += 1;
-        ys[tags.indexOf(p.tag)][at.get(Date.parse(p.time) / 1000)] = v;
+        const i = tags.indexOf(p.tag);
+        if (i >= 0) ys[i][at.get(Date.parse(p.time) / 1000)] = v;
       });
       const data = [xs, ...ys];
-      if (!plot) {
-        plot = new uPlot({ width: box.clientWidth || 1000, height: 420, scales: { x: { time: true } },
-          series: [{}, ...tags.map((t, i) => ({ label: t, stroke: colours[i % colours.length], width: 1.5, spanGaps: false }))],
-          cursor: { drag: { x: true, y: false } },
-          hooks: { draw: [drawMarks], setSelect: [(u) => {
-            if (u.select.width < 5) return;
-            const a = u.posToVal(u.select.left, "x") * 1000, b = u.posToVal(u.select.left + u.select.width, "x") * 1000;
-            u.setSelect({ left: 0, width: 0 }, false);
-            show(a, b);
-          }] } }, data, box);
-        box.addEventListener("dblclick", () => show(full[0], full[1]));
-      } else {
-        plot.setData(data);
-      }
+      box.dataset.start = String(s); box.dataset.end = String(e);
+      if (!plot) makePlot(data);
+      else { plot.setData(data); plot.setScale("x", { min: s / 1000, max: e / 1000 }); }
       box.dataset.points = String(doc.points.length);
       box.dataset.values = String(values);
-      box.dataset.start = String(s); box.dataset.end = String(e);
+      box.dataset.axes = String(unitKeys.length);
+      box.dataset.every = every(s, e);
       box.dataset.drawMs = String(Math.round(performance.now() - t0));
-      status.textContent = `${doc.points.length} · ${every(s, e)} · ${new Date(s).toISOString()} – ${new Date(e).toISOString()}`;
+      status.textContent = `${fig(doc.points.length)} · ${every(s, e)} · ${utc(s)} – ${utc(e)}`;
       document.getElementById("export-csv").href = url(s, e, "csv");
       box.dispatchEvent(new CustomEvent("drawn"));
-      loadMarks(s, e).catch((err) => console.error(err));
+      loadMarks(s, e).catch((err) => console.warn(err));
+      return xs;
     }
+    // Show a window (zoom, pan, reset all go through here).
     function show(s, e) { return load(s, e); }
-    function pan(direction) {  // half the view's width earlier (-1) or later (+1)
+    // Half the view's width earlier (-1) or later (+1).
+    function pan(direction) {
       const s = Number(box.dataset.start), e = Number(box.dataset.end), step = (e - s) / 2;
       return show(s + direction * step, e + direction * step);
     }
@@ -221,19 +398,30 @@
       if (ev.key === "ArrowRight") pan(1);
     });
     (async () => {
-      let s = start ? Date.parse(start) : NaN, e = end && end !== "now" ? Date.parse(end) : NaN;
+      let s = parseUtc(start), e = end && end !== "now" ? parseUtc(end) : NaN;
+      if (start && isNaN(s)) { status.textContent = `${msg("failed")}: ${msg("from")} ${start}`; return; }
+      if (end && end !== "now" && isNaN(e)) { status.textContent = `${msg("failed")}: ${msg("to")} ${end}`; return; }
       if (isNaN(e)) {
-        const latest = await (await fetch(api(`/tags/latest?tags=${encodeURIComponent(tags.join(","))}`))).json();
-        const newest = Math.max(...latest.points.map((p) => Date.parse(p.time)));
-        e = isFinite(newest) ? newest + 1000 : Date.now();
+        const r = await fetch(api(`/tags/latest?tags=${encodeURIComponent(tags.join(","))}`));
+        const latest = r.ok ? await r.json() : { points: [] };
+        const times = (latest.points || []).map((p) => Date.parse(p.time)).filter(isFinite);
+        e = times.length ? Math.max(...times) + 1000 : Date.now();
       }
-      if (isNaN(s)) s = e - 86400e3;
+      const fit = isNaN(s);  // no start given: the last day, or less when the data is shorter
+      if (fit) s = e - 86400e3;
       full = [s, e];
       window.TaehwaTrend = { show, full: () => full };
-      await load(s, e);
+      const xs = await load(s, e);
+      if (fit && xs && xs.length && xs[0] * 1000 > s + (e - s) * 0.05) {
+        const first = xs[0] * 1000, pad = Math.max(1000, (e - first) * 0.02);
+        full = [first - pad, e];
+        await load(full[0], full[1]);
+      }
+      box.dataset.ready = "1";
     })();
   }
 
+  // The alerts page: acknowledge, shelve and resolve one alert with its note, or acknowledge several at once.
   function alertActions() {
     const status = document.getElementById("action-status");
     document.querySelectorAll("button[data-action]").forEach((b) => b.addEventListener("click", async () => {
@@ -246,19 +434,89 @@
         location.reload();
       } catch (err) { status.textContent = `${msg("failed")}: ${err.message}`; }
     }));
+    const all = document.getElementById("select-all"), bulk = document.getElementById("bulk-ack");
+    if (!all || !bulk) return;
+    const picks = () => [...document.querySelectorAll(".pick-alert")];
+    const refresh = () => {
+      const n = picks().filter((x) => x.checked).length;
+      bulk.disabled = n === 0;
+      document.getElementById("bulk-count").textContent = n ? String(n) : "";
+    };
+    all.addEventListener("change", () => { picks().forEach((x) => { x.checked = all.checked; }); refresh(); });
+    document.getElementById("alerts").addEventListener("change", (e) => { if (e.target.matches(".pick-alert")) refresh(); });
+    bulk.addEventListener("click", async () => {
+      const note = document.getElementById("bulk-note").value || null;
+      const ids = picks().filter((x) => x.checked).map((x) => x.value);
+      const failed = [];
+      for (const id of ids) {
+        try { await send("POST", api(`/alerts/${id}/acknowledge`), { note }); } catch (err) { failed.push(`${id}: ${err.message}`); }
+      }
+      if (failed.length) { status.textContent = `${msg("failed")}: ${failed.join("; ")}`; return; }
+      location.reload();
+    });
   }
 
+  // Promote and roll back through a dialog that asks for the reason (kept in the registry's history).
   function modelActions() {
     const status = document.getElementById("action-status");
-    document.querySelectorAll("button[data-promote], button[data-rollback]").forEach((b) => b.addEventListener("click", async () => {
-      const reason = window.prompt(msg("reason"));
-      if (!reason) return;
+    const dialog = document.getElementById("reason-dialog"), form = document.getElementById("reason-form");
+    const text = document.getElementById("reason-text"), error = document.getElementById("reason-error");
+    let pending = null;
+    document.querySelectorAll("button[data-promote], button[data-rollback]").forEach((b) => b.addEventListener("click", () => {
+      const promote = Boolean(b.dataset.promote);
+      document.getElementById("reason-title").textContent = msg(promote ? "promote_title" : "rollback_title");
+      document.getElementById("reason-what").textContent =
+        `${b.dataset.promote || b.dataset.rollback} v${b.dataset.version} · ${msg("reason_required")}`;
+      text.value = ""; error.hidden = true;
+      pending = b;
+      dialog.showModal();
+      text.focus();
+    }));
+    document.getElementById("reason-cancel").addEventListener("click", () => dialog.close());
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const reason = text.value.trim();
+      if (!reason || !pending) { error.hidden = false; error.textContent = msg("reason_required"); return; }
+      const b = pending;
       try {
         if (b.dataset.promote) await send("POST", api(`/models/${encodeURIComponent(b.dataset.promote)}/versions/${b.dataset.version}/promote`), { reason });
         else await send("POST", api(`/models/${encodeURIComponent(b.dataset.rollback)}/rollback`), { reason });
+        dialog.close();
+        status.textContent = msg("done");
         location.reload();
-      } catch (err) { status.textContent = `${msg("failed")}: ${err.message}`; }
-    }));
+      } catch (err) { error.hidden = false; error.textContent = `${msg("failed")}: ${err.message}`; }
+    });
+  }
+
+  // The control tower's tiles refresh every five seconds from the overview API; zero reads neutral, not red.
+  function towerLive() {
+    const stamp = document.getElementById("tower-updated");
+    const put = (card, key, value) => {
+      const el = card.querySelector(`[data-figure="${key}"]`);
+      if (!el) return;
+      el.textContent = fig(value);
+      el.closest(".kpi").classList.toggle("zero", !value);
+    };
+    async function tick() {
+      try {
+        const r = await fetch("/api/v1/overview", { credentials: "same-origin" });
+        if (!r.ok) return;
+        (await r.json()).forEach((row) => {
+          const card = document.querySelector(`[data-tenant="${CSS.escape(row.tenant)}"]`);
+          if (!card) return;
+          put(card, "data_rate_short", row.points_s);
+          put(card, "assets", row.assets);
+          put(card, "in_warning", row.assets_by_state.warning || 0);
+          put(card, "in_alarm", row.assets_by_state.alarm || 0);
+          put(card, "active_alerts", row.active_alerts);
+          put(card, "sites", row.sites);
+        });
+        stamp.textContent = `${msg("updated")}: ${utc(Date.now())}`;
+        document.getElementById("tower").dataset.refreshed = String(Number(document.getElementById("tower").dataset.refreshed || 0) + 1);
+      } catch (err) { console.warn(err); }
+    }
+    setInterval(tick, 5000);
+    tick();
   }
 
   function submitForm() {  // the file goes as the request body; then the verdict is awaited and the page reloaded
@@ -303,5 +561,6 @@
     if (out) out.addEventListener("click", async () => { try { await send("DELETE", "/api/v1/session"); } finally { location.href = "/login"; } });
   });
 
-  window.Taehwa = { followStates, followAsset, trend, alertActions, modelActions, submitForm, localTimes };
+  window.Taehwa = { followStates, plantTree, followAsset, tagBrowser, trend, alertActions, modelActions, towerLive,
+    submitForm, localTimes, parseUtc };
 })();

@@ -1,0 +1,166 @@
+"""What the pages show, built from the services' answers: signals with their units and limits, the plant tree with
+fleets folded into one tile, the tag browser's tree, model outputs explained, alerts with their history. Pure
+shaping: every figure comes from the twin, historian, live and lab services the API and CLI use too."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from taehwa.errors import TaehwaError
+from taehwa.live.deployments import OUTPUTS
+from taehwa.platform import Platform
+
+OUTPUT_SIGNALS = {o for outs in OUTPUTS.values() for o in outs}  # what deployed models write on an asset
+STATE_ORDER = ("alarm", "warning", "stale", "unknown", "normal")  # worst first
+FLEET_MIN = 12  # a parent with at least this many children of one type is shown as a fleet tile
+TREE_VALUES = 4  # live values shown beside an asset in the tree
+
+
+def tag_units(platform: Platform, tenant: str) -> dict[str, str]:
+    """Each tag's unit from the historian's tag metadata (where one is set)."""
+    return {t.name: t.unit for t in platform.historian.tags(tenant, None, 100_000) if t.unit}
+
+
+def signal_rows(platform: Platform, tenant: str, path: str, units: dict[str, str] | None = None,
+                known: set[str] | None = None) -> list[dict[str, Any]]:
+    """An asset's signals with live value, unit (the type's, else the tag's), limits in force and whether the
+    historian holds its tag at all (a model output not yet written has no tag)."""
+    plant = platform.twin.plant(tenant)
+    asset = plant.assets[path]
+    spec = plant.types.get(asset.type)
+    state = platform.twin.state(tenant, path)
+    units = tag_units(platform, tenant) if units is None else units
+    known = set(platform.historian.catalog.ids(tenant, refresh=True)) if known is None else known
+    rows = []
+    for name, s in state["signals"].items():
+        sig = spec.signals.get(name) if spec else None
+        limits = plant.limits_of(asset, name).to_dict()
+        rows.append({"name": name, **s, "unit": (sig.unit if sig and sig.unit else None) or units.get(s["tag"]),
+                     "description": sig.description if sig else None, "limits": limits,
+                     "written": s["tag"] in known, "output": name in OUTPUT_SIGNALS})
+    return rows
+
+
+def explain_outputs(platform: Platform, tenant: str, path: str, rows: list[dict[str, Any]],
+                    deployments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The model outputs on an asset, each with the limit it is judged against (an alert rule on that signal, else
+    the signal's alarm limit), where the value stands against it, and which model and version writes it."""
+    plant = platform.twin.plant(tenant)
+    asset = plant.assets[path]
+    t = plant.types.get(asset.type)
+    lineage = set(t.ancestry if t else ()) | {asset.type}
+    rules = [r.spec for r in platform.live.rules.list(tenant)]
+    out = []
+    for row in rows:
+        if not row["output"]:
+            continue
+        rule = next((r for r in rules if r.signal == row["name"] and r.kind in ("threshold", "score")
+                     and (r.asset == path or r.asset_type in lineage)), None)
+        if rule is not None:
+            limit, op = (rule.value if rule.value is not None else 1.0), rule.op
+        else:
+            limit, op = row["limits"].get("high_alarm"), ">"
+        model = next((d["status"]["model"] for d in deployments
+                      if (d.get("status") or {}).get("model") and row["name"] in (d["status"].get("outputs") or {})),
+                     None)
+        value = row.get("value")
+        over = None
+        if value is not None and limit is not None:
+            over = value > limit if op in (">", ">=") else value < limit
+        out.append({**row, "limit": limit, "op": op, "rule": rule.name if rule else None, "model": model,
+                    "ratio": (value / limit) if value is not None and limit else None, "over": over})
+    return out
+
+
+def _node(n: dict[str, Any], values: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """A tree node with its live values and, for a parent of many like children, a fleet summary."""
+    kids = n["children"]
+    types = Counter(k["type"] for k in kids)
+    fleet = None
+    if len(kids) >= FLEET_MIN and types.most_common(1)[0][1] == len(kids):
+        counts = Counter(k["state"] for k in kids)
+        worst = sorted((k for k in kids if k["state"] in ("alarm", "warning")),
+                       key=lambda k: STATE_ORDER.index(k["state"]))[:6]
+        fleet = {"type": kids[0]["type"], "size": len(kids), "counts": [(s, counts[s]) for s in STATE_ORDER
+                                                                       if counts.get(s)],
+                 "worst": worst, "members": [{"path": k["path"], "name": k["name"], "state": k["state"]}
+                                             for k in kids]}
+        children: list[dict[str, Any]] = []
+    else:
+        children = [_node(k, values) for k in kids]
+    return {**n, "children": children, "fleet": fleet, "values": values.get(n["path"], [])}
+
+
+def plant_tree(platform: Platform, tenant: str) -> list[dict[str, Any]]:
+    """The state tree with fleets folded and up to four live values (with units) beside each asset."""
+    tree = platform.twin.state_tree(tenant)
+    plant = platform.twin.plant(tenant)
+    units = tag_units(platform, tenant)
+    known = set(platform.historian.catalog.ids(tenant, refresh=True))
+    in_fleets: set[str] = set()
+
+    def mark(nodes: list[dict[str, Any]]) -> None:
+        for n in nodes:
+            kids = n["children"]
+            if len(kids) >= FLEET_MIN and len({k["type"] for k in kids}) == 1:
+                in_fleets.update(p.path for k in kids for p in plant.subtree(k["path"]))
+            else:
+                mark(kids)
+
+    mark(tree)
+    values: dict[str, list[dict[str, Any]]] = {}
+    for path in plant.assets:
+        if path in in_fleets:
+            continue
+        rows = [r for r in signal_rows(platform, tenant, path, units, known) if r["written"]]
+        if rows:
+            values[path] = rows[:TREE_VALUES]
+    return [_node(n, values) for n in tree]
+
+
+def tag_tree(platform: Platform, tenant: str) -> dict[str, Any]:
+    """The tag browser: tags by asset (the plant's bindings) and every tag by name in a folder tree."""
+    tags = platform.historian.tags(tenant, None, 100_000)
+    plant = platform.twin.plant(tenant)
+    known = {t.name for t in tags}
+    by_asset = []
+    for a in sorted(plant.assets.values(), key=lambda a: a.path):
+        bound = sorted((s, tag) for s, tag in plant.signal_tags(a).items() if tag in known)
+        if bound:
+            by_asset.append({"path": a.path, "name": a.name, "signals": bound})
+    folders: dict[str, Any] = {}
+    for t in tags:
+        parts = t.name.split("/")
+        here = folders
+        for p in parts[:-1]:
+            here = here.setdefault(p + "/", {})
+        here[parts[-1]] = {"tag": t.name, "unit": t.unit}
+    return {"by_asset": by_asset, "by_name": folders, "count": len(tags)}
+
+
+def alert_details(platform: Platform, tenant: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Alerts with their history (who did what, when, with which note) and the unit of the value."""
+    units = tag_units(platform, tenant)
+    out = []
+    for a in rows:
+        try:
+            history = platform.live.alerts.get(tenant, a["id"])["history"]
+        except TaehwaError:
+            history = []
+        chain = a.get("chain") or {}
+        rule = chain.get("rule") or {}
+        first = datetime.fromisoformat(a["raised_at"])
+        last = datetime.fromisoformat(a.get("resolved_at") or a.get("last_at") or a["raised_at"])
+        pad = max(timedelta(minutes=15), (last - first) / 2)
+        out.append({**a, "history": history, "unit": units.get(a.get("tag") or ""), "rule_doc": rule,
+                    "model": chain.get("model"), "limit": rule.get("value"), "op": rule.get("op"),
+                    "trend_start": _utc(first - pad), "trend_end": _utc(last + pad)})
+    return out
+
+
+def _utc(d: datetime) -> str:
+    """A time as the trends page takes it: UTC with a Z, to the second."""
+    d = d.astimezone(UTC) if d.tzinfo else d.replace(tzinfo=UTC)
+    return d.strftime("%Y-%m-%dT%H:%M:%SZ")
