@@ -23,6 +23,23 @@ TOKEN = "test-token-0123456789"
 POSTGRES = os.environ.get("TAEHWA_TEST_DATABASE", "sqlite") == "postgresql"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_process_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Session-wide: no API follower, connector worker or sandbox run that this run started is left when it ends
+    (each must end with its parent); any found are ended and the check fails, naming them."""
+    from tests.procs import RUN_MARK, end, gone_within, left_behind
+
+    mark = f"{os.getpid()}-{os.urandom(4).hex()}"
+    os.environ[RUN_MARK] = mark  # inherited by every process the run starts
+    base = str(tmp_path_factory.getbasetemp())
+    yield
+    left = left_behind(mark, base)
+    if left and gone_within(list(left), 15.0) is None:
+        left = left_behind(mark, base)
+        end(list(left))
+        raise AssertionError(f"processes left behind by this run: {left}")
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[Any]:
     if not POSTGRES:

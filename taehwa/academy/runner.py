@@ -26,12 +26,15 @@ import ctypes
 import json
 import os
 import resource
+import signal
 import sys
 import sysconfig
 import time
 import traceback
 from pathlib import Path
 from typing import Any
+
+from taehwa.lifeline import parent_death_signal
 
 EXIT_FORBIDDEN, EXIT_MEMORY, EXIT_OUTPUT = 86, 87, 88
 _NATIVE_DENY = {"fork", "vfork", "clone", "clone3", "execve", "execv", "execvp", "system", "popen", "posix_spawn",
@@ -334,6 +337,14 @@ def _stop(why: str) -> None:
     os._exit(EXIT_FORBIDDEN)
 
 
+def _end_with_server(parent: Any) -> None:
+    """SIGKILL this run when the server that started it dies (the clock there is gone too): set after the last
+    change of credentials, which clears it, and before seccomp; a server already gone ends the run now."""
+    parent_death_signal(signal.SIGKILL)
+    if isinstance(parent, int) and os.getppid() != parent:
+        os._exit(1)
+
+
 def confine(job: dict[str, Any], work: Path) -> dict[str, Any]:
     """Everything but the audit hook, in order (see the module's text); returns what was applied. Raises OSError
     where a wall that must hold (leaving root, seccomp) could not be raised."""
@@ -362,6 +373,7 @@ def confine(job: dict[str, Any], work: Path) -> dict[str, Any]:
     except OSError as exc:
         abi = 0
         report({"event": "note", "message": f"Landlock not applied: {exc}"})
+    _end_with_server(job.get("parent"))
     refused = seccomp.apply()
     return {"landlock_abi": abi, "own_network": ns["own_network"], "own_root": own_root, "uid": os.getuid(),
             "user_ns": ns["user_ns"], "nproc": nproc, "seccomp": refused, "readable": readable}

@@ -88,7 +88,8 @@ def run(*, kind: str, code: str, task: str, signals: list[str], train: Path, inp
         (work / "job.json").write_text(json.dumps({
             "kind": kind, "entry": entry, "task": task, "signals": signals, "status_fd": w,
             "memory_mb": limits.memory_mb, "cpu_seconds": int(limits.seconds) + 1, "output_mb": limits.output_mb,
-            "read": readable_roots(), "root": str(new_root), "uid": uid, "gid": uid}))
+            "read": readable_roots(), "root": str(new_root), "uid": uid, "gid": uid,
+            "parent": os.getpid()}))  # the run ends with this process (runner: PR_SET_PDEATHSIG)
         if uid is not None:  # the run's own user owns its folder and nothing else
             for path in (work, *work.iterdir()):
                 os.chown(path, uid, uid)

@@ -37,12 +37,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from taehwa.lifeline import child_env, end_with_parent
 
 if TYPE_CHECKING:
     from taehwa.platform import Platform
@@ -303,25 +305,34 @@ class Followers:
         self._thread = threading.Thread(target=self._watch, name="api-followers", daemon=True)
 
     def _spawn(self) -> subprocess.Popen[bytes]:
+        """One follower, which ends with this process (`lifeline`): started from the main thread or the watch
+        thread only, both of which outlive it (the kernel's parent-death signal follows the starting thread)."""
         return subprocess.Popen([sys.executable, "-m", "taehwa.api.workers", self.host, str(self.port),
-                                 str(self.primary)])
+                                 str(self.primary)], env=child_env())
 
     def start(self) -> None:
         self.procs = [self._spawn() for _ in range(self.count)]
         self._thread.start()
 
     def _watch(self) -> None:
+        """Thread body: start a follower again when one dies; never ends before `stop` (its followers would go)."""
         while not self._stop.wait(1.0):
             for i, proc in enumerate(self.procs):
                 if proc is not None and proc.poll() is not None and not self._stop.is_set():
                     log.warning("API worker %d ended (exit code %s); starting another", proc.pid, proc.returncode)
-                    self.procs[i] = self._spawn()
+                    try:
+                        self.procs[i] = self._spawn()
+                    except OSError as exc:  # out of processes or memory for now: try again in a second
+                        log.error("API worker could not be started again: %s", exc)
 
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs if p is not None]
 
     def stop(self) -> None:
+        """End every follower and wait for each (SIGTERM, then SIGKILL after 15 s)."""
         self._stop.set()
+        if self._thread.is_alive():  # no follower is started again behind our back
+            self._thread.join(timeout=5)
         for proc in self.procs:
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -352,14 +363,46 @@ def serve_primary(platform: Platform, app: Any, host: str, port: int, count: int
     # open event streams pass through the followers: waiting on them would wait forever
     cert, key = tls_files(settings)
     config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5, ssl_certfile=cert, ssl_keyfile=key)
+    stopped_by: int | None = None
     try:
-        uvicorn.Server(config).run(sockets=[public, private])
+        with _signal_after_cleanup(signal.SIGTERM):
+            uvicorn.Server(config).run(sockets=[public, private])
+    except _Stopped as stopped:
+        stopped_by = stopped.signum
     finally:
         followers.stop()
         private.close()
         public.close()
         with contextlib.suppress(FileNotFoundError):
             private_path.unlink()
+    if stopped_by is not None:  # end by the signal as before, now that the followers are gone
+        signal.raise_signal(stopped_by)
+
+
+class _Stopped(BaseException):
+    """uvicorn's stop signal, raised again once the server has stopped (see `_signal_after_cleanup`)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signal_after_cleanup(signum: int) -> Iterator[None]:
+    """While the server runs, turn `signum` into `_Stopped`: uvicorn raises the signal that stopped it again as it
+    returns, which for SIGTERM (default action) ended this process before its `finally` stopped the followers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(sig: int, _frame: Any) -> None:
+        raise _Stopped(sig)
+
+    previous = signal.signal(signum, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signum, previous)
 
 
 def follower_main(host: str, port: int, primary: str) -> int:
@@ -368,6 +411,7 @@ def follower_main(host: str, port: int, primary: str) -> int:
     from taehwa.platform import Platform
     from taehwa.settings import load_settings
 
+    end_with_parent()  # SIGTERM (uvicorn's graceful stop) when the primary is gone, even killed
     settings = load_settings()
     serve_follower(Platform(settings, follow=True, background=False), host, port, primary)
     return 0

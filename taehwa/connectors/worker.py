@@ -9,7 +9,8 @@ run on a core of their own (Python's GIL is per process), and a client that cras
 which the server starts again.
 
 The worker stops on "stop" or at the end of its input: when the server exits, even by SIGKILL, the pipe closes and
-the worker commits what it holds, acknowledges it and leaves.
+the worker commits what it holds, acknowledges it and leaves. Where the pipe stays open (its end inherited by
+another process), the server's death still reaches it (`lifeline`: SIGTERM, here the same graceful stop).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -29,6 +31,7 @@ import pyarrow as pa
 
 from taehwa.connectors.config import parse_connectors
 from taehwa.historian.normalize import normalize, window_us
+from taehwa.lifeline import child_env, end_with_parent
 
 if TYPE_CHECKING:
     from taehwa.connectors.link import Link
@@ -71,9 +74,7 @@ class SourceProcess:
             with self._lock:
                 if self.link.stopping.is_set():
                     return
-                proc = self._proc = subprocess.Popen(
-                    [sys.executable, "-m", "taehwa.connectors.worker"], stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE, text=True, bufsize=1, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                proc = self._proc = start_process()
             assert proc.stdin is not None and proc.stdout is not None
             with contextlib.suppress(OSError):
                 proc.stdin.write(json.dumps(self.job) + "\n")
@@ -116,8 +117,32 @@ class SourceProcess:
             proc.wait()
 
 
+def start_process(stdin: int | IO[Any] | None = subprocess.PIPE) -> subprocess.Popen[str]:
+    """A worker process that ends with this one; started from the link's thread, which waits on it to the end."""
+    return subprocess.Popen([sys.executable, "-m", "taehwa.connectors.worker"], stdin=stdin,
+                            stdout=subprocess.PIPE, text=True, bufsize=1,
+                            env=child_env({**os.environ, "PYTHONUNBUFFERED": "1"}))
+
+
+def _wait_for_stop(terminated: list[int]) -> None:
+    """Until "stop" or the end of the input (read by a thread), or a SIGTERM noted in `terminated`."""
+    told = threading.Event()
+
+    def read() -> None:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdin.readline()
+        told.set()
+
+    threading.Thread(target=read, name="worker-input", daemon=True).start()
+    while not told.wait(0.2) and not terminated:
+        pass
+
+
 def main() -> int:
     """The worker: read the job, run the source side of the link until told to stop or the server is gone."""
+    terminated: list[int] = []  # SIGTERM (the server gone, see `lifeline`) is only noted: the link stops below
+    signal.signal(signal.SIGTERM, lambda sig, _frame: terminated.append(sig))
+    end_with_parent()
     reports: IO[str] = os.fdopen(os.dup(1), "w", buffering=1)  # the reports' own channel
     os.dup2(2, 1)  # anything else printed goes to the log, not into the reports
     job = json.loads(sys.stdin.readline() or "null")
@@ -138,7 +163,7 @@ def main() -> int:
     checker = WindowChecker(job["earliest_time"], float(job["future_tolerance_s"]))
     link = make_link(job["tenant"], spec, None, Path(job["folder"]), role="source", checker=checker, report=report)
     link.start()
-    sys.stdin.readline()  # "stop", or nothing when the server has gone
+    _wait_for_stop(terminated)  # "stop", or nothing (or SIGTERM) when the server has gone
     link.stop()
     return 0
 
