@@ -328,6 +328,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "m_balanced_accuracy": ("balanced accuracy", "균형 정확도"),
     "m_phm08_score": ("PHM08 score", "PHM08 점수"),
     "m_flagged_share": ("share of rows flagged", "이상 판정 비율"),
+    "m_alarm_episodes": ("alarm episodes", "경보 발생 구간 수"),
+    "m_normal_hours": ("hours of normal running judged", "평가한 정상 운전 시간"),
+    "m_time_in_alarm_pct": ("time in alarm (%)", "경보 시간 비율(%)"),
+    "m_gate": ("gate criterion", "승격 기준"),
 }
 
 

@@ -30,12 +30,21 @@ from taehwa.web.icons import icon
 
 HERE = Path(__file__).parent
 # counts of mistakes read lower-is-better too (the lab's set names rates; a page must not call more false alarms better)
-LOWER_COUNTS = {"fp", "fn", "false_alarms", "false_alarms_per_day", "flagged_share", "episodes_per_day"}
+LOWER_COUNTS = {"fp", "fn", "false_alarms", "false_alarms_per_day", "flagged_share", "episodes_per_day",
+                "alarm_episodes", "time_in_alarm_pct", "false_alarms_per_day_bound"}
+CONTEXT = {"events", "normal_hours", "rows", "units", "support"}  # how much data, not how good: no direction
 
 
 def lower_better(metric: str) -> bool:
     """Whether a smaller figure of this metric is the better one, as the report and the registry show it."""
     return lower_is_better(metric) or metric in LOWER_COUNTS
+
+
+def direction(metric: str, value: Any = 0.0) -> str:
+    """Which way is better for a figure: lower, higher, or none (a count of data, a note in words)."""
+    if metric in CONTEXT or isinstance(value, str | bool):
+        return "none"
+    return "lower" if lower_better(metric) else "higher"
 
 
 def _env() -> Environment:
@@ -45,6 +54,7 @@ def _env() -> Environment:
     env.filters["fig"] = _figure
     env.globals["icon"] = icon
     env.globals["lower_better"] = lower_better
+    env.globals["direction"] = direction
     return env
 
 

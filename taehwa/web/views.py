@@ -151,8 +151,9 @@ def alert_details(platform: Platform, tenant: str, rows: list[dict[str, Any]]) -
             history = []
         chain = a.get("chain") or {}
         rule = chain.get("rule") or {}
-        first = datetime.fromisoformat(a["raised_at"])
-        last = datetime.fromisoformat(a.get("resolved_at") or a.get("last_at") or a["raised_at"])
+        window = chain.get("window") or {}  # the data's own time (a replay's history is not the wall clock)
+        first = datetime.fromisoformat(window.get("start") or a["raised_at"])
+        last = datetime.fromisoformat(window.get("end") or a.get("resolved_at") or a.get("last_at") or a["raised_at"])
         pad = max(timedelta(minutes=15), (last - first) / 2)
         out.append({**a, "history": history, "unit": units.get(a.get("tag") or ""), "rule_doc": rule,
                     "model": chain.get("model"), "limit": rule.get("value"), "op": rule.get("op"),

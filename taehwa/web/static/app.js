@@ -548,6 +548,8 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     localTimes();
+    // a table that scrolls sideways can be reached and scrolled from the keyboard
+    document.querySelectorAll(".table-wrap").forEach((el) => { if (el.scrollWidth > el.clientWidth) el.tabIndex = 0; });
     const form = document.getElementById("login-form");
     if (form) form.addEventListener("submit", async (e) => {
       e.preventDefault();
