@@ -6,7 +6,8 @@ without reading the code.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Collection, Sequence
+from typing import Any, Protocol
 
 
 class TaehwaError(Exception):
@@ -99,6 +100,12 @@ class TooManyRequests(TaehwaError):
     kind = "too_many_requests"
 
 
+class _PydanticErrors(Protocol):
+    """What `from_pydantic` reads: pydantic's ValidationError, FastAPI's RequestValidationError."""
+
+    def errors(self) -> Sequence[Any]: ...
+
+
 class ValidationFailed(InvalidInput):
     """A whole document (a plant model, a configuration) failed validation; every problem is listed."""
 
@@ -109,6 +116,24 @@ class ValidationFailed(InvalidInput):
         first_where, first_msg = problems[0]
         more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
         super().__init__(first_msg + more, where=first_where)
+
+    @classmethod
+    def from_pydantic(cls, exc: _PydanticErrors, source: str, *, sep: str = ".", brackets: bool = False,
+                      skip: Collection[str] = ()) -> ValidationFailed:
+        """Every problem of a pydantic validation error, so that each names where it is: `where` is the source,
+        then `sep` and the error's location (`deployment.target.assets`; with `sep=":"` `challenge:title`), list
+        indexes as `items[3]` with `brackets`, the names in `skip` (a union's tags) left out, the source alone for
+        the document as a whole; the message without pydantic's "Value error, " before a validator's own."""
+        problems: list[tuple[str, str]] = []
+        for error in exc.errors():
+            where = source
+            for i, part in enumerate(p for p in error.get("loc", ()) if p not in skip):
+                if brackets and isinstance(part, int):
+                    where += f"[{part}]"
+                else:
+                    where += ("" if not where else sep if i == 0 else ".") + str(part)
+            problems.append((where, str(error.get("msg", "invalid")).removeprefix("Value error, ")))
+        return cls(problems or [(source, "invalid")])
 
     def to_dict(self) -> dict[str, Any]:
         body = super().to_dict()

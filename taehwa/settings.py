@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from taehwa.errors import InvalidInput
+from taehwa.errors import InvalidInput, ValidationFailed
 
 
 class Settings(BaseSettings):
@@ -205,6 +205,5 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        name = ".".join(str(p) for p in first["loc"])
-        raise InvalidInput(first["msg"], where=f"setting TAEHWA_{name.upper()}") from exc
+        name, message = ValidationFailed.from_pydantic(exc, "").problems[0]  # the first: one setting at a time
+        raise InvalidInput(message, where=f"setting TAEHWA_{name.upper()}") from exc

@@ -101,8 +101,7 @@ def parse_definition(doc: Any, source: str = "challenge") -> Definition:
     try:
         return Definition.model_validate(doc)
     except ValidationError as exc:
-        raise ValidationFailed([(f"{source}:{'.'.join(str(p) for p in e['loc'])}",
-                                 e["msg"].removeprefix("Value error, ")) for e in exc.errors()]) from None
+        raise ValidationFailed.from_pydantic(exc, source, sep=":") from None
 
 
 READY = Path(__file__).parent / "challenges"

@@ -22,7 +22,7 @@ from taehwa.api.lab_routes import add_lab_routes
 from taehwa.api.live_routes import add_live_routes
 from taehwa.api.responses import BoundedRoute, split_tags, table_response
 from taehwa.api.twin_routes import add_twin_routes
-from taehwa.errors import InvalidInput, PayloadTooLarge, TaehwaError, Unauthorized
+from taehwa.errors import InvalidInput, PayloadTooLarge, TaehwaError, Unauthorized, ValidationFailed
 from taehwa.historian.durable import full, is_disk_full
 from taehwa.historian.readers import ARROW_STREAM, read_body
 from taehwa.platform import Platform
@@ -91,10 +91,8 @@ def create_app(platform: Platform) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return JSONResponse({"error": "invalid_input", "message": first.get("msg", "invalid"), "where": where},
-                            status_code=422)
+        where, message = ValidationFailed.from_pydantic(exc, "").problems[0]  # the first, as FastAPI's own
+        return JSONResponse({"error": "invalid_input", "message": message, "where": where}, status_code=422)
 
     app.add_middleware(CallerMiddleware, authenticate=platform.authenticate,
                        limiter=RateLimiter(platform.settings.rate_limit_per_s, platform.settings.rate_limit_burst))

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from taehwa.errors import InvalidInput, ValidationFailed
 
 NAME = r"^[a-z0-9][a-z0-9_.\-]{0,62}$"
+PROTOCOLS = ("opcua", "mqtt", "modbus", "files")
 
 
 class _Strict(BaseModel):
@@ -162,16 +163,6 @@ _ADAPTER: TypeAdapter[Connector] = TypeAdapter(ConnectorSpec)
 _LIST: TypeAdapter[list[Connector]] = TypeAdapter(list[ConnectorSpec])
 
 
-def _where(loc: tuple[Any, ...], root: str) -> str:
-    out = root
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part not in ("opcua", "mqtt", "modbus", "files"):  # pydantic's union tag in the location
-            out += f".{part}"
-    return out
-
-
 def parse_connectors(doc: Any, *, source: str = "connectors") -> list[Connector]:
     """One connector document, a list of them, or {connectors: [...]}: all checked, names unique."""
     if isinstance(doc, dict) and "connectors" in doc and "protocol" not in doc:
@@ -188,8 +179,8 @@ def parse_connectors(doc: Any, *, source: str = "connectors") -> list[Connector]
     try:
         found = _LIST.validate_python(doc) if many else [_ADAPTER.validate_python(doc)]
     except ValidationError as exc:
-        errors = [(_where(tuple(e["loc"]), root), str(e["msg"])) for e in exc.errors()]
-        raise ValidationFailed(errors) from exc
+        # pydantic's union tag in the location left out: connectors[0].items[3].type
+        raise ValidationFailed.from_pydantic(exc, root, brackets=True, skip=PROTOCOLS) from exc
     names = [c.name for c in found]
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup:

@@ -95,8 +95,7 @@ def parse_deployment(doc: Any, *, source: str = "deployment") -> DeploymentIn:
     try:
         return DeploymentIn.model_validate(doc)
     except ValidationError as exc:
-        raise ValidationFailed([(f"{source}." + ".".join(map(str, e["loc"])) if e["loc"] else source,
-                                 e["msg"].removeprefix("Value error, ")) for e in exc.errors()]) from None
+        raise ValidationFailed.from_pydantic(exc, source) from None
 
 
 def _row(r: Any) -> Deployment:

@@ -74,8 +74,7 @@ class Notifier:
         try:
             hook = doc if isinstance(doc, WebhookIn) else WebhookIn.model_validate(doc)
         except ValidationError as exc:
-            raise ValidationFailed([("webhook." + ".".join(map(str, e["loc"])), e["msg"].removeprefix("Value error, "))
-                                    for e in exc.errors()]) from None
+            raise ValidationFailed.from_pydantic(exc, "webhook") from None
         with self.engine.begin() as c:
             if c.execute(select(webhooks.c.name).where((webhooks.c.tenant == tenant) &
                                                        (webhooks.c.name == hook.name))).first():

@@ -103,8 +103,7 @@ def parse_rule(doc: Any, *, source: str = "rule") -> RuleIn:
     try:
         return RuleIn.model_validate(doc)
     except ValidationError as exc:
-        raise ValidationFailed([(f"{source}." + ".".join(map(str, e["loc"])) if e["loc"] else source,
-                                 e["msg"].removeprefix("Value error, ")) for e in exc.errors()]) from None
+        raise ValidationFailed.from_pydantic(exc, source) from None
 
 
 class RuleStore:

@@ -69,8 +69,7 @@ def _checked(model: type[M], body: Any) -> M:
     try:
         return model.model_validate(body)
     except ValidationError as exc:
-        raise ValidationFailed([("body." + ".".join(map(str, e["loc"])) if e["loc"] else "body",
-                                 e["msg"].removeprefix("Value error, ")) for e in exc.errors()]) from None
+        raise ValidationFailed.from_pydantic(exc, "body") from None
 
 
 class LiveService:
