@@ -290,6 +290,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "beats_baseline": ("beats the baseline", "기준선보다 우수"),
     "not_beats_baseline": ("does not beat the baseline", "기준선보다 우수하지 않음"),
     "figures": ("Figures", "평가 수치"),
+    "lab_says": ("The lab's verdict, as recorded", "실험 기록의 원문 판정"),
     "better_is": ("Better is", "좋은 방향"),
     "this_run": ("This run", "이 실행"),
     "data_judged_on": ("Data it was judged on", "평가에 쓴 데이터"),

@@ -33,7 +33,9 @@
   function localTimes(root) {
     (root || document).querySelectorAll("time[datetime]").forEach((el) => {
       const d = new Date(el.getAttribute("datetime"));
-      if (!isNaN(d)) { el.textContent = utc(d); el.title = el.getAttribute("datetime"); }
+      if (isNaN(d)) return;
+      el.textContent = el.closest("td") ? utc(d).replace(" UTC", "") : utc(d);  // a column says UTC in its head
+      el.title = el.getAttribute("datetime");
     });
   }
   // A time typed on a page: ISO 8601 with or without a zone; without one it is read as UTC, never local time.
