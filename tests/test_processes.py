@@ -1,6 +1,7 @@
 """Processes end with their parent: the followers of `taehwa serve --workers N` when the primary is killed or stopped
-(started again from the primary's watch thread included), and a connector's worker process when its server dies
-although its input pipe stays open. The session-wide check that none is left is `_no_process_left` (conftest)."""
+(started again from the primary's watch thread included), a connector's worker process when its server dies
+although its input pipe stays open, and a sandbox run (confined: seccomp loaded, its own uid as root) when its
+server dies. The session-wide check that none is left is `_no_process_left` (conftest)."""
 
 from __future__ import annotations
 
@@ -112,3 +113,48 @@ def test_a_connector_worker_ends_with_its_server_though_its_input_stays_open(tmp
             server.wait()
         if server.stdout is not None:
             server.stdout.close()
+
+
+SANDBOX_PARENT = """
+import sys
+from pathlib import Path
+import pandas as pd
+from taehwa.academy import sandbox
+folder = Path(sys.argv[1])
+pd.DataFrame({"a": [1.0, 2.0], "target": [0, 1]}).to_parquet(folder / "train.parquet")
+pd.DataFrame({"row": [0, 1], "a": [1.0, 2.0]}).to_parquet(folder / "inputs.parquet")
+code = "import time\\nclass Model:\\n    def fit(self, X, y):\\n        time.sleep(300)\\n"
+sandbox.run(kind="python", code=code, task="classification", signals=["a"], train=folder / "train.parquet",
+            inputs=folder / "inputs.parquet", scratch=folder / "scratch", limits=sandbox.Limits(seconds=300))
+"""
+
+
+def _seccomp_mode(pid: int) -> int | None:
+    """A process's seccomp mode (2: a filter is loaded), None when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Seccomp:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return 0
+
+
+def test_a_sandbox_run_ends_with_its_server(tmp_path: Path) -> None:
+    server = subprocess.Popen([sys.executable, "-c", SANDBOX_PARENT, str(tmp_path)])
+    try:
+        deadline = time.monotonic() + 60
+        runs: list[int] = []
+        while time.monotonic() < deadline and not (runs and _seccomp_mode(runs[0]) == 2):
+            runs = children(server.pid, "taehwa.academy.runner")
+            time.sleep(0.1)
+        assert runs and _seccomp_mode(runs[0]) == 2, "the run was not confined in time"  # sleeping in fit
+        server.kill()
+        server.wait()
+        seconds = gone_within(runs, 10.0)
+        assert seconds is not None, "the sandbox run outlived its killed server"
+        print(f"sandbox run gone {seconds:.2f} s after its server was killed")
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
