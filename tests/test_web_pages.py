@@ -321,3 +321,43 @@ def test_control_tower_tiles_refresh_and_zero_is_neutral(site: tuple[Platform, s
     alarm = page.evaluate("getComputedStyle(document.documentElement).getPropertyValue('--alarm')")
     assert colour.replace(" ", "") != alarm.strip().replace(" ", "")
     assert w.close() == []
+
+
+NO_WRAP = """[...document.querySelectorAll('button, .state, thead th, nav a, .badge')]
+  .filter(el => el.offsetParent !== null && el.innerText.trim())
+  .filter(el => {
+    const cs = getComputedStyle(el), line = parseFloat(cs.lineHeight) || 1.5 * parseFloat(cs.fontSize);
+    const inner = el.getBoundingClientRect().height - parseFloat(cs.paddingTop) - parseFloat(cs.paddingBottom)
+      - parseFloat(cs.borderTopWidth) - parseFloat(cs.borderBottomWidth);
+    return el.getClientRects().length && inner > 1.6 * line;
+  })
+  .map(el => el.tagName + ': ' + el.innerText.trim())"""
+BROKEN_WORDS = """[...document.querySelectorAll('main td, main th, main p, main li, main dd, main div, main span')]
+  .filter(el => el.offsetParent !== null)
+  .flatMap(el => [...el.childNodes].filter(n => n.nodeType === 3 && /[가-힣]{2,}/.test(n.textContent)).map(n => {
+    const r = document.createRange(); r.selectNodeContents(n);
+    return [...r.getClientRects()].filter(x => x.width > 0 && x.width < 18).length ? el.innerText.slice(0, 40) : null;
+  })).filter(Boolean)"""
+
+
+@pytest.mark.parametrize("name", ["plant", "asset", "alerts", "models", "report", "trends"])
+def test_korean_at_1024_px_keeps_words_whole_and_dark_theme_passes_axe(
+        site: tuple[Platform, str, str], contexts: dict[str, Any], name: str) -> None:
+    _platform, url, run = site
+    path, ready = PAGES[name]
+    w = Watched(contexts["ko"])
+    page = w.page
+    page.set_viewport_size({"width": 1024, "height": 800})
+    page.emulate_media(color_scheme="dark")
+    w.open(url + path.format(run=run))
+    page.wait_for_selector(ready, state="attached")
+    assert page.evaluate("getComputedStyle(document.body).wordBreak") == "keep-all"
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1024  # nothing pushes the page sideways
+    assert page.evaluate(NO_WRAP) == []  # buttons, state chips, column heads and menu items on one line
+    assert page.evaluate(BROKEN_WORDS) == []  # no Korean text a syllable a line
+    if name == "asset":  # outputs no model has written yet say so (and cost no 404)
+        assert "아직 출력 없음" in page.inner_text("[data-output='rul']")
+    shot(page, f"pages-ko-1024-dark-{name}")
+    violations = axe_violations(page)
+    assert w.close() == []
+    assert violations == [], violations
