@@ -59,7 +59,7 @@ def status_name(status: Any) -> str:
     from asyncua import ua
 
     try:
-        code = ua.StatusCode(int(getattr(status, "value", status)))
+        code = ua.StatusCode(ua.UInt32(int(getattr(status, "value", status))))
         return f"{code.name}: {code.doc}" if code.doc else str(code.name)
     except (TypeError, ValueError):
         return str(status)

@@ -117,9 +117,25 @@ def _from_file(spec: Spec, files: FileRoots, tenant: str) -> tuple[pd.DataFrame,
             frame[name] = raw[col].to_numpy()
     if spec.task == "rul" and TARGET not in frame.columns:  # run-to-failure file: RUL = rows left in the unit
         frame[TARGET] = frame.groupby(UNIT)[TIME].transform("size") - frame.groupby(UNIT).cumcount() - 1
-    lineage = {"source": "file", "file": path.name, "size": size,
+    frame = _between(frame, d.start, d.end)  # after the RUL count: a window of a life keeps the life's RUL
+    lineage = {"source": "file", "file": path.name, "size": size, "start": d.start, "end": d.end,
                "time": [frame[TIME].min().isoformat(), frame[TIME].max().isoformat()]}
     return frame, signals, lineage
+
+
+def _between(frame: pd.DataFrame, start: str | None, end: str | None) -> pd.DataFrame:
+    """A file's rows from data.start (inclusive) to data.end (exclusive), when the spec gives them."""
+    if start is None and end is None:
+        return frame
+    t = time_us(frame[TIME])
+    keep = np.ones(len(t), dtype=bool)
+    if start is not None:
+        keep &= t >= to_us(start, field="data.start")
+    if end is not None:
+        keep &= t < to_us(end, field="data.end")
+    if not keep.any():
+        raise InvalidInput("the data is empty: no rows of the file between data.start and data.end", where="data")
+    return frame[keep].reset_index(drop=True)
 
 
 def _from_historian(spec: Spec, platform: Platform, tenant: str) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:

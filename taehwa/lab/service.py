@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from sqlalchemy import insert, select, update
 
 from taehwa.db import lab_runs, model_events, model_versions
@@ -163,29 +162,8 @@ class LabService:
         return doc
 
     def dataset(self, spec: Spec, tenant: str) -> Dataset:
-        """The dataset a spec names; a file's rows cut to data.start/end when the spec gives them (the lineage and
-        content hash are of the rows kept)."""
-        from taehwa.historian.timeutil import to_us
-        from taehwa.lab.datasets import TIME, content_hash, time_us
-
-        data = build_dataset(spec, self.platform, tenant)
-        d = spec.data
-        if d.source != "file" or (d.start is None and d.end is None):
-            return data
-        t = time_us(data.frame[TIME])
-        keep = np.ones(len(t), dtype=bool)
-        if d.start is not None:
-            keep &= t >= to_us(d.start, field="data.start")
-        if d.end is not None:
-            keep &= t < to_us(d.end, field="data.end")
-        if not keep.any():
-            raise InvalidInput("the data is empty: no rows of the file between data.start and data.end",
-                               where="data")
-        frame = data.frame[keep].reset_index(drop=True)
-        lineage = {**data.lineage, "start": d.start, "end": d.end, "rows": len(frame),
-                   "units": int(frame["unit"].nunique()), "content_hash": content_hash(frame),
-                   "time": [frame[TIME].min().isoformat(), frame[TIME].max().isoformat()]}
-        return Dataset(frame, data.signals, lineage)
+        """The dataset a spec names (a file's rows cut to data.start/end there, with the lineage of the rows kept)."""
+        return build_dataset(spec, self.platform, tenant)
 
     @staticmethod
     def _beats(metric: str, a: dict[str, Any], b: dict[str, Any]) -> bool:
