@@ -195,7 +195,7 @@ def _journeys(clone: dict[str, Any], out: Path, cmds: list[Command]) -> None:
     assert "good" in answer(r"^taehwa tags latest")  # qualities by name
     assert "skab/valve1-0/accelerometer1_rms" in answer(r"^taehwa tags -t demo")  # never cut at 80 columns
     aligned = (clone["folder"] / "aligned.csv").read_text().splitlines()
-    assert len(aligned) == 7 and all(",," not in row and not row.endswith(",") for row in aligned[1:])
+    assert len(aligned) == 1 + 7 and all(",," not in row and not row.endswith(",") for row in aligned[1:])
     assert "stored 120 points" in answer(r"^taehwa ingest docs/examples/export.csv")
     assert "moved ulsan/cdu/p-102 to ulsan/vdu/p-102" in answer(r"^taehwa twin move")
     rebuilt = answer(r"^taehwa twin state .* --at ")
