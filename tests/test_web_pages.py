@@ -208,9 +208,12 @@ def test_trends_draws_an_unbound_tag_from_a_time_typed_without_a_zone(site: tupl
     assert "(A)" in page.inner_text("#chart") and "UTC" in page.inner_text("#trend-status")
     # the tag browser finds it by name and adds it to the tags
     page.click("#tab-name")
-    page.fill("#tag-filter", "run-7")
-    assert page.locator("#by-name input[value='skab/run-7/current']").is_checked()  # its folder opened
-    assert not page.locator("#by-name input[value='P3/FT']").is_visible()
+    page.click("#by-name summary:text-is('skab/')")  # folders open (and are built) on demand
+    page.click("#by-name summary:text-is('run-7/')")
+    assert page.locator("#by-name input[value='skab/run-7/current']").is_checked()
+    page.fill("#tag-filter", "run-7")  # the search goes over every tag
+    assert page.locator("#tag-results input[value='skab/run-7/current']").is_visible()
+    assert page.locator("#tag-results input[name=pick]").count() == 1
     page.fill("#tag-filter", "")
     page.click("#tab-asset")
     page.locator("#by-asset details:has-text('site/p3') summary").click()

@@ -218,11 +218,40 @@
     });
   }
 
-  // The trends page's tag browser: tabs (by asset, by name), a filter, and ticks kept in step with the tags box.
+  // The trends page's tag browser: by asset and by name (folders built as they open, so thousands of tags stay
+  // cheap), a search over every tag, and ticks kept in step with the tags box.
   function tagBrowser() {
     const box = document.getElementById("tags");
     const root = document.getElementById("tag-browser");
-    if (!box || !root) return;
+    const dataEl = document.getElementById("tag-data");
+    if (!box || !root || !dataEl) return;
+    const data = JSON.parse(dataEl.textContent);
+    const picked = () => box.value.split(",").map((x) => x.trim()).filter(Boolean);
+    const el = (tag, props, ...kids) => { const e = Object.assign(document.createElement(tag), props); e.append(...kids); return e; };
+    // one tick box for a tag, ticked when the tag is in the box
+    const tick = (tag, label, extra) => el("li", {}, el("label", {}, el("input", { type: "checkbox", name: "pick", value: tag,
+      checked: picked().includes(tag) }), " " + label, ...(extra ? [" ", el("span", { className: "muted mono", textContent: extra })] : [])));
+    // a folder whose contents are built the first time it opens
+    const folder = (summary, build, open) => {
+      const d = el("details", {}, el("summary", {}, ...summary));
+      let built = false;
+      const fill = () => { if (!built && d.open) { built = true; d.append(build()); } };
+      d.addEventListener("toggle", fill);
+      if (open) { d.open = true; fill(); }
+      return el("li", {}, d);
+    };
+    const byAsset = document.getElementById("by-asset");
+    const assets = el("ul");
+    data.by_asset.forEach((a) => assets.append(folder([a.name + " ", el("span", { className: "muted", textContent: a.path })],
+      () => el("ul", {}, ...a.signals.map(([s, tag]) => tick(tag, s, tag))), a.signals.some(([, tag]) => picked().includes(tag)))));
+    byAsset.append(data.by_asset.length ? assets : el("p", { className: "muted", textContent: msg("none") }));
+    // the by-name folders: "a/" keys are folders, the others tags
+    const names = (node) => el("ul", {}, ...Object.keys(node).sort().map((k) => (k.endsWith("/")
+      ? folder([k], () => names(node[k]), false)
+      : tick(node[k].tag, k, node[k].unit || ""))));
+    document.getElementById("by-name").append(names(data.by_name));
+    const every = [];  // every tag with its unit and the asset signal it is bound to, for the search
+    (function walk(node) { Object.values(node).forEach((v) => (v.tag ? every.push(v) : walk(v))); })(data.by_name);
     const tabs = root.querySelectorAll("[role=tab]");
     tabs.forEach((tab) => tab.addEventListener("click", () => {
       tabs.forEach((x) => {
@@ -230,7 +259,6 @@
         document.getElementById(x.getAttribute("aria-controls")).hidden = x !== tab;
       });
     }));
-    const picked = () => box.value.split(",").map((x) => x.trim()).filter(Boolean);
     root.addEventListener("change", (e) => {
       const cb = e.target.closest("input[name=pick]");
       if (!cb) return;
@@ -239,19 +267,16 @@
       box.value = now.join(",");
       root.querySelectorAll(`input[name=pick][value="${CSS.escape(cb.value)}"]`).forEach((x) => { x.checked = cb.checked; });
     });
-    const filter = document.getElementById("tag-filter");
+    const filter = document.getElementById("tag-filter"), results = document.getElementById("tag-results");
     filter.addEventListener("input", () => {
       const q = filter.value.trim().toLowerCase();
-      root.querySelectorAll("input[name=pick]").forEach((cb) => {
-        const li = cb.closest("li");
-        const text = (cb.value + " " + li.textContent).toLowerCase();
-        li.hidden = Boolean(q) && !text.includes(q);
-      });
-      root.querySelectorAll("details").forEach((d) => {
-        const any = [...d.querySelectorAll("input[name=pick]")].some((cb) => !cb.closest("li").hidden);
-        d.closest("li").hidden = Boolean(q) && !any;
-        if (q && any) d.open = true;
-      });
+      results.hidden = !q;
+      const selected = [...tabs].find((x) => x.getAttribute("aria-selected") === "true");
+      tabs.forEach((x) => { document.getElementById(x.getAttribute("aria-controls")).hidden = Boolean(q) || x !== selected; });
+      if (!q) return;
+      const hits = every.filter((v) => v.tag.toLowerCase().includes(q));
+      document.getElementById("tag-results-count").textContent = `${hits.length} ${msg("found")}`;
+      results.querySelector("ul").replaceChildren(...hits.slice(0, 200).map((v) => tick(v.tag, v.tag, v.unit || "")));
     });
   }
 
