@@ -8,10 +8,12 @@ import os
 import secrets
 from pathlib import Path
 
+from taehwa.db import make_engine
 from taehwa.historian.store import Historian
 from taehwa.lab.labels import LabelService
 from taehwa.settings import Settings
 from taehwa.tenancy.access import Principal
+from taehwa.tenancy.audit import open_audit
 from taehwa.tenancy.files import FileRoots
 from taehwa.tenancy.identity import IdentityService
 from taehwa.tenancy.sharing import SharingService
@@ -31,21 +33,27 @@ class Platform:
         self.settings = settings
         readonly = readonly or follow
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # other local users see nothing
-        self.historian = Historian(settings, readonly=readonly, background=background, follow=follow)
-        self.tenants: TenantService = self.historian.tenants
-        self.audit = self.historian.audit
-        self.identity = IdentityService(self.historian.engine, self.audit)
-        self.sharing = SharingService(self.historian.engine, self.historian, self.audit)
+        self.engine = make_engine(settings.metadata_url)  # metadata, audit and tenancy first: the historian uses them
+        try:
+            self.audit = open_audit(self.engine, settings)
+            self.tenants = TenantService(self.engine, self.audit)
+            self.historian = Historian(settings, self.engine, audit=self.audit, tenants=self.tenants,
+                                       readonly=readonly, background=background, follow=follow)
+        except BaseException:  # e.g. a second writer refused: nothing stays open
+            self.engine.dispose()
+            raise
+        self.identity = IdentityService(self.engine, self.audit)
+        self.sharing = SharingService(self.engine, self.historian, self.audit)
         self.files = FileRoots(settings)
         self.twin = TwinService(settings, self.historian)
         self.twin.preload()
-        self.labels = LabelService(self.historian.engine, self.tenants, self.audit)
+        self.labels = LabelService(self.engine, self.tenants, self.audit)
         from taehwa.lab.service import LabService  # imports the model libraries only when first needed
 
         self.lab = LabService(self)
         from taehwa.connectors.service import ConnectorService
 
-        self.connectors = ConnectorService(self.historian.engine, self.tenants, self.audit, self.historian,
+        self.connectors = ConnectorService(self.engine, self.tenants, self.audit, self.historian,
                                            settings.data_dir / "connectors", files=self.files)
         from taehwa.live.service import LiveService
 

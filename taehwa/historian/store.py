@@ -45,7 +45,7 @@ from taehwa.historian.storage import Storage
 from taehwa.historian.timeutil import from_us, parse_duration, to_us
 from taehwa.historian.wal import WAL_SCHEMA, WriteAheadLog, read_segment
 from taehwa.settings import Settings
-from taehwa.tenancy.audit import AuditLog
+from taehwa.tenancy.audit import AuditLog, open_audit
 from taehwa.tenancy.tenants import TenantService
 
 log = logging.getLogger(__name__)
@@ -72,8 +72,11 @@ class Historian:
     """The time-series store of every tenant; open once per process (`readonly=True` for readers, `follow=True`
     for readers that keep up with a running writer)."""
 
-    def __init__(self, settings: Settings, engine: Engine | None = None, *, readonly: bool = False,
-                 background: bool = True, follow: bool = False) -> None:
+    def __init__(self, settings: Settings, engine: Engine | None = None, *, audit: AuditLog | None = None,
+                 tenants: TenantService | None = None, readonly: bool = False, background: bool = True,
+                 follow: bool = False) -> None:
+        """`engine`, `audit`, `tenants`: the metadata database, audit log and tenancy the composition root built
+        (`taehwa.platform`); a historian built alone (its own tests, `open_historian`) builds them itself."""
         self.settings = settings
         self.readonly = readonly or follow
         self.follow = follow  # a reader beside a running writer (an API worker): catches up before each query
@@ -94,9 +97,8 @@ class Historian:
         self.leases = TenantLeases(self.storage, tenants=partition,
                                    shared=not self.readonly and (self.storage.remote or partition is not None))
         self.engine = engine or make_engine(settings.metadata_url)
-        self.audit = AuditLog(self.engine, settings.data_dir / "audit-head.json", key_file=settings.audit_key_path,
-                              checkpoint_every=settings.audit_checkpoint_every)
-        self.tenants = TenantService(self.engine, self.audit)
+        self.audit = audit or open_audit(self.engine, settings)
+        self.tenants = tenants or TenantService(self.engine, self.audit)
         self.catalog = TagCatalog(self.engine)
         self.queries = QueryEngine(settings.duckdb_threads, settings.max_query_points)
         self.latest_cache = LatestCache()

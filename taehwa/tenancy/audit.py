@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import Connection, Engine, func, insert, select, text, update
@@ -32,6 +32,9 @@ from taehwa.db import audit_log
 from taehwa.errors import Conflict, Unavailable
 from taehwa.historian.timeutil import from_us
 from taehwa.tenancy.access import SYSTEM, check, check_platform_admin, current
+
+if TYPE_CHECKING:
+    from taehwa.settings import Settings
 
 GENESIS = "0" * 64
 HEAD_VERSION = 2
@@ -447,3 +450,10 @@ class AuditLog:
             self._write_head({"seq": n, "hash": prev, "keyed_from": keyed_from or n + 1, "checkpoint": 0})
         self.append("audit.reseal", after={"entries": n, "keyed_from": keyed_from or n + 1, "reason": reason})
         return self.verify()
+
+
+def open_audit(engine: Engine, settings: Settings) -> AuditLog:
+    """The audit log of a data directory, as the settings place its head file and key (one place for every
+    builder: the composition root and a historian built alone)."""
+    return AuditLog(engine, settings.data_dir / "audit-head.json", key_file=settings.audit_key_path,
+                    checkpoint_every=settings.audit_checkpoint_every)
