@@ -76,11 +76,12 @@ def commands(first: int, lines: list[str]) -> list[Command]:
 
 
 def test_the_readme_marks_the_tour_and_the_journeys() -> None:
-    """The tour, the twin, users, sharing and the academy are all run (the marker cannot silently go away)."""
+    """The tour, the twin, users, sharing, the lab, live alerts and the academy are all run (the marker cannot
+    silently go away)."""
     blocks = marked_blocks(README.read_text())
     texts = ["\n".join(lines) for _, lines in blocks]
     for needle in ("taehwa tags latest", "taehwa twin state", "taehwa admin token", "/grants",
-                   "taehwa academy submit"):
+                   "taehwa lab models promote", "taehwa live alerts ack", "taehwa academy submit"):
         assert any(needle in t for t in texts), needle
 
 
@@ -145,6 +146,7 @@ def test_the_readme_runs_as_written(clone: dict[str, Any]) -> None:
     cmds = [c for first, lines in marked_blocks(README.read_text()) for c in commands(first, lines)
             if not c.text.startswith("make run")]
     assert len(cmds) > 40
+    _wait_for_an_alert(clone)  # the live block acknowledges one: the replayed pump raises them within seconds
     out = clone["folder"] / "readme-out"
     out.mkdir()
     script = out / "tour.sh"
@@ -159,6 +161,18 @@ def test_the_readme_runs_as_written(clone: dict[str, Any]) -> None:
             failures.append(f"README.md:{c.line}: {c.text}\n  {problem}\n  output: {text[-800:]}")
     assert not failures, "\n".join(failures)
     _journeys(clone, out, cmds)
+
+
+def _wait_for_an_alert(clone: dict[str, Any], seconds: float = 240) -> None:
+    """Until the live pump's model has raised an alert (the demo's journey: replay → score → alert)."""
+    token = (clone["folder"] / "taehwa-data" / "dev-token").read_text().strip()
+    url = f"http://127.0.0.1:{clone['port']}/api/v1/demo/alerts?state=open"
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=30).json():
+            return
+        time.sleep(2)
+    raise AssertionError(f"no alert within {seconds:g} s of the demo's replay")
 
 
 def _problem(c: Command, rc: int, text: str) -> str | None:
@@ -203,6 +217,8 @@ def _journeys(clone: dict[str, Any], out: Path, cmds: list[Command]) -> None:
     for kind in ("my_model.py", "skab-spec.yaml", "preds.csv"):
         assert answer(rf"^taehwa academy submit skab-valves \S*{re.escape(kind)}").startswith("scored"), kind
     assert "intact" in answer(r"^taehwa audit verify")
+    assert "pump-anomaly v1 is in production" in answer(r"^taehwa lab models promote")  # through the gate, unforced
+    assert "acknowledged" in answer(r"^taehwa live alerts ack")
     token = (clone["folder"] / "taehwa-data" / "dev-token").read_text().strip()
     base = f"http://127.0.0.1:{clone['port']}/api/v1/academy/challenges"
     headers = {"Authorization": f"Bearer {token}"}

@@ -245,12 +245,18 @@ def remove_rule(name: str, tenant: TenantOpt = "demo") -> None:
 def list_alerts(state: Annotated[str | None, typer.Option(help="active, acknowledged, resolved or open.")] = "open",
                 asset: Annotated[str | None, typer.Option(help="This asset and everything under it.")] = None,
                 severity: Annotated[str | None, typer.Option(help="warning or alarm.")] = None,
-                limit: int = 100, tenant: TenantOpt = "demo", as_json: JsonOpt = False) -> None:
+                limit: int = 100, tenant: TenantOpt = "demo", as_json: JsonOpt = False,
+                ids: Annotated[bool, typer.Option("--ids", help="Only the ids, one a line (for scripts: "
+                                                  "ALERT=$(taehwa live alerts list --ids | head -1)).")] = False
+                ) -> None:
     """Alerts, newest first (open ones by default)."""
     with services(readonly=True) as platform:
         rows = platform.live.alerts.list(tenant, state=state, asset=asset, severity=severity, limit=limit)
     if as_json:
         print(json.dumps(rows, indent=1, ensure_ascii=False))
+        return
+    if ids:
+        print("\n".join(str(a["id"]) for a in rows))
         return
     view = Table("id", "severity", "state", "asset", "message", "value", "count", "raised", "shelved until")
     for a in rows:
