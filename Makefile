@@ -50,6 +50,9 @@ lint: $(VENV)/.test-installed
 typecheck: $(VENV)/.test-installed
 	$(VENV)/bin/mypy
 
+# two test processes on two cores: each library's thread pool (OpenMP in LightGBM and scikit-learn, OpenBLAS) keeps to
+# one thread, since pools sized to every core in each of two processes spin against each other
+pytest: export OMP_NUM_THREADS = 1
 pytest: $(VENV)/.test-installed
 	$(PY) -m pytest -q -n 2 --dist loadfile
 	@if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
