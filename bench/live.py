@@ -248,7 +248,7 @@ def batch(p: Platform, model: str, pumps: int, start_us: int, end_us: int, repea
     pipe, _ = p.live.models.get(TENANT, model, None)
     columns = required_columns(pipe)
     units = {pump_path(i): [pump_tags(i)[int(c[1:])] for c in columns] for i in range(pumps)}
-    blocks = history_blocks(p, TENANT, units, start_us, end_us, STEP_US, 5 * STEP_US, history_rows(pipe))
+    blocks = history_blocks(p.historian, TENANT, units, start_us, end_us, STEP_US, 5 * STEP_US, history_rows(pipe))
     frame = rows_frame(columns, blocks)
     batch_s, bare_s, rows = [], [], 0
     for _ in range(repeat):

@@ -16,7 +16,11 @@ from taehwa.errors import TaehwaError
 from taehwa.tenancy.access import SYSTEM, acting_as, check_platform_admin
 
 if TYPE_CHECKING:
-    from taehwa.platform import Platform
+    from taehwa.historian.store import Historian
+    from taehwa.lab.service import LabService
+    from taehwa.live.alerts import AlertBook
+    from taehwa.tenancy.tenants import TenantService
+    from taehwa.twin.service import TwinService
 
 RATE_WINDOW_S = 10.0
 
@@ -24,11 +28,14 @@ RATE_WINDOW_S = 10.0
 class Overview:
     """Per-tenant aggregates for platform admins and the city office."""
 
-    def __init__(self, platform: Platform) -> None:
-        self.platform = platform
+    def __init__(self, *, historian: Historian, tenants: TenantService, twin: TwinService, alerts: AlertBook,
+                 lab: LabService) -> None:
+        """Each collaborator named: the historian (whose writes it counts), tenancy, the twin, the alert book and
+        the lab (models in production)."""
+        self._tenants, self._twin, self._alerts, self._lab = tenants, twin, alerts, lab
         self._writes: dict[str, deque[tuple[float, int]]] = {}
         self._lock = threading.Lock()
-        platform.historian.add_listener(self._count)
+        historian.add_listener(self._count)
 
     def _count(self, tenant: str, points: pa.Table) -> None:
         now = time.monotonic()
@@ -49,19 +56,19 @@ class Overview:
         """One row of figures per tenant (platform admins only)."""
         check_platform_admin("see every tenant's figures")
         with acting_as(SYSTEM):
-            return [self._tenant(t.id, t.name) for t in self.platform.tenants.list()]
+            return [self._tenant(t.id, t.name) for t in self._tenants.list()]
 
     def _tenant(self, tenant: str, name: str) -> dict[str, Any]:
-        plant = self.platform.twin.plant(tenant)
-        states = self.platform.twin.state_counts(tenant)
-        alerts = self.platform.live.alerts.list(tenant, state="active", include_shelved=False, limit=10_000)
+        plant = self._twin.plant(tenant)
+        states = self._twin.state_counts(tenant)
+        alerts = self._alerts.list(tenant, state="active", include_shelved=False, limit=10_000)
         models = []
-        for v in self.platform.lab.versions(tenant):
+        for v in self._lab.versions(tenant):
             if v["stage"] != "production":
                 continue
             figure = None
             try:
-                run = self.platform.lab.get_run(tenant, v["run_id"])
+                run = self._lab.get_run(tenant, v["run_id"])
                 metrics = run.get("metrics") or {}
                 primary = run.get("primary_metric")
                 if primary and primary in metrics:

@@ -1,5 +1,6 @@
-"""The service container: one object that opens the stores once and hands the same services to the HTTP API,
-the CLI and (later) the web UI, so none of them holds logic of its own."""
+"""The composition root: one object that opens the stores once, builds every service in the order they need each
+other (each handed the collaborators it uses, by name: none receives this object), and hands the same services to
+the HTTP API, the CLI and the web UI, so none of them holds logic of its own."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ import os
 import secrets
 from pathlib import Path
 
+from taehwa.academy.service import AcademyService
+from taehwa.connectors.service import ConnectorService
 from taehwa.db import make_engine
 from taehwa.historian.store import Historian
 from taehwa.lab.labels import LabelService
+from taehwa.lab.service import LabService
+from taehwa.live.service import LiveService
+from taehwa.overview import Overview
 from taehwa.settings import Settings
 from taehwa.tenancy.access import Principal
 from taehwa.tenancy.audit import open_audit
@@ -48,22 +54,16 @@ class Platform:
         self.twin = TwinService(settings, self.historian)
         self.twin.preload()
         self.labels = LabelService(self.engine, self.tenants, self.audit)
-        from taehwa.lab.service import LabService  # imports the model libraries only when first needed
-
-        self.lab = LabService(self)
-        from taehwa.connectors.service import ConnectorService
-
+        self.lab = LabService(settings, engine=self.engine, historian=self.historian, tenants=self.tenants,
+                              audit=self.audit, twin=self.twin, labels=self.labels, files=self.files)
         self.connectors = ConnectorService(self.engine, self.tenants, self.audit, self.historian,
                                            settings.data_dir / "connectors", files=self.files)
-        from taehwa.live.service import LiveService
-
-        self.live = LiveService(self)
-        from taehwa.overview import Overview
-
-        self.overview = Overview(self)
-        from taehwa.academy.service import AcademyService
-
-        self.academy = AcademyService(self)
+        self.live = LiveService(engine=self.engine, historian=self.historian, tenants=self.tenants, audit=self.audit,
+                                twin=self.twin, lab=self.lab)
+        self.overview = Overview(historian=self.historian, tenants=self.tenants, twin=self.twin,
+                                 alerts=self.live.alerts, lab=self.lab)
+        self.academy = AcademyService(settings, engine=self.engine, tenants=self.tenants, audit=self.audit,
+                                      sharing=self.sharing, identity=self.identity, data=self.lab)
         if background and not readonly:
             self.twin.start()
             self.academy.resume()

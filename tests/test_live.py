@@ -327,7 +327,7 @@ def test_backfill_in_chunks_gives_the_same_outputs(live: Platform, monkeypatch: 
     pipe, _ = live.live.models.get("acme", "pump-pca", None)
     units = {f"site/p{i}": [f"P{i}/FT", f"P{i}/PT"] for i in range(N_PUMPS)}
     s, e = int(T0.value // 1000) + TRAIN_S * 1_000_000, int(T0.value // 1000) + (TRAIN_S + 119) * 1_000_000
-    args = (live, "acme", pipe, units, s, e, 1_000_000, 5_000_000, 5)
+    args = (live.historian, "acme", pipe, units, s, e, 1_000_000, 5_000_000, 5)
     a_chunked, t_chunked, o_chunked = scoring.backfill_rows(*args)
     monkeypatch.setattr(scoring, "BACKFILL_CHUNK_ROWS", 10**9)
     a_whole, t_whole, o_whole = scoring.backfill_rows(*args)
@@ -349,7 +349,7 @@ def test_backfill_over_the_pool_and_ray_gives_the_same_outputs(live: Platform, m
     pipe, _ = live.live.models.get("acme", "pump-pca", None)
     units = {f"site/p{i}": [f"P{i}/FT", f"P{i}/PT"] for i in range(N_PUMPS)}
     s, e = int(T0.value // 1000) + TRAIN_S * 1_000_000, int(T0.value // 1000) + (TRAIN_S + 59) * 1_000_000
-    args = (live, "acme", pipe, units, s, e, 1_000_000, 5_000_000, 5)
+    args = (live.historian, "acme", pipe, units, s, e, 1_000_000, 5_000_000, 5)
     here = scoring.backfill_rows(*args)
     runs = {"pool": scoring.backfill_rows(*args, backend="pool")}
     if importlib.util.find_spec("ray") is not None:

@@ -29,7 +29,14 @@ from taehwa.lab.datasets import CHANGEPOINT, TARGET, TIME, UNIT
 from taehwa.tenancy.access import SYSTEM, acting_as, check, current
 
 if TYPE_CHECKING:
-    from taehwa.platform import Platform
+    from sqlalchemy import Engine
+
+    from taehwa.lab.datasets import Sources
+    from taehwa.settings import Settings
+    from taehwa.tenancy.audit import AuditLog
+    from taehwa.tenancy.identity import IdentityService
+    from taehwa.tenancy.sharing import SharingService
+    from taehwa.tenancy.tenants import TenantService
 
 ACADEMY_TENANT = "academy"  # owns the ready challenges; receives the sharing grants behind plant challenges
 BASELINE_USER = "taehwa-baseline"
@@ -48,10 +55,14 @@ def _utc(t: datetime) -> datetime:
 class AcademyService:
     """Challenges, submissions and boards of one platform."""
 
-    def __init__(self, platform: Platform) -> None:
-        self.platform = platform
-        self.root = platform.settings.data_dir / "academy"
-        self._engine = platform.historian.engine
+    def __init__(self, settings: Settings, *, engine: Engine, tenants: TenantService, audit: AuditLog,
+                 sharing: SharingService, identity: IdentityService, data: Sources) -> None:
+        """Each collaborator named: the metadata database, tenancy, audit, sharing grants (behind plant
+        challenges), identity (who submits), and where a plant challenge's rows are read from (the lab service)."""
+        self.settings, self.tenants, self.audit = settings, tenants, audit
+        self.sharing, self.identity, self.data = sharing, identity, data
+        self.root = settings.data_dir / "academy"
+        self._engine = engine
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -61,7 +72,7 @@ class AcademyService:
         """Cut a challenge's data into its parts, keep them, and (when it has one) run the platform's baseline."""
         d = definition if isinstance(definition, Definition) else parse_definition(definition)
         check(owner, "admin")
-        self.platform.tenants.require(owner, "admin")
+        self.tenants.require(owner, "admin")
         with self._engine.connect() as c:
             if c.execute(select(challenges.c.id).where(challenges.c.id == d.id)).first() is not None:
                 raise Conflict(f"challenge {d.id!r} exists already", where="id")
@@ -78,7 +89,7 @@ class AcademyService:
             c.execute(insert(challenges).values(
                 id=d.id, owner=owner, definition=d.model_dump(mode="json"), info=info,
                 closes_at=closes_at(d.closes), created_by=current().user, created_at=_now()))
-        self.platform.audit.append("academy.create", tenant=owner, target=d.id,
+        self.audit.append("academy.create", tenant=owner, target=d.id,
                                    after={"task": d.task, "rows": info["rows"]})
         if baseline and d.baseline:
             base = (base_dir or Path(".")).resolve()
@@ -96,22 +107,22 @@ class AcademyService:
         """A plant's own data, through a pseudonymising sharing grant to the academy (recorded, revocable)."""
         assert d.source.data is not None and d.source.data.tags
         self._ensure_academy_tenant()
-        grant = self.platform.sharing.create(
+        grant = self.sharing.create(
             owner, ACADEMY_TENANT, list(d.source.data.tags), d.source.data.start, d.source.data.end,
             days=d.source.grant_days, pseudonymise=True, purpose=f"academy challenge {d.id}")
         info["grant"] = grant.id
         try:
-            return sources.historian(d, self.platform, owner, grant)
+            return sources.historian(d, self.data, owner, grant)
         except TaehwaError:
-            self.platform.sharing.revoke(owner, grant.id)
+            self.sharing.revoke(owner, grant.id)
             raise
 
     def _ensure_academy_tenant(self) -> None:
         with acting_as(SYSTEM):
             try:
-                self.platform.tenants.get(ACADEMY_TENANT)
+                self.tenants.get(ACADEMY_TENANT)
             except NotFound:
-                self.platform.tenants.create(ACADEMY_TENANT, "Taehwa Academy (태화 아카데미)")
+                self.tenants.create(ACADEMY_TENANT, "Taehwa Academy (태화 아카데미)")
 
     def _write_parts(self, d: Definition, frame: pd.DataFrame) -> dict[str, Any]:
         """Write train / inputs / hidden labels into a new folder, whole or not at all."""
@@ -240,7 +251,7 @@ class AcademyService:
             raise InvalidInput("say why the challenge closes early", where="reason")
         with self._engine.begin() as c:
             c.execute(update(challenges).where(challenges.c.id == cid).values(closed_at=_now()))
-        self.platform.audit.append("academy.close", tenant=row.owner, target=cid, after={"reason": reason})
+        self.audit.append("academy.close", tenant=row.owner, target=cid, after={"reason": reason})
         return self.get(cid)
 
     def public_file(self, cid: str, part: str) -> Path:
@@ -269,7 +280,7 @@ class AcademyService:
             if not caller.platform_admin:
                 raise Forbidden("only a platform admin submits on behalf of someone else", where="user")
             if user != BASELINE_USER:
-                self.platform.identity.get_user(user)  # must be a registered user
+                self.identity.get_user(user)  # must be a registered user
             participant = user
         if self._closed(row) and not reference:
             raise Conflict(f"challenge {cid} closed at {_utc(row.closes_at).isoformat()}: no more submissions",
@@ -314,7 +325,7 @@ class AcademyService:
                     id=sid, challenge=cid, user_id=participant, kind=kind,
                     label=(label or filename or "")[:255] or None, reference=reference, state="queued",
                     created_at=_now()))
-        self.platform.audit.append("academy.submit", tenant=row.owner, target=f"{cid} {sid}",
+        self.audit.append("academy.submit", tenant=row.owner, target=f"{cid} {sid}",
                                    after={"user": participant, "kind": kind})
         if wait:
             self.run(sid)
@@ -326,7 +337,7 @@ class AcademyService:
         """Queue a kept submission on the runners (TAEHWA_ACADEMY_RUNNERS at once)."""
         with self._lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.platform.settings.academy_runners,
+                self._pool = ThreadPoolExecutor(max_workers=self.settings.academy_runners,
                                                 thread_name_prefix="academy")
             self._pool.submit(self.run, sid)
 

@@ -23,7 +23,7 @@ from taehwa.lab.benchmarks import need
 from taehwa.lab.datasets import CHANGEPOINT, TARGET, TIME, UNIT
 
 if TYPE_CHECKING:
-    from taehwa.platform import Platform
+    from taehwa.lab.datasets import Sources
     from taehwa.tenancy.sharing import Grant
 
 PART = "part"
@@ -151,7 +151,7 @@ def tep(d: Definition, shared: Path, seed: int | None = None) -> pd.DataFrame:
     return _neutral_units(frame, rng)
 
 
-def historian(d: Definition, platform: Platform, owner: str, grant: Grant, seed: int | None = None
+def historian(d: Definition, data_sources: Sources, owner: str, grant: Grant, seed: int | None = None
               ) -> pd.DataFrame:
     """The owner's own tags, on the lab's grid with the lab's labels, then disguised by the sharing grant made for
     the challenge: each tag under its pseudonym, values as a·v + b with the grant's hidden a and b, assets as
@@ -162,7 +162,7 @@ def historian(d: Definition, platform: Platform, owner: str, grant: Grant, seed:
     assert d.source.data is not None
     spec = Spec(name=d.id, task=d.task, data=d.source.data, labels=d.source.labels or LabelSpec(),
                 model=ModelSpec(kind=_any_kind(d.task)))
-    data = build_dataset(spec, platform, owner)
+    data = build_dataset(spec, data_sources, owner)
     frame = data.frame.copy()
     if TARGET not in frame.columns:
         raise InvalidInput("the owner's data has no labels for this task in the range; label it first "

@@ -13,7 +13,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -24,9 +24,25 @@ from taehwa.lab.spec import Spec
 from taehwa.tenancy.files import FileRoots
 
 if TYPE_CHECKING:
-    from taehwa.platform import Platform
+    from taehwa.historian.store import Historian
+    from taehwa.lab.labels import LabelService
+    from taehwa.twin.service import TwinService
 
 TIME, UNIT, TARGET, CHANGEPOINT = "time", "unit", "target", "changepoint"
+
+
+class Sources(Protocol):
+    """What a dataset is read from (the lab service, or anything holding the same four services): named here so
+    this module needs neither the lab service nor the composition root."""
+
+    @property
+    def historian(self) -> Historian: ...
+    @property
+    def twin(self) -> TwinService: ...
+    @property
+    def labels(self) -> LabelService: ...
+    @property
+    def files(self) -> FileRoots: ...
 
 
 @dataclass
@@ -58,14 +74,14 @@ def content_hash(frame: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
-def build_dataset(spec: Spec, platform: Platform | None = None, tenant: str | None = None) -> Dataset:
+def build_dataset(spec: Spec, sources: Sources | None = None, tenant: str | None = None) -> Dataset:
     """The dataset a spec names, with its target and lineage."""
-    if platform is None or tenant is None:
+    if sources is None or tenant is None:
         raise InvalidInput("a dataset is built for a tenant", where="tenant")
     if spec.data.source == "file":
-        frame, signals, lineage = _from_file(spec, platform.files, tenant)
+        frame, signals, lineage = _from_file(spec, sources.files, tenant)
     else:
-        frame, signals, lineage = _from_historian(spec, platform, tenant)
+        frame, signals, lineage = _from_historian(spec, sources, tenant)
     if not len(frame):
         raise InvalidInput("the data is empty: no rows in the range", where="data")
     frame = frame.sort_values([UNIT, TIME], kind="stable").reset_index(drop=True)
@@ -138,16 +154,16 @@ def _between(frame: pd.DataFrame, start: str | None, end: str | None) -> pd.Data
     return frame[keep].reset_index(drop=True)
 
 
-def _from_historian(spec: Spec, platform: Platform, tenant: str) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
+def _from_historian(spec: Spec, sources: Sources, tenant: str) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
     d = spec.data
     assert d.start and d.end
     units: dict[str, dict[str, str]] = {}  # unit → {column: tag}
     if d.tags:
         units[spec.labels.asset or "all"] = {t: t for t in d.tags}
     else:
-        found = platform.twin.search(tenant, type=d.asset_type, under=d.under, limit=10_000)["items"]
-        plant = platform.twin.plant(tenant)
-        stored = platform.historian.catalog.ids(tenant, refresh=True)  # assets whose tags never had data are skipped
+        found = sources.twin.search(tenant, type=d.asset_type, under=d.under, limit=10_000)["items"]
+        plant = sources.twin.plant(tenant)
+        stored = sources.historian.catalog.ids(tenant, refresh=True)  # assets whose tags never had data are skipped
         for item in found:
             asset = plant.assets[item["path"]]
             tags = {s: t for s, t in asset.tags.items() if (d.signals is None or s in d.signals) and t in stored}
@@ -160,7 +176,7 @@ def _from_historian(spec: Spec, platform: Platform, tenant: str) -> tuple[pd.Dat
     parse_duration(d.step, field="data.step")
     parts = []
     for unit, mapping in units.items():
-        wide = platform.historian.align(tenant, list(mapping.values()), d.start, d.end, d.step, d.method)
+        wide = sources.historian.align(tenant, list(mapping.values()), d.start, d.end, d.step, d.method)
         df = wide.to_pandas()
         block = pd.DataFrame({TIME: pd.to_datetime(df["time"], utc=True), UNIT: unit})
         for col in signals:
@@ -173,16 +189,16 @@ def _from_historian(spec: Spec, platform: Platform, tenant: str) -> tuple[pd.Dat
     lineage = {"source": "historian", "tenant": tenant, "tags": tag_list, "start": d.start, "end": d.end,
                "step": d.step, "method": d.method}
     if spec.task != "forecast":
-        frame = _label_target(spec, frame, platform, tenant)
+        frame = _label_target(spec, frame, sources, tenant)
     return frame, signals, lineage
 
 
-def _label_target(spec: Spec, frame: pd.DataFrame, platform: Platform, tenant: str) -> pd.DataFrame:
+def _label_target(spec: Spec, frame: pd.DataFrame, sources: Sources, tenant: str) -> pd.DataFrame:
     """The target column from labels on each unit's asset (and the assets above and below it)."""
     lab = spec.labels
     kinds = (lab.kinds if spec.task in ("anomaly", "fault") else [lab.failure_kind] if spec.task == "rul"
              else [lab.value_kind or ""])
-    rows = platform.labels.rows(tenant, kinds=kinds, start=spec.data.start, end=spec.data.end) if kinds != [""] \
+    rows = sources.labels.rows(tenant, kinds=kinds, start=spec.data.start, end=spec.data.end) if kinds != [""] \
         else []
     if spec.task == "soft_sensor" and not lab.value_kind:
         raise InvalidInput("a soft sensor names the label kind of its lab values: labels.value_kind",

@@ -26,17 +26,29 @@ from taehwa.lab.validation import Pipeline, Progress, backtest, blind_baselines,
 from taehwa.tenancy.access import current
 
 if TYPE_CHECKING:
-    from taehwa.platform import Platform
+    from sqlalchemy import Engine
+
+    from taehwa.historian.store import Historian
+    from taehwa.lab.labels import LabelService
+    from taehwa.settings import Settings
+    from taehwa.tenancy.audit import AuditLog
+    from taehwa.tenancy.files import FileRoots
+    from taehwa.tenancy.tenants import TenantService
+    from taehwa.twin.service import TwinService
 
 
 class LabService:
     """Runs, reports, models and the registry of one platform."""
 
-    def __init__(self, platform: Platform) -> None:
-        self.platform = platform
-        self.root = platform.settings.data_dir / "lab"
+    def __init__(self, settings: Settings, *, engine: Engine, historian: Historian, tenants: TenantService,
+                 audit: AuditLog, twin: TwinService, labels: LabelService, files: FileRoots) -> None:
+        """Each collaborator named: the metadata database (runs, registry), the historian, the twin, labels and
+        tenant files (what datasets are read from: this service is their `datasets.Sources`), tenancy and audit."""
+        self.historian, self.twin, self.labels, self.files = historian, twin, labels, files
+        self.tenants, self.audit = tenants, audit
+        self.root = settings.data_dir / "lab"
         self.tracker = Tracker(self.root / "mlflow")
-        self._engine = platform.historian.engine
+        self._engine = engine
         self.registry_generation = 0  # bumped by every registry change here, so caches of it know to look again
 
     # --- runs ---------------------------------------------------------------------------------------------------
@@ -53,7 +65,7 @@ class LabService:
         backend = backend or ("ray" if os.environ.get(RAY_ADDRESS_ENV) else "serial")
         if mode not in ("train", "evaluate"):
             raise InvalidInput("mode is train or evaluate", where="mode")
-        self.platform.tenants.require(tenant, "write")
+        self.tenants.require(tenant, "write")
         spec = spec if isinstance(spec, Spec) else parse_spec(spec)
         started = time.perf_counter()
         data = self.dataset(spec, tenant)
@@ -119,7 +131,7 @@ class LabService:
                 spec=doc["spec"], lineage=doc["lineage"], metrics=doc["metrics"], baseline=doc["baseline"],
                 production=production, mlflow_run=doc.get("mlflow_run"), created_by=doc["created_by"],
                 created_at=datetime.now(UTC), seconds=doc["seconds"]))
-        self.platform.audit.append(f"lab.{mode}", tenant=tenant, target=f"{spec.name} run {run_id}",
+        self.audit.append(f"lab.{mode}", tenant=tenant, target=f"{spec.name} run {run_id}",
                                    after={primary: doc["metrics"].get(primary), "content_hash":
                                           data.lineage.get("content_hash")})
         if mode == "train" and spec.register_as is not None:
@@ -134,7 +146,7 @@ class LabService:
         from taehwa.lab import fanout
         from taehwa.lab import sweep as sw
 
-        self.platform.tenants.require(tenant, "write")
+        self.tenants.require(tenant, "write")
         spec = spec if isinstance(spec, Spec) else parse_spec(spec)
         combos = sw.combinations(spec, grid)
         chosen = backend or fanout.default_backend()
@@ -156,14 +168,14 @@ class LabService:
         folder = self.root / "sweeps" / tenant
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         (folder / f"{sweep_id}.json").write_text(json.dumps(doc, indent=1))
-        self.platform.audit.append("lab.sweep", tenant=tenant, target=f"{spec.name} sweep {sweep_id}",
+        self.audit.append("lab.sweep", tenant=tenant, target=f"{spec.name} sweep {sweep_id}",
                                    after={"combinations": len(combos), "backend": chosen,
                                           primary: (doc["best"] or {}).get("metrics", {}).get(primary)})
         return doc
 
     def dataset(self, spec: Spec, tenant: str) -> Dataset:
         """The dataset a spec names (a file's rows cut to data.start/end there, with the lineage of the rows kept)."""
-        return build_dataset(spec, self.platform, tenant)
+        return build_dataset(spec, self, tenant)
 
     @staticmethod
     def _beats(metric: str, a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -229,7 +241,7 @@ class LabService:
         return {"version": prod.version, "run_id": prod.run_id, "metrics": M.json_safe(figures)}
 
     def runs(self, tenant: str, name: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        self.platform.tenants.require(tenant)
+        self.tenants.require(tenant)
         q = select(lab_runs).where(lab_runs.c.tenant == tenant)
         if name:
             q = q.where(lab_runs.c.name == name)
@@ -242,7 +254,7 @@ class LabService:
                 for r in rows]
 
     def get_run(self, tenant: str, run_id: str) -> dict[str, Any]:
-        self.platform.tenants.require(tenant)
+        self.tenants.require(tenant)
         path = self.run_dir(tenant, _safe_id(run_id)) / "report.json"
         if not path.exists():
             raise NotFound(f"no run {run_id!r} in tenant {tenant!r}", where="run")
@@ -284,12 +296,12 @@ class LabService:
 
     def register(self, tenant: str, run_id: str, name: str, asset_type: str | None = None) -> dict[str, Any]:
         """A new candidate version of model `name` from a training run."""
-        self.platform.tenants.require(tenant, "write")
+        self.tenants.require(tenant, "write")
         run = self.get_run(tenant, run_id)
         if run["mode"] != "train":
             raise InvalidInput("only a training run has a model to register", where="run")
         if asset_type is not None:
-            types = self.platform.twin.plant(tenant).types
+            types = self.twin.plant(tenant).types
             if asset_type not in types:
                 raise NotFound(f"unknown asset type {asset_type!r}", where="asset_type")
         with self._engine.begin() as c:
@@ -302,12 +314,12 @@ class LabService:
                                                     created_at=datetime.now(UTC)))
             self._event(c, tenant, name, version, "register", None, {"run_id": run_id})
         self.registry_generation += 1
-        self.platform.audit.append("model.register", tenant=tenant, target=f"{name} v{version}",
+        self.audit.append("model.register", tenant=tenant, target=f"{name} v{version}",
                                    after={"run_id": run_id, "asset_type": asset_type})
         return {"name": name, "version": version, "stage": "candidate", "run_id": run_id}
 
     def versions(self, tenant: str, name: str | None = None) -> list[dict[str, Any]]:
-        self.platform.tenants.require(tenant)
+        self.tenants.require(tenant)
         q = select(model_versions).where(model_versions.c.tenant == tenant)
         if name:
             q = q.where(model_versions.c.name == name)
@@ -320,7 +332,7 @@ class LabService:
                 for r in rows]
 
     def history(self, tenant: str, name: str) -> list[dict[str, Any]]:
-        self.platform.tenants.require(tenant)
+        self.tenants.require(tenant)
         with self._engine.connect() as c:
             rows = c.execute(select(model_events).where(
                 (model_events.c.tenant == tenant) & (model_events.c.name == name)).order_by(model_events.c.id)).all()
@@ -370,7 +382,7 @@ class LabService:
 
     def promote(self, tenant: str, name: str, version: int, reason: str, *, force: bool = False) -> dict[str, Any]:
         """Make a version the production one, through the gate; the previous one is archived."""
-        self.platform.tenants.require(tenant, "admin" if force else "write")
+        self.tenants.require(tenant, "admin" if force else "write")
         if not reason or not reason.strip():
             raise InvalidInput("say why (a reason is recorded with every promotion)", where="reason")
         row = self._version(tenant, name, version)
@@ -396,7 +408,7 @@ class LabService:
                         {"previous": prev.version if prev else None, "gate": why or "passed", "forced": force,
                          "criterion": report["criterion"], "judged": report["text"]})
         self.registry_generation += 1
-        self.platform.audit.append("model.promote", tenant=tenant, target=f"{name} v{version}",
+        self.audit.append("model.promote", tenant=tenant, target=f"{name} v{version}",
                                    before={"production": prev.version if prev else None},
                                    after={"production": version, "reason": reason, "forced": force})
         return {"name": name, "version": version, "stage": "production",
@@ -406,7 +418,7 @@ class LabService:
 
     def rollback(self, tenant: str, name: str, reason: str) -> dict[str, Any]:
         """Put back the version that was in production before the current one."""
-        self.platform.tenants.require(tenant, "write")
+        self.tenants.require(tenant, "write")
         if not reason or not reason.strip():
             raise InvalidInput("say why (a reason is recorded with every rollback)", where="reason")
         prod = self._production(tenant, name)
@@ -430,14 +442,14 @@ class LabService:
             self._event(c, tenant, name, back_to, "rollback", reason,
                         {"from": prod.version, "previous": before[-1]["detail"].get("previous") if before else None})
         self.registry_generation += 1
-        self.platform.audit.append("model.rollback", tenant=tenant, target=name,
+        self.audit.append("model.rollback", tenant=tenant, target=name,
                                    before={"production": prod.version}, after={"production": back_to,
                                                                                "reason": reason})
         return {"name": name, "version": back_to, "stage": "production", "from": prod.version}
 
     def card(self, tenant: str, name: str, version: int) -> dict[str, Any]:
         """The model card: what it is for, what it learnt from, how well it did against what, and its history."""
-        self.platform.tenants.require(tenant)
+        self.tenants.require(tenant)
         row = self._version(tenant, name, version)
         run = self.get_run(tenant, row.run_id)
         m = run["primary_metric"]

@@ -22,7 +22,11 @@ from taehwa.historian.timeutil import parse_time
 from taehwa.tenancy.access import current
 
 if TYPE_CHECKING:
-    from taehwa.platform import Platform
+    from sqlalchemy import Engine
+
+    from taehwa.tenancy.audit import AuditLog
+    from taehwa.tenancy.tenants import TenantService
+    from taehwa.twin.service import TwinService
 
 STATES = ("active", "acknowledged", "resolved")
 OPEN = ("active", "acknowledged")
@@ -53,9 +57,9 @@ def alert_dict(row: Any) -> dict[str, Any]:
 class AlertBook:
     """The alerts of every tenant, in the metadata database."""
 
-    def __init__(self, platform: Platform) -> None:
-        self.platform = platform
-        self.engine = platform.historian.engine
+    def __init__(self, *, engine: Engine, tenants: TenantService, audit: AuditLog, twin: TwinService) -> None:
+        """The metadata database, tenancy and audit, and the twin (its event hub tells watchers of a change)."""
+        self.engine, self.tenants, self.audit, self.twin = engine, tenants, audit, twin
         self.wake_notifier = threading.Event()
         self._lock = threading.Lock()
 
@@ -106,20 +110,20 @@ class AlertBook:
 
     # -- people -------------------------------------------------------------------------------------------------
     def acknowledge(self, tenant: str, alert_id: int, note: str | None = None) -> dict[str, Any]:
-        self.platform.tenants.require(tenant, "write")
+        self.tenants.require(tenant, "write")
         out = self._change(tenant, alert_id, "acknowledged", current().user, note)
         assert out is not None
         return out
 
     def resolve(self, tenant: str, alert_id: int, note: str | None = None) -> dict[str, Any]:
-        self.platform.tenants.require(tenant, "write")
+        self.tenants.require(tenant, "write")
         out = self._change(tenant, alert_id, "resolved", current().user, note)
         assert out is not None
         return out
 
     def shelve(self, tenant: str, alert_id: int, seconds: float, note: str | None = None) -> dict[str, Any]:
         """Hide an open alert and hold its notifications for `seconds` (at most 7 days)."""
-        self.platform.tenants.require(tenant, "write")
+        self.tenants.require(tenant, "write")
         if not 0 < seconds <= 7 * 86_400:
             raise InvalidInput("shelve for more than 0 s and at most 7 days", where="seconds")
         out = self._change(tenant, alert_id, "shelved", current().user, note, shelve_s=seconds)
@@ -127,7 +131,7 @@ class AlertBook:
         return out
 
     def unshelve(self, tenant: str, alert_id: int, note: str | None = None) -> dict[str, Any]:
-        self.platform.tenants.require(tenant, "write")
+        self.tenants.require(tenant, "write")
         out = self._change(tenant, alert_id, "unshelved", current().user, note)
         assert out is not None
         return out
@@ -163,7 +167,7 @@ class AlertBook:
             self._queue(c, tenant, action, row, actor=actor, note=note)
         doc = alert_dict(row)
         if not system:
-            self.platform.audit.append(f"alert.{action}", tenant=tenant, target=f"alert {alert_id}",
+            self.audit.append(f"alert.{action}", tenant=tenant, target=f"alert {alert_id}",
                                        after={"note": note} if note else None)
         self._announce(tenant, action, doc)
         return doc
@@ -186,14 +190,14 @@ class AlertBook:
 
     def _announce(self, tenant: str, action: str, doc: dict[str, Any]) -> None:
         paths = (doc["asset"],) if doc.get("asset") else ()
-        self.platform.twin.hub.publish(tenant, [("alert", paths, {"action": action, "alert": doc})])
+        self.twin.hub.publish(tenant, [("alert", paths, {"action": action, "alert": doc})])
 
     # -- reading ------------------------------------------------------------------------------------------------
     def list(self, tenant: str, *, state: str | None = None, asset: str | None = None, severity: str | None = None,
              rule: str | None = None, since: str | None = None, include_shelved: bool = True,
              limit: int = 1000) -> list[dict[str, Any]]:
         """Alerts newest first: by state (or `open`), under an asset, of a severity or rule, raised since a time."""
-        self.platform.tenants.require(tenant)
+        self.tenants.require(tenant)
         q = select(alerts).where(alerts.c.tenant == tenant)
         if state is not None:
             if state not in (*STATES, "open"):
@@ -216,7 +220,7 @@ class AlertBook:
 
     def get(self, tenant: str, alert_id: int) -> dict[str, Any]:
         """One alert with its history (who did what, when, with which note)."""
-        self.platform.tenants.require(tenant)
+        self.tenants.require(tenant)
         with self.engine.connect() as c:
             row = c.execute(select(alerts).where((alerts.c.tenant == tenant) & (alerts.c.id == alert_id))).first()
             if row is None:

@@ -22,7 +22,12 @@ from taehwa.live.rules import Rule, rule_targets
 from taehwa.tenancy.access import SYSTEM, acting_as
 
 if TYPE_CHECKING:
-    from taehwa.platform import Platform
+    from taehwa.historian.store import Historian
+    from taehwa.live.alerts import AlertBook
+    from taehwa.live.drift import DriftMonitor
+    from taehwa.live.rules import RuleStore
+    from taehwa.live.scoring import Scorer
+    from taehwa.twin.service import TwinService
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +50,12 @@ class Watch:
 class RuleEngine:
     """Evaluates every enabled rule of every tenant."""
 
-    def __init__(self, platform: Platform, *, refresh_s: float = 2.0, drift_every_s: float = 60.0) -> None:
-        self.platform = platform
-        self.book = platform.live.alerts
+    def __init__(self, *, historian: Historian, twin: TwinService, rules: RuleStore, alerts: AlertBook,
+                 scorer: Scorer, drift: DriftMonitor, refresh_s: float = 2.0, drift_every_s: float = 60.0) -> None:
+        """The historian (points it watches, latest values), the twin (targets), the rules, the alert book it
+        raises in, the scorer (which deployment writes an output tag) and the drift monitor it ticks."""
+        self.historian, self.twin, self.rules, self.scorer, self.drift = historian, twin, rules, scorer, drift
+        self.book = alerts
         self.refresh_s = refresh_s
         self.drift_every_s = drift_every_s
         self._queue: queue.SimpleQueue[tuple[str, pa.Table]] = queue.SimpleQueue()
@@ -58,7 +66,7 @@ class RuleEngine:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        platform.historian.add_listener(self._on_points)
+        historian.add_listener(self._on_points)
 
     def start(self) -> None:
         if self._thread is None:
@@ -99,7 +107,7 @@ class RuleEngine:
                         self.tick()
                     if now - last_drift >= self.drift_every_s:
                         last_drift = now
-                        self.platform.live.drift.check_all()
+                        self.drift.check_all()
             except Exception:
                 log.exception("alert rules failed")
 
@@ -116,18 +124,18 @@ class RuleEngine:
     # -- what to watch --------------------------------------------------------------------------------------------
     def refresh(self, *, force: bool = False) -> None:
         """Follow rule changes and the plant (a new asset of a type inherits the type's rules)."""
-        active = self.platform.historian.leases.active  # writers by tenant: each watches its own tenants
-        rules = [r for r in self.platform.live.rules.list() if r.spec.enabled and active(r.tenant)]
+        active = self.historian.leases.active  # writers by tenant: each watches its own tenants
+        rules = [r for r in self.rules.list() if r.spec.enabled and active(r.tenant)]
         tenants = sorted({r.tenant for r in rules})
         fingerprint = ([(r.tenant, r.to_dict()) for r in rules],
-                       [id(self.platform.twin.plant(t)) for t in tenants])
+                       [id(self.twin.plant(t)) for t in tenants])
         if not force and fingerprint == self._fingerprint:
             return
         with self._lock:
             old = self._watches
             watches: dict[tuple[str, str, str | None, str], Watch] = {}
             for rule in rules:
-                for asset, signal, tag in rule_targets(self.platform, rule):
+                for asset, signal, tag in rule_targets(self.twin, rule):
                     key = (rule.tenant, rule.name, asset, tag)
                     prev = old.get(key)
                     w = Watch(rule, asset, signal, tag)
@@ -212,7 +220,7 @@ class RuleEngine:
                                  "condition": w.rule.describe(), "value": value,
                                  "window": {"start": from_us(w.since if w.since is not None else t).isoformat(),
                                             "end": from_us(t).isoformat()}}
-        owner = self.platform.live.scorer.owner(tenant, w.tag)
+        owner = self.scorer.owner(tenant, w.tag)
         if owner is not None:
             chain["model"] = owner
             chain["model_inputs"] = {"start": from_us(t - int(owner["history_rows"] * owner["step_s"] * 1e6))
@@ -228,11 +236,11 @@ class RuleEngine:
             for tenant, w in stale:
                 by_tenant.setdefault(tenant, []).append(w)
             for tenant, ws in by_tenant.items():
-                known = self.platform.historian.catalog.ids(tenant)
+                known = self.historian.catalog.ids(tenant)
                 tags = sorted({w.tag for w in ws if w.tag in known})
                 if not tags:
                     continue
-                latest = self.platform.historian.latest(tenant, tags)
+                latest = self.historian.latest(tenant, tags)
                 newest = dict(zip(latest.column("tag").to_pylist(),
                                   latest.column("time").cast(pa.int64()).to_pylist(), strict=True))
                 for w in ws:

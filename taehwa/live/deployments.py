@@ -20,7 +20,13 @@ from taehwa.lab.validation import Pipeline
 from taehwa.tenancy.access import current
 
 if TYPE_CHECKING:
-    from taehwa.platform import Platform
+    from sqlalchemy import Engine
+
+    from taehwa.lab.service import LabService
+    from taehwa.live.models import ModelCache
+    from taehwa.tenancy.audit import AuditLog
+    from taehwa.tenancy.tenants import TenantService
+    from taehwa.twin.service import TwinService
 
 NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 # what each task writes back, and the derived signal each output goes to unless renamed
@@ -121,15 +127,18 @@ def history_rows(pipe: Pipeline) -> int:
 class DeploymentStore:
     """Create, list, change and remove deployments (access checked, audited)."""
 
-    def __init__(self, platform: Platform) -> None:
-        self.platform = platform
-        self.engine = platform.historian.engine
+    def __init__(self, *, engine: Engine, tenants: TenantService, audit: AuditLog, lab: LabService,
+                 models: ModelCache, twin: TwinService) -> None:
+        """The metadata database, tenancy and audit; the lab (a model's versions), the model cache (its pipeline)
+        and the twin (the assets it fits) to check a deployment before it is kept."""
+        self.engine, self.tenants, self.audit = engine, tenants, audit
+        self.lab, self.models, self.twin = lab, models, twin
 
     def create(self, tenant: str, doc: dict[str, Any] | DeploymentIn, *, replace: bool = False) -> Deployment:
         """Add a deployment after checking its model exists and fits at least one target asset."""
-        self.platform.tenants.require(tenant, "write")
+        self.tenants.require(tenant, "write")
         spec = doc if isinstance(doc, DeploymentIn) else parse_deployment(doc)
-        versions = self.platform.lab.versions(tenant, spec.model)  # NotFound when no such model
+        versions = self.lab.versions(tenant, spec.model)  # NotFound when no such model
         if spec.version is not None and spec.version not in {v["version"] for v in versions}:
             raise NotFound(f"model {spec.model!r} has no version {spec.version}", where="version")
         if spec.version is None and not any(v["stage"] == "production" for v in versions):
@@ -139,13 +148,13 @@ class DeploymentStore:
         params = spec.model_dump(include={"outputs", "step", "hold_s", "wait_s", "every_s"})
         dep = Deployment(tenant, spec.name, spec.model, spec.version, target, params, spec.enabled,
                          current().user, datetime.now(UTC))
-        pipe, _ = self.platform.live.models.pipeline(tenant, dep)
+        pipe, _ = self.models.pipeline(tenant, dep)
         task = pipe.task
         bad = [k for k in spec.outputs if k not in OUTPUTS[task]]
         if bad:
             raise InvalidInput(f"a {task} model writes {', '.join(OUTPUTS[task])}; it has no output {bad[0]!r}",
                                where="outputs")
-        units, skipped = resolve_units(self.platform, tenant, dep, required_columns(pipe))
+        units, skipped = resolve_units(self.twin, tenant, dep, required_columns(pipe))
         if not units:
             why = "; ".join(f"{a}: {r}" for a, r in list(skipped.items())[:3]) or "no asset matches the target"
             raise InvalidInput(f"the target has no asset with the model's inputs ({why})", where="target")
@@ -161,7 +170,7 @@ class DeploymentStore:
                                                  version=spec.version, target=target, params=params,
                                                  enabled=spec.enabled, created_by=dep.created_by,
                                                  created_at=dep.created_at))
-        self.platform.audit.append("deployment.create", tenant=tenant, target=spec.name,
+        self.audit.append("deployment.create", tenant=tenant, target=spec.name,
                                    after={"model": spec.model, "version": spec.version, "target": target,
                                           "assets": len(units)})
         return dep
@@ -170,13 +179,13 @@ class DeploymentStore:
         """Deployments of one tenant (all tenants when None, for the scorer)."""
         q = select(deployments)
         if tenant is not None:
-            self.platform.tenants.require(tenant)
+            self.tenants.require(tenant)
             q = q.where(deployments.c.tenant == tenant)
         with self.engine.connect() as c:
             return [_row(r) for r in c.execute(q.order_by(deployments.c.tenant, deployments.c.name))]
 
     def get(self, tenant: str, name: str) -> Deployment:
-        self.platform.tenants.require(tenant)
+        self.tenants.require(tenant)
         with self.engine.connect() as c:
             r = c.execute(select(deployments).where((deployments.c.tenant == tenant) &
                                                     (deployments.c.name == name))).first()
@@ -186,30 +195,30 @@ class DeploymentStore:
 
     def set_enabled(self, tenant: str, name: str, enabled: bool) -> Deployment:
         """Pause or resume a deployment (its outputs keep their history)."""
-        self.platform.tenants.require(tenant, "write")
+        self.tenants.require(tenant, "write")
         self.get(tenant, name)
         with self.engine.begin() as c:
             c.execute(update(deployments).where((deployments.c.tenant == tenant) & (deployments.c.name == name))
                       .values(enabled=enabled))
-        self.platform.audit.append("deployment.enable" if enabled else "deployment.pause", tenant=tenant,
+        self.audit.append("deployment.enable" if enabled else "deployment.pause", tenant=tenant,
                                    target=name)
         return self.get(tenant, name)
 
     def remove(self, tenant: str, name: str) -> None:
-        self.platform.tenants.require(tenant, "write")
+        self.tenants.require(tenant, "write")
         self.get(tenant, name)
         with self.engine.begin() as c:
             c.execute(delete(deployments).where((deployments.c.tenant == tenant) & (deployments.c.name == name)))
-        self.platform.audit.append("deployment.remove", tenant=tenant, target=name)
+        self.audit.append("deployment.remove", tenant=tenant, target=name)
 
 
-def resolve_units(platform: Platform, tenant: str, dep: Deployment, columns: list[str]
+def resolve_units(twin: TwinService, tenant: str, dep: Deployment, columns: list[str]
                   ) -> tuple[dict[str, list[str]], dict[str, str]]:
     """({asset: input tags in column order}, {asset: why it was skipped}) for a deployment's target now.
 
     A model trained on assets knows its inputs by signal name; one trained on tags knows them by tag name, and fits
     an asset whose signals, or its parts' (a unit watched as a whole), are bound to exactly those tags."""
-    plant = platform.twin.plant(tenant)
+    plant = twin.plant(tenant)
     t = dep.target
     if "asset" in t:
         if t["asset"] not in plant.assets:
@@ -222,7 +231,7 @@ def resolve_units(platform: Platform, tenant: str, dep: Deployment, columns: lis
             raise NotFound(f"no asset {t['under']!r}", where="target.under")
         paths = [p for p in plant.assets if (not t.get("under") or p == t["under"] or p.startswith(t["under"] + "/"))]
         if t.get("asset_type"):
-            paths = [p["path"] for p in platform.twin.search(tenant, type=t["asset_type"], limit=10_000)["items"]]
+            paths = [p["path"] for p in twin.search(tenant, type=t["asset_type"], limit=10_000)["items"]]
     units: dict[str, list[str]] = {}
     skipped: dict[str, str] = {}
     for path in paths:

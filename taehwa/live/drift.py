@@ -15,8 +15,10 @@ from taehwa.errors import NotFound
 from taehwa.historian.timeutil import from_us
 
 if TYPE_CHECKING:
-    from taehwa.live.scoring import Running
-    from taehwa.platform import Platform
+    from taehwa.live.alerts import AlertBook
+    from taehwa.live.deployments import DeploymentStore
+    from taehwa.live.scoring import Running, Scorer
+    from taehwa.tenancy.tenants import TenantService
 
 PSI_DRIFT, PSI_WATCH = 0.25, 0.10
 MIN_ROWS = 200  # live rows needed before drift is judged
@@ -51,15 +53,17 @@ def compare(name: str, reference: np.ndarray, live: np.ndarray) -> dict[str, Any
 class DriftMonitor:
     """Drift reports per deployment, and the alerts they raise."""
 
-    def __init__(self, platform: Platform) -> None:
-        self.platform = platform
+    def __init__(self, *, tenants: TenantService, deployments: DeploymentStore, scorer: Scorer,
+                 alerts: AlertBook) -> None:
+        """Tenancy, the deployments and the scorer (whose running deployments it judges), the alert book."""
+        self.tenants, self.deployments, self.scorer, self.alerts = tenants, deployments, scorer, alerts
         self.last: dict[tuple[str, str], dict[str, Any]] = {}
 
     def report(self, tenant: str, name: str) -> dict[str, Any]:
         """The drift of a running deployment now."""
-        self.platform.tenants.require(tenant)
-        self.platform.live.deployments.get(tenant, name)
-        run = self.platform.live.scorer.running(tenant, name)
+        self.tenants.require(tenant)
+        self.deployments.get(tenant, name)
+        run = self.scorer.running(tenant, name)
         if run is None:
             raise NotFound(f"deployment {name!r} is not running (paused, or no asset to score)", where="deployment")
         return self._report(run)
@@ -85,8 +89,8 @@ class DriftMonitor:
 
     def check_all(self) -> None:
         """Judge every running deployment; raise or clear its drift alert."""
-        book = self.platform.live.alerts
-        for (tenant, name), run in list(self.platform.live.scorer.runs().items()):
+        book = self.alerts
+        for (tenant, name), run in list(self.scorer.runs().items()):
             rep = self._report(run)
             self.last[(tenant, name)] = rep
             if not rep["inputs"] and rep["output"] is None:

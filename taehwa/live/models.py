@@ -16,8 +16,9 @@ from taehwa.lab.validation import Pipeline
 from taehwa.tenancy.access import SYSTEM, acting_as
 
 if TYPE_CHECKING:
+    from taehwa.lab.service import LabService
     from taehwa.live.deployments import Deployment
-    from taehwa.platform import Platform
+    from taehwa.tenancy.tenants import TenantService
 
 
 RESOLVE_TTL_S = 1.0
@@ -26,8 +27,9 @@ RESOLVE_TTL_S = 1.0
 class ModelCache:
     """Fitted pipelines by training run (a few dozen at most in memory)."""
 
-    def __init__(self, platform: Platform, capacity: int = 64) -> None:
-        self.platform = platform
+    def __init__(self, *, tenants: TenantService, lab: LabService, capacity: int = 64) -> None:
+        """Tenancy (who may read) and the lab (its registry and fitted models) are all it uses."""
+        self.tenants, self.lab = tenants, lab
         self.capacity = capacity
         self._cache: OrderedDict[tuple[str, str], Pipeline] = OrderedDict()
         self._lock = threading.Lock()
@@ -35,8 +37,8 @@ class ModelCache:
 
     def resolve(self, tenant: str, model: str, version: int | None) -> dict[str, Any]:
         """{name, version, run_id, stage} of a pinned version, or of the production one."""
-        self.platform.tenants.require(tenant)
-        key, generation, now = (tenant, model, version), self.platform.lab.registry_generation, time.monotonic()
+        self.tenants.require(tenant)
+        key, generation, now = (tenant, model, version), self.lab.registry_generation, time.monotonic()
         hit = self._resolved.get(key)
         if hit is not None and hit[1] == generation and now - hit[0] < RESOLVE_TTL_S:
             return dict(hit[2])
@@ -47,7 +49,7 @@ class ModelCache:
         return dict(info)
 
     def _lookup(self, tenant: str, model: str, version: int | None) -> dict[str, Any]:
-        versions = self.platform.lab.versions(tenant, model)
+        versions = self.lab.versions(tenant, model)
         if version is None:
             found = [v for v in versions if v["stage"] == "production"]
             if not found:
@@ -67,7 +69,7 @@ class ModelCache:
                 self._cache.move_to_end(key)
                 return pipe
         with acting_as(SYSTEM):
-            pipe = self.platform.lab.load_model(tenant, run_id)
+            pipe = self.lab.load_model(tenant, run_id)
         with self._lock:
             self._cache[key] = pipe
             while len(self._cache) > self.capacity:

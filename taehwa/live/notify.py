@@ -25,7 +25,12 @@ from taehwa.live.alerts import ACTIONS
 from taehwa.tenancy.access import current
 
 if TYPE_CHECKING:
-    from taehwa.platform import Platform
+    from sqlalchemy import Engine
+
+    from taehwa.historian.store import Historian
+    from taehwa.live.alerts import AlertBook
+    from taehwa.tenancy.audit import AuditLog
+    from taehwa.tenancy.tenants import TenantService
 
 log = logging.getLogger(__name__)
 MAX_PAUSE_S = 60.0
@@ -61,16 +66,18 @@ class WebhookIn(BaseModel):
 class Notifier:
     """Webhooks per tenant and the thread that delivers their queued messages."""
 
-    def __init__(self, platform: Platform) -> None:
-        self.platform = platform
-        self.engine = platform.historian.engine
-        self.wake = platform.live.alerts.wake_notifier
+    def __init__(self, *, engine: Engine, tenants: TenantService, audit: AuditLog, historian: Historian,
+                 alerts: AlertBook) -> None:
+        """The metadata database, tenancy and audit; the historian (whose leases say which tenants are this
+        node's) and the alert book (which wakes the delivery thread)."""
+        self.engine, self.tenants, self.audit, self.historian = engine, tenants, audit, historian
+        self.wake = alerts.wake_notifier
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     # -- webhooks -------------------------------------------------------------------------------------------------
     def add(self, tenant: str, doc: dict[str, Any] | WebhookIn) -> dict[str, Any]:
-        self.platform.tenants.require(tenant, "admin")
+        self.tenants.require(tenant, "admin")
         try:
             hook = doc if isinstance(doc, WebhookIn) else WebhookIn.model_validate(doc)
         except ValidationError as exc:
@@ -82,12 +89,12 @@ class Notifier:
             c.execute(insert(webhooks).values(tenant=tenant, name=hook.name, url=hook.url, events=hook.events,
                                               secret=hook.secret, created_by=current().user,
                                               created_at=datetime.now(UTC)))
-        self.platform.audit.append("webhook.add", tenant=tenant, target=hook.name,
+        self.audit.append("webhook.add", tenant=tenant, target=hook.name,
                                    after={"url": hook.url, "events": hook.events})
         return self.get(tenant, hook.name)
 
     def list(self, tenant: str) -> list[dict[str, Any]]:
-        self.platform.tenants.require(tenant)
+        self.tenants.require(tenant)
         with self.engine.connect() as c:
             hooks = c.execute(select(webhooks).where(webhooks.c.tenant == tenant).order_by(webhooks.c.name)).all()
             pending: dict[str, int] = dict(c.execute(select(outbox.c.webhook, func.count()).where(
@@ -106,13 +113,13 @@ class Notifier:
         return found[0]
 
     def remove(self, tenant: str, name: str) -> None:
-        self.platform.tenants.require(tenant, "admin")
+        self.tenants.require(tenant, "admin")
         self.get(tenant, name)
         with self.engine.begin() as c:
             c.execute(delete(webhooks).where((webhooks.c.tenant == tenant) & (webhooks.c.name == name)))
             c.execute(delete(outbox).where((outbox.c.tenant == tenant) & (outbox.c.webhook == name) &
                                            outbox.c.delivered_at.is_(None)))
-        self.platform.audit.append("webhook.remove", tenant=tenant, target=name)
+        self.audit.append("webhook.remove", tenant=tenant, target=name)
 
     # -- delivery -------------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -141,7 +148,7 @@ class Notifier:
         q = select(outbox, webhooks.c.url, webhooks.c.secret).join(
             webhooks, (webhooks.c.tenant == outbox.c.tenant) & (webhooks.c.name == outbox.c.webhook)).where(
             outbox.c.delivered_at.is_(None))
-        own = self.platform.historian.leases.active_tenants()
+        own = self.historian.leases.active_tenants()
         if own is not None:  # writers by tenant: each delivers its own tenants' messages, so none goes twice
             q = q.where(outbox.c.tenant.in_(sorted(own)))
         with self.engine.connect() as c:

@@ -23,7 +23,11 @@ from taehwa.errors import Conflict, InvalidInput, NotFound, ValidationFailed
 from taehwa.tenancy.access import current
 
 if TYPE_CHECKING:
-    from taehwa.platform import Platform
+    from sqlalchemy import Engine
+
+    from taehwa.tenancy.audit import AuditLog
+    from taehwa.tenancy.tenants import TenantService
+    from taehwa.twin.service import TwinService
 
 SEVERITIES = ("warning", "alarm")
 
@@ -109,14 +113,14 @@ def parse_rule(doc: Any, *, source: str = "rule") -> RuleIn:
 class RuleStore:
     """Create, list and remove rules (access checked, audited)."""
 
-    def __init__(self, platform: Platform) -> None:
-        self.platform = platform
-        self.engine = platform.historian.engine
+    def __init__(self, *, engine: Engine, tenants: TenantService, audit: AuditLog, twin: TwinService) -> None:
+        """The metadata database, tenancy and audit, and the twin a rule's target is checked against."""
+        self.engine, self.tenants, self.audit, self.twin = engine, tenants, audit, twin
 
     def put(self, tenant: str, doc: dict[str, Any] | RuleIn, *, replace: bool = False) -> Rule:
-        self.platform.tenants.require(tenant, "write")
+        self.tenants.require(tenant, "write")
         spec = doc if isinstance(doc, RuleIn) else parse_rule(doc)
-        plant = self.platform.twin.plant(tenant)
+        plant = self.twin.plant(tenant)
         if spec.asset_type and spec.asset_type not in plant.types:
             raise NotFound(f"no asset type {spec.asset_type!r}", where="asset_type")
         if spec.asset and spec.asset not in plant.assets:
@@ -136,14 +140,14 @@ class RuleStore:
                                                     (alert_rules.c.name == spec.name)))
             c.execute(insert(alert_rules).values(tenant=tenant, name=spec.name, spec=spec.model_dump(),
                                                  created_by=current().user, updated_at=datetime.now(UTC)))
-        self.platform.audit.append("alert_rule.put", tenant=tenant, target=spec.name,
+        self.audit.append("alert_rule.put", tenant=tenant, target=spec.name,
                                    after=spec.model_dump(exclude_none=True))
         return Rule(tenant, spec)
 
     def list(self, tenant: str | None = None) -> list[Rule]:
         q = select(alert_rules)
         if tenant is not None:
-            self.platform.tenants.require(tenant)
+            self.tenants.require(tenant)
             q = q.where(alert_rules.c.tenant == tenant)
         with self.engine.connect() as c:
             return [Rule(r.tenant, RuleIn.model_validate(r.spec))
@@ -156,23 +160,23 @@ class RuleStore:
         return found[0]
 
     def remove(self, tenant: str, name: str) -> None:
-        self.platform.tenants.require(tenant, "write")
+        self.tenants.require(tenant, "write")
         self.get(tenant, name)
         with self.engine.begin() as c:
             c.execute(delete(alert_rules).where((alert_rules.c.tenant == tenant) & (alert_rules.c.name == name)))
-        self.platform.audit.append("alert_rule.remove", tenant=tenant, target=name)
+        self.audit.append("alert_rule.remove", tenant=tenant, target=name)
 
 
-def rule_targets(platform: Platform, rule: Rule) -> list[tuple[str | None, str, str]]:
+def rule_targets(twin: TwinService, rule: Rule) -> list[tuple[str | None, str, str]]:
     """(asset, signal or tag, tag) that a rule watches in the plant as it is now."""
     s = rule.spec
     if s.tag:
         return [(s.asset, s.tag, s.tag)]
-    plant = platform.twin.plant(rule.tenant)
+    plant = twin.plant(rule.tenant)
     if s.asset:
         paths = [s.asset] if s.asset in plant.assets else []
     else:
-        paths = [a["path"] for a in platform.twin.search(rule.tenant, type=s.asset_type, limit=10_000)["items"]] \
+        paths = [a["path"] for a in twin.search(rule.tenant, type=s.asset_type, limit=10_000)["items"]] \
             if s.asset_type in plant.types else []
     out: list[tuple[str | None, str, str]] = []
     for path in paths:

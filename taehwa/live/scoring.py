@@ -36,7 +36,11 @@ from taehwa.live.rows import UnitRows, grid_between, grid_rows, sorted_series
 from taehwa.tenancy.access import SYSTEM, acting_as
 
 if TYPE_CHECKING:
-    from taehwa.platform import Platform
+    from taehwa.historian.store import Historian
+    from taehwa.lab.service import LabService
+    from taehwa.live.deployments import DeploymentStore
+    from taehwa.live.models import ModelCache
+    from taehwa.twin.service import TwinService
 
 log = logging.getLogger(__name__)
 DRIFT_SAMPLE = 5000  # recent rows kept per deployment to compare with its validation data
@@ -129,9 +133,11 @@ class Running:
 class Scorer:
     """Runs every enabled deployment of every tenant in one background thread."""
 
-    def __init__(self, platform: Platform, *, refresh_s: float = 2.0) -> None:
-        self.platform = platform
-        self.historian = platform.historian
+    def __init__(self, *, historian: Historian, deployments: DeploymentStore, models: ModelCache, twin: TwinService,
+                 lab: LabService, refresh_s: float = 2.0) -> None:
+        """The historian (points in, outputs out), the deployments it runs, the model cache, the twin (each
+        deployment's assets) and the lab (the step a model was trained on)."""
+        self.historian, self.deployments, self.models, self.twin, self.lab = historian, deployments, models, twin, lab
         self.refresh_s = refresh_s
         self._queue: queue.SimpleQueue[tuple[str, pa.Table]] = queue.SimpleQueue()
         self._running: dict[tuple[str, str], Running] = {}
@@ -199,16 +205,16 @@ class Scorer:
     def refresh(self, *, force: bool = False) -> None:
         """Follow changes of deployments, the registry (promotions, rollbacks) and the twin (new assets)."""
         with acting_as(SYSTEM):
-            active = self.platform.historian.leases.active  # writers by tenant: each scores its own tenants
-            deps = [d for d in self.platform.live.deployments.list() if d.enabled and active(d.tenant)]
+            active = self.historian.leases.active  # writers by tenant: each scores its own tenants
+            deps = [d for d in self.deployments.list() if d.enabled and active(d.tenant)]
             state = []
             for d in deps:
                 try:
-                    info = self.platform.live.models.resolve(d.tenant, d.model, d.version)
+                    info = self.models.resolve(d.tenant, d.model, d.version)
                 except TaehwaError as exc:
                     info = {"error": str(exc)}
                 state.append((d.tenant, d.name, d.model, d.version, repr(d.target), repr(d.params),
-                              info.get("run_id"), id(self.platform.twin.plant(d.tenant))))
+                              info.get("run_id"), id(self.twin.plant(d.tenant))))
             if not force and state == self._fingerprint:
                 return
             with self._lock:
@@ -237,9 +243,9 @@ class Scorer:
         self._tags = {t: pa.array(sorted(v), pa.string()) for t, v in tags.items()}
 
     def _start(self, dep: Deployment, old: Running | None, key: tuple[Any, ...]) -> Running:
-        pipe, info = self.platform.live.models.pipeline(dep.tenant, dep)
+        pipe, info = self.models.pipeline(dep.tenant, dep)
         columns = required_columns(pipe)
-        units_tags, skipped = resolve_units(self.platform, dep.tenant, dep, columns)
+        units_tags, skipped = resolve_units(self.twin, dep.tenant, dep, columns)
         p = dep.params
         step_us = parse_duration(p.get("step") or self._trained_step(dep.tenant, info["run_id"]), field="step")
         hold_us = int(p["hold_s"] * 1e6) if p.get("hold_s") else 5 * step_us
@@ -262,7 +268,7 @@ class Scorer:
         return run
 
     def _trained_step(self, tenant: str, run_id: str) -> str:
-        spec = self.platform.lab.get_run(tenant, run_id)["spec"]
+        spec = self.lab.get_run(tenant, run_id)["spec"]
         return str(spec["data"].get("step") or "1m")
 
     def _catch_up(self, run: Running) -> None:
@@ -462,17 +468,17 @@ def split_by_tag(table: pa.Table) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             for k, tag in enumerate(tags.dictionary.to_pylist())}
 
 
-def history_blocks(platform: Platform, tenant: str, units: dict[str, list[str]], start_us: int, end_us: int,
+def history_blocks(historian: Historian, tenant: str, units: dict[str, list[str]], start_us: int, end_us: int,
                    step_us: int, hold_us: int, need: int, known: set[str] | None = None
                    ) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Rows (asset, grid times, values[row, input]) of each asset over a past range, made exactly as live scoring
     makes them, beginning `need` rows before `start` (they feed the features of the first rows). `known`: the
     tenant's tags (those of `units` that never had data are left out)."""
     if known is None:
-        known = set(platform.historian.catalog.ids(tenant, refresh=True))
+        known = set(historian.catalog.ids(tenant, refresh=True))
     all_tags = sorted({t for tags in units.values() for t in tags if t in known})
     lo = start_us - need * step_us - hold_us
-    per_tag = split_by_tag(platform.historian.read(tenant, all_tags, from_us(lo), from_us(end_us + 1))
+    per_tag = split_by_tag(historian.read(tenant, all_tags, from_us(lo), from_us(end_us + 1))
                            ) if all_tags else {}
     empty = (np.empty(0, np.int64), np.empty(0))
     grid = grid_between(start_us - need * step_us - step_us, end_us, step_us)
@@ -500,7 +506,7 @@ def score_chunk(shared: tuple[Pipeline, list[str], int], blocks: list[tuple[str,
     return a[keep].tolist(), t[keep], {o: v[keep] for o, v in model_outputs(pipe, decision, score).items()}
 
 
-def backfill_rows(platform: Platform, tenant: str, pipe: Pipeline, units: dict[str, list[str]], start_us: int,
+def backfill_rows(historian: Historian, tenant: str, pipe: Pipeline, units: dict[str, list[str]], start_us: int,
                   end_us: int, step_us: int, hold_us: int, need: int, *, backend: Backend = "serial"
                   ) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
     """(asset per row, times, outputs) of a model over a past range, rows made exactly as live scoring makes them.
@@ -510,7 +516,7 @@ def backfill_rows(platform: Platform, tenant: str, pipe: Pipeline, units: dict[s
     GIL); over the process pool or Ray (`pool`, `ray`) this process reads chunks while the workers score them, the
     model shipped once per worker. Features are per asset, so chunking changes no output, nor does the backend."""
     columns = required_columns(pipe)
-    known = set(platform.historian.catalog.ids(tenant, refresh=True))
+    known = set(historian.catalog.ids(tenant, refresh=True))
     per_asset = (end_us - start_us) // step_us + need + 2
     size = max(1, BACKFILL_CHUNK_ROWS // per_asset)
     names = list(units)
@@ -527,7 +533,7 @@ def backfill_rows(platform: Platform, tenant: str, pipe: Pipeline, units: dict[s
             outs.setdefault(o, []).append(v)
 
     def blocks_of(chunk: dict[str, list[str]]) -> list[tuple[str, np.ndarray, np.ndarray]]:
-        return history_blocks(platform, tenant, chunk, start_us, end_us, step_us, hold_us, need, known)
+        return history_blocks(historian, tenant, chunk, start_us, end_us, step_us, hold_us, need, known)
 
     if backend != "serial":
         read = (b for b in map(blocks_of, chunks) if b)

@@ -28,7 +28,13 @@ from taehwa.live.rules import RuleStore
 from taehwa.live.scoring import Scorer, backfill_rows, fault_classes, model_outputs, predict_units
 
 if TYPE_CHECKING:
-    from taehwa.platform import Platform
+    from sqlalchemy import Engine
+
+    from taehwa.historian.store import Historian
+    from taehwa.lab.service import LabService
+    from taehwa.tenancy.audit import AuditLog
+    from taehwa.tenancy.tenants import TenantService
+    from taehwa.twin.service import TwinService
 
 MAX_PREDICT_ROWS = 10_000
 M = TypeVar("M", bound=BaseModel)
@@ -75,17 +81,22 @@ def _checked(model: type[M], body: Any) -> M:
 class LiveService:
     """Deployments, scoring, rules, alerts, notifications and drift of one platform."""
 
-    def __init__(self, platform: Platform) -> None:
-        self.platform = platform
-        platform.live = self  # the parts below find each other through the platform
-        self.models = ModelCache(platform)
-        self.deployments = DeploymentStore(platform)
-        self.rules = RuleStore(platform)
-        self.alerts = AlertBook(platform)
-        self.notifier = Notifier(platform)
-        self.drift = DriftMonitor(platform)
-        self.scorer = Scorer(platform)
-        self.engine = RuleEngine(platform)
+    def __init__(self, *, engine: Engine, historian: Historian, tenants: TenantService, audit: AuditLog,
+                 twin: TwinService, lab: LabService) -> None:
+        """Each collaborator named (the metadata database, the historian, tenancy, audit, the twin, the lab); the
+        parts are built here in the order they need each other, each handed the ones it uses."""
+        self.historian, self.tenants, self.audit, self.twin, self.lab = historian, tenants, audit, twin, lab
+        self.models = ModelCache(tenants=tenants, lab=lab)
+        self.deployments = DeploymentStore(engine=engine, tenants=tenants, audit=audit, lab=lab, models=self.models,
+                                           twin=twin)
+        self.rules = RuleStore(engine=engine, tenants=tenants, audit=audit, twin=twin)
+        self.alerts = AlertBook(engine=engine, tenants=tenants, audit=audit, twin=twin)
+        self.notifier = Notifier(engine=engine, tenants=tenants, audit=audit, historian=historian, alerts=self.alerts)
+        self.scorer = Scorer(historian=historian, deployments=self.deployments, models=self.models, twin=twin, lab=lab)
+        self.drift = DriftMonitor(tenants=tenants, deployments=self.deployments, scorer=self.scorer,
+                                  alerts=self.alerts)
+        self.engine = RuleEngine(historian=historian, twin=twin, rules=self.rules, alerts=self.alerts,
+                                 scorer=self.scorer, drift=self.drift)
         self._started = False
 
     def start(self) -> None:
@@ -119,7 +130,7 @@ class LiveService:
 
     def deployed_on(self, tenant: str, path: str) -> builtins.list[dict[str, Any]]:
         """The deployments whose target takes in an asset, with how they are doing."""
-        plant = self.platform.twin.plant(tenant)
+        plant = self.twin.plant(tenant)
         return [{**d.to_dict(), "status": self.scorer.status(tenant, d.name)}
                 for d in self.deployments.list(tenant) if d.covers(plant, path)]
 
@@ -127,20 +138,20 @@ class LiveService:
     def predict_request(self, tenant: str, model: str, body: Any) -> dict[str, Any]:
         """`predict` from an HTTP body (checked after the caller's rights: scoring takes the platform's compute,
         so like every POST it needs the write right — engineers, tenant admins, tokens with the write scope)."""
-        self.platform.tenants.require(tenant, "write")
+        self.tenants.require(tenant, "write")
         req = _checked(PredictIn, body)
         return self.predict(tenant, model, req.rows, version=req.version)
 
     def backfill_request(self, tenant: str, body: Any) -> dict[str, Any]:
         """`backfill` from an HTTP body (checked after the caller's rights)."""
-        self.platform.tenants.require(tenant, "write")
+        self.tenants.require(tenant, "write")
         return self.backfill(tenant, **_checked(BackfillIn, body).model_dump())
 
     def predict(self, tenant: str, model: str, rows: Any, *, version: int | None = None
                 ) -> dict[str, Any]:
         """Score rows given by another system: each a mapping of the model's inputs to values, in time order (they
         are one sequence for window features)."""
-        self.platform.tenants.require(tenant)
+        self.tenants.require(tenant)
         if not isinstance(rows, list) or not rows:
             raise InvalidInput("give rows: a non-empty list of {input: value}", where="rows")
         if len(rows) > MAX_PREDICT_ROWS:
@@ -183,7 +194,7 @@ class LiveService:
         `shadow` tags (`<asset>/backfill/<model>/v<version>/<output>`, to compare with what ran), to the live
         output tags (`outputs`, e.g. to fill a gap), or not at all (`none`: only the summary). Chunks of assets are
         scored here or fan out (`fan_out`: serial, pool or ray; see `BackfillIn.fan_out` for the default)."""
-        self.platform.tenants.require(tenant, "read" if write == "none" else "write")
+        self.tenants.require(tenant, "read" if write == "none" else "write")
         if write not in ("none", "shadow", "outputs"):
             raise InvalidInput("write is none, shadow or outputs", where="write")
         if fan_out not in (None, *BACKENDS):
@@ -196,10 +207,10 @@ class LiveService:
             raise InvalidInput("name exactly one target: asset, asset_type or under", where="target")
         pipe, info = self.models.get(tenant, model, version)
         probe = Deployment(tenant, "backfill", model, info["version"], target, {}, True, "", from_us(0))
-        units, skipped = resolve_units(self.platform, tenant, probe, required_columns(pipe))
+        units, skipped = resolve_units(self.twin, tenant, probe, required_columns(pipe))
         if not units:
             raise InvalidInput("the target has no asset with the model's inputs", where="target")
-        spec_step = step or str(self.platform.lab.get_run(tenant, info["run_id"])["spec"]["data"].get("step") or "1m")
+        spec_step = step or str(self.lab.get_run(tenant, info["run_id"])["spec"]["data"].get("step") or "1m")
         step_us = parse_duration(spec_step, field="step")
         if (e - s) // step_us * len(units) > 50_000_000:
             raise InvalidInput("that is more than 50 million rows; backfill a shorter range or fewer assets",
@@ -210,7 +221,7 @@ class LiveService:
         backend = fan_out or ("ray" if os.environ.get(RAY_ADDRESS_ENV) else "pool" if long and
                               (os.cpu_count() or 1) > 1 else "serial")
         started = time.perf_counter()
-        assets, times, outs = backfill_rows(self.platform, tenant, pipe, units, s, e, step_us, 5 * step_us,
+        assets, times, outs = backfill_rows(self.historian, tenant, pipe, units, s, e, step_us, 5 * step_us,
                                             history_rows(pipe), backend=cast(Backend, backend))
         seconds = time.perf_counter() - started
         written = 0
@@ -224,7 +235,7 @@ class LiveService:
                     "time": pa.array(times[ok], pa.int64()).cast(pa.timestamp("us")),
                     "value": pa.array(vals[ok], pa.float64()),
                     "quality": pa.array(np.zeros(int(ok.sum()), np.uint8), pa.uint8())}, schema=STORE_SCHEMA))
-            written = self.platform.historian.write_checked(tenant, pa.concat_tables(parts)).points
+            written = self.historian.write_checked(tenant, pa.concat_tables(parts)).points
         summary: dict[str, Any] = {
             o: {"mean": float(np.nanmean(v)), "max": float(np.nanmax(v)), "min": float(np.nanmin(v))}
             if len(v) else {} for o, v in outs.items()}
@@ -232,7 +243,7 @@ class LiveService:
             summary["anomaly"]["rows_flagged"] = int(np.nansum(outs["anomaly"]))
         if pipe.task == "fault":
             summary["classes"] = fault_classes(pipe)
-        self.platform.audit.append("live.backfill", tenant=tenant, target=f"{model} v{info['version']}",
+        self.audit.append("live.backfill", tenant=tenant, target=f"{model} v{info['version']}",
                                    after={"rows": len(times), "written": written, "write": write,
                                           "backend": backend})
         return {"model": info, "task": pipe.task, "assets": len(units), "skipped": skipped, "rows": len(times),
