@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from taehwa.errors import Conflict
 from taehwa.lab.validation import Pipeline
@@ -17,11 +17,20 @@ from taehwa.tenancy.access import SYSTEM, acting_as
 
 if TYPE_CHECKING:
     from taehwa.lab.service import LabService
-    from taehwa.live.deployments import Deployment
     from taehwa.tenancy.tenants import TenantService
 
 
 RESOLVE_TTL_S = 1.0
+
+
+class Pinned(Protocol):
+    """A model named with an optional pinned version (a `Deployment`): named here so the deployments, which use
+    this cache, and this cache do not import each other."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def version(self) -> int | None: ...
 
 
 class ModelCache:
@@ -80,6 +89,6 @@ class ModelCache:
         info = self.resolve(tenant, model, version)
         return self.load(tenant, info["run_id"]), info
 
-    def pipeline(self, tenant: str, dep: Deployment) -> tuple[Pipeline, dict[str, Any]]:
+    def pipeline(self, tenant: str, dep: Pinned) -> tuple[Pipeline, dict[str, Any]]:
         """The pipeline a deployment uses now, and which version that is."""
         return self.get(tenant, dep.model, dep.version)
