@@ -9,7 +9,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy import stats
 
 from taehwa.errors import NotFound
 from taehwa.historian.timeutil import from_us
@@ -40,6 +39,8 @@ def psi(reference: np.ndarray, live: np.ndarray, bins: int = 10) -> float:
 def compare(name: str, reference: np.ndarray, live: np.ndarray) -> dict[str, Any]:
     """PSI and KS of one series, with its verdict."""
     value = psi(reference, live)
+    from scipy import stats  # a second to import: paid at the first drift check, not by every CLI command
+
     ks = stats.ks_2samp(reference, live[np.isfinite(live)]) if len(reference) and np.isfinite(live).any() else None
     status = "unknown" if not np.isfinite(value) else "drift" if value >= PSI_DRIFT else \
         "watch" if value >= PSI_WATCH else "stable"
