@@ -22,17 +22,24 @@ PLANT = (Path(__file__).parent / "data" / "plant.yaml").read_text()
 
 
 @pytest.fixture(scope="module")
-def fuzz_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def fuzz_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """One platform for the module (one metadata database per module on PostgreSQL): tenant acme with a plant and a
+    point, no rate limit."""
     s = Settings(data_dir=tmp_path_factory.mktemp("fuzz"), api_token=TOKEN,  # type: ignore[arg-type]
                  rate_limit_per_s=1e6, rate_limit_burst=10**6)
     p = Platform(s, background=False)
     p.tenants.create("acme")
     p.twin.load("acme", PLANT)
     p.historian.write("acme", [("ulsan/cdu/P-101A/PT", "2024-03-01T00:00:00Z", 12.0)])
-    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(p))
-    # the change stream never ends by design: it is tested on a real server in test_twin_api
-    yield schema.exclude(path_regex=r"/events$")
+    yield p
     p.close()
+
+
+@pytest.fixture(scope="module")
+def fuzz_schema(fuzz_platform: Platform) -> Any:
+    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(fuzz_platform))
+    # the change stream never ends by design: it is tested on a real server in test_twin_api
+    return schema.exclude(path_regex=r"/events$")
 
 
 def _in_acme(case: Any) -> Any:
@@ -132,14 +139,7 @@ def test_point_6_deep_documents(fuzz_client: TestClient, depth: int, opener: str
 
 
 @pytest.fixture(scope="module")
-def fuzz_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    s = Settings(data_dir=tmp_path_factory.mktemp("fuzz6"), api_token=TOKEN,  # type: ignore[arg-type]
-                 rate_limit_per_s=1e6, rate_limit_burst=10**6)
-    p = Platform(s, background=False)
-    p.tenants.create("acme")
-    p.twin.load("acme", PLANT)
-    p.historian.write("acme", [("ulsan/cdu/P-101A/PT", "2024-03-01T00:00:00Z", 12.0)])
-    with TestClient(create_app(p), headers={"Authorization": f"Bearer {TOKEN}"},
+def fuzz_client(fuzz_platform: Platform) -> Iterator[TestClient]:
+    with TestClient(create_app(fuzz_platform), headers={"Authorization": f"Bearer {TOKEN}"},
                     raise_server_exceptions=False) as c:
         yield c
-    p.close()
