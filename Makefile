@@ -34,7 +34,7 @@ $(VENV)/.test-installed: pyproject.toml
 	touch $@ $(VENV)/.run-installed
 
 run: $(VENV)/.run-installed
-	@echo "== loading the demo plant into ./taehwa-data (first time: about three minutes; later: at once)"
+	@echo "== loading the demo plant into ./taehwa-data (first time: one to two minutes on two cores; later: at once)"
 	$(TAEHWA) demo load
 	@echo "== starting the platform (Ctrl-C stops it)"
 	$(TAEHWA) serve --demo
