@@ -41,14 +41,19 @@ def site(platform: Platform) -> Iterator[tuple[Platform, str]]:
         yield platform, url
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium, headless, through Playwright (never its own browser), with nothing reaching outside."""
     with playwright_api.sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
                                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                                      "--disable-component-update", "--disable-sync", "--no-first-run"])
         yield b
         b.close()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    yield from chromium()
 
 
 def shot(page: Any, name: str) -> None:

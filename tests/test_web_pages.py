@@ -27,6 +27,7 @@ from taehwa.settings import Settings
 from taehwa.web.pages import lower_better
 from tests.conftest import TOKEN, serving
 from tests.test_live import SPEC, T0, TRAIN_S, plant_yaml, pump_rows
+from tests.test_web import chromium
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -84,12 +85,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platform, s
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                               args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                     "--disable-component-update", "--disable-sync", "--no-first-run"])
-        yield b
-        b.close()
+    yield from chromium()
 
 
 def signed_in(browser: Any, url: str, lang: str, user: str = "kim") -> Any:
