@@ -62,6 +62,15 @@ def test_threshold_with_hysteresis_and_minimum_duration(plant: Platform) -> None
     assert [x["asset"] for x in plant.live.alerts.list("acme", state="open")] == ["site/p1"]
     assert plant.live.alerts.list("acme", asset="site/p0")[0]["id"] == a["id"]  # history per asset
     assert plant.live.alerts.list("acme", asset="site")[0]["asset"] == "site/p1"  # a subtree
+    # cleared by itself before anyone saw it: still acknowledged once (who and why kept), and it stays resolved
+    late = plant.live.alerts.acknowledge("acme", a["id"], "seen after it cleared")
+    assert late["state"] == "resolved"
+    assert [h["action"] for h in plant.live.alerts.get("acme", a["id"])["history"]] == [
+        "raised", "resolved", "acknowledged"]
+    with pytest.raises(Conflict, match="already resolved"):
+        plant.live.alerts.acknowledge("acme", a["id"])
+    with pytest.raises(Conflict, match="already resolved"):
+        plant.live.alerts.resolve("acme", a["id"])
 
 
 def test_lifecycle_with_notes_folding_and_shelving(plant: Platform) -> None:

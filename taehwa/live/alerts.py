@@ -1,5 +1,6 @@
 """Alerts and their lifecycle: active → acknowledged → resolved (by itself when the condition clears, or by hand),
-each step with who, when and a note; raised again while open, an alert is folded (its count goes up) instead of
+each step with who, when and a note; one that cleared by itself before anyone acknowledged it can still be
+acknowledged once; raised again while open, an alert is folded (its count goes up) instead of
 duplicated; shelving hides it and holds its notifications for a while. Every alert keeps the chain that raised it.
 
 Each change is one transaction that also queues the webhook notifications (the outbox), so a notification is never
@@ -143,12 +144,15 @@ class AlertBook:
             row = c.execute(select(alerts).where((alerts.c.tenant == tenant) & (alerts.c.id == alert_id))).first()
             if row is None:
                 raise NotFound(f"no alert {alert_id} in tenant {tenant!r}", where="alert")
+            values: dict[str, Any] = {}
             if row.state == "resolved":
                 if system:
                     return None
-                raise Conflict(f"alert {alert_id} is already resolved", where="alert")
-            values: dict[str, Any] = {}
-            if action == "acknowledged":
+                if action != "acknowledged" or not self._cleared_unacknowledged(c, alert_id):
+                    raise Conflict(f"alert {alert_id} is already resolved", where="alert")
+                # cleared by itself before anyone saw it: the acknowledgement is still owed and recorded (ISA-18.2's
+                # "returned to normal, unacknowledged"); the alert stays resolved
+            elif action == "acknowledged":
                 if row.state == "acknowledged":
                     raise Conflict(f"alert {alert_id} is already acknowledged", where="alert")
                 values["state"] = "acknowledged"
@@ -161,7 +165,8 @@ class AlertBook:
                 if not (shelved and shelved > now):
                     raise Conflict(f"alert {alert_id} is not shelved", where="alert")
                 values["shelved_until"] = None
-            c.execute(update(alerts).where(alerts.c.id == alert_id).values(**values))
+            if values:
+                c.execute(update(alerts).where(alerts.c.id == alert_id).values(**values))
             self._event(c, alert_id, action, actor, note, now)
             row = c.execute(select(alerts).where(alerts.c.id == alert_id)).one()
             self._queue(c, tenant, action, row, actor=actor, note=note)
@@ -171,6 +176,15 @@ class AlertBook:
                                        after={"note": note} if note else None)
         self._announce(tenant, action, doc)
         return doc
+
+    @staticmethod
+    def _cleared_unacknowledged(c: Connection, alert_id: int) -> bool:
+        """Whether the alert was resolved by the system (its condition cleared) and nobody has acknowledged it."""
+        events = c.execute(select(alert_events.c.action, alert_events.c.actor)
+                           .where(alert_events.c.alert_id == alert_id).order_by(alert_events.c.id)).all()
+        acked = any(e.action == "acknowledged" for e in events)
+        resolved_by = [e.actor for e in events if e.action == "resolved"]
+        return not acked and bool(resolved_by) and resolved_by[-1] == "system"
 
     @staticmethod
     def _event(c: Connection, alert_id: int, action: str, actor: str, note: str | None, at: datetime) -> None:
