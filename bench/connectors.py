@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from taehwa.connectors.mosquitto import BINARY, Mosquitto, free_port
-from taehwa.platform import Platform
-from taehwa.settings import Settings
+from taehwa.core.settings import Settings
+from taehwa.server.platform import Platform
 
 PER_MSG = 100
 WARM_UP, WARM_START = 1_000, 50_000_000  # points sent before the clock starts (making the tags), and the first

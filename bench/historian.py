@@ -24,9 +24,9 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from taehwa.core.loopback import free_port
+from taehwa.core.settings import Settings
 from taehwa.historian.store import Historian
-from taehwa.loopback import free_port
-from taehwa.settings import Settings
 
 DAY0 = np.datetime64("2024-03-01T00:00:00", "us")
 TOKEN = "bench-token"

@@ -18,7 +18,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from taehwa.demo import default_shared_data
+from taehwa.core.settings import default_shared_data
 from taehwa.lab import benchmarks
 from taehwa.lab.metrics import json_safe
 

@@ -17,9 +17,9 @@ Measured:
   resulting DAG is layered by a topological sort: a module's layer is one more than the highest layer it imports
   (0: imports nothing of taehwa). The number of layers is the depth of the longest import chain;
 - `upward`: imports that run back up against the intended order of packages (issue 27): core (errors, settings,
-  time, names, YAML) → db, tenancy → historian → connectors, twin (replay beside them) → lab → live → academy,
-  sharing → server (composition, serving, workers, routing, doctor, overview; the demo's sequence) → api, cli,
-  web. A module counts where it lies now (`tenancy/sharing.py` is tenancy), so a module filed in the wrong package
+  time, names, YAML) → db, tenancy → historian → connectors, twin → lab → live → academy,
+  sharing → server (composition, doctor, overview; demo and replay, which play datasets into it) → api, cli,
+  web. A module counts where it lies now (a file under `tenancy/` is tenancy), so a module filed in the wrong package
   shows here;
 - `cycles`: components of more than one module, with their size and members.
 
@@ -43,14 +43,14 @@ ROOT = Path(__file__).resolve().parent.parent / "taehwa"
 # the intended order (issue 27), by package: a higher rank may import a lower one, never the reverse; packages of
 # one rank are peers
 RANK: dict[str, int] = {
-    "core": 0, "errors": 0, "settings": 0, "loopback": 0, "lifeline": 0, "taehwa": 0,
+    "core": 0, "taehwa": 0,
     "db": 1, "migrate": 1, "migrations": 1, "tenancy": 1,
     "historian": 2,
-    "connectors": 3, "twin": 3, "replay": 3,
+    "connectors": 3, "twin": 3,
     "lab": 4,
     "live": 5,
     "academy": 6, "sharing": 6,
-    "server": 7, "platform": 7, "overview": 7, "demo": 7,
+    "server": 7, "demo": 7, "replay": 7,
     "api": 8, "cli": 8, "web": 8, "__main__": 8,
 }
 ORDER = ("core → db, tenancy → historian → connectors, twin → lab → live → academy, sharing → server → "
@@ -85,7 +85,7 @@ def module_name(path: Path, root: Path) -> str:
 
 
 def package(module: str) -> str:
-    """The package a module belongs to for the intended order: `taehwa.a.b` → `a`, `taehwa.errors` → `errors`."""
+    """The package a module belongs to for the intended order: `taehwa.a.b` → `a`, `taehwa.core.errors` → `errors`."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else "taehwa"
 

@@ -44,13 +44,13 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from taehwa.core.loopback import free_port
+from taehwa.core.settings import Settings
+from taehwa.core.yamlio import dump_yaml
 from taehwa.historian.schema import STORE_SCHEMA
 from taehwa.live.deployments import history_rows, required_columns
 from taehwa.live.scoring import history_blocks, rows_frame
-from taehwa.loopback import free_port
-from taehwa.platform import Platform
-from taehwa.settings import Settings
-from taehwa.twin.yamlio import dump_yaml
+from taehwa.server.platform import Platform
 
 TENANT = "bench"
 TOKEN = "bench-live-token"

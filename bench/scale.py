@@ -38,10 +38,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from taehwa.core.loopback import free_port
+from taehwa.core.settings import Settings
 from taehwa.lab import fanout
-from taehwa.loopback import free_port
-from taehwa.platform import Platform
-from taehwa.settings import Settings
+from taehwa.server.platform import Platform
 
 TAGS = ["pump/PT", "pump/FT", "pump/TT"]
 WRK = shutil.which("wrk")

@@ -40,10 +40,10 @@ import pyarrow.fs as pafs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from taehwa.core.loopback import free_port
+from taehwa.core.settings import Settings
 from taehwa.historian.manifest import Manifest
 from taehwa.historian.store import Historian
-from taehwa.loopback import free_port
-from taehwa.settings import Settings
 
 T0_US = 1_709_251_200_000_000  # 2024-03-01T00:00:00Z
 TAGS = 20

@@ -33,10 +33,10 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from taehwa.loopback import free_port
-from taehwa.platform import Platform
-from taehwa.settings import Settings
-from taehwa.twin.yamlio import dump_yaml
+from taehwa.core.loopback import free_port
+from taehwa.core.settings import Settings
+from taehwa.core.yamlio import dump_yaml
+from taehwa.server.platform import Platform
 
 TOKEN = "bench-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

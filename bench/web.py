@@ -37,9 +37,9 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from taehwa.loopback import free_port
-from taehwa.platform import Platform
-from taehwa.settings import Settings
+from taehwa.core.loopback import free_port
+from taehwa.core.settings import Settings
+from taehwa.server.platform import Platform
 
 CHROMIUM = "/usr/bin/chromium"
 TAG = "bench/year-1hz"

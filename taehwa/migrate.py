@@ -14,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
 
-from taehwa.errors import Unavailable
+from taehwa.core.errors import Unavailable
 
 SCRIPTS = Path(__file__).parent / "migrations"
 BEFORE_MIGRATIONS = "0001"  # what a database made before migrations existed (it has tables, no version) is at

@@ -13,9 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from taehwa.api.app import create_app
+from taehwa.core.settings import Settings
 from taehwa.historian.store import Historian
-from taehwa.platform import Platform
-from taehwa.settings import Settings
+from taehwa.server.platform import Platform
 
 TOKEN = "test-token-0123456789"
 # TAEHWA_TEST_DATABASE=postgresql runs the tests against PostgreSQL (a throw-away server, a fresh database per test

@@ -21,8 +21,8 @@ from fastapi.testclient import TestClient
 
 from taehwa.academy import landlock
 from taehwa.academy.challenge import load_definition
-from taehwa.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyRequests, ValidationFailed
-from taehwa.platform import Platform
+from taehwa.core.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyRequests, ValidationFailed
+from taehwa.server.platform import Platform
 from taehwa.tenancy.access import Principal, acting_as
 from tests.test_lab_service import PLANT, PT, _pump_history
 
@@ -306,7 +306,7 @@ def test_academy_over_http(academy: Platform, client: TestClient) -> None:
 
 @pytest.mark.parametrize("name", ["cmapss-fd001", "tep-diagnosis"])
 def test_ready_challenges_cut_the_benchmarks_by_their_protocols(platform: Platform, name: str) -> None:
-    from taehwa.demo import default_shared_data
+    from taehwa.core.settings import default_shared_data
 
     if not default_shared_data().exists():
         pytest.skip("../shared/data is not beside the checkout")

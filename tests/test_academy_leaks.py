@@ -14,9 +14,9 @@ import pytest
 from taehwa.academy import leaks, sources
 from taehwa.academy.challenge import Definition, load_definition, parse_definition
 from taehwa.academy.scoring import score
-from taehwa.errors import InvalidInput, ValidationFailed
+from taehwa.core.errors import InvalidInput, ValidationFailed
 from taehwa.lab.datasets import TARGET, TIME, UNIT
-from taehwa.platform import Platform
+from taehwa.server.platform import Platform
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_data = pytest.mark.skipif(not (SHARED / "tep" / "d00.dat").exists(), reason="../shared/data is not here")

@@ -9,9 +9,9 @@ import pyarrow.csv as pacsv
 from fastapi.testclient import TestClient
 
 from taehwa.api.app import create_app
+from taehwa.core.settings import Settings
 from taehwa.historian.readers import ARROW_STREAM
-from taehwa.platform import Platform
-from taehwa.settings import Settings
+from taehwa.server.platform import Platform
 from tests.conftest import TOKEN
 
 POINTS = [{"tag": "cdu/P-101/flow", "time": "2024-03-01T00:00:00Z", "value": 1.5},

@@ -23,10 +23,10 @@ from typer.testing import CliRunner
 
 from taehwa.api.app import create_app
 from taehwa.cli.main import app
+from taehwa.core.errors import Unauthorized, Unavailable
+from taehwa.core.settings import Settings, load_settings
 from taehwa.db import audit_log, make_engine
-from taehwa.errors import Unauthorized, Unavailable
-from taehwa.platform import Platform
-from taehwa.settings import Settings, load_settings
+from taehwa.server.platform import Platform
 from taehwa.tenancy.access import Principal, acting_as
 from taehwa.tenancy.audit import AuditLog, Verdict, _entry_hash
 from taehwa.tenancy.identity import BACKOFF_S, LOCKOUT_AFTER, WRONG_LOGIN, LoginThrottle

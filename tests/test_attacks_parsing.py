@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
-from taehwa.platform import Platform
+from taehwa.server.platform import Platform
 
 RANGE = {"tags": "p/1", "start": "2024-03-01T00:00:00Z", "end": "2024-03-02T00:00:00Z"}
 # the classic "billion laughs": nine levels of nine aliases, 454 bytes; expanded, 9^9 = 387 million strings
@@ -65,7 +65,7 @@ def test_grid_is_sized_before_it_is_built(platform: Platform) -> None:
     """A day at 200 µs is 432 million grid points: refused from range/step alone, allocating almost nothing."""
     import tracemalloc
 
-    from taehwa.errors import InvalidInput
+    from taehwa.core.errors import InvalidInput
 
     platform.historian.write("acme", [("p/1", "2024-03-01T00:00:00Z", 1.0)])
     tracemalloc.start()
@@ -148,7 +148,7 @@ def test_hostile_plant_documents(app: TestClient, platform: Platform, doc: str, 
 
 
 def test_plant_document_over_the_size_limit(app: TestClient) -> None:
-    from taehwa.twin.yamlio import MAX_DOCUMENT_BYTES
+    from taehwa.core.yamlio import MAX_DOCUMENT_BYTES
 
     r = app.put("/api/v1/acme/twin", content=b"#" * (MAX_DOCUMENT_BYTES + 1),
                 headers={"content-type": "application/yaml"})
@@ -185,7 +185,7 @@ def test_lab_spec_with_no_features(app: TestClient) -> None:
 
 def test_the_loader_keeps_what_plant_files_use() -> None:
     """Merge keys and a few aliases stay (they expand to little); lines are still known."""
-    from taehwa.twin.yamlio import line_of, load_yaml
+    from taehwa.core.yamlio import line_of, load_yaml
 
     doc = load_yaml("base: &b {unit: bar}\nx: {<<: *b, range: [0, 1]}\ny: *b\n", source="t.yaml")
     assert doc["x"] == {"unit": "bar", "range": [0, 1]} and doc["y"] == {"unit": "bar"}
@@ -195,8 +195,8 @@ def test_the_loader_keeps_what_plant_files_use() -> None:
 # -- the memory and time bound ----------------------------------------------------------------------------------
 _MEASURE = r"""
 import json, sys, time, tracemalloc
-from taehwa.errors import TaehwaError
-from taehwa.twin.yamlio import load_json, load_yaml
+from taehwa.core.errors import TaehwaError
+from taehwa.core.yamlio import load_json, load_yaml
 kind, doc = sys.argv[1], sys.stdin.read()
 tracemalloc.start()
 t0 = time.perf_counter()

@@ -14,9 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from taehwa.api.app import create_app
-from taehwa.errors import InvalidInput
-from taehwa.platform import Platform, dev_token_path
-from taehwa.settings import Settings
+from taehwa.core.errors import InvalidInput
+from taehwa.core.settings import Settings
+from taehwa.server.platform import Platform, dev_token_path
 from taehwa.tenancy.access import Principal, acting_as
 
 SECRET = "secret-cell-31415"
@@ -141,7 +141,7 @@ def test_configured_roots_open_to_every_tenant_or_to_one(tmp_path: Path) -> None
         with pytest.raises(InvalidInput, match="outside"):
             files.resolve("a", str(own / "x.csv"), where="f")
     with pytest.raises(InvalidInput, match="absolute"):
-        from taehwa.settings import load_settings
+        from taehwa.core.settings import load_settings
 
         load_settings(data_dir=tmp_path / "d", file_roots="relative/folder")
 
@@ -203,7 +203,7 @@ def test_the_drop_folder_moves_nothing_outside_and_leaves_one_note(tmp_path: Pat
 @pytest.mark.parametrize("baseline", ["../../dev-token", "/etc/passwd", "baselines/../../x.py", "a/./../b.py"])
 def test_a_challenges_baseline_names_a_file_in_its_own_folder_only(baseline: str) -> None:
     from taehwa.academy.challenge import load_definition, parse_definition
-    from taehwa.errors import ValidationFailed
+    from taehwa.core.errors import ValidationFailed
 
     definition, _ = load_definition("skab-valves")
     doc = {**definition.model_dump(mode="json"), "baseline": baseline}

@@ -26,9 +26,9 @@ import pytest
 
 from taehwa.academy import sandbox, seccomp
 from taehwa.academy.submission import parse_spec_submission
-from taehwa.errors import InvalidInput
-from taehwa.platform import Platform
-from taehwa.settings import Settings
+from taehwa.core.errors import InvalidInput
+from taehwa.core.settings import Settings
+from taehwa.server.platform import Platform
 from tests.conftest import TOKEN
 from tests.test_academy import CHALLENGE
 from tests.test_lab_service import PLANT, _pump_history

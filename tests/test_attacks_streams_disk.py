@@ -26,10 +26,10 @@ from starlette.types import Receive, Scope, Send
 
 from taehwa.api.app import create_app
 from taehwa.api.workers import Relay
-from taehwa.errors import StorageFull
+from taehwa.core.errors import StorageFull
+from taehwa.core.settings import Settings
 from taehwa.historian.store import FULL_PROBE_S, Historian
-from taehwa.platform import Platform
-from taehwa.settings import Settings
+from taehwa.server.platform import Platform
 from tests.conftest import TOKEN
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -308,7 +308,7 @@ def test_server_starts_read_only_on_a_full_disk(small_disk: Path) -> None:
     data = small_disk / "data"
     script = ("import os, sys\n"
               "from taehwa.historian.store import Historian\n"
-              "from taehwa.settings import Settings\n"
+              "from taehwa.core.settings import Settings\n"
               f"h = Historian(Settings(data_dir={str(data)!r}, api_token={TOKEN!r}), background=False)\n"
               "h.tenants.create('acme')\n"
               f"h.write('acme', [{{'tag': 'a', 'time': {POINT.format(0)!r}, 'value': 0}}])\n"

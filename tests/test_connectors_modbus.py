@@ -14,7 +14,7 @@ import pytest
 
 from taehwa.connectors.config import ModbusItem
 from taehwa.connectors.modbus import decode_registers
-from taehwa.platform import Platform
+from taehwa.server.platform import Platform
 from tests.test_connectors_mqtt import free_port, wait_for
 
 

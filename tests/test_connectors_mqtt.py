@@ -17,9 +17,9 @@ import orjson
 import pytest
 
 from taehwa.connectors.mosquitto import BINARY, Mosquitto, free_port
-from taehwa.errors import ValidationFailed
-from taehwa.platform import Platform
-from taehwa.settings import Settings
+from taehwa.core.errors import ValidationFailed
+from taehwa.core.settings import Settings
+from taehwa.server.platform import Platform
 
 MOSQUITTO = BINARY
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed (make test installs it as root)")

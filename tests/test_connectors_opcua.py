@@ -12,8 +12,8 @@ import pyarrow as pa
 
 from taehwa.connectors.mosquitto import free_port
 from taehwa.connectors.opcua import browse
-from taehwa.platform import Platform
 from taehwa.replay.opcua_server import ReplayServer
+from taehwa.server.platform import Platform
 from tests.test_connectors_mqtt import wait_for
 
 BASE_US = (int(time.time()) - 3600) * 1_000_000  # an hour ago: recent, as a live source is

@@ -15,8 +15,8 @@ import pytest
 from taehwa.connectors.config import parse_connectors
 from taehwa.connectors.mosquitto import BINARY, Mosquitto
 from taehwa.connectors.sparkplug import DATA_TYPES, Payload, SparkplugState, encode
-from taehwa.errors import ValidationFailed
-from taehwa.platform import Platform
+from taehwa.core.errors import ValidationFailed
+from taehwa.server.platform import Platform
 
 NOW = 1_790_000_000_000_000
 T_MS = 1_790_000_100_000

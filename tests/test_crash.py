@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
+from taehwa.core.settings import Settings
 from taehwa.historian.store import Historian
-from taehwa.settings import Settings
 
 WRITER = r"""
 import sys, numpy as np, pyarrow as pa
 from taehwa.historian.store import Historian
-from taehwa.settings import Settings
+from taehwa.core.settings import Settings
 s = Settings(data_dir=sys.argv[1], buffer_max_points=2000, buffer_max_age_s=0.01, compact_after_s=0)
 h = Historian(s)
 try:

@@ -8,18 +8,19 @@ from typing import Any
 
 import pytest
 
-from taehwa.demo import DEMO_TENANT, default_shared_data
+from taehwa.core.errors import InvalidInput
+from taehwa.core.settings import default_shared_data
+from taehwa.demo import DEMO_TENANT
 from taehwa.demo.history import FLEET, REFINERY, load_plant_history
-from taehwa.errors import InvalidInput
 from taehwa.lab.spec import load_spec, ready_specs
-from taehwa.platform import Platform
+from taehwa.server.platform import Platform
 
 ENGINES = 12
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from taehwa.settings import Settings
+    from taehwa.core.settings import Settings
 
     settings = Settings(data_dir=tmp_path_factory.mktemp("demo") / "data")  # type: ignore[arg-type]
     p = Platform(settings, background=False)

@@ -11,12 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from taehwa.demo import DEMO_TENANT, default_shared_data
+from taehwa.core.settings import default_shared_data
+from taehwa.demo import DEMO_TENANT
 from taehwa.demo.history import PUMP_DEPLOYMENT, PUMP_MODEL, deploy_demo_models, live_step, load_pump_history
 from taehwa.demo.plant import PUMP_HISTORY_RUNS, PUMP_LIVE_RUNS, PUMP_NORMAL_ROWS
 from taehwa.demo.replay import load_demo_plant
-from taehwa.platform import Platform
 from taehwa.replay.player import Replayer, historian_sink
+from taehwa.server.platform import Platform
 
 PUMP = "ulsan-water/pump-station/circulation/pump-1"
 SPEED = 60.0
@@ -25,7 +26,7 @@ SPEED = 60.0
 @pytest.fixture(scope="module")
 def pump(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The demo plant in the twin with only the pump's history, its model trained, promoted and deployed."""
-    from taehwa.settings import Settings
+    from taehwa.core.settings import Settings
 
     settings = Settings(data_dir=tmp_path_factory.mktemp("demo-models") / "data")  # type: ignore[arg-type]
     p = Platform(settings, background=False)

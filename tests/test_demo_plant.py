@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import time
 
-from taehwa.demo import default_shared_data
+from taehwa.core.settings import default_shared_data
+from taehwa.core.yamlio import dump_yaml
 from taehwa.demo.plant import TEP_COLUMNS, build_demo_plant
-from taehwa.platform import Platform
 from taehwa.replay.player import Replayer, historian_sink
-from taehwa.twin.yamlio import dump_yaml
+from taehwa.server.platform import Platform
 
 TEP_UNIT = "ulsan-refinery/reaction-unit"
 

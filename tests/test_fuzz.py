@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from taehwa.api.app import create_app
-from taehwa.platform import Platform
-from taehwa.settings import Settings
+from taehwa.core.settings import Settings
+from taehwa.server.platform import Platform
 from tests.conftest import TOKEN
 
 PLANT = (Path(__file__).parent / "data" / "plant.yaml").read_text()

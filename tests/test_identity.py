@@ -11,9 +11,9 @@ from sqlalchemy import delete, text, update
 from typer.testing import CliRunner
 
 from taehwa.cli.main import app
+from taehwa.core.errors import Conflict, Forbidden, InvalidInput, Unauthorized
 from taehwa.db import audit_log, make_engine
-from taehwa.errors import Conflict, Forbidden, InvalidInput, Unauthorized
-from taehwa.platform import Platform
+from taehwa.server.platform import Platform
 from taehwa.tenancy.access import Principal, acting_as
 from taehwa.tenancy.audit import AuditLog
 from taehwa.tenancy.identity import LOCKOUT_AFTER
@@ -183,8 +183,8 @@ def test_admin_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert r.exit_code == 0 and "intact" in r.output
     r = runner.invoke(app, ["audit", "show"])
     assert "token.create" in r.output and "cli:" in r.output
+    from taehwa.core.settings import load_settings
     from taehwa.db import engine_for
-    from taehwa.settings import load_settings
 
     engine = engine_for(load_settings().metadata_url)  # the database the CLI used (SQLite, or PostgreSQL by URL)
     with engine.begin() as c:

@@ -16,9 +16,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from taehwa.api.app import create_app
+from taehwa.core.settings import Settings
 from taehwa.db import api_tokens
-from taehwa.platform import Platform
-from taehwa.settings import Settings
+from taehwa.server.platform import Platform
 from tests.conftest import TOKEN
 
 PLANT = (Path(__file__).parent / "data" / "plant.yaml").read_text()

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from taehwa.demo import default_shared_data
+from taehwa.core.settings import default_shared_data
 from taehwa.lab import benchmarks
 
 

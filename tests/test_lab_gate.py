@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from taehwa.errors import Conflict
+from taehwa.core.errors import Conflict
 from taehwa.lab.validation import BLIND, informative
-from taehwa.platform import Platform
+from taehwa.server.platform import Platform
 from tests.test_lab_service import ANOMALIES, FT, PLANT, PT, SPEC, _pump_history
 
 START = pd.Timestamp("2024-05-01T00:00:00Z")

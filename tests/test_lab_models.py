@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from taehwa.errors import InvalidInput
+from taehwa.core.errors import InvalidInput
 from taehwa.lab.features import WindowFeatures
 from taehwa.lab.models import KINDS, build
 

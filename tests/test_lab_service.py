@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from taehwa.errors import Conflict, Forbidden, InvalidInput, ValidationFailed
+from taehwa.core.errors import Conflict, Forbidden, InvalidInput, ValidationFailed
 from taehwa.lab.spec import load_spec, parse_spec
-from taehwa.platform import Platform
+from taehwa.server.platform import Platform
 from taehwa.tenancy.access import Principal, acting_as
 
 PLANT = (Path(__file__).parent / "data" / "plant.yaml").read_text()

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from taehwa.errors import InvalidInput
+from taehwa.core.errors import InvalidInput
 from taehwa.lab import fanout
-from taehwa.platform import Platform
+from taehwa.server.platform import Platform
 from taehwa.tenancy.access import Principal, acting_as
 from tests.test_lab_service import PLANT, SPEC, _pump_history
 

@@ -42,7 +42,7 @@ def test_notebooks_match_their_source() -> None:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[f"{p.parent.name}/{p.stem}" for p in NOTEBOOKS])
 def test_lesson_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from taehwa.demo import default_shared_data
+    from taehwa.core.settings import default_shared_data
 
     if not default_shared_data().exists():
         pytest.skip("../shared/data is not beside the checkout")

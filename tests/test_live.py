@@ -17,9 +17,9 @@ import yaml
 from fastapi.testclient import TestClient
 
 from taehwa.api.app import create_app
-from taehwa.errors import Conflict, InvalidInput, NotFound, ValidationFailed
-from taehwa.platform import Platform
-from taehwa.settings import Settings
+from taehwa.core.errors import Conflict, InvalidInput, NotFound, ValidationFailed
+from taehwa.core.settings import Settings
+from taehwa.server.platform import Platform
 from tests.conftest import TOKEN
 
 N_PUMPS = 4

@@ -19,8 +19,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from taehwa.api.app import create_app
-from taehwa.errors import Conflict, InvalidInput, NotFound, ValidationFailed
-from taehwa.platform import Platform
+from taehwa.core.errors import Conflict, InvalidInput, NotFound, ValidationFailed
+from taehwa.server.platform import Platform
 from tests.conftest import TOKEN
 from tests.test_live import T0, TRAIN_S, plant_yaml, pump_rows, trained
 

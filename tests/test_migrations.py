@@ -13,8 +13,8 @@ from alembic.migration import MigrationContext
 from typer.testing import CliRunner
 
 from taehwa import migrate
+from taehwa.core.errors import Unavailable
 from taehwa.db import engine_for, make_engine, metadata
-from taehwa.errors import Unavailable
 
 
 def _url(tmp_path: Path, name: str) -> str:

@@ -8,9 +8,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from taehwa.errors import InvalidInput
+from taehwa.core.errors import InvalidInput
+from taehwa.core.timeutil import parse_duration, to_us
 from taehwa.historian.normalize import normalize
-from taehwa.historian.timeutil import parse_duration, to_us
 
 
 def test_long_rows_and_tuples_convert() -> None:

@@ -21,11 +21,11 @@ import httpx
 import pyarrow.fs as pafs
 import pytest
 
-from taehwa.errors import Conflict, InvalidInput, Unavailable
+from taehwa.core.errors import Conflict, InvalidInput, Unavailable
+from taehwa.core.loopback import free_port
+from taehwa.core.settings import Settings, load_settings
 from taehwa.historian.store import Historian
-from taehwa.loopback import free_port
-from taehwa.platform import Platform
-from taehwa.settings import Settings, load_settings
+from taehwa.server.platform import Platform
 from tests.conftest import TOKEN
 from tests.test_store import T0, series, values
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from taehwa.loopback import free_port
+from taehwa.core.loopback import free_port
 from tests.procs import alive, children, gone_within
 from tests.test_workers import _workers
 

@@ -6,9 +6,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from taehwa.errors import InvalidInput
+from taehwa.core.errors import InvalidInput
+from taehwa.core.timeutil import to_us
 from taehwa.historian.store import Historian
-from taehwa.historian.timeutil import to_us
 
 T0 = to_us("2024-03-01T00:00:00Z")
 

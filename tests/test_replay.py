@@ -11,9 +11,9 @@ import yaml
 from typer.testing import CliRunner
 
 from taehwa.cli.main import app
-from taehwa.platform import Platform
 from taehwa.replay.session import ReplaySession
 from taehwa.replay.sources import file_source, load_sources
+from taehwa.server.platform import Platform
 from tests.test_connectors_mqtt import MOSQUITTO, Broker, free_port, wait_for
 
 ROWS = 30
@@ -96,7 +96,7 @@ def test_replay_refuses_bad_input(tmp_path: Path) -> None:
 def test_replay_refuses_a_taken_port_and_starts_nothing_on_a_bad_broker(tmp_path: Path) -> None:
     import socket
 
-    from taehwa.errors import InvalidInput, Unavailable
+    from taehwa.core.errors import InvalidInput, Unavailable
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

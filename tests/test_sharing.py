@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
+from taehwa.core.errors import Forbidden, InvalidInput, NotFound
 from taehwa.db import grants
-from taehwa.errors import Forbidden, InvalidInput, NotFound
-from taehwa.platform import Platform
+from taehwa.server.platform import Platform
 from taehwa.tenancy.access import Principal, acting_as
 
 T0 = "2024-03-01T00:00:00Z"

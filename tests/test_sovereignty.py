@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from taehwa.cli.main import app
-from taehwa.demo import default_shared_data
+from taehwa.core.settings import default_shared_data
 from taehwa.demo.replay import start_demo
-from taehwa.platform import Platform
+from taehwa.server.platform import Platform
 from tests.conftest import TOKEN, serving
 
 _seen: list[tuple[str, Any]] = []

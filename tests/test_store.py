@@ -9,10 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from taehwa.errors import Conflict, InvalidInput, NotFound
+from taehwa.core.errors import Conflict, InvalidInput, NotFound
+from taehwa.core.settings import Settings
+from taehwa.core.timeutil import from_us, to_us
 from taehwa.historian.store import Historian
-from taehwa.historian.timeutil import from_us, to_us
-from taehwa.settings import Settings
 
 T0 = "2024-03-01T00:00:00Z"
 

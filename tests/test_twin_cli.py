@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from taehwa.cli.main import app
-from taehwa.platform import Platform
-from taehwa.settings import Settings
+from taehwa.core.settings import Settings
+from taehwa.server.platform import Platform
 from tests.conftest import serving
 
 PLANT = Path(__file__).parent / "data" / "plant.yaml"

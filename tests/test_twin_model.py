@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from taehwa.errors import InvalidInput, ValidationFailed
+from taehwa.core.errors import InvalidInput, ValidationFailed
+from taehwa.core.yamlio import dump_yaml, load_yaml
 from taehwa.twin.model import Plant, parse_document
-from taehwa.twin.yamlio import dump_yaml, load_yaml
 
 PLANT = (Path(__file__).parent / "data" / "plant.yaml").read_text()
 

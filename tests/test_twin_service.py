@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from taehwa.errors import Conflict, InvalidInput, NotFound, ValidationFailed
-from taehwa.platform import Platform
-from taehwa.settings import Settings
+from taehwa.core.errors import Conflict, InvalidInput, NotFound, ValidationFailed
+from taehwa.core.settings import Settings
+from taehwa.server.platform import Platform
 from taehwa.twin.service import TwinService
 
 PLANT = (Path(__file__).parent / "data" / "plant.yaml").read_text()

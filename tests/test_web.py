@@ -17,7 +17,7 @@ from urllib.parse import quote
 import pandas as pd
 import pytest
 
-from taehwa.platform import Platform
+from taehwa.server.platform import Platform
 from tests.conftest import serving
 from tests.test_live import T0, TRAIN_S, pump_rows, trained
 
@@ -254,7 +254,7 @@ def test_pages_can_be_used_from_the_keyboard(site: tuple[Platform, str], browser
 
 def test_academy_submit_from_the_browser_and_see_the_verdict_and_board(site: tuple[Platform, str], browser: Any,
                                                                        tmp_path: Path) -> None:
-    from taehwa.demo import default_shared_data
+    from taehwa.core.settings import default_shared_data
 
     platform, url = site
     if not default_shared_data().exists():

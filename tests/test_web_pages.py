@@ -22,8 +22,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from taehwa.platform import Platform
-from taehwa.settings import Settings
+from taehwa.core.settings import Settings
+from taehwa.server.platform import Platform
 from taehwa.web.pages import lower_better
 from tests.conftest import TOKEN, serving
 from tests.test_live import SPEC, T0, TRAIN_S, plant_yaml, pump_rows

@@ -19,9 +19,9 @@ import httpx
 import pyarrow as pa
 import pytest
 
+from taehwa.core.loopback import free_port
+from taehwa.core.settings import Settings
 from taehwa.historian.store import Historian
-from taehwa.loopback import free_port
-from taehwa.settings import Settings
 
 T = "2026-11-30T00:00:00Z"
 

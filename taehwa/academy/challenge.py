@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from taehwa.errors import InvalidInput, ValidationFailed
+from taehwa.core.errors import InvalidInput, ValidationFailed
 from taehwa.lab.spec import DataSpec, LabelSpec
 
 
@@ -114,7 +114,7 @@ def ready_names() -> list[str]:
 
 def load_definition(path_or_name: str | Path) -> tuple[Definition, Path]:
     """A definition from a YAML file, or a ready one by name; with the folder its baseline file lies in."""
-    from taehwa.twin.yamlio import load_yaml, plain
+    from taehwa.core.yamlio import load_yaml, plain
 
     path = Path(path_or_name)
     if not path.exists() and str(path_or_name) in ready_names():

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from taehwa.errors import InvalidInput
+from taehwa.core.errors import InvalidInput
 from taehwa.lab import metrics as M
 from taehwa.lab.datasets import CHANGEPOINT, TARGET, TIME, UNIT
 

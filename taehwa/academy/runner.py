@@ -34,7 +34,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from taehwa.lifeline import parent_death_signal
+from taehwa.core.lifeline import parent_death_signal
 
 EXIT_FORBIDDEN, EXIT_MEMORY, EXIT_OUTPUT = 86, 87, 88
 _NATIVE_DENY = {"fork", "vfork", "clone", "clone3", "execve", "execv", "execvp", "system", "popen", "posix_spawn",

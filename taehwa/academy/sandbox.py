@@ -24,7 +24,7 @@ import pandas as pd
 
 import taehwa
 from taehwa.academy.runner import EXIT_FORBIDDEN, EXIT_MEMORY, EXIT_OUTPUT
-from taehwa.errors import InvalidInput
+from taehwa.core.errors import InvalidInput
 
 VERDICTS = ("scored", "invalid_output", "crashed", "timed_out", "out_of_memory", "forbidden")
 _UID_BASE, _UID_SPAN = 0x5A000000, 1 << 24  # uids 1509949440 … for runs as root (no account lives there)

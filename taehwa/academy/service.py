@@ -22,8 +22,8 @@ from taehwa.academy import sandbox, sources
 from taehwa.academy.challenge import Definition, closes_at, load_definition, parse_definition
 from taehwa.academy.scoring import primary_metric, score
 from taehwa.academy.submission import KINDS, check_predictions, check_python, parse_spec_submission, read_predictions
+from taehwa.core.errors import Conflict, Forbidden, InvalidInput, NotFound, TaehwaError, TooManyRequests, Unauthorized
 from taehwa.db import challenges, submissions
-from taehwa.errors import Conflict, Forbidden, InvalidInput, NotFound, TaehwaError, TooManyRequests, Unauthorized
 from taehwa.lab import metrics as M
 from taehwa.lab.datasets import CHANGEPOINT, TARGET, TIME, UNIT
 from taehwa.tenancy.access import SYSTEM, acting_as, check, current
@@ -31,11 +31,11 @@ from taehwa.tenancy.access import SYSTEM, acting_as, check, current
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from taehwa.core.settings import Settings
     from taehwa.lab.datasets import Sources
-    from taehwa.settings import Settings
+    from taehwa.sharing.grants import SharingService
     from taehwa.tenancy.audit import AuditLog
     from taehwa.tenancy.identity import IdentityService
-    from taehwa.tenancy.sharing import SharingService
     from taehwa.tenancy.tenants import TenantService
 
 ACADEMY_TENANT = "academy"  # owns the ready challenges; receives the sharing grants behind plant challenges
@@ -80,7 +80,7 @@ class AcademyService:
         if d.source.builder == "historian":
             frame = self._from_historian(owner, d, info)
         else:
-            from taehwa.demo import default_shared_data
+            from taehwa.core.settings import default_shared_data
 
             frame = sources.build(d, shared or default_shared_data())
         info["leak_probe"] = frame.attrs.pop("leak_probe", None)  # sources ran the probe: a leaking cut stops there

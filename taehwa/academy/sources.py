@@ -18,13 +18,13 @@ import pandas as pd
 
 from taehwa.academy import leaks
 from taehwa.academy.challenge import Definition, closes_at
-from taehwa.errors import InvalidInput
+from taehwa.core.errors import InvalidInput
 from taehwa.lab.benchmarks import need
 from taehwa.lab.datasets import CHANGEPOINT, TARGET, TIME, UNIT
 
 if TYPE_CHECKING:
     from taehwa.lab.datasets import Sources
-    from taehwa.tenancy.sharing import Grant
+    from taehwa.sharing.grants import Grant
 
 PART = "part"
 SCORED = "scored"

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from taehwa.errors import InvalidInput, ValidationFailed
+from taehwa.core.errors import InvalidInput, ValidationFailed
 from taehwa.lab.spec import FeatureSpec, ModelSpec
 
 KINDS = ("predictions", "spec", "python")
@@ -35,8 +35,8 @@ class SpecSubmission(BaseModel):
 def parse_spec_submission(text: str, task: str | None = None) -> SpecSubmission:
     """A spec submission from YAML or JSON text, checked for size, depth and aliases before it is loaded."""
     check_spec_text(text)
+    from taehwa.core.yamlio import load_yaml, plain
     from taehwa.lab.models import KINDS as MODEL_KINDS
-    from taehwa.twin.yamlio import load_yaml, plain
 
     doc = plain(load_yaml(text, source="submission"))
     if not isinstance(doc, dict):

@@ -11,8 +11,8 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from taehwa.api.responses import BoundedRoute
-from taehwa.errors import InvalidInput, PayloadTooLarge
-from taehwa.platform import Platform
+from taehwa.core.errors import InvalidInput, PayloadTooLarge
+from taehwa.server.platform import Platform
 
 
 class CloseIn(BaseModel):

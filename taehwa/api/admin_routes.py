@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from taehwa.api.caller import CSRF_COOKIE, SESSION_COOKIE, csrf_token
 from taehwa.api.responses import BoundedRoute, split_tags, table_response
-from taehwa.platform import Platform
+from taehwa.server.platform import Platform
 from taehwa.tenancy.access import acting_as, current
 
 

@@ -22,10 +22,10 @@ from taehwa.api.lab_routes import add_lab_routes
 from taehwa.api.live_routes import add_live_routes
 from taehwa.api.responses import BoundedRoute, split_tags, table_response
 from taehwa.api.twin_routes import add_twin_routes
-from taehwa.errors import InvalidInput, PayloadTooLarge, TaehwaError, Unauthorized, ValidationFailed
+from taehwa.core.errors import InvalidInput, PayloadTooLarge, TaehwaError, Unauthorized, ValidationFailed
 from taehwa.historian.durable import full, is_disk_full
 from taehwa.historian.readers import ARROW_STREAM, read_body
-from taehwa.platform import Platform
+from taehwa.server.platform import Platform
 from taehwa.tenancy.access import current
 
 

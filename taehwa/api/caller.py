@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from taehwa.errors import TaehwaError, TooManyRequests, Unauthorized
+from taehwa.core.errors import TaehwaError, TooManyRequests, Unauthorized
 from taehwa.tenancy.access import Principal, acting_as, anonymous, check
 
 T = TypeVar("T")

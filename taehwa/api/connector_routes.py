@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, FastAPI, Query
 
 from taehwa.api.responses import BoundedRoute
-from taehwa.platform import Platform
+from taehwa.server.platform import Platform
 
 CONNECTOR_BODY = Body(..., description="One connector definition ({name, protocol: opcua|mqtt|modbus|files, …, "
                                        "items}), a list of them, or {connectors: [...]}; the same document as "

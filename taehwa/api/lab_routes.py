@@ -11,8 +11,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from taehwa.api.responses import BoundedRoute
-from taehwa.errors import InvalidInput, UnsupportedMediaType
-from taehwa.platform import Platform
+from taehwa.core.errors import InvalidInput, UnsupportedMediaType
+from taehwa.server.platform import Platform
 
 
 class LabelIn(BaseModel):

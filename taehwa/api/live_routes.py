@@ -13,12 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from taehwa.api.responses import BoundedRoute
-from taehwa.errors import InvalidInput
+from taehwa.core.errors import InvalidInput
 from taehwa.live.deployments import DeploymentIn
 from taehwa.live.notify import WebhookIn
 from taehwa.live.rules import RuleIn
 from taehwa.live.service import BackfillIn, PredictIn
-from taehwa.platform import Platform
+from taehwa.server.platform import Platform
 
 ALERT_ID = Path(ge=1, le=2**62, description="the alert's id")
 ANY_BODY = Body(...)

@@ -12,10 +12,10 @@ from fastapi import Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
-from taehwa.errors import PayloadTooLarge
+from taehwa.core.errors import PayloadTooLarge
+from taehwa.core.yamlio import MAX_DOCUMENT_BYTES, load_json
 from taehwa.historian.readers import ARROW_STREAM
 from taehwa.historian.schema import Quality
-from taehwa.twin.yamlio import MAX_DOCUMENT_BYTES, load_json
 
 QUALITY_NAMES = [q.name.lower() for q in Quality]
 

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from taehwa.api.workers import Relay
 
 if TYPE_CHECKING:
-    from taehwa.platform import Platform
+    from taehwa.server.platform import Platform
 
 ROUTED = b"x-taehwa-routed"
 TENANT_PATH = re.compile(r"^/api/v1/([a-z0-9][a-z0-9-]*)(/|$)")

@@ -14,10 +14,10 @@ from starlette.concurrency import run_in_threadpool
 
 from taehwa.api.caller import while_allowed
 from taehwa.api.responses import BoundedRoute, read_bounded
-from taehwa.errors import InvalidInput, TaehwaError, Unauthorized
-from taehwa.platform import Platform
+from taehwa.core.errors import InvalidInput, TaehwaError, Unauthorized
+from taehwa.core.yamlio import MAX_DOCUMENT_BYTES, dump_yaml
+from taehwa.server.platform import Platform
 from taehwa.twin.events import KINDS, EventHub
-from taehwa.twin.yamlio import MAX_DOCUMENT_BYTES, dump_yaml
 
 
 class AssetIn(BaseModel):

@@ -44,11 +44,11 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taehwa.lifeline import child_env, end_with_parent
+from taehwa.core.lifeline import child_env, end_with_parent
 
 if TYPE_CHECKING:
-    from taehwa.platform import Platform
-    from taehwa.settings import Settings
+    from taehwa.core.settings import Settings
+    from taehwa.server.platform import Platform
 
 log = logging.getLogger(__name__)
 
@@ -408,8 +408,8 @@ def _signal_after_cleanup(signum: int) -> Iterator[None]:
 def follower_main(host: str, port: int, primary: str) -> int:
     """A follower process: a following platform, its app behind `Forward`, served on its own socket of the
     public port. `primary`: the primary's Unix socket, or (a reader node on another machine) its URL."""
-    from taehwa.platform import Platform
-    from taehwa.settings import load_settings
+    from taehwa.core.settings import load_settings
+    from taehwa.server.platform import Platform
 
     end_with_parent()  # SIGTERM (uvicorn's graceful stop) when the primary is gone, even killed
     settings = load_settings()

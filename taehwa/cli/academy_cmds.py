@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from taehwa.cli.common import err, fail, out, print_table, services
-from taehwa.errors import InvalidInput
+from taehwa.core.errors import InvalidInput
 
 academy_app = typer.Typer(help="The academy: challenges (챌린지) on real plant data with hidden test sets, "
                           "leaderboards (리더보드) and submissions (제출) run next to the data.", no_args_is_help=True)

@@ -15,10 +15,10 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import DataError
 
-from taehwa import errors
-from taehwa.errors import Conflict, TaehwaError
-from taehwa.platform import Platform, dev_token_path, server_info_path
-from taehwa.settings import Settings, load_settings
+from taehwa.core import errors
+from taehwa.core.errors import Conflict, TaehwaError
+from taehwa.core.settings import Settings, load_settings
+from taehwa.server.platform import Platform, dev_token_path, server_info_path
 from taehwa.tenancy.access import Principal, acting_as
 
 out = Console()

@@ -14,7 +14,7 @@ import yaml
 from rich.table import Table
 
 from taehwa.cli.common import TenantOpt, fail, out, print_table, services
-from taehwa.errors import TaehwaError
+from taehwa.core.errors import TaehwaError
 
 connectors_app = typer.Typer(help="Connectors (커넥터): OPC UA, MQTT, Modbus TCP and drop folders into the historian.",
                              no_args_is_help=True)
@@ -26,7 +26,7 @@ def add(file: Annotated[Path, typer.Argument(help="YAML/JSON: one connector, a l
         replace: Annotated[bool, typer.Option(help="Replace connectors of the same name.")] = False,
         tenant: TenantOpt = "demo") -> None:
     """Add connectors from a file; every one is checked before any is stored."""
-    from taehwa.twin.yamlio import load_yaml_file
+    from taehwa.core.yamlio import load_yaml_file
 
     with services(readonly=True) as platform:
         try:

@@ -9,15 +9,15 @@ import typer
 from sqlalchemy import Engine
 
 from taehwa.cli.common import fail, out
-from taehwa.errors import TaehwaError, Unavailable
+from taehwa.core.errors import TaehwaError, Unavailable
 
 db_app = typer.Typer(help="The metadata database: schema status and upgrades (Alembic migrations).",
                      no_args_is_help=True)
 
 
 def _engine() -> Engine:
+    from taehwa.core.settings import load_settings
     from taehwa.db import engine_for
-    from taehwa.settings import load_settings
 
     settings = load_settings()
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from taehwa.cli.common import TenantOpt, err, fail, out, print_table, services
-from taehwa.errors import InvalidInput, TaehwaError
+from taehwa.core.errors import InvalidInput, TaehwaError
 
 lab_app = typer.Typer(help="The model lab (모델 / 실행 / 실험): train, validate (검증), registry, benchmarks.",
                       no_args_is_help=True)
@@ -126,8 +126,8 @@ def sweep(spec: SpecArg,
           as_json: JsonOpt = False) -> None:
     """Hyperparameter sweep: backtest every combination of the grid on the spec's data, over the local process
     pool (default), Ray (--ray, or whenever TAEHWA_RAY_ADDRESS is set) or serially; the same figures either way."""
+    from taehwa.core.yamlio import load_yaml, plain
     from taehwa.lab.spec import load_spec
-    from taehwa.twin.yamlio import load_yaml, plain
 
     if ray and serial:
         fail(InvalidInput("choose --ray or --serial, not both", where="backend"))
@@ -187,7 +187,7 @@ def show(run_id: str, tenant: TenantOpt = "demo", as_json: JsonOpt = False,
 @lab_app.command("benchmark")
 def benchmark(name: Annotated[str, typer.Argument(help="skab, cmapss or tep.")], as_json: JsonOpt = False) -> None:
     """Run a real benchmark from ../shared/data by its published protocol; ours beside the published figures."""
-    from taehwa.demo import default_shared_data
+    from taehwa.core.settings import default_shared_data
     from taehwa.lab import benchmarks
 
     try:

@@ -14,9 +14,9 @@ import typer
 from rich.table import Table
 
 from taehwa.cli.common import TenantOpt, fail, out, print_table, server_request, services, write_call
-from taehwa.errors import InvalidInput, TaehwaError
-from taehwa.platform import server_info_path
-from taehwa.settings import load_settings
+from taehwa.core.errors import InvalidInput, TaehwaError
+from taehwa.core.settings import load_settings
+from taehwa.server.platform import server_info_path
 
 live_app = typer.Typer(help="Live scoring (deployments), backfills, alert rules, alerts (알림) and webhooks.",
                        no_args_is_help=True)
@@ -45,7 +45,7 @@ def _from_server(path: str) -> Any | None:
 
 
 def _docs(file: Path, key: str) -> list[dict[str, Any]]:
-    from taehwa.twin.yamlio import load_yaml_file
+    from taehwa.core.yamlio import load_yaml_file
 
     doc = load_yaml_file(file)
     docs = doc.get(key, doc) if isinstance(doc, dict) and key in doc else doc

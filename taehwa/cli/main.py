@@ -34,10 +34,10 @@ from taehwa.cli.lab_cmds import lab_app
 from taehwa.cli.live_cmds import live_app
 from taehwa.cli.replay_cmd import replay
 from taehwa.cli.twin_cmds import twin_app
-from taehwa.errors import Conflict, InvalidInput, TaehwaError, ValidationFailed
+from taehwa.core.errors import Conflict, InvalidInput, TaehwaError, ValidationFailed
+from taehwa.core.settings import Settings, load_settings
 from taehwa.historian.readers import ARROW_STREAM
-from taehwa.platform import Platform, dev_token_path, server_info_path
-from taehwa.settings import Settings, load_settings
+from taehwa.server.platform import Platform, dev_token_path, server_info_path
 from taehwa.tenancy.access import acting_as
 
 app = typer.Typer(help="Taehwa (태화): sovereign industrial AI platform.", no_args_is_help=True,
@@ -117,7 +117,7 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
         platform.connectors.start()
         platform.live.start()
         if demo:
-            from taehwa.demo import default_shared_data
+            from taehwa.core.settings import default_shared_data
             from taehwa.demo.replay import start_demo
 
             replayer = start_demo(platform, default_shared_data())
@@ -401,7 +401,7 @@ def stats(tenant: TenantOpt) -> None:
 def doctor() -> None:
     """The security posture as a checklist (bootstrap token, bind address, TLS, file modes, outbound connections,
     token expiry, audit log); exits 8 when something fails."""
-    from taehwa.tenancy.doctor import diagnose
+    from taehwa.server.doctor import diagnose
 
     with services(readonly=True) as platform:
         checks = diagnose(platform)
@@ -417,9 +417,9 @@ def doctor() -> None:
 def demo_plant(output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the plant file here.")]
                = None) -> None:
     """Print (or write) the demo plant as a plant file: TEP reaction unit, SKAB pump station, C-MAPSS fleet."""
-    from taehwa.demo import default_shared_data
+    from taehwa.core.settings import default_shared_data
+    from taehwa.core.yamlio import dump_yaml
     from taehwa.demo.plant import build_demo_plant
-    from taehwa.twin.yamlio import dump_yaml
 
     try:
         doc, _ = build_demo_plant(default_shared_data())
@@ -437,7 +437,8 @@ def demo_load(force: Annotated[bool, typer.Option(help="Load the SKAB runs again
     lives with failure labels) that the ready lab specs train on; the pump's, refinery's and engines' models,
     trained, promoted through the gate and deployed; and the
     academy's ready challenges (SKAB, C-MAPSS, Tennessee Eastman) with their baselines."""
-    from taehwa.demo import DEMO_TENANT, default_shared_data, label_skab, load_skab
+    from taehwa.core.settings import default_shared_data
+    from taehwa.demo import DEMO_TENANT, label_skab, load_skab
     from taehwa.demo.history import demo_model_lines, deploy_demo_models, load_plant_history
 
     shared = default_shared_data()

@@ -10,7 +10,7 @@ import typer
 import yaml
 
 from taehwa.cli.common import fail, out
-from taehwa.errors import TaehwaError
+from taehwa.core.errors import TaehwaError
 
 
 def replay(dataset: Annotated[str, typer.Argument(help="demo, tep, skab, cmapss (from ../shared/data) or a "
@@ -25,7 +25,7 @@ def replay(dataset: Annotated[str, typer.Argument(help="demo, tep, skab, cmapss 
                help="Write the connector definitions that read this replay (for 'taehwa connectors add').")] = None,
            duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None) -> None:
     """Serve a data set as live plant traffic (values stamped with the time they are played) until Ctrl-C."""
-    from taehwa.demo import default_shared_data
+    from taehwa.core.settings import default_shared_data
     from taehwa.replay.session import ReplaySession
     from taehwa.replay.sources import load_sources
 

@@ -11,8 +11,8 @@ import typer
 from rich.table import Table
 
 from taehwa.cli.common import TenantOpt, emit_text, err, fail, out, print_table, services, write_call
-from taehwa.errors import InvalidInput, TaehwaError
-from taehwa.twin.yamlio import dump_yaml, load_yaml, plain
+from taehwa.core.errors import InvalidInput, TaehwaError
+from taehwa.core.yamlio import dump_yaml, load_yaml, plain
 
 twin_app = typer.Typer(help="Digital twin (디지털 트윈): plant model, assets, live state.", no_args_is_help=True)
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from taehwa.errors import InvalidInput, ValidationFailed
+from taehwa.core.errors import InvalidInput, ValidationFailed
 
 NAME = r"^[a-z0-9][a-z0-9_.\-]{0,62}$"
 PROTOCOLS = ("opcua", "mqtt", "modbus", "files")

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from taehwa.connectors.config import FilesConnector
 from taehwa.connectors.link import Link
-from taehwa.errors import TaehwaError
+from taehwa.core.errors import TaehwaError
 from taehwa.historian.readers import iter_file_tables
 
 

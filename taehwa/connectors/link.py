@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from taehwa.connectors.config import Connector
 from taehwa.connectors.queue import DurableQueue
-from taehwa.errors import InvalidInput, TaehwaError
+from taehwa.core.errors import InvalidInput, TaehwaError
 from taehwa.historian.store import Historian
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from taehwa.loopback import free_port
+from taehwa.core.loopback import free_port
 
 BINARY = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
 

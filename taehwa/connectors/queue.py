@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from taehwa.errors import Unavailable
+from taehwa.core.errors import Unavailable
 
 
 class DurableQueue:

@@ -20,8 +20,8 @@ from sqlalchemy import Engine, delete, insert, select, update
 from taehwa.connectors.config import Connector, FilesConnector, parse_connectors
 from taehwa.connectors.link import Link, make_link
 from taehwa.connectors.queue import DurableQueue
+from taehwa.core.errors import Conflict, NotFound
 from taehwa.db import connectors
-from taehwa.errors import Conflict, NotFound
 from taehwa.historian.store import Historian
 from taehwa.tenancy.access import current
 from taehwa.tenancy.audit import AuditLog

@@ -30,8 +30,8 @@ from typing import IO, TYPE_CHECKING, Any
 import pyarrow as pa
 
 from taehwa.connectors.config import parse_connectors
+from taehwa.core.lifeline import child_env, end_with_parent
 from taehwa.historian.normalize import normalize, window_us
-from taehwa.lifeline import child_env, end_with_parent
 
 if TYPE_CHECKING:
     from taehwa.connectors.link import Link

@@ -15,7 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from taehwa.errors import NotFound
+from taehwa.core.errors import NotFound
+from taehwa.core.settings import default_shared_data
 from taehwa.historian.readers import read_csv
 from taehwa.historian.store import Historian
 from taehwa.lab.labels import LabelService
@@ -34,16 +35,6 @@ def ensure_demo_tenant(tenants: Any, tenant: str = DEMO_TENANT) -> None:
         tenants.create(tenant, DEMO_NAME)
 _UNITS = {"accelerometer1_rms": "g", "accelerometer2_rms": "g", "current": "A", "pressure": "bar",
           "temperature": "degC", "thermocouple": "degC", "voltage": "V", "volume_flow_rate_rms": "L/min"}
-
-
-def default_shared_data() -> Path:
-    """`../shared/data` beside the checkout (as in CI), unless TAEHWA_SHARED_DATA says otherwise."""
-    import os
-
-    env = os.environ.get("TAEHWA_SHARED_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def _snake(name: str) -> str:

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from taehwa.demo.plant import CMAPSS_ENGINES, CMAPSS_SIGNALS, TEP_COLUMNS, _require, read_cmapss
 from taehwa.lab.labels import LabelService
-from taehwa.platform import Platform
+from taehwa.server.platform import Platform
 
 HISTORY_START = pd.Timestamp("2026-01-05T00:00:00Z")
 TEP_STEP = pd.Timedelta(minutes=3)
@@ -127,7 +127,7 @@ DEMO_MODELS = [
 def live_step(trained_step: str, speed: float) -> str:
     """The row spacing of a demo deployment: the step its model learnt at, shortened by the replay's speed (the
     replay plays the data `speed` times faster, so a row of the data is a row of live scoring)."""
-    from taehwa.historian.timeutil import parse_duration
+    from taehwa.core.timeutil import parse_duration
 
     return f"{max(1, round(parse_duration(trained_step) / speed))}us"
 
@@ -144,7 +144,7 @@ def deploy_demo_models(platform: Platform, tenant: str, speed: float | None = No
     refuses is not deployed, and the answer says why) and deploy it with its alert rule, rows spaced for the
     replay's `speed`. Once: a model whose deployment exists is left as it is; `only`: these specs. What happened,
     per model."""
-    from taehwa.errors import Conflict
+    from taehwa.core.errors import Conflict
     from taehwa.lab.spec import READY, load_spec
 
     speed = speed or platform.settings.demo_speed

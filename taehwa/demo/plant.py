@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from taehwa.errors import NotFound
+from taehwa.core.errors import NotFound
 
 # --- Tennessee Eastman: (column, asset, signal, unit, description) in XMEAS(1..41), XMV(1..11) order -----------
 TEP_COLUMNS: list[tuple[str, str, str, str]] = [

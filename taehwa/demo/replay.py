@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from taehwa.core.errors import NotFound, TaehwaError
 from taehwa.demo.plant import Source
-from taehwa.errors import NotFound, TaehwaError
-from taehwa.platform import Platform
 from taehwa.replay.opcua_server import ReplayServer
 from taehwa.replay.player import Replayer
+from taehwa.server.platform import Platform
 from taehwa.tenancy.access import SYSTEM, acting_as
 
 DEMO_CONNECTOR = "demo-plant"
@@ -26,9 +26,9 @@ log = logging.getLogger(__name__)
 
 def load_demo_plant(platform: Platform, shared: Path, tenant: str = "demo") -> list[Source]:
     """Create the demo tenant if needed and load (or refresh) the demo plant into its twin; the replay sources."""
+    from taehwa.core.yamlio import dump_yaml
     from taehwa.demo import ensure_demo_tenant
     from taehwa.demo.plant import build_demo_plant
-    from taehwa.twin.yamlio import dump_yaml
 
     ensure_demo_tenant(platform.tenants, tenant)
     doc, sources = build_demo_plant(shared)

@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from taehwa.core.errors import InvalidInput, NotFound
+from taehwa.core.names import check_tag
 from taehwa.db import tags
-from taehwa.errors import InvalidInput, NotFound
-from taehwa.historian.schema import check_tag
 
 _META_FIELDS = {"unit", "description", "eng_low", "eng_high", "interval_s", "attributes"}
 

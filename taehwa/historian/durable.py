@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from taehwa.errors import StorageFull
+from taehwa.core.errors import StorageFull
 
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 FULL_TEXTS = ("no space left on device", "disk quota exceeded", "database or disk is full", "quota exceeded")

@@ -20,7 +20,7 @@ import time
 import uuid
 from typing import Any
 
-from taehwa.errors import Conflict
+from taehwa.core.errors import Conflict
 from taehwa.historian.storage import Storage
 
 log = logging.getLogger(__name__)

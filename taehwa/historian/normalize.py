@@ -15,9 +15,10 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from taehwa.errors import InvalidInput
-from taehwa.historian.schema import STORE_SCHEMA, Quality, check_tag
-from taehwa.historian.timeutil import MAX_US, MIN_US, show_us, to_us
+from taehwa.core.errors import InvalidInput
+from taehwa.core.names import check_tag
+from taehwa.core.timeutil import MAX_US, MIN_US, show_us, to_us
+from taehwa.historian.schema import STORE_SCHEMA, Quality
 
 TIME_NAMES = ("time", "timestamp", "datetime", "ts")
 LONG_COLUMNS = {"tag", "time", "value", "quality"}

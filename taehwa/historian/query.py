@@ -16,12 +16,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from taehwa.errors import InvalidInput
+from taehwa.core.errors import InvalidInput
+from taehwa.core.timeutil import from_us
 from taehwa.historian.files import DAY_US, parquet_source
 from taehwa.historian.manifest import DataFile
 from taehwa.historian.schema import OUT_TIME
 from taehwa.historian.storage import Storage
-from taehwa.historian.timeutil import from_us
 
 AGGREGATES = ("avg", "min", "max", "sum", "count", "first", "last", "stddev", "twa")
 METHODS = ("previous", "linear")

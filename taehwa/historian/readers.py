@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from taehwa.errors import InvalidInput, UnsupportedMediaType
+from taehwa.core.errors import InvalidInput, UnsupportedMediaType
 
 PARQUET_CHUNK_ROWS = 4_000_000
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -139,7 +139,7 @@ def _json_rows(rows: list[Any], source: str) -> pa.Table | list[Any]:
 
 def read_body(body: bytes, content_type: str, *, max_bytes: int) -> pa.Table | list[Any]:
     """A request body in JSON, CSV or Arrow IPC, chosen by its content type."""
-    from taehwa.errors import PayloadTooLarge
+    from taehwa.core.errors import PayloadTooLarge
 
     if len(body) > max_bytes:
         raise PayloadTooLarge(f"body of {len(body)} bytes is over the limit of {max_bytes}", where="body")

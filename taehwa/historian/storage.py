@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from taehwa.errors import InvalidInput, Unavailable
+from taehwa.core.errors import InvalidInput, Unavailable
 from taehwa.historian.durable import atomic_write, publish
 
 log = logging.getLogger(__name__)

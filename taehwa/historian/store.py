@@ -30,8 +30,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Engine
 
+from taehwa.core.errors import Conflict, InvalidInput, NotFound, StorageFull, Unavailable
+from taehwa.core.names import check_tenant
+from taehwa.core.settings import Settings
+from taehwa.core.timeutil import from_us, parse_duration, to_us
 from taehwa.db import make_engine
-from taehwa.errors import Conflict, InvalidInput, NotFound, StorageFull, Unavailable
 from taehwa.historian.catalog import TagCatalog, TagInfo
 from taehwa.historian.durable import free_bytes, full, is_disk_full
 from taehwa.historian.files import DAY_US, FILE_COLUMNS, parquet_source, write_day_files
@@ -40,11 +43,9 @@ from taehwa.historian.leases import TenantLeases
 from taehwa.historian.manifest import DataFile, Manifest
 from taehwa.historian.normalize import normalize, window_us
 from taehwa.historian.query import QueryEngine, Snapshot
-from taehwa.historian.schema import OUT_TIME, STORE_SCHEMA, check_tenant
+from taehwa.historian.schema import OUT_TIME, STORE_SCHEMA
 from taehwa.historian.storage import Storage
-from taehwa.historian.timeutil import from_us, parse_duration, to_us
 from taehwa.historian.wal import WAL_SCHEMA, WriteAheadLog, read_segment
-from taehwa.settings import Settings
 from taehwa.tenancy.audit import AuditLog, open_audit
 from taehwa.tenancy.tenants import TenantService
 
@@ -76,7 +77,7 @@ class Historian:
                  tenants: TenantService | None = None, readonly: bool = False, background: bool = True,
                  follow: bool = False) -> None:
         """`engine`, `audit`, `tenants`: the metadata database, audit log and tenancy the composition root built
-        (`taehwa.platform`); a historian built alone (its own tests, `open_historian`) builds them itself."""
+        (`taehwa.server.platform`); a historian built alone (its own tests, `open_historian`) builds them itself."""
         self.settings = settings
         self.readonly = readonly or follow
         self.follow = follow  # a reader beside a running writer (an API worker): catches up before each query

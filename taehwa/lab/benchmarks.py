@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from taehwa.errors import NotFound
+from taehwa.core.errors import NotFound
 from taehwa.lab import metrics as M
 from taehwa.lab.datasets import time_us
 from taehwa.lab.features import ConditionNormalizer, WindowFeatures

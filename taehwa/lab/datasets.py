@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
-from taehwa.errors import InvalidInput, NotFound
-from taehwa.historian.timeutil import parse_duration, to_us
+from taehwa.core.errors import InvalidInput, NotFound
+from taehwa.core.timeutil import parse_duration, to_us
 from taehwa.lab.spec import Spec
 from taehwa.tenancy.files import FileRoots
 

@@ -13,7 +13,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
 from typing import Any, Literal
 
-from taehwa.errors import InvalidInput, Unavailable
+from taehwa.core.errors import InvalidInput, Unavailable
 
 Backend = Literal["serial", "pool", "ray"]
 BACKENDS: tuple[str, ...] = ("serial", "pool", "ray")

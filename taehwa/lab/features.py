@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from taehwa.errors import InvalidInput
+from taehwa.core.errors import InvalidInput
 from taehwa.lab.models import segments
 
 STATS = ("mean", "std", "min", "max", "slope", "last", "ewm", "cummean")

@@ -16,9 +16,9 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select
 
+from taehwa.core.errors import InvalidInput, NotFound, ValidationFailed
+from taehwa.core.timeutil import from_us, to_us
 from taehwa.db import labels
-from taehwa.errors import InvalidInput, NotFound, ValidationFailed
-from taehwa.historian.timeutil import from_us, to_us
 from taehwa.tenancy.access import current
 from taehwa.tenancy.audit import AuditLog
 from taehwa.tenancy.tenants import TenantService

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from taehwa.errors import InvalidInput
+from taehwa.core.errors import InvalidInput
 
 TASKS = ("anomaly", "fault", "rul", "soft_sensor", "forecast")
 

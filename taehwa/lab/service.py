@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select, update
 
+from taehwa.core.errors import Conflict, InvalidInput, NotFound
 from taehwa.db import lab_runs, model_events, model_versions
-from taehwa.errors import Conflict, InvalidInput, NotFound
 from taehwa.lab import metrics as M
 from taehwa.lab.datasets import Dataset, build_dataset
 from taehwa.lab.models import BASELINES
@@ -28,9 +28,9 @@ from taehwa.tenancy.access import current
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from taehwa.core.settings import Settings
     from taehwa.historian.store import Historian
     from taehwa.lab.labels import LabelService
-    from taehwa.settings import Settings
     from taehwa.tenancy.audit import AuditLog
     from taehwa.tenancy.files import FileRoots
     from taehwa.tenancy.tenants import TenantService

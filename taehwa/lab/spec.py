@@ -9,8 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from taehwa.errors import InvalidInput, ValidationFailed
-from taehwa.historian.timeutil import to_us
+from taehwa.core.errors import InvalidInput, ValidationFailed
+from taehwa.core.timeutil import to_us
 from taehwa.lab.models import KINDS, TASKS
 
 
@@ -195,7 +195,7 @@ def ready_specs() -> list[str]:
 
 def load_spec(path: Path) -> Spec:
     """A Spec from a YAML or JSON file, or one of the ready specs by name."""
-    from taehwa.twin.yamlio import load_yaml, plain
+    from taehwa.core.yamlio import load_yaml, plain
 
     if not path.exists() and str(path) in ready_specs():
         path = READY / f"{path}.yaml"

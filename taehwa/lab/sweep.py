@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from taehwa.errors import InvalidInput
+from taehwa.core.errors import InvalidInput
 from taehwa.lab.datasets import Dataset
 from taehwa.lab.models import KINDS, build
 from taehwa.lab.spec import Spec

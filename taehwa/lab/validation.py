@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from taehwa.errors import InvalidInput
-from taehwa.historian.timeutil import to_us
+from taehwa.core.errors import InvalidInput
+from taehwa.core.timeutil import to_us
 from taehwa.lab import metrics as M
 from taehwa.lab.datasets import CHANGEPOINT, TARGET, TIME, UNIT, Dataset, time_us
 from taehwa.lab.features import ConditionNormalizer, WindowFeatures

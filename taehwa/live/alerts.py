@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 
+from taehwa.core.errors import Conflict, InvalidInput, NotFound
+from taehwa.core.timeutil import parse_time
 from taehwa.db import alert_events, alerts, outbox, webhooks
-from taehwa.errors import Conflict, InvalidInput, NotFound
-from taehwa.historian.timeutil import parse_time
 from taehwa.tenancy.access import current
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from taehwa.historian.timeutil import from_us
+from taehwa.core.timeutil import from_us
 from taehwa.live.rules import Rule, rule_targets
 from taehwa.tenancy.access import SYSTEM, acting_as
 

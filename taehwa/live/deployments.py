@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import delete, insert, select, update
 
+from taehwa.core.errors import Conflict, InvalidInput, NotFound, ValidationFailed
 from taehwa.db import deployments
-from taehwa.errors import Conflict, InvalidInput, NotFound, ValidationFailed
 from taehwa.lab.validation import Pipeline
 from taehwa.tenancy.access import current
 

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from taehwa.errors import NotFound
-from taehwa.historian.timeutil import from_us
+from taehwa.core.errors import NotFound
+from taehwa.core.timeutil import from_us
 
 if TYPE_CHECKING:
     from taehwa.live.alerts import AlertBook

@@ -11,7 +11,7 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Protocol
 
-from taehwa.errors import Conflict
+from taehwa.core.errors import Conflict
 from taehwa.lab.validation import Pipeline
 from taehwa.tenancy.access import SYSTEM, acting_as
 

@@ -19,8 +19,8 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import delete, func, insert, select, update
 
+from taehwa.core.errors import Conflict, NotFound, ValidationFailed
 from taehwa.db import outbox, webhooks
-from taehwa.errors import Conflict, NotFound, ValidationFailed
 from taehwa.live.alerts import ACTIONS
 from taehwa.tenancy.access import current
 

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import delete, insert, select
 
+from taehwa.core.errors import Conflict, InvalidInput, NotFound, ValidationFailed
 from taehwa.db import alert_rules
-from taehwa.errors import Conflict, InvalidInput, NotFound, ValidationFailed
 from taehwa.tenancy.access import current
 
 if TYPE_CHECKING:

@@ -25,9 +25,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from taehwa.errors import TaehwaError
+from taehwa.core.errors import TaehwaError
+from taehwa.core.timeutil import from_us, parse_duration
 from taehwa.historian.schema import STORE_SCHEMA
-from taehwa.historian.timeutil import from_us, parse_duration
 from taehwa.lab.datasets import TIME, UNIT
 from taehwa.lab.fanout import Backend, run_stream
 from taehwa.lab.validation import Pipeline

@@ -13,9 +13,9 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from taehwa.errors import InvalidInput, NotFound, ValidationFailed
+from taehwa.core.errors import InvalidInput, NotFound, ValidationFailed
+from taehwa.core.timeutil import from_us, parse_duration, to_us
 from taehwa.historian.schema import STORE_SCHEMA
-from taehwa.historian.timeutil import from_us, parse_duration, to_us
 from taehwa.lab.fanout import BACKENDS, RAY_ADDRESS_ENV, Backend
 from taehwa.live import scoring
 from taehwa.live.alerts import AlertBook

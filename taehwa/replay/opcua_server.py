@@ -21,8 +21,8 @@ from typing import Any
 import pyarrow as pa
 
 from taehwa.connectors.opcua import close_loop
-from taehwa.errors import Unavailable
-from taehwa.loopback import free_port
+from taehwa.core.errors import Unavailable
+from taehwa.core.loopback import free_port
 
 NAMESPACE = "urn:taehwa:replay"
 FIRST_ID = 1000  # numeric node ids from here, one per tag in sorted order (stable across restarts)

@@ -8,8 +8,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from taehwa.core.errors import InvalidInput
 from taehwa.demo.plant import Source
-from taehwa.errors import InvalidInput
 from taehwa.replay.mqtt_publisher import MqttPublisher
 from taehwa.replay.opcua_server import ReplayServer
 from taehwa.replay.player import Replayer

@@ -9,8 +9,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from taehwa.core.errors import InvalidInput
 from taehwa.demo.plant import Source, build_demo_plant
-from taehwa.errors import InvalidInput
 from taehwa.historian.normalize import normalize
 from taehwa.historian.readers import iter_file_tables
 

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
-from taehwa.errors import Forbidden, Unauthorized
+from taehwa.core.errors import Forbidden, Unauthorized
 
 ROLES = ("platform_admin", "tenant_admin", "engineer", "viewer", "researcher")
 ACTIONS = ("read", "write", "admin")

@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from sqlalchemy import Connection, Engine, func, insert, select, text, update
 
+from taehwa.core.errors import Conflict, Unavailable
+from taehwa.core.timeutil import from_us
 from taehwa.db import audit_log
-from taehwa.errors import Conflict, Unavailable
-from taehwa.historian.timeutil import from_us
 from taehwa.tenancy.access import SYSTEM, check, check_platform_admin, current
 
 if TYPE_CHECKING:
-    from taehwa.settings import Settings
+    from taehwa.core.settings import Settings
 
 GENESIS = "0" * 64
 HEAD_VERSION = 2

@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from taehwa.errors import InvalidInput
-from taehwa.historian.schema import check_tenant
-from taehwa.settings import Settings
+from taehwa.core.errors import InvalidInput
+from taehwa.core.names import check_tenant
+from taehwa.core.settings import Settings
 from taehwa.tenancy.access import current
 
 MAX_NAME = 4096  # longest path accepted, in characters

@@ -30,8 +30,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from taehwa.core.errors import Conflict, InvalidInput, NotFound, TaehwaError, Unauthorized
 from taehwa.db import api_tokens, memberships, users
-from taehwa.errors import Conflict, InvalidInput, NotFound, TaehwaError, Unauthorized
 from taehwa.tenancy.access import ACTIONS, ROLES, Principal, check, check_platform_admin, current
 from taehwa.tenancy.audit import AuditLog
 

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from taehwa.core.errors import Conflict, InvalidInput, NotFound
+from taehwa.core.names import check_tenant
 from taehwa.db import tenants
-from taehwa.errors import Conflict, InvalidInput, NotFound
-from taehwa.historian.schema import check_tenant
 from taehwa.tenancy.access import check, check_platform_admin, current
 from taehwa.tenancy.audit import AuditLog
 

@@ -15,8 +15,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from taehwa.core.timeutil import from_us
 from taehwa.historian.schema import Quality
-from taehwa.historian.timeutil import from_us
 from taehwa.twin.model import Asset, Plant
 from taehwa.twin.types import Limits
 

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from taehwa.errors import InvalidInput, ValidationFailed
-from taehwa.historian.schema import check_tag
+from taehwa.core.errors import InvalidInput, ValidationFailed
+from taehwa.core.names import check_tag
+from taehwa.core.yamlio import line_of
 from taehwa.twin.types import LEVELS, LIMIT_KEYS, AssetType, Limits, Problems, _parse_limits, resolve_types
-from taehwa.twin.yamlio import line_of
 
 SEGMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 RELATION_KINDS = {

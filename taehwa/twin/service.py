@@ -16,10 +16,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from taehwa.errors import Conflict, InvalidInput, NotFound, ValidationFailed
+from taehwa.core.errors import Conflict, InvalidInput, NotFound, ValidationFailed
+from taehwa.core.settings import Settings
+from taehwa.core.timeutil import from_us, to_us
+from taehwa.core.yamlio import load_yaml
 from taehwa.historian.store import Historian
-from taehwa.historian.timeutil import from_us, to_us
-from taehwa.settings import Settings
 from taehwa.tenancy.access import SYSTEM, acting_as, current
 from taehwa.twin.events import EventHub
 from taehwa.twin.live import STATES, LiveState, signal_states, worst
@@ -36,7 +37,6 @@ from taehwa.twin.model import (
 )
 from taehwa.twin.store import TwinStore, Version
 from taehwa.twin.types import resolve_types
-from taehwa.twin.yamlio import load_yaml
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 
+from taehwa.core.yamlio import plain
 from taehwa.db import twin_assets, twin_relations, twin_types, twin_versions
 from taehwa.twin.model import Asset, Plant, Relation
 from taehwa.twin.types import Limits, resolve_types
-from taehwa.twin.yamlio import plain
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Version:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
-        from taehwa.historian.timeutil import from_us
+        from taehwa.core.timeutil import from_us
 
         return {"version": self.version, "at": from_us(self.at_us).isoformat(), "actor": self.actor,
                 "summary": self.summary}

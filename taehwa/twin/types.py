@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from taehwa.historian.timeutil import parse_duration
-from taehwa.twin.yamlio import line_of, plain
+from taehwa.core.timeutil import parse_duration
+from taehwa.core.yamlio import line_of, plain
 
 LEVELS = ("site", "area", "line", "equipment", "component")
 ATTRIBUTE_KINDS = ("string", "number", "integer", "boolean", "date", "enum")

@@ -20,9 +20,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
 from taehwa import __version__
-from taehwa.errors import NotFound, TaehwaError
+from taehwa.core.errors import NotFound, TaehwaError
 from taehwa.lab.validation import lower_is_better
-from taehwa.platform import Platform
+from taehwa.server.platform import Platform
 from taehwa.tenancy.access import Principal, current
 from taehwa.web import views
 from taehwa.web.i18n import LANG_COOKIE, LANGUAGES, MESSAGES, pick_language, translate

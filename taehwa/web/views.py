@@ -8,9 +8,9 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from taehwa.errors import TaehwaError
+from taehwa.core.errors import TaehwaError
 from taehwa.live.deployments import OUTPUTS
-from taehwa.platform import Platform
+from taehwa.server.platform import Platform
 
 OUTPUT_SIGNALS = {o for outs in OUTPUTS.values() for o in outs}  # what deployed models write on an asset
 STATE_ORDER = ("alarm", "warning", "stale", "unknown", "normal")  # worst first

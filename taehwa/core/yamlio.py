@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import yaml
 
-from taehwa.errors import InvalidInput, PayloadTooLarge
+from taehwa.core.errors import InvalidInput, PayloadTooLarge
 
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 """Largest YAML or JSON document read from a caller (bulk points have their own, larger limit)."""

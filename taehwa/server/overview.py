@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from taehwa.errors import TaehwaError
+from taehwa.core.errors import TaehwaError
 from taehwa.tenancy.access import SYSTEM, acting_as, check_platform_admin
 
 if TYPE_CHECKING:

@@ -16,10 +16,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Engine, insert, or_, select, update
 
+from taehwa.core.errors import Forbidden, InvalidInput, NotFound
+from taehwa.core.timeutil import from_us, to_us
 from taehwa.db import grants
-from taehwa.errors import Forbidden, InvalidInput, NotFound
 from taehwa.historian.store import Historian
-from taehwa.historian.timeutil import from_us, to_us
 from taehwa.tenancy.access import SYSTEM, acting_as, current
 from taehwa.tenancy.audit import AuditLog
 

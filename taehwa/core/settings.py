@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from taehwa.errors import InvalidInput, ValidationFailed
+from taehwa.core.errors import InvalidInput, ValidationFailed
 
 
 class Settings(BaseSettings):
@@ -123,7 +123,7 @@ class Settings(BaseSettings):
     @field_validator("writer_tenants")
     @classmethod
     def _check_writer_tenants(cls, value: str | None) -> str | None:
-        from taehwa.historian.schema import check_tenant
+        from taehwa.core.names import check_tenant
 
         if value is None:
             return None
@@ -145,7 +145,7 @@ class Settings(BaseSettings):
     @field_validator("earliest_time")
     @classmethod
     def _check_time(cls, value: str) -> str:
-        from taehwa.historian.timeutil import parse_time
+        from taehwa.core.timeutil import parse_time
 
         parse_time(value, field="earliest_time")
         return value
@@ -207,3 +207,13 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         name, message = ValidationFailed.from_pydantic(exc, "").problems[0]  # the first: one setting at a time
         raise InvalidInput(message, where=f"setting TAEHWA_{name.upper()}") from exc
+
+
+def default_shared_data() -> Path:
+    """`../shared/data` beside the checkout (as in CI), unless TAEHWA_SHARED_DATA says otherwise."""
+    import os
+
+    env = os.environ.get("TAEHWA_SHARED_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data"

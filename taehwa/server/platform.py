@@ -11,18 +11,18 @@ from pathlib import Path
 
 from taehwa.academy.service import AcademyService
 from taehwa.connectors.service import ConnectorService
+from taehwa.core.settings import Settings
 from taehwa.db import make_engine
 from taehwa.historian.store import Historian
 from taehwa.lab.labels import LabelService
 from taehwa.lab.service import LabService
 from taehwa.live.service import LiveService
-from taehwa.overview import Overview
-from taehwa.settings import Settings
+from taehwa.server.overview import Overview
+from taehwa.sharing.grants import SharingService
 from taehwa.tenancy.access import Principal
 from taehwa.tenancy.audit import open_audit
 from taehwa.tenancy.files import FileRoots
 from taehwa.tenancy.identity import IdentityService
-from taehwa.tenancy.sharing import SharingService
 from taehwa.tenancy.tenants import TenantService
 from taehwa.twin.service import TwinService
 
