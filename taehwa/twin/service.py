@@ -11,6 +11,7 @@ import bisect
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +37,7 @@ from taehwa.twin.model import (
     with_asset,
 )
 from taehwa.twin.store import TwinStore, Version
-from taehwa.twin.types import resolve_types
+from taehwa.twin.types import Problems, resolve_types
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,11 @@ def _index(plant: Plant) -> _Index:
 class TwinService:
     """Plant models per tenant, their live state and their change events."""
 
-    def __init__(self, settings: Settings, historian: Historian, hub: EventHub | None = None) -> None:
+    def __init__(self, settings: Settings, historian: Historian, hub: EventHub | None = None,
+                 checks: Sequence[Callable[[Plant], Problems]] = ()) -> None:
+        """`checks`: more checks every new model must pass besides `validate` (e.g. the analytics expressions)."""
         self.settings = settings
+        self.checks = tuple(checks)
         self.historian = historian
         self.tenants = historian.tenants
         self.store = TwinStore(historian.engine)
@@ -143,6 +147,8 @@ class TwinService:
         self.tenants.require(tenant, "write")
         actor = actor or current().user
         problems = validate(new)
+        for check in self.checks:
+            problems += check(new)
         if problems:
             raise ValidationFailed(problems)
         with self._lock:

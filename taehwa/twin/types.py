@@ -120,6 +120,8 @@ class Signal:
     limits: Limits = field(default_factory=Limits)
     interval_s: float | None = None  # expected sampling interval, for staleness
     required: bool = False
+    expr: str | None = None  # a calculated signal's expression (taehwa.analytics), derived signals only
+    where: str | None = field(default=None, compare=False)  # where it was declared (file, line), for errors
 
     def to_dict(self) -> dict[str, Any]:
         """The YAML form."""
@@ -136,7 +138,18 @@ class Signal:
             out["interval"] = f"{self.interval_s:g}s"
         if self.required:
             out["required"] = True
+        if self.expr is not None:
+            out["expr"] = self.expr
         return out
+
+
+@dataclass(frozen=True)
+class EventDecl:
+    """An event template as declared on a type (start/end conditions, …), checked by taehwa.analytics."""
+
+    name: str
+    spec: dict[str, Any]
+    where: str
 
 
 @dataclass
@@ -152,6 +165,7 @@ class AssetType:
     children: tuple[str, ...] | None = None  # None: any child type
     ancestry: tuple[str, ...] = ()  # this type, then its parent, … up to a built-in root
     source: dict[str, Any] = field(default_factory=dict)  # as declared (for export)
+    events: dict[str, EventDecl] = field(default_factory=dict)  # event templates, inherited ones included
 
     def is_a(self, type_name: str) -> bool:
         """Whether this type is `type_name` or extends it."""
@@ -199,7 +213,7 @@ def parse_signal(name: str, raw: Any, *, derived: bool, where: str, problems: Pr
     if not isinstance(raw, dict):
         problems.append((where, f"signal {name!r} must be a mapping (unit, range, limits, interval)"))
         return Signal(name, derived)
-    known = {"unit", "description", "range", "limits", "interval", "required"}
+    known = {"unit", "description", "range", "limits", "interval", "required", *(("expr",) if derived else ())}
     for key in raw:
         if key not in known:
             problems.append((where, f"signal {name!r}: unknown key {key!r}; use {', '.join(sorted(known))}"))
@@ -218,9 +232,13 @@ def parse_signal(name: str, raw: Any, *, derived: bool, where: str, problems: Pr
         except Exception:
             problems.append((where, f"signal {name!r}: interval must be a duration like 1s or 5min, "
                                     f"got {raw['interval']!r}"))
-    unit, description = raw.get("unit"), raw.get("description")
+    unit, description, expr = raw.get("unit"), raw.get("description"), raw.get("expr")
+    if expr is not None and not isinstance(expr, str):
+        problems.append((where, f"signal {name!r}: expr must be a text, got {type(expr).__name__}"))
+        expr = None
     return Signal(name, derived, None if unit is None else str(unit), None if description is None else str(description),
-                  low, high, _parse_limits(raw.get("limits"), where, problems), interval, bool(raw.get("required")))
+                  low, high, _parse_limits(raw.get("limits"), where, problems), interval, bool(raw.get("required")),
+                  expr, where)
 
 
 def _parse_attribute(name: str, raw: Any, where: str, problems: Problems) -> Attribute:
@@ -265,7 +283,7 @@ def resolve_types(declared: dict[str, Any], *, source: str) -> tuple[dict[str, A
             return resolved[name]
         raw = raw_all[name]
         where = _where(source, declared, name) if name in declared else f"built-in type {name}"
-        known = {"extends", "level", "description", "attributes", "sensors", "derived", "children"}
+        known = {"extends", "level", "description", "attributes", "sensors", "derived", "children", "events"}
         for key in raw:
             if key not in known:
                 problems.append((_where(source, raw, key), f"type {name!r}: unknown key {key!r}; "
@@ -294,7 +312,19 @@ def resolve_types(declared: dict[str, Any], *, source: str) -> tuple[dict[str, A
                              f"type {name!r} is at level {level!r} but extends {parent.name!r} at {parent.level!r}"))
         t = AssetType(name, level, extends, raw.get("description") or (parent.description if parent else None),
                       dict(parent.attributes) if parent else {}, dict(parent.signals) if parent else {},
-                      parent.children if parent else None, (name, *(parent.ancestry if parent else ())), raw)
+                      parent.children if parent else None, (name, *(parent.ancestry if parent else ())), raw,
+                      dict(parent.events) if parent else {})
+        events = raw.get("events") or {}
+        if not isinstance(events, dict):
+            problems.append((_where(source, raw, "events"), f"type {name!r}: events must be a mapping"))
+            events = {}
+        for ev_name, ev_raw in events.items():
+            ev_where = _where(source, events, ev_name)
+            if not NAME_RE.match(str(ev_name)) or not isinstance(ev_raw, dict):
+                problems.append((ev_where, f"event template {ev_name!r} must be a name (letters, digits, _) "
+                                           "mapped to start, end, max_duration, stats"))
+                continue
+            t.events[str(ev_name)] = EventDecl(str(ev_name), ev_raw, ev_where)
         for section, derived in (("sensors", False), ("derived", True)):
             members = raw.get(section) or {}
             if not isinstance(members, dict):
