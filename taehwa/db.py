@@ -374,6 +374,41 @@ submissions = Table(
     Index("ix_submissions_challenge_user", "challenge", "user_id", "created_at"),
 )
 
+# --- the city (taehwa/city): what companies share with the city office, its policy, the aggregates it released -----
+city_consents = Table(
+    "city_consents",
+    metadata,
+    Column("tenant", String(63), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    Column("site", String(63), primary_key=True),
+    Column("shares", JSON, nullable=False),  # what of the site the city map shows: map, state, rate, models, …
+    Column("figures", JSON, nullable=False),  # the cross-company figures the site contributes to
+    Column("set_by", String(255), nullable=False),
+    Column("set_at", DateTime(timezone=True), nullable=False),
+)
+
+city_policy = Table(
+    "city_policy",
+    metadata,
+    Column("key", String(127), primary_key=True),  # k, dp, quota:<tenant>
+    Column("value", JSON, nullable=False),
+    Column("set_by", String(255), nullable=False),
+    Column("set_at", DateTime(timezone=True), nullable=False),
+)
+
+city_releases = Table(
+    "city_releases",
+    metadata,
+    Column("figure", String(63), primary_key=True),
+    Column("members_key", String(64), primary_key=True),  # sha256 of the sorted contributing tenants
+    Column("members", JSON, nullable=False),
+    Column("groups", JSON, nullable=False),  # the groups (dimension=value) this set was released as
+    Column("releases", Integer, nullable=False),
+    Column("epsilon_spent", Float, nullable=False),
+    Column("last", JSON, nullable=True),  # the last answer (a noised one is given again for the same inputs)
+    Column("first_at", DateTime(timezone=True), nullable=False),
+    Column("last_at", DateTime(timezone=True), nullable=False),
+)
+
 
 def engine_for(url: str) -> Engine:
     """An engine for the metadata database, as it is: SQLite gets WAL mode so readers in other processes never
