@@ -36,6 +36,31 @@ def test_ingest_query_tags(runner: CliRunner, tmp_path: Path) -> None:
     assert "line1/temp" in r.output and "degC" in r.output
 
 
+def test_tables_print_json_on_request(runner: CliRunner, tmp_path: Path) -> None:
+    """`--json` prints what a table shows as JSON (whole rows, not cut to the terminal), for scripts."""
+    import json
+
+    assert runner.invoke(app, ["tenants", "create", "acme", "--name", "Acme refinery"]).exit_code == 0
+    src = tmp_path / "in.csv"
+    src.write_text("time,line1/temp\n2024-03-01T00:00:00Z,20.5\n2024-03-01T00:00:01Z,21.5\n")
+    assert runner.invoke(app, ["ingest", str(src), "-t", "acme"]).exit_code == 0
+    tenants = json.loads(runner.invoke(app, ["tenants", "list", "--json"]).stdout)
+    assert {"id": "acme", "name": "Acme refinery"}.items() <= tenants[0].items()
+    latest = json.loads(runner.invoke(app, ["tags", "latest", "-t", "acme", "--json"]).stdout)
+    assert [(r["tag"], r["value"], r["quality"]) for r in latest] == [("line1/temp", 21.5, "good")]
+    points = json.loads(runner.invoke(app, ["query", "line1/temp", "-t", "acme", "--start", "2024-03-01",
+                                            "--end", "2024-03-02", "--json"]).stdout)
+    assert [p["value"] for p in points] == [20.5, 21.5]
+    tags = json.loads(runner.invoke(app, ["tags", "-t", "acme", "--json"]).stdout)
+    assert [t["name"] for t in tags] == ["line1/temp"]
+    for command in (["admin", "users", "--json"], ["audit", "show", "--json"],
+                    ["twin", "types", "-t", "acme", "--json"], ["twin", "versions", "-t", "acme", "--json"],
+                    ["twin", "children", "-t", "acme", "--json"]):
+        r = runner.invoke(app, command)
+        assert r.exit_code == 0, (command, r.output)
+        assert isinstance(json.loads(r.stdout), list), command
+
+
 def test_cli_errors_have_exit_codes(runner: CliRunner, tmp_path: Path) -> None:
     runner.invoke(app, ["tenants", "create", "acme"])
     bad = tmp_path / "bad.csv"

@@ -11,12 +11,11 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from taehwa.cli.common import err, fail, out, print_table, services
+from taehwa.cli.common import JsonOpt, err, fail, out, print_table, services
 from taehwa.core.errors import InvalidInput
 
 academy_app = typer.Typer(help="The academy: challenges (챌린지) on real plant data with hidden test sets, "
                           "leaderboards (리더보드) and submissions (제출) run next to the data.", no_args_is_help=True)
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 KIND_BY_SUFFIX = {".py": "python", ".yaml": "spec", ".yml": "spec", ".json": "spec", ".csv": "predictions",
                   ".parquet": "predictions"}
 

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from taehwa.cli.common import err, out, print_table, services
+from taehwa.cli.common import JsonOpt, err, out, print_table, services
 
 admin_app = typer.Typer(help="Users, roles and API tokens (run on the platform's machine).", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit log (감사 로그): read it, verify its hash chain.", no_args_is_help=True)
@@ -53,14 +53,15 @@ def role(user_id: str, tenant: Annotated[str, typer.Option("--tenant", "-t")],
 
 
 @admin_app.command("users")
-def users(tenant: Annotated[str | None, typer.Option("--tenant", "-t")] = None) -> None:
+def users(tenant: Annotated[str | None, typer.Option("--tenant", "-t")] = None, as_json: JsonOpt = False) -> None:
     """List users (of one tenant, or all)."""
     with services(readonly=True) as platform:
         view = Table("user", "name", "platform admin", "roles")
         for u in platform.identity.list_users(tenant):
             view.add_row(u.id, u.name, "yes" if u.platform_admin else "",
                          ", ".join(f"{t}: {r}" for t, r in u.roles.items()))
-        print_table(view)
+        print_table(view, as_json=as_json, data=[{"user": u.id, "name": u.name, "platform_admin": u.platform_admin,
+                                                  "roles": u.roles} for u in platform.identity.list_users(tenant)])
 
 
 @admin_app.command("password")
@@ -85,7 +86,7 @@ def token(user_id: str, name: Annotated[str, typer.Option(help="What the token i
 
 
 @admin_app.command("tokens")
-def tokens(user_id: str) -> None:
+def tokens(user_id: str, as_json: JsonOpt = False) -> None:
     """List a user's tokens (never their secrets)."""
     with services(readonly=True) as platform:
         view = Table("id", "name", "scopes", "created", "expires", "revoked")
@@ -93,7 +94,7 @@ def tokens(user_id: str) -> None:
             d = t.to_dict()
             view.add_row(d["id"], d["name"], ",".join(d["scopes"]), d["created_at"][:19], (d["expires_at"] or "")[:19],
                          (d["revoked_at"] or "")[:19])
-        print_table(view)
+        print_table(view, as_json=as_json, data=[t.to_dict() for t in platform.identity.list_tokens(user_id)])
 
 
 @admin_app.command("revoke")
@@ -143,13 +144,13 @@ def reseal(reason: Annotated[str, typer.Option(help="Why (recorded in the log): 
 
 @audit_app.command("show")
 def show(tenant: Annotated[str | None, typer.Option("--tenant", "-t")] = None,
-         limit: Annotated[int, typer.Option()] = 50) -> None:
+         limit: Annotated[int, typer.Option()] = 50, as_json: JsonOpt = False) -> None:
     """The newest entries."""
     with services(readonly=True) as platform:
         view = Table("seq", "at", "actor", "tenant", "action", "target")
         for e in platform.audit.entries(tenant, limit=limit):
             view.add_row(str(e["seq"]), e["at"][:19], e["actor"], e["tenant"] or "", e["action"], e["target"] or "")
-        print_table(view)
+        print_table(view, as_json=as_json, data=platform.audit.entries(tenant, limit=limit))
 
 
 __all__ = ["admin_app", "audit_app"]

@@ -26,6 +26,7 @@ err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Tenant (company) id.", envvar="TAEHWA_TENANT")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 # Columns whose values a user copies into the next command (ids, tags, paths, names): never cut or folded.
@@ -33,9 +34,22 @@ KEY_COLUMNS = frozenset({"id", "name", "tag", "path", "run", "model", "series", 
                          "asset", "signal", "challenge", "deployment", "rule"})
 
 
-def print_table(view: Table) -> None:
+def print_json(data: Any) -> None:
+    """JSON on standard output, for scripts (`--json`)."""
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def print_table(view: Table, *, as_json: bool = False, data: Any = None) -> None:
     """Print a table with its key columns whole (as wide as their longest value) and the other columns folded
-    into the width left, so an id or a tag name can always be copied from the screen."""
+    into the width left, so an id or a tag name can always be copied from the screen. With `as_json`, the rows
+    as JSON instead (`data` when given, else each row as {column: text})."""
+    if as_json:
+        if data is None:
+            heads = [str(c.header) for c in view.columns]
+            cells = [list(map(str, c.cells)) for c in view.columns]
+            data = [dict(zip(heads, row, strict=True)) for row in zip(*cells, strict=True)] if cells else []
+        print_json(data)
+        return
     needed = 1  # the left border; each column adds its padding and a border
     for column in view.columns:
         if str(column.header).lower() in KEY_COLUMNS:

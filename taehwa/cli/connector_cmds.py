@@ -13,12 +13,11 @@ import typer
 import yaml
 from rich.table import Table
 
-from taehwa.cli.common import TenantOpt, fail, out, print_table, services
+from taehwa.cli.common import JsonOpt, TenantOpt, fail, out, print_table, services
 from taehwa.core.errors import TaehwaError
 
 connectors_app = typer.Typer(help="Connectors (커넥터): OPC UA, MQTT, Modbus TCP and drop folders into the historian.",
                              no_args_is_help=True)
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 @connectors_app.command("add")

@@ -14,7 +14,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from taehwa.cli.common import TenantOpt, err, fail, out, print_table, services
+from taehwa.cli.common import JsonOpt, TenantOpt, err, fail, out, print_table, services
 from taehwa.core.errors import InvalidInput, TaehwaError
 
 lab_app = typer.Typer(help="The model lab (모델 / 실행 / 실험): train, validate (검증), registry, benchmarks.",
@@ -26,7 +26,6 @@ models_app = typer.Typer(help="The registry (모델 저장소): versions, promot
 lab_app.add_typer(labels_app, name="labels")
 lab_app.add_typer(models_app, name="models")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 SpecArg = Annotated[Path, typer.Argument(help="A lab spec (YAML or JSON), or a ready spec's name.")]
 
 

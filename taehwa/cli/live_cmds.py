@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from taehwa.cli.common import TenantOpt, fail, out, print_table, server_request, services, write_call
+from taehwa.cli.common import JsonOpt, TenantOpt, fail, out, print_table, server_request, services, write_call
 from taehwa.core.errors import InvalidInput, TaehwaError
 from taehwa.core.settings import load_settings
 from taehwa.server.platform import server_info_path
@@ -29,7 +29,6 @@ live_app.add_typer(rules_app, name="rules")
 live_app.add_typer(alerts_app, name="alerts")
 live_app.add_typer(hooks_app, name="webhooks")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 NoteOpt = Annotated[str | None, typer.Option("--note", help="A note recorded with the step.")]
 
 
@@ -115,7 +114,7 @@ def show(name: str, tenant: TenantOpt = "demo") -> None:
 
 
 @live_app.command("drift")
-def drift(name: str, tenant: TenantOpt = "demo") -> None:
+def drift(name: str, tenant: TenantOpt = "demo", as_json: JsonOpt = False) -> None:
     """Drift (드리프트) of a running deployment: PSI and KS of its live inputs and score against its training
     data."""
     try:
@@ -132,7 +131,7 @@ def drift(name: str, tenant: TenantOpt = "demo") -> None:
         view.add_row(x["name"], str(x["psi"]), str(x["ks"]), f"{x['p_value']:.3g}" if x["p_value"] is not None
                      else "–", f"{x['reference_mean']:.4g}" if x["reference_mean"] is not None else "–",
                      f"{x['live_mean']:.4g}" if x["live_mean"] is not None else "–", x["status"])
-    print_table(view)
+    print_table(view, as_json=as_json, data=doc)
 
 
 @live_app.command("pause")

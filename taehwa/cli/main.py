@@ -17,12 +17,14 @@ from rich.table import Table
 from taehwa.cli.academy_cmds import academy_app
 from taehwa.cli.admin_cmds import admin_app, audit_app
 from taehwa.cli.common import (
+    JsonOpt,
     TenantOpt,
     emit_text,
     err,
     fail,
     operator,
     out,
+    print_json,
     print_table,
     server_request,
     services,
@@ -222,9 +224,9 @@ def ingest(
             fail(exc)
 
 
-def _write_table(table: pa.Table, output: Path | None) -> None:
+def _write_table(table: pa.Table, output: Path | None, *, as_json: bool = False) -> None:
     if output is None:
-        _print_table(table)
+        _print_table(table, max_rows=table.num_rows if as_json else 200, as_json=as_json)
     elif output.suffix.lower() == ".parquet":
         pq.write_table(table, output)
         err.print(f"wrote {table.num_rows} rows to {output}")
@@ -235,7 +237,11 @@ def _write_table(table: pa.Table, output: Path | None) -> None:
         raise InvalidInput("output must end in .csv or .parquet", where=str(output))
 
 
-def _print_table(table: pa.Table, max_rows: int = 200) -> None:
+def _print_table(table: pa.Table, max_rows: int = 200, *, as_json: bool = False) -> None:
+    if as_json:
+        rows = [{k: _quality(v) if k == "quality" else v for k, v in r.items()} for r in table.to_pylist()]
+        print_json(rows)
+        return
     view = Table(show_lines=False)
     for name in table.column_names:
         view.add_column(name, justify="right" if name not in ("tag", "time") else "left")
@@ -276,17 +282,19 @@ def query(
     align: Annotated[bool, typer.Option(help="With --step: one column per tag.")] = False,
     limit: Annotated[int | None, typer.Option(help="At most this many raw points.")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write .csv or .parquet.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Read points: raw, downsampled (--every/--agg) or interpolated (--step/--method, --align)."""
     with services(readonly=True) as platform:
         table = platform.historian.query(tenant, tags, start, end, every=every, agg=agg, step=step,
                                          method=method, align=align, limit=limit)
-        _write_table(table, output)
+        _write_table(table, output, as_json=as_json)
 
 
 @tags_app.callback(invoke_without_command=True)
 def tags_list(ctx: typer.Context, tenant: TenantOpt = "demo",
-              prefix: Annotated[str | None, typer.Option(help="Only tags under this path.")] = None) -> None:
+              prefix: Annotated[str | None, typer.Option(help="Only tags under this path.")] = None,
+              as_json: JsonOpt = False) -> None:
     """List tags with their metadata (the default `taehwa tags`)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -297,7 +305,7 @@ def tags_list(ctx: typer.Context, tenant: TenantOpt = "demo",
         for t in items:
             rng = f"{t.eng_low}…{t.eng_high}" if t.eng_low is not None or t.eng_high is not None else ""
             view.add_row(t.name, t.unit or "", _cell(t.interval_s), rng, t.description or "")
-        print_table(view)
+        print_table(view, as_json=as_json, data=[t.to_dict() for t in items])
         err.print(f"{len(items)} tags")
 
 
@@ -341,10 +349,11 @@ def tags_set(
 
 
 @tags_app.command("latest")
-def tags_latest(tenant: TenantOpt, tags: Annotated[list[str] | None, typer.Argument()] = None) -> None:
+def tags_latest(tenant: TenantOpt, tags: Annotated[list[str] | None, typer.Argument()] = None,
+                as_json: JsonOpt = False) -> None:
     """Newest value of each tag, from the last-value cache."""
     with services(readonly=True) as platform:
-        _print_table(platform.historian.latest(tenant, tags or None), max_rows=10_000)
+        _print_table(platform.historian.latest(tenant, tags or None), max_rows=10_000, as_json=as_json)
 
 
 @tenants_app.command("create")
@@ -362,13 +371,13 @@ def tenants_create(tenant_id: str, name: Annotated[str | None, typer.Option()] =
 
 
 @tenants_app.command("list")
-def tenants_list() -> None:
+def tenants_list(as_json: JsonOpt = False) -> None:
     """List tenants."""
     with services(readonly=True) as platform:
         view = Table("id", "name", "retention_days", "created_at")
         for t in platform.tenants.list():
             view.add_row(t.id, t.name, _cell(t.retention_days), t.created_at.isoformat())
-        print_table(view)
+        print_table(view, as_json=as_json)
 
 
 @tenants_app.command("retention")

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import typer
 from rich.table import Table
 
-from taehwa.cli.common import TenantOpt, emit_text, err, fail, out, print_table, services, write_call
+from taehwa.cli.common import JsonOpt, TenantOpt, emit_text, err, fail, out, print_table, services, write_call
 from taehwa.core.errors import InvalidInput, TaehwaError
 from taehwa.core.yamlio import dump_yaml, load_yaml, plain
 
@@ -36,11 +36,11 @@ def _print_json(data: Any) -> None:
     out.print_json(json.dumps(data, default=str))
 
 
-def _assets_table(items: list[dict[str, Any]]) -> None:
+def _assets_table(items: list[dict[str, Any]], as_json: bool = False) -> None:
     view = Table("path", "type", "name", "state")
     for a in items:
         view.add_row(a["path"], a["type"], a["name"], a.get("state", ""))
-    print_table(view)
+    print_table(view, as_json=as_json, data=items)
 
 
 @twin_app.command("load")
@@ -67,24 +67,26 @@ def export(tenant: TenantOpt, at: AtOpt = None,
 
 
 @twin_app.command("versions")
-def versions(tenant: TenantOpt, limit: Annotated[int, typer.Option(help="How many.")] = 20) -> None:
+def versions(tenant: TenantOpt, limit: Annotated[int, typer.Option(help="How many.")] = 20,
+             as_json: JsonOpt = False) -> None:
     """The model's change history, newest first."""
     with services(readonly=True) as platform:
         view = Table("version", "at", "actor", "summary")
-        for v in platform.twin.versions(tenant, limit):
-            d = v.to_dict()
+        docs = [v.to_dict() for v in platform.twin.versions(tenant, limit)]
+        for d in docs:
             view.add_row(str(d["version"]), d["at"], d["actor"] or "", d["summary"])
-        print_table(view)
+        print_table(view, as_json=as_json, data=docs)
 
 
 @twin_app.command("types")
-def types(tenant: TenantOpt) -> None:
+def types(tenant: TenantOpt, as_json: JsonOpt = False) -> None:
     """Asset types with their inherited signals."""
     with services(readonly=True) as platform:
         view = Table("type", "extends", "level", "sensors", "derived")
-        for t in platform.twin.types(tenant):
+        found = platform.twin.types(tenant)
+        for t in found:
             view.add_row(t["name"], t["extends"] or "", t["level"], ", ".join(t["sensors"]), ", ".join(t["derived"]))
-        print_table(view)
+        print_table(view, as_json=as_json, data=found)
 
 
 @twin_app.command("show")
@@ -96,10 +98,10 @@ def show(path: str, tenant: TenantOpt, at: AtOpt = None) -> None:
 
 @twin_app.command("children")
 def children(tenant: TenantOpt, path: Annotated[str | None, typer.Argument(help="Parent (the sites if none).")]
-             = None) -> None:
+             = None, as_json: JsonOpt = False) -> None:
     """Direct children of an asset."""
     with services(readonly=True) as platform:
-        _assets_table(platform.twin.children(tenant, path))
+        _assets_table(platform.twin.children(tenant, path), as_json)
 
 
 @twin_app.command("search")
@@ -108,17 +110,17 @@ def search(tenant: TenantOpt,
            under: Annotated[str | None, typer.Option(help="Path prefix.")] = None,
            state: Annotated[str | None, typer.Option(help="unknown, normal, stale, warning or alarm.")] = None,
            attr: AttrOpt = None, text: Annotated[str | None, typer.Option(help="Text in path or name.")] = None,
-           limit: Annotated[int, typer.Option()] = 100) -> None:
+           limit: Annotated[int, typer.Option()] = 100, as_json: JsonOpt = False) -> None:
     """Find assets by type, subtree, state, attribute values and text."""
     with services(readonly=True) as platform:
         found = platform.twin.search(tenant, type=type_, under=under, state=state,
                                      attributes=_pairs(attr, "--attr", typed=False), text=text, limit=limit)
-        _assets_table(found["items"])
+        _assets_table(found["items"], as_json)
         err.print(f"{found['total']} assets")
 
 
 @twin_app.command("state")
-def state(path: str, tenant: TenantOpt, at: AtOpt = None) -> None:
+def state(path: str, tenant: TenantOpt, at: AtOpt = None, as_json: JsonOpt = False) -> None:
     """An asset's state (now, or rebuilt from the historian at a past time)."""
     with services(readonly=True) as platform:
         st = platform.twin.state(tenant, path, at)
@@ -126,6 +128,9 @@ def state(path: str, tenant: TenantOpt, at: AtOpt = None) -> None:
     for name, s in st["signals"].items():
         view.add_row(name, s["tag"], "—" if s["value"] is None else f"{s['value']:.6g}", s["quality"],
                      s["time"] or "—", s["state"])
+    if as_json:
+        print_table(view, as_json=True, data=st)
+        return
     out.print(f"[bold]{path}[/bold]: {st['state']} (own: {st['own_state']})")
     print_table(view)
 
