@@ -48,6 +48,35 @@ def test_roles_and_scopes(platform: Platform) -> None:
         ident.create_user("Not A Valid Id")
 
 
+def test_a_tenant_admin_renames_their_tenant_and_the_demo_takes_its_new_name(platform: Platform) -> None:
+    """Renaming is for the tenant's admins only, keeps the id, is audited; a demo tenant made by a former version
+    (named "Demo: SKAB water-pump test bed") is renamed for what it holds, a name somebody chose is left alone."""
+    from taehwa.demo import DEMO_NAME, ensure_demo_tenant
+
+    ident = platform.identity
+    ident.create_user("lee", password="correct horse battery")
+    ident.set_role("lee", "acme", "engineer")
+    ident.create_user("park", password="correct horse battery")
+    ident.set_role("park", "acme", "admin")
+    with acting_as(ident.authenticate(ident.create_token("lee", "t")[0])), pytest.raises(Forbidden):
+        platform.tenants.rename("acme", "Acme Ulsan refinery")
+    with acting_as(ident.authenticate(ident.create_token("park", "t")[0])):
+        with pytest.raises(InvalidInput, match="1-255"):
+            platform.tenants.rename("acme", "  ")
+        assert platform.tenants.rename("acme", "Acme Ulsan refinery").name == "Acme Ulsan refinery"
+        with pytest.raises(Forbidden):
+            platform.tenants.rename("rival", "mine now")
+    assert platform.tenants.get("acme").id == "acme"
+    [entry] = [e for e in platform.audit.entries("acme", limit=20) if e["action"] == "tenant.rename"]
+    assert entry["actor"] == "park"
+    platform.tenants.create("demo", "Demo: SKAB water-pump test bed")
+    ensure_demo_tenant(platform.tenants)
+    assert platform.tenants.get("demo").name == DEMO_NAME
+    platform.tenants.rename("demo", "Our training plant")
+    ensure_demo_tenant(platform.tenants)
+    assert platform.tenants.get("demo").name == "Our training plant"
+
+
 def test_tokens_expire_and_revoke(platform: Platform) -> None:
     ident = platform.identity
     ident.create_user("lee")

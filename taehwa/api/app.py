@@ -38,6 +38,13 @@ class TenantIn(BaseModel):
     retention_days: int | None = Field(None, gt=0, le=36_500)
 
 
+class TenantRename(BaseModel):
+    """A tenant's new display name (its id never changes)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=255)
+
+
 class TagMetaIn(BaseModel):
     """Tag metadata; fields left out stay as they are."""
 
@@ -123,6 +130,12 @@ def create_app(platform: Platform) -> FastAPI:
     def create_tenant(body: TenantIn) -> dict[str, Any]:
         """Add a tenant (a company or research group)."""
         t = platform.tenants.create(body.id, body.name, body.retention_days)
+        return {"id": t.id, "name": t.name, "retention_days": t.retention_days}
+
+    @app.patch("/api/v1/tenants/{tenant}", dependencies=authed, tags=["tenants"])
+    def rename_tenant(tenant: str, body: TenantRename) -> dict[str, Any]:
+        """Rename a tenant (tenant admins); audited."""
+        t = platform.tenants.rename(tenant, body.name)
         return {"id": t.id, "name": t.name, "retention_days": t.retention_days}
 
     @app.post("/api/v1/{tenant}/points", dependencies=authed, tags=["points"],

@@ -370,6 +370,14 @@ def tenants_create(tenant_id: str, name: Annotated[str | None, typer.Option()] =
     out.print(f"created tenant {doc['id']} ({doc['name']})")
 
 
+@tenants_app.command("rename")
+def tenants_rename(tenant_id: str, name: Annotated[str, typer.Argument(help="The new display name.")]) -> None:
+    """Give a tenant a new display name (its id stays); through the server when it runs."""
+    doc = write_call(lambda p: vars(p.tenants.rename(tenant_id, name)), "PATCH", f"/api/v1/tenants/{tenant_id}",
+                     json={"name": name})
+    out.print(f"renamed tenant {doc['id']} to {doc['name']}")
+
+
 @tenants_app.command("list")
 def tenants_list(as_json: JsonOpt = False) -> None:
     """List tenants."""

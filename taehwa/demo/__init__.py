@@ -27,12 +27,20 @@ DEMO_NAME = ("Demo: Ulsan industrial plants (refinery, pump station, engine shop
              "데모: 울산 산업 현장 (정유 공장, 펌프장, 엔진 정비소)")
 
 
+# names earlier versions gave the demo tenant: a data directory made by one of them is renamed for what it holds now
+FORMER_DEMO_NAMES = frozenset({"Demo: SKAB water-pump test bed", DEMO_TENANT})
+
+
 def ensure_demo_tenant(tenants: Any, tenant: str = DEMO_TENANT) -> None:
-    """Create the demo tenant, named for what it holds, unless it exists (its name is then left as it is)."""
+    """Create the demo tenant, named for what it holds; one that a former version made keeps its data and takes
+    the new name (a name somebody chose is left as it is)."""
     try:
-        tenants.get(tenant)
+        current = tenants.get(tenant)
     except NotFound:
         tenants.create(tenant, DEMO_NAME)
+        return
+    if tenant == DEMO_TENANT and current.name in FORMER_DEMO_NAMES:
+        tenants.rename(tenant, DEMO_NAME)
 _UNITS = {"accelerometer1_rms": "g", "accelerometer2_rms": "g", "current": "A", "pressure": "bar",
           "temperature": "degC", "thermocouple": "degC", "voltage": "V", "volume_flow_rate_rms": "L/min"}
 

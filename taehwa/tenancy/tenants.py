@@ -78,6 +78,20 @@ class TenantService:
             rows = conn.execute(select(tenants.c.id).order_by(tenants.c.id)).scalars().all()
         return [self.get(r) for r in rows if visible is None or r in visible]
 
+    def rename(self, tenant_id: str, name: str) -> Tenant:
+        """Give the tenant a new display name (its id, used in paths and URLs, never changes); tenant admins."""
+        name = name.strip() if isinstance(name, str) else ""
+        if not 0 < len(name) <= 255:
+            raise InvalidInput("a tenant's name is 1-255 characters", where="name")
+        self.require(tenant_id, "admin")
+        before = self.get(tenant_id).name
+        if before != name:
+            with self._engine.begin() as conn:
+                conn.execute(update(tenants).where(tenants.c.id == tenant_id).values(name=name))
+            self._audit.append("tenant.rename", tenant=tenant_id, target=tenant_id, before={"name": before},
+                               after={"name": name})
+        return self.get(tenant_id)
+
     def set_retention(self, tenant_id: str, retention_days: int | None) -> Tenant:
         """Keep this tenant's points for this many days (None: for ever)."""
         if retention_days is not None and not 0 < retention_days <= 36_500:
