@@ -409,6 +409,28 @@ city_releases = Table(
     Column("last_at", DateTime(timezone=True), nullable=False),
 )
 
+# --- analytics (taehwa/analytics): event frames of assets (templates, API calls, data-quality findings) ----------
+analytics_events = Table(
+    "analytics_events",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant", String(63), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("asset", String(1024), nullable=False),
+    Column("template", String(127), nullable=False),  # a type's event template, quality.<check>, or an API name
+    Column("kind", String(16), nullable=False),  # template | quality | manual
+    Column("start_us", BigInteger, nullable=False),  # µs since the epoch, UTC
+    Column("end_us", BigInteger, nullable=True),  # null while open
+    Column("duration_s", Float, nullable=True),
+    Column("close_reason", String(16), nullable=True),  # end | max_duration | api
+    Column("stats", JSON, nullable=False),  # {signal: {min, max, mean, integral, start, end}} at close
+    Column("info", JSON, nullable=False),  # template version, tag of a quality finding, a note
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_analytics_events_time", "tenant", "start_us"),
+    Index("ix_analytics_events_template", "tenant", "template", "start_us"),
+    Index("ix_analytics_events_asset", "tenant", "asset", "start_us"),
+    Index("ix_analytics_events_duration", "tenant", "duration_s"),
+)
+
 
 def engine_for(url: str) -> Engine:
     """An engine for the metadata database, as it is: SQLite gets WAL mode so readers in other processes never
