@@ -159,8 +159,17 @@ def test_the_readme_runs_as_written(clone: dict[str, Any]) -> None:
         problem = _problem(c, rc, text)
         if problem:
             failures.append(f"README.md:{c.line}: {c.text}\n  {problem}\n  output: {text[-800:]}")
+    _transcript(cmds, out)
     assert not failures, "\n".join(failures)
     _journeys(clone, out, cmds)
+
+
+def _transcript(cmds: list[Command], out: Path) -> None:
+    """Every command of the tour with its exit code, kept in test-output/readme/ (the closing notes quote it)."""
+    lines = [f"README.md:{c.line:<5} exit {int((out / f'{i}.rc').read_text()):<3} {c.text}" for i, c in enumerate(cmds)]
+    keep = ROOT / "test-output" / "readme"
+    keep.mkdir(parents=True, exist_ok=True)
+    (keep / "transcript.txt").write_text("\n".join(lines) + "\n")
 
 
 def _wait_for_an_alert(clone: dict[str, Any], seconds: float = 240) -> None:
@@ -219,6 +228,9 @@ def _journeys(clone: dict[str, Any], out: Path, cmds: list[Command]) -> None:
     assert "intact" in answer(r"^taehwa audit verify")
     assert "pump-anomaly v1 is in production" in answer(r"^taehwa lab models promote")  # through the gate, unforced
     assert "acknowledged" in answer(r"^taehwa live alerts ack")
+    drop = clone["folder"] / "taehwa-data" / "tenants" / "demo" / "files" / "drop"
+    assert (drop / "done" / "bench-readings.csv").is_file()  # the drop folder took it, moved it once stored
+    assert "removed drop-folder" in answer(r"^taehwa connectors remove drop-folder")
     token = (clone["folder"] / "taehwa-data" / "dev-token").read_text().strip()
     base = f"http://127.0.0.1:{clone['port']}/api/v1/academy/challenges"
     headers = {"Authorization": f"Bearer {token}"}

@@ -277,7 +277,8 @@ def ack(alert_id: int, note: NoteOpt = None, tenant: TenantOpt = "demo") -> None
     """Acknowledge (확인) an alert."""
     with services(readonly=True) as platform:
         a = platform.live.alerts.acknowledge(tenant, alert_id, note)
-    out.print(f"alert {a['id']} acknowledged")
+    cleared = " (its condition had already cleared: it stays resolved)" if a["state"] == "resolved" else ""
+    out.print(f"alert {a['id']} acknowledged{cleared}")
 
 
 @alerts_app.command("resolve")
