@@ -19,6 +19,8 @@ from taehwa.lab.service import LabService
 from taehwa.live.service import LiveService
 from taehwa.server.overview import Overview
 from taehwa.sharing.grants import SharingService
+from taehwa.sqlport.server import SqlPort
+from taehwa.sqlport.session import Limits
 from taehwa.tenancy.access import Principal
 from taehwa.tenancy.audit import open_audit
 from taehwa.tenancy.files import FileRoots
@@ -87,6 +89,14 @@ class Platform:
         if secrets.compare_digest(token.encode(), self.api_token.encode()):
             return Principal(BOOTSTRAP_ADMIN, platform_admin=True, source=source)
         return self.identity.authenticate(token, source=source)
+
+    def sql_port(self) -> SqlPort:
+        """The SQL port over this platform's services (`taehwa serve --sql-port`); started by the caller."""
+        s = self.settings
+        return SqlPort(historian=self.historian, twin=self.twin, alerts=self.live.alerts, identity=self.identity,
+                       audit=self.audit, authenticate=self.authenticate,
+                       limits=Limits(max_rows=s.max_query_points, threads=s.duckdb_threads),
+                       tls_cert=s.tls_cert if s.tls_key else None, tls_key=s.tls_key if s.tls_cert else None)
 
     def announce(self, url: str) -> None:
         """Tell local CLI processes where the running server listens (they send writes there), and, as one of
