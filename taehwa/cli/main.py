@@ -81,7 +81,10 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
           = False,
           access_log: Annotated[bool, typer.Option("--access-log", help="Log every HTTP request (off by default: "
                                                    "the terminal shows what the platform does, not each call).")]
-          = False) -> None:
+          = False,
+          sql_port: Annotated[int | None, typer.Option(
+              "--sql-port", min=0, max=65535, help="Also serve SQL over the PostgreSQL wire protocol on this port "
+              "(off by default): database = tenant, password = an API token or your password.")] = None) -> None:
     """Start the platform: HTTP API with OpenAPI at /docs, on embedded defaults.
 
     On several machines: TAEHWA_HISTORIAN_URL puts the historian on shared (object) storage,
@@ -115,7 +118,13 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
         out.print(f"development API token: [bold]{platform.api_token}[/bold]  (kept in "
                   f"{dev_token_path(settings)})")
     replayer = None
+    sql = None
     try:
+        if sql_port is not None:
+            sql = platform.sql_port()
+            bound = sql.start(host, sql_port)
+            out.print(f"SQL (PostgreSQL protocol): psql -h {host} -p {bound} -d TENANT -U USER  (password: an API "
+                      f"token or your password{'; TLS offered' if sql.tls else ''})")
         platform.connectors.start()
         platform.live.start()
         if demo:
@@ -149,6 +158,8 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
     except TaehwaError as exc:
         fail(exc)
     finally:
+        if sql is not None:
+            sql.close()
         if replayer is not None:  # the connectors first: a link whose server went first would log its loss
             platform.connectors.close()
             replayer.stop()
