@@ -16,7 +16,6 @@ import pyarrow as pa
 import pytest
 
 from taehwa.server.platform import Platform
-from taehwa.sqlport.server import SqlPort
 from taehwa.tenancy.access import SYSTEM, acting_as
 from tests.conftest import TOKEN
 
@@ -50,7 +49,7 @@ def connect(port: int, tenant: str = "acme", password: str = TOKEN, user: str = 
 
 
 def test_tag_day_query_over_psycopg(sql: tuple[Platform, int]) -> None:
-    platform, port = sql
+    _, port = sql
     with connect(port) as con:
         rows = con.execute("SELECT count(*), min(value), max(value), min(time) FROM points "
                            "WHERE tag = 'cdu/flow' AND time >= '2026-03-02T00:00:00Z' "
@@ -64,3 +63,172 @@ def test_tag_day_query_over_psycopg(sql: tuple[Platform, int]) -> None:
         got = con.execute("SELECT count(*) FROM points WHERE tag = %s AND time >= %s AND time < %s",
                           ["cdu/temp", DAY0, DAY0 + timedelta(days=1)]).fetchone()
         assert got == (144,)
+
+
+def test_a_tag_day_query_reads_only_that_days_file(sql: tuple[Platform, int]) -> None:
+    """The other days' files are overwritten with garbage: a query of one day (plain, or as Grafana sends it)
+    still answers, so it never opened them; a query that needs them fails without naming a path."""
+    platform, port = sql
+    root = platform.settings.data_dir / "historian" / "acme"
+    for day in ("2026-03-01", "2026-03-03"):
+        for f in (root / f"day={day}").glob("*.parquet"):
+            f.write_bytes(b"not parquet" * 10)
+    with connect(port) as con:
+        grafana = ("SELECT floor(extract(epoch from time)/60)*60 AS \"time\", avg(value) AS \"value\" FROM points "
+                   "WHERE time BETWEEN '2026-03-02T00:00:00Z' AND '2026-03-02T23:59:59.999Z' AND tag = 'cdu/flow' "
+                   "GROUP BY 1 ORDER BY 1")
+        rows = con.execute(grafana).fetchall()
+        assert len(rows) == 1440 and rows[0] == (DAY0.timestamp() + 86_400, 10_000.0)
+        with pytest.raises(psycopg.Error) as err:
+            con.execute("SELECT count(*) FROM points WHERE time < '2026-03-02'").fetchall()
+        assert "could not read" in str(err.value) and str(root) not in str(err.value)
+        assert con.execute("SELECT 1").fetchall() == [(1,)]  # the session goes on
+
+
+def test_grafana_query_shapes(sql: tuple[Platform, int]) -> None:
+    """What Grafana's PostgreSQL data source sends, its macros written out: the health check, a time series with
+    $__timeGroupAlias/$__timeFilter, a table of latest values, and a variable query over tags."""
+    platform, port = sql
+    with connect(port) as con:
+        assert con.execute("SELECT 1").fetchall() == [(1,)]
+        series = con.execute(
+            "SELECT floor(extract(epoch from time)/3600)*3600 AS \"time\", tag AS metric, max(value) AS value "
+            "FROM points WHERE time BETWEEN '2026-03-01T00:00:00Z' AND '2026-03-01T23:59:59Z' "
+            "AND tag IN ('cdu/flow', 'cdu/temp') GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
+        assert len(series) == 48 and series[0] == (DAY0.timestamp(), "cdu/flow", 59.0)
+        want = platform.historian.downsample("acme", ["cdu/flow", "cdu/temp"], DAY0, DAY0 + timedelta(days=1),
+                                             "1h", "max")
+        assert sorted(v for _, _, v in series) == sorted(want.column("max").to_pylist())
+        variables = con.execute("SELECT tag AS __text, tag AS __value FROM tags ORDER BY 1").fetchall()
+        assert [v[0] for v in variables] == ["cdu/flow", "cdu/temp"]
+        table = con.execute("SELECT tag, time, value FROM latest WHERE tag LIKE 'cdu/%' ORDER BY tag").fetchall()
+        assert table[0][0] == "cdu/flow" and table[0][1] == datetime(2026, 3, 3, 23, 59)
+        # $__timeGroup with a time_bucket spelling and $__timeFrom()/$__timeTo() as timestamps
+        rows = con.execute("SELECT time_bucket(INTERVAL '15 minutes', time) AS time, avg(value) FROM points "
+                           "WHERE time >= '2026-03-03T00:00:00Z'::timestamp AND time < '2026-03-03T01:00:00Z' "
+                           "AND tag = 'cdu/flow' GROUP BY 1 ORDER BY 1").fetchall()
+        assert [r[1] for r in rows] == [20_007.0, 20_022.0, 20_037.0, 20_052.0]
+
+
+def test_historian_functions_in_sql(sql: tuple[Platform, int]) -> None:
+    platform, port = sql
+    hist = platform.historian
+    start, end = DAY0, DAY0 + timedelta(days=2)
+    with connect(port) as con:
+        got = con.execute("SELECT tag, time, value FROM downsample('cdu/flow,cdu/temp', '2026-03-01', "
+                          "'2026-03-03', '6h', agg := 'twa') ORDER BY tag, time").fetchall()
+        want = hist.downsample("acme", ["cdu/flow", "cdu/temp"], start, end, "6h", "twa")
+        assert [r[2] for r in got] == pytest.approx(want.column("twa").to_pylist())
+        assert got[0][:2] == ("cdu/flow", datetime(2026, 3, 1))
+        got = con.execute("SELECT value, quality FROM interpolate('cdu/temp', TIMESTAMP '2026-03-01 00:05:00', "
+                          "TIMESTAMP '2026-03-01 01:05:00', '10m', method := 'linear')").fetchall()
+        want = hist.interpolate("acme", "cdu/temp", DAY0 + timedelta(minutes=5), DAY0 + timedelta(minutes=65),
+                                "10m", "linear")
+        assert [r[0] for r in got] == want.column("value").to_pylist() == [0.5 + i for i in range(7)]
+        with pytest.raises(psycopg.Error, match="unknown aggregate"):
+            con.execute("SELECT * FROM downsample('cdu/flow', '2026-03-01', '2026-03-02', '1h', agg := 'median')")
+        with pytest.raises(psycopg.Error, match=r"unknown tag|not found|no tag"):
+            con.execute("SELECT * FROM downsample('secret/flow', '2026-03-01', '2026-03-02', '1h')")
+
+
+HOSTILE = [
+    ("SELECT * FROM read_parquet('{rival}/*/*.parquet')", "disabled by configuration"),
+    ("SELECT * FROM read_csv('/etc/passwd')", "disabled by configuration"),
+    ("SELECT * FROM glob('/*')", "disabled by configuration"),
+    ("COPY points TO '/tmp/taehwa-stolen.csv'", "read-only"),
+    ("COPY (SELECT 1) TO '/tmp/taehwa-stolen.csv'", "read-only"),
+    ("ATTACH '/tmp/taehwa-other.db' AS other", "read-only"),
+    ("INSTALL httpfs", "read-only"),
+    ("LOAD httpfs", "read-only"),
+    ("SET enable_external_access = true", "cannot be changed"),
+    ("SET threads TO 64", "cannot be changed"),
+    ("RESET lock_configuration", "read-only"),
+    ("PRAGMA enable_profiling", "read-only"),
+    ("INSERT INTO points VALUES ('x', now(), 1, 0)", "read-only"),
+    ("CREATE TABLE loot AS SELECT * FROM points", "read-only"),
+    ("DROP VIEW points", "read-only"),
+    ("CREATE MACRO evil() AS 1", "read-only"),
+    ("SELECT 1; DELETE FROM points", "read-only"),
+    ("SELECT * FROM platform", "does not exist"),
+    ("SELECT * FROM hist", "does not exist"),
+    ("SELECT * FROM duckdb_settings() WHERE name = 'enable_external_access' AND value = 'true'", None),
+]
+
+
+def test_hostile_sql_is_refused_and_the_session_goes_on(sql: tuple[Platform, int]) -> None:
+    platform, port = sql
+    hist = platform.historian  # noqa: F841 - a name a Python replacement scan would find
+    rival = platform.settings.data_dir / "historian" / "rival"
+    assert list(rival.glob("*/*.parquet"))
+    with connect(port) as con:
+        for text, problem in HOSTILE:
+            query = text.format(rival=rival)
+            if problem is None:
+                assert con.execute(query).fetchall() == []
+                continue
+            with pytest.raises(psycopg.Error) as err:
+                con.execute(query).fetchall()
+            assert problem in str(err.value), (query, str(err.value))
+        assert not Path("/tmp/taehwa-stolen.csv").exists() and not Path("/tmp/taehwa-other.db").exists()
+        assert con.execute("SELECT count(*) FROM points WHERE tag = 'secret/flow'").fetchone() == (0,)
+        assert con.execute("SELECT count(*) FROM points").fetchone() == (3 * 1584,)
+        con.execute("SET application_name = 'dbeaver'")  # what drivers send on connecting: accepted, no effect
+
+
+def test_sign_in_tenants_and_roles(sql: tuple[Platform, int]) -> None:
+    platform, port = sql
+    ident = platform.identity
+    ident.create_user("kim", password="correct horse battery")
+    ident.set_role("kim", "acme", "viewer")
+    ident.create_user("lee", password="another long password")
+    token, info = ident.create_token("kim", "grafana", scopes=["read"])
+    with connect(port, user="kim", password="correct horse battery") as con:
+        assert con.execute("SELECT count(*) FROM tags").fetchone() == (2,)
+    with connect(port, password=token) as con:
+        assert con.execute("SELECT count(*) FROM latest").fetchone() == (2,)
+        with acting_as(SYSTEM):
+            ident.revoke_token(info.id)
+        with pytest.raises(psycopg.Error, match="revoked"):
+            con.execute("SELECT 1")
+    refused = [dict(tenant="rival", user="kim", password="correct horse battery"),  # no role in rival
+               dict(user="lee", password="another long password"),  # no role in acme
+               dict(user="kim", password="wrong password"),
+               dict(password=token),  # revoked
+               dict(tenant="../etc", password=TOKEN),
+               dict(tenant="nosuch", password=TOKEN)]
+    for kwargs in refused:
+        with pytest.raises(psycopg.OperationalError):
+            connect(port, **kwargs).close()
+
+
+def test_every_query_is_audited(sql: tuple[Platform, int]) -> None:
+    platform, port = sql
+    with connect(port) as con:
+        con.execute("SELECT count(*) FROM points WHERE tag = 'cdu/temp'").fetchall()
+        with pytest.raises(psycopg.Error):
+            con.execute("COPY points TO '/tmp/x.csv'")
+    with acting_as(SYSTEM):
+        entries = [e for e in platform.audit.entries("acme", limit=20) if e["action"].startswith("sql.")]
+    actions = [(e["action"], e["target"]) for e in reversed(entries)]
+    assert actions[0] == ("sql.connect", "admin")
+    assert ("sql.query", "SELECT count(*) FROM points WHERE tag = 'cdu/temp'") in actions
+    refused = next(e for e in entries if e["target"] == "COPY points TO '/tmp/x.csv'")
+    assert "read-only" in refused["after"]["error"] and refused["after"]["via"] == "sql"
+
+
+def test_psql(sql: tuple[Platform, int]) -> None:
+    """Debian's psql client, when installed."""
+    _, port = sql
+    psql = shutil.which("psql")
+    if psql is None:
+        pytest.skip("psql is not installed (apt-get install postgresql-client)")
+    env = {**os.environ, "PGPASSWORD": TOKEN, "PGCONNECT_TIMEOUT": "10"}
+    run = subprocess.run([psql, "-h", "127.0.0.1", "-p", str(port), "-U", "grafana", "-d", "acme", "-At",
+                          "-c", "SELECT tag, count(*) FROM points GROUP BY tag ORDER BY tag"],
+                         env=env, capture_output=True, text=True, timeout=30, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["cdu/flow|4320", "cdu/temp|432"]
+    run = subprocess.run([psql, "-h", "127.0.0.1", "-p", str(port), "-U", "grafana", "-d", "acme", "-At",
+                          "-c", "DROP VIEW points"], env=env, capture_output=True, text=True, timeout=30,
+                         check=False)
+    assert run.returncode != 0 and "read-only" in run.stderr

@@ -74,7 +74,8 @@ class SqlSession:
 
     def interrupt(self) -> None:
         """Stop the running query (a client's cancel request, or its time limit)."""
-        self.con.interrupt()
+        with contextlib.suppress(duckdb.Error):
+            self.con.interrupt()
 
     def close(self) -> None:
         """Release the connection."""

@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
+from taehwa.core.timeutil import from_us
 from taehwa.historian.query import Snapshot
 from taehwa.historian.store import Historian
 
@@ -129,11 +130,12 @@ class TenantSources:
         hist, tenant = self.historian, self.tenant
 
         def downsample(tags: str, start: int, end: int, every: str, agg: str) -> list[dict[str, Any]]:
-            table = as_caller(lambda: hist.downsample(tenant, _names(tags), start, end, every, [agg]))
+            table = as_caller(lambda: hist.downsample(tenant, _names(tags), from_us(start), from_us(end), every, [agg]))
             return _rows(table, {"tag": "tag", "time": "time", "value": agg})
 
         def interpolate(tags: str, start: int, end: int, step: str, method: str) -> list[dict[str, Any]]:
-            table = as_caller(lambda: hist.interpolate(tenant, _names(tags), start, end, step, method))
+            table = as_caller(lambda: hist.interpolate(tenant, _names(tags), from_us(start), from_us(end), step,
+                                                       method))
             return _rows(table, {"tag": "tag", "time": "time", "value": "value", "quality": "quality"})
 
         args: list[Any] = ["VARCHAR", "BIGINT", "BIGINT", "VARCHAR", "VARCHAR"]
