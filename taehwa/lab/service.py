@@ -26,6 +26,8 @@ from taehwa.lab.validation import Pipeline, Progress, backtest, blind_baselines,
 from taehwa.tenancy.access import current
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sqlalchemy import Engine
 
     from taehwa.core.settings import Settings
@@ -41,9 +43,12 @@ class LabService:
     """Runs, reports, models and the registry of one platform."""
 
     def __init__(self, settings: Settings, *, engine: Engine, historian: Historian, tenants: TenantService,
-                 audit: AuditLog, twin: TwinService, labels: LabelService, files: FileRoots) -> None:
+                 audit: AuditLog, twin: TwinService, labels: LabelService, files: FileRoots,
+                 quota: Callable[[str, str], None] | None = None) -> None:
         """Each collaborator named: the metadata database (runs, registry), the historian, the twin, labels and
-        tenant files (what datasets are read from: this service is their `datasets.Sources`), tenancy and audit."""
+        tenant files (what datasets are read from: this service is their `datasets.Sources`), tenancy and audit;
+        `quota(tenant, kind)` raises when the city's compute quota leaves no room for a run or sweep."""
+        self._quota = quota
         self.historian, self.twin, self.labels, self.files = historian, twin, labels, files
         self.tenants, self.audit = tenants, audit
         self.root = settings.data_dir / "lab"
@@ -66,6 +71,8 @@ class LabService:
         if mode not in ("train", "evaluate"):
             raise InvalidInput("mode is train or evaluate", where="mode")
         self.tenants.require(tenant, "write")
+        if self._quota is not None:
+            self._quota(tenant, "lab")
         spec = spec if isinstance(spec, Spec) else parse_spec(spec)
         started = time.perf_counter()
         data = self.dataset(spec, tenant)
@@ -147,6 +154,8 @@ class LabService:
         from taehwa.lab import sweep as sw
 
         self.tenants.require(tenant, "write")
+        if self._quota is not None:
+            self._quota(tenant, "sweep")
         spec = spec if isinstance(spec, Spec) else parse_spec(spec)
         combos = sw.combinations(spec, grid)
         chosen = backend or fanout.default_backend()
