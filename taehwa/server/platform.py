@@ -10,9 +10,19 @@ import secrets
 from pathlib import Path
 
 from taehwa.academy.service import AcademyService
+from taehwa.analytics.program import check_plant
+from taehwa.analytics.service import AnalyticsService
+from taehwa.city.compute import ComputeLedger, QuotaGuard
+from taehwa.city.consents import ConsentBook
+from taehwa.city.figures import FIGURES
+from taehwa.city.policy import PolicyBook
+from taehwa.city.rates import SiteRates
+from taehwa.city.release import ReleaseGate
+from taehwa.city.service import CITY_TENANT, CityService
 from taehwa.connectors.service import ConnectorService
 from taehwa.core.settings import Settings
 from taehwa.db import make_engine
+from taehwa.flight import FlightService
 from taehwa.historian.store import Historian
 from taehwa.lab.labels import LabelService
 from taehwa.lab.service import LabService
@@ -53,11 +63,17 @@ class Platform:
         self.identity = IdentityService(self.engine, self.audit)
         self.sharing = SharingService(self.engine, self.historian, self.audit)
         self.files = FileRoots(settings)
-        self.twin = TwinService(settings, self.historian)
+        self.twin = TwinService(settings, self.historian, checks=(check_plant,))
         self.twin.preload()
+        self.analytics = AnalyticsService(engine=self.engine, historian=self.historian, twin=self.twin,
+                                          tenants=self.tenants, audit=self.audit, live=not readonly)
         self.labels = LabelService(self.engine, self.tenants, self.audit)
+        self.city_policy = PolicyBook(self.engine, self.tenants, self.audit, CITY_TENANT)  # the quotas the lab honours
+        self.compute = ComputeLedger(self.engine, settings.data_dir / "lab")
+        self.quotas = QuotaGuard(self.compute, self.city_policy)
         self.lab = LabService(settings, engine=self.engine, historian=self.historian, tenants=self.tenants,
-                              audit=self.audit, twin=self.twin, labels=self.labels, files=self.files)
+                              audit=self.audit, twin=self.twin, labels=self.labels, files=self.files,
+                              quota=self.quotas.check)
         self.connectors = ConnectorService(self.engine, self.tenants, self.audit, self.historian,
                                            settings.data_dir / "connectors", files=self.files)
         self.live = LiveService(engine=self.engine, historian=self.historian, tenants=self.tenants, audit=self.audit,
@@ -66,8 +82,15 @@ class Platform:
                                  alerts=self.live.alerts, lab=self.lab)
         self.academy = AcademyService(settings, engine=self.engine, tenants=self.tenants, audit=self.audit,
                                       sharing=self.sharing, identity=self.identity, data=self.lab)
+        self.city = CityService(
+            city=CITY_TENANT, engine=self.engine, tenants=self.tenants, twin=self.twin,
+            consents=ConsentBook(self.engine, self.tenants, self.audit, self.twin, tuple(FIGURES)),
+            policy=self.city_policy, gate=ReleaseGate(self.engine, self.audit, CITY_TENANT), alerts=self.live.alerts,
+            deployments=self.live.deployments, lab=self.lab, rates=SiteRates(self.historian, self.twin.live),
+            ledger=self.compute, quotas=self.quotas)
         if background and not readonly:
             self.twin.start()
+            self.analytics.start()
             self.academy.resume()
         self.api_token = self._token()
 
@@ -98,6 +121,14 @@ class Platform:
                        limits=Limits(max_rows=s.max_query_points, threads=s.duckdb_threads),
                        tls_cert=s.tls_cert if s.tls_key else None, tls_key=s.tls_key if s.tls_cert else None)
 
+    def flight(self, host: str, port: int) -> FlightService:
+        """The Arrow Flight endpoint over this platform's historian (`taehwa serve --flight-port`)."""
+        s = self.settings
+        tls = (s.tls_cert.read_bytes(), s.tls_key.read_bytes()) if s.tls_cert and s.tls_key else None
+        scheme = "grpc+tls" if tls else "grpc+tcp"
+        return FlightService(f"{scheme}://{host}:{port}", historian=self.historian, authenticate=self.authenticate,
+                             max_put_bytes=s.max_body_bytes, tls=tls)
+
     def announce(self, url: str) -> None:
         """Tell local CLI processes where the running server listens (they send writes there), and, as one of
         several writers by tenant, the other nodes (its leases name where its tenants are served)."""
@@ -111,6 +142,7 @@ class Platform:
         self.connectors.close()
         self.academy.close_service()
         self.live.close()
+        self.analytics.close()
         self.twin.close()
         self.historian.close()
 

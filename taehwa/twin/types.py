@@ -21,7 +21,13 @@ Problems = list[tuple[str, str]]
 
 # Built-in roots so a plant file can declare only its own equipment types.
 BUILTIN_TYPES: dict[str, dict[str, Any]] = {
-    "Site": {"level": "site", "description": "A plant site (a refinery, a car factory, a shipyard)."},
+    "Site": {"level": "site", "description": "A plant site (a refinery, a car factory, a shipyard).",
+             # where its owner places it on the city's map (taehwa/city), and its power demand where metered
+             "attributes": {"latitude": {"type": "number", "unit": "deg"},
+                            "longitude": {"type": "number", "unit": "deg"},
+                            "complex": {"type": "string", "description": "the industrial complex it lies in"},
+                            "industry": {"type": "string", "description": "e.g. petrochemical, automotive"}},
+             "sensors": {"power": {"unit": "kW", "description": "the site's electrical power demand"}}},
     "Area": {"level": "area", "description": "An area or unit of a site."},
     "Line": {"level": "line", "description": "A production line or train within an area."},
     "Equipment": {"level": "equipment", "description": "A piece of equipment.",

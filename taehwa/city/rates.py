@@ -1,0 +1,55 @@
+"""Points written per second per site, for the city's map: counted from the historian's write listener (whatever
+path the points came in by) and attributed to a site through the twin's tag bindings."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    from taehwa.historian.store import Historian
+    from taehwa.twin.live import LiveState
+
+WINDOW_S = 10.0
+
+
+class SiteRates:
+    """A sliding ten-second count of points per (tenant, site)."""
+
+    def __init__(self, historian: Historian, live: LiveState) -> None:
+        self._live = live
+        self._writes: dict[tuple[str, str], deque[tuple[float, int]]] = {}
+        self._lock = threading.Lock()
+        historian.add_listener(self._count)
+
+    def _count(self, tenant: str, points: pa.Table) -> None:
+        state = self._live.get(tenant)
+        if state is None or points.num_rows == 0:
+            return
+        counts = pc.value_counts(points.column("tag")).to_pylist()
+        per_site: dict[str, int] = {}
+        with self._live.lock:
+            for item in counts:
+                bound = state.by_tag.get(item["values"])
+                if bound is not None:
+                    site = bound[0].split("/", 1)[0]
+                    per_site[site] = per_site.get(site, 0) + int(item["counts"])
+        now = time.monotonic()
+        with self._lock:
+            for site, n in per_site.items():
+                q = self._writes.setdefault((tenant, site), deque())
+                q.append((now, n))
+                while q and now - q[0][0] > WINDOW_S:
+                    q.popleft()
+
+    def rate(self, tenant: str, site: str) -> float:
+        """Points per second written to a site's bound tags over the last ten seconds."""
+        now = time.monotonic()
+        with self._lock:
+            q = self._writes.get((tenant, site))
+            return sum(n for t, n in q if now - t <= WINDOW_S) / WINDOW_S if q else 0.0

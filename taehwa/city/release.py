@@ -1,0 +1,165 @@
+"""Releasing a cross-company aggregate without exposing a company: the one gate every city figure passes.
+
+- **k-anonymity**: an aggregate is released only when at least k companies (the city's policy, default 3)
+  contribute to it; fewer is refused without saying how many.
+- **Differencing refused**: every set of companies an aggregate of a figure was released over is kept. A new set
+  whose symmetric difference with any released set of the same figure has between 1 and k − 1 companies is
+  refused — otherwise "Mipo" minus "Mipo without company X" would isolate X (the same holds when a company opts
+  out and a figure is asked again).
+- **What is released**: the median and quartiles (never a mean or a sum, which add up across groups), and how many
+  companies contributed.
+- **Differential privacy** (optional, OpenDP): each quantile picked from a grid over the figure's bounds by the
+  exponential mechanism (`then_quantile_score_candidates` → `then_noisy_max`) with ε/3 each, neighbouring
+  datasets differing by one company. The same inputs get the same noised answer again, so asking twice spends
+  no further ε; the ε spent on each set of companies is kept.
+
+Every release and every refusal is written to the city's audit log with the inputs' count and the privacy setting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine, insert, select, update
+
+from taehwa.core.errors import Forbidden
+from taehwa.db import city_releases
+
+if TYPE_CHECKING:
+    from taehwa.city.policy import Privacy
+    from taehwa.tenancy.audit import AuditLog
+
+GRID = 201  # candidate values of a noised quantile between the figure's bounds
+QUANTILES = (0.25, 0.5, 0.75)
+
+
+class Refused(Forbidden):
+    """An aggregate the city may not see (too few companies, or a differencing pattern)."""
+
+
+@dataclass(frozen=True)
+class Figure:
+    """What the gate needs to know about a figure: its name, bounds and whether it is sensitive."""
+
+    name: str
+    low: float
+    high: float
+    sensitive: bool
+
+
+def members_key(members: list[str]) -> str:
+    """A set of companies as a fixed-length key."""
+    return hashlib.sha256("\n".join(sorted(members)).encode()).hexdigest()
+
+
+def _quantile(values: list[float], q: float) -> float:
+    """Linear-interpolated quantile of a sorted list."""
+    pos = (len(values) - 1) * q
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return values[lo] + (values[hi] - values[lo]) * (pos - lo)
+
+
+def dp_quantiles(values: list[float], low: float, high: float, epsilon: float) -> list[float]:
+    """The quartiles of bounded values under ε-differential privacy (ε/3 each; OpenDP's exponential mechanism)."""
+    import opendp.prelude as dp  # a few seconds to import: only when noise is asked for
+
+    dp.enable_features("contrib")
+    candidates = [low + (high - low) * i / (GRID - 1) for i in range(GRID)]
+    space = dp.vector_domain(dp.atom_domain(bounds=(low, high), nan=False)), dp.symmetric_distance()
+    clamped = [min(high, max(low, v)) for v in values]
+    out = []
+    for q in QUANTILES:
+        def make(scale: float, q: float = q) -> Any:
+            return (space >> dp.t.then_quantile_score_candidates(candidates, alpha=q)
+                    >> dp.m.then_noisy_max(dp.max_divergence(), scale=scale, negate=True))
+
+        scale = dp.binary_search_param(make, d_in=1, d_out=epsilon / len(QUANTILES), T=float)
+        out.append(candidates[make(scale)(clamped)])
+    return sorted(out)
+
+
+class ReleaseGate:
+    """Checks, answers and records every release of a cross-company aggregate."""
+
+    def __init__(self, engine: Engine, audit: AuditLog, city: str) -> None:
+        """`city`: the tenant whose audit log records the releases."""
+        self._engine, self._audit, self.city = engine, audit, city
+        self._lock = threading.Lock()  # the check and the record of a release are one step
+
+    def released(self, figure: str) -> list[dict[str, Any]]:
+        """The sets of companies a figure was released over, with the groups and ε spent on each."""
+        with self._engine.connect() as c:
+            rows = c.execute(select(city_releases).where(city_releases.c.figure == figure)).all()
+        return [{"members": list(r.members), "groups": list(r.groups), "releases": r.releases,
+                 "epsilon_spent": r.epsilon_spent, "first_at": r.first_at, "last_at": r.last_at} for r in rows]
+
+    def release(self, figure: Figure, group: str, values: dict[str, float], privacy: Privacy,
+                *, by: str) -> dict[str, Any]:
+        """The aggregate of one figure over one group of companies (`values`: company → its figure), or Refused."""
+        members = sorted(values)
+        setting = {**privacy.to_dict(), "epsilon": privacy.for_figure(figure.sensitive)}
+        setting["dp"] = setting["epsilon"] is not None
+        with self._lock:
+            if len(members) < privacy.k:
+                self._refuse(figure, group, None, setting, by,  # how many fewer is not said, even here
+                             f"fewer than {privacy.k} companies contribute to {figure.name} for {group}; the city "
+                             f"sees an aggregate only when at least {privacy.k} do")
+            key = members_key(members)
+            mine = set(members)
+            with self._engine.connect() as c:
+                rows = c.execute(select(city_releases).where(city_releases.c.figure == figure.name)).all()
+            same = next((r for r in rows if r.members_key == key), None)
+            for r in rows:
+                diff = len(mine.symmetric_difference(r.members))
+                if 0 < diff < privacy.k:
+                    named = ", ".join(r.groups[:3])
+                    self._refuse(figure, group, len(members), setting, by,
+                                 f"{figure.name} for {group} would differ from a released aggregate ({named}) by "
+                                 f"fewer than {privacy.k} companies, which could reveal a company's figure "
+                                 "(a differencing attack); ask for a group that differs by at least "
+                                 f"{privacy.k} companies")
+            answer, spent = self._answer(figure, values, setting, same)
+            now = datetime.now(UTC)
+            with self._engine.begin() as c:
+                if same is None:
+                    c.execute(insert(city_releases).values(
+                        figure=figure.name, members_key=key, members=members, groups=[group], releases=1,
+                        epsilon_spent=spent, last=answer, first_at=now, last_at=now))
+                else:
+                    groups = list(same.groups) if group in same.groups else [*same.groups, group][-50:]
+                    c.execute(update(city_releases).where((city_releases.c.figure == figure.name)
+                                                          & (city_releases.c.members_key == key)).values(
+                        groups=groups, releases=same.releases + 1, epsilon_spent=same.epsilon_spent + spent,
+                        last=answer, last_at=now))
+        self._audit.append("city.release", tenant=self.city, target=f"{figure.name} for {group}",
+                           after={"by": by, "inputs": len(members), "privacy": setting,
+                                  "epsilon_spent": spent})
+        return {"figure": figure.name, "group": group, "companies": len(members),
+                **{k: v for k, v in answer.items() if k != "inputs"}, "privacy": setting}
+
+    def _answer(self, figure: Figure, values: dict[str, float], setting: dict[str, Any], same: Any
+                ) -> tuple[dict[str, Any], float]:
+        ordered = sorted(values.values())
+        epsilon = setting["epsilon"]
+        inputs = hashlib.sha256(json.dumps([round(v, 9) for v in ordered] + [epsilon]).encode()).hexdigest()
+        if same is not None and same.last and same.last.get("inputs") == inputs:
+            return dict(same.last), 0.0  # the same inputs and setting: the same answer, no further ε
+        if epsilon is None:
+            p25, p50, p75 = (_quantile(ordered, q) for q in QUANTILES)
+            spent = 0.0
+        else:
+            p25, p50, p75 = dp_quantiles(ordered, figure.low, figure.high, epsilon)
+            spent = float(epsilon)
+        return {"median": round(p50, 6), "p25": round(p25, 6), "p75": round(p75, 6), "inputs": inputs}, spent
+
+    def _refuse(self, figure: Figure, group: str, n: int | None, setting: dict[str, Any], by: str, why: str) -> None:
+        self._audit.append("city.refused", tenant=self.city, target=f"{figure.name} for {group}",
+                           after={"by": by, "inputs": n if n is not None else f"fewer than {setting['k']}",
+                                  "privacy": setting, "reason": why.split(";")[0]})
+        raise Refused(why, where="group")

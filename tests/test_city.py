@@ -1,0 +1,322 @@
+"""The city's twin: the city model loads like any plant; a company's site appears on the map only with what it
+shares; aggregates below k and differencing patterns are refused (the attacks are tried); privacy settings are
+applied and audited; each company sees its standing; quotas stop a lab run with a clear error."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import insert
+
+from taehwa.api.app import create_app
+from taehwa.city.compute import QuotaExceeded
+from taehwa.city.live import follow_sites
+from taehwa.city.release import Refused
+from taehwa.core.errors import Forbidden, InvalidInput, NotFound, ValidationFailed
+from taehwa.core.yamlio import dump_yaml
+from taehwa.db import lab_runs
+from taehwa.server.platform import Platform
+from taehwa.tenancy.access import Principal, acting_as
+from tests.conftest import TOKEN
+
+CITY_FILE = Path(__file__).parents[1] / "taehwa" / "city" / "data" / "ulsan-city.yaml"
+OFFICER = Principal("officer", roles={"city": "viewer"})
+CITY_ADMIN = Principal("mayor", roles={"city": "tenant_admin"})
+# company → (complex, industry, latitude, longitude)
+COMPANIES = {"co-a": ("mipo", "petrochemical", 35.47, 129.35), "co-b": ("mipo", "automotive", 35.53, 129.37),
+             "co-c": ("mipo", "shipbuilding", 35.50, 129.42), "co-d": ("onsan", "petrochemical", 35.43, 129.34)}
+TYPES = {"Pump": {"extends": "Equipment", "sensors": {"flow": {"unit": "m3/h", "interval": "1s",
+                                                               "limits": {"high_warning": 80, "high_alarm": 90}}}}}
+
+
+def plant(tenant: str, complex_: str, industry: str, lat: float, lon: float) -> str:
+    pumps = [{"id": f"pump-{i}", "type": "Pump", "tags": {"flow": f"{tenant}/secret-pump-{i}/flow"}}
+             for i in range(3)]
+    return dump_yaml({"types": TYPES, "assets": [
+        {"id": "works", "type": "Site", "name": f"{tenant} works", "attributes": {
+            "latitude": lat, "longitude": lon, "complex": complex_, "industry": industry}, "children": pumps},
+        {"id": "abroad", "type": "Site", "attributes": {"latitude": 1.0, "longitude": 2.0}}]})
+
+
+def admin(tenant: str) -> Principal:
+    return Principal(f"{tenant}-admin", roles={tenant: "tenant_admin"})
+
+
+@pytest.fixture
+def city(platform: Platform) -> Platform:
+    platform.tenants.create("city", "Ulsan city office")
+    platform.twin.load("city", CITY_FILE.read_text(), source="ulsan-city.yaml")
+    for t, (cx, ind, lat, lon) in COMPANIES.items():
+        platform.tenants.create(t)
+        platform.twin.load(t, plant(t, cx, ind, lat, lon))
+        flows = {"co-a": 10.0, "co-b": 85.0, "co-c": 95.0, "co-d": 20.0}[t]
+        platform.historian.write(t, [(f"{t}/secret-pump-{i}/flow", datetime.now(UTC), flows) for i in range(2)])
+    return platform
+
+
+def share(p: Platform, tenant: str, shares: list[str], figures: list[str], site: str = "works") -> None:
+    with acting_as(admin(tenant)):
+        p.city.consents.set(tenant, site, shares=shares, figures=figures)
+
+
+def test_the_city_model_loads_and_validates_like_any_plant(city: Platform) -> None:
+    plant = city.twin.plant("city")
+    assert plant.types["Substation"].is_a("Equipment") and plant.assets["ulsan/mipo/ai-datacentre"].type == \
+        "DataCentre"
+    bad = CITY_FILE.read_text().replace("attributes: {code: \"31110\", name_ko: 중구}", "attributes: {name_ko: 중구}")
+    bad = bad.replace("voltage_kv: 345", "voltage_kv: high")
+    with pytest.raises(ValidationFailed) as exc:
+        city.twin.load("city", bad, source="ulsan-city.yaml")
+    text = str(exc.value.to_dict())
+    assert "required attribute 'code'" in text and "voltage_kv" in text and "line" in text
+    assert city.twin.plant("city") is plant  # refused whole: nothing changed
+
+
+def test_a_site_appears_on_the_map_only_with_what_it_shares(city: Platform) -> None:
+    share(city, "co-a", ["map"], [])
+    share(city, "co-b", ["map", "state", "rate", "models", "alerts", "power"], [])
+    share(city, "co-d", ["map", "state"], [], site="abroad")
+    with acting_as(OFFICER):
+        m = city.city.map()
+    sites = {(s["tenant"], s["site"]): s for s in m["sites"]}
+    assert set(sites) == {("co-a", "works"), ("co-b", "works"), ("co-d", "abroad")}  # co-c shares nothing
+    a, b, d = sites["co-a", "works"], sites["co-b", "works"], sites["co-d", "abroad"]
+    assert not {"state", "points_s", "models", "open_alerts", "power_kw"} & set(a)
+    assert b["state"] == "warning" and b["models"] == 0 and b["open_alerts"] == 0 and "points_s" in b
+    assert "x" in a and "x" not in d  # placed outside the city: listed, not drawn
+    assert a["url"] is None  # the city officer has no access to the company
+    body = orjson.dumps(m).decode()
+    assert "secret-pump" not in body and "pump-0" not in body  # nothing below the site leaves
+    assert len(m["districts"]) == 5 and {c["id"] for c in m["complexes"]} == {"mipo", "onsan"}
+    assert {i["kind"] for i in m["infrastructure"]} == {"Substation", "DataCentre"}
+    with acting_as(Principal("both", roles={"city": "viewer", "co-a": "viewer"})):
+        assert next(s for s in city.city.map()["sites"] if s["tenant"] == "co-a")["url"] == "/t/co-a/assets/works"
+    with acting_as(admin("co-a")), pytest.raises(Forbidden):
+        city.city.map()  # a company is not the city
+
+
+def test_only_a_company_admin_decides_what_it_shares(city: Platform) -> None:
+    for who in (Principal("eng", roles={"co-a": "engineer"}), OFFICER, CITY_ADMIN):
+        with acting_as(who), pytest.raises(Forbidden):
+            city.city.consents.set("co-a", "works", shares=["map"], figures=[])
+    with acting_as(admin("co-a")):
+        with pytest.raises(InvalidInput, match="share 'map'"):
+            city.city.consents.set("co-a", "works", shares=["state"], figures=[])
+        with pytest.raises(InvalidInput, match="no figure"):
+            city.city.consents.set("co-a", "works", shares=[], figures=["payroll"])
+        with pytest.raises(NotFound):
+            city.city.consents.set("co-a", "works/pump-0", shares=["map"], figures=[])
+        city.city.consents.set("co-a", "works", shares=["map"], figures=["alarm_share"])
+        audit = [e for e in city.audit.entries("co-a") if e["action"] == "city.consent"]
+    assert audit and audit[0]["after"]["shares"] == ["map"]
+
+
+def test_an_aggregate_below_k_is_refused_without_saying_how_many(city: Platform) -> None:
+    for t in ("co-a", "co-b"):
+        share(city, t, ["map"], ["alarm_share"])
+    with acting_as(OFFICER), pytest.raises(Refused, match="fewer than 3") as exc:
+        city.city.aggregate("alarm_share")
+    assert "2" not in exc.value.message
+    share(city, "co-c", ["map"], ["alarm_share"])
+    with acting_as(OFFICER):
+        out = city.city.aggregate("alarm_share")
+    assert out["companies"] == 3 and out["median"] == pytest.approx(200 / 3)  # a 0 %, b and c 2 of 3 pumps
+    assert "mean" not in out and "values" not in out
+    with acting_as(CITY_ADMIN):
+        log = [e for e in city.audit.entries("city") if e["action"].startswith("city.re")]
+    assert [e["action"] for e in log][:2] == ["city.release", "city.refused"]  # newest first
+    assert log[0]["after"]["inputs"] == 3 and log[0]["after"]["privacy"]["k"] == 3
+    assert log[1]["after"]["inputs"] == "fewer than 3"
+    with acting_as(admin("co-a")), pytest.raises(Forbidden):
+        city.city.aggregate("alarm_share")  # a company never sees the city's aggregates directly
+
+
+def test_the_differencing_attack_is_refused(city: Platform) -> None:
+    for t in COMPANIES:
+        share(city, t, ["map"], ["alarm_share", "data_completeness"])
+    with acting_as(OFFICER):
+        city.city.aggregate("alarm_share")  # a, b, c, d
+        with pytest.raises(Refused, match="differencing"):
+            city.city.aggregate("alarm_share", "complex", "mipo")  # a, b, c: the city minus it would be d
+        # the other order on another figure: the complex first, then the city that adds one company
+        city.city.aggregate("data_completeness", "complex", "mipo")
+        with pytest.raises(Refused, match="differencing"):
+            city.city.aggregate("data_completeness")
+    # a company opting out and the same figure asked again is the same attack
+    share(city, "co-d", ["map"], [])
+    with acting_as(OFFICER), pytest.raises(Refused):
+        city.city.aggregate("alarm_share")  # now a, b, c: differs from a, b, c, d by one
+
+
+def test_no_sequence_of_allowed_queries_isolates_a_company(platform: Platform) -> None:
+    """Eight companies over overlapping groups, queried in random orders: every pair of released sets of a figure
+    differs by none or by at least k companies, so no difference of two releases is one company's figure."""
+    p = platform
+    p.tenants.create("city")
+    p.twin.load("city", CITY_FILE.read_text())
+    rnd = random.Random(7)
+    names = [f"m{i}" for i in range(8)]
+    for t in names:
+        p.tenants.create(t)
+        cx, ind = rnd.choice(["mipo", "onsan"]), rnd.choice(["petrochemical", "automotive", "shipbuilding"])
+        p.twin.load(t, plant(t, cx, ind, 35.5, 129.3))
+        p.historian.write(t, [(f"{t}/secret-pump-0/flow", datetime.now(UTC), rnd.uniform(0, 100))])
+        share(p, t, ["map"], ["data_completeness"])
+    queries = [("city", None), ("complex", "mipo"), ("complex", "onsan"), ("industry", "petrochemical"),
+               ("industry", "automotive"), ("industry", "shipbuilding"), ("asset_type", "Pump"),
+               ("asset_type", "Equipment")]
+    released = refused = 0
+    for _ in range(3):
+        rnd.shuffle(queries)
+        for dim, group in queries:
+            with acting_as(OFFICER):
+                try:
+                    p.city.aggregate("data_completeness", dim, group)
+                    released += 1
+                except Refused:
+                    refused += 1
+        withdrawn = rnd.choice(names)  # someone opts out or back in between rounds
+        share(p, withdrawn, ["map"], [] if rnd.random() < 0.5 else ["data_completeness"])
+    sets = [set(r["members"]) for r in p.city.gate.released("data_completeness")]
+    assert released and refused
+    for x, y in itertools.combinations(sets, 2):
+        assert len(x ^ y) == 0 or len(x ^ y) >= 3
+    assert all(len(s) >= 3 for s in sets)
+
+
+def test_privacy_settings_are_applied_and_audited(city: Platform) -> None:
+    for t in COMPANIES:
+        share(city, t, ["map"], ["alerts_per_asset_30d", "alarm_share"])
+    with acting_as(OFFICER), pytest.raises(Forbidden):
+        city.city.policy.set_privacy(k=2)  # a viewer of the city sets nothing
+    with acting_as(CITY_ADMIN):
+        with pytest.raises(InvalidInput, match="k is"):
+            city.city.policy.set_privacy(k=1)
+        with pytest.raises(InvalidInput, match="epsilon"):
+            city.city.policy.set_privacy(epsilon=0.0)
+        city.city.policy.set_privacy(epsilon=1.0)
+    with acting_as(OFFICER):
+        noised = city.city.aggregate("alerts_per_asset_30d")  # sensitive: noised
+        again = city.city.aggregate("alerts_per_asset_30d")
+        plain = city.city.aggregate("alarm_share")  # not sensitive: exact under the default scope
+    assert noised["privacy"]["dp"] and noised["privacy"]["epsilon"] == 1.0 and not plain["privacy"]["dp"]
+    grid = [50.0 * i / 200 for i in range(201)]  # noised quartiles come from the grid over the figure's bounds
+    assert all(min(abs(noised[q] - g) for g in grid) < 1e-9 for q in ("p25", "median", "p75"))
+    assert again["median"] == noised["median"]  # the same inputs: the same answer, no further ε spent
+    spent = {tuple(r["members"]): r["epsilon_spent"] for r in city.city.gate.released("alerts_per_asset_30d")}
+    assert list(spent.values()) == [1.0]
+    with acting_as(CITY_ADMIN):
+        rel = next(e for e in city.audit.entries("city") if e["action"] == "city.release"
+                   and e["target"].startswith("alerts_per_asset_30d"))
+        assert rel["after"]["privacy"]["epsilon"] == 1.0 and rel["after"]["inputs"] == 4
+        city.city.policy.set_privacy(k=5)
+    with acting_as(OFFICER), pytest.raises(Refused, match="fewer than 5"):
+        city.city.aggregate("alarm_share")
+
+
+def test_a_company_sees_where_it_stands_against_the_city_median(city: Platform) -> None:
+    for t in ("co-a", "co-b", "co-c"):
+        share(city, t, ["map"], ["alarm_share"])
+    with acting_as(Principal("viewer-a", roles={"co-a": "viewer"})):
+        s = city.city.standing("co-a", "alarm_share")
+        assert s["value"] == 0.0 and s["city_median"] == pytest.approx(200 / 3) and s["position"] == "better"
+        with pytest.raises(Forbidden):
+            city.city.standing("co-b", "alarm_share")
+    with acting_as(admin("co-d")), pytest.raises(InvalidInput, match="contributes no value"):
+        city.city.standing("co-d", "alarm_share")  # give to get: a company that does not contribute sees nothing
+
+
+def test_a_quota_stops_a_lab_run_that_would_exceed_it(city: Platform) -> None:
+    with city.engine.begin() as c:  # an hour of lab compute already used this month (as the lab records a run)
+        c.execute(insert(lab_runs).values(
+            id="r1", tenant="co-a", name="pumps", mode="train", task="anomaly", model_kind="iforest", spec={},
+            lineage={}, metrics={}, baseline={}, created_by="eng", created_at=datetime.now(UTC), seconds=3600.0))
+    with acting_as(OFFICER), pytest.raises(Forbidden):
+        city.city.policy.set_quota("co-a", 1.5)
+    with acting_as(CITY_ADMIN):
+        city.city.policy.set_quota("co-a", 1.5)  # 1 h used + a typical run of 1 h would pass 1.5 h
+        with pytest.raises(InvalidInput):
+            city.city.policy.set_quota("co-a", -1)
+    spec = {"name": "pumps", "task": "anomaly", "data": {"tags": ["co-a/secret-pump-0/flow"]},
+            "model": {"kind": "iforest"}}
+    with pytest.raises(QuotaExceeded, match=r"1\.00 of its 1\.5 CPU hours") as exc:
+        city.lab.run("co-a", spec)
+    assert exc.value.http_status == 429 and "city" in exc.value.message
+    with pytest.raises(QuotaExceeded):
+        city.lab.sweep("co-a", spec, {"n_estimators": [10, 20]})
+    status = city.city.quotas.status("co-a")
+    assert status["used_hours"]["lab"] == 1.0 and status["quota_hours"] == 1.5
+    with pytest.raises(QuotaExceeded):
+        city.lab.run("co-a", spec)
+    with acting_as(CITY_ADMIN):
+        city.city.policy.set_quota("co-a", None)  # lifted: the run gets past the quota (to the spec's own checks)
+    with pytest.raises(Exception) as other:
+        city.lab.run("co-a", {"name": "x"})
+    assert not isinstance(other.value, QuotaExceeded)
+
+
+def test_the_map_follows_site_states_live(city: Platform) -> None:
+    share(city, "co-a", ["map", "state"], [])
+    share(city, "co-b", ["map"], [])  # placement only: its state changes are not sent
+    with acting_as(OFFICER):
+        visible = city.city.visible_sites()
+    assert visible == {"co-a": {"works"}}
+
+    async def run() -> list[dict[str, object]]:
+        got: list[dict[str, object]] = []
+        stream = follow_sites(city.twin.hub, visible, lifetime_s=10)
+        ready = asyncio.Event()
+
+        def write() -> None:
+            city.historian.write("co-b", [("co-b/secret-pump-0/flow", datetime.now(UTC), 99.0)])
+            city.historian.write("co-a", [("co-a/secret-pump-0/flow", datetime.now(UTC), 99.0)])
+
+        async def consume() -> None:
+            async for batch in stream:
+                ready.set()
+                if batch:
+                    got.extend(batch)
+                    return
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.05)
+        threading.Thread(target=write).start()
+        await asyncio.wait_for(task, 10)
+        await stream.aclose()
+        return got
+
+    got = asyncio.run(run())
+    assert got == [{"tenant": "co-a", "site": "works", "state": "alarm"}]
+
+
+def test_the_http_routes_and_the_report(city: Platform) -> None:
+    for t in ("co-a", "co-b", "co-c"):
+        share(city, t, ["map", "state"], ["alarm_share"])
+    with TestClient(create_app(city), headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+        r = c.get("/api/v1/city/map")
+        assert r.status_code == 200 and len(r.json()["sites"]) == 3
+        assert c.get("/api/v1/city/aggregates/alarm_share").json()["companies"] == 3
+        r = c.get("/api/v1/city/aggregates/alarm_share", params={"by": "complex", "group": "onsan"})
+        assert r.status_code == 403 and "fewer than 3" in r.json()["message"]
+        assert c.get("/api/v1/city/aggregates/nope").status_code == 404
+        assert c.get("/api/v1/city/aggregates/alarm_share", params={"by": "zip"}).status_code == 422
+        r = c.put("/api/v1/co-d/city/consents/works", json={"shares": ["map"], "figures": [], "extra": 1})
+        assert r.status_code == 422
+        assert c.put("/api/v1/co-d/city/consents/works", json={"shares": ["map"]}).status_code == 200
+        assert c.get("/api/v1/co-a/city/standing/alarm_share").json()["position"] == "better"
+        assert c.put("/api/v1/city/policy", json={"k": 1}).status_code == 422
+        for lang in ("ko", "en"):
+            r = c.get("/api/v1/city/report.pdf", params={"lang": lang})
+            assert r.status_code == 200 and r.content.startswith(b"%PDF-") and len(r.content) > 10_000
+            assert r.headers["content-type"] == "application/pdf"
+        hq = c.get("/api/v1/city/hq").json()
+        assert set(COMPANIES) <= set(hq["companies"]) and hq["privacy"]["k"] == 3
+        assert any(a["ok"] and a["figure"] == "alarm_share" for a in hq["aggregates"])
