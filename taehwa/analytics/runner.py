@@ -1,0 +1,96 @@
+"""One step of a group on some rows, shared by live computation and backfill: every calculated signal evaluated
+over all the group's assets at once and turned into points (bad-quality where the value is not finite), every event
+template's conditions evaluated and scanned.
+
+Only rows after each asset's `after` time are output; the rows before are the history windows and edges look back at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from taehwa.analytics.compute import BAD, Binder, Rows, Series, evaluate
+from taehwa.analytics.frames import Change, ScanState, scan
+from taehwa.analytics.program import Group
+from taehwa.historian.schema import STORE_SCHEMA
+
+
+@dataclass
+class StepResult:
+    """Points to write and events that changed."""
+
+    points: list[pa.Table] = field(default_factory=list)
+    changes: list[tuple[str, str, Change]] = field(default_factory=list)  # (asset, template, change)
+    rows: int = 0
+
+    def table(self) -> pa.Table | None:
+        """All points in one table (None when there are none)."""
+        tables = [t for t in self.points if t.num_rows]
+        return pa.concat_tables(tables) if tables else None
+
+
+def run_rows(g: Group, rows: Rows, after: list[int | None], binder: Binder, data: object,
+             states: dict[tuple[str, str], ScanState], *, until: list[int | None] | None = None,
+             templates: bool = True) -> StepResult:
+    """Evaluate a group on rows; output rows with after[i] < t (≤ until[i] when given)."""
+    out = StepResult()
+    if not len(rows):
+        return out
+    lo = np.array([-(2 ** 62) if a is None else a for a in after], np.int64)[rows.inst]
+    mask = rows.t > lo
+    if until is not None:
+        hi = np.array([2 ** 62 if u is None else u for u in until], np.int64)[rows.inst]
+        mask &= rows.t <= hi
+    if not mask.any():
+        return out
+    sel = np.flatnonzero(mask)
+    out.rows = len(sel)
+    inst = rows.inst[sel]
+    times = rows.t[sel]
+    for c in g.calcs:
+        v, q = evaluate(c.plan, rows, binder, data)  # type: ignore[arg-type]
+        v, q = v[sel], q[sel]
+        bad = q >= BAD
+        tags = [binder.tag(a, c.signal) for a in rows.assets]
+        if any(t is None for t in tags):
+            keep = np.array([tags[i] is not None for i in inst])
+            inst_c, times_c, v, q, bad = inst[keep], times[keep], v[keep], q[keep], bad[keep]
+        else:
+            inst_c, times_c = inst, times
+        if not len(inst_c):
+            continue
+        names = pa.array([t or "" for t in tags], pa.string())
+        out.points.append(pa.table({
+            "tag": pa.DictionaryArray.from_arrays(pa.array(inst_c, pa.int32()), names).cast(pa.string()),
+            "time": pa.array(times_c, pa.int64()).cast(pa.timestamp("us")),
+            "value": pa.array(np.where(bad, 0.0, v), pa.float64()),
+            "quality": pa.array(q, pa.uint8())}, schema=STORE_SCHEMA))
+    if templates:
+        for tp in g.templates:
+            sv, sq = evaluate(tp.start, rows, binder, data)  # type: ignore[arg-type]
+            start = (sv > 0.5) & (sq < BAD)
+            end = None
+            if tp.end is not None:
+                ev, eq = evaluate(tp.end, rows, binder, data)  # type: ignore[arg-type]
+                end = (ev > 0.5) & (eq < BAD)
+            for i, asset in enumerate(rows.assets):
+                a, b = int(rows.bounds[i]), int(rows.bounds[i + 1])
+                m = mask[a:b]
+                if not m.any():
+                    continue
+                state = states.setdefault((asset, tp.name), ScanState())
+                t_i = rows.t[a:b][m]
+                changes = scan(state, t_i, start[a:b][m], end[a:b][m] if end is not None else None, tp.held_us,
+                               tp.max_us)
+                out.changes.extend((asset, tp.name, ch) for ch in changes)
+    return out
+
+
+def series_of(buffers: dict[str, Series]) -> object:
+    """A data source over buffers."""
+    from taehwa.analytics.compute import EMPTY
+
+    return lambda tag: buffers.get(tag, EMPTY)

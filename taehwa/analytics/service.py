@@ -1,0 +1,280 @@
+"""The analytics service: one entry for the API, the CLI and Python to check expressions, list a plant's calculated
+signals and event templates, try an expression on an asset, backfill a range, search and open/close event frames,
+and run the data-quality checks. Every call checks the caller's permission on the tenant first."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import Engine
+
+from taehwa.analytics.backfill import DAY_US, BackfillReport, backfill_group, read_inputs
+from taehwa.analytics.compute import EMPTY, Rows, evaluate, union_times
+from taehwa.analytics.engine import LiveAnalytics
+from taehwa.analytics.plan import Resolver, history_us
+from taehwa.analytics.program import PlantBinder, Program, build, check_plant
+from taehwa.analytics.quality import ArrivalWatch, Thresholds, check_series, figure, finding_dict
+from taehwa.analytics.recorder import EventRecorder
+from taehwa.analytics.store import EventStore, parse_filter
+from taehwa.core.errors import InvalidInput, NotFound, ValidationFailed
+from taehwa.core.timeutil import from_us, to_us
+from taehwa.core.yamlio import load_yaml
+from taehwa.twin.model import Plant, parse_document
+
+if TYPE_CHECKING:
+    from taehwa.historian.store import Historian
+    from taehwa.tenancy.audit import AuditLog
+    from taehwa.tenancy.tenants import TenantService
+    from taehwa.twin.service import TwinService
+
+MAX_RANGE_US = 400 * DAY_US
+"""Longest backfill or quality range in one call."""
+MAX_EVAL_POINTS = 100_000
+"""Most points an ad hoc evaluation returns."""
+
+
+class AnalyticsService:
+    """Calculated signals, event frames and data quality of every tenant."""
+
+    def __init__(self, *, engine: Engine, historian: Historian, twin: TwinService, tenants: TenantService,
+                 audit: AuditLog, live: bool = True, lineage: bool = True) -> None:
+        """The metadata engine (events), the historian, the twin (plants), tenancy and the audit log; `live`:
+        follow writes (a server), or only answer calls (a CLI reader)."""
+        self.historian, self.twin, self.tenants, self.audit = historian, twin, tenants, audit
+        self.events = EventStore(engine)
+        self.recorder = EventRecorder(historian, self.events)
+        self.arrivals = ArrivalWatch()
+        self.live: LiveAnalytics | None = None
+        if live:
+            self.live = LiveAnalytics(historian=historian, twin=twin, recorder=self.recorder, lineage=lineage)
+            historian.add_listener(self.arrivals.feed)
+
+    def start(self) -> None:
+        """Start live computation (the server calls this)."""
+        if self.live is not None:
+            self.live.start()
+
+    def close(self) -> None:
+        """Stop live computation."""
+        if self.live is not None:
+            self.live.close()
+
+    # -- programs -----------------------------------------------------------------------------------------------
+    def program(self, tenant: str) -> Program:
+        """The tenant's analytics as built from its current plant."""
+        self.tenants.require(tenant)
+        return build(self.twin.plant(tenant))
+
+    def check(self, text: str | bytes, *, source: str = "plant.yaml") -> dict[str, Any]:
+        """Check a plant file's analytics without loading it: every problem with its file and line."""
+        try:
+            plant = parse_document(load_yaml(text, source=source), source=source)
+        except ValidationFailed as exc:
+            return {"ok": False, "problems": [{"where": w, "problem": p} for w, p in exc.problems]}
+        problems = check_plant(plant)
+        prog = None if problems else build(plant)
+        return {"ok": not problems, "problems": [{"where": w, "problem": p} for w, p in problems],
+                "calculated_signals": 0 if prog is None else len(prog.outputs),
+                "templates": 0 if prog is None else len(prog.templates)}
+
+    def calculations(self, tenant: str) -> list[dict[str, Any]]:
+        """Every calculated signal and event template of the tenant's plant, with how many assets run it."""
+        prog = self.program(tenant)
+        out: list[dict[str, Any]] = []
+        for g in prog.groups:
+            for c in g.calcs:
+                out.append({"kind": "signal", "type": c.type, "name": c.signal, "expr": c.expr, "unit": c.unit,
+                            "version": c.version, "window_s": c.history_us / 1e6, "assets": len(g.assets)})
+            for tp in g.templates:
+                out.append({"kind": "event", "type": tp.type, "name": tp.name, "version": tp.version,
+                            "held_s": tp.held_us / 1e6, "max_duration_s": tp.max_us / 1e6, "stats": list(tp.stats),
+                            "assets": len(g.assets)})
+        return out
+
+    def lineage(self, tenant: str, tag: str) -> dict[str, Any]:
+        """Where a calculated tag's points come from: expression, version, inputs."""
+        prog = self.program(tenant)
+        got = prog.outputs.get(tag)
+        if got is None:
+            raise NotFound(f"tag {tag!r} is not a calculated signal of this plant", where="tag")
+        asset, calc = got
+        inputs = sorted({t for g in prog.groups if calc in g.calcs for t in g.inputs.get(asset, [])})
+        return {"tag": tag, "asset": asset, **calc.lineage(inputs)}
+
+    def status(self, tenant: str) -> dict[str, Any]:
+        """What live computation runs for the tenant."""
+        self.tenants.require(tenant)
+        if self.live is None:
+            return {"running": False, "reason": "not a server process"}
+        return self.live.status(tenant)
+
+    # -- trying and backfilling -----------------------------------------------------------------------------------
+    def _asset(self, plant: Plant, path: str) -> Any:
+        asset = plant.assets.get(path)
+        if asset is None:
+            raise NotFound(f"no asset {path!r}", where="asset")
+        return asset
+
+    @staticmethod
+    def _range(start: Any, end: Any) -> tuple[int, int]:
+        s, e = to_us(start, field="start"), to_us(end, field="end")
+        if e <= s:
+            raise InvalidInput("end must be after start", where="end")
+        if e - s > MAX_RANGE_US:
+            raise InvalidInput("the range is longer than 400 days; split it", where="end")
+        return s, e
+
+    def evaluate(self, tenant: str, asset_path: str, expr: str, start: Any, end: Any) -> dict[str, Any]:
+        """An expression (or condition) tried on one asset over a range, nothing written: its points."""
+        self.tenants.require(tenant)
+        s, e = self._range(start, end)
+        plant = self.twin.plant(tenant)
+        asset = self._asset(plant, asset_path)
+        t = plant.types[asset.type]
+        r = Resolver(plant.types)
+        res = r.condition(t, expr, "expr")
+        if res is None or r.problems:
+            raise ValidationFailed(r.problems or [("expr", "not a valid expression")])
+        binder = PlantBinder(plant)
+        tags = binder.input_tags(asset.path, [res.plan])
+        hist = history_us(res.plan)
+        data = read_inputs(self.historian, tenant, tags, s - 1 - hist, e - 1)
+        times = union_times([data.get(tag, EMPTY) for tag in tags], s - 1 - hist, e - 1)
+        rows = Rows.of([asset.path], [times])
+        v, q = evaluate(res.plan, rows, binder, lambda tag: data.get(tag, EMPTY))
+        keep = np.flatnonzero(times >= s)[:MAX_EVAL_POINTS]
+        return {"asset": asset.path, "expr": expr, "inputs": tags, "truncated": len(times[times >= s]) > len(keep),
+                "points": [{"time": from_us(int(times[k])).isoformat(),
+                            "value": float(v[k]) if q[k] < 2 else None, "quality": int(q[k])} for k in keep]}
+
+    def backfill(self, tenant: str, start: Any, end: Any, *, asset: str | None = None,
+                 signals: list[str] | None = None, events: bool = True) -> dict[str, Any]:
+        """Recompute calculated signals (and event frames) for a range, under an asset or for the whole plant."""
+        self.tenants.require(tenant, "write")
+        s, e = self._range(start, end)
+        prog = self.program(tenant)
+        if asset is not None:
+            self._asset(prog.plant, asset)
+        t0 = time.perf_counter()
+        report = BackfillReport()
+        for g in prog.groups:
+            calcs = [c for c in g.calcs if signals is None or c.signal in signals]
+            templates = [tp for tp in g.templates if signals is None or tp.name in signals] if events else []
+            if not calcs and not templates:
+                continue
+            assets = [a for a in g.assets if asset is None or a == asset or a.startswith(asset + "/")]
+            if not assets:
+                continue
+            sub = type(g)(g.type, calcs, templates, assets, g.inputs, g.history_us)
+            found = backfill_group(self.historian, tenant, prog, sub, assets, s, e, report=report,
+                                   recorder=self.recorder, templates=bool(templates))
+            if templates:
+                report.events += self.events.replace(tenant, assets, [tp.name for tp in templates], s, e, found)
+            report.signals += sorted({f"{g.type}.{c.signal}" for c in calcs} - set(report.signals))
+            report.templates += sorted({f"{g.type}.{tp.name}" for tp in templates} - set(report.templates))
+        out = {**report.to_dict(), "seconds": round(time.perf_counter() - t0, 3),
+               "start": from_us(s).isoformat(), "end": from_us(e).isoformat()}
+        self.audit.append("analytics.backfill", tenant=tenant, target=asset or "(plant)", after=out)
+        return out
+
+    # -- events ---------------------------------------------------------------------------------------------------
+    def search(self, tenant: str, *, asset: str | None = None, template: str | None = None, start: Any = None,
+               end: Any = None, where: list[str] | None = None, state: str | None = None, kind: str | None = None,
+               limit: int = 100) -> dict[str, Any]:
+        """Event frames by asset subtree, template, time, statistic (`duration > 30m`, `max(flow) > 5`)."""
+        self.tenants.require(tenant)
+        if state not in (None, "open", "closed"):
+            raise InvalidInput("state is open or closed", where="state")
+        return self.events.search(tenant, asset=asset, template=template,
+                                  start_us=None if start is None else to_us(start, field="start"),
+                                  end_us=None if end is None else to_us(end, field="end"),
+                                  where=[parse_filter(w) for w in where or []], state=state, kind=kind, limit=limit)
+
+    def event(self, tenant: str, event_id: str) -> dict[str, Any]:
+        """One event frame."""
+        self.tenants.require(tenant)
+        return self.events.get(tenant, event_id)
+
+    def open_event(self, tenant: str, asset: str, template: str, *, start: Any = None,
+                   note: str | None = None) -> dict[str, Any]:
+        """Open an event by hand (an operator's or a program's call): of a template of the asset's type or of
+        any name; it is closed with `close_event`."""
+        self.tenants.require(tenant, "write")
+        plant = self.twin.plant(tenant)
+        self._asset(plant, asset)
+        if not isinstance(template, str) or not 0 < len(template) <= 127:
+            raise InvalidInput("template must be a name of 1 to 127 characters", where="template")
+        start_us = to_us(start, field="start") if start is not None else time.time_ns() // 1000
+        info = {"note": note[:1000]} if note else {}
+        eid = self.events.open(tenant, asset, template, start_us, kind="manual", info=info)
+        self.audit.append("analytics.event_open", tenant=tenant, target=f"{asset} {template}", after={"id": eid})
+        return self.events.get(tenant, eid)
+
+    def close_event(self, tenant: str, event_id: str, *, end: Any = None) -> dict[str, Any]:
+        """Close an open event, with the statistics of its template's signals if it has a template."""
+        self.tenants.require(tenant, "write")
+        row = self.events.get(tenant, event_id)
+        end_us = to_us(end, field="end") if end is not None else time.time_ns() // 1000
+        if end_us < row["start_us"]:
+            raise InvalidInput("end is before the event's start", where="end")
+        stats: dict[str, Any] = {}
+        prog = self.program(tenant)
+        asset = prog.plant.assets.get(row["asset"])
+        tp = prog.templates.get((asset.type, row["template"])) if asset is not None else None
+        if tp is not None:
+            stats = self.recorder.stats(tenant, prog, row["asset"], tp, row["start_us"], end_us)
+        self.events.close(tenant, event_id, end_us, "api", stats)
+        self.audit.append("analytics.event_close", tenant=tenant, target=event_id, after={"end_us": end_us})
+        return self.events.get(tenant, event_id)
+
+    # -- data quality -----------------------------------------------------------------------------------------
+    def quality(self, tenant: str, start: Any, end: Any, *, asset: str | None = None,
+                write_events: bool = False, thresholds: Thresholds = Thresholds()) -> dict[str, Any]:
+        """The quality checks of every measured tag under an asset (or the whole plant) over a range: findings and
+        a figure per tag, a figure per asset; `write_events` stores the findings as events `quality.<check>`."""
+        self.tenants.require(tenant, "write" if write_events else "read")
+        s, e = self._range(start, end)
+        plant = self.twin.plant(tenant)
+        assets = plant.subtree(asset) if asset else list(plant.assets.values())
+        if asset:
+            self._asset(plant, asset)
+        now = time.time_ns() // 1000
+        known = set(self.historian.catalog.ids(tenant))
+        per_asset: dict[str, Any] = {}
+        rows: list[dict[str, Any]] = []
+        for a in assets:
+            t = plant.types.get(a.type)
+            if t is None:
+                continue
+            tags = {sig: tag for sig, tag in a.tags.items() if tag in known}
+            if not tags:
+                continue
+            data = read_inputs(self.historian, tenant, list(tags.values()), s - 1, e - 1)
+            figures: dict[str, Any] = {}
+            for sig, tag in sorted(tags.items()):
+                spec = t.signals.get(sig)
+                interval = spec.interval_s if spec else None
+                found = check_series(data.get(tag, EMPTY), s, e, interval_s=interval,
+                                     low=spec.low if spec else None, high=spec.high if spec else None, now_us=now,
+                                     th=thresholds)
+                found += [f for f in self.arrivals.findings(tenant, tag) if s <= f.start_us < e]
+                fig = figure(found, s, e, interval * 1e6 if interval else None)
+                figures[sig] = {"tag": tag, "quality": fig, "findings": [finding_dict(f) for f in found[:200]],
+                                "count": len(found)}
+                rows += [{"asset": a.path, "template": f"quality.{f.check}", "kind": "quality",
+                          "start_us": f.start_us, "end_us": f.end_us, "reason": "end",
+                          "info": {"tag": tag, "signal": sig, "points": f.points, "detail": f.detail}}
+                         for f in found]
+            values = [f["quality"] for f in figures.values()]
+            per_asset[a.path] = {"quality": round(float(np.mean(values)), 2), "worst": min(values),
+                                 "tags": figures}
+        written = 0
+        if write_events:
+            templates = [f"quality.{c}" for c in
+                         ("gap", "stuck", "flat", "out_of_range", "spike", "bad_quality", "future_time",
+                          "repeated_time", "clock_jump")]
+            written = self.events.replace(tenant, list(per_asset), templates, s, e, rows)
+        return {"start": from_us(s).isoformat(), "end": from_us(e).isoformat(), "assets": per_asset,
+                "findings": len(rows), "events_written": written}
