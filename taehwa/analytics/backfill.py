@@ -9,6 +9,7 @@ write of a (tag, time), so a backfill over live output replaces it), events repl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +62,10 @@ def read_inputs(historian: Historian, tenant: str, tags: list[str], lo: int, hi:
     return out
 
 
+def _source(data: dict[str, Series]) -> Callable[[str], Series]:
+    return lambda tag: data.get(tag, EMPTY)
+
+
 def watermarks(historian: Historian, tenant: str, g: Group, assets: list[str]) -> list[int | None]:
     """Each asset's watermark: the oldest of its inputs' newest points (rows after it wait for the inputs, as in
     live computation)."""
@@ -96,7 +101,7 @@ def backfill_group(historian: Historian, tenant: str, prog: Program, g: Group, a
         data = read_inputs(historian, tenant, tags, lo - 1 - hist, hi - 1) if tags else {}
         times = [union_times([data.get(t, EMPTY) for t in g.inputs[a]], lo - 1 - hist, hi - 1) for a in assets]
         rows = Rows.of(assets, times)
-        res = run_rows(g, rows, [lo - 1] * len(assets), prog.binder, lambda tag: data.get(tag, EMPTY), states,
+        res = run_rows(g, rows, [lo - 1] * len(assets), prog.binder, _source(data), states,
                        until=marks, templates=templates)
         table = res.table()
         if table is not None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -157,6 +157,10 @@ def _asof(role: str, rows: Rows, binder: Binder, data: Callable[[str], Series]) 
 
 
 def _func(fn: str, a: list[np.ndarray]) -> np.ndarray:
+    return np.asarray(_func_any(fn, a), np.float64)
+
+
+def _func_any(fn: str, a: list[np.ndarray]) -> Any:
     x = a[0]
     if fn in _BINARY:
         return _BINARY[fn](x, a[1]).astype(np.float64)
@@ -205,7 +209,8 @@ def window_starts(rows: Rows, us: int) -> np.ndarray:
     span = int(rows.t.max()) - t0 + us + 1
     if span * max(len(rows.assets), 1) < 2 ** 62:
         key = rows.inst * span + (rows.t - t0)
-        return np.searchsorted(key, key - us, "right").astype(np.int64)
+        starts: np.ndarray = np.searchsorted(key, key - us, "right").astype(np.int64)
+        return starts
     out = np.empty(n, np.int64)  # keys would overflow: asset by asset
     for i in range(len(rows.assets)):
         a, b = int(rows.bounds[i]), int(rows.bounds[i + 1])
@@ -247,12 +252,12 @@ def _window(fn: str, v: np.ndarray, q: np.ndarray, rows: Rows, us: int) -> np.nd
         has = before >= first
         partial = np.where(has, vz[np.maximum(before, 0)] * (rows.t[np.minimum(start, n - 1)]
                                                               - (rows.t - us)) / 1e6, 0.0)
-        return inside + partial
+        return np.asarray(inside + partial, np.float64)
     if fn in ("rate", "delta"):
         before = start - 1
         has = before >= first
         prev = np.where(has, v[np.maximum(before, 0)], np.nan)
-        d = v - prev
+        d = np.asarray(v - prev, np.float64)
         return d / (us / 1e6) if fn == "rate" else d
     raise ValueError(f"unknown window function {fn}")  # pragma: no cover
 

@@ -257,7 +257,7 @@ def _parse(text: str, where: str, condition: bool) -> Node:
     try:
         tree = _PARSER.parse(text)
     except UnexpectedCharacters as exc:
-        raise InvalidInput(f"unexpected character {text[exc.pos_in_stream]!r} at column {exc.column}",
+        raise InvalidInput(f"unexpected character {exc.char!r} at column {exc.column}",
                            where=where) from None
     except UnexpectedEOF:
         raise InvalidInput("the expression ends too soon (an operand or a ')' is missing)", where=where) from None

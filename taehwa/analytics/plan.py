@@ -128,7 +128,8 @@ class Resolver:
         self.problems: list[tuple[str, str]] = []
         self._cache: dict[tuple[str, str], tuple[P, u.Unit | None] | None] = {}
 
-    def calc(self, t: AssetType, signal: str, stack: tuple[tuple[str, str], ...] = ()) -> tuple[P, u.Unit | None] | None:
+    def calc(self, t: AssetType, signal: str, stack: tuple[tuple[str, str], ...] = ()
+             ) -> tuple[P, u.Unit | None] | None:
         """The plan of a calculated signal of a type (None when it has problems, recorded once)."""
         key = (t.name, signal)
         if key in stack:
@@ -293,16 +294,16 @@ class Resolver:
             us = n.args[1].us
             if not 0 < us <= MAX_WINDOW_US:
                 return self._bad(where, f"{fn}: the window must be above 0 and at most 31 days (column {n.col})")
-            p, unit = self._node(n.args[0], t, where, stack)
+            p, wunit = self._node(n.args[0], t, where, stack)
             if p is None:
                 return None, None
             if fn == "integral":
-                unit = u.multiply(unit, u.SECOND) if unit is not None else None
+                wunit = u.multiply(wunit, u.SECOND) if wunit is not None else None
             elif fn == "rate":
-                unit = u.multiply(unit, u.SECOND, -1) if unit is not None else None
+                wunit = u.multiply(wunit, u.SECOND, -1) if wunit is not None else None
             elif fn == "time_in_state":
-                unit = u.SECOND
-            return Window(fn, p, us), unit
+                wunit = u.SECOND
+            return Window(fn, p, us), wunit
         if fn not in POINTWISE:
             return self._bad(where, f"unknown function {fn!r} at column {n.col}; use "
                                     f"{', '.join(sorted({*POINTWISE, *AGGREGATES, *WINDOWS}))}")

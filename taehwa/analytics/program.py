@@ -7,6 +7,7 @@ problem with its file and line; `build` is what the live engine and backfill run
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -167,10 +168,8 @@ def _template(r: Resolver, t: AssetType, decl: EventDecl) -> Template | None:
             end = r.condition(t, end_text, f"{where} (event {decl.name}, end)")
     max_text = spec.get("max_duration", DEFAULT_MAX_EVENT)
     max_us = 0
-    try:
+    with contextlib.suppress(InvalidInput):
         max_us = int(parse_duration(str(max_text).replace("min", "m"), field="max_duration"))
-    except InvalidInput:
-        pass
     if not 0 < max_us <= MAX_EVENT_US:
         r.problems.append((where, f"event template {decl.name!r}: max_duration must be a duration up to 366d, "
                                   f"got {max_text!r}"))
@@ -231,7 +230,8 @@ def build(plant: Plant) -> Program:
         for tp in templates:
             prog.templates[(type_name, tp.name)] = tp
         keyed: dict[tuple[Any, ...], Group] = {}
-        for item in [*calcs, *templates]:
+        items: list[Calc | Template] = [*calcs, *templates]
+        for item in items:
             plans = [item.plan] if isinstance(item, Calc) else [item.start, *([item.end] if item.end else [])]
             own, kids = set(), set()
             for p in plans:

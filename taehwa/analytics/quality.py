@@ -81,18 +81,16 @@ def check_series(s: Series, start_us: int, end_us: int, *, interval_s: float | N
                 out.append(Finding("stuck", int(t[a]), int(t[b - 1]), b - a, f"{b - a} identical values "
                                                                               f"({v[a]:g})"))
     span = (high - low) if low is not None and high is not None else float(np.ptp(v)) or abs(float(v[0])) or 1.0
-    k = th.flat_samples
-    if n >= k:
+    width = int(th.flat_samples)
+    if n >= width:
         from numpy.lib.stride_tricks import sliding_window_view
 
-        win = sliding_window_view(v, k)
+        win = sliding_window_view(v, width)
         rng = win.max(axis=1) - win.min(axis=1)
         flat = (rng <= th.flat_fraction * span) & (rng > 0)  # varying, but hardly (identical values are stuck)
         covered = np.zeros(n, bool)
-        for a, _ in _runs(flat):
-            covered[a:a + k] = True
-        for a in np.flatnonzero(flat):
-            covered[a:a + k] = True
+        for a in np.flatnonzero(flat).tolist():
+            covered[a:a + width] = True
         for a, b in _runs(covered):
             out.append(Finding("flat", int(t[a]), int(t[b - 1]), b - a, f"{b - a} points within "
                                                                         f"{th.flat_fraction * span:g}"))
@@ -110,9 +108,9 @@ def check_series(s: Series, start_us: int, end_us: int, *, interval_s: float | N
             up, down = d[:-1], d[1:]
             spike = (np.abs(up) > thr) & (np.abs(down) > thr) & (np.sign(up) != np.sign(down)) & \
                     (np.abs(up + down) < 0.5 * np.maximum(np.abs(up), np.abs(down)))
-            for k in np.flatnonzero(spike) + 1:
-                out.append(Finding("spike", int(t[k]), int(t[k]), 1, f"{v[k]:g} between {v[k - 1]:g} and "
-                                                                     f"{v[k + 1]:g}"))
+            for j in (np.flatnonzero(spike) + 1).tolist():
+                out.append(Finding("spike", int(t[j]), int(t[j]), 1, f"{v[j]:g} between {v[j - 1]:g} and "
+                                                                     f"{v[j + 1]:g}"))
     for a, b in _runs(q >= 2):
         out.append(Finding("bad_quality", int(t[a]), int(t[b - 1]), b - a, "points marked bad"))
     future = t > now_us + th.future_s * 1e6

@@ -7,6 +7,7 @@ Only rows after each asset's `after` time are output; the rows before are the hi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,8 +33,8 @@ class StepResult:
         return pa.concat_tables(tables) if tables else None
 
 
-def run_rows(g: Group, rows: Rows, after: list[int | None], binder: Binder, data: object,
-             states: dict[tuple[str, str], ScanState], *, until: list[int | None] | None = None,
+def run_rows(g: Group, rows: Rows, after: Sequence[int | None], binder: Binder, data: object,
+             states: dict[tuple[str, str], ScanState], *, until: Sequence[int | None] | None = None,
              templates: bool = True) -> StepResult:
     """Evaluate a group on rows; output rows with after[i] < t (≤ until[i] when given)."""
     out = StepResult()
