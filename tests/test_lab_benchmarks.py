@@ -51,7 +51,7 @@ def test_skab_supervised_path_on_one_split(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setitem(benchmarks.SKAB_LGBM, "n_estimators", 40)
     f = benchmarks.skab(default_shared_data(), splits=1, supervised=True)
     assert f["skab_lgbm_f1"] > f["skab_always_on_f1"]
-    assert set(f["skab_chosen_settings"]["lgbm"]) == {"threshold", "hold"}
+    assert set(f["skab_chosen_settings"]["lgbm"]) == {"threshold", "quiet_s"}
 
 
 def test_tep_limits_from_training_hold_on_unseen_normal_samples() -> None:

@@ -147,3 +147,28 @@ def test_window_features_match_pandas_rolling_per_unit(seed: int) -> None:
                 # atol: pandas' own running sums lose about 1e-12 of the values' magnitude (1e6 here)
                 np.testing.assert_allclose(got[f"{s}__{stat}{w}"], expect, rtol=1e-9, atol=1e-6,
                                            err_msg=f"{s} {stat}{w}")
+
+
+def test_ecod_scores_each_row_as_pyods_ecod_does() -> None:
+    """Our ECOD scores a new row against the training distributions alone; PyOD's own `decision_function` on that
+    single row gives the same figure (so batching cannot change a live score)."""
+    from pyod.models.ecod import ECOD
+
+    model = build("ecod").fit(X_NORMAL)
+    reference = ECOD().fit(X_NORMAL)
+    rows = np.vstack([X_NORMAL[:3], X_FAULT[:3]])
+    ours = model._raw(rows, None)  # type: ignore[attr-defined]
+    theirs = [reference.decision_function(rows[i:i + 1])[0] for i in range(len(rows))]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-9)
+    both = model.score(rows)
+    np.testing.assert_allclose(model.score(rows[3:]), both[3:])  # a row's score does not depend on its batch
+
+
+def test_half_space_trees_follow_slow_drift_but_not_a_jump() -> None:
+    """river's Half-Space Trees go on learning rows they find normal: after a slow drift the adapting detector
+    alarms on fewer drifted rows than the same trees frozen, and a sudden jump still scores over the limit."""
+    drift = X_NORMAL[np.arange(1600) % 400] + np.linspace(0, 2.5, 1600)[:, None]
+    adapting, frozen = build("hst").fit(X_NORMAL), build("hst", {"adapt": False}).fit(X_NORMAL)
+    assert adapting.predict(drift)[-400:].mean() < frozen.predict(drift)[-400:].mean()
+    jump = np.vstack([X_NORMAL[:300], X_NORMAL[:100] + 8.0])
+    assert adapting.score(jump)[-50:].mean() > 1.0

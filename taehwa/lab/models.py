@@ -239,6 +239,93 @@ class ZScoreLimits(_Detector):
         return np.asarray(np.abs((X - self.mean_) / self.std_).max(axis=1) / float(self.params["k"]))
 
 
+class ECODDetector(_Detector):
+    """ECOD (Li et al. 2022, PyOD's `ECOD`): the sum over signals of each value's tail probability under the training
+    data's empirical distributions, skewness-aware; no parameters to tune, so a sensible default for a new series.
+    PyOD fits it (and scores the training rows); new rows are scored each on its own against the training
+    distributions (PyOD's `decision_function` re-ranks a whole batch together, so a row's score would depend on the
+    rows scored with it, and live batches would disagree with a backfill)."""
+
+    kind = "ecod"
+    defaults: ClassVar[dict[str, Any]] = {"alpha": 1.0, "quantile": 0.99, "limit_factor": 1.0}
+
+    def _raw(self, X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+        srt = self.sorted_
+        n = len(srt)
+        le = np.column_stack([np.searchsorted(srt[:, j], X[:, j], side="right") for j in range(X.shape[1])]) + 1
+        ge = n - np.column_stack([np.searchsorted(srt[:, j], X[:, j], side="left") for j in range(X.shape[1])]) + 1
+        u_l, u_r = -np.log(le / (n + 1.0)), -np.log(ge / (n + 1.0))
+        sk = self.skew_sign_
+        u_skew = u_l * -1 * np.sign(sk - 1) + u_r * np.sign(sk + 1)
+        raw = np.maximum(np.maximum(u_l, u_r), u_skew).sum(axis=1)
+        return _ewma(np.asarray(raw, dtype=float), float(self.params["alpha"]), groups)
+
+    def _fit(self, X: np.ndarray, y: np.ndarray | None, groups: np.ndarray | None) -> None:
+        from pyod.models.ecod import ECOD  # type: ignore[import-untyped]
+        from scipy.stats import skew
+
+        self.n_features_ = X.shape[1]
+        self.pyod_ = ECOD().fit(X)
+        self.sorted_ = np.sort(X, axis=0)
+        self.skew_sign_ = np.sign(np.nan_to_num(skew(X, axis=0)))
+        self.pyod_.X_train = None  # the training matrix lives on in sorted_; not pickled twice
+        del self.pyod_.X_train
+        self.limit_ = self._limit_from(self._raw(X, groups))
+
+    def _score(self, X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+        return self._raw(X, groups) / self.limit_
+
+
+class HalfSpaceTreesDetector(_Detector):
+    """river's Half-Space Trees (Tan et al. 2011), an online detector: fitted on normal rows, and while it scores it
+    goes on learning the rows it finds normal (score under the limit, `adapt`), so it follows slow drift without
+    learning the anomalies. Signals are standardised on the training rows and squashed into [0, 1] as the trees
+    expect. Each call starts from the fitted state, so a score depends only on the rows given (live scoring gives
+    the last `UNBOUNDED_HISTORY` rows of history; the trees' window of `window_size` rows bounds their memory)."""
+
+    kind = "hst"
+    defaults: ClassVar[dict[str, Any]] = {"n_trees": 10, "height": 8, "window_size": 250, "adapt": True,
+                                          "alpha": 1.0, "quantile": 0.99, "limit_factor": 1.0, "random_state": 0}
+
+    def _rows(self, X: np.ndarray) -> list[dict[int, float]]:
+        Z = np.clip((X - self.mean_) / self.std_, -6.0, 6.0) / 12.0 + 0.5
+        return [dict(enumerate(r)) for r in Z.tolist()]
+
+    def _run(self, X: np.ndarray, groups: np.ndarray | None, learn: bool) -> np.ndarray:
+        import copy
+
+        out = np.empty(len(X))
+        rows = self._rows(X)
+        for seg in segments(len(X), groups):
+            model = copy.deepcopy(self.forest_)
+            limit = getattr(self, "raw_limit_", None)
+            for i in range(seg.start, seg.stop):
+                out[i] = model.score_one(rows[i])  # type: ignore[no-untyped-call]
+                if learn and (limit is None or out[i] <= limit):
+                    model.learn_one(rows[i])  # type: ignore[no-untyped-call]
+        return _ewma(out, float(self.params["alpha"]), groups)
+
+    def _fit(self, X: np.ndarray, y: np.ndarray | None, groups: np.ndarray | None) -> None:
+        from river.anomaly import HalfSpaceTrees
+
+        self.n_features_ = X.shape[1]
+        self.mean_ = X.mean(axis=0)
+        self.std_ = X.std(axis=0)
+        self.std_[self.std_ < 1e-12] = 1.0
+        self.forest_ = HalfSpaceTrees(n_trees=int(self.params["n_trees"]), height=int(self.params["height"]),
+                                      window_size=int(self.params["window_size"]),
+                                      limits={j: (0.0, 1.0) for j in range(X.shape[1])},
+                                      seed=int(self.params["random_state"]))
+        for r in self._rows(X):
+            self.forest_.learn_one(r)  # type: ignore[no-untyped-call]
+        train = self._run(X, groups, learn=False)
+        self.raw_limit_ = self._limit_from(train)
+        self.limit_ = self.raw_limit_
+
+    def _score(self, X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+        return self._run(X, groups, learn=bool(self.params["adapt"])) / self.limit_
+
+
 class LightGBMRegressor(Model):
     """Gradient-boosted trees for remaining useful life, soft sensors and forecasts; `seeds` > 1 averages several."""
 
@@ -345,7 +432,8 @@ class MajorityClassifier(Model):
 
 
 KINDS: dict[str, type[Model]] = {c.kind: c for c in (PCAMonitor, IsolationForestDetector, ZScoreLimits,
-                                                     LightGBMRegressor, LightGBMClassifier, MeanRegressor,
+                                                     ECODDetector, HalfSpaceTreesDetector, LightGBMRegressor,
+                                                     LightGBMClassifier, MeanRegressor,
                                                      MajorityClassifier)}
 BASELINES: dict[str, str] = {"anomaly": "zscore", "fault": "majority", "rul": "mean", "soft_sensor": "mean",
                              "forecast": "mean"}

@@ -106,7 +106,7 @@ class LabService:
         doc["rows"] = {"file": "rows.parquet", "count": len(result.rows),
                        "url": f"/api/v1/{tenant}/lab/runs/{run_id}/rows"}
         if mode == "train":
-            pipe = Pipeline(spec.task, spec.features, spec.model.kind, spec.model.params, data.signals)
+            pipe = Pipeline(spec.task, spec.features, spec.model.kind, spec.model.params, data.signals, spec.alarm)
             frame = data.frame
             rows = None
             if spec.split.fit_on == "train":
@@ -116,6 +116,8 @@ class LabService:
                 rows = normal if rows is None else rows & normal
             pipe.fit(frame, rows)
             doc["fitted_on"] = {"part": spec.split.fit_on, "rows": int(len(frame) if rows is None else rows.sum())}
+            if pipe.alarm is not None:
+                doc["alarm"] = M.json_safe(pipe.alarm.to_dict())
             (folder / "model.pkl").write_bytes(pickle.dumps(pipe))
         doc["seconds"] = round(time.perf_counter() - started, 3)
         (folder / "report.json").write_text(json.dumps(doc, indent=1))

@@ -138,6 +138,23 @@ class GateSpec(_Strict):
     min_alarm_s: float = Field(0.0, ge=0, le=1e7)
 
 
+class AlarmSpec(_Strict):
+    """Event-level decisions of an anomaly model (`taehwa.lab.alarms`, the same state machine as the live alert
+    rules): the limit is calibrated on training normal running (out-of-fold scores where the training part allows)
+    to at most `false_alarms_per_week` and at most `max_alarm_share` of that running in alarm; the alarm is raised
+    once the score has stayed over it for `min_duration_s` (default 3 steps of the data) and stays raised for
+    `quiet_s` after it falls back below the limit less the hysteresis (default 10 steps). `enabled: false` decides
+    row by row (score over 1.0)."""
+
+    enabled: bool = True
+    false_alarms_per_week: float = Field(1.0, ge=0, le=1e5)
+    min_duration_s: float | None = Field(None, ge=0, le=1e7)
+    quiet_s: float | None = Field(None, ge=0, le=1e7)
+    hysteresis_share: float = Field(0.1, ge=0, le=1)
+    max_alarm_share: float = Field(0.01, ge=0, le=1)
+    calibrate_on: Literal["out_of_fold", "training"] = "out_of_fold"
+
+
 class RegisterSpec(_Strict):
     name: str
     asset_type: str | None = None
@@ -154,6 +171,7 @@ class Spec(_Strict):
     baseline: ModelSpec | None = None
     split: SplitSpec = Field(default_factory=SplitSpec)
     gate: GateSpec = Field(default_factory=GateSpec)
+    alarm: AlarmSpec = Field(default_factory=AlarmSpec)
     register_as: RegisterSpec | None = None
 
     @model_validator(mode="after")

@@ -17,22 +17,26 @@ import pandas as pd
 from taehwa.core.errors import InvalidInput
 from taehwa.core.timeutil import to_us
 from taehwa.lab import metrics as M
+from taehwa.lab.alarms import AlarmPolicy, Calibration, alarm_flags, calibrate, out_of_fold
 from taehwa.lab.datasets import CHANGEPOINT, TARGET, TIME, UNIT, Dataset, time_us
 from taehwa.lab.features import ConditionNormalizer, WindowFeatures
 from taehwa.lab.models import Model, build
-from taehwa.lab.spec import FeatureSpec, Spec
+from taehwa.lab.spec import AlarmSpec, FeatureSpec, Spec
 
 Progress = Callable[[int, int], None]
 REFERENCE_ROWS = 2000  # rows of training data kept with a model for drift checks
 
 
 class Pipeline:
-    """Normaliser → window features → model, fitted together and saved as one object."""
+    """Normaliser → window features → model, fitted together and saved as one object; an anomaly model's decision
+    is an event-level alarm (`alarm`, calibrated on its training normal running), the same one live rules raise."""
 
-    def __init__(self, task: str, features: FeatureSpec, kind: str, params: dict[str, Any], signals: list[str]
-                 ) -> None:
+    def __init__(self, task: str, features: FeatureSpec, kind: str, params: dict[str, Any], signals: list[str],
+                 alarm: AlarmSpec | None = None) -> None:
         self.task, self.features_spec, self.kind, self.params = task, features, kind, dict(params)
         self.signals = list(signals)
+        self.alarm_spec = alarm if alarm is not None else AlarmSpec()
+        self.alarm: Calibration | None = None
         self.model: Model = build(kind, params, task=task)
         self.window = WindowFeatures(features.windows, features.stats, features.lags, features.ewm_alpha,
                                      features.spectrum_bands, features.include_raw, features.include_position)
@@ -74,7 +78,42 @@ class Pipeline:
             raise InvalidInput(f"only {int(keep.sum())} usable training rows", where="data")
         self.model.fit(X[keep], None if y is None or self.task == "anomaly" else y[keep], groups=groups)
         self.reference = self._reference(frame, X, keep, groups)
+        if self.task == "anomaly" and self.alarm_spec.enabled:
+            self.alarm = self._calibrate(frame, X, keep, groups)
         return self
+
+    def _calibrate(self, frame: pd.DataFrame, X: np.ndarray, keep: np.ndarray, groups: np.ndarray | None
+                   ) -> Calibration:
+        """The alarm's limit from the training normal rows: scored out of fold (each of 4 blocks of every unit by
+        a model fitted on the other blocks) so the limit meets running the model never learnt from, or in-sample
+        when the spec says so or the part is too short (under 200 rows)."""
+        a = self.alarm_spec
+        t = time_us(frame[TIME])[keep]
+        steps = np.diff(t)
+        step_s = float(np.median(steps[steps > 0])) / 1e6 if (steps > 0).any() else 1.0
+        Xk = X[keep]
+        if a.calibrate_on == "out_of_fold" and len(Xk) >= 200:
+            def fit_score(tr: np.ndarray, te: np.ndarray) -> np.ndarray:
+                m = build(self.kind, self.params, task=self.task)
+                m.fit(Xk[tr], None, groups=None if groups is None else groups[tr])
+                return np.asarray(m.score(Xk[te], None if groups is None else groups[te]), dtype=float)
+
+            scores = out_of_fold(fit_score, len(Xk), 4, groups)
+            on = "out-of-fold scores of the training normal rows (4 blocks of each unit)"
+        else:
+            scores = np.asarray(self.model.score(Xk, groups), dtype=float)
+            on = "in-sample scores of the training normal rows"
+        cal = calibrate(t, scores, target_per_week=a.false_alarms_per_week,
+                        min_duration_s=a.min_duration_s if a.min_duration_s is not None else 3 * step_s,
+                        quiet_s=a.quiet_s if a.quiet_s is not None else 10 * step_s,
+                        hysteresis_share=a.hysteresis_share, groups=groups, on=on, max_share=a.max_alarm_share)
+        return cal
+
+    @property
+    def policy(self) -> AlarmPolicy | None:
+        """The calibrated alarm of an anomaly model (None: row-by-row decisions, score over 1.0)."""
+        cal = getattr(self, "alarm", None)
+        return cal.policy if cal is not None else None
 
     def _reference(self, frame: pd.DataFrame, X: np.ndarray, keep: np.ndarray, groups: np.ndarray | None
                    ) -> dict[str, Any]:
@@ -93,7 +132,11 @@ class Pipeline:
         """(decision, score) for every row of `frame`."""
         X = self.features(frame)
         groups = frame[UNIT].to_numpy() if UNIT in frame.columns else None
-        return self.model.decide(X, groups)
+        decision, score = self.model.decide(X, groups)
+        policy = self.policy
+        if self.task == "anomaly" and policy is not None:
+            decision = alarm_flags(time_us(frame[TIME]), score, policy, groups).astype(int)
+        return decision, score
 
 
 @dataclass
@@ -269,7 +312,7 @@ def fold_job(shared: tuple[Spec, Dataset, str, dict[str, Any]], job: tuple[int, 
     spec, data, kind, params = shared
     i, tr, te = job
     frame = data.frame
-    pipe = Pipeline(spec.task, spec.features, kind, params, data.signals)
+    pipe = Pipeline(spec.task, spec.features, kind, params, data.signals, spec.alarm)
     sub_train = frame[tr].reset_index(drop=True)
     normal = np.ones(tr.sum(), dtype=bool)
     if spec.task == "anomaly" and spec.split.normal_only and TARGET in frame.columns and \

@@ -11,13 +11,14 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from taehwa.core.timeutil import from_us
+from taehwa.lab.alarms import AlarmPolicy, AlarmState
 from taehwa.live.rules import Rule, rule_targets
 from taehwa.tenancy.access import SYSTEM, acting_as
 
@@ -34,14 +35,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Watch:
-    """One rule on one tag (of one asset), and where its condition stands."""
+    """One rule on one tag (of one asset), and where its alarm stands (the lab's state machine, `AlarmState`)."""
 
     rule: Rule
     asset: str | None
     signal: str
     tag: str
-    on: bool = False
-    since: int | None = None  # data time the condition came on (µs)
+    state: AlarmState = field(default_factory=AlarmState)
     alert_id: int | None = None
     last_t: int | None = None
     last_v: float | None = None
@@ -140,14 +140,13 @@ class RuleEngine:
                     prev = old.get(key)
                     w = Watch(rule, asset, signal, tag)
                     if prev is not None and prev.rule.to_dict() == rule.to_dict():
-                        w.on, w.since, w.alert_id, w.last_t, w.last_v = (prev.on, prev.since, prev.alert_id,
-                                                                         prev.last_t, prev.last_v)
+                        w.state, w.alert_id, w.last_t, w.last_v = prev.state, prev.alert_id, prev.last_t, prev.last_v
                     watches[key] = w
             if self._fingerprint is None:  # first build: pick up alerts left open before a restart
                 for row in self.book.open_alerts():
                     found = watches.get((row.tenant, row.rule, row.asset, row.tag))
                     if found is not None:
-                        found.on, found.alert_id = True, row.id
+                        found.state.on, found.state.raised, found.alert_id = True, True, row.id
             by_tag: dict[str, dict[str, list[Watch]]] = {}
             for (tenant, _, _, tag), w in watches.items():
                 by_tag.setdefault(tenant, {}).setdefault(tag, []).append(w)
@@ -183,31 +182,35 @@ class RuleEngine:
             if prev_t is None or prev_v is None:
                 return
             rate = abs(v - prev_v) / ((t - prev_t) / 1e6)
-            limit = float(s.rate_per_s or 0)
-            over, clear, shown = rate > limit, rate <= limit - s.hysteresis, rate
-        else:
-            limit = float(s.value if s.value is not None else 0)
-            if s.op == ">":
-                over, clear = v > limit, v <= limit - s.hysteresis
-            else:
-                over, clear = v < limit, v >= limit + s.hysteresis
-            shown = v
-        self._advance(tenant, w, t, over, clear, shown)
+            self._advance(tenant, w, t, rate, AlarmPolicy(limit=float(s.rate_per_s or 0), hysteresis=s.hysteresis,
+                                                          min_duration_s=s.min_duration_s, quiet_s=s.quiet_s))
+            return
+        self._advance(tenant, w, t, v, self.policy(tenant, w))
 
-    def _advance(self, tenant: str, w: Watch, t: int, over: bool, clear: bool, value: float) -> None:
+    def policy(self, tenant: str, w: Watch) -> AlarmPolicy:
+        """The alarm a threshold or score rule raises: its own fields, or for a score rule without a value the
+        calibrated alarm of the model that writes the tag (limit, hysteresis, on-delay, quiet period), so the alert
+        is the model's event-level decision as the lab judged it."""
         s = w.rule.spec
-        if not w.on and over:
-            w.on, w.since = True, t
-        elif w.on and clear:
-            w.on, w.since = False, None
+        if s.kind == "score" and s.value is None:
+            found = self.scorer.alarm_policy(tenant, w.tag)
+            if found is not None:
+                return found
+            return AlarmPolicy(limit=1.0, op=s.op, hysteresis=s.hysteresis, min_duration_s=s.min_duration_s,
+                               quiet_s=s.quiet_s)
+        return AlarmPolicy(limit=float(s.value if s.value is not None else 0), op=s.op, hysteresis=s.hysteresis,
+                           min_duration_s=s.min_duration_s, quiet_s=s.quiet_s)
+
+    def _advance(self, tenant: str, w: Watch, t: int, value: float, policy: AlarmPolicy) -> None:
+        s = w.rule.spec
+        event = w.state.value(t, value, policy)
+        if event == "clear":
             if w.alert_id is not None and s.auto_resolve:
                 self.book.clear(tenant, w.alert_id, f"the condition cleared at {value:g} "
                                                     f"({from_us(t).isoformat()})")
             # without auto-resolve the alert stays open for people to resolve; a new onset folds into it
             w.alert_id = None
-            return
-        if w.on and w.alert_id is None and w.since is not None and \
-                t - w.since >= s.min_duration_s * 1e6:
+        elif event == "raise":
             doc = self.book.raise_alert(tenant, rule=w.rule.name, asset=w.asset, tag=w.tag, severity=s.severity,
                                         message=w.rule.describe(), value=value, chain=self._chain(tenant, w, t,
                                                                                                    value))
@@ -218,7 +221,8 @@ class RuleEngine:
         (with the input rows it scored from) when the tag is a model's output."""
         chain: dict[str, Any] = {"rule": w.rule.to_dict(), "asset": w.asset, "signal": w.signal, "tag": w.tag,
                                  "condition": w.rule.describe(), "value": value,
-                                 "window": {"start": from_us(w.since if w.since is not None else t).isoformat(),
+                                 "window": {"start": from_us(w.state.since if w.state.since is not None else t)
+                                            .isoformat(),
                                             "end": from_us(t).isoformat()}}
         owner = self.scorer.owner(tenant, w.tag)
         if owner is not None:
@@ -248,13 +252,13 @@ class RuleEngine:
                     if t is None:
                         continue
                     age = (now - t) / 1e6
-                    limit = float(w.rule.spec.stale_s or 0)
-                    self._advance(tenant, w, now, age > limit, age <= limit, age)
+                    self._advance(tenant, w, now, age, AlarmPolicy(limit=float(w.rule.spec.stale_s or 0),
+                                                                   quiet_s=w.rule.spec.quiet_s))
 
     def condition(self, tenant: str, name: str) -> list[dict[str, Any]]:
         """Where a rule's conditions stand on each of its tags (for `taehwa live rules show`)."""
         with self._lock:
-            return [{"asset": w.asset, "tag": w.tag, "on": w.on,
-                     "since": from_us(w.since).isoformat() if w.since is not None else None,
+            return [{"asset": w.asset, "tag": w.tag, "on": w.state.on, "raised": w.state.raised,
+                     "since": from_us(w.state.since).isoformat() if w.state.since is not None else None,
                      "alert": w.alert_id,
                      "last_value": w.last_v} for k, w in self._watches.items() if k[0] == tenant and k[1] == name]

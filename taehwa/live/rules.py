@@ -5,8 +5,13 @@ by types extending it; one asset; or one tag), the signal it watches, and its co
   once the condition has held for `min_duration_s` of data time;
 - `rate`: the change per second between consecutive points above `rate_per_s`;
 - `stale`: no new point for `stale_s` of wall-clock time;
-- `score`: a model output over its limit (by default `anomaly_score` over 1.0, the model's control limit); its
-  alerts carry the model version that wrote the score.
+- `score`: a model output over its limit; without a `value`, the calibrated alarm of the model that writes the
+  output (its limit, hysteresis, on-delay and quiet period, set on training normal running to a false-alarm rate
+  per week), so the alert is the model's event-level decision as the lab judged it; its alerts carry the model
+  version that wrote the score.
+
+Every kind raises and clears through the one alarm state machine of `taehwa.lab.alarms` (a `quiet_s` keeps an alarm
+raised that long after its condition went off: a condition that returns within it is the same alarm).
 """
 
 from __future__ import annotations
@@ -43,9 +48,12 @@ class RuleIn(BaseModel):
     tag: str | None = Field(None, description="One tag, with or without an asset")
     signal: str | None = Field(None, description="The signal watched on each asset (not with tag)")
     op: Literal[">", "<"] = ">"
-    value: float | None = Field(None, description="The limit (threshold, score; score defaults to 1.0)")
+    value: float | None = Field(None, description="The limit (threshold; score: default the model's calibrated "
+                                                  "alarm)")
     hysteresis: float = Field(0.0, ge=0, description="How far back past the limit the value must go to clear")
     min_duration_s: float = Field(0.0, ge=0, description="How long the condition must hold before an alert")
+    quiet_s: float = Field(0.0, ge=0, le=7 * 86_400, description="How long an alert stays raised after its "
+                           "condition went off (a return within it is the same alert)")
     rate_per_s: float | None = Field(None, gt=0, description="rate: the largest normal change per second")
     stale_s: float | None = Field(None, gt=0, description="stale: seconds without a new point")
     severity: Literal["warning", "alarm"] = "warning"
@@ -62,7 +70,6 @@ class RuleIn(BaseModel):
             raise ValueError("give a tag or a signal, not both")
         if self.kind == "score":
             self.signal = self.signal or (None if self.tag else "anomaly_score")
-            self.value = 1.0 if self.value is None else self.value
         if not self.tag and not self.signal:
             raise ValueError("name the signal the rule watches on each asset")
         if self.kind == "threshold" and self.value is None:
@@ -90,6 +97,8 @@ class Rule:
         what = s.tag or s.signal
         if s.message:
             return s.message
+        if s.kind == "score" and s.value is None:
+            return f"{what}: the model's calibrated alarm"
         if s.kind in ("threshold", "score"):
             return f"{what} {s.op} {s.value:g}" + (f" for {s.min_duration_s:g} s" if s.min_duration_s else "")
         if s.kind == "rate":
@@ -173,11 +182,10 @@ def rule_targets(twin: TwinService, rule: Rule) -> list[tuple[str | None, str, s
     if s.tag:
         return [(s.asset, s.tag, s.tag)]
     plant = twin.plant(rule.tenant)
-    if s.asset:
-        paths = [s.asset] if s.asset in plant.assets else []
-    else:
-        paths = [a["path"] for a in twin.search(rule.tenant, type=s.asset_type, limit=10_000)["items"]] \
-            if s.asset_type in plant.types else []
+    try:
+        paths = twin.targets(rule.tenant, asset=s.asset, asset_type=s.asset_type)
+    except NotFound:  # its asset or type is no longer in the plant: it watches nothing until it is back
+        paths = []
     out: list[tuple[str | None, str, str]] = []
     for path in paths:
         tag = plant.signal_tags(plant.assets[path]).get(str(s.signal))

@@ -11,6 +11,7 @@ restart the scorer reads what arrived since from the historian and scores it, in
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import logging
 import queue
 import threading
@@ -28,6 +29,7 @@ import pyarrow.compute as pc
 from taehwa.core.errors import TaehwaError
 from taehwa.core.timeutil import from_us, parse_duration
 from taehwa.historian.schema import STORE_SCHEMA
+from taehwa.lab.alarms import AlarmPolicy, AlarmState, alarm_flags
 from taehwa.lab.datasets import TIME, UNIT
 from taehwa.lab.fanout import Backend, run_stream
 from taehwa.lab.validation import Pipeline
@@ -97,6 +99,7 @@ class Unit:
     hist_v: np.ndarray
     new_t: list[np.ndarray] = field(default_factory=list)
     new_v: list[np.ndarray] = field(default_factory=list)
+    alarm: AlarmState = field(default_factory=AlarmState)  # the model's event-level alarm, carried over batches
 
 
 @dataclass
@@ -125,6 +128,7 @@ class Running:
     dirty: set[str] = field(default_factory=set)  # assets with points not yet turned into rows
     recent_in: deque[np.ndarray] = field(default_factory=lambda: deque(maxlen=DRIFT_SAMPLE))
     recent_score: deque[float] = field(default_factory=lambda: deque(maxlen=DRIFT_SAMPLE))
+    alarm: AlarmPolicy | None = None  # an anomaly model's calibrated alarm, its durations in this deployment's step
 
     def output_tag(self, asset: str, output: str) -> str:
         return f"{asset}/{self.outputs[output]}"
@@ -256,6 +260,12 @@ class Scorer:
                       skipped, {})
         if old is not None:
             run.rows_scored, run.recent_in, run.recent_score = old.rows_scored, old.recent_in, old.recent_score
+        policy = pipe.policy if pipe.task == "anomaly" else None
+        if policy is not None:  # durations were calibrated in the training data's steps: the same steps here
+            trained = parse_duration(self._trained_step(dep.tenant, info["run_id"]), field="step")
+            scale = step_us / trained if trained > 0 else 1.0
+            run.alarm = dataclasses.replace(policy, min_duration_s=policy.min_duration_s * scale,
+                                            quiet_s=policy.quiet_s * scale)
         for asset, tags in units_tags.items():
             unit = Unit(asset, tags, UnitRows(len(tags), step_us, hold_us, wait_us),
                         np.empty(0, np.int64), np.empty((0, len(columns))))
@@ -379,6 +389,7 @@ class Scorer:
             log.warning("deployment %s/%s failed to score: %s", run.dep.tenant, run.dep.name, exc)
             return
         outs = model_outputs(run.pipe, decision, score)
+        policy = run.alarm
         tags: list[str] = []
         times_out: list[np.ndarray] = []
         values: dict[str, list[np.ndarray]] = {o: [] for o in run.outputs}
@@ -386,6 +397,8 @@ class Scorer:
         for (unit, n_hist, nt, nv), (_, bt, _) in zip(news, blocks, strict=True):
             sl = slice(start + n_hist, start + len(bt))
             start += len(bt)
+            if policy is not None:  # the alarm goes on from where this unit's last batch left it
+                outs["anomaly"][sl] = alarm_flags(nt, outs["anomaly_score"][sl], policy, state=unit.alarm)
             for o in run.outputs:
                 values[o].append(outs[o][sl])
             times_out.append(nt)
@@ -432,6 +445,13 @@ class Scorer:
         if run is None:
             return None
         return {"deployment": run.dep.name, **run.info, "step_s": run.step_us / 1e6, "history_rows": run.need}
+
+    def alarm_policy(self, tenant: str, tag: str) -> AlarmPolicy | None:
+        """The calibrated alarm of the anomaly model whose score a tag is (for score rules without a value)."""
+        run = self._owners.get((tenant, tag))
+        if run is None or run.pipe.task != "anomaly" or not tag.endswith("/" + run.outputs.get("anomaly_score", "")):
+            return None
+        return run.alarm
 
     def runs(self) -> dict[tuple[str, str], Running]:
         with self._lock:

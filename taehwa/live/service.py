@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from taehwa.core.errors import InvalidInput, NotFound, ValidationFailed
 from taehwa.core.timeutil import from_us, parse_duration, to_us
 from taehwa.historian.schema import STORE_SCHEMA
-from taehwa.lab.fanout import BACKENDS, RAY_ADDRESS_ENV, Backend
+from taehwa.lab.fanout import BACKENDS, choose_backend
 from taehwa.live import scoring
 from taehwa.live.alerts import AlertBook
 from taehwa.live.conditions import RuleEngine
@@ -179,6 +179,9 @@ class LiveService:
                                where="rows")
         times = np.arange(len(rows), dtype=np.int64)
         _, decision, score = predict_units(pipe, columns, [("request", times, values)])
+        policy = pipe.policy if pipe.task == "anomaly" else None
+        if policy is not None:  # rows without times: each judged by the alarm's condition (its limit), not in time
+            decision = np.array([policy.condition(float(x))[0] for x in score], dtype=int)
         outs = model_outputs(pipe, decision, score)
         result: builtins.list[dict[str, Any]] = [
             {k: (None if not np.isfinite(v[i]) else float(v[i])) for k, v in outs.items()} for i in range(len(rows))]
@@ -218,8 +221,8 @@ class LiveService:
         # by default a long backfill fans out (Ray when a cluster is named), a short one stays here: starting the
         # pool's workers costs about as much as scoring a few chunks
         long = (e - s) // step_us * len(units) >= FAN_OUT_MIN_CHUNKS * scoring.BACKFILL_CHUNK_ROWS
-        backend = fan_out or ("ray" if os.environ.get(RAY_ADDRESS_ENV) else "pool" if long and
-                              (os.cpu_count() or 1) > 1 else "serial")
+        backend = choose_backend(fan_out, settings=self.historian.settings,
+                                 small=not (long and (os.cpu_count() or 1) > 1))
         started = time.perf_counter()
         assets, times, outs = backfill_rows(self.historian, tenant, pipe, units, s, e, step_us, 5 * step_us,
                                             history_rows(pipe), backend=cast(Backend, backend))
