@@ -175,14 +175,15 @@ class ArrivalWatch:
                 tt = t[a:b]
                 clock = self.tags.get((tenant, name))
                 prev = np.concatenate([[clock.last_us if clock else tt[0] - 1], tt[:-1]])
+                newest = np.maximum.accumulate(prev)  # the newest time seen before each point
                 rep = int(np.count_nonzero(tt == prev))
-                back = int(np.count_nonzero(tt < prev))
+                back = int(np.count_nonzero(tt < newest))
                 if clock is None:
                     if len(self.tags) >= self.max_tags:
                         continue
                     clock = self.tags[(tenant, name)] = _TagClock(int(tt[-1]))
                 if rep or back:
-                    bad = tt[(tt <= prev)]
+                    bad = tt[(tt == prev) | (tt < newest)]
                     clock.first_bad_us = clock.first_bad_us or int(bad[0])
                     clock.last_bad_us = int(bad[-1])
                 clock.repeated += rep
@@ -200,7 +201,7 @@ class ArrivalWatch:
                                f"{clock.repeated} points with the time of the point before"))
         if clock.backward:
             out.append(Finding("clock_jump", clock.first_bad_us, clock.last_bad_us, clock.backward,
-                               f"{clock.backward} points older than the point before (the clock went back)"))
+                               f"{clock.backward} points older than the tag's newest point (the clock went back)"))
         return out
 
 
