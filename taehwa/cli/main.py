@@ -22,7 +22,7 @@ from taehwa.cli.common import (
     emit_text,
     err,
     fail,
-    operator,
+    local_or_server,
     out,
     print_json,
     print_table,
@@ -36,11 +36,10 @@ from taehwa.cli.lab_cmds import lab_app
 from taehwa.cli.live_cmds import live_app
 from taehwa.cli.replay_cmd import replay
 from taehwa.cli.twin_cmds import twin_app
-from taehwa.core.errors import Conflict, InvalidInput, TaehwaError, ValidationFailed
+from taehwa.core.errors import InvalidInput, NotFound, TaehwaError, ValidationFailed
 from taehwa.core.settings import Settings, load_settings
 from taehwa.historian.readers import ARROW_STREAM
-from taehwa.server.platform import Platform, dev_token_path, server_info_path
-from taehwa.tenancy.access import acting_as
+from taehwa.server.platform import Platform, dev_token_path
 
 app = typer.Typer(help="Taehwa (태화): sovereign industrial AI platform.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -84,7 +83,10 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
           = False,
           sql_port: Annotated[int | None, typer.Option(
               "--sql-port", min=0, max=65535, help="Also serve SQL over the PostgreSQL wire protocol on this port "
-              "(off by default): database = tenant, password = an API token or your password.")] = None) -> None:
+              "(off by default): database = tenant, password = an API token or your password.")] = None,
+          flight_port: Annotated[int | None, typer.Option(
+              "--flight-port", min=0, max=65535, help="Also serve Arrow Flight on this port (off by default): bulk "
+              "reads and writes from notebooks, with an API token (taehwa.client).")] = None) -> None:
     """Start the platform: HTTP API with OpenAPI at /docs, on embedded defaults.
 
     On several machines: TAEHWA_HISTORIAN_URL puts the historian on shared (object) storage,
@@ -119,7 +121,11 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
                   f"{dev_token_path(settings)})")
     replayer = None
     sql = None
+    flight = None
     try:
+        if flight_port is not None:
+            flight = platform.flight(host, flight_port)
+            out.print(f"Arrow Flight: grpc://{host}:{flight.start()}  (authorization: Bearer <API token>)")
         if sql_port is not None:
             sql = platform.sql_port()
             bound = sql.start(host, sql_port)
@@ -160,6 +166,8 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
     finally:
         if sql is not None:
             sql.close()
+        if flight is not None:
+            flight.close()
         if replayer is not None:  # the connectors first: a link whose server went first would log its loss
             platform.connectors.close()
             replayer.stop()
@@ -208,31 +216,22 @@ def ingest(
                                              "column per tag).")] = "auto",
 ) -> None:
     """Load CSV or Parquet files into the historian; each file is all-or-nothing."""
-    settings = load_settings()
     for path in files:
-        try:
-            try:
-                platform = Platform(settings, background=False)
-            except Conflict:
-                if not server_info_path(settings).exists():
-                    raise
-                body = _send_to_server(settings, tenant, path, layout)
-                out.print(f"{path.name}: stored {body['stored']} points in {body['tags']} tags (via the server)")
-                continue
-            try:
-                with _progress() as bar:
-                    task = bar.add_task(f"ingest {path.name}", total=None)
+        def local(platform: Platform, path: Path = path) -> str:
+            with _progress() as bar:
+                task = bar.add_task(f"ingest {path.name}", total=None)
 
-                    def tick(done: int, total: int, task: Any = task, bar: Progress = bar) -> None:
-                        bar.update(task, completed=done, total=total)
+                def tick(done: int, total: int, task: Any = task, bar: Progress = bar) -> None:
+                    bar.update(task, completed=done, total=total)
 
-                    with acting_as(operator()):
-                        result = platform.historian.ingest_file(tenant, path, layout=layout, progress=tick)
-            finally:
-                platform.close()
-            out.print(f"{path.name}: stored {result.points} points in {result.tags} tags")
-        except TaehwaError as exc:
-            fail(exc)
+                result = platform.historian.ingest_file(tenant, path, layout=layout, progress=tick)
+            return f"{path.name}: stored {result.points} points in {result.tags} tags"
+
+        def remote(settings: Settings, path: Path = path) -> str:
+            body = _send_to_server(settings, tenant, path, layout)
+            return f"{path.name}: stored {body['stored']} points in {body['tags']} tags (via the server)"
+
+        out.print(local_or_server(local, remote))
 
 
 def _write_table(table: pa.Table, output: Path | None, *, as_json: bool = False) -> None:
@@ -310,8 +309,7 @@ def tags_list(ctx: typer.Context, tenant: TenantOpt = "demo",
     if ctx.invoked_subcommand is not None:
         return
     with services(readonly=True) as platform:
-        platform.tenants.require(tenant)
-        items = platform.historian.catalog.list(tenant, prefix)
+        items = platform.historian.tags(tenant, prefix)
         view = Table("tag", "unit", "interval_s", "range", "description")
         for t in items:
             rng = f"{t.eng_low}…{t.eng_high}" if t.eng_low is not None or t.eng_high is not None else ""
@@ -324,8 +322,7 @@ def tags_list(ctx: typer.Context, tenant: TenantOpt = "demo",
 def tags_show(tag: str, tenant: TenantOpt) -> None:
     """One tag's metadata as JSON."""
     with services(readonly=True) as platform:
-        platform.tenants.require(tenant)
-        out.print_json(json.dumps(platform.historian.catalog.get(tenant, tag).to_dict()))
+        out.print_json(json.dumps(platform.historian.tag(tenant, tag).to_dict()))
 
 
 @tags_app.command("set")
@@ -350,10 +347,12 @@ def tags_set(
         added[key] = value
     if added:  # merged with the attributes the tag has (reads never wait for the running server)
         with services(readonly=True) as platform:
-            platform.tenants.require(tenant)
-            known = dict(platform.historian.catalog.get(tenant, tag).attributes) \
-                if tag in platform.historian.catalog.ids(tenant) else {}
+            try:
+                known = dict(platform.historian.tag(tenant, tag).attributes)
+            except NotFound:
+                known = {}
         changes["attributes"] = {**known, **added}
+    # the historian's set_tag checks the write right and writes the audit record (tag.set), here or in the server
     info = write_call(lambda p: p.historian.set_tag(tenant, tag, changes).to_dict(), "PATCH",
                       f"/api/v1/{tenant}/tags/{quote(tag)}", json=changes)
     out.print_json(json.dumps(info))

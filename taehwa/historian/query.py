@@ -111,7 +111,7 @@ class QueryEngine:
             return (f"SELECT tag_id, tag, time, value, quality, seq, 0::BIGINT AS rn "
                     f"FROM {parquet_source(paths)} WHERE {where}")
 
-        clean = [f for f in files if f.day not in mixed]
+        clean = sorted((f for f in files if f.day not in mixed), key=lambda f: f.min_time)  # day order
         dirty = [f for f in files if f.day in mixed]
         parts = [select(clean)] if clean else []
         dirty_parts = [select(dirty)] if dirty else []
@@ -162,8 +162,14 @@ class QueryEngine:
             limit: int | None = None) -> pa.Table:
         """Every point of these tags in [start, end), ordered by tag and time."""
         cap = min(limit, self.max_points) if limit else self.max_points
-        table = self._run(snap, tag_ids, start_us, end_us,
-                          "SELECT tag, time, value, quality FROM {src} ORDER BY tag, time LIMIT " + str(cap + 1))
+        if limit is None and self._file_ordered(snap, tag_ids, start_us, end_us):
+            # one file per day, nothing buffered: read in file order (day, tag id, time) and put the tags in
+            # name order with a stable permutation, instead of sorting every row (a day of 20 tags at 1 s: 3×)
+            table = _by_tag(self._run(snap, tag_ids, start_us, end_us,
+                                      "SELECT tag, time, value, quality FROM {src} LIMIT " + str(cap + 1)))
+        else:
+            table = self._run(snap, tag_ids, start_us, end_us,
+                              "SELECT tag, time, value, quality FROM {src} ORDER BY tag, time LIMIT " + str(cap + 1))
         if table.num_rows > cap:
             if limit and limit <= self.max_points:
                 table = table.slice(0, limit)
@@ -171,6 +177,14 @@ class QueryEngine:
                 raise InvalidInput(f"the query would return more than max_query_points = {self.max_points} "
                                    "points; narrow the range or downsample", where="query")
         return _utc(table)
+
+    @staticmethod
+    def _file_ordered(snap: Snapshot, tag_ids: list[int], start_us: int, end_us: int) -> bool:
+        """Whether the files this range touches are one per day with nothing buffered for it: then reading
+        them in day order gives each tag's points in time order."""
+        files = [f for f in snap.files if f.overlaps(start_us, end_us, tag_ids)]
+        return (len({f.day for f in files}) == len(files)
+                and _buffer_rows(snap.buffer, tag_ids, start_us, end_us) is None)
 
     def downsample(self, snap: Snapshot, tag_ids: list[int], start_us: int, end_us: int, every_us: int,
                    aggs: list[str]) -> pa.Table:
@@ -290,6 +304,20 @@ def _interp(t: np.ndarray, v: np.ndarray, q: np.ndarray, grid: np.ndarray,
     values[exact] = v[idx[exact]]
     quality[exact] = q[idx[exact]]
     return values, quality
+
+
+def _by_tag(table: pa.Table) -> pa.Table:
+    """Rows grouped by tag name, keeping each tag's rows in the order they came (a stable permutation)."""
+    if table.num_rows < 2:
+        return table
+    encoded = pc.dictionary_encode(table.column("tag")).combine_chunks()
+    names = encoded.dictionary.to_numpy(zero_copy_only=False)
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[np.argsort(names, kind="stable")] = np.arange(len(names))
+    keys = rank[encoded.indices.to_numpy()]
+    if bool(np.all(keys[1:] >= keys[:-1])):
+        return table
+    return table.take(pa.array(np.argsort(keys, kind="stable")))
 
 
 def _utc(table: pa.Table) -> pa.Table:
