@@ -226,9 +226,11 @@ def create_app(platform: Platform) -> FastAPI:
     add_live_routes(app, platform, auth)
     add_academy_routes(app, platform, auth)
     add_city_routes(app, platform, auth)
+    from taehwa.web.city import add_city_pages
     from taehwa.web.pages import add_web_routes
 
     add_web_routes(app, platform)
+    add_city_pages(app, platform)
     from taehwa.api.workers import WorkerHeader
 
     app.add_middleware(WorkerHeader)

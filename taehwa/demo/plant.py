@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from taehwa.core.errors import NotFound
+from taehwa.demo.city import DEMO_PLACES
 
 # --- Tennessee Eastman: (column, asset, signal, unit, description) in XMEAS(1..41), XMV(1..11) order -----------
 TEP_COLUMNS: list[tuple[str, str, str, str]] = [
@@ -282,4 +283,6 @@ def build_demo_plant(shared: Path) -> tuple[dict[str, Any], list[Source]]:
     parts = [_tep(shared, types, sources), _skab(shared, types, sources), _cmapss(shared, types, sources)]
     doc = {"types": types, "assets": [p["site"] for p in parts],
            "relations": [r for p in parts for r in p["relations"]]}
+    for site in doc["assets"]:  # placed on the city's map (taehwa/demo/city.py)
+        site["attributes"] = {**DEMO_PLACES.get(site["id"], {}), **site.get("attributes", {})}
     return doc, sources

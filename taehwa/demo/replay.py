@@ -33,6 +33,9 @@ def load_demo_plant(platform: Platform, shared: Path, tenant: str = "demo") -> l
     ensure_demo_tenant(platform.tenants, tenant)
     doc, sources = build_demo_plant(shared)
     platform.twin.load(tenant, dump_yaml(doc), source="demo-plant.yaml", actor="demo")
+    from taehwa.demo.city import load_demo_city
+
+    load_demo_city(platform, shared, tenant)  # the city office and two more companies (taehwa/demo/city.py)
     return sources
 
 

@@ -10,6 +10,7 @@ LANG_COOKIE = "taehwa_lang"
 MESSAGES: dict[str, tuple[str, str]] = {
     "product": ("Taehwa", "태화"),
     "tower": ("Control tower", "통합 관제"),
+    "city_map": ("City map", "도시 지도"),
     "plant": ("Digital twin", "디지털 트윈"),
     "trends": ("Trends", "트렌드"),
     "alerts": ("Alerts", "알림"),
