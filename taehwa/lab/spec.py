@@ -152,6 +152,8 @@ class AlarmSpec(_Strict):
     quiet_s: float | None = Field(None, ge=0, le=1e7)
     hysteresis_share: float = Field(0.1, ge=0, le=1)
     max_alarm_share: float = Field(0.01, ge=0, le=1)
+    min_limit: float | None = Field(None, ge=0, le=1e9, description="The limit never below this (e.g. 1.0, the "
+                                    "model's own control limit)")
     calibrate_on: Literal["out_of_fold", "training"] = "out_of_fold"
 
 

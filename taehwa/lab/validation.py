@@ -106,7 +106,8 @@ class Pipeline:
         cal = calibrate(t, scores, target_per_week=a.false_alarms_per_week,
                         min_duration_s=a.min_duration_s if a.min_duration_s is not None else 3 * step_s,
                         quiet_s=a.quiet_s if a.quiet_s is not None else 10 * step_s,
-                        hysteresis_share=a.hysteresis_share, groups=groups, on=on, max_share=a.max_alarm_share)
+                        hysteresis_share=a.hysteresis_share, groups=groups, on=on, max_share=a.max_alarm_share,
+                        floor=a.min_limit)
         return cal
 
     @property
