@@ -256,13 +256,21 @@ def _flight_error(exc: Exception) -> TaehwaError:
     """A Flight error as the Taehwa error it stands for."""
     import pyarrow.flight as fl
 
-    text = str(exc).split("\n")[0]
+    text = str(exc).split("\n")[0].split(". Detail:")[0].split(". gRPC client debug context")[0]
     for prefix in ("Flight error: ", "Invalid: "):
         text = text.removeprefix(prefix)
+    where = "flight"
+    if text.endswith(")") and " (" in text:  # the server's "message (where)"
+        text, _, where = text[:-1].rpartition(" (")
     kinds: list[tuple[type, type[TaehwaError]]] = [
         (fl.FlightUnauthenticatedError, Unauthorized), (fl.FlightUnauthorizedError, Forbidden),
         (fl.FlightUnavailableError, Unavailable), (pa.ArrowInvalid, InvalidInput)]
+    extra = getattr(exc, "extra_info", b"") or b""
+    told: dict[bytes, type[TaehwaError]] = {b"not_found": NotFound, b"invalid_input": InvalidInput,
+                                            b"payload_too_large": PayloadTooLarge}
+    if extra in told:
+        return told[extra](text, where=where)
     for kind, error in kinds:
         if isinstance(exc, kind):
-            return error(text, where="flight")
-    return TaehwaError(text, where="flight")
+            return error(text, where=where)
+    return TaehwaError(text, where=where)

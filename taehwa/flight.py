@@ -60,17 +60,24 @@ class _CallerFactory(fl.ServerMiddlewareFactory):  # type: ignore[misc]
 
 
 def _flight_error(exc: TaehwaError) -> Exception:
-    """A Taehwa error as the Flight error a client can tell apart (and read: what was wrong, where)."""
+    """A Taehwa error as the Flight error a client can tell apart: the gRPC code where one fits, the kind in the
+    error's extra info (`invalid_input`, `not_found`, …), and what was wrong and where in its message. (Flight's
+    own error types also keep the server's traceback out of the answer.)"""
     text = exc.message + (f" ({exc.where})" if exc.where else "")
-    kinds: list[tuple[type[TaehwaError] | tuple[type[TaehwaError], ...], Any]] = [
+    kind = _KINDS.get(type(exc), type(exc).__name__).encode()
+    kinds: list[tuple[type[TaehwaError], Any]] = [
         (Unauthorized, fl.FlightUnauthenticatedError), (Forbidden, fl.FlightUnauthorizedError),
-        (Unavailable, fl.FlightUnavailableError), ((NotFound, InvalidInput), pa.ArrowInvalid)]
-    for kind, error in kinds:
-        if isinstance(exc, kind):
-            made: Exception = error(text)
+        (Unavailable, fl.FlightUnavailableError)]
+    for taehwa, error in kinds:
+        if isinstance(exc, taehwa):
+            made: Exception = error(text, extra_info=kind)
             return made
-    server: Exception = fl.FlightServerError(text)
+    server: Exception = fl.FlightServerError(text, extra_info=kind)
     return server
+
+
+_KINDS: dict[type[TaehwaError], str] = {InvalidInput: "invalid_input", NotFound: "not_found",
+                                        PayloadTooLarge: "payload_too_large"}
 
 
 def _request(raw: bytes, allowed: set[str], what: str) -> dict[str, Any]:
