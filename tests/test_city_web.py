@@ -14,8 +14,9 @@ from urllib.parse import urlparse
 
 import pytest
 
+from taehwa.core.settings import Settings
 from taehwa.server.platform import Platform
-from tests.conftest import serving
+from tests.conftest import TOKEN, serving
 from tests.test_city import CITY_FILE, COMPANIES, plant, share
 from tests.test_web import SHOTS, chromium, shot
 
@@ -23,8 +24,10 @@ PASSWORD = "correct horse battery"
 pytestmark = pytest.mark.skipif(chromium is None, reason="no browser")
 
 
-@pytest.fixture
-def city_site(platform: Platform) -> Iterator[tuple[Platform, str]]:
+@pytest.fixture(scope="module")
+def city_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platform, str]]:
+    platform = Platform(Settings(data_dir=tmp_path_factory.mktemp("city") / "data", api_token=TOKEN),
+                        background=False)
     platform.tenants.create("city", "Ulsan city office")
     platform.twin.load("city", CITY_FILE.read_text(), source="ulsan-city.yaml")
     for t, (cx, ind, lat, lon) in COMPANIES.items():
@@ -35,11 +38,14 @@ def city_site(platform: Platform) -> Iterator[tuple[Platform, str]]:
     platform.identity.create_user("planner", "City planner", password=PASSWORD)
     platform.identity.set_role("planner", "city", "viewer")
     platform.identity.set_role("planner", "co-a", "viewer")  # may open co-a's site, no other company's
-    with serving(platform) as url:
-        yield platform, url
+    try:
+        with serving(platform) as url:
+            yield platform, url
+    finally:
+        platform.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     yield from chromium()
 

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from taehwa.cli.academy_cmds import academy_app
 from taehwa.cli.admin_cmds import admin_app, audit_app
+from taehwa.cli.city_cmds import city_app
 from taehwa.cli.common import (
     JsonOpt,
     TenantOpt,
@@ -56,6 +57,7 @@ app.add_typer(lab_app, name="lab")
 app.add_typer(connectors_app, name="connectors")
 app.add_typer(live_app, name="live")
 app.add_typer(academy_app, name="academy")
+app.add_typer(city_app, name="city")
 app.add_typer(db_app, name="db")
 app.command("replay")(replay)
 def _progress() -> Progress:
