@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from taehwa.connectors.mosquitto import BINARY, Mosquitto, free_port
+from taehwa.connectors.mosquitto import BINARY, Mosquitto
+from taehwa.core.loopback import free_port
 from taehwa.core.settings import Settings
 from taehwa.server.platform import Platform
 
@@ -253,7 +254,7 @@ def main() -> None:
                                "lost": None}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        settings = Settings(data_dir=folder / "data")  # type: ignore[call-arg]
+        settings = Settings(data_dir=folder / "data")
         if BINARY is not None:
             (folder / "broker").mkdir()
             broker = Mosquitto(folder / "broker")
@@ -268,7 +269,7 @@ def main() -> None:
                            mqtt_ratio_vs_bare=round(ours / bare, 3) if bare else None, lost=lost)
         else:
             print("mosquitto is not installed: MQTT figures skipped", file=sys.stderr)
-        rate, written = opcua_run(Settings(data_dir=folder / "data-opcua"), seconds)  # type: ignore[call-arg]
+        rate, written = opcua_run(Settings(data_dir=folder / "data-opcua"), seconds)
         figures.update(opcua_values_s=round(rate), opcua_server_changes=written)
     print(f"{'figure':<24}{'value':>14}")
     for key, value in figures.items():

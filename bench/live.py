@@ -349,7 +349,7 @@ def main() -> None:
     seconds, hist_pumps, hist_s = (8.0, 20, 1200) if args.quick else (30.0, 50, 3600)
     with tempfile.TemporaryDirectory(prefix="taehwa-bench-live-") as tmp:
         data_dir = Path(tmp) / "data"
-        p = Platform(Settings(data_dir=data_dir, api_token=TOKEN))  # type: ignore[arg-type]
+        p = Platform(Settings(data_dir=data_dir, api_token=TOKEN))
         p.tenants.create(TENANT)
         p.twin.load(TENANT, dump_yaml(plant_doc()))
         now_us = time.time_ns() // 1000 // STEP_US * STEP_US

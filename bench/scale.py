@@ -82,7 +82,7 @@ def grid(n: int) -> dict[str, list[Any]]:
 
 
 def sweeps(data_dir: Path, n: int) -> dict[str, Any]:
-    p = Platform(Settings(data_dir=data_dir), background=False)  # type: ignore[call-arg]
+    p = Platform(Settings(data_dir=data_dir), background=False)
     try:
         plant(p)
         g = grid(n)

@@ -26,7 +26,7 @@ import time
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 import numpy as np
@@ -80,7 +80,8 @@ def batch_body(tags: list[str], time_us: int, rng: np.random.Generator) -> bytes
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as w:
         w.write_table(table)
-    return sink.getvalue().to_pybytes()
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
 
 
 def _us(iso: str) -> int:
@@ -229,6 +230,14 @@ def big_plant(n_assets: int) -> dict[str, Any]:
             "assets": assets}
 
 
+class SearchQuery(TypedDict):
+    """One search of the benchmark: a type, a subtree and an attribute to match."""
+
+    type: str
+    under: str
+    attributes: dict[str, str]
+
+
 def bench_search(work: Path, n_assets: int) -> dict[str, float]:
     settings = Settings(data_dir=work / "search")
     platform = Platform(settings, background=False)
@@ -239,7 +248,7 @@ def bench_search(work: Path, n_assets: int) -> dict[str, float]:
         load_s = time.perf_counter() - t
         n_sites = len(platform.twin.children("bench", None))
         rng = np.random.default_rng(9)
-        queries = []
+        queries: list[SearchQuery] = []
         for _ in range(200):
             site, area = int(rng.integers(n_sites)), int(rng.integers(10))
             queries.append({"type": ["Pump", "Compressor", "Equipment"][int(rng.integers(3))],

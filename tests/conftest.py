@@ -80,7 +80,7 @@ def _test_database(pg_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", api_token=TOKEN)  # type: ignore[arg-type]
+    return Settings(data_dir=tmp_path / "data", api_token=TOKEN)
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     data = tmp_path_factory.mktemp("attack") / "data"
     outside = tmp_path_factory.mktemp("outside")
     (outside / "foreign.csv").write_text(f"time,tag,value\n2024-03-01T00:00:00Z,x,1\n# {SECRET}\n")
-    p = Platform(Settings(data_dir=data), background=False)  # type: ignore[call-arg]
+    p = Platform(Settings(data_dir=data), background=False)
     p.tenants.create("a")
     p.tenants.create("b")
     p.historian.write("a", [("a/secret", "2024-03-03T00:00:00Z", 31.4159)])
@@ -134,7 +134,7 @@ def test_configured_roots_open_to_every_tenant_or_to_one(tmp_path: Path) -> None
     from taehwa.tenancy.files import FileRoots
 
     shared, own = tmp_path / "shared", tmp_path / "own"
-    files = FileRoots(Settings(data_dir=tmp_path / "d", file_roots=f"{shared},b={own}"))  # type: ignore[call-arg]
+    files = FileRoots(Settings(data_dir=tmp_path / "d", file_roots=f"{shared},b={own}"))
     with acting_as(Principal("u", roles={"a": "engineer", "b": "engineer"})):
         assert files.resolve("a", str(shared / "x.csv"), where="f") == shared / "x.csv"
         assert files.resolve("b", str(own / "x.csv"), where="f") == own / "x.csv"
@@ -172,7 +172,7 @@ def test_a_files_connector_pattern_stays_in_its_folder(world: dict[str, Any], pa
 def test_the_drop_folder_moves_nothing_outside_and_leaves_one_note(tmp_path: Path) -> None:
     """In its own folder a files connector takes regular files only: a link to a secret stays (and the secret
     with it), a bad file gets one note however long it runs, and the note itself is never taken again."""
-    p = Platform(Settings(data_dir=tmp_path / "data"), background=False)  # type: ignore[call-arg]
+    p = Platform(Settings(data_dir=tmp_path / "data"), background=False)
     try:
         p.tenants.create("b")
         drop = p.files.folder("b") / "drop"

@@ -43,7 +43,7 @@ CID = "acme-escape"
 @pytest.fixture(scope="module")
 def academy(tmp_path_factory: pytest.TempPathFactory, _module_database: None) -> Iterator[Platform]:
     """One platform with one tight challenge for every run in this module."""
-    settings = Settings(data_dir=tmp_path_factory.mktemp("sandbox") / "data", api_token=TOKEN)  # type: ignore[arg-type]
+    settings = Settings(data_dir=tmp_path_factory.mktemp("sandbox") / "data", api_token=TOKEN)
     p = Platform(settings, background=False)
     p.tenants.create("acme")
     p.tenants.create("uni")

@@ -14,8 +14,9 @@ import pytest
 
 from taehwa.connectors.config import ModbusItem
 from taehwa.connectors.modbus import decode_registers
+from taehwa.core.loopback import free_port
 from taehwa.server.platform import Platform
-from tests.test_connectors_mqtt import free_port, wait_for
+from tests.test_connectors_mqtt import wait_for
 
 
 def words(fmt: str, value: float, *, word_order: str = "big", byte_order: str = "big") -> list[int]:
@@ -48,7 +49,7 @@ class Device:
             values = [0] * 64
             for address, ws in regs.items():
                 values[address:address + len(ws)] = ws
-            return ModbusSequentialDataBlock(1, values)  # pymodbus addresses registers from 1 internally
+            return ModbusSequentialDataBlock(1, values)  # type: ignore[no-untyped-call]  # pymodbus addresses registers from 1 internally
 
         ctx = ModbusServerContext(devices={1: ModbusDeviceContext(hr=block(HOLDING), ir=block(INPUT))}, single=False)
         ready = threading.Event()
@@ -83,7 +84,8 @@ def device() -> Iterator[Device]:
     d.stop()
 
 
-SPEC = {"name": "skid-7", "protocol": "modbus", "host": "127.0.0.1", "poll_ms": 100, "timeout_s": 1, "items": [
+SPEC: dict[str, Any] = {
+    "name": "skid-7", "protocol": "modbus", "host": "127.0.0.1", "poll_ms": 100, "timeout_s": 1, "items": [
     {"address": 0, "type": "int16", "scale": 0.1, "tag": "skid7/pressure"},
     {"address": 1, "type": "float32", "tag": "skid7/flow"},
     {"address": 3, "type": "uint32", "word_order": "little", "tag": "skid7/counter"},
@@ -94,7 +96,7 @@ SPEC = {"name": "skid-7", "protocol": "modbus", "host": "127.0.0.1", "poll_ms": 
 def latest(p: Platform) -> dict[str, float]:
     p.historian.flush()
     try:
-        t = p.historian.latest("acme", [i["tag"] for i in SPEC["items"]])  # type: ignore[index]
+        t = p.historian.latest("acme", [i["tag"] for i in SPEC["items"]])
     except Exception:
         return {}
     return dict(zip(t.column("tag").to_pylist(), t.column("value").to_pylist(), strict=True))

@@ -16,8 +16,9 @@ from typing import Any
 import orjson
 import pytest
 
-from taehwa.connectors.mosquitto import BINARY, Mosquitto, free_port
+from taehwa.connectors.mosquitto import BINARY, Mosquitto
 from taehwa.core.errors import ValidationFailed
+from taehwa.core.loopback import free_port
 from taehwa.core.settings import Settings
 from taehwa.server.platform import Platform
 
@@ -41,7 +42,7 @@ def publisher(port: int, client_id: str = "plc-1") -> Any:
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
     c.max_inflight_messages_set(1000)
     c.max_queued_messages_set(0)
-    c.reconnect_delay_set(0.2, 1)
+    c.reconnect_delay_set(0.2, 1)  # type: ignore[arg-type]  # paho's hint says int; the delay is seconds, a float
     c.connect("127.0.0.1", port)
     c.loop_start()
     return c

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from taehwa.connectors.mosquitto import free_port
 from taehwa.connectors.opcua import browse
+from taehwa.core.loopback import free_port
 from taehwa.replay.opcua_server import ReplayServer
 from taehwa.server.platform import Platform
 from tests.test_connectors_mqtt import wait_for

@@ -46,8 +46,8 @@ def test_sigkill_mid_stream_loses_no_acknowledged_point(tmp_path: Path) -> None:
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
         assert proc.stdout is not None
         for seen, line in enumerate(proc.stdout, start=1):
-            _, batch, n = line.split()
-            acked[int(batch)] = int(n)
+            _, batch_id, n_acked = line.split()
+            acked[int(batch_id)] = int(n_acked)
             if seen >= 60:
                 break
         os.kill(proc.pid, signal.SIGKILL)

@@ -22,7 +22,7 @@ ENGINES = 12
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from taehwa.core.settings import Settings
 
-    settings = Settings(data_dir=tmp_path_factory.mktemp("demo") / "data")  # type: ignore[arg-type]
+    settings = Settings(data_dir=tmp_path_factory.mktemp("demo") / "data")
     p = Platform(settings, background=False)
     first = load_plant_history(p, default_shared_data(), DEMO_TENANT, engines=ENGINES)
     yield p, first

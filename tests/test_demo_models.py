@@ -28,7 +28,7 @@ def pump(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The demo plant in the twin with only the pump's history, its model trained, promoted and deployed."""
     from taehwa.core.settings import Settings
 
-    settings = Settings(data_dir=tmp_path_factory.mktemp("demo-models") / "data")  # type: ignore[arg-type]
+    settings = Settings(data_dir=tmp_path_factory.mktemp("demo-models") / "data")
     p = Platform(settings, background=False)
     shared = default_shared_data()
     sources = load_demo_plant(p, shared, DEMO_TENANT)
@@ -100,4 +100,5 @@ def _anomaly_flags(run: str) -> np.ndarray:
 
     path = dict(skab_files(default_shared_data()))[run]
     table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter=";"))
-    return np.nan_to_num(table.column("anomaly").to_numpy(zero_copy_only=False).astype(float)).astype(int)
+    labels: np.ndarray = np.nan_to_num(table.column("anomaly").to_numpy(zero_copy_only=False).astype(float))
+    return labels.astype(int)

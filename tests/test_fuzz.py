@@ -25,7 +25,7 @@ PLANT = (Path(__file__).parent / "data" / "plant.yaml").read_text()
 def fuzz_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """One platform for the module (one metadata database per module on PostgreSQL): tenant acme with a plant and a
     point, no rate limit."""
-    s = Settings(data_dir=tmp_path_factory.mktemp("fuzz"), api_token=TOKEN,  # type: ignore[arg-type]
+    s = Settings(data_dir=tmp_path_factory.mktemp("fuzz"), api_token=TOKEN,
                  rate_limit_per_s=1e6, rate_limit_burst=10**6)
     p = Platform(s, background=False)
     p.tenants.create("acme")

@@ -241,6 +241,7 @@ def test_browser_session_cookie_and_csrf(platform: Platform) -> None:
         r = browser.post("/api/v1/acme/points", json=point, headers={"X-CSRF-Token": "forged"})
         assert r.status_code == 401
         csrf = browser.cookies.get("taehwa_csrf")
+        assert csrf is not None, "the session sets a CSRF cookie"
         assert browser.post("/api/v1/acme/points", json=point, headers={"X-CSRF-Token": csrf}).status_code == 200
         assert browser.request("DELETE", "/api/v1/session", headers={"X-CSRF-Token": csrf}).status_code == 204
         assert browser.get("/api/v1/me").status_code == 401

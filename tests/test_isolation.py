@@ -37,7 +37,7 @@ VALUES = {"tenant": "acme", "path": "ulsan/cdu/p-101a", "tag": SECRET_TAG, "name
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Tenant acme (the victim) with a plant and a secret value; tenant rival with its own admin and viewer."""
-    settings = Settings(data_dir=tmp_path_factory.mktemp("iso"), api_token=TOKEN)  # type: ignore[arg-type]
+    settings = Settings(data_dir=tmp_path_factory.mktemp("iso"), api_token=TOKEN)
     p = Platform(settings, background=False)
     p.tenants.create("acme")
     p.tenants.create("rival")

@@ -14,10 +14,11 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pytest
 
@@ -113,10 +114,12 @@ def test_store_on_s3_answers_like_a_local_one(s3: S3Server, tmp_path: Path) -> N
         assert "acme/writer.json" in objects  # the writer's lease on the tenant
         # the writer's own folder holds the log and the cache, never the store's files
         assert not (tmp_path / "a" / "historian" / "acme").exists()
-        for query in (lambda h: h.read("acme", ["p/1", "p/2"], T0, "2024-03-02"),
-                      lambda h: h.downsample("acme", ["p/1", "p/2"], T0, "2024-03-02", "1m", "avg,max,count"),
-                      lambda h: h.interpolate("acme", "p/1", T0, "2024-03-01T00:02:00Z", "7s", "linear"),
-                      lambda h: h.latest("acme")):
+        queries: tuple[Callable[[Historian], pa.Table], ...] = (
+            lambda h: h.read("acme", ["p/1", "p/2"], T0, "2024-03-02"),
+            lambda h: h.downsample("acme", ["p/1", "p/2"], T0, "2024-03-02", "1m", "avg,max,count"),
+            lambda h: h.interpolate("acme", "p/1", T0, "2024-03-01T00:02:00Z", "7s", "linear"),
+            lambda h: h.latest("acme"))
+        for query in queries:
             assert query(remote).equals(query(local))
         assert values(remote, "p/1")[:3] == [1000.0, 1001.0, 1002.0]
         # compaction merges the day on the bucket; the replaced objects go after the grace period
@@ -314,7 +317,8 @@ def test_bad_storage_settings_are_named(tmp_path: Path) -> None:
     assert info.value.where == "setting TAEHWA_WRITER_TENANTS"
     with pytest.raises(InvalidInput, match="at least one tenant"):
         load_settings(data_dir=tmp_path, writer_tenants=" , ")
-    assert load_settings(data_dir=tmp_path, writer_tenants=" acme ,beta").writer_tenant_set == {"acme", "beta"}
+    both = load_settings(data_dir=tmp_path, writer_tenants=" acme ,beta")
+    assert both.writer_tenant_set == frozenset({"acme", "beta"})
     with pytest.raises(InvalidInput, match="cannot open historian storage") as bad:
         Historian(_settings(tmp_path, historian_url="nosuchscheme://x/y?secret_key=hush"), background=False)
     assert "hush" not in str(bad.value)  # secrets in the URL are never echoed
@@ -359,7 +363,7 @@ def test_a_reader_node_on_another_machine(s3: S3Server, tmp_path: Path) -> None:
         points = [{"tag": "p/PT", "time": f"2026-11-30T00:00:{k:02d}Z", "value": k} for k in range(20)]
         r = httpx.post(f"{url}/api/v1/acme/points", json=points, headers=h)
         assert r.status_code == 200, r.text
-        got: list[object] = []
+        got: list[dict[str, object]] = []
         deadline = time.monotonic() + 30
         while len(got) < 20 and time.monotonic() < deadline:  # after the primary's flush and a manifest read
             r = httpx.get(f"{url}/api/v1/acme/points", params={"tags": "p/PT", "start": "2026-11-30",
@@ -466,7 +470,7 @@ def test_writer_nodes_pass_each_other_their_tenants_requests(tmp_path: Path) -> 
             got = ""
             deadline = time.monotonic() + 15
             while "yard-1" not in got and time.monotonic() < deadline:
-                got += ws.recv(timeout=15)
+                got += ws.recv(timeout=15, decode=True)
             assert "yard-1" in got
         sse.join(15)
         assert any("yard-1" in line for line in seen)

@@ -11,10 +11,11 @@ import yaml
 from typer.testing import CliRunner
 
 from taehwa.cli.main import app
+from taehwa.core.loopback import free_port
 from taehwa.replay.session import ReplaySession
 from taehwa.replay.sources import file_source, load_sources
 from taehwa.server.platform import Platform
-from tests.test_connectors_mqtt import MOSQUITTO, Broker, free_port, wait_for
+from tests.test_connectors_mqtt import MOSQUITTO, Broker, wait_for
 
 ROWS = 30
 

@@ -24,7 +24,8 @@ def series(tag: str, n: int, start: str = T0, step_s: float = 1.0, offset: float
 
 
 def values(h: Historian, tag: str, tenant: str = "acme") -> list[float]:
-    return h.read(tenant, tag, "2024-01-01", "2025-01-01").column("value").to_pylist()
+    got: list[float] = h.read(tenant, tag, "2024-01-01", "2025-01-01").column("value").to_pylist()
+    return got
 
 
 def test_write_read_roundtrip_in_all_states(hist: Historian) -> None:

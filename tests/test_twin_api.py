@@ -146,7 +146,7 @@ def test_websocket_stream(loaded: TestClient) -> None:
                                   headers=AUTH) as ws:
         loaded.post("/api/v1/acme/points", json=[{"tag": "ulsan/cdu/P-101A/PT", "time": "2024-03-01T00:00:00Z",
                                                   "value": 36.0}])
-        kinds = set()
+        kinds: set[str] = set()
         while {"values", "state"} - kinds:
             kinds |= {e["kind"] for e in orjson.loads(ws.receive_text())}
     with pytest.raises(WebSocketDenialResponse) as info, loaded.websocket_connect(
