@@ -234,3 +234,28 @@ def test_a_file_missing_its_unit_column_is_named(tmp_path: Path, platform: Platf
             "model": {"kind": "mean"}, "split": {"method": "by_unit"}}
     with pytest.raises(InvalidInput, match="no unit column 'engine'"):
         platform.lab.run("acme", spec, mode="evaluate", track=False)
+
+
+def test_a_file_takes_imported_labels_within_its_start_and_end(tmp_path: Path, platform: Platform) -> None:
+    """`source: file` without a target column: the labels imported for the tenant on `labels.asset` make the target,
+    over the rows kept between data.start and data.end; without labels.asset no label is guessed onto it."""
+    times = pd.date_range("2024-02-01", periods=600, freq="1min", tz="UTC")
+    path = tmp_path / "pump.csv"
+    pd.DataFrame({"time": times.strftime("%Y-%m-%dT%H:%M:%SZ"), "pt": np.arange(600.0), "ft": 1.0}).to_csv(
+        path, index=False)
+    added = platform.labels.import_csv("acme", "asset,kind,start,end\nsite/p9,anomaly,2024-02-01T03:00:00Z,"
+                                               "2024-02-01T03:30:00Z\nother/x,anomaly,2024-02-01T01:00:00Z,"
+                                               "2024-02-01T02:00:00Z\n")
+    assert added == 2
+    spec = parse_spec({"name": "f", "task": "anomaly",
+                       "data": {"source": "file", "file": str(path), "start": "2024-02-01T02:00:00Z",
+                                "end": "2024-02-01T06:00:00Z"},
+                       "labels": {"asset": "site/p9"}, "model": {"kind": "zscore"}})
+    data = platform.lab.dataset(spec, "acme")
+    frame = data.frame
+    assert len(frame) == 240 and frame["time"].min() == pd.Timestamp("2024-02-01T02:00:00Z")
+    flagged = frame.loc[frame["target"] == 1, "time"]
+    assert len(flagged) == 30 and flagged.min() == pd.Timestamp("2024-02-01T03:00:00Z")
+    assert "imported labels" in data.lineage["labels"]
+    blind = platform.lab.dataset(parse_spec({**spec.model_dump(), "labels": {}}), "acme")
+    assert "target" not in blind.frame.columns

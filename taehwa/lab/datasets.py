@@ -80,6 +80,9 @@ def build_dataset(spec: Spec, sources: Sources | None = None, tenant: str | None
         raise InvalidInput("a dataset is built for a tenant", where="tenant")
     if spec.data.source == "file":
         frame, signals, lineage = _from_file(spec, sources.files, tenant)
+        if TARGET not in frame.columns and spec.task in ("anomaly", "fault", "soft_sensor"):
+            frame = _file_labels(spec, frame, sources, tenant)
+            lineage["labels"] = "imported labels (taehwa lab labels) on " + (spec.labels.asset or "the file's units")
     else:
         frame, signals, lineage = _from_historian(spec, sources, tenant)
     if not len(frame):
@@ -137,6 +140,22 @@ def _from_file(spec: Spec, files: FileRoots, tenant: str) -> tuple[pd.DataFrame,
     lineage = {"source": "file", "file": path.name, "size": size, "start": d.start, "end": d.end,
                "time": [frame[TIME].min().isoformat(), frame[TIME].max().isoformat()]}
     return frame, signals, lineage
+
+
+def _file_labels(spec: Spec, frame: pd.DataFrame, sources: Sources, tenant: str) -> pd.DataFrame:
+    """A file without a target column takes its target from the labels imported for the tenant (`taehwa lab
+    labels`), as historian data does: those on `labels.asset` (and the assets above and below it) for a file of one
+    unit, or on each unit's own name for a file with a unit column; over the file's own time range."""
+    lo, hi = frame[TIME].min().isoformat(), (frame[TIME].max() + pd.Timedelta(microseconds=1)).isoformat()
+    dated = spec.model_copy(update={"data": spec.data.model_copy(update={"start": lo, "end": hi})})
+    if spec.data.unit_column is None:
+        if not spec.labels.asset:
+            return frame  # a file of one unsaid unit: labels on every asset would be a guess
+        renamed = frame.assign(**{UNIT: spec.labels.asset})
+        out = _label_target(dated, renamed, sources, tenant)
+        out[UNIT] = frame[UNIT].to_numpy()
+        return out
+    return _label_target(dated, frame, sources, tenant)
 
 
 def _between(frame: pd.DataFrame, start: str | None, end: str | None) -> pd.DataFrame:
