@@ -36,6 +36,29 @@ def test_ingest_query_tags(runner: CliRunner, tmp_path: Path) -> None:
     assert "line1/temp" in r.output and "degC" in r.output
 
 
+def test_tags_set_is_audited(runner: CliRunner) -> None:
+    """`tags set` goes through the historian's audited path: each change leaves a tag.set record with before and after,
+    and attributes given later are merged with those the tag has."""
+    import json
+
+    assert runner.invoke(app, ["tenants", "create", "acme"]).exit_code == 0
+    r = runner.invoke(app, ["tags", "set", "line1/temp", "-t", "acme", "--unit", "degC", "--attr", "loop=A"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["tags", "set", "line1/temp", "-t", "acme", "--attr", "area=cdu"])
+    assert r.exit_code == 0, r.output
+    shown = json.loads(runner.invoke(app, ["tags", "show", "line1/temp", "-t", "acme"]).stdout)
+    assert shown["unit"] == "degC" and shown["attributes"] == {"loop": "A", "area": "cdu"}
+    entries = json.loads(runner.invoke(app, ["audit", "show", "-t", "acme", "--json"]).stdout)
+    sets = [e for e in entries if e["action"] == "tag.set"]
+    assert [e["target"] for e in sets] == ["line1/temp", "line1/temp"]
+    assert all(e["actor"].startswith("cli:") for e in sets)
+    newest, first = sets  # newest first
+    assert first["before"] is None and first["after"]["unit"] == "degC"
+    assert newest["before"]["attributes"] == {"loop": "A"} and newest["after"]["attributes"] == shown["attributes"]
+    r = runner.invoke(app, ["tags", "set", "line1/temp", "-t", "nobody", "--attr", "x=1"])
+    assert r.exit_code != 0 and "nobody" in r.output
+
+
 def test_tables_print_json_on_request(runner: CliRunner, tmp_path: Path) -> None:
     """`--json` prints what a table shows as JSON (whole rows, not cut to the terminal), for scripts."""
     import json

@@ -137,8 +137,9 @@ def server_request(settings: Settings, method: str, path: str, **kwargs: Any) ->
     raise cls(body.get("message", resp.text), where=body.get("where"))
 
 
-def write_call(local: Callable[[Platform], T], method: str, path: str, **http: Any) -> T | Any:
-    """Make a change: directly when no server runs, else through the server that holds the store."""
+def local_or_server(local: Callable[[Platform], T], remote: Callable[[Settings], T]) -> T:
+    """Run `local` on this process's own platform, or `remote` when a running server holds the store (the one
+    place the CLI decides which); a TaehwaError from either becomes a clear message and its exit code."""
     settings = load_settings()
     try:
         try:
@@ -146,7 +147,7 @@ def write_call(local: Callable[[Platform], T], method: str, path: str, **http: A
         except Conflict:
             if not server_info_path(settings).exists():
                 raise
-            return server_request(settings, method, path, **http)
+            return remote(settings)
         try:
             with acting_as(operator()):
                 return local(platform)
@@ -155,3 +156,8 @@ def write_call(local: Callable[[Platform], T], method: str, path: str, **http: A
     except TaehwaError as exc:
         fail(exc)
         raise  # not reached: fail exits
+
+
+def write_call(local: Callable[[Platform], T], method: str, path: str, **http: Any) -> T | Any:
+    """Make a change: directly when no server runs, else through the server's API (`method` `path`)."""
+    return local_or_server(local, lambda settings: server_request(settings, method, path, **http))
