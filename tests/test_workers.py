@@ -151,7 +151,7 @@ def test_event_streams_are_relayed_whichever_process_took_them(server: tuple[str
         got = ""
         deadline = time.monotonic() + 15
         while "site-1" not in got and time.monotonic() < deadline:
-            got += ws.recv(timeout=15)
+            got += ws.recv(timeout=15, decode=True)
         assert "site-1" in got
     stack.close()
     with pytest.raises(Exception) as refused, \
