@@ -18,6 +18,7 @@ from taehwa.core.errors import Conflict, InvalidInput, NotFound, ValidationFaile
 from taehwa.db import deployments
 from taehwa.lab.validation import Pipeline
 from taehwa.tenancy.access import current
+from taehwa.twin.targets import Target
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -80,13 +81,7 @@ class Deployment:
 
     def covers(self, plant: Any, path: str) -> bool:
         """Whether the target takes in the asset at `path` (before checking it has the model's inputs)."""
-        t = self.target
-        if "asset" in t:
-            return t["asset"] == path
-        if "under" in t:
-            return path == t["under"] or path.startswith(t["under"] + "/")
-        kind = plant.types.get(plant.assets[path].type) if path in plant.assets else None
-        return bool(kind is not None and kind.is_a(t.get("asset_type", "")))
+        return Target.of(self.target).covers(plant, path)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "model": self.model, "version": self.version, "target": self.target,
@@ -219,19 +214,8 @@ def resolve_units(twin: TwinService, tenant: str, dep: Deployment, columns: list
     A model trained on assets knows its inputs by signal name; one trained on tags knows them by tag name, and fits
     an asset whose signals, or its parts' (a unit watched as a whole), are bound to exactly those tags."""
     plant = twin.plant(tenant)
-    t = dep.target
-    if "asset" in t:
-        if t["asset"] not in plant.assets:
-            raise NotFound(f"no asset {t['asset']!r}", where="target.asset")
-        paths = [t["asset"]]
-    else:
-        if t.get("asset_type") and t["asset_type"] not in plant.types:
-            raise NotFound(f"no asset type {t['asset_type']!r}", where="target.asset_type")
-        if t.get("under") and t["under"] not in plant.assets:
-            raise NotFound(f"no asset {t['under']!r}", where="target.under")
-        paths = [p for p in plant.assets if (not t.get("under") or p == t["under"] or p.startswith(t["under"] + "/"))]
-        if t.get("asset_type"):
-            paths = [p["path"] for p in twin.search(tenant, type=t["asset_type"], limit=10_000)["items"]]
+    target = Target.of(dep.target)
+    paths = twin.targets(tenant, asset=target.asset, asset_type=target.asset_type, under=target.under)
     units: dict[str, list[str]] = {}
     skipped: dict[str, str] = {}
     for path in paths:

@@ -37,6 +37,7 @@ from taehwa.twin.model import (
     with_asset,
 )
 from taehwa.twin.store import TwinStore, Version
+from taehwa.twin.targets import Target
 from taehwa.twin.types import Problems, resolve_types
 
 log = logging.getLogger(__name__)
@@ -420,6 +421,13 @@ class TwinService:
         for _, own in states.values():
             counts[own] = counts.get(own, 0) + 1
         return counts
+
+    def targets(self, tenant: str, *, asset: str | None = None, asset_type: str | None = None,
+                under: str | None = None) -> list[str]:
+        """Paths of every asset a deployment's or rule's target takes in now (exactly one of asset, asset_type or
+        under), sorted by path, with no page size: all of them. A name the plant does not hold is refused
+        (NotFound, where `target.<field>`)."""
+        return Target(asset=asset, asset_type=asset_type, under=under).paths(self.plant(tenant))
 
     def assets_with_tags(self, tenant: str, tags: list[str]) -> list[str]:
         """Paths of the assets with a signal bound to any of these tags."""
