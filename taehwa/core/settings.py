@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     future_tolerance_s: float = Field(
         86_400.0, ge=0, description="Points more than this many seconds in the future are rejected."
     )
+    ray_address: str | None = Field(
+        None, description="A Ray cluster (e.g. `ray://head:10001`) that lab sweeps, lab runs and backfills fan out to "
+        "unless told otherwise; unset: the local process pool (Ray when asked for starts a local instance).")
     buffer_max_points: int = Field(
         500_000, gt=0, description="Small writes are buffered (durably) up to this many points, then flushed."
     )
@@ -160,6 +163,11 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    @property
+    def fan_out(self) -> Literal["pool", "ray"]:
+        """Where fanned-out jobs run unless a caller says: Ray when a cluster is named, else the process pool."""
+        return "ray" if self.ray_address else "pool"
 
     @property
     def metadata_url(self) -> str:

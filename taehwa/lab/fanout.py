@@ -1,8 +1,9 @@
 """Many independent lab jobs (the models of a hyperparameter sweep, one model per asset, a backtest's folds, a
 backfill's chunks of assets) run serially, over a local process pool, or over Ray — a local Ray instance, or a
-cluster at TAEHWA_RAY_ADDRESS. The data every job shares is shipped once per worker (Ray: once, through its object
-store), not once per job; results come back in job order, and since every job is a pure function of the data and
-its own parameters, they are the same whichever way ran them (the tests hold all three to that)."""
+cluster at `Settings.ray_address` (TAEHWA_RAY_ADDRESS). The data every job shares is shipped once per worker (Ray:
+once, through its object store), not once per job; results come back in job order, and since every job is a pure
+function of the data and its own parameters, they are the same whichever way ran them (the tests hold all three to
+that). `choose_backend` is the one rule for which of them runs when the caller does not say."""
 
 from __future__ import annotations
 
@@ -11,20 +12,34 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from taehwa.core.errors import InvalidInput, Unavailable
+from taehwa.core.settings import Settings, load_settings
 
 Backend = Literal["serial", "pool", "ray"]
 BACKENDS: tuple[str, ...] = ("serial", "pool", "ray")
-RAY_ADDRESS_ENV = "TAEHWA_RAY_ADDRESS"
+RAY_ADDRESS_ENV = "TAEHWA_RAY_ADDRESS"  # read by Settings (ray_address) only; named here for messages
 
 _shared: Any = None  # in each pool worker: the data every job reads
 
 
+def choose_backend(asked: str | None = None, *, settings: Settings | None = None, small: bool = False) -> Backend:
+    """The one rule for where fanned-out jobs run (lab sweeps, lab runs, backfills): the backend asked for; else Ray
+    when the settings name a cluster; else in this process for a `small` batch (starting workers would cost more
+    than it saves) and over the local process pool otherwise. `settings`: the process's own when not given."""
+    if asked is not None:
+        if asked not in BACKENDS:
+            raise InvalidInput(f"backend is one of {', '.join(BACKENDS)}", where="backend")
+        return cast(Backend, asked)
+    if (settings or load_settings()).ray_address:
+        return "ray"
+    return "serial" if small else "pool"
+
+
 def default_backend(ray: bool = False) -> Backend:
-    """Ray when asked for (or when TAEHWA_RAY_ADDRESS names a cluster), else the local process pool."""
-    return "ray" if ray or os.environ.get(RAY_ADDRESS_ENV) else "pool"
+    """Ray when asked for (or when the settings name a cluster), else the local process pool."""
+    return choose_backend("ray" if ray else None)
 
 
 def _one_thread() -> None:
@@ -98,14 +113,15 @@ def run_stream(fn: Callable[[Any, Any], Any], jobs: Iterable[Any], shared: Any, 
 
 
 def _ray() -> Any:
-    """The ray module, connected: to TAEHWA_RAY_ADDRESS's cluster, else to a local instance started here."""
+    """The ray module, connected: to the cluster the process's settings name (one connection per process, as
+    Ray keeps it), else to a local instance started here."""
     try:
         import ray
     except ImportError:
         raise Unavailable("Ray is not installed: pip install -e '.[ray]' (or drop --ray to use the local process "
                           "pool)", where="backend") from None
     if not ray.is_initialized():
-        address = os.environ.get(RAY_ADDRESS_ENV)
+        address = load_settings().ray_address
         # a local instance when no cluster is named: loopback only, no dashboard, nothing sent anywhere
         ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
                  configure_logging=False, _node_ip_address="127.0.0.1" if not address else None)

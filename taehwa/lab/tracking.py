@@ -1,5 +1,5 @@
 """Experiment tracking in MLflow, with its store in the data directory: a SQLite file and an artifact folder, no
-server, and no usage reporting (MLflow's telemetry is switched off before it is imported)."""
+server, and no usage reporting (MLflow's telemetry is switched off when the tracker first opens it, not at import)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,21 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"  # sovereign: nothing leaves the machine
-os.environ["DO_NOT_TRACK"] = "true"
-
 _lock = threading.Lock()
+
+
+def _no_telemetry() -> None:
+    """Switch MLflow's usage reporting off (sovereign: nothing leaves the machine). MLflow reads the switch from the
+    environment when it is imported, so it is set just before the first import, and MLflow is told again if
+    something imported it earlier."""
+    import sys
+
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    os.environ["DO_NOT_TRACK"] = "true"
+    if "mlflow.telemetry.client" in sys.modules:
+        from mlflow.telemetry.client import set_telemetry_client
+
+        set_telemetry_client()  # type: ignore[no-untyped-call]  # re-reads the switch: no client when off
 
 
 def _flat(prefix: str, value: Any, out: dict[str, str]) -> None:
@@ -39,6 +50,7 @@ class Tracker:
                     warnings.simplefilter("ignore")
                     logging.getLogger("mlflow").setLevel(logging.WARNING)
                     logging.getLogger("alembic").setLevel(logging.WARNING)
+                    _no_telemetry()
                     from mlflow.tracking import MlflowClient
 
                     self._client = MlflowClient(tracking_uri=f"sqlite:///{self.root / 'mlflow.db'}")
