@@ -7,7 +7,7 @@ from __future__ import annotations
 import builtins
 import os
 import time
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -225,7 +225,7 @@ class LiveService:
                                  small=not (long and (os.cpu_count() or 1) > 1))
         started = time.perf_counter()
         assets, times, outs = backfill_rows(self.historian, tenant, pipe, units, s, e, step_us, 5 * step_us,
-                                            history_rows(pipe), backend=cast(Backend, backend))
+                                            history_rows(pipe), backend=backend)
         seconds = time.perf_counter() - started
         written = 0
         prefix = "" if write == "outputs" else f"backfill/{model}/v{info['version']}/"
