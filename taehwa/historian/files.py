@@ -41,8 +41,8 @@ def _has_duplicates(con: duckdb.DuckDBPyConnection, source: str) -> bool:
 
 
 def write_day_files(con: duckdb.DuckDBPyConnection, source: str, storage: Storage, tenant: str, version: int,
-                    *, dedup: str = "rn", stats: list[tuple[int, int, int, int, int, int]] | None = None
-                    ) -> list[DataFile]:
+                    *, dedup: str = "rn", stats: list[tuple[int, int, int, int, int, int]] | None = None,
+                    presorted: bool = False) -> list[DataFile]:
     """Write `source` (SQL with tag_id, tag, time, value, quality, seq and, for dedup='rn', rn) as day files.
 
     dedup: 'rn' keeps the last row of each (tag, time) by (seq, rn); 'seq' by seq alone (sources that are
@@ -50,6 +50,8 @@ def write_day_files(con: duckdb.DuckDBPyConnection, source: str, storage: Storag
     Each file is written on local disk, then published to the storage (fsynced and renamed, or uploaded), but
     not yet put in the manifest: the caller commits them.
     stats: (day number, min time, max time, min tag id, max tag id, max seq) per day, when the caller knows them.
+    presorted: the source's rows already run by (tag id, time) without repeats: written in the order they come
+    (DuckDB keeps insertion order), not sorted again.
     """
     stats = stats or con.execute(
         f"SELECT epoch_us(time) // {DAY_US} AS d, min(epoch_us(time)), max(epoch_us(time)), min(tag_id), "
@@ -60,6 +62,7 @@ def write_day_files(con: duckdb.DuckDBPyConnection, source: str, storage: Storag
     order = {"rn": "time, seq, rn", "seq": "time, seq", "none": ""}[dedup]
     qualify = (f"QUALIFY lead(time) OVER (PARTITION BY tag_id ORDER BY {order}) IS DISTINCT FROM time"
                if dedup != "none" else "")
+    sort = "" if presorted and dedup == "none" else " ORDER BY tag_id, time"
     out: list[DataFile] = []
     tmp: Path | None = None
     with disk_full_is("the historian's data files", storage.local_root):
@@ -74,7 +77,7 @@ def write_day_files(con: duckdb.DuckDBPyConnection, source: str, storage: Storag
                 name = f"{max_seq:012d}-{uuid.uuid4().hex[:12]}.parquet"
                 tmp = tmp_dir / name
                 rows = con.execute(
-                    f"COPY (SELECT {FILE_COLUMNS} FROM {source} {where} {qualify} ORDER BY tag_id, time) "
+                    f"COPY (SELECT {FILE_COLUMNS} FROM {source} {where} {qualify}{sort}) "
                     f"TO {quote(tmp)} (FORMAT parquet, COMPRESSION zstd)"
                 ).fetchone()
                 rel = f"day={day}/{name}"
@@ -89,6 +92,11 @@ def write_day_files(con: duckdb.DuckDBPyConnection, source: str, storage: Storag
             _discard(storage, tenant, tmp, out)
             raise
     return out
+
+
+def discard_files(storage: Storage, tenant: str, written: list[DataFile]) -> None:
+    """Remove files published but not yet committed (a write that failed part way)."""
+    _discard(storage, tenant, None, written)
 
 
 def _discard(storage: Storage, tenant: str, tmp: Path | None, written: list[DataFile]) -> None:

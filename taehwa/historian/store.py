@@ -37,7 +37,7 @@ from taehwa.core.timeutil import from_us, parse_duration, to_us
 from taehwa.db import make_engine
 from taehwa.historian.catalog import TagCatalog, TagInfo
 from taehwa.historian.durable import free_bytes, full, is_disk_full
-from taehwa.historian.files import DAY_US, FILE_COLUMNS, parquet_source, write_day_files
+from taehwa.historian.files import DAY_US, FILE_COLUMNS, discard_files, parquet_source, write_day_files
 from taehwa.historian.latest import Last, LatestCache
 from taehwa.historian.leases import TenantLeases
 from taehwa.historian.manifest import DataFile, Manifest
@@ -497,13 +497,23 @@ class Historian:
             stats = [(lo // DAY_US, lo, hi, int(tag_span["min"].as_py()), int(tag_span["max"].as_py()), seq)]
         con = self.queries.connection()
         view = f"bulk_{threading.get_ident()}"
-        con.register(view, batch)
+        source = f"(SELECT tag_id, tag, time, value, quality, {seq}::BIGINT AS seq, rn FROM {view})"
+        order = _strict_order(batch)
+        dedup = "none" if order else "rn"
+        version = self._manifest(tenant).version + 1
+        added: list[DataFile] = []
         try:
-            source = f"(SELECT tag_id, tag, time, value, quality, {seq}::BIGINT AS seq, rn FROM {view})"
-            dedup = "none" if _strictly_ordered(batch) else "rn"
-            added = write_day_files(con, source, self.storage, tenant, self._manifest(tenant).version + 1,
-                                    dedup=dedup, stats=stats)
+            # one pass splits the batch by day (a point repeats only within its day), then each day's rows alone
+            # are sorted into their file: a year of one tag was 365 scans of the whole batch, one per day
+            for part, part_stats in _day_parts(batch, seq, stats):
+                con.register(view, part)
+                added += write_day_files(con, source, self.storage, tenant, version, dedup=dedup,
+                                         stats=part_stats, presorted=order == "tag")
+            con.register(view, batch)
             self.latest_cache.merge_source(con, tenant, source, has_rn=True)
+        except BaseException:
+            discard_files(self.storage, tenant, added)
+            raise
         finally:
             con.unregister(view)
         self._commit(tenant, added, set())
@@ -873,19 +883,49 @@ class Historian:
                 "days": len({f.day for f in manifest.files}), "manifest_version": manifest.version}
 
 
-def _strictly_ordered(batch: pa.Table) -> bool:
-    """Whether rows run strictly by (time, tag id) or by (tag id, time): then no point can repeat.
+def _strict_order(batch: pa.Table) -> str | None:
+    """'tag' when rows run strictly by (tag id, time), 'time' when by (time, tag id), else None. Either way no
+    point can repeat; by (tag id, time) the rows are also in the files' own order already.
 
     Plant exports usually come so (every tag at each instant, or each tag's series in turn), and this check is a
     few vector operations where a hash check for duplicates costs a pass over a table of every key.
     """
     if batch.num_rows < 2:
-        return True
+        return "tag"
     tag = batch.column("tag_id").to_numpy()
     t = batch.column("time").cast(pa.int64()).to_numpy()
     same_tag, same_time = tag[1:] == tag[:-1], t[1:] == t[:-1]
-    time_major = bool(np.all((t[1:] > t[:-1]) | (same_time & (tag[1:] > tag[:-1]))))
-    return time_major or bool(np.all((tag[1:] > tag[:-1]) | (same_tag & (t[1:] > t[:-1]))))
+    if bool(np.all((tag[1:] > tag[:-1]) | (same_tag & (t[1:] > t[:-1])))):
+        return "tag"
+    if bool(np.all((t[1:] > t[:-1]) | (same_time & (tag[1:] > tag[:-1])))):
+        return "time"
+    return None
+
+
+def _strictly_ordered(batch: pa.Table) -> bool:
+    """Whether rows run strictly by (time, tag id) or by (tag id, time): then no point can repeat."""
+    return _strict_order(batch) is not None
+
+
+def _day_parts(batch: pa.Table, seq: int, stats: list[tuple[int, int, int, int, int, int]] | None
+               ) -> Iterator[tuple[pa.Table, list[tuple[int, int, int, int, int, int]]]]:
+    """A batch (tag_id, time, …, rn) as one slice per day, in day order, each with its file's figures (day, min
+    and max time, min and max tag id, seq); rows keep their order within a day (a stable sort by day, skipped
+    when the batch already runs day by day, as plant exports and long histories do)."""
+    if stats is not None:  # one day, known already
+        yield batch, stats
+        return
+    t = batch.column("time").cast(pa.int64()).to_numpy()
+    day = t // DAY_US
+    if not bool(np.all(day[1:] >= day[:-1])):
+        order = np.argsort(day, kind="stable")
+        batch, t, day = batch.take(pa.array(order)), t[order], day[order]
+    ids = batch.column("tag_id").to_numpy()
+    cuts = np.flatnonzero(day[1:] != day[:-1]) + 1
+    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(day)], strict=True):
+        lo, hi = int(lo), int(hi)
+        yield batch.slice(lo, hi - lo), [(int(day[lo]), int(t[lo:hi].min()), int(t[lo:hi].max()),
+                                           int(ids[lo:hi].min()), int(ids[lo:hi].max()), seq)]
 
 
 def _day_name(day_no: int) -> str:
