@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -467,51 +469,28 @@ def demo_load(force: Annotated[bool, typer.Option(help="Load the SKAB runs again
     trained, promoted through the gate and deployed; and the
     academy's ready challenges (SKAB, C-MAPSS, Tennessee Eastman) with their baselines."""
     from taehwa.core.settings import default_shared_data
-    from taehwa.demo import DEMO_TENANT, label_skab, load_skab
-    from taehwa.demo.history import demo_model_lines, deploy_demo_models, load_plant_history
+    from taehwa.demo.load import load_demo
 
-    shared = default_shared_data()
     with services(readonly=False) as platform:
-        hist = platform.historian
-        if not force and any(t.id == DEMO_TENANT for t in platform.tenants.list()) \
-                and any(n.startswith("skab/") for n in hist.catalog.ids(DEMO_TENANT)):
-            added = label_skab(platform.labels, shared)
-            out.print("SKAB runs already loaded (tenant 'demo'); --force loads them again"
-                      + (f"; added {added} anomaly labels" if added else ""))
-        else:
-            with _progress() as bar:
-                task = bar.add_task("load SKAB", total=None)
-                n = load_skab(hist, shared, progress=lambda done, total: bar.update(task, completed=done, total=total))
-            labelled = label_skab(platform.labels, shared)
-            out.print(f"loaded {n} points and {labelled} anomaly labels of the SKAB pump test bed into tenant 'demo'")
-        try:
-            with _progress() as bar:
-                task = bar.add_task("load plant history", total=None)
-                done = load_plant_history(platform, shared, DEMO_TENANT,
-                                          progress=lambda d, total: bar.update(task, completed=d, total=total))
-        except TaehwaError as exc:
-            fail(exc)
-            return
-        out.print(f"demo plant history: {done['points']} points and {done['labels']} labels added "
-                  "(ready specs: taehwa lab specs)" if done["labels"] else "demo plant history already loaded")
-        try:
-            with err.status("live scoring: training the demo's models and promoting them through the gate…") as st:
-                deployed = deploy_demo_models(platform, DEMO_TENANT,
-                                              progress=lambda name: st.update(f"live scoring: training {name}…"))
-        except TaehwaError as exc:
-            fail(exc)
-            return
-        for line in demo_model_lines(deployed):
-            out.print(line)
-        try:
-            with err.status("academy: cutting the ready challenges and running their baselines…"):
-                made = platform.academy.install_ready()
-        except TaehwaError as exc:
-            fail(exc)
-            return
-        if made:
-            out.print(f"academy: ready challenges {', '.join(c['id'] for c in made)} installed, each with the "
-                      "platform's baseline on its board (taehwa academy list)")
+        load_demo(platform, default_shared_data(), force=force, feedback=_DemoFeedback())
+
+
+class _DemoFeedback:
+    """The demo sequence's progress as rich progress bars (counted steps) and status lines (long steps)."""
+
+    def say(self, line: str) -> None:
+        out.print(line)
+
+    @contextmanager
+    def counting(self, title: str) -> Iterator[Callable[[int, int], None]]:
+        with _progress() as bar:
+            task = bar.add_task(title, total=None)
+            yield lambda done, total: bar.update(task, completed=done, total=total)
+
+    @contextmanager
+    def status(self, text: str) -> Iterator[Callable[[str], None]]:
+        with err.status(text) as st:
+            yield lambda now: st.update(now)
 
 
 def main() -> None:
