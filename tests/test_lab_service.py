@@ -259,3 +259,30 @@ def test_a_file_takes_imported_labels_within_its_start_and_end(tmp_path: Path, p
     assert "imported labels" in data.lineage["labels"]
     blind = platform.lab.dataset(parse_spec({**spec.model_dump(), "labels": {}}), "acme")
     assert "target" not in blind.frame.columns
+
+
+def test_training_rows_follow_the_serving_gap_rule(platform: Platform) -> None:
+    """A plant silent for 3 hours: the lab's training rows leave the silence out as live scoring's rows do (a value
+    holds for 5 steps, `taehwa.lab.gaps`), instead of carrying the last values across it; the rows are the same."""
+    from taehwa.core.timeutil import to_us
+    from taehwa.lab.datasets import time_us
+    from taehwa.lab.gaps import HOLD_STEPS, hold_us
+    from taehwa.live.scoring import history_blocks
+
+    t0 = pd.Timestamp("2024-04-01T00:00:00Z")
+    minutes = [*range(60), *range(240, 300)]
+    platform.historian.write("acme", [{"tag": tag, "time": t0 + pd.Timedelta(minutes=m), "value": float(m + k)}
+                                      for m in minutes for k, tag in enumerate(("gap/A", "gap/B"))])
+    platform.historian.flush()
+    spec = parse_spec({"name": "g", "task": "anomaly", "model": {"kind": "zscore"},
+                       "data": {"tags": ["gap/A", "gap/B"], "start": t0.isoformat(),
+                                "end": (t0 + pd.Timedelta(minutes=299)).isoformat(), "step": "1m",
+                                "method": "previous"}})
+    frame = platform.lab.dataset(spec, "acme").frame
+    assert len(frame) == 120 + HOLD_STEPS - 1  # the values held 4 more minutes into the silence, then no rows
+    step = 60_000_000
+    [(_, times, _)] = history_blocks(platform.historian, "acme", {"all": ["gap/A", "gap/B"]}, to_us(t0),
+                                     to_us(t0 + pd.Timedelta(minutes=299)), step, hold_us(step), 0)
+    served = times[times >= to_us(t0)]
+    trained = time_us(frame["time"])
+    np.testing.assert_array_equal(trained, served)

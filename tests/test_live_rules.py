@@ -126,3 +126,21 @@ def test_score_rule_takes_the_models_calibrated_alarm(platform: Platform) -> Non
     assert [pd.Timestamp(a["chain"]["window"]["end"]) for a in sorted(alerts, key=lambda a: a["id"])] == \
         [pd.Timestamp(x, tz="UTC") if pd.Timestamp(x).tzinfo is None else pd.Timestamp(x) for x in on]
     assert all("calibrated alarm" in a["message"] for a in alerts)
+
+
+def test_rows_fall_on_the_datas_own_times() -> None:
+    """Points half a second past each second make rows half a second past each second, live (UnitRows) and in a
+    backfill's grid alike; jitter either side of whole seconds keeps the phase at 0, not half a step."""
+    from taehwa.live.rows import UnitRows, grid_between, phase_of
+
+    step = 1_000_000
+    t = np.arange(100, dtype=np.int64) * step + 500_000
+    unit = UnitRows(1, step, 5 * step, 2 * step)
+    for x in t.tolist():
+        unit.add(0, x, 1.0)
+    times, _ = unit.take()
+    assert len(times) >= 95 and set((times % step).tolist()) == {500_000}
+    assert phase_of([t], step) == 500_000
+    assert set((grid_between(int(t[0]) - 1, int(t[-1]), step, phase_of([t], step)) % step).tolist()) == {500_000}
+    jitter = np.arange(100, dtype=np.int64) * step + np.where(np.arange(100) % 2, 2_000, -2_000)
+    assert min(phase_of([jitter], step), step - phase_of([jitter], step)) < 10

@@ -17,9 +17,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from taehwa.core.errors import InvalidInput, NotFound
-from taehwa.core.timeutil import parse_duration, to_us
+from taehwa.core.timeutil import from_us, parse_duration, to_us
+from taehwa.lab.gaps import hold_us as gap_hold_us
+from taehwa.lab.gaps import newest_known
 from taehwa.lab.spec import Spec
 from taehwa.tenancy.files import FileRoots
 
@@ -192,7 +195,7 @@ def _from_historian(spec: Spec, sources: Sources, tenant: str) -> tuple[pd.DataF
             raise NotFound("no asset matching data.asset_type/under has sensors bound to tags with data",
                            where="data")
     signals = sorted({c for m in units.values() for c in m})
-    parse_duration(d.step, field="data.step")
+    step_us = parse_duration(d.step, field="data.step")
     parts = []
     for unit, mapping in units.items():
         wide = sources.historian.align(tenant, list(mapping.values()), d.start, d.end, d.step, d.method)
@@ -200,16 +203,40 @@ def _from_historian(spec: Spec, sources: Sources, tenant: str) -> tuple[pd.DataF
         block = pd.DataFrame({TIME: pd.to_datetime(df["time"], utc=True), UNIT: unit})
         for col in signals:
             block[col] = df[mapping[col]].to_numpy(float) if col in mapping else np.nan
+        block = _held(block, sources, tenant, mapping, step_us)
         block = block.dropna(subset=signals, how="all")
         parts.append(block)
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[TIME, UNIT, *signals])
-    frame[signals] = frame.groupby(UNIT)[signals].ffill().bfill()
+    # an input unknown at a row (past its hold, while others report) takes its last known value, as live scoring's
+    # rows do within their history; a unit's first rows take its first
+    frame[signals] = frame.groupby(UNIT)[signals].ffill()
+    frame[signals] = frame.groupby(UNIT)[signals].bfill()
     tag_list = sorted({t for m in units.values() for t in m.values()})
     lineage = {"source": "historian", "tenant": tenant, "tags": tag_list, "start": d.start, "end": d.end,
                "step": d.step, "method": d.method}
     if spec.task != "forecast":
         frame = _label_target(spec, frame, sources, tenant)
     return frame, signals, lineage
+
+
+def _held(block: pd.DataFrame, sources: Sources, tenant: str, mapping: dict[str, str], step_us: int
+          ) -> pd.DataFrame:
+    """The gap rule of serving on the aligned rows (`taehwa.lab.gaps`): a value is unknown where its tag's newest
+    point is more than the hold old, so a silence that live scoring would leave without rows leaves none here."""
+    if not len(block):
+        return block
+    grid = time_us(block[TIME])
+    hold = gap_hold_us(step_us)
+    lo, hi = int(grid.min()) - hold, int(grid.max()) + 1
+    raw = sources.historian.read(tenant, sorted(set(mapping.values())), from_us(lo), from_us(hi))
+    tags = np.asarray(raw.column("tag").to_pylist(), dtype=object)
+    times = raw.column("time").cast(pa.int64()).to_numpy()
+    out = block.copy()
+    for col, tag in mapping.items():
+        t = np.sort(times[tags == tag]) if len(tags) else np.empty(0, np.int64)
+        _, ok = newest_known(t, grid, hold)
+        out.loc[~ok, col] = np.nan
+    return out
 
 
 def _label_target(spec: Spec, frame: pd.DataFrame, sources: Sources, tenant: str) -> pd.DataFrame:

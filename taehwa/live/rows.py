@@ -1,5 +1,7 @@
-"""Model input rows from raw points: one row per grid time (multiples of the model's step since the epoch), each
-input's newest point at or before that time, unless that point is older than `hold` (then unknown). Rows where
+"""Model input rows from raw points: one row per grid time (every step, on the data's own times: the grid's phase
+within a step is that of the unit's points, `phase_of`, so points at :00.5 make rows at :00.5), each
+input's newest point at or before that time, unless that point is older than `hold` (then unknown: the one gap rule
+of `taehwa.lab.gaps`, which the lab's training rows follow too). Rows where
 every input is unknown are dropped, so a plant that was silent leaves no rows.
 
 The live scorer, the catch-up after a restart and `taehwa live backfill` all build rows with `grid_rows`, so a model
@@ -15,6 +17,8 @@ from itertools import pairwise
 
 import numpy as np
 
+from taehwa.lab.gaps import newest_known
+
 Series = tuple[np.ndarray, np.ndarray]  # times (µs, sorted) and values of one input
 
 
@@ -24,15 +28,30 @@ def grid_rows(series: list[Series], grid: np.ndarray, hold_us: int) -> tuple[np.
     for j, (t, v) in enumerate(series):
         if len(t) == 0:
             continue
-        idx = np.searchsorted(t, grid, side="right") - 1
-        ok = idx >= 0
-        ok[ok] = (grid[ok] - t[idx[ok]]) < hold_us
+        idx, ok = newest_known(t, grid, hold_us)
         values[ok, j] = v[idx[ok]]
     keep = ~np.all(np.isnan(values), axis=1)
     return grid[keep], values[keep]
 
 
-def known_grid(times: list[np.ndarray], lo_us: int, hi_us: int, step_us: int, hold_us: int) -> np.ndarray:
+def phase_of(times: list[np.ndarray] | list[list[int]], step_us: int) -> int:
+    """Where in a step a unit's points fall (µs, 0 ≤ phase < step): the circular mean of their times modulo the step,
+    so jitter either side of a whole step does not average to half a step; 0 without points."""
+    t = np.concatenate([np.asarray(x, dtype=np.int64) for x in times]) if times else np.empty(0, np.int64)
+    if not len(t):
+        return 0
+    angle = (t % step_us).astype(float) / step_us * 2 * np.pi
+    mean = float(np.arctan2(np.sin(angle).mean(), np.cos(angle).mean()))
+    return round(mean / (2 * np.pi) * step_us) % step_us
+
+
+def aligned(t_us: int, step_us: int, phase_us: int) -> int:
+    """The newest grid time at or before `t_us`."""
+    return (t_us - phase_us) // step_us * step_us + phase_us
+
+
+def known_grid(times: list[np.ndarray], lo_us: int, hi_us: int, step_us: int, hold_us: int, phase_us: int = 0
+               ) -> np.ndarray:
     """The grid times g (lo < g ≤ hi) at which some input is known (within `hold` after one of its points): the
     same rows `grid_rows` keeps from `grid_between(lo, hi)`, without walking the silences between (a replay months
     after the history it follows)."""
@@ -41,14 +60,14 @@ def known_grid(times: list[np.ndarray], lo_us: int, hi_us: int, step_us: int, ho
         return np.empty(0, np.int64)
     breaks = np.flatnonzero(np.diff(pts) >= hold_us) + 1
     starts, ends = pts[np.r_[0, breaks]], pts[np.r_[breaks - 1, len(pts) - 1]] + hold_us  # [start, end) runs
-    parts = [grid_between(max(lo_us, int(a) - 1), min(hi_us, int(b) - 1), step_us)
+    parts = [grid_between(max(lo_us, int(a) - 1), min(hi_us, int(b) - 1), step_us, phase_us)
              for a, b in zip(starts, ends, strict=True) if b > lo_us and a <= hi_us]
     return np.concatenate(parts) if parts else np.empty(0, np.int64)
 
 
-def grid_between(lo_us: int, hi_us: int, step_us: int) -> np.ndarray:
-    """Grid times g with lo < g ≤ hi."""
-    first = (lo_us // step_us + 1) * step_us
+def grid_between(lo_us: int, hi_us: int, step_us: int, phase_us: int = 0) -> np.ndarray:
+    """Grid times g with lo < g ≤ hi (g ≡ phase modulo the step)."""
+    first = aligned(lo_us, step_us, phase_us) + step_us
     if first > hi_us:
         return np.empty(0, np.int64)
     return np.arange(first, hi_us + 1, step_us, dtype=np.int64)
@@ -80,6 +99,7 @@ class UnitRows:
     hold_us: int
     wait_us: int
     last_row: int | None = None
+    phase_us: int | None = None  # where in a step the rows fall: that of the first points seen
     late: int = 0
     times: list[list[int]] = field(default_factory=list)
     values: list[list[float]] = field(default_factory=list)
@@ -106,7 +126,9 @@ class UnitRows:
         if newest < -(2**61):
             return None
         until = max(min(self.reached), newest - self.wait_us)
-        return (until // self.step_us) * self.step_us
+        if self.phase_us is None:
+            self.phase_us = phase_of(self.times, self.step_us)
+        return aligned(until, self.step_us, self.phase_us)
 
     def take(self) -> tuple[np.ndarray, np.ndarray]:
         """The rows that are ready, (grid times, values); their points are consumed (the newest of each input is
@@ -124,7 +146,8 @@ class UnitRows:
         if not firsts:
             return empty
         step = self.step_us
-        lo = self.last_row if self.last_row is not None else (min(firsts) - 1) // step * step
+        phase = self.phase_us or 0
+        lo = self.last_row if self.last_row is not None else aligned(min(firsts) - 1, step, phase)
         # after a silence longer than `hold` nothing is known until the next point: start the grid there
         pending, held = [], []
         for t, _ in series:
@@ -135,12 +158,12 @@ class UnitRows:
                 if k > 0:
                     held.append(t[k - 1])
         if pending and (not held or max(held) + self.hold_us <= lo + step):
-            lo = max(lo, (min(pending) - 1) // step * step)
-        first = (lo // step + 1) * step
+            lo = max(lo, aligned(min(pending) - 1, step, phase))
+        first = aligned(lo, step, phase) + step
         n_grid = (until - first) // step + 1 if first <= until else 0
         if n_grid > SMALL_GRID:
             arrays = [(np.asarray(t, np.int64), np.asarray(v, float)) for t, v in series]
-            times, rows = grid_rows(arrays, known_grid([t for t, _ in arrays], lo, until, step, self.hold_us),
+            times, rows = grid_rows(arrays, known_grid([t for t, _ in arrays], lo, until, step, self.hold_us, phase),
                                     self.hold_us)
         else:
             out_t, out_v = [], []

@@ -32,9 +32,10 @@ from taehwa.historian.schema import STORE_SCHEMA
 from taehwa.lab.alarms import AlarmPolicy, AlarmState, alarm_flags
 from taehwa.lab.datasets import TIME, UNIT
 from taehwa.lab.fanout import Backend, run_stream
+from taehwa.lab.gaps import hold_us as gap_hold_us
 from taehwa.lab.validation import Pipeline
 from taehwa.live.deployments import OUTPUTS, Deployment, history_rows, required_columns, resolve_units
-from taehwa.live.rows import UnitRows, grid_between, grid_rows, sorted_series
+from taehwa.live.rows import UnitRows, grid_between, grid_rows, phase_of, sorted_series
 from taehwa.tenancy.access import SYSTEM, acting_as
 
 if TYPE_CHECKING:
@@ -252,7 +253,7 @@ class Scorer:
         units_tags, skipped = resolve_units(self.twin, dep.tenant, dep, columns)
         p = dep.params
         step_us = parse_duration(p.get("step") or self._trained_step(dep.tenant, info["run_id"]), field="step")
-        hold_us = int(p["hold_s"] * 1e6) if p.get("hold_s") else 5 * step_us
+        hold_us = gap_hold_us(step_us, p.get("hold_s"))
         wait_us = int(p["wait_s"] * 1e6) if p.get("wait_s") is not None else 2 * step_us
         outputs = {o: (p.get("outputs") or {}).get(o, o) for o in OUTPUTS[pipe.task]}
         outputs = {o: s for o, s in outputs.items() if s}
@@ -305,7 +306,7 @@ class Scorer:
         for asset, unit in run.units.items():
             seen = [newest[t] for t in unit.tags if t in newest]
             if asset not in marks and seen:  # never scored: start after the data already there
-                marks[asset] = max(seen) // run.step_us * run.step_us
+                marks[asset] = max(seen)  # rows up to the newest point there (on whatever phase) are history
         if not marks:
             return
         lo = min(marks.values()) - (run.need + 1) * run.step_us - run.hold_us
@@ -501,10 +502,11 @@ def history_blocks(historian: Historian, tenant: str, units: dict[str, list[str]
     per_tag = split_by_tag(historian.read(tenant, all_tags, from_us(lo), from_us(end_us + 1))
                            ) if all_tags else {}
     empty = (np.empty(0, np.int64), np.empty(0))
-    grid = grid_between(start_us - need * step_us - step_us, end_us, step_us)
     blocks = []
     for asset, tags in units.items():
         series = [sorted_series(*per_tag.get(tag, empty)) for tag in tags]
+        grid = grid_between(start_us - need * step_us - step_us, end_us, step_us,
+                            phase_of([t for t, _ in series], step_us))  # on the asset's own times
         times, rows = grid_rows(series, grid, hold_us)
         if len(times):
             blocks.append((asset, times, rows))

@@ -17,6 +17,7 @@ from taehwa.core.errors import InvalidInput, NotFound, ValidationFailed
 from taehwa.core.timeutil import from_us, parse_duration, to_us
 from taehwa.historian.schema import STORE_SCHEMA
 from taehwa.lab.fanout import BACKENDS, choose_backend
+from taehwa.lab.gaps import hold_us as gap_hold_us
 from taehwa.live import scoring
 from taehwa.live.alerts import AlertBook
 from taehwa.live.conditions import RuleEngine
@@ -224,7 +225,7 @@ class LiveService:
         backend = choose_backend(fan_out, settings=self.historian.settings,
                                  small=not (long and (os.cpu_count() or 1) > 1))
         started = time.perf_counter()
-        assets, times, outs = backfill_rows(self.historian, tenant, pipe, units, s, e, step_us, 5 * step_us,
+        assets, times, outs = backfill_rows(self.historian, tenant, pipe, units, s, e, step_us, gap_hold_us(step_us),
                                             history_rows(pipe), backend=backend)
         seconds = time.perf_counter() - started
         written = 0
