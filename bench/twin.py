@@ -280,7 +280,7 @@ def bench_search(work: Path, n_assets: int) -> dict[str, float]:
         db.close()
         p95 = float(np.percentile(np.array(ours) * 1000, 95))
         base95 = float(np.percentile(np.array(base) * 1000, 95))
-        return {"search_assets": loaded["assets"], "plant_load_s": load_s, "search_p50_ms":
+        return {"search_assets": loaded.assets, "plant_load_s": load_s, "search_p50_ms":
                 float(np.percentile(np.array(ours) * 1000, 50)), "search_p95_ms": p95,
                 "search_sqlite_p95_ms": base95, "search_ratio_vs_sqlite": p95 / base95 if base95 else 0.0}
     finally:

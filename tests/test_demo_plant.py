@@ -17,7 +17,7 @@ TEP_UNIT = "ulsan-refinery/reaction-unit"
 def test_demo_plant_loads_and_replays_a_tep_fault(platform: Platform) -> None:
     doc, sources = build_demo_plant(default_shared_data())
     result = platform.twin.load("acme", dump_yaml(doc), source="demo.yaml")
-    assert result["added"] == result["assets"]
+    assert result.added == result.assets
     twin = platform.twin
     assert twin.search("acme", under=TEP_UNIT, type="ProcessUnit")["total"] == 10
     assert twin.search("acme", type="TurbofanEngine")["total"] == 100

@@ -114,7 +114,8 @@ def add_twin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
         body = await read_bounded(request, min(max_body, MAX_DOCUMENT_BYTES))  # parsed by the bounded loader
         if not body.strip():
             raise InvalidInput("empty body; send a plant document", where="body")
-        return await run_in_threadpool(twin.load, tenant, body, source="body")
+        summary = await run_in_threadpool(twin.load, tenant, body, source="body")
+        return summary.to_dict()
 
     @router.get("/api/v1/{tenant}/twin")
     def export_plant(tenant: str, at: str | None = Query(None, description="the model as it stood at this time"),

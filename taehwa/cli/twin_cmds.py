@@ -52,8 +52,8 @@ def load(file: Annotated[Path, typer.Argument(help="Plant YAML: types, assets, r
     except OSError as exc:
         fail(InvalidInput(f"cannot read file: {exc.strerror}", where=str(file)))
         return
-    result = write_call(lambda p: p.twin.load(tenant, text, source=file.name), "PUT", f"/api/v1/{tenant}/twin",
-                        content=text, headers={"Content-Type": "application/yaml"})
+    result = write_call(lambda p: p.twin.load(tenant, text, source=file.name).to_dict(), "PUT",
+                        f"/api/v1/{tenant}/twin", content=text, headers={"Content-Type": "application/yaml"})
     out.print(f"{file.name}: version {result['version']}: {result['assets']} assets, {result['added']} added, "
               f"{result['changed']} changed, {result['removed']} removed")
 

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -58,6 +58,23 @@ def _index(plant: Plant) -> _Index:
         for name in t.ancestry if t else (asset.type,):
             by_type.setdefault(name, []).append(path)
     return _Index(sorted(plant.assets), {k: sorted(v) for k, v in by_type.items()})
+
+
+@dataclass(frozen=True)
+class LoadSummary:
+    """What loading a whole plant document did: the version now current, what the model holds and what changed."""
+
+    version: int
+    assets: int
+    types: int
+    added: int
+    changed: int
+    removed: int
+    relations: int
+
+    def to_dict(self) -> dict[str, int]:
+        """The summary as the API and the CLI's JSON give it (the fields, in this order)."""
+        return asdict(self)
 
 
 class TwinService:
@@ -166,7 +183,7 @@ class TwinService:
         return version
 
     def load(self, tenant: str, text: str | bytes, *, source: str = "plant.yaml", actor: str | None = None
-             ) -> dict[str, Any]:
+             ) -> LoadSummary:
         """Replace the tenant's model with a whole plant file; validated as a whole, all or nothing."""
         self.tenants.require(tenant, "write")
         new = parse_document(load_yaml(text, source=source), source=source)
@@ -178,13 +195,12 @@ class TwinService:
             if not (added or removed or changed) and new.relations == old.relations and new.document()["types"] == \
                     old.document()["types"] and list(new.assets) == list(old.assets) and old.assets:
                 version = self.store.current_version(tenant)  # nothing to change: no new version
-                return {"version": version, "assets": len(new.assets), "types": len(new.types), "added": 0,
-                        "changed": 0, "removed": 0, "relations": len(new.relations)}
+                return LoadSummary(version, len(new.assets), len(new.types), 0, 0, 0, len(new.relations))
             version = self._commit(tenant, new, actor=actor, action="loaded", paths=[],
                                    summary=f"loaded {source}: {len(added)} added, {len(changed)} changed, "
                                            f"{len(removed)} removed")
-        return {"version": version, "assets": len(new.assets), "types": len(new.types), "added": len(added),
-                "changed": len(changed), "removed": len(removed), "relations": len(new.relations)}
+        return LoadSummary(version, len(new.assets), len(new.types), len(added), len(changed), len(removed),
+                           len(new.relations))
 
     def export(self, tenant: str, at: Any = None) -> dict[str, Any]:
         """The model as a plant document (now, or as it stood at a past time)."""
