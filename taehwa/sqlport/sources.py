@@ -43,8 +43,9 @@ SCHEMAS: dict[str, pa.Schema] = {
                          ("resolved_at", TIME), ("shelved_until", TIME)]),
 }
 VIEWS = ("points", *SCHEMAS)
+_CLEAN_VIEW = "CREATE OR REPLACE TEMP VIEW points AS SELECT tag, time, value, quality FROM _thw_clean"
 _POINTS_VIEW = """
-CREATE TEMP VIEW points AS
+CREATE OR REPLACE TEMP VIEW points AS
 SELECT tag, time, value, quality FROM _thw_clean
 UNION ALL
 SELECT tag, time, value, quality FROM (
@@ -116,17 +117,27 @@ class TenantSources:
     def __init__(self, *, historian: Historian, twin: Twin, alerts: Alerts, tenant: str) -> None:
         """The services the views read (each checks the caller itself) and the tenant they are read for."""
         self.historian, self.twin, self.alerts, self.tenant = historian, twin, alerts, tenant
+        self._registered: dict[str, object] = {}  # view source → what it holds now (None: empty)
+
+    def _register(self, con: duckdb.DuckDBPyConnection, name: str, key: object, make: Callable[[], Any]) -> None:
+        """Register a view's source unless it holds the same already (a registration costs a millisecond or
+        more; most queries name one view, and a store at rest keeps its files)."""
+        if key is not None and self._registered.get(name, "unset") == key:
+            return
+        con.register(name, make())
+        self._registered[name] = key
 
     def install(self, con: duckdb.DuckDBPyConnection, as_caller: Callable[[Callable[[], Any]], Any]) -> None:
         """Create the views (empty) and the functions on a fresh connection; `as_caller` runs a call as the
         connection's caller (DuckDB may call a function on a thread of its own)."""
         for name in ("_thw_clean", "_thw_dirty"):
-            con.register(name, FILE_SCHEMA.empty_table())
-        con.register("_thw_buffer", BUFFER_SCHEMA.empty_table())
+            self._register(con, name, "empty", FILE_SCHEMA.empty_table)
+        self._register(con, "_thw_buffer", "empty", BUFFER_SCHEMA.empty_table)
         for name, schema in SCHEMAS.items():
-            con.register(f"_thw_{name}", schema.empty_table())
+            self._register(con, f"_thw_{name}", "empty", schema.empty_table)
             con.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM _thw_{name}")
         con.execute(_POINTS_VIEW)
+        self._registered["points"] = _POINTS_VIEW
         hist, tenant = self.historian, self.tenant
 
         def downsample(tags: str, start: int, end: int, every: str, agg: str) -> list[dict[str, Any]]:
@@ -152,11 +163,14 @@ class TenantSources:
             self._fill_points(con, stack)
         else:
             for name in ("_thw_clean", "_thw_dirty"):
-                con.register(name, FILE_SCHEMA.empty_table())
-            con.register("_thw_buffer", BUFFER_SCHEMA.empty_table())
+                self._register(con, name, "empty", FILE_SCHEMA.empty_table)
+            self._register(con, "_thw_buffer", "empty", BUFFER_SCHEMA.empty_table)
         for name, schema in SCHEMAS.items():
-            table = self._table(name) if name in wanted else schema.empty_table()
-            con.register(f"_thw_{name}", table)
+            if name in wanted:
+                table = self._table(name)
+                self._register(con, f"_thw_{name}", None, lambda t=table: t)  # type: ignore[misc]
+            else:
+                self._register(con, f"_thw_{name}", "empty", schema.empty_table)
 
     def _fill_points(self, con: duckdb.DuckDBPyConnection, stack: contextlib.ExitStack) -> None:
         """The snapshot's files and buffer: days with one file and nothing buffered are read as they are; the
@@ -172,12 +186,21 @@ class TenantSources:
         dirty = [f for f in snap.files if f.day in dirty_days]
         rels = [f"{snap.tenant}/{f.path}" for f in clean + dirty]
         paths = stack.enter_context(snap.storage.local_paths(rels)) if rels else []
-        con.register("_thw_clean", point_dataset(snap, paths[:len(clean)], clean) if clean
-                     else FILE_SCHEMA.empty_table())
-        con.register("_thw_dirty", point_dataset(snap, paths[len(clean):], dirty) if dirty
-                     else FILE_SCHEMA.empty_table())
-        con.register("_thw_buffer", buffer.select(BUFFER_SCHEMA.names).cast(BUFFER_SCHEMA)
-                     if buffer is not None and buffer.num_rows else BUFFER_SCHEMA.empty_table())
+        remote = snap.storage.remote  # cached copies may be evicted between queries: register them anew
+        self._register(con, "_thw_clean", None if remote else ("files", tuple(clean)),
+                       lambda: point_dataset(snap, paths[:len(clean)], clean) if clean else FILE_SCHEMA.empty_table())
+        self._register(con, "_thw_dirty", None if remote else ("files", tuple(dirty)),
+                       lambda: point_dataset(snap, paths[len(clean):], dirty) if dirty else FILE_SCHEMA.empty_table())
+        buffered = buffer is not None and buffer.num_rows > 0
+        if buffer is not None and buffered:
+            self._register(con, "_thw_buffer", None, lambda: buffer.select(BUFFER_SCHEMA.names).cast(BUFFER_SCHEMA))
+        else:
+            self._register(con, "_thw_buffer", "empty", BUFFER_SCHEMA.empty_table)
+        # a store at rest (every day one file, nothing buffered) needs no duplicate filter: a plain view plans faster
+        view = _POINTS_VIEW if dirty or buffered else _CLEAN_VIEW
+        if self._registered.get("points") != view:
+            con.execute(view)
+            self._registered["points"] = view
 
     def _table(self, name: str) -> pa.Table:
         schema = SCHEMAS[name]
