@@ -161,7 +161,11 @@ PAGES = {  # name: (path, what shows the page has done its work)
     "alerts": ("/t/acme/alerts", "#alerts"),
     "models": ("/t/acme/models", "#registry"),
     "report": ("/t/acme/models/runs/{run}", "#figures"),
-    "connectors": ("/t/acme/connectors", "h1"),
+    "connectors": ("/t/acme/connectors", "#connector-form"),
+    "plant-edit": ("/t/acme/plant/edit", "#plant-form"),
+    "compare": ("/t/acme/models/compare?name=pump-pca&a=1&b=1", "#compare"),
+    "operations": ("/t/acme/operations", "#rule-form"),
+    "admin": ("/t/acme/admin", "#token-form"),
     "academy": ("/academy", "h1"),
     "tower": ("/tower", "#tower[data-refreshed]"),
 }
@@ -339,7 +343,8 @@ BROKEN_WORDS = """[...document.querySelectorAll('main td, main th, main p, main 
   })).filter(Boolean)"""
 
 
-@pytest.mark.parametrize("name", ["plant", "asset", "alerts", "models", "report", "trends"])
+@pytest.mark.parametrize("name", ["plant", "asset", "alerts", "models", "report", "trends", "connectors", "operations",
+                                  "admin"])
 def test_korean_at_1024_px_keeps_words_whole_and_dark_theme_passes_axe(
         site: tuple[Platform, str, str], contexts: dict[str, Any], name: str) -> None:
     _platform, url, run = site

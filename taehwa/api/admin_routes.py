@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from taehwa.api.caller import CSRF_COOKIE, SESSION_COOKIE, csrf_token
 from taehwa.api.responses import BoundedRoute, split_tags, table_response
 from taehwa.server.platform import Platform
-from taehwa.tenancy.access import acting_as, current
+from taehwa.tenancy.access import acting_as, check, check_platform_admin, current
 
 
 class UserIn(BaseModel):
@@ -137,6 +137,25 @@ def add_admin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None])
               ) -> list[dict[str, Any]]:
         """The audit log, newest first."""
         return platform.audit.entries(tenant, limit=limit, before_seq=before_seq)
+
+    @router.get("/api/v1/audit/verify")
+    def verify_audit(tenant: str | None = Query(None, description="as this tenant's admin: whether the chain that "
+                                                                  "holds its entries is intact")
+                     ) -> dict[str, Any]:
+        """Walk the audit log's hash chain. Platform admins get the whole verdict; a tenant's admins whether it is
+        intact and how many of its own entries it holds (no other tenant's figures)."""
+        if tenant is None:
+            check_platform_admin("verify the whole audit log")
+        else:
+            check(tenant, "admin")
+        verdict = platform.audit.verify()
+        if tenant is None:
+            return {"ok": verdict.ok, "entries": verdict.entries, "first_bad": verdict.first_bad,
+                    "reason": verdict.reason, "keyed_from": verdict.keyed_from, "checkpoints": verdict.checkpoints,
+                    "summary": verdict.describe()}
+        own = len(platform.audit.entries(tenant, limit=1_000_000))
+        return {"ok": verdict.ok, "entries": own, "summary": "intact" if verdict.ok else
+                "broken: ask the platform operator to run `taehwa audit verify`"}
 
     sharing = platform.sharing
 

@@ -1,4 +1,5 @@
-"""HTTP routes of the connectors: define (one or a list, checked as a whole), list with status, inspect, remove.
+"""HTTP routes of the connectors: define (one or a list, checked as a whole), check without storing, browse an OPC UA
+server, list with status, inspect, remove.
 Thin: access, validation and the runtime are the connector service's."""
 
 from __future__ import annotations
@@ -7,9 +8,21 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 from taehwa.api.responses import BoundedRoute
 from taehwa.server.platform import Platform
+
+
+class BrowseIn(BaseModel):
+    """Where to browse: an OPC UA endpoint, with its user when it asks for one."""
+
+    model_config = ConfigDict(extra="forbid")
+    endpoint: str = Field(min_length=1, max_length=1000, description="opc.tcp://host:port/path")
+    username: str | None = Field(None, max_length=255)
+    password: str | None = Field(None, max_length=1000)
+    depth: int = Field(6, ge=1, le=10, description="How deep to walk below Objects")
+
 
 CONNECTOR_BODY = Body(..., description="One connector definition ({name, protocol: opcua|mqtt|modbus|files, …, "
                                        "items}), a list of them, or {connectors: [...]}; the same document as "
@@ -32,6 +45,17 @@ def add_connector_routes(app: FastAPI, platform: Platform, auth: Callable[[], No
                        ) -> dict[str, Any]:
         """Add connectors (tenant admins); the server starts them within seconds."""
         return {"added": service.add(tenant, doc, replace=replace, source="body")}
+
+    @router.post("/api/v1/{tenant}/connectors/check")
+    def check_connectors(tenant: str, doc: Any = CONNECTOR_BODY) -> dict[str, Any]:
+        """Check definitions as adding would, storing nothing (tenant admins): every problem named by field."""
+        return {"valid": service.check(tenant, doc, source="connector")}
+
+    @router.post("/api/v1/{tenant}/connectors/browse")
+    def browse_opcua(tenant: str, body: BrowseIn) -> dict[str, Any]:
+        """An OPC UA server's numeric variables with proposed tags, to pick items from (tenant admins)."""
+        return {"nodes": service.browse(tenant, body.endpoint, username=body.username, password=body.password,
+                                        depth=body.depth)}
 
     @router.get("/api/v1/{tenant}/connectors/{name}")
     def get_connector(tenant: str, name: str) -> dict[str, Any]:

@@ -17,10 +17,10 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select, update
 
-from taehwa.connectors.config import Connector, FilesConnector, parse_connectors
+from taehwa.connectors.config import Connector, FilesConnector, item_tags, parse_connectors
 from taehwa.connectors.link import Link, make_link
 from taehwa.connectors.queue import DurableQueue
-from taehwa.core.errors import Conflict, NotFound
+from taehwa.core.errors import Conflict, NotFound, Unavailable
 from taehwa.db import connectors
 from taehwa.historian.store import Historian
 from taehwa.tenancy.access import current
@@ -70,6 +70,32 @@ class ConnectorService:
             self.audit.append("connector.add", tenant=tenant, target=s.name, after=s.model_dump(mode="json"))
         self.wake()
         return [s.name for s in specs]
+
+    def check(self, tenant: str, doc: Any, *, source: str = "connector") -> list[dict[str, Any]]:
+        """Check definitions as `add` would (fields, names, drop folders) without storing anything: each one's
+        name, protocol and the fixed tags it maps to (tenant admins, as for `add`)."""
+        self.tenants.require(tenant, "admin")
+        specs = [self._confined(tenant, s, source) for s in parse_connectors(doc, source=source)]
+        return [{"name": s.name, "protocol": s.protocol, "items": len(s.items) if hasattr(s, "items") else 0,
+                 "tags": item_tags(s)} for s in specs]
+
+    def browse(self, tenant: str, endpoint: str, *, username: str | None = None, password: str | None = None,
+               depth: int = 6, limit: int = 2000, timeout_s: float = 20.0) -> list[dict[str, str]]:
+        """An OPC UA server's numeric variables, each with a proposed tag (tenant admins: they may point the
+        server at a plant server, as a connector does); a server that does not answer is named with the reason."""
+        import asyncio
+
+        from taehwa.connectors.opcua import browse as walk
+
+        self.tenants.require(tenant, "admin")
+        parse_connectors({"name": "browse", "protocol": "opcua", "endpoint": endpoint,
+                          "items": [{"node": "i=2253", "tag": "x"}]}, source="browse")  # the endpoint's form
+        try:
+            return asyncio.run(asyncio.wait_for(walk(endpoint, depth=max(1, min(depth, 10)),
+                                                     limit=max(1, min(limit, 10_000)), username=username,
+                                                     password=password), timeout_s))
+        except Exception as exc:  # any failure of the remote server (refused, timed out, a UA status) is its answer
+            raise Unavailable(f"cannot browse {endpoint}: {exc or type(exc).__name__}", where="endpoint") from None
 
     def _confined(self, tenant: str, spec: Connector, source: str) -> Connector:
         """A drop folder resolved, by the one rule for caller-named paths, to a real folder the tenant may use,

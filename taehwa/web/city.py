@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from taehwa import __version__
+from taehwa.city.consents import SHARES
 from taehwa.city.words import WORDS, word
 from taehwa.core.errors import TaehwaError
 from taehwa.server.platform import Platform
@@ -40,22 +41,29 @@ def add_city_pages(app: FastAPI, platform: Platform) -> None:
         html = env.get_template(name).render(
             t=t, lang=lang, languages=LANGUAGES, caller=caller, tenants=_tenants_of(platform, caller),
             version=__version__, path=request.url.path, back=_back(request), messages=messages, shapes=SHAPES,
-            section="city", **ctx)
+            **({"section": "city"} | ctx))
         return HTMLResponse(html, status_code=status)
 
-    async def page(request: Request, name: str, build: Any) -> Response:
+    async def page(request: Request, name: str, build: Any, **ctx: Any) -> Response:
         caller = current()
         if caller.problem is not None:
             return RedirectResponse(f"/login?next={quote(str(request.url.path))}", status_code=303)
         try:
             data = await run_in_threadpool(build)
         except TaehwaError as exc:
-            return render(request, "error.html", status=exc.http_status, error=exc)
-        return render(request, name, **data)
+            return render(request, "error.html", status=exc.http_status, error=exc, **ctx)
+        return render(request, name, **ctx, **data)
 
     @app.get("/city", include_in_schema=False)
     async def city_map(request: Request) -> Response:
         return await page(request, "city.html", lambda: {"m": platform.city.map()})
+
+    @app.get("/t/{tenant}/city", include_in_schema=False)
+    async def company(request: Request, tenant: str) -> Response:
+        def build() -> dict[str, Any]:
+            return {"c": platform.city.company(tenant), "figures": platform.city.figures(), "all_shares": SHARES}
+
+        return await page(request, "city_company.html", build, tenant=tenant, section="city_sharing")
 
     @app.get("/city/hq", include_in_schema=False)
     async def city_hq(request: Request) -> Response:

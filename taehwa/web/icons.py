@@ -26,6 +26,9 @@ PATHS: dict[str, str] = {
               '<rect x="3" y="14" width="7" height="7" rx="1"/><rect x="14" y="14" width="7" height="7" rx="1"/>'),
     "empty": '<path d="M3 7l9-4 9 4v10l-9 4-9-4z"/><path d="M3 7l9 4 9-4M12 11v10"/>',
     "rate": '<path d="M3 12h4l3-8 4 16 3-8h4"/>',
+    "operations": '<path d="M4 6h10M18 6h2M4 12h4M12 12h8M4 18h12M20 18h0"/><circle cx="16" cy="6" r="2"/>'
+                  '<circle cx="10" cy="12" r="2"/><circle cx="18" cy="18" r="2"/>',
+    "admin": '<path d="M12 3l8 3v6c0 5-3.5 8-8 9-4.5-1-8-4-8-9V6z"/><path d="M9 12l2 2 4-4"/>',
 }
 
 

@@ -3,7 +3,8 @@ for live updates over SSE and for actions through the HTTP API). Thin: each page
 and the CLI use, as the signed-in caller (the session cookie), and shows what they answer.
 
 Pages: sign-in; the control tower (platform admins); per tenant the plant (asset tree with live states), an asset,
-trends, alerts, models and connectors; the academy's challenges with their boards and a submission form. Every
+trends, alerts and models; the working pages of `work` (connectors, the plant file, operations, administration);
+the academy's challenges with their boards and a submission form. Every
 label comes from `i18n` in Korean or English.
 """
 
@@ -27,6 +28,7 @@ from taehwa.tenancy.access import Principal, current
 from taehwa.web import views
 from taehwa.web.i18n import LANG_COOKIE, LANGUAGES, MESSAGES, pick_language, translate
 from taehwa.web.icons import icon
+from taehwa.web.work import add_work_pages
 
 HERE = Path(__file__).parent
 # counts of mistakes read lower-is-better too (the lab's set names rates; a page must not call more false alarms better)
@@ -195,7 +197,14 @@ def add_web_routes(app: FastAPI, platform: Platform) -> None:
                     runs[v["run_id"]] = platform.lab.get_run(tenant, v["run_id"])
                 except TaehwaError:
                     continue
-            return {"versions": versions, "runs": runs, "deployments": platform.live.list(tenant)}
+            recent = platform.lab.runs(tenant, limit=20)
+            specs = {}
+            for r in recent:  # a starting point for the train form: the spec of each recent run, newest first
+                spec = (runs.get(r["run_id"]) or _run_or_none(platform, tenant, r["run_id"]) or {}).get("spec")
+                if spec and spec.get("name") not in specs:
+                    specs[spec.get("name")] = spec
+            return {"versions": versions, "runs": runs, "deployments": platform.live.list(tenant),
+                    "specs": specs, "can_force": current().may(tenant, "admin")}
 
         return await page(request, "models.html", build, tenant=tenant, section="models")
 
@@ -221,12 +230,14 @@ def add_web_routes(app: FastAPI, platform: Platform) -> None:
 
         return await page(request, "challenge.html", build, section="academy")
 
-    @app.get("/t/{tenant}/connectors", include_in_schema=False)
-    async def connectors(request: Request, tenant: str) -> Response:
-        def build() -> dict[str, Any]:
-            return {"connectors": platform.connectors.list(tenant), "rate": platform.overview.rate(tenant)}
+    add_work_pages(app, platform, page)
 
-        return await page(request, "connectors.html", build, tenant=tenant, section="connectors")
+
+def _run_or_none(platform: Platform, tenant: str, run_id: str) -> dict[str, Any] | None:
+    try:
+        return platform.lab.get_run(tenant, run_id)
+    except TaehwaError:
+        return None
 
 
 def _back(request: Request) -> str:

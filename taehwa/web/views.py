@@ -165,3 +165,38 @@ def _utc(d: datetime) -> str:
     """A time as the trends page takes it: UTC with a Z, to the second."""
     d = d.astimezone(UTC) if d.tzinfo else d.replace(tzinfo=UTC)
     return d.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def bindable_signals(platform: Platform, tenant: str) -> list[dict[str, Any]]:
+    """Every asset's sensor signals (its type's and its own bindings) with the tags bound now, for binding a
+    connector's items to asset signals (derived signals are a model's, not a connector's)."""
+    plant = platform.twin.plant(tenant)
+    out = []
+    for a in sorted(plant.assets.values(), key=lambda a: a.path):
+        spec = plant.types.get(a.type)
+        sensors = {n for n, sig in spec.signals.items() if not sig.derived} if spec else set()
+        names = sorted(sensors | set(a.tags))
+        if names:
+            out.append({"path": a.path, "signals": names, "tags": dict(a.tags)})
+    return out
+
+
+def compare_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Two runs' figures side by side: every metric either has, the baseline's, and which is better (by the
+    metric's direction; none for counts of data)."""
+    from taehwa.web.pages import direction
+
+    names: list[str] = []
+    for r in runs:
+        names += [m for m in (r.get("metrics") or {}) if m not in names]
+    rows = []
+    for m in names:
+        values = [(r.get("metrics") or {}).get(m) for r in runs]
+        way = direction(m, next((v for v in values if v is not None), 0.0))
+        better = None
+        nums = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+        if way != "none" and len(nums) == 2 and nums[0] != nums[1]:
+            better = 0 if (nums[0] < nums[1]) == (way == "lower") else 1
+        base = [((r.get("baseline") or {}).get("metrics") or {}).get(m) for r in runs]
+        rows.append({"metric": m, "values": values, "baseline": base, "direction": way, "better": better})
+    return rows

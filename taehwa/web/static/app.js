@@ -495,6 +495,8 @@
       document.getElementById("reason-what").textContent =
         `${b.dataset.promote || b.dataset.rollback} v${b.dataset.version} · ${msg("reason_required")}`;
       text.value = ""; error.hidden = true;
+      const forceRow = document.getElementById("reason-force-row");
+      if (forceRow) { forceRow.hidden = !promote; document.getElementById("reason-force").checked = false; }
       pending = b;
       dialog.showModal();
       text.focus();
@@ -506,7 +508,8 @@
       if (!reason || !pending) { error.hidden = false; error.textContent = msg("reason_required"); return; }
       const b = pending;
       try {
-        if (b.dataset.promote) await send("POST", api(`/models/${encodeURIComponent(b.dataset.promote)}/versions/${b.dataset.version}/promote`), { reason });
+        const force = Boolean(document.getElementById("reason-force")?.checked);  // tenant admins: past the gate, recorded
+        if (b.dataset.promote) await send("POST", api(`/models/${encodeURIComponent(b.dataset.promote)}/versions/${b.dataset.version}/promote`), { reason, force });
         else await send("POST", api(`/models/${encodeURIComponent(b.dataset.rollback)}/rollback`), { reason });
         dialog.close();
         status.textContent = msg("done");
@@ -591,5 +594,5 @@
   });
 
   window.Taehwa = { followStates, plantTree, followAsset, tagBrowser, trend, alertActions, modelActions, towerLive,
-    submitForm, localTimes, parseUtc };
+    submitForm, localTimes, parseUtc, send, api, msg, fig, utc };
 })();
