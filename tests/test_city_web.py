@@ -16,6 +16,7 @@ import pytest
 
 from taehwa.core.settings import Settings
 from taehwa.server.platform import Platform
+from taehwa.tenancy.access import SYSTEM, acting_as
 from tests.conftest import TOKEN, serving
 from tests.test_city import CITY_FILE, COMPANIES, plant, share
 from tests.test_web import SHOTS, chromium, shot
@@ -38,6 +39,8 @@ def city_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platfo
     platform.identity.create_user("planner", "City planner", password=PASSWORD)
     platform.identity.set_role("planner", "city", "viewer")
     platform.identity.set_role("planner", "co-a", "viewer")  # may open co-a's site, no other company's
+    platform.identity.create_user("a-admin", "Admin of co-a", password=PASSWORD)
+    platform.identity.set_role("a-admin", "co-a", "tenant_admin")
     try:
         with serving(platform) as url:
             yield platform, url
@@ -50,7 +53,8 @@ def browser() -> Iterator[Any]:
     yield from chromium()
 
 
-def open_signed_in(browser: Any, url: str, path: str, locale: str) -> tuple[Any, list[str], list[str]]:
+def open_signed_in(browser: Any, url: str, path: str, locale: str, user: str = "planner"
+                   ) -> tuple[Any, list[str], list[str]]:
     page = browser.new_context(locale=locale, accept_downloads=True).new_page()
     page.set_default_timeout(15_000)
     hosts: list[str] = []
@@ -60,7 +64,7 @@ def open_signed_in(browser: Any, url: str, path: str, locale: str) -> tuple[Any,
     page.on("pageerror", lambda e: problems.append(str(e)))
     page.goto(f"{url}{path}")
     assert "/login" in page.url
-    page.fill("#user", "planner")
+    page.fill("#user", user)
     page.fill("#password", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(lambda u: "/login" not in u)
@@ -114,3 +118,20 @@ def test_the_headquarters_view_and_its_report_download(city_site: tuple[Platform
     (SHOTS / "city-report-en.pdf").write_bytes(data)
     assert all(h in ("127.0.0.1", "localhost") for h in hosts), sorted(set(hosts))
     assert not problems, problems
+
+
+def test_a_company_admin_changes_what_it_shares_and_sees_its_standing(city_site: tuple[Platform, str],
+                                                                     browser: Any) -> None:
+    platform, url = city_site
+    page, hosts, problems = open_signed_in(browser, url, "/t/co-a/city", "ko-KR", user="a-admin")
+    page.wait_for_selector("#standings")
+    assert "귀사의 위치" in page.inner_text("main") and "중앙값" in page.inner_text("#standings")
+    row = page.locator("#consents tr[data-site='works']")
+    row.locator("input[name=share][value=power]").check()
+    row.locator("[data-save]").click()
+    page.wait_for_function("document.querySelector(\"#consents tr[data-site='works'] [data-status]\").textContent")
+    assert row.locator("[data-status]").inner_text() == "저장됨"
+    with acting_as(SYSTEM):
+        assert "power" in platform.city.consents.get("co-a")["works"].shares
+    shot(page, "city-company-ko")
+    assert all(h in ("127.0.0.1", "localhost") for h in hosts) and not problems, problems

@@ -318,6 +318,28 @@ class CityService:
                 "companies": city["companies"], "privacy": city["privacy"],
                 "position": "same" if mine == city["median"] else ("better" if better else "worse")}
 
+    def company(self, tenant: str) -> dict[str, Any]:
+        """A company's side of the city: each of its sites with what it shares, and where the company stands on
+        each figure it contributes to (its members; its admins may change what is shared)."""
+        self._tenants.require(tenant)
+        plant = self._twin.plant(tenant)
+        consents = self.consents.get(tenant)
+        sites = []
+        for site in plant.children(None):
+            c = consents.get(site.path)
+            sites.append({"site": site.path, "name": site.name, "complex": site.attributes.get("complex"),
+                          "placed": _num(site.attributes.get("latitude")) is not None
+                          and _num(site.attributes.get("longitude")) is not None,
+                          "shares": sorted(c.shares) if c else [], "figures": sorted(c.figures) if c else []})
+        standings = []
+        for figure in sorted({f for c in consents.values() for f in c.figures}):
+            try:
+                standings.append({"ok": True, **self.standing(tenant, figure)})
+            except (Refused, InvalidInput) as exc:
+                standings.append({"ok": False, "figure": figure, "reason": exc.message})
+        return {"tenant": tenant, "sites": sites, "standings": standings,
+                "can_edit": current().may(tenant, "admin")}
+
     def _aggregates_for_hq(self, plant: Plant) -> list[dict[str, Any]]:
         complexes = [a.id for a in plant.assets.values() if self._is(plant, a, "IndustrialComplex")]
         industries = sorted({str(s.attributes["industry"]) for t, cs in self._consents().items()

@@ -87,6 +87,28 @@ WORDS: dict[str, tuple[str, str]] = {
     "times_utc": ("Times in UTC", "시각은 UTC"),
     "summary": ("Summary", "요약"),
     "city_of": ("city", "도시"),
+    "city_sharing": ("Sharing with the city", "도시와 공유"),
+    "city_sharing_note": ("What each of your sites shows on the city's map, and which cross-company figures it "
+                          "contributes to. The city sees figures only as aggregates of at least k companies; "
+                          "you see where you stand against the city's median on the figures you contribute to.",
+                          "각 사업장이 도시 지도에 보여 줄 정보와 참여할 기업 간 지표를 정합니다. "
+                          "도시는 최소 k개 기업의 집계로만 지표를 보며, "
+                          "귀사는 참여한 지표에서 도시 중앙값 대비 위치를 봅니다."),
+    "shares": ("Shown on the map", "지도에 표시"),
+    "contributes": ("Contributes to", "참여 지표"),
+    "save": ("Save", "저장"),
+    "saved": ("Saved", "저장됨"),
+    "failed": ("Failed", "실패"),
+    "standing": ("Where you stand", "귀사의 위치"),
+    "your_value": ("Your figure", "귀사 지표"),
+    "position": ("Position", "위치"),
+    "better": ("better than the median", "중앙값보다 좋음"),
+    "worse": ("worse than the median", "중앙값보다 낮음"),
+    "same": ("at the median", "중앙값과 같음"),
+    "only_admins": ("Only the company's admins change what is shared.", "공유 설정은 기업 관리자만 바꿀 수 있습니다."),
+    "not_placed": ("not placed (set latitude and longitude on the site)", "위치 없음(사업장에 위도·경도 지정)"),
+    "share_map": ("placement", "위치"), "share_state": ("state", "상태"), "share_rate": ("data rate", "수집률"),
+    "share_power": ("power", "전력"), "share_models": ("models", "모델"), "share_alerts": ("alerts", "알림"),
 }
 
 

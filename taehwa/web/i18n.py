@@ -12,6 +12,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "tower": ("Control tower", "통합 관제"),
     "city_map": ("City map", "도시 지도"),
     "city_sharing": ("Sharing with the city", "도시와 공유"),
+    "city_sharing": ("Sharing with the city", "도시와 공유"),
     "plant": ("Digital twin", "디지털 트윈"),
     "trends": ("Trends", "트렌드"),
     "alerts": ("Alerts", "알림"),
