@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from taehwa import __version__
 from taehwa.api.academy_routes import add_academy_routes
 from taehwa.api.admin_routes import add_admin_routes
+from taehwa.api.analytics_routes import add_analytics_routes
 from taehwa.api.city_routes import add_city_routes
 from taehwa.api.caller import CallerMiddleware, RateLimiter
 from taehwa.api.connector_routes import add_connector_routes
@@ -224,6 +225,7 @@ def create_app(platform: Platform) -> FastAPI:
     add_lab_routes(app, platform, auth)
     add_connector_routes(app, platform, auth)
     add_live_routes(app, platform, auth)
+    add_analytics_routes(app, platform, auth)
     add_academy_routes(app, platform, auth)
     add_city_routes(app, platform, auth)
     from taehwa.web.city import add_city_pages

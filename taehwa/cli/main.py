@@ -18,6 +18,7 @@ from rich.table import Table
 
 from taehwa.cli.academy_cmds import academy_app
 from taehwa.cli.admin_cmds import admin_app, audit_app
+from taehwa.cli.analytics_cmds import analytics_app, events_app
 from taehwa.cli.city_cmds import city_app
 from taehwa.cli.common import (
     JsonOpt,
@@ -61,6 +62,8 @@ app.add_typer(live_app, name="live")
 app.add_typer(academy_app, name="academy")
 app.add_typer(city_app, name="city")
 app.add_typer(db_app, name="db")
+app.add_typer(analytics_app, name="analytics")
+app.add_typer(events_app, name="events")
 app.command("replay")(replay)
 def _progress() -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
