@@ -47,14 +47,14 @@ RANK: dict[str, int] = {
     "db": 1, "migrate": 1, "migrations": 1, "tenancy": 1,
     "historian": 2,
     "connectors": 3, "twin": 3,
-    "lab": 4,
+    "lab": 4, "analytics": 4,
     "live": 5,
-    "academy": 6, "sharing": 6,
+    "academy": 6, "sharing": 6, "city": 6,
     "server": 7, "demo": 7, "replay": 7,
-    "api": 8, "cli": 8, "web": 8, "__main__": 8,
+    "api": 8, "cli": 8, "web": 8, "sqlport": 8, "flight": 8, "client": 8, "__main__": 8,
 }
-ORDER = ("core → db, tenancy → historian → connectors, twin → lab → live → academy, sharing → server → "
-         "api, cli, web")
+ORDER = ("core → db, tenancy → historian → connectors, twin → lab, analytics → live → academy, sharing, city → "
+         "server → api, cli, web, sqlport, flight, client")
 
 
 @dataclass(frozen=True)
