@@ -50,11 +50,11 @@ RANK: dict[str, int] = {
     "lab": 4, "analytics": 4,
     "live": 5,
     "academy": 6, "sharing": 6, "city": 6,
-    "server": 7, "demo": 7, "replay": 7,
-    "api": 8, "cli": 8, "web": 8, "sqlport": 8, "flight": 8, "client": 8, "__main__": 8,
+    "server": 7, "sqlport": 7, "flight": 7, "demo": 7, "replay": 7,
+    "api": 8, "cli": 8, "web": 8, "client": 8, "__main__": 8,
 }
 ORDER = ("core → db, tenancy → historian → connectors, twin → lab, analytics → live → academy, sharing, city → "
-         "server → api, cli, web, sqlport, flight, client")
+         "server (and the SQL and Flight ports it serves) → api, cli, web, client")
 
 
 @dataclass(frozen=True)
