@@ -220,7 +220,7 @@ class RuleEngine:
         """Why: the rule, the tag and signal, the data window the condition held over, and the model version
         (with the input rows it scored from) when the tag is a model's output."""
         chain: dict[str, Any] = {"rule": w.rule.to_dict(), "asset": w.asset, "signal": w.signal, "tag": w.tag,
-                                 "condition": w.rule.describe(), "value": value,
+                                 "condition": w.rule.describe(), "message": w.rule.message_key(), "value": value,
                                  "window": {"start": from_us(w.state.since if w.state.since is not None else t)
                                             .isoformat(),
                                             "end": from_us(t).isoformat()}}

@@ -104,6 +104,9 @@ class DriftMonitor:
                                  message=f"{name}: live data drifted from the validation data ({worst['name']} "
                                          f"PSI {worst['psi']})", value=worst["psi"],
                                  chain={"rule": {"kind": "drift", "psi_drift": PSI_DRIFT}, "deployment": name,
+                                        "message": {"key": "drift", "params": {"deployment": name,
+                                                                               "input": worst["name"],
+                                                                               "psi": worst["psi"]}},
                                         "model": run.info, "report": rep})
             else:
                 open_ = book.open_alert(tenant, rule, asset, None)

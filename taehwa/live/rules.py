@@ -105,6 +105,19 @@ class Rule:
             return f"{what} changing faster than {s.rate_per_s:g}/s"
         return f"{what} has sent nothing for {s.stale_s:g} s"
 
+    def message_key(self) -> dict[str, Any]:
+        """What `describe` says as a message key and its parameters, for pages that say it in their language."""
+        s = self.spec
+        what = s.tag or s.signal
+        if s.message:
+            return {"key": "rule.custom", "params": {"text": s.message}}
+        if s.kind in ("threshold", "score"):
+            return {"key": "rule.threshold_for" if s.min_duration_s else "rule.threshold",
+                    "params": {"what": what, "op": s.op, "value": s.value, "seconds": s.min_duration_s}}
+        if s.kind == "rate":
+            return {"key": "rule.rate", "params": {"what": what, "rate": s.rate_per_s}}
+        return {"key": "rule.stale", "params": {"what": what, "seconds": s.stale_s}}
+
     def to_dict(self) -> dict[str, Any]:
         return self.spec.model_dump(exclude_none=True)
 
