@@ -141,6 +141,11 @@ def _tep(shared: Path, types: dict[str, Any], sources: list[Source]) -> dict[str
     for type_name, sensors in signals.items():
         types[type_name] = {"extends": "ProcessUnit", "description": f"Tennessee Eastman unit: {type_name}",
                             "sensors": sensors}
+    # analytics (taehwa.analytics): the reactor's pressure excursions over its own warning limit as event frames
+    types["Reactor"]["events"] = {"excursion": {
+        "start": "pressure > high_warning", "end": "pressure <= high_warning", "max_duration": "1d",
+        "stats": ["pressure", "temperature", "level", "cw_valve"],
+        "description": "Reactor pressure over its high warning"}}
     types["ProcessUnit"] = {"extends": "Equipment", "description": "A unit operation of a chemical process.",
                             "attributes": {"tag_number": {"type": "string"}},
                             "derived": {"anomaly_score": {"limits": {"high_warning": 0.7, "high_alarm": 0.9}},
@@ -163,7 +168,9 @@ def _tep(shared: Path, types: dict[str, Any], sources: list[Source]) -> dict[str
                                           "together).",
         "derived": {"anomaly_score": {"limits": {"high_warning": 0.8, "high_alarm": 1.0},
                                       "description": "Fault detector score; 1 is its control limit"},
-                    "anomaly": {"description": "1 while the score is over the control limit"}}}
+                    "anomaly": {"description": "1 while the score is over the control limit"},
+                    "gas_feed": {"expr": "sum(children(GasFeed).flow)", "unit": "kscmh",
+                                 "description": "Gas fed to the unit (streams 1 and 4), calculated"}}}
     return {"site": {"id": "ulsan-refinery", "type": "Site", "name": "Ulsan refinery (demo)",
                      "children": [{"id": "reaction-unit", "type": "ReactionUnit",
                                    "name": "Reaction unit (Tennessee Eastman process)", "children": children}]},
@@ -210,7 +217,17 @@ def _skab(shared: Path, types: dict[str, Any], sources: list[Source]) -> dict[st
         "derived": {"anomaly_score": {"limits": {"high_warning": 0.8, "high_alarm": 1.0},
                                       "description": "Anomaly score; 1 is the model's control limit"},
                     "anomaly": {"description": "1 while the score is over the control limit"},
-                    "health": {"unit": "%"}},
+                    "health": {"unit": "%"},
+                    # calculated signals (taehwa.analytics): hydraulic power (L/min × bar → W) over electric power
+                    "efficiency": {"expr": "flow * discharge_pressure * 100 / 60 / (mean(children(Motor).voltage) "
+                                           "* mean(children(Motor).current))", "unit": "1",
+                                   "description": "Hydraulic over electric power, calculated"},
+                    "flow_avg": {"expr": "rolling_mean(flow, 30s)", "unit": "L/min",
+                                 "description": "Flow, 30 s rolling mean, calculated"}},
+        "events": {"valve_closure": {"start": "rolling_mean(flow, 30s) < 31 for 20s",
+                                     "end": "rolling_mean(flow, 30s) >= 31.5", "max_duration": "30min",
+                                     "stats": ["flow", "discharge_pressure", "vibration_de"],
+                                     "description": "A valve of the loop closing: the flow falls"}},
         "children": ["Motor"]}
     types["Motor"] = {"level": "component", "description": "An electric motor.",
                       "attributes": {"rated_voltage": {"type": "number", "unit": "V"}}, "sensors": sig["pump-1/motor"]}
