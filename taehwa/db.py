@@ -464,16 +464,3 @@ def _private_file(path: str | None) -> None:
         return
     with contextlib.suppress(OSError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
-
-
-def make_engine(url: str) -> Engine:
-    """The engine, with the schema made current (`taehwa.migrate.prepare`)."""
-    from taehwa.migrate import prepare
-
-    engine = engine_for(url)
-    try:
-        prepare(engine)
-    except BaseException:
-        engine.dispose()
-        raise
-    return engine

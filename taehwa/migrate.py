@@ -15,6 +15,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
 
 from taehwa.core.errors import Unavailable
+from taehwa.db import engine_for, metadata
 
 SCRIPTS = Path(__file__).parent / "migrations"
 BEFORE_MIGRATIONS = "0001"  # what a database made before migrations existed (it has tables, no version) is at
@@ -62,9 +63,7 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
         before = current(c)
         cfg = _config(c)
         if before is None:  # a new database: the schema at once, then marked as at the newest revision (Alembic's
-            from taehwa.db import metadata  # recipe; a test holds the migrations to the same schema)
-
-            metadata.create_all(c)
+            metadata.create_all(c)  # recipe; a test holds the migrations to the same schema)
             command.stamp(cfg, "head")
             return before, head()
         if before == BEFORE_MIGRATIONS and MigrationContext.configure(c).get_current_revision() is None:
@@ -87,3 +86,14 @@ def prepare(engine: Engine) -> None:
     where = engine.url.render_as_string(hide_password=True)
     raise Unavailable(f"the metadata database at {where} is at schema revision {rev}; this Taehwa needs {head()}: "
                       "run `taehwa db upgrade` (once, from one machine) and start again", where="database")
+
+
+def make_engine(url: str) -> Engine:
+    """The engine, with the schema made current (`prepare`)."""
+    engine = engine_for(url)
+    try:
+        prepare(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine

@@ -49,7 +49,7 @@ class TestServer:
         self._n = 0
         with self.admin.connect() as c:  # a template with the schema at its newest: each new database copies it
             c.execute(sa.text("CREATE DATABASE taehwa_template"))
-        from taehwa.db import make_engine
+        from taehwa.migrate import make_engine
 
         make_engine(self.url("taehwa_template")).dispose()
 

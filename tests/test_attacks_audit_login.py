@@ -25,7 +25,8 @@ from taehwa.api.app import create_app
 from taehwa.cli.main import app
 from taehwa.core.errors import Unauthorized, Unavailable
 from taehwa.core.settings import Settings, load_settings
-from taehwa.db import audit_log, make_engine
+from taehwa.db import audit_log
+from taehwa.migrate import make_engine
 from taehwa.server.platform import Platform
 from taehwa.tenancy.access import Principal, acting_as
 from taehwa.tenancy.audit import AuditLog, Verdict, _entry_hash

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from taehwa.cli.main import app
 from taehwa.core.errors import Conflict, Forbidden, InvalidInput, Unauthorized
-from taehwa.db import audit_log, make_engine
+from taehwa.db import audit_log
+from taehwa.migrate import make_engine
 from taehwa.server.platform import Platform
 from taehwa.tenancy.access import Principal, acting_as
 from taehwa.tenancy.audit import AuditLog

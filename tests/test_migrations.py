@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from taehwa import migrate
 from taehwa.core.errors import Unavailable
-from taehwa.db import engine_for, make_engine, metadata
+from taehwa.db import engine_for, metadata
+from taehwa.migrate import make_engine
 
 
 def _url(tmp_path: Path, name: str) -> str:

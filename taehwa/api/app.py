@@ -17,13 +17,14 @@ from taehwa import __version__
 from taehwa.api.academy_routes import add_academy_routes
 from taehwa.api.admin_routes import add_admin_routes
 from taehwa.api.analytics_routes import add_analytics_routes
-from taehwa.api.city_routes import add_city_routes
 from taehwa.api.caller import CallerMiddleware, RateLimiter
+from taehwa.api.city_routes import add_city_routes
 from taehwa.api.connector_routes import add_connector_routes
 from taehwa.api.lab_routes import add_lab_routes
 from taehwa.api.live_routes import add_live_routes
 from taehwa.api.responses import BoundedRoute, split_tags, table_response
 from taehwa.api.twin_routes import add_twin_routes
+from taehwa.api.worker_header import WorkerHeader
 from taehwa.core.errors import InvalidInput, PayloadTooLarge, TaehwaError, Unauthorized, ValidationFailed
 from taehwa.historian.durable import full, is_disk_full
 from taehwa.historian.readers import ARROW_STREAM, read_body
@@ -233,7 +234,5 @@ def create_app(platform: Platform) -> FastAPI:
 
     add_web_routes(app, platform)
     add_city_pages(app, platform)
-    from taehwa.api.workers import WorkerHeader
-
     app.add_middleware(WorkerHeader)
     return app

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from taehwa.core.lifeline import child_env, end_with_parent
 
@@ -56,28 +56,6 @@ LOCAL = re.compile(r"^/api/v1/([^/]+)/(points|tags)(/.*)?$|^/healthz$")  # what 
 HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade", b"proxy-authorization",
        b"proxy-authenticate", b"content-length"}
 CLIENT_HEADER = b"x-taehwa-client"  # the caller's address, from a follower to the primary (over the Unix socket)
-WORKER_HEADER = b"x-taehwa-worker"
-
-
-class WorkerHeader:
-    """Every answer says which process produced it (`X-Taehwa-Worker: <pid>`)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self.pid = str(os.getpid()).encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def stamped(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != WORKER_HEADER]
-                message = {**message, "headers": [*headers, (WORKER_HEADER, self.pid)]}
-            await send(message)
-
-        await self.app(scope, receive, stamped)
 
 
 class Relay:

@@ -34,7 +34,6 @@ from taehwa.core.errors import Conflict, InvalidInput, NotFound, StorageFull, Un
 from taehwa.core.names import check_tenant
 from taehwa.core.settings import Settings
 from taehwa.core.timeutil import from_us, parse_duration, to_us
-from taehwa.db import make_engine
 from taehwa.historian.catalog import TagCatalog, TagInfo
 from taehwa.historian.durable import free_bytes, full, is_disk_full
 from taehwa.historian.files import DAY_US, FILE_COLUMNS, discard_files, parquet_source, write_day_files
@@ -46,6 +45,7 @@ from taehwa.historian.query import QueryEngine, Snapshot
 from taehwa.historian.schema import OUT_TIME, STORE_SCHEMA
 from taehwa.historian.storage import Storage
 from taehwa.historian.wal import WAL_SCHEMA, WriteAheadLog, read_segment
+from taehwa.migrate import make_engine
 from taehwa.tenancy.audit import AuditLog, open_audit
 from taehwa.tenancy.tenants import TenantService
 

@@ -21,12 +21,12 @@ from taehwa.city.release import ReleaseGate
 from taehwa.city.service import CITY_TENANT, CityService
 from taehwa.connectors.service import ConnectorService
 from taehwa.core.settings import Settings
-from taehwa.db import make_engine
 from taehwa.flight import FlightService
 from taehwa.historian.store import Historian
 from taehwa.lab.labels import LabelService
 from taehwa.lab.service import LabService
 from taehwa.live.service import LiveService
+from taehwa.migrate import make_engine
 from taehwa.server.overview import Overview
 from taehwa.sharing.grants import SharingService
 from taehwa.sqlport.server import SqlPort
