@@ -5,7 +5,8 @@
 
 Peers, each through its fastest documented bulk path, on loopback or in-process: plain DuckDB (Arrow insert into
 a database file), chDB (ClickHouse's engine, MergeTree ordered by tag and time, insert from Arrow), PostgreSQL
-(Debian's server, started here, COPY then an index on (tag, time)). A peer that is not installed is skipped and
+(Debian's server, started here, COPY then an index on (tag, time)), InfluxDB 1.x (Debian's, started here, line
+protocol over HTTP; data+WAL bytes counted right after the load). A peer that is not installed is skipped and
 said so. Every answer of every store is checked against NumPy on the generated data before any time counts.
 Shapes: bulk ingest (many tags; one long history) until queryable, the last value of every tag, one tag-day to
 1-minute averages, 100 tags × a day to hourly maxima, the long history to daily averages, and bytes per point on
@@ -394,6 +395,96 @@ def run_postgres(work: Path, w: Workload, figures: dict[str, dict[str, float]]) 
             figures["postgresql"]["bytes_per_point"] = float(size[0] if size else 0) / w.points
 
 
+# -- InfluxDB 1.x ----------------------------------------------------------------------------------------------------
+def line_protocol(table: pa.Table, chunk: int = 100_000) -> list[bytes]:
+    """Points as InfluxDB line protocol (`points,tag=… value=… <seconds>`), in chunks of a POST each."""
+    tags = np.asarray(table.column("tag").to_numpy(zero_copy_only=False), dtype=object)
+    secs = (table.column("time").cast(pa.int64()).to_numpy() // 1_000_000).astype(str).astype(object)
+    values = np.char.mod("%r", table.column("value").to_numpy()).astype(object)
+    lines = "points,tag=" + tags + " value=" + values + " " + secs
+    return ["\n".join(lines[i:i + chunk]).encode() for i in range(0, len(lines), chunk)]
+
+
+@contextlib.contextmanager
+def influxdb(work: Path) -> Iterator[str | None]:
+    binary = shutil.which("influxd")
+    if binary is None:
+        yield None
+        return
+    root = work / "influx"
+    root.mkdir()
+    port, rpc = free_port(), free_port()
+    (root / "influx.conf").write_text(
+        f'reporting-disabled = true\nbind-address = "127.0.0.1:{rpc}"\n[meta]\n  dir = "{root}/meta"\n'
+        f'[data]\n  dir = "{root}/data"\n  wal-dir = "{root}/wal"\n  query-log-enabled = false\n'
+        f'[http]\n  bind-address = "127.0.0.1:{port}"\n  log-enabled = false\n  max-body-size = 0\n'
+        "[monitor]\n  store-enabled = false\n[continuous_queries]\n  enabled = false\n")
+    proc = subprocess.Popen([binary, "-config", str(root / "influx.conf")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/ping", timeout=1).status_code == 204:
+                    break
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def run_influxdb(work: Path, w: Workload, figures: dict[str, dict[str, float]]) -> None:
+    with influxdb(work) as url, httpx.Client(base_url=url or "http://0", timeout=600) as http:
+        if url is None:
+            print("influxdb: not installed (apt-get install influxdb); skipped")
+            return
+        http.post("/query", params={"q": "CREATE DATABASE b"}).raise_for_status()
+
+        def load(table: pa.Table) -> float:
+            chunks = line_protocol(table)  # made before the clock starts: the client's own formatting
+            t = time.perf_counter()
+            for body in chunks:
+                http.post("/write", params={"db": "b", "precision": "s"}, content=body).raise_for_status()
+            return table.num_rows / (time.perf_counter() - t)
+
+        figures["influxdb"] = {"ingest_many_pts_s": load(w.many), "ingest_long_pts_s": load(w.long)}
+
+        def q(text: str) -> list[dict[str, Any]]:
+            r = http.get("/query", params={"db": "b", "q": text, "epoch": "s"})
+            r.raise_for_status()
+            series: list[dict[str, Any]] = r.json()["results"][0].get("series", [])
+            return series
+
+        day_end, long_end = DAY0 + timedelta(days=1), DAY0 + timedelta(days=w.long_days)
+
+        def iso(x: datetime) -> str:
+            return x.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+        def esc(tag: str) -> str:
+            return tag.replace("/", "\\/")
+
+        hour_re = "|".join(esc(t) for t in w.hour_tags)
+        texts = {
+            "last": "SELECT last(value) FROM points WHERE tag =~ /^plant\\/area/ GROUP BY tag",
+            "minute": f"SELECT mean(value) FROM points WHERE tag = '{w.day_tag}' AND time >= '{iso(DAY0)}' "
+                      f"AND time < '{iso(day_end)}' GROUP BY time(1m)",
+            "hourly": f"SELECT max(value) FROM points WHERE tag =~ /^({hour_re})$/ AND time >= '{iso(DAY0)}' "
+                      f"AND time < '{iso(day_end)}' GROUP BY time(1h), tag",
+            "daily": f"SELECT mean(value) FROM points WHERE tag = '{w.long_tag}' AND time >= '{iso(DAY0)}' "
+                     f"AND time < '{iso(long_end)}' GROUP BY time(1d)",
+        }
+        last = {s["tags"]["tag"]: float(s["values"][0][1]) for s in q(texts["last"])}
+        minute = [float(v[1]) for v in q(texts["minute"])[0]["values"]]
+        hourly = {s["tags"]["tag"]: [float(v[1]) for v in s["values"]] for s in q(texts["hourly"])}
+        daily = [float(v[1]) for v in q(texts["daily"])[0]["values"]]
+        w.check("influxdb", last, minute, hourly, daily)
+        for key, shape in (("last_ms", "last"), ("tag_day_1m_ms", "minute"), ("hourly_max_ms", "hourly"),
+                           ("long_daily_ms", "daily")):
+            figures["influxdb"][key] = median_ms(lambda t=texts[shape]: q(t))  # type: ignore[misc]
+        figures["influxdb"]["bytes_per_point"] = dir_bytes(work / "influx" / "data") / w.points
+
+
 def report(figures: dict[str, dict[str, float]]) -> dict[str, float]:
     """The table, and Taehwa's ratio to the best peer per shape (> 1: Taehwa is better)."""
     shapes = [("ingest_many_pts_s", "bulk ingest, points/s", True), ("ingest_long_pts_s", "one long history, "
@@ -435,18 +526,19 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="the issue's sizes (1,000 tags; 365 days)")
     parser.add_argument("--tags", type=int, default=None)
     parser.add_argument("--days", type=int, default=None)
-    parser.add_argument("--only", default="taehwa,duckdb,chdb,postgresql",
-                        help="comma-separated stores (taehwa, duckdb, chdb, postgresql)")
+    parser.add_argument("--only", default="taehwa,duckdb,chdb,postgresql,influxdb",
+                        help="comma-separated stores (taehwa, duckdb, chdb, postgresql, influxdb)")
     args = parser.parse_args()
     n_tags = args.tags or (1000 if args.full else 200)
     days = args.days or (365 if args.full else 30)
     w = Workload(n_tags, days)
     print(f"workload: {n_tags} tags × a day at 10 s ({w.many.num_rows:,} points) and one tag × {days} days at 1 Hz "
           f"({w.long.num_rows:,} points); answers checked against NumPy; medians of {ROUNDS}")
-    print("not run here: InfluxDB 1.x and VictoriaMetrics (Debian has them, influxdb and victoria-metrics, but this "
-          "script does not start them yet)")
+    print("not run here: VictoriaMetrics (Debian's victoria-metrics installs, but this script does not drive it "
+          "yet)")
     figures: dict[str, dict[str, float]] = {}
-    runners = {"taehwa": run_taehwa, "duckdb": run_duckdb, "chdb": run_chdb, "postgresql": run_postgres}
+    runners = {"taehwa": run_taehwa, "duckdb": run_duckdb, "chdb": run_chdb, "postgresql": run_postgres,
+               "influxdb": run_influxdb}
     work = Path(tempfile.mkdtemp(prefix="taehwa-peers-"))
     try:
         for name in args.only.split(","):

@@ -261,6 +261,37 @@ class Handler(bvpg.BuenaVistaHandler):  # type: ignore[misc]
         else:
             raise InvalidInput(f"unknown message type {code!r}", where="protocol")
 
+    def send_data_rows(self, query_result: bv.QueryResult, limit: int = 0) -> int:
+        """DataRow messages built into one buffer and sent in a few writes (buenavista writes one per row)."""
+        count = query_result.column_count()
+        converters = []
+        for i in range(count):
+            pgtype = bvpg.BVTYPE_TO_PGTYPE.get(query_result.column(i)[1], bvpg.PG_UNKNOWN)
+            text = not query_result.result_format or query_result.result_format[i] == 0
+            converters.append((pgtype[1], True) if text else (pgtype[2], False))
+        out = bytearray()
+        sent = 0
+        head = struct.Struct("!cih")
+        for row in query_result.rows():
+            body = bytearray()
+            for value, (convert, encode) in zip(row, converters, strict=True):
+                if value is None:
+                    body += b"\xff\xff\xff\xff"
+                    continue
+                data = convert(value)
+                data = data.encode("utf-8") if encode else data
+                body += struct.pack("!i", len(data)) + data
+            out += head.pack(b"D", len(body) + 6, count) + body
+            sent += 1
+            if len(out) >= 1 << 20:
+                self.wfile.write(bytes(out))
+                out.clear()
+            if limit > 0 and sent >= limit:
+                break
+        if out:
+            self.wfile.write(bytes(out))
+        return sent
+
     def send_error(self, exception: Any, ctx: bvpg.BVContext | None = None, *, fatal: bool = False) -> None:
         """An ErrorResponse with severity, SQLSTATE and message (and the place, for Taehwa's errors)."""
         if isinstance(exception, TaehwaError):
