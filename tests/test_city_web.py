@@ -96,6 +96,7 @@ def test_the_map_draws_offline_in_korean_follows_states_live_and_clicks_through(
     page.click("[data-site='co-b|works']")
     assert "접근 권한이 없습니다" in page.inner_text("#city-panel")  # co-b gave the planner no access
     page.click("[data-site='co-a|works']")
+    assert page.get_attribute("#open-plant", "href") == "/t/co-a/plant"
     shot(page, "city-map-ko-panel")
     page.click("#open-site")
     page.wait_for_url(lambda u: u.endswith("/t/co-a/assets/works"))

@@ -36,6 +36,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "models_in_production": ("Models in production", "운영 중인 모델"),
     "open_alerts": ("Open alerts", "미해결 알림"),
     "open_site": ("Open the site", "사업장 열기"),
+    "open_plant": ("Open its plant", "플랜트 열기"),
     "no_access": ("The company has not given you access", "이 기업의 접근 권한이 없습니다"),
     "map_note": ("Each company decides what of its sites the city sees; markers show only that.",
                  "각 기업이 도시에 공유할 사업장 정보를 정하며, 표시는 공유된 정보만 보여 줍니다."),

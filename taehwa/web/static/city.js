@@ -105,8 +105,10 @@
     if ("open_alerts" in s) add(msg("open_alerts"), fig(s.open_alerts));
     panelBody.append(dl);
     if (s.url) {
-      const a = el("a", { href: s.url, class: "button", id: "open-site" }, msg("open_site"));
-      panelBody.append(a);
+      const links = el("p", { class: "actions" });
+      links.append(el("a", { href: s.url, class: "button", id: "open-site" }, msg("open_site")), " ",
+        el("a", { href: `/t/${encodeURIComponent(s.tenant)}/plant`, class: "button", id: "open-plant" }, msg("open_plant")));
+      panelBody.append(links);
     } else {
       panelBody.append(el("p", { class: "muted" }, msg("no_access")));
     }
