@@ -316,6 +316,7 @@ def test_the_http_routes_and_the_report(city: Platform) -> None:
         r = c.get("/api/v1/city/report.pdf", params={"lang": "ko"})  # in English: tests/test_city_web.py
         assert r.status_code == 200 and r.content.startswith(b"%PDF-") and len(r.content) > 10_000
         assert r.headers["content-type"] == "application/pdf"
+        assert b"NanumGothic" in r.content  # the font that carries Hangul, embedded
         assert c.get("/api/v1/city/report.pdf", params={"lang": "fr"}).status_code == 422
         hq = c.get("/api/v1/city/hq").json()
         assert set(COMPANIES) <= set(hq["companies"]) and hq["privacy"]["k"] == 3
