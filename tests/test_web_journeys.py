@@ -69,6 +69,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platform, s
         platform.identity.set_role("vic", "acme", "viewer")
         platform.live.rules.put("acme", {"name": "pressure-high", "kind": "threshold", "asset_type": "Pump",
                                          "signal": "pressure", "value": 50.0, "severity": "alarm"})
+        platform.live.engine.refresh(force=True)
+        platform.historian.write("acme", [{"tag": "P1/PT", "time": (T0 + pd.Timedelta(seconds=TRAIN_S + 5))
+                                           .isoformat(), "value": 80.0}])
+        platform.live.engine.drain()  # pump 1 over the rule's 50: an alert at the data's time
+        platform.labels.add("acme", [{"asset": "site/p1", "kind": "anomaly", "start": (T0 + pd.Timedelta(
+            seconds=TRAIN_S - 60)).isoformat(), "end": (T0 + pd.Timedelta(seconds=TRAIN_S - 30)).isoformat()}])
         (settings.data_dir / "files" / "acme" / "incoming").mkdir(parents=True, exist_ok=True)
         starting.join(60)
         with serving(platform) as url:
@@ -519,3 +525,30 @@ def test_users_roles_tokens_grants_and_the_verified_audit_log(
     assert platform.identity.get_user("eve").roles["acme"] == "engineer"
     e.shot("admin-refused")
     assert e.close() == []
+
+
+@pytest.mark.parametrize("lang", list(LOCALES))
+def test_trend_draws_limits_alerts_and_labels_exports_csv_and_says_alerts_in_its_language(
+        site: tuple[Platform, str, str], contexts: dict[str, Any], lang: str) -> None:
+    _platform, url, _ep = site
+    j = Journey(contexts[f"eve-{lang}"], lang)
+    start = (T0 + pd.Timedelta(seconds=TRAIN_S - 120)).isoformat()
+    end = (T0 + pd.Timedelta(seconds=TRAIN_S + 60)).isoformat()
+    page = j.open(f"{url}/t/acme/trends?tags=P1/PT,P1/FT&start={start.replace('+', '%2B')}&end="
+                  f"{end.replace('+', '%2B')}")
+    j.wait("#chart[data-ready]", state="attached")
+    page.wait_for_function("document.getElementById('chart').dataset.alerts > 0")  # at the data's own time
+    data = page.evaluate("({...document.getElementById('chart').dataset})")
+    assert int(data["limits"]) >= 1 and int(data["labels"]) == 1 and data["axes"] == "2"
+    listed = page.inner_text("#overlay-list")
+    said = "pressure 50 초과" if lang == "ko" else "pressure > 50"  # the alert's message key, in the page's language
+    assert said in listed and "pressure-high" in listed, listed
+    j.shot("trend-limits")
+    # the view as CSV: the same points the chart drew, one row each
+    csv = page.evaluate("fetch(document.getElementById('export-csv').href).then(r => r.text())")
+    head, *rows = csv.strip().splitlines()
+    assert "tag" in head and "time" in head and len(rows) == int(data["points"])
+    # the alerts page says it in the page's language too
+    page.goto(f"{url}/t/acme/alerts?state=all")
+    assert said in page.inner_text("#alerts")
+    assert j.close() == []

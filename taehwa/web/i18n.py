@@ -3,6 +3,8 @@ prefer it; a `taehwa_lang` cookie (set by the language switch) overrides the bro
 
 from __future__ import annotations
 
+from typing import Any
+
 LANGUAGES = ("ko", "en")
 LANG_COOKIE = "taehwa_lang"
 
@@ -11,7 +13,6 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "product": ("Taehwa", "태화"),
     "tower": ("Control tower", "통합 관제"),
     "city_map": ("City map", "도시 지도"),
-    "city_sharing": ("Sharing with the city", "도시와 공유"),
     "city_sharing": ("Sharing with the city", "도시와 공유"),
     "plant": ("Digital twin", "디지털 트윈"),
     "trends": ("Trends", "트렌드"),
@@ -466,6 +467,16 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "audit_intact": ("Intact", "무결"),
     "audit_broken": ("Broken", "손상됨"),
     "audit_entries": ("entries", "건"),
+    # data-driven sentences: an alert's message key (taehwa.live) with its parameters, said in the page's language
+    "say_rule.threshold": ("{what} {op} {value}", "{what} {value} {op_word}"),
+    "say_rule.threshold_for": ("{what} {op} {value} for {seconds} s", "{what} {seconds}초 동안 {value} {op_word}"),
+    "say_rule.rate": ("{what} changing faster than {rate}/s", "{what} 변화가 초당 {rate}보다 빠름"),
+    "say_rule.stale": ("{what} has sent nothing for {seconds} s", "{what} {seconds}초 동안 수신 없음"),
+    "say_rule.custom": ("{text}", "{text}"),
+    "say_drift": ("{deployment}: live data drifted from the validation data ({input} PSI {psi})",
+                  "{deployment}: 실시간 데이터가 검증 데이터의 분포에서 벗어남(드리프트, {input} PSI {psi})"),
+    "op_word_>": ("above", "초과"),
+    "op_word_<": ("below", "미만"),
     "m_tp": ("true positives (tp)", "정탐(tp)"),
     "m_fp": ("false positives (fp)", "오탐(fp)"),
     "m_fn": ("missed (fn)", "미탐(fn)"),
@@ -518,3 +529,52 @@ def translate(key: str, lang: str) -> str:
     if pair is None:
         return key
     return pair[1] if lang == "ko" else pair[0]
+
+
+def _figure(v: object) -> str:
+    """A parameter as the sentence shows it: numbers in their shortest form (as Python's :g), the rest as text."""
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, int | float):
+        return f"{v:g}"
+    return str(v)
+
+
+def message_of(alert: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """An alert's message key and parameters: from its chain (taehwa.live writes them), else rebuilt from the rule
+    in its chain (alerts raised before keys were kept); None when neither says (the stored sentence stands)."""
+    chain = alert.get("chain") or {}
+    given = chain.get("message")
+    if isinstance(given, dict) and isinstance(given.get("key"), str):
+        params = dict(given.get("params") or {})
+        if given["key"] == "drift" and alert.get("value") is not None:
+            params["psi"] = alert["value"]  # the figure now, not the one it was raised at
+        return given["key"], params
+    rule = chain.get("rule") or {}
+    what = rule.get("tag") or rule.get("signal")
+    kind = rule.get("kind")
+    if rule.get("message"):
+        return "rule.custom", {"text": rule["message"]}
+    if kind in ("threshold", "score") and what and rule.get("value") is not None:
+        key = "rule.threshold_for" if rule.get("min_duration_s") else "rule.threshold"
+        return key, {"what": what, "op": rule.get("op", ">"), "value": rule["value"],
+                     "seconds": rule.get("min_duration_s")}
+    if kind == "rate" and what:
+        return "rule.rate", {"what": what, "rate": rule.get("rate_per_s")}
+    if kind == "stale" and what:
+        return "rule.stale", {"what": what, "seconds": rule.get("stale_s")}
+    return None
+
+
+def say(alert: dict[str, Any], lang: str) -> str:
+    """An alert's message in the language: its key's sentence with its parameters, else the stored sentence."""
+    found = message_of(alert)
+    if found is None or ("say_" + found[0]) not in MESSAGES:
+        return str(alert.get("message") or "")
+    key, params = found
+    shown = {k: _figure(v) for k, v in params.items()}
+    shown["op_word"] = translate("op_word_" + str(params.get("op", ">")), lang)
+    try:
+        return translate("say_" + key, lang).format(**shown)
+    except (KeyError, IndexError, ValueError):
+        return str(alert.get("message") or "")

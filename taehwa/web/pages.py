@@ -26,7 +26,7 @@ from taehwa.lab.validation import lower_is_better
 from taehwa.server.platform import Platform
 from taehwa.tenancy.access import Principal, current
 from taehwa.web import views
-from taehwa.web.i18n import LANG_COOKIE, LANGUAGES, MESSAGES, pick_language, translate
+from taehwa.web.i18n import LANG_COOKIE, LANGUAGES, MESSAGES, pick_language, say, translate
 from taehwa.web.icons import icon
 from taehwa.web.work import add_work_pages
 
@@ -83,7 +83,7 @@ def add_web_routes(app: FastAPI, platform: Platform) -> None:
         html = env.get_template(name).render(
             t=lambda key: translate(key, lang), lang=lang, languages=LANGUAGES, caller=caller, tenants=tenants,
             version=__version__, path=request.url.path, back=_back(request),
-            messages={k: translate(k, lang) for k in MESSAGES}, **ctx)
+            messages={k: translate(k, lang) for k in MESSAGES}, say=lambda alert: say(alert, lang), **ctx)
         return HTMLResponse(html, status_code=status)
 
     def signed_in(request: Request) -> Principal | RedirectResponse:
@@ -166,10 +166,11 @@ def add_web_routes(app: FastAPI, platform: Platform) -> None:
                 known = platform.historian.catalog.ids(tenant, refresh=True)
             unknown = [n for n in names if n not in known]  # an unknown tag is named, not drawn empty
             names = [n for n in names if n in known]
-            units = views.tag_units(platform, tenant)
+            units = {**views.bound_units(platform, tenant, names), **views.tag_units(platform, tenant)}
             return {"tags": names, "unknown": unknown, "start": start or "", "end": end or "",
                     "units": {n: units.get(n) for n in names}, "browser": views.tag_tree(platform, tenant),
-                    "owners": platform.twin.assets_with_tags(tenant, names)}
+                    "owners": platform.twin.assets_with_tags(tenant, names),
+                    "limits": views.tag_limits(platform, tenant, names)}
 
         return await page(request, "trends.html", build, tenant=tenant, section="trends")
 

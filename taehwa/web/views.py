@@ -200,3 +200,43 @@ def compare_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         base = [((r.get("baseline") or {}).get("metrics") or {}).get(m) for r in runs]
         rows.append({"metric": m, "values": values, "baseline": base, "direction": way, "better": better})
     return rows
+
+
+def tag_limits(platform: Platform, tenant: str, names: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The limits to draw on a trend for each tag an asset's signal is bound to: the signal's warning and alarm
+    limits (its type's, or the asset's own) and the threshold rules watching that signal or tag."""
+    plant = platform.twin.plant(tenant)
+    wanted = set(names)
+    rules = [r.spec for r in platform.live.rules.list(tenant) if r.spec.kind in ("threshold", "score")]
+    out: dict[str, list[dict[str, Any]]] = {}
+    for a in plant.assets.values():
+        t = plant.types.get(a.type)
+        lineage = set(t.ancestry if t else ()) | {a.type}
+        for signal, tag in plant.signal_tags(a).items():
+            if tag not in wanted:
+                continue
+            found = out.setdefault(tag, [])
+            for kind, value in plant.limits_of(a, signal).to_dict().items():
+                if value is not None and not any(x["value"] == value for x in found):
+                    found.append({"kind": kind, "value": value, "source": f"{a.path} · {signal}"})
+            for r in rules:
+                if r.value is not None and ((r.signal == signal and (r.asset == a.path or r.asset_type in lineage))
+                                            or r.tag == tag) and not any(x["value"] == r.value for x in found):
+                    found.append({"kind": r.severity, "value": r.value, "source": r.name, "op": r.op})
+    return {k: v for k, v in out.items() if v}
+
+
+def bound_units(platform: Platform, tenant: str, names: list[str]) -> dict[str, str]:
+    """The unit of each tag an asset's signal is bound to, from the asset type's signal (for tags whose metadata
+    names none)."""
+    plant = platform.twin.plant(tenant)
+    wanted, out = set(names), {}
+    for a in plant.assets.values():
+        spec = plant.types.get(a.type)
+        if spec is None:
+            continue
+        for signal, tag in plant.signal_tags(a).items():
+            sig = spec.signals.get(signal)
+            if tag in wanted and sig is not None and sig.unit and tag not in out:
+                out[tag] = sig.unit
+    return out

@@ -25,6 +25,16 @@
     return r.status === 204 ? null : r.json();
   }
 
+  // An alert's message in the page's language: its message key (kept in its chain) with its parameters.
+  function say(alert) {
+    const m = (alert.chain || {}).message;
+    const template = m && T.messages[`say_${m.key}`];
+    if (!template) return alert.message || "";
+    const p = { ...(m.params || {}) };
+    if (m.key === "drift" && alert.value !== null && alert.value !== undefined) p.psi = alert.value;
+    p.op_word = msg(`op_word_${p.op || ">"}`);
+    return template.replace(/\{(\w+)\}/g, (_, k) => (p[k] === undefined || p[k] === null ? "" : typeof p[k] === "number" ? String(Number(p[k].toPrecision(6))) : String(p[k])));
+  }
   // A time as the pages show it: UTC, to the second, in the page's one declared zone.
   function utc(d) {
     return new Date(d).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z").replace("Z", " UTC");
@@ -281,7 +291,7 @@
   }
 
   // The trend chart: any tag, one y axis per unit, UTC times, a window that fits the data, server downsampling.
-  function trend(tags, start, end, owners, units) {
+  function trend(tags, start, end, owners, units, limits) {
     const status = document.getElementById("trend-status");
     const box = document.getElementById("chart");
     if (!tags.length) return;
@@ -297,16 +307,25 @@
         const q = `asset=${encodeURIComponent(a)}`;
         const [ra, rl] = await Promise.all([fetch(api(`/alerts?${q}&limit=1000`)),
           fetch(api(`/labels?${q}&start=${from}&end=${to}&limit=1000`))]);
-        if (ra.ok) (await ra.json()).forEach((x) => { const t = Date.parse(x.raised_at); if (t >= s && t <= e) alerts.push(x); });
+        // an alert stands at its data's own time (a replay's or backfill's history is not the wall clock)
+        const at = (x) => Date.parse(((x.chain || {}).window || {}).start || x.raised_at);
+        if (ra.ok) (await ra.json()).forEach((x) => { const t = at(x); if (t >= s && t <= e) { x.at = t; alerts.push(x); } });
         if (rl.ok) (await rl.json()).forEach((x) => labels.push(x));
       }
       marks = { alerts, labels };
       const list = document.getElementById("overlay-list");
       if (list) {
         list.innerHTML = "";
-        alerts.forEach((x) => { const li = document.createElement("li"); li.textContent = `${msg("alerts")}: ${utc(x.raised_at)} · ${x.asset} · ${x.message}`; list.appendChild(li); });
+        alerts.forEach((x) => { const li = document.createElement("li"); li.textContent = `${msg("alerts")}: ${utc(x.at)} · ${x.asset} · ${say(x)}`; list.appendChild(li); });
         labels.forEach((x) => { const li = document.createElement("li"); li.textContent = `${msg("label")}: ${x.kind} · ${x.asset} · ${utc(x.start)} – ${x.end ? utc(x.end) : ""}`; list.appendChild(li); });
       }
+      if (list) Object.entries(limits || {}).forEach(([tag, ls]) => ls.forEach((l) => {
+        const li = document.createElement("li");
+        li.textContent = `${msg("limit")}: ${tag} ${l.op || (/low/.test(l.kind) ? "<" : ">")} ${fig(l.value)} · ${msg(l.kind.replace(/^(high|low)_/, ""))} · ${l.source}`;
+        li.dataset.limit = tag;
+        list.appendChild(li);
+      }));
+      box.dataset.limits = String(Object.values(limits || {}).reduce((n, ls) => n + ls.length, 0));
       box.dataset.alerts = String(alerts.length);
       box.dataset.labels = String(labels.length);
       if (plot) plot.redraw();
@@ -322,8 +341,20 @@
         ctx.fillStyle = "rgba(154, 103, 0, 0.15)";
         ctx.fillRect(Math.min(a, b), top, Math.max(2, Math.abs(b - a)), height);
       });
+      // each tag's limits as dashed lines on its own unit's axis (warning amber, alarm red), named at the right
+      Object.entries(limits || {}).forEach(([tag, ls]) => {
+        if (!tags.includes(tag)) return;
+        ls.forEach((l) => {
+          const y = u.valToPos(l.value, scaleOf(tag), true);
+          if (!isFinite(y) || y < top || y > top + height) return;
+          ctx.strokeStyle = /alarm/.test(l.kind) ? "#cf222e" : "#9a6700"; ctx.lineWidth = 1; ctx.setLineDash([6, 4]);
+          ctx.beginPath(); ctx.moveTo(u.bbox.left, y); ctx.lineTo(u.bbox.left + u.bbox.width, y); ctx.stroke();
+          ctx.setLineDash([]); ctx.fillStyle = ctx.strokeStyle; ctx.font = `${11 * devicePixelRatio}px sans-serif`;
+          ctx.textAlign = "right"; ctx.fillText(`${msg("limit")} ${fig(l.value)}`, u.bbox.left + u.bbox.width - 4, y - 3);
+        });
+      });
       marks.alerts.forEach((x) => {
-        const p = u.valToPos(Date.parse(x.raised_at) / 1000, "x", true);
+        const p = u.valToPos(x.at / 1000, "x", true);
         ctx.strokeStyle = "#cf222e"; ctx.lineWidth = 2; ctx.setLineDash([4, 3]);
         ctx.beginPath(); ctx.moveTo(p, top); ctx.lineTo(p, top + height); ctx.stroke();
       });
@@ -356,7 +387,17 @@
       unitKeys.forEach((unit, i) => axes.push({ scale: `y${i}`, side: i % 2 ? 1 : 3, stroke: fg,
         grid: { show: i === 0, stroke: grid }, label: unit || msg("value"), size: 60 }));
       const scales = { x: { time: true, range: () => [Number(box.dataset.start) / 1000, Number(box.dataset.end) / 1000] } };
-      unitKeys.forEach((_, i) => { scales[`y${i}`] = { auto: true }; });
+      // a scale takes in the limits of its tags, so the distance to a limit can be seen
+      unitKeys.forEach((_, i) => {
+        const lims = tags.filter((t) => scaleOf(t) === `y${i}`).flatMap((t) => (limits || {})[t] || []).map((l) => l.value);
+        scales[`y${i}`] = { auto: true, range: (u, lo, hi) => {
+          const vals = [lo, hi, ...lims].filter((v) => v !== null && isFinite(v));
+          if (!vals.length) return [0, 1];
+          let a = Math.min(...vals), b = Math.max(...vals);
+          const pad = (b - a) * 0.05 || Math.abs(b) * 0.05 || 1;
+          return [a - pad, b + pad];
+        } };
+      });
       plot = new uPlot({ width: box.clientWidth || 1000, height: 420, scales, axes,
         series: [{ label: "UTC", value: (u, v) => (v === null ? "--" : utc(v * 1000)) },
           ...tags.map((t, i) => ({ label: units[t] ? `${t} (${units[t]})` : t, scale: scaleOf(t),
@@ -594,5 +635,5 @@
   });
 
   window.Taehwa = { followStates, plantTree, followAsset, tagBrowser, trend, alertActions, modelActions, towerLive,
-    submitForm, localTimes, parseUtc, send, api, msg, fig, utc };
+    submitForm, localTimes, parseUtc, send, api, msg, fig, utc, say };
 })();

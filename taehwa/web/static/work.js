@@ -93,7 +93,7 @@
       } else if (Array.isArray(kind)) {
         input = el("select", { id, name: id }, ...kind.map((v) => el("option", { value: v, textContent: v })));
       } else {
-        input = el("input", { id, name: id, type: "text", size: key === "node" || key === "topic" ? 26 : key === "tag" ? 22 : 8 });
+        input = el("input", { id, name: id, type: "text", size: key === "node" || key === "topic" ? 22 : key === "tag" ? 18 : 6 });
         if (kind === "number") input.inputMode = "decimal";
       }
       input.dataset.where = where;
@@ -112,7 +112,7 @@
         el("td", {}, el("button", { type: "button", className: "link", textContent: msg("remove"),
           onclick: () => { rows.splice(i, 1); render(); } })))));
     }
-    protocol.addEventListener("change", () => { rows = [{}]; clearProblems(form, list); render(); });
+    protocol.addEventListener("change", () => { rows = [{}]; clearProblems(form, list); status.textContent = ""; render(); });
     document.getElementById("add-item").addEventListener("click", () => { rows.push({}); render(); });
     rows = [{}];
     render();
