@@ -17,6 +17,8 @@ from taehwa.city.figures import FIGURES
 from taehwa.city.service import CITY_TENANT
 from taehwa.core.errors import NotFound
 from taehwa.core.yamlio import dump_yaml
+from taehwa.demo import skab_files
+from taehwa.demo.plant import DEMO_PLACES, SKAB_COLUMNS, _limits, pump_history_rows, skab_rows
 from taehwa.tenancy.access import SYSTEM, acting_as
 
 if TYPE_CHECKING:
@@ -24,12 +26,6 @@ if TYPE_CHECKING:
 
 CITY_FILE = Path(__file__).parents[1] / "city" / "data" / "ulsan-city.yaml"
 CITY_NAME = "Ulsan city office (demo) · 울산광역시 AI 본부(데모)"
-# where the demo tenant's sites lie (WGS84) and what they are
-DEMO_PLACES: dict[str, dict[str, Any]] = {
-    "ulsan-refinery": {"latitude": 35.441, "longitude": 129.347, "complex": "onsan", "industry": "petrochemical"},
-    "ulsan-water": {"latitude": 35.497, "longitude": 129.322, "complex": "mipo", "industry": "utilities"},
-    "engine-shop": {"latitude": 35.531, "longitude": 129.384, "complex": "mipo", "industry": "machinery"},
-}
 # the two other demo companies: tenant → (name, site id, site name, placement, SKAB runs for their three pumps)
 COMPANIES: dict[str, tuple[str, str, str, dict[str, Any], tuple[str, ...]]] = {
     "mipo-shipyard": ("Mipo shipyard (demo) · 미포 조선소(데모)", "dong-gu-yard", "Dong-gu shipyard",
@@ -43,8 +39,6 @@ ROWS = 120  # the last two minutes of each run, ending at load time
 
 
 def _pump_type(shared: Path) -> dict[str, Any]:
-    from taehwa.demo.plant import SKAB_COLUMNS, _limits, pump_history_rows
-
     normal = pump_history_rows(shared)
     sensors = {sig: {"unit": unit, "description": f"SKAB {col}", **({"limits": lim} if (lim := _limits(
         normal[:, i])) else {})} for i, (col, (_, sig, unit)) in enumerate(SKAB_COLUMNS.items())}
@@ -52,8 +46,6 @@ def _pump_type(shared: Path) -> dict[str, Any]:
 
 
 def _plant(site: str, name: str, place: dict[str, Any], pump_type: dict[str, Any]) -> dict[str, Any]:
-    from taehwa.demo.plant import SKAB_COLUMNS
-
     pumps = [{"id": f"pump-{i + 1}", "type": "CoolingPump", "name": f"Cooling pump {i + 1}",
               "tags": {sig: f"cooling/pump-{i + 1}/{sig}" for _, sig, _ in SKAB_COLUMNS.values()}} for i in range(3)]
     return {"types": {"CoolingPump": pump_type}, "assets": [
@@ -62,8 +54,6 @@ def _plant(site: str, name: str, place: dict[str, Any], pump_type: dict[str, Any
 
 
 def _write_pumps(platform: Platform, tenant: str, runs: tuple[str, ...], shared: Path) -> None:
-    from taehwa.demo import skab_files
-    from taehwa.demo.plant import SKAB_COLUMNS, skab_rows
 
     if any(n.startswith("cooling/") for n in platform.historian.catalog.ids(tenant)):
         return  # written once

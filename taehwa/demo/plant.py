@@ -20,7 +20,13 @@ from typing import Any
 import numpy as np
 
 from taehwa.core.errors import NotFound
-from taehwa.demo.city import DEMO_PLACES
+
+# where the demo's sites lie on the city's map (taehwa/demo/city.py) (WGS84) and what they are
+DEMO_PLACES: dict[str, dict[str, Any]] = {
+    "ulsan-refinery": {"latitude": 35.441, "longitude": 129.347, "complex": "onsan", "industry": "petrochemical"},
+    "ulsan-water": {"latitude": 35.497, "longitude": 129.322, "complex": "mipo", "industry": "utilities"},
+    "engine-shop": {"latitude": 35.531, "longitude": 129.384, "complex": "mipo", "industry": "machinery"},
+}
 
 # --- Tennessee Eastman: (column, asset, signal, unit, description) in XMEAS(1..41), XMV(1..11) order -----------
 TEP_COLUMNS: list[tuple[str, str, str, str]] = [
@@ -300,6 +306,6 @@ def build_demo_plant(shared: Path) -> tuple[dict[str, Any], list[Source]]:
     parts = [_tep(shared, types, sources), _skab(shared, types, sources), _cmapss(shared, types, sources)]
     doc = {"types": types, "assets": [p["site"] for p in parts],
            "relations": [r for p in parts for r in p["relations"]]}
-    for site in doc["assets"]:  # placed on the city's map (taehwa/demo/city.py)
+    for site in doc["assets"]:  # placed on the city's map
         site["attributes"] = {**DEMO_PLACES.get(site["id"], {}), **site.get("attributes", {})}
     return doc, sources
