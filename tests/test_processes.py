@@ -86,7 +86,7 @@ def test_a_connector_worker_ends_with_its_server_though_its_input_stays_open(tmp
     # end this test also holds (as a process that inherited it would), so the input does not close with the server
     read, write = os.pipe()
     server = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from taehwa.connectors.worker import start_process; "
+        [sys.executable, "-c", "import sys, time; from taehwa.connectors.process import start_process; "
          "print(start_process(stdin=int(sys.argv[1])).pid, flush=True); time.sleep(120)", str(read)],
         pass_fds=(read,), stdout=subprocess.PIPE, text=True)
     os.close(read)

@@ -82,7 +82,7 @@ class Link:
     """The plumbing every protocol shares; a subclass implements `run_source` (blocking until `stopping`).
 
     `role`: "whole" runs source, stager and forwarder here; "forward" runs the forwarder here and the rest in a
-    connector process (`worker.SourceProcess`); "source" is that process's side, reporting through `report`."""
+    connector process (`process.SourceProcess`); "source" is that process's side, reporting through `report`."""
 
     def __init__(self, tenant: str, spec: Connector, historian: Historian | None, folder: Path, *,
                  role: Role = "whole", checker: Checker | None = None,
@@ -105,7 +105,7 @@ class Link:
         self._full = threading.Event()
         self._threads: list[threading.Thread] = []
         self._rate_window: list[tuple[float, int]] = []
-        self._process: Any = None  # worker.SourceProcess in the "forward" role
+        self._process: Any = None  # process.SourceProcess in the "forward" role
         self._counted = (0, 0)  # points and rejections counted by this link's earlier processes
 
     def new_process(self) -> None:
@@ -207,7 +207,7 @@ class Link:
     def start(self) -> None:
         loops: list[tuple[Callable[[], None], str]] = []
         if self.role == "forward":
-            from taehwa.connectors.worker import SourceProcess
+            from taehwa.connectors.process import SourceProcess
 
             self._process = SourceProcess(self)
             loops.append((self._process.run, "process"))

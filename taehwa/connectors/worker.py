@@ -1,7 +1,8 @@
 """A connector's protocol client in a process of its own: `python -m taehwa.connectors.worker`.
 
-The server (`SourceProcess`, in the link's "forward" role) starts the worker, sends it one line of JSON (the tenant,
-the definition, the folder of its queue and the historian's time window) and reads its reports, one JSON line each:
+The server (`process.SourceProcess`, in the link's "forward" role) starts the worker, sends it one line of JSON
+(the tenant, the definition, the folder of its queue and the historian's time window) and reads its reports, one
+JSON line each:
 `{"status": {...}}` every second and `{"committed": n, "status": {...}}` after each batch it commits to the queue.
 The worker decodes, checks and commits to the durable queue and acknowledges the source, exactly as a link in the
 server would; the server's forwarder drains that queue into the historian. So the protocol client and its decoding
@@ -20,26 +21,18 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import pyarrow as pa
 
 from taehwa.connectors.config import parse_connectors
-from taehwa.core.lifeline import child_env, end_with_parent
+from taehwa.core.lifeline import end_with_parent
 from taehwa.historian.normalize import normalize, window_us
 
-if TYPE_CHECKING:
-    from taehwa.connectors.link import Link
-
 log = logging.getLogger(__name__)
-
-RESTART_MIN_S, RESTART_MAX_S = 1.0, 30.0
-
 
 class WindowChecker:
     """The historian's checks (`Historian.normalize`) without the historian: schema and accepted time window."""
@@ -50,78 +43,6 @@ class WindowChecker:
     def normalize(self, data: Any, *, source: str = "input", layout: str = "auto") -> pa.Table:
         earliest, latest = window_us(self.earliest_time, self.future_tolerance_s)
         return normalize(data, source=source, earliest_us=earliest, latest_us=latest, layout=layout)
-
-
-class SourceProcess:
-    """The server's side: start the worker, relay its reports to the link, start it again if it dies (backing off
-    from 1 s to 30 s while it keeps dying young)."""
-
-    def __init__(self, link: Link) -> None:
-        self.link = link
-        settings = link.historian.settings
-        self.job = {"tenant": link.tenant, "spec": link.spec.model_dump(mode="json"), "folder": str(link.folder),
-                    "earliest_time": settings.earliest_time, "future_tolerance_s": settings.future_tolerance_s,
-                    "log_level": logging.getLogger("taehwa").getEffectiveLevel()}
-        self._lock = threading.Lock()
-        self._proc: subprocess.Popen[str] | None = None
-
-    def run(self) -> None:
-        """Thread body: one worker after another until the link stops."""
-        backoff = RESTART_MIN_S
-        while not self.link.stopping.is_set():
-            started = time.monotonic()
-            self.link.new_process()
-            with self._lock:
-                if self.link.stopping.is_set():
-                    return
-                proc = self._proc = start_process()
-            assert proc.stdin is not None and proc.stdout is not None
-            with contextlib.suppress(OSError):
-                proc.stdin.write(json.dumps(self.job) + "\n")
-                proc.stdin.flush()
-            for line in proc.stdout:
-                try:
-                    message = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(message, dict):
-                    self.link.absorb(message)
-            code = proc.wait()
-            for pipe in (proc.stdin, proc.stdout):
-                with contextlib.suppress(OSError):
-                    pipe.close()
-            if self.link.stopping.is_set():
-                return
-            if time.monotonic() - started > 60:
-                backoff = RESTART_MIN_S
-            self.link.set_state("disconnected")
-            self.link.error(f"the connector's process ended (exit code {code}); starting it again in {backoff:.0f} s")
-            self.link.stopping.wait(backoff)
-            backoff = min(backoff * 2, RESTART_MAX_S)
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Ask the worker to stop (it commits and acknowledges what it holds), and kill it if it does not."""
-        with self._lock:
-            proc = self._proc
-        if proc is None:
-            return
-        with contextlib.suppress(OSError, ValueError):
-            assert proc.stdin is not None
-            proc.stdin.write("stop\n")
-            proc.stdin.close()
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            log.warning("connector %s: its process did not stop in %.0f s; killed", self.link.spec.name, timeout_s)
-            proc.kill()
-            proc.wait()
-
-
-def start_process(stdin: int | IO[Any] | None = subprocess.PIPE) -> subprocess.Popen[str]:
-    """A worker process that ends with this one; started from the link's thread, which waits on it to the end."""
-    return subprocess.Popen([sys.executable, "-m", "taehwa.connectors.worker"], stdin=stdin,
-                            stdout=subprocess.PIPE, text=True, bufsize=1,
-                            env=child_env({**os.environ, "PYTHONUNBUFFERED": "1"}))
 
 
 def _wait_for_stop(terminated: list[int]) -> None:
@@ -157,10 +78,11 @@ def main() -> int:
         with lock, contextlib.suppress(OSError, ValueError):  # the server is gone: its input closes too
             reports.write(json.dumps(message) + "\n")
 
-    from taehwa.connectors.link import make_link
-
     spec = parse_connectors(job["spec"], source="connector")[0]
     checker = WindowChecker(job["earliest_time"], float(job["future_tolerance_s"]))
+    # the protocol libraries load after the lifeline is set: a server killed meanwhile still takes this worker along
+    from taehwa.connectors.link import make_link
+
     link = make_link(job["tenant"], spec, None, Path(job["folder"]), role="source", checker=checker, report=report)
     link.start()
     _wait_for_stop(terminated)  # "stop", or nothing (or SIGTERM) when the server has gone
