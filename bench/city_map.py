@@ -51,7 +51,7 @@ TYPES = {"Pump": {"extends": "Equipment", "sensors": {"flow": {"unit": "m3/h",
 
 def prepare(data_dir: Path, sites: int, per_company: int = 10) -> list[tuple[str, str]]:
     """The city and `sites` sites over companies of `per_company`, spread over Ulsan, each pump normal."""
-    p = Platform(Settings(data_dir=data_dir, api_token=TOKEN), background=False)  # type: ignore[call-arg]
+    p = Platform(Settings(data_dir=data_dir, api_token=TOKEN), background=False)
     made = []
     try:
         p.tenants.create("city", "City office")
@@ -158,9 +158,9 @@ def main() -> None:
                         changed_ms = float(page.get_attribute(sel, "data-changed-at") or 0)
                         change.append(changed_ms / 1000 - t0)
                     b.close()
-            for k, name in enumerate(("first_byte", "html_done", "script_start", "markers_drawn", "dom_ready", "loaded",
+            for j, name in enumerate(("first_byte", "html_done", "script_start", "markers_drawn", "dom_ready", "loaded",
                                     "feed_connected")):
-                figures[f"phase_{name}_ms"] = round(statistics.median(ph[k] or 0 for ph in phases), 1)
+                figures[f"phase_{name}_ms"] = round(statistics.median(ph[j] or 0 for ph in phases), 1)
             figures.update({"map_usable_ms": median_ms(usable), "map_json_alone_ms": median_ms(json_s),
                             "state_change_ms": median_ms(change), "point_post_alone_ms": median_ms(post)})
             figures["usable_vs_json"] = round(figures["map_usable_ms"] / max(figures["map_json_alone_ms"], 0.1), 2)

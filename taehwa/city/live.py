@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import orjson
@@ -17,7 +17,7 @@ LIFETIME_S = 300.0  # a stream ends after this long; the browser reconnects and 
 
 
 async def follow_sites(hub: EventHub, visible: dict[str, set[str]], *, lifetime_s: float = LIFETIME_S
-                       ) -> AsyncIterator[list[dict[str, Any]] | None]:
+                       ) -> AsyncGenerator[list[dict[str, Any]] | None]:
     """Batches of site state changes as they happen (None as a heartbeat); `{"reset": true}` when a company's
     stream missed events (the page then reads the map again)."""
     queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue(maxsize=1000)
