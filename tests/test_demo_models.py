@@ -13,9 +13,15 @@ import pytest
 
 from taehwa.core.settings import default_shared_data
 from taehwa.demo import DEMO_TENANT
-from taehwa.demo.history import PUMP_DEPLOYMENT, PUMP_MODEL, deploy_demo_models, live_step, load_pump_history
+from taehwa.demo.history import (
+    PUMP_DEPLOYMENT,
+    PUMP_MODEL,
+    deploy_demo_models,
+    live_step,
+    load_demo_plant,
+    load_pump_history,
+)
 from taehwa.demo.plant import PUMP_HISTORY_RUNS, PUMP_LIVE_RUNS, PUMP_NORMAL_ROWS
-from taehwa.demo.replay import load_demo_plant
 from taehwa.replay.player import Replayer, historian_sink
 from taehwa.server.platform import Platform
 

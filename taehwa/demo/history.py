@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from taehwa.demo.plant import CMAPSS_ENGINES, CMAPSS_SIGNALS, TEP_COLUMNS, _require, read_cmapss
+from taehwa.demo.plant import CMAPSS_ENGINES, CMAPSS_SIGNALS, TEP_COLUMNS, Source, _require, read_cmapss
 from taehwa.lab.labels import LabelService
 from taehwa.server.platform import Platform
 
@@ -223,11 +223,24 @@ def deploy_pump_model(platform: Platform, tenant: str) -> dict[str, Any] | None:
     return entry
 
 
+def load_demo_plant(platform: Platform, shared: Path, tenant: str = "demo") -> list[Source]:
+    """Create the demo tenant if needed and load (or refresh) the demo plant into its twin; the replay sources."""
+    from taehwa.core.yamlio import dump_yaml
+    from taehwa.demo import ensure_demo_tenant
+    from taehwa.demo.plant import build_demo_plant
+
+    ensure_demo_tenant(platform.tenants, tenant)
+    doc, sources = build_demo_plant(shared)
+    platform.twin.load(tenant, dump_yaml(doc), source="demo-plant.yaml", actor="demo")
+    from taehwa.demo.city import load_demo_city
+
+    load_demo_city(platform, shared, tenant)  # the city office and two more companies (taehwa/demo/city.py)
+    return sources
+
+
 def load_plant_history(platform: Platform, shared: Path, tenant: str = "demo", *, engines: int = CMAPSS_ENGINES,
                        progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """The demo plant in the twin plus its labelled history (once: skipped when the labels are there)."""
-    from taehwa.demo.replay import load_demo_plant
-
     load_demo_plant(platform, shared, tenant)
     done: dict[str, Any] = {"points": 0, "labels": 0}
     steps: list[tuple[LabelQuery, Callable[[], tuple[int, int]]]] = [

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from taehwa.core.errors import NotFound, TaehwaError
-from taehwa.demo.plant import Source
 from taehwa.replay.opcua_server import ReplayServer
 from taehwa.replay.player import Replayer
 from taehwa.server.platform import Platform
@@ -22,21 +21,6 @@ from taehwa.tenancy.access import SYSTEM, acting_as
 
 DEMO_CONNECTOR = "demo-plant"
 log = logging.getLogger(__name__)
-
-
-def load_demo_plant(platform: Platform, shared: Path, tenant: str = "demo") -> list[Source]:
-    """Create the demo tenant if needed and load (or refresh) the demo plant into its twin; the replay sources."""
-    from taehwa.core.yamlio import dump_yaml
-    from taehwa.demo import ensure_demo_tenant
-    from taehwa.demo.plant import build_demo_plant
-
-    ensure_demo_tenant(platform.tenants, tenant)
-    doc, sources = build_demo_plant(shared)
-    platform.twin.load(tenant, dump_yaml(doc), source="demo-plant.yaml", actor="demo")
-    from taehwa.demo.city import load_demo_city
-
-    load_demo_city(platform, shared, tenant)  # the city office and two more companies (taehwa/demo/city.py)
-    return sources
 
 
 @dataclass
@@ -63,7 +47,7 @@ def start_demo(platform: Platform, shared: Path, *, speed: float | None = None, 
     """Load (or refresh) the demo plant into tenant `demo`, serve its data sets over OPC UA on loopback (`port`:
     TAEHWA_DEMO_OPCUA_PORT by default, 0 for any free one) and define connector `demo-plant` that reads them."""
     from taehwa.demo import DEMO_TENANT
-    from taehwa.demo.history import match_replay_speed
+    from taehwa.demo.history import load_demo_plant, match_replay_speed
 
     sources = load_demo_plant(platform, shared, DEMO_TENANT)
     speed = speed or platform.settings.demo_speed
