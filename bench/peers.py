@@ -400,7 +400,7 @@ def line_protocol(table: pa.Table, chunk: int = 100_000) -> list[bytes]:
     """Points as InfluxDB line protocol (`points,tag=… value=… <seconds>`), in chunks of a POST each."""
     tags = np.asarray(table.column("tag").to_numpy(zero_copy_only=False), dtype=object)
     secs = (table.column("time").cast(pa.int64()).to_numpy() // 1_000_000).astype(str).astype(object)
-    values = np.char.mod("%r", table.column("value").to_numpy()).astype(object)
+    values = np.array([repr(float(v)) for v in table.column("value").to_numpy()], dtype=object)
     lines = "points,tag=" + tags + " value=" + values + " " + secs
     return ["\n".join(lines[i:i + chunk]).encode() for i in range(0, len(lines), chunk)]
 
@@ -452,7 +452,8 @@ def run_influxdb(work: Path, w: Workload, figures: dict[str, dict[str, float]]) 
 
         def q(text: str) -> list[dict[str, Any]]:
             r = http.get("/query", params={"db": "b", "q": text, "epoch": "s"})
-            r.raise_for_status()
+            if r.status_code != 200:
+                raise SystemExit(f"influxdb: {r.text[:300]} for {text[:200]}")
             series: list[dict[str, Any]] = r.json()["results"][0].get("series", [])
             return series
 
@@ -466,12 +467,12 @@ def run_influxdb(work: Path, w: Workload, figures: dict[str, dict[str, float]]) 
 
         hour_re = "|".join(esc(t) for t in w.hour_tags)
         texts = {
-            "last": "SELECT last(value) FROM points WHERE tag =~ /^plant\\/area/ GROUP BY tag",
-            "minute": f"SELECT mean(value) FROM points WHERE tag = '{w.day_tag}' AND time >= '{iso(DAY0)}' "
+            "last": "SELECT last(value) FROM points WHERE \"tag\" =~ /^plant\\/area/ GROUP BY \"tag\"",
+            "minute": f"SELECT mean(value) FROM points WHERE \"tag\" = '{w.day_tag}' AND time >= '{iso(DAY0)}' "
                       f"AND time < '{iso(day_end)}' GROUP BY time(1m)",
-            "hourly": f"SELECT max(value) FROM points WHERE tag =~ /^({hour_re})$/ AND time >= '{iso(DAY0)}' "
-                      f"AND time < '{iso(day_end)}' GROUP BY time(1h), tag",
-            "daily": f"SELECT mean(value) FROM points WHERE tag = '{w.long_tag}' AND time >= '{iso(DAY0)}' "
+            "hourly": f"SELECT max(value) FROM points WHERE \"tag\" =~ /^({hour_re})$/ AND time >= '{iso(DAY0)}' "
+                      f"AND time < '{iso(day_end)}' GROUP BY time(1h), \"tag\"",
+            "daily": f"SELECT mean(value) FROM points WHERE \"tag\" = '{w.long_tag}' AND time >= '{iso(DAY0)}' "
                      f"AND time < '{iso(long_end)}' GROUP BY time(1d)",
         }
         last = {s["tags"]["tag"]: float(s["values"][0][1]) for s in q(texts["last"])}

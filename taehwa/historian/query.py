@@ -22,6 +22,7 @@ from taehwa.historian.files import DAY_US, parquet_source
 from taehwa.historian.manifest import DataFile
 from taehwa.historian.schema import OUT_TIME
 from taehwa.historian.storage import Storage
+from taehwa.historian.summaries import MERGEABLE, MIN_RANGE_US, PARTIAL, Summaries, grain_for
 
 AGGREGATES = ("avg", "min", "max", "sum", "count", "first", "last", "stddev", "twa")
 METHODS = ("previous", "linear")
@@ -60,10 +61,11 @@ def _buffer_rows(buffer: pa.Table | None, tag_ids: list[int], start_us: int | No
 class QueryEngine:
     """Runs queries with one DuckDB connection per thread (DuckDB connections are not shared across threads)."""
 
-    def __init__(self, threads: int = 0, max_points: int = 50_000_000) -> None:
+    def __init__(self, threads: int = 0, max_points: int = 50_000_000, summaries: Summaries | None = None) -> None:
         self._threads = threads
         self._local = threading.local()
         self.max_points = max_points
+        self.summaries = summaries
 
     def connection(self) -> duckdb.DuckDBPyConnection:
         """This thread's DuckDB connection, set up for local, offline use."""
@@ -199,6 +201,12 @@ class QueryEngine:
             raise InvalidInput(f"aggregate {twice[0]!r} is named twice; name each once", where="agg")
         buckets = (end_us - start_us) // every_us + 1
         self._check_size(buckets, len(tag_ids), "buckets", "every", "a longer interval")
+        grain = grain_for(every_us)
+        if (self.summaries is not None and grain is not None and set(aggs) <= MERGEABLE
+                and end_us - start_us >= MIN_RANGE_US):
+            summarized = self._downsample_summarized(snap, tag_ids, start_us, end_us, every_us, aggs, grain)
+            if summarized is not None:
+                return _utc(summarized.select(["tag", "time", *aggs]))
         sql_aggs = [a for a in aggs if a != "twa"]
         cols = ", ".join(f"{_SQL_AGG[a]} AS {a}" for a in sql_aggs)
         bucket = f"make_timestamp(epoch_us(time) // {every_us} * {every_us})"
@@ -208,6 +216,55 @@ class QueryEngine:
         if "twa" in aggs:
             table = self._add_twa(snap, tag_ids, start_us, end_us, every_us, table)
         return _utc(table.select(["tag", "time", *aggs]))
+
+    def _downsample_summarized(self, snap: Snapshot, tag_ids: list[int], start_us: int, end_us: int,
+                               every_us: int, aggs: list[str], grain: int) -> pa.Table | None:
+        """`downsample` from the summaries of the days whose points are in one file alone, plus raw points at the
+        range's ragged ends and on the other days; None when no day qualifies (then the points are read)."""
+        assert self.summaries is not None
+        files = [f for f in snap.files if f.overlaps(start_us, end_us, tag_ids)]
+        per_day = Counter(f.day for f in files)
+        buffered = _buffer_rows(snap.buffer, tag_ids, start_us, end_us)
+        busy: set[str] = set()
+        if buffered is not None:
+            days = np.unique(buffered.column("time").cast(pa.int64()).to_numpy() // DAY_US)
+            busy = {from_us(int(d) * DAY_US).date().isoformat() for d in days}
+        clean = [f for f in files if per_day[f.day] == 1 and f.day not in busy]
+        if not clean:
+            return None
+        dirty = tuple(f for f in files if f.day in busy or per_day[f.day] > 1)
+        lo_g, hi_g = -(-start_us // grain) * grain, end_us // grain * grain
+        con = self.connection()
+        ids = ", ".join(str(int(t)) for t in tag_ids)
+        bucket = f"epoch_us(time) // {every_us} * {every_us}"
+        partial = f"SELECT {PARTIAL.format(b=bucket)} FROM {{src}} GROUP BY 1, 2, 3"
+        parts: list[pa.Table] = []
+        clean_snap = Snapshot(snap.storage, snap.tenant, tuple(clean), None)
+        for lo, hi in ((start_us, min(lo_g, end_us)), (max(hi_g, start_us), end_us)):
+            if hi > lo:
+                parts.append(self._run(clean_snap, tag_ids, lo, hi, partial))
+        if dirty or buffered is not None:
+            parts.append(self._run(Snapshot(snap.storage, snap.tenant, dirty, snap.buffer), tag_ids, start_us,
+                                   end_us, partial))
+        self.summaries.maybe_prune(snap.tenant, snap.files)
+        views = [f"part_{threading.get_ident()}_{i}" for i in range(len(parts))]
+        with contextlib.ExitStack() as stack:
+            paths = stack.enter_context(snap.storage.local_paths([f"{snap.tenant}/{f.path}" for f in clean]))
+            sums = self.summaries.ensure(con, snap.tenant, clean, paths)
+            union = [f"SELECT tag_id, tag, b // {every_us} * {every_us} AS b, n, s, lo, hi, ft, fv, lt, lv "
+                     f"FROM {parquet_source(sums)} WHERE grain = {grain} AND tag_id IN ({ids}) "
+                     f"AND b >= {lo_g} AND b < {hi_g}"]
+            for view, part in zip(views, parts, strict=True):
+                con.register(view, part)
+                union.append(f"SELECT tag_id, tag, b, n, s, lo, hi, ft, fv, lt, lv FROM {view}")
+            try:
+                return con.sql(
+                    "SELECT tag, make_timestamp(b) AS time, sum(s) / sum(n) AS avg, min(lo) AS min, max(hi) AS max, "
+                    "sum(s) AS sum, sum(n)::DOUBLE AS count, arg_min(fv, ft) AS first, arg_max(lv, lt) AS last "
+                    f"FROM ({' UNION ALL '.join(union)}) GROUP BY tag, b ORDER BY tag, time").to_arrow_table()
+            finally:
+                for view in views:
+                    con.unregister(view)
 
     def _add_twa(self, snap: Snapshot, tag_ids: list[int], start_us: int, end_us: int, every_us: int,
                  table: pa.Table) -> pa.Table:

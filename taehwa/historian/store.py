@@ -44,6 +44,7 @@ from taehwa.historian.normalize import normalize, window_us
 from taehwa.historian.query import QueryEngine, Snapshot
 from taehwa.historian.schema import OUT_TIME, STORE_SCHEMA
 from taehwa.historian.storage import Storage
+from taehwa.historian.summaries import Summaries
 from taehwa.historian.wal import WAL_SCHEMA, WriteAheadLog, read_segment
 from taehwa.migrate import make_engine
 from taehwa.tenancy.audit import AuditLog, open_audit
@@ -101,7 +102,8 @@ class Historian:
         self.audit = audit or open_audit(self.engine, settings)
         self.tenants = tenants or TenantService(self.engine, self.audit)
         self.catalog = TagCatalog(self.engine)
-        self.queries = QueryEngine(settings.duckdb_threads, settings.max_query_points)
+        self.queries = QueryEngine(settings.duckdb_threads, settings.max_query_points,
+                                   summaries=Summaries(self.root / "_summaries"))
         self.latest_cache = LatestCache()
         self._listeners: list[Callable[[str, pa.Table], None]] = []
         self._write_lock = threading.RLock()  # seq, WAL, buffer
@@ -499,6 +501,9 @@ class Historian:
         view = f"bulk_{threading.get_ident()}"
         source = f"(SELECT tag_id, tag, time, value, quality, {seq}::BIGINT AS seq, rn FROM {view})"
         order = _strict_order(batch)
+        if order == "time":  # every tag at each instant: a stable sort by tag id (a radix sort) is the files' order
+            batch = _by_tag_id(batch)
+            order = "tag"
         dedup = "none" if order else "rn"
         version = self._manifest(tenant).version + 1
         added: list[DataFile] = []
@@ -905,6 +910,20 @@ def _strict_order(batch: pa.Table) -> str | None:
 def _strictly_ordered(batch: pa.Table) -> bool:
     """Whether rows run strictly by (time, tag id) or by (tag id, time): then no point can repeat."""
     return _strict_order(batch) is not None
+
+
+def _by_tag_id(batch: pa.Table) -> pa.Table:
+    """A batch in (tag id, time) order by a stable sort on tag id; the tag names come back as a dictionary
+    column built from the ids (moving millions of strings row by row costs more than the sort)."""
+    ids = batch.column("tag_id").to_numpy()
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    first = np.r_[0, np.flatnonzero(sorted_ids[1:] != sorted_ids[:-1]) + 1]
+    names = batch.column("tag").take(pa.array(order[first]))
+    indices = np.repeat(np.arange(len(first), dtype=np.int32), np.diff(np.r_[first, len(order)]))
+    tag = pa.DictionaryArray.from_arrays(pa.array(indices), names.combine_chunks())
+    rest = batch.drop_columns(["tag"]).take(pa.array(order))
+    return rest.add_column(batch.column_names.index("tag"), "tag", tag)
 
 
 def _day_parts(batch: pa.Table, seq: int, stats: list[tuple[int, int, int, int, int, int]] | None

@@ -1,0 +1,81 @@
+"""Long downsampled queries from per-minute/hour summaries give the answers the points give: ragged range ends,
+days in two files, buffered points, every mergeable aggregate; and summaries of replaced files are dropped."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from taehwa.historian.store import Historian
+
+T0 = datetime(2026, 2, 1, tzinfo=UTC)
+AGGS = ["avg", "min", "max", "sum", "count", "first", "last"]
+
+
+def _day(day: int, tags: int = 3, step_s: int = 10, offset: float = 0.0) -> pa.Table:
+    n = 86_400 // step_s
+    t0 = np.datetime64(T0.replace(tzinfo=None), "us") + np.timedelta64(day, "D")
+    times = t0 + (np.arange(n) * step_s * 1_000_000).astype("timedelta64[us]")
+    rng = np.random.default_rng(day)
+    return pa.table({"tag": np.repeat([f"s/t{i}" for i in range(tags)], n), "time": pa.array(np.tile(times, tags)),
+                     "value": rng.normal(10, 3, n * tags) + offset})
+
+
+def _both(hist: Historian, tags: list[str], start: datetime, end: datetime, every: str) -> tuple[pa.Table, pa.Table]:
+    fast = hist.downsample("acme", tags, start, end, every, AGGS)
+    summaries, hist.queries.summaries = hist.queries.summaries, None
+    try:
+        slow = hist.downsample("acme", tags, start, end, every, AGGS)
+    finally:
+        hist.queries.summaries = summaries
+    return fast, slow
+
+
+def _same(fast: pa.Table, slow: pa.Table) -> None:
+    assert fast.column_names == slow.column_names and fast.num_rows == slow.num_rows
+    assert fast.column("tag").to_pylist() == slow.column("tag").to_pylist()
+    assert fast.column("time").to_pylist() == slow.column("time").to_pylist()
+    for agg in AGGS:
+        assert fast.column(agg).to_pylist() == pytest.approx(slow.column(agg).to_pylist(), rel=1e-12), agg
+
+
+def test_summaries_answer_as_the_points_do(hist: Historian) -> None:
+    for day in range(6):
+        hist.write("acme", _day(day))
+    hist.flush()
+    hist.compact(force=True)
+    hist.write("acme", _day(2, tags=1, step_s=3600, offset=100.0))  # day 2 now in two files: read its points
+    hist.flush()
+    hist.write("acme", [("s/t1", T0 + timedelta(days=4, seconds=5), 999.0)])  # buffered: day 4 from points
+    root = hist.queries.summaries.root if hist.queries.summaries else None
+    assert root is not None
+    start, end = T0 + timedelta(hours=1, minutes=7, seconds=13), T0 + timedelta(days=5, hours=20, seconds=7)
+    for every in ("1h", "6h", "1d", "15m"):
+        fast, slow = _both(hist, ["s/t0", "s/t1"], start, end, every)
+        _same(fast, slow)
+    made = sorted(p.parent.name for p in root.rglob("*.parquet"))
+    assert made == ["2026-02-01", "2026-02-02", "2026-02-04", "2026-02-06"]  # clean days only
+    assert 999.0 in _both(hist, ["s/t1"], start, end, "1h")[0].column("max").to_pylist()
+
+
+def test_short_ranges_and_odd_buckets_read_points(hist: Historian) -> None:
+    for day in range(3):
+        hist.write("acme", _day(day))
+    hist.flush()
+    root = hist.queries.summaries.root if hist.queries.summaries else None
+    assert root is not None
+    _same(*_both(hist, ["s/t0"], T0, T0 + timedelta(days=1), "1h"))  # under two days
+    _same(*_both(hist, ["s/t0"], T0, T0 + timedelta(days=3), "17s"))  # not whole minutes
+    _same(*_both(hist, ["s/t0"], T0, T0 + timedelta(days=3), "1h"))
+    assert len(list(root.rglob("*.parquet"))) == 3
+    summaries = hist.queries.summaries
+    assert summaries is not None
+    hist.write("acme", _day(0, tags=1, step_s=7200))
+    hist.flush()
+    hist.compact(force=True)  # day 0's file replaced: its old summary goes at the next prune
+    summaries._pruned.clear()
+    _same(*_both(hist, ["s/t0"], T0, T0 + timedelta(days=3), "1h"))
+    assert len(list(root.rglob("*.parquet"))) == 3
