@@ -79,9 +79,16 @@ def union_times(series: list[Series], lo: int | None, hi: int) -> np.ndarray:
     return np.unique(np.concatenate(parts))
 
 
-def evaluate(plan: P, rows: Rows, binder: Binder, data: Callable[[str], Series]) -> tuple[np.ndarray, np.ndarray]:
-    """(values, qualities) of a plan at every row; non-finite values come with bad quality."""
-    memo: dict[P, tuple[np.ndarray, np.ndarray]] = {}
+Memo = dict[object, tuple[np.ndarray, np.ndarray]]
+"""Values already computed on the same rows: inputs by what they are (shared by every plan of a step), other nodes
+by identity."""
+
+
+def evaluate(plan: P, rows: Rows, binder: Binder, data: Callable[[str], Series], memo: Memo | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(values, qualities) of a plan at every row; non-finite values come with bad quality. Plans evaluated on the
+    same rows may share a `memo`, so each input is looked up once."""
+    memo = {} if memo is None else memo
     with np.errstate(all="ignore"):
         v, q = _eval(plan, rows, binder, data, memo)
     bad = ~np.isfinite(v)
@@ -90,9 +97,10 @@ def evaluate(plan: P, rows: Rows, binder: Binder, data: Callable[[str], Series])
     return v, q
 
 
-def _eval(p: P, rows: Rows, binder: Binder, data: Callable[[str], Series],
-          memo: dict[P, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    got = memo.get(p)
+def _eval(p: P, rows: Rows, binder: Binder, data: Callable[[str], Series], memo: Memo
+          ) -> tuple[np.ndarray, np.ndarray]:
+    key: object = p if isinstance(p, Sig | Attr | Limit | Const) else id(p)
+    got = memo.get(key)
     if got is not None:
         return got
     n = len(rows)
@@ -130,19 +138,58 @@ def _eval(p: P, rows: Rows, binder: Binder, data: Callable[[str], Series],
         out = _aggregate(p, rows, binder, data)
     else:  # pragma: no cover - the resolver makes no other node
         raise TypeError(f"unknown plan node {type(p).__name__}")
-    memo[p] = out
+    memo[key] = out
     return out
 
 
 def _asof(role: str, rows: Rows, binder: Binder, data: Callable[[str], Series]) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's newest point of the asset's signal at or before it: the assets' series are laid end to end under
+    a composite (asset, time) key, so one binary search serves every asset."""
+    n = len(rows)
+    v = np.full(n, np.nan)
+    q = np.full(n, BAD, np.uint8)
+    if n == 0:
+        return v, q
+    parts_t, parts_v, parts_q, parts_i = [], [], [], []
+    for i, asset in enumerate(rows.assets):
+        if rows.bounds[i] == rows.bounds[i + 1]:
+            continue
+        tag = binder.tag(asset, role)
+        if tag is None:
+            continue
+        st, sv, sq = data(tag)
+        if len(st):
+            parts_t.append(st)
+            parts_v.append(sv)
+            parts_q.append(sq)
+            parts_i.append(np.full(len(st), i, np.int64))
+    if not parts_t:
+        return v, q
+    st = np.concatenate(parts_t)
+    si = np.concatenate(parts_i)
+    t0 = min(int(st.min()), int(rows.t.min()))
+    span = max(int(st.max()), int(rows.t.max())) - t0 + 1
+    if span * (len(rows.assets) + 1) >= 2 ** 62:  # keys would overflow: asset by asset
+        return _asof_each(role, rows, binder, data)
+    skey = si * span + (st - t0)
+    rkey = rows.inst * span + (rows.t - t0)
+    idx = np.searchsorted(skey, rkey, "right") - 1
+    safe = np.maximum(idx, 0)
+    ok = (idx >= 0) & (si[safe] == rows.inst)
+    sv_all, sq_all = np.concatenate(parts_v), np.concatenate(parts_q)
+    v = np.where(ok, sv_all[safe], np.nan)
+    q = np.where(ok, sq_all[safe], BAD).astype(np.uint8)
+    return v, q
+
+
+def _asof_each(role: str, rows: Rows, binder: Binder, data: Callable[[str], Series]
+               ) -> tuple[np.ndarray, np.ndarray]:
     n = len(rows)
     v = np.full(n, np.nan)
     q = np.full(n, BAD, np.uint8)
     for i, asset in enumerate(rows.assets):
         a, b = int(rows.bounds[i]), int(rows.bounds[i + 1])
-        if a == b:
-            continue
-        tag = binder.tag(asset, role)
+        tag = binder.tag(asset, role) if a < b else None
         if tag is None:
             continue
         st, sv, sq = data(tag)

@@ -69,6 +69,7 @@ class Group:
     assets: list[str]
     inputs: dict[str, list[str]]  # asset → the tags its rows are made of
     history_us: int = 0
+    outputs: Any = field(default=None, repr=False, compare=False)  # (tags, bound?, asset → position), when built
 
 
 class PlantBinder:

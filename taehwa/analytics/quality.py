@@ -8,7 +8,7 @@ the range not covered by findings, in percent.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -140,69 +140,112 @@ def figure(findings: list[Finding], start_us: int, end_us: int, interval_us: flo
     return round(100.0 * max(0.0, 1 - covered / span), 2)
 
 
-@dataclass
-class _TagClock:
-    last_us: int
-    repeated: int = 0
-    backward: int = 0
-    first_bad_us: int | None = None
-    last_bad_us: int | None = None
+class _TenantClocks:
+    """Per tag of one tenant (by index): newest time seen, counts of repeated and backward points, when seen."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.names = pa.array([], pa.string())
+        self.last = np.empty(0, np.int64)
+        self.repeated = np.empty(0, np.int64)
+        self.backward = np.empty(0, np.int64)
+        self.first_bad = np.empty(0, np.int64)
+        self.last_bad = np.empty(0, np.int64)
+
+    def grow(self, new: list[str]) -> None:
+        for name in new:
+            self.index[name] = len(self.index)
+        self.names = pa.array(list(self.index), pa.string())
+        k = len(new)
+        self.last = np.concatenate([self.last, np.full(k, np.iinfo(np.int64).min)])
+        for attr in ("repeated", "backward"):
+            setattr(self, attr, np.concatenate([getattr(self, attr), np.zeros(k, np.int64)]))
+        for attr in ("first_bad", "last_bad"):
+            setattr(self, attr, np.concatenate([getattr(self, attr), np.full(k, -1, np.int64)]))
 
 
-@dataclass
 class ArrivalWatch:
-    """Counts, per tag, points that arrive with a time equal to (repeated) or before (clock jump) the tag's previous
-    point: fed by the historian's write listener."""
+    """Counts, per tag, points that arrive with the time of the tag's previous point (repeated) or older than its
+    newest point (the clock went back): fed by the historian's write listener, vectorised over each write."""
 
-    tags: dict[tuple[str, str], _TagClock] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    max_tags: int = 1_000_000
+    def __init__(self, max_tags: int = 1_000_000) -> None:
+        self.max_tags = max_tags
+        self.lock = threading.Lock()
+        self.tenants: dict[str, _TenantClocks] = {}
 
     def feed(self, tenant: str, points: pa.Table) -> None:
         """Take in one acknowledged write."""
         if points.num_rows == 0:
             return
-        enc = pc.dictionary_encode(points.column("tag")).combine_chunks()
-        codes = enc.indices.to_numpy(zero_copy_only=False)
-        names = enc.dictionary.to_pylist()
+        tags = points.column("tag").combine_chunks() if isinstance(points.column("tag"), pa.ChunkedArray) \
+            else points.column("tag")
         t = points.column("time").cast(pa.timestamp("us")).cast(pa.int64()).to_numpy()
-        order = np.argsort(codes, kind="stable")  # keeps each tag's points in the order written
-        codes, t = codes[order], t[order]
-        cuts = np.flatnonzero(np.diff(codes)) + 1
         with self.lock:
-            for a, b in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [len(codes)]]), strict=True):
-                name = names[int(codes[a])]
-                tt = t[a:b]
-                clock = self.tags.get((tenant, name))
-                prev = np.concatenate([[clock.last_us if clock else tt[0] - 1], tt[:-1]])
-                newest = np.maximum.accumulate(prev)  # the newest time seen before each point
-                rep = int(np.count_nonzero(tt == prev))
-                back = int(np.count_nonzero(tt < newest))
-                if clock is None:
-                    if len(self.tags) >= self.max_tags:
-                        continue
-                    clock = self.tags[(tenant, name)] = _TagClock(int(tt[-1]))
-                if rep or back:
-                    bad = tt[(tt == prev) | (tt < newest)]
-                    clock.first_bad_us = clock.first_bad_us or int(bad[0])
-                    clock.last_bad_us = int(bad[-1])
-                clock.repeated += rep
-                clock.backward += back
-                clock.last_us = max(clock.last_us, int(tt.max()))
+            clocks = self.tenants.setdefault(tenant, _TenantClocks())
+            idx = pc.index_in(tags, value_set=clocks.names).to_numpy(zero_copy_only=False)
+            missing = np.isnan(idx) if idx.dtype.kind == "f" else idx < 0
+            if missing.any():
+                new = pc.unique(pc.filter(tags, pa.array(missing))).to_pylist()
+                if len(clocks.index) + len(new) > self.max_tags:
+                    return
+                clocks.grow(new)
+                idx = pc.index_in(tags, value_set=clocks.names).to_numpy(zero_copy_only=False)
+            idx = idx.astype(np.int64)
+            order = np.argsort(idx, kind="stable")  # each tag's points in the order written
+            ti, tt = idx[order], t[order]
+            first = np.ones(len(ti), bool)
+            first[1:] = ti[1:] != ti[:-1]
+            prev = np.where(first, clocks.last[ti], np.roll(tt, 1))
+            # the newest time before each point: the running maximum within the tag, from its last known time
+            prev = np.where(prev == np.iinfo(np.int64).min, tt - 1, prev)
+            newest = _segment_cummax(prev, np.cumsum(first) - 1)
+            rep = tt == prev
+            back = tt < newest
+            bad = rep | back
+            np.add.at(clocks.repeated, ti[rep], 1)
+            np.add.at(clocks.backward, ti[back], 1)
+            if bad.any():
+                bi, bt = ti[bad], tt[bad]
+                fb = clocks.first_bad
+                unset = fb[bi] < 0
+                fb[bi[unset]] = bt[unset]
+                clocks.last_bad[bi] = bt
+            np.maximum.at(clocks.last, ti, tt)
 
     def findings(self, tenant: str, tag: str) -> list[Finding]:
         """The arrival findings of a tag so far (since the server started)."""
-        clock = self.tags.get((tenant, tag))
-        if clock is None or clock.first_bad_us is None or clock.last_bad_us is None:
+        clocks = self.tenants.get(tenant)
+        i = clocks.index.get(tag) if clocks is not None else None
+        if clocks is None or i is None or clocks.first_bad[i] < 0:
             return []
+        a, b = int(clocks.first_bad[i]), int(clocks.last_bad[i])
         out = []
-        if clock.repeated:
-            out.append(Finding("repeated_time", clock.first_bad_us, clock.last_bad_us, clock.repeated,
-                               f"{clock.repeated} points with the time of the point before"))
-        if clock.backward:
-            out.append(Finding("clock_jump", clock.first_bad_us, clock.last_bad_us, clock.backward,
-                               f"{clock.backward} points older than the tag's newest point (the clock went back)"))
+        if clocks.repeated[i]:
+            out.append(Finding("repeated_time", a, b, int(clocks.repeated[i]),
+                               f"{int(clocks.repeated[i])} points with the time of the point before"))
+        if clocks.backward[i]:
+            out.append(Finding("clock_jump", a, b, int(clocks.backward[i]),
+                               f"{int(clocks.backward[i])} points older than the tag's newest point (the clock "
+                               "went back)"))
         return out
+
+
+def _segment_cummax(values: np.ndarray, seg: np.ndarray) -> np.ndarray:
+    """Running maximum restarting with each segment (segments contiguous, numbered 0, 1, …), without a loop: each
+    segment is lifted above the one before, so one cumulative maximum serves them all."""
+    if not len(values):
+        return values
+    lo = int(values.min())
+    span = int(values.max()) - lo + 1
+    if span * (int(seg[-1]) + 1) < 2 ** 62:
+        lifted = (values - lo) + seg * span
+        return np.asarray(np.maximum.accumulate(lifted) - seg * span + lo, np.int64)
+    out = values.copy()  # would overflow: segment by segment
+    cuts = np.flatnonzero(np.diff(seg)) + 1
+    for a, b in zip(np.concatenate([[0], cuts]).tolist(), np.concatenate([cuts, [len(values)]]).tolist(),
+                    strict=True):
+        out[a:b] = np.maximum.accumulate(values[a:b])
+    return out
 
 
 def finding_dict(f: Finding) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from taehwa.analytics.compute import BAD, Binder, Rows, Series, evaluate
+from taehwa.analytics.compute import BAD, Binder, Memo, Rows, Series, evaluate
 from taehwa.analytics.frames import Change, ScanState, scan
 from taehwa.analytics.program import Group
 from taehwa.historian.schema import STORE_SCHEMA
@@ -51,31 +51,36 @@ def run_rows(g: Group, rows: Rows, after: Sequence[int | None], binder: Binder, 
     out.rows = len(sel)
     inst = rows.inst[sel]
     times = rows.t[sel]
-    for c in g.calcs:
-        v, q = evaluate(c.plan, rows, binder, data)  # type: ignore[arg-type]
-        v, q = v[sel], q[sel]
-        bad = q >= BAD
-        tags = [binder.tag(a, c.signal) for a in rows.assets]
-        if any(t is None for t in tags):
-            keep = np.array([tags[i] is not None for i in inst])
-            inst_c, times_c, v, q, bad = inst[keep], times[keep], v[keep], q[keep], bad[keep]
-        else:
-            inst_c, times_c = inst, times
-        if not len(inst_c):
-            continue
-        names = pa.array([t or "" for t in tags], pa.string())
+    memo: Memo = {}
+    if g.calcs:
+        dictionary, known, pos = _outputs(g, binder)
+        where = np.array([pos[a] for a in rows.assets], np.int64)[inst]
+        codes, all_v, all_q = [], [], []
+        for k, c in enumerate(g.calcs):
+            v, q = evaluate(c.plan, rows, binder, data, memo)  # type: ignore[arg-type]
+            codes.append(where + k * len(g.assets))
+            all_v.append(v[sel])
+            all_q.append(q[sel])
+        code = np.concatenate(codes)
+        value = np.concatenate(all_v)
+        quality = np.concatenate(all_q)
+        t_out = np.tile(times, len(g.calcs))
+        keep = known[code]
+        if not keep.all():
+            code, value, quality, t_out = code[keep], value[keep], quality[keep], t_out[keep]
+        bad = quality >= BAD
         out.points.append(pa.table({
-            "tag": pa.DictionaryArray.from_arrays(pa.array(inst_c, pa.int32()), names).cast(pa.string()),
-            "time": pa.array(times_c, pa.int64()).cast(pa.timestamp("us")),
-            "value": pa.array(np.where(bad, 0.0, v), pa.float64()),
-            "quality": pa.array(q, pa.uint8())}, schema=STORE_SCHEMA))
+            "tag": pa.DictionaryArray.from_arrays(pa.array(code, pa.int32()), dictionary).cast(pa.string()),
+            "time": pa.array(t_out, pa.int64()).cast(pa.timestamp("us")),
+            "value": pa.array(np.where(bad, 0.0, value), pa.float64()),
+            "quality": pa.array(quality, pa.uint8())}, schema=STORE_SCHEMA))
     if templates:
         for tp in g.templates:
-            sv, sq = evaluate(tp.start, rows, binder, data)  # type: ignore[arg-type]
+            sv, sq = evaluate(tp.start, rows, binder, data, memo)  # type: ignore[arg-type]
             start = (sv > 0.5) & (sq < BAD)
             end = None
             if tp.end is not None:
-                ev, eq = evaluate(tp.end, rows, binder, data)  # type: ignore[arg-type]
+                ev, eq = evaluate(tp.end, rows, binder, data, memo)  # type: ignore[arg-type]
                 end = (ev > 0.5) & (eq < BAD)
             for i, asset in enumerate(rows.assets):
                 a, b = int(rows.bounds[i]), int(rows.bounds[i + 1])
@@ -88,6 +93,16 @@ def run_rows(g: Group, rows: Rows, after: Sequence[int | None], binder: Binder, 
                                tp.max_us)
                 out.changes.extend((asset, tp.name, ch) for ch in changes)
     return out
+
+
+def _outputs(g: Group, binder: Binder) -> tuple[pa.Array, np.ndarray, dict[str, int]]:
+    """The group's output tags, calc by calc, asset by asset (kept with the group: computed once)."""
+    if g.outputs is None:
+        names = [binder.tag(a, c.signal) for c in g.calcs for a in g.assets]
+        g.outputs = (pa.array([n or "" for n in names], pa.string()), np.array([n is not None for n in names], bool),
+                     {a: i for i, a in enumerate(g.assets)})
+    dictionary, known, pos = g.outputs
+    return dictionary, known, pos
 
 
 def series_of(buffers: dict[str, Series]) -> object:
