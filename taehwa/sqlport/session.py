@@ -4,6 +4,7 @@ settings, no Python variables), whose views show the caller's tenant; every quer
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from taehwa.sqlport.sources import TenantSources
 from taehwa.tenancy.access import Principal, acting_as
 from taehwa.tenancy.audit import AuditLog
 
+log = logging.getLogger(__name__)
 QUERY_TIMEOUT_S = 120.0  # a query still running then is interrupted
 MEMORY_LIMIT = "2GB"  # of one client's connection
 
@@ -157,5 +159,6 @@ def _duckdb_message(exc: duckdb.Error) -> str:
     text = str(exc).strip().splitlines()
     line = (text[0] if text else type(exc).__name__)[:500]
     if "_thw_" in line:  # a failure inside the views' own sources: their file names are not the client's business
+        log.warning("SQL port: reading the views' sources failed: %s", line)
         return "the historian could not read its stored points for this query; see the server's log"
     return line

@@ -26,6 +26,8 @@ from taehwa.historian.query import Snapshot
 from taehwa.historian.store import Historian
 
 TIME = pa.timestamp("us")  # naive UTC, as PostgreSQL's `timestamp`: drivers and Grafana read it as UTC
+# (time stays naive in DuckDB too: pyarrow cannot prune a UTC-aware filter against the files' naive statistics. A
+# filter against a timestamptz, such as now(), casts the column and so reads every day: write now()::timestamp)
 FILE_SCHEMA = pa.schema([("tag_id", pa.int64()), ("tag", pa.string()), ("time", TIME), ("value", pa.float64()),
                          ("quality", pa.uint8()), ("seq", pa.int64())])
 BUFFER_SCHEMA = pa.schema([*FILE_SCHEMA, pa.field("rn", pa.int64())])
