@@ -451,7 +451,7 @@
       return xs;
     }
     // Show a window (zoom, pan, reset all go through here).
-    function show(s, e) { return load(s, e); }
+    function show(s, e) { return load(Math.round(s), Math.round(e)); }  // whole milliseconds: pans add up exactly
     // Half the view's width earlier (-1) or later (+1).
     function pan(direction) {
       const s = Number(box.dataset.start), e = Number(box.dataset.end), step = (e - s) / 2;
