@@ -83,7 +83,10 @@ SKAB_PCA_GRID: dict[str, tuple[Any, ...]] = {"smoothing": (1, 5, 10, 20, 30),
 SKAB_LGBM: dict[str, Any] = {"n_estimators": 200, "learning_rate": 0.05, "num_leaves": 15, "min_child_samples": 50,
              "subsample": 0.8, "subsample_freq": 1, "colsample_bytree": 0.5}
 SKAB_BLIND = ("always_on", "never_on", "clock")
-SKAB_MODELS = ("pca", "pca_far20", "lgbm")
+SKAB_MODELS = ("pca", "pca_far20", "lgbm", "ecod_default", "pca_default")
+# the lab's defaults with nothing chosen on any labelled run: the detector on raw signals, its alarm calibrated on
+# out-of-fold scores of each run's first 400 rows to 1 false alarm a week (on-delay 3 s, quiet period 10 s)
+SKAB_DEFAULT_KINDS = {"ecod_default": ("ecod", {}), "pca_default": ("pca", {})}
 SKAB_FAR_TARGET_PCT = 20.0  # the operating point pca_far20 is chosen for, on the training runs
 SKAB_HIGHER_IS_BETTER = ("f1", "nab", "nab_both_edges", "nab_paper")
 SKAB_LGBM_GRID: dict[str, tuple[Any, ...]] = {"threshold": (0.3, 0.4, 0.5, 0.6, 0.7), "quiet_s": (0, 10, 30)}
@@ -214,7 +217,10 @@ def skab(shared: Path, progress: Progress | None = None, *, splits: int = SKAB_S
     feats = [_skab_features(r) for r in runs] if supervised else []
     rng = np.random.default_rng(seed)
     rows: dict[str, list[dict[str, float]]] = {k: [] for k in
-                                                ("pca", "pca_far20", "lgbm", "always_on", "never_on", "clock")}
+                                                ("pca", "pca_far20", "lgbm", *SKAB_DEFAULT_KINDS, "always_on",
+                                                 "never_on", "clock")}
+    defaults = {name: [_skab_default(r, kind, params) for r in runs]
+                for name, (kind, params) in SKAB_DEFAULT_KINDS.items()}
     chosen: dict[str, list[Any]] = {"pca": [], "pca_far20": [], "lgbm": []}
     grid = list(itertools.product(*SKAB_PCA_GRID.values()))
     cache: dict[tuple[int, tuple[Any, ...]], np.ndarray] = {}
@@ -254,6 +260,8 @@ def skab(shared: Path, progress: Progress | None = None, *, splits: int = SKAB_S
             m = _lgbm_fit([feats[i] for i in tr], [runs[i].y for i in tr], seed + s)
             rows["lgbm"].append(_skab_score(te_runs, [_alarm(runs[i], m.predict_proba(feats[i])[:, 1], best[0],
                                                              best[1]) for i in te]))
+        for name, flags in defaults.items():
+            rows[name].append(_skab_score(te_runs, [flags[i] for i in te]))
         rows["always_on"].append(_skab_score(te_runs, [np.ones(len(r.y), int) for r in te_runs]))
         rows["never_on"].append(_skab_score(te_runs, [np.zeros(len(r.y), int) for r in te_runs]))
         rows["clock"].append(_skab_score(te_runs, [_clock(len(r.y), SKAB_CLOCK_S) for r in te_runs]))
@@ -287,6 +295,24 @@ def skab(shared: Path, progress: Progress | None = None, *, splits: int = SKAB_S
             k for k in SKAB_HIGHER_IS_BETTER
             if max(out[f"skab_{b}_{k}"] for b in SKAB_BLIND) >= out[f"skab_{name}_{k}"]]
     return out
+
+
+def _skab_default(r: SkabRun, kind: str, params: dict[str, Any]) -> np.ndarray:
+    """One run decided by a lab detector at its defaults: fitted on the run's first 400 rows, its alarm calibrated
+    on their out-of-fold scores (4 blocks) as `Pipeline` calibrates it; no setting seen any label."""
+    from taehwa.lab.alarms import calibrate, out_of_fold
+    from taehwa.lab.models import build
+
+    X = r.X.to_numpy(float)
+    fit = X[:SKAB_FIT_ROWS]
+    t = (r.t * 1e6).astype(np.int64)
+
+    def fit_score(tr: np.ndarray, te: np.ndarray) -> np.ndarray:
+        return np.asarray(build(kind, params).fit(fit[tr]).score(fit[te]), dtype=float)
+
+    oof = out_of_fold(fit_score, len(fit), 4)
+    cal = calibrate(t[:SKAB_FIT_ROWS], oof, target_per_week=1.0, min_duration_s=3.0, quiet_s=10.0)
+    return alarm_flags(t, build(kind, params).fit(fit).score(X), cal.policy).astype(int)
 
 
 def _modes(settings: list[dict[str, Any]]) -> dict[str, Any]:
