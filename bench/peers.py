@@ -6,7 +6,8 @@
 Peers, each through its fastest documented bulk path, on loopback or in-process: plain DuckDB (Arrow insert into
 a database file), chDB (ClickHouse's engine, MergeTree ordered by tag and time, insert from Arrow), PostgreSQL
 (Debian's server, started here, COPY then an index on (tag, time)), InfluxDB 1.x (Debian's, started here, line
-protocol over HTTP; data+WAL bytes counted right after the load). A peer that is not installed is skipped and
+protocol over HTTP; data+WAL bytes counted right after the load), VictoriaMetrics (Debian's, started here, its CSV
+import API, then a forced flush). A peer that is not installed is skipped and
 said so. Every answer of every store is checked against NumPy on the generated data before any time counts.
 Shapes: bulk ingest (many tags; one long history) until queryable, the last value of every tag, one tag-day to
 1-minute averages, 100 tags × a day to hourly maxima, the long history to daily averages, and bytes per point on
@@ -486,6 +487,83 @@ def run_influxdb(work: Path, w: Workload, figures: dict[str, dict[str, float]]) 
         figures["influxdb"]["bytes_per_point"] = dir_bytes(work / "influx" / "data") / w.points
 
 
+# -- VictoriaMetrics ---------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def victoriametrics(work: Path) -> Iterator[str | None]:
+    binary = shutil.which("victoria-metrics")
+    if binary is None:
+        yield None
+        return
+    port = free_port()
+    proc = subprocess.Popen([binary, f"-storageDataPath={work / 'vm'}", f"-httpListenAddr=127.0.0.1:{port}",
+                             "-retentionPeriod=100y", "-search.disableCache", "-search.latencyOffset=0s",
+                             "-loggerLevel=ERROR"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def run_victoriametrics(work: Path, w: Workload, figures: dict[str, dict[str, float]]) -> None:
+    with victoriametrics(work) as url, httpx.Client(base_url=url or "http://0", timeout=600) as http:
+        if url is None:
+            print("victoriametrics: not installed (apt-get install victoria-metrics); skipped")
+            return
+
+        def load(table: pa.Table) -> float:
+            body = io.BytesIO()  # made before the clock starts: the client's own formatting
+            csv = pa.table({"tag": table.column("tag"), "t": table.column("time").cast(pa.int64()),
+                            "value": table.column("value")})
+            csv = csv.set_column(1, "t", pa.array(csv.column("t").to_numpy() // 1000))  # milliseconds
+            pacsv.write_csv(csv, body, pacsv.WriteOptions(include_header=False, quoting_style="none"))
+            t = time.perf_counter()
+            http.post("/api/v1/import/csv", params={"format": "1:label:tag,2:time:unix_ms,3:metric:value"},
+                      content=body.getvalue()).raise_for_status()
+            http.get("/internal/force_flush").raise_for_status()
+            return table.num_rows / (time.perf_counter() - t)
+
+        figures["victoriametrics"] = {"ingest_many_pts_s": load(w.many), "ingest_long_pts_s": load(w.long)}
+
+        def q(path: str, **params: Any) -> list[dict[str, Any]]:
+            r = http.get(path, params={"nocache": "1", **params})
+            if r.status_code != 200:
+                raise SystemExit(f"victoriametrics: {r.text[:300]}")
+            result: list[dict[str, Any]] = r.json()["data"]["result"]
+            return result
+
+        day0 = DAY0.timestamp()
+        # a window ends at its evaluation time and leaves its start out, (T - w, T]: evaluated just before each
+        # bucket's end, it holds the bucket's points [b, b + w)
+        hour_re = "|".join(w.hour_tags)
+        shapes: dict[str, Callable[[], list[dict[str, Any]]]] = {
+            "last": lambda: q("/api/v1/query", query='last_over_time(value{tag=~"plant/area.*"}[2d])',
+                              time=day0 + 86_399.999),
+            "minute": lambda: q("/api/v1/query_range", query=f'avg_over_time(value{{tag="{w.day_tag}"}}[1m])',
+                                start=day0 + 59.999, end=day0 + 86_399.999, step="60s"),
+            "hourly": lambda: q("/api/v1/query_range", query=f'max_over_time(value{{tag=~"{hour_re}"}}[1h])',
+                                start=day0 + 3_599.999, end=day0 + 86_399.999, step="3600s"),
+            "daily": lambda: q("/api/v1/query_range", query=f'avg_over_time(value{{tag="{w.long_tag}"}}[1d])',
+                               start=day0 + 86_399.999, end=day0 + w.long_days * 86_400 - 0.001, step="86400s"),
+        }
+        last = {r["metric"]["tag"]: float(r["value"][1]) for r in shapes["last"]()}
+        minute = [float(v[1]) for v in shapes["minute"]()[0]["values"]]
+        hourly = {r["metric"]["tag"]: [float(v[1]) for v in r["values"]] for r in shapes["hourly"]()}
+        daily = [float(v[1]) for v in shapes["daily"]()[0]["values"]]
+        w.check("victoriametrics", last, minute, hourly, daily)
+        for key, shape in (("last_ms", "last"), ("tag_day_1m_ms", "minute"), ("hourly_max_ms", "hourly"),
+                           ("long_daily_ms", "daily")):
+            figures["victoriametrics"][key] = median_ms(shapes[shape])
+    # on disk once the server has stopped (it keeps recent parts in memory until then)
+    figures["victoriametrics"]["bytes_per_point"] = dir_bytes(work / "vm") / w.points
+
+
 def report(figures: dict[str, dict[str, float]]) -> dict[str, float]:
     """The table, and Taehwa's ratio to the best peer per shape (> 1: Taehwa is better)."""
     shapes = [("ingest_many_pts_s", "bulk ingest, points/s", True), ("ingest_long_pts_s", "one long history, "
@@ -527,19 +605,17 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="the issue's sizes (1,000 tags; 365 days)")
     parser.add_argument("--tags", type=int, default=None)
     parser.add_argument("--days", type=int, default=None)
-    parser.add_argument("--only", default="taehwa,duckdb,chdb,postgresql,influxdb",
-                        help="comma-separated stores (taehwa, duckdb, chdb, postgresql, influxdb)")
+    parser.add_argument("--only", default="taehwa,duckdb,chdb,postgresql,influxdb,victoriametrics",
+                        help="comma-separated stores (taehwa, duckdb, chdb, postgresql, influxdb, victoriametrics)")
     args = parser.parse_args()
     n_tags = args.tags or (1000 if args.full else 200)
     days = args.days or (365 if args.full else 30)
     w = Workload(n_tags, days)
     print(f"workload: {n_tags} tags × a day at 10 s ({w.many.num_rows:,} points) and one tag × {days} days at 1 Hz "
           f"({w.long.num_rows:,} points); answers checked against NumPy; medians of {ROUNDS}")
-    print("not run here: VictoriaMetrics (Debian's victoria-metrics installs, but this script does not drive it "
-          "yet)")
     figures: dict[str, dict[str, float]] = {}
     runners = {"taehwa": run_taehwa, "duckdb": run_duckdb, "chdb": run_chdb, "postgresql": run_postgres,
-               "influxdb": run_influxdb}
+               "influxdb": run_influxdb, "victoriametrics": run_victoriametrics}
     work = Path(tempfile.mkdtemp(prefix="taehwa-peers-"))
     try:
         for name in args.only.split(","):
