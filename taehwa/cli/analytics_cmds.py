@@ -106,7 +106,7 @@ def backfill(tenant: TenantOpt, start: StartOpt, end: EndOpt, asset: AssetOpt = 
         _json(got)
     else:
         out.print(f"{got['points']} points ({got['bad_points']} bad) and {got['events']} events in "
-                  f"{got['chunks']} day(s), {got['seconds']} s")
+                  f"{got['chunks']} day chunk(s), {got['seconds']} s")
 
 
 @analytics_app.command("lineage")
