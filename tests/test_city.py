@@ -321,3 +321,25 @@ def test_the_http_routes_and_the_report(city: Platform) -> None:
         hq = c.get("/api/v1/city/hq").json()
         assert set(COMPANIES) <= set(hq["companies"]) and hq["privacy"]["k"] == 3
         assert any(a["ok"] and a["figure"] == "alarm_share" for a in hq["aggregates"])
+
+
+def test_the_cli_speaks_for_the_city(city: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from taehwa.cli.main import app
+
+    monkeypatch.setenv("TAEHWA_DATA_DIR", str(city.settings.data_dir))
+    monkeypatch.setenv("TAEHWA_API_TOKEN", TOKEN)
+    run = CliRunner().invoke
+    r = run(app, ["city", "share", "works", "-t", "co-a", "--items", "map,state", "--figures", "alarm_share"])
+    assert r.exit_code == 0 and "shares map, state" in r.output
+    for t in ("co-b", "co-c"):
+        assert run(app, ["city", "share", "works", "-t", t, "--items", "map", "--figures", "alarm_share"]).exit_code == 0
+    r = run(app, ["city", "aggregate", "alarm_share", "--json"])
+    assert r.exit_code == 0 and orjson.loads(r.output)["companies"] == 3
+    r = run(app, ["city", "aggregate", "alarm_share", "--by", "complex", "--group", "onsan"])
+    assert r.exit_code != 0 and "fewer than 3" in r.output
+    assert run(app, ["city", "share", "works", "-t", "co-a", "--items", "state"]).exit_code != 0  # state needs map
+    r = run(app, ["city", "quota", "co-a", "--cpu-hours", "2", "--json"])
+    assert r.exit_code == 0 and orjson.loads(r.output)["quota_hours"] == 2.0
+    assert '"co-b"' in run(app, ["city", "map", "--json"]).output
