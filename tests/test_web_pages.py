@@ -312,7 +312,7 @@ def test_promotion_asks_its_reason_in_a_dialog_and_the_report_reads_fp_lower_is_
 
 def test_control_tower_tiles_refresh_and_zero_is_neutral(site: tuple[Platform, str, str],
                                                          contexts: dict[str, Any]) -> None:
-    _platform, url, _run = site
+    platform, url, _run = site
     w = Watched(contexts["city-en"])
     page = w.open(f"{url}/tower")
     page.wait_for_selector("#tower[data-refreshed]", state="attached")
@@ -323,6 +323,10 @@ def test_control_tower_tiles_refresh_and_zero_is_neutral(site: tuple[Platform, s
     colour = alarm_tile.locator(".kpi-value").evaluate("el => getComputedStyle(el).color")
     alarm = page.evaluate("getComputedStyle(document.documentElement).getPropertyValue('--alarm')")
     assert colour.replace(" ", "") != alarm.strip().replace(" ", "")
+    # the cluster's and each company's alerts over the last 14 days, counts only
+    raised = len(platform.live.alerts.list("acme", limit=10_000))
+    assert int(page.get_attribute("#days-cluster", "data-total")) == raised >= 3
+    assert page.locator("#days-acme rect").count() == 14 and page.get_attribute("#days-rival", "data-total") == "0"
     assert w.close() == []
 
 

@@ -131,7 +131,11 @@ def add_web_routes(app: FastAPI, platform: Platform) -> None:
 
     @app.get("/tower", include_in_schema=False)
     async def tower(request: Request) -> Response:
-        return await page(request, "tower.html", lambda: {"rows": platform.overview.tenants()})
+        def build() -> dict[str, Any]:
+            rows = platform.overview.tenants()
+            return {"rows": rows, "daily": views.alerts_per_day(platform, [r["tenant"] for r in rows])}
+
+        return await page(request, "tower.html", build)
 
     @app.get("/t/{tenant}/plant", include_in_schema=False)
     async def plant(request: Request, tenant: str) -> Response:

@@ -240,3 +240,23 @@ def bound_units(platform: Platform, tenant: str, names: list[str]) -> dict[str, 
             if tag in wanted and sig is not None and sig.unit and tag not in out:
                 out[tag] = sig.unit
     return out
+
+
+def alerts_per_day(platform: Platform, tenants: list[str], days: int = 14) -> dict[str, list[tuple[str, int]]]:
+    """Alerts raised per UTC day over the last `days` days, per company and for the cluster ("*"): the control
+    tower's figure over days (counts only; no alert's text, asset or tag leaves its company here)."""
+    today = datetime.now(UTC).date()
+    span = [(today - timedelta(days=k)).isoformat() for k in range(days - 1, -1, -1)]
+    since = f"{span[0]}T00:00:00+00:00"
+    out: dict[str, list[tuple[str, int]]] = {}
+    total: Counter[str] = Counter()
+    for tenant in tenants:
+        try:
+            rows = platform.live.alerts.list(tenant, since=since, limit=100_000)
+        except TaehwaError:
+            continue
+        counts = Counter(str(a["raised_at"])[:10] for a in rows)
+        out[tenant] = [(d, counts.get(d, 0)) for d in span]
+        total.update(counts)
+    out["*"] = [(d, total.get(d, 0)) for d in span]
+    return out
