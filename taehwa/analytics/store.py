@@ -161,8 +161,9 @@ class EventStore:
         if not 1 <= limit <= 10_000:
             raise InvalidInput("limit must be between 1 and 10000", where="limit")
         conds = [ev.c.tenant == tenant]
-        if asset:
-            conds.append(or_(ev.c.asset == asset, and_(ev.c.asset > asset + "/", ev.c.asset < asset + "0")))
+        if asset:  # the asset and its subtree: paths between "p/" and "p0" in byte order ("C" on PostgreSQL)
+            path = ev.c.asset.collate("C") if self.engine.dialect.name == "postgresql" else ev.c.asset
+            conds.append(or_(ev.c.asset == asset, and_(path > asset + "/", path < asset + "0")))
         if template:
             conds.append(ev.c.template == template)
         if kind:
