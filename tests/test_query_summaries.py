@@ -79,3 +79,14 @@ def test_short_ranges_and_odd_buckets_read_points(hist: Historian) -> None:
     summaries._pruned.clear()
     _same(*_both(hist, ["s/t0"], T0, T0 + timedelta(days=3), "1h"))
     assert len(list(root.rglob("*.parquet"))) == 3
+
+
+def test_quiet_days_get_their_summaries_ahead_of_the_first_query(hist: Historian) -> None:
+    for day in range(3):
+        hist.write("acme", _day(day))
+    hist.flush()
+    assert hist.queries.summaries is not None
+    root = hist.queries.summaries.root
+    assert hist.warm_summaries(budget=2, force=True) == 2 and len(list(root.rglob("*.parquet"))) == 2
+    assert hist.warm_summaries(force=True) == 1 and hist.warm_summaries(force=True) == 0
+    _same(*_both(hist, ["s/t2"], T0, T0 + timedelta(days=3), "1d"))

@@ -672,6 +672,31 @@ class Historian:
             out = write_day_files(con, source, self.storage, tenant, 0, dedup="seq")
         self._commit(tenant, out, {f.path for f in files})
 
+    def warm_summaries(self, budget: int = 8, *, force: bool = False) -> int:
+        """Make the minute/hour summaries of up to `budget` quiet days (one file, untouched for `compact_after_s`)
+        that lack one, so the first long trend after a day settles is as fast as the next (local stores only: on
+        a remote one a summary is made when a query needs it); returns how many were made."""
+        summaries = self.queries.summaries
+        if summaries is None or self.storage.remote:
+            return 0
+        made = 0
+        now = time.monotonic()
+        for tenant in list(self._manifests):
+            files = self._manifest(tenant).files
+            per_day: dict[str, int] = {}
+            for f in files:
+                per_day[f.day] = per_day.get(f.day, 0) + 1
+            for f in files:
+                if made >= budget:
+                    return made
+                quiet = force or now - self._touched.get((tenant, f.day), 0.0) >= self.settings.compact_after_s
+                if per_day[f.day] != 1 or not quiet or summaries.path(tenant, f).exists():
+                    continue
+                with self.storage.local_paths([f"{tenant}/{f.path}"]) as paths:
+                    summaries.ensure(self.queries.connection(), tenant, [f], paths)
+                made += 1
+        return made
+
     def apply_retention(self) -> int:
         """Drop whole day files older than each tenant's retention; returns the files dropped."""
         dropped = 0
@@ -731,6 +756,8 @@ class Historian:
                     except StorageFull as exc:  # a merged copy needs room the disk lacks: writes go on
                         compact_after = time.monotonic() + 60
                         log.warning("compaction waits a minute: %s", exc.message)
+                if self._full is None:
+                    self.warm_summaries()
                 self.leases.renew()
                 if time.monotonic() - last_retention > 3600:
                     self.apply_retention()
