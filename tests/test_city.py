@@ -97,6 +97,7 @@ def test_a_site_appears_on_the_map_only_with_what_it_shares(city: Platform) -> N
     assert "secret-pump" not in body and "pump-0" not in body  # nothing below the site leaves
     assert len(m["districts"]) == 5 and {c["id"] for c in m["complexes"]} == {"mipo", "onsan"}
     assert {i["kind"] for i in m["infrastructure"]} == {"Substation", "DataCentre"}
+    assert [(x["from"], x["kind"]) for x in m["links"]] == [("ulsan/mipo/mipo-substation", "powers")]
     with acting_as(Principal("both", roles={"city": "viewer", "co-a": "viewer"})):
         assert next(s for s in city.city.map()["sites"] if s["tenant"] == "co-a")["url"] == "/t/co-a/assets/works"
     with acting_as(admin("co-a")), pytest.raises(Forbidden):

@@ -120,13 +120,18 @@ class CityService:
                 infra.append({**base, "kind": next(k for k in INFRA_TYPES if self._is(plant, a, k)), "state": state,
                               "attributes": {k: v for k, v in a.attributes.items() if k not in ("latitude",
                                                                                                  "longitude")}})
+        placed = {i["path"]: i for i in infra}
+        links = [{"from": r.source, "to": r.target, "kind": r.kind, "x1": placed[r.source]["x"],
+                  "y1": placed[r.source]["y"], "x2": placed[r.target]["x"], "y2": placed[r.target]["y"]}
+                 for r in plant.relations if r.source in placed and r.target in placed]  # feeders between assets
         sites = self._sites(frame)
         names = {c["id"]: c for c in complexes}
         for s in sites:  # the complex a site names, as the city calls it
             c = names.get(str(s.get("complex")))
             s["complex_name"] = (c["name"], c["name_ko"]) if c else None
         return {"city": self.city, "frame": {"width": geo.WIDTH, "height": frame.height},
-                "districts": out_districts, "complexes": complexes, "infrastructure": infra, "sites": sites,
+                "districts": out_districts, "complexes": complexes, "infrastructure": infra, "links": links,
+                "sites": sites,
                 "source": geo.source_note(), "counts": self._counts(sites)}
 
     @staticmethod
