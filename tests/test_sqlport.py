@@ -232,3 +232,29 @@ def test_psql(sql: tuple[Platform, int]) -> None:
                           "-c", "DROP VIEW points"], env=env, capture_output=True, text=True, timeout=30,
                          check=False)
     assert run.returncode != 0 and "read-only" in run.stderr
+
+
+def test_tls_when_the_server_has_a_certificate(tmp_path: Path) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True, timeout=60)
+    from taehwa.core.settings import Settings
+
+    platform = Platform(Settings(data_dir=tmp_path / "data", api_token=TOKEN, tls_cert=cert, tls_key=key),
+                        background=False)  # type: ignore[arg-type]
+    try:
+        platform.tenants.create("acme")
+        port = platform.sql_port()
+        number = port.start("127.0.0.1", 0)
+        try:
+            with psycopg.connect(host="127.0.0.1", port=number, dbname="acme", user="x", password=TOKEN,
+                                 sslmode="require", autocommit=True) as con:
+                assert con.pgconn.ssl_in_use
+                assert con.execute("SELECT count(*) FROM tags").fetchone() == (0,)
+        finally:
+            port.close()
+    finally:
+        platform.close()

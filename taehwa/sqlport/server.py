@@ -241,6 +241,14 @@ class Handler(bvpg.BuenaVistaHandler):  # type: ignore[misc]
                 self.server.conn.close_session(ctx.session)
                 self.server.ctxts.pop(ctx.process_id, None)
 
+    def finish(self) -> None:
+        """Close the TLS socket too (the server closes only the plain one it handed over)."""
+        with contextlib.suppress(OSError):
+            super().finish()
+        if isinstance(self.request, ssl.SSLSocket):
+            with contextlib.suppress(OSError):
+                self.request.close()
+
     def _dispatch(self, ctx: bvpg.BVContext, code: bytes, payload: bytes) -> None:
         cmd = bvpg.ClientCommand
         if not ctx.authenticated:
