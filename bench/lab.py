@@ -41,7 +41,8 @@ def print_skab(f: dict[str, Any]) -> None:
     print(f"SKAB   {f['skab_protocol']}", flush=True)
     for k, v in f["skab_conventions"].items():
         print(f"       convention {k}: {v}")
-    names = {"pca": "PCA T²+Q (unsupervised; smoothing, limit factor, hold chosen on the training runs)",
+    names = {"pca": "PCA T²+Q (unsupervised; smoothing, limit factor, quiet period, on-delay chosen on the training "
+                    "runs)",
              "pca_far20": "PCA T²+Q at a false-alarm target (best training F1 among settings with training FAR ≤ "
                           "20 %)",
              "lgbm": "LightGBM on per-run standardised features (supervised by the training runs' labels; "
