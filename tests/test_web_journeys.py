@@ -64,7 +64,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platform, s
         platform.identity.set_role("kim", "acme", "tenant_admin")
         platform.identity.create_user("eve", "Eve Engineer", password=PASSWORD)
         platform.identity.set_role("eve", "acme", "engineer")
-        platform.identity.create_user("lee", "Lee", password=PASSWORD)
+        platform.identity.create_user("lee", "Lee")  # never signs in here: no password to hash
         platform.identity.create_user("vic", "Vic Viewer", password=PASSWORD)
         platform.identity.set_role("vic", "acme", "viewer")
         platform.live.rules.put("acme", {"name": "pressure-high", "kind": "threshold", "asset_type": "Pump",
