@@ -38,10 +38,32 @@
     const word = res.status === 403 ? msg("refused_rights") : res.status === 401 ? msg("sign_in") : msg("failed");
     return `${word}: ${p.message}${p.where ? " (" + p.where + ")" : ""}`;
   }
+  // The validation library's common sentences in Korean (the server's English kept as the title); others as they are.
+  const KO = [
+    [/^String should match pattern '(.*)'$/, "형식이 맞지 않습니다(패턴 $1)"],
+    [/^Input should be less than or equal to (.*)$/, "$1 이하여야 합니다"],
+    [/^Input should be greater than or equal to (.*)$/, "$1 이상이어야 합니다"],
+    [/^Input should be greater than (.*)$/, "$1보다 커야 합니다"],
+    [/^Input should be less than (.*)$/, "$1보다 작아야 합니다"],
+    [/^Field required$/, "필수 입력 항목입니다"],
+    [/^Input should be a valid number.*$/, "숫자여야 합니다"],
+    [/^Input should be a valid integer.*$/, "정수여야 합니다"],
+    [/^Input should be a valid string$/, "문자열이어야 합니다"],
+    [/^Input should be (.*)$/, "다음 중 하나여야 합니다: $1"],
+    [/^List should have at least (\d+) items? after validation.*$/, "항목이 $1개 이상 필요합니다"],
+    [/^String should have at least (\d+) characters?$/, "$1자 이상이어야 합니다"],
+    [/^String should have at most (\d+) characters?$/, "$1자 이하여야 합니다"],
+    [/^Extra inputs are not permitted$/, "알 수 없는 항목입니다"],
+  ];
+  const inLanguage = (text) => {
+    if (window.TAEHWA.lang !== "ko") return text;
+    const hit = KO.find(([re]) => re.test(text));
+    return hit ? text.replace(hit[0], hit[1]) : text;
+  };
   // Clear the problems shown on a form.
   function clearProblems(form, list) {
     form.querySelectorAll(".field-error").forEach((x) => { x.textContent = ""; });
-    form.querySelectorAll("[aria-invalid]").forEach((x) => x.removeAttribute("aria-invalid"));
+    form.querySelectorAll("[aria-invalid]").forEach((x) => { x.removeAttribute("aria-invalid"); x.removeAttribute("aria-describedby"); });
     if (list) list.replaceChildren();
   }
   // Each problem beside the visible field whose data-where its `where` ends with; the others in the list.
@@ -57,10 +79,14 @@
         const key = field.dataset.where;
         const slot = [...form.querySelectorAll(`[data-error-for="${CSS.escape(key)}"]`)].find(visible) ||
           field.parentElement.querySelector(".field-error");
-        if (slot) { slot.textContent = p.message; field.setAttribute("aria-describedby", slot.id || ""); }
+        if (slot) {
+          slot.textContent = inLanguage(p.message); slot.title = p.message;
+          slot.id = slot.id || `problem-${form.id}-${key.replace(/[^\w-]/g, "-")}`;
+          field.setAttribute("aria-describedby", slot.id);  // read out with the field
+        }
       }
-      if (list) list.append(el("li", { className: field ? "placed" : "" },
-        el("code", { textContent: p.where || "—" }), " ", p.message));
+      if (list) list.append(el("li", { className: field ? "placed" : "", title: p.message },
+        el("code", { textContent: p.where || "—" }), " ", inLanguage(p.message)));
     });
   }
   const num = (v) => (v === "" || v === null || v === undefined ? undefined : Number(v));
