@@ -123,6 +123,20 @@ def test_events_by_condition_with_statistics_and_a_bounded_one(plat: Platform) -
     assert plat.analytics.search("acme", state="open")["events"] == []
 
 
+def test_an_event_whose_input_goes_silent_is_closed_by_the_clock(plat: Platform) -> None:
+    sig = signals(130)  # ends with the 120 s excursion still open: pressure's data stops there
+    feed(plat, P1, sig, step=130)
+    assert sorted(e["template"] for e in plat.analytics.search("acme", state="open")["events"]) == [
+        "excursion", "running"]
+    live = plat.analytics.live
+    assert live is not None
+    assert live.close_overdue(T0 + 130 * S) == 0  # not yet: 20 s have not passed since 120 s
+    assert live.close_overdue(T0 + 3 * 3600 * S) == 2  # both bounded by their max_duration (1 h and 20 s)
+    exc = closed(plat, "excursion", P1)[-1]
+    assert (exc["start_us"], exc["end_us"], exc["close_reason"]) == (T0 + 120 * S, T0 + 140 * S, "max_duration")
+    assert plat.analytics.search("acme", state="open")["events"] == []
+
+
 def test_backfill_gives_the_same_events_once(plat: Platform) -> None:
     sig = signals()
     feed(plat, P1, sig)

@@ -123,6 +123,7 @@ class LiveAnalytics:
                 with acting_as(SYSTEM):
                     if time.monotonic() - self._last_refresh > self.refresh_s:
                         self.refresh()
+                        self.close_overdue(time.time_ns() // 1000)
                     self.step(batch)
             except Exception:
                 log.exception("live analytics failed")
@@ -309,6 +310,26 @@ class LiveAnalytics:
                 self.historian.set_tag(tenant, tag, changes)
             except TaehwaError as exc:
                 log.warning("tenant %s: lineage of %s not recorded: %s", tenant, tag, exc)
+
+    def close_overdue(self, now_us: int) -> int:
+        """Close, at start + max_duration, every open event whose maximum duration has passed by the clock while no
+        data came to close it (a dead input must not keep an event open forever); returns how many."""
+        closed = 0
+        for tenant, run in list(self._runs.items()):
+            changes: list[tuple[str, str, Change]] = []
+            for gi, states in run.states.items():
+                g = run.prog.groups[gi]
+                for (asset, name), st in states.items():
+                    tp = next((t for t in g.templates if t.name == name), None)
+                    if tp is None or st.start is None or now_us - st.start < tp.max_us:
+                        continue
+                    changes.append((asset, name, Change(st.start, st.start + tp.max_us, "max_duration")))
+                    st.start = st.true_since = None
+                    st.armed = False
+            if changes:
+                self.recorder.record(tenant, run.prog, run.type_of, changes)
+                closed += len(changes)
+        return closed
 
     def status(self, tenant: str) -> dict[str, Any]:
         """What the engine runs for a tenant."""
