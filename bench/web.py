@@ -145,7 +145,10 @@ def main() -> None:
                          "engine": ("/t/demo/assets/engine-shop/fleet-fd001/engine-001", "body[data-sparks=ready]"),
                          "trends_skab": ("/t/demo/trends?tags=skab/anomaly-free/current", "#chart[data-ready]"),
                          "alerts": ("/t/demo/alerts?state=all", "main h1"),
-                         "models": ("/t/demo/models", "main h1"), "connectors": ("/t/demo/connectors", "main h1")}
+                         "models": ("/t/demo/models", "#train-form"),
+                         "connectors": ("/t/demo/connectors", "#connector-form"),
+                         "plant_edit": ("/t/demo/plant/edit", "#plant-form"),
+                         "operations": ("/t/demo/operations", "#rule-form"), "admin": ("/t/demo/admin", "#token-form")}
                 for name, (path, ready) in pages.items():
                     took = []
                     for _ in range(4):
