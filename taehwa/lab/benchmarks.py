@@ -86,7 +86,7 @@ SKAB_BLIND = ("always_on", "never_on", "clock")
 SKAB_MODELS = ("pca", "pca_far20", "lgbm", "ecod_default", "pca_default")
 # the lab's defaults with nothing chosen on any labelled run: the detector on raw signals, its alarm calibrated on
 # out-of-fold scores of each run's first 400 rows to 1 false alarm a week (on-delay 3 s, quiet period 10 s)
-SKAB_DEFAULT_KINDS = {"ecod_default": ("ecod", {}), "pca_default": ("pca", {})}
+SKAB_DEFAULT_KINDS: dict[str, tuple[str, dict[str, Any]]] = {"ecod_default": ("ecod", {}), "pca_default": ("pca", {})}
 SKAB_FAR_TARGET_PCT = 20.0  # the operating point pca_far20 is chosen for, on the training runs
 SKAB_HIGHER_IS_BETTER = ("f1", "nab", "nab_both_edges", "nab_paper")
 SKAB_LGBM_GRID: dict[str, tuple[Any, ...]] = {"threshold": (0.3, 0.4, 0.5, 0.6, 0.7), "quiet_s": (0, 10, 30)}
