@@ -47,13 +47,23 @@ class BackfillReport:
                 "signals": self.signals, "templates": self.templates}
 
 
-def read_inputs(historian: Historian, tenant: str, tags: list[str], lo: int, hi: int) -> dict[str, Series]:
-    """Points of tags in (lo, hi] with each tag's value in force at lo in front."""
+def read_inputs(historian: Historian, tenant: str, tags: list[str], lo: int, hi: int,
+                carry: dict[str, Series] | None = None) -> dict[str, Series]:
+    """Points of tags in (lo, hi] with each tag's value in force at lo in front (taken from `carry`, the previous
+    chunk's points, when they reach lo: one query fewer per chunk)."""
     known = set(historian.catalog.ids(tenant))
     tags = [t for t in tags if t in known]
     if not tags:
         return {}
-    first = split(historian.value_at(tenant, tags, from_us(lo)))
+    if carry is not None and all(t in carry for t in tags):
+        first = {}
+        for t in tags:
+            st, sv, sq = carry[t]
+            k = int(np.searchsorted(st, lo, "right"))
+            if k:
+                first[t] = (st[k - 1:k], sv[k - 1:k], sq[k - 1:k])
+    else:
+        first = split(historian.value_at(tenant, tags, from_us(lo)))
     inside = split(historian.read(tenant, tags, from_us(lo + 1), from_us(hi + 1)))
     out = {}
     for tag in tags:
@@ -93,12 +103,16 @@ def backfill_group(historian: Historian, tenant: str, prog: Program, g: Group, a
     found: list[dict[str, Any]] = []
     hist = g.history_us
     marks = watermarks(historian, tenant, g, assets)
+    carry: dict[str, Series] = {}
+    carry_ok = False
     lo = start
     while lo < end:
         hi = min(lo + chunk_us, end)
         tags = sorted({t for a in assets for t in g.inputs[a]})
         # rows in [lo, hi): the series are read for (lo - 1 - hist, hi - 1]
-        data = read_inputs(historian, tenant, tags, lo - 1 - hist, hi - 1) if tags else {}
+        data = read_inputs(historian, tenant, tags, lo - 1 - hist, hi - 1,
+                           carry if carry_ok else None) if tags else {}
+        carry, carry_ok = data, hist < chunk_us
         times = [union_times([data.get(t, EMPTY) for t in g.inputs[a]], lo - 1 - hist, hi - 1) for a in assets]
         rows = Rows.of(assets, times)
         res = run_rows(g, rows, [lo - 1] * len(assets), prog.binder, _source(data), states,

@@ -72,11 +72,15 @@ def union_times(series: list[Series], lo: int | None, hi: int) -> np.ndarray:
         parts.append(t[a:b])
         if a > 0:
             before = max(before, int(t[a - 1]))
-    if before >= 0:
-        parts.append(np.array([before], np.int64))
     if not parts:
         return np.empty(0, np.int64)
-    return np.unique(np.concatenate(parts))
+    if all(len(x) == len(parts[0]) and np.array_equal(x, parts[0]) for x in parts[1:]):
+        inside = parts[0]  # inputs sampled together (the common case): their times are already the union
+    else:
+        inside = np.unique(np.concatenate(parts))
+    if before >= 0 and (not len(inside) or before < inside[0]):
+        return np.concatenate([np.array([before], np.int64), inside])
+    return inside
 
 
 Memo = dict[object, tuple[np.ndarray, np.ndarray]]

@@ -21,11 +21,13 @@ def split(table: pa.Table) -> dict[str, Series]:
     t = table.column("time").cast(pa.timestamp("us")).cast(pa.int64()).to_numpy()
     v = table.column("value").to_numpy().astype(np.float64, copy=False)
     q = table.column("quality").to_numpy().astype(np.uint8, copy=False)
-    order = np.lexsort((np.arange(len(t)), t, codes))  # by tag, time, then as given
-    codes, t, v, q = codes[order], t[order], v[order], q[order]
-    last = np.ones(len(t), bool)  # the last row of each (tag, time)
-    last[:-1] = (codes[1:] != codes[:-1]) | (t[1:] != t[:-1])
-    codes, t, v, q = codes[last], t[last], v[last], q[last]
+    dc, dt = np.diff(codes), np.diff(t)
+    if not ((dc > 0) | ((dc == 0) & (dt > 0))).all():  # not already by tag then strictly by time (as reads are)
+        order = np.lexsort((np.arange(len(t)), t, codes))  # by tag, time, then as given
+        codes, t, v, q = codes[order], t[order], v[order], q[order]
+        last = np.ones(len(t), bool)  # the last row of each (tag, time)
+        last[:-1] = (codes[1:] != codes[:-1]) | (t[1:] != t[:-1])
+        codes, t, v, q = codes[last], t[last], v[last], q[last]
     cuts = np.flatnonzero(np.diff(codes)) + 1
     out: dict[str, Series] = {}
     for a, b in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [len(codes)]]), strict=True):
