@@ -24,7 +24,7 @@ import yaml
 
 from taehwa.core.settings import Settings
 from taehwa.server.platform import Platform
-from taehwa.web.pages import lower_better
+from taehwa.web.directions import lower_better
 from tests.conftest import TOKEN, serving
 from tests.test_live import SPEC, T0, TRAIN_S, plant_yaml, pump_rows
 from tests.test_web import chromium

@@ -11,6 +11,7 @@ from typing import Any
 from taehwa.core.errors import TaehwaError
 from taehwa.live.deployments import OUTPUTS
 from taehwa.server.platform import Platform
+from taehwa.web.directions import direction
 
 OUTPUT_SIGNALS = {o for outs in OUTPUTS.values() for o in outs}  # what deployed models write on an asset
 STATE_ORDER = ("alarm", "warning", "stale", "unknown", "normal")  # worst first
@@ -184,8 +185,6 @@ def bindable_signals(platform: Platform, tenant: str) -> list[dict[str, Any]]:
 def compare_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Two runs' figures side by side: every metric either has, the baseline's, and which is better (by the
     metric's direction; none for counts of data)."""
-    from taehwa.web.pages import direction
-
     names: list[str] = []
     for r in runs:
         names += [m for m in (r.get("metrics") or {}) if m not in names]
