@@ -151,7 +151,7 @@ def uvicorn_serving(app: Any) -> Iterator[str]:
 def run_taehwa(work: Path, w: Workload, figures: dict[str, dict[str, float]]) -> None:
     from taehwa.api.app import create_app
 
-    settings = Settings(data_dir=work / "taehwa", api_token=TOKEN)  # type: ignore[arg-type]
+    settings = Settings(data_dir=work / "taehwa", api_token=TOKEN)
     platform = Platform(settings, background=False)
     hist = platform.historian
     try:
@@ -307,7 +307,8 @@ def run_chdb(work: Path, w: Workload, figures: dict[str, dict[str, float]]) -> N
         print("chdb: not installed (pip install chdb==4.4.0); skipped")
         return
     path = work / "chdb"
-    sess = chs.Session(str(path))
+    chdb_session: Any = chs  # chdb ships no type hints
+    sess = chdb_session.Session(str(path))
     sess.query("CREATE DATABASE IF NOT EXISTS b")
     sess.query("CREATE TABLE b.points (tag LowCardinality(String), time DateTime64(6, 'UTC'), value Float64) "
                "ENGINE = MergeTree ORDER BY (tag, time)")
@@ -318,7 +319,7 @@ def run_chdb(work: Path, w: Workload, figures: dict[str, dict[str, float]]) -> N
         pq.write_table(table, src, compression="none")
         sess.query(f"INSERT INTO b.points SELECT tag, time, value FROM file('{src}', Parquet)")
         sess.query("OPTIMIZE TABLE b.points FINAL")
-        rate = table.num_rows / (time.perf_counter() - t)
+        rate = float(table.num_rows / (time.perf_counter() - t))
         src.unlink()
         return rate
 
@@ -387,7 +388,7 @@ def run_postgres(work: Path, w: Workload, figures: dict[str, dict[str, float]]) 
                 if index:
                     con.execute("CREATE INDEX points_tag_time ON points (tag, time)")
                 con.execute("ANALYZE points")
-                return table.num_rows / (time.perf_counter() - t)
+                return float(table.num_rows / (time.perf_counter() - t))
 
             figures["postgresql"] = {"ingest_many_pts_s": load(w.many, True), "ingest_long_pts_s": load(w.long, False)}
             _sql_shapes("postgresql", lambda q: con.execute(q).fetchall(), w, figures,
@@ -447,7 +448,7 @@ def run_influxdb(work: Path, w: Workload, figures: dict[str, dict[str, float]]) 
             t = time.perf_counter()
             for body in chunks:
                 http.post("/write", params={"db": "b", "precision": "s"}, content=body).raise_for_status()
-            return table.num_rows / (time.perf_counter() - t)
+            return float(table.num_rows / (time.perf_counter() - t))
 
         figures["influxdb"] = {"ingest_many_pts_s": load(w.many), "ingest_long_pts_s": load(w.long)}
 
@@ -527,7 +528,7 @@ def run_victoriametrics(work: Path, w: Workload, figures: dict[str, dict[str, fl
             http.post("/api/v1/import/csv", params={"format": "1:label:tag,2:time:unix_ms,3:metric:value"},
                       content=body.getvalue()).raise_for_status()
             http.get("/internal/force_flush").raise_for_status()
-            return table.num_rows / (time.perf_counter() - t)
+            return float(table.num_rows / (time.perf_counter() - t))
 
         figures["victoriametrics"] = {"ingest_many_pts_s": load(w.many), "ingest_long_pts_s": load(w.long)}
 

@@ -49,7 +49,7 @@ END = 1_790_000_000  # 2026-09-21: the tag's history ends here
 
 def write_tag(data_dir: Path, days: int) -> int:
     """`days` of one 1 Hz tag ending at END, in day-sized writes."""
-    p = Platform(Settings(data_dir=data_dir), background=False)  # type: ignore[call-arg]
+    p = Platform(Settings(data_dir=data_dir), background=False)
     written = 0
     rng = np.random.default_rng(1)
     level = 50.0

@@ -4,6 +4,7 @@ the running app serves."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -67,7 +68,7 @@ def test_write_and_query_as_pandas_and_arrow(servers: tuple[Platform, str, str],
         assert platform.historian.read("acme", "unit1/flow", T0, T0 + timedelta(hours=1)).num_rows == 120
 
 
-def acting_as_system() -> object:
+def acting_as_system() -> AbstractContextManager[None]:
     from taehwa.tenancy.access import SYSTEM, acting_as
 
     return acting_as(SYSTEM)

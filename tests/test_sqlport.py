@@ -244,7 +244,7 @@ def test_tls_when_the_server_has_a_certificate(tmp_path: Path) -> None:
     from taehwa.core.settings import Settings
 
     platform = Platform(Settings(data_dir=tmp_path / "data", api_token=TOKEN, tls_cert=cert, tls_key=key),
-                        background=False)  # type: ignore[arg-type]
+                        background=False)
     try:
         platform.tenants.create("acme")
         port = platform.sql_port()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from taehwa.connectors.mosquitto import free_port
+from taehwa.core.loopback import free_port
 from taehwa.server.platform import Platform
 from tests.conftest import TOKEN
 

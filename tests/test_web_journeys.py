@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from taehwa.connectors.mosquitto import free_port
+from taehwa.core.loopback import free_port
 from taehwa.core.settings import Settings
 from taehwa.server.platform import Platform
 from tests.conftest import TOKEN, serving
@@ -45,7 +45,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platform, s
     loopback."""
     from taehwa.replay.opcua_server import ReplayServer
 
-    settings = Settings(data_dir=tmp_path_factory.mktemp("journeys") / "data", api_token=TOKEN)  # type: ignore[arg-type]
+    settings = Settings(data_dir=tmp_path_factory.mktemp("journeys") / "data", api_token=TOKEN)
     platform = Platform(settings, background=False)
     endpoint = f"opc.tcp://127.0.0.1:{free_port()}/taehwa/"
     server = ReplayServer(endpoint)
@@ -131,7 +131,11 @@ class Journey:
         self.page.on("response", self._response)
         self.page.on("requestfailed", lambda r: None if "/events" in r.url
                      else self.problems.append(f"failed {r.url}: {r.failure}"))
-        self.page.on("dialog", lambda d: (self.problems.append(f"native dialog: {d.message}"), d.dismiss()))
+        def refuse_dialog(d: Any) -> None:
+            self.problems.append(f"native dialog: {d.message}")
+            d.dismiss()
+
+        self.page.on("dialog", refuse_dialog)
 
     def _response(self, r: Any) -> None:
         if r.status < 400:
@@ -183,7 +187,7 @@ class Journey:
 
 def field_error(page: Any, where: str) -> str:
     """The problem shown beside the visible field whose data-where is `where`."""
-    return page.evaluate("""(w) => {
+    return str(page.evaluate("""(w) => {
         const f = [...document.querySelectorAll('[data-where]')]
           .find(x => x.dataset.where === w && !x.closest('[hidden]'));
         if (!f) return 'no field ' + w;
@@ -192,7 +196,7 @@ def field_error(page: Any, where: str) -> str:
           && !x.closest('[hidden]'));
         const said = (own && own.textContent) || (named && named.textContent) || '';
         return said + (f.getAttribute('aria-invalid') ? '' : ' (not marked)');
-    }""", where)
+    }""", where))
 
 
 @pytest.mark.parametrize("lang", list(LOCALES))

@@ -52,7 +52,7 @@ def fleet_plant() -> str:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platform, str, str]]:
     """One platform for the module: pumps with a promoted model and an alert rule, an unbound SKAB tag, an engineer
     of acme who also sees the empty company rival, a city admin; served on loopback."""
-    settings = Settings(data_dir=tmp_path_factory.mktemp("web") / "data", api_token=TOKEN)  # type: ignore[arg-type]
+    settings = Settings(data_dir=tmp_path_factory.mktemp("web") / "data", api_token=TOKEN)
     platform = Platform(settings, background=False)
     try:
         platform.tenants.create("acme")
@@ -127,7 +127,11 @@ class Watched:
                      if r.status >= 400 else None)
         self.page.on("requestfailed", lambda r: None if "/events" in r.url  # the event stream ends on close
                      else self.problems.append(f"failed {r.url}: {r.failure}"))
-        self.page.on("dialog", lambda d: (self.problems.append(f"native dialog: {d.message}"), d.dismiss()))
+        def refuse_dialog(d: Any) -> None:
+            self.problems.append(f"native dialog: {d.message}")
+            d.dismiss()
+
+        self.page.on("dialog", refuse_dialog)
 
     def open(self, url: str) -> Any:
         self.page.goto(url)
