@@ -44,6 +44,10 @@ def test_http(loaded: TestClient, platform: Platform) -> None:
     assert events["events"] and all(e["duration_s"] > 10 for e in events["events"])
     one = loaded.get(f"/api/v1/acme/event-frames/{events['events'][0]['id']}").json()
     assert one["stats"]["flow"]["mean"] > 5
+    two = loaded.get("/api/v1/acme/event-frames", params={"template": "running"}).json()["events"][:2]
+    cmp = loaded.get(f"/api/v1/acme/event-frames/{two[0]['id']}/compare",
+                     params={"to": two[1]["id"], "signal": "flow"}).json()
+    assert cmp["steps"] > 0 and cmp["profile"]["events"] == 1
     r = loaded.post("/api/v1/acme/event-frames", json={"asset": P1, "template": "inspection", "start": START})
     assert r.status_code == 201
     closed = loaded.post(f"/api/v1/acme/event-frames/{r.json()['id']}/close", json={"end": END}).json()

@@ -175,6 +175,24 @@ def test_search_by_subtree_template_time_and_statistic(plat: Platform) -> None:
     assert plat.analytics.search("rival")["events"] == []  # tenants apart
 
 
+def test_an_event_against_a_reference_profile(plat: Platform) -> None:
+    sig = signals()
+    feed(plat, P1, sig)
+    first, second = closed(plat, "running", P1)  # 10-40 s and 100-150 s
+    got = plat.analytics.compare_events("acme", str(second["id"]), [str(first["id"])], "pressure", step="1s",
+                                        band=0.5)
+    prof = got["profile"]
+    assert prof["events"] == 1 and prof["median"][:12] == [5.0] * 10 + [12.0, 12.0]  # the golden run's own curve
+    # the second run's pressure is 5 until 120 s, then 9: against the first's 12 at 10-14 s and 5 after
+    assert got["steps"] == 31 and got["deviation"][10] == -7.0 and got["deviation"][0] == 0.0
+    assert got["outside_share"] == round(16 / 31, 4)  # offsets 10-14 (5 against 12) and 20-30 (9 against 5)
+    median = plat.analytics.compare_events("acme", str(first["id"]), [str(first["id"]), str(second["id"])],
+                                           "pressure")
+    assert median["profile"]["events"] == 2 and median["steps"] == 31
+    with pytest.raises(InvalidInput, match="no signal"):
+        plat.analytics.compare_events("acme", str(second["id"]), [str(first["id"])], "nope")
+
+
 def test_events_opened_and_closed_by_api(plat: Platform) -> None:
     feed(plat, P1, signals())
     ev = plat.analytics.open_event("acme", P1, "running", start=from_us(T0 + 5 * S), note="manual start")

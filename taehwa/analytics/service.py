@@ -17,9 +17,10 @@ from taehwa.analytics.plan import Resolver, history_us
 from taehwa.analytics.program import PlantBinder, Program, build, check_plant
 from taehwa.analytics.quality import ArrivalWatch, Thresholds, check_series, figure, finding_dict
 from taehwa.analytics.recorder import EventRecorder
+from taehwa.analytics.reference import MAX_STEPS, build_profile, compare, on_grid
 from taehwa.analytics.store import EventStore, parse_filter
 from taehwa.core.errors import InvalidInput, NotFound, ValidationFailed
-from taehwa.core.timeutil import from_us, to_us
+from taehwa.core.timeutil import from_us, parse_duration, to_us
 from taehwa.core.yamlio import load_yaml
 from taehwa.twin.model import Plant, parse_document
 
@@ -228,6 +229,36 @@ class AnalyticsService:
         self.events.close(tenant, event_id, end_us, "api", stats)
         self.audit.append("analytics.event_close", tenant=tenant, target=event_id, after={"end_us": end_us})
         return self.events.get(tenant, event_id)
+
+    # -- reference profiles -----------------------------------------------------------------------------------
+    def _event_curve(self, tenant: str, prog: Program, event: dict[str, Any], signal: str, step_us: int
+                     ) -> np.ndarray:
+        tag = prog.binder.tag(event["asset"], signal)
+        if tag is None:
+            raise InvalidInput(f"asset {event['asset']!r} has no signal {signal!r}", where="signal")
+        end = event["end_us"] if event["end_us"] is not None else time.time_ns() // 1000
+        if (end - event["start_us"]) // step_us > MAX_STEPS:
+            raise InvalidInput(f"the event is longer than {MAX_STEPS} steps of {step_us / 1e6:g} s; take a longer "
+                               "step", where="step")
+        data = read_inputs(self.historian, tenant, [tag], event["start_us"] - 1, end)
+        return on_grid(data.get(tag, EMPTY), event["start_us"], end, step_us)
+
+    def compare_events(self, tenant: str, event_id: str, reference: list[str], signal: str, *,
+                       step: Any = "1s", band: float = 3.0) -> dict[str, Any]:
+        """An event against a reference profile made of other events (one golden event, or the median of
+        several): the profile, the event's deviation at each step from its start, the share outside the band."""
+        self.tenants.require(tenant)
+        if not 1 <= len(reference) <= 100:
+            raise InvalidInput("name 1 to 100 reference events", where="reference")
+        if not 0 < band <= 100:
+            raise InvalidInput("band must be above 0 and at most 100", where="band")
+        step_us = parse_duration(step, field="step")
+        prog = self.program(tenant)
+        event = self.events.get(tenant, event_id)
+        curves = [self._event_curve(tenant, prog, self.events.get(tenant, r), signal, step_us) for r in reference]
+        profile = build_profile(curves, step_us, band)
+        return {"event": event_id, "signal": signal, "reference": reference, "profile": profile.to_dict(),
+                **compare(profile, self._event_curve(tenant, prog, event, signal, step_us))}
 
     # -- data quality -----------------------------------------------------------------------------------------
     def quality(self, tenant: str, start: Any, end: Any, *, asset: str | None = None,

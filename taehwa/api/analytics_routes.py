@@ -145,6 +145,13 @@ def add_analytics_routes(app: FastAPI, platform: Platform, auth: Callable[[], No
         """One event frame with its statistics."""
         return an.event(tenant, event_id[:64])
 
+    @router.get("/api/v1/{tenant}/event-frames/{event_id}/compare")
+    def compare(tenant: str, event_id: str, to: list[str] = Query(max_length=100, description="reference events"),
+                signal: str = Query(max_length=64), step: str = Query("1s", max_length=16),
+                band: float = Query(3.0, gt=0, le=100)) -> dict[str, Any]:
+        """An event against a reference profile (one golden event, or the median of several) with a band."""
+        return an.compare_events(tenant, event_id[:64], [t[:64] for t in to], signal, step=step, band=band)
+
     @router.post("/api/v1/{tenant}/event-frames", status_code=201, openapi_extra=_doc(EventOpenIn))
     def open_event(tenant: str, body: dict[str, Any] = ANY_BODY) -> dict[str, Any]:
         """Open an event on an asset by call (closed by POST …/event-frames/{id}/close)."""

@@ -174,6 +174,23 @@ def show(event_id: Annotated[str, typer.Argument(help="Event id.")], tenant: Ten
         _json(platform.analytics.event(tenant, event_id))
 
 
+@events_app.command("compare")
+def compare(event_id: Annotated[str, typer.Argument(help="The event to compare.")], tenant: TenantOpt,
+            to: Annotated[list[str], typer.Option("--to", help="A reference event (repeatable: their median).")],
+            signal: Annotated[str, typer.Option(help="The signal compared.")],
+            step: Annotated[str, typer.Option(help="Step of the common time axis.")] = "1s",
+            band: Annotated[float, typer.Option(help="Band half-width in spreads (MAD between events).")] = 3.0,
+            as_json: JsonOpt = False) -> None:
+    """An event against a reference profile (a golden event, or the median of several) with a band."""
+    with services(readonly=True) as platform:
+        got = platform.analytics.compare_events(tenant, event_id, to, signal, step=step, band=band)
+        if as_json:
+            _json(got)
+        else:
+            out.print(f"{got['steps']} steps; {100 * (got['outside_share'] or 0):.1f} % outside the band; largest "
+                      f"deviation {got['max_abs_deviation']}")
+
+
 @events_app.command("open")
 def open_(asset: Annotated[str, typer.Argument(help="Asset path.")],
           template: Annotated[str, typer.Argument(help="A template of the asset's type, or any name.")],
