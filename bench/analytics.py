@@ -78,16 +78,19 @@ def baseline_eval(i: int, a: dict[str, np.ndarray]) -> np.ndarray:
     """The same expression by hand in NumPy."""
     k, form = i + 1, i % 5
     f, h, p, s = a["flow"], a["head"], a["power"], a["speed"]
+    out: np.ndarray
     with np.errstate(all="ignore"):
         if form == 0:
-            return f * h * 9.81 / (p * 1000) * k
-        if form == 1:
-            return (f + k) / (s + 1)
-        if form == 2:
-            return np.clip(p - k * 0.01, 0, 100)
-        if form == 3:
-            return np.where(f > k % 40, h * k, 0)
-        return np.abs(h - s) * k
+            out = f * h * 9.81 / (p * 1000) * k
+        elif form == 1:
+            out = (f + k) / (s + 1)
+        elif form == 2:
+            out = np.clip(p - k * 0.01, 0, 100)
+        elif form == 3:
+            out = np.where(f > k % 40, h * k, 0)
+        else:
+            out = np.abs(h - s) * k
+    return out
 
 
 def plant(n_assets: int, calcs: dict[str, str], *, events: bool = False) -> str:
@@ -98,9 +101,16 @@ def plant(n_assets: int, calcs: dict[str, str], *, events: bool = False) -> str:
     areas = []
     per = max(1, n_assets // 10)
     for a in range(0, n_assets, per):
-        areas.append({"id": f"area-{a // per}", "type": "Area", "children": [
-            {"id": f"p{j:04d}", "type": "Pump", "tags": {s: f"raw/p{j:04d}/{s}" for s in SENSORS}}
-            for j in range(a, min(a + per, n_assets))]})
+        areas.append(
+            {
+                "id": f"area-{a // per}",
+                "type": "Area",
+                "children": [
+                    {"id": f"p{j:04d}", "type": "Pump", "tags": {s: f"raw/p{j:04d}/{s}" for s in SENSORS}}
+                    for j in range(a, min(a + per, n_assets))
+                ],
+            }
+        )
     return dump_yaml({"types": {"Pump": pump}, "assets": [{"id": "site", "type": "Site", "children": areas}]})
 
 
@@ -108,8 +118,15 @@ def batch(assets: list[int], t_us: int, rng: np.random.Generator) -> pa.Table:
     n = len(assets) * len(SENSORS)
     tags = [f"raw/p{j:04d}/{s}" for j in assets for s in SENSORS]
     values = rng.uniform(1, 50, n)
-    return pa.table({"tag": tags, "time": pa.array(np.full(n, t_us, np.int64)).cast(pa.timestamp("us")),
-                     "value": values, "quality": pa.array(np.zeros(n, np.uint8))}, schema=STORE_SCHEMA)
+    return pa.table(
+        {
+            "tag": tags,
+            "time": pa.array(np.full(n, t_us, np.int64)).cast(pa.timestamp("us")),
+            "value": values,
+            "quality": pa.array(np.zeros(n, np.uint8)),
+        },
+        schema=STORE_SCHEMA,
+    )
 
 
 def bench_live(root: Path, seconds: float, rate: int) -> dict[str, Any]:
@@ -178,12 +195,16 @@ def bench_live(root: Path, seconds: float, rate: int) -> dict[str, Any]:
             for i in range(N_CALCS):
                 baseline_eval(i, arrays)
         base_ms = (time.perf_counter() - b0) / reps * 1000
-        return {"live_inputs_per_s": round(sum(expected_times.values()) * len(SENSORS) / feed_s),
-                "live_calculated_per_s": round(got / caught_up_s),
-                "live_p50_ms": round(float(np.percentile(d, 50)) * 1000, 1),
-                "live_p99_ms": round(float(np.percentile(d, 99)) * 1000, 1),
-                "live_expected": expected, "live_written": got, "lost": max(0, expected - got),
-                "baseline_batch_ms": round(base_ms, 2)}
+        return {
+            "live_inputs_per_s": round(sum(expected_times.values()) * len(SENSORS) / feed_s),
+            "live_calculated_per_s": round(got / caught_up_s),
+            "live_p50_ms": round(float(np.percentile(d, 50)) * 1000, 1),
+            "live_p99_ms": round(float(np.percentile(d, 99)) * 1000, 1),
+            "live_expected": expected,
+            "live_written": got,
+            "lost": max(0, expected - got),
+            "baseline_batch_ms": round(base_ms, 2),
+        }
     finally:
         p.close()
 
@@ -193,10 +214,23 @@ def bench_backfill(root: Path, days: int) -> dict[str, Any]:
     p = Platform(settings, background=False)
     try:
         p.tenants.create(TENANT)
-        doc = {"types": {"Pump": {"sensors": {s: {"interval": "1s"} for s in ("flow", "head", "power")},
-                                  "derived": {"efficiency": {"expr": "flow * head * 9.81 / (power * 1000)"}}}},
-               "assets": [{"id": "site", "type": "Site", "children": [
-                   {"id": "p1", "type": "Pump", "tags": {s: f"raw/{s}" for s in ("flow", "head", "power")}}]}]}
+        doc = {
+            "types": {
+                "Pump": {
+                    "sensors": {s: {"interval": "1s"} for s in ("flow", "head", "power")},
+                    "derived": {"efficiency": {"expr": "flow * head * 9.81 / (power * 1000)"}},
+                }
+            },
+            "assets": [
+                {
+                    "id": "site",
+                    "type": "Site",
+                    "children": [
+                        {"id": "p1", "type": "Pump", "tags": {s: f"raw/{s}" for s in ("flow", "head", "power")}}
+                    ],
+                }
+            ],
+        }
         p.twin.load(TENANT, dump_yaml(doc))
         rng = np.random.default_rng(1)
         day = 86_400
@@ -206,9 +240,17 @@ def bench_backfill(root: Path, days: int) -> dict[str, Any]:
             parts = []
             for s in ("flow", "head", "power"):
                 v = rng.uniform(0, 50, day)
-                parts.append(pa.table({"tag": [f"raw/{s}"] * day, "time": pa.array(times).cast(pa.timestamp("us")),
-                                       "value": v, "quality": pa.array(np.zeros(day, np.uint8))},
-                                      schema=STORE_SCHEMA))
+                parts.append(
+                    pa.table(
+                        {
+                            "tag": [f"raw/{s}"] * day,
+                            "time": pa.array(times).cast(pa.timestamp("us")),
+                            "value": v,
+                            "quality": pa.array(np.zeros(day, np.uint8)),
+                        },
+                        schema=STORE_SCHEMA,
+                    )
+                )
             p.historian.write_checked(TENANT, pa.concat_tables(parts))
         p.historian.flush()
         load_s = time.perf_counter() - t_load
@@ -224,8 +266,18 @@ def bench_backfill(root: Path, days: int) -> dict[str, Any]:
         prog = p.analytics.program(TENANT)
         g = prog.groups[0]
         t2 = time.perf_counter()
-        backfill_group(p.historian, TENANT, prog, g, g.assets, T_BASE, T_BASE + days * day * 1_000_000,
-                       report=BackfillReport(), templates=False, write=False)
+        backfill_group(
+            p.historian,
+            TENANT,
+            prog,
+            g,
+            g.assets,
+            T_BASE,
+            T_BASE + days * day * 1_000_000,
+            report=BackfillReport(),
+            templates=False,
+            write=False,
+        )
         compute_s = time.perf_counter() - t2
         files = sorted(glob.glob(str(settings.data_dir / "**" / TENANT / "day=*" / "*.parquet"), recursive=True))
         ids = p.historian.catalog.ids(TENANT)
@@ -233,21 +285,29 @@ def bench_backfill(root: Path, days: int) -> dict[str, Any]:
         out = root / "sql-out.parquet"
         con = duckdb.connect()
         con.execute("SET threads TO 2")
-        sql = (f"COPY (SELECT time, flow * head * 9.81 / NULLIF(power * 1000, 0) AS efficiency FROM ("
-               f"SELECT time, max(value) FILTER (WHERE tag_id = {fid}) AS flow, "
-               f"max(value) FILTER (WHERE tag_id = {hid}) AS head, max(value) FILTER (WHERE tag_id = {pid}) AS power "
-               f"FROM read_parquet({files!r}) WHERE tag_id IN ({fid}, {hid}, {pid}) GROUP BY time) ORDER BY time) "
-               f"TO '{out}' (FORMAT parquet)")
+        sql = (
+            f"COPY (SELECT time, flow * head * 9.81 / NULLIF(power * 1000, 0) AS efficiency FROM ("
+            f"SELECT time, max(value) FILTER (WHERE tag_id = {fid}) AS flow, "
+            f"max(value) FILTER (WHERE tag_id = {hid}) AS head, max(value) FILTER (WHERE tag_id = {pid}) AS power "
+            f"FROM read_parquet({files!r}) WHERE tag_id IN ({fid}, {hid}, {pid}) GROUP BY time) ORDER BY time) "
+            f"TO '{out}' (FORMAT parquet)"
+        )
         t1 = time.perf_counter()
         con.execute(sql)
         sql_s = time.perf_counter() - t1
         sql_rows = con.execute(f"SELECT count(*) FROM '{out}'").fetchone()[0]  # type: ignore[index]
-        return {"backfill_days": days, "backfill_points": n, "backfill_s": round(ours, 2),
-                "backfill_points_s": round(n / ours), "sql_s": round(sql_s, 2), "sql_points_s": round(sql_rows / sql_s),
-                "backfill_ratio_vs_sql": round((n / ours) / (sql_rows / sql_s), 2),
-                "backfill_unwritten_points_s": round(n / compute_s),
-                "backfill_unwritten_ratio_vs_sql": round((n / compute_s) / (sql_rows / sql_s), 2),
-                "load_s": round(load_s, 1)}
+        return {
+            "backfill_days": days,
+            "backfill_points": n,
+            "backfill_s": round(ours, 2),
+            "backfill_points_s": round(n / ours),
+            "sql_s": round(sql_s, 2),
+            "sql_points_s": round(sql_rows / sql_s),
+            "backfill_ratio_vs_sql": round((n / ours) / (sql_rows / sql_s), 2),
+            "backfill_unwritten_points_s": round(n / compute_s),
+            "backfill_unwritten_ratio_vs_sql": round((n / compute_s) / (sql_rows / sql_s), 2),
+            "load_s": round(load_s, 1),
+        }
     finally:
         p.close()
 
@@ -266,16 +326,31 @@ def bench_search(root: Path, n_events: int, queries: int = 200) -> dict[str, Any
         a_idx = rng.integers(0, len(assets), n_events)
         t_idx = rng.integers(0, len(templates), n_events)
         t0 = time.perf_counter()
-        rows = [{"asset": assets[a], "template": templates[t], "start_us": int(s), "end_us": int(s + d * 1e6),
-                 "reason": "end", "stats": {"flow": {"max": float(d % 50)}}}
-                for a, t, s, d in zip(a_idx.tolist(), t_idx.tolist(), starts.tolist(), dur.tolist(), strict=True)]
+        rows = [
+            {
+                "asset": assets[a],
+                "template": templates[t],
+                "start_us": int(s),
+                "end_us": int(s + d * 1e6),
+                "reason": "end",
+                "stats": {"flow": {"max": float(d % 50)}},
+            }
+            for a, t, s, d in zip(a_idx.tolist(), t_idx.tolist(), starts.tolist(), dur.tolist(), strict=True)
+        ]
         for k in range(0, n_events, 50_000):
-            p.analytics.events.add_many(TENANT, rows[k:k + 50_000])
+            p.analytics.events.add_many(TENANT, rows[k : k + 50_000])
         insert_s = time.perf_counter() - t0
         lat, base = [], []
         con = duckdb.connect()
-        frame = pa.table({"asset": [r["asset"] for r in rows], "template": [r["template"] for r in rows],
-                          "start_us": starts, "end_us": [r["end_us"] for r in rows], "duration_s": dur})
+        frame = pa.table(
+            {
+                "asset": [r["asset"] for r in rows],
+                "template": [r["template"] for r in rows],
+                "start_us": starts,
+                "end_us": [r["end_us"] for r in rows],
+                "duration_s": dur,
+            }
+        )
         con.register("ev", frame)
         found = 0
         for _ in range(queries):
@@ -284,20 +359,32 @@ def bench_search(root: Path, n_events: int, queries: int = 200) -> dict[str, Any
             lo = T_BASE + int(rng.integers(0, span - 30 * 86_400 * 1_000_000))
             hi = lo + 30 * 86_400 * 1_000_000
             q0 = time.perf_counter()
-            got = p.analytics.search(TENANT, asset=f"site/area-{area}", template=tpl, start=from_us(lo),
-                                     end=from_us(hi), where=["duration > 30m"], limit=100)
+            got = p.analytics.search(
+                TENANT,
+                asset=f"site/area-{area}",
+                template=tpl,
+                start=from_us(lo),
+                end=from_us(hi),
+                where=["duration > 30m"],
+                limit=100,
+            )
             lat.append(time.perf_counter() - q0)
             found += len(got["events"])
             q1 = time.perf_counter()
-            con.execute("SELECT * FROM ev WHERE (asset = ? OR (asset > ? AND asset < ?)) AND template = ? "
-                        "AND start_us < ? AND end_us >= ? AND duration_s > 1800 ORDER BY start_us DESC LIMIT 100",
-                        [f"site/area-{area}", f"site/area-{area}/", f"site/area-{area}0", tpl, hi, lo]).fetchall()
+            con.execute(
+                "SELECT * FROM ev WHERE (asset = ? OR (asset > ? AND asset < ?)) AND template = ? "
+                "AND start_us < ? AND end_us >= ? AND duration_s > 1800 ORDER BY start_us DESC LIMIT 100",
+                [f"site/area-{area}", f"site/area-{area}/", f"site/area-{area}0", tpl, hi, lo],
+            ).fetchall()
             base.append(time.perf_counter() - q1)
-        return {"events": n_events, "insert_s": round(insert_s, 1),
-                "search_p50_ms": round(float(np.percentile(lat, 50)) * 1000, 2),
-                "search_p95_ms": round(float(np.percentile(lat, 95)) * 1000, 2),
-                "duckdb_p95_ms": round(float(np.percentile(base, 95)) * 1000, 2),
-                "search_found_mean": round(found / queries, 1)}
+        return {
+            "events": n_events,
+            "insert_s": round(insert_s, 1),
+            "search_p50_ms": round(float(np.percentile(lat, 50)) * 1000, 2),
+            "search_p95_ms": round(float(np.percentile(lat, 95)) * 1000, 2),
+            "duckdb_p95_ms": round(float(np.percentile(base, 95)) * 1000, 2),
+            "search_found_mean": round(found / queries, 1),
+        }
     finally:
         p.close()
 

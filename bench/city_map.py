@@ -45,8 +45,12 @@ CHROMIUM = "/usr/bin/chromium"
 CITY_FILE = Path(__file__).resolve().parents[1] / "taehwa" / "city" / "data" / "ulsan-city.yaml"
 PASSWORD = "bench bench bench"
 TOKEN = "bench-token-0123456789abcdef"
-TYPES = {"Pump": {"extends": "Equipment", "sensors": {"flow": {"unit": "m3/h",
-                                                               "limits": {"high_warning": 80, "high_alarm": 90}}}}}
+TYPES = {
+    "Pump": {
+        "extends": "Equipment",
+        "sensors": {"flow": {"unit": "m3/h", "limits": {"high_warning": 80, "high_alarm": 90}}},
+    }
+}
 
 
 def prepare(data_dir: Path, sites: int, per_company: int = 10) -> list[tuple[str, str]]:
@@ -64,11 +68,19 @@ def prepare(data_dir: Path, sites: int, per_company: int = 10) -> list[tuple[str
             assets = []
             for s in range(n):
                 i = c * per_company + s
-                assets.append({"id": f"site-{s}", "type": "Site", "attributes": {
-                    "latitude": 35.40 + 0.25 * ((i * 37) % 100) / 100, "longitude": 129.05 + 0.38 * ((i * 61) % 100)
-                    / 100, "complex": "mipo" if i % 2 else "onsan", "industry": ["petrochemical", "automotive",
-                                                                                 "shipbuilding"][i % 3]},
-                    "children": [{"id": "pump", "type": "Pump", "tags": {"flow": f"site-{s}/flow"}}]})
+                assets.append(
+                    {
+                        "id": f"site-{s}",
+                        "type": "Site",
+                        "attributes": {
+                            "latitude": 35.40 + 0.25 * ((i * 37) % 100) / 100,
+                            "longitude": 129.05 + 0.38 * ((i * 61) % 100) / 100,
+                            "complex": "mipo" if i % 2 else "onsan",
+                            "industry": ["petrochemical", "automotive", "shipbuilding"][i % 3],
+                        },
+                        "children": [{"id": "pump", "type": "Pump", "tags": {"flow": f"site-{s}/flow"}}],
+                    }
+                )
                 made.append((tenant, f"site-{s}"))
             p.twin.load(tenant, dump_yaml({"types": TYPES, "assets": assets}))
             p.historian.write(tenant, [(f"site-{s}/flow", datetime.now(UTC), 10.0) for s in range(n)])
@@ -83,8 +95,9 @@ def prepare(data_dir: Path, sites: int, per_company: int = 10) -> list[tuple[str
 def serve(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {**os.environ, "TAEHWA_DATA_DIR": str(data_dir), "TAEHWA_PORT": str(port), "TAEHWA_API_TOKEN": TOKEN}
-    proc = subprocess.Popen([sys.executable, "-m", "taehwa", "serve"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "taehwa", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -124,8 +137,11 @@ def main() -> None:
                     api.get("/api/v1/city/map").raise_for_status()
                     json_s.append(time.perf_counter() - t)
                 with sync_playwright() as pw:
-                    b = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                           args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+                    b = pw.chromium.launch(
+                        executable_path=CHROMIUM,
+                        headless=True,
+                        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+                    )
                     page = b.new_context(locale="ko-KR").new_page()
                     page.goto(f"{url}/login")
                     page.fill("#user", "mayor")
@@ -139,33 +155,43 @@ def main() -> None:
                         page.goto(f"{url}/city")
                         page.wait_for_selector("#city-map[data-connected='1']", timeout=30_000)
                         usable.append(time.perf_counter() - t)
-                        phases.append(page.evaluate("""() => { const n = performance.getEntriesByType("navigation")[0];
+                        phases.append(
+                            page.evaluate("""() => { const n = performance.getEntriesByType("navigation")[0];
                             const at = (m) => { const e = performance.getEntriesByName(m)[0]; return e ? e.startTime
                               : null; };
                             return [n.responseStart, n.responseEnd, at("city-js-start"), at("city-drawn"),
-                                    n.domContentLoadedEventEnd, n.loadEventEnd, at("city-connected")]; }"""))
+                                    n.domContentLoadedEventEnd, n.loadEventEnd, at("city-connected")]; }""")
+                        )
                         drawn = page.locator("#city-map .site-marker").count()
                         assert drawn == len(made), f"{drawn} markers of {len(made)}"
                     change, post = [], []
                     for i, (tenant, site) in enumerate(made[:5]):
                         sel = f"[data-site='{tenant}|{site}']"
                         t0 = time.time()
-                        r = api.post(f"/api/v1/{tenant}/points", json=[
-                            {"tag": f"{site}/flow", "time": datetime.now(UTC).isoformat(), "value": 95.0 + i}])
+                        r = api.post(
+                            f"/api/v1/{tenant}/points",
+                            json=[{"tag": f"{site}/flow", "time": datetime.now(UTC).isoformat(), "value": 95.0 + i}],
+                        )
                         post.append(time.time() - t0)
                         r.raise_for_status()
                         page.wait_for_selector(f"{sel}.alarm", timeout=10_000)
                         changed_ms = float(page.get_attribute(sel, "data-changed-at") or 0)
                         change.append(changed_ms / 1000 - t0)
                     b.close()
-            for j, name in enumerate(("first_byte", "html_done", "script_start", "markers_drawn", "dom_ready", "loaded",
-                                    "feed_connected")):
+            for j, name in enumerate(
+                ("first_byte", "html_done", "script_start", "markers_drawn", "dom_ready", "loaded", "feed_connected")
+            ):
                 figures[f"phase_{name}_ms"] = round(statistics.median(ph[j] or 0 for ph in phases), 1)
-            figures.update({"map_usable_ms": median_ms(usable), "map_json_alone_ms": median_ms(json_s),
-                            "state_change_ms": median_ms(change), "point_post_alone_ms": median_ms(post)})
+            figures.update(
+                {
+                    "map_usable_ms": median_ms(usable),
+                    "map_json_alone_ms": median_ms(json_s),
+                    "state_change_ms": median_ms(change),
+                    "point_post_alone_ms": median_ms(post),
+                }
+            )
             figures["usable_vs_json"] = round(figures["map_usable_ms"] / max(figures["map_json_alone_ms"], 0.1), 2)
-            figures["change_vs_post"] = round(figures["state_change_ms"] / max(figures["point_post_alone_ms"], 0.1),
-                                              2)
+            figures["change_vs_post"] = round(figures["state_change_ms"] / max(figures["point_post_alone_ms"], 0.1), 2)
             figures["goals_met"] = figures["map_usable_ms"] <= 1000 and figures["state_change_ms"] <= 1000
         finally:
             proc.terminate()

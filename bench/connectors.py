@@ -65,8 +65,12 @@ c.loop_stop(); c.disconnect()
 
 
 def publish(port: int, start: int, n: int, topic: str = "bench/line/json") -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-c", PUBLISHER, str(port), str(start), str(n), str(PER_MSG), topic],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PUBLISHER, str(port), str(start), str(n), str(PER_MSG), topic],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "READY"
     return proc
 
@@ -126,8 +130,13 @@ def historian_count(p: Platform, tags: list[str]) -> int:
 
 
 def connector_spec(port: int) -> dict[str, Any]:
-    return {"name": "bench-mqtt", "protocol": "mqtt", "port": port, "keepalive_s": 30,
-            "items": [{"topic": "bench/+/json", "format": "json", "tag": "mqtt/{1}/{name}"}]}
+    return {
+        "name": "bench-mqtt",
+        "protocol": "mqtt",
+        "port": port,
+        "keepalive_s": 30,
+        "items": [{"topic": "bench/+/json", "format": "json", "tag": "mqtt/{1}/{name}"}],
+    }
 
 
 def mqtt_run(settings: Settings, port: int, n: int) -> float:
@@ -211,17 +220,32 @@ s.stop()
 
 def opcua_run(settings: Settings, seconds: float, n_tags: int = 5000) -> tuple[float, int]:
     endpoint = f"opc.tcp://127.0.0.1:{free_port()}/taehwa/"
-    server = subprocess.Popen([sys.executable, "-c", OPCUA_SERVER, endpoint, str(n_tags), str(seconds)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-c", OPCUA_SERVER, endpoint, str(n_tags), str(seconds)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert server.stdout is not None and server.stdin is not None
     assert server.stdout.readline().strip() == "READY"
     p = Platform(settings, background=False)
     try:
         p.tenants.create("bench")
-        items = [{"node": f"ns=2;i={1000 + i}", "tag": f"bench/g{i // 100:02d}/t{i:04d}", "sampling_ms": 0}
-                 for i in range(n_tags)]
-        p.connectors.add("bench", {"name": "bench-opcua", "protocol": "opcua", "endpoint": endpoint,
-                                   "publish_ms": 100, "history_fill": False, "items": items})
+        items = [
+            {"node": f"ns=2;i={1000 + i}", "tag": f"bench/g{i // 100:02d}/t{i:04d}", "sampling_ms": 0}
+            for i in range(n_tags)
+        ]
+        p.connectors.add(
+            "bench",
+            {
+                "name": "bench-opcua",
+                "protocol": "opcua",
+                "endpoint": endpoint,
+                "publish_ms": 100,
+                "history_fill": False,
+                "items": items,
+            },
+        )
         p.connectors.start(interval_s=0.2)
         deadline = time.monotonic() + 120
         while p.connectors.status("bench", "bench-opcua")["state"] != "connected" and time.monotonic() < deadline:
@@ -250,8 +274,7 @@ def main() -> None:
     args = ap.parse_args()
     n = 200_000 if args.quick else 1_000_000
     seconds = 6.0 if args.quick else 20.0
-    figures: dict[str, Any] = {"mqtt_pts_s": None, "mqtt_bare_pts_s": None, "mqtt_ratio_vs_bare": None,
-                               "lost": None}
+    figures: dict[str, Any] = {"mqtt_pts_s": None, "mqtt_bare_pts_s": None, "mqtt_ratio_vs_bare": None, "lost": None}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         settings = Settings(data_dir=folder / "data")
@@ -265,8 +288,12 @@ def main() -> None:
                 lost = mqtt_restart(settings, broker.port, n // 2)
             finally:
                 broker.stop()
-            figures.update(mqtt_pts_s=round(ours), mqtt_bare_pts_s=round(bare),
-                           mqtt_ratio_vs_bare=round(ours / bare, 3) if bare else None, lost=lost)
+            figures.update(
+                mqtt_pts_s=round(ours),
+                mqtt_bare_pts_s=round(bare),
+                mqtt_ratio_vs_bare=round(ours / bare, 3) if bare else None,
+                lost=lost,
+            )
         else:
             print("mosquitto is not installed: MQTT figures skipped", file=sys.stderr)
         rate, written = opcua_run(Settings(data_dir=folder / "data-opcua"), seconds)

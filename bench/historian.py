@@ -61,8 +61,10 @@ def bench_bulk(work: Path, n_tags: int, seconds: int) -> dict[str, float]:
     n = n_tags * seconds
     con = duckdb.connect()
     t = time.perf_counter()
-    con.execute(f"COPY (SELECT * FROM read_parquet('{src}') ORDER BY tag, time) TO '{work / 'duck.parquet'}' "
-                "(FORMAT parquet, COMPRESSION zstd)")
+    con.execute(
+        f"COPY (SELECT * FROM read_parquet('{src}') ORDER BY tag, time) TO '{work / 'duck.parquet'}' "
+        "(FORMAT parquet, COMPRESSION zstd)"
+    )
     duck_s = time.perf_counter() - t
     settings = Settings(data_dir=work / "bulk-store")
     hist = Historian(settings, background=False)
@@ -72,18 +74,29 @@ def bench_bulk(work: Path, n_tags: int, seconds: int) -> dict[str, float]:
     ours_s = time.perf_counter() - t
     assert result.points == n
     hist.close()
-    return {"bulk_points": n, "bulk_ingest_s": ours_s, "bulk_duckdb_s": duck_s,
-            "bulk_ingest_pts_s": n / ours_s, "bulk_ingest_ratio_vs_duckdb": duck_s / ours_s}
+    return {
+        "bulk_points": n,
+        "bulk_ingest_s": ours_s,
+        "bulk_duckdb_s": duck_s,
+        "bulk_ingest_pts_s": n / ours_s,
+        "bulk_ingest_ratio_vs_duckdb": duck_s / ours_s,
+    }
 
 
 def bench_http(work: Path, quick: bool) -> dict[str, float]:
     port = free_port()
-    env = {**os.environ, "TAEHWA_DATA_DIR": str(work / "http-store"), "TAEHWA_PORT": str(port),
-           "TAEHWA_API_TOKEN": TOKEN}
-    subprocess.run([sys.executable, "-m", "taehwa", "tenants", "create", "bench"], env=env, check=True,
-                   capture_output=True)
-    server = subprocess.Popen([sys.executable, "-m", "taehwa", "serve"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "TAEHWA_DATA_DIR": str(work / "http-store"),
+        "TAEHWA_PORT": str(port),
+        "TAEHWA_API_TOKEN": TOKEN,
+    }
+    subprocess.run(
+        [sys.executable, "-m", "taehwa", "tenants", "create", "bench"], env=env, check=True, capture_output=True
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "taehwa", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120) as client:
@@ -104,21 +117,34 @@ def bench_http(work: Path, quick: bool) -> dict[str, float]:
                 bodies.append(sink.getvalue().to_pybytes())
             t = time.perf_counter()
             for body in bodies:
-                r = client.post("/api/v1/bench/points", content=body,
-                                headers={"Content-Type": "application/vnd.apache.arrow.stream"})
+                r = client.post(
+                    "/api/v1/bench/points",
+                    content=body,
+                    headers={"Content-Type": "application/vnd.apache.arrow.stream"},
+                )
                 r.raise_for_status()
             arrow_s = time.perf_counter() - t
             json_batch, json_n = 20_000, 10 if quick else 30
             jbodies = []
             for b in range(json_n):
                 base = DAY0 + np.timedelta64(b * json_batch, "s")
-                jbodies.append(orjson.dumps([
-                    {"tag": tag_name(2000 + (i % 10)), "time": str(base + np.timedelta64(i, "s")) + "Z",
-                     "value": float(i)} for i in range(json_batch)]))
+                jbodies.append(
+                    orjson.dumps(
+                        [
+                            {
+                                "tag": tag_name(2000 + (i % 10)),
+                                "time": str(base + np.timedelta64(i, "s")) + "Z",
+                                "value": float(i),
+                            }
+                            for i in range(json_batch)
+                        ]
+                    )
+                )
             t = time.perf_counter()
             for body in jbodies:
-                client.post("/api/v1/bench/points", content=body,
-                            headers={"Content-Type": "application/json"}).raise_for_status()
+                client.post(
+                    "/api/v1/bench/points", content=body, headers={"Content-Type": "application/json"}
+                ).raise_for_status()
             json_s = time.perf_counter() - t
     finally:
         server.terminate()
@@ -162,8 +188,10 @@ def bench_queries(work: Path, n_tags: int, runs: int) -> dict[str, float]:
     for i in picks:  # warm both the same way
         hist.downsample("bench", tags[i], start, end, "1m", "avg")
         break
-    sql = (f"SELECT time_bucket(INTERVAL 1 minute, time) AS b, avg(value) FROM read_parquet('{files[0]}') "
-           "WHERE tag = ? AND time >= TIMESTAMP '2024-03-01' AND time < TIMESTAMP '2024-03-02' GROUP BY b ORDER BY b")
+    sql = (
+        f"SELECT time_bucket(INTERVAL 1 minute, time) AS b, avg(value) FROM read_parquet('{files[0]}') "
+        "WHERE tag = ? AND time >= TIMESTAMP '2024-03-01' AND time < TIMESTAMP '2024-03-02' GROUP BY b ORDER BY b"
+    )
     con.execute(sql, [tags[0]]).fetchall()
     for i in picks:
         t = time.perf_counter()
@@ -183,12 +211,20 @@ def bench_queries(work: Path, n_tags: int, runs: int) -> dict[str, float]:
         al.append(time.perf_counter() - t)
         assert wide.num_rows == 3601 and wide.num_columns == 11
     hist.close()
-    return {"store_points": stats["rows_in_files"], "store_bytes": stats["bytes"], "store_build_s": build_s,
-            "store_compact_s": compact_s,
-            "last_value_p95_ms": p95(lv), "last_value_duckdb_scan_ms": lv_duck * 1000,
-            "downsample_p50_ms": p50(ds), "downsample_p95_ms": p95(ds),
-            "downsample_duckdb_p50_ms": p50(ds_duck), "downsample_duckdb_p95_ms": p95(ds_duck),
-            "downsample_ratio_vs_duckdb": p95(ds) / p95(ds_duck), "align_p95_ms": p95(al)}
+    return {
+        "store_points": stats["rows_in_files"],
+        "store_bytes": stats["bytes"],
+        "store_build_s": build_s,
+        "store_compact_s": compact_s,
+        "last_value_p95_ms": p95(lv),
+        "last_value_duckdb_scan_ms": lv_duck * 1000,
+        "downsample_p50_ms": p50(ds),
+        "downsample_p95_ms": p95(ds),
+        "downsample_duckdb_p50_ms": p50(ds_duck),
+        "downsample_duckdb_p95_ms": p95(ds_duck),
+        "downsample_ratio_vs_duckdb": p95(ds) / p95(ds_duck),
+        "align_p95_ms": p95(al),
+    }
 
 
 def main() -> None:
@@ -206,8 +242,9 @@ def main() -> None:
     print(f"{'figure':36s} {'value':>16s}")
     for key, value in figures.items():
         print(f"{key:36s} {value:16,.2f}")
-    print(json.dumps({"bench": "historian", "quick": args.quick,
-                      "figures": {k: round(v, 3) for k, v in figures.items()}}))
+    print(
+        json.dumps({"bench": "historian", "quick": args.quick, "figures": {k: round(v, 3) for k, v in figures.items()}})
+    )
 
 
 if __name__ == "__main__":

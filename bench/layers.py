@@ -43,18 +43,36 @@ ROOT = Path(__file__).resolve().parent.parent / "taehwa"
 # the intended order (issue 27), by package: a higher rank may import a lower one, never the reverse; packages of
 # one rank are peers
 RANK: dict[str, int] = {
-    "core": 0, "taehwa": 0,
-    "db": 1, "migrate": 1, "migrations": 1, "tenancy": 1,
+    "core": 0,
+    "taehwa": 0,
+    "db": 1,
+    "migrate": 1,
+    "migrations": 1,
+    "tenancy": 1,
     "historian": 2,
-    "connectors": 3, "twin": 3,
-    "lab": 4, "analytics": 4,
+    "connectors": 3,
+    "twin": 3,
+    "lab": 4,
+    "analytics": 4,
     "live": 5,
-    "academy": 6, "sharing": 6, "city": 6,
-    "server": 7, "sqlport": 7, "flight": 7, "demo": 7, "replay": 7,
-    "api": 8, "cli": 8, "web": 8, "client": 8, "__main__": 8,
+    "academy": 6,
+    "sharing": 6,
+    "city": 6,
+    "server": 7,
+    "sqlport": 7,
+    "flight": 7,
+    "demo": 7,
+    "replay": 7,
+    "api": 8,
+    "cli": 8,
+    "web": 8,
+    "client": 8,
+    "__main__": 8,
 }
-ORDER = ("core → db, tenancy → historian → connectors, twin → lab, analytics → live → academy, sharing, city → "
-         "server (and the SQL and Flight ports it serves) → api, cli, web, client")
+ORDER = (
+    "core → db, tenancy → historian → connectors, twin → lab, analytics → live → academy, sharing, city → "
+    "server (and the SQL and Flight ports it serves) → api, cli, web, client"
+)
 
 
 @dataclass(frozen=True)
@@ -93,7 +111,8 @@ def package(module: str) -> str:
 def _is_type_checking(test: ast.expr) -> bool:
     """`if TYPE_CHECKING:` or `if typing.TYPE_CHECKING:`."""
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _resolve(name: str, modules: set[str]) -> str | None:
@@ -216,14 +235,23 @@ def measure(root: Path, include_typing: bool) -> Measure:
     unknown = sorted({package(m) for m in modules} - set(RANK))
     if unknown:
         raise SystemExit(f"no rank in the intended order for packages {unknown}: add them to RANK")
-    upward = sorted({(e.source, e.target, e.kind, e.line) for e in used
-                     if RANK[package(e.target)] > RANK[package(e.source)]})
+    upward = sorted(
+        {(e.source, e.target, e.kind, e.line) for e in used if RANK[package(e.target)] > RANK[package(e.source)]}
+    )
 
-    lines = [f"{len(modules)} modules, {len(used)} imports of taehwa modules "
-             f"({sum(e.kind == 'top' for e in used)} top, {sum(e.kind == 'deferred' for e in used)} deferred"
-             + (f", {sum(e.kind == 'typing' for e in used)} typing" if include_typing else
-                f"; {sum(e.kind == 'typing' for e in edges)} TYPE_CHECKING imports left out") + ")",
-             f"{max(layers.values()) + 1} layers (longest import chain, cycles condensed)", "", "layers by package:"]
+    lines = [
+        f"{len(modules)} modules, {len(used)} imports of taehwa modules "
+        f"({sum(e.kind == 'top' for e in used)} top, {sum(e.kind == 'deferred' for e in used)} deferred"
+        + (
+            f", {sum(e.kind == 'typing' for e in used)} typing"
+            if include_typing
+            else f"; {sum(e.kind == 'typing' for e in edges)} TYPE_CHECKING imports left out"
+        )
+        + ")",
+        f"{max(layers.values()) + 1} layers (longest import chain, cycles condensed)",
+        "",
+        "layers by package:",
+    ]
     by_package: dict[str, list[int]] = defaultdict(list)
     for m, level in layers.items():
         by_package[package(m)].append(level)
@@ -236,10 +264,17 @@ def measure(root: Path, include_typing: bool) -> Measure:
     for comp in cycles:
         lines.append(f"  {len(comp)} modules: {', '.join(comp)}")
     figures: dict[str, object] = {
-        "modules": len(modules), "imports": len(used), "layers": max(layers.values()) + 1,
-        "upward": len(upward), "upward_by_kind": {k: sum(u[2] == k for u in upward) for k in
-                                                  ("top", "deferred", "typing") if any(u[2] == k for u in upward)},
-        "cycles": len(cycles), "cycle_sizes": [len(c) for c in cycles], "typing_included": include_typing}
+        "modules": len(modules),
+        "imports": len(used),
+        "layers": max(layers.values()) + 1,
+        "upward": len(upward),
+        "upward_by_kind": {
+            k: sum(u[2] == k for u in upward) for k in ("top", "deferred", "typing") if any(u[2] == k for u in upward)
+        },
+        "cycles": len(cycles),
+        "cycle_sizes": [len(c) for c in cycles],
+        "typing_included": include_typing,
+    }
     return Measure(figures, lines, layers)
 
 

@@ -74,13 +74,27 @@ def pump_tags(i: int) -> list[str]:
 def plant_doc() -> dict[str, Any]:
     sensors = {f"s{k}": {"unit": "-", "interval": "500ms"} for k in range(SENSORS)}
     per = N_PUMPS // AREAS
-    areas = [{"id": f"area-{a:02d}", "type": "Area",
-              "children": [{"id": f"pump-{i:04d}", "type": "Pump",
-                            "tags": {f"s{k}": t for k, t in enumerate(pump_tags(i))}}
-                           for i in range(a * per, (a + 1) * per)]} for a in range(AREAS)]
-    return {"types": {"Pump": {"extends": "Equipment", "sensors": sensors,
-                               "derived": {"anomaly_score": {"limits": {"high_alarm": 1.0}}, "forecast": {}}}},
-            "assets": [{"id": "plant", "type": "Site", "children": areas}]}
+    areas = [
+        {
+            "id": f"area-{a:02d}",
+            "type": "Area",
+            "children": [
+                {"id": f"pump-{i:04d}", "type": "Pump", "tags": {f"s{k}": t for k, t in enumerate(pump_tags(i))}}
+                for i in range(a * per, (a + 1) * per)
+            ],
+        }
+        for a in range(AREAS)
+    ]
+    return {
+        "types": {
+            "Pump": {
+                "extends": "Equipment",
+                "sensors": sensors,
+                "derived": {"anomaly_score": {"limits": {"high_alarm": 1.0}}, "forecast": {}},
+            }
+        },
+        "assets": [{"id": "plant", "type": "Site", "children": areas}],
+    }
 
 
 def signals(rng: np.random.Generator, n: int, temp0: float = 60.0) -> np.ndarray:
@@ -95,10 +109,15 @@ def signals(rng: np.random.Generator, n: int, temp0: float = 60.0) -> np.ndarray
 
 def table_of(tags: list[str], times_us: np.ndarray, values: np.ndarray) -> pa.Table:
     n = len(tags)
-    return pa.table({"tag": pa.array(tags, pa.string()),
-                     "time": pa.array(times_us, pa.int64()).cast(pa.timestamp("us")),
-                     "value": pa.array(values, pa.float64()), "quality": pa.array(np.zeros(n, np.uint8), pa.uint8())},
-                    schema=STORE_SCHEMA)
+    return pa.table(
+        {
+            "tag": pa.array(tags, pa.string()),
+            "time": pa.array(times_us, pa.int64()).cast(pa.timestamp("us")),
+            "value": pa.array(values, pa.float64()),
+            "quality": pa.array(np.zeros(n, np.uint8), pa.uint8()),
+        },
+        schema=STORE_SCHEMA,
+    )
 
 
 def write_history(p: Platform, pumps: int, start_us: int, seconds: int) -> int:
@@ -110,27 +129,41 @@ def write_history(p: Platform, pumps: int, start_us: int, seconds: int) -> int:
     for i in range(pumps):
         vals = signals(rng, n)
         tags = [t for t in pump_tags(i) for _ in range(n)]
-        written += p.historian.write_checked(TENANT, table_of(tags, np.tile(times, SENSORS),
-                                                              vals.T.reshape(-1))).points
+        written += p.historian.write_checked(TENANT, table_of(tags, np.tile(times, SENSORS), vals.T.reshape(-1))).points
     p.historian.flush()
     return written
 
 
 def train(p: Platform, start_us: int, end_us: int) -> None:
     """The PCA detector and the LightGBM forecast, trained on the pumps of area 00 that have history, promoted."""
-    data = {"under": "plant/area-00", "start": iso(start_us), "end": iso(end_us), "step": "500ms",
-            "method": "previous"}
-    p.lab.run(TENANT, {"name": "pump-pca", "task": "anomaly", "data": data,
-                       "features": {"windows": [4], "stats": ["mean", "std"]},
-                       "model": {"kind": "pca", "params": {"explained_variance": 0.95}},
-                       "split": {"method": "holdout", "train_fraction": 0.5},
-                       "register_as": {"name": "pump-pca", "asset_type": "Pump"}}, track=False)
-    p.lab.run(TENANT, {"name": "pump-temp-forecast", "task": "forecast", "data": data,
-                       "labels": {"forecast_signal": "s2", "horizon": 4},
-                       "features": {"windows": [4, 16], "stats": ["mean", "std", "slope"]},
-                       "model": {"kind": "lgbm_regressor", "params": {"n_estimators": 200, "num_leaves": 31}},
-                       "split": {"method": "holdout", "train_fraction": 0.7},
-                       "register_as": {"name": "pump-temp-forecast", "asset_type": "Pump"}}, track=False)
+    data = {"under": "plant/area-00", "start": iso(start_us), "end": iso(end_us), "step": "500ms", "method": "previous"}
+    p.lab.run(
+        TENANT,
+        {
+            "name": "pump-pca",
+            "task": "anomaly",
+            "data": data,
+            "features": {"windows": [4], "stats": ["mean", "std"]},
+            "model": {"kind": "pca", "params": {"explained_variance": 0.95}},
+            "split": {"method": "holdout", "train_fraction": 0.5},
+            "register_as": {"name": "pump-pca", "asset_type": "Pump"},
+        },
+        track=False,
+    )
+    p.lab.run(
+        TENANT,
+        {
+            "name": "pump-temp-forecast",
+            "task": "forecast",
+            "data": data,
+            "labels": {"forecast_signal": "s2", "horizon": 4},
+            "features": {"windows": [4, 16], "stats": ["mean", "std", "slope"]},
+            "model": {"kind": "lgbm_regressor", "params": {"n_estimators": 200, "num_leaves": 31}},
+            "split": {"method": "holdout", "train_fraction": 0.7},
+            "register_as": {"name": "pump-temp-forecast", "asset_type": "Pump"},
+        },
+        track=False,
+    )
     p.lab.promote(TENANT, "pump-pca", 1, "bench", force=True)
     p.lab.promote(TENANT, "pump-temp-forecast", 1, "bench", force=True)
 
@@ -219,8 +252,10 @@ def stream(p: Platform, seconds: float) -> dict[str, Any]:
     expected = (n_ticks // GROUPS) * N_PUMPS  # rows per model
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        got = sum(pa.compute.sum(pa.compute.greater_equal(times.cast(pa.int64()), t0_us)).as_py() or 0
-                  for _, _, _, times in scored)  # live rows only: the catch-up of the history is not waited for
+        got = sum(
+            pa.compute.sum(pa.compute.greater_equal(times.cast(pa.int64()), t0_us)).as_py() or 0
+            for _, _, _, times in scored
+        )  # live rows only: the catch-up of the history is not waited for
         if got >= 2 * expected and len(watcher.raised) >= len(spikes):
             break
         time.sleep(0.1)
@@ -237,8 +272,16 @@ def stream(p: Platform, seconds: float) -> dict[str, Any]:
                 delays.append((at - began_at) * 1000)
                 rows += 1
     alert_delays = [(watcher.raised[a] - began) * 1000 for a, began in spikes.items() if a in watcher.raised]
-    return {"points": points, "seconds": elapsed, "late_ticks": late, "rows_expected": 2 * expected,
-            "rows_scored": rows, "score_ms": delays, "alerts_expected": len(spikes), "alert_ms": alert_delays}
+    return {
+        "points": points,
+        "seconds": elapsed,
+        "late_ticks": late,
+        "rows_expected": 2 * expected,
+        "rows_scored": rows,
+        "score_ms": delays,
+        "alerts_expected": len(spikes),
+        "alert_ms": alert_delays,
+    }
 
 
 def batch(p: Platform, model: str, pumps: int, start_us: int, end_us: int, repeat: int = 3) -> dict[str, float]:
@@ -259,8 +302,12 @@ def batch(p: Platform, model: str, pumps: int, start_us: int, end_us: int, repea
         began = time.perf_counter()
         pipe.predict(frame)
         bare_s.append(time.perf_counter() - began)
-    return {"rows": rows, "batch_rows_s": rows / min(batch_s), "bare_rows": len(frame),
-            "bare_rows_s": len(frame) / min(bare_s)}
+    return {
+        "rows": rows,
+        "batch_rows_s": rows / min(batch_s),
+        "bare_rows": len(frame),
+        "bare_rows_s": len(frame) / min(bare_s),
+    }
 
 
 def bare_predict(p: Platform) -> dict[str, tuple[float, float]]:
@@ -303,10 +350,17 @@ def calls_per_s(endpoint: str, *, clients: int, seconds: float) -> float:
 def predict_load(data_dir: Path) -> dict[str, float]:
     """The predict endpoint of `taehwa serve` in its own process: sequential p99, and calls/s with 4 clients."""
     port = free_port()
-    env = {**os.environ, "TAEHWA_DATA_DIR": str(data_dir), "TAEHWA_PORT": str(port), "TAEHWA_API_TOKEN": TOKEN,
-           "TAEHWA_RATE_LIMIT_PER_S": "1000000", "TAEHWA_RATE_LIMIT_BURST": "1000000"}
-    server = subprocess.Popen([sys.executable, "-m", "taehwa", "serve"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "TAEHWA_DATA_DIR": str(data_dir),
+        "TAEHWA_PORT": str(port),
+        "TAEHWA_API_TOKEN": TOKEN,
+        "TAEHWA_RATE_LIMIT_PER_S": "1000000",
+        "TAEHWA_RATE_LIMIT_BURST": "1000000",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "taehwa", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(600):
@@ -321,12 +375,19 @@ def predict_load(data_dir: Path) -> dict[str, float]:
             endpoint = f"{url}/api/v1/{TENANT}/models/{model}/predict"
             with httpx.Client(headers=AUTH) as c:
                 for _ in range(300):  # warm up: the model is loaded on the first call
-                    c.post(endpoint, json={"rows": [dict(zip([f"s{k}" for k in range(SENSORS)],
-                                                             signals(rng, 1)[0].tolist(), strict=True))]})
+                    c.post(
+                        endpoint,
+                        json={
+                            "rows": [
+                                dict(zip([f"s{k}" for k in range(SENSORS)], signals(rng, 1)[0].tolist(), strict=True))
+                            ]
+                        },
+                    )
                 lat = []
                 for _ in range(1000):
-                    body = {"rows": [dict(zip([f"s{k}" for k in range(SENSORS)], signals(rng, 1)[0].tolist(),
-                                              strict=True))]}
+                    body = {
+                        "rows": [dict(zip([f"s{k}" for k in range(SENSORS)], signals(rng, 1)[0].tolist(), strict=True))]
+                    }
                     began = time.perf_counter()
                     r = c.post(endpoint, json=body)
                     lat.append((time.perf_counter() - began) * 1000)
@@ -357,14 +418,20 @@ def main() -> None:
         began = time.perf_counter()
         n_hist = write_history(p, hist_pumps, h0, hist_s)
         train(p, h0, h0 + hist_s * US // 2)
-        print(f"setup: {N_PUMPS} pumps, {n_hist:,} points of history on {hist_pumps}, two models trained and "
-              f"promoted in {time.perf_counter() - began:.1f} s", flush=True)
+        print(
+            f"setup: {N_PUMPS} pumps, {n_hist:,} points of history on {hist_pumps}, two models trained and "
+            f"promoted in {time.perf_counter() - began:.1f} s",
+            flush=True,
+        )
         figures: dict[str, Any] = {}
         for name, model in (("pca", "pump-pca"), ("lgbm", "pump-temp-forecast")):
             b = batch(p, model, hist_pumps, h0 + hist_s * US // 2, h0 + hist_s * US)
             ratio = b["batch_rows_s"] / b["bare_rows_s"]
-            print(f"batch {name:5s} backfill {b['rows']:,} rows at {b['batch_rows_s']:,.0f} rows/s; bare predict "
-                  f"{b['bare_rows']:,} rows at {b['bare_rows_s']:,.0f} rows/s; ratio {ratio:.2f}", flush=True)
+            print(
+                f"batch {name:5s} backfill {b['rows']:,} rows at {b['batch_rows_s']:,.0f} rows/s; bare predict "
+                f"{b['bare_rows']:,} rows at {b['bare_rows_s']:,.0f} rows/s; ratio {ratio:.2f}",
+                flush=True,
+            )
             figures[f"batch_rows_s_{name}"] = round(b["batch_rows_s"])
             figures[f"bare_rows_s_{name}"] = round(b["bare_rows_s"])
             figures[f"batch_ratio_vs_bare_{name}"] = round(ratio, 3)
@@ -372,30 +439,57 @@ def main() -> None:
         figures["batch_ratio_vs_bare"] = figures["batch_ratio_vs_bare_lgbm"]
         p.live.deploy(TENANT, {"name": "pumps-pca", "model": "pump-pca", "asset_type": "Pump"})
         p.live.deploy(TENANT, {"name": "pumps-forecast", "model": "pump-temp-forecast", "asset_type": "Pump"})
-        p.live.rules.put(TENANT, {"name": "vibration-high", "kind": "threshold", "asset_type": "Pump",
-                                  "signal": "s3", "value": 50.0, "hysteresis": 5.0, "severity": "alarm"})
+        p.live.rules.put(
+            TENANT,
+            {
+                "name": "vibration-high",
+                "kind": "threshold",
+                "asset_type": "Pump",
+                "signal": "s3",
+                "value": 50.0,
+                "hysteresis": 5.0,
+                "severity": "alarm",
+            },
+        )
         p.live.start()
         s = stream(p, seconds)
         rate = s["points"] / s["seconds"]
-        figures.update({
-            "points_s": round(rate), "assets": N_PUMPS,
-            "score_p50_ms": round(pct(s["score_ms"], 50), 1), "score_p99_ms": round(pct(s["score_ms"], 99), 1),
-            "rows_scored": s["rows_scored"], "rows_expected": s["rows_expected"],
-            "alert_p50_ms": round(pct(s["alert_ms"], 50), 1), "alert_p99_ms": round(pct(s["alert_ms"], 99), 1),
-            "alerts": len(s["alert_ms"]), "alerts_expected": s["alerts_expected"]})
-        print(f"stream {rate:,.0f} points/s on {N_PUMPS} pumps for {s['seconds']:.1f} s ({s['late_ticks']} late "
-              f"batches): {s['rows_scored']:,}/{s['rows_expected']:,} rows scored, delay p50 "
-              f"{figures['score_p50_ms']} ms p99 {figures['score_p99_ms']} ms; {len(s['alert_ms'])}/"
-              f"{s['alerts_expected']} alerts, delay p50 {figures['alert_p50_ms']} ms p99 "
-              f"{figures['alert_p99_ms']} ms", flush=True)
+        figures.update(
+            {
+                "points_s": round(rate),
+                "assets": N_PUMPS,
+                "score_p50_ms": round(pct(s["score_ms"], 50), 1),
+                "score_p99_ms": round(pct(s["score_ms"], 99), 1),
+                "rows_scored": s["rows_scored"],
+                "rows_expected": s["rows_expected"],
+                "alert_p50_ms": round(pct(s["alert_ms"], 50), 1),
+                "alert_p99_ms": round(pct(s["alert_ms"], 99), 1),
+                "alerts": len(s["alert_ms"]),
+                "alerts_expected": s["alerts_expected"],
+            }
+        )
+        print(
+            f"stream {rate:,.0f} points/s on {N_PUMPS} pumps for {s['seconds']:.1f} s ({s['late_ticks']} late "
+            f"batches): {s['rows_scored']:,}/{s['rows_expected']:,} rows scored, delay p50 "
+            f"{figures['score_p50_ms']} ms p99 {figures['score_p99_ms']} ms; {len(s['alert_ms'])}/"
+            f"{s['alerts_expected']} alerts, delay p50 {figures['alert_p50_ms']} ms p99 "
+            f"{figures['alert_p99_ms']} ms",
+            flush=True,
+        )
         bare = bare_predict(p)
         p.close()
         pr = predict_load(data_dir)
-        print(f"predict one row: PCA p50 {pr['predict_p50_ms_pca']:.2f} ms p99 {pr['predict_p99_ms_pca']:.2f} ms, "
-              f"{pr['predict_rps_pca']:,.0f} calls/s; LightGBM p50 {pr['predict_p50_ms_lgbm']:.2f} ms p99 "
-              f"{pr['predict_p99_ms_lgbm']:.2f} ms, {pr['predict_rps_lgbm']:,.0f} calls/s", flush=True)
-        print(f"  the same call in-process (no HTTP): PCA p50 {bare['pca'][0]:.2f} ms p99 {bare['pca'][1]:.2f} ms; "
-              f"LightGBM p50 {bare['lgbm'][0]:.2f} ms p99 {bare['lgbm'][1]:.2f} ms", flush=True)
+        print(
+            f"predict one row: PCA p50 {pr['predict_p50_ms_pca']:.2f} ms p99 {pr['predict_p99_ms_pca']:.2f} ms, "
+            f"{pr['predict_rps_pca']:,.0f} calls/s; LightGBM p50 {pr['predict_p50_ms_lgbm']:.2f} ms p99 "
+            f"{pr['predict_p99_ms_lgbm']:.2f} ms, {pr['predict_rps_lgbm']:,.0f} calls/s",
+            flush=True,
+        )
+        print(
+            f"  the same call in-process (no HTTP): PCA p50 {bare['pca'][0]:.2f} ms p99 {bare['pca'][1]:.2f} ms; "
+            f"LightGBM p50 {bare['lgbm'][0]:.2f} ms p99 {bare['lgbm'][1]:.2f} ms",
+            flush=True,
+        )
         figures.update({k: round(v, 2) for k, v in pr.items()})
         figures["predict_bare_p99_ms_pca"] = round(bare["pca"][1], 2)
         figures["predict_bare_p99_ms_lgbm"] = round(bare["lgbm"][1], 2)

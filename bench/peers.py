@@ -81,35 +81,51 @@ class Workload:
         times = t0 + (np.arange(steps) * 10_000_000).astype("timedelta64[us]")
         self.many_values = rng.normal(50, 5, (n_tags, steps)).round(3)
         # as a plant export: every tag at each instant
-        self.many = pa.table({"tag": np.tile(np.array(self.tags), steps),
-                              "time": pa.array(np.repeat(times, n_tags)),
-                              "value": self.many_values.T.reshape(-1)})
+        self.many = pa.table(
+            {
+                "tag": np.tile(np.array(self.tags), steps),
+                "time": pa.array(np.repeat(times, n_tags)),
+                "value": self.many_values.T.reshape(-1),
+            }
+        )
         n = long_days * 86_400
         self.long_tag = "plant/long/flow"
         self.long_values = (np.sin(np.arange(n) / 3600.0) * 10 + 50 + rng.normal(0, 0.1, n)).round(3)
-        self.long = pa.table({"tag": pa.array([self.long_tag] * n),
-                              "time": pa.array(t0 + (np.arange(n) * 1_000_000).astype("timedelta64[us]")),
-                              "value": self.long_values})
+        self.long = pa.table(
+            {
+                "tag": pa.array([self.long_tag] * n),
+                "time": pa.array(t0 + (np.arange(n) * 1_000_000).astype("timedelta64[us]")),
+                "value": self.long_values,
+            }
+        )
         self.day_tag = self.tags[min(3, n_tags - 1)]
         self.hour_tags = self.tags[:100]
         # the answers
         self.last = {t: float(self.many_values[i, -1]) for i, t in enumerate(self.tags)}
         self.minute_avg = self.many_values[self.tags.index(self.day_tag)].reshape(1440, 6).mean(axis=1)
-        self.hourly_max = self.many_values[:len(self.hour_tags)].reshape(len(self.hour_tags), 24, 360).max(axis=2)
+        self.hourly_max = self.many_values[: len(self.hour_tags)].reshape(len(self.hour_tags), 24, 360).max(axis=2)
         self.daily_avg = self.long_values.reshape(long_days, 86_400).mean(axis=1)
         self.points = self.many.num_rows + self.long.num_rows
 
-    def check(self, store: str, last: dict[str, float], minute: list[float], hourly: dict[str, list[float]],
-              daily: list[float]) -> None:
+    def check(
+        self,
+        store: str,
+        last: dict[str, float],
+        minute: list[float],
+        hourly: dict[str, list[float]],
+        daily: list[float],
+    ) -> None:
         """Refuse to time a store whose answers differ from NumPy's."""
         problems = []
-        if set(last) != set(self.last) or not np.allclose([last[t] for t in self.tags],
-                                                          [self.last[t] for t in self.tags]):
+        if set(last) != set(self.last) or not np.allclose(
+            [last[t] for t in self.tags], [self.last[t] for t in self.tags]
+        ):
             problems.append("last values")
         if not np.allclose(minute, self.minute_avg, rtol=1e-9, atol=1e-9):
             problems.append("1-minute averages")
         if set(hourly) != set(self.hour_tags) or not np.allclose(
-                [hourly[t] for t in self.hour_tags], self.hourly_max, rtol=1e-9, atol=1e-9):
+            [hourly[t] for t in self.hour_tags], self.hourly_max, rtol=1e-9, atol=1e-9
+        ):
             problems.append("hourly maxima")
         if not np.allclose(daily, self.daily_avg, rtol=1e-9, atol=1e-9):
             problems.append("daily averages")
@@ -179,8 +195,16 @@ def run_taehwa(work: Path, w: Workload, figures: dict[str, dict[str, float]]) ->
 
         def hourly() -> dict[str, list[float]]:
             t = hist.downsample("bench", w.hour_tags, DAY0, day_end, "1h", "max")
-            return by_tag(list(zip(t.column("tag").to_pylist(), t.column("time").to_pylist(),
-                                   t.column("max").to_pylist(), strict=True)))
+            return by_tag(
+                list(
+                    zip(
+                        t.column("tag").to_pylist(),
+                        t.column("time").to_pylist(),
+                        t.column("max").to_pylist(),
+                        strict=True,
+                    )
+                )
+            )
 
         def daily() -> list[float]:
             return list(hist.downsample("bench", w.long_tag, DAY0, long_end, "1d", "avg").column("avg").to_pylist())
@@ -188,15 +212,29 @@ def run_taehwa(work: Path, w: Workload, figures: dict[str, dict[str, float]]) ->
         w.check("taehwa", last(), minute(), hourly(), daily())
         stats = hist.stats("bench")
         figures["taehwa"] = {
-            "ingest_many_pts_s": ingest_many, "ingest_long_pts_s": ingest_long,
-            "last_ms": median_ms(last), "tag_day_1m_ms": median_ms(minute, 7), "hourly_max_ms": median_ms(hourly),
-            "long_daily_ms": median_ms(daily), "bytes_per_point": stats["bytes"] / w.points,
-            "compact_after_ingest_s": compact_s}
+            "ingest_many_pts_s": ingest_many,
+            "ingest_long_pts_s": ingest_long,
+            "last_ms": median_ms(last),
+            "tag_day_1m_ms": median_ms(minute, 7),
+            "hourly_max_ms": median_ms(hourly),
+            "long_daily_ms": median_ms(daily),
+            "bytes_per_point": stats["bytes"] / w.points,
+            "compact_after_ingest_s": compact_s,
+        }
         # the same tag-day query over HTTP, the SQL port and the bulk read over Flight
-        params = {"tags": w.day_tag, "start": DAY0.isoformat(), "end": day_end.isoformat(), "every": "1m",
-                  "agg": "avg", "format": "arrow"}
-        with uvicorn_serving(create_app(platform)) as url, httpx.Client(
-                base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+        params = {
+            "tags": w.day_tag,
+            "start": DAY0.isoformat(),
+            "end": day_end.isoformat(),
+            "every": "1m",
+            "agg": "avg",
+            "format": "arrow",
+        }
+        with (
+            uvicorn_serving(create_app(platform)) as url,
+            httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}) as http,
+        ):
+
             def over_http() -> list[float]:
                 r = http.get("/api/v1/bench/points", params=params)
                 r.raise_for_status()
@@ -209,11 +247,14 @@ def run_taehwa(work: Path, w: Workload, figures: dict[str, dict[str, float]]) ->
         try:
             import psycopg
 
-            with psycopg.connect(host="127.0.0.1", port=port, dbname="bench", user="bench", password=TOKEN,
-                                 autocommit=True) as con:
-                query = ("SELECT time_bucket(INTERVAL '1 minute', time) AS t, avg(value) FROM points "
-                         f"WHERE tag = '{w.day_tag}' AND time >= '{DAY0.isoformat()}' "
-                         f"AND time < '{day_end.isoformat()}' GROUP BY 1 ORDER BY 1")
+            with psycopg.connect(
+                host="127.0.0.1", port=port, dbname="bench", user="bench", password=TOKEN, autocommit=True
+            ) as con:
+                query = (
+                    "SELECT time_bucket(INTERVAL '1 minute', time) AS t, avg(value) FROM points "
+                    f"WHERE tag = '{w.day_tag}' AND time >= '{DAY0.isoformat()}' "
+                    f"AND time < '{day_end.isoformat()}' GROUP BY 1 ORDER BY 1"
+                )
 
                 def over_sql() -> list[float]:
                     return [float(r[1]) for r in con.execute(query).fetchall()]
@@ -229,14 +270,25 @@ def run_taehwa(work: Path, w: Workload, figures: dict[str, dict[str, float]]) ->
 
             client = fl.FlightClient(f"grpc://127.0.0.1:{fport}")
             options = fl.FlightCallOptions(headers=[(b"authorization", f"Bearer {TOKEN}".encode())])
-            ticket = fl.Ticket(orjson.dumps({"tenant": "bench", "tags": [*w.tags, w.long_tag],
-                                             "start": DAY0.isoformat(), "end": day_end.isoformat()}))
-            files = [str(p) for p in (settings.data_dir / "historian" / "bench").glob(
-                f"day={DAY0.date().isoformat()}/*.parquet")]
+            ticket = fl.Ticket(
+                orjson.dumps(
+                    {
+                        "tenant": "bench",
+                        "tags": [*w.tags, w.long_tag],
+                        "start": DAY0.isoformat(),
+                        "end": day_end.isoformat(),
+                    }
+                )
+            )
+            files = [
+                str(p)
+                for p in (settings.data_dir / "historian" / "bench").glob(f"day={DAY0.date().isoformat()}/*.parquet")
+            ]
             assert client.do_get(ticket, options=options).read_all().num_rows == w.many.num_rows + 86_400
             figures["taehwa"]["flight_day_ms"] = median_ms(lambda: client.do_get(ticket, options=options).read_all())
             figures["taehwa"]["local_parquet_day_ms"] = median_ms(
-                lambda: pq.read_table(files, columns=["tag", "time", "value", "quality"]))
+                lambda: pq.read_table(files, columns=["tag", "time", "value", "quality"])
+            )
             client.close()
         finally:
             flight.close()
@@ -259,14 +311,27 @@ def run_duckdb(work: Path, w: Workload, figures: dict[str, dict[str, float]]) ->
     con.execute("CHECKPOINT")
     ingest_long = long.num_rows / (time.perf_counter() - t)
     figures["duckdb"] = {"ingest_many_pts_s": ingest_many, "ingest_long_pts_s": ingest_long}
-    _sql_shapes("duckdb", lambda q: con.execute(q).fetchall(), w, figures, "time_bucket(INTERVAL '{every}', time)",
-                "TIMESTAMP '{t}'")
+    _sql_shapes(
+        "duckdb",
+        lambda q: con.execute(q).fetchall(),
+        w,
+        figures,
+        "time_bucket(INTERVAL '{every}', time)",
+        "TIMESTAMP '{t}'",
+    )
     con.close()
     figures["duckdb"]["bytes_per_point"] = path.stat().st_size / w.points
 
 
-def _sql_shapes(name: str, run: Callable[[str], list[Any]], w: Workload, figures: dict[str, dict[str, float]],
-                bucket: str, ts: str, every: dict[str, str] | None = None) -> None:
+def _sql_shapes(
+    name: str,
+    run: Callable[[str], list[Any]],
+    w: Workload,
+    figures: dict[str, dict[str, float]],
+    bucket: str,
+    ts: str,
+    every: dict[str, str] | None = None,
+) -> None:
     """The four query shapes in SQL (DuckDB, ClickHouse and PostgreSQL spell buckets and times their own way)."""
     every = every or {"1m": "1 minute", "1h": "1 hour", "1d": "1 day"}
     day_end, long_end = DAY0 + timedelta(days=1), DAY0 + timedelta(days=w.long_days)
@@ -278,15 +343,16 @@ def _sql_shapes(name: str, run: Callable[[str], list[Any]], w: Workload, figures
     queries = {
         "last": "SELECT tag, arg_max(value, time) FROM points WHERE tag LIKE 'plant/area%' GROUP BY tag",
         "minute": f"SELECT {bucket.format(every=every['1m'])} AS b, avg(value) FROM points WHERE tag = "
-                  f"'{w.day_tag}' AND time >= {t(DAY0)} AND time < {t(day_end)} GROUP BY b ORDER BY b",
+        f"'{w.day_tag}' AND time >= {t(DAY0)} AND time < {t(day_end)} GROUP BY b ORDER BY b",
         "hourly": f"SELECT tag, {bucket.format(every=every['1h'])} AS b, max(value) FROM points WHERE tag IN "
-                  f"({tag_list}) AND time >= {t(DAY0)} AND time < {t(day_end)} GROUP BY tag, b ORDER BY tag, b",
+        f"({tag_list}) AND time >= {t(DAY0)} AND time < {t(day_end)} GROUP BY tag, b ORDER BY tag, b",
         "daily": f"SELECT {bucket.format(every=every['1d'])} AS b, avg(value) FROM points WHERE tag = "
-                 f"'{w.long_tag}' AND time >= {t(DAY0)} AND time < {t(long_end)} GROUP BY b ORDER BY b",
+        f"'{w.long_tag}' AND time >= {t(DAY0)} AND time < {t(long_end)} GROUP BY b ORDER BY b",
     }
     if name == "postgresql":
-        queries["last"] = ("SELECT DISTINCT ON (tag) tag, value FROM points WHERE tag LIKE 'plant/area%' "
-                           "ORDER BY tag, time DESC")
+        queries["last"] = (
+            "SELECT DISTINCT ON (tag) tag, value FROM points WHERE tag LIKE 'plant/area%' ORDER BY tag, time DESC"
+        )
     if name == "chdb":
         queries["last"] = "SELECT tag, argMax(value, time) FROM points WHERE tag LIKE 'plant/area%' GROUP BY tag"
     last = {r[0]: float(r[1]) for r in run(queries["last"])}
@@ -294,8 +360,12 @@ def _sql_shapes(name: str, run: Callable[[str], list[Any]], w: Workload, figures
     hourly = by_tag([(r[0], r[1], r[2]) for r in run(queries["hourly"])])
     daily = [float(r[1]) for r in run(queries["daily"])]
     w.check(name, last, minute, hourly, daily)
-    for key, shape in (("last_ms", "last"), ("tag_day_1m_ms", "minute"), ("hourly_max_ms", "hourly"),
-                       ("long_daily_ms", "daily")):
+    for key, shape in (
+        ("last_ms", "last"),
+        ("tag_day_1m_ms", "minute"),
+        ("hourly_max_ms", "hourly"),
+        ("long_daily_ms", "daily"),
+    ):
         figures[name][key] = median_ms(lambda q=queries[shape]: run(q))  # type: ignore[misc]
 
 
@@ -310,8 +380,10 @@ def run_chdb(work: Path, w: Workload, figures: dict[str, dict[str, float]]) -> N
     chdb_session: Any = chs  # chdb ships no type hints
     sess = chdb_session.Session(str(path))
     sess.query("CREATE DATABASE IF NOT EXISTS b")
-    sess.query("CREATE TABLE b.points (tag LowCardinality(String), time DateTime64(6, 'UTC'), value Float64) "
-               "ENGINE = MergeTree ORDER BY (tag, time)")
+    sess.query(
+        "CREATE TABLE b.points (tag LowCardinality(String), time DateTime64(6, 'UTC'), value Float64) "
+        "ENGINE = MergeTree ORDER BY (tag, time)"
+    )
 
     def load(table: pa.Table) -> float:
         src = work / "chdb-in.parquet"  # the documented bulk path from Python: a Parquet file, read by the server
@@ -330,8 +402,15 @@ def run_chdb(work: Path, w: Workload, figures: dict[str, dict[str, float]]) -> N
         rows: list[Any] = json.loads(text)["data"] if text else []
         return rows
 
-    _sql_shapes("chdb", run, w, figures, "toStartOfInterval(time, INTERVAL {every})",
-                "toDateTime64('{t}', 6, 'UTC')", {"1m": "1 minute", "1h": "1 hour", "1d": "1 day"})
+    _sql_shapes(
+        "chdb",
+        run,
+        w,
+        figures,
+        "toStartOfInterval(time, INTERVAL {every})",
+        "toDateTime64('{t}', 6, 'UTC')",
+        {"1m": "1 minute", "1h": "1 hour", "1d": "1 day"},
+    )
     size = run("SELECT sum(bytes_on_disk) FROM system.parts WHERE database = 'b' AND table = 'points' AND active")
     figures["chdb"]["bytes_per_point"] = float(size[0][0]) / w.points
     sess.close()
@@ -359,10 +438,19 @@ def postgres(work: Path) -> Iterator[str | None]:
         subprocess.run([*as_user, str(bin_dir / tool), *args], check=True, capture_output=True, cwd=root)
 
     run("initdb", "-D", str(root / "data"), "-U", "bench", "--auth=trust", "-E", "UTF8", "--no-sync")
-    run("pg_ctl", "-D", str(root / "data"), "-o", f"-p {port} -c listen_addresses=127.0.0.1 "
+    run(
+        "pg_ctl",
+        "-D",
+        str(root / "data"),
+        "-o",
+        f"-p {port} -c listen_addresses=127.0.0.1 "
         f"-c unix_socket_directories={root} -c fsync=off -c synchronous_commit=off -c max_wal_size=4GB "
-        "-c shared_buffers=512MB -c work_mem=256MB -c maintenance_work_mem=512MB", "-l", str(root / "log"),
-        "-w", "start")
+        "-c shared_buffers=512MB -c work_mem=256MB -c maintenance_work_mem=512MB",
+        "-l",
+        str(root / "log"),
+        "-w",
+        "start",
+    )
     try:
         yield f"host=127.0.0.1 port={port} user=bench dbname=postgres"
     finally:
@@ -391,8 +479,14 @@ def run_postgres(work: Path, w: Workload, figures: dict[str, dict[str, float]]) 
                 return float(table.num_rows / (time.perf_counter() - t))
 
             figures["postgresql"] = {"ingest_many_pts_s": load(w.many, True), "ingest_long_pts_s": load(w.long, False)}
-            _sql_shapes("postgresql", lambda q: con.execute(q).fetchall(), w, figures,
-                        "date_bin(INTERVAL '{every}', time, TIMESTAMP '2000-01-01')", "TIMESTAMP '{t}'")
+            _sql_shapes(
+                "postgresql",
+                lambda q: con.execute(q).fetchall(),
+                w,
+                figures,
+                "date_bin(INTERVAL '{every}', time, TIMESTAMP '2000-01-01')",
+                "TIMESTAMP '{t}'",
+            )
             size = con.execute("SELECT pg_total_relation_size('points')").fetchone()
             figures["postgresql"]["bytes_per_point"] = float(size[0] if size else 0) / w.points
 
@@ -404,7 +498,7 @@ def line_protocol(table: pa.Table, chunk: int = 100_000) -> list[bytes]:
     secs = (table.column("time").cast(pa.int64()).to_numpy() // 1_000_000).astype(str).astype(object)
     values = np.array([repr(float(v)) for v in table.column("value").to_numpy()], dtype=object)
     lines = "points,tag=" + tags + " value=" + values + " " + secs
-    return ["\n".join(lines[i:i + chunk]).encode() for i in range(0, len(lines), chunk)]
+    return ["\n".join(lines[i : i + chunk]).encode() for i in range(0, len(lines), chunk)]
 
 
 @contextlib.contextmanager
@@ -420,9 +514,11 @@ def influxdb(work: Path) -> Iterator[str | None]:
         f'reporting-disabled = true\nbind-address = "127.0.0.1:{rpc}"\n[meta]\n  dir = "{root}/meta"\n'
         f'[data]\n  dir = "{root}/data"\n  wal-dir = "{root}/wal"\n  query-log-enabled = false\n'
         f'[http]\n  bind-address = "127.0.0.1:{port}"\n  log-enabled = false\n  max-body-size = 0\n'
-        "[monitor]\n  store-enabled = false\n[continuous_queries]\n  enabled = false\n")
-    proc = subprocess.Popen([binary, "-config", str(root / "influx.conf")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+        "[monitor]\n  store-enabled = false\n[continuous_queries]\n  enabled = false\n"
+    )
+    proc = subprocess.Popen(
+        [binary, "-config", str(root / "influx.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(200):
@@ -469,21 +565,25 @@ def run_influxdb(work: Path, w: Workload, figures: dict[str, dict[str, float]]) 
 
         hour_re = "|".join(esc(t) for t in w.hour_tags)
         texts = {
-            "last": "SELECT last(value) FROM points WHERE \"tag\" =~ /^plant\\/area/ GROUP BY \"tag\"",
+            "last": 'SELECT last(value) FROM points WHERE "tag" =~ /^plant\\/area/ GROUP BY "tag"',
             "minute": f"SELECT mean(value) FROM points WHERE \"tag\" = '{w.day_tag}' AND time >= '{iso(DAY0)}' "
-                      f"AND time < '{iso(day_end)}' GROUP BY time(1m)",
+            f"AND time < '{iso(day_end)}' GROUP BY time(1m)",
             "hourly": f"SELECT max(value) FROM points WHERE \"tag\" =~ /^({hour_re})$/ AND time >= '{iso(DAY0)}' "
-                      f"AND time < '{iso(day_end)}' GROUP BY time(1h), \"tag\"",
+            f"AND time < '{iso(day_end)}' GROUP BY time(1h), \"tag\"",
             "daily": f"SELECT mean(value) FROM points WHERE \"tag\" = '{w.long_tag}' AND time >= '{iso(DAY0)}' "
-                     f"AND time < '{iso(long_end)}' GROUP BY time(1d)",
+            f"AND time < '{iso(long_end)}' GROUP BY time(1d)",
         }
         last = {s["tags"]["tag"]: float(s["values"][0][1]) for s in q(texts["last"])}
         minute = [float(v[1]) for v in q(texts["minute"])[0]["values"]]
         hourly = {s["tags"]["tag"]: [float(v[1]) for v in s["values"]] for s in q(texts["hourly"])}
         daily = [float(v[1]) for v in q(texts["daily"])[0]["values"]]
         w.check("influxdb", last, minute, hourly, daily)
-        for key, shape in (("last_ms", "last"), ("tag_day_1m_ms", "minute"), ("hourly_max_ms", "hourly"),
-                           ("long_daily_ms", "daily")):
+        for key, shape in (
+            ("last_ms", "last"),
+            ("tag_day_1m_ms", "minute"),
+            ("hourly_max_ms", "hourly"),
+            ("long_daily_ms", "daily"),
+        ):
             figures["influxdb"][key] = median_ms(lambda t=texts[shape]: q(t))  # type: ignore[misc]
         figures["influxdb"]["bytes_per_point"] = dir_bytes(work / "influx" / "data") / w.points
 
@@ -496,9 +596,19 @@ def victoriametrics(work: Path) -> Iterator[str | None]:
         yield None
         return
     port = free_port()
-    proc = subprocess.Popen([binary, f"-storageDataPath={work / 'vm'}", f"-httpListenAddr=127.0.0.1:{port}",
-                             "-retentionPeriod=100y", "-search.disableCache", "-search.latencyOffset=0s",
-                             "-loggerLevel=ERROR"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"-storageDataPath={work / 'vm'}",
+            f"-httpListenAddr=127.0.0.1:{port}",
+            "-retentionPeriod=100y",
+            "-search.disableCache",
+            "-search.latencyOffset=0s",
+            "-loggerLevel=ERROR",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(200):
@@ -520,13 +630,17 @@ def run_victoriametrics(work: Path, w: Workload, figures: dict[str, dict[str, fl
 
         def load(table: pa.Table) -> float:
             body = io.BytesIO()  # made before the clock starts: the client's own formatting
-            csv = pa.table({"tag": table.column("tag"), "t": table.column("time").cast(pa.int64()),
-                            "value": table.column("value")})
+            csv = pa.table(
+                {"tag": table.column("tag"), "t": table.column("time").cast(pa.int64()), "value": table.column("value")}
+            )
             csv = csv.set_column(1, "t", pa.array(csv.column("t").to_numpy() // 1000))  # milliseconds
             pacsv.write_csv(csv, body, pacsv.WriteOptions(include_header=False, quoting_style="none"))
             t = time.perf_counter()
-            http.post("/api/v1/import/csv", params={"format": "1:label:tag,2:time:unix_ms,3:metric:value"},
-                      content=body.getvalue()).raise_for_status()
+            http.post(
+                "/api/v1/import/csv",
+                params={"format": "1:label:tag,2:time:unix_ms,3:metric:value"},
+                content=body.getvalue(),
+            ).raise_for_status()
             http.get("/internal/force_flush").raise_for_status()
             return float(table.num_rows / (time.perf_counter() - t))
 
@@ -544,22 +658,42 @@ def run_victoriametrics(work: Path, w: Workload, figures: dict[str, dict[str, fl
         # bucket's end, it holds the bucket's points [b, b + w)
         hour_re = "|".join(w.hour_tags)
         shapes: dict[str, Callable[[], list[dict[str, Any]]]] = {
-            "last": lambda: q("/api/v1/query", query='last_over_time(value{tag=~"plant/area.*"}[2d])',
-                              time=day0 + 86_399.999),
-            "minute": lambda: q("/api/v1/query_range", query=f'avg_over_time(value{{tag="{w.day_tag}"}}[1m])',
-                                start=day0 + 59.999, end=day0 + 86_399.999, step="60s"),
-            "hourly": lambda: q("/api/v1/query_range", query=f'max_over_time(value{{tag=~"{hour_re}"}}[1h])',
-                                start=day0 + 3_599.999, end=day0 + 86_399.999, step="3600s"),
-            "daily": lambda: q("/api/v1/query_range", query=f'avg_over_time(value{{tag="{w.long_tag}"}}[1d])',
-                               start=day0 + 86_399.999, end=day0 + w.long_days * 86_400 - 0.001, step="86400s"),
+            "last": lambda: q(
+                "/api/v1/query", query='last_over_time(value{tag=~"plant/area.*"}[2d])', time=day0 + 86_399.999
+            ),
+            "minute": lambda: q(
+                "/api/v1/query_range",
+                query=f'avg_over_time(value{{tag="{w.day_tag}"}}[1m])',
+                start=day0 + 59.999,
+                end=day0 + 86_399.999,
+                step="60s",
+            ),
+            "hourly": lambda: q(
+                "/api/v1/query_range",
+                query=f'max_over_time(value{{tag=~"{hour_re}"}}[1h])',
+                start=day0 + 3_599.999,
+                end=day0 + 86_399.999,
+                step="3600s",
+            ),
+            "daily": lambda: q(
+                "/api/v1/query_range",
+                query=f'avg_over_time(value{{tag="{w.long_tag}"}}[1d])',
+                start=day0 + 86_399.999,
+                end=day0 + w.long_days * 86_400 - 0.001,
+                step="86400s",
+            ),
         }
         last = {r["metric"]["tag"]: float(r["value"][1]) for r in shapes["last"]()}
         minute = [float(v[1]) for v in shapes["minute"]()[0]["values"]]
         hourly = {r["metric"]["tag"]: [float(v[1]) for v in r["values"]] for r in shapes["hourly"]()}
         daily = [float(v[1]) for v in shapes["daily"]()[0]["values"]]
         w.check("victoriametrics", last, minute, hourly, daily)
-        for key, shape in (("last_ms", "last"), ("tag_day_1m_ms", "minute"), ("hourly_max_ms", "hourly"),
-                           ("long_daily_ms", "daily")):
+        for key, shape in (
+            ("last_ms", "last"),
+            ("tag_day_1m_ms", "minute"),
+            ("hourly_max_ms", "hourly"),
+            ("long_daily_ms", "daily"),
+        ):
             figures["victoriametrics"][key] = median_ms(shapes[shape])
     # on disk once the server has stopped (it keeps recent parts in memory until then)
     figures["victoriametrics"]["bytes_per_point"] = dir_bytes(work / "vm") / w.points
@@ -567,12 +701,15 @@ def run_victoriametrics(work: Path, w: Workload, figures: dict[str, dict[str, fl
 
 def report(figures: dict[str, dict[str, float]]) -> dict[str, float]:
     """The table, and Taehwa's ratio to the best peer per shape (> 1: Taehwa is better)."""
-    shapes = [("ingest_many_pts_s", "bulk ingest, points/s", True), ("ingest_long_pts_s", "one long history, "
-              "ingest points/s", True), ("last_ms", "last value of every tag, ms", False),
-              ("tag_day_1m_ms", "one tag-day → 1-min averages, ms", False),
-              ("hourly_max_ms", "100 tags × a day → hourly max, ms", False),
-              ("long_daily_ms", "the long history → daily averages, ms", False),
-              ("bytes_per_point", "bytes per point on disk", False)]
+    shapes = [
+        ("ingest_many_pts_s", "bulk ingest, points/s", True),
+        ("ingest_long_pts_s", "one long history, ingest points/s", True),
+        ("last_ms", "last value of every tag, ms", False),
+        ("tag_day_1m_ms", "one tag-day → 1-min averages, ms", False),
+        ("hourly_max_ms", "100 tags × a day → hourly max, ms", False),
+        ("long_daily_ms", "the long history → daily averages, ms", False),
+        ("bytes_per_point", "bytes per point on disk", False),
+    ]
     stores = list(figures)
     print(f"{'shape':44}" + "".join(f"{s:>14}" for s in stores))
     ratios: dict[str, float] = {}
@@ -587,16 +724,22 @@ def report(figures: dict[str, dict[str, float]]) -> dict[str, float]:
     tw = figures.get("taehwa", {})
     if "tag_day_1m_http_ms" in tw:
         ratios["http_overhead_ms"] = tw["tag_day_1m_http_ms"] - tw["tag_day_1m_ms"]
-        print(f"Taehwa tag-day over HTTP {tw['tag_day_1m_http_ms']:.2f} ms "
-              f"(+{ratios['http_overhead_ms']:.2f} ms over in-process)")
+        print(
+            f"Taehwa tag-day over HTTP {tw['tag_day_1m_http_ms']:.2f} ms "
+            f"(+{ratios['http_overhead_ms']:.2f} ms over in-process)"
+        )
     if "tag_day_1m_sql_ms" in tw and "tag_day_1m_http_ms" in tw:
         ratios["sql_over_http"] = tw["tag_day_1m_sql_ms"] / tw["tag_day_1m_http_ms"]
-        print(f"Taehwa tag-day over the SQL port {tw['tag_day_1m_sql_ms']:.2f} ms "
-              f"({ratios['sql_over_http']:.2f}× HTTP; goal ≤ 2×)")
+        print(
+            f"Taehwa tag-day over the SQL port {tw['tag_day_1m_sql_ms']:.2f} ms "
+            f"({ratios['sql_over_http']:.2f}× HTTP; goal ≤ 2×)"
+        )
     if "flight_day_ms" in tw:
         ratios["flight_vs_local_parquet"] = tw["local_parquet_day_ms"] / tw["flight_day_ms"]
-        print(f"Flight bulk read of the day {tw['flight_day_ms']:.1f} ms, the same files read locally "
-              f"{tw['local_parquet_day_ms']:.1f} ms ({ratios['flight_vs_local_parquet']:.2f}×; goal ≥ 0.8×)")
+        print(
+            f"Flight bulk read of the day {tw['flight_day_ms']:.1f} ms, the same files read locally "
+            f"{tw['local_parquet_day_ms']:.1f} ms ({ratios['flight_vs_local_parquet']:.2f}×; goal ≥ 0.8×)"
+        )
     print("ratios (Taehwa / best peer, > 1 is better): " + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
     return ratios
 
@@ -606,17 +749,28 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="the issue's sizes (1,000 tags; 365 days)")
     parser.add_argument("--tags", type=int, default=None)
     parser.add_argument("--days", type=int, default=None)
-    parser.add_argument("--only", default="taehwa,duckdb,chdb,postgresql,influxdb,victoriametrics",
-                        help="comma-separated stores (taehwa, duckdb, chdb, postgresql, influxdb, victoriametrics)")
+    parser.add_argument(
+        "--only",
+        default="taehwa,duckdb,chdb,postgresql,influxdb,victoriametrics",
+        help="comma-separated stores (taehwa, duckdb, chdb, postgresql, influxdb, victoriametrics)",
+    )
     args = parser.parse_args()
     n_tags = args.tags or (1000 if args.full else 200)
     days = args.days or (365 if args.full else 30)
     w = Workload(n_tags, days)
-    print(f"workload: {n_tags} tags × a day at 10 s ({w.many.num_rows:,} points) and one tag × {days} days at 1 Hz "
-          f"({w.long.num_rows:,} points); answers checked against NumPy; medians of {ROUNDS}")
+    print(
+        f"workload: {n_tags} tags × a day at 10 s ({w.many.num_rows:,} points) and one tag × {days} days at 1 Hz "
+        f"({w.long.num_rows:,} points); answers checked against NumPy; medians of {ROUNDS}"
+    )
     figures: dict[str, dict[str, float]] = {}
-    runners = {"taehwa": run_taehwa, "duckdb": run_duckdb, "chdb": run_chdb, "postgresql": run_postgres,
-               "influxdb": run_influxdb, "victoriametrics": run_victoriametrics}
+    runners = {
+        "taehwa": run_taehwa,
+        "duckdb": run_duckdb,
+        "chdb": run_chdb,
+        "postgresql": run_postgres,
+        "influxdb": run_influxdb,
+        "victoriametrics": run_victoriametrics,
+    }
     work = Path(tempfile.mkdtemp(prefix="taehwa-peers-"))
     try:
         for name in args.only.split(","):

@@ -47,7 +47,8 @@ TAGS = ["pump/PT", "pump/FT", "pump/TT"]
 WRK = shutil.which("wrk")
 START = pd.Timestamp("2024-03-01T00:00:00Z")
 SPEC: dict[str, Any] = {
-    "name": "scale-sweep", "task": "forecast",
+    "name": "scale-sweep",
+    "task": "forecast",
     "data": {"tags": TAGS, "start": "2024-03-01", "end": "2024-03-04", "step": "1m"},
     "labels": {"forecast_signal": "pump/PT", "horizon": 10},
     "features": {"windows": [5, 15], "stats": ["mean", "std"]},
@@ -68,8 +69,9 @@ def plant(p: Platform) -> None:
     for a, b in spells:
         m = (t >= pd.Timestamp(a)) & (t < pd.Timestamp(b))
         pressure[m] = 0.2 * (200 - flow[m]) + 0.2 * rng.standard_normal(m.sum())
-    p.historian.write("bench", pd.DataFrame({"time": t, "pump/PT": pressure, "pump/FT": flow, "pump/TT": temp}),
-                      layout="wide")
+    p.historian.write(
+        "bench", pd.DataFrame({"time": t, "pump/PT": pressure, "pump/FT": flow, "pump/TT": temp}), layout="wide"
+    )
     p.historian.flush()
     p.labels.add("bench", [{"asset": "pump", "kind": "anomaly", "start": a, "end": b} for a, b in spells])
 
@@ -93,13 +95,22 @@ def sweeps(data_dir: Path, n: int) -> dict[str, Any]:
             times[backend] = time.perf_counter() - t0
             print(f"  {backend:6} {docs[backend]['combinations']} models in {times[backend]:.2f} s", flush=True)
         fanout.shutdown_ray()
-        same = all([(r["params"], r["metrics"]) for r in docs[b]["results"]] ==
-                   [(r["params"], r["metrics"]) for r in docs["serial"]["results"]] for b in ("pool", "ray"))
-        return {"models": docs["serial"]["combinations"], "cores": os.cpu_count(),
-                "serial_s": round(times["serial"], 2), "pool_s": round(times["pool"], 2),
-                "ray_s": round(times["ray"], 2), "pool_speedup": round(times["serial"] / times["pool"], 2),
-                "ray_speedup": round(times["serial"] / times["ray"], 2), "identical": same,
-                "best_rmse": round(docs["serial"]["best"]["metrics"]["rmse"], 4)}
+        same = all(
+            [(r["params"], r["metrics"]) for r in docs[b]["results"]]
+            == [(r["params"], r["metrics"]) for r in docs["serial"]["results"]]
+            for b in ("pool", "ray")
+        )
+        return {
+            "models": docs["serial"]["combinations"],
+            "cores": os.cpu_count(),
+            "serial_s": round(times["serial"], 2),
+            "pool_s": round(times["pool"], 2),
+            "ray_s": round(times["ray"], 2),
+            "pool_speedup": round(times["serial"] / times["pool"], 2),
+            "ray_speedup": round(times["serial"] / times["ray"], 2),
+            "identical": same,
+            "best_rmse": round(docs["serial"]["best"]["metrics"]["rmse"], 4),
+        }
     finally:
         p.close()
 
@@ -107,10 +118,18 @@ def sweeps(data_dir: Path, n: int) -> dict[str, Any]:
 def api_rate(data_dir: Path, seconds: float, clients: int = 8, workers: int = 1) -> float:
     """Requests/s of `taehwa serve` with `workers` API processes answering an hour of points."""
     port = free_port()
-    env = {**os.environ, "TAEHWA_DATA_DIR": str(data_dir), "TAEHWA_PORT": str(port), "TAEHWA_API_TOKEN": "bench-token",
-           "TAEHWA_RATE_LIMIT_PER_S": "100000", "TAEHWA_RATE_LIMIT_BURST": "100000", "TAEHWA_WORKERS": str(workers)}
-    proc = subprocess.Popen([sys.executable, "-m", "taehwa", "serve"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "TAEHWA_DATA_DIR": str(data_dir),
+        "TAEHWA_PORT": str(port),
+        "TAEHWA_API_TOKEN": "bench-token",
+        "TAEHWA_RATE_LIMIT_PER_S": "100000",
+        "TAEHWA_RATE_LIMIT_BURST": "100000",
+        "TAEHWA_WORKERS": str(workers),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "taehwa", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         seen: set[str] = set()
@@ -126,9 +145,20 @@ def api_rate(data_dir: Path, seconds: float, clients: int = 8, workers: int = 1)
         headers = {"Authorization": "Bearer bench-token"}
         assert httpx.get(query, headers=headers).status_code == 200
         if WRK is not None:  # a client in C: the Python clients below would take most of a core themselves
-            done = subprocess.run([WRK, "-t1", f"-c{2 * clients}", f"-d{max(1, round(seconds))}s", "-H",
-                                   "Authorization: Bearer bench-token", query], capture_output=True, text=True,
-                                  check=True).stdout
+            done = subprocess.run(
+                [
+                    WRK,
+                    "-t1",
+                    f"-c{2 * clients}",
+                    f"-d{max(1, round(seconds))}s",
+                    "-H",
+                    "Authorization: Bearer bench-token",
+                    query,
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
             if "Non-2xx" in done:
                 raise RuntimeError(f"the API refused requests under load:\n{done}")
             return float(next(line.split()[1] for line in done.splitlines() if line.startswith("Requests/sec")))
@@ -167,8 +197,16 @@ def main() -> None:
     print(f"{'figure':24} value")
     for k, v in figures.items():
         print(f"{k:24} {v}")
-    print(json.dumps({"bench": "scale", "quick": args.quick, "figures": figures,
-                      "notes": {"api_client": "wrk" if WRK else "httpx threads"}}))
+    print(
+        json.dumps(
+            {
+                "bench": "scale",
+                "quick": args.quick,
+                "figures": figures,
+                "notes": {"api_client": "wrk" if WRK else "httpx threads"},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -47,17 +47,24 @@ from taehwa.historian.store import Historian
 
 T0_US = 1_709_251_200_000_000  # 2024-03-01T00:00:00Z
 TAGS = 20
-SQL = ("SELECT tag, time_bucket(INTERVAL 1 minute, time) AS b, avg(value), max(value) FROM (SELECT * FROM {src} "
-       "WHERE time >= TIMESTAMP '2024-03-01' AND time < TIMESTAMP '2024-03-02' "
-       "QUALIFY row_number() OVER (PARTITION BY tag_id, time ORDER BY seq DESC) = 1) GROUP BY ALL")
+SQL = (
+    "SELECT tag, time_bucket(INTERVAL 1 minute, time) AS b, avg(value), max(value) FROM (SELECT * FROM {src} "
+    "WHERE time >= TIMESTAMP '2024-03-01' AND time < TIMESTAMP '2024-03-02' "
+    "QUALIFY row_number() OVER (PARTITION BY tag_id, time ORDER BY seq DESC) = 1) GROUP BY ALL"
+)
 
 
 def points(per_tag: int) -> pa.Table:
     times = np.tile(T0_US + np.arange(per_tag, dtype=np.int64) * 1_000_000, TAGS)
     tags = np.repeat([f"line{i // 5}/pump{i}/PT" for i in range(TAGS)], per_tag)
     rng = np.random.default_rng(7)
-    return pa.table({"tag": tags, "time": pa.array(times).cast(pa.timestamp("us", tz="UTC")),
-                     "value": rng.normal(5.0, 0.5, len(times))})
+    return pa.table(
+        {
+            "tag": tags,
+            "time": pa.array(times).cast(pa.timestamp("us", tz="UTC")),
+            "value": rng.normal(5.0, 0.5, len(times)),
+        }
+    )
 
 
 def median_ms(fn: Callable[[], object], runs: int) -> float:
@@ -70,8 +77,11 @@ def median_ms(fn: Callable[[], object], runs: int) -> float:
 
 
 def start_s3(port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for _ in range(300):
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=1).close()
@@ -91,8 +101,9 @@ def main() -> None:
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     port = free_port()
     server = start_s3(port)
-    s3 = pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{port}", scheme="http", region="us-east-1",
-                           allow_bucket_creation=True)
+    s3 = pafs.S3FileSystem(
+        endpoint_override=f"127.0.0.1:{port}", scheme="http", region="us-east-1", allow_bucket_creation=True
+    )
     s3.create_dir("taehwa")
     url = f"s3://taehwa/bench?endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1"
     table = points(per_tag)
@@ -100,9 +111,11 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
-            db = {"database_url": f"sqlite:///{root / 'meta.sqlite'}"}
-            stores = {"local": Settings(data_dir=root / "local", **db),  # type: ignore[arg-type]
-                      "s3": Settings(data_dir=root / "writer", historian_url=url, **db)}  # type: ignore[arg-type]
+            db_url = f"sqlite:///{root / 'meta.sqlite'}"
+            stores = {
+                "local": Settings(data_dir=root / "local", database_url=db_url),
+                "s3": Settings(data_dir=root / "writer", historian_url=url, database_url=db_url),
+            }
             hists: dict[str, Historian] = {}
             for name, settings in stores.items():
                 h = Historian(settings, background=False)
@@ -122,8 +135,11 @@ def main() -> None:
             figures["query_ms_local"] = round(median_ms(lambda: query(hists["local"]), runs), 1)
             expected = query(hists["local"])
             # a reader on another machine: its own folder, nothing cached
-            reader = Historian(Settings(data_dir=root / "reader", historian_url=url, **db),  # type: ignore[arg-type]
-                               readonly=True, background=False)
+            reader = Historian(
+                Settings(data_dir=root / "reader", historian_url=url, database_url=db_url),
+                readonly=True,
+                background=False,
+            )
             t = time.perf_counter()
             cold = query(reader)
             figures["query_ms_s3_cold"] = round((time.perf_counter() - t) * 1000, 1)
@@ -153,8 +169,16 @@ def main() -> None:
     print(f"{'figure':<26} value")
     for key, value in figures.items():
         print(f"{key:<26} {value}")
-    print(json.dumps({"bench": "storage", "quick": args.quick, "figures": figures,
-                      "notes": {"s3_server": "moto on loopback (Python)"}}))
+    print(
+        json.dumps(
+            {
+                "bench": "storage",
+                "quick": args.quick,
+                "figures": figures,
+                "notes": {"s3_server": "moto on loopback (Python)"},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

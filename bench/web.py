@@ -59,9 +59,13 @@ def write_tag(data_dir: Path, days: int) -> int:
             walk = level + np.cumsum(rng.normal(0, 0.05, DAY_S))
             level = float(walk[-1])
             values = walk + 5 * np.sin(np.arange(DAY_S) * 2 * np.pi / DAY_S)
-            table = pa.table({"tag": pa.array([TAG] * DAY_S, pa.string()),
-                              "time": pa.array((t0 + np.arange(DAY_S)) * 1_000_000).cast(pa.timestamp("us", tz="UTC")),
-                              "value": pa.array(values)})
+            table = pa.table(
+                {
+                    "tag": pa.array([TAG] * DAY_S, pa.string()),
+                    "time": pa.array((t0 + np.arange(DAY_S)) * 1_000_000).cast(pa.timestamp("us", tz="UTC")),
+                    "value": pa.array(values),
+                }
+            )
             written += p.historian.write("demo", table).points
         p.historian.flush()
     finally:
@@ -71,10 +75,18 @@ def write_tag(data_dir: Path, days: int) -> int:
 
 def serve(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = {**os.environ, "TAEHWA_DATA_DIR": str(data_dir), "TAEHWA_PORT": str(port),
-           "TAEHWA_DEMO_OPCUA_PORT": str(free_port())}
-    proc = subprocess.Popen([sys.executable, "-m", "taehwa", "serve", "--demo"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "TAEHWA_DATA_DIR": str(data_dir),
+        "TAEHWA_PORT": str(port),
+        "TAEHWA_DEMO_OPCUA_PORT": str(free_port()),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "taehwa", "serve", "--demo"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -107,15 +119,27 @@ def main() -> None:
         began = time.perf_counter()
         subprocess.run([sys.executable, "-m", "taehwa", "demo", "load"], env=env, check=True, capture_output=True)
         points = write_tag(data_dir, days)
-        print(f"setup: demo plant and {points:,} points of {TAG} ({days} days at 1 Hz) in "
-              f"{time.perf_counter() - began:.0f} s", flush=True)
+        print(
+            f"setup: demo plant and {points:,} points of {TAG} ({days} days at 1 Hz) in "
+            f"{time.perf_counter() - began:.0f} s",
+            flush=True,
+        )
         server, url = serve(data_dir)
         try:
             password = (data_dir / "demo-password").read_text().strip()
             with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-                    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                    "--disable-sync", "--no-first-run"])
+                browser = pw.chromium.launch(
+                    executable_path=CHROMIUM,
+                    headless=True,
+                    args=[
+                        "--no-sandbox",
+                        "--disable-gpu",
+                        "--disable-background-networking",
+                        "--disable-component-update",
+                        "--disable-sync",
+                        "--no-first-run",
+                    ],
+                )
                 page = browser.new_context(locale="en-GB", viewport={"width": 1400, "height": 900}).new_page()
                 page.set_default_timeout(60_000)
                 page.goto(f"{url}/login")
@@ -140,15 +164,17 @@ def main() -> None:
                         html.append((time.perf_counter() - t0) * 1000)
                 figures["plant_html_ms"] = median_ms(html)
 
-                pages = {"asset": ("/t/demo/assets/ulsan-water/pump-station/circulation/pump-1",
-                                   "body[data-sparks=ready]"),
-                         "engine": ("/t/demo/assets/engine-shop/fleet-fd001/engine-001", "body[data-sparks=ready]"),
-                         "trends_skab": ("/t/demo/trends?tags=skab/anomaly-free/current", "#chart[data-ready]"),
-                         "alerts": ("/t/demo/alerts?state=all", "main h1"),
-                         "models": ("/t/demo/models", "#train-form"),
-                         "connectors": ("/t/demo/connectors", "#connector-form"),
-                         "plant_edit": ("/t/demo/plant/edit", "#plant-form"),
-                         "operations": ("/t/demo/operations", "#rule-form"), "admin": ("/t/demo/admin", "#token-form")}
+                pages = {
+                    "asset": ("/t/demo/assets/ulsan-water/pump-station/circulation/pump-1", "body[data-sparks=ready]"),
+                    "engine": ("/t/demo/assets/engine-shop/fleet-fd001/engine-001", "body[data-sparks=ready]"),
+                    "trends_skab": ("/t/demo/trends?tags=skab/anomaly-free/current", "#chart[data-ready]"),
+                    "alerts": ("/t/demo/alerts?state=all", "main h1"),
+                    "models": ("/t/demo/models", "#train-form"),
+                    "connectors": ("/t/demo/connectors", "#connector-form"),
+                    "plant_edit": ("/t/demo/plant/edit", "#plant-form"),
+                    "operations": ("/t/demo/operations", "#rule-form"),
+                    "admin": ("/t/demo/admin", "#token-form"),
+                }
                 for name, (path, ready) in pages.items():
                     took = []
                     for _ in range(4):
@@ -175,9 +201,10 @@ def main() -> None:
                     with httpx.Client(cookies=cookies, timeout=120) as c:
                         for _ in range(5):
                             t0 = time.perf_counter()
-                            c.get(f"{url}/api/v1/demo/points", params={"tags": TAG, "start": start_iso,
-                                                                        "end": end_iso, "every": every,
-                                                                        "agg": "avg"}).raise_for_status()
+                            c.get(
+                                f"{url}/api/v1/demo/points",
+                                params={"tags": TAG, "start": start_iso, "end": end_iso, "every": every, "agg": "avg"},
+                            ).raise_for_status()
                             api.append((time.perf_counter() - t0) * 1000)
                     figures[f"trend_{key}_ms"] = median_ms(drawn[1:])
                     figures[f"trend_{key}_api_ms"] = median_ms(api)
@@ -189,10 +216,13 @@ def main() -> None:
     print(f"{'figure':32s} {'value':>10s}")
     for k, v in figures.items():
         print(f"{k:32s} {v!s:>10}")
-    print(f"plant page {figures['plant_page_ms']} ms in the browser, {figures['plant_html_ms']} ms for its HTML alone "
-          f"(ratio {figures['plant_page_ms'] / figures['plant_html_ms']:.1f}); trend week "
-          f"{figures['trend_week_ms']} ms ({figures['trend_week_api_ms']} ms API alone), year "
-          f"{figures['trend_year_ms']} ms ({figures['trend_year_api_ms']} ms API alone)", flush=True)
+    print(
+        f"plant page {figures['plant_page_ms']} ms in the browser, {figures['plant_html_ms']} ms for its HTML alone "
+        f"(ratio {figures['plant_page_ms'] / figures['plant_html_ms']:.1f}); trend week "
+        f"{figures['trend_week_ms']} ms ({figures['trend_week_api_ms']} ms API alone), year "
+        f"{figures['trend_year_ms']} ms ({figures['trend_year_api_ms']} ms API alone)",
+        flush=True,
+    )
     print(json.dumps({"bench": "web", "quick": args.quick, "days_of_data": days, "figures": figures}))
 
 

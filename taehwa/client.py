@@ -50,14 +50,26 @@ ROUTES: dict[str, Route] = {
     "tenants": Route("get", "/api/v1/tenants"),
     "tags": Route("get", "/api/v1/{tenant}/tags", frozenset({"prefix", "limit"})),
     "latest": Route("get", "/api/v1/{tenant}/tags/latest", frozenset({"tags", "format"})),
-    "query": Route("get", "/api/v1/{tenant}/points", frozenset({
-        "tags", "start", "end", "every", "agg", "step", "method", "align", "limit", "format"})),
+    "query": Route(
+        "get",
+        "/api/v1/{tenant}/points",
+        frozenset({"tags", "start", "end", "every", "agg", "step", "method", "align", "limit", "format"}),
+    ),
     "write": Route("post", "/api/v1/{tenant}/points", frozenset({"layout"})),
     "stats": Route("get", "/api/v1/{tenant}/stats"),
 }
-_ERRORS: dict[int, type[TaehwaError]] = {400: InvalidInput, 401: Unauthorized, 403: Forbidden, 404: NotFound,
-                                         409: Conflict, 413: PayloadTooLarge, 422: InvalidInput,
-                                         429: TooManyRequests, 503: Unavailable, 507: Unavailable}
+_ERRORS: dict[int, type[TaehwaError]] = {
+    400: InvalidInput,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    413: PayloadTooLarge,
+    422: InvalidInput,
+    429: TooManyRequests,
+    503: Unavailable,
+    507: Unavailable,
+}
 
 
 @dataclass(frozen=True)
@@ -114,11 +126,13 @@ class Client:
     """A connection to one Taehwa server: `url` of its HTTP API, an API `token`, and optionally the `flight`
     location (grpc://host:port) that bulk reads and writes then use."""
 
-    def __init__(self, url: str, token: str, *, flight: str | None = None, timeout_s: float = 60.0,
-                 verify: bool | str = True) -> None:
+    def __init__(
+        self, url: str, token: str, *, flight: str | None = None, timeout_s: float = 60.0, verify: bool | str = True
+    ) -> None:
         self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"},
-                                  timeout=timeout_s, verify=verify)
+        self._http = httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s, verify=verify
+        )
         self._token = token
         self._flight_location = flight
         self._flight: Any = None
@@ -136,8 +150,15 @@ class Client:
         self.close()
 
     # -- HTTP ---------------------------------------------------------------------------------------------------
-    def _call(self, name: str, tenant: str | None = None, *, params: dict[str, Any] | None = None,
-              content: bytes | None = None, headers: dict[str, str] | None = None) -> httpx.Response:
+    def _call(
+        self,
+        name: str,
+        tenant: str | None = None,
+        *,
+        params: dict[str, Any] | None = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
         route = ROUTES[name]
         sent = {k: v for k, v in (params or {}).items() if v is not None}
         unknown = set(sent) - route.params
@@ -157,8 +178,18 @@ class Client:
     def tags(self, tenant: str, prefix: str | None = None, limit: int | None = None) -> list[Tag]:
         """A tenant's tags with their metadata, optionally under a path prefix."""
         body = self._call("tags", tenant, params={"prefix": prefix, "limit": limit}).json()
-        return [Tag(t["name"], t.get("unit"), t.get("description"), t.get("eng_low"), t.get("eng_high"),
-                    t.get("interval_s"), t.get("attributes") or {}) for t in body["tags"]]
+        return [
+            Tag(
+                t["name"],
+                t.get("unit"),
+                t.get("description"),
+                t.get("eng_low"),
+                t.get("eng_high"),
+                t.get("interval_s"),
+                t.get("attributes") or {},
+            )
+            for t in body["tags"]
+        ]
 
     def latest(self, tenant: str, tags: list[str] | None = None, *, output: Output = "pandas") -> Any:
         """The newest point of each named tag (or every tag)."""
@@ -170,33 +201,63 @@ class Client:
         body: dict[str, Any] = self._call("stats", tenant).json()
         return body
 
-    def query(self, tenant: str, tags: list[str] | str, start: Time, end: Time, *, every: str | None = None,
-              agg: str = "avg", step: str | None = None, method: str = "previous", align: bool = False,
-              limit: int | None = None, output: Output = "pandas", via: Literal["auto", "http", "flight"] = "auto"
-              ) -> Any:
+    def query(
+        self,
+        tenant: str,
+        tags: list[str] | str,
+        start: Time,
+        end: Time,
+        *,
+        every: str | None = None,
+        agg: str = "avg",
+        step: str | None = None,
+        method: str = "previous",
+        align: bool = False,
+        limit: int | None = None,
+        output: Output = "pandas",
+        via: Literal["auto", "http", "flight"] = "auto",
+    ) -> Any:
         """Raw points, downsampled buckets (`every`, `agg`) or interpolated values (`step`, `method`, `align`)
         in [start, end); over Flight when the client has a Flight location (`via="auto"`)."""
         names = [tags] if isinstance(tags, str) else list(tags)
-        options: dict[str, Any] = {"every": every, "agg": agg if every else None, "step": step,
-                                   "method": method if step else None, "align": align or None, "limit": limit}
+        options: dict[str, Any] = {
+            "every": every,
+            "agg": agg if every else None,
+            "step": step,
+            "method": method if step else None,
+            "align": align or None,
+            "limit": limit,
+        }
         options = {k: v for k, v in options.items() if v is not None}
         if via == "flight" or (via == "auto" and self._flight_location):
-            table = self._flight_get({"tenant": tenant, "tags": names, "start": _iso(start), "end": _iso(end),
-                                      **options})
+            table = self._flight_get(
+                {"tenant": tenant, "tags": names, "start": _iso(start), "end": _iso(end), **options}
+            )
         else:
-            params = {"tags": ",".join(names), "start": _iso(start), "end": _iso(end), "format": "arrow",
-                      **{k: (str(v).lower() if isinstance(v, bool) else v) for k, v in options.items()}}
+            params = {
+                "tags": ",".join(names),
+                "start": _iso(start),
+                "end": _iso(end),
+                "format": "arrow",
+                **{k: (str(v).lower() if isinstance(v, bool) else v) for k, v in options.items()},
+            }
             table = pa.ipc.open_stream(self._call("query", tenant, params=params).content).read_all()
         return _convert(table, output)
 
-    def write(self, tenant: str, data: Any, *, layout: str = "auto",
-              via: Literal["auto", "http", "flight"] = "auto") -> dict[str, int]:
+    def write(
+        self, tenant: str, data: Any, *, layout: str = "auto", via: Literal["auto", "http", "flight"] = "auto"
+    ) -> dict[str, int]:
         """Store points (Arrow, pandas or polars; long tag,time,value[,quality] or wide), all or nothing."""
         table = _as_table(data)
         if via == "flight" or (via == "auto" and self._flight_location):
             return self._flight_put(tenant, table, layout)
-        body: dict[str, int] = self._call("write", tenant, params={"layout": layout}, content=_arrow_body(table),
-                                          headers={"Content-Type": ARROW_STREAM}).json()
+        body: dict[str, int] = self._call(
+            "write",
+            tenant,
+            params={"layout": layout},
+            content=_arrow_body(table),
+            headers={"Content-Type": ARROW_STREAM},
+        ).json()
         return body
 
     # -- Flight -------------------------------------------------------------------------------------------------
@@ -204,8 +265,9 @@ class Client:
         import pyarrow.flight as fl
 
         if self._flight_location is None:
-            raise InvalidInput("this client has no Flight location; give Client(…, flight='grpc://host:port')",
-                               where="flight")
+            raise InvalidInput(
+                "this client has no Flight location; give Client(…, flight='grpc://host:port')", where="flight"
+            )
         if self._flight is None:
             self._flight = fl.FlightClient(self._flight_location)
         return self._flight
@@ -263,11 +325,17 @@ def _flight_error(exc: Exception) -> TaehwaError:
     if text.endswith(")") and " (" in text:  # the server's "message (where)"
         text, _, where = text[:-1].rpartition(" (")
     kinds: list[tuple[type, type[TaehwaError]]] = [
-        (fl.FlightUnauthenticatedError, Unauthorized), (fl.FlightUnauthorizedError, Forbidden),
-        (fl.FlightUnavailableError, Unavailable), (pa.ArrowInvalid, InvalidInput)]
+        (fl.FlightUnauthenticatedError, Unauthorized),
+        (fl.FlightUnauthorizedError, Forbidden),
+        (fl.FlightUnavailableError, Unavailable),
+        (pa.ArrowInvalid, InvalidInput),
+    ]
     extra = getattr(exc, "extra_info", b"") or b""
-    told: dict[bytes, type[TaehwaError]] = {b"not_found": NotFound, b"invalid_input": InvalidInput,
-                                            b"payload_too_large": PayloadTooLarge}
+    told: dict[bytes, type[TaehwaError]] = {
+        b"not_found": NotFound,
+        b"invalid_input": InvalidInput,
+        b"payload_too_large": PayloadTooLarge,
+    }
     if extra in told:
         return told[extra](text, where=where)
     for kind, error in kinds:

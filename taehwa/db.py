@@ -302,8 +302,12 @@ alert_events = Table(
     "alert_events",
     metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
-    Column("alert_id", BigInteger().with_variant(Integer, "sqlite"), ForeignKey("alerts.id", ondelete="CASCADE"),
-           nullable=False),
+    Column(
+        "alert_id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("alerts.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
     Column("action", String(16), nullable=False),  # raised | folded | acknowledged | shelved | unshelved | resolved
     Column("actor", String(128), nullable=False),
     Column("note", Text, nullable=True),

@@ -66,8 +66,10 @@ def _flight_error(exc: TaehwaError) -> Exception:
     text = exc.message + (f" ({exc.where})" if exc.where else "")
     kind = _KINDS.get(type(exc), type(exc).__name__).encode()
     kinds: list[tuple[type[TaehwaError], Any]] = [
-        (Unauthorized, fl.FlightUnauthenticatedError), (Forbidden, fl.FlightUnauthorizedError),
-        (Unavailable, fl.FlightUnavailableError)]
+        (Unauthorized, fl.FlightUnauthenticatedError),
+        (Forbidden, fl.FlightUnauthorizedError),
+        (Unavailable, fl.FlightUnavailableError),
+    ]
     for taehwa, error in kinds:
         if isinstance(exc, taehwa):
             made: Exception = error(text, extra_info=kind)
@@ -76,8 +78,11 @@ def _flight_error(exc: TaehwaError) -> Exception:
     return server
 
 
-_KINDS: dict[type[TaehwaError], str] = {InvalidInput: "invalid_input", NotFound: "not_found",
-                                        PayloadTooLarge: "payload_too_large"}
+_KINDS: dict[type[TaehwaError], str] = {
+    InvalidInput: "invalid_input",
+    NotFound: "not_found",
+    PayloadTooLarge: "payload_too_large",
+}
 
 
 def _request(raw: bytes, allowed: set[str], what: str) -> dict[str, Any]:
@@ -91,16 +96,22 @@ def _request(raw: bytes, allowed: set[str], what: str) -> dict[str, Any]:
         raise InvalidInput(f'the {what} is a JSON object naming its "tenant"', where=what)
     extra = sorted(set(doc) - allowed)
     if extra:
-        raise InvalidInput(f"unknown key {extra[0][:40]!r} in the {what}; use {', '.join(sorted(allowed))}",
-                           where=what)
+        raise InvalidInput(f"unknown key {extra[0][:40]!r} in the {what}; use {', '.join(sorted(allowed))}", where=what)
     return doc
 
 
 class FlightService(fl.FlightServerBase):  # type: ignore[misc]
     """The Flight endpoint of a running platform."""
 
-    def __init__(self, location: str, *, historian: Historian, authenticate: Callable[[str, str | None], Principal],
-                 max_put_bytes: int, tls: tuple[bytes, bytes] | None = None) -> None:
+    def __init__(
+        self,
+        location: str,
+        *,
+        historian: Historian,
+        authenticate: Callable[[str, str | None], Principal],
+        max_put_bytes: int,
+        tls: tuple[bytes, bytes] | None = None,
+    ) -> None:
         """`authenticate`: a bearer token to its caller, as over HTTP; `max_put_bytes`: the largest write, as
         the HTTP body limit; `tls`: a (certificate, key) PEM pair for grpc+tls."""
         kwargs: dict[str, Any] = {"middleware": {"caller": _CallerFactory(authenticate)}}
@@ -120,6 +131,7 @@ class FlightService(fl.FlightServerBase):  # type: ignore[misc]
 
     def do_get(self, context: Any, ticket: fl.Ticket) -> fl.RecordBatchStream:
         """A query's answer as record batches: raw points, downsampled buckets or interpolated values."""
+
         def run() -> pa.Table:
             doc = _request(ticket.ticket, READ_KEYS, "ticket")
             tags = doc.get("tags")
@@ -139,8 +151,9 @@ class FlightService(fl.FlightServerBase):  # type: ignore[misc]
     def get_flight_info(self, context: Any, descriptor: fl.FlightDescriptor) -> fl.FlightInfo:
         """What a ticket of this command would return (its schema, via a query of the same range)."""
         table = self._as_caller(context, lambda: self._query_table(descriptor.command))
-        return fl.FlightInfo(table.schema, descriptor, [fl.FlightEndpoint(descriptor.command, [])],
-                             table.num_rows, table.nbytes)
+        return fl.FlightInfo(
+            table.schema, descriptor, [fl.FlightEndpoint(descriptor.command, [])], table.num_rows, table.nbytes
+        )
 
     def _query_table(self, command: bytes) -> pa.Table:
         doc = _request(command, READ_KEYS, "command")
@@ -150,9 +163,15 @@ class FlightService(fl.FlightServerBase):  # type: ignore[misc]
             raise InvalidInput("tags is a list of tag names", where="tags")
         return self.historian.query(doc["tenant"], tags, doc.get("start"), doc.get("end"), **options)
 
-    def do_put(self, context: Any, descriptor: fl.FlightDescriptor, reader: fl.MetadataRecordBatchReader,
-               writer: fl.FlightMetadataWriter) -> None:
+    def do_put(
+        self,
+        context: Any,
+        descriptor: fl.FlightDescriptor,
+        reader: fl.MetadataRecordBatchReader,
+        writer: fl.FlightMetadataWriter,
+    ) -> None:
         """Store an Arrow stream of points (long or wide, as over HTTP), all or nothing."""
+
         def run() -> None:
             doc = _request(descriptor.command, PUT_KEYS, "command")
             tenant = doc["tenant"]
@@ -161,8 +180,7 @@ class FlightService(fl.FlightServerBase):  # type: ignore[misc]
             for chunk in reader:
                 size += chunk.data.nbytes
                 if size > self.max_put_bytes:
-                    raise PayloadTooLarge(f"the stream is over the limit of {self.max_put_bytes} bytes",
-                                          where="body")
+                    raise PayloadTooLarge(f"the stream is over the limit of {self.max_put_bytes} bytes", where="body")
                 batches.append(chunk.data)
             table = pa.Table.from_batches(batches, schema=reader.schema)
             try:

@@ -51,8 +51,12 @@ def status(engine: Engine) -> dict[str, Any]:
     """Where the database stands: its revision, the newest one, and whether it is up to date."""
     with engine.connect() as c:
         rev = current(c)
-    return {"url": engine.url.render_as_string(hide_password=True), "revision": rev, "head": head(),
-            "up_to_date": rev == head()}
+    return {
+        "url": engine.url.render_as_string(hide_password=True),
+        "revision": rev,
+        "head": head(),
+        "up_to_date": rev == head(),
+    }
 
 
 def upgrade(engine: Engine) -> tuple[str | None, str]:
@@ -84,8 +88,11 @@ def prepare(engine: Engine) -> None:
         upgrade(engine)
         return
     where = engine.url.render_as_string(hide_password=True)
-    raise Unavailable(f"the metadata database at {where} is at schema revision {rev}; this Taehwa needs {head()}: "
-                      "run `taehwa db upgrade` (once, from one machine) and start again", where="database")
+    raise Unavailable(
+        f"the metadata database at {where} is at schema revision {rev}; this Taehwa needs {head()}: "
+        "run `taehwa db upgrade` (once, from one machine) and start again",
+        where="database",
+    )
 
 
 def make_engine(url: str) -> Engine:

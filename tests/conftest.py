@@ -118,8 +118,14 @@ def serving(platform: Platform) -> Iterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    config = uvicorn.Config(create_app(platform), host="127.0.0.1", port=port, log_level="warning", lifespan="off",
-                            timeout_graceful_shutdown=1)
+    config = uvicorn.Config(
+        create_app(platform),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        timeout_graceful_shutdown=1,
+    )
     server = uvicorn.Server(config)
     started = threading.Event()
     original = server.startup
@@ -148,10 +154,23 @@ def live_server(platform: Platform) -> Iterator[str]:
 
 # The files that take minutes, started first: `make test` runs the suite on two processes, one file at a time each
 # (pytest-xdist's loadfile), so a long file left to the end would run alone while the other process idles.
-SLOW_FIRST = ("test_readme.py", "test_demo_history.py", "test_processes.py", "test_web_pages.py", "test_web.py",
-              "test_academy.py", "test_lab_sweep.py", "test_fuzz.py", "test_object_storage.py",
-              "test_connectors_mqtt.py", "test_workers.py", "test_lessons.py", "test_lab_benchmarks.py",
-              "test_attacks_parsing.py", "test_live.py")
+SLOW_FIRST = (
+    "test_readme.py",
+    "test_demo_history.py",
+    "test_processes.py",
+    "test_web_pages.py",
+    "test_web.py",
+    "test_academy.py",
+    "test_lab_sweep.py",
+    "test_fuzz.py",
+    "test_object_storage.py",
+    "test_connectors_mqtt.py",
+    "test_workers.py",
+    "test_lessons.py",
+    "test_lab_benchmarks.py",
+    "test_attacks_parsing.py",
+    "test_live.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

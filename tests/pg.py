@@ -28,8 +28,10 @@ class TestServer:
     def __init__(self) -> None:
         bin_dir = binaries()
         if bin_dir is None:
-            raise RuntimeError("TAEHWA_TEST_DATABASE=postgresql, but PostgreSQL is not installed "
-                               "(apt-get install postgresql, or run make test as root)")
+            raise RuntimeError(
+                "TAEHWA_TEST_DATABASE=postgresql, but PostgreSQL is not installed "
+                "(apt-get install postgresql, or run make test as root)"
+            )
         self.bin = bin_dir
         self.root = Path(tempfile.mkdtemp(prefix="taehwa-pg-"))
         self.as_user: list[str] = []
@@ -42,8 +44,10 @@ class TestServer:
             self.port = s.getsockname()[1]
         data = self.root / "data"
         self._run("initdb", "-D", str(data), "-U", "taehwa", "--auth=trust", "-E", "UTF8", "--no-sync")
-        options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root} "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400")
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400"
+        )
         self._run("pg_ctl", "-D", str(data), "-o", options, "-l", str(self.root / "log"), "-w", "start")
         self.admin = sa.create_engine(self.url("postgres"), isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
         self._n = 0

@@ -17,7 +17,7 @@ def _stat(pid: int) -> tuple[str, int] | None:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = text[text.rindex(")") + 2:].split()
+    fields = text[text.rindex(")") + 2 :].split()
     return fields[0], int(fields[1])
 
 
@@ -42,8 +42,14 @@ def _pids() -> list[int]:
 
 def children(parent: int, module: str) -> list[int]:
     """The live children of `parent` running `python -m <module>`."""
-    return sorted(pid for pid in _pids() if (s := _stat(pid)) is not None and s[1] == parent
-                  and s[0] not in ("Z", "X") and f"-m {module}" in _cmdline(pid))
+    return sorted(
+        pid
+        for pid in _pids()
+        if (s := _stat(pid)) is not None
+        and s[1] == parent
+        and s[0] not in ("Z", "X")
+        and f"-m {module}" in _cmdline(pid)
+    )
 
 
 def _marked(pid: int, mark: str) -> bool:
@@ -60,8 +66,12 @@ def left_behind(mark: str, base: str) -> dict[int, str]:
     out = {}
     for pid in _pids():
         cmd = _cmdline(pid)
-        if pid != os.getpid() and any(f"-m {m}" in cmd for m in WORKER_MODULES) and alive(pid) and (
-                base in cmd or _marked(pid, mark)):
+        if (
+            pid != os.getpid()
+            and any(f"-m {m}" in cmd for m in WORKER_MODULES)
+            and alive(pid)
+            and (base in cmd or _marked(pid, mark))
+        ):
             out[pid] = cmd
     return out
 

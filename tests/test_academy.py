@@ -27,12 +27,18 @@ from taehwa.tenancy.access import Principal, acting_as
 from tests.test_lab_service import PLANT, PT, _pump_history
 
 CHALLENGE: dict[str, Any] = {
-    "id": "acme-pump", "title": {"en": "P-101A anomalies", "ko": "P-101A 이상 탐지"}, "task": "anomaly",
-    "source": {"builder": "historian", "data": {"tags": [PT, "ulsan/cdu/P-101A/FT"], "start": "2024-03-01",
-                                                "end": "2024-03-04", "step": "1m"},
-               "labels": {"kinds": ["anomaly"], "asset": "ulsan/cdu/p-101a"},
-               "validation_from": "2024-03-02T00:00:00Z", "test_from": "2024-03-03T00:00:00Z"},
-    "inputs_public": True, "closes": "2099-01-01T00:00:00Z",
+    "id": "acme-pump",
+    "title": {"en": "P-101A anomalies", "ko": "P-101A 이상 탐지"},
+    "task": "anomaly",
+    "source": {
+        "builder": "historian",
+        "data": {"tags": [PT, "ulsan/cdu/P-101A/FT"], "start": "2024-03-01", "end": "2024-03-04", "step": "1m"},
+        "labels": {"kinds": ["anomaly"], "asset": "ulsan/cdu/p-101a"},
+        "validation_from": "2024-03-02T00:00:00Z",
+        "test_from": "2024-03-03T00:00:00Z",
+    },
+    "inputs_public": True,
+    "closes": "2099-01-01T00:00:00Z",
     "limits": {"seconds": 60, "memory_mb": 2048, "daily": 50},
 }
 
@@ -220,13 +226,14 @@ EVIL = {
 
 
 @pytest.mark.parametrize("case", sorted(EVIL))
-def test_sandbox_stops_code_that_oversteps_with_a_clear_verdict(academy: Platform, tmp_path: Path,
-                                                               case: str) -> None:
+def test_sandbox_stops_code_that_oversteps_with_a_clear_verdict(academy: Platform, tmp_path: Path, case: str) -> None:
     imports, body, verdict, message = EVIL[case]
     hidden = academy.academy.root / "acme-pump" / "hidden" / "labels.parquet"
     outside = tmp_path / "escaped.txt"
-    code = (f"{imports}HIDDEN = {str(hidden)!r}\nOUTSIDE = {str(outside)!r}\n\nclass Model:\n"
-            f"    def fit(self, X, y):\n        {body}\n\n    def predict(self, X):\n        return [0] * len(X)\n")
+    code = (
+        f"{imports}HIDDEN = {str(hidden)!r}\nOUTSIDE = {str(outside)!r}\n\nclass Model:\n"
+        f"    def fit(self, X, y):\n        {body}\n\n    def predict(self, X):\n        return [0] * len(X)\n"
+    )
     d = copy.deepcopy(CHALLENGE) | {"id": "acme-tight", "limits": {"seconds": 6, "memory_mb": 1536, "daily": 50}}
     if not (academy.academy.root / "acme-tight").exists():
         academy.academy.create("acme", d)
@@ -237,10 +244,16 @@ def test_sandbox_stops_code_that_oversteps_with_a_clear_verdict(academy: Platfor
 
 
 def test_garbage_output_is_a_verdict(academy: Platform) -> None:
-    for predict, message in (("return 'nonsense'", "shape ()"), ("return [[1, 2]] * 3", "shape (3, 2)"),
-                             ("return [0] * 5", "5 values"), ("return ['maybe'] * len(X)", "not an anomaly flag")):
-        code = f"class Model:\n    def fit(self, X, y):\n        print('x' * 10000)\n" \
-               f"    def predict(self, X):\n        {predict}\n"
+    for predict, message in (
+        ("return 'nonsense'", "shape ()"),
+        ("return [[1, 2]] * 3", "shape (3, 2)"),
+        ("return [0] * 5", "5 values"),
+        ("return ['maybe'] * len(X)", "not an anomaly flag"),
+    ):
+        code = (
+            f"class Model:\n    def fit(self, X, y):\n        print('x' * 10000)\n"
+            f"    def predict(self, X):\n        {predict}\n"
+        )
         doc = academy.academy.submit("acme-pump", "python", code.encode())
         assert doc["verdict"] == "invalid_output" and message in doc["message"], doc
 
@@ -277,26 +290,33 @@ def test_academy_over_http(academy: Platform, client: TestClient) -> None:
     auth = {"Authorization": f"Bearer {token}"}
     listed = client.get("/api/v1/academy/challenges", headers=auth).json()
     assert [c["id"] for c in listed] == ["acme-pump"] and listed[0]["metric"] == "f1"
-    train = pd.read_parquet(io.BytesIO(client.get("/api/v1/academy/challenges/acme-pump/data/train",
-                                                  headers=auth).content))
+    train = pd.read_parquet(
+        io.BytesIO(client.get("/api/v1/academy/challenges/acme-pump/data/train", headers=auth).content)
+    )
     assert "target" in train.columns
-    r = client.post("/api/v1/academy/challenges/acme-pump/submissions?kind=python&wait=true", content=GOOD,
-                    headers=auth | {"Content-Type": "text/x-python"})
+    r = client.post(
+        "/api/v1/academy/challenges/acme-pump/submissions?kind=python&wait=true",
+        content=GOOD,
+        headers=auth | {"Content-Type": "text/x-python"},
+    )
     assert r.status_code == 200 and r.json()["verdict"] == "scored"
     sid = r.json()["id"]
     assert client.get(f"/api/v1/academy/submissions/{sid}", headers=auth).json()["public_score"] > 0.5
-    queued = client.post("/api/v1/academy/challenges/acme-pump/submissions?kind=python", content=GOOD,
-                         headers=auth | {"Content-Type": "text/x-python"})
+    queued = client.post(
+        "/api/v1/academy/challenges/acme-pump/submissions?kind=python",
+        content=GOOD,
+        headers=auth | {"Content-Type": "text/x-python"},
+    )
     assert queued.status_code in (200, 202)
     deadline = time.monotonic() + 60
     while (doc := client.get(f"/api/v1/academy/submissions/{queued.json()['id']}", headers=auth).json())[
-            "state"] != "done" and time.monotonic() < deadline:  # run in the background, in order
+        "state"
+    ] != "done" and time.monotonic() < deadline:  # run in the background, in order
         time.sleep(0.2)
     assert doc["verdict"] == "scored" and doc["public_score"] == r.json()["public_score"]
     board = client.get("/api/v1/academy/challenges/acme-pump/board", headers=auth).json()
     assert board["entries"][0]["user"] == "fay"
-    bad = client.post("/api/v1/academy/challenges/acme-pump/submissions?kind=python", content=b"x=1",
-                      headers=auth)
+    bad = client.post("/api/v1/academy/challenges/acme-pump/submissions?kind=python", content=b"x=1", headers=auth)
     assert bad.status_code == 422 and "class named Model" in bad.json()["message"]
     assert client.get("/api/v1/academy/challenges", headers={"Authorization": "Bearer nope"}).status_code == 401
     gus = academy.identity.create_token(user(academy, "gus", "uni", "researcher").user, "t")[0]

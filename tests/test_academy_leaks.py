@@ -75,8 +75,12 @@ def test_the_new_tep_cut_passes_and_stays_a_challenge() -> None:
     assert set(parts["validation"][UNIT]).isdisjoint(parts["test"][UNIT])  # each half is a unit of its own
     assert set(parts["train"][UNIT]).isdisjoint(parts["validation"][UNIT])
     assert all(u.startswith("unit-") for u in pd.concat([parts["validation"], parts["test"]])[UNIT])
-    assert parts["train"][TIME].max() < parts["validation"][TIME].min() <= parts["validation"][TIME].max() \
+    assert (
+        parts["train"][TIME].max()
+        < parts["validation"][TIME].min()
+        <= parts["validation"][TIME].max()
         < parts["test"][TIME].min()
+    )
     # the order of the runs in time is unrelated to the fault, and a fresh cut draws a fresh order
     first = parts["validation"].groupby(TARGET)[TIME].min().sort_values().index.tolist()
     assert first != sorted(first)
@@ -101,20 +105,25 @@ def test_ready_challenges_pass_the_probe(name: str) -> None:
         assert "position_in_unit" in figures["context"]
 
 
-def _frame(rng: np.random.Generator, *, in_class_order: bool = False, units: int = 12, rows: int = 40
-           ) -> pd.DataFrame:
+def _frame(rng: np.random.Generator, *, in_class_order: bool = False, units: int = 12, rows: int = 40) -> pd.DataFrame:
     """A small fault challenge: three classes, one per unit, a signal that is a noisy copy of the class; each part's
     units follow each other every 3 days in a random order (or grouped by class)."""
     blocks = []
     for part, offset in (("train", 0), ("validation", 100), ("test", 200)):
-        order = np.argsort([u % 3 for u in range(units)], kind="stable") if in_class_order \
-            else rng.permutation(units)
+        order = np.argsort([u % 3 for u in range(units)], kind="stable") if in_class_order else rng.permutation(units)
         for slot, u in enumerate(order):
-            blocks.append(pd.DataFrame({
-                TIME: pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(
-                    offset + 3 * slot + np.arange(rows) / rows, unit="D"),
-                UNIT: f"{part}-{u:02d}", "s": u % 3 + rng.normal(0, 2.0, rows), TARGET: f"c{u % 3}",
-                sources.PART: part}))
+            blocks.append(
+                pd.DataFrame(
+                    {
+                        TIME: pd.Timestamp("2026-01-01", tz="UTC")
+                        + pd.to_timedelta(offset + 3 * slot + np.arange(rows) / rows, unit="D"),
+                        UNIT: f"{part}-{u:02d}",
+                        "s": u % 3 + rng.normal(0, 2.0, rows),
+                        TARGET: f"c{u % 3}",
+                        sources.PART: part,
+                    }
+                )
+            )
     frame = pd.concat(blocks, ignore_index=True)
     frame[sources.SCORED] = frame[sources.PART] != "train"
     return frame
@@ -138,12 +147,21 @@ def test_unit_names_and_times_that_follow_the_label_are_refused() -> None:
 def test_the_probe_counts_the_boards_metric() -> None:
     rng = np.random.default_rng(1)
     for task, truth, pred in (
-            ("fault", rng.choice(["normal", "a", "b"], 300), rng.choice(["normal", "a", "c"], 300)),
-            ("anomaly", rng.integers(0, 2, 300), rng.integers(0, 2, 300)),
-            ("rul", rng.uniform(0, 125, 300), rng.uniform(0, 125, 300))):
-        labels = pd.DataFrame({"row": np.arange(300), "part": "validation", "scored": True,
-                               "time": pd.date_range("2026-01-01", periods=300, freq="1min", tz="UTC"),
-                               "unit": "u", "target": truth, "changepoint": 0})
+        ("fault", rng.choice(["normal", "a", "b"], 300), rng.choice(["normal", "a", "c"], 300)),
+        ("anomaly", rng.integers(0, 2, 300), rng.integers(0, 2, 300)),
+        ("rul", rng.uniform(0, 125, 300), rng.uniform(0, 125, 300)),
+    ):
+        labels = pd.DataFrame(
+            {
+                "row": np.arange(300),
+                "part": "validation",
+                "scored": True,
+                "time": pd.date_range("2026-01-01", periods=300, freq="1min", tz="UTC"),
+                "unit": "u",
+                "target": truth,
+                "changepoint": 0,
+            }
+        )
         metric = {"fault": "macro_f1", "anomaly": "f1", "rul": "rmse"}[task]
         board = score(task, labels, pd.Series(pred, index=np.arange(300)))["validation"][metric]
         assert leaks.metric_value(task, np.asarray(truth), np.asarray(pred)) == pytest.approx(board)
@@ -158,8 +176,9 @@ def test_known_leaks_name_only_a_place_in_a_run_with_a_reason() -> None:
         parse_definition(doc | {"known_leaks": {"position_in_unit": {"en": "runs"}}})
 
 
-def test_a_plants_challenge_is_probed_and_a_refusal_revokes_its_grant(platform: Platform,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_plants_challenge_is_probed_and_a_refusal_revokes_its_grant(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tests.test_academy import CHALLENGE
     from tests.test_lab_service import PLANT, _pump_history
 
@@ -170,6 +189,7 @@ def test_a_plants_challenge_is_probed_and_a_refusal_revokes_its_grant(platform: 
         from sqlalchemy import select
 
         from taehwa.db import challenges
+
         info = c.execute(select(challenges.c.info).where(challenges.c.id == "acme-pump")).scalar_one()
     probe = info["leak_probe"]
     assert probe["metric"] == "f1" and set(probe["columns"]) == set(leaks.NON_SIGNAL)
@@ -177,8 +197,16 @@ def test_a_plants_challenge_is_probed_and_a_refusal_revokes_its_grant(platform: 
     # the probe reads the rows in the order the files hold them
     folder = platform.academy.root / "acme-pump" / "public"
     d = parse_definition(copy.deepcopy(CHALLENGE))
-    grant = platform.sharing.create("acme", "academy", list(CHALLENGE["source"]["data"]["tags"]), "2024-03-01",
-                                    "2024-03-04", days=1, pseudonymise=True, purpose="look")
+    grant = platform.sharing.create(
+        "acme",
+        "academy",
+        list(CHALLENGE["source"]["data"]["tags"]),
+        "2024-03-01",
+        "2024-03-04",
+        days=1,
+        pseudonymise=True,
+        purpose="look",
+    )
     frame = sources.historian(d, platform, "acme", grant)
     train, rest = leaks.public_view(frame)
     written = pd.read_parquet(folder / "inputs.parquet")
@@ -192,4 +220,5 @@ def test_a_plants_challenge_is_probed_and_a_refusal_revokes_its_grant(platform: 
     assert not (platform.academy.root / "acme-pump-leaky").exists()
     purposes = {g["purpose"]: g for g in platform.sharing.overview("acme")["given"]}
     assert "academy challenge acme-pump-leaky" not in purposes or purposes["academy challenge acme-pump-leaky"].get(
-        "revoked_at")
+        "revoked_at"
+    )

@@ -65,10 +65,14 @@ P1, P2, LINE = "site/line/p1", "site/line/p2", "site/line"
 
 def points(tag: str, times_s: np.ndarray, values: np.ndarray, quality: int = 0) -> pa.Table:
     n = len(times_s)
-    return pa.table({"tag": [tag] * n,
-                     "time": pa.array((T0 + (np.asarray(times_s) * 1e6).astype(np.int64)), pa.int64())
-                     .cast(pa.timestamp("us")),
-                     "value": pa.array(np.asarray(values, float)), "quality": pa.array([quality] * n, pa.uint8())})
+    return pa.table(
+        {
+            "tag": [tag] * n,
+            "time": pa.array((T0 + (np.asarray(times_s) * 1e6).astype(np.int64)), pa.int64()).cast(pa.timestamp("us")),
+            "value": pa.array(np.asarray(values, float)),
+            "quality": pa.array([quality] * n, pa.uint8()),
+        }
+    )
 
 
 def data(n: int = 120, seed: int = 3) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -93,8 +97,9 @@ def plat(platform: Platform) -> Platform:
     return platform
 
 
-def feed(p: Platform, series: dict[str, tuple[np.ndarray, np.ndarray]], lo: float, hi: float,
-         by_tag: bool = True) -> None:
+def feed(
+    p: Platform, series: dict[str, tuple[np.ndarray, np.ndarray]], lo: float, hi: float, by_tag: bool = True
+) -> None:
     """Write the points with time in [lo, hi), one write per tag (or one write for all), and let analytics run."""
     tables = []
     for tag, (t, v) in series.items():
@@ -112,22 +117,28 @@ def feed(p: Platform, series: dict[str, tuple[np.ndarray, np.ndarray]], lo: floa
 
 def read(p: Platform, tag: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     t = p.historian.read("acme", tag, from_us(T0 - 10**9), from_us(T0 + 10**10))
-    return ((t.column("time").cast(pa.timestamp("us")).cast(pa.int64()).to_numpy() - T0) / 1e6,
-            t.column("value").to_numpy(), t.column("quality").to_numpy())
+    return (
+        (t.column("time").cast(pa.timestamp("us")).cast(pa.int64()).to_numpy() - T0) / 1e6,
+        t.column("value").to_numpy(),
+        t.column("quality").to_numpy(),
+    )
 
 
 # -- the language --------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("text", "message"), [
-    ("flow *", "ends too soon"),
-    ("flow $ 2", "unexpected character '$' at column 6"),
-    ("flow head", "unexpected 'head' at column 6"),
-    ("(" * 40 + "x" + ")" * 40, "deeper than 32"),
-    ("x + " * 600 + "x", "characters long"),
-    ("-" * 30 + "x", "signs or 'not's in a row"),
-    ("not " * 30 + "x", "signs or 'not's in a row"),
-    ("flow > 5 for 60s", "belong in event conditions"),
-    ("", "empty"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("flow *", "ends too soon"),
+        ("flow $ 2", "unexpected character '$' at column 6"),
+        ("flow head", "unexpected 'head' at column 6"),
+        ("(" * 40 + "x" + ")" * 40, "deeper than 32"),
+        ("x + " * 600 + "x", "characters long"),
+        ("-" * 30 + "x", "signs or 'not's in a row"),
+        ("not " * 30 + "x", "signs or 'not's in a row"),
+        ("flow > 5 for 60s", "belong in event conditions"),
+        ("", "empty"),
+    ],
+)
 def test_expressions_that_do_not_parse_say_where(text: str, message: str) -> None:
     t0 = time.perf_counter()
     with pytest.raises(InvalidInput, match=message.replace("(", r"\(").replace("$", r"\$")):
@@ -141,16 +152,19 @@ def test_conditions_parse() -> None:
     assert parse("2^2^2^2^2^2^2^2^2^2^2^2^2^2^2^2^2^2^2^2") is not None
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ('expr: "flow * head * 9.81 / (power * 1000)"', 'expr: "flow * hed"'),
-    ('unit: "1",\n', 'unit: "kW",\n'),
-    ('expr: "power / rated_power"', 'expr: "power + flow"'),
-    ('expr: "efficiency * 100"', 'expr: "eff_pct * 100"'),
-    ('expr: "rolling_mean(flow, 10s)"', 'expr: "rolling_mean(flow)"'),
-    ('expr: "sum(children(Pump).flow)"', 'expr: "sum(children(Pmp).flow)"'),
-    ('"flow > 5 for 3s"', '"flow > 5 for 3s and nothing"'),
-    ("max_duration: 1h", "max_duration: forever"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ('expr: "flow * head * 9.81 / (power * 1000)"', 'expr: "flow * hed"'),
+        ('unit: "1",\n', 'unit: "kW",\n'),
+        ('expr: "power / rated_power"', 'expr: "power + flow"'),
+        ('expr: "efficiency * 100"', 'expr: "eff_pct * 100"'),
+        ('expr: "rolling_mean(flow, 10s)"', 'expr: "rolling_mean(flow)"'),
+        ('expr: "sum(children(Pump).flow)"', 'expr: "sum(children(Pmp).flow)"'),
+        ('"flow > 5 for 3s"', '"flow > 5 for 3s and nothing"'),
+        ("max_duration: 1h", "max_duration: forever"),
+    ],
+)
 def test_plant_file_problems_are_refused_with_file_and_line(platform: Platform, change: str, message: str) -> None:
     bad = PLANT.replace(change, message)
     assert bad != PLANT
@@ -170,10 +184,10 @@ def test_problem_messages(platform: Platform) -> None:
     assert "unknown name 'hed' at column 8" in problems('"flow * head * 9.81', '"flow * hed * 9.81')
     assert "plant.yaml, line 9 (Pump.efficiency)" in problems('"flow * head * 9.81', '"flow * hed * 9.81')
     assert "adds kW and m^3/h" in problems('"power / rated_power"', '"power + flow"')
-    assert "declared in 'kW' but its expression gives" in problems('avg_flow: {expr: "rolling_mean(flow, 10s)", '
-                                                                    'unit: m3/h}',
-                                                                    'avg_flow: {expr: "rolling_mean(flow, 10s)", '
-                                                                    'unit: kW}')
+    assert "declared in 'kW' but its expression gives" in problems(
+        'avg_flow: {expr: "rolling_mean(flow, 10s)", unit: m3/h}',
+        'avg_flow: {expr: "rolling_mean(flow, 10s)", unit: kW}',
+    )
     assert "form a cycle: Pump.eff_pct → Pump.eff_pct" in problems('"efficiency * 100"', '"eff_pct * 100"')
 
 
@@ -188,8 +202,10 @@ def test_live_through_the_write_path_equals_backfill(plat: Platform) -> None:
     series = data()
     for lo in range(0, 120, 7):  # many writes, one per tag, tags arriving one after another
         feed(plat, series, lo, lo + 7)
-    live = {s: read(plat, f"{P1}/{s}") for s in ("efficiency", "avg_flow", "flow_volume", "running_s", "flow_rise",
-                                                 "peak", "load")}
+    live = {
+        s: read(plat, f"{P1}/{s}")
+        for s in ("efficiency", "avg_flow", "flow_volume", "running_s", "flow_rise", "peak", "load")
+    }
     live_line = {s: read(plat, f"{LINE}/{s}") for s in ("throughput", "pumps_on", "best")}
     t, v, q = live["efficiency"]
     assert len(t) == 120  # one point for each time an input changed, none lost
@@ -220,8 +236,10 @@ def test_live_through_the_write_path_equals_backfill(plat: Platform) -> None:
     # the same range recomputed from the historian (overwriting what live wrote): equal to what live computed
     report = plat.analytics.backfill("acme", from_us(T0), from_us(T0 + 120_000_000))
     assert report["points"] > 0 and report["bad_points"] >= 1
-    for tag, (t_live, v_live, q_live) in [*((f"{P1}/{s}", x) for s, x in live.items()),
-                                          *((f"{LINE}/{s}", x) for s, x in live_line.items())]:
+    for tag, (t_live, v_live, q_live) in [
+        *((f"{P1}/{s}", x) for s, x in live.items()),
+        *((f"{LINE}/{s}", x) for s, x in live_line.items()),
+    ]:
         tb, vb, qb = read(plat, tag)
         assert np.array_equal(tb, t_live) and np.array_equal(qb, q_live), tag
         assert np.allclose(vb, v_live, rtol=1e-9, atol=1e-9), tag

@@ -37,16 +37,18 @@ def test_http(loaded: TestClient, platform: Platform) -> None:
     assert got.num_rows == 120 and int(np.count_nonzero(got.column("quality").to_numpy() == 2)) == 1
     lin = loaded.get("/api/v1/acme/analytics/lineage", params={"tag": f"{P1}/efficiency"}).json()
     assert lin["expr"].startswith("flow * head") and "raw/p1/power" in lin["inputs"]
-    r = loaded.post("/api/v1/acme/analytics/eval", json={"asset": P1, "expr": "flow > 5 for 3s", "start": START,
-                                                          "end": END})
+    r = loaded.post(
+        "/api/v1/acme/analytics/eval", json={"asset": P1, "expr": "flow > 5 for 3s", "start": START, "end": END}
+    )
     assert r.status_code == 200 and len(r.json()["points"]) == 120
     events = loaded.get("/api/v1/acme/event-frames", params={"template": "running", "where": "duration > 10s"}).json()
     assert events["events"] and all(e["duration_s"] > 10 for e in events["events"])
     one = loaded.get(f"/api/v1/acme/event-frames/{events['events'][0]['id']}").json()
     assert one["stats"]["flow"]["mean"] > 5
     two = loaded.get("/api/v1/acme/event-frames", params={"template": "running"}).json()["events"][:2]
-    cmp = loaded.get(f"/api/v1/acme/event-frames/{two[0]['id']}/compare",
-                     params={"to": two[1]["id"], "signal": "flow"}).json()
+    cmp = loaded.get(
+        f"/api/v1/acme/event-frames/{two[0]['id']}/compare", params={"to": two[1]["id"], "signal": "flow"}
+    ).json()
     assert cmp["steps"] > 0 and cmp["profile"]["events"] == 1
     r = loaded.post("/api/v1/acme/event-frames", json={"asset": P1, "template": "inspection", "start": START})
     assert r.status_code == 201
@@ -54,16 +56,20 @@ def test_http(loaded: TestClient, platform: Platform) -> None:
     assert closed["duration_s"] == 120.0 and closed["kind"] == "manual"
     q = loaded.get("/api/v1/acme/analytics/quality", params={"start": START, "end": END}).json()
     assert q["assets"][P1]["tags"]["flow"]["quality"] <= 100
-    check = loaded.post("/api/v1/acme/analytics/check", content=PLANT.replace("head * 9.81", "hed * 9.81"),
-                        headers={"Content-Type": "application/yaml"}).json()
+    check = loaded.post(
+        "/api/v1/acme/analytics/check",
+        content=PLANT.replace("head * 9.81", "hed * 9.81"),
+        headers={"Content-Type": "application/yaml"},
+    ).json()
     assert not check["ok"] and "line 9" in check["problems"][0]["where"]
 
 
 def test_http_refusals(loaded: TestClient, platform: Platform) -> None:
     r = loaded.post("/api/v1/acme/analytics/backfill", json={"start": START, "end": END, "nonsense": 1})
     assert r.status_code == 422 and "nonsense" in r.text
-    r = loaded.post("/api/v1/acme/analytics/eval", json={"asset": P1, "expr": "flow / (" * 5, "start": START,
-                                                          "end": END})
+    r = loaded.post(
+        "/api/v1/acme/analytics/eval", json={"asset": P1, "expr": "flow / (" * 5, "start": START, "end": END}
+    )
     assert r.status_code == 422 and "ends too soon" in r.text
     r = loaded.get("/api/v1/acme/event-frames", params={"where": "drop table events"})
     assert r.status_code == 422

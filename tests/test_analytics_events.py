@@ -50,8 +50,14 @@ P1, P2 = "site/north/p1", "site/south/p2"
 def table(tag: str, values: np.ndarray, start_s: int = 0) -> pa.Table:
     n = len(values)
     times = T0 + (start_s + np.arange(n, dtype=np.int64)) * S
-    return pa.table({"tag": [tag] * n, "time": pa.array(times).cast(pa.timestamp("us")),
-                     "value": pa.array(np.asarray(values, float)), "quality": pa.array([0] * n, pa.uint8())})
+    return pa.table(
+        {
+            "tag": [tag] * n,
+            "time": pa.array(times).cast(pa.timestamp("us")),
+            "value": pa.array(np.asarray(values, float)),
+            "quality": pa.array([0] * n, pa.uint8()),
+        }
+    )
 
 
 def signals(n: int = 200) -> dict[str, np.ndarray]:
@@ -74,15 +80,19 @@ def plat(platform: Platform) -> Platform:
 def feed(p: Platform, asset: str, sig: dict[str, np.ndarray], step: int = 25) -> None:
     n = len(next(iter(sig.values())))
     for lo in range(0, n, step):
-        p.historian.write_checked("acme", pa.concat_tables(
-            [table(f"{asset.rsplit('/', 1)[-1]}/{name}", v[lo:lo + step], lo) for name, v in sig.items()]))
+        p.historian.write_checked(
+            "acme",
+            pa.concat_tables(
+                [table(f"{asset.rsplit('/', 1)[-1]}/{name}", v[lo : lo + step], lo) for name, v in sig.items()]
+            ),
+        )
         assert p.analytics.live is not None
         p.analytics.live.drain()
 
 
 def closed(p: Platform, template: str, asset: str | None = None) -> list[dict[str, object]]:
     got = p.analytics.search("acme", template=template, asset=asset, state="closed", limit=1000)["events"]
-    return sorted(got, key=lambda e: e["start_us"])  # type: ignore[arg-type,return-value]
+    return sorted(got, key=lambda e: e["start_us"])
 
 
 def test_scan_rules() -> None:
@@ -90,13 +100,19 @@ def test_scan_rules() -> None:
     c = np.array([0, 1, 1, 1, 1, 0, 0, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], bool)
     state = ScanState()
     got = scan(state, t, c, None, 2 * S, 100 * S)
-    assert [(ch.start, ch.end, ch.reason) for ch in got] == [(1 * S, None, None), (1 * S, 5 * S, "end"),
-                                                             (9 * S, None, None)]
+    assert [(ch.start, ch.end, ch.reason) for ch in got] == [
+        (1 * S, None, None),
+        (1 * S, 5 * S, "end"),
+        (9 * S, None, None),
+    ]
     assert state.start == 9 * S  # still open: decided by later rows
     state = ScanState()
     got = scan(state, t, c, None, 0, 3 * S)  # bounded: a condition stuck true gives one event of 3 s, no chain
     assert [(ch.start, ch.end, ch.reason) for ch in got if ch.end] == [
-        (1 * S, 4 * S, "max_duration"), (7 * S, 8 * S, "end"), (9 * S, 12 * S, "max_duration")]
+        (1 * S, 4 * S, "max_duration"),
+        (7 * S, 8 * S, "end"),
+        (9 * S, 12 * S, "max_duration"),
+    ]
     split = ScanState()
     a = scan(split, t[:11], c[:11], None, 2 * S, 100 * S) + scan(split, t[11:], c[11:], None, 2 * S, 100 * S)
     assert a == scan(ScanState(), t, c, None, 2 * S, 100 * S)  # in two batches as in one
@@ -127,7 +143,9 @@ def test_an_event_whose_input_goes_silent_is_closed_by_the_clock(plat: Platform)
     sig = signals(130)  # ends with the 120 s excursion still open: pressure's data stops there
     feed(plat, P1, sig, step=130)
     assert sorted(e["template"] for e in plat.analytics.search("acme", state="open")["events"]) == [
-        "excursion", "running"]
+        "excursion",
+        "running",
+    ]
     live = plat.analytics.live
     assert live is not None
     assert live.close_overdue(T0 + 130 * S) == 0  # not yet: 20 s have not passed since 120 s
@@ -140,12 +158,18 @@ def test_an_event_whose_input_goes_silent_is_closed_by_the_clock(plat: Platform)
 def test_backfill_gives_the_same_events_once(plat: Platform) -> None:
     sig = signals()
     feed(plat, P1, sig)
-    live = [(e["template"], e["start_us"], e["end_us"], e["close_reason"]) for t in ("running", "excursion", "trip")
-            for e in closed(plat, t, P1)]
+    live = [
+        (e["template"], e["start_us"], e["end_us"], e["close_reason"])
+        for t in ("running", "excursion", "trip")
+        for e in closed(plat, t, P1)
+    ]
     for _ in range(2):
         plat.analytics.backfill("acme", from_us(T0), from_us(T0 + 200 * S), asset=P1)
-    again = [(e["template"], e["start_us"], e["end_us"], e["close_reason"]) for t in ("running", "excursion", "trip")
-             for e in closed(plat, t, P1)]
+    again = [
+        (e["template"], e["start_us"], e["end_us"], e["close_reason"])
+        for t in ("running", "excursion", "trip")
+        for e in closed(plat, t, P1)
+    ]
     assert again == live
     stats = closed(plat, "running", P1)[0]["stats"]
     assert stats["pressure"]["max"] == 12.0  # type: ignore[index]
@@ -179,15 +203,13 @@ def test_an_event_against_a_reference_profile(plat: Platform) -> None:
     sig = signals()
     feed(plat, P1, sig)
     first, second = closed(plat, "running", P1)  # 10-40 s and 100-150 s
-    got = plat.analytics.compare_events("acme", str(second["id"]), [str(first["id"])], "pressure", step="1s",
-                                        band=0.5)
+    got = plat.analytics.compare_events("acme", str(second["id"]), [str(first["id"])], "pressure", step="1s", band=0.5)
     prof = got["profile"]
     assert prof["events"] == 1 and prof["median"][:12] == [5.0] * 10 + [12.0, 12.0]  # the golden run's own curve
     # the second run's pressure is 5 until 120 s, then 9: against the first's 12 at 10-14 s and 5 after
     assert got["steps"] == 31 and got["deviation"][10] == -7.0 and got["deviation"][0] == 0.0
     assert got["outside_share"] == round(16 / 31, 4)  # offsets 10-14 (5 against 12) and 20-30 (9 against 5)
-    median = plat.analytics.compare_events("acme", str(first["id"]), [str(first["id"]), str(second["id"])],
-                                           "pressure")
+    median = plat.analytics.compare_events("acme", str(first["id"]), [str(first["id"]), str(second["id"])], "pressure")
     assert median["profile"]["events"] == 2 and median["steps"] == 31
     with pytest.raises(InvalidInput, match="no signal"):
         plat.analytics.compare_events("acme", str(second["id"]), [str(first["id"])], "nope")
@@ -231,13 +253,15 @@ def test_quality_checks_on_faulty_signals() -> None:
     assert kinds["out_of_range"].points == 5
     assert kinds["spike"].start_us == T0 + 400 * S
     assert (kinds["gap"].end_us - kinds["gap"].start_us) == 31 * S
-    clean = check_series(_series(50 + rng.normal(0, 2, n)), T0, T0 + n * S, interval_s=1.0, low=0, high=100,
-                         now_us=T0 + 10**12)
+    clean = check_series(
+        _series(50 + rng.normal(0, 2, n)), T0, T0 + n * S, interval_s=1.0, low=0, high=100, now_us=T0 + 10**12
+    )
     assert clean == []
     assert figure(clean, T0, T0 + n * S, 1e6) == 100.0
     assert 70 < figure(found, T0, int(t[-1]) + S, 1e6) < 80
-    future = check_series(_series(np.arange(10.0)), T0, T0 + 20 * S, interval_s=1.0, low=None, high=None,
-                          now_us=T0 - 3600 * S)
+    future = check_series(
+        _series(np.arange(10.0)), T0, T0 + 20 * S, interval_s=1.0, low=None, high=None, now_us=T0 - 3600 * S
+    )
     assert [f.check for f in future] == ["gap", "future_time"]
 
 
@@ -263,6 +287,5 @@ def test_quality_of_a_plant_as_figures_and_events(plat: Platform) -> None:
     assert got["assets"][P1]["quality"] < 100 and got["events_written"] == got["findings"] > 0
     events = plat.analytics.search("acme", kind="quality", template="quality.out_of_range")["events"]
     assert events and events[0]["info"]["tag"] == "p1/flow"
-    again = plat.analytics.quality("acme", from_us(T0), from_us(T0 + 200 * S), asset="site/north",
-                                   write_events=True)
+    again = plat.analytics.quality("acme", from_us(T0), from_us(T0 + 200 * S), asset="site/north", write_events=True)
     assert len(plat.analytics.search("acme", kind="quality", limit=1000)["events"]) == again["events_written"]

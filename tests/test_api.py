@@ -14,8 +14,10 @@ from taehwa.historian.readers import ARROW_STREAM
 from taehwa.server.platform import Platform
 from tests.conftest import TOKEN
 
-POINTS = [{"tag": "cdu/P-101/flow", "time": "2024-03-01T00:00:00Z", "value": 1.5},
-          {"tag": "cdu/P-101/flow", "time": "2024-03-01T00:00:01Z", "value": 2.5, "quality": "uncertain"}]
+POINTS = [
+    {"tag": "cdu/P-101/flow", "time": "2024-03-01T00:00:00Z", "value": 1.5},
+    {"tag": "cdu/P-101/flow", "time": "2024-03-01T00:00:01Z", "value": 2.5, "quality": "uncertain"},
+]
 RANGE = {"start": "2024-03-01T00:00:00Z", "end": "2024-03-02T00:00:00Z"}
 
 
@@ -41,8 +43,12 @@ def test_json_write_and_read_back(client: TestClient) -> None:
     r = client.get("/api/v1/acme/points", params={"tags": "cdu/P-101/flow", **RANGE})
     body = r.json()
     assert body["count"] == 2
-    assert body["points"][1] == {"tag": "cdu/P-101/flow", "time": "2024-03-01T00:00:01+00:00", "value": 2.5,
-                                 "quality": "uncertain"}
+    assert body["points"][1] == {
+        "tag": "cdu/P-101/flow",
+        "time": "2024-03-01T00:00:01+00:00",
+        "value": 2.5,
+        "quality": "uncertain",
+    }
     latest = client.get("/api/v1/acme/tags/latest").json()
     assert latest["points"][0]["value"] == 2.5
 
@@ -50,19 +56,33 @@ def test_json_write_and_read_back(client: TestClient) -> None:
 def test_csv_and_arrow_bodies_and_outputs(client: TestClient) -> None:
     csv = "tag,time,value\na/1,2024-03-01T00:00:00Z,1\na/1,2024-03-01T00:00:30Z,3\n"
     assert client.post("/api/v1/acme/points", content=csv, headers={"Content-Type": "text/csv"}).json()["stored"] == 2
-    table = pa.table({"tag": ["a/2"] * 3, "time": pa.array([0, 1, 2], pa.int64()).cast(pa.timestamp("s", "UTC")),
-                      "value": [1.0, 2.0, 3.0]})
+    table = pa.table(
+        {
+            "tag": ["a/2"] * 3,
+            "time": pa.array([0, 1, 2], pa.int64()).cast(pa.timestamp("s", "UTC")),
+            "value": [1.0, 2.0, 3.0],
+        }
+    )
     r = client.post("/api/v1/acme/points", content=arrow_body(table), headers={"Content-Type": ARROW_STREAM})
     assert r.json()["stored"] == 3
-    r = client.get("/api/v1/acme/points", params={"tags": "a/1", **RANGE, "every": "1m", "agg": "avg,count",
-                                                  "format": "arrow"})
+    r = client.get(
+        "/api/v1/acme/points", params={"tags": "a/1", **RANGE, "every": "1m", "agg": "avg,count", "format": "arrow"}
+    )
     got = pa.ipc.open_stream(r.content).read_all()
     assert got.column("avg").to_pylist() == [2.0] and got.column("count").to_pylist() == [2.0]
     r = client.get("/api/v1/acme/points", params={"tags": "a/1", **RANGE, "format": "csv"})
     assert pacsv.read_csv(io.BytesIO(r.content)).num_rows == 2
-    r = client.get("/api/v1/acme/points", params={"tags": "a/1", "start": "2024-03-01T00:00:00Z",
-                                                  "end": "2024-03-01T00:00:30Z", "step": "15s", "method": "linear",
-                                                  "align": "true"})
+    r = client.get(
+        "/api/v1/acme/points",
+        params={
+            "tags": "a/1",
+            "start": "2024-03-01T00:00:00Z",
+            "end": "2024-03-01T00:00:30Z",
+            "step": "15s",
+            "method": "linear",
+            "align": "true",
+        },
+    )
     assert r.json()["columns"]["a/1"] == [1.0, 2.0, 3.0]
 
 
@@ -102,8 +122,10 @@ def test_unknown_tenant_and_isolation(client: TestClient) -> None:
 
 
 def test_tag_metadata_and_tenants(client: TestClient) -> None:
-    r = client.patch("/api/v1/acme/tags/cdu/P-101/pressure", json={"unit": "bar", "eng_low": 0, "eng_high": 40,
-                                                                   "interval_s": 1, "attributes": {"loop": "A"}})
+    r = client.patch(
+        "/api/v1/acme/tags/cdu/P-101/pressure",
+        json={"unit": "bar", "eng_low": 0, "eng_high": 40, "interval_s": 1, "attributes": {"loop": "A"}},
+    )
     assert r.status_code == 200 and r.json()["unit"] == "bar"
     assert client.get("/api/v1/acme/tags/cdu/P-101/pressure").json()["attributes"] == {"loop": "A"}
     r = client.patch("/api/v1/acme/tags/cdu/P-101/pressure", json={"eng_low": 50})

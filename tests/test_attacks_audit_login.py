@@ -55,8 +55,9 @@ def _service(s: Settings) -> Verdict:
     """The service's verdict, from a fresh AuditLog as a new process would open it."""
     engine = make_engine(s.metadata_url)
     try:
-        return AuditLog(engine, s.data_dir / "audit-head.json", key_file=s.audit_key_path,
-                        checkpoint_every=s.audit_checkpoint_every).verify()
+        return AuditLog(
+            engine, s.data_dir / "audit-head.json", key_file=s.audit_key_path, checkpoint_every=s.audit_checkpoint_every
+        ).verify()
     finally:
         engine.dispose()
 
@@ -86,9 +87,18 @@ def _recompute_unkeyed(s: Settings, start: int) -> str:
     with engine.begin() as c:
         rows = c.execute(select(audit_log).order_by(audit_log.c.seq)).all()
         prev = rows[start - 2].hash if start > 1 else "0" * 64
-        for r in rows[start - 1:]:
-            fields = {"seq": r.seq, "at_us": r.at_us, "actor": r.actor, "source": r.source, "tenant": r.tenant,
-                      "action": r.action, "target": r.target, "before": r.before, "after": r.after}
+        for r in rows[start - 1 :]:
+            fields = {
+                "seq": r.seq,
+                "at_us": r.at_us,
+                "actor": r.actor,
+                "source": r.source,
+                "tenant": r.tenant,
+                "action": r.action,
+                "target": r.target,
+                "before": r.before,
+                "after": r.after,
+            }
             digest = _entry_hash(prev, fields)
             c.execute(update(audit_log).where(audit_log.c.seq == r.seq).values(prev_hash=prev, hash=digest))
             prev = digest
@@ -256,13 +266,16 @@ def test_login_tells_nothing(choi: Platform) -> None:
         held = [_timed(client, "choi", "wrong guess") for _ in range(LOCKOUT_AFTER)]  # this source is held back
         cases = {
             "unknown user": [_timed(client, "nobody.here", "wrong guess") for _ in range(3)],
-            "wrong password": [_timed(TestClient(create_app(choi), client=("198.51.100.8", 1)), "choi",
-                                      "another guess") for _ in range(3)],
+            "wrong password": [
+                _timed(TestClient(create_app(choi), client=("198.51.100.8", 1)), "choi", "another guess")
+                for _ in range(3)
+            ],
             "held back (right password)": [_timed(client, "choi", PASSWORD) for _ in range(3)],
         }
         bodies = {(status, body) for tries in [held, *cases.values()] for status, body, _ in tries}
-        assert bodies == {(401, orjson.dumps({"error": "unauthorized", "message": WRONG_LOGIN,
-                                              "where": "login"}))}, bodies
+        assert bodies == {(401, orjson.dumps({"error": "unauthorized", "message": WRONG_LOGIN, "where": "login"}))}, (
+            bodies
+        )
         medians = {name: statistics.median(t for _, _, t in tries) for name, tries in cases.items()}
         assert max(medians.values()) / min(medians.values()) < 3, medians
         print("login medians (ms):", {k: round(v * 1000, 1) for k, v in medians.items()})
@@ -317,7 +330,8 @@ def test_a_node_without_the_key_does_not_make_its_own(logged: Settings, tmp_path
 
 # -- taehwa doctor ----------------------------------------------------------------------------------------------
 def test_doctor_flags_loose_database_files_foreign_webhooks_and_outside_paths(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import os
     from datetime import UTC, datetime
 
@@ -334,13 +348,27 @@ def test_doctor_flags_loose_database_files_foreign_webhooks_and_outside_paths(
     engine = make_engine(s.metadata_url)
     now = datetime.now(UTC)
     with engine.begin() as c:  # as a tenant admin could have set them up before the checks at entry existed
-        for name, url in [("ok", "https://hooks.example.com/a"), ("sub", "https://alarms.city.example/b"),
-                          ("metadata", "http://169.254.169.254/latest/meta-data"), ("far", "https://evil.example/")]:
-            c.execute(insert(webhooks).values(tenant="acme", name=name, url=url, events=["raised"], secret=None,
-                                              created_by="t", created_at=now))
-        c.execute(insert(connectors).values(tenant="acme", name="drop", protocol="files", created_by="t",
-                                            spec=orjson.dumps({"protocol": "files", "folder": "/etc"}).decode(),
-                                            updated_at=now))
+        for name, url in [
+            ("ok", "https://hooks.example.com/a"),
+            ("sub", "https://alarms.city.example/b"),
+            ("metadata", "http://169.254.169.254/latest/meta-data"),
+            ("far", "https://evil.example/"),
+        ]:
+            c.execute(
+                insert(webhooks).values(
+                    tenant="acme", name=name, url=url, events=["raised"], secret=None, created_by="t", created_at=now
+                )
+            )
+        c.execute(
+            insert(connectors).values(
+                tenant="acme",
+                name="drop",
+                protocol="files",
+                created_by="t",
+                spec=orjson.dumps({"protocol": "files", "folder": "/etc"}).decode(),
+                updated_at=now,
+            )
+        )
     engine.dispose()
     os.chmod(s.data_dir, 0o755)
     if s.metadata_url.startswith("sqlite"):

@@ -54,27 +54,46 @@ def _as(world: dict[str, Any], user: str) -> dict[str, str]:
 
 
 def _spec(file: str, **data: Any) -> dict[str, Any]:
-    return {"name": "probe", "task": "anomaly", "data": {"source": "file", "file": file, **data},
-            "features": {"windows": [2], "stats": ["mean"]}, "model": {"kind": "zscore"},
-            "split": {"method": "rolling", "folds": 2, "train_fraction": 0.5}}
+    return {
+        "name": "probe",
+        "task": "anomaly",
+        "data": {"source": "file", "file": file, **data},
+        "features": {"windows": [2], "stats": ["mean"]},
+        "model": {"kind": "zscore"},
+        "split": {"method": "rolling", "folds": 2, "train_fraction": 0.5},
+    }
 
 
 def _victims(world: dict[str, Any]) -> dict[str, str]:
     data: Path = world["data"]
     parquet = next((data / "historian" / "a").rglob("*.parquet"))
-    return {"bootstrap token": str(dev_token_path(world["platform"].settings)),
-            "metadata database": str(data / "metadata.sqlite"),
-            "another tenant's Parquet": str(parquet),
-            "academy hidden labels": str(data / "academy" / "skab-valves" / "hidden" / "labels.parquet"),
-            "passwd": "/etc/passwd", "environment": "/proc/self/environ",
-            "outside the roots": str(world["outside"] / "foreign.csv"),
-            "climbing out of b's folder": "../../a/files/x.csv",
-            "climbing to the token": "../../../dev-token"}
+    return {
+        "bootstrap token": str(dev_token_path(world["platform"].settings)),
+        "metadata database": str(data / "metadata.sqlite"),
+        "another tenant's Parquet": str(parquet),
+        "academy hidden labels": str(data / "academy" / "skab-valves" / "hidden" / "labels.parquet"),
+        "passwd": "/etc/passwd",
+        "environment": "/proc/self/environ",
+        "outside the roots": str(world["outside"] / "foreign.csv"),
+        "climbing out of b's folder": "../../a/files/x.csv",
+        "climbing to the token": "../../../dev-token",
+    }
 
 
-@pytest.mark.parametrize("victim", ["bootstrap token", "metadata database", "another tenant's Parquet",
-                                    "academy hidden labels", "passwd", "environment", "outside the roots",
-                                    "climbing out of b's folder", "climbing to the token"])
+@pytest.mark.parametrize(
+    "victim",
+    [
+        "bootstrap token",
+        "metadata database",
+        "another tenant's Parquet",
+        "academy hidden labels",
+        "passwd",
+        "environment",
+        "outside the roots",
+        "climbing out of b's folder",
+        "climbing to the token",
+    ],
+)
 def test_a_lab_spec_cannot_read_a_file_outside_the_tenants_folder(world: dict[str, Any], victim: str) -> None:
     client: TestClient = world["client"]
     path = _victims(world)[victim]
@@ -93,8 +112,9 @@ def test_a_link_in_the_tenants_folder_to_a_secret_is_refused(world: dict[str, An
     link = folder / "innocent.csv"
     link.unlink(missing_ok=True)
     link.symlink_to(dev_token_path(world["platform"].settings))
-    r = world["client"].post("/api/v1/b/lab/evaluate", json=_spec("innocent.csv", separator="|"),
-                             headers=_as(world, "bob"))
+    r = world["client"].post(
+        "/api/v1/b/lab/evaluate", json=_spec("innocent.csv", separator="|"), headers=_as(world, "bob")
+    )
     assert r.status_code == 422 and world["platform"].api_token not in r.text
     link.unlink()
 
@@ -107,16 +127,16 @@ def test_the_tenants_own_file_is_read_and_its_errors_never_show_its_content(worl
     assert r.status_code == 200, r.text
     assert r.json()["lineage"]["file"] == "pump.csv"
     (folder / "odd.csv").write_text(f"{SECRET};x\n{SECRET}|y\n")
-    r = world["client"].post("/api/v1/b/lab/evaluate", json=_spec("odd.csv", separator="|"),
-                             headers=_as(world, "bob"))
+    r = world["client"].post("/api/v1/b/lab/evaluate", json=_spec("odd.csv", separator="|"), headers=_as(world, "bob"))
     assert r.status_code == 422 and SECRET not in r.text, r.text
     (folder / "odd.parquet").write_bytes(SECRET.encode() * 10)
     r = world["client"].post("/api/v1/b/lab/evaluate", json=_spec("odd.parquet"), headers=_as(world, "bob"))
     assert r.status_code == 422 and SECRET not in r.text, r.text
 
 
-def test_the_operators_shell_may_name_its_own_files_but_never_the_platforms(world: dict[str, Any],
-                                                                             tmp_path: Path) -> None:
+def test_the_operators_shell_may_name_its_own_files_but_never_the_platforms(
+    world: dict[str, Any], tmp_path: Path
+) -> None:
     files = world["platform"].files
     shell = Principal("cli:root", platform_admin=True, local=True)
     with acting_as(shell):
@@ -146,16 +166,24 @@ def test_configured_roots_open_to_every_tenant_or_to_one(tmp_path: Path) -> None
         load_settings(data_dir=tmp_path / "d", file_roots="relative/folder")
 
 
-@pytest.mark.parametrize("victim", ["another tenant's day folder", "data dir", "etc", "outside the roots",
-                                    "climbing out"])
+@pytest.mark.parametrize(
+    "victim", ["another tenant's day folder", "data dir", "etc", "outside the roots", "climbing out"]
+)
 def test_a_files_connector_cannot_watch_a_folder_outside_the_tenants(world: dict[str, Any], victim: str) -> None:
     data: Path = world["data"]
-    folder = {"another tenant's day folder": str(next((data / "historian" / "a").rglob("*.parquet")).parent),
-              "data dir": str(data), "etc": "/etc", "outside the roots": str(world["outside"]),
-              "climbing out": "../../a"}[victim]
+    folder = {
+        "another tenant's day folder": str(next((data / "historian" / "a").rglob("*.parquet")).parent),
+        "data dir": str(data),
+        "etc": "/etc",
+        "outside the roots": str(world["outside"]),
+        "climbing out": "../../a",
+    }[victim]
     before, outside_before = _tree(data / "historian"), _tree(world["outside"])
-    r = world["client"].post("/api/v1/b/connectors", headers=_as(world, "bea"),
-                             json={"name": "grab", "protocol": "files", "folder": folder, "pattern": "*"})
+    r = world["client"].post(
+        "/api/v1/b/connectors",
+        headers=_as(world, "bea"),
+        json={"name": "grab", "protocol": "files", "folder": folder, "pattern": "*"},
+    )
     assert r.status_code == 422, r.text
     assert "folder" in r.json()["where"]
     assert world["client"].get("/api/v1/b/connectors", headers=_as(world, "bea")).json() == []
@@ -164,8 +192,11 @@ def test_a_files_connector_cannot_watch_a_folder_outside_the_tenants(world: dict
 
 @pytest.mark.parametrize("pattern", ["**/*", "../*", "*/x.csv", "**", "..", "a\\b"])
 def test_a_files_connector_pattern_stays_in_its_folder(world: dict[str, Any], pattern: str) -> None:
-    r = world["client"].post("/api/v1/b/connectors", headers=_as(world, "bea"),
-                             json={"name": "deep", "protocol": "files", "folder": "drop", "pattern": pattern})
+    r = world["client"].post(
+        "/api/v1/b/connectors",
+        headers=_as(world, "bea"),
+        json={"name": "deep", "protocol": "files", "folder": "drop", "pattern": pattern},
+    )
     assert r.status_code == 422 and "pattern" in r.text, r.text
 
 
@@ -182,8 +213,9 @@ def test_the_drop_folder_moves_nothing_outside_and_leaves_one_note(tmp_path: Pat
         (drop / "link.csv").symlink_to(secret)
         (drop / "bad.csv").write_text("time,tag,value\n2024-03-01T00:00:00Z,x,abc\n")
         with acting_as(Principal("bea", roles={"b": "tenant_admin"})):
-            p.connectors.add("b", {"name": "lims", "protocol": "files", "folder": "drop", "pattern": "*",
-                                   "poll_s": 0.05})
+            p.connectors.add(
+                "b", {"name": "lims", "protocol": "files", "folder": "drop", "pattern": "*", "poll_s": 0.05}
+            )
         p.connectors.start(interval_s=0.2)
         deadline = time.monotonic() + 20
         while not (drop / "failed" / "bad.csv").exists() and time.monotonic() < deadline:
@@ -195,7 +227,8 @@ def test_the_drop_folder_moves_nothing_outside_and_leaves_one_note(tmp_path: Pat
         st = p.connectors.status("b", "lims")
         assert SECRET not in str(st)
         assert p.historian.catalog.ids("b", refresh=True) == {} or "leak" not in str(
-            p.historian.catalog.ids("b", refresh=True))
+            p.historian.catalog.ids("b", refresh=True)
+        )
     finally:
         p.close()
 

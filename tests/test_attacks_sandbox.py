@@ -35,8 +35,10 @@ from tests.test_lab_service import PLANT, _pump_history
 
 ROOT = os.geteuid() == 0
 ARCH = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine.machine().lower(), machine.machine())
-NR = {"x86_64": {"clone": 56, "write": 1, "exit_group": 231},
-      "aarch64": {"clone": 220, "write": 64, "exit_group": 94}}.get(ARCH, {})
+NR = {
+    "x86_64": {"clone": 56, "write": 1, "exit_group": 231},
+    "aarch64": {"clone": 220, "write": 64, "exit_group": 94},
+}.get(ARCH, {})
 CID = "acme-escape"
 
 
@@ -57,9 +59,12 @@ def academy(tmp_path_factory: pytest.TempPathFactory, _module_database: None) ->
 def _submit(p: Platform, fit: str, imports: str = "") -> dict[str, Any]:
     """Run `fit` (the body of Model.fit, indented by four) as a Python submission and return its record."""
     hidden = p.academy.root / CID / "hidden" / "labels.parquet"
-    code = (f"import ctypes, os, sys\n{imports}\nHIDDEN = {str(hidden)!r}\nNR = {NR!r}\n\n"
-            "class Model:\n    def fit(self, X, y):\n" + textwrap.indent(textwrap.dedent(fit), " " * 8)
-            + "\n    def predict(self, X):\n        return [0] * len(X)\n")
+    code = (
+        f"import ctypes, os, sys\n{imports}\nHIDDEN = {str(hidden)!r}\nNR = {NR!r}\n\n"
+        "class Model:\n    def fit(self, X, y):\n"
+        + textwrap.indent(textwrap.dedent(fit), " " * 8)
+        + "\n    def predict(self, X):\n        return [0] * len(X)\n"
+    )
     return p.academy.submit(CID, "python", code.encode())
 
 
@@ -69,14 +74,16 @@ envp = (ctypes.c_char_p * 1)(None)
 """
 ESCAPES = {
     # the issue's reproduction: libpthread is not "libc." and posix_spawnp was not on the list
-    "posix_spawnp through libpthread": ARGV + textwrap.dedent("""
+    "posix_spawnp through libpthread": ARGV
+    + textwrap.dedent("""
         lib = ctypes.CDLL("libpthread.so.0")
         pid = ctypes.c_int()
         if lib.posix_spawnp(ctypes.byref(pid), b"echo", None, None, argv, envp) == 0:
             os.waitpid(pid.value, 0)
         """),
     # any system library's handle answers libc's symbols: execvpe replaces the process with another program
-    "execvpe through libm": ARGV + textwrap.dedent("""
+    "execvpe through libm": ARGV
+    + textwrap.dedent("""
         ctypes.CDLL("libm.so.6").execvpe(b"echo", argv, envp)
         """),
     # dlsym by hand gets syscall() past a check of names; a raw clone makes a process with no audit hook
@@ -120,7 +127,9 @@ def test_no_unix_socket_outside_through_native_calls(academy: Platform) -> None:
     os.chmod(folder, 0o755)
     os.chmod(path, 0o777)
     try:
-        doc = _submit(academy, f"""
+        doc = _submit(
+            academy,
+            f"""
             lib = ctypes.CDLL("libdl.so.2")
             lib.dlsym.restype, lib.dlsym.argtypes = ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_char_p]
             def native(name, *args):
@@ -129,7 +138,8 @@ def test_no_unix_socket_outside_through_native_calls(academy: Platform) -> None:
             addr = ctypes.create_string_buffer(b"\\x01\\x00" + {str(path).encode()!r}, 110)
             native(b"connect", ctypes.c_int, ctypes.c_char_p, ctypes.c_int)(fd, addr, 110)
             os.write(fd, b"ESCAPED")
-            """)
+            """,
+        )
         server.settimeout(0.2)
         with pytest.raises(TimeoutError):
             server.accept()
@@ -143,14 +153,17 @@ def test_no_unix_socket_outside_through_native_calls(academy: Platform) -> None:
 def test_hidden_labels_are_not_even_a_stat_oracle(academy: Platform) -> None:
     hidden = academy.academy.root / CID / "hidden"
     assert (hidden.stat().st_mode & 0o777, (hidden / "labels.parquet").stat().st_mode & 0o777) == (0o700, 0o600)
-    doc = _submit(academy, """
+    doc = _submit(
+        academy,
+        """
         for p in (HIDDEN, os.path.dirname(HIDDEN), os.path.dirname(os.path.dirname(HIDDEN))):
             try:
                 os.stat(p)
             except OSError:
                 continue
             raise RuntimeError(f"stat answered for {p}")
-        """)
+        """,
+    )
     box = doc["sandbox"] or {}
     if not ROOT and not box.get("own_root"):
         pytest.skip("not root, and no user and mount namespace here: the run shares the server's uid")
@@ -159,7 +172,9 @@ def test_hidden_labels_are_not_even_a_stat_oracle(academy: Platform) -> None:
 
 @pytest.mark.skipif(not ROOT, reason="the uid drop applies when the server runs as root")
 def test_as_root_a_run_has_its_own_uid_no_groups_no_capabilities_and_a_process_limit(academy: Platform) -> None:
-    doc = _submit(academy, """
+    doc = _submit(
+        academy,
+        """
         import resource
         ids = os.getresuid() + os.getresgid()
         if 0 in ids or os.getgroups():
@@ -170,13 +185,16 @@ def test_as_root_a_run_has_its_own_uid_no_groups_no_capabilities_and_a_process_l
         soft, hard = resource.getrlimit(resource.RLIMIT_NPROC)
         if not 0 < hard < 10000:
             raise RuntimeError(f"no process limit: {hard}")
-        """)
+        """,
+    )
     assert doc["verdict"] == "scored", doc
     assert doc["sandbox"]["uid"] >= 1 << 20 and doc["sandbox"]["nproc"] < 10000
 
 
 def test_threads_still_work_under_the_filter(academy: Platform) -> None:
-    doc = _submit(academy, """
+    doc = _submit(
+        academy,
+        """
         import threading
         from concurrent.futures import ThreadPoolExecutor
         import numpy as np
@@ -189,7 +207,8 @@ def test_threads_still_work_under_the_filter(academy: Platform) -> None:
         with ThreadPoolExecutor(4) as pool:
             assert list(pool.map(abs, [-1, -2, -3, -4])) == [1, 2, 3, 4]
         assert pc.sum(pa.chunked_array([np.arange(1000)] * 8)).as_py() == 8 * 499500 and seen == [1]
-        """)
+        """,
+    )
     assert doc["verdict"] == "scored", doc
 
 
@@ -243,8 +262,11 @@ def test_seccomp_alone_refuses_every_way_to_a_new_process_but_not_threads() -> N
     got = json.loads(out.stdout)
     assert got.pop("thread") == "allowed" and got.pop("clone3") == "ENOSYS"  # glibc falls back to clone
     assert got == dict.fromkeys(got, "EPERM") and len(got) == 14, got
-    assert seccomp.program(ARCH)[:3] == [(0x20, 0, 0, 4), (0x15, 1, 0, seccomp._ARCH[ARCH]),
-                                         (0x06, 0, 0, 0x80000000)]  # a foreign ABI is killed
+    assert seccomp.program(ARCH)[:3] == [
+        (0x20, 0, 0, 4),
+        (0x15, 1, 0, seccomp._ARCH[ARCH]),
+        (0x06, 0, 0, 0x80000000),
+    ]  # a foreign ABI is killed
 
 
 @pytest.mark.skipif(not ROOT, reason="making a process of another uid needs root")
@@ -272,8 +294,12 @@ def _laughs() -> str:
 
 def test_hostile_specs_are_refused_in_milliseconds(academy: Platform) -> None:
     assert len(_laughs().encode()) == 454
-    cases = [(_laughs(), "aliases"), ("[" * 50_000, "nests deeper|nesting depth"), ("x: " + "1" * 70_000, "at most"),
-             ("model: {kind: pca}\nsecret-token-abc: [1, 2\n", "not valid YAML")]
+    cases = [
+        (_laughs(), "aliases"),
+        ("[" * 50_000, "nests deeper|nesting depth"),
+        ("x: " + "1" * 70_000, "at most"),
+        ("model: {kind: pca}\nsecret-token-abc: [1, 2\n", "not valid YAML"),
+    ]
     parse_spec_submission("model: {kind: pca}\n", "anomaly")  # warm: imports are not what is measured
     for text, message in cases:
         tracemalloc.start()

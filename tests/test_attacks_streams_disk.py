@@ -54,8 +54,11 @@ def serve_asgi(app: Any) -> Iterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                                           timeout_graceful_shutdown=1))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=1
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -113,8 +116,9 @@ def sse_until_end(url: str, headers: dict[str, str], after_hello: Any) -> tuple[
 
 def test_sse_stream_ends_after_revoke(platform: Platform, live_server: str, viewer: dict[str, Any]) -> None:
     """Today: the stream goes on delivering (41 events over 42 s in the report); now it ends, with why."""
-    messages, took = sse_until_end(f"{live_server}/api/v1/acme/events", viewer["auth"],
-                                   lambda: platform.identity.revoke_token(viewer["id"]))
+    messages, took = sse_until_end(
+        f"{live_server}/api/v1/acme/events", viewer["auth"], lambda: platform.identity.revoke_token(viewer["id"])
+    )
     assert took < STREAM_ENDS_WITHIN_S, took
     last = messages[-1]
     assert last["event"] == "ended"
@@ -125,8 +129,9 @@ def test_sse_stream_ends_after_revoke(platform: Platform, live_server: str, view
 
 
 def test_sse_stream_ends_when_role_removed(platform: Platform, live_server: str, viewer: dict[str, Any]) -> None:
-    messages, took = sse_until_end(f"{live_server}/api/v1/acme/events", viewer["auth"],
-                                   lambda: platform.identity.set_role("vic", "acme", None))
+    messages, took = sse_until_end(
+        f"{live_server}/api/v1/acme/events", viewer["auth"], lambda: platform.identity.set_role("vic", "acme", None)
+    )
     assert took < STREAM_ENDS_WITHIN_S, took
     body = orjson.loads(messages[-1]["data"])
     assert messages[-1]["event"] == "ended" and body["status"] == 403 and "no access" in body["message"]
@@ -152,16 +157,22 @@ def ws_url(base: str, path: str) -> str:
 
 
 def test_websocket_ends_after_revoke(platform: Platform, live_server: str, viewer: dict[str, Any]) -> None:
-    code, reason, took = ws_until_closed(ws_url(live_server, "/api/v1/acme/events/ws"), viewer["auth"],
-                                         lambda: platform.identity.revoke_token(viewer["id"]))
+    code, reason, took = ws_until_closed(
+        ws_url(live_server, "/api/v1/acme/events/ws"),
+        viewer["auth"],
+        lambda: platform.identity.revoke_token(viewer["id"]),
+    )
     assert code == 4401 and "revoked" in reason, (code, reason)
     assert took < STREAM_ENDS_WITHIN_S, took
     print(f"WebSocket closed {took:.2f} s after the revoke")
 
 
 def test_websocket_ends_when_role_removed(platform: Platform, live_server: str, viewer: dict[str, Any]) -> None:
-    code, reason, took = ws_until_closed(ws_url(live_server, "/api/v1/acme/events/ws"), viewer["auth"],
-                                         lambda: platform.identity.set_role("vic", "acme", None))
+    code, reason, took = ws_until_closed(
+        ws_url(live_server, "/api/v1/acme/events/ws"),
+        viewer["auth"],
+        lambda: platform.identity.set_role("vic", "acme", None),
+    )
     assert code == 4403 and "no access" in reason, (code, reason)
     assert took < STREAM_ENDS_WITHIN_S, took
 
@@ -176,14 +187,14 @@ def websocket_refusal(url: str, headers: dict[str, str]) -> tuple[int, bytes]:
     return refused.value.response.status_code, bytes(refused.value.response.body or b"")
 
 
-def test_websocket_connect_with_revoked_token_is_401(platform: Platform, live_server: str,
-                                                     viewer: dict[str, Any]) -> None:
+def test_websocket_connect_with_revoked_token_is_401(
+    platform: Platform, live_server: str, viewer: dict[str, Any]
+) -> None:
     """Today: 403 (a close before the handshake); now 401 with the reason, as an HTTP request gets."""
     platform.identity.revoke_token(viewer["id"])
     status, body = websocket_refusal(ws_url(live_server, "/api/v1/acme/events/ws"), viewer["auth"])
     assert status == 401 and b"revoked" in body
-    status, body = websocket_refusal(ws_url(live_server, f"/api/v1/acme/events/ws?access_token={viewer['token']}"),
-                                     {})
+    status, body = websocket_refusal(ws_url(live_server, f"/api/v1/acme/events/ws?access_token={viewer['token']}"), {})
     assert status == 401 and b"revoked" in body
 
 
@@ -191,12 +202,16 @@ def test_relayed_streams_end_after_revoke(platform: Platform, live_server: str, 
     """Streams of a tenant another node serves, opened through this node, end too (the node that serves the
     stream re-checks; the relay passes the end and the 401 on)."""
     with serve_asgi(relaying_node(live_server)) as front:
-        code, reason, took = ws_until_closed(ws_url(front, "/api/v1/acme/events/ws"), viewer["auth"],
-                                             lambda: platform.identity.set_role("vic", "acme", None))
+        code, reason, took = ws_until_closed(
+            ws_url(front, "/api/v1/acme/events/ws"),
+            viewer["auth"],
+            lambda: platform.identity.set_role("vic", "acme", None),
+        )
         assert code == 4403 and took < STREAM_ENDS_WITHIN_S, (code, reason, took)
         platform.identity.set_role("vic", "acme", "viewer")
-        messages, took = sse_until_end(f"{front}/api/v1/acme/events", viewer["auth"],
-                                       lambda: platform.identity.revoke_token(viewer["id"]))
+        messages, took = sse_until_end(
+            f"{front}/api/v1/acme/events", viewer["auth"], lambda: platform.identity.revoke_token(viewer["id"])
+        )
         assert messages[-1]["event"] == "ended" and took < STREAM_ENDS_WITHIN_S, (messages, took)
         status, body = websocket_refusal(ws_url(front, "/api/v1/acme/events/ws"), viewer["auth"])
         assert status == 401 and b"revoked" in body
@@ -255,8 +270,10 @@ def test_full_disk_is_507_with_reason_keeps_points_and_resumes(small_disk: Path)
                 if i == 0:
                     platform.historian.flush()  # one point in a data file, one only in the log
             filler = fill(small_disk)
-            for body in ([{"tag": "a", "time": POINT.format(2), "value": 2}],  # the log's disk
-                         [{"tag": "new", "time": POINT.format(2), "value": 2}]):  # a new tag: the database
+            for body in (
+                [{"tag": "a", "time": POINT.format(2), "value": 2}],  # the log's disk
+                [{"tag": "new", "time": POINT.format(2), "value": 2}],
+            ):  # a new tag: the database
                 r = c.post("/api/v1/acme/points", json=body)
                 assert r.status_code == 507, r.text
                 assert r.json()["error"] == "storage_full" and "the disk holding" in r.json()["message"]
@@ -306,13 +323,15 @@ def test_server_starts_read_only_on_a_full_disk(small_disk: Path) -> None:
     """Today: after a kill, the server would not start while the disk was full (its start-up flush failed). Now it
     starts, says it is read-only and why, answers the logged points, and takes writes once space is freed."""
     data = small_disk / "data"
-    script = ("import os, sys\n"
-              "from taehwa.historian.store import Historian\n"
-              "from taehwa.core.settings import Settings\n"
-              f"h = Historian(Settings(data_dir={str(data)!r}, api_token={TOKEN!r}), background=False)\n"
-              "h.tenants.create('acme')\n"
-              f"h.write('acme', [{{'tag': 'a', 'time': {POINT.format(0)!r}, 'value': 0}}])\n"
-              "os._exit(9)  # killed: the point is only in the write-ahead log\n")
+    script = (
+        "import os, sys\n"
+        "from taehwa.historian.store import Historian\n"
+        "from taehwa.core.settings import Settings\n"
+        f"h = Historian(Settings(data_dir={str(data)!r}, api_token={TOKEN!r}), background=False)\n"
+        "h.tenants.create('acme')\n"
+        f"h.write('acme', [{{'tag': 'a', 'time': {POINT.format(0)!r}, 'value': 0}}])\n"
+        "os._exit(9)  # killed: the point is only in the write-ahead log\n"
+    )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
     assert done.returncode == 9, done.stderr.decode()[-2000:]
     filler = fill(small_disk)

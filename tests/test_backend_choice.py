@@ -38,8 +38,10 @@ def test_the_caller_then_the_cluster_then_the_size_decide(tmp_path: Path, monkey
 
 def test_importing_the_tracker_writes_no_environment() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK")}
-    code = ("import os, taehwa.lab.tracking, taehwa.lab.service; "
-            "print(sorted(k for k in ('MLFLOW_DISABLE_TELEMETRY', 'DO_NOT_TRACK') if k in os.environ))")
+    code = (
+        "import os, taehwa.lab.tracking, taehwa.lab.service; "
+        "print(sorted(k for k in ('MLFLOW_DISABLE_TELEMETRY', 'DO_NOT_TRACK') if k in os.environ))"
+    )
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
@@ -49,10 +51,12 @@ def test_the_tracker_switches_telemetry_off_when_it_opens_mlflow() -> None:
     # MLflow keeps quiet by itself under pytest or CI (it looks for their variables): hide the usual two from it
     hidden = ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK", "CI", "PYTEST_CURRENT_TEST")
     env = {k: v for k, v in os.environ.items() if k not in hidden}
-    code = ("import mlflow; from taehwa.lab import tracking; from mlflow.telemetry import utils; "
-            "from mlflow.telemetry.client import get_telemetry_client; "
-            "before = get_telemetry_client() is not None or utils._IS_IN_CI_ENV_OR_TESTING; "
-            "tracking._no_telemetry(); print(before, get_telemetry_client())")  # as Tracker.client does first
+    code = (
+        "import mlflow; from taehwa.lab import tracking; from mlflow.telemetry import utils; "
+        "from mlflow.telemetry.client import get_telemetry_client; "
+        "before = get_telemetry_client() is not None or utils._IS_IN_CI_ENV_OR_TESTING; "
+        "tracking._no_telemetry(); print(before, get_telemetry_client())"
+    )  # as Tracker.client does first
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "True None"  # on when mlflow was imported first; off once the tracker opens it

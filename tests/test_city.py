@@ -31,19 +31,37 @@ CITY_FILE = Path(__file__).parents[1] / "taehwa" / "city" / "data" / "ulsan-city
 OFFICER = Principal("officer", roles={"city": "viewer"})
 CITY_ADMIN = Principal("mayor", roles={"city": "tenant_admin"})
 # company → (complex, industry, latitude, longitude)
-COMPANIES = {"co-a": ("mipo", "petrochemical", 35.47, 129.35), "co-b": ("mipo", "automotive", 35.53, 129.37),
-             "co-c": ("mipo", "shipbuilding", 35.50, 129.42), "co-d": ("onsan", "petrochemical", 35.43, 129.34)}
-TYPES = {"Pump": {"extends": "Equipment", "sensors": {"flow": {"unit": "m3/h", "interval": "1s",
-                                                               "limits": {"high_warning": 80, "high_alarm": 90}}}}}
+COMPANIES = {
+    "co-a": ("mipo", "petrochemical", 35.47, 129.35),
+    "co-b": ("mipo", "automotive", 35.53, 129.37),
+    "co-c": ("mipo", "shipbuilding", 35.50, 129.42),
+    "co-d": ("onsan", "petrochemical", 35.43, 129.34),
+}
+TYPES = {
+    "Pump": {
+        "extends": "Equipment",
+        "sensors": {"flow": {"unit": "m3/h", "interval": "1s", "limits": {"high_warning": 80, "high_alarm": 90}}},
+    }
+}
 
 
 def plant(tenant: str, complex_: str, industry: str, lat: float, lon: float) -> str:
-    pumps = [{"id": f"pump-{i}", "type": "Pump", "tags": {"flow": f"{tenant}/secret-pump-{i}/flow"}}
-             for i in range(3)]
-    return dump_yaml({"types": TYPES, "assets": [
-        {"id": "works", "type": "Site", "name": f"{tenant} works", "attributes": {
-            "latitude": lat, "longitude": lon, "complex": complex_, "industry": industry}, "children": pumps},
-        {"id": "abroad", "type": "Site", "attributes": {"latitude": 1.0, "longitude": 2.0}}]})
+    pumps = [{"id": f"pump-{i}", "type": "Pump", "tags": {"flow": f"{tenant}/secret-pump-{i}/flow"}} for i in range(3)]
+    return dump_yaml(
+        {
+            "types": TYPES,
+            "assets": [
+                {
+                    "id": "works",
+                    "type": "Site",
+                    "name": f"{tenant} works",
+                    "attributes": {"latitude": lat, "longitude": lon, "complex": complex_, "industry": industry},
+                    "children": pumps,
+                },
+                {"id": "abroad", "type": "Site", "attributes": {"latitude": 1.0, "longitude": 2.0}},
+            ],
+        }
+    )
 
 
 def admin(tenant: str) -> Principal:
@@ -69,9 +87,8 @@ def share(p: Platform, tenant: str, shares: list[str], figures: list[str], site:
 
 def test_the_city_model_loads_and_validates_like_any_plant(city: Platform) -> None:
     plant = city.twin.plant("city")
-    assert plant.types["Substation"].is_a("Equipment") and plant.assets["ulsan/mipo/ai-datacentre"].type == \
-        "DataCentre"
-    bad = CITY_FILE.read_text().replace("attributes: {code: \"31110\", name_ko: 중구}", "attributes: {name_ko: 중구}")
+    assert plant.types["Substation"].is_a("Equipment") and plant.assets["ulsan/mipo/ai-datacentre"].type == "DataCentre"
+    bad = CITY_FILE.read_text().replace('attributes: {code: "31110", name_ko: 중구}', "attributes: {name_ko: 중구}")
     bad = bad.replace("voltage_kv: 345", "voltage_kv: high")
     with pytest.raises(ValidationFailed) as exc:
         city.twin.load("city", bad, source="ulsan-city.yaml")
@@ -171,9 +188,16 @@ def test_no_sequence_of_allowed_queries_isolates_a_company(platform: Platform) -
         p.twin.load(t, plant(t, cx, ind, 35.5, 129.3))
         p.historian.write(t, [(f"{t}/secret-pump-0/flow", datetime.now(UTC), rnd.uniform(0, 100))])
         share(p, t, ["map"], ["data_completeness"])
-    queries = [("city", None), ("complex", "mipo"), ("complex", "onsan"), ("industry", "petrochemical"),
-               ("industry", "automotive"), ("industry", "shipbuilding"), ("asset_type", "Pump"),
-               ("asset_type", "Equipment")]
+    queries = [
+        ("city", None),
+        ("complex", "mipo"),
+        ("complex", "onsan"),
+        ("industry", "petrochemical"),
+        ("industry", "automotive"),
+        ("industry", "shipbuilding"),
+        ("asset_type", "Pump"),
+        ("asset_type", "Equipment"),
+    ]
     released = refused = 0
     for _ in range(3):
         rnd.shuffle(queries)
@@ -215,8 +239,11 @@ def test_privacy_settings_are_applied_and_audited(city: Platform) -> None:
     spent = {tuple(r["members"]): r["epsilon_spent"] for r in city.city.gate.released("alerts_per_asset_30d")}
     assert list(spent.values()) == [1.0]
     with acting_as(CITY_ADMIN):
-        rel = next(e for e in city.audit.entries("city") if e["action"] == "city.release"
-                   and e["target"].startswith("alerts_per_asset_30d"))
+        rel = next(
+            e
+            for e in city.audit.entries("city")
+            if e["action"] == "city.release" and e["target"].startswith("alerts_per_asset_30d")
+        )
         assert rel["after"]["privacy"]["epsilon"] == 1.0 and rel["after"]["inputs"] == 4
         city.city.policy.set_privacy(k=5)
     with acting_as(OFFICER), pytest.raises(Refused, match="fewer than 5"):
@@ -237,17 +264,35 @@ def test_a_company_sees_where_it_stands_against_the_city_median(city: Platform) 
 
 def test_a_quota_stops_a_lab_run_that_would_exceed_it(city: Platform) -> None:
     with city.engine.begin() as c:  # an hour of lab compute already used this month (as the lab records a run)
-        c.execute(insert(lab_runs).values(
-            id="r1", tenant="co-a", name="pumps", mode="train", task="anomaly", model_kind="iforest", spec={},
-            lineage={}, metrics={}, baseline={}, created_by="eng", created_at=datetime.now(UTC), seconds=3600.0))
+        c.execute(
+            insert(lab_runs).values(
+                id="r1",
+                tenant="co-a",
+                name="pumps",
+                mode="train",
+                task="anomaly",
+                model_kind="iforest",
+                spec={},
+                lineage={},
+                metrics={},
+                baseline={},
+                created_by="eng",
+                created_at=datetime.now(UTC),
+                seconds=3600.0,
+            )
+        )
     with acting_as(OFFICER), pytest.raises(Forbidden):
         city.city.policy.set_quota("co-a", 1.5)
     with acting_as(CITY_ADMIN):
         city.city.policy.set_quota("co-a", 1.5)  # 1 h used + a typical run of 1 h would pass 1.5 h
         with pytest.raises(InvalidInput):
             city.city.policy.set_quota("co-a", -1)
-    spec = {"name": "pumps", "task": "anomaly", "data": {"tags": ["co-a/secret-pump-0/flow"]},
-            "model": {"kind": "iforest"}}
+    spec = {
+        "name": "pumps",
+        "task": "anomaly",
+        "data": {"tags": ["co-a/secret-pump-0/flow"]},
+        "model": {"kind": "iforest"},
+    }
     with pytest.raises(QuotaExceeded, match=r"1\.00 of its 1\.5 CPU hours") as exc:
         city.lab.run("co-a", spec)
     assert exc.value.http_status == 429 and "city" in exc.value.message

@@ -27,8 +27,7 @@ pytestmark = pytest.mark.skipif(chromium is None, reason="no browser")
 
 @pytest.fixture(scope="module")
 def city_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platform, str]]:
-    platform = Platform(Settings(data_dir=tmp_path_factory.mktemp("city") / "data", api_token=TOKEN),
-                        background=False)
+    platform = Platform(Settings(data_dir=tmp_path_factory.mktemp("city") / "data", api_token=TOKEN), background=False)
     platform.tenants.create("city", "Ulsan city office")
     platform.twin.load("city", CITY_FILE.read_text(), source="ulsan-city.yaml")
     for t, (cx, ind, lat, lon) in COMPANIES.items():
@@ -53,8 +52,9 @@ def browser() -> Iterator[Any]:
     yield from chromium()
 
 
-def open_signed_in(browser: Any, url: str, path: str, locale: str, user: str = "planner"
-                   ) -> tuple[Any, list[str], list[str]]:
+def open_signed_in(
+    browser: Any, url: str, path: str, locale: str, user: str = "planner"
+) -> tuple[Any, list[str], list[str]]:
     page = browser.new_context(locale=locale, accept_downloads=True).new_page()
     page.set_default_timeout(15_000)
     hosts: list[str] = []
@@ -73,7 +73,8 @@ def open_signed_in(browser: Any, url: str, path: str, locale: str, user: str = "
 
 
 def test_the_map_draws_offline_in_korean_follows_states_live_and_clicks_through(
-        city_site: tuple[Platform, str], browser: Any) -> None:
+    city_site: tuple[Platform, str], browser: Any
+) -> None:
     platform, url = city_site
     page, hosts, problems = open_signed_in(browser, url, "/city", "ko-KR")
     page.wait_for_selector("#city-map .site-marker")
@@ -121,8 +122,9 @@ def test_the_headquarters_view_and_its_report_download(city_site: tuple[Platform
     assert not problems, problems
 
 
-def test_a_company_admin_changes_what_it_shares_and_sees_its_standing(city_site: tuple[Platform, str],
-                                                                     browser: Any) -> None:
+def test_a_company_admin_changes_what_it_shares_and_sees_its_standing(
+    city_site: tuple[Platform, str], browser: Any
+) -> None:
     platform, url = city_site
     page, hosts, problems = open_signed_in(browser, url, "/t/co-a/city", "ko-KR", user="a-admin")
     page.wait_for_selector("#standings")

@@ -25,8 +25,25 @@ def test_ingest_query_tags(runner: CliRunner, tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     assert "stored 4 points in 2 tags" in r.output
     out = tmp_path / "out.csv"
-    r = runner.invoke(app, ["query", "line1/temp", "-t", "acme", "--start", "2024-03-01", "--end", "2024-03-02",
-                            "--every", "1m", "--agg", "avg,max", "-o", str(out)])
+    r = runner.invoke(
+        app,
+        [
+            "query",
+            "line1/temp",
+            "-t",
+            "acme",
+            "--start",
+            "2024-03-01",
+            "--end",
+            "2024-03-02",
+            "--every",
+            "1m",
+            "--agg",
+            "avg,max",
+            "-o",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     table = pacsv.read_csv(out)
     assert table.column("avg").to_pylist() == [21.0] and table.column("max").to_pylist() == [21.5]
@@ -71,14 +88,21 @@ def test_tables_print_json_on_request(runner: CliRunner, tmp_path: Path) -> None
     assert {"id": "acme", "name": "Acme refinery"}.items() <= tenants[0].items()
     latest = json.loads(runner.invoke(app, ["tags", "latest", "-t", "acme", "--json"]).stdout)
     assert [(r["tag"], r["value"], r["quality"]) for r in latest] == [("line1/temp", 21.5, "good")]
-    points = json.loads(runner.invoke(app, ["query", "line1/temp", "-t", "acme", "--start", "2024-03-01",
-                                            "--end", "2024-03-02", "--json"]).stdout)
+    points = json.loads(
+        runner.invoke(
+            app, ["query", "line1/temp", "-t", "acme", "--start", "2024-03-01", "--end", "2024-03-02", "--json"]
+        ).stdout
+    )
     assert [p["value"] for p in points] == [20.5, 21.5]
     tags = json.loads(runner.invoke(app, ["tags", "-t", "acme", "--json"]).stdout)
     assert [t["name"] for t in tags] == ["line1/temp"]
-    for command in (["admin", "users", "--json"], ["audit", "show", "--json"],
-                    ["twin", "types", "-t", "acme", "--json"], ["twin", "versions", "-t", "acme", "--json"],
-                    ["twin", "children", "-t", "acme", "--json"]):
+    for command in (
+        ["admin", "users", "--json"],
+        ["audit", "show", "--json"],
+        ["twin", "types", "-t", "acme", "--json"],
+        ["twin", "versions", "-t", "acme", "--json"],
+        ["twin", "children", "-t", "acme", "--json"],
+    ):
         r = runner.invoke(app, command)
         assert r.exit_code == 0, (command, r.output)
         assert isinstance(json.loads(r.stdout), list), command

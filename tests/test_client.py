@@ -44,21 +44,27 @@ def test_routes_match_the_openapi_document(servers: tuple[Platform, str, str]) -
 @pytest.mark.parametrize("via", ["http", "flight"])
 def test_write_and_query_as_pandas_and_arrow(servers: tuple[Platform, str, str], via: str) -> None:
     platform, url, flight = servers
-    frame = pd.DataFrame({"time": pd.date_range(T0, periods=120, freq="30s"),
-                          "unit1/flow": [float(i) for i in range(120)], "unit1/temp": 20.0})
+    frame = pd.DataFrame(
+        {
+            "time": pd.date_range(T0, periods=120, freq="30s"),
+            "unit1/flow": [float(i) for i in range(120)],
+            "unit1/temp": 20.0,
+        }
+    )
     with Client(url, TOKEN, flight=flight if via == "flight" else None) as c:
         assert c.write("acme", frame) == {"stored": 240, "tags": 2}
         raw = c.query("acme", ["unit1/flow", "unit1/temp"], T0, T0 + timedelta(hours=1))
         assert isinstance(raw, pd.DataFrame) and len(raw) == 240
         assert raw[raw.tag == "unit1/flow"].value.tolist() == [float(i) for i in range(120)]
-        buckets = c.query("acme", "unit1/flow", T0, T0 + timedelta(hours=1), every="10m", agg="avg,max",
-                          output="arrow")
+        buckets = c.query("acme", "unit1/flow", T0, T0 + timedelta(hours=1), every="10m", agg="avg,max", output="arrow")
         assert isinstance(buckets, pa.Table)
         assert buckets.column("max").to_pylist() == [19.0, 39.0, 59.0, 79.0, 99.0, 119.0]
-        wide = c.query("acme", ["unit1/flow", "unit1/temp"], T0, T0 + timedelta(minutes=2), step="1m",
-                       align=True)
+        wide = c.query("acme", ["unit1/flow", "unit1/temp"], T0, T0 + timedelta(minutes=2), step="1m", align=True)
         assert list(wide.columns) == ["time", "unit1/flow", "unit1/temp"] and wide["unit1/flow"].tolist() == [
-            0.0, 2.0, 4.0]
+            0.0,
+            2.0,
+            4.0,
+        ]
         assert [t.name for t in c.tags("acme")] == ["unit1/flow", "unit1/temp"]
         latest = c.latest("acme", output="arrow")
         assert latest.column("value").to_pylist() == [119.0, 20.0]

@@ -22,13 +22,17 @@ from tests.test_connectors_mqtt import wait_for
 def words(fmt: str, value: float, *, word_order: str = "big", byte_order: str = "big") -> list[int]:
     raw = struct.pack(">" + fmt, value)
     if byte_order == "little":
-        raw = b"".join(raw[i:i + 2][::-1] for i in range(0, len(raw), 2))
-    out = [int.from_bytes(raw[i:i + 2], "big") for i in range(0, len(raw), 2)]
+        raw = b"".join(raw[i : i + 2][::-1] for i in range(0, len(raw), 2))
+    out = [int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2)]
     return out[::-1] if word_order == "little" else out
 
 
-HOLDING = {0: words("h", -5), 1: words("f", 12.5), 3: words("I", 70000, word_order="little"),
-           20: words("d", -1234.5678, byte_order="little")}
+HOLDING = {
+    0: words("h", -5),
+    1: words("f", 12.5),
+    3: words("I", 70000, word_order="little"),
+    20: words("d", -1234.5678, byte_order="little"),
+}
 INPUT = {10: words("H", 1234)}
 
 
@@ -48,7 +52,7 @@ class Device:
         def block(regs: dict[int, list[int]]) -> Any:
             values = [0] * 64
             for address, ws in regs.items():
-                values[address:address + len(ws)] = ws
+                values[address : address + len(ws)] = ws
             return ModbusSequentialDataBlock(1, values)  # type: ignore[no-untyped-call]  # pymodbus addresses registers from 1 internally
 
         ctx = ModbusServerContext(devices={1: ModbusDeviceContext(hr=block(HOLDING), ir=block(INPUT))}, single=False)
@@ -85,12 +89,19 @@ def device() -> Iterator[Device]:
 
 
 SPEC: dict[str, Any] = {
-    "name": "skid-7", "protocol": "modbus", "host": "127.0.0.1", "poll_ms": 100, "timeout_s": 1, "items": [
-    {"address": 0, "type": "int16", "scale": 0.1, "tag": "skid7/pressure"},
-    {"address": 1, "type": "float32", "tag": "skid7/flow"},
-    {"address": 3, "type": "uint32", "word_order": "little", "tag": "skid7/counter"},
-    {"address": 20, "type": "float64", "byte_order": "little", "tag": "skid7/level"},
-    {"address": 10, "kind": "input", "type": "uint16", "scale": 0.01, "offset": 1, "tag": "skid7/temp"}]}
+    "name": "skid-7",
+    "protocol": "modbus",
+    "host": "127.0.0.1",
+    "poll_ms": 100,
+    "timeout_s": 1,
+    "items": [
+        {"address": 0, "type": "int16", "scale": 0.1, "tag": "skid7/pressure"},
+        {"address": 1, "type": "float32", "tag": "skid7/flow"},
+        {"address": 3, "type": "uint32", "word_order": "little", "tag": "skid7/counter"},
+        {"address": 20, "type": "float64", "byte_order": "little", "tag": "skid7/level"},
+        {"address": 10, "kind": "input", "type": "uint16", "scale": 0.01, "offset": 1, "tag": "skid7/temp"},
+    ],
+}
 
 
 def latest(p: Platform) -> dict[str, float]:
@@ -123,8 +134,12 @@ def test_polling_resumes_after_the_device_restarts(platform: Platform, device: D
     assert st and "Modbus poll failed" in st["last_error"] and st["last_error_time"]
     device.start()
     before = platform.connectors.status("acme", "skid-7")["points_total"]
-    assert wait_for(lambda: (s := platform.connectors.status("acme", "skid-7"))["state"] == "connected"
-                    and s["points_total"] > before, timeout=40)
+    assert wait_for(
+        lambda: (
+            (s := platform.connectors.status("acme", "skid-7"))["state"] == "connected" and s["points_total"] > before
+        ),
+        timeout=40,
+    )
 
 
 def test_decode_refuses_nothing_silently() -> None:

@@ -49,9 +49,16 @@ def publisher(port: int, client_id: str = "plc-1") -> Any:
 
 
 def connector(port: int, **extra: Any) -> dict[str, Any]:
-    return {"name": "line-1", "protocol": "mqtt", "port": port, "items": [
-        {"topic": "plant/+/json", "format": "json", "tag": "mqtt/{1}/{name}"},
-        {"topic": "plant/+/plain/#", "format": "plain", "tag": "mqtt/{1}/{2}"}], **extra}
+    return {
+        "name": "line-1",
+        "protocol": "mqtt",
+        "port": port,
+        "items": [
+            {"topic": "plant/+/json", "format": "json", "tag": "mqtt/{1}/{name}"},
+            {"topic": "plant/+/plain/#", "format": "plain", "tag": "mqtt/{1}/{2}"},
+        ],
+        **extra,
+    }
 
 
 def wait_for(check: Any, timeout: float = 20.0) -> Any:
@@ -78,10 +85,12 @@ def test_json_and_plain_payloads_become_points(platform: Platform, broker: Broke
     platform.connectors.start(interval_s=0.2)
     wait_for(lambda: platform.connectors.status("acme", "line-1")["state"] == "connected")
     pub = publisher(broker.port)
-    pub.publish("plant/p101/json", orjson.dumps({"time": "2026-11-25T01:00:00Z", "values": {"pt": 4.5, "ft": 101}}),
-                qos=1).wait_for_publish()
-    pub.publish("plant/p101/json", orjson.dumps([{"tag": "tt", "time": 1795568400.5, "value": 71.25}]),
-                qos=1).wait_for_publish()
+    pub.publish(
+        "plant/p101/json", orjson.dumps({"time": "2026-11-25T01:00:00Z", "values": {"pt": 4.5, "ft": 101}}), qos=1
+    ).wait_for_publish()
+    pub.publish(
+        "plant/p101/json", orjson.dumps([{"tag": "tt", "time": 1795568400.5, "value": 71.25}]), qos=1
+    ).wait_for_publish()
     pub.publish("plant/p102/plain/vibration", b" 0.75\n", qos=1).wait_for_publish()
     pub.publish("plant/p102/json", b"{not json", qos=1).wait_for_publish()  # refused, reported
     pub.publish("plant/p102/json", orjson.dumps({"pt": "high"}), qos=1).wait_for_publish()
@@ -98,9 +107,13 @@ def test_json_and_plain_payloads_become_points(platform: Platform, broker: Broke
 
 def test_bad_definitions_are_refused_whole(platform: Platform, broker: Broker) -> None:
     with pytest.raises(ValidationFailed) as exc:
-        platform.connectors.add("acme", [connector(broker.port),
-                                         {**connector(broker.port), "name": "b", "port": 70000,
-                                          "items": [{"topic": "a/#/b"}]}])
+        platform.connectors.add(
+            "acme",
+            [
+                connector(broker.port),
+                {**connector(broker.port), "name": "b", "port": 70000, "items": [{"topic": "a/#/b"}]},
+            ],
+        )
     wheres = [w for w, _ in exc.value.problems]
     assert "connectors[1].port" in wheres and "connectors[1].items[0].topic" in wheres
     assert platform.connectors.list("acme") == []  # nothing stored
@@ -128,8 +141,12 @@ def test_broker_restart_mid_stream_loses_nothing(platform: Platform, broker: Bro
     time.sleep(1.0)
     restarted = time.time()
     broker.start()
-    wait_for(lambda: (s := platform.connectors.status("acme", "line-1"))["state"] == "connected"
-             and s["since"] > datetime.fromtimestamp(restarted, UTC).isoformat())
+    wait_for(
+        lambda: (
+            (s := platform.connectors.status("acme", "line-1"))["state"] == "connected"
+            and s["since"] > datetime.fromtimestamp(restarted, UTC).isoformat()
+        )
+    )
     pub = publisher(broker.port, "plc-1b")
     _stream(pub, 5000, 1000)
     assert wait_for(lambda: count(platform, ["mqtt/s1/seq"]) >= 6000, timeout=40)
@@ -139,7 +156,8 @@ def test_broker_restart_mid_stream_loses_nothing(platform: Platform, broker: Bro
 
 
 def test_the_connectors_own_process_killed_mid_stream_is_restarted_and_loses_nothing(
-        platform: Platform, broker: Broker) -> None:
+    platform: Platform, broker: Broker
+) -> None:
     """By default the MQTT client runs in a process of its own; SIGKILL it mid-stream and the server starts another
     that takes up the persistent session: every point once."""
     platform.connectors.add("acme", connector(broker.port))
@@ -151,8 +169,14 @@ def test_the_connectors_own_process_killed_mid_stream_is_restarted_and_loses_not
     _stream(pub, 0, 3000)
     os.kill(pid, signal.SIGKILL)  # whatever it held unacknowledged, the broker sends again to the next one
     _stream(pub, 3000, 2000)
-    st = wait_for(lambda: (s := platform.connectors.status("acme", "line-1"))["state"] == "connected"
-                  and s["detail"]["pid"] != pid and s, timeout=30)
+    st = wait_for(
+        lambda: (
+            (s := platform.connectors.status("acme", "line-1"))["state"] == "connected"
+            and s["detail"]["pid"] != pid
+            and s
+        ),
+        timeout=30,
+    )
     assert st and "process ended" in (st["last_error"] or "")
     assert wait_for(lambda: count(platform, ["mqtt/s1/seq"]) >= 5000, timeout=40)
     t = platform.historian.read("acme", ["mqtt/s1/seq"], "2000-01-01", "2100-01-01")
@@ -197,11 +221,13 @@ def test_platform_restart_mid_stream_loses_nothing(settings: Settings, broker: B
 def test_drop_folder_takes_good_files_and_sets_bad_ones_aside(platform: Platform, tmp_path: Path) -> None:
     drop = tmp_path / "drop"
     drop.mkdir()
-    platform.connectors.add("acme", {"name": "lims", "protocol": "files", "folder": str(drop), "poll_s": 0.05,
-                                     "tag_prefix": "lab/"})
+    platform.connectors.add(
+        "acme", {"name": "lims", "protocol": "files", "folder": str(drop), "poll_s": 0.05, "tag_prefix": "lab/"}
+    )
     platform.connectors.start(interval_s=0.2)
-    (drop / "good.csv").write_text("time,tag,value\n2026-11-25T00:00:00Z,sulfur_ppm,12.5\n"
-                                   "2026-11-25T01:00:00Z,sulfur_ppm,13.0\n")
+    (drop / "good.csv").write_text(
+        "time,tag,value\n2026-11-25T00:00:00Z,sulfur_ppm,12.5\n2026-11-25T01:00:00Z,sulfur_ppm,13.0\n"
+    )
     (drop / "bad.csv").write_text("time,tag,value\n2026-11-25T00:00:00Z,sulfur_ppm,abc\n")
     assert wait_for(lambda: (drop / "done" / "good.csv").exists() and (drop / "failed" / "bad.csv").exists())
     # moved aside once safe in the queue; in the historian once the forwarder has written it
@@ -229,8 +255,9 @@ def test_sigkill_of_the_server_mid_stream_loses_nothing(tmp_path: Path, broker: 
     env = {**os.environ, "TAEHWA_DATA_DIR": str(data), "TAEHWA_PORT": str(free_port()), "PYTHONUNBUFFERED": "1"}
 
     def serve() -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "taehwa", "serve"], env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        return subprocess.Popen(
+            [sys.executable, "-m", "taehwa", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
 
     def status() -> dict[str, Any]:
         try:
@@ -272,8 +299,9 @@ def test_a_new_connector_runs_once_when_start_and_the_runtime_race(platform: Pla
     for k in range(20):
         name = f"drop-{k}"
         (tmp_path / name).mkdir()
-        platform.connectors.add("acme", {"name": name, "protocol": "files", "folder": str(tmp_path / name),
-                                         "poll_s": 0.05})
+        platform.connectors.add(
+            "acme", {"name": name, "protocol": "files", "folder": str(tmp_path / name), "poll_s": 0.05}
+        )
         gate = threading.Barrier(6)
 
         def racer(gate: threading.Barrier = gate) -> None:

@@ -20,17 +20,23 @@ BASE_US = (int(time.time()) - 3600) * 1_000_000  # an hour ago: recent, as a liv
 
 
 def points(tag: str, start: int, n: int, step_us: int = 1000) -> pa.Table:
-    return pa.table({"tag": [tag] * n,
-                     "time": pa.array([BASE_US + i * step_us for i in range(start, start + n)]).cast(
-                         pa.timestamp("us", tz="UTC")),
-                     "value": [float(i) for i in range(start, start + n)]})
+    return pa.table(
+        {
+            "tag": [tag] * n,
+            "time": pa.array([BASE_US + i * step_us for i in range(start, start + n)]).cast(
+                pa.timestamp("us", tz="UTC")
+            ),
+            "value": [float(i) for i in range(start, start + n)],
+        }
+    )
 
 
 def values(p: Platform, tag: str) -> list[float]:
     p.historian.flush()
     try:
-        return [float(v) for v in p.historian.read("acme", [tag], "2000-01-01", "2100-01-01").column("value")
-                .to_pylist()]
+        return [
+            float(v) for v in p.historian.read("acme", [tag], "2000-01-01", "2100-01-01").column("value").to_pylist()
+        ]
     except Exception:
         return []
 
@@ -49,14 +55,19 @@ def test_browse_mapping_source_times_and_deadband(platform: Platform) -> None:
         assert wait_for(lambda: platform.connectors.status("acme", "reactor")["state"] == "connected")
         time.sleep(0.5)
         server.write(points("opc/r1/pressure", 0, 50))
-        t = pa.table({"tag": ["opc/r1/temperature"] * 4,
-                      "time": pa.array([BASE_US + k * 1000 for k in range(4)]).cast(pa.timestamp("us", tz="UTC")),
-                      "value": [20.0, 20.2, 20.4, 21.0]})
+        t = pa.table(
+            {
+                "tag": ["opc/r1/temperature"] * 4,
+                "time": pa.array([BASE_US + k * 1000 for k in range(4)]).cast(pa.timestamp("us", tz="UTC")),
+                "value": [20.0, 20.2, 20.4, 21.0],
+            }
+        )
         server.write(t)
         assert wait_for(lambda: len(values(platform, "opc/r1/pressure")) == 50)
         got = platform.historian.read("acme", ["opc/r1/pressure"], "2000-01-01", "2100-01-01")
-        assert got.column("time").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist() == \
-            [BASE_US + i * 1000 for i in range(50)]  # the server's source timestamps, not arrival times
+        assert got.column("time").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist() == [
+            BASE_US + i * 1000 for i in range(50)
+        ]  # the server's source timestamps, not arrival times
         assert wait_for(lambda: values(platform, "opc/r1/temperature") == [20.0, 21.0])
         st = platform.connectors.status("acme", "reactor")
         assert st["points_total"] >= 52 and st["detail"]["monitored"] == 2 and st["last_value_time"]

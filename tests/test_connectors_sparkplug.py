@@ -38,8 +38,12 @@ def _field(number: int, wire: int, body: bytes) -> bytes:
 
 def test_a_payload_encoded_by_hand_on_the_wire_is_read() -> None:
     """Protobuf wire format written here byte by byte (not by the encoder under test): NBIRTH with one Double."""
-    metric = (_field(1, 2, _varint(8) + b"Pressure") + _field(2, 0, _varint(1)) + _field(4, 0, _varint(10))
-              + _field(13, 1, struct.pack("<d", 4.5)))
+    metric = (
+        _field(1, 2, _varint(8) + b"Pressure")
+        + _field(2, 0, _varint(1))
+        + _field(4, 0, _varint(10))
+        + _field(13, 1, struct.pack("<d", 4.5))
+    )
     payload = _field(1, 0, _varint(T_MS)) + _field(2, 2, _varint(len(metric)) + metric) + _field(3, 0, _varint(0))
     got = SparkplugState().decode("spBv1.0/refinery/NBIRTH/cdu-gw", payload, NOW, TEMPLATE)
     assert got.names == ["sp/refinery/cdu-gw/Pressure"] and got.values == [4.5] and got.times == [T_MS * 1000]
@@ -48,20 +52,30 @@ def test_a_payload_encoded_by_hand_on_the_wire_is_read() -> None:
 
 def test_birth_then_data_by_alias_with_signed_boolean_and_skipped_values(tmp_path: Path) -> None:
     state = SparkplugState(tmp_path / "sparkplug.json")
-    birth = encode([
-        {"name": "Inlet/Temp", "alias": 1, "datatype": DATA_TYPES["Float"], "value": 81.5},
-        {"name": "Offset", "alias": 2, "datatype": DATA_TYPES["Int16"], "value": -5},
-        {"name": "Running", "alias": 3, "datatype": DATA_TYPES["Boolean"], "value": True},
-        {"name": "Mode", "alias": 4, "datatype": DATA_TYPES["String"], "value": "AUTO"},
-        {"name": "Count", "alias": 5, "datatype": DATA_TYPES["Int64"], "value": -(2**40)},
-    ], seq=1, timestamp_ms=T_MS)
+    birth = encode(
+        [
+            {"name": "Inlet/Temp", "alias": 1, "datatype": DATA_TYPES["Float"], "value": 81.5},
+            {"name": "Offset", "alias": 2, "datatype": DATA_TYPES["Int16"], "value": -5},
+            {"name": "Running", "alias": 3, "datatype": DATA_TYPES["Boolean"], "value": True},
+            {"name": "Mode", "alias": 4, "datatype": DATA_TYPES["String"], "value": "AUTO"},
+            {"name": "Count", "alias": 5, "datatype": DATA_TYPES["Int64"], "value": -(2**40)},
+        ],
+        seq=1,
+        timestamp_ms=T_MS,
+    )
     got = state.decode("spBv1.0/refinery/DBIRTH/cdu-gw/pump-7", birth, NOW, TEMPLATE)
     assert got.names == [f"sp/refinery/cdu-gw/pump-7/{n}" for n in ("Inlet/Temp", "Offset", "Running", "Count")]
     assert got.values == [81.5, -5.0, 1.0, float(-(2**40))] and got.skipped == 1 and not got.problems
     # data names metrics by alias alone and without data types: the birth's are used (Int16 -5 again)
-    data = encode([{"alias": 2, "datatype": DATA_TYPES["UInt16"], "value": 65531, "timestamp": T_MS + 500},
-                   {"alias": 3, "value": False, "datatype": DATA_TYPES["Boolean"]},
-                   {"alias": 1, "value": None}], seq=2, timestamp_ms=T_MS + 1000)
+    data = encode(
+        [
+            {"alias": 2, "datatype": DATA_TYPES["UInt16"], "value": 65531, "timestamp": T_MS + 500},
+            {"alias": 3, "value": False, "datatype": DATA_TYPES["Boolean"]},
+            {"alias": 1, "value": None},
+        ],
+        seq=2,
+        timestamp_ms=T_MS + 1000,
+    )
     got = state.decode("spBv1.0/refinery/DDATA/cdu-gw/pump-7", data, NOW, TEMPLATE)
     assert got.names == ["sp/refinery/cdu-gw/pump-7/Offset", "sp/refinery/cdu-gw/pump-7/Running"]
     assert got.values == [65531.0, 0.0]  # this message's own data type (UInt16) wins over the birth's
@@ -72,8 +86,9 @@ def test_birth_then_data_by_alias_with_signed_boolean_and_skipped_values(tmp_pat
     raw = state.decode("spBv1.0/refinery/DDATA/cdu-gw/pump-7", data, NOW, TEMPLATE)
     assert raw.values == [-5.0] and raw.times == [NOW]  # the birth's Int16; no timestamps: the time of arrival
     # a restarted connector still knows the aliases
-    again = SparkplugState(tmp_path / "sparkplug.json").decode("spBv1.0/refinery/DDATA/cdu-gw/pump-7",
-                                                                encode([{"alias": 1, "value": 80.0}]), NOW, TEMPLATE)
+    again = SparkplugState(tmp_path / "sparkplug.json").decode(
+        "spBv1.0/refinery/DDATA/cdu-gw/pump-7", encode([{"alias": 1, "value": 80.0}]), NOW, TEMPLATE
+    )
     assert again.names == ["sp/refinery/cdu-gw/pump-7/Inlet/Temp"] and again.values == [80.0]
 
 
@@ -84,8 +99,9 @@ def test_unknown_alias_is_refused_and_a_rebirth_asked_once() -> None:
     assert got.names == ["yard/crane-2/Named"] and got.values == [2.0]
     assert len(got.problems) == 1 and "alias 9" in got.problems[0] and "yard/crane-2" in got.problems[0]
     assert got.rebirth == ("yard", "crane-2")
-    assert state.decode("spBv1.0/yard/NDATA/crane-2", data, NOW, "{group}/{node}/{name}", rebirth=True).rebirth \
-        is None  # not again within the minute
+    assert (
+        state.decode("spBv1.0/yard/NDATA/crane-2", data, NOW, "{group}/{node}/{name}", rebirth=True).rebirth is None
+    )  # not again within the minute
 
 
 def test_sequence_gaps_death_and_birth() -> None:
@@ -97,20 +113,22 @@ def test_sequence_gaps_death_and_birth() -> None:
     assert not state.decode("spBv1.0/g/NDATA/n", encode([{"alias": 1, "value": 4.0}], seq=5), NOW, TEMPLATE).notes
     state.decode("spBv1.0/g/NDEATH/n", encode([{"name": "bdSeq", "value": 0}]), NOW, TEMPLATE)
     assert state.offline == {"g/n"}
-    reborn = state.decode("spBv1.0/g/NBIRTH/n", encode([{"name": "b", "alias": 1, "value": 5.0}], seq=0), NOW,
-                          TEMPLATE)
+    reborn = state.decode("spBv1.0/g/NBIRTH/n", encode([{"name": "b", "alias": 1, "value": 5.0}], seq=0), NOW, TEMPLATE)
     assert state.offline == set() and reborn.names == ["sp/g/n/b"]  # node metrics: no device level in the tag
     after = state.decode("spBv1.0/g/NDATA/n", encode([{"alias": 1, "value": 6.0}], seq=1), NOW, TEMPLATE)
     assert after.names == ["sp/g/n/b"]  # alias 1 is now metric b: the new birth's
 
 
-@pytest.mark.parametrize(("topic", "payload", "message"), [
-    ("plant/x", b"", "not a Sparkplug B topic"),
-    ("spBv1.0/g/NDATA", b"", "not a Sparkplug B topic"),
-    ("spBv1.0/g/XDATA/n", b"", "unknown Sparkplug message type 'XDATA'"),
-    ("spBv1.0/g/DDATA/n", b"", "DDATA has no device level"),
-    ("spBv1.0/g/NDATA/n", b"\xff\xff\xff", "not a Sparkplug B protobuf"),
-])
+@pytest.mark.parametrize(
+    ("topic", "payload", "message"),
+    [
+        ("plant/x", b"", "not a Sparkplug B topic"),
+        ("spBv1.0/g/NDATA", b"", "not a Sparkplug B topic"),
+        ("spBv1.0/g/XDATA/n", b"", "unknown Sparkplug message type 'XDATA'"),
+        ("spBv1.0/g/DDATA/n", b"", "DDATA has no device level"),
+        ("spBv1.0/g/NDATA/n", b"\xff\xff\xff", "not a Sparkplug B protobuf"),
+    ],
+)
 def test_bad_topics_and_payloads_are_named(topic: str, payload: bytes, message: str) -> None:
     with pytest.raises(ValueError, match=message) as exc:
         SparkplugState().decode(topic, payload, NOW, TEMPLATE)
@@ -121,16 +139,21 @@ def test_a_birth_must_name_its_metrics_and_commands_carry_no_points() -> None:
     state = SparkplugState()
     got = state.decode("spBv1.0/g/NBIRTH/n", encode([{"alias": 1, "value": 1.0}]), NOW, TEMPLATE)
     assert got.names == [] and "has no name" in got.problems[0]
-    assert state.decode("spBv1.0/g/NCMD/n", encode([{"name": "Node Control/Rebirth", "datatype": 11,
-                                                     "value": True}]), NOW, TEMPLATE).names == []
+    assert (
+        state.decode(
+            "spBv1.0/g/NCMD/n", encode([{"name": "Node Control/Rebirth", "datatype": 11, "value": True}]), NOW, TEMPLATE
+        ).names
+        == []
+    )
 
 
 def test_a_sparkplug_item_needs_the_sparkplug_namespace() -> None:
     with pytest.raises(ValidationFailed) as exc:
         parse_connectors({"name": "sp", "protocol": "mqtt", "items": [{"topic": "plant/#", "format": "sparkplug"}]})
     assert exc.value.problems[0][0] == "connectors.items[0]"
-    spec = parse_connectors({"name": "sp", "protocol": "mqtt", "items": [{"topic": "spBv1.0/#",
-                                                                          "format": "sparkplug"}]})[0]
+    spec = parse_connectors(
+        {"name": "sp", "protocol": "mqtt", "items": [{"topic": "spBv1.0/#", "format": "sparkplug"}]}
+    )[0]
     assert spec.items[0].template() == "{group}/{node}/{device}/{name}"  # type: ignore[union-attr]
 
 
@@ -148,9 +171,16 @@ def test_sparkplug_through_mosquitto_into_the_historian(platform: Platform, brok
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    platform.connectors.add("acme", {"name": "edge", "protocol": "mqtt", "port": broker.port,
-                                     "sparkplug_rebirth": True,
-                                     "items": [{"topic": "spBv1.0/shipyard/#", "format": "sparkplug"}]})
+    platform.connectors.add(
+        "acme",
+        {
+            "name": "edge",
+            "protocol": "mqtt",
+            "port": broker.port,
+            "sparkplug_rebirth": True,
+            "items": [{"topic": "spBv1.0/shipyard/#", "format": "sparkplug"}],
+        },
+    )
     platform.connectors.start(interval_s=0.2)
     commands: list[str] = []
     node = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="edge-node-1")
@@ -162,21 +192,30 @@ def test_sparkplug_through_mosquitto_into_the_historian(platform: Platform, brok
     while platform.connectors.status("acme", "edge")["state"] != "connected" and time.monotonic() < deadline:
         time.sleep(0.1)
     # data before any birth: refused, and the node is asked to be born again
-    node.publish("spBv1.0/shipyard/DDATA/welder-gw/robot-3", encode([{"alias": 1, "value": 1.0}], seq=0),
-                 qos=1).wait_for_publish()
-    node.publish("spBv1.0/shipyard/DBIRTH/welder-gw/robot-3",
-                 encode([{"name": "Arc/Current", "alias": 1, "datatype": DATA_TYPES["Double"], "value": 212.5,
-                          "timestamp": T_MS}], seq=1), qos=1).wait_for_publish()
+    node.publish(
+        "spBv1.0/shipyard/DDATA/welder-gw/robot-3", encode([{"alias": 1, "value": 1.0}], seq=0), qos=1
+    ).wait_for_publish()
+    node.publish(
+        "spBv1.0/shipyard/DBIRTH/welder-gw/robot-3",
+        encode(
+            [{"name": "Arc/Current", "alias": 1, "datatype": DATA_TYPES["Double"], "value": 212.5, "timestamp": T_MS}],
+            seq=1,
+        ),
+        qos=1,
+    ).wait_for_publish()
     for k in range(5):
-        node.publish("spBv1.0/shipyard/DDATA/welder-gw/robot-3",
-                     encode([{"alias": 1, "value": 213.0 + k, "timestamp": T_MS + 1000 * (k + 1)}], seq=2 + k),
-                     qos=1).wait_for_publish()
+        node.publish(
+            "spBv1.0/shipyard/DDATA/welder-gw/robot-3",
+            encode([{"alias": 1, "value": 213.0 + k, "timestamp": T_MS + 1000 * (k + 1)}], seq=2 + k),
+            qos=1,
+        ).wait_for_publish()
 
     def stored() -> Any:
         platform.historian.flush()
         try:
-            return platform.historian.read("acme", ["shipyard/welder-gw/robot-3/Arc/Current"], "2026-01-01",
-                                           "2027-01-01")
+            return platform.historian.read(
+                "acme", ["shipyard/welder-gw/robot-3/Arc/Current"], "2026-01-01", "2027-01-01"
+            )
         except Exception:
             return None
 

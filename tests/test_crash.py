@@ -42,8 +42,12 @@ def test_sigkill_mid_stream_loses_no_acknowledged_point(tmp_path: Path) -> None:
     data = tmp_path / "data"
     acked: dict[int, int] = {}
     for _round in range(2):  # kill twice: the second time on a store that was itself recovered
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(data)], stdout=subprocess.PIPE, text=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(data)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         assert proc.stdout is not None
         for seen, line in enumerate(proc.stdout, start=1):
             _, batch_id, n_acked = line.split()

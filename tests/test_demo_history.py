@@ -57,8 +57,10 @@ def test_the_refinery_and_engine_models_pass_the_gate_and_score_live(demo: Any) 
     assert tep["lineage"]["rows"] == 31_700 and len(tep["lineage"]["tags"]) == 52
     # most test rows are faulty: always-on matches point F1 and event F1, so the gate judges balanced accuracy
     assert not tep["informative"]["f1"]["informative"] and tep["informative"]["f1"]["beaten_by"] == "always_on"
-    assert tep["gate"]["metric"] == "balanced_accuracy" and m["balanced_accuracy"] > 0.8 > \
-        tep["blind"]["clock"]["balanced_accuracy"]
+    assert (
+        tep["gate"]["metric"] == "balanced_accuracy"
+        and m["balanced_accuracy"] > 0.8 > tep["blind"]["clock"]["balanced_accuracy"]
+    )
     assert m["far_pct"] < 5  # limits from the normal training run d00 only, checked on unseen normal samples
     rul = p.lab.get_run(DEMO_TENANT, done[1]["run_id"])
     assert rul["lineage"]["units"] == ENGINES and rul["metrics"]["rmse"] < 0.6 * rul["baseline"]["metrics"]["rmse"]
@@ -100,8 +102,12 @@ def test_the_live_pump_station_is_scored_by_its_deployed_model(demo: Any) -> Non
     status = p.live.scorer.status(DEMO_TENANT, "pump-station")
     assert status["running"] and status["assets"] == 1 and not status["skipped"]
     signals = ["vibration_de", "vibration_nde", "discharge_pressure", "flow"]
-    past = p.historian.read(DEMO_TENANT, [f"skab/live/{s}" for s in signals], PUMP_HISTORY_START.to_pydatetime(),
-                            (PUMP_HISTORY_START + pd.Timedelta(seconds=120)).to_pydatetime()).to_pandas()
+    past = p.historian.read(
+        DEMO_TENANT,
+        [f"skab/live/{s}" for s in signals],
+        PUMP_HISTORY_START.to_pydatetime(),
+        (PUMP_HISTORY_START + pd.Timedelta(seconds=120)).to_pydatetime(),
+    ).to_pandas()
     normal = past.pivot(index="time", columns="tag", values="value")
     t0 = pd.Timestamp("2026-11-30T08:00:00Z")
     step = pd.Timedelta(seconds=1 / 60)  # replayed at 60×, as the deployment's rows are spaced
@@ -115,8 +121,11 @@ def test_the_live_pump_station_is_scored_by_its_deployed_model(demo: Any) -> Non
     p.historian.write(DEMO_TENANT, rows)
     p.live.scorer.drain()
     tag = "ulsan-water/pump-station/circulation/pump-1/anomaly_score"
-    scores = p.historian.read(DEMO_TENANT, [tag], t0.to_pydatetime(),
-                              (t0 + pd.Timedelta(minutes=3)).to_pydatetime()).to_pandas()["value"].to_numpy()
+    scores = (
+        p.historian.read(DEMO_TENANT, [tag], t0.to_pydatetime(), (t0 + pd.Timedelta(minutes=3)).to_pydatetime())
+        .to_pandas()["value"]
+        .to_numpy()
+    )
     assert len(scores) >= 115
     assert scores[25:55].max() < 1.0 < scores[-30:].min()
     state = p.twin.state(DEMO_TENANT, "ulsan-water/pump-station/circulation/pump-1")

@@ -55,8 +55,7 @@ def test_the_pump_model_passes_the_gate_without_force(pump: Any) -> None:
     assert done[0]["gate"]["passed"] and not done[0]["gate"]["forced"]
     assert "label-free" in done[0]["criterion"] or "held-out normal running" in done[0]["criterion"]
     promoted = [e for e in p.lab.history(DEMO_TENANT, PUMP_MODEL) if e["action"] == "promote"]
-    assert len(promoted) == 1 and promoted[0]["detail"]["forced"] is False and promoted[0]["detail"]["gate"] == \
-        "passed"
+    assert len(promoted) == 1 and promoted[0]["detail"]["forced"] is False and promoted[0]["detail"]["gate"] == "passed"
     run = p.lab.get_run(DEMO_TENANT, done[0]["run_id"])
     assert run["label_free"] and run["metrics"]["alarm_episodes"] == 0
     assert run["fitted_on"] == {"part": "train", "rows": run["folds"][0]["train_rows"]}
@@ -77,8 +76,12 @@ def _replay(p: Platform, source: Any, rows: int) -> np.ndarray:
     player.step(t0)
     player.step(t0 + (rows - 1) / SPEED)
     p.live.scorer.drain()
-    table = p.historian.read(DEMO_TENANT, [f"{PUMP}/anomaly_score"], pd.Timestamp(t0 - 1, unit="s", tz="UTC"),
-                             pd.Timestamp(t0 + rows / SPEED + 5, unit="s", tz="UTC")).to_pandas()
+    table = p.historian.read(
+        DEMO_TENANT,
+        [f"{PUMP}/anomaly_score"],
+        pd.Timestamp(t0 - 1, unit="s", tz="UTC"),
+        pd.Timestamp(t0 + rows / SPEED + 5, unit="s", tz="UTC"),
+    ).to_pandas()
     return np.asarray(table["value"].to_numpy(float))
 
 
@@ -91,9 +94,9 @@ def test_normal_replay_stays_under_the_limit_and_the_anomaly_crosses_it(pump: An
     scores = _replay(p, source, rows)
     assert len(scores) >= rows - 30, len(scores)  # a row of live scoring per replayed row
     assert start > PUMP_NORMAL_ROWS and len(run) > rows
-    normal = scores[25:start - 5]
+    normal = scores[25 : start - 5]
     assert normal.max() < 1.0, normal.max()
-    assert np.mean(scores[start + 20:rows] > 1.0) > 0.5, scores[start:rows]
+    assert np.mean(scores[start + 20 : rows] > 1.0) > 0.5, scores[start:rows]
     state = p.twin.state(DEMO_TENANT, PUMP)
     assert state["signals"]["anomaly_score"]["limit_state"] in ("warning", "alarm")
 

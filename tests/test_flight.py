@@ -24,9 +24,13 @@ AUTH = fl.FlightCallOptions(headers=[(b"authorization", f"Bearer {TOKEN}".encode
 
 def _points(tags: int, n: int, step_s: float = 1.0) -> pa.Table:
     times = np.datetime64("2026-04-01T00:00:00", "us") + (np.arange(n) * step_s * 1e6).astype("timedelta64[us]")
-    return pa.table({"tag": np.repeat([f"line/t{i:02d}" for i in range(tags)], n),
-                     "time": pa.array(np.tile(times, tags)).cast(pa.timestamp("us", "UTC")),
-                     "value": np.random.default_rng(1).normal(size=tags * n)})
+    return pa.table(
+        {
+            "tag": np.repeat([f"line/t{i:02d}" for i in range(tags)], n),
+            "time": pa.array(np.tile(times, tags)).cast(pa.timestamp("us", "UTC")),
+            "value": np.random.default_rng(1).normal(size=tags * n),
+        }
+    )
 
 
 @pytest.fixture
@@ -46,20 +50,36 @@ def _ticket(**doc: object) -> fl.Ticket:
 def test_put_then_get_a_range_of_tags(flight: tuple[Platform, fl.FlightClient]) -> None:
     platform, client = flight
     table = _points(4, 3600)
-    writer, reader = client.do_put(fl.FlightDescriptor.for_command(orjson.dumps({"tenant": "acme"})),
-                                   table.schema, options=AUTH)
+    writer, reader = client.do_put(
+        fl.FlightDescriptor.for_command(orjson.dumps({"tenant": "acme"})), table.schema, options=AUTH
+    )
     writer.write_table(table, max_chunksize=5000)
     writer.done_writing()
     assert orjson.loads(reader.read().to_pybytes()) == {"stored": 4 * 3600, "tags": 4}
     writer.close()
-    got = client.do_get(_ticket(tenant="acme", tags=["line/t01", "line/t02"], start=T0.isoformat(),
-                                end=(T0 + timedelta(hours=1)).isoformat()), options=AUTH).read_all()
+    got = client.do_get(
+        _ticket(
+            tenant="acme",
+            tags=["line/t01", "line/t02"],
+            start=T0.isoformat(),
+            end=(T0 + timedelta(hours=1)).isoformat(),
+        ),
+        options=AUTH,
+    ).read_all()
     want = platform.historian.read("acme", ["line/t01", "line/t02"], T0, T0 + timedelta(hours=1))
     assert pa.types.is_dictionary(got.schema.field("tag").type)
     assert got.set_column(0, "tag", got.column("tag").cast(pa.string())).equals(want) and got.num_rows == 7200
-    buckets = client.do_get(_ticket(tenant="acme", tags=["line/t00"], start=T0.isoformat(),
-                                    end=(T0 + timedelta(hours=1)).isoformat(), every="10m", agg="avg,max"),
-                            options=AUTH).read_all()
+    buckets = client.do_get(
+        _ticket(
+            tenant="acme",
+            tags=["line/t00"],
+            start=T0.isoformat(),
+            end=(T0 + timedelta(hours=1)).isoformat(),
+            every="10m",
+            agg="avg,max",
+        ),
+        options=AUTH,
+    ).read_all()
     assert buckets.column_names == ["tag", "time", "avg", "max"] and buckets.num_rows == 6
     with acting_as(SYSTEM):
         audited = [e for e in platform.audit.entries("acme", limit=5) if e["action"] == "points.write"]
@@ -83,19 +103,24 @@ def test_tokens_tenants_and_roles(flight: tuple[Platform, fl.FlightClient]) -> N
     with pytest.raises(fl.FlightUnauthenticatedError, match="invalid token"):
         client.do_get(read, options=fl.FlightCallOptions(headers=[(b"authorization", b"Bearer thw_x_y")])).read_all()
     table = _points(1, 10)
-    writer, reader = client.do_put(fl.FlightDescriptor.for_command(orjson.dumps({"tenant": "acme"})), table.schema,
-                                   options=as_viewer)
+    writer, reader = client.do_put(
+        fl.FlightDescriptor.for_command(orjson.dumps({"tenant": "acme"})), table.schema, options=as_viewer
+    )
     with pytest.raises(fl.FlightUnauthorizedError, match="a viewer may not write"):
         writer.write_table(table)
         writer.done_writing()
         reader.read()
         writer.close()
     assert platform.historian.tags("acme") == []
-    for bad, problem in [(b"not json", "not JSON"), (b'{"tags": []}', '"tenant"'),
-                         (b'{"tenant": "acme", "tags": ["x"], "start": "2026-01-01", "end": "2026-01-02", '
-                          b'"path": "/etc/passwd"}', "unknown key 'path'"),
-                         (b'{"tenant": "../x", "tags": ["x"], "start": "2026-01-01", "end": "2026-01-02"}',
-                          "unknown tenant")]:
+    for bad, problem in [
+        (b"not json", "not JSON"),
+        (b'{"tags": []}', '"tenant"'),
+        (
+            b'{"tenant": "acme", "tags": ["x"], "start": "2026-01-01", "end": "2026-01-02", "path": "/etc/passwd"}',
+            "unknown key 'path'",
+        ),
+        (b'{"tenant": "../x", "tags": ["x"], "start": "2026-01-01", "end": "2026-01-02"}', "unknown tenant"),
+    ]:
         with pytest.raises(fl.FlightServerError, match=problem) as err:
             client.do_get(fl.Ticket(bad), options=AUTH).read_all()
         assert "Traceback" not in str(err.value) and err.value.extra_info in (b"invalid_input", b"not_found")
@@ -103,10 +128,16 @@ def test_tokens_tenants_and_roles(flight: tuple[Platform, fl.FlightClient]) -> N
 
 def test_a_broken_put_stores_nothing(flight: tuple[Platform, fl.FlightClient]) -> None:
     platform, client = flight
-    bad = pa.table({"tag": ["a/ok", "a/ok", "bad tag!"], "time": pa.array([0, 1, 2], pa.timestamp("s", "UTC")),
-                    "value": [1.0, 2.0, 3.0]})
-    writer, reader = client.do_put(fl.FlightDescriptor.for_command(orjson.dumps({"tenant": "acme"})), bad.schema,
-                                   options=AUTH)
+    bad = pa.table(
+        {
+            "tag": ["a/ok", "a/ok", "bad tag!"],
+            "time": pa.array([0, 1, 2], pa.timestamp("s", "UTC")),
+            "value": [1.0, 2.0, 3.0],
+        }
+    )
+    writer, reader = client.do_put(
+        fl.FlightDescriptor.for_command(orjson.dumps({"tenant": "acme"})), bad.schema, options=AUTH
+    )
     with pytest.raises(fl.FlightServerError, match="invalid tag"):
         writer.write_table(bad)
         writer.done_writing()
@@ -122,8 +153,12 @@ def test_bulk_read_keeps_up_with_reading_the_parquet_files(flight: tuple[Platfor
     hist.write("acme", _points(10, 86_400))
     hist.flush()
     files = sorted((platform.settings.data_dir / "historian" / "acme").glob("day=*/*.parquet"))
-    ticket = _ticket(tenant="acme", tags=[f"line/t{i:02d}" for i in range(10)], start=T0.isoformat(),
-                     end=(T0 + timedelta(days=1)).isoformat())
+    ticket = _ticket(
+        tenant="acme",
+        tags=[f"line/t{i:02d}" for i in range(10)],
+        start=T0.isoformat(),
+        end=(T0 + timedelta(days=1)).isoformat(),
+    )
 
     def best(fn: object, rounds: int = 2) -> float:
         times = []

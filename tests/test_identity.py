@@ -168,8 +168,12 @@ def test_audit_appends_from_several_processes_keep_one_chain(platform: Platform)
     """Several processes append at once (API workers, writers on several machines, the CLI beside the server):
     each has its own engine and lock, and no entry may claim another's number."""
     s = platform.settings
-    logs = [AuditLog(make_engine(s.metadata_url), s.data_dir / "audit-head.json", key_file=s.audit_key_path,
-                     checkpoint_every=7) for _ in range(2)]
+    logs = [
+        AuditLog(
+            make_engine(s.metadata_url), s.data_dir / "audit-head.json", key_file=s.audit_key_path, checkpoint_every=7
+        )
+        for _ in range(2)
+    ]
     errors: list[Exception] = []
 
     def append(log: AuditLog, k: int) -> None:

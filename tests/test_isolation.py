@@ -26,12 +26,28 @@ SECRET_TAG = "ulsan/cdu/P-101A/PT"
 SECRET_VALUE = 31.4159
 PUBLIC = {("GET", "/healthz"), ("POST", "/api/v1/login"), ("POST", "/api/v1/session")}
 # Routes not tied to one tenant: what an ordinary user may do there (their own identity and tokens).
-OWN = {("GET", "/api/v1/me"), ("GET", "/api/v1/tokens"), ("POST", "/api/v1/tokens"),
-       ("DELETE", "/api/v1/tokens/{token_id}"), ("PUT", "/api/v1/users/{user}/password"),
-       ("GET", "/api/v1/tenants"), ("DELETE", "/api/v1/session")}
-VALUES = {"tenant": "acme", "path": "ulsan/cdu/p-101a", "tag": SECRET_TAG, "name": "CentrifugalPump",
-          "user": "eve", "token_id": "0000000000000000", "grant_id": "000000000000", "label_id": "1",
-          "version": "1", "run_id": "00000000", "alert_id": "1"}
+OWN = {
+    ("GET", "/api/v1/me"),
+    ("GET", "/api/v1/tokens"),
+    ("POST", "/api/v1/tokens"),
+    ("DELETE", "/api/v1/tokens/{token_id}"),
+    ("PUT", "/api/v1/users/{user}/password"),
+    ("GET", "/api/v1/tenants"),
+    ("DELETE", "/api/v1/session"),
+}
+VALUES = {
+    "tenant": "acme",
+    "path": "ulsan/cdu/p-101a",
+    "tag": SECRET_TAG,
+    "name": "CentrifugalPump",
+    "user": "eve",
+    "token_id": "0000000000000000",
+    "grant_id": "000000000000",
+    "label_id": "1",
+    "version": "1",
+    "run_id": "00000000",
+    "alert_id": "1",
+}
 
 
 @pytest.fixture(scope="module")
@@ -44,15 +60,21 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     p.twin.load("acme", PLANT)
     p.historian.write("acme", [(SECRET_TAG, "2024-03-01T00:00:00Z", SECRET_VALUE)])
     ident = p.identity
-    for user, tenant, role in [("eve", "rival", "tenant_admin"), ("vic", "acme", "viewer"),
-                               ("ann", "acme", "engineer")]:
+    for user, tenant, role in [
+        ("eve", "rival", "tenant_admin"),
+        ("vic", "acme", "viewer"),
+        ("ann", "acme", "engineer"),
+    ]:
         ident.create_user(user)
         ident.set_role(user, tenant, role)
     tokens = {u: ident.create_token(u, "test")[0] for u in ("eve", "vic", "ann")}
     expired, info = ident.create_token("ann", "old")
     with p.historian.engine.begin() as c:
-        c.execute(update(api_tokens).where(api_tokens.c.id == info.id)
-                  .values(expires_at=datetime.now(UTC) - timedelta(minutes=1)))
+        c.execute(
+            update(api_tokens)
+            .where(api_tokens.c.id == info.id)
+            .values(expires_at=datetime.now(UTC) - timedelta(minutes=1))
+        )
     revoked, rinfo = ident.create_token("ann", "gone")
     ident.revoke_token(rinfo.id)
     with TestClient(create_app(p)) as client:
@@ -60,9 +82,22 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     p.close()
 
 
-EXAMPLES = {"id": "probe", "role": "viewer", "password": "0123456789abc", "name": "probe", "type": "Column",
-            "from": "ulsan/cdu/c-101", "kind": "feeds", "to": "ulsan/cdu/p-101a", "parent": None,
-            "grantee": "rival", "tags": ["ulsan/*"], "start": "2024-01-01", "end": "2025-01-01", "days": 1}
+EXAMPLES = {
+    "id": "probe",
+    "role": "viewer",
+    "password": "0123456789abc",
+    "name": "probe",
+    "type": "Column",
+    "from": "ulsan/cdu/c-101",
+    "kind": "feeds",
+    "to": "ulsan/cdu/p-101a",
+    "parent": None,
+    "grantee": "rival",
+    "tags": ["ulsan/*"],
+    "start": "2024-01-01",
+    "end": "2025-01-01",
+    "days": 1,
+}
 
 
 def example(schema: dict[str, Any], spec: dict[str, Any]) -> Any:
@@ -73,8 +108,9 @@ def example(schema: dict[str, Any], spec: dict[str, Any]) -> Any:
     if schema.get("type") == "object" or "properties" in schema:
         props = schema.get("properties", {})
         return {k: EXAMPLES.get(k, example(props[k], spec)) for k in schema.get("required", [])}
-    kind = schema.get("type") or next((s.get("type") for s in schema.get("anyOf", []) if s.get("type") != "null"),
-                                      "string")
+    kind = schema.get("type") or next(
+        (s.get("type") for s in schema.get("anyOf", []) if s.get("type") != "null"), "string"
+    )
     return {"string": "probe", "number": 1.0, "integer": 1, "boolean": False, "array": []}.get(kind, {})
 
 
@@ -93,14 +129,23 @@ def routes(client: TestClient) -> list[tuple[str, str, Any]]:
 def call(client: TestClient, method: str, path: str, token: str | None, body: Any = None) -> Any:
     url = re.sub(r"\{(\w+)(:path)?\}", lambda m: VALUES.get(m.group(1), "x"), path)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    params = {"tags": SECRET_TAG, "start": "2024-01-01", "end": "2025-01-01", "from": "a", "kind": "feeds",
-              "to": "b"}
+    params = {"tags": SECRET_TAG, "start": "2024-01-01", "end": "2025-01-01", "from": "a", "kind": "feeds", "to": "b"}
     if path.endswith("/points") and method == "POST":
-        return client.request(method, url, headers=headers, params=params,
-                              json=[{"tag": "probe/tag", "time": "2024-03-01T00:00:00Z", "value": 1.0}])
+        return client.request(
+            method,
+            url,
+            headers=headers,
+            params=params,
+            json=[{"tag": "probe/tag", "time": "2024-03-01T00:00:00Z", "value": 1.0}],
+        )
     if path.endswith("/twin") and method == "PUT":
-        return client.request(method, url, headers={**headers, "Content-Type": "application/yaml"}, params=params,
-                              content=PLANT.replace("ulsan", "hacked"))
+        return client.request(
+            method,
+            url,
+            headers={**headers, "Content-Type": "application/yaml"},
+            params=params,
+            content=PLANT.replace("ulsan", "hacked"),
+        )
     return client.request(method, url, headers=headers, params=params, json=body)
 
 
@@ -120,8 +165,12 @@ def test_every_route_refuses_whoever_must_be_refused(world: dict[str, Any]) -> N
         is_write = method != "GET"
         tenant_route = "{tenant}" in path
         cases: list[tuple[str | None, tuple[int, ...]]] = [
-            (None, (401,)), ("wrong-token", (401,)), ("thw_0000000000000000_nope", (401,)),
-            (world["expired"], (401,)), (world["revoked"], (401,))]
+            (None, (401,)),
+            ("wrong-token", (401,)),
+            ("thw_0000000000000000_nope", (401,)),
+            (world["expired"], (401,)),
+            (world["revoked"], (401,)),
+        ]
         if tenant_route:
             cases.append((world["tokens"]["eve"], (403,)))  # another tenant's admin
             if is_write:
@@ -149,8 +198,12 @@ def test_members_can_do_their_job(world: dict[str, Any]) -> None:
     r = client.get("/api/v1/acme/tags/latest", params={"tags": SECRET_TAG}, headers=vic)
     assert r.status_code == 200 and r.json()["points"][0]["value"] == SECRET_VALUE
     assert client.get("/api/v1/acme/assets/ulsan/cdu/p-101a", headers=vic).status_code == 200
-    assert client.post("/api/v1/acme/points", headers=ann,
-                       json=[{"tag": "ann/tag", "time": "2024-03-01T00:00:00Z", "value": 2.0}]).status_code == 200
+    assert (
+        client.post(
+            "/api/v1/acme/points", headers=ann, json=[{"tag": "ann/tag", "time": "2024-03-01T00:00:00Z", "value": 2.0}]
+        ).status_code
+        == 200
+    )
     assert [t["id"] for t in client.get("/api/v1/tenants", headers=vic).json()] == ["acme"]
     eve = {"Authorization": f"Bearer {world['tokens']['eve']}"}
     assert [t["id"] for t in client.get("/api/v1/tenants", headers=eve).json()] == ["rival"]
@@ -165,7 +218,9 @@ def test_events_stream_refuses_other_tenants(world: dict[str, Any]) -> None:
 
     for token, status in ((world["tokens"]["eve"], 403), (world["revoked"], 401), (None, 401)):
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        with pytest.raises(WebSocketDenialResponse) as info, client.websocket_connect("/api/v1/acme/events/ws",
-                                                                                      headers=headers) as ws:
+        with (
+            pytest.raises(WebSocketDenialResponse) as info,
+            client.websocket_connect("/api/v1/acme/events/ws", headers=headers) as ws,
+        ):
             ws.receive_text()
         assert info.value.status_code == status

@@ -49,8 +49,9 @@ def test_lesson_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("TAEHWA_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("TAEHWA_SHARED_DATA", str(default_shared_data()))
     nb = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
-                                     resources={"metadata": {"path": str(path.parent)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
     client.execute()  # raises CellExecutionError with the failing cell and its traceback
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert str(tmp_path / "data") in outputs  # it used the directory it was given, not a running plant's

@@ -42,8 +42,11 @@ class S3Server:
         self.start()
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:  # an HTTP request, not a bare connection: the server is up once it answers one
@@ -57,8 +60,14 @@ class S3Server:
 
     @property
     def fs(self) -> pafs.S3FileSystem:
-        return pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{self.port}", scheme="http", region="us-east-1",
-                                 access_key="test", secret_key="test", allow_bucket_creation=True)
+        return pafs.S3FileSystem(
+            endpoint_override=f"127.0.0.1:{self.port}",
+            scheme="http",
+            region="us-east-1",
+            access_key="test",
+            secret_key="test",
+            allow_bucket_creation=True,
+        )
 
     def url(self, prefix: str = "city") -> str:
         return f"s3://taehwa/{prefix}?endpoint_override=127.0.0.1:{self.port}&scheme=http&region=us-east-1"
@@ -118,7 +127,8 @@ def test_store_on_s3_answers_like_a_local_one(s3: S3Server, tmp_path: Path) -> N
             lambda h: h.read("acme", ["p/1", "p/2"], T0, "2024-03-02"),
             lambda h: h.downsample("acme", ["p/1", "p/2"], T0, "2024-03-02", "1m", "avg,max,count"),
             lambda h: h.interpolate("acme", "p/1", T0, "2024-03-01T00:02:00Z", "7s", "linear"),
-            lambda h: h.latest("acme"))
+            lambda h: h.latest("acme"),
+        )
         for query in queries:
             assert query(remote).equals(query(local))
         assert values(remote, "p/1")[:3] == [1000.0, 1001.0, 1002.0]
@@ -148,8 +158,7 @@ def test_readers_anywhere_follow_the_bucket_with_a_bounded_cache(s3: S3Server, t
     writer.tenants.create("acme")
     # another machine: its own data folder, nothing shared but the bucket and the database; a cache too small
     # for more than one file at a time
-    reader = Historian(_settings(tmp_path / "r", historian_url=s3.url(), historian_cache_bytes=1, **db),
-                       follow=True)
+    reader = Historian(_settings(tmp_path / "r", historian_url=s3.url(), historian_cache_bytes=1, **db), follow=True)
     try:
         for day in range(3):
             writer.write("acme", series("p/1", 1000, f"2024-03-0{day + 1}T00:00:00Z", offset=day * 1000))
@@ -219,12 +228,10 @@ def test_writers_partitioned_by_tenant(tmp_path: Path) -> None:
     """Two writers share one store folder (a mounted share, here) and one database, each taking its tenants."""
     shared = tmp_path / "store"
     db = _shared_db(tmp_path)
-    a = Historian(_settings(tmp_path / "a", historian_url=str(shared), writer_tenants="acme", **db),
-                  background=False)
+    a = Historian(_settings(tmp_path / "a", historian_url=str(shared), writer_tenants="acme", **db), background=False)
     a.tenants.create("acme")
     a.tenants.create("beta")
-    b = Historian(_settings(tmp_path / "b", historian_url=str(shared), writer_tenants="beta", **db),
-                  background=False)
+    b = Historian(_settings(tmp_path / "b", historian_url=str(shared), writer_tenants="beta", **db), background=False)
     try:
         with pytest.raises(Conflict, match="another writer"):
             a.write("beta", series("q/1", 3))
@@ -240,8 +247,9 @@ def test_writers_partitioned_by_tenant(tmp_path: Path) -> None:
         b.flush()
         assert values(a, "q/1", "beta")[-1] == -5.0
         # a third writer given a tenant that is held is refused, and takes it once the holder closes
-        c = Historian(_settings(tmp_path / "c", historian_url=str(shared), writer_tenants="acme", **db),
-                      background=False)
+        c = Historian(
+            _settings(tmp_path / "c", historian_url=str(shared), writer_tenants="acme", **db), background=False
+        )
         try:
             with pytest.raises(Conflict, match="being written by"):
                 c.write("acme", series("p/1", 1))
@@ -267,15 +275,15 @@ def test_a_stale_writer_cannot_overwrite_a_newer_manifest(tmp_path: Path) -> Non
     behind is refused at its next commit instead of replacing the other's files."""
     shared = tmp_path / "store"
     db = _shared_db(tmp_path)
-    a = Historian(_settings(tmp_path / "a", historian_url=str(shared), writer_tenants="acme", **db),
-                  background=False)
+    a = Historian(_settings(tmp_path / "a", historian_url=str(shared), writer_tenants="acme", **db), background=False)
     a.tenants.create("acme")
     try:
         a.write("acme", series("p/1", 10))
         a.flush()
         (shared / "acme" / "writer.json").unlink()  # as if the lease had lapsed
-        b = Historian(_settings(tmp_path / "b", historian_url=str(shared), writer_tenants="acme", **db),
-                      background=False)
+        b = Historian(
+            _settings(tmp_path / "b", historian_url=str(shared), writer_tenants="acme", **db), background=False
+        )
         try:
             b.write("acme", series("p/1", 1, offset=99))
             b.flush()
@@ -325,8 +333,12 @@ def test_bad_storage_settings_are_named(tmp_path: Path) -> None:
 
 
 def _serve(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "taehwa", "serve", *args], env={**os.environ, **env},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "taehwa", "serve", *args],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _up(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> str:
@@ -347,13 +359,22 @@ def test_a_reader_node_on_another_machine(s3: S3Server, tmp_path: Path) -> None:
     db = _shared_db(tmp_path)["database_url"]
     common = {"TAEHWA_HISTORIAN_URL": s3.url(), "TAEHWA_DATABASE_URL": db, "TAEHWA_API_TOKEN": "tok"}
     primary_port, reader_port = free_port(), free_port()
-    primary = _serve({**common, "TAEHWA_DATA_DIR": str(tmp_path / "p"), "TAEHWA_PORT": str(primary_port),
-                      "TAEHWA_BUFFER_MAX_AGE_S": "0.5"})
+    primary = _serve(
+        {
+            **common,
+            "TAEHWA_DATA_DIR": str(tmp_path / "p"),
+            "TAEHWA_PORT": str(primary_port),
+            "TAEHWA_BUFFER_MAX_AGE_S": "0.5",
+        }
+    )
     reader = None
     try:
         primary_pid = _up(f"http://127.0.0.1:{primary_port}", primary)
-        reader = _serve({**common, "TAEHWA_DATA_DIR": str(tmp_path / "r"), "TAEHWA_PORT": str(reader_port)},
-                        "--follow", f"http://127.0.0.1:{primary_port}")
+        reader = _serve(
+            {**common, "TAEHWA_DATA_DIR": str(tmp_path / "r"), "TAEHWA_PORT": str(reader_port)},
+            "--follow",
+            f"http://127.0.0.1:{primary_port}",
+        )
         url = f"http://127.0.0.1:{reader_port}"
         reader_pid = _up(url, reader)
         assert reader_pid != primary_pid
@@ -366,16 +387,27 @@ def test_a_reader_node_on_another_machine(s3: S3Server, tmp_path: Path) -> None:
         got: list[dict[str, object]] = []
         deadline = time.monotonic() + 30
         while len(got) < 20 and time.monotonic() < deadline:  # after the primary's flush and a manifest read
-            r = httpx.get(f"{url}/api/v1/acme/points", params={"tags": "p/PT", "start": "2026-11-30",
-                                                               "end": "2026-12-01"}, headers=h)
+            r = httpx.get(
+                f"{url}/api/v1/acme/points",
+                params={"tags": "p/PT", "start": "2026-11-30", "end": "2026-12-01"},
+                headers=h,
+            )
             assert r.status_code == 200 and r.headers["x-taehwa-worker"] == reader_pid, r.text[:300]
             got = r.json()["points"]
             time.sleep(0.2)
         assert [p["value"] for p in got] == [float(k) for k in range(20)]
-        assert httpx.get(f"{url}/api/v1/acme/points", params={"tags": "p/PT", "start": "x", "end": "y"},
-                         headers=h).status_code == 422  # refusals are the reader's own
-        assert httpx.get(f"{url}/api/v1/acme/points", params={"tags": "p/PT", "start": "2026-11-30",
-                                                              "end": "2026-12-01"}).status_code == 401
+        assert (
+            httpx.get(
+                f"{url}/api/v1/acme/points", params={"tags": "p/PT", "start": "x", "end": "y"}, headers=h
+            ).status_code
+            == 422
+        )  # refusals are the reader's own
+        assert (
+            httpx.get(
+                f"{url}/api/v1/acme/points", params={"tags": "p/PT", "start": "2026-11-30", "end": "2026-12-01"}
+            ).status_code
+            == 401
+        )
     finally:
         for proc in (reader, primary):
             if proc is not None:
@@ -388,17 +420,22 @@ def test_a_reader_node_on_another_machine(s3: S3Server, tmp_path: Path) -> None:
 def test_reader_node_options_are_checked(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="http:// or https://"):
         load_settings(data_dir=tmp_path, follow_url="primary.city.local:8000")
-    run = subprocess.run([sys.executable, "-m", "taehwa", "serve", "--follow", "http://127.0.0.1:9", "--demo"],
-                         env={**os.environ, "TAEHWA_DATA_DIR": str(tmp_path)}, capture_output=True, text=True,
-                         timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-m", "taehwa", "serve", "--follow", "http://127.0.0.1:9", "--demo"],
+        env={**os.environ, "TAEHWA_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode != 0 and "without --demo" in run.stdout + run.stderr
 
 
 def test_a_writer_runs_only_its_own_tenants_connectors(tmp_path: Path) -> None:
     """Writers by tenant share one database of connector definitions: each runs only its own tenants'."""
     db = _shared_db(tmp_path)
-    p = Platform(_settings(tmp_path / "a", historian_url=str(tmp_path / "store"), writer_tenants="acme", **db),
-                 background=False)
+    p = Platform(
+        _settings(tmp_path / "a", historian_url=str(tmp_path / "store"), writer_tenants="acme", **db), background=False
+    )
     try:
         for tenant in ("acme", "beta"):
             p.tenants.create(tenant)
@@ -421,8 +458,14 @@ def test_writer_nodes_pass_each_other_their_tenants_requests(tmp_path: Path) -> 
     try:
         pids = {}
         for tenant, port in ports.items():
-            procs[tenant] = _serve({**common, "TAEHWA_DATA_DIR": str(tmp_path / tenant), "TAEHWA_PORT": str(port),
-                                    "TAEHWA_WRITER_TENANTS": tenant})
+            procs[tenant] = _serve(
+                {
+                    **common,
+                    "TAEHWA_DATA_DIR": str(tmp_path / tenant),
+                    "TAEHWA_PORT": str(port),
+                    "TAEHWA_WRITER_TENANTS": tenant,
+                }
+            )
             pids[tenant] = _up(f"http://127.0.0.1:{port}", procs[tenant])
         a = f"http://127.0.0.1:{ports['acme']}"
         for tenant in ports:
@@ -431,24 +474,35 @@ def test_writer_nodes_pass_each_other_their_tenants_requests(tmp_path: Path) -> 
         lease = json.loads((tmp_path / "store" / "beta" / "writer.json").read_text())
         assert lease["url"] == f"http://127.0.0.1:{ports['beta']}"
         b = f"http://127.0.0.1:{ports['beta']}"
-        assert httpx.post(f"{b}/api/v1/beta/points", json=[{"tag": "q", "time": "2026-11-30T00:00:00Z", "value": 0}],
-                          headers=h).status_code == 200
+        assert (
+            httpx.post(
+                f"{b}/api/v1/beta/points", json=[{"tag": "q", "time": "2026-11-30T00:00:00Z", "value": 0}], headers=h
+            ).status_code
+            == 200
+        )
         for k in range(1, 6):  # through acme's node, for beta: answered by beta's writer
-            r = httpx.post(f"{a}/api/v1/beta/points", json=[{"tag": "q", "time": f"2026-11-30T00:00:0{k}Z",
-                                                            "value": k}], headers=h)
+            r = httpx.post(
+                f"{a}/api/v1/beta/points", json=[{"tag": "q", "time": f"2026-11-30T00:00:0{k}Z", "value": k}], headers=h
+            )
             assert r.status_code == 200 and r.headers["x-taehwa-worker"] == pids["beta"], r.text
-        r = httpx.get(f"{a}/api/v1/beta/points", params={"tags": "q", "start": "2026-11-30", "end": "2026-12-01"},
-                      headers=h)
+        r = httpx.get(
+            f"{a}/api/v1/beta/points", params={"tags": "q", "start": "2026-11-30", "end": "2026-12-01"}, headers=h
+        )
         assert r.headers["x-taehwa-worker"] == pids["beta"]
         assert [p["value"] for p in r.json()["points"]] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]  # read-your-writes
-        r = httpx.post(f"{a}/api/v1/acme/points", json=[{"tag": "p", "time": "2026-11-30T00:00:00Z", "value": 7}],
-                       headers=h)
+        r = httpx.post(
+            f"{a}/api/v1/acme/points", json=[{"tag": "p", "time": "2026-11-30T00:00:00Z", "value": 7}], headers=h
+        )
         assert r.status_code == 200 and r.headers["x-taehwa-worker"] == pids["acme"]  # its own: answered there
         # refusals come back from the tenant's writer as they are
         r = httpx.post(f"{a}/api/v1/beta/points", json=[{"tag": "q", "time": "not a time", "value": 1}], headers=h)
         assert r.status_code == 422 and r.headers["x-taehwa-worker"] == pids["beta"]
-        assert httpx.get(f"{a}/api/v1/beta/points", params={"tags": "q", "start": "2026-11-30",
-                                                            "end": "2026-12-01"}).status_code == 401
+        assert (
+            httpx.get(
+                f"{a}/api/v1/beta/points", params={"tags": "q", "start": "2026-11-30", "end": "2026-12-01"}
+            ).status_code
+            == 401
+        )
         # live streams of beta's twin, opened through acme's node, are relayed from beta's writer
         from websockets.sync.client import connect
 
@@ -475,8 +529,11 @@ def test_writer_nodes_pass_each_other_their_tenants_requests(tmp_path: Path) -> 
         sse.join(15)
         assert any("yard-1" in line for line in seen)
         # a request already routed once is answered where it lands: a write for another's tenant is refused
-        r = httpx.post(f"{a}/api/v1/beta/points", json=[{"tag": "q", "time": "2026-11-30T00:00:09Z", "value": 9}],
-                       headers={**h, "X-Taehwa-Routed": "1"})
+        r = httpx.post(
+            f"{a}/api/v1/beta/points",
+            json=[{"tag": "q", "time": "2026-11-30T00:00:09Z", "value": 9}],
+            headers={**h, "X-Taehwa-Routed": "1"},
+        )
         assert r.status_code == 409 and "another writer" in r.text
     finally:
         for proc in procs.values():

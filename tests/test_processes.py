@@ -27,10 +27,16 @@ FOLLOWER = "taehwa.api.workers"
 def _serve(tmp_path: Path, workers: int) -> tuple[str, subprocess.Popen[bytes]]:
     """`taehwa serve` with `workers` API processes, once all of them answer."""
     port = free_port()
-    env = {**os.environ, "TAEHWA_DATA_DIR": str(tmp_path / "data"), "TAEHWA_PORT": str(port),
-           "TAEHWA_API_TOKEN": "tok", "TAEHWA_WORKERS": str(workers)}
-    proc = subprocess.Popen([sys.executable, "-m", "taehwa", "serve"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "TAEHWA_DATA_DIR": str(tmp_path / "data"),
+        "TAEHWA_PORT": str(port),
+        "TAEHWA_API_TOKEN": "tok",
+        "TAEHWA_WORKERS": str(workers),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "taehwa", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
     if len(_workers(url, workers, 90)) != workers:
         proc.kill()
@@ -57,8 +63,9 @@ def test_followers_end_when_the_primary_is_killed(tmp_path: Path, stopped: list[
     assert len(first) == 2, first
     os.kill(first[0], signal.SIGKILL)  # its replacement is started by the primary's watch thread, not the main one
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (len(children(primary.pid, FOLLOWER)) != 2
-                                           or first[0] in children(primary.pid, FOLLOWER)):
+    while time.monotonic() < deadline and (
+        len(children(primary.pid, FOLLOWER)) != 2 or first[0] in children(primary.pid, FOLLOWER)
+    ):
         time.sleep(0.1)
     followers = children(primary.pid, FOLLOWER)
     assert len(followers) == 2 and first[0] not in followers and first[1] in followers
@@ -70,8 +77,7 @@ def test_followers_end_when_the_primary_is_killed(tmp_path: Path, stopped: list[
     print(f"followers gone {seconds:.2f} s after the primary was killed")
 
 
-def test_a_stopped_primary_waits_for_its_followers(tmp_path: Path,
-                                                  stopped: list[subprocess.Popen[bytes]]) -> None:
+def test_a_stopped_primary_waits_for_its_followers(tmp_path: Path, stopped: list[subprocess.Popen[bytes]]) -> None:
     _, primary = _serve(tmp_path, 2)
     stopped.append(primary)
     followers = children(primary.pid, FOLLOWER)
@@ -86,17 +92,36 @@ def test_a_connector_worker_ends_with_its_server_though_its_input_stays_open(tmp
     # end this test also holds (as a process that inherited it would), so the input does not close with the server
     read, write = os.pipe()
     server = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from taehwa.connectors.process import start_process; "
-         "print(start_process(stdin=int(sys.argv[1])).pid, flush=True); time.sleep(120)", str(read)],
-        pass_fds=(read,), stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from taehwa.connectors.process import start_process; "
+            "print(start_process(stdin=int(sys.argv[1])).pid, flush=True); time.sleep(120)",
+            str(read),
+        ],
+        pass_fds=(read,),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     os.close(read)
     try:
         assert server.stdout is not None
         worker = int(server.stdout.readline())
-        spec = {"protocol": "modbus", "name": "plc", "host": "127.0.0.1", "port": free_port(),
-                "items": [{"address": 0, "tag": "plc/x"}]}  # nothing listens there: it keeps trying
-        job = {"tenant": "acme", "spec": spec, "folder": str(tmp_path / "queue"),
-               "earliest_time": "1970-01-01T00:00:00Z", "future_tolerance_s": 3600.0, "log_level": 30}
+        spec = {
+            "protocol": "modbus",
+            "name": "plc",
+            "host": "127.0.0.1",
+            "port": free_port(),
+            "items": [{"address": 0, "tag": "plc/x"}],
+        }  # nothing listens there: it keeps trying
+        job = {
+            "tenant": "acme",
+            "spec": spec,
+            "folder": str(tmp_path / "queue"),
+            "earliest_time": "1970-01-01T00:00:00Z",
+            "future_tolerance_s": 3600.0,
+            "log_level": 30,
+        }
         os.write(write, (json.dumps(job) + "\n").encode())
         time.sleep(1.0)
         assert alive(worker)  # runs while its server does

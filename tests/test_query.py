@@ -25,8 +25,14 @@ def filled(hist: Historian) -> tuple[Historian, np.ndarray, np.ndarray]:
 
 def test_downsample_matches_numpy(filled: tuple[Historian, np.ndarray, np.ndarray]) -> None:
     hist, t, v = filled
-    out = hist.downsample("acme", "p/1", "2024-03-01T00:00:00Z", "2024-03-01T00:10:00Z", "1m",
-                          ["avg", "min", "max", "sum", "count", "first", "last", "stddev"])
+    out = hist.downsample(
+        "acme",
+        "p/1",
+        "2024-03-01T00:00:00Z",
+        "2024-03-01T00:10:00Z",
+        "1m",
+        ["avg", "min", "max", "sum", "count", "first", "last", "stddev"],
+    )
     assert out.num_rows == 10
     bucket = (t - T0) // 60_000_000
     for row in out.to_pylist():
@@ -41,8 +47,14 @@ def test_downsample_matches_numpy(filled: tuple[Historian, np.ndarray, np.ndarra
 
 def test_time_weighted_average(hist: Historian) -> None:
     # 0 for 10 s, then 10 for 50 s: the mean of the two samples is 5, the time-weighted mean 8.33
-    hist.write("acme", [("p/1", "2024-03-01T00:00:00Z", 0.0), ("p/1", "2024-03-01T00:00:10Z", 10.0),
-                        ("p/1", "2024-03-01T00:01:00Z", 10.0)])
+    hist.write(
+        "acme",
+        [
+            ("p/1", "2024-03-01T00:00:00Z", 0.0),
+            ("p/1", "2024-03-01T00:00:10Z", 10.0),
+            ("p/1", "2024-03-01T00:01:00Z", 10.0),
+        ],
+    )
     out = hist.downsample("acme", "p/1", "2024-03-01T00:00:00Z", "2024-03-01T00:02:00Z", "1m", "avg,twa")
     first = out.to_pylist()[0]
     assert first["avg"] == pytest.approx(5.0)

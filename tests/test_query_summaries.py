@@ -20,8 +20,13 @@ def _day(day: int, tags: int = 3, step_s: int = 10, offset: float = 0.0) -> pa.T
     t0 = np.datetime64(T0.replace(tzinfo=None), "us") + np.timedelta64(day, "D")
     times = t0 + (np.arange(n) * step_s * 1_000_000).astype("timedelta64[us]")
     rng = np.random.default_rng(day)
-    return pa.table({"tag": np.repeat([f"s/t{i}" for i in range(tags)], n), "time": pa.array(np.tile(times, tags)),
-                     "value": rng.normal(10, 3, n * tags) + offset})
+    return pa.table(
+        {
+            "tag": np.repeat([f"s/t{i}" for i in range(tags)], n),
+            "time": pa.array(np.tile(times, tags)),
+            "value": rng.normal(10, 3, n * tags) + offset,
+        }
+    )
 
 
 def _both(hist: Historian, tags: list[str], start: datetime, end: datetime, every: str) -> tuple[pa.Table, pa.Table]:

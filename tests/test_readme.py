@@ -30,8 +30,10 @@ README = ROOT / "README.md"
 MARK = "<!-- readme-test -->"
 PASSWORD = "Kim-engineer-2026!"  # typed at `--password` prompts (twice: the confirmation)
 
-pytestmark = [pytest.mark.skipif(POSTGRES, reason="the journey runs on make run's embedded SQLite"),
-              pytest.mark.timeout(900)]
+pytestmark = [
+    pytest.mark.skipif(POSTGRES, reason="the journey runs on make run's embedded SQLite"),
+    pytest.mark.timeout(900),
+]
 
 
 @dataclass
@@ -49,7 +51,7 @@ def marked_blocks(text: str) -> list[tuple[int, list[str]]]:
         if line.strip() == MARK:
             assert lines[i + 1].startswith("```bash"), f"README.md:{i + 1}: the marker stands before a ```bash block"
             end = next(j for j in range(i + 2, len(lines)) if lines[j].startswith("```"))
-            out.append((i + 3, lines[i + 2:end]))
+            out.append((i + 3, lines[i + 2 : end]))
     return out
 
 
@@ -80,8 +82,15 @@ def test_the_readme_marks_the_tour_and_the_journeys() -> None:
     silently go away)."""
     blocks = marked_blocks(README.read_text())
     texts = ["\n".join(lines) for _, lines in blocks]
-    for needle in ("taehwa tags latest", "taehwa twin state", "taehwa admin token", "/grants",
-                   "taehwa lab models promote", "taehwa live alerts ack", "taehwa academy submit"):
+    for needle in (
+        "taehwa tags latest",
+        "taehwa twin state",
+        "taehwa admin token",
+        "/grants",
+        "taehwa lab models promote",
+        "taehwa live alerts ack",
+        "taehwa academy submit",
+    ):
         assert any(needle in t for t in texts), needle
 
 
@@ -102,8 +111,7 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAEHWA_")}
     env.update(TAEHWA_PORT=str(port), TAEHWA_DEMO_OPCUA_PORT="0", COLUMNS="120", PYTHONUNBUFFERED="1")
     taehwa = str(folder / ".venv" / "bin" / "taehwa")
-    load = subprocess.run([taehwa, "demo", "load"], cwd=folder, env=env, capture_output=True, text=True,
-                          timeout=600)
+    load = subprocess.run([taehwa, "demo", "load"], cwd=folder, env=env, capture_output=True, text=True, timeout=600)
     assert load.returncode == 0, load.stdout[-2000:] + load.stderr[-2000:]
     assert "each with the platform's baseline on its board" in " ".join(load.stdout.split())
     assert (folder / "taehwa-data" / "dev-token").is_file()  # relative to the folder it ran in
@@ -143,8 +151,12 @@ def _script(cmds: list[Command], port: int, out: Path) -> str:
 
 
 def test_the_readme_runs_as_written(clone: dict[str, Any]) -> None:
-    cmds = [c for first, lines in marked_blocks(README.read_text()) for c in commands(first, lines)
-            if not c.text.startswith("make run")]
+    cmds = [
+        c
+        for first, lines in marked_blocks(README.read_text())
+        for c in commands(first, lines)
+        if not c.text.startswith("make run")
+    ]
     assert len(cmds) > 40
     _wait_for_an_alert(clone)  # the live block acknowledges one: the replayed pump raises them within seconds
     out = clone["folder"] / "readme-out"

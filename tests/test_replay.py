@@ -39,9 +39,12 @@ def test_file_source_pivots_points_into_rows(tmp_path: Path) -> None:
 def test_replay_over_opcua_and_mqtt_reaches_the_historian(platform: Platform, tmp_path: Path) -> None:
     broker = Broker(tmp_path)
     broker.start()
-    session = ReplaySession(load_sources(str(plant_file(tmp_path)), tmp_path), speed=30.0,
-                            opcua_endpoint=f"opc.tcp://127.0.0.1:{free_port()}/taehwa/",
-                            mqtt=f"127.0.0.1:{broker.port}")
+    session = ReplaySession(
+        load_sources(str(plant_file(tmp_path)), tmp_path),
+        speed=30.0,
+        opcua_endpoint=f"opc.tcp://127.0.0.1:{free_port()}/taehwa/",
+        mqtt=f"127.0.0.1:{broker.port}",
+    )
     try:
         session.start()
         opc, mqtt = session.connectors()
@@ -52,8 +55,9 @@ def test_replay_over_opcua_and_mqtt_reaches_the_historian(platform: Platform, tm
         def seen(tag: str) -> set[float]:
             platform.historian.flush()
             try:
-                return set(platform.historian.read("acme", [tag], "2000-01-01", "2100-01-01").column("value")
-                           .to_pylist())
+                return set(
+                    platform.historian.read("acme", [tag], "2000-01-01", "2100-01-01").column("value").to_pylist()
+                )
             except Exception:
                 return set()
 
@@ -70,8 +74,21 @@ def test_replay_cli_serves_and_writes_connectors(tmp_path: Path, monkeypatch: py
     runner = CliRunner()
     out = tmp_path / "replay-connectors.yaml"
     t0 = time.monotonic()
-    r = runner.invoke(app, ["replay", str(plant_file(tmp_path)), "--port", str(free_port()), "--speed", "10",
-                            "--duration", "1", "--connector-file", str(out)])
+    r = runner.invoke(
+        app,
+        [
+            "replay",
+            str(plant_file(tmp_path)),
+            "--port",
+            str(free_port()),
+            "--speed",
+            "10",
+            "--duration",
+            "1",
+            "--connector-file",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "OPC UA: opc.tcp://127.0.0.1:" in r.output and time.monotonic() - t0 >= 1
     doc = yaml.safe_load(out.read_text())["connectors"]
@@ -89,8 +106,9 @@ def test_replay_refuses_bad_input(tmp_path: Path) -> None:
     assert r.exit_code != 0 and "bad.csv" in r.output
     r = runner.invoke(app, ["replay", str(plant_file(tmp_path)), "--port", "0", "--duration", "0.1"])
     assert r.exit_code != 0 and "nothing to serve on" in r.output
-    r = runner.invoke(app, ["replay", str(plant_file(tmp_path)), "--port", "0", "--mqtt", "nohost",
-                            "--duration", "0.1"])
+    r = runner.invoke(
+        app, ["replay", str(plant_file(tmp_path)), "--port", "0", "--mqtt", "nohost", "--duration", "0.1"]
+    )
     assert r.exit_code != 0 and "host:port" in r.output
 
 
@@ -103,12 +121,14 @@ def test_replay_refuses_a_taken_port_and_starts_nothing_on_a_bad_broker(tmp_path
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        session = ReplaySession(load_sources(str(plant_file(tmp_path)), tmp_path), 1.0,
-                                f"opc.tcp://127.0.0.1:{port}/taehwa/")
+        session = ReplaySession(
+            load_sources(str(plant_file(tmp_path)), tmp_path), 1.0, f"opc.tcp://127.0.0.1:{port}/taehwa/"
+        )
         with pytest.raises(Unavailable, match="cannot listen"):
             session.start()
-    session = ReplaySession(load_sources(str(plant_file(tmp_path)), tmp_path), 1.0,
-                            "opc.tcp://127.0.0.1:0/taehwa/", mqtt="nohost")
+    session = ReplaySession(
+        load_sources(str(plant_file(tmp_path)), tmp_path), 1.0, "opc.tcp://127.0.0.1:0/taehwa/", mqtt="nohost"
+    )
     with pytest.raises(InvalidInput, match="host:port"):
         session.start()
     assert session.server is None  # refused before the OPC UA server started

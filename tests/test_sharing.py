@@ -23,8 +23,12 @@ def shared(platform: Platform) -> Platform:
     platform.tenants.create("uni")
     rows = [(f"cdu/p{k}", f"2024-03-01T00:00:{i:02d}Z", float(10 * k + i)) for k in (1, 2) for i in range(20)]
     platform.historian.write("acme", [*rows, ("secret/recipe", T0, 42.0)])
-    for user, tenant, role in [("boss", "acme", "tenant_admin"), ("op", "acme", "viewer"),
-                               ("prof", "uni", "researcher"), ("spy", "rival", "tenant_admin")]:
+    for user, tenant, role in [
+        ("boss", "acme", "tenant_admin"),
+        ("op", "acme", "viewer"),
+        ("prof", "uni", "researcher"),
+        ("spy", "rival", "tenant_admin"),
+    ]:
         platform.identity.create_user(user)
         platform.identity.set_role(user, tenant, role)
     return platform
@@ -102,12 +106,16 @@ def test_revoke_expiry_and_who_may(shared: Platform) -> None:
 def test_sharing_over_http(shared: Platform, client: TestClient) -> None:
     boss = {"Authorization": "Bearer " + shared.identity.create_token("boss", "t")[0]}
     prof = {"Authorization": "Bearer " + shared.identity.create_token("prof", "t")[0]}
-    r = client.post("/api/v1/acme/grants", headers=boss, json={"grantee": "uni", "tags": ["cdu/p1"], "start": T0,
-                                                                "end": "2024-03-02", "days": 7})
+    r = client.post(
+        "/api/v1/acme/grants",
+        headers=boss,
+        json={"grantee": "uni", "tags": ["cdu/p1"], "start": T0, "end": "2024-03-02", "days": 7},
+    )
     assert r.status_code == 201, r.text
     gid = r.json()["id"]
-    r = client.get(f"/api/v1/uni/shared/{gid}/points", headers=prof,
-                   params={"tags": "cdu/p1", "start": T0, "end": "2024-03-02"})
+    r = client.get(
+        f"/api/v1/uni/shared/{gid}/points", headers=prof, params={"tags": "cdu/p1", "start": T0, "end": "2024-03-02"}
+    )
     assert r.status_code == 200 and r.json()["count"] == 20
     assert client.get("/api/v1/acme/grants", headers=boss).json()["given"][0]["id"] == gid
     assert client.get(f"/api/v1/acme/shared/{gid}/tags", headers=prof).status_code == 403

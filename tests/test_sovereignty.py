@@ -45,8 +45,10 @@ def test_demo_end_to_end_opens_only_loopback_sockets(platform: Platform) -> None
     try:
         replayer = start_demo(platform, default_shared_data(), speed=600, port=0)  # OPC UA on loopback
         try:
-            with serving(platform) as url, httpx.Client(base_url=url, timeout=10,
-                                                        headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+            with (
+                serving(platform) as url,
+                httpx.Client(base_url=url, timeout=10, headers={"Authorization": f"Bearer {TOKEN}"}) as http,
+            ):
                 assert http.get("/healthz").status_code == 200
                 assert http.get("/api/v1/demo/assets", params={"type": "TurbofanEngine"}).json()["total"] == 100
                 with http.stream("GET", "/api/v1/demo/events", params={"kinds": "values"}) as resp:

@@ -25,16 +25,25 @@ DAY0 = datetime(2026, 3, 1, tzinfo=UTC)
 def _points(tag: str, day: int, n: int = 1440, step_s: int = 60, offset: float = 0.0) -> pa.Table:
     t0 = DAY0 + timedelta(days=day)
     times = [t0 + timedelta(seconds=step_s * i) for i in range(n)]
-    return pa.table({"tag": [tag] * n, "time": pa.array(times, pa.timestamp("us", "UTC")),
-                     "value": np.arange(n, dtype=float) + offset})
+    return pa.table(
+        {
+            "tag": [tag] * n,
+            "time": pa.array(times, pa.timestamp("us", "UTC")),
+            "value": np.arange(n, dtype=float) + offset,
+        }
+    )
 
 
 @pytest.fixture
 def sql(platform: Platform) -> Iterator[tuple[Platform, int]]:
     hist = platform.historian
     for day in range(3):
-        hist.write("acme", pa.concat_tables([_points("cdu/flow", day, offset=day * 10_000),
-                                             _points("cdu/temp", day, n=144, step_s=600)]))
+        hist.write(
+            "acme",
+            pa.concat_tables(
+                [_points("cdu/flow", day, offset=day * 10_000), _points("cdu/temp", day, n=144, step_s=600)]
+            ),
+        )
     hist.write("rival", _points("secret/flow", 0))
     hist.flush()
     port = platform.sql_port()
@@ -44,24 +53,29 @@ def sql(platform: Platform) -> Iterator[tuple[Platform, int]]:
 
 
 def connect(port: int, tenant: str = "acme", password: str = TOKEN, user: str = "grafana") -> psycopg.Connection:
-    return psycopg.connect(host="127.0.0.1", port=port, dbname=tenant, user=user, password=password,
-                           connect_timeout=10, autocommit=True)
+    return psycopg.connect(
+        host="127.0.0.1", port=port, dbname=tenant, user=user, password=password, connect_timeout=10, autocommit=True
+    )
 
 
 def test_tag_day_query_over_psycopg(sql: tuple[Platform, int]) -> None:
     _, port = sql
     with connect(port) as con:
-        rows = con.execute("SELECT count(*), min(value), max(value), min(time) FROM points "
-                           "WHERE tag = 'cdu/flow' AND time >= '2026-03-02T00:00:00Z' "
-                           "AND time < '2026-03-03T00:00:00Z'").fetchall()
+        rows = con.execute(
+            "SELECT count(*), min(value), max(value), min(time) FROM points "
+            "WHERE tag = 'cdu/flow' AND time >= '2026-03-02T00:00:00Z' "
+            "AND time < '2026-03-03T00:00:00Z'"
+        ).fetchall()
         assert rows == [(1440, 10_000.0, 11_439.0, datetime(2026, 3, 2))]
         tags = con.execute("SELECT tag FROM tags ORDER BY tag").fetchall()
         assert tags == [("cdu/flow",), ("cdu/temp",)]
         latest = con.execute("SELECT tag, value FROM latest ORDER BY tag").fetchall()
         assert latest == [("cdu/flow", 21_439.0), ("cdu/temp", 143.0)]
         # parameters bound by the driver (the extended protocol)
-        got = con.execute("SELECT count(*) FROM points WHERE tag = %s AND time >= %s AND time < %s",
-                          ["cdu/temp", DAY0, DAY0 + timedelta(days=1)]).fetchone()
+        got = con.execute(
+            "SELECT count(*) FROM points WHERE tag = %s AND time >= %s AND time < %s",
+            ["cdu/temp", DAY0, DAY0 + timedelta(days=1)],
+        ).fetchone()
         assert got == (144,)
 
 
@@ -74,9 +88,11 @@ def test_a_tag_day_query_reads_only_that_days_file(sql: tuple[Platform, int]) ->
         for f in (root / f"day={day}").glob("*.parquet"):
             f.write_bytes(b"not parquet" * 10)
     with connect(port) as con:
-        grafana = ("SELECT floor(extract(epoch from time)/60)*60 AS \"time\", avg(value) AS \"value\" FROM points "
-                   "WHERE time BETWEEN '2026-03-02T00:00:00Z' AND '2026-03-02T23:59:59.999Z' AND tag = 'cdu/flow' "
-                   "GROUP BY 1 ORDER BY 1")
+        grafana = (
+            'SELECT floor(extract(epoch from time)/60)*60 AS "time", avg(value) AS "value" FROM points '
+            "WHERE time BETWEEN '2026-03-02T00:00:00Z' AND '2026-03-02T23:59:59.999Z' AND tag = 'cdu/flow' "
+            "GROUP BY 1 ORDER BY 1"
+        )
         rows = con.execute(grafana).fetchall()
         assert len(rows) == 1440 and rows[0] == (DAY0.timestamp() + 86_400, 10_000.0)
         with pytest.raises(psycopg.Error) as err:
@@ -92,21 +108,25 @@ def test_grafana_query_shapes(sql: tuple[Platform, int]) -> None:
     with connect(port) as con:
         assert con.execute("SELECT 1").fetchall() == [(1,)]
         series = con.execute(
-            "SELECT floor(extract(epoch from time)/3600)*3600 AS \"time\", tag AS metric, max(value) AS value "
+            'SELECT floor(extract(epoch from time)/3600)*3600 AS "time", tag AS metric, max(value) AS value '
             "FROM points WHERE time BETWEEN '2026-03-01T00:00:00Z' AND '2026-03-01T23:59:59Z' "
-            "AND tag IN ('cdu/flow', 'cdu/temp') GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
+            "AND tag IN ('cdu/flow', 'cdu/temp') GROUP BY 1, 2 ORDER BY 1, 2"
+        ).fetchall()
         assert len(series) == 48 and series[0] == (DAY0.timestamp(), "cdu/flow", 59.0)
-        want = platform.historian.downsample("acme", ["cdu/flow", "cdu/temp"], DAY0, DAY0 + timedelta(days=1),
-                                             "1h", "max")
+        want = platform.historian.downsample(
+            "acme", ["cdu/flow", "cdu/temp"], DAY0, DAY0 + timedelta(days=1), "1h", "max"
+        )
         assert sorted(v for _, _, v in series) == sorted(want.column("max").to_pylist())
         variables = con.execute("SELECT tag AS __text, tag AS __value FROM tags ORDER BY 1").fetchall()
         assert [v[0] for v in variables] == ["cdu/flow", "cdu/temp"]
         table = con.execute("SELECT tag, time, value FROM latest WHERE tag LIKE 'cdu/%' ORDER BY tag").fetchall()
         assert table[0][0] == "cdu/flow" and table[0][1] == datetime(2026, 3, 3, 23, 59)
         # $__timeGroup with a time_bucket spelling and $__timeFrom()/$__timeTo() as timestamps
-        rows = con.execute("SELECT time_bucket(INTERVAL '15 minutes', time) AS time, avg(value) FROM points "
-                           "WHERE time >= '2026-03-03T00:00:00Z'::timestamp AND time < '2026-03-03T01:00:00Z' "
-                           "AND tag = 'cdu/flow' GROUP BY 1 ORDER BY 1").fetchall()
+        rows = con.execute(
+            "SELECT time_bucket(INTERVAL '15 minutes', time) AS time, avg(value) FROM points "
+            "WHERE time >= '2026-03-03T00:00:00Z'::timestamp AND time < '2026-03-03T01:00:00Z' "
+            "AND tag = 'cdu/flow' GROUP BY 1 ORDER BY 1"
+        ).fetchall()
         assert [r[1] for r in rows] == [20_007.0, 20_022.0, 20_037.0, 20_052.0]
 
 
@@ -115,15 +135,20 @@ def test_historian_functions_in_sql(sql: tuple[Platform, int]) -> None:
     hist = platform.historian
     start, end = DAY0, DAY0 + timedelta(days=2)
     with connect(port) as con:
-        got = con.execute("SELECT tag, time, value FROM downsample('cdu/flow,cdu/temp', '2026-03-01', "
-                          "'2026-03-03', '6h', agg := 'twa') ORDER BY tag, time").fetchall()
+        got = con.execute(
+            "SELECT tag, time, value FROM downsample('cdu/flow,cdu/temp', '2026-03-01', "
+            "'2026-03-03', '6h', agg := 'twa') ORDER BY tag, time"
+        ).fetchall()
         want = hist.downsample("acme", ["cdu/flow", "cdu/temp"], start, end, "6h", "twa")
         assert [r[2] for r in got] == pytest.approx(want.column("twa").to_pylist())
         assert got[0][:2] == ("cdu/flow", datetime(2026, 3, 1))
-        got = con.execute("SELECT value, quality FROM interpolate('cdu/temp', TIMESTAMP '2026-03-01 00:05:00', "
-                          "TIMESTAMP '2026-03-01 01:05:00', '10m', method := 'linear')").fetchall()
-        want = hist.interpolate("acme", "cdu/temp", DAY0 + timedelta(minutes=5), DAY0 + timedelta(minutes=65),
-                                "10m", "linear")
+        got = con.execute(
+            "SELECT value, quality FROM interpolate('cdu/temp', TIMESTAMP '2026-03-01 00:05:00', "
+            "TIMESTAMP '2026-03-01 01:05:00', '10m', method := 'linear')"
+        ).fetchall()
+        want = hist.interpolate(
+            "acme", "cdu/temp", DAY0 + timedelta(minutes=5), DAY0 + timedelta(minutes=65), "10m", "linear"
+        )
         assert [r[0] for r in got] == want.column("value").to_pylist() == [0.5 + i for i in range(7)]
         with pytest.raises(psycopg.Error, match="unknown aggregate"):
             con.execute("SELECT * FROM downsample('cdu/flow', '2026-03-01', '2026-03-02', '1h', agg := 'median')")
@@ -190,12 +215,14 @@ def test_sign_in_tenants_and_roles(sql: tuple[Platform, int]) -> None:
             ident.revoke_token(info.id)
         with pytest.raises(psycopg.Error, match="revoked"):
             con.execute("SELECT 1")
-    refused = [dict(tenant="rival", user="kim", password="correct horse battery"),  # no role in rival
-               dict(user="lee", password="another long password"),  # no role in acme
-               dict(user="kim", password="wrong password"),
-               dict(password=token),  # revoked
-               dict(tenant="../etc", password=TOKEN),
-               dict(tenant="nosuch", password=TOKEN)]
+    refused = [
+        dict(tenant="rival", user="kim", password="correct horse battery"),  # no role in rival
+        dict(user="lee", password="another long password"),  # no role in acme
+        dict(user="kim", password="wrong password"),
+        dict(password=token),  # revoked
+        dict(tenant="../etc", password=TOKEN),
+        dict(tenant="nosuch", password=TOKEN),
+    ]
     for kwargs in refused:
         with pytest.raises(psycopg.OperationalError):
             connect(port, **kwargs).close()
@@ -223,14 +250,37 @@ def test_psql(sql: tuple[Platform, int]) -> None:
     if psql is None:
         pytest.skip("psql is not installed (apt-get install postgresql-client)")
     env = {**os.environ, "PGPASSWORD": TOKEN, "PGCONNECT_TIMEOUT": "10"}
-    run = subprocess.run([psql, "-h", "127.0.0.1", "-p", str(port), "-U", "grafana", "-d", "acme", "-At",
-                          "-c", "SELECT tag, count(*) FROM points GROUP BY tag ORDER BY tag"],
-                         env=env, capture_output=True, text=True, timeout=30, check=False)
+    run = subprocess.run(
+        [
+            psql,
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-U",
+            "grafana",
+            "-d",
+            "acme",
+            "-At",
+            "-c",
+            "SELECT tag, count(*) FROM points GROUP BY tag ORDER BY tag",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["cdu/flow|4320", "cdu/temp|432"]
-    run = subprocess.run([psql, "-h", "127.0.0.1", "-p", str(port), "-U", "grafana", "-d", "acme", "-At",
-                          "-c", "DROP VIEW points"], env=env, capture_output=True, text=True, timeout=30,
-                         check=False)
+    run = subprocess.run(
+        [psql, "-h", "127.0.0.1", "-p", str(port), "-U", "grafana", "-d", "acme", "-At", "-c", "DROP VIEW points"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert run.returncode != 0 and "read-only" in run.stderr
 
 
@@ -239,19 +289,46 @@ def test_tls_when_the_server_has_a_certificate(tmp_path: Path) -> None:
     if openssl is None:
         pytest.skip("openssl is not installed")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     from taehwa.core.settings import Settings
 
-    platform = Platform(Settings(data_dir=tmp_path / "data", api_token=TOKEN, tls_cert=cert, tls_key=key),
-                        background=False)
+    platform = Platform(
+        Settings(data_dir=tmp_path / "data", api_token=TOKEN, tls_cert=cert, tls_key=key), background=False
+    )
     try:
         platform.tenants.create("acme")
         port = platform.sql_port()
         number = port.start("127.0.0.1", 0)
         try:
-            with psycopg.connect(host="127.0.0.1", port=number, dbname="acme", user="x", password=TOKEN,
-                                 sslmode="require", autocommit=True) as con:
+            with psycopg.connect(
+                host="127.0.0.1",
+                port=number,
+                dbname="acme",
+                user="x",
+                password=TOKEN,
+                sslmode="require",
+                autocommit=True,
+            ) as con:
                 assert con.pgconn.ssl_in_use
                 assert con.execute("SELECT count(*) FROM tags").fetchone() == (0,)
         finally:

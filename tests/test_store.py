@@ -233,10 +233,26 @@ def test_rewrites_are_resolved_per_day_whatever_else_is_buffered(hist: Historian
     hist.write("acme", [("other/tag", from_us(t0 + 5 * day), 9.0)])  # buffered points of another tag and day
     got = hist.read("acme", ["p/1"], from_us(t0), from_us(t0 + 3 * day))
     assert got.num_rows == 15
-    assert got.column("value").to_pylist() == [0.0, 1.0, 2.0, 3.0, 4.0, 100.0, 101.0, -1.0, 103.0, 104.0,
-                                               200.0, 201.0, 202.0, 203.0, 204.0]
+    assert got.column("value").to_pylist() == [
+        0.0,
+        1.0,
+        2.0,
+        3.0,
+        4.0,
+        100.0,
+        101.0,
+        -1.0,
+        103.0,
+        104.0,
+        200.0,
+        201.0,
+        202.0,
+        203.0,
+        204.0,
+    ]
     hist.flush()  # day 2 now has two files
     again = hist.query("acme", ["p/1"], from_us(t0), from_us(t0 + 3 * day), every="1d", agg="count")
     assert again.column("count").to_pylist() == [5, 5, 5]
-    assert hist.query("acme", ["p/1"], from_us(t0 + day), from_us(t0 + 2 * day), every="1d",
-                      agg="min").column("min").to_pylist() == [-1.0]
+    assert hist.query("acme", ["p/1"], from_us(t0 + day), from_us(t0 + 2 * day), every="1d", agg="min").column(
+        "min"
+    ).to_pylist() == [-1.0]

@@ -31,8 +31,15 @@ def test_plant_round_trip_and_versions(loaded: TestClient) -> None:
     exported = loaded.get("/api/v1/acme/twin")
     assert exported.headers["content-type"].startswith("application/yaml")
     again = loaded.put("/api/v1/acme/twin", content=exported.text)
-    assert again.json() == {"version": 1, "assets": 6, "types": 8, "added": 0, "changed": 0, "removed": 0,
-                            "relations": 2}  # the same model again: no new version
+    assert again.json() == {
+        "version": 1,
+        "assets": 6,
+        "types": 8,
+        "added": 0,
+        "changed": 0,
+        "removed": 0,
+        "relations": 2,
+    }  # the same model again: no new version
     changed = exported.text.replace("name: Crude distillation unit", "name: CDU")
     assert loaded.put("/api/v1/acme/twin", content=changed).json()["changed"] == 1
     assert [v["version"] for v in loaded.get("/api/v1/acme/twin/versions").json()] == [2, 1]
@@ -52,15 +59,23 @@ def test_bad_plant_is_refused_with_lines(loaded: TestClient) -> None:
 
 
 def test_asset_crud_move_and_search(loaded: TestClient) -> None:
-    r = loaded.post("/api/v1/acme/assets", json={"id": "p-102", "parent": "ulsan/cdu", "type": "CentrifugalPump",
-                                                 "attributes": {"rated_power": 90},
-                                                 "tags": {"discharge_pressure": "ulsan/cdu/P-102/PT"}})
+    r = loaded.post(
+        "/api/v1/acme/assets",
+        json={
+            "id": "p-102",
+            "parent": "ulsan/cdu",
+            "type": "CentrifugalPump",
+            "attributes": {"rated_power": 90},
+            "tags": {"discharge_pressure": "ulsan/cdu/P-102/PT"},
+        },
+    )
     assert r.status_code == 201, r.text
     assert loaded.get("/api/v1/acme/assets/ulsan/cdu/p-102").json()["attributes"] == {"rated_power": 90}
     r = loaded.patch("/api/v1/acme/assets/ulsan/cdu/p-102", json={"name": "Booster"})
     assert r.json()["name"] == "Booster"
-    found = loaded.get("/api/v1/acme/assets", params={"type": "CentrifugalPump", "under": "ulsan/cdu",
-                                                      "attr": "rated_power=90"}).json()
+    found = loaded.get(
+        "/api/v1/acme/assets", params={"type": "CentrifugalPump", "under": "ulsan/cdu", "attr": "rated_power=90"}
+    ).json()
     assert [a["path"] for a in found["items"]] == ["ulsan/cdu/p-102"]
     assert [c["id"] for c in loaded.get(f"/api/v1/acme/assets/{PUMP}/children").json()] == ["motor"]
     assert [s["id"] for s in loaded.get("/api/v1/acme/sites").json()] == ["ulsan"]
@@ -78,8 +93,9 @@ def test_asset_crud_move_and_search(loaded: TestClient) -> None:
 
 
 def test_state_live_and_past(loaded: TestClient) -> None:
-    loaded.post("/api/v1/acme/points", json=[{"tag": "ulsan/cdu/P-101A/PT", "time": "2024-03-01T00:00:00Z",
-                                              "value": 36.0}])
+    loaded.post(
+        "/api/v1/acme/points", json=[{"tag": "ulsan/cdu/P-101A/PT", "time": "2024-03-01T00:00:00Z", "value": 36.0}]
+    )
     assert loaded.get(f"/api/v1/acme/assets/{PUMP}/state").json()["own_state"] == "alarm"
     assert loaded.get("/api/v1/acme/assets", params={"state": "alarm"}).json()["total"] == 3  # pump, area, site
     past = loaded.get(f"/api/v1/acme/assets/{PUMP}/state", params={"at": "2024-02-01T00:00:00Z"}).json()
@@ -142,14 +158,16 @@ def test_sse_filters_by_subtree_and_resumes(loaded: TestClient, live_server: str
 
 
 def test_websocket_stream(loaded: TestClient) -> None:
-    with loaded.websocket_connect(f"/api/v1/acme/events/ws?under={PUMP}&kinds=values,state",
-                                  headers=AUTH) as ws:
-        loaded.post("/api/v1/acme/points", json=[{"tag": "ulsan/cdu/P-101A/PT", "time": "2024-03-01T00:00:00Z",
-                                                  "value": 36.0}])
+    with loaded.websocket_connect(f"/api/v1/acme/events/ws?under={PUMP}&kinds=values,state", headers=AUTH) as ws:
+        loaded.post(
+            "/api/v1/acme/points", json=[{"tag": "ulsan/cdu/P-101A/PT", "time": "2024-03-01T00:00:00Z", "value": 36.0}]
+        )
         kinds: set[str] = set()
         while {"values", "state"} - kinds:
             kinds |= {e["kind"] for e in orjson.loads(ws.receive_text())}
-    with pytest.raises(WebSocketDenialResponse) as info, loaded.websocket_connect(
-            "/api/v1/acme/events/ws", headers={"Authorization": "Bearer nope"}) as ws:
+    with (
+        pytest.raises(WebSocketDenialResponse) as info,
+        loaded.websocket_connect("/api/v1/acme/events/ws", headers={"Authorization": "Bearer nope"}) as ws,
+    ):
         ws.receive_text()
     assert info.value.status_code == 401  # refused before the handshake, as an HTTP request is

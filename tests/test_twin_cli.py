@@ -32,8 +32,24 @@ def test_load_search_change_export(runner: CliRunner, tmp_path: Path) -> None:
     assert "6 assets, 6 added" in r.output
     r = runner.invoke(app, ["twin", "search", "-t", "acme", "--type", "CentrifugalPump", "--attr", "service=standby"])
     assert "ulsan/cdu/p-101b" in r.output and "ulsan/cdu/p-101a" not in r.output
-    r = runner.invoke(app, ["twin", "create", "p-102", "-t", "acme", "--parent", "ulsan/cdu", "--type",
-                            "CentrifugalPump", "--attr", "rated_power=90", "--tag", "flow=ulsan/cdu/P-102/FT"])
+    r = runner.invoke(
+        app,
+        [
+            "twin",
+            "create",
+            "p-102",
+            "-t",
+            "acme",
+            "--parent",
+            "ulsan/cdu",
+            "--type",
+            "CentrifugalPump",
+            "--attr",
+            "rated_power=90",
+            "--tag",
+            "flow=ulsan/cdu/P-102/FT",
+        ],
+    )
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["twin", "set", "ulsan/cdu/p-102", "-t", "acme", "--attr", "rated_power=95"])
     assert r.exit_code == 0, r.output

@@ -52,8 +52,7 @@ def test_plant_file_loads_with_inheritance_and_derived_signals() -> None:
 def test_export_round_trips() -> None:
     plant = parse(PLANT)
     again = parse(dump_yaml(plant.document()))
-    assert {p: a.record() for p, a in again.assets.items()} == {
-        p: a.record() for p, a in plant.assets.items()}
+    assert {p: a.record() for p, a in again.assets.items()} == {p: a.record() for p, a in plant.assets.items()}
     assert again.relations == plant.relations
 
 
@@ -90,23 +89,29 @@ def test_recycle_loops_are_allowed() -> None:
     assert len(parse(text).relations) == 3
 
 
-@pytest.mark.parametrize(("old", "new", "expected"), [
-    ("range: [0, 40]", "range: [40, 0]", "range must be [low, high]"),
-    ("limits: {low_alarm: 1, high_warning: 30, high_alarm: 35}", "limits: {high_warning: 36, high_alarm: 35}",
-     "limits must rise"),
-    ("interval: 1s\n      flow", "interval: often\n      flow", "interval must be a duration"),
-    ("rated_power: 250, manufacturer", "rated_power: fast, manufacturer", "must be a finite number"),
-    ("service: standby", "service: spare", "must be one of duty, standby"),
-    ("install_date: 2019-04-01", "install_date: yesterday", "must be a date"),
-    ("children: [Motor]", "children: [Column]", "may only contain Column, not Motor"),
-    ("id: cdu\n        type: Area", "id: cdu\n        type: Site", "levels run"),
-    ("extends: Equipment\n    description", "extends: Pump\n    description", "extends unknown type 'Pump'"),
-    ("{current: ulsan/cdu/P-101A/M/I}", "{voltage: ulsan/cdu/P-101A/M/V}", "has no signal 'voltage'"),
-    ("{from: ulsan/cdu/p-101a, kind: feeds", "{from: ulsan/cdu/p-999, kind: feeds", "no asset 'ulsan/cdu/p-999'"),
-    ("kind: feeds", "kind: loves", "unknown relation kind"),
-    ("- id: c-101", "- id: p-101b", "declared twice"),
-    ("- id: c-101", "- id: c 101", "asset id 'c 101'"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("range: [0, 40]", "range: [40, 0]", "range must be [low, high]"),
+        (
+            "limits: {low_alarm: 1, high_warning: 30, high_alarm: 35}",
+            "limits: {high_warning: 36, high_alarm: 35}",
+            "limits must rise",
+        ),
+        ("interval: 1s\n      flow", "interval: often\n      flow", "interval must be a duration"),
+        ("rated_power: 250, manufacturer", "rated_power: fast, manufacturer", "must be a finite number"),
+        ("service: standby", "service: spare", "must be one of duty, standby"),
+        ("install_date: 2019-04-01", "install_date: yesterday", "must be a date"),
+        ("children: [Motor]", "children: [Column]", "may only contain Column, not Motor"),
+        ("id: cdu\n        type: Area", "id: cdu\n        type: Site", "levels run"),
+        ("extends: Equipment\n    description", "extends: Pump\n    description", "extends unknown type 'Pump'"),
+        ("{current: ulsan/cdu/P-101A/M/I}", "{voltage: ulsan/cdu/P-101A/M/V}", "has no signal 'voltage'"),
+        ("{from: ulsan/cdu/p-101a, kind: feeds", "{from: ulsan/cdu/p-999, kind: feeds", "no asset 'ulsan/cdu/p-999'"),
+        ("kind: feeds", "kind: loves", "unknown relation kind"),
+        ("- id: c-101", "- id: p-101b", "declared twice"),
+        ("- id: c-101", "- id: c 101", "asset id 'c 101'"),
+    ],
+)
 def test_each_bad_input_is_refused_with_its_reason(old: str, new: str, expected: str) -> None:
     assert old in PLANT
     found = problems(PLANT.replace(old, new, 1))

@@ -81,8 +81,9 @@ def test_create_move_delete(twin: TwinService) -> None:
 
 def test_search_by_type_subtree_attribute_state_and_text(twin: TwinService, platform: Platform) -> None:
     assert twin.search("acme", type="Equipment")["total"] == 3  # subtypes match
-    assert [a["path"] for a in twin.search("acme", type="CentrifugalPump", attributes={"service": "standby"})[
-        "items"]] == ["ulsan/cdu/p-101b"]
+    assert [
+        a["path"] for a in twin.search("acme", type="CentrifugalPump", attributes={"service": "standby"})["items"]
+    ] == ["ulsan/cdu/p-101b"]
     assert twin.search("acme", type="CentrifugalPump", attributes={"service": "duty"})["total"] == 1  # default
     assert twin.search("acme", under="ulsan/cdu/p-101a")["total"] == 2
     assert twin.search("acme", under="ulsan/cd")["total"] == 0  # a prefix of a segment is not a subtree
@@ -97,8 +98,13 @@ def test_search_by_type_subtree_attribute_state_and_text(twin: TwinService, plat
 
 
 def test_live_state_limits_and_roll_up(twin: TwinService, platform: Platform) -> None:
-    platform.historian.write("acme", [("ulsan/cdu/P-101A/PT", "2024-03-01T00:00:00Z", 12.0),
-                                      ("ulsan/cdu/P-101A/M/I", "2024-03-01T00:00:00Z", 120.0)])
+    platform.historian.write(
+        "acme",
+        [
+            ("ulsan/cdu/P-101A/PT", "2024-03-01T00:00:00Z", 12.0),
+            ("ulsan/cdu/P-101A/M/I", "2024-03-01T00:00:00Z", 120.0),
+        ],
+    )
     motor = twin.state("acme", PUMP + "/motor")
     assert motor["state"] == "alarm" and motor["signals"]["current"]["value"] == 120.0
     pump = twin.state("acme", PUMP)
@@ -132,8 +138,10 @@ def test_staleness(twin: TwinService, platform: Platform) -> None:
 
 
 def test_state_at_a_past_time(twin: TwinService, platform: Platform) -> None:
-    platform.historian.write("acme", [("ulsan/cdu/P-101A/PT", "2024-03-01T00:00:00Z", 36.0),
-                                      ("ulsan/cdu/P-101A/PT", "2024-03-01T00:01:00Z", 10.0)])
+    platform.historian.write(
+        "acme",
+        [("ulsan/cdu/P-101A/PT", "2024-03-01T00:00:00Z", 36.0), ("ulsan/cdu/P-101A/PT", "2024-03-01T00:01:00Z", 10.0)],
+    )
     past = twin.state("acme", "ulsan", at="2024-03-01T00:00:00.5Z")
     assert past["state"] == "alarm"
     pump = twin.state("acme", PUMP, at="2024-03-01T00:00:00.5Z")

@@ -35,8 +35,12 @@ def test_every_kind_of_target_and_covers_agree(platform: Platform) -> None:
     assert under[0] == "ulsan/cdu" and set(PUMPS) < set(under) and all(p.startswith("ulsan/cdu") for p in under)
     assert "ulsan/cdu/p-101a/motor" in twin.targets("acme", asset_type="Motor")  # a type's subtypes count too
     assert set(twin.targets("acme", asset_type="Equipment")) >= set(PUMPS)
-    for target in ({"asset_type": "CentrifugalPump"}, {"asset": PUMPS[0]}, {"under": "ulsan/cdu"},
-                   {"asset_type": "Equipment"}):
+    for target in (
+        {"asset_type": "CentrifugalPump"},
+        {"asset": PUMPS[0]},
+        {"under": "ulsan/cdu"},
+        {"asset_type": "Equipment"},
+    ):
         dep = deployment(**target)
         assert sorted(p for p in plant.assets if dep.covers(plant, p)) == twin.targets("acme", **target), target
 
@@ -65,13 +69,29 @@ def many_pumps(twin: TwinService) -> None:
     Built from the parsed document (the same `_commit` that `load` ends in): the line-tracking YAML reader alone
     takes ~15 s for ten thousand assets, which the test budget cannot spend."""
     per_line = MANY // 50
-    doc = {"types": {"Pump": {"extends": "Equipment", "sensors": {"pv": {"unit": "bar"}}}},
-           "assets": [{"id": "site", "type": "Site", "children": [
-               {"id": f"line-{k:02d}", "type": "Line", "children": [
-                   {"id": f"p{u:03d}", "type": "Pump", "tags": {"pv": f"l{k}/p{u}/pv"}} for u in range(per_line)]}
-               for k in range(50)]}]}
-    twin._commit("acme", parse_document(doc, source="many.yaml"), actor=None, summary="many pumps",
-                 action="loaded", paths=[])
+    doc = {
+        "types": {"Pump": {"extends": "Equipment", "sensors": {"pv": {"unit": "bar"}}}},
+        "assets": [
+            {
+                "id": "site",
+                "type": "Site",
+                "children": [
+                    {
+                        "id": f"line-{k:02d}",
+                        "type": "Line",
+                        "children": [
+                            {"id": f"p{u:03d}", "type": "Pump", "tags": {"pv": f"l{k}/p{u}/pv"}}
+                            for u in range(per_line)
+                        ],
+                    }
+                    for k in range(50)
+                ],
+            }
+        ],
+    }
+    twin._commit(
+        "acme", parse_document(doc, source="many.yaml"), actor=None, summary="many pumps", action="loaded", paths=[]
+    )
 
 
 def test_more_than_ten_thousand_assets_are_all_taken_in(platform: Platform) -> None:
@@ -88,8 +108,9 @@ def test_more_than_ten_thousand_assets_are_all_taken_in(platform: Platform) -> N
     # an alert rule on the type watches every pump
     rule = Rule("acme", RuleIn(name="hi", kind="threshold", asset_type="Equipment", signal="pv", value=1.0))
     watched = rule_targets(twin, rule)
-    assert len(watched) == MANY and {tag for _, _, tag in watched} == {f"l{k}/p{u}/pv" for k in range(50)
-                                                                         for u in range(MANY // 50)}
+    assert len(watched) == MANY and {tag for _, _, tag in watched} == {
+        f"l{k}/p{u}/pv" for k in range(50) for u in range(MANY // 50)
+    }
     # a search is a page of at most 10,000 that says how many there are in all
     page = twin.search("acme", type="Pump", limit=10_000)
     assert len(page["items"]) == 10_000 and page["total"] == MANY

@@ -35,8 +35,17 @@ def site(platform: Platform) -> Iterator[tuple[Platform, str]]:
     platform.identity.create_user("kim", "Kim Engineer", password=PASSWORD)
     platform.identity.set_role("kim", "acme", "engineer")
     platform.identity.create_user("city", "City office", password=PASSWORD, platform_admin=True)
-    platform.live.rules.put("acme", {"name": "pressure-high", "kind": "threshold", "asset_type": "Pump",
-                                     "signal": "pressure", "value": 50.0, "severity": "alarm"})
+    platform.live.rules.put(
+        "acme",
+        {
+            "name": "pressure-high",
+            "kind": "threshold",
+            "asset_type": "Pump",
+            "signal": "pressure",
+            "value": 50.0,
+            "severity": "alarm",
+        },
+    )
     with serving(platform) as url:
         yield platform, url
 
@@ -44,9 +53,18 @@ def site(platform: Platform) -> Iterator[tuple[Platform, str]]:
 def chromium() -> Iterator[Any]:
     """Debian's Chromium, headless, through Playwright (never its own browser), with nothing reaching outside."""
     with playwright_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                               args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                     "--disable-component-update", "--disable-sync", "--no-first-run"])
+        b = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         yield b
         b.close()
 
@@ -105,8 +123,9 @@ def test_a_value_changes_live_on_the_asset_page(site: tuple[Platform, str], brow
     page.wait_for_selector("[data-signal='pressure']")
     page.wait_for_timeout(300)  # the event stream is open
     t = (T0 + pd.Timedelta(seconds=TRAIN_S + 1)).isoformat()
-    platform.historian.write("acme", [{"tag": "P0/PT", "time": t, "value": 123.456},
-                                      {"tag": "P0/FT", "time": t, "value": 99.0}])
+    platform.historian.write(
+        "acme", [{"tag": "P0/PT", "time": t, "value": 123.456}, {"tag": "P0/FT", "time": t, "value": 99.0}]
+    )
     page.wait_for_function("document.querySelector(\"[data-signal='pressure']\").textContent.trim() === '123.5'")
     assert page.locator("[data-signal-quality='pressure']").inner_text() == "Good"
     # the live value is over the type's limit? the row's state word follows the twin's state event
@@ -116,8 +135,10 @@ def test_a_value_changes_live_on_the_asset_page(site: tuple[Platform, str], brow
 def test_trend_draws_and_zooms_with_server_downsampling(site: tuple[Platform, str], browser: Any) -> None:
     _platform, url = site
     page = sign_in(browser, url)
-    page.goto(f"{url}/t/acme/trends?tags=P0/PT,P0/FT&start={quote(T0.isoformat())}&end="
-              f"{quote((T0 + pd.Timedelta(seconds=TRAIN_S)).isoformat())}")
+    page.goto(
+        f"{url}/t/acme/trends?tags=P0/PT,P0/FT&start={quote(T0.isoformat())}&end="
+        f"{quote((T0 + pd.Timedelta(seconds=TRAIN_S)).isoformat())}"
+    )
     page.wait_for_function("document.getElementById('chart').dataset.points > 0")
     full = page.evaluate("({...document.getElementById('chart').dataset})")
     assert float(full["end"]) - float(full["start"]) == TRAIN_S * 1000  # the range asked for
@@ -155,16 +176,32 @@ def test_trend_draws_and_zooms_with_server_downsampling(site: tuple[Platform, st
 
 def test_trend_overlays_the_alerts_and_labels_of_the_tags_assets(site: tuple[Platform, str], browser: Any) -> None:
     platform, url = site
-    platform.labels.add("acme", [{"asset": "site/p0", "kind": "anomaly", "start": (T0 + pd.Timedelta(seconds=100))
-                                  .isoformat(), "end": (T0 + pd.Timedelta(seconds=160)).isoformat()}])
+    platform.labels.add(
+        "acme",
+        [
+            {
+                "asset": "site/p0",
+                "kind": "anomaly",
+                "start": (T0 + pd.Timedelta(seconds=100)).isoformat(),
+                "end": (T0 + pd.Timedelta(seconds=160)).isoformat(),
+            }
+        ],
+    )
     platform.live.engine.refresh(force=True)
     now = pd.Timestamp.now(tz="UTC").floor("s")
-    platform.historian.write("acme", [{"tag": "P0/PT", "time": (now - pd.Timedelta(seconds=30)).isoformat(),
-                                       "value": 20.0}, {"tag": "P0/PT", "time": now.isoformat(), "value": 80.0}])
+    platform.historian.write(
+        "acme",
+        [
+            {"tag": "P0/PT", "time": (now - pd.Timedelta(seconds=30)).isoformat(), "value": 20.0},
+            {"tag": "P0/PT", "time": now.isoformat(), "value": 80.0},
+        ],
+    )
     platform.live.engine.drain()  # an alert raised now (alerts carry the wall-clock time they were raised)
     page = sign_in(browser, url)
-    page.goto(f"{url}/t/acme/trends?tags=P0/PT&start={quote(T0.isoformat())}&end="
-              f"{quote((T0 + pd.Timedelta(seconds=TRAIN_S)).isoformat())}")
+    page.goto(
+        f"{url}/t/acme/trends?tags=P0/PT&start={quote(T0.isoformat())}&end="
+        f"{quote((T0 + pd.Timedelta(seconds=TRAIN_S)).isoformat())}"
+    )
     page.wait_for_function("document.getElementById('chart').dataset.labels > 0")
     assert page.evaluate("document.getElementById('chart').dataset.alerts") == "0"  # none in that range
     assert "anomaly" in page.inner_text("#overlay-list") and "site/p0" in page.inner_text("#overlay-list")
@@ -189,8 +226,9 @@ def test_acknowledge_an_alert_with_a_note(site: tuple[Platform, str], browser: A
     shot(page, "06-alerts")
     page.fill(f"#note-{alert['id']}", "operator on the way")
     row.get_by_role("button", name="Acknowledge").click()
-    page.wait_for_function(f"document.querySelector(\"tr[data-alert='{alert['id']}'] .alert-state\")"
-                           f".textContent.includes('Acknowledged')")
+    page.wait_for_function(
+        f"document.querySelector(\"tr[data-alert='{alert['id']}'] .alert-state\").textContent.includes('Acknowledged')"
+    )
     shot(page, "07-alert-acknowledged")
     history = platform.live.alerts.get("acme", alert["id"])
     step = next(e for e in history["history"] if e["action"] == "acknowledged")
@@ -241,8 +279,14 @@ def test_pages_can_be_used_from_the_keyboard(site: tuple[Platform, str], browser
     page = sign_in(browser, url)
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.className") == "skip"
-    for path in ("/t/acme/plant", "/t/acme/alerts", "/t/acme/trends", "/t/acme/models", "/t/acme/connectors",
-                 "/academy"):
+    for path in (
+        "/t/acme/plant",
+        "/t/acme/alerts",
+        "/t/acme/trends",
+        "/t/acme/models",
+        "/t/acme/connectors",
+        "/academy",
+    ):
         page.goto(url + path)
         unlabelled = page.evaluate("""[...document.querySelectorAll('input:not([type=hidden]), select')]
             .filter(el => !el.labels || el.labels.length === 0).map(el => el.id || el.name)""")
@@ -252,8 +296,9 @@ def test_pages_can_be_used_from_the_keyboard(site: tuple[Platform, str], browser
         assert nameless == 0, f"{path}: buttons or links without a name"
 
 
-def test_academy_submit_from_the_browser_and_see_the_verdict_and_board(site: tuple[Platform, str], browser: Any,
-                                                                       tmp_path: Path) -> None:
+def test_academy_submit_from_the_browser_and_see_the_verdict_and_board(
+    site: tuple[Platform, str], browser: Any, tmp_path: Path
+) -> None:
     from taehwa.core.settings import default_shared_data
 
     platform, url = site
@@ -266,12 +311,16 @@ def test_academy_submit_from_the_browser_and_see_the_verdict_and_board(site: tup
     assert "Taehwa baseline (Baseline)" in page.inner_text("#board")  # the platform's own entry stands beside
     assert "Conv-AE (Published)" in page.inner_text("#board")
     good = tmp_path / "flags.py"
-    good.write_text("import numpy as np\n\nclass Model:\n    def fit(self, X, y):\n        self.m = X['current']"
-                    ".quantile(0.99)\n\n    def predict(self, X):\n        return (X['current'] > self.m)"
-                    ".astype(int).to_numpy()\n")
+    good.write_text(
+        "import numpy as np\n\nclass Model:\n    def fit(self, X, y):\n        self.m = X['current']"
+        ".quantile(0.99)\n\n    def predict(self, X):\n        return (X['current'] > self.m)"
+        ".astype(int).to_numpy()\n"
+    )
     bad = tmp_path / "bad.py"
-    bad.write_text("class Model:\n    def fit(self, X, y):\n        pass\n\n    def predict(self, X):\n"
-                   "        return ['maybe'] * len(X)\n")
+    bad.write_text(
+        "class Model:\n    def fit(self, X, y):\n        pass\n\n    def predict(self, X):\n"
+        "        return ['maybe'] * len(X)\n"
+    )
     for f in (good, bad):
         page.select_option("#sub-kind", "python")
         page.set_input_files("#sub-file", str(f))

@@ -29,8 +29,9 @@ def test_check_stores_nothing_names_each_problem_and_needs_an_admin(client: Test
     boss, eng = people(platform)
     doc = {"name": "plc-1", "protocol": "modbus", "items": [{"address": 3, "type": "float32", "tag": "plc/speed"}]}
     r = client.post("/api/v1/acme/connectors/check", json=doc, headers=boss)
-    assert r.status_code == 200 and r.json()["valid"] == [{"name": "plc-1", "protocol": "modbus", "items": 1,
-                                                           "tags": ["plc/speed"]}]
+    assert r.status_code == 200 and r.json()["valid"] == [
+        {"name": "plc-1", "protocol": "modbus", "items": 1, "tags": ["plc/speed"]}
+    ]
     assert platform.connectors.list("acme") == []  # checked, not stored
     bad = {**doc, "items": [{"address": 70000, "tag": "x"}, {"address": 1, "type": "int8", "tag": "y"}]}
     r = client.post("/api/v1/acme/connectors/check", json=bad, headers=boss)
@@ -43,8 +44,9 @@ def test_check_stores_nothing_names_each_problem_and_needs_an_admin(client: Test
     assert client.post("/api/v1/rival/connectors/check", json=doc, headers=boss).status_code == 403
 
 
-def test_browse_is_for_admins_and_refuses_other_schemes_and_closed_ports(client: TestClient,
-                                                                          platform: Platform) -> None:
+def test_browse_is_for_admins_and_refuses_other_schemes_and_closed_ports(
+    client: TestClient, platform: Platform
+) -> None:
     boss, eng = people(platform)
     r = client.post("/api/v1/acme/connectors/browse", json={"endpoint": "http://127.0.0.1:80/"}, headers=boss)
     assert r.status_code == 422 and "endpoint" in r.json()["where"]

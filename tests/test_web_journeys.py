@@ -67,14 +67,33 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platform, s
         platform.identity.create_user("lee", "Lee")  # never signs in here: no password to hash
         platform.identity.create_user("vic", "Vic Viewer", password=PASSWORD)
         platform.identity.set_role("vic", "acme", "viewer")
-        platform.live.rules.put("acme", {"name": "pressure-high", "kind": "threshold", "asset_type": "Pump",
-                                         "signal": "pressure", "value": 50.0, "severity": "alarm"})
+        platform.live.rules.put(
+            "acme",
+            {
+                "name": "pressure-high",
+                "kind": "threshold",
+                "asset_type": "Pump",
+                "signal": "pressure",
+                "value": 50.0,
+                "severity": "alarm",
+            },
+        )
         platform.live.engine.refresh(force=True)
-        platform.historian.write("acme", [{"tag": "P1/PT", "time": (T0 + pd.Timedelta(seconds=TRAIN_S + 5))
-                                           .isoformat(), "value": 80.0}])
+        platform.historian.write(
+            "acme", [{"tag": "P1/PT", "time": (T0 + pd.Timedelta(seconds=TRAIN_S + 5)).isoformat(), "value": 80.0}]
+        )
         platform.live.engine.drain()  # pump 1 over the rule's 50: an alert at the data's time
-        platform.labels.add("acme", [{"asset": "site/p1", "kind": "anomaly", "start": (T0 + pd.Timedelta(
-            seconds=TRAIN_S - 60)).isoformat(), "end": (T0 + pd.Timedelta(seconds=TRAIN_S - 30)).isoformat()}])
+        platform.labels.add(
+            "acme",
+            [
+                {
+                    "asset": "site/p1",
+                    "kind": "anomaly",
+                    "start": (T0 + pd.Timedelta(seconds=TRAIN_S - 60)).isoformat(),
+                    "end": (T0 + pd.Timedelta(seconds=TRAIN_S - 30)).isoformat(),
+                }
+            ],
+        )
         (settings.data_dir / "files" / "acme" / "incoming").mkdir(parents=True, exist_ok=True)
         starting.join(60)
         with serving(platform) as url:
@@ -129,8 +148,11 @@ class Journey:
         self.page.on("console", self._console)
         self.page.on("pageerror", lambda e: self.problems.append(f"uncaught: {e}"))
         self.page.on("response", self._response)
-        self.page.on("requestfailed", lambda r: None if "/events" in r.url
-                     else self.problems.append(f"failed {r.url}: {r.failure}"))
+        self.page.on(
+            "requestfailed",
+            lambda r: None if "/events" in r.url else self.problems.append(f"failed {r.url}: {r.failure}"),
+        )
+
         def refuse_dialog(d: Any) -> None:
             self.problems.append(f"native dialog: {d.message}")
             d.dismiss()
@@ -168,16 +190,20 @@ class Journey:
 
     def said(self) -> str:
         """What the page's status lines and problem lists say (for a failing assertion's message)."""
-        return " | ".join(self.page.eval_on_selector_all(
-            "[role=status], .problems", "els => els.map(e => e.textContent.trim()).filter(Boolean)"))
+        return " | ".join(
+            self.page.eval_on_selector_all(
+                "[role=status], .problems", "els => els.map(e => e.textContent.trim()).filter(Boolean)"
+            )
+        )
 
     def wait(self, selector: str, **kw: Any) -> None:
         """Wait for a selector; on a timeout, say what the page said and what went wrong."""
         try:
             self.page.wait_for_selector(selector, **kw)
         except playwright_api.TimeoutError:
-            raise AssertionError(f"{selector} never came; the page said: {self.said()}; problems: "
-                                 f"{self.problems}") from None
+            raise AssertionError(
+                f"{selector} never came; the page said: {self.said()}; problems: {self.problems}"
+            ) from None
 
     def close(self) -> list[str]:
         self.page.close()
@@ -187,7 +213,9 @@ class Journey:
 
 def field_error(page: Any, where: str) -> str:
     """The problem shown beside the visible field whose data-where is `where`."""
-    return str(page.evaluate("""(w) => {
+    return str(
+        page.evaluate(
+            """(w) => {
         const f = [...document.querySelectorAll('[data-where]')]
           .find(x => x.dataset.where === w && !x.closest('[hidden]'));
         if (!f) return 'no field ' + w;
@@ -196,12 +224,16 @@ def field_error(page: Any, where: str) -> str:
           && !x.closest('[hidden]'));
         const said = (own && own.textContent) || (named && named.textContent) || '';
         return said + (f.getAttribute('aria-invalid') ? '' : ' (not marked)');
-    }""", where))
+    }""",
+            where,
+        )
+    )
 
 
 @pytest.mark.parametrize("lang", list(LOCALES))
 def test_add_and_check_connectors_with_problems_beside_their_fields(
-        site: tuple[Platform, str, str], contexts: dict[str, Any], lang: str) -> None:
+    site: tuple[Platform, str, str], contexts: dict[str, Any], lang: str
+) -> None:
     platform, url, endpoint = site
     j = Journey(contexts[f"kim-{lang}"], lang)
     page = j.open(f"{url}/t/acme/connectors")
@@ -222,8 +254,7 @@ def test_add_and_check_connectors_with_problems_beside_their_fields(
     assert field_error(page, "name") == " (not marked)"  # the problems went with their fix
     page.click("#connector-save")
     j.wait(f"#connectors th:text-is('line-mqtt-{lang}')")  # saved, and listed after the reload
-    assert platform.connectors.get("acme", f"line-mqtt-{lang}")["definition"]["items"][0]["topic"] == \
-        "plant/+/pressure"
+    assert platform.connectors.get("acme", f"line-mqtt-{lang}")["definition"]["items"][0]["topic"] == "plant/+/pressure"
     # Modbus: a register past 65535; a drop folder outside the company's files
     page.select_option("#c-protocol", "modbus")
     page.fill("#c-name", f"plc-{lang}")
@@ -281,7 +312,8 @@ def test_add_and_check_connectors_with_problems_beside_their_fields(
 
 @pytest.mark.parametrize("lang", list(LOCALES))
 def test_plant_file_problems_by_line_and_assets_created_moved_deleted(
-        site: tuple[Platform, str, str], contexts: dict[str, Any], lang: str) -> None:
+    site: tuple[Platform, str, str], contexts: dict[str, Any], lang: str
+) -> None:
     platform, url, _ep = site
     j = Journey(contexts[f"kim-{lang}"], lang)
     page = j.open(f"{url}/t/acme/plant")
@@ -298,8 +330,10 @@ def test_plant_file_problems_by_line_and_assets_created_moved_deleted(
     assert len(lines) == 2 and lines == sorted(lines) and all(n > 0 for n in lines)
     assert "Pumpx" in page.inner_text("#plant-problems") and "P 1" in page.inner_text("#plant-problems")
     page.locator("#plant-problems li").nth(1).locator("button").click()  # go to the line
-    picked = page.evaluate("(() => { const t = document.getElementById('plant-text');"
-                           " return t.value.slice(0, t.selectionStart).split('\\n').length; })()")
+    picked = page.evaluate(
+        "(() => { const t = document.getElementById('plant-text');"
+        " return t.value.slice(0, t.selectionStart).split('\\n').length; })()"
+    )
     assert picked == lines[1]
     j.shot("plant-problems")
     assert platform.twin.plant("acme").assets["site/p1"].type == "Pump"  # nothing of the bad file kept
@@ -335,7 +369,8 @@ def test_plant_file_problems_by_line_and_assets_created_moved_deleted(
 
 @pytest.mark.parametrize("lang", list(LOCALES))
 def test_train_from_a_form_compare_versions_and_force_a_promotion(
-        site: tuple[Platform, str, str], contexts: dict[str, Any], lang: str) -> None:
+    site: tuple[Platform, str, str], contexts: dict[str, Any], lang: str
+) -> None:
     platform, url, _ep = site
     j = Journey(contexts[f"kim-{lang}"], lang)
     page = j.open(f"{url}/t/acme/models")
@@ -354,8 +389,10 @@ def test_train_from_a_form_compare_versions_and_force_a_promotion(
         page.click("#train-report")
         j.wait("#figures")
     else:  # a spec the lab refuses: its problems listed, the bar gone
-        page.evaluate("(() => { const t = document.getElementById('spec-text'), s = JSON.parse(t.value);"
-                      " s.task = 'guessing'; t.value = JSON.stringify(s); })()")
+        page.evaluate(
+            "(() => { const t = document.getElementById('spec-text'), s = JSON.parse(t.value);"
+            " s.task = 'guessing'; t.value = JSON.stringify(s); })()"
+        )
         j.expect(422)
         page.click("#train-run")
         j.wait("#train-form[data-state=refused]")
@@ -369,8 +406,11 @@ def test_train_from_a_form_compare_versions_and_force_a_promotion(
     j.wait("#compare")
     rows = page.locator("#compare tr[data-metric]")
     assert rows.count() > 3
-    ways = page.eval_on_selector_all("#compare tr[data-metric]", "els => Object.fromEntries(els.map(e => "
-                                     "[e.dataset.metric, e.querySelector('[data-direction]').dataset.direction]))")
+    ways = page.eval_on_selector_all(
+        "#compare tr[data-metric]",
+        "els => Object.fromEntries(els.map(e => "
+        "[e.dataset.metric, e.querySelector('[data-direction]').dataset.direction]))",
+    )
     assert ways["alarm_episodes"] == "lower" and ways["normal_hours"] == "none", ways
     j.shot("models-compare")
     # a forced promotion (tenant admin), recorded with its reason
@@ -380,8 +420,10 @@ def test_train_from_a_form_compare_versions_and_force_a_promotion(
     page.check("#reason-force")
     page.fill("#reason-text", f"forced in the browser ({lang})")
     page.click("#reason-ok")
-    page.wait_for_function(f"document.querySelector(\"tr[data-model='pump-pca'][data-version='{version}'] .state\")"
-                           f"?.className.includes('normal')")
+    page.wait_for_function(
+        f"document.querySelector(\"tr[data-model='pump-pca'][data-version='{version}'] .state\")"
+        f"?.className.includes('normal')"
+    )
     step = [h for h in platform.lab.history("acme", "pump-pca") if h["action"] == "promote"][-1]
     assert step["actor"] == "kim" and step["reason"] == f"forced in the browser ({lang})"
     assert step["detail"]["forced"] is True
@@ -397,7 +439,8 @@ def test_train_from_a_form_compare_versions_and_force_a_promotion(
 
 @pytest.mark.parametrize("lang", list(LOCALES))
 def test_deployments_alert_rules_and_labels_from_forms(
-        site: tuple[Platform, str, str], contexts: dict[str, Any], lang: str) -> None:
+    site: tuple[Platform, str, str], contexts: dict[str, Any], lang: str
+) -> None:
     platform, url, _ep = site
     j = Journey(contexts[f"kim-{lang}"], lang)
     page = j.open(f"{url}/t/acme/operations")
@@ -469,7 +512,8 @@ def test_deployments_alert_rules_and_labels_from_forms(
 
 @pytest.mark.parametrize("lang", list(LOCALES))
 def test_users_roles_tokens_grants_and_the_verified_audit_log(
-        site: tuple[Platform, str, str], contexts: dict[str, Any], lang: str) -> None:
+    site: tuple[Platform, str, str], contexts: dict[str, Any], lang: str
+) -> None:
     platform, url, _ep = site
     j = Journey(contexts[f"kim-{lang}"], lang)
     page = j.open(f"{url}/t/acme/admin")
@@ -533,13 +577,15 @@ def test_users_roles_tokens_grants_and_the_verified_audit_log(
 
 @pytest.mark.parametrize("lang", list(LOCALES))
 def test_trend_draws_limits_alerts_and_labels_exports_csv_and_says_alerts_in_its_language(
-        site: tuple[Platform, str, str], contexts: dict[str, Any], lang: str) -> None:
+    site: tuple[Platform, str, str], contexts: dict[str, Any], lang: str
+) -> None:
     _platform, url, _ep = site
     j = Journey(contexts[f"eve-{lang}"], lang)
     start = (T0 + pd.Timedelta(seconds=TRAIN_S - 120)).isoformat()
     end = (T0 + pd.Timedelta(seconds=TRAIN_S + 60)).isoformat()
-    page = j.open(f"{url}/t/acme/trends?tags=P1/PT,P1/FT&start={start.replace('+', '%2B')}&end="
-                  f"{end.replace('+', '%2B')}")
+    page = j.open(
+        f"{url}/t/acme/trends?tags=P1/PT,P1/FT&start={start.replace('+', '%2B')}&end={end.replace('+', '%2B')}"
+    )
     j.wait("#chart[data-ready]", state="attached")
     page.wait_for_function("document.getElementById('chart').dataset.alerts > 0")  # at the data's own time
     data = page.evaluate("({...document.getElementById('chart').dataset})")

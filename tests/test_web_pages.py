@@ -42,9 +42,16 @@ LOCALES = {"en": "en-GB", "ko": "ko-KR"}
 def fleet_plant() -> str:
     """test_live's pumps, and a yard of twelve valves (a fleet: one tile, not twelve lines)."""
     doc = yaml.safe_load(plant_yaml())
-    doc["assets"].append({"id": "yard", "type": "Site", "children": [
-        {"id": f"valve-{i:02d}", "name": f"Valve {i}", "type": "Valve", "tags": {"position": f"Y{i}/ZT"}}
-        for i in range(12)]})
+    doc["assets"].append(
+        {
+            "id": "yard",
+            "type": "Site",
+            "children": [
+                {"id": f"valve-{i:02d}", "name": f"Valve {i}", "type": "Valve", "tags": {"position": f"Y{i}/ZT"}}
+                for i in range(12)
+            ],
+        }
+    )
     return yaml.safe_dump(doc)
 
 
@@ -59,8 +66,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platform, s
         platform.tenants.create("rival")
         platform.twin.load("acme", fleet_plant())
         platform.historian.write("acme", pump_rows(0, TRAIN_S))
-        platform.historian.write("acme", [{"tag": SKAB, "time": (T0 + pd.Timedelta(seconds=k)).isoformat(),
-                                           "value": 2.0 + (k % 7) / 10} for k in range(0, 900, 3)])
+        platform.historian.write(
+            "acme",
+            [
+                {"tag": SKAB, "time": (T0 + pd.Timedelta(seconds=k)).isoformat(), "value": 2.0 + (k % 7) / 10}
+                for k in range(0, 900, 3)
+            ],
+        )
         platform.historian.set_tag("acme", SKAB, {"unit": "A"})
         platform.historian.flush()
         run = platform.lab.run("acme", SPEC, track=False)
@@ -69,13 +81,27 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platform, s
         platform.identity.set_role("kim", "acme", "engineer")
         platform.identity.set_role("kim", "rival", "engineer")
         platform.identity.create_user("city", "City office", password=PASSWORD, platform_admin=True)
-        platform.live.rules.put("acme", {"name": "pressure-high", "kind": "threshold", "asset_type": "Pump",
-                                         "signal": "pressure", "value": 50.0, "severity": "alarm"})
+        platform.live.rules.put(
+            "acme",
+            {
+                "name": "pressure-high",
+                "kind": "threshold",
+                "asset_type": "Pump",
+                "signal": "pressure",
+                "value": 50.0,
+                "severity": "alarm",
+            },
+        )
         platform.live.engine.refresh(force=True)
         t = (T0 + pd.Timedelta(seconds=TRAIN_S + 5)).isoformat()
-        platform.historian.write("acme", [{"tag": "P1/PT", "time": t, "value": 80.0},
-                                          {"tag": "P2/PT", "time": t, "value": 81.0},
-                                          {"tag": "P3/PT", "time": t, "value": 82.0}])
+        platform.historian.write(
+            "acme",
+            [
+                {"tag": "P1/PT", "time": t, "value": 80.0},
+                {"tag": "P2/PT", "time": t, "value": 81.0},
+                {"tag": "P3/PT", "time": t, "value": 82.0},
+            ],
+        )
         platform.live.engine.drain()
         with serving(platform) as url:
             yield platform, url, str(run["run_id"])
@@ -120,13 +146,22 @@ class Watched:
         self.page = ctx.new_page()
         self.page.set_default_timeout(15_000)
         self.problems: list[str] = []
-        self.page.on("console", lambda m: self.problems.append(f"console {m.type}: {m.text}")
-                     if m.type == "error" else None)
+        self.page.on(
+            "console", lambda m: self.problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None
+        )
         self.page.on("pageerror", lambda e: self.problems.append(f"uncaught: {e}"))
-        self.page.on("response", lambda r: self.problems.append(f"HTTP {r.status} {r.url}")
-                     if r.status >= 400 else None)
-        self.page.on("requestfailed", lambda r: None if "/events" in r.url  # the event stream ends on close
-                     else self.problems.append(f"failed {r.url}: {r.failure}"))
+        self.page.on(
+            "response", lambda r: self.problems.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None
+        )
+        self.page.on(
+            "requestfailed",
+            lambda r: (
+                None
+                if "/events" in r.url  # the event stream ends on close
+                else self.problems.append(f"failed {r.url}: {r.failure}")
+            ),
+        )
+
         def refuse_dialog(d: Any) -> None:
             self.problems.append(f"native dialog: {d.message}")
             d.dismiss()
@@ -152,8 +187,11 @@ def axe_violations(page: Any) -> list[str]:
     """Serious and critical axe-core violations of the page, one line each."""
     page.add_script_tag(path=str(AXE))
     result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
-    return [f"{v['id']} ({v['impact']}): {v['help']} — {v['nodes'][0]['target']}"
-            for v in result["violations"] if v["impact"] in ("serious", "critical")]
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} — {v['nodes'][0]['target']}"
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
 
 
 PAGES = {  # name: (path, what shows the page has done its work)
@@ -178,7 +216,8 @@ PAGES = {  # name: (path, what shows the page has done its work)
 @pytest.mark.parametrize("lang", list(LOCALES))
 @pytest.mark.parametrize("name", list(PAGES))
 def test_page_has_no_console_error_failed_request_or_serious_axe_violation(
-        site: tuple[Platform, str, str], contexts: dict[str, Any], name: str, lang: str) -> None:
+    site: tuple[Platform, str, str], contexts: dict[str, Any], name: str, lang: str
+) -> None:
     _platform, url, run = site
     path, ready = PAGES[name]
     w = Watched(contexts[f"city-{lang}" if name == "tower" else lang])
@@ -193,8 +232,9 @@ def test_page_has_no_console_error_failed_request_or_serious_axe_violation(
     assert violations == [], f"{name} ({lang}): {violations}"
 
 
-def test_trends_draws_an_unbound_tag_from_a_time_typed_without_a_zone(site: tuple[Platform, str, str],
-                                                                       contexts: dict[str, Any]) -> None:
+def test_trends_draws_an_unbound_tag_from_a_time_typed_without_a_zone(
+    site: tuple[Platform, str, str], contexts: dict[str, Any]
+) -> None:
     _platform, url, _run = site
     w = Watched(contexts["en"])
     typed = "2026-11-01 00:05:00"  # no Z: read as UTC, not as the browser's Asia/Seoul
@@ -227,8 +267,9 @@ def test_trends_draws_an_unbound_tag_from_a_time_typed_without_a_zone(site: tupl
     assert w.close() == []
 
 
-def test_plant_tree_folds_searches_and_shows_a_fleet_as_one_tile(site: tuple[Platform, str, str],
-                                                                 contexts: dict[str, Any]) -> None:
+def test_plant_tree_folds_searches_and_shows_a_fleet_as_one_tile(
+    site: tuple[Platform, str, str], contexts: dict[str, Any]
+) -> None:
     _platform, url, _run = site
     w = Watched(contexts["ko"])
     page = w.open(f"{url}/t/acme/plant")
@@ -253,8 +294,9 @@ def test_plant_tree_folds_searches_and_shows_a_fleet_as_one_tile(site: tuple[Pla
     assert w.close() == []
 
 
-def test_alerts_explain_themselves_and_are_acknowledged_in_bulk(site: tuple[Platform, str, str],
-                                                                contexts: dict[str, Any]) -> None:
+def test_alerts_explain_themselves_and_are_acknowledged_in_bulk(
+    site: tuple[Platform, str, str], contexts: dict[str, Any]
+) -> None:
     platform, url, _run = site
     w = Watched(contexts["en"])
     page = w.open(f"{url}/t/acme/alerts")
@@ -268,8 +310,9 @@ def test_alerts_explain_themselves_and_are_acknowledged_in_bulk(site: tuple[Plat
     assert query["tags"] == "P1/PT" and pd.Timestamp(query["start"]) < at < pd.Timestamp(query["end"])
     page.fill(f"#note-{alert['id']}", "operator on the way")
     row.get_by_role("button", name="Acknowledge").click()
-    page.wait_for_function(f"document.querySelector(\"tr[data-alert='{alert['id']}'] .alert-state\")"
-                           f"?.textContent.includes('Acknowledged')")
+    page.wait_for_function(
+        f"document.querySelector(\"tr[data-alert='{alert['id']}'] .alert-state\")?.textContent.includes('Acknowledged')"
+    )
     row = page.locator(f"tr[data-alert='{alert['id']}']")
     row.locator("summary").click()
     step = row.locator("[data-history='acknowledged']").inner_text()
@@ -288,7 +331,8 @@ def test_alerts_explain_themselves_and_are_acknowledged_in_bulk(site: tuple[Plat
 
 
 def test_promotion_asks_its_reason_in_a_dialog_and_the_report_reads_fp_lower_is_better(
-        site: tuple[Platform, str, str], contexts: dict[str, Any]) -> None:
+    site: tuple[Platform, str, str], contexts: dict[str, Any]
+) -> None:
     platform, url, run = site
     w = Watched(contexts["en"])
     page = w.open(f"{url}/t/acme/models")
@@ -301,8 +345,10 @@ def test_promotion_asks_its_reason_in_a_dialog_and_the_report_reads_fp_lower_is_
     assert not page.locator("#reason-dialog").is_visible()
     assert platform.lab.versions("acme", "pump-pca")[0]["stage"] == "production"
     page.goto(f"{url}/t/acme/models/runs/{run}")
-    shown = page.evaluate("Object.fromEntries([...document.querySelectorAll('#figures tr[data-metric]')]"
-                          ".map(tr => [tr.dataset.metric, tr.querySelector('[data-direction]').dataset.direction]))")
+    shown = page.evaluate(
+        "Object.fromEntries([...document.querySelectorAll('#figures tr[data-metric]')]"
+        ".map(tr => [tr.dataset.metric, tr.querySelector('[data-direction]').dataset.direction]))"
+    )
     assert shown, "the report lists its figures"
     for metric, way in shown.items():
         assert way in ("none", "lower" if lower_better(metric) else "higher"), metric
@@ -314,8 +360,9 @@ def test_promotion_asks_its_reason_in_a_dialog_and_the_report_reads_fp_lower_is_
     assert w.close() == [] and ko.close() == []
 
 
-def test_control_tower_tiles_refresh_and_zero_is_neutral(site: tuple[Platform, str, str],
-                                                         contexts: dict[str, Any]) -> None:
+def test_control_tower_tiles_refresh_and_zero_is_neutral(
+    site: tuple[Platform, str, str], contexts: dict[str, Any]
+) -> None:
     platform, url, _run = site
     w = Watched(contexts["city-en"])
     page = w.open(f"{url}/tower")
@@ -351,10 +398,12 @@ BROKEN_WORDS = """[...document.querySelectorAll('main td, main th, main p, main 
   })).filter(Boolean)"""
 
 
-@pytest.mark.parametrize("name", ["plant", "asset", "alerts", "models", "report", "trends", "connectors", "operations",
-                                  "admin"])
+@pytest.mark.parametrize(
+    "name", ["plant", "asset", "alerts", "models", "report", "trends", "connectors", "operations", "admin"]
+)
 def test_korean_at_1024_px_keeps_words_whole_and_dark_theme_passes_axe(
-        site: tuple[Platform, str, str], contexts: dict[str, Any], name: str) -> None:
+    site: tuple[Platform, str, str], contexts: dict[str, Any], name: str
+) -> None:
     _platform, url, run = site
     path, ready = PAGES[name]
     w = Watched(contexts["ko"])

@@ -27,10 +27,15 @@ T = "2026-11-30T00:00:00Z"
 
 
 def _points(k0: int, n: int) -> pa.Table:
-    return pa.table({"tag": [f"p{i % 3}/PT" for i in range(k0, k0 + n)],
-                     "time": pa.array([1_795_996_800_000_000 + i * 1_000_000 for i in range(k0, k0 + n)],
-                                      pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-                     "value": [float(i) for i in range(k0, k0 + n)]})
+    return pa.table(
+        {
+            "tag": [f"p{i % 3}/PT" for i in range(k0, k0 + n)],
+            "time": pa.array([1_795_996_800_000_000 + i * 1_000_000 for i in range(k0, k0 + n)], pa.int64()).cast(
+                pa.timestamp("us", tz="UTC")
+            ),
+            "value": [float(i) for i in range(k0, k0 + n)],
+        }
+    )
 
 
 def _count(h: Historian) -> tuple[int, list[float]]:
@@ -66,10 +71,16 @@ def test_a_follower_sees_every_write_through_flushes_and_compactions(hist: Histo
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
-    env = {**os.environ, "TAEHWA_DATA_DIR": str(tmp_path / "data"), "TAEHWA_PORT": str(port),
-           "TAEHWA_API_TOKEN": "tok", "TAEHWA_WORKERS": "2"}
-    proc = subprocess.Popen([sys.executable, "-m", "taehwa", "serve"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "TAEHWA_DATA_DIR": str(tmp_path / "data"),
+        "TAEHWA_PORT": str(port),
+        "TAEHWA_API_TOKEN": "tok",
+        "TAEHWA_WORKERS": "2",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "taehwa", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         assert len(_workers(url, 2, 60)) == 2, "two API processes did not come up"
@@ -99,8 +110,9 @@ def test_two_workers_answer_and_every_write_is_read_back_anywhere(server: tuple[
     readers: set[str] = set()
     for k in range(30):
         with httpx.Client(headers=H) as c:  # a new connection each time: either process may take it
-            r = c.post(f"{url}/api/v1/acme/points", json=[{"tag": "p/PT", "time": f"2026-11-30T00:00:{k:02d}Z",
-                                                            "value": k}])
+            r = c.post(
+                f"{url}/api/v1/acme/points", json=[{"tag": "p/PT", "time": f"2026-11-30T00:00:{k:02d}Z", "value": k}]
+            )
             assert r.status_code == 200, r.text
         with httpx.Client(headers=H) as c:
             r = c.get(f"{url}/api/v1/acme/points", params={"tags": "p/PT", "start": T, "end": "2026-12-01"})
@@ -109,16 +121,16 @@ def test_two_workers_answer_and_every_write_is_read_back_anywhere(server: tuple[
     for _ in range(300):  # the kernel hands connections to whichever process wakes first: ask until both answered
         if len(readers) == 2:
             break
-        r = httpx.get(f"{url}/api/v1/acme/points", params={"tags": "p/PT", "start": T, "end": "2026-12-01"},
-                      headers=H)
+        r = httpx.get(f"{url}/api/v1/acme/points", params={"tags": "p/PT", "start": T, "end": "2026-12-01"}, headers=H)
         assert len(r.json()["points"]) == 30
         readers.add(r.headers["x-taehwa-worker"])
     assert len(readers) == 2  # reads were answered by both processes
-    bad = httpx.post(f"{url}/api/v1/acme/points", json=[{"tag": "p/PT", "time": "yesterday", "value": 1}],
-                     headers=H)
+    bad = httpx.post(f"{url}/api/v1/acme/points", json=[{"tag": "p/PT", "time": "yesterday", "value": 1}], headers=H)
     assert bad.status_code == 422 and "time" in bad.text  # refusals pass back unchanged
-    assert httpx.get(f"{url}/api/v1/acme/points", params={"tags": "p/PT", "start": T, "end": "2026-12-01"}
-                     ).status_code == 401
+    assert (
+        httpx.get(f"{url}/api/v1/acme/points", params={"tags": "p/PT", "start": T, "end": "2026-12-01"}).status_code
+        == 401
+    )
 
 
 def test_event_streams_are_relayed_whichever_process_took_them(server: tuple[str, Any]) -> None:
@@ -139,8 +151,10 @@ def test_event_streams_are_relayed_whichever_process_took_them(server: tuple[str
     for t in threads:
         t.start()
     stack = contextlib.ExitStack()
-    sockets = [stack.enter_context(connect(f"ws://{url.removeprefix('http://')}/api/v1/acme/events/ws",
-                                           additional_headers=H)) for _ in range(4)]
+    sockets = [
+        stack.enter_context(connect(f"ws://{url.removeprefix('http://')}/api/v1/acme/events/ws", additional_headers=H))
+        for _ in range(4)
+    ]
     time.sleep(1.0)
     r = httpx.post(f"{url}/api/v1/acme/assets", json={"id": "site-1", "type": "Site"}, headers=H)
     assert r.status_code == 201, r.text
@@ -154,8 +168,10 @@ def test_event_streams_are_relayed_whichever_process_took_them(server: tuple[str
             got += ws.recv(timeout=15, decode=True)
         assert "site-1" in got
     stack.close()
-    with pytest.raises(Exception) as refused, \
-            connect(f"ws://{url.removeprefix('http://')}/api/v1/acme/events/ws") as ws:  # no token
+    with (
+        pytest.raises(Exception) as refused,
+        connect(f"ws://{url.removeprefix('http://')}/api/v1/acme/events/ws") as ws,
+    ):  # no token
         ws.recv(timeout=10)
     assert "401" in str(refused.value)  # refused before the handshake by whichever process took it
 

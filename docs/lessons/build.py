@@ -18,9 +18,8 @@ from pathlib import Path
 # The lessons keep their own data directory, apart from any running plant (set TAEHWA_DATA_DIR to choose another).
 os.environ.setdefault("TAEHWA_DATA_DIR", str(Path("lesson-data").resolve()))
 
-from taehwa.demo import default_shared_data
+from taehwa.core.settings import default_shared_data, load_settings
 from taehwa.server.platform import Platform
-from taehwa.core.settings import load_settings
 
 shared = default_shared_data()  # ../shared/data beside the checkout: SKAB, C-MAPSS, Tennessee Eastman
 platform = Platform(load_settings(), background=False)

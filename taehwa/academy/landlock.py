@@ -23,8 +23,7 @@ REFER, TRUNCATE, IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
 _FS_BY_ABI = {1: (1 << 13) - 1, 2: (1 << 14) - 1, 3: (1 << 15) - 1, 4: (1 << 15) - 1, 5: (1 << 16) - 1}
 _FILE_RIGHTS = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV  # the rights that apply to a plain file
 READ = EXECUTE | READ_FILE | READ_DIR
-WRITE = (READ | WRITE_FILE | REMOVE_DIR | REMOVE_FILE | MAKE_DIR | MAKE_REG | MAKE_SYM | MAKE_FIFO | TRUNCATE
-         | REFER)
+WRITE = READ | WRITE_FILE | REMOVE_DIR | REMOVE_FILE | MAKE_DIR | MAKE_REG | MAKE_SYM | MAKE_FIFO | TRUNCATE | REFER
 NET_BIND_TCP, NET_CONNECT_TCP = 1 << 0, 1 << 1  # ABI 4
 SCOPE_ABSTRACT_UNIX, SCOPE_SIGNAL = 1 << 0, 1 << 1  # ABI 6
 
@@ -53,8 +52,11 @@ def restrict(read: Iterable[Path], write: Iterable[Path]) -> int:
     fs = _FS_BY_ABI.get(version, _FS_BY_ABI[5])
     net = NET_BIND_TCP | NET_CONNECT_TCP if version >= 4 else 0
     scoped = SCOPE_ABSTRACT_UNIX | SCOPE_SIGNAL if version >= 6 else 0
-    attr = struct.pack("=QQQ", fs, net, scoped) if version >= 6 else (
-        struct.pack("=QQ", fs, net) if version >= 4 else struct.pack("=Q", fs))
+    attr = (
+        struct.pack("=QQQ", fs, net, scoped)
+        if version >= 6
+        else (struct.pack("=QQ", fs, net) if version >= 4 else struct.pack("=Q", fs))
+    )
     buf = ctypes.create_string_buffer(attr, len(attr))
     ruleset = _libc.syscall(_CREATE, buf, ctypes.c_size_t(len(attr)), ctypes.c_uint32(0))
     if ruleset < 0:
@@ -81,8 +83,10 @@ def _allow(ruleset: int, path: Path, rights: int) -> None:
         if not path.is_dir():
             rights &= _FILE_RIGHTS
         rule = ctypes.create_string_buffer(struct.pack("=Qi", rights, fd), 12)  # the kernel's struct is packed
-        if _libc.syscall(_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(_RULE_PATH_BENEATH), rule,
-                         ctypes.c_uint32(0)) != 0:
+        if (
+            _libc.syscall(_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(_RULE_PATH_BENEATH), rule, ctypes.c_uint32(0))
+            != 0
+        ):
             raise _fail(f"add_rule {path}")
     finally:
         os.close(fd)

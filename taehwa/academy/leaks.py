@@ -57,9 +57,11 @@ def _relative(block: pd.DataFrame, origin: pd.Timestamp) -> dict[str, np.ndarray
     span = seconds.max() - seconds.min() if len(seconds) else 0.0
     names = block[UNIT].astype(str)
     ranks = names.map({n: i for i, n in enumerate(sorted(names.unique()))}).to_numpy(float)
-    return {"time_in_span": (seconds - seconds.min()) / span if span > 0 else np.zeros(len(block)),
-            "unit": ranks / max(len(set(names)) - 1, 1),
-            "row": np.arange(len(block), dtype=float) / max(len(block) - 1, 1)}
+    return {
+        "time_in_span": (seconds - seconds.min()) / span if span > 0 else np.zeros(len(block)),
+        "unit": ranks / max(len(set(names)) - 1, 1),
+        "row": np.arange(len(block), dtype=float) / max(len(block) - 1, 1),
+    }
 
 
 def _seconds(block: pd.DataFrame, origin: pd.Timestamp) -> np.ndarray:
@@ -71,10 +73,14 @@ def _columns(rows: pd.DataFrame, signals: list[str], origin: pd.Timestamp) -> di
     """Each probed column of one file as a number per row: what a model reading only that column would see. Places
     (in the span, among the units, among the rows) are taken within each part."""
     names = rows[UNIT].astype(str)
-    cols = {"time": _seconds(rows, origin), "time_in_span": np.zeros(len(rows)), "unit": np.zeros(len(rows)),
-            "unit_number": pd.to_numeric(names.str.extract(r"(\d+)\D*$")[0], errors="coerce").to_numpy(float),
-            "row": np.zeros(len(rows)),
-            "position_in_unit": names.groupby(names, sort=False).cumcount().to_numpy(float)}
+    cols = {
+        "time": _seconds(rows, origin),
+        "time_in_span": np.zeros(len(rows)),
+        "unit": np.zeros(len(rows)),
+        "unit_number": pd.to_numeric(names.str.extract(r"(\d+)\D*$")[0], errors="coerce").to_numpy(float),
+        "row": np.zeros(len(rows)),
+        "position_in_unit": names.groupby(names, sort=False).cumcount().to_numpy(float),
+    }
     for _, idx in rows.groupby(PART, sort=False).indices.items():
         for k, v in _relative(rows.iloc[idx], origin).items():
             cols[k][idx] = v
@@ -92,7 +98,7 @@ def metric_value(task: str, y: np.ndarray, p: np.ndarray) -> float:
     if task == "fault":
         if not (np.issubdtype(y.dtype, np.integer) and np.issubdtype(p.dtype, np.integer)):
             _, codes = np.unique(np.concatenate([y.astype(str), p.astype(str)]), return_inverse=True)
-            y, p = codes[:len(y)], codes[len(y):]
+            y, p = codes[: len(y)], codes[len(y) :]
         k = int(max(y.max(initial=0), p.max(initial=0))) + 1
         tp = np.bincount(y[y == p], minlength=k)
         both = np.bincount(y, minlength=k) + np.bincount(p, minlength=k)
@@ -154,8 +160,10 @@ def probe(task: str, frame: pd.DataFrame, signals: list[str] | None = None) -> d
     rng = np.random.default_rng(0)
     lower = M.PRIMARY[task] in M.LOWER_IS_BETTER
     in_part = {p: rest[PART].to_numpy() == p for p in parts}
-    units = {p: [ix[in_part[p][ix]] for ix in rest.groupby(UNIT, sort=False).indices.values() if in_part[p][ix].any()]
-             for p in parts}  # each unit's rows in the part, as positions in `rest`
+    units = {
+        p: [ix[in_part[p][ix]] for ix in rest.groupby(UNIT, sort=False).indices.values() if in_part[p][ix].any()]
+        for p in parts
+    }  # each unit's rows in the part, as positions in `rest`
     out: dict[str, Any] = {}
     for name, x in cols_train.items():
         model = _model(task, len(x)).fit(x.reshape(-1, 1), y_train)
@@ -167,22 +175,30 @@ def probe(task: str, frame: pd.DataFrame, signals: list[str] | None = None) -> d
             chance = constant[p]
             entry = {"score": round(score, 4)}
             if name in NON_SIGNAL:
-                null = [metric_value(task, y, q_) for q_ in _null_answers(model, name, cols_rest[name], m,
-                                                                            units[p], rng)]
+                null = [
+                    metric_value(task, y, q_) for q_ in _null_answers(model, name, cols_rest[name], m, units[p], rng)
+                ]
                 chance = _better(task, chance, float(np.mean(null)))
                 entry["null_best"] = round(min(null) if lower else max(null), 4)
             figures[p] = {**entry, "chance": round(chance, 4), "gain": round(_gain(task, score, chance), 4)}
         out[name] = figures
     probed = [k for k in NON_SIGNAL if not (k == "position_in_unit" and task in AGE_TASKS)]
-    result: dict[str, Any] = M.json_safe({
-        "metric": M.PRIMARY[task], "margin": MARGIN, "model": f"decision tree, {LEAVES} leaves",
-        "columns": {k: out[k] for k in probed}, "context": {k: out[k] for k in NON_SIGNAL if k not in probed},
-        "signals": {k: v for k, v in out.items() if k not in NON_SIGNAL}})
+    result: dict[str, Any] = M.json_safe(
+        {
+            "metric": M.PRIMARY[task],
+            "margin": MARGIN,
+            "model": f"decision tree, {LEAVES} leaves",
+            "columns": {k: out[k] for k in probed},
+            "context": {k: out[k] for k in NON_SIGNAL if k not in probed},
+            "signals": {k: v for k, v in out.items() if k not in NON_SIGNAL},
+        }
+    )
     return result
 
 
-def _null_answers(model: Any, name: str, x: np.ndarray, scored: np.ndarray, units: list[np.ndarray],
-                  rng: np.random.Generator) -> list[np.ndarray]:
+def _null_answers(
+    model: Any, name: str, x: np.ndarray, scored: np.ndarray, units: list[np.ndarray], rng: np.random.Generator
+) -> list[np.ndarray]:
     """The tree's answers on the scored rows had the column been dealt out blind to the labels: each unit takes
     another unit's values (stretched to its length), i.e. the runs placed or named in another order; a row's place
     in its unit is shuffled over the rows instead (it is the same in every unit)."""
@@ -212,33 +228,55 @@ def leaking(figures: dict[str, Any]) -> list[tuple[str, str, dict[str, float]]]:
     """The non-signal columns that beat chance by the margin and every blind deal of the column too (so a few runs
     lined up with the training ones by chance are not taken for a leak): (column, part, figures)."""
     lower = figures["metric"] in M.LOWER_IS_BETTER
-    return [(name, p, f) for name, parts in figures["columns"].items() for p, f in parts.items()
-            if f["gain"] >= figures["margin"] and (f["score"] < f["null_best"] if lower else
-                                                   f["score"] > f["null_best"])]
+    return [
+        (name, p, f)
+        for name, parts in figures["columns"].items()
+        for p, f in parts.items()
+        if f["gain"] >= figures["margin"] and (f["score"] < f["null_best"] if lower else f["score"] > f["null_best"])
+    ]
 
 
-_WHAT = {"time": "time", "time_in_span": "time (its place in the part's span)", "unit": "unit (its name's order)",
-         "unit_number": "unit (the number in its name)", "row": "row order",
-         "position_in_unit": "a row's place in its unit (time order within a unit)"}
+_WHAT = {
+    "time": "time",
+    "time_in_span": "time (its place in the part's span)",
+    "unit": "unit (its name's order)",
+    "unit_number": "unit (the number in its name)",
+    "row": "row order",
+    "position_in_unit": "a row's place in its unit (time order within a unit)",
+}
 
 
-def check(task: str, frame: pd.DataFrame, signals: list[str] | None = None, *,
-          accepted: Mapping[str, Any] | None = None, where: str = "source") -> dict[str, Any]:
+def check(
+    task: str,
+    frame: pd.DataFrame,
+    signals: list[str] | None = None,
+    *,
+    accepted: Mapping[str, Any] | None = None,
+    where: str = "source",
+) -> dict[str, Any]:
     """Probe a cut and refuse it (InvalidInput naming the column) when time, unit or row order tells the labels;
     a column the definition accepts (known_leaks) is recorded with its reason instead."""
     accepted = accepted or {}
     if set(accepted) - set(ACCEPTABLE):
-        raise InvalidInput(f"known_leaks may name only {', '.join(ACCEPTABLE)}: time, unit names and row order can "
-                           "always be cut so they say nothing", where="known_leaks")
+        raise InvalidInput(
+            f"known_leaks may name only {', '.join(ACCEPTABLE)}: time, unit names and row order can "
+            "always be cut so they say nothing",
+            where="known_leaks",
+        )
     figures = probe(task, frame, signals)
     found = [x for x in leaking(figures) if x[0] not in accepted]
-    figures["accepted"] = {name: {"reason": accepted[name], "gain": max(f["gain"] for f in parts.values())}
-                           for name, parts in figures["columns"].items() if name in accepted}
+    figures["accepted"] = {
+        name: {"reason": accepted[name], "gain": max(f["gain"] for f in parts.values())}
+        for name, parts in figures["columns"].items()
+        if name in accepted
+    }
     if found:
         name, p, f = max(found, key=lambda x: x[2]["gain"])
         raise InvalidInput(
             f"the cut gives its labels away through {_WHAT[name]}: a decision tree on column {name!r} alone, fitted "
             f"on the training part, scores {figures['metric']} {f['score']:.3f} on the {p} part where chance scores "
             f"{f['chance']:.3f} ({f['gain']:.0%} of the way to perfect; at most {MARGIN:.0%} is allowed). Place runs "
-            "at times, under names and in an order that do not follow the label", where=where)
+            "at times, under names and in an order that do not follow the label",
+            where=where,
+        )
     return figures

@@ -37,22 +37,121 @@ from typing import Any
 from taehwa.core.lifeline import parent_death_signal
 
 EXIT_FORBIDDEN, EXIT_MEMORY, EXIT_OUTPUT = 86, 87, 88
-_NATIVE_DENY = {"fork", "vfork", "clone", "clone3", "execve", "execv", "execvp", "system", "popen", "posix_spawn",
-                "socket", "socketpair", "connect", "bind", "sendto", "sendmsg", "syscall", "unshare", "setns",
-                "ptrace", "prctl", "kill", "open", "openat", "creat", "mount", "chroot", "dlopen", "setsid",
-                "setpgid", "setpgrp", "daemon", "pivot_root", "seccomp", "bpf", "keyctl", "mprotect", "capset",
-                "dlsym", "dlvsym", "dlmopen", "dl_open", "dl_sym"}
+_NATIVE_DENY = {
+    "fork",
+    "vfork",
+    "clone",
+    "clone3",
+    "execve",
+    "execv",
+    "execvp",
+    "system",
+    "popen",
+    "posix_spawn",
+    "socket",
+    "socketpair",
+    "connect",
+    "bind",
+    "sendto",
+    "sendmsg",
+    "syscall",
+    "unshare",
+    "setns",
+    "ptrace",
+    "prctl",
+    "kill",
+    "open",
+    "openat",
+    "creat",
+    "mount",
+    "chroot",
+    "dlopen",
+    "setsid",
+    "setpgid",
+    "setpgrp",
+    "daemon",
+    "pivot_root",
+    "seccomp",
+    "bpf",
+    "keyctl",
+    "mprotect",
+    "capset",
+    "dlsym",
+    "dlvsym",
+    "dlmopen",
+    "dl_open",
+    "dl_sym",
+}
 # native names refused by their beginning too (after any leading underscores): every exec*, posix_spawn*, fork,
 # clone, __libc_* (__libc_dlsym by hand would step around this very check), process_vm_*, io_uring_*, …
-_NATIVE_DENY_PREFIX = ("exec", "fexecve", "posix_spawn", "spawn", "fork", "vfork", "clone", "libc_", "Fork",
-                       "process_vm", "io_uring", "setres", "setuid", "setgid", "setgroups", "umount", "tgkill",
-                       "pidfd", "perf_event", "userfaultfd", "socket", "connect", "syscall", "unshare", "setns")
-_PROC_EVENTS = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty",
-                "pty.spawn", "os.kill", "os.killpg"}
-_WRITE_EVENTS = {"os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.link", "os.symlink", "os.truncate",
-                 "os.chmod", "os.chown", "os.utime", "shutil.rmtree", "shutil.copyfile", "shutil.move"}
-_NO_EVENT = ("setsid", "setpgid", "setpgrp", "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid",
-             "setgroups", "unshare", "setns")  # os functions Python raises no audit event for
+_NATIVE_DENY_PREFIX = (
+    "exec",
+    "fexecve",
+    "posix_spawn",
+    "spawn",
+    "fork",
+    "vfork",
+    "clone",
+    "libc_",
+    "Fork",
+    "process_vm",
+    "io_uring",
+    "setres",
+    "setuid",
+    "setgid",
+    "setgroups",
+    "umount",
+    "tgkill",
+    "pidfd",
+    "perf_event",
+    "userfaultfd",
+    "socket",
+    "connect",
+    "syscall",
+    "unshare",
+    "setns",
+)
+_PROC_EVENTS = {
+    "subprocess.Popen",
+    "os.system",
+    "os.exec",
+    "os.posix_spawn",
+    "os.spawn",
+    "os.fork",
+    "os.forkpty",
+    "pty.spawn",
+    "os.kill",
+    "os.killpg",
+}
+_WRITE_EVENTS = {
+    "os.remove",
+    "os.rename",
+    "os.rmdir",
+    "os.mkdir",
+    "os.link",
+    "os.symlink",
+    "os.truncate",
+    "os.chmod",
+    "os.chown",
+    "os.utime",
+    "shutil.rmtree",
+    "shutil.copyfile",
+    "shutil.move",
+}
+_NO_EVENT = (
+    "setsid",
+    "setpgid",
+    "setpgrp",
+    "setuid",
+    "setgid",
+    "setreuid",
+    "setregid",
+    "setresuid",
+    "setresgid",
+    "setgroups",
+    "unshare",
+    "setns",
+)  # os functions Python raises no audit event for
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REMOUNT = 1, 2, 4, 8, 32
 _MS_BIND, _MS_REC, _MS_PRIVATE = 4096, 16384, 1 << 18
 _MS_KEEP = _MS_NODEV | _MS_NOEXEC | 1024 | 2048 | 4096  # flags a bind keeps (noatime, nodiratime, relatime too)
@@ -86,8 +185,11 @@ def _namespaces() -> dict[str, bool]:
     namespace mapping our own ids. Falls back to less where the kernel refuses; says what it got."""
     uid, gid = os.geteuid(), os.getegid()
     root = uid == 0
-    for flags in ((_CLONE_NEWNET | _CLONE_NEWNS, _CLONE_NEWNET) if root else
-                  (_CLONE_NEWUSER | _CLONE_NEWNET | _CLONE_NEWNS, _CLONE_NEWUSER | _CLONE_NEWNET)):
+    for flags in (
+        (_CLONE_NEWNET | _CLONE_NEWNS, _CLONE_NEWNET)
+        if root
+        else (_CLONE_NEWUSER | _CLONE_NEWNET | _CLONE_NEWNS, _CLONE_NEWUSER | _CLONE_NEWNET)
+    ):
         if _libc.unshare(flags) == 0:
             break
     else:
@@ -101,6 +203,7 @@ def _namespaces() -> dict[str, bool]:
 
 def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
     """mount(2), raising OSError with the path (never anything read from a file)."""
+
     def enc(v: str | None) -> bytes | None:
         return None if v is None else os.fsencode(v)
 
@@ -236,15 +339,18 @@ def _hook_for(work: str, readable: list[str]) -> Any:
                 if args[0] is None or "libc." in str(args[0]):
                     stop("loaded the C library by hand: not allowed in a submission")
                 if not _native_allowed(args[0], native):
-                    stop(f"loaded the native library {os.fsdecode(args[0])!r} by hand: a submission may load only "
-                         "the libraries of the installed Python packages")
+                    stop(
+                        f"loaded the native library {os.fsdecode(args[0])!r} by hand: a submission may load only "
+                        "the libraries of the installed Python packages"
+                    )
             elif event == "open":
                 path, mode, flags = args
                 if isinstance(path, int):
                     return
                 full = os.path.realpath(os.fsdecode(path))
                 writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
-                    isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC))
+                    isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+                )
                 if writing and not _under(full, writable):
                     stop(f"tried to write {full}: a submission may write only in its own folder")
                 if not writing and not _under(full, writable + readable):
@@ -303,8 +409,9 @@ def _fit_predict(job: dict[str, Any]) -> tuple[Any, float, float]:
     except Exception as exc:
         raise _BadOutput(f"predict returned something that is not a sequence of values ({exc})") from None
     if arr.ndim != 1:
-        raise _BadOutput(f"predict returned an array of shape {arr.shape}; expected one value per input row "
-                         f"({len(inputs)})")
+        raise _BadOutput(
+            f"predict returned an array of shape {arr.shape}; expected one value per input row ({len(inputs)})"
+        )
     if len(arr) != len(inputs):
         raise _BadOutput(f"predict returned {len(arr)} values for {len(inputs)} input rows")
     values = arr.astype(str) if arr.dtype.kind in "OUSb" and job["task"] == "fault" else arr
@@ -323,6 +430,7 @@ def _refuse_unaudited(stop: Any) -> None:
     import posix
 
     for name in _NO_EVENT:
+
         def refused(*_: Any, _name: str = name) -> None:
             stop(f"called os.{_name}: a submission stays in the sandbox's session, group and identity")
 
@@ -375,8 +483,16 @@ def confine(job: dict[str, Any], work: Path) -> dict[str, Any]:
         report({"event": "note", "message": f"Landlock not applied: {exc}"})
     _end_with_server(job.get("parent"))
     refused = seccomp.apply()
-    return {"landlock_abi": abi, "own_network": ns["own_network"], "own_root": own_root, "uid": os.getuid(),
-            "user_ns": ns["user_ns"], "nproc": nproc, "seccomp": refused, "readable": readable}
+    return {
+        "landlock_abi": abi,
+        "own_network": ns["own_network"],
+        "own_root": own_root,
+        "uid": os.getuid(),
+        "user_ns": ns["user_ns"],
+        "nproc": nproc,
+        "seccomp": refused,
+        "readable": readable,
+    }
 
 
 def main(argv: list[str]) -> int:
@@ -409,8 +525,7 @@ def main(argv: list[str]) -> int:
     except BaseException as exc:
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.endswith("runner.py")]
         tb = "".join(traceback.format_list(frames))
-        report({"event": "error", "kind": "crash", "message": f"{type(exc).__name__}: {exc}",
-                "traceback": tb[-4000:]})
+        report({"event": "error", "kind": "crash", "message": f"{type(exc).__name__}: {exc}", "traceback": tb[-4000:]})
         return 1
     report({"event": "done", "fit_s": round(fit_s, 3), "predict_s": round(predict_s, 3)})
     return 0

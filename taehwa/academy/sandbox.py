@@ -28,8 +28,18 @@ from taehwa.core.errors import InvalidInput
 
 VERDICTS = ("scored", "invalid_output", "crashed", "timed_out", "out_of_memory", "forbidden")
 _UID_BASE, _UID_SPAN = 0x5A000000, 1 << 24  # uids 1509949440 … for runs as root (no account lives there)
-_SYSTEM_READ = ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/etc/ld.so.cache", "/etc/localtime", "/dev/urandom",
-                "/dev/zero", "/sys/devices/system/cpu"]
+_SYSTEM_READ = [
+    "/usr",
+    "/lib",
+    "/lib64",
+    "/lib32",
+    "/bin",
+    "/etc/ld.so.cache",
+    "/etc/localtime",
+    "/dev/urandom",
+    "/dev/zero",
+    "/sys/devices/system/cpu",
+]
 
 
 @dataclass(frozen=True)
@@ -65,12 +75,16 @@ def check_hidden(hidden: Path) -> None:
     h = str(hidden.resolve())
     for r in readable_roots():
         if h == r or h.startswith(r.rstrip("/") + "/"):
-            raise InvalidInput(f"the academy's hidden data ({h}) lies inside {r}, which submitted code may read; "
-                               "set TAEHWA_DATA_DIR outside the Python installation", where="data_dir")
+            raise InvalidInput(
+                f"the academy's hidden data ({h}) lies inside {r}, which submitted code may read; "
+                "set TAEHWA_DATA_DIR outside the Python installation",
+                where="data_dir",
+            )
 
 
-def run(*, kind: str, code: str, task: str, signals: list[str], train: Path, inputs: Path, scratch: Path,
-        limits: Limits) -> Outcome:
+def run(
+    *, kind: str, code: str, task: str, signals: list[str], train: Path, inputs: Path, scratch: Path, limits: Limits
+) -> Outcome:
     """Train and predict with submitted code (`kind` python or spec) in the sandbox."""
     scratch.mkdir(parents=True, exist_ok=True, mode=0o700)
     folder = Path(tempfile.mkdtemp(prefix="run-", dir=scratch))
@@ -85,23 +99,53 @@ def run(*, kind: str, code: str, task: str, signals: list[str], train: Path, inp
         shutil.copyfile(train, work / "train.parquet")
         shutil.copyfile(inputs, work / "inputs.parquet")
         (work / entry).write_text(code)
-        (work / "job.json").write_text(json.dumps({
-            "kind": kind, "entry": entry, "task": task, "signals": signals, "status_fd": w,
-            "memory_mb": limits.memory_mb, "cpu_seconds": int(limits.seconds) + 1, "output_mb": limits.output_mb,
-            "read": readable_roots(), "root": str(new_root), "uid": uid, "gid": uid,
-            "parent": os.getpid()}))  # the run ends with this process (runner: PR_SET_PDEATHSIG)
+        (work / "job.json").write_text(
+            json.dumps(
+                {
+                    "kind": kind,
+                    "entry": entry,
+                    "task": task,
+                    "signals": signals,
+                    "status_fd": w,
+                    "memory_mb": limits.memory_mb,
+                    "cpu_seconds": int(limits.seconds) + 1,
+                    "output_mb": limits.output_mb,
+                    "read": readable_roots(),
+                    "root": str(new_root),
+                    "uid": uid,
+                    "gid": uid,
+                    "parent": os.getpid(),
+                }
+            )
+        )  # the run ends with this process (runner: PR_SET_PDEATHSIG)
         if uid is not None:  # the run's own user owns its folder and nothing else
             for path in (work, *work.iterdir()):
                 os.chown(path, uid, uid)
-        env = {"PATH": "/usr/bin:/bin", "HOME": str(work), "TMPDIR": str(work), "LANG": "C.UTF-8",
-               "USER": "sandbox", "LOGNAME": "sandbox",
-               "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-               "ARROW_DEFAULT_MEMORY_POOL": "system", "MALLOC_ARENA_MAX": "2",
-               "JOBLIB_MULTIPROCESSING": "0"}
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(work),
+            "TMPDIR": str(work),
+            "LANG": "C.UTF-8",
+            "USER": "sandbox",
+            "LOGNAME": "sandbox",
+            "OMP_NUM_THREADS": "1",
+            "OPENBLAS_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "ARROW_DEFAULT_MEMORY_POOL": "system",
+            "MALLOC_ARENA_MAX": "2",
+            "JOBLIB_MULTIPROCESSING": "0",
+        }
         with open(work / "stdout.txt", "wb") as out, open(work / "stderr.txt", "wb") as err:
-            proc = subprocess.Popen([sys.executable, "-I", "-B", "-m", "taehwa.academy.runner", str(work)], cwd=work,
-                                    env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err, pass_fds=(w,),
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-B", "-m", "taehwa.academy.runner", str(work)],
+                cwd=work,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                pass_fds=(w,),
+                start_new_session=True,
+            )
         os.close(w)
         w = -1
         events: list[dict[str, Any]] = []
@@ -120,8 +164,9 @@ def run(*, kind: str, code: str, task: str, signals: list[str], train: Path, inp
         log = _tail(work / "stdout.txt") + _tail(work / "stderr.txt")
         out_ = _verdict(proc.returncode, timed_out, events, limits, work)
         out_.seconds, out_.log = round(seconds, 3), log
-        out_.sandbox = next(({k: v for k, v in e.items() if k != "event"} for e in events
-                             if e.get("event") == "confined"), {})
+        out_.sandbox = next(
+            ({k: v for k, v in e.items() if k != "event"} for e in events if e.get("event") == "confined"), {}
+        )
         return out_
     finally:
         if w >= 0:
@@ -181,8 +226,7 @@ def _tail(path: Path, limit: int = 2000) -> str:
         return ""
 
 
-def _verdict(code: int | None, timed_out: bool, events: list[dict[str, Any]], limits: Limits, work: Path
-             ) -> Outcome:
+def _verdict(code: int | None, timed_out: bool, events: list[dict[str, Any]], limits: Limits, work: Path) -> Outcome:
     last = {e.get("event"): e for e in events}
     if timed_out:
         return Outcome("timed_out", f"stopped after {limits.seconds:g} s: the time limit of this challenge")
@@ -196,8 +240,11 @@ def _verdict(code: int | None, timed_out: bool, events: list[dict[str, Any]], li
         return Outcome("invalid_output", str(last.get("error", {}).get("message", "the output was not usable")))
     if code is not None and code < 0:
         name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
-        hint = " (often a sign of running out of memory)" if -code in (signal.SIGSEGV, signal.SIGBUS,
-                                                                        signal.SIGABRT) else ""
+        hint = (
+            " (often a sign of running out of memory)"
+            if -code in (signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT)
+            else ""
+        )
         return Outcome("crashed", f"the process died of signal {name}{hint}")
     if code != 0 or "done" not in last:
         err = last.get("error", {})
@@ -209,5 +256,8 @@ def _verdict(code: int | None, timed_out: bool, events: list[dict[str, Any]], li
         preds = pd.read_parquet(path)
     except Exception as exc:
         return Outcome("invalid_output", f"its predictions could not be read ({exc})")
-    return Outcome("scored", f"trained in {last['done'].get('fit_s')} s, predicted in "
-                   f"{last['done'].get('predict_s')} s", predictions=preds)
+    return Outcome(
+        "scored",
+        f"trained in {last['done'].get('fit_s')} s, predicted in {last['done'].get('predict_s')} s",
+        predictions=preds,
+    )

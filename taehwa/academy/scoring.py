@@ -16,8 +16,9 @@ def primary_metric(task: str) -> str:
     return M.PRIMARY[task]
 
 
-def score(task: str, labels: pd.DataFrame, predictions: pd.Series, normal_class: str = "normal"
-          ) -> dict[str, dict[str, Any]]:
+def score(
+    task: str, labels: pd.DataFrame, predictions: pd.Series, normal_class: str = "normal"
+) -> dict[str, dict[str, Any]]:
     """{part: metrics} for the validation and test parts. `labels` has row, part, scored, time, unit, target
     (and changepoint for anomalies); `predictions` is indexed by row."""
     out: dict[str, dict[str, Any]] = {}

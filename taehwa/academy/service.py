@@ -55,8 +55,17 @@ def _utc(t: datetime) -> datetime:
 class AcademyService:
     """Challenges, submissions and boards of one platform."""
 
-    def __init__(self, settings: Settings, *, engine: Engine, tenants: TenantService, audit: AuditLog,
-                 sharing: SharingService, identity: IdentityService, data: Sources) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: Engine,
+        tenants: TenantService,
+        audit: AuditLog,
+        sharing: SharingService,
+        identity: IdentityService,
+        data: Sources,
+    ) -> None:
         """Each collaborator named: the metadata database, tenancy, audit, sharing grants (behind plant
         challenges), identity (who submits), and where a plant challenge's rows are read from (the lab service)."""
         self.settings, self.tenants, self.audit = settings, tenants, audit
@@ -67,8 +76,15 @@ class AcademyService:
         self._lock = threading.Lock()
 
     # --- challenges ---------------------------------------------------------------------------------------------
-    def create(self, owner: str, definition: Definition | dict[str, Any], *, base_dir: Path | None = None,
-               shared: Path | None = None, baseline: bool = True) -> dict[str, Any]:
+    def create(
+        self,
+        owner: str,
+        definition: Definition | dict[str, Any],
+        *,
+        base_dir: Path | None = None,
+        shared: Path | None = None,
+        baseline: bool = True,
+    ) -> dict[str, Any]:
         """Cut a challenge's data into its parts, keep them, and (when it has one) run the platform's baseline."""
         d = definition if isinstance(definition, Definition) else parse_definition(definition)
         check(owner, "admin")
@@ -86,11 +102,18 @@ class AcademyService:
         info["leak_probe"] = frame.attrs.pop("leak_probe", None)  # sources ran the probe: a leaking cut stops there
         info.update(self._write_parts(d, frame))
         with self._engine.begin() as c:
-            c.execute(insert(challenges).values(
-                id=d.id, owner=owner, definition=d.model_dump(mode="json"), info=info,
-                closes_at=closes_at(d.closes), created_by=current().user, created_at=_now()))
-        self.audit.append("academy.create", tenant=owner, target=d.id,
-                                   after={"task": d.task, "rows": info["rows"]})
+            c.execute(
+                insert(challenges).values(
+                    id=d.id,
+                    owner=owner,
+                    definition=d.model_dump(mode="json"),
+                    info=info,
+                    closes_at=closes_at(d.closes),
+                    created_by=current().user,
+                    created_at=_now(),
+                )
+            )
+        self.audit.append("academy.create", tenant=owner, target=d.id, after={"task": d.task, "rows": info["rows"]})
         if baseline and d.baseline:
             base = (base_dir or Path(".")).resolve()
             path = (base / d.baseline).resolve()
@@ -99,8 +122,15 @@ class AcademyService:
             if not path.is_file():
                 raise InvalidInput(f"no baseline file at {path}", where="baseline")
             kind = "python" if path.suffix == ".py" else "spec"
-            self.submit(d.id, kind, path.read_bytes(), filename=path.name, label="Taehwa baseline",
-                        user=BASELINE_USER, reference=True)
+            self.submit(
+                d.id,
+                kind,
+                path.read_bytes(),
+                filename=path.name,
+                label="Taehwa baseline",
+                user=BASELINE_USER,
+                reference=True,
+            )
         return self.get(d.id)
 
     def _from_historian(self, owner: str, d: Definition, info: dict[str, Any]) -> pd.DataFrame:
@@ -108,8 +138,15 @@ class AcademyService:
         assert d.source.data is not None and d.source.data.tags
         self._ensure_academy_tenant()
         grant = self.sharing.create(
-            owner, ACADEMY_TENANT, list(d.source.data.tags), d.source.data.start, d.source.data.end,
-            days=d.source.grant_days, pseudonymise=True, purpose=f"academy challenge {d.id}")
+            owner,
+            ACADEMY_TENANT,
+            list(d.source.data.tags),
+            d.source.data.start,
+            d.source.data.end,
+            days=d.source.grant_days,
+            pseudonymise=True,
+            purpose=f"academy challenge {d.id}",
+        )
         info["grant"] = grant.id
         try:
             return sources.historian(d, self.data, owner, grant)
@@ -131,14 +168,18 @@ class AcademyService:
         for p in ("train", "validation", "test"):
             if not (parts == p).any():
                 raise InvalidInput(f"the {p} part of challenge {d.id} is empty", where="source")
-        frame = frame.sort_values([sources.PART, UNIT, TIME], key=lambda s: s.map(
-            {"train": 0, "validation": 1, "test": 2}) if s.name == sources.PART else s, kind="stable")
+        frame = frame.sort_values(
+            [sources.PART, UNIT, TIME],
+            key=lambda s: s.map({"train": 0, "validation": 1, "test": 2}) if s.name == sources.PART else s,
+            kind="stable",
+        )
         train = frame[frame[sources.PART] == "train"][[TIME, UNIT, *signals, TARGET]].reset_index(drop=True)
         rest = frame[frame[sources.PART] != "train"].reset_index(drop=True)
         rest.insert(0, "row", np.arange(len(rest), dtype=np.int64))
         inputs = rest[["row", TIME, UNIT, *signals]]
         label_cols = ["row", sources.PART, sources.SCORED, TIME, UNIT, TARGET] + (
-            [CHANGEPOINT] if CHANGEPOINT in rest.columns else [])
+            [CHANGEPOINT] if CHANGEPOINT in rest.columns else []
+        )
         labels = rest[label_cols]
         if d.task == "fault":
             train[TARGET] = train[TARGET].astype(str)
@@ -163,16 +204,26 @@ class AcademyService:
             raise
         classes = sorted(set(train[TARGET]) | set(labels[TARGET])) if d.task == "fault" else None
         counts = labels.groupby(sources.PART).size().to_dict()
-        return {"signals": signals, "classes": classes, "units": int(train[UNIT].nunique()),
-                "rows": {"train": len(train), "validation": int(counts.get("validation", 0)),
-                         "test": int(counts.get("test", 0))},
-                "scored_rows": {p: int(labels[(labels[sources.PART] == p) & labels[sources.SCORED]].shape[0])
-                                for p in ("validation", "test")},
-                "train_range": [train[TIME].min().isoformat(), train[TIME].max().isoformat()],
-                "inputs_range": [inputs[TIME].min().isoformat(), inputs[TIME].max().isoformat()]}
+        return {
+            "signals": signals,
+            "classes": classes,
+            "units": int(train[UNIT].nunique()),
+            "rows": {
+                "train": len(train),
+                "validation": int(counts.get("validation", 0)),
+                "test": int(counts.get("test", 0)),
+            },
+            "scored_rows": {
+                p: int(labels[(labels[sources.PART] == p) & labels[sources.SCORED]].shape[0])
+                for p in ("validation", "test")
+            },
+            "train_range": [train[TIME].min().isoformat(), train[TIME].max().isoformat()],
+            "inputs_range": [inputs[TIME].min().isoformat(), inputs[TIME].max().isoformat()],
+        }
 
-    def install_ready(self, names: list[str] | None = None, *, baseline: bool = True, shared: Path | None = None
-                      ) -> list[dict[str, Any]]:
+    def install_ready(
+        self, names: list[str] | None = None, *, baseline: bool = True, shared: Path | None = None
+    ) -> list[dict[str, Any]]:
         """The ready challenges (SKAB, C-MAPSS, Tennessee Eastman), owned by the academy tenant; ones already there
         are left as they are."""
         from taehwa.academy.challenge import ready_names
@@ -207,16 +258,30 @@ class AcademyService:
     def _doc(self, row: Any) -> dict[str, Any]:
         d = row.definition
         closed = self._closed(row)
-        return {"id": row.id, "owner": row.owner, "title": d["title"], "summary": d.get("summary", {}),
-                "task": d["task"], "metric": primary_metric(d["task"]),
-                "lower_is_better": primary_metric(d["task"]) in M.LOWER_IS_BETTER,
-                "state": "closed" if closed else "open", "closes_at": _utc(row.closes_at).isoformat(),
-                "inputs_public": d["inputs_public"], "limits": d["limits"], "audience": d.get("audience"),
-                "published": d.get("published", []), "published_note": d.get("published_note"),
-                "signals": row.info["signals"], "classes": row.info.get("classes"), "units": row.info.get("units"),
-                "rows": row.info["rows"], "scored_rows": row.info.get("scored_rows"),
-                "train_range": row.info.get("train_range"), "inputs_range": row.info.get("inputs_range"),
-                "submission_kinds": [k for k in KINDS if k != "predictions" or d["inputs_public"]]}
+        return {
+            "id": row.id,
+            "owner": row.owner,
+            "title": d["title"],
+            "summary": d.get("summary", {}),
+            "task": d["task"],
+            "metric": primary_metric(d["task"]),
+            "lower_is_better": primary_metric(d["task"]) in M.LOWER_IS_BETTER,
+            "state": "closed" if closed else "open",
+            "closes_at": _utc(row.closes_at).isoformat(),
+            "inputs_public": d["inputs_public"],
+            "limits": d["limits"],
+            "audience": d.get("audience"),
+            "published": d.get("published", []),
+            "published_note": d.get("published_note"),
+            "signals": row.info["signals"],
+            "classes": row.info.get("classes"),
+            "units": row.info.get("units"),
+            "rows": row.info["rows"],
+            "scored_rows": row.info.get("scored_rows"),
+            "train_range": row.info.get("train_range"),
+            "inputs_range": row.info.get("inputs_range"),
+            "submission_kinds": [k for k in KINDS if k != "predictions" or d["inputs_public"]],
+        }
 
     @staticmethod
     def _closed(row: Any) -> bool:
@@ -226,8 +291,11 @@ class AcademyService:
         """The challenges the caller may see, newest first."""
         with self._engine.connect() as c:
             rows = c.execute(select(challenges).order_by(challenges.c.created_at.desc())).all()
-            people = select(submissions.c.challenge, func.count(func.distinct(submissions.c.user_id))).where(
-                submissions.c.reference.is_(False)).group_by(submissions.c.challenge)
+            people = (
+                select(submissions.c.challenge, func.count(func.distinct(submissions.c.user_id)))
+                .where(submissions.c.reference.is_(False))
+                .group_by(submissions.c.challenge)
+            )
             counts: dict[str, int] = {cid: n for cid, n in c.execute(people)}
         out = []
         for r in rows:
@@ -261,13 +329,25 @@ class AcademyService:
         if part not in ("train", "inputs"):
             raise InvalidInput("the parts to download are train and inputs", where="part")
         if part == "inputs" and not row.definition["inputs_public"]:
-            raise Forbidden(f"challenge {cid} keeps its inputs next to the data: submit a model spec or Python "
-                            "model instead", where="part")
+            raise Forbidden(
+                f"challenge {cid} keeps its inputs next to the data: submit a model spec or Python model instead",
+                where="part",
+            )
         return self.root / cid / "public" / f"{part}.parquet"
 
     # --- submissions --------------------------------------------------------------------------------------------
-    def submit(self, cid: str, kind: str, content: bytes, *, filename: str | None = None, label: str | None = None,
-               user: str | None = None, reference: bool = False, wait: bool = True) -> dict[str, Any]:
+    def submit(
+        self,
+        cid: str,
+        kind: str,
+        content: bytes,
+        *,
+        filename: str | None = None,
+        label: str | None = None,
+        user: str | None = None,
+        reference: bool = False,
+        wait: bool = True,
+    ) -> dict[str, Any]:
         """Check a submission at once (its form, the challenge's state, the daily limit), keep it, then run and
         score it (now, or in the background with wait=False)."""
         row = self._row(cid)
@@ -283,14 +363,16 @@ class AcademyService:
                 self.identity.get_user(user)  # must be a registered user
             participant = user
         if self._closed(row) and not reference:
-            raise Conflict(f"challenge {cid} closed at {_utc(row.closes_at).isoformat()}: no more submissions",
-                           where="challenge")
+            raise Conflict(
+                f"challenge {cid} closed at {_utc(row.closes_at).isoformat()}: no more submissions", where="challenge"
+            )
         if kind not in KINDS:
             raise InvalidInput(f"kind is one of {', '.join(KINDS)}", where="kind")
         d = row.definition
         if kind == "predictions" and not d["inputs_public"]:
-            raise InvalidInput(f"challenge {cid} takes code, not predictions: its inputs never leave the platform",
-                               where="kind")
+            raise InvalidInput(
+                f"challenge {cid} takes code, not predictions: its inputs never leave the platform", where="kind"
+            )
         if kind == "python":
             check_python(content)
         elif kind == "spec":
@@ -301,32 +383,55 @@ class AcademyService:
             parse_spec_submission(text, d["task"])
         else:  # a file that does not fit the inputs is refused at once and does not count toward the limit
             rows = pd.read_parquet(self.root / cid / "public" / "inputs.parquet", columns=["row"])["row"].to_numpy()
-            check_predictions(read_predictions(content, filename), rows, d["task"], row.info.get("classes"),
-                              where=filename or "predictions")
+            check_predictions(
+                read_predictions(content, filename),
+                rows,
+                d["task"],
+                row.info.get("classes"),
+                where=filename or "predictions",
+            )
         with self._lock:  # the count and the record together: two submissions at once cannot both pass the limit
             if not reference:
                 day = _now().replace(hour=0, minute=0, second=0, microsecond=0)
                 with self._engine.connect() as c:
-                    today = c.execute(select(func.count()).select_from(submissions).where(
-                        submissions.c.challenge == cid, submissions.c.user_id == participant,
-                        submissions.c.created_at >= day)).scalar_one()
+                    today = c.execute(
+                        select(func.count())
+                        .select_from(submissions)
+                        .where(
+                            submissions.c.challenge == cid,
+                            submissions.c.user_id == participant,
+                            submissions.c.created_at >= day,
+                        )
+                    ).scalar_one()
                 if today >= d["limits"]["daily"]:
-                    raise TooManyRequests(f"{participant} has made {today} submissions to {cid} today, the daily "
-                                          f"limit; the next is accepted from {(day + timedelta(days=1)).isoformat()}",
-                                          where="submission")
+                    raise TooManyRequests(
+                        f"{participant} has made {today} submissions to {cid} today, the daily "
+                        f"limit; the next is accepted from {(day + timedelta(days=1)).isoformat()}",
+                        where="submission",
+                    )
             sid = secrets.token_hex(8)
             folder = self.root / cid / "submissions" / sid
             folder.mkdir(parents=True, mode=0o700)
             name = {"python": "submission.py", "spec": "submission.yaml"}.get(kind) or (
-                "predictions.parquet" if content[:4] == b"PAR1" else "predictions.csv")
+                "predictions.parquet" if content[:4] == b"PAR1" else "predictions.csv"
+            )
             (folder / name).write_bytes(content)
             with self._engine.begin() as c:
-                c.execute(insert(submissions).values(
-                    id=sid, challenge=cid, user_id=participant, kind=kind,
-                    label=(label or filename or "")[:255] or None, reference=reference, state="queued",
-                    created_at=_now()))
-        self.audit.append("academy.submit", tenant=row.owner, target=f"{cid} {sid}",
-                                   after={"user": participant, "kind": kind})
+                c.execute(
+                    insert(submissions).values(
+                        id=sid,
+                        challenge=cid,
+                        user_id=participant,
+                        kind=kind,
+                        label=(label or filename or "")[:255] or None,
+                        reference=reference,
+                        state="queued",
+                        created_at=_now(),
+                    )
+                )
+        self.audit.append(
+            "academy.submit", tenant=row.owner, target=f"{cid} {sid}", after={"user": participant, "kind": kind}
+        )
         if wait:
             self.run(sid)
         else:
@@ -337,8 +442,7 @@ class AcademyService:
         """Queue a kept submission on the runners (TAEHWA_ACADEMY_RUNNERS at once)."""
         with self._lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.settings.academy_runners,
-                                                thread_name_prefix="academy")
+                self._pool = ThreadPoolExecutor(max_workers=self.settings.academy_runners, thread_name_prefix="academy")
             self._pool.submit(self.run, sid)
 
     def run(self, sid: str) -> None:
@@ -355,8 +459,9 @@ class AcademyService:
         except Exception as exc:
             values = {"verdict": "crashed", "message": f"the platform could not run it: {exc}"}
         with self._engine.begin() as c:
-            c.execute(update(submissions).where(submissions.c.id == sid).values(
-                state="done", finished_at=_now(), **values))
+            c.execute(
+                update(submissions).where(submissions.c.id == sid).values(state="done", finished_at=_now(), **values)
+            )
 
     def _outcome(self, row: Any, s: Any) -> dict[str, Any]:
         d = row.definition
@@ -374,10 +479,16 @@ class AcademyService:
             sandbox.check_hidden(folder / "hidden")
             entry = sub_dir / ("submission.py" if s.kind == "python" else "submission.yaml")
             lim = d["limits"]
-            result = sandbox.run(kind=s.kind, code=entry.read_text(), task=d["task"], signals=row.info["signals"],
-                                 train=folder / "public" / "train.parquet",
-                                 inputs=folder / "public" / "inputs.parquet", scratch=self.root / "_sandbox",
-                                 limits=sandbox.Limits(seconds=float(lim["seconds"]), memory_mb=int(lim["memory_mb"])))
+            result = sandbox.run(
+                kind=s.kind,
+                code=entry.read_text(),
+                task=d["task"],
+                signals=row.info["signals"],
+                train=folder / "public" / "train.parquet",
+                inputs=folder / "public" / "inputs.parquet",
+                scratch=self.root / "_sandbox",
+                limits=sandbox.Limits(seconds=float(lim["seconds"]), memory_mb=int(lim["memory_mb"])),
+            )
             out.update({"seconds": result.seconds, "sandbox": result.sandbox, "log": result.log[-4000:] or None})
             if result.verdict != "scored" or result.predictions is None:
                 return {**out, "verdict": result.verdict, "message": result.message}
@@ -389,22 +500,39 @@ class AcademyService:
             return {**out, "verdict": "invalid_output", "message": str(exc)}
         figures = score(d["task"], labels, preds, d.get("normal_class", "normal"))
         metric = primary_metric(d["task"])
-        return {**out, "verdict": "scored", "metrics": figures,
-                "public_score": figures.get("validation", {}).get(metric),
-                "final_score": figures.get("test", {}).get(metric),
-                "message": out.get("message") or "scored"}
+        return {
+            **out,
+            "verdict": "scored",
+            "metrics": figures,
+            "public_score": figures.get("validation", {}).get(metric),
+            "final_score": figures.get("test", {}).get(metric),
+            "message": out.get("message") or "scored",
+        }
 
     def _sub_doc(self, s: Any, *, final: bool) -> dict[str, Any]:
         """A submission as its participant sees it: the hidden score and figures only once the board is final."""
         metrics = dict(s.metrics or {})
         if not final:
             metrics.pop("test", None)
-        return {"id": s.id, "challenge": s.challenge, "user": s.user_id, "kind": s.kind, "label": s.label,
-                "reference": bool(s.reference), "state": s.state, "verdict": s.verdict, "message": s.message,
-                "log": s.log, "public_score": s.public_score, "final_score": s.final_score if final else None,
-                "metrics": metrics, "sandbox": s.sandbox, "seconds": s.seconds,
-                "created_at": _utc(s.created_at).isoformat(),
-                "finished_at": _utc(s.finished_at).isoformat() if s.finished_at is not None else None}
+        return {
+            "id": s.id,
+            "challenge": s.challenge,
+            "user": s.user_id,
+            "kind": s.kind,
+            "label": s.label,
+            "reference": bool(s.reference),
+            "state": s.state,
+            "verdict": s.verdict,
+            "message": s.message,
+            "log": s.log,
+            "public_score": s.public_score,
+            "final_score": s.final_score if final else None,
+            "metrics": metrics,
+            "sandbox": s.sandbox,
+            "seconds": s.seconds,
+            "created_at": _utc(s.created_at).isoformat(),
+            "finished_at": _utc(s.finished_at).isoformat() if s.finished_at is not None else None,
+        }
 
     def submission(self, sid: str) -> dict[str, Any]:
         """One submission: its participant, the challenge owner's admins and platform admins may read it."""
@@ -440,8 +568,11 @@ class AcademyService:
         metric = primary_metric(row.definition["task"])
         final = self._closed(row)
         with self._engine.connect() as c:
-            subs = c.execute(select(submissions).where(submissions.c.challenge == cid, submissions.c.state == "done")
-                             .order_by(submissions.c.created_at)).all()
+            subs = c.execute(
+                select(submissions)
+                .where(submissions.c.challenge == cid, submissions.c.state == "done")
+                .order_by(submissions.c.created_at)
+            ).all()
         best: dict[str, Any] = {}
         counts: dict[str, int] = {}
         for s in subs:
@@ -454,27 +585,52 @@ class AcademyService:
         entries: list[dict[str, Any]] = []
         references: list[dict[str, Any]] = []
         for user, s in best.items():
-            e = {"user": user, "label": s.label, "submission": s.id, "kind": s.kind,
-                 "public_score": s.public_score, "final_score": s.final_score if final else None,
-                 "submissions": counts[user], "submitted_at": _utc(s.created_at).isoformat()}
+            e = {
+                "user": user,
+                "label": s.label,
+                "submission": s.id,
+                "kind": s.kind,
+                "public_score": s.public_score,
+                "final_score": s.final_score if final else None,
+                "submissions": counts[user],
+                "submitted_at": _utc(s.created_at).isoformat(),
+            }
             (references if s.reference else entries).append(e)
         key = "final_score" if final else "public_score"
         lower = metric in M.LOWER_IS_BETTER
-        entries.sort(key=lambda e: (e[key] is None, (e[key] if lower else -e[key]) if e[key] is not None else 0,
-                                    e["submitted_at"]))
+        entries.sort(
+            key=lambda e: (
+                e[key] is None,
+                (e[key] if lower else -e[key]) if e[key] is not None else 0,
+                e["submitted_at"],
+            )
+        )
         for i, e in enumerate(entries):
             e["rank"] = i + 1
-        published = [{"name": p["name"], "score": p["score"], "source": p["source"]}
-                     for p in row.definition.get("published", [])]
-        return {"challenge": cid, "metric": metric, "lower_is_better": lower, "phase": "final" if final else "public",
-                "entries": entries, "baselines": references, "published": published,
-                "published_note": row.definition.get("published_note")}
+        published = [
+            {"name": p["name"], "score": p["score"], "source": p["source"]} for p in row.definition.get("published", [])
+        ]
+        return {
+            "challenge": cid,
+            "metric": metric,
+            "lower_is_better": lower,
+            "phase": "final" if final else "public",
+            "entries": entries,
+            "baselines": references,
+            "published": published,
+            "published_note": row.definition.get("published_note"),
+        }
 
     def resume(self) -> None:
         """Submissions left queued or running by a stopped server run again."""
         with self._engine.connect() as c:
-            pending = c.execute(select(submissions.c.id).where(submissions.c.state != "done")
-                                .order_by(submissions.c.created_at)).scalars().all()
+            pending = (
+                c.execute(
+                    select(submissions.c.id).where(submissions.c.state != "done").order_by(submissions.c.created_at)
+                )
+                .scalars()
+                .all()
+            )
         for sid in pending:
             self._in_background(sid)
 

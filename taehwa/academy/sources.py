@@ -151,8 +151,7 @@ def tep(d: Definition, shared: Path, seed: int | None = None) -> pd.DataFrame:
     return _neutral_units(frame, rng)
 
 
-def historian(d: Definition, data_sources: Sources, owner: str, grant: Grant, seed: int | None = None
-              ) -> pd.DataFrame:
+def historian(d: Definition, data_sources: Sources, owner: str, grant: Grant, seed: int | None = None) -> pd.DataFrame:
     """The owner's own tags, on the lab's grid with the lab's labels, then disguised by the sharing grant made for
     the challenge: each tag under its pseudonym, values as a·v + b with the grant's hidden a and b, assets as
     neutral ids. Participants learn neither names nor real values. The cut passes the leak probe."""
@@ -160,13 +159,20 @@ def historian(d: Definition, data_sources: Sources, owner: str, grant: Grant, se
     from taehwa.lab.spec import LabelSpec, ModelSpec, Spec
 
     assert d.source.data is not None
-    spec = Spec(name=d.id, task=d.task, data=d.source.data, labels=d.source.labels or LabelSpec(),
-                model=ModelSpec(kind=_any_kind(d.task)))
+    spec = Spec(
+        name=d.id,
+        task=d.task,
+        data=d.source.data,
+        labels=d.source.labels or LabelSpec(),
+        model=ModelSpec(kind=_any_kind(d.task)),
+    )
     data = build_dataset(spec, data_sources, owner)
     frame = data.frame.copy()
     if TARGET not in frame.columns:
-        raise InvalidInput("the owner's data has no labels for this task in the range; label it first "
-                           "(taehwa lab labels add)", where="source.labels")
+        raise InvalidInput(
+            "the owner's data has no labels for this task in the range; label it first (taehwa lab labels add)",
+            where="source.labels",
+        )
     a, b = grant.scale or (1.0, 0.0)
     rename = {}
     for s in data.signals:
@@ -177,14 +183,17 @@ def historian(d: Definition, data_sources: Sources, owner: str, grant: Grant, se
     frame[PART] = _by_time(frame, d)
     frame[SCORED] = frame[PART] != "train"
     if not (frame[PART] == "train").any() or not (frame[PART] == "test").any():
-        raise InvalidInput("the split leaves a part empty: check source.validation_from and source.test_from "
-                           "against the data's range", where="source")
+        raise InvalidInput(
+            "the split leaves a part empty: check source.validation_from and source.test_from against the data's range",
+            where="source",
+        )
     return probed(d, _neutral_units(frame, _rng(seed)))
 
 
 def _any_kind(task: str) -> str:
-    return {"anomaly": "pca", "fault": "lgbm_classifier", "rul": "lgbm_regressor", "soft_sensor": "lgbm_regressor"
-            }[task]
+    return {"anomaly": "pca", "fault": "lgbm_classifier", "rul": "lgbm_regressor", "soft_sensor": "lgbm_regressor"}[
+        task
+    ]
 
 
 def build(d: Definition, shared: Path, seed: int | None = None) -> pd.DataFrame:

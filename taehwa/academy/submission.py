@@ -44,12 +44,18 @@ def parse_spec_submission(text: str, task: str | None = None) -> SpecSubmission:
     try:
         sub = SpecSubmission.model_validate(doc)
     except ValidationError as exc:
-        raise ValidationFailed([(f"submission:{'.'.join(str(p) for p in e['loc'])}",
-                                 e["msg"].removeprefix("Value error, ")) for e in exc.errors()]) from None
+        raise ValidationFailed(
+            [
+                (f"submission:{'.'.join(str(p) for p in e['loc'])}", e["msg"].removeprefix("Value error, "))
+                for e in exc.errors()
+            ]
+        ) from None
     cls = MODEL_KINDS.get(sub.model.kind)
     if cls is None:
-        raise InvalidInput(f"model.kind {sub.model.kind!r} is unknown; known: {', '.join(sorted(MODEL_KINDS))}",
-                           where="submission:model.kind")
+        raise InvalidInput(
+            f"model.kind {sub.model.kind!r} is unknown; known: {', '.join(sorted(MODEL_KINDS))}",
+            where="submission:model.kind",
+        )
     if task is not None and task not in cls.tasks:
         raise InvalidInput(f"model.kind {sub.model.kind!r} does not do task {task!r}", where="submission:model.kind")
     return sub
@@ -63,8 +69,9 @@ def check_spec_text(text: str) -> None:
 
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_SPEC_BYTES:
-        raise InvalidInput(f"the spec is {size} bytes; a spec submission is at most {MAX_SPEC_BYTES}",
-                           where="submission")
+        raise InvalidInput(
+            f"the spec is {size} bytes; a spec submission is at most {MAX_SPEC_BYTES}", where="submission"
+        )
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     depth = events = 0
     try:
@@ -72,8 +79,9 @@ def check_spec_text(text: str) -> None:
             line = f"submission:{event.start_mark.line + 1}" if event.start_mark is not None else "submission"
             events += 1
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-                raise InvalidInput("anchors and aliases (&name, *name) are not allowed in a spec submission",
-                                   where=line)
+                raise InvalidInput(
+                    "anchors and aliases (&name, *name) are not allowed in a spec submission", where=line
+                )
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_SPEC_DEPTH:
@@ -85,15 +93,18 @@ def check_spec_text(text: str) -> None:
     except yaml.YAMLError as exc:  # the problem and its line only: the parser's own text quotes the document
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or "it could not be parsed"
-        raise InvalidInput(f"not valid YAML or JSON: {problem}",
-                           where=f"submission:{mark.line + 1}" if mark is not None else "submission") from None
+        raise InvalidInput(
+            f"not valid YAML or JSON: {problem}",
+            where=f"submission:{mark.line + 1}" if mark is not None else "submission",
+        ) from None
 
 
 def check_python(code: bytes) -> str:
     """The text of a Python submission, refused at once when it is not Python or defines no class Model."""
     if len(code) > MAX_CODE_BYTES:
-        raise InvalidInput(f"the file is {len(code)} bytes; code submissions are at most {MAX_CODE_BYTES}",
-                           where="submission")
+        raise InvalidInput(
+            f"the file is {len(code)} bytes; code submissions are at most {MAX_CODE_BYTES}", where="submission"
+        )
     try:
         text = code.decode("utf-8")
         tree = ast.parse(text, filename="submission.py")
@@ -123,24 +134,25 @@ def read_predictions(data: bytes, filename: str | None = None) -> pd.DataFrame:
             raise InvalidInput(f"not a readable CSV file ({exc})", where=where) from None
     missing = [c for c in ("row", "prediction") if c not in frame.columns]
     if missing:
-        raise InvalidInput(f"column {missing[0]!r} is missing; the file needs columns row and prediction",
-                           where=where)
+        raise InvalidInput(f"column {missing[0]!r} is missing; the file needs columns row and prediction", where=where)
     return frame[["row", "prediction"]]
 
 
 Task = Literal["anomaly", "fault", "rul", "soft_sensor", "forecast"]
 
 
-def check_predictions(frame: pd.DataFrame, rows: np.ndarray, task: str, classes: list[str] | None,
-                      where: str = "predictions") -> pd.Series:
+def check_predictions(
+    frame: pd.DataFrame, rows: np.ndarray, task: str, classes: list[str] | None, where: str = "predictions"
+) -> pd.Series:
     """The predictions as one value per input row (indexed by row id), or InvalidInput naming the first bad row.
     Anomaly flags are 0/1 (or true/false); fault classes must be among the challenge's classes; values are
     finite numbers."""
     ids = pd.to_numeric(frame["row"], errors="coerce")
     bad = np.flatnonzero(ids.isna().to_numpy() | (ids.to_numpy(float) % 1 != 0))
     if len(bad):
-        raise InvalidInput(f"row id {frame['row'].iloc[bad[0]]!r} is not a whole number", where=f"{where}: line "
-                           f"{bad[0] + 2}")
+        raise InvalidInput(
+            f"row id {frame['row'].iloc[bad[0]]!r} is not a whole number", where=f"{where}: line {bad[0] + 2}"
+        )
     ids = ids.astype("int64")
     dup = ids.duplicated()
     if dup.any():
@@ -152,8 +164,9 @@ def check_predictions(frame: pd.DataFrame, rows: np.ndarray, task: str, classes:
         raise InvalidInput(f"row {int(extra[0])} is not one of the inputs", where=where)
     lacking = expected.difference(pd.Index(ids))
     if len(lacking):
-        raise InvalidInput(f"{len(lacking)} input rows have no prediction (the first: row {int(lacking[0])})",
-                           where=where)
+        raise InvalidInput(
+            f"{len(lacking)} input rows have no prediction (the first: row {int(lacking[0])})", where=where
+        )
     raw = pd.Series(frame["prediction"].to_numpy(), index=ids.to_numpy())
     if task == "fault":
         values = raw.astype(str).str.strip()
@@ -161,16 +174,19 @@ def check_predictions(frame: pd.DataFrame, rows: np.ndarray, task: str, classes:
         unknown = ~values.isin(known) if known else pd.Series(False, index=values.index)
         if unknown.any():
             first = values[unknown].iloc[0]
-            raise InvalidInput(f"{first!r} is not a class of this challenge; classes: {', '.join(sorted(known))}",
-                               where=f"{where}: row {int(values[unknown].index[0])}")
+            raise InvalidInput(
+                f"{first!r} is not a class of this challenge; classes: {', '.join(sorted(known))}",
+                where=f"{where}: row {int(values[unknown].index[0])}",
+            )
         return values.loc[rows]
     text = raw.astype(str).str.strip().str.lower()
     if task == "anomaly":
         text = text.replace({"true": "1", "false": "0", "1.0": "1", "0.0": "0"})
         ok = text.isin(["0", "1"])
         if not ok.all():
-            raise InvalidInput(f"{raw[~ok].iloc[0]!r} is not an anomaly flag (0 or 1)",
-                               where=f"{where}: row {int(raw[~ok].index[0])}")
+            raise InvalidInput(
+                f"{raw[~ok].iloc[0]!r} is not an anomaly flag (0 or 1)", where=f"{where}: row {int(raw[~ok].index[0])}"
+            )
         return text.astype(int).loc[rows]
     nums = pd.to_numeric(raw, errors="coerce").astype(float)
     bad_num = ~np.isfinite(nums.to_numpy())

@@ -43,12 +43,19 @@ class BackfillReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
-        return {"points": self.points, "bad_points": self.bad_points, "events": self.events, "chunks": self.chunks,
-                "signals": self.signals, "templates": self.templates}
+        return {
+            "points": self.points,
+            "bad_points": self.bad_points,
+            "events": self.events,
+            "chunks": self.chunks,
+            "signals": self.signals,
+            "templates": self.templates,
+        }
 
 
-def read_inputs(historian: Historian, tenant: str, tags: list[str], lo: int, hi: int,
-                carry: dict[str, Series] | None = None) -> dict[str, Series]:
+def read_inputs(
+    historian: Historian, tenant: str, tags: list[str], lo: int, hi: int, carry: dict[str, Series] | None = None
+) -> dict[str, Series]:
     """Points of tags in (lo, hi] with each tag's value in force at lo in front (taken from `carry`, the previous
     chunk's points, when they reach lo: one query fewer per chunk)."""
     known = set(historian.catalog.ids(tenant))
@@ -61,7 +68,7 @@ def read_inputs(historian: Historian, tenant: str, tags: list[str], lo: int, hi:
             st, sv, sq = carry[t]
             k = int(np.searchsorted(st, lo, "right"))
             if k:
-                first[t] = (st[k - 1:k], sv[k - 1:k], sq[k - 1:k])
+                first[t] = (st[k - 1 : k], sv[k - 1 : k], sq[k - 1 : k])
     else:
         first = split(historian.value_at(tenant, tags, from_us(lo)))
     inside = split(historian.read(tenant, tags, from_us(lo + 1), from_us(hi + 1)))
@@ -93,9 +100,21 @@ def watermarks(historian: Historian, tenant: str, g: Group, assets: list[str]) -
     return out
 
 
-def backfill_group(historian: Historian, tenant: str, prog: Program, g: Group, assets: list[str], start: int,
-                   end: int, *, report: BackfillReport, recorder: EventRecorder | None = None,
-                   templates: bool = True, chunk_us: int = DAY_US, write: bool = True) -> list[dict[str, Any]]:
+def backfill_group(
+    historian: Historian,
+    tenant: str,
+    prog: Program,
+    g: Group,
+    assets: list[str],
+    start: int,
+    end: int,
+    *,
+    report: BackfillReport,
+    recorder: EventRecorder | None = None,
+    templates: bool = True,
+    chunk_us: int = DAY_US,
+    write: bool = True,
+) -> list[dict[str, Any]]:
     """Recompute a group on some of its assets for [start, end); returns the events found (recorded when a
     recorder is given)."""
     assets = [a for a in assets if a in g.inputs]
@@ -110,13 +129,13 @@ def backfill_group(historian: Historian, tenant: str, prog: Program, g: Group, a
         hi = min(lo + chunk_us, end)
         tags = sorted({t for a in assets for t in g.inputs[a]})
         # rows in [lo, hi): the series are read for (lo - 1 - hist, hi - 1]
-        data = read_inputs(historian, tenant, tags, lo - 1 - hist, hi - 1,
-                           carry if carry_ok else None) if tags else {}
+        data = read_inputs(historian, tenant, tags, lo - 1 - hist, hi - 1, carry if carry_ok else None) if tags else {}
         carry, carry_ok = data, hist < chunk_us
         times = [union_times([data.get(t, EMPTY) for t in g.inputs[a]], lo - 1 - hist, hi - 1) for a in assets]
         rows = Rows.of(assets, times)
-        res = run_rows(g, rows, [lo - 1] * len(assets), prog.binder, _source(data), states,
-                       until=marks, templates=templates)
+        res = run_rows(
+            g, rows, [lo - 1] * len(assets), prog.binder, _source(data), states, until=marks, templates=templates
+        )
         table = res.table()
         if table is not None:
             report.points += table.num_rows
@@ -126,8 +145,9 @@ def backfill_group(historian: Historian, tenant: str, prog: Program, g: Group, a
         for asset, name, ch in res.changes:
             if ch.end is None:
                 continue
-            found.append({"asset": asset, "template": name, "start_us": ch.start, "end_us": ch.end,
-                          "reason": ch.reason})
+            found.append(
+                {"asset": asset, "template": name, "start_us": ch.start, "end_us": ch.end, "reason": ch.reason}
+            )
         report.chunks += 1
         lo = hi
     for (asset, name), st in states.items():  # still open at the end of the range

@@ -88,8 +88,9 @@ Memo = dict[object, tuple[np.ndarray, np.ndarray]]
 by identity."""
 
 
-def evaluate(plan: P, rows: Rows, binder: Binder, data: Callable[[str], Series], memo: Memo | None = None
-             ) -> tuple[np.ndarray, np.ndarray]:
+def evaluate(
+    plan: P, rows: Rows, binder: Binder, data: Callable[[str], Series], memo: Memo | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(values, qualities) of a plan at every row; non-finite values come with bad quality. Plans evaluated on the
     same rows may share a `memo`, so each input is looked up once."""
     memo = {} if memo is None else memo
@@ -101,8 +102,7 @@ def evaluate(plan: P, rows: Rows, binder: Binder, data: Callable[[str], Series],
     return v, q
 
 
-def _eval(p: P, rows: Rows, binder: Binder, data: Callable[[str], Series], memo: Memo
-          ) -> tuple[np.ndarray, np.ndarray]:
+def _eval(p: P, rows: Rows, binder: Binder, data: Callable[[str], Series], memo: Memo) -> tuple[np.ndarray, np.ndarray]:
     key: object = p if isinstance(p, Sig | Attr | Limit | Const) else id(p)
     got = memo.get(key)
     if got is not None:
@@ -173,7 +173,7 @@ def _asof(role: str, rows: Rows, binder: Binder, data: Callable[[str], Series]) 
     si = np.concatenate(parts_i)
     t0 = min(int(st.min()), int(rows.t.min()))
     span = max(int(st.max()), int(rows.t.max())) - t0 + 1
-    if span * (len(rows.assets) + 1) >= 2 ** 62:  # keys would overflow: asset by asset
+    if span * (len(rows.assets) + 1) >= 2**62:  # keys would overflow: asset by asset
         return _asof_each(role, rows, binder, data)
     skey = si * span + (st - t0)
     rkey = rows.inst * span + (rows.t - t0)
@@ -186,8 +186,7 @@ def _asof(role: str, rows: Rows, binder: Binder, data: Callable[[str], Series]) 
     return v, q
 
 
-def _asof_each(role: str, rows: Rows, binder: Binder, data: Callable[[str], Series]
-               ) -> tuple[np.ndarray, np.ndarray]:
+def _asof_each(role: str, rows: Rows, binder: Binder, data: Callable[[str], Series]) -> tuple[np.ndarray, np.ndarray]:
     n = len(rows)
     v = np.full(n, np.nan)
     q = np.full(n, BAD, np.uint8)
@@ -241,13 +240,20 @@ def _func_any(fn: str, a: list[np.ndarray]) -> Any:
 
 
 _BINARY: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "+": np.add, "-": np.subtract, "*": np.multiply,
+    "+": np.add,
+    "-": np.subtract,
+    "*": np.multiply,
     "/": lambda x, y: np.where(y != 0, x / np.where(y != 0, y, 1.0), np.nan),
     "%": lambda x, y: np.where(y != 0, np.mod(x, np.where(y != 0, y, 1.0)), np.nan),
     "^": np.power,
-    "<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal, "==": np.equal,
+    "<": np.less,
+    "<=": np.less_equal,
+    ">": np.greater,
+    ">=": np.greater_equal,
+    "==": np.equal,
     "!=": np.not_equal,
-    "and": lambda x, y: (x > 0.5) & (y > 0.5), "or": lambda x, y: (x > 0.5) | (y > 0.5),
+    "and": lambda x, y: (x > 0.5) & (y > 0.5),
+    "or": lambda x, y: (x > 0.5) | (y > 0.5),
 }
 
 
@@ -258,7 +264,7 @@ def window_starts(rows: Rows, us: int) -> np.ndarray:
         return np.empty(0, np.int64)
     t0 = int(rows.t.min())
     span = int(rows.t.max()) - t0 + us + 1
-    if span * max(len(rows.assets), 1) < 2 ** 62:
+    if span * max(len(rows.assets), 1) < 2**62:
         key = rows.inst * span + (rows.t - t0)
         starts: np.ndarray = np.searchsorted(key, key - us, "right").astype(np.int64)
         return starts
@@ -301,8 +307,9 @@ def _window(fn: str, v: np.ndarray, q: np.ndarray, rows: Rows, us: int) -> np.nd
         inside = area[idx] - area[start]  # segments start..i-1
         before = start - 1
         has = before >= first
-        partial = np.where(has, vz[np.maximum(before, 0)] * (rows.t[np.minimum(start, n - 1)]
-                                                              - (rows.t - us)) / 1e6, 0.0)
+        partial = np.where(
+            has, vz[np.maximum(before, 0)] * (rows.t[np.minimum(start, n - 1)] - (rows.t - us)) / 1e6, 0.0
+        )
         return np.asarray(inside + partial, np.float64)
     if fn in ("rate", "delta"):
         before = start - 1
@@ -313,8 +320,9 @@ def _window(fn: str, v: np.ndarray, q: np.ndarray, rows: Rows, us: int) -> np.nd
     raise ValueError(f"unknown window function {fn}")  # pragma: no cover
 
 
-def _range_reduce(vals: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-                  op: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+def _range_reduce(
+    vals: np.ndarray, lo: np.ndarray, hi: np.ndarray, op: Callable[[np.ndarray, np.ndarray], np.ndarray]
+) -> np.ndarray:
     """op over vals[lo[i]:hi[i] + 1] for every i, by a sparse table (O(n log n), no Python loop over rows)."""
     n = len(vals)
     levels = [vals]

@@ -70,15 +70,28 @@ def make_run(prog: Program, plant_id: int, latest: dict[str, int]) -> TenantRun:
             outs = [prog.binder.tag(a, c.signal) for c in g.calcs]
             times = [latest.get(t) for t in outs if t is not None]
             run_done[(gi, a)] = min(times) if times and all(x is not None for x in times) else None  # type: ignore[type-var]
-    return TenantRun(prog, plant_id, by_tag, pa.array(sorted(by_tag), pa.string()),
-                     {p: a.type for p, a in prog.plant.assets.items()}, done=run_done)
+    return TenantRun(
+        prog,
+        plant_id,
+        by_tag,
+        pa.array(sorted(by_tag), pa.string()),
+        {p: a.type for p, a in prog.plant.assets.items()},
+        done=run_done,
+    )
 
 
 class LiveAnalytics:
     """Runs every tenant's analytics in one background thread."""
 
-    def __init__(self, *, historian: Historian, twin: TwinService, recorder: EventRecorder,
-                 lineage: bool = True, refresh_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        *,
+        historian: Historian,
+        twin: TwinService,
+        recorder: EventRecorder,
+        lineage: bool = True,
+        refresh_s: float = 2.0,
+    ) -> None:
         """The historian (points in, points out), the twin (each tenant's plant), the event recorder; `lineage`:
         record each calculated tag's expression, version and inputs in its tag metadata."""
         self.historian, self.twin, self.recorder = historian, twin, recorder
@@ -239,8 +252,15 @@ class LiveAnalytics:
             if not sel:
                 continue
             rows = Rows.of(sel, times)
-            res = run_rows(g, rows, after, prog.binder, lambda tag: run.buffers.get(tag, EMPTY),
-                           run.states.setdefault(gi, {}), until=until)
+            res = run_rows(
+                g,
+                rows,
+                after,
+                prog.binder,
+                lambda tag: run.buffers.get(tag, EMPTY),
+                run.states.setdefault(gi, {}),
+                until=until,
+            )
             tables.extend(res.points)
             changes.extend(res.changes)
             for a, wm in zip(sel, until, strict=True):
@@ -266,8 +286,10 @@ class LiveAnalytics:
                 s = run.buffers.get(tag)
                 if s is None or len(s[0]) < 64:
                     continue
-                keep = min(((run.done.get(k) or 0) - run.prog.groups[k[0]].history_us
-                            for k in run.by_tag.get(tag, ())), default=0)
+                keep = min(
+                    ((run.done.get(k) or 0) - run.prog.groups[k[0]].history_us for k in run.by_tag.get(tag, ())),
+                    default=0,
+                )
                 run.buffers[tag] = trim(s, keep)
 
     def _recompute_late(self, tenant: str, run: TenantRun) -> None:
@@ -280,8 +302,9 @@ class LiveAnalytics:
             g = run.prog.groups[gi]
             start = min(t for _, t in items)
             end = max(run.done.get((gi, a)) or t for a, t in items) + 1
-            backfill_group(self.historian, tenant, run.prog, g, [a for a, _ in items], start, end, report=report,
-                           templates=False)
+            backfill_group(
+                self.historian, tenant, run.prog, g, [a for a, _ in items], start, end, report=report, templates=False
+            )
         log.info("tenant %s: %d points recomputed after late inputs", tenant, report.points)
 
     def _record_lineage(self, tenant: str, run: TenantRun, table: pa.Table) -> None:
@@ -294,8 +317,9 @@ class LiveAnalytics:
             if got is None:
                 continue
             asset, calc = got
-            want = calc.lineage([t for gi, g in enumerate(run.prog.groups) if calc in g.calcs
-                                 for t in g.inputs.get(asset, [])])
+            want = calc.lineage(
+                [t for gi, g in enumerate(run.prog.groups) if calc in g.calcs for t in g.inputs.get(asset, [])]
+            )
             try:
                 if tag in self.historian.catalog.ids(tenant):
                     info = self.historian.tag(tenant, tag)
@@ -336,9 +360,15 @@ class LiveAnalytics:
         run = self._runs.get(tenant)
         if run is None:
             return {"running": False, "groups": 0, "calculated_tags": 0, "templates": 0}
-        return {"running": True, "groups": len(run.prog.groups), "calculated_tags": len(run.prog.outputs),
-                "templates": len(run.prog.templates), "inputs": len(run.by_tag),
-                "points_written": run.points_written, "last_error": run.last_error,
-                "buffered_points": int(sum(len(s[0]) for s in run.buffers.values())),
-                "queued": self._queue.qsize(), "at": None if not run.done else
-                int(np.max([d for d in run.done.values() if d is not None] or [0]))}
+        return {
+            "running": True,
+            "groups": len(run.prog.groups),
+            "calculated_tags": len(run.prog.outputs),
+            "templates": len(run.prog.templates),
+            "inputs": len(run.by_tag),
+            "points_written": run.points_written,
+            "last_error": run.last_error,
+            "buffered_points": int(sum(len(s[0]) for s in run.buffers.values())),
+            "queued": self._queue.qsize(),
+            "at": None if not run.done else int(np.max([d for d in run.done.values() if d is not None] or [0])),
+        }

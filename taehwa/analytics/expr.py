@@ -225,8 +225,7 @@ def _bounded(text: str, where: str) -> None:
     if not isinstance(text, str):
         raise InvalidInput("an expression must be a text", where=where)
     if len(text) > MAX_CHARS:
-        raise InvalidInput(f"the expression is {len(text)} characters long, over the limit of {MAX_CHARS}",
-                           where=where)
+        raise InvalidInput(f"the expression is {len(text)} characters long, over the limit of {MAX_CHARS}", where=where)
     if not text.strip():
         raise InvalidInput("the expression is empty", where=where)
     depth = 0
@@ -257,8 +256,7 @@ def _parse(text: str, where: str, condition: bool) -> Node:
     try:
         tree = _PARSER.parse(text)
     except UnexpectedCharacters as exc:
-        raise InvalidInput(f"unexpected character {exc.char!r} at column {exc.column}",
-                           where=where) from None
+        raise InvalidInput(f"unexpected character {exc.char!r} at column {exc.column}", where=where) from None
     except UnexpectedEOF:
         raise InvalidInput("the expression ends too soon (an operand or a ')' is missing)", where=where) from None
     except UnexpectedToken as exc:

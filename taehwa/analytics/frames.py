@@ -38,8 +38,9 @@ def _next(index: np.ndarray, i: int) -> int | None:
     return int(index[k]) if k < len(index) else None
 
 
-def scan(state: ScanState, t: np.ndarray, start: np.ndarray, end: np.ndarray | None, held_us: int, max_us: int
-         ) -> list[Change]:
+def scan(
+    state: ScanState, t: np.ndarray, start: np.ndarray, end: np.ndarray | None, held_us: int, max_us: int
+) -> list[Change]:
     """Advance a scan over rows (times `t`, boolean conditions); returns the events opened and closed, in order.
     Loops over events, not rows: each step jumps with a binary search to the next change of condition."""
     n = len(t)
@@ -109,6 +110,12 @@ def statistics(t: np.ndarray, v: np.ndarray, start: int, end: int) -> dict[str, 
     edges = np.clip(np.append(tt, end), start, end).astype(np.float64)
     area = float(np.sum(vv * np.diff(edges)) / 1e6)
     span = (end - start) / 1e6
-    return {"min": float(inside.min()), "max": float(inside.max()), "mean": float(inside.mean()),
-            "twa": area / span if span > 0 else float(vv[-1]), "integral": area, "start": float(vv[0]),
-            "end": float(vv[-1])}
+    return {
+        "min": float(inside.min()),
+        "max": float(inside.max()),
+        "mean": float(inside.mean()),
+        "twa": area / span if span > 0 else float(vv[-1]),
+        "integral": area,
+        "start": float(vv[0]),
+        "end": float(vv[-1]),
+    }

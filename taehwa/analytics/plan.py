@@ -29,12 +29,18 @@ from taehwa.core.errors import InvalidInput
 from taehwa.twin.types import LIMIT_KEYS, AssetType
 
 POINTWISE: dict[str, tuple[int, int]] = {  # name → (least, most) arguments
-    "abs": (1, 1), "sqrt": (1, 1), "log": (1, 1), "exp": (1, 1), "round": (1, 1),
-    "min": (2, 16), "max": (2, 16), "clip": (3, 3), "if": (3, 3),
+    "abs": (1, 1),
+    "sqrt": (1, 1),
+    "log": (1, 1),
+    "exp": (1, 1),
+    "round": (1, 1),
+    "min": (2, 16),
+    "max": (2, 16),
+    "clip": (3, 3),
+    "if": (3, 3),
 }
 AGGREGATES = ("sum", "mean", "avg", "min", "max", "count")
-WINDOWS = ("rolling_mean", "rolling_min", "rolling_max", "rolling_sum", "integral", "rate", "delta",
-           "time_in_state")
+WINDOWS = ("rolling_mean", "rolling_min", "rolling_max", "rolling_sum", "integral", "rate", "delta", "time_in_state")
 MAX_WINDOW_US = 31 * 24 * 3600 * 1_000_000
 """Longest window (a month): a window is history kept in memory for live computation."""
 MAX_INLINED = 2_000
@@ -128,12 +134,13 @@ class Resolver:
         self.problems: list[tuple[str, str]] = []
         self._cache: dict[tuple[str, str], tuple[P, u.Unit | None] | None] = {}
 
-    def calc(self, t: AssetType, signal: str, stack: tuple[tuple[str, str], ...] = ()
-             ) -> tuple[P, u.Unit | None] | None:
+    def calc(
+        self, t: AssetType, signal: str, stack: tuple[tuple[str, str], ...] = ()
+    ) -> tuple[P, u.Unit | None] | None:
         """The plan of a calculated signal of a type (None when it has problems, recorded once)."""
         key = (t.name, signal)
         if key in stack:
-            chain = " → ".join(f"{n}.{s}" for n, s in (*stack[stack.index(key):], key))
+            chain = " → ".join(f"{n}.{s}" for n, s in (*stack[stack.index(key) :], key))
             spec = t.signals[signal]
             self.problems.append((spec.where or f"type {t.name}", f"calculated signals form a cycle: {chain}"))
             return None
@@ -153,12 +160,18 @@ class Resolver:
             return None
         declared = u.parse_unit(spec.unit)
         if unit is not None and declared is not None and unit != declared:
-            self.problems.append((where, f"{t.name}.{signal} is declared in {spec.unit!r} but its expression gives "
-                                         f"{u.show(unit)}"))
+            self.problems.append(
+                (where, f"{t.name}.{signal} is declared in {spec.unit!r} but its expression gives {u.show(unit)}")
+            )
             return None
         if _count(plan) > MAX_INLINED:
-            self.problems.append((where, f"{t.name}.{signal} is over {MAX_INLINED} parts once the calculated "
-                                         "signals it uses are written out"))
+            self.problems.append(
+                (
+                    where,
+                    f"{t.name}.{signal} is over {MAX_INLINED} parts once the calculated "
+                    "signals it uses are written out",
+                )
+            )
             return None
         out = (plan, declared if declared is not None else unit)
         self._cache[key] = out
@@ -190,13 +203,15 @@ class Resolver:
         self.problems.append((where, msg))
         return None, None
 
-    def _node(self, n: Node, t: AssetType, where: str, stack: tuple[tuple[str, str], ...]
-              ) -> tuple[P | None, u.Unit | None]:
+    def _node(
+        self, n: Node, t: AssetType, where: str, stack: tuple[tuple[str, str], ...]
+    ) -> tuple[P | None, u.Unit | None]:
         if isinstance(n, Num):
             return Const(n.value), None
         if isinstance(n, Dur):
-            return self._bad(where, f"a duration ({n.text}) is only the window of a function like "
-                                    "rolling_mean(flow, 10min)")
+            return self._bad(
+                where, f"a duration ({n.text}) is only the window of a function like rolling_mean(flow, 10min)"
+            )
         if isinstance(n, Name):
             return self._name(n, t, where, stack)
         if isinstance(n, Member):
@@ -223,8 +238,9 @@ class Resolver:
             return self._call(n, t, where, stack)
         return self._bad(where, "not a valid expression")
 
-    def _name(self, n: Name, t: AssetType, where: str, stack: tuple[tuple[str, str], ...]
-              ) -> tuple[P | None, u.Unit | None]:
+    def _name(
+        self, n: Name, t: AssetType, where: str, stack: tuple[tuple[str, str], ...]
+    ) -> tuple[P | None, u.Unit | None]:
         if n.name in t.signals:
             spec = t.signals[n.name]
             if spec.derived and spec.expr is not None:
@@ -234,26 +250,35 @@ class Resolver:
         if n.name in t.attributes:
             attr = t.attributes[n.name]
             if attr.kind not in ("number", "integer", "boolean"):
-                return self._bad(where, f"attribute {n.name!r} of {t.name} is a {attr.kind}, not a number "
-                                        f"(column {n.col})")
+                return self._bad(
+                    where, f"attribute {n.name!r} of {t.name} is a {attr.kind}, not a number (column {n.col})"
+                )
             return Attr(n.name), u.parse_unit(attr.unit)
         if n.name in LIMIT_KEYS:
-            return self._bad(where, f"{n.name} alone does not say whose limit it is: write signal.{n.name}, or "
-                                    f"compare it with a signal (column {n.col})")
+            return self._bad(
+                where,
+                f"{n.name} alone does not say whose limit it is: write signal.{n.name}, or "
+                f"compare it with a signal (column {n.col})",
+            )
         known = sorted([*t.signals, *t.attributes])
-        return self._bad(where, f"unknown name {n.name!r} at column {n.col}: {t.name} has "
-                                f"{', '.join(known[:30]) or 'no signals or attributes'}")
+        return self._bad(
+            where,
+            f"unknown name {n.name!r} at column {n.col}: {t.name} has "
+            f"{', '.join(known[:30]) or 'no signals or attributes'}",
+        )
 
     def _member(self, n: Member, t: AssetType, where: str) -> tuple[P | None, u.Unit | None]:
         if isinstance(n.base, Name) and n.name in LIMIT_KEYS:
             if n.base.name not in t.signals:
                 return self._bad(where, f"unknown signal {n.base.name!r} at column {n.base.col}")
             return Limit(n.base.name, n.name), u.parse_unit(t.signals[n.base.name].unit)
-        return self._bad(where, f".{n.name} is a child signal (sum(children(Type).{n.name})) or a limit "
-                                f"({', '.join(LIMIT_KEYS)})")
+        return self._bad(
+            where, f".{n.name} is a child signal (sum(children(Type).{n.name})) or a limit ({', '.join(LIMIT_KEYS)})"
+        )
 
-    def _binop(self, n: BinOp, t: AssetType, where: str, stack: tuple[tuple[str, str], ...]
-               ) -> tuple[P | None, u.Unit | None]:
+    def _binop(
+        self, n: BinOp, t: AssetType, where: str, stack: tuple[tuple[str, str], ...]
+    ) -> tuple[P | None, u.Unit | None]:
         left, right = n.left, n.right
         if n.op in ("<", "<=", ">", ">=", "==", "!="):  # a bare limit takes the signal on the other side
             left, right = _limit_of(left, right), _limit_of(right, left)
@@ -276,21 +301,27 @@ class Resolver:
             return Func("%", (a, b)), ua
         return Func("^", (a, b)), (u.DIMENSIONLESS if ua == u.DIMENSIONLESS else None)
 
-    def _call(self, n: Call, t: AssetType, where: str, stack: tuple[tuple[str, str], ...]
-              ) -> tuple[P | None, u.Unit | None]:
+    def _call(
+        self, n: Call, t: AssetType, where: str, stack: tuple[tuple[str, str], ...]
+    ) -> tuple[P | None, u.Unit | None]:
         fn = n.fn
         if fn in AGGREGATES and len(n.args) == 1 and isinstance(n.args[0], Member):
             return self._aggregate(n, n.args[0], t, where, stack)
         if fn in AGGREGATES and fn not in ("min", "max"):
-            return self._bad(where, f"{fn}() takes the signal of a child set, as in {fn}(children(Line).flow) "
-                                    f"(column {n.col})")
+            return self._bad(
+                where, f"{fn}() takes the signal of a child set, as in {fn}(children(Line).flow) (column {n.col})"
+            )
         if fn in ("children", "descendants"):
-            return self._bad(where, f"{fn}(Type) is a set of assets: name one of their signals, as in "
-                                    f"sum({fn}(Type).flow) (column {n.col})")
+            return self._bad(
+                where,
+                f"{fn}(Type) is a set of assets: name one of their signals, as in "
+                f"sum({fn}(Type).flow) (column {n.col})",
+            )
         if fn in WINDOWS:
             if len(n.args) != 2 or not isinstance(n.args[1], Dur):
-                return self._bad(where, f"{fn}(signal, window) takes a signal and a duration like 10min "
-                                        f"(column {n.col})")
+                return self._bad(
+                    where, f"{fn}(signal, window) takes a signal and a duration like 10min (column {n.col})"
+                )
             us = n.args[1].us
             if not 0 < us <= MAX_WINDOW_US:
                 return self._bad(where, f"{fn}: the window must be above 0 and at most 31 days (column {n.col})")
@@ -305,8 +336,11 @@ class Resolver:
                 wunit = u.SECOND
             return Window(fn, p, us), wunit
         if fn not in POINTWISE:
-            return self._bad(where, f"unknown function {fn!r} at column {n.col}; use "
-                                    f"{', '.join(sorted({*POINTWISE, *AGGREGATES, *WINDOWS}))}")
+            return self._bad(
+                where,
+                f"unknown function {fn!r} at column {n.col}; use "
+                f"{', '.join(sorted({*POINTWISE, *AGGREGATES, *WINDOWS}))}",
+            )
         least, most = POINTWISE[fn]
         if not least <= len(n.args) <= most:
             count = str(least) if least == most else f"{least} to {most}"
@@ -329,20 +363,29 @@ class Resolver:
             unit = u.DIMENSIONLESS
         return Func(fn, plans), unit
 
-    def _aggregate(self, n: Call, arg: Member, t: AssetType, where: str, stack: tuple[tuple[str, str], ...]
-                   ) -> tuple[P | None, u.Unit | None]:
+    def _aggregate(
+        self, n: Call, arg: Member, t: AssetType, where: str, stack: tuple[tuple[str, str], ...]
+    ) -> tuple[P | None, u.Unit | None]:
         base = arg.base
-        if not (isinstance(base, Call) and base.fn in ("children", "descendants") and len(base.args) == 1
-                and isinstance(base.args[0], Name)):
-            return self._bad(where, f"{n.fn}() takes children(Type).signal or descendants(Type).signal "
-                                    f"(column {n.col})")
+        if not (
+            isinstance(base, Call)
+            and base.fn in ("children", "descendants")
+            and len(base.args) == 1
+            and isinstance(base.args[0], Name)
+        ):
+            return self._bad(
+                where, f"{n.fn}() takes children(Type).signal or descendants(Type).signal (column {n.col})"
+            )
         type_name = base.args[0].name
         child = self.types.get(type_name)
         if child is None:
             return self._bad(where, f"unknown type {type_name!r} in {base.fn}() (column {base.col})")
         if arg.name not in child.signals:
-            return self._bad(where, f"type {type_name} has no signal {arg.name!r}; it has "
-                                    f"{', '.join(sorted(child.signals)[:30]) or 'none'}")
+            return self._bad(
+                where,
+                f"type {type_name} has no signal {arg.name!r}; it has "
+                f"{', '.join(sorted(child.signals)[:30]) or 'none'}",
+            )
         each, unit = self._name(Name(arg.name, base.col), child, where, stack)
         if each is None:
             return None, None

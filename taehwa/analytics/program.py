@@ -38,8 +38,14 @@ class Calc:
 
     def lineage(self, inputs: list[str]) -> dict[str, Any]:
         """What a calculated tag's points come from."""
-        return {"calculated": True, "expr": self.expr, "version": self.version, "type": self.type,
-                "signal": self.signal, "inputs": inputs}
+        return {
+            "calculated": True,
+            "expr": self.expr,
+            "version": self.version,
+            "type": self.type,
+            "signal": self.signal,
+            "inputs": inputs,
+        }
 
 
 @dataclass(frozen=True)
@@ -154,8 +160,9 @@ def _template(r: Resolver, t: AssetType, decl: EventDecl) -> Template | None:
     before = len(r.problems)
     for key in spec:
         if key not in TEMPLATE_KEYS:
-            r.problems.append((where, f"event template {decl.name!r}: unknown key {key!r}; use "
-                                      f"{', '.join(TEMPLATE_KEYS)}"))
+            r.problems.append(
+                (where, f"event template {decl.name!r}: unknown key {key!r}; use {', '.join(TEMPLATE_KEYS)}")
+            )
     start_text, end_text = spec.get("start"), spec.get("end")
     if not isinstance(start_text, str):
         r.problems.append((where, f"event template {decl.name!r} needs a start condition (a text)"))
@@ -172,16 +179,22 @@ def _template(r: Resolver, t: AssetType, decl: EventDecl) -> Template | None:
     with contextlib.suppress(InvalidInput):
         max_us = int(parse_duration(str(max_text).replace("min", "m"), field="max_duration"))
     if not 0 < max_us <= MAX_EVENT_US:
-        r.problems.append((where, f"event template {decl.name!r}: max_duration must be a duration up to 366d, "
-                                  f"got {max_text!r}"))
+        r.problems.append(
+            (where, f"event template {decl.name!r}: max_duration must be a duration up to 366d, got {max_text!r}")
+        )
     stats = spec.get("stats", [])
     if not isinstance(stats, list) or not all(isinstance(s, str) for s in stats):
         r.problems.append((where, f"event template {decl.name!r}: stats must be a list of signal names"))
         stats = []
     for s in stats:
         if s not in t.signals:
-            r.problems.append((where, f"event template {decl.name!r}: stats names unknown signal {s!r}; "
-                                      f"{t.name} has {', '.join(sorted(t.signals)[:30]) or 'none'}"))
+            r.problems.append(
+                (
+                    where,
+                    f"event template {decl.name!r}: stats names unknown signal {s!r}; "
+                    f"{t.name} has {', '.join(sorted(t.signals)[:30]) or 'none'}",
+                )
+            )
     if start is None or (end_text is not None and end is None) or len(r.problems) > before:
         return None
     if end is not None and end.held_us:
@@ -189,9 +202,18 @@ def _template(r: Resolver, t: AssetType, decl: EventDecl) -> Template | None:
         return None
     desc = spec.get("description")
     hist = max(history_us(start.plan), history_us(end.plan) if end else 0)
-    return Template(t.name, decl.name, start.plan, start.held_us, end.plan if end else None, max_us, tuple(stats),
-                    str(desc) if desc is not None else None,
-                    _version(start_text, str(end_text), str(max_us), ",".join(stats)), hist)
+    return Template(
+        t.name,
+        decl.name,
+        start.plan,
+        start.held_us,
+        end.plan if end else None,
+        max_us,
+        tuple(stats),
+        str(desc) if desc is not None else None,
+        _version(start_text, str(end_text), str(max_us), ",".join(stats)),
+        hist,
+    )
 
 
 def _resolve_type(r: Resolver, t: AssetType) -> tuple[list[Calc], list[Template]]:
@@ -201,8 +223,11 @@ def _resolve_type(r: Resolver, t: AssetType) -> tuple[list[Calc], list[Template]
             got = r.calc(t, name)
             if got is not None:
                 plan, _ = got
-                calcs.append(Calc(t.name, name, spec.expr, plan, spec.unit, history_us(plan),
-                                  _version(spec.expr, spec.unit or "")))
+                calcs.append(
+                    Calc(
+                        t.name, name, spec.expr, plan, spec.unit, history_us(plan), _version(spec.expr, spec.unit or "")
+                    )
+                )
     templates = [tp for decl in t.events.values() if (tp := _template(r, t, decl)) is not None]
     return calcs, templates
 
@@ -242,8 +267,9 @@ def build(plant: Plant) -> Program:
             key = (tuple(sorted(own)), tuple(sorted(kids)))
             g = keyed.get(key)
             if g is None:
-                g = keyed[key] = Group(type_name, [], [], list(assets),
-                                       {a: prog.binder.input_tags(a, plans) for a in assets})
+                g = keyed[key] = Group(
+                    type_name, [], [], list(assets), {a: prog.binder.input_tags(a, plans) for a in assets}
+                )
             if isinstance(item, Calc):
                 g.calcs.append(item)
             else:

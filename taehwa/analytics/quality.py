@@ -17,8 +17,7 @@ import pyarrow.compute as pc
 
 from taehwa.analytics.compute import Series
 
-CHECKS = ("gap", "stuck", "flat", "out_of_range", "spike", "bad_quality", "future_time", "repeated_time",
-          "clock_jump")
+CHECKS = ("gap", "stuck", "flat", "out_of_range", "spike", "bad_quality", "future_time", "repeated_time", "clock_jump")
 
 
 @dataclass(frozen=True)
@@ -52,8 +51,17 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(), strict=True))
 
 
-def check_series(s: Series, start_us: int, end_us: int, *, interval_s: float | None, low: float | None,
-                 high: float | None, now_us: int, th: Thresholds = Thresholds()) -> list[Finding]:
+def check_series(
+    s: Series,
+    start_us: int,
+    end_us: int,
+    *,
+    interval_s: float | None,
+    low: float | None,
+    high: float | None,
+    now_us: int,
+    th: Thresholds = Thresholds(),
+) -> list[Finding]:
     """Every finding of one tag's points over [start, end)."""
     t, v, q = s
     m = (t >= start_us) & (t < end_us)
@@ -68,18 +76,17 @@ def check_series(s: Series, start_us: int, end_us: int, *, interval_s: float | N
         gaps = np.flatnonzero(np.diff(edges) > limit)
         for k in gaps:
             a, b = int(edges[k]), int(edges[k + 1])
-            out.append(Finding("gap", a, b, 0, f"no point for {(b - a) / 1e6:g} s (interval "
-                                               f"{interval_us / 1e6:g} s)"))
+            out.append(Finding("gap", a, b, 0, f"no point for {(b - a) / 1e6:g} s (interval {interval_us / 1e6:g} s)"))
     if n == 0:
         return out
     if n >= th.stuck_samples:
         same = np.concatenate([[False], v[1:] == v[:-1]])
         for a, b in _runs(same):
             a -= 1  # the run starts at the first of the equal values
-            if b - a >= th.stuck_samples and (interval_us is None or t[b - 1] - t[a] >= (th.stuck_samples - 1)
-                                              * interval_us * 0.5):
-                out.append(Finding("stuck", int(t[a]), int(t[b - 1]), b - a, f"{b - a} identical values "
-                                                                              f"({v[a]:g})"))
+            if b - a >= th.stuck_samples and (
+                interval_us is None or t[b - 1] - t[a] >= (th.stuck_samples - 1) * interval_us * 0.5
+            ):
+                out.append(Finding("stuck", int(t[a]), int(t[b - 1]), b - a, f"{b - a} identical values ({v[a]:g})"))
     span = (high - low) if low is not None and high is not None else float(np.ptp(v)) or abs(float(v[0])) or 1.0
     width = int(th.flat_samples)
     if n >= width:
@@ -90,14 +97,22 @@ def check_series(s: Series, start_us: int, end_us: int, *, interval_s: float | N
         flat = (rng <= th.flat_fraction * span) & (rng > 0)  # varying, but hardly (identical values are stuck)
         covered = np.zeros(n, bool)
         for a in np.flatnonzero(flat).tolist():
-            covered[a:a + width] = True
+            covered[a : a + width] = True
         for a, b in _runs(covered):
-            out.append(Finding("flat", int(t[a]), int(t[b - 1]), b - a, f"{b - a} points within "
-                                                                        f"{th.flat_fraction * span:g}"))
+            out.append(
+                Finding("flat", int(t[a]), int(t[b - 1]), b - a, f"{b - a} points within {th.flat_fraction * span:g}")
+            )
     if low is not None and high is not None:
         for a, b in _runs((v < low) | (v > high)):
-            out.append(Finding("out_of_range", int(t[a]), int(t[b - 1]), b - a,
-                               f"outside the engineering range [{low:g}, {high:g}]"))
+            out.append(
+                Finding(
+                    "out_of_range",
+                    int(t[a]),
+                    int(t[b - 1]),
+                    b - a,
+                    f"outside the engineering range [{low:g}, {high:g}]",
+                )
+            )
     if n >= 5:
         d = np.diff(v)
         typical = float(np.median(np.abs(d)))
@@ -106,17 +121,27 @@ def check_series(s: Series, start_us: int, end_us: int, *, interval_s: float | N
         thr = th.spike_factor * typical
         if thr > 0:
             up, down = d[:-1], d[1:]
-            spike = (np.abs(up) > thr) & (np.abs(down) > thr) & (np.sign(up) != np.sign(down)) & \
-                    (np.abs(up + down) < 0.5 * np.maximum(np.abs(up), np.abs(down)))
+            spike = (
+                (np.abs(up) > thr)
+                & (np.abs(down) > thr)
+                & (np.sign(up) != np.sign(down))
+                & (np.abs(up + down) < 0.5 * np.maximum(np.abs(up), np.abs(down)))
+            )
             for j in (np.flatnonzero(spike) + 1).tolist():
-                out.append(Finding("spike", int(t[j]), int(t[j]), 1, f"{v[j]:g} between {v[j - 1]:g} and "
-                                                                     f"{v[j + 1]:g}"))
+                out.append(Finding("spike", int(t[j]), int(t[j]), 1, f"{v[j]:g} between {v[j - 1]:g} and {v[j + 1]:g}"))
     for a, b in _runs(q >= 2):
         out.append(Finding("bad_quality", int(t[a]), int(t[b - 1]), b - a, "points marked bad"))
     future = t > now_us + th.future_s * 1e6
     if future.any():
-        out.append(Finding("future_time", int(t[future][0]), int(t[future][-1]), int(future.sum()),
-                           "points stamped in the future (a clock ahead)"))
+        out.append(
+            Finding(
+                "future_time",
+                int(t[future][0]),
+                int(t[future][-1]),
+                int(future.sum()),
+                "points stamped in the future (a clock ahead)",
+            )
+        )
     return out
 
 
@@ -177,8 +202,11 @@ class ArrivalWatch:
         """Take in one acknowledged write."""
         if points.num_rows == 0:
             return
-        tags = points.column("tag").combine_chunks() if isinstance(points.column("tag"), pa.ChunkedArray) \
+        tags = (
+            points.column("tag").combine_chunks()
+            if isinstance(points.column("tag"), pa.ChunkedArray)
             else points.column("tag")
+        )
         t = points.column("time").cast(pa.timestamp("us")).cast(pa.int64()).to_numpy()
         with self.lock:
             clocks = self.tenants.setdefault(tenant, _TenantClocks())
@@ -221,12 +249,25 @@ class ArrivalWatch:
         a, b = int(clocks.first_bad[i]), int(clocks.last_bad[i])
         out = []
         if clocks.repeated[i]:
-            out.append(Finding("repeated_time", a, b, int(clocks.repeated[i]),
-                               f"{int(clocks.repeated[i])} points with the time of the point before"))
+            out.append(
+                Finding(
+                    "repeated_time",
+                    a,
+                    b,
+                    int(clocks.repeated[i]),
+                    f"{int(clocks.repeated[i])} points with the time of the point before",
+                )
+            )
         if clocks.backward[i]:
-            out.append(Finding("clock_jump", a, b, int(clocks.backward[i]),
-                               f"{int(clocks.backward[i])} points older than the tag's newest point (the clock "
-                               "went back)"))
+            out.append(
+                Finding(
+                    "clock_jump",
+                    a,
+                    b,
+                    int(clocks.backward[i]),
+                    f"{int(clocks.backward[i])} points older than the tag's newest point (the clock went back)",
+                )
+            )
         return out
 
 
@@ -237,13 +278,12 @@ def _segment_cummax(values: np.ndarray, seg: np.ndarray) -> np.ndarray:
         return values
     lo = int(values.min())
     span = int(values.max()) - lo + 1
-    if span * (int(seg[-1]) + 1) < 2 ** 62:
+    if span * (int(seg[-1]) + 1) < 2**62:
         lifted = (values - lo) + seg * span
         return np.asarray(np.maximum.accumulate(lifted) - seg * span + lo, np.int64)
     out = values.copy()  # would overflow: segment by segment
     cuts = np.flatnonzero(np.diff(seg)) + 1
-    for a, b in zip(np.concatenate([[0], cuts]).tolist(), np.concatenate([cuts, [len(values)]]).tolist(),
-                    strict=True):
+    for a, b in zip(np.concatenate([[0], cuts]).tolist(), np.concatenate([cuts, [len(values)]]).tolist(), strict=True):
         out[a:b] = np.maximum.accumulate(values[a:b])
     return out
 
@@ -252,5 +292,10 @@ def finding_dict(f: Finding) -> dict[str, Any]:
     """JSON form."""
     from taehwa.core.timeutil import from_us
 
-    return {"check": f.check, "start": from_us(f.start_us).isoformat(), "end": from_us(f.end_us).isoformat(),
-            "points": f.points, "detail": f.detail}
+    return {
+        "check": f.check,
+        "start": from_us(f.start_us).isoformat(),
+        "end": from_us(f.end_us).isoformat(),
+        "points": f.points,
+        "detail": f.detail,
+    }

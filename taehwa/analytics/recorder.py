@@ -27,8 +27,7 @@ class EventRecorder:
         self.historian, self.store = historian, store
         self._open: dict[tuple[str, str, str, int], str] = {}  # (tenant, asset, template, start) → event id
 
-    def stats(self, tenant: str, prog: Program, asset: str, tp: Template, start: int, end: int
-              ) -> dict[str, Any]:
+    def stats(self, tenant: str, prog: Program, asset: str, tp: Template, start: int, end: int) -> dict[str, Any]:
         """Statistics of the template's signals on an asset over [start, end]."""
         tags = {s: tag for s in tp.stats if (tag := prog.binder.tag(asset, s)) is not None}
         out: dict[str, Any] = {}
@@ -50,8 +49,9 @@ class EventRecorder:
             out[signal] = statistics(got[0], got[1], start, end)
         return out
 
-    def record(self, tenant: str, prog: Program, type_of: dict[str, str],
-               changes: list[tuple[str, str, Change]]) -> list[dict[str, Any]]:
+    def record(
+        self, tenant: str, prog: Program, type_of: dict[str, str], changes: list[tuple[str, str, Change]]
+    ) -> list[dict[str, Any]]:
         """Store the changes of one live step; returns the closed events as stored."""
         closed = []
         for asset, name, ch in changes:
@@ -67,6 +67,15 @@ class EventRecorder:
             if eid is None:
                 eid = self.store.open(tenant, asset, name, ch.start, info={"version": tp.version})
             self.store.close(tenant, eid, ch.end, ch.reason or "end", stats)
-            closed.append({"id": eid, "asset": asset, "template": name, "start_us": ch.start, "end_us": ch.end,
-                           "reason": ch.reason, "stats": stats})
+            closed.append(
+                {
+                    "id": eid,
+                    "asset": asset,
+                    "template": name,
+                    "start_us": ch.start,
+                    "end_us": ch.end,
+                    "reason": ch.reason,
+                    "stats": stats,
+                }
+            )
         return closed

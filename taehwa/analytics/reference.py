@@ -31,9 +31,14 @@ class Profile:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (offsets in seconds)."""
-        return {"step_s": self.step_us / 1e6, "events": self.events, "offset_s": (np.arange(len(self.median))
-                                                                                  * self.step_us / 1e6).tolist(),
-                "median": _nums(self.median), "low": _nums(self.low), "high": _nums(self.high)}
+        return {
+            "step_s": self.step_us / 1e6,
+            "events": self.events,
+            "offset_s": (np.arange(len(self.median)) * self.step_us / 1e6).tolist(),
+            "median": _nums(self.median),
+            "low": _nums(self.low),
+            "high": _nums(self.high),
+        }
 
 
 def _nums(a: np.ndarray) -> list[float | None]:
@@ -56,7 +61,7 @@ def build_profile(curves: list[np.ndarray], step_us: int, band: float = 3.0) -> 
     n = max(len(c) for c in curves)
     stack = np.full((len(curves), n), np.nan)
     for i, c in enumerate(curves):
-        stack[i, :len(c)] = c
+        stack[i, : len(c)] = c
     with np.errstate(all="ignore"):
         import warnings
 
@@ -79,6 +84,9 @@ def compare(profile: Profile, curve: np.ndarray) -> dict[str, Any]:
     dev = np.where(ok, c - m, np.nan)
     outside = ok & ((c < profile.low[:n]) | (c > profile.high[:n]))
     counted = int(ok.sum())
-    return {"steps": counted, "outside_share": round(float(outside.sum()) / counted, 4) if counted else None,
-            "max_abs_deviation": float(np.nanmax(np.abs(dev))) if counted else None,
-            "deviation": _nums(dev)}
+    return {
+        "steps": counted,
+        "outside_share": round(float(outside.sum()) / counted, 4) if counted else None,
+        "max_abs_deviation": float(np.nanmax(np.abs(dev))) if counted else None,
+        "deviation": _nums(dev),
+    }

@@ -33,17 +33,25 @@ class StepResult:
         return pa.concat_tables(tables) if tables else None
 
 
-def run_rows(g: Group, rows: Rows, after: Sequence[int | None], binder: Binder, data: object,
-             states: dict[tuple[str, str], ScanState], *, until: Sequence[int | None] | None = None,
-             templates: bool = True) -> StepResult:
+def run_rows(
+    g: Group,
+    rows: Rows,
+    after: Sequence[int | None],
+    binder: Binder,
+    data: object,
+    states: dict[tuple[str, str], ScanState],
+    *,
+    until: Sequence[int | None] | None = None,
+    templates: bool = True,
+) -> StepResult:
     """Evaluate a group on rows; output rows with after[i] < t (≤ until[i] when given)."""
     out = StepResult()
     if not len(rows):
         return out
-    lo = np.array([-(2 ** 62) if a is None else a for a in after], np.int64)[rows.inst]
+    lo = np.array([-(2**62) if a is None else a for a in after], np.int64)[rows.inst]
     mask = rows.t > lo
     if until is not None:
-        hi = np.array([2 ** 62 if u is None else u for u in until], np.int64)[rows.inst]
+        hi = np.array([2**62 if u is None else u for u in until], np.int64)[rows.inst]
         mask &= rows.t <= hi
     if not mask.any():
         return out
@@ -69,11 +77,17 @@ def run_rows(g: Group, rows: Rows, after: Sequence[int | None], binder: Binder, 
         if not keep.all():
             code, value, quality, t_out = code[keep], value[keep], quality[keep], t_out[keep]
         bad = quality >= BAD
-        out.points.append(pa.table({
-            "tag": pa.DictionaryArray.from_arrays(pa.array(code, pa.int32()), dictionary).cast(pa.string()),
-            "time": pa.array(t_out, pa.int64()).cast(pa.timestamp("us")),
-            "value": pa.array(np.where(bad, 0.0, value), pa.float64()),
-            "quality": pa.array(quality, pa.uint8())}, schema=STORE_SCHEMA))
+        out.points.append(
+            pa.table(
+                {
+                    "tag": pa.DictionaryArray.from_arrays(pa.array(code, pa.int32()), dictionary).cast(pa.string()),
+                    "time": pa.array(t_out, pa.int64()).cast(pa.timestamp("us")),
+                    "value": pa.array(np.where(bad, 0.0, value), pa.float64()),
+                    "quality": pa.array(quality, pa.uint8()),
+                },
+                schema=STORE_SCHEMA,
+            )
+        )
     if templates:
         for tp in g.templates:
             sv, sq = evaluate(tp.start, rows, binder, data, memo)  # type: ignore[arg-type]
@@ -89,8 +103,9 @@ def run_rows(g: Group, rows: Rows, after: Sequence[int | None], binder: Binder, 
                     continue
                 state = states.setdefault((asset, tp.name), ScanState())
                 t_i = rows.t[a:b][m]
-                changes = scan(state, t_i, start[a:b][m], end[a:b][m] if end is not None else None, tp.held_us,
-                               tp.max_us)
+                changes = scan(
+                    state, t_i, start[a:b][m], end[a:b][m] if end is not None else None, tp.held_us, tp.max_us
+                )
                 out.changes.extend((asset, tp.name, ch) for ch in changes)
     return out
 
@@ -99,8 +114,11 @@ def _outputs(g: Group, binder: Binder) -> tuple[pa.Array, np.ndarray, dict[str, 
     """The group's output tags, calc by calc, asset by asset (kept with the group: computed once)."""
     if g.outputs is None:
         names = [binder.tag(a, c.signal) for c in g.calcs for a in g.assets]
-        g.outputs = (pa.array([n or "" for n in names], pa.string()), np.array([n is not None for n in names], bool),
-                     {a: i for i, a in enumerate(g.assets)})
+        g.outputs = (
+            pa.array([n or "" for n in names], pa.string()),
+            np.array([n is not None for n in names], bool),
+            {a: i for i, a in enumerate(g.assets)},
+        )
     dictionary, known, pos = g.outputs
     return dictionary, known, pos
 

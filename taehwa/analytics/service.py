@@ -39,8 +39,17 @@ MAX_EVAL_POINTS = 100_000
 class AnalyticsService:
     """Calculated signals, event frames and data quality of every tenant."""
 
-    def __init__(self, *, engine: Engine, historian: Historian, twin: TwinService, tenants: TenantService,
-                 audit: AuditLog, live: bool = True, lineage: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        historian: Historian,
+        twin: TwinService,
+        tenants: TenantService,
+        audit: AuditLog,
+        live: bool = True,
+        lineage: bool = True,
+    ) -> None:
         """The metadata engine (events), the historian, the twin (plants), tenancy and the audit log; `live`:
         follow writes (a server), or only answer calls (a CLI reader)."""
         self.historian, self.twin, self.tenants, self.audit = historian, twin, tenants, audit
@@ -76,9 +85,12 @@ class AnalyticsService:
             return {"ok": False, "problems": [{"where": w, "problem": p} for w, p in exc.problems]}
         problems = check_plant(plant)
         prog = None if problems else build(plant)
-        return {"ok": not problems, "problems": [{"where": w, "problem": p} for w, p in problems],
-                "calculated_signals": 0 if prog is None else len(prog.outputs),
-                "templates": 0 if prog is None else len(prog.templates)}
+        return {
+            "ok": not problems,
+            "problems": [{"where": w, "problem": p} for w, p in problems],
+            "calculated_signals": 0 if prog is None else len(prog.outputs),
+            "templates": 0 if prog is None else len(prog.templates),
+        }
 
     def calculations(self, tenant: str) -> list[dict[str, Any]]:
         """Every calculated signal and event template of the tenant's plant, with how many assets run it."""
@@ -86,12 +98,31 @@ class AnalyticsService:
         out: list[dict[str, Any]] = []
         for g in prog.groups:
             for c in g.calcs:
-                out.append({"kind": "signal", "type": c.type, "name": c.signal, "expr": c.expr, "unit": c.unit,
-                            "version": c.version, "window_s": c.history_us / 1e6, "assets": len(g.assets)})
+                out.append(
+                    {
+                        "kind": "signal",
+                        "type": c.type,
+                        "name": c.signal,
+                        "expr": c.expr,
+                        "unit": c.unit,
+                        "version": c.version,
+                        "window_s": c.history_us / 1e6,
+                        "assets": len(g.assets),
+                    }
+                )
             for tp in g.templates:
-                out.append({"kind": "event", "type": tp.type, "name": tp.name, "version": tp.version,
-                            "held_s": tp.held_us / 1e6, "max_duration_s": tp.max_us / 1e6, "stats": list(tp.stats),
-                            "assets": len(g.assets)})
+                out.append(
+                    {
+                        "kind": "event",
+                        "type": tp.type,
+                        "name": tp.name,
+                        "version": tp.version,
+                        "held_s": tp.held_us / 1e6,
+                        "max_duration_s": tp.max_us / 1e6,
+                        "stats": list(tp.stats),
+                        "assets": len(g.assets),
+                    }
+                )
         return out
 
     def lineage(self, tenant: str, tag: str) -> dict[str, Any]:
@@ -146,12 +177,31 @@ class AnalyticsService:
         rows = Rows.of([asset.path], [times])
         v, q = evaluate(res.plan, rows, binder, lambda tag: data.get(tag, EMPTY))
         keep = np.flatnonzero(times >= s)[:MAX_EVAL_POINTS]
-        return {"asset": asset.path, "expr": expr, "inputs": tags, "truncated": len(times[times >= s]) > len(keep),
-                "points": [{"time": from_us(int(times[k])).isoformat(),
-                            "value": float(v[k]) if q[k] < 2 else None, "quality": int(q[k])} for k in keep]}
+        return {
+            "asset": asset.path,
+            "expr": expr,
+            "inputs": tags,
+            "truncated": len(times[times >= s]) > len(keep),
+            "points": [
+                {
+                    "time": from_us(int(times[k])).isoformat(),
+                    "value": float(v[k]) if q[k] < 2 else None,
+                    "quality": int(q[k]),
+                }
+                for k in keep
+            ],
+        }
 
-    def backfill(self, tenant: str, start: Any, end: Any, *, asset: str | None = None,
-                 signals: list[str] | None = None, events: bool = True) -> dict[str, Any]:
+    def backfill(
+        self,
+        tenant: str,
+        start: Any,
+        end: Any,
+        *,
+        asset: str | None = None,
+        signals: list[str] | None = None,
+        events: bool = True,
+    ) -> dict[str, Any]:
         """Recompute calculated signals (and event frames) for a range, under an asset or for the whole plant."""
         self.tenants.require(tenant, "write")
         s, e = self._range(start, end)
@@ -169,37 +219,69 @@ class AnalyticsService:
             if not assets:
                 continue
             sub = type(g)(g.type, calcs, templates, assets, g.inputs, g.history_us)
-            found = backfill_group(self.historian, tenant, prog, sub, assets, s, e, report=report,
-                                   recorder=self.recorder, templates=bool(templates))
+            found = backfill_group(
+                self.historian,
+                tenant,
+                prog,
+                sub,
+                assets,
+                s,
+                e,
+                report=report,
+                recorder=self.recorder,
+                templates=bool(templates),
+            )
             if templates:
                 report.events += self.events.replace(tenant, assets, [tp.name for tp in templates], s, e, found)
             report.signals += sorted({f"{g.type}.{c.signal}" for c in calcs} - set(report.signals))
             report.templates += sorted({f"{g.type}.{tp.name}" for tp in templates} - set(report.templates))
-        out = {**report.to_dict(), "seconds": round(time.perf_counter() - t0, 3),
-               "start": from_us(s).isoformat(), "end": from_us(e).isoformat()}
+        out = {
+            **report.to_dict(),
+            "seconds": round(time.perf_counter() - t0, 3),
+            "start": from_us(s).isoformat(),
+            "end": from_us(e).isoformat(),
+        }
         self.audit.append("analytics.backfill", tenant=tenant, target=asset or "(plant)", after=out)
         return out
 
     # -- events ---------------------------------------------------------------------------------------------------
-    def search(self, tenant: str, *, asset: str | None = None, template: str | None = None, start: Any = None,
-               end: Any = None, where: list[str] | None = None, state: str | None = None, kind: str | None = None,
-               limit: int = 100) -> dict[str, Any]:
+    def search(
+        self,
+        tenant: str,
+        *,
+        asset: str | None = None,
+        template: str | None = None,
+        start: Any = None,
+        end: Any = None,
+        where: list[str] | None = None,
+        state: str | None = None,
+        kind: str | None = None,
+        limit: int = 100,
+    ) -> dict[str, Any]:
         """Event frames by asset subtree, template, time, statistic (`duration > 30m`, `max(flow) > 5`)."""
         self.tenants.require(tenant)
         if state not in (None, "open", "closed"):
             raise InvalidInput("state is open or closed", where="state")
-        return self.events.search(tenant, asset=asset, template=template,
-                                  start_us=None if start is None else to_us(start, field="start"),
-                                  end_us=None if end is None else to_us(end, field="end"),
-                                  where=[parse_filter(w) for w in where or []], state=state, kind=kind, limit=limit)
+        return self.events.search(
+            tenant,
+            asset=asset,
+            template=template,
+            start_us=None if start is None else to_us(start, field="start"),
+            end_us=None if end is None else to_us(end, field="end"),
+            where=[parse_filter(w) for w in where or []],
+            state=state,
+            kind=kind,
+            limit=limit,
+        )
 
     def event(self, tenant: str, event_id: str) -> dict[str, Any]:
         """One event frame."""
         self.tenants.require(tenant)
         return self.events.get(tenant, event_id)
 
-    def open_event(self, tenant: str, asset: str, template: str, *, start: Any = None,
-                   note: str | None = None) -> dict[str, Any]:
+    def open_event(
+        self, tenant: str, asset: str, template: str, *, start: Any = None, note: str | None = None
+    ) -> dict[str, Any]:
         """Open an event by hand (an operator's or a program's call): of a template of the asset's type or of
         any name; it is closed with `close_event`."""
         self.tenants.require(tenant, "write")
@@ -231,20 +313,21 @@ class AnalyticsService:
         return self.events.get(tenant, event_id)
 
     # -- reference profiles -----------------------------------------------------------------------------------
-    def _event_curve(self, tenant: str, prog: Program, event: dict[str, Any], signal: str, step_us: int
-                     ) -> np.ndarray:
+    def _event_curve(self, tenant: str, prog: Program, event: dict[str, Any], signal: str, step_us: int) -> np.ndarray:
         tag = prog.binder.tag(event["asset"], signal)
         if tag is None:
             raise InvalidInput(f"asset {event['asset']!r} has no signal {signal!r}", where="signal")
         end = event["end_us"] if event["end_us"] is not None else time.time_ns() // 1000
         if (end - event["start_us"]) // step_us > MAX_STEPS:
-            raise InvalidInput(f"the event is longer than {MAX_STEPS} steps of {step_us / 1e6:g} s; take a longer "
-                               "step", where="step")
+            raise InvalidInput(
+                f"the event is longer than {MAX_STEPS} steps of {step_us / 1e6:g} s; take a longer step", where="step"
+            )
         data = read_inputs(self.historian, tenant, [tag], event["start_us"] - 1, end)
         return on_grid(data.get(tag, EMPTY), event["start_us"], end, step_us)
 
-    def compare_events(self, tenant: str, event_id: str, reference: list[str], signal: str, *,
-                       step: Any = "1s", band: float = 3.0) -> dict[str, Any]:
+    def compare_events(
+        self, tenant: str, event_id: str, reference: list[str], signal: str, *, step: Any = "1s", band: float = 3.0
+    ) -> dict[str, Any]:
         """An event against a reference profile made of other events (one golden event, or the median of
         several): the profile, the event's deviation at each step from its start, the share outside the band."""
         self.tenants.require(tenant)
@@ -257,12 +340,25 @@ class AnalyticsService:
         event = self.events.get(tenant, event_id)
         curves = [self._event_curve(tenant, prog, self.events.get(tenant, r), signal, step_us) for r in reference]
         profile = build_profile(curves, step_us, band)
-        return {"event": event_id, "signal": signal, "reference": reference, "profile": profile.to_dict(),
-                **compare(profile, self._event_curve(tenant, prog, event, signal, step_us))}
+        return {
+            "event": event_id,
+            "signal": signal,
+            "reference": reference,
+            "profile": profile.to_dict(),
+            **compare(profile, self._event_curve(tenant, prog, event, signal, step_us)),
+        }
 
     # -- data quality -----------------------------------------------------------------------------------------
-    def quality(self, tenant: str, start: Any, end: Any, *, asset: str | None = None,
-                write_events: bool = False, thresholds: Thresholds = Thresholds()) -> dict[str, Any]:
+    def quality(
+        self,
+        tenant: str,
+        start: Any,
+        end: Any,
+        *,
+        asset: str | None = None,
+        write_events: bool = False,
+        thresholds: Thresholds = Thresholds(),
+    ) -> dict[str, Any]:
         """The quality checks of every measured tag under an asset (or the whole plant) over a range: findings and
         a figure per tag, a figure per asset; `write_events` stores the findings as events `quality.<check>`."""
         self.tenants.require(tenant, "write" if write_events else "read")
@@ -287,25 +383,59 @@ class AnalyticsService:
             for sig, tag in sorted(tags.items()):
                 spec = t.signals.get(sig)
                 interval = spec.interval_s if spec else None
-                found = check_series(data.get(tag, EMPTY), s, e, interval_s=interval,
-                                     low=spec.low if spec else None, high=spec.high if spec else None, now_us=now,
-                                     th=thresholds)
+                found = check_series(
+                    data.get(tag, EMPTY),
+                    s,
+                    e,
+                    interval_s=interval,
+                    low=spec.low if spec else None,
+                    high=spec.high if spec else None,
+                    now_us=now,
+                    th=thresholds,
+                )
                 found += [f for f in self.arrivals.findings(tenant, tag) if s <= f.start_us < e]
                 fig = figure(found, s, e, interval * 1e6 if interval else None)
-                figures[sig] = {"tag": tag, "quality": fig, "findings": [finding_dict(f) for f in found[:200]],
-                                "count": len(found)}
-                rows += [{"asset": a.path, "template": f"quality.{f.check}", "kind": "quality",
-                          "start_us": f.start_us, "end_us": f.end_us, "reason": "end",
-                          "info": {"tag": tag, "signal": sig, "points": f.points, "detail": f.detail}}
-                         for f in found]
+                figures[sig] = {
+                    "tag": tag,
+                    "quality": fig,
+                    "findings": [finding_dict(f) for f in found[:200]],
+                    "count": len(found),
+                }
+                rows += [
+                    {
+                        "asset": a.path,
+                        "template": f"quality.{f.check}",
+                        "kind": "quality",
+                        "start_us": f.start_us,
+                        "end_us": f.end_us,
+                        "reason": "end",
+                        "info": {"tag": tag, "signal": sig, "points": f.points, "detail": f.detail},
+                    }
+                    for f in found
+                ]
             values = [f["quality"] for f in figures.values()]
-            per_asset[a.path] = {"quality": round(float(np.mean(values)), 2), "worst": min(values),
-                                 "tags": figures}
+            per_asset[a.path] = {"quality": round(float(np.mean(values)), 2), "worst": min(values), "tags": figures}
         written = 0
         if write_events:
-            templates = [f"quality.{c}" for c in
-                         ("gap", "stuck", "flat", "out_of_range", "spike", "bad_quality", "future_time",
-                          "repeated_time", "clock_jump")]
+            templates = [
+                f"quality.{c}"
+                for c in (
+                    "gap",
+                    "stuck",
+                    "flat",
+                    "out_of_range",
+                    "spike",
+                    "bad_quality",
+                    "future_time",
+                    "repeated_time",
+                    "clock_jump",
+                )
+            ]
             written = self.events.replace(tenant, list(per_asset), templates, s, e, rows)
-        return {"start": from_us(s).isoformat(), "end": from_us(e).isoformat(), "assets": per_asset,
-                "findings": len(rows), "events_written": written}
+        return {
+            "start": from_us(s).isoformat(),
+            "end": from_us(e).isoformat(),
+            "assets": per_asset,
+            "findings": len(rows),
+            "events_written": written,
+        }

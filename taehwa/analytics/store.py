@@ -23,10 +23,18 @@ from taehwa.db import analytics_events as ev
 
 SCAN_LIMIT = 50_000
 """Most rows a statistic filter looks through."""
-STAT_RE = re.compile(r"^\s*(?:(duration)|(min|max|mean|twa|integral|start|end)\(([A-Za-z][A-Za-z0-9_]{0,63})\))\s*"
-                     r"(>=|<=|>|<|==|!=)\s*([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*(ms|s|min|m|h|d)?\s*$")
-OPS = {">": float.__gt__, ">=": float.__ge__, "<": float.__lt__, "<=": float.__le__, "==": float.__eq__,
-       "!=": float.__ne__}
+STAT_RE = re.compile(
+    r"^\s*(?:(duration)|(min|max|mean|twa|integral|start|end)\(([A-Za-z][A-Za-z0-9_]{0,63})\))\s*"
+    r"(>=|<=|>|<|==|!=)\s*([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*(ms|s|min|m|h|d)?\s*$"
+)
+OPS = {
+    ">": float.__gt__,
+    ">=": float.__ge__,
+    "<": float.__lt__,
+    "<=": float.__le__,
+    "==": float.__eq__,
+    "!=": float.__ne__,
+}
 
 
 @dataclass(frozen=True)
@@ -53,8 +61,11 @@ def parse_filter(text: str) -> StatFilter:
         raise InvalidInput("a filter is a short text like 'duration > 30m' or 'max(flow) > 5'", where="where")
     m = STAT_RE.match(text)
     if m is None:
-        raise InvalidInput(f"cannot read filter {text[:60]!r}: write 'duration > 30m' or 'max(flow) > 5' "
-                           "(statistics: min max mean twa integral start end)", where="where")
+        raise InvalidInput(
+            f"cannot read filter {text[:60]!r}: write 'duration > 30m' or 'max(flow) > 5' "
+            "(statistics: min max mean twa integral start end)",
+            where="where",
+        )
     is_duration, stat, signal, op, number, unit = m.groups()
     value = float(number)
     if is_duration:
@@ -67,10 +78,21 @@ def parse_filter(text: str) -> StatFilter:
 
 
 def _row(r: Any) -> dict[str, Any]:
-    return {"id": r.id, "asset": r.asset, "template": r.template, "kind": r.kind,
-            "start": from_us(r.start_us).isoformat(), "end": from_us(r.end_us).isoformat() if r.end_us else None,
-            "start_us": r.start_us, "end_us": r.end_us, "duration_s": r.duration_s, "close_reason": r.close_reason,
-            "state": "open" if r.end_us is None else "closed", "stats": r.stats or {}, "info": r.info or {}}
+    return {
+        "id": r.id,
+        "asset": r.asset,
+        "template": r.template,
+        "kind": r.kind,
+        "start": from_us(r.start_us).isoformat(),
+        "end": from_us(r.end_us).isoformat() if r.end_us else None,
+        "start_us": r.start_us,
+        "end_us": r.end_us,
+        "duration_s": r.duration_s,
+        "close_reason": r.close_reason,
+        "state": "open" if r.end_us is None else "closed",
+        "stats": r.stats or {},
+        "info": r.info or {},
+    }
 
 
 class EventStore:
@@ -79,14 +101,35 @@ class EventStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def open(self, tenant: str, asset: str, template: str, start_us: int, *, kind: str = "template",
-             info: dict[str, Any] | None = None) -> str:
+    def open(
+        self,
+        tenant: str,
+        asset: str,
+        template: str,
+        start_us: int,
+        *,
+        kind: str = "template",
+        info: dict[str, Any] | None = None,
+    ) -> str:
         """Record an open event; returns its id."""
         eid = uuid.uuid4().hex
         with self.engine.begin() as c:
-            c.execute(insert(ev).values(id=eid, tenant=tenant, asset=asset, template=template, kind=kind,
-                                        start_us=int(start_us), end_us=None, duration_s=None, close_reason=None,
-                                        stats={}, info=info or {}, created_at=datetime.now(UTC)))
+            c.execute(
+                insert(ev).values(
+                    id=eid,
+                    tenant=tenant,
+                    asset=asset,
+                    template=template,
+                    kind=kind,
+                    start_us=int(start_us),
+                    end_us=None,
+                    duration_s=None,
+                    close_reason=None,
+                    stats={},
+                    info=info or {},
+                    created_at=datetime.now(UTC),
+                )
+            )
         return eid
 
     def add_many(self, tenant: str, rows: list[dict[str, Any]]) -> int:
@@ -95,29 +138,44 @@ class EventStore:
         if not rows:
             return 0
         now = datetime.now(UTC)
-        values = [{"id": uuid.uuid4().hex, "tenant": tenant, "asset": r["asset"], "template": r["template"],
-                   "kind": r.get("kind", "template"), "start_us": int(r["start_us"]),
-                   "end_us": None if r.get("end_us") is None else int(r["end_us"]),
-                   "duration_s": None if r.get("end_us") is None else (int(r["end_us"]) - int(r["start_us"])) / 1e6,
-                   "close_reason": r.get("reason"), "stats": r.get("stats") or {}, "info": r.get("info") or {},
-                   "created_at": now} for r in rows]
+        values = [
+            {
+                "id": uuid.uuid4().hex,
+                "tenant": tenant,
+                "asset": r["asset"],
+                "template": r["template"],
+                "kind": r.get("kind", "template"),
+                "start_us": int(r["start_us"]),
+                "end_us": None if r.get("end_us") is None else int(r["end_us"]),
+                "duration_s": None if r.get("end_us") is None else (int(r["end_us"]) - int(r["start_us"])) / 1e6,
+                "close_reason": r.get("reason"),
+                "stats": r.get("stats") or {},
+                "info": r.get("info") or {},
+                "created_at": now,
+            }
+            for r in rows
+        ]
         with self.engine.begin() as c:
             for k in range(0, len(values), 5_000):
-                c.execute(insert(ev), values[k:k + 5_000])
+                c.execute(insert(ev), values[k : k + 5_000])
         return len(values)
 
     def close(self, tenant: str, event_id: str, end_us: int, reason: str, stats: dict[str, Any]) -> None:
         """Close an open event with its statistics."""
         with self.engine.begin() as c:
-            row = c.execute(select(ev.c.start_us, ev.c.end_us).where(ev.c.tenant == tenant, ev.c.id == event_id)
-                            ).first()
+            row = c.execute(
+                select(ev.c.start_us, ev.c.end_us).where(ev.c.tenant == tenant, ev.c.id == event_id)
+            ).first()
             if row is None:
                 raise NotFound(f"no event {event_id!r}", where="id")
             if row.end_us is not None:
                 raise InvalidInput(f"event {event_id!r} is already closed", where="id")
             end_us = max(int(end_us), int(row.start_us))
-            c.execute(update(ev).where(ev.c.id == event_id).values(
-                end_us=end_us, duration_s=(end_us - row.start_us) / 1e6, close_reason=reason, stats=stats))
+            c.execute(
+                update(ev)
+                .where(ev.c.id == event_id)
+                .values(end_us=end_us, duration_s=(end_us - row.start_us) / 1e6, close_reason=reason, stats=stats)
+            )
 
     def get(self, tenant: str, event_id: str) -> dict[str, Any]:
         """One event."""
@@ -133,29 +191,63 @@ class EventStore:
             rows = c.execute(select(ev).where(ev.c.tenant == tenant, ev.c.end_us.is_(None))).all()
         return [_row(r) for r in rows]
 
-    def replace(self, tenant: str, assets: list[str], templates: list[str], start_us: int, end_us: int,
-                rows: list[dict[str, Any]]) -> int:
+    def replace(
+        self,
+        tenant: str,
+        assets: list[str],
+        templates: list[str],
+        start_us: int,
+        end_us: int,
+        rows: list[dict[str, Any]],
+    ) -> int:
         """Delete the events of these assets and templates that start in [start, end) and record `rows` in their
         place, in one transaction (a backfill run twice gives the same events once)."""
         now = datetime.now(UTC)
         with self.engine.begin() as c:
             for k in range(0, len(assets), 500):
-                c.execute(delete(ev).where(ev.c.tenant == tenant, ev.c.asset.in_(assets[k:k + 500]),
-                                           ev.c.template.in_(templates), ev.c.start_us >= start_us,
-                                           ev.c.start_us < end_us))
-            values = [{"id": uuid.uuid4().hex, "tenant": tenant, "asset": r["asset"], "template": r["template"],
-                       "kind": r.get("kind", "template"), "start_us": int(r["start_us"]),
-                       "end_us": r.get("end_us"),
-                       "duration_s": None if r.get("end_us") is None else (r["end_us"] - r["start_us"]) / 1e6,
-                       "close_reason": r.get("reason"), "stats": r.get("stats") or {}, "info": r.get("info") or {},
-                       "created_at": now} for r in rows]
+                c.execute(
+                    delete(ev).where(
+                        ev.c.tenant == tenant,
+                        ev.c.asset.in_(assets[k : k + 500]),
+                        ev.c.template.in_(templates),
+                        ev.c.start_us >= start_us,
+                        ev.c.start_us < end_us,
+                    )
+                )
+            values = [
+                {
+                    "id": uuid.uuid4().hex,
+                    "tenant": tenant,
+                    "asset": r["asset"],
+                    "template": r["template"],
+                    "kind": r.get("kind", "template"),
+                    "start_us": int(r["start_us"]),
+                    "end_us": r.get("end_us"),
+                    "duration_s": None if r.get("end_us") is None else (r["end_us"] - r["start_us"]) / 1e6,
+                    "close_reason": r.get("reason"),
+                    "stats": r.get("stats") or {},
+                    "info": r.get("info") or {},
+                    "created_at": now,
+                }
+                for r in rows
+            ]
             for k in range(0, len(values), 5_000):
-                c.execute(insert(ev), values[k:k + 5_000])
+                c.execute(insert(ev), values[k : k + 5_000])
         return len(rows)
 
-    def search(self, tenant: str, *, asset: str | None = None, template: str | None = None,
-               start_us: int | None = None, end_us: int | None = None, where: list[StatFilter] | None = None,
-               state: str | None = None, kind: str | None = None, limit: int = 100) -> dict[str, Any]:
+    def search(
+        self,
+        tenant: str,
+        *,
+        asset: str | None = None,
+        template: str | None = None,
+        start_us: int | None = None,
+        end_us: int | None = None,
+        where: list[StatFilter] | None = None,
+        state: str | None = None,
+        kind: str | None = None,
+        limit: int = 100,
+    ) -> dict[str, Any]:
         """Events newest first: under an asset (its subtree), of a template, overlapping [start, end), passing the
         statistic filters. Returns {events, truncated, scanned_limit_hit}."""
         if not 1 <= limit <= 10_000:
@@ -180,8 +272,16 @@ class EventStore:
         for f in filters:
             if f.field == "duration":  # the indexed part
                 col = ev.c.duration_s
-                conds.append({">": col > f.value, ">=": col >= f.value, "<": col < f.value, "<=": col <= f.value,
-                              "==": col == f.value, "!=": col != f.value}[f.op])
+                conds.append(
+                    {
+                        ">": col > f.value,
+                        ">=": col >= f.value,
+                        "<": col < f.value,
+                        "<=": col <= f.value,
+                        "==": col == f.value,
+                        "!=": col != f.value,
+                    }[f.op]
+                )
         stat_filters = [f for f in filters if f.field != "duration"]
         fetch = SCAN_LIMIT if stat_filters else limit + 1
         q = select(ev).where(*conds).order_by(ev.c.start_us.desc()).limit(fetch)

@@ -33,9 +33,10 @@ def add_academy_routes(app: FastAPI, platform: Platform, auth: Callable[[], None
         return academy.list_challenges()
 
     @router.post("/api/v1/academy/challenges", status_code=201)
-    def create(owner: str = Query(..., description="the tenant that poses it (its admins may)"),
-               definition: dict[str, Any] = Body(..., description="a challenge definition (as the YAML files)")
-               ) -> dict[str, Any]:
+    def create(
+        owner: str = Query(..., description="the tenant that poses it (its admins may)"),
+        definition: dict[str, Any] = Body(..., description="a challenge definition (as the YAML files)"),
+    ) -> dict[str, Any]:
         """Pose a challenge on the owner's own historian data (pseudonymised through a sharing grant)."""
         return academy.create(owner, definition, baseline=False)
 
@@ -60,17 +61,32 @@ def add_academy_routes(app: FastAPI, platform: Platform, auth: Callable[[], None
         path = academy.public_file(cid, part)
         return FileResponse(path, media_type="application/vnd.apache.parquet", filename=f"{cid}-{part}.parquet")
 
-    @router.post("/api/v1/academy/challenges/{cid}/submissions", status_code=202,
-                 openapi_extra={"requestBody": {"content": {
-                     "text/x-python": {"schema": {"type": "string"}},
-                     "application/yaml": {"schema": {"type": "string"}},
-                     "text/csv": {"schema": {"type": "string"}},
-                     "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}}},
-                     "required": True}})
-    async def submit(cid: str, request: Request,
-                     kind: str = Query(..., pattern="^(predictions|spec|python)$",
-                                       description="predictions (CSV/Parquet row,prediction), spec or python"),
-                     label: str | None = Query(None, max_length=255), wait: bool = False) -> JSONResponse:
+    @router.post(
+        "/api/v1/academy/challenges/{cid}/submissions",
+        status_code=202,
+        openapi_extra={
+            "requestBody": {
+                "content": {
+                    "text/x-python": {"schema": {"type": "string"}},
+                    "application/yaml": {"schema": {"type": "string"}},
+                    "text/csv": {"schema": {"type": "string"}},
+                    "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
+                },
+                "required": True,
+            }
+        },
+    )
+    async def submit(
+        cid: str,
+        request: Request,
+        kind: str = Query(
+            ...,
+            pattern="^(predictions|spec|python)$",
+            description="predictions (CSV/Parquet row,prediction), spec or python",
+        ),
+        label: str | None = Query(None, max_length=255),
+        wait: bool = False,
+    ) -> JSONResponse:
         """Submit: the body is the file. Checked at once; run and scored in the background (or before the answer
         with wait=true). Poll /api/v1/academy/submissions/{id} for the verdict."""
         body = await request.body()

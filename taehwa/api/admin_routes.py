@@ -82,20 +82,27 @@ def add_admin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None])
     def me() -> dict[str, Any]:
         """The caller: user, roles per tenant, token scopes."""
         p = current()
-        return {"user": p.user, "platform_admin": p.platform_admin, "roles": p.roles, "scopes": sorted(p.scopes),
-                "token": p.token_id}
+        return {
+            "user": p.user,
+            "platform_admin": p.platform_admin,
+            "roles": p.roles,
+            "scopes": sorted(p.scopes),
+            "token": p.token_id,
+        }
 
     @router.get("/api/v1/users")
-    def list_users(tenant: str | None = Query(None, description="only this tenant's users (its admins may ask)")
-                   ) -> list[dict[str, Any]]:
+    def list_users(
+        tenant: str | None = Query(None, description="only this tenant's users (its admins may ask)"),
+    ) -> list[dict[str, Any]]:
         """Users (all: platform admins; a tenant's: its admins)."""
         return [u.to_dict() for u in ident.list_users(tenant)]
 
     @router.post("/api/v1/users", status_code=201)
     def create_user(body: UserIn) -> dict[str, Any]:
         """Add a user (platform admins)."""
-        return ident.create_user(body.id, body.name, password=body.password,
-                                 platform_admin=body.platform_admin).to_dict()
+        return ident.create_user(
+            body.id, body.name, password=body.password, platform_admin=body.platform_admin
+        ).to_dict()
 
     @router.put("/api/v1/{tenant}/users/{user}")
     def set_role(tenant: str, user: str, body: RoleIn) -> dict[str, Any]:
@@ -115,8 +122,9 @@ def add_admin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None])
     @router.post("/api/v1/tokens", status_code=201)
     def create_token(body: TokenIn) -> dict[str, Any]:
         """Make an API token; the `token` field is shown only in this answer."""
-        secret, info = ident.create_token(body.user or current().user, body.name, scopes=body.scopes,
-                                          expires_in_days=body.expires_in_days)
+        secret, info = ident.create_token(
+            body.user or current().user, body.name, scopes=body.scopes, expires_in_days=body.expires_in_days
+        )
         return {"token": secret, **info.to_dict()}
 
     @router.delete("/api/v1/tokens/{token_id}", status_code=204)
@@ -131,17 +139,20 @@ def add_admin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None])
         return platform.overview.tenants()
 
     @router.get("/api/v1/audit")
-    def audit(tenant: str | None = Query(None, description="a tenant's entries (its admins); all for platform "
-                                                           "admins"),
-              limit: int = Query(100, ge=1, le=10_000), before_seq: int | None = Query(None, ge=1, le=2**62)
-              ) -> list[dict[str, Any]]:
+    def audit(
+        tenant: str | None = Query(None, description="a tenant's entries (its admins); all for platform admins"),
+        limit: int = Query(100, ge=1, le=10_000),
+        before_seq: int | None = Query(None, ge=1, le=2**62),
+    ) -> list[dict[str, Any]]:
         """The audit log, newest first."""
         return platform.audit.entries(tenant, limit=limit, before_seq=before_seq)
 
     @router.get("/api/v1/audit/verify")
-    def verify_audit(tenant: str | None = Query(None, description="as this tenant's admin: whether the chain that "
-                                                                  "holds its entries is intact")
-                     ) -> dict[str, Any]:
+    def verify_audit(
+        tenant: str | None = Query(
+            None, description="as this tenant's admin: whether the chain that holds its entries is intact"
+        ),
+    ) -> dict[str, Any]:
         """Walk the audit log's hash chain. Platform admins get the whole verdict; a tenant's admins whether it is
         intact and how many of its own entries it holds (no other tenant's figures)."""
         if tenant is None:
@@ -150,20 +161,37 @@ def add_admin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None])
             check(tenant, "admin")
         verdict = platform.audit.verify()
         if tenant is None:
-            return {"ok": verdict.ok, "entries": verdict.entries, "first_bad": verdict.first_bad,
-                    "reason": verdict.reason, "keyed_from": verdict.keyed_from, "checkpoints": verdict.checkpoints,
-                    "summary": verdict.describe()}
+            return {
+                "ok": verdict.ok,
+                "entries": verdict.entries,
+                "first_bad": verdict.first_bad,
+                "reason": verdict.reason,
+                "keyed_from": verdict.keyed_from,
+                "checkpoints": verdict.checkpoints,
+                "summary": verdict.describe(),
+            }
         own = len(platform.audit.entries(tenant, limit=1_000_000))
-        return {"ok": verdict.ok, "entries": own, "summary": "intact" if verdict.ok else
-                "broken: ask the platform operator to run `taehwa audit verify`"}
+        return {
+            "ok": verdict.ok,
+            "entries": own,
+            "summary": "intact" if verdict.ok else "broken: ask the platform operator to run `taehwa audit verify`",
+        }
 
     sharing = platform.sharing
 
     @router.post("/api/v1/{tenant}/grants", status_code=201, tags=["sharing"])
     def create_grant(tenant: str, body: GrantIn) -> dict[str, Any]:
         """Grant another tenant read access to a dataset (this tenant's admins)."""
-        g = sharing.create(tenant, body.grantee, body.tags, body.start, body.end, days=body.days,
-                           pseudonymise=body.pseudonymise, purpose=body.purpose)
+        g = sharing.create(
+            tenant,
+            body.grantee,
+            body.tags,
+            body.start,
+            body.end,
+            days=body.days,
+            pseudonymise=body.pseudonymise,
+            purpose=body.purpose,
+        )
         return g.to_dict(for_owner=True)
 
     @router.get("/api/v1/{tenant}/grants", tags=["sharing"])
@@ -182,10 +210,16 @@ def add_admin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None])
         return sharing.tags(tenant, grant_id)
 
     @router.get("/api/v1/{tenant}/shared/{grant_id}/points", tags=["sharing"])
-    def shared_points(tenant: str, grant_id: str,
-                      tags: Annotated[list[str], Query(description="tag names as the grant shows them")],
-                      start: str, end: str, every: str | None = None, agg: str = "avg",
-                      format: str = Query("json", pattern="^(json|csv|arrow)$")) -> Response:
+    def shared_points(
+        tenant: str,
+        grant_id: str,
+        tags: Annotated[list[str], Query(description="tag names as the grant shows them")],
+        start: str,
+        end: str,
+        every: str | None = None,
+        agg: str = "avg",
+        format: str = Query("json", pattern="^(json|csv|arrow)$"),
+    ) -> Response:
         """Points under a grant, clipped to its range; each read is recorded in the owner's audit log."""
         table = sharing.read(tenant, grant_id, split_tags(tags), start, end, every=every, agg=agg)
         return table_response(table, format)
@@ -199,10 +233,18 @@ def add_admin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None])
         answer = await login(body)
         secure = bool(platform.settings.tls_cert and platform.settings.tls_key)
         max_age = int(body.hours * 3600)
-        response.set_cookie(SESSION_COOKIE, answer["token"], max_age=max_age, httponly=True, secure=secure,
-                            samesite="strict", path="/")
-        response.set_cookie(CSRF_COOKIE, csrf_token(answer["token"]), max_age=max_age, httponly=False, secure=secure,
-                            samesite="strict", path="/")
+        response.set_cookie(
+            SESSION_COOKIE, answer["token"], max_age=max_age, httponly=True, secure=secure, samesite="strict", path="/"
+        )
+        response.set_cookie(
+            CSRF_COOKIE,
+            csrf_token(answer["token"]),
+            max_age=max_age,
+            httponly=False,
+            secure=secure,
+            samesite="strict",
+            path="/",
+        )
 
     @app.delete("/api/v1/session", tags=["identity"], status_code=204, dependencies=[Depends(auth)])
     def close_session(response: Response) -> None:

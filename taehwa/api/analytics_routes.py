@@ -67,8 +67,7 @@ def _checked(model: type[M], body: Any) -> M:
 
 
 def _doc(model: type[BaseModel]) -> dict[str, Any]:
-    return {"requestBody": {"content": {"application/json": {"schema": model.model_json_schema()}},
-                            "required": True}}
+    return {"requestBody": {"content": {"application/json": {"schema": model.model_json_schema()}}, "required": True}}
 
 
 def add_analytics_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) -> None:
@@ -87,8 +86,12 @@ def add_analytics_routes(app: FastAPI, platform: Platform, auth: Callable[[], No
         """What live computation runs for the tenant."""
         return an.status(tenant)
 
-    @router.post("/api/v1/{tenant}/analytics/check", openapi_extra={"requestBody": {"content": {
-        "application/yaml": {"schema": {"type": "string"}}}, "required": True}})
+    @router.post(
+        "/api/v1/{tenant}/analytics/check",
+        openapi_extra={
+            "requestBody": {"content": {"application/yaml": {"schema": {"type": "string"}}}, "required": True}
+        },
+    )
     async def check(tenant: str, request: Request) -> dict[str, Any]:
         """Check a plant file's calculated signals and event templates without loading it."""
         tenants.require(tenant)
@@ -117,28 +120,49 @@ def add_analytics_routes(app: FastAPI, platform: Platform, auth: Callable[[], No
         return an.lineage(tenant, tag)
 
     @router.get("/api/v1/{tenant}/analytics/quality")
-    def quality(tenant: str, start: str = Query(max_length=64), end: str = Query(max_length=64),
-                asset: str | None = Query(None, max_length=1024)) -> dict[str, Any]:
+    def quality(
+        tenant: str,
+        start: str = Query(max_length=64),
+        end: str = Query(max_length=64),
+        asset: str | None = Query(None, max_length=1024),
+    ) -> dict[str, Any]:
         """Data-quality findings and figures per tag and per asset over a range."""
         return an.quality(tenant, start, end, asset=asset)
 
     @router.post("/api/v1/{tenant}/analytics/quality/events")
-    def quality_events(tenant: str, start: str = Query(max_length=64), end: str = Query(max_length=64),
-                       asset: str | None = Query(None, max_length=1024)) -> dict[str, Any]:
+    def quality_events(
+        tenant: str,
+        start: str = Query(max_length=64),
+        end: str = Query(max_length=64),
+        asset: str | None = Query(None, max_length=1024),
+    ) -> dict[str, Any]:
         """The quality checks of a range, their findings stored as events `quality.<check>`."""
         return an.quality(tenant, start, end, asset=asset, write_events=True)
 
     @router.get("/api/v1/{tenant}/event-frames")
-    def search(tenant: str, asset: str | None = Query(None, max_length=1024, description="an asset subtree"),
-               template: str | None = Query(None, max_length=127), start: str | None = Query(None, max_length=64),
-               end: str | None = Query(None, max_length=64),
-               where: list[str] | None = Query(None, max_length=20, description="e.g. duration > 30m, max(flow) > 5"),
-               state: Literal["open", "closed"] | None = None,
-               kind: Literal["template", "quality", "manual"] | None = None,
-               limit: int = Query(100, ge=1, le=10_000)) -> dict[str, Any]:
+    def search(
+        tenant: str,
+        asset: str | None = Query(None, max_length=1024, description="an asset subtree"),
+        template: str | None = Query(None, max_length=127),
+        start: str | None = Query(None, max_length=64),
+        end: str | None = Query(None, max_length=64),
+        where: list[str] | None = Query(None, max_length=20, description="e.g. duration > 30m, max(flow) > 5"),
+        state: Literal["open", "closed"] | None = None,
+        kind: Literal["template", "quality", "manual"] | None = None,
+        limit: int = Query(100, ge=1, le=10_000),
+    ) -> dict[str, Any]:
         """Event frames, newest first, by asset subtree, template, time overlap and statistic."""
-        return an.search(tenant, asset=asset, template=template, start=start, end=end, where=where, state=state,
-                         kind=kind, limit=limit)
+        return an.search(
+            tenant,
+            asset=asset,
+            template=template,
+            start=start,
+            end=end,
+            where=where,
+            state=state,
+            kind=kind,
+            limit=limit,
+        )
 
     @router.get("/api/v1/{tenant}/event-frames/{event_id}")
     def event(tenant: str, event_id: str) -> dict[str, Any]:
@@ -146,9 +170,14 @@ def add_analytics_routes(app: FastAPI, platform: Platform, auth: Callable[[], No
         return an.event(tenant, event_id[:64])
 
     @router.get("/api/v1/{tenant}/event-frames/{event_id}/compare")
-    def compare(tenant: str, event_id: str, to: list[str] = Query(max_length=100, description="reference events"),
-                signal: str = Query(max_length=64), step: str = Query("1s", max_length=16),
-                band: float = Query(3.0, gt=0, le=100)) -> dict[str, Any]:
+    def compare(
+        tenant: str,
+        event_id: str,
+        to: list[str] = Query(max_length=100, description="reference events"),
+        signal: str = Query(max_length=64),
+        step: str = Query("1s", max_length=16),
+        band: float = Query(3.0, gt=0, le=100),
+    ) -> dict[str, Any]:
         """An event against a reference profile (one golden event, or the median of several) with a band."""
         return an.compare_events(tenant, event_id[:64], [t[:64] for t in to], signal, step=step, band=band)
 

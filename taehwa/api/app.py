@@ -62,9 +62,12 @@ class TagMetaIn(BaseModel):
 
 def create_app(platform: Platform) -> FastAPI:
     """The HTTP application over one platform."""
-    app = FastAPI(title="Taehwa (태화)", version=__version__,
-                  description="Sovereign industrial AI platform: historian (points, tags, tenants) and digital twin "
-                              "(plant model, assets, live state, change streams).")
+    app = FastAPI(
+        title="Taehwa (태화)",
+        version=__version__,
+        description="Sovereign industrial AI platform: historian (points, tags, tenants) and digital twin "
+        "(plant model, assets, live state, change streams).",
+    )
     app.router.route_class = BoundedRoute  # JSON documents in bodies: bounded size and depth
     hist = platform.historian
     max_body = platform.settings.max_body_bytes
@@ -78,8 +81,11 @@ def create_app(platform: Platform) -> FastAPI:
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         kinds = {404: "not_found", 405: "method_not_allowed"}
         message = "no such route" if exc.status_code == 404 else str(exc.detail)
-        return JSONResponse({"error": kinds.get(exc.status_code, "error"), "message": message, "where": "path"},
-                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            {"error": kinds.get(exc.status_code, "error"), "message": message, "where": "path"},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(DataError)
     async def _data_error(_: Request, exc: DataError) -> JSONResponse:
@@ -87,8 +93,10 @@ def create_app(platform: Platform) -> FastAPI:
         than its column; SQLite takes both): the caller's input, refused with the database's reason, nothing kept
         (the statement's transaction is rolled back)."""
         reason = str(getattr(exc, "orig", exc)).splitlines()[0]
-        return JSONResponse({"error": "invalid_input", "message": f"a value the database cannot store: {reason}",
-                             "where": "input"}, status_code=422)
+        return JSONResponse(
+            {"error": "invalid_input", "message": f"a value the database cannot store: {reason}", "where": "input"},
+            status_code=422,
+        )
 
     @app.exception_handler(OperationalError)
     async def _database_error(_: Request, exc: OperationalError) -> JSONResponse:
@@ -104,8 +112,11 @@ def create_app(platform: Platform) -> FastAPI:
         where, message = ValidationFailed.from_pydantic(exc, "").problems[0]  # the first, as FastAPI's own
         return JSONResponse({"error": "invalid_input", "message": message, "where": where}, status_code=422)
 
-    app.add_middleware(CallerMiddleware, authenticate=platform.authenticate,
-                       limiter=RateLimiter(platform.settings.rate_limit_per_s, platform.settings.rate_limit_burst))
+    app.add_middleware(
+        CallerMiddleware,
+        authenticate=platform.authenticate,
+        limiter=RateLimiter(platform.settings.rate_limit_per_s, platform.settings.rate_limit_burst),
+    )
 
     def auth() -> None:
         """Authentication at the edge (401 before anything else); authorisation is the services' own check."""
@@ -120,14 +131,20 @@ def create_app(platform: Platform) -> FastAPI:
     def healthz() -> dict[str, Any]:
         """Liveness: the service answers; `read_only` (with the reason) while a full disk keeps writes out."""
         reason = hist.full_reason
-        return {"status": "ok", "version": __version__, "read_only": reason is not None,
-                **({"reason": reason} if reason else {})}
+        return {
+            "status": "ok",
+            "version": __version__,
+            "read_only": reason is not None,
+            **({"reason": reason} if reason else {}),
+        }
 
     @app.get("/api/v1/tenants", dependencies=authed, tags=["tenants"])
     def list_tenants() -> list[dict[str, Any]]:
         """All tenants."""
-        return [{"id": t.id, "name": t.name, "retention_days": t.retention_days,
-                 "created_at": t.created_at.isoformat()} for t in platform.tenants.list()]
+        return [
+            {"id": t.id, "name": t.name, "retention_days": t.retention_days, "created_at": t.created_at.isoformat()}
+            for t in platform.tenants.list()
+        ]
 
     @app.post("/api/v1/tenants", dependencies=authed, tags=["tenants"], status_code=201)
     def create_tenant(body: TenantIn) -> dict[str, Any]:
@@ -141,13 +158,24 @@ def create_app(platform: Platform) -> FastAPI:
         t = platform.tenants.rename(tenant, body.name)
         return {"id": t.id, "name": t.name, "retention_days": t.retention_days}
 
-    @app.post("/api/v1/{tenant}/points", dependencies=authed, tags=["points"],
-              openapi_extra={"requestBody": {"content": {
-                  "application/json": {"schema": {"type": "object"}},
-                  "text/csv": {"schema": {"type": "string"}},
-                  ARROW_STREAM: {"schema": {"type": "string", "format": "binary"}}}, "required": True}})
-    async def write_points(tenant: str, request: Request,
-                           layout: str = Query("auto", pattern="^(auto|long|wide)$")) -> dict[str, Any]:
+    @app.post(
+        "/api/v1/{tenant}/points",
+        dependencies=authed,
+        tags=["points"],
+        openapi_extra={
+            "requestBody": {
+                "content": {
+                    "application/json": {"schema": {"type": "object"}},
+                    "text/csv": {"schema": {"type": "string"}},
+                    ARROW_STREAM: {"schema": {"type": "string", "format": "binary"}},
+                },
+                "required": True,
+            }
+        },
+    )
+    async def write_points(
+        tenant: str, request: Request, layout: str = Query("auto", pattern="^(auto|long|wide)$")
+    ) -> dict[str, Any]:
         """Store points. Bodies: JSON (a list of {tag, time, value, quality?}, {"points": [...]}, or columns),
         CSV (long tag,time,value[,quality] or wide time,tag1,tag2…) or an Arrow IPC stream. All or nothing."""
         length = request.headers.get("content-length")
@@ -187,8 +215,18 @@ def create_app(platform: Platform) -> FastAPI:
         format: str = fmt_q,
     ) -> Response:
         """Raw points, downsampled buckets (every, agg) or interpolated values (step, method, align)."""
-        table = hist.query(tenant, split_tags(tags), start, end, every=every, agg=agg, step=step, method=method,
-                           align=align, limit=limit)
+        table = hist.query(
+            tenant,
+            split_tags(tags),
+            start,
+            end,
+            every=every,
+            agg=agg,
+            step=step,
+            method=method,
+            align=align,
+            limit=limit,
+        )
         if align and format == "json":
             cols = {c: table.column(c).to_pylist() for c in table.column_names}
             return Response(orjson.dumps({"count": table.num_rows, "columns": cols}), media_type="application/json")
@@ -200,8 +238,9 @@ def create_app(platform: Platform) -> FastAPI:
         return table_response(hist.latest(tenant, split_tags(tags) if tags else None), format)
 
     @app.get("/api/v1/{tenant}/tags", dependencies=authed, tags=["tags"])
-    def list_tags(tenant: str, prefix: str | None = None,
-                  limit: int = Query(10_000, gt=0, le=100_000)) -> dict[str, Any]:
+    def list_tags(
+        tenant: str, prefix: str | None = None, limit: int = Query(10_000, gt=0, le=100_000)
+    ) -> dict[str, Any]:
         """Tags of the tenant with their metadata, optionally under a path prefix."""
         items = [t.to_dict() for t in hist.tags(tenant, prefix, limit)]
         return {"count": len(items), "tags": items}

@@ -39,8 +39,9 @@ CACHE_S = 1.0  # how long one answer about a token is reused by every stream tha
 class CallerMiddleware:
     """Sets the caller (`taehwa.tenancy.access.current()`) for the length of each request."""
 
-    def __init__(self, app: ASGIApp, authenticate: Callable[[str, str | None], Principal],
-                 limiter: RateLimiter | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, authenticate: Callable[[str, str | None], Principal], limiter: RateLimiter | None = None
+    ) -> None:
         self.app = app
         self.authenticate = authenticate
         self.limiter = limiter
@@ -214,8 +215,9 @@ async def recheck(tenant: str, action: str = "read") -> TaehwaError | None:
     return None
 
 
-async def while_allowed(items: AsyncIterator[T], tenant: str, *, action: str = "read",
-                        every: float | None = None) -> AsyncIterator[T | TaehwaError]:
+async def while_allowed(
+    items: AsyncIterator[T], tenant: str, *, action: str = "read", every: float | None = None
+) -> AsyncIterator[T | TaehwaError]:
     """The items of a stream for as long as its caller may still `action` in `tenant`, asked again every `every`
     seconds (`RECHECK_S`) whether or not items come; when it may not, the refusal is the last item and the
     stream ends (its source is closed)."""

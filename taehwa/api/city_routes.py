@@ -26,8 +26,9 @@ class ConsentIn(BaseModel):
     """What a site shares with the city office."""
 
     model_config = ConfigDict(extra="forbid")
-    shares: list[str] = Field(default_factory=list, max_length=10,
-                              description="map, state, rate, power, models, alerts")
+    shares: list[str] = Field(
+        default_factory=list, max_length=10, description="map, state, rate, power, models, alerts"
+    )
     figures: list[str] = Field(default_factory=list, max_length=20, description="figures the site contributes to")
 
 
@@ -58,8 +59,11 @@ def add_city_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
         """The map: districts, complexes, infrastructure, and the sites companies share with what they share."""
         return city.map()
 
-    @router.get("/api/v1/city/map/events", response_class=StreamingResponse,
-                responses={200: {"content": {"text/event-stream": {}}}})
+    @router.get(
+        "/api/v1/city/map/events",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}}},
+    )
     async def city_events() -> StreamingResponse:
         """Server-Sent Events `site` with {tenant, site, state} as a shared site's rolled-up state changes."""
         visible = await run_in_threadpool(city.visible_sites)
@@ -72,8 +76,9 @@ def add_city_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
                     return
                 yield (b"event: site\ndata: %s\n\n" % orjson.dumps(batch)) if batch else b": keep-alive\n\n"
 
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
 
     @router.get("/api/v1/city/figures")
     def figures() -> list[dict[str, Any]]:
@@ -81,10 +86,11 @@ def add_city_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
         return city.figures()
 
     @router.get("/api/v1/city/aggregates/{figure}")
-    def aggregate(figure: str, by: str = Query("city", max_length=20, description="city, complex, industry or "
-                                                                                     "asset_type"),
-                  group: str | None = Query(None, max_length=100, description="the complex, industry or type")
-                  ) -> dict[str, Any]:
+    def aggregate(
+        figure: str,
+        by: str = Query("city", max_length=20, description="city, complex, industry or asset_type"),
+        group: str | None = Query(None, max_length=100, description="the complex, industry or type"),
+    ) -> dict[str, Any]:
         """A figure's median and quartiles over the contributing companies (403 below k or when differencing)."""
         return city.aggregate(figure, by, group)
 
@@ -93,13 +99,17 @@ def add_city_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
         """The headquarters' view: adoption, talent, compute against quotas, released aggregates."""
         return city.hq()
 
-    @router.get("/api/v1/city/report.pdf", response_class=Response,
-                responses={200: {"content": {"application/pdf": {}}}})
+    @router.get(
+        "/api/v1/city/report.pdf", response_class=Response, responses={200: {"content": {"application/pdf": {}}}}
+    )
     def report(lang: str = Query("ko", pattern="^(ko|en)$")) -> Response:
         """The headquarters' view as a printable PDF for the city council (made here, offline)."""
         pdf = report_pdf(city.hq(), city.map(), lang)
-        return Response(pdf, media_type="application/pdf",
-                        headers={"Content-Disposition": f'attachment; filename="taehwa-city-report-{lang}.pdf"'})
+        return Response(
+            pdf,
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'attachment; filename="taehwa-city-report-{lang}.pdf"'},
+        )
 
     @router.get("/api/v1/city/policy")
     def policy() -> dict[str, Any]:

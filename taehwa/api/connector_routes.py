@@ -24,9 +24,12 @@ class BrowseIn(BaseModel):
     depth: int = Field(6, ge=1, le=10, description="How deep to walk below Objects")
 
 
-CONNECTOR_BODY = Body(..., description="One connector definition ({name, protocol: opcua|mqtt|modbus|files, …, "
-                                       "items}), a list of them, or {connectors: [...]}; the same document as "
-                                       "`taehwa connectors add FILE` reads")
+CONNECTOR_BODY = Body(
+    ...,
+    description="One connector definition ({name, protocol: opcua|mqtt|modbus|files, …, "
+    "items}), a list of them, or {connectors: [...]}; the same document as "
+    "`taehwa connectors add FILE` reads",
+)
 
 
 def add_connector_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) -> None:
@@ -40,9 +43,11 @@ def add_connector_routes(app: FastAPI, platform: Platform, auth: Callable[[], No
         return service.list(tenant)
 
     @router.post("/api/v1/{tenant}/connectors", status_code=201)
-    def add_connectors(tenant: str, doc: Any = CONNECTOR_BODY,
-                       replace: bool = Query(False, description="Replace connectors of the same name")
-                       ) -> dict[str, Any]:
+    def add_connectors(
+        tenant: str,
+        doc: Any = CONNECTOR_BODY,
+        replace: bool = Query(False, description="Replace connectors of the same name"),
+    ) -> dict[str, Any]:
         """Add connectors (tenant admins); the server starts them within seconds."""
         return {"added": service.add(tenant, doc, replace=replace, source="body")}
 
@@ -54,8 +59,11 @@ def add_connector_routes(app: FastAPI, platform: Platform, auth: Callable[[], No
     @router.post("/api/v1/{tenant}/connectors/browse")
     def browse_opcua(tenant: str, body: BrowseIn) -> dict[str, Any]:
         """An OPC UA server's numeric variables with proposed tags, to pick items from (tenant admins)."""
-        return {"nodes": service.browse(tenant, body.endpoint, username=body.username, password=body.password,
-                                        depth=body.depth)}
+        return {
+            "nodes": service.browse(
+                tenant, body.endpoint, username=body.username, password=body.password, depth=body.depth
+            )
+        }
 
     @router.get("/api/v1/{tenant}/connectors/{name}")
     def get_connector(tenant: str, name: str) -> dict[str, Any]:
@@ -63,9 +71,9 @@ def add_connector_routes(app: FastAPI, platform: Platform, auth: Callable[[], No
         return service.get(tenant, name)
 
     @router.delete("/api/v1/{tenant}/connectors/{name}", status_code=204)
-    def remove_connector(tenant: str, name: str,
-                         force: bool = Query(False, description="Remove even with points still queued (lost)")
-                         ) -> None:
+    def remove_connector(
+        tenant: str, name: str, force: bool = Query(False, description="Remove even with points still queued (lost)")
+    ) -> None:
         """Stop and remove a connector; refused (409) while points wait in its queue, unless force."""
         service.remove(tenant, name, force=force)
 

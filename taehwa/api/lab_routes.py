@@ -70,16 +70,32 @@ def add_lab_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) -
     router = APIRouter(dependencies=[Depends(auth)], route_class=BoundedRoute, tags=["lab"])
 
     @router.get("/api/v1/{tenant}/labels")
-    def list_labels(tenant: str, asset: str | None = None, kind: str | None = None, start: str | None = None,
-                    end: str | None = None, limit: int = Query(10_000, ge=1, le=100_000)) -> list[dict[str, Any]]:
+    def list_labels(
+        tenant: str,
+        asset: str | None = None,
+        kind: str | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        limit: int = Query(10_000, ge=1, le=100_000),
+    ) -> list[dict[str, Any]]:
         """Labels, optionally under an asset, of a kind, overlapping [start, end)."""
-        return [lb.to_dict() for lb in labels.list_labels(tenant, asset=asset, kind=kind, start=start, end=end,
-                                                          limit=limit)]
+        return [
+            lb.to_dict() for lb in labels.list_labels(tenant, asset=asset, kind=kind, start=start, end=end, limit=limit)
+        ]
 
-    @router.post("/api/v1/{tenant}/labels", status_code=201,
-                 openapi_extra={"requestBody": {"content": {
-                     "application/json": {"schema": {"type": "array", "items": LabelIn.model_json_schema()}},
-                     "text/csv": {"schema": {"type": "string"}}}, "required": True}})
+    @router.post(
+        "/api/v1/{tenant}/labels",
+        status_code=201,
+        openapi_extra={
+            "requestBody": {
+                "content": {
+                    "application/json": {"schema": {"type": "array", "items": LabelIn.model_json_schema()}},
+                    "text/csv": {"schema": {"type": "string"}},
+                },
+                "required": True,
+            }
+        },
+    )
     async def add_labels(tenant: str, request: Request) -> dict[str, Any]:
         """Add labels: a JSON list of {asset, kind, start, end?, value?, note?}, or CSV with that header. All or
         nothing: one bad label refuses the lot, each problem named."""
@@ -139,16 +155,25 @@ def add_lab_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) -
         """The validation report as a self-contained HTML page."""
         return HTMLResponse(lab.report_html(tenant, run_id))
 
-    @router.get("/api/v1/{tenant}/lab/runs/{run_id}/rows",
-                responses={200: {"content": {"application/vnd.apache.parquet": {}, "application/json": {}}}})
-    def run_rows(tenant: str, run_id: str, format: str = Query("parquet", pattern="^(parquet|json)$"),
-                 limit: int = Query(10_000, ge=1, le=1_000_000)) -> Response:
+    @router.get(
+        "/api/v1/{tenant}/lab/runs/{run_id}/rows",
+        responses={200: {"content": {"application/vnd.apache.parquet": {}, "application/json": {}}}},
+    )
+    def run_rows(
+        tenant: str,
+        run_id: str,
+        format: str = Query("parquet", pattern="^(parquet|json)$"),
+        limit: int = Query(10_000, ge=1, le=1_000_000),
+    ) -> Response:
         """The run's out-of-sample rows (time, unit, target, decision `pred`, `score`, fold) of every backtest fold:
         the Parquet file kept in the run folder, or the first `limit` rows as JSON records."""
         path = lab.rows_path(tenant, run_id)
         if format == "parquet":
-            return Response(path.read_bytes(), media_type="application/vnd.apache.parquet",
-                            headers={"Content-Disposition": f'attachment; filename="{run_id}-rows.parquet"'})
+            return Response(
+                path.read_bytes(),
+                media_type="application/vnd.apache.parquet",
+                headers={"Content-Disposition": f'attachment; filename="{run_id}-rows.parquet"'},
+            )
         import pyarrow.parquet as pq
 
         from taehwa.lab.metrics import json_safe

@@ -26,8 +26,7 @@ ANY_BODY = Body(...)
 
 def _body(model: type[BaseModel]) -> dict[str, Any]:
     """Document a body the service checks itself (after the caller's rights, so a stranger learns nothing)."""
-    return {"requestBody": {"content": {"application/json": {"schema": model.model_json_schema()}},
-                            "required": True}}
+    return {"requestBody": {"content": {"application/json": {"schema": model.model_json_schema()}}, "required": True}}
 
 
 class NoteIn(BaseModel):
@@ -81,8 +80,7 @@ def add_live_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
         """PSI and Kolmogorov–Smirnov of the live inputs and score against the model's training data."""
         return live.drift.report(tenant, name)
 
-    @router.post("/api/v1/{tenant}/models/{name}/predict", openapi_extra=_body(PredictIn),
-                 response_class=Response)
+    @router.post("/api/v1/{tenant}/models/{name}/predict", openapi_extra=_body(PredictIn), response_class=Response)
     async def predict(tenant: str, name: str, request: Request) -> Response:
         """Score rows on demand with the production version (or the one named). Other systems call this per
         reading, so the body is parsed and the answer written with orjson, in one trip to a worker thread."""
@@ -122,14 +120,27 @@ def add_live_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
         live.rules.remove(tenant, name)
 
     @router.get("/api/v1/{tenant}/alerts")
-    def alerts(tenant: str, state: str | None = Query(None, description="active, acknowledged, resolved or open"),
-               asset: str | None = Query(None, description="this asset and everything under it"),
-               severity: Literal["warning", "alarm"] | None = None, rule: str | None = None,
-               since: str | None = None, include_shelved: bool = True,
-               limit: int = Query(1000, ge=1, le=100_000)) -> list[dict[str, Any]]:
+    def alerts(
+        tenant: str,
+        state: str | None = Query(None, description="active, acknowledged, resolved or open"),
+        asset: str | None = Query(None, description="this asset and everything under it"),
+        severity: Literal["warning", "alarm"] | None = None,
+        rule: str | None = None,
+        since: str | None = None,
+        include_shelved: bool = True,
+        limit: int = Query(1000, ge=1, le=100_000),
+    ) -> list[dict[str, Any]]:
         """Alerts, newest first."""
-        return live.alerts.list(tenant, state=state, asset=asset, severity=severity, rule=rule, since=since,
-                                include_shelved=include_shelved, limit=limit)
+        return live.alerts.list(
+            tenant,
+            state=state,
+            asset=asset,
+            severity=severity,
+            rule=rule,
+            since=since,
+            include_shelved=include_shelved,
+            limit=limit,
+        )
 
     @router.get("/api/v1/{tenant}/alerts/{alert_id}")
     def alert(tenant: str, alert_id: int = ALERT_ID) -> dict[str, Any]:

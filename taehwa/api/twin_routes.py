@@ -76,8 +76,9 @@ def parse_kinds(kinds: str | None) -> set[str]:
 
 def sse_frame(hub: EventHub, events: list[Any]) -> bytes:
     """Events as Server-Sent Events messages."""
-    return b"".join(b"id: %s-%d\nevent: %s\ndata: %s\n\n" % (hub.epoch.encode(), e.n, e.kind.encode(), e.body)
-                    for e in events)
+    return b"".join(
+        b"id: %s-%d\nevent: %s\ndata: %s\n\n" % (hub.epoch.encode(), e.n, e.kind.encode(), e.body) for e in events
+    )
 
 
 def ended_frame(exc: TaehwaError) -> bytes:
@@ -92,8 +93,7 @@ async def refuse_websocket(websocket: WebSocket, exc: TaehwaError) -> None:
     revoked or expired token); a server without that ASGI extension closes it with 1008 instead."""
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
-        await websocket.send_denial_response(JSONResponse(exc.to_dict(), status_code=exc.http_status,
-                                                          headers=headers))
+        await websocket.send_denial_response(JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=headers))
         return
     await websocket.close(code=1008, reason=f"{exc.http_status} {exc.message}"[:120])
 
@@ -105,9 +105,18 @@ def add_twin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
     hub = twin.hub
     max_body = platform.settings.max_body_bytes
 
-    @router.put("/api/v1/{tenant}/twin", openapi_extra={"requestBody": {"content": {
-        "application/yaml": {"schema": {"type": "string"}}, "application/json": {"schema": {"type": "object"}}},
-        "required": True}})
+    @router.put(
+        "/api/v1/{tenant}/twin",
+        openapi_extra={
+            "requestBody": {
+                "content": {
+                    "application/yaml": {"schema": {"type": "string"}},
+                    "application/json": {"schema": {"type": "object"}},
+                },
+                "required": True,
+            }
+        },
+    )
     async def load_plant(tenant: str, request: Request) -> dict[str, Any]:
         """Replace the plant model with a whole plant document (YAML or JSON): validated as a whole, all or
         nothing; the response counts what was added, changed and removed."""
@@ -118,8 +127,11 @@ def add_twin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
         return summary.to_dict()
 
     @router.get("/api/v1/{tenant}/twin")
-    def export_plant(tenant: str, at: str | None = Query(None, description="the model as it stood at this time"),
-                     format: str = Query("yaml", pattern="^(yaml|json)$")) -> Response:
+    def export_plant(
+        tenant: str,
+        at: str | None = Query(None, description="the model as it stood at this time"),
+        format: str = Query("yaml", pattern="^(yaml|json)$"),
+    ) -> Response:
         """The whole plant model as a plant document, now or at a past time."""
         doc = twin.export(tenant, at)
         if format == "json":
@@ -142,12 +154,16 @@ def add_twin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
         return {"version": twin.put_type(tenant, name, definition), "name": name}
 
     @router.get("/api/v1/{tenant}/assets")
-    def search(tenant: str, type: str | None = Query(None, description="a type; subtypes match too"),
-               under: str | None = Query(None, description="path prefix, e.g. ulsan-refinery/cdu"),
-               state: str | None = Query(None, description="unknown, normal, stale, warning or alarm (rolled up)"),
-               attr: list[str] | None = Query(None, description="attribute filters name=value, repeatable"),
-               q: str | None = Query(None, description="text in the path or name"),
-               limit: int = Query(100, ge=1, le=10_000), offset: int = Query(0, ge=0)) -> dict[str, Any]:
+    def search(
+        tenant: str,
+        type: str | None = Query(None, description="a type; subtypes match too"),
+        under: str | None = Query(None, description="path prefix, e.g. ulsan-refinery/cdu"),
+        state: str | None = Query(None, description="unknown, normal, stale, warning or alarm (rolled up)"),
+        attr: list[str] | None = Query(None, description="attribute filters name=value, repeatable"),
+        q: str | None = Query(None, description="text in the path or name"),
+        limit: int = Query(100, ge=1, le=10_000),
+        offset: int = Query(0, ge=0),
+    ) -> dict[str, Any]:
         """Search assets; every filter given must hold."""
         attrs: dict[str, str] = {}
         for item in attr or []:
@@ -155,8 +171,9 @@ def add_twin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
             if not sep or not key:
                 raise InvalidInput(f"attribute filter {item!r} must be name=value", where="attr")
             attrs[key] = value
-        return twin.search(tenant, type=type, under=under, state=state, attributes=attrs, text=q, limit=limit,
-                           offset=offset)
+        return twin.search(
+            tenant, type=type, under=under, state=state, attributes=attrs, text=q, limit=limit, offset=offset
+        )
 
     @router.get("/api/v1/{tenant}/sites")
     def sites(tenant: str) -> list[dict[str, Any]]:
@@ -175,9 +192,11 @@ def add_twin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
         return twin.children(tenant, path)
 
     @router.get("/api/v1/{tenant}/assets/{path:path}/state")
-    def state(tenant: str, path: str,
-              at: str | None = Query(None, description="rebuild the state at this time from the historian"),
-              ) -> dict[str, Any]:
+    def state(
+        tenant: str,
+        path: str,
+        at: str | None = Query(None, description="rebuild the state at this time from the historian"),
+    ) -> dict[str, Any]:
         """Live state (each signal's newest value, quality, time, limit state, staleness; health rolled up), or
         the state at a past time."""
         return twin.state(tenant, path, at)
@@ -208,17 +227,27 @@ def add_twin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
         return {"version": twin.relate(tenant, body.source, body.kind, body.target)}
 
     @router.delete("/api/v1/{tenant}/relations")
-    def remove_relation(tenant: str, source: str = Query(..., alias="from"), kind: str = Query(...),
-                        target: str = Query(..., alias="to")) -> dict[str, Any]:
+    def remove_relation(
+        tenant: str,
+        source: str = Query(..., alias="from"),
+        kind: str = Query(...),
+        target: str = Query(..., alias="to"),
+    ) -> dict[str, Any]:
         """Remove a relation."""
         return {"version": twin.relate(tenant, source, kind, target, remove=True)}
 
-    @router.get("/api/v1/{tenant}/events", response_class=StreamingResponse,
-                responses={200: {"content": {"text/event-stream": {}}}})
-    def events(tenant: str, request: Request, under: str | None = Query(None, description="only this subtree"),
-               kinds: str | None = Query(None, description="values,state,model,structure (default all)"),
-               last_event_id: str | None = Query(None, description="resume after this event (or the "
-                                                                     "Last-Event-ID header)")) -> StreamingResponse:
+    @router.get(
+        "/api/v1/{tenant}/events",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}}},
+    )
+    def events(
+        tenant: str,
+        request: Request,
+        under: str | None = Query(None, description="only this subtree"),
+        kinds: str | None = Query(None, description="values,state,model,structure (default all)"),
+        last_event_id: str | None = Query(None, description="resume after this event (or the Last-Event-ID header)"),
+    ) -> StreamingResponse:
         """Server-Sent Events of the twin's changes, filtered by subtree and kind, resumable with Last-Event-ID."""
         twin.plant(tenant)
         wanted = parse_kinds(kinds)
@@ -227,22 +256,30 @@ def add_twin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
         async def stream() -> AsyncIterator[bytes]:
             start = resume or hub.last_id(tenant)
             yield b"retry: 2000\nid: %s\nevent: hello\ndata: {}\n\n" % start.encode()
-            follow = hub.follow(tenant, under=under.strip("/") if under else None, kinds=wanted,
-                                last_event_id=resume or start)
+            follow = hub.follow(
+                tenant, under=under.strip("/") if under else None, kinds=wanted, last_event_id=resume or start
+            )
             async for batch in while_allowed(follow, tenant):
                 if isinstance(batch, TaehwaError):  # revoked, or the role taken away: say why, then end
                     yield ended_frame(batch)
                     return
                 yield sse_frame(hub, batch) if batch is not None else b": keep-alive\n\n"
 
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
 
     app.include_router(router)
 
     @app.websocket("/api/v1/{tenant}/events/ws")
-    async def events_ws(websocket: WebSocket, tenant: str, under: str | None = None, kinds: str | None = None,
-                        last_event_id: str | None = None, access_token: str | None = None) -> None:
+    async def events_ws(
+        websocket: WebSocket,
+        tenant: str,
+        under: str | None = None,
+        kinds: str | None = None,
+        last_event_id: str | None = None,
+        access_token: str | None = None,
+    ) -> None:
         """WebSocket twin events: each message is a JSON list of events (same filters and resume as SSE).
         The token comes in the Authorization header, or as `access_token` where a browser cannot set headers."""
         try:
@@ -253,8 +290,9 @@ def add_twin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
             await refuse_websocket(websocket, exc)
             return
         await websocket.accept()
-        follow = hub.follow(tenant, under=under.strip("/") if under else None, kinds=wanted,
-                            last_event_id=last_event_id)
+        follow = hub.follow(
+            tenant, under=under.strip("/") if under else None, kinds=wanted, last_event_id=last_event_id
+        )
         try:
             async for batch in while_allowed(follow, tenant):
                 if isinstance(batch, TaehwaError):  # revoked, or the role taken away: 4401 or 4403, with why

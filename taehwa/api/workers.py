@@ -53,8 +53,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOCAL = re.compile(r"^/api/v1/([^/]+)/(points|tags)(/.*)?$|^/healthz$")  # what a follower answers itself
-HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade", b"proxy-authorization",
-       b"proxy-authenticate", b"content-length"}
+HOP = {
+    b"connection",
+    b"keep-alive",
+    b"transfer-encoding",
+    b"te",
+    b"trailer",
+    b"upgrade",
+    b"proxy-authorization",
+    b"proxy-authenticate",
+    b"content-length",
+}
 CLIENT_HEADER = b"x-taehwa-client"  # the caller's address, from a follower to the primary (over the Unix socket)
 
 
@@ -77,8 +86,9 @@ class Relay:
                 # the primary's certificate names the public host, not its socket: the socket is private to this
                 # user
                 transport = httpx.AsyncHTTPTransport(uds=self.socket, verify=False)
-                self._client = httpx.AsyncClient(transport=transport, base_url=f"{self.scheme}://primary",
-                                                 timeout=timeout)
+                self._client = httpx.AsyncClient(
+                    transport=transport, base_url=f"{self.scheme}://primary", timeout=timeout
+                )
         return self._client
 
     def _headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
@@ -96,6 +106,7 @@ class Relay:
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass an HTTP request on and relay the answer as it comes (an event stream event by event)."""
+
         async def body() -> AsyncIterator[bytes]:
             while True:
                 message = await receive()
@@ -106,16 +117,29 @@ class Relay:
                     return
 
         client = self.client()
-        request = client.build_request(scope["method"], self._target(scope), headers=self._headers(scope),
-                                       content=body())
+        request = client.build_request(
+            scope["method"], self._target(scope), headers=self._headers(scope), content=body()
+        )
         try:
             response = await client.send(request, stream=True)
         except httpx.TransportError as exc:
-            await send({"type": "http.response.start", "status": 503,
-                        "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1")]})
-            await send({"type": "http.response.body", "body": json.dumps({
-                "error": "unavailable", "message": f"{self.describe()} does not answer: {exc}"[:300]}).encode()})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1")],
+                }
+            )
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": json.dumps(
+                        {"error": "unavailable", "message": f"{self.describe()} does not answer: {exc}"[:300]}
+                    ).encode(),
+                }
+            )
             return
+
         async def relay() -> None:
             async for chunk in response.aiter_raw():  # as it comes: an event stream is relayed event by event
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -126,8 +150,13 @@ class Relay:
                 pass
 
         try:
-            await send({"type": "http.response.start", "status": response.status_code,
-                        "headers": [(k, v) for k, v in response.headers.raw if k.lower() not in HOP]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": [(k, v) for k, v in response.headers.raw if k.lower() not in HOP],
+                }
+            )
             relaying, watching = asyncio.ensure_future(relay()), asyncio.ensure_future(gone())
             try:
                 await asyncio.wait([relaying, watching], return_when=asyncio.FIRST_COMPLETED)
@@ -171,14 +200,21 @@ class Relay:
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self._headers(scope) if k.lower() in keep]
         try:
             if self.url:
-                upstream = await connect("ws" + self.url.removeprefix("http") + self._target(scope),
-                                         additional_headers=headers)
+                upstream = await connect(
+                    "ws" + self.url.removeprefix("http") + self._target(scope), additional_headers=headers
+                )
             else:
-                upstream = await unix_connect(self.socket, f"ws://primary{self._target(scope)}",
-                                              additional_headers=headers)
+                upstream = await unix_connect(
+                    self.socket, f"ws://primary{self._target(scope)}", additional_headers=headers
+                )
         except InvalidStatus as exc:  # refused there: the same HTTP answer here (401 for a revoked token)
-            await self._refused(scope, send, exc.response.status_code, exc.response.headers.get("content-type"),
-                                bytes(exc.response.body or b""))
+            await self._refused(
+                scope,
+                send,
+                exc.response.status_code,
+                exc.response.headers.get("content-type"),
+                bytes(exc.response.body or b""),
+            )
             return
         except (OSError, WebSocketException):
             await send({"type": "websocket.close", "code": 1011, "reason": f"{self.describe()} does not answer"})
@@ -197,11 +233,17 @@ class Relay:
         async def down() -> None:
             with contextlib.suppress(WebSocketException):
                 async for data in upstream:
-                    await send({"type": "websocket.send", **({"text": data} if isinstance(data, str)
-                                                             else {"bytes": data})})
+                    await send(
+                        {"type": "websocket.send", **({"text": data} if isinstance(data, str) else {"bytes": data})}
+                    )
             with contextlib.suppress(Exception):
-                await send({"type": "websocket.close", "code": upstream.close_code or 1000,
-                            "reason": upstream.close_reason or ""})
+                await send(
+                    {
+                        "type": "websocket.close",
+                        "code": upstream.close_code or 1000,
+                        "reason": upstream.close_reason or "",
+                    }
+                )
 
         tasks = [asyncio.ensure_future(up()), asyncio.ensure_future(down())]
         try:
@@ -216,8 +258,7 @@ class Forward:
     """A follower's front: local reads to its own app, everything else to the primary, over its Unix socket (a
     follower on the same machine) or over HTTP(S) to its URL (a reader node on another machine)."""
 
-    def __init__(self, app: ASGIApp, primary: str, *, tls: bool = False,
-                 tenants: frozenset[str] | None = None) -> None:
+    def __init__(self, app: ASGIApp, primary: str, *, tls: bool = False, tenants: frozenset[str] | None = None) -> None:
         self.app = app
         self.relay = Relay(primary, tls=tls)
         # beside a writer by tenant, reads of other writers' tenants go on too (the primary routes them to their
@@ -226,8 +267,7 @@ class Forward:
 
     def _local(self, scope: Scope) -> bool:
         found = LOCAL.match(scope["path"]) if scope["method"] in ("GET", "HEAD") else None
-        return found is not None and (self.tenants is None or found.group(1) is None or
-                                      found.group(1) in self.tenants)
+        return found is not None and (self.tenants is None or found.group(1) is None or found.group(1) in self.tenants)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self._local(scope):
@@ -285,8 +325,9 @@ class Followers:
     def _spawn(self) -> subprocess.Popen[bytes]:
         """One follower, which ends with this process (`lifeline`): started from the main thread or the watch
         thread only, both of which outlive it (the kernel's parent-death signal follows the starting thread)."""
-        return subprocess.Popen([sys.executable, "-m", "taehwa.api.workers", self.host, str(self.port),
-                                 str(self.primary)], env=child_env())
+        return subprocess.Popen(
+            [sys.executable, "-m", "taehwa.api.workers", self.host, str(self.port), str(self.primary)], env=child_env()
+        )
 
     def start(self) -> None:
         self.procs = [self._spawn() for _ in range(self.count)]
@@ -325,8 +366,9 @@ class Followers:
                 proc.wait()
 
 
-def serve_primary(platform: Platform, app: Any, host: str, port: int, count: int,
-                  announce: Callable[[list[int]], None] | None = None) -> None:
+def serve_primary(
+    platform: Platform, app: Any, host: str, port: int, count: int, announce: Callable[[list[int]], None] | None = None
+) -> None:
     """This process as the primary of `count` API processes on one port, until the server is told to stop."""
     import uvicorn
 
@@ -404,8 +446,7 @@ def serve_follower(platform: Platform, host: str, port: int, primary: str) -> No
     settings = platform.settings
     cert, key = tls_files(settings)
     app: Any = Forward(create_app(platform), primary, tls=cert is not None, tenants=settings.writer_tenant_set)
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5, ssl_certfile=cert,
-                            ssl_keyfile=key)
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5, ssl_certfile=cert, ssl_keyfile=key)
     try:
         uvicorn.Server(config).run(sockets=[public_socket(host, port)])
     finally:

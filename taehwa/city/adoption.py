@@ -48,16 +48,20 @@ def adoption(engine: Engine, tenants: list[str]) -> dict[str, Any]:
             per[tenant][m][key] += 1
 
     with engine.connect() as c:
-        for t, action, at in c.execute(select(model_events.c.tenant, model_events.c.action, model_events.c.at)
-                                       .where(model_events.c.at >= since)):
+        for t, action, at in c.execute(
+            select(model_events.c.tenant, model_events.c.action, model_events.c.at).where(model_events.c.at >= since)
+        ):
             if action in ("register", "promote"):
                 add(t, at, "registered" if action == "register" else "promoted")
         for t, at in c.execute(select(alerts.c.tenant, alerts.c.raised_at).where(alerts.c.raised_at >= since)):
             add(t, at, "alerts_raised")
-        for t, at in c.execute(select(alerts.c.tenant, alert_events.c.at)
-                               .join(alerts, alerts.c.id == alert_events.c.alert_id)
-                               .where((alert_events.c.at >= since) & alert_events.c.action.in_(HANDLED)
-                                      & (alert_events.c.actor != "system"))):
+        for t, at in c.execute(
+            select(alerts.c.tenant, alert_events.c.at)
+            .join(alerts, alerts.c.id == alert_events.c.alert_id)
+            .where(
+                (alert_events.c.at >= since) & alert_events.c.action.in_(HANDLED) & (alert_events.c.actor != "system")
+            )
+        ):
             add(t, at, "alerts_handled")
         for t, at in c.execute(select(grants.c.owner, grants.c.created_at).where(grants.c.created_at >= since)):
             add(t, at, "grants_given")
@@ -70,8 +74,15 @@ def talent(engine: Engine) -> dict[str, Any]:
     best entry beats the platform's own baseline (with the best relative improvement)."""
     with engine.connect() as c:
         chs = c.execute(select(challenges.c.id, challenges.c.owner, challenges.c.definition)).all()
-        subs = c.execute(select(submissions.c.challenge, submissions.c.user_id, submissions.c.reference,
-                                submissions.c.public_score, submissions.c.created_at)).all()
+        subs = c.execute(
+            select(
+                submissions.c.challenge,
+                submissions.c.user_id,
+                submissions.c.reference,
+                submissions.c.public_score,
+                submissions.c.created_at,
+            )
+        ).all()
     rows = []
     by_challenge: dict[str, list[Any]] = defaultdict(list)
     for s in subs:
@@ -88,9 +99,21 @@ def talent(engine: Engine) -> dict[str, Any]:
         if base and best:
             b, e = pick(base), pick(best)
             improvement = round(100.0 * ((b - e) if lower else (e - b)) / abs(b), 2) if b else None
-        rows.append({"challenge": ch.id, "owner": ch.owner, "title": ch.definition.get("title"), "metric": metric,
-                     "participants": len({s.user_id for s in people}), "submissions": len(people),
-                     "improvement_pct": improvement})
-    return {"challenges": len(rows), "participants": len({s.user_id for s in subs if not s.reference}),
-            "submissions": sum(r["submissions"] for r in rows),
-            "beat_baseline": sum(1 for r in rows if (r["improvement_pct"] or 0) > 0), "per_challenge": rows}
+        rows.append(
+            {
+                "challenge": ch.id,
+                "owner": ch.owner,
+                "title": ch.definition.get("title"),
+                "metric": metric,
+                "participants": len({s.user_id for s in people}),
+                "submissions": len(people),
+                "improvement_pct": improvement,
+            }
+        )
+    return {
+        "challenges": len(rows),
+        "participants": len({s.user_id for s in subs if not s.reference}),
+        "submissions": sum(r["submissions"] for r in rows),
+        "beat_baseline": sum(1 for r in rows if (r["improvement_pct"] or 0) > 0),
+        "per_challenge": rows,
+    }

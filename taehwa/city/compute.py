@@ -49,9 +49,11 @@ class ComputeLedger:
         """(tenant, kind, when, seconds) of every run since a time."""
         out: list[tuple[str, str, datetime, float]] = []
         q = select(lab_runs.c.tenant, lab_runs.c.created_at, lab_runs.c.seconds)
-        a = (select(challenges.c.owner, submissions.c.created_at, submissions.c.seconds)
-             .join(challenges, challenges.c.id == submissions.c.challenge)
-             .where(submissions.c.seconds.is_not(None)))
+        a = (
+            select(challenges.c.owner, submissions.c.created_at, submissions.c.seconds)
+            .join(challenges, challenges.c.id == submissions.c.challenge)
+            .where(submissions.c.seconds.is_not(None))
+        )
         if tenant is not None:
             q = q.where(lab_runs.c.tenant == tenant)
             a = a.where(challenges.c.owner == tenant)
@@ -67,8 +69,9 @@ class ComputeLedger:
     def _sweep_runs(self, tenant: str | None, since: datetime | None) -> list[tuple[str, str, datetime, float]]:
         if not self._sweeps.is_dir():
             return []
-        folders = [self._sweeps / tenant] if tenant is not None else sorted(p for p in self._sweeps.iterdir()
-                                                                              if p.is_dir())
+        folders = (
+            [self._sweeps / tenant] if tenant is not None else sorted(p for p in self._sweeps.iterdir() if p.is_dir())
+        )
         out = []
         for folder in folders:
             if not folder.is_dir():
@@ -132,12 +135,18 @@ class QuotaGuard:
                 f"tenant {tenant!r} has used {used_h:.2f} of its {quota_h:g} CPU hours for "
                 f"{since.strftime('%Y-%m')} (the city's quota); a {kind} run "
                 + ("would pass it" if used_h < quota_h else "cannot start")
-                + " — ask the city office for more, or wait for next month", where="quota")
+                + " — ask the city office for more, or wait for next month",
+                where="quota",
+            )
 
     def status(self, tenant: str) -> dict[str, Any]:
         """A company's use and quota this month (hours)."""
         used = self._ledger.used(tenant)
         quota = self._policy.quota(tenant)
-        return {"tenant": tenant, "month": month_start().strftime("%Y-%m"),
-                "used_hours": {k: round(v / 3600, 4) for k, v in used.items()}, "quota_hours": quota,
-                "left_hours": None if quota is None else round(max(0.0, quota - used["total"] / 3600), 4)}
+        return {
+            "tenant": tenant,
+            "month": month_start().strftime("%Y-%m"),
+            "used_hours": {k: round(v / 3600, 4) for k, v in used.items()},
+            "quota_hours": quota,
+            "left_hours": None if quota is None else round(max(0.0, quota - used["total"] / 3600), 4),
+        }

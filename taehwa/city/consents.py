@@ -37,15 +37,22 @@ class Consent:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
-        return {"tenant": self.tenant, "site": self.site, "shares": sorted(self.shares),
-                "figures": sorted(self.figures), "set_by": self.set_by, "set_at": self.set_at.isoformat()}
+        return {
+            "tenant": self.tenant,
+            "site": self.site,
+            "shares": sorted(self.shares),
+            "figures": sorted(self.figures),
+            "set_by": self.set_by,
+            "set_at": self.set_at.isoformat(),
+        }
 
 
 class ConsentBook:
     """Consents per company and site, kept in the metadata database."""
 
-    def __init__(self, engine: Engine, tenants: TenantService, audit: AuditLog, twin: TwinService,
-                 figures: tuple[str, ...]) -> None:
+    def __init__(
+        self, engine: Engine, tenants: TenantService, audit: AuditLog, twin: TwinService, figures: tuple[str, ...]
+    ) -> None:
         """`figures`: the names of the figures a site may contribute to (from `taehwa.city.figures`)."""
         self._engine, self._tenants, self._audit, self._twin = engine, tenants, audit, twin
         self._figures = figures
@@ -60,22 +67,34 @@ class ConsentBook:
         if bad:
             raise InvalidInput(f"cannot share {bad[0]!r}; share any of {', '.join(SHARES)}", where="shares")
         if shares and "map" not in shares:
-            raise InvalidInput("share 'map' (the site's name and placement) for the other details to be shown",
-                               where="shares")
+            raise InvalidInput(
+                "share 'map' (the site's name and placement) for the other details to be shown", where="shares"
+            )
         unknown = [f for f in figures if f not in self._figures]
         if unknown:
-            raise InvalidInput(f"no figure {unknown[0]!r}; the figures are {', '.join(self._figures)}",
-                               where="figures")
+            raise InvalidInput(f"no figure {unknown[0]!r}; the figures are {', '.join(self._figures)}", where="figures")
         before = self.get(tenant).get(site)
         consent = Consent(tenant, site, frozenset(shares), frozenset(figures), current().user, datetime.now(UTC))
         with self._engine.begin() as c:
             c.execute(delete(city_consents).where((city_consents.c.tenant == tenant) & (city_consents.c.site == site)))
             if shares or figures:
-                c.execute(insert(city_consents).values(tenant=tenant, site=site, shares=sorted(shares),
-                                                       figures=sorted(figures), set_by=consent.set_by,
-                                                       set_at=consent.set_at))
-        self._audit.append("city.consent", tenant=tenant, target=site,
-                           before=before.to_dict() if before else None, after=consent.to_dict())
+                c.execute(
+                    insert(city_consents).values(
+                        tenant=tenant,
+                        site=site,
+                        shares=sorted(shares),
+                        figures=sorted(figures),
+                        set_by=consent.set_by,
+                        set_at=consent.set_at,
+                    )
+                )
+        self._audit.append(
+            "city.consent",
+            tenant=tenant,
+            target=site,
+            before=before.to_dict() if before else None,
+            after=consent.to_dict(),
+        )
         return consent
 
     def get(self, tenant: str) -> dict[str, Consent]:
@@ -93,5 +112,14 @@ class ConsentBook:
             q = q.where(city_consents.c.tenant == tenant)
         with self._engine.connect() as c:
             rows = c.execute(q.order_by(city_consents.c.tenant, city_consents.c.site)).all()
-        return [Consent(r.tenant, r.site, frozenset(r.shares or ()), frozenset(r.figures or ()), r.set_by,
-                        r.set_at if r.set_at.tzinfo else r.set_at.replace(tzinfo=UTC)) for r in rows]
+        return [
+            Consent(
+                r.tenant,
+                r.site,
+                frozenset(r.shares or ()),
+                frozenset(r.figures or ()),
+                r.set_by,
+                r.set_at if r.set_at.tzinfo else r.set_at.replace(tzinfo=UTC),
+            )
+            for r in rows
+        ]

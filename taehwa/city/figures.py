@@ -101,10 +101,12 @@ class FigureSpec:
 FIGURES: dict[str, FigureSpec] = {
     "data_completeness": FigureSpec(Figure("data_completeness", 0.0, 100.0, False), "%", data_completeness, True),
     "alarm_share": FigureSpec(Figure("alarm_share", 0.0, 100.0, False), "%", alarm_share, False),
-    "alerts_per_asset_30d": FigureSpec(Figure("alerts_per_asset_30d", 0.0, 50.0, True), "/asset",
-                                       alerts_per_asset, False),
+    "alerts_per_asset_30d": FigureSpec(
+        Figure("alerts_per_asset_30d", 0.0, 50.0, True), "/asset", alerts_per_asset, False
+    ),
     "validated_gain": FigureSpec(Figure("validated_gain", -100.0, 200.0, True), "%", validated_gain, True),
-    "models_in_production": FigureSpec(Figure("models_in_production", 0.0, 50.0, False), "", models_in_production,
-                                       True),
+    "models_in_production": FigureSpec(
+        Figure("models_in_production", 0.0, 50.0, False), "", models_in_production, True
+    ),
 }
 DIMENSIONS = ("city", "complex", "industry", "asset_type")

@@ -67,8 +67,12 @@ def districts() -> tuple[Frame, tuple[dict[str, Any], ...]]:
     doc = json.loads(DISTRICTS_FILE.read_text(encoding="utf-8"))
     feats = doc["features"]
     pts = [p for f in feats for ring in _rings(f["geometry"]) for p in ring]
-    frame = Frame(min(p[0] for p in pts) - PAD, min(p[1] for p in pts) - PAD, max(p[0] for p in pts) + PAD,
-                  max(p[1] for p in pts) + PAD)
+    frame = Frame(
+        min(p[0] for p in pts) - PAD,
+        min(p[1] for p in pts) - PAD,
+        max(p[0] for p in pts) + PAD,
+        max(p[1] for p in pts) + PAD,
+    )
     out = []
     for f in feats:
         parts = []
@@ -80,8 +84,15 @@ def districts() -> tuple[Frame, tuple[dict[str, Any], ...]]:
         cx = sum(p[0] for p in ring_pts) / len(ring_pts)
         cy = sum(p[1] for p in ring_pts) / len(ring_pts)
         props = f["properties"]
-        out.append({"code": str(props["code"]), "name_ko": props["name_ko"], "name_en": props["name_en"],
-                    "path": "".join(parts), "label": [round(cx, 1), round(cy, 1)]})
+        out.append(
+            {
+                "code": str(props["code"]),
+                "name_ko": props["name_ko"],
+                "name_en": props["name_en"],
+                "path": "".join(parts),
+                "label": [round(cx, 1), round(cy, 1)],
+            }
+        )
     return frame, tuple(out)
 
 

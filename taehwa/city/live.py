@@ -16,15 +16,15 @@ HEARTBEAT_S = 15.0
 LIFETIME_S = 300.0  # a stream ends after this long; the browser reconnects and consents are read again
 
 
-async def follow_sites(hub: EventHub, visible: dict[str, set[str]], *, lifetime_s: float = LIFETIME_S
-                       ) -> AsyncGenerator[list[dict[str, Any]] | None]:
+async def follow_sites(
+    hub: EventHub, visible: dict[str, set[str]], *, lifetime_s: float = LIFETIME_S
+) -> AsyncGenerator[list[dict[str, Any]] | None]:
     """Batches of site state changes as they happen (None as a heartbeat); `{"reset": true}` when a company's
     stream missed events (the page then reads the map again)."""
     queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue(maxsize=1000)
 
     async def one(tenant: str, sites: set[str]) -> None:
-        async for batch in hub.follow(tenant, under=None, kinds={"state"}, last_event_id=None,
-                                      heartbeat_s=HEARTBEAT_S):
+        async for batch in hub.follow(tenant, under=None, kinds={"state"}, last_event_id=None, heartbeat_s=HEARTBEAT_S):
             if not batch:
                 continue
             out: list[dict[str, Any]] = []

@@ -63,10 +63,12 @@ class PolicyBook:
         with self._engine.begin() as c:
             c.execute(delete(city_policy).where(city_policy.c.key == key))
             if value is not None:
-                c.execute(insert(city_policy).values(key=key, value=value, set_by=current().user,
-                                                     set_at=datetime.now(UTC)))
-        self._audit.append("city.policy", tenant=self.city, target=key, before={"value": before},
-                           after={"value": value})
+                c.execute(
+                    insert(city_policy).values(key=key, value=value, set_by=current().user, set_at=datetime.now(UTC))
+                )
+        self._audit.append(
+            "city.policy", tenant=self.city, target=key, before={"value": before}, after={"value": value}
+        )
 
     def privacy(self) -> Privacy:
         """k and the noise in force."""
@@ -74,19 +76,25 @@ class PolicyBook:
         dp = self._read("dp") or {}
         return Privacy(int(k) if isinstance(k, int) else DEFAULT_K, dp.get("epsilon"), dp.get("scope", "sensitive"))
 
-    def set_privacy(self, *, k: int | None = None, epsilon: float | str | None = "keep",
-                    scope: str | None = None) -> Privacy:
+    def set_privacy(
+        self, *, k: int | None = None, epsilon: float | str | None = "keep", scope: str | None = None
+    ) -> Privacy:
         """Change k and/or the noise (`epsilon=None` turns noise off; 'keep' leaves it)."""
         if k is not None:
             if isinstance(k, bool) or not isinstance(k, int) or not MIN_K <= k <= MAX_K:
-                raise InvalidInput(f"k is a whole number from {MIN_K} to {MAX_K} (one company alone is never an "
-                                   "aggregate)", where="k")
+                raise InvalidInput(
+                    f"k is a whole number from {MIN_K} to {MAX_K} (one company alone is never an aggregate)", where="k"
+                )
             self._write("k", k)
         if epsilon != "keep" or scope is not None:
             now = self.privacy()
             eps = now.epsilon if epsilon == "keep" else epsilon
-            if eps is not None and (isinstance(eps, bool) or not isinstance(eps, int | float)
-                                    or not math.isfinite(eps) or not 0.01 <= eps <= 10):
+            if eps is not None and (
+                isinstance(eps, bool)
+                or not isinstance(eps, int | float)
+                or not math.isfinite(eps)
+                or not 0.01 <= eps <= 10
+            ):
                 raise InvalidInput("ε (epsilon) is a number from 0.01 to 10 per release", where="epsilon")
             if scope is not None and scope not in DP_SCOPES:
                 raise InvalidInput(f"the noise applies to {' or '.join(DP_SCOPES)} figures", where="scope")
@@ -108,11 +116,12 @@ class PolicyBook:
         """Set (or with None, lift) a company's monthly compute quota."""
         with acting_as(SYSTEM):
             self._tenants.get(tenant)  # the company must exist
-        if cpu_hours_month is not None and (isinstance(cpu_hours_month, bool)
-                                            or not isinstance(cpu_hours_month, int | float)
-                                            or not math.isfinite(cpu_hours_month)
-                                            or not 0 <= cpu_hours_month <= 1e6):
+        if cpu_hours_month is not None and (
+            isinstance(cpu_hours_month, bool)
+            or not isinstance(cpu_hours_month, int | float)
+            or not math.isfinite(cpu_hours_month)
+            or not 0 <= cpu_hours_month <= 1e6
+        ):
             raise InvalidInput("a quota is 0 to 1,000,000 CPU hours a month", where="cpu_hours_month")
-        self._write(f"quota:{tenant}", None if cpu_hours_month is None
-                    else {"cpu_hours_month": float(cpu_hours_month)})
+        self._write(f"quota:{tenant}", None if cpu_hours_month is None else {"cpu_hours_month": float(cpu_hours_month)})
         return self.quota(tenant)

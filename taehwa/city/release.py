@@ -75,9 +75,13 @@ def dp_quantiles(values: list[float], low: float, high: float, epsilon: float) -
     clamped = [min(high, max(low, v)) for v in values]
     out = []
     for q in QUANTILES:
+
         def make(scale: float, q: float = q) -> Any:
-            return (space >> dp.t.then_quantile_score_candidates(candidates, alpha=q)
-                    >> dp.m.then_noisy_max(dp.max_divergence(), scale=scale, negate=True))
+            return (
+                space
+                >> dp.t.then_quantile_score_candidates(candidates, alpha=q)
+                >> dp.m.then_noisy_max(dp.max_divergence(), scale=scale, negate=True)
+            )
 
         scale = dp.binary_search_param(make, d_in=1, d_out=epsilon / len(QUANTILES), T=float)
         out.append(candidates[make(scale)(clamped)])
@@ -96,20 +100,36 @@ class ReleaseGate:
         """The sets of companies a figure was released over, with the groups and ε spent on each."""
         with self._engine.connect() as c:
             rows = c.execute(select(city_releases).where(city_releases.c.figure == figure)).all()
-        return [{"members": list(r.members), "groups": list(r.groups), "releases": r.releases,
-                 "epsilon_spent": r.epsilon_spent, "first_at": r.first_at, "last_at": r.last_at} for r in rows]
+        return [
+            {
+                "members": list(r.members),
+                "groups": list(r.groups),
+                "releases": r.releases,
+                "epsilon_spent": r.epsilon_spent,
+                "first_at": r.first_at,
+                "last_at": r.last_at,
+            }
+            for r in rows
+        ]
 
-    def release(self, figure: Figure, group: str, values: dict[str, float], privacy: Privacy,
-                *, by: str) -> dict[str, Any]:
+    def release(
+        self, figure: Figure, group: str, values: dict[str, float], privacy: Privacy, *, by: str
+    ) -> dict[str, Any]:
         """The aggregate of one figure over one group of companies (`values`: company → its figure), or Refused."""
         members = sorted(values)
         setting = {**privacy.to_dict(), "epsilon": privacy.for_figure(figure.sensitive)}
         setting["dp"] = setting["epsilon"] is not None
         with self._lock:
             if len(members) < privacy.k:
-                self._refuse(figure, group, None, setting, by,  # how many fewer is not said, even here
-                             f"fewer than {privacy.k} companies contribute to {figure.name} for {group}; the city "
-                             f"sees an aggregate only when at least {privacy.k} do")
+                self._refuse(
+                    figure,
+                    group,
+                    None,
+                    setting,
+                    by,  # how many fewer is not said, even here
+                    f"fewer than {privacy.k} companies contribute to {figure.name} for {group}; the city "
+                    f"sees an aggregate only when at least {privacy.k} do",
+                )
             key = members_key(members)
             mine = set(members)
             with self._engine.connect() as c:
@@ -119,32 +139,64 @@ class ReleaseGate:
                 diff = len(mine.symmetric_difference(r.members))
                 if 0 < diff < privacy.k:
                     named = ", ".join(r.groups[:3])
-                    self._refuse(figure, group, len(members), setting, by,
-                                 f"{figure.name} for {group} would differ from a released aggregate ({named}) by "
-                                 f"fewer than {privacy.k} companies, which could reveal a company's figure "
-                                 "(a differencing attack); ask for a group that differs by at least "
-                                 f"{privacy.k} companies")
+                    self._refuse(
+                        figure,
+                        group,
+                        len(members),
+                        setting,
+                        by,
+                        f"{figure.name} for {group} would differ from a released aggregate ({named}) by "
+                        f"fewer than {privacy.k} companies, which could reveal a company's figure "
+                        "(a differencing attack); ask for a group that differs by at least "
+                        f"{privacy.k} companies",
+                    )
             answer, spent = self._answer(figure, values, setting, same)
             now = datetime.now(UTC)
             with self._engine.begin() as c:
                 if same is None:
-                    c.execute(insert(city_releases).values(
-                        figure=figure.name, members_key=key, members=members, groups=[group], releases=1,
-                        epsilon_spent=spent, last=answer, first_at=now, last_at=now))
+                    c.execute(
+                        insert(city_releases).values(
+                            figure=figure.name,
+                            members_key=key,
+                            members=members,
+                            groups=[group],
+                            releases=1,
+                            epsilon_spent=spent,
+                            last=answer,
+                            first_at=now,
+                            last_at=now,
+                        )
+                    )
                 else:
                     groups = list(same.groups) if group in same.groups else [*same.groups, group][-50:]
-                    c.execute(update(city_releases).where((city_releases.c.figure == figure.name)
-                                                          & (city_releases.c.members_key == key)).values(
-                        groups=groups, releases=same.releases + 1, epsilon_spent=same.epsilon_spent + spent,
-                        last=answer, last_at=now))
-        self._audit.append("city.release", tenant=self.city, target=f"{figure.name} for {group}",
-                           after={"by": by, "inputs": len(members), "privacy": setting,
-                                  "epsilon_spent": spent})
-        return {"figure": figure.name, "group": group, "companies": len(members),
-                **{k: v for k, v in answer.items() if k != "inputs"}, "privacy": setting}
+                    c.execute(
+                        update(city_releases)
+                        .where((city_releases.c.figure == figure.name) & (city_releases.c.members_key == key))
+                        .values(
+                            groups=groups,
+                            releases=same.releases + 1,
+                            epsilon_spent=same.epsilon_spent + spent,
+                            last=answer,
+                            last_at=now,
+                        )
+                    )
+        self._audit.append(
+            "city.release",
+            tenant=self.city,
+            target=f"{figure.name} for {group}",
+            after={"by": by, "inputs": len(members), "privacy": setting, "epsilon_spent": spent},
+        )
+        return {
+            "figure": figure.name,
+            "group": group,
+            "companies": len(members),
+            **{k: v for k, v in answer.items() if k != "inputs"},
+            "privacy": setting,
+        }
 
-    def _answer(self, figure: Figure, values: dict[str, float], setting: dict[str, Any], same: Any
-                ) -> tuple[dict[str, Any], float]:
+    def _answer(
+        self, figure: Figure, values: dict[str, float], setting: dict[str, Any], same: Any
+    ) -> tuple[dict[str, Any], float]:
         ordered = sorted(values.values())
         epsilon = setting["epsilon"]
         inputs = hashlib.sha256(json.dumps([round(v, 9) for v in ordered] + [epsilon]).encode()).hexdigest()
@@ -159,7 +211,15 @@ class ReleaseGate:
         return {"median": round(p50, 6), "p25": round(p25, 6), "p75": round(p75, 6), "inputs": inputs}, spent
 
     def _refuse(self, figure: Figure, group: str, n: int | None, setting: dict[str, Any], by: str, why: str) -> None:
-        self._audit.append("city.refused", tenant=self.city, target=f"{figure.name} for {group}",
-                           after={"by": by, "inputs": n if n is not None else f"fewer than {setting['k']}",
-                                  "privacy": setting, "reason": why.split(";")[0]})
+        self._audit.append(
+            "city.refused",
+            tenant=self.city,
+            target=f"{figure.name} for {group}",
+            after={
+                "by": by,
+                "inputs": n if n is not None else f"fewer than {setting['k']}",
+                "privacy": setting,
+                "reason": why.split(";")[0],
+            },
+        )
         raise Refused(why, where="group")

@@ -23,8 +23,10 @@ def font_files() -> tuple[Path, Path]:
         regular, bold = d / FONT_FILES[0], d / FONT_FILES[1]
         if regular.is_file():
             return regular, bold if bold.is_file() else regular
-    raise Unavailable("the report needs a font that carries Hangul: install Debian's fonts-nanum "
-                      "(apt-get install fonts-nanum)", where="font")
+    raise Unavailable(
+        "the report needs a font that carries Hangul: install Debian's fonts-nanum (apt-get install fonts-nanum)",
+        where="font",
+    )
 
 
 def _fig(v: Any, digits: int = 3) -> str:
@@ -68,13 +70,22 @@ def report_pdf(hq: dict[str, Any], city_map: dict[str, Any], lang: str = "ko") -
 
     heading(f"{w('city_twin')} · {w('report')}", 16)
     pdf.set_font("Nanum", "", 9)
-    pdf.multi_cell(0, 5, f"{w('generated')}: {hq['generated_at']} ({w('times_utc')})", new_x="LMARGIN",
-                   new_y="NEXT")
+    pdf.multi_cell(0, 5, f"{w('generated')}: {hq['generated_at']} ({w('times_utc')})", new_x="LMARGIN", new_y="NEXT")
     counts = city_map.get("counts", {})
     heading(w("summary"))
-    table([w("companies"), w("sites"), w("normal"), w("warning"), w("alarm"), w("complexes")],
-          [[_fig(len(hq["companies"])), _fig(counts.get("sites", 0)), _fig(counts.get("normal", 0)),
-            _fig(counts.get("warning", 0)), _fig(counts.get("alarm", 0)), _fig(len(city_map.get("complexes", [])))]])
+    table(
+        [w("companies"), w("sites"), w("normal"), w("warning"), w("alarm"), w("complexes")],
+        [
+            [
+                _fig(len(hq["companies"])),
+                _fig(counts.get("sites", 0)),
+                _fig(counts.get("normal", 0)),
+                _fig(counts.get("warning", 0)),
+                _fig(counts.get("alarm", 0)),
+                _fig(len(city_map.get("complexes", []))),
+            ]
+        ],
+    )
 
     adoption = hq["adoption"]
     heading(w("adoption"))
@@ -82,20 +93,38 @@ def report_pdf(hq: dict[str, Any], city_map: dict[str, Any], lang: str = "ko") -
     rows = [[m, *(_fig(adoption["total"][m][k]) for k in keys)] for m in adoption["months"][-6:]]
     table([w("month"), *(w(k) for k in keys)], rows)
     per = adoption["per_company"]
-    rows = [[name, *(_fig(sum(per.get(t, {}).get(m, {}).get(k, 0) for m in adoption["months"])) for k in keys)]
-            for t, name in sorted(hq["companies"].items())]
+    rows = [
+        [name, *(_fig(sum(per.get(t, {}).get(m, {}).get(k, 0) for m in adoption["months"])) for k in keys)]
+        for t, name in sorted(hq["companies"].items())
+    ]
     table([w("company"), *(w(k) for k in keys)], rows)
 
     talent = hq["talent"]
     heading(w("talent"))
-    table([w("challenges"), w("participants"), w("submissions"), w("beat_baseline")],
-          [[_fig(talent["challenges"]), _fig(talent["participants"]), _fig(talent["submissions"]),
-            _fig(talent["beat_baseline"])]])
+    table(
+        [w("challenges"), w("participants"), w("submissions"), w("beat_baseline")],
+        [
+            [
+                _fig(talent["challenges"]),
+                _fig(talent["participants"]),
+                _fig(talent["submissions"]),
+                _fig(talent["beat_baseline"]),
+            ]
+        ],
+    )
     if talent["per_challenge"]:
-        table([w("challenges"), w("participants"), w("submissions"), w("improvement")],
-              [[str(c["title"] or c["challenge"]), _fig(c["participants"]), _fig(c["submissions"]),
-                "—" if c["improvement_pct"] is None else f"{c['improvement_pct']:+.1f}%"]
-               for c in talent["per_challenge"]])
+        table(
+            [w("challenges"), w("participants"), w("submissions"), w("improvement")],
+            [
+                [
+                    str(c["title"] or c["challenge"]),
+                    _fig(c["participants"]),
+                    _fig(c["submissions"]),
+                    "—" if c["improvement_pct"] is None else f"{c['improvement_pct']:+.1f}%",
+                ]
+                for c in talent["per_challenge"]
+            ],
+        )
 
     comp = hq["compute"]
     heading(w("compute"))
@@ -103,21 +132,40 @@ def report_pdf(hq: dict[str, Any], city_map: dict[str, Any], lang: str = "ko") -
     for t, name in sorted(hq["companies"].items()):
         s = comp["this_month"].get(t, {})
         used = s.get("used_hours", {})
-        rows.append([name, _fig(used.get("lab")), _fig(used.get("sweep")), _fig(used.get("academy")),
-                     _fig(used.get("total")), _fig(s.get("quota_hours")) if s.get("quota_hours") is not None
-                     else w("no_quota")])
+        rows.append(
+            [
+                name,
+                _fig(used.get("lab")),
+                _fig(used.get("sweep")),
+                _fig(used.get("academy")),
+                _fig(used.get("total")),
+                _fig(s.get("quota_hours")) if s.get("quota_hours") is not None else w("no_quota"),
+            ]
+        )
     table([w("company"), w("lab"), w("sweep"), w("academy"), w("total"), w("quota")], rows)
 
     heading(w("aggregates"))
     priv = hq["privacy"]
-    pdf.multi_cell(0, 5, f"{w('aggregates_note')} {w('k_rule')} = {priv['k']}; "
-                         + (f"{w('dp_on')} = {priv['epsilon']:g}" if priv["dp"] else w("dp_off")),
-                   new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(
+        0,
+        5,
+        f"{w('aggregates_note')} {w('k_rule')} = {priv['k']}; "
+        + (f"{w('dp_on')} = {priv['epsilon']:g}" if priv["dp"] else w("dp_off")),
+        new_x="LMARGIN",
+        new_y="NEXT",
+    )
     rows = []
     for a in hq["aggregates"]:
         if a["ok"]:
-            rows.append([w(a["figure"]), a["group"], _fig(a["companies"]), _fig(a["median"]),
-                         f"{_fig(a['p25'])} – {_fig(a['p75'])}"])
+            rows.append(
+                [
+                    w(a["figure"]),
+                    a["group"],
+                    _fig(a["companies"]),
+                    _fig(a["median"]),
+                    f"{_fig(a['p25'])} – {_fig(a['p75'])}",
+                ]
+            )
         else:
             rows.append([w(a["figure"]), a["group"], "—", w("refused"), ""])
     table([w("figure"), w("group"), w("companies"), w("median"), w("quartiles")], rows, (40, 30, 15, 20, 25))

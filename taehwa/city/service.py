@@ -48,10 +48,23 @@ def _num(value: Any) -> float | None:
 class CityService:
     """The city's map, aggregates, standings and headquarters' view."""
 
-    def __init__(self, *, city: str, engine: Engine, tenants: TenantService, twin: TwinService,
-                 consents: ConsentBook, policy: PolicyBook, gate: ReleaseGate, alerts: AlertBook,
-                 deployments: DeploymentStore, lab: LabService, rates: SiteRates, ledger: ComputeLedger,
-                 quotas: QuotaGuard) -> None:
+    def __init__(
+        self,
+        *,
+        city: str,
+        engine: Engine,
+        tenants: TenantService,
+        twin: TwinService,
+        consents: ConsentBook,
+        policy: PolicyBook,
+        gate: ReleaseGate,
+        alerts: AlertBook,
+        deployments: DeploymentStore,
+        lab: LabService,
+        rates: SiteRates,
+        ledger: ComputeLedger,
+        quotas: QuotaGuard,
+    ) -> None:
         """Each collaborator named: the city's tenant id, the metadata database (the headquarters' counts),
         tenancy, the twin (models and live state), consents, policy, the release gate, alerts, deployments, the
         lab (validation figures), site data rates and the compute ledger with its quota guard."""
@@ -98,41 +111,80 @@ class CityService:
         frame, districts = geo.districts()
         live = self._twin.live.get(self.city)
         by_code = {str(a.attributes.get("code")): a for a in plant.assets.values() if self._is(plant, a, "District")}
-        out_districts = [{**d, "path_id": by_code[d["code"]].path if d["code"] in by_code else None,
-                          "name": by_code[d["code"]].name if d["code"] in by_code else d["name_en"]}
-                         for d in districts]
+        out_districts = [
+            {
+                **d,
+                "path_id": by_code[d["code"]].path if d["code"] in by_code else None,
+                "name": by_code[d["code"]].name if d["code"] in by_code else d["name_en"],
+            }
+            for d in districts
+        ]
         complexes, infra = [], []
         for a in plant.assets.values():
             lat, lon = _num(a.attributes.get("latitude")), _num(a.attributes.get("longitude"))
             if lat is None or lon is None:
                 continue
             x, y = frame.xy(lon, lat)
-            base = {"path": a.path, "id": a.id, "name": a.name, "name_ko": a.attributes.get("name_ko"),
-                    "type": a.type, "lat": lat, "lon": lon, "x": x, "y": y}
+            base = {
+                "path": a.path,
+                "id": a.id,
+                "name": a.name,
+                "name_ko": a.attributes.get("name_ko"),
+                "type": a.type,
+                "lat": lat,
+                "lon": lon,
+                "x": x,
+                "y": y,
+            }
             if self._is(plant, a, "IndustrialComplex"):
                 t = plant.types[a.type]
-                radius = _num(a.attributes.get("radius_km")) or _num(t.attributes["radius_km"].default
-                                                                      if "radius_km" in t.attributes else None) or 3.0
+                radius = (
+                    _num(a.attributes.get("radius_km"))
+                    or _num(t.attributes["radius_km"].default if "radius_km" in t.attributes else None)
+                    or 3.0
+                )
                 complexes.append({**base, "r": frame.km(radius), "radius_km": radius})
             elif any(self._is(plant, a, k) for k in INFRA_TYPES):
                 with self._twin.live.lock:
                     state = live.rolled.get(a.path, "unknown") if live else "unknown"
-                infra.append({**base, "kind": next(k for k in INFRA_TYPES if self._is(plant, a, k)), "state": state,
-                              "attributes": {k: v for k, v in a.attributes.items() if k not in ("latitude",
-                                                                                                 "longitude")}})
+                infra.append(
+                    {
+                        **base,
+                        "kind": next(k for k in INFRA_TYPES if self._is(plant, a, k)),
+                        "state": state,
+                        "attributes": {k: v for k, v in a.attributes.items() if k not in ("latitude", "longitude")},
+                    }
+                )
         placed = {i["path"]: i for i in infra}
-        links = [{"from": r.source, "to": r.target, "kind": r.kind, "x1": placed[r.source]["x"],
-                  "y1": placed[r.source]["y"], "x2": placed[r.target]["x"], "y2": placed[r.target]["y"]}
-                 for r in plant.relations if r.source in placed and r.target in placed]  # feeders between assets
+        links = [
+            {
+                "from": r.source,
+                "to": r.target,
+                "kind": r.kind,
+                "x1": placed[r.source]["x"],
+                "y1": placed[r.source]["y"],
+                "x2": placed[r.target]["x"],
+                "y2": placed[r.target]["y"],
+            }
+            for r in plant.relations
+            if r.source in placed and r.target in placed
+        ]  # feeders between assets
         sites = self._sites(frame)
         names = {c["id"]: c for c in complexes}
         for s in sites:  # the complex a site names, as the city calls it
             c = names.get(str(s.get("complex")))
             s["complex_name"] = (c["name"], c["name_ko"]) if c else None
-        return {"city": self.city, "frame": {"width": geo.WIDTH, "height": frame.height},
-                "districts": out_districts, "complexes": complexes, "infrastructure": infra, "links": links,
-                "sites": sites,
-                "source": geo.source_note(), "counts": self._counts(sites)}
+        return {
+            "city": self.city,
+            "frame": {"width": geo.WIDTH, "height": frame.height},
+            "districts": out_districts,
+            "complexes": complexes,
+            "infrastructure": infra,
+            "links": links,
+            "sites": sites,
+            "source": geo.source_note(),
+            "counts": self._counts(sites),
+        }
 
     @staticmethod
     def _is(plant: Plant, asset: Asset, type_name: str) -> bool:
@@ -180,10 +232,17 @@ class CityService:
                 if site is None or site.parent is not None:
                     continue
                 lat, lon = _num(site.attributes.get("latitude")), _num(site.attributes.get("longitude"))
-                entry: dict[str, Any] = {"tenant": tenant, "company": names[tenant], "site": site.path,
-                                         "name": site.name, "complex": site.attributes.get("complex"),
-                                         "industry": site.attributes.get("industry"), "lat": lat, "lon": lon,
-                                         "shares": sorted(c.shares)}
+                entry: dict[str, Any] = {
+                    "tenant": tenant,
+                    "company": names[tenant],
+                    "site": site.path,
+                    "name": site.name,
+                    "complex": site.attributes.get("complex"),
+                    "industry": site.attributes.get("industry"),
+                    "lat": lat,
+                    "lon": lon,
+                    "shares": sorted(c.shares),
+                }
                 if lat is not None and lon is not None and frame.contains(lon, lat):
                     entry["x"], entry["y"] = frame.xy(lon, lat)
                 if "state" in c.shares:
@@ -200,8 +259,9 @@ class CityService:
                     entry["models"] = sum(1 for d in deps if any(d.covers(plant, p) for p in paths))
                 if "alerts" in c.shares:
                     prefix = site.path + "/"
-                    entry["open_alerts"] = sum(1 for a in open_alerts.get(tenant, ())
-                                               if a == site.path or a.startswith(prefix))
+                    entry["open_alerts"] = sum(
+                        1 for a in open_alerts.get(tenant, ()) if a == site.path or a.startswith(prefix)
+                    )
                 entry["url"] = f"/t/{tenant}/assets/{site.path}" if may_open else None
                 out.append(entry)
         return out
@@ -209,14 +269,25 @@ class CityService:
     def visible_sites(self) -> dict[str, set[str]]:
         """The sites whose live state the caller may follow on the map: company → sites sharing `state`."""
         self.require_city()
-        return {t: {c.site for c in cs if {"map", "state"} <= c.shares} for t, cs in self._consents().items()
-                if any({"map", "state"} <= c.shares for c in cs)}
+        return {
+            t: {c.site for c in cs if {"map", "state"} <= c.shares}
+            for t, cs in self._consents().items()
+            if any({"map", "state"} <= c.shares for c in cs)
+        }
 
     # -- aggregates ----------------------------------------------------------------------------------------------
     def figures(self) -> list[dict[str, Any]]:
         """The figures companies may contribute to, with their units and whether they are sensitive."""
-        return [{"name": n, "unit": f.unit, "sensitive": f.gate.sensitive, "higher_is_better": f.higher_is_better,
-                 "bounds": [f.gate.low, f.gate.high]} for n, f in FIGURES.items()]
+        return [
+            {
+                "name": n,
+                "unit": f.unit,
+                "sensitive": f.gate.sensitive,
+                "higher_is_better": f.higher_is_better,
+                "bounds": [f.gate.low, f.gate.high],
+            }
+            for n, f in FIGURES.items()
+        ]
 
     def _spec(self, figure: str) -> Any:
         spec = FIGURES.get(figure)
@@ -230,8 +301,10 @@ class CityService:
             live = self._twin.live.get(tenant)
             with self._twin.live.lock:
                 own = dict(live.own) if live else {}
-                signals = {p: [s.state for s in sigs.values() if not s.derived]
-                           for p, sigs in (live.signals.items() if live else ())}
+                signals = {
+                    p: [s.state for s in sigs.values() if not s.derived]
+                    for p, sigs in (live.signals.items() if live else ())
+                }
             inp = Inputs(tenant, plant, own, signals, [], [])
             if figure == "alerts_per_asset_30d":
                 since = (datetime.now(UTC) - timedelta(days=WINDOW_DAYS)).isoformat()
@@ -267,8 +340,7 @@ class CityService:
             paths = [p for p in paths if self._is(plant, plant.assets[p], str(group))]
         return paths
 
-    def _values(self, figure: str, dimension: str, group: str | None, only: str | None = None
-                ) -> dict[str, float]:
+    def _values(self, figure: str, dimension: str, group: str | None, only: str | None = None) -> dict[str, float]:
         spec = self._spec(figure)
         values: dict[str, float] = {}
         for tenant, consents in self._consents().items():
@@ -311,17 +383,29 @@ class CityService:
         spec = self._spec(figure)
         own = self._values(figure, "city", None, only=tenant)
         if tenant not in own:
-            raise InvalidInput(f"tenant {tenant!r} contributes no value of {figure} (its admins opt sites in per "
-                               "figure: taehwa city share); a company sees the city's median of the figures it "
-                               "contributes to", where="figure")
-        city = self.gate.release(spec.gate, "city", self._values(figure, "city", None), self.policy.privacy(),
-                                 by=current().user)
+            raise InvalidInput(
+                f"tenant {tenant!r} contributes no value of {figure} (its admins opt sites in per "
+                "figure: taehwa city share); a company sees the city's median of the figures it "
+                "contributes to",
+                where="figure",
+            )
+        city = self.gate.release(
+            spec.gate, "city", self._values(figure, "city", None), self.policy.privacy(), by=current().user
+        )
         mine = own[tenant]
         better = mine > city["median"] if spec.higher_is_better else mine < city["median"]
-        return {"tenant": tenant, "figure": figure, "unit": spec.unit, "value": round(mine, 6),
-                "city_median": city["median"], "city_p25": city["p25"], "city_p75": city["p75"],
-                "companies": city["companies"], "privacy": city["privacy"],
-                "position": "same" if mine == city["median"] else ("better" if better else "worse")}
+        return {
+            "tenant": tenant,
+            "figure": figure,
+            "unit": spec.unit,
+            "value": round(mine, 6),
+            "city_median": city["median"],
+            "city_p25": city["p25"],
+            "city_p75": city["p75"],
+            "companies": city["companies"],
+            "privacy": city["privacy"],
+            "position": "same" if mine == city["median"] else ("better" if better else "worse"),
+        }
 
     def company(self, tenant: str) -> dict[str, Any]:
         """A company's side of the city: each of its sites with what it shares, and where the company stands on
@@ -332,33 +416,49 @@ class CityService:
         sites = []
         for site in plant.children(None):
             c = consents.get(site.path)
-            sites.append({"site": site.path, "name": site.name, "complex": site.attributes.get("complex"),
-                          "placed": _num(site.attributes.get("latitude")) is not None
-                          and _num(site.attributes.get("longitude")) is not None,
-                          "shares": sorted(c.shares) if c else [], "figures": sorted(c.figures) if c else []})
+            sites.append(
+                {
+                    "site": site.path,
+                    "name": site.name,
+                    "complex": site.attributes.get("complex"),
+                    "placed": _num(site.attributes.get("latitude")) is not None
+                    and _num(site.attributes.get("longitude")) is not None,
+                    "shares": sorted(c.shares) if c else [],
+                    "figures": sorted(c.figures) if c else [],
+                }
+            )
         standings = []
         for figure in sorted({f for c in consents.values() for f in c.figures}):
             try:
                 standings.append({"ok": True, **self.standing(tenant, figure)})
             except (Refused, InvalidInput) as exc:
                 standings.append({"ok": False, "figure": figure, "reason": exc.message})
-        return {"tenant": tenant, "sites": sites, "standings": standings,
-                "can_edit": current().may(tenant, "admin")}
+        return {"tenant": tenant, "sites": sites, "standings": standings, "can_edit": current().may(tenant, "admin")}
 
     def _aggregates_for_hq(self, plant: Plant) -> list[dict[str, Any]]:
         complexes = [a.id for a in plant.assets.values() if self._is(plant, a, "IndustrialComplex")]
-        industries = sorted({str(s.attributes["industry"]) for t, cs in self._consents().items()
-                             for c in cs if (s := self._site(t, c.site)) is not None and s.attributes.get("industry")})
-        groups: list[tuple[str, str | None]] = [("city", None), *(("complex", c) for c in complexes),
-                                                *(("industry", i) for i in industries)]
+        industries = sorted(
+            {
+                str(s.attributes["industry"])
+                for t, cs in self._consents().items()
+                for c in cs
+                if (s := self._site(t, c.site)) is not None and s.attributes.get("industry")
+            }
+        )
+        groups: list[tuple[str, str | None]] = [
+            ("city", None),
+            *(("complex", c) for c in complexes),
+            *(("industry", i) for i in industries),
+        ]
         out = []
         for figure in FIGURES:
             for dim, group in groups:
                 try:
                     out.append({"ok": True, **self.aggregate(figure, dim, group)})
                 except Refused as exc:
-                    out.append({"ok": False, "figure": figure, "group": self._check_group(dim, group),
-                                "reason": exc.message})
+                    out.append(
+                        {"ok": False, "figure": figure, "group": self._check_group(dim, group), "reason": exc.message}
+                    )
         return out
 
     def _site(self, tenant: str, site: str) -> Asset | None:
@@ -379,10 +479,15 @@ class CityService:
         quotas = self.policy.quotas()
         with acting_as(SYSTEM):
             usage = {t: self.quotas.status(t) for t in names}
-        doc = {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"), "companies": names,
-               "adoption": adoption(self._engine, sorted(names)), "talent": talent(self._engine),
-               "compute": {"by_month": {t: compute.get(t, {}) for t in names}, "quotas": quotas, "this_month": usage},
-               "privacy": self.policy.privacy().to_dict(), "aggregates": self._aggregates_for_hq(plant)}
+        doc = {
+            "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "companies": names,
+            "adoption": adoption(self._engine, sorted(names)),
+            "talent": talent(self._engine),
+            "compute": {"by_month": {t: compute.get(t, {}) for t in names}, "quotas": quotas, "this_month": usage},
+            "privacy": self.policy.privacy().to_dict(),
+            "aggregates": self._aggregates_for_hq(plant),
+        }
         with self._hq_lock:
             self._hq = (time.monotonic(), key, doc)
         return doc

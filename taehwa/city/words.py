@@ -38,8 +38,10 @@ WORDS: dict[str, tuple[str, str]] = {
     "open_site": ("Open the site", "사업장 열기"),
     "open_plant": ("Open its plant", "플랜트 열기"),
     "no_access": ("The company has not given you access", "이 기업의 접근 권한이 없습니다"),
-    "map_note": ("Each company decides what of its sites the city sees; markers show only that.",
-                 "각 기업이 도시에 공유할 사업장 정보를 정하며, 표시는 공유된 정보만 보여 줍니다."),
+    "map_note": (
+        "Each company decides what of its sites the city sees; markers show only that.",
+        "각 기업이 도시에 공유할 사업장 정보를 정하며, 표시는 공유된 정보만 보여 줍니다.",
+    ),
     "map_source": ("Boundaries", "경계 자료"),
     "unplaced": ("Shared but not placed on the map", "공유되었으나 지도에 위치가 없는 사업장"),
     "live": ("Live", "실시간"),
@@ -67,10 +69,11 @@ WORDS: dict[str, tuple[str, str]] = {
     "academy": ("Academy", "아카데미"),
     "total": ("Total", "합계"),
     "aggregates": ("Cross-company figures", "기업 간 통계"),
-    "aggregates_note": ("Released only when at least k companies contribute, and never when a group differs "
-                        "from a released one by fewer than k companies.",
-                        "최소 k개 기업이 참여할 때만 공개하며, 공개된 집단과 k개 기업 미만으로 차이 나는 집단은 "
-                        "공개하지 않습니다."),
+    "aggregates_note": (
+        "Released only when at least k companies contribute, and never when a group differs "
+        "from a released one by fewer than k companies.",
+        "최소 k개 기업이 참여할 때만 공개하며, 공개된 집단과 k개 기업 미만으로 차이 나는 집단은 공개하지 않습니다.",
+    ),
     "figure": ("Figure", "지표"),
     "group": ("Group", "집단"),
     "median": ("Median", "중앙값"),
@@ -89,12 +92,14 @@ WORDS: dict[str, tuple[str, str]] = {
     "summary": ("Summary", "요약"),
     "city_of": ("city", "도시"),
     "city_sharing": ("Sharing with the city", "도시와 공유"),
-    "city_sharing_note": ("What each of your sites shows on the city's map, and which cross-company figures it "
-                          "contributes to. The city sees figures only as aggregates of at least k companies; "
-                          "you see where you stand against the city's median on the figures you contribute to.",
-                          "각 사업장이 도시 지도에 보여 줄 정보와 참여할 기업 간 지표를 정합니다. "
-                          "도시는 최소 k개 기업의 집계로만 지표를 보며, "
-                          "귀사는 참여한 지표에서 도시 중앙값 대비 위치를 봅니다."),
+    "city_sharing_note": (
+        "What each of your sites shows on the city's map, and which cross-company figures it "
+        "contributes to. The city sees figures only as aggregates of at least k companies; "
+        "you see where you stand against the city's median on the figures you contribute to.",
+        "각 사업장이 도시 지도에 보여 줄 정보와 참여할 기업 간 지표를 정합니다. "
+        "도시는 최소 k개 기업의 집계로만 지표를 보며, "
+        "귀사는 참여한 지표에서 도시 중앙값 대비 위치를 봅니다.",
+    ),
     "shares": ("Shown on the map", "지도에 표시"),
     "contributes": ("Contributes to", "참여 지표"),
     "save": ("Save", "저장"),
@@ -108,8 +113,12 @@ WORDS: dict[str, tuple[str, str]] = {
     "same": ("at the median", "중앙값과 같음"),
     "only_admins": ("Only the company's admins change what is shared.", "공유 설정은 기업 관리자만 바꿀 수 있습니다."),
     "not_placed": ("not placed (set latitude and longitude on the site)", "위치 없음(사업장에 위도·경도 지정)"),
-    "share_map": ("placement", "위치"), "share_state": ("state", "상태"), "share_rate": ("data rate", "수집률"),
-    "share_power": ("power", "전력"), "share_models": ("models", "모델"), "share_alerts": ("alerts", "알림"),
+    "share_map": ("placement", "위치"),
+    "share_state": ("state", "상태"),
+    "share_rate": ("data rate", "수집률"),
+    "share_power": ("power", "전력"),
+    "share_models": ("models", "모델"),
+    "share_alerts": ("alerts", "알림"),
 }
 
 

@@ -14,10 +14,19 @@ from rich.table import Table
 from taehwa.cli.common import JsonOpt, err, fail, out, print_table, services
 from taehwa.core.errors import InvalidInput
 
-academy_app = typer.Typer(help="The academy: challenges (챌린지) on real plant data with hidden test sets, "
-                          "leaderboards (리더보드) and submissions (제출) run next to the data.", no_args_is_help=True)
-KIND_BY_SUFFIX = {".py": "python", ".yaml": "spec", ".yml": "spec", ".json": "spec", ".csv": "predictions",
-                  ".parquet": "predictions"}
+academy_app = typer.Typer(
+    help="The academy: challenges (챌린지) on real plant data with hidden test sets, "
+    "leaderboards (리더보드) and submissions (제출) run next to the data.",
+    no_args_is_help=True,
+)
+KIND_BY_SUFFIX = {
+    ".py": "python",
+    ".yaml": "spec",
+    ".yml": "spec",
+    ".json": "spec",
+    ".csv": "predictions",
+    ".parquet": "predictions",
+}
 
 
 def _fmt(v: Any) -> str:
@@ -34,8 +43,15 @@ def list_(as_json: JsonOpt = False) -> None:
         return
     view = Table("id", "title", "task", "metric", "state", "closes", "participants")
     for r in rows:
-        view.add_row(r["id"], r["title"].get("en", ""), r["task"], r["metric"], r["state"], r["closes_at"][:10],
-                     str(r["participants"]))
+        view.add_row(
+            r["id"],
+            r["title"].get("en", ""),
+            r["task"],
+            r["metric"],
+            r["state"],
+            r["closes_at"][:10],
+            str(r["participants"]),
+        )
     print_table(view)
 
 
@@ -47,24 +63,28 @@ def show(challenge: str) -> None:
 
 
 @academy_app.command("install")
-def install(names: Annotated[list[str] | None, typer.Argument(help="Ready challenges (default: all).")] = None,
-            baseline: Annotated[bool, typer.Option(help="Run the platform's baseline entry of each.")] = True
-            ) -> None:
+def install(
+    names: Annotated[list[str] | None, typer.Argument(help="Ready challenges (default: all).")] = None,
+    baseline: Annotated[bool, typer.Option(help="Run the platform's baseline entry of each.")] = True,
+) -> None:
     """Set up the ready challenges from ../shared/data (SKAB, C-MAPSS FD001, Tennessee Eastman); ones already
     there are kept."""
     with services(readonly=True) as platform, err.status("cutting the data and running the baselines…"):
         made = platform.academy.install_ready(names or None, baseline=baseline)
     for c in made:
-        out.print(f"installed {c['id']}: {c['rows']['train']} training rows, {c['rows']['validation']} validation, "
-                  f"{c['rows']['test']} hidden test")
+        out.print(
+            f"installed {c['id']}: {c['rows']['train']} training rows, {c['rows']['validation']} validation, "
+            f"{c['rows']['test']} hidden test"
+        )
     if not made:
         out.print("nothing to do: the ready challenges are installed")
 
 
 @academy_app.command("create")
-def create(file: Annotated[Path, typer.Argument(help="A challenge definition (YAML).")],
-           owner: Annotated[str, typer.Option("--owner", help="The tenant posing it (its data, pseudonymised).")]
-           ) -> None:
+def create(
+    file: Annotated[Path, typer.Argument(help="A challenge definition (YAML).")],
+    owner: Annotated[str, typer.Option("--owner", help="The tenant posing it (its data, pseudonymised).")],
+) -> None:
     """Pose a challenge on a tenant's own historian data; its tags are shared with the academy only under a
     pseudonymising grant."""
     from taehwa.academy.challenge import load_definition
@@ -76,10 +96,11 @@ def create(file: Annotated[Path, typer.Argument(help="A challenge definition (YA
 
 
 @academy_app.command("data")
-def data(challenge: str,
-         part: Annotated[str, typer.Argument(help="train (with labels) or inputs (to predict).")] = "train",
-         output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the Parquet file.")] = Path(
-             "."), ) -> None:
+def data(
+    challenge: str,
+    part: Annotated[str, typer.Argument(help="train (with labels) or inputs (to predict).")] = "train",
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the Parquet file.")] = Path("."),
+) -> None:
     """Copy a public part of a challenge to a Parquet file."""
     with services(readonly=True) as platform:
         src = platform.academy.public_file(challenge, part)
@@ -91,14 +112,21 @@ def data(challenge: str,
 
 
 @academy_app.command("submit")
-def submit(challenge: str, file: Annotated[Path, typer.Argument(help="predictions (.csv/.parquet with row,"
-                                                                      "prediction), a model spec (.yaml) or a "
-                                                                      "Python model (.py with class Model).")],
-           kind: Annotated[str | None, typer.Option(help="predictions, spec or python (default: by the suffix).")]
-           = None,
-           user: Annotated[str | None, typer.Option(help="Submit for this registered user (operators).")] = None,
-           label: Annotated[str | None, typer.Option(help="A note to tell your entries apart.")] = None,
-           as_json: JsonOpt = False) -> None:
+def submit(
+    challenge: str,
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="predictions (.csv/.parquet with row,"
+            "prediction), a model spec (.yaml) or a "
+            "Python model (.py with class Model)."
+        ),
+    ],
+    kind: Annotated[str | None, typer.Option(help="predictions, spec or python (default: by the suffix).")] = None,
+    user: Annotated[str | None, typer.Option(help="Submit for this registered user (operators).")] = None,
+    label: Annotated[str | None, typer.Option(help="A note to tell your entries apart.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Submit to a challenge and wait for the verdict; code runs in the sandbox next to the data."""
     if not file.is_file():
         fail(InvalidInput(f"no file at {file}", where=str(file)))
@@ -107,14 +135,14 @@ def submit(challenge: str, file: Annotated[Path, typer.Argument(help="prediction
         fail(InvalidInput(f"cannot tell the kind from {file.name}; give --kind", where="kind"))
         return
     with services(readonly=True) as platform, err.status(f"running {file.name}…"):
-        doc = platform.academy.submit(challenge, kind, file.read_bytes(), filename=file.name, user=user,
-                                      label=label)
+        doc = platform.academy.submit(challenge, kind, file.read_bytes(), filename=file.name, user=user, label=label)
     if as_json:
         print(json.dumps(doc, indent=1, ensure_ascii=False))
     else:
         colour = "green" if doc["verdict"] == "scored" else "red"
-        out.print(f"[{colour}]{doc['verdict']}[/{colour}] submission {doc['id']}: public score "
-                  f"{_fmt(doc['public_score'])}")
+        out.print(
+            f"[{colour}]{doc['verdict']}[/{colour}] submission {doc['id']}: public score {_fmt(doc['public_score'])}"
+        )
         out.print(doc["message"] or "", markup=False, highlight=False)
     if doc["verdict"] != "scored":
         raise typer.Exit(3)
@@ -131,18 +159,34 @@ def board(challenge: str, as_json: JsonOpt = False) -> None:
         return
     final = doc["phase"] == "final"
     title = f"{challenge} · {doc['metric']} ({'lower' if doc['lower_is_better'] else 'higher'} is better) · " + (
-        "final (hidden test part)" if final else "public (validation part)")
-    view = Table("rank", "participant", "public", *(["final"] if final else []), "entries", "best submitted",
-                 title=title)
+        "final (hidden test part)" if final else "public (validation part)"
+    )
+    view = Table(
+        "rank", "participant", "public", *(["final"] if final else []), "entries", "best submitted", title=title
+    )
     for e in doc["entries"]:
-        view.add_row(str(e["rank"]), e["user"], _fmt(e["public_score"]), *([_fmt(e["final_score"])] if final else []),
-                     str(e["submissions"]), e["submitted_at"][:19])
+        view.add_row(
+            str(e["rank"]),
+            e["user"],
+            _fmt(e["public_score"]),
+            *([_fmt(e["final_score"])] if final else []),
+            str(e["submissions"]),
+            e["submitted_at"][:19],
+        )
     for b in doc["baselines"]:
-        view.add_row("–", f"{b['label']} (baseline)", _fmt(b["public_score"]),
-                     *([_fmt(b["final_score"])] if final else []), "", "", style="dim")
+        view.add_row(
+            "–",
+            f"{b['label']} (baseline)",
+            _fmt(b["public_score"]),
+            *([_fmt(b["final_score"])] if final else []),
+            "",
+            "",
+            style="dim",
+        )
     for p in doc["published"]:
-        view.add_row("–", f"{p['name']} (published)", _fmt(p["score"]), *([""] if final else []), "", p["source"],
-                     style="dim")
+        view.add_row(
+            "–", f"{p['name']} (published)", _fmt(p["score"]), *([""] if final else []), "", p["source"], style="dim"
+        )
     print_table(view)
     if doc.get("published_note"):
         out.print(doc["published_note"].get("en", ""), style="dim")

@@ -15,10 +15,12 @@ from rich.table import Table
 from taehwa.cli.common import JsonOpt, TenantOpt, fail, out, print_table, services, write_call
 from taehwa.core.errors import InvalidInput
 
-analytics_app = typer.Typer(help="Analytics (분석): calculated signals, backfill, lineage, data quality.",
-                            no_args_is_help=True)
-events_app = typer.Typer(help="Event frames (이벤트 프레임): search, show, open and close events.",
-                         no_args_is_help=True)
+analytics_app = typer.Typer(
+    help="Analytics (분석): calculated signals, backfill, lineage, data quality.", no_args_is_help=True
+)
+events_app = typer.Typer(
+    help="Event frames (이벤트 프레임): search, show, open and close events.", no_args_is_help=True
+)
 
 StartOpt = Annotated[str, typer.Option("--start", help="Start of the range (ISO 8601, UTC).")]
 EndOpt = Annotated[str, typer.Option("--end", help="End of the range (ISO 8601, UTC).")]
@@ -30,8 +32,9 @@ def _json(data: Any) -> None:
 
 
 @analytics_app.command("check")
-def check(file: Annotated[Path, typer.Argument(help="Plant YAML to check (not loaded).")],
-          as_json: JsonOpt = False) -> None:
+def check(
+    file: Annotated[Path, typer.Argument(help="Plant YAML to check (not loaded).")], as_json: JsonOpt = False
+) -> None:
     """Check a plant file's calculated signals and event templates: each problem with file and line."""
     from taehwa.analytics.program import build, check_plant
     from taehwa.core.errors import TaehwaError, ValidationFailed
@@ -47,16 +50,21 @@ def check(file: Annotated[Path, typer.Argument(help="Plant YAML to check (not lo
     except TaehwaError as exc:
         fail(exc)
         return
-    result = {"ok": not problems, "problems": [{"where": w, "problem": p} for w, p in problems],
-              "calculated_signals": len(prog.outputs) if prog else 0, "templates": len(prog.templates) if prog else 0}
+    result = {
+        "ok": not problems,
+        "problems": [{"where": w, "problem": p} for w, p in problems],
+        "calculated_signals": len(prog.outputs) if prog else 0,
+        "templates": len(prog.templates) if prog else 0,
+    }
     if as_json:
         _json(result)
     elif problems:
         for w, p in problems:
             out.print(f"[red]{w}[/red]: {p}", highlight=False)
     else:
-        out.print(f"{file.name}: ok, {result['calculated_signals']} calculated tags, {result['templates']} event "
-                  "templates")
+        out.print(
+            f"{file.name}: ok, {result['calculated_signals']} calculated tags, {result['templates']} event templates"
+        )
     if problems:
         raise typer.Exit(2)
 
@@ -74,10 +82,15 @@ def list_(tenant: TenantOpt, as_json: JsonOpt = False) -> None:
 
 
 @analytics_app.command("eval")
-def evaluate(asset: Annotated[str, typer.Argument(help="Asset path.")],
-             expr: Annotated[str, typer.Argument(help="Expression or condition, e.g. 'flow / power'.")],
-             tenant: TenantOpt, start: StartOpt, end: EndOpt,
-             limit: Annotated[int, typer.Option(help="Rows to print.")] = 20, as_json: JsonOpt = False) -> None:
+def evaluate(
+    asset: Annotated[str, typer.Argument(help="Asset path.")],
+    expr: Annotated[str, typer.Argument(help="Expression or condition, e.g. 'flow / power'.")],
+    tenant: TenantOpt,
+    start: StartOpt,
+    end: EndOpt,
+    limit: Annotated[int, typer.Option(help="Rows to print.")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
     """Try an expression on one asset over a range; nothing is written."""
     with services(readonly=True) as platform:
         got = platform.analytics.evaluate(tenant, asset, expr, start, end)
@@ -92,21 +105,32 @@ def evaluate(asset: Annotated[str, typer.Argument(help="Asset path.")],
 
 
 @analytics_app.command("backfill")
-def backfill(tenant: TenantOpt, start: StartOpt, end: EndOpt, asset: AssetOpt = None,
-             signal: Annotated[list[str] | None, typer.Option("--signal", help="Only this calculated signal or "
-                                                                               "template (repeatable).")] = None,
-             no_events: Annotated[bool, typer.Option("--no-events", help="Calculated signals only.")] = False,
-             as_json: JsonOpt = False) -> None:
+def backfill(
+    tenant: TenantOpt,
+    start: StartOpt,
+    end: EndOpt,
+    asset: AssetOpt = None,
+    signal: Annotated[
+        list[str] | None, typer.Option("--signal", help="Only this calculated signal or template (repeatable).")
+    ] = None,
+    no_events: Annotated[bool, typer.Option("--no-events", help="Calculated signals only.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Recompute calculated signals and event frames for a range (after late inputs or a changed expression)."""
     body = {"start": start, "end": end, "asset": asset, "signals": signal, "events": not no_events}
-    got = write_call(lambda p: p.analytics.backfill(tenant, start, end, asset=asset, signals=signal,
-                                                    events=not no_events),
-                     "POST", f"/api/v1/{tenant}/analytics/backfill", json=body)
+    got = write_call(
+        lambda p: p.analytics.backfill(tenant, start, end, asset=asset, signals=signal, events=not no_events),
+        "POST",
+        f"/api/v1/{tenant}/analytics/backfill",
+        json=body,
+    )
     if as_json:
         _json(got)
     else:
-        out.print(f"{got['points']} points ({got['bad_points']} bad) and {got['events']} events in "
-                  f"{got['chunks']} day chunk(s), {got['seconds']} s")
+        out.print(
+            f"{got['points']} points ({got['bad_points']} bad) and {got['events']} events in "
+            f"{got['chunks']} day chunk(s), {got['seconds']} s"
+        )
 
 
 @analytics_app.command("lineage")
@@ -117,16 +141,26 @@ def lineage(tag: Annotated[str, typer.Argument(help="A calculated tag.")], tenan
 
 
 @analytics_app.command("quality")
-def quality(tenant: TenantOpt, start: StartOpt, end: EndOpt, asset: AssetOpt = None,
-            write_events: Annotated[bool, typer.Option("--write-events", help="Store the findings as events "
-                                                                             "quality.<check>.")] = False,
-            as_json: JsonOpt = False) -> None:
+def quality(
+    tenant: TenantOpt,
+    start: StartOpt,
+    end: EndOpt,
+    asset: AssetOpt = None,
+    write_events: Annotated[
+        bool, typer.Option("--write-events", help="Store the findings as events quality.<check>.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Data-quality checks per tag (gaps, stuck, flat, out of range, spikes, bad points, clock): figures and
     findings."""
     if write_events:
         path = f"/api/v1/{tenant}/analytics/quality/events"
-        got = write_call(lambda p: p.analytics.quality(tenant, start, end, asset=asset, write_events=True),
-                         "POST", path, params={"start": start, "end": end, **({"asset": asset} if asset else {})})
+        got = write_call(
+            lambda p: p.analytics.quality(tenant, start, end, asset=asset, write_events=True),
+            "POST",
+            path,
+            params={"start": start, "end": end, **({"asset": asset} if asset else {})},
+        )
     else:
         with services(readonly=True) as platform:
             got = platform.analytics.quality(tenant, start, end, asset=asset)
@@ -145,25 +179,47 @@ def quality(tenant: TenantOpt, start: StartOpt, end: EndOpt, asset: AssetOpt = N
 def _events_table(events: list[dict[str, Any]], as_json: bool) -> None:
     view = Table("id", "asset", "template", "start", "end", "duration s", "reason")
     for e in events:
-        view.add_row(e["id"], e["asset"], e["template"], e["start"], e["end"] or "(open)",
-                     "" if e["duration_s"] is None else f"{e['duration_s']:g}", e["close_reason"] or "")
+        view.add_row(
+            e["id"],
+            e["asset"],
+            e["template"],
+            e["start"],
+            e["end"] or "(open)",
+            "" if e["duration_s"] is None else f"{e['duration_s']:g}",
+            e["close_reason"] or "",
+        )
     print_table(view, as_json=as_json, data=events)
 
 
 @events_app.command("search")
-def search(tenant: TenantOpt, asset: AssetOpt = None,
-           template: Annotated[str | None, typer.Option(help="Template name (quality.gap, …).")] = None,
-           start: Annotated[str | None, typer.Option(help="Events overlapping from this time.")] = None,
-           end: Annotated[str | None, typer.Option(help="… up to this time.")] = None,
-           where: Annotated[list[str] | None, typer.Option("--where", help="A statistic filter: 'duration > 30m', "
-                                                                           "'max(flow) > 5' (repeatable).")] = None,
-           state: Annotated[str | None, typer.Option(help="open or closed.")] = None,
-           kind: Annotated[str | None, typer.Option(help="template, quality or manual.")] = None,
-           limit: Annotated[int, typer.Option(help="At most this many.")] = 50, as_json: JsonOpt = False) -> None:
+def search(
+    tenant: TenantOpt,
+    asset: AssetOpt = None,
+    template: Annotated[str | None, typer.Option(help="Template name (quality.gap, …).")] = None,
+    start: Annotated[str | None, typer.Option(help="Events overlapping from this time.")] = None,
+    end: Annotated[str | None, typer.Option(help="… up to this time.")] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option("--where", help="A statistic filter: 'duration > 30m', 'max(flow) > 5' (repeatable)."),
+    ] = None,
+    state: Annotated[str | None, typer.Option(help="open or closed.")] = None,
+    kind: Annotated[str | None, typer.Option(help="template, quality or manual.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
     """Event frames, newest first, by asset subtree, template, time and statistic."""
     with services(readonly=True) as platform:
-        got = platform.analytics.search(tenant, asset=asset, template=template, start=start, end=end, where=where,
-                                        state=state, kind=kind, limit=limit)
+        got = platform.analytics.search(
+            tenant,
+            asset=asset,
+            template=template,
+            start=start,
+            end=end,
+            where=where,
+            state=state,
+            kind=kind,
+            limit=limit,
+        )
         _events_table(got["events"], as_json)
 
 
@@ -175,40 +231,58 @@ def show(event_id: Annotated[str, typer.Argument(help="Event id.")], tenant: Ten
 
 
 @events_app.command("compare")
-def compare(event_id: Annotated[str, typer.Argument(help="The event to compare.")], tenant: TenantOpt,
-            to: Annotated[list[str], typer.Option("--to", help="A reference event (repeatable: their median).")],
-            signal: Annotated[str, typer.Option(help="The signal compared.")],
-            step: Annotated[str, typer.Option(help="Step of the common time axis.")] = "1s",
-            band: Annotated[float, typer.Option(help="Band half-width in spreads (MAD between events).")] = 3.0,
-            as_json: JsonOpt = False) -> None:
+def compare(
+    event_id: Annotated[str, typer.Argument(help="The event to compare.")],
+    tenant: TenantOpt,
+    to: Annotated[list[str], typer.Option("--to", help="A reference event (repeatable: their median).")],
+    signal: Annotated[str, typer.Option(help="The signal compared.")],
+    step: Annotated[str, typer.Option(help="Step of the common time axis.")] = "1s",
+    band: Annotated[float, typer.Option(help="Band half-width in spreads (MAD between events).")] = 3.0,
+    as_json: JsonOpt = False,
+) -> None:
     """An event against a reference profile (a golden event, or the median of several) with a band."""
     with services(readonly=True) as platform:
         got = platform.analytics.compare_events(tenant, event_id, to, signal, step=step, band=band)
         if as_json:
             _json(got)
         else:
-            out.print(f"{got['steps']} steps; {100 * (got['outside_share'] or 0):.1f} % outside the band; largest "
-                      f"deviation {got['max_abs_deviation']}")
+            out.print(
+                f"{got['steps']} steps; {100 * (got['outside_share'] or 0):.1f} % outside the band; largest "
+                f"deviation {got['max_abs_deviation']}"
+            )
 
 
 @events_app.command("open")
-def open_(asset: Annotated[str, typer.Argument(help="Asset path.")],
-          template: Annotated[str, typer.Argument(help="A template of the asset's type, or any name.")],
-          tenant: TenantOpt, start: Annotated[str | None, typer.Option(help="Start (now when left out).")] = None,
-          note: Annotated[str | None, typer.Option(help="A note kept with the event.")] = None) -> None:
+def open_(
+    asset: Annotated[str, typer.Argument(help="Asset path.")],
+    template: Annotated[str, typer.Argument(help="A template of the asset's type, or any name.")],
+    tenant: TenantOpt,
+    start: Annotated[str | None, typer.Option(help="Start (now when left out).")] = None,
+    note: Annotated[str | None, typer.Option(help="A note kept with the event.")] = None,
+) -> None:
     """Open an event by hand; close it with `taehwa events close ID`."""
-    got = write_call(lambda p: p.analytics.open_event(tenant, asset, template, start=start, note=note),
-                     "POST", f"/api/v1/{tenant}/event-frames",
-                     json={"asset": asset, "template": template, "start": start, "note": note})
+    got = write_call(
+        lambda p: p.analytics.open_event(tenant, asset, template, start=start, note=note),
+        "POST",
+        f"/api/v1/{tenant}/event-frames",
+        json={"asset": asset, "template": template, "start": start, "note": note},
+    )
     out.print(got["id"])
 
 
 @events_app.command("close")
-def close(event_id: Annotated[str, typer.Argument(help="Event id.")], tenant: TenantOpt,
-          end: Annotated[str | None, typer.Option(help="End (now when left out).")] = None) -> None:
+def close(
+    event_id: Annotated[str, typer.Argument(help="Event id.")],
+    tenant: TenantOpt,
+    end: Annotated[str | None, typer.Option(help="End (now when left out).")] = None,
+) -> None:
     """Close an open event (its template's statistics are computed then)."""
     if len(event_id) > 64:
         fail(InvalidInput("not an event id", where="id"))
-    got = write_call(lambda p: p.analytics.close_event(tenant, event_id, end=end),
-                     "POST", f"/api/v1/{tenant}/event-frames/{quote(event_id, safe='')}/close", json={"end": end})
+    got = write_call(
+        lambda p: p.analytics.close_event(tenant, event_id, end=end),
+        "POST",
+        f"/api/v1/{tenant}/event-frames/{quote(event_id, safe='')}/close",
+        json={"end": end},
+    )
     out.print(f"{got['id']}: {got['duration_s']:g} s")

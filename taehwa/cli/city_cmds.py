@@ -11,8 +11,9 @@ from rich.table import Table
 
 from taehwa.cli.common import JsonOpt, TenantOpt, err, out, print_json, print_table, services
 
-city_app = typer.Typer(help="The city's twin (도시 디지털 트윈): map, shared sites, cross-company figures, quotas.",
-                       no_args_is_help=True)
+city_app = typer.Typer(
+    help="The city's twin (도시 디지털 트윈): map, shared sites, cross-company figures, quotas.", no_args_is_help=True
+)
 
 
 def _split(text: str) -> list[str]:
@@ -26,24 +27,35 @@ def city_map(as_json: JsonOpt = False) -> None:
         m = platform.city.map()
         view = Table("company", "site", "complex", "state", "points/s", "models", "open alerts")
         for s in m["sites"]:
-            view.add_row(s["tenant"], s["site"], s.get("complex") or "—", s.get("state", "not shared"),
-                         str(s.get("points_s", "—")), str(s.get("models", "—")), str(s.get("open_alerts", "—")))
+            view.add_row(
+                s["tenant"],
+                s["site"],
+                s.get("complex") or "—",
+                s.get("state", "not shared"),
+                str(s.get("points_s", "—")),
+                str(s.get("models", "—")),
+                str(s.get("open_alerts", "—")),
+            )
         print_table(view, as_json=as_json, data=m["sites"])
 
 
 @city_app.command("share")
-def share(site: str, tenant: TenantOpt,
-          items: Annotated[str, typer.Option("--items", help="map,state,rate,power,models,alerts (empty: none)")]
-          = "",
-          figures: Annotated[str, typer.Option("--figures", help="figures the site contributes to (see `taehwa "
-                                                                  "city figures`)")] = "",
-          as_json: JsonOpt = False) -> None:
+def share(
+    site: str,
+    tenant: TenantOpt,
+    items: Annotated[str, typer.Option("--items", help="map,state,rate,power,models,alerts (empty: none)")] = "",
+    figures: Annotated[
+        str, typer.Option("--figures", help="figures the site contributes to (see `taehwa city figures`)")
+    ] = "",
+    as_json: JsonOpt = False,
+) -> None:
     """Set what one of a company's sites shares with the city office (its admins); empty withdraws it."""
     with services(readonly=True) as platform:
         c = platform.city.consents.set(tenant, site, shares=_split(items), figures=_split(figures))
         print_json(c.to_dict()) if as_json else out.print(
             f"{tenant}/{site} shares {', '.join(sorted(c.shares)) or 'nothing'}; contributes to "
-            f"{', '.join(sorted(c.figures)) or 'no figure'}")
+            f"{', '.join(sorted(c.figures)) or 'no figure'}"
+        )
 
 
 @city_app.command("consents")
@@ -69,17 +81,20 @@ def figures(as_json: JsonOpt = False) -> None:
 
 
 @city_app.command("aggregate")
-def aggregate(figure: str,
-              by: Annotated[str, typer.Option(help="city, complex, industry or asset_type")] = "city",
-              group: Annotated[str | None, typer.Option(help="the complex, industry or asset type")] = None,
-              as_json: JsonOpt = False) -> None:
+def aggregate(
+    figure: str,
+    by: Annotated[str, typer.Option(help="city, complex, industry or asset_type")] = "city",
+    group: Annotated[str | None, typer.Option(help="the complex, industry or asset type")] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """A figure's median and quartiles over the companies that contribute (refused below k or when differencing)."""
     with services(readonly=True) as platform:
         a = platform.city.aggregate(figure, by, group)
         print_json(a) if as_json else out.print(
             f"{a['figure']} for {a['group']}: median {a['median']:g}{a['unit']} (quartiles {a['p25']:g}–"
             f"{a['p75']:g}) over {a['companies']} companies; "
-            + (f"noised, ε={a['privacy']['epsilon']:g}" if a["privacy"]["dp"] else "no noise"))
+            + (f"noised, ε={a['privacy']['epsilon']:g}" if a["privacy"]["dp"] else "no noise")
+        )
 
 
 @city_app.command("standing")
@@ -89,33 +104,41 @@ def standing(figure: str, tenant: TenantOpt, as_json: JsonOpt = False) -> None:
         s = platform.city.standing(tenant, figure)
         print_json(s) if as_json else out.print(
             f"{tenant}: {figure} {s['value']:g}{s['unit']} against the city's median {s['city_median']:g} "
-            f"({s['companies']} companies): {s['position']}")
+            f"({s['companies']} companies): {s['position']}"
+        )
 
 
 @city_app.command("policy")
-def policy(k: Annotated[int | None, typer.Option(help="the fewest companies an aggregate comes from (2–100)")]
-           = None,
-           epsilon: Annotated[float | None, typer.Option("--dp-epsilon", help="differential privacy on, ε per "
-                                                                            "release (0.01–10)")] = None,
-           no_dp: Annotated[bool, typer.Option("--no-dp", help="differential privacy off")] = False,
-           scope: Annotated[str | None, typer.Option(help="noise on sensitive (default) or all figures")] = None,
-           as_json: JsonOpt = False) -> None:
+def policy(
+    k: Annotated[int | None, typer.Option(help="the fewest companies an aggregate comes from (2–100)")] = None,
+    epsilon: Annotated[
+        float | None, typer.Option("--dp-epsilon", help="differential privacy on, ε per release (0.01–10)")
+    ] = None,
+    no_dp: Annotated[bool, typer.Option("--no-dp", help="differential privacy off")] = False,
+    scope: Annotated[str | None, typer.Option(help="noise on sensitive (default) or all figures")] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Show or change the city's privacy policy (its admins)."""
     with services(readonly=True) as platform:
         book = platform.city.policy
         if k is not None or epsilon is not None or no_dp or scope is not None:
-            book.set_privacy(k=k, epsilon=None if no_dp else (epsilon if epsilon is not None else "keep"),
-                             scope=scope)
+            book.set_privacy(k=k, epsilon=None if no_dp else (epsilon if epsilon is not None else "keep"), scope=scope)
         p = {**book.privacy().to_dict(), "quotas": book.quotas()}
         print_json(p) if as_json else out.print(
-            f"k = {p['k']}; " + (f"noise ε = {p['epsilon']:g} on {p['dp_scope']} figures" if p["dp"] else "no noise")
-            + "; quotas: " + (", ".join(f"{t} {h:g} CPU h/month" for t, h in p["quotas"].items()) or "none"))
+            f"k = {p['k']}; "
+            + (f"noise ε = {p['epsilon']:g} on {p['dp_scope']} figures" if p["dp"] else "no noise")
+            + "; quotas: "
+            + (", ".join(f"{t} {h:g} CPU h/month" for t, h in p["quotas"].items()) or "none")
+        )
 
 
 @city_app.command("quota")
-def quota(tenant_id: Annotated[str, typer.Argument(metavar="TENANT")],
-          cpu_hours: Annotated[float | None, typer.Option(help="CPU hours a month")] = None,
-          lift: Annotated[bool, typer.Option(help="remove the quota")] = False, as_json: JsonOpt = False) -> None:
+def quota(
+    tenant_id: Annotated[str, typer.Argument(metavar="TENANT")],
+    cpu_hours: Annotated[float | None, typer.Option(help="CPU hours a month")] = None,
+    lift: Annotated[bool, typer.Option(help="remove the quota")] = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Show, set or lift a company's monthly compute quota (the lab refuses runs beyond it)."""
     with services(readonly=True) as platform:
         if cpu_hours is not None or lift:
@@ -123,12 +146,15 @@ def quota(tenant_id: Annotated[str, typer.Argument(metavar="TENANT")],
         s = platform.city.quotas.status(tenant_id)
         print_json(s) if as_json else out.print(
             f"{tenant_id}: {s['used_hours']['total']:g} CPU h used in {s['month']}; quota "
-            + ("none" if s["quota_hours"] is None else f"{s['quota_hours']:g} h, {s['left_hours']:g} h left"))
+            + ("none" if s["quota_hours"] is None else f"{s['quota_hours']:g} h, {s['left_hours']:g} h left")
+        )
 
 
 @city_app.command("report")
-def report(output: Annotated[Path, typer.Option("--output", "-o", help="the PDF to write")],
-           lang: Annotated[str, typer.Option(help="ko or en")] = "ko") -> None:
+def report(
+    output: Annotated[Path, typer.Option("--output", "-o", help="the PDF to write")],
+    lang: Annotated[str, typer.Option(help="ko or en")] = "ko",
+) -> None:
     """The headquarters' view as a PDF for the city council (made here, offline)."""
     from taehwa.city.report import report_pdf
 

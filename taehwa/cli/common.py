@@ -30,8 +30,25 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 
 # Columns whose values a user copies into the next command (ids, tags, paths, names): never cut or folded.
-KEY_COLUMNS = frozenset({"id", "name", "tag", "path", "run", "model", "series", "participant", "user", "target",
-                         "asset", "signal", "challenge", "deployment", "rule"})
+KEY_COLUMNS = frozenset(
+    {
+        "id",
+        "name",
+        "tag",
+        "path",
+        "run",
+        "model",
+        "series",
+        "participant",
+        "user",
+        "target",
+        "asset",
+        "signal",
+        "challenge",
+        "deployment",
+        "rule",
+    }
+)
 
 
 def print_json(data: Any) -> None:
@@ -98,8 +115,7 @@ def services(*, readonly: bool) -> Iterator[Platform]:
     except TaehwaError as exc:
         fail(exc)
     except DataError as exc:  # a value the metadata database refuses (PostgreSQL: NUL in text, text too long)
-        fail(errors.InvalidInput(f"a value the database cannot store: {str(exc.orig).splitlines()[0]}",
-                                 where="input"))
+        fail(errors.InvalidInput(f"a value the database cannot store: {str(exc.orig).splitlines()[0]}", where="input"))
     finally:
         if platform is not None:
             platform.close() if not readonly else platform.historian.close()
@@ -120,7 +136,8 @@ def server_token(settings: Settings) -> str:
 
 
 _BY_KIND: dict[str, type[TaehwaError]] = {
-    c.kind: c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, TaehwaError)}
+    c.kind: c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, TaehwaError)
+}
 
 
 def server_request(settings: Settings, method: str, path: str, **kwargs: Any) -> Any:

@@ -11,8 +11,9 @@ from sqlalchemy import Engine
 from taehwa.cli.common import fail, out
 from taehwa.core.errors import TaehwaError, Unavailable
 
-db_app = typer.Typer(help="The metadata database: schema status and upgrades (Alembic migrations).",
-                     no_args_is_help=True)
+db_app = typer.Typer(
+    help="The metadata database: schema status and upgrades (Alembic migrations).", no_args_is_help=True
+)
 
 
 def _engine() -> Engine:
@@ -55,5 +56,6 @@ def upgrade() -> None:
         return
     finally:
         engine.dispose()
-    out.print(f"schema at revision {after}" + (f" (was {before or 'empty'})" if before != after else
-                                                " (already up to date)"))
+    out.print(
+        f"schema at revision {after}" + (f" (was {before or 'empty'})" if before != after else " (already up to date)")
+    )

@@ -17,12 +17,15 @@ from rich.table import Table
 from taehwa.cli.common import JsonOpt, TenantOpt, err, fail, out, print_table, services
 from taehwa.core.errors import InvalidInput, TaehwaError
 
-lab_app = typer.Typer(help="The model lab (모델 / 실행 / 실험): train, validate (검증), registry, benchmarks.",
-                      no_args_is_help=True)
-labels_app = typer.Typer(help="Labels on assets: faults, maintenance, anomalies, lab values, failures.",
-                         no_args_is_help=True)
-models_app = typer.Typer(help="The registry (모델 저장소): versions, promote (운영 승격), roll back (롤백), cards.",
-                         no_args_is_help=True)
+lab_app = typer.Typer(
+    help="The model lab (모델 / 실행 / 실험): train, validate (검증), registry, benchmarks.", no_args_is_help=True
+)
+labels_app = typer.Typer(
+    help="Labels on assets: faults, maintenance, anomalies, lab values, failures.", no_args_is_help=True
+)
+models_app = typer.Typer(
+    help="The registry (모델 저장소): versions, promote (운영 승격), roll back (롤백), cards.", no_args_is_help=True
+)
 lab_app.add_typer(labels_app, name="labels")
 lab_app.add_typer(models_app, name="models")
 
@@ -30,8 +33,14 @@ SpecArg = Annotated[Path, typer.Argument(help="A lab spec (YAML or JSON), or a r
 
 
 def _bar() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=err, transient=True)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
 
 
 def _fmt(v: Any) -> str:
@@ -54,16 +63,24 @@ def _print_run(doc: dict[str, Any]) -> None:
             view.add_row(*row)
     print_table(view)
     out.print(doc["verdict"])
-    out.print(f"data: {doc['lineage'].get('rows')} rows, {doc['lineage'].get('units')} unit(s), content hash "
-              f"{str(doc['lineage'].get('content_hash'))[:16]}…")
+    out.print(
+        f"data: {doc['lineage'].get('rows')} rows, {doc['lineage'].get('units')} unit(s), content hash "
+        f"{str(doc['lineage'].get('content_hash'))[:16]}…"
+    )
     if doc.get("registered"):
         r = doc["registered"]
         out.print(f"registered as {r['name']} v{r['version']} (candidate)")
 
 
-FanOpt = Annotated[str | None, typer.Option("--fan-out", help="Run the backtest's folds over the local process pool "
-                                             "(pool) or Ray (ray); default in this process, or Ray when "
-                                             "TAEHWA_RAY_ADDRESS is set.")]
+FanOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--fan-out",
+        help="Run the backtest's folds over the local process pool "
+        "(pool) or Ray (ray); default in this process, or Ray when "
+        "TAEHWA_RAY_ADDRESS is set.",
+    ),
+]
 
 
 def _run(spec_path: Path, tenant: str, mode: str, as_json: bool, fan_out: str | None = None) -> None:
@@ -78,8 +95,9 @@ def _run(spec_path: Path, tenant: str, mode: str, as_json: bool, fan_out: str | 
         fail(exc)
     with services(readonly=True) as platform, _bar() as bar:
         task = bar.add_task(f"{mode} {spec.name}: backtest", total=None)
-        doc = platform.lab.run(tenant, spec, mode=mode, backend=fan_out,
-                               progress=lambda d, n: bar.update(task, completed=d, total=n))
+        doc = platform.lab.run(
+            tenant, spec, mode=mode, backend=fan_out, progress=lambda d, n: bar.update(task, completed=d, total=n)
+        )
     if as_json:
         print(json.dumps(doc, indent=1, ensure_ascii=False))
     else:
@@ -99,30 +117,31 @@ def specs(tenant: TenantOpt = "demo") -> None:
 
 
 @lab_app.command("train")
-def train(spec: SpecArg, tenant: TenantOpt = "demo",
-          as_json: JsonOpt = False, fan_out: FanOpt = None) -> None:
+def train(spec: SpecArg, tenant: TenantOpt = "demo", as_json: JsonOpt = False, fan_out: FanOpt = None) -> None:
     """Backtest the spec's model and its baseline time-ordered, then fit it on all the data and keep it (and
     register it, when the spec says `register_as:`)."""
     _run(spec, tenant, "train", as_json, fan_out)
 
 
 @lab_app.command("evaluate")
-def evaluate(spec: SpecArg, tenant: TenantOpt = "demo",
-             as_json: JsonOpt = False, fan_out: FanOpt = None) -> None:
+def evaluate(spec: SpecArg, tenant: TenantOpt = "demo", as_json: JsonOpt = False, fan_out: FanOpt = None) -> None:
     """Backtest the spec's model and its baseline time-ordered; keep the report, not a model."""
     _run(spec, tenant, "evaluate", as_json, fan_out)
 
 
 @lab_app.command("sweep")
-def sweep(spec: SpecArg,
-          grid: Annotated[Path, typer.Option("--grid", help="YAML/JSON: model parameter → list of values.")],
-          tenant: TenantOpt = "demo",
-          ray: Annotated[bool, typer.Option("--ray", help="Fan out over Ray (a local instance, or the cluster at "
-                                                          "TAEHWA_RAY_ADDRESS).")] = False,
-          serial: Annotated[bool, typer.Option("--serial", help="One after another, in this process.")] = False,
-          workers: Annotated[int | None, typer.Option(help="Process-pool size (default: one per core).")] = None,
-          top: Annotated[int, typer.Option(help="How many of the best combinations to show.")] = 10,
-          as_json: JsonOpt = False) -> None:
+def sweep(
+    spec: SpecArg,
+    grid: Annotated[Path, typer.Option("--grid", help="YAML/JSON: model parameter → list of values.")],
+    tenant: TenantOpt = "demo",
+    ray: Annotated[
+        bool, typer.Option("--ray", help="Fan out over Ray (a local instance, or the cluster at TAEHWA_RAY_ADDRESS).")
+    ] = False,
+    serial: Annotated[bool, typer.Option("--serial", help="One after another, in this process.")] = False,
+    workers: Annotated[int | None, typer.Option(help="Process-pool size (default: one per core).")] = None,
+    top: Annotated[int, typer.Option(help="How many of the best combinations to show.")] = 10,
+    as_json: JsonOpt = False,
+) -> None:
     """Hyperparameter sweep: backtest every combination of the grid on the spec's data, over the local process
     pool (default), Ray (--ray, or whenever TAEHWA_RAY_ADDRESS is set) or serially; the same figures either way."""
     from taehwa.core.yamlio import load_yaml, plain
@@ -141,14 +160,25 @@ def sweep(spec: SpecArg,
     backend = "ray" if ray else "serial" if serial else None
     with services(readonly=True) as platform, _bar() as bar:
         task = bar.add_task("sweep", total=None)
-        doc = platform.lab.sweep(tenant, load_spec(spec), doc_grid, backend=backend, workers=workers,
-                                 progress=lambda d, n: bar.update(task, completed=d, total=n))
+        doc = platform.lab.sweep(
+            tenant,
+            load_spec(spec),
+            doc_grid,
+            backend=backend,
+            workers=workers,
+            progress=lambda d, n: bar.update(task, completed=d, total=n),
+        )
     if as_json:
         print(json.dumps(doc, indent=1, ensure_ascii=False))
         return
     m = doc["primary_metric"]
-    view = Table("rank", m, "parameters", title=f"{doc['name']} · {doc['combinations']} combinations · "
-                 f"{doc['backend']} · {doc['seconds']} s · sweep {doc['sweep_id']}")
+    view = Table(
+        "rank",
+        m,
+        "parameters",
+        title=f"{doc['name']} · {doc['combinations']} combinations · "
+        f"{doc['backend']} · {doc['seconds']} s · sweep {doc['sweep_id']}",
+    )
     for i, r in enumerate(doc["results"][:top]):
         changed = {k: v for k, v in r["params"].items() if k in doc_grid}
         view.add_row(str(i + 1), _fmt(r["metrics"].get(m)), ", ".join(f"{k}={v}" for k, v in changed.items()))
@@ -156,8 +186,11 @@ def sweep(spec: SpecArg,
 
 
 @lab_app.command("runs")
-def runs(tenant: TenantOpt = "demo", name: Annotated[str | None, typer.Option(help="Only runs of this spec.")] = None,
-         as_json: JsonOpt = False) -> None:
+def runs(
+    tenant: TenantOpt = "demo",
+    name: Annotated[str | None, typer.Option(help="Only runs of this spec.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """The tenant's runs, newest first, with their primary figure beside the baseline's."""
     with services(readonly=True) as platform:
         rows = platform.lab.runs(tenant, name)
@@ -166,14 +199,27 @@ def runs(tenant: TenantOpt = "demo", name: Annotated[str | None, typer.Option(he
         return
     view = Table("run", "name", "mode", "task", "model", "figure", "baseline", "by", "at")
     for r in rows:
-        view.add_row(r["run_id"], r["name"], r["mode"], r["task"], r["model"], _fmt(r["primary"]),
-                     _fmt(r["baseline"]), r["created_by"], r["created_at"][:19])
+        view.add_row(
+            r["run_id"],
+            r["name"],
+            r["mode"],
+            r["task"],
+            r["model"],
+            _fmt(r["primary"]),
+            _fmt(r["baseline"]),
+            r["created_by"],
+            r["created_at"][:19],
+        )
     print_table(view)
 
 
 @lab_app.command("show")
-def show(run_id: str, tenant: TenantOpt = "demo", as_json: JsonOpt = False,
-         html: Annotated[Path | None, typer.Option(help="Write the HTML report here.")] = None) -> None:
+def show(
+    run_id: str,
+    tenant: TenantOpt = "demo",
+    as_json: JsonOpt = False,
+    html: Annotated[Path | None, typer.Option(help="Write the HTML report here.")] = None,
+) -> None:
     """One run: its figures, baseline, lineage; optionally its HTML report."""
     with services(readonly=True) as platform:
         doc = platform.lab.get_run(tenant, run_id)
@@ -192,8 +238,9 @@ def benchmark(name: Annotated[str, typer.Argument(help="skab, cmapss or tep.")],
     try:
         with _bar() as bar:
             task = bar.add_task(f"benchmark {name}", total=None)
-            result = benchmarks.run(name, default_shared_data(),
-                                    lambda _n, d, total: bar.update(task, completed=d, total=total))
+            result = benchmarks.run(
+                name, default_shared_data(), lambda _n, d, total: bar.update(task, completed=d, total=total)
+            )
     except TaehwaError as exc:
         fail(exc)
     if as_json:
@@ -209,14 +256,22 @@ def benchmark(name: Annotated[str, typer.Argument(help="skab, cmapss or tep.")],
 
 # --- labels ------------------------------------------------------------------------------------------------------
 @labels_app.command("add")
-def labels_add(asset: str, kind: str, start: str,
-               end: Annotated[str | None, typer.Option(help="End of an interval (none: a point).")] = None,
-               value: Annotated[float | None, typer.Option(help="A value (a lab measurement).")] = None,
-               note: Annotated[str | None, typer.Option()] = None, tenant: TenantOpt = "demo") -> None:
+def labels_add(
+    asset: str,
+    kind: str,
+    start: str,
+    end: Annotated[str | None, typer.Option(help="End of an interval (none: a point).")] = None,
+    value: Annotated[float | None, typer.Option(help="A value (a lab measurement).")] = None,
+    note: Annotated[str | None, typer.Option()] = None,
+    tenant: TenantOpt = "demo",
+) -> None:
     """Add one label on an asset: an interval (fault, maintenance, anomaly) or a point (failure, lab value)."""
     with services(readonly=True) as platform:
-        n = platform.labels.add(tenant, [{"asset": asset, "kind": kind, "start": start, "end": end, "value": value,
-                                          "note": note}], source="label")
+        n = platform.labels.add(
+            tenant,
+            [{"asset": asset, "kind": kind, "start": start, "end": end, "value": value, "note": note}],
+            source="label",
+        )
     out.print(f"added {n} label")
 
 
@@ -232,8 +287,12 @@ def labels_import(path: Path, tenant: TenantOpt = "demo") -> None:
 
 
 @labels_app.command("list")
-def labels_list(tenant: TenantOpt = "demo", asset: Annotated[str | None, typer.Option()] = None,
-                kind: Annotated[str | None, typer.Option()] = None, as_json: JsonOpt = False) -> None:
+def labels_list(
+    tenant: TenantOpt = "demo",
+    asset: Annotated[str | None, typer.Option()] = None,
+    kind: Annotated[str | None, typer.Option()] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Labels of the tenant (under an asset, of a kind)."""
     with services(readonly=True) as platform:
         rows = [lb.to_dict() for lb in platform.labels.list_labels(tenant, asset=asset, kind=kind)]
@@ -242,15 +301,15 @@ def labels_list(tenant: TenantOpt = "demo", asset: Annotated[str | None, typer.O
         return
     view = Table("id", "asset", "kind", "start", "end", "value", "by")
     for r in rows:
-        view.add_row(str(r["id"]), r["asset"], r["kind"], r["start"], r["end"] or "", _fmt(r["value"]),
-                     r["created_by"])
+        view.add_row(str(r["id"]), r["asset"], r["kind"], r["start"], r["end"] or "", _fmt(r["value"]), r["created_by"])
     print_table(view)
 
 
 # --- registry ----------------------------------------------------------------------------------------------------
 @models_app.command("list")
-def models_list(tenant: TenantOpt = "demo", name: Annotated[str | None, typer.Option()] = None,
-                as_json: JsonOpt = False) -> None:
+def models_list(
+    tenant: TenantOpt = "demo", name: Annotated[str | None, typer.Option()] = None, as_json: JsonOpt = False
+) -> None:
     """Model versions and their stage (candidate, production, archived)."""
     with services(readonly=True) as platform:
         rows = platform.lab.versions(tenant, name)
@@ -259,14 +318,25 @@ def models_list(tenant: TenantOpt = "demo", name: Annotated[str | None, typer.Op
         return
     view = Table("model", "version", "stage", "asset type", "run", "by", "at")
     for r in rows:
-        view.add_row(r["name"], str(r["version"]), r["stage"], r["asset_type"] or "", r["run_id"], r["created_by"],
-                     r["created_at"][:19])
+        view.add_row(
+            r["name"],
+            str(r["version"]),
+            r["stage"],
+            r["asset_type"] or "",
+            r["run_id"],
+            r["created_by"],
+            r["created_at"][:19],
+        )
     print_table(view)
 
 
 @models_app.command("register")
-def models_register(run_id: str, name: str, tenant: TenantOpt = "demo",
-                    asset_type: Annotated[str | None, typer.Option(help="The asset type it is for.")] = None) -> None:
+def models_register(
+    run_id: str,
+    name: str,
+    tenant: TenantOpt = "demo",
+    asset_type: Annotated[str | None, typer.Option(help="The asset type it is for.")] = None,
+) -> None:
     """Register a training run's model as a new candidate version."""
     with services(readonly=True) as platform:
         r = platform.lab.register(tenant, run_id, name, asset_type)
@@ -274,20 +344,27 @@ def models_register(run_id: str, name: str, tenant: TenantOpt = "demo",
 
 
 @models_app.command("promote")
-def models_promote(name: str, version: int, reason: Annotated[str, typer.Option(help="Why (recorded).")],
-                   tenant: TenantOpt = "demo",
-                   force: Annotated[bool, typer.Option(help="Past the gate (tenant admins; recorded).")] = False
-                   ) -> None:
+def models_promote(
+    name: str,
+    version: int,
+    reason: Annotated[str, typer.Option(help="Why (recorded).")],
+    tenant: TenantOpt = "demo",
+    force: Annotated[bool, typer.Option(help="Past the gate (tenant admins; recorded).")] = False,
+) -> None:
     """Promote a version to production (운영 승격) through the gate: it must beat the baseline and production."""
     with services(readonly=True) as platform:
         r = platform.lab.promote(tenant, name, version, reason, force=force)
-    out.print(f"{r['name']} v{r['version']} is in production (was v{r['previous']})" if r["previous"] else
-              f"{r['name']} v{r['version']} is in production")
+    out.print(
+        f"{r['name']} v{r['version']} is in production (was v{r['previous']})"
+        if r["previous"]
+        else f"{r['name']} v{r['version']} is in production"
+    )
 
 
 @models_app.command("rollback")
-def models_rollback(name: str, reason: Annotated[str, typer.Option(help="Why (recorded).")],
-                    tenant: TenantOpt = "demo") -> None:
+def models_rollback(
+    name: str, reason: Annotated[str, typer.Option(help="Why (recorded).")], tenant: TenantOpt = "demo"
+) -> None:
     """Put back the version that was in production before the current one (롤백)."""
     with services(readonly=True) as platform:
         r = platform.lab.rollback(tenant, name, reason)

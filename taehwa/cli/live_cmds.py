@@ -18,13 +18,16 @@ from taehwa.core.errors import InvalidInput, TaehwaError
 from taehwa.core.settings import load_settings
 from taehwa.server.platform import server_info_path
 
-live_app = typer.Typer(help="Live scoring (deployments), backfills, alert rules, alerts (알림) and webhooks.",
-                       no_args_is_help=True)
+live_app = typer.Typer(
+    help="Live scoring (deployments), backfills, alert rules, alerts (알림) and webhooks.", no_args_is_help=True
+)
 rules_app = typer.Typer(help="Alert rules: threshold, rate of change, stale data, model score.", no_args_is_help=True)
-alerts_app = typer.Typer(help="Alerts: list, show, acknowledge (확인), shelve (보류), resolve (해제).",
-                         no_args_is_help=True)
-hooks_app = typer.Typer(help="Webhooks that receive alert notifications (retried until delivered).",
-                        no_args_is_help=True)
+alerts_app = typer.Typer(
+    help="Alerts: list, show, acknowledge (확인), shelve (보류), resolve (해제).", no_args_is_help=True
+)
+hooks_app = typer.Typer(
+    help="Webhooks that receive alert notifications (retried until delivered).", no_args_is_help=True
+)
 live_app.add_typer(rules_app, name="rules")
 live_app.add_typer(alerts_app, name="alerts")
 live_app.add_typer(hooks_app, name="webhooks")
@@ -52,34 +55,53 @@ def _docs(file: Path, key: str) -> list[dict[str, Any]]:
 
 
 @live_app.command("deploy")
-def deploy(name: Annotated[str | None, typer.Argument(help="Deployment name (or give --file).")] = None,
-           model: Annotated[str | None, typer.Option(help="Registered model name.")] = None,
-           version: Annotated[int | None, typer.Option(help="Pin a version (default: production).")] = None,
-           asset: Annotated[str | None, typer.Option(help="Score one asset.")] = None,
-           asset_type: Annotated[str | None, typer.Option(help="Score every asset of a type.")] = None,
-           under: Annotated[str | None, typer.Option(help="Score every fitting asset under a path.")] = None,
-           every_s: Annotated[float | None, typer.Option(help="Score on a schedule (seconds).")] = None,
-           file: Annotated[Path | None, typer.Option(help="YAML/JSON: one deployment or a list.")] = None,
-           replace: Annotated[bool, typer.Option(help="Replace a deployment of the same name.")] = False,
-           tenant: TenantOpt = "demo") -> None:
+def deploy(
+    name: Annotated[str | None, typer.Argument(help="Deployment name (or give --file).")] = None,
+    model: Annotated[str | None, typer.Option(help="Registered model name.")] = None,
+    version: Annotated[int | None, typer.Option(help="Pin a version (default: production).")] = None,
+    asset: Annotated[str | None, typer.Option(help="Score one asset.")] = None,
+    asset_type: Annotated[str | None, typer.Option(help="Score every asset of a type.")] = None,
+    under: Annotated[str | None, typer.Option(help="Score every fitting asset under a path.")] = None,
+    every_s: Annotated[float | None, typer.Option(help="Score on a schedule (seconds).")] = None,
+    file: Annotated[Path | None, typer.Option(help="YAML/JSON: one deployment or a list.")] = None,
+    replace: Annotated[bool, typer.Option(help="Replace a deployment of the same name.")] = False,
+    tenant: TenantOpt = "demo",
+) -> None:
     """Deploy a registered model on assets: it scores them as data arrives and writes its outputs
     (anomaly_score, rul, fault_class, …) as their derived signals."""
     if file is not None:
         docs = _docs(file, "deployments")
     elif name and model:
-        docs = [{k: v for k, v in {"name": name, "model": model, "version": version, "asset": asset,
-                                   "asset_type": asset_type, "under": under, "every_s": every_s}.items()
-                 if v is not None}]
+        docs = [
+            {
+                k: v
+                for k, v in {
+                    "name": name,
+                    "model": model,
+                    "version": version,
+                    "asset": asset,
+                    "asset_type": asset_type,
+                    "under": under,
+                    "every_s": every_s,
+                }.items()
+                if v is not None
+            }
+        ]
     else:
-        fail(InvalidInput("give a name and --model with a target (--asset, --asset-type or --under), or --file",
-                          where="arguments"))
+        fail(
+            InvalidInput(
+                "give a name and --model with a target (--asset, --asset-type or --under), or --file", where="arguments"
+            )
+        )
         return
     with services(readonly=True) as platform:
         for doc in docs:
             d = platform.live.deploy(tenant, doc, replace=replace)
-            out.print(f"deployed {d['name']}: {d['model']} "
-                      f"{'v' + str(d['version']) if d['version'] else '(production version)'} on {d['target']} "
-                      "(a running server starts scoring within seconds)")
+            out.print(
+                f"deployed {d['name']}: {d['model']} "
+                f"{'v' + str(d['version']) if d['version'] else '(production version)'} on {d['target']} "
+                "(a running server starts scoring within seconds)"
+            )
 
 
 @live_app.command("list")
@@ -96,10 +118,16 @@ def list_(tenant: TenantOpt = "demo", as_json: JsonOpt = False) -> None:
     for r in rows:
         s = r["status"]
         model = s.get("model") or {}
-        view.add_row(r["name"], f"{r['model']} v{model.get('version', r['version'] or '?')}",
-                     ", ".join(f"{k}={v}" for k, v in r["target"].items()), "yes" if s.get("running") else "no",
-                     str(s.get("assets", "–")), str(s.get("rows_scored", "–")), str(s.get("last_row") or "–"),
-                     str(s.get("last_error") or "–"))
+        view.add_row(
+            r["name"],
+            f"{r['model']} v{model.get('version', r['version'] or '?')}",
+            ", ".join(f"{k}={v}" for k, v in r["target"].items()),
+            "yes" if s.get("running") else "no",
+            str(s.get("assets", "–")),
+            str(s.get("rows_scored", "–")),
+            str(s.get("last_row") or "–"),
+            str(s.get("last_error") or "–"),
+        )
     print_table(view)
 
 
@@ -125,12 +153,26 @@ def drift(name: str, tenant: TenantOpt = "demo", as_json: JsonOpt = False) -> No
     if doc is None:
         fail(InvalidInput("drift is measured by the running server; start it with `taehwa serve`", where="server"))
         return
-    view = Table("series", "PSI", "KS", "p-value", "training mean", "live mean", "status",
-                 title=f"{name}: {doc['status']} ({doc['live_rows']} live rows)")
+    view = Table(
+        "series",
+        "PSI",
+        "KS",
+        "p-value",
+        "training mean",
+        "live mean",
+        "status",
+        title=f"{name}: {doc['status']} ({doc['live_rows']} live rows)",
+    )
     for x in [*doc["inputs"], *([doc["output"]] if doc.get("output") else [])]:
-        view.add_row(x["name"], str(x["psi"]), str(x["ks"]), f"{x['p_value']:.3g}" if x["p_value"] is not None
-                     else "–", f"{x['reference_mean']:.4g}" if x["reference_mean"] is not None else "–",
-                     f"{x['live_mean']:.4g}" if x["live_mean"] is not None else "–", x["status"])
+        view.add_row(
+            x["name"],
+            str(x["psi"]),
+            str(x["ks"]),
+            f"{x['p_value']:.3g}" if x["p_value"] is not None else "–",
+            f"{x['reference_mean']:.4g}" if x["reference_mean"] is not None else "–",
+            f"{x['live_mean']:.4g}" if x["live_mean"] is not None else "–",
+            x["status"],
+        )
     print_table(view, as_json=as_json, data=doc)
 
 
@@ -159,22 +201,43 @@ def remove(name: str, tenant: TenantOpt = "demo") -> None:
 
 
 @live_app.command("backfill")
-def backfill(model: Annotated[str, typer.Argument(help="Registered model name.")],
-             start: Annotated[str, typer.Option(help="Start of the range (ISO 8601).")],
-             end: Annotated[str, typer.Option(help="End of the range (ISO 8601).")],
-             version: Annotated[int | None, typer.Option(help="A version (default: production).")] = None,
-             asset: Annotated[str | None, typer.Option(help="Score one asset.")] = None,
-             asset_type: Annotated[str | None, typer.Option(help="Score every asset of a type.")] = None,
-             under: Annotated[str | None, typer.Option(help="Score every fitting asset under a path.")] = None,
-             write: Annotated[str, typer.Option(help="shadow: <asset>/backfill/<model>/v<n>/<output> tags; outputs: "
-                                                     "the live output tags; none: only the summary.")] = "shadow",
-             fan_out: Annotated[str | None, typer.Option(
-                 "--fan-out", help="serial: score here; pool: over the local process pool; ray: over Ray. Default: "
-                 "Ray when TAEHWA_RAY_ADDRESS is set, else the pool for a long backfill.")] = None,
-             tenant: TenantOpt = "demo") -> None:
+def backfill(
+    model: Annotated[str, typer.Argument(help="Registered model name.")],
+    start: Annotated[str, typer.Option(help="Start of the range (ISO 8601).")],
+    end: Annotated[str, typer.Option(help="End of the range (ISO 8601).")],
+    version: Annotated[int | None, typer.Option(help="A version (default: production).")] = None,
+    asset: Annotated[str | None, typer.Option(help="Score one asset.")] = None,
+    asset_type: Annotated[str | None, typer.Option(help="Score every asset of a type.")] = None,
+    under: Annotated[str | None, typer.Option(help="Score every fitting asset under a path.")] = None,
+    write: Annotated[
+        str,
+        typer.Option(
+            help="shadow: <asset>/backfill/<model>/v<n>/<output> tags; outputs: "
+            "the live output tags; none: only the summary."
+        ),
+    ] = "shadow",
+    fan_out: Annotated[
+        str | None,
+        typer.Option(
+            "--fan-out",
+            help="serial: score here; pool: over the local process pool; ray: over Ray. Default: "
+            "Ray when TAEHWA_RAY_ADDRESS is set, else the pool for a long backfill.",
+        ),
+    ] = None,
+    tenant: TenantOpt = "demo",
+) -> None:
     """Score a past range as live scoring would have, to see how a model would have behaved."""
-    body = {"model": model, "version": version, "asset": asset, "asset_type": asset_type, "under": under,
-            "start": start, "end": end, "write": write, "fan_out": fan_out}
+    body = {
+        "model": model,
+        "version": version,
+        "asset": asset,
+        "asset_type": asset_type,
+        "under": under,
+        "start": start,
+        "end": end,
+        "write": write,
+        "fan_out": fan_out,
+    }
 
     def local(platform: Any) -> Any:
         return platform.live.backfill(tenant, **body)
@@ -184,16 +247,21 @@ def backfill(model: Annotated[str, typer.Argument(help="Registered model name.")
             doc = local(platform)
     else:
         doc = write_call(local, "POST", f"/api/v1/{tenant}/backfill", json=body)
-    out.print(f"{doc['rows']} rows of {doc['assets']} asset(s) scored by {doc['model']['name']} "
-              f"v{doc['model']['version']} in {doc['seconds']} s; {doc['written_points']} points written to "
-              f"{doc['tags']}")
+    out.print(
+        f"{doc['rows']} rows of {doc['assets']} asset(s) scored by {doc['model']['name']} "
+        f"v{doc['model']['version']} in {doc['seconds']} s; {doc['written_points']} points written to "
+        f"{doc['tags']}"
+    )
     print(json.dumps(doc["summary"], indent=1, ensure_ascii=False))
 
 
 @live_app.command("predict")
-def predict(model: Annotated[str, typer.Argument(help="Registered model name.")],
-            rows: Annotated[str, typer.Argument(help="JSON list of {input: value} rows, or @file.json.")],
-            version: Annotated[int | None, typer.Option()] = None, tenant: TenantOpt = "demo") -> None:
+def predict(
+    model: Annotated[str, typer.Argument(help="Registered model name.")],
+    rows: Annotated[str, typer.Argument(help="JSON list of {input: value} rows, or @file.json.")],
+    version: Annotated[int | None, typer.Option()] = None,
+    tenant: TenantOpt = "demo",
+) -> None:
     """Score rows with a model, as JSON."""
     text = Path(rows[1:]).read_text() if rows.startswith("@") else rows
     try:
@@ -206,9 +274,11 @@ def predict(model: Annotated[str, typer.Argument(help="Registered model name.")]
 
 
 @rules_app.command("add")
-def add_rules(file: Annotated[Path, typer.Argument(help="YAML/JSON: one rule, a list, or {rules: [...]}.")],
-              replace: Annotated[bool, typer.Option(help="Replace rules of the same name.")] = False,
-              tenant: TenantOpt = "demo") -> None:
+def add_rules(
+    file: Annotated[Path, typer.Argument(help="YAML/JSON: one rule, a list, or {rules: [...]}.")],
+    replace: Annotated[bool, typer.Option(help="Replace rules of the same name.")] = False,
+    tenant: TenantOpt = "demo",
+) -> None:
     """Add alert rules; each is checked against the plant before it is stored."""
     with services(readonly=True) as platform:
         for doc in _docs(file, "rules"):
@@ -227,8 +297,14 @@ def list_rules(tenant: TenantOpt = "demo", as_json: JsonOpt = False) -> None:
     view = Table("name", "kind", "scope", "condition", "severity", "auto-resolve")
     for r in rules:
         s = r.spec
-        view.add_row(r.name, s.kind, s.asset_type or s.asset or s.tag or "", r.describe(), s.severity,
-                     "yes" if s.auto_resolve else "no")
+        view.add_row(
+            r.name,
+            s.kind,
+            s.asset_type or s.asset or s.tag or "",
+            r.describe(),
+            s.severity,
+            "yes" if s.auto_resolve else "no",
+        )
     print_table(view)
 
 
@@ -241,13 +317,20 @@ def remove_rule(name: str, tenant: TenantOpt = "demo") -> None:
 
 
 @alerts_app.command("list")
-def list_alerts(state: Annotated[str | None, typer.Option(help="active, acknowledged, resolved or open.")] = "open",
-                asset: Annotated[str | None, typer.Option(help="This asset and everything under it.")] = None,
-                severity: Annotated[str | None, typer.Option(help="warning or alarm.")] = None,
-                limit: int = 100, tenant: TenantOpt = "demo", as_json: JsonOpt = False,
-                ids: Annotated[bool, typer.Option("--ids", help="Only the ids, one a line (for scripts: "
-                                                  "ALERT=$(taehwa live alerts list --ids | head -1)).")] = False
-                ) -> None:
+def list_alerts(
+    state: Annotated[str | None, typer.Option(help="active, acknowledged, resolved or open.")] = "open",
+    asset: Annotated[str | None, typer.Option(help="This asset and everything under it.")] = None,
+    severity: Annotated[str | None, typer.Option(help="warning or alarm.")] = None,
+    limit: int = 100,
+    tenant: TenantOpt = "demo",
+    as_json: JsonOpt = False,
+    ids: Annotated[
+        bool,
+        typer.Option(
+            "--ids", help="Only the ids, one a line (for scripts: ALERT=$(taehwa live alerts list --ids | head -1))."
+        ),
+    ] = False,
+) -> None:
     """Alerts, newest first (open ones by default)."""
     with services(readonly=True) as platform:
         rows = platform.live.alerts.list(tenant, state=state, asset=asset, severity=severity, limit=limit)
@@ -259,9 +342,17 @@ def list_alerts(state: Annotated[str | None, typer.Option(help="active, acknowle
         return
     view = Table("id", "severity", "state", "asset", "message", "value", "count", "raised", "shelved until")
     for a in rows:
-        view.add_row(str(a["id"]), a["severity"], a["state"], a["asset"] or a["tag"] or "", a["message"],
-                     f"{a['value']:.4g}" if a["value"] is not None else "–", str(a["count"]), a["raised_at"],
-                     a["shelved_until"] or "–")
+        view.add_row(
+            str(a["id"]),
+            a["severity"],
+            a["state"],
+            a["asset"] or a["tag"] or "",
+            a["message"],
+            f"{a['value']:.4g}" if a["value"] is not None else "–",
+            str(a["count"]),
+            a["raised_at"],
+            a["shelved_until"] or "–",
+        )
     print_table(view)
 
 
@@ -290,8 +381,12 @@ def resolve(alert_id: int, note: NoteOpt = None, tenant: TenantOpt = "demo") -> 
 
 
 @alerts_app.command("shelve")
-def shelve(alert_id: int, seconds: Annotated[float, typer.Option("--for", help="Seconds (at most 7 days).")],
-           note: NoteOpt = None, tenant: TenantOpt = "demo") -> None:
+def shelve(
+    alert_id: int,
+    seconds: Annotated[float, typer.Option("--for", help="Seconds (at most 7 days).")],
+    note: NoteOpt = None,
+    tenant: TenantOpt = "demo",
+) -> None:
     """Shelve (보류) an alert: hidden and silent for a while."""
     with services(readonly=True) as platform:
         a = platform.live.alerts.shelve(tenant, alert_id, seconds, note)
@@ -299,15 +394,18 @@ def shelve(alert_id: int, seconds: Annotated[float, typer.Option("--for", help="
 
 
 @hooks_app.command("add")
-def add_hook(name: str, url: str,
-             events: Annotated[str, typer.Option(help="Comma-separated: raised, folded, acknowledged, shelved, "
-                                                      "unshelved, resolved.")] = "raised,acknowledged,resolved",
-             secret: Annotated[str | None, typer.Option(help="Key for the HMAC-SHA256 signature header.")] = None,
-             tenant: TenantOpt = "demo") -> None:
+def add_hook(
+    name: str,
+    url: str,
+    events: Annotated[
+        str, typer.Option(help="Comma-separated: raised, folded, acknowledged, shelved, unshelved, resolved.")
+    ] = "raised,acknowledged,resolved",
+    secret: Annotated[str | None, typer.Option(help="Key for the HMAC-SHA256 signature header.")] = None,
+    tenant: TenantOpt = "demo",
+) -> None:
     """Send alert notifications to a URL."""
     with services(readonly=True) as platform:
-        platform.live.notifier.add(tenant, {"name": name, "url": url, "events": events.split(","),
-                                            "secret": secret})
+        platform.live.notifier.add(tenant, {"name": name, "url": url, "events": events.split(","), "secret": secret})
     out.print(f"added webhook {name} → {url}")
 
 

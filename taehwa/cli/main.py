@@ -45,8 +45,9 @@ from taehwa.core.settings import Settings, load_settings
 from taehwa.historian.readers import ARROW_STREAM
 from taehwa.server.platform import Platform, dev_token_path
 
-app = typer.Typer(help="Taehwa (태화): sovereign industrial AI platform.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Taehwa (태화): sovereign industrial AI platform.", no_args_is_help=True, pretty_exceptions_enable=False
+)
 tags_app = typer.Typer(help="Tags (센서 태그): list, show, set metadata, latest values.", no_args_is_help=False)
 tenants_app = typer.Typer(help="Tenants (기업): create, list, set retention.", no_args_is_help=True)
 demo_app = typer.Typer(help="Demo data from ../shared/data.", no_args_is_help=True)
@@ -65,35 +66,79 @@ app.add_typer(db_app, name="db")
 app.add_typer(analytics_app, name="analytics")
 app.add_typer(events_app, name="events")
 app.command("replay")(replay)
+
+
 def _progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=err, transient=False)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
 
 
 @app.command()
-def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_HOST).")] = None,
-          port: Annotated[int | None, typer.Option(help="Port (TAEHWA_PORT).")] = None,
-          workers: Annotated[int | None, typer.Option(
-              min=1, max=64, help="API processes behind the port (TAEHWA_WORKERS): the first owns the store's "
-              "writer, the connectors and live scoring; the others answer reads of points and tags themselves "
-              "and pass everything else to it.")] = None,
-          follow: Annotated[str | None, typer.Option(
-              "--follow", metavar="URL", help="Run as a reader node of the primary at URL (TAEHWA_FOLLOW_URL), on "
-              "another machine sharing its historian storage (TAEHWA_HISTORIAN_URL) and metadata database: "
-              "reads of points and tags are answered here, everything else is passed to the primary.")] = None,
-          demo: Annotated[bool, typer.Option(help="Load the demo plant into tenant 'demo' and replay its data "
-                                                  "sets as live data over a loopback OPC UA server (speed:"
-                                                  " TAEHWA_DEMO_SPEED, port: TAEHWA_DEMO_OPCUA_PORT).")]
-          = False,
-          access_log: Annotated[bool, typer.Option("--access-log", help="Log every HTTP request (off by default: "
-                                                   "the terminal shows what the platform does, not each call).")]
-          = False,
-          sql_port: Annotated[int | None, typer.Option(
-              "--sql-port", min=0, max=65535, help="Also serve SQL over the PostgreSQL wire protocol on this port "
-              "(off by default): database = tenant, password = an API token or your password.")] = None,
-          flight_port: Annotated[int | None, typer.Option(
-              "--flight-port", min=0, max=65535, help="Also serve Arrow Flight on this port (off by default): bulk "
-              "reads and writes from notebooks, with an API token (taehwa.client).")] = None) -> None:
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (TAEHWA_PORT).")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="API processes behind the port (TAEHWA_WORKERS): the first owns the store's "
+            "writer, the connectors and live scoring; the others answer reads of points and tags themselves "
+            "and pass everything else to it.",
+        ),
+    ] = None,
+    follow: Annotated[
+        str | None,
+        typer.Option(
+            "--follow",
+            metavar="URL",
+            help="Run as a reader node of the primary at URL (TAEHWA_FOLLOW_URL), on "
+            "another machine sharing its historian storage (TAEHWA_HISTORIAN_URL) and metadata database: "
+            "reads of points and tags are answered here, everything else is passed to the primary.",
+        ),
+    ] = None,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            help="Load the demo plant into tenant 'demo' and replay its data "
+            "sets as live data over a loopback OPC UA server (speed:"
+            " TAEHWA_DEMO_SPEED, port: TAEHWA_DEMO_OPCUA_PORT)."
+        ),
+    ] = False,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log",
+            help="Log every HTTP request (off by default: the terminal shows what the platform does, not each call).",
+        ),
+    ] = False,
+    sql_port: Annotated[
+        int | None,
+        typer.Option(
+            "--sql-port",
+            min=0,
+            max=65535,
+            help="Also serve SQL over the PostgreSQL wire protocol on this port "
+            "(off by default): database = tenant, password = an API token or your password.",
+        ),
+    ] = None,
+    flight_port: Annotated[
+        int | None,
+        typer.Option(
+            "--flight-port",
+            min=0,
+            max=65535,
+            help="Also serve Arrow Flight on this port (off by default): bulk "
+            "reads and writes from notebooks, with an API token (taehwa.client).",
+        ),
+    ] = None,
+) -> None:
     """Start the platform: HTTP API with OpenAPI at /docs, on embedded defaults.
 
     On several machines: TAEHWA_HISTORIAN_URL puts the historian on shared (object) storage,
@@ -107,8 +152,9 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
     try:
         settings = load_settings(**({"follow_url": follow} if follow else {}))
         if settings.follow_url:
-            _serve_reader(settings, host or settings.host, port or settings.port, demo=demo,
-                          workers=workers or settings.workers)
+            _serve_reader(
+                settings, host or settings.host, port or settings.port, demo=demo, workers=workers or settings.workers
+            )
             return
         platform = Platform(settings)
     except TaehwaError as exc:
@@ -119,13 +165,14 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
     url = f"{'https' if settings.tls_cert and settings.tls_key else 'http'}://{host}:{port}"
     platform.announce(url)
     if platform.historian.leases.tenants is not None:
-        out.print(f"writer of tenants {settings.writer_tenants}, reached at {platform.historian.leases.url}; "
-                  "other tenants' requests go to their writers")
+        out.print(
+            f"writer of tenants {settings.writer_tenants}, reached at {platform.historian.leases.url}; "
+            "other tenants' requests go to their writers"
+        )
     out.print(f"[bold]Taehwa (태화)[/bold] serving {url}  (OpenAPI: {url}/docs)")
     out.print(f"data: {settings.data_dir.resolve()}   metadata: {settings.metadata_url}")
     if settings.api_token is None:
-        out.print(f"development API token: [bold]{platform.api_token}[/bold]  (kept in "
-                  f"{dev_token_path(settings)})")
+        out.print(f"development API token: [bold]{platform.api_token}[/bold]  (kept in {dev_token_path(settings)})")
     replayer = None
     sql = None
     flight = None
@@ -136,8 +183,10 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
         if sql_port is not None:
             sql = platform.sql_port()
             bound = sql.start(host, sql_port)
-            out.print(f"SQL (PostgreSQL protocol): psql -h {host} -p {bound} -d TENANT -U USER  (password: an API "
-                      f"token or your password{'; TLS offered' if sql.tls else ''})")
+            out.print(
+                f"SQL (PostgreSQL protocol): psql -h {host} -p {bound} -d TENANT -U USER  (password: an API "
+                f"token or your password{'; TLS offered' if sql.tls else ''})"
+            )
         platform.connectors.start()
         platform.live.start()
         if demo:
@@ -148,11 +197,15 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
             from taehwa.demo.replay import demo_sign_in
 
             password = demo_sign_in(platform)
-            out.print(f"web UI: {url}/  — sign in as [bold]demo[/bold] / [bold]{password}[/bold] (kept in "
-                      f"{settings.data_dir / 'demo-password'})")
-            out.print(f"demo plant loaded into tenant 'demo', replaying at {replayer.speed:g}× real time over OPC UA "
-                      f"({replayer.server.endpoint}, read by connector 'demo-plant'): "
-                      + "; ".join(f"{s['source']} ({s['run']})" for s in replayer.status()))
+            out.print(
+                f"web UI: {url}/  — sign in as [bold]demo[/bold] / [bold]{password}[/bold] (kept in "
+                f"{settings.data_dir / 'demo-password'})"
+            )
+            out.print(
+                f"demo plant loaded into tenant 'demo', replaying at {replayer.speed:g}× real time over OPC UA "
+                f"({replayer.server.endpoint}, read by connector 'demo-plant'): "
+                + "; ".join(f"{s['source']} ({s['run']})" for s in replayer.status())
+            )
         count = workers or settings.workers
         from taehwa.api.routing import routed
         from taehwa.api.workers import tls_files
@@ -160,14 +213,30 @@ def serve(host: Annotated[str | None, typer.Option(help="Listen address (TAEHWA_
         if count == 1:
             cert, key = tls_files(settings)
             # open event streams end with the server: waiting on them would wait for ever
-            uvicorn.run(routed(create_app(platform), platform), host=host, port=port, log_level="info",
-                        access_log=access_log, timeout_graceful_shutdown=5, ssl_certfile=cert, ssl_keyfile=key)
+            uvicorn.run(
+                routed(create_app(platform), platform),
+                host=host,
+                port=port,
+                log_level="info",
+                access_log=access_log,
+                timeout_graceful_shutdown=5,
+                ssl_certfile=cert,
+                ssl_keyfile=key,
+            )
         else:
             from taehwa.api.workers import serve_primary
 
-            serve_primary(platform, routed(create_app(platform), platform), host, port, count,
-                          announce=lambda pids: out.print(f"{count} API processes on port {port}: this one owns "
-                                                          f"the writer; followers {', '.join(map(str, pids))}"))
+            serve_primary(
+                platform,
+                routed(create_app(platform), platform),
+                host,
+                port,
+                count,
+                announce=lambda pids: out.print(
+                    f"{count} API processes on port {port}: this one owns "
+                    f"the writer; followers {', '.join(map(str, pids))}"
+                ),
+            )
     except TaehwaError as exc:
         fail(exc)
     finally:
@@ -186,8 +255,7 @@ def _serve_reader(settings: Settings, host: str, port: int, *, demo: bool, worke
     from taehwa.api.workers import serve_follower
 
     if demo or workers > 1:
-        raise InvalidInput("a reader node runs alone: --follow goes without --demo and --workers",
-                           where="--follow")
+        raise InvalidInput("a reader node runs alone: --follow goes without --demo and --workers", where="--follow")
     platform = Platform(settings, follow=True, background=False)
     scheme = "https" if settings.tls_cert and settings.tls_key else "http"
     out.print(f"[bold]Taehwa (태화)[/bold] reader node on {scheme}://{host}:{port}, following {settings.follow_url}")
@@ -205,9 +273,14 @@ def _send_to_server(settings: Settings, tenant: str, path: Path, layout: str) ->
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     try:
-        body: dict[str, Any] = server_request(settings, "POST", f"/api/v1/{tenant}/points",
-                                              params={"layout": layout}, content=sink.getvalue().to_pybytes(),
-                                              headers={"Content-Type": ARROW_STREAM})
+        body: dict[str, Any] = server_request(
+            settings,
+            "POST",
+            f"/api/v1/{tenant}/points",
+            params={"layout": layout},
+            content=sink.getvalue().to_pybytes(),
+            headers={"Content-Type": ARROW_STREAM},
+        )
     except ValidationFailed:
         raise
     except TaehwaError as exc:  # the same error, said of the file
@@ -219,11 +292,13 @@ def _send_to_server(settings: Settings, tenant: str, path: Path, layout: str) ->
 def ingest(
     files: Annotated[list[Path], typer.Argument(help="CSV or Parquet files.")],
     tenant: TenantOpt,
-    layout: Annotated[str, typer.Option(help="auto, long (tag,time,value[,quality]) or wide (time + a "
-                                             "column per tag).")] = "auto",
+    layout: Annotated[
+        str, typer.Option(help="auto, long (tag,time,value[,quality]) or wide (time + a column per tag).")
+    ] = "auto",
 ) -> None:
     """Load CSV or Parquet files into the historian; each file is all-or-nothing."""
     for path in files:
+
         def local(platform: Platform, path: Path = path) -> str:
             with _progress() as bar:
                 task = bar.add_task(f"ingest {path.name}", total=None)
@@ -303,15 +378,19 @@ def query(
 ) -> None:
     """Read points: raw, downsampled (--every/--agg) or interpolated (--step/--method, --align)."""
     with services(readonly=True) as platform:
-        table = platform.historian.query(tenant, tags, start, end, every=every, agg=agg, step=step,
-                                         method=method, align=align, limit=limit)
+        table = platform.historian.query(
+            tenant, tags, start, end, every=every, agg=agg, step=step, method=method, align=align, limit=limit
+        )
         _write_table(table, output, as_json=as_json)
 
 
 @tags_app.callback(invoke_without_command=True)
-def tags_list(ctx: typer.Context, tenant: TenantOpt = "demo",
-              prefix: Annotated[str | None, typer.Option(help="Only tags under this path.")] = None,
-              as_json: JsonOpt = False) -> None:
+def tags_list(
+    ctx: typer.Context,
+    tenant: TenantOpt = "demo",
+    prefix: Annotated[str | None, typer.Option(help="Only tags under this path.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """List tags with their metadata (the default `taehwa tags`)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -334,7 +413,8 @@ def tags_show(tag: str, tenant: TenantOpt) -> None:
 
 @tags_app.command("set")
 def tags_set(
-    tag: str, tenant: TenantOpt,
+    tag: str,
+    tenant: TenantOpt,
     unit: Annotated[str | None, typer.Option()] = None,
     description: Annotated[str | None, typer.Option()] = None,
     eng_low: Annotated[float | None, typer.Option(help="Engineering range low.")] = None,
@@ -343,9 +423,17 @@ def tags_set(
     attr: Annotated[list[str] | None, typer.Option(help="Free attribute KEY=VALUE (repeatable).")] = None,
 ) -> None:
     """Set or change a tag's metadata."""
-    changes: dict[str, Any] = {k: v for k, v in {"unit": unit, "description": description, "eng_low": eng_low,
-                                                 "eng_high": eng_high, "interval_s": interval}.items()
-                               if v is not None}
+    changes: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "unit": unit,
+            "description": description,
+            "eng_low": eng_low,
+            "eng_high": eng_high,
+            "interval_s": interval,
+        }.items()
+        if v is not None
+    }
     added: dict[str, str] = {}
     for item in attr or []:
         key, sep, value = item.partition("=")
@@ -360,38 +448,48 @@ def tags_set(
                 known = {}
         changes["attributes"] = {**known, **added}
     # the historian's set_tag checks the write right and writes the audit record (tag.set), here or in the server
-    info = write_call(lambda p: p.historian.set_tag(tenant, tag, changes).to_dict(), "PATCH",
-                      f"/api/v1/{tenant}/tags/{quote(tag)}", json=changes)
+    info = write_call(
+        lambda p: p.historian.set_tag(tenant, tag, changes).to_dict(),
+        "PATCH",
+        f"/api/v1/{tenant}/tags/{quote(tag)}",
+        json=changes,
+    )
     out.print_json(json.dumps(info))
 
 
 @tags_app.command("latest")
-def tags_latest(tenant: TenantOpt, tags: Annotated[list[str] | None, typer.Argument()] = None,
-                as_json: JsonOpt = False) -> None:
+def tags_latest(
+    tenant: TenantOpt, tags: Annotated[list[str] | None, typer.Argument()] = None, as_json: JsonOpt = False
+) -> None:
     """Newest value of each tag, from the last-value cache."""
     with services(readonly=True) as platform:
         _print_table(platform.historian.latest(tenant, tags or None), max_rows=10_000, as_json=as_json)
 
 
 @tenants_app.command("create")
-def tenants_create(tenant_id: str, name: Annotated[str | None, typer.Option()] = None,
-                   retention_days: Annotated[int | None, typer.Option(help="Keep points this many days.")] = None
-                   ) -> None:
+def tenants_create(
+    tenant_id: str,
+    name: Annotated[str | None, typer.Option()] = None,
+    retention_days: Annotated[int | None, typer.Option(help="Keep points this many days.")] = None,
+) -> None:
     """Add a tenant (a company or research group)."""
+
     def local(platform: Platform) -> dict[str, Any]:
         t = platform.tenants.create(tenant_id, name, retention_days)
         return {"id": t.id, "name": t.name}
 
-    doc = write_call(local, "POST", "/api/v1/tenants",
-                     json={"id": tenant_id, "name": name, "retention_days": retention_days})
+    doc = write_call(
+        local, "POST", "/api/v1/tenants", json={"id": tenant_id, "name": name, "retention_days": retention_days}
+    )
     out.print(f"created tenant {doc['id']} ({doc['name']})")
 
 
 @tenants_app.command("rename")
 def tenants_rename(tenant_id: str, name: Annotated[str, typer.Argument(help="The new display name.")]) -> None:
     """Give a tenant a new display name (its id stays); through the server when it runs."""
-    doc = write_call(lambda p: vars(p.tenants.rename(tenant_id, name)), "PATCH", f"/api/v1/tenants/{tenant_id}",
-                     json={"name": name})
+    doc = write_call(
+        lambda p: vars(p.tenants.rename(tenant_id, name)), "PATCH", f"/api/v1/tenants/{tenant_id}", json={"name": name}
+    )
     out.print(f"renamed tenant {doc['id']} to {doc['name']}")
 
 
@@ -406,8 +504,7 @@ def tenants_list(as_json: JsonOpt = False) -> None:
 
 
 @tenants_app.command("retention")
-def tenants_retention(tenant_id: str, days: Annotated[int, typer.Argument(help="Days to keep; 0 for ever.")]
-                      ) -> None:
+def tenants_retention(tenant_id: str, days: Annotated[int, typer.Argument(help="Days to keep; 0 for ever.")]) -> None:
     """Set how long a tenant's points are kept."""
     with services(readonly=False) as platform:
         t = platform.tenants.set_retention(tenant_id, days or None)
@@ -448,8 +545,9 @@ def doctor() -> None:
 
 
 @demo_app.command("plant")
-def demo_plant(output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the plant file here.")]
-               = None) -> None:
+def demo_plant(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the plant file here.")] = None,
+) -> None:
     """Print (or write) the demo plant as a plant file: TEP reaction unit, SKAB pump station, C-MAPSS fleet."""
     from taehwa.core.settings import default_shared_data
     from taehwa.core.yamlio import dump_yaml
@@ -464,8 +562,7 @@ def demo_plant(output: Annotated[Path | None, typer.Option("--output", "-o", hel
 
 
 @demo_app.command("load")
-def demo_load(force: Annotated[bool, typer.Option(help="Load the SKAB runs again even if present.")] = False
-              ) -> None:
+def demo_load(force: Annotated[bool, typer.Option(help="Load the SKAB runs again even if present.")] = False) -> None:
     """Load the demo data from ../shared/data into tenant 'demo' (once): the SKAB pump test-bed runs with their
     anomaly labels, and the demo plant's labelled history (refinery TEP runs with fault labels, engine-shop FD001
     lives with failure labels) that the ready lab specs train on; the pump's, refinery's and engines' models,

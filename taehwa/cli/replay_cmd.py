@@ -13,17 +13,25 @@ from taehwa.cli.common import fail, out
 from taehwa.core.errors import TaehwaError
 
 
-def replay(dataset: Annotated[str, typer.Argument(help="demo, tep, skab, cmapss (from ../shared/data) or a "
-                                                       "CSV/Parquet file in the formats 'taehwa ingest' takes.")],
-           speed: Annotated[float, typer.Option(help="Times faster than real time.", min=0.001, max=100_000)] = 1.0,
-           port: Annotated[int, typer.Option(help="OPC UA port on --host (0: no OPC UA server).", min=0,
-                                             max=65535)] = 4840,
-           host: Annotated[str, typer.Option(help="Address the OPC UA server listens on.")] = "127.0.0.1",
-           mqtt: Annotated[str | None, typer.Option(help="Also publish to this MQTT broker (host:port).")] = None,
-           topic: Annotated[str, typer.Option(help="MQTT topic prefix.")] = "taehwa/replay",
-           connector_file: Annotated[Path | None, typer.Option(
-               help="Write the connector definitions that read this replay (for 'taehwa connectors add').")] = None,
-           duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None) -> None:
+def replay(
+    dataset: Annotated[
+        str,
+        typer.Argument(
+            help="demo, tep, skab, cmapss (from ../shared/data) or a "
+            "CSV/Parquet file in the formats 'taehwa ingest' takes."
+        ),
+    ],
+    speed: Annotated[float, typer.Option(help="Times faster than real time.", min=0.001, max=100_000)] = 1.0,
+    port: Annotated[int, typer.Option(help="OPC UA port on --host (0: no OPC UA server).", min=0, max=65535)] = 4840,
+    host: Annotated[str, typer.Option(help="Address the OPC UA server listens on.")] = "127.0.0.1",
+    mqtt: Annotated[str | None, typer.Option(help="Also publish to this MQTT broker (host:port).")] = None,
+    topic: Annotated[str, typer.Option(help="MQTT topic prefix.")] = "taehwa/replay",
+    connector_file: Annotated[
+        Path | None,
+        typer.Option(help="Write the connector definitions that read this replay (for 'taehwa connectors add')."),
+    ] = None,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+) -> None:
     """Serve a data set as live plant traffic (values stamped with the time they are played) until Ctrl-C."""
     from taehwa.core.settings import default_shared_data
     from taehwa.replay.session import ReplaySession

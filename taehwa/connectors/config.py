@@ -33,8 +33,12 @@ class OpcUaItem(_Strict):
     tag: str = Field(min_length=1, max_length=1024)
     sampling_ms: float = Field(1000.0, ge=0, le=3_600_000)
     deadband: float = Field(0.0, ge=0, description="Absolute deadband: changes smaller than this are not sent")
-    queue_size: int = Field(1000, ge=1, le=100_000, description="Changes the server keeps per item between publishes "
-                            "(raise it for fast items and slow publishing)")
+    queue_size: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="Changes the server keeps per item between publishes (raise it for fast items and slow publishing)",
+    )
 
 
 class OpcUaConnector(_Base):
@@ -48,8 +52,11 @@ class OpcUaConnector(_Base):
     username: str | None = None
     password: str | None = None
     publish_ms: float = Field(500.0, gt=0, le=60_000)
-    history_fill: bool = Field(True, description="After a reconnect, read the server's history (HistoryRead) for the "
-                               "values changed while disconnected")
+    history_fill: bool = Field(
+        True,
+        description="After a reconnect, read the server's history (HistoryRead) for the "
+        "values changed while disconnected",
+    )
     history_fill_max_s: float = Field(86_400.0, gt=0, description="How far back a history fill reaches at most")
     items: list[OpcUaItem] = Field(min_length=1, max_length=100_000)
 
@@ -63,8 +70,11 @@ class OpcUaConnector(_Base):
 class MqttItem(_Strict):
     topic: str = Field(min_length=1, max_length=1024, description="Topic filter; + and # wildcards allowed")
     format: Literal["json", "plain", "sparkplug"] = "json"
-    tag: str | None = Field(None, description="Tag name template: {topic}, {1}.. (wildcard levels), {name} (JSON); "
-                            "for sparkplug {group}, {node}, {device}, {name} (the metric)")
+    tag: str | None = Field(
+        None,
+        description="Tag name template: {topic}, {1}.. (wildcard levels), {name} (JSON); "
+        "for sparkplug {group}, {node}, {device}, {name} (the metric)",
+    )
     qos: Literal[0, 1] = 1
 
     @field_validator("topic")
@@ -103,11 +113,17 @@ class MqttConnector(_Base):
     cert_file: str | None = None
     key_file: str | None = None
     keepalive_s: int = Field(30, ge=5, le=3600)
-    sparkplug_rebirth: bool = Field(False, description="Ask a Sparkplug edge node for a new birth (NCMD Node "
-                                    "Control/Rebirth) when its data uses an alias no birth declared")
-    own_process: bool = Field(True, description="Run the MQTT client in a process of its own, beside the server: "
-                              "decoding then uses a core the server's writes do not, and a fault in the client "
-                              "cannot stop the server. Off: a thread of the server.")
+    sparkplug_rebirth: bool = Field(
+        False,
+        description="Ask a Sparkplug edge node for a new birth (NCMD Node "
+        "Control/Rebirth) when its data uses an alias no birth declared",
+    )
+    own_process: bool = Field(
+        True,
+        description="Run the MQTT client in a process of its own, beside the server: "
+        "decoding then uses a core the server's writes do not, and a fault in the client "
+        "cannot stop the server. Off: a thread of the server.",
+    )
     items: list[MqttItem] = Field(min_length=1, max_length=10_000)
 
 
@@ -140,10 +156,18 @@ class ModbusConnector(_Base):
 
 class FilesConnector(_Base):
     protocol: Literal["files"]
-    folder: str = Field(min_length=1, max_length=4096, description="Drop folder watched for CSV/Parquet files: "
-                        "relative to the tenant's files folder, or one the operator allows (TAEHWA_FILE_ROOTS)")
-    pattern: str = Field("*.csv", min_length=1, max_length=200,
-                         description="File names taken, as a shell pattern within the folder (no '/', no '**')")
+    folder: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="Drop folder watched for CSV/Parquet files: "
+        "relative to the tenant's files folder, or one the operator allows (TAEHWA_FILE_ROOTS)",
+    )
+    pattern: str = Field(
+        "*.csv",
+        min_length=1,
+        max_length=200,
+        description="File names taken, as a shell pattern within the folder (no '/', no '**')",
+    )
     layout: Literal["auto", "long", "wide"] = "auto"
     poll_s: float = Field(1.0, ge=0.05, le=3600)
 
@@ -156,8 +180,9 @@ class FilesConnector(_Base):
         return value
 
 
-ConnectorSpec = Annotated[OpcUaConnector | MqttConnector | ModbusConnector | FilesConnector,
-                          Field(discriminator="protocol")]
+ConnectorSpec = Annotated[
+    OpcUaConnector | MqttConnector | ModbusConnector | FilesConnector, Field(discriminator="protocol")
+]
 Connector = OpcUaConnector | MqttConnector | ModbusConnector | FilesConnector
 _ADAPTER: TypeAdapter[Connector] = TypeAdapter(ConnectorSpec)
 _LIST: TypeAdapter[list[Connector]] = TypeAdapter(list[ConnectorSpec])
@@ -174,8 +199,9 @@ def parse_connectors(doc: Any, *, source: str = "connectors") -> list[Connector]
     if not many and not isinstance(doc, dict):
         raise InvalidInput("a connector is a mapping with protocol, name and items (or a list of them)", where=root)
     if isinstance(doc, dict) and doc.get("protocol") not in ("opcua", "mqtt", "modbus", "files"):
-        raise InvalidInput(f"protocol must be one of opcua, mqtt, modbus, files; got {doc.get('protocol')!r}",
-                           where=f"{root}.protocol")
+        raise InvalidInput(
+            f"protocol must be one of opcua, mqtt, modbus, files; got {doc.get('protocol')!r}", where=f"{root}.protocol"
+        )
     try:
         found = _LIST.validate_python(doc) if many else [_ADAPTER.validate_python(doc)]
     except ValidationError as exc:
@@ -215,5 +241,6 @@ def topic_matches(pattern: str, topic: str) -> list[str] | None:
 def render_tag(template: str, topic: str, caught: list[str], name: str = "") -> str:
     """A tag name from its template: {topic}, {1}, {2}… (the wildcard levels) and {name} (a JSON field)."""
     out = template.replace("{topic}", topic).replace("{name}", name)
-    return re.sub(r"\{(\d+)\}", lambda m: caught[int(m.group(1)) - 1] if 0 < int(m.group(1)) <= len(caught)
-                  else m.group(0), out)
+    return re.sub(
+        r"\{(\d+)\}", lambda m: caught[int(m.group(1)) - 1] if 0 < int(m.group(1)) <= len(caught) else m.group(0), out
+    )

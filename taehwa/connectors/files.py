@@ -50,8 +50,9 @@ class FilesLink(Link):
     def _take(self, folder: Path, path: Path) -> None:
         try:
             parts = [t for t, _, _ in iter_file_tables(path)]
-            table = self.checker.normalize(pa.concat_tables(parts) if len(parts) > 1 else parts[0],
-                                             source=path.name, layout=self.spec.layout)
+            table = self.checker.normalize(
+                pa.concat_tables(parts) if len(parts) > 1 else parts[0], source=path.name, layout=self.spec.layout
+            )
         except TaehwaError as exc:
             dest = _subfolder(folder, "failed")
             if dest is None:
@@ -64,14 +65,19 @@ class FilesLink(Link):
             return
         table = table.select(["tag", "time", "value"])
         if self.spec.tag_prefix:
-            table = table.set_column(0, "tag", pa.array([self.spec.tag_prefix + t for t in
-                                                         table.column("tag").to_pylist()], pa.string()))
+            table = table.set_column(
+                0, "tag", pa.array([self.spec.tag_prefix + t for t in table.column("tag").to_pylist()], pa.string())
+            )
         done = _subfolder(folder, "done")
         if done is None:
             self.error(f"{folder / 'done'} is not a plain folder; {path.name} stays where it is")
             return
-        self.stage(table.column("tag").to_pylist(), table.column("time").cast(pa.int64()).to_pylist(),
-                   table.column("value").to_pylist(), ack=lambda: _move(path, done))
+        self.stage(
+            table.column("tag").to_pylist(),
+            table.column("time").cast(pa.int64()).to_pylist(),
+            table.column("value").to_pylist(),
+            ack=lambda: _move(path, done),
+        )
         self.commit()
         self.status.detail["files_done"] += 1
 

@@ -84,9 +84,17 @@ class Link:
     `role`: "whole" runs source, stager and forwarder here; "forward" runs the forwarder here and the rest in a
     connector process (`process.SourceProcess`); "source" is that process's side, reporting through `report`."""
 
-    def __init__(self, tenant: str, spec: Connector, historian: Historian | None, folder: Path, *,
-                 role: Role = "whole", checker: Checker | None = None,
-                 report: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(
+        self,
+        tenant: str,
+        spec: Connector,
+        historian: Historian | None,
+        folder: Path,
+        *,
+        role: Role = "whole",
+        checker: Checker | None = None,
+        report: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.tenant, self.spec, self.folder, self.role = tenant, spec, folder, role
         self._historian = historian
         self.checker: Checker = checker or self.historian
@@ -120,8 +128,9 @@ class Link:
         return self._historian
 
     # --- the source side -----------------------------------------------------------------------------------------
-    def stage(self, tags: list[str], times_us: list[int], values: list[float],
-              ack: Callable[[], None] | None = None) -> None:
+    def stage(
+        self, tags: list[str], times_us: list[int], values: list[float], ack: Callable[[], None] | None = None
+    ) -> None:
         """Hand points over; `ack` is called once they are committed to the durable queue."""
         with self._stage_lock:
             self._tags += tags
@@ -146,9 +155,15 @@ class Link:
             self._stage_t0 = None
         if not tags and not acks:
             return 0
-        table = self._checked(pa.table({"tag": pa.array(tags, pa.string()),
-                                        "time": pa.array(times, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-                                        "value": pa.array(values, pa.float64())}))
+        table = self._checked(
+            pa.table(
+                {
+                    "tag": pa.array(tags, pa.string()),
+                    "time": pa.array(times, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+                    "value": pa.array(values, pa.float64()),
+                }
+            )
+        )
         try:
             self.queue.put(table)
         except TaehwaError as exc:  # queue full: the source keeps its data unacknowledged and resends it
@@ -183,8 +198,11 @@ class Link:
             except InvalidInput as exc:
                 self.status.rejected += 1
                 self.error(f"point refused: {exc}")
-        return self.checker.normalize(table.take(keep), source=f"connector {self.spec.name}") if keep \
+        return (
+            self.checker.normalize(table.take(keep), source=f"connector {self.spec.name}")
+            if keep
             else table.slice(0, 0)
+        )
 
     def reject(self, reason: str) -> None:
         """A message or record the source sent that cannot become points (reported; acknowledged by the caller)."""
@@ -335,15 +353,26 @@ class Link:
             log.warning("connector %s/%s: cannot write its status: %s", self.tenant, self.spec.name, exc)
 
 
-def make_link(tenant: str, spec: Connector, historian: Historian | None, folder: Path, *,
-              role: Role | None = None, checker: Checker | None = None,
-              report: Callable[[dict[str, Any]], None] | None = None) -> Link:
+def make_link(
+    tenant: str,
+    spec: Connector,
+    historian: Historian | None,
+    folder: Path,
+    *,
+    role: Role | None = None,
+    checker: Checker | None = None,
+    report: Callable[[dict[str, Any]], None] | None = None,
+) -> Link:
     """The running form of a definition; by default an MQTT connector with `own_process` runs split."""
     if role is None:
         role = "forward" if getattr(spec, "own_process", False) else "whole"
     import importlib
 
-    module, name = {"mqtt": ("mqtt", "MqttLink"), "opcua": ("opcua", "OpcUaLink"), "modbus": ("modbus", "ModbusLink"),
-                    "files": ("files", "FilesLink")}[spec.protocol]
+    module, name = {
+        "mqtt": ("mqtt", "MqttLink"),
+        "opcua": ("opcua", "OpcUaLink"),
+        "modbus": ("modbus", "ModbusLink"),
+        "files": ("files", "FilesLink"),
+    }[spec.protocol]
     kind: type[Link] = getattr(importlib.import_module(f"taehwa.connectors.{module}"), name)
     return kind(tenant, spec, historian, folder, role=role, checker=checker, report=report)

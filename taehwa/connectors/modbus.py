@@ -20,7 +20,7 @@ def decode_registers(item: ModbusItem, registers: Sequence[int]) -> float:
         words.reverse()
     raw = b"".join(struct.pack(">H", w & 0xFFFF) for w in words)
     if item.byte_order == "little":  # bytes swapped inside each word
-        raw = b"".join(raw[i:i + 2][::-1] for i in range(0, len(raw), 2))
+        raw = b"".join(raw[i : i + 2][::-1] for i in range(0, len(raw), 2))
     value = struct.unpack(">" + FORMATS[item.type], raw)[0]
     return float(value) * item.scale + item.offset
 
@@ -65,7 +65,7 @@ class ModbusLink(Link):
                     for item in members:
                         off = item.address - start
                         tags.append(s.tag_prefix + item.tag)
-                        values.append(decode_registers(item, reply.registers[off:off + item.words()]))
+                        values.append(decode_registers(item, reply.registers[off : off + item.words()]))
                 self.stage(tags, [now] * len(tags), values)
                 self.set_state("connected", device=f"{s.host}:{s.port}/{s.unit}")
                 backoff = 1.0

@@ -25,15 +25,18 @@ class Mosquitto:
         self.folder = folder
         self.conf = folder / "mosquitto.conf"
         # as root Mosquitto would drop to user 'mosquitto', who cannot write the persistence file in a private folder
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                             f"persistence_location {folder}/\nmax_inflight_messages 1000\n"
-                             f"max_queued_messages 0\nautosave_interval 1\nuser {getpass.getuser()}\n")
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"persistence_location {folder}/\nmax_inflight_messages 1000\n"
+            f"max_queued_messages 0\nautosave_interval 1\nuser {getpass.getuser()}\n"
+        )
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         assert BINARY is not None
-        self.proc = subprocess.Popen([BINARY, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [BINARY, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:

@@ -103,8 +103,9 @@ def _times(raw: list[Any]) -> list[int] | None:
     return list(us.astype(np.int64).tolist())
 
 
-def _fast_rows(doc: list[Any], template: str, topic: str, caught: tuple[str, ...], now_us: int
-               ) -> tuple[list[str], list[int], list[float]] | None:
+def _fast_rows(
+    doc: list[Any], template: str, topic: str, caught: tuple[str, ...], now_us: int
+) -> tuple[list[str], list[int], list[float]] | None:
     """The common list payload in bulk: every row an object keyed like the first, names text, values and times
     numbers. None for anything else, and the careful path then names what is wrong, row by row. The columns are
     pulled out and type-checked by C loops (map, itemgetter, set of types): this is the MQTT connector's hot path."""
@@ -130,7 +131,7 @@ def _fast_rows(doc: list[Any], template: str, topic: str, caught: tuple[str, ...
             return None
         times = [now_us] * len(doc)
     else:
-        if time_key != TIME_KEYS[0] and any(k in r for r in doc for k in TIME_KEYS[:TIME_KEYS.index(time_key)]):
+        if time_key != TIME_KEYS[0] and any(k in r for r in doc for k in TIME_KEYS[: TIME_KEYS.index(time_key)]):
             return None  # some row has a time key that comes first
         parsed = _times(stamps)
         if parsed is None:
@@ -145,8 +146,9 @@ def _number(value: Any, where: str) -> float:
     return float(value)
 
 
-def _careful_rows(doc: list[Any], template: str, topic: str, caught: tuple[str, ...], now_us: int
-                  ) -> tuple[list[str], list[int], list[float]]:
+def _careful_rows(
+    doc: list[Any], template: str, topic: str, caught: tuple[str, ...], now_us: int
+) -> tuple[list[str], list[int], list[float]]:
     """A list payload row by row, each row's own keys; the first bad field is named with its row."""
     tags: list[str] = []
     times: list[int] = []
@@ -164,8 +166,9 @@ def _careful_rows(doc: list[Any], template: str, topic: str, caught: tuple[str, 
     return tags, times, values
 
 
-def decode(item: MqttItem, topic: str, caught: list[str], payload: bytes, now_us: int, prefix: str = ""
-           ) -> tuple[list[str], list[int], list[float]]:
+def decode(
+    item: MqttItem, topic: str, caught: list[str], payload: bytes, now_us: int, prefix: str = ""
+) -> tuple[list[str], list[int], list[float]]:
     """The points in one message; raises ValueError naming the topic and the field that is wrong."""
     template = prefix + item.template()
     if item.format == "plain":
@@ -203,14 +206,17 @@ class MqttLink(Link):
         s = self.spec
         from paho.mqtt.enums import CallbackAPIVersion
 
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.client_id or f"taehwa-{self.tenant}-{s.name}",
-                             clean_session=False, manual_ack=True)
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=s.client_id or f"taehwa-{self.tenant}-{s.name}",
+            clean_session=False,
+            manual_ack=True,
+        )
         self._client = client
         if s.username:
             client.username_pw_set(s.username, s.password)
         if s.tls:
-            client.tls_set(ca_certs=s.ca_file, certfile=s.cert_file, keyfile=s.key_file,
-                           cert_reqs=ssl.CERT_REQUIRED)
+            client.tls_set(ca_certs=s.ca_file, certfile=s.cert_file, keyfile=s.key_file, cert_reqs=ssl.CERT_REQUIRED)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
 
         def on_connect(c: Any, _u: Any, _f: Any, reason: Any, _p: Any = None) -> None:
@@ -232,8 +238,9 @@ class MqttLink(Link):
             if topic not in routes:
                 if len(routes) > 100_000:
                     routes.clear()
-                routes[topic] = next(((i, caught) for i in s.items
-                                      if (caught := topic_matches(i.topic, topic)) is not None), None)
+                routes[topic] = next(
+                    ((i, caught) for i in s.items if (caught := topic_matches(i.topic, topic)) is not None), None
+                )
             return routes[topic]
 
         def on_message(c: Any, _u: Any, msg: Any) -> None:
@@ -267,16 +274,18 @@ class MqttLink(Link):
         while not self.stopping.is_set():
             client.loop_forever(retry_first_connection=True)  # returns on disconnect(); reconnects itself otherwise
 
-    def _sparkplug(self, client: Any, item: MqttItem, topic: str, payload: bytes, now: int
-                   ) -> tuple[list[str], list[int], list[float]]:
+    def _sparkplug(
+        self, client: Any, item: MqttItem, topic: str, payload: bytes, now: int
+    ) -> tuple[list[str], list[int], list[float]]:
         """A Sparkplug B message: its points; refused metrics, sequence gaps and offline nodes in the status."""
         from taehwa.connectors.sparkplug import SparkplugState, rebirth_request
 
         state = getattr(self, "_sparkplug_state", None)
         if state is None:
             state = self._sparkplug_state = SparkplugState(self.folder / "sparkplug.json")
-        got = state.decode(topic, payload, now, self.spec.tag_prefix + item.template(),
-                           rebirth=self.spec.sparkplug_rebirth)
+        got = state.decode(
+            topic, payload, now, self.spec.tag_prefix + item.template(), rebirth=self.spec.sparkplug_rebirth
+        )
         for problem in got.problems:
             self.reject(problem)
         for note in got.notes:

@@ -49,7 +49,8 @@ async def _connect(spec: OpcUaConnector) -> Any:
     if spec.security_policy != "None":
         await client.set_security_string(
             f"{spec.security_policy},{spec.security_mode},{spec.certificate},{spec.private_key}"
-            + (f",{spec.server_certificate}" if spec.server_certificate else ""))
+            + (f",{spec.server_certificate}" if spec.server_certificate else "")
+        )
     await client.connect()
     return client
 
@@ -190,12 +191,19 @@ class OpcUaLink(Link):
                 groups.setdefault((item.sampling_ms, item.queue_size, item.deadband), []).append(nodes[item.node])
             value_attr = ua.AttributeIds.Value  # type: ignore[attr-defined]
             for (interval, size, deadband), group in groups.items():
-                flt = ua.DataChangeFilter(Trigger=ua.DataChangeTrigger.StatusValueTimestamp) if deadband == 0 else \
-                    ua.DataChangeFilter(Trigger=ua.DataChangeTrigger.StatusValue,
-                                        DeadbandType=ua.DeadbandType.Absolute, DeadbandValue=deadband)
+                flt = (
+                    ua.DataChangeFilter(Trigger=ua.DataChangeTrigger.StatusValueTimestamp)
+                    if deadband == 0
+                    else ua.DataChangeFilter(
+                        Trigger=ua.DataChangeTrigger.StatusValue,
+                        DeadbandType=ua.DeadbandType.Absolute,
+                        DeadbandValue=deadband,
+                    )
+                )
                 for k in range(0, len(group), 1000):
-                    handles = await sub._subscribe(group[k:k + 1000], value_attr, flt, size,
-                                                   sampling_interval=interval)
+                    handles = await sub._subscribe(
+                        group[k : k + 1000], value_attr, flt, size, sampling_interval=interval
+                    )
                     bad = [h for h in handles if isinstance(h, ua.StatusCode)]
                     if bad:
                         self.error(f"{len(bad)} nodes could not be monitored, first: {bad[0]}")
@@ -208,7 +216,6 @@ class OpcUaLink(Link):
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.disconnect(), 2)
-
 
     def _stored_times(self) -> dict[str, int]:
         """The newest stored time of each mapped tag: where a gap fill starts after the platform restarts."""
@@ -234,16 +241,24 @@ class OpcUaLink(Link):
         recovered = 0
         unsupported = 0
         for k in range(0, len(todo), 200):
-            chunk = todo[k:k + 200]
-            details = ua.ReadRawModifiedDetails(IsReadModified=False, NumValuesPerNode=10_000, ReturnBounds=False,
-                                                StartTime=_EPOCH + timedelta(microseconds=chunk[0][0]), EndTime=now)
+            chunk = todo[k : k + 200]
+            details = ua.ReadRawModifiedDetails(
+                IsReadModified=False,
+                NumValuesPerNode=10_000,
+                ReturnBounds=False,
+                StartTime=_EPOCH + timedelta(microseconds=chunk[0][0]),
+                EndTime=now,
+            )
             pending: list[tuple[str, bytes | None]] = [(tag, None) for _, tag in chunk]
             while pending and not self.stopping.is_set():
-                params = ua.HistoryReadParameters(HistoryReadDetails=details,
-                                                  TimestampsToReturn=ua.TimestampsToReturn.Both,
-                                                  ReleaseContinuationPoints=False)
-                params.NodesToRead = [ua.HistoryReadValueId(NodeId=nodes[tag].nodeid, ContinuationPoint=cp)
-                                      for tag, cp in pending]
+                params = ua.HistoryReadParameters(
+                    HistoryReadDetails=details,
+                    TimestampsToReturn=ua.TimestampsToReturn.Both,
+                    ReleaseContinuationPoints=False,
+                )
+                params.NodesToRead = [
+                    ua.HistoryReadValueId(NodeId=nodes[tag].nodeid, ContinuationPoint=cp) for tag, cp in pending
+                ]
                 results = await client.uaclient.history_read(params)
                 follow: list[tuple[str, bytes | None]] = []
                 for (tag, _), result in zip(pending, results, strict=True):
@@ -269,16 +284,25 @@ class OpcUaLink(Link):
                         follow.append((tag, result.ContinuationPoint))
                 pending = follow
         if unsupported:
-            self.error(f"{unsupported} nodes keep no history on the server: values changed while disconnected "
-                       "could not be recovered for them")
+            self.error(
+                f"{unsupported} nodes keep no history on the server: values changed while disconnected "
+                "could not be recovered for them"
+            )
         self.set_state("connected", history_recovered=recovered)
 
 
-async def browse(endpoint: str, *, depth: int = 6, limit: int = 10_000, username: str | None = None,
-                 password: str | None = None) -> list[dict[str, str]]:
+async def browse(
+    endpoint: str, *, depth: int = 6, limit: int = 10_000, username: str | None = None, password: str | None = None
+) -> list[dict[str, str]]:
     """Numeric variables under Objects, each with a proposed tag from its browse path (lowercase, '/'-separated)."""
-    spec = OpcUaConnector(protocol="opcua", name="browse", endpoint=endpoint, username=username, password=password,
-                          items=[OpcUaItem(node="i=2253", tag="x")])
+    spec = OpcUaConnector(
+        protocol="opcua",
+        name="browse",
+        endpoint=endpoint,
+        username=username,
+        password=password,
+        items=[OpcUaItem(node="i=2253", tag="x")],
+    )
     client = await _connect(spec)
     found: list[dict[str, str]] = []
     try:

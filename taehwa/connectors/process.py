@@ -51,9 +51,14 @@ class SourceProcess:
     def __init__(self, link: ForwardingLink) -> None:
         self.link = link
         settings = link.historian.settings
-        self.job = {"tenant": link.tenant, "spec": link.spec.model_dump(mode="json"), "folder": str(link.folder),
-                    "earliest_time": settings.earliest_time, "future_tolerance_s": settings.future_tolerance_s,
-                    "log_level": logging.getLogger("taehwa").getEffectiveLevel()}
+        self.job = {
+            "tenant": link.tenant,
+            "spec": link.spec.model_dump(mode="json"),
+            "folder": str(link.folder),
+            "earliest_time": settings.earliest_time,
+            "future_tolerance_s": settings.future_tolerance_s,
+            "log_level": logging.getLogger("taehwa").getEffectiveLevel(),
+        }
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[str] | None = None
 
@@ -111,6 +116,11 @@ class SourceProcess:
 
 def start_process(stdin: int | IO[Any] | None = subprocess.PIPE) -> subprocess.Popen[str]:
     """A worker process that ends with this one; started from the link's thread, which waits on it to the end."""
-    return subprocess.Popen([sys.executable, "-m", "taehwa.connectors.worker"], stdin=stdin,
-                            stdout=subprocess.PIPE, text=True, bufsize=1,
-                            env=child_env({**os.environ, "PYTHONUNBUFFERED": "1"}))
+    return subprocess.Popen(
+        [sys.executable, "-m", "taehwa.connectors.worker"],
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+        env=child_env({**os.environ, "PYTHONUNBUFFERED": "1"}),
+    )

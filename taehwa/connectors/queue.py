@@ -30,8 +30,10 @@ class DurableQueue:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-                         "points INTEGER NOT NULL, body BLOB NOT NULL)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "points INTEGER NOT NULL, body BLOB NOT NULL)"
+        )
         self._backlog = 0
         self._recount()
 
@@ -48,8 +50,9 @@ class DurableQueue:
             if self._backlog + table.num_rows > self.max_points:
                 self._recount()  # another process (the server's forwarder) may have taken some out
             if self._backlog + table.num_rows > self.max_points:
-                raise Unavailable(f"store-and-forward queue full ({self._backlog} points waiting)",
-                                  where=str(self.path))
+                raise Unavailable(
+                    f"store-and-forward queue full ({self._backlog} points waiting)", where=str(self.path)
+                )
             cur = self._db.execute("INSERT INTO batches (points, body) VALUES (?, ?)", (table.num_rows, body))
             self._backlog += table.num_rows
             return int(cur.lastrowid or 0)

@@ -34,8 +34,16 @@ log = logging.getLogger(__name__)
 class ConnectorService:
     """Add, list, inspect and remove connectors; run them (in the server) with `start`."""
 
-    def __init__(self, engine: Engine, tenants: TenantService, audit: AuditLog, historian: Historian,
-                 root: Path, *, files: FileRoots) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        tenants: TenantService,
+        audit: AuditLog,
+        historian: Historian,
+        root: Path,
+        *,
+        files: FileRoots,
+    ) -> None:
         self.engine, self.tenants, self.audit, self.historian, self.root = engine, tenants, audit, historian, root
         self.files = files
         self._links: dict[tuple[str, str], tuple[str, Link]] = {}  # (tenant, name) → (spec JSON, link)
@@ -62,8 +70,11 @@ class ConnectorService:
             for s in specs:
                 row = {"protocol": s.protocol, "spec": s.model_dump_json(), "created_by": actor, "updated_at": now}
                 if s.name in existing:
-                    c.execute(update(connectors).where(connectors.c.tenant == tenant,
-                                                       connectors.c.name == s.name).values(**row))
+                    c.execute(
+                        update(connectors)
+                        .where(connectors.c.tenant == tenant, connectors.c.name == s.name)
+                        .values(**row)
+                    )
                 else:
                     c.execute(insert(connectors).values(tenant=tenant, name=s.name, **row))
         for s in specs:
@@ -76,11 +87,27 @@ class ConnectorService:
         name, protocol and the fixed tags it maps to (tenant admins, as for `add`)."""
         self.tenants.require(tenant, "admin")
         specs = [self._confined(tenant, s, source) for s in parse_connectors(doc, source=source)]
-        return [{"name": s.name, "protocol": s.protocol, "items": len(s.items) if hasattr(s, "items") else 0,
-                 "tags": item_tags(s)} for s in specs]
+        return [
+            {
+                "name": s.name,
+                "protocol": s.protocol,
+                "items": len(s.items) if hasattr(s, "items") else 0,
+                "tags": item_tags(s),
+            }
+            for s in specs
+        ]
 
-    def browse(self, tenant: str, endpoint: str, *, username: str | None = None, password: str | None = None,
-               depth: int = 6, limit: int = 2000, timeout_s: float = 20.0) -> list[dict[str, str]]:
+    def browse(
+        self,
+        tenant: str,
+        endpoint: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        depth: int = 6,
+        limit: int = 2000,
+        timeout_s: float = 20.0,
+    ) -> list[dict[str, str]]:
         """An OPC UA server's numeric variables, each with a proposed tag (tenant admins: they may point the
         server at a plant server, as a connector does); a server that does not answer is named with the reason."""
         import asyncio
@@ -88,12 +115,23 @@ class ConnectorService:
         from taehwa.connectors.opcua import browse as walk
 
         self.tenants.require(tenant, "admin")
-        parse_connectors({"name": "browse", "protocol": "opcua", "endpoint": endpoint,
-                          "items": [{"node": "i=2253", "tag": "x"}]}, source="browse")  # the endpoint's form
+        parse_connectors(
+            {"name": "browse", "protocol": "opcua", "endpoint": endpoint, "items": [{"node": "i=2253", "tag": "x"}]},
+            source="browse",
+        )  # the endpoint's form
         try:
-            return asyncio.run(asyncio.wait_for(walk(endpoint, depth=max(1, min(depth, 10)),
-                                                     limit=max(1, min(limit, 10_000)), username=username,
-                                                     password=password), timeout_s))
+            return asyncio.run(
+                asyncio.wait_for(
+                    walk(
+                        endpoint,
+                        depth=max(1, min(depth, 10)),
+                        limit=max(1, min(limit, 10_000)),
+                        username=username,
+                        password=password,
+                    ),
+                    timeout_s,
+                )
+            )
         except Exception as exc:  # any failure of the remote server (refused, timed out, a UA status) is its answer
             raise Unavailable(f"cannot browse {endpoint}: {exc or type(exc).__name__}", where="endpoint") from None
 
@@ -132,14 +170,24 @@ class ConnectorService:
         self.tenants.require(tenant, "read")
         for _t, spec in self.definitions(tenant):
             if spec.name == name:
-                return {"definition": spec.model_dump(mode="json", exclude={"password"}),
-                        "status": self.status(tenant, name)}
+                return {
+                    "definition": spec.model_dump(mode="json", exclude={"password"}),
+                    "status": self.status(tenant, name),
+                }
         raise NotFound(f"no connector {name!r}", where="name")
 
     def list(self, tenant: str) -> list[dict[str, Any]]:
         self.tenants.require(tenant, "read")
-        return [{"name": s.name, "protocol": s.protocol, "enabled": s.enabled, "items": len(getattr(s, "items", [])),
-                 "status": self.status(tenant, s.name)} for _, s in self.definitions(tenant)]
+        return [
+            {
+                "name": s.name,
+                "protocol": s.protocol,
+                "enabled": s.enabled,
+                "items": len(getattr(s, "items", [])),
+                "status": self.status(tenant, s.name),
+            }
+            for _, s in self.definitions(tenant)
+        ]
 
     def status(self, tenant: str, name: str) -> dict[str, Any]:
         """Live status from this process when it runs the connector, else what the running server last wrote."""
@@ -166,8 +214,11 @@ class ConnectorService:
             raise NotFound(f"no connector {name!r}", where="name")
         backlog = int(self.status(tenant, name).get("backlog") or 0)
         if backlog and not force:
-            raise Conflict(f"connector {name!r} still has {backlog} points waiting for the historian; wait, or "
-                           "remove it with force (they are lost)", where="name")
+            raise Conflict(
+                f"connector {name!r} still has {backlog} points waiting for the historian; wait, or "
+                "remove it with force (they are lost)",
+                where="name",
+            )
         with self.engine.begin() as c:
             c.execute(delete(connectors).where(connectors.c.tenant == tenant, connectors.c.name == name))
         self._stop_link((tenant, name))
@@ -211,8 +262,9 @@ class ConnectorService:
 
     def _reconcile(self) -> None:
         # with writers partitioned by tenant, each runs only its own tenants' connectors
-        wanted = {(t, s.name): (raw, s) for t, raw, s in self._stored()
-                  if s.enabled and self.historian.leases.active(t)}
+        wanted = {
+            (t, s.name): (raw, s) for t, raw, s in self._stored() if s.enabled and self.historian.leases.active(t)
+        }
         with self._lock:
             running = dict(self._links)
         for key, (text, _) in running.items():

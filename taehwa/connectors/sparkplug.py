@@ -32,8 +32,22 @@ from google.protobuf.message import DecodeError
 log = logging.getLogger(__name__)
 
 NAMESPACE = "spBv1.0"
-DATA_TYPES = {"Int8": 1, "Int16": 2, "Int32": 3, "Int64": 4, "UInt8": 5, "UInt16": 6, "UInt32": 7, "UInt64": 8,
-              "Float": 9, "Double": 10, "Boolean": 11, "String": 12, "DateTime": 13, "Text": 14}
+DATA_TYPES = {
+    "Int8": 1,
+    "Int16": 2,
+    "Int32": 3,
+    "Int64": 4,
+    "UInt8": 5,
+    "UInt16": 6,
+    "UInt32": 7,
+    "UInt64": 8,
+    "Float": 9,
+    "Double": 10,
+    "Boolean": 11,
+    "String": 12,
+    "DateTime": 13,
+    "Text": 14,
+}
 _SIGNED_BITS = {1: 8, 2: 16, 3: 32, 4: 64}
 _VALUE_FIELDS = {"int_value", "long_value", "float_value", "double_value", "boolean_value"}
 REBIRTH_EVERY_S = 60.0
@@ -43,24 +57,36 @@ def _build_payload_class() -> Any:
     """Sparkplug B's `Payload` (proto2) as a protobuf message class, in a private descriptor pool."""
     f = descriptor_pb2.FieldDescriptorProto
     opt, rep = f.LABEL_OPTIONAL, f.LABEL_REPEATED
-    file = descriptor_pb2.FileDescriptorProto(name="taehwa/sparkplug_b.proto", package="org.eclipse.tahu.protobuf",
-                                              syntax="proto2")
+    file = descriptor_pb2.FileDescriptorProto(
+        name="taehwa/sparkplug_b.proto", package="org.eclipse.tahu.protobuf", syntax="proto2"
+    )
     payload = file.message_type.add(name="Payload")
     metric = payload.nested_type.add(name="Metric")
     metric.oneof_decl.add(name="value")
-    for name, number, kind in (("name", 1, f.TYPE_STRING), ("alias", 2, f.TYPE_UINT64),
-                               ("timestamp", 3, f.TYPE_UINT64), ("datatype", 4, f.TYPE_UINT32),
-                               ("is_historical", 5, f.TYPE_BOOL), ("is_transient", 6, f.TYPE_BOOL),
-                               ("is_null", 7, f.TYPE_BOOL)):
+    for name, number, kind in (
+        ("name", 1, f.TYPE_STRING),
+        ("alias", 2, f.TYPE_UINT64),
+        ("timestamp", 3, f.TYPE_UINT64),
+        ("datatype", 4, f.TYPE_UINT32),
+        ("is_historical", 5, f.TYPE_BOOL),
+        ("is_transient", 6, f.TYPE_BOOL),
+        ("is_null", 7, f.TYPE_BOOL),
+    ):
         metric.field.add(name=name, number=number, type=kind, label=opt)
-    for name, number, kind in (("int_value", 10, f.TYPE_UINT32), ("long_value", 11, f.TYPE_UINT64),
-                               ("float_value", 12, f.TYPE_FLOAT), ("double_value", 13, f.TYPE_DOUBLE),
-                               ("boolean_value", 14, f.TYPE_BOOL), ("string_value", 15, f.TYPE_STRING),
-                               ("bytes_value", 16, f.TYPE_BYTES)):
+    for name, number, kind in (
+        ("int_value", 10, f.TYPE_UINT32),
+        ("long_value", 11, f.TYPE_UINT64),
+        ("float_value", 12, f.TYPE_FLOAT),
+        ("double_value", 13, f.TYPE_DOUBLE),
+        ("boolean_value", 14, f.TYPE_BOOL),
+        ("string_value", 15, f.TYPE_STRING),
+        ("bytes_value", 16, f.TYPE_BYTES),
+    ):
         metric.field.add(name=name, number=number, type=kind, label=opt, oneof_index=0)
     payload.field.add(name="timestamp", number=1, type=f.TYPE_UINT64, label=opt)
-    payload.field.add(name="metrics", number=2, type=f.TYPE_MESSAGE, label=rep,
-                      type_name=".org.eclipse.tahu.protobuf.Payload.Metric")
+    payload.field.add(
+        name="metrics", number=2, type=f.TYPE_MESSAGE, label=rep, type_name=".org.eclipse.tahu.protobuf.Payload.Metric"
+    )
     payload.field.add(name="seq", number=3, type=f.TYPE_UINT64, label=opt)
     payload.field.add(name="uuid", number=4, type=f.TYPE_STRING, label=opt)
     payload.field.add(name="body", number=5, type=f.TYPE_BYTES, label=opt)
@@ -158,8 +184,10 @@ class SparkplugState:
     def _save(self) -> None:
         if self.path is None:
             return
-        doc = {"aliases": {k: {str(a): list(nt) for a, nt in v.items()} for k, v in self.aliases.items()},
-               "types": self.types}
+        doc = {
+            "aliases": {k: {str(a): list(nt) for a, nt in v.items()} for k, v in self.aliases.items()},
+            "types": self.types,
+        }
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text(json.dumps(doc))
         tmp.replace(self.path)
@@ -198,8 +226,10 @@ class SparkplugState:
         if p.HasField("seq") and kind != "NBIRTH":
             expected = (self.seq.get(node_key, -1) + 1) % 256
             if node_key in self.seq and p.seq != expected:
-                out.notes.append(f"topic {topic}: sequence number {p.seq}, expected {expected}: messages from "
-                                    f"{node_key} were lost before the broker")
+                out.notes.append(
+                    f"topic {topic}: sequence number {p.seq}, expected {expected}: messages from "
+                    f"{node_key} were lost before the broker"
+                )
         if p.HasField("seq"):
             self.seq[node_key] = p.seq
         born = kind.endswith("BIRTH")
@@ -224,8 +254,9 @@ class SparkplugState:
             elif name is None:
                 known = aliases.get(m.alias) if m.HasField("alias") else None
                 if known is None:
-                    out.problems.append(f"topic {topic}: metrics[{i}] has alias {m.alias} that no birth of {key} "
-                                        "declared")
+                    out.problems.append(
+                        f"topic {topic}: metrics[{i}] has alias {m.alias} that no birth of {key} declared"
+                    )
                     if rebirth and time.monotonic() - self._asked.get(node_key, -1e9) >= REBIRTH_EVERY_S:
                         self._asked[node_key] = time.monotonic()
                         out.rebirth = (group, node)
@@ -247,6 +278,10 @@ class SparkplugState:
 
 def rebirth_request(group: str, node: str) -> tuple[str, bytes]:
     """The NCMD topic and payload that ask an edge node to publish its births again."""
-    return (f"{NAMESPACE}/{group}/NCMD/{node}",
-            encode([{"name": "Node Control/Rebirth", "datatype": DATA_TYPES["Boolean"], "value": True}],
-                   timestamp_ms=int(time.time() * 1000)))
+    return (
+        f"{NAMESPACE}/{group}/NCMD/{node}",
+        encode(
+            [{"name": "Node Control/Rebirth", "datatype": DATA_TYPES["Boolean"], "value": True}],
+            timestamp_ms=int(time.time() * 1000),
+        ),
+    )

@@ -34,6 +34,7 @@ from taehwa.historian.normalize import normalize, window_us
 
 log = logging.getLogger(__name__)
 
+
 class WindowChecker:
     """The historian's checks (`Historian.normalize`) without the historian: schema and accepted time window."""
 
@@ -70,8 +71,9 @@ def main() -> int:
     if not isinstance(job, dict):
         print("taehwa.connectors.worker: started without a job; the server starts this", file=sys.stderr)
         return 2
-    logging.basicConfig(level=job.get("log_level", logging.WARNING), stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=job.get("log_level", logging.WARNING), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
     lock = threading.Lock()
 
     def report(message: dict[str, Any]) -> None:

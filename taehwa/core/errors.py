@@ -118,8 +118,9 @@ class ValidationFailed(InvalidInput):
         super().__init__(first_msg + more, where=first_where)
 
     @classmethod
-    def from_pydantic(cls, exc: _PydanticErrors, source: str, *, sep: str = ".", brackets: bool = False,
-                      skip: Collection[str] = ()) -> ValidationFailed:
+    def from_pydantic(
+        cls, exc: _PydanticErrors, source: str, *, sep: str = ".", brackets: bool = False, skip: Collection[str] = ()
+    ) -> ValidationFailed:
         """Every problem of a pydantic validation error, so that each names where it is: `where` is the source,
         then `sep` and the error's location (`deployment.target.assets`; with `sep=":"` `challenge:title`), list
         indexes as `items[3]` with `brackets`, the names in `skip` (a union's tags) left out, the source alone for

@@ -53,8 +53,7 @@ def end_with_parent(*, sig: int = signal.SIGTERM, grace_s: float = 10.0, poll_s:
         return None
     parent = int(named)
     parent_death_signal(sig)
-    threading.Thread(target=_watch, args=(parent, sig, grace_s, poll_s), name="end-with-parent",
-                     daemon=True).start()
+    threading.Thread(target=_watch, args=(parent, sig, grace_s, poll_s), name="end-with-parent", daemon=True).start()
     return parent
 
 

@@ -23,7 +23,5 @@ def check_tag(tag: str, *, where: str = "tag") -> str:
 def check_tenant(tenant: str) -> str:
     """A tenant id is lower-case letters, digits and dashes, as it appears in paths and URLs."""
     if not isinstance(tenant, str) or not TENANT_PATTERN.match(tenant):
-        raise InvalidInput(
-            f"invalid tenant id {tenant!r}: use 1-63 lower-case letters, digits and '-'", where="tenant"
-        )
+        raise InvalidInput(f"invalid tenant id {tenant!r}: use 1-63 lower-case letters, digits and '-'", where="tenant")
     return tenant

@@ -19,43 +19,66 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TAEHWA_", frozen=True, extra="forbid")
 
     data_dir: Path = Field(
-        Path("taehwa-data"), validate_default=True, description="Where the historian's files and SQLite live (a "
-        "relative path is taken from the folder the command starts in, once, when read).")
+        Path("taehwa-data"),
+        validate_default=True,
+        description="Where the historian's files and SQLite live (a "
+        "relative path is taken from the folder the command starts in, once, when read).",
+    )
     file_roots: str | None = Field(
-        None, description="Folders, besides each tenant's own data_dir/tenants/<tenant>/files, that callers may name "
+        None,
+        description="Folders, besides each tenant's own data_dir/tenants/<tenant>/files, that callers may name "
         "files in (lab specs, drop-folder connectors): comma-separated, each `FOLDER` (every tenant) or "
-        "`TENANT=FOLDER` (that tenant only). Nothing inside data_dir may be named but a tenant's own files folder.")
+        "`TENANT=FOLDER` (that tenant only). Nothing inside data_dir may be named but a tenant's own files folder.",
+    )
     database_url: str | None = Field(
         None, description="SQLAlchemy URL of the metadata database; default SQLite in data_dir."
     )
     historian_url: str | None = Field(
-        None, description="Where the historian's Parquet files and manifests live: default data_dir/historian; a "
+        None,
+        description="Where the historian's Parquet files and manifests live: default data_dir/historian; a "
         "folder, or a pyarrow/fsspec URL such as s3://bucket/prefix?endpoint_override=host:9000&scheme=http "
-        "(credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY). The write-ahead log stays in data_dir.")
+        "(credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY). The write-ahead log stays in data_dir.",
+    )
     historian_cache_bytes: int = Field(
-        2 << 30, ge=0, description="Local copies of remote historian files kept for queries (least recently used "
-        "go first).")
+        2 << 30,
+        ge=0,
+        description="Local copies of remote historian files kept for queries (least recently used go first).",
+    )
     writer_tenants: str | None = Field(
-        None, description="Comma-separated tenants this process writes when several writers share one store "
-        "(each tenant written by exactly one); unset: every tenant.")
+        None,
+        description="Comma-separated tenants this process writes when several writers share one store "
+        "(each tenant written by exactly one); unset: every tenant.",
+    )
     public_url: str | None = Field(
-        None, description="The URL other Taehwa nodes reach this one at; with writers by tenant it goes in this "
-        "writer's leases, so the others pass its tenants' requests here. Default: http(s)://host:port as served.")
+        None,
+        description="The URL other Taehwa nodes reach this one at; with writers by tenant it goes in this "
+        "writer's leases, so the others pass its tenants' requests here. Default: http(s)://host:port as served.",
+    )
     follow_url: str | None = Field(
-        None, description="Serve as a reader node of the primary at this URL (http:// or https://): answer reads "
-        "of points and tags here from the shared historian storage, pass everything else to it.")
+        None,
+        description="Serve as a reader node of the primary at this URL (http:// or https://): answer reads "
+        "of points and tags here from the shared historian storage, pass everything else to it.",
+    )
     host: str = Field("127.0.0.1", description="Address the HTTP service listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port the HTTP service listens on.")
-    workers: int = Field(1, ge=1, le=64, description="API processes behind the port: the first owns the writer, "
-                         "connectors and live scoring; the others answer reads and pass the rest to it.")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="API processes behind the port: the first owns the writer, "
+        "connectors and live scoring; the others answer reads and pass the rest to it.",
+    )
     tls_cert: Path | None = Field(None, description="PEM certificate: serve HTTPS (with tls_key).")
     tls_key: Path | None = Field(None, description="PEM private key of tls_cert.")
     api_token: SecretStr | None = Field(
         None, description="Bearer token for the HTTP API; a development token is generated when unset."
     )
     max_body_bytes: int = Field(256 * 1024 * 1024, gt=0, description="Largest HTTP body accepted.")
-    rate_limit_per_s: float = Field(100.0, gt=0, description="Requests per second one caller (user, or client "
-                                    "address when anonymous) may make, sustained.")
+    rate_limit_per_s: float = Field(
+        100.0,
+        gt=0,
+        description="Requests per second one caller (user, or client address when anonymous) may make, sustained.",
+    )
     rate_limit_burst: int = Field(400, ge=1, description="Requests one caller may make at once above the rate.")
     max_query_points: int = Field(50_000_000, gt=0, description="Most points one raw query may return.")
     earliest_time: str = Field("1970-01-01T00:00:00Z", description="Points before this are rejected.")
@@ -63,8 +86,10 @@ class Settings(BaseSettings):
         86_400.0, ge=0, description="Points more than this many seconds in the future are rejected."
     )
     ray_address: str | None = Field(
-        None, description="A Ray cluster (e.g. `ray://head:10001`) that lab sweeps, lab runs and backfills fan out to "
-        "unless told otherwise; unset: the local process pool (Ray when asked for starts a local instance).")
+        None,
+        description="A Ray cluster (e.g. `ray://head:10001`) that lab sweeps, lab runs and backfills fan out to "
+        "unless told otherwise; unset: the local process pool (Ray when asked for starts a local instance).",
+    )
     buffer_max_points: int = Field(
         500_000, gt=0, description="Small writes are buffered (durably) up to this many points, then flushed."
     )
@@ -79,25 +104,41 @@ class Settings(BaseSettings):
         None, gt=0, description="Retention for new tenants; None keeps data for ever."
     )
     stale_after_intervals: float = Field(
-        3.0, gt=0, description="A signal is stale after this many expected sampling intervals without data.")
+        3.0, gt=0, description="A signal is stale after this many expected sampling intervals without data."
+    )
     event_buffer: int = Field(
-        200_000, ge=1000, description="Twin change events kept in memory for clients that reconnect.")
-    demo_speed: float = Field(60.0, gt=0, le=10_000, description="How many times faster than real time the demo plant "
-                              "replays its data sets.")
-    demo_opcua_port: int = Field(4840, ge=0, le=65535, description="Loopback port of the demo's OPC UA replay server "
-                                 "(0: any free port).")
+        200_000, ge=1000, description="Twin change events kept in memory for clients that reconnect."
+    )
+    demo_speed: float = Field(
+        60.0, gt=0, le=10_000, description="How many times faster than real time the demo plant replays its data sets."
+    )
+    demo_opcua_port: int = Field(
+        4840, ge=0, le=65535, description="Loopback port of the demo's OPC UA replay server (0: any free port)."
+    )
     duckdb_threads: int = Field(0, ge=0, description="DuckDB threads for queries; 0 means one per core.")
-    academy_runners: int = Field(1, ge=1, le=64, description="Academy submissions run at once by the server, each in "
-                                 "its own sandboxed process (one core each).")
+    academy_runners: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Academy submissions run at once by the server, each in its own sandboxed process (one core each).",
+    )
     audit_key_file: Path | None = Field(
-        None, description="HMAC key of the audit chain (64 hex digits), made mode 0600 at first start; default "
+        None,
+        description="HMAC key of the audit chain (64 hex digits), made mode 0600 at first start; default "
         "data_dir/secrets/audit.key. Keep it outside data_dir (and out of its backups) so that whoever can change "
-        "the data directory or the metadata database cannot re-sign the log.")
-    audit_checkpoint_every: int = Field(1000, ge=1, description="A signed checkpoint of the audit chain every this "
-                                        "many entries (audit-checkpoints.jsonl beside audit-head.json).")
+        "the data directory or the metadata database cannot re-sign the log.",
+    )
+    audit_checkpoint_every: int = Field(
+        1000,
+        ge=1,
+        description="A signed checkpoint of the audit chain every this "
+        "many entries (audit-checkpoints.jsonl beside audit-head.json).",
+    )
     webhook_hosts: str | None = Field(
-        None, description="Hosts webhooks may post to, comma-separated (`*.example.com` for a domain); `taehwa "
-        "doctor` flags any other. Unset: it flags webhooks to loopback, private and link-local addresses.")
+        None,
+        description="Hosts webhooks may post to, comma-separated (`*.example.com` for a domain); `taehwa "
+        "doctor` flags any other. Unset: it flags webhooks to loopback, private and link-local addresses.",
+    )
 
     @field_validator("data_dir")
     @classmethod

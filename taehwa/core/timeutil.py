@@ -67,8 +67,15 @@ def show_us(us: int) -> str:
 def parse_duration(value: str | float | int, *, field: str = "every") -> int:
     """Parse `1s`, `500ms`, `1m`, `15min`, `1h`, `1d`, or plain seconds, into microseconds: at least 1 µs, at
     most MAX_DURATION_US (100 years), finite; anything else is InvalidInput naming the field."""
-    units = {"us": 1, "ms": 1_000, "s": US_PER_S, "m": 60 * US_PER_S, "min": 60 * US_PER_S,
-             "h": 3_600 * US_PER_S, "d": 86_400 * US_PER_S}
+    units = {
+        "us": 1,
+        "ms": 1_000,
+        "s": US_PER_S,
+        "m": 60 * US_PER_S,
+        "min": 60 * US_PER_S,
+        "h": 3_600 * US_PER_S,
+        "d": 86_400 * US_PER_S,
+    }
     if isinstance(value, int | float) and not isinstance(value, bool):
         number, scale = float(value), US_PER_S
     else:
@@ -76,10 +83,9 @@ def parse_duration(value: str | float | int, *, field: str = "every") -> int:
         if len(text) > 64:
             raise InvalidInput("a duration is at most 64 characters, e.g. 1s, 1m, 1h", where=field)
         digits = text.rstrip("abcdefghijklmnopqrstuvwxyz")
-        unit = text[len(digits):] or "s"
+        unit = text[len(digits) :] or "s"
         if unit not in units:
-            raise InvalidInput(f"unknown unit {unit!r} in duration {value!r}; use us, ms, s, m, h or d",
-                               where=field)
+            raise InvalidInput(f"unknown unit {unit!r} in duration {value!r}; use us, ms, s, m, h or d", where=field)
         try:
             number = float(digits)
         except ValueError as exc:

@@ -57,8 +57,7 @@ class _Loader(yaml.SafeLoader):
         collections its look-ahead for simple keys grows quadratic (100k `[` took 3.5 s before the composer saw
         the first)."""
         if self.flow_level >= self._max_depth:
-            raise yaml.scanner.ScannerError(None, None, f"nested deeper than {self._max_depth} levels",
-                                            self.get_mark())
+            raise yaml.scanner.ScannerError(None, None, f"nested deeper than {self._max_depth} levels", self.get_mark())
         super().fetch_flow_collection_start(TokenClass)
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
@@ -66,8 +65,9 @@ class _Loader(yaml.SafeLoader):
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()  # type: ignore[no-untyped-call]
             if event.anchor in self._open:
-                raise yaml.composer.ComposerError(None, None, f"alias *{event.anchor} refers to a node it is "
-                                                              "inside (a cycle)", event.start_mark)
+                raise yaml.composer.ComposerError(
+                    None, None, f"alias *{event.anchor} refers to a node it is inside (a cycle)", event.start_mark
+                )
             target = self.anchors.get(event.anchor) if event.anchor is not None else None
             if target is not None:
                 self._count_alias(target, event.start_mark)
@@ -108,8 +108,12 @@ class _Loader(yaml.SafeLoader):
         self._alias_nodes += size
         if self._alias_nodes > MAX_ALIAS_NODES:
             raise yaml.composer.ComposerError(
-                None, None, f"aliases expand to more than {MAX_ALIAS_NODES} nodes; write the repeated part "
-                            "out or use fewer aliases", mark)
+                None,
+                None,
+                f"aliases expand to more than {MAX_ALIAS_NODES} nodes; write the repeated part "
+                "out or use fewer aliases",
+                mark,
+            )
 
     def _expanded_size(self, root: yaml.Node, mark: yaml.Mark) -> int:
         """Nodes in `root` once every alias inside it is expanded (memoised, so linear in the document)."""
@@ -133,8 +137,9 @@ class _Loader(yaml.SafeLoader):
         except (ValueError, OverflowError) as exc:
             if isinstance(exc, yaml.YAMLError):
                 raise
-            raise yaml.constructor.ConstructorError(None, None, f"cannot read value: {_short(exc)}",
-                                                    node.start_mark) from None
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read value: {_short(exc)}", node.start_mark
+            ) from None
 
 
 def _short(exc: BaseException) -> str:
@@ -159,12 +164,14 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> Located:
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, str | int | float | bool):
-            raise yaml.constructor.ConstructorError(None, None, "a mapping key must be a plain value",
-                                                    key_node.start_mark)
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be a plain value", key_node.start_mark
+            )
         key = str(key)
         if key in out:
-            raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice in one mapping",
-                                                    key_node.start_mark)
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
+            )
         out[key] = loader.construct_object(value_node, deep=True)
         out.key_lines[key] = key_node.start_mark.line + 1
     return out
@@ -209,8 +216,9 @@ def load_yaml_file(path: Path, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> Any:
     return load_yaml(text, source=path.name, max_bytes=max_bytes)
 
 
-def load_json(data: str | bytes, *, source: str, max_bytes: int = MAX_DOCUMENT_BYTES,
-              max_depth: int = MAX_DEPTH) -> Any:
+def load_json(
+    data: str | bytes, *, source: str, max_bytes: int = MAX_DOCUMENT_BYTES, max_depth: int = MAX_DEPTH
+) -> Any:
     """Parse a JSON document within the size and depth limits; errors are InvalidInput naming the position."""
     check_size(data, source=source, max_bytes=max_bytes)
     try:
@@ -218,8 +226,9 @@ def load_json(data: str | bytes, *, source: str, max_bytes: int = MAX_DOCUMENT_B
     except orjson.JSONDecodeError as exc:
         if "depth" in exc.msg or "recursion" in exc.msg:
             raise InvalidInput(f"nested deeper than {max_depth} levels", where=source) from None
-        raise InvalidInput(f"not valid JSON: {exc.msg}", where=f"{source}, line {exc.lineno}, column {exc.colno}"
-                           ) from None
+        raise InvalidInput(
+            f"not valid JSON: {exc.msg}", where=f"{source}, line {exc.lineno}, column {exc.colno}"
+        ) from None
     check_depth(doc, source=source, max_depth=max_depth)
     return doc
 
@@ -247,8 +256,9 @@ def line_of(value: Any, key: str | None = None) -> int | None:
 
 def dump_yaml(data: Any) -> str:
     """Readable YAML: keys in the order given, short leaf mappings and lists on one line, Unicode kept."""
-    return yaml.dump(plain(data), Dumper=yaml.SafeDumper, sort_keys=False, allow_unicode=True, width=120,
-                     default_flow_style=None)
+    return yaml.dump(
+        plain(data), Dumper=yaml.SafeDumper, sort_keys=False, allow_unicode=True, width=120, default_flow_style=None
+    )
 
 
 def plain(value: Any) -> Any:

@@ -93,10 +93,13 @@ class TagCatalog:
                 now = datetime.now(UTC)
                 try:
                     with self._engine.begin() as conn:
-                        conn.execute(insert(tags), [
-                            {"tenant": tenant, "name": n, "attributes": {}, "created_at": now, "updated_at": now}
-                            for n in missing
-                        ])
+                        conn.execute(
+                            insert(tags),
+                            [
+                                {"tenant": tenant, "name": n, "attributes": {}, "created_at": now, "updated_at": now}
+                                for n in missing
+                            ],
+                        )
                 except IntegrityError:
                     pass  # another process created some of them; reload below picks up their ids
                 known = self._load(tenant)
@@ -110,8 +113,10 @@ class TagCatalog:
             ids = self.ids(tenant, refresh=True)
             unknown = [n for n in names if n not in ids]
         if unknown:
-            raise NotFound(f"unknown tag {unknown[0]!r}" + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1
-                                                           else ""), where="tags")
+            raise NotFound(
+                f"unknown tag {unknown[0]!r}" + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""),
+                where="tags",
+            )
         return {n: ids[n] for n in names}
 
     def name(self, tenant: str, tag_id: int) -> str:
@@ -145,8 +150,9 @@ class TagCatalog:
         """Set or change unit, description, engineering range, expected interval or free attributes."""
         unknown = set(changes) - _META_FIELDS
         if unknown:
-            raise InvalidInput(f"unknown tag field(s) {sorted(unknown)}; allowed: {sorted(_META_FIELDS)}",
-                               where="tag metadata")
+            raise InvalidInput(
+                f"unknown tag field(s) {sorted(unknown)}; allowed: {sorted(_META_FIELDS)}", where="tag metadata"
+            )
         clean = _check_metadata(changes)
         if create:
             self.ensure(tenant, [check_tag(name)])
@@ -163,9 +169,16 @@ class TagCatalog:
     @staticmethod
     def _info(row: Any) -> TagInfo:
         return TagInfo(
-            id=int(row.id), tenant=row.tenant, name=row.name, unit=row.unit, description=row.description,
-            eng_low=row.eng_low, eng_high=row.eng_high, interval_s=row.interval_s,
-            attributes=dict(row.attributes or {}), created_at=_aware(row.created_at),
+            id=int(row.id),
+            tenant=row.tenant,
+            name=row.name,
+            unit=row.unit,
+            description=row.description,
+            eng_low=row.eng_low,
+            eng_high=row.eng_high,
+            interval_s=row.interval_s,
+            attributes=dict(row.attributes or {}),
+            created_at=_aware(row.created_at),
             updated_at=_aware(row.updated_at),
         )
 

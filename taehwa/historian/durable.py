@@ -37,8 +37,12 @@ def is_disk_full(exc: BaseException) -> bool:
 
 def full(what: str, path: Path | str | None = None) -> StorageFull:
     """The error that says the disk holding `what` is full (`path`: a folder on it, for the probe and the log)."""
-    return StorageFull(f"the disk holding {what} is full: nothing of this call was stored (what was stored before "
-                       "is kept); writes resume once space is freed", where="disk", path=str(path) if path else None)
+    return StorageFull(
+        f"the disk holding {what} is full: nothing of this call was stored (what was stored before "
+        "is kept); writes resume once space is freed",
+        where="disk",
+        path=str(path) if path else None,
+    )
 
 
 @contextlib.contextmanager

@@ -40,9 +40,17 @@ def _has_duplicates(con: duckdb.DuckDBPyConnection, source: str) -> bool:
     return bool(row and row[0])
 
 
-def write_day_files(con: duckdb.DuckDBPyConnection, source: str, storage: Storage, tenant: str, version: int,
-                    *, dedup: str = "rn", stats: list[tuple[int, int, int, int, int, int]] | None = None,
-                    presorted: bool = False) -> list[DataFile]:
+def write_day_files(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    storage: Storage,
+    tenant: str,
+    version: int,
+    *,
+    dedup: str = "rn",
+    stats: list[tuple[int, int, int, int, int, int]] | None = None,
+    presorted: bool = False,
+) -> list[DataFile]:
     """Write `source` (SQL with tag_id, tag, time, value, quality, seq and, for dedup='rn', rn) as day files.
 
     dedup: 'rn' keeps the last row of each (tag, time) by (seq, rn); 'seq' by seq alone (sources that are
@@ -53,15 +61,21 @@ def write_day_files(con: duckdb.DuckDBPyConnection, source: str, storage: Storag
     presorted: the source's rows already run by (tag id, time) without repeats: written in the order they come
     (DuckDB keeps insertion order), not sorted again.
     """
-    stats = stats or con.execute(
-        f"SELECT epoch_us(time) // {DAY_US} AS d, min(epoch_us(time)), max(epoch_us(time)), min(tag_id), "
-        f"max(tag_id), max(seq) FROM {source} GROUP BY d ORDER BY d"
-    ).fetchall()
+    stats = (
+        stats
+        or con.execute(
+            f"SELECT epoch_us(time) // {DAY_US} AS d, min(epoch_us(time)), max(epoch_us(time)), min(tag_id), "
+            f"max(tag_id), max(seq) FROM {source} GROUP BY d ORDER BY d"
+        ).fetchall()
+    )
     if dedup == "rn" and not _has_duplicates(con, source):
         dedup = "none"  # a fresh batch rarely repeats a point: a hash check is cheaper than a dedup window
     order = {"rn": "time, seq, rn", "seq": "time, seq", "none": ""}[dedup]
-    qualify = (f"QUALIFY lead(time) OVER (PARTITION BY tag_id ORDER BY {order}) IS DISTINCT FROM time"
-               if dedup != "none" else "")
+    qualify = (
+        f"QUALIFY lead(time) OVER (PARTITION BY tag_id ORDER BY {order}) IS DISTINCT FROM time"
+        if dedup != "none"
+        else ""
+    )
     sort = "" if presorted and dedup == "none" else " ORDER BY tag_id, time"
     out: list[DataFile] = []
     tmp: Path | None = None
@@ -71,9 +85,14 @@ def write_day_files(con: duckdb.DuckDBPyConnection, source: str, storage: Storag
             for day_number, min_t, max_t, min_tag, max_tag, max_seq in stats:
                 day = (date(1970, 1, 1) + timedelta(days=int(day_number))).isoformat()
                 lo = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=int(day_number))
-                where = (f"WHERE time >= TIMESTAMP '{lo:%Y-%m-%d %H:%M:%S}' "
-                         f"AND time < TIMESTAMP '{lo + timedelta(days=1):%Y-%m-%d %H:%M:%S}'"
-                         ) if len(stats) > 1 else ""
+                where = (
+                    (
+                        f"WHERE time >= TIMESTAMP '{lo:%Y-%m-%d %H:%M:%S}' "
+                        f"AND time < TIMESTAMP '{lo + timedelta(days=1):%Y-%m-%d %H:%M:%S}'"
+                    )
+                    if len(stats) > 1
+                    else ""
+                )
                 name = f"{max_seq:012d}-{uuid.uuid4().hex[:12]}.parquet"
                 tmp = tmp_dir / name
                 rows = con.execute(
@@ -83,11 +102,20 @@ def write_day_files(con: duckdb.DuckDBPyConnection, source: str, storage: Storag
                 rel = f"day={day}/{name}"
                 size = storage.put(tmp, f"{tenant}/{rel}")
                 tmp = None
-                out.append(DataFile(
-                    path=rel, day=day, rows=int(rows[0]) if rows else 0, min_time=int(min_t), max_time=int(max_t),
-                    min_tag=int(min_tag), max_tag=int(max_tag), max_seq=int(max_seq), added=version,
-                    bytes=size,
-                ))
+                out.append(
+                    DataFile(
+                        path=rel,
+                        day=day,
+                        rows=int(rows[0]) if rows else 0,
+                        min_time=int(min_t),
+                        max_time=int(max_t),
+                        min_tag=int(min_tag),
+                        max_tag=int(max_tag),
+                        max_seq=int(max_seq),
+                        added=version,
+                        bytes=size,
+                    )
+                )
         except BaseException:
             _discard(storage, tenant, tmp, out)
             raise

@@ -20,8 +20,15 @@ class Last(NamedTuple):
     seq: int
 
 
-_SNAPSHOT_SCHEMA = pa.schema([("tag_id", pa.int64()), ("time_us", pa.int64()), ("value", pa.float64()),
-                              ("quality", pa.uint8()), ("seq", pa.int64())])
+_SNAPSHOT_SCHEMA = pa.schema(
+    [
+        ("tag_id", pa.int64()),
+        ("time_us", pa.int64()),
+        ("value", pa.float64()),
+        ("quality", pa.uint8()),
+        ("seq", pa.int64()),
+    ]
+)
 
 
 class LatestCache:
@@ -66,13 +73,16 @@ class LatestCache:
     def snapshot_bytes(self, tenant: str, manifest_version: int) -> bytes:
         """The tenant's newest points as a Parquet file, recording which manifest version it reflects."""
         data = self.get(tenant)
-        table = pa.table({
-            "tag_id": pa.array(list(data), pa.int64()),
-            "time_us": pa.array([v.time_us for v in data.values()], pa.int64()),
-            "value": pa.array([v.value for v in data.values()], pa.float64()),
-            "quality": pa.array([v.quality for v in data.values()], pa.uint8()),
-            "seq": pa.array([v.seq for v in data.values()], pa.int64()),
-        }, schema=_SNAPSHOT_SCHEMA.with_metadata({"manifest_version": str(manifest_version)}))
+        table = pa.table(
+            {
+                "tag_id": pa.array(list(data), pa.int64()),
+                "time_us": pa.array([v.time_us for v in data.values()], pa.int64()),
+                "value": pa.array([v.value for v in data.values()], pa.float64()),
+                "quality": pa.array([v.quality for v in data.values()], pa.uint8()),
+                "seq": pa.array([v.seq for v in data.values()], pa.int64()),
+            },
+            schema=_SNAPSHOT_SCHEMA.with_metadata({"manifest_version": str(manifest_version)}),
+        )
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
         return bytes(sink.getvalue().to_pybytes())

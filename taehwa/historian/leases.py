@@ -51,8 +51,11 @@ class TenantLeases:
     def require(self, tenant: str) -> None:
         """Before writing a tenant's files: refuse a tenant of another partition, and hold its lease."""
         if not self.owns(tenant):
-            raise Conflict(f"this writer takes tenants {', '.join(sorted(self.tenants or ()))}; tenant {tenant!r} "
-                           "is written by another writer: send its points there", where=tenant)
+            raise Conflict(
+                f"this writer takes tenants {', '.join(sorted(self.tenants or ()))}; tenant {tenant!r} "
+                "is written by another writer: send its points there",
+                where=tenant,
+            )
         if not self.shared or tenant in self._held:
             return
         with self._lock:
@@ -66,8 +69,11 @@ class TenantLeases:
             lease = json.loads(raw) if raw is not None else None
         except ValueError:
             return None
-        if not (isinstance(lease, dict) and isinstance(lease.get("writer"), str)
-                and isinstance(lease.get("renewed"), int | float)):
+        if not (
+            isinstance(lease, dict)
+            and isinstance(lease.get("writer"), str)
+            and isinstance(lease.get("renewed"), int | float)
+        ):
             return None
         return lease
 
@@ -79,16 +85,24 @@ class TenantLeases:
         return lease
 
     def _write(self, tenant: str) -> None:
-        body = {"writer": self.writer, "host": socket.gethostname(), "pid": os.getpid(), "renewed": time.time(),
-                "url": self.url}
+        body = {
+            "writer": self.writer,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "renewed": time.time(),
+            "url": self.url,
+        }
         self.storage.write(f"{tenant}/writer.json", json.dumps(body).encode())
 
     def _claim(self, tenant: str) -> None:
         rival = self._live(tenant)
         if rival:
-            raise Conflict(f"tenant {tenant!r} is being written by {rival['writer']} (its lease was renewed "
-                           f"{time.time() - rival['renewed']:.0f} s ago); one writer per tenant: send its points "
-                           "there", where=tenant)
+            raise Conflict(
+                f"tenant {tenant!r} is being written by {rival['writer']} (its lease was renewed "
+                f"{time.time() - rival['renewed']:.0f} s ago); one writer per tenant: send its points "
+                "there",
+                where=tenant,
+            )
         self._write(tenant)
         time.sleep(CLAIM_SETTLE_S)
         rival = self._live(tenant)
@@ -121,8 +135,12 @@ class TenantLeases:
                 lease = self._read(tenant)
                 if lease and lease["writer"] != self.writer:
                     self._held.discard(tenant)
-                    log.error("tenant %s was taken over by writer %s: this writer (%s) stops writing it",
-                              tenant, lease["writer"], self.writer)
+                    log.error(
+                        "tenant %s was taken over by writer %s: this writer (%s) stops writing it",
+                        tenant,
+                        lease["writer"],
+                        self.writer,
+                    )
                     continue
                 self._write(tenant)
             for tenant in sorted((self.tenants or frozenset()) - self._held):  # a standby takes a lapsed lease

@@ -25,8 +25,9 @@ LONG_COLUMNS = {"tag", "time", "value", "quality"}
 
 
 def _where(source: str, row: int | None = None, column: str | None = None) -> str:
-    parts = [p for p in (source, f"row {row}" if row is not None else None,
-                         f"column {column!r}" if column else None) if p]
+    parts = [
+        p for p in (source, f"row {row}" if row is not None else None, f"column {column!r}" if column else None) if p
+    ]
     return ", ".join(parts)
 
 
@@ -58,8 +59,9 @@ def _rows_to_arrow(rows: Iterable[Any], source: str) -> pa.Table:
         if isinstance(row, Mapping):
             extra = set(row) - LONG_COLUMNS
             if extra:
-                raise InvalidInput(f"unknown field(s) {sorted(extra)}; a point has tag, time, value, quality",
-                                   where=_where(source, i))
+                raise InvalidInput(
+                    f"unknown field(s) {sorted(extra)}; a point has tag, time, value, quality", where=_where(source, i)
+                )
             for key in ("tag", "time", "value"):
                 if key not in row:
                     raise InvalidInput(f"missing field {key!r}", where=_where(source, i))
@@ -73,8 +75,7 @@ def _rows_to_arrow(rows: Iterable[Any], source: str) -> pa.Table:
             values.append(row[2])
             qualities.append(row[3] if len(row) == 4 else 0)
         else:
-            raise InvalidInput("a point is a mapping or a (tag, time, value[, quality]) tuple",
-                               where=_where(source, i))
+            raise InvalidInput("a point is a mapping or a (tag, time, value[, quality]) tuple", where=_where(source, i))
     arrays: dict[str, list[Any]] = {"tag": tags, "time": times, "value": values, "quality": qualities}
     columns = {}
     for name, items in arrays.items():
@@ -98,8 +99,14 @@ def wide_to_long(table: pa.Table, *, source: str = "input", time_column: str | N
     parts = []
     for col in tag_cols:
         values = table.column(col)
-        part = pa.table({"tag": pa.array([col] * n, pa.string()), "time": times, "value": values,
-                         "__row": pa.array(range(1, n + 1), pa.int64())})
+        part = pa.table(
+            {
+                "tag": pa.array([col] * n, pa.string()),
+                "time": times,
+                "value": values,
+                "__row": pa.array(range(1, n + 1), pa.int64()),
+            }
+        )
         parts.append(part.filter(pc.is_valid(values)))  # an empty cell in a wide file is no reading
     try:
         return pa.concat_tables(parts, promote_options="permissive")
@@ -124,8 +131,14 @@ def is_long(table: pa.Table) -> bool:
     return "tag" in {c.lower() for c in table.column_names}
 
 
-def normalize(data: Any, *, source: str = "input", earliest_us: int | None = None,
-              latest_us: int | None = None, layout: str = "auto") -> pa.Table:
+def normalize(
+    data: Any,
+    *,
+    source: str = "input",
+    earliest_us: int | None = None,
+    latest_us: int | None = None,
+    layout: str = "auto",
+) -> pa.Table:
     """Check and convert input to the store schema; raises InvalidInput naming row and column."""
     table = to_arrow(data, source=source)
     if layout not in ("auto", "long", "wide"):
@@ -153,8 +166,11 @@ def normalize(data: Any, *, source: str = "input", earliest_us: int | None = Non
     tag = _check_tags(table.column("tag"), source, locate)
     time = _check_times(table.column("time"), source, locate, earliest_us, latest_us)
     value = _check_values(table.column("value"), source, locate)
-    quality = (_check_quality(table.column("quality"), source, locate) if "quality" in table.column_names
-               else pa.array([0] * table.num_rows, pa.uint8()))
+    quality = (
+        _check_quality(table.column("quality"), source, locate)
+        if "quality" in table.column_names
+        else pa.array([0] * table.num_rows, pa.uint8())
+    )
     return pa.Table.from_arrays([tag, time, value, quality], schema=STORE_SCHEMA)
 
 
@@ -165,8 +181,9 @@ def _long_columns(table: pa.Table, source: str) -> pa.Table:
         renamed.append("time" if low in TIME_NAMES else low)
     unknown = [orig for orig, new in zip(table.column_names, renamed, strict=True) if new not in LONG_COLUMNS]
     if unknown:
-        raise InvalidInput(f"unknown column(s) {unknown}; long format has tag, time, value and optional quality",
-                           where=source)
+        raise InvalidInput(
+            f"unknown column(s) {unknown}; long format has tag, time, value and optional quality", where=source
+        )
     if len(set(renamed)) != len(renamed):
         raise InvalidInput(f"duplicate columns in {table.column_names}", where=source)
     table = table.rename_columns(renamed)
@@ -201,8 +218,9 @@ def _check_tags(col: pa.ChunkedArray, source: str, row_of: Any) -> pa.Array:
     return col.combine_chunks()
 
 
-def _check_times(col: pa.ChunkedArray, source: str, row_of: Any, earliest_us: int | None,
-                 latest_us: int | None) -> pa.Array:
+def _check_times(
+    col: pa.ChunkedArray, source: str, row_of: Any, earliest_us: int | None, latest_us: int | None
+) -> pa.Array:
     where_col = "time"
     bad = _first_bad(pc.is_null(col))
     if bad is not None:
@@ -217,8 +235,12 @@ def _check_times(col: pa.ChunkedArray, source: str, row_of: Any, earliest_us: in
         out = col.cast(pa.timestamp("us"))
     elif pa.types.is_integer(typ) or pa.types.is_floating(typ):
         if pa.types.is_integer(typ):  # range first: an integer past 2^53 has no exact float (a 500 before)
-            _check_range(col.cast(pa.int64(), safe=False) if typ.bit_width < 64 or pa.types.is_signed_integer(typ)
-                         else col, 1_000_000, row_of, where_col)
+            _check_range(
+                col.cast(pa.int64(), safe=False) if typ.bit_width < 64 or pa.types.is_signed_integer(typ) else col,
+                1_000_000,
+                row_of,
+                where_col,
+            )
         seconds = col.cast(pa.float64(), safe=False)
         bad = _first_bad(pc.invert(pc.is_finite(seconds)))
         if bad is not None:
@@ -228,21 +250,25 @@ def _check_times(col: pa.ChunkedArray, source: str, row_of: Any, earliest_us: in
     elif pa.types.is_string(typ) or pa.types.is_large_string(typ):
         out = _parse_time_strings(col.cast(pa.string()), source, row_of)
     else:
-        raise InvalidInput(f"time must be ISO 8601 text, a timestamp or epoch seconds, got {typ}",
-                           where=_where(source, None, where_col))
+        raise InvalidInput(
+            f"time must be ISO 8601 text, a timestamp or epoch seconds, got {typ}",
+            where=_where(source, None, where_col),
+        )
     out = out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
     as_int = out.cast(pa.int64())
     _check_range(as_int, 1, row_of, where_col)
     if earliest_us is not None:
         bad = _first_bad(pc.less(as_int, earliest_us))
         if bad is not None:
-            raise InvalidInput(f"time {show_us(as_int[bad].as_py())} is before the accepted window",
-                               where=row_of(bad, where_col))
+            raise InvalidInput(
+                f"time {show_us(as_int[bad].as_py())} is before the accepted window", where=row_of(bad, where_col)
+            )
     if latest_us is not None:
         bad = _first_bad(pc.greater(as_int, latest_us))
         if bad is not None:
-            raise InvalidInput(f"time {show_us(as_int[bad].as_py())} is too far in the future",
-                               where=row_of(bad, where_col))
+            raise InvalidInput(
+                f"time {show_us(as_int[bad].as_py())} is too far in the future", where=row_of(bad, where_col)
+            )
     return out
 
 
@@ -281,8 +307,7 @@ def _parse_time_strings(col: pa.ChunkedArray, source: str, row_of: Any) -> pa.Ar
 
 def _check_values(col: pa.ChunkedArray, source: str, row_of: Any) -> pa.Array:
     typ = col.type
-    if pa.types.is_boolean(typ) or pa.types.is_integer(typ) or pa.types.is_floating(typ) \
-            or pa.types.is_decimal(typ):
+    if pa.types.is_boolean(typ) or pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ):
         values = col.cast(pa.float64())
     elif pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_null(typ):
         values = _cast_text_values(col, source, row_of)
@@ -293,8 +318,9 @@ def _check_values(col: pa.ChunkedArray, source: str, row_of: Any) -> pa.Array:
         raise InvalidInput("missing value", where=row_of(bad, "value"))
     bad = _first_bad(pc.invert(pc.is_finite(values)))
     if bad is not None:
-        raise InvalidInput(f"value {values[bad].as_py()} is not finite (NaN and infinity are not stored)",
-                           where=row_of(bad, "value"))
+        raise InvalidInput(
+            f"value {values[bad].as_py()} is not finite (NaN and infinity are not stored)", where=row_of(bad, "value")
+        )
     return values.combine_chunks()
 
 
@@ -340,8 +366,7 @@ def _check_quality(col: pa.ChunkedArray, source: str, row_of: Any) -> pa.Array:
         bad = _first_bad(pc.is_null(codes))
         if bad is not None:
             raise InvalidInput("quality must be good, uncertain or bad", where=row_of(bad, "quality"))
-        return pc.if_else(pc.greater_equal(codes, 3), pc.subtract(codes, 3), codes).cast(pa.uint8()) \
-            .combine_chunks()
+        return pc.if_else(pc.greater_equal(codes, 3), pc.subtract(codes, 3), codes).cast(pa.uint8()).combine_chunks()
     if pa.types.is_null(typ):
         return pa.array([0] * len(col), pa.uint8())
     raise InvalidInput(f"quality must be good, uncertain or bad, got {typ}", where=_where(source, None, "quality"))
@@ -351,4 +376,3 @@ def window_us(earliest: str, future_tolerance_s: float) -> tuple[int, int]:
     """The accepted time window: from the configured earliest time to now plus the tolerance."""
     now_us = to_us(datetime.now().astimezone())
     return to_us(earliest), now_us + int(future_tolerance_s * 1_000_000)
-

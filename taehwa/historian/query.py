@@ -27,8 +27,13 @@ from taehwa.historian.summaries import MERGEABLE, MIN_RANGE_US, PARTIAL, Summari
 AGGREGATES = ("avg", "min", "max", "sum", "count", "first", "last", "stddev", "twa")
 METHODS = ("previous", "linear")
 _SQL_AGG = {
-    "avg": "avg(value)", "min": "min(value)", "max": "max(value)", "sum": "sum(value)",
-    "count": "count(*)::DOUBLE", "first": "arg_min(value, time)", "last": "arg_max(value, time)",
+    "avg": "avg(value)",
+    "min": "min(value)",
+    "max": "max(value)",
+    "sum": "sum(value)",
+    "count": "count(*)::DOUBLE",
+    "first": "arg_min(value, time)",
+    "last": "arg_max(value, time)",
     "stddev": "stddev_samp(value)",
 }
 
@@ -43,8 +48,9 @@ class Snapshot:
     buffer: pa.Table | None  # tag_id, tag, time, value, quality, seq, rn
 
 
-def _buffer_rows(buffer: pa.Table | None, tag_ids: list[int], start_us: int | None, end_us: int | None
-                 ) -> pa.Table | None:
+def _buffer_rows(
+    buffer: pa.Table | None, tag_ids: list[int], start_us: int | None, end_us: int | None
+) -> pa.Table | None:
     """The buffered points of these tags in [start, end), or None when there are none."""
     if buffer is None or buffer.num_rows == 0:
         return None
@@ -72,7 +78,8 @@ class QueryEngine:
         con: duckdb.DuckDBPyConnection | None = getattr(self._local, "con", None)
         if con is None:
             config: dict[str, str | bool | int | float | list[str]] = {
-                "autoinstall_known_extensions": False, "autoload_known_extensions": False,
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
             }
             if self._threads:
                 config["threads"] = self._threads
@@ -84,8 +91,15 @@ class QueryEngine:
         return con
 
     # -- sources ---------------------------------------------------------------------------------------------
-    def _source(self, con: duckdb.DuckDBPyConnection, stack: contextlib.ExitStack, snap: Snapshot,
-                tag_ids: list[int], start_us: int | None, end_us: int | None) -> tuple[str, bool, str | None]:
+    def _source(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        stack: contextlib.ExitStack,
+        snap: Snapshot,
+        tag_ids: list[int],
+        start_us: int | None,
+        end_us: int | None,
+    ) -> tuple[str, bool, str | None]:
         """SQL for the relevant points, whether duplicates must be removed, and the buffer view name.
 
         A point can be stored twice only within its own day (in two files of that day, or in a file and the
@@ -93,8 +107,11 @@ class QueryEngine:
         go through the duplicate filter; every other day is read as it is. (A running plant always has points
         in the buffer: filtering every query over all of them made a year's trend eight times slower.)"""
         files = [f for f in snap.files if f.overlaps(start_us, end_us, tag_ids)]
-        preds = [f"tag_id IN ({', '.join(str(int(t)) for t in tag_ids)})" if len(tag_ids) != 1
-                 else f"tag_id = {int(tag_ids[0])}"]
+        preds = [
+            f"tag_id IN ({', '.join(str(int(t)) for t in tag_ids)})"
+            if len(tag_ids) != 1
+            else f"tag_id = {int(tag_ids[0])}"
+        ]
         if start_us is not None:
             preds.append(f"time >= make_timestamp({int(start_us)})")
         if end_us is not None:
@@ -110,8 +127,10 @@ class QueryEngine:
         def select(group: list[DataFile]) -> str:
             # local copies stay (from eviction) until the query is done
             paths = stack.enter_context(snap.storage.local_paths([f"{snap.tenant}/{f.path}" for f in group]))
-            return (f"SELECT tag_id, tag, time, value, quality, seq, 0::BIGINT AS rn "
-                    f"FROM {parquet_source(paths)} WHERE {where}")
+            return (
+                f"SELECT tag_id, tag, time, value, quality, seq, 0::BIGINT AS rn "
+                f"FROM {parquet_source(paths)} WHERE {where}"
+            )
 
         clean = sorted((f for f in files if f.day not in mixed), key=lambda f: f.min_time)  # day order
         dirty = [f for f in files if f.day in mixed]
@@ -123,16 +142,23 @@ class QueryEngine:
             con.register(view, buffered)
             dirty_parts.append(f"SELECT tag_id, tag, time, value, quality, seq, rn FROM {view}")
         if dirty_parts:
-            parts.append(f"SELECT * FROM ({' UNION ALL '.join(dirty_parts)}) QUALIFY row_number() OVER "
-                         f"(PARTITION BY tag_id, time ORDER BY seq DESC, rn DESC) = 1")
+            parts.append(
+                f"SELECT * FROM ({' UNION ALL '.join(dirty_parts)}) QUALIFY row_number() OVER "
+                f"(PARTITION BY tag_id, time ORDER BY seq DESC, rn DESC) = 1"
+            )
         if not parts:
-            return ("(SELECT NULL::BIGINT AS tag_id, NULL::VARCHAR AS tag, NULL::TIMESTAMP AS time, "
-                    "NULL::DOUBLE AS value, NULL::UTINYINT AS quality, NULL::BIGINT AS seq, "
-                    "NULL::BIGINT AS rn WHERE false)", False, None)
+            return (
+                "(SELECT NULL::BIGINT AS tag_id, NULL::VARCHAR AS tag, NULL::TIMESTAMP AS time, "
+                "NULL::DOUBLE AS value, NULL::UTINYINT AS quality, NULL::BIGINT AS seq, "
+                "NULL::BIGINT AS rn WHERE false)",
+                False,
+                None,
+            )
         return f"({' UNION ALL '.join(parts)})", bool(dirty_parts), view
 
-    def _run(self, snap: Snapshot, tag_ids: list[int], start_us: int | None, end_us: int | None,
-             sql_template: str) -> pa.Table:
+    def _run(
+        self, snap: Snapshot, tag_ids: list[int], start_us: int | None, end_us: int | None, sql_template: str
+    ) -> pa.Table:
         con = self.connection()
         with contextlib.ExitStack() as stack:
             source, _, view = self._source(con, stack, snap, tag_ids, start_us, end_us)
@@ -147,37 +173,55 @@ class QueryEngine:
         (a day at step=200us is 432 million points: 3.4 GB allocated before the old check refused it)."""
         if per_tag * tags > self.max_points:
             total, plural = per_tag * tags, "s" if tags != 1 else ""
-            raise InvalidInput(f"too many points: the answer would have {total} ({per_tag} {what} × {tags} "
-                               f"tag{plural}), over max_query_points = {self.max_points}; use {advice} or a "
-                               "shorter range", where=field)
+            raise InvalidInput(
+                f"too many points: the answer would have {total} ({per_tag} {what} × {tags} "
+                f"tag{plural}), over max_query_points = {self.max_points}; use {advice} or a "
+                "shorter range",
+                where=field,
+            )
 
     # -- queries ---------------------------------------------------------------------------------------------
     def value_at(self, snap: Snapshot, tag_ids: list[int], at_us: int, lookback_us: int) -> pa.Table:
         """Each tag's newest point at or before a time (within the lookback): what it read then."""
-        table = self._run(snap, tag_ids, at_us - lookback_us, at_us + 1,
-                          "SELECT tag, r.time AS time, r.value AS value, r.quality AS quality FROM (SELECT tag, "
-                          "arg_max({{time: time, value: value, quality: quality}}, time) AS r FROM {src} GROUP BY tag) "
-                          "ORDER BY tag")
+        table = self._run(
+            snap,
+            tag_ids,
+            at_us - lookback_us,
+            at_us + 1,
+            "SELECT tag, r.time AS time, r.value AS value, r.quality AS quality FROM (SELECT tag, "
+            "arg_max({{time: time, value: value, quality: quality}}, time) AS r FROM {src} GROUP BY tag) "
+            "ORDER BY tag",
+        )
         return _utc(table)
 
-    def raw(self, snap: Snapshot, tag_ids: list[int], start_us: int, end_us: int,
-            limit: int | None = None) -> pa.Table:
+    def raw(self, snap: Snapshot, tag_ids: list[int], start_us: int, end_us: int, limit: int | None = None) -> pa.Table:
         """Every point of these tags in [start, end), ordered by tag and time."""
         cap = min(limit, self.max_points) if limit else self.max_points
         if limit is None and self._file_ordered(snap, tag_ids, start_us, end_us):
             # one file per day, nothing buffered: read in file order (day, tag id, time) and put the tags in
             # name order with a stable permutation, instead of sorting every row (a day of 20 tags at 1 s: 3×)
-            table = _by_tag(self._run(snap, tag_ids, start_us, end_us,
-                                      "SELECT tag, time, value, quality FROM {src} LIMIT " + str(cap + 1)))
+            table = _by_tag(
+                self._run(
+                    snap, tag_ids, start_us, end_us, "SELECT tag, time, value, quality FROM {src} LIMIT " + str(cap + 1)
+                )
+            )
         else:
-            table = self._run(snap, tag_ids, start_us, end_us,
-                              "SELECT tag, time, value, quality FROM {src} ORDER BY tag, time LIMIT " + str(cap + 1))
+            table = self._run(
+                snap,
+                tag_ids,
+                start_us,
+                end_us,
+                "SELECT tag, time, value, quality FROM {src} ORDER BY tag, time LIMIT " + str(cap + 1),
+            )
         if table.num_rows > cap:
             if limit and limit <= self.max_points:
                 table = table.slice(0, limit)
             else:
-                raise InvalidInput(f"the query would return more than max_query_points = {self.max_points} "
-                                   "points; narrow the range or downsample", where="query")
+                raise InvalidInput(
+                    f"the query would return more than max_query_points = {self.max_points} "
+                    "points; narrow the range or downsample",
+                    where="query",
+                )
         return _utc(table)
 
     @staticmethod
@@ -185,11 +229,13 @@ class QueryEngine:
         """Whether the files this range touches are one per day with nothing buffered for it: then reading
         them in day order gives each tag's points in time order."""
         files = [f for f in snap.files if f.overlaps(start_us, end_us, tag_ids)]
-        return (len({f.day for f in files}) == len(files)
-                and _buffer_rows(snap.buffer, tag_ids, start_us, end_us) is None)
+        return (
+            len({f.day for f in files}) == len(files) and _buffer_rows(snap.buffer, tag_ids, start_us, end_us) is None
+        )
 
-    def downsample(self, snap: Snapshot, tag_ids: list[int], start_us: int, end_us: int, every_us: int,
-                   aggs: list[str]) -> pa.Table:
+    def downsample(
+        self, snap: Snapshot, tag_ids: list[int], start_us: int, end_us: int, every_us: int, aggs: list[str]
+    ) -> pa.Table:
         """One row per (tag, bucket) with the asked aggregates; buckets align to the epoch (UTC)."""
         if not aggs:
             raise InvalidInput("name at least one aggregate", where="agg")
@@ -202,23 +248,33 @@ class QueryEngine:
         buckets = (end_us - start_us) // every_us + 1
         self._check_size(buckets, len(tag_ids), "buckets", "every", "a longer interval")
         grain = grain_for(every_us)
-        if (self.summaries is not None and grain is not None and set(aggs) <= MERGEABLE
-                and end_us - start_us >= MIN_RANGE_US):
+        if (
+            self.summaries is not None
+            and grain is not None
+            and set(aggs) <= MERGEABLE
+            and end_us - start_us >= MIN_RANGE_US
+        ):
             summarized = self._downsample_summarized(snap, tag_ids, start_us, end_us, every_us, aggs, grain)
             if summarized is not None:
                 return _utc(summarized.select(["tag", "time", *aggs]))
         sql_aggs = [a for a in aggs if a != "twa"]
         cols = ", ".join(f"{_SQL_AGG[a]} AS {a}" for a in sql_aggs)
         bucket = f"make_timestamp(epoch_us(time) // {every_us} * {every_us})"
-        table = self._run(snap, tag_ids, start_us, end_us,
-                          f"SELECT tag, {bucket} AS time{', ' + cols if cols else ''} FROM {{src}} "
-                          f"GROUP BY tag, 2 ORDER BY tag, time")
+        table = self._run(
+            snap,
+            tag_ids,
+            start_us,
+            end_us,
+            f"SELECT tag, {bucket} AS time{', ' + cols if cols else ''} FROM {{src}} "
+            f"GROUP BY tag, 2 ORDER BY tag, time",
+        )
         if "twa" in aggs:
             table = self._add_twa(snap, tag_ids, start_us, end_us, every_us, table)
         return _utc(table.select(["tag", "time", *aggs]))
 
-    def _downsample_summarized(self, snap: Snapshot, tag_ids: list[int], start_us: int, end_us: int,
-                               every_us: int, aggs: list[str], grain: int) -> pa.Table | None:
+    def _downsample_summarized(
+        self, snap: Snapshot, tag_ids: list[int], start_us: int, end_us: int, every_us: int, aggs: list[str], grain: int
+    ) -> pa.Table | None:
         """`downsample` from the summaries of the days whose points are in one file alone, plus raw points at the
         range's ragged ends and on the other days; None when no day qualifies (then the points are read)."""
         assert self.summaries is not None
@@ -244,16 +300,19 @@ class QueryEngine:
             if hi > lo:
                 parts.append(self._run(clean_snap, tag_ids, lo, hi, partial))
         if dirty or buffered is not None:
-            parts.append(self._run(Snapshot(snap.storage, snap.tenant, dirty, snap.buffer), tag_ids, start_us,
-                                   end_us, partial))
+            parts.append(
+                self._run(Snapshot(snap.storage, snap.tenant, dirty, snap.buffer), tag_ids, start_us, end_us, partial)
+            )
         self.summaries.maybe_prune(snap.tenant, snap.files)
         views = [f"part_{threading.get_ident()}_{i}" for i in range(len(parts))]
         with contextlib.ExitStack() as stack:
             paths = stack.enter_context(snap.storage.local_paths([f"{snap.tenant}/{f.path}" for f in clean]))
             sums = self.summaries.ensure(con, snap.tenant, clean, paths)
-            union = [f"SELECT tag_id, tag, b // {every_us} * {every_us} AS b, n, s, lo, hi, ft, fv, lt, lv "
-                     f"FROM {parquet_source(sums)} WHERE grain = {grain} AND tag_id IN ({ids}) "
-                     f"AND b >= {lo_g} AND b < {hi_g}"]
+            union = [
+                f"SELECT tag_id, tag, b // {every_us} * {every_us} AS b, n, s, lo, hi, ft, fv, lt, lv "
+                f"FROM {parquet_source(sums)} WHERE grain = {grain} AND tag_id IN ({ids}) "
+                f"AND b >= {lo_g} AND b < {hi_g}"
+            ]
             for view, part in zip(views, parts, strict=True):
                 con.register(view, part)
                 union.append(f"SELECT tag_id, tag, b, n, s, lo, hi, ft, fv, lt, lv FROM {view}")
@@ -261,13 +320,15 @@ class QueryEngine:
                 return con.sql(
                     "SELECT tag, make_timestamp(b) AS time, sum(s) / sum(n) AS avg, min(lo) AS min, max(hi) AS max, "
                     "sum(s) AS sum, sum(n)::DOUBLE AS count, arg_min(fv, ft) AS first, arg_max(lv, lt) AS last "
-                    f"FROM ({' UNION ALL '.join(union)}) GROUP BY tag, b ORDER BY tag, time").to_arrow_table()
+                    f"FROM ({' UNION ALL '.join(union)}) GROUP BY tag, b ORDER BY tag, time"
+                ).to_arrow_table()
             finally:
                 for view in views:
                     con.unregister(view)
 
-    def _add_twa(self, snap: Snapshot, tag_ids: list[int], start_us: int, end_us: int, every_us: int,
-                 table: pa.Table) -> pa.Table:
+    def _add_twa(
+        self, snap: Snapshot, tag_ids: list[int], start_us: int, end_us: int, every_us: int, table: pa.Table
+    ) -> pa.Table:
         """Time-weighted average: each value holds until the next point (from the last point before the bucket)."""
         series = self._series(snap, tag_ids, start_us, end_us, with_next=False)
         twa = np.full(table.num_rows, np.nan)
@@ -279,21 +340,47 @@ class QueryEngine:
             twa[i] = _step_mean(t, v, lo, hi)
         return table.append_column("twa", pa.array(twa, pa.float64(), from_pandas=True))
 
-    def _series(self, snap: Snapshot, tag_ids: list[int], start_us: int, end_us: int, *, with_next: bool,
-                lookback_us: int = 7 * 86_400_000_000) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def _series(
+        self,
+        snap: Snapshot,
+        tag_ids: list[int],
+        start_us: int,
+        end_us: int,
+        *,
+        with_next: bool,
+        lookback_us: int = 7 * 86_400_000_000,
+    ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Per tag: times, values, qualities in [start, end] plus the point before (and after) the range."""
-        body = self._run(snap, tag_ids, start_us, end_us + 1,
-                         "SELECT tag, epoch_us(time) AS t, value, quality FROM {src} ORDER BY tag, t")
-        before = self._run(snap, tag_ids, start_us - lookback_us, start_us,
-                           "SELECT tag, max(epoch_us(time)) AS t, arg_max(value, time) AS value, "
-                           "arg_max(quality, time) AS quality FROM {src} GROUP BY tag")
+        body = self._run(
+            snap,
+            tag_ids,
+            start_us,
+            end_us + 1,
+            "SELECT tag, epoch_us(time) AS t, value, quality FROM {src} ORDER BY tag, t",
+        )
+        before = self._run(
+            snap,
+            tag_ids,
+            start_us - lookback_us,
+            start_us,
+            "SELECT tag, max(epoch_us(time)) AS t, arg_max(value, time) AS value, "
+            "arg_max(quality, time) AS quality FROM {src} GROUP BY tag",
+        )
         parts = [before, body]
         if with_next:
-            parts.append(self._run(snap, tag_ids, end_us + 1, end_us + lookback_us,
-                                   "SELECT tag, min(epoch_us(time)) AS t, arg_min(value, time) AS value, "
-                                   "arg_min(quality, time) AS quality FROM {src} GROUP BY tag"))
-        merged = pa.concat_tables([p.cast(parts[1].schema) for p in parts]).sort_by([("tag", "ascending"),
-                                                                                    ("t", "ascending")])
+            parts.append(
+                self._run(
+                    snap,
+                    tag_ids,
+                    end_us + 1,
+                    end_us + lookback_us,
+                    "SELECT tag, min(epoch_us(time)) AS t, arg_min(value, time) AS value, "
+                    "arg_min(quality, time) AS quality FROM {src} GROUP BY tag",
+                )
+            )
+        merged = pa.concat_tables([p.cast(parts[1].schema) for p in parts]).sort_by(
+            [("tag", "ascending"), ("t", "ascending")]
+        )
         out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         if merged.num_rows == 0:
             return out
@@ -306,15 +393,24 @@ class QueryEngine:
             out[str(tags[lo])] = (t[lo:hi], v[lo:hi], q[lo:hi])
         return out
 
-    def interpolate(self, snap: Snapshot, tags: dict[str, int], start_us: int, end_us: int, step_us: int,
-                    method: str, lookback_us: int) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    def interpolate(
+        self,
+        snap: Snapshot,
+        tags: dict[str, int],
+        start_us: int,
+        end_us: int,
+        step_us: int,
+        method: str,
+        lookback_us: int,
+    ) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
         """Values of each tag at start, start+step, … ≤ end; null where no value is known."""
         if method not in METHODS:
             raise InvalidInput(f"unknown interpolation {method!r}; use previous or linear", where="method")
         self._check_size((end_us - start_us) // step_us + 1, len(tags), "steps", "step", "a longer step")
         grid = np.arange(start_us, end_us + 1, step_us, dtype=np.int64)  # sized (and refused) before it is built
-        series = self._series(snap, list(tags.values()), start_us, end_us, with_next=method == "linear",
-                              lookback_us=lookback_us)
+        series = self._series(
+            snap, list(tags.values()), start_us, end_us, with_next=method == "linear", lookback_us=lookback_us
+        )
         out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for name in tags:
             t, v, q = series.get(name, (np.empty(0, np.int64), np.empty(0), np.empty(0, np.uint8)))
@@ -339,8 +435,9 @@ def _step_mean(t: np.ndarray, v: np.ndarray, lo: int, hi: int) -> float:
     return float(np.dot(v[first:last], widths) / widths.sum())
 
 
-def _interp(t: np.ndarray, v: np.ndarray, q: np.ndarray, grid: np.ndarray,
-            method: str) -> tuple[np.ndarray, np.ndarray]:
+def _interp(
+    t: np.ndarray, v: np.ndarray, q: np.ndarray, grid: np.ndarray, method: str
+) -> tuple[np.ndarray, np.ndarray]:
     values = np.full(len(grid), np.nan)
     quality = np.full(len(grid), 255, dtype=np.uint8)
     if len(t) == 0:

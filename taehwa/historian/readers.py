@@ -43,8 +43,9 @@ def read_csv(data: bytes | Path, *, source: str) -> pa.Table:
         return pacsv.read_csv(
             io.BytesIO(data) if isinstance(data, bytes) else str(data),
             parse_options=pacsv.ParseOptions(delimiter=delimiter),
-            convert_options=pacsv.ConvertOptions(column_types=text_cols, strings_can_be_null=True,
-                                                null_values=["", "null", "NULL"]),
+            convert_options=pacsv.ConvertOptions(
+                column_types=text_cols, strings_can_be_null=True, null_values=["", "null", "NULL"]
+            ),
         )
     except pa.ArrowInvalid as exc:
         raise InvalidInput(f"cannot read CSV: {_arrow_msg(exc)}", where=source) from None
@@ -86,8 +87,16 @@ def read_arrow_stream(body: bytes, *, source: str = "body") -> pa.Table:
         table = pa.ipc.open_stream(body).read_all()
         table.validate(full=True)
         return table
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, pa.ArrowIndexError,
-            pa.ArrowCapacityError, pa.ArrowMemoryError, OSError, ValueError) as exc:
+    except (
+        pa.ArrowInvalid,
+        pa.ArrowNotImplementedError,
+        pa.ArrowTypeError,
+        pa.ArrowIndexError,
+        pa.ArrowCapacityError,
+        pa.ArrowMemoryError,
+        OSError,
+        ValueError,
+    ) as exc:
         raise InvalidInput(f"not a valid Arrow IPC stream: {_arrow_msg(exc)}", where=source) from None
 
 
@@ -113,8 +122,9 @@ def read_json_points(body: bytes, *, source: str = "body") -> pa.Table | list[An
         try:
             return pa.table({k: pa.array(v) for k, v in doc.items()})
         except (pa.ArrowInvalid, pa.ArrowTypeError):
-            return pa.table({k: pa.array([None if x is None else str(x) for x in v], pa.string())
-                             for k, v in doc.items()})
+            return pa.table(
+                {k: pa.array([None if x is None else str(x) for x in v], pa.string()) for k, v in doc.items()}
+            )
     raise InvalidInput("expected a list of points or an object of columns", where=source)
 
 
@@ -152,4 +162,5 @@ def read_body(body: bytes, content_type: str, *, max_bytes: int) -> pa.Table | l
         return read_arrow_stream(body)
     raise UnsupportedMediaType(
         f"content type {kind!r} is not read here; send application/json, text/csv or {ARROW_STREAM}",
-        where="Content-Type")
+        where="Content-Type",
+    )

@@ -46,4 +46,3 @@ STORE_SCHEMA = pa.schema(
 
 # What callers get back: the same with time marked as UTC.
 OUT_TIME = pa.timestamp("us", tz="UTC")
-

@@ -47,14 +47,18 @@ def open_filesystem(url: str) -> tuple[pafs.FileSystem, str]:
         try:
             import fsspec  # optional: other schemes through fsspec
         except ImportError:
-            raise InvalidInput(f"cannot open historian storage {redact(url)}: {_without_secrets(str(exc), url)}",
-                               where="setting TAEHWA_HISTORIAN_URL") from None
+            raise InvalidInput(
+                f"cannot open historian storage {redact(url)}: {_without_secrets(str(exc), url)}",
+                where="setting TAEHWA_HISTORIAN_URL",
+            ) from None
         options = dict(parse_qsl(parts.query))
         try:
             ffs = fsspec.filesystem(parts.scheme, **options)
         except (ValueError, ImportError, TypeError) as fexc:  # unknown scheme, its package missing, bad options
-            raise InvalidInput(f"cannot open historian storage {redact(url)}: {_without_secrets(str(fexc), url)}",
-                               where="setting TAEHWA_HISTORIAN_URL") from None
+            raise InvalidInput(
+                f"cannot open historian storage {redact(url)}: {_without_secrets(str(fexc), url)}",
+                where="setting TAEHWA_HISTORIAN_URL",
+            ) from None
         fs = pafs.PyFileSystem(pafs.FSSpecHandler(ffs))
         base = parts.netloc + parts.path
     return fs, base.rstrip("/")
@@ -81,8 +85,7 @@ def redact(url: str) -> str:
     netloc = parts.netloc
     if "@" in netloc:
         netloc = "***@" + netloc.rsplit("@", 1)[1]
-    query = "&".join(f"{k}={'***' if _secret(k) else v}"
-                     for k, v in parse_qsl(parts.query))
+    query = "&".join(f"{k}={'***' if _secret(k) else v}" for k, v in parse_qsl(parts.query))
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
@@ -90,8 +93,9 @@ class Storage:
     """The tenant folders of one historian, on a local folder or a remote filesystem, plus the writer's own
     local folder (staging for files being written, and the cache of remote files)."""
 
-    def __init__(self, local_root: Path, url: str | None = None, *, cache_bytes: int = 2 << 30,
-                 writer: bool = True) -> None:
+    def __init__(
+        self, local_root: Path, url: str | None = None, *, cache_bytes: int = 2 << 30, writer: bool = True
+    ) -> None:
         self.local_root = local_root
         self.url = url
         if url is None:
@@ -127,10 +131,14 @@ class Storage:
         try:
             infos = self.fs.get_file_info(pafs.FileSelector(self.base, allow_not_found=True))
         except OSError as exc:
-            raise Unavailable(f"historian storage {self.describe()}: cannot list the tenants: "
-                              f"{_without_secrets(str(exc), self.url or '')}", where="historian") from None
-        return sorted(i.base_name for i in infos
-                      if i.type == pafs.FileType.Directory and not i.base_name.startswith(("_", ".")))
+            raise Unavailable(
+                f"historian storage {self.describe()}: cannot list the tenants: "
+                f"{_without_secrets(str(exc), self.url or '')}",
+                where="historian",
+            ) from None
+        return sorted(
+            i.base_name for i in infos if i.type == pafs.FileType.Directory and not i.base_name.startswith(("_", "."))
+        )
 
     def read(self, rel: str) -> bytes | None:
         """A small file's bytes, or None when it does not exist."""
@@ -145,8 +153,9 @@ class Storage:
         except FileNotFoundError:  # what pyarrow (and fsspec through it) raise for a missing object
             return None
         except OSError as exc:
-            raise Unavailable(f"historian storage {self.describe()}: cannot read {rel}: {exc}",
-                              where="historian") from None
+            raise Unavailable(
+                f"historian storage {self.describe()}: cannot read {rel}: {exc}", where="historian"
+            ) from None
 
     def write(self, rel: str, data: bytes) -> None:
         """Replace a small file whole: readers see the old bytes or the new ones (rename on disk; one PUT on
@@ -160,8 +169,9 @@ class Storage:
             with self.fs.open_output_stream(self._full(rel)) as fh:
                 fh.write(data)
         except OSError as exc:
-            raise Unavailable(f"historian storage {self.describe()}: cannot write {rel}: {exc}",
-                              where="historian") from None
+            raise Unavailable(
+                f"historian storage {self.describe()}: cannot write {rel}: {exc}", where="historian"
+            ) from None
 
     def stamp(self, rel: str) -> int | None:
         """A cheap change stamp of a local file (its mtime); None on remote storage (read it to know)."""
@@ -182,8 +192,9 @@ class Storage:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise Unavailable(f"historian storage {self.describe()}: cannot delete {rel}: {exc}",
-                              where="historian") from None
+            raise Unavailable(
+                f"historian storage {self.describe()}: cannot delete {rel}: {exc}", where="historian"
+            ) from None
         self._evict(self._cache_path(rel))
 
     # -- data files ------------------------------------------------------------------------------------------
@@ -209,8 +220,9 @@ class Storage:
             with open(tmp, "rb") as src, self.fs.open_output_stream(self._full(rel)) as dst:
                 shutil.copyfileobj(src, dst, 8 << 20)
         except OSError as exc:
-            raise Unavailable(f"historian storage {self.describe()}: cannot upload {rel}: {exc}",
-                              where="historian") from None
+            raise Unavailable(
+                f"historian storage {self.describe()}: cannot upload {rel}: {exc}", where="historian"
+            ) from None
         cached = self._cache_path(rel)
         cached.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, cached)
@@ -288,8 +300,9 @@ class Storage:
             os.replace(part, path)
         except OSError as exc:
             part.unlink(missing_ok=True)
-            raise Unavailable(f"historian storage {self.describe()}: cannot fetch {rel}: {exc}",
-                              where="historian") from None
+            raise Unavailable(
+                f"historian storage {self.describe()}: cannot fetch {rel}: {exc}", where="historian"
+            ) from None
         self._note_cached(path, path.stat().st_size)
 
     def _note_cached(self, path: Path, size: int | None) -> None:

@@ -74,9 +74,17 @@ class Historian:
     """The time-series store of every tenant; open once per process (`readonly=True` for readers, `follow=True`
     for readers that keep up with a running writer)."""
 
-    def __init__(self, settings: Settings, engine: Engine | None = None, *, audit: AuditLog | None = None,
-                 tenants: TenantService | None = None, readonly: bool = False, background: bool = True,
-                 follow: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine | None = None,
+        *,
+        audit: AuditLog | None = None,
+        tenants: TenantService | None = None,
+        readonly: bool = False,
+        background: bool = True,
+        follow: bool = False,
+    ) -> None:
         """`engine`, `audit`, `tenants`: the metadata database, audit log and tenancy the composition root built
         (`taehwa.server.platform`); a historian built alone (its own tests, `open_historian`) builds them itself."""
         self.settings = settings
@@ -91,19 +99,22 @@ class Historian:
         self.root = settings.data_dir / "historian"  # this process's own: log, lock, staging, cache
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock_fh: Any = None
-        self.storage = Storage(self.root, settings.historian_url, cache_bytes=settings.historian_cache_bytes,
-                               writer=not self.readonly)
+        self.storage = Storage(
+            self.root, settings.historian_url, cache_bytes=settings.historian_cache_bytes, writer=not self.readonly
+        )
         if not self.readonly:
             self._take_writer_lock()  # before anything is read: a refused second writer opens nothing else
         partition = settings.writer_tenant_set
-        self.leases = TenantLeases(self.storage, tenants=partition,
-                                   shared=not self.readonly and (self.storage.remote or partition is not None))
+        self.leases = TenantLeases(
+            self.storage, tenants=partition, shared=not self.readonly and (self.storage.remote or partition is not None)
+        )
         self.engine = engine or make_engine(settings.metadata_url)
         self.audit = audit or open_audit(self.engine, settings)
         self.tenants = tenants or TenantService(self.engine, self.audit)
         self.catalog = TagCatalog(self.engine)
-        self.queries = QueryEngine(settings.duckdb_threads, settings.max_query_points,
-                                   summaries=Summaries(self.root / "_summaries"))
+        self.queries = QueryEngine(
+            settings.duckdb_threads, settings.max_query_points, summaries=Summaries(self.root / "_summaries")
+        )
         self.latest_cache = LatestCache()
         self._listeners: list[Callable[[str, pa.Table], None]] = []
         self._write_lock = threading.RLock()  # seq, WAL, buffer
@@ -141,8 +152,9 @@ class Historian:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
             fh.close()
-            raise Conflict(f"the store is held by {holder}; stop it, or send data to its HTTP API",
-                           where=str(self.root)) from None
+            raise Conflict(
+                f"the store is held by {holder}; stop it, or send data to its HTTP API", where=str(self.root)
+            ) from None
         fh.seek(0)
         fh.truncate()
         try:
@@ -174,8 +186,12 @@ class Historian:
             try:
                 self.flush()
             except StorageFull as exc:  # start anyway: read-only until space is freed, the log keeps the points
-                log.warning("starting read-only: %s; %d logged points stay in the write-ahead log (and are "
-                            "answered from memory) until a flush succeeds", exc.message, logged.num_rows)
+                log.warning(
+                    "starting read-only: %s; %d logged points stay in the write-ahead log (and are "
+                    "answered from memory) until a flush succeeds",
+                    exc.message,
+                    logged.num_rows,
+                )
         if not self.readonly and self._full is None:
             try:
                 room = free_bytes(self.root)
@@ -194,8 +210,7 @@ class Historian:
         newer = [f"{tenant}/{f.path}" for f in manifest.files if f.added > version]
         if newer:
             with self.storage.local_paths(newer) as paths:
-                self.latest_cache.merge_source(self.queries.connection(), tenant, parquet_source(paths),
-                                               has_rn=False)
+                self.latest_cache.merge_source(self.queries.connection(), tenant, parquet_source(paths), has_rn=False)
 
     def _refresh_manifest(self, tenant: str, *, force: bool = False) -> bool:
         """Take a manifest another process commits (as follower, or for another writer's tenant) when it
@@ -309,8 +324,7 @@ class Historian:
         first = self._full is None
         self._full, self._full_probed = err, time.monotonic()
         if first:
-            log.warning("read-only until space is freed on the disk holding %s: %s", err.path or self.root,
-                        err.message)
+            log.warning("read-only until space is freed on the disk holding %s: %s", err.path or self.root, err.message)
 
     def _space_back(self) -> None:
         """Take writes again (space has been freed)."""
@@ -352,8 +366,11 @@ class Historian:
                 raise
             from sqlalchemy.exc import DBAPIError
 
-            err = (full("the metadata database", self.settings.data_dir) if isinstance(exc, DBAPIError)
-                   else full("the historian's data files", self.root))
+            err = (
+                full("the metadata database", self.settings.data_dir)
+                if isinstance(exc, DBAPIError)
+                else full("the historian's data files", self.root)
+            )
             self._mark_full(err)
             raise err from exc
 
@@ -402,11 +419,17 @@ class Historian:
             self._seq += 1
             seq = self._seq
             n = table.num_rows
-            batch = pa.table({
-                "tag_id": tag_ids, "tag": table.column("tag"), "time": table.column("time"),
-                "value": table.column("value"), "quality": table.column("quality"),
-                "seq": pa.array(np.full(n, seq, dtype=np.int64)),
-            }, schema=BUFFER_SCHEMA)
+            batch = pa.table(
+                {
+                    "tag_id": tag_ids,
+                    "tag": table.column("tag"),
+                    "time": table.column("time"),
+                    "value": table.column("value"),
+                    "quality": table.column("quality"),
+                    "seq": pa.array(np.full(n, seq, dtype=np.int64)),
+                },
+                schema=BUFFER_SCHEMA,
+            )
             self.wal.append(batch.add_column(0, "tenant", pa.array([tenant] * n, pa.string())))
             self._buffer_add(tenant, batch)
             self._note_days(tenant, table.column("time"))
@@ -421,17 +444,28 @@ class Historian:
         """Record a stored write in the audit log; when the metadata database's disk is full the points are kept
         (they are durable already) and the answer says so: stored, but not audited (StorageFull)."""
         try:
-            self.audit.append("points.write", tenant=tenant, target=f"{points} points in {tags} tags",
-                              after={"points": points, "tags": tags, "seq": seq})
+            self.audit.append(
+                "points.write",
+                tenant=tenant,
+                target=f"{points} points in {tags} tags",
+                after={"points": points, "tags": tags, "seq": seq},
+            )
         except Exception as exc:
             if not is_disk_full(exc):
                 raise
-            log.error("tenant %r: write %d (%d points) stored but not audited: the metadata database's disk is "
-                      "full", tenant, seq, points)
-            raise StorageFull(f"the {points} points were stored (write {seq}), but the disk holding the metadata "
-                              "database is full, so the audit log could not record the write; writes are refused "
-                              "until space is freed (a retry stores the same points again, harmlessly)",
-                              where="disk", path=str(self.settings.data_dir)) from exc
+            log.error(
+                "tenant %r: write %d (%d points) stored but not audited: the metadata database's disk is full",
+                tenant,
+                seq,
+                points,
+            )
+            raise StorageFull(
+                f"the {points} points were stored (write {seq}), but the disk holding the metadata "
+                "database is full, so the audit log could not record the write; writes are refused "
+                "until space is freed (a retry stores the same points again, harmlessly)",
+                where="disk",
+                path=str(self.settings.data_dir),
+            ) from exc
 
     def add_listener(self, listener: Callable[[str, pa.Table], None]) -> None:
         """Call `listener(tenant, points)` after every acknowledged write (points: tag, time, value, quality).
@@ -483,8 +517,10 @@ class Historian:
         all_names = pc.unique(pa.concat_arrays([pc.unique(t.column("tag")) for t in tables]))
         ids = self.catalog.ensure(tenant, all_names.to_pylist())
         id_values = pa.array([ids[n] for n in all_names.to_pylist()], pa.int64())
-        with_ids = [t.append_column("tag_id", pc.take(id_values, pc.index_in(t.column("tag"), value_set=all_names)))
-                    for t in tables]
+        with_ids = [
+            t.append_column("tag_id", pc.take(id_values, pc.index_in(t.column("tag"), value_set=all_names)))
+            for t in tables
+        ]
         batch = pa.concat_tables(with_ids)
         n = batch.num_rows
         batch = batch.append_column("rn", pa.array(np.arange(n, dtype=np.int64)))
@@ -512,8 +548,9 @@ class Historian:
             # are sorted into their file: a year of one tag was 365 scans of the whole batch, one per day
             for part, part_stats in _day_parts(batch, seq, stats):
                 con.register(view, part)
-                added += write_day_files(con, source, self.storage, tenant, version, dedup=dedup,
-                                         stats=part_stats, presorted=order == "tag")
+                added += write_day_files(
+                    con, source, self.storage, tenant, version, dedup=dedup, stats=part_stats, presorted=order == "tag"
+                )
             con.register(view, batch)
             self.latest_cache.merge_source(con, tenant, source, has_rn=True)
         except BaseException:
@@ -529,8 +566,9 @@ class Historian:
         self._audit_write(tenant, n, len(ids), seq)
         return WriteResult(n, len(ids), seq)
 
-    def ingest_file(self, tenant: str, path: Path, *, layout: str = "auto",
-                    progress: Callable[[int, int], None] | None = None) -> WriteResult:
+    def ingest_file(
+        self, tenant: str, path: Path, *, layout: str = "auto", progress: Callable[[int, int], None] | None = None
+    ) -> WriteResult:
         """Ingest a CSV or Parquet file (long or wide) as one all-or-nothing batch, in chunks for memory."""
         from taehwa.historian.readers import iter_file_tables
 
@@ -569,8 +607,11 @@ class Historian:
             if self.leases.shared:
                 stored = self._read_manifest(tenant).version
                 if stored != current.version:
-                    raise Conflict(f"tenant {tenant!r}'s manifest is at version {stored}, not {current.version}: "
-                                   "another writer has committed files; this writer stops", where=tenant)
+                    raise Conflict(
+                        f"tenant {tenant!r}'s manifest is at version {stored}, not {current.version}: "
+                        "another writer has committed files; this writer stops",
+                        where=tenant,
+                    )
             fixed = [DataFile(**{**f.__dict__, "added": current.version + 1}) for f in add]
             new = current.replaced(fixed, remove)
             self.storage.write(f"{tenant}/manifest.json", new.to_bytes())
@@ -612,15 +653,24 @@ class Historian:
             if failed:  # the log keeps every point until all are in files; the next flush tries again
                 name, error = failed[0]
                 if isinstance(error, StorageFull) or is_disk_full(error):
-                    head = (error.message.partition(":")[0] if isinstance(error, StorageFull)
-                            else "the disk holding the historian's data files is full")
-                    err = StorageFull(f"{head}: tenant {name!r}'s points stay in the write-ahead log and memory "
-                                      "until a flush succeeds (writes resume once space is freed)", where="disk",
-                                      path=getattr(error, "path", None) or str(self.root))
+                    head = (
+                        error.message.partition(":")[0]
+                        if isinstance(error, StorageFull)
+                        else "the disk holding the historian's data files is full"
+                    )
+                    err = StorageFull(
+                        f"{head}: tenant {name!r}'s points stay in the write-ahead log and memory "
+                        "until a flush succeeds (writes resume once space is freed)",
+                        where="disk",
+                        path=getattr(error, "path", None) or str(self.root),
+                    )
                     self._mark_full(err)
                     raise err from error
-                raise Unavailable(f"flush of tenant {name!r} failed, its points stay in the log and memory "
-                                  f"until a flush succeeds: {error}", where="historian") from error
+                raise Unavailable(
+                    f"flush of tenant {name!r} failed, its points stay in the log and memory "
+                    f"until a flush succeeds: {error}",
+                    where="historian",
+                ) from error
             self.wal.remove(segments)
             if moved:
                 self._space_back()
@@ -747,8 +797,11 @@ class Historian:
                 break
             try:
                 age = time.monotonic() - self._buffer_since if self._buffer_since is not None else 0.0
-                if (self._buffer_points >= self.settings.buffer_max_points or age >= self.settings.buffer_max_age_s
-                        or (self._full is not None and self._frozen)):  # a full disk's backlog: retried
+                if (
+                    self._buffer_points >= self.settings.buffer_max_points
+                    or age >= self.settings.buffer_max_age_s
+                    or (self._full is not None and self._frozen)
+                ):  # a full disk's backlog: retried
                     self.flush()
                 if self._full is None and time.monotonic() >= compact_after:
                     try:
@@ -792,68 +845,99 @@ class Historian:
     def _range(start: Any, end: Any) -> tuple[int, int]:
         s, e = to_us(start, field="start"), to_us(end, field="end")
         if e <= s:
-            raise InvalidInput(f"end ({from_us(e).isoformat()}) must be after start ({from_us(s).isoformat()})",
-                               where="end")
+            raise InvalidInput(
+                f"end ({from_us(e).isoformat()}) must be after start ({from_us(s).isoformat()})", where="end"
+            )
         return s, e
 
-    def read(self, tenant: str, tags: list[str] | str, start: Any, end: Any, *,
-             limit: int | None = None) -> pa.Table:
+    def read(self, tenant: str, tags: list[str] | str, start: Any, end: Any, *, limit: int | None = None) -> pa.Table:
         """Raw points in [start, end): tag, time (UTC), value, quality (0 good, 1 uncertain, 2 bad)."""
         ids = self._ids(tenant, tags)
         s, e = self._range(start, end)
         return self.queries.raw(self.snapshot(tenant), list(ids.values()), s, e, limit)
 
-    def downsample(self, tenant: str, tags: list[str] | str, start: Any, end: Any, every: Any,
-                   aggs: list[str] | str = "avg") -> pa.Table:
+    def downsample(
+        self, tenant: str, tags: list[str] | str, start: Any, end: Any, every: Any, aggs: list[str] | str = "avg"
+    ) -> pa.Table:
         """Buckets of `every` (e.g. '1m') with avg, min, max, sum, count, first, last, stddev, twa."""
         ids = self._ids(tenant, tags)
         s, e = self._range(start, end)
         agg_list = [a.strip() for a in aggs.split(",")] if isinstance(aggs, str) else list(aggs)
-        return self.queries.downsample(self.snapshot(tenant), list(ids.values()), s, e,
-                                       parse_duration(every, field="every"), agg_list)
+        return self.queries.downsample(
+            self.snapshot(tenant), list(ids.values()), s, e, parse_duration(every, field="every"), agg_list
+        )
 
     def value_at(self, tenant: str, tags: list[str], at: Any) -> pa.Table:
         """Each tag's newest point at or before `at` (tag, time, value, quality), looking back as far as
         interpolation does; tags with nothing in that window are absent."""
         ids = self._ids(tenant, tags)
-        return self.queries.value_at(self.snapshot(tenant), list(ids.values()), to_us(at),
-                                     int(self.settings.interpolation_lookback_s * 1e6))
+        return self.queries.value_at(
+            self.snapshot(tenant), list(ids.values()), to_us(at), int(self.settings.interpolation_lookback_s * 1e6)
+        )
 
-    def interpolate(self, tenant: str, tags: list[str] | str, start: Any, end: Any, step: Any,
-                    method: str = "previous") -> pa.Table:
+    def interpolate(
+        self, tenant: str, tags: list[str] | str, start: Any, end: Any, step: Any, method: str = "previous"
+    ) -> pa.Table:
         """Long table of each tag's value at start, start+step, … ≤ end (null where nothing is known)."""
         ids = self._ids(tenant, tags)
         s, e = self._range(start, end)
-        grid, series = self.queries.interpolate(self.snapshot(tenant), ids, s, e,
-                                                parse_duration(step, field="step"), method,
-                                                int(self.settings.interpolation_lookback_s * 1e6))
+        grid, series = self.queries.interpolate(
+            self.snapshot(tenant),
+            ids,
+            s,
+            e,
+            parse_duration(step, field="step"),
+            method,
+            int(self.settings.interpolation_lookback_s * 1e6),
+        )
         parts = []
         for name, (values, quality) in series.items():
-            parts.append(pa.table({
-                "tag": pa.repeat(pa.scalar(name, pa.string()), len(grid)),
-                "time": pa.array(grid, pa.int64()).cast(pa.timestamp("us")).cast(OUT_TIME),
-                "value": pa.array(values, pa.float64(), from_pandas=True),
-                "quality": pa.array(np.where(quality == 255, 0, quality), pa.uint8(), mask=quality == 255),
-            }))
+            parts.append(
+                pa.table(
+                    {
+                        "tag": pa.repeat(pa.scalar(name, pa.string()), len(grid)),
+                        "time": pa.array(grid, pa.int64()).cast(pa.timestamp("us")).cast(OUT_TIME),
+                        "value": pa.array(values, pa.float64(), from_pandas=True),
+                        "quality": pa.array(np.where(quality == 255, 0, quality), pa.uint8(), mask=quality == 255),
+                    }
+                )
+            )
         return pa.concat_tables(parts)
 
-    def align(self, tenant: str, tags: list[str], start: Any, end: Any, step: Any,
-              method: str = "previous") -> pa.Table:
+    def align(
+        self, tenant: str, tags: list[str], start: Any, end: Any, step: Any, method: str = "previous"
+    ) -> pa.Table:
         """A wide table: time plus one column per tag, each interpolated onto the same grid (for training)."""
         ids = self._ids(tenant, tags)
         s, e = self._range(start, end)
-        grid, series = self.queries.interpolate(self.snapshot(tenant), ids, s, e,
-                                                parse_duration(step, field="step"), method,
-                                                int(self.settings.interpolation_lookback_s * 1e6))
-        columns: dict[str, pa.Array] = {
-            "time": pa.array(grid, pa.int64()).cast(pa.timestamp("us")).cast(OUT_TIME)}
+        grid, series = self.queries.interpolate(
+            self.snapshot(tenant),
+            ids,
+            s,
+            e,
+            parse_duration(step, field="step"),
+            method,
+            int(self.settings.interpolation_lookback_s * 1e6),
+        )
+        columns: dict[str, pa.Array] = {"time": pa.array(grid, pa.int64()).cast(pa.timestamp("us")).cast(OUT_TIME)}
         for name in ids:
             columns[name] = pa.array(series[name][0], pa.float64(), from_pandas=True)
         return pa.table(columns)
 
-    def query(self, tenant: str, tags: list[str], start: Any, end: Any, *, every: Any = None,
-              agg: list[str] | str = "avg", step: Any = None, method: str = "previous", align: bool = False,
-              limit: int | None = None) -> pa.Table:
+    def query(
+        self,
+        tenant: str,
+        tags: list[str],
+        start: Any,
+        end: Any,
+        *,
+        every: Any = None,
+        agg: list[str] | str = "avg",
+        step: Any = None,
+        method: str = "previous",
+        align: bool = False,
+        limit: int | None = None,
+    ) -> pa.Table:
         """One entry for every reader: raw, downsampled (every, agg) or interpolated (step, method, align)."""
         if every and step:
             raise InvalidInput("give either every (downsample) or step (interpolate), not both", where="every")
@@ -862,8 +946,11 @@ class Historian:
         if every:
             return self.downsample(tenant, tags, start, end, every, agg)
         if step:
-            return (self.align(tenant, tags, start, end, step, method) if align
-                    else self.interpolate(tenant, tags, start, end, step, method))
+            return (
+                self.align(tenant, tags, start, end, step, method)
+                if align
+                else self.interpolate(tenant, tags, start, end, step, method)
+            )
         return self.read(tenant, tags, start, end, limit=limit)
 
     def latest(self, tenant: str, tags: list[str] | None = None) -> pa.Table:
@@ -878,12 +965,14 @@ class Historian:
         else:
             wanted = sorted((self.catalog.name(tenant, i), i) for i in cache)
         rows = [(name, cache[i]) for name, i in wanted if i in cache]
-        return pa.table({
-            "tag": pa.array([r[0] for r in rows], pa.string()),
-            "time": pa.array([r[1].time_us for r in rows], pa.int64()).cast(pa.timestamp("us")).cast(OUT_TIME),
-            "value": pa.array([r[1].value for r in rows], pa.float64()),
-            "quality": pa.array([r[1].quality for r in rows], pa.uint8()),
-        })
+        return pa.table(
+            {
+                "tag": pa.array([r[0] for r in rows], pa.string()),
+                "time": pa.array([r[1].time_us for r in rows], pa.int64()).cast(pa.timestamp("us")).cast(OUT_TIME),
+                "value": pa.array([r[1].value for r in rows], pa.float64()),
+                "quality": pa.array([r[1].quality for r in rows], pa.uint8()),
+            }
+        )
 
     def tags(self, tenant: str, prefix: str | None = None, limit: int | None = None) -> list[TagInfo]:
         """The tenant's tags with their metadata, optionally under a path prefix."""
@@ -909,10 +998,15 @@ class Historian:
         manifest = self._manifest(tenant)
         with self._write_lock:
             buffered = sum(t.num_rows for t in self._buffers.get(tenant, []) + self._frozen.get(tenant, []))
-        return {"storage": self.storage.describe(), "files": len(manifest.files),
-                "rows_in_files": sum(f.rows for f in manifest.files),
-                "bytes": sum(f.bytes for f in manifest.files), "buffered": buffered,
-                "days": len({f.day for f in manifest.files}), "manifest_version": manifest.version}
+        return {
+            "storage": self.storage.describe(),
+            "files": len(manifest.files),
+            "rows_in_files": sum(f.rows for f in manifest.files),
+            "bytes": sum(f.bytes for f in manifest.files),
+            "buffered": buffered,
+            "days": len({f.day for f in manifest.files}),
+            "manifest_version": manifest.version,
+        }
 
 
 def _strict_order(batch: pa.Table) -> str | None:
@@ -953,8 +1047,9 @@ def _by_tag_id(batch: pa.Table) -> pa.Table:
     return rest.add_column(batch.column_names.index("tag"), "tag", tag)
 
 
-def _day_parts(batch: pa.Table, seq: int, stats: list[tuple[int, int, int, int, int, int]] | None
-               ) -> Iterator[tuple[pa.Table, list[tuple[int, int, int, int, int, int]]]]:
+def _day_parts(
+    batch: pa.Table, seq: int, stats: list[tuple[int, int, int, int, int, int]] | None
+) -> Iterator[tuple[pa.Table, list[tuple[int, int, int, int, int, int]]]]:
     """A batch (tag_id, time, …, rn) as one slice per day, in day order, each with its file's figures (day, min
     and max time, min and max tag id, seq); rows keep their order within a day (a stable sort by day, skipped
     when the batch already runs day by day, as plant exports and long histories do)."""
@@ -970,8 +1065,19 @@ def _day_parts(batch: pa.Table, seq: int, stats: list[tuple[int, int, int, int, 
     cuts = np.flatnonzero(day[1:] != day[:-1]) + 1
     for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(day)], strict=True):
         lo, hi = int(lo), int(hi)
-        yield batch.slice(lo, hi - lo), [(int(day[lo]), int(t[lo:hi].min()), int(t[lo:hi].max()),
-                                           int(ids[lo:hi].min()), int(ids[lo:hi].max()), seq)]
+        yield (
+            batch.slice(lo, hi - lo),
+            [
+                (
+                    int(day[lo]),
+                    int(t[lo:hi].min()),
+                    int(t[lo:hi].max()),
+                    int(ids[lo:hi].min()),
+                    int(ids[lo:hi].max()),
+                    seq,
+                )
+            ],
+        )
 
 
 def _day_name(day_no: int) -> str:

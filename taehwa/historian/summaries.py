@@ -26,8 +26,10 @@ MINUTE_US, HOUR_US = 60_000_000, 3_600_000_000
 MERGEABLE = frozenset({"avg", "min", "max", "sum", "count", "first", "last"})
 PRUNE_EVERY_S = 600.0
 MIN_RANGE_US = 2 * 86_400_000_000  # shorter ranges read their points: a summary saves little there
-PARTIAL = ("tag_id, tag, {b} AS b, count(*)::BIGINT AS n, sum(value) AS s, min(value) AS lo, max(value) AS hi, "
-           "min(time) AS ft, arg_min(value, time) AS fv, max(time) AS lt, arg_max(value, time) AS lv")
+PARTIAL = (
+    "tag_id, tag, {b} AS b, count(*)::BIGINT AS n, sum(value) AS s, min(value) AS lo, max(value) AS hi, "
+    "min(time) AS ft, arg_min(value, time) AS fv, max(time) AS lt, arg_max(value, time) AS lv"
+)
 
 
 class Summaries:
@@ -51,8 +53,7 @@ class Summaries:
         """Where the summary of a day file is kept."""
         return self.root / tenant / f.day / Path(f.path).name
 
-    def ensure(self, con: duckdb.DuckDBPyConnection, tenant: str, files: list[DataFile], paths: list[str]
-               ) -> list[str]:
+    def ensure(self, con: duckdb.DuckDBPyConnection, tenant: str, files: list[DataFile], paths: list[str]) -> list[str]:
         """The summaries of these files (`paths`: their local copies), made now where missing."""
         out = []
         for f, src in zip(files, paths, strict=True):
@@ -68,10 +69,14 @@ class Summaries:
         grains = " UNION ALL ".join(
             f"SELECT {g}::BIGINT AS grain, "
             + PARTIAL.format(b=f"epoch_us(time) // {g} * {g}")
-            + f" FROM {parquet_source([source])} GROUP BY ALL" for g in (MINUTE_US, HOUR_US))
+            + f" FROM {parquet_source([source])} GROUP BY ALL"
+            for g in (MINUTE_US, HOUR_US)
+        )
         try:
-            con.execute(f"COPY (SELECT * FROM ({grains}) ORDER BY grain, tag_id, b) TO {quote(tmp)} "
-                        "(FORMAT parquet, COMPRESSION zstd)")
+            con.execute(
+                f"COPY (SELECT * FROM ({grains}) ORDER BY grain, tag_id, b) TO {quote(tmp)} "
+                "(FORMAT parquet, COMPRESSION zstd)"
+            )
             os.replace(tmp, target)  # readers see a whole summary or none
         finally:
             with contextlib.suppress(OSError):

@@ -51,7 +51,7 @@ def _write_all(fd: int, data: bytes) -> None:
     """Write all of `data` at the file's position (a short write on a nearly full disk goes on, then fails)."""
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 class WriteAheadLog:

@@ -17,8 +17,15 @@ def slug(name: str) -> str:
 class MqttPublisher:
     """Publish replayed points; `connector()` gives the matching MQTT connector definition."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 1883, *, prefix: str = "taehwa/replay",
-                 per_message: int = 100, client_id: str = "taehwa-replay") -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 1883,
+        *,
+        prefix: str = "taehwa/replay",
+        per_message: int = 100,
+        client_id: str = "taehwa-replay",
+    ) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
@@ -36,16 +43,23 @@ class MqttPublisher:
         values = table.column("value").to_pylist()
         infos = []
         for k in range(0, len(tags), self.per_message):
-            rows = [{"tag": tags[i], "time": times[i], "value": values[i]}
-                    for i in range(k, min(k + self.per_message, len(tags)))]
+            rows = [
+                {"tag": tags[i], "time": times[i], "value": values[i]}
+                for i in range(k, min(k + self.per_message, len(tags)))
+            ]
             infos.append(self.client.publish(f"{self.prefix}/{topic}", orjson.dumps(rows), qos=1))
         for info in infos:
             info.wait_for_publish(timeout=60)
 
     def connector(self, name: str = "replay-mqtt") -> dict[str, Any]:
-        return {"name": name, "protocol": "mqtt", "host": self.host, "port": self.port,
-                "description": "MQTT replay (taehwa replay)",
-                "items": [{"topic": f"{self.prefix}/+", "format": "json", "tag": "{name}", "qos": 1}]}
+        return {
+            "name": name,
+            "protocol": "mqtt",
+            "host": self.host,
+            "port": self.port,
+            "description": "MQTT replay (taehwa replay)",
+            "items": [{"topic": f"{self.prefix}/+", "format": "json", "tag": "{name}", "qos": 1}],
+        }
 
     def close(self) -> None:
         self.client.loop_stop()

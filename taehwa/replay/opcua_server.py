@@ -52,8 +52,14 @@ def _tune_asyncua() -> None:
 
     def deadband(self: Any, values: Any, flt: Any) -> bool:
         old, cur = values.get_old_datavalue(), values.get_current_datavalue()
-        if old is None or cur is None or old.Value is None or cur.Value is None or old.Value.Value is None \
-                or cur.Value.Value is None:
+        if (
+            old is None
+            or cur is None
+            or old.Value is None
+            or cur.Value is None
+            or old.Value.Value is None
+            or cur.Value.Value is None
+        ):
             return True
         return bool(original(self, values, flt))
 
@@ -65,8 +71,9 @@ class ReplayServer:
     """Serve a fixed set of tags over OPC UA on `endpoint` (history: values kept per node in memory, or the SQLite
     file `history_db`; 0 and None for none)."""
 
-    def __init__(self, endpoint: str = "opc.tcp://127.0.0.1:4840/taehwa/", *, history: int = 0,
-                 history_db: Path | None = None) -> None:
+    def __init__(
+        self, endpoint: str = "opc.tcp://127.0.0.1:4840/taehwa/", *, history: int = 0, history_db: Path | None = None
+    ) -> None:
         # port 0 asks for any free loopback port; the endpoint then names the one chosen
         self.endpoint = re.sub(r"^(opc\.tcp://[^/:]+):0(?=/|$)", lambda m: f"{m.group(1)}:{free_port()}", endpoint)
         self.history, self.history_db = history, history_db
@@ -81,15 +88,17 @@ class ReplayServer:
     def start(self, tags: list[str], timeout: float = 120.0) -> None:
         """Create the address space for `tags` and start listening; returns once clients can connect."""
         ready: Future[None] = Future()
-        self._thread = threading.Thread(target=self._run, args=(sorted(set(tags)), ready), name="opcua-replay",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(sorted(set(tags)), ready), name="opcua-replay", daemon=True
+        )
         self._thread.start()
         try:
             ready.result(timeout=timeout)
         except OSError as exc:  # the port is taken, the address is not ours
             self._thread.join(timeout=10)
-            raise Unavailable(f"the OPC UA replay server cannot listen on {self.endpoint}: {exc.strerror or exc}",
-                              where="port") from None
+            raise Unavailable(
+                f"the OPC UA replay server cannot listen on {self.endpoint}: {exc.strerror or exc}", where="port"
+            ) from None
 
     def _run(self, tags: list[str], ready: Future[None]) -> None:
         self._loop = asyncio.new_event_loop()
@@ -144,8 +153,9 @@ class ReplayServer:
             for level in path:
                 here = f"{parent}/{level}" if parent else level
                 if here not in folders:
-                    node = await server.get_node(folders[parent]).add_folder(ua.NodeId(f"folder:{here}", self.ns),
-                                                                             ua.QualifiedName(level, self.ns))
+                    node = await server.get_node(folders[parent]).add_folder(
+                        ua.NodeId(f"folder:{here}", self.ns), ua.QualifiedName(level, self.ns)
+                    )
                     folders[here] = node.nodeid
                 parent = here
             self.ids[tag] = FIRST_ID + k
@@ -166,7 +176,7 @@ class ReplayServer:
             item.NodeAttributes = attrs
             items.append(item)
         for k in range(0, len(items), 1000):
-            for result in await server.iserver.isession.add_nodes(items[k:k + 1000]):
+            for result in await server.iserver.isession.add_nodes(items[k : k + 1000]):
                 result.StatusCode.check()
         waiting = ua.DataValue(StatusCode=ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData))
         for k in range(len(tags)):  # no value until the first one is played
@@ -211,15 +221,18 @@ class ReplayServer:
     def node_id(self, tag: str) -> str:
         return f"ns={self.ns};i={self.ids[tag]}"
 
-    def connector(self, name: str = "replay", *, publish_ms: float = 200.0, sampling_ms: float = 0.0
-                  ) -> dict[str, Any]:
+    def connector(self, name: str = "replay", *, publish_ms: float = 200.0, sampling_ms: float = 0.0) -> dict[str, Any]:
         """A connector definition that maps every served node to its tag (filling gaps from the server's history only
         when it keeps one: asking a server without history logs an error per node)."""
-        return {"name": name, "protocol": "opcua", "endpoint": self.endpoint, "publish_ms": publish_ms,
-                "history_fill": bool(self.history or self.history_db),
-                "description": "OPC UA replay server (taehwa replay)",
-                "items": [{"node": self.node_id(tag), "tag": tag, "sampling_ms": sampling_ms}
-                          for tag in sorted(self.ids)]}
+        return {
+            "name": name,
+            "protocol": "opcua",
+            "endpoint": self.endpoint,
+            "publish_ms": publish_ms,
+            "history_fill": bool(self.history or self.history_db),
+            "description": "OPC UA replay server (taehwa replay)",
+            "items": [{"node": self.node_id(tag), "tag": tag, "sampling_ms": sampling_ms} for tag in sorted(self.ids)],
+        }
 
     def __enter__(self) -> ReplayServer:
         return self

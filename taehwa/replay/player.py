@@ -27,6 +27,7 @@ Sink = Callable[[pa.Table], None]
 
 def historian_sink(historian: Historian, tenant: str) -> Sink:
     """Write replayed points straight into a tenant's historian (no protocol in between)."""
+
     def write(table: pa.Table) -> None:
         historian.write(tenant, table, source="replay")
 
@@ -52,8 +53,9 @@ class _Cursor:
 class Replayer:
     """Plays sources into a sink on a background thread (or step by step, for tests)."""
 
-    def __init__(self, sources: list[Source], speed: float, sink: Sink,
-                 *, tick_s: float = 0.2, max_catch_up: int = 600) -> None:
+    def __init__(
+        self, sources: list[Source], speed: float, sink: Sink, *, tick_s: float = 0.2, max_catch_up: int = 600
+    ) -> None:
         self.sink = sink
         self.speed = speed
         self.tick_s = tick_s
@@ -86,9 +88,13 @@ class Replayer:
             c.sent = max(c.sent, due)
         if not tags:
             return 0
-        table = pa.table({"tag": pa.array(np.concatenate(tags), pa.string()),
-                          "time": pa.array(np.concatenate(times)).cast(pa.timestamp("us", tz="UTC")),
-                          "value": pa.array(np.concatenate(values), pa.float64())})
+        table = pa.table(
+            {
+                "tag": pa.array(np.concatenate(tags), pa.string()),
+                "time": pa.array(np.concatenate(times)).cast(pa.timestamp("us", tz="UTC")),
+                "value": pa.array(np.concatenate(values), pa.float64()),
+            }
+        )
         self.sink(table)
         n = int(table.num_rows)
         self.points += n
@@ -100,8 +106,16 @@ class Replayer:
         for c in self._cursors:
             name, _ = c.row(max(c.sent - 1, 0))
             total = int(c.lengths[-1])
-            out.append({"source": c.source.name, "run": name, "row": (max(c.sent - 1, 0) % total) + 1,
-                        "rows": total, "interval_s": c.source.interval_s, "speed": self.speed})
+            out.append(
+                {
+                    "source": c.source.name,
+                    "run": name,
+                    "row": (max(c.sent - 1, 0) % total) + 1,
+                    "rows": total,
+                    "interval_s": c.source.interval_s,
+                    "speed": self.speed,
+                }
+            )
         return out
 
     def start(self) -> None:

@@ -24,8 +24,9 @@ def load_sources(dataset: str, shared: Path) -> list[Source]:
         return [s for s in sources if s.name.startswith(DATASETS[dataset])]
     path = Path(dataset)
     if not path.exists():
-        raise InvalidInput(f"no data set {dataset!r}: use one of {', '.join(DATASETS)} or a CSV/Parquet file",
-                           where="dataset")
+        raise InvalidInput(
+            f"no data set {dataset!r}: use one of {', '.join(DATASETS)} or a CSV/Parquet file", where="dataset"
+        )
     return [file_source(path)]
 
 
@@ -33,8 +34,9 @@ def file_source(path: Path) -> Source:
     """A file's points as one source: a row per distinct time, a column per tag (missing values NaN), played at
     the median spacing of its times."""
     tables = [t for t, _, _ in iter_file_tables(path)]
-    table = normalize(pa.concat_tables(tables, promote_options="permissive") if tables else pa.table({}),
-                      source=path.name)
+    table = normalize(
+        pa.concat_tables(tables, promote_options="permissive") if tables else pa.table({}), source=path.name
+    )
     if table.num_rows == 0:
         raise InvalidInput("the file holds no points", where=str(path))
     times = table.column("time").cast(pa.int64()).to_numpy()

@@ -45,9 +45,15 @@ def diagnose(platform: Platform) -> list[Check]:
     s = platform.settings
     out: list[Check] = []
     if s.api_token is None:
-        out.append(Check("warn", "bootstrap token", f"the development token in {dev_token_path(s)} is in use; set "
-                                                    "TAEHWA_API_TOKEN to a secret of your own, or keep it for "
-                                                    "first setup only"))
+        out.append(
+            Check(
+                "warn",
+                "bootstrap token",
+                f"the development token in {dev_token_path(s)} is in use; set "
+                "TAEHWA_API_TOKEN to a secret of your own, or keep it for "
+                "first setup only",
+            )
+        )
     elif len(s.api_token.get_secret_value()) < 24:
         out.append(Check("fail", "bootstrap token", "TAEHWA_API_TOKEN is shorter than 24 characters"))
     else:
@@ -56,32 +62,73 @@ def diagnose(platform: Platform) -> list[Check]:
     if _loopback(s.host):
         out.append(Check("ok", "bind address", f"{s.host}: loopback only"))
     else:
-        out.append(Check("ok" if tls else "fail", "bind address",
-                         f"{s.host} is reachable from the network" + ("" if tls else " and TLS is off: tokens and "
-                                                                        "data cross the network in clear text")))
-    out.append(Check("ok" if tls else ("warn" if not _loopback(s.host) else "ok"), "TLS",
-                     f"HTTPS with {s.tls_cert}" if tls else "off (plain HTTP); set TAEHWA_TLS_CERT and "
-                                                            "TAEHWA_TLS_KEY or put a TLS proxy in front"))
+        out.append(
+            Check(
+                "ok" if tls else "fail",
+                "bind address",
+                f"{s.host} is reachable from the network"
+                + ("" if tls else " and TLS is off: tokens and data cross the network in clear text"),
+            )
+        )
+    out.append(
+        Check(
+            "ok" if tls else ("warn" if not _loopback(s.host) else "ok"),
+            "TLS",
+            f"HTTPS with {s.tls_cert}"
+            if tls
+            else "off (plain HTTP); set TAEHWA_TLS_CERT and TAEHWA_TLS_KEY or put a TLS proxy in front",
+        )
+    )
     mode = stat.S_IMODE(os.stat(s.data_dir).st_mode) if s.data_dir.exists() else 0
-    out.append(Check("warn" if mode & 0o007 else "ok", "data directory",
-                     f"{s.data_dir} is readable by every local user (mode {mode:o}); chmod o-rwx"
-                     if mode & 0o007 else f"{s.data_dir} (mode {mode:o})"))
+    out.append(
+        Check(
+            "warn" if mode & 0o007 else "ok",
+            "data directory",
+            f"{s.data_dir} is readable by every local user (mode {mode:o}); chmod o-rwx"
+            if mode & 0o007
+            else f"{s.data_dir} (mode {mode:o})",
+        )
+    )
     token_file = dev_token_path(s)
     if token_file.exists() and stat.S_IMODE(token_file.stat().st_mode) & 0o077:
         out.append(Check("fail", "token file", f"{token_file} is readable by others; chmod 600"))
     env = [k for k in TELEMETRY_ENV if os.environ.get(k)]
-    out.append(Check("warn" if env else "ok", "outbound connections",
-                     f"configured by {', '.join(env)}: data may leave this machine" if env
-                     else "none configured; Taehwa itself opens no outbound connection"))
+    out.append(
+        Check(
+            "warn" if env else "ok",
+            "outbound connections",
+            f"configured by {', '.join(env)}: data may leave this machine"
+            if env
+            else "none configured; Taehwa itself opens no outbound connection",
+        )
+    )
     with platform.historian.engine.connect() as c:
         admins = int(c.execute(select(func.count()).select_from(users).where(users.c.platform_admin)).scalar() or 0)
-        forever = int(c.execute(select(func.count()).select_from(api_tokens).where(
-            api_tokens.c.expires_at.is_(None), api_tokens.c.revoked_at.is_(None))).scalar() or 0)
-    out.append(Check("ok" if admins else "warn", "platform admins",
-                     f"{admins} user(s)" if admins else "none yet: only the bootstrap token can administer; "
-                                                        "create a named admin (taehwa admin user … --platform-admin)"))
-    out.append(Check("warn" if forever else "ok", "tokens without expiry",
-                     f"{forever} active token(s) never expire" if forever else "every active token expires"))
+        forever = int(
+            c.execute(
+                select(func.count())
+                .select_from(api_tokens)
+                .where(api_tokens.c.expires_at.is_(None), api_tokens.c.revoked_at.is_(None))
+            ).scalar()
+            or 0
+        )
+    out.append(
+        Check(
+            "ok" if admins else "warn",
+            "platform admins",
+            f"{admins} user(s)"
+            if admins
+            else "none yet: only the bootstrap token can administer; "
+            "create a named admin (taehwa admin user … --platform-admin)",
+        )
+    )
+    out.append(
+        Check(
+            "warn" if forever else "ok",
+            "tokens without expiry",
+            f"{forever} active token(s) never expire" if forever else "every active token expires",
+        )
+    )
     verdict = platform.audit.verify()
     out.append(Check("ok" if verdict.ok else "fail", "audit log", verdict.describe()))
     out.extend(_audit_key_checks(platform))
@@ -112,9 +159,15 @@ def _audit_key_checks(platform: Platform) -> list[Check]:
         return [Check("fail", "audit key", f"{key} is readable by others (mode {mode:o}); chmod 600")]
     inside = Path(os.path.realpath(key)).is_relative_to(os.path.realpath(s.data_dir))
     if inside:
-        return [Check("warn", "audit key", f"{key} lies inside the data directory: whoever can change the data "
-                                           "directory can also re-sign the audit log; move it elsewhere and set "
-                                           "TAEHWA_AUDIT_KEY_FILE")]
+        return [
+            Check(
+                "warn",
+                "audit key",
+                f"{key} lies inside the data directory: whoever can change the data "
+                "directory can also re-sign the audit log; move it elsewhere and set "
+                "TAEHWA_AUDIT_KEY_FILE",
+            )
+        ]
     return [Check("ok", "audit key", f"{key} (mode {mode:o}), outside the data directory")]
 
 
@@ -135,8 +188,14 @@ def _database_file_checks(platform: Platform) -> list[Check]:
     shut = (_mode(s.data_dir) or 0) & 0o011 == 0  # nobody else may enter the data directory
     if shut and all(Path(os.path.realpath(f)).is_relative_to(os.path.realpath(s.data_dir)) for f, _ in loose):
         return [Check("ok", "database files", f"{shown}, but the data directory lets no other user in")]
-    return [Check("warn", "database files", f"readable by other local users: {shown}; chmod 600 them (they hold "
-                                           "password and token hashes and every tenant's metadata)")]
+    return [
+        Check(
+            "warn",
+            "database files",
+            f"readable by other local users: {shown}; chmod 600 them (they hold "
+            "password and token hashes and every tenant's metadata)",
+        )
+    ]
 
 
 def _host_allowed(host: str, allowed: list[str]) -> bool:
@@ -169,8 +228,9 @@ def _webhook_checks(platform: Platform) -> list[Check]:
     s = platform.settings
     allowed = [h.strip().lower() for h in (s.webhook_hosts or "").split(",") if h.strip()]
     with platform.historian.engine.connect() as c:
-        hooks = c.execute(select(webhooks.c.tenant, webhooks.c.name, webhooks.c.url)
-                          .order_by(webhooks.c.tenant, webhooks.c.name)).all()
+        hooks = c.execute(
+            select(webhooks.c.tenant, webhooks.c.name, webhooks.c.url).order_by(webhooks.c.tenant, webhooks.c.name)
+        ).all()
     bad: list[str] = []
     clear: list[str] = []
     for h in hooks:
@@ -184,16 +244,30 @@ def _webhook_checks(platform: Platform) -> list[Check]:
     out: list[Check] = []
     rule = "outside TAEHWA_WEBHOOK_HOSTS" if allowed else "into this machine or a private network"
     if bad:
-        out.append(Check("fail", "webhooks", f"{len(bad)} post {rule}: {', '.join(bad[:10])}"
-                                             + (" …" if len(bad) > 10 else "")))
+        out.append(
+            Check(
+                "fail", "webhooks", f"{len(bad)} post {rule}: {', '.join(bad[:10])}" + (" …" if len(bad) > 10 else "")
+            )
+        )
     if clear:
         out.append(Check("warn", "webhooks", f"{len(clear)} post over plain HTTP: {', '.join(clear[:10])}"))
     if not bad and not clear:
-        out.append(Check("ok", "webhooks", f"{len(hooks)} configured, every one to an allowed host over HTTPS"
-                         if hooks else "none configured"))
+        out.append(
+            Check(
+                "ok",
+                "webhooks",
+                f"{len(hooks)} configured, every one to an allowed host over HTTPS" if hooks else "none configured",
+            )
+        )
     if hooks and not allowed:
-        out.append(Check("warn", "webhook hosts", "TAEHWA_WEBHOOK_HOSTS is unset: a tenant admin may point a "
-                                                  "webhook at any host; list the receivers you allow"))
+        out.append(
+            Check(
+                "warn",
+                "webhook hosts",
+                "TAEHWA_WEBHOOK_HOSTS is unset: a tenant admin may point a "
+                "webhook at any host; list the receivers you allow",
+            )
+        )
     return out
 
 
@@ -207,8 +281,9 @@ def _path_checks(platform: Platform) -> list[Check]:
     roots = FileRoots(platform.settings)
     named: list[tuple[str, str, str]] = []  # tenant, what, path
     with platform.historian.engine.connect() as c:
-        for r in c.execute(select(connectors.c.tenant, connectors.c.name, connectors.c.spec)
-                           .where(connectors.c.protocol == "files")):
+        for r in c.execute(
+            select(connectors.c.tenant, connectors.c.name, connectors.c.spec).where(connectors.c.protocol == "files")
+        ):
             try:
                 folder = orjson.loads(r.spec).get("folder")
             except (orjson.JSONDecodeError, AttributeError):
@@ -227,7 +302,18 @@ def _path_checks(platform: Platform) -> list[Check]:
             except TaehwaError:
                 outside.append(f"{tenant}/{what}")
     if outside:
-        return [Check("fail", "named paths", f"{len(outside)} outside their tenant's folders: "
-                                             f"{', '.join(outside[:10])}" + (" …" if len(outside) > 10 else ""))]
-    return [Check("ok", "named paths", f"{len(named)} file(s) and folder(s) named in connectors and lab runs, all "
-                                       "inside their tenant's folders")]
+        return [
+            Check(
+                "fail",
+                "named paths",
+                f"{len(outside)} outside their tenant's folders: "
+                f"{', '.join(outside[:10])}" + (" …" if len(outside) > 10 else ""),
+            )
+        ]
+    return [
+        Check(
+            "ok",
+            "named paths",
+            f"{len(named)} file(s) and folder(s) named in connectors and lab runs, all inside their tenant's folders",
+        )
+    ]

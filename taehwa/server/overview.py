@@ -28,8 +28,9 @@ RATE_WINDOW_S = 10.0
 class Overview:
     """Per-tenant aggregates for platform admins and the city office."""
 
-    def __init__(self, *, historian: Historian, tenants: TenantService, twin: TwinService, alerts: AlertBook,
-                 lab: LabService) -> None:
+    def __init__(
+        self, *, historian: Historian, tenants: TenantService, twin: TwinService, alerts: AlertBook, lab: LabService
+    ) -> None:
         """Each collaborator named: the historian (whose writes it counts), tenancy, the twin, the alert book and
         the lab (models in production)."""
         self._tenants, self._twin, self._alerts, self._lab = tenants, twin, alerts, lab
@@ -76,7 +77,14 @@ class Overview:
             except TaehwaError:
                 pass
             models.append({"name": v["name"], "version": v["version"], "validation": figure})
-        return {"tenant": tenant, "name": name, "sites": len(plant.children(None)), "assets": len(plant.assets),
-                "points_s": round(self.rate(tenant), 1), "assets_by_state": states,
-                "active_alerts": len(alerts), "alarm_alerts": sum(1 for a in alerts if a["severity"] == "alarm"),
-                "models_in_production": models}
+        return {
+            "tenant": tenant,
+            "name": name,
+            "sites": len(plant.children(None)),
+            "assets": len(plant.assets),
+            "points_s": round(self.rate(tenant), 1),
+            "assets_by_state": states,
+            "active_alerts": len(alerts),
+            "alarm_alerts": sum(1 for a in alerts if a["severity"] == "alarm"),
+            "models_in_production": models,
+        }

@@ -44,8 +44,9 @@ BOOTSTRAP_ADMIN = "admin"  # the caller the bootstrap token (TAEHWA_API_TOKEN or
 class Platform:
     """Settings plus the services built from them."""
 
-    def __init__(self, settings: Settings, *, readonly: bool = False, background: bool = True,
-                 follow: bool = False) -> None:
+    def __init__(
+        self, settings: Settings, *, readonly: bool = False, background: bool = True, follow: bool = False
+    ) -> None:
         """`readonly`: a reader beside the server (the CLI); `follow`: a reader that keeps up with the server's
         writes (an API worker of `taehwa serve --workers N`)."""
         self.settings = settings
@@ -55,8 +56,15 @@ class Platform:
         try:
             self.audit = open_audit(self.engine, settings)
             self.tenants = TenantService(self.engine, self.audit)
-            self.historian = Historian(settings, self.engine, audit=self.audit, tenants=self.tenants,
-                                       readonly=readonly, background=background, follow=follow)
+            self.historian = Historian(
+                settings,
+                self.engine,
+                audit=self.audit,
+                tenants=self.tenants,
+                readonly=readonly,
+                background=background,
+                follow=follow,
+            )
         except BaseException:  # e.g. a second writer refused: nothing stays open
             self.engine.dispose()
             raise
@@ -65,29 +73,67 @@ class Platform:
         self.files = FileRoots(settings)
         self.twin = TwinService(settings, self.historian, checks=(check_plant,))
         self.twin.preload()
-        self.analytics = AnalyticsService(engine=self.engine, historian=self.historian, twin=self.twin,
-                                          tenants=self.tenants, audit=self.audit, live=not readonly)
+        self.analytics = AnalyticsService(
+            engine=self.engine,
+            historian=self.historian,
+            twin=self.twin,
+            tenants=self.tenants,
+            audit=self.audit,
+            live=not readonly,
+        )
         self.labels = LabelService(self.engine, self.tenants, self.audit)
         self.city_policy = PolicyBook(self.engine, self.tenants, self.audit, CITY_TENANT)  # the quotas the lab honours
         self.compute = ComputeLedger(self.engine, settings.data_dir / "lab")
         self.quotas = QuotaGuard(self.compute, self.city_policy)
-        self.lab = LabService(settings, engine=self.engine, historian=self.historian, tenants=self.tenants,
-                              audit=self.audit, twin=self.twin, labels=self.labels, files=self.files,
-                              quota=self.quotas.check)
-        self.connectors = ConnectorService(self.engine, self.tenants, self.audit, self.historian,
-                                           settings.data_dir / "connectors", files=self.files)
-        self.live = LiveService(engine=self.engine, historian=self.historian, tenants=self.tenants, audit=self.audit,
-                                twin=self.twin, lab=self.lab)
-        self.overview = Overview(historian=self.historian, tenants=self.tenants, twin=self.twin,
-                                 alerts=self.live.alerts, lab=self.lab)
-        self.academy = AcademyService(settings, engine=self.engine, tenants=self.tenants, audit=self.audit,
-                                      sharing=self.sharing, identity=self.identity, data=self.lab)
+        self.lab = LabService(
+            settings,
+            engine=self.engine,
+            historian=self.historian,
+            tenants=self.tenants,
+            audit=self.audit,
+            twin=self.twin,
+            labels=self.labels,
+            files=self.files,
+            quota=self.quotas.check,
+        )
+        self.connectors = ConnectorService(
+            self.engine, self.tenants, self.audit, self.historian, settings.data_dir / "connectors", files=self.files
+        )
+        self.live = LiveService(
+            engine=self.engine,
+            historian=self.historian,
+            tenants=self.tenants,
+            audit=self.audit,
+            twin=self.twin,
+            lab=self.lab,
+        )
+        self.overview = Overview(
+            historian=self.historian, tenants=self.tenants, twin=self.twin, alerts=self.live.alerts, lab=self.lab
+        )
+        self.academy = AcademyService(
+            settings,
+            engine=self.engine,
+            tenants=self.tenants,
+            audit=self.audit,
+            sharing=self.sharing,
+            identity=self.identity,
+            data=self.lab,
+        )
         self.city = CityService(
-            city=CITY_TENANT, engine=self.engine, tenants=self.tenants, twin=self.twin,
+            city=CITY_TENANT,
+            engine=self.engine,
+            tenants=self.tenants,
+            twin=self.twin,
             consents=ConsentBook(self.engine, self.tenants, self.audit, self.twin, tuple(FIGURES)),
-            policy=self.city_policy, gate=ReleaseGate(self.engine, self.audit, CITY_TENANT), alerts=self.live.alerts,
-            deployments=self.live.deployments, lab=self.lab, rates=SiteRates(self.historian, self.twin.live),
-            ledger=self.compute, quotas=self.quotas)
+            policy=self.city_policy,
+            gate=ReleaseGate(self.engine, self.audit, CITY_TENANT),
+            alerts=self.live.alerts,
+            deployments=self.live.deployments,
+            lab=self.lab,
+            rates=SiteRates(self.historian, self.twin.live),
+            ledger=self.compute,
+            quotas=self.quotas,
+        )
         if background and not readonly:
             self.twin.start()
             self.analytics.start()
@@ -116,18 +162,30 @@ class Platform:
     def sql_port(self) -> SqlPort:
         """The SQL port over this platform's services (`taehwa serve --sql-port`); started by the caller."""
         s = self.settings
-        return SqlPort(historian=self.historian, twin=self.twin, alerts=self.live.alerts, identity=self.identity,
-                       audit=self.audit, authenticate=self.authenticate,
-                       limits=Limits(max_rows=s.max_query_points, threads=s.duckdb_threads),
-                       tls_cert=s.tls_cert if s.tls_key else None, tls_key=s.tls_key if s.tls_cert else None)
+        return SqlPort(
+            historian=self.historian,
+            twin=self.twin,
+            alerts=self.live.alerts,
+            identity=self.identity,
+            audit=self.audit,
+            authenticate=self.authenticate,
+            limits=Limits(max_rows=s.max_query_points, threads=s.duckdb_threads),
+            tls_cert=s.tls_cert if s.tls_key else None,
+            tls_key=s.tls_key if s.tls_cert else None,
+        )
 
     def flight(self, host: str, port: int) -> FlightService:
         """The Arrow Flight endpoint over this platform's historian (`taehwa serve --flight-port`)."""
         s = self.settings
         tls = (s.tls_cert.read_bytes(), s.tls_key.read_bytes()) if s.tls_cert and s.tls_key else None
         scheme = "grpc+tls" if tls else "grpc+tcp"
-        return FlightService(f"{scheme}://{host}:{port}", historian=self.historian, authenticate=self.authenticate,
-                             max_put_bytes=s.max_body_bytes, tls=tls)
+        return FlightService(
+            f"{scheme}://{host}:{port}",
+            historian=self.historian,
+            authenticate=self.authenticate,
+            max_put_bytes=s.max_body_bytes,
+            tls=tls,
+        )
 
     def announce(self, url: str) -> None:
         """Tell local CLI processes where the running server listens (they send writes there), and, as one of

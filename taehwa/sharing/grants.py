@@ -52,10 +52,17 @@ class Grant:
     def to_dict(self, *, for_owner: bool) -> dict[str, Any]:
         """JSON form; the scaling stays with the owner."""
         out: dict[str, Any] = {
-            "id": self.id, "owner": self.owner, "grantee": self.grantee, "start": from_us(self.start_us).isoformat(),
-            "end": from_us(self.end_us).isoformat(), "pseudonymised": self.pseudonymise, "purpose": self.purpose,
-            "expires_at": self.expires_at.isoformat(), "revoked_at": self.revoked_at.isoformat()
-            if self.revoked_at else None, "active": self.active()}
+            "id": self.id,
+            "owner": self.owner,
+            "grantee": self.grantee,
+            "start": from_us(self.start_us).isoformat(),
+            "end": from_us(self.end_us).isoformat(),
+            "pseudonymised": self.pseudonymise,
+            "purpose": self.purpose,
+            "expires_at": self.expires_at.isoformat(),
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+            "active": self.active(),
+        }
         if for_owner or not self.pseudonymise:
             out["tags"] = list(self.tags)
         if for_owner:
@@ -86,8 +93,18 @@ class SharingService:
         self.historian = historian
         self._audit = audit
 
-    def create(self, owner: str, grantee: str, tags: list[str], start: Any, end: Any, *, days: float,
-               pseudonymise: bool = False, purpose: str | None = None) -> Grant:
+    def create(
+        self,
+        owner: str,
+        grantee: str,
+        tags: list[str],
+        start: Any,
+        end: Any,
+        *,
+        days: float,
+        pseudonymise: bool = False,
+        purpose: str | None = None,
+    ) -> Grant:
         """Grant `grantee` read access to `tags` (names, or prefixes as 'unit/*') in [start, end) for `days`."""
         self.historian.tenants.require(owner, "admin")
         if grantee == owner:
@@ -104,13 +121,39 @@ class SharingService:
         rng = np.random.default_rng(secrets.randbits(64))
         scale = (float(rng.uniform(0.5, 2.0)), float(rng.uniform(-100, 100))) if pseudonymise else None
         now = datetime.now(UTC)
-        grant = Grant(secrets.token_hex(6), owner, grantee, list(tags), s, e, pseudonymise, scale,
-                      secrets.token_hex(16), purpose, current().user, now + timedelta(days=days), None)
+        grant = Grant(
+            secrets.token_hex(6),
+            owner,
+            grantee,
+            list(tags),
+            s,
+            e,
+            pseudonymise,
+            scale,
+            secrets.token_hex(16),
+            purpose,
+            current().user,
+            now + timedelta(days=days),
+            None,
+        )
         with self._engine.begin() as c:
-            c.execute(insert(grants).values(
-                id=grant.id, owner=owner, grantee=grantee, tags=grant.tags, start_us=s, end_us=e,
-                pseudonymise=pseudonymise, scale={"a": scale[0], "b": scale[1]} if scale else None, salt=grant.salt,
-                purpose=purpose, created_by=grant.created_by, created_at=now, expires_at=grant.expires_at))
+            c.execute(
+                insert(grants).values(
+                    id=grant.id,
+                    owner=owner,
+                    grantee=grantee,
+                    tags=grant.tags,
+                    start_us=s,
+                    end_us=e,
+                    pseudonymise=pseudonymise,
+                    scale={"a": scale[0], "b": scale[1]} if scale else None,
+                    salt=grant.salt,
+                    purpose=purpose,
+                    created_by=grant.created_by,
+                    created_at=now,
+                    expires_at=grant.expires_at,
+                )
+            )
         self._audit.append("grant.create", tenant=owner, target=grant.id, after=grant.to_dict(for_owner=True))
         return grant
 
@@ -120,15 +163,35 @@ class SharingService:
         if r is None:
             raise NotFound(f"no grant {grant_id!r}", where="grant")
         scale = (float(r.scale["a"]), float(r.scale["b"])) if r.scale else None
-        return Grant(r.id, r.owner, r.grantee, list(r.tags), r.start_us, r.end_us, bool(r.pseudonymise), scale,
-                     r.salt, r.purpose, r.created_by, _utc(r.expires_at) or datetime.now(UTC), _utc(r.revoked_at))
+        return Grant(
+            r.id,
+            r.owner,
+            r.grantee,
+            list(r.tags),
+            r.start_us,
+            r.end_us,
+            bool(r.pseudonymise),
+            scale,
+            r.salt,
+            r.purpose,
+            r.created_by,
+            _utc(r.expires_at) or datetime.now(UTC),
+            _utc(r.revoked_at),
+        )
 
     def overview(self, tenant: str) -> dict[str, list[dict[str, Any]]]:
         """Grants a tenant has given (its admins) and received (its readers)."""
         self.historian.tenants.require(tenant)
         with self._engine.connect() as c:
-            rows = c.execute(select(grants.c.id).where(or_(grants.c.owner == tenant, grants.c.grantee == tenant))
-                             .order_by(grants.c.created_at)).scalars().all()
+            rows = (
+                c.execute(
+                    select(grants.c.id)
+                    .where(or_(grants.c.owner == tenant, grants.c.grantee == tenant))
+                    .order_by(grants.c.created_at)
+                )
+                .scalars()
+                .all()
+            )
         given, received = [], []
         admin = current().may(tenant, "admin")
         for gid in rows:
@@ -157,8 +220,7 @@ class SharingService:
         if g.revoked_at is not None:
             raise Forbidden(f"grant {grant_id} was revoked", where="grant")
         if not g.active():
-            raise Forbidden(f"grant {grant_id} expired at {g.expires_at.isoformat(timespec='seconds')}",
-                            where="grant")
+            raise Forbidden(f"grant {grant_id} expired at {g.expires_at.isoformat(timespec='seconds')}", where="grant")
         return g
 
     def tags(self, grantee: str, grant_id: str) -> list[str]:
@@ -168,8 +230,9 @@ class SharingService:
             names = sorted(self.historian.catalog.ids(g.owner))
         return sorted(g.alias(t) for t in names if g.covers(t))
 
-    def read(self, grantee: str, grant_id: str, tags: list[str], start: Any, end: Any, *, every: Any = None,
-             agg: str = "avg") -> pa.Table:
+    def read(
+        self, grantee: str, grant_id: str, tags: list[str], start: Any, end: Any, *, every: Any = None, agg: str = "avg"
+    ) -> pa.Table:
         """Points under a grant (raw, or downsampled), clipped to its time range; audited for the owner."""
         g = self._usable(grantee, grant_id)
         with acting_as(SYSTEM):
@@ -181,23 +244,37 @@ class SharingService:
         s = max(to_us(start, field="start"), g.start_us)
         e = min(to_us(end, field="end"), g.end_us)
         if e <= s:
-            raise InvalidInput(f"the range asked for lies outside grant {grant_id}, which covers "
-                               f"{from_us(g.start_us).isoformat()} to {from_us(g.end_us).isoformat()}",
-                               where="start")
+            raise InvalidInput(
+                f"the range asked for lies outside grant {grant_id}, which covers "
+                f"{from_us(g.start_us).isoformat()} to {from_us(g.end_us).isoformat()}",
+                where="start",
+            )
         real = [by_alias[t] for t in tags]
         aggs = [a.strip() for a in agg.split(",")]
         if g.pseudonymise and every and any(a not in LINEAR_AGGS | {"count", "stddev"} for a in aggs):
-            raise InvalidInput(f"under a pseudonymised grant, aggregate with {', '.join(sorted(LINEAR_AGGS))}, "
-                               "count or stddev", where="agg")
+            raise InvalidInput(
+                f"under a pseudonymised grant, aggregate with {', '.join(sorted(LINEAR_AGGS))}, count or stddev",
+                where="agg",
+            )
         with acting_as(SYSTEM):
             if every:
                 table = self.historian.downsample(g.owner, real, from_us(s), from_us(e), every, aggs)
             else:
                 table = self.historian.read(g.owner, real, from_us(s), from_us(e))
         table = self._disguise(g, table)
-        self._audit.append("grant.read", tenant=g.owner, target=grant_id, after={
-            "grantee": grantee, "by": current().user, "tags": len(real), "rows": table.num_rows,
-            "start": from_us(s).isoformat(), "end": from_us(e).isoformat()})
+        self._audit.append(
+            "grant.read",
+            tenant=g.owner,
+            target=grant_id,
+            after={
+                "grantee": grantee,
+                "by": current().user,
+                "tags": len(real),
+                "rows": table.num_rows,
+                "start": from_us(s).isoformat(),
+                "end": from_us(e).isoformat(),
+            },
+        )
         return table
 
     @staticmethod
@@ -206,12 +283,12 @@ class SharingService:
             return table
         a, b = g.scale
         names = table.column("tag").to_pylist()
-        table = table.set_column(table.column_names.index("tag"), "tag", pa.array([g.alias(n) for n in names],
-                                                                                   pa.string()))
+        table = table.set_column(
+            table.column_names.index("tag"), "tag", pa.array([g.alias(n) for n in names], pa.string())
+        )
         for i, name in enumerate(table.column_names):
             if name in LINEAR_AGGS or name == "value":
                 table = table.set_column(i, name, pc.add(pc.multiply(table.column(name), a), b))
             elif name == "stddev":
                 table = table.set_column(i, name, pc.multiply(table.column(name), a))
         return table
-

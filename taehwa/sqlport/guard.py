@@ -12,13 +12,24 @@ from taehwa.core.errors import Forbidden, InvalidInput
 
 MAX_SQL_CHARS = 100_000
 # settings drivers and tools send on connecting; accepted, but none of them changes anything here
-IGNORED_SETTINGS = frozenset({"application_name", "extra_float_digits", "datestyle", "client_encoding",
-                              "client_min_messages", "search_path", "statement_timeout", "intervalstyle",
-                              "bytea_output", "lock_timeout", "idle_in_transaction_session_timeout"})
+IGNORED_SETTINGS = frozenset(
+    {
+        "application_name",
+        "extra_float_digits",
+        "datestyle",
+        "client_encoding",
+        "client_min_messages",
+        "search_path",
+        "statement_timeout",
+        "intervalstyle",
+        "bytea_output",
+        "lock_timeout",
+        "idle_in_transaction_session_timeout",
+    }
+)
 _SET = re.compile(r"^\s*set\s+(?:session\s+|local\s+)?([a-z_]+)\s*(?:=|\bto\b)", re.IGNORECASE)
 _TIMEZONE = re.compile(r"^\s*set\s+(?:session\s+)?time\s*zone\s+'?(utc|gmt|etc/utc|z)'?\s*;?\s*$", re.IGNORECASE)
-_TRANSACTION = re.compile(r"^\s*(begin|start\s+transaction|commit|end|rollback|abort)\b[\w\s]*;?\s*$",
-                          re.IGNORECASE)
+_TRANSACTION = re.compile(r"^\s*(begin|start\s+transaction|commit|end|rollback|abort)\b[\w\s]*;?\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -33,8 +44,7 @@ def judge(sql: str) -> list[Statement]:
     """Split a client's text into statements and say what each is; refuse the whole text if any statement
     writes, changes the session or reaches outside the views (COPY, ATTACH, INSTALL, LOAD, SET, PRAGMA, …)."""
     if len(sql) > MAX_SQL_CHARS:
-        raise InvalidInput(f"the query text has {len(sql)} characters, over the limit of {MAX_SQL_CHARS}",
-                           where="sql")
+        raise InvalidInput(f"the query text has {len(sql)} characters, over the limit of {MAX_SQL_CHARS}", where="sql")
     if not sql.strip().strip(";").strip():
         return []
     out: list[Statement] = []
@@ -76,5 +86,8 @@ def _judge_one(sql: str) -> Statement:
     if kind in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN):
         return Statement("query", sql)
     name = str(kind).rsplit(".", 1)[-1]
-    raise Forbidden(f"the SQL port is read-only: a {name} statement is refused; send SELECT queries over the "
-                    "views points, latest, tags, assets, signals and alerts", where="sql")
+    raise Forbidden(
+        f"the SQL port is read-only: a {name} statement is refused; send SELECT queries over the "
+        "views points, latest, tags, assets, signals and alerts",
+        where="sql",
+    )

@@ -40,9 +40,16 @@ SSL_REQUEST, PROTOCOL_3, CANCEL_REQUEST, GSS_REQUEST = 80877103, 196608, 8087710
 MAX_STARTUP_BYTES = 10_000
 MAX_MESSAGE_BYTES = 64 << 20
 SQLSTATE = {Unauthorized: "28P01", Forbidden: "42501", NotFound: "42P01", InvalidInput: "42601"}
-PARAMETERS = {"server_version": "15.0 (Taehwa)", "server_encoding": "UTF8", "client_encoding": "UTF8",
-              "DateStyle": "ISO, MDY", "TimeZone": "UTC", "integer_datetimes": "on",
-              "standard_conforming_strings": "on", "application_name": ""}
+PARAMETERS = {
+    "server_version": "15.0 (Taehwa)",
+    "server_encoding": "UTF8",
+    "client_encoding": "UTF8",
+    "DateStyle": "ISO, MDY",
+    "TimeZone": "UTC",
+    "integer_datetimes": "on",
+    "standard_conforming_strings": "on",
+    "application_name": "",
+}
 
 
 def _bvtype(t: pa.DataType) -> bv.BVType:
@@ -163,8 +170,9 @@ class Handler(bvpg.BuenaVistaHandler):  # type: ignore[misc]
                 ctx.session.sql.interrupt()
             return None
         if code != PROTOCOL_3:
-            raise InvalidInput(f"unsupported protocol {code >> 16}.{code & 0xFFFF}; use PostgreSQL protocol 3.0",
-                               where="startup")
+            raise InvalidInput(
+                f"unsupported protocol {code >> 16}.{code & 0xFFFF}; use PostgreSQL protocol 3.0", where="startup"
+            )
         raw = self.r.read_bytes(length - 8).split(b"\x00")
         words = [w.decode("utf-8", "replace") for w in raw]
         params = dict(zip(words[::2], words[1::2], strict=False))
@@ -201,8 +209,9 @@ class Handler(bvpg.BuenaVistaHandler):  # type: ignore[misc]
             try:
                 values.append(None if raw is None else _param(raw, oids[i] if i < len(oids) else 0, fmt))
             except (ValueError, struct.error):
-                self.send_error(InvalidInput(f"parameter ${i + 1} is not a valid value of type {oids[i]}",
-                                             where="parameter"), ctx)
+                self.send_error(
+                    InvalidInput(f"parameter ${i + 1} is not a valid value of type {oids[i]}", where="parameter"), ctx
+                )
                 return
         results = [buf.read_int16() for _ in range(buf.read_int16())]
         ctx.add_portal(portal, stmt, values, results)
@@ -256,9 +265,14 @@ class Handler(bvpg.BuenaVistaHandler):  # type: ignore[misc]
                 raise Unauthorized("sign in first: send the password", where="password")
             self.handle_md5_password(ctx, payload)
             return
-        handlers = {cmd.QUERY: self.handle_query, cmd.PARSE: self.handle_parse, cmd.BIND: self.handle_bind,
-                    cmd.DESCRIBE: self.handle_describe, cmd.EXECUTE: self.handle_execute,
-                    cmd.CLOSE: self.handle_close}
+        handlers = {
+            cmd.QUERY: self.handle_query,
+            cmd.PARSE: self.handle_parse,
+            cmd.BIND: self.handle_bind,
+            cmd.DESCRIBE: self.handle_describe,
+            cmd.EXECUTE: self.handle_execute,
+            cmd.CLOSE: self.handle_close,
+        }
         if code in handlers:
             handlers[code](ctx, payload)
         elif code == cmd.SYNC:
@@ -308,8 +322,12 @@ class Handler(bvpg.BuenaVistaHandler):  # type: ignore[misc]
         else:
             code, message = "XX000", str(exception)[:300] or "internal error"
             log.warning("SQL port: %s", message)
-        fields = [(b"S", "FATAL" if fatal else "ERROR"), (b"V", "FATAL" if fatal else "ERROR"), (b"C", code),
-                  (b"M", message)]
+        fields = [
+            (b"S", "FATAL" if fatal else "ERROR"),
+            (b"V", "FATAL" if fatal else "ERROR"),
+            (b"C", code),
+            (b"M", message),
+        ]
         body = b"".join(k + v.encode("utf-8") + b"\x00" for k, v in fields) + b"\x00"
         self.wfile.write(struct.pack("!ci", b"E", len(body) + 4) + body)
         if ctx is not None:
@@ -392,9 +410,19 @@ class Credentials:
 class SqlPort:
     """The SQL port of a running platform: listens, signs clients in, gives each a session on its tenant."""
 
-    def __init__(self, *, historian: Historian, twin: Twin, alerts: Alerts, identity: IdentityService,
-                 audit: AuditLog, authenticate: Callable[[str, str | None], Principal], limits: Limits,
-                 tls_cert: Path | None = None, tls_key: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        historian: Historian,
+        twin: Twin,
+        alerts: Alerts,
+        identity: IdentityService,
+        audit: AuditLog,
+        authenticate: Callable[[str, str | None], Principal],
+        limits: Limits,
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
+    ) -> None:
         """The services the views read, sign-in (`authenticate`: a bearer token to its caller, as over HTTP;
         `identity`: user names and passwords), the audit log, per-query limits, and an optional TLS pair."""
         self.historian, self.twin, self.alerts = historian, twin, alerts
@@ -446,8 +474,7 @@ class SqlPort:
             return now
 
         sources = TenantSources(historian=self.historian, twin=self.twin, alerts=self.alerts, tenant=tenant)
-        return SqlSession(sources=sources, audit=self.audit, principal=principal, recheck=recheck,
-                          limits=self.limits)
+        return SqlSession(sources=sources, audit=self.audit, principal=principal, recheck=recheck, limits=self.limits)
 
     def start(self, host: str, port: int) -> int:
         """Listen (port 0: any free one) and serve in a background thread; returns the port."""

@@ -46,8 +46,15 @@ class Answer:
 class SqlSession:
     """The state of one client connection: its caller, its tenant, its connection and transaction flag."""
 
-    def __init__(self, *, sources: TenantSources, audit: AuditLog, principal: Principal,
-                 recheck: Callable[[], Principal], limits: Limits) -> None:
+    def __init__(
+        self,
+        *,
+        sources: TenantSources,
+        audit: AuditLog,
+        principal: Principal,
+        recheck: Callable[[], Principal],
+        limits: Limits,
+    ) -> None:
         """`recheck` asks again who the caller is (a revoked token or a role taken away ends access at the next
         query); `sources` fill the views as that caller."""
         self.sources, self.audit, self.principal, self.recheck = sources, audit, principal, recheck
@@ -58,8 +65,12 @@ class SqlSession:
         self.con = self._connect()
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
-        config: dict[str, Any] = {"enable_external_access": False, "autoinstall_known_extensions": False,
-                                  "autoload_known_extensions": False, "memory_limit": self.limits.memory_limit}
+        config: dict[str, Any] = {
+            "enable_external_access": False,
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "memory_limit": self.limits.memory_limit,
+        }
         if self.limits.threads:
             config["threads"] = self.limits.threads
         con = duckdb.connect(config=config)
@@ -135,13 +146,17 @@ class SqlSession:
                 for batch in reader:
                     rows += batch.num_rows
                     if rows > self.limits.max_rows:
-                        raise InvalidInput(f"the answer has more than {self.limits.max_rows} rows; aggregate "
-                                           "(downsample) or narrow the time range", where="sql")
+                        raise InvalidInput(
+                            f"the answer has more than {self.limits.max_rows} rows; aggregate "
+                            "(downsample) or narrow the time range",
+                            where="sql",
+                        )
                     batches.append(batch)
                 return pa.Table.from_batches(batches, schema=reader.schema)
             except duckdb.InterruptException:
-                raise Unavailable(f"the query ran past {self.limits.timeout_s:g} s (or was cancelled) and was "
-                                  "stopped", where="sql") from None
+                raise Unavailable(
+                    f"the query ran past {self.limits.timeout_s:g} s (or was cancelled) and was stopped", where="sql"
+                ) from None
             finally:
                 timer.cancel()
 

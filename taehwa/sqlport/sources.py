@@ -28,21 +28,58 @@ from taehwa.historian.store import Historian
 TIME = pa.timestamp("us")  # naive UTC, as PostgreSQL's `timestamp`: drivers and Grafana read it as UTC
 # (time stays naive in DuckDB too: pyarrow cannot prune a UTC-aware filter against the files' naive statistics. A
 # filter against a timestamptz, such as now(), casts the column and so reads every day: write now()::timestamp)
-FILE_SCHEMA = pa.schema([("tag_id", pa.int64()), ("tag", pa.string()), ("time", TIME), ("value", pa.float64()),
-                         ("quality", pa.uint8()), ("seq", pa.int64())])
+FILE_SCHEMA = pa.schema(
+    [
+        ("tag_id", pa.int64()),
+        ("tag", pa.string()),
+        ("time", TIME),
+        ("value", pa.float64()),
+        ("quality", pa.uint8()),
+        ("seq", pa.int64()),
+    ]
+)
 BUFFER_SCHEMA = pa.schema([*FILE_SCHEMA, pa.field("rn", pa.int64())])
 SCHEMAS: dict[str, pa.Schema] = {
     "latest": pa.schema([("tag", pa.string()), ("time", TIME), ("value", pa.float64()), ("quality", pa.uint8())]),
-    "tags": pa.schema([("tag", pa.string()), ("unit", pa.string()), ("description", pa.string()),
-                       ("eng_low", pa.float64()), ("eng_high", pa.float64()), ("interval_s", pa.float64()),
-                       ("created_at", TIME), ("updated_at", TIME)]),
-    "assets": pa.schema([("path", pa.string()), ("parent", pa.string()), ("type", pa.string()),
-                         ("name", pa.string()), ("description", pa.string())]),
+    "tags": pa.schema(
+        [
+            ("tag", pa.string()),
+            ("unit", pa.string()),
+            ("description", pa.string()),
+            ("eng_low", pa.float64()),
+            ("eng_high", pa.float64()),
+            ("interval_s", pa.float64()),
+            ("created_at", TIME),
+            ("updated_at", TIME),
+        ]
+    ),
+    "assets": pa.schema(
+        [
+            ("path", pa.string()),
+            ("parent", pa.string()),
+            ("type", pa.string()),
+            ("name", pa.string()),
+            ("description", pa.string()),
+        ]
+    ),
     "signals": pa.schema([("asset", pa.string()), ("signal", pa.string()), ("tag", pa.string())]),
-    "alerts": pa.schema([("id", pa.int64()), ("rule", pa.string()), ("asset", pa.string()), ("tag", pa.string()),
-                         ("severity", pa.string()), ("state", pa.string()), ("message", pa.string()),
-                         ("value", pa.float64()), ("count", pa.int64()), ("raised_at", TIME), ("last_at", TIME),
-                         ("resolved_at", TIME), ("shelved_until", TIME)]),
+    "alerts": pa.schema(
+        [
+            ("id", pa.int64()),
+            ("rule", pa.string()),
+            ("asset", pa.string()),
+            ("tag", pa.string()),
+            ("severity", pa.string()),
+            ("state", pa.string()),
+            ("message", pa.string()),
+            ("value", pa.float64()),
+            ("count", pa.int64()),
+            ("raised_at", TIME),
+            ("last_at", TIME),
+            ("resolved_at", TIME),
+            ("shelved_until", TIME),
+        ]
+    ),
 }
 VIEWS = ("points", *SCHEMAS)
 _CLEAN_VIEW = "CREATE OR REPLACE TEMP VIEW points AS SELECT tag, time, value, quality FROM _thw_clean"
@@ -106,11 +143,16 @@ def _mentions(sql: str) -> set[str]:
 def point_dataset(snap: Snapshot, paths: list[str], files: list[Any]) -> ds.Dataset:
     """The day files as one dataset, each with its time and tag id range as a partition expression, so a filter
     on time skips the files of other days without opening them."""
-    parts = [(ds.field("time") >= pa.scalar(f.min_time, pa.int64()).cast(TIME))
-             & (ds.field("time") <= pa.scalar(f.max_time, pa.int64()).cast(TIME))
-             & (ds.field("tag_id") >= f.min_tag) & (ds.field("tag_id") <= f.max_tag) for f in files]
-    return ds.FileSystemDataset.from_paths(paths, schema=FILE_SCHEMA, format=ds.ParquetFileFormat(),
-                                           filesystem=pafs.LocalFileSystem(), partitions=parts)
+    parts = [
+        (ds.field("time") >= pa.scalar(f.min_time, pa.int64()).cast(TIME))
+        & (ds.field("time") <= pa.scalar(f.max_time, pa.int64()).cast(TIME))
+        & (ds.field("tag_id") >= f.min_tag)
+        & (ds.field("tag_id") <= f.max_tag)
+        for f in files
+    ]
+    return ds.FileSystemDataset.from_paths(
+        paths, schema=FILE_SCHEMA, format=ds.ParquetFileFormat(), filesystem=pafs.LocalFileSystem(), partitions=parts
+    )
 
 
 class TenantSources:
@@ -147,8 +189,9 @@ class TenantSources:
             return _rows(table, {"tag": "tag", "time": "time", "value": agg})
 
         def interpolate(tags: str, start: int, end: int, step: str, method: str) -> list[dict[str, Any]]:
-            table = as_caller(lambda: hist.interpolate(tenant, _names(tags), from_us(start), from_us(end), step,
-                                                       method))
+            table = as_caller(
+                lambda: hist.interpolate(tenant, _names(tags), from_us(start), from_us(end), step, method)
+            )
             return _rows(table, {"tag": "tag", "time": "time", "value": "value", "quality": "quality"})
 
         args: list[Any] = ["VARCHAR", "BIGINT", "BIGINT", "VARCHAR", "VARCHAR"]
@@ -189,10 +232,18 @@ class TenantSources:
         rels = [f"{snap.tenant}/{f.path}" for f in clean + dirty]
         paths = stack.enter_context(snap.storage.local_paths(rels)) if rels else []
         remote = snap.storage.remote  # cached copies may be evicted between queries: register them anew
-        self._register(con, "_thw_clean", None if remote else ("files", tuple(clean)),
-                       lambda: point_dataset(snap, paths[:len(clean)], clean) if clean else FILE_SCHEMA.empty_table())
-        self._register(con, "_thw_dirty", None if remote else ("files", tuple(dirty)),
-                       lambda: point_dataset(snap, paths[len(clean):], dirty) if dirty else FILE_SCHEMA.empty_table())
+        self._register(
+            con,
+            "_thw_clean",
+            None if remote else ("files", tuple(clean)),
+            lambda: point_dataset(snap, paths[: len(clean)], clean) if clean else FILE_SCHEMA.empty_table(),
+        )
+        self._register(
+            con,
+            "_thw_dirty",
+            None if remote else ("files", tuple(dirty)),
+            lambda: point_dataset(snap, paths[len(clean) :], dirty) if dirty else FILE_SCHEMA.empty_table(),
+        )
         buffered = buffer is not None and buffer.num_rows > 0
         if buffer is not None and buffered:
             self._register(con, "_thw_buffer", None, lambda: buffer.select(BUFFER_SCHEMA.names).cast(BUFFER_SCHEMA))
@@ -211,21 +262,40 @@ class TenantSources:
             table = self.historian.latest(self.tenant)
             return table.set_column(1, "time", table.column("time").cast(TIME)).cast(schema)
         if name == "tags":
-            rows = [{"tag": t.name, "unit": t.unit, "description": t.description, "eng_low": t.eng_low,
-                     "eng_high": t.eng_high, "interval_s": t.interval_s, "created_at": _naive(t.created_at),
-                     "updated_at": _naive(t.updated_at)} for t in self.historian.tags(self.tenant, limit=1_000_000)]
+            rows = [
+                {
+                    "tag": t.name,
+                    "unit": t.unit,
+                    "description": t.description,
+                    "eng_low": t.eng_low,
+                    "eng_high": t.eng_high,
+                    "interval_s": t.interval_s,
+                    "created_at": _naive(t.created_at),
+                    "updated_at": _naive(t.updated_at),
+                }
+                for t in self.historian.tags(self.tenant, limit=1_000_000)
+            ]
         elif name in ("assets", "signals"):
             plant = self.twin.plant(self.tenant)
             if name == "assets":
-                rows = [{"path": a.path, "parent": a.parent, "type": a.type, "name": a.name,
-                         "description": a.description} for a in plant.assets.values()]
+                rows = [
+                    {"path": a.path, "parent": a.parent, "type": a.type, "name": a.name, "description": a.description}
+                    for a in plant.assets.values()
+                ]
             else:
-                rows = [{"asset": a.path, "signal": s, "tag": t} for a in plant.assets.values()
-                        for s, t in sorted(plant.signal_tags(a).items())]
+                rows = [
+                    {"asset": a.path, "signal": s, "tag": t}
+                    for a in plant.assets.values()
+                    for s, t in sorted(plant.signal_tags(a).items())
+                ]
         else:
-            rows = [{**{k: d.get(k) for k in schema.names},
-                     **{k: _naive(d.get(k)) for k in ("raised_at", "last_at", "resolved_at", "shelved_until")}}
-                    for d in self.alerts.list(self.tenant, limit=100_000)]
+            rows = [
+                {
+                    **{k: d.get(k) for k in schema.names},
+                    **{k: _naive(d.get(k)) for k in ("raised_at", "last_at", "resolved_at", "shelved_until")},
+                }
+                for d in self.alerts.list(self.tenant, limit=100_000)
+            ]
         return pa.Table.from_pylist(rows, schema=schema)
 
 

@@ -91,8 +91,9 @@ def check(tenant: str, action: str) -> Principal:
     if p.problem is not None:
         raise Unauthorized(p.problem, where="Authorization")
     if action not in p.scopes:
-        raise Forbidden(f"this token's scopes ({', '.join(sorted(p.scopes)) or 'none'}) do not allow {action}",
-                        where="scope")
+        raise Forbidden(
+            f"this token's scopes ({', '.join(sorted(p.scopes)) or 'none'}) do not allow {action}", where="scope"
+        )
     if p.platform_admin:
         return p
     role = p.roles.get(tenant)

@@ -68,8 +68,17 @@ def key_id(key: bytes) -> str:
 
 def _row_fields(r: Any) -> dict[str, Any]:
     """The fields of a stored entry that its hash covers."""
-    return {"seq": r.seq, "at_us": r.at_us, "actor": r.actor, "source": r.source, "tenant": r.tenant,
-            "action": r.action, "target": r.target, "before": r.before, "after": r.after}
+    return {
+        "seq": r.seq,
+        "at_us": r.at_us,
+        "actor": r.actor,
+        "source": r.source,
+        "tenant": r.tenant,
+        "action": r.action,
+        "target": r.target,
+        "before": r.before,
+        "after": r.after,
+    }
 
 
 @dataclass(frozen=True)
@@ -93,11 +102,15 @@ class Verdict:
         elif self.keyed_from <= 1 or not self.entries:
             keyed = "all keyed" if self.entries else "keyed"
         elif self.entries < self.keyed_from:
-            keyed = (f"all written before the audit key (chained, not keyed; sealed by the signed head, and by the "
-                     f"first keyed entry from {self.keyed_from} on)")
+            keyed = (
+                f"all written before the audit key (chained, not keyed; sealed by the signed head, and by the "
+                f"first keyed entry from {self.keyed_from} on)"
+            )
         else:
-            keyed = (f"entries 1–{self.keyed_from - 1} were written before the audit key (chained, sealed by the "
-                     f"keyed entries after them), {self.keyed_from}–{self.entries} keyed")
+            keyed = (
+                f"entries 1–{self.keyed_from - 1} were written before the audit key (chained, sealed by the "
+                f"keyed entries after them), {self.keyed_from}–{self.entries} keyed"
+            )
         return f"intact, {self.entries} entries, {keyed}, {self.checkpoints} checkpoint(s) matched"
 
 
@@ -146,8 +159,14 @@ class AuditLog:
     With `key_file` the chain is keyed (the platform always gives one); without it (tools and old tests) entries
     are chained with plain SHA-256, as before the key existed."""
 
-    def __init__(self, engine: Engine, head_path: Path | None = None, *, key_file: Path | None = None,
-                 checkpoint_every: int = 1000) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        head_path: Path | None = None,
+        *,
+        key_file: Path | None = None,
+        checkpoint_every: int = 1000,
+    ) -> None:
         self._engine = engine
         self._lock = threading.Lock()
         self._head = head_path  # the newest (seq, hash) this machine wrote, kept apart: a cut tail shows
@@ -178,8 +197,10 @@ class AuditLog:
                     return
                 last = c.execute(select(audit_log).order_by(audit_log.c.seq.desc()).limit(1)).first()
                 if last is not None and _entry_hash(str(last.prev_hash), _row_fields(last)) != last.hash:
-                    self._key_problem = ("the audit log is signed with a key this node does not have (or was "
-                                         "changed): give it the same audit key file as the node that wrote it")
+                    self._key_problem = (
+                        "the audit log is signed with a key this node does not have (or was "
+                        "changed): give it the same audit key file as the node that wrote it"
+                    )
                     return
                 key = secrets.token_bytes(32)
                 seq, digest = (int(last.seq), str(last.hash)) if last else (0, GENESIS)
@@ -238,8 +259,12 @@ class AuditLog:
         """Append a signed checkpoint line: a witness, apart from the head, that entry `seq` had this hash."""
         if self._checkpoints is None or self._key is None:
             return
-        record: dict[str, Any] = {"seq": seq, "hash": digest, "at_us": time.time_ns() // 1000,
-                                  "key_id": key_id(self._key)}
+        record: dict[str, Any] = {
+            "seq": seq,
+            "hash": digest,
+            "at_us": time.time_ns() // 1000,
+            "key_id": key_id(self._key),
+        }
         record["mac"] = _sign(self._key, "checkpoint", record)
         fd = os.open(self._checkpoints, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
@@ -249,8 +274,15 @@ class AuditLog:
             os.close(fd)
 
     # -- appending and reading --------------------------------------------------------------------------------
-    def append(self, action: str, *, tenant: str | None = None, target: str | None = None,
-               before: Any = None, after: Any = None) -> int:
+    def append(
+        self,
+        action: str,
+        *,
+        tenant: str | None = None,
+        target: str | None = None,
+        before: Any = None,
+        after: Any = None,
+    ) -> int:
         """Record an action by the current caller; returns its sequence number.
 
         The platform's own machinery (the `SYSTEM` caller: demo replay, maintenance) is not recorded; every user,
@@ -261,20 +293,34 @@ class AuditLog:
         if caller is SYSTEM:
             return 0
         if self._key_file is not None and self._key is None:
-            raise Unavailable(f"{self._key_problem or 'no audit key'}; actions that are audited are refused until "
-                              "then", where="audit log")
+            raise Unavailable(
+                f"{self._key_problem or 'no audit key'}; actions that are audited are refused until then",
+                where="audit log",
+            )
         actor = caller.user + (f" (token {caller.token_id})" if caller.token_id else "")
         with self._lock:
             with self._engine.begin() as c:
                 _take_append_lock(c)
                 last = c.execute(select(audit_log).order_by(audit_log.c.seq.desc()).limit(1)).first()
                 if last is not None and self._key is not None and not self._links(last):
-                    log.error("audit entry %d is not signed with this node's audit key (another node with another "
-                              "key wrote it, or it was changed); run taehwa audit verify", last.seq)
+                    log.error(
+                        "audit entry %d is not signed with this node's audit key (another node with another "
+                        "key wrote it, or it was changed); run taehwa audit verify",
+                        last.seq,
+                    )
                 seq = (last.seq + 1) if last else 1
                 prev = last.hash if last else GENESIS
-                fields = {"seq": seq, "at_us": time.time_ns() // 1000, "actor": actor, "source": caller.source,
-                          "tenant": tenant, "action": action, "target": target, "before": before, "after": after}
+                fields = {
+                    "seq": seq,
+                    "at_us": time.time_ns() // 1000,
+                    "actor": actor,
+                    "source": caller.source,
+                    "tenant": tenant,
+                    "action": action,
+                    "target": target,
+                    "before": before,
+                    "after": after,
+                }
                 digest = _entry_mac(self._key, prev, fields) if self._key is not None else _entry_hash(prev, fields)
                 c.execute(insert(audit_log).values(**fields, prev_hash=prev, hash=digest))
             # written after the commit: a head or checkpoint is a lower bound of the log's length, never ahead of it
@@ -285,8 +331,10 @@ class AuditLog:
         """Whether a stored entry follows from its previous hash under this key (or, before the key, unkeyed)."""
         assert self._key is not None
         fields = _row_fields(row)
-        return (hmac.compare_digest(_entry_mac(self._key, str(row.prev_hash), fields), str(row.hash))
-                or _entry_hash(str(row.prev_hash), fields) == row.hash)
+        return (
+            hmac.compare_digest(_entry_mac(self._key, str(row.prev_hash), fields), str(row.hash))
+            or _entry_hash(str(row.prev_hash), fields) == row.hash
+        )
 
     def _after_append(self, seq: int, digest: str) -> None:
         """Move the head forward and add a checkpoint when one is due; the entry is committed already, so a head
@@ -315,11 +363,11 @@ class AuditLog:
         if seq % self._every == 0:
             self._add_checkpoint(seq, digest)
             checkpoint = seq
-        self._write_head({"seq": seq, "hash": digest, "keyed_from": trusted["keyed_from"],
-                          "checkpoint": checkpoint})
+        self._write_head({"seq": seq, "hash": digest, "keyed_from": trusted["keyed_from"], "checkpoint": checkpoint})
 
-    def entries(self, tenant: str | None = None, *, limit: int = 100, before_seq: int | None = None
-                ) -> list[dict[str, Any]]:
+    def entries(
+        self, tenant: str | None = None, *, limit: int = 100, before_seq: int | None = None
+    ) -> list[dict[str, Any]]:
         """Newest entries first: a tenant's (its admins may read them), or all (platform admins)."""
         if tenant is None:
             check_platform_admin("read the whole audit log")
@@ -332,9 +380,20 @@ class AuditLog:
             q = q.where(audit_log.c.seq < before_seq)
         with self._engine.connect() as c:
             rows = c.execute(q).all()
-        return [{"seq": r.seq, "at": from_us(r.at_us).isoformat(), "actor": r.actor, "source": r.source,
-                 "tenant": r.tenant, "action": r.action, "target": r.target, "before": r.before, "after": r.after}
-                for r in rows]
+        return [
+            {
+                "seq": r.seq,
+                "at": from_us(r.at_us).isoformat(),
+                "actor": r.actor,
+                "source": r.source,
+                "tenant": r.tenant,
+                "action": r.action,
+                "target": r.target,
+                "before": r.before,
+                "after": r.after,
+            }
+            for r in rows
+        ]
 
     # -- verifying --------------------------------------------------------------------------------------------
     def _read_checkpoints(self) -> tuple[dict[int, str], str | None]:
@@ -369,8 +428,9 @@ class AuditLog:
         keyed_from: int | None = None
         checkpoints: dict[int, str] = {}
         if keyed:
-            head, problem = self._checked_head() if self._head is not None else ({"seq": 0, "keyed_from": 1,
-                                                                                  "checkpoint": 0}, None)
+            head, problem = (
+                self._checked_head() if self._head is not None else ({"seq": 0, "keyed_from": 1, "checkpoint": 0}, None)
+            )
             if head is None:
                 return Verdict(False, total, None, problem)
             keyed_from = int(head["keyed_from"])
@@ -378,8 +438,12 @@ class AuditLog:
             if problem:
                 return Verdict(False, total, None, problem)
             if head["checkpoint"] and head["checkpoint"] not in checkpoints:
-                return Verdict(False, total, int(head["checkpoint"]),
-                               f"the checkpoint at entry {head['checkpoint']} is missing from the checkpoint file")
+                return Verdict(
+                    False,
+                    total,
+                    int(head["checkpoint"]),
+                    f"the checkpoint at entry {head['checkpoint']} is missing from the checkpoint file",
+                )
         prev = GENESIS
         expected_seq = 1
         n = 0
@@ -389,15 +453,19 @@ class AuditLog:
             for r in c.execute(select(audit_log).order_by(audit_log.c.seq)):
                 n += 1
                 if r.seq != expected_seq:
-                    return Verdict(False, total, r.seq, f"entry {expected_seq} is missing (next is {r.seq})",
-                                   keyed_from)
+                    return Verdict(
+                        False, total, r.seq, f"entry {expected_seq} is missing (next is {r.seq})", keyed_from
+                    )
                 if r.prev_hash != prev:
                     return Verdict(False, total, r.seq, f"entry {r.seq} does not follow entry {r.seq - 1}", keyed_from)
                 fields = _row_fields(r)
                 if keyed_from is not None and self._key is not None and r.seq >= keyed_from:
                     if not hmac.compare_digest(_entry_mac(self._key, prev, fields), str(r.hash)):
-                        why = ("is not signed with the audit key (the chain was recomputed without it)"
-                               if _entry_hash(prev, fields) == r.hash else "was changed after it was written")
+                        why = (
+                            "is not signed with the audit key (the chain was recomputed without it)"
+                            if _entry_hash(prev, fields) == r.hash
+                            else "was changed after it was written"
+                        )
                         return Verdict(False, total, r.seq, f"entry {r.seq} {why}", keyed_from)
                 elif _entry_hash(prev, fields) != r.hash:
                     return Verdict(False, total, r.seq, f"entry {r.seq} was changed after it was written", keyed_from)
@@ -411,16 +479,21 @@ class AuditLog:
                 what = "the head file" if seq in witness else "a signed checkpoint"
                 if seq > n:
                     lost = "the log is empty" if n == 0 else f"the log ends at entry {n}"
-                    return Verdict(False, total, n + 1, f"{lost} but {what} records entry {seq}: entries were "
-                                                        "removed", keyed_from)
+                    return Verdict(
+                        False, total, n + 1, f"{lost} but {what} records entry {seq}: entries were removed", keyed_from
+                    )
                 if seen.get(seq) != digest:
                     return Verdict(False, total, seq, f"entry {seq} is not the one {what} records", keyed_from)
             return Verdict(True, n, keyed_from=keyed_from, checkpoints=len(checkpoints))
         if self._head is not None and self._head.exists():
             old = orjson.loads(self._head.read_bytes())
             if old["seq"] != n or old["hash"] != prev:
-                return Verdict(False, total, n + 1 if old["seq"] > n else old["seq"],
-                               f"the log ends at entry {n} but entry {old['seq']} was written")
+                return Verdict(
+                    False,
+                    total,
+                    n + 1 if old["seq"] > n else old["seq"],
+                    f"the log ends at entry {n} but entry {old['seq']} was written",
+                )
         return Verdict(True, n)
 
     def reseal(self, reason: str) -> Verdict:
@@ -429,8 +502,9 @@ class AuditLog:
         is kept aside, and the reseal itself is the next entry, with the reason."""
         check_platform_admin("reseal the audit log")
         if self._key is None or self._head is None:
-            raise Unavailable(self._key_problem or "resealing needs the audit key and the head file's place",
-                              where="audit log")
+            raise Unavailable(
+                self._key_problem or "resealing needs the audit key and the head file's place", where="audit log"
+            )
         prev, n, keyed_from = GENESIS, 0, None
         with self._lock, self._engine.begin() as c:
             _take_append_lock(c)
@@ -445,8 +519,10 @@ class AuditLog:
                     raise Conflict(f"cannot reseal: entry {n} was changed after it was written", where="audit log")
                 prev = r.hash
             if self._checkpoints is not None and self._checkpoints.exists():
-                os.replace(self._checkpoints, self._checkpoints.with_name(
-                    f"{self._checkpoints.name}.before-reseal-{time.time_ns() // 1000}"))
+                os.replace(
+                    self._checkpoints,
+                    self._checkpoints.with_name(f"{self._checkpoints.name}.before-reseal-{time.time_ns() // 1000}"),
+                )
             self._write_head({"seq": n, "hash": prev, "keyed_from": keyed_from or n + 1, "checkpoint": 0})
         self.append("audit.reseal", after={"entries": n, "keyed_from": keyed_from or n + 1, "reason": reason})
         return self.verify()
@@ -455,5 +531,9 @@ class AuditLog:
 def open_audit(engine: Engine, settings: Settings) -> AuditLog:
     """The audit log of a data directory, as the settings place its head file and key (one place for every
     builder: the composition root and a historian built alone)."""
-    return AuditLog(engine, settings.data_dir / "audit-head.json", key_file=settings.audit_key_path,
-                    checkpoint_every=settings.audit_checkpoint_every)
+    return AuditLog(
+        engine,
+        settings.data_dir / "audit-head.json",
+        key_file=settings.audit_key_path,
+        checkpoint_every=settings.audit_checkpoint_every,
+    )

@@ -59,15 +59,13 @@ class FileRoots:
 
     def roots(self, tenant: str) -> list[Path]:
         """Every folder `tenant` may name files in, its own first."""
-        return [self.data_dir / "tenants" / check_tenant(tenant) / "files", *self._own.get(tenant, []),
-                *self._shared]
+        return [self.data_dir / "tenants" / check_tenant(tenant) / "files", *self._own.get(tenant, []), *self._shared]
 
     def resolve(self, tenant: str, name: str, *, where: str, folder: bool = False) -> Path:
         """The real path `name` stands for, or InvalidInput (at `where`) when the caller may not name it.
         A relative name is taken from the tenant's own files folder."""
         if not isinstance(name, str) or not name.strip() or "\x00" in name or len(name) > MAX_NAME:
-            raise InvalidInput(f"name a {'folder' if folder else 'file'} (at most {MAX_NAME} characters)",
-                               where=where)
+            raise InvalidInput(f"name a {'folder' if folder else 'file'} (at most {MAX_NAME} characters)", where=where)
         path = Path(name)
         if not path.is_absolute():
             path = self.folder(tenant) / path
@@ -76,12 +74,17 @@ class FileRoots:
         if _under(real, own):
             return real
         if any(_under(real, p) or _under(p, real) for p in self._protected):
-            raise InvalidInput(f"{name} is among the platform's own files, which no caller may name; use the "
-                               f"tenant's files folder ({own})", where=where)
+            raise InvalidInput(
+                f"{name} is among the platform's own files, which no caller may name; use the "
+                f"tenant's files folder ({own})",
+                where=where,
+            )
         if current().local or any(_under(real, r) for r in self.roots(tenant)[1:]):
             return real
-        raise InvalidInput(f"{name} lies outside the folders tenant {tenant!r} may use: "
-                           f"{', '.join(map(str, self.roots(tenant)))}", where=where)
+        raise InvalidInput(
+            f"{name} lies outside the folders tenant {tenant!r} may use: {', '.join(map(str, self.roots(tenant)))}",
+            where=where,
+        )
 
     @contextmanager
     def open(self, tenant: str, name: str, *, where: str) -> Iterator[IO[bytes]]:

@@ -121,8 +121,13 @@ class User:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (never the password hash)."""
-        return {"id": self.id, "name": self.name, "platform_admin": self.platform_admin, "disabled": self.disabled,
-                "roles": dict(self.roles)}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "platform_admin": self.platform_admin,
+            "disabled": self.disabled,
+            "roles": dict(self.roles),
+        }
 
 
 @dataclass(frozen=True)
@@ -139,10 +144,15 @@ class TokenInfo:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (never the secret)."""
-        return {"id": self.id, "user": self.user, "name": self.name, "scopes": self.scopes,
-                "created_at": self.created_at.isoformat(),
-                "expires_at": self.expires_at.isoformat() if self.expires_at else None,
-                "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None}
+        return {
+            "id": self.id,
+            "user": self.user,
+            "name": self.name,
+            "scopes": self.scopes,
+            "created_at": self.created_at.isoformat(),
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+        }
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -164,23 +174,34 @@ class IdentityService:
         self._throttle = LoginThrottle()
 
     # -- users ------------------------------------------------------------------------------------------------
-    def create_user(self, user_id: str, name: str | None = None, *, password: str | None = None,
-                    platform_admin: bool = False) -> User:
+    def create_user(
+        self, user_id: str, name: str | None = None, *, password: str | None = None, platform_admin: bool = False
+    ) -> User:
         """Add a user (platform admins only)."""
         check_platform_admin("create users")
         if not isinstance(user_id, str) or not USER_RE.match(user_id):
-            raise InvalidInput(f"user id {user_id!r} must be 1–64 lower-case letters, digits, '.', '_', '@' or '-'",
-                               where="user")
+            raise InvalidInput(
+                f"user id {user_id!r} must be 1–64 lower-case letters, digits, '.', '_', '@' or '-'", where="user"
+            )
         pw_hash = self._hash_password(password) if password is not None else None
         try:
             with self._engine.begin() as c:
-                c.execute(insert(users).values(id=user_id, name=name or user_id, password_hash=pw_hash,
-                                               platform_admin=platform_admin, disabled=False, failed_logins=0,
-                                               created_at=datetime.now(UTC)))
+                c.execute(
+                    insert(users).values(
+                        id=user_id,
+                        name=name or user_id,
+                        password_hash=pw_hash,
+                        platform_admin=platform_admin,
+                        disabled=False,
+                        failed_logins=0,
+                        created_at=datetime.now(UTC),
+                    )
+                )
         except IntegrityError:
             raise Conflict(f"user {user_id!r} already exists", where="user") from None
-        self._audit.append("user.create", target=user_id, after={"name": name or user_id,
-                                                                 "platform_admin": platform_admin})
+        self._audit.append(
+            "user.create", target=user_id, after={"name": name or user_id, "platform_admin": platform_admin}
+        )
         return self.get_user(user_id)
 
     @staticmethod
@@ -207,8 +228,13 @@ class IdentityService:
         else:
             check(tenant, "admin")
             with self._engine.connect() as c:
-                ids = list(c.execute(select(memberships.c.user_id).where(memberships.c.tenant == tenant)
-                                     .order_by(memberships.c.user_id)).scalars())
+                ids = list(
+                    c.execute(
+                        select(memberships.c.user_id)
+                        .where(memberships.c.tenant == tenant)
+                        .order_by(memberships.c.user_id)
+                    ).scalars()
+                )
         return [self.get_user(u) for u in ids]
 
     def set_role(self, user_id: str, tenant: str, role: str | None) -> User:
@@ -231,8 +257,11 @@ class IdentityService:
             check_platform_admin("reset another user's password")
         self.get_user(user_id)
         with self._engine.begin() as c:
-            c.execute(update(users).where(users.c.id == user_id).values(
-                password_hash=self._hash_password(password), failed_logins=0, locked_until=None))
+            c.execute(
+                update(users)
+                .where(users.c.id == user_id)
+                .values(password_hash=self._hash_password(password), failed_logins=0, locked_until=None)
+            )
         self._throttle.clear(user_id)
         self._audit.append("user.password", target=user_id)
 
@@ -253,15 +282,19 @@ class IdentityService:
             failures, wait = self._throttle.failed(user_id, host)
             if wait:
                 try:  # recorded for known and unknown names alike, so the cost tells nothing either
-                    self._audit.append("login.held_back", target=user_id[:128],
-                                       after={"source": host, "failures": failures, "wait_s": wait})
+                    self._audit.append(
+                        "login.held_back",
+                        target=user_id[:128],
+                        after={"source": host, "failures": failures, "wait_s": wait},
+                    )
                 except TaehwaError as exc:
                     log.error("sign-in back-off not recorded: %s", exc.message)
         raise Unauthorized(WRONG_LOGIN, where="login")
 
     # -- tokens -----------------------------------------------------------------------------------------------
-    def create_token(self, user_id: str, name: str, *, scopes: list[str] | None = None,
-                     expires_in_days: float | None = None) -> tuple[str, TokenInfo]:
+    def create_token(
+        self, user_id: str, name: str, *, scopes: list[str] | None = None, expires_in_days: float | None = None
+    ) -> tuple[str, TokenInfo]:
         """Make an API token for a user; returns the token (shown this once) and its facts.
 
         Users make their own; platform admins make anyone's.
@@ -283,10 +316,22 @@ class IdentityService:
         now = datetime.now(UTC)
         expires = now + timedelta(days=expires_in_days) if expires_in_days is not None else None
         with self._engine.begin() as c:
-            c.execute(insert(api_tokens).values(id=token_id, user_id=user.id, name=name, secret_hash=_digest(secret),
-                                                scopes=wanted, created_at=now, expires_at=expires))
-        self._audit.append("token.create", target=f"{user.id}/{token_id}", after={
-            "name": name, "scopes": wanted, "expires_at": expires.isoformat() if expires else None})
+            c.execute(
+                insert(api_tokens).values(
+                    id=token_id,
+                    user_id=user.id,
+                    name=name,
+                    secret_hash=_digest(secret),
+                    scopes=wanted,
+                    created_at=now,
+                    expires_at=expires,
+                )
+            )
+        self._audit.append(
+            "token.create",
+            target=f"{user.id}/{token_id}",
+            after={"name": name, "scopes": wanted, "expires_at": expires.isoformat() if expires else None},
+        )
         return f"thw_{token_id}_{secret}", TokenInfo(token_id, user.id, name, wanted, now, expires, None)
 
     def list_tokens(self, user_id: str) -> list[TokenInfo]:
@@ -294,10 +339,21 @@ class IdentityService:
         if current().user != user_id:
             check_platform_admin("list other users' tokens")
         with self._engine.connect() as c:
-            rows = c.execute(select(api_tokens).where(api_tokens.c.user_id == user_id)
-                             .order_by(api_tokens.c.created_at)).all()
-        return [TokenInfo(r.id, r.user_id, r.name, list(r.scopes), _utc(r.created_at) or datetime.now(UTC),
-                          _utc(r.expires_at), _utc(r.revoked_at)) for r in rows]
+            rows = c.execute(
+                select(api_tokens).where(api_tokens.c.user_id == user_id).order_by(api_tokens.c.created_at)
+            ).all()
+        return [
+            TokenInfo(
+                r.id,
+                r.user_id,
+                r.name,
+                list(r.scopes),
+                _utc(r.created_at) or datetime.now(UTC),
+                _utc(r.expires_at),
+                _utc(r.revoked_at),
+            )
+            for r in rows
+        ]
 
     def revoke_token(self, token_id: str) -> None:
         """Revoke a token at once (its owner or a platform admin)."""
@@ -308,8 +364,11 @@ class IdentityService:
         if current().user != owner:
             check_platform_admin("revoke other users' tokens")
         with self._engine.begin() as c:
-            c.execute(update(api_tokens).where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
-                      .values(revoked_at=datetime.now(UTC)))
+            c.execute(
+                update(api_tokens)
+                .where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
+            )
         self._audit.append("token.revoke", target=f"{owner}/{token_id}")
 
     def authenticate(self, token: str, *, source: str | None = None) -> Principal:
@@ -326,8 +385,7 @@ class IdentityService:
             raise Unauthorized("this token has been revoked", where="Authorization")
         expires = _utc(row.expires_at)
         if expires is not None and expires <= datetime.now(UTC):
-            raise Unauthorized(f"this token expired at {expires.isoformat(timespec='seconds')}",
-                               where="Authorization")
+            raise Unauthorized(f"this token expired at {expires.isoformat(timespec='seconds')}", where="Authorization")
         user = self.get_user(row.user_id)
         if user.disabled:
             raise Unauthorized(f"user {user.id!r} is disabled", where="Authorization")

@@ -42,13 +42,20 @@ class TenantService:
         row = Tenant(tenant_id, name or tenant_id, retention_days, datetime.now(UTC))
         try:
             with self._engine.begin() as conn:
-                conn.execute(insert(tenants).values(
-                    id=row.id, name=row.name, retention_days=row.retention_days, created_at=row.created_at))
+                conn.execute(
+                    insert(tenants).values(
+                        id=row.id, name=row.name, retention_days=row.retention_days, created_at=row.created_at
+                    )
+                )
         except IntegrityError as exc:
             raise Conflict(f"tenant {tenant_id!r} already exists", where="tenant") from exc
         self._known.add(tenant_id)
-        self._audit.append("tenant.create", tenant=tenant_id, target=tenant_id,
-                           after={"name": row.name, "retention_days": retention_days})
+        self._audit.append(
+            "tenant.create",
+            tenant=tenant_id,
+            target=tenant_id,
+            after={"name": row.name, "retention_days": retention_days},
+        )
         return row
 
     def get(self, tenant_id: str) -> Tenant:
@@ -88,8 +95,9 @@ class TenantService:
         if before != name:
             with self._engine.begin() as conn:
                 conn.execute(update(tenants).where(tenants.c.id == tenant_id).values(name=name))
-            self._audit.append("tenant.rename", tenant=tenant_id, target=tenant_id, before={"name": before},
-                               after={"name": name})
+            self._audit.append(
+                "tenant.rename", tenant=tenant_id, target=tenant_id, before={"name": before}, after={"name": name}
+            )
         return self.get(tenant_id)
 
     def set_retention(self, tenant_id: str, retention_days: int | None) -> Tenant:
@@ -100,6 +108,11 @@ class TenantService:
         before = self.get(tenant_id).retention_days
         with self._engine.begin() as conn:
             conn.execute(update(tenants).where(tenants.c.id == tenant_id).values(retention_days=retention_days))
-        self._audit.append("tenant.retention", tenant=tenant_id, target=tenant_id,
-                           before={"retention_days": before}, after={"retention_days": retention_days})
+        self._audit.append(
+            "tenant.retention",
+            tenant=tenant_id,
+            target=tenant_id,
+            before={"retention_days": before},
+            after={"retention_days": retention_days},
+        )
         return self.get(tenant_id)

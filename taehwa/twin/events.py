@@ -104,8 +104,9 @@ class EventHub:
             return current, True
         return int(number), False
 
-    async def follow(self, tenant: str, *, under: str | None, kinds: set[str], last_event_id: str | None,
-                     heartbeat_s: float = 15.0) -> AsyncIterator[list[Event] | None]:
+    async def follow(
+        self, tenant: str, *, under: str | None, kinds: set[str], last_event_id: str | None, heartbeat_s: float = 15.0
+    ) -> AsyncIterator[list[Event] | None]:
         """Batches of matching events as they come (None now and then as a heartbeat); starts with a `reset`
         event when the client missed events that can no longer be replayed."""
         n, reset = self.resume_point(tenant, last_event_id)
@@ -115,15 +116,39 @@ class EventHub:
             self._log(tenant).waiters.add((loop, wake))
         try:
             if reset:
-                yield [Event(n, "reset", (), orjson.dumps({"id": f"{self.epoch}-{n}", "kind": "reset",
-                                                            "reason": "events were missed; re-read the state"}))]
+                yield [
+                    Event(
+                        n,
+                        "reset",
+                        (),
+                        orjson.dumps(
+                            {
+                                "id": f"{self.epoch}-{n}",
+                                "kind": "reset",
+                                "reason": "events were missed; re-read the state",
+                            }
+                        ),
+                    )
+                ]
             while True:
                 wake.clear()
                 events, gap = self._after(tenant, n)
                 if gap:
                     n = events[0].n - 1
-                    yield [Event(n, "reset", (), orjson.dumps({"id": f"{self.epoch}-{n}", "kind": "reset",
-                                                                "reason": "the client fell behind the event log"}))]
+                    yield [
+                        Event(
+                            n,
+                            "reset",
+                            (),
+                            orjson.dumps(
+                                {
+                                    "id": f"{self.epoch}-{n}",
+                                    "kind": "reset",
+                                    "reason": "the client fell behind the event log",
+                                }
+                            ),
+                        )
+                    ]
                 if events:
                     n = events[-1].n
                     matching = [e for e in events if e.kind in kinds and e.concerns(under)]

@@ -53,9 +53,16 @@ class SignalState:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
-        return {"tag": self.tag, "value": self.value, "quality": QUALITY_NAMES.get(self.quality, "bad"),
-                "time": from_us(self.time_us).isoformat() if self.time_us is not None else None,
-                "limit_state": self.limit, "stale": self.stale, "state": self.state, "derived": self.derived}
+        return {
+            "tag": self.tag,
+            "value": self.value,
+            "quality": QUALITY_NAMES.get(self.quality, "bad"),
+            "time": from_us(self.time_us).isoformat() if self.time_us is not None else None,
+            "limit_state": self.limit,
+            "stale": self.stale,
+            "state": self.state,
+            "derived": self.derived,
+        }
 
 
 def signal_states(plant: Plant, asset: Asset) -> dict[str, SignalState]:
@@ -64,8 +71,9 @@ def signal_states(plant: Plant, asset: Asset) -> dict[str, SignalState]:
     out: dict[str, SignalState] = {}
     for name, tag in plant.signal_tags(asset).items():
         spec = t.signals.get(name) if t else None
-        out[name] = SignalState(tag, bool(spec and spec.derived), plant.limits_of(asset, name),
-                                spec.interval_s if spec else None)
+        out[name] = SignalState(
+            tag, bool(spec and spec.derived), plant.limits_of(asset, name), spec.interval_s if spec else None
+        )
     return out
 
 
@@ -171,10 +179,20 @@ class TenantLive:
         out: list[tuple[str, tuple[str, ...], dict[str, Any]]] = []
         for path in sorted(set(changed) | touched):
             previous = changed[path][0] if path in changed else self.rolled[path]
-            out.append(("state", (path,), {
-                "path": path, "state": self.rolled[path], "previous": previous, "own_state": self.own[path],
-                "own_previous": own_before.get(path, self.own[path]),
-                "signals": {k: s.to_dict() for k, s in self.signals[path].items()} if path in touched else {}}))
+            out.append(
+                (
+                    "state",
+                    (path,),
+                    {
+                        "path": path,
+                        "state": self.rolled[path],
+                        "previous": previous,
+                        "own_state": self.own[path],
+                        "own_previous": own_before.get(path, self.own[path]),
+                        "signals": {k: s.to_dict() for k, s in self.signals[path].items()} if path in touched else {},
+                    },
+                )
+            )
         return out
 
     def check_stale(self, now_us: int) -> list[tuple[str, tuple[str, ...], dict[str, Any]]]:
@@ -192,8 +210,12 @@ class TenantLive:
 
     def asset_state(self, path: str) -> dict[str, Any]:
         """One asset's live state as JSON."""
-        return {"path": path, "state": self.rolled.get(path, "unknown"), "own_state": self.own.get(path, "unknown"),
-                "signals": {k: s.to_dict() for k, s in self.signals.get(path, {}).items()}}
+        return {
+            "path": path,
+            "state": self.rolled.get(path, "unknown"),
+            "own_state": self.own.get(path, "unknown"),
+            "signals": {k: s.to_dict() for k, s in self.signals.get(path, {}).items()},
+        }
 
 
 class LiveState:

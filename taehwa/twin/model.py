@@ -53,8 +53,15 @@ class Asset:
 
     def record(self) -> dict[str, Any]:
         """A flat, JSON-ready form (what the API returns and the store keeps)."""
-        out: dict[str, Any] = {"path": self.path, "parent": self.parent, "id": self.id, "type": self.type,
-                               "name": self.name, "attributes": _json_values(self.attributes), "tags": dict(self.tags)}
+        out: dict[str, Any] = {
+            "path": self.path,
+            "parent": self.parent,
+            "id": self.id,
+            "type": self.type,
+            "name": self.name,
+            "attributes": _json_values(self.attributes),
+            "tags": dict(self.tags),
+        }
         if self.limits:
             out["limits"] = {k: v.to_dict() for k, v in self.limits.items()}
         if self.description:
@@ -175,9 +182,16 @@ def parse_asset_fields(raw: dict[str, Any], path: str, where: str, problems: Pro
         type_name = ""
     name = raw.get("name")
     description = raw.get("description")
-    return Asset(path, type_name, str(name) if name is not None else path.rsplit("/", 1)[-1],
-                 {str(k): v for k, v in attributes.items()}, {str(k): str(v) for k, v in tags.items()}, limits,
-                 str(description) if description is not None else None, where)
+    return Asset(
+        path,
+        type_name,
+        str(name) if name is not None else path.rsplit("/", 1)[-1],
+        {str(k): v for k, v in attributes.items()},
+        {str(k): str(v) for k, v in tags.items()},
+        limits,
+        str(description) if description is not None else None,
+        where,
+    )
 
 
 def parse_document(doc: Any, *, source: str, base_types: dict[str, Any] | None = None) -> Plant:
@@ -251,12 +265,22 @@ def validate(plant: Plant) -> Problems:
             problems.append((where, f"asset {asset.path!r}: parent {asset.parent!r} does not exist"))
         elif parent is not None and (pt := plant.types.get(parent.type)) is not None:
             if LEVELS.index(t.level) <= LEVELS.index(pt.level):
-                problems.append((where, f"asset {asset.path!r} ({t.name}, a {t.level}) cannot be under "
-                                        f"{parent.path!r} ({pt.name}, a {pt.level}); levels run "
-                                        f"{' → '.join(LEVELS)}"))
+                problems.append(
+                    (
+                        where,
+                        f"asset {asset.path!r} ({t.name}, a {t.level}) cannot be under "
+                        f"{parent.path!r} ({pt.name}, a {pt.level}); levels run "
+                        f"{' → '.join(LEVELS)}",
+                    )
+                )
             elif pt.children is not None and not any(t.is_a(c) for c in pt.children):
-                problems.append((where, f"asset {asset.path!r}: a {pt.name} may only contain "
-                                        f"{', '.join(pt.children) or 'nothing'}, not {t.name}"))
+                problems.append(
+                    (
+                        where,
+                        f"asset {asset.path!r}: a {pt.name} may only contain "
+                        f"{', '.join(pt.children) or 'nothing'}, not {t.name}",
+                    )
+                )
         for name, attr in t.attributes.items():
             if name in asset.attributes:
                 if (msg := attr.check(asset.attributes[name])) is not None:
@@ -268,8 +292,13 @@ def validate(plant: Plant) -> Problems:
                 problems.append((where, f"asset {asset.path!r}: {t.name} has no attribute {name!r}"))
         for bound_name in list(asset.tags) + list(asset.limits):
             if bound_name not in t.signals:
-                problems.append((where, f"asset {asset.path!r}: {t.name} has no signal {bound_name!r}; it has "
-                                        f"{', '.join(t.signals) or 'none'}"))
+                problems.append(
+                    (
+                        where,
+                        f"asset {asset.path!r}: {t.name} has no signal {bound_name!r}; it has "
+                        f"{', '.join(t.signals) or 'none'}",
+                    )
+                )
         for sig_name, spec in t.signals.items():
             if spec.required and not spec.derived and sig_name not in asset.tags:
                 problems.append((where, f"asset {asset.path!r}: required sensor {sig_name!r} is not bound to a tag"))
@@ -281,8 +310,13 @@ def validate(plant: Plant) -> Problems:
                 continue
             if tag in bound:
                 other, other_sig, other_where = bound[tag]
-                problems.append((where, f"tag {tag!r} is bound twice: to {asset.path!r} ({sig}) and to {other!r} "
-                                        f"({other_sig}{', ' + other_where if other_where else ''})"))
+                problems.append(
+                    (
+                        where,
+                        f"tag {tag!r} is bound twice: to {asset.path!r} ({sig}) and to {other!r} "
+                        f"({other_sig}{', ' + other_where if other_where else ''})",
+                    )
+                )
             else:
                 bound[tag] = (asset.path, sig, asset.where)
     problems += _validate_relations(plant)
@@ -315,8 +349,12 @@ def _validate_relations(plant: Plant) -> Problems:
         if RELATION_KINDS[kind] and (cycle := _find_cycle(graph)):
             last = cycle[-1]
             path = " → ".join([r.source for r in cycle] + [last.target])
-            problems.append((last.where or f"relation {last.source} {kind} {last.target}",
-                             f"relations {kind!r} form a cycle: {path}"))
+            problems.append(
+                (
+                    last.where or f"relation {last.source} {kind} {last.target}",
+                    f"relations {kind!r} form a cycle: {path}",
+                )
+            )
     return problems
 
 
@@ -365,15 +403,17 @@ def moved(plant: Plant, path: str, new_parent: str | None, new_id: str | None = 
     prefix = path + "/"
     for p in plant.assets:
         if p == path or p.startswith(prefix):
-            renames[p] = new_path + p[len(path):]
+            renames[p] = new_path + p[len(path) :]
     for p, a in plant.assets.items():
         if p in renames:
             continue
         assets[p] = a
     for p, np_ in renames.items():
         assets[np_] = replace(plant.assets[p], path=np_)
-    relations = [replace(r, source=renames.get(r.source, r.source), target=renames.get(r.target, r.target))
-                 for r in plant.relations]
+    relations = [
+        replace(r, source=renames.get(r.source, r.source), target=renames.get(r.target, r.target))
+        for r in plant.relations
+    ]
     return Plant(plant.types, _parents_first(assets), relations), renames
 
 
@@ -381,5 +421,14 @@ def _parents_first(assets: dict[str, Asset]) -> dict[str, Asset]:
     return dict(sorted(assets.items(), key=lambda kv: kv[0].count("/")))
 
 
-__all__ = ["LIMIT_KEYS", "RELATION_KINDS", "Asset", "Plant", "Relation", "moved", "parse_document", "validate",
-           "with_asset"]
+__all__ = [
+    "LIMIT_KEYS",
+    "RELATION_KINDS",
+    "Asset",
+    "Plant",
+    "Relation",
+    "moved",
+    "parse_document",
+    "validate",
+    "with_asset",
+]

@@ -80,8 +80,13 @@ class LoadSummary:
 class TwinService:
     """Plant models per tenant, their live state and their change events."""
 
-    def __init__(self, settings: Settings, historian: Historian, hub: EventHub | None = None,
-                 checks: Sequence[Callable[[Plant], Problems]] = ()) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        historian: Historian,
+        hub: EventHub | None = None,
+        checks: Sequence[Callable[[Plant], Problems]] = (),
+    ) -> None:
         """`checks`: more checks every new model must pass besides `validate` (e.g. the analytics expressions)."""
         self.settings = settings
         self.checks = tuple(checks)
@@ -101,8 +106,7 @@ class TwinService:
     def start(self, every_s: float = 1.0) -> None:
         """Check staleness every second in a background thread (the server calls this)."""
         if self._ticker is None:
-            self._ticker = threading.Thread(target=self._tick_loop, args=(every_s,), name="twin-staleness",
-                                            daemon=True)
+            self._ticker = threading.Thread(target=self._tick_loop, args=(every_s,), name="twin-staleness", daemon=True)
             self._ticker.start()
 
     def _tick_loop(self, every_s: float) -> None:
@@ -160,8 +164,9 @@ class TwinService:
         self.tenants.require(tenant, "write")
         return self.plant(tenant)
 
-    def _commit(self, tenant: str, new: Plant, *, actor: str | None, summary: str, action: str,
-                paths: list[str]) -> int:
+    def _commit(
+        self, tenant: str, new: Plant, *, actor: str | None, summary: str, action: str, paths: list[str]
+    ) -> int:
         self.tenants.require(tenant, "write")
         actor = actor or current().user
         problems = validate(new)
@@ -175,15 +180,21 @@ class TwinService:
             self._install(tenant, new)
         touched = paths[:50]
         self.historian.audit.append(
-            f"twin.{action}", tenant=tenant, target=summary,
+            f"twin.{action}",
+            tenant=tenant,
+            target=summary,
             before={p: old.assets[p].record() for p in touched if p in old.assets} or None,
-            after={"version": version, "assets": {p: new.assets[p].record() for p in touched if p in new.assets}})
-        self.hub.publish(tenant, [("structure", tuple(paths),
-                                   {"action": action, "paths": paths, "version": version, "summary": summary})])
+            after={"version": version, "assets": {p: new.assets[p].record() for p in touched if p in new.assets}},
+        )
+        self.hub.publish(
+            tenant,
+            [("structure", tuple(paths), {"action": action, "paths": paths, "version": version, "summary": summary})],
+        )
         return version
 
-    def load(self, tenant: str, text: str | bytes, *, source: str = "plant.yaml", actor: str | None = None
-             ) -> LoadSummary:
+    def load(
+        self, tenant: str, text: str | bytes, *, source: str = "plant.yaml", actor: str | None = None
+    ) -> LoadSummary:
         """Replace the tenant's model with a whole plant file; validated as a whole, all or nothing."""
         self.tenants.require(tenant, "write")
         new = parse_document(load_yaml(text, source=source), source=source)
@@ -192,15 +203,26 @@ class TwinService:
             added = [p for p in new.assets if p not in old.assets]
             removed = [p for p in old.assets if p not in new.assets]
             changed = [p for p in new.assets if p in old.assets and new.assets[p].record() != old.assets[p].record()]
-            if not (added or removed or changed) and new.relations == old.relations and new.document()["types"] == \
-                    old.document()["types"] and list(new.assets) == list(old.assets) and old.assets:
+            if (
+                not (added or removed or changed)
+                and new.relations == old.relations
+                and new.document()["types"] == old.document()["types"]
+                and list(new.assets) == list(old.assets)
+                and old.assets
+            ):
                 version = self.store.current_version(tenant)  # nothing to change: no new version
                 return LoadSummary(version, len(new.assets), len(new.types), 0, 0, 0, len(new.relations))
-            version = self._commit(tenant, new, actor=actor, action="loaded", paths=[],
-                                   summary=f"loaded {source}: {len(added)} added, {len(changed)} changed, "
-                                           f"{len(removed)} removed")
-        return LoadSummary(version, len(new.assets), len(new.types), len(added), len(changed), len(removed),
-                           len(new.relations))
+            version = self._commit(
+                tenant,
+                new,
+                actor=actor,
+                action="loaded",
+                paths=[],
+                summary=f"loaded {source}: {len(added)} added, {len(changed)} changed, {len(removed)} removed",
+            )
+        return LoadSummary(
+            version, len(new.assets), len(new.types), len(added), len(changed), len(removed), len(new.relations)
+        )
 
     def export(self, tenant: str, at: Any = None) -> dict[str, Any]:
         """The model as a plant document (now, or as it stood at a past time)."""
@@ -224,18 +246,27 @@ class TwinService:
         plant = self.plant(tenant)
         out = []
         for t in plant.types.values():
-            out.append({"name": t.name, "extends": t.extends, "level": t.level, "description": t.description,
-                        "ancestry": list(t.ancestry), "children": list(t.children) if t.children is not None else None,
-                        "attributes": {k: a.to_dict() for k, a in t.attributes.items()},
-                        "sensors": {k: s.to_dict() for k, s in t.signals.items() if not s.derived},
-                        "derived": {k: s.to_dict() for k, s in t.signals.items() if s.derived}})
+            out.append(
+                {
+                    "name": t.name,
+                    "extends": t.extends,
+                    "level": t.level,
+                    "description": t.description,
+                    "ancestry": list(t.ancestry),
+                    "children": list(t.children) if t.children is not None else None,
+                    "attributes": {k: a.to_dict() for k, a in t.attributes.items()},
+                    "sensors": {k: s.to_dict() for k, s in t.signals.items() if not s.derived},
+                    "derived": {k: s.to_dict() for k, s in t.signals.items() if s.derived},
+                }
+            )
         return out
 
     def put_type(self, tenant: str, name: str, definition: dict[str, Any], *, actor: str | None = None) -> int:
         """Add or replace one asset type; every asset of it (and of types extending it) is re-validated."""
         plant = self._writable(tenant)
-        declared = {n: t.source for n, t in plant.types.items() if n not in ("Site", "Area", "Line", "Equipment",
-                                                                               "Component")}
+        declared = {
+            n: t.source for n, t in plant.types.items() if n not in ("Site", "Area", "Line", "Equipment", "Component")
+        }
         declared[name] = definition
         types, problems = resolve_types(declared, source=f"type {name}")
         if problems:
@@ -269,11 +300,14 @@ class TwinService:
         if path is not None:
             self._require(plant, path)
         live = self.live.get(tenant)
-        return [{**a.record(), "state": live.rolled.get(a.path, "unknown") if live else "unknown"}
-                for a in plant.children(path)]
+        return [
+            {**a.record(), "state": live.rolled.get(a.path, "unknown") if live else "unknown"}
+            for a in plant.children(path)
+        ]
 
-    def create(self, tenant: str, body: dict[str, Any], *, parent: str | None, actor: str | None = None
-               ) -> dict[str, Any]:
+    def create(
+        self, tenant: str, body: dict[str, Any], *, parent: str | None, actor: str | None = None
+    ) -> dict[str, Any]:
         """Add one asset under a parent (a site when there is none)."""
         plant = self._writable(tenant)
         seg = body.get("id")
@@ -298,11 +332,27 @@ class TwinService:
         merged = {**current.record(), **patch}
         merged.pop("path", None)
         merged.pop("parent", None)
-        return self._put_asset(tenant, plant, path, merged, actor=actor, action="updated",
-                               summary=f"updated {path}: {', '.join(sorted(patch))}")
+        return self._put_asset(
+            tenant,
+            plant,
+            path,
+            merged,
+            actor=actor,
+            action="updated",
+            summary=f"updated {path}: {', '.join(sorted(patch))}",
+        )
 
-    def _put_asset(self, tenant: str, plant: Plant, path: str, fields: dict[str, Any], *, actor: str | None,
-                   action: str, summary: str) -> dict[str, Any]:
+    def _put_asset(
+        self,
+        tenant: str,
+        plant: Plant,
+        path: str,
+        fields: dict[str, Any],
+        *,
+        actor: str | None,
+        action: str,
+        summary: str,
+    ) -> dict[str, Any]:
         """Parse an asset's fields, validate the model with it in place, commit, and answer the stored asset."""
         problems: list[tuple[str, str]] = []
         asset = parse_asset_fields(fields, path, "body", problems)
@@ -317,17 +367,25 @@ class TwinService:
         self._require(plant, path)
         doomed = {a.path for a in plant.subtree(path)}
         if len(doomed) > 1 and not recursive:
-            raise Conflict(f"asset {path!r} has {len(doomed) - 1} assets under it; delete them too with recursive",
-                           where="recursive")
+            raise Conflict(
+                f"asset {path!r} has {len(doomed) - 1} assets under it; delete them too with recursive",
+                where="recursive",
+            )
         assets = {p: a for p, a in plant.assets.items() if p not in doomed}
         relations = [r for r in plant.relations if r.source not in doomed and r.target not in doomed]
-        self._commit(tenant, Plant(plant.types, assets, relations), actor=actor, action="deleted",
-                     paths=sorted(doomed), summary=f"deleted {path}" + (f" and {len(doomed) - 1} under it"
-                                                                          if len(doomed) > 1 else ""))
+        self._commit(
+            tenant,
+            Plant(plant.types, assets, relations),
+            actor=actor,
+            action="deleted",
+            paths=sorted(doomed),
+            summary=f"deleted {path}" + (f" and {len(doomed) - 1} under it" if len(doomed) > 1 else ""),
+        )
         return len(doomed)
 
-    def move(self, tenant: str, path: str, new_parent: str | None, *, new_id: str | None = None,
-             actor: str | None = None) -> dict[str, Any]:
+    def move(
+        self, tenant: str, path: str, new_parent: str | None, *, new_id: str | None = None, actor: str | None = None
+    ) -> dict[str, Any]:
         """Move a subtree under another parent (or rename it); its tags stay bound."""
         plant = self._writable(tenant)
         self._require(plant, path)
@@ -341,12 +399,19 @@ class TwinService:
         target = renames[path]
         if target != path and target in plant.assets:
             raise Conflict(f"asset {target!r} already exists", where="parent")
-        self._commit(tenant, new, actor=actor, action="moved", paths=sorted({*renames, *renames.values()}),
-                     summary=f"moved {path} to {target}")
+        self._commit(
+            tenant,
+            new,
+            actor=actor,
+            action="moved",
+            paths=sorted({*renames, *renames.values()}),
+            summary=f"moved {path} to {target}",
+        )
         return self.get(tenant, target)
 
-    def relate(self, tenant: str, source: str, kind: str, target: str, *, remove: bool = False,
-               actor: str | None = None) -> int:
+    def relate(
+        self, tenant: str, source: str, kind: str, target: str, *, remove: bool = False, actor: str | None = None
+    ) -> int:
         """Add (or remove) a relation such as `feeds` or `backs_up`."""
         plant = self._writable(tenant)
         rel = Relation(source, kind, target)
@@ -359,14 +424,28 @@ class TwinService:
             if existing:
                 raise Conflict(f"relation {source!r} {kind} {target!r} exists", where="relation")
             relations = [*plant.relations, rel]
-        return self._commit(tenant, Plant(plant.types, dict(plant.assets), relations), actor=actor,
-                            action="related", paths=[source, target],
-                            summary=f"{'removed' if remove else 'added'} {source} {kind} {target}")
+        return self._commit(
+            tenant,
+            Plant(plant.types, dict(plant.assets), relations),
+            actor=actor,
+            action="related",
+            paths=[source, target],
+            summary=f"{'removed' if remove else 'added'} {source} {kind} {target}",
+        )
 
     # -- search and state ---------------------------------------------------------------------------------------
-    def search(self, tenant: str, *, type: str | None = None, under: str | None = None,
-               state: str | None = None, attributes: dict[str, str] | None = None, text: str | None = None,
-               limit: int = 100, offset: int = 0) -> dict[str, Any]:
+    def search(
+        self,
+        tenant: str,
+        *,
+        type: str | None = None,
+        under: str | None = None,
+        state: str | None = None,
+        attributes: dict[str, str] | None = None,
+        text: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> dict[str, Any]:
         """Assets matching every filter given: type (or a subtype), path prefix, rolled-up state, attribute values
         (compared as text), and a word in the path or name."""
         if state is not None and state not in STATES:
@@ -389,6 +468,7 @@ class TwinService:
             rolled = live.rolled if live else {}
             candidates = [p for p in candidates if rolled.get(p, "unknown") == state]
         if attributes:
+
             def fits(p: str) -> bool:
                 asset = plant.assets[p]
                 t = plant.types.get(asset.type)
@@ -399,13 +479,15 @@ class TwinService:
                     if value is None or str(value) != v:
                         return False
                 return True
+
             candidates = [p for p in candidates if fits(p)]
         if text:
             needle = text.lower()
             candidates = [p for p in candidates if needle in p.lower() or needle in plant.assets[p].name.lower()]
-        page = candidates[offset:offset + limit]
-        items = [{**plant.assets[p].record(), "state": live.rolled.get(p, "unknown") if live else "unknown"}
-                 for p in page]
+        page = candidates[offset : offset + limit]
+        items = [
+            {**plant.assets[p].record(), "state": live.rolled.get(p, "unknown") if live else "unknown"} for p in page
+        ]
         return {"total": len(candidates), "items": items}
 
     def _live_states(self, tenant: str) -> tuple[Any, dict[str, tuple[str, str]]]:
@@ -425,8 +507,13 @@ class TwinService:
             kids.setdefault(a.parent, []).append(a)
 
         def node(a: Any) -> dict[str, Any]:
-            return {"path": a.path, "name": a.name, "type": a.type, "state": states[a.path][0],
-                    "children": [node(c) for c in kids.get(a.path, [])]}
+            return {
+                "path": a.path,
+                "name": a.name,
+                "type": a.type,
+                "state": states[a.path][0],
+                "children": [node(c) for c in kids.get(a.path, [])],
+            }
 
         return [node(a) for a in kids.get(None, [])]
 
@@ -438,8 +525,9 @@ class TwinService:
             counts[own] = counts.get(own, 0) + 1
         return counts
 
-    def targets(self, tenant: str, *, asset: str | None = None, asset_type: str | None = None,
-                under: str | None = None) -> list[str]:
+    def targets(
+        self, tenant: str, *, asset: str | None = None, asset_type: str | None = None, under: str | None = None
+    ) -> list[str]:
         """Paths of every asset a deployment's or rule's target takes in now (exactly one of asset, asset_type or
         under), sorted by path, with no page size: all of them. A name the plant does not hold is refused
         (NotFound, where `target.<field>`)."""
@@ -470,9 +558,13 @@ class TwinService:
         rows: dict[str, tuple[int, float, int]] = {}
         if tags:
             table = self.historian.value_at(tenant, tags, from_us(at_us))
-            for tag, t, v, q in zip(table.column("tag").to_pylist(), table.column("time").cast(pa.int64()).to_pylist(),
-                                    table.column("value").to_pylist(), table.column("quality").to_pylist(),
-                                    strict=True):
+            for tag, t, v, q in zip(
+                table.column("tag").to_pylist(),
+                table.column("time").cast(pa.int64()).to_pylist(),
+                table.column("value").to_pylist(),
+                table.column("quality").to_pylist(),
+                strict=True,
+            ):
                 rows[tag] = (t, v, q)
         states: dict[str, dict[str, Any]] = {}
         for asset in reversed(subtree):  # children after parents in the subtree list: fold bottom-up
@@ -485,8 +577,12 @@ class TwinService:
                         st.stale = at_us - st.time_us > self.settings.stale_after_intervals * st.interval_s * 1e6
             own = worst([s.state for s in signals.values()])
             kids = [states[c.path]["state"] for c in plant.children(asset.path) if c.path in states]
-            states[asset.path] = {"path": asset.path, "state": worst([own, *kids]), "own_state": own,
-                                  "signals": {k: s.to_dict() for k, s in signals.items()}}
+            states[asset.path] = {
+                "path": asset.path,
+                "state": worst([own, *kids]),
+                "own_state": own,
+                "signals": {k: s.to_dict() for k, s in signals.items()},
+            }
         out = states[path]
         out["at"] = from_us(at_us).isoformat()
         return out

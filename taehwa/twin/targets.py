@@ -25,8 +25,11 @@ class Target:
     @classmethod
     def of(cls, fields: dict[str, Any]) -> Target:
         """The target named by a deployment's or a rule's fields (other keys are ignored)."""
-        return cls(asset=fields.get("asset") or None, asset_type=fields.get("asset_type") or None,
-                   under=fields.get("under") or None)
+        return cls(
+            asset=fields.get("asset") or None,
+            asset_type=fields.get("asset_type") or None,
+            under=fields.get("under") or None,
+        )
 
     def check(self) -> None:
         """Refuse a target that names none or more than one of asset, asset_type and under."""

@@ -21,18 +21,29 @@ Problems = list[tuple[str, str]]
 
 # Built-in roots so a plant file can declare only its own equipment types.
 BUILTIN_TYPES: dict[str, dict[str, Any]] = {
-    "Site": {"level": "site", "description": "A plant site (a refinery, a car factory, a shipyard).",
-             # where its owner places it on the city's map (taehwa/city), and its power demand where metered
-             "attributes": {"latitude": {"type": "number", "unit": "deg"},
-                            "longitude": {"type": "number", "unit": "deg"},
-                            "complex": {"type": "string", "description": "the industrial complex it lies in"},
-                            "industry": {"type": "string", "description": "e.g. petrochemical, automotive"}},
-             "sensors": {"power": {"unit": "kW", "description": "the site's electrical power demand"}}},
+    "Site": {
+        "level": "site",
+        "description": "A plant site (a refinery, a car factory, a shipyard).",
+        # where its owner places it on the city's map (taehwa/city), and its power demand where metered
+        "attributes": {
+            "latitude": {"type": "number", "unit": "deg"},
+            "longitude": {"type": "number", "unit": "deg"},
+            "complex": {"type": "string", "description": "the industrial complex it lies in"},
+            "industry": {"type": "string", "description": "e.g. petrochemical, automotive"},
+        },
+        "sensors": {"power": {"unit": "kW", "description": "the site's electrical power demand"}},
+    },
     "Area": {"level": "area", "description": "An area or unit of a site."},
     "Line": {"level": "line", "description": "A production line or train within an area."},
-    "Equipment": {"level": "equipment", "description": "A piece of equipment.",
-                  "attributes": {"manufacturer": {"type": "string"}, "model": {"type": "string"},
-                                 "install_date": {"type": "date"}}},
+    "Equipment": {
+        "level": "equipment",
+        "description": "A piece of equipment.",
+        "attributes": {
+            "manufacturer": {"type": "string"},
+            "model": {"type": "string"},
+            "install_date": {"type": "date"},
+        },
+    },
     "Component": {"level": "component", "description": "A part of a piece of equipment."},
 }
 
@@ -53,8 +64,9 @@ class Attribute:
         """Why a value does not fit this attribute (None if it does)."""
         if self.kind == "string" and not isinstance(value, str):
             return f"attribute {self.name!r} must be text, got {value!r}"
-        if self.kind == "number" and (isinstance(value, bool) or not isinstance(value, int | float)
-                                      or not math.isfinite(value)):
+        if self.kind == "number" and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+        ):
             return f"attribute {self.name!r} must be a finite number, got {value!r}"
         if self.kind == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
             return f"attribute {self.name!r} must be a whole number, got {value!r}"
@@ -96,17 +108,20 @@ class Limits:
     def state(self, value: float) -> str:
         """normal, warning or alarm for a value."""
         if (self.high_alarm is not None and value >= self.high_alarm) or (
-                self.low_alarm is not None and value <= self.low_alarm):
+            self.low_alarm is not None and value <= self.low_alarm
+        ):
             return "alarm"
         if (self.high_warning is not None and value >= self.high_warning) or (
-                self.low_warning is not None and value <= self.low_warning):
+            self.low_warning is not None and value <= self.low_warning
+        ):
             return "warning"
         return "normal"
 
     def merged(self, override: Limits) -> Limits:
         """These limits with an asset's own values taking precedence."""
-        return Limits(*(getattr(override, k) if getattr(override, k) is not None else getattr(self, k)
-                        for k in LIMIT_KEYS))
+        return Limits(
+            *(getattr(override, k) if getattr(override, k) is not None else getattr(self, k) for k in LIMIT_KEYS)
+        )
 
     def to_dict(self) -> dict[str, float]:
         """The YAML form (only limits that are set)."""
@@ -205,8 +220,9 @@ def _parse_limits(raw: Any, where: str, problems: Problems) -> Limits:
             problems.append((where, f"limit {key!r} must be a number, got {value!r}"))
         values[key] = number
     limits = Limits(**values)
-    ordered = [v for v in (limits.low_alarm, limits.low_warning, limits.high_warning, limits.high_alarm)
-               if v is not None]
+    ordered = [
+        v for v in (limits.low_alarm, limits.low_warning, limits.high_warning, limits.high_alarm) if v is not None
+    ]
     if ordered != sorted(ordered):
         problems.append((where, "limits must rise: low_alarm ≤ low_warning ≤ high_warning ≤ high_alarm"))
     return limits
@@ -226,8 +242,13 @@ def parse_signal(name: str, raw: Any, *, derived: bool, where: str, problems: Pr
     low = high = None
     if "range" in raw:
         rng = raw["range"]
-        if (not isinstance(rng, list) or len(rng) != 2 or _number(rng[0]) is None or _number(rng[1]) is None
-                or float(rng[0]) >= float(rng[1])):
+        if (
+            not isinstance(rng, list)
+            or len(rng) != 2
+            or _number(rng[0]) is None
+            or _number(rng[1]) is None
+            or float(rng[0]) >= float(rng[1])
+        ):
             problems.append((where, f"signal {name!r}: range must be [low, high] with low < high, got {rng!r}"))
         else:
             low, high = float(rng[0]), float(rng[1])
@@ -236,15 +257,26 @@ def parse_signal(name: str, raw: Any, *, derived: bool, where: str, problems: Pr
         try:
             interval = parse_duration(raw["interval"]) / 1e6
         except Exception:
-            problems.append((where, f"signal {name!r}: interval must be a duration like 1s or 5min, "
-                                    f"got {raw['interval']!r}"))
+            problems.append(
+                (where, f"signal {name!r}: interval must be a duration like 1s or 5min, got {raw['interval']!r}")
+            )
     unit, description, expr = raw.get("unit"), raw.get("description"), raw.get("expr")
     if expr is not None and not isinstance(expr, str):
         problems.append((where, f"signal {name!r}: expr must be a text, got {type(expr).__name__}"))
         expr = None
-    return Signal(name, derived, None if unit is None else str(unit), None if description is None else str(description),
-                  low, high, _parse_limits(raw.get("limits"), where, problems), interval, bool(raw.get("required")),
-                  expr, where)
+    return Signal(
+        name,
+        derived,
+        None if unit is None else str(unit),
+        None if description is None else str(description),
+        low,
+        high,
+        _parse_limits(raw.get("limits"), where, problems),
+        interval,
+        bool(raw.get("required")),
+        expr,
+        where,
+    )
 
 
 def _parse_attribute(name: str, raw: Any, where: str, problems: Problems) -> Attribute:
@@ -260,8 +292,15 @@ def _parse_attribute(name: str, raw: Any, where: str, problems: Problems) -> Att
     values = tuple(str(v) for v in raw.get("values", ()) or ())
     if kind == "enum" and not values:
         problems.append((where, f"attribute {name!r}: an enum needs 'values'"))
-    attr = Attribute(name, kind, bool(raw.get("required", False)), raw.get("unit"), values, raw.get("default"),
-                     raw.get("description"))
+    attr = Attribute(
+        name,
+        kind,
+        bool(raw.get("required", False)),
+        raw.get("unit"),
+        values,
+        raw.get("default"),
+        raw.get("description"),
+    )
     if attr.default is not None and (msg := attr.check(attr.default)):
         problems.append((where, f"default: {msg}"))
     return attr
@@ -292,13 +331,15 @@ def resolve_types(declared: dict[str, Any], *, source: str) -> tuple[dict[str, A
         known = {"extends", "level", "description", "attributes", "sensors", "derived", "children", "events"}
         for key in raw:
             if key not in known:
-                problems.append((_where(source, raw, key), f"type {name!r}: unknown key {key!r}; "
-                                                            f"use {', '.join(sorted(known))}"))
+                problems.append(
+                    (_where(source, raw, key), f"type {name!r}: unknown key {key!r}; use {', '.join(sorted(known))}")
+                )
         parent: AssetType | None = None
         extends = raw.get("extends")
         if extends is None and name not in BUILTIN_TYPES:
             extends = {"site": "Site", "area": "Area", "line": "Line", "component": "Component"}.get(
-                str(raw.get("level", "")), "Equipment")
+                str(raw.get("level", "")), "Equipment"
+            )
         if extends is not None:
             if extends in chain:
                 problems.append((where, f"type {name!r} extends itself through {' → '.join((*chain, extends))}"))
@@ -314,12 +355,24 @@ def resolve_types(declared: dict[str, Any], *, source: str) -> tuple[dict[str, A
             problems.append((_where(source, raw, "level"), f"type {name!r}: level must be one of {', '.join(LEVELS)}"))
             level = "equipment"
         if parent is not None and level != parent.level:
-            problems.append((_where(source, raw, "level"),
-                             f"type {name!r} is at level {level!r} but extends {parent.name!r} at {parent.level!r}"))
-        t = AssetType(name, level, extends, raw.get("description") or (parent.description if parent else None),
-                      dict(parent.attributes) if parent else {}, dict(parent.signals) if parent else {},
-                      parent.children if parent else None, (name, *(parent.ancestry if parent else ())), raw,
-                      dict(parent.events) if parent else {})
+            problems.append(
+                (
+                    _where(source, raw, "level"),
+                    f"type {name!r} is at level {level!r} but extends {parent.name!r} at {parent.level!r}",
+                )
+            )
+        t = AssetType(
+            name,
+            level,
+            extends,
+            raw.get("description") or (parent.description if parent else None),
+            dict(parent.attributes) if parent else {},
+            dict(parent.signals) if parent else {},
+            parent.children if parent else None,
+            (name, *(parent.ancestry if parent else ())),
+            raw,
+            dict(parent.events) if parent else {},
+        )
         events = raw.get("events") or {}
         if not isinstance(events, dict):
             problems.append((_where(source, raw, "events"), f"type {name!r}: events must be a mapping"))
@@ -327,8 +380,13 @@ def resolve_types(declared: dict[str, Any], *, source: str) -> tuple[dict[str, A
         for ev_name, ev_raw in events.items():
             ev_where = _where(source, events, ev_name)
             if not NAME_RE.match(str(ev_name)) or not isinstance(ev_raw, dict):
-                problems.append((ev_where, f"event template {ev_name!r} must be a name (letters, digits, _) "
-                                           "mapped to start, end, max_duration, stats"))
+                problems.append(
+                    (
+                        ev_where,
+                        f"event template {ev_name!r} must be a name (letters, digits, _) "
+                        "mapped to start, end, max_duration, stats",
+                    )
+                )
                 continue
             t.events[str(ev_name)] = EventDecl(str(ev_name), ev_raw, ev_where)
         for section, derived in (("sensors", False), ("derived", True)):
@@ -340,15 +398,17 @@ def resolve_types(declared: dict[str, Any], *, source: str) -> tuple[dict[str, A
                 sig_where = _where(source, members, sig_name)
                 if not NAME_RE.match(str(sig_name)):
                     problems.append((sig_where, f"signal name {sig_name!r} must use letters, digits and _"))
-                t.signals[str(sig_name)] = parse_signal(str(sig_name), sig_raw, derived=derived, where=sig_where,
-                                                        problems=problems)
+                t.signals[str(sig_name)] = parse_signal(
+                    str(sig_name), sig_raw, derived=derived, where=sig_where, problems=problems
+                )
         attrs = raw.get("attributes") or {}
         if not isinstance(attrs, dict):
             problems.append((_where(source, raw, "attributes"), f"type {name!r}: attributes must be a mapping"))
             attrs = {}
         for attr_name, attr_raw in attrs.items():
-            t.attributes[str(attr_name)] = _parse_attribute(str(attr_name), attr_raw, _where(source, attrs, attr_name),
-                                                            problems)
+            t.attributes[str(attr_name)] = _parse_attribute(
+                str(attr_name), attr_raw, _where(source, attrs, attr_name), problems
+            )
         if "children" in raw:
             kids = raw["children"]
             if not isinstance(kids, list) or not all(isinstance(k, str) for k in kids):
@@ -356,8 +416,12 @@ def resolve_types(declared: dict[str, Any], *, source: str) -> tuple[dict[str, A
             else:
                 for kid in kids:
                     if kid not in raw_all:
-                        problems.append((_where(source, raw, "children"),
-                                         f"type {name!r}: allowed child type {kid!r} is not declared"))
+                        problems.append(
+                            (
+                                _where(source, raw, "children"),
+                                f"type {name!r}: allowed child type {kid!r} is not declared",
+                            )
+                        )
                 t.children = tuple(kids)
         resolved[name] = t
         return t

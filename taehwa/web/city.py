@@ -21,9 +21,14 @@ from taehwa.web.i18n import LANG_COOKIE, LANGUAGES, MESSAGES, pick_language, tra
 from taehwa.web.pages import _back, _env, _tenants_of
 
 # a marker's shape says its state without colour: ● normal, ▲ warning, ■ alarm, ◌ stale, ? unknown (as the chips)
-SHAPES = {"normal": "M0,-7A7,7 0 1 1 0,7A7,7 0 1 1 0,-7Z", "warning": "M0,-8L7.5,6H-7.5Z",
-          "alarm": "M-6.5,-6.5H6.5V6.5H-6.5Z", "stale": "M0,-7A7,7 0 1 1 0,7A7,7 0 1 1 0,-7Z",
-          "unknown": "M0,-7A7,7 0 1 1 0,7A7,7 0 1 1 0,-7Z", "none": "M0,-5A5,5 0 1 1 0,5A5,5 0 1 1 0,-5Z"}
+SHAPES = {
+    "normal": "M0,-7A7,7 0 1 1 0,7A7,7 0 1 1 0,-7Z",
+    "warning": "M0,-8L7.5,6H-7.5Z",
+    "alarm": "M-6.5,-6.5H6.5V6.5H-6.5Z",
+    "stale": "M0,-7A7,7 0 1 1 0,7A7,7 0 1 1 0,-7Z",
+    "unknown": "M0,-7A7,7 0 1 1 0,7A7,7 0 1 1 0,-7Z",
+    "none": "M0,-5A5,5 0 1 1 0,5A5,5 0 1 1 0,-5Z",
+}
 
 
 def add_city_pages(app: FastAPI, platform: Platform) -> None:
@@ -39,9 +44,18 @@ def add_city_pages(app: FastAPI, platform: Platform) -> None:
 
         messages = {k: translate(k, lang) for k in MESSAGES} | {k: word(k, lang) for k in WORDS}
         html = env.get_template(name).render(
-            t=t, lang=lang, languages=LANGUAGES, caller=caller, tenants=_tenants_of(platform, caller),
-            version=__version__, path=request.url.path, back=_back(request), messages=messages, shapes=SHAPES,
-            **({"section": "city"} | ctx))
+            t=t,
+            lang=lang,
+            languages=LANGUAGES,
+            caller=caller,
+            tenants=_tenants_of(platform, caller),
+            version=__version__,
+            path=request.url.path,
+            back=_back(request),
+            messages=messages,
+            shapes=SHAPES,
+            **({"section": "city"} | ctx),
+        )
         return HTMLResponse(html, status_code=status)
 
     async def page(request: Request, name: str, build: Any, **ctx: Any) -> Response:

@@ -8,8 +8,17 @@ from typing import Any
 from taehwa.lab.validation import lower_is_better
 
 # counts of mistakes read lower-is-better too (the lab's set names rates; a page must not call more false alarms better)
-LOWER_COUNTS = {"fp", "fn", "false_alarms", "false_alarms_per_day", "flagged_share", "episodes_per_day",
-                "alarm_episodes", "time_in_alarm_pct", "false_alarms_per_day_bound"}
+LOWER_COUNTS = {
+    "fp",
+    "fn",
+    "false_alarms",
+    "false_alarms_per_day",
+    "flagged_share",
+    "episodes_per_day",
+    "alarm_episodes",
+    "time_in_alarm_pct",
+    "false_alarms_per_day_bound",
+}
 CONTEXT = {"events", "normal_hours", "rows", "units", "support"}  # how much data, not how good: no direction
 
 

@@ -58,8 +58,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "active_alerts": ("Active alerts", "활성 알림"),
     "models_in_production": ("Models in production", "운영 중인 모델"),
     "latest_validation": ("Latest validation", "최근 검증"),
-    "aggregated_note": ("Figures are aggregated per company; no company's raw data is shown here.",
-                        "기업별 집계 수치만 표시하며, 어느 기업의 원시 데이터도 보여주지 않습니다."),
+    "aggregated_note": (
+        "Figures are aggregated per company; no company's raw data is shown here.",
+        "기업별 집계 수치만 표시하며, 어느 기업의 원시 데이터도 보여주지 않습니다.",
+    ),
     "acknowledge": ("Acknowledge", "확인"),
     "shelve": ("Shelve", "보류"),
     "resolve": ("Resolve", "해제"),
@@ -80,10 +82,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "to": ("To", "끝"),
     "show": ("Show", "보기"),
     "export_csv": ("Export CSV", "CSV 내보내기"),
-    "zoom_hint": ("Drag across the chart to zoom in, double-click (or Zoom out) to go back; Earlier and Later move "
-                  "the view by half its width (also the ← and → keys). The server downsamples each view.",
-                  "차트를 드래그하면 확대, 더블클릭(또는 축소)하면 되돌아갑니다. 이전/이후(← → 키)는 화면 폭의 절반씩 "
-                  "이동합니다. 서버가 화면마다 다운샘플링합니다."),
+    "zoom_hint": (
+        "Drag across the chart to zoom in, double-click (or Zoom out) to go back; Earlier and Later move "
+        "the view by half its width (also the ← and → keys). The server downsamples each view.",
+        "차트를 드래그하면 확대, 더블클릭(또는 축소)하면 되돌아갑니다. 이전/이후(← → 키)는 화면 폭의 절반씩 "
+        "이동합니다. 서버가 화면마다 다운샘플링합니다.",
+    ),
     "pick_tags": ("Tags (comma-separated)", "태그(쉼표로 구분)"),
     "pan": ("Move the view", "구간 이동"),
     "earlier": ("Earlier", "이전"),
@@ -155,10 +159,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "test_part": ("hidden test", "비공개 평가"),
     "download_train": ("Training part, with labels (Parquet)", "학습 구간, 레이블 포함 (Parquet)"),
     "download_inputs": ("Inputs to predict (Parquet)", "예측할 입력 (Parquet)"),
-    "code_only": ("This challenge keeps its inputs next to the data: submit a model spec or a Python model, which "
-                  "Taehwa trains and scores in a sandbox.",
-                  "이 챌린지는 입력 데이터를 공개하지 않습니다. 모델 사양 또는 Python 모델을 제출하면 "
-                  "태화가 샌드박스에서 학습하고 채점합니다."),
+    "code_only": (
+        "This challenge keeps its inputs next to the data: submit a model spec or a Python model, which "
+        "Taehwa trains and scores in a sandbox.",
+        "이 챌린지는 입력 데이터를 공개하지 않습니다. 모델 사양 또는 Python 모델을 제출하면 "
+        "태화가 샌드박스에서 학습하고 채점합니다.",
+    ),
     "kind_predictions": ("Predictions (CSV/Parquet: row, prediction)", "예측 결과 (CSV/Parquet: row, prediction)"),
     "kind_spec": ("Model spec (YAML)", "모델 사양 (YAML)"),
     "kind_python": ("Python model (class Model)", "Python 모델 (class Model)"),
@@ -182,10 +188,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "submitted_at": ("Submitted", "제출 시각"),
     "log": ("Log", "로그"),
     "submitting": ("Submitted; running in the sandbox…", "제출했습니다. 샌드박스에서 실행 중…"),
-    "rank_note": ("Each participant's best public score counts; at the close the board shows the hidden score of "
-                  "that same entry. Ties go to whoever submitted first.",
-                  "참가자마다 가장 좋은 공개 점수가 순위에 반영되며, 마감 후에는 같은 제출의 비공개 점수로 순위를 "
-                  "매깁니다. 동점이면 먼저 제출한 참가자가 앞섭니다."),
+    "rank_note": (
+        "Each participant's best public score counts; at the close the board shows the hidden score of "
+        "that same entry. Ties go to whoever submitted first.",
+        "참가자마다 가장 좋은 공개 점수가 순위에 반영되며, 마감 후에는 같은 제출의 비공개 점수로 순위를 "
+        "매깁니다. 동점이면 먼저 제출한 참가자가 앞섭니다.",
+    ),
     "skip_to_content": ("Skip to content", "본문으로 건너뛰기"),
     # the design system and the pages of issue 23
     "menu": ("Sections", "메뉴"),
@@ -198,12 +206,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "expand_all": ("Expand all", "모두 펼치기"),
     "found": ("found", "건 찾음"),
     "empty_plant": ("This company has no plant model yet", "이 기업에는 아직 설비 모델이 없습니다"),
-    "empty_plant_hint": ("Load a plant file (sites, areas, lines, equipment and the tags they read) to see the "
-                         "digital twin here:",
-                         "사업장·구역·라인·설비와 각 설비가 읽는 태그를 적은 설비 파일을 올리면 여기에 디지털 트윈이 "
-                         "표시됩니다:"),
-    "empty_demo_hint": ("loads a demo plant with data into the demo company",
-                        "데모 기업에 데이터가 있는 데모 설비를 불러옵니다"),
+    "empty_plant_hint": (
+        "Load a plant file (sites, areas, lines, equipment and the tags they read) to see the digital twin here:",
+        "사업장·구역·라인·설비와 각 설비가 읽는 태그를 적은 설비 파일을 올리면 여기에 디지털 트윈이 표시됩니다:",
+    ),
+    "empty_demo_hint": (
+        "loads a demo plant with data into the demo company",
+        "데모 기업에 데이터가 있는 데모 설비를 불러옵니다",
+    ),
     "low_alarm": ("low alarm", "하한 경보"),
     "low_warning": ("low warning", "하한 주의"),
     "high_warning": ("high warning", "상한 주의"),
@@ -216,20 +226,32 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "out_rul": ("Remaining useful life (RUL)", "잔여 유효 수명(RUL)"),
     "out_estimate": ("Soft-sensor estimate", "소프트 센서 추정값"),
     "out_forecast": ("Forecast", "예측값"),
-    "explain_anomaly_score": ("How far the latest readings are from the normal running the model learned. Below "
-                              "the limit is normal; the rule raises an alert above it.",
-                              "최근 측정값이 모델이 학습한 정상 운전에서 얼마나 벗어났는지를 나타냅니다. 한계값 "
-                              "아래면 정상이고, 넘으면 규칙이 알림을 발생시킵니다."),
-    "explain_anomaly": ("1 when the model judges the current row abnormal, 0 otherwise.",
-                        "모델이 현재 데이터를 이상으로 판단하면 1, 아니면 0입니다."),
-    "explain_fault_class": ("The fault the model recognises in the current readings (0 is normal running).",
-                            "모델이 현재 측정값에서 인식한 고장 유형입니다(0은 정상 운전)."),
-    "explain_fault_score": ("How strongly the readings point to a fault; higher is more certain.",
-                            "측정값이 고장을 가리키는 정도이며, 높을수록 확실합니다."),
-    "explain_rul": ("Cycles the model expects before the end of useful life; lower needs attention sooner.",
-                    "유효 수명이 끝나기까지 모델이 예상하는 남은 사이클 수입니다. 낮을수록 빨리 점검이 필요합니다."),
-    "explain_estimate": ("A value the model computes from other signals where no sensor measures it.",
-                         "센서가 직접 재지 않는 값을 다른 신호로부터 모델이 계산한 값입니다."),
+    "explain_anomaly_score": (
+        "How far the latest readings are from the normal running the model learned. Below "
+        "the limit is normal; the rule raises an alert above it.",
+        "최근 측정값이 모델이 학습한 정상 운전에서 얼마나 벗어났는지를 나타냅니다. 한계값 "
+        "아래면 정상이고, 넘으면 규칙이 알림을 발생시킵니다.",
+    ),
+    "explain_anomaly": (
+        "1 when the model judges the current row abnormal, 0 otherwise.",
+        "모델이 현재 데이터를 이상으로 판단하면 1, 아니면 0입니다.",
+    ),
+    "explain_fault_class": (
+        "The fault the model recognises in the current readings (0 is normal running).",
+        "모델이 현재 측정값에서 인식한 고장 유형입니다(0은 정상 운전).",
+    ),
+    "explain_fault_score": (
+        "How strongly the readings point to a fault; higher is more certain.",
+        "측정값이 고장을 가리키는 정도이며, 높을수록 확실합니다.",
+    ),
+    "explain_rul": (
+        "Cycles the model expects before the end of useful life; lower needs attention sooner.",
+        "유효 수명이 끝나기까지 모델이 예상하는 남은 사이클 수입니다. 낮을수록 빨리 점검이 필요합니다.",
+    ),
+    "explain_estimate": (
+        "A value the model computes from other signals where no sensor measures it.",
+        "센서가 직접 재지 않는 값을 다른 신호로부터 모델이 계산한 값입니다.",
+    ),
     "explain_forecast": ("The model's forecast of the signal ahead.", "모델이 예측한 앞으로의 신호 값입니다."),
     "limit": ("limit", "한계값"),
     "of_limit": ("of the limit", "(한계값 대비)"),
@@ -241,9 +263,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "no_model_writes": ("No deployed model writes this output yet.", "이 출력을 쓰는 배포 모델이 아직 없습니다."),
     "unit": ("Unit", "단위"),
     "last_hour": ("Last hour", "최근 1시간"),
-    "spark_hint": ("Sparklines show the last hour of each signal (one-minute averages); dashed lines are its warning "
-                   "and alarm limits.",
-                   "스파크라인은 각 신호의 최근 1시간(1분 평균)이며, 점선은 주의·경보 한계값입니다."),
+    "spark_hint": (
+        "Sparklines show the last hour of each signal (one-minute averages); dashed lines are its warning "
+        "and alarm limits.",
+        "스파크라인은 각 신호의 최근 1시간(1분 평균)이며, 점선은 주의·경보 한계값입니다.",
+    ),
     "all_alerts_here": ("All alerts of this asset", "이 자산의 모든 알림"),
     "unknown_tags": ("No such tag", "없는 태그"),
     "tag_browser": ("Tag browser", "태그 탐색기"),
@@ -251,12 +275,16 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "by_asset": ("By asset", "자산별"),
     "by_name": ("By name", "이름별"),
     "latest": ("latest data", "최신 데이터"),
-    "zone_note": ("Times are entered and shown in UTC (a time typed without a zone is read as UTC). Without a "
-                  "range the view fits the data: the last day up to the newest point, or less when there is less.",
-                  "시각은 UTC로 입력하고 표시합니다(시간대 없이 입력한 시각도 UTC로 읽습니다). 구간을 비워 두면 "
-                  "데이터에 맞춰 최신 데이터까지 최대 하루를 보여줍니다."),
-    "pick_hint": ("Pick tags in the tag browser (by asset or by name), or type them above.",
-                  "태그 탐색기에서 태그를 고르거나(자산별·이름별) 위에 입력하세요."),
+    "zone_note": (
+        "Times are entered and shown in UTC (a time typed without a zone is read as UTC). Without a "
+        "range the view fits the data: the last day up to the newest point, or less when there is less.",
+        "시각은 UTC로 입력하고 표시합니다(시간대 없이 입력한 시각도 UTC로 읽습니다). 구간을 비워 두면 "
+        "데이터에 맞춰 최신 데이터까지 최대 하루를 보여줍니다.",
+    ),
+    "pick_hint": (
+        "Pick tags in the tag browser (by asset or by name), or type them above.",
+        "태그 탐색기에서 태그를 고르거나(자산별·이름별) 위에 입력하세요.",
+    ),
     "select_all": ("Select all active", "활성 알림 모두 선택"),
     "select": ("Select", "선택"),
     "acknowledge_selected": ("Acknowledge selected", "선택한 알림 확인"),
@@ -287,8 +315,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "confirm": ("Confirm", "확인"),
     "promote_title": ("Promote to production", "운영 승격"),
     "rollback_title": ("Roll back to the previous version", "이전 버전으로 롤백"),
-    "reason_required": ("Give a reason; it is kept in the registry's history.",
-                        "사유를 입력하세요. 모델 저장소 이력에 기록됩니다."),
+    "reason_required": (
+        "Give a reason; it is kept in the registry's history.",
+        "사유를 입력하세요. 모델 저장소 이력에 기록됩니다.",
+    ),
     "forecast": ("Forecasting", "예측"),
     "primary_metric": ("primary", "주 지표"),
     "beats_baseline": ("beats the baseline", "기준선보다 우수"),
@@ -302,23 +332,30 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "report_raw": ("The same report as a stand-alone HTML file (English)", "같은 보고서의 단독 HTML 파일(영문)"),
     "data_rate_short": ("Data rate", "수집 속도"),
     "points_per_s": ("points/s", "포인트/초"),
-    "rate_note": ("Data rate: points stored in the historian per second, over the last 10 s (the same figure on "
-                  "the control tower and here).",
-                  "수집 속도: 최근 10초 동안 히스토리언에 저장된 초당 데이터 포인트 수입니다(통합 관제와 같은 수치)."),
+    "rate_note": (
+        "Data rate: points stored in the historian per second, over the last 10 s (the same figure on "
+        "the control tower and here).",
+        "수집 속도: 최근 10초 동안 히스토리언에 저장된 초당 데이터 포인트 수입니다(통합 관제와 같은 수치).",
+    ),
     "received_s": ("Received/s", "수신/초"),
     "updated": ("Updated", "갱신"),
     # the working pages (connectors, plant file, operations, administration)
     "operations": ("Operations", "운영 설정"),
     "administration": ("Administration", "관리"),
     "add_connector": ("Add a connector", "커넥터 추가"),
-    "connector_note": ("Check the definition first: each problem is shown beside its field. Saving stores it; the "
-                       "server starts it within seconds.",
-                       "먼저 정의를 검사하세요. 문제마다 해당 입력란 옆에 표시됩니다. "
-                       "저장하면 서버가 몇 초 안에 시작합니다."),
-    "needs_tenant_admin": ("Only the company's administrators may add or remove connectors; your changes will be "
-                           "refused.", "커넥터 추가와 삭제는 기업 관리자만 할 수 있습니다. 변경은 거부됩니다."),
-    "needs_write": ("Your role may look but not change; changes will be refused.",
-                    "현재 역할은 조회만 할 수 있어 변경은 거부됩니다."),
+    "connector_note": (
+        "Check the definition first: each problem is shown beside its field. Saving stores it; the "
+        "server starts it within seconds.",
+        "먼저 정의를 검사하세요. 문제마다 해당 입력란 옆에 표시됩니다. 저장하면 서버가 몇 초 안에 시작합니다.",
+    ),
+    "needs_tenant_admin": (
+        "Only the company's administrators may add or remove connectors; your changes will be refused.",
+        "커넥터 추가와 삭제는 기업 관리자만 할 수 있습니다. 변경은 거부됩니다.",
+    ),
+    "needs_write": (
+        "Your role may look but not change; changes will be refused.",
+        "현재 역할은 조회만 할 수 있어 변경은 거부됩니다.",
+    ),
     "refused_rights": ("Not allowed", "권한 없음"),
     "drop_folder": ("Drop folder", "파일 투입 폴더"),
     "tag_prefix": ("Tag prefix", "태그 접두어"),
@@ -355,10 +392,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "col_scale": ("Scale", "배율"),
     "plant_file": ("Plant file", "플랜트 파일"),
     "edit_plant": ("Edit the plant", "플랜트 편집"),
-    "plant_file_note": ("The whole plant model as YAML: saved as a whole or not at all; each problem is listed with "
-                        "its line (select it to go there).",
-                        "플랜트 모델 전체(YAML)입니다. 전체가 저장되거나 전혀 저장되지 않으며, 문제는 줄 번호와 함께 "
-                        "표시됩니다(선택하면 해당 줄로 이동)."),
+    "plant_file_note": (
+        "The whole plant model as YAML: saved as a whole or not at all; each problem is listed with "
+        "its line (select it to go there).",
+        "플랜트 모델 전체(YAML)입니다. 전체가 저장되거나 전혀 저장되지 않으며, 문제는 줄 번호와 함께 "
+        "표시됩니다(선택하면 해당 줄로 이동).",
+    ),
     "upload_file": ("Load a file", "파일 불러오기"),
     "loaded": ("Loaded", "불러옴"),
     "save_plant": ("Save the plant file", "플랜트 파일 저장"),
@@ -382,10 +421,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "compare_same_model": ("Pick two versions of the same model.", "같은 모델의 두 버전을 고르세요."),
     "better_one": ("Better", "더 나은 쪽"),
     "train_evaluate": ("Train or evaluate a spec", "명세로 학습·평가"),
-    "train_note": ("Evaluate backtests the spec's model against its baseline and keeps the report; train also fits it "
-                   "on all the data and keeps the model (registered when the spec says so).",
-                   "평가는 명세의 모델을 기준 모델과 백테스트하고 보고서만 남깁니다. 학습은 전체 데이터로 모델을 "
-                   "적합해 보관합니다(명세에 따라 모델 저장소에 등록)."),
+    "train_note": (
+        "Evaluate backtests the spec's model against its baseline and keeps the report; train also fits it "
+        "on all the data and keeps the model (registered when the spec says so).",
+        "평가는 명세의 모델을 기준 모델과 백테스트하고 보고서만 남깁니다. 학습은 전체 데이터로 모델을 "
+        "적합해 보관합니다(명세에 따라 모델 저장소에 등록).",
+    ),
     "start_from": ("Start from", "시작 명세"),
     "empty_spec": ("empty", "빈 명세"),
     "spec_json": ("Spec (JSON)", "명세(JSON)"),
@@ -396,8 +437,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "evaluating": ("Evaluating", "평가 중"),
     "progress": ("Progress", "진행"),
     "force_gate": ("Promote past the gate (tenant admins; recorded)", "승격 기준을 건너뛰고 승격(기업 관리자, 기록됨)"),
-    "force_note": ("The gate's refusal and your reason stay in the model's history and the audit log.",
-                   "승격 기준의 거부 사유와 입력한 사유가 모델 이력과 감사 로그에 남습니다."),
+    "force_note": (
+        "The gate's refusal and your reason stay in the model's history and the audit log.",
+        "승격 기준의 거부 사유와 입력한 사유가 모델 이력과 감사 로그에 남습니다.",
+    ),
     "forced": ("forced", "강제"),
     "action": ("Action", "작업"),
     "by": ("By", "수행자"),
@@ -437,8 +480,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "give_role": ("Give a role", "역할 부여"),
     "remove_role": ("Remove the role", "역할 회수"),
     "api_tokens": ("Your API tokens", "내 API 토큰"),
-    "tokens_note": ("A token is shown once, when it is made; keep it like a password.",
-                    "토큰은 만들 때 한 번만 보입니다. 비밀번호처럼 보관하세요."),
+    "tokens_note": (
+        "A token is shown once, when it is made; keep it like a password.",
+        "토큰은 만들 때 한 번만 보입니다. 비밀번호처럼 보관하세요.",
+    ),
     "scopes": ("Scopes", "권한 범위"),
     "scope_read": ("read", "읽기"),
     "scope_write": ("write", "쓰기"),
@@ -473,8 +518,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "say_rule.rate": ("{what} changing faster than {rate}/s", "{what} 변화가 초당 {rate}보다 빠름"),
     "say_rule.stale": ("{what} has sent nothing for {seconds} s", "{what} {seconds}초 동안 수신 없음"),
     "say_rule.custom": ("{text}", "{text}"),
-    "say_drift": ("{deployment}: live data drifted from the validation data ({input} PSI {psi})",
-                  "{deployment}: 실시간 데이터가 검증 데이터의 분포에서 벗어남(드리프트, {input} PSI {psi})"),
+    "say_drift": (
+        "{deployment}: live data drifted from the validation data ({input} PSI {psi})",
+        "{deployment}: 실시간 데이터가 검증 데이터의 분포에서 벗어남(드리프트, {input} PSI {psi})",
+    ),
     "op_word_>": ("above", "초과"),
     "op_word_<": ("below", "미만"),
     "alerts_per_day": ("Alerts raised per day", "일별 발생 알림"),
@@ -560,8 +607,12 @@ def message_of(alert: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
         return "rule.custom", {"text": rule["message"]}
     if kind in ("threshold", "score") and what and rule.get("value") is not None:
         key = "rule.threshold_for" if rule.get("min_duration_s") else "rule.threshold"
-        return key, {"what": what, "op": rule.get("op", ">"), "value": rule["value"],
-                     "seconds": rule.get("min_duration_s")}
+        return key, {
+            "what": what,
+            "op": rule.get("op", ">"),
+            "value": rule["value"],
+            "seconds": rule.get("min_duration_s"),
+        }
     if kind == "rate" and what:
         return "rule.rate", {"what": what, "rate": rule.get("rate_per_s")}
     if kind == "stale" and what:

@@ -34,8 +34,12 @@ HERE = Path(__file__).parent
 
 
 def _env() -> Environment:
-    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
-                      trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters["urlpath"] = lambda s: quote(str(s), safe="/")
     env.filters["fig"] = _figure
     env.globals["icon"] = icon
@@ -65,9 +69,18 @@ def add_web_routes(app: FastAPI, platform: Platform) -> None:
         caller = current()
         tenants = _tenants_of(platform, caller)
         html = env.get_template(name).render(
-            t=lambda key: translate(key, lang), lang=lang, languages=LANGUAGES, caller=caller, tenants=tenants,
-            version=__version__, path=request.url.path, back=_back(request),
-            messages={k: translate(k, lang) for k in MESSAGES}, say=lambda alert: say(alert, lang), **ctx)
+            t=lambda key: translate(key, lang),
+            lang=lang,
+            languages=LANGUAGES,
+            caller=caller,
+            tenants=tenants,
+            version=__version__,
+            path=request.url.path,
+            back=_back(request),
+            messages={k: translate(k, lang) for k in MESSAGES},
+            say=lambda alert: say(alert, lang),
+            **ctx,
+        )
         return HTMLResponse(html, status_code=status)
 
     def signed_in(request: Request) -> Principal | RedirectResponse:
@@ -135,17 +148,26 @@ def add_web_routes(app: FastAPI, platform: Platform) -> None:
             state = platform.twin.state(tenant, path)
             rows = views.signal_rows(platform, tenant, path)
             deployed = platform.live.deployed_on(tenant, path)
-            return {"asset": doc, "state": state, "signals": [r for r in rows if not r["output"]],
-                    "outputs": views.explain_outputs(platform, tenant, path, rows, deployed),
-                    "deployments": deployed,
-                    "alerts": platform.live.alerts.list(tenant, asset=path, limit=50), "children": doc["children"]}
+            return {
+                "asset": doc,
+                "state": state,
+                "signals": [r for r in rows if not r["output"]],
+                "outputs": views.explain_outputs(platform, tenant, path, rows, deployed),
+                "deployments": deployed,
+                "alerts": platform.live.alerts.list(tenant, asset=path, limit=50),
+                "children": doc["children"],
+            }
 
         return await page(request, "asset.html", build, tenant=tenant, section="plant")
 
     @app.get("/t/{tenant}/trends", include_in_schema=False)
-    async def trends(request: Request, tenant: str, tags: str = Query("", max_length=10_000),
-                     start: str | None = Query(None, max_length=64),
-                     end: str | None = Query(None, max_length=64)) -> Response:
+    async def trends(
+        request: Request,
+        tenant: str,
+        tags: str = Query("", max_length=10_000),
+        start: str | None = Query(None, max_length=64),
+        end: str | None = Query(None, max_length=64),
+    ) -> Response:
         def build() -> dict[str, Any]:
             platform.tenants.require(tenant)
             names = [x.strip() for x in tags.split(",") if x.strip()]
@@ -155,24 +177,45 @@ def add_web_routes(app: FastAPI, platform: Platform) -> None:
             unknown = [n for n in names if n not in known]  # an unknown tag is named, not drawn empty
             names = [n for n in names if n in known]
             units = {**views.bound_units(platform, tenant, names), **views.tag_units(platform, tenant)}
-            return {"tags": names, "unknown": unknown, "start": start or "", "end": end or "",
-                    "units": {n: units.get(n) for n in names}, "browser": views.tag_tree(platform, tenant),
-                    "owners": platform.twin.assets_with_tags(tenant, names),
-                    "limits": views.tag_limits(platform, tenant, names)}
+            return {
+                "tags": names,
+                "unknown": unknown,
+                "start": start or "",
+                "end": end or "",
+                "units": {n: units.get(n) for n in names},
+                "browser": views.tag_tree(platform, tenant),
+                "owners": platform.twin.assets_with_tags(tenant, names),
+                "limits": views.tag_limits(platform, tenant, names),
+            }
 
         return await page(request, "trends.html", build, tenant=tenant, section="trends")
 
     @app.get("/t/{tenant}/alerts", include_in_schema=False)
-    async def alerts(request: Request, tenant: str, state: str = Query("open", max_length=20),
-                     asset: str | None = Query(None, max_length=500),
-                     severity: str | None = Query(None, max_length=20),
-                     rule: str | None = Query(None, max_length=100)) -> Response:
+    async def alerts(
+        request: Request,
+        tenant: str,
+        state: str = Query("open", max_length=20),
+        asset: str | None = Query(None, max_length=500),
+        severity: str | None = Query(None, max_length=20),
+        rule: str | None = Query(None, max_length=100),
+    ) -> Response:
         def build() -> dict[str, Any]:
-            rows = platform.live.alerts.list(tenant, state=None if state == "all" else state, asset=asset or None,
-                                             severity=severity or None, rule=rule or None, limit=200)
-            return {"alerts": views.alert_details(platform, tenant, rows), "state": state, "asset": asset or "",
-                    "severity": severity or "", "rule": rule or "",
-                    "rules": sorted(r.name for r in platform.live.rules.list(tenant))}
+            rows = platform.live.alerts.list(
+                tenant,
+                state=None if state == "all" else state,
+                asset=asset or None,
+                severity=severity or None,
+                rule=rule or None,
+                limit=200,
+            )
+            return {
+                "alerts": views.alert_details(platform, tenant, rows),
+                "state": state,
+                "asset": asset or "",
+                "severity": severity or "",
+                "rule": rule or "",
+                "rules": sorted(r.name for r in platform.live.rules.list(tenant)),
+            }
 
         return await page(request, "alerts.html", build, tenant=tenant, section="alerts")
 
@@ -192,8 +235,13 @@ def add_web_routes(app: FastAPI, platform: Platform) -> None:
                 spec = (runs.get(r["run_id"]) or _run_or_none(platform, tenant, r["run_id"]) or {}).get("spec")
                 if spec and spec.get("name") not in specs:
                     specs[spec.get("name")] = spec
-            return {"versions": versions, "runs": runs, "deployments": platform.live.list(tenant),
-                    "specs": specs, "can_force": current().may(tenant, "admin")}
+            return {
+                "versions": versions,
+                "runs": runs,
+                "deployments": platform.live.list(tenant),
+                "specs": specs,
+                "can_force": current().may(tenant, "admin"),
+            }
 
         return await page(request, "models.html", build, tenant=tenant, section="models")
 
@@ -201,6 +249,7 @@ def add_web_routes(app: FastAPI, platform: Platform) -> None:
     async def run_report(request: Request, tenant: str, run_id: str) -> Response:
         """A run's validation report inside the UI: figures against the baseline and production, each with which
         way is better, the verdict, the data it was judged on."""
+
         def build() -> dict[str, Any]:
             return {"run": platform.lab.get_run(tenant, run_id)}
 
@@ -208,14 +257,18 @@ def add_web_routes(app: FastAPI, platform: Platform) -> None:
 
     @app.get("/academy", include_in_schema=False)
     async def academy(request: Request) -> Response:
-        return await page(request, "academy.html", lambda: {"challenges": platform.academy.list_challenges()},
-                          section="academy")
+        return await page(
+            request, "academy.html", lambda: {"challenges": platform.academy.list_challenges()}, section="academy"
+        )
 
     @app.get("/academy/{cid}", include_in_schema=False)
     async def challenge(request: Request, cid: str) -> Response:
         def build() -> dict[str, Any]:
-            return {"c": platform.academy.get(cid), "board": platform.academy.board(cid),
-                    "mine": platform.academy.submissions(cid)}
+            return {
+                "c": platform.academy.get(cid),
+                "board": platform.academy.board(cid),
+                "mine": platform.academy.submissions(cid),
+            }
 
         return await page(request, "challenge.html", build, section="academy")
 

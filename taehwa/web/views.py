@@ -24,8 +24,9 @@ def tag_units(platform: Platform, tenant: str) -> dict[str, str]:
     return {t.name: t.unit for t in platform.historian.tags(tenant, None, 100_000) if t.unit}
 
 
-def signal_rows(platform: Platform, tenant: str, path: str, units: dict[str, str] | None = None,
-                known: set[str] | None = None) -> list[dict[str, Any]]:
+def signal_rows(
+    platform: Platform, tenant: str, path: str, units: dict[str, str] | None = None, known: set[str] | None = None
+) -> list[dict[str, Any]]:
     """An asset's signals with live value, unit (the type's, else the tag's), limits in force and whether the
     historian holds its tag at all (a model output not yet written has no tag)."""
     plant = platform.twin.plant(tenant)
@@ -38,14 +39,23 @@ def signal_rows(platform: Platform, tenant: str, path: str, units: dict[str, str
     for name, s in state["signals"].items():
         sig = spec.signals.get(name) if spec else None
         limits = plant.limits_of(asset, name).to_dict()
-        rows.append({"name": name, **s, "unit": (sig.unit if sig and sig.unit else None) or units.get(s["tag"]),
-                     "description": sig.description if sig else None, "limits": limits,
-                     "written": s["tag"] in known, "output": name in OUTPUT_SIGNALS})
+        rows.append(
+            {
+                "name": name,
+                **s,
+                "unit": (sig.unit if sig and sig.unit else None) or units.get(s["tag"]),
+                "description": sig.description if sig else None,
+                "limits": limits,
+                "written": s["tag"] in known,
+                "output": name in OUTPUT_SIGNALS,
+            }
+        )
     return rows
 
 
-def explain_outputs(platform: Platform, tenant: str, path: str, rows: list[dict[str, Any]],
-                    deployments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def explain_outputs(
+    platform: Platform, tenant: str, path: str, rows: list[dict[str, Any]], deployments: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """The model outputs on an asset, each with the limit it is judged against (an alert rule on that signal, else
     the signal's alarm limit), where the value stands against it, and which model and version writes it."""
     plant = platform.twin.plant(tenant)
@@ -57,21 +67,43 @@ def explain_outputs(platform: Platform, tenant: str, path: str, rows: list[dict[
     for row in rows:
         if not row["output"]:
             continue
-        rule = next((r for r in rules if r.signal == row["name"] and r.kind in ("threshold", "score")
-                     and (r.asset == path or r.asset_type in lineage)), None)
+        rule = next(
+            (
+                r
+                for r in rules
+                if r.signal == row["name"]
+                and r.kind in ("threshold", "score")
+                and (r.asset == path or r.asset_type in lineage)
+            ),
+            None,
+        )
         if rule is not None:
             limit, op = (rule.value if rule.value is not None else 1.0), rule.op
         else:
             limit, op = row["limits"].get("high_alarm"), ">"
-        model = next((d["status"]["model"] for d in deployments
-                      if (d.get("status") or {}).get("model") and row["name"] in (d["status"].get("outputs") or {})),
-                     None)
+        model = next(
+            (
+                d["status"]["model"]
+                for d in deployments
+                if (d.get("status") or {}).get("model") and row["name"] in (d["status"].get("outputs") or {})
+            ),
+            None,
+        )
         value = row.get("value")
         over = None
         if value is not None and limit is not None:
             over = value > limit if op in (">", ">=") else value < limit
-        out.append({**row, "limit": limit, "op": op, "rule": rule.name if rule else None, "model": model,
-                    "ratio": (value / limit) if value is not None and limit else None, "over": over})
+        out.append(
+            {
+                **row,
+                "limit": limit,
+                "op": op,
+                "rule": rule.name if rule else None,
+                "model": model,
+                "ratio": (value / limit) if value is not None and limit else None,
+                "over": over,
+            }
+        )
     return out
 
 
@@ -82,12 +114,16 @@ def _node(n: dict[str, Any], values: dict[str, list[dict[str, Any]]]) -> dict[st
     fleet = None
     if len(kids) >= FLEET_MIN and types.most_common(1)[0][1] == len(kids):
         counts = Counter(k["state"] for k in kids)
-        worst = sorted((k for k in kids if k["state"] in ("alarm", "warning")),
-                       key=lambda k: STATE_ORDER.index(k["state"]))[:6]
-        fleet = {"type": kids[0]["type"], "size": len(kids), "counts": [(s, counts[s]) for s in STATE_ORDER
-                                                                       if counts.get(s)],
-                 "worst": worst, "members": [{"path": k["path"], "name": k["name"], "state": k["state"]}
-                                             for k in kids]}
+        worst = sorted(
+            (k for k in kids if k["state"] in ("alarm", "warning")), key=lambda k: STATE_ORDER.index(k["state"])
+        )[:6]
+        fleet = {
+            "type": kids[0]["type"],
+            "size": len(kids),
+            "counts": [(s, counts[s]) for s in STATE_ORDER if counts.get(s)],
+            "worst": worst,
+            "members": [{"path": k["path"], "name": k["name"], "state": k["state"]} for k in kids],
+        }
         children: list[dict[str, Any]] = []
     else:
         children = [_node(k, values) for k in kids]
@@ -156,9 +192,19 @@ def alert_details(platform: Platform, tenant: str, rows: list[dict[str, Any]]) -
         first = datetime.fromisoformat(window.get("start") or a["raised_at"])
         last = datetime.fromisoformat(window.get("end") or a.get("resolved_at") or a.get("last_at") or a["raised_at"])
         pad = max(timedelta(minutes=15), (last - first) / 2)
-        out.append({**a, "history": history, "unit": units.get(a.get("tag") or ""), "rule_doc": rule,
-                    "model": chain.get("model"), "limit": rule.get("value"), "op": rule.get("op"),
-                    "trend_start": _utc(first - pad), "trend_end": _utc(last + pad)})
+        out.append(
+            {
+                **a,
+                "history": history,
+                "unit": units.get(a.get("tag") or ""),
+                "rule_doc": rule,
+                "model": chain.get("model"),
+                "limit": rule.get("value"),
+                "op": rule.get("op"),
+                "trend_start": _utc(first - pad),
+                "trend_end": _utc(last + pad),
+            }
+        )
     return out
 
 
@@ -219,8 +265,11 @@ def tag_limits(platform: Platform, tenant: str, names: list[str]) -> dict[str, l
                 if value is not None and not any(x["value"] == value for x in found):
                     found.append({"kind": kind, "value": value, "source": f"{a.path} · {signal}"})
             for r in rules:
-                if r.value is not None and ((r.signal == signal and (r.asset == a.path or r.asset_type in lineage))
-                                            or r.tag == tag) and not any(x["value"] == r.value for x in found):
+                if (
+                    r.value is not None
+                    and ((r.signal == signal and (r.asset == a.path or r.asset_type in lineage)) or r.tag == tag)
+                    and not any(x["value"] == r.value for x in found)
+                ):
                     found.append({"kind": r.severity, "value": r.value, "source": r.name, "op": r.op})
     return {k: v for k, v in out.items() if v}
 

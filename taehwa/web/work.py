@@ -40,8 +40,12 @@ def add_work_pages(app: FastAPI, platform: Platform, page: Page) -> None:
     @app.get("/t/{tenant}/connectors", include_in_schema=False)
     async def connectors(request: Request, tenant: str) -> Response:
         def build() -> dict[str, Any]:
-            return {"connectors": platform.connectors.list(tenant), "rate": platform.overview.rate(tenant),
-                    "bindable": views.bindable_signals(platform, tenant), "can_admin": admin_of(tenant)}
+            return {
+                "connectors": platform.connectors.list(tenant),
+                "rate": platform.overview.rate(tenant),
+                "bindable": views.bindable_signals(platform, tenant),
+                "can_admin": admin_of(tenant),
+            }
 
         return await page(request, "connectors.html", build, tenant=tenant, section="connectors")
 
@@ -50,15 +54,23 @@ def add_work_pages(app: FastAPI, platform: Platform, page: Page) -> None:
         def build() -> dict[str, Any]:
             doc = platform.twin.export(tenant)
             plant = platform.twin.plant(tenant)
-            return {"plant_yaml": dump_yaml(doc) if doc.get("assets") or doc.get("types") else "",
-                    "paths": sorted(plant.assets), "types": sorted(t["name"] for t in platform.twin.types(tenant)),
-                    "can_write": current().may(tenant, "write")}
+            return {
+                "plant_yaml": dump_yaml(doc) if doc.get("assets") or doc.get("types") else "",
+                "paths": sorted(plant.assets),
+                "types": sorted(t["name"] for t in platform.twin.types(tenant)),
+                "can_write": current().may(tenant, "write"),
+            }
 
         return await page(request, "plant_edit.html", build, tenant=tenant, section="plant")
 
     @app.get("/t/{tenant}/models/compare", include_in_schema=False)
-    async def compare(request: Request, tenant: str, name: str = Query(..., max_length=255),
-                      a: int = Query(..., ge=1, le=10**9), b: int = Query(..., ge=1, le=10**9)) -> Response:
+    async def compare(
+        request: Request,
+        tenant: str,
+        name: str = Query(..., max_length=255),
+        a: int = Query(..., ge=1, le=10**9),
+        b: int = Query(..., ge=1, le=10**9),
+    ) -> Response:
         def build() -> dict[str, Any]:
             versions = {v["version"]: v for v in platform.lab.versions(tenant, name)}
             missing = [x for x in (a, b) if x not in versions]
@@ -66,8 +78,13 @@ def add_work_pages(app: FastAPI, platform: Platform, page: Page) -> None:
                 raise InvalidInput(f"model {name!r} has no version {missing[0]}", where="version")
             pair = [versions[a], versions[b]]
             runs = [platform.lab.get_run(tenant, v["run_id"]) for v in pair]
-            return {"model_name": name, "pair": pair, "runs": runs, "rows": views.compare_rows(runs),
-                    "history": [h for h in platform.lab.history(tenant, name) if h["version"] in (a, b)]}
+            return {
+                "model_name": name,
+                "pair": pair,
+                "runs": runs,
+                "rows": views.compare_rows(runs),
+                "history": [h for h in platform.lab.history(tenant, name) if h["version"] in (a, b)],
+            }
 
         return await page(request, "compare.html", build, tenant=tenant, section="models")
 
@@ -75,12 +92,15 @@ def add_work_pages(app: FastAPI, platform: Platform, page: Page) -> None:
     async def operations(request: Request, tenant: str) -> Response:
         def build() -> dict[str, Any]:
             plant = platform.twin.plant(tenant)
-            return {"deployments": platform.live.list(tenant),
-                    "rules": [r.to_dict() for r in platform.live.rules.list(tenant)],
-                    "labels": [lb.to_dict() for lb in platform.labels.list_labels(tenant, limit=200)],
-                    "models": sorted({v["name"] for v in platform.lab.versions(tenant)}),
-                    "paths": sorted(plant.assets), "types": sorted(t["name"] for t in platform.twin.types(tenant)),
-                    "can_write": current().may(tenant, "write")}
+            return {
+                "deployments": platform.live.list(tenant),
+                "rules": [r.to_dict() for r in platform.live.rules.list(tenant)],
+                "labels": [lb.to_dict() for lb in platform.labels.list_labels(tenant, limit=200)],
+                "models": sorted({v["name"] for v in platform.lab.versions(tenant)}),
+                "paths": sorted(plant.assets),
+                "types": sorted(t["name"] for t in platform.twin.types(tenant)),
+                "can_write": current().may(tenant, "write"),
+            }
 
         return await page(request, "operations.html", build, tenant=tenant, section="operations")
 
@@ -92,9 +112,16 @@ def add_work_pages(app: FastAPI, platform: Platform, page: Page) -> None:
             audit, audit_refused = _refused(lambda: platform.audit.entries(tenant, limit=100))
             grants, grants_refused = _refused(lambda: platform.sharing.overview(tenant))
             tokens = [t.to_dict() for t in platform.identity.list_tokens(current().user)]
-            return {"users": users, "users_refused": users_refused, "audit": audit, "audit_refused": audit_refused,
-                    "grants": grants, "grants_refused": grants_refused, "tokens": tokens, "roles": ROLE_CHOICES,
-                    "can_admin": admin_of(tenant)}
+            return {
+                "users": users,
+                "users_refused": users_refused,
+                "audit": audit,
+                "audit_refused": audit_refused,
+                "grants": grants,
+                "grants_refused": grants_refused,
+                "tokens": tokens,
+                "roles": ROLE_CHOICES,
+                "can_admin": admin_of(tenant),
+            }
 
         return await page(request, "admin.html", build, tenant=tenant, section="admin")
-

@@ -334,7 +334,6 @@ def upgrade() -> None:
         batch_op.create_index("ix_alert_events_alert", ["alert_id"], unique=False)
 
 
-
 def downgrade() -> None:
     with op.batch_alter_table("alert_events", schema=None) as batch_op:
         batch_op.drop_index("ix_alert_events_alert")

@@ -58,7 +58,6 @@ def upgrade() -> None:
         batch_op.create_index("ix_submissions_challenge_user", ["challenge", "user_id", "created_at"], unique=False)
 
 
-
 def downgrade() -> None:
     with op.batch_alter_table("submissions", schema=None) as batch_op:
         batch_op.drop_index("ix_submissions_challenge_user")

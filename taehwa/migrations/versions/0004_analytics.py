@@ -38,8 +38,11 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("analytics_events", schema=None) as batch_op:
         batch_op.create_index("ix_analytics_events_time", ["tenant", "start_us"], unique=False)
-        batch_op.create_index("ix_analytics_events_template",
-                              ["tenant", "template", "start_us", "duration_s", "end_us", "asset"], unique=False)
+        batch_op.create_index(
+            "ix_analytics_events_template",
+            ["tenant", "template", "start_us", "duration_s", "end_us", "asset"],
+            unique=False,
+        )
         batch_op.create_index("ix_analytics_events_asset", ["tenant", "asset", "start_us"], unique=False)
         batch_op.create_index("ix_analytics_events_duration", ["tenant", "duration_s"], unique=False)
 

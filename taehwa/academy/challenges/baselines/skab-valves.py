@@ -17,8 +17,9 @@ class Model:
         for _, idx in X.groupby("unit", sort=False).indices.items():
             block = X.iloc[idx].sort_values("time")
             smooth = block[self.signals].rolling(20, min_periods=1).mean().to_numpy(float)
-            model = PCAMonitor(explained_variance=0.85, statistic="combined", quantile=0.99,
-                               limit_factor=5.0).fit(smooth[:400])
+            model = PCAMonitor(explained_variance=0.85, statistic="combined", quantile=0.99, limit_factor=5.0).fit(
+                smooth[:400]
+            )
             flags = pd.Series(model.predict(smooth)).rolling(30, min_periods=1).max().to_numpy().astype(int)
             out[X.index.get_indexer(block.index)] = flags
         return out
