@@ -46,9 +46,10 @@ deps-deb:
 
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check taehwa tests bench docs
+	$(VENV)/bin/ruff format --check taehwa tests bench
 
 typecheck: $(VENV)/.test-installed
-	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy taehwa tests bench
 
 # two test processes on two cores: each library's thread pool (OpenMP in LightGBM and scikit-learn, OpenBLAS) keeps to
 # one thread, since pools sized to every core in each of two processes spin against each other

@@ -22,8 +22,17 @@ from taehwa.core.settings import default_shared_data
 from taehwa.lab import benchmarks
 from taehwa.lab.metrics import json_safe
 
-GOALS = {"skab_f1": 0.82, "skab_nab": 35.0, "skab_far_pct": 20.0, "tep_mean_fdr": 0.85, "tep_far": 0.05,
-         "cmapss_fd001_rmse": 11.5, "cmapss_fd002_rmse": 12.5, "cmapss_fd003_rmse": 11.5, "cmapss_fd004_rmse": 13.5}
+GOALS = {
+    "skab_f1": 0.82,
+    "skab_nab": 35.0,
+    "skab_far_pct": 20.0,
+    "tep_mean_fdr": 0.85,
+    "tep_far": 0.05,
+    "cmapss_fd001_rmse": 11.5,
+    "cmapss_fd002_rmse": 12.5,
+    "cmapss_fd003_rmse": 11.5,
+    "cmapss_fd004_rmse": 13.5,
+}
 
 
 def _pm(f: dict[str, Any], key: str, nd: int = 3) -> str:
@@ -41,50 +50,67 @@ def print_skab(f: dict[str, Any]) -> None:
     print(f"SKAB   {f['skab_protocol']}", flush=True)
     for k, v in f["skab_conventions"].items():
         print(f"       convention {k}: {v}")
-    names = {"pca": "PCA T²+Q (unsupervised; smoothing, limit factor, quiet period, on-delay chosen on the training "
-                    "runs)",
-             "pca_far20": "PCA T²+Q at a false-alarm target (best training F1 among settings with training FAR ≤ "
-                          "20 %)",
-             "lgbm": "LightGBM on per-run standardised features (supervised by the training runs' labels; "
-                     "not comparable to SKAB's unsupervised leaderboard)",
-             "ecod_default": "ECOD at the lab's defaults (nothing chosen on labels; alarm calibrated on each run's "
-                             "first 400 rows to 1 false alarm a week)",
-             "pca_default": "PCA T²+Q at the lab's defaults (the same calibration)",
-             "always_on": "always-on (data-blind)", "never_on": "never-on (data-blind)",
-             "clock": "60 s clock, 30 s on (data-blind)"}
+    names = {
+        "pca": "PCA T²+Q (unsupervised; smoothing, limit factor, quiet period, on-delay chosen on the training runs)",
+        "pca_far20": "PCA T²+Q at a false-alarm target (best training F1 among settings with training FAR ≤ 20 %)",
+        "lgbm": "LightGBM on per-run standardised features (supervised by the training runs' labels; "
+        "not comparable to SKAB's unsupervised leaderboard)",
+        "ecod_default": "ECOD at the lab's defaults (nothing chosen on labels; alarm calibrated on each run's "
+        "first 400 rows to 1 false alarm a week)",
+        "pca_default": "PCA T²+Q at the lab's defaults (the same calibration)",
+        "always_on": "always-on (data-blind)",
+        "never_on": "never-on (data-blind)",
+        "clock": "60 s clock, 30 s on (data-blind)",
+    }
     for name, label in names.items():
         if f"skab_{name}_f1" not in f:
             continue
-        print(f"  {label}\n     F1 {_pm(f, f'skab_{name}_f1')}  FAR {_pm(f, f'skab_{name}_far_pct', 1)} %  "
-              f"MAR {_pm(f, f'skab_{name}_mar_pct', 1)} %  NAB (SKAB's scorer, on-edges) "
-              f"{_pm(f, f'skab_{name}_nab', 1)}  NAB (on+off edges) {_pm(f, f'skab_{name}_nab_both_edges', 1)}  "
-              f"NAB (published score, Lavin & Ahmad) {_pm(f, f'skab_{name}_nab_paper', 1)}", flush=True)
+        print(
+            f"  {label}\n     F1 {_pm(f, f'skab_{name}_f1')}  FAR {_pm(f, f'skab_{name}_far_pct', 1)} %  "
+            f"MAR {_pm(f, f'skab_{name}_mar_pct', 1)} %  NAB (SKAB's scorer, on-edges) "
+            f"{_pm(f, f'skab_{name}_nab', 1)}  NAB (on+off edges) {_pm(f, f'skab_{name}_nab_both_edges', 1)}  "
+            f"NAB (published score, Lavin & Ahmad) {_pm(f, f'skab_{name}_nab_paper', 1)}",
+            flush=True,
+        )
     for name in benchmarks.SKAB_MODELS:
         if f"skab_{name}_f1" not in f:
             continue
         best = {k: max(f[f"skab_{b}_{k}"] for b in benchmarks.SKAB_BLIND) for k in benchmarks.SKAB_HIGHER_IS_BETTER}
-        print(f"  {name}: ratio to the best data-blind baseline: "
-              + ", ".join(f"{k} {_ratio(f[f'skab_{name}_{k}'], v)}" for k, v in best.items())
-              + f"; not informative here (a data-blind detector scores as well): "
-              f"{', '.join(f[f'skab_{name}_not_informative']) or 'none'}")
+        print(
+            f"  {name}: ratio to the best data-blind baseline: "
+            + ", ".join(f"{k} {_ratio(f[f'skab_{name}_{k}'], v)}" for k, v in best.items())
+            + f"; not informative here (a data-blind detector scores as well): "
+            f"{', '.join(f[f'skab_{name}_not_informative']) or 'none'}"
+        )
     print(f"  settings chosen per split: {f['skab_chosen_settings']}")
-    print("  published (SKAB leaderboard, unsupervised, scored on every run, settings not stated): F1 Conv-AE/MSET "
-          "0.78, T²+Q 0.76; NAB MSCRED 32.42, T²+Q 25.35 (on+off edges per SKAB's notebooks)", flush=True)
+    print(
+        "  published (SKAB leaderboard, unsupervised, scored on every run, settings not stated): F1 Conv-AE/MSET "
+        "0.78, T²+Q 0.76; NAB MSCRED 32.42, T²+Q 25.35 (on+off edges per SKAB's notebooks)",
+        flush=True,
+    )
 
 
 def print_tep(f: dict[str, Any]) -> None:
     """TEP: ours, PCA-T²+Q and DPCA, limits from d00 only, on unseen test samples."""
     print(f"TEP    {f['tep_protocol']}", flush=True)
     print(f"       ours chosen on training runs only: {f['tep_chosen']}")
-    for key, label in (("tep", "ours (DPCA/PCA + EWMA, chosen on d01..d21.dat)"),
-                       ("tep_pca_t2q", "PCA T²+Q"), ("tep_dpca_t2q", "dynamic PCA (2 lags) T²+Q")):
-        print(f"  {label}: FAR {f[key + '_far']:.4f} (d00_te alone {f[key + '_far_d00_te']:.4f})  mean detection "
-              f"rate, 21 faults {f[key + '_mean_fdr']:.3f}, 18 faults without 3/9/15 {f[key + '_mean_fdr_18']:.3f}  "
-              f"median delay {f[key + '_median_delay_min']:.0f} min", flush=True)
+    for key, label in (
+        ("tep", "ours (DPCA/PCA + EWMA, chosen on d01..d21.dat)"),
+        ("tep_pca_t2q", "PCA T²+Q"),
+        ("tep_dpca_t2q", "dynamic PCA (2 lags) T²+Q"),
+    ):
+        print(
+            f"  {label}: FAR {f[key + '_far']:.4f} (d00_te alone {f[key + '_far_d00_te']:.4f})  mean detection "
+            f"rate, 21 faults {f[key + '_mean_fdr']:.3f}, 18 faults without 3/9/15 {f[key + '_mean_fdr_18']:.3f}  "
+            f"median delay {f[key + '_median_delay_min']:.0f} min",
+            flush=True,
+        )
     best = max(f["tep_pca_t2q_mean_fdr"], f["tep_dpca_t2q_mean_fdr"])
     best18 = max(f["tep_pca_t2q_mean_fdr_18"], f["tep_dpca_t2q_mean_fdr_18"])
-    print(f"  ratio to the better baseline: 21 faults {_ratio(f['tep_mean_fdr'], best)}, "
-          f"18 faults {_ratio(f['tep_mean_fdr_18'], best18)}")
+    print(
+        f"  ratio to the better baseline: 21 faults {_ratio(f['tep_mean_fdr'], best)}, "
+        f"18 faults {_ratio(f['tep_mean_fdr_18'], best18)}"
+    )
     print(f"  ours by fault: {f['tep_fdr_by_fault']}")
     print(f"  ours delay (min) by fault: {f['tep_delay_min_by_fault']}", flush=True)
 
@@ -97,23 +123,33 @@ def print_cmapss(f: dict[str, Any], subsets: tuple[str, ...]) -> None:
     for sub in subsets:
         key = f"cmapss_{sub.lower()}"
         pub = benchmarks.PUBLISHED["cmapss"]["rmse"][sub]
-        print(f"  {sub} RMSE clipped at 125 (FFVE/RVE convention) {_pm(f, key + '_rmse', 2)}  PHM08 "
-              f"{_pm(f, key + '_phm08', 0)}  |  unclipped RMSE {_pm(f, key + '_rmse_raw', 2)}  PHM08 "
-              f"{_pm(f, key + '_phm08_raw', 0)}  |  published (clipped): "
-              + ", ".join(f"{k} {v}" for k, v in pub.items())
-              + f"  |  chosen {f[key + '_chosen']}", flush=True)
-        print(f"        baselines of this run, clipped / unclipped RMSE: mean training RUL "
-              f"{f[key + '_constant_rmse']:.2f} / {f[key + '_constant_rmse_raw']:.2f}, ridge on the same features "
-              f"{f[key + '_ridge_rmse']:.2f} / {f[key + '_ridge_rmse_raw']:.2f}; ratio ours/ridge (clipped) "
-              f"{_ratio(f[key + '_rmse'], f[key + '_ridge_rmse'])}", flush=True)
+        print(
+            f"  {sub} RMSE clipped at 125 (FFVE/RVE convention) {_pm(f, key + '_rmse', 2)}  PHM08 "
+            f"{_pm(f, key + '_phm08', 0)}  |  unclipped RMSE {_pm(f, key + '_rmse_raw', 2)}  PHM08 "
+            f"{_pm(f, key + '_phm08_raw', 0)}  |  published (clipped): "
+            + ", ".join(f"{k} {v}" for k, v in pub.items())
+            + f"  |  chosen {f[key + '_chosen']}",
+            flush=True,
+        )
+        print(
+            f"        baselines of this run, clipped / unclipped RMSE: mean training RUL "
+            f"{f[key + '_constant_rmse']:.2f} / {f[key + '_constant_rmse_raw']:.2f}, ridge on the same features "
+            f"{f[key + '_ridge_rmse']:.2f} / {f[key + '_ridge_rmse_raw']:.2f}; ratio ours/ridge (clipped) "
+            f"{_ratio(f[key + '_rmse'], f[key + '_ridge_rmse'])}",
+            flush=True,
+        )
 
 
 def goals(figures: dict[str, Any]) -> dict[str, Any]:
     """Each goal of issue 22 against the figure measured here (headline model per benchmark)."""
     measured: dict[str, Any] = {
-        "skab_f1": figures.get("skab_pca_f1"), "skab_f1_supervised": figures.get("skab_lgbm_f1"),
-        "skab_nab": figures.get("skab_pca_nab"), "skab_far_pct": figures.get("skab_pca_far_pct"),
-        "tep_mean_fdr": figures.get("tep_mean_fdr"), "tep_far": figures.get("tep_far")}
+        "skab_f1": figures.get("skab_pca_f1"),
+        "skab_f1_supervised": figures.get("skab_lgbm_f1"),
+        "skab_nab": figures.get("skab_pca_nab"),
+        "skab_far_pct": figures.get("skab_pca_far_pct"),
+        "tep_mean_fdr": figures.get("tep_mean_fdr"),
+        "tep_far": figures.get("tep_far"),
+    }
     measured.update({k: figures.get(k) for k in GOALS if k.startswith("cmapss")})
     out: dict[str, Any] = {}
     for k, goal in GOALS.items():

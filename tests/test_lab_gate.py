@@ -34,12 +34,16 @@ def _normal_history(platform: Platform, days: int = 3) -> None:
 
 def _label_free(model: dict[str, Any], name: str = "quiet-pump") -> dict[str, Any]:
     """A label-free spec on the normal history: learn from the first 70 %, judge the rest."""
-    return {"name": name, "task": "anomaly",
-            "data": {"tags": [PT, FT], "start": "2024-05-01", "end": "2024-05-04", "step": "1m"},
-            "features": {"windows": [5], "stats": ["mean"]}, "model": model,
-            "split": {"method": "holdout", "train_fraction": 0.7},
-            "gate": {"false_alarms_per_day": 2, "min_alarm_s": 180},
-            "register_as": {"name": name}}
+    return {
+        "name": name,
+        "task": "anomaly",
+        "data": {"tags": [PT, FT], "start": "2024-05-01", "end": "2024-05-04", "step": "1m"},
+        "features": {"windows": [5], "stats": ["mean"]},
+        "model": model,
+        "split": {"method": "holdout", "train_fraction": 0.7},
+        "gate": {"false_alarms_per_day": 2, "min_alarm_s": 180},
+        "register_as": {"name": name},
+    }
 
 
 @pytest.fixture
@@ -68,8 +72,9 @@ def test_a_calibrated_label_free_model_passes_on_its_false_alarms(normal: Platfo
 def test_a_label_free_model_that_alarms_constantly_is_refused(normal: Platform) -> None:
     """Decided row by row (no calibrated alarm), a limit far too tight alarms nearly always and is refused; the
     same model with its alarm calibrated on the training normal running does not alarm constantly."""
-    calibrated = normal.lab.run("acme", _label_free({"kind": "zscore", "params": {"k": 0.05}}, name="tight-pump"),
-                                mode="evaluate", track=False)
+    calibrated = normal.lab.run(
+        "acme", _label_free({"kind": "zscore", "params": {"k": 0.05}}, name="tight-pump"), mode="evaluate", track=False
+    )
     assert calibrated["metrics"]["flagged_share"] < 0.2
     spec = {**_label_free({"kind": "zscore", "params": {"k": 0.05}}, name="noisy-pump"), "alarm": {"enabled": False}}
     doc = normal.lab.run("acme", spec, mode="train", track=False)
@@ -122,11 +127,13 @@ def test_fit_on_train_learns_from_the_training_part_only(platform: Platform) -> 
     doc = platform.lab.run("acme", spec, mode="train", track=False)
     train_rows = doc["folds"][0]["train_rows"]
     half = pd.Timestamp("2024-03-02T12:00:00Z")  # 1.5 of the 3 days
-    labelled = sum(int((pd.Timestamp(b) - pd.Timestamp(a)) / pd.Timedelta("1min")) for a, b in ANOMALIES
-                   if pd.Timestamp(b) <= half)  # normal-only: labelled anomalies of the training part are left out
+    labelled = sum(
+        int((pd.Timestamp(b) - pd.Timestamp(a)) / pd.Timedelta("1min")) for a, b in ANOMALIES if pd.Timestamp(b) <= half
+    )  # normal-only: labelled anomalies of the training part are left out
     assert doc["fitted_on"] == {"part": "train", "rows": train_rows - labelled}
-    everything = platform.lab.run("acme", {**spec, "split": {**spec["split"], "fit_on": "all"}}, mode="train",
-                                  track=False)
+    everything = platform.lab.run(
+        "acme", {**spec, "split": {**spec["split"], "fit_on": "all"}}, mode="train", track=False
+    )
     assert everything["fitted_on"]["rows"] > doc["fitted_on"]["rows"]
 
 
@@ -134,15 +141,20 @@ def test_a_file_source_honours_start_and_end(platform: Platform, tmp_path: Path)
     t = pd.date_range("2024-01-01", periods=600, freq="1min", tz="UTC")
     rng = np.random.default_rng(2)
     path = tmp_path / "pump.csv"
-    pd.DataFrame({"time": t, "flow": 100 + rng.standard_normal(600), "pressure": 20 + rng.standard_normal(600)}
-                 ).to_csv(path, index=False)
-    spec = {"name": "file-pump", "task": "anomaly",
-            "data": {"source": "file", "file": str(path), "start": "2024-01-01T02:00:00Z",
-                     "end": "2024-01-01T07:00:00Z"},
-            "model": {"kind": "pca"}, "split": {"method": "holdout"}}
+    pd.DataFrame({"time": t, "flow": 100 + rng.standard_normal(600), "pressure": 20 + rng.standard_normal(600)}).to_csv(
+        path, index=False
+    )
+    spec = {
+        "name": "file-pump",
+        "task": "anomaly",
+        "data": {"source": "file", "file": str(path), "start": "2024-01-01T02:00:00Z", "end": "2024-01-01T07:00:00Z"},
+        "model": {"kind": "pca"},
+        "split": {"method": "holdout"},
+    }
     doc = platform.lab.run("acme", spec, mode="evaluate", track=False)
     assert doc["lineage"]["rows"] == 300
     assert doc["lineage"]["time"] == ["2024-01-01T02:00:00+00:00", "2024-01-01T06:59:00+00:00"]
-    whole = platform.lab.run("acme", {**spec, "data": {"source": "file", "file": str(path)}}, mode="evaluate",
-                             track=False)
+    whole = platform.lab.run(
+        "acme", {**spec, "data": {"source": "file", "file": str(path)}}, mode="evaluate", track=False
+    )
     assert whole["lineage"]["rows"] == 600 and whole["lineage"]["content_hash"] != doc["lineage"]["content_hash"]

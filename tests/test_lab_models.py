@@ -4,6 +4,7 @@ unknown parameters and unfitted use, and it actually learns (beats chance on dat
 from __future__ import annotations
 
 import pickle
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,7 @@ Y_REG = X_NORMAL @ np.array([2.0, -1.0, 0.5, 0.0]) + 10
 Y_CLS = np.where(X_NORMAL[:, 2] > 0.3, "fault-a", "normal")
 
 
-def _fit(kind: str) -> tuple[object, np.ndarray]:
+def _fit(kind: str) -> tuple[Any, np.ndarray]:
     model = build(kind)
     if "anomaly" in model.tasks:
         return model.fit(X_NORMAL), X_NORMAL
@@ -87,7 +88,10 @@ def test_detectors_flag_faults_and_few_normal_rows(kind: str) -> None:
 def test_regressors_and_classifiers_learn() -> None:
     lgbm = build("lgbm_regressor", {"n_estimators": 200, "learning_rate": 0.1}).fit(X_NORMAL, Y_REG)
     mean = build("mean").fit(X_NORMAL, Y_REG)
-    err = lambda m: float(np.sqrt(np.mean((m.predict(X_NORMAL) - Y_REG) ** 2)))  # noqa: E731
+
+    def err(m: Any) -> float:
+        return float(np.sqrt(np.mean((m.predict(X_NORMAL) - Y_REG) ** 2)))
+
     assert err(lgbm) < 0.5 * err(mean)
     clf = build("lgbm_classifier").fit(X_NORMAL, Y_CLS)
     assert (clf.predict(X_NORMAL) == Y_CLS).mean() > 0.95
@@ -145,20 +149,21 @@ def test_window_features_match_pandas_rolling_per_unit(seed: int) -> None:
                 expect = getattr(g[s].rolling(w, min_periods=1), stat)().reset_index(level=0, drop=True)
                 expect = expect.reindex(frame.index).fillna(0.0)
                 # atol: pandas' own running sums lose about 1e-12 of the values' magnitude (1e6 here)
-                np.testing.assert_allclose(got[f"{s}__{stat}{w}"], expect, rtol=1e-9, atol=1e-6,
-                                           err_msg=f"{s} {stat}{w}")
+                np.testing.assert_allclose(
+                    got[f"{s}__{stat}{w}"], expect, rtol=1e-9, atol=1e-6, err_msg=f"{s} {stat}{w}"
+                )
 
 
 def test_ecod_scores_each_row_as_pyods_ecod_does() -> None:
     """Our ECOD scores a new row against the training distributions alone; PyOD's own `decision_function` on that
     single row gives the same figure (so batching cannot change a live score)."""
-    from pyod.models.ecod import ECOD
+    from pyod.models.ecod import ECOD  # type: ignore[import-untyped]
 
     model = build("ecod").fit(X_NORMAL)
     reference = ECOD().fit(X_NORMAL)
     rows = np.vstack([X_NORMAL[:3], X_FAULT[:3]])
     ours = model._raw(rows, None)  # type: ignore[attr-defined]
-    theirs = [reference.decision_function(rows[i:i + 1])[0] for i in range(len(rows))]
+    theirs = [reference.decision_function(rows[i : i + 1])[0] for i in range(len(rows))]
     np.testing.assert_allclose(ours, theirs, rtol=1e-9)
     both = model.score(rows)
     np.testing.assert_allclose(model.score(rows[3:]), both[3:])  # a row's score does not depend on its batch

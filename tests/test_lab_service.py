@@ -24,7 +24,8 @@ START = pd.Timestamp("2024-03-01T00:00:00Z")
 ANOMALIES = [("2024-03-02T06:00:00Z", "2024-03-02T08:00:00Z"), ("2024-03-03T12:00:00Z", "2024-03-03T13:30:00Z")]
 
 SPEC: dict[str, Any] = {
-    "name": "p101a-anomaly", "task": "anomaly",
+    "name": "p101a-anomaly",
+    "task": "anomaly",
     "data": {"tags": [PT, FT], "start": "2024-03-01", "end": "2024-03-04", "step": "1m"},
     "labels": {"kinds": ["anomaly"], "asset": "ulsan/cdu/p-101a"},
     "features": {"windows": [5], "stats": ["mean"]},
@@ -47,8 +48,9 @@ def _pump_history(platform: Platform) -> None:
     frame = pd.DataFrame({"time": t, PT: pressure, FT: flow})
     platform.historian.write("acme", frame, layout="wide")
     platform.historian.flush()
-    platform.labels.add("acme", [{"asset": "ulsan/cdu/p-101a", "kind": "anomaly", "start": a, "end": b}
-                                 for a, b in ANOMALIES])
+    platform.labels.add(
+        "acme", [{"asset": "ulsan/cdu/p-101a", "kind": "anomaly", "start": a, "end": b} for a, b in ANOMALIES]
+    )
 
 
 @pytest.fixture
@@ -119,13 +121,16 @@ def test_an_engineer_may_not_force_the_gate(lab: Platform) -> None:
         lab.lab.promote("acme", "pump-anomaly", 1, "skip the gate", force=True)
 
 
-@pytest.mark.parametrize(("change", "where", "message"), [
-    ({"bogus": 1}, "bogus", "Extra inputs"),
-    ({"task": "rul"}, "", "does not do task 'rul'"),
-    ({"data": {"tags": [PT], "start": "2024-03-01"}}, "data", "data.start and data.end"),
-    ({"split": {"method": "random"}}, "split.method", "rolling"),
-    ({"model": {"kind": "gpt"}}, "", "unknown"),
-])
+@pytest.mark.parametrize(
+    ("change", "where", "message"),
+    [
+        ({"bogus": 1}, "bogus", "Extra inputs"),
+        ({"task": "rul"}, "", "does not do task 'rul'"),
+        ({"data": {"tags": [PT], "start": "2024-03-01"}}, "data", "data.start and data.end"),
+        ({"split": {"method": "random"}}, "split.method", "rolling"),
+        ({"model": {"kind": "gpt"}}, "", "unknown"),
+    ],
+)
 def test_bad_specs_say_what_and_where(change: dict[str, Any], where: str, message: str) -> None:
     with pytest.raises(ValidationFailed) as info:
         parse_spec({**SPEC, **change}, source="pump.yaml")
@@ -153,8 +158,10 @@ def test_data_problems_are_named(lab: Platform) -> None:
 
 def test_bad_labels_are_refused_whole(lab: Platform) -> None:
     before = len(lab.labels.list_labels("acme"))
-    text = ("asset,kind,start,end\nulsan/cdu/p-101a,trip,2024-03-01,2024-03-02\n"
-            "ulsan/cdu/p-101a,trip,2024-03-05,2024-03-04\n")
+    text = (
+        "asset,kind,start,end\nulsan/cdu/p-101a,trip,2024-03-01,2024-03-02\n"
+        "ulsan/cdu/p-101a,trip,2024-03-05,2024-03-04\n"
+    )
     with pytest.raises(ValidationFailed) as info:
         lab.labels.import_csv("acme", text, source="trips.csv")
     assert info.value.problems[0][0] == "trips.csv:3.end"
@@ -175,23 +182,36 @@ def test_rul_from_a_file_by_unit(tmp_path: Path, platform: Platform) -> None:
         life = int(rng.integers(80, 160))
         for c in range(life):
             wear = c / life
-            rows.append({"time": pd.Timestamp("2024-01-01") + pd.Timedelta(hours=c), "engine": f"e{unit:02d}",
-                         "temp": 500 + 40 * wear ** 2 + rng.normal(0, 2), "vib": 1 + wear + rng.normal(0, 0.05)})
+            rows.append(
+                {
+                    "time": pd.Timestamp("2024-01-01") + pd.Timedelta(hours=c),
+                    "engine": f"e{unit:02d}",
+                    "temp": 500 + 40 * wear**2 + rng.normal(0, 2),
+                    "vib": 1 + wear + rng.normal(0, 0.05),
+                }
+            )
     path = tmp_path / "fleet.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
-    spec = {"name": "fleet-rul", "task": "rul", "data": {"source": "file", "file": str(path), "unit_column": "engine"},
-            "features": {"windows": [5, 15], "stats": ["mean", "slope"], "include_position": True},
-            "labels": {"rul_clip": 100},
-            "model": {"kind": "lgbm_regressor", "params": {"n_estimators": 150, "learning_rate": 0.05}},
-            "split": {"method": "by_unit", "folds": 3}}
+    spec = {
+        "name": "fleet-rul",
+        "task": "rul",
+        "data": {"source": "file", "file": str(path), "unit_column": "engine"},
+        "features": {"windows": [5, 15], "stats": ["mean", "slope"], "include_position": True},
+        "labels": {"rul_clip": 100},
+        "model": {"kind": "lgbm_regressor", "params": {"n_estimators": 150, "learning_rate": 0.05}},
+        "split": {"method": "by_unit", "folds": 3},
+    }
     doc = platform.lab.run("acme", spec, mode="evaluate", track=False)
     assert doc["metrics"]["rmse"] < 0.6 * doc["baseline"]["metrics"]["rmse"]
     assert "phm08_score" in doc["metrics"] and doc["lineage"]["units"] == 30
 
 
 def test_over_http(lab: Platform, client: TestClient) -> None:
-    r = client.post("/api/v1/acme/labels", content="asset,kind,start\nulsan/cdu/p-101a,lab_sample,2024-03-01\n",
-                    headers={"Content-Type": "text/csv"})
+    r = client.post(
+        "/api/v1/acme/labels",
+        content="asset,kind,start\nulsan/cdu/p-101a,lab_sample,2024-03-01\n",
+        headers={"Content-Type": "text/csv"},
+    )
     assert r.status_code == 201 and r.json() == {"added": 1}
     r = client.post("/api/v1/acme/labels", json=[{"asset": "", "kind": "x", "start": "2024-01-01"}])
     assert r.status_code == 422 and r.json()["problems"][0]["where"] == "body[0].asset"
@@ -230,8 +250,13 @@ def test_ready_pump_station_spec_on_demo_historian(settings: Any) -> None:
 def test_a_file_missing_its_unit_column_is_named(tmp_path: Path, platform: Platform) -> None:
     path = tmp_path / "f.csv"
     path.write_text("time,temp\n2024-01-01T00:00:00Z,1\n2024-01-01T01:00:00Z,2\n")
-    spec = {"name": "f", "task": "rul", "data": {"source": "file", "file": str(path), "unit_column": "engine"},
-            "model": {"kind": "mean"}, "split": {"method": "by_unit"}}
+    spec = {
+        "name": "f",
+        "task": "rul",
+        "data": {"source": "file", "file": str(path), "unit_column": "engine"},
+        "model": {"kind": "mean"},
+        "split": {"method": "by_unit"},
+    }
     with pytest.raises(InvalidInput, match="no unit column 'engine'"):
         platform.lab.run("acme", spec, mode="evaluate", track=False)
 
@@ -242,15 +267,29 @@ def test_a_file_takes_imported_labels_within_its_start_and_end(tmp_path: Path, p
     times = pd.date_range("2024-02-01", periods=600, freq="1min", tz="UTC")
     path = tmp_path / "pump.csv"
     pd.DataFrame({"time": times.strftime("%Y-%m-%dT%H:%M:%SZ"), "pt": np.arange(600.0), "ft": 1.0}).to_csv(
-        path, index=False)
-    added = platform.labels.import_csv("acme", "asset,kind,start,end\nsite/p9,anomaly,2024-02-01T03:00:00Z,"
-                                               "2024-02-01T03:30:00Z\nother/x,anomaly,2024-02-01T01:00:00Z,"
-                                               "2024-02-01T02:00:00Z\n")
+        path, index=False
+    )
+    added = platform.labels.import_csv(
+        "acme",
+        "asset,kind,start,end\nsite/p9,anomaly,2024-02-01T03:00:00Z,"
+        "2024-02-01T03:30:00Z\nother/x,anomaly,2024-02-01T01:00:00Z,"
+        "2024-02-01T02:00:00Z\n",
+    )
     assert added == 2
-    spec = parse_spec({"name": "f", "task": "anomaly",
-                       "data": {"source": "file", "file": str(path), "start": "2024-02-01T02:00:00Z",
-                                "end": "2024-02-01T06:00:00Z"},
-                       "labels": {"asset": "site/p9"}, "model": {"kind": "zscore"}})
+    spec = parse_spec(
+        {
+            "name": "f",
+            "task": "anomaly",
+            "data": {
+                "source": "file",
+                "file": str(path),
+                "start": "2024-02-01T02:00:00Z",
+                "end": "2024-02-01T06:00:00Z",
+            },
+            "labels": {"asset": "site/p9"},
+            "model": {"kind": "zscore"},
+        }
+    )
     data = platform.lab.dataset(spec, "acme")
     frame = data.frame
     assert len(frame) == 240 and frame["time"].min() == pd.Timestamp("2024-02-01T02:00:00Z")
@@ -271,18 +310,42 @@ def test_training_rows_follow_the_serving_gap_rule(platform: Platform) -> None:
 
     t0 = pd.Timestamp("2024-04-01T00:00:00Z")
     minutes = [*range(60), *range(240, 300)]
-    platform.historian.write("acme", [{"tag": tag, "time": t0 + pd.Timedelta(minutes=m), "value": float(m + k)}
-                                      for m in minutes for k, tag in enumerate(("gap/A", "gap/B"))])
+    platform.historian.write(
+        "acme",
+        [
+            {"tag": tag, "time": t0 + pd.Timedelta(minutes=m), "value": float(m + k)}
+            for m in minutes
+            for k, tag in enumerate(("gap/A", "gap/B"))
+        ],
+    )
     platform.historian.flush()
-    spec = parse_spec({"name": "g", "task": "anomaly", "model": {"kind": "zscore"},
-                       "data": {"tags": ["gap/A", "gap/B"], "start": t0.isoformat(),
-                                "end": (t0 + pd.Timedelta(minutes=299)).isoformat(), "step": "1m",
-                                "method": "previous"}})
+    spec = parse_spec(
+        {
+            "name": "g",
+            "task": "anomaly",
+            "model": {"kind": "zscore"},
+            "data": {
+                "tags": ["gap/A", "gap/B"],
+                "start": t0.isoformat(),
+                "end": (t0 + pd.Timedelta(minutes=299)).isoformat(),
+                "step": "1m",
+                "method": "previous",
+            },
+        }
+    )
     frame = platform.lab.dataset(spec, "acme").frame
     assert len(frame) == 120 + HOLD_STEPS - 1  # the values held 4 more minutes into the silence, then no rows
     step = 60_000_000
-    [(_, times, _)] = history_blocks(platform.historian, "acme", {"all": ["gap/A", "gap/B"]}, to_us(t0),
-                                     to_us(t0 + pd.Timedelta(minutes=299)), step, hold_us(step), 0)
+    [(_, times, _)] = history_blocks(
+        platform.historian,
+        "acme",
+        {"all": ["gap/A", "gap/B"]},
+        to_us(t0),
+        to_us(t0 + pd.Timedelta(minutes=299)),
+        step,
+        hold_us(step),
+        0,
+    )
     served = times[times >= to_us(t0)]
     trained = time_us(frame["time"])
     np.testing.assert_array_equal(trained, served)

@@ -54,18 +54,19 @@ def test_bad_grids_are_refused_before_anything_runs(lab: Platform) -> None:
     with pytest.raises(InvalidInput, match="non-empty list"):
         lab.lab.sweep("acme", SPEC, {"quantile": 0.99}, backend="serial")
     with pytest.raises(InvalidInput, match="at most"):
-        lab.lab.sweep("acme", SPEC, {"quantile": list(range(100)), "explained_variance": list(range(100))},
-                      backend="serial")
+        lab.lab.sweep(
+            "acme", SPEC, {"quantile": list(range(100)), "explained_variance": list(range(100))}, backend="serial"
+        )
     with pytest.raises(InvalidInput, match="backend"):
         fanout.run_all(len, [1, 2], None, backend="cluster")  # type: ignore[arg-type]
 
 
 def test_sweep_over_http(lab: Platform, client: TestClient) -> None:
-    r = client.post("/api/v1/acme/lab/sweep", json={"spec": SPEC, "grid": {"quantile": [0.99, 0.995]},
-                                                    "backend": "serial"})
+    r = client.post(
+        "/api/v1/acme/lab/sweep", json={"spec": SPEC, "grid": {"quantile": [0.99, 0.995]}, "backend": "serial"}
+    )
     assert r.status_code == 200 and r.json()["combinations"] == 2
-    bad = client.post("/api/v1/acme/lab/sweep", json={"spec": SPEC, "grid": {"quantile": [0.99]},
-                                                      "backend": "cluster"})
+    bad = client.post("/api/v1/acme/lab/sweep", json={"spec": SPEC, "grid": {"quantile": [0.99]}, "backend": "cluster"})
     assert bad.status_code == 422
 
 

@@ -29,20 +29,41 @@ TRAIN_S = 600
 
 def plant_yaml(n: int = N_PUMPS) -> str:
     """Pumps with a pressure and a flow sensor at 1 s, and a derived anomaly score."""
-    return yaml.safe_dump({
-        "types": {"Pump": {"sensors": {"pressure": {"unit": "bar", "interval": "1s"},
-                                       "flow": {"unit": "m3/h", "interval": "1s"}},
-                           "derived": {"anomaly_score": {"limits": {"high_warning": 0.7, "high_alarm": 1.0}},
-                                       "rul": {"unit": "h"}}},
-                  "Valve": {"sensors": {"position": {"unit": "%"}}}},
-        "assets": [{"id": "site", "type": "Site", "children": [
-            *({"id": f"p{i}", "type": "Pump", "tags": {"pressure": f"P{i}/PT", "flow": f"P{i}/FT"}}
-              for i in range(n)),
-            {"id": "v1", "type": "Valve", "tags": {"position": "V1/ZT"}}]}]})
+    return yaml.safe_dump(
+        {
+            "types": {
+                "Pump": {
+                    "sensors": {
+                        "pressure": {"unit": "bar", "interval": "1s"},
+                        "flow": {"unit": "m3/h", "interval": "1s"},
+                    },
+                    "derived": {
+                        "anomaly_score": {"limits": {"high_warning": 0.7, "high_alarm": 1.0}},
+                        "rul": {"unit": "h"},
+                    },
+                },
+                "Valve": {"sensors": {"position": {"unit": "%"}}},
+            },
+            "assets": [
+                {
+                    "id": "site",
+                    "type": "Site",
+                    "children": [
+                        *(
+                            {"id": f"p{i}", "type": "Pump", "tags": {"pressure": f"P{i}/PT", "flow": f"P{i}/FT"}}
+                            for i in range(n)
+                        ),
+                        {"id": "v1", "type": "Valve", "tags": {"position": "V1/ZT"}},
+                    ],
+                }
+            ],
+        }
+    )
 
 
-def pump_rows(k0: int, k1: int, *, n: int = N_PUMPS, seed: int = 0, broken: set[int] | None = None
-              ) -> list[dict[str, Any]]:
+def pump_rows(
+    k0: int, k1: int, *, n: int = N_PUMPS, seed: int = 0, broken: set[int] | None = None
+) -> list[dict[str, Any]]:
     """Points of every pump for seconds k0..k1-1 after T0; pressure follows flow, 30 % lower on broken pumps."""
     rng = np.random.default_rng(seed + k0)
     rows = []
@@ -51,18 +72,25 @@ def pump_rows(k0: int, k1: int, *, n: int = N_PUMPS, seed: int = 0, broken: set[
         for i in range(n):
             flow = 100 + 5 * rng.standard_normal()
             pressure = (0.14 if broken and i in broken else 0.2) * flow + 0.2 * rng.standard_normal()
-            rows += [{"tag": f"P{i}/PT", "time": ts, "value": pressure}, {"tag": f"P{i}/FT", "time": ts,
-                                                                          "value": flow}]
+            rows += [{"tag": f"P{i}/PT", "time": ts, "value": pressure}, {"tag": f"P{i}/FT", "time": ts, "value": flow}]
     return rows
 
 
-SPEC = {"name": "pump-pca", "task": "anomaly",
-        "data": {"asset_type": "Pump", "start": T0.isoformat(),
-                 "end": (T0 + pd.Timedelta(seconds=TRAIN_S)).isoformat(), "step": "1s", "method": "previous"},
-        "features": {"windows": [5], "stats": ["mean", "std"]},
-        "model": {"kind": "pca", "params": {"explained_variance": 1}},
-        "split": {"method": "holdout", "train_fraction": 0.5},
-        "register_as": {"name": "pump-pca", "asset_type": "Pump"}}
+SPEC = {
+    "name": "pump-pca",
+    "task": "anomaly",
+    "data": {
+        "asset_type": "Pump",
+        "start": T0.isoformat(),
+        "end": (T0 + pd.Timedelta(seconds=TRAIN_S)).isoformat(),
+        "step": "1s",
+        "method": "previous",
+    },
+    "features": {"windows": [5], "stats": ["mean", "std"]},
+    "model": {"kind": "pca", "params": {"explained_variance": 1}},
+    "split": {"method": "holdout", "train_fraction": 0.5},
+    "register_as": {"name": "pump-pca", "asset_type": "Pump"},
+}
 
 
 def trained(platform: Platform) -> Platform:
@@ -83,8 +111,10 @@ def outputs(platform: Platform, tag: str) -> pd.DataFrame:
     """A tag's points since T0 (none yet: empty)."""
     if tag not in platform.historian.catalog.ids("acme", refresh=True):
         return pd.DataFrame({"time": [], "value": []})
-    return platform.historian.read("acme", [tag], T0.to_pydatetime(), (T0 + pd.Timedelta(days=1)).to_pydatetime()
-                                   ).to_pandas()
+    frame: pd.DataFrame = platform.historian.read(
+        "acme", [tag], T0.to_pydatetime(), (T0 + pd.Timedelta(days=1)).to_pydatetime()
+    ).to_pandas()
+    return frame
 
 
 def test_deployed_model_scores_new_points_into_the_twin(live: Platform) -> None:
@@ -156,8 +186,14 @@ def test_scoring_catches_up_after_a_restart_without_gaps_or_repeats(settings: Se
             expected = pd.date_range(T0 + pd.Timedelta(seconds=TRAIN_S), periods=45, freq="1s")
             assert got["time"].tolist() == list(expected)  # every second once, in order
         # and the outputs are what an uninterrupted run gives
-        doc = r.live.backfill("acme", model="pump-pca", under="site", start=expected[0].isoformat(),
-                              end=expected[-1].isoformat(), write="none")
+        doc = r.live.backfill(
+            "acme",
+            model="pump-pca",
+            under="site",
+            start=expected[0].isoformat(),
+            end=expected[-1].isoformat(),
+            write="none",
+        )
         assert doc["rows"] == 45 * N_PUMPS
     finally:
         r.close()
@@ -198,8 +234,10 @@ def test_bad_deployments_are_refused_with_where(live: Platform) -> None:
 
 def test_predict_endpoint_scores_rows_and_names_bad_ones(live: Platform) -> None:
     with TestClient(create_app(live), headers={"Authorization": f"Bearer {TOKEN}"}) as c:
-        ok = c.post("/api/v1/acme/models/pump-pca/predict",
-                    json={"rows": [{"pressure": 20.0, "flow": 100.0}, {"pressure": 40.0, "flow": 100.0}]})
+        ok = c.post(
+            "/api/v1/acme/models/pump-pca/predict",
+            json={"rows": [{"pressure": 20.0, "flow": 100.0}, {"pressure": 40.0, "flow": 100.0}]},
+        )
         assert ok.status_code == 200, ok.text
         rows = ok.json()["rows"]
         assert rows[0]["anomaly"] == 0.0 and rows[1]["anomaly"] == 1.0
@@ -209,11 +247,14 @@ def test_predict_endpoint_scores_rows_and_names_bad_ones(live: Platform) -> None
         missing = c.post("/api/v1/acme/models/pump-pca/predict", json={"rows": [{"pressure": 20.0}]})
         assert missing.status_code == 422 and "flow" in missing.json()["message"]
         assert c.post("/api/v1/acme/models/pump-pca/predict", json={"rows": []}).status_code == 422
-        assert c.post("/api/v1/acme/models/pump-pca/predict",
-                      json={"rows": [{"pressure": "high", "flow": 1}]}).status_code == 422
+        assert (
+            c.post("/api/v1/acme/models/pump-pca/predict", json={"rows": [{"pressure": "high", "flow": 1}]}).status_code
+            == 422
+        )
         assert c.post("/api/v1/acme/models/nope/predict", json={"rows": [{"a": 1}]}).status_code == 404
-        not_json = c.post("/api/v1/acme/models/pump-pca/predict", content=b"{rows: [",
-                          headers={"Content-Type": "application/json"})
+        not_json = c.post(
+            "/api/v1/acme/models/pump-pca/predict", content=b"{rows: [", headers={"Content-Type": "application/json"}
+        )
         assert not_json.status_code == 422 and not_json.json()["where"] == "body"
         assert c.post("/api/v1/acme/models/pump-pca/predict", json=[1, 2]).status_code == 422
         # a promotion is seen by the next call (the production version is cached, but not past a registry change)
@@ -222,8 +263,10 @@ def test_predict_endpoint_scores_rows_and_names_bad_ones(live: Platform) -> None
         again = c.post("/api/v1/acme/models/pump-pca/predict", json={"rows": [{"pressure": 20.0, "flow": 100.0}]})
         assert again.json()["model"]["version"] == 2
         # another tenant's caller sees nothing of this model
-        assert c.post("/api/v1/rival/models/pump-pca/predict",
-                      json={"rows": [{"pressure": 1.0, "flow": 1.0}]}).status_code == 404
+        assert (
+            c.post("/api/v1/rival/models/pump-pca/predict", json={"rows": [{"pressure": 1.0, "flow": 1.0}]}).status_code
+            == 404
+        )
 
 
 def test_backfill_refuses_bad_ranges_and_targets(live: Platform) -> None:
@@ -232,8 +275,9 @@ def test_backfill_refuses_bad_ranges_and_targets(live: Platform) -> None:
     with pytest.raises(InvalidInput, match="exactly one target"):
         live.live.backfill("acme", model="pump-pca", start="2026-11-01", end="2026-11-02")
     with pytest.raises(InvalidInput, match="write is"):
-        live.live.backfill("acme", model="pump-pca", asset_type="Pump", start="2026-11-01", end="2026-11-02",
-                           write="everywhere")
+        live.live.backfill(
+            "acme", model="pump-pca", asset_type="Pump", start="2026-11-01", end="2026-11-02", write="everywhere"
+        )
     with pytest.raises(InvalidInput):
         live.live.backfill("acme", model="pump-pca", asset_type="Pump", start="yesterday", end="2026-11-02")
 
@@ -286,8 +330,12 @@ def test_http_deployments_round_trip(live: Platform) -> None:
     with TestClient(create_app(live), headers={"Authorization": f"Bearer {TOKEN}"}) as c:
         r = c.post("/api/v1/acme/deployments", json={"name": "pumps", "model": "pump-pca", "asset_type": "Pump"})
         assert r.status_code == 201, r.text
-        assert c.post("/api/v1/acme/deployments", json={"name": "pumps", "model": "pump-pca",
-                                                        "asset_type": "Pump"}).status_code == 409
+        assert (
+            c.post(
+                "/api/v1/acme/deployments", json={"name": "pumps", "model": "pump-pca", "asset_type": "Pump"}
+            ).status_code
+            == 409
+        )
         bad = c.post("/api/v1/acme/deployments", json={"name": "p2", "model": "pump-pca"})
         assert bad.status_code == 422
         assert c.post("/api/v1/acme/deployments/pumps/pause").json()["enabled"] is False
@@ -299,8 +347,15 @@ def test_http_deployments_round_trip(live: Platform) -> None:
 
 def test_outputs_table_is_in_the_store_schema(live: Platform) -> None:
     seen: list[pa.Table] = []
-    live.live.deploy("acme", {"name": "pumps", "model": "pump-pca", "asset": "site/p1",
-                              "outputs": {"anomaly": None, "anomaly_score": "anomaly_score"}})
+    live.live.deploy(
+        "acme",
+        {
+            "name": "pumps",
+            "model": "pump-pca",
+            "asset": "site/p1",
+            "outputs": {"anomaly": None, "anomaly_score": "anomaly_score"},
+        },
+    )
     live.live.scorer.refresh(force=True)
     live.live.scorer.on_scored.append(lambda tenant, run, table: seen.append(table))
     live.historian.write("acme", pump_rows(TRAIN_S, TRAIN_S + 3))
@@ -314,8 +369,13 @@ def test_backfill_in_chunks_gives_the_same_outputs(live: Platform, monkeypatch: 
     from taehwa.live import scoring
 
     live.historian.write("acme", pump_rows(TRAIN_S, TRAIN_S + 120, broken={3}))
-    kw = {"model": "pump-pca", "asset_type": "Pump", "start": (T0 + pd.Timedelta(seconds=TRAIN_S)).isoformat(),
-          "end": (T0 + pd.Timedelta(seconds=TRAIN_S + 119)).isoformat(), "write": "none"}
+    kw: dict[str, Any] = {
+        "model": "pump-pca",
+        "asset_type": "Pump",
+        "start": (T0 + pd.Timedelta(seconds=TRAIN_S)).isoformat(),
+        "end": (T0 + pd.Timedelta(seconds=TRAIN_S + 119)).isoformat(),
+        "write": "none",
+    }
     whole = live.live.backfill("acme", **kw)
     monkeypatch.setattr(scoring, "BACKFILL_CHUNK_ROWS", 10)  # one asset per chunk
     chunked = live.live.backfill("acme", **kw)
@@ -337,8 +397,7 @@ def test_backfill_in_chunks_gives_the_same_outputs(live: Platform, monkeypatch: 
     np.testing.assert_array_equal(o_chunked["anomaly"], o_whole["anomaly"])
 
 
-def test_backfill_over_the_pool_and_ray_gives_the_same_outputs(live: Platform, monkeypatch: pytest.MonkeyPatch
-                                                                ) -> None:
+def test_backfill_over_the_pool_and_ray_gives_the_same_outputs(live: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
     """Chunks of assets scored by pool workers or Ray tasks (the model shipped once) give what this process gives,
     row for row, in the same order; the backend is reported."""
     from taehwa.lab import fanout
@@ -363,8 +422,13 @@ def test_backfill_over_the_pool_and_ray_gives_the_same_outputs(live: Platform, m
         assert set(outs) == set(here[2])
         for o, v in outs.items():
             np.testing.assert_array_equal(v, here[2][o])
-    kw = {"model": "pump-pca", "asset_type": "Pump", "start": (T0 + pd.Timedelta(seconds=TRAIN_S)).isoformat(),
-          "end": (T0 + pd.Timedelta(seconds=TRAIN_S + 59)).isoformat(), "write": "none"}
+    kw: dict[str, Any] = {
+        "model": "pump-pca",
+        "asset_type": "Pump",
+        "start": (T0 + pd.Timedelta(seconds=TRAIN_S)).isoformat(),
+        "end": (T0 + pd.Timedelta(seconds=TRAIN_S + 59)).isoformat(),
+        "write": "none",
+    }
     assert live.live.backfill("acme", **kw)["backend"] == "pool"  # many chunks: fanned out by default
     assert live.live.backfill("acme", **kw, fan_out="serial")["backend"] == "serial"
     with pytest.raises(InvalidInput, match="fan_out"):

@@ -33,15 +33,31 @@ def plant(platform: Platform) -> Platform:
 
 def feed(p: Platform, tag: str, values: list[float], start_s: int = 0, step_s: float = 1.0) -> None:
     """Write values one second apart and let the rule engine see them."""
-    p.historian.write("acme", [{"tag": tag, "time": T0 + pd.Timedelta(seconds=start_s + k * step_s), "value": v}
-                               for k, v in enumerate(values)])
+    p.historian.write(
+        "acme",
+        [
+            {"tag": tag, "time": T0 + pd.Timedelta(seconds=start_s + k * step_s), "value": v}
+            for k, v in enumerate(values)
+        ],
+    )
     p.live.engine.drain()
 
 
 def test_threshold_with_hysteresis_and_minimum_duration(plant: Platform) -> None:
-    plant.live.rules.put("acme", {"name": "high-pressure", "kind": "threshold", "asset_type": "Pump",
-                                  "signal": "pressure", "op": ">", "value": 30, "hysteresis": 2,
-                                  "min_duration_s": 2, "severity": "alarm"})
+    plant.live.rules.put(
+        "acme",
+        {
+            "name": "high-pressure",
+            "kind": "threshold",
+            "asset_type": "Pump",
+            "signal": "pressure",
+            "op": ">",
+            "value": 30,
+            "hysteresis": 2,
+            "min_duration_s": 2,
+            "severity": "alarm",
+        },
+    )
     plant.live.engine.refresh(force=True)
     feed(plant, "P0/PT", [25, 31, 32])  # over the limit for 1 s only: not yet
     assert plant.live.alerts.list("acme") == []
@@ -66,7 +82,10 @@ def test_threshold_with_hysteresis_and_minimum_duration(plant: Platform) -> None
     late = plant.live.alerts.acknowledge("acme", a["id"], "seen after it cleared")
     assert late["state"] == "resolved"
     assert [h["action"] for h in plant.live.alerts.get("acme", a["id"])["history"]] == [
-        "raised", "resolved", "acknowledged"]
+        "raised",
+        "resolved",
+        "acknowledged",
+    ]
     with pytest.raises(Conflict, match="already resolved"):
         plant.live.alerts.acknowledge("acme", a["id"])
     with pytest.raises(Conflict, match="already resolved"):
@@ -74,8 +93,18 @@ def test_threshold_with_hysteresis_and_minimum_duration(plant: Platform) -> None
 
 
 def test_lifecycle_with_notes_folding_and_shelving(plant: Platform) -> None:
-    plant.live.rules.put("acme", {"name": "low-flow", "kind": "threshold", "asset": "site/p0", "signal": "flow",
-                                  "op": "<", "value": 10, "auto_resolve": False})
+    plant.live.rules.put(
+        "acme",
+        {
+            "name": "low-flow",
+            "kind": "threshold",
+            "asset": "site/p0",
+            "signal": "flow",
+            "op": "<",
+            "value": 10,
+            "auto_resolve": False,
+        },
+    )
     plant.live.engine.refresh(force=True)
     feed(plant, "P0/FT", [50, 5])
     [a] = plant.live.alerts.list("acme")
@@ -98,8 +127,13 @@ def test_lifecycle_with_notes_folding_and_shelving(plant: Platform) -> None:
         plant.live.alerts.resolve("acme", a["id"])
     history = plant.live.alerts.get("acme", a["id"])["history"]
     assert [(h["action"], h["note"]) for h in history] == [
-        ("raised", None), ("acknowledged", "operator on the way"), ("folded", None),
-        ("shelved", "pump on maintenance"), ("unshelved", "maintenance done"), ("resolved", "valve reopened")]
+        ("raised", None),
+        ("acknowledged", "operator on the way"),
+        ("folded", None),
+        ("shelved", "pump on maintenance"),
+        ("unshelved", "maintenance done"),
+        ("resolved", "valve reopened"),
+    ]
     assert all(h["at"] for h in history)
     with pytest.raises(NotFound):
         plant.live.alerts.acknowledge("rival", a["id"])  # another tenant's id is not found, not touched
@@ -107,8 +141,9 @@ def test_lifecycle_with_notes_folding_and_shelving(plant: Platform) -> None:
 
 def test_rate_and_stale_rules(plant: Platform) -> None:
     plant.live.rules.put("acme", {"name": "flow-jump", "kind": "rate", "tag": "P2/FT", "rate_per_s": 10})
-    plant.live.rules.put("acme", {"name": "silent", "kind": "stale", "asset_type": "Pump", "signal": "flow",
-                                  "stale_s": 30})
+    plant.live.rules.put(
+        "acme", {"name": "silent", "kind": "stale", "asset_type": "Pump", "signal": "flow", "stale_s": 30}
+    )
     plant.live.engine.refresh(force=True)
     feed(plant, "P2/FT", [100, 105, 140])  # +35 in one second
     [a] = plant.live.alerts.list("acme", rule="flow-jump")
@@ -129,8 +164,10 @@ def test_rate_and_stale_rules(plant: Platform) -> None:
 def test_score_rule_records_the_model_version_and_data_window(platform: Platform) -> None:
     trained(platform)
     platform.live.deploy("acme", {"name": "pumps", "model": "pump-pca", "asset_type": "Pump"})
-    platform.live.rules.put("acme", {"name": "pump-anomaly", "kind": "score", "asset_type": "Pump",
-                                     "severity": "alarm", "min_duration_s": 3})  # a lone noisy row is no alert
+    platform.live.rules.put(
+        "acme",
+        {"name": "pump-anomaly", "kind": "score", "asset_type": "Pump", "severity": "alarm", "min_duration_s": 3},
+    )  # a lone noisy row is no alert
     platform.live.scorer.refresh(force=True)
     platform.live.engine.refresh(force=True)
     platform.historian.write("acme", pump_rows(TRAIN_S, TRAIN_S + 10))
@@ -156,17 +193,18 @@ def test_bad_rules_are_refused_with_where(plant: Platform) -> None:
     with pytest.raises(ValidationFailed, match="rate_per_s"):
         plant.live.rules.put("acme", {"name": "x", "kind": "rate", "tag": "P0/FT"})
     with pytest.raises(ValidationFailed) as exc:
-        plant.live.rules.put("acme", {"name": "x", "kind": "threshold", "tag": "P0/FT", "value": 1,
-                                      "hysteresis": -1})
+        plant.live.rules.put("acme", {"name": "x", "kind": "threshold", "tag": "P0/FT", "value": 1, "hysteresis": -1})
     assert "rule.hysteresis" in str(exc.value)
     with pytest.raises(ValidationFailed, match="kind"):
         plant.live.rules.put("acme", {"name": "x", "kind": "magic", "tag": "P0/FT"})
     with pytest.raises(InvalidInput, match="no signal 'speed'"):
-        plant.live.rules.put("acme", {"name": "x", "kind": "threshold", "asset_type": "Pump", "signal": "speed",
-                                      "value": 1})
+        plant.live.rules.put(
+            "acme", {"name": "x", "kind": "threshold", "asset_type": "Pump", "signal": "speed", "value": 1}
+        )
     with pytest.raises(NotFound, match="no asset type"):
-        plant.live.rules.put("acme", {"name": "x", "kind": "stale", "asset_type": "Boiler", "signal": "t",
-                                      "stale_s": 5})
+        plant.live.rules.put(
+            "acme", {"name": "x", "kind": "stale", "asset_type": "Boiler", "signal": "t", "stale_s": 5}
+        )
     assert plant.live.rules.list("acme") == []
 
 
@@ -212,8 +250,10 @@ def receiver() -> Iterator[Receiver]:
 
 
 def test_webhooks_are_retried_until_delivered_in_order_and_signed(plant: Platform, receiver: Receiver) -> None:
-    plant.live.notifier.add("acme", {"name": "ops", "url": receiver.url, "secret": "s3cret-key",
-                                     "events": ["raised", "acknowledged", "resolved"]})
+    plant.live.notifier.add(
+        "acme",
+        {"name": "ops", "url": receiver.url, "secret": "s3cret-key", "events": ["raised", "acknowledged", "resolved"]},
+    )
     plant.live.rules.put("acme", {"name": "hot", "kind": "threshold", "tag": "P0/PT", "value": 30})
     plant.live.engine.refresh(force=True)
     feed(plant, "P0/PT", [35])
@@ -250,16 +290,20 @@ def test_undeliverable_webhook_keeps_its_messages(plant: Platform) -> None:
 
 def test_http_alert_lifecycle(plant: Platform) -> None:
     with TestClient(create_app(plant), headers={"Authorization": f"Bearer {TOKEN}"}) as c:
-        r = c.post("/api/v1/acme/alert-rules", json={"name": "hot", "kind": "threshold", "asset_type": "Pump",
-                                                     "signal": "pressure", "value": 30})
+        r = c.post(
+            "/api/v1/acme/alert-rules",
+            json={"name": "hot", "kind": "threshold", "asset_type": "Pump", "signal": "pressure", "value": 30},
+        )
         assert r.status_code == 201, r.text
         assert c.post("/api/v1/acme/alert-rules", json={"name": "bad", "kind": "threshold"}).status_code == 422
         plant.live.engine.refresh(force=True)
         feed(plant, "P1/PT", [35])
         [a] = c.get("/api/v1/acme/alerts", params={"state": "active"}).json()
         assert c.get("/api/v1/acme/alert-rules/hot").json()["conditions"][1]["on"] is True
-        assert c.post(f"/api/v1/acme/alerts/{a['id']}/acknowledge", json={"note": "on it"}).json()["state"] == \
-            "acknowledged"
+        assert (
+            c.post(f"/api/v1/acme/alerts/{a['id']}/acknowledge", json={"note": "on it"}).json()["state"]
+            == "acknowledged"
+        )
         assert c.post(f"/api/v1/acme/alerts/{a['id']}/shelve", json={"seconds": 0}).status_code == 422
         assert c.post(f"/api/v1/acme/alerts/{a['id']}/resolve", json={}).json()["state"] == "resolved"
         assert c.post(f"/api/v1/acme/alerts/{a['id']}/resolve", json={}).status_code == 409

@@ -5,6 +5,8 @@ anomaly model whose score rule takes the model's calibrated alarm, so its alerts
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,7 +17,7 @@ from taehwa.server.platform import Platform
 from tests.test_live import T0, TRAIN_S, outputs, plant_yaml, pump_rows, trained
 
 
-def _us(seconds: np.ndarray) -> np.ndarray:
+def _us(seconds: Any) -> np.ndarray:
     return (np.asarray(seconds, dtype=np.int64) * 1_000_000).astype(np.int64)
 
 
@@ -39,13 +41,18 @@ def test_on_delay_hysteresis_and_quiet_period() -> None:
     assert alarm_flags(_us(np.arange(3)), np.array([2.0, 0.5, 2.0]), low).tolist() == [0, 1, 0]
     # per unit: each unit's alarm starts afresh
     g = np.array(["a", "a", "b", "b"])
-    assert alarm_flags(_us([0, 1, 0, 1]), np.array([20.0, 20, 1, 20]), AlarmPolicy(limit=10), g).tolist() == \
-        [1, 1, 0, 1]
+    assert alarm_flags(_us([0, 1, 0, 1]), np.array([20.0, 20, 1, 20]), AlarmPolicy(limit=10), g).tolist() == [
+        1,
+        1,
+        0,
+        1,
+    ]
 
 
 def feed(p: Platform, tag: str, values: np.ndarray) -> None:
-    p.historian.write("acme", [{"tag": tag, "time": T0 + pd.Timedelta(seconds=k), "value": float(v)}
-                               for k, v in enumerate(values)])
+    p.historian.write(
+        "acme", [{"tag": tag, "time": T0 + pd.Timedelta(seconds=k), "value": float(v)} for k, v in enumerate(values)]
+    )
     p.live.engine.drain()
 
 
@@ -58,22 +65,35 @@ def test_lab_decisions_and_live_alerts_agree_on_the_same_series(platform: Platfo
     for a, b in ((50, 58), (60, 63), (120, 121), (200, 240), (300, 304), (307, 330)):
         v[a:b] += 6 + rng.standard_normal(b - a)
     policy = AlarmPolicy(limit=24.0, hysteresis=1.5, min_duration_s=2.0, quiet_s=4.0)
-    platform.live.rules.put("acme", {"name": "pt-high", "kind": "threshold", "tag": "P0/PT", "value": 24.0,
-                                     "hysteresis": 1.5, "min_duration_s": 2.0, "quiet_s": 4.0})
+    platform.live.rules.put(
+        "acme",
+        {
+            "name": "pt-high",
+            "kind": "threshold",
+            "tag": "P0/PT",
+            "value": 24.0,
+            "hysteresis": 1.5,
+            "min_duration_s": 2.0,
+            "quiet_s": 4.0,
+        },
+    )
     platform.live.engine.refresh(force=True)
     for chunk in np.array_split(np.arange(len(v)), 7):  # in several batches, as points arrive
-        platform.historian.write("acme", [{"tag": "P0/PT", "time": T0 + pd.Timedelta(seconds=int(k)),
-                                           "value": float(v[k])} for k in chunk])
+        platform.historian.write(
+            "acme", [{"tag": "P0/PT", "time": T0 + pd.Timedelta(seconds=int(k)), "value": float(v[k])} for k in chunk]
+        )
         platform.live.engine.drain()
     lab = events(_us(np.arange(len(v))), v, policy)
     raised = [t for t, e in lab if e == "raise"]
     cleared = [t for t, e in lab if e == "clear"]
     assert len(raised) >= 3 and len(raised) < 6  # flickers within the quiet period fold into one alarm
     alerts = sorted(platform.live.alerts.list("acme"), key=lambda a: a["id"])
-    assert [int(parse_time(a["chain"]["window"]["end"]).timestamp() * 1e6) - int(T0.timestamp() * 1e6)
-            for a in alerts] == raised
-    notes = [platform.live.alerts.get("acme", a["id"])["history"][-1]["note"] for a in alerts
-             if a["state"] == "resolved"]
+    assert [
+        int(parse_time(a["chain"]["window"]["end"]).timestamp() * 1e6) - int(T0.timestamp() * 1e6) for a in alerts
+    ] == raised
+    notes = [
+        platform.live.alerts.get("acme", a["id"])["history"][-1]["note"] for a in alerts if a["state"] == "resolved"
+    ]
     assert all((T0 + pd.Timedelta(microseconds=t)).isoformat() in n for t, n in zip(cleared, notes, strict=True))
     assert len(notes) == len(cleared)
     # the lab's flags are on exactly from each raise to its clear
@@ -98,8 +118,9 @@ def test_calibration_meets_its_false_alarm_target_on_normal_running() -> None:
     quick = calibrate(t, s, target_per_week=2.0, min_duration_s=0, quiet_s=600)
     assert quick.policy.limit > loose.policy.limit
     # the limit is the lowest that meets the target: a little lower raises more than allowed
-    lower = AlarmPolicy(limit=loose.policy.limit * 0.97, hysteresis=loose.policy.limit * 0.097,
-                        min_duration_s=120, quiet_s=600)
+    lower = AlarmPolicy(
+        limit=loose.policy.limit * 0.97, hysteresis=loose.policy.limit * 0.097, min_duration_s=120, quiet_s=600
+    )
     assert episodes(alarm_flags(t, s, lower)) > 8
 
 
@@ -123,8 +144,9 @@ def test_score_rule_takes_the_models_calibrated_alarm(platform: Platform) -> Non
     assert flags.sum() > 0
     on = decided["time"].to_numpy()[np.flatnonzero(np.diff(np.r_[0, flags]) == 1)]
     alerts = [a for a in platform.live.alerts.list("acme") if a["asset"] == "site/p3"]
-    assert [pd.Timestamp(a["chain"]["window"]["end"]) for a in sorted(alerts, key=lambda a: a["id"])] == \
-        [pd.Timestamp(x, tz="UTC") if pd.Timestamp(x).tzinfo is None else pd.Timestamp(x) for x in on]
+    assert [pd.Timestamp(a["chain"]["window"]["end"]) for a in sorted(alerts, key=lambda a: a["id"])] == [
+        pd.Timestamp(x, tz="UTC") if pd.Timestamp(x).tzinfo is None else pd.Timestamp(x) for x in on
+    ]
     assert all("calibrated alarm" in a["message"] for a in alerts)
 
 

@@ -23,8 +23,10 @@ from taehwa.lab.labels import LabelService
 
 DEMO_TENANT = "demo"
 # named for what it holds (GLOSSARY: site 사업장); Korean after the English, as the rest of the interface pairs them
-DEMO_NAME = ("Demo: Ulsan industrial plants (refinery, pump station, engine shop) · "
-             "데모: 울산 산업 현장 (정유 공장, 펌프장, 엔진 정비소)")
+DEMO_NAME = (
+    "Demo: Ulsan industrial plants (refinery, pump station, engine shop) · "
+    "데모: 울산 산업 현장 (정유 공장, 펌프장, 엔진 정비소)"
+)
 
 
 # names earlier versions gave the demo tenant: a data directory made by one of them is renamed for what it holds now
@@ -41,8 +43,18 @@ def ensure_demo_tenant(tenants: Any, tenant: str = DEMO_TENANT) -> None:
         return
     if tenant == DEMO_TENANT and current.name in FORMER_DEMO_NAMES:
         tenants.rename(tenant, DEMO_NAME)
-_UNITS = {"accelerometer1_rms": "g", "accelerometer2_rms": "g", "current": "A", "pressure": "bar",
-          "temperature": "degC", "thermocouple": "degC", "voltage": "V", "volume_flow_rate_rms": "L/min"}
+
+
+_UNITS = {
+    "accelerometer1_rms": "g",
+    "accelerometer2_rms": "g",
+    "current": "A",
+    "pressure": "bar",
+    "temperature": "degC",
+    "thermocouple": "degC",
+    "voltage": "V",
+    "volume_flow_rate_rms": "L/min",
+}
 
 
 def _snake(name: str) -> str:
@@ -77,13 +89,24 @@ def label_skab(labels: LabelService, shared: Path | None = None, tenant: str = D
         edges = np.diff(np.concatenate([[0], flags, [0]]))
         for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
             end = times[b] if b < len(times) else times[-1] + np.timedelta64(1, "s")
-            rows.append({"asset": f"skab/{run}", "kind": "anomaly", "start": str(times[a]) + "Z",
-                         "end": str(end) + "Z", "note": f"SKAB {path.parent.name}/{path.name}"})
+            rows.append(
+                {
+                    "asset": f"skab/{run}",
+                    "kind": "anomaly",
+                    "start": str(times[a]) + "Z",
+                    "end": str(end) + "Z",
+                    "note": f"SKAB {path.parent.name}/{path.name}",
+                }
+            )
     return labels.add(tenant, rows, source="skab") if rows else 0
 
 
-def load_skab(hist: Historian, shared: Path | None = None, tenant: str = DEMO_TENANT,
-              progress: Callable[[int, int], None] | None = None) -> int:
+def load_skab(
+    hist: Historian,
+    shared: Path | None = None,
+    tenant: str = DEMO_TENANT,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
     """Load every SKAB run as tags `skab/<run>/<sensor>` (plus `…/anomaly`, `…/changepoint` labels)."""
     ensure_demo_tenant(hist.tenants, tenant)
     runs = skab_files(shared or default_shared_data())

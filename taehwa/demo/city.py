@@ -28,29 +28,55 @@ CITY_FILE = Path(__file__).parents[1] / "city" / "data" / "ulsan-city.yaml"
 CITY_NAME = "Ulsan city office (demo) · 울산광역시 AI 본부(데모)"
 # the two other demo companies: tenant → (name, site id, site name, placement, SKAB runs for their three pumps)
 COMPANIES: dict[str, tuple[str, str, str, dict[str, Any], tuple[str, ...]]] = {
-    "mipo-shipyard": ("Mipo shipyard (demo) · 미포 조선소(데모)", "dong-gu-yard", "Dong-gu shipyard",
-                      {"latitude": 35.506, "longitude": 129.428, "complex": "mipo", "industry": "shipbuilding"},
-                      ("valve2-0", "valve2-1", "other-1")),
-    "onsan-chem": ("Onsan chemicals (demo) · 온산 화학(데모)", "onsan-works", "Onsan works",
-                   {"latitude": 35.424, "longitude": 129.326, "complex": "onsan", "industry": "petrochemical"},
-                   ("valve1-8", "other-2", "anomaly-free")),
+    "mipo-shipyard": (
+        "Mipo shipyard (demo) · 미포 조선소(데모)",
+        "dong-gu-yard",
+        "Dong-gu shipyard",
+        {"latitude": 35.506, "longitude": 129.428, "complex": "mipo", "industry": "shipbuilding"},
+        ("valve2-0", "valve2-1", "other-1"),
+    ),
+    "onsan-chem": (
+        "Onsan chemicals (demo) · 온산 화학(데모)",
+        "onsan-works",
+        "Onsan works",
+        {"latitude": 35.424, "longitude": 129.326, "complex": "onsan", "industry": "petrochemical"},
+        ("valve1-8", "other-2", "anomaly-free"),
+    ),
 }
 ROWS = 120  # the last two minutes of each run, ending at load time
 
 
 def _pump_type(shared: Path) -> dict[str, Any]:
     normal = pump_history_rows(shared)
-    sensors = {sig: {"unit": unit, "description": f"SKAB {col}", **({"limits": lim} if (lim := _limits(
-        normal[:, i])) else {})} for i, (col, (_, sig, unit)) in enumerate(SKAB_COLUMNS.items())}
+    sensors = {
+        sig: {"unit": unit, "description": f"SKAB {col}", **({"limits": lim} if (lim := _limits(normal[:, i])) else {})}
+        for i, (col, (_, sig, unit)) in enumerate(SKAB_COLUMNS.items())
+    }
     return {"extends": "Equipment", "description": "A cooling-water pump (SKAB test-bed signals).", "sensors": sensors}
 
 
 def _plant(site: str, name: str, place: dict[str, Any], pump_type: dict[str, Any]) -> dict[str, Any]:
-    pumps = [{"id": f"pump-{i + 1}", "type": "CoolingPump", "name": f"Cooling pump {i + 1}",
-              "tags": {sig: f"cooling/pump-{i + 1}/{sig}" for _, sig, _ in SKAB_COLUMNS.values()}} for i in range(3)]
-    return {"types": {"CoolingPump": pump_type}, "assets": [
-        {"id": site, "type": "Site", "name": name, "attributes": place, "children": [
-            {"id": "cooling", "type": "Area", "name": "Cooling water", "children": pumps}]}]}
+    pumps = [
+        {
+            "id": f"pump-{i + 1}",
+            "type": "CoolingPump",
+            "name": f"Cooling pump {i + 1}",
+            "tags": {sig: f"cooling/pump-{i + 1}/{sig}" for _, sig, _ in SKAB_COLUMNS.values()},
+        }
+        for i in range(3)
+    ]
+    return {
+        "types": {"CoolingPump": pump_type},
+        "assets": [
+            {
+                "id": site,
+                "type": "Site",
+                "name": name,
+                "attributes": place,
+                "children": [{"id": "cooling", "type": "Area", "name": "Cooling water", "children": pumps}],
+            }
+        ],
+    }
 
 
 def _write_pumps(platform: Platform, tenant: str, runs: tuple[str, ...], shared: Path) -> None:
@@ -64,8 +90,11 @@ def _write_pumps(platform: Platform, tenant: str, runs: tuple[str, ...], shared:
         rows = skab_rows(paths[run])[-ROWS:]
         for j, row in enumerate(rows):
             t = end - timedelta(seconds=len(rows) - j)
-            points += [(f"cooling/pump-{i + 1}/{sig}", t, float(v))
-                       for (_, sig, _), v in zip(SKAB_COLUMNS.values(), row, strict=True) if np.isfinite(v)]
+            points += [
+                (f"cooling/pump-{i + 1}/{sig}", t, float(v))
+                for (_, sig, _), v in zip(SKAB_COLUMNS.values(), row, strict=True)
+                if np.isfinite(v)
+            ]
     platform.historian.write(tenant, points, source="demo-city")
 
 
@@ -87,8 +116,9 @@ def load_demo_city(platform: Platform, shared: Path, demo_tenant: str = "demo") 
         platform.twin.load(CITY_TENANT, CITY_FILE.read_text(encoding="utf-8"), source=CITY_FILE.name, actor="demo")
         pump_type = _pump_type(shared)
         for tenant, (_, site, site_name, place, runs) in COMPANIES.items():
-            platform.twin.load(tenant, dump_yaml(_plant(site, site_name, place, pump_type)),
-                               source=f"{tenant}.yaml", actor="demo")
+            platform.twin.load(
+                tenant, dump_yaml(_plant(site, site_name, place, pump_type)), source=f"{tenant}.yaml", actor="demo"
+            )
             _write_pumps(platform, tenant, runs, shared)
             _share_all(platform, tenant, [site])
         _share_all(platform, demo_tenant, [s for s in DEMO_PLACES if s in platform.twin.plant(demo_tenant).assets])

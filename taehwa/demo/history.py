@@ -40,19 +40,23 @@ def tep_runs(shared: Path) -> list[tuple[str, np.ndarray, int | None, int]]:
     runs: list[tuple[str, np.ndarray, int | None, int]] = [("d00", np.loadtxt(_require(root / "d00.dat")).T, None, 0)]
     runs += [(f"d{k:02d}", np.loadtxt(_require(root / f"d{k:02d}.dat")), k, 0) for k in range(1, 22)]
     runs.append(("d00_te", np.loadtxt(_require(root / "d00_te.dat")), None, 0))
-    runs += [(f"d{k:02d}_te", np.loadtxt(_require(root / f"d{k:02d}_te.dat")), k, FAULT_START_TE)
-             for k in range(1, 22)]
+    runs += [(f"d{k:02d}_te", np.loadtxt(_require(root / f"d{k:02d}_te.dat")), k, FAULT_START_TE) for k in range(1, 22)]
     return runs
 
 
-def _write_long(platform: Platform, tenant: str, tags: list[str], times: pd.DatetimeIndex, rows: np.ndarray,
-                source: str) -> int:
+def _write_long(
+    platform: Platform, tenant: str, tags: list[str], times: pd.DatetimeIndex, rows: np.ndarray, source: str
+) -> int:
     ok = np.isfinite(rows)
     tag_grid = np.broadcast_to(np.asarray(tags, dtype=object), rows.shape)[ok]
     time_grid = np.broadcast_to(times.as_unit("us").asi8.reshape(-1, 1), rows.shape)[ok]
-    table = pa.table({"tag": pa.array(tag_grid, pa.string()),
-                      "time": pa.array(time_grid).cast(pa.timestamp("us", tz="UTC")),
-                      "value": pa.array(rows[ok], pa.float64())})
+    table = pa.table(
+        {
+            "tag": pa.array(tag_grid, pa.string()),
+            "time": pa.array(time_grid).cast(pa.timestamp("us", tz="UTC")),
+            "value": pa.array(rows[ok], pa.float64()),
+        }
+    )
     return platform.historian.write(tenant, table, source=source, layout="long").points
 
 
@@ -65,14 +69,22 @@ def load_tep_history(platform: Platform, tenant: str, shared: Path) -> tuple[int
         times = pd.date_range(t, periods=len(rows), freq=TEP_STEP)
         points += _write_long(platform, tenant, tags, times, rows, f"TEP {name}.dat")
         if fault is not None:
-            labels.append({"asset": REFINERY, "kind": f"idv{fault:02d}", "start": times[first].isoformat(),
-                           "end": (times[-1] + TEP_STEP).isoformat(), "note": f"TEP {name}.dat, IDV({fault})"})
+            labels.append(
+                {
+                    "asset": REFINERY,
+                    "kind": f"idv{fault:02d}",
+                    "start": times[first].isoformat(),
+                    "end": (times[-1] + TEP_STEP).isoformat(),
+                    "note": f"TEP {name}.dat, IDV({fault})",
+                }
+            )
         t = times[-1] + TEP_STEP
     return points, platform.labels.add(tenant, labels, source="tep")
 
 
-def load_cmapss_history(platform: Platform, tenant: str, shared: Path, engines: int = CMAPSS_ENGINES
-                        ) -> tuple[int, int]:
+def load_cmapss_history(
+    platform: Platform, tenant: str, shared: Path, engines: int = CMAPSS_ENGINES
+) -> tuple[int, int]:
     """Write each FD001 training engine's life (all from `HISTORY_START`) and label its failure; (points, labels)."""
     data = read_cmapss(shared / "cmapss" / "train_FD001.txt.gz")
     points, labels = 0, []
@@ -81,8 +93,14 @@ def load_cmapss_history(platform: Platform, tenant: str, shared: Path, engines: 
         times = pd.date_range(HISTORY_START, periods=len(life), freq=CMAPSS_STEP)
         tags = [f"cmapss/engine-{u:03d}/{s}" for s in CMAPSS_SIGNALS]
         points += _write_long(platform, tenant, tags, times, life[:, 2:], "C-MAPSS train_FD001")
-        labels.append({"asset": f"{FLEET}/engine-{u:03d}", "kind": "failure", "start": times[-1].isoformat(),
-                       "note": f"C-MAPSS FD001 unit {u} failed after {len(life)} cycles"})
+        labels.append(
+            {
+                "asset": f"{FLEET}/engine-{u:03d}",
+                "kind": "failure",
+                "start": times[-1].isoformat(),
+                "note": f"C-MAPSS FD001 unit {u} failed after {len(life)} cycles",
+            }
+        )
     return points, platform.labels.add(tenant, labels, source="cmapss")
 
 
@@ -114,12 +132,32 @@ class DemoModel:
 
 
 DEMO_MODELS = [
-    DemoModel(PUMP_MODEL, PUMP_DEPLOYMENT, {"asset_type": "CentrifugalPump"},
-              {"name": PUMP_RULE, "kind": "score", "asset_type": "CentrifugalPump", "min_duration_s": 10,
-               "severity": "alarm", "message": "pump anomaly score over its control limit"}),
-    DemoModel("refinery-fault-detection", "reaction-unit", {"asset": REFINERY},
-              {"name": "reaction-unit-fault", "kind": "score", "asset": REFINERY, "min_duration_s": 540,
-               "severity": "alarm", "message": "reaction unit: fault detector over its control limit"}),
+    DemoModel(
+        PUMP_MODEL,
+        PUMP_DEPLOYMENT,
+        {"asset_type": "CentrifugalPump"},
+        {
+            "name": PUMP_RULE,
+            "kind": "score",
+            "asset_type": "CentrifugalPump",
+            "min_duration_s": 10,
+            "severity": "alarm",
+            "message": "pump anomaly score over its control limit",
+        },
+    ),
+    DemoModel(
+        "refinery-fault-detection",
+        "reaction-unit",
+        {"asset": REFINERY},
+        {
+            "name": "reaction-unit-fault",
+            "kind": "score",
+            "asset": REFINERY,
+            "min_duration_s": 540,
+            "severity": "alarm",
+            "message": "reaction unit: fault detector over its control limit",
+        },
+    ),
     DemoModel("engine-shop-rul", "engine-rul", {"asset_type": "TurbofanEngine"}),
 ]
 
@@ -137,9 +175,13 @@ def _scaled_rule(rule: dict[str, Any], speed: float) -> dict[str, Any]:
     return {**rule, "min_duration_s": round(float(rule.get("min_duration_s", 0.0)) / speed, 6)}
 
 
-def deploy_demo_models(platform: Platform, tenant: str, speed: float | None = None,
-                       progress: Callable[[str], None] | None = None, only: list[str] | None = None
-                       ) -> list[dict[str, Any]]:
+def deploy_demo_models(
+    platform: Platform,
+    tenant: str,
+    speed: float | None = None,
+    progress: Callable[[str], None] | None = None,
+    only: list[str] | None = None,
+) -> list[dict[str, Any]]:
     """Train each demo model on the plant's history, promote it through the gate (never forced: one the gate
     refuses is not deployed, and the answer says why) and deploy it with its alert rule, rows spaced for the
     replay's `speed`. Once: a model whose deployment exists is left as it is; `only`: these specs. What happened,
@@ -158,12 +200,19 @@ def deploy_demo_models(platform: Platform, tenant: str, speed: float | None = No
         spec = load_spec(READY / f"{m.spec}.yaml")
         run = platform.lab.run(tenant, spec, track=False)
         reg = run.get("registered") or {}
-        entry: dict[str, Any] = {"spec": m.spec, "model": reg.get("name"), "version": reg.get("version"),
-                                 "run_id": run["run_id"], "criterion": run["gate"]["criterion"],
-                                 "judged": run["verdict"], "deployment": None}
+        entry: dict[str, Any] = {
+            "spec": m.spec,
+            "model": reg.get("name"),
+            "version": reg.get("version"),
+            "run_id": run["run_id"],
+            "criterion": run["gate"]["criterion"],
+            "judged": run["verdict"],
+            "deployment": None,
+        }
         try:
-            gate = platform.lab.promote(tenant, reg["name"], reg["version"],
-                                        f"demo: trained on the plant's history ({run['gate']['text']})")["gate"]
+            gate = platform.lab.promote(
+                tenant, reg["name"], reg["version"], f"demo: trained on the plant's history ({run['gate']['text']})"
+            )["gate"]
         except Conflict as exc:
             entry["refused"] = str(exc)
             out.append(entry)
@@ -185,8 +234,10 @@ def demo_model_lines(done: list[dict[str, Any]]) -> list[str]:
         if e.get("refused"):
             lines.append(f"live scoring: {e['model']} v{e['version']} not deployed: {e['refused']}")
         else:
-            lines.append(f"live scoring: {e['model']} v{e['version']} passed the gate ({e['criterion']}: "
-                         f"{e['gate']['judged']}), promoted and deployed as '{e['deployment']}'")
+            lines.append(
+                f"live scoring: {e['model']} v{e['version']} passed the gate ({e['criterion']}: "
+                f"{e['gate']['judged']}), promoted and deployed as '{e['deployment']}'"
+            )
     return lines
 
 
@@ -204,9 +255,19 @@ def match_replay_speed(platform: Platform, tenant: str, speed: float) -> list[st
         step = live_step(load_spec(READY / f"{m.spec}.yaml").data.step, speed)
         if dep.params.get("step") == step:
             continue
-        platform.live.deploy(tenant, {"name": dep.name, "model": dep.model, "version": dep.version, **dep.target,
-                                      **{k: v for k, v in dep.params.items() if v is not None}, "step": step,
-                                      "enabled": dep.enabled}, replace=True)
+        platform.live.deploy(
+            tenant,
+            {
+                "name": dep.name,
+                "model": dep.model,
+                "version": dep.version,
+                **dep.target,
+                **{k: v for k, v in dep.params.items() if v is not None},
+                "step": step,
+                "enabled": dep.enabled,
+            },
+            replace=True,
+        )
         if m.rule:
             platform.live.rules.put(tenant, _scaled_rule(m.rule, speed), replace=True)
         changed.append(dep.name)
@@ -238,17 +299,31 @@ def load_demo_plant(platform: Platform, shared: Path, tenant: str = "demo") -> l
     return sources
 
 
-def load_plant_history(platform: Platform, shared: Path, tenant: str = "demo", *, engines: int = CMAPSS_ENGINES,
-                       progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def load_plant_history(
+    platform: Platform,
+    shared: Path,
+    tenant: str = "demo",
+    *,
+    engines: int = CMAPSS_ENGINES,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
     """The demo plant in the twin plus its labelled history (once: skipped when the labels are there)."""
     load_demo_plant(platform, shared, tenant)
     done: dict[str, Any] = {"points": 0, "labels": 0}
     steps: list[tuple[LabelQuery, Callable[[], tuple[int, int]]]] = [
         (("idv01",), lambda: load_tep_history(platform, tenant, shared)),
-        (("failure",), lambda: load_cmapss_history(platform, tenant, shared, engines))]
-    if "skab/live/flow" not in platform.historian.catalog.ids(tenant, refresh=True) or not \
-            platform.historian.read(tenant, ["skab/live/flow"], PUMP_HISTORY_START.to_pydatetime(),
-                                    (PUMP_HISTORY_START + pd.Timedelta(days=1)).to_pydatetime(), limit=1).num_rows:
+        (("failure",), lambda: load_cmapss_history(platform, tenant, shared, engines)),
+    ]
+    if (
+        "skab/live/flow" not in platform.historian.catalog.ids(tenant, refresh=True)
+        or not platform.historian.read(
+            tenant,
+            ["skab/live/flow"],
+            PUMP_HISTORY_START.to_pydatetime(),
+            (PUMP_HISTORY_START + pd.Timedelta(days=1)).to_pydatetime(),
+            limit=1,
+        ).num_rows
+    ):
         done["points"] += load_pump_history(platform, tenant, shared)
     for i, (kinds, load) in enumerate(steps):
         if not _labelled(platform.labels, tenant, kinds):

@@ -52,11 +52,16 @@ def load_demo(platform: Platform, shared: Path, *, force: bool = False, feedback
     TaehwaError of any step stops the sequence; the steps done before it stay done."""
     fb = feedback or Quiet()
     hist = platform.historian
-    if not force and any(t.id == DEMO_TENANT for t in platform.tenants.list()) \
-            and any(n.startswith("skab/") for n in hist.catalog.ids(DEMO_TENANT)):
+    if (
+        not force
+        and any(t.id == DEMO_TENANT for t in platform.tenants.list())
+        and any(n.startswith("skab/") for n in hist.catalog.ids(DEMO_TENANT))
+    ):
         added = label_skab(platform.labels, shared)
-        fb.say("SKAB runs already loaded (tenant 'demo'); --force loads them again"
-               + (f"; added {added} anomaly labels" if added else ""))
+        fb.say(
+            "SKAB runs already loaded (tenant 'demo'); --force loads them again"
+            + (f"; added {added} anomaly labels" if added else "")
+        )
     else:
         with fb.counting("load SKAB") as tick:
             n = load_skab(hist, shared, progress=tick)
@@ -64,15 +69,21 @@ def load_demo(platform: Platform, shared: Path, *, force: bool = False, feedback
         fb.say(f"loaded {n} points and {labelled} anomaly labels of the SKAB pump test bed into tenant 'demo'")
     with fb.counting("load plant history") as tick:
         done = load_plant_history(platform, shared, DEMO_TENANT, progress=tick)
-    fb.say(f"demo plant history: {done['points']} points and {done['labels']} labels added "
-           "(ready specs: taehwa lab specs)" if done["labels"] else "demo plant history already loaded")
+    fb.say(
+        f"demo plant history: {done['points']} points and {done['labels']} labels added (ready specs: taehwa lab specs)"
+        if done["labels"]
+        else "demo plant history already loaded"
+    )
     with fb.status("live scoring: training the demo's models and promoting them through the gate…") as show:
-        deployed = deploy_demo_models(platform, DEMO_TENANT,
-                                      progress=lambda name: show(f"live scoring: training {name}…"))
+        deployed = deploy_demo_models(
+            platform, DEMO_TENANT, progress=lambda name: show(f"live scoring: training {name}…")
+        )
     for line in demo_model_lines(deployed):
         fb.say(line)
     with fb.status("academy: cutting the ready challenges and running their baselines…"):
         made = platform.academy.install_ready()
     if made:
-        fb.say(f"academy: ready challenges {', '.join(c['id'] for c in made)} installed, each with the "
-               "platform's baseline on its board (taehwa academy list)")
+        fb.say(
+            f"academy: ready challenges {', '.join(c['id'] for c in made)} installed, each with the "
+            "platform's baseline on its board (taehwa academy list)"
+        )

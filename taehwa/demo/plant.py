@@ -67,14 +67,31 @@ TEP_COLUMNS: list[tuple[str, str, str, str]] = [
     ("reactor", "cw_valve", "%", "Reactor cooling water flow valve"),
     ("condenser", "cw_valve", "%", "Condenser cooling water flow valve"),
 ]
-TEP_TYPES = {"feed-a": "GasFeed", "feed-d": "LiquidFeed", "feed-e": "LiquidFeed", "feed-ac": "GasFeed",
-             "reactor": "Reactor", "condenser": "Condenser", "separator": "Separator", "compressor": "Compressor",
-             "purge": "PurgeLine", "stripper": "Stripper"}
-TEP_FLOWS = [("feed-a", "feeds", "reactor"), ("feed-d", "feeds", "reactor"), ("feed-e", "feeds", "reactor"),
-             ("feed-ac", "feeds", "stripper"), ("reactor", "feeds", "condenser"), ("condenser", "feeds", "separator"),
-             ("separator", "feeds", "stripper"), ("separator", "feeds", "purge"),
-             ("separator", "recycles_to", "compressor"), ("compressor", "recycles_to", "reactor"),
-             ("stripper", "recycles_to", "reactor")]
+TEP_TYPES = {
+    "feed-a": "GasFeed",
+    "feed-d": "LiquidFeed",
+    "feed-e": "LiquidFeed",
+    "feed-ac": "GasFeed",
+    "reactor": "Reactor",
+    "condenser": "Condenser",
+    "separator": "Separator",
+    "compressor": "Compressor",
+    "purge": "PurgeLine",
+    "stripper": "Stripper",
+}
+TEP_FLOWS = [
+    ("feed-a", "feeds", "reactor"),
+    ("feed-d", "feeds", "reactor"),
+    ("feed-e", "feeds", "reactor"),
+    ("feed-ac", "feeds", "stripper"),
+    ("reactor", "feeds", "condenser"),
+    ("condenser", "feeds", "separator"),
+    ("separator", "feeds", "stripper"),
+    ("separator", "feeds", "purge"),
+    ("separator", "recycles_to", "compressor"),
+    ("compressor", "recycles_to", "reactor"),
+    ("stripper", "recycles_to", "reactor"),
+]
 
 # --- SKAB: column → (asset, signal, unit) ---------------------------------------------------------------------
 SKAB_COLUMNS: dict[str, tuple[str, str, str]] = {
@@ -89,11 +106,50 @@ SKAB_COLUMNS: dict[str, tuple[str, str, str]] = {
 }
 
 # --- C-MAPSS: settings and sensors of each engine (NASA's names) -------------------------------------------------
-CMAPSS_SIGNALS = ["setting_1", "setting_2", "setting_3", "t2", "t24", "t30", "t50", "p2", "p15", "p30", "nf", "nc",
-                  "epr", "ps30", "phi", "nrf", "nrc", "bpr", "farb", "ht_bleed", "nf_dmd", "pcnfr_dmd", "w31", "w32"]
-CMAPSS_UNITS = {"t2": "degR", "t24": "degR", "t30": "degR", "t50": "degR", "p2": "psia", "p15": "psia",
-                "p30": "psia", "nf": "rpm", "nc": "rpm", "ps30": "psia", "nrf": "rpm", "nrc": "rpm", "nf_dmd": "rpm",
-                "w31": "lbm/s", "w32": "lbm/s", "phi": "pps/psi"}
+CMAPSS_SIGNALS = [
+    "setting_1",
+    "setting_2",
+    "setting_3",
+    "t2",
+    "t24",
+    "t30",
+    "t50",
+    "p2",
+    "p15",
+    "p30",
+    "nf",
+    "nc",
+    "epr",
+    "ps30",
+    "phi",
+    "nrf",
+    "nrc",
+    "bpr",
+    "farb",
+    "ht_bleed",
+    "nf_dmd",
+    "pcnfr_dmd",
+    "w31",
+    "w32",
+]
+CMAPSS_UNITS = {
+    "t2": "degR",
+    "t24": "degR",
+    "t30": "degR",
+    "t50": "degR",
+    "p2": "psia",
+    "p15": "psia",
+    "p30": "psia",
+    "nf": "rpm",
+    "nc": "rpm",
+    "ps30": "psia",
+    "nrf": "rpm",
+    "nrc": "rpm",
+    "nf_dmd": "rpm",
+    "w31": "lbm/s",
+    "w32": "lbm/s",
+    "phi": "pps/psi",
+}
 CMAPSS_ENGINES = 100
 
 
@@ -109,8 +165,9 @@ class Source:
 
 def _require(path: Path) -> Path:
     if not path.exists():
-        raise NotFound(f"demo data not found: {path.name}; expected ../shared/data as described in the README",
-                       where=str(path))
+        raise NotFound(
+            f"demo data not found: {path.name}; expected ../shared/data as described in the README", where=str(path)
+        )
     return path
 
 
@@ -118,8 +175,12 @@ def _limits(values: np.ndarray) -> dict[str, float]:
     mean, std = float(np.nanmean(values)), float(np.nanstd(values))
     if not np.isfinite(std) or std <= 1e-9:
         return {}
-    return {"low_alarm": round(mean - 6 * std, 6), "low_warning": round(mean - 4 * std, 6),
-            "high_warning": round(mean + 4 * std, 6), "high_alarm": round(mean + 6 * std, 6)}
+    return {
+        "low_alarm": round(mean - 6 * std, 6),
+        "low_warning": round(mean - 4 * std, 6),
+        "high_warning": round(mean + 4 * std, 6),
+        "high_alarm": round(mean + 6 * std, 6),
+    }
 
 
 def _sensor(unit: str, description: str | None, interval: str, values: np.ndarray | None) -> dict[str, Any]:
@@ -145,18 +206,31 @@ def _tep(shared: Path, types: dict[str, Any], sources: list[Source]) -> dict[str
         if lim := _limits(normal[:, i]):
             limits.setdefault(asset, {})[sig] = lim
     for type_name, sensors in signals.items():
-        types[type_name] = {"extends": "ProcessUnit", "description": f"Tennessee Eastman unit: {type_name}",
-                            "sensors": sensors}
+        types[type_name] = {
+            "extends": "ProcessUnit",
+            "description": f"Tennessee Eastman unit: {type_name}",
+            "sensors": sensors,
+        }
     # analytics (taehwa.analytics): the reactor's pressure excursions over its own warning limit as event frames
-    types["Reactor"]["events"] = {"excursion": {
-        "start": "pressure > high_warning", "end": "pressure <= high_warning", "max_duration": "1d",
-        "stats": ["pressure", "temperature", "level", "cw_valve"],
-        "description": "Reactor pressure over its high warning"}}
-    types["ProcessUnit"] = {"extends": "Equipment", "description": "A unit operation of a chemical process.",
-                            "attributes": {"tag_number": {"type": "string"}},
-                            "derived": {"anomaly_score": {"limits": {"high_warning": 0.7, "high_alarm": 0.9}},
-                                        "fault_class": {"description": "Diagnosed fault (0 = normal)"},
-                                        "health": {"unit": "%"}}}
+    types["Reactor"]["events"] = {
+        "excursion": {
+            "start": "pressure > high_warning",
+            "end": "pressure <= high_warning",
+            "max_duration": "1d",
+            "stats": ["pressure", "temperature", "level", "cw_valve"],
+            "description": "Reactor pressure over its high warning",
+        }
+    }
+    types["ProcessUnit"] = {
+        "extends": "Equipment",
+        "description": "A unit operation of a chemical process.",
+        "attributes": {"tag_number": {"type": "string"}},
+        "derived": {
+            "anomaly_score": {"limits": {"high_warning": 0.7, "high_alarm": 0.9}},
+            "fault_class": {"description": "Diagnosed fault (0 = normal)"},
+            "health": {"unit": "%"},
+        },
+    }
     runs = [("d00_te (normal)", np.loadtxt(_require(root / "d00_te.dat")))]
     for k in range(1, 22):
         runs.append((f"d{k:02d}_te (fault IDV({k}) from sample 161)", np.loadtxt(_require(root / f"d{k:02d}_te.dat"))))
@@ -164,24 +238,49 @@ def _tep(shared: Path, types: dict[str, Any], sources: list[Source]) -> dict[str
     sources.append(Source("Tennessee Eastman reaction unit", 180.0, tags, runs))
     children = []
     for asset, type_name in TEP_TYPES.items():
-        children.append({"id": asset, "type": type_name, "name": asset.replace("-", " ").title(),
-                         "tags": {sig: f"tep/{asset}/{sig}" for a, sig, _, _ in TEP_COLUMNS if a == asset},
-                         "limits": limits.get(asset, {})})
+        children.append(
+            {
+                "id": asset,
+                "type": type_name,
+                "name": asset.replace("-", " ").title(),
+                "tags": {sig: f"tep/{asset}/{sig}" for a, sig, _, _ in TEP_COLUMNS if a == asset},
+                "limits": limits.get(asset, {}),
+            }
+        )
     relations = [{"from": f"{prefix}/{a}", "kind": k, "to": f"{prefix}/{b}"} for a, k, b in TEP_FLOWS]
     # the unit as a whole: its fault detector reads the 52 tags of its parts at once and writes its score here
     types["ReactionUnit"] = {
-        "extends": "Area", "description": "A chemical reaction unit watched as a whole (the process tags of its parts "
-                                          "together).",
-        "derived": {"anomaly_score": {"limits": {"high_warning": 0.8, "high_alarm": 1.0},
-                                      "description": "Fault detector score; 1 is its control limit"},
-                    "anomaly": {"description": "1 while the score is over the control limit"},
-                    "gas_feed": {"expr": "sum(children(GasFeed).flow)", "unit": "kscmh",
-                                 "description": "Gas fed to the unit (streams 1 and 4), calculated"}}}
-    return {"site": {"id": "ulsan-refinery", "type": "Site", "name": "Ulsan refinery (demo)",
-                     "children": [{"id": "reaction-unit", "type": "ReactionUnit",
-                                   "name": "Reaction unit (Tennessee Eastman process)", "children": children}]},
-            "relations": relations}
-
+        "extends": "Area",
+        "description": "A chemical reaction unit watched as a whole (the process tags of its parts together).",
+        "derived": {
+            "anomaly_score": {
+                "limits": {"high_warning": 0.8, "high_alarm": 1.0},
+                "description": "Fault detector score; 1 is its control limit",
+            },
+            "anomaly": {"description": "1 while the score is over the control limit"},
+            "gas_feed": {
+                "expr": "sum(children(GasFeed).flow)",
+                "unit": "kscmh",
+                "description": "Gas fed to the unit (streams 1 and 4), calculated",
+            },
+        },
+    }
+    return {
+        "site": {
+            "id": "ulsan-refinery",
+            "type": "Site",
+            "name": "Ulsan refinery (demo)",
+            "children": [
+                {
+                    "id": "reaction-unit",
+                    "type": "ReactionUnit",
+                    "name": "Reaction unit (Tennessee Eastman process)",
+                    "children": children,
+                }
+            ],
+        },
+        "relations": relations,
+    }
 
 
 PUMP_HISTORY_RUNS = [f"valve1-{k}" for k in range(8)]  # the live pump's past: their normal running before each test
@@ -216,51 +315,111 @@ def _skab(shared: Path, types: dict[str, Any], sources: list[Source]) -> dict[st
     for i, (col, (asset, s, unit)) in enumerate(SKAB_COLUMNS.items()):
         sig.setdefault(asset, {})[s] = _sensor(unit, f"SKAB {col}", "1s", normal[:, i])
     types["CentrifugalPump"] = {
-        "extends": "Equipment", "description": "A centrifugal pump.",
-        "attributes": {"rated_power": {"type": "number", "unit": "kW", "required": True},
-                       "service": {"type": "enum", "values": ["duty", "standby"], "default": "duty"}},
+        "extends": "Equipment",
+        "description": "A centrifugal pump.",
+        "attributes": {
+            "rated_power": {"type": "number", "unit": "kW", "required": True},
+            "service": {"type": "enum", "values": ["duty", "standby"], "default": "duty"},
+        },
         "sensors": sig["pump-1"],
-        "derived": {"anomaly_score": {"limits": {"high_warning": 0.8, "high_alarm": 1.0},
-                                      "description": "Anomaly score; 1 is the model's control limit"},
-                    "anomaly": {"description": "1 while the score is over the control limit"},
-                    "health": {"unit": "%"},
-                    # calculated signals (taehwa.analytics): hydraulic power (L/min × bar → W) over electric power
-                    "efficiency": {"expr": "flow * discharge_pressure * 100 / 60 / (mean(children(Motor).voltage) "
-                                           "* mean(children(Motor).current))", "unit": "1",
-                                   "description": "Hydraulic over electric power, calculated"},
-                    "flow_avg": {"expr": "rolling_mean(flow, 30s)", "unit": "L/min",
-                                 "description": "Flow, 30 s rolling mean, calculated"}},
-        "events": {"valve_closure": {"start": "rolling_mean(flow, 30s) < 31 for 20s",
-                                     "end": "rolling_mean(flow, 30s) >= 31.5", "max_duration": "30min",
-                                     "stats": ["flow", "discharge_pressure", "vibration_de"],
-                                     "description": "A valve of the loop closing: the flow falls"}},
-        "children": ["Motor"]}
-    types["Motor"] = {"level": "component", "description": "An electric motor.",
-                      "attributes": {"rated_voltage": {"type": "number", "unit": "V"}}, "sensors": sig["pump-1/motor"]}
-    types["ControlValve"] = {"extends": "Equipment", "description": "A valve in the loop (position not measured).",
-                             "attributes": {"size": {"type": "string"}}}
-    types["CirculationLoop"] = {"extends": "Equipment", "description": "Pipework and tank of a water loop.",
-                                "sensors": sig["loop"]}
+        "derived": {
+            "anomaly_score": {
+                "limits": {"high_warning": 0.8, "high_alarm": 1.0},
+                "description": "Anomaly score; 1 is the model's control limit",
+            },
+            "anomaly": {"description": "1 while the score is over the control limit"},
+            "health": {"unit": "%"},
+            # calculated signals (taehwa.analytics): hydraulic power (L/min × bar → W) over electric power
+            "efficiency": {
+                "expr": "flow * discharge_pressure * 100 / 60 / (mean(children(Motor).voltage) "
+                "* mean(children(Motor).current))",
+                "unit": "1",
+                "description": "Hydraulic over electric power, calculated",
+            },
+            "flow_avg": {
+                "expr": "rolling_mean(flow, 30s)",
+                "unit": "L/min",
+                "description": "Flow, 30 s rolling mean, calculated",
+            },
+        },
+        "events": {
+            "valve_closure": {
+                "start": "rolling_mean(flow, 30s) < 31 for 20s",
+                "end": "rolling_mean(flow, 30s) >= 31.5",
+                "max_duration": "30min",
+                "stats": ["flow", "discharge_pressure", "vibration_de"],
+                "description": "A valve of the loop closing: the flow falls",
+            }
+        },
+        "children": ["Motor"],
+    }
+    types["Motor"] = {
+        "level": "component",
+        "description": "An electric motor.",
+        "attributes": {"rated_voltage": {"type": "number", "unit": "V"}},
+        "sensors": sig["pump-1/motor"],
+    }
+    types["ControlValve"] = {
+        "extends": "Equipment",
+        "description": "A valve in the loop (position not measured).",
+        "attributes": {"size": {"type": "string"}},
+    }
+    types["CirculationLoop"] = {
+        "extends": "Equipment",
+        "description": "Pipework and tank of a water loop.",
+        "sensors": sig["loop"],
+    }
     tags = [f"skab/live/{SKAB_COLUMNS[c][1]}" for c in SKAB_COLUMNS]
     sources.append(Source("SKAB pump station", 1.0, tags, runs))
     pump_tags = {s: f"skab/live/{s}" for c, (a, s, _) in SKAB_COLUMNS.items() if a == "pump-1"}
     motor_tags = {s: f"skab/live/{s}" for c, (a, s, _) in SKAB_COLUMNS.items() if a == "pump-1/motor"}
-    line = {"id": "circulation", "type": "Line", "name": "Circulation loop", "children": [
-        {"id": "valve-in", "type": "ControlValve", "name": "Inlet valve"},
-        {"id": "pump-1", "type": "CentrifugalPump", "name": "Circulation pump",
-         "attributes": {"rated_power": 2.2, "manufacturer": "Grundfos"}, "tags": pump_tags,
-         "children": [{"id": "motor", "type": "Motor", "name": "Pump motor", "attributes": {"rated_voltage": 230},
-                       "tags": motor_tags}]},
-        {"id": "valve-out", "type": "ControlValve", "name": "Outlet valve"},
-        {"id": "loop", "type": "CirculationLoop", "name": "Loop and tank",
-         "tags": {"fluid_temperature": "skab/live/fluid_temperature"}}]}
+    line = {
+        "id": "circulation",
+        "type": "Line",
+        "name": "Circulation loop",
+        "children": [
+            {"id": "valve-in", "type": "ControlValve", "name": "Inlet valve"},
+            {
+                "id": "pump-1",
+                "type": "CentrifugalPump",
+                "name": "Circulation pump",
+                "attributes": {"rated_power": 2.2, "manufacturer": "Grundfos"},
+                "tags": pump_tags,
+                "children": [
+                    {
+                        "id": "motor",
+                        "type": "Motor",
+                        "name": "Pump motor",
+                        "attributes": {"rated_voltage": 230},
+                        "tags": motor_tags,
+                    }
+                ],
+            },
+            {"id": "valve-out", "type": "ControlValve", "name": "Outlet valve"},
+            {
+                "id": "loop",
+                "type": "CirculationLoop",
+                "name": "Loop and tank",
+                "tags": {"fluid_temperature": "skab/live/fluid_temperature"},
+            },
+        ],
+    }
     base = "ulsan-water/pump-station/circulation"
-    relations = [{"from": f"{base}/valve-in", "kind": "feeds", "to": f"{base}/pump-1"},
-                 {"from": f"{base}/pump-1", "kind": "feeds", "to": f"{base}/valve-out"}]
-    return {"site": {"id": "ulsan-water", "type": "Site", "name": "Ulsan water works (demo)",
-                     "children": [{"id": "pump-station", "type": "Area", "name": "Pump station (SKAB test bed)",
-                                   "children": [line]}]},
-            "relations": relations}
+    relations = [
+        {"from": f"{base}/valve-in", "kind": "feeds", "to": f"{base}/pump-1"},
+        {"from": f"{base}/pump-1", "kind": "feeds", "to": f"{base}/valve-out"},
+    ]
+    return {
+        "site": {
+            "id": "ulsan-water",
+            "type": "Site",
+            "name": "Ulsan water works (demo)",
+            "children": [
+                {"id": "pump-station", "type": "Area", "name": "Pump station (SKAB test bed)", "children": [line]}
+            ],
+        },
+        "relations": relations,
+    }
 
 
 def read_cmapss(path: Path) -> np.ndarray:
@@ -273,13 +432,17 @@ def read_cmapss(path: Path) -> np.ndarray:
 def _cmapss(shared: Path, types: dict[str, Any], sources: list[Source]) -> dict[str, Any]:
     data = read_cmapss(shared / "cmapss" / "train_FD001.txt.gz")
     early = data[data[:, 1] <= 30]  # the first 30 cycles of every engine: healthy
-    sensors = {name: _sensor(CMAPSS_UNITS.get(name, "-"), None, "10min", early[:, 2 + i])
-               for i, name in enumerate(CMAPSS_SIGNALS)}
-    types["TurbofanEngine"] = {"extends": "Equipment", "description": "A turbofan engine (NASA C-MAPSS).",
-                               "attributes": {"serial": {"type": "string"}, "subset": {"type": "string"}},
-                               "sensors": sensors,
-                               "derived": {"rul": {"unit": "cycles", "limits": {"low_alarm": 15, "low_warning": 40}},
-                                           "health": {"unit": "%"}}}
+    sensors = {
+        name: _sensor(CMAPSS_UNITS.get(name, "-"), None, "10min", early[:, 2 + i])
+        for i, name in enumerate(CMAPSS_SIGNALS)
+    }
+    types["TurbofanEngine"] = {
+        "extends": "Equipment",
+        "description": "A turbofan engine (NASA C-MAPSS).",
+        "attributes": {"serial": {"type": "string"}, "subset": {"type": "string"}},
+        "sensors": sensors,
+        "derived": {"rul": {"unit": "cycles", "limits": {"low_alarm": 15, "low_warning": 40}}, "health": {"unit": "%"}},
+    }
     units = sorted({int(u) for u in data[:, 0]})[:CMAPSS_ENGINES]
     # replay: all engines cycle by cycle in lockstep; an engine that has failed starts its life again
     longest = max(int(data[data[:, 0] == u][:, 1].max()) for u in units)
@@ -287,16 +450,30 @@ def _cmapss(shared: Path, types: dict[str, Any], sources: list[Source]) -> dict[
     for j, u in enumerate(units):
         life = data[data[:, 0] == u][:, 2:]
         reps = np.resize(np.arange(len(life)), longest)
-        frames[:, j * len(CMAPSS_SIGNALS):(j + 1) * len(CMAPSS_SIGNALS)] = life[reps]
+        frames[:, j * len(CMAPSS_SIGNALS) : (j + 1) * len(CMAPSS_SIGNALS)] = life[reps]
     tags = [f"cmapss/engine-{u:03d}/{s}" for u in units for s in CMAPSS_SIGNALS]
     sources.append(Source("C-MAPSS FD001 fleet", 600.0, tags, [("train_FD001", frames)]))
-    engines = [{"id": f"engine-{u:03d}", "type": "TurbofanEngine", "name": f"Engine {u}",
-                "attributes": {"serial": f"FD001-{u:03d}", "subset": "FD001"},
-                "tags": {s: f"cmapss/engine-{u:03d}/{s}" for s in CMAPSS_SIGNALS}} for u in units]
-    return {"site": {"id": "engine-shop", "type": "Site", "name": "Engine shop (demo)",
-                     "children": [{"id": "fleet-fd001", "type": "Area", "name": "Fleet FD001 (NASA C-MAPSS)",
-                                   "children": engines}]},
-            "relations": []}
+    engines = [
+        {
+            "id": f"engine-{u:03d}",
+            "type": "TurbofanEngine",
+            "name": f"Engine {u}",
+            "attributes": {"serial": f"FD001-{u:03d}", "subset": "FD001"},
+            "tags": {s: f"cmapss/engine-{u:03d}/{s}" for s in CMAPSS_SIGNALS},
+        }
+        for u in units
+    ]
+    return {
+        "site": {
+            "id": "engine-shop",
+            "type": "Site",
+            "name": "Engine shop (demo)",
+            "children": [
+                {"id": "fleet-fd001", "type": "Area", "name": "Fleet FD001 (NASA C-MAPSS)", "children": engines}
+            ],
+        },
+        "relations": [],
+    }
 
 
 def build_demo_plant(shared: Path) -> tuple[dict[str, Any], list[Source]]:
@@ -304,8 +481,11 @@ def build_demo_plant(shared: Path) -> tuple[dict[str, Any], list[Source]]:
     types: dict[str, Any] = {}
     sources: list[Source] = []
     parts = [_tep(shared, types, sources), _skab(shared, types, sources), _cmapss(shared, types, sources)]
-    doc = {"types": types, "assets": [p["site"] for p in parts],
-           "relations": [r for p in parts for r in p["relations"]]}
+    doc = {
+        "types": types,
+        "assets": [p["site"] for p in parts],
+        "relations": [r for p in parts for r in p["relations"]],
+    }
     for site in doc["assets"]:  # placed on the city's map
         site["attributes"] = {**DEMO_PLACES.get(site["id"], {}), **site.get("attributes", {})}
     return doc, sources

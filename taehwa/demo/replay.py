@@ -42,8 +42,7 @@ class LiveDemo:
         self.server.stop()
 
 
-def start_demo(platform: Platform, shared: Path, *, speed: float | None = None, port: int | None = None
-               ) -> LiveDemo:
+def start_demo(platform: Platform, shared: Path, *, speed: float | None = None, port: int | None = None) -> LiveDemo:
     """Load (or refresh) the demo plant into tenant `demo`, serve its data sets over OPC UA on loopback (`port`:
     TAEHWA_DEMO_OPCUA_PORT by default, 0 for any free one) and define connector `demo-plant` that reads them."""
     from taehwa.demo import DEMO_TENANT
@@ -59,8 +58,9 @@ def start_demo(platform: Platform, shared: Path, *, speed: float | None = None, 
     server = ReplayServer(f"opc.tcp://127.0.0.1:{port}/taehwa/")  # port 0: the server picks a free one
     server.start([t for s in sources for t in s.tags])
     try:
-        platform.connectors.add(DEMO_TENANT, server.connector(DEMO_CONNECTOR, publish_ms=200.0), replace=True,
-                                source="demo")
+        platform.connectors.add(
+            DEMO_TENANT, server.connector(DEMO_CONNECTOR, publish_ms=200.0), replace=True, source="demo"
+        )
         platform.connectors.start()
         replayer = Replayer(sources, speed, server.write)
         replayer.start()

@@ -95,8 +95,13 @@ def segments(n: int, groups: np.ndarray | None) -> list[slice]:
     return [slice(a, b) for a, b in itertools.pairwise(edges)]
 
 
-def alarm_flags(times_us: np.ndarray, values: np.ndarray, policy: AlarmPolicy,
-                groups: np.ndarray | None = None, state: AlarmState | None = None) -> np.ndarray:
+def alarm_flags(
+    times_us: np.ndarray,
+    values: np.ndarray,
+    policy: AlarmPolicy,
+    groups: np.ndarray | None = None,
+    state: AlarmState | None = None,
+) -> np.ndarray:
     """1 on every row while the alarm is raised (from the row that raises it to the row before the one that clears
     it), per unit of `groups`; `state` carries one unit's alarm over calls (live scoring), and is advanced."""
     t = np.asarray(times_us, dtype=np.int64)
@@ -143,9 +148,15 @@ class Calibration:
     info: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"policy": self.policy.to_dict(), "target_false_alarms_per_week": self.target_per_week,
-                "normal_hours": round(self.normal_hours, 3), "episodes_on_calibration": self.episodes,
-                "allowed_episodes": self.allowed, "calibrated_on": self.on, **self.info}
+        return {
+            "policy": self.policy.to_dict(),
+            "target_false_alarms_per_week": self.target_per_week,
+            "normal_hours": round(self.normal_hours, 3),
+            "episodes_on_calibration": self.episodes,
+            "allowed_episodes": self.allowed,
+            "calibrated_on": self.on,
+            **self.info,
+        }
 
 
 def _span_s(times_us: np.ndarray, groups: np.ndarray | None) -> float:
@@ -159,10 +170,20 @@ def _span_s(times_us: np.ndarray, groups: np.ndarray | None) -> float:
     return total
 
 
-def calibrate(times_us: np.ndarray, scores: np.ndarray, *, target_per_week: float = 1.0,
-              min_duration_s: float = 0.0, quiet_s: float = 0.0, hysteresis_share: float = 0.1,
-              groups: np.ndarray | None = None, op: Literal[">", "<"] = ">", on: str = "training normal rows",
-              floor: float | None = None, max_share: float = 0.01) -> Calibration:
+def calibrate(
+    times_us: np.ndarray,
+    scores: np.ndarray,
+    *,
+    target_per_week: float = 1.0,
+    min_duration_s: float = 0.0,
+    quiet_s: float = 0.0,
+    hysteresis_share: float = 0.1,
+    groups: np.ndarray | None = None,
+    op: Literal[">", "<"] = ">",
+    on: str = "training normal rows",
+    floor: float | None = None,
+    max_share: float = 0.01,
+) -> Calibration:
     """The lowest limit (op '>') at which the alarm, with this on-delay, quiet period and a hysteresis of
     `hysteresis_share` of the limit, raises at most `target_per_week` × (weeks of normal running) alarms on the given
     normal scores (rounded down: on a few hours of running that is none) and is raised on at most `max_share` of
@@ -175,14 +196,14 @@ def calibrate(times_us: np.ndarray, scores: np.ndarray, *, target_per_week: floa
     sign = 1.0 if op == ">" else -1.0
     finite = np.unique(s[np.isfinite(s)] * sign)
     if not len(finite):
-        pol = AlarmPolicy(limit=1.0 if floor is None else floor, op=op, min_duration_s=min_duration_s,
-                          quiet_s=quiet_s)
+        pol = AlarmPolicy(limit=1.0 if floor is None else floor, op=op, min_duration_s=min_duration_s, quiet_s=quiet_s)
         return Calibration(pol, target_per_week, weeks * 168.0, 0, allowed, on)
 
     def policy(level: float) -> AlarmPolicy:
         limit = level * sign
-        return AlarmPolicy(limit=limit, op=op, hysteresis=abs(limit) * hysteresis_share,
-                           min_duration_s=min_duration_s, quiet_s=quiet_s)
+        return AlarmPolicy(
+            limit=limit, op=op, hysteresis=abs(limit) * hysteresis_share, min_duration_s=min_duration_s, quiet_s=quiet_s
+        )
 
     def count(level: float) -> int:
         """Episodes at this level, or one more than allowed when the alarm holds too much of the running."""
@@ -204,12 +225,14 @@ def calibrate(times_us: np.ndarray, scores: np.ndarray, *, target_per_week: floa
                 lo = mid
         level = float(candidates[hi])
     pol = policy(level)
-    return Calibration(pol, target_per_week, weeks * 168.0, episodes(alarm_flags(t, s, pol, groups), groups),
-                       allowed, on)
+    return Calibration(
+        pol, target_per_week, weeks * 168.0, episodes(alarm_flags(t, s, pol, groups), groups), allowed, on
+    )
 
 
-def out_of_fold(fit_score: Callable[[np.ndarray, np.ndarray], np.ndarray], n: int, folds: int = 4,
-                groups: np.ndarray | None = None) -> np.ndarray:
+def out_of_fold(
+    fit_score: Callable[[np.ndarray, np.ndarray], np.ndarray], n: int, folds: int = 4, groups: np.ndarray | None = None
+) -> np.ndarray:
     """Scores of `n` training rows, each contiguous block (of each unit) scored by a model fitted on the other
     blocks: normal running the model did not learn from, to calibrate a limit on. `fit_score(train_idx, test_idx)`
     fits on one set of row indices and scores the other."""

@@ -40,21 +40,38 @@ from taehwa.lab.models import PCAMonitor
 Progress = Callable[[str, int, int], None]
 
 PUBLISHED: dict[str, dict[str, Any]] = {
-    "skab": {"f1": {"Conv-AE": 0.78, "MSET": 0.78, "T-squared+Q (PCA)": 0.76, "LSTM-AE": 0.74,
-                    "T-squared": 0.66, "Isolation forest": 0.29},
-             "nab_standard": {"MSCRED": 32.42, "Isolation forest": 26.16, "T-squared+Q (PCA)": 25.35,
-                              "Conv-AE": 23.61}},
-    "cmapss": {"protocol": "last cycle of each test engine, true RUL clipped at 125 like the training target",
-               "rmse": {"FD001": {"MTSTAN": 10.97, "FFVE": 12.31, "Deep LSTM": 16.14},
-                        "FD002": {"FFVE": 12.55, "MTSTAN": 16.81, "Deep LSTM": 24.49},
-                        "FD003": {"MTSTAN": 10.90, "FFVE": 12.43, "Deep LSTM": 16.18},
-                        "FD004": {"FFVE": 14.08, "MTSTAN": 18.85, "Deep LSTM": 28.17}}},
+    "skab": {
+        "f1": {
+            "Conv-AE": 0.78,
+            "MSET": 0.78,
+            "T-squared+Q (PCA)": 0.76,
+            "LSTM-AE": 0.74,
+            "T-squared": 0.66,
+            "Isolation forest": 0.29,
+        },
+        "nab_standard": {"MSCRED": 32.42, "Isolation forest": 26.16, "T-squared+Q (PCA)": 25.35, "Conv-AE": 23.61},
+    },
+    "cmapss": {
+        "protocol": "last cycle of each test engine, true RUL clipped at 125 like the training target",
+        "rmse": {
+            "FD001": {"MTSTAN": 10.97, "FFVE": 12.31, "Deep LSTM": 16.14},
+            "FD002": {"FFVE": 12.55, "MTSTAN": 16.81, "Deep LSTM": 24.49},
+            "FD003": {"MTSTAN": 10.90, "FFVE": 12.43, "Deep LSTM": 16.18},
+            "FD004": {"FFVE": 14.08, "MTSTAN": 18.85, "Deep LSTM": 28.17},
+        },
+    },
     "tep": {"note": "no citable table found; PCA-T²+Q and dynamic PCA are computed beside ours in the same run"},
 }
 
 # Our settings for each benchmark (the lab's models with these parameters; a spec can use the same).
-CMAPSS_MODEL = {"n_estimators": 600, "learning_rate": 0.05, "num_leaves": 31, "min_child_samples": 40,
-                "subsample": 0.8, "colsample_bytree": 0.5}
+CMAPSS_MODEL = {
+    "n_estimators": 600,
+    "learning_rate": 0.05,
+    "num_leaves": 31,
+    "min_child_samples": 40,
+    "subsample": 0.8,
+    "colsample_bytree": 0.5,
+}
 CMAPSS_GRID = {"num_leaves": (15, 31)}  # chosen per seed on the validation engines, trees by early stopping
 CMAPSS_MAX_TREES = 1000
 CMAPSS_SEEDS = (0, 1, 2, 3, 4)
@@ -75,13 +92,23 @@ SKAB_CLOCK_S = 60  # the data-blind clock: an alarm that comes on every 60 s (30
 # PCA T²+Q, unsupervised: grid of settings chosen on the training runs of each split (never on the scored runs)
 # decisions are event-level alarms (taehwa.lab.alarms, the live rules' state machine): limit, on-delay and quiet
 # period in seconds, hysteresis a tenth of the limit
-SKAB_PCA_GRID: dict[str, tuple[Any, ...]] = {"smoothing": (1, 5, 10, 20, 30),
-                                             "limit_factor": (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0),
-                                             "quiet_s": (0, 10, 30, 60), "min_duration_s": (0, 3)}
+SKAB_PCA_GRID: dict[str, tuple[Any, ...]] = {
+    "smoothing": (1, 5, 10, 20, 30),
+    "limit_factor": (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0),
+    "quiet_s": (0, 10, 30, 60),
+    "min_duration_s": (0, 3),
+}
 # LightGBM on per-run standardised features, supervised by the training runs' labels; the tree settings were fixed
 # before any run was scored; decision threshold and hold are chosen on out-of-fold predictions of the training runs
-SKAB_LGBM: dict[str, Any] = {"n_estimators": 200, "learning_rate": 0.05, "num_leaves": 15, "min_child_samples": 50,
-             "subsample": 0.8, "subsample_freq": 1, "colsample_bytree": 0.5}
+SKAB_LGBM: dict[str, Any] = {
+    "n_estimators": 200,
+    "learning_rate": 0.05,
+    "num_leaves": 15,
+    "min_child_samples": 50,
+    "subsample": 0.8,
+    "subsample_freq": 1,
+    "colsample_bytree": 0.5,
+}
 SKAB_BLIND = ("always_on", "never_on", "clock")
 SKAB_MODELS = ("pca", "pca_far20", "lgbm", "ecod_default", "pca_default")
 # the lab's defaults with nothing chosen on any labelled run: the detector on raw signals, its alarm calibrated on
@@ -111,18 +138,24 @@ def skab_runs(shared: Path) -> list[SkabRun]:
     runs = []
     for f in files:
         df = pd.read_csv(f, sep=";", index_col="datetime", parse_dates=True)
-        runs.append(SkabRun(f"{f.parent.name}/{f.stem}", df.drop(columns=["anomaly", "changepoint"]),
-                            df["anomaly"].to_numpy().astype(int), df["changepoint"].to_numpy().astype(int),
-                            time_us(pd.Series(df.index)) / 1e6))
+        runs.append(
+            SkabRun(
+                f"{f.parent.name}/{f.stem}",
+                df.drop(columns=["anomaly", "changepoint"]),
+                df["anomaly"].to_numpy().astype(int),
+                df["changepoint"].to_numpy().astype(int),
+                time_us(pd.Series(df.index)) / 1e6,
+            )
+        )
     return runs
 
 
-def _alarm(r: SkabRun, score: np.ndarray, limit: float, quiet_s: float, min_duration_s: float = 0.0
-           ) -> np.ndarray:
+def _alarm(r: SkabRun, score: np.ndarray, limit: float, quiet_s: float, min_duration_s: float = 0.0) -> np.ndarray:
     """Event-level decisions of one run: the alarm state machine the live rules use (hysteresis a tenth of the
     limit, on-delay, quiet period), on the run's own times."""
-    policy = AlarmPolicy(limit=limit, hysteresis=SKAB_HYSTERESIS * limit, min_duration_s=min_duration_s,
-                         quiet_s=quiet_s)
+    policy = AlarmPolicy(
+        limit=limit, hysteresis=SKAB_HYSTERESIS * limit, min_duration_s=min_duration_s, quiet_s=quiet_s
+    )
     return alarm_flags((r.t * 1e6).astype(np.int64), score, policy).astype(int)
 
 
@@ -147,11 +180,15 @@ def _skab_score(runs: list[SkabRun], flags: list[np.ndarray]) -> dict[str, float
         nab_on += M.nab_counts(t[cps], t[on], SKAB_NAB_WINDOW_S)
         nab_both += M.nab_counts(t[cps], t[both], SKAB_NAB_WINDOW_S)
         nab_paper += M.nab_paper_counts(len(y), cps, on, probation=0.0)
-    return {"f1": tp / (tp + (fn + fp) / 2) if tp + fn + fp else 0.0,
-            "far_pct": 100.0 * fp / (fp + tn) if fp + tn else 0.0,
-            "mar_pct": 100.0 * fn / (fn + tp) if fn + tp else 0.0,
-            "nab": M.nab_normalise(*nab_on), "nab_both_edges": M.nab_normalise(*nab_both),
-            "nab_paper": M.nab_normalise(*nab_paper), "alarms": float(n_det)}
+    return {
+        "f1": tp / (tp + (fn + fp) / 2) if tp + fn + fp else 0.0,
+        "far_pct": 100.0 * fp / (fp + tn) if fp + tn else 0.0,
+        "mar_pct": 100.0 * fn / (fn + tp) if fn + tp else 0.0,
+        "nab": M.nab_normalise(*nab_on),
+        "nab_both_edges": M.nab_normalise(*nab_both),
+        "nab_paper": M.nab_normalise(*nab_paper),
+        "alarms": float(n_det),
+    }
 
 
 def _skab_pca_scores(runs: list[SkabRun]) -> dict[tuple[int, Any], np.ndarray]:
@@ -170,8 +207,12 @@ def _pooled(runs: list[SkabRun], flags: list[np.ndarray]) -> tuple[float, float]
     tp = fp = fn = tn = 0
     for r, f in zip(runs, flags, strict=True):
         y, p = r.y[SKAB_FIT_ROWS:].astype(bool), np.asarray(f)[SKAB_FIT_ROWS:].astype(bool)
-        tp, fp, fn, tn = (tp + int((y & p).sum()), fp + int((~y & p).sum()), fn + int((y & ~p).sum()),
-                          tn + int((~y & ~p).sum()))
+        tp, fp, fn, tn = (
+            tp + int((y & p).sum()),
+            fp + int((~y & p).sum()),
+            fn + int((y & ~p).sum()),
+            tn + int((~y & ~p).sum()),
+        )
     return (tp / (tp + (fn + fp) / 2) if tp + fn + fp else 0.0), (100.0 * fp / (fp + tn) if fp + tn else 0.0)
 
 
@@ -206,8 +247,9 @@ def _lgbm_fit(feats: list[np.ndarray], ys: list[np.ndarray], seed: int) -> Any:
     return lgb.LGBMClassifier(**SKAB_LGBM, random_state=seed, n_jobs=1, verbose=-1).fit(X, y)
 
 
-def skab(shared: Path, progress: Progress | None = None, *, splits: int = SKAB_SPLITS, seed: int = 0,
-         supervised: bool = True) -> dict[str, Any]:
+def skab(
+    shared: Path, progress: Progress | None = None, *, splits: int = SKAB_SPLITS, seed: int = 0, supervised: bool = True
+) -> dict[str, Any]:
     """SKAB under a protocol that cannot see the scored runs: `splits` random halves of the 34 runs; settings chosen
     on one half (its scored parts included: those are training runs), figures on the other half only; every model
     still fits its normal model on each run's first 400 rows (SKAB's convention). Data-blind baselines on the same
@@ -216,17 +258,18 @@ def skab(shared: Path, progress: Progress | None = None, *, splits: int = SKAB_S
     pca = _skab_pca_scores(runs)
     feats = [_skab_features(r) for r in runs] if supervised else []
     rng = np.random.default_rng(seed)
-    rows: dict[str, list[dict[str, float]]] = {k: [] for k in
-                                                ("pca", "pca_far20", "lgbm", *SKAB_DEFAULT_KINDS, "always_on",
-                                                 "never_on", "clock")}
-    defaults = {name: [_skab_default(r, kind, params) for r in runs]
-                for name, (kind, params) in SKAB_DEFAULT_KINDS.items()}
+    rows: dict[str, list[dict[str, float]]] = {
+        k: [] for k in ("pca", "pca_far20", "lgbm", *SKAB_DEFAULT_KINDS, "always_on", "never_on", "clock")
+    }
+    defaults = {
+        name: [_skab_default(r, kind, params) for r in runs] for name, (kind, params) in SKAB_DEFAULT_KINDS.items()
+    }
     chosen: dict[str, list[Any]] = {"pca": [], "pca_far20": [], "lgbm": []}
     grid = list(itertools.product(*SKAB_PCA_GRID.values()))
     cache: dict[tuple[int, tuple[Any, ...]], np.ndarray] = {}
     for s in range(splits):
         perm = rng.permutation(len(runs))
-        tr, te = sorted(perm[: len(runs) // 2].tolist()), sorted(perm[len(runs) // 2:].tolist())
+        tr, te = sorted(perm[: len(runs) // 2].tolist()), sorted(perm[len(runs) // 2 :].tolist())
         tr_runs, te_runs = [runs[i] for i in tr], [runs[i] for i in te]
 
         def pca_flags(idx: list[int], g: tuple[Any, ...]) -> list[np.ndarray]:
@@ -258,8 +301,9 @@ def skab(shared: Path, progress: Progress | None = None, *, splits: int = SKAB_S
             best = max(lg, key=lambda g: _pooled_f1(tr_runs, [_alarm(runs[i], oof[i], g[0], g[1]) for i in tr]))
             chosen["lgbm"].append(dict(zip(SKAB_LGBM_GRID, best, strict=True)))
             m = _lgbm_fit([feats[i] for i in tr], [runs[i].y for i in tr], seed + s)
-            rows["lgbm"].append(_skab_score(te_runs, [_alarm(runs[i], m.predict_proba(feats[i])[:, 1], best[0],
-                                                             best[1]) for i in te]))
+            rows["lgbm"].append(
+                _skab_score(te_runs, [_alarm(runs[i], m.predict_proba(feats[i])[:, 1], best[0], best[1]) for i in te])
+            )
         for name, flags in defaults.items():
             rows[name].append(_skab_score(te_runs, [flags[i] for i in te]))
         rows["always_on"].append(_skab_score(te_runs, [np.ones(len(r.y), int) for r in te_runs]))
@@ -267,18 +311,22 @@ def skab(shared: Path, progress: Progress | None = None, *, splits: int = SKAB_S
         rows["clock"].append(_skab_score(te_runs, [_clock(len(r.y), SKAB_CLOCK_S) for r in te_runs]))
         if progress:
             progress("skab", s + 1, splits)
-    out: dict[str, Any] = {"skab_runs": len(runs), "skab_splits": splits,
-                           "skab_protocol": "settings chosen on 17 training runs, scored on the 17 others; "
-                                            f"mean ± sd over {splits} random splits; each run's first 400 rows fit "
-                                            "its normal model (SKAB's convention)",
-                           "skab_conventions": {
-                               "f1/far/mar": "point-wise over the scored rows, pooled (SKAB's 'binary')",
-                               "nab": "SKAB's scorer (tsad chp_score: 60 s window right of each changepoint, "
-                                      "standard profile) on alarm on-edges",
-                               "nab_both_edges": "the same on/off edges (SKAB's notebooks: abs(prediction.diff()))",
-                               "nab_paper": "published NAB (Lavin & Ahmad 2015: centred windows of 10 % of the "
-                                            "length / #changepoints, scaled sigmoid, standard profile), on-edges, "
-                                            "no probation (the 400 fit rows are not scored)"}}
+    out: dict[str, Any] = {
+        "skab_runs": len(runs),
+        "skab_splits": splits,
+        "skab_protocol": "settings chosen on 17 training runs, scored on the 17 others; "
+        f"mean ± sd over {splits} random splits; each run's first 400 rows fit "
+        "its normal model (SKAB's convention)",
+        "skab_conventions": {
+            "f1/far/mar": "point-wise over the scored rows, pooled (SKAB's 'binary')",
+            "nab": "SKAB's scorer (tsad chp_score: 60 s window right of each changepoint, "
+            "standard profile) on alarm on-edges",
+            "nab_both_edges": "the same on/off edges (SKAB's notebooks: abs(prediction.diff()))",
+            "nab_paper": "published NAB (Lavin & Ahmad 2015: centred windows of 10 % of the "
+            "length / #changepoints, scaled sigmoid, standard profile), on-edges, "
+            "no probation (the 400 fit rows are not scored)",
+        },
+    }
     for name, rs in rows.items():
         if not rs:
             continue
@@ -292,8 +340,8 @@ def skab(shared: Path, progress: Progress | None = None, *, splits: int = SKAB_S
         if f"skab_{name}_f1" not in out:
             continue
         out[f"skab_{name}_not_informative"] = [
-            k for k in SKAB_HIGHER_IS_BETTER
-            if max(out[f"skab_{b}_{k}"] for b in SKAB_BLIND) >= out[f"skab_{name}_{k}"]]
+            k for k in SKAB_HIGHER_IS_BETTER if max(out[f"skab_{b}_{k}"] for b in SKAB_BLIND) >= out[f"skab_{name}_{k}"]
+        ]
     return out
 
 
@@ -351,12 +399,16 @@ def _cmapss_frames(shared: Path, subset: str) -> tuple[np.ndarray, np.ndarray, n
     for s in sensors:
         if train[s].std() < 1e-3:
             continue
-        corr = train.groupby("unit")[s].apply(
-            lambda v: abs(np.corrcoef(np.arange(len(v)), v)[0, 1]) if v.std() > 0 else 0.0).mean()
+        corr = (
+            train.groupby("unit")[s]
+            .apply(lambda v: abs(np.corrcoef(np.arange(len(v)), v)[0, 1]) if v.std() > 0 else 0.0)
+            .mean()
+        )
         if corr > 0.1:
             keep.append(s)
-    wf = WindowFeatures(windows=(5, 15, 30), stats=("mean", "std", "slope", "ewm", "cummean"),
-                        include_raw=False, include_position=True)
+    wf = WindowFeatures(
+        windows=(5, 15, 30), stats=("mean", "std", "slope", "ewm", "cummean"), include_raw=False, include_position=True
+    )
     Xtr = wf.transform(train, keep, "unit").fillna(0.0).to_numpy(float)
     y = (train.groupby("unit")["cycle"].transform("max") - train["cycle"]).clip(upper=CMAPSS_RUL_CLIP).to_numpy(float)
     Xte_all = wf.transform(test, keep, "unit").fillna(0.0)
@@ -369,11 +421,18 @@ def _lgbm_regressor(params: dict[str, Any], seed: int) -> Any:
     import lightgbm as lgb
 
     p = {**CMAPSS_MODEL, **params}
-    return lgb.LGBMRegressor(n_estimators=int(p["n_estimators"]), learning_rate=float(p["learning_rate"]),
-                             num_leaves=int(p["num_leaves"]), min_child_samples=int(p["min_child_samples"]),
-                             subsample=float(p["subsample"]), subsample_freq=1,
-                             colsample_bytree=float(p["colsample_bytree"]), random_state=seed, n_jobs=1,
-                             verbose=-1)
+    return lgb.LGBMRegressor(
+        n_estimators=int(p["n_estimators"]),
+        learning_rate=float(p["learning_rate"]),
+        num_leaves=int(p["num_leaves"]),
+        min_child_samples=int(p["min_child_samples"]),
+        subsample=float(p["subsample"]),
+        subsample_freq=1,
+        colsample_bytree=float(p["colsample_bytree"]),
+        random_state=seed,
+        n_jobs=1,
+        verbose=-1,
+    )
 
 
 def cmapss_subset(shared: Path, subset: str, seeds: tuple[int, ...] = CMAPSS_SEEDS) -> dict[str, Any]:
@@ -394,17 +453,31 @@ def cmapss_subset(shared: Path, subset: str, seeds: tuple[int, ...] = CMAPSS_SEE
         best: tuple[float, int, int] | None = None
         for leaves in CMAPSS_GRID["num_leaves"]:
             m = _lgbm_regressor({"num_leaves": leaves, "n_estimators": CMAPSS_MAX_TREES}, seed).fit(
-                Xtr[~val], y[~val], eval_X=(Xtr[val],), eval_y=(y[val],), eval_metric="rmse",
-                callbacks=[lgb.early_stopping(50, verbose=False)])
+                Xtr[~val],
+                y[~val],
+                eval_X=(Xtr[val],),
+                eval_y=(y[val],),
+                eval_metric="rmse",
+                callbacks=[lgb.early_stopping(50, verbose=False)],
+            )
             score = float(m.best_score_["valid_0"]["rmse"])
             if best is None or score < best[0]:
                 best = (score, leaves, int(m.best_iteration_ or CMAPSS_MAX_TREES))
         assert best is not None
         model = _lgbm_regressor({"num_leaves": best[1], "n_estimators": best[2]}, seed).fit(Xtr, y)
         pred = np.maximum(model.predict(Xte), 0.0)
-        per_seed.append({"seed": seed, "val_rmse": best[0], "num_leaves": best[1], "n_estimators": best[2],
-                         "rmse": _rmse(pred, clipped), "phm08": M.phm08_score(clipped, pred),
-                         "rmse_raw": _rmse(pred, truth), "phm08_raw": M.phm08_score(truth, pred)})
+        per_seed.append(
+            {
+                "seed": seed,
+                "val_rmse": best[0],
+                "num_leaves": best[1],
+                "n_estimators": best[2],
+                "rmse": _rmse(pred, clipped),
+                "phm08": M.phm08_score(clipped, pred),
+                "rmse_raw": _rmse(pred, truth),
+                "phm08_raw": M.phm08_score(truth, pred),
+            }
+        )
     out: dict[str, Any] = {"per_seed": per_seed}
     # baselines of the same run on the same features: the mean training RUL, and a ridge regression
     from sklearn.linear_model import Ridge
@@ -412,8 +485,10 @@ def cmapss_subset(shared: Path, subset: str, seeds: tuple[int, ...] = CMAPSS_SEE
     from sklearn.preprocessing import StandardScaler
 
     ridge = make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(Xtr, y)
-    for name, pred in (("constant", np.full(len(truth), float(y.mean()))),
-                       ("ridge", np.clip(ridge.predict(Xte), 0.0, None))):
+    for name, pred in (
+        ("constant", np.full(len(truth), float(y.mean()))),
+        ("ridge", np.clip(ridge.predict(Xte), 0.0, None)),
+    ):
         out[f"{name}_rmse"], out[f"{name}_rmse_raw"] = _rmse(pred, clipped), _rmse(pred, truth)
     for k in ("rmse", "phm08", "rmse_raw", "phm08_raw"):
         v = np.array([r[k] for r in per_seed], float)
@@ -426,17 +501,23 @@ def _rmse(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(np.sqrt(np.mean((pred - truth) ** 2)))
 
 
-def cmapss(shared: Path, progress: Progress | None = None, subsets: tuple[str, ...] = ("FD001", "FD002", "FD003",
-                                                                                       "FD004"),
-           seeds: tuple[int, ...] = CMAPSS_SEEDS) -> dict[str, Any]:
+def cmapss(
+    shared: Path,
+    progress: Progress | None = None,
+    subsets: tuple[str, ...] = ("FD001", "FD002", "FD003", "FD004"),
+    seeds: tuple[int, ...] = CMAPSS_SEEDS,
+) -> dict[str, Any]:
     """C-MAPSS subsets, mean ± sd over seeds, clipped (FFVE/RVE convention) and unclipped figures side by side."""
-    out: dict[str, Any] = {"cmapss_protocol": "per seed: settings chosen on a random 20 % of the training engines "
-                                              "(validation RMSE over all their cycles, target clipped at 125), "
-                                              "refit on all training engines; last cycle of each test engine",
-                           "cmapss_conventions": {"rmse": "true test RUL clipped at 125 (the FFVE/RVE code's "
-                                                          "convention; published tables compare with it)",
-                                                  "rmse_raw": "true test RUL unclipped (RUL_FD00x.txt as given)"},
-                           "cmapss_seeds": len(seeds)}
+    out: dict[str, Any] = {
+        "cmapss_protocol": "per seed: settings chosen on a random 20 % of the training engines "
+        "(validation RMSE over all their cycles, target clipped at 125), "
+        "refit on all training engines; last cycle of each test engine",
+        "cmapss_conventions": {
+            "rmse": "true test RUL clipped at 125 (the FFVE/RVE code's convention; published tables compare with it)",
+            "rmse_raw": "true test RUL unclipped (RUL_FD00x.txt as given)",
+        },
+        "cmapss_seeds": len(seeds),
+    }
     for i, sub in enumerate(subsets):
         r = cmapss_subset(shared, sub, seeds)
         key = f"cmapss_{sub.lower()}"
@@ -445,8 +526,9 @@ def cmapss(shared: Path, progress: Progress | None = None, subsets: tuple[str, .
             out[f"{key}_{k}"], out[f"{key}_{k}_sd"] = round(r[k], nd), round(r[f"{k}_sd"], nd)
         for b in ("constant", "ridge"):
             out[f"{key}_{b}_rmse"], out[f"{key}_{b}_rmse_raw"] = round(r[f"{b}_rmse"], 3), round(r[f"{b}_rmse_raw"], 3)
-        out[f"{key}_chosen"] = [{"num_leaves": s["num_leaves"], "n_estimators": s["n_estimators"]}
-                                for s in r["per_seed"]]
+        out[f"{key}_chosen"] = [
+            {"num_leaves": s["num_leaves"], "n_estimators": s["n_estimators"]} for s in r["per_seed"]
+        ]
         if progress:
             progress("cmapss", i + 1, len(subsets))
     return out
@@ -455,12 +537,17 @@ def cmapss(shared: Path, progress: Progress | None = None, subsets: tuple[str, .
 TEP_FAR_TARGET = 0.05  # the goal: at most 5 % false alarms on unseen normal samples
 TEP_LIMIT_Q = 0.99  # control limits at the 99th percentile of normal *training* statistics (d00.dat only)
 TEP_ONSET = 160  # samples 1–160 of each dXX_te run are normal, the fault starts after them
-TEP_BASELINES: dict[str, dict[str, Any]] = {"pca_t2q": {"explained_variance": 0.9, "statistic": "combined", "lags": 0},
-                 "dpca_t2q": {"explained_variance": 0.9, "statistic": "combined", "lags": 2}}
+TEP_BASELINES: dict[str, dict[str, Any]] = {
+    "pca_t2q": {"explained_variance": 0.9, "statistic": "combined", "lags": 0},
+    "dpca_t2q": {"explained_variance": 0.9, "statistic": "combined", "lags": 2},
+}
 # our monitor: one of these, chosen on training data only (d00.dat and the training fault runs d01..d21.dat)
 TEP_CANDIDATES: list[dict[str, Any]] = [
     {"explained_variance": ev, "statistic": "combined", "lags": lags, "alpha": alpha}
-    for ev in (0.8, 0.9) for lags in (0, 2, 4) for alpha in (1.0, 0.3, 0.1)]
+    for ev in (0.8, 0.9)
+    for lags in (0, 2, 4)
+    for alpha in (1.0, 0.3, 0.1)
+]
 TEP_HARD = (3, 9, 15)  # practically undetectable by PCA/DPCA/CVA (Chiang et al. 2001); means also given without
 
 
@@ -490,15 +577,20 @@ def _tep_eval(model: PCAMonitor, limit: float, tests: dict[int, np.ndarray]) -> 
         delay[k] = 3.0 * M.detection_delay(scores[k][TEP_ONSET:] > limit)
     easy = [k for k in by_fault if k not in TEP_HARD]
     finite = [v for v in delay.values() if np.isfinite(v)]
-    return {"far": float(np.mean(normal > limit)), "far_d00_te": float(np.mean(scores[0] > limit)),
-            "mean_fdr": float(np.mean(list(by_fault.values()))),
-            "mean_fdr_18": float(np.mean([by_fault[k] for k in easy])),
-            "median_delay_min": float(np.median(finite)) if finite else float("nan"),
-            "fdr_by_fault": by_fault, "delay_min_by_fault": delay}
+    return {
+        "far": float(np.mean(normal > limit)),
+        "far_d00_te": float(np.mean(scores[0] > limit)),
+        "mean_fdr": float(np.mean(list(by_fault.values()))),
+        "mean_fdr_18": float(np.mean([by_fault[k] for k in easy])),
+        "median_delay_min": float(np.median(finite)) if finite else float("nan"),
+        "fdr_by_fault": by_fault,
+        "delay_min_by_fault": delay,
+    }
 
 
-def tep(shared: Path, progress: Progress | None = None,
-        candidates: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def tep(
+    shared: Path, progress: Progress | None = None, candidates: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """Tennessee Eastman with limits from the training normal run d00 only (never from test rows): PCA-T²+Q and
     dynamic PCA (2 lags) baselines, and our monitor chosen among `TEP_CANDIDATES` by its mean detection rate on the
     *training* fault runs d01..d21.dat at its limit. Every figure is counted on the test runs (dXX_te), unseen."""
@@ -506,10 +598,12 @@ def tep(shared: Path, progress: Progress | None = None,
     train = np.loadtxt(need(root / "d00.dat")).T
     train_faults = {k: np.loadtxt(need(root / f"d{k:02d}.dat")) for k in range(1, 22)}
     tests = {k: np.loadtxt(need(root / f"d{k:02d}_te.dat")) for k in range(22)}
-    out: dict[str, Any] = {"tep_protocol": "fit and 99th-percentile limits (out-of-fold over d00's five blocks) "
-                                           "from d00.dat only; FAR on the 4,320 unseen normal test samples "
-                                           "(d00_te and samples 1-160 of d01_te..d21_te); detection rate on samples "
-                                           "161-960; delay = minutes from onset to the first alarm"}
+    out: dict[str, Any] = {
+        "tep_protocol": "fit and 99th-percentile limits (out-of-fold over d00's five blocks) "
+        "from d00.dat only; FAR on the 4,320 unseen normal test samples "
+        "(d00_te and samples 1-160 of d01_te..d21_te); detection rate on samples "
+        "161-960; delay = minutes from onset to the first alarm"
+    }
     fitted = {}
     for name, params in TEP_BASELINES.items():
         fitted[name] = _tep_oof_limit(train, params)
@@ -529,8 +623,7 @@ def tep(shared: Path, progress: Progress | None = None,
         r = _tep_eval(model, limit, tests)
         key = "tep" if name == "tep" else f"tep_{name}"
         for k, v in r.items():
-            out[f"{key}_{k}"] = ({f: round(x, 3) for f, x in v.items()} if isinstance(v, dict)
-                                 else round(v, 4))
+            out[f"{key}_{k}"] = {f: round(x, 3) for f, x in v.items()} if isinstance(v, dict) else round(v, 4)
     return out
 
 
@@ -543,5 +636,9 @@ def run(name: str, shared: Path, progress: Progress | None = None) -> dict[str, 
         raise NotFound(f"unknown benchmark {name!r}; known: {', '.join(RUNNERS)}", where="benchmark")
     t0 = time.perf_counter()
     figures = RUNNERS[name](shared, progress)
-    return {"benchmark": name, "figures": figures, "seconds": round(time.perf_counter() - t0, 2),
-            "published": PUBLISHED[name]}
+    return {
+        "benchmark": name,
+        "figures": figures,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "published": PUBLISHED[name],
+    }

@@ -94,8 +94,14 @@ def build_dataset(spec: Spec, sources: Sources | None = None, tenant: str | None
     frame = _forecast_target(spec, frame, signals) if spec.task == "forecast" else frame
     if spec.task == "rul" and TARGET in frame.columns and spec.labels.rul_clip is not None:
         frame[TARGET] = frame[TARGET].clip(upper=spec.labels.rul_clip)
-    lineage.update({"rows": len(frame), "units": int(frame[UNIT].nunique()), "signals": signals,
-                    "content_hash": content_hash(frame)})
+    lineage.update(
+        {
+            "rows": len(frame),
+            "units": int(frame[UNIT].nunique()),
+            "signals": signals,
+            "content_hash": content_hash(frame),
+        }
+    )
     return Dataset(frame, signals, lineage)
 
 
@@ -113,11 +119,14 @@ def _from_file(spec: Spec, files: FileRoots, tenant: str) -> tuple[pd.DataFrame,
                 raw = pd.read_csv(fh, sep=d.separator or None, engine="python" if d.separator is None else "c")
         except Exception as exc:
             kind = "Parquet" if path.suffix.lower() == ".parquet" else "CSV"
-            raise InvalidInput(f"{path.name} is not a readable {kind} file ({type(exc).__name__})",
-                               where="data.file") from None
+            raise InvalidInput(
+                f"{path.name} is not a readable {kind} file ({type(exc).__name__})", where="data.file"
+            ) from None
     if d.time_column not in raw.columns:
-        raise InvalidInput(f"{path.name} has no time column {d.time_column!r} (it has {len(raw.columns)} columns)",
-                           where="data.time_column")
+        raise InvalidInput(
+            f"{path.name} has no time column {d.time_column!r} (it has {len(raw.columns)} columns)",
+            where="data.time_column",
+        )
     frame = pd.DataFrame({TIME: pd.to_datetime(raw[d.time_column], utc=True, errors="coerce")})
     if frame[TIME].isna().any():
         row = int(np.flatnonzero(frame[TIME].isna().to_numpy())[0]) + 2
@@ -140,8 +149,14 @@ def _from_file(spec: Spec, files: FileRoots, tenant: str) -> tuple[pd.DataFrame,
     if spec.task == "rul" and TARGET not in frame.columns:  # run-to-failure file: RUL = rows left in the unit
         frame[TARGET] = frame.groupby(UNIT)[TIME].transform("size") - frame.groupby(UNIT).cumcount() - 1
     frame = _between(frame, d.start, d.end)  # after the RUL count: a window of a life keeps the life's RUL
-    lineage = {"source": "file", "file": path.name, "size": size, "start": d.start, "end": d.end,
-               "time": [frame[TIME].min().isoformat(), frame[TIME].max().isoformat()]}
+    lineage = {
+        "source": "file",
+        "file": path.name,
+        "size": size,
+        "start": d.start,
+        "end": d.end,
+        "time": [frame[TIME].min().isoformat(), frame[TIME].max().isoformat()],
+    }
     return frame, signals, lineage
 
 
@@ -192,8 +207,7 @@ def _from_historian(spec: Spec, sources: Sources, tenant: str) -> tuple[pd.DataF
             if tags:
                 units[asset.path] = tags
         if not units:
-            raise NotFound("no asset matching data.asset_type/under has sensors bound to tags with data",
-                           where="data")
+            raise NotFound("no asset matching data.asset_type/under has sensors bound to tags with data", where="data")
     signals = sorted({c for m in units.values() for c in m})
     step_us = parse_duration(d.step, field="data.step")
     parts = []
@@ -212,15 +226,21 @@ def _from_historian(spec: Spec, sources: Sources, tenant: str) -> tuple[pd.DataF
     frame[signals] = frame.groupby(UNIT)[signals].ffill()
     frame[signals] = frame.groupby(UNIT)[signals].bfill()
     tag_list = sorted({t for m in units.values() for t in m.values()})
-    lineage = {"source": "historian", "tenant": tenant, "tags": tag_list, "start": d.start, "end": d.end,
-               "step": d.step, "method": d.method}
+    lineage = {
+        "source": "historian",
+        "tenant": tenant,
+        "tags": tag_list,
+        "start": d.start,
+        "end": d.end,
+        "step": d.step,
+        "method": d.method,
+    }
     if spec.task != "forecast":
         frame = _label_target(spec, frame, sources, tenant)
     return frame, signals, lineage
 
 
-def _held(block: pd.DataFrame, sources: Sources, tenant: str, mapping: dict[str, str], step_us: int
-          ) -> pd.DataFrame:
+def _held(block: pd.DataFrame, sources: Sources, tenant: str, mapping: dict[str, str], step_us: int) -> pd.DataFrame:
     """The gap rule of serving on the aligned rows (`taehwa.lab.gaps`): a value is unknown where its tag's newest
     point is more than the hold old, so a silence that live scoring would leave without rows leaves none here."""
     if not len(block):
@@ -242,13 +262,18 @@ def _held(block: pd.DataFrame, sources: Sources, tenant: str, mapping: dict[str,
 def _label_target(spec: Spec, frame: pd.DataFrame, sources: Sources, tenant: str) -> pd.DataFrame:
     """The target column from labels on each unit's asset (and the assets above and below it)."""
     lab = spec.labels
-    kinds = (lab.kinds if spec.task in ("anomaly", "fault") else [lab.failure_kind] if spec.task == "rul"
-             else [lab.value_kind or ""])
-    rows = sources.labels.rows(tenant, kinds=kinds, start=spec.data.start, end=spec.data.end) if kinds != [""] \
-        else []
+    kinds = (
+        lab.kinds
+        if spec.task in ("anomaly", "fault")
+        else [lab.failure_kind]
+        if spec.task == "rul"
+        else [lab.value_kind or ""]
+    )
+    rows = sources.labels.rows(tenant, kinds=kinds, start=spec.data.start, end=spec.data.end) if kinds != [""] else []
     if spec.task == "soft_sensor" and not lab.value_kind:
-        raise InvalidInput("a soft sensor names the label kind of its lab values: labels.value_kind",
-                           where="labels.value_kind")
+        raise InvalidInput(
+            "a soft sensor names the label kind of its lab values: labels.value_kind", where="labels.value_kind"
+        )
     t_us = time_us(frame[TIME])
     units = frame[UNIT].to_numpy()
     if spec.task == "anomaly":
@@ -285,15 +310,18 @@ def _label_target(spec: Spec, frame: pd.DataFrame, sources: Sources, tenant: str
 
 
 def _related(label_asset: str, unit: str) -> bool:
-    return unit == "all" or label_asset == unit or unit.startswith(label_asset + "/") or \
-        label_asset.startswith(unit + "/")
+    return (
+        unit == "all" or label_asset == unit or unit.startswith(label_asset + "/") or label_asset.startswith(unit + "/")
+    )
 
 
 def _forecast_target(spec: Spec, frame: pd.DataFrame, signals: list[str]) -> pd.DataFrame:
     sig = spec.labels.forecast_signal
     if sig not in signals:
-        raise InvalidInput(f"labels.forecast_signal must be one of the data's signals ({', '.join(signals[:10])})",
-                           where="labels.forecast_signal")
+        raise InvalidInput(
+            f"labels.forecast_signal must be one of the data's signals ({', '.join(signals[:10])})",
+            where="labels.forecast_signal",
+        )
     out = frame.copy()
     out[TARGET] = out.groupby(UNIT)[sig].shift(-spec.labels.horizon)
     return out

@@ -58,8 +58,15 @@ def _call(fn: Callable[[Any, Any], Any], job: Any) -> Any:
     return fn(_shared, job)
 
 
-def run_all(fn: Callable[[Any, Any], Any], jobs: Sequence[Any], shared: Any, *, backend: Backend = "pool",
-            workers: int | None = None, progress: Callable[[int, int], None] | None = None) -> list[Any]:
+def run_all(
+    fn: Callable[[Any, Any], Any],
+    jobs: Sequence[Any],
+    shared: Any,
+    *,
+    backend: Backend = "pool",
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Any]:
     """`[fn(shared, job) for job in jobs]`, over the chosen backend (all jobs submitted at once). `fn` must be a
     module-level function (it is sent to other processes by name)."""
     if backend not in BACKENDS:
@@ -76,8 +83,15 @@ def run_all(fn: Callable[[Any, Any], Any], jobs: Sequence[Any], shared: Any, *, 
     return results
 
 
-def run_stream(fn: Callable[[Any, Any], Any], jobs: Iterable[Any], shared: Any, *, backend: Backend = "pool",
-               workers: int | None = None, window: int | None = None) -> Iterator[Any]:
+def run_stream(
+    fn: Callable[[Any, Any], Any],
+    jobs: Iterable[Any],
+    shared: Any,
+    *,
+    backend: Backend = "pool",
+    workers: int | None = None,
+    window: int | None = None,
+) -> Iterator[Any]:
     """`fn(shared, job)` for jobs made one by one (a long backfill reads its next chunk while the workers score the
     last ones), the results yielded in job order; at most `window` jobs (twice the workers by default) are made
     and not yet collected, so memory stays bounded however many jobs there are."""
@@ -101,8 +115,7 @@ def run_stream(fn: Callable[[Any, Any], Any], jobs: Iterable[Any], shared: Any, 
         while refs:
             yield ray.get(refs.popleft())
         return
-    with ProcessPoolExecutor(n, mp_context=get_context("spawn"), initializer=_init_worker,
-                             initargs=(shared,)) as pool:
+    with ProcessPoolExecutor(n, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(shared,)) as pool:
         pending: deque[Future[Any]] = deque()
         for job in jobs:
             pending.append(pool.submit(_call, fn, job))
@@ -118,13 +131,20 @@ def _ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise Unavailable("Ray is not installed: pip install -e '.[ray]' (or drop --ray to use the local process "
-                          "pool)", where="backend") from None
+        raise Unavailable(
+            "Ray is not installed: pip install -e '.[ray]' (or drop --ray to use the local process pool)",
+            where="backend",
+        ) from None
     if not ray.is_initialized():
         address = load_settings().ray_address
         # a local instance when no cluster is named: loopback only, no dashboard, nothing sent anywhere
-        ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False, _node_ip_address="127.0.0.1" if not address else None)
+        ray.init(
+            address=address or None,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+            _node_ip_address="127.0.0.1" if not address else None,
+        )
     return ray
 
 

@@ -63,13 +63,21 @@ class WindowFeatures:
     """Rolling statistics over each signal's recent rows (per unit): mean/std/min/max/slope over `windows`, `lags`,
     an EWMA, and `spectrum_bands` > 0 band powers of the last `windows[-1]` rows (for vibration)."""
 
-    def __init__(self, windows: tuple[int, ...] | list[int] = (10,), stats: tuple[str, ...] | list[str] = ("mean",),
-                 lags: tuple[int, ...] | list[int] = (), ewm_alpha: float = 0.1, spectrum_bands: int = 0,
-                 include_raw: bool = True, include_position: bool = False) -> None:
+    def __init__(
+        self,
+        windows: tuple[int, ...] | list[int] = (10,),
+        stats: tuple[str, ...] | list[str] = ("mean",),
+        lags: tuple[int, ...] | list[int] = (),
+        ewm_alpha: float = 0.1,
+        spectrum_bands: int = 0,
+        include_raw: bool = True,
+        include_position: bool = False,
+    ) -> None:
         bad = [s for s in stats if s not in STATS]
         if bad:
-            raise InvalidInput(f"unknown feature statistic {bad[0]!r}; known: {', '.join(STATS)}",
-                               where="features.stats")
+            raise InvalidInput(
+                f"unknown feature statistic {bad[0]!r}; known: {', '.join(STATS)}", where="features.stats"
+            )
         if any(int(w) < 1 for w in windows):
             raise InvalidInput("feature windows must be at least 1 row", where="features.windows")
         self.windows = [int(w) for w in windows]
@@ -81,9 +89,15 @@ class WindowFeatures:
         self.include_position = include_position
 
     def params(self) -> dict[str, Any]:
-        return {"windows": self.windows, "stats": self.stats, "lags": self.lags, "ewm_alpha": self.ewm_alpha,
-                "spectrum_bands": self.spectrum_bands, "include_raw": self.include_raw,
-                "include_position": self.include_position}
+        return {
+            "windows": self.windows,
+            "stats": self.stats,
+            "lags": self.lags,
+            "ewm_alpha": self.ewm_alpha,
+            "spectrum_bands": self.spectrum_bands,
+            "include_raw": self.include_raw,
+            "include_position": self.include_position,
+        }
 
     def transform(self, frame: pd.DataFrame, signals: list[str], group: str | None = None) -> pd.DataFrame:
         """Feature columns for each row of `frame` (same index and order).
@@ -133,8 +147,10 @@ class WindowFeatures:
                 for b in range(self.spectrum_bands):
                     cols[f"{s}__band{b}"] = bands[:, b]
         if not cols:  # a spec refuses this already; kept so an empty matrix never reaches a model
-            raise InvalidInput("features make no feature: give windows with stats, lags, include_raw or "
-                               "spectrum_bands", where="features")
+            raise InvalidInput(
+                "features make no feature: give windows with stats, lags, include_raw or spectrum_bands",
+                where="features",
+            )
         if order is not None:
             back = np.empty_like(order)
             back[order] = np.arange(len(order))
@@ -223,7 +239,7 @@ def _rolling_slope(V: np.ndarray, start: np.ndarray, w: int) -> np.ndarray:
     sy, sty, st, stt = _cumsum0(X), _cumsum0(t * X), _cumsum0(t), _cumsum0(t * t)
     k = (hi - lo).astype(float)[:, None]
     Sy, Sty, St, Stt = sy[hi] - sy[lo], sty[hi] - sty[lo], st[hi] - st[lo], stt[hi] - stt[lo]
-    den = k * Stt - St ** 2
+    den = k * Stt - St**2
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.asarray(np.where(den > 0, (k * Sty - St * Sy) / np.where(den > 0, den, 1.0), 0.0))
 
@@ -240,5 +256,5 @@ def _band_powers(v: np.ndarray, keys: np.ndarray, w: int, bands: int) -> np.ndar
         spec = np.abs(np.fft.rfft(windows - windows.mean(axis=1, keepdims=True), axis=1)) ** 2
         edges = np.linspace(1, spec.shape[1], bands + 1).astype(int)
         for i in range(bands):
-            out[a + w - 1: b, i] = spec[:, edges[i]: max(edges[i + 1], edges[i] + 1)].mean(axis=1)
+            out[a + w - 1 : b, i] = spec[:, edges[i] : max(edges[i + 1], edges[i] + 1)].mean(axis=1)
     return out

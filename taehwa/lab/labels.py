@@ -48,8 +48,9 @@ def _check(row: dict[str, Any], where: str) -> dict[str, Any]:
     if not asset:
         raise InvalidInput("a label needs an asset path", where=f"{where}.asset")
     if not kind or len(kind) > MAX_KIND or not kind.replace("_", "").replace("-", "").replace(".", "").isalnum():
-        raise InvalidInput(f"label kind must be 1 to {MAX_KIND} letters, digits, '-', '_' or '.', got {kind!r}",
-                           where=f"{where}.kind")
+        raise InvalidInput(
+            f"label kind must be 1 to {MAX_KIND} letters, digits, '-', '_' or '.', got {kind!r}", where=f"{where}.kind"
+        )
     if row.get("start") in (None, ""):
         raise InvalidInput("a label needs a start time", where=f"{where}.start")
     start = to_us(row["start"], field=f"{where}.start")
@@ -67,8 +68,14 @@ def _check(row: dict[str, Any], where: str) -> dict[str, Any]:
         if not math.isfinite(value):
             raise InvalidInput("label value must be finite", where=f"{where}.value")
     note = row.get("note")
-    return {"asset": asset, "kind": kind, "start": start, "end": end, "value": value,
-            "note": None if note in (None, "") else str(note)[:2000]}
+    return {
+        "asset": asset,
+        "kind": kind,
+        "start": start,
+        "end": end,
+        "value": value,
+        "note": None if note in (None, "") else str(note)[:2000],
+    }
 
 
 class LabelService:
@@ -97,8 +104,7 @@ class LabelService:
     def _store(self, tenant: str, clean: list[dict[str, Any]], source: str) -> int:
         actor, now = current().user, datetime.now(UTC)
         with self._engine.begin() as c:
-            c.execute(insert(labels), [{**r, "tenant": tenant, "created_by": actor, "created_at": now}
-                                       for r in clean])
+            c.execute(insert(labels), [{**r, "tenant": tenant, "created_by": actor, "created_at": now} for r in clean])
         kinds = sorted({r["kind"] for r in clean})
         self._audit.append("labels.add", tenant=tenant, target=source, after={"count": len(clean), "kinds": kinds})
         return len(clean)
@@ -112,8 +118,7 @@ class LabelService:
             need = {"asset", "kind", "start"}
             if fields is None or not need <= set(fields):
                 have = ", ".join(fields or []) or "nothing"
-                raise InvalidInput(f"the header must name asset, kind and start (it has {have})",
-                                   where=f"{source}:1")
+                raise InvalidInput(f"the header must name asset, kind and start (it has {have})", where=f"{source}:1")
             rows = list(reader)
         except csv.Error as exc:
             raise InvalidInput(f"not readable as CSV: {exc}", where=f"{source}:{reader.line_num}") from None
@@ -129,14 +134,32 @@ class LabelService:
             raise InvalidInput("the file has a header but no labels", where=source)
         return self._store(tenant, clean, source)
 
-    def list_labels(self, tenant: str, *, asset: str | None = None, kind: str | None = None, start: Any = None,
-             end: Any = None, limit: int = 10_000) -> list[Label]:
+    def list_labels(
+        self,
+        tenant: str,
+        *,
+        asset: str | None = None,
+        kind: str | None = None,
+        start: Any = None,
+        end: Any = None,
+        limit: int = 10_000,
+    ) -> list[Label]:
         """Labels of the tenant, optionally under one asset, of one kind, overlapping [start, end)."""
-        return [_label(r) for r in self.rows(tenant, asset=asset, kinds=[kind] if kind else None, start=start,
-                                               end=end, limit=limit)]
+        return [
+            _label(r)
+            for r in self.rows(tenant, asset=asset, kinds=[kind] if kind else None, start=start, end=end, limit=limit)
+        ]
 
-    def rows(self, tenant: str, *, asset: str | None = None, kinds: list[str] | None = None, start: Any = None,
-             end: Any = None, limit: int | None = None) -> list[Any]:
+    def rows(
+        self,
+        tenant: str,
+        *,
+        asset: str | None = None,
+        kinds: list[str] | None = None,
+        start: Any = None,
+        end: Any = None,
+        limit: int | None = None,
+    ) -> list[Any]:
         """Raw label rows (times in µs), for building targets."""
         self._tenants.require(tenant)
         q = select(labels).where(labels.c.tenant == tenant)
@@ -166,5 +189,13 @@ class LabelService:
 
 
 def _label(r: Any) -> Label:
-    return Label(r.id, r.asset, r.kind, from_us(r.start).isoformat(), None if r.end is None else
-                 from_us(r.end).isoformat(), r.value, r.note, r.created_by)
+    return Label(
+        r.id,
+        r.asset,
+        r.kind,
+        from_us(r.start).isoformat(),
+        None if r.end is None else from_us(r.end).isoformat(),
+        r.value,
+        r.note,
+        r.created_by,
+    )

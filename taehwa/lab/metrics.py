@@ -21,8 +21,16 @@ from typing import Any
 import numpy as np
 
 # Higher is better unless named here; the gate and the baseline comparison use this.
-LOWER_IS_BETTER = {"rmse", "mae", "phm08_score", "far_pct", "mar_pct", "false_alarms_per_week",
-                   "detection_delay_s", "false_alarm_rate"}
+LOWER_IS_BETTER = {
+    "rmse",
+    "mae",
+    "phm08_score",
+    "far_pct",
+    "mar_pct",
+    "false_alarms_per_week",
+    "detection_delay_s",
+    "false_alarm_rate",
+}
 PRIMARY = {"anomaly": "f1", "fault": "macro_f1", "rul": "rmse", "soft_sensor": "rmse", "forecast": "rmse"}
 
 
@@ -56,12 +64,17 @@ def pointwise(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     t, p = np.asarray(y_true).astype(bool), np.asarray(y_pred).astype(bool)
     tp, fp = int((t & p).sum()), int((~t & p).sum())
     fn, tn = int((t & ~p).sum()), int((~t & ~p).sum())
-    return {"tp": tp, "fp": fp, "fn": fn, "tn": tn,
-            "precision": tp / (tp + fp) if tp + fp else 0.0,
-            "recall": tp / (tp + fn) if tp + fn else 0.0,
-            "f1": tp / (tp + (fn + fp) / 2) if tp + fn + fp else 0.0,
-            "far_pct": 100.0 * fp / (fp + tn) if fp + tn else 0.0,
-            "mar_pct": 100.0 * fn / (fn + tp) if fn + tp else 0.0}
+    return {
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+        "precision": tp / (tp + fp) if tp + fp else 0.0,
+        "recall": tp / (tp + fn) if tp + fn else 0.0,
+        "f1": tp / (tp + (fn + fp) / 2) if tp + fn + fp else 0.0,
+        "far_pct": 100.0 * fp / (fp + tn) if fp + tn else 0.0,
+        "mar_pct": 100.0 * fn / (fn + tp) if fn + tp else 0.0,
+    }
 
 
 def eventwise(y_true: np.ndarray, y_pred: np.ndarray, times_s: np.ndarray) -> dict[str, float]:
@@ -81,11 +94,16 @@ def eventwise(y_true: np.ndarray, y_pred: np.ndarray, times_s: np.ndarray) -> di
     recall = found / len(truth) if truth else 0.0
     span_s = float(times_s[-1] - times_s[0]) if len(times_s) > 1 else 0.0
     normal_s = span_s * (1 - t.mean()) if len(t) else 0.0
-    return {"events": len(truth), "events_found": found, "event_precision": precision, "event_recall": recall,
-            "event_f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-            "false_alarms": false,
-            "false_alarms_per_week": false / (normal_s / 604800.0) if normal_s > 0 else 0.0,
-            "detection_delay_s": float(np.mean(delays)) if delays else float("nan")}
+    return {
+        "events": len(truth),
+        "events_found": found,
+        "event_precision": precision,
+        "event_recall": recall,
+        "event_f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+        "false_alarms": false,
+        "false_alarms_per_week": false / (normal_s / 604800.0) if normal_s > 0 else 0.0,
+        "detection_delay_s": float(np.mean(delays)) if delays else float("nan"),
+    }
 
 
 @dataclass(frozen=True)
@@ -100,8 +118,12 @@ class NabProfile:
 NAB_PROFILES = {"standard": NabProfile(), "low_fp": NabProfile(a_fp=-0.22), "low_fn": NabProfile(a_fn=-2.0)}
 
 
-def nab_counts(true_cp_s: np.ndarray, detections_s: np.ndarray, window_s: float = 60.0,
-               profile: NabProfile = NAB_PROFILES["standard"]) -> tuple[float, float, float]:
+def nab_counts(
+    true_cp_s: np.ndarray,
+    detections_s: np.ndarray,
+    window_s: float = 60.0,
+    profile: NabProfile = NAB_PROFILES["standard"],
+) -> tuple[float, float, float]:
     """(score, null score, perfect score) of one series; add them over series, then `nab_normalise`.
     Windows start at each true changepoint and reach `window_s` to the right; overlaps are cut from the right
     window; the first detection inside a window scores on a tanh curve from a_tp (at once) to a_fp (at its end)."""
@@ -133,8 +155,9 @@ def nab_normalise(score: float, null: float, perfect: float) -> float:
     return 100.0 * (score - null) / (perfect - null) if perfect != null else 0.0
 
 
-def changepoints(flags: np.ndarray, score: np.ndarray | None = None, *, edges: str = "on",
-                 quiet: int = 0) -> np.ndarray:
+def changepoints(
+    flags: np.ndarray, score: np.ndarray | None = None, *, edges: str = "on", quiet: int = 0
+) -> np.ndarray:
     """Alarm edges as changepoint detections: `edges="on"` (default) the rows where an alarm comes on, never again
     while it stays on; `edges="both"` also where it goes off (SKAB's notebooks: `abs(prediction.diff())`). An alarm
     on at the first row counts as coming on there, as in SKAB's code. `quiet` > 0 drops an on-edge that follows the
@@ -180,9 +203,15 @@ def nab_windows(n_rows: int, anomalies: np.ndarray, window_share: float = 0.10) 
     return out
 
 
-def nab_paper_counts(n_rows: int, anomalies: np.ndarray, detections: np.ndarray,
-                     profile: NabProfile = NAB_PROFILES["standard"], *, window_share: float = 0.10,
-                     probation: float = 0.15) -> tuple[float, float, float]:
+def nab_paper_counts(
+    n_rows: int,
+    anomalies: np.ndarray,
+    detections: np.ndarray,
+    profile: NabProfile = NAB_PROFILES["standard"],
+    *,
+    window_share: float = 0.10,
+    probation: float = 0.15,
+) -> tuple[float, float, float]:
     """(score, null score, perfect score) of one series by the published NAB score (Lavin & Ahmad 2015, and
     numenta/NAB's sweeper): windows from `nab_windows`; the earliest detection in a window scores
     A_TP·σ(y)/σ(−1) with y = −(right − i + 1)/width; a window without one costs A_FN; a detection outside every
@@ -214,19 +243,42 @@ def nab_paper_counts(n_rows: int, anomalies: np.ndarray, detections: np.ndarray,
     return score, len(wins) * profile.a_fn, len(wins) * profile.a_tp
 
 
-def anomaly_metrics(y_true: np.ndarray, y_pred: np.ndarray, times_s: np.ndarray,
-                    score: np.ndarray | None = None, true_cp: np.ndarray | None = None) -> dict[str, Any]:
+def anomaly_metrics(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    times_s: np.ndarray,
+    score: np.ndarray | None = None,
+    true_cp: np.ndarray | None = None,
+) -> dict[str, Any]:
     """Every anomaly figure for one series (or several concatenated, when the caller sums the NAB parts)."""
     out: dict[str, Any] = {**pointwise(y_true, y_pred), **eventwise(y_true, y_pred, times_s)}
-    cps = true_cp if true_cp is not None else np.asarray(
-        [a for a, _ in _intervals(y_true)] + [b for _, b in _intervals(y_true) if b < len(y_true)], dtype=int)
+    cps = (
+        true_cp
+        if true_cp is not None
+        else np.asarray(
+            [a for a, _ in _intervals(y_true)] + [b for _, b in _intervals(y_true) if b < len(y_true)], dtype=int
+        )
+    )
     det = changepoints(y_pred)
     s, n, p = nab_counts(times_s[np.asarray(cps, int)], times_s[det] if len(det) else np.array([]))
-    out.update({"nab_score": s, "nab_null": n, "nab_perfect": p, "nab_standard": nab_normalise(s, n, p),
-                "nab_convention": "SKAB's scorer: 60 s window right of each changepoint, alarm on-edges"})
+    out.update(
+        {
+            "nab_score": s,
+            "nab_null": n,
+            "nab_perfect": p,
+            "nab_standard": nab_normalise(s, n, p),
+            "nab_convention": "SKAB's scorer: 60 s window right of each changepoint, alarm on-edges",
+        }
+    )
     ps, pn, pp = nab_paper_counts(len(y_true), np.asarray(cps, int), det)
-    out.update({"nab_paper_score": ps, "nab_paper_null": pn, "nab_paper_perfect": pp,
-                "nab_paper_standard": nab_normalise(ps, pn, pp)})
+    out.update(
+        {
+            "nab_paper_score": ps,
+            "nab_paper_null": pn,
+            "nab_paper_perfect": pp,
+            "nab_paper_standard": nab_normalise(ps, pn, pp),
+        }
+    )
     return out
 
 
@@ -234,8 +286,11 @@ def detection_at_limit(limit: float, normal_score: np.ndarray, fault_score: np.n
     """False-alarm rate on (unseen) normal rows and detection rate on faulty rows at a limit set beforehand on
     normal training data: the limit never comes from the rows it is scored on."""
     n, f = np.asarray(normal_score, float), np.asarray(fault_score, float)
-    return {"limit": float(limit), "false_alarm_rate": float(np.mean(n > limit)) if len(n) else 0.0,
-            "detection_rate": float(np.mean(f > limit)) if len(f) else 0.0}
+    return {
+        "limit": float(limit),
+        "false_alarm_rate": float(np.mean(n > limit)) if len(n) else 0.0,
+        "detection_rate": float(np.mean(f > limit)) if len(f) else 0.0,
+    }
 
 
 def detection_delay(fault_flags: np.ndarray, run: int = 1) -> float:
@@ -250,14 +305,16 @@ def detection_delay(fault_flags: np.ndarray, run: int = 1) -> float:
     return float(hits[0]) if len(hits) else float("nan")
 
 
-def detection_rate_at_far(normal_score: np.ndarray, fault_score: np.ndarray, far: float = 0.05
-                          ) -> dict[str, float]:
+def detection_rate_at_far(normal_score: np.ndarray, fault_score: np.ndarray, far: float = 0.05) -> dict[str, float]:
     """The limit that lets `far` of the given normal rows alarm, and the share of faulty rows over it. The false-alarm
     rate holds by construction on the rows the limit came from: pass normal *training* scores here and count false
     alarms on unseen normal rows with `detection_at_limit` (issue 22)."""
     limit = float(np.quantile(normal_score, 1 - far)) if len(normal_score) else float("inf")
-    return {"limit": limit, "false_alarm_rate": float(np.mean(normal_score > limit)) if len(normal_score) else 0.0,
-            "detection_rate": float(np.mean(fault_score > limit)) if len(fault_score) else 0.0}
+    return {
+        "limit": limit,
+        "false_alarm_rate": float(np.mean(normal_score > limit)) if len(normal_score) else 0.0,
+        "detection_rate": float(np.mean(fault_score > limit)) if len(fault_score) else 0.0,
+    }
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
@@ -266,18 +323,23 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, 
 
     t, p = np.asarray(y_true).astype(str), np.asarray(y_pred).astype(str)
     labels = sorted(set(t) | set(p))
-    return {"accuracy": float(np.mean(t == p)) if len(t) else 0.0,
-            "macro_f1": float(f1_score(t, p, labels=labels, average="macro", zero_division=0)),
-            "labels": labels, "confusion": confusion_matrix(t, p, labels=labels).tolist()}
+    return {
+        "accuracy": float(np.mean(t == p)) if len(t) else 0.0,
+        "macro_f1": float(f1_score(t, p, labels=labels, average="macro", zero_division=0)),
+        "labels": labels,
+        "confusion": confusion_matrix(t, p, labels=labels).tolist(),
+    }
 
 
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     t, p = np.asarray(y_true, float), np.asarray(y_pred, float)
     err = p - t
     ss_tot = float(((t - t.mean()) ** 2).sum()) if len(t) else 0.0
-    return {"rmse": float(np.sqrt(np.mean(err ** 2))) if len(t) else float("nan"),
-            "mae": float(np.mean(np.abs(err))) if len(t) else float("nan"),
-            "r2": 1.0 - float((err ** 2).sum()) / ss_tot if ss_tot > 0 else 0.0}
+    return {
+        "rmse": float(np.sqrt(np.mean(err**2))) if len(t) else float("nan"),
+        "mae": float(np.mean(np.abs(err))) if len(t) else float("nan"),
+        "r2": 1.0 - float((err**2).sum()) / ss_tot if ss_tot > 0 else 0.0,
+    }
 
 
 def phm08_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:

@@ -30,8 +30,11 @@ class Model:
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
-            raise InvalidInput(f"model {self.kind!r} has no parameter {unknown[0]!r}; it takes "
-                               f"{', '.join(sorted(self.defaults)) or 'none'}", where="model.params")
+            raise InvalidInput(
+                f"model {self.kind!r} has no parameter {unknown[0]!r}; it takes "
+                f"{', '.join(sorted(self.defaults)) or 'none'}",
+                where="model.params",
+            )
         self.params: dict[str, Any] = {**self.defaults, **params}
         self.fitted = False
 
@@ -42,8 +45,7 @@ class Model:
     def fit(self, X: np.ndarray, y: np.ndarray | None = None, groups: np.ndarray | None = None) -> Model:
         X = _matrix(X)
         if len(X) < 2:
-            raise InvalidInput(f"model {self.kind!r} needs at least 2 rows to learn from, got {len(X)}",
-                               where="data")
+            raise InvalidInput(f"model {self.kind!r} needs at least 2 rows to learn from, got {len(X)}", where="data")
         self._fit(X, y, groups)
         self.fitted = True
         return self
@@ -67,8 +69,9 @@ class Model:
             raise InvalidInput(f"model {self.kind!r} is not fitted yet", where="model")
         width = getattr(self, "n_features_", None)
         if width is not None and np.asarray(X).shape[1] != width:
-            raise InvalidInput(f"model {self.kind!r} was fitted on {width} features, got {np.asarray(X).shape[1]}",
-                               where="data")
+            raise InvalidInput(
+                f"model {self.kind!r} was fitted on {width} features, got {np.asarray(X).shape[1]}", where="data"
+            )
 
     # subclasses fill these in
     def _fit(self, X: np.ndarray, y: np.ndarray | None, groups: np.ndarray | None) -> None:
@@ -120,7 +123,7 @@ def _lagged(X: np.ndarray, lags: int, groups: np.ndarray | None) -> np.ndarray:
     for seg in segments(len(X), groups):
         block = X[seg]
         padded = np.vstack([np.repeat(block[:1], lags, axis=0), block])
-        parts.append(np.hstack([padded[lags - i: lags - i + len(block)] for i in range(lags + 1)]))
+        parts.append(np.hstack([padded[lags - i : lags - i + len(block)] for i in range(lags + 1)]))
     return np.vstack(parts) if parts else X
 
 
@@ -159,15 +162,21 @@ class PCAMonitor(_Detector):
     own control limit from normal data; `lags` > 0 makes it dynamic PCA; `alpha` < 1 smooths the statistic (EWMA)."""
 
     kind = "pca"
-    defaults: ClassVar[dict[str, Any]] = {"explained_variance": 0.9, "statistic": "combined", "lags": 0,
-                                          "alpha": 1.0, "quantile": 0.99, "limit_factor": 1.0}
+    defaults: ClassVar[dict[str, Any]] = {
+        "explained_variance": 0.9,
+        "statistic": "combined",
+        "lags": 0,
+        "alpha": 1.0,
+        "quantile": 0.99,
+        "limit_factor": 1.0,
+    }
 
     def _stats(self, X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
         Z = (_lagged(X, int(self.params["lags"]), groups) - self.mean_) / self.scale_
         T = Z @ self.components_.T
-        t2 = (T ** 2 / self.variance_).sum(axis=1) / self.t2_limit_
+        t2 = (T**2 / self.variance_).sum(axis=1) / self.t2_limit_
         resid = Z - T @ self.components_
-        spe = (resid ** 2).sum(axis=1) / self.spe_limit_
+        spe = (resid**2).sum(axis=1) / self.spe_limit_
         stat = self.params["statistic"]
         raw = t2 if stat == "t2" else spe if stat == "spe" else np.maximum(t2, spe)
         return _ewma(raw, float(self.params["alpha"]), groups)
@@ -189,7 +198,7 @@ class PCAMonitor(_Detector):
         self.variance_ = np.maximum(pca.explained_variance_, 1e-12)
         T = Z @ self.components_.T
         q = float(self.params["quantile"])
-        self.t2_limit_ = max(float(np.quantile((T ** 2 / self.variance_).sum(axis=1), q)), 1e-12)
+        self.t2_limit_ = max(float(np.quantile((T**2 / self.variance_).sum(axis=1), q)), 1e-12)
         self.spe_limit_ = max(float(np.quantile(((Z - T @ self.components_) ** 2).sum(axis=1), q)), 1e-12)
         self.limit_ = 1.0
         self.limit_ = self._limit_from(self._stats(X, groups))
@@ -202,8 +211,14 @@ class IsolationForestDetector(_Detector):
     """scikit-learn's Isolation Forest on normal data; the score is its anomaly score over the training quantile."""
 
     kind = "iforest"
-    defaults: ClassVar[dict[str, Any]] = {"n_estimators": 200, "max_samples": 256, "alpha": 1.0, "quantile": 0.99,
-                                          "limit_factor": 1.0, "random_state": 0}
+    defaults: ClassVar[dict[str, Any]] = {
+        "n_estimators": 200,
+        "max_samples": 256,
+        "alpha": 1.0,
+        "quantile": 0.99,
+        "limit_factor": 1.0,
+        "random_state": 0,
+    }
 
     def _raw(self, X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
         raw = np.asarray(-self.forest_.score_samples(X), dtype=float)
@@ -213,9 +228,12 @@ class IsolationForestDetector(_Detector):
         from sklearn.ensemble import IsolationForest
 
         self.n_features_ = X.shape[1]
-        self.forest_ = IsolationForest(n_estimators=int(self.params["n_estimators"]),
-                                       max_samples=min(int(self.params["max_samples"]), len(X)),
-                                       random_state=int(self.params["random_state"]), n_jobs=1).fit(X)
+        self.forest_ = IsolationForest(
+            n_estimators=int(self.params["n_estimators"]),
+            max_samples=min(int(self.params["max_samples"]), len(X)),
+            random_state=int(self.params["random_state"]),
+            n_jobs=1,
+        ).fit(X)
         self.offset_ = float(np.quantile(self._raw(X, groups), 0.5))
         self.limit_ = self._limit_from(self._raw(X, groups) - self.offset_)
 
@@ -284,8 +302,16 @@ class HalfSpaceTreesDetector(_Detector):
     the last `UNBOUNDED_HISTORY` rows of history; the trees' window of `window_size` rows bounds their memory)."""
 
     kind = "hst"
-    defaults: ClassVar[dict[str, Any]] = {"n_trees": 10, "height": 8, "window_size": 250, "adapt": True,
-                                          "alpha": 1.0, "quantile": 0.99, "limit_factor": 1.0, "random_state": 0}
+    defaults: ClassVar[dict[str, Any]] = {
+        "n_trees": 10,
+        "height": 8,
+        "window_size": 250,
+        "adapt": True,
+        "alpha": 1.0,
+        "quantile": 0.99,
+        "limit_factor": 1.0,
+        "random_state": 0,
+    }
 
     def _rows(self, X: np.ndarray) -> list[dict[int, float]]:
         Z = np.clip((X - self.mean_) / self.std_, -6.0, 6.0) / 12.0 + 0.5
@@ -312,10 +338,13 @@ class HalfSpaceTreesDetector(_Detector):
         self.mean_ = X.mean(axis=0)
         self.std_ = X.std(axis=0)
         self.std_[self.std_ < 1e-12] = 1.0
-        self.forest_ = HalfSpaceTrees(n_trees=int(self.params["n_trees"]), height=int(self.params["height"]),
-                                      window_size=int(self.params["window_size"]),
-                                      limits={j: (0.0, 1.0) for j in range(X.shape[1])},
-                                      seed=int(self.params["random_state"]))
+        self.forest_ = HalfSpaceTrees(
+            n_trees=int(self.params["n_trees"]),
+            height=int(self.params["height"]),
+            window_size=int(self.params["window_size"]),
+            limits={j: (0.0, 1.0) for j in range(X.shape[1])},
+            seed=int(self.params["random_state"]),
+        )
         for r in self._rows(X):
             self.forest_.learn_one(r)  # type: ignore[no-untyped-call]
         train = self._run(X, groups, learn=False)
@@ -331,9 +360,18 @@ class LightGBMRegressor(Model):
 
     kind = "lgbm_regressor"
     tasks = ("rul", "soft_sensor", "forecast")
-    defaults: ClassVar[dict[str, Any]] = {"n_estimators": 600, "learning_rate": 0.02, "num_leaves": 31,
-                                          "min_child_samples": 40, "subsample": 0.8, "colsample_bytree": 0.5,
-                                          "seeds": 1, "clip_min": None, "clip_max": None, "threads": 2}
+    defaults: ClassVar[dict[str, Any]] = {
+        "n_estimators": 600,
+        "learning_rate": 0.02,
+        "num_leaves": 31,
+        "min_child_samples": 40,
+        "subsample": 0.8,
+        "colsample_bytree": 0.5,
+        "seeds": 1,
+        "clip_min": None,
+        "clip_max": None,
+        "threads": 2,
+    }
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None, groups: np.ndarray | None) -> None:
         import lightgbm as lgb
@@ -342,13 +380,18 @@ class LightGBMRegressor(Model):
         self.n_features_ = X.shape[1]
         self.models_ = []
         for seed in range(int(self.params["seeds"])):
-            m = lgb.LGBMRegressor(n_estimators=int(self.params["n_estimators"]),
-                                  learning_rate=float(self.params["learning_rate"]),
-                                  num_leaves=int(self.params["num_leaves"]),
-                                  min_child_samples=int(self.params["min_child_samples"]),
-                                  subsample=float(self.params["subsample"]), subsample_freq=1,
-                                  colsample_bytree=float(self.params["colsample_bytree"]),
-                                  random_state=seed, n_jobs=int(self.params.get("threads", 2)), verbose=-1)
+            m = lgb.LGBMRegressor(
+                n_estimators=int(self.params["n_estimators"]),
+                learning_rate=float(self.params["learning_rate"]),
+                num_leaves=int(self.params["num_leaves"]),
+                min_child_samples=int(self.params["min_child_samples"]),
+                subsample=float(self.params["subsample"]),
+                subsample_freq=1,
+                colsample_bytree=float(self.params["colsample_bytree"]),
+                random_state=seed,
+                n_jobs=int(self.params.get("threads", 2)),
+                verbose=-1,
+            )
             self.models_.append(m.fit(X, target))
 
     def _predict(self, X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
@@ -362,9 +405,15 @@ class LightGBMClassifier(Model):
 
     kind = "lgbm_classifier"
     tasks = ("fault",)
-    defaults: ClassVar[dict[str, Any]] = {"n_estimators": 300, "learning_rate": 0.05, "num_leaves": 31,
-                                          "min_child_samples": 20, "colsample_bytree": 0.7, "normal_class": "normal",
-                                          "threads": 2}
+    defaults: ClassVar[dict[str, Any]] = {
+        "n_estimators": 300,
+        "learning_rate": 0.05,
+        "num_leaves": 31,
+        "min_child_samples": 20,
+        "colsample_bytree": 0.7,
+        "normal_class": "normal",
+        "threads": 2,
+    }
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None, groups: np.ndarray | None) -> None:
         import lightgbm as lgb
@@ -373,15 +422,20 @@ class LightGBMClassifier(Model):
         self.n_features_ = X.shape[1]
         self.classes_ = np.unique(target)
         if len(self.classes_) < 2:
-            raise InvalidInput(f"fault diagnosis needs at least two classes in the training data, found "
-                               f"{self.classes_.tolist()}", where="target")
-        self.model_ = lgb.LGBMClassifier(n_estimators=int(self.params["n_estimators"]),
-                                         learning_rate=float(self.params["learning_rate"]),
-                                         num_leaves=int(self.params["num_leaves"]),
-                                         min_child_samples=int(self.params["min_child_samples"]),
-                                         colsample_bytree=float(self.params["colsample_bytree"]),
-                                         random_state=0, n_jobs=int(self.params.get("threads", 2)),
-                                         verbose=-1).fit(X, target)
+            raise InvalidInput(
+                f"fault diagnosis needs at least two classes in the training data, found {self.classes_.tolist()}",
+                where="target",
+            )
+        self.model_ = lgb.LGBMClassifier(
+            n_estimators=int(self.params["n_estimators"]),
+            learning_rate=float(self.params["learning_rate"]),
+            num_leaves=int(self.params["num_leaves"]),
+            min_child_samples=int(self.params["min_child_samples"]),
+            colsample_bytree=float(self.params["colsample_bytree"]),
+            random_state=0,
+            n_jobs=int(self.params.get("threads", 2)),
+            verbose=-1,
+        ).fit(X, target)
 
     def _predict(self, X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
         return np.asarray(self.model_.predict(X)).astype(str)
@@ -431,12 +485,27 @@ class MajorityClassifier(Model):
         return np.full(len(X), 0.0 if self.class_ == self.params["normal_class"] else 1.0)
 
 
-KINDS: dict[str, type[Model]] = {c.kind: c for c in (PCAMonitor, IsolationForestDetector, ZScoreLimits,
-                                                     ECODDetector, HalfSpaceTreesDetector, LightGBMRegressor,
-                                                     LightGBMClassifier, MeanRegressor,
-                                                     MajorityClassifier)}
-BASELINES: dict[str, str] = {"anomaly": "zscore", "fault": "majority", "rul": "mean", "soft_sensor": "mean",
-                             "forecast": "mean"}
+KINDS: dict[str, type[Model]] = {
+    c.kind: c
+    for c in (
+        PCAMonitor,
+        IsolationForestDetector,
+        ZScoreLimits,
+        ECODDetector,
+        HalfSpaceTreesDetector,
+        LightGBMRegressor,
+        LightGBMClassifier,
+        MeanRegressor,
+        MajorityClassifier,
+    )
+}
+BASELINES: dict[str, str] = {
+    "anomaly": "zscore",
+    "fault": "majority",
+    "rul": "mean",
+    "soft_sensor": "mean",
+    "forecast": "mean",
+}
 
 
 def _register_torch() -> None:
@@ -457,8 +526,9 @@ def build(kind: str, params: dict[str, Any] | None = None, *, task: str | None =
     if cls is None:
         raise InvalidInput(f"unknown model kind {kind!r}; known: {', '.join(sorted(KINDS))}", where="model.kind")
     if task is not None and task not in cls.tasks:
-        raise InvalidInput(f"model {kind!r} does not do task {task!r} (it does {', '.join(cls.tasks)})",
-                           where="model.kind")
+        raise InvalidInput(
+            f"model {kind!r} does not do task {task!r} (it does {', '.join(cls.tasks)})", where="model.kind"
+        )
     return cls(**(params or {}))
 
 

@@ -4,7 +4,6 @@ model versions with its promotion gate. The CLI, the HTTP API and Python all cal
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import secrets
 import time
@@ -42,15 +41,26 @@ if TYPE_CHECKING:
 class LabService:
     """Runs, reports, models and the registry of one platform."""
 
-    def __init__(self, settings: Settings, *, engine: Engine, historian: Historian, tenants: TenantService,
-                 audit: AuditLog, twin: TwinService, labels: LabelService, files: FileRoots,
-                 quota: Callable[[str, str], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: Engine,
+        historian: Historian,
+        tenants: TenantService,
+        audit: AuditLog,
+        twin: TwinService,
+        labels: LabelService,
+        files: FileRoots,
+        quota: Callable[[str, str], None] | None = None,
+    ) -> None:
         """Each collaborator named: the metadata database (runs, registry), the historian, the twin, labels and
         tenant files (what datasets are read from: this service is their `datasets.Sources`), tenancy and audit;
         `quota(tenant, kind)` raises when the city's compute quota leaves no room for a run or sweep."""
         self._quota = quota
         self.historian, self.twin, self.labels, self.files = historian, twin, labels, files
         self.tenants, self.audit = tenants, audit
+        self.settings = settings
         self.root = settings.data_dir / "lab"
         self.tracker = Tracker(self.root / "mlflow")
         self._engine = engine
@@ -60,14 +70,22 @@ class LabService:
     def run_dir(self, tenant: str, run_id: str) -> Path:
         return self.root / "runs" / tenant / run_id
 
-    def run(self, tenant: str, spec: Spec | dict[str, Any], *, mode: str = "train",
-            progress: Progress | None = None, track: bool = True, backend: str | None = None) -> dict[str, Any]:
+    def run(
+        self,
+        tenant: str,
+        spec: Spec | dict[str, Any],
+        *,
+        mode: str = "train",
+        progress: Progress | None = None,
+        track: bool = True,
+        backend: str | None = None,
+    ) -> dict[str, Any]:
         """Build the dataset, backtest the model and the baseline (and the production version, if any) on it, and
         for `train` fit the model on all of it and keep it. Returns the run's document. The model's backtest folds
         run in this process, or fan out (`backend` pool or ray; ray by default when TAEHWA_RAY_ADDRESS is set)."""
-        from taehwa.lab.fanout import RAY_ADDRESS_ENV
+        from taehwa.lab.fanout import choose_backend
 
-        backend = backend or ("ray" if os.environ.get(RAY_ADDRESS_ENV) else "serial")
+        backend = choose_backend(backend, settings=self.settings, small=True)
         if mode not in ("train", "evaluate"):
             raise InvalidInput("mode is train or evaluate", where="mode")
         self.tenants.require(tenant, "write")
@@ -84,27 +102,44 @@ class LabService:
         run_id = secrets.token_hex(8)
         primary = M.PRIMARY[spec.task]
         doc: dict[str, Any] = {
-            "run_id": run_id, "tenant": tenant, "name": spec.name, "mode": mode, "task": spec.task,
-            "model": {"kind": spec.model.kind, "params": spec.model.params}, "split": spec.split.model_dump(),
-            "primary_metric": primary, "metrics": M.json_safe(result.metrics), "folds": result.folds,
+            "run_id": run_id,
+            "tenant": tenant,
+            "name": spec.name,
+            "mode": mode,
+            "task": spec.task,
+            "model": {"kind": spec.model.kind, "params": spec.model.params},
+            "split": spec.split.model_dump(),
+            "primary_metric": primary,
+            "metrics": M.json_safe(result.metrics),
+            "folds": result.folds,
             "backend": backend,
             "baseline": {"kind": base_kind, "metrics": M.json_safe(base.metrics)},
-            "production": production, "lineage": M.json_safe(data.lineage),
-            "created_by": current().user, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "spec": spec.model_dump(mode="json")}
+            "production": production,
+            "lineage": M.json_safe(data.lineage),
+            "created_by": current().user,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "spec": spec.model_dump(mode="json"),
+        }
         if spec.task == "anomaly":
             blind = M.json_safe(blind_baselines(spec, result))
-            doc.update({"label_free": result.label_free, "blind": blind,
-                        "informative": informative(doc["metrics"], blind)})
+            doc.update(
+                {"label_free": result.label_free, "blind": blind, "informative": informative(doc["metrics"], blind)}
+            )
         doc["gate"] = self._judge(doc)
-        doc["beats_baseline"] = self._beats(doc["gate"]["metric"], doc["metrics"], doc["baseline"]["metrics"]) \
-            if not doc.get("label_free") else doc["gate"]["passed"]
+        doc["beats_baseline"] = (
+            self._beats(doc["gate"]["metric"], doc["metrics"], doc["baseline"]["metrics"])
+            if not doc.get("label_free")
+            else doc["gate"]["passed"]
+        )
         doc["verdict"] = self._verdict(doc)
         folder = self.run_dir(tenant, run_id)
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         _write_rows(folder / "rows.parquet", result.rows)
-        doc["rows"] = {"file": "rows.parquet", "count": len(result.rows),
-                       "url": f"/api/v1/{tenant}/lab/runs/{run_id}/rows"}
+        doc["rows"] = {
+            "file": "rows.parquet",
+            "count": len(result.rows),
+            "url": f"/api/v1/{tenant}/lab/runs/{run_id}/rows",
+        }
         if mode == "train":
             pipe = Pipeline(spec.task, spec.features, spec.model.kind, spec.model.params, data.signals, spec.alarm)
             frame = data.frame
@@ -124,31 +159,69 @@ class LabService:
         (folder / "report.html").write_text(render_html(doc, result.rows))
         if track:
             numeric = {k: v for k, v in doc["metrics"].items() if isinstance(v, int | float) and v is not None}
-            numeric.update({f"baseline_{k}": v for k, v in doc["baseline"]["metrics"].items()
-                            if isinstance(v, int | float) and v is not None})
+            numeric.update(
+                {
+                    f"baseline_{k}": v
+                    for k, v in doc["baseline"]["metrics"].items()
+                    if isinstance(v, int | float) and v is not None
+                }
+            )
             doc["mlflow_run"] = self.tracker.log_run(
-                tenant, spec.name, params={"spec": doc["spec"]}, metrics=numeric,
-                tags={"taehwa.run": run_id, "taehwa.mode": mode, "taehwa.content_hash":
-                      str(data.lineage.get("content_hash")), "taehwa.tags": ",".join(data.lineage.get("tags", []))
-                      [:4000]},
-                artifacts=[p for p in (folder / "report.json", folder / "report.html", folder / "model.pkl")
-                           if p.exists()])
+                tenant,
+                spec.name,
+                params={"spec": doc["spec"]},
+                metrics=numeric,
+                tags={
+                    "taehwa.run": run_id,
+                    "taehwa.mode": mode,
+                    "taehwa.content_hash": str(data.lineage.get("content_hash")),
+                    "taehwa.tags": ",".join(data.lineage.get("tags", []))[:4000],
+                },
+                artifacts=[
+                    p for p in (folder / "report.json", folder / "report.html", folder / "model.pkl") if p.exists()
+                ],
+            )
             (folder / "report.json").write_text(json.dumps(doc, indent=1))
         with self._engine.begin() as c:
-            c.execute(insert(lab_runs).values(
-                id=run_id, tenant=tenant, name=spec.name, mode=mode, task=spec.task, model_kind=spec.model.kind,
-                spec=doc["spec"], lineage=doc["lineage"], metrics=doc["metrics"], baseline=doc["baseline"],
-                production=production, mlflow_run=doc.get("mlflow_run"), created_by=doc["created_by"],
-                created_at=datetime.now(UTC), seconds=doc["seconds"]))
-        self.audit.append(f"lab.{mode}", tenant=tenant, target=f"{spec.name} run {run_id}",
-                                   after={primary: doc["metrics"].get(primary), "content_hash":
-                                          data.lineage.get("content_hash")})
+            c.execute(
+                insert(lab_runs).values(
+                    id=run_id,
+                    tenant=tenant,
+                    name=spec.name,
+                    mode=mode,
+                    task=spec.task,
+                    model_kind=spec.model.kind,
+                    spec=doc["spec"],
+                    lineage=doc["lineage"],
+                    metrics=doc["metrics"],
+                    baseline=doc["baseline"],
+                    production=production,
+                    mlflow_run=doc.get("mlflow_run"),
+                    created_by=doc["created_by"],
+                    created_at=datetime.now(UTC),
+                    seconds=doc["seconds"],
+                )
+            )
+        self.audit.append(
+            f"lab.{mode}",
+            tenant=tenant,
+            target=f"{spec.name} run {run_id}",
+            after={primary: doc["metrics"].get(primary), "content_hash": data.lineage.get("content_hash")},
+        )
         if mode == "train" and spec.register_as is not None:
             doc["registered"] = self.register(tenant, run_id, spec.register_as.name, spec.register_as.asset_type)
         return doc
 
-    def sweep(self, tenant: str, spec: Spec | dict[str, Any], grid: dict[str, Any], *, backend: str | None = None,
-              workers: int | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    def sweep(
+        self,
+        tenant: str,
+        spec: Spec | dict[str, Any],
+        grid: dict[str, Any],
+        *,
+        backend: str | None = None,
+        workers: int | None = None,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
         """Backtest every combination of `grid` (the spec's model parameters) on one dataset, fanned out over the
         local process pool or Ray (`backend`: serial, pool, ray; default pool, or ray when TAEHWA_RAY_ADDRESS is
         set). Kept as a report; the best combination can then be trained as a normal run."""
@@ -160,28 +233,57 @@ class LabService:
             self._quota(tenant, "sweep")
         spec = spec if isinstance(spec, Spec) else parse_spec(spec)
         combos = sw.combinations(spec, grid)
-        chosen = backend or fanout.default_backend()
+        chosen = fanout.choose_backend(backend, settings=self.settings)
         started = time.perf_counter()
         data = self.dataset(spec, tenant)
-        figures = fanout.run_all(sw.job, combos, (spec, data), backend=chosen, workers=workers,  # type: ignore[arg-type]
-                                 progress=progress)
+        figures = fanout.run_all(
+            sw.job,
+            combos,
+            (spec, data),
+            backend=chosen,
+            workers=workers,
+            progress=progress,
+        )
         primary = M.PRIMARY[spec.task]
         results = [{"params": p, "metrics": M.json_safe(f)} for p, f in zip(combos, figures, strict=True)]
         lower = primary in M.LOWER_IS_BETTER
-        ranked = sorted(results, key=lambda r: (r["metrics"].get(primary) is None,
-                                                (1 if lower else -1) * (r["metrics"].get(primary) or 0.0)))
+        ranked = sorted(
+            results,
+            key=lambda r: (
+                r["metrics"].get(primary) is None,
+                (1 if lower else -1) * (r["metrics"].get(primary) or 0.0),
+            ),
+        )
         sweep_id = secrets.token_hex(8)
-        doc = {"sweep_id": sweep_id, "tenant": tenant, "name": spec.name, "task": spec.task,
-               "model": spec.model.kind, "primary_metric": primary, "backend": chosen, "combinations": len(combos),
-               "seconds": round(time.perf_counter() - started, 3), "best": ranked[0] if ranked else None,
-               "results": ranked, "lineage": M.json_safe(data.lineage), "created_by": current().user,
-               "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        doc = {
+            "sweep_id": sweep_id,
+            "tenant": tenant,
+            "name": spec.name,
+            "task": spec.task,
+            "model": spec.model.kind,
+            "primary_metric": primary,
+            "backend": chosen,
+            "combinations": len(combos),
+            "seconds": round(time.perf_counter() - started, 3),
+            "best": ranked[0] if ranked else None,
+            "results": ranked,
+            "lineage": M.json_safe(data.lineage),
+            "created_by": current().user,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
         folder = self.root / "sweeps" / tenant
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         (folder / f"{sweep_id}.json").write_text(json.dumps(doc, indent=1))
-        self.audit.append("lab.sweep", tenant=tenant, target=f"{spec.name} sweep {sweep_id}",
-                                   after={"combinations": len(combos), "backend": chosen,
-                                          primary: (doc["best"] or {}).get("metrics", {}).get(primary)})
+        self.audit.append(
+            "lab.sweep",
+            tenant=tenant,
+            target=f"{spec.name} sweep {sweep_id}",
+            after={
+                "combinations": len(combos),
+                "backend": chosen,
+                primary: (doc["best"] or {}).get("metrics", {}).get(primary),
+            },
+        )
         return doc
 
     def dataset(self, spec: Spec, tenant: str) -> Dataset:
@@ -208,22 +310,34 @@ class LabService:
             info = doc["informative"]
             order = [m, *[x for x in ("event_f1", "nab_standard", "balanced_accuracy") if x != m]]
             chosen = next((x for x in order if info.get(x, {}).get("informative")), None)
-            for x in order[:order.index(chosen) if chosen else len(order)]:
+            for x in order[: order.index(chosen) if chosen else len(order)]:
                 if x in info:
-                    notes.append(f"{x} not informative here ({_blind_name(info[x]['beaten_by'])} scores "
-                                 f"{info[x]['value']:.4g} against the model's {_fmt(metrics.get(x))})")
+                    notes.append(
+                        f"{x} not informative here ({_blind_name(info[x]['beaten_by'])} scores "
+                        f"{info[x]['value']:.4g} against the model's {_fmt(metrics.get(x))})"
+                    )
             if chosen is None:
-                return {"criterion": "labelled anomalies", "metric": m, "passed": False, "notes": notes,
-                        "reasons": ["no figure tells the model from a data-blind detector: " + "; ".join(notes)],
-                        "text": "labelled anomalies: no informative figure"}
+                return {
+                    "criterion": "labelled anomalies",
+                    "metric": m,
+                    "passed": False,
+                    "notes": notes,
+                    "reasons": ["no figure tells the model from a data-blind detector: " + "; ".join(notes)],
+                    "text": "labelled anomalies: no informative figure",
+                }
             m = chosen
         ours, theirs = metrics.get(m), base.get(m)
         passed = self._beats(m, metrics, base)
         label = "labelled anomalies: " if doc["task"] == "anomaly" else ""
         text = f"{label}{m} {_fmt(ours)} against the baseline's {_fmt(theirs)} ({doc['baseline']['kind']})"
-        return {"criterion": "labelled anomalies" if doc["task"] == "anomaly" else m, "metric": m,
-                "passed": passed, "notes": notes, "text": text,
-                "reasons": [] if passed else [f"{m} {_fmt(ours)} does not beat the baseline's {_fmt(theirs)}"]}
+        return {
+            "criterion": "labelled anomalies" if doc["task"] == "anomaly" else m,
+            "metric": m,
+            "passed": passed,
+            "notes": notes,
+            "text": text,
+            "reasons": [] if passed else [f"{m} {_fmt(ours)} does not beat the baseline's {_fmt(theirs)}"],
+        }
 
     def _verdict(self, doc: dict[str, Any]) -> str:
         g = doc["gate"]
@@ -245,8 +359,9 @@ class LabService:
         run = self.get_run(tenant, prod.run_id)
         pspec = parse_spec(run["spec"])
         try:
-            figures = backtest(spec.model_copy(update={"features": pspec.features}), data, pspec.model.kind,
-                               pspec.model.params).metrics
+            figures = backtest(
+                spec.model_copy(update={"features": pspec.features}), data, pspec.model.kind, pspec.model.params
+            ).metrics
         except InvalidInput as exc:
             return {"version": prod.version, "run_id": prod.run_id, "error": str(exc)}
         return {"version": prod.version, "run_id": prod.run_id, "metrics": M.json_safe(figures)}
@@ -258,11 +373,21 @@ class LabService:
             q = q.where(lab_runs.c.name == name)
         with self._engine.connect() as c:
             rows = c.execute(q.order_by(lab_runs.c.created_at.desc()).limit(max(1, min(limit, 1000)))).all()
-        return [{"run_id": r.id, "name": r.name, "mode": r.mode, "task": r.task, "model": r.model_kind,
-                 "primary": (r.metrics or {}).get(M.PRIMARY[r.task]),
-                 "baseline": ((r.baseline or {}).get("metrics") or {}).get(M.PRIMARY[r.task]),
-                 "created_by": r.created_by, "created_at": r.created_at.isoformat(), "seconds": r.seconds}
-                for r in rows]
+        return [
+            {
+                "run_id": r.id,
+                "name": r.name,
+                "mode": r.mode,
+                "task": r.task,
+                "model": r.model_kind,
+                "primary": (r.metrics or {}).get(M.PRIMARY[r.task]),
+                "baseline": ((r.baseline or {}).get("metrics") or {}).get(M.PRIMARY[r.task]),
+                "created_by": r.created_by,
+                "created_at": r.created_at.isoformat(),
+                "seconds": r.seconds,
+            }
+            for r in rows
+        ]
 
     def get_run(self, tenant: str, run_id: str) -> dict[str, Any]:
         self.tenants.require(tenant)
@@ -295,15 +420,29 @@ class LabService:
     # --- registry -------------------------------------------------------------------------------------------------
     def _production(self, tenant: str, name: str) -> Any:
         with self._engine.connect() as c:
-            return c.execute(select(model_versions).where(
-                (model_versions.c.tenant == tenant) & (model_versions.c.name == name) &
-                (model_versions.c.stage == "production"))).first()
+            return c.execute(
+                select(model_versions).where(
+                    (model_versions.c.tenant == tenant)
+                    & (model_versions.c.name == name)
+                    & (model_versions.c.stage == "production")
+                )
+            ).first()
 
-    def _event(self, c: Any, tenant: str, name: str, version: int, action: str, reason: str | None,
-               detail: dict[str, Any]) -> None:
-        c.execute(insert(model_events).values(tenant=tenant, name=name, version=version, action=action,
-                                              actor=current().user, reason=reason, detail=M.json_safe(detail),
-                                              at=datetime.now(UTC)))
+    def _event(
+        self, c: Any, tenant: str, name: str, version: int, action: str, reason: str | None, detail: dict[str, Any]
+    ) -> None:
+        c.execute(
+            insert(model_events).values(
+                tenant=tenant,
+                name=name,
+                version=version,
+                action=action,
+                actor=current().user,
+                reason=reason,
+                detail=M.json_safe(detail),
+                at=datetime.now(UTC),
+            )
+        )
 
     def register(self, tenant: str, run_id: str, name: str, asset_type: str | None = None) -> dict[str, Any]:
         """A new candidate version of model `name` from a training run."""
@@ -316,17 +455,33 @@ class LabService:
             if asset_type not in types:
                 raise NotFound(f"unknown asset type {asset_type!r}", where="asset_type")
         with self._engine.begin() as c:
-            last = c.execute(select(model_versions.c.version).where(
-                (model_versions.c.tenant == tenant) & (model_versions.c.name == name))
-                .order_by(model_versions.c.version.desc()).limit(1)).scalar()
+            last = c.execute(
+                select(model_versions.c.version)
+                .where((model_versions.c.tenant == tenant) & (model_versions.c.name == name))
+                .order_by(model_versions.c.version.desc())
+                .limit(1)
+            ).scalar()
             version = (last or 0) + 1
-            c.execute(insert(model_versions).values(tenant=tenant, name=name, version=version, asset_type=asset_type,
-                                                    run_id=run_id, stage="candidate", created_by=current().user,
-                                                    created_at=datetime.now(UTC)))
+            c.execute(
+                insert(model_versions).values(
+                    tenant=tenant,
+                    name=name,
+                    version=version,
+                    asset_type=asset_type,
+                    run_id=run_id,
+                    stage="candidate",
+                    created_by=current().user,
+                    created_at=datetime.now(UTC),
+                )
+            )
             self._event(c, tenant, name, version, "register", None, {"run_id": run_id})
         self.registry_generation += 1
-        self.audit.append("model.register", tenant=tenant, target=f"{name} v{version}",
-                                   after={"run_id": run_id, "asset_type": asset_type})
+        self.audit.append(
+            "model.register",
+            tenant=tenant,
+            target=f"{name} v{version}",
+            after={"run_id": run_id, "asset_type": asset_type},
+        )
         return {"name": name, "version": version, "stage": "candidate", "run_id": run_id}
 
     def versions(self, tenant: str, name: str | None = None) -> list[dict[str, Any]]:
@@ -338,23 +493,48 @@ class LabService:
             rows = c.execute(q.order_by(model_versions.c.name, model_versions.c.version)).all()
         if name and not rows:
             raise NotFound(f"no model {name!r} in tenant {tenant!r}", where="model")
-        return [{"name": r.name, "version": r.version, "stage": r.stage, "asset_type": r.asset_type,
-                 "run_id": r.run_id, "created_by": r.created_by, "created_at": r.created_at.isoformat()}
-                for r in rows]
+        return [
+            {
+                "name": r.name,
+                "version": r.version,
+                "stage": r.stage,
+                "asset_type": r.asset_type,
+                "run_id": r.run_id,
+                "created_by": r.created_by,
+                "created_at": r.created_at.isoformat(),
+            }
+            for r in rows
+        ]
 
     def history(self, tenant: str, name: str) -> list[dict[str, Any]]:
         self.tenants.require(tenant)
         with self._engine.connect() as c:
-            rows = c.execute(select(model_events).where(
-                (model_events.c.tenant == tenant) & (model_events.c.name == name)).order_by(model_events.c.id)).all()
-        return [{"version": r.version, "action": r.action, "actor": r.actor, "reason": r.reason,
-                 "detail": r.detail, "at": r.at.isoformat()} for r in rows]
+            rows = c.execute(
+                select(model_events)
+                .where((model_events.c.tenant == tenant) & (model_events.c.name == name))
+                .order_by(model_events.c.id)
+            ).all()
+        return [
+            {
+                "version": r.version,
+                "action": r.action,
+                "actor": r.actor,
+                "reason": r.reason,
+                "detail": r.detail,
+                "at": r.at.isoformat(),
+            }
+            for r in rows
+        ]
 
     def _version(self, tenant: str, name: str, version: int) -> Any:
         with self._engine.connect() as c:
-            row = c.execute(select(model_versions).where(
-                (model_versions.c.tenant == tenant) & (model_versions.c.name == name) &
-                (model_versions.c.version == version))).first()
+            row = c.execute(
+                select(model_versions).where(
+                    (model_versions.c.tenant == tenant)
+                    & (model_versions.c.name == name)
+                    & (model_versions.c.version == version)
+                )
+            ).first()
         if row is None:
             raise NotFound(f"no version {version} of model {name!r}", where="version")
         return row
@@ -378,18 +558,29 @@ class LabService:
         if prod is not None and prod.version != version:
             rec = run.get("production") or {}
             if rec.get("version") != prod.version or "metrics" not in rec:
-                reasons.append(f"it was not validated against the current production version v{prod.version} "
-                               f"on the same data; train it again so both are backtested together")
+                reasons.append(
+                    f"it was not validated against the current production version v{prod.version} "
+                    f"on the same data; train it again so both are backtested together"
+                )
             elif run.get("label_free"):
                 theirs = rec["metrics"].get(m)
                 if ours is None or (theirs is not None and float(ours) > float(theirs)):
-                    reasons.append(f"{m} {_fmt(ours)} is more than production v{prod.version}'s {_fmt(theirs)} "
-                                   f"on the same data")
+                    reasons.append(
+                        f"{m} {_fmt(ours)} is more than production v{prod.version}'s {_fmt(theirs)} on the same data"
+                    )
             elif not self._beats(m, run["metrics"], rec["metrics"]):
-                reasons.append(f"{m} {_fmt(ours)} does not beat production v{prod.version}'s "
-                               f"{_fmt(rec['metrics'].get(m))} on the same data")
-        return {"passed": not reasons, "criterion": judged["criterion"], "metric": m, "text": judged["text"],
-                "notes": judged.get("notes", []), "reasons": reasons}
+                reasons.append(
+                    f"{m} {_fmt(ours)} does not beat production v{prod.version}'s "
+                    f"{_fmt(rec['metrics'].get(m))} on the same data"
+                )
+        return {
+            "passed": not reasons,
+            "criterion": judged["criterion"],
+            "metric": m,
+            "text": judged["text"],
+            "notes": judged.get("notes", []),
+            "reasons": reasons,
+        }
 
     def promote(self, tenant: str, name: str, version: int, reason: str, *, force: bool = False) -> dict[str, Any]:
         """Make a version the production one, through the gate; the previous one is archived."""
@@ -403,29 +594,67 @@ class LabService:
         ok, why = report["passed"], report["reasons"]
         if not ok and not force:
             with self._engine.begin() as c:
-                self._event(c, tenant, name, version, "refused", reason,
-                            {"why": why, "criterion": report["criterion"]})
-            raise Conflict(f"the gate refuses {name} v{version} ({report['criterion']}): " + "; ".join(why),
-                           where="gate")
+                self._event(c, tenant, name, version, "refused", reason, {"why": why, "criterion": report["criterion"]})
+            raise Conflict(
+                f"the gate refuses {name} v{version} ({report['criterion']}): " + "; ".join(why), where="gate"
+            )
         prev = self._production(tenant, name)
         with self._engine.begin() as c:
-            c.execute(update(model_versions).where(
-                (model_versions.c.tenant == tenant) & (model_versions.c.name == name) &
-                (model_versions.c.stage == "production")).values(stage="archived"))
-            c.execute(update(model_versions).where(
-                (model_versions.c.tenant == tenant) & (model_versions.c.name == name) &
-                (model_versions.c.version == version)).values(stage="production"))
-            self._event(c, tenant, name, version, "promote", reason,
-                        {"previous": prev.version if prev else None, "gate": why or "passed", "forced": force,
-                         "criterion": report["criterion"], "judged": report["text"]})
+            c.execute(
+                update(model_versions)
+                .where(
+                    (model_versions.c.tenant == tenant)
+                    & (model_versions.c.name == name)
+                    & (model_versions.c.stage == "production")
+                )
+                .values(stage="archived")
+            )
+            c.execute(
+                update(model_versions)
+                .where(
+                    (model_versions.c.tenant == tenant)
+                    & (model_versions.c.name == name)
+                    & (model_versions.c.version == version)
+                )
+                .values(stage="production")
+            )
+            self._event(
+                c,
+                tenant,
+                name,
+                version,
+                "promote",
+                reason,
+                {
+                    "previous": prev.version if prev else None,
+                    "gate": why or "passed",
+                    "forced": force,
+                    "criterion": report["criterion"],
+                    "judged": report["text"],
+                },
+            )
         self.registry_generation += 1
-        self.audit.append("model.promote", tenant=tenant, target=f"{name} v{version}",
-                                   before={"production": prev.version if prev else None},
-                                   after={"production": version, "reason": reason, "forced": force})
-        return {"name": name, "version": version, "stage": "production",
-                "previous": prev.version if prev else None,
-                "gate": {"passed": ok, "forced": force and not ok, "criterion": report["criterion"],
-                         "judged": report["text"], "notes": report["notes"], "reasons": why}}
+        self.audit.append(
+            "model.promote",
+            tenant=tenant,
+            target=f"{name} v{version}",
+            before={"production": prev.version if prev else None},
+            after={"production": version, "reason": reason, "forced": force},
+        )
+        return {
+            "name": name,
+            "version": version,
+            "stage": "production",
+            "previous": prev.version if prev else None,
+            "gate": {
+                "passed": ok,
+                "forced": force and not ok,
+                "criterion": report["criterion"],
+                "judged": report["text"],
+                "notes": report["notes"],
+                "reasons": why,
+            },
+        }
 
     def rollback(self, tenant: str, name: str, reason: str) -> dict[str, Any]:
         """Put back the version that was in production before the current one."""
@@ -439,23 +668,47 @@ class LabService:
         previous = [e for e in history if e["action"] in ("promote", "rollback") and e["version"] == prod.version]
         back_to = previous[-1]["detail"].get("previous") if previous else None
         if back_to is None:
-            raise Conflict(f"{name} v{prod.version} was the first in production: nothing to roll back to",
-                           where="model")
+            raise Conflict(
+                f"{name} v{prod.version} was the first in production: nothing to roll back to", where="model"
+            )
         # the version rolled back to remembers what was before it, so rollbacks chain
         before = [e for e in history if e["action"] in ("promote", "rollback") and e["version"] == back_to]
         with self._engine.begin() as c:
-            c.execute(update(model_versions).where(
-                (model_versions.c.tenant == tenant) & (model_versions.c.name == name) &
-                (model_versions.c.version == prod.version)).values(stage="archived"))
-            c.execute(update(model_versions).where(
-                (model_versions.c.tenant == tenant) & (model_versions.c.name == name) &
-                (model_versions.c.version == back_to)).values(stage="production"))
-            self._event(c, tenant, name, back_to, "rollback", reason,
-                        {"from": prod.version, "previous": before[-1]["detail"].get("previous") if before else None})
+            c.execute(
+                update(model_versions)
+                .where(
+                    (model_versions.c.tenant == tenant)
+                    & (model_versions.c.name == name)
+                    & (model_versions.c.version == prod.version)
+                )
+                .values(stage="archived")
+            )
+            c.execute(
+                update(model_versions)
+                .where(
+                    (model_versions.c.tenant == tenant)
+                    & (model_versions.c.name == name)
+                    & (model_versions.c.version == back_to)
+                )
+                .values(stage="production")
+            )
+            self._event(
+                c,
+                tenant,
+                name,
+                back_to,
+                "rollback",
+                reason,
+                {"from": prod.version, "previous": before[-1]["detail"].get("previous") if before else None},
+            )
         self.registry_generation += 1
-        self.audit.append("model.rollback", tenant=tenant, target=name,
-                                   before={"production": prod.version}, after={"production": back_to,
-                                                                               "reason": reason})
+        self.audit.append(
+            "model.rollback",
+            tenant=tenant,
+            target=name,
+            before={"production": prod.version},
+            after={"production": back_to, "reason": reason},
+        )
         return {"name": name, "version": back_to, "stage": "production", "from": prod.version}
 
     def card(self, tenant: str, name: str, version: int) -> dict[str, Any]:
@@ -464,16 +717,31 @@ class LabService:
         row = self._version(tenant, name, version)
         run = self.get_run(tenant, row.run_id)
         m = run["primary_metric"]
-        return {"model": name, "version": version, "stage": row.stage, "asset_type": row.asset_type,
-                "task": run["task"], "description": run["spec"].get("description"),
-                "kind": run["model"]["kind"], "parameters": run["model"]["params"],
-                "features": run["spec"]["features"], "trained_by": run["created_by"], "trained_at": run["created_at"],
-                "data": run["lineage"], "validation": {"split": run["split"], "folds": run["folds"],
-                                                       "primary_metric": m, "metrics": run["metrics"],
-                                                       "baseline": run["baseline"], "production": run["production"]},
-                "limitations": _limitations(run), "history": [e for e in self.history(tenant, name)
-                                                              if e["version"] == version],
-                "report": f"/api/v1/{tenant}/lab/runs/{row.run_id}/report"}
+        return {
+            "model": name,
+            "version": version,
+            "stage": row.stage,
+            "asset_type": row.asset_type,
+            "task": run["task"],
+            "description": run["spec"].get("description"),
+            "kind": run["model"]["kind"],
+            "parameters": run["model"]["params"],
+            "features": run["spec"]["features"],
+            "trained_by": run["created_by"],
+            "trained_at": run["created_at"],
+            "data": run["lineage"],
+            "validation": {
+                "split": run["split"],
+                "folds": run["folds"],
+                "primary_metric": m,
+                "metrics": run["metrics"],
+                "baseline": run["baseline"],
+                "production": run["production"],
+            },
+            "limitations": _limitations(run),
+            "history": [e for e in self.history(tenant, name) if e["version"] == version],
+            "report": f"/api/v1/{tenant}/lab/runs/{row.run_id}/report",
+        }
 
 
 def _fmt(v: Any) -> str:
@@ -492,33 +760,52 @@ def _judge_label_free(doc: dict[str, Any]) -> dict[str, Any]:
     gate = doc["spec"].get("gate") or {}
     target, share = float(gate.get("false_alarms_per_day", 1.0)), float(gate.get("max_alarm_share", 0.01))
     fa, hours = m.get("false_alarms_per_day"), float(m.get("normal_hours") or 0.0)
-    text = (f"label-free: false alarms on {hours:.3g} h of held-out normal running: {m.get('alarm_episodes')} "
-            f"episode(s), {_fmt(fa)}/day (95 % upper bound {_fmt(m.get('false_alarms_per_day_upper95'))}/day), "
-            f"{100 * float(m.get('flagged_share') or 0):.3g} % of the time in alarm, against a target of at most "
-            f"{target:g}/day and {100 * share:g} %")
+    text = (
+        f"label-free: false alarms on {hours:.3g} h of held-out normal running: {m.get('alarm_episodes')} "
+        f"episode(s), {_fmt(fa)}/day (95 % upper bound {_fmt(m.get('false_alarms_per_day_upper95'))}/day), "
+        f"{100 * float(m.get('flagged_share') or 0):.3g} % of the time in alarm, against a target of at most "
+        f"{target:g}/day and {100 * share:g} %"
+    )
     reasons = []
     if fa is None or float(fa) > target:
         reasons.append(f"{_fmt(fa)} false alarms a day on held-out normal running is over the target of {target:g}")
     if float(m.get("flagged_share") or 0.0) > share:
-        reasons.append(f"{100 * float(m.get('flagged_share') or 0):.3g} % of held-out normal running in alarm is "
-                       f"over the target of {100 * share:g} %")
+        reasons.append(
+            f"{100 * float(m.get('flagged_share') or 0):.3g} % of held-out normal running in alarm is "
+            f"over the target of {100 * share:g} %"
+        )
 
     def meets(figures: dict[str, Any]) -> bool:
-        return float(figures.get("false_alarms_per_day") or 0.0) <= target and \
-            float(figures.get("flagged_share") or 0.0) <= share
+        return (
+            float(figures.get("false_alarms_per_day") or 0.0) <= target
+            and float(figures.get("flagged_share") or 0.0) <= share
+        )
 
     blind = doc.get("blind") or {}
     loose = [_blind_name(k) for k in ("always_on", "clock") if meets(blind.get(k) or {})]
     if loose:
-        reasons.append(f"{' and '.join(loose)} meet(s) that target too: {hours:.3g} h of held-out normal running "
-                       "cannot tell a detector from one that ignores the data")
-    rates = ", ".join(f"{_blind_name(k)} {_fmt((blind.get(k) or {}).get('false_alarms_per_day'))}/day and "
-                      f"{100 * float((blind.get(k) or {}).get('flagged_share') or 0):.3g} % in alarm"
-                      for k in ("always_on", "clock") if k in blind)
-    notes = [f"data-blind detectors: {rates}" if rates else "no data-blind detectors recorded",
-             "never-on meets any false-alarm target: without labelled anomalies the detection rate is unknown"]
-    return {"criterion": "false alarms on held-out normal running (label-free)", "metric": "false_alarms_per_day",
-            "passed": not reasons, "reasons": reasons, "notes": notes, "text": text}
+        reasons.append(
+            f"{' and '.join(loose)} meet(s) that target too: {hours:.3g} h of held-out normal running "
+            "cannot tell a detector from one that ignores the data"
+        )
+    rates = ", ".join(
+        f"{_blind_name(k)} {_fmt((blind.get(k) or {}).get('false_alarms_per_day'))}/day and "
+        f"{100 * float((blind.get(k) or {}).get('flagged_share') or 0):.3g} % in alarm"
+        for k in ("always_on", "clock")
+        if k in blind
+    )
+    notes = [
+        f"data-blind detectors: {rates}" if rates else "no data-blind detectors recorded",
+        "never-on meets any false-alarm target: without labelled anomalies the detection rate is unknown",
+    ]
+    return {
+        "criterion": "false alarms on held-out normal running (label-free)",
+        "metric": "false_alarms_per_day",
+        "passed": not reasons,
+        "reasons": reasons,
+        "notes": notes,
+        "text": text,
+    }
 
 
 def _write_rows(path: Path, rows: Any) -> None:
@@ -535,13 +822,17 @@ def _write_rows(path: Path, rows: Any) -> None:
 
 
 def _limitations(run: dict[str, Any]) -> list[str]:
-    out = [f"validated on {run['lineage'].get('rows')} rows of {run['lineage'].get('units')} unit(s) from "
-           f"{run['lineage'].get('source')} data only; behaviour outside that range of operation is unknown"]
+    out = [
+        f"validated on {run['lineage'].get('rows')} rows of {run['lineage'].get('units')} unit(s) from "
+        f"{run['lineage'].get('source')} data only; behaviour outside that range of operation is unknown"
+    ]
     if not run.get("beats_baseline"):
         out.append("it does not beat the trivial baseline on its validation data")
     if run["task"] == "anomaly" and "f1" not in run["metrics"]:
-        out.append("no anomaly labels were available: precision and recall are unknown; it was judged by its false "
-                   "alarms on held-out normal running only")
+        out.append(
+            "no anomaly labels were available: precision and recall are unknown; it was judged by its false "
+            "alarms on held-out normal running only"
+        )
     return out
 
 

@@ -99,11 +99,20 @@ class FeatureSpec(_Strict):
         if self.spectrum_bands and self.spectrum_bands > self.windows[-1] // 2:
             raise ValueError(f"features.spectrum_bands is at most half the last window ({self.windows[-1] // 2})")
         windowed = (bool(self.windows) and bool(WINDOW_STATS & set(self.stats))) or (
-            "slope" in self.stats and any(w >= 3 for w in self.windows))
-        if not (windowed or {"ewm", "cummean"} & set(self.stats) or self.lags or self.include_raw
-                or self.include_position or self.spectrum_bands):
-            raise ValueError("features make no feature: give windows with stats (mean, std, min, max, slope), "
-                             "stats ewm or cummean, lags, include_raw or spectrum_bands")
+            "slope" in self.stats and any(w >= 3 for w in self.windows)
+        )
+        if not (
+            windowed
+            or {"ewm", "cummean"} & set(self.stats)
+            or self.lags
+            or self.include_raw
+            or self.include_position
+            or self.spectrum_bands
+        ):
+            raise ValueError(
+                "features make no feature: give windows with stats (mean, std, min, max, slope), "
+                "stats ewm or cummean, lags, include_raw or spectrum_bands"
+            )
         return self
 
 
@@ -152,8 +161,9 @@ class AlarmSpec(_Strict):
     quiet_s: float | None = Field(None, ge=0, le=1e7)
     hysteresis_share: float = Field(0.1, ge=0, le=1)
     max_alarm_share: float = Field(0.01, ge=0, le=1)
-    min_limit: float | None = Field(None, ge=0, le=1e9, description="The limit never below this (e.g. 1.0, the "
-                                    "model's own control limit)")
+    min_limit: float | None = Field(
+        None, ge=0, le=1e9, description="The limit never below this (e.g. 1.0, the model's own control limit)"
+    )
     calibrate_on: Literal["out_of_fold", "training"] = "out_of_fold"
 
 

@@ -19,8 +19,9 @@ MAX_COMBINATIONS = 5000
 def combinations(spec: Spec, grid: dict[str, Any]) -> list[dict[str, Any]]:
     """The grid's combinations over the spec's own parameters, each checked by building the model once."""
     if not isinstance(grid, dict) or not grid:
-        raise InvalidInput("a grid maps model parameters to lists of values, e.g. {num_leaves: [7, 15, 31]}",
-                           where="grid")
+        raise InvalidInput(
+            "a grid maps model parameters to lists of values, e.g. {num_leaves: [7, 15, 31]}", where="grid"
+        )
     names = sorted(grid)
     for n in names:
         if not isinstance(grid[n], list) or not grid[n]:
@@ -35,8 +36,7 @@ def combinations(spec: Spec, grid: dict[str, Any]) -> list[dict[str, Any]]:
     base = dict(spec.model.params)
     if "threads" in KINDS[spec.model.kind].defaults:
         base.setdefault("threads", 1)
-    out = [{**base, **dict(zip(names, values, strict=True))}
-           for values in itertools.product(*(grid[n] for n in names))]
+    out = [{**base, **dict(zip(names, values, strict=True))} for values in itertools.product(*(grid[n] for n in names))]
     for params in out[:1]:
         build(spec.model.kind, params, task=spec.task)  # an unknown parameter is named before anything runs
     return out

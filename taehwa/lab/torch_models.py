@@ -16,8 +16,13 @@ class MLPRegressor(Model):
 
     kind = "mlp"
     tasks = ("rul", "soft_sensor", "forecast")
-    defaults: ClassVar[dict[str, Any]] = {"hidden": 64, "epochs": 40, "learning_rate": 0.003, "batch_size": 256,
-                                          "seed": 0}
+    defaults: ClassVar[dict[str, Any]] = {
+        "hidden": 64,
+        "epochs": 40,
+        "learning_rate": 0.003,
+        "batch_size": 256,
+        "seed": 0,
+    }
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None, groups: np.ndarray | None) -> None:
         target = need_target(y, X, self.kind).astype(float)
@@ -26,8 +31,13 @@ class MLPRegressor(Model):
         self.x_mean_, self.x_std_ = X.mean(axis=0), X.std(axis=0) + 1e-9
         self.y_mean_, self.y_std_ = float(target.mean()), float(target.std() + 1e-9)
         h = int(self.params["hidden"])
-        self.net_ = torch.nn.Sequential(torch.nn.Linear(X.shape[1], h), torch.nn.ReLU(), torch.nn.Linear(h, h),
-                                        torch.nn.ReLU(), torch.nn.Linear(h, 1))
+        self.net_ = torch.nn.Sequential(
+            torch.nn.Linear(X.shape[1], h),
+            torch.nn.ReLU(),
+            torch.nn.Linear(h, h),
+            torch.nn.ReLU(),
+            torch.nn.Linear(h, 1),
+        )
         xs = torch.tensor((X - self.x_mean_) / self.x_std_, dtype=torch.float32)
         ys = torch.tensor((target - self.y_mean_) / self.y_std_, dtype=torch.float32).unsqueeze(1)
         opt = torch.optim.Adam(self.net_.parameters(), lr=float(self.params["learning_rate"]))
@@ -36,7 +46,7 @@ class MLPRegressor(Model):
         for _ in range(int(self.params["epochs"])):
             order = torch.randperm(len(xs), generator=gen)
             for i in range(0, len(xs), bs):
-                idx = order[i:i + bs]
+                idx = order[i : i + bs]
                 opt.zero_grad()
                 loss = torch.nn.functional.mse_loss(self.net_(xs[idx]), ys[idx])
                 loss.backward()

@@ -64,8 +64,16 @@ class Tracker:
             return str(exp.experiment_id)
         return str(c.create_experiment(name, artifact_location=(self.root / "artifacts" / tenant).as_uri()))
 
-    def log_run(self, tenant: str, name: str, *, params: dict[str, Any], metrics: dict[str, float],
-                tags: dict[str, str], artifacts: list[Path]) -> str:
+    def log_run(
+        self,
+        tenant: str,
+        name: str,
+        *,
+        params: dict[str, Any],
+        metrics: dict[str, float],
+        tags: dict[str, str],
+        artifacts: list[Path],
+    ) -> str:
         """Record one lab run; returns MLflow's run id."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

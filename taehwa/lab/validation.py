@@ -31,15 +31,29 @@ class Pipeline:
     """Normaliser → window features → model, fitted together and saved as one object; an anomaly model's decision
     is an event-level alarm (`alarm`, calibrated on its training normal running), the same one live rules raise."""
 
-    def __init__(self, task: str, features: FeatureSpec, kind: str, params: dict[str, Any], signals: list[str],
-                 alarm: AlarmSpec | None = None) -> None:
+    def __init__(
+        self,
+        task: str,
+        features: FeatureSpec,
+        kind: str,
+        params: dict[str, Any],
+        signals: list[str],
+        alarm: AlarmSpec | None = None,
+    ) -> None:
         self.task, self.features_spec, self.kind, self.params = task, features, kind, dict(params)
         self.signals = list(signals)
         self.alarm_spec = alarm if alarm is not None else AlarmSpec()
         self.alarm: Calibration | None = None
         self.model: Model = build(kind, params, task=task)
-        self.window = WindowFeatures(features.windows, features.stats, features.lags, features.ewm_alpha,
-                                     features.spectrum_bands, features.include_raw, features.include_position)
+        self.window = WindowFeatures(
+            features.windows,
+            features.stats,
+            features.lags,
+            features.ewm_alpha,
+            features.spectrum_bands,
+            features.include_raw,
+            features.include_position,
+        )
 
     def _normalised(self, frame: pd.DataFrame, fit: bool) -> pd.DataFrame:
         fs = self.features_spec
@@ -53,8 +67,9 @@ class Pipeline:
         """Feature matrix of `frame` (rows in unit, time order; whole unit prefixes)."""
         if fit:
             present = [s for s in self.signals if s in frame.columns]
-            flat = {s for s in present if self.features_spec.drop_flat and
-                    float(np.nanstd(frame[s].to_numpy(float))) < 1e-9}
+            flat = {
+                s for s in present if self.features_spec.drop_flat and float(np.nanstd(frame[s].to_numpy(float))) < 1e-9
+            }
             self.inputs = [s for s in present if s not in flat and s not in self.features_spec.condition_columns]
             if not self.inputs:
                 raise InvalidInput("every signal is constant or missing in the training data", where="data")
@@ -82,8 +97,9 @@ class Pipeline:
             self.alarm = self._calibrate(frame, X, keep, groups)
         return self
 
-    def _calibrate(self, frame: pd.DataFrame, X: np.ndarray, keep: np.ndarray, groups: np.ndarray | None
-                   ) -> Calibration:
+    def _calibrate(
+        self, frame: pd.DataFrame, X: np.ndarray, keep: np.ndarray, groups: np.ndarray | None
+    ) -> Calibration:
         """The alarm's limit from the training normal rows: scored out of fold (each of 4 blocks of every unit by
         a model fitted on the other blocks) so the limit meets running the model never learnt from, or in-sample
         when the spec says so or the part is too short (under 200 rows)."""
@@ -93,6 +109,7 @@ class Pipeline:
         step_s = float(np.median(steps[steps > 0])) / 1e6 if (steps > 0).any() else 1.0
         Xk = X[keep]
         if a.calibrate_on == "out_of_fold" and len(Xk) >= 200:
+
             def fit_score(tr: np.ndarray, te: np.ndarray) -> np.ndarray:
                 m = build(self.kind, self.params, task=self.task)
                 m.fit(Xk[tr], None, groups=None if groups is None else groups[tr])
@@ -103,11 +120,18 @@ class Pipeline:
         else:
             scores = np.asarray(self.model.score(Xk, groups), dtype=float)
             on = "in-sample scores of the training normal rows"
-        cal = calibrate(t, scores, target_per_week=a.false_alarms_per_week,
-                        min_duration_s=a.min_duration_s if a.min_duration_s is not None else 3 * step_s,
-                        quiet_s=a.quiet_s if a.quiet_s is not None else 10 * step_s,
-                        hysteresis_share=a.hysteresis_share, groups=groups, on=on, max_share=a.max_alarm_share,
-                        floor=a.min_limit)
+        cal = calibrate(
+            t,
+            scores,
+            target_per_week=a.false_alarms_per_week,
+            min_duration_s=a.min_duration_s if a.min_duration_s is not None else 3 * step_s,
+            quiet_s=a.quiet_s if a.quiet_s is not None else 10 * step_s,
+            hysteresis_share=a.hysteresis_share,
+            groups=groups,
+            on=on,
+            max_share=a.max_alarm_share,
+            floor=a.min_limit,
+        )
         return cal
 
     @property
@@ -116,8 +140,9 @@ class Pipeline:
         cal = getattr(self, "alarm", None)
         return cal.policy if cal is not None else None
 
-    def _reference(self, frame: pd.DataFrame, X: np.ndarray, keep: np.ndarray, groups: np.ndarray | None
-                   ) -> dict[str, Any]:
+    def _reference(
+        self, frame: pd.DataFrame, X: np.ndarray, keep: np.ndarray, groups: np.ndarray | None
+    ) -> dict[str, Any]:
         """Samples of the inputs and of the score on the data it learnt from, kept with the model so live data
         can be compared with them (drift)."""
         rng = np.random.default_rng(0)
@@ -152,9 +177,22 @@ class Backtest:
 
 BLIND = ("always_on", "never_on", "clock")  # the data-blind detectors every anomaly run is compared with
 # the figures a data-blind detector is checked against (counts and NAB's raw parts are not judged)
-JUDGED = ("f1", "precision", "recall", "far_pct", "mar_pct", "balanced_accuracy", "event_f1", "event_precision",
-          "event_recall", "false_alarms_per_week", "detection_delay_s", "nab_standard", "false_alarms_per_day",
-          "flagged_share")
+JUDGED = (
+    "f1",
+    "precision",
+    "recall",
+    "far_pct",
+    "mar_pct",
+    "balanced_accuracy",
+    "event_f1",
+    "event_precision",
+    "event_recall",
+    "false_alarms_per_week",
+    "detection_delay_s",
+    "nab_standard",
+    "false_alarms_per_day",
+    "flagged_share",
+)
 LABEL_FREE_LOWER = {"false_alarms_per_day", "flagged_share"}  # lower is better, beside metrics.LOWER_IS_BETTER
 
 
@@ -199,15 +237,21 @@ def _folds(spec: Spec, frame: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray
     if s.method == "holdout":
         cut = to_us(s.at, field="split.at") if s.at else lo + int((hi - lo) * s.train_fraction)
         if not lo < cut < hi:
-            raise InvalidInput(f"split.at {s.at!r} leaves nothing to learn from or nothing to judge",
-                               where="split.at")
+            raise InvalidInput(f"split.at {s.at!r} leaves nothing to learn from or nothing to judge", where="split.at")
         return [(t < cut, t >= cut)]
     edges = np.linspace(lo + (hi - lo) * s.train_fraction, hi, s.folds + 1).astype(np.int64)
     return [(t < edges[i], (t >= edges[i]) & (t < edges[i + 1])) for i in range(s.folds)]
 
 
-def backtest(spec: Spec, data: Dataset, kind: str, params: dict[str, Any], *,
-             progress: Progress | None = None, backend: str = "serial") -> Backtest:
+def backtest(
+    spec: Spec,
+    data: Dataset,
+    kind: str,
+    params: dict[str, Any],
+    *,
+    progress: Progress | None = None,
+    backend: str = "serial",
+) -> Backtest:
     """Fit on each fold's past, predict its future; concatenate and score. The folds (and, for per-unit splits,
     each unit within them) are independent jobs: `backend` runs them in this process (serial), over the local
     process pool (pool) or over Ray (ray), with the same result."""
@@ -221,18 +265,33 @@ def backtest(spec: Spec, data: Dataset, kind: str, params: dict[str, Any], *,
     fold_info = []
     for i, (train, test) in enumerate(folds):
         if not train.any() or not test.any():
-            raise InvalidInput(f"fold {i + 1} has no {'training' if not train.any() else 'test'} rows; widen the "
-                               f"range or use fewer folds", where="split")
-        groups = [frame[UNIT].to_numpy() == u for u in frame[UNIT].unique()] \
-            if spec.split.method == "per_unit" else [np.ones(len(frame), dtype=bool)]
+            raise InvalidInput(
+                f"fold {i + 1} has no {'training' if not train.any() else 'test'} rows; widen the "
+                f"range or use fewer folds",
+                where="split",
+            )
+        groups = (
+            [frame[UNIT].to_numpy() == u for u in frame[UNIT].unique()]
+            if spec.split.method == "per_unit"
+            else [np.ones(len(frame), dtype=bool)]
+        )
         jobs.extend((i, train & g, test & g) for g in groups if (test & g).any())
         fold_info.append({"fold": i + 1, "train_rows": int(train.sum()), "test_rows": int(test.sum())})
-    parts = run_all(fold_job, jobs, (spec, data, kind, params), backend=backend,  # type: ignore[arg-type]
-                    progress=progress)
+    parts = run_all(
+        fold_job,
+        jobs,
+        (spec, data, kind, params),
+        backend=backend,  # type: ignore[arg-type]
+        progress=progress,
+    )
     rows = pd.concat(parts, ignore_index=True)
     free = is_label_free(spec, frame)
-    return Backtest(rows, task_metrics(spec.task, rows, spec.labels.normal_class, label_free=free,
-                                       min_alarm_s=spec.gate.min_alarm_s), fold_info, free)
+    return Backtest(
+        rows,
+        task_metrics(spec.task, rows, spec.labels.normal_class, label_free=free, min_alarm_s=spec.gate.min_alarm_s),
+        fold_info,
+        free,
+    )
 
 
 def blind_rows(rows: pd.DataFrame, kind: str, min_alarm_s: float = 0.0) -> pd.DataFrame:
@@ -275,10 +334,16 @@ def _clock_period(rows: pd.DataFrame) -> int:
 
 def blind_baselines(spec: Spec, result: Backtest) -> dict[str, dict[str, Any]]:
     """The figures of the data-blind detectors on the same out-of-sample rows, scored exactly as the model is."""
-    return {kind: task_metrics(spec.task, blind_rows(result.rows, kind, spec.gate.min_alarm_s),
-                               spec.labels.normal_class,
-                               label_free=result.label_free, min_alarm_s=spec.gate.min_alarm_s)
-            for kind in BLIND}
+    return {
+        kind: task_metrics(
+            spec.task,
+            blind_rows(result.rows, kind, spec.gate.min_alarm_s),
+            spec.labels.normal_class,
+            label_free=result.label_free,
+            min_alarm_s=spec.gate.min_alarm_s,
+        )
+        for kind in BLIND
+    }
 
 
 def lower_is_better(metric: str) -> bool:
@@ -307,8 +372,9 @@ def informative(metrics: dict[str, Any], blind: dict[str, dict[str, Any]]) -> di
     return out
 
 
-def fold_job(shared: tuple[Spec, Dataset, str, dict[str, Any]], job: tuple[int, np.ndarray, np.ndarray]
-             ) -> pd.DataFrame:
+def fold_job(
+    shared: tuple[Spec, Dataset, str, dict[str, Any]], job: tuple[int, np.ndarray, np.ndarray]
+) -> pd.DataFrame:
     """One fold (of one unit): fit on its training rows, predict its test rows (a pure function of its inputs)."""
     spec, data, kind, params = shared
     i, tr, te = job
@@ -316,8 +382,12 @@ def fold_job(shared: tuple[Spec, Dataset, str, dict[str, Any]], job: tuple[int, 
     pipe = Pipeline(spec.task, spec.features, kind, params, data.signals, spec.alarm)
     sub_train = frame[tr].reset_index(drop=True)
     normal = np.ones(tr.sum(), dtype=bool)
-    if spec.task == "anomaly" and spec.split.normal_only and TARGET in frame.columns and \
-            spec.split.method != "per_unit":
+    if (
+        spec.task == "anomaly"
+        and spec.split.normal_only
+        and TARGET in frame.columns
+        and spec.split.method != "per_unit"
+    ):
         normal = sub_train[TARGET].to_numpy().astype(float) == 0
     pipe.fit(sub_train, normal)
     group = tr | te  # the unit's rows for per-unit splits, all rows otherwise
@@ -338,8 +408,11 @@ def false_alarm_figures(rows: pd.DataFrame, min_alarm_s: float = 0.0) -> dict[st
     episodes, normal_s, flagged, n = 0, 0.0, 0, 0
     for _, block in rows.groupby([UNIT, "fold"], sort=False):
         t = time_us(block[TIME]) / 1e6
-        normal = ~np.nan_to_num(block[TARGET].to_numpy(dtype=float)).astype(bool) if TARGET in block.columns \
+        normal = (
+            ~np.nan_to_num(block[TARGET].to_numpy(dtype=float)).astype(bool)
+            if TARGET in block.columns
             else np.ones(len(block), dtype=bool)
+        )
         p = block["pred"].to_numpy().astype(int).astype(bool) & normal
         step = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
         normal_s += float(normal.sum()) * step
@@ -354,19 +427,26 @@ def false_alarm_figures(rows: pd.DataFrame, min_alarm_s: float = 0.0) -> dict[st
 
     # the one-sided 95 % Poisson upper bound of the rate (about 3 episodes over the span when none were seen)
     upper = float(chi2.ppf(0.95, 2 * (episodes + 1)) / 2) / days if days > 0 else float("inf")
-    return {"alarm_episodes": episodes, "normal_hours": normal_s / 3600.0,
-            "false_alarms_per_day": episodes / days if days > 0 else 0.0,
-            "false_alarms_per_day_upper95": float(upper), "flagged_share": flagged / n if n else 0.0}
+    return {
+        "alarm_episodes": episodes,
+        "normal_hours": normal_s / 3600.0,
+        "false_alarms_per_day": episodes / days if days > 0 else 0.0,
+        "false_alarms_per_day_upper95": float(upper),
+        "flagged_share": flagged / n if n else 0.0,
+    }
 
 
-def task_metrics(task: str, rows: pd.DataFrame, normal_class: str = "normal", *, label_free: bool = False,
-                 min_alarm_s: float = 0.0) -> dict[str, Any]:
+def task_metrics(
+    task: str, rows: pd.DataFrame, normal_class: str = "normal", *, label_free: bool = False, min_alarm_s: float = 0.0
+) -> dict[str, Any]:
     """The figures of one task from out-of-sample rows; a label-free anomaly run gets its false alarms on the
     held-out normal running (every row of it, or the rows not labelled anomalous)."""
     if task == "anomaly":
         if label_free or TARGET not in rows.columns:
-            return {**false_alarm_figures(rows, min_alarm_s),
-                    "note": "no labelled anomalies: judged by false alarms on held-out normal running"}
+            return {
+                **false_alarm_figures(rows, min_alarm_s),
+                "note": "no labelled anomalies: judged by false alarms on held-out normal running",
+            }
         out: dict[str, Any] = {}
         y, p = rows[TARGET].to_numpy().astype(int), rows["pred"].to_numpy().astype(int)
         out.update(M.pointwise(y, p))
@@ -386,22 +466,39 @@ def task_metrics(task: str, rows: pd.DataFrame, normal_class: str = "normal", *,
         alarms = found + false
         prec = (alarms - false) / alarms if alarms else 0.0
         rec = found / events if events else 0.0
-        normal_s = sum(f["false_alarms"] / f["false_alarms_per_week"] * 604800.0
-                       for f in ev_parts if f["false_alarms_per_week"] > 0)
+        normal_s = sum(
+            f["false_alarms"] / f["false_alarms_per_week"] * 604800.0
+            for f in ev_parts
+            if f["false_alarms_per_week"] > 0
+        )
         delays = [f["detection_delay_s"] for f in ev_parts if np.isfinite(f["detection_delay_s"])]
-        out.update({"events": events, "events_found": found, "event_recall": rec, "event_precision": prec,
-                    "event_f1": 2 * prec * rec / (prec + rec) if prec + rec else 0.0, "false_alarms": false,
-                    "false_alarms_per_week": false / (normal_s / 604800.0) if normal_s > 0 else 0.0,
-                    "detection_delay_s": float(np.mean(delays)) if delays else float("nan"),
-                    "nab_standard": M.nab_normalise(*nab)})
+        out.update(
+            {
+                "events": events,
+                "events_found": found,
+                "event_recall": rec,
+                "event_precision": prec,
+                "event_f1": 2 * prec * rec / (prec + rec) if prec + rec else 0.0,
+                "false_alarms": false,
+                "false_alarms_per_week": false / (normal_s / 604800.0) if normal_s > 0 else 0.0,
+                "detection_delay_s": float(np.mean(delays)) if delays else float("nan"),
+                "nab_standard": M.nab_normalise(*nab),
+            }
+        )
         out.update({k: v for k, v in false_alarm_figures(rows, min_alarm_s).items() if k != "flagged_share"})
         return out
     if task == "fault":
         y, p = rows[TARGET].astype(str).to_numpy(), rows["pred"].astype(str).to_numpy()
         out = M.classification_metrics(y, p)
         normal = y == normal_class
-        out.update({f"at_far5_{k}": v for k, v in M.detection_rate_at_far(
-            rows["score"].to_numpy(float)[normal], rows["score"].to_numpy(float)[~normal]).items()})
+        out.update(
+            {
+                f"at_far5_{k}": v
+                for k, v in M.detection_rate_at_far(
+                    rows["score"].to_numpy(float)[normal], rows["score"].to_numpy(float)[~normal]
+                ).items()
+            }
+        )
         return out
     ok = np.isfinite(rows[TARGET].to_numpy(float))
     y, p = rows[TARGET].to_numpy(float)[ok], rows["pred"].to_numpy(float)[ok]

@@ -49,10 +49,22 @@ def alert_dict(row: Any) -> dict[str, Any]:
     r = row._mapping  # (a Row's .count is the tuple method)
     now = datetime.now(UTC)
     shelved = _aware(r["shelved_until"])
-    return {"id": r["id"], "rule": r["rule"], "asset": r["asset"], "tag": r["tag"], "severity": r["severity"],
-            "state": r["state"], "message": r["message"], "value": r["value"], "count": r["count"],
-            "raised_at": _iso(r["raised_at"]), "last_at": _iso(r["last_at"]), "resolved_at": _iso(r["resolved_at"]),
-            "shelved_until": _iso(shelved) if shelved and shelved > now else None, "chain": r["chain"]}
+    return {
+        "id": r["id"],
+        "rule": r["rule"],
+        "asset": r["asset"],
+        "tag": r["tag"],
+        "severity": r["severity"],
+        "state": r["state"],
+        "message": r["message"],
+        "value": r["value"],
+        "count": r["count"],
+        "raised_at": _iso(r["raised_at"]),
+        "last_at": _iso(r["last_at"]),
+        "resolved_at": _iso(r["resolved_at"]),
+        "shelved_until": _iso(shelved) if shelved and shelved > now else None,
+        "chain": r["chain"],
+    }
 
 
 class AlertBook:
@@ -67,34 +79,71 @@ class AlertBook:
     # -- raised by the rule engine (as the system) ------------------------------------------------------------------
     def open_alert(self, tenant: str, rule: str, asset: str | None, tag: str | None) -> Any:
         with self.engine.connect() as c:
-            return c.execute(select(alerts).where(
-                (alerts.c.tenant == tenant) & (alerts.c.rule == rule) & (alerts.c.state.in_(OPEN)) &
-                (alerts.c.asset == asset if asset is not None else alerts.c.asset.is_(None)) &
-                (alerts.c.tag == tag if tag is not None else alerts.c.tag.is_(None)))
-                .order_by(alerts.c.id.desc())).first()
+            return c.execute(
+                select(alerts)
+                .where(
+                    (alerts.c.tenant == tenant)
+                    & (alerts.c.rule == rule)
+                    & (alerts.c.state.in_(OPEN))
+                    & (alerts.c.asset == asset if asset is not None else alerts.c.asset.is_(None))
+                    & (alerts.c.tag == tag if tag is not None else alerts.c.tag.is_(None))
+                )
+                .order_by(alerts.c.id.desc())
+            ).first()
 
-    def raise_alert(self, tenant: str, *, rule: str, asset: str | None, tag: str | None, severity: str,
-                    message: str, value: float | None, chain: dict[str, Any]) -> dict[str, Any]:
+    def raise_alert(
+        self,
+        tenant: str,
+        *,
+        rule: str,
+        asset: str | None,
+        tag: str | None,
+        severity: str,
+        message: str,
+        value: float | None,
+        chain: dict[str, Any],
+    ) -> dict[str, Any]:
         """A new alert, or the open one for the same rule and asset folded (count + 1)."""
         now = datetime.now(UTC)
         with self._lock, self.engine.begin() as c:
-            existing = c.execute(select(alerts).where(
-                (alerts.c.tenant == tenant) & (alerts.c.rule == rule) & (alerts.c.state.in_(OPEN)) &
-                (alerts.c.asset == asset if asset is not None else alerts.c.asset.is_(None)) &
-                (alerts.c.tag == tag if tag is not None else alerts.c.tag.is_(None)))
-                .order_by(alerts.c.id.desc())).first()
+            existing = c.execute(
+                select(alerts)
+                .where(
+                    (alerts.c.tenant == tenant)
+                    & (alerts.c.rule == rule)
+                    & (alerts.c.state.in_(OPEN))
+                    & (alerts.c.asset == asset if asset is not None else alerts.c.asset.is_(None))
+                    & (alerts.c.tag == tag if tag is not None else alerts.c.tag.is_(None))
+                )
+                .order_by(alerts.c.id.desc())
+            ).first()
             if existing is not None:
-                c.execute(update(alerts).where(alerts.c.id == existing.id).values(
-                    count=existing._mapping["count"] + 1, last_at=now, value=value))
+                c.execute(
+                    update(alerts)
+                    .where(alerts.c.id == existing.id)
+                    .values(count=existing._mapping["count"] + 1, last_at=now, value=value)
+                )
                 self._event(c, existing.id, "folded", "system", None, now)
                 row = c.execute(select(alerts).where(alerts.c.id == existing.id)).one()
                 shelved = _aware(row.shelved_until)
                 if not (shelved and shelved > now):
                     self._queue(c, tenant, "folded", row)
             else:
-                key = c.execute(insert(alerts).values(
-                    tenant=tenant, rule=rule, asset=asset, tag=tag, severity=severity, state="active",
-                    message=message, value=value, chain=chain, count=1, raised_at=now, last_at=now)
+                key = c.execute(
+                    insert(alerts).values(
+                        tenant=tenant,
+                        rule=rule,
+                        asset=asset,
+                        tag=tag,
+                        severity=severity,
+                        state="active",
+                        message=message,
+                        value=value,
+                        chain=chain,
+                        count=1,
+                        raised_at=now,
+                        last_at=now,
+                    )
                 ).inserted_primary_key
                 assert key is not None
                 aid = int(key[0])
@@ -137,8 +186,17 @@ class AlertBook:
         assert out is not None
         return out
 
-    def _change(self, tenant: str, alert_id: int, action: str, actor: str, note: str | None, *,
-                system: bool = False, shelve_s: float | None = None) -> dict[str, Any] | None:
+    def _change(
+        self,
+        tenant: str,
+        alert_id: int,
+        action: str,
+        actor: str,
+        note: str | None,
+        *,
+        system: bool = False,
+        shelve_s: float | None = None,
+    ) -> dict[str, Any] | None:
         now = datetime.now(UTC)
         with self._lock, self.engine.begin() as c:
             row = c.execute(select(alerts).where((alerts.c.tenant == tenant) & (alerts.c.id == alert_id))).first()
@@ -172,16 +230,20 @@ class AlertBook:
             self._queue(c, tenant, action, row, actor=actor, note=note)
         doc = alert_dict(row)
         if not system:
-            self.audit.append(f"alert.{action}", tenant=tenant, target=f"alert {alert_id}",
-                                       after={"note": note} if note else None)
+            self.audit.append(
+                f"alert.{action}", tenant=tenant, target=f"alert {alert_id}", after={"note": note} if note else None
+            )
         self._announce(tenant, action, doc)
         return doc
 
     @staticmethod
     def _cleared_unacknowledged(c: Connection, alert_id: int) -> bool:
         """Whether the alert was resolved by the system (its condition cleared) and nobody has acknowledged it."""
-        events = c.execute(select(alert_events.c.action, alert_events.c.actor)
-                           .where(alert_events.c.alert_id == alert_id).order_by(alert_events.c.id)).all()
+        events = c.execute(
+            select(alert_events.c.action, alert_events.c.actor)
+            .where(alert_events.c.alert_id == alert_id)
+            .order_by(alert_events.c.id)
+        ).all()
         acked = any(e.action == "acknowledged" for e in events)
         resolved_by = [e.actor for e in events if e.action == "resolved"]
         return not acked and bool(resolved_by) and resolved_by[-1] == "system"
@@ -190,15 +252,19 @@ class AlertBook:
     def _event(c: Connection, alert_id: int, action: str, actor: str, note: str | None, at: datetime) -> None:
         c.execute(insert(alert_events).values(alert_id=alert_id, action=action, actor=actor, note=note, at=at))
 
-    def _queue(self, c: Connection, tenant: str, action: str, row: Any, *, actor: str = "system",
-               note: str | None = None) -> None:
+    def _queue(
+        self, c: Connection, tenant: str, action: str, row: Any, *, actor: str = "system", note: str | None = None
+    ) -> None:
         """Queue the notification of every webhook that wants this action (in the change's transaction)."""
         hooks = c.execute(select(webhooks).where(webhooks.c.tenant == tenant)).all()
         payload = {"tenant": tenant, "action": action, "actor": actor, "note": note, "alert": alert_dict(row)}
         for h in hooks:
             if action in h.events:
-                c.execute(insert(outbox).values(tenant=tenant, webhook=h.name, payload=payload, attempts=0,
-                                                next_at=datetime.now(UTC)))
+                c.execute(
+                    insert(outbox).values(
+                        tenant=tenant, webhook=h.name, payload=payload, attempts=0, next_at=datetime.now(UTC)
+                    )
+                )
         if hooks:
             self.wake_notifier.set()
 
@@ -207,9 +273,18 @@ class AlertBook:
         self.twin.hub.publish(tenant, [("alert", paths, {"action": action, "alert": doc})])
 
     # -- reading ------------------------------------------------------------------------------------------------
-    def list(self, tenant: str, *, state: str | None = None, asset: str | None = None, severity: str | None = None,
-             rule: str | None = None, since: str | None = None, include_shelved: bool = True,
-             limit: int = 1000) -> list[dict[str, Any]]:
+    def list(
+        self,
+        tenant: str,
+        *,
+        state: str | None = None,
+        asset: str | None = None,
+        severity: str | None = None,
+        rule: str | None = None,
+        since: str | None = None,
+        include_shelved: bool = True,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
         """Alerts newest first: by state (or `open`), under an asset, of a severity or rule, raised since a time."""
         self.tenants.require(tenant)
         q = select(alerts).where(alerts.c.tenant == tenant)
@@ -239,10 +314,13 @@ class AlertBook:
             row = c.execute(select(alerts).where((alerts.c.tenant == tenant) & (alerts.c.id == alert_id))).first()
             if row is None:
                 raise NotFound(f"no alert {alert_id} in tenant {tenant!r}", where="alert")
-            events = c.execute(select(alert_events).where(alert_events.c.alert_id == alert_id)
-                               .order_by(alert_events.c.id)).all()
-        return {**alert_dict(row), "history": [{"action": e.action, "actor": e.actor, "note": e.note,
-                                                "at": _iso(e.at)} for e in events]}
+            events = c.execute(
+                select(alert_events).where(alert_events.c.alert_id == alert_id).order_by(alert_events.c.id)
+            ).all()
+        return {
+            **alert_dict(row),
+            "history": [{"action": e.action, "actor": e.actor, "note": e.note, "at": _iso(e.at)} for e in events],
+        }
 
     def open_alerts(self) -> builtins.list[Any]:
         """Every open alert of every tenant (the rule engine's state after a restart)."""

@@ -50,8 +50,18 @@ class Watch:
 class RuleEngine:
     """Evaluates every enabled rule of every tenant."""
 
-    def __init__(self, *, historian: Historian, twin: TwinService, rules: RuleStore, alerts: AlertBook,
-                 scorer: Scorer, drift: DriftMonitor, refresh_s: float = 2.0, drift_every_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        *,
+        historian: Historian,
+        twin: TwinService,
+        rules: RuleStore,
+        alerts: AlertBook,
+        scorer: Scorer,
+        drift: DriftMonitor,
+        refresh_s: float = 2.0,
+        drift_every_s: float = 60.0,
+    ) -> None:
         """The historian (points it watches, latest values), the twin (targets), the rules, the alert book it
         raises in, the scorer (which deployment writes an output tag) and the drift monitor it ticks."""
         self.historian, self.twin, self.rules, self.scorer, self.drift = historian, twin, rules, scorer, drift
@@ -127,8 +137,7 @@ class RuleEngine:
         active = self.historian.leases.active  # writers by tenant: each watches its own tenants
         rules = [r for r in self.rules.list() if r.spec.enabled and active(r.tenant)]
         tenants = sorted({r.tenant for r in rules})
-        fingerprint = ([(r.tenant, r.to_dict()) for r in rules],
-                       [id(self.twin.plant(t)) for t in tenants])
+        fingerprint = ([(r.tenant, r.to_dict()) for r in rules], [id(self.twin.plant(t)) for t in tenants])
         if not force and fingerprint == self._fingerprint:
             return
         with self._lock:
@@ -166,8 +175,12 @@ class RuleEngine:
                 return
             mine = mine.sort_by([("tag", "ascending"), ("time", "ascending")])
             watches = self._by_tag[tenant]
-            for tag, t, v in zip(mine.column("tag").to_pylist(), mine.column("time").cast(pa.int64()).to_pylist(),
-                                 mine.column("value").to_pylist(), strict=True):
+            for tag, t, v in zip(
+                mine.column("tag").to_pylist(),
+                mine.column("time").cast(pa.int64()).to_pylist(),
+                mine.column("value").to_pylist(),
+                strict=True,
+            ):
                 for w in watches.get(tag, ()):
                     if w.rule.spec.kind != "stale":
                         self._point(tenant, w, t, v)
@@ -182,8 +195,18 @@ class RuleEngine:
             if prev_t is None or prev_v is None:
                 return
             rate = abs(v - prev_v) / ((t - prev_t) / 1e6)
-            self._advance(tenant, w, t, rate, AlarmPolicy(limit=float(s.rate_per_s or 0), hysteresis=s.hysteresis,
-                                                          min_duration_s=s.min_duration_s, quiet_s=s.quiet_s))
+            self._advance(
+                tenant,
+                w,
+                t,
+                rate,
+                AlarmPolicy(
+                    limit=float(s.rate_per_s or 0),
+                    hysteresis=s.hysteresis,
+                    min_duration_s=s.min_duration_s,
+                    quiet_s=s.quiet_s,
+                ),
+            )
             return
         self._advance(tenant, w, t, v, self.policy(tenant, w))
 
@@ -196,39 +219,61 @@ class RuleEngine:
             found = self.scorer.alarm_policy(tenant, w.tag)
             if found is not None:
                 return found
-            return AlarmPolicy(limit=1.0, op=s.op, hysteresis=s.hysteresis, min_duration_s=s.min_duration_s,
-                               quiet_s=s.quiet_s)
-        return AlarmPolicy(limit=float(s.value if s.value is not None else 0), op=s.op, hysteresis=s.hysteresis,
-                           min_duration_s=s.min_duration_s, quiet_s=s.quiet_s)
+            return AlarmPolicy(
+                limit=1.0, op=s.op, hysteresis=s.hysteresis, min_duration_s=s.min_duration_s, quiet_s=s.quiet_s
+            )
+        return AlarmPolicy(
+            limit=float(s.value if s.value is not None else 0),
+            op=s.op,
+            hysteresis=s.hysteresis,
+            min_duration_s=s.min_duration_s,
+            quiet_s=s.quiet_s,
+        )
 
     def _advance(self, tenant: str, w: Watch, t: int, value: float, policy: AlarmPolicy) -> None:
         s = w.rule.spec
         event = w.state.value(t, value, policy)
         if event == "clear":
             if w.alert_id is not None and s.auto_resolve:
-                self.book.clear(tenant, w.alert_id, f"the condition cleared at {value:g} "
-                                                    f"({from_us(t).isoformat()})")
+                self.book.clear(tenant, w.alert_id, f"the condition cleared at {value:g} ({from_us(t).isoformat()})")
             # without auto-resolve the alert stays open for people to resolve; a new onset folds into it
             w.alert_id = None
         elif event == "raise":
-            doc = self.book.raise_alert(tenant, rule=w.rule.name, asset=w.asset, tag=w.tag, severity=s.severity,
-                                        message=w.rule.describe(), value=value, chain=self._chain(tenant, w, t,
-                                                                                                   value))
+            doc = self.book.raise_alert(
+                tenant,
+                rule=w.rule.name,
+                asset=w.asset,
+                tag=w.tag,
+                severity=s.severity,
+                message=w.rule.describe(),
+                value=value,
+                chain=self._chain(tenant, w, t, value),
+            )
             w.alert_id = int(doc["id"])
 
     def _chain(self, tenant: str, w: Watch, t: int, value: float) -> dict[str, Any]:
         """Why: the rule, the tag and signal, the data window the condition held over, and the model version
         (with the input rows it scored from) when the tag is a model's output."""
-        chain: dict[str, Any] = {"rule": w.rule.to_dict(), "asset": w.asset, "signal": w.signal, "tag": w.tag,
-                                 "condition": w.rule.describe(), "message": w.rule.message_key(), "value": value,
-                                 "window": {"start": from_us(w.state.since if w.state.since is not None else t)
-                                            .isoformat(),
-                                            "end": from_us(t).isoformat()}}
+        chain: dict[str, Any] = {
+            "rule": w.rule.to_dict(),
+            "asset": w.asset,
+            "signal": w.signal,
+            "tag": w.tag,
+            "condition": w.rule.describe(),
+            "message": w.rule.message_key(),
+            "value": value,
+            "window": {
+                "start": from_us(w.state.since if w.state.since is not None else t).isoformat(),
+                "end": from_us(t).isoformat(),
+            },
+        }
         owner = self.scorer.owner(tenant, w.tag)
         if owner is not None:
             chain["model"] = owner
-            chain["model_inputs"] = {"start": from_us(t - int(owner["history_rows"] * owner["step_s"] * 1e6))
-                                     .isoformat(), "end": from_us(t).isoformat()}
+            chain["model_inputs"] = {
+                "start": from_us(t - int(owner["history_rows"] * owner["step_s"] * 1e6)).isoformat(),
+                "end": from_us(t).isoformat(),
+            }
         return chain
 
     def tick(self, now_us: int | None = None) -> None:
@@ -245,20 +290,39 @@ class RuleEngine:
                 if not tags:
                     continue
                 latest = self.historian.latest(tenant, tags)
-                newest = dict(zip(latest.column("tag").to_pylist(),
-                                  latest.column("time").cast(pa.int64()).to_pylist(), strict=True))
+                newest = dict(
+                    zip(
+                        latest.column("tag").to_pylist(),
+                        latest.column("time").cast(pa.int64()).to_pylist(),
+                        strict=True,
+                    )
+                )
                 for w in ws:
                     t = newest.get(w.tag)
                     if t is None:
                         continue
                     age = (now - t) / 1e6
-                    self._advance(tenant, w, now, age, AlarmPolicy(limit=float(w.rule.spec.stale_s or 0),
-                                                                   quiet_s=w.rule.spec.quiet_s))
+                    self._advance(
+                        tenant,
+                        w,
+                        now,
+                        age,
+                        AlarmPolicy(limit=float(w.rule.spec.stale_s or 0), quiet_s=w.rule.spec.quiet_s),
+                    )
 
     def condition(self, tenant: str, name: str) -> list[dict[str, Any]]:
         """Where a rule's conditions stand on each of its tags (for `taehwa live rules show`)."""
         with self._lock:
-            return [{"asset": w.asset, "tag": w.tag, "on": w.state.on, "raised": w.state.raised,
-                     "since": from_us(w.state.since).isoformat() if w.state.since is not None else None,
-                     "alert": w.alert_id,
-                     "last_value": w.last_v} for k, w in self._watches.items() if k[0] == tenant and k[1] == name]
+            return [
+                {
+                    "asset": w.asset,
+                    "tag": w.tag,
+                    "on": w.state.on,
+                    "raised": w.state.raised,
+                    "since": from_us(w.state.since).isoformat() if w.state.since is not None else None,
+                    "alert": w.alert_id,
+                    "last_value": w.last_v,
+                }
+                for k, w in self._watches.items()
+                if k[0] == tenant and k[1] == name
+            ]

@@ -31,8 +31,13 @@ if TYPE_CHECKING:
 
 NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 # what each task writes back, and the derived signal each output goes to unless renamed
-OUTPUTS: dict[str, tuple[str, ...]] = {"anomaly": ("anomaly_score", "anomaly"), "fault": ("fault_class", "fault_score"),
-                                       "rul": ("rul",), "soft_sensor": ("estimate",), "forecast": ("forecast",)}
+OUTPUTS: dict[str, tuple[str, ...]] = {
+    "anomaly": ("anomaly_score", "anomaly"),
+    "fault": ("fault_class", "fault_score"),
+    "rul": ("rul",),
+    "soft_sensor": ("estimate",),
+    "forecast": ("forecast",),
+}
 UNBOUNDED_HISTORY = 1000  # rows kept for features that look at a unit's whole past (ewm, cummean, position)
 
 
@@ -46,15 +51,19 @@ class DeploymentIn(BaseModel):
     asset: str | None = Field(None, description="Score one asset")
     asset_type: str | None = Field(None, description="Score every asset of this type (and of types extending it)")
     under: str | None = Field(None, description="Score every asset under this path that has the model's inputs")
-    outputs: dict[str, str | None] = Field(default_factory=dict,
-                                           description="Rename an output's signal, or null to not write it")
+    outputs: dict[str, str | None] = Field(
+        default_factory=dict, description="Rename an output's signal, or null to not write it"
+    )
     step: str | None = Field(None, description="Row spacing; by default the step the model was trained on")
-    hold_s: float | None = Field(None, gt=0, description="How long a value holds when no newer one comes "
-                                                          "(default 5 steps)")
-    wait_s: float | None = Field(None, ge=0, description="How long past a row time to wait for slow inputs "
-                                                          "(default 2 steps)")
-    every_s: float | None = Field(None, gt=0, le=86_400, description="Score on a schedule instead of as data "
-                                                                      "arrives (slow models)")
+    hold_s: float | None = Field(
+        None, gt=0, description="How long a value holds when no newer one comes (default 5 steps)"
+    )
+    wait_s: float | None = Field(
+        None, ge=0, description="How long past a row time to wait for slow inputs (default 2 steps)"
+    )
+    every_s: float | None = Field(
+        None, gt=0, le=86_400, description="Score on a schedule instead of as data arrives (slow models)"
+    )
     enabled: bool = True
 
     @model_validator(mode="after")
@@ -84,9 +93,16 @@ class Deployment:
         return Target.of(self.target).covers(plant, path)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "model": self.model, "version": self.version, "target": self.target,
-                **{k: v for k, v in self.params.items()}, "enabled": self.enabled, "created_by": self.created_by,
-                "created_at": self.created_at.isoformat()}
+        return {
+            "name": self.name,
+            "model": self.model,
+            "version": self.version,
+            "target": self.target,
+            **{k: v for k, v in self.params.items()},
+            "enabled": self.enabled,
+            "created_by": self.created_by,
+            "created_at": self.created_at.isoformat(),
+        }
 
 
 def parse_deployment(doc: Any, *, source: str = "deployment") -> DeploymentIn:
@@ -100,8 +116,17 @@ def parse_deployment(doc: Any, *, source: str = "deployment") -> DeploymentIn:
 
 
 def _row(r: Any) -> Deployment:
-    return Deployment(r.tenant, r.name, r.model, r.version, dict(r.target), dict(r.params), bool(r.enabled),
-                      r.created_by, r.created_at)
+    return Deployment(
+        r.tenant,
+        r.name,
+        r.model,
+        r.version,
+        dict(r.target),
+        dict(r.params),
+        bool(r.enabled),
+        r.created_by,
+        r.created_at,
+    )
 
 
 def required_columns(pipe: Pipeline) -> list[str]:
@@ -114,16 +139,27 @@ def history_rows(pipe: Pipeline) -> int:
     """How many past rows a new row's features depend on (a cap, for features with unbounded memory)."""
     fs = pipe.features_spec
     n = max([1, *fs.windows]) + max([0, *fs.lags]) + int(pipe.model.params.get("lags", 0) or 0)
-    unbounded = ({"ewm", "cummean"} & set(fs.stats)) or fs.include_position or \
-        float(pipe.model.params.get("alpha", 1.0) or 1.0) < 1.0
+    unbounded = (
+        ({"ewm", "cummean"} & set(fs.stats))
+        or fs.include_position
+        or float(pipe.model.params.get("alpha", 1.0) or 1.0) < 1.0
+    )
     return max(n, UNBOUNDED_HISTORY) if unbounded else n
 
 
 class DeploymentStore:
     """Create, list, change and remove deployments (access checked, audited)."""
 
-    def __init__(self, *, engine: Engine, tenants: TenantService, audit: AuditLog, lab: LabService,
-                 models: ModelCache, twin: TwinService) -> None:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        tenants: TenantService,
+        audit: AuditLog,
+        lab: LabService,
+        models: ModelCache,
+        twin: TwinService,
+    ) -> None:
         """The metadata database, tenancy and audit; the lab (a model's versions), the model cache (its pipeline)
         and the twin (the assets it fits) to check a deployment before it is kept."""
         self.engine, self.tenants, self.audit = engine, tenants, audit
@@ -137,37 +173,54 @@ class DeploymentStore:
         if spec.version is not None and spec.version not in {v["version"] for v in versions}:
             raise NotFound(f"model {spec.model!r} has no version {spec.version}", where="version")
         if spec.version is None and not any(v["stage"] == "production" for v in versions):
-            raise Conflict(f"model {spec.model!r} has no production version; promote one or pin a version",
-                           where="model")
+            raise Conflict(
+                f"model {spec.model!r} has no production version; promote one or pin a version", where="model"
+            )
         target = {k: str(getattr(spec, k)) for k in ("asset", "asset_type", "under") if getattr(spec, k)}
         params = spec.model_dump(include={"outputs", "step", "hold_s", "wait_s", "every_s"})
-        dep = Deployment(tenant, spec.name, spec.model, spec.version, target, params, spec.enabled,
-                         current().user, datetime.now(UTC))
+        dep = Deployment(
+            tenant, spec.name, spec.model, spec.version, target, params, spec.enabled, current().user, datetime.now(UTC)
+        )
         pipe, _ = self.models.pipeline(tenant, dep)
         task = pipe.task
         bad = [k for k in spec.outputs if k not in OUTPUTS[task]]
         if bad:
-            raise InvalidInput(f"a {task} model writes {', '.join(OUTPUTS[task])}; it has no output {bad[0]!r}",
-                               where="outputs")
+            raise InvalidInput(
+                f"a {task} model writes {', '.join(OUTPUTS[task])}; it has no output {bad[0]!r}", where="outputs"
+            )
         units, skipped = resolve_units(self.twin, tenant, dep, required_columns(pipe))
         if not units:
             why = "; ".join(f"{a}: {r}" for a, r in list(skipped.items())[:3]) or "no asset matches the target"
             raise InvalidInput(f"the target has no asset with the model's inputs ({why})", where="target")
         with self.engine.begin() as c:
-            exists = c.execute(select(deployments.c.name).where(
-                (deployments.c.tenant == tenant) & (deployments.c.name == spec.name))).first()
+            exists = c.execute(
+                select(deployments.c.name).where((deployments.c.tenant == tenant) & (deployments.c.name == spec.name))
+            ).first()
             if exists and not replace:
                 raise Conflict(f"deployment {spec.name!r} exists; remove it first or replace it", where="name")
             if exists:
-                c.execute(delete(deployments).where((deployments.c.tenant == tenant) &
-                                                    (deployments.c.name == spec.name)))
-            c.execute(insert(deployments).values(tenant=tenant, name=spec.name, model=spec.model,
-                                                 version=spec.version, target=target, params=params,
-                                                 enabled=spec.enabled, created_by=dep.created_by,
-                                                 created_at=dep.created_at))
-        self.audit.append("deployment.create", tenant=tenant, target=spec.name,
-                                   after={"model": spec.model, "version": spec.version, "target": target,
-                                          "assets": len(units)})
+                c.execute(
+                    delete(deployments).where((deployments.c.tenant == tenant) & (deployments.c.name == spec.name))
+                )
+            c.execute(
+                insert(deployments).values(
+                    tenant=tenant,
+                    name=spec.name,
+                    model=spec.model,
+                    version=spec.version,
+                    target=target,
+                    params=params,
+                    enabled=spec.enabled,
+                    created_by=dep.created_by,
+                    created_at=dep.created_at,
+                )
+            )
+        self.audit.append(
+            "deployment.create",
+            tenant=tenant,
+            target=spec.name,
+            after={"model": spec.model, "version": spec.version, "target": target, "assets": len(units)},
+        )
         return dep
 
     def list(self, tenant: str | None = None) -> list[Deployment]:
@@ -182,8 +235,9 @@ class DeploymentStore:
     def get(self, tenant: str, name: str) -> Deployment:
         self.tenants.require(tenant)
         with self.engine.connect() as c:
-            r = c.execute(select(deployments).where((deployments.c.tenant == tenant) &
-                                                    (deployments.c.name == name))).first()
+            r = c.execute(
+                select(deployments).where((deployments.c.tenant == tenant) & (deployments.c.name == name))
+            ).first()
         if r is None:
             raise NotFound(f"no deployment {name!r} in tenant {tenant!r}", where="deployment")
         return _row(r)
@@ -193,10 +247,12 @@ class DeploymentStore:
         self.tenants.require(tenant, "write")
         self.get(tenant, name)
         with self.engine.begin() as c:
-            c.execute(update(deployments).where((deployments.c.tenant == tenant) & (deployments.c.name == name))
-                      .values(enabled=enabled))
-        self.audit.append("deployment.enable" if enabled else "deployment.pause", tenant=tenant,
-                                   target=name)
+            c.execute(
+                update(deployments)
+                .where((deployments.c.tenant == tenant) & (deployments.c.name == name))
+                .values(enabled=enabled)
+            )
+        self.audit.append("deployment.enable" if enabled else "deployment.pause", tenant=tenant, target=name)
         return self.get(tenant, name)
 
     def remove(self, tenant: str, name: str) -> None:
@@ -207,8 +263,9 @@ class DeploymentStore:
         self.audit.append("deployment.remove", tenant=tenant, target=name)
 
 
-def resolve_units(twin: TwinService, tenant: str, dep: Deployment, columns: list[str]
-                  ) -> tuple[dict[str, list[str]], dict[str, str]]:
+def resolve_units(
+    twin: TwinService, tenant: str, dep: Deployment, columns: list[str]
+) -> tuple[dict[str, list[str]], dict[str, str]]:
     """({asset: input tags in column order}, {asset: why it was skipped}) for a deployment's target now.
 
     A model trained on assets knows its inputs by signal name; one trained on tags knows them by tag name, and fits

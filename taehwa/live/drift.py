@@ -42,20 +42,32 @@ def compare(name: str, reference: np.ndarray, live: np.ndarray) -> dict[str, Any
     from scipy import stats  # a second to import: paid at the first drift check, not by every CLI command
 
     ks = stats.ks_2samp(reference, live[np.isfinite(live)]) if len(reference) and np.isfinite(live).any() else None
-    status = "unknown" if not np.isfinite(value) else "drift" if value >= PSI_DRIFT else \
-        "watch" if value >= PSI_WATCH else "stable"
-    return {"name": name, "psi": round(value, 4) if np.isfinite(value) else None,
-            "ks": round(float(ks.statistic), 4) if ks is not None else None,
-            "p_value": float(ks.pvalue) if ks is not None else None,
-            "reference_mean": float(np.mean(reference)) if len(reference) else None,
-            "live_mean": float(np.nanmean(live)) if np.isfinite(live).any() else None, "status": status}
+    status = (
+        "unknown"
+        if not np.isfinite(value)
+        else "drift"
+        if value >= PSI_DRIFT
+        else "watch"
+        if value >= PSI_WATCH
+        else "stable"
+    )
+    return {
+        "name": name,
+        "psi": round(value, 4) if np.isfinite(value) else None,
+        "ks": round(float(ks.statistic), 4) if ks is not None else None,
+        "p_value": float(ks.pvalue) if ks is not None else None,
+        "reference_mean": float(np.mean(reference)) if len(reference) else None,
+        "live_mean": float(np.nanmean(live)) if np.isfinite(live).any() else None,
+        "status": status,
+    }
 
 
 class DriftMonitor:
     """Drift reports per deployment, and the alerts they raise."""
 
-    def __init__(self, *, tenants: TenantService, deployments: DeploymentStore, scorer: Scorer,
-                 alerts: AlertBook) -> None:
+    def __init__(
+        self, *, tenants: TenantService, deployments: DeploymentStore, scorer: Scorer, alerts: AlertBook
+    ) -> None:
         """Tenancy, the deployments and the scorer (whose running deployments it judges), the alert book."""
         self.tenants, self.deployments, self.scorer, self.alerts = tenants, deployments, scorer, alerts
         self.last: dict[tuple[str, str], dict[str, Any]] = {}
@@ -71,22 +83,44 @@ class DriftMonitor:
 
     def _report(self, run: Running) -> dict[str, Any]:
         ref = getattr(run.pipe, "reference", None)
-        base = {"deployment": run.dep.name, "model": run.info, "live_rows": len(run.recent_score),
-                "checked_at": from_us(time.time_ns() // 1000).isoformat(), "thresholds": {"psi_drift": PSI_DRIFT,
-                                                                                          "psi_watch": PSI_WATCH}}
+        base = {
+            "deployment": run.dep.name,
+            "model": run.info,
+            "live_rows": len(run.recent_score),
+            "checked_at": from_us(time.time_ns() // 1000).isoformat(),
+            "thresholds": {"psi_drift": PSI_DRIFT, "psi_watch": PSI_WATCH},
+        }
         if not ref:
-            return {**base, "drifted": False, "status": "no reference: the model was trained before drift samples "
-                                                        "were kept; train it again", "inputs": [], "output": None}
+            return {
+                **base,
+                "drifted": False,
+                "status": "no reference: the model was trained before drift samples were kept; train it again",
+                "inputs": [],
+                "output": None,
+            }
         if len(run.recent_score) < MIN_ROWS:
-            return {**base, "drifted": False, "status": f"waiting for {MIN_ROWS} live rows", "inputs": [],
-                    "output": None}
+            return {
+                **base,
+                "drifted": False,
+                "status": f"waiting for {MIN_ROWS} live rows",
+                "inputs": [],
+                "output": None,
+            }
         live = np.array(list(run.recent_in), dtype=float)
-        inputs = [compare(col, np.asarray(ref["inputs"][col], float), live[:, j])
-                  for j, col in enumerate(run.columns) if col in ref["inputs"]]
+        inputs = [
+            compare(col, np.asarray(ref["inputs"][col], float), live[:, j])
+            for j, col in enumerate(run.columns)
+            if col in ref["inputs"]
+        ]
         output = compare("score", np.asarray(ref["score"], float), np.array(list(run.recent_score), dtype=float))
         drifted = any(x["status"] == "drift" for x in [*inputs, output])
-        return {**base, "drifted": drifted, "status": "drift" if drifted else "stable", "inputs": inputs,
-                "output": output}
+        return {
+            **base,
+            "drifted": drifted,
+            "status": "drift" if drifted else "stable",
+            "inputs": inputs,
+            "output": output,
+        }
 
     def check_all(self) -> None:
         """Judge every running deployment; raise or clear its drift alert."""
@@ -100,14 +134,25 @@ class DriftMonitor:
             asset = run.dep.target.get("asset") or run.dep.target.get("under")
             if rep["drifted"]:
                 worst = max([*rep["inputs"], rep["output"]], key=lambda x: x["psi"] or 0)
-                book.raise_alert(tenant, rule=rule, asset=asset, tag=None, severity="warning",
-                                 message=f"{name}: live data drifted from the validation data ({worst['name']} "
-                                         f"PSI {worst['psi']})", value=worst["psi"],
-                                 chain={"rule": {"kind": "drift", "psi_drift": PSI_DRIFT}, "deployment": name,
-                                        "message": {"key": "drift", "params": {"deployment": name,
-                                                                               "input": worst["name"],
-                                                                               "psi": worst["psi"]}},
-                                        "model": run.info, "report": rep})
+                book.raise_alert(
+                    tenant,
+                    rule=rule,
+                    asset=asset,
+                    tag=None,
+                    severity="warning",
+                    message=f"{name}: live data drifted from the validation data ({worst['name']} PSI {worst['psi']})",
+                    value=worst["psi"],
+                    chain={
+                        "rule": {"kind": "drift", "psi_drift": PSI_DRIFT},
+                        "deployment": name,
+                        "message": {
+                            "key": "drift",
+                            "params": {"deployment": name, "input": worst["name"], "psi": worst["psi"]},
+                        },
+                        "model": run.info,
+                        "report": rep,
+                    },
+                )
             else:
                 open_ = book.open_alert(tenant, rule, asset, None)
                 if open_ is not None:

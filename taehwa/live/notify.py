@@ -42,8 +42,10 @@ class WebhookIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")
     url: str = Field(max_length=2048, description="http(s) URL the JSON messages are POSTed to")
-    events: list[str] = Field(default_factory=lambda: ["raised", "acknowledged", "resolved"],
-                              description=f"Which alert actions it receives: {', '.join(ACTIONS)}")
+    events: list[str] = Field(
+        default_factory=lambda: ["raised", "acknowledged", "resolved"],
+        description=f"Which alert actions it receives: {', '.join(ACTIONS)}",
+    )
     secret: str | None = Field(None, min_length=8, max_length=255, description="Key of the HMAC signature")
 
     @field_validator("url")
@@ -66,8 +68,9 @@ class WebhookIn(BaseModel):
 class Notifier:
     """Webhooks per tenant and the thread that delivers their queued messages."""
 
-    def __init__(self, *, engine: Engine, tenants: TenantService, audit: AuditLog, historian: Historian,
-                 alerts: AlertBook) -> None:
+    def __init__(
+        self, *, engine: Engine, tenants: TenantService, audit: AuditLog, historian: Historian, alerts: AlertBook
+    ) -> None:
         """The metadata database, tenancy and audit; the historian (whose leases say which tenants are this
         node's) and the alert book (which wakes the delivery thread)."""
         self.engine, self.tenants, self.audit, self.historian = engine, tenants, audit, historian
@@ -83,28 +86,59 @@ class Notifier:
         except ValidationError as exc:
             raise ValidationFailed.from_pydantic(exc, "webhook") from None
         with self.engine.begin() as c:
-            if c.execute(select(webhooks.c.name).where((webhooks.c.tenant == tenant) &
-                                                       (webhooks.c.name == hook.name))).first():
+            if c.execute(
+                select(webhooks.c.name).where((webhooks.c.tenant == tenant) & (webhooks.c.name == hook.name))
+            ).first():
                 raise Conflict(f"webhook {hook.name!r} exists", where="name")
-            c.execute(insert(webhooks).values(tenant=tenant, name=hook.name, url=hook.url, events=hook.events,
-                                              secret=hook.secret, created_by=current().user,
-                                              created_at=datetime.now(UTC)))
-        self.audit.append("webhook.add", tenant=tenant, target=hook.name,
-                                   after={"url": hook.url, "events": hook.events})
+            c.execute(
+                insert(webhooks).values(
+                    tenant=tenant,
+                    name=hook.name,
+                    url=hook.url,
+                    events=hook.events,
+                    secret=hook.secret,
+                    created_by=current().user,
+                    created_at=datetime.now(UTC),
+                )
+            )
+        self.audit.append(
+            "webhook.add", tenant=tenant, target=hook.name, after={"url": hook.url, "events": hook.events}
+        )
         return self.get(tenant, hook.name)
 
     def list(self, tenant: str) -> list[dict[str, Any]]:
         self.tenants.require(tenant)
         with self.engine.connect() as c:
             hooks = c.execute(select(webhooks).where(webhooks.c.tenant == tenant).order_by(webhooks.c.name)).all()
-            pending: dict[str, int] = dict(c.execute(select(outbox.c.webhook, func.count()).where(
-                (outbox.c.tenant == tenant) & outbox.c.delivered_at.is_(None)).group_by(outbox.c.webhook)).all())
-            errors = {r.webhook: (r.last_error, r.attempts) for r in c.execute(select(outbox).where(
-                (outbox.c.tenant == tenant) & outbox.c.delivered_at.is_(None) & outbox.c.last_error.is_not(None))
-                .order_by(outbox.c.id)).all()}
-        return [{"name": h.name, "url": h.url, "events": h.events, "signed": bool(h.secret),
-                 "pending": int(pending.get(h.name, 0)), "last_error": errors.get(h.name, (None, 0))[0],
-                 "attempts": errors.get(h.name, (None, 0))[1]} for h in hooks]
+            pending: dict[str, int] = dict(
+                c.execute(
+                    select(outbox.c.webhook, func.count())
+                    .where((outbox.c.tenant == tenant) & outbox.c.delivered_at.is_(None))
+                    .group_by(outbox.c.webhook)
+                ).all()
+            )
+            errors = {
+                r.webhook: (r.last_error, r.attempts)
+                for r in c.execute(
+                    select(outbox)
+                    .where(
+                        (outbox.c.tenant == tenant) & outbox.c.delivered_at.is_(None) & outbox.c.last_error.is_not(None)
+                    )
+                    .order_by(outbox.c.id)
+                ).all()
+            }
+        return [
+            {
+                "name": h.name,
+                "url": h.url,
+                "events": h.events,
+                "signed": bool(h.secret),
+                "pending": int(pending.get(h.name, 0)),
+                "last_error": errors.get(h.name, (None, 0))[0],
+                "attempts": errors.get(h.name, (None, 0))[1],
+            }
+            for h in hooks
+        ]
 
     def get(self, tenant: str, name: str) -> dict[str, Any]:
         found = [h for h in self.list(tenant) if h["name"] == name]
@@ -117,8 +151,11 @@ class Notifier:
         self.get(tenant, name)
         with self.engine.begin() as c:
             c.execute(delete(webhooks).where((webhooks.c.tenant == tenant) & (webhooks.c.name == name)))
-            c.execute(delete(outbox).where((outbox.c.tenant == tenant) & (outbox.c.webhook == name) &
-                                           outbox.c.delivered_at.is_(None)))
+            c.execute(
+                delete(outbox).where(
+                    (outbox.c.tenant == tenant) & (outbox.c.webhook == name) & outbox.c.delivered_at.is_(None)
+                )
+            )
         self.audit.append("webhook.remove", tenant=tenant, target=name)
 
     # -- delivery -------------------------------------------------------------------------------------------------
@@ -145,9 +182,11 @@ class Notifier:
     def deliver_due(self) -> int:
         """Post every message that is due, in order per webhook; returns how many were delivered."""
         now = datetime.now(UTC)
-        q = select(outbox, webhooks.c.url, webhooks.c.secret).join(
-            webhooks, (webhooks.c.tenant == outbox.c.tenant) & (webhooks.c.name == outbox.c.webhook)).where(
-            outbox.c.delivered_at.is_(None))
+        q = (
+            select(outbox, webhooks.c.url, webhooks.c.secret)
+            .join(webhooks, (webhooks.c.tenant == outbox.c.tenant) & (webhooks.c.name == outbox.c.webhook))
+            .where(outbox.c.delivered_at.is_(None))
+        )
         own = self.historian.leases.active_tenants()
         if own is not None:  # writers by tenant: each delivers its own tenants' messages, so none goes twice
             q = q.where(outbox.c.tenant.in_(sorted(own)))
@@ -162,11 +201,16 @@ class Notifier:
                 blocked.add(key)  # keep the order: nothing after a message that waits
                 continue
             body = json.dumps(r.payload).encode()
-            headers = {"Content-Type": "application/json", "User-Agent": "taehwa-webhook",
-                       "X-Taehwa-Delivery": str(r.id), "X-Taehwa-Event": r.payload.get("action", "")}
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": "taehwa-webhook",
+                "X-Taehwa-Delivery": str(r.id),
+                "X-Taehwa-Event": r.payload.get("action", ""),
+            }
             if r.secret:
-                headers["X-Taehwa-Signature"] = "sha256=" + hmac.new(r.secret.encode(), body,
-                                                                     hashlib.sha256).hexdigest()
+                headers["X-Taehwa-Signature"] = (
+                    "sha256=" + hmac.new(r.secret.encode(), body, hashlib.sha256).hexdigest()
+                )
             error = None
             try:
                 req = urllib.request.Request(r.url, data=body, headers=headers, method="POST")
@@ -179,13 +223,22 @@ class Notifier:
                 error = str(getattr(exc, "reason", exc))
             with self.engine.begin() as c:
                 if error is None:
-                    c.execute(update(outbox).where(outbox.c.id == r.id).values(
-                        delivered_at=datetime.now(UTC), attempts=r.attempts + 1, last_error=None))
+                    c.execute(
+                        update(outbox)
+                        .where(outbox.c.id == r.id)
+                        .values(delivered_at=datetime.now(UTC), attempts=r.attempts + 1, last_error=None)
+                    )
                     done += 1
                 else:
-                    pause = min(MAX_PAUSE_S, 0.5 * 2 ** r.attempts)
-                    c.execute(update(outbox).where(outbox.c.id == r.id).values(
-                        attempts=r.attempts + 1, last_error=error, next_at=datetime.now(UTC) +
-                        timedelta(seconds=pause)))
+                    pause = min(MAX_PAUSE_S, 0.5 * 2**r.attempts)
+                    c.execute(
+                        update(outbox)
+                        .where(outbox.c.id == r.id)
+                        .values(
+                            attempts=r.attempts + 1,
+                            last_error=error,
+                            next_at=datetime.now(UTC) + timedelta(seconds=pause),
+                        )
+                    )
                     blocked.add(key)
         return done

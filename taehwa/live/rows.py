@@ -50,8 +50,9 @@ def aligned(t_us: int, step_us: int, phase_us: int) -> int:
     return (t_us - phase_us) // step_us * step_us + phase_us
 
 
-def known_grid(times: list[np.ndarray], lo_us: int, hi_us: int, step_us: int, hold_us: int, phase_us: int = 0
-               ) -> np.ndarray:
+def known_grid(
+    times: list[np.ndarray], lo_us: int, hi_us: int, step_us: int, hold_us: int, phase_us: int = 0
+) -> np.ndarray:
     """The grid times g (lo < g ≤ hi) at which some input is known (within `hold` after one of its points): the
     same rows `grid_rows` keeps from `grid_between(lo, hi)`, without walking the silences between (a replay months
     after the history it follows)."""
@@ -60,8 +61,11 @@ def known_grid(times: list[np.ndarray], lo_us: int, hi_us: int, step_us: int, ho
         return np.empty(0, np.int64)
     breaks = np.flatnonzero(np.diff(pts) >= hold_us) + 1
     starts, ends = pts[np.r_[0, breaks]], pts[np.r_[breaks - 1, len(pts) - 1]] + hold_us  # [start, end) runs
-    parts = [grid_between(max(lo_us, int(a) - 1), min(hi_us, int(b) - 1), step_us, phase_us)
-             for a, b in zip(starts, ends, strict=True) if b > lo_us and a <= hi_us]
+    parts = [
+        grid_between(max(lo_us, int(a) - 1), min(hi_us, int(b) - 1), step_us, phase_us)
+        for a, b in zip(starts, ends, strict=True)
+        if b > lo_us and a <= hi_us
+    ]
     return np.concatenate(parts) if parts else np.empty(0, np.int64)
 
 
@@ -163,8 +167,9 @@ class UnitRows:
         n_grid = (until - first) // step + 1 if first <= until else 0
         if n_grid > SMALL_GRID:
             arrays = [(np.asarray(t, np.int64), np.asarray(v, float)) for t, v in series]
-            times, rows = grid_rows(arrays, known_grid([t for t, _ in arrays], lo, until, step, self.hold_us, phase),
-                                    self.hold_us)
+            times, rows = grid_rows(
+                arrays, known_grid([t for t, _ in arrays], lo, until, step, self.hold_us, phase), self.hold_us
+            )
         else:
             out_t, out_v = [], []
             for g in range(first, until + 1, step):
@@ -179,8 +184,9 @@ class UnitRows:
             rows = np.array(out_v, dtype=float).reshape(len(out_t), self.n_inputs)
         return self._taken(series, until, times, rows)
 
-    def _taken(self, series: list[tuple[list[int], list[float]]], until: int, times: np.ndarray, rows: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def _taken(
+        self, series: list[tuple[list[int], list[float]]], until: int, times: np.ndarray, rows: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Mark rows up to `until` made, consume their points (the newest of each input is kept) and hand them on."""
         self.last_row = until
         for j, (t, v) in enumerate(series):  # keep the newest point at or before `until`, and any after it

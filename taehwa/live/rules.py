@@ -48,12 +48,16 @@ class RuleIn(BaseModel):
     tag: str | None = Field(None, description="One tag, with or without an asset")
     signal: str | None = Field(None, description="The signal watched on each asset (not with tag)")
     op: Literal[">", "<"] = ">"
-    value: float | None = Field(None, description="The limit (threshold; score: default the model's calibrated "
-                                                  "alarm)")
+    value: float | None = Field(None, description="The limit (threshold; score: default the model's calibrated alarm)")
     hysteresis: float = Field(0.0, ge=0, description="How far back past the limit the value must go to clear")
     min_duration_s: float = Field(0.0, ge=0, description="How long the condition must hold before an alert")
-    quiet_s: float = Field(0.0, ge=0, le=7 * 86_400, description="How long an alert stays raised after its "
-                           "condition went off (a return within it is the same alert)")
+    quiet_s: float = Field(
+        0.0,
+        ge=0,
+        le=7 * 86_400,
+        description="How long an alert stays raised after its "
+        "condition went off (a return within it is the same alert)",
+    )
     rate_per_s: float | None = Field(None, gt=0, description="rate: the largest normal change per second")
     stale_s: float | None = Field(None, gt=0, description="stale: seconds without a new point")
     severity: Literal["warning", "alarm"] = "warning"
@@ -112,8 +116,10 @@ class Rule:
         if s.message:
             return {"key": "rule.custom", "params": {"text": s.message}}
         if s.kind in ("threshold", "score"):
-            return {"key": "rule.threshold_for" if s.min_duration_s else "rule.threshold",
-                    "params": {"what": what, "op": s.op, "value": s.value, "seconds": s.min_duration_s}}
+            return {
+                "key": "rule.threshold_for" if s.min_duration_s else "rule.threshold",
+                "params": {"what": what, "op": s.op, "value": s.value, "seconds": s.min_duration_s},
+            }
         if s.kind == "rate":
             return {"key": "rule.rate", "params": {"what": what, "rate": s.rate_per_s}}
         return {"key": "rule.stale", "params": {"what": what, "seconds": s.stale_s}}
@@ -150,20 +156,31 @@ class RuleStore:
         if spec.asset_type and spec.signal:
             t = plant.types[spec.asset_type]
             if spec.signal not in t.signals:
-                raise InvalidInput(f"type {spec.asset_type!r} has no signal {spec.signal!r} (it has "
-                                   f"{', '.join(sorted(t.signals)) or 'none'})", where="signal")
+                raise InvalidInput(
+                    f"type {spec.asset_type!r} has no signal {spec.signal!r} (it has "
+                    f"{', '.join(sorted(t.signals)) or 'none'})",
+                    where="signal",
+                )
         with self.engine.begin() as c:
-            exists = c.execute(select(alert_rules.c.name).where(
-                (alert_rules.c.tenant == tenant) & (alert_rules.c.name == spec.name))).first()
+            exists = c.execute(
+                select(alert_rules.c.name).where((alert_rules.c.tenant == tenant) & (alert_rules.c.name == spec.name))
+            ).first()
             if exists and not replace:
                 raise Conflict(f"rule {spec.name!r} exists; remove it first or replace it", where="name")
             if exists:
-                c.execute(delete(alert_rules).where((alert_rules.c.tenant == tenant) &
-                                                    (alert_rules.c.name == spec.name)))
-            c.execute(insert(alert_rules).values(tenant=tenant, name=spec.name, spec=spec.model_dump(),
-                                                 created_by=current().user, updated_at=datetime.now(UTC)))
-        self.audit.append("alert_rule.put", tenant=tenant, target=spec.name,
-                                   after=spec.model_dump(exclude_none=True))
+                c.execute(
+                    delete(alert_rules).where((alert_rules.c.tenant == tenant) & (alert_rules.c.name == spec.name))
+                )
+            c.execute(
+                insert(alert_rules).values(
+                    tenant=tenant,
+                    name=spec.name,
+                    spec=spec.model_dump(),
+                    created_by=current().user,
+                    updated_at=datetime.now(UTC),
+                )
+            )
+        self.audit.append("alert_rule.put", tenant=tenant, target=spec.name, after=spec.model_dump(exclude_none=True))
         return Rule(tenant, spec)
 
     def list(self, tenant: str | None = None) -> list[Rule]:
@@ -172,8 +189,10 @@ class RuleStore:
             self.tenants.require(tenant)
             q = q.where(alert_rules.c.tenant == tenant)
         with self.engine.connect() as c:
-            return [Rule(r.tenant, RuleIn.model_validate(r.spec))
-                    for r in c.execute(q.order_by(alert_rules.c.tenant, alert_rules.c.name))]
+            return [
+                Rule(r.tenant, RuleIn.model_validate(r.spec))
+                for r in c.execute(q.order_by(alert_rules.c.tenant, alert_rules.c.name))
+            ]
 
     def get(self, tenant: str, name: str) -> Rule:
         found = [r for r in self.list(tenant) if r.name == name]

@@ -81,8 +81,9 @@ def rows_frame(columns: list[str], blocks: list[tuple[str, np.ndarray, np.ndarra
     return frame
 
 
-def predict_units(pipe: Pipeline, columns: list[str], blocks: list[tuple[str, np.ndarray, np.ndarray]]
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def predict_units(
+    pipe: Pipeline, columns: list[str], blocks: list[tuple[str, np.ndarray, np.ndarray]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(unit index per row, decision, score) for blocks of (unit, times, values[row, column]) rows in time order."""
     frame = rows_frame(columns, blocks)
     decision, score = pipe.predict(frame)
@@ -138,8 +139,16 @@ class Running:
 class Scorer:
     """Runs every enabled deployment of every tenant in one background thread."""
 
-    def __init__(self, *, historian: Historian, deployments: DeploymentStore, models: ModelCache, twin: TwinService,
-                 lab: LabService, refresh_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        *,
+        historian: Historian,
+        deployments: DeploymentStore,
+        models: ModelCache,
+        twin: TwinService,
+        lab: LabService,
+        refresh_s: float = 2.0,
+    ) -> None:
         """The historian (points in, outputs out), the deployments it runs, the model cache, the twin (each
         deployment's assets) and the lab (the step a model was trained on)."""
         self.historian, self.deployments, self.models, self.twin, self.lab = historian, deployments, models, twin, lab
@@ -218,8 +227,18 @@ class Scorer:
                     info = self.models.resolve(d.tenant, d.model, d.version)
                 except TaehwaError as exc:
                     info = {"error": str(exc)}
-                state.append((d.tenant, d.name, d.model, d.version, repr(d.target), repr(d.params),
-                              info.get("run_id"), id(self.twin.plant(d.tenant))))
+                state.append(
+                    (
+                        d.tenant,
+                        d.name,
+                        d.model,
+                        d.version,
+                        repr(d.target),
+                        repr(d.params),
+                        info.get("run_id"),
+                        id(self.twin.plant(d.tenant)),
+                    )
+                )
             if not force and state == self._fingerprint:
                 return
             with self._lock:
@@ -257,19 +276,26 @@ class Scorer:
         wait_us = int(p["wait_s"] * 1e6) if p.get("wait_s") is not None else 2 * step_us
         outputs = {o: (p.get("outputs") or {}).get(o, o) for o in OUTPUTS[pipe.task]}
         outputs = {o: s for o, s in outputs.items() if s}
-        run = Running(dep, key, pipe, info, columns, outputs, step_us, hold_us, wait_us, history_rows(pipe), {},
-                      skipped, {})
+        run = Running(
+            dep, key, pipe, info, columns, outputs, step_us, hold_us, wait_us, history_rows(pipe), {}, skipped, {}
+        )
         if old is not None:
             run.rows_scored, run.recent_in, run.recent_score = old.rows_scored, old.recent_in, old.recent_score
         policy = pipe.policy if pipe.task == "anomaly" else None
         if policy is not None:  # durations were calibrated in the training data's steps: the same steps here
             trained = parse_duration(self._trained_step(dep.tenant, info["run_id"]), field="step")
             scale = step_us / trained if trained > 0 else 1.0
-            run.alarm = dataclasses.replace(policy, min_duration_s=policy.min_duration_s * scale,
-                                            quiet_s=policy.quiet_s * scale)
+            run.alarm = dataclasses.replace(
+                policy, min_duration_s=policy.min_duration_s * scale, quiet_s=policy.quiet_s * scale
+            )
         for asset, tags in units_tags.items():
-            unit = Unit(asset, tags, UnitRows(len(tags), step_us, hold_us, wait_us),
-                        np.empty(0, np.int64), np.empty((0, len(columns))))
+            unit = Unit(
+                asset,
+                tags,
+                UnitRows(len(tags), step_us, hold_us, wait_us),
+                np.empty(0, np.int64),
+                np.empty((0, len(columns))),
+            )
             run.units[asset] = unit
             for j, tag in enumerate(tags):
                 run.by_tag.setdefault(tag, []).append((unit, j))
@@ -294,15 +320,17 @@ class Scorer:
         present = [t for t in out_tags if t in known]
         if present:
             latest = self.historian.latest(tenant, present)
-            for tag, t in zip(latest.column("tag").to_pylist(), latest.column("time").cast(pa.int64()).to_pylist(),
-                              strict=True):
+            for tag, t in zip(
+                latest.column("tag").to_pylist(), latest.column("time").cast(pa.int64()).to_pylist(), strict=True
+            ):
                 marks[tag.rsplit("/", 1)[0]] = t
         inputs_present = [t for t in in_tags if t in known]
         if not inputs_present:
             return
         newest_in = self.historian.latest(tenant, inputs_present)
-        newest = dict(zip(newest_in.column("tag").to_pylist(), newest_in.column("time").cast(pa.int64()).to_pylist(),
-                          strict=True))
+        newest = dict(
+            zip(newest_in.column("tag").to_pylist(), newest_in.column("time").cast(pa.int64()).to_pylist(), strict=True)
+        )
         for asset, unit in run.units.items():
             seen = [newest[t] for t in unit.tags if t in newest]
             if asset not in marks and seen:  # never scored: start after the data already there
@@ -313,8 +341,12 @@ class Scorer:
         until = from_us(time.time_ns() // 1000 + 86_400_000_000)  # everything, future stamps included
         table = self.historian.read(tenant, inputs_present, from_us(lo), until)
         per_tag: dict[str, tuple[list[int], list[float]]] = {}
-        for tag, t, v in zip(table.column("tag").to_pylist(), table.column("time").cast(pa.int64()).to_pylist(),
-                             table.column("value").to_pylist(), strict=True):
+        for tag, t, v in zip(
+            table.column("tag").to_pylist(),
+            table.column("time").cast(pa.int64()).to_pylist(),
+            table.column("value").to_pylist(),
+            strict=True,
+        ):
             entry = per_tag.setdefault(tag, ([], []))
             entry[0].append(t)
             entry[1].append(v)
@@ -328,7 +360,7 @@ class Scorer:
                     unit.rows.add(j, t, v)
             times, rows = unit.rows.take()
             old = times <= mark
-            unit.hist_t, unit.hist_v = times[old][-run.need:], rows[old][-run.need:]
+            unit.hist_t, unit.hist_v = times[old][-run.need :], rows[old][-run.need :]
             if (~old).any():
                 unit.new_t.append(times[~old])
                 unit.new_v.append(rows[~old])
@@ -348,8 +380,12 @@ class Scorer:
                 if mine.num_rows == 0:
                     continue
                 runs = [r for (t, _), r in self._running.items() if t == tenant]
-                for tag, t, v in zip(mine.column("tag").to_pylist(), mine.column("time").cast(pa.int64()).to_pylist(),
-                                     mine.column("value").to_pylist(), strict=True):
+                for tag, t, v in zip(
+                    mine.column("tag").to_pylist(),
+                    mine.column("time").cast(pa.int64()).to_pylist(),
+                    mine.column("value").to_pylist(),
+                    strict=True,
+                ):
                     for run in runs:
                         for unit, j in run.by_tag.get(tag, ()):
                             unit.rows.add(j, t, v)
@@ -404,8 +440,8 @@ class Scorer:
                 values[o].append(outs[o][sl])
             times_out.append(nt)
             tags.extend([unit.asset] * len(nt))
-            unit.hist_t = np.concatenate([unit.hist_t, nt])[-run.need:]
-            unit.hist_v = np.concatenate([unit.hist_v, nv])[-run.need:]
+            unit.hist_t = np.concatenate([unit.hist_t, nt])[-run.need :]
+            unit.hist_v = np.concatenate([unit.hist_v, nv])[-run.need :]
             for row in nv[-DRIFT_SAMPLE:]:
                 run.recent_in.append(row)
         all_t = np.concatenate(times_out)
@@ -413,17 +449,24 @@ class Scorer:
         for o in run.outputs:
             vals = np.concatenate(values[o])
             ok = np.isfinite(vals)
-            parts.append(pa.table({
-                "tag": pa.array([f"{a}/{run.outputs[o]}" for a, keep in zip(tags, ok, strict=True) if keep],
-                                pa.string()),
-                "time": pa.array(all_t[ok], pa.int64()).cast(pa.timestamp("us")),
-                "value": pa.array(vals[ok], pa.float64()),
-                "quality": pa.array(np.zeros(int(ok.sum()), np.uint8), pa.uint8())}, schema=STORE_SCHEMA))
+            parts.append(
+                pa.table(
+                    {
+                        "tag": pa.array(
+                            [f"{a}/{run.outputs[o]}" for a, keep in zip(tags, ok, strict=True) if keep], pa.string()
+                        ),
+                        "time": pa.array(all_t[ok], pa.int64()).cast(pa.timestamp("us")),
+                        "value": pa.array(vals[ok], pa.float64()),
+                        "quality": pa.array(np.zeros(int(ok.sum()), np.uint8), pa.uint8()),
+                    },
+                    schema=STORE_SCHEMA,
+                )
+            )
         primary = outs[OUTPUTS[run.pipe.task][0]] if run.pipe.task != "fault" else outs["fault_score"]
         mask = np.zeros(len(unit_idx), dtype=bool)
         start = 0
         for (_, n_hist, _, _), (_, bt, _) in zip(news, blocks, strict=True):
-            mask[start + n_hist:start + len(bt)] = True
+            mask[start + n_hist : start + len(bt)] = True
             start += len(bt)
         run.recent_score.extend(np.asarray(primary)[mask][-DRIFT_SAMPLE:].tolist())
         table = pa.concat_tables(parts)
@@ -466,13 +509,21 @@ class Scorer:
         run = self._running.get((tenant, name))
         if run is None:
             return {"running": False}
-        return {"running": True, "model": run.info, "task": run.pipe.task, "assets": len(run.units),
-                "skipped": run.skipped, "outputs": run.outputs, "step_s": run.step_us / 1e6,
-                "rows_scored": run.rows_scored, "history_rows": run.need,
-                "last_row": from_us(run.last_row_us).isoformat() if run.last_row_us is not None else None,
-                "late_points": sum(u.rows.late for u in run.units.values()),
-                "last_error": run.last_error,
-                "error_at": from_us(int(run.error_at * 1e6)).isoformat() if run.error_at else None}
+        return {
+            "running": True,
+            "model": run.info,
+            "task": run.pipe.task,
+            "assets": len(run.units),
+            "skipped": run.skipped,
+            "outputs": run.outputs,
+            "step_s": run.step_us / 1e6,
+            "rows_scored": run.rows_scored,
+            "history_rows": run.need,
+            "last_row": from_us(run.last_row_us).isoformat() if run.last_row_us is not None else None,
+            "late_points": sum(u.rows.late for u in run.units.values()),
+            "last_error": run.last_error,
+            "error_at": from_us(int(run.error_at * 1e6)).isoformat() if run.error_at else None,
+        }
 
 
 def split_by_tag(table: pa.Table) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -485,13 +536,23 @@ def split_by_tag(table: pa.Table) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     values = table.column("value").to_numpy()
     order = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[order], np.arange(len(tags.dictionary) + 1))
-    return {str(tag): (times[order[bounds[k]:bounds[k + 1]]], values[order[bounds[k]:bounds[k + 1]]])
-            for k, tag in enumerate(tags.dictionary.to_pylist())}
+    return {
+        str(tag): (times[order[bounds[k] : bounds[k + 1]]], values[order[bounds[k] : bounds[k + 1]]])
+        for k, tag in enumerate(tags.dictionary.to_pylist())
+    }
 
 
-def history_blocks(historian: Historian, tenant: str, units: dict[str, list[str]], start_us: int, end_us: int,
-                   step_us: int, hold_us: int, need: int, known: set[str] | None = None
-                   ) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def history_blocks(
+    historian: Historian,
+    tenant: str,
+    units: dict[str, list[str]],
+    start_us: int,
+    end_us: int,
+    step_us: int,
+    hold_us: int,
+    need: int,
+    known: set[str] | None = None,
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Rows (asset, grid times, values[row, input]) of each asset over a past range, made exactly as live scoring
     makes them, beginning `need` rows before `start` (they feed the features of the first rows). `known`: the
     tenant's tags (those of `units` that never had data are left out)."""
@@ -499,14 +560,14 @@ def history_blocks(historian: Historian, tenant: str, units: dict[str, list[str]
         known = set(historian.catalog.ids(tenant, refresh=True))
     all_tags = sorted({t for tags in units.values() for t in tags if t in known})
     lo = start_us - need * step_us - hold_us
-    per_tag = split_by_tag(historian.read(tenant, all_tags, from_us(lo), from_us(end_us + 1))
-                           ) if all_tags else {}
+    per_tag = split_by_tag(historian.read(tenant, all_tags, from_us(lo), from_us(end_us + 1))) if all_tags else {}
     empty = (np.empty(0, np.int64), np.empty(0))
     blocks = []
     for asset, tags in units.items():
         series = [sorted_series(*per_tag.get(tag, empty)) for tag in tags]
-        grid = grid_between(start_us - need * step_us - step_us, end_us, step_us,
-                            phase_of([t for t, _ in series], step_us))  # on the asset's own times
+        grid = grid_between(
+            start_us - need * step_us - step_us, end_us, step_us, phase_of([t for t, _ in series], step_us)
+        )  # on the asset's own times
         times, rows = grid_rows(series, grid, hold_us)
         if len(times):
             blocks.append((asset, times, rows))
@@ -516,8 +577,9 @@ def history_blocks(historian: Historian, tenant: str, units: dict[str, list[str]
 BACKFILL_CHUNK_ROWS = 50_000  # rows of one read-and-score step of a backfill
 
 
-def score_chunk(shared: tuple[Pipeline, list[str], int], blocks: list[tuple[str, np.ndarray, np.ndarray]]
-                ) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
+def score_chunk(
+    shared: tuple[Pipeline, list[str], int], blocks: list[tuple[str, np.ndarray, np.ndarray]]
+) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
     """One chunk of a backfill: (asset per row, times, outputs) of the rows at or after the range's start. A pure
     function of the model and the rows, so it runs in this process, a pool worker or a Ray task alike."""
     pipe, columns, start_us = shared
@@ -528,9 +590,19 @@ def score_chunk(shared: tuple[Pipeline, list[str], int], blocks: list[tuple[str,
     return a[keep].tolist(), t[keep], {o: v[keep] for o, v in model_outputs(pipe, decision, score).items()}
 
 
-def backfill_rows(historian: Historian, tenant: str, pipe: Pipeline, units: dict[str, list[str]], start_us: int,
-                  end_us: int, step_us: int, hold_us: int, need: int, *, backend: Backend = "serial"
-                  ) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
+def backfill_rows(
+    historian: Historian,
+    tenant: str,
+    pipe: Pipeline,
+    units: dict[str, list[str]],
+    start_us: int,
+    end_us: int,
+    step_us: int,
+    hold_us: int,
+    need: int,
+    *,
+    backend: Backend = "serial",
+) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
     """(asset per row, times, outputs) of a model over a past range, rows made exactly as live scoring makes them.
 
     Assets go in chunks of about `BACKFILL_CHUNK_ROWS` rows. In this process (`backend` serial) the next chunk is
@@ -542,7 +614,7 @@ def backfill_rows(historian: Historian, tenant: str, pipe: Pipeline, units: dict
     per_asset = (end_us - start_us) // step_us + need + 2
     size = max(1, BACKFILL_CHUNK_ROWS // per_asset)
     names = list(units)
-    chunks = [{a: units[a] for a in names[i:i + size]} for i in range(0, len(names), size)]
+    chunks = [{a: units[a] for a in names[i : i + size]} for i in range(0, len(names), size)]
     shared = (pipe, columns, start_us)
     assets: list[str] = []
     times: list[np.ndarray] = []
@@ -563,6 +635,7 @@ def backfill_rows(historian: Historian, tenant: str, pipe: Pipeline, units: dict
             keep(part)
     else:
         with ThreadPoolExecutor(1, thread_name_prefix="backfill-read") as pool:
+
             def ahead(chunk: dict[str, list[str]]) -> Future[list[tuple[str, np.ndarray, np.ndarray]]]:
                 return pool.submit(contextvars.copy_context().run, blocks_of, chunk)
 

@@ -45,8 +45,9 @@ class PredictIn(BaseModel):
     """Rows to score, in time order (window features see them as one sequence)."""
 
     model_config = ConfigDict(extra="forbid")
-    rows: list[dict[str, float | None]] = Field(min_length=1, max_length=MAX_PREDICT_ROWS,
-                                                description="Each a mapping of the model's inputs to values")
+    rows: list[dict[str, float | None]] = Field(
+        min_length=1, max_length=MAX_PREDICT_ROWS, description="Each a mapping of the model's inputs to values"
+    )
     version: int | None = Field(None, ge=1, le=10**9, description="A version; by default the production one")
 
 
@@ -67,8 +68,10 @@ class BackfillIn(BaseModel):
     step: str | None = None
     write: Literal["none", "shadow", "outputs"] = "shadow"
     fan_out: Literal["serial", "pool", "ray"] | None = Field(
-        None, description="Score chunks of assets here (serial), over the local process pool or over Ray; default: "
-        "Ray when TAEHWA_RAY_ADDRESS is set, else the pool for a long backfill and here for a short one")
+        None,
+        description="Score chunks of assets here (serial), over the local process pool or over Ray; default: "
+        "Ray when TAEHWA_RAY_ADDRESS is set, else the pool for a long backfill and here for a short one",
+    )
 
 
 def _checked(model: type[M], body: Any) -> M:
@@ -82,22 +85,31 @@ def _checked(model: type[M], body: Any) -> M:
 class LiveService:
     """Deployments, scoring, rules, alerts, notifications and drift of one platform."""
 
-    def __init__(self, *, engine: Engine, historian: Historian, tenants: TenantService, audit: AuditLog,
-                 twin: TwinService, lab: LabService) -> None:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        historian: Historian,
+        tenants: TenantService,
+        audit: AuditLog,
+        twin: TwinService,
+        lab: LabService,
+    ) -> None:
         """Each collaborator named (the metadata database, the historian, tenancy, audit, the twin, the lab); the
         parts are built here in the order they need each other, each handed the ones it uses."""
         self.historian, self.tenants, self.audit, self.twin, self.lab = historian, tenants, audit, twin, lab
         self.models = ModelCache(tenants=tenants, lab=lab)
-        self.deployments = DeploymentStore(engine=engine, tenants=tenants, audit=audit, lab=lab, models=self.models,
-                                           twin=twin)
+        self.deployments = DeploymentStore(
+            engine=engine, tenants=tenants, audit=audit, lab=lab, models=self.models, twin=twin
+        )
         self.rules = RuleStore(engine=engine, tenants=tenants, audit=audit, twin=twin)
         self.alerts = AlertBook(engine=engine, tenants=tenants, audit=audit, twin=twin)
         self.notifier = Notifier(engine=engine, tenants=tenants, audit=audit, historian=historian, alerts=self.alerts)
         self.scorer = Scorer(historian=historian, deployments=self.deployments, models=self.models, twin=twin, lab=lab)
-        self.drift = DriftMonitor(tenants=tenants, deployments=self.deployments, scorer=self.scorer,
-                                  alerts=self.alerts)
-        self.engine = RuleEngine(historian=historian, twin=twin, rules=self.rules, alerts=self.alerts,
-                                 scorer=self.scorer, drift=self.drift)
+        self.drift = DriftMonitor(tenants=tenants, deployments=self.deployments, scorer=self.scorer, alerts=self.alerts)
+        self.engine = RuleEngine(
+            historian=historian, twin=twin, rules=self.rules, alerts=self.alerts, scorer=self.scorer, drift=self.drift
+        )
         self._started = False
 
     def start(self) -> None:
@@ -126,14 +138,16 @@ class LiveService:
         return {**dep.to_dict(), "status": self.scorer.status(tenant, name)}
 
     def list(self, tenant: str) -> list[dict[str, Any]]:
-        return [{**d.to_dict(), "status": self.scorer.status(tenant, d.name)}
-                for d in self.deployments.list(tenant)]
+        return [{**d.to_dict(), "status": self.scorer.status(tenant, d.name)} for d in self.deployments.list(tenant)]
 
     def deployed_on(self, tenant: str, path: str) -> builtins.list[dict[str, Any]]:
         """The deployments whose target takes in an asset, with how they are doing."""
         plant = self.twin.plant(tenant)
-        return [{**d.to_dict(), "status": self.scorer.status(tenant, d.name)}
-                for d in self.deployments.list(tenant) if d.covers(plant, path)]
+        return [
+            {**d.to_dict(), "status": self.scorer.status(tenant, d.name)}
+            for d in self.deployments.list(tenant)
+            if d.covers(plant, path)
+        ]
 
     # -- on demand ------------------------------------------------------------------------------------------------
     def predict_request(self, tenant: str, model: str, body: Any) -> dict[str, Any]:
@@ -148,8 +162,7 @@ class LiveService:
         self.tenants.require(tenant, "write")
         return self.backfill(tenant, **_checked(BackfillIn, body).model_dump())
 
-    def predict(self, tenant: str, model: str, rows: Any, *, version: int | None = None
-                ) -> dict[str, Any]:
+    def predict(self, tenant: str, model: str, rows: Any, *, version: int | None = None) -> dict[str, Any]:
         """Score rows given by another system: each a mapping of the model's inputs to values, in time order (they
         are one sequence for window features)."""
         self.tenants.require(tenant)
@@ -165,8 +178,10 @@ class LiveService:
                 raise InvalidInput("each row is a mapping of input name to value", where=f"rows[{i}]")
             unknown = [k for k in row if k not in columns]
             if unknown:
-                raise InvalidInput(f"the model has no input {unknown[0]!r}; its inputs are {', '.join(columns)}",
-                                   where=f"rows[{i}].{unknown[0]}")
+                raise InvalidInput(
+                    f"the model has no input {unknown[0]!r}; its inputs are {', '.join(columns)}",
+                    where=f"rows[{i}].{unknown[0]}",
+                )
             for j, col in enumerate(columns):
                 v = row.get(col)
                 if v is None:
@@ -176,8 +191,7 @@ class LiveService:
                 values[i, j] = float(v)
         missing = [c for j, c in enumerate(columns) if np.isnan(values[:, j]).all()]
         if missing:
-            raise InvalidInput(f"no row gives input {missing[0]!r}; the model needs {', '.join(columns)}",
-                               where="rows")
+            raise InvalidInput(f"no row gives input {missing[0]!r}; the model needs {', '.join(columns)}", where="rows")
         times = np.arange(len(rows), dtype=np.int64)
         _, decision, score = predict_units(pipe, columns, [("request", times, values)])
         policy = pipe.policy if pipe.task == "anomaly" else None
@@ -185,15 +199,28 @@ class LiveService:
             decision = np.array([policy.condition(float(x))[0] for x in score], dtype=int)
         outs = model_outputs(pipe, decision, score)
         result: builtins.list[dict[str, Any]] = [
-            {k: (None if not np.isfinite(v[i]) else float(v[i])) for k, v in outs.items()} for i in range(len(rows))]
+            {k: (None if not np.isfinite(v[i]) else float(v[i])) for k, v in outs.items()} for i in range(len(rows))
+        ]
         if pipe.task == "fault":
             for r, d in zip(result, decision, strict=True):
                 r["fault"] = str(d)
         return {"model": info, "task": pipe.task, "inputs": columns, "rows": result}
 
-    def backfill(self, tenant: str, *, model: str, start: Any, end: Any, version: int | None = None,
-                 asset: str | None = None, asset_type: str | None = None, under: str | None = None,
-                 step: str | None = None, write: str = "shadow", fan_out: str | None = None) -> dict[str, Any]:
+    def backfill(
+        self,
+        tenant: str,
+        *,
+        model: str,
+        start: Any,
+        end: Any,
+        version: int | None = None,
+        asset: str | None = None,
+        asset_type: str | None = None,
+        under: str | None = None,
+        step: str | None = None,
+        write: str = "shadow",
+        fan_out: str | None = None,
+    ) -> dict[str, Any]:
         """Score a past range as live scoring would have: rows made the same way, the same model. Written to
         `shadow` tags (`<asset>/backfill/<model>/v<version>/<output>`, to compare with what ran), to the live
         output tags (`outputs`, e.g. to fill a gap), or not at all (`none`: only the summary). Chunks of assets are
@@ -217,16 +244,28 @@ class LiveService:
         spec_step = step or str(self.lab.get_run(tenant, info["run_id"])["spec"]["data"].get("step") or "1m")
         step_us = parse_duration(spec_step, field="step")
         if (e - s) // step_us * len(units) > 50_000_000:
-            raise InvalidInput("that is more than 50 million rows; backfill a shorter range or fewer assets",
-                               where="end")
+            raise InvalidInput(
+                "that is more than 50 million rows; backfill a shorter range or fewer assets", where="end"
+            )
         # by default a long backfill fans out (Ray when a cluster is named), a short one stays here: starting the
         # pool's workers costs about as much as scoring a few chunks
         long = (e - s) // step_us * len(units) >= FAN_OUT_MIN_CHUNKS * scoring.BACKFILL_CHUNK_ROWS
-        backend = choose_backend(fan_out, settings=self.historian.settings,
-                                 small=not (long and (os.cpu_count() or 1) > 1))
+        backend = choose_backend(
+            fan_out, settings=self.historian.settings, small=not (long and (os.cpu_count() or 1) > 1)
+        )
         started = time.perf_counter()
-        assets, times, outs = backfill_rows(self.historian, tenant, pipe, units, s, e, step_us, gap_hold_us(step_us),
-                                            history_rows(pipe), backend=backend)
+        assets, times, outs = backfill_rows(
+            self.historian,
+            tenant,
+            pipe,
+            units,
+            s,
+            e,
+            step_us,
+            gap_hold_us(step_us),
+            history_rows(pipe),
+            backend=backend,
+        )
         seconds = time.perf_counter() - started
         written = 0
         prefix = "" if write == "outputs" else f"backfill/{model}/v{info['version']}/"
@@ -234,27 +273,49 @@ class LiveService:
             parts = []
             for o, vals in outs.items():
                 ok = np.isfinite(vals)
-                parts.append(pa.table({
-                    "tag": pa.array([f"{a}/{prefix}{o}" for a, k in zip(assets, ok, strict=True) if k], pa.string()),
-                    "time": pa.array(times[ok], pa.int64()).cast(pa.timestamp("us")),
-                    "value": pa.array(vals[ok], pa.float64()),
-                    "quality": pa.array(np.zeros(int(ok.sum()), np.uint8), pa.uint8())}, schema=STORE_SCHEMA))
+                parts.append(
+                    pa.table(
+                        {
+                            "tag": pa.array(
+                                [f"{a}/{prefix}{o}" for a, k in zip(assets, ok, strict=True) if k], pa.string()
+                            ),
+                            "time": pa.array(times[ok], pa.int64()).cast(pa.timestamp("us")),
+                            "value": pa.array(vals[ok], pa.float64()),
+                            "quality": pa.array(np.zeros(int(ok.sum()), np.uint8), pa.uint8()),
+                        },
+                        schema=STORE_SCHEMA,
+                    )
+                )
             written = self.historian.write_checked(tenant, pa.concat_tables(parts)).points
         summary: dict[str, Any] = {
-            o: {"mean": float(np.nanmean(v)), "max": float(np.nanmax(v)), "min": float(np.nanmin(v))}
-            if len(v) else {} for o, v in outs.items()}
+            o: {"mean": float(np.nanmean(v)), "max": float(np.nanmax(v)), "min": float(np.nanmin(v))} if len(v) else {}
+            for o, v in outs.items()
+        }
         if pipe.task == "anomaly" and len(times):
             summary["anomaly"]["rows_flagged"] = int(np.nansum(outs["anomaly"]))
         if pipe.task == "fault":
             summary["classes"] = fault_classes(pipe)
-        self.audit.append("live.backfill", tenant=tenant, target=f"{model} v{info['version']}",
-                                   after={"rows": len(times), "written": written, "write": write,
-                                          "backend": backend})
-        return {"model": info, "task": pipe.task, "assets": len(units), "skipped": skipped, "rows": len(times),
-                "seconds": round(seconds, 3), "rows_per_s": round(len(times) / seconds) if seconds > 0 else None,
-                "written_points": written, "write": write, "backend": backend, "outputs": list(OUTPUTS[pipe.task]),
-                "tags": f"<asset>/{prefix if write != 'none' else ''}<output>",
-                "summary": summary}
+        self.audit.append(
+            "live.backfill",
+            tenant=tenant,
+            target=f"{model} v{info['version']}",
+            after={"rows": len(times), "written": written, "write": write, "backend": backend},
+        )
+        return {
+            "model": info,
+            "task": pipe.task,
+            "assets": len(units),
+            "skipped": skipped,
+            "rows": len(times),
+            "seconds": round(seconds, 3),
+            "rows_per_s": round(len(times) / seconds) if seconds > 0 else None,
+            "written_points": written,
+            "write": write,
+            "backend": backend,
+            "outputs": list(OUTPUTS[pipe.task]),
+            "tags": f"<asset>/{prefix if write != 'none' else ''}<output>",
+            "summary": summary,
+        }
 
     def outputs_of(self, tenant: str, name: str) -> dict[str, str]:
         run = self.scorer.running(tenant, name)
