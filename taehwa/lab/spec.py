@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from taehwa.core.errors import InvalidInput, ValidationFailed
 from taehwa.core.timeutil import to_us
-from taehwa.lab.models import KINDS, TASKS
+from taehwa.lab.models import KINDS
+from taehwa.lab.protocol import TASKS
 
 
 class _Strict(BaseModel):

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from taehwa.lab.models import Model, need_target
+from taehwa.lab.protocol import Model, need_target
 
 
 class MLPRegressor(Model):

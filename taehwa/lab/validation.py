@@ -20,7 +20,8 @@ from taehwa.lab import metrics as M
 from taehwa.lab.alarms import AlarmPolicy, Calibration, alarm_flags, calibrate, out_of_fold
 from taehwa.lab.datasets import CHANGEPOINT, TARGET, TIME, UNIT, Dataset, time_us
 from taehwa.lab.features import ConditionNormalizer, WindowFeatures
-from taehwa.lab.models import Model, build
+from taehwa.lab.models import build
+from taehwa.lab.protocol import Model
 from taehwa.lab.spec import AlarmSpec, FeatureSpec, Spec
 
 Progress = Callable[[int, int], None]
