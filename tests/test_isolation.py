@@ -34,6 +34,7 @@ OWN = {
     ("PUT", "/api/v1/users/{user}/password"),
     ("GET", "/api/v1/tenants"),
     ("DELETE", "/api/v1/session"),
+    ("GET", "/api/v1/city/figures"),  # the catalogue of figures a company may contribute to: names, no values
 }
 VALUES = {
     "tenant": "acme",

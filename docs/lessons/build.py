@@ -41,7 +41,7 @@ LESSONS: list[tuple[str, list[tuple[str, str, str | None]]]] = [
          "(SKAB) and an engine shop (C-MAPSS), each as site -> area -> line -> equipment with sensor tags.",
          "## 디지털 트윈\n\n데모 플랜트에는 정유 반응 공정(Tennessee Eastman), 펌프 스테이션(SKAB), 엔진 정비 "
          "공장(C-MAPSS)이 있으며, 각각 사업장 → 구역 → 라인 → 설비 → 센서 태그로 구성됩니다.",
-         "from taehwa.demo.replay import load_demo_plant\n\n"
+         "from taehwa.demo.history import load_demo_plant\n\n"
          "load_demo_plant(platform, shared, \"demo\")\n"
          "pump = platform.twin.get(\"demo\", \"ulsan-water/pump-station/circulation/pump-1\")\n"
          "print(pump[\"type\"])\n"
@@ -93,7 +93,7 @@ LESSONS: list[tuple[str, list[tuple[str, str, str | None]]]] = [
          "## 이력과 레이블\n\nSKAB의 모든 실행 기록을 히스토리언에 넣고, 이상 구간은 해당 자산의 레이블이 됩니다"
          "(CSV에서는 `taehwa lab labels import`).",
          "from taehwa.demo import label_skab, load_skab\n"
-         "from taehwa.demo.replay import load_demo_plant\n\n"
+         "from taehwa.demo.history import load_demo_plant\n\n"
          "load_demo_plant(platform, shared, \"demo\")\n"
          "print(load_skab(platform.historian, shared, \"demo\"), \"points\")\n"
          "platform.historian.flush()\n"

@@ -74,7 +74,17 @@ def add_analytics_routes(app: FastAPI, platform: Platform, auth: Callable[[], No
     """Add the analytics and event routes."""
     an = platform.analytics
     tenants = platform.tenants
-    router = APIRouter(dependencies=[Depends(auth)], route_class=BoundedRoute, tags=["analytics"])
+
+    def tenant_access(request: Request) -> None:
+        """Who may touch the tenant is decided before the parameters are read (a stranger learns nothing from a
+        422): reads for GET, writes for every change."""
+        tenant = request.path_params.get("tenant")
+        if tenant is not None:
+            tenants.require(str(tenant), "read" if request.method == "GET" else "write")
+
+    router = APIRouter(
+        dependencies=[Depends(auth), Depends(tenant_access)], route_class=BoundedRoute, tags=["analytics"]
+    )
 
     @router.get("/api/v1/{tenant}/analytics")
     def calculations(tenant: str) -> list[dict[str, Any]]:
@@ -94,7 +104,7 @@ def add_analytics_routes(app: FastAPI, platform: Platform, auth: Callable[[], No
     )
     async def check(tenant: str, request: Request) -> dict[str, Any]:
         """Check a plant file's calculated signals and event templates without loading it."""
-        tenants.require(tenant)
+        tenants.require(tenant, "write")  # a step of changing the plant file: for those who may change it
         body = await read_bounded(request, MAX_DOCUMENT_BYTES)
         if not body.strip():
             raise InvalidInput("empty body; send a plant document", where="body")
@@ -103,7 +113,7 @@ def add_analytics_routes(app: FastAPI, platform: Platform, auth: Callable[[], No
     @router.post("/api/v1/{tenant}/analytics/eval", openapi_extra=_doc(EvalIn))
     def evaluate(tenant: str, body: dict[str, Any] = ANY_BODY) -> dict[str, Any]:
         """Try an expression or condition on one asset over a range; nothing is written."""
-        tenants.require(tenant)
+        tenants.require(tenant, "write")  # engineering work (it reads ranges and computes): not for viewers
         b = _checked(EvalIn, body)
         return an.evaluate(tenant, b.asset, b.expr, b.start, b.end)
 

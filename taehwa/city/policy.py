@@ -79,7 +79,9 @@ class PolicyBook:
     def set_privacy(
         self, *, k: int | None = None, epsilon: float | str | None = "keep", scope: str | None = None
     ) -> Privacy:
-        """Change k and/or the noise (`epsilon=None` turns noise off; 'keep' leaves it)."""
+        """Change k and/or the noise (`epsilon=None` turns noise off; 'keep' leaves it); city admins only, checked
+        first (even a change that changes nothing is refused to others)."""
+        self._tenants.require(self.city, "admin")
         if k is not None:
             if isinstance(k, bool) or not isinstance(k, int) or not MIN_K <= k <= MAX_K:
                 raise InvalidInput(
@@ -113,7 +115,9 @@ class PolicyBook:
         return {r.key.split(":", 1)[1]: float(r.value["cpu_hours_month"]) for r in rows}
 
     def set_quota(self, tenant: str, cpu_hours_month: float | None) -> float | None:
-        """Set (or with None, lift) a company's monthly compute quota."""
+        """Set (or with None, lift) a company's monthly compute quota (city admins; checked before anything is
+        looked up, so a stranger learns nothing of which companies exist)."""
+        self._tenants.require(self.city, "admin")
         with acting_as(SYSTEM):
             self._tenants.get(tenant)  # the company must exist
         if cpu_hours_month is not None and (
