@@ -55,7 +55,7 @@ typecheck: $(VENV)/.test-installed
 # one thread, since pools sized to every core in each of two processes spin against each other
 pytest: export OMP_NUM_THREADS = 1
 pytest: $(VENV)/.test-installed
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=25
 	@if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
 		echo "again against PostgreSQL: the tests of the metadata database"; \
 		TAEHWA_TEST_DATABASE=postgresql $(PY) -m pytest -q -n 2 --dist loadfile -p no:cacheprovider $(PG_TESTS) \

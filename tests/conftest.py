@@ -159,7 +159,9 @@ SLOW_FIRST = (
     "test_demo_history.py",
     "test_processes.py",
     "test_web_pages.py",
+    "test_web_journeys.py",
     "test_web.py",
+    "test_city_web.py",
     "test_academy.py",
     "test_lab_sweep.py",
     "test_fuzz.py",
@@ -170,6 +172,8 @@ SLOW_FIRST = (
     "test_lab_benchmarks.py",
     "test_attacks_parsing.py",
     "test_live.py",
+    "test_sqlport.py",
+    "test_demo_models.py",
 )
 
 
