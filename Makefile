@@ -15,7 +15,7 @@ PG_TESTS ?= tests/test_api.py tests/test_cli.py tests/test_fuzz.py tests/test_id
 	tests/test_lab_service.py tests/test_live.py tests/test_live_alerts.py tests/test_query.py tests/test_sharing.py \
 	tests/test_store.py tests/test_twin_api.py tests/test_twin_cli.py tests/test_twin_model.py \
 	tests/test_twin_service.py tests/test_academy.py tests/test_migrations.py tests/test_object_storage.py \
-	tests/test_crash.py tests/test_layout.py
+	tests/test_crash.py tests/test_layout.py tests/test_city.py tests/test_analytics_events.py tests/test_sqlport.py
 
 .PHONY: run test lint typecheck pytest bench deps-deb clean
 
