@@ -26,6 +26,7 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
 SHOTS = Path(os.environ.get("TAEHWA_TEST_OUTPUT", "test-output")) / "web"
 PASSWORD = "correct horse battery"
+LOCALES = {"en": "en-GB", "ko": "ko-KR"}  # the UI's two languages, as the browser announces them
 
 
 @pytest.fixture
@@ -67,6 +68,20 @@ def chromium() -> Iterator[Any]:
         )
         yield b
         b.close()
+
+
+def signed_in(browser: Any, url: str, lang: str, user: str = "kim", *, timeout_ms: int = 15_000) -> Any:
+    """A browser context of one language, signed in as `user` (the session cookie is shared by its pages)."""
+    ctx = browser.new_context(locale=LOCALES[lang], timezone_id="Asia/Seoul", viewport={"width": 1280, "height": 900})
+    page = ctx.new_page()
+    page.set_default_timeout(timeout_ms)
+    page.goto(f"{url}/login")
+    page.fill("#user", user)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda u: "/login" not in u)
+    page.close()
+    return ctx
 
 
 @pytest.fixture

@@ -27,14 +27,12 @@ from taehwa.core.settings import Settings
 from taehwa.server.platform import Platform
 from tests.conftest import TOKEN, serving
 from tests.test_live import SPEC, T0, TRAIN_S, plant_yaml, pump_rows
-from tests.test_web import chromium
+from tests.test_web import LOCALES, PASSWORD, chromium, signed_in
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
 SHOTS = Path(os.environ.get("TAEHWA_TEST_OUTPUT", "test-output")) / "web"
-PASSWORD = "correct horse battery"
-LOCALES = {"en": "en-GB", "ko": "ko-KR"}
 OPC_TAGS = ["opc/r1/pressure", "opc/r1/temperature"]
 
 
@@ -108,24 +106,15 @@ def browser() -> Iterator[Any]:
     yield from chromium()
 
 
-def signed_in(browser: Any, url: str, lang: str, user: str) -> Any:
-    ctx = browser.new_context(locale=LOCALES[lang], timezone_id="Asia/Seoul", viewport={"width": 1280, "height": 900})
-    page = ctx.new_page()
-    page.set_default_timeout(10_000)
-    page.goto(f"{url}/login")
-    page.fill("#user", user)
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(lambda u: "/login" not in u)
-    page.close()
-    return ctx
-
-
 @pytest.fixture(scope="module")
 def contexts(site: tuple[Platform, str, str], browser: Any) -> Iterator[dict[str, Any]]:
     """kim (acme's admin), eve (its engineer) and vic (its viewer), each in both languages."""
     _platform, url, _ep = site
-    out = {f"{user}-{lang}": signed_in(browser, url, lang, user) for user in ("kim", "eve", "vic") for lang in LOCALES}
+    out = {
+        f"{user}-{lang}": signed_in(browser, url, lang, user, timeout_ms=10_000)
+        for user in ("kim", "eve", "vic")
+        for lang in LOCALES
+    }
     yield out
     for ctx in out.values():
         ctx.close()

@@ -27,16 +27,14 @@ from taehwa.server.platform import Platform
 from taehwa.web.directions import lower_better
 from tests.conftest import TOKEN, serving
 from tests.test_live import SPEC, T0, TRAIN_S, plant_yaml, pump_rows
-from tests.test_web import chromium
+from tests.test_web import LOCALES, PASSWORD, chromium, signed_in
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
 SHOTS = Path(os.environ.get("TAEHWA_TEST_OUTPUT", "test-output")) / "web"
 AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
-PASSWORD = "correct horse battery"
 SKAB = "skab/run-7/current"  # a tag no asset binds
-LOCALES = {"en": "en-GB", "ko": "ko-KR"}
 
 
 def fleet_plant() -> str:
@@ -112,20 +110,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platform, s
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     yield from chromium()
-
-
-def signed_in(browser: Any, url: str, lang: str, user: str = "kim") -> Any:
-    """A browser context of one language, signed in (the session cookie is shared by its pages)."""
-    ctx = browser.new_context(locale=LOCALES[lang], timezone_id="Asia/Seoul", viewport={"width": 1280, "height": 900})
-    page = ctx.new_page()
-    page.set_default_timeout(15_000)
-    page.goto(f"{url}/login")
-    page.fill("#user", user)
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(lambda u: "/login" not in u)
-    page.close()
-    return ctx
 
 
 @pytest.fixture(scope="module")
