@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import statistics
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +20,8 @@ from sqlalchemy import insert
 from taehwa.api.app import create_app
 from taehwa.city.compute import QuotaExceeded
 from taehwa.city.live import follow_sites
-from taehwa.city.release import Refused
+from taehwa.city.policy import Privacy
+from taehwa.city.release import Figure, Refused
 from taehwa.core.errors import Forbidden, InvalidInput, NotFound, ValidationFailed
 from taehwa.core.yamlio import dump_yaml
 from taehwa.db import lab_runs
@@ -176,7 +178,8 @@ def test_the_differencing_attack_is_refused(city: Platform) -> None:
 
 def test_no_sequence_of_allowed_queries_isolates_a_company(platform: Platform) -> None:
     """Eight companies over overlapping groups, queried in random orders: every pair of released sets of a figure
-    differs by none or by at least k companies, so no difference of two releases is one company's figure."""
+    differs by none or by at least k companies, and every piece their overlaps and differences cut out holds at
+    least k, so no combination of releases is one company's figure."""
     p = platform
     p.tenants.create("city")
     p.twin.load("city", CITY_FILE.read_text())
@@ -215,6 +218,107 @@ def test_no_sequence_of_allowed_queries_isolates_a_company(platform: Platform) -
     for x, y in itertools.combinations(sets, 2):
         assert len(x ^ y) == 0 or len(x ^ y) >= 3
     assert all(len(s) >= 3 for s in sets)
+    assert all(len(cell) >= 3 for cell in venn_cells(sets))  # nor does any combination of them
+
+
+def quartiles(values: list[float]) -> dict[str, float]:
+    """The quartiles an ungated release would answer (linear interpolation, as the gate computes them)."""
+    p25, p50, p75 = statistics.quantiles(values, n=4, method="inclusive")
+    return {"p25": p25, "median": p50, "p75": p75}
+
+
+def isolate(answers: dict[tuple[str, ...], dict[str, float]], target: str) -> float | None:
+    """The attack on releases of three companies: their quartiles give the three values (p25 and p75 lie halfway
+    between neighbours); the one value two releases share that share one company is that company's; a release
+    whose other companies are known gives the last one's. None when the releases do not reveal the target."""
+    values = {
+        cohort: sorted(round(v, 6) for v in (2 * a["p25"] - a["median"], a["median"], 2 * a["p75"] - a["median"]))
+        for cohort, a in answers.items()
+        if len(cohort) == 3
+    }
+    known: dict[str, float] = {}
+    for _ in range(len(values)):
+        for (c1, v1), (c2, v2) in itertools.combinations(values.items(), 2):
+            both, common = set(c1) & set(c2), set(v1) & set(v2)
+            if len(both) == 1 and len(common) == 1:
+                known[both.pop()] = common.pop()
+        for cohort, vals in values.items():
+            unknown = [c for c in cohort if c not in known]
+            left = list(vals)
+            for c in cohort:
+                if c in known and known[c] in left:
+                    left.remove(known[c])
+            if len(unknown) == 1 and len(left) == 1:
+                known[unknown[0]] = left[0]
+    return known.get(target)
+
+
+def four_way() -> list[tuple[str, ...]]:
+    """Four cohorts: x in all four, two companies in each other combination of them. Every two and every three
+    of the cohorts leave no piece of fewer than 3 companies; only all four together single out x."""
+    names = "ABCD"
+    members: dict[str, list[str]] = {n: ["x"] for n in names}
+    for size in (1, 2, 3):
+        for combo in itertools.combinations(names, size):
+            for i in range(2):
+                for n in combo:
+                    members[n].append(f"{''.join(combo).lower()}{i}")
+    return [tuple(members[n]) for n in names]
+
+
+ATTACKS: dict[str, list[tuple[str, ...]]] = {
+    # every two differ by 4 or 6 companies (what a pairwise guard checks), yet the overlaps name a's and b's
+    # values and what is left of the first is x's
+    "three small cohorts": [("a", "b", "x"), ("a", "c", "d"), ("b", "e", "f")],
+    # no two cohorts overlap or differ by fewer than 3 companies, but x alone is in all three (A ∩ B ∩ C)
+    "a triple overlap": [
+        ("ab1", "ab2", "ac1", "ac2", "a1", "x"),
+        ("ab1", "ab2", "b1", "bc1", "bc2", "x"),
+        ("ac1", "ac2", "bc1", "bc2", "c1", "x"),
+    ],
+    "four cohorts": four_way(),
+}
+
+
+def venn_cells(sets: list[set[str]]) -> list[set[str]]:
+    """The companies grouped by which of the sets they are in: the smallest pieces that unions, intersections and
+    differences of the sets can express."""
+    cells: dict[frozenset[int], set[str]] = {}
+    for member in set().union(*sets):
+        cells.setdefault(frozenset(i for i, s in enumerate(sets) if member in s), set()).add(member)
+    return list(cells.values())
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+def test_an_attack_by_three_or_more_queries_is_refused(city: Platform, attack: str) -> None:
+    """Cohorts no two of which differ by fewer than k companies, but whose overlaps and differences together
+    single out one company: the gate refuses a query of the pattern, and what it released reveals nothing of x."""
+    cohorts = ATTACKS[attack]
+    for x, y in itertools.combinations(cohorts, 2):
+        assert len(set(x) ^ set(y)) >= 3  # each pair passes a pairwise guard
+    if attack != "three small cohorts":
+        for n in range(2, len(cohorts)):
+            for some in itertools.combinations(cohorts, n):
+                assert all(len(c) >= 3 for c in venn_cells([set(s) for s in some]))  # so does every smaller set
+    assert min(len(c) for c in venn_cells([set(s) for s in cohorts])) == 1  # all together single out x
+    figure = Figure("attack_probe", 0.0, 1000.0, sensitive=False)
+    values = {c: float(10 + 7 * i) for i, c in enumerate(sorted({c for co in cohorts for c in co}))}
+    if attack == "three small cohorts":  # released ungated, the three answers give x's figure
+        assert isolate({c: quartiles([values[m] for m in c]) for c in cohorts}, "x") == values["x"]
+    answers: dict[tuple[str, ...], dict[str, float]] = {}
+    refused = []
+    for cohort in cohorts:
+        try:
+            answers[cohort] = city.city.gate.release(
+                figure, "+".join(cohort[:3]), {c: values[c] for c in cohort}, Privacy(3, None), by="officer"
+            )
+        except Refused as exc:
+            assert "differencing" in exc.message
+            refused.append(cohort)
+    assert refused, f"all {len(cohorts)} released: together they single out x"
+    assert isolate(answers, "x") is None
+    released = [set(r["members"]) for r in city.city.gate.released("attack_probe")]
+    assert len(released) == len(answers) and all(len(c) >= 3 for c in venn_cells(released))
 
 
 def test_privacy_settings_are_applied_and_audited(city: Platform) -> None:

@@ -2,10 +2,13 @@
 
 - **k-anonymity**: an aggregate is released only when at least k companies (the city's policy, default 3)
   contribute to it; fewer is refused without saying how many.
-- **Differencing refused**: every set of companies an aggregate of a figure was released over is kept. A new set
-  whose symmetric difference with any released set of the same figure has between 1 and k − 1 companies is
-  refused — otherwise "Mipo" minus "Mipo without company X" would isolate X (the same holds when a company opts
-  out and a figure is asked again).
+- **Differencing refused, for any combination of releases**: every set of companies (cohort) an aggregate of a
+  figure was released over is kept. Whatever unions, intersections and differences of released cohorts an
+  analyst forms, the result is a union of their Venn cells (the companies that are in exactly the same released
+  cohorts), so a new cohort is refused when it would cut a cell into a piece of 1 to k − 1 companies, or add as
+  many companies that no released cohort holds. "Mipo" minus "Mipo without X" isolates X; so do {X, a, b},
+  {a, c, d} and {b, e, f}, no two of which differ by fewer than 3, and x alone in A ∩ B ∩ C (the same holds when
+  a company opts out and a figure is asked again). Asking for a released cohort again cuts nothing.
 - **What is released**: the median and quartiles (never a mean or a sum, which add up across groups), and how many
   companies contributed.
 - **Differential privacy** (optional, OpenDP): each quantile picked from a grid over the figure's bounds by the
@@ -88,6 +91,31 @@ def dp_quantiles(values: list[float], low: float, high: float, epsilon: float) -
     return sorted(out)
 
 
+def singles_out(released: list[set[str]], cohort: set[str], k: int) -> tuple[int, ...] | None:
+    """Whether releasing over `cohort` after `released` would let fewer than k companies be singled out.
+
+    The companies in exactly the same released cohorts form a Venn cell; every set that unions, intersections and
+    differences of the cohorts express is a union of cells, so a cell of 1 to k − 1 companies is one an analyst can
+    isolate. Only the cells the new cohort cuts in two are checked, and the piece of it that no released cohort
+    holds: a cell it leaves whole tells nothing new (nor does one small before, from releases under an older rule).
+    Returns the indices of the released cohorts holding the smallest such piece (empty for the piece outside them
+    all), or None when the release singles out no one.
+    """
+    inside: dict[str, list[int]] = {}
+    for i, s in enumerate(released):
+        for m in s:
+            inside.setdefault(m, []).append(i)
+    cells: dict[tuple[int, ...], set[str]] = {}
+    for m, where in inside.items():
+        cells.setdefault(tuple(where), set()).add(m)
+    pieces = [(sig, len(cell & cohort), len(cell - cohort)) for sig, cell in cells.items()]
+    small = [(n, sig) for sig, a, b in pieces if a and b for n in (a, b) if n < k]
+    outside = len(cohort - inside.keys())
+    if 0 < outside < k:
+        small.append((outside, ()))
+    return min(small)[1] if small else None
+
+
 class ReleaseGate:
     """Checks, answers and records every release of a cross-company aggregate."""
 
@@ -135,21 +163,21 @@ class ReleaseGate:
             with self._engine.connect() as c:
                 rows = c.execute(select(city_releases).where(city_releases.c.figure == figure.name)).all()
             same = next((r for r in rows if r.members_key == key), None)
-            for r in rows:
-                diff = len(mine.symmetric_difference(r.members))
-                if 0 < diff < privacy.k:
-                    named = ", ".join(r.groups[:3])
-                    self._refuse(
-                        figure,
-                        group,
-                        len(members),
-                        setting,
-                        by,
-                        f"{figure.name} for {group} would differ from a released aggregate ({named}) by "
-                        f"fewer than {privacy.k} companies, which could reveal a company's figure "
-                        "(a differencing attack); ask for a group that differs by at least "
-                        f"{privacy.k} companies",
-                    )
+            cut = None if same is not None else singles_out([set(r.members) for r in rows], mine, privacy.k)
+            if cut is not None:
+                near = [rows[i] for i in cut] or [r for r in rows if mine & set(r.members)]
+                named = ", ".join(g for r in near[:3] for g in r.groups[:1])
+                self._refuse(
+                    figure,
+                    group,
+                    len(members),
+                    setting,
+                    by,
+                    f"{figure.name} for {group}, set against the aggregates already released ({named}), would "
+                    f"single out fewer than {privacy.k} companies by overlaps and differences, which could reveal "
+                    "a company's figure (a differencing attack); ask for a group that leaves at least "
+                    f"{privacy.k} companies on each side of every released group it cuts",
+                )
             answer, spent = self._answer(figure, values, setting, same)
             now = datetime.now(UTC)
             with self._engine.begin() as c:
