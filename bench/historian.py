@@ -166,7 +166,7 @@ def bench_queries(work: Path, n_tags: int, runs: int) -> dict[str, float]:
     hist.compact("bench")
     compact_s = time.perf_counter() - t
     stats = hist.stats("bench")
-    files = [str(hist.root / "bench" / f.path) for f in hist._manifest("bench").files]
+    files = [str(hist.root / "bench" / f.path) for f in hist.state.manifest("bench").files]
     assert len(files) == 1
     tags = [tag_name(i) for i in range(n_tags)]
 

@@ -136,7 +136,7 @@ def test_store_on_s3_answers_like_a_local_one(s3: S3Server, tmp_path: Path) -> N
         remote.compact("acme")
         assert remote.stats("acme")["files"] == 1
         assert remote.read("acme", "p/2", T0, "2024-03-02").num_rows == 600_000
-        remote._delete_obsolete(grace_s=0)
+        remote.maintenance.delete_obsolete(grace_s=0)
         assert sum(o.startswith("acme/day=") for o in s3.objects()) == 1
         assert remote.stats("acme")["storage"].startswith("s3://taehwa/city?")
     finally:
@@ -262,7 +262,7 @@ def test_writers_partitioned_by_tenant(tmp_path: Path) -> None:
             assert values(c, "p/1")[:2] == [0.0, 1.0] and values(c, "p/1")[-1] == 50.0
             # the old holder's commit is refused: another writer has committed since
             with pytest.raises(Conflict):
-                a._commit("acme", [], set())
+                a.state.commit("acme", [], set())
         finally:
             c.close()
     finally:

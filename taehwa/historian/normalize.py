@@ -138,8 +138,12 @@ def normalize(
     earliest_us: int | None = None,
     latest_us: int | None = None,
     layout: str = "auto",
+    first_row: int = 1,
 ) -> pa.Table:
-    """Check and convert input to the store schema; raises InvalidInput naming row and column."""
+    """Check and convert input to the store schema; raises InvalidInput naming row and column.
+
+    `first_row`: the number of the table's first row in its source (a file read in chunks names rows as counted
+    from the file's start)."""
     table = to_arrow(data, source=source)
     if layout not in ("auto", "long", "wide"):
         raise InvalidInput(f"layout must be auto, long or wide, got {layout!r}", where=source)
@@ -158,10 +162,10 @@ def normalize(
     def locate(index: int, column: str) -> str:
         """Where row `index` of the long table came from, in the caller's terms."""
         if rows is None:
-            return _where(source, index + 1, column)
+            return _where(source, index + first_row, column)
         # wide input: values sit in a column named after the tag
         name = str(table.column("tag")[index].as_py()) if column == "value" else (wide_time or column)
-        return _where(source, int(rows[index].as_py()), name)
+        return _where(source, int(rows[index].as_py()) + first_row - 1, name)
 
     tag = _check_tags(table.column("tag"), source, locate)
     time = _check_times(table.column("time"), source, locate, earliest_us, latest_us)
