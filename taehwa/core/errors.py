@@ -7,26 +7,64 @@ without reading the code.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 
+@dataclass(frozen=True)
+class Location:
+    """Where in its input a problem is, each part when known: the `file` (a file's name, or what the input was:
+    `body`, `input`), the `line` of a text document (YAML, JSON, 1-based), the `row` of a table (1-based, counted
+    from the first data row of the whole file), the `column` (a table's column name, or a character position in a
+    line), and the `field` (a document's key or dotted path).
+
+    Its text is an error's `where`: `Location("body", row=1, column="value")` is "body, row 1, column 'value'"."""
+
+    file: str | None = None
+    line: int | None = None
+    row: int | None = None
+    column: str | int | None = None
+    field: str | None = None
+
+    def __str__(self) -> str:
+        column = repr(self.column) if isinstance(self.column, str) else self.column
+        parts = (
+            self.file,
+            None if self.line is None else f"line {self.line}",
+            None if self.row is None else f"row {self.row}",
+            None if column is None else f"column {column}",
+            self.field,
+        )
+        return ", ".join(p for p in parts if p)
+
+    def to_dict(self) -> dict[str, str | int]:
+        """The parts that are known (what an API error body's `location` holds)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
 class TaehwaError(Exception):
-    """Base of every error Taehwa raises on purpose."""
+    """Base of every error Taehwa raises on purpose.
+
+    `where` says where the problem is: a text (a field's name, a path), or a `Location` (file, line, row, column,
+    field), kept as `location` beside its text in `where`."""
 
     http_status = 500
     exit_code = 1
     kind = "error"
 
-    def __init__(self, message: str, *, where: str | None = None) -> None:
+    def __init__(self, message: str, *, where: str | Location | None = None) -> None:
         self.message = message
-        self.where = where
-        super().__init__(f"{where}: {message}" if where else message)
+        self.location = where if isinstance(where, Location) else None
+        self.where = (str(where) or None) if isinstance(where, Location) else where
+        super().__init__(f"{self.where}: {message}" if self.where else message)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON body an HTTP client gets for this error."""
         body: dict[str, Any] = {"error": self.kind, "message": self.message}
         if self.where:
             body["where"] = self.where
+        if self.location is not None:
+            body["location"] = self.location.to_dict()
         return body
 
 
@@ -107,12 +145,16 @@ class _PydanticErrors(Protocol):
 
 
 class ValidationFailed(InvalidInput):
-    """A whole document (a plant model, a configuration) failed validation; every problem is listed."""
+    """A whole document (a plant model, a configuration) failed validation; every problem is listed.
+
+    Each problem is (where, message), `where` a text or a `Location`: `problems` holds each as text, `locations`
+    the structured ones (None where a problem has only a text)."""
 
     kind = "validation_failed"
 
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
-        self.problems = problems
+    def __init__(self, problems: Sequence[tuple[str | Location, str]]) -> None:
+        self.problems = [(str(w), m) for w, m in problems]
+        self.locations = [w if isinstance(w, Location) else None for w, _ in problems]
         first_where, first_msg = problems[0]
         more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
         super().__init__(first_msg + more, where=first_where)
@@ -138,7 +180,10 @@ class ValidationFailed(InvalidInput):
 
     def to_dict(self) -> dict[str, Any]:
         body = super().to_dict()
-        body["problems"] = [{"where": w, "message": m} for w, m in self.problems]
+        body["problems"] = [
+            {"where": w, "message": m, **({"location": loc.to_dict()} if loc is not None else {})}
+            for (w, m), loc in zip(self.problems, self.locations, strict=True)
+        ]
         return body
 
     def __str__(self) -> str:

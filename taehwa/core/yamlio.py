@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import yaml
 
-from taehwa.core.errors import InvalidInput, PayloadTooLarge
+from taehwa.core.errors import InvalidInput, Location, PayloadTooLarge
 
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 """Largest YAML or JSON document read from a caller (bulk points have their own, larger limit)."""
@@ -197,7 +197,7 @@ def load_yaml(text: str | bytes, *, source: str, max_bytes: int = MAX_DOCUMENT_B
         raise InvalidInput(f"nested deeper than {MAX_DEPTH} levels", where=source) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
-        where = f"{source}, line {mark.line + 1}, column {mark.column + 1}" if mark else source
+        where = Location(source, line=mark.line + 1, column=mark.column + 1) if mark else Location(source)
         raise InvalidInput(f"not valid YAML: {exc.problem or exc}", where=where) from None
     except yaml.YAMLError as exc:
         raise InvalidInput(f"not valid YAML: {exc}", where=source) from None
@@ -227,7 +227,7 @@ def load_json(
         if "depth" in exc.msg or "recursion" in exc.msg:
             raise InvalidInput(f"nested deeper than {max_depth} levels", where=source) from None
         raise InvalidInput(
-            f"not valid JSON: {exc.msg}", where=f"{source}, line {exc.lineno}, column {exc.colno}"
+            f"not valid JSON: {exc.msg}", where=Location(source, line=exc.lineno, column=exc.colno)
         ) from None
     check_depth(doc, source=source, max_depth=max_depth)
     return doc

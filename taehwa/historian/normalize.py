@@ -15,7 +15,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from taehwa.core.errors import InvalidInput
+from taehwa.core.errors import InvalidInput, Location
 from taehwa.core.names import check_tag
 from taehwa.core.timeutil import MAX_US, MIN_US, show_us, to_us
 from taehwa.historian.schema import STORE_SCHEMA, Quality
@@ -24,11 +24,9 @@ TIME_NAMES = ("time", "timestamp", "datetime", "ts")
 LONG_COLUMNS = {"tag", "time", "value", "quality"}
 
 
-def _where(source: str, row: int | None = None, column: str | None = None) -> str:
-    parts = [
-        p for p in (source, f"row {row}" if row is not None else None, f"column {column!r}" if column else None) if p
-    ]
-    return ", ".join(parts)
+def _where(source: str, row: int | None = None, column: str | None = None) -> Location:
+    """Where a problem is: the input (a file's name, `body`), its row (1-based) and column, when known."""
+    return Location(source or None, row=row, column=column or None)
 
 
 def to_arrow(data: Any, *, source: str = "input") -> pa.Table:
@@ -44,10 +42,10 @@ def to_arrow(data: Any, *, source: str = "input") -> pa.Table:
         table: pa.Table = data.to_arrow()
         return table
     if isinstance(data, Mapping):
-        raise InvalidInput("expected rows of points, got a single mapping", where=source)
+        raise InvalidInput("expected rows of points, got a single mapping", where=_where(source))
     if isinstance(data, Iterable) and not isinstance(data, str | bytes):
         return _rows_to_arrow(data, source)
-    raise InvalidInput(f"cannot read points from a {type(data).__name__}", where=source)
+    raise InvalidInput(f"cannot read points from a {type(data).__name__}", where=_where(source))
 
 
 def _rows_to_arrow(rows: Iterable[Any], source: str) -> pa.Table:
@@ -90,10 +88,10 @@ def wide_to_long(table: pa.Table, *, source: str = "input", time_column: str | N
     """One column per tag beside a time column, turned into long (tag, time, value) rows."""
     time_col = time_column or _find_time_column(table)
     if time_col is None:
-        raise InvalidInput(f"no time column; name one of {list(TIME_NAMES)}", where=source)
+        raise InvalidInput(f"no time column; name one of {list(TIME_NAMES)}", where=_where(source))
     tag_cols = [c for c in table.column_names if c != time_col]
     if not tag_cols:
-        raise InvalidInput("a wide table needs at least one tag column beside the time", where=source)
+        raise InvalidInput("a wide table needs at least one tag column beside the time", where=_where(source))
     n = table.num_rows
     times = table.column(time_col)
     parts = []
@@ -115,7 +113,7 @@ def wide_to_long(table: pa.Table, *, source: str = "input", time_column: str | N
     try:  # tag columns of different kinds (numbers in one, text in another): checked as text, row by row
         return pa.concat_tables([p.set_column(2, "value", p.column("value").cast(pa.string())) for p in parts])
     except (pa.ArrowTypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        raise InvalidInput("the tag columns hold values that are not numbers or text", where=source) from None
+        raise InvalidInput("the tag columns hold values that are not numbers or text", where=_where(source)) from None
 
 
 def _find_time_column(table: pa.Table) -> str | None:
@@ -146,7 +144,7 @@ def normalize(
     from the file's start)."""
     table = to_arrow(data, source=source)
     if layout not in ("auto", "long", "wide"):
-        raise InvalidInput(f"layout must be auto, long or wide, got {layout!r}", where=source)
+        raise InvalidInput(f"layout must be auto, long or wide, got {layout!r}", where=_where(source))
     wide_time: str | None = None
     if layout == "wide" or (layout == "auto" and not is_long(table)):
         wide_time = _find_time_column(table)
@@ -159,7 +157,7 @@ def normalize(
     if table.num_rows == 0:
         return STORE_SCHEMA.empty_table()
 
-    def locate(index: int, column: str) -> str:
+    def locate(index: int, column: str) -> Location:
         """Where row `index` of the long table came from, in the caller's terms."""
         if rows is None:
             return _where(source, index + first_row, column)
@@ -186,14 +184,14 @@ def _long_columns(table: pa.Table, source: str) -> pa.Table:
     unknown = [orig for orig, new in zip(table.column_names, renamed, strict=True) if new not in LONG_COLUMNS]
     if unknown:
         raise InvalidInput(
-            f"unknown column(s) {unknown}; long format has tag, time, value and optional quality", where=source
+            f"unknown column(s) {unknown}; long format has tag, time, value and optional quality", where=_where(source)
         )
     if len(set(renamed)) != len(renamed):
-        raise InvalidInput(f"duplicate columns in {table.column_names}", where=source)
+        raise InvalidInput(f"duplicate columns in {table.column_names}", where=_where(source))
     table = table.rename_columns(renamed)
     for col in ("tag", "time", "value"):
         if col not in table.column_names:
-            raise InvalidInput(f"missing column {col!r}", where=source)
+            raise InvalidInput(f"missing column {col!r}", where=_where(source))
     return table
 
 

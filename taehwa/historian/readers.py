@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from taehwa.core.errors import InvalidInput, UnsupportedMediaType
+from taehwa.core.errors import InvalidInput, Location, UnsupportedMediaType
 
 PARQUET_CHUNK_ROWS = 4_000_000
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -36,7 +36,7 @@ def read_csv(data: bytes | Path, *, source: str) -> pa.Table:
         with open(data, "rb") as fh:
             head = fh.read(4096)
     if not head.strip():
-        raise InvalidInput("the CSV is empty; it needs a header row", where=source)
+        raise InvalidInput("the CSV is empty; it needs a header row", where=Location(source))
     delimiter = _delimiter(head)
     text_cols = {"tag": pa.string(), "quality": pa.string(), "Tag": pa.string(), "Quality": pa.string()}
     try:
@@ -48,7 +48,7 @@ def read_csv(data: bytes | Path, *, source: str) -> pa.Table:
             ),
         )
     except pa.ArrowInvalid as exc:
-        raise InvalidInput(f"cannot read CSV: {_arrow_msg(exc)}", where=source) from None
+        raise InvalidInput(f"cannot read CSV: {_arrow_msg(exc)}", where=Location(source)) from None
 
 
 def _arrow_msg(exc: Exception) -> str:
@@ -58,13 +58,13 @@ def _arrow_msg(exc: Exception) -> str:
 def iter_file_tables(path: Path) -> Iterator[tuple[pa.Table, int, int]]:
     """Chunks of a CSV or Parquet file with progress (rows done, rows in all)."""
     if not path.exists():
-        raise InvalidInput("file not found", where=str(path))
+        raise InvalidInput("file not found", where=Location(str(path)))
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
         try:
             pf = pq.ParquetFile(path)
         except (pa.ArrowInvalid, OSError) as exc:
-            raise InvalidInput(f"not a readable Parquet file: {_arrow_msg(exc)}", where=str(path)) from None
+            raise InvalidInput(f"not a readable Parquet file: {_arrow_msg(exc)}", where=Location(str(path))) from None
         total = pf.metadata.num_rows
         done = 0
         for batch in pf.iter_batches(batch_size=PARQUET_CHUNK_ROWS):
@@ -76,7 +76,7 @@ def iter_file_tables(path: Path) -> Iterator[tuple[pa.Table, int, int]]:
         table = read_csv(path, source=path.name)
         yield table, table.num_rows, table.num_rows
     else:
-        raise InvalidInput(f"unknown file type {suffix!r}; use .csv or .parquet", where=str(path))
+        raise InvalidInput(f"unknown file type {suffix!r}; use .csv or .parquet", where=Location(str(path)))
 
 
 def read_arrow_stream(body: bytes, *, source: str = "body") -> pa.Table:
@@ -97,7 +97,7 @@ def read_arrow_stream(body: bytes, *, source: str = "body") -> pa.Table:
         OSError,
         ValueError,
     ) as exc:
-        raise InvalidInput(f"not a valid Arrow IPC stream: {_arrow_msg(exc)}", where=source) from None
+        raise InvalidInput(f"not a valid Arrow IPC stream: {_arrow_msg(exc)}", where=Location(source)) from None
 
 
 def read_json_points(body: bytes, *, source: str = "body") -> pa.Table | list[Any]:
@@ -105,27 +105,27 @@ def read_json_points(body: bytes, *, source: str = "body") -> pa.Table | list[An
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"not valid JSON: {exc}", where=source) from None
+        raise InvalidInput(f"not valid JSON: {exc}", where=Location(source)) from None
     if isinstance(doc, dict) and "points" in doc:
         extra = set(doc) - {"points"}
         if extra:
-            raise InvalidInput(f"unknown key(s) {sorted(extra)} beside 'points'", where=source)
+            raise InvalidInput(f"unknown key(s) {sorted(extra)} beside 'points'", where=Location(source))
         doc = doc["points"]
     if isinstance(doc, list):
         return _json_rows(doc, source)
     if isinstance(doc, dict):
         lengths = {k: len(v) for k, v in doc.items() if isinstance(v, list)}
         if len(lengths) != len(doc):
-            raise InvalidInput("a column body maps each column name to a list", where=source)
+            raise InvalidInput("a column body maps each column name to a list", where=Location(source))
         if len(set(lengths.values())) > 1:
-            raise InvalidInput(f"columns have different lengths: {lengths}", where=source)
+            raise InvalidInput(f"columns have different lengths: {lengths}", where=Location(source))
         try:
             return pa.table({k: pa.array(v) for k, v in doc.items()})
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             return pa.table(
                 {k: pa.array([None if x is None else str(x) for x in v], pa.string()) for k, v in doc.items()}
             )
-    raise InvalidInput("expected a list of points or an object of columns", where=source)
+    raise InvalidInput("expected a list of points or an object of columns", where=Location(source))
 
 
 def _json_rows(rows: list[Any], source: str) -> pa.Table | list[Any]:

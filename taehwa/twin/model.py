@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from taehwa.core.errors import InvalidInput, ValidationFailed
+from taehwa.core.errors import InvalidInput, Location, ValidationFailed
 from taehwa.core.names import check_tag
 from taehwa.core.yamlio import line_of
-from taehwa.twin.types import LEVELS, LIMIT_KEYS, AssetType, Limits, Problems, _parse_limits, resolve_types
+from taehwa.twin.types import LEVELS, LIMIT_KEYS, AssetType, Limits, Problems, Where, _parse_limits, resolve_types
 
 SEGMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 RELATION_KINDS = {
@@ -39,7 +39,7 @@ class Asset:
     tags: dict[str, str] = field(default_factory=dict)  # signal name → historian tag
     limits: dict[str, Limits] = field(default_factory=dict)  # per-asset overrides of the type's limits
     description: str | None = None
-    where: str | None = field(default=None, compare=False)  # where it was declared (file, line), for errors
+    where: Where | None = field(default=None, compare=False)  # where it was declared (file, line), for errors
 
     @property
     def parent(self) -> str | None:
@@ -76,7 +76,7 @@ class Relation:
     source: str
     kind: str
     target: str
-    where: str | None = field(default=None, compare=False)
+    where: Where | None = field(default=None, compare=False)
 
     def record(self) -> dict[str, str]:
         """The YAML and JSON form."""
@@ -150,12 +150,12 @@ def _json_values(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v.isoformat() if isinstance(v, dt.date) else v for k, v in values.items()}
 
 
-def _where(source: str, node: Any, key: str | None = None) -> str:
-    line = line_of(node, key)
-    return f"{source}, line {line}" if line else source
+def _where(source: str, node: Any, key: str | None = None) -> Location:
+    """The file and line a node (or its key) was read from; the file alone for a value built in code (JSON)."""
+    return Location(source or None, line=line_of(node, key) or None)
 
 
-def parse_asset_fields(raw: dict[str, Any], path: str, where: str, problems: Problems) -> Asset:
+def parse_asset_fields(raw: dict[str, Any], path: str, where: Where, problems: Problems) -> Asset:
     """The fields of one asset from a mapping (YAML node or API body); children are handled by the caller."""
     known = {"id", "type", "name", "description", "attributes", "tags", "limits", "children"}
     for key in raw:
@@ -210,7 +210,7 @@ def parse_document(doc: Any, *, source: str, base_types: dict[str, Any] | None =
     problems += type_problems
     assets: dict[str, Asset] = {}
 
-    def walk(nodes: Any, parent: str | None, where_list: str) -> None:
+    def walk(nodes: Any, parent: str | None, where_list: Where) -> None:
         if not isinstance(nodes, list):
             problems.append((where_list, "assets and children must be lists"))
             return
@@ -253,7 +253,7 @@ def parse_document(doc: Any, *, source: str, base_types: dict[str, Any] | None =
 def validate(plant: Plant) -> Problems:
     """Every problem of a model as a whole: types, levels, allowed children, attributes, bindings, relations."""
     problems: Problems = []
-    bound: dict[str, tuple[str, str, str | None]] = {}  # tag → (asset, signal, where)
+    bound: dict[str, tuple[str, str, Where | None]] = {}  # tag → (asset, signal, where)
     for asset in plant.assets.values():
         where = asset.where or f"asset {asset.path}"
         t = plant.types.get(asset.type)
@@ -314,7 +314,7 @@ def validate(plant: Plant) -> Problems:
                     (
                         where,
                         f"tag {tag!r} is bound twice: to {asset.path!r} ({sig}) and to {other!r} "
-                        f"({other_sig}{', ' + other_where if other_where else ''})",
+                        f"({other_sig}{f', {other_where}' if other_where else ''})",
                     )
                 )
             else:

@@ -38,7 +38,7 @@ from taehwa.twin.model import (
 )
 from taehwa.twin.store import TwinStore, Version
 from taehwa.twin.targets import Target
-from taehwa.twin.types import Problems, resolve_types
+from taehwa.twin.types import Problems, Where, resolve_types
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class TwinService:
         settings: Settings,
         historian: Historian,
         hub: EventHub | None = None,
-        checks: Sequence[Callable[[Plant], Problems]] = (),
+        checks: Sequence[Callable[[Plant], Sequence[tuple[Where, str]]]] = (),
     ) -> None:
         """`checks`: more checks every new model must pass besides `validate` (e.g. the analytics expressions)."""
         self.settings = settings
@@ -354,7 +354,7 @@ class TwinService:
         summary: str,
     ) -> dict[str, Any]:
         """Parse an asset's fields, validate the model with it in place, commit, and answer the stored asset."""
-        problems: list[tuple[str, str]] = []
+        problems: Problems = []
         asset = parse_asset_fields(fields, path, "body", problems)
         if problems:
             raise ValidationFailed(problems)

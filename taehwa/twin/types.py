@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from taehwa.core.errors import Location
 from taehwa.core.timeutil import parse_duration
 from taehwa.core.yamlio import line_of, plain
 
@@ -17,7 +18,8 @@ LEVELS = ("site", "area", "line", "equipment", "component")
 ATTRIBUTE_KINDS = ("string", "number", "integer", "boolean", "date", "enum")
 LIMIT_KEYS = ("low_alarm", "low_warning", "high_warning", "high_alarm")
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-Problems = list[tuple[str, str]]
+Where = str | Location  # a problem's place: a text (`body`, `asset x`), or file and line in a plant file
+Problems = list[tuple[Where, str]]
 
 # Built-in roots so a plant file can declare only its own equipment types.
 BUILTIN_TYPES: dict[str, dict[str, Any]] = {
@@ -193,9 +195,9 @@ class AssetType:
         return type_name in self.ancestry
 
 
-def _where(source: str, node: Any, key: str | None = None) -> str:
-    line = line_of(node, key)
-    return f"{source}, line {line}" if line else source
+def _where(source: str, node: Any, key: str | None = None) -> Location:
+    """The file and line a node (or its key) was read from; the file alone for a value built in code (JSON)."""
+    return Location(source or None, line=line_of(node, key) or None)
 
 
 def _number(value: Any) -> float | None:
@@ -204,7 +206,7 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def _parse_limits(raw: Any, where: str, problems: Problems) -> Limits:
+def _parse_limits(raw: Any, where: Where, problems: Problems) -> Limits:
     if raw is None:
         return Limits()
     if not isinstance(raw, dict):
@@ -228,7 +230,7 @@ def _parse_limits(raw: Any, where: str, problems: Problems) -> Limits:
     return limits
 
 
-def parse_signal(name: str, raw: Any, *, derived: bool, where: str, problems: Problems) -> Signal:
+def parse_signal(name: str, raw: Any, *, derived: bool, where: Where, problems: Problems) -> Signal:
     """A sensor role or derived signal from its YAML mapping."""
     if raw is None:
         raw = {}
@@ -275,11 +277,11 @@ def parse_signal(name: str, raw: Any, *, derived: bool, where: str, problems: Pr
         interval,
         bool(raw.get("required")),
         expr,
-        where,
+        str(where),  # as text: the analytics' checks quote it
     )
 
 
-def _parse_attribute(name: str, raw: Any, where: str, problems: Problems) -> Attribute:
+def _parse_attribute(name: str, raw: Any, where: Where, problems: Problems) -> Attribute:
     if isinstance(raw, str):
         raw = {"type": raw}
     if not isinstance(raw, dict):
@@ -388,7 +390,7 @@ def resolve_types(declared: dict[str, Any], *, source: str) -> tuple[dict[str, A
                     )
                 )
                 continue
-            t.events[str(ev_name)] = EventDecl(str(ev_name), ev_raw, ev_where)
+            t.events[str(ev_name)] = EventDecl(str(ev_name), ev_raw, str(ev_where))
         for section, derived in (("sensors", False), ("derived", True)):
             members = raw.get(section) or {}
             if not isinstance(members, dict):
