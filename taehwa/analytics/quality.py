@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from taehwa.analytics.compute import Series
+from taehwa.core.tagbatch import TagIndex, segment_cummax
 
 CHECKS = ("gap", "stuck", "flat", "out_of_range", "spike", "bad_quality", "future_time", "repeated_time", "clock_jump")
 
@@ -169,8 +170,7 @@ class _TenantClocks:
     """Per tag of one tenant (by index): newest time seen, counts of repeated and backward points, when seen."""
 
     def __init__(self) -> None:
-        self.index: dict[str, int] = {}
-        self.names = pa.array([], pa.string())
+        self.index = TagIndex()
         self.last = np.empty(0, np.int64)
         self.repeated = np.empty(0, np.int64)
         self.backward = np.empty(0, np.int64)
@@ -178,10 +178,8 @@ class _TenantClocks:
         self.last_bad = np.empty(0, np.int64)
 
     def grow(self, new: list[str]) -> None:
-        for name in new:
-            self.index[name] = len(self.index)
-        self.names = pa.array(list(self.index), pa.string())
-        k = len(new)
+        self.index.add(new)
+        k = len(self.index) - len(self.last)
         self.last = np.concatenate([self.last, np.full(k, np.iinfo(np.int64).min)])
         for attr in ("repeated", "backward"):
             setattr(self, attr, np.concatenate([getattr(self, attr), np.zeros(k, np.int64)]))
@@ -202,23 +200,18 @@ class ArrivalWatch:
         """Take in one acknowledged write."""
         if points.num_rows == 0:
             return
-        tags = (
-            points.column("tag").combine_chunks()
-            if isinstance(points.column("tag"), pa.ChunkedArray)
-            else points.column("tag")
-        )
+        tags = points.column("tag")
         t = points.column("time").cast(pa.timestamp("us")).cast(pa.int64()).to_numpy()
         with self.lock:
             clocks = self.tenants.setdefault(tenant, _TenantClocks())
-            idx = pc.index_in(tags, value_set=clocks.names).to_numpy(zero_copy_only=False)
-            missing = np.isnan(idx) if idx.dtype.kind == "f" else idx < 0
+            idx = clocks.index.codes(tags)
+            missing = idx < 0
             if missing.any():
                 new = pc.unique(pc.filter(tags, pa.array(missing))).to_pylist()
                 if len(clocks.index) + len(new) > self.max_tags:
                     return
                 clocks.grow(new)
-                idx = pc.index_in(tags, value_set=clocks.names).to_numpy(zero_copy_only=False)
-            idx = idx.astype(np.int64)
+                idx = clocks.index.codes(tags)
             order = np.argsort(idx, kind="stable")  # each tag's points in the order written
             ti, tt = idx[order], t[order]
             first = np.ones(len(ti), bool)
@@ -226,7 +219,7 @@ class ArrivalWatch:
             prev = np.where(first, clocks.last[ti], np.roll(tt, 1))
             # the newest time before each point: the running maximum within the tag, from its last known time
             prev = np.where(prev == np.iinfo(np.int64).min, tt - 1, prev)
-            newest = _segment_cummax(prev, np.cumsum(first) - 1)
+            newest = segment_cummax(prev, np.cumsum(first) - 1)
             rep = tt == prev
             back = tt < newest
             bad = rep | back
@@ -243,7 +236,7 @@ class ArrivalWatch:
     def findings(self, tenant: str, tag: str) -> list[Finding]:
         """The arrival findings of a tag so far (since the server started)."""
         clocks = self.tenants.get(tenant)
-        i = clocks.index.get(tag) if clocks is not None else None
+        i = clocks.index.pos.get(tag) if clocks is not None else None
         if clocks is None or i is None or clocks.first_bad[i] < 0:
             return []
         a, b = int(clocks.first_bad[i]), int(clocks.last_bad[i])
@@ -269,23 +262,6 @@ class ArrivalWatch:
                 )
             )
         return out
-
-
-def _segment_cummax(values: np.ndarray, seg: np.ndarray) -> np.ndarray:
-    """Running maximum restarting with each segment (segments contiguous, numbered 0, 1, …), without a loop: each
-    segment is lifted above the one before, so one cumulative maximum serves them all."""
-    if not len(values):
-        return values
-    lo = int(values.min())
-    span = int(values.max()) - lo + 1
-    if span * (int(seg[-1]) + 1) < 2**62:
-        lifted = (values - lo) + seg * span
-        return np.asarray(np.maximum.accumulate(lifted) - seg * span + lo, np.int64)
-    out = values.copy()  # would overflow: segment by segment
-    cuts = np.flatnonzero(np.diff(seg)) + 1
-    for a, b in zip(np.concatenate([[0], cuts]).tolist(), np.concatenate([cuts, [len(values)]]).tolist(), strict=True):
-        out[a:b] = np.maximum.accumulate(values[a:b])
-    return out
 
 
 def finding_dict(f: Finding) -> dict[str, Any]:

@@ -258,7 +258,7 @@ def create_app(platform: Platform) -> FastAPI:
     @app.get("/api/v1/{tenant}/stats", dependencies=authed, tags=["points"])
     def stats(tenant: str) -> dict[str, Any]:
         """Files, rows and bytes of the tenant's store."""
-        return hist.stats(tenant)
+        return dict(hist.stats(tenant))
 
     add_twin_routes(app, platform, auth)
     add_admin_routes(app, platform, auth)

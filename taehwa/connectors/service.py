@@ -13,7 +13,7 @@ import shutil
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import Engine, delete, insert, select, update
 
@@ -29,6 +29,16 @@ from taehwa.tenancy.files import FileRoots
 from taehwa.tenancy.tenants import TenantService
 
 log = logging.getLogger(__name__)
+
+
+class CheckedConnector(TypedDict):
+    """A definition `ConnectorService.check` found valid: its name, protocol, items and the fixed tags it maps
+    to (a mapping, as the API answers it)."""
+
+    name: str
+    protocol: str
+    items: int
+    tags: list[str]
 
 
 class ConnectorService:
@@ -82,18 +92,15 @@ class ConnectorService:
         self.wake()
         return [s.name for s in specs]
 
-    def check(self, tenant: str, doc: Any, *, source: str = "connector") -> list[dict[str, Any]]:
+    def check(self, tenant: str, doc: Any, *, source: str = "connector") -> list[CheckedConnector]:
         """Check definitions as `add` would (fields, names, drop folders) without storing anything: each one's
         name, protocol and the fixed tags it maps to (tenant admins, as for `add`)."""
         self.tenants.require(tenant, "admin")
         specs = [self._confined(tenant, s, source) for s in parse_connectors(doc, source=source)]
         return [
-            {
-                "name": s.name,
-                "protocol": s.protocol,
-                "items": len(s.items) if hasattr(s, "items") else 0,
-                "tags": item_tags(s),
-            }
+            CheckedConnector(
+                name=s.name, protocol=s.protocol, items=len(s.items) if hasattr(s, "items") else 0, tags=item_tags(s)
+            )
             for s in specs
         ]
 

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -52,6 +52,18 @@ from taehwa.tenancy.audit import AuditLog, open_audit
 from taehwa.tenancy.tenants import TenantService
 
 log = logging.getLogger(__name__)
+
+
+class StoreStats(TypedDict):
+    """A tenant's store in figures (`Historian.stats`): a mapping, as the API and the CLI show it as JSON."""
+
+    storage: str  # where the files are (no secrets)
+    files: int  # data files in the manifest
+    rows_in_files: int
+    bytes: int
+    buffered: int  # points still in memory and the write-ahead log
+    days: int  # days with at least one file
+    manifest_version: int
 
 
 class Historian:
@@ -396,20 +408,20 @@ class Historian:
         self.audit.append("tag.set", tenant=tenant, target=name, before=before, after=info.to_dict())
         return info
 
-    def stats(self, tenant: str) -> dict[str, Any]:
+    def stats(self, tenant: str) -> StoreStats:
         """Files, rows and bytes of a tenant's store, and the points still buffered."""
         self.tenants.require(tenant)
         manifest = self.state.manifest(tenant)
         buffered = sum(t.num_rows for t in self.state.buffered(tenant))
-        return {
-            "storage": self.storage.describe(),
-            "files": len(manifest.files),
-            "rows_in_files": sum(f.rows for f in manifest.files),
-            "bytes": sum(f.bytes for f in manifest.files),
-            "buffered": buffered,
-            "days": len({f.day for f in manifest.files}),
-            "manifest_version": manifest.version,
-        }
+        return StoreStats(
+            storage=self.storage.describe(),
+            files=len(manifest.files),
+            rows_in_files=sum(f.rows for f in manifest.files),
+            bytes=sum(f.bytes for f in manifest.files),
+            buffered=buffered,
+            days=len({f.day for f in manifest.files}),
+            manifest_version=manifest.version,
+        )
 
 
 @contextmanager
@@ -422,4 +434,4 @@ def open_historian(settings: Settings, *, readonly: bool = False) -> Iterator[Hi
         hist.close()
 
 
-__all__ = ["FULL_PROBE_S", "STORE_SCHEMA", "Historian", "WriteResult", "open_historian"]
+__all__ = ["FULL_PROBE_S", "STORE_SCHEMA", "Historian", "StoreStats", "WriteResult", "open_historian"]

@@ -3,18 +3,24 @@
 
 It is fed by the historian's write listeners, so points count whatever path they came in by (HTTP, CLI, connectors,
 model outputs), and it turns every change into twin events.
+
+The state is kept in arrays, one slot per bound signal, and a write is folded in with array operations: each tag's
+newest point of the batch (the last written of its newest time, as a point-by-point fold would keep), the limit
+state of every point at once, and a step per distinct tag only to lay out the batch's events.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from taehwa.core.tagbatch import TagIndex, group_by_code, segment_cummax
 from taehwa.core.timeutil import from_us
 from taehwa.historian.schema import Quality
 from taehwa.twin.model import Asset, Plant
@@ -23,6 +29,11 @@ from taehwa.twin.types import Limits
 STATES = ("unknown", "normal", "stale", "warning", "alarm")
 RANK = {s: i for i, s in enumerate(STATES)}
 QUALITY_NAMES = {int(q): q.name.lower() for q in Quality}
+UNKNOWN, NORMAL, STALE, WARNING, ALARM = range(5)
+BAD = int(Quality.BAD)
+NO_TIME = np.iinfo(np.int64).min
+
+Event = tuple[str, tuple[str, ...], dict[str, Any]]
 
 
 def worst(states: list[str]) -> str:
@@ -30,19 +41,91 @@ def worst(states: list[str]) -> str:
     return max(states, key=RANK.__getitem__, default="unknown")
 
 
-@dataclass
-class SignalState:
-    """A signal's newest point and what it means."""
+class Slots:
+    """The newest point of some signals, one slot each: whether one came (`has`), its time, value, quality, the
+    limit state of its value (a `STATES` index) and whether it is stale."""
 
-    tag: str
-    derived: bool
-    limits: Limits
-    interval_s: float | None
-    time_us: int | None = None
-    value: float | None = None
-    quality: int = 0
-    limit: str = "unknown"  # normal / warning / alarm from the limits
-    stale: bool = False
+    def __init__(self, n: int) -> None:
+        self.has = np.zeros(n, bool)
+        self.has_value = np.zeros(n, bool)
+        self.time = np.zeros(n, np.int64)
+        self.value = np.full(n, np.nan)
+        self.quality = np.zeros(n, np.uint8)
+        self.limit = np.zeros(n, np.int8)
+        self.stale = np.zeros(n, bool)
+
+    def states(self, at: np.ndarray | slice) -> np.ndarray:
+        """What the slots contribute to their assets' states (`STATES` indexes)."""
+        bad = self.stale[at] | (self.quality[at] == BAD)
+        return np.where(self.has[at], np.where(bad, STALE, self.limit[at]), UNKNOWN).astype(np.int8)
+
+
+class SignalState:
+    """A signal's newest point and what it means (a view of one slot of a `Slots`)."""
+
+    __slots__ = ("_i", "_s", "derived", "interval_s", "limits", "tag")
+
+    def __init__(
+        self,
+        tag: str,
+        derived: bool,
+        limits: Limits,
+        interval_s: float | None,
+        *,
+        slots: Slots | None = None,
+        index: int = 0,
+    ) -> None:
+        """A signal's state; in `slots` at `index` when given, else in a slot of its own."""
+        self.tag, self.derived, self.limits, self.interval_s = tag, derived, limits, interval_s
+        self._s = slots if slots is not None else Slots(1)
+        self._i = index if slots is not None else 0
+
+    @property
+    def time_us(self) -> int | None:
+        """The newest point's time (µs), None before any."""
+        return int(self._s.time[self._i]) if self._s.has[self._i] else None
+
+    @time_us.setter
+    def time_us(self, value: int | None) -> None:
+        self._s.has[self._i] = value is not None
+        self._s.time[self._i] = 0 if value is None else value
+
+    @property
+    def value(self) -> float | None:
+        """The newest point's value."""
+        return float(self._s.value[self._i]) if self._s.has_value[self._i] else None
+
+    @value.setter
+    def value(self, value: float | None) -> None:
+        self._s.has_value[self._i] = value is not None
+        self._s.value[self._i] = np.nan if value is None else value
+
+    @property
+    def quality(self) -> int:
+        """The newest point's quality (a `Quality` value)."""
+        return int(self._s.quality[self._i])
+
+    @quality.setter
+    def quality(self, value: int) -> None:
+        self._s.quality[self._i] = value
+
+    @property
+    def limit(self) -> str:
+        """normal / warning / alarm from the limits (unknown without a value)."""
+        return STATES[int(self._s.limit[self._i])]
+
+    @limit.setter
+    def limit(self, value: str) -> None:
+        self._s.limit[self._i] = RANK[value]
+
+    @property
+    def stale(self) -> bool:
+        """No point for longer than the signal's interval allows."""
+        return bool(self._s.stale[self._i])
+
+    @stale.setter
+    def stale(self, value: bool) -> None:
+        self._s.stale[self._i] = value
 
     @property
     def state(self) -> str:
@@ -53,11 +136,12 @@ class SignalState:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
+        t = self.time_us
         return {
             "tag": self.tag,
             "value": self.value,
             "quality": QUALITY_NAMES.get(self.quality, "bad"),
-            "time": from_us(self.time_us).isoformat() if self.time_us is not None else None,
+            "time": from_us(t).isoformat() if t is not None else None,
             "limit_state": self.limit,
             "stale": self.stale,
             "state": self.state,
@@ -77,6 +161,18 @@ def signal_states(plant: Plant, asset: Asset) -> dict[str, SignalState]:
     return out
 
 
+_QUALITY_CLOSE = pa.array([f"{q}]" for q in range(256)], pa.string())
+
+
+def _offsets(starts: np.ndarray, n: int) -> pa.Array:
+    """List offsets for runs that start at `starts` and cover n items."""
+    return pa.array(np.append(starts, n).astype(np.int32), pa.int32())
+
+
+def _limit_array(limits: list[Limits], key: str) -> np.ndarray:
+    return np.array([np.nan if (x := getattr(lim, key)) is None else x for lim in limits], np.float64)
+
+
 class TenantLive:
     """The live state of one tenant's plant."""
 
@@ -87,35 +183,93 @@ class TenantLive:
         self.own: dict[str, str] = {}
         self.rolled: dict[str, str] = {}
         self.children: dict[str | None, list[str]] = {}
-        self.tag_set = pa.array([], pa.string())
-        self.rebuild(plant, {})
+        self.slots = Slots(0)
+        self._slot_of_tag: dict[str, int] = {}
+        self.rebuild(plant)
 
-    def rebuild(self, plant: Plant, old: dict[str, dict[str, SignalState]]) -> None:
+    def rebuild(self, plant: Plant) -> None:
         """Take a new model, keeping what is known of tags that are still bound."""
-        known = {s.tag: s for sigs in old.values() for s in sigs.values()}
+        old, old_slot = self.slots, self._slot_of_tag
         self.by_tag, self.signals, self.children = {}, {}, {}
+        tags: list[str] = []
+        paths: list[str] = []
+        names: list[str] = []
+        derived: list[bool] = []
+        limits: list[Limits] = []
+        intervals: list[float] = []
+        lo: list[int] = []
+        path_of: list[int] = []
+        specs: list[tuple[str, dict[str, SignalState]]] = []
         for asset in plant.assets.values():
             self.children.setdefault(asset.parent, []).append(asset.path)
+            lo.append(len(tags))
             sigs = signal_states(plant, asset)
             for name, st in sigs.items():
-                prev = known.get(st.tag)
-                if prev is not None and prev.time_us is not None:
-                    st.time_us, st.value, st.quality, st.stale = prev.time_us, prev.value, prev.quality, prev.stale
-                    st.limit = st.limits.state(prev.value) if prev.value is not None else "unknown"
+                path_of.append(len(paths))
+                tags.append(st.tag)
+                names.append(name)
+                derived.append(st.derived)
+                limits.append(st.limits)
+                intervals.append(np.nan if st.interval_s is None else st.interval_s)
                 self.by_tag[st.tag] = (asset.path, name)
-            self.signals[asset.path] = sigs
-        self.tag_set = pa.array(list(self.by_tag), pa.string())
-        self.own = {p: worst([s.state for s in sigs.values()]) for p, sigs in self.signals.items()}
+            paths.append(asset.path)
+            specs.append((asset.path, sigs))
+        n = len(tags)
+        slots = self.slots = Slots(n)
+        self._slot_of_tag = {tag: i for i, tag in enumerate(tags)}  # the last binding of a tag, as by_tag
+        for i, (path, sigs) in enumerate(specs):
+            self.signals[path] = {
+                name: SignalState(st.tag, st.derived, st.limits, st.interval_s, slots=slots, index=lo[i] + k)
+                for k, (name, st) in enumerate(sigs.items())
+            }
+        self.paths = paths
+        self.path_lo = np.array(lo, np.int64)
+        self.path_hi = np.append(self.path_lo[1:], n).astype(np.int64)
+        self.path_of = np.array(path_of, np.int64)
+        self.slot_path = [paths[p] for p in path_of]
+        self.derived_of = np.array(derived, np.int8)
+        self.slot_key = pa.array([f"{orjson.dumps(name).decode()}:[" for name in names], pa.string())
+        self.interval = np.array(intervals, np.float64)
+        self.lim = {k: _limit_array(limits, k) for k in ("low_alarm", "low_warning", "high_warning", "high_alarm")}
+        self.any_limits = any(bool(np.isfinite(a).any()) for a in self.lim.values())
+        tag_list = list(self.by_tag)
+        self.index = TagIndex(tag_list)
+        self.slot_of = np.array([self._slot_of_tag[t] for t in tag_list], np.int64)
+        self.path_pos = {p: i for i, p in enumerate(paths)}
+        pairs = [(i, old_slot[t]) for i, t in enumerate(tags) if t in old_slot]
+        if pairs:
+            new_i, old_i = (np.array(x, np.int64) for x in zip(*pairs, strict=True))
+            carry = old.has[old_i]
+            new_i, old_i = new_i[carry], old_i[carry]
+            for name in ("has", "has_value", "time", "value", "quality", "stale"):
+                getattr(slots, name)[new_i] = getattr(old, name)[old_i]
+            slots.limit[new_i] = np.where(slots.has_value[new_i], self.limit_codes(new_i, slots.value[new_i]), UNKNOWN)
+        states = slots.states(slice(None))
+        self.own = {p: STATES[self._own_code(states, i)] for i, p in enumerate(paths)}
         self.rolled = {}
         for path in reversed(list(self.signals)):  # children come after parents: fold bottom-up
             self.rolled[path] = worst([self.own[path], *(self.rolled[c] for c in self.children.get(path, []))])
+
+    def limit_codes(self, slot: np.ndarray, value: np.ndarray) -> np.ndarray:
+        """The limit state (`STATES` index) of values of some slots, as `Limits.state` gives it."""
+        if not self.any_limits:
+            return np.full(len(value), NORMAL, np.int8)
+        lim = self.lim
+        alarm = (value >= lim["high_alarm"][slot]) | (value <= lim["low_alarm"][slot])
+        warning = (value >= lim["high_warning"][slot]) | (value <= lim["low_warning"][slot])
+        return np.where(alarm, ALARM, np.where(warning, WARNING, NORMAL)).astype(np.int8)
+
+    def _own_code(self, states: np.ndarray, path_index: int) -> int:
+        a, b = int(self.path_lo[path_index]), int(self.path_hi[path_index])
+        return int(states[a:b].max()) if b > a else UNKNOWN
 
     def _roll_up(self, paths: set[str]) -> dict[str, tuple[str, str]]:
         """Recompute own and rolled states of changed assets and their ancestors; returns path → (old, new)."""
         changed: dict[str, tuple[str, str]] = {}
         todo = set(paths)
+        states = self.slots.states(slice(None))
         for path in paths:
-            self.own[path] = worst([s.state for s in self.signals[path].values()])
+            self.own[path] = STATES[self._own_code(states, self.path_pos[path])]
         while todo:
             deepest = max(todo, key=lambda p: p.count("/"))
             todo.discard(deepest)
@@ -129,54 +283,105 @@ class TenantLive:
                     todo.add(parent)
         return changed
 
-    def apply(self, points: pa.Table) -> list[tuple[str, tuple[str, ...], dict[str, Any]]]:
-        """Fold in written points; returns the events they cause (values, model outputs, state changes)."""
-        if not self.by_tag:
+    def apply(self, points: pa.Table) -> list[Event]:
+        """Fold in written points; returns the events they cause (values, model outputs, state changes).
+
+        The same as folding the points in one by one in the order written: a point replaces a signal's newest
+        when its time is not older (so of equal times the last written wins, and an older point arriving late
+        is announced but changes nothing), and an asset's state is announced when any point so taken changed what
+        one of its signals contributes."""
+        if not self.by_tag or points.num_rows == 0:
             return []
-        mask = pc.is_in(points.column("tag"), value_set=self.tag_set)
-        mine = points.filter(mask)
-        if mine.num_rows == 0:
+        codes = self.index.codes(points.column("tag"))
+        keep = codes >= 0
+        if not keep.any():
             return []
-        tags = mine.column("tag").to_pylist()
-        times = mine.column("time").cast(pa.int64()).to_pylist()
-        values = mine.column("value").to_pylist()
-        qualities = mine.column("quality").to_pylist()
-        per_asset: dict[str, dict[str, list[list[Any]]]] = {}
-        derived_assets: set[str] = set()
-        touched: set[str] = set()
-        stamps: dict[int, str] = {}  # a batch's points mostly share a few times: format each once
-        for tag, t, v, q in zip(tags, times, values, qualities, strict=True):
-            path, sig = self.by_tag[tag]
-            st = self.signals[path][sig]
-            stamp = stamps.get(t)
-            if stamp is None:
-                stamp = stamps[t] = from_us(t).isoformat()
-            per_asset.setdefault(path, {}).setdefault(sig, []).append([stamp, v, q])
-            if st.derived:
-                derived_assets.add(path)
-            if st.time_us is None or t >= st.time_us:
-                before = st.state
-                st.time_us, st.value, st.quality, st.stale = t, v, q, False
-                st.limit = st.limits.state(v)
-                if st.state != before:
-                    touched.add(path)
-        events: list[tuple[str, tuple[str, ...], dict[str, Any]]] = []
-        for path, sigs in per_asset.items():
-            measured = {k: v for k, v in sigs.items() if not self.signals[path][k].derived}
-            model = {k: v for k, v in sigs.items() if self.signals[path][k].derived}
-            if measured:
-                events.append(("values", (path,), {"path": path, "signals": measured}))
-            if model:
-                events.append(("model", (path,), {"path": path, "signals": model}))
+        t = points.column("time").cast(pa.int64()).to_numpy()
+        v = points.column("value").to_numpy().astype(np.float64, copy=False)
+        q = points.column("quality").to_numpy().astype(np.uint8, copy=False)
+        if not keep.all():
+            codes, t, v, q = codes[keep], t[keep], v[keep], q[keep]
+        slot = self.slot_of[codes]
+        order, starts, ends = group_by_code(slot)
+        ss, ts, vs, qs = slot[order], t[order], v[order], q[order]
+        n, u = len(ss), ss[starts]
+        gid = np.repeat(np.arange(len(starts)), ends - starts)
+        s = self.slots
+        init_has = s.has[u]
+        newest = np.where(init_has, s.time[u], NO_TIME)  # each signal's newest time before the batch
+        # a point is taken when it is not older than the signal's newest point and every earlier point of the batch
+        before = np.empty(n, np.int64)
+        if n > 1:
+            before[1:] = segment_cummax(ts, gid)[:-1]
+        before[starts] = NO_TIME
+        taken = ts >= np.maximum(newest[gid], before)
+        lim = self.limit_codes(ss, vs)
+        point_state = np.where(qs == BAD, STALE, lim)
+        moved = taken & (point_state != s.states(u)[gid])
+        touched = {self.slot_path[int(x)] for x in np.unique(u[gid[moved]]).tolist()}
+        # what stays: each signal's last written point of its newest time, if that is not older than before
+        top = np.maximum.reduceat(ts, starts)
+        at_top = np.flatnonzero(ts == top[gid])
+        g_top = gid[at_top]
+        last = at_top[np.append(g_top[1:] != g_top[:-1], True)]
+        stays = top >= newest
+        su, li = u[stays], last[stays]
+        s.has[su] = s.has_value[su] = True
+        s.time[su], s.value[su], s.quality[su], s.limit[su] = ts[li], vs[li], qs[li], lim[li]
+        s.stale[su] = False
+        events = self._point_events(order, starts, ends, u, ts, vs, qs)
         events += self._state_events(touched)
         return events
 
-    def _state_events(self, touched: set[str]) -> list[tuple[str, tuple[str, ...], dict[str, Any]]]:
+    def _point_events(
+        self,
+        order: np.ndarray,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        u: np.ndarray,
+        ts: np.ndarray,
+        vs: np.ndarray,
+        qs: np.ndarray,
+    ) -> list[Event]:
+        """One values event (measured signals) and one model event (derived signals) per asset, with every point
+        of the batch as [time, value, quality]: assets and signals in the order they first appear in the batch,
+        each signal's points in the order written.
+
+        The signals are laid out as JSON by Arrow, one text per event (what the event hub sends is byte for byte
+        what serializing them as lists would give): no Python object per point, so a large write neither costs a
+        step per point nor leaves garbage for the collector to chase."""
+        times, inverse = np.unique(ts, return_inverse=True)  # a batch's points mostly share a few times
+        opened = pa.array([f"[{orjson.dumps(from_us(x).isoformat()).decode()}" for x in times.tolist()], pa.string())
+        value_text = orjson.dumps(vs, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].decode()
+        values = pc.list_flatten(pc.split_pattern(pa.array([value_text], pa.string()), ","))
+        points = pc.binary_join_element_wise(opened.take(inverse), values, _QUALITY_CLOSE.take(qs), ",")
+        bodies = pc.binary_join(pa.ListArray.from_arrays(_offsets(starts, len(ts)), points), ",")
+        entries = pc.binary_join_element_wise(self.slot_key.take(u), bodies, "]", "")
+        # groups by asset (in order of its first point), measured before derived, then by their first point
+        first = order[starts]
+        path = self.path_of[u]
+        path_first = np.full(len(self.paths), len(ts), np.int64)
+        np.minimum.at(path_first, path, first)
+        kind = self.derived_of[u]
+        ranked = np.lexsort((first, kind, path_first[path]))
+        rp, rk = path[ranked], kind[ranked]
+        brk = np.flatnonzero((rp[1:] != rp[:-1]) | (rk[1:] != rk[:-1])) + 1
+        seg_starts = np.concatenate([[0], brk]).astype(np.int64)
+        texts = pc.binary_join(pa.ListArray.from_arrays(_offsets(seg_starts, len(ranked)), entries.take(ranked)), ",")
+        events: list[Event] = []
+        for p, k, text in zip(rp[seg_starts].tolist(), rk[seg_starts].tolist(), texts.to_pylist(), strict=True):
+            name = self.paths[p]
+            events.append(
+                ("model" if k else "values", (name,), {"path": name, "signals": orjson.Fragment(f"{{{text}}}")})
+            )
+        return events
+
+    def _state_events(self, touched: set[str]) -> list[Event]:
         if not touched:
             return []
         own_before = {p: self.own[p] for p in touched}
         changed = self._roll_up(touched)
-        out: list[tuple[str, tuple[str, ...], dict[str, Any]]] = []
+        out: list[Event] = []
         for path in sorted(set(changed) | touched):
             previous = changed[path][0] if path in changed else self.rolled[path]
             out.append(
@@ -195,18 +400,19 @@ class TenantLive:
             )
         return out
 
-    def check_stale(self, now_us: int) -> list[tuple[str, tuple[str, ...], dict[str, Any]]]:
+    def check_stale(self, now_us: int) -> list[Event]:
         """Mark signals with no data for `stale_after` × their interval; returns the state events."""
-        touched: set[str] = set()
-        for path, sigs in self.signals.items():
-            for st in sigs.values():
-                if st.interval_s is None or st.time_us is None:
-                    continue
-                stale = now_us - st.time_us > self.stale_after * st.interval_s * 1e6
-                if stale != st.stale:
-                    st.stale = stale
-                    touched.add(path)
-        return self._state_events(touched)
+        s = self.slots
+        if not len(s.has):
+            return []
+        timed = s.has & np.isfinite(self.interval)
+        with np.errstate(invalid="ignore"):
+            stale = (now_us - s.time).astype(np.float64) > self.stale_after * self.interval * 1e6
+        flip = np.flatnonzero(timed & (stale != s.stale))
+        if not len(flip):
+            return []
+        s.stale[flip] = stale[flip]
+        return self._state_events({self.paths[int(p)] for p in np.unique(self.path_of[flip]).tolist()})
 
     def asset_state(self, path: str) -> dict[str, Any]:
         """One asset's live state as JSON."""
@@ -233,7 +439,7 @@ class LiveState:
             if live is None:
                 live = self._tenants[tenant] = TenantLive(plant, self.stale_after)
             else:
-                live.rebuild(plant, live.signals)
+                live.rebuild(plant)
             if latest is not None and latest.num_rows:
                 live.apply(latest)
                 live.check_stale(time.time_ns() // 1000)
@@ -242,13 +448,13 @@ class LiveState:
         """A tenant's live state, if its twin has been loaded."""
         return self._tenants.get(tenant)
 
-    def apply(self, tenant: str, points: pa.Table) -> list[tuple[str, tuple[str, ...], dict[str, Any]]]:
+    def apply(self, tenant: str, points: pa.Table) -> list[Event]:
         """Fold in points written for a tenant; returns events."""
         with self.lock:
             live = self._tenants.get(tenant)
             return live.apply(points) if live is not None else []
 
-    def check_stale(self, now_us: int) -> dict[str, list[tuple[str, tuple[str, ...], dict[str, Any]]]]:
+    def check_stale(self, now_us: int) -> dict[str, list[Event]]:
         """Staleness for every tenant; returns events per tenant."""
         with self.lock:
             return {t: ev for t, live in self._tenants.items() if (ev := live.check_stale(now_us))}

@@ -1,0 +1,102 @@
+"""Batches of points by tag, vectorised: where each point's tag sits in a known list of tags, and running maxima
+per tag, without a Python step per point.
+
+The historian's write listeners (the twin's live state, live analytics, the arrival checks) see every write; these
+are what lets them take a batch of N points in a few array operations and a step per distinct tag at most.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+RECENT = 8
+"""How many recent batches' distinct tag lists a `TagIndex` remembers (writers repeat the same tags)."""
+
+
+def _array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(column, pa.ChunkedArray):
+        return column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    return column
+
+
+class TagIndex:
+    """Positions of tags in a list that may grow: `codes(column)` gives each row's position (-1 for a tag not in
+    it). Each distinct tag of a batch is hashed in C (dictionary encoding) and looked up once, and a batch with the
+    same distinct tags as a recent one reuses that answer, so a batch costs C work per point and at most a dict
+    lookup per distinct tag, whatever the size of the list (Arrow's `is_in` would hash the whole list every call).
+    """
+
+    def __init__(self, tags: Iterable[str] = ()) -> None:
+        self.pos: dict[str, int] = {}
+        self._recent: dict[tuple[int, str], tuple[pa.Array, np.ndarray]] = {}
+        self.add(tags)
+
+    def __len__(self) -> int:
+        return len(self.pos)
+
+    def add(self, tags: Iterable[str]) -> list[int]:
+        """Append tags not in the list yet; returns the position of each tag given."""
+        out = []
+        for tag in tags:
+            i = self.pos.get(tag)
+            if i is None:
+                i = self.pos[tag] = len(self.pos)
+            out.append(i)
+        self._recent.clear()  # a tag unknown before may be known now
+        return out
+
+    def codes(self, column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """Each row's position in the list (int64, -1 where unknown)."""
+        enc = pc.dictionary_encode(_array(column))
+        names: pa.Array = enc.dictionary
+        indices = enc.indices.to_numpy(zero_copy_only=False)
+        if len(names) == 0:
+            return np.empty(0, np.int64)
+        key = (len(names), names[0].as_py())
+        got = self._recent.get(key)
+        if got is not None and got[0].equals(names):
+            hit: np.ndarray = got[1][indices]
+            return hit
+        pos = self.pos
+        known = np.fromiter((pos.get(n, -1) for n in names.to_pylist()), np.int64, len(names))
+        if len(self._recent) >= RECENT:
+            self._recent.pop(next(iter(self._recent)))
+        self._recent[key] = (names, known)
+        out: np.ndarray = known[indices]
+        return out
+
+
+def segment_cummax(values: np.ndarray, seg: np.ndarray) -> np.ndarray:
+    """Running maximum restarting with each segment (segments contiguous, numbered 0, 1, …), without a loop: each
+    segment is lifted above the one before, so one cumulative maximum serves them all."""
+    if not len(values):
+        return values
+    lo = int(values.min())
+    span = int(values.max()) - lo + 1
+    if span * (int(seg[-1]) + 1) < 2**62:
+        lifted = (values - lo) + seg * span
+        return np.asarray(np.maximum.accumulate(lifted) - seg * span + lo, np.int64)
+    out = values.copy()  # would overflow: segment by segment
+    cuts = np.flatnonzero(np.diff(seg)) + 1
+    for a, b in zip(np.concatenate([[0], cuts]).tolist(), np.concatenate([cuts, [len(values)]]).tolist(), strict=True):
+        out[a:b] = np.maximum.accumulate(values[a:b])
+    return out
+
+
+def group_by_code(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A stable order that puts equal codes together (each tag's points in the order written), and the start and
+    end of each run of one code in that order."""
+    order = np.argsort(codes, kind="stable")
+    c = codes[order]
+    n = len(c)
+    if n == 0:
+        empty = np.empty(0, np.int64)
+        return order, empty, empty
+    brk = np.flatnonzero(c[1:] != c[:-1]) + 1
+    starts = np.concatenate([[0], brk]).astype(np.int64)
+    ends = np.concatenate([brk, [n]]).astype(np.int64)
+    return order, starts, ends
