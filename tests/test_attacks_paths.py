@@ -15,8 +15,9 @@ from fastapi.testclient import TestClient
 
 from taehwa.api.app import create_app
 from taehwa.core.errors import InvalidInput
+from taehwa.core.paths import dev_token_path
 from taehwa.core.settings import Settings
-from taehwa.server.platform import Platform, dev_token_path
+from taehwa.server.platform import Platform
 from taehwa.tenancy.access import Principal, acting_as
 
 SECRET = "secret-cell-31415"

@@ -146,7 +146,10 @@ def _script(cmds: list[Command], port: int, out: Path) -> str:
         text = c.text.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
         if "curl -sN" in text:  # a stream: read it for a few seconds
             text = "timeout 6 " + text
-        parts.append(f"{{\n{text}\n}} < {out}/stdin > {out}/{i}.out 2>&1; echo $? > {out}/{i}.rc")  # comments end
+        parts.append(
+            f"s=$EPOCHREALTIME\n{{\n{text}\n}} < {out}/stdin > {out}/{i}.out 2>&1; echo $? > {out}/{i}.rc\n"
+            f"echo $s $EPOCHREALTIME > {out}/{i}.time"  # `{` … `}` on lines of their own: a comment ends there
+        )
     return "\n".join(parts) + "\n"
 
 
@@ -177,8 +180,13 @@ def test_the_readme_runs_as_written(clone: dict[str, Any]) -> None:
 
 
 def _transcript(cmds: list[Command], out: Path) -> None:
-    """Every command of the tour with its exit code, kept in test-output/readme/ (the closing notes quote it)."""
-    lines = [f"README.md:{c.line:<5} exit {int((out / f'{i}.rc').read_text()):<3} {c.text}" for i, c in enumerate(cmds)]
+    """Every command of the tour with its exit code and its seconds, kept in test-output/readme/ (the closing notes
+    quote it)."""
+    lines = []
+    for i, c in enumerate(cmds):
+        start, end = map(float, (out / f"{i}.time").read_text().split())
+        rc = int((out / f"{i}.rc").read_text())
+        lines.append(f"README.md:{c.line:<5} exit {rc:<3} {end - start:6.2f} s  {c.text}")
     keep = ROOT / "test-output" / "readme"
     keep.mkdir(parents=True, exist_ok=True)
     (keep / "transcript.txt").write_text("\n".join(lines) + "\n")

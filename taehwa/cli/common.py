@@ -7,19 +7,20 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.exc import DataError
 
 from taehwa.core import errors
 from taehwa.core.errors import Conflict, TaehwaError
+from taehwa.core.paths import dev_token_path, server_info_path, store_is_held
 from taehwa.core.settings import Settings, load_settings
-from taehwa.server.platform import Platform, dev_token_path, server_info_path
 from taehwa.tenancy.access import Principal, acting_as
+
+if TYPE_CHECKING:  # the platform (every service and its libraries) is imported only by a command that opens it
+    from taehwa.server.platform import Platform
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -107,6 +108,10 @@ def operator() -> Principal:
 @contextmanager
 def services(*, readonly: bool) -> Iterator[Platform]:
     """The platform for one command; TaehwaError becomes a clear message and its exit code."""
+    from sqlalchemy.exc import DataError
+
+    from taehwa.server.platform import Platform
+
     platform = None
     try:
         platform = Platform(load_settings(), readonly=readonly, background=False)
@@ -142,6 +147,8 @@ _BY_KIND: dict[str, type[TaehwaError]] = {
 
 def server_request(settings: Settings, method: str, path: str, **kwargs: Any) -> Any:
     """Call the running server's API; its errors come back as the same TaehwaError they were there."""
+    import httpx
+
     info = json.loads(server_info_path(settings).read_text())
     headers = {"Authorization": f"Bearer {server_token(settings)}", **kwargs.pop("headers", {})}
     resp = httpx.request(method, f"{info['url']}{path}", headers=headers, timeout=600, **kwargs)
@@ -159,6 +166,10 @@ def local_or_server(local: Callable[[Platform], T], remote: Callable[[Settings],
     place the CLI decides which); a TaehwaError from either becomes a clear message and its exit code."""
     settings = load_settings()
     try:
+        if store_is_held(settings) and server_info_path(settings).exists():
+            return remote(settings)  # the server holds the store: no need to open (and import) the platform
+        from taehwa.server.platform import Platform
+
         try:
             platform = Platform(settings, background=False)
         except Conflict:

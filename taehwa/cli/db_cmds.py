@@ -4,12 +4,15 @@ TAEHWA_DATABASE_URL), kept by Alembic migrations."""
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import typer
-from sqlalchemy import Engine
 
 from taehwa.cli.common import fail, out
 from taehwa.core.errors import TaehwaError, Unavailable
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 db_app = typer.Typer(
     help="The metadata database: schema status and upgrades (Alembic migrations).", no_args_is_help=True

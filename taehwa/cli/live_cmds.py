@@ -15,8 +15,8 @@ from rich.table import Table
 
 from taehwa.cli.common import JsonOpt, TenantOpt, fail, out, print_table, server_request, services, write_call
 from taehwa.core.errors import InvalidInput, TaehwaError
+from taehwa.core.paths import server_info_path
 from taehwa.core.settings import load_settings
-from taehwa.server.platform import server_info_path
 
 live_app = typer.Typer(
     help="Live scoring (deployments), backfills, alert rules, alerts (알림) and webhooks.", no_args_is_help=True

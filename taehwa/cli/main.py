@@ -6,12 +6,9 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -41,9 +38,13 @@ from taehwa.cli.live_cmds import live_app
 from taehwa.cli.replay_cmd import replay
 from taehwa.cli.twin_cmds import twin_app
 from taehwa.core.errors import InvalidInput, NotFound, TaehwaError, ValidationFailed
+from taehwa.core.paths import dev_token_path
 from taehwa.core.settings import Settings, load_settings
-from taehwa.historian.readers import ARROW_STREAM
-from taehwa.server.platform import Platform, dev_token_path
+
+if TYPE_CHECKING:  # a command imports the platform and Arrow when it needs them: `taehwa --help` starts at once
+    import pyarrow as pa
+
+    from taehwa.server.platform import Platform
 
 app = typer.Typer(
     help="Taehwa (태화): sovereign industrial AI platform.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -148,6 +149,7 @@ def serve(
     import uvicorn
 
     from taehwa.api.app import create_app
+    from taehwa.server.platform import Platform
 
     try:
         settings = load_settings(**({"follow_url": follow} if follow else {}))
@@ -253,6 +255,7 @@ def serve(
 def _serve_reader(settings: Settings, host: str, port: int, *, demo: bool, workers: int) -> None:
     """`serve --follow URL`: a reader node beside the primary at URL."""
     from taehwa.api.workers import serve_follower
+    from taehwa.server.platform import Platform
 
     if demo or workers > 1:
         raise InvalidInput("a reader node runs alone: --follow goes without --demo and --workers", where="--follow")
@@ -265,7 +268,9 @@ def _serve_reader(settings: Settings, host: str, port: int, *, demo: bool, worke
 
 def _send_to_server(settings: Settings, tenant: str, path: Path, layout: str) -> dict[str, Any]:
     """The running server holds the store: send the file to it as one Arrow stream."""
-    from taehwa.historian.readers import iter_file_tables
+    import pyarrow as pa
+
+    from taehwa.historian.readers import ARROW_STREAM, iter_file_tables
 
     tables = [t for t, _, _ in iter_file_tables(path)]
     table = pa.concat_tables(tables, promote_options="permissive") if tables else pa.table({})
@@ -317,6 +322,9 @@ def ingest(
 
 
 def _write_table(table: pa.Table, output: Path | None, *, as_json: bool = False) -> None:
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
     if output is None:
         _print_table(table, max_rows=table.num_rows if as_json else 200, as_json=as_json)
     elif output.suffix.lower() == ".parquet":

@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 from sqlalchemy import Engine
 
 from taehwa.core.errors import Conflict, InvalidInput, StorageFull, Unavailable
+from taehwa.core.paths import WRITER_LOCK, historian_root
 from taehwa.core.settings import Settings
 from taehwa.historian.catalog import TagCatalog, TagInfo
 from taehwa.historian.durable import is_disk_full
@@ -86,7 +87,7 @@ class Historian:
         self.settings = settings
         self.readonly = readonly or follow
         self.follow = follow  # a reader beside a running writer (an API worker): catches up before each query
-        self.root = settings.data_dir / "historian"  # this process's own: log, lock, staging, cache
+        self.root = historian_root(settings)  # this process's own: log, lock, staging, cache
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock_fh: Any = None
         self._closed = False
@@ -126,7 +127,7 @@ class Historian:
 
     # -- start-up and shut-down ---------------------------------------------------------------------------
     def _take_writer_lock(self) -> None:
-        path = self.root / ".writer.lock"
+        path = self.root / WRITER_LOCK
         fh = open(path, "a+")  # noqa: SIM115 - held for the life of the process
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)

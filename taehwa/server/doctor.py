@@ -15,8 +15,9 @@ import orjson
 from sqlalchemy import func, make_url, select
 
 from taehwa.core.errors import TaehwaError
+from taehwa.core.paths import dev_token_path
 from taehwa.db import api_tokens, connectors, lab_runs, users, webhooks
-from taehwa.server.platform import Platform, dev_token_path
+from taehwa.server.platform import Platform
 from taehwa.tenancy.access import Principal, acting_as
 
 TELEMETRY_ENV = ("MLFLOW_TRACKING_URI", "WANDB_API_KEY", "SENTRY_DSN", "HF_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")

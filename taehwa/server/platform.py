@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from pathlib import Path
 
 from taehwa.academy.service import AcademyService
 from taehwa.analytics.program import check_plant
@@ -20,6 +19,7 @@ from taehwa.city.rates import SiteRates
 from taehwa.city.release import ReleaseGate
 from taehwa.city.service import CITY_TENANT, CityService
 from taehwa.connectors.service import ConnectorService
+from taehwa.core.paths import dev_token_path, server_info_path
 from taehwa.core.settings import Settings
 from taehwa.flight import FlightService
 from taehwa.historian.store import Historian
@@ -203,13 +203,3 @@ class Platform:
         self.analytics.close()
         self.twin.close()
         self.historian.close()
-
-
-def dev_token_path(settings: Settings) -> Path:
-    """Where the development token is kept (readable only by its owner)."""
-    return settings.data_dir / "dev-token"
-
-
-def server_info_path(settings: Settings) -> Path:
-    """Where a running server records its URL."""
-    return settings.data_dir / "server.json"
