@@ -225,3 +225,10 @@ def test_rebuild_keeps_what_is_known_of_tags_still_bound() -> None:
     st = live.signals["site/p2"]["flow"]
     assert st.value == 42.0 and st.limit == "normal" and "health" not in live.signals["site/p2"]
     assert live.own["site/p2"] == "normal" and live.rolled["site"] == worst(list(live.own.values()))
+
+
+def test_points_per_site_counts_bound_points_only() -> None:
+    live = TenantLive(plant(), 3.0)
+    batch = table([("raw/p0/flow", T0, 1.0, 0), ("raw/p1/speed", T0, 1.0, 0), ("raw/unbound", T0, 1.0, 0)])
+    assert live.points_per_site(batch) == {"site": 2}
+    assert live.points_per_site(table([("raw/unbound", T0, 1.0, 0)])) == {}

@@ -9,7 +9,6 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 if TYPE_CHECKING:
     from taehwa.historian.store import Historian
@@ -31,14 +30,8 @@ class SiteRates:
         state = self._live.get(tenant)
         if state is None or points.num_rows == 0:
             return
-        counts = pc.value_counts(points.column("tag")).to_pylist()
-        per_site: dict[str, int] = {}
         with self._live.lock:
-            for item in counts:
-                bound = state.by_tag.get(item["values"])
-                if bound is not None:
-                    site = bound[0].split("/", 1)[0]
-                    per_site[site] = per_site.get(site, 0) + int(item["counts"])
+            per_site = state.points_per_site(points)
         now = time.monotonic()
         with self._lock:
             for site, n in per_site.items():

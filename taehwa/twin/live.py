@@ -236,6 +236,9 @@ class TenantLive:
         self.index = TagIndex(tag_list)
         self.slot_of = np.array([self._slot_of_tag[t] for t in tag_list], np.int64)
         self.path_pos = {p: i for i, p in enumerate(paths)}
+        self.sites = sorted({p.split("/", 1)[0] for p in paths})
+        site_pos = {site: i for i, site in enumerate(self.sites)}
+        self.slot_site = np.array([site_pos[self.slot_path[k].split("/", 1)[0]] for k in range(n)], np.int64)
         pairs = [(i, old_slot[t]) for i, t in enumerate(tags) if t in old_slot]
         if pairs:
             new_i, old_i = (np.array(x, np.int64) for x in zip(*pairs, strict=True))
@@ -332,6 +335,14 @@ class TenantLive:
         events = self._point_events(order, starts, ends, u, ts, vs, qs)
         events += self._state_events(touched)
         return events
+
+    def points_per_site(self, points: pa.Table) -> dict[str, int]:
+        """How many of some points are of each site's bound signals (points of unbound tags count nowhere)."""
+        if not self.by_tag or points.num_rows == 0:
+            return {}
+        codes = self.index.codes(points.column("tag"))
+        counts = np.bincount(self.slot_site[self.slot_of[codes[codes >= 0]]], minlength=len(self.sites))
+        return {self.sites[i]: int(counts[i]) for i in np.flatnonzero(counts).tolist()}
 
     def _point_events(
         self,
