@@ -74,6 +74,24 @@ def test_outputs_have_one_value_per_row(kind: str) -> None:
     assert model.score(X[:17]).shape == (17,)
 
 
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_memory_rows_are_all_the_history_a_score_needs(kind: str) -> None:
+    """What live scoring gives as history: with the `memory_rows()` rows before it, a row scores as it does after
+    the whole past (None: every earlier row counts), here and with the parameters that give a model memory."""
+    model, X = _fit(kind)
+    rows = np.vstack([X_FAULT[:30], X[:30]])  # a fault first, so a model with memory remembers something
+    memory = model.memory_rows()
+    full = model.score(rows)[-1]
+    if memory is not None:
+        np.testing.assert_allclose(model.score(rows[len(rows) - memory - 1 :])[-1], full)
+    for params in ({"lags": 3}, {"alpha": 0.3}, {"window": 5}, {"adapt": False}):
+        if set(params) <= set(model.get_params()) and "anomaly" in model.tasks:
+            m = build(kind, params).fit(X)
+            k = m.memory_rows()
+            if k is not None:
+                np.testing.assert_allclose(m.score(rows[len(rows) - k - 1 :])[-1], m.score(rows)[-1])
+
+
 @pytest.mark.parametrize("kind", [k for k, c in KINDS.items() if "anomaly" in c.tasks and k != "zscore"])
 def test_detectors_flag_faults_and_few_normal_rows(kind: str) -> None:
     model = build(kind).fit(X_NORMAL)
@@ -177,3 +195,33 @@ def test_half_space_trees_follow_slow_drift_but_not_a_jump() -> None:
     assert adapting.predict(drift)[-400:].mean() < frozen.predict(drift)[-400:].mean()
     jump = np.vstack([X_NORMAL[:300], X_NORMAL[:100] + 8.0])
     assert adapting.score(jump)[-50:].mean() > 1.0
+
+
+def test_matrix_profile_is_the_nearest_normal_window_by_brute_force() -> None:
+    """STUMPY's AB-join as the detector uses it: each row's raw distance equals the brute-force distance from the
+    window ending at it to its nearest training window (standardised values), and a row's score does not depend on
+    the rows after it in the call (live batches score as a backfill does)."""
+    model = build("matrix_profile", {"window": 8}).fit(X_NORMAL)
+    rows = np.vstack([X_NORMAL[:40], X_FAULT[:40]])
+    got = model._profiles((rows - model.mean_) / model.std_)  # type: ignore[attr-defined]
+    Z, ref = (rows - model.mean_) / model.std_, model.reference_  # type: ignore[attr-defined]
+    windows = np.lib.stride_tricks.sliding_window_view(ref, 8, axis=0)  # (n windows, signals, 8)
+    for i in (7, 39, 45, 79):
+        q = Z[i - 7 : i + 1].T
+        expect = np.sqrt(((windows - q[None]) ** 2).sum(axis=2).min(axis=0))
+        np.testing.assert_allclose(got[i], expect, rtol=1e-6, atol=1e-6)
+    # the training rows themselves are in the reference: distance 0 from the first full window on
+    assert np.allclose(got[7:40], 0.0, atol=1e-6)
+    np.testing.assert_allclose(model.score(rows[:50]), model.score(rows)[:50])
+    assert model.predict(X_FAULT).mean() > 0.9
+
+
+def test_streaming_zscore_follows_slow_drift_but_not_a_jump() -> None:
+    """The streaming z-score goes on learning rows it finds normal: after a slow drift of 3σ the adapting detector
+    alarms on fewer drifted rows than the same detector frozen, and a sudden jump still scores over the limit."""
+    drift = X_NORMAL[np.arange(2000) % 400] + np.linspace(0, 6.0, 2000)[:, None]
+    adapting = build("zscore_stream", {"halflife": 100}).fit(X_NORMAL)
+    frozen = build("zscore_stream", {"halflife": 100, "adapt": False}).fit(X_NORMAL)
+    assert adapting.predict(drift)[-400:].mean() < 0.1 < 0.9 < frozen.predict(drift)[-400:].mean()
+    jump = np.vstack([X_NORMAL[:300], X_NORMAL[:100] + 8.0])
+    assert adapting.predict(jump)[-100:].mean() > 0.9

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from taehwa.core.errors import InvalidInput
-from taehwa.lab.models import segments
+from taehwa.lab.protocol import segments
 
 STATS = ("mean", "std", "min", "max", "slope", "last", "ewm", "cummean")
 

@@ -9,23 +9,14 @@ units; models that carry state over rows, such as lags and smoothing, are given 
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
 
 from taehwa.core.errors import InvalidInput
-from taehwa.lab.protocol import Model, need_target
-
-
-def segments(n: int, groups: np.ndarray | None) -> list[slice]:
-    """Contiguous runs of the same group (each unit's rows restart lags, smoothing and windows)."""
-    if groups is None or n == 0:
-        return [slice(0, n)]
-    g = np.asarray(groups)
-    cuts = np.flatnonzero(g[1:] != g[:-1]) + 1
-    return [slice(a, b) for a, b in itertools.pairwise([0, *cuts.tolist(), n])]
+from taehwa.lab.detectors import MatrixProfileDetector, StreamingZScore
+from taehwa.lab.protocol import Detector, Model, ewma, need_target, segments
 
 
 def _lagged(X: np.ndarray, lags: int, groups: np.ndarray | None) -> np.ndarray:
@@ -40,37 +31,7 @@ def _lagged(X: np.ndarray, lags: int, groups: np.ndarray | None) -> np.ndarray:
     return np.vstack(parts) if parts else X
 
 
-def _ewma(s: np.ndarray, alpha: float, groups: np.ndarray | None) -> np.ndarray:
-    """Exponentially weighted moving average per unit (causal: row t sees rows ≤ t only)."""
-    if alpha >= 1.0:
-        return s
-    out = np.empty_like(s)
-    for seg in segments(len(s), groups):
-        acc = 0.0
-        for i in range(seg.start, seg.stop):
-            acc = s[i] if i == seg.start else alpha * s[i] + (1 - alpha) * acc
-            out[i] = acc
-    return out
-
-
-class _Detector(Model):
-    """Shared by the anomaly detectors: a raw statistic, smoothed, divided by its control limit."""
-
-    tasks = ("anomaly",)
-
-    def _limit_from(self, s: np.ndarray) -> float:
-        limit = float(np.quantile(s, self.params["quantile"])) * float(self.params["limit_factor"])
-        return limit if limit > 0 else 1e-12
-
-    def _predict(self, X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
-        return (self._score(X, groups) > 1.0).astype(int)
-
-    def _decide(self, X: np.ndarray, groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        score = self._score(X, groups)
-        return (score > 1.0).astype(int), score
-
-
-class PCAMonitor(_Detector):
+class PCAMonitor(Detector):
     """PCA process monitoring: Hotelling's T² in the principal subspace and SPE (Q) in the residual, each over its
     own control limit from normal data; `lags` > 0 makes it dynamic PCA; `alpha` < 1 smooths the statistic (EWMA)."""
 
@@ -84,6 +45,9 @@ class PCAMonitor(_Detector):
         "limit_factor": 1.0,
     }
 
+    def memory_rows(self) -> int | None:
+        return None if float(self.params["alpha"]) < 1.0 else int(self.params["lags"])
+
     def _stats(self, X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
         Z = (_lagged(X, int(self.params["lags"]), groups) - self.mean_) / self.scale_
         T = Z @ self.components_.T
@@ -92,7 +56,7 @@ class PCAMonitor(_Detector):
         spe = (resid**2).sum(axis=1) / self.spe_limit_
         stat = self.params["statistic"]
         raw = t2 if stat == "t2" else spe if stat == "spe" else np.maximum(t2, spe)
-        return _ewma(raw, float(self.params["alpha"]), groups)
+        return ewma(raw, float(self.params["alpha"]), groups)
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None, groups: np.ndarray | None) -> None:
         from sklearn.decomposition import PCA
@@ -120,7 +84,7 @@ class PCAMonitor(_Detector):
         return self._stats(X, groups) / self.limit_
 
 
-class IsolationForestDetector(_Detector):
+class IsolationForestDetector(Detector):
     """scikit-learn's Isolation Forest on normal data; the score is its anomaly score over the training quantile."""
 
     kind = "iforest"
@@ -135,7 +99,7 @@ class IsolationForestDetector(_Detector):
 
     def _raw(self, X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
         raw = np.asarray(-self.forest_.score_samples(X), dtype=float)
-        return _ewma(raw, float(self.params["alpha"]), groups)
+        return ewma(raw, float(self.params["alpha"]), groups)
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None, groups: np.ndarray | None) -> None:
         from sklearn.ensemble import IsolationForest
@@ -154,7 +118,7 @@ class IsolationForestDetector(_Detector):
         return np.maximum(self._raw(X, groups) - self.offset_, 0.0) / self.limit_
 
 
-class ZScoreLimits(_Detector):
+class ZScoreLimits(Detector):
     """The trivial baseline a plant already has: each signal against its own mean ± k·σ from normal data."""
 
     kind = "zscore"
@@ -170,7 +134,7 @@ class ZScoreLimits(_Detector):
         return np.asarray(np.abs((X - self.mean_) / self.std_).max(axis=1) / float(self.params["k"]))
 
 
-class ECODDetector(_Detector):
+class ECODDetector(Detector):
     """ECOD (Li et al. 2022, PyOD's `ECOD`): the sum over signals of each value's tail probability under the training
     data's empirical distributions, skewness-aware; no parameters to tune, so a sensible default for a new series.
     PyOD fits it (and scores the training rows); new rows are scored each on its own against the training
@@ -189,7 +153,7 @@ class ECODDetector(_Detector):
         sk = self.skew_sign_
         u_skew = u_l * -1 * np.sign(sk - 1) + u_r * np.sign(sk + 1)
         raw = np.maximum(np.maximum(u_l, u_r), u_skew).sum(axis=1)
-        return _ewma(np.asarray(raw, dtype=float), float(self.params["alpha"]), groups)
+        return ewma(np.asarray(raw, dtype=float), float(self.params["alpha"]), groups)
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None, groups: np.ndarray | None) -> None:
         from pyod.models.ecod import ECOD  # type: ignore[import-untyped]
@@ -207,7 +171,7 @@ class ECODDetector(_Detector):
         return self._raw(X, groups) / self.limit_
 
 
-class HalfSpaceTreesDetector(_Detector):
+class HalfSpaceTreesDetector(Detector):
     """river's Half-Space Trees (Tan et al. 2011), an online detector: fitted on normal rows, and while it scores it
     goes on learning the rows it finds normal (score under the limit, `adapt`), so it follows slow drift without
     learning the anomalies. Signals are standardised on the training rows and squashed into [0, 1] as the trees
@@ -226,6 +190,9 @@ class HalfSpaceTreesDetector(_Detector):
         "random_state": 0,
     }
 
+    def memory_rows(self) -> int | None:
+        return None if self.params["adapt"] else super().memory_rows()
+
     def _rows(self, X: np.ndarray) -> list[dict[int, float]]:
         Z = np.clip((X - self.mean_) / self.std_, -6.0, 6.0) / 12.0 + 0.5
         return [dict(enumerate(r)) for r in Z.tolist()]
@@ -242,7 +209,7 @@ class HalfSpaceTreesDetector(_Detector):
                 out[i] = model.score_one(rows[i])  # type: ignore[no-untyped-call]
                 if learn and (limit is None or out[i] <= limit):
                     model.learn_one(rows[i])  # type: ignore[no-untyped-call]
-        return _ewma(out, float(self.params["alpha"]), groups)
+        return ewma(out, float(self.params["alpha"]), groups)
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None, groups: np.ndarray | None) -> None:
         from river.anomaly import HalfSpaceTrees
@@ -406,6 +373,8 @@ KINDS: dict[str, type[Model]] = {
         ZScoreLimits,
         ECODDetector,
         HalfSpaceTreesDetector,
+        MatrixProfileDetector,
+        StreamingZScore,
         LightGBMRegressor,
         LightGBMClassifier,
         MeanRegressor,

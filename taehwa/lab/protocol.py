@@ -4,6 +4,7 @@ without importing the registry of kinds."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, ClassVar
 
 import numpy as np
@@ -34,6 +35,13 @@ class Model:
     def get_params(self) -> dict[str, Any]:
         """The parameters it was built with (all of them, defaults included)."""
         return dict(self.params)
+
+    def memory_rows(self) -> int | None:
+        """How many rows before a row its output depends on (lags, windows), or None when every earlier row of
+        the call counts (smoothing, online learning): what live scoring gives as history so that a live batch
+        scores as a backfill does. Row by row models depend on none."""
+        alpha = self.params.get("alpha")
+        return None if alpha is not None and float(alpha) < 1.0 else 0
 
     def fit(self, X: np.ndarray, y: np.ndarray | None = None, groups: np.ndarray | None = None) -> Model:
         X = _matrix(X)
@@ -81,6 +89,46 @@ class Model:
             decision = self._predict(X, groups)
             return decision, decision.astype(float)
         return self._predict(X, groups), self._score(X, groups)
+
+
+def segments(n: int, groups: np.ndarray | None) -> list[slice]:
+    """Contiguous runs of the same group (each unit's rows restart lags, smoothing and windows)."""
+    if groups is None or n == 0:
+        return [slice(0, n)]
+    g = np.asarray(groups)
+    cuts = np.flatnonzero(g[1:] != g[:-1]) + 1
+    return [slice(a, b) for a, b in itertools.pairwise([0, *cuts.tolist(), n])]
+
+
+def ewma(s: np.ndarray, alpha: float, groups: np.ndarray | None) -> np.ndarray:
+    """Exponentially weighted moving average per unit (causal: row t sees rows ≤ t only)."""
+    if alpha >= 1.0:
+        return s
+    out = np.empty_like(s)
+    for seg in segments(len(s), groups):
+        acc = 0.0
+        for i in range(seg.start, seg.stop):
+            acc = s[i] if i == seg.start else alpha * s[i] + (1 - alpha) * acc
+            out[i] = acc
+    return out
+
+
+class Detector(Model):
+    """Shared by the anomaly detectors: a raw statistic, smoothed, divided by its control limit (a score of 1.0 is
+    the limit; the decision is the score over it)."""
+
+    tasks = ("anomaly",)
+
+    def _limit_from(self, s: np.ndarray) -> float:
+        limit = float(np.quantile(s, self.params["quantile"])) * float(self.params["limit_factor"])
+        return limit if limit > 0 else 1e-12
+
+    def _predict(self, X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+        return (self._score(X, groups) > 1.0).astype(int)
+
+    def _decide(self, X: np.ndarray, groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        score = self._score(X, groups)
+        return (score > 1.0).astype(int), score
 
 
 def _matrix(X: Any) -> np.ndarray:

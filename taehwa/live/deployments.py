@@ -138,12 +138,9 @@ def required_columns(pipe: Pipeline) -> list[str]:
 def history_rows(pipe: Pipeline) -> int:
     """How many past rows a new row's features depend on (a cap, for features with unbounded memory)."""
     fs = pipe.features_spec
-    n = max([1, *fs.windows]) + max([0, *fs.lags]) + int(pipe.model.params.get("lags", 0) or 0)
-    unbounded = (
-        ({"ewm", "cummean"} & set(fs.stats))
-        or fs.include_position
-        or float(pipe.model.params.get("alpha", 1.0) or 1.0) < 1.0
-    )
+    memory = pipe.model.memory_rows()  # the model's own: lags, windows, or None (smoothing, online learning)
+    n = max([1, *fs.windows]) + max([0, *fs.lags]) + (memory or 0)
+    unbounded = ({"ewm", "cummean"} & set(fs.stats)) or fs.include_position or memory is None
     return max(n, UNBOUNDED_HISTORY) if unbounded else n
 
 
