@@ -19,6 +19,7 @@ from taehwa.server.platform import Platform
 from taehwa.tenancy.access import current
 from taehwa.web.i18n import LANG_COOKIE, LANGUAGES, MESSAGES, pick_language, translate
 from taehwa.web.pages import _back, _env, _tenants_of
+from taehwa.web.sentences import in_language, patterns
 
 # a marker's shape says its state without colour: ● normal, ▲ warning, ■ alarm, ◌ stale, ? unknown (as the chips)
 SHAPES = {
@@ -54,6 +55,8 @@ def add_city_pages(app: FastAPI, platform: Platform) -> None:
             back=_back(request),
             messages=messages,
             shapes=SHAPES,
+            said=lambda text: in_language(text, lang),
+            sentences=patterns() if lang == "ko" else [],
             **({"section": "city"} | ctx),
         )
         return HTMLResponse(html, status_code=status)

@@ -28,6 +28,7 @@ from taehwa.web import views
 from taehwa.web.directions import direction, lower_better
 from taehwa.web.i18n import LANG_COOKIE, LANGUAGES, MESSAGES, pick_language, say, translate
 from taehwa.web.icons import icon
+from taehwa.web.sentences import in_language, patterns
 from taehwa.web.work import add_work_pages
 
 HERE = Path(__file__).parent
@@ -79,6 +80,8 @@ def add_web_routes(app: FastAPI, platform: Platform) -> None:
             back=_back(request),
             messages={k: translate(k, lang) for k in MESSAGES},
             say=lambda alert: say(alert, lang),
+            said=lambda text: in_language(text, lang),
+            sentences=patterns() if lang == "ko" else [],
             **ctx,
         )
         return HTMLResponse(html, status_code=status)

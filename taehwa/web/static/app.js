@@ -4,6 +4,17 @@
 (function () {
   const T = window.TAEHWA || { messages: {}, tenant: null, lang: "en" };
   const msg = (k) => T.messages[k] || k;
+  // A sentence of the server in the page's language (taehwa/web/sentences.py, sent with Korean pages); else as said.
+  const SENTENCES = (T.sentences || []).map(([re, ko]) => [new RegExp(re, "s"), ko]);
+  function known(text) {
+    const plain = String(text).replace(/^Value error, /, "");
+    for (const [re, ko] of SENTENCES) {
+      const hit = plain.match(re);
+      if (hit) return ko.replace(/\$(\d)/g, (_, n) => { const part = hit[Number(n)] || ""; return known(part) ?? part; });
+    }
+    return null;
+  }
+  const said = (text) => (text === null || text === undefined ? "" : known(text) ?? String(text));
   const api = (p) => `/api/v1/${encodeURIComponent(T.tenant)}${p}`;
 
   // The CSRF cookie's value, sent back as a header on every change.
@@ -19,7 +30,7 @@
       body: body === undefined ? undefined : JSON.stringify(body) });
     if (!r.ok) {
       let text = `${r.status}`;
-      try { const e = await r.json(); text = `${e.message}${e.where ? " (" + e.where + ")" : ""}`; } catch (_) { /* */ }
+      try { const e = await r.json(); text = `${said(e.message)}${e.where ? " (" + e.where + ")" : ""}`; } catch (_) { /* */ }
       throw new Error(text);
     }
     return r.status === 204 ? null : r.json();
@@ -424,7 +435,7 @@
       const r = await fetch(url(s, e, "json"));
       if (!r.ok) {
         let why = `${r.status}`;
-        try { why = (await r.json()).message || why; } catch (_) { /* */ }
+        try { why = said((await r.json()).message) || why; } catch (_) { /* */ }
         status.textContent = `${msg("failed")}: ${why}`;
         return null;
       }
@@ -611,7 +622,7 @@
           credentials: "same-origin", headers: { "Content-Type": "application/octet-stream", "X-CSRF-Token": csrf() },
           body: await file.arrayBuffer() });
         const doc = await r.json();
-        if (!r.ok) throw new Error(`${doc.message}${doc.where ? " (" + doc.where + ")" : ""}`);
+        if (!r.ok) throw new Error(`${said(doc.message)}${doc.where ? " (" + doc.where + ")" : ""}`);
         status.textContent = msg("submitting");
         for (let s = doc; s.state !== "done"; ) {
           await new Promise((ok) => setTimeout(ok, 1000));
@@ -640,5 +651,5 @@
   });
 
   window.Taehwa = { followStates, plantTree, followAsset, tagBrowser, trend, alertActions, modelActions, towerLive,
-    submitForm, localTimes, parseUtc, send, api, msg, fig, utc, say };
+    submitForm, localTimes, parseUtc, send, api, msg, fig, utc, say, said };
 })();

@@ -36,30 +36,11 @@
   function refusal(res) {
     const p = problemsOf(res)[0];
     const word = res.status === 403 ? msg("refused_rights") : res.status === 401 ? msg("sign_in") : msg("failed");
-    return `${word}: ${p.message}${p.where ? " (" + p.where + ")" : ""}`;
+    return `${word}: ${inLanguage(p.message)}${p.where ? " (" + p.where + ")" : ""}`;
   }
-  // The validation library's common sentences in Korean (the server's English kept as the title); others as they are.
-  const KO = [
-    [/^String should match pattern '(.*)'$/, "형식이 맞지 않습니다(패턴 $1)"],
-    [/^Input should be less than or equal to (.*)$/, "$1 이하여야 합니다"],
-    [/^Input should be greater than or equal to (.*)$/, "$1 이상이어야 합니다"],
-    [/^Input should be greater than (.*)$/, "$1보다 커야 합니다"],
-    [/^Input should be less than (.*)$/, "$1보다 작아야 합니다"],
-    [/^Field required$/, "필수 입력 항목입니다"],
-    [/^Input should be a valid number.*$/, "숫자여야 합니다"],
-    [/^Input should be a valid integer.*$/, "정수여야 합니다"],
-    [/^Input should be a valid string$/, "문자열이어야 합니다"],
-    [/^Input should be (.*)$/, "다음 중 하나여야 합니다: $1"],
-    [/^List should have at least (\d+) items? after validation.*$/, "항목이 $1개 이상 필요합니다"],
-    [/^String should have at least (\d+) characters?$/, "$1자 이상이어야 합니다"],
-    [/^String should have at most (\d+) characters?$/, "$1자 이하여야 합니다"],
-    [/^Extra inputs are not permitted$/, "알 수 없는 항목입니다"],
-  ];
-  const inLanguage = (text) => {
-    if (window.TAEHWA.lang !== "ko") return text;
-    const hit = KO.find(([re]) => re.test(text));
-    return hit ? text.replace(hit[0], hit[1]) : text;
-  };
+  // The server's sentences in the page's language: the catalogue of taehwa/web/sentences.py (sent with the page
+  // for Korean), the server's English kept as the title; a sentence it does not know is shown as said.
+  const inLanguage = T.said;
   // Clear the problems shown on a form.
   function clearProblems(form, list) {
     form.querySelectorAll(".field-error").forEach((x) => { x.textContent = ""; });
@@ -256,7 +237,7 @@
           const line = lineOf(p.where);
           list.append(el("li", { dataset: { line: line || "" } }, line
             ? el("button", { type: "button", className: "link", textContent: `${msg("line")} ${line}`, onclick: () => goTo(line) })
-            : el("code", { textContent: p.where || "—" }), " ", p.message));
+            : el("code", { textContent: p.where || "—" }), " ", inLanguage(p.message)));
         });
         form.dataset.saved = "refused";
         return;
@@ -323,7 +304,7 @@
       if (!res.ok) {
         bar.hidden = true;
         status.textContent = refusal(res);
-        problemsOf(res).forEach((p) => list.append(el("li", {}, el("code", { textContent: p.where || "—" }), " ", p.message)));
+        problemsOf(res).forEach((p) => list.append(el("li", { title: p.message }, el("code", { textContent: p.where || "—" }), " ", inLanguage(p.message))));
         form.dataset.state = "refused";
         return;
       }
