@@ -11,6 +11,7 @@ import orjson
 import pyarrow as pa
 import pytest
 
+from taehwa.core.tagbatch import iso_times
 from taehwa.core.timeutil import from_us
 from taehwa.historian.schema import STORE_SCHEMA, Quality
 from taehwa.twin.live import TenantLive, worst
@@ -232,3 +233,16 @@ def test_points_per_site_counts_bound_points_only() -> None:
     batch = table([("raw/p0/flow", T0, 1.0, 0), ("raw/p1/speed", T0, 1.0, 0), ("raw/unbound", T0, 1.0, 0)])
     assert live.points_per_site(batch) == {"site": 2}
     assert live.points_per_site(table([("raw/unbound", T0, 1.0, 0)])) == {}
+
+
+def test_times_are_written_as_isoformat_writes_them() -> None:
+    rng = np.random.default_rng(5)
+    us = np.concatenate(
+        [
+            rng.integers(-(10**15), 10**17, 200),
+            rng.integers(-(10**10), 2 * 10**11, 50) * 1_000_000,  # whole seconds
+            np.array([0, -1, 1, -1_500_000, T0, T0 + 7, 253_402_300_799_999_999, -62_135_596_800_000_000]),
+        ]
+    )
+    assert iso_times(us).to_pylist() == [from_us(x).isoformat() for x in us.tolist()]
+    assert iso_times(np.array([T0, T0])).to_pylist() == [from_us(T0).isoformat()] * 2

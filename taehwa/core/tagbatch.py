@@ -8,11 +8,14 @@ are what lets them take a batch of N points in a few array operations and a step
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from functools import cache
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 RECENT = 8
 """How many recent batches' distinct tag lists a `TagIndex` remembers (writers repeat the same tags)."""
 
@@ -68,6 +71,41 @@ class TagIndex:
         self._recent[key] = (names, known)
         out: np.ndarray = known[indices]
         return out
+
+
+DAY_US = 86_400_000_000
+
+
+@cache
+def _clock() -> pa.Array:
+    """`T00:00:00` … `T23:59:59`, one per second of a day (built once, by Arrow)."""
+    two = pa.array([f"{i:02d}" for i in range(60)], pa.string())
+    s = np.arange(86_400)
+    parts = ("T", two.take(s // 3600), ":", two.take(s // 60 % 60), ":", two.take(s % 60))
+    out: pa.Array = pc.binary_join_element_wise(*parts, "")
+    return out
+
+
+def iso_times(us: np.ndarray, prefix: str = "", suffix: str = "") -> pa.Array:
+    """Times in µs since the epoch as `datetime.isoformat` writes them in UTC (`2026-01-01T00:00:00+00:00`, with
+    `.ffffff` when there are microseconds), each between `prefix` and `suffix`: a date per distinct day and the
+    second of the day from a table, joined by Arrow, rather than a datetime per time."""
+    us = np.asarray(us, np.int64)
+    days, of_day = np.divmod(us, DAY_US)
+    seconds, micros = np.divmod(of_day, 1_000_000)
+    dates, which = np.unique(days, return_inverse=True)
+    text = [prefix + (EPOCH + timedelta(days=d)).date().isoformat() for d in dates.tolist()]
+    date: pa.Array | str = text[0] if len(text) == 1 else pa.array(text, pa.string()).take(which)
+    parts: list[pa.Array | str] = [date, _clock().take(seconds)]
+    if micros.any():
+        # 1000000 + µs written out, its leading 1 replaced by the point: ".000123"
+        frac = pc.utf8_replace_slice(
+            pc.cast(pa.array(micros + 1_000_000), pa.string()), start=0, stop=1, replacement="."
+        )
+        parts.append(pc.if_else(pa.array(micros != 0), frac, ""))
+    parts.append("+00:00" + suffix)
+    out: pa.Array = pc.binary_join_element_wise(*parts, "")
+    return out
 
 
 def segment_cummax(values: np.ndarray, seg: np.ndarray) -> np.ndarray:
