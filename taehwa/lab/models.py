@@ -9,6 +9,7 @@ units; models that carry state over rows, such as lags and smoothing, are given 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -17,6 +18,16 @@ import numpy as np
 from taehwa.core.errors import InvalidInput
 from taehwa.lab.detectors import MatrixProfileDetector, StreamingZScore
 from taehwa.lab.protocol import Detector, Model, ewma, need_target, segments
+
+
+def lgbm_threads(threads: Any) -> int:
+    """LightGBM's threads: the spec's `threads`, else the process's OpenMP budget (OMP_NUM_THREADS, which the other
+    libraries' pools keep to: an explicit count overrides it, and two processes of two threads each on two cores
+    spin against each other), else 2."""
+    if threads is not None:
+        return int(threads)
+    budget = os.environ.get("OMP_NUM_THREADS", "")
+    return int(budget) if budget.isdigit() and int(budget) > 0 else 2
 
 
 def _lagged(X: np.ndarray, lags: int, groups: np.ndarray | None) -> np.ndarray:
@@ -250,7 +261,7 @@ class LightGBMRegressor(Model):
         "seeds": 1,
         "clip_min": None,
         "clip_max": None,
-        "threads": 2,
+        "threads": None,  # None: the process's OpenMP budget (lgbm_threads)
     }
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None, groups: np.ndarray | None) -> None:
@@ -269,7 +280,7 @@ class LightGBMRegressor(Model):
                 subsample_freq=1,
                 colsample_bytree=float(self.params["colsample_bytree"]),
                 random_state=seed,
-                n_jobs=int(self.params.get("threads", 2)),
+                n_jobs=lgbm_threads(self.params.get("threads")),
                 verbose=-1,
             )
             self.models_.append(m.fit(X, target))
@@ -292,7 +303,7 @@ class LightGBMClassifier(Model):
         "min_child_samples": 20,
         "colsample_bytree": 0.7,
         "normal_class": "normal",
-        "threads": 2,
+        "threads": None,  # None: the process's OpenMP budget (lgbm_threads)
     }
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None, groups: np.ndarray | None) -> None:
@@ -313,7 +324,7 @@ class LightGBMClassifier(Model):
             min_child_samples=int(self.params["min_child_samples"]),
             colsample_bytree=float(self.params["colsample_bytree"]),
             random_state=0,
-            n_jobs=int(self.params.get("threads", 2)),
+            n_jobs=lgbm_threads(self.params.get("threads")),
             verbose=-1,
         ).fit(X, target)
 
