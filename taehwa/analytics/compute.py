@@ -67,20 +67,27 @@ def union_times(series: list[Series], lo: int | None, hi: int) -> np.ndarray:
     parts = []
     before = -1
     for t, _, _ in series:
-        a = 0 if lo is None else int(np.searchsorted(t, lo, "right"))
-        b = int(np.searchsorted(t, hi, "right"))
+        a = 0 if lo is None else int(t.searchsorted(lo, "right"))
+        b = int(t.searchsorted(hi, "right"))
         parts.append(t[a:b])
         if a > 0:
             before = max(before, int(t[a - 1]))
     if not parts:
         return np.empty(0, np.int64)
-    if all(len(x) == len(parts[0]) and np.array_equal(x, parts[0]) for x in parts[1:]):
-        inside = parts[0]  # inputs sampled together (the common case): their times are already the union
-    else:
-        inside = np.unique(np.concatenate(parts))
+    first = parts[0]
+    # inputs sampled together (the common case): their times are already the union
+    inside = first if all(_same(x, first) for x in parts[1:]) else np.unique(np.concatenate(parts))
     if before >= 0 and (not len(inside) or before < inside[0]):
         return np.concatenate([np.array([before], np.int64), inside])
     return inside
+
+
+def _same(x: np.ndarray, y: np.ndarray) -> bool:
+    """Whether two ascending time arrays are equal (the ends first: most that differ, differ there)."""
+    n = len(x)
+    if n != len(y):
+        return False
+    return n == 0 or (x[0] == y[0] and x[-1] == y[-1] and bool((x == y).all()))
 
 
 Memo = dict[object, tuple[np.ndarray, np.ndarray]]
@@ -154,9 +161,10 @@ def _asof(role: str, rows: Rows, binder: Binder, data: Callable[[str], Series]) 
     q = np.full(n, BAD, np.uint8)
     if n == 0:
         return v, q
-    parts_t, parts_v, parts_q, parts_i = [], [], [], []
+    parts_t, parts_v, parts_q, owners, sizes = [], [], [], [], []
+    has_rows = (rows.bounds[1:] > rows.bounds[:-1]).tolist()
     for i, asset in enumerate(rows.assets):
-        if rows.bounds[i] == rows.bounds[i + 1]:
+        if not has_rows[i]:
             continue
         tag = binder.tag(asset, role)
         if tag is None:
@@ -166,11 +174,12 @@ def _asof(role: str, rows: Rows, binder: Binder, data: Callable[[str], Series]) 
             parts_t.append(st)
             parts_v.append(sv)
             parts_q.append(sq)
-            parts_i.append(np.full(len(st), i, np.int64))
+            owners.append(i)
+            sizes.append(len(st))
     if not parts_t:
         return v, q
     st = np.concatenate(parts_t)
-    si = np.concatenate(parts_i)
+    si = np.repeat(np.array(owners, np.int64), sizes)
     t0 = min(int(st.min()), int(rows.t.min()))
     span = max(int(st.max()), int(rows.t.max())) - t0 + 1
     if span * (len(rows.assets) + 1) >= 2**62:  # keys would overflow: asset by asset

@@ -28,6 +28,7 @@ from taehwa.analytics.program import Program, build
 from taehwa.analytics.runner import run_rows
 from taehwa.analytics.series import merge, split, trim
 from taehwa.core.errors import TaehwaError
+from taehwa.core.tagbatch import TagIndex
 from taehwa.tenancy.access import SYSTEM, acting_as
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class TenantRun:
     prog: Program
     plant_id: int
     by_tag: dict[str, list[tuple[int, str]]]  # input tag → (group index, asset)
-    tag_set: pa.Array
+    tag_index: TagIndex
     type_of: dict[str, str]
     buffers: dict[str, Series] = field(default_factory=dict)
     done: dict[tuple[int, str], int | None] = field(default_factory=dict)
@@ -74,7 +75,7 @@ def make_run(prog: Program, plant_id: int, latest: dict[str, int]) -> TenantRun:
         prog,
         plant_id,
         by_tag,
-        pa.array(sorted(by_tag), pa.string()),
+        TagIndex(sorted(by_tag)),
         {p: a.type for p, a in prog.plant.assets.items()},
         done=run_done,
     )
@@ -204,9 +205,11 @@ class LiveAnalytics:
             run = self._runs.get(tenant)
             if run is None:
                 continue
-            table = table.filter(pc.is_in(table.column("tag"), value_set=run.tag_set))
-            if table.num_rows == 0:
+            mine = run.tag_index.codes(table.column("tag")) >= 0
+            if not mine.any():
                 continue
+            if not mine.all():
+                table = table.filter(pa.array(mine))
             marks = dirty.setdefault(tenant, set())
             for tag, new in split(table).items():
                 merged, late = merge(run.buffers.get(tag, EMPTY), new)
