@@ -1,11 +1,13 @@
 """Every page of the web UI in a real browser, in Korean and in English, on one platform and one browser per module.
 
 Each page must load without a browser console error, an uncaught exception or a failed request (a model output
-not yet written is "no output yet", never a 404), and with no serious or critical accessibility violation found by
-axe-core (vendored under tests/vendor, injected by the test, never served). Then the journeys issue 23 names: the
-trends page draws a tag no asset binds and takes a time typed without a zone (read as UTC), the plant tree folds
-and searches (a fleet is one tile), alerts explain themselves (value against limit, rule, model, history) and are
-acknowledged in bulk, promotion asks its reason in a dialog, the run report is inside the UI with its directions.
+not yet written is "no output yet", never a 404): in English with no serious or critical accessibility violation
+found by axe-core (vendored under tests/vendor, injected by the test, never served), in Korean with nothing left in
+English (the Korean pages at 1024 px in the dark theme are checked by axe-core too). Then the journeys issue 23
+names: the trends page draws a tag no asset binds and takes a time typed without a zone (read as UTC), the plant
+tree folds and searches (a fleet is one tile), alerts explain themselves (value against limit, rule, model,
+history) and are acknowledged in bulk, promotion asks its reason in a dialog, the run report is inside the UI with
+its directions.
 Screenshots: `test-output/web/pages-<lang>-<page>.png`.
 """
 
@@ -27,7 +29,7 @@ from taehwa.server.platform import Platform
 from taehwa.web.directions import lower_better
 from tests.conftest import TOKEN, serving
 from tests.test_live import SPEC, T0, TRAIN_S, plant_yaml, pump_rows
-from tests.test_web import LOCALES, PASSWORD, chromium, signed_in
+from tests.test_web import LOCALES, PASSWORD, chromium, signed_in, untranslated
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -199,7 +201,7 @@ PAGES = {  # name: (path, what shows the page has done its work)
 
 @pytest.mark.parametrize("lang", list(LOCALES))
 @pytest.mark.parametrize("name", list(PAGES))
-def test_page_has_no_console_error_failed_request_or_serious_axe_violation(
+def test_page_loads_clean_passes_axe_in_english_and_leaves_no_english_in_korean(
     site: tuple[Platform, str, str], contexts: dict[str, Any], name: str, lang: str
 ) -> None:
     _platform, url, run = site
@@ -210,7 +212,7 @@ def test_page_has_no_console_error_failed_request_or_serious_axe_violation(
     assert page.locator("html").get_attribute("lang") == lang
     page.evaluate("new Promise(r => requestAnimationFrame(() => setTimeout(r, 50)))")  # late fetches land
     shot(page, f"pages-{lang}-{name}")
-    violations = axe_violations(page)
+    violations = axe_violations(page) if lang == "en" else untranslated(page)  # axe's rules do not read the words
     problems = w.close()
     assert problems == [], f"{name} ({lang}): {problems}"
     assert violations == [], f"{name} ({lang}): {violations}"
@@ -400,6 +402,7 @@ def test_korean_at_1024_px_keeps_words_whole_and_dark_theme_passes_axe(
     assert page.evaluate("document.documentElement.scrollWidth") <= 1024  # nothing pushes the page sideways
     assert page.evaluate(NO_WRAP) == []  # buttons, state chips, column heads and menu items on one line
     assert page.evaluate(BROKEN_WORDS) == []  # no Korean text a syllable a line
+    assert untranslated(page) == []
     if name == "asset":  # outputs no model has written yet say so (and cost no 404)
         assert "아직 출력 없음" in page.inner_text("[data-output='rul']")
     shot(page, f"pages-ko-1024-dark-{name}")

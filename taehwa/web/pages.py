@@ -81,6 +81,7 @@ def add_web_routes(app: FastAPI, platform: Platform) -> None:
             messages={k: translate(k, lang) for k in MESSAGES},
             say=lambda alert: say(alert, lang),
             said=lambda text: in_language(text, lang),
+            figure=lambda v: in_language(v, lang) if isinstance(v, str) else _figure(v),
             sentences=patterns() if lang == "ko" else [],
             **ctx,
         )

@@ -108,6 +108,37 @@ SENTENCES: list[tuple[str, str]] = [
         "$1($2)은(는) 이미 공개된 집계($3)와 겹침·차이로 $4곳 미만의 기업을 가려낼 수 있어 한 기업의 수치가 드러날 수 "
         "있습니다(차분 공격). 공개된 각 그룹을 나눌 때 양쪽에 $5곳 이상이 남는 그룹을 요청하세요",
     ),
+    # the lab's verdicts and notes (label-free anomaly detectors)
+    (
+        r"label-free: false alarms on (\S+) h of held-out normal running: (\S+) episode\(s\), (\S+)/day \(95 % upper "
+        r"bound (\S+)/day\), (\S+) % of the time in alarm, against a target of at most (\S+)/day and (\S+) %",
+        "레이블 없이 판단: 검증용으로 남겨 둔 정상 운전 $1시간의 오경보 $2건, 하루 $3건(95 % 상한 하루 $4건), "
+        "경보 상태 시간 $5 %. 목표는 하루 $6건 이하, $7 % 이하",
+    ),
+    (
+        r"never-on meets any false-alarm target: without labelled anomalies the detection rate is unknown",
+        "항상 꺼짐 검출기는 어떤 오경보 목표도 충족합니다. 레이블된 이상이 없으면 검출률은 알 수 없습니다",
+    ),
+    (
+        r"no labelled anomalies: judged by false alarms on held-out normal running",
+        "레이블된 이상 없음: 검증용으로 남겨 둔 정상 운전의 오경보로 판단",
+    ),
+    (r"no data-blind detectors recorded", "데이터를 보지 않는 비교 검출기 기록 없음"),
+    (r"data-blind detectors: (.*)", "데이터를 보지 않는 비교 검출기: $1"),
+    (r"(.+?) (\S+)/day and (\S+) % in alarm, (.*)", "$1 하루 $2건·경보 상태 $3 %, $4"),
+    (r"(.+?) (\S+)/day and (\S+) % in alarm", "$1 하루 $2건·경보 상태 $3 %"),
+    (
+        r"(.*) meet\(s\) that target too: (\S+) h of held-out normal running cannot tell a detector from one that "
+        r"ignores the data",
+        "$1도 그 목표를 충족합니다. 정상 운전 $2시간으로는 데이터를 보지 않는 검출기와 구별할 수 없습니다",
+    ),
+    (
+        r"(\S+) false alarms a day on held-out normal running is over the target of (\S+)",
+        "검증용 정상 운전에서 하루 오경보 $1건은 목표 $2건을 넘습니다",
+    ),
+    (r"always-on", "항상 켜짐"),
+    (r"a periodic clock", "주기적 시계"),
+    (r"(always-on|a periodic clock) and (always-on|a periodic clock)", "$1, $2"),
     # rights
     (r"a (\S+) may not (\S+) in tenant '(.*)'", "기업 '$3'에서 $1 역할로는 $2 권한이 없습니다"),
     (r"user '(.*)' has no access to tenant '(.*)'", "사용자 '$1'은(는) 기업 '$2'에 접근할 수 없습니다"),
