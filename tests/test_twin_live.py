@@ -246,3 +246,5 @@ def test_times_are_written_as_isoformat_writes_them() -> None:
     )
     assert iso_times(us).to_pylist() == [from_us(x).isoformat() for x in us.tolist()]
     assert iso_times(np.array([T0, T0])).to_pylist() == [from_us(T0).isoformat()] * 2
+    wrapped = iso_times(us, '["', '"').to_pylist()
+    assert wrapped == [f'["{from_us(x).isoformat()}"' for x in us.tolist()]

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, insert, or_, select, update
+import orjson
+from sqlalchemy import Engine, Text, and_, delete, insert, or_, select, type_coerce, update
 
 from taehwa.core.errors import InvalidInput, NotFound
 from taehwa.core.timeutil import from_us, parse_duration
@@ -77,22 +78,41 @@ def parse_filter(text: str) -> StatFilter:
     return StatFilter(stat, signal, op, value)
 
 
+def _json(value: Any) -> Any:
+    """A JSON column read as text (decoded here, by orjson) or already decoded by the driver."""
+    if isinstance(value, str | bytes):
+        return orjson.loads(value)
+    return value
+
+
+def _rows(rs: list[Any]) -> list[dict[str, Any]]:
+    """Event rows as JSON-ready dicts (their JSON columns decoded by orjson)."""
+    return [
+        {
+            "id": r.id,
+            "asset": r.asset,
+            "template": r.template,
+            "kind": r.kind,
+            "start": from_us(r.start_us).isoformat(),
+            "end": from_us(r.end_us).isoformat() if r.end_us else None,
+            "start_us": r.start_us,
+            "end_us": r.end_us,
+            "duration_s": r.duration_s,
+            "close_reason": r.close_reason,
+            "state": "open" if r.end_us is None else "closed",
+            "stats": _json(r.stats) or {},
+            "info": _json(r.info) or {},
+        }
+        for r in rs
+    ]
+
+
 def _row(r: Any) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "asset": r.asset,
-        "template": r.template,
-        "kind": r.kind,
-        "start": from_us(r.start_us).isoformat(),
-        "end": from_us(r.end_us).isoformat() if r.end_us else None,
-        "start_us": r.start_us,
-        "end_us": r.end_us,
-        "duration_s": r.duration_s,
-        "close_reason": r.close_reason,
-        "state": "open" if r.end_us is None else "closed",
-        "stats": r.stats or {},
-        "info": r.info or {},
-    }
+    return _rows([r])[0]
+
+
+# every column, the JSON ones as their text: orjson decodes them (SQLAlchemy's JSON type uses the json module)
+_COLUMNS = [type_coerce(c, Text).label(c.name) if c.name in ("stats", "info") else c for c in ev.c]
 
 
 class EventStore:
@@ -180,7 +200,7 @@ class EventStore:
     def get(self, tenant: str, event_id: str) -> dict[str, Any]:
         """One event."""
         with self.engine.connect() as c:
-            r = c.execute(select(ev).where(ev.c.tenant == tenant, ev.c.id == event_id)).first()
+            r = c.execute(select(*_COLUMNS).where(ev.c.tenant == tenant, ev.c.id == event_id)).first()
         if r is None:
             raise NotFound(f"no event {event_id!r}", where="id")
         return _row(r)
@@ -188,8 +208,8 @@ class EventStore:
     def open_events(self, tenant: str) -> list[dict[str, Any]]:
         """The tenant's open events."""
         with self.engine.connect() as c:
-            rows = c.execute(select(ev).where(ev.c.tenant == tenant, ev.c.end_us.is_(None))).all()
-        return [_row(r) for r in rows]
+            rows = c.execute(select(*_COLUMNS).where(ev.c.tenant == tenant, ev.c.end_us.is_(None))).all()
+        return _rows(list(rows))
 
     def replace(
         self,
@@ -284,10 +304,18 @@ class EventStore:
                 )
         stat_filters = [f for f in filters if f.field != "duration"]
         fetch = SCAN_LIMIT if stat_filters else limit + 1
-        q = select(ev).where(*conds).order_by(ev.c.start_us.desc()).limit(fetch)
+        q = select(*_COLUMNS).where(*conds).order_by(ev.c.start_us.desc()).limit(fetch)
         with self.engine.connect() as c:
-            rows = [_row(r) for r in c.execute(q)]
-        hit = bool(stat_filters) and len(rows) == SCAN_LIMIT
-        if stat_filters:
-            rows = [r for r in rows if all(f.test(r) for f in stat_filters)]
+            found = list(c.execute(q).all())
+        hit = bool(stat_filters) and len(found) == SCAN_LIMIT
+        if stat_filters:  # only the statistics are read to filter; a row is made whole once it passes
+            passing = []
+            for r in found:
+                probe = {"stats": _json(r.stats) or {}}
+                if all(f.test(probe) for f in stat_filters):
+                    passing.append(r)
+                    if len(passing) > limit:
+                        break
+            found = passing
+        rows = _rows(found[: limit + 1])
         return {"events": rows[:limit], "truncated": len(rows) > limit, "scan_limit_hit": hit}
