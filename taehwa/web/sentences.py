@@ -56,6 +56,10 @@ SENTENCES: list[tuple[str, str]] = [
     (r"connector name '(.*)' appears twice", "커넥터 이름 '$1'이(가) 두 번 나옵니다"),
     (r"protocol must be one of (.*); got (.*)", "protocol은 다음 중 하나여야 합니다: $1 (입력: $2)"),
     (r"connector '(.*)' exists.*", "커넥터 '$1'이(가) 이미 있습니다"),
+    (
+        r"OPC UA session to (\S+) lost: (.*); retrying in (\S+) s",
+        "OPC UA 세션 연결이 끊겼습니다($1): $2. $3초 후 다시 연결합니다",
+    ),
     # alert rules, labels, deployments
     (r"a threshold rule needs a value", "임계값 규칙에는 값(value)이 필요합니다"),
     (r"a rate rule needs rate_per_s", "변화율 규칙에는 rate_per_s가 필요합니다"),
