@@ -11,12 +11,28 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import Engine, Text, and_, delete, insert, or_, select, type_coerce, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Float,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
 
 from taehwa.core.errors import InvalidInput, NotFound
 from taehwa.core.timeutil import from_us, parse_duration
@@ -28,6 +44,14 @@ STAT_RE = re.compile(
     r"^\s*(?:(duration)|(min|max|mean|twa|integral|start|end)\(([A-Za-z][A-Za-z0-9_]{0,63})\))\s*"
     r"(>=|<=|>|<|==|!=)\s*([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*(ms|s|min|m|h|d)?\s*$"
 )
+_SQL_OPS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
+    ">": lambda c, v: c > v,
+    ">=": lambda c, v: c >= v,
+    "<": lambda c, v: c < v,
+    "<=": lambda c, v: c <= v,
+    "==": lambda c, v: c == v,
+    "!=": lambda c, v: c != v,
+}
 OPS = {
     ">": float.__gt__,
     ">=": float.__ge__,
@@ -86,24 +110,24 @@ def _json(value: Any) -> Any:
 
 
 def _rows(rs: list[Any]) -> list[dict[str, Any]]:
-    """Event rows as JSON-ready dicts (their JSON columns decoded by orjson)."""
+    """Event rows (of `_COLUMNS`) as JSON-ready dicts (their JSON columns decoded by orjson)."""
     return [
         {
-            "id": r.id,
-            "asset": r.asset,
-            "template": r.template,
-            "kind": r.kind,
-            "start": from_us(r.start_us).isoformat(),
-            "end": from_us(r.end_us).isoformat() if r.end_us else None,
-            "start_us": r.start_us,
-            "end_us": r.end_us,
-            "duration_s": r.duration_s,
-            "close_reason": r.close_reason,
-            "state": "open" if r.end_us is None else "closed",
-            "stats": _json(r.stats) or {},
-            "info": _json(r.info) or {},
+            "id": eid,
+            "asset": asset,
+            "template": template,
+            "kind": kind,
+            "start": from_us(start_us).isoformat(),
+            "end": from_us(end_us).isoformat() if end_us else None,
+            "start_us": start_us,
+            "end_us": end_us,
+            "duration_s": duration_s,
+            "close_reason": reason,
+            "state": "open" if end_us is None else "closed",
+            "stats": _json(stats) or {},
+            "info": _json(info) or {},
         }
-        for r in rs
+        for eid, asset, template, kind, start_us, end_us, duration_s, reason, stats, info in rs
     ]
 
 
@@ -111,8 +135,52 @@ def _row(r: Any) -> dict[str, Any]:
     return _rows([r])[0]
 
 
-# every column, the JSON ones as their text: orjson decodes them (SQLAlchemy's JSON type uses the json module)
-_COLUMNS = [type_coerce(c, Text).label(c.name) if c.name in ("stats", "info") else c for c in ev.c]
+_FIELDS = ("id", "asset", "template", "kind", "start_us", "end_us", "duration_s", "close_reason", "stats", "info")
+# what an event row shows, the JSON columns as their text: orjson decodes them (SQLAlchemy's JSON type goes
+# through the json module)
+_COLUMNS = [type_coerce(ev.c[n], Text).label(n) if n in ("stats", "info") else ev.c[n] for n in _FIELDS]
+
+
+class _Shape(NamedTuple):
+    """Which conditions a search has (its values are bound parameters): one statement built per shape."""
+
+    postgresql: bool
+    asset: bool
+    template: bool
+    kind: bool
+    end: bool
+    start: bool
+    state: str | None
+    durations: tuple[str, ...]
+    fetch: int
+
+
+@lru_cache(maxsize=256)
+def _search_statement(shape: _Shape) -> Select[Any]:
+    """The search's statement for a shape, on the indexes: (tenant, template, start, duration, end, asset) covers
+    a search by template; an asset subtree is a range of paths (`p` and `p/…` sort between `p` and `p0`, in byte
+    order: "C" on PostgreSQL), never LIKE."""
+    conds = [ev.c.tenant == bindparam("tenant")]
+    if shape.asset:
+        path = ev.c.asset.collate("C") if shape.postgresql else ev.c.asset
+        conds.append(
+            or_(ev.c.asset == bindparam("asset"), and_(path > bindparam("asset_lo"), path < bindparam("asset_hi")))
+        )
+    if shape.template:
+        conds.append(ev.c.template == bindparam("template"))
+    if shape.kind:
+        conds.append(ev.c.kind == bindparam("kind"))
+    if shape.end:
+        conds.append(ev.c.start_us < bindparam("end_us"))
+    if shape.start:
+        conds.append(or_(ev.c.end_us.is_(None), ev.c.end_us >= bindparam("start_us")))
+    if shape.state == "open":
+        conds.append(ev.c.end_us.is_(None))
+    elif shape.state == "closed":
+        conds.append(ev.c.end_us.is_not(None))
+    for i, op in enumerate(shape.durations):
+        conds.append(_SQL_OPS[op](ev.c.duration_s, bindparam(f"d{i}", type_=Float)))
+    return select(*_COLUMNS).where(*conds).order_by(ev.c.start_us.desc()).limit(shape.fetch)
 
 
 class EventStore:
@@ -272,41 +340,29 @@ class EventStore:
         statistic filters. Returns {events, truncated, scanned_limit_hit}."""
         if not 1 <= limit <= 10_000:
             raise InvalidInput("limit must be between 1 and 10000", where="limit")
-        conds = [ev.c.tenant == tenant]
-        if asset:  # the asset and its subtree: paths between "p/" and "p0" in byte order ("C" on PostgreSQL)
-            path = ev.c.asset.collate("C") if self.engine.dialect.name == "postgresql" else ev.c.asset
-            conds.append(or_(ev.c.asset == asset, and_(path > asset + "/", path < asset + "0")))
-        if template:
-            conds.append(ev.c.template == template)
-        if kind:
-            conds.append(ev.c.kind == kind)
-        if end_us is not None:
-            conds.append(ev.c.start_us < end_us)
-        if start_us is not None:
-            conds.append(or_(ev.c.end_us.is_(None), ev.c.end_us >= start_us))
-        if state == "open":
-            conds.append(ev.c.end_us.is_(None))
-        elif state == "closed":
-            conds.append(ev.c.end_us.is_not(None))
         filters = list(where or [])
-        for f in filters:
-            if f.field == "duration":  # the indexed part
-                col = ev.c.duration_s
-                conds.append(
-                    {
-                        ">": col > f.value,
-                        ">=": col >= f.value,
-                        "<": col < f.value,
-                        "<=": col <= f.value,
-                        "==": col == f.value,
-                        "!=": col != f.value,
-                    }[f.op]
-                )
+        durations = [f for f in filters if f.field == "duration"]  # the indexed part
         stat_filters = [f for f in filters if f.field != "duration"]
         fetch = SCAN_LIMIT if stat_filters else limit + 1
-        q = select(*_COLUMNS).where(*conds).order_by(ev.c.start_us.desc()).limit(fetch)
+        shape = _Shape(
+            self.engine.dialect.name == "postgresql",
+            bool(asset),
+            bool(template),
+            bool(kind),
+            end_us is not None,
+            start_us is not None,
+            state if state in ("open", "closed") else None,
+            tuple(f.op for f in durations),
+            fetch,
+        )
+        given = {"template": template, "kind": kind, "start_us": start_us, "end_us": end_us}
+        params: dict[str, Any] = {"tenant": tenant, **{k: v for k, v in given.items() if v is not None and v != ""}}
+        if asset:
+            params.update(asset=asset, asset_lo=asset + "/", asset_hi=asset + "0")
+        params.update({f"d{i}": f.value for i, f in enumerate(durations)})
+        q = _search_statement(shape)
         with self.engine.connect() as c:
-            found = list(c.execute(q).all())
+            found = list(c.execute(q, params).all())
         hit = bool(stat_filters) and len(found) == SCAN_LIMIT
         if stat_filters:  # only the statistics are read to filter; a row is made whole once it passes
             passing = []
