@@ -115,6 +115,7 @@ def random_batch(rng: np.random.Generator, n: int, base: int) -> pa.Table:
     for _ in range(n):
         tag = tags[int(rng.integers(0, len(tags)))]
         t = base + int(rng.integers(-3, 4)) * 1_000_000  # out of order and equal times within and across batches
+        t += int(rng.choice([0, 0, 0, 250_000, 7]))  # some with microseconds
         v = float(rng.choice([0.05, 0.2, 1.0, 3.0, 10.0, 41.0, 46.0, np.nan]))
         q = int(rng.choice([0, 0, 0, 1, 2]))
         rows.append((tag, t, v, q))

@@ -95,7 +95,14 @@ def iso_times(us: np.ndarray, prefix: str = "", suffix: str = "") -> pa.Array:
     us = np.asarray(us, np.int64)
     if len(us) <= SMALL:
         return pa.array([f"{prefix}{(EPOCH + timedelta(microseconds=x)).isoformat()}{suffix}" for x in us.tolist()])
-    days, of_day = np.divmod(us, DAY_US)
+    out: pa.Array = pc.binary_join_element_wise(*iso_parts(us, prefix, suffix), "")
+    return out
+
+
+def iso_parts(us: np.ndarray, prefix: str = "", suffix: str = "") -> list[pa.Array | str]:
+    """`iso_times` as the pieces to join (arrays of one string per time, or one string for all), so a caller that
+    joins more onto each time joins once."""
+    days, of_day = np.divmod(np.asarray(us, np.int64), DAY_US)
     seconds, micros = np.divmod(of_day, 1_000_000)
     dates, which = np.unique(days, return_inverse=True)
     text = [prefix + (EPOCH + timedelta(days=d)).date().isoformat() for d in dates.tolist()]
@@ -108,8 +115,7 @@ def iso_times(us: np.ndarray, prefix: str = "", suffix: str = "") -> pa.Array:
         )
         parts.append(pc.if_else(pa.array(micros != 0), frac, ""))
     parts.append("+00:00" + suffix)
-    out: pa.Array = pc.binary_join_element_wise(*parts, "")
-    return out
+    return parts
 
 
 def segment_cummax(values: np.ndarray, seg: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from taehwa.core.tagbatch import TagIndex, group_by_code, iso_times, segment_cummax
+from taehwa.core.tagbatch import TagIndex, group_by_code, iso_parts, iso_times, segment_cummax
 from taehwa.core.timeutil import from_us
 from taehwa.historian.schema import Quality
 from taehwa.twin.model import Asset, Plant
@@ -161,7 +161,7 @@ def signal_states(plant: Plant, asset: Asset) -> dict[str, SignalState]:
     return out
 
 
-_QUALITY_CLOSE = pa.array([f"{q}]" for q in range(256)], pa.string())
+_QUALITY_CLOSE = pa.array([f",{q}]" for q in range(256)], pa.string())
 
 
 def _offsets(starts: np.ndarray, n: int) -> pa.Array:
@@ -361,11 +361,14 @@ class TenantLive:
         The signals are laid out as JSON by Arrow, one text per event (what the event hub sends is byte for byte
         what serializing them as lists would give): no Python object per point, so a large write neither costs a
         step per point nor leaves garbage for the collector to chase."""
-        times, inverse = np.unique(ts, return_inverse=True)  # a batch's points mostly share a few times
-        opened = iso_times(times, '["', '"')
         value_text = orjson.dumps(vs, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].decode()
         values = pc.list_flatten(pc.split_pattern(pa.array([value_text], pa.string()), ","))
-        points = pc.binary_join_element_wise(opened.take(inverse), values, _QUALITY_CLOSE.take(qs), ",")
+        times, inverse = np.unique(ts, return_inverse=True)
+        if len(times) * 4 <= len(ts):  # a live write's points mostly share a few times: write each once
+            stamps: list[pa.Array | str] = [iso_times(times, '["', '",').take(inverse)]
+        else:  # a backfill's are mostly apart: write them in the one join
+            stamps = iso_parts(ts, '["', '",')
+        points = pc.binary_join_element_wise(*stamps, values, _QUALITY_CLOSE.take(qs), "")
         bodies = pc.binary_join(pa.ListArray.from_arrays(_offsets(starts, len(ts)), points), ",")
         entries = pc.binary_join_element_wise(self.slot_key.take(u), bodies, "]", "")
         # groups by asset (in order of its first point), measured before derived, then by their first point
