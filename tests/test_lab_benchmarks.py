@@ -15,7 +15,7 @@ from taehwa.lab import benchmarks
 @pytest.fixture(scope="module")
 def skab() -> dict[str, Any]:
     """SKAB, unsupervised PCA T²+Q only, on 6 random splits of held-out runs."""
-    return benchmarks.skab(default_shared_data(), splits=6, supervised=False)
+    return benchmarks.skab(default_shared_data(), splits=6, supervised=False, tuned=("pca",))
 
 
 def test_skab_held_out_runs_beat_the_data_blind_baselines(skab: dict[str, Any]) -> None:
@@ -49,18 +49,21 @@ def test_skab_supervised_path_on_one_split(monkeypatch: pytest.MonkeyPatch) -> N
     """The supervised model (LightGBM on the training runs' labels, threshold and hold from out-of-fold
     predictions), with few trees to stay quick: it still beats always-on on held-out runs."""
     monkeypatch.setitem(benchmarks.SKAB_LGBM, "n_estimators", 40)
-    f = benchmarks.skab(default_shared_data(), splits=1, supervised=True)
+    f = benchmarks.skab(default_shared_data(), splits=1, supervised=True, tuned=())
     assert f["skab_lgbm_f1"] > f["skab_always_on_f1"]
     assert set(f["skab_chosen_settings"]["lgbm"]) == {"threshold", "quiet_s"}
 
 
 def test_tep_limits_from_training_hold_on_unseen_normal_samples() -> None:
-    """Limits from d00.dat only; false alarms counted on the 4,320 unseen normal test samples can exceed 5 % (they
-    are not the limit's own rows), and here do not; ours ahead of PCA-T²+Q and DPCA in the same run."""
-    cands = [c for c in benchmarks.TEP_CANDIDATES if c["explained_variance"] == 0.8 and c["lags"] == 2]
+    """Limits from d00.dat only, at its out-of-fold 96th percentile (the 5 % target less one binomial standard error
+    on 500 samples); false alarms counted on the 4,320 unseen normal test samples can exceed 5 % (they are not the
+    limit's own rows), and here do not; ours ahead of PCA-T²+Q and DPCA in the same run."""
+    assert abs(benchmarks.TEP_LIMIT_Q - 0.9597) < 1e-4
+    cands = [c for c in benchmarks.TEP_CANDIDATES if c["explained_variance"] == 0.9 and c["lags"] == 0]
     f = benchmarks.tep(default_shared_data(), candidates=cands)
     for key in ("tep", "tep_pca_t2q", "tep_dpca_t2q"):
         assert f[f"{key}_far"] <= 0.05
+        assert f[f"{key}_p99_far"] < f[f"{key}_far"]  # the higher limit: fewer false alarms
         assert len(f[f"{key}_fdr_by_fault"]) == 21
     assert f["tep_mean_fdr"] > max(f["tep_pca_t2q_mean_fdr"], f["tep_dpca_t2q_mean_fdr"]) + 0.05
     assert f["tep_mean_fdr_18"] >= f["tep_mean_fdr"]  # faults 3, 9, 15 are near chance for every monitor
@@ -73,8 +76,10 @@ def test_cmapss_reads_the_published_split() -> None:
     assert len(train) == 20_631 and train["unit"].nunique() == 100
 
 
-def test_cmapss_fd001_settings_from_validation_engines() -> None:
-    """One seed: settings from a validation fifth of the training engines; clipped and unclipped truth beside."""
+def test_cmapss_fd001_settings_from_validation_engines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One seed: settings from a validation fifth of the training engines; clipped and unclipped truth beside (one
+    model instead of the bench's mean of three, to stay quick)."""
+    monkeypatch.setattr(benchmarks, "CMAPSS_BAG", 1)
     r = benchmarks.cmapss_subset(default_shared_data(), "FD001", seeds=(0,))
     assert r["rmse"] <= 12.5  # 11.9 ± 0.3 measured over seeds; the issue's goal is 11.5
     assert r["per_seed"][0]["num_leaves"] in benchmarks.CMAPSS_GRID["num_leaves"]
