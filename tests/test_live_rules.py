@@ -166,3 +166,21 @@ def test_rows_fall_on_the_datas_own_times() -> None:
     assert set((grid_between(int(t[0]) - 1, int(t[-1]), step, phase_of([t], step)) % step).tolist()) == {500_000}
     jitter = np.arange(100, dtype=np.int64) * step + np.where(np.arange(100) % 2, 2_000, -2_000)
     assert min(phase_of([jitter], step), step - phase_of([jitter], step)) < 10
+
+
+def test_a_score_rule_on_the_calibrated_alarm_is_said_in_the_pages_language() -> None:
+    """A score rule without a value (the model's calibrated alarm) carries its own message key, so a Korean page
+    says it in Korean; a rule's own message stays as written."""
+    from taehwa.live.rules import Rule, parse_rule
+    from taehwa.web.i18n import say
+
+    rule = Rule(
+        "t", parse_rule({"name": "pump", "kind": "score", "asset_type": "CentrifugalPump", "min_duration_s": 10})
+    )
+    key = rule.message_key()
+    assert key == {"key": "rule.score_alarm", "params": {"what": "anomaly_score"}}
+    alert = {"message": rule.describe(), "chain": {"message": key}}
+    assert say(alert, "en") == "anomaly_score: the model's calibrated alarm"
+    assert say(alert, "ko") == "anomaly_score: 모델의 보정된 경보"
+    own = Rule("t", parse_rule({"name": "p", "kind": "score", "asset_type": "X", "message": "pump trip"}))
+    assert say({"message": "pump trip", "chain": {"message": own.message_key()}}, "ko") == "pump trip"

@@ -142,7 +142,6 @@ DEMO_MODELS = [
             "asset_type": "CentrifugalPump",
             "min_duration_s": 10,
             "severity": "alarm",
-            "message": "pump anomaly score over its control limit",
         },
     ),
     DemoModel(
@@ -155,7 +154,6 @@ DEMO_MODELS = [
             "asset": REFINERY,
             "min_duration_s": 540,
             "severity": "alarm",
-            "message": "reaction unit: fault detector over its control limit",
         },
     ),
     DemoModel("engine-shop-rul", "engine-rul", {"asset_type": "TurbofanEngine"}),

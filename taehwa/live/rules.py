@@ -115,6 +115,8 @@ class Rule:
         what = s.tag or s.signal
         if s.message:
             return {"key": "rule.custom", "params": {"text": s.message}}
+        if s.kind == "score" and s.value is None:
+            return {"key": "rule.score_alarm", "params": {"what": what}}
         if s.kind in ("threshold", "score"):
             return {
                 "key": "rule.threshold_for" if s.min_duration_s else "rule.threshold",

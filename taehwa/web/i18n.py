@@ -518,6 +518,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "say_rule.rate": ("{what} changing faster than {rate}/s", "{what} 변화가 초당 {rate}보다 빠름"),
     "say_rule.stale": ("{what} has sent nothing for {seconds} s", "{what} {seconds}초 동안 수신 없음"),
     "say_rule.custom": ("{text}", "{text}"),
+    "say_rule.score_alarm": ("{what}: the model's calibrated alarm", "{what}: 모델의 보정된 경보"),
     "say_drift": (
         "{deployment}: live data drifted from the validation data ({input} PSI {psi})",
         "{deployment}: 실시간 데이터가 검증 데이터의 분포에서 벗어남(드리프트, {input} PSI {psi})",
@@ -605,6 +606,8 @@ def message_of(alert: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     kind = rule.get("kind")
     if rule.get("message"):
         return "rule.custom", {"text": rule["message"]}
+    if kind == "score" and what and rule.get("value") is None:
+        return "rule.score_alarm", {"what": what}
     if kind in ("threshold", "score") and what and rule.get("value") is not None:
         key = "rule.threshold_for" if rule.get("min_duration_s") else "rule.threshold"
         return key, {
