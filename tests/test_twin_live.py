@@ -105,7 +105,8 @@ def table(rows: list[tuple[str, int, float, int]]) -> pa.Table:
 
 
 def state_of(live: TenantLive) -> dict[str, Any]:
-    return {p: live.asset_state(p) for p in live.signals}
+    """Every asset's state (without the quality counts, which the reference does not keep)."""
+    return {p: {k: v for k, v in live.asset_state(p).items() if k != "quality"} for p in live.signals}
 
 
 def random_batch(rng: np.random.Generator, n: int, base: int) -> pa.Table:
@@ -249,3 +250,17 @@ def test_times_are_written_as_isoformat_writes_them() -> None:
     assert iso_times(np.array([T0, T0])).to_pylist() == [from_us(T0).isoformat()] * 2
     wrapped = iso_times(us, '["', '"').to_pylist()
     assert wrapped == [f'["{from_us(x).isoformat()}"' for x in us.tolist()]
+
+
+def test_quality_figures_per_signal_and_asset() -> None:
+    live = TenantLive(plant(), 3.0)
+    assert live.asset_state("site/p3")["quality"]["figure"] is None
+    bad, unc = int(Quality.BAD), int(Quality.UNCERTAIN)
+    live.apply(table([("raw/p3/flow", T0 + i, 10.0, bad if i < 2 else 0) for i in range(8)]))
+    live.apply(table([("raw/p3/speed", T0, 1.0, unc), ("raw/p3/speed", T0 + 1, 1.0, 0), ("raw/p3/flow", T0 - 9, 1, 0)]))
+    q = live.asset_state("site/p3")["quality"]
+    assert q["signals"]["flow"] == {"points": 9, "bad": 2, "uncertain": 0, "figure": 77.78}  # late points count too
+    assert q["signals"]["speed"] == {"points": 2, "bad": 0, "uncertain": 1, "figure": 50.0}
+    assert q["signals"]["pressure"]["figure"] is None and q["figure"] == round((77.78 + 50.0) / 2, 2)
+    live.rebuild(plant())
+    assert live.quality("site/p3")["signals"]["flow"]["points"] == 9  # kept across a new model

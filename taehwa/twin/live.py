@@ -53,6 +53,9 @@ class Slots:
         self.quality = np.zeros(n, np.uint8)
         self.limit = np.zeros(n, np.int8)
         self.stale = np.zeros(n, bool)
+        self.points = np.zeros(n, np.int64)  # points received since the state was built (the server started)
+        self.bad = np.zeros(n, np.int64)  # of them, of bad quality
+        self.uncertain = np.zeros(n, np.int64)
 
     def states(self, at: np.ndarray | slice) -> np.ndarray:
         """What the slots contribute to their assets' states (`STATES` indexes)."""
@@ -244,7 +247,7 @@ class TenantLive:
             new_i, old_i = (np.array(x, np.int64) for x in zip(*pairs, strict=True))
             carry = old.has[old_i]
             new_i, old_i = new_i[carry], old_i[carry]
-            for name in ("has", "has_value", "time", "value", "quality", "stale"):
+            for name in ("has", "has_value", "time", "value", "quality", "stale", "points", "bad", "uncertain"):
                 getattr(slots, name)[new_i] = getattr(old, name)[old_i]
             slots.limit[new_i] = np.where(slots.has_value[new_i], self.limit_codes(new_i, slots.value[new_i]), UNKNOWN)
         states = slots.states(slice(None))
@@ -332,6 +335,10 @@ class TenantLive:
         s.has[su] = s.has_value[su] = True
         s.time[su], s.value[su], s.quality[su], s.limit[su] = ts[li], vs[li], qs[li], lim[li]
         s.stale[su] = False
+        sizes = ends - starts
+        s.points[u] += sizes
+        s.bad[u] += np.add.reduceat(qs == BAD, starts) if n else 0
+        s.uncertain[u] += np.add.reduceat(qs == int(Quality.UNCERTAIN), starts) if n else 0
         events = self._point_events(order, starts, ends, u, ts, vs, qs)
         events += self._state_events(touched)
         return events
@@ -435,7 +442,26 @@ class TenantLive:
             "state": self.rolled.get(path, "unknown"),
             "own_state": self.own.get(path, "unknown"),
             "signals": {k: s.to_dict() for k, s in self.signals.get(path, {}).items()},
+            "quality": self.quality(path),
         }
+
+    def quality(self, path: str) -> dict[str, Any]:
+        """The quality of what an asset's signals sent since the server started: per signal the points received,
+        how many of bad and of uncertain quality, and its figure (percent of points of good quality); the
+        asset's figure is the mean of its signals' that received any (None before any point)."""
+        i = self.path_pos.get(path)
+        if i is None:
+            return {"figure": None, "signals": {}}
+        a, b = int(self.path_lo[i]), int(self.path_hi[i])
+        s = self.slots
+        pts, bad, unc = (x[a:b].tolist() for x in (s.points, s.bad, s.uncertain))
+        signals: dict[str, Any] = {}
+        for k, name in enumerate(self.signals[path]):
+            good = pts[k] - bad[k] - unc[k]
+            figure = round(100.0 * good / pts[k], 2) if pts[k] else None
+            signals[name] = {"points": pts[k], "bad": bad[k], "uncertain": unc[k], "figure": figure}
+        figures = [x["figure"] for x in signals.values() if x["figure"] is not None]
+        return {"figure": round(sum(figures) / len(figures), 2) if figures else None, "signals": signals}
 
 
 class LiveState:
