@@ -14,8 +14,8 @@ Measured:
 - `backfill_points_s`: `taehwa analytics backfill` of one calculated signal (flow · head · 9.81 / (power · 1000)) over
   the range, read from the historian's Parquet files and written back, against the same expression as hand-written
   DuckDB SQL over the same files (pivot by time, compute, COPY to Parquet): `backfill_ratio_vs_sql` (≥ 0.8 asked);
-  `backfill_unwritten_points_s`: the same read and computation without the historian write (whose listeners, the
-  twin's live state above all, take most of a backfill's time);
+  `backfill_unwritten_points_s`: the same read and computation without the historian write (its listeners and
+  its buffer: the difference between the two is what writing costs);
 - `search_p95_ms`: event search (an asset subtree, a template, a time window, `duration > 30m`, 100 newest) over the
   metadata database's index, against the same query in DuckDB over the same events held in memory.
 
@@ -259,8 +259,8 @@ def bench_backfill(root: Path, days: int) -> dict[str, Any]:
         report = p.analytics.backfill(TENANT, start, end, events=False)
         ours = time.perf_counter() - t0
         n = report["points"]
-        # the same backfill without the write: what the historian's write path (and its listeners: the twin's live
-        # state folds in every point, one by one) adds on top of reading and computing
+        # the same backfill without the write: what the historian's write path (its buffer, its log, its listeners)
+        # adds on top of reading and computing
         from taehwa.analytics.backfill import BackfillReport, backfill_group
 
         prog = p.analytics.program(TENANT)
