@@ -36,6 +36,8 @@ class TagIndex:
     def __init__(self, tags: Iterable[str] = ()) -> None:
         self.pos: dict[str, int] = {}
         self._recent: dict[tuple[int, str], tuple[pa.Array, np.ndarray]] = {}
+        self.distinct = 0
+        """How many distinct tags the last `codes` call saw."""
         self.add(tags)
 
     def __len__(self) -> int:
@@ -57,6 +59,7 @@ class TagIndex:
         enc = pc.dictionary_encode(_array(column))
         names: pa.Array = enc.dictionary
         indices = enc.indices.to_numpy(zero_copy_only=False)
+        self.distinct = len(names)
         if len(names) == 0:
             return np.empty(0, np.int64)
         key = (len(names), names[0].as_py())

@@ -11,11 +11,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from taehwa.core.errors import InvalidInput, NotFound
 from taehwa.core.names import check_tag
+from taehwa.core.tagbatch import TagIndex
 from taehwa.db import tags
 
 _META_FIELDS = {"unit", "description", "eng_low", "eng_high", "interval_s", "attributes"}
@@ -63,6 +67,8 @@ class TagCatalog:
         self._engine = engine
         self._ids: dict[str, dict[str, int]] = {}
         self._names: dict[str, dict[int, str]] = {}
+        self._index: dict[str, TagIndex] = {}  # tenant → the names seen, by position (`ensure_column`)
+        self._id_at: dict[str, np.ndarray] = {}  # tenant → the id at each position of its index (-1: none)
         self._lock = threading.Lock()
 
     def _load(self, tenant: str) -> dict[str, int]:
@@ -71,7 +77,58 @@ class TagCatalog:
         ids = {r.name: int(r.id) for r in rows}
         self._ids[tenant] = ids
         self._names[tenant] = {v: k for k, v in ids.items()}
+        index = self._index.get(tenant)
+        if index is not None:  # keep positions (and the index's recent answers) where names stay
+            index.add(n for n in ids if n not in index.pos)
+            self._id_at[tenant] = np.fromiter((ids.get(n, -1) for n in index.pos), np.int64, len(index))
         return ids
+
+    def ensure_column(self, tenant: str, column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, int]:
+        """The id of each row's tag (int64), creating tags never seen before, and how many distinct tags there
+        are: C work per row and a dict lookup per distinct tag (`TagIndex`), not a Python step per row."""
+        with self._lock:
+            if tenant not in self._ids:
+                self._load(tenant)
+            index = self._index.get(tenant)
+            if index is None:
+                index = self._index[tenant] = TagIndex(self._ids[tenant])
+                self._id_at[tenant] = np.fromiter(self._ids[tenant].values(), np.int64, len(index))
+            ids = self._ids_of(tenant, index, column)
+            unknown = ids < 0
+            if unknown.any():
+                missing = pc.unique(pc.filter(column, pa.array(unknown))).to_pylist()
+                self._create(tenant, missing)
+                self._load(tenant)
+                ids = self._ids_of(tenant, index, column)
+                if (ids < 0).any():
+                    raise KeyError(f"tags not created in tenant {tenant!r}")
+            return ids, index.distinct
+
+    def _ids_of(self, tenant: str, index: TagIndex, column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        codes = index.codes(column)
+        at = self._id_at[tenant]
+        if not len(at):
+            return np.full(len(codes), -1, np.int64)
+        ids: np.ndarray = at[codes]
+        ids[codes < 0] = -1
+        return ids
+
+    def _create(self, tenant: str, missing: list[str]) -> None:
+        """Insert new tags (the caller holds the lock and reloads after)."""
+        for i, name in enumerate(missing):
+            check_tag(name, where=f"tag #{i + 1} of the new tags")
+        now = datetime.now(UTC)
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(
+                    insert(tags),
+                    [
+                        {"tenant": tenant, "name": n, "attributes": {}, "created_at": now, "updated_at": now}
+                        for n in missing
+                    ],
+                )
+        except IntegrityError:
+            pass  # another process created some of them; the reload picks up their ids
 
     def ids(self, tenant: str, *, refresh: bool = False) -> dict[str, int]:
         """Name to id for every tag of the tenant."""
@@ -88,20 +145,7 @@ class TagCatalog:
                 known = self._load(tenant)
             missing = [n for n in names if n not in known]
             if missing:
-                for i, name in enumerate(missing):
-                    check_tag(name, where=f"tag #{i + 1} of the new tags")
-                now = datetime.now(UTC)
-                try:
-                    with self._engine.begin() as conn:
-                        conn.execute(
-                            insert(tags),
-                            [
-                                {"tenant": tenant, "name": n, "attributes": {}, "created_at": now, "updated_at": now}
-                                for n in missing
-                            ],
-                        )
-                except IntegrityError:
-                    pass  # another process created some of them; reload below picks up their ids
+                self._create(tenant, missing)
                 known = self._load(tenant)
             return {n: known[n] for n in names}
 

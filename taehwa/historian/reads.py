@@ -17,7 +17,6 @@ from taehwa.core.names import check_tenant
 from taehwa.core.settings import Settings
 from taehwa.core.timeutil import from_us, parse_duration, to_us
 from taehwa.historian.catalog import TagCatalog
-from taehwa.historian.latest import Last
 from taehwa.historian.query import QueryEngine, Snapshot
 from taehwa.historian.schema import OUT_TIME
 from taehwa.historian.state import StoreState
@@ -126,19 +125,22 @@ class Reads:
     def latest(self, tenant: str, tags: list[str] | None = None) -> pa.Table:
         """Newest point of each tag, from the cache (see `Historian.latest`)."""
         self.before_query(tenant)
-        cache: dict[int, Last] = self.state.latest.get(tenant)
         if tags:
             ids = self.catalog.resolve(tenant, list(tags))
-            wanted = [(name, i) for name, i in ids.items()]
+            names = list(ids)
+            found, points = self.state.latest.lookup(tenant, list(ids.values()))
+            names = [n for n, f in zip(names, found.tolist(), strict=True) if f]
         else:
-            wanted = sorted((self.catalog.name(tenant, i), i) for i in cache)
-        rows = [(name, cache[i]) for name, i in wanted if i in cache]
+            points = self.state.latest.points(tenant)
+            named = sorted((self.catalog.name(tenant, i), k) for k, i in enumerate(points.tag_id.tolist()))
+            names = [n for n, _ in named]
+            points = points.take(np.array([k for _, k in named], np.int64))
         return pa.table(
             {
-                "tag": pa.array([r[0] for r in rows], pa.string()),
-                "time": _times([r[1].time_us for r in rows]),
-                "value": pa.array([r[1].value for r in rows], pa.float64()),
-                "quality": pa.array([r[1].quality for r in rows], pa.uint8()),
+                "tag": pa.array(names, pa.string()),
+                "time": _times(points.time_us),
+                "value": pa.array(points.value, pa.float64()),
+                "quality": pa.array(points.quality, pa.uint8()),
             }
         )
 

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -120,13 +119,7 @@ class StoreState:
         self.buffer_points += batch.num_rows
         if self.buffer_since is None:
             self.buffer_since = time.monotonic()
-        con = self.connect()
-        view = f"wbatch_{threading.get_ident()}"
-        con.register(view, batch.append_column("rn", pa.array(np.arange(batch.num_rows, dtype=np.int64))))
-        try:
-            self.latest.merge_source(con, tenant, view, has_rn=True)
-        finally:
-            con.unregister(view)
+        self.latest.merge_table(tenant, batch)
 
     def buffer_logged(self, logged: pa.Table) -> None:
         """Points read back from the log (with their tenant column) into each tenant's buffer."""

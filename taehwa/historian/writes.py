@@ -109,10 +109,8 @@ class Writes:
     def _store_buffered(self, tenant: str, table: pa.Table) -> WriteResult:
         """A small batch: appended to the log and the buffer."""
         state = self.state
-        names = pc.unique(table.column("tag"))
-        ids = self.catalog.ensure(tenant, names.to_pylist())
-        id_array = pa.array([ids[n] for n in names.to_pylist()], pa.int64())
-        tag_ids = pc.take(id_array, pc.index_in(table.column("tag"), value_set=names))
+        ids, n_tags = self.catalog.ensure_column(tenant, table.column("tag"))
+        tag_ids = pa.array(ids, pa.int64())
         with state.write_lock:
             state.seq += 1
             seq = state.seq
@@ -128,14 +126,15 @@ class Writes:
                 },
                 schema=BUFFER_SCHEMA,
             )
-            state.wal.append(batch.add_column(0, "tenant", pa.array([tenant] * n, pa.string())))
+            tenants = pa.array([tenant], pa.string()).take(np.zeros(n, np.int64))
+            state.wal.append(batch.add_column(0, "tenant", tenants))
             state.buffer_add(tenant, batch)
             state.note_days(tenant, table.column("time"))
             full = state.buffer_points >= self.settings.buffer_max_points
         if full:
             self.wake.set()
         self._notify(tenant, [table])
-        return WriteResult(n, len(ids), seq)
+        return WriteResult(n, n_tags, seq)
 
     def _store_direct(self, tenant: str, tables: list[pa.Table]) -> WriteResult:
         """Large writes go straight to sorted day files (no log needed: the manifest commit is the ack).
@@ -146,8 +145,7 @@ class Writes:
         state = self.state
         # unique per table, then over the few results: combining millions of strings first is far slower
         all_names = pc.unique(pa.concat_arrays([pc.unique(t.column("tag")) for t in tables]))
-        ids = self.catalog.ensure(tenant, all_names.to_pylist())
-        id_values = pa.array([ids[n] for n in all_names.to_pylist()], pa.int64())
+        id_values = pa.array(self.catalog.ensure_column(tenant, all_names)[0], pa.int64())
         with_ids = [
             t.append_column("tag_id", pc.take(id_values, pc.index_in(t.column("tag"), value_set=all_names)))
             for t in tables
@@ -180,8 +178,7 @@ class Writes:
                 added += write_day_files(
                     con, source, state.storage, tenant, version, dedup=dedup, stats=part_stats, presorted=order == "tag"
                 )
-            con.register(view, batch)
-            state.latest.merge_source(con, tenant, source, has_rn=True)
+            state.latest.merge_table(tenant, batch, seq=seq)
         except BaseException:
             discard_files(state.storage, tenant, added)
             raise
@@ -192,7 +189,7 @@ class Writes:
             for table in tables:
                 state.note_days(tenant, table.column("time"))
         self._notify(tenant, tables)
-        return WriteResult(n, len(ids), seq)
+        return WriteResult(n, len(all_names), seq)
 
     # -- flush ---------------------------------------------------------------------------------------------
     def flush(self) -> int:
