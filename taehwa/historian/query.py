@@ -46,14 +46,28 @@ class Snapshot:
     tenant: str
     files: tuple[DataFile, ...]
     buffer: pa.Table | None  # tag_id, tag, time, value, quality, seq, rn
+    spans: np.ndarray | None = None
+    """Per buffered batch, in the buffer's order: first row, end row, min and max time (µs), min and max tag id;
+    a query scans only the batches whose spans meet its range and tags (a backfill's reads beside its growing
+    output in the buffer scanned all of it per day)."""
 
 
-def _buffer_rows(
-    buffer: pa.Table | None, tag_ids: list[int], start_us: int | None, end_us: int | None
-) -> pa.Table | None:
+def _buffer_rows(snap: Snapshot, tag_ids: list[int], start_us: int | None, end_us: int | None) -> pa.Table | None:
     """The buffered points of these tags in [start, end), or None when there are none."""
-    if buffer is None or buffer.num_rows == 0:
+    buffer = snap.buffer
+    if buffer is None or buffer.num_rows == 0 or not tag_ids:
         return None
+    spans = snap.spans
+    if spans is not None and len(spans):
+        meet = (spans[:, 4] <= max(tag_ids)) & (spans[:, 5] >= min(tag_ids))
+        if start_us is not None:
+            meet &= spans[:, 3] >= start_us
+        if end_us is not None:
+            meet &= spans[:, 2] < end_us
+        if not meet.any():
+            return None
+        if not meet.all():
+            buffer = pa.concat_tables([buffer.slice(lo, hi - lo) for lo, hi in spans[meet, :2].tolist()])
     mask = pc.is_in(buffer.column("tag_id"), value_set=pa.array(tag_ids, buffer.schema.field("tag_id").type))
     times = buffer.column("time").cast(pa.int64())
     if start_us is not None:
@@ -117,7 +131,7 @@ class QueryEngine:
         if end_us is not None:
             preds.append(f"time < make_timestamp({int(end_us)})")
         where = " AND ".join(preds)
-        buffered = _buffer_rows(snap.buffer, tag_ids, start_us, end_us)
+        buffered = _buffer_rows(snap, tag_ids, start_us, end_us)
         per_day = Counter(f.day for f in files)
         mixed = {d for d, n in per_day.items() if n > 1}
         if buffered is not None:
@@ -229,9 +243,7 @@ class QueryEngine:
         """Whether the files this range touches are one per day with nothing buffered for it: then reading
         them in day order gives each tag's points in time order."""
         files = [f for f in snap.files if f.overlaps(start_us, end_us, tag_ids)]
-        return (
-            len({f.day for f in files}) == len(files) and _buffer_rows(snap.buffer, tag_ids, start_us, end_us) is None
-        )
+        return len({f.day for f in files}) == len(files) and _buffer_rows(snap, tag_ids, start_us, end_us) is None
 
     def downsample(
         self, snap: Snapshot, tag_ids: list[int], start_us: int, end_us: int, every_us: int, aggs: list[str]
@@ -280,7 +292,7 @@ class QueryEngine:
         assert self.summaries is not None
         files = [f for f in snap.files if f.overlaps(start_us, end_us, tag_ids)]
         per_day = Counter(f.day for f in files)
-        buffered = _buffer_rows(snap.buffer, tag_ids, start_us, end_us)
+        buffered = _buffer_rows(snap, tag_ids, start_us, end_us)
         busy: set[str] = set()
         if buffered is not None:
             days = np.unique(buffered.column("time").cast(pa.int64()).to_numpy() // DAY_US)
@@ -301,7 +313,13 @@ class QueryEngine:
                 parts.append(self._run(clean_snap, tag_ids, lo, hi, partial))
         if dirty or buffered is not None:
             parts.append(
-                self._run(Snapshot(snap.storage, snap.tenant, dirty, snap.buffer), tag_ids, start_us, end_us, partial)
+                self._run(
+                    Snapshot(snap.storage, snap.tenant, dirty, snap.buffer, snap.spans),
+                    tag_ids,
+                    start_us,
+                    end_us,
+                    partial,
+                )
             )
         self.summaries.maybe_prune(snap.tenant, snap.files)
         views = [f"part_{threading.get_ident()}_{i}" for i in range(len(parts))]

@@ -6,11 +6,14 @@ Who may read is the historian's (`store.Historian`): this module answers.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from taehwa.core.errors import InvalidInput
 from taehwa.core.names import check_tenant
@@ -41,16 +44,36 @@ class Reads:
         self.queries = queries
         self.catalog = catalog
         self.before_query = before_query
+        self._spans: dict[int, tuple[weakref.ref[pa.Table], tuple[int, int, int, int]]] = {}
+        self._spans_lock = threading.Lock()
 
     def snapshot(self, tenant: str) -> Snapshot:
         """The files and buffered points one query sees."""
         self.before_query(tenant)
         tables = self.state.buffered(tenant)
-        buffer = None
+        buffer = spans = None
         if tables:
             buffer = pa.concat_tables(tables)
             buffer = buffer.append_column("rn", pa.array(np.arange(buffer.num_rows, dtype=np.int64)))
-        return Snapshot(self.state.storage, check_tenant(tenant), tuple(self.state.manifest(tenant).files), buffer)
+            spans = self._batch_spans(tables)
+        files = tuple(self.state.manifest(tenant).files)
+        return Snapshot(self.state.storage, check_tenant(tenant), files, buffer, spans)
+
+    def _batch_spans(self, tables: list[pa.Table]) -> np.ndarray:
+        """`Snapshot.spans` of buffered batches: each batch's figures are computed once, on its first query."""
+        rows = np.cumsum([0] + [t.num_rows for t in tables])
+        out = np.empty((len(tables), 6), np.int64)
+        with self._spans_lock:
+            memo = self._spans
+            for k, table in enumerate(tables):
+                got = memo.get(id(table))
+                if got is None or got[0]() is not table:
+                    got = (weakref.ref(table), _span(table))
+                    memo[id(table)] = got
+                out[k] = (rows[k], rows[k + 1], *got[1])
+            for key in [key for key, (ref, _) in memo.items() if ref() is None]:  # flushed batches
+                del memo[key]
+        return out
 
     def _ids(self, tenant: str, tags: list[str] | str) -> dict[str, int]:
         names = [tags] if isinstance(tags, str) else list(tags)
@@ -143,6 +166,20 @@ class Reads:
                 "quality": pa.array(points.quality, pa.uint8()),
             }
         )
+
+
+def _span(table: pa.Table) -> tuple[int, int, int, int]:
+    """A buffered batch's min and max time (µs) and min and max tag id."""
+    if not table.num_rows:
+        return (0, -1, 0, -1)  # meets nothing
+    times = pc.min_max(table.column("time").cast(pa.int64()))
+    ids = pc.min_max(table.column("tag_id"))
+    return (
+        int(times["min"].as_py()),
+        int(times["max"].as_py()),
+        int(ids["min"].as_py()),
+        int(ids["max"].as_py()),
+    )
 
 
 def _range(start: Any, end: Any) -> tuple[int, int]:
