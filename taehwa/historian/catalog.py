@@ -83,6 +83,29 @@ class TagCatalog:
             self._id_at[tenant] = np.fromiter((ids.get(n, -1) for n in index.pos), np.int64, len(index))
         return ids
 
+    def _load_new(self, tenant: str, names: list[str]) -> dict[str, int]:
+        """After creating tags: read the ids of these alone (a full reload read every tag of the tenant)."""
+        found: dict[str, int] = {}
+        with self._engine.connect() as conn:
+            for k in range(0, len(names), 5_000):
+                query = select(tags.c.name, tags.c.id).where(
+                    tags.c.tenant == tenant, tags.c.name.in_(names[k : k + 5_000])
+                )
+                found.update((r.name, int(r.id)) for r in conn.execute(query).all())
+        if len(found) < len(set(names)) or tenant not in self._ids:
+            return self._load(tenant)
+        self._ids[tenant].update(found)
+        self._names[tenant].update((v, k) for k, v in found.items())
+        index = self._index.get(tenant)
+        if index is not None:
+            pos = np.asarray(index.add(list(found)), np.int64)
+            at = self._id_at[tenant]
+            if len(at) < len(index):
+                at = np.concatenate([at, np.full(len(index) - len(at), -1, np.int64)])
+            at[pos] = np.fromiter(found.values(), np.int64, len(found))
+            self._id_at[tenant] = at
+        return self._ids[tenant]
+
     def ensure_column(self, tenant: str, column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, int]:
         """The id of each row's tag (int64), creating tags never seen before, and how many distinct tags there
         are: C work per row and a dict lookup per distinct tag (`TagIndex`), not a Python step per row."""
@@ -98,7 +121,7 @@ class TagCatalog:
             if unknown.any():
                 missing = pc.unique(pc.filter(column, pa.array(unknown))).to_pylist()
                 self._create(tenant, missing)
-                self._load(tenant)
+                self._load_new(tenant, missing)
                 ids = self._ids_of(tenant, index, column)
                 if (ids < 0).any():
                     raise KeyError(f"tags not created in tenant {tenant!r}")
@@ -146,7 +169,7 @@ class TagCatalog:
             missing = [n for n in names if n not in known]
             if missing:
                 self._create(tenant, missing)
-                known = self._load(tenant)
+                known = self._load_new(tenant, missing)
             return {n: known[n] for n in names}
 
     def resolve(self, tenant: str, names: list[str]) -> dict[str, int]:
