@@ -9,9 +9,9 @@ baselines computed in the same run, and each figure's convention named beside it
   published NAB score; always-on, never-on and a 60 s clock scored on the same runs. Mean ± sd over splits. PCA
   T²+Q and STUMPY's matrix profile are the unsupervised detectors tuned this way.
 - C-MAPSS FD001–FD004: per seed, the leaf count and number of trees chosen on a random fifth of the training engines;
-  refit on all (the mean of `CMAPSS_BAG` models with their own seeds); the last cycle of each test engine scored against the truth clipped at 125 (the FFVE/RVE code's
-  convention: RVE's public code does `RUL_FD00x.clip(upper=125)`) and against the unclipped truth, side by side.
-  Mean ± sd over seeds.
+  refit on all (the mean of `CMAPSS_BAG` models with their own seeds); the last cycle of each test engine scored
+  against the truth clipped at 125 (the FFVE/RVE code's convention: RVE's public code does
+  `RUL_FD00x.clip(upper=125)`) and against the unclipped truth, side by side. Mean ± sd over seeds.
 - Tennessee Eastman: fit and control limits from the training normal run d00.dat only (the 96th percentile of
   out-of-fold scores over d00's five blocks: the 5 % target less one binomial standard error on 500 samples; the
   99th percentile beside); false alarms counted on unseen normal test samples (d00_te, samples
