@@ -29,7 +29,7 @@ from taehwa.db import audit_log
 from taehwa.migrate import make_engine
 from taehwa.server.platform import Platform
 from taehwa.tenancy.access import Principal, acting_as
-from taehwa.tenancy.audit import AuditLog, Verdict, _entry_hash
+from taehwa.tenancy.audit import AuditLog, Verdict, _entry_hash, _row_fields
 from taehwa.tenancy.identity import BACKOFF_S, LOCKOUT_AFTER, WRONG_LOGIN, LoginThrottle
 
 N = 120
@@ -88,18 +88,7 @@ def _recompute_unkeyed(s: Settings, start: int) -> str:
         rows = c.execute(select(audit_log).order_by(audit_log.c.seq)).all()
         prev = rows[start - 2].hash if start > 1 else "0" * 64
         for r in rows[start - 1 :]:
-            fields = {
-                "seq": r.seq,
-                "at_us": r.at_us,
-                "actor": r.actor,
-                "source": r.source,
-                "tenant": r.tenant,
-                "action": r.action,
-                "target": r.target,
-                "before": r.before,
-                "after": r.after,
-            }
-            digest = _entry_hash(prev, fields)
+            digest = _entry_hash(prev, _row_fields(r))
             c.execute(update(audit_log).where(audit_log.c.seq == r.seq).values(prev_hash=prev, hash=digest))
             prev = digest
     engine.dispose()

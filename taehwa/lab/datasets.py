@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from taehwa.core.errors import InvalidInput, NotFound
+from taehwa.core.tagbatch import TagIndex
 from taehwa.core.timeutil import from_us, parse_duration, to_us
 from taehwa.lab.gaps import hold_us as gap_hold_us
 from taehwa.lab.gaps import newest_known
@@ -249,19 +249,18 @@ def _held(block: pd.DataFrame, sources: Sources, tenant: str, mapping: dict[str,
     grid = time_us(block[TIME])
     hold = gap_hold_us(step_us)
     lo, hi = int(grid.min()) - hold, int(grid.max()) + 1
-    raw = sources.historian.read(tenant, sorted(set(mapping.values())), from_us(lo), from_us(hi))
-    # each tag's times by one sort on (tag code, time): no Python string per point
-    coded = pc.dictionary_encode(raw.column("tag")).combine_chunks()
-    codes = coded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    names = {str(name): i for i, name in enumerate(coded.dictionary.to_pylist())}
+    index = TagIndex(sorted(set(mapping.values())))
+    raw = sources.historian.read(tenant, list(index.pos), from_us(lo), from_us(hi))
+    # each tag's times by one sort on (tag position, time): no Python string per point
+    codes = index.codes(raw.column("tag"))
     times = raw.column("time").cast(pa.int64()).to_numpy()
     order = np.lexsort((times, codes))
     codes, times = codes[order], times[order]
-    bounds = np.searchsorted(codes, np.arange(len(names) + 1))
+    bounds = np.searchsorted(codes, np.arange(len(index) + 1))
     out = block.copy()
     for col, tag in mapping.items():
-        k = names.get(tag)
-        t = times[bounds[k] : bounds[k + 1]] if k is not None else np.empty(0, np.int64)
+        k = index.pos[tag]
+        t = times[bounds[k] : bounds[k + 1]]
         _, ok = newest_known(t, grid, hold)
         out.loc[~ok, col] = np.nan
     return out

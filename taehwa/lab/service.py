@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import ColumnElement, Connection, insert, select, update
 
 from taehwa.core.errors import Conflict, InvalidInput, NotFound
 from taehwa.db import lab_runs, model_events, model_versions
@@ -600,24 +600,8 @@ class LabService:
             )
         prev = self._production(tenant, name)
         with self._engine.begin() as c:
-            c.execute(
-                update(model_versions)
-                .where(
-                    (model_versions.c.tenant == tenant)
-                    & (model_versions.c.name == name)
-                    & (model_versions.c.stage == "production")
-                )
-                .values(stage="archived")
-            )
-            c.execute(
-                update(model_versions)
-                .where(
-                    (model_versions.c.tenant == tenant)
-                    & (model_versions.c.name == name)
-                    & (model_versions.c.version == version)
-                )
-                .values(stage="production")
-            )
+            _set_stage(c, tenant, name, model_versions.c.stage == "production", "archived")
+            _set_stage(c, tenant, name, model_versions.c.version == version, "production")
             self._event(
                 c,
                 tenant,
@@ -674,24 +658,8 @@ class LabService:
         # the version rolled back to remembers what was before it, so rollbacks chain
         before = [e for e in history if e["action"] in ("promote", "rollback") and e["version"] == back_to]
         with self._engine.begin() as c:
-            c.execute(
-                update(model_versions)
-                .where(
-                    (model_versions.c.tenant == tenant)
-                    & (model_versions.c.name == name)
-                    & (model_versions.c.version == prod.version)
-                )
-                .values(stage="archived")
-            )
-            c.execute(
-                update(model_versions)
-                .where(
-                    (model_versions.c.tenant == tenant)
-                    & (model_versions.c.name == name)
-                    & (model_versions.c.version == back_to)
-                )
-                .values(stage="production")
-            )
+            _set_stage(c, tenant, name, model_versions.c.version == prod.version, "archived")
+            _set_stage(c, tenant, name, model_versions.c.version == back_to, "production")
             self._event(
                 c,
                 tenant,
@@ -840,3 +808,12 @@ def _safe_id(run_id: str) -> str:
     if not run_id.isalnum() or len(run_id) > 32:
         raise NotFound(f"no run {run_id!r}", where="run")
     return run_id
+
+
+def _set_stage(c: Connection, tenant: str, name: str, which: ColumnElement[bool], stage: str) -> None:
+    """Move the versions of one model that `which` picks to `stage` (inside the caller's transaction)."""
+    c.execute(
+        update(model_versions)
+        .where((model_versions.c.tenant == tenant) & (model_versions.c.name == name) & which)
+        .values(stage=stage)
+    )
