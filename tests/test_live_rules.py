@@ -182,5 +182,10 @@ def test_a_score_rule_on_the_calibrated_alarm_is_said_in_the_pages_language() ->
     alert = {"message": rule.describe(), "chain": {"message": key}}
     assert say(alert, "en") == "anomaly_score: the model's calibrated alarm"
     assert say(alert, "ko") == "anomaly_score: 모델의 보정된 경보"
+    # an alert raised before keys were kept: its chain's rule says it the same way
+    assert say({"message": rule.describe(), "chain": {"rule": rule.to_dict()}}, "ko") == say(alert, "ko")
+    hot = Rule("t", parse_rule({"name": "hot", "kind": "threshold", "tag": "p/T", "value": 50, "min_duration_s": 5}))
+    assert say({"message": hot.describe(), "chain": {"rule": hot.to_dict()}}, "en") == "p/T > 50 for 5 s"
+    assert say({"message": "as stored", "chain": {"rule": {"kind": "threshold"}}}, "ko") == "as stored"
     own = Rule("t", parse_rule({"name": "p", "kind": "score", "asset_type": "X", "message": "pump trip"}))
     assert say({"message": "pump trip", "chain": {"message": own.message_key()}}, "ko") == "pump trip"

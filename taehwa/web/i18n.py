@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from taehwa.core.errors import TaehwaError
+from taehwa.live.rules import Rule, parse_rule
+
 LANGUAGES = ("ko", "en")
 LANG_COOKIE = "taehwa_lang"
 
@@ -601,26 +604,14 @@ def message_of(alert: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
         if given["key"] == "drift" and alert.get("value") is not None:
             params["psi"] = alert["value"]  # the figure now, not the one it was raised at
         return given["key"], params
-    rule = chain.get("rule") or {}
-    what = rule.get("tag") or rule.get("signal")
-    kind = rule.get("kind")
-    if rule.get("message"):
-        return "rule.custom", {"text": rule["message"]}
-    if kind == "score" and what and rule.get("value") is None:
-        return "rule.score_alarm", {"what": what}
-    if kind in ("threshold", "score") and what and rule.get("value") is not None:
-        key = "rule.threshold_for" if rule.get("min_duration_s") else "rule.threshold"
-        return key, {
-            "what": what,
-            "op": rule.get("op", ">"),
-            "value": rule["value"],
-            "seconds": rule.get("min_duration_s"),
-        }
-    if kind == "rate" and what:
-        return "rule.rate", {"what": what, "rate": rule.get("rate_per_s")}
-    if kind == "stale" and what:
-        return "rule.stale", {"what": what, "seconds": rule.get("stale_s")}
-    return None
+    rule = chain.get("rule")
+    if not isinstance(rule, dict) or not rule:
+        return None
+    try:  # the rule's own key (taehwa.live.rules), so the two cannot say it differently
+        got = Rule(str(alert.get("tenant") or ""), parse_rule(rule)).message_key()
+    except TaehwaError:
+        return None
+    return str(got["key"]), dict(got["params"])
 
 
 def say(alert: dict[str, Any], lang: str) -> str:
