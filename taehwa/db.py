@@ -436,6 +436,22 @@ analytics_events = Table(
     Index("ix_analytics_events_duration", "tenant", "duration_s"),
 )
 
+# reference profiles of event templates (a golden event or the median of chosen ones), scored against live events
+analytics_references = Table(
+    "analytics_references",
+    metadata,
+    Column("tenant", String(63), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    Column("type", String(127), primary_key=True),
+    Column("template", String(127), primary_key=True),
+    Column("signal", String(127), nullable=False),
+    Column("events", JSON, nullable=False),  # the ids of the events it was made of
+    Column("step_us", BigInteger, nullable=False),
+    Column("band", Float, nullable=False),
+    Column("profile", JSON, nullable=False),  # {median, low, high}: one value per step from the event's start
+    Column("created_by", String(255), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
 
 def engine_for(url: str) -> Engine:
     """An engine for the metadata database, as it is: SQLite gets WAL mode so readers in other processes never
