@@ -32,7 +32,7 @@ from taehwa.core.tagbatch import TagIndex
 from taehwa.tenancy.access import SYSTEM, acting_as
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from taehwa.analytics.recorder import EventRecorder
     from taehwa.historian.store import Historian
@@ -92,9 +92,12 @@ class LiveAnalytics:
         recorder: EventRecorder,
         lineage: bool = True,
         refresh_s: float = 2.0,
+        after_step: Sequence[Callable[[], None]] = (),
     ) -> None:
         """The historian (points in, points out), the twin (each tenant's plant), the event recorder; `lineage`:
-        record each calculated tag's expression, version and inputs in its tag metadata."""
+        record each calculated tag's expression, version and inputs in its tag metadata; `after_step`: calls made
+        in this thread after each step (the live comparison to references scores then)."""
+        self.after_step = tuple(after_step)
         self.historian, self.twin, self.recorder = historian, twin, recorder
         self.lineage, self.refresh_s = lineage, refresh_s
         self._queue: queue.SimpleQueue[tuple[str, pa.Table]] = queue.SimpleQueue()
@@ -139,8 +142,16 @@ class LiveAnalytics:
                         self.refresh()
                         self.close_overdue(time.time_ns() // 1000)
                     self.step(batch)
+                    self._after_step()
             except Exception:
                 log.exception("live analytics failed")
+
+    def _after_step(self) -> None:
+        for call in self.after_step:
+            try:
+                call()
+            except Exception:
+                log.exception("live analytics: %s failed after a step", getattr(call, "__qualname__", call))
 
     def drain(self) -> None:
         """Process what is queued now, in the caller's thread (tests, and callers that need outputs at once)."""
@@ -152,6 +163,7 @@ class LiveAnalytics:
             pass
         with acting_as(SYSTEM):
             self.step(batch)
+            self._after_step()
 
     # -- programs -----------------------------------------------------------------------------------------------
     def refresh(self, *, force: bool = False) -> None:
