@@ -72,7 +72,8 @@ def test_errors_name_the_line_and_exit_2(runner: CliRunner, tmp_path: Path) -> N
     bad.write_text(PLANT.read_text().replace("type: Column\n", "type: Colum\n"))
     r = runner.invoke(app, ["twin", "load", str(bad), "-t", "acme"])
     assert r.exit_code == 2
-    assert "bad.yaml, line" in r.output and "unknown type 'Colum'" in r.output
+    line = PLANT.read_text().splitlines().index("          - id: c-101") + 1  # the asset's own line
+    assert f"bad.yaml:{line}: asset 'ulsan/cdu/c-101': unknown type 'Colum'" in r.output
     assert runner.invoke(app, ["twin", "load", str(tmp_path / "missing.yaml"), "-t", "acme"]).exit_code == 2
     assert runner.invoke(app, ["twin", "show", "nowhere", "-t", "acme"]).exit_code == 3
     r = runner.invoke(app, ["twin", "create", "x", "-t", "acme", "--type", "Column", "--attr", "novalue"])
@@ -86,7 +87,9 @@ def test_changes_go_through_a_running_server(runner: CliRunner, tmp_path: Path, 
     bad = tmp_path / "bad.yaml"
     bad.write_text(PLANT.read_text().replace("type: Column\n", "type: Colum\n"))
     r = runner.invoke(app, ["twin", "load", str(bad), "-t", "acme"])
-    assert r.exit_code == 2 and "unknown type 'Colum'" in r.output
+    line = PLANT.read_text().splitlines().index("          - id: c-101") + 1
+    # the server's error said as the CLI says its own: the file by its name, the line from the body's location
+    assert r.exit_code == 2 and f"bad.yaml:{line}: asset 'ulsan/cdu/c-101': unknown type 'Colum'" in r.output
     r = runner.invoke(app, ["twin", "delete", "ulsan/cdu", "-t", "acme"])
     assert r.exit_code == 4 and "recursive" in r.output
 

@@ -95,13 +95,15 @@ def closes_at(text: str) -> datetime:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
-def parse_definition(doc: Any, source: str = "challenge") -> Definition:
+def parse_definition(doc: Any, source: str = "challenge", *, lines: Any = None) -> Definition:
+    """A challenge definition checked; each problem named by its field, and its line when `lines` (or `doc`) is the
+    YAML document as read, lines kept."""
     if not isinstance(doc, dict):
         raise InvalidInput("a challenge is a mapping (id, title, task, source, closes, …)", where=source)
     try:
         return Definition.model_validate(doc)
     except ValidationError as exc:
-        raise ValidationFailed.from_pydantic(exc, source, sep=":") from None
+        raise ValidationFailed.from_pydantic(exc, source, sep=":", doc=doc if lines is None else lines) from None
 
 
 READY = Path(__file__).parent / "challenges"
@@ -121,4 +123,5 @@ def load_definition(path_or_name: str | Path) -> tuple[Definition, Path]:
         path = READY / f"{path_or_name}.yaml"
     if not path.is_file():
         raise InvalidInput(f"no challenge file at {path} (ready ones: {', '.join(ready_names())})", where=str(path))
-    return parse_definition(plain(load_yaml(path.read_text(), source=path.name)), source=path.name), path.parent
+    doc = load_yaml(path.read_text(), source=path.name)
+    return parse_definition(plain(doc), source=path.name, lines=doc), path.parent

@@ -109,8 +109,8 @@ def create_app(platform: Platform) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        where, message = ValidationFailed.from_pydantic(exc, "").problems[0]  # the first, as FastAPI's own
-        return JSONResponse({"error": "invalid_input", "message": message, "where": where}, status_code=422)
+        first = ValidationFailed.from_pydantic(exc, "").details[0]  # the first, as FastAPI's own
+        return JSONResponse({"error": "invalid_input", **first.to_dict()}, status_code=422)
 
     app.add_middleware(
         CallerMiddleware,

@@ -36,31 +36,34 @@ def check(
     file: Annotated[Path, typer.Argument(help="Plant YAML to check (not loaded).")], as_json: JsonOpt = False
 ) -> None:
     """Check a plant file's calculated signals and event templates: each problem with file and line."""
+    from rich.markup import escape
+
     from taehwa.analytics.program import build, check_plant
-    from taehwa.core.errors import TaehwaError, ValidationFailed
+    from taehwa.cli.common import where_said
+    from taehwa.core.errors import Problem, TaehwaError, ValidationFailed
     from taehwa.core.yamlio import load_yaml_file
     from taehwa.twin.model import parse_document
 
     try:
         plant = parse_document(load_yaml_file(file), source=file.name)
-        problems = check_plant(plant)
+        problems = [Problem(w, p) for w, p in check_plant(plant)]
         prog = None if problems else build(plant)
     except ValidationFailed as exc:
-        problems, prog = exc.problems, None
+        problems, prog = exc.details, None
     except TaehwaError as exc:
         fail(exc)
         return
     result = {
         "ok": not problems,
-        "problems": [{"where": w, "problem": p} for w, p in problems],
+        "problems": [{"where": p.where, "problem": p.message} for p in problems],
         "calculated_signals": len(prog.outputs) if prog else 0,
         "templates": len(prog.templates) if prog else 0,
     }
     if as_json:
         _json(result)
     elif problems:
-        for w, p in problems:
-            out.print(f"[red]{w}[/red]: {p}", highlight=False)
+        for p in problems:
+            out.print(f"[red]{escape(where_said(p.where, p.location))}[/red]: {escape(p.message)}", highlight=False)
     else:
         out.print(
             f"{file.name}: ok, {result['calculated_signals']} calculated tags, {result['templates']} event templates"

@@ -3,6 +3,7 @@ change to the running server when it holds the store."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from taehwa.core import errors
-from taehwa.core.errors import Conflict, TaehwaError
+from taehwa.core.errors import Conflict, Location, Problem, TaehwaError, ValidationFailed
 from taehwa.core.paths import dev_token_path, server_info_path, store_is_held
 from taehwa.core.settings import Settings, load_settings
 from taehwa.tenancy.access import Principal, acting_as
@@ -86,10 +87,41 @@ def print_table(view: Table, *, as_json: bool = False, data: Any = None) -> None
         out.width = width
 
 
+def where_said(where: str | None, location: Location | None) -> str:
+    """Where a problem is, as every command says it, the same for an error raised here and one the server sent:
+    from its structured location when it has one (`plant.yaml:12:3`, `data.csv, row 2, column 'value'`,
+    `deployment:4, field target.assets`), else its `where` text."""
+    if location is None:
+        return where or ""
+    parts: list[str] = []
+    column = location.column
+    if location.line is not None:
+        at = f"{location.line}" + (f":{column}" if isinstance(column, int) else "")
+        parts.append(f"{location.file}:{at}" if location.file else f"line {at}")
+        column = column if isinstance(column, str) else None
+    elif location.file:
+        parts.append(location.file)
+    if location.row is not None:
+        parts.append(f"row {location.row}")
+    if column is not None:
+        parts.append(f"column {column!r}" if isinstance(column, str) else f"column {column}")
+    if location.field:
+        parts.append(f"field {location.field}")
+    return ", ".join(parts) or (where or "")
+
+
+def said(exc: TaehwaError) -> str:
+    """An error's text for the terminal: each problem (or the error) as where it is, then what is wrong."""
+    if isinstance(exc, ValidationFailed):
+        return "\n".join(f"{where_said(p.where, p.location) or '(document)'}: {p.message}" for p in exc.details)
+    where = where_said(exc.where, exc.location)
+    return f"{where}: {exc.message}" if where else exc.message
+
+
 def fail(exc: TaehwaError) -> None:
     """Print an error (what and where) and exit with its code."""
     err.print(f"[red]error[/red] ({exc.kind}): ", end="")
-    err.print(str(exc), markup=False, highlight=False)
+    err.print(said(exc), markup=False, highlight=False)
     raise typer.Exit(exc.exit_code)
 
 
@@ -145,8 +177,42 @@ _BY_KIND: dict[str, type[TaehwaError]] = {
 }
 
 
-def server_request(settings: Settings, method: str, path: str, **kwargs: Any) -> Any:
-    """Call the running server's API; its errors come back as the same TaehwaError they were there."""
+def error_from_body(body: Any, *, body_name: str | None = None) -> TaehwaError:
+    """The TaehwaError an API error body describes, with its structured location (and each problem's) as the
+    server had it; with `body_name`, a location in the request's `body` is said of that name instead (the file the
+    command sent). Parts of the wrong type are left out (the body is read as untrusted)."""
+    if not isinstance(body, dict):
+        return TaehwaError("the server answered an error without a description", where="server")
+
+    def named(where: Any, location: Location | None) -> tuple[str | None, Location | None]:
+        text = where if isinstance(where, str) else None
+        if body_name and location is not None and location.file == "body":
+            location = dataclasses.replace(location, file=body_name)
+            text = str(location)
+        return text, location
+
+    message = body.get("message")
+    message = message if isinstance(message, str) else "the server refused the call"
+    if body.get("error") == "validation_failed":
+        problems = body.get("problems")
+        details = []
+        for p in problems if isinstance(problems, list) and problems else [body]:
+            p = p if isinstance(p, dict) else {}
+            where, location = named(p.get("where"), Location.from_dict(p.get("location")))
+            text = p.get("message")
+            details.append(Problem(where or "", text if isinstance(text, str) else "invalid", location))
+        return ValidationFailed(details)
+    cls = _BY_KIND.get(str(body.get("error", "")), TaehwaError)
+    where, location = named(body.get("where"), Location.from_dict(body.get("location")))
+    exc = cls(message, where=location or where)
+    if where is not None and exc.where != where:  # the server's text kept where it says more than the location
+        exc.where = where
+    return exc
+
+
+def server_request(settings: Settings, method: str, path: str, *, body_name: str | None = None, **kwargs: Any) -> Any:
+    """Call the running server's API; its errors come back as the same TaehwaError they were there (see
+    `error_from_body`; `body_name` is what the command calls the body it sends)."""
     import httpx
 
     info = json.loads(server_info_path(settings).read_text())
@@ -154,11 +220,11 @@ def server_request(settings: Settings, method: str, path: str, **kwargs: Any) ->
     resp = httpx.request(method, f"{info['url']}{path}", headers=headers, timeout=600, **kwargs)
     if resp.status_code < 400:
         return resp.json()
-    body = resp.json()
-    if body.get("error") == "validation_failed":
-        raise errors.ValidationFailed([(p["where"], p["message"]) for p in body["problems"]])
-    cls = _BY_KIND.get(body.get("error", ""), TaehwaError)
-    raise cls(body.get("message", resp.text), where=body.get("where"))
+    try:
+        body = resp.json()
+    except ValueError:
+        raise TaehwaError(f"the server answered {resp.status_code} without a JSON body", where="server") from None
+    raise error_from_body(body, body_name=body_name)
 
 
 def local_or_server(local: Callable[[Platform], T], remote: Callable[[Settings], T]) -> T:

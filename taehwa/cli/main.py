@@ -285,10 +285,13 @@ def _send_to_server(settings: Settings, tenant: str, path: Path, layout: str) ->
             params={"layout": layout},
             content=sink.getvalue().to_pybytes(),
             headers={"Content-Type": ARROW_STREAM},
+            body_name=path.name,  # a location in the body is said of the file (its rows are the file's)
         )
     except ValidationFailed:
         raise
-    except TaehwaError as exc:  # the same error, said of the file
+    except TaehwaError as exc:  # an error without a location in the body, said of the file
+        if exc.location is not None:
+            raise
         raise type(exc)(exc.message, where=f"{path.name}: {exc.where or ''}") from None
     return body
 

@@ -59,6 +59,7 @@ def load(
         f"/api/v1/{tenant}/twin",
         content=text,
         headers={"Content-Type": "application/yaml"},
+        body_name=file.name,
     )
     out.print(
         f"{file.name}: version {result['version']}: {result['assets']} assets, {result['added']} added, "

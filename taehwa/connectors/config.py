@@ -206,7 +206,7 @@ def parse_connectors(doc: Any, *, source: str = "connectors") -> list[Connector]
         found = _LIST.validate_python(doc) if many else [_ADAPTER.validate_python(doc)]
     except ValidationError as exc:
         # pydantic's union tag in the location left out: connectors[0].items[3].type
-        raise ValidationFailed.from_pydantic(exc, root, brackets=True, skip=PROTOCOLS) from exc
+        raise ValidationFailed.from_pydantic(exc, root, brackets=True, skip=PROTOCOLS, doc=doc) from exc
     names = [c.name for c in found]
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup:

@@ -41,6 +41,24 @@ class Location:
         """The parts that are known (what an API error body's `location` holds)."""
         return {k: v for k, v in asdict(self).items() if v is not None}
 
+    @classmethod
+    def from_dict(cls, data: Any) -> Location | None:
+        """A location from an API error body's `location` (what `to_dict` wrote); a part of the wrong type or an
+        unknown key is left out, and anything that is not a mapping with a known part is None."""
+        if not isinstance(data, dict):
+            return None
+
+        def text(key: str) -> str | None:
+            value = data.get(key)
+            return value if isinstance(value, str) else None
+
+        def number(key: str) -> int | None:
+            value = data.get(key)
+            return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+        found = cls(text("file"), number("line"), number("row"), text("column") or number("column"), text("field"))
+        return found if found != cls() else None
+
 
 class TaehwaError(Exception):
     """Base of every error Taehwa raises on purpose.
@@ -144,46 +162,111 @@ class _PydanticErrors(Protocol):
     def errors(self) -> Sequence[Any]: ...
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One problem of a validated document: what is wrong (`message`), where as text (`where`) and, when known, as
+    a `Location`; for a document checked against a schema, `path` is the field's path inside it (`("items", 3)`)."""
+
+    where: str
+    message: str
+    location: Location | None = None
+    path: tuple[str | int, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """What an API error body says of this problem."""
+        body: dict[str, Any] = {"where": self.where, "message": self.message}
+        if self.location is not None:
+            body["location"] = self.location.to_dict()
+        return body
+
+
+def field_path(path: Sequence[str | int], *, brackets: bool = False) -> str:
+    """A field's path as text, `target.assets`, with list indexes as `items[3]` when `brackets`."""
+    text = ""
+    for part in path:
+        if brackets and isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + str(part)
+    return text
+
+
+def _line_at(doc: Any, path: Sequence[str | int]) -> int | None:
+    """The line of the deepest part of `path` found in a YAML document whose mappings know their lines (see
+    core.yamlio.Located: a key's line, a list item's own), None for a document without lines."""
+
+    def own(node: Any) -> int | None:
+        line = getattr(node, "line", None)
+        return line if isinstance(line, int) and line > 0 else None
+
+    line = own(doc)
+    node = doc
+    for part in path:
+        if isinstance(node, dict):
+            line_of = getattr(node, "line_of", None)
+            if callable(line_of) and isinstance(part, str):
+                line = line_of(part) or line
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and -len(node) <= part < len(node):
+            node = node[part]
+            line = own(node) or line
+        else:
+            break
+    return line
+
+
 class ValidationFailed(InvalidInput):
     """A whole document (a plant model, a configuration) failed validation; every problem is listed.
 
-    Each problem is (where, message), `where` a text or a `Location`: `problems` holds each as text, `locations`
-    the structured ones (None where a problem has only a text)."""
+    Each problem is a `Problem`, or (where, message) with `where` a text or a `Location`: `details` holds them as
+    Problems, `problems` each as (where text, message), `locations` the structured ones (None where a problem has
+    only a text)."""
 
     kind = "validation_failed"
 
-    def __init__(self, problems: Sequence[tuple[str | Location, str]]) -> None:
-        self.problems = [(str(w), m) for w, m in problems]
-        self.locations = [w if isinstance(w, Location) else None for w, _ in problems]
-        first_where, first_msg = problems[0]
-        more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
-        super().__init__(first_msg + more, where=first_where)
+    def __init__(self, problems: Sequence[Problem | tuple[str | Location, str]]) -> None:
+        self.details = [
+            p if isinstance(p, Problem) else Problem(str(p[0]), p[1], p[0] if isinstance(p[0], Location) else None)
+            for p in problems
+        ]
+        self.problems = [(p.where, p.message) for p in self.details]
+        self.locations = [p.location for p in self.details]
+        first = self.details[0]
+        n = len(self.details)
+        more = f" (and {n - 1} more problem{'s' if n > 2 else ''})" if n > 1 else ""
+        super().__init__(first.message + more, where=first.where)
+        self.location = first.location
 
     @classmethod
     def from_pydantic(
-        cls, exc: _PydanticErrors, source: str, *, sep: str = ".", brackets: bool = False, skip: Collection[str] = ()
+        cls,
+        exc: _PydanticErrors,
+        source: str,
+        *,
+        sep: str = ".",
+        brackets: bool = False,
+        skip: Collection[str] = (),
+        doc: Any = None,
     ) -> ValidationFailed:
-        """Every problem of a pydantic validation error, so that each names where it is: `where` is the source,
-        then `sep` and the error's location (`deployment.target.assets`; with `sep=":"` `challenge:title`), list
-        indexes as `items[3]` with `brackets`, the names in `skip` (a union's tags) left out, the source alone for
-        the document as a whole; the message without pydantic's "Value error, " before a validator's own."""
-        problems: list[tuple[str, str]] = []
+        """Every problem of a pydantic validation error as a `Problem`: its `path` is the error's location with the
+        names in `skip` (a union's tags) left out, its `Location` the `source` (file) and that path as text (field,
+        list indexes as `items[3]` with `brackets`), with the line of the field when `doc` (what was validated) is
+        a YAML document that knows its lines; its text the source, `sep` and the field (`deployment.target.assets`,
+        with `sep=":"` `challenge:title`), the source alone for the document as a whole; the message without
+        pydantic's "Value error, " before a validator's own."""
+        problems: list[Problem] = []
         for error in exc.errors():
-            where = source
-            for i, part in enumerate(p for p in error.get("loc", ()) if p not in skip):
-                if brackets and isinstance(part, int):
-                    where += f"[{part}]"
-                else:
-                    where += ("" if not where else sep if i == 0 else ".") + str(part)
-            problems.append((where, str(error.get("msg", "invalid")).removeprefix("Value error, ")))
-        return cls(problems or [(source, "invalid")])
+            path = tuple(p for p in error.get("loc", ()) if p not in skip)
+            field = field_path(path, brackets=brackets)
+            where = source + (sep if source and field and not field.startswith("[") else "") + field
+            location = Location(source or None, line=_line_at(doc, path), field=field or None)
+            message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+            problems.append(Problem(where, message, location, path))
+        return cls(problems or [Problem(source, "invalid", Location(source or None))])
 
     def to_dict(self) -> dict[str, Any]:
         body = super().to_dict()
-        body["problems"] = [
-            {"where": w, "message": m, **({"location": loc.to_dict()} if loc is not None else {})}
-            for (w, m), loc in zip(self.problems, self.locations, strict=True)
-        ]
+        body["problems"] = [p.to_dict() for p in self.details]
         return body
 
     def __str__(self) -> str:

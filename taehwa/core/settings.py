@@ -254,7 +254,8 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        name, message = ValidationFailed.from_pydantic(exc, "").problems[0]  # the first: one setting at a time
+        first = ValidationFailed.from_pydantic(exc, "").details[0]  # the first: one setting at a time
+        name, message = (str(first.path[0]) if first.path else first.where), first.message
         raise InvalidInput(message, where=f"setting TAEHWA_{name.upper()}") from exc
 
 

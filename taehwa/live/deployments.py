@@ -112,7 +112,7 @@ def parse_deployment(doc: Any, *, source: str = "deployment") -> DeploymentIn:
     try:
         return DeploymentIn.model_validate(doc)
     except ValidationError as exc:
-        raise ValidationFailed.from_pydantic(exc, source) from None
+        raise ValidationFailed.from_pydantic(exc, source, doc=doc) from None
 
 
 def _row(r: Any) -> Deployment:

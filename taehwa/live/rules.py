@@ -137,7 +137,7 @@ def parse_rule(doc: Any, *, source: str = "rule") -> RuleIn:
     try:
         return RuleIn.model_validate(doc)
     except ValidationError as exc:
-        raise ValidationFailed.from_pydantic(exc, source) from None
+        raise ValidationFailed.from_pydantic(exc, source, doc=doc) from None
 
 
 class RuleStore:
