@@ -28,6 +28,7 @@ GOALS = {
     "skab_far_pct": 20.0,
     "tep_mean_fdr": 0.85,
     "tep_far": 0.05,
+    "tep_far_long_run": 0.05,
     "cmapss_fd001_rmse": 11.5,
     "cmapss_fd002_rmse": 12.5,
     "cmapss_fd003_rmse": 11.5,
@@ -96,19 +97,27 @@ def print_tep(f: dict[str, Any]) -> None:
     """TEP: ours, PCA-T²+Q and DPCA, limits from d00 only, on unseen test samples."""
     print(f"TEP    {f['tep_protocol']}", flush=True)
     print(f"       ours chosen on training runs only: {f['tep_chosen']}")
+    print(
+        f"       not candidates (too slow a statistic for d00's 500 samples to set a 5 % limit on): "
+        f"{len(f['tep_not_eligible'])} of them, e.g. {f['tep_not_eligible'][:2]}"
+    )
     for key, label in (
-        ("tep", "ours (DPCA/PCA + EWMA, chosen on d01..d21.dat)"),
+        ("tep", "ours (PCA/DPCA + EWMA, chosen on d01..d21.dat)"),
         ("tep_pca_t2q", "PCA T²+Q"),
         ("tep_dpca_t2q", "dynamic PCA (2 lags) T²+Q"),
     ):
         if key + "_far" not in f:
             continue
-        for sfx, rule in (("", "limit at the 5 % target"), ("_p99", "limit at the 99th percentile")):
+        for sfx, rule in (
+            ("", f"limit at d00's out-of-fold {100 * f[key + '_limit_q']:.2f}th percentile (5 % less one s.e.)"),
+            ("_p99", "limit at the 99th percentile"),
+        ):
             k = key + sfx
             print(
-                f"  {label}, {rule}: FAR {f[k + '_far']:.4f} (d00_te alone {f[k + '_far_d00_te']:.4f})  mean "
-                f"detection rate, 21 faults {f[k + '_mean_fdr']:.3f}, 18 faults without 3/9/15 "
-                f"{f[k + '_mean_fdr_18']:.3f}  median delay {f[k + '_median_delay_min']:.0f} min",
+                f"  {label}, {rule}: FAR {f[k + '_far']:.4f} (d00_te alone {f[k + '_far_d00_te']:.4f}, "
+                f"{f[k + '_excursions_d00_te']:.0f} excursions over the limit in its 48 h)  mean detection rate, "
+                f"21 faults {f[k + '_mean_fdr']:.3f}, 18 faults without 3/9/15 {f[k + '_mean_fdr_18']:.3f}  "
+                f"median delay {f[k + '_median_delay_min']:.0f} min",
                 flush=True,
             )
     best = max(f["tep_pca_t2q_mean_fdr"], f["tep_dpca_t2q_mean_fdr"])
@@ -155,6 +164,7 @@ def goals(figures: dict[str, Any]) -> dict[str, Any]:
         "skab_far_pct": figures.get("skab_pca_far_pct"),
         "tep_mean_fdr": figures.get("tep_mean_fdr"),
         "tep_far": figures.get("tep_far"),
+        "tep_far_long_run": figures.get("tep_far_d00_te"),
     }
     measured.update({k: figures.get(k) for k in GOALS if k.startswith("cmapss")})
     out: dict[str, Any] = {}
@@ -162,7 +172,7 @@ def goals(figures: dict[str, Any]) -> dict[str, Any]:
         v = measured.get(k)
         if v is None:
             continue
-        low = k.endswith(("_rmse", "far_pct", "tep_far"))
+        low = k.endswith(("_rmse", "far_pct", "tep_far", "far_long_run"))
         out[k] = {"goal": goal, "measured": v, "met": bool(v <= goal if low else v >= goal)}
     if measured.get("skab_f1_supervised") is not None:
         v = measured["skab_f1_supervised"]
