@@ -61,7 +61,7 @@ def test_summaries_answer_as_the_points_do(hist: Historian) -> None:
     for every in ("1h", "6h", "1d", "15m"):
         fast, slow = _both(hist, ["s/t0", "s/t1"], start, end, every)
         _same(fast, slow)
-    made = sorted(p.parent.name for p in root.rglob("*.parquet"))
+    made = sorted(p.parent.name for p in root.rglob("*.sum"))
     assert made == ["2026-02-01", "2026-02-02", "2026-02-04", "2026-02-06"]  # clean days only
     assert 999.0 in _both(hist, ["s/t1"], start, end, "1h")[0].column("max").to_pylist()
 
@@ -75,7 +75,7 @@ def test_short_ranges_and_odd_buckets_read_points(hist: Historian) -> None:
     _same(*_both(hist, ["s/t0"], T0, T0 + timedelta(days=1), "1h"))  # under two days
     _same(*_both(hist, ["s/t0"], T0, T0 + timedelta(days=3), "17s"))  # not whole minutes
     _same(*_both(hist, ["s/t0"], T0, T0 + timedelta(days=3), "1h"))
-    assert len(list(root.rglob("*.parquet"))) == 3
+    assert len(list(root.rglob("*.sum"))) == 3
     summaries = hist.queries.summaries
     assert summaries is not None
     hist.write("acme", _day(0, tags=1, step_s=7200))
@@ -83,7 +83,7 @@ def test_short_ranges_and_odd_buckets_read_points(hist: Historian) -> None:
     hist.compact(force=True)  # day 0's file replaced: its old summary goes at the next prune
     summaries._pruned.clear()
     _same(*_both(hist, ["s/t0"], T0, T0 + timedelta(days=3), "1h"))
-    assert len(list(root.rglob("*.parquet"))) == 3
+    assert len(list(root.rglob("*.sum"))) == 3
 
 
 def test_quiet_days_get_their_summaries_ahead_of_the_first_query(hist: Historian) -> None:
@@ -92,6 +92,40 @@ def test_quiet_days_get_their_summaries_ahead_of_the_first_query(hist: Historian
     hist.flush()
     assert hist.queries.summaries is not None
     root = hist.queries.summaries.root
-    assert hist.warm_summaries(budget=2, force=True) == 2 and len(list(root.rglob("*.parquet"))) == 2
+    assert hist.warm_summaries(budget=2, force=True) == 2 and len(list(root.rglob("*.sum"))) == 2
     assert hist.warm_summaries(force=True) == 1 and hist.warm_summaries(force=True) == 0
     _same(*_both(hist, ["s/t2"], T0, T0 + timedelta(days=3), "1d"))
+
+
+def test_warm_days_answer_from_summaries_alone_in_name_order(hist: Historian, monkeypatch: pytest.MonkeyPatch) -> None:
+    later = _day(0, tags=2).set_column(0, "tag", pa.array(["a/b"] * 8640 + ["a/a"] * 8640))  # ids not in name order
+    hist.write("acme", pa.concat_tables([_day(0, tags=2).set_column(0, "tag", pa.array(["z/z"] * 17280)), later]))
+    hist.flush()
+    tags, end = ["z/z", "a/b", "a/a"], T0 + timedelta(days=1)
+    slow = {every: _both(hist, tags, T0, end, every)[1] for every in ("1m", "1h")}  # no summary yet: points
+    assert hist.warm_summaries(force=True) == 1
+
+    def no_points(*_: object) -> None:
+        raise AssertionError("read points")
+
+    with monkeypatch.context() as m:
+        m.setattr(hist.queries, "_run", no_points)
+        fast = {every: hist.downsample("acme", tags, T0, end, every, AGGS) for every in ("1m", "1h")}
+    for every in ("1m", "1h"):
+        _same(fast[every], slow[every])
+    assert fast["1h"].column("tag").to_pylist()[::24] == ["a/a", "a/b", "z/z"]
+
+
+def test_a_damaged_summary_is_made_again(hist: Historian) -> None:
+    for day in range(2):
+        hist.write("acme", _day(day))
+    hist.flush()
+    assert hist.warm_summaries(force=True) == 2 and hist.queries.summaries is not None
+    start, end = T0 + timedelta(minutes=3), T0 + timedelta(days=2)
+    good = _both(hist, ["s/t1"], start, end, "1h")[1]
+    for damage in (b"THWSUM02" + b"\xff" * 8, b"not a summary"):
+        for path in hist.queries.summaries.root.rglob("*.sum"):
+            path.write_bytes(damage)
+        hist.queries.summaries._index.clear()
+        _same(hist.downsample("acme", ["s/t1"], start, end, "1h", AGGS), good)  # from the points
+        _same(hist.downsample("acme", ["s/t1"], start, end, "1h", AGGS), good)  # from summaries made again

@@ -22,7 +22,7 @@ from taehwa.historian.files import DAY_US, parquet_source
 from taehwa.historian.manifest import DataFile
 from taehwa.historian.schema import OUT_TIME
 from taehwa.historian.storage import Storage
-from taehwa.historian.summaries import MERGEABLE, MIN_RANGE_US, PARTIAL, Summaries, grain_for
+from taehwa.historian.summaries import COLUMNS, MERGEABLE, MIN_RANGE_US, PARTIAL, BadSummary, Summaries, grain_for
 
 AGGREGATES = ("avg", "min", "max", "sum", "count", "first", "last", "stddev", "twa")
 METHODS = ("previous", "linear")
@@ -246,9 +246,17 @@ class QueryEngine:
         return len({f.day for f in files}) == len(files) and _buffer_rows(snap, tag_ids, start_us, end_us) is None
 
     def downsample(
-        self, snap: Snapshot, tag_ids: list[int], start_us: int, end_us: int, every_us: int, aggs: list[str]
+        self,
+        snap: Snapshot,
+        tag_ids: list[int],
+        start_us: int,
+        end_us: int,
+        every_us: int,
+        aggs: list[str],
+        names: list[str] | None = None,
     ) -> pa.Table:
-        """One row per (tag, bucket) with the asked aggregates; buckets align to the epoch (UTC)."""
+        """One row per (tag, bucket) with the asked aggregates; buckets align to the epoch (UTC). `names`: the
+        tags' names in `tag_ids`' order, which lets the answer come from the summaries."""
         if not aggs:
             raise InvalidInput("name at least one aggregate", where="agg")
         for agg in aggs:
@@ -262,13 +270,15 @@ class QueryEngine:
         grain = grain_for(every_us)
         if (
             self.summaries is not None
+            and names is not None
             and grain is not None
             and set(aggs) <= MERGEABLE
-            and end_us - start_us >= MIN_RANGE_US
+            and start_us >= 0  # buckets of times before 1970 are DuckDB's (truncating) division: read the points
         ):
-            summarized = self._downsample_summarized(snap, tag_ids, start_us, end_us, every_us, aggs, grain)
+            names_by_id = dict(zip(tag_ids, names, strict=True))
+            summarized = self._downsample_summarized(snap, names_by_id, start_us, end_us, every_us, aggs, grain)
             if summarized is not None:
-                return _utc(summarized.select(["tag", "time", *aggs]))
+                return _utc(summarized)
         sql_aggs = [a for a in aggs if a != "twa"]
         cols = ", ".join(f"{_SQL_AGG[a]} AS {a}" for a in sql_aggs)
         bucket = f"make_timestamp(epoch_us(time) // {every_us} * {every_us})"
@@ -285,11 +295,21 @@ class QueryEngine:
         return _utc(table.select(["tag", "time", *aggs]))
 
     def _downsample_summarized(
-        self, snap: Snapshot, tag_ids: list[int], start_us: int, end_us: int, every_us: int, aggs: list[str], grain: int
+        self,
+        snap: Snapshot,
+        names: dict[int, str],
+        start_us: int,
+        end_us: int,
+        every_us: int,
+        aggs: list[str],
+        grain: int,
     ) -> pa.Table | None:
         """`downsample` from the summaries of the days whose points are in one file alone, plus raw points at the
-        range's ragged ends and on the other days; None when no day qualifies (then the points are read)."""
-        assert self.summaries is not None
+        range's ragged ends and on the other days, merged with NumPy; None when no day qualifies, or when the
+        range is short and a summary it needs is not made yet (then the points are read)."""
+        summaries = self.summaries
+        assert summaries is not None
+        tag_ids = list(names)
         files = [f for f in snap.files if f.overlaps(start_us, end_us, tag_ids)]
         per_day = Counter(f.day for f in files)
         buffered = _buffer_rows(snap, tag_ids, start_us, end_us)
@@ -300,12 +320,12 @@ class QueryEngine:
         clean = [f for f in files if per_day[f.day] == 1 and f.day not in busy]
         if not clean:
             return None
+        missing = [f for f in clean if not summaries.has(snap.tenant, f)]
+        if missing and end_us - start_us < MIN_RANGE_US:
+            return None  # a short range reads its points sooner than a day's summary is made
         dirty = tuple(f for f in files if f.day in busy or per_day[f.day] > 1)
         lo_g, hi_g = -(-start_us // grain) * grain, end_us // grain * grain
-        con = self.connection()
-        ids = ", ".join(str(int(t)) for t in tag_ids)
-        bucket = f"epoch_us(time) // {every_us} * {every_us}"
-        partial = f"SELECT {PARTIAL.format(b=bucket)} FROM {{src}} GROUP BY 1, 2, 3"
+        partial = f"SELECT {PARTIAL.format(b=f'epoch_us(time) // {every_us} * {every_us}')} FROM {{src}} GROUP BY 1, 2"
         parts: list[pa.Table] = []
         clean_snap = Snapshot(snap.storage, snap.tenant, tuple(clean), None)
         for lo, hi in ((start_us, min(lo_g, end_us)), (max(hi_g, start_us), end_us)):
@@ -321,28 +341,38 @@ class QueryEngine:
                     partial,
                 )
             )
-        self.summaries.maybe_prune(snap.tenant, snap.files)
-        views = [f"part_{threading.get_ident()}_{i}" for i in range(len(parts))]
-        with contextlib.ExitStack() as stack:
-            paths = stack.enter_context(snap.storage.local_paths([f"{snap.tenant}/{f.path}" for f in clean]))
-            sums = self.summaries.ensure(con, snap.tenant, clean, paths)
-            union = [
-                f"SELECT tag_id, tag, b // {every_us} * {every_us} AS b, n, s, lo, hi, ft, fv, lt, lv "
-                f"FROM {parquet_source(sums)} WHERE grain = {grain} AND tag_id IN ({ids}) "
-                f"AND b >= {lo_g} AND b < {hi_g}"
-            ]
-            for view, part in zip(views, parts, strict=True):
-                con.register(view, part)
-                union.append(f"SELECT tag_id, tag, b, n, s, lo, hi, ft, fv, lt, lv FROM {view}")
+        summaries.maybe_prune(snap.tenant, snap.files)
+        if missing:
+            with snap.storage.local_paths([f"{snap.tenant}/{f.path}" for f in missing]) as paths:
+                summaries.ensure(self.connection(), snap.tenant, missing, paths)
+        ids = np.unique(np.array(tag_ids, np.int64))
+        tid: list[np.ndarray] = []
+        cols: list[list[np.ndarray]] = [[] for _ in COLUMNS]
+        for f in clean:
+            target = summaries.path(snap.tenant, f)
             try:
-                return con.sql(
-                    "SELECT tag, make_timestamp(b) AS time, sum(s) / sum(n) AS avg, min(lo) AS min, max(hi) AS max, "
-                    "sum(s) AS sum, sum(n)::DOUBLE AS count, arg_min(fv, ft) AS first, arg_max(lv, lt) AS last "
-                    f"FROM ({' UNION ALL '.join(union)}) GROUP BY tag, b ORDER BY tag, time"
-                ).to_arrow_table()
-            finally:
-                for view in views:
-                    con.unregister(view)
+                got_ids, got = summaries.read(target, ids, grain)
+            except (BadSummary, OSError):
+                summaries.forget(target)  # made again by the next query that needs it
+                return None
+            if f.min_time < lo_g or f.max_time >= hi_g:  # a day at the range's ends: its whole grains inside
+                keep = (got[0] >= lo_g) & (got[0] < hi_g)
+                got_ids, got = got_ids[keep], [c[keep] for c in got]
+            tid.append(got_ids)
+            for acc, c in zip(cols, got, strict=True):
+                acc.append(c)
+        for part in parts:
+            tid.append(part.column("tag_id").to_numpy().astype(np.int64))
+            for acc, name in zip(cols, COLUMNS, strict=True):
+                acc.append(part.column(name).to_numpy())
+        return _merge_partials(
+            names,
+            np.concatenate(tid),
+            [np.concatenate(c) for c in cols],
+            start_us,
+            every_us,
+            aggs,
+        )
 
     def _add_twa(
         self, snap: Snapshot, tag_ids: list[int], start_us: int, end_us: int, every_us: int, table: pa.Table
@@ -476,6 +506,51 @@ def _interp(
     values[exact] = v[idx[exact]]
     quality[exact] = q[idx[exact]]
     return values, quality
+
+
+def _merge_partials(
+    names: dict[int, str],
+    tid: np.ndarray,
+    cols: list[np.ndarray],
+    start_us: int,
+    every_us: int,
+    aggs: list[str],
+) -> pa.Table:
+    """Merge partial aggregates (`summaries.COLUMNS` per row, rows of one (tag, bucket) over disjoint spans of
+    time) into one row per (tag, bucket), ordered by tag name and time: the table `downsample` answers."""
+    b, n, s, lo, hi, ft, fv, _, lv = cols
+    ordered = sorted(names.items(), key=lambda kv: kv[1])
+    ids = np.array([i for i, _ in ordered], np.int64)
+    by_id = np.argsort(ids, kind="stable")
+    rank = by_id[np.searchsorted(ids[by_id], tid)]  # each row's tag, by its place in name order
+    first_bucket = start_us // every_us
+    bucket = b // every_us - first_bucket
+    key = rank * (int(bucket.max(initial=0)) + 1) + bucket
+    steps = np.diff(key)
+    if len(key) > 1 and not (steps > 0).all():
+        if (steps < 0).any() or (np.diff(ft)[steps == 0] <= 0).any():
+            order = np.lexsort((ft, key))  # by (tag, bucket), and within one by time: first and last are ends
+            key, n, s, lo, hi, fv, lv, rank, bucket = (a[order] for a in (key, n, s, lo, hi, fv, lv, rank, bucket))
+        starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+        ends = np.r_[starts[1:], len(key)] - 1
+        n, s = np.add.reduceat(n, starts), np.add.reduceat(s, starts)
+        lo, hi = np.minimum.reduceat(lo, starts), np.maximum.reduceat(hi, starts)
+        fv, lv, rank, bucket = fv[starts], lv[ends], rank[starts], bucket[starts]
+
+    def value(agg: str) -> np.ndarray:
+        if agg == "avg":
+            return np.asarray(s / n)
+        if agg == "count":
+            return n.astype(np.float64)
+        return {"min": lo, "max": hi, "sum": s, "first": fv, "last": lv}[agg]
+
+    columns: dict[str, pa.Array] = {
+        "tag": pa.array([name for _, name in ordered], pa.string()).take(pa.array(rank)),
+        "time": pa.array((bucket + first_bucket) * every_us, pa.int64()).cast(pa.timestamp("us")),
+    }
+    for agg in aggs:
+        columns[agg] = pa.array(value(agg), pa.float64())
+    return pa.table(columns)
 
 
 def _by_tag(table: pa.Table) -> pa.Table:

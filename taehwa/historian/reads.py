@@ -95,7 +95,13 @@ class Reads:
         s, e = _range(start, end)
         agg_list = [a.strip() for a in aggs.split(",")] if isinstance(aggs, str) else list(aggs)
         return self.queries.downsample(
-            self.snapshot(tenant), list(ids.values()), s, e, parse_duration(every, field="every"), agg_list
+            self.snapshot(tenant),
+            list(ids.values()),
+            s,
+            e,
+            parse_duration(every, field="every"),
+            agg_list,
+            names=list(ids),
         )
 
     def value_at(self, tenant: str, tags: list[str], at: Any) -> pa.Table:
