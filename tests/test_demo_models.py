@@ -111,3 +111,30 @@ def _anomaly_flags(run: str) -> np.ndarray:
     table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter=";"))
     labels: np.ndarray = np.nan_to_num(table.column("anomaly").to_numpy(zero_copy_only=False).astype(float))
     return labels.astype(int)
+
+
+def test_every_metered_demo_site_shows_its_power_demand_on_the_city_map(pump: Any) -> None:
+    """A site's power demand on the city's map is a calculated signal of its own meters: the refinery's recycle
+    compressor work (TEP), the water works' and the two other companies' pump motors (SKAB's voltage × current);
+    the engine shop, whose C-MAPSS data has no electrical meter, shows none."""
+    from taehwa.demo import skab_files
+    from taehwa.demo.city import COMPANIES
+    from taehwa.demo.plant import SKAB_COLUMNS, skab_rows
+    from taehwa.tenancy.access import Principal, acting_as
+
+    p, _, _ = pump
+    now = pd.Timestamp.now(tz="UTC").to_pydatetime()
+    p.analytics.live.refresh(force=True)  # the live analytics follows the demo plant (a server does every 2 s)
+    meters = [("tep/compressor/work", 341.4), ("skab/live/voltage", 229.0), ("skab/live/current", 1.5)]
+    p.historian.write(DEMO_TENANT, [(tag, now, v) for tag, v in meters])
+    p.analytics.live.drain()
+    with acting_as(Principal("officer", roles={"city": "viewer"})):
+        power = {s["site"]: s.get("power_kw") for s in p.city.map()["sites"]}
+    assert power["ulsan-refinery"] == pytest.approx(341.4)
+    assert power["ulsan-water"] == pytest.approx(229.0 * 1.5 / 1000)
+    files = dict(skab_files(default_shared_data()))
+    col = {sig: i for i, (_, sig, _) in enumerate(SKAB_COLUMNS.values())}
+    for _, site, _, _, runs in COMPANIES.values():  # written once at load: the last row of each pump's run
+        last = [skab_rows(files[run])[-1] for run in runs]
+        assert power[site] == pytest.approx(sum(r[col["voltage"]] * r[col["current"]] / 1000 for r in last))
+    assert power["engine-shop"] is None

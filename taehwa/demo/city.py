@@ -18,7 +18,15 @@ from taehwa.city.service import CITY_TENANT
 from taehwa.core.errors import NotFound
 from taehwa.core.yamlio import dump_yaml
 from taehwa.demo import skab_files
-from taehwa.demo.plant import DEMO_PLACES, SKAB_COLUMNS, _limits, pump_history_rows, skab_rows
+from taehwa.demo.plant import (
+    DEMO_PLACES,
+    MOTOR_POWER,
+    SKAB_COLUMNS,
+    _limits,
+    pump_history_rows,
+    pumped_site,
+    skab_rows,
+)
 from taehwa.tenancy.access import SYSTEM, acting_as
 
 if TYPE_CHECKING:
@@ -52,7 +60,12 @@ def _pump_type(shared: Path) -> dict[str, Any]:
         sig: {"unit": unit, "description": f"SKAB {col}", **({"limits": lim} if (lim := _limits(normal[:, i])) else {})}
         for i, (col, (_, sig, unit)) in enumerate(SKAB_COLUMNS.items())
     }
-    return {"extends": "Equipment", "description": "A cooling-water pump (SKAB test-bed signals).", "sensors": sensors}
+    return {
+        "extends": "Equipment",
+        "description": "A cooling-water pump (SKAB test-bed signals).",
+        "sensors": sensors,
+        "derived": {"electric_power": MOTOR_POWER},
+    }
 
 
 def _plant(site: str, name: str, place: dict[str, Any], pump_type: dict[str, Any]) -> dict[str, Any]:
@@ -66,11 +79,11 @@ def _plant(site: str, name: str, place: dict[str, Any], pump_type: dict[str, Any
         for i in range(3)
     ]
     return {
-        "types": {"CoolingPump": pump_type},
+        "types": {"CoolingPump": pump_type, "PumpedSite": pumped_site("CoolingPump")},
         "assets": [
             {
                 "id": site,
-                "type": "Site",
+                "type": "PumpedSite",
                 "name": name,
                 "attributes": place,
                 "children": [{"id": "cooling", "type": "Area", "name": "Cooling water", "children": pumps}],
@@ -96,6 +109,9 @@ def _write_pumps(platform: Platform, tenant: str, runs: tuple[str, ...], shared:
                 if np.isfinite(v)
             ]
     platform.historian.write(tenant, points, source="demo-city")
+    # their calculated signals (the pumps' electric power, the site's power demand on the city's map) over the rows
+    # just written: the live analytics computes only what arrives after it follows the tenant's new plant
+    platform.analytics.backfill(tenant, end - timedelta(seconds=ROWS + 1), end + timedelta(seconds=1))
 
 
 def _share_all(platform: Platform, tenant: str, sites: list[str]) -> None:

@@ -163,6 +163,28 @@ class Source:
     runs: list[tuple[str, np.ndarray]] = field(default_factory=list)  # (run name, rows × tags), played in turn
 
 
+MOTOR_POWER = {
+    "expr": "voltage * current / 1000",
+    "unit": "kW",
+    "description": "Electric power drawn (voltage × current, single phase), calculated",
+}
+
+
+def pumped_site(motor_type: str) -> dict[str, Any]:
+    """A site type whose power demand (the city map's) is the sum of its motors' calculated electric power."""
+    return {
+        "extends": "Site",
+        "description": "A site whose power demand is metered at its pump motors.",
+        "derived": {
+            "power": {
+                "expr": f"sum(descendants({motor_type}).electric_power)",
+                "unit": "kW",
+                "description": "Power demand: the sum of its pump motors' electric power, calculated",
+            }
+        },
+    }
+
+
 def _require(path: Path) -> Path:
     if not path.exists():
         raise NotFound(
@@ -265,10 +287,23 @@ def _tep(shared: Path, types: dict[str, Any], sources: list[Source]) -> dict[str
             },
         },
     }
+    # the site's power demand on the city's map: the recycle compressor's work (XMEAS(20), kW), the one electrical
+    # load the process measures
+    types["RefinerySite"] = {
+        "extends": "Site",
+        "description": "A refinery site; its power demand is its reaction unit's compressor work.",
+        "derived": {
+            "power": {
+                "expr": "sum(descendants(Compressor).work)",
+                "unit": "kW",
+                "description": "Power demand: the recycle compressor's work (TEP XMEAS(20)), calculated",
+            }
+        },
+    }
     return {
         "site": {
             "id": "ulsan-refinery",
-            "type": "Site",
+            "type": "RefinerySite",
             "name": "Ulsan refinery (demo)",
             "children": [
                 {
@@ -358,7 +393,10 @@ def _skab(shared: Path, types: dict[str, Any], sources: list[Source]) -> dict[st
         "description": "An electric motor.",
         "attributes": {"rated_voltage": {"type": "number", "unit": "V"}},
         "sensors": sig["pump-1/motor"],
+        "derived": {"electric_power": MOTOR_POWER},
     }
+    # the site's power demand on the city's map: its pump motors' voltage × current (SKAB's meters)
+    types["PumpedSite"] = pumped_site("Motor")
     types["ControlValve"] = {
         "extends": "Equipment",
         "description": "A valve in the loop (position not measured).",
@@ -412,7 +450,7 @@ def _skab(shared: Path, types: dict[str, Any], sources: list[Source]) -> dict[st
     return {
         "site": {
             "id": "ulsan-water",
-            "type": "Site",
+            "type": "PumpedSite",
             "name": "Ulsan water works (demo)",
             "children": [
                 {"id": "pump-station", "type": "Area", "name": "Pump station (SKAB test bed)", "children": [line]}
