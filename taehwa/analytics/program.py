@@ -15,13 +15,16 @@ from typing import Any
 
 from taehwa.analytics.plan import Attr, Limit, P, Resolver, history_us, roles
 from taehwa.core.errors import InvalidInput, ValidationFailed
+from taehwa.core.names import RULE_NAME_PATTERN, label_kind_ok
 from taehwa.core.timeutil import parse_duration
 from taehwa.twin.model import Plant
 from taehwa.twin.types import AssetType, EventDecl
 
 MAX_EVENT_US = 366 * 24 * 3600 * 1_000_000
 DEFAULT_MAX_EVENT = "1d"
-TEMPLATE_KEYS = ("start", "end", "max_duration", "stats", "description")
+TEMPLATE_KEYS = ("start", "end", "alert", "label", "max_duration", "stats", "reference", "description")
+REFERENCE_KEYS = ("signal", "output", "band", "step")
+MAX_REFERENCE_BAND = 100.0
 
 
 @dataclass(frozen=True)
@@ -49,13 +52,25 @@ class Calc:
 
 
 @dataclass(frozen=True)
+class RefDecl:
+    """A template's live comparison: its events' `signal` scored against the template's reference profile (set by
+    call from chosen events), the deviation written as the type's derived signal `output`."""
+
+    signal: str
+    output: str
+    band: float
+    step_us: int
+
+
+@dataclass(frozen=True)
 class Template:
     """An event template of a type: opens when `start` holds (for `held_us`), closes when `end` holds (or when
-    `start` no longer does), and never stays open longer than `max_us`."""
+    `start` no longer does), and never stays open longer than `max_us`. Opened instead by an alert of rule
+    `source` (closed when it resolves) or a label of kind `source` (over its span) when `opener` says so."""
 
     type: str
     name: str
-    start: P
+    start: P | None
     held_us: int
     end: P | None
     max_us: int
@@ -63,6 +78,9 @@ class Template:
     description: str | None
     version: str
     history_us: int
+    opener: str = "condition"  # condition | alert | label
+    source: str | None = None  # the alert rule or label kind that opens it
+    reference: RefDecl | None = None
 
 
 @dataclass
@@ -164,16 +182,22 @@ def _template(r: Resolver, t: AssetType, decl: EventDecl) -> Template | None:
                 (where, f"event template {decl.name!r}: unknown key {key!r}; use {', '.join(TEMPLATE_KEYS)}")
             )
     start_text, end_text = spec.get("start"), spec.get("end")
-    if not isinstance(start_text, str):
-        r.problems.append((where, f"event template {decl.name!r} needs a start condition (a text)"))
+    opener, source = _opener(r, decl)
+    if opener is None:
         return None
-    start = r.condition(t, start_text, f"{where} (event {decl.name}, start)")
-    end = None
-    if end_text is not None:
-        if not isinstance(end_text, str):
-            r.problems.append((where, f"event template {decl.name!r}: end must be a condition (a text)"))
-        else:
-            end = r.condition(t, end_text, f"{where} (event {decl.name}, end)")
+    start = end = None
+    if opener == "condition":
+        if not isinstance(start_text, str):
+            r.problems.append(
+                (where, f"event template {decl.name!r} needs a start condition (a text), an alert or a label")
+            )
+            return None
+        start = r.condition(t, start_text, f"{where} (event {decl.name}, start)")
+        if end_text is not None:
+            if not isinstance(end_text, str):
+                r.problems.append((where, f"event template {decl.name!r}: end must be a condition (a text)"))
+            else:
+                end = r.condition(t, end_text, f"{where} (event {decl.name}, end)")
     max_text = spec.get("max_duration", DEFAULT_MAX_EVENT)
     max_us = 0
     with contextlib.suppress(InvalidInput):
@@ -195,25 +219,105 @@ def _template(r: Resolver, t: AssetType, decl: EventDecl) -> Template | None:
                     f"{t.name} has {', '.join(sorted(t.signals)[:30]) or 'none'}",
                 )
             )
-    if start is None or (end_text is not None and end is None) or len(r.problems) > before:
+    ref = _reference(r, t, decl)
+    if (opener == "condition" and start is None) or (end_text is not None and end is None):
+        return None
+    if len(r.problems) > before:
         return None
     if end is not None and end.held_us:
         r.problems.append((where, f"event template {decl.name!r}: 'for' belongs in the start condition"))
         return None
     desc = spec.get("description")
-    hist = max(history_us(start.plan), history_us(end.plan) if end else 0)
+    hist = max(history_us(start.plan) if start else 0, history_us(end.plan) if end else 0)
     return Template(
         t.name,
         decl.name,
-        start.plan,
-        start.held_us,
+        start.plan if start else None,
+        start.held_us if start else 0,
         end.plan if end else None,
         max_us,
         tuple(stats),
         str(desc) if desc is not None else None,
-        _version(start_text, str(end_text), str(max_us), ",".join(stats)),
+        _version(str(start_text), str(end_text), str(max_us), ",".join(stats), opener, str(source)),
         hist,
+        opener,
+        source,
+        ref,
     )
+
+
+def _opener(r: Resolver, decl: EventDecl) -> tuple[str | None, str | None]:
+    """What opens a template's events: its start condition, an alert rule (by name) or a label kind; one of them."""
+    spec, where = decl.spec, decl.where
+    given = [k for k in ("start", "alert", "label") if spec.get(k) is not None]
+    if len(given) > 1:
+        r.problems.append((where, f"event template {decl.name!r}: give one of start, alert or label, not {given}"))
+        return None, None
+    if not given or given == ["start"]:
+        return "condition", None
+    key = given[0]
+    if spec.get("end") is not None:
+        closes = "the alert resolves" if key == "alert" else "the label's span ends"
+        r.problems.append((where, f"event template {decl.name!r}: an {key} event has no end condition ({closes})"))
+        return None, None
+    name = spec[key]
+    if key == "alert" and not (isinstance(name, str) and RULE_NAME_PATTERN.match(name)):
+        r.problems.append(
+            (where, f"event template {decl.name!r}: alert must name an alert rule (lower-case id), got {name!r}")
+        )
+        return None, None
+    if key == "label" and not (isinstance(name, str) and label_kind_ok(name)):
+        r.problems.append(
+            (
+                where,
+                f"event template {decl.name!r}: label must name a label kind (1-64 letters, digits, - _ .), "
+                f"got {name!r}",
+            )
+        )
+        return None, None
+    return key, str(name)
+
+
+def _reference(r: Resolver, t: AssetType, decl: EventDecl) -> RefDecl | None:
+    """A template's `reference: {signal, output, band, step}`, checked against its type."""
+    raw, where = decl.spec.get("reference"), decl.where
+    if raw is None:
+        return None
+    what = f"event template {decl.name!r}: reference"
+    if not isinstance(raw, dict):
+        r.problems.append((where, f"{what} must be a mapping of {', '.join(REFERENCE_KEYS)}"))
+        return None
+    before = len(r.problems)
+    for key in raw:
+        if key not in REFERENCE_KEYS:
+            r.problems.append((where, f"{what}: unknown key {key!r}; use {', '.join(REFERENCE_KEYS)}"))
+    signal, output = raw.get("signal"), raw.get("output")
+    if not isinstance(signal, str) or signal not in t.signals:
+        r.problems.append(
+            (where, f"{what} names unknown signal {signal!r}; {t.name} has {', '.join(sorted(t.signals)[:30])}")
+        )
+    out_spec = t.signals.get(output) if isinstance(output, str) else None
+    if out_spec is None or not out_spec.derived or out_spec.expr is not None:
+        r.problems.append(
+            (
+                where,
+                f"{what}: output {output!r} must be a derived signal of {t.name} without an expr "
+                "(where the deviation is written)",
+            )
+        )
+    elif output == signal:
+        r.problems.append((where, f"{what}: output must differ from the signal scored"))
+    band = raw.get("band", 3.0)
+    if isinstance(band, bool) or not isinstance(band, int | float) or not 0 < band <= MAX_REFERENCE_BAND:
+        r.problems.append((where, f"{what}: band must be a number above 0 and at most 100, got {band!r}"))
+    step_us = 0
+    with contextlib.suppress(InvalidInput):
+        step_us = int(parse_duration(str(raw.get("step", "1s")).replace("min", "m"), field="step"))
+    if step_us <= 0:
+        r.problems.append((where, f"{what}: step must be a positive duration, got {raw.get('step')!r}"))
+    if len(r.problems) > before:
+        return None
+    return RefDecl(str(signal), str(output), float(band), step_us)
 
 
 def _resolve_type(r: Resolver, t: AssetType) -> tuple[list[Calc], list[Template]]:
@@ -256,9 +360,9 @@ def build(plant: Plant) -> Program:
         for tp in templates:
             prog.templates[(type_name, tp.name)] = tp
         keyed: dict[tuple[Any, ...], Group] = {}
-        items: list[Calc | Template] = [*calcs, *templates]
+        items: list[Calc | Template] = [*calcs, *(tp for tp in templates if tp.start is not None)]
         for item in items:
-            plans = [item.plan] if isinstance(item, Calc) else [item.start, *([item.end] if item.end else [])]
+            plans = [item.plan] if isinstance(item, Calc) else [p for p in (item.start, item.end) if p is not None]
             own, kids = set(), set()
             for p in plans:
                 o, k = roles(p)

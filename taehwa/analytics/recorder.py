@@ -15,6 +15,7 @@ from taehwa.core.errors import TaehwaError
 from taehwa.core.timeutil import from_us
 
 if TYPE_CHECKING:
+    from taehwa.analytics.livecompare import LiveComparison
     from taehwa.historian.store import Historian
 
 log = logging.getLogger(__name__)
@@ -23,8 +24,9 @@ log = logging.getLogger(__name__)
 class EventRecorder:
     """Records event changes of the live engine and computes statistics at close."""
 
-    def __init__(self, historian: Historian, store: EventStore) -> None:
-        self.historian, self.store = historian, store
+    def __init__(self, historian: Historian, store: EventStore, comparison: LiveComparison | None = None) -> None:
+        """The historian (statistics), the event store, and the live comparison told of each open and close."""
+        self.historian, self.store, self.comparison = historian, store, comparison
         self._open: dict[tuple[str, str, str, int], str] = {}  # (tenant, asset, template, start) → event id
 
     def stats(self, tenant: str, prog: Program, asset: str, tp: Template, start: int, end: int) -> dict[str, Any]:
@@ -49,6 +51,21 @@ class EventRecorder:
             out[signal] = statistics(got[0], got[1], start, end)
         return out
 
+    def open(
+        self, tenant: str, asset: str, template: str, start: int, *, kind: str = "template", info: dict[str, Any]
+    ) -> str:
+        """Record an open event (of any source) and tell the live comparison; returns its id."""
+        eid = self.store.open(tenant, asset, template, start, kind=kind, info=info)
+        if self.comparison is not None:
+            self.comparison.opened(tenant, eid, asset, template, start)
+        return eid
+
+    def close(self, tenant: str, event_id: str, end: int, reason: str, stats: dict[str, Any]) -> None:
+        """Close an event with its statistics and tell the live comparison."""
+        self.store.close(tenant, event_id, end, reason, stats)
+        if self.comparison is not None:
+            self.comparison.closed(tenant, event_id, end)
+
     def record(
         self, tenant: str, prog: Program, type_of: dict[str, str], changes: list[tuple[str, str, Change]]
     ) -> list[dict[str, Any]]:
@@ -60,13 +77,13 @@ class EventRecorder:
                 continue
             key = (tenant, asset, name, ch.start)
             if ch.end is None:
-                self._open[key] = self.store.open(tenant, asset, name, ch.start, info={"version": tp.version})
+                self._open[key] = self.open(tenant, asset, name, ch.start, info={"version": tp.version})
                 continue
             stats = self.stats(tenant, prog, asset, tp, ch.start, ch.end)
             eid = self._open.pop(key, None)
             if eid is None:
-                eid = self.store.open(tenant, asset, name, ch.start, info={"version": tp.version})
-            self.store.close(tenant, eid, ch.end, ch.reason or "end", stats)
+                eid = self.open(tenant, asset, name, ch.start, info={"version": tp.version})
+            self.close(tenant, eid, ch.end, ch.reason or "end", stats)
             closed.append(
                 {
                     "id": eid,

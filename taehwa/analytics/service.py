@@ -4,24 +4,28 @@ and run the data-quality checks. Every call checks the caller's permission on th
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from taehwa.analytics.backfill import DAY_US, BackfillReport, backfill_group, read_inputs
 from taehwa.analytics.compute import EMPTY, Rows, evaluate, union_times
 from taehwa.analytics.engine import LiveAnalytics
+from taehwa.analytics.livecompare import LiveComparison, ReferenceStore
 from taehwa.analytics.plan import Resolver, history_us
-from taehwa.analytics.program import PlantBinder, Program, build, check_plant
+from taehwa.analytics.program import PlantBinder, Program, Template, build, check_plant
 from taehwa.analytics.quality import ArrivalWatch, Thresholds, check_series, figure, finding_dict
 from taehwa.analytics.recorder import EventRecorder
 from taehwa.analytics.reference import MAX_STEPS, build_profile, compare, on_grid
 from taehwa.analytics.store import EventStore, parse_filter
-from taehwa.core.errors import InvalidInput, NotFound, ValidationFailed
+from taehwa.core.errors import InvalidInput, NotFound, TaehwaError, ValidationFailed
 from taehwa.core.timeutil import from_us, parse_duration, to_us
 from taehwa.core.yamlio import load_yaml
+from taehwa.db import alert_rules
+from taehwa.tenancy.access import current
 from taehwa.twin.model import Plant, parse_document
 
 if TYPE_CHECKING:
@@ -54,11 +58,21 @@ class AnalyticsService:
         follow writes (a server), or only answer calls (a CLI reader)."""
         self.historian, self.twin, self.tenants, self.audit = historian, twin, tenants, audit
         self.events = EventStore(engine)
-        self.recorder = EventRecorder(historian, self.events)
+        self.references = ReferenceStore(engine)
         self.arrivals = ArrivalWatch()
+        self._programs: dict[str, tuple[int, Program | None]] = {}
+        self._last_sweep = 0.0
+        self.comparison: LiveComparison | None = None
         self.live: LiveAnalytics | None = None
         if live:
-            self.live = LiveAnalytics(historian=historian, twin=twin, recorder=self.recorder, lineage=lineage)
+            self.comparison = LiveComparison(
+                historian=historian, events=self.events, references=self.references, program_of=self._program_of
+            )
+        self.recorder = EventRecorder(historian, self.events, self.comparison)
+        if live:
+            self.live = LiveAnalytics(
+                historian=historian, twin=twin, recorder=self.recorder, lineage=lineage, after_step=(self._tick,)
+            )
             historian.add_listener(self.arrivals.feed)
 
     def start(self) -> None:
@@ -75,7 +89,34 @@ class AnalyticsService:
     def program(self, tenant: str) -> Program:
         """The tenant's analytics as built from its current plant."""
         self.tenants.require(tenant)
-        return build(self.twin.plant(tenant))
+        prog = self._program_of(tenant)
+        return prog if prog is not None else build(self.twin.plant(tenant))
+
+    def _program_of(self, tenant: str) -> Program | None:
+        """The tenant's program, kept until its plant changes (None when the plant cannot be read or built); no
+        permission check: for the parts that act as the system (alerts, labels, the live comparison)."""
+        try:
+            plant = self.twin.plant(tenant)
+        except TaehwaError:
+            return None
+        got = self._programs.get(tenant)
+        if got is not None and got[0] == id(plant):
+            return got[1]
+        try:
+            prog: Program | None = build(plant)
+        except TaehwaError:
+            prog = None
+        self._programs[tenant] = (id(plant), prog)
+        return prog
+
+    def _tick(self) -> None:
+        """After each live step: score running events against their references; every 2 s, close the alert and
+        label events whose span or maximum duration has passed."""
+        if self.comparison is not None:
+            self.comparison.tick()
+        if time.monotonic() - self._last_sweep >= 2.0:
+            self._last_sweep = time.monotonic()
+            self.close_due(time.time_ns() // 1000)
 
     def check(self, text: str | bytes, *, source: str = "plant.yaml") -> dict[str, Any]:
         """Check a plant file's analytics without loading it: every problem with its file and line."""
@@ -121,9 +162,42 @@ class AnalyticsService:
                         "max_duration_s": tp.max_us / 1e6,
                         "stats": list(tp.stats),
                         "assets": len(g.assets),
+                        **self._ref_of(tp),
                     }
                 )
+        rules: set[str] | None = None
+        for (type_name, _), tp in sorted(prog.templates.items()):
+            if tp.opener == "condition":
+                continue
+            row: dict[str, Any] = {
+                "kind": "event",
+                "type": type_name,
+                "name": tp.name,
+                "version": tp.version,
+                "opened_by": {tp.opener: tp.source},
+                "max_duration_s": tp.max_us / 1e6,
+                "stats": list(tp.stats),
+                "assets": sum(1 for a in prog.plant.assets.values() if a.type == type_name),
+                **self._ref_of(tp),
+            }
+            if tp.opener == "alert":
+                if rules is None:
+                    with self.events.engine.connect() as conn:
+                        q = select(alert_rules.c.name).where(alert_rules.c.tenant == tenant)
+                        rules = set(conn.execute(q).scalars())
+                if tp.source not in rules:
+                    row["problem"] = (
+                        f"no alert rule {tp.source!r} in this tenant: its events never open until one is added"
+                    )
+            out.append(row)
         return out
+
+    @staticmethod
+    def _ref_of(tp: Template) -> dict[str, Any]:
+        r = tp.reference
+        if r is None:
+            return {}
+        return {"reference": {"signal": r.signal, "output": r.output, "band": r.band, "step_s": r.step_us / 1e6}}
 
     def lineage(self, tenant: str, tag: str) -> dict[str, Any]:
         """Where a calculated tag's points come from: expression, version, inputs."""
@@ -291,7 +365,7 @@ class AnalyticsService:
             raise InvalidInput("template must be a name of 1 to 127 characters", where="template")
         start_us = to_us(start, field="start") if start is not None else time.time_ns() // 1000
         info = {"note": note[:1000]} if note else {}
-        eid = self.events.open(tenant, asset, template, start_us, kind="manual", info=info)
+        eid = self.recorder.open(tenant, asset, template, start_us, kind="manual", info=info)
         self.audit.append("analytics.event_open", tenant=tenant, target=f"{asset} {template}", after={"id": eid})
         return self.events.get(tenant, eid)
 
@@ -308,7 +382,7 @@ class AnalyticsService:
         tp = prog.templates.get((asset.type, row["template"])) if asset is not None else None
         if tp is not None:
             stats = self.recorder.stats(tenant, prog, row["asset"], tp, row["start_us"], end_us)
-        self.events.close(tenant, event_id, end_us, "api", stats)
+        self.recorder.close(tenant, event_id, end_us, "api", stats)
         self.audit.append("analytics.event_close", tenant=tenant, target=event_id, after={"end_us": end_us})
         return self.events.get(tenant, event_id)
 
@@ -347,6 +421,199 @@ class AnalyticsService:
             "profile": profile.to_dict(),
             **compare(profile, self._event_curve(tenant, prog, event, signal, step_us)),
         }
+
+    # -- live comparison to a reference ------------------------------------------------------------------------
+    def _ref_template(self, prog: Program, name: str) -> Template:
+        type_name, _, template = name.partition(".")
+        tp = prog.templates.get((type_name, template))
+        if tp is None:
+            raise NotFound(f"no event template {name[:200]!r} (write Type.template)", where="template")
+        if tp.reference is None:
+            raise InvalidInput(
+                f"event template {name} declares no reference; add reference: {{signal, output}} to it in the "
+                "plant file",
+                where="template",
+            )
+        return tp
+
+    def set_reference(self, tenant: str, template: str, events: list[str]) -> dict[str, Any]:
+        """Make a template's reference profile from chosen closed events of it (one golden event, or the median
+        of several, with the template's band); its running events are scored against it from their next start."""
+        self.tenants.require(tenant, "write")
+        if not isinstance(events, list) or not 1 <= len(events) <= 100:
+            raise InvalidInput("name 1 to 100 reference events", where="events")
+        prog = self.program(tenant)
+        tp = self._ref_template(prog, template)
+        assert tp.reference is not None
+        ref = tp.reference
+        curves = []
+        for i, eid in enumerate(events):
+            ev = self.events.get(tenant, str(eid)[:64])
+            a = prog.plant.assets.get(ev["asset"])
+            if ev["template"] != tp.name or a is None or a.type != tp.type:
+                raise InvalidInput(f"event {eid} is not an event of {template}", where=f"events[{i}]")
+            if ev["end_us"] is None:
+                raise InvalidInput(
+                    f"event {eid} is still open: a reference is made of closed events", where=f"events[{i}]"
+                )
+            curves.append(self._event_curve(tenant, prog, ev, ref.signal, ref.step_us))
+        profile = build_profile(curves, ref.step_us, ref.band)
+        if not np.isfinite(profile.median).any():
+            raise InvalidInput(f"the events have no points of {ref.signal}: no profile to compare with", where="events")
+        self.references.put(
+            tenant, tp.type, tp.name, ref.signal, [str(e) for e in events], profile, ref.band, current().user
+        )
+        self.audit.append("analytics.reference_set", tenant=tenant, target=template, after={"events": events})
+        return self.reference(tenant, template)
+
+    def reference(self, tenant: str, template: str, *, profile: bool = True) -> dict[str, Any]:
+        """A template's reference: the events it was made of, its profile (median and band per step), and the
+        running events being scored against it."""
+        self.tenants.require(tenant)
+        prog = self.program(tenant)
+        tp = self._ref_template(prog, template)
+        got = self.references.get(tenant, tp.type, tp.name)
+        if got is None:
+            raise NotFound(
+                f"event template {template} has no reference yet (set one from chosen events)", where="template"
+            )
+        assert tp.reference is not None
+        prof = got["profile"]
+        out: dict[str, Any] = {
+            "template": template,
+            "signal": got["signal"],
+            "output": tp.reference.output,
+            "events": got["events"],
+            "band": got["band"],
+            "step_s": got["step_us"] / 1e6,
+            "steps": len(prof.median),
+            "created_by": got["created_by"],
+            "scoring": [w for w in self.scoring(tenant) if w["template"] == template],
+        }
+        if profile:
+            out["profile"] = prof.to_dict()
+        return out
+
+    def references_of(self, tenant: str) -> list[dict[str, Any]]:
+        """Every reference of the tenant's templates (without profiles)."""
+        self.tenants.require(tenant)
+        return self.references.all(tenant)
+
+    def delete_reference(self, tenant: str, template: str) -> None:
+        """Remove a template's reference (running events scored against it are scored to their end)."""
+        self.tenants.require(tenant, "write")
+        type_name, _, name = template.partition(".")
+        self.references.delete(tenant, type_name, name)
+        self.audit.append("analytics.reference_delete", tenant=tenant, target=template)
+
+    def scoring(self, tenant: str) -> list[dict[str, Any]]:
+        """The running events scored live against a reference, with where each stands."""
+        self.tenants.require(tenant)
+        return [] if self.comparison is None else self.comparison.watching(tenant)
+
+    # -- events opened by alerts and labels ---------------------------------------------------------------------
+    def _sourced(self, prog: Program, asset: str, opener: str, source: str) -> list[Template]:
+        a = prog.plant.assets.get(asset)
+        if a is None:
+            return []
+        return [
+            tp
+            for (type_name, _), tp in prog.templates.items()
+            if type_name == a.type and tp.opener == opener and tp.source == source
+        ]
+
+    def alert_changed(self, tenant: str, action: str, alert: dict[str, Any]) -> None:
+        """An alert was raised or resolved (the alert book tells): open an event of every template of its
+        asset's type that its rule opens, from the time it was raised; close it when the alert resolves."""
+        asset, rule = alert.get("asset"), alert.get("rule")
+        if action not in ("raised", "resolved") or not asset or not rule:
+            return
+        prog = self._program_of(tenant)
+        if prog is None:
+            return
+        tps = self._sourced(prog, asset, "alert", rule)
+        if not tps:
+            return
+        if action == "raised":
+            start = to_us(alert["raised_at"], field="raised_at")
+            for tp in tps:
+                info = {"alert": alert["id"], "rule": rule, "version": tp.version}
+                self.recorder.open(tenant, asset, tp.name, start, kind="alert", info=info)
+            return
+        end = to_us(alert.get("resolved_at") or from_us(time.time_ns() // 1000), field="resolved_at")
+        names = {tp.name: tp for tp in tps}
+        for ev in self.events.search(tenant, asset=asset, state="open", kind="alert", limit=1000)["events"]:
+            match = names.get(ev["template"])
+            if match is None or ev["asset"] != asset or ev["info"].get("alert") != alert["id"]:
+                continue
+            self._close_sourced(tenant, prog, ev, match, end, "resolved")
+
+    def _close_sourced(
+        self, tenant: str, prog: Program, ev: dict[str, Any], tp: Template, end: int, reason: str
+    ) -> None:
+        if end - ev["start_us"] > tp.max_us:
+            end, reason = ev["start_us"] + tp.max_us, "max_duration"
+        stats = self.recorder.stats(tenant, prog, ev["asset"], tp, ev["start_us"], max(end, ev["start_us"]))
+        with contextlib.suppress(InvalidInput):  # closed meanwhile (by a call, or the other path): nothing to do
+            self.recorder.close(tenant, ev["id"], end, reason, stats)
+
+    def events_of_alert(self, tenant: str, alert: dict[str, Any]) -> list[dict[str, Any]]:
+        """The events an alert belongs to: those on its asset or any asset above it that were open when it was
+        raised (an event its rule opened among them)."""
+        asset = alert.get("asset")
+        if not asset:
+            return []
+        parts = str(asset).split("/")
+        assets = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        at = to_us(alert["raised_at"], field="raised_at")
+        keep = ("id", "asset", "template", "kind", "start", "end", "state", "close_reason")
+        return [{k: e[k] for k in keep} for e in self.events.containing(tenant, assets, at)]
+
+    def labels_changed(self, tenant: str, action: str, rows: list[dict[str, Any]]) -> None:
+        """Labels were added or deleted (the label service tells): each label of a kind a template of its asset's
+        type names gives an event over its span (a point label: an event of no duration at its time), its
+        statistics computed at close; one that ends in the future stays open until then. A deleted label takes its
+        events with it."""
+        prog = self._program_of(tenant)
+        if prog is None:
+            return
+        now = time.time_ns() // 1000
+        for r in rows:
+            tps = self._sourced(prog, r["asset"], "label", r["kind"])
+            if not tps:
+                continue
+            if action == "deleted":
+                found = self.events.search(tenant, asset=r["asset"], kind="label", limit=10_000)["events"]
+                gone = [e["id"] for e in found if e["info"].get("label") == r["id"]]
+                self.events.delete_ids(tenant, gone)
+                continue
+            start = int(r["start"])
+            until = int(r["end"]) if r.get("end") is not None else start
+            for tp in tps:
+                info = {"label": r["id"], "until_us": until, "version": tp.version}
+                eid = self.recorder.open(tenant, r["asset"], tp.name, start, kind="label", info=info)
+                if until <= now or until - start > tp.max_us:
+                    ev = {"id": eid, "asset": r["asset"], "start_us": start}
+                    self._close_sourced(tenant, prog, ev, tp, until, "label")
+
+    def close_due(self, now_us: int) -> int:
+        """Close every open alert or label event whose label span has ended or whose maximum duration has passed
+        by the clock (an alert that never clears must not keep its event open forever); returns how many."""
+        closed = 0
+        for tenant, ev in self.events.open_of_kinds(("alert", "label")):
+            prog = self._program_of(tenant)
+            a = prog.plant.assets.get(ev["asset"]) if prog is not None else None
+            tp = prog.templates.get((a.type, ev["template"])) if prog is not None and a is not None else None
+            if prog is None or tp is None:
+                continue
+            until = ev["info"].get("until_us") if ev["kind"] == "label" else None
+            if isinstance(until, int) and until <= now_us:
+                self._close_sourced(tenant, prog, ev, tp, until, "label")
+                closed += 1
+            elif now_us - ev["start_us"] >= tp.max_us:
+                self._close_sourced(tenant, prog, ev, tp, ev["start_us"] + tp.max_us, "max_duration")
+                closed += 1
+        return closed
 
     # -- data quality -----------------------------------------------------------------------------------------
     def quality(

@@ -265,6 +265,40 @@ class EventStore:
                 .values(end_us=end_us, duration_s=(end_us - row.start_us) / 1e6, close_reason=reason, stats=stats)
             )
 
+    def annotate(self, tenant: str, event_id: str, key: str, value: Any) -> None:
+        """Keep one more entry in an event's info (a live comparison's summary at close)."""
+        with self.engine.begin() as c:
+            r = c.execute(select(_COLUMNS[_FIELDS.index("info")]).where(ev.c.tenant == tenant, ev.c.id == event_id))
+            row = r.first()
+            if row is None:
+                raise NotFound(f"no event {event_id!r}", where="id")
+            info = {**(_json(row[0]) or {}), key: value}
+            c.execute(update(ev).where(ev.c.tenant == tenant, ev.c.id == event_id).values(info=info))
+
+    def delete_ids(self, tenant: str, ids: list[str]) -> int:
+        """Remove events by id (those of a label that was deleted)."""
+        if not ids:
+            return 0
+        with self.engine.begin() as c:
+            return int(c.execute(delete(ev).where(ev.c.tenant == tenant, ev.c.id.in_(ids))).rowcount)
+
+    def containing(self, tenant: str, assets: list[str], at_us: int, *, limit: int = 50) -> list[dict[str, Any]]:
+        """Events on any of these assets open at a time (start ≤ at ≤ end, or still open), newest first: the
+        events an alert raised then belongs to."""
+        q = (
+            select(*_COLUMNS)
+            .where(
+                ev.c.tenant == tenant,
+                ev.c.asset.in_(assets),
+                ev.c.start_us <= at_us,
+                or_(ev.c.end_us.is_(None), ev.c.end_us >= at_us),
+            )
+            .order_by(ev.c.start_us.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as c:
+            return _rows(list(c.execute(q).all()))
+
     def get(self, tenant: str, event_id: str) -> dict[str, Any]:
         """One event."""
         with self.engine.connect() as c:
@@ -278,6 +312,14 @@ class EventStore:
         with self.engine.connect() as c:
             rows = c.execute(select(*_COLUMNS).where(ev.c.tenant == tenant, ev.c.end_us.is_(None))).all()
         return _rows(list(rows))
+
+    def open_of_kinds(self, kinds: tuple[str, ...]) -> list[tuple[str, dict[str, Any]]]:
+        """Every tenant's open events of these kinds, as (tenant, event)."""
+        with self.engine.connect() as c:
+            rows = c.execute(
+                select(ev.c.tenant, *_COLUMNS).where(ev.c.end_us.is_(None), ev.c.kind.in_(kinds)).limit(100_000)
+            ).all()
+        return [(r[0], _rows([r[1:]])[0]) for r in rows]
 
     def replace(
         self,

@@ -52,6 +52,13 @@ class EventOpenIn(BaseModel):
     note: str | None = Field(None, max_length=1000)
 
 
+class ReferenceIn(BaseModel):
+    """The events a template's reference profile is made of: one golden event, or several (their median)."""
+
+    model_config = ConfigDict(extra="forbid")
+    events: list[str] = Field(max_length=100, description="ids of closed events of the template")
+
+
 class EventCloseIn(BaseModel):
     """When an open event ends (now when left out)."""
 
@@ -158,7 +165,7 @@ def add_analytics_routes(app: FastAPI, platform: Platform, auth: Callable[[], No
         end: str | None = Query(None, max_length=64),
         where: list[str] | None = Query(None, max_length=20, description="e.g. duration > 30m, max(flow) > 5"),
         state: Literal["open", "closed"] | None = None,
-        kind: Literal["template", "quality", "manual"] | None = None,
+        kind: Literal["template", "quality", "manual", "alert", "label"] | None = None,
         limit: int = Query(100, ge=1, le=10_000),
     ) -> dict[str, Any]:
         """Event frames, newest first, by asset subtree, template, time overlap and statistic."""
@@ -204,5 +211,33 @@ def add_analytics_routes(app: FastAPI, platform: Platform, auth: Callable[[], No
         tenants.require(tenant, "write")
         b = _checked(EventCloseIn, body)
         return an.close_event(tenant, event_id[:64], end=b.end)
+
+    @router.get("/api/v1/{tenant}/event-references")
+    def references(tenant: str) -> list[dict[str, Any]]:
+        """Every template's reference profile (without the profile itself)."""
+        return an.references_of(tenant)
+
+    @router.get("/api/v1/{tenant}/event-references/{template}")
+    def reference(tenant: str, template: str, profile: bool = True) -> dict[str, Any]:
+        """A template's reference (Type.template): its events, profile and band, and the running events scored
+        against it live."""
+        return an.reference(tenant, template[:255], profile=profile)
+
+    @router.put("/api/v1/{tenant}/event-references/{template}", openapi_extra=_doc(ReferenceIn))
+    def set_reference(tenant: str, template: str, body: dict[str, Any] = ANY_BODY) -> dict[str, Any]:
+        """Make a template's reference from chosen closed events of it (a golden event or their median)."""
+        tenants.require(tenant, "write")
+        b = _checked(ReferenceIn, body)
+        return an.set_reference(tenant, template[:255], [e[:64] for e in b.events])
+
+    @router.delete("/api/v1/{tenant}/event-references/{template}", status_code=204)
+    def delete_reference(tenant: str, template: str) -> None:
+        """Remove a template's reference."""
+        an.delete_reference(tenant, template[:255])
+
+    @router.get("/api/v1/{tenant}/analytics/scoring")
+    def scoring(tenant: str) -> list[dict[str, Any]]:
+        """The running events scored live against their template's reference, with where each stands."""
+        return an.scoring(tenant)
 
     app.include_router(router)

@@ -12,15 +12,32 @@ from urllib.parse import quote
 import typer
 from rich.table import Table
 
-from taehwa.cli.common import JsonOpt, TenantOpt, fail, out, print_table, services, write_call
+from taehwa.cli.common import (
+    JsonOpt,
+    TenantOpt,
+    fail,
+    local_or_server,
+    out,
+    print_table,
+    server_request,
+    services,
+    write_call,
+)
 from taehwa.core.errors import InvalidInput
 
 analytics_app = typer.Typer(
     help="Analytics (분석): calculated signals, backfill, lineage, data quality.", no_args_is_help=True
 )
 events_app = typer.Typer(
-    help="Event frames (이벤트 프레임): search, show, open and close events.", no_args_is_help=True
+    help="Event frames (이벤트 프레임): search, show, open and close events; reference profiles scored live.",
+    no_args_is_help=True,
 )
+reference_app = typer.Typer(
+    help="Reference profiles (기준 프로파일): a golden event or the median of chosen events, scored against running "
+    "events live.",
+    no_args_is_help=True,
+)
+events_app.add_typer(reference_app, name="reference")
 
 StartOpt = Annotated[str, typer.Option("--start", help="Start of the range (ISO 8601, UTC).")]
 EndOpt = Annotated[str, typer.Option("--end", help="End of the range (ISO 8601, UTC).")]
@@ -206,7 +223,7 @@ def search(
         typer.Option("--where", help="A statistic filter: 'duration > 30m', 'max(flow) > 5' (repeatable)."),
     ] = None,
     state: Annotated[str | None, typer.Option(help="open or closed.")] = None,
-    kind: Annotated[str | None, typer.Option(help="template, quality or manual.")] = None,
+    kind: Annotated[str | None, typer.Option(help="template, quality, manual, alert or label.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
     as_json: JsonOpt = False,
 ) -> None:
@@ -289,3 +306,76 @@ def close(
         json={"end": end},
     )
     out.print(f"{got['id']}: {got['duration_s']:g} s")
+
+
+TemplateArg = Annotated[
+    str, typer.Argument(help="An event template as Type.template (e.g. CentrifugalPump.valve_closure).")
+]
+
+
+@reference_app.command("set")
+def reference_set(
+    template: TemplateArg,
+    tenant: TenantOpt,
+    event: Annotated[list[str], typer.Option("--event", help="A closed event of the template (repeatable: median).")],
+) -> None:
+    """Make a template's reference from chosen events; its running events are scored against it live."""
+    if len(template) > 255 or any(len(e) > 64 for e in event):
+        fail(InvalidInput("not a template or event id", where="template"))
+    got = write_call(
+        lambda p: p.analytics.set_reference(tenant, template, event),
+        "PUT",
+        f"/api/v1/{tenant}/event-references/{quote(template, safe='')}",
+        json={"events": event},
+    )
+    out.print(
+        f"{got['template']}: {got['signal']} over {len(got['events'])} events, {got['steps']} steps of "
+        f"{got['step_s']:g} s, band ± {got['band']:g}; deviation written to {got['output']}"
+    )
+
+
+@reference_app.command("show")
+def reference_show(template: TemplateArg, tenant: TenantOpt) -> None:
+    """A template's reference: its events, profile and band, and the running events scored against it."""
+    with services(readonly=True) as platform:
+        _json(platform.analytics.reference(tenant, template))
+
+
+@reference_app.command("list")
+def reference_list(tenant: TenantOpt, as_json: JsonOpt = False) -> None:
+    """Every template's reference."""
+    with services(readonly=True) as platform:
+        rows = platform.analytics.references_of(tenant)
+    view = Table("template", "signal", "events", "step", "band")
+    for r in rows:
+        view.add_row(
+            f"{r['type']}.{r['template']}", r["signal"], str(len(r["events"])), f"{r['step_s']:g} s", f"{r['band']:g}"
+        )
+    print_table(view, as_json=as_json, data=rows)
+
+
+@reference_app.command("delete")
+def reference_delete(template: TemplateArg, tenant: TenantOpt) -> None:
+    """Remove a template's reference."""
+    if len(template) > 255:
+        fail(InvalidInput("not a template", where="template"))
+    write_call(
+        lambda p: p.analytics.delete_reference(tenant, template),
+        "DELETE",
+        f"/api/v1/{tenant}/event-references/{quote(template, safe='')}",
+    )
+    out.print(f"{template}: reference removed")
+
+
+@events_app.command("scoring")
+def scoring(tenant: TenantOpt, as_json: JsonOpt = False) -> None:
+    """Running events scored live against their template's reference (the server's; none without one)."""
+    got = local_or_server(
+        lambda p: p.analytics.scoring(tenant),
+        lambda settings: server_request(settings, "GET", f"/api/v1/{tenant}/analytics/scoring"),
+    )
+    view = Table("event", "asset", "template", "steps", "outside", "largest deviation")
+    for w in got:
+        share = "-" if w["outside_share"] is None else f"{100 * w['outside_share']:.1f} %"
+        view.add_row(w["event"], w["asset"], w["template"], str(w["steps"]), share, str(w["max_abs_deviation"]))
+    print_table(view, as_json=as_json, data=got)

@@ -8,6 +8,17 @@ from taehwa.core.errors import InvalidInput
 
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:/\-]{0,254}$")
 TENANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9\-]{0,62}$")
+RULE_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")  # an alert rule's name
+MAX_LABEL_KIND = 64
+
+
+def label_kind_ok(kind: str) -> bool:
+    """A label kind is 1-64 letters (any script), digits, '-', '_' or '.'."""
+    return (
+        isinstance(kind, str)
+        and 0 < len(kind) <= MAX_LABEL_KIND
+        and kind.replace("_", "").replace("-", "").replace(".", "").isalnum()
+    )
 
 
 def check_tag(tag: str, *, where: str = "tag") -> str:

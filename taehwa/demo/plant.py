@@ -376,6 +376,11 @@ def _skab(shared: Path, types: dict[str, Any], sources: list[Source]) -> dict[st
                 "unit": "L/min",
                 "description": "Flow, 30 s rolling mean, calculated",
             },
+            # written while a valve closure runs, once its reference is set (`taehwa events reference set`)
+            "flow_deviation": {
+                "unit": "L/min",
+                "description": "Flow against the valve closures' reference profile, during one",
+            },
         },
         "events": {
             "valve_closure": {
@@ -383,8 +388,16 @@ def _skab(shared: Path, types: dict[str, Any], sources: list[Source]) -> dict[st
                 "end": "rolling_mean(flow, 30s) >= 31.5",
                 "max_duration": "30min",
                 "stats": ["flow", "discharge_pressure", "vibration_de"],
+                "reference": {"signal": "flow", "output": "flow_deviation", "band": 3, "step": "1s"},
                 "description": "A valve of the loop closing: the flow falls",
-            }
+            },
+            # opened by the live model's alarm (rule pump-anomaly, taehwa.demo.history), closed when it resolves
+            "anomaly_alarm": {
+                "alert": "pump-anomaly",
+                "max_duration": "30min",
+                "stats": ["flow", "discharge_pressure", "vibration_de"],
+                "description": "The anomaly model's alarm on the pump, from raised to resolved",
+            },
         },
         "children": ["Motor"],
     }

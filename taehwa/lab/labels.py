@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,13 +19,15 @@ from typing import Any
 from sqlalchemy import Engine, delete, insert, select
 
 from taehwa.core.errors import InvalidInput, NotFound, ValidationFailed
+from taehwa.core.names import MAX_LABEL_KIND, label_kind_ok
 from taehwa.core.timeutil import from_us, to_us
 from taehwa.db import labels
 from taehwa.tenancy.access import current
 from taehwa.tenancy.audit import AuditLog
 from taehwa.tenancy.tenants import TenantService
 
-MAX_KIND = 64
+MAX_KIND = MAX_LABEL_KIND
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,7 @@ def _check(row: dict[str, Any], where: str) -> dict[str, Any]:
     kind = str(row.get("kind") or "").strip()
     if not asset:
         raise InvalidInput("a label needs an asset path", where=f"{where}.asset")
-    if not kind or len(kind) > MAX_KIND or not kind.replace("_", "").replace("-", "").replace(".", "").isalnum():
+    if not label_kind_ok(kind):
         raise InvalidInput(
             f"label kind must be 1 to {MAX_KIND} letters, digits, '-', '_' or '.', got {kind!r}", where=f"{where}.kind"
         )
@@ -81,8 +85,24 @@ def _check(row: dict[str, Any], where: str) -> dict[str, Any]:
 class LabelService:
     """Add, import, list and delete labels of one tenant (engineers write, viewers read)."""
 
-    def __init__(self, engine: Engine, tenants: TenantService, audit: AuditLog) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        tenants: TenantService,
+        audit: AuditLog,
+        listeners: Sequence[Callable[[str, str, list[dict[str, Any]]], None]] = (),
+    ) -> None:
+        """The metadata database, tenancy, audit, and what is told of labels added or deleted as
+        (tenant, "added" | "deleted", rows with id, asset, kind, start and end in µs): the analytics' events."""
         self._engine, self._tenants, self._audit = engine, tenants, audit
+        self._listeners = tuple(listeners)
+
+    def _tell(self, tenant: str, action: str, rows: list[dict[str, Any]]) -> None:
+        for listener in self._listeners:
+            try:
+                listener(tenant, action, rows)
+            except Exception:  # the labels stand whatever a listener makes of them
+                log.exception("tenant %s: labels %s not followed", tenant, action)
 
     def add(self, tenant: str, rows: list[dict[str, Any]], *, source: str = "labels") -> int:
         """Store labels (all or none): every row is checked before any is written."""
@@ -104,9 +124,14 @@ class LabelService:
     def _store(self, tenant: str, clean: list[dict[str, Any]], source: str) -> int:
         actor, now = current().user, datetime.now(UTC)
         with self._engine.begin() as c:
-            c.execute(insert(labels), [{**r, "tenant": tenant, "created_by": actor, "created_at": now} for r in clean])
+            ids = c.execute(
+                insert(labels).returning(labels.c.id, sort_by_parameter_order=True),
+                [{**r, "tenant": tenant, "created_by": actor, "created_at": now} for r in clean],
+            ).scalars()
+            added = [{**r, "id": i} for r, i in zip(clean, ids, strict=True)]
         kinds = sorted({r["kind"] for r in clean})
         self._audit.append("labels.add", tenant=tenant, target=source, after={"count": len(clean), "kinds": kinds})
+        self._tell(tenant, "added", added)
         return len(clean)
 
     def import_csv(self, tenant: str, text: str, *, source: str = "labels.csv") -> int:
@@ -181,11 +206,16 @@ class LabelService:
 
     def delete(self, tenant: str, label_id: int) -> None:
         self._tenants.require(tenant, "write")
+        which = (labels.c.tenant == tenant) & (labels.c.id == label_id)
         with self._engine.begin() as c:
-            n = c.execute(delete(labels).where((labels.c.tenant == tenant) & (labels.c.id == label_id))).rowcount
-        if not n:
+            row = c.execute(
+                select(labels.c.id, labels.c.asset, labels.c.kind, labels.c.start, labels.c.end).where(which)
+            ).first()
+            n = c.execute(delete(labels).where(which)).rowcount
+        if not n or row is None:
             raise NotFound(f"no label {label_id} in tenant {tenant!r}", where="label")
         self._audit.append("labels.delete", tenant=tenant, target=str(label_id))
+        self._tell(tenant, "deleted", [dict(row._mapping)])
 
 
 def _label(r: Any) -> Label:

@@ -10,9 +10,10 @@ lost between the change and its delivery; it is announced as an `alert` event on
 from __future__ import annotations
 
 import builtins
+import logging
 import threading
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 STATES = ("active", "acknowledged", "resolved")
 OPEN = ("active", "acknowledged")
+log = logging.getLogger(__name__)
 ACTIONS = ("raised", "folded", "acknowledged", "shelved", "unshelved", "resolved")
 
 
@@ -67,12 +69,30 @@ def alert_dict(row: Any) -> dict[str, Any]:
     }
 
 
+class AlertFollower(Protocol):
+    """What follows alerts (the analytics' event frames): told of each change, asked which events one belongs to."""
+
+    def alert_changed(self, tenant: str, action: str, alert: dict[str, Any]) -> None: ...
+
+    def events_of_alert(self, tenant: str, alert: dict[str, Any]) -> builtins.list[dict[str, Any]]: ...
+
+
 class AlertBook:
     """The alerts of every tenant, in the metadata database."""
 
-    def __init__(self, *, engine: Engine, tenants: TenantService, audit: AuditLog, twin: TwinService) -> None:
-        """The metadata database, tenancy and audit, and the twin (its event hub tells watchers of a change)."""
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        tenants: TenantService,
+        audit: AuditLog,
+        twin: TwinService,
+        follower: AlertFollower | None = None,
+    ) -> None:
+        """The metadata database, tenancy and audit, the twin (its event hub tells watchers of a change), and what
+        follows alerts (events opened by an alert, the events an alert belongs to)."""
         self.engine, self.tenants, self.audit, self.twin = engine, tenants, audit, twin
+        self.follower = follower
         self.wake_notifier = threading.Event()
         self._lock = threading.Lock()
 
@@ -271,6 +291,11 @@ class AlertBook:
     def _announce(self, tenant: str, action: str, doc: dict[str, Any]) -> None:
         paths = (doc["asset"],) if doc.get("asset") else ()
         self.twin.hub.publish(tenant, [("alert", paths, {"action": action, "alert": doc})])
+        if self.follower is not None:
+            try:
+                self.follower.alert_changed(tenant, action, doc)
+            except Exception:  # the alert stands whatever its follower makes of it
+                log.exception("tenant %s: alert %s %s not followed", tenant, doc.get("id"), action)
 
     # -- reading ------------------------------------------------------------------------------------------------
     def list(
@@ -317,9 +342,11 @@ class AlertBook:
             events = c.execute(
                 select(alert_events).where(alert_events.c.alert_id == alert_id).order_by(alert_events.c.id)
             ).all()
+        doc = alert_dict(row)
         return {
-            **alert_dict(row),
+            **doc,
             "history": [{"action": e.action, "actor": e.actor, "note": e.note, "at": _iso(e.at)} for e in events],
+            "events": self.follower.events_of_alert(tenant, doc) if self.follower is not None else [],
         }
 
     def open_alerts(self) -> builtins.list[Any]:

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from sqlalchemy import delete, insert, select
 
 from taehwa.core.errors import Conflict, InvalidInput, NotFound, ValidationFailed
+from taehwa.core.names import RULE_NAME_PATTERN
 from taehwa.db import alert_rules
 from taehwa.tenancy.access import current
 
@@ -41,7 +42,7 @@ class RuleIn(BaseModel):
     """An alert rule as YAML, the CLI and HTTP give it."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$", description="Lower-case id, unique in the tenant")
+    name: str = Field(pattern=RULE_NAME_PATTERN.pattern, description="Lower-case id, unique in the tenant")
     kind: Literal["threshold", "rate", "stale", "score"]
     asset_type: str | None = Field(None, description="Every asset of this type (and of types extending it)")
     asset: str | None = Field(None, description="One asset")

@@ -19,7 +19,7 @@ from taehwa.historian.schema import STORE_SCHEMA
 from taehwa.lab.fanout import BACKENDS, choose_backend
 from taehwa.lab.gaps import hold_us as gap_hold_us
 from taehwa.live import scoring
-from taehwa.live.alerts import AlertBook
+from taehwa.live.alerts import AlertBook, AlertFollower
 from taehwa.live.conditions import RuleEngine
 from taehwa.live.deployments import OUTPUTS, Deployment, DeploymentStore, history_rows, required_columns, resolve_units
 from taehwa.live.drift import DriftMonitor
@@ -94,16 +94,18 @@ class LiveService:
         audit: AuditLog,
         twin: TwinService,
         lab: LabService,
+        alert_follower: AlertFollower | None = None,
     ) -> None:
-        """Each collaborator named (the metadata database, the historian, tenancy, audit, the twin, the lab); the
-        parts are built here in the order they need each other, each handed the ones it uses."""
+        """Each collaborator named (the metadata database, the historian, tenancy, audit, the twin, the lab, and
+        what follows alerts: the analytics' event frames); the parts are built here in the order they need each
+        other, each handed the ones it uses."""
         self.historian, self.tenants, self.audit, self.twin, self.lab = historian, tenants, audit, twin, lab
         self.models = ModelCache(tenants=tenants, lab=lab)
         self.deployments = DeploymentStore(
             engine=engine, tenants=tenants, audit=audit, lab=lab, models=self.models, twin=twin
         )
         self.rules = RuleStore(engine=engine, tenants=tenants, audit=audit, twin=twin)
-        self.alerts = AlertBook(engine=engine, tenants=tenants, audit=audit, twin=twin)
+        self.alerts = AlertBook(engine=engine, tenants=tenants, audit=audit, twin=twin, follower=alert_follower)
         self.notifier = Notifier(engine=engine, tenants=tenants, audit=audit, historian=historian, alerts=self.alerts)
         self.scorer = Scorer(historian=historian, deployments=self.deployments, models=self.models, twin=twin, lab=lab)
         self.drift = DriftMonitor(tenants=tenants, deployments=self.deployments, scorer=self.scorer, alerts=self.alerts)

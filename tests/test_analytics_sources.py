@@ -1,0 +1,220 @@
+"""Event frames opened by an alert (closed when it resolves) or a label (over its span), with their statistics at
+close and bounded by their maximum duration; alerts linked to the events they belong to; and a running event scored
+live against its template's reference profile, the deviation written as an ordinary tag the twin shows."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from taehwa.analytics.program import check_plant
+from taehwa.core.errors import InvalidInput, NotFound
+from taehwa.core.timeutil import from_us
+from taehwa.core.yamlio import load_yaml
+from taehwa.server.platform import Platform
+from taehwa.twin.model import parse_document
+from tests.test_analytics_events import P1, PLANT, T0, S, feed, signals, table
+
+SOURCED = PLANT.replace(
+    "      trip:",
+    """      hot: {alert: p1-pressure-high, max_duration: 1h, stats: [pressure]}
+      service: {label: maintenance, max_duration: 60s, stats: [flow]}
+      trip:""",
+).replace(
+    "      state: {interval: 1s}\n",
+    "      state: {interval: 1s}\n    derived:\n      pressure_dev: {unit: bar}\n",
+)
+REFERENCED = SOURCED.replace(
+    'end: "flow <= 5", max_duration: 1h, stats: [flow, pressure]}',
+    'end: "flow <= 5", max_duration: 1h, stats: [flow, pressure],\n'
+    "                reference: {signal: pressure, output: pressure_dev, band: 0.5}}",
+)
+
+
+@pytest.fixture
+def plat(platform: Platform) -> Platform:
+    platform.twin.load("acme", REFERENCED)
+    assert platform.analytics.live is not None
+    platform.analytics.live.refresh(force=True)
+    return platform
+
+
+def problems(text: str) -> list[str]:
+    plant = parse_document(load_yaml(text, source="plant.yaml"), source="plant.yaml")
+    return [f"{where}: {why}" for where, why in check_plant(plant)]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("{alert: p1-pressure-high,", '{alert: p1-pressure-high, start: "flow > 1",', "give one of start, alert"),
+        ("{alert: p1-pressure-high,", "{alert: 'Bad Rule!',", "alert must name an alert rule"),
+        ("{alert: p1-pressure-high,", '{alert: p1-pressure-high, end: "flow > 1",', "has no end condition"),
+        ("{label: maintenance,", "{label: 'no good',", "label must name a label kind"),
+        ("{label: maintenance,", "{label: [maintenance],", "label must name a label kind"),
+        ("{signal: pressure,", "{signal: nope,", "reference names unknown signal 'nope'"),
+        ("output: pressure_dev,", "output: flow,", "must be a derived signal of Pump without an expr"),
+        ("band: 0.5}", "band: 0}", "band must be a number above 0"),
+        ("band: 0.5}", "band: 0.5, window: 3}", "unknown key 'window'"),
+    ],
+)
+def test_templates_from_alerts_labels_and_references_are_checked(old: str, new: str, message: str) -> None:
+    assert problems(REFERENCED) == []
+    assert old in REFERENCED
+    got = problems(REFERENCED.replace(old, new))
+    assert any(message in p and p.startswith("plant.yaml, line ") for p in got), got
+
+
+def _wall_points(p: Platform, start_us: int, pressure: list[float]) -> None:
+    """Pressure points of p1, one a second from start_us (alerts live on the wall clock)."""
+    times = start_us + np.arange(len(pressure), dtype=np.int64) * S
+    p.historian.write_checked(
+        "acme",
+        pa.table(
+            {
+                "tag": ["p1/pressure"] * len(pressure),
+                "time": pa.array(times).cast(pa.timestamp("us")),
+                "value": pa.array(pressure, pa.float64()),
+                "quality": pa.array([0] * len(pressure), pa.uint8()),
+            }
+        ),
+    )
+
+
+def test_events_opened_by_an_alert_and_the_alert_linked_to_its_events(plat: Platform) -> None:
+    now = time.time_ns() // 1000
+    _wall_points(plat, now - 10 * S, [5.0] * 5 + [11.0] * 5)
+    book = plat.live.alerts
+    outer = plat.analytics.open_event("acme", "site/north", "shift", start=from_us(now - 3600 * S))
+    raised = book.raise_alert(
+        "acme",
+        rule="p1-pressure-high",
+        asset=P1,
+        tag="p1/pressure",
+        severity="warning",
+        message="pressure > 10",
+        value=11.0,
+        chain={},
+    )
+    opened = plat.analytics.search("acme", kind="alert", state="open")["events"]
+    assert [(e["asset"], e["template"], e["info"]["alert"]) for e in opened] == [(P1, "hot", raised["id"])]
+    linked = {e["id"] for e in book.get("acme", raised["id"])["events"]}
+    assert linked == {opened[0]["id"], outer["id"]}  # its own event and the one open above it then
+    _wall_points(plat, now + 1 * S, [11.0] * 3)
+    book.clear("acme", raised["id"], "the condition cleared")
+    done = plat.analytics.event("acme", opened[0]["id"])
+    assert done["state"] == "closed" and done["close_reason"] == "resolved"
+    assert done["stats"]["pressure"]["max"] == 11.0  # the template's statistics, at close
+    # another rule's alert opens nothing; an alert that never clears is bounded by the maximum duration
+    book.raise_alert("acme", rule="other", asset=P1, tag=None, severity="warning", message="x", value=1.0, chain={})
+    stuck = book.raise_alert(
+        "acme", rule="p1-pressure-high", asset=P1, tag=None, severity="alarm", message="x", value=1.0, chain={}
+    )
+    (ev,) = plat.analytics.search("acme", kind="alert", state="open")["events"]
+    assert ev["info"]["alert"] == stuck["id"]
+    assert plat.analytics.close_due(ev["start_us"] + 3599 * S) == 0
+    assert plat.analytics.close_due(ev["start_us"] + 3600 * S) == 1
+    bounded = plat.analytics.event("acme", ev["id"])
+    assert (bounded["close_reason"], bounded["duration_s"]) == ("max_duration", 3600.0)
+    # the plant names a rule the tenant does not have: said where the templates are listed
+    listed = {c["name"]: c for c in plat.analytics.calculations("acme") if c["kind"] == "event"}
+    assert listed["hot"]["opened_by"] == {"alert": "p1-pressure-high"}
+    assert "no alert rule 'p1-pressure-high'" in listed["hot"]["problem"]
+    assert "problem" not in listed["service"]
+
+
+def test_events_from_labels_over_their_span(plat: Platform) -> None:
+    feed(plat, P1, signals(100), step=100)
+    now = time.time_ns() // 1000
+    labels = plat.labels
+    labels.add(
+        "acme",
+        [
+            {"asset": P1, "kind": "maintenance", "start": from_us(T0 + 5 * S), "end": from_us(T0 + 15 * S)},
+            {"asset": P1, "kind": "maintenance", "start": from_us(T0 + 20 * S)},  # a point: no duration
+            {"asset": P1, "kind": "maintenance", "start": from_us(T0 + 30 * S), "end": from_us(T0 + 95 * S)},
+            {"asset": P1, "kind": "anomaly", "start": from_us(T0 + 5 * S), "end": from_us(T0 + 9 * S)},
+            {"asset": P1, "kind": "maintenance", "start": from_us(now - 10 * S), "end": from_us(now + 30 * S)},
+        ],
+    )
+    got = sorted(plat.analytics.search("acme", kind="label")["events"], key=lambda e: e["start_us"])
+    spans = [((e["start_us"] - T0) // S, e["duration_s"], e["close_reason"]) for e in got[:3]]
+    assert spans == [(5, 10.0, "label"), (20, 0.0, "label"), (30, 60.0, "max_duration")]
+    assert got[0]["stats"]["flow"]["max"] == 20.0 and got[0]["stats"]["flow"]["min"] == 1.0  # 1 until 10 s, then 20
+    assert got[3]["state"] == "open" and got[3]["template"] == "service"  # its span ends in the future
+    assert plat.analytics.close_due(now) == 0
+    assert plat.analytics.close_due(now + 31 * S) == 1
+    assert plat.analytics.event("acme", got[3]["id"])["end_us"] == now + 30 * S
+    first = next(
+        r for r in labels.list_labels("acme", kind="maintenance") if r.start == from_us(T0 + 5 * S).isoformat()
+    )
+    labels.delete("acme", first.id)  # its event goes with it
+    assert got[0]["id"] not in {e["id"] for e in plat.analytics.search("acme", kind="label")["events"]}
+
+
+def test_a_running_event_is_scored_live_against_its_reference(plat: Platform) -> None:
+    sig = signals()
+    an = plat.analytics
+    with pytest.raises(NotFound, match="has no reference yet"):
+        an.reference("acme", "Pump.running")
+    feed(plat, P1, {k: v[:60] for k, v in sig.items()})
+    (first,) = an.search("acme", template="running", state="closed")["events"]  # 10-40 s
+    with pytest.raises(InvalidInput, match="name 1 to 100 reference events"):
+        an.set_reference("acme", "Pump.running", [])
+    with pytest.raises(InvalidInput, match="declares no reference"):
+        an.set_reference("acme", "Pump.excursion", [first["id"]])
+    with pytest.raises(NotFound, match="no event template"):
+        an.set_reference("acme", "Pump.nothing", [first["id"]])
+    (exc,) = [e for e in an.search("acme", template="excursion")["events"] if e["state"] == "closed"]
+    with pytest.raises(InvalidInput, match=r"is not an event of Pump\.running"):
+        an.set_reference("acme", "Pump.running", [exc["id"]])
+    ref = an.set_reference("acme", "Pump.running", [first["id"]])
+    assert ref["steps"] == 31 and ref["output"] == "pressure_dev" and ref["profile"]["median"][10] == 12.0
+    for lo in range(60, 200, 25):  # the rest, as it comes
+        plat.historian.write_checked(
+            "acme", pa.concat_tables([table(f"p1/{k}", v[lo : lo + 25], lo) for k, v in sig.items()])
+        )
+        assert plat.analytics.live is not None
+        plat.analytics.live.drain()
+    dev = plat.historian.read("acme", [f"{P1}/pressure_dev"], from_us(T0), from_us(T0 + 300 * S)).to_pydict()
+    times = [(int(t.timestamp() * 1e6) - T0) // S for t in dev["time"]]
+    assert times[0] == 100 and times[-1] == 150  # the second run, 100-150 s, scored from its start to its end
+    by_t = dict(zip(times, zip(dev["value"], dev["quality"], strict=True), strict=True))
+    assert by_t[100] == (0.0, 0) and by_t[110] == (-7.0, 0) and by_t[120] == (4.0, 0)  # 5-12 and 9-5
+    assert by_t[131][1] == 2  # past the reference's end (31 steps): a bad point, not a crash
+    second = an.search("acme", template="running", state="closed", start=from_us(T0 + 90 * S))["events"][0]
+    summary = second["info"]["reference"]
+    assert summary["steps"] == 31 and summary["outside_share"] == round(16 / 31, 4)  # as compare_events gives
+    state = plat.twin.get("acme", P1)["live"]
+    assert state is not None
+    live = state["signals"]["pressure_dev"]
+    assert live["derived"] is True and live["time"] == from_us(T0 + 150 * S).isoformat()
+    assert plat.historian.tag("acme", f"{P1}/pressure_dev").attributes["lineage"]["reference"] == "Pump.running"
+    opened = an.open_event("acme", P1, "running", start=from_us(T0 + 250 * S))
+    with pytest.raises(InvalidInput, match="still open"):
+        an.set_reference("acme", "Pump.running", [opened["id"]])
+    assert [r["template"] for r in an.references_of("acme")] == ["running"]
+    an.delete_reference("acme", "Pump.running")
+    with pytest.raises(NotFound):
+        an.delete_reference("acme", "Pump.running")
+
+
+def test_reference_bad_input_over_http(plat: Platform) -> None:
+    from fastapi.testclient import TestClient
+
+    from taehwa.api.app import create_app
+    from tests.conftest import TOKEN
+
+    with TestClient(create_app(plat), headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+        r = c.put("/api/v1/acme/event-references/Pump.running", json={"events": []})
+        assert r.status_code == 422 and "name 1 to 100" in r.json()["message"]
+        r = c.put("/api/v1/acme/event-references/Pump.running", json={"events": ["x"], "band": 3})
+        assert r.status_code == 422 and "band" in r.text
+        r = c.put("/api/v1/acme/event-references/Pump.running", json={"events": ["nope"]})
+        assert r.status_code == 404
+        assert c.get("/api/v1/acme/event-references").json() == []
+        assert c.get("/api/v1/acme/analytics/scoring").json() == []
+        assert c.get("/api/v1/acme/event-frames", params={"kind": "label"}).json()["events"] == []
