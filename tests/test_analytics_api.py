@@ -126,5 +126,9 @@ def test_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert r.exit_code == 0 and "120 s" in r.stdout
     r = runner.invoke(app, ["analytics", "quality", "-t", "acme", "--start", START, "--end", END])
     assert r.exit_code == 0 and "findings" in r.stdout
+    r = runner.invoke(app, ["events", "reference", "set", "Pump.running", "-t", "acme", "--event", eid])
+    assert r.exit_code != 0 and "declares no reference" in r.output  # its plant gives the template none
+    r = runner.invoke(app, ["events", "reference", "list", "-t", "acme", "--json"])
+    assert r.exit_code == 0 and r.stdout.strip() == "[]"
     assert T0  # the same made-up data as tests/test_analytics.py
     assert isinstance(pa.__version__, str)
