@@ -138,16 +138,20 @@ def test_events_from_labels_over_their_span(plat: Platform) -> None:
             {"asset": P1, "kind": "maintenance", "start": from_us(T0 + 30 * S), "end": from_us(T0 + 95 * S)},
             {"asset": P1, "kind": "anomaly", "start": from_us(T0 + 5 * S), "end": from_us(T0 + 9 * S)},
             {"asset": P1, "kind": "maintenance", "start": from_us(now - 10 * S), "end": from_us(now + 30 * S)},
+            {"asset": P1, "kind": "maintenance", "start": from_us(now - 9 * S), "end": from_us(now + 500 * S)},
         ],
     )
     got = sorted(plat.analytics.search("acme", kind="label")["events"], key=lambda e: e["start_us"])
     spans = [((e["start_us"] - T0) // S, e["duration_s"], e["close_reason"]) for e in got[:3]]
     assert spans == [(5, 10.0, "label"), (20, 0.0, "label"), (30, 60.0, "max_duration")]
     assert got[0]["stats"]["flow"]["max"] == 20.0 and got[0]["stats"]["flow"]["min"] == 1.0  # 1 until 10 s, then 20
-    assert got[3]["state"] == "open" and got[3]["template"] == "service"  # its span ends in the future
+    assert [(e["state"], e["template"]) for e in got[3:]] == [("open", "service")] * 2  # their spans end later
     assert plat.analytics.close_due(now) == 0
     assert plat.analytics.close_due(now + 31 * S) == 1
     assert plat.analytics.event("acme", got[3]["id"])["end_us"] == now + 30 * S
+    assert plat.analytics.close_due(now + 51 * S) == 1  # longer than the template's 60 s: bounded
+    longer = plat.analytics.event("acme", got[4]["id"])
+    assert (longer["close_reason"], longer["duration_s"]) == ("max_duration", 60.0)
     first = next(
         r for r in labels.list_labels("acme", kind="maintenance") if r.start == from_us(T0 + 5 * S).isoformat()
     )

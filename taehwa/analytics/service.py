@@ -214,7 +214,8 @@ class AnalyticsService:
         self.tenants.require(tenant)
         if self.live is None:
             return {"running": False, "reason": "not a server process"}
-        return self.live.status(tenant)
+        scored = len(self.comparison.watching(tenant)) if self.comparison is not None else 0
+        return {**self.live.status(tenant), "events_scored_live": scored}
 
     # -- trying and backfilling -----------------------------------------------------------------------------------
     def _asset(self, plant: Plant, path: str) -> Any:
@@ -578,6 +579,7 @@ class AnalyticsService:
         if prog is None:
             return
         now = time.time_ns() // 1000
+        done: list[dict[str, Any]] = []  # spans already over: recorded closed, in one transaction
         for r in rows:
             tps = self._sourced(prog, r["asset"], "label", r["kind"])
             if not tps:
@@ -591,10 +593,24 @@ class AnalyticsService:
             until = int(r["end"]) if r.get("end") is not None else start
             for tp in tps:
                 info = {"label": r["id"], "until_us": until, "version": tp.version}
-                eid = self.recorder.open(tenant, r["asset"], tp.name, start, kind="label", info=info)
-                if until <= now or until - start > tp.max_us:
-                    ev = {"id": eid, "asset": r["asset"], "start_us": start}
-                    self._close_sourced(tenant, prog, ev, tp, until, "label")
+                end, reason = (until, "label") if until - start <= tp.max_us else (start + tp.max_us, "max_duration")
+                if end > now:  # running: open until its span ends (scored live if it has a reference)
+                    self.recorder.open(tenant, r["asset"], tp.name, start, kind="label", info=info)
+                    continue
+                stats = self.recorder.stats(tenant, prog, r["asset"], tp, start, end)
+                done.append(
+                    {
+                        "asset": r["asset"],
+                        "template": tp.name,
+                        "kind": "label",
+                        "start_us": start,
+                        "end_us": end,
+                        "reason": reason,
+                        "stats": stats,
+                        "info": info,
+                    }
+                )
+        self.events.add_many(tenant, done)
 
     def close_due(self, now_us: int) -> int:
         """Close every open alert or label event whose label span has ended or whose maximum duration has passed
