@@ -302,6 +302,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "seconds": ("s", "초"),
     "trend_around": ("Trend around the alert", "알림 전후 트렌드"),
     "history": ("History", "이력"),
+    "event_frames": ("Event frames", "이벤트 프레임"),
     "act_raised": ("raised", "발생"),
     "act_folded": ("repeated", "반복 발생"),
     "act_acknowledged": ("acknowledged", "확인"),

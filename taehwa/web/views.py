@@ -178,14 +178,16 @@ def tag_tree(platform: Platform, tenant: str) -> dict[str, Any]:
 
 
 def alert_details(platform: Platform, tenant: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Alerts with their history (who did what, when, with which note) and the unit of the value."""
+    """Alerts with their history (who did what, when, with which note), the event frames each belongs to and the
+    unit of the value."""
     units = tag_units(platform, tenant)
     out = []
     for a in rows:
         try:
-            history = platform.live.alerts.get(tenant, a["id"])["history"]
+            got = platform.live.alerts.get(tenant, a["id"])
+            history, events = got["history"], got.get("events", [])
         except TaehwaError:
-            history = []
+            history, events = [], []
         chain = a.get("chain") or {}
         rule = chain.get("rule") or {}
         window = chain.get("window") or {}  # the data's own time (a replay's history is not the wall clock)
@@ -196,6 +198,7 @@ def alert_details(platform: Platform, tenant: str, rows: list[dict[str, Any]]) -
             {
                 **a,
                 "history": history,
+                "events": events,  # the event frames it belongs to
                 "unit": units.get(a.get("tag") or ""),
                 "rule_doc": rule,
                 "model": chain.get("model"),
