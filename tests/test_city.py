@@ -12,6 +12,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 from fastapi.testclient import TestClient
@@ -21,7 +22,7 @@ from taehwa.api.app import create_app
 from taehwa.city.compute import QuotaExceeded
 from taehwa.city.live import follow_sites
 from taehwa.city.policy import Privacy
-from taehwa.city.release import Figure, Refused
+from taehwa.city.release import Figure, Refused, singles_out
 from taehwa.core.errors import Forbidden, InvalidInput, NotFound, ValidationFailed
 from taehwa.core.yamlio import dump_yaml
 from taehwa.db import lab_runs
@@ -148,8 +149,9 @@ def test_an_aggregate_below_k_is_refused_without_saying_how_many(city: Platform)
     share(city, "co-c", ["map"], ["alarm_share"])
     with acting_as(OFFICER):
         out = city.city.aggregate("alarm_share")
-    assert out["companies"] == 3 and out["median"] == pytest.approx(200 / 3)  # a 0 %, b and c 2 of 3 pumps
-    assert "mean" not in out and "values" not in out
+    assert out["companies"] == 3 and out["held_out"] == 0  # a 0 %, b and c 2 of 3 pumps (two flows written)
+    assert out["statistic"] == "mean" and out["value"] == pytest.approx(400 / 9)
+    assert out["p25"] is None and out["p75"] is None and "values" not in out
     with acting_as(CITY_ADMIN):
         log = [e for e in city.audit.entries("city") if e["action"].startswith("city.re")]
     assert [e["action"] for e in log][:2] == ["city.release", "city.refused"]  # newest first
@@ -167,9 +169,9 @@ def test_the_differencing_attack_is_refused(city: Platform) -> None:
         with pytest.raises(Refused, match="differencing"):
             city.city.aggregate("alarm_share", "complex", "mipo")  # a, b, c: the city minus it would be d
         # the other order on another figure: the complex first, then the city that adds one company
-        city.city.aggregate("data_completeness", "complex", "mipo")
-        with pytest.raises(Refused, match="differencing"):
-            city.city.aggregate("data_completeness")
+        mipo = city.city.aggregate("data_completeness", "complex", "mipo")
+        whole = city.city.aggregate("data_completeness")  # d alone is new: held out until k have joined
+        assert (whole["companies"], whole["held_out"], whole["value"]) == (3, 1, mipo["value"])
     # a company opting out and the same figure asked again is the same attack
     share(city, "co-d", ["map"], [])
     with acting_as(OFFICER), pytest.raises(Refused):
@@ -253,6 +255,24 @@ def isolate(answers: dict[tuple[str, ...], dict[str, float]], target: str) -> fl
     return known.get(target)
 
 
+def linear_attack(releases: list[tuple[set[str], float]], target: str) -> float | None:
+    """What an analyst solves from released means (each times its count is a sum over its cohort): the target's
+    figure when its indicator lies in the span of the released cohorts; None when no combination gives it."""
+    names = sorted(set().union(*(m for m, _ in releases)))
+    if target not in names:
+        return None
+    a = np.array([[1.0 if n in m else 0.0 for n in names] for m, _ in releases])
+    b = np.array([v * len(m) for m, v in releases])
+    e = np.array([1.0 if n == target else 0.0 for n in names])
+    y = np.linalg.lstsq(a.T, e, rcond=None)[0]
+    return float(y @ b) if np.abs(a.T @ y - e).max() < 1e-9 else None
+
+
+def released_means(city: Platform, figure: str, answers: dict[str, dict[str, float]]) -> list[tuple[set[str], float]]:
+    """Each cohort the gate released a figure over (as it kept it) with the mean it answered."""
+    return [(set(r["members"]), answers[r["groups"][-1]]["value"]) for r in city.city.gate.released(figure)]
+
+
 def four_way() -> list[tuple[str, ...]]:
     """Four cohorts: x in all four, two companies in each other combination of them. Every two and every three
     of the cohorts leave no piece of fewer than 3 companies; only all four together single out x."""
@@ -305,20 +325,76 @@ def test_an_attack_by_three_or_more_queries_is_refused(city: Platform, attack: s
     values = {c: float(10 + 7 * i) for i, c in enumerate(sorted({c for co in cohorts for c in co}))}
     if attack == "three small cohorts":  # released ungated, the three answers give x's figure
         assert isolate({c: quartiles([values[m] for m in c]) for c in cohorts}, "x") == values["x"]
-    answers: dict[tuple[str, ...], dict[str, float]] = {}
+    answers: dict[str, dict[str, float]] = {}
     refused = []
     for cohort in cohorts:
         try:
-            answers[cohort] = city.city.gate.release(
+            answers["+".join(cohort[:3])] = city.city.gate.release(
                 figure, "+".join(cohort[:3]), {c: values[c] for c in cohort}, Privacy(3, None), by="officer"
             )
         except Refused as exc:
             assert "differencing" in exc.message
             refused.append(cohort)
     assert refused, f"all {len(cohorts)} released: together they single out x"
-    assert isolate(answers, "x") is None
-    released = [set(r["members"]) for r in city.city.gate.released("attack_probe")]
-    assert len(released) == len(answers) and all(len(c) >= 3 for c in venn_cells(released))
+    assert all(a["p25"] is None and a["p75"] is None for a in answers.values())  # exact: the mean alone
+    releases = released_means(city, "attack_probe", answers)
+    assert len(releases) == len(answers) and all(len(c) >= 3 for c in venn_cells([m for m, _ in releases]))
+    assert all(linear_attack(releases, c) is None for c in values)  # no company's figure solves out of them
+
+
+def test_an_exact_release_is_no_single_companys_figure(city: Platform) -> None:
+    """Without noise the gate answers the mean of the companies it releases over: never one company's figure
+    (the median of an odd count was), and a contributor who knows its own figure learns only the sum of at least
+    two others'; two companies are released only with noise, since each would learn the other's figure."""
+    figure, gate = Figure("exact_probe", 0.0, 100.0, sensitive=False), city.city.gate
+    for n in (3, 4, 5, 7):  # disjoint groups: none is set against another
+        values = {f"n{n}-{i}": 10.0 + 7 * i + 0.5 * i * i for i in range(n)}  # distinct figures
+        if n % 2:
+            assert statistics.median(values.values()) in values.values()  # what the median would have told
+        out = gate.release(figure, f"group of {n}", values, Privacy(3, None), by="officer")
+        assert out["statistic"] == "mean" and out["value"] == pytest.approx(statistics.fmean(values.values()))
+        assert min(abs(out["value"] - v) for v in values.values()) > 1e-3
+        assert out["p25"] is None and out["p75"] is None and out["companies"] == n
+    with pytest.raises(Refused, match="only with noise"):
+        gate.release(figure, "a pair", {"p": 20.0, "q": 30.0}, Privacy(2, None), by="officer")
+
+
+def test_churn_of_fewer_than_k_is_released_over_a_part_no_difference_across_periods_reveals(city: Platform) -> None:
+    """A company leaves the city's group between release periods (figures unchanged: the worst case for
+    differencing). The whole group would single it out (the gate used to refuse it for good); it is released over
+    a part that leaves k out, so period 1 minus period 2 is the sum of three companies. A company that joins is
+    held out until k have; no company's figure ever solves out of the released means."""
+    figure, gate, privacy = Figure("churn_probe", 0.0, 100.0, sensitive=False), city.city.gate, Privacy(3, None)
+    values = dict(zip("abcdef", (12.0, 31.0, 47.0, 58.0, 66.0, 90.0), strict=True))
+    answers: dict[str, dict[str, float]] = {}
+
+    def period(name: str, figures: dict[str, float]) -> dict[str, float]:
+        with acting_as(OFFICER):
+            answers[name] = gate.release(figure, name, figures, privacy, by="officer")
+        return answers[name]
+
+    first = period("city 2026-10", values)
+    assert (first["companies"], first["held_out"]) == (6, 0)
+    left = {c: v for c, v in values.items() if c != "d"}
+    assert singles_out([set(values)], set(left), 3) is not None  # the whole group would single out d
+    ungated = [(set(values), first["value"]), (set(left), statistics.fmean(left.values()))]
+    assert linear_attack(ungated, "d") == pytest.approx(values["d"])  # the attack it would let through
+    second = period("city 2026-11", left)
+    assert (second["companies"], second["held_out"]) == (3, 2)
+    kept = next(set(r["members"]) for r in gate.released("churn_probe") if "city 2026-11" in r["groups"])
+    assert 6 * first["value"] - 3 * second["value"] == pytest.approx(
+        sum(values.values()) - sum(values[c] for c in kept)
+    )
+    third = period("city 2026-12", {**left, "g": 40.0})  # one joins: held out with the two
+    assert (third["companies"], third["held_out"], third["value"]) == (3, 3, second["value"])
+    fourth = period("city 2027-01", {**left, "g": 40.0, "h": 70.0, "i": 20.0})  # k have joined
+    assert (fourth["companies"], fourth["held_out"]) == (6, 2)
+    releases = released_means(city, "churn_probe", answers)
+    assert len(releases) == 3 and all(len(c) >= 3 for c in venn_cells([m for m, _ in releases]))
+    assert all(linear_attack(releases, c) is None for c in [*values, "g", "h", "i"])
+    with acting_as(CITY_ADMIN):
+        log = [e["after"] for e in city.audit.entries("city") if e["target"].startswith("churn_probe")]
+    assert [e["held_out"] for e in log] == [2, 3, 2, 0]  # newest first
 
 
 def test_privacy_settings_are_applied_and_audited(city: Platform) -> None:
@@ -338,8 +414,9 @@ def test_privacy_settings_are_applied_and_audited(city: Platform) -> None:
         plain = city.city.aggregate("alarm_share")  # not sensitive: exact under the default scope
     assert noised["privacy"]["dp"] and noised["privacy"]["epsilon"] == 1.0 and not plain["privacy"]["dp"]
     grid = [50.0 * i / 200 for i in range(201)]  # noised quartiles come from the grid over the figure's bounds
-    assert all(min(abs(noised[q] - g) for g in grid) < 1e-9 for q in ("p25", "median", "p75"))
-    assert again["median"] == noised["median"]  # the same inputs: the same answer, no further ε spent
+    assert noised["statistic"] == "median" and plain["statistic"] == "mean"
+    assert all(min(abs(noised[q] - g) for g in grid) < 1e-9 for q in ("p25", "value", "p75"))
+    assert again["value"] == noised["value"]  # the same inputs: the same answer, no further ε spent
     spent = {tuple(r["members"]): r["epsilon_spent"] for r in city.city.gate.released("alerts_per_asset_30d")}
     assert list(spent.values()) == [1.0]
     with acting_as(CITY_ADMIN):
@@ -359,7 +436,7 @@ def test_a_company_sees_where_it_stands_against_the_city_median(city: Platform) 
         share(city, t, ["map"], ["alarm_share"])
     with acting_as(Principal("viewer-a", roles={"co-a": "viewer"})):
         s = city.city.standing("co-a", "alarm_share")
-        assert s["value"] == 0.0 and s["city_median"] == pytest.approx(200 / 3) and s["position"] == "better"
+        assert s["value"] == 0.0 and s["city_value"] == pytest.approx(400 / 9) and s["position"] == "better"
         with pytest.raises(Forbidden):
             city.city.standing("co-b", "alarm_share")
     with acting_as(admin("co-d")), pytest.raises(InvalidInput, match="contributes no value"):

@@ -128,7 +128,7 @@ def test_a_company_admin_changes_what_it_shares_and_sees_its_standing(
     platform, url = city_site
     page, hosts, problems = open_signed_in(browser, url, "/t/co-a/city", "ko-KR", user="a-admin")
     page.wait_for_selector("#standings")
-    assert "귀사의 위치" in page.inner_text("main") and "중앙값" in page.inner_text("#standings")
+    assert "귀사의 위치" in page.inner_text("main") and "도시 값" in page.inner_text("#standings")
     row = page.locator("#consents tr[data-site='works']")
     row.locator("input[name=share][value=power]").check()
     row.locator("[data-save]").click()

@@ -91,7 +91,8 @@ def add_city_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
         by: str = Query("city", max_length=20, description="city, complex, industry or asset_type"),
         group: str | None = Query(None, max_length=100, description="the complex, industry or type"),
     ) -> dict[str, Any]:
-        """A figure's median and quartiles over the contributing companies (403 below k or when differencing)."""
+        """A figure's mean (with noise, median and quartiles) over the contributing companies (403 below k or when
+        differencing)."""
         return city.aggregate(figure, by, group)
 
     @router.get("/api/v1/city/hq")
@@ -145,7 +146,7 @@ def add_city_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
 
     @router.get("/api/v1/{tenant}/city/standing/{figure}")
     def standing(tenant: str, figure: str) -> dict[str, Any]:
-        """Where the company stands against the city's median on a figure it contributes to."""
+        """Where the company stands against the city's figure (mean, or noised median) on a figure it contributes to."""
         return city.standing(tenant, figure)
 
     @router.get("/api/v1/{tenant}/city/compute")

@@ -5,16 +5,25 @@
 - **Differencing refused, for any combination of releases**: every set of companies (cohort) an aggregate of a
   figure was released over is kept. Whatever unions, intersections and differences of released cohorts an
   analyst forms, the result is a union of their Venn cells (the companies that are in exactly the same released
-  cohorts), so a new cohort is refused when it would cut a cell into a piece of 1 to k − 1 companies, or add as
-  many companies that no released cohort holds. "Mipo" minus "Mipo without X" isolates X; so do {X, a, b},
-  {a, c, d} and {b, e, f}, no two of which differ by fewer than 3, and x alone in A ∩ B ∩ C (the same holds when
-  a company opts out and a figure is asked again). Asking for a released cohort again cuts nothing.
-- **What is released**: the median and quartiles (never a mean or a sum, which add up across groups), and how many
-  companies contributed.
-- **Differential privacy** (optional, OpenDP): each quantile picked from a grid over the figure's bounds by the
-  exponential mechanism (`then_quantile_score_candidates` → `then_noisy_max`) with ε/3 each, neighbouring
-  datasets differing by one company. The same inputs get the same noised answer again, so asking twice spends
-  no further ε; the ε spent on each set of companies is kept.
+  cohorts), so no release may cut a cell into a piece of 1 to k − 1 companies, or add as many companies that no
+  released cohort holds. "Mipo" minus "Mipo without X" isolates X; so do {X, a, b}, {a, c, d} and {b, e, f}, no
+  two of which differ by fewer than 3, and x alone in A ∩ B ∩ C.
+- **Churn of fewer than k companies does not block a figure for good**: when the contributors of a group changed
+  since a release (a company opted out, one joined), the figure is released over the largest part of them that
+  cuts no cell below k (complementary suppression, as statistical offices do): a cell is taken whole, or cut into
+  pieces of at least k each (the companies kept picked by a fixed order of their names, never by their values),
+  and companies no released cohort holds join once there are k of them. Asking again with the same contributors
+  gives the same cohort, so time (release periods) opens no new difference; the answer says how many were held out.
+- **What is released**: without noise, the **mean** over the released cohort — never a median or a quartile,
+  which is one company's own value (the median of an odd count, the quartiles of most counts) and, being picked by
+  rank, can be differenced across cohorts the cell rule keeps apart; the mean of a cohort is a sum over its cells,
+  and every sum the released means combine to is a sum over whole cells of at least k companies. It needs three
+  companies at least (two companies' mean tells each the other's figure). Companies whose figures are all equal,
+  or all at a bound, are told apart by nothing but noise.
+- **Differential privacy** (optional, OpenDP): the median and quartiles, each picked from a grid over the
+  figure's bounds by the exponential mechanism (`then_quantile_score_candidates` → `then_noisy_max`) with ε/3
+  each, neighbouring datasets differing by one company. The same inputs get the same noised answer again, so
+  asking twice spends no further ε; the ε spent on each set of companies is kept.
 
 Every release and every refusal is written to the city's audit log with the inputs' count and the privacy setting.
 """
@@ -40,6 +49,8 @@ if TYPE_CHECKING:
 
 GRID = 201  # candidate values of a noised quantile between the figure's bounds
 QUANTILES = (0.25, 0.5, 0.75)
+MIN_EXACT = 3  # the fewest companies an exact mean is released over (of two, each learns the other's figure)
+RULE = "mean-v2"  # what an exact answer is; part of the inputs' hash, so an answer kept under an older rule is redone
 
 
 class Refused(Forbidden):
@@ -59,13 +70,6 @@ class Figure:
 def members_key(members: list[str]) -> str:
     """A set of companies as a fixed-length key."""
     return hashlib.sha256("\n".join(sorted(members)).encode()).hexdigest()
-
-
-def _quantile(values: list[float], q: float) -> float:
-    """Linear-interpolated quantile of a sorted list."""
-    pos = (len(values) - 1) * q
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return values[lo] + (values[hi] - values[lo]) * (pos - lo)
 
 
 def dp_quantiles(values: list[float], low: float, high: float, epsilon: float) -> list[float]:
@@ -101,6 +105,17 @@ def singles_out(released: list[set[str]], cohort: set[str], k: int) -> tuple[int
     Returns the indices of the released cohorts holding the smallest such piece (empty for the piece outside them
     all), or None when the release singles out no one.
     """
+    cells = _cells(released)
+    pieces = [(sig, len(cell & cohort), len(cell - cohort)) for sig, cell in cells.items()]
+    small = [(n, sig) for sig, a, b in pieces if a and b for n in (a, b) if n < k]
+    outside = len(cohort.difference(*cells.values()))
+    if 0 < outside < k:
+        small.append((outside, ()))
+    return min(small)[1] if small else None
+
+
+def _cells(released: list[set[str]]) -> dict[tuple[int, ...], set[str]]:
+    """The released cohorts' Venn cells: companies by the indices of the cohorts that hold them."""
     inside: dict[str, list[int]] = {}
     for i, s in enumerate(released):
         for m in s:
@@ -108,12 +123,30 @@ def singles_out(released: list[set[str]], cohort: set[str], k: int) -> tuple[int
     cells: dict[tuple[int, ...], set[str]] = {}
     for m, where in inside.items():
         cells.setdefault(tuple(where), set()).add(m)
-    pieces = [(sig, len(cell & cohort), len(cell - cohort)) for sig, cell in cells.items()]
-    small = [(n, sig) for sig, a, b in pieces if a and b for n in (a, b) if n < k]
-    outside = len(cohort - inside.keys())
-    if 0 < outside < k:
-        small.append((outside, ()))
-    return min(small)[1] if small else None
+    return cells
+
+
+def _order(member: str) -> str:
+    """A fixed order of companies, independent of their figures, for picking whom a release keeps."""
+    return hashlib.sha256(member.encode()).hexdigest()
+
+
+def releasable(released: list[set[str]], contributors: set[str], k: int) -> set[str]:
+    """The largest part of `contributors` a figure may be released over after `released` without singling anyone
+    out: each cell whole when all of it contributes, else cut into pieces of at least k (the kept ones by
+    `_order`), or left out; the companies in no released cohort only when there are at least k of them."""
+    cells = _cells(released)
+    chosen: set[str] = set()
+    for cell in cells.values():
+        have = cell & contributors
+        if have == cell:
+            chosen |= cell
+        elif (m := min(len(have), len(cell) - k)) >= k:
+            chosen.update(sorted(have, key=_order)[:m])
+    new = contributors.difference(*cells.values())
+    if len(new) >= k:
+        chosen |= new
+    return chosen
 
 
 class ReleaseGate:
@@ -158,13 +191,13 @@ class ReleaseGate:
                     f"fewer than {privacy.k} companies contribute to {figure.name} for {group}; the city "
                     f"sees an aggregate only when at least {privacy.k} do",
                 )
-            key = members_key(members)
             mine = set(members)
             with self._engine.connect() as c:
                 rows = c.execute(select(city_releases).where(city_releases.c.figure == figure.name)).all()
-            same = next((r for r in rows if r.members_key == key), None)
-            cut = None if same is not None else singles_out([set(r.members) for r in rows], mine, privacy.k)
-            if cut is not None:
+            released = [set(r.members) for r in rows]
+            kept = mine if any(s == mine for s in released) else releasable(released, mine, privacy.k)
+            if len(kept) < privacy.k or singles_out(released, kept, privacy.k) is not None:
+                cut = singles_out(released, mine, privacy.k) or ()
                 near = [rows[i] for i in cut] or [r for r in rows if mine & set(r.members)]
                 named = ", ".join(g for r in near[:3] for g in r.groups[:1])
                 self._refuse(
@@ -175,9 +208,24 @@ class ReleaseGate:
                     by,
                     f"{figure.name} for {group}, set against the aggregates already released ({named}), would "
                     f"single out fewer than {privacy.k} companies by overlaps and differences, which could reveal "
-                    "a company's figure (a differencing attack); ask for a group that leaves at least "
-                    f"{privacy.k} companies on each side of every released group it cuts",
+                    "a company's figure (a differencing attack), and no part of it of at least "
+                    f"{privacy.k} companies avoids that; it is released again once at least {privacy.k} "
+                    "companies have joined or left it",
                 )
+            if setting["epsilon"] is None and len(kept) < MIN_EXACT:
+                self._refuse(
+                    figure,
+                    group,
+                    len(kept),
+                    setting,
+                    by,
+                    f"{figure.name} for {group} would be the exact mean of two companies, which tells each of "
+                    "them the other's figure; the city releases it over two only with noise (its policy's ε)",
+                )
+            members = sorted(kept)
+            values = {m: values[m] for m in members}
+            key = members_key(members)
+            same = next((r for r in rows if r.members_key == key), None)
             answer, spent = self._answer(figure, values, setting, same)
             now = datetime.now(UTC)
             with self._engine.begin() as c:
@@ -208,16 +256,18 @@ class ReleaseGate:
                             last_at=now,
                         )
                     )
+        held_out = len(mine) - len(members)
         self._audit.append(
             "city.release",
             tenant=self.city,
             target=f"{figure.name} for {group}",
-            after={"by": by, "inputs": len(members), "privacy": setting, "epsilon_spent": spent},
+            after={"by": by, "inputs": len(members), "held_out": held_out, "privacy": setting, "epsilon_spent": spent},
         )
         return {
             "figure": figure.name,
             "group": group,
             "companies": len(members),
+            "held_out": held_out,
             **{k: v for k, v in answer.items() if k != "inputs"},
             "privacy": setting,
         }
@@ -225,18 +275,23 @@ class ReleaseGate:
     def _answer(
         self, figure: Figure, values: dict[str, float], setting: dict[str, Any], same: Any
     ) -> tuple[dict[str, Any], float]:
+        """The mean (exact) or the noised median and quartiles, and the ε spent; a kept answer for the same inputs."""
         ordered = sorted(values.values())
         epsilon = setting["epsilon"]
-        inputs = hashlib.sha256(json.dumps([round(v, 9) for v in ordered] + [epsilon]).encode()).hexdigest()
+        inputs = hashlib.sha256(json.dumps([round(v, 9) for v in ordered] + [epsilon, RULE]).encode()).hexdigest()
         if same is not None and same.last and same.last.get("inputs") == inputs:
             return dict(same.last), 0.0  # the same inputs and setting: the same answer, no further ε
         if epsilon is None:
-            p25, p50, p75 = (_quantile(ordered, q) for q in QUANTILES)
-            spent = 0.0
-        else:
-            p25, p50, p75 = dp_quantiles(ordered, figure.low, figure.high, epsilon)
-            spent = float(epsilon)
-        return {"median": round(p50, 6), "p25": round(p25, 6), "p75": round(p75, 6), "inputs": inputs}, spent
+            mean = round(math.fsum(ordered) / len(ordered), 6)
+            return {"statistic": "mean", "value": mean, "p25": None, "p75": None, "inputs": inputs}, 0.0
+        p25, p50, p75 = dp_quantiles(ordered, figure.low, figure.high, epsilon)
+        return {
+            "statistic": "median",
+            "value": round(p50, 6),
+            "p25": round(p25, 6),
+            "p75": round(p75, 6),
+            "inputs": inputs,
+        }, float(epsilon)
 
     def _refuse(self, figure: Figure, group: str, n: int | None, setting: dict[str, Any], by: str, why: str) -> None:
         self._audit.append(

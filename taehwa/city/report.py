@@ -161,14 +161,14 @@ def report_pdf(hq: dict[str, Any], city_map: dict[str, Any], lang: str = "ko") -
                 [
                     w(a["figure"]),
                     a["group"],
-                    _fig(a["companies"]),
-                    _fig(a["median"]),
-                    f"{_fig(a['p25'])} – {_fig(a['p75'])}",
+                    _fig(a["companies"]) + (f" (+{a['held_out']} {w('held_out')})" if a.get("held_out") else ""),
+                    f"{_fig(a['value'])} ({w('statistic_' + a['statistic'])})",
+                    f"{_fig(a['p25'])} – {_fig(a['p75'])}" if a["p25"] is not None else "—",
                 ]
             )
         else:
             rows.append([w(a["figure"]), a["group"], "—", w("refused"), ""])
-    table([w("figure"), w("group"), w("companies"), w("median"), w("quartiles")], rows, (40, 30, 15, 20, 25))
+    table([w("figure"), w("group"), w("companies"), w("city_figure"), w("quartiles")], rows, (40, 30, 15, 20, 25))
     pdf.ln(2)
     pdf.set_font("Nanum", "", 7)
     pdf.multi_cell(0, 4, f"{w('map_source')}: {city_map.get('source', '')}", new_x="LMARGIN", new_y="NEXT")

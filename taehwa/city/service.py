@@ -368,8 +368,8 @@ class CityService:
         return f"{dimension}={group}"
 
     def aggregate(self, figure: str, dimension: str = "city", group: str | None = None) -> dict[str, Any]:
-        """A figure's median and quartiles over the companies that contribute, by complex, industry or asset
-        type (the city's members only), through the release gate."""
+        """A figure's mean (with noise, its median and quartiles) over the companies that contribute, by complex,
+        industry or asset type (the city's members only), through the release gate."""
         self.require_city()
         spec = self._spec(figure)
         label = self._check_group(dimension, group)
@@ -378,7 +378,8 @@ class CityService:
         return {**out, "unit": spec.unit, "higher_is_better": spec.higher_is_better}
 
     def standing(self, tenant: str, figure: str) -> dict[str, Any]:
-        """Where a company stands against the city's median on a figure it contributes to (its own members)."""
+        """Where a company stands against the city's figure (the gate's mean, or noised median) on a figure it
+        contributes to (its own members)."""
         self._tenants.require(tenant)
         spec = self._spec(figure)
         own = self._values(figure, "city", None, only=tenant)
@@ -393,18 +394,19 @@ class CityService:
             spec.gate, "city", self._values(figure, "city", None), self.policy.privacy(), by=current().user
         )
         mine = own[tenant]
-        better = mine > city["median"] if spec.higher_is_better else mine < city["median"]
+        better = mine > city["value"] if spec.higher_is_better else mine < city["value"]
         return {
             "tenant": tenant,
             "figure": figure,
             "unit": spec.unit,
             "value": round(mine, 6),
-            "city_median": city["median"],
+            "city_value": city["value"],
+            "city_statistic": city["statistic"],
             "city_p25": city["p25"],
             "city_p75": city["p75"],
             "companies": city["companies"],
             "privacy": city["privacy"],
-            "position": "same" if mine == city["median"] else ("better" if better else "worse"),
+            "position": "same" if mine == city["value"] else ("better" if better else "worse"),
         }
 
     def company(self, tenant: str) -> dict[str, Any]:

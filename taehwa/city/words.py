@@ -70,13 +70,19 @@ WORDS: dict[str, tuple[str, str]] = {
     "total": ("Total", "합계"),
     "aggregates": ("Cross-company figures", "기업 간 통계"),
     "aggregates_note": (
-        "Released only when at least k companies contribute, and never when a group differs "
-        "from a released one by fewer than k companies.",
-        "최소 k개 기업이 참여할 때만 공개하며, 공개된 집단과 k개 기업 미만으로 차이 나는 집단은 공개하지 않습니다.",
+        "Released only when at least k companies contribute: their mean (with noise, their median and "
+        "quartiles). A group whose companies changed by fewer than k since a release is released over the part "
+        "of it that singles no one out; the others are held out.",
+        "최소 k개 기업이 참여할 때만 그 평균(잡음을 넣으면 중앙값과 사분위)을 공개합니다. 공개 뒤 참여 기업이 "
+        "k개 미만으로 바뀐 집단은 누구도 드러나지 않는 일부 기업으로만 공개하고 나머지는 제외합니다.",
     ),
     "figure": ("Figure", "지표"),
     "group": ("Group", "집단"),
     "median": ("Median", "중앙값"),
+    "city_figure": ("City figure", "도시 값"),
+    "statistic_mean": ("mean", "평균"),
+    "statistic_median": ("noised median", "잡음 중앙값"),
+    "held_out": ("held out", "제외"),
     "quartiles": ("Quartiles", "사분위"),
     "refused": ("Not released", "비공개"),
     "privacy": ("Privacy", "개인정보 보호"),
@@ -95,10 +101,11 @@ WORDS: dict[str, tuple[str, str]] = {
     "city_sharing_note": (
         "What each of your sites shows on the city's map, and which cross-company figures it "
         "contributes to. The city sees figures only as aggregates of at least k companies; "
-        "you see where you stand against the city's median on the figures you contribute to.",
+        "you see where you stand against the city's figure (their mean; with noise, their median) on the figures "
+        "you contribute to.",
         "각 사업장이 도시 지도에 보여 줄 정보와 참여할 기업 간 지표를 정합니다. "
         "도시는 최소 k개 기업의 집계로만 지표를 보며, "
-        "귀사는 참여한 지표에서 도시 중앙값 대비 위치를 봅니다.",
+        "귀사는 참여한 지표에서 도시 값(평균, 잡음을 넣으면 중앙값) 대비 위치를 봅니다.",
     ),
     "shares": ("Shown on the map", "지도에 표시"),
     "contributes": ("Contributes to", "참여 지표"),
@@ -108,9 +115,9 @@ WORDS: dict[str, tuple[str, str]] = {
     "standing": ("Where you stand", "귀사의 위치"),
     "your_value": ("Your figure", "귀사 지표"),
     "position": ("Position", "위치"),
-    "better": ("better than the median", "중앙값보다 좋음"),
-    "worse": ("worse than the median", "중앙값보다 낮음"),
-    "same": ("at the median", "중앙값과 같음"),
+    "better": ("better than the city's figure", "도시 값보다 좋음"),
+    "worse": ("worse than the city's figure", "도시 값보다 낮음"),
+    "same": ("at the city's figure", "도시 값과 같음"),
     "only_admins": ("Only the company's admins change what is shared.", "공유 설정은 기업 관리자만 바꿀 수 있습니다."),
     "not_placed": ("not placed (set latitude and longitude on the site)", "위치 없음(사업장에 위도·경도 지정)"),
     "share_map": ("placement", "위치"),

@@ -87,23 +87,28 @@ def aggregate(
     group: Annotated[str | None, typer.Option(help="the complex, industry or asset type")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """A figure's median and quartiles over the companies that contribute (refused below k or when differencing)."""
+    """A figure's mean (with noise, its median and quartiles) over the companies that contribute (refused below k
+    or when differencing)."""
     with services(readonly=True) as platform:
         a = platform.city.aggregate(figure, by, group)
         print_json(a) if as_json else out.print(
-            f"{a['figure']} for {a['group']}: median {a['median']:g}{a['unit']} (quartiles {a['p25']:g}–"
-            f"{a['p75']:g}) over {a['companies']} companies; "
+            f"{a['figure']} for {a['group']}: {a['statistic']} {a['value']:g}{a['unit']}"
+            + (f" (quartiles {a['p25']:g}–{a['p75']:g})" if a["p25"] is not None else "")
+            + f" over {a['companies']} companies"
+            + (f" ({a['held_out']} held out: they changed by fewer than k)" if a["held_out"] else "")
+            + "; "
             + (f"noised, ε={a['privacy']['epsilon']:g}" if a["privacy"]["dp"] else "no noise")
         )
 
 
 @city_app.command("standing")
 def standing(figure: str, tenant: TenantOpt, as_json: JsonOpt = False) -> None:
-    """Where a company stands against the city's median on a figure it contributes to."""
+    """Where a company stands against the city's figure (mean, or noised median) on a figure it contributes to."""
     with services(readonly=True) as platform:
         s = platform.city.standing(tenant, figure)
         print_json(s) if as_json else out.print(
-            f"{tenant}: {figure} {s['value']:g}{s['unit']} against the city's median {s['city_median']:g} "
+            f"{tenant}: {figure} {s['value']:g}{s['unit']} against the city's {s['city_statistic']} "
+            f"{s['city_value']:g} "
             f"({s['companies']} companies): {s['position']}"
         )
 

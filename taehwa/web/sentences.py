@@ -107,10 +107,17 @@ SENTENCES: list[tuple[str, str]] = [
     ),
     (
         r"(\S+) for (.*), set against the aggregates already released \((.*)\), would single out fewer than (\d+) "
-        r"companies by overlaps and differences, which could reveal a company's figure \(a differencing attack\); "
-        r"ask for a group that leaves at least (\d+) companies on each side of every released group it cuts",
+        r"companies by overlaps and differences, which could reveal a company's figure \(a differencing attack\), "
+        r"and no part of it of at least (\d+) companies avoids that; it is released again once at least (\d+) "
+        r"companies have joined or left it",
         "$1($2)은(는) 이미 공개된 집계($3)와 겹침·차이로 $4곳 미만의 기업을 가려낼 수 있어 한 기업의 수치가 드러날 수 "
-        "있습니다(차분 공격). 공개된 각 그룹을 나눌 때 양쪽에 $5곳 이상이 남는 그룹을 요청하세요",
+        "있고(차분 공격), 그렇지 않은 $5곳 이상의 일부도 없습니다. $6곳 이상이 참여하거나 빠지면 다시 공개됩니다",
+    ),
+    (
+        r"(\S+) for (.*) would be the exact mean of two companies, which tells each of them the other's figure; the "
+        r"city releases it over two only with noise \(its policy's ε\)",
+        "$1($2)은(는) 두 기업의 정확한 평균이 되어 서로의 수치를 알려 줍니다. 두 기업에 대해서는 잡음을 넣을 때만"
+        "(정책의 ε) 공개합니다",
     ),
     # the lab's verdicts and notes (label-free anomaly detectors)
     (
