@@ -370,3 +370,28 @@ def test_doctor_flags_loose_database_files_foreign_webhooks_and_outside_paths(
     assert "outside their tenant's folders: acme/connector drop" in said
     if s.metadata_url.startswith("sqlite"):
         assert "readable by other local users: metadata.sqlite (mode 644)" in said
+
+
+def test_deferred_entries_are_chained_and_checkpointed_in_their_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reads audited later (SQL queries) go in as one batch: numbered after the entries before them, with the
+    checkpoints that fall inside the batch, and a closed platform leaves none unwritten."""
+    monkeypatch.setenv("TAEHWA_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("TAEHWA_AUDIT_CHECKPOINT_EVERY", str(EVERY))
+    s = load_settings()
+    platform = Platform(s, background=False)
+    with acting_as(Principal("op", platform_admin=True, source="10.1.1.1:4000")):
+        platform.audit.append("test.append", target="first")
+        for i in range(60):
+            platform.audit.append_deferred("sql.query", target=f"q{i}")
+        platform.audit.append("test.append", target="last")  # written after the deferred ones, in order
+    platform.close()
+    platform.audit.flush_deferred()  # nothing left: the sync append took them
+    v = _service(s)
+    assert v.ok and v.entries >= 62 and v.checkpoints == v.entries // EVERY, v
+    engine = make_engine(s.metadata_url)
+    with engine.connect() as c:
+        targets = [r.target for r in c.execute(select(audit_log).order_by(audit_log.c.seq))]
+    engine.dispose()
+    assert targets[-62:] == ["first", *(f"q{i}" for i in range(60)), "last"]

@@ -243,6 +243,34 @@ def test_every_query_is_audited(sql: tuple[Platform, int]) -> None:
     assert "read-only" in refused["after"]["error"] and refused["after"]["via"] == "sql"
 
 
+def test_queries_are_refused_while_their_audit_entries_cannot_be_written(
+    sql: tuple[Platform, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The entries of queries are written a moment later, in batches; when that fails, no further query runs,
+    and the entries waiting are kept and written once the log works again (none is lost)."""
+    platform, port = sql
+    audit = platform.audit
+    written = audit._write
+
+    def broken(entries: list[dict[str, object]]) -> list[tuple[int, str]]:
+        raise OSError("database or disk is full")
+
+    with connect(port) as con:
+        monkeypatch.setattr(audit, "_write", broken)
+        con.execute("SELECT 1 AS kept_1").fetchall()
+        with pytest.raises(OSError):
+            audit.flush_deferred()
+        with pytest.raises(psycopg.Error, match="audit log cannot record queries"):
+            con.execute("SELECT 2 AS refused_2").fetchall()
+        monkeypatch.setattr(audit, "_write", written)
+        audit.flush_deferred()
+        assert con.execute("SELECT 3 AS answered_3").fetchall() == [(3,)]
+    with acting_as(SYSTEM):
+        targets = [e["target"] for e in reversed(audit.entries("acme", limit=20)) if e["action"] == "sql.query"]
+        assert audit.verify().ok
+    assert targets[-2:] == ["SELECT 1 AS kept_1", "SELECT 3 AS answered_3"]  # the refused one never ran
+
+
 def test_psql(sql: tuple[Platform, int]) -> None:
     """Debian's psql client, when installed."""
     _, port = sql

@@ -486,7 +486,7 @@ class SqlPort:
         return int(self._server.server_address[1])
 
     def close(self) -> None:
-        """Stop listening and end the clients' sessions."""
+        """Stop listening, end the clients' sessions and write their queries' audit entries."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -494,3 +494,7 @@ class SqlPort:
                 if ctx.session.sql is not None:
                     ctx.session.sql.interrupt()
             self._server = None
+        try:  # the queries' deferred audit entries are written before the port is said closed
+            self.audit.flush_deferred()
+        except Exception:
+            log.exception("SQL port: the deferred audit entries of its queries could not be written at close")

@@ -99,6 +99,7 @@ class SqlSession:
         """Run what a client sent (the last statement's answer comes back); refused, failed and answered queries
         alike are recorded in the audit log."""
         started = time.perf_counter()
+        self.audit.check_deferred()  # a query whose entry could not be written is not run
         self.principal = self.recheck()
         with acting_as(self.principal):
             try:
@@ -166,7 +167,8 @@ class SqlSession:
             after["rows"] = rows
         if error is not None:
             after["error"] = error[:300]
-        self.audit.append("sql.query", tenant=self.tenant, target=sql[:1000], after=after)
+        # written with others within a fraction of a second (`AuditLog.append_deferred`): a read waits for no commit
+        self.audit.append_deferred("sql.query", tenant=self.tenant, target=sql[:1000], after=after)
 
 
 def _duckdb_message(exc: duckdb.Error) -> str:

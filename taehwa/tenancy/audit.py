@@ -14,6 +14,8 @@ changed either; `verify` says which part is keyed.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
 
 GENESIS = "0" * 64
 HEAD_VERSION = 2
+DEFER_WINDOW_S = 0.2  # deferred entries (SQL queries) are written within this, so a crash loses at most it
+DEFER_MAX = 256  # or at once when this many wait
 log = logging.getLogger(__name__)
 
 
@@ -64,6 +68,22 @@ def _sign(key: bytes, kind: str, body: dict[str, Any]) -> str:
 def key_id(key: bytes) -> str:
     """A public fingerprint of the key, kept in the head so that a wrong key is told from a tampered log."""
     return hmac.new(key, b"taehwa audit key id", hashlib.sha256).hexdigest()[:16]
+
+
+def _pending(
+    caller: Any, action: str, tenant: str | None, target: str | None, before: Any, after: Any
+) -> dict[str, Any]:
+    """An entry's fields but its number, as of now: who, from where, when, what."""
+    return {
+        "at_us": time.time_ns() // 1000,
+        "actor": caller.user + (f" (token {caller.token_id})" if caller.token_id else ""),
+        "source": caller.source,
+        "tenant": tenant,
+        "action": action,
+        "target": target,
+        "before": before,
+        "after": after,
+    }
 
 
 def _row_fields(r: Any) -> dict[str, Any]:
@@ -175,6 +195,10 @@ class AuditLog:
         self._every = max(1, checkpoint_every)
         self._key: bytes | None = None
         self._key_problem: str | None = None
+        self._deferred: list[dict[str, Any]] = []  # entries `append_deferred` took, not yet written
+        self._defer_wake = threading.Condition()
+        self._defer_thread: threading.Thread | None = None
+        self._defer_error: str | None = None
         if key_file is not None:
             self._open_key(key_file)
 
@@ -283,7 +307,8 @@ class AuditLog:
         before: Any = None,
         after: Any = None,
     ) -> int:
-        """Record an action by the current caller; returns its sequence number.
+        """Record an action by the current caller; returns its sequence number (entries deferred before it are
+        written first, in the same transaction, so the log stays in the order things happened).
 
         The platform's own machinery (the `SYSTEM` caller: demo replay, maintenance) is not recorded; every user,
         token and CLI operator is. With a key configured but missing, the action is refused: it could not be
@@ -292,40 +317,136 @@ class AuditLog:
         caller = current()
         if caller is SYSTEM:
             return 0
+        self._require_key()
+        entry = _pending(caller, action, tenant, target, before, after)
+        with self._lock:
+            pending = self._take_deferred()
+            try:
+                written = self._write([*pending, entry])
+            except BaseException:
+                self._put_back(pending)  # kept for the next try: a failed append loses none of them
+                raise
+        return written[-1][0]
+
+    def append_deferred(
+        self,
+        action: str,
+        *,
+        tenant: str | None = None,
+        target: str | None = None,
+        after: Any = None,
+    ) -> None:
+        """Record a read (a SQL query) without waiting for the database: the entry (its caller and time taken
+        now) is written with others within `DEFER_WINDOW_S`, or at once when `DEFER_MAX` wait. A crash loses at
+        most that window's entries. Refused, like `append`, while the audit key is missing, and while the
+        deferred entries cannot be written (the error of the last try is raised): nothing goes unaudited."""
+        caller = current()
+        if caller is SYSTEM:
+            return
+        self._require_key()
+        entry = _pending(caller, action, tenant, target, None, after)
+        with self._defer_wake:
+            self._refuse_while_failing()
+            self._deferred.append(entry)
+            full = len(self._deferred) >= DEFER_MAX
+            if self._defer_thread is None:
+                self._defer_thread = threading.Thread(target=self._defer_loop, name="audit-deferred", daemon=True)
+                self._defer_thread.start()
+                atexit.register(self._flush_quietly)
+            self._defer_wake.notify()
+        if full:
+            self.flush_deferred()
+
+    def check_deferred(self) -> None:
+        """Refuse (Unavailable) while deferred entries cannot be written: a query is checked before it runs."""
+        self._require_key()
+        with self._defer_wake:
+            self._refuse_while_failing()
+
+    def _refuse_while_failing(self) -> None:
+        if self._defer_error is not None:
+            raise Unavailable(
+                f"the audit log cannot record queries now ({self._defer_error}); queries are refused until it can",
+                where="audit log",
+            )
+
+    def flush_deferred(self) -> None:
+        """Write the deferred entries now (readers of the log, and shutting down, call this first)."""
+        with self._lock:
+            pending = self._take_deferred()
+            if not pending:
+                return
+            try:
+                self._write(pending)
+            except BaseException as exc:
+                self._put_back(pending, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+                raise
+            with self._defer_wake:
+                self._defer_error = None
+
+    def _take_deferred(self) -> list[dict[str, Any]]:
+        with self._defer_wake:
+            pending, self._deferred = self._deferred, []
+        return pending
+
+    def _put_back(self, pending: list[dict[str, Any]], error: str | None = None) -> None:
+        with self._defer_wake:
+            self._deferred[:0] = pending
+            if error is not None:
+                self._defer_error = error
+
+    def _defer_loop(self) -> None:
+        """The writer of deferred entries: waits for the first, lets the window fill, writes them at once."""
+        while True:
+            with self._defer_wake:
+                while not self._deferred:
+                    self._defer_wake.wait()
+            time.sleep(DEFER_WINDOW_S)
+            try:
+                self.flush_deferred()
+            except Exception:
+                log.exception("the audit log could not write its deferred entries; queries are refused meanwhile")
+                time.sleep(DEFER_WINDOW_S)
+
+    def _flush_quietly(self) -> None:
+        try:
+            self.flush_deferred()
+        except Exception:
+            log.exception("the audit log's deferred entries were not written at exit")
+
+    def _require_key(self) -> None:
         if self._key_file is not None and self._key is None:
             raise Unavailable(
                 f"{self._key_problem or 'no audit key'}; actions that are audited are refused until then",
                 where="audit log",
             )
-        actor = caller.user + (f" (token {caller.token_id})" if caller.token_id else "")
-        with self._lock:
-            with self._engine.begin() as c:
-                _take_append_lock(c)
-                last = c.execute(select(audit_log).order_by(audit_log.c.seq.desc()).limit(1)).first()
-                if last is not None and self._key is not None and not self._links(last):
-                    log.error(
-                        "audit entry %d is not signed with this node's audit key (another node with another "
-                        "key wrote it, or it was changed); run taehwa audit verify",
-                        last.seq,
-                    )
-                seq = (last.seq + 1) if last else 1
-                prev = last.hash if last else GENESIS
-                fields = {
-                    "seq": seq,
-                    "at_us": time.time_ns() // 1000,
-                    "actor": actor,
-                    "source": caller.source,
-                    "tenant": tenant,
-                    "action": action,
-                    "target": target,
-                    "before": before,
-                    "after": after,
-                }
+
+    def _write(self, entries: list[dict[str, Any]]) -> list[tuple[int, str]]:
+        """Append entries (their fields but seq) in one transaction, chained; the caller holds `_lock`. Returns
+        each one's (seq, hash)."""
+        written: list[tuple[int, str]] = []
+        with self._engine.begin() as c:
+            _take_append_lock(c)
+            last = c.execute(select(audit_log).order_by(audit_log.c.seq.desc()).limit(1)).first()
+            if last is not None and self._key is not None and not self._links(last):
+                log.error(
+                    "audit entry %d is not signed with this node's audit key (another node with another "
+                    "key wrote it, or it was changed); run taehwa audit verify",
+                    last.seq,
+                )
+            seq = (last.seq + 1) if last else 1
+            prev = last.hash if last else GENESIS
+            rows = []
+            for entry in entries:
+                fields = {"seq": seq, **entry}
                 digest = _entry_mac(self._key, prev, fields) if self._key is not None else _entry_hash(prev, fields)
-                c.execute(insert(audit_log).values(**fields, prev_hash=prev, hash=digest))
-            # written after the commit: a head or checkpoint is a lower bound of the log's length, never ahead of it
-            self._after_append(seq, digest)
-        return seq
+                rows.append({**fields, "prev_hash": prev, "hash": digest})
+                written.append((seq, digest))
+                prev, seq = digest, seq + 1
+            c.execute(insert(audit_log), rows)
+        # written after the commit: a head or checkpoint is a lower bound of the log's length, never ahead of it
+        self._after_append(written)
+        return written
 
     def _links(self, row: Any) -> bool:
         """Whether a stored entry follows from its previous hash under this key (or, before the key, unkeyed)."""
@@ -336,18 +457,19 @@ class AuditLog:
             or _entry_hash(str(row.prev_hash), fields) == row.hash
         )
 
-    def _after_append(self, seq: int, digest: str) -> None:
-        """Move the head forward and add a checkpoint when one is due; the entry is committed already, so a head
-        that cannot be written (a full disk) is logged, and the head stays a lower bound."""
+    def _after_append(self, written: list[tuple[int, str]]) -> None:
+        """Move the head forward and add the checkpoints that are due; the entries are committed already, so a
+        head that cannot be written (a full disk) is logged, and the head stays a lower bound."""
         try:
-            self._move_head(seq, digest)
+            self._move_head(written)
         except OSError as exc:
-            log.error("audit head not moved to entry %d: %s", seq, exc.strerror)
+            log.error("audit head not moved to entry %d: %s", written[-1][0], exc.strerror)
 
-    def _move_head(self, seq: int, digest: str) -> None:
+    def _move_head(self, written: list[tuple[int, str]]) -> None:
         """The work of `_after_append`."""
-        if self._head is None:
+        if self._head is None or not written:
             return
+        seq, digest = written[-1]
         if self._key is None:  # unkeyed (no key configured): the old plain head
             tmp = self._head.with_name(self._head.name + ".tmp")
             tmp.write_text(orjson.dumps({"seq": seq, "hash": digest}).decode())
@@ -360,9 +482,10 @@ class AuditLog:
         if trusted["seq"] >= seq:
             return
         checkpoint = int(trusted["checkpoint"])
-        if seq % self._every == 0:
-            self._add_checkpoint(seq, digest)
-            checkpoint = seq
+        for n, d in written:
+            if n % self._every == 0 and n > trusted["seq"]:
+                self._add_checkpoint(n, d)
+                checkpoint = n
         self._write_head({"seq": seq, "hash": digest, "keyed_from": trusted["keyed_from"], "checkpoint": checkpoint})
 
     def entries(
@@ -373,6 +496,7 @@ class AuditLog:
             check_platform_admin("read the whole audit log")
         else:
             check(tenant, "admin")
+        self.flush_deferred()
         q = select(audit_log).order_by(audit_log.c.seq.desc()).limit(limit)
         if tenant is not None:
             q = q.where(audit_log.c.tenant == tenant)
@@ -420,6 +544,8 @@ class AuditLog:
         """Walk the chain; the first entry that does not follow from the one before is reported, and so is a head or
         checkpoint that records more than the log holds."""
         keyed = self._key_file is not None
+        with contextlib.suppress(Exception):  # what cannot be written now is not in the log: verify what is
+            self.flush_deferred()
         with self._engine.connect() as c:
             total = int(c.execute(select(func.count()).select_from(audit_log)).scalar() or 0)
         if keyed and self._key is None:
