@@ -123,7 +123,7 @@ def test_events_opened_by_an_alert_and_the_alert_linked_to_its_events(plat: Plat
     listed = {c["name"]: c for c in plat.analytics.calculations("acme") if c["kind"] == "event"}
     assert listed["hot"]["opened_by"] == {"alert": "p1-pressure-high"}
     assert "no alert rule 'p1-pressure-high'" in listed["hot"]["problem"]
-    assert "problem" not in listed["service"]
+    assert "no label of kind 'maintenance'" in listed["service"]["problem"]  # none yet: the first one opens
 
 
 def test_events_from_labels_over_their_span(plat: Platform) -> None:
@@ -141,6 +141,8 @@ def test_events_from_labels_over_their_span(plat: Platform) -> None:
             {"asset": P1, "kind": "maintenance", "start": from_us(now - 9 * S), "end": from_us(now + 500 * S)},
         ],
     )
+    listed = {c["name"]: c for c in plat.analytics.calculations("acme") if c["kind"] == "event"}
+    assert listed["service"]["opened_by"] == {"label": "maintenance"} and "problem" not in listed["service"]
     got = sorted(plat.analytics.search("acme", kind="label")["events"], key=lambda e: e["start_us"])
     spans = [((e["start_us"] - T0) // S, e["duration_s"], e["close_reason"]) for e in got[:3]]
     assert spans == [(5, 10.0, "label"), (20, 0.0, "label"), (30, 60.0, "max_duration")]

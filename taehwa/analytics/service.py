@@ -24,7 +24,7 @@ from taehwa.analytics.store import EventStore, parse_filter
 from taehwa.core.errors import InvalidInput, NotFound, TaehwaError, ValidationFailed
 from taehwa.core.timeutil import from_us, parse_duration, to_us
 from taehwa.core.yamlio import load_yaml
-from taehwa.db import alert_rules
+from taehwa.db import alert_rules, labels
 from taehwa.tenancy.access import current
 from taehwa.twin.model import Plant, parse_document
 
@@ -165,7 +165,7 @@ class AnalyticsService:
                         **self._ref_of(tp),
                     }
                 )
-        rules: set[str] | None = None
+        known: dict[str, set[str]] = {}  # alert rules and label kinds the tenant has, read once if needed
         for (type_name, _), tp in sorted(prog.templates.items()):
             if tp.opener == "condition":
                 continue
@@ -180,15 +180,14 @@ class AnalyticsService:
                 "assets": sum(1 for a in prog.plant.assets.values() if a.type == type_name),
                 **self._ref_of(tp),
             }
-            if tp.opener == "alert":
-                if rules is None:
-                    with self.events.engine.connect() as conn:
-                        q = select(alert_rules.c.name).where(alert_rules.c.tenant == tenant)
-                        rules = set(conn.execute(q).scalars())
-                if tp.source not in rules:
-                    row["problem"] = (
-                        f"no alert rule {tp.source!r} in this tenant: its events never open until one is added"
-                    )
+            if tp.opener not in known:
+                col = alert_rules.c.name if tp.opener == "alert" else labels.c.kind
+                with self.events.engine.connect() as conn:
+                    q = select(col).where(col.table.c.tenant == tenant).distinct()
+                    known[tp.opener] = set(conn.execute(q).scalars())
+            if tp.source not in known[tp.opener]:
+                what = f"alert rule {tp.source!r}" if tp.opener == "alert" else f"label of kind {tp.source!r}"
+                row["problem"] = f"no {what} in this tenant: its events open once there is one"
             out.append(row)
         return out
 

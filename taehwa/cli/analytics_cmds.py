@@ -96,7 +96,17 @@ def list_(tenant: TenantOpt, as_json: JsonOpt = False) -> None:
         items = platform.analytics.calculations(tenant)
         view = Table("kind", "type", "name", "expr / rule", "unit", "assets")
         for i in items:
-            rule = i.get("expr") or f"for {i['held_s']:g}s, at most {i['max_duration_s']:g}s"
+            if i.get("expr"):
+                rule = i["expr"]
+            elif "opened_by" in i:
+                (opener, source), *_ = i["opened_by"].items()
+                rule = f"opened by {opener} {source}, at most {i['max_duration_s']:g}s"
+            else:
+                rule = f"for {i['held_s']:g}s, at most {i['max_duration_s']:g}s"
+            if i.get("reference"):
+                rule += f"; scored against a reference into {i['reference']['output']}"
+            if i.get("problem"):
+                rule += f" (problem: {i['problem']})"
             view.add_row(i["kind"], i["type"], i["name"], rule, i.get("unit") or "", str(i["assets"]))
         print_table(view, as_json=as_json, data=items)
 
