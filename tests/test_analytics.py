@@ -292,6 +292,7 @@ def test_lineage_and_the_twins_live_state(plat: Platform) -> None:
     assert lineage["version"] and info.unit == "1"
     assert plat.analytics.lineage("acme", f"{P1}/efficiency")["version"] == lineage["version"]
     state = plat.twin.get("acme", P1)["live"]
+    assert state is not None  # the live state is loaded
     eff = state["signals"]["efficiency"]
     assert eff["derived"] is True and eff["value"] is not None and eff["limit_state"] in ("normal", "warning")
 

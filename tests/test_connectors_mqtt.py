@@ -144,7 +144,7 @@ def test_broker_restart_mid_stream_loses_nothing(platform: Platform, broker: Bro
     wait_for(
         lambda: (
             (s := platform.connectors.status("acme", "line-1"))["state"] == "connected"
-            and s["since"] > datetime.fromtimestamp(restarted, UTC).isoformat()
+            and (s["since"] or "") > datetime.fromtimestamp(restarted, UTC).isoformat()
         )
     )
     pub = publisher(broker.port, "plc-1b")

@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.testclient import WebSocketDenialResponse
 
+from taehwa.server.platform import Platform
 from tests.conftest import TOKEN
 
 PLANT = (Path(__file__).parent / "data" / "plant.yaml").read_text()
@@ -92,7 +93,7 @@ def test_asset_crud_move_and_search(loaded: TestClient) -> None:
     assert loaded.post("/api/v1/acme/assets", json={"id": "x", "type": "Column", "colour": "red"}).status_code == 422
 
 
-def test_state_live_and_past(loaded: TestClient) -> None:
+def test_state_live_and_past(loaded: TestClient, platform: Platform) -> None:
     loaded.post(
         "/api/v1/acme/points", json=[{"tag": "ulsan/cdu/P-101A/PT", "time": "2024-03-01T00:00:00Z", "value": 36.0}]
     )
@@ -100,6 +101,15 @@ def test_state_live_and_past(loaded: TestClient) -> None:
     assert loaded.get("/api/v1/acme/assets", params={"state": "alarm"}).json()["total"] == 3  # pump, area, site
     past = loaded.get(f"/api/v1/acme/assets/{PUMP}/state", params={"at": "2024-02-01T00:00:00Z"}).json()
     assert past["own_state"] == "unknown"
+    # the typed answers (twin.records) are the routes' response models: each answer is the service's, whole
+    twin = platform.twin
+    assert loaded.get(f"/api/v1/acme/assets/{PUMP}/state").json() == twin.state("acme", PUMP)
+    assert past == twin.state("acme", PUMP, "2024-02-01T00:00:00Z") and "at" in past and "quality" not in past
+    got = loaded.get(f"/api/v1/acme/assets/{PUMP}").json()
+    assert got == twin.get("acme", PUMP) and got["live"]["quality"]["figure"] == 100.0
+    assert loaded.get("/api/v1/acme/assets", params={"state": "alarm"}).json() == twin.search("acme", state="alarm")
+    assert loaded.get("/api/v1/acme/types").json() == twin.types("acme")
+    assert loaded.get("/api/v1/acme/sites").json() == twin.children("acme", None)
 
 
 def test_other_tenants_see_nothing(loaded: TestClient) -> None:

@@ -5,8 +5,11 @@ whether it is intact and their own count, others nothing)."""
 
 from __future__ import annotations
 
+import json
+
 from fastapi.testclient import TestClient
 
+from taehwa.connectors.link import Status
 from taehwa.core.loopback import free_port
 from taehwa.server.platform import Platform
 from tests.conftest import TOKEN
@@ -72,3 +75,13 @@ def test_audit_verify_says_to_each_what_it_may_know(client: TestClient, platform
     assert client.get("/api/v1/audit/verify", headers=boss).status_code == 403  # the whole log: platform admins
     assert client.get("/api/v1/audit/verify?tenant=acme", headers=eng).status_code == 403
     assert client.get("/api/v1/audit/verify?tenant=rival", headers=boss).status_code == 403
+    # the connector added above, as the list and its page read it: the typed answers are the routes' response
+    # models, and each is the service's whole, not running (name, state, backlog) and as a running link wrote it
+    listed = client.get("/api/v1/acme/connectors", headers=boss).json()
+    assert listed == platform.connectors.list("acme") and listed[0]["status"]["state"] == "not running"
+    running = Status("drop", "files", state="connected", points_total=3, detail={"files_done": 1}).to_dict()
+    folder = platform.connectors.folder("acme", "drop")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "status.json").write_text(json.dumps(running))
+    one = client.get("/api/v1/acme/connectors/drop", headers=boss).json()
+    assert one == platform.connectors.get("acme", "drop") and one["status"] == running and len(running) == 12

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Body, Depends, FastAPI, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from taehwa.api.responses import BoundedRoute
+from taehwa.connectors.records import ConnectorSummary, ConnectorView
 from taehwa.server.platform import Platform
 
 
@@ -38,7 +39,7 @@ def add_connector_routes(app: FastAPI, platform: Platform, auth: Callable[[], No
     router = APIRouter(dependencies=[Depends(auth)], route_class=BoundedRoute, tags=["connectors"])
 
     @router.get("/api/v1/{tenant}/connectors")
-    def list_connectors(tenant: str) -> list[dict[str, Any]]:
+    def list_connectors(tenant: str) -> list[ConnectorSummary]:
         """Every connector with its status: state, last value time, points/s, backlog, last error with its time."""
         return service.list(tenant)
 
@@ -66,7 +67,7 @@ def add_connector_routes(app: FastAPI, platform: Platform, auth: Callable[[], No
         }
 
     @router.get("/api/v1/{tenant}/connectors/{name}")
-    def get_connector(tenant: str, name: str) -> dict[str, Any]:
+    def get_connector(tenant: str, name: str) -> ConnectorView:
         """A connector's definition (passwords left out) and status."""
         return service.get(tenant, name)
 

@@ -18,6 +18,7 @@ from taehwa.core.errors import InvalidInput, TaehwaError, Unauthorized
 from taehwa.core.yamlio import MAX_DOCUMENT_BYTES, dump_yaml
 from taehwa.server.platform import Platform
 from taehwa.twin.events import KINDS, EventHub
+from taehwa.twin.records import AssetListing, AssetState, AssetTypeView, AssetView, SearchResult
 
 
 class AssetIn(BaseModel):
@@ -144,7 +145,7 @@ def add_twin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
         return [v.to_dict() for v in twin.versions(tenant, limit)]
 
     @router.get("/api/v1/{tenant}/types")
-    def list_types(tenant: str) -> list[dict[str, Any]]:
+    def list_types(tenant: str) -> list[AssetTypeView]:
         """Asset types with inherited attributes and signals merged in."""
         return twin.types(tenant)
 
@@ -163,7 +164,7 @@ def add_twin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
         q: str | None = Query(None, description="text in the path or name"),
         limit: int = Query(100, ge=1, le=10_000),
         offset: int = Query(0, ge=0),
-    ) -> dict[str, Any]:
+    ) -> SearchResult:
         """Search assets; every filter given must hold."""
         attrs: dict[str, str] = {}
         for item in attr or []:
@@ -176,18 +177,18 @@ def add_twin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
         )
 
     @router.get("/api/v1/{tenant}/sites")
-    def sites(tenant: str) -> list[dict[str, Any]]:
+    def sites(tenant: str) -> list[AssetListing]:
         """The top of the hierarchy."""
         return twin.children(tenant, None)
 
     @router.post("/api/v1/{tenant}/assets", status_code=201)
-    def create_asset(tenant: str, body: AssetIn) -> dict[str, Any]:
+    def create_asset(tenant: str, body: AssetIn) -> AssetView:
         """Add one asset; the whole model is validated with it."""
         fields = body.model_dump(exclude={"parent"}, exclude_none=True)
         return twin.create(tenant, fields, parent=body.parent)
 
     @router.get("/api/v1/{tenant}/assets/{path:path}/children")
-    def children(tenant: str, path: str) -> list[dict[str, Any]]:
+    def children(tenant: str, path: str) -> list[AssetListing]:
         """Direct children with their rolled-up state."""
         return twin.children(tenant, path)
 
@@ -196,23 +197,23 @@ def add_twin_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
         tenant: str,
         path: str,
         at: str | None = Query(None, description="rebuild the state at this time from the historian"),
-    ) -> dict[str, Any]:
+    ) -> AssetState:
         """Live state (each signal's newest value, quality, time, limit state, staleness; health rolled up), or
         the state at a past time."""
         return twin.state(tenant, path, at)
 
     @router.post("/api/v1/{tenant}/assets/{path:path}/move")
-    def move(tenant: str, path: str, body: MoveIn) -> dict[str, Any]:
+    def move(tenant: str, path: str, body: MoveIn) -> AssetView:
         """Move a subtree under another parent, or rename it."""
         return twin.move(tenant, path, body.parent, new_id=body.id)
 
     @router.get("/api/v1/{tenant}/assets/{path:path}")
-    def get_asset(tenant: str, path: str, at: str | None = Query(None)) -> dict[str, Any]:
+    def get_asset(tenant: str, path: str, at: str | None = Query(None)) -> AssetView:
         """One asset: fields, children, relations, bound signals and live state (or as it was at a time)."""
         return twin.get(tenant, path, at)
 
     @router.patch("/api/v1/{tenant}/assets/{path:path}")
-    def update_asset(tenant: str, path: str, body: AssetPatch) -> dict[str, Any]:
+    def update_asset(tenant: str, path: str, body: AssetPatch) -> AssetView:
         """Change an asset's fields; the whole model is validated with the change."""
         return twin.update(tenant, path, body.model_dump(exclude_unset=True))
 

@@ -13,6 +13,7 @@ from rich.table import Table
 from taehwa.cli.common import JsonOpt, TenantOpt, emit_text, err, fail, out, print_table, services, write_call
 from taehwa.core.errors import InvalidInput, TaehwaError
 from taehwa.core.yamlio import dump_yaml, load_yaml, plain
+from taehwa.twin.records import AssetListing
 
 twin_app = typer.Typer(help="Digital twin (디지털 트윈): plant model, assets, live state.", no_args_is_help=True)
 
@@ -36,7 +37,7 @@ def _print_json(data: Any) -> None:
     out.print_json(json.dumps(data, default=str))
 
 
-def _assets_table(items: list[dict[str, Any]], as_json: bool = False) -> None:
+def _assets_table(items: list[AssetListing], as_json: bool = False) -> None:
     view = Table("path", "type", "name", "state")
     for a in items:
         view.add_row(a["path"], a["type"], a["name"], a.get("state", ""))

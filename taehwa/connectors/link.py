@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from taehwa.connectors.config import Connector
 from taehwa.connectors.queue import DurableQueue
+from taehwa.connectors.records import ConnectorStatus
 from taehwa.core.errors import InvalidInput, TaehwaError
 from taehwa.historian.store import Historian
 
@@ -69,13 +70,22 @@ class Status:
     last_error_time: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["since"] = _iso(self.since)
-        d["last_value_time"] = _iso(self.last_value_time)
-        d["last_error_time"] = _iso(self.last_error_time)
-        d["points_s"] = round(self.points_s, 1)
-        return d
+    def to_dict(self) -> ConnectorStatus:
+        """The status as JSON: times as ISO text, the rate to a tenth."""
+        return {
+            "name": self.name,
+            "protocol": self.protocol,
+            "state": self.state,
+            "since": _iso(self.since),
+            "last_value_time": _iso(self.last_value_time),
+            "points_total": self.points_total,
+            "points_s": round(self.points_s, 1),
+            "backlog": self.backlog,
+            "rejected": self.rejected,
+            "last_error": self.last_error,
+            "last_error_time": _iso(self.last_error_time),
+            "detail": dict(self.detail),
+        }
 
 
 class Link:

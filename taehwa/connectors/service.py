@@ -20,6 +20,7 @@ from sqlalchemy import Engine, delete, insert, select, update
 from taehwa.connectors.config import Connector, FilesConnector, item_tags, parse_connectors
 from taehwa.connectors.link import Link, make_link
 from taehwa.connectors.queue import DurableQueue
+from taehwa.connectors.records import ConnectorStatus, ConnectorSummary, ConnectorView
 from taehwa.core.errors import Conflict, NotFound, Unavailable
 from taehwa.db import connectors
 from taehwa.historian.store import Historian
@@ -173,7 +174,7 @@ class ConnectorService:
             out.append((r.tenant, raw, spec))
         return out
 
-    def get(self, tenant: str, name: str) -> dict[str, Any]:
+    def get(self, tenant: str, name: str) -> ConnectorView:
         self.tenants.require(tenant, "read")
         for _t, spec in self.definitions(tenant):
             if spec.name == name:
@@ -183,7 +184,7 @@ class ConnectorService:
                 }
         raise NotFound(f"no connector {name!r}", where="name")
 
-    def list(self, tenant: str) -> list[dict[str, Any]]:
+    def list(self, tenant: str) -> list[ConnectorSummary]:
         self.tenants.require(tenant, "read")
         return [
             {
@@ -196,7 +197,7 @@ class ConnectorService:
             for _, s in self.definitions(tenant)
         ]
 
-    def status(self, tenant: str, name: str) -> dict[str, Any]:
+    def status(self, tenant: str, name: str) -> ConnectorStatus:
         """Live status from this process when it runs the connector, else what the running server last wrote."""
         self.tenants.require(tenant, "read")
         with self._lock:
@@ -206,7 +207,7 @@ class ConnectorService:
             link.status.backlog = link.queue.backlog
             return link.status.to_dict()
         path = self.folder(tenant, name) / "status.json"
-        doc: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {"name": name, "state": "not running"}
+        doc: ConnectorStatus = json.loads(path.read_text()) if path.exists() else {"name": name, "state": "not running"}
         queue = self.folder(tenant, name) / "queue.db"
         if queue.exists():
             q = DurableQueue(queue)

@@ -24,6 +24,7 @@ from taehwa.core.tagbatch import TagIndex, group_by_code, iso_parts, iso_times, 
 from taehwa.core.timeutil import from_us
 from taehwa.historian.schema import Quality
 from taehwa.twin.model import Asset, Plant
+from taehwa.twin.records import AssetQuality, AssetState, SignalQuality, SignalRecord
 from taehwa.twin.types import Limits
 
 STATES = ("unknown", "normal", "stale", "warning", "alarm")
@@ -137,7 +138,7 @@ class SignalState:
             return "unknown"
         return "stale" if self.stale or self.quality == Quality.BAD else self.limit
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> SignalRecord:
         """JSON form."""
         t = self.time_us
         return {
@@ -435,7 +436,7 @@ class TenantLive:
         s.stale[flip] = stale[flip]
         return self._state_events({self.paths[int(p)] for p in np.unique(self.path_of[flip]).tolist()})
 
-    def asset_state(self, path: str) -> dict[str, Any]:
+    def asset_state(self, path: str) -> AssetState:
         """One asset's live state as JSON."""
         return {
             "path": path,
@@ -445,7 +446,7 @@ class TenantLive:
             "quality": self.quality(path),
         }
 
-    def quality(self, path: str) -> dict[str, Any]:
+    def quality(self, path: str) -> AssetQuality:
         """The quality of what an asset's signals sent since the server started: per signal the points received,
         how many of bad and of uncertain quality, and its figure (percent of points of good quality); the
         asset's figure is the mean of its signals' that received any (None before any point)."""
@@ -455,7 +456,7 @@ class TenantLive:
         a, b = int(self.path_lo[i]), int(self.path_hi[i])
         s = self.slots
         pts, bad, unc = (x[a:b].tolist() for x in (s.points, s.bad, s.uncertain))
-        signals: dict[str, Any] = {}
+        signals: dict[str, SignalQuality] = {}
         for k, name in enumerate(self.signals[path]):
             good = pts[k] - bad[k] - unc[k]
             figure = round(100.0 * good / pts[k], 2) if pts[k] else None

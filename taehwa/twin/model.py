@@ -16,6 +16,7 @@ from typing import Any
 from taehwa.core.errors import InvalidInput, Location, ValidationFailed
 from taehwa.core.names import check_tag
 from taehwa.core.yamlio import line_of
+from taehwa.twin.records import AssetRecord, PlantDocument, RelationRecord
 from taehwa.twin.types import LEVELS, LIMIT_KEYS, AssetType, Limits, Problems, Where, _parse_limits, resolve_types
 
 SEGMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -51,9 +52,9 @@ class Asset:
         """The last segment of the path."""
         return self.path.rsplit("/", 1)[-1]
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> AssetRecord:
         """A flat, JSON-ready form (what the API returns and the store keeps)."""
-        out: dict[str, Any] = {
+        out: AssetRecord = {
             "path": self.path,
             "parent": self.parent,
             "id": self.id,
@@ -78,7 +79,7 @@ class Relation:
     target: str
     where: Where | None = field(default=None, compare=False)
 
-    def record(self) -> dict[str, str]:
+    def record(self) -> RelationRecord:
         """The YAML and JSON form."""
         return {"from": self.source, "kind": self.kind, "to": self.target}
 
@@ -116,7 +117,7 @@ class Plant:
         base = t.signals[signal].limits if t is not None and signal in t.signals else Limits()
         return base.merged(asset.limits[signal]) if signal in asset.limits else base
 
-    def document(self) -> dict[str, Any]:
+    def document(self) -> PlantDocument:
         """The plant as a YAML-ready document (types, nested assets, relations), for export."""
         from taehwa.twin.types import export_types
 
@@ -140,7 +141,7 @@ class Plant:
         kids_of: dict[str | None, list[Asset]] = {}
         for a in self.assets.values():
             kids_of.setdefault(a.parent, []).append(a)
-        doc: dict[str, Any] = {"types": export_types(self.types), "assets": [node(a) for a in kids_of.get(None, [])]}
+        doc: PlantDocument = {"types": export_types(self.types), "assets": [node(a) for a in kids_of.get(None, [])]}
         if self.relations:
             doc["relations"] = [r.record() for r in self.relations]
         return doc

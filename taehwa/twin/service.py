@@ -36,6 +36,15 @@ from taehwa.twin.model import (
     validate,
     with_asset,
 )
+from taehwa.twin.records import (
+    AssetListing,
+    AssetState,
+    AssetTypeView,
+    AssetView,
+    PlantDocument,
+    SearchResult,
+    StateNode,
+)
 from taehwa.twin.store import TwinStore, Version
 from taehwa.twin.targets import Target
 from taehwa.twin.types import Problems, Where, resolve_types
@@ -224,7 +233,7 @@ class TwinService:
             version, len(new.assets), len(new.types), len(added), len(changed), len(removed), len(new.relations)
         )
 
-    def export(self, tenant: str, at: Any = None) -> dict[str, Any]:
+    def export(self, tenant: str, at: Any = None) -> PlantDocument:
         """The model as a plant document (now, or as it stood at a past time)."""
         return self._plant_at(tenant, at).document()
 
@@ -241,10 +250,10 @@ class TwinService:
         self.tenants.require(tenant)
         return self.store.versions(tenant, limit)
 
-    def types(self, tenant: str) -> list[dict[str, Any]]:
+    def types(self, tenant: str) -> list[AssetTypeView]:
         """Every asset type with its inherited members merged in."""
         plant = self.plant(tenant)
-        out = []
+        out: list[AssetTypeView] = []
         for t in plant.types.values():
             out.append(
                 {
@@ -281,20 +290,23 @@ class TwinService:
             raise NotFound(f"no asset {path!r}", where="path")
         return asset
 
-    def get(self, tenant: str, path: str, at: Any = None) -> dict[str, Any]:
+    def get(self, tenant: str, path: str, at: Any = None) -> AssetView:
         """One asset with its children's paths, relations and (for now) live state."""
         plant = self._plant_at(tenant, at)
         asset = self._require(plant, path)
-        out = asset.record()
-        out["children"] = [c.path for c in plant.children(path)]
-        out["relations"] = [r.record() for r in plant.relations if path in (r.source, r.target)]
-        out["signals"] = plant.signal_tags(asset)
-        if at is None:
-            live = self.live.get(tenant)
-            out["live"] = live.asset_state(path) if live else None
+        live = self.live.get(tenant) if at is None else None
+        out: AssetView = {
+            **asset.record(),
+            "children": [c.path for c in plant.children(path)],
+            "relations": [r.record() for r in plant.relations if path in (r.source, r.target)],
+            "signals": plant.signal_tags(asset),
+            "live": live.asset_state(path) if live else None,
+        }
+        if at is not None:
+            del out["live"]  # a past time has no live state
         return out
 
-    def children(self, tenant: str, path: str | None) -> list[dict[str, Any]]:
+    def children(self, tenant: str, path: str | None) -> list[AssetListing]:
         """Direct children of an asset (the sites for None), with their rolled-up state."""
         plant = self.plant(tenant)
         if path is not None:
@@ -305,9 +317,7 @@ class TwinService:
             for a in plant.children(path)
         ]
 
-    def create(
-        self, tenant: str, body: dict[str, Any], *, parent: str | None, actor: str | None = None
-    ) -> dict[str, Any]:
+    def create(self, tenant: str, body: dict[str, Any], *, parent: str | None, actor: str | None = None) -> AssetView:
         """Add one asset under a parent (a site when there is none)."""
         plant = self._writable(tenant)
         seg = body.get("id")
@@ -322,7 +332,7 @@ class TwinService:
             raise InvalidInput("create children one by one, or load a plant file", where="children")
         return self._put_asset(tenant, plant, path, body, actor=actor, action="created", summary=f"created {path}")
 
-    def update(self, tenant: str, path: str, patch: dict[str, Any], *, actor: str | None = None) -> dict[str, Any]:
+    def update(self, tenant: str, path: str, patch: dict[str, Any], *, actor: str | None = None) -> AssetView:
         """Change an asset's fields (type, name, description, attributes, tags, limits); others stay."""
         plant = self._writable(tenant)
         current = self._require(plant, path)
@@ -352,7 +362,7 @@ class TwinService:
         actor: str | None,
         action: str,
         summary: str,
-    ) -> dict[str, Any]:
+    ) -> AssetView:
         """Parse an asset's fields, validate the model with it in place, commit, and answer the stored asset."""
         problems: Problems = []
         asset = parse_asset_fields(fields, path, "body", problems)
@@ -385,7 +395,7 @@ class TwinService:
 
     def move(
         self, tenant: str, path: str, new_parent: str | None, *, new_id: str | None = None, actor: str | None = None
-    ) -> dict[str, Any]:
+    ) -> AssetView:
         """Move a subtree under another parent (or rename it); its tags stay bound."""
         plant = self._writable(tenant)
         self._require(plant, path)
@@ -445,7 +455,7 @@ class TwinService:
         text: str | None = None,
         limit: int = 100,
         offset: int = 0,
-    ) -> dict[str, Any]:
+    ) -> SearchResult:
         """Assets matching every filter given: type (or a subtype), path prefix, rolled-up state, attribute values
         (compared as text), and a word in the path or name."""
         if state is not None and state not in STATES:
@@ -485,7 +495,7 @@ class TwinService:
             needle = text.lower()
             candidates = [p for p in candidates if needle in p.lower() or needle in plant.assets[p].name.lower()]
         page = candidates[offset : offset + limit]
-        items = [
+        items: list[AssetListing] = [
             {**plant.assets[p].record(), "state": live.rolled.get(p, "unknown") if live else "unknown"} for p in page
         ]
         return {"total": len(candidates), "items": items}
@@ -499,14 +509,14 @@ class TwinService:
         with self.live.lock:
             return plant, {p: (live.rolled.get(p, "unknown"), live.own.get(p, "unknown")) for p in plant.assets}
 
-    def state_tree(self, tenant: str) -> list[dict[str, Any]]:
+    def state_tree(self, tenant: str) -> list[StateNode]:
         """The asset hierarchy from the sites down, each asset with its name, type and rolled-up live state."""
         plant, states = self._live_states(tenant)
         kids: dict[str | None, list[Any]] = {}
         for a in plant.assets.values():
             kids.setdefault(a.parent, []).append(a)
 
-        def node(a: Any) -> dict[str, Any]:
+        def node(a: Asset) -> StateNode:
             return {
                 "path": a.path,
                 "name": a.name,
@@ -539,7 +549,7 @@ class TwinService:
         wanted = set(tags)
         return sorted(a.path for a in plant.assets.values() if wanted & set(plant.signal_tags(a).values()))
 
-    def state(self, tenant: str, path: str, at: Any = None) -> dict[str, Any]:
+    def state(self, tenant: str, path: str, at: Any = None) -> AssetState:
         """An asset's state: live now, or rebuilt from the historian at a past time (rolled up over its subtree)."""
         if at is None:
             plant = self.plant(tenant)
@@ -566,7 +576,7 @@ class TwinService:
                 strict=True,
             ):
                 rows[tag] = (t, v, q)
-        states: dict[str, dict[str, Any]] = {}
+        states: dict[str, AssetState] = {}
         for asset in reversed(subtree):  # children after parents in the subtree list: fold bottom-up
             signals = signal_states(plant, asset)
             for st in signals.values():

@@ -186,9 +186,8 @@ def _declared(plant: Plant) -> set[str]:
 
 
 def _stored(asset: Asset, order: int) -> dict[str, Any]:
-    rec = asset.record()
-    rec["_order"] = order
-    return rec
+    """The record the store keeps: the asset's fields and its place among its siblings."""
+    return {**asset.record(), "_order": order}
 
 
 def _without_order(value: Any) -> Any:

@@ -11,6 +11,7 @@ from typing import Any
 from taehwa.core.errors import TaehwaError
 from taehwa.live.deployments import OUTPUTS
 from taehwa.server.platform import Platform
+from taehwa.twin.records import StateNode
 from taehwa.web.directions import direction
 
 OUTPUT_SIGNALS = {o for outs in OUTPUTS.values() for o in outs}  # what deployed models write on an asset
@@ -107,7 +108,7 @@ def explain_outputs(
     return out
 
 
-def _node(n: dict[str, Any], values: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+def _node(n: StateNode, values: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """A tree node with its live values and, for a parent of many like children, a fleet summary."""
     kids = n["children"]
     types = Counter(k["type"] for k in kids)
@@ -138,7 +139,7 @@ def plant_tree(platform: Platform, tenant: str) -> list[dict[str, Any]]:
     known = set(platform.historian.catalog.ids(tenant, refresh=True))
     in_fleets: set[str] = set()
 
-    def mark(nodes: list[dict[str, Any]]) -> None:
+    def mark(nodes: list[StateNode]) -> None:
         for n in nodes:
             kids = n["children"]
             if len(kids) >= FLEET_MIN and len({k["type"] for k in kids}) == 1:
