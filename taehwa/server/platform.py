@@ -71,7 +71,9 @@ class Platform:
         self.identity = IdentityService(self.engine, self.audit)
         self.sharing = SharingService(self.engine, self.historian, self.audit)
         self.files = FileRoots(settings)
-        self.twin = TwinService(settings, self.historian, checks=(check_plant,))
+        self.twin = TwinService(
+            settings, self.historian, engine=self.engine, tenants=self.tenants, audit=self.audit, checks=(check_plant,)
+        )
         self.twin.preload()
         self.analytics = AnalyticsService(
             engine=self.engine,

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import pyarrow as pa
+from sqlalchemy import Engine
 
 from taehwa.core.errors import Conflict, InvalidInput, NotFound, ValidationFailed
 from taehwa.core.settings import Settings
@@ -23,6 +24,8 @@ from taehwa.core.timeutil import from_us, to_us
 from taehwa.core.yamlio import load_yaml
 from taehwa.historian.store import Historian
 from taehwa.tenancy.access import SYSTEM, acting_as, current
+from taehwa.tenancy.audit import AuditLog
+from taehwa.tenancy.tenants import TenantService
 from taehwa.twin.events import EventHub
 from taehwa.twin.live import STATES, LiveState, signal_states, worst
 from taehwa.twin.model import (
@@ -93,15 +96,22 @@ class TwinService:
         self,
         settings: Settings,
         historian: Historian,
+        *,
+        engine: Engine,
+        tenants: TenantService,
+        audit: AuditLog,
         hub: EventHub | None = None,
         checks: Sequence[Callable[[Plant], Sequence[tuple[Where, str]]]] = (),
     ) -> None:
-        """`checks`: more checks every new model must pass besides `validate` (e.g. the analytics expressions)."""
+        """Each collaborator named: the historian (points, tags, the state at a past time), the metadata database
+        the model's versions are kept in, tenancy and audit; `checks`: more checks every new model must pass
+        besides `validate` (e.g. the analytics expressions)."""
         self.settings = settings
         self.checks = tuple(checks)
         self.historian = historian
-        self.tenants = historian.tenants
-        self.store = TwinStore(historian.engine)
+        self.tenants = tenants
+        self.audit = audit
+        self.store = TwinStore(engine)
         self.hub = hub or EventHub(settings.event_buffer)
         self.live = LiveState(settings.stale_after_intervals)
         self._plants: dict[str, Plant] = {}
@@ -188,7 +198,7 @@ class TwinService:
             version = self.store.commit(tenant, old, new, actor=actor, summary=summary)
             self._install(tenant, new)
         touched = paths[:50]
-        self.historian.audit.append(
+        self.audit.append(
             f"twin.{action}",
             tenant=tenant,
             target=summary,
