@@ -185,6 +185,12 @@ def test_a_running_event_is_scored_live_against_its_reference(plat: Platform) ->
         )
         assert plat.analytics.live is not None
         plat.analytics.live.drain()
+        if lo == 110:  # running since 100 s: scored as its points come, not only at close (31 steps in the profile)
+            (running,) = an.scoring("acme")
+            assert running["asset"] == P1 and running["steps"] == 31 and running["template"] == "Pump.running"
+            got = plat.historian.latest("acme", [f"{P1}/pressure_dev"]).column("time")[0].as_py()
+            assert got.timestamp() == (T0 + 134 * S) / 1e6
+    assert an.scoring("acme") == []  # closed at 150 s
     dev = plat.historian.read("acme", [f"{P1}/pressure_dev"], from_us(T0), from_us(T0 + 300 * S)).to_pydict()
     times = [(int(t.timestamp() * 1e6) - T0) // S for t in dev["time"]]
     assert times[0] == 100 and times[-1] == 150  # the second run, 100-150 s, scored from its start to its end

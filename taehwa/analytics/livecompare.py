@@ -30,6 +30,7 @@ from taehwa.analytics.reference import Profile
 from taehwa.analytics.series import split
 from taehwa.analytics.store import EventStore
 from taehwa.core.errors import NotFound, TaehwaError
+from taehwa.core.tagbatch import TagIndex
 from taehwa.core.timeutil import from_us
 from taehwa.db import analytics_references as refs
 from taehwa.historian.schema import STORE_SCHEMA, Quality
@@ -250,9 +251,14 @@ class LiveComparison:
         for eid, end in ends.items():
             if (w := self._watches.get(eid)) is not None:
                 w.end = end
+        watched: dict[str, TagIndex] = {}
         for tenant, table in batch:
-            mine = [(tag, s) for tag, s in split(table).items() if (tenant, tag) in self._by_tag]
-            for tag, (t, v, q) in mine:
+            if tenant not in watched:
+                watched[tenant] = TagIndex(tag for (t, tag) in self._by_tag if t == tenant)
+            keep = watched[tenant].codes(table.column("tag")) >= 0
+            if not keep.any():
+                continue
+            for tag, (t, v, q) in split(table.filter(pa.array(keep))).items():
                 for eid in list(self._by_tag.get((tenant, tag), ())):
                     w = self._watches[eid]
                     if w.end is None:
