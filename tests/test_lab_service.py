@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from taehwa.core.errors import Conflict, Forbidden, InvalidInput, ValidationFailed
+from taehwa.core.errors import Conflict, Forbidden, InvalidInput, Location, ValidationFailed
 from taehwa.lab.spec import load_spec, parse_spec
 from taehwa.server.platform import Platform
 from taehwa.tenancy.access import Principal, acting_as
@@ -144,6 +144,11 @@ def test_spec_file_errors(tmp_path: Path) -> None:
         load_spec(path)
     with pytest.raises(InvalidInput, match="no spec file"):
         load_spec(tmp_path / "missing.yaml")
+    path.write_text("name: x\ntask: anomaly\nsplit:\n  method: random\n")  # a problem of the schema: its line
+    with pytest.raises(ValidationFailed) as info:
+        load_spec(path)
+    found = next(p for p in info.value.details if p.path == ("split", "method"))
+    assert found.where == "s.yaml:split.method" and found.location == Location("s.yaml", line=4, field="split.method")
 
 
 def test_data_problems_are_named(lab: Platform) -> None:

@@ -38,18 +38,14 @@ def parse_spec_submission(text: str, task: str | None = None) -> SpecSubmission:
     from taehwa.core.yamlio import load_yaml, plain
     from taehwa.lab.models import KINDS as MODEL_KINDS
 
-    doc = plain(load_yaml(text, source="submission"))
+    read = load_yaml(text, source="submission")  # lines kept, for where a problem is
+    doc = plain(read)
     if not isinstance(doc, dict):
         raise InvalidInput("a spec submission is a mapping with features and model", where="submission")
     try:
         sub = SpecSubmission.model_validate(doc)
     except ValidationError as exc:
-        raise ValidationFailed(
-            [
-                (f"submission:{'.'.join(str(p) for p in e['loc'])}", e["msg"].removeprefix("Value error, "))
-                for e in exc.errors()
-            ]
-        ) from None
+        raise ValidationFailed.from_pydantic(exc, "submission", sep=":", doc=read) from None
     cls = MODEL_KINDS.get(sub.model.kind)
     if cls is None:
         raise InvalidInput(

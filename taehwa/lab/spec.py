@@ -201,19 +201,15 @@ class Spec(_Strict):
         return self
 
 
-def parse_spec(doc: Any, *, source: str = "spec") -> Spec:
-    """A Spec from a parsed document; every problem listed with where it is."""
+def parse_spec(doc: Any, *, source: str = "spec", lines: Any = None) -> Spec:
+    """A Spec from a parsed document; every problem listed with where it is (its line too when `lines`, or `doc`,
+    is the YAML document as read)."""
     if not isinstance(doc, dict):
         raise InvalidInput("a lab spec is a mapping (name, task, data, model, …)", where=source)
     try:
         return Spec.model_validate(doc)
     except ValidationError as exc:
-        problems = []
-        for e in exc.errors():
-            loc = ".".join(str(p) for p in e["loc"])
-            msg = e["msg"].removeprefix("Value error, ")
-            problems.append((f"{source}:{loc}" if loc else source, msg))
-        raise ValidationFailed(problems) from None
+        raise ValidationFailed.from_pydantic(exc, source, sep=":", doc=doc if lines is None else lines) from None
 
 
 READY = Path(__file__).parent / "specs"
@@ -232,8 +228,8 @@ def load_spec(path: Path) -> Spec:
         path = READY / f"{path}.yaml"
     if not path.is_file():
         raise InvalidInput(f"no spec file at {path}", where=str(path))
-    doc = plain(load_yaml(path.read_text(), source=path.name))
-    spec = parse_spec(doc, source=path.name)
+    read = load_yaml(path.read_text(), source=path.name)
+    spec = parse_spec(plain(read), source=path.name, lines=read)
     if spec.data.file and not Path(spec.data.file).is_absolute():
         spec.data.file = str((path.parent / spec.data.file).resolve())  # relative to the spec, not the shell
     return spec
