@@ -376,8 +376,18 @@ def test_train_from_a_form_compare_versions_and_force_a_promotion(
     j.shot("models-evaluated")
     page.click("#train-report")
     j.wait("#figures")
-    # two versions side by side, the better of each figure named by the figure's direction
     page.goto(f"{url}/t/acme/models")
+    # a sweep from the same form: its grid checked before anything is sent, its combinations ranked in the page
+    # (one value: run in the server's process, as cheap as the evaluation)
+    page.fill("#sweep-grid", "{not json")
+    page.click("#sweep-run")
+    assert "JSON" in page.inner_text("#train-status")
+    page.fill("#sweep-grid", '{"quantile": [0.995]}')
+    page.click("#sweep-run")
+    j.wait("#train-form[data-state=done][data-sweep]", timeout=60_000)
+    assert page.locator("#sweep-table tbody tr").count() == 1 and "0.995" in page.inner_text("#sweep-table")
+    j.shot("models-swept")
+    # two versions side by side, the better of each figure named by the figure's direction
     page.select_option("#compare-a", "pump-pca|1")
     page.select_option("#compare-b", "pump-pca|2")
     page.click("#compare-form button[type=submit]")

@@ -424,13 +424,24 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "compare_needs_two": ("Two versions are needed to compare.", "비교하려면 버전이 두 개 필요합니다."),
     "compare_same_model": ("Pick two versions of the same model.", "같은 모델의 두 버전을 고르세요."),
     "better_one": ("Better", "더 나은 쪽"),
-    "train_evaluate": ("Train or evaluate a spec", "명세로 학습·평가"),
+    "train_evaluate": ("Train, evaluate or sweep a spec", "명세로 학습·평가·스윕"),
     "train_note": (
         "Evaluate backtests the spec's model against its baseline and keeps the report; train also fits it "
-        "on all the data and keeps the model (registered when the spec says so).",
+        "on all the data and keeps the model (registered when the spec says so); sweep backtests every "
+        "combination of the grid's parameter values and ranks them, best first.",
         "평가는 명세의 모델을 기준 모델과 백테스트하고 보고서만 남깁니다. 학습은 전체 데이터로 모델을 "
-        "적합해 보관합니다(명세에 따라 모델 저장소에 등록).",
+        "적합해 보관합니다(명세에 따라 모델 저장소에 등록). 스윕은 격자의 매개변수 값 조합마다 백테스트해 "
+        "좋은 순으로 보여 줍니다.",
     ),
+    "sweep": ("Sweep", "스윕"),
+    "sweeping": ("Sweeping", "스윕 중"),
+    "sweep_grid": (
+        "Grid for a sweep (JSON: each model parameter and its values)",
+        "스윕 격자(JSON: 모델 매개변수와 그 값 목록)",
+    ),
+    "grid_not_json": ("the grid is not JSON", "격자가 JSON 형식이 아닙니다"),
+    "combinations": ("combinations", "조합"),
+    "best_combination": ("best", "최적"),
     "start_from": ("Start from", "시작 명세"),
     "empty_spec": ("empty", "빈 명세"),
     "spec_json": ("Spec (JSON)", "명세(JSON)"),

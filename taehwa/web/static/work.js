@@ -276,6 +276,7 @@
     const text = document.getElementById("spec-text"), pick = document.getElementById("spec-from");
     const status = document.getElementById("train-status"), bar = document.getElementById("train-progress");
     const list = document.getElementById("train-problems");
+    const gridText = document.getElementById("sweep-grid"), swept = document.getElementById("sweep-result");
     const specs = JSON.parse(document.getElementById("spec-data").textContent || "{}");
     const fill = () => { const s = specs[pick.value]; if (s) text.value = JSON.stringify(s, null, 2); };
     pick.addEventListener("change", fill);
@@ -286,18 +287,25 @@
       e.preventDefault();
       list.replaceChildren();
       delete form.dataset.state;
-      let spec;
+      swept.hidden = true;
+      let spec, grid;
       try { spec = JSON.parse(text.value); } catch (err) {
         status.textContent = `${msg("failed")}: ${msg("spec_not_json")} (${err.message})`; return;
+      }
+      if (mode === "sweep") {
+        try { grid = JSON.parse(gridText.value); } catch (err) {
+          status.textContent = `${msg("failed")}: ${msg("grid_not_json")} (${err.message})`; return;
+        }
       }
       const buttons = form.querySelectorAll("button");
       buttons.forEach((b) => { b.disabled = true; });
       bar.hidden = false;
       bar.removeAttribute("value");  // the API answers when the run is done: the bar runs until then, time counted
       const t0 = performance.now();
-      const tick = setInterval(() => { status.textContent = `${msg(mode === "train" ? "training" : "evaluating")} · ${((performance.now() - t0) / 1000).toFixed(0)} s`; }, 250);
+      const doing = { train: "training", evaluate: "evaluating", sweep: "sweeping" }[mode];
+      const tick = setInterval(() => { status.textContent = `${msg(doing)} · ${((performance.now() - t0) / 1000).toFixed(0)} s`; }, 250);
       form.dataset.state = "running";
-      const res = await call("POST", api(`/lab/${mode}`), spec);
+      const res = await call("POST", api(`/lab/${mode}`), mode === "sweep" ? { spec, grid } : spec);
       clearInterval(tick);
       buttons.forEach((b) => { b.disabled = false; });
       bar.value = 1; bar.max = 1;
@@ -308,14 +316,35 @@
         form.dataset.state = "refused";
         return;
       }
-      const run = res.doc, pm = run.primary_metric;
       const done = document.getElementById("train-done");
+      if (mode === "sweep") {
+        sweepTable(res.doc, Object.keys(grid));
+        done.replaceChildren(`${msg("done")} (${((performance.now() - t0) / 1000).toFixed(1)} s): ${T.fig(res.doc.combinations)} ${msg("combinations")}`);
+        status.textContent = msg("done");
+        form.dataset.state = "done";
+        form.dataset.sweep = res.doc.sweep_id;
+        return;
+      }
+      const run = res.doc, pm = run.primary_metric;
       done.replaceChildren(`${msg("done")} (${((performance.now() - t0) / 1000).toFixed(1)} s): ${msg("m_" + pm) !== "m_" + pm ? msg("m_" + pm) : pm} ${T.fig((run.metrics || {})[pm])} · ${msg("baseline")} ${T.fig(((run.baseline || {}).metrics || {})[pm])} · `,
         el("a", { href: `/t/${encodeURIComponent(window.TAEHWA.tenant)}/models/runs/${run.run_id}`, id: "train-report", textContent: msg("report") }));
       status.textContent = msg("done");
       form.dataset.state = "done";
       form.dataset.run = run.run_id;
     });
+  }
+  // A sweep's combinations, best first: the grid's parameters and the primary figure of each.
+  function sweepTable(doc, names) {
+    const out = document.getElementById("sweep-result"), pm = doc.primary_metric;
+    const label = msg("m_" + pm) !== "m_" + pm ? msg("m_" + pm) : pm;
+    const head = el("tr", {}, el("th", { scope: "col", textContent: msg("rank") }),
+      ...names.map((n) => el("th", { scope: "col", textContent: n, translate: false })), el("th", { scope: "col", textContent: label }));
+    const rows = (doc.results || []).map((r, i) => el("tr", { dataset: { rank: String(i + 1) } },
+      el("td", { textContent: i === 0 ? `${i + 1} · ${msg("best_combination")}` : String(i + 1) }),
+      ...names.map((n) => el("td", { textContent: JSON.stringify(r.params[n]), translate: false })),
+      el("td", { textContent: T.fig((r.metrics || {})[pm]) })));
+    out.replaceChildren(el("table", { className: "grid", id: "sweep-table" }, el("thead", {}, head), el("tbody", {}, ...rows)));
+    out.hidden = false;
   }
   // the compare picker: two versions of one model
   function comparePicker() {
