@@ -1,5 +1,6 @@
 """Where fanned-out jobs run: one rule (`taehwa.lab.fanout.choose_backend`) over one setting (`ray_address`, read
-from TAEHWA_RAY_ADDRESS by Settings and nowhere else), and no environment written by importing the lab."""
+from TAEHWA_RAY_ADDRESS by Settings and nowhere else), and no environment written by importing the lab; where the
+data sets lie is a setting too (TAEHWA_SHARED_DATA)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from taehwa.core.errors import InvalidInput
-from taehwa.core.settings import Settings, load_settings
+from taehwa.core.settings import Settings, default_shared_data, load_settings
 from taehwa.lab import fanout
 
 
@@ -34,6 +35,16 @@ def test_the_caller_then_the_cluster_then_the_size_decide(tmp_path: Path, monkey
     monkeypatch.setenv("TAEHWA_RAY_ADDRESS", "ray://head:10001")
     assert load_settings().ray_address == "ray://head:10001"
     assert fanout.choose_backend() == fanout.default_backend() == "ray"
+
+
+def test_the_shared_data_is_a_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TAEHWA_SHARED_DATA is read by Settings like every other setting; unset, the data beside the checkout."""
+    monkeypatch.delenv("TAEHWA_SHARED_DATA", raising=False)
+    beside = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    assert default_shared_data() == default_shared_data(Settings(data_dir=tmp_path)) == beside
+    assert default_shared_data(Settings(data_dir=tmp_path, shared_data=tmp_path)) == tmp_path
+    monkeypatch.setenv("TAEHWA_SHARED_DATA", str(tmp_path / "sets"))
+    assert load_settings().shared_data == default_shared_data() == tmp_path / "sets"
 
 
 def test_importing_the_tracker_writes_no_environment() -> None:

@@ -98,7 +98,7 @@ class AcademyService:
         else:
             from taehwa.core.settings import default_shared_data
 
-            frame = sources.build(d, shared or default_shared_data())
+            frame = sources.build(d, shared or default_shared_data(self.settings))
         info["leak_probe"] = frame.attrs.pop("leak_probe", None)  # sources ran the probe: a leaking cut stops there
         info.update(self._write_parts(d, frame))
         with self._engine.begin() as c:

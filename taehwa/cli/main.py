@@ -195,7 +195,7 @@ def serve(
             from taehwa.core.settings import default_shared_data
             from taehwa.demo.replay import start_demo
 
-            replayer = start_demo(platform, default_shared_data())
+            replayer = start_demo(platform, default_shared_data(settings))
             from taehwa.demo.replay import demo_sign_in
 
             password = demo_sign_in(platform)

@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     future_tolerance_s: float = Field(
         86_400.0, ge=0, description="Points more than this many seconds in the future are rejected."
     )
+    shared_data: Path | None = Field(
+        None,
+        description="Where the demo's and the benchmarks' data sets (SKAB, C-MAPSS, Tennessee Eastman) live; "
+        "unset: `../shared/data` beside the checkout.",
+    )
     ray_address: str | None = Field(
         None,
         description="A Ray cluster (e.g. `ray://head:10001`) that lab sweeps, lab runs and backfills fan out to "
@@ -259,11 +264,8 @@ def load_settings(**overrides: Any) -> Settings:
         raise InvalidInput(message, where=f"setting TAEHWA_{name.upper()}") from exc
 
 
-def default_shared_data() -> Path:
-    """`../shared/data` beside the checkout (as in CI), unless TAEHWA_SHARED_DATA says otherwise."""
-    import os
-
-    env = os.environ.get("TAEHWA_SHARED_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+def default_shared_data(settings: Settings | None = None) -> Path:
+    """Where the data sets live: the settings' `shared_data` (TAEHWA_SHARED_DATA; the environment's settings
+    when none are given), else `../shared/data` beside the checkout (as in CI)."""
+    chosen = (settings or load_settings()).shared_data
+    return chosen if chosen is not None else Path(__file__).resolve().parents[2].parent / "shared" / "data"
