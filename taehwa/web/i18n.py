@@ -541,6 +541,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "op_word_>": ("above", "초과"),
     "op_word_<": ("below", "미만"),
     "alerts_per_day": ("Alerts raised per day", "일별 발생 알림"),
+    "points_per_day": ("Points stored per day (by their time)", "일별 저장 포인트(측정 시각 기준)"),
     "cluster_over_days": ("The cluster over the last 14 days", "최근 14일 클러스터 추이"),
     "total": ("total", "합계"),
     "m_tp": ("true positives (tp)", "정탐(tp)"),

@@ -134,7 +134,12 @@ def add_web_routes(app: FastAPI, platform: Platform) -> None:
     async def tower(request: Request) -> Response:
         def build() -> dict[str, Any]:
             rows = platform.overview.tenants()
-            return {"rows": rows, "daily": views.alerts_per_day(platform, [r["tenant"] for r in rows])}
+            tenants = [r["tenant"] for r in rows]
+            return {
+                "rows": rows,
+                "daily": views.alerts_per_day(platform, tenants),
+                "volume": views.points_per_day(platform, tenants),
+            }
 
         return await page(request, "tower.html", build)
 

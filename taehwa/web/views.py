@@ -294,11 +294,33 @@ def bound_units(platform: Platform, tenant: str, names: list[str]) -> dict[str, 
     return out
 
 
+def _last_days(days: int) -> list[str]:
+    """The last `days` UTC days, oldest first, as YYYY-MM-DD."""
+    today = datetime.now(UTC).date()
+    return [(today - timedelta(days=k)).isoformat() for k in range(days - 1, -1, -1)]
+
+
+def points_per_day(platform: Platform, tenants: list[str], days: int = 14) -> dict[str, list[tuple[str, int]]]:
+    """Points the historian holds per UTC day over the last `days` days, per company and for the cluster ("*"):
+    the data volume over days beside the data rate now (counts from the store's manifest; no point is read)."""
+    span = _last_days(days)
+    out: dict[str, list[tuple[str, int]]] = {}
+    total: Counter[str] = Counter()
+    for tenant in tenants:
+        try:
+            counts = platform.historian.points_per_day(tenant, span)
+        except TaehwaError:
+            continue
+        out[tenant] = [(d, counts[d]) for d in span]
+        total.update(counts)
+    out["*"] = [(d, total.get(d, 0)) for d in span]
+    return out
+
+
 def alerts_per_day(platform: Platform, tenants: list[str], days: int = 14) -> dict[str, list[tuple[str, int]]]:
     """Alerts raised per UTC day over the last `days` days, per company and for the cluster ("*"): the control
     tower's figure over days (counts only; no alert's text, asset or tag leaves its company here)."""
-    today = datetime.now(UTC).date()
-    span = [(today - timedelta(days=k)).isoformat() for k in range(days - 1, -1, -1)]
+    span = _last_days(days)
     since = f"{span[0]}T00:00:00+00:00"
     out: dict[str, list[tuple[str, int]]] = {}
     total: Counter[str] = Counter()

@@ -43,6 +43,7 @@ def add_work_pages(app: FastAPI, platform: Platform, page: Page) -> None:
             return {
                 "connectors": platform.connectors.list(tenant),
                 "rate": platform.overview.rate(tenant),
+                "volume": views.points_per_day(platform, [tenant])[tenant],
                 "bindable": views.bindable_signals(platform, tenant),
                 "can_admin": admin_of(tenant),
             }
