@@ -77,6 +77,25 @@ def test_tag_day_query_over_psycopg(sql: tuple[Platform, int]) -> None:
             ["cdu/temp", DAY0, DAY0 + timedelta(days=1)],
         ).fetchone()
         assert got == (144,)
+        # each type as text, the way drivers read it back (sub-second and pre-1970 times, NULLs, small floats)
+        typed = con.execute(
+            "SELECT TIMESTAMP '1960-01-01 00:00:00.000001' AS a, TIMESTAMP '2026-03-01 00:00:00.5' AS b, "
+            "NULL::DOUBLE AS c, true AS d, 1e-7::DOUBLE AS e, '한글' AS f, 2::BIGINT ^ 40 AS g, DATE '2026-03-02' AS h "
+            "UNION ALL SELECT NULL, TIMESTAMP '2026-03-01', 0.1::DOUBLE + 0.2::DOUBLE, NULL, -0.0, NULL, NULL, NULL"
+        ).fetchall()
+        assert typed == [
+            (
+                datetime(1960, 1, 1, 0, 0, 0, 1),
+                datetime(2026, 3, 1, 0, 0, 0, 500_000),
+                None,
+                True,
+                1e-7,
+                "한글",
+                2.0**40,
+                datetime(2026, 3, 2).date(),
+            ),
+            (None, datetime(2026, 3, 1), 0.1 + 0.2, None, -0.0, None, None, None),
+        ]
 
 
 def test_a_tag_day_query_reads_only_that_days_file(sql: tuple[Platform, int]) -> None:

@@ -21,7 +21,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from buenavista import core as bv
 from buenavista import postgres as bvpg
 
@@ -284,35 +286,37 @@ class Handler(bvpg.BuenaVistaHandler):  # type: ignore[misc]
             raise InvalidInput(f"unknown message type {code!r}", where="protocol")
 
     def send_data_rows(self, query_result: bv.QueryResult, limit: int = 0) -> int:
-        """DataRow messages built into one buffer and sent in a few writes (buenavista writes one per row)."""
-        count = query_result.column_count()
-        converters = []
+        """DataRow messages built by Arrow, all columns at once, into one buffer written in a few writes
+        (buenavista converts, packs and writes one value and row at a time: 12 ms of a tag-day's 1,440 rows)."""
+        if not isinstance(query_result, ArrowResult):
+            return int(super().send_data_rows(query_result, limit))
+        table: pa.Table = query_result.table
+        if limit > 0:
+            table = table.slice(0, limit)
+        count, rows = table.num_columns, table.num_rows
+        if rows == 0:
+            return 0
+        fields = []
         for i in range(count):
             pgtype = bvpg.BVTYPE_TO_PGTYPE.get(query_result.column(i)[1], bvpg.PG_UNKNOWN)
             text = not query_result.result_format or query_result.result_format[i] == 0
-            converters.append((pgtype[1], True) if text else (pgtype[2], False))
-        out = bytearray()
-        sent = 0
-        head = struct.Struct("!cih")
-        for row in query_result.rows():
-            body = bytearray()
-            for value, (convert, encode) in zip(row, converters, strict=True):
-                if value is None:
-                    body += b"\xff\xff\xff\xff"
-                    continue
-                data = convert(value)
-                data = data.encode("utf-8") if encode else data
-                body += struct.pack("!i", len(data)) + data
-            out += head.pack(b"D", len(body) + 6, count) + body
-            sent += 1
-            if len(out) >= 1 << 20:
-                self.wfile.write(bytes(out))
-                out.clear()
-            if limit > 0 and sent >= limit:
-                break
-        if out:
-            self.wfile.write(bytes(out))
-        return sent
+            fields.append(_fields(table.column(i), query_result.types[i], pgtype[1] if text else pgtype[2], text))
+        sizes = np.full(rows, 6, np.int64)
+        for f in fields:
+            sizes += pc.binary_length(f).to_numpy(zero_copy_only=False)
+        head = np.empty(rows, dtype=[("D", "S1"), ("n", ">i4"), ("c", ">i2")])
+        head["D"], head["n"], head["c"] = b"D", sizes, count
+        heads = pa.FixedSizeBinaryArray.from_buffers(pa.binary(7), rows, [None, pa.py_buffer(head.tobytes())])
+        joined = pc.binary_join_element_wise(heads.cast(pa.binary()), *fields, b"")
+        offsets = np.frombuffer(joined.buffers()[1], np.int32, rows + 1, joined.offset * 4)
+        data = joined.buffers()[2]
+        chunk = 1 << 20
+        at = int(offsets[0])
+        while at < offsets[-1]:
+            upto = int(offsets[min(int(np.searchsorted(offsets, at + chunk)), rows)])
+            self.wfile.write(data[at:upto].to_pybytes())
+            at = upto
+        return int(rows)
 
     def send_error(self, exception: Any, ctx: bvpg.BVContext | None = None, *, fatal: bool = False) -> None:
         """An ErrorResponse with severity, SQLSTATE and message (and the place, for Taehwa's errors)."""
@@ -332,6 +336,43 @@ class Handler(bvpg.BuenaVistaHandler):  # type: ignore[misc]
         self.wfile.write(struct.pack("!ci", b"E", len(body) + 4) + body)
         if ctx is not None:
             ctx.mark_error()
+
+
+_NULL = pa.scalar(b"\xff\xff\xff\xff", pa.binary())
+
+
+def _fields(column: pa.ChunkedArray, bvtype: bv.BVType, convert: Callable[[Any], Any], text: bool) -> pa.Array:
+    """One column as DataRow fields (a 4-byte length, then the bytes; length -1 for NULL): numbers, text and
+    times as text by Arrow's own casts, anything else value by value as buenavista writes it."""
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    t = column.type
+    values: pa.Array | None = None
+    if text and (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_string(t)):
+        values = column.cast(pa.string())  # floats as their shortest exact text, as PostgreSQL sends them
+    elif text and pa.types.is_boolean(t):
+        values = pc.if_else(column, "true", "false")
+    elif text and pa.types.is_timestamp(t) and t.tz is None and bvtype == bv.BVType.TIMESTAMP:
+        us = column.cast(pa.timestamp("us")).cast(pa.int64())
+        if pc.min(us).as_py() is not None and pc.min(us).as_py() >= 0:  # before 1970 by value (its rounding)
+            seconds = pc.divide(us, 1_000_000).cast(pa.timestamp("s")).cast(pa.string())  # 2026-01-01 00:00:00
+            micros = pc.subtract(us, pc.multiply(pc.divide(us, 1_000_000), 1_000_000))
+            if pc.max(micros).as_py() == 0:
+                values = seconds
+            else:  # a fraction only where there is one, as datetime.isoformat writes it
+                padded = pc.utf8_lpad(micros.cast(pa.string()), 6, "0")
+                frac = pc.if_else(pc.equal(micros, 0), "", pc.binary_join_element_wise(".", padded, ""))
+                values = pc.binary_join_element_wise(seconds, frac, "")
+    if values is None:  # by value: buenavista's own conversion
+        raw = column.to_pylist()
+        if bvtype == bv.BVType.UNKNOWN:
+            raw = [None if v is None else str(v) for v in raw]
+        values = pa.array(
+            [None if v is None else (convert(v).encode("utf-8") if text else convert(v)) for v in raw], pa.binary()
+        )
+    values = values.cast(pa.binary())
+    lengths = pc.fill_null(pc.binary_length(values), 0).to_numpy(zero_copy_only=False).astype(">i4")
+    prefix = pa.FixedSizeBinaryArray.from_buffers(pa.binary(4), len(values), [None, pa.py_buffer(lengths.tobytes())])
+    return pc.fill_null(pc.binary_join_element_wise(prefix.cast(pa.binary()), values, b""), _NULL)
 
 
 def _cstring(buf: bvpg.BVBuffer) -> str:
