@@ -115,8 +115,8 @@ def test_events_opened_by_an_alert_and_the_alert_linked_to_its_events(plat: Plat
     )
     (ev,) = plat.analytics.search("acme", kind="alert", state="open")["events"]
     assert ev["info"]["alert"] == stuck["id"]
-    assert plat.analytics.close_due(ev["start_us"] + 3599 * S) == 0
-    assert plat.analytics.close_due(ev["start_us"] + 3600 * S) == 1
+    assert plat.analytics.sources.close_due(ev["start_us"] + 3599 * S) == 0
+    assert plat.analytics.sources.close_due(ev["start_us"] + 3600 * S) == 1
     bounded = plat.analytics.event("acme", ev["id"])
     assert (bounded["close_reason"], bounded["duration_s"]) == ("max_duration", 3600.0)
     # the plant names a rule the tenant does not have: said where the templates are listed
@@ -148,10 +148,10 @@ def test_events_from_labels_over_their_span(plat: Platform) -> None:
     assert spans == [(5, 10.0, "label"), (20, 0.0, "label"), (30, 60.0, "max_duration")]
     assert got[0]["stats"]["flow"]["max"] == 20.0 and got[0]["stats"]["flow"]["min"] == 1.0  # 1 until 10 s, then 20
     assert [(e["state"], e["template"]) for e in got[3:]] == [("open", "service")] * 2  # their spans end later
-    assert plat.analytics.close_due(now) == 0
-    assert plat.analytics.close_due(now + 31 * S) == 1
+    assert plat.analytics.sources.close_due(now) == 0
+    assert plat.analytics.sources.close_due(now + 31 * S) == 1
     assert plat.analytics.event("acme", got[3]["id"])["end_us"] == now + 30 * S
-    assert plat.analytics.close_due(now + 51 * S) == 1  # longer than the template's 60 s: bounded
+    assert plat.analytics.sources.close_due(now + 51 * S) == 1  # longer than the template's 60 s: bounded
     longer = plat.analytics.event("acme", got[4]["id"])
     assert (longer["close_reason"], longer["duration_s"]) == ("max_duration", 60.0)
     first = next(
@@ -230,3 +230,29 @@ def test_reference_bad_input_over_http(plat: Platform) -> None:
         assert c.get("/api/v1/acme/event-references").json() == []
         assert c.get("/api/v1/acme/analytics/scoring").json() == []
         assert c.get("/api/v1/acme/event-frames", params={"kind": "label"}).json()["events"] == []
+
+
+def test_backfill_makes_alert_and_label_events_that_predate_their_templates(plat: Platform) -> None:
+    plat.twin.load("acme", PLANT)  # no alert or label templates yet
+    now = time.time_ns() // 1000
+    plat.labels.add(
+        "acme", [{"asset": P1, "kind": "maintenance", "start": from_us(T0 + 5 * S), "end": from_us(T0 + 15 * S)}]
+    )
+    book = plat.live.alerts
+    raised = book.raise_alert(
+        "acme", rule="p1-pressure-high", asset=P1, tag=None, severity="warning", message="x", value=1.0, chain={}
+    )
+    book.clear("acme", raised["id"], "cleared")
+    assert plat.analytics.search("acme", kind="label")["events"] == []
+    plat.twin.load("acme", REFERENCED)
+    for _ in range(2):  # twice: the same events once
+        past = plat.analytics.backfill("acme", from_us(T0), from_us(T0 + 3600 * S), signals=["service"])
+        recent = plat.analytics.backfill(
+            "acme", from_us(now - 60 * S), from_us(now + 60 * S), asset="site", signals=["hot", "service"]
+        )
+        assert (past["events"], recent["events"]) == (1, 1)
+    (label,) = plat.analytics.search("acme", kind="label")["events"]
+    assert (label["duration_s"], label["close_reason"], label["template"]) == (10.0, "label", "service")
+    (alert,) = plat.analytics.search("acme", kind="alert")["events"]
+    assert alert["info"]["alert"] == raised["id"] and alert["close_reason"] == "resolved"
+    assert "Pump.hot" in recent["templates"]

@@ -4,12 +4,11 @@ and run the data-quality checks. Every call checks the caller's permission on th
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from taehwa.analytics.backfill import DAY_US, BackfillReport, backfill_group, read_inputs
 from taehwa.analytics.compute import EMPTY, Rows, evaluate, union_times
@@ -20,11 +19,11 @@ from taehwa.analytics.program import PlantBinder, Program, Template, build, chec
 from taehwa.analytics.quality import ArrivalWatch, Thresholds, check_series, figure, finding_dict
 from taehwa.analytics.recorder import EventRecorder
 from taehwa.analytics.reference import MAX_STEPS, build_profile, compare, on_grid
+from taehwa.analytics.sources import SourcedEvents
 from taehwa.analytics.store import EventStore, parse_filter
 from taehwa.core.errors import InvalidInput, NotFound, TaehwaError, ValidationFailed
 from taehwa.core.timeutil import from_us, parse_duration, to_us
 from taehwa.core.yamlio import load_yaml
-from taehwa.db import alert_rules, labels
 from taehwa.tenancy.access import current
 from taehwa.twin.model import Plant, parse_document
 
@@ -69,6 +68,9 @@ class AnalyticsService:
                 historian=historian, events=self.events, references=self.references, program_of=self._program_of
             )
         self.recorder = EventRecorder(historian, self.events, self.comparison)
+        self.sources = SourcedEvents(
+            engine=engine, events=self.events, recorder=self.recorder, program_of=self._program_of
+        )
         if live:
             self.live = LiveAnalytics(
                 historian=historian, twin=twin, recorder=self.recorder, lineage=lineage, after_step=(self._tick,)
@@ -116,7 +118,7 @@ class AnalyticsService:
             self.comparison.tick()
         if time.monotonic() - self._last_sweep >= 2.0:
             self._last_sweep = time.monotonic()
-            self.close_due(time.time_ns() // 1000)
+            self.sources.close_due(time.time_ns() // 1000)
 
     def check(self, text: str | bytes, *, source: str = "plant.yaml") -> dict[str, Any]:
         """Check a plant file's analytics without loading it: every problem with its file and line."""
@@ -181,10 +183,7 @@ class AnalyticsService:
                 **self._ref_of(tp),
             }
             if tp.opener not in known:
-                col = alert_rules.c.name if tp.opener == "alert" else labels.c.kind
-                with self.events.engine.connect() as conn:
-                    q = select(col).where(col.table.c.tenant == tenant).distinct()
-                    known[tp.opener] = set(conn.execute(q).scalars())
+                known[tp.opener] = self.sources.known(tenant, tp.opener)
             if tp.source not in known[tp.opener]:
                 what = f"alert rule {tp.source!r}" if tp.opener == "alert" else f"label of kind {tp.source!r}"
                 row["problem"] = f"no {what} in this tenant: its events open once there is one"
@@ -309,6 +308,21 @@ class AnalyticsService:
                 report.events += self.events.replace(tenant, assets, [tp.name for tp in templates], s, e, found)
             report.signals += sorted({f"{g.type}.{c.signal}" for c in calcs} - set(report.signals))
             report.templates += sorted({f"{g.type}.{tp.name}" for tp in templates} - set(report.templates))
+        if events:  # alert and label templates: their events made again from the alerts and labels stored
+            for type_name in sorted({t for t, _ in prog.templates}):
+                tps = [
+                    tp
+                    for (t, _), tp in prog.templates.items()
+                    if t == type_name and tp.opener != "condition" and (signals is None or tp.name in signals)
+                ]
+                under = [
+                    a.path
+                    for a in prog.plant.assets.values()
+                    if a.type == type_name and (asset is None or a.path == asset or a.path.startswith(asset + "/"))
+                ]
+                if tps and under:
+                    report.events += self.sources.backfill(tenant, prog, tps, under, s, e)
+                    report.templates += [f"{type_name}.{tp.name}" for tp in tps]
         out = {
             **report.to_dict(),
             "seconds": round(time.perf_counter() - t0, 3),
@@ -510,125 +524,6 @@ class AnalyticsService:
         """The running events scored live against a reference, with where each stands."""
         self.tenants.require(tenant)
         return [] if self.comparison is None else self.comparison.watching(tenant)
-
-    # -- events opened by alerts and labels ---------------------------------------------------------------------
-    def _sourced(self, prog: Program, asset: str, opener: str, source: str) -> list[Template]:
-        a = prog.plant.assets.get(asset)
-        if a is None:
-            return []
-        return [
-            tp
-            for (type_name, _), tp in prog.templates.items()
-            if type_name == a.type and tp.opener == opener and tp.source == source
-        ]
-
-    def alert_changed(self, tenant: str, action: str, alert: dict[str, Any]) -> None:
-        """An alert was raised or resolved (the alert book tells): open an event of every template of its
-        asset's type that its rule opens, from the time it was raised; close it when the alert resolves."""
-        asset, rule = alert.get("asset"), alert.get("rule")
-        if action not in ("raised", "resolved") or not asset or not rule:
-            return
-        prog = self._program_of(tenant)
-        if prog is None:
-            return
-        tps = self._sourced(prog, asset, "alert", rule)
-        if not tps:
-            return
-        if action == "raised":
-            start = to_us(alert["raised_at"], field="raised_at")
-            for tp in tps:
-                info = {"alert": alert["id"], "rule": rule, "version": tp.version}
-                self.recorder.open(tenant, asset, tp.name, start, kind="alert", info=info)
-            return
-        end = to_us(alert.get("resolved_at") or from_us(time.time_ns() // 1000), field="resolved_at")
-        names = {tp.name: tp for tp in tps}
-        for ev in self.events.search(tenant, asset=asset, state="open", kind="alert", limit=1000)["events"]:
-            match = names.get(ev["template"])
-            if match is None or ev["asset"] != asset or ev["info"].get("alert") != alert["id"]:
-                continue
-            self._close_sourced(tenant, prog, ev, match, end, "resolved")
-
-    def _close_sourced(
-        self, tenant: str, prog: Program, ev: dict[str, Any], tp: Template, end: int, reason: str
-    ) -> None:
-        if end - ev["start_us"] > tp.max_us:
-            end, reason = ev["start_us"] + tp.max_us, "max_duration"
-        stats = self.recorder.stats(tenant, prog, ev["asset"], tp, ev["start_us"], max(end, ev["start_us"]))
-        with contextlib.suppress(InvalidInput):  # closed meanwhile (by a call, or the other path): nothing to do
-            self.recorder.close(tenant, ev["id"], end, reason, stats)
-
-    def events_of_alert(self, tenant: str, alert: dict[str, Any]) -> list[dict[str, Any]]:
-        """The events an alert belongs to: those on its asset or any asset above it that were open when it was
-        raised (an event its rule opened among them)."""
-        asset = alert.get("asset")
-        if not asset:
-            return []
-        parts = str(asset).split("/")
-        assets = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-        at = to_us(alert["raised_at"], field="raised_at")
-        keep = ("id", "asset", "template", "kind", "start", "end", "state", "close_reason")
-        return [{k: e[k] for k in keep} for e in self.events.containing(tenant, assets, at)]
-
-    def labels_changed(self, tenant: str, action: str, rows: list[dict[str, Any]]) -> None:
-        """Labels were added or deleted (the label service tells): each label of a kind a template of its asset's
-        type names gives an event over its span (a point label: an event of no duration at its time), its
-        statistics computed at close; one that ends in the future stays open until then. A deleted label takes its
-        events with it."""
-        prog = self._program_of(tenant)
-        if prog is None:
-            return
-        now = time.time_ns() // 1000
-        done: list[dict[str, Any]] = []  # spans already over: recorded closed, in one transaction
-        for r in rows:
-            tps = self._sourced(prog, r["asset"], "label", r["kind"])
-            if not tps:
-                continue
-            if action == "deleted":
-                found = self.events.search(tenant, asset=r["asset"], kind="label", limit=10_000)["events"]
-                gone = [e["id"] for e in found if e["info"].get("label") == r["id"]]
-                self.events.delete_ids(tenant, gone)
-                continue
-            start = int(r["start"])
-            until = int(r["end"]) if r.get("end") is not None else start
-            for tp in tps:
-                info = {"label": r["id"], "until_us": until, "version": tp.version}
-                end, reason = (until, "label") if until - start <= tp.max_us else (start + tp.max_us, "max_duration")
-                if end > now:  # running: open until its span ends (scored live if it has a reference)
-                    self.recorder.open(tenant, r["asset"], tp.name, start, kind="label", info=info)
-                    continue
-                stats = self.recorder.stats(tenant, prog, r["asset"], tp, start, end)
-                done.append(
-                    {
-                        "asset": r["asset"],
-                        "template": tp.name,
-                        "kind": "label",
-                        "start_us": start,
-                        "end_us": end,
-                        "reason": reason,
-                        "stats": stats,
-                        "info": info,
-                    }
-                )
-        self.events.add_many(tenant, done)
-
-    def close_due(self, now_us: int) -> int:
-        """Close every open alert or label event whose label span has ended or whose maximum duration has passed
-        by the clock (an alert that never clears must not keep its event open forever); returns how many."""
-        closed = 0
-        for tenant, ev in self.events.open_of_kinds(("alert", "label")):
-            prog = self._program_of(tenant)
-            a = prog.plant.assets.get(ev["asset"]) if prog is not None else None
-            tp = prog.templates.get((a.type, ev["template"])) if prog is not None and a is not None else None
-            if prog is None or tp is None:
-                continue
-            until = ev["info"].get("until_us") if ev["kind"] == "label" else None
-            if isinstance(until, int) and until <= now_us:
-                self._close_sourced(tenant, prog, ev, tp, until, "label")
-                closed += 1
-            elif now_us - ev["start_us"] >= tp.max_us:
-                self._close_sourced(tenant, prog, ev, tp, ev["start_us"] + tp.max_us, "max_duration")
-                closed += 1
-        return closed
 
     # -- data quality -----------------------------------------------------------------------------------------
     def quality(

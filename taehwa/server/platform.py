@@ -83,7 +83,9 @@ class Platform:
             audit=self.audit,
             live=not readonly,
         )
-        self.labels = LabelService(self.engine, self.tenants, self.audit, listeners=(self.analytics.labels_changed,))
+        self.labels = LabelService(
+            self.engine, self.tenants, self.audit, listeners=(self.analytics.sources.labels_changed,)
+        )
         self.city_policy = PolicyBook(self.engine, self.tenants, self.audit, CITY_TENANT)  # the quotas the lab honours
         self.compute = ComputeLedger(self.engine, settings.data_dir / "lab")
         self.quotas = QuotaGuard(self.compute, self.city_policy)
@@ -108,7 +110,7 @@ class Platform:
             audit=self.audit,
             twin=self.twin,
             lab=self.lab,
-            alert_follower=self.analytics,
+            alert_follower=self.analytics.sources,
         )
         self.overview = Overview(
             historian=self.historian, tenants=self.tenants, twin=self.twin, alerts=self.live.alerts, lab=self.lab
