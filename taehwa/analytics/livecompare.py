@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-from sqlalchemy import Engine, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, delete, insert, select
 
 from taehwa.analytics.program import Program
 from taehwa.analytics.reference import Profile
@@ -75,8 +74,7 @@ class ReferenceStore:
             c.execute(
                 delete(refs).where(refs.c.tenant == tenant, refs.c.type == type_name, refs.c.template == template)
             )
-            dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-            c.execute(dialect.insert(refs).values(**row))
+            c.execute(insert(refs).values(**row))
 
     def get(self, tenant: str, type_name: str, template: str) -> dict[str, Any] | None:
         """A template's reference, its profile as arrays (None when none is set)."""

@@ -452,7 +452,7 @@ class AnalyticsService:
 
     def set_reference(self, tenant: str, template: str, events: list[str]) -> dict[str, Any]:
         """Make a template's reference profile from chosen closed events of it (one golden event, or the median
-        of several, with the template's band); its running events are scored against it from their next start."""
+        of several, with the template's band); the events of it that open from then on are scored against it live."""
         self.tenants.require(tenant, "write")
         if not isinstance(events, list) or not 1 <= len(events) <= 100:
             raise InvalidInput("name 1 to 100 reference events", where="events")
