@@ -69,7 +69,11 @@ class AnalyticsService:
             )
         self.recorder = EventRecorder(historian, self.events, self.comparison)
         self.sources = SourcedEvents(
-            engine=engine, events=self.events, recorder=self.recorder, program_of=self._program_of
+            engine=engine,
+            events=self.events,
+            recorder=self.recorder,
+            program_of=self._program_of,
+            tenant_ids=lambda: [t.id for t in tenants.list()],
         )
         if live:
             self.live = LiveAnalytics(

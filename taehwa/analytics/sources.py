@@ -50,10 +50,12 @@ class SourcedEvents:
         events: EventStore,
         recorder: EventRecorder,
         program_of: Callable[[str], Program | None],
+        tenant_ids: Callable[[], list[str]],
     ) -> None:
         """The metadata database (alerts, rules and labels as stored), the event store, the recorder (statistics,
-        and the live comparison told of each open and close), and each tenant's analytics program."""
+        and the live comparison told of each open and close), each tenant's analytics program, and the tenants."""
         self.engine, self.events, self.recorder, self.program_of = engine, events, recorder, program_of
+        self.tenant_ids = tenant_ids
 
     # -- which templates ------------------------------------------------------------------------------------------
     @staticmethod
@@ -161,11 +163,18 @@ class SourcedEvents:
         """Close every open alert or label event whose label span has ended or whose maximum duration has passed
         by the clock (an alert that never clears must not keep its event open forever); returns how many."""
         closed = 0
-        for tenant, ev in self.events.open_of_kinds(KINDS):
+        for tenant in self.tenant_ids():
             prog = self.program_of(tenant)
-            a = prog.plant.assets.get(ev["asset"]) if prog is not None else None
-            tp = prog.templates.get((a.type, ev["template"])) if prog is not None and a is not None else None
-            if prog is None or tp is None:
+            if prog is not None and any(tp.opener != "condition" for tp in prog.templates.values()):
+                closed += self._close_due(tenant, prog, now_us)
+        return closed
+
+    def _close_due(self, tenant: str, prog: Program, now_us: int) -> int:
+        closed = 0
+        for ev in self.events.open_of_kinds(tenant, KINDS):
+            a = prog.plant.assets.get(ev["asset"])
+            tp = prog.templates.get((a.type, ev["template"])) if a is not None else None
+            if tp is None:
                 continue
             until = ev["info"].get("until_us") if ev["kind"] == "label" else None
             if isinstance(until, int) and until <= now_us:

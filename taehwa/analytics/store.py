@@ -313,13 +313,14 @@ class EventStore:
             rows = c.execute(select(*_COLUMNS).where(ev.c.tenant == tenant, ev.c.end_us.is_(None))).all()
         return _rows(list(rows))
 
-    def open_of_kinds(self, kinds: tuple[str, ...]) -> list[tuple[str, dict[str, Any]]]:
-        """Every tenant's open events of these kinds, as (tenant, event)."""
+    def open_of_kinds(self, tenant: str, kinds: tuple[str, ...]) -> list[dict[str, Any]]:
+        """A tenant's open events of these kinds (found through the (tenant, duration) index: an open event has
+        no duration)."""
+        q = select(*_COLUMNS).where(
+            ev.c.tenant == tenant, ev.c.duration_s.is_(None), ev.c.end_us.is_(None), ev.c.kind.in_(kinds)
+        )
         with self.engine.connect() as c:
-            rows = c.execute(
-                select(ev.c.tenant, *_COLUMNS).where(ev.c.end_us.is_(None), ev.c.kind.in_(kinds)).limit(100_000)
-            ).all()
-        return [(r[0], _rows([r[1:]])[0]) for r in rows]
+            return _rows(list(c.execute(q.limit(100_000)).all()))
 
     def replace(
         self,
