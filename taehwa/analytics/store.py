@@ -310,7 +310,9 @@ class EventStore:
     def open_events(self, tenant: str) -> list[dict[str, Any]]:
         """The tenant's open events."""
         with self.engine.connect() as c:
-            rows = c.execute(select(*_COLUMNS).where(ev.c.tenant == tenant, ev.c.end_us.is_(None))).all()
+            rows = c.execute(
+                select(*_COLUMNS).where(ev.c.tenant == tenant, ev.c.duration_s.is_(None), ev.c.end_us.is_(None))
+            ).all()  # an open event has no duration: the (tenant, duration) index finds them
         return _rows(list(rows))
 
     def open_of_kinds(self, tenant: str, kinds: tuple[str, ...]) -> list[dict[str, Any]]:
