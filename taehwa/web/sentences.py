@@ -119,6 +119,40 @@ SENTENCES: list[tuple[str, str]] = [
         "$1($2)은(는) 두 기업의 정확한 평균이 되어 서로의 수치를 알려 줍니다. 두 기업에 대해서는 잡음을 넣을 때만"
         "(정책의 ε) 공개합니다",
     ),
+    # the lab's form: a spec, a sweep's grid, the model, the city's compute quota
+    (
+        r"a lab spec is a mapping \(name, task, data, model, …\)",
+        "랩 명세는 name, task, data, model 등을 담은 매핑입니다",
+    ),
+    (r"(\S+)\.kind '(.*)' is unknown; known: (.*)", "$1.kind '$2'은(는) 알 수 없는 모델입니다. 있는 모델: $3"),
+    (r"(\S+)\.kind '(.*)' does not do task '(.*)'", "$1.kind '$2'은(는) 과제 '$3'을(를) 하지 않습니다"),
+    (r"unknown model kind '(.*)'; known: (.*)", "알 수 없는 모델 '$1'. 있는 모델: $2"),
+    (
+        r"model '(.*)' does not do task '(.*)' \(it does (.*)\)",
+        "모델 '$1'은(는) 과제 '$2'을(를) 하지 않습니다(하는 과제: $3)",
+    ),
+    (
+        r"model '(.*)' has no parameter '(.*)'; it takes (.*)",
+        "모델 '$1'에는 매개변수 '$2'이(가) 없습니다. 받는 매개변수: $3",
+    ),
+    (
+        r"a grid maps model parameters to lists of values, e\.g\. (.*)",
+        "격자는 모델 매개변수마다 값 목록을 줍니다(예: $1)",
+    ),
+    (r"grid\.(\S+) must be a non-empty list of values", "grid.$1은(는) 비어 있지 않은 값 목록이어야 합니다"),
+    (r"the grid has (\d+) combinations; at most (\d+)", "격자의 조합이 $1개입니다. 최대 $2개까지 됩니다"),
+    (
+        r"tenant '(.*)' has used (\S+) of its (\S+) CPU hours for (\S+) \(the city's quota\); a (\S+) run would "
+        r"pass it — ask the city office for more, or wait for next month",
+        "기업 '$1'은(는) $4에 도시가 정한 할당 $3 CPU 시간 중 $2시간을 썼습니다. $5 실행은 할당을 넘게 됩니다. "
+        "도시 AI 본부에 더 요청하거나 다음 달을 기다리세요",
+    ),
+    (
+        r"tenant '(.*)' has used (\S+) of its (\S+) CPU hours for (\S+) \(the city's quota\); a (\S+) run cannot "
+        r"start — ask the city office for more, or wait for next month",
+        "기업 '$1'은(는) $4에 도시가 정한 할당 $3 CPU 시간 중 $2시간을 썼습니다. $5 실행을 시작할 수 없습니다. "
+        "도시 AI 본부에 더 요청하거나 다음 달을 기다리세요",
+    ),
     # the lab's verdicts and notes (label-free anomaly detectors)
     (
         r"label-free: false alarms on (\S+) h of held-out normal running: (\S+) episode\(s\), (\S+)/day \(95 % upper "
