@@ -17,6 +17,7 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -134,6 +135,88 @@ class Running:
 
     def output_tag(self, asset: str, output: str) -> str:
         return f"{asset}/{self.outputs[output]}"
+
+
+Block = tuple[str, np.ndarray, np.ndarray]  # (asset, times, rows): history then new rows, as the model reads them
+New = tuple[Unit, int, np.ndarray, np.ndarray]  # (unit, rows of history before the new ones, new times, new rows)
+
+
+def _gather(run: Running, dirty: set[str], *, force: bool) -> tuple[list[Block], list[New]]:
+    """The units with new ready rows (of those that got points, or all when forced), in the deployment's order:
+    each one's block (its history, then the new rows) and what is new in it."""
+    blocks: list[Block] = []
+    news: list[New] = []
+    for unit in (u for a, u in run.units.items() if force or a in dirty):
+        times, rows = unit.rows.take()
+        if len(times):
+            unit.new_t.append(times)
+            unit.new_v.append(rows)
+        if not unit.new_t:
+            continue
+        nt, nv = np.concatenate(unit.new_t), np.concatenate(unit.new_v)
+        unit.new_t, unit.new_v = [], []
+        blocks.append((unit.asset, np.concatenate([unit.hist_t, nt]), np.concatenate([unit.hist_v, nv])))
+        news.append((unit, len(unit.hist_t), nt, nv))
+    return blocks, news
+
+
+def _new_rows(news: list[New], blocks: list[Block]) -> Iterator[tuple[New, slice]]:
+    """Each unit's new rows and where they are among the predicted rows (after its history)."""
+    start = 0
+    for new, (_, bt, _) in zip(news, blocks, strict=True):
+        yield new, slice(start + new[1], start + len(bt))
+        start += len(bt)
+
+
+def _outputs(
+    run: Running, news: list[New], blocks: list[Block], outs: dict[str, np.ndarray]
+) -> tuple[pa.Table, np.ndarray]:
+    """The output points of the new rows (the alarm carried on from each unit's last batch), as one table in the
+    store's schema, and their times."""
+    policy = run.alarm
+    tags: list[str] = []
+    times_out: list[np.ndarray] = []
+    values: dict[str, list[np.ndarray]] = {o: [] for o in run.outputs}
+    for (unit, _, nt, _), sl in _new_rows(news, blocks):
+        if policy is not None:  # the alarm goes on from where this unit's last batch left it
+            outs["anomaly"][sl] = alarm_flags(nt, outs["anomaly_score"][sl], policy, state=unit.alarm)
+        for o in run.outputs:
+            values[o].append(outs[o][sl])
+        times_out.append(nt)
+        tags.extend([unit.asset] * len(nt))
+    all_t = np.concatenate(times_out)
+    parts = []
+    for o in run.outputs:
+        vals = np.concatenate(values[o])
+        ok = np.isfinite(vals)
+        parts.append(
+            pa.table(
+                {
+                    "tag": pa.array(
+                        [f"{a}/{run.outputs[o]}" for a, keep in zip(tags, ok, strict=True) if keep], pa.string()
+                    ),
+                    "time": pa.array(all_t[ok], pa.int64()).cast(pa.timestamp("us")),
+                    "value": pa.array(vals[ok], pa.float64()),
+                    "quality": pa.array(np.zeros(int(ok.sum()), np.uint8), pa.uint8()),
+                },
+                schema=STORE_SCHEMA,
+            )
+        )
+    return pa.concat_tables(parts), all_t
+
+
+def _keep(run: Running, news: list[New], blocks: list[Block], outs: dict[str, np.ndarray], n: int) -> None:
+    """After a batch: each unit's history (the rows a next score needs), and the drift samples (recent inputs and
+    primary scores of the new rows)."""
+    mask = np.zeros(n, dtype=bool)
+    for (unit, _, nt, nv), sl in _new_rows(news, blocks):
+        unit.hist_t = np.concatenate([unit.hist_t, nt])[-run.need :]
+        unit.hist_v = np.concatenate([unit.hist_v, nv])[-run.need :]
+        for row in nv[-DRIFT_SAMPLE:]:
+            run.recent_in.append(row)
+        mask[sl] = True
+    primary = outs[OUTPUTS[run.pipe.task][0]] if run.pipe.task != "fault" else outs["fault_score"]
+    run.recent_score.extend(np.asarray(primary)[mask][-DRIFT_SAMPLE:].tolist())
 
 
 class Scorer:
@@ -400,23 +483,12 @@ class Scorer:
                 self._score(run)
 
     def _score(self, run: Running, *, force: bool = False) -> None:
-        """Score the ready rows of the assets that got points (of every asset when forced: the catch-up)."""
-        blocks, news = [], []
+        """Score the ready rows of the assets that got points (of every asset when forced: the catch-up): gather
+        each unit's new rows, predict, make the outputs, keep history and drift samples, write."""
         if not force and not run.dirty:
             return
         dirty, run.dirty = run.dirty, set()
-        units = [u for a, u in run.units.items() if force or a in dirty]  # in the deployment's order
-        for unit in units:
-            times, rows = unit.rows.take()
-            if len(times):
-                unit.new_t.append(times)
-                unit.new_v.append(rows)
-            if not unit.new_t:
-                continue
-            nt, nv = np.concatenate(unit.new_t), np.concatenate(unit.new_v)
-            unit.new_t, unit.new_v = [], []
-            blocks.append((unit.asset, np.concatenate([unit.hist_t, nt]), np.concatenate([unit.hist_v, nv])))
-            news.append((unit, len(unit.hist_t), nt, nv))
+        blocks, news = _gather(run, dirty, force=force)
         if not blocks:
             return
         try:
@@ -426,50 +498,12 @@ class Scorer:
             log.warning("deployment %s/%s failed to score: %s", run.dep.tenant, run.dep.name, exc)
             return
         outs = model_outputs(run.pipe, decision, score)
-        policy = run.alarm
-        tags: list[str] = []
-        times_out: list[np.ndarray] = []
-        values: dict[str, list[np.ndarray]] = {o: [] for o in run.outputs}
-        start = 0
-        for (unit, n_hist, nt, nv), (_, bt, _) in zip(news, blocks, strict=True):
-            sl = slice(start + n_hist, start + len(bt))
-            start += len(bt)
-            if policy is not None:  # the alarm goes on from where this unit's last batch left it
-                outs["anomaly"][sl] = alarm_flags(nt, outs["anomaly_score"][sl], policy, state=unit.alarm)
-            for o in run.outputs:
-                values[o].append(outs[o][sl])
-            times_out.append(nt)
-            tags.extend([unit.asset] * len(nt))
-            unit.hist_t = np.concatenate([unit.hist_t, nt])[-run.need :]
-            unit.hist_v = np.concatenate([unit.hist_v, nv])[-run.need :]
-            for row in nv[-DRIFT_SAMPLE:]:
-                run.recent_in.append(row)
-        all_t = np.concatenate(times_out)
-        parts = []
-        for o in run.outputs:
-            vals = np.concatenate(values[o])
-            ok = np.isfinite(vals)
-            parts.append(
-                pa.table(
-                    {
-                        "tag": pa.array(
-                            [f"{a}/{run.outputs[o]}" for a, keep in zip(tags, ok, strict=True) if keep], pa.string()
-                        ),
-                        "time": pa.array(all_t[ok], pa.int64()).cast(pa.timestamp("us")),
-                        "value": pa.array(vals[ok], pa.float64()),
-                        "quality": pa.array(np.zeros(int(ok.sum()), np.uint8), pa.uint8()),
-                    },
-                    schema=STORE_SCHEMA,
-                )
-            )
-        primary = outs[OUTPUTS[run.pipe.task][0]] if run.pipe.task != "fault" else outs["fault_score"]
-        mask = np.zeros(len(unit_idx), dtype=bool)
-        start = 0
-        for (_, n_hist, _, _), (_, bt, _) in zip(news, blocks, strict=True):
-            mask[start + n_hist : start + len(bt)] = True
-            start += len(bt)
-        run.recent_score.extend(np.asarray(primary)[mask][-DRIFT_SAMPLE:].tolist())
-        table = pa.concat_tables(parts)
+        table, all_t = _outputs(run, news, blocks, outs)
+        _keep(run, news, blocks, outs, len(unit_idx))
+        self._write(run, table, all_t)
+
+    def _write(self, run: Running, table: pa.Table, all_t: np.ndarray) -> None:
+        """Write a batch's outputs, count it and tell the listeners; a refused write is the deployment's error."""
         try:
             self.historian.write_checked(run.dep.tenant, table)
         except TaehwaError as exc:
