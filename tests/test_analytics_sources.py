@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from taehwa.analytics.livecompare import LiveComparison
 from taehwa.analytics.program import check_plant
 from taehwa.core.errors import InvalidInput, NotFound
 from taehwa.core.timeutil import from_us
@@ -208,6 +209,12 @@ def test_a_running_event_is_scored_live_against_its_reference(plat: Platform) ->
     opened = an.open_event("acme", P1, "running", start=from_us(T0 + 250 * S))
     with pytest.raises(InvalidInput, match="still open"):
         an.set_reference("acme", "Pump.running", [opened["id"]])
+    # a server started later takes up the open event: scored from its start, from the historian
+    plat.historian.write_checked("acme", table("p1/pressure", np.array([6.0, 7.0, 12.0]), 250))
+    fresh = LiveComparison(historian=plat.historian, events=an.events, references=an.references, program_of=an.program)
+    fresh.tick()
+    got = plat.historian.read("acme", [f"{P1}/pressure_dev"], from_us(T0 + 250 * S), from_us(T0 + 253 * S))
+    assert got.column("value").to_pylist() == [1.0, 2.0, 7.0]  # against the golden run's 5, 5, 5
     assert [r["template"] for r in an.references_of("acme")] == ["running"]
     an.delete_reference("acme", "Pump.running")
     with pytest.raises(NotFound):
