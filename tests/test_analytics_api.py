@@ -74,6 +74,16 @@ def test_http_refusals(loaded: TestClient, platform: Platform) -> None:
     r = loaded.get("/api/v1/acme/event-frames", params={"where": "drop table events"})
     assert r.status_code == 422
     assert loaded.get("/api/v1/nobody/event-frames").status_code == 404
+    ref = "/api/v1/acme/event-references/Pump.running"
+    r = loaded.put(ref, json={"events": []})
+    assert r.status_code == 422 and "name 1 to 100" in r.json()["message"]
+    r = loaded.put(ref, json={"events": ["x"], "band": 3})
+    assert r.status_code == 422 and "band" in r.text
+    r = loaded.put(ref, json={"events": ["x"]})
+    assert r.status_code == 422 and "declares no reference" in r.json()["message"]  # its plant gives it none
+    assert loaded.get("/api/v1/acme/event-references").json() == []
+    assert loaded.get("/api/v1/acme/analytics/scoring").json() == []
+    assert loaded.get("/api/v1/acme/event-frames", params={"kind": "label"}).json()["events"] == []
     platform.identity.create_user("eve", password="correct horse battery staple")
     platform.identity.set_role("eve", "rival", "tenant_admin")
     token, _ = platform.identity.create_token("eve", "t")
@@ -85,6 +95,9 @@ def test_http_refusals(loaded: TestClient, platform: Platform) -> None:
     r = loaded.post("/api/v1/acme/event-frames", json={"bad": "body"}, headers=eve)
     assert r.status_code in (403, 404)  # rights first: the body's shape is not judged for a stranger
     assert loaded.get("/api/v1/rival/event-frames", headers=eve).json()["events"] == []
+    assert loaded.put(ref, json={"bad": "body"}, headers=eve).status_code in (403, 404)  # rights before the body
+    assert loaded.get("/api/v1/acme/event-references", headers=eve).status_code in (403, 404)
+    assert loaded.delete(ref, headers=eve).status_code in (403, 404)
 
 
 def test_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -175,6 +175,10 @@ def test_a_running_event_is_scored_live_against_its_reference(plat: Platform) ->
         an.set_reference("acme", "Pump.excursion", [first["id"]])
     with pytest.raises(NotFound, match="no event template"):
         an.set_reference("acme", "Pump.nothing", [first["id"]])
+    with pytest.raises(NotFound, match="no event 'nope'"):
+        an.set_reference("acme", "Pump.running", ["nope"])
+    with pytest.raises(NotFound):
+        an.set_reference("rival", "Pump.running", [first["id"]])  # another tenant's event does not exist for it
     (exc,) = [e for e in an.search("acme", template="excursion")["events"] if e["state"] == "closed"]
     with pytest.raises(InvalidInput, match=r"is not an event of Pump\.running"):
         an.set_reference("acme", "Pump.running", [exc["id"]])
@@ -219,24 +223,6 @@ def test_a_running_event_is_scored_live_against_its_reference(plat: Platform) ->
     an.delete_reference("acme", "Pump.running")
     with pytest.raises(NotFound):
         an.delete_reference("acme", "Pump.running")
-
-
-def test_reference_bad_input_over_http(plat: Platform) -> None:
-    from fastapi.testclient import TestClient
-
-    from taehwa.api.app import create_app
-    from tests.conftest import TOKEN
-
-    with TestClient(create_app(plat), headers={"Authorization": f"Bearer {TOKEN}"}) as c:
-        r = c.put("/api/v1/acme/event-references/Pump.running", json={"events": []})
-        assert r.status_code == 422 and "name 1 to 100" in r.json()["message"]
-        r = c.put("/api/v1/acme/event-references/Pump.running", json={"events": ["x"], "band": 3})
-        assert r.status_code == 422 and "band" in r.text
-        r = c.put("/api/v1/acme/event-references/Pump.running", json={"events": ["nope"]})
-        assert r.status_code == 404
-        assert c.get("/api/v1/acme/event-references").json() == []
-        assert c.get("/api/v1/acme/analytics/scoring").json() == []
-        assert c.get("/api/v1/acme/event-frames", params={"kind": "label"}).json()["events"] == []
 
 
 def test_backfill_makes_alert_and_label_events_that_predate_their_templates(plat: Platform) -> None:
