@@ -38,7 +38,6 @@ from taehwa.cli.live_cmds import live_app
 from taehwa.cli.replay_cmd import replay
 from taehwa.cli.twin_cmds import twin_app
 from taehwa.core.errors import InvalidInput, NotFound, TaehwaError, ValidationFailed
-from taehwa.core.paths import dev_token_path
 from taehwa.core.settings import Settings, load_settings
 
 if TYPE_CHECKING:  # a command imports the platform and Arrow when it needs them: `taehwa --help` starts at once
@@ -146,124 +145,23 @@ def serve(
     TAEHWA_WRITER_TENANTS makes this node the writer of those tenants (requests about other tenants go to their
     writers, at the TAEHWA_PUBLIC_URL in their leases), and --follow makes a reader node. See the README.
     """
-    import uvicorn
-
-    from taehwa.api.app import create_app
-    from taehwa.server.platform import Platform
+    from taehwa.api.serving import serve_node
 
     try:
         settings = load_settings(**({"follow_url": follow} if follow else {}))
-        if settings.follow_url:
-            _serve_reader(
-                settings, host or settings.host, port or settings.port, demo=demo, workers=workers or settings.workers
-            )
-            return
-        platform = Platform(settings)
-    except TaehwaError as exc:
-        fail(exc)
-        return
-    host = host or settings.host
-    port = port or settings.port
-    url = f"{'https' if settings.tls_cert and settings.tls_key else 'http'}://{host}:{port}"
-    platform.announce(url)
-    if platform.historian.leases.tenants is not None:
-        out.print(
-            f"writer of tenants {settings.writer_tenants}, reached at {platform.historian.leases.url}; "
-            "other tenants' requests go to their writers"
+        serve_node(
+            settings,
+            host=host or settings.host,
+            port=port or settings.port,
+            workers=workers or settings.workers,
+            demo=demo,
+            access_log=access_log,
+            sql_port=sql_port,
+            flight_port=flight_port,
+            say=out.print,
         )
-    out.print(f"[bold]Taehwa (태화)[/bold] serving {url}  (OpenAPI: {url}/docs)")
-    out.print(f"data: {settings.data_dir.resolve()}   metadata: {settings.metadata_url}")
-    if settings.api_token is None:
-        out.print(f"development API token: [bold]{platform.api_token}[/bold]  (kept in {dev_token_path(settings)})")
-    replayer = None
-    sql = None
-    flight = None
-    try:
-        if flight_port is not None:
-            flight = platform.flight(host, flight_port)
-            out.print(f"Arrow Flight: grpc://{host}:{flight.start()}  (authorization: Bearer <API token>)")
-        if sql_port is not None:
-            sql = platform.sql_port()
-            bound = sql.start(host, sql_port)
-            out.print(
-                f"SQL (PostgreSQL protocol): psql -h {host} -p {bound} -d TENANT -U USER  (password: an API "
-                f"token or your password{'; TLS offered' if sql.tls else ''})"
-            )
-        platform.connectors.start()
-        platform.live.start()
-        if demo:
-            from taehwa.core.settings import default_shared_data
-            from taehwa.demo.replay import start_demo
-
-            replayer = start_demo(platform, default_shared_data(settings))
-            from taehwa.demo.replay import demo_sign_in
-
-            password = demo_sign_in(platform)
-            out.print(
-                f"web UI: {url}/  — sign in as [bold]demo[/bold] / [bold]{password}[/bold] (kept in "
-                f"{settings.data_dir / 'demo-password'})"
-            )
-            out.print(
-                f"demo plant loaded into tenant 'demo', replaying at {replayer.speed:g}× real time over OPC UA "
-                f"({replayer.server.endpoint}, read by connector 'demo-plant'): "
-                + "; ".join(f"{s['source']} ({s['run']})" for s in replayer.status())
-            )
-        count = workers or settings.workers
-        from taehwa.api.routing import routed
-        from taehwa.api.workers import tls_files
-
-        if count == 1:
-            cert, key = tls_files(settings)
-            # open event streams end with the server: waiting on them would wait for ever
-            uvicorn.run(
-                routed(create_app(platform), platform),
-                host=host,
-                port=port,
-                log_level="info",
-                access_log=access_log,
-                timeout_graceful_shutdown=5,
-                ssl_certfile=cert,
-                ssl_keyfile=key,
-            )
-        else:
-            from taehwa.api.workers import serve_primary
-
-            serve_primary(
-                platform,
-                routed(create_app(platform), platform),
-                host,
-                port,
-                count,
-                announce=lambda pids: out.print(
-                    f"{count} API processes on port {port}: this one owns "
-                    f"the writer; followers {', '.join(map(str, pids))}"
-                ),
-            )
     except TaehwaError as exc:
         fail(exc)
-    finally:
-        if sql is not None:
-            sql.close()
-        if flight is not None:
-            flight.close()
-        if replayer is not None:  # the connectors first: a link whose server went first would log its loss
-            platform.connectors.close()
-            replayer.stop()
-        platform.close()
-
-
-def _serve_reader(settings: Settings, host: str, port: int, *, demo: bool, workers: int) -> None:
-    """`serve --follow URL`: a reader node beside the primary at URL."""
-    from taehwa.api.workers import serve_follower
-    from taehwa.server.platform import Platform
-
-    if demo or workers > 1:
-        raise InvalidInput("a reader node runs alone: --follow goes without --demo and --workers", where="--follow")
-    platform = Platform(settings, follow=True, background=False)
-    scheme = "https" if settings.tls_cert and settings.tls_key else "http"
-    out.print(f"[bold]Taehwa (태화)[/bold] reader node on {scheme}://{host}:{port}, following {settings.follow_url}")
-    out.print(f"historian: {platform.historian.storage.describe()}   metadata: {settings.metadata_url}")
-    serve_follower(platform, host, port, settings.follow_url or "")
 
 
 def _send_to_server(settings: Settings, tenant: str, path: Path, layout: str) -> dict[str, Any]:
