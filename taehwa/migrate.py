@@ -4,18 +4,18 @@ is upgraded only by `taehwa db upgrade` (several workers on several machines mus
 
 from __future__ import annotations
 
+import ast
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
 
 from taehwa.core.errors import Unavailable
 from taehwa.db import engine_for, metadata
+
+if TYPE_CHECKING:  # Alembic is imported only to change the schema (opening a current database reads one row)
+    from alembic.config import Config
 
 SCRIPTS = Path(__file__).parent / "migrations"
 BEFORE_MIGRATIONS = "0001"  # what a database made before migrations existed (it has tables, no version) is at
@@ -23,6 +23,8 @@ _LOCK_KEY = 0x7461656877610001  # PostgreSQL advisory lock: one migrator at a ti
 
 
 def _config(connection: Connection) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(SCRIPTS))
     cfg.attributes["connection"] = connection
@@ -31,18 +33,31 @@ def _config(connection: Connection) -> Config:
 
 @cache
 def head() -> str:
-    """The newest revision this Taehwa knows."""
-    cfg = Config()
-    cfg.set_main_option("script_location", str(SCRIPTS))
-    rev = ScriptDirectory.from_config(cfg).get_current_head()
-    assert rev is not None
-    return rev
+    """The newest revision this Taehwa knows: the one no migration revises, read from the scripts' own
+    `revision`/`down_revision` lines (as Alembic reads them; tests/test_migrations.py holds the two equal) without
+    importing Alembic, which every process that opens the platform would otherwise pay for."""
+    revised: dict[str, str | None] = {}
+    for script in (SCRIPTS / "versions").glob("*.py"):
+        names = {
+            t.id: n.value.value
+            for n in ast.parse(script.read_text()).body
+            if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant)
+            for t in n.targets
+            if isinstance(t, ast.Name) and t.id in ("revision", "down_revision")
+        }
+        revised[str(names["revision"])] = names.get("down_revision")
+    heads = set(revised) - {d for d in revised.values() if d is not None}
+    assert len(heads) == 1, f"the migrations have {len(heads)} heads: {sorted(heads)}"
+    return heads.pop()
 
 
 def current(connection: Connection) -> str | None:
-    """The database's revision; None when it has no schema yet."""
-    rev = MigrationContext.configure(connection).get_current_revision()
-    if rev is None and "tenants" in inspect(connection).get_table_names():
+    """The database's revision (Alembic's own table, read directly); None when it has no schema yet."""
+    names = inspect(connection).get_table_names()
+    rev = None
+    if "alembic_version" in names:
+        rev = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    if rev is None and "tenants" in names:
         return BEFORE_MIGRATIONS
     return rev
 
@@ -61,6 +76,9 @@ def status(engine: Engine) -> dict[str, Any]:
 
 def upgrade(engine: Engine) -> tuple[str | None, str]:
     """Bring the schema to the newest revision (under a lock on PostgreSQL); (revision before, after)."""
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+
     with engine.begin() as c:
         if c.dialect.name == "postgresql":
             c.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})

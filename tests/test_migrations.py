@@ -89,3 +89,13 @@ def test_a_shared_database_behind_the_code_refuses_to_open(pg_server: object, tm
     assert migrate.upgrade(engine) == ("0001", migrate.head())
     make_engine(url).dispose()  # opens now
     engine.dispose()
+
+
+def test_the_head_read_from_the_scripts_is_alembics() -> None:
+    """`migrate.head()` reads the scripts' revision lines without Alembic; Alembic's own reading agrees."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrate.SCRIPTS))
+    assert migrate.head() == ScriptDirectory.from_config(cfg).get_current_head()
