@@ -8,7 +8,9 @@
 Measured:
 
 - `live_p99_ms`: from the start of the write call that carried an input point to the write of the calculated points
-  made from it (the engine in its own thread, as `taehwa serve` runs it); `lost`: calculated points expected (every
+  made from it (the engine in its own thread, as `taehwa serve` runs it), the points timed by the wall clock as a
+  live feed's are; `live_cpu_s_per_input_s`: the process's CPU seconds per second of input fed (the whole server's
+  work, whatever else loads the machine: above 1.0 one core cannot keep up); `lost`: calculated points expected (every
   asset × every input time up to the watermark × 100 signals) but not written; beside it `baseline_batch_ms`: the
   same 100 expressions as hand-written NumPy over one batch's arrays already in memory (no historian, no engine);
 - `backfill_points_s`: `taehwa analytics backfill` of one calculated signal (flow · head · 9.81 / (power · 1000)) over
@@ -153,18 +155,28 @@ def bench_live(root: Path, seconds: float, rate: int) -> dict[str, Any]:
         rng = np.random.default_rng(0)
         per_batch = rate // 10 // len(SENSORS)  # one write every 100 ms
         groups = [list(range(g, g + per_batch)) for g in range(0, N_ASSETS, per_batch)]
-        # warm-up: two rounds of every asset make its 100,000 calculated tags exist before anything is timed
+        # points carry the wall clock's time, as a live feed's do (points months old would have the twin mark
+        # every signal stale each second and fresh again at its next point: a replay's load, not a live one's)
+        start_us = time.time_ns() // 100_000 * 100
+        # warm-up: two rounds of every asset make its 100,000 calculated tags exist before anything is timed, each
+        # write computed before the next (as in the steady state: the listeners have then seen each write's tags)
         k = 0
         for _ in range(2):
             for g in groups:
-                p.historian.write_checked(TENANT, batch(g, T_BASE + k * 100_000, rng))
+                done = live.status(TENANT)["points_written"]
+                p.historian.write_checked(TENANT, batch(g, start_us + k * 100_000, rng))
                 k += 1
+                until = time.perf_counter() + 120
+                while live.status(TENANT)["points_written"] < done + len(g) * N_CALCS and time.perf_counter() < until:
+                    time.sleep(0.02)
         while live.status(TENANT)["queued"] or live.status(TENANT)["points_written"] < N_ASSETS * N_CALCS:
             time.sleep(0.1)
         time.sleep(1.0)
         live.on_written.append(on_written)
         first = k
         t0 = time.perf_counter()
+        cpu0 = time.process_time()
+        t0_us = max(time.time_ns() // 100_000 * 100, start_us + first * 100_000)
         expected_times: dict[int, int] = {}
         while time.perf_counter() - t0 < seconds:
             due = t0 + (k - first) * 0.1
@@ -172,7 +184,7 @@ def bench_live(root: Path, seconds: float, rate: int) -> dict[str, Any]:
             if wait > 0:
                 time.sleep(wait)
             assets = groups[k % len(groups)]
-            t_us = T_BASE + k * 100_000
+            t_us = t0_us + (k - first) * 100_000
             table = batch(assets, t_us, rng)
             sent[t_us] = time.perf_counter()
             p.historian.write_checked(TENANT, table)
@@ -186,6 +198,7 @@ def bench_live(root: Path, seconds: float, rate: int) -> dict[str, Any]:
         while sum(c for _, c in delays) < expected and time.perf_counter() < deadline:
             time.sleep(0.05)
         caught_up_s = time.perf_counter() - t0
+        cpu_s = time.process_time() - cpu0
         got = sum(c for _, c in delays)
         d = np.repeat(np.array([x for x, _ in delays]), [c for _, c in delays]) if delays else np.array([np.nan])
         arrays = {s: rng.uniform(1, 50, per_batch) for s in SENSORS}  # baseline: the 100 expressions by hand
@@ -203,6 +216,7 @@ def bench_live(root: Path, seconds: float, rate: int) -> dict[str, Any]:
             "live_expected": expected,
             "live_written": got,
             "lost": max(0, expected - got),
+            "live_cpu_s_per_input_s": round(cpu_s / ((k - first) * 0.1), 2),
             "baseline_batch_ms": round(base_ms, 2),
         }
     finally:

@@ -198,6 +198,32 @@ def test_a_cycle_between_two_signals(platform: Platform) -> None:
 
 
 # -- live and backfill ------------------------------------------------------------------------------------------
+def test_rows_of_many_assets_at_once_equal_each_assets_union() -> None:
+    """The live step's rows for all its assets in one pass (union_rows) against union_times asset by asset: inputs
+    sampled apart or together, empty ones, negative times, no lower bound, bounds below or above every point."""
+    from taehwa.analytics.compute import Rows, union_rows, union_times
+
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        n = int(rng.integers(1, 6))
+        inputs, lo, hi = [], [], []
+        for _ in range(n):
+            series = []
+            for _ in range(int(rng.integers(0, 4))):
+                t = np.unique(rng.integers(-5, 30, int(rng.integers(0, 10)))).astype(np.int64)
+                series.append((t, np.zeros(len(t)), np.zeros(len(t), np.uint8)))
+            inputs.append(series)
+            lo.append(None if rng.random() < 0.3 else int(rng.integers(-3, 20)))
+            hi.append(int(rng.integers(-3, 35)))
+        assets = [f"a{i}" for i in range(n)]
+        want = Rows.of(assets, [union_times(s, a, b) for s, a, b in zip(inputs, lo, hi, strict=True)])
+        got = union_rows(assets, inputs, lo, hi)
+        assert got.assets == want.assets
+        for name in ("t", "inst", "bounds"):
+            assert np.array_equal(getattr(got, name), getattr(want, name)), name
+            assert getattr(got, name).dtype == np.int64, name
+
+
 def test_live_through_the_write_path_equals_backfill(plat: Platform) -> None:
     series = data()
     for lo in range(0, 120, 7):  # many writes, one per tag, tags arriving one after another

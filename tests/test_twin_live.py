@@ -143,6 +143,41 @@ def test_vectorised_fold_equals_the_point_by_point_fold(seed: int) -> None:
             assert same(state_of(ours), state_of(theirs))
 
 
+@pytest.mark.parametrize("repeat", [1, 3])
+def test_a_live_writes_shape_equals_the_point_by_point_fold(repeat: int) -> None:
+    """Every signal at one time (once, or three times in one write): the fast paths of laying out its events."""
+    ours, theirs = TenantLive(plant(), 3.0), TenantLive(plant(), 3.0)
+    ref = Reference(theirs)
+    tags = [f"raw/p{j}/{s}" for j in range(4) for s in ("flow", "pressure", "speed")] + ["site/p1/health"]
+    for k, value in enumerate([10.0, 46.0, 0.05, 3.0]):
+        rows = [(tag, T0 + k * 1_000_000 + 250_000 * (k % 2), value + r, 0) for r in range(repeat) for tag in tags]
+        got, want = ours.apply(table(rows)), ref.apply(table(rows))
+        assert orjson.dumps(got) == orjson.dumps(want)
+        assert same(state_of(ours), state_of(theirs))
+    assert orjson.dumps(ours.check_stale(T0 + 60_000_000)) == orjson.dumps(reference_stale(theirs, T0 + 60_000_000))
+
+
+def test_a_tag_column_is_encoded_once_per_write_and_never_answered_for_another() -> None:
+    """The encoding kept for the last column of a thread: the same column (through another table's select) gets
+    it again; another column of the same length, a slice of it, a column built after it was freed do not."""
+    from taehwa.core.tagbatch import encode
+
+    a = pa.chunked_array([pa.array(["x/a", "x/b"]), pa.array(["x/a", "x/c"])])
+    first = encode(a)
+    t = pa.table({"tag": a, "n": pa.chunked_array([pa.array([1, 2]), pa.array([3, 4])])})
+    again = encode(t.select(["tag"]).column("tag"))
+    assert again[0] is first[0] and again[1] is first[1]
+    assert not first[1].flags.writeable  # callers cannot spoil it for the next listener
+    b = pa.chunked_array([pa.array(["y/a", "y/b"]), pa.array(["y/a", "y/d"])])
+    assert encode(b)[0].to_pylist() == ["y/a", "y/b", "y/d"]
+    assert encode(a.slice(1))[0].to_pylist() == ["x/b", "x/a", "x/c"]
+    del a, t, first, again
+    for k in range(20):  # new columns, maybe where freed ones were: each is encoded as itself
+        c = pa.array([f"z{k}/a", f"z{k}/b", f"z{k}/a"])
+        names, idx = encode(c)
+        assert names.to_pylist() == [f"z{k}/a", f"z{k}/b"] and idx.tolist() == [0, 1, 0]
+
+
 def reference_stale(live: TenantLive, now_us: int) -> list[tuple[str, tuple[str, ...], dict[str, Any]]]:
     touched: set[str] = set()
     for path, sigs in live.signals.items():

@@ -25,7 +25,7 @@ def twin(platform: Platform) -> TwinService:
 def events(twin: TwinService, tenant: str = "acme") -> list[dict[str, object]]:
     import orjson
 
-    return [orjson.loads(e.body) for e in twin.hub._log(tenant).events]
+    return [orjson.loads(e.body) for e in twin.hub._after(tenant, 0)[0]]
 
 
 def test_load_is_all_or_nothing(twin: TwinService) -> None:

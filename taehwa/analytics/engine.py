@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from taehwa.analytics.backfill import BackfillReport, backfill_group
-from taehwa.analytics.compute import EMPTY, Rows, Series, union_times
+from taehwa.analytics.compute import EMPTY, Memo, Rows, Series, union_rows
 from taehwa.analytics.frames import Change, ScanState
 from taehwa.analytics.program import Program, build
 from taehwa.analytics.runner import run_rows
@@ -81,6 +81,17 @@ def make_run(prog: Program, plant_id: int, latest: dict[str, int]) -> TenantRun:
     )
 
 
+def _memo_for(memos: list[tuple[Rows, Memo]], rows: Rows) -> Memo:
+    """The values already computed on the same rows this step: groups of one type that read different inputs
+    sampled together have the same rows, and each input is taken as of them once, not once per group."""
+    for seen, memo in memos:
+        if seen.assets == rows.assets and np.array_equal(seen.t, rows.t) and np.array_equal(seen.inst, rows.inst):
+            return memo
+    memo = {}
+    memos.append((rows, memo))
+    return memo
+
+
 class LiveAnalytics:
     """Runs every tenant's analytics in one background thread."""
 
@@ -107,6 +118,9 @@ class LiveAnalytics:
         self._thread: threading.Thread | None = None
         self._last_refresh = 0.0
         self.on_written: list[Callable[[str, pa.Table], None]] = []  # callbacks(tenant, points), for tests
+        self.max_step_points = 20_000
+        """A step takes queued writes up to this many points: an engine that fell behind catches up by steps whose
+        outputs stay small writes (buffered, their tags' answers cached), not one that goes straight to day files."""
         historian.add_listener(self._on_points)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
@@ -132,8 +146,10 @@ class LiveAnalytics:
             batch = []
             try:
                 batch.append(self._queue.get(timeout=0.05))
-                while True:
+                taken = batch[0][1].num_rows
+                while taken < self.max_step_points:
                     batch.append(self._queue.get_nowait())
+                    taken += batch[-1][1].num_rows
             except queue.Empty:
                 pass
             try:
@@ -226,10 +242,13 @@ class LiveAnalytics:
             for tag, new in split(table).items():
                 merged, late = merge(run.buffers.get(tag, EMPTY), new)
                 run.buffers[tag] = merged
-                for key in run.by_tag.get(tag, ()):
-                    marks.add(key)
+                keys = run.by_tag.get(tag, ())
+                marks.update(keys)
+                if late is None:  # in order (the common case): nothing to recompute
+                    continue
+                for key in keys:
                     done = run.done.get(key)
-                    if late is not None and done is not None and late <= done:
+                    if done is not None and late <= done:
                         run.late[key] = min(run.late.get(key, late), late)
         for tenant, marks in dirty.items():
             run = self._runs.get(tenant)
@@ -248,25 +267,29 @@ class LiveAnalytics:
             by_group.setdefault(gi, []).append(a)
         tables: list[pa.Table] = []
         changes: list[tuple[str, str, Change]] = []
+        memos: list[tuple[Rows, Memo]] = []
+        read: set[str] = set()  # the input tags of the rows computed, trimmed once all groups are done
         for gi, assets in sorted(by_group.items()):
             g = prog.groups[gi]
-            sel, times, after, until = [], [], [], []
+            sel, inputs, lows, after, until = [], [], [], [], []
+            buffers, run_done = run.buffers, run.done
             for a in sorted(assets):
-                series = [run.buffers.get(t, EMPTY) for t in g.inputs[a]]
-                lasts = [int(s[0][-1]) for s in series if len(s[0])]
+                series = [buffers.get(t, EMPTY) for t in g.inputs[a]]
+                lasts = [s[0][-1] for s in series if len(s[0])]
                 if not lasts:
                     continue
-                wm = min(lasts)
-                done = run.done.get((gi, a))
+                wm = int(min(lasts))
+                done = run_done.get((gi, a))
                 if done is not None and wm <= done:
                     continue
                 sel.append(a)
-                times.append(union_times(series, None if done is None else done - g.history_us, wm))
+                inputs.append(series)
+                lows.append(None if done is None else done - g.history_us)
                 after.append(done)
                 until.append(wm)
             if not sel:
                 continue
-            rows = Rows.of(sel, times)
+            rows = union_rows(sel, inputs, lows, until)
             res = run_rows(
                 g,
                 rows,
@@ -275,13 +298,15 @@ class LiveAnalytics:
                 lambda tag: run.buffers.get(tag, EMPTY),
                 run.states.setdefault(gi, {}),
                 until=until,
+                memo=_memo_for(memos, rows),
             )
             tables.extend(res.points)
             changes.extend(res.changes)
             for a, wm in zip(sel, until, strict=True):
                 run.done[(gi, a)] = wm
-            self._trim(run, gi, sel)
-        table = pa.concat_tables(tables) if tables else None
+            read.update(t for a in sel for t in g.inputs[a])
+        self._trim(run, read)
+        table = pa.concat_tables(tables).combine_chunks() if tables else None  # one chunk for every listener
         if table is not None and table.num_rows:
             if self.lineage:
                 self._record_lineage(tenant, run, table)
@@ -294,18 +319,17 @@ class LiveAnalytics:
         if run.late:
             self._recompute_late(tenant, run)
 
-    def _trim(self, run: TenantRun, gi: int, assets: list[str]) -> None:
-        g = run.prog.groups[gi]
-        for a in assets:
-            for tag in g.inputs[a]:
-                s = run.buffers.get(tag)
-                if s is None or len(s[0]) < 64:
-                    continue
-                keep = min(
-                    ((run.done.get(k) or 0) - run.prog.groups[k[0]].history_us for k in run.by_tag.get(tag, ())),
-                    default=0,
-                )
-                run.buffers[tag] = trim(s, keep)
+    def _trim(self, run: TenantRun, tags: set[str]) -> None:
+        """Drop from the tags' buffers the points no group of theirs still needs (once a buffer has 64 or more)."""
+        for tag in tags:
+            s = run.buffers.get(tag)
+            if s is None or len(s[0]) < 64:
+                continue
+            keep = min(
+                ((run.done.get(k) or 0) - run.prog.groups[k[0]].history_us for k in run.by_tag.get(tag, ())),
+                default=0,
+            )
+            run.buffers[tag] = trim(s, keep)
 
     def _recompute_late(self, tenant: str, run: TenantRun) -> None:
         late, run.late = run.late, {}

@@ -43,8 +43,10 @@ def run_rows(
     *,
     until: Sequence[int | None] | None = None,
     templates: bool = True,
+    memo: Memo | None = None,
 ) -> StepResult:
-    """Evaluate a group on rows; output rows with after[i] < t (≤ until[i] when given)."""
+    """Evaluate a group on rows; output rows with after[i] < t (≤ until[i] when given). `memo`: values computed
+    on the same rows and data before (another group's), to share."""
     out = StepResult()
     if not len(rows):
         return out
@@ -59,7 +61,7 @@ def run_rows(
     out.rows = len(sel)
     inst = rows.inst[sel]
     times = rows.t[sel]
-    memo: Memo = {}
+    memo = {} if memo is None else memo
     if g.calcs:
         dictionary, known, pos = _outputs(g, binder)
         where = np.array([pos[a] for a in rows.assets], np.int64)[inst]

@@ -30,10 +30,9 @@ class SiteRates:
         state = self._live.get(tenant)
         if state is None or points.num_rows == 0:
             return
-        with self._live.lock:
-            per_site = state.points_per_site(points)
         now = time.monotonic()
-        with self._lock:
+        with self._lock:  # not the live state's lock: a writer must not wait behind another's fold
+            per_site = state.points_per_site(points)
             for site, n in per_site.items():
                 q = self._writes.setdefault((tenant, site), deque())
                 q.append((now, n))

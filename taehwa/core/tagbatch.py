@@ -7,6 +7,7 @@ are what lets them take a batch of N points in a few array operations and a step
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -24,6 +25,31 @@ def _array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     if isinstance(column, pa.ChunkedArray):
         return column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
     return column
+
+
+_last = threading.local()
+
+
+def encode(column: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+    """A tag column's distinct names and each row's index into them (Arrow's dictionary encoding), the last
+    column's answer kept per thread: a write's listeners (the catalog, the twin, the city's rates, the arrival
+    checks, live analytics) each ask of the same column in the writer's thread, and it is encoded once.
+
+    The column is known again by its buffers' addresses, which stay its own while the answer holds a reference to
+    it (Arrow arrays are immutable)."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    key = tuple(
+        (str(c.type), c.offset, len(c), *(b.address if b is not None else 0 for b in c.buffers())) for c in chunks
+    )
+    got = getattr(_last, "entry", None)
+    if got is not None and got[0] == key:
+        return got[2], got[3]
+    enc = pc.dictionary_encode(_array(column))
+    names: pa.Array = enc.dictionary
+    indices = enc.indices.to_numpy(zero_copy_only=False)
+    indices.setflags(write=False)
+    _last.entry = (key, column, names, indices)
+    return names, indices
 
 
 class TagIndex:
@@ -56,9 +82,7 @@ class TagIndex:
 
     def codes(self, column: pa.Array | pa.ChunkedArray) -> np.ndarray:
         """Each row's position in the list (int64, -1 where unknown)."""
-        enc = pc.dictionary_encode(_array(column))
-        names: pa.Array = enc.dictionary
-        indices = enc.indices.to_numpy(zero_copy_only=False)
+        names, indices = encode(column)
         self.distinct = len(names)
         if len(names) == 0:
             return np.empty(0, np.int64)

@@ -14,15 +14,18 @@ import threading
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import orjson
 
 KINDS = ("values", "state", "model", "structure", "alert")
 
 
-@dataclass(frozen=True)
-class Event:
-    """One change: its kind, the assets it concerns, and its JSON body (serialized once, sent to every client)."""
+class Event(NamedTuple):
+    """One change: its kind, the assets it concerns, and its JSON body (serialized once, sent to every client).
+
+    The log keeps each as a plain tuple of a number, strings and bytes, which the garbage collector stops tracking
+    (it untracks exact tuples of such only): its 200,000 events are not walked by every full collection."""
 
     n: int
     kind: str
@@ -39,7 +42,7 @@ class Event:
 
 @dataclass
 class _TenantLog:
-    events: deque[Event]
+    events: deque[tuple[int, str, tuple[str, ...], bytes]]  # `Event`s as plain tuples
     n: int = 0
     waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(default_factory=set)
 
@@ -66,7 +69,7 @@ class EventHub:
             for kind, paths, data in items:
                 log.n += 1
                 body = orjson.dumps({"id": f"{self.epoch}-{log.n}", "kind": kind, **data})
-                log.events.append(Event(log.n, kind, paths, body))
+                log.events.append((log.n, kind, paths, body))
             waiters = list(log.waiters)
             last = log.n
         for loop, ev in waiters:
@@ -86,12 +89,12 @@ class EventHub:
         """Events after number n, and whether some after n were already dropped from the log."""
         with self._lock:
             events = self._log(tenant).events
-            if not events or events[-1].n <= n:
+            if not events or events[-1][0] <= n:
                 return [], False
-            first = events[0].n
+            first = events[0][0]
             if first > n + 1:
-                return list(events), True
-            return [events[i] for i in range(n + 1 - first, len(events))], False
+                return [Event._make(e) for e in events], True
+            return [Event._make(events[i]) for i in range(n + 1 - first, len(events))], False
 
     def resume_point(self, tenant: str, last_event_id: str | None) -> tuple[int, bool]:
         """Where a follower starts: (event number, whether it must reset because it missed events)."""

@@ -166,6 +166,20 @@ def signal_states(plant: Plant, asset: Asset) -> dict[str, SignalState]:
 
 
 _QUALITY_CLOSE = pa.array([f",{q}]" for q in range(256)], pa.string())
+_QUALITY_PART = pa.array([f',"quality":"{QUALITY_NAMES.get(q, "bad")}","time":' for q in range(256)], pa.string())
+_TAIL = pa.array(
+    [
+        f',"limit_state":"{STATES[lim]}","stale":{str(bool(stale)).lower()},"state":"{STATES[state]}",'
+        f'"derived":{str(bool(derived)).lower()}}}'
+        for lim in range(5)
+        for stale in range(2)
+        for state in range(5)
+        for derived in range(2)
+    ],
+    pa.string(),
+)
+"""The end of a signal's JSON for each (limit, stale, state, derived), indexed ((limit·2 + stale)·5 + state)·2 +
+derived."""
 
 
 def _offsets(starts: np.ndarray, n: int) -> pa.Array:
@@ -233,9 +247,16 @@ class TenantLive:
         self.slot_path = [paths[p] for p in path_of]
         self.derived_of = np.array(derived, np.int8)
         self.slot_key = pa.array([f"{orjson.dumps(name).decode()}:[" for name in names], pa.string())
+        heads = [
+            f'{orjson.dumps(n).decode()}:{{"tag":{orjson.dumps(t).decode()},"value":'
+            for n, t in zip(names, tags, strict=True)
+        ]
+        self.slot_head = pa.array(heads, pa.string())
         self.interval = np.array(intervals, np.float64)
         self.lim = {k: _limit_array(limits, k) for k in ("low_alarm", "low_warning", "high_warning", "high_alarm")}
         self.any_limits = any(bool(np.isfinite(a).any()) for a in self.lim.values())
+        self.model = (self.slot_key, self.path_of, self.derived_of, paths)
+        """What laying out a batch's point events reads of the model, replaced whole by a rebuild."""
         tag_list = list(self.by_tag)
         self.index = TagIndex(tag_list)
         self.slot_of = np.array([self._slot_of_tag[t] for t in tag_list], np.int64)
@@ -243,6 +264,9 @@ class TenantLive:
         self.sites = sorted({p.split("/", 1)[0] for p in paths})
         site_pos = {site: i for i, site in enumerate(self.sites)}
         self.slot_site = np.array([site_pos[self.slot_path[k].split("/", 1)[0]] for k in range(n)], np.int64)
+        self.site_map = (TagIndex(tag_list), self.slot_site[self.slot_of], list(self.sites))
+        """A bound tag's site, for counting points without the state's lock: its own index (a caller serialises
+        `points_per_site` calls), replaced whole by a rebuild."""
         pairs = [(i, old_slot[t]) for i, t in enumerate(tags) if t in old_slot]
         if pairs:
             new_i, old_i = (np.array(x, np.int64) for x in zip(*pairs, strict=True))
@@ -277,32 +301,41 @@ class TenantLive:
         states = self.slots.states(slice(None))
         for path in paths:
             self.own[path] = STATES[self._own_code(states, self.path_pos[path])]
-        while todo:
-            deepest = max(todo, key=lambda p: p.count("/"))
-            todo.discard(deepest)
-            old = self.rolled.get(deepest, "unknown")
-            new = worst([self.own[deepest], *(self.rolled[c] for c in self.children.get(deepest, []))])
-            if new != old:
-                self.rolled[deepest] = new
-                changed[deepest] = (old, new)
-                parent = deepest.rsplit("/", 1)[0] if "/" in deepest else None
-                if parent is not None:
-                    todo.add(parent)
+        levels: dict[int, set[str]] = {}  # deepest first, as the fold by the deepest pending path went
+        for path in todo:
+            levels.setdefault(path.count("/"), set()).add(path)
+        while levels:
+            depth = max(levels)
+            for path in levels.pop(depth):
+                old = self.rolled.get(path, "unknown")
+                new = worst([self.own[path], *(self.rolled[c] for c in self.children.get(path, []))])
+                if new != old:
+                    self.rolled[path] = new
+                    changed[path] = (old, new)
+                    if "/" in path:
+                        levels.setdefault(depth - 1, set()).add(path.rsplit("/", 1)[0])
         return changed
 
     def apply(self, points: pa.Table) -> list[Event]:
         """Fold in written points; returns the events they cause (values, model outputs, state changes).
 
-        The same as folding the points in one by one in the order written: a point replaces a signal's newest
-        when its time is not older (so of equal times the last written wins, and an older point arriving late
-        is announced but changes nothing), and an asset's state is announced when any point so taken changed what
-        one of its signals contributes."""
+        `fold` then `render`; the same as folding the points in one by one in the order written: a point replaces a
+        signal's newest when its time is not older (so of equal times the last written wins, and an older point
+        arriving late is announced but changes nothing), and an asset's state is announced when any point so taken
+        changed what one of its signals contributes."""
+        pending, state_events = self.fold(points)
+        return self.render(pending) + state_events
+
+    def fold(self, points: pa.Table) -> tuple[tuple[Any, ...] | None, list[Event]]:
+        """The state part of `apply`: the points folded in, and the state events they cause; with what `render`
+        needs to lay out the points' own events, which it may do after the state's lock is let go (it reads only
+        the batch and the model as it was at the fold)."""
         if not self.by_tag or points.num_rows == 0:
-            return []
+            return None, []
         codes = self.index.codes(points.column("tag"))
         keep = codes >= 0
         if not keep.any():
-            return []
+            return None, []
         t = points.column("time").cast(pa.int64()).to_numpy()
         v = points.column("value").to_numpy().astype(np.float64, copy=False)
         q = points.column("quality").to_numpy().astype(np.uint8, copy=False)
@@ -340,20 +373,25 @@ class TenantLive:
         s.points[u] += sizes
         s.bad[u] += np.add.reduceat(qs == BAD, starts) if n else 0
         s.uncertain[u] += np.add.reduceat(qs == int(Quality.UNCERTAIN), starts) if n else 0
-        events = self._point_events(order, starts, ends, u, ts, vs, qs)
-        events += self._state_events(touched)
-        return events
+        return (self.model, order, starts, ends, u, ts, vs, qs), self._state_events(touched)
+
+    def render(self, pending: tuple[Any, ...] | None) -> list[Event]:
+        """The values and model events of a fold (see `fold`)."""
+        return self._point_events(*pending) if pending is not None else []
 
     def points_per_site(self, points: pa.Table) -> dict[str, int]:
-        """How many of some points are of each site's bound signals (points of unbound tags count nowhere)."""
-        if not self.by_tag or points.num_rows == 0:
+        """How many of some points are of each site's bound signals (points of unbound tags count nowhere); needs
+        not the state's lock (see `site_map`), only that calls do not overlap."""
+        index, site_of, sites = self.site_map
+        if not len(index) or points.num_rows == 0:
             return {}
-        codes = self.index.codes(points.column("tag"))
-        counts = np.bincount(self.slot_site[self.slot_of[codes[codes >= 0]]], minlength=len(self.sites))
-        return {self.sites[i]: int(counts[i]) for i in np.flatnonzero(counts).tolist()}
+        codes = index.codes(points.column("tag"))
+        counts = np.bincount(site_of[codes[codes >= 0]], minlength=len(sites))
+        return {sites[i]: int(counts[i]) for i in np.flatnonzero(counts).tolist()}
 
     def _point_events(
         self,
+        model: tuple[pa.Array, np.ndarray, np.ndarray, list[str]],
         order: np.ndarray,
         starts: np.ndarray,
         ends: np.ndarray,
@@ -369,22 +407,30 @@ class TenantLive:
         The signals are laid out as JSON by Arrow, one text per event (what the event hub sends is byte for byte
         what serializing them as lists would give): no Python object per point, so a large write neither costs a
         step per point nor leaves garbage for the collector to chase."""
+        slot_key, path_of, derived_of, paths = model
         value_text = orjson.dumps(vs, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].decode()
         values = pc.list_flatten(pc.split_pattern(pa.array([value_text], pa.string()), ","))
-        times, inverse = np.unique(ts, return_inverse=True)
-        if len(times) * 4 <= len(ts):  # a live write's points mostly share a few times: write each once
-            stamps: list[pa.Array | str] = [iso_times(times, '["', '",').take(inverse)]
-        else:  # a backfill's are mostly apart: write them in the one join
-            stamps = iso_parts(ts, '["', '",')
-        points = pc.binary_join_element_wise(*stamps, values, _QUALITY_CLOSE.take(qs), "")
-        bodies = pc.binary_join(pa.ListArray.from_arrays(_offsets(starts, len(ts)), points), ",")
-        entries = pc.binary_join_element_wise(self.slot_key.take(u), bodies, "]", "")
+        stamps: list[pa.Array | str]
+        if len(ts) and ts.min() == ts.max():  # a live write's points often share one time: one text for all
+            stamps = [iso_times(ts[:1], '["', '",')[0].as_py()]
+        else:
+            times, inverse = np.unique(ts, return_inverse=True)
+            if len(times) * 4 <= len(ts):  # a live write's points mostly share a few times: write each once
+                stamps = [iso_times(times, '["', '",').take(inverse)]
+            else:  # a backfill's are mostly apart: write them in the one join
+                stamps = iso_parts(ts, '["', '",')
+        if len(starts) == len(ts):  # one point per signal (a live write's common case): no list per signal
+            entries = pc.binary_join_element_wise(slot_key.take(u), *stamps, values, _QUALITY_CLOSE.take(qs), "]", "")
+        else:
+            points = pc.binary_join_element_wise(*stamps, values, _QUALITY_CLOSE.take(qs), "")
+            bodies = pc.binary_join(pa.ListArray.from_arrays(_offsets(starts, len(ts)), points), ",")
+            entries = pc.binary_join_element_wise(slot_key.take(u), bodies, "]", "")
         # groups by asset (in order of its first point), measured before derived, then by their first point
         first = order[starts]
-        path = self.path_of[u]
-        path_first = np.full(len(self.paths), len(ts), np.int64)
+        path = path_of[u]
+        path_first = np.full(len(paths), len(ts), np.int64)
         np.minimum.at(path_first, path, first)
-        kind = self.derived_of[u]
+        kind = derived_of[u]
         ranked = np.lexsort((first, kind, path_first[path]))
         rp, rk = path[ranked], kind[ranked]
         brk = np.flatnonzero((rp[1:] != rp[:-1]) | (rk[1:] != rk[:-1])) + 1
@@ -392,7 +438,7 @@ class TenantLive:
         texts = pc.binary_join(pa.ListArray.from_arrays(_offsets(seg_starts, len(ranked)), entries.take(ranked)), ",")
         events: list[Event] = []
         for p, k, text in zip(rp[seg_starts].tolist(), rk[seg_starts].tolist(), texts.to_pylist(), strict=True):
-            name = self.paths[p]
+            name = paths[p]
             events.append(
                 ("model" if k else "values", (name,), {"path": name, "signals": orjson.Fragment(f"{{{text}}}")})
             )
@@ -403,8 +449,10 @@ class TenantLive:
             return []
         own_before = {p: self.own[p] for p in touched}
         changed = self._roll_up(touched)
+        order = sorted(set(changed) | touched)
+        signals = self._signals_json([p for p in order if p in touched])
         out: list[Event] = []
-        for path in sorted(set(changed) | touched):
+        for path in order:
             previous = changed[path][0] if path in changed else self.rolled[path]
             out.append(
                 (
@@ -416,11 +464,35 @@ class TenantLive:
                         "previous": previous,
                         "own_state": self.own[path],
                         "own_previous": own_before.get(path, self.own[path]),
-                        "signals": {k: s.to_dict() for k, s in self.signals[path].items()} if path in touched else {},
+                        "signals": signals.get(path, {}),
                     },
                 )
             )
         return out
+
+    def _signals_json(self, paths: list[str]) -> dict[str, orjson.Fragment]:
+        """Every signal of some assets as `SignalState.to_dict` gives it, one JSON object per asset laid out by
+        Arrow (byte for byte what serializing the dicts would give): a state change of many assets at once (a
+        site's connector gone quiet) costs array operations, not a dict per signal."""
+        if not paths:
+            return {}
+        pos = np.array([self.path_pos[p] for p in paths], np.int64)
+        lo, hi = self.path_lo[pos], self.path_hi[pos]
+        sizes = hi - lo
+        if not sizes.sum():
+            return {p: orjson.Fragment(b"{}") for p in paths}
+        sel = np.repeat(lo - np.concatenate([[0], np.cumsum(sizes)[:-1]]), sizes) + np.arange(int(sizes.sum()))
+        s = self.slots
+        has = s.has[sel]
+        value_text = orjson.dumps(np.where(s.has_value[sel], s.value[sel], np.nan), option=orjson.OPT_SERIALIZE_NUMPY)
+        values = pc.list_flatten(pc.split_pattern(pa.array([value_text[1:-1].decode()], pa.string()), ","))
+        times = pc.if_else(pa.array(has), iso_times(np.where(has, s.time[sel], 0), '"', '"'), "null")
+        tail = ((s.limit[sel].astype(np.int64) * 2 + s.stale[sel]) * 5 + s.states(sel)) * 2 + self.derived_of[sel]
+        entries = pc.binary_join_element_wise(
+            self.slot_head.take(sel), values, _QUALITY_PART.take(s.quality[sel]), times, _TAIL.take(tail), ""
+        )
+        bodies = pc.binary_join(pa.ListArray.from_arrays(_offsets(np.cumsum(sizes) - sizes, len(sel)), entries), ",")
+        return {p: orjson.Fragment(f"{{{text}}}") for p, text in zip(paths, bodies.to_pylist(), strict=True)}
 
     def check_stale(self, now_us: int) -> list[Event]:
         """Mark signals with no data for `stale_after` × their interval; returns the state events."""
@@ -493,7 +565,10 @@ class LiveState:
         """Fold in points written for a tenant; returns events."""
         with self.lock:
             live = self._tenants.get(tenant)
-            return live.apply(points) if live is not None else []
+            if live is None:
+                return []
+            pending, state_events = live.fold(points)
+        return live.render(pending) + state_events  # laid out without the lock: other writers fold meanwhile
 
     def check_stale(self, now_us: int) -> dict[str, list[Event]]:
         """Staleness for every tenant; returns events per tenant."""
