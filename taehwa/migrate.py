@@ -45,7 +45,8 @@ def head() -> str:
             for t in n.targets
             if isinstance(t, ast.Name) and t.id in ("revision", "down_revision")
         }
-        revised[str(names["revision"])] = names.get("down_revision")
+        down = names.get("down_revision")
+        revised[str(names["revision"])] = None if down is None else str(down)
     heads = set(revised) - {d for d in revised.values() if d is not None}
     assert len(heads) == 1, f"the migrations have {len(heads)} heads: {sorted(heads)}"
     return heads.pop()
