@@ -59,7 +59,7 @@ def connect(port: int, tenant: str = "acme", password: str = TOKEN, user: str = 
 
 
 def test_tag_day_query_over_psycopg(sql: tuple[Platform, int]) -> None:
-    _, port = sql
+    platform, port = sql
     with connect(port) as con:
         rows = con.execute(
             "SELECT count(*), min(value), max(value), min(time) FROM points "
@@ -77,6 +77,19 @@ def test_tag_day_query_over_psycopg(sql: tuple[Platform, int]) -> None:
             ["cdu/temp", DAY0, DAY0 + timedelta(days=1)],
         ).fetchone()
         assert got == (144,)
+        # values kept as exact decimals come back as the very doubles written (a clean day, and a day in two files)
+        rounded = np.random.default_rng(2).normal(50, 5, 200).round(3)
+        for day in (5, 0):
+            points = _points("cdu/dec", day, n=200)
+            platform.historian.write("acme", points.set_column(2, "value", pa.array(rounded)))
+        platform.historian.flush()
+        for day in (5, 0):
+            start = (DAY0 + timedelta(days=day)).strftime("%Y-%m-%d")
+            stored = con.execute(
+                f"SELECT value FROM points WHERE tag = 'cdu/dec' AND time >= '{start}' "
+                f"AND time < TIMESTAMP '{start}' + INTERVAL 1 DAY ORDER BY time"
+            ).fetchall()
+            assert [row[0] for row in stored] == rounded.tolist()
         # each type as text, the way drivers read it back (sub-second and pre-1970 times, NULLs, small floats)
         typed = con.execute(
             "SELECT TIMESTAMP '1960-01-01 00:00:00.000001' AS a, TIMESTAMP '2026-03-01 00:00:00.5' AS b, "

@@ -256,3 +256,36 @@ def test_rewrites_are_resolved_per_day_whatever_else_is_buffered(hist: Historian
     assert hist.query("acme", ["p/1"], from_us(t0 + day), from_us(t0 + 2 * day), every="1d", agg="min").column(
         "min"
     ).to_pylist() == [-1.0]
+
+
+def test_values_with_few_decimals_are_stored_as_exact_decimals(hist: Historian) -> None:
+    """A day whose values all have a few decimals is written as DECIMAL(18, k) (DELTA-packed: smaller), read
+    back as the very same doubles; a day with one value that no decimal up to 9 places holds stays DOUBLE,
+    and so do values too large for an exact decimal; compaction of the two kinds keeps every value exact."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    times = (to_us(T0) + np.arange(n, dtype=np.int64) * 1_000_000).astype("datetime64[us]")
+    decimals = rng.normal(50, 5, n).round(3)
+    day2 = (to_us("2024-03-02T00:00:00Z") + np.arange(n, dtype=np.int64) * 1_000_000).astype("datetime64[us]")
+    odd = rng.normal(50, 5, n)
+    big = np.r_[1e17, decimals[1:]]
+    day3 = (to_us("2024-03-03T00:00:00Z") + np.arange(n, dtype=np.int64) * 1_000_000).astype("datetime64[us]")
+    hist.write("acme", pa.table({"tag": ["d"] * n, "time": times, "value": decimals}))
+    hist.write("acme", pa.table({"tag": ["o"] * n, "time": day2, "value": odd}))
+    hist.write("acme", pa.table({"tag": ["b"] * n, "time": day3, "value": big}))
+    hist.flush()
+    scales = {f.day: f.scale for f in hist.state.manifest("acme").files}
+    assert scales == {"2024-03-01": 3, "2024-03-02": -1, "2024-03-03": -1}
+    path = next((hist.root / "acme").glob("day=2024-03-01/*.parquet"))
+    assert pq.read_schema(path).field("value").type == pa.decimal128(18, 3)
+    assert values(hist, "d") == decimals.tolist() and values(hist, "o") == odd.tolist()
+    assert values(hist, "b") == big.tolist()
+    hist.write("acme", pa.table({"tag": ["o"], "time": times[:1], "value": [np.pi]}))  # day 1 now mixed
+    hist.flush()
+    assert hist.compact("acme") == 1
+    after = {f.day: f.scale for f in hist.state.manifest("acme").files}
+    assert after == {"2024-03-01": -1, "2024-03-02": -1, "2024-03-03": -1}
+    assert values(hist, "d") == decimals.tolist() and values(hist, "o") == [np.pi, *odd.tolist()]
+    assert hist.downsample("acme", "d", T0, "2024-03-02", "1h", "sum").column("sum").to_pylist() == pytest.approx(
+        [decimals[i : i + 3600].sum() for i in range(0, n, 3600)], rel=1e-12
+    )

@@ -27,6 +27,7 @@ class DataFile:
     max_seq: int
     added: int  # manifest version that added it
     bytes: int = 0
+    scale: int = -1  # the value column: DECIMAL(18, scale) when 0 or more (exact decimals), else DOUBLE
 
     def overlaps(self, start_us: int | None, end_us: int | None, tag_ids: list[int] | None) -> bool:
         """Whether the file may hold points of these tags in [start, end)."""

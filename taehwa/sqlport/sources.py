@@ -82,7 +82,6 @@ SCHEMAS: dict[str, pa.Schema] = {
     ),
 }
 VIEWS = ("points", *SCHEMAS)
-_CLEAN_VIEW = "CREATE OR REPLACE TEMP VIEW points AS SELECT tag, time, value, quality FROM _thw_clean"
 _POINTS_VIEW = """
 CREATE OR REPLACE TEMP VIEW points AS
 SELECT tag, time, value, quality FROM _thw_clean
@@ -140,9 +139,10 @@ def _mentions(sql: str) -> set[str]:
     return found
 
 
-def point_dataset(snap: Snapshot, paths: list[str], files: list[Any]) -> ds.Dataset:
+def point_dataset(snap: Snapshot, paths: list[str], files: list[Any], scale: int = -1) -> ds.Dataset:
     """The day files as one dataset, each with its time and tag id range as a partition expression, so a filter
-    on time skips the files of other days without opening them."""
+    on time skips the files of other days without opening them. All hold their values one way (`scale`: as
+    DECIMAL(18, scale), or DOUBLE when -1): DuckDB converts decimals exactly, where Arrow's cast would not."""
     parts = [
         (ds.field("time") >= pa.scalar(f.min_time, pa.int64()).cast(TIME))
         & (ds.field("time") <= pa.scalar(f.max_time, pa.int64()).cast(TIME))
@@ -150,8 +150,36 @@ def point_dataset(snap: Snapshot, paths: list[str], files: list[Any]) -> ds.Data
         & (ds.field("tag_id") <= f.max_tag)
         for f in files
     ]
+    schema = FILE_SCHEMA if scale < 0 else FILE_SCHEMA.set(3, pa.field("value", pa.decimal128(18, scale)))
     return ds.FileSystemDataset.from_paths(
-        paths, schema=FILE_SCHEMA, format=ds.ParquetFileFormat(), filesystem=pafs.LocalFileSystem(), partitions=parts
+        paths, schema=schema, format=ds.ParquetFileFormat(), filesystem=pafs.LocalFileSystem(), partitions=parts
+    )
+
+
+def _by_scale(files: list[Any]) -> dict[int, list[Any]]:
+    """Files grouped by how they hold their values (`DataFile.scale`), in a stable order."""
+    out: dict[int, list[Any]] = {}
+    for f in files:
+        out.setdefault(int(getattr(f, "scale", -1)), []).append(f)
+    return dict(sorted(out.items()))
+
+
+def _points_view(clean: list[str], dirty: list[str], buffered: bool) -> str:
+    """The points view over these registered sources (one per way of holding values, each cast to DOUBLE):
+    clean days as they are, dirty days and the buffer through the duplicate filter."""
+    plain = " UNION ALL ".join(
+        f"SELECT tag, time, CAST(value AS DOUBLE) AS value, quality FROM {n}" for n in clean or ["_thw_clean"]
+    )
+    if not dirty and not buffered:
+        return f"CREATE OR REPLACE TEMP VIEW points AS {plain}"
+    mixed = " UNION ALL ".join(
+        f"SELECT tag, time, CAST(value AS DOUBLE) AS value, quality, seq, 0::BIGINT AS rn FROM {n}"
+        for n in dirty or ["_thw_dirty"]
+    )
+    return (
+        f"CREATE OR REPLACE TEMP VIEW points AS {plain} UNION ALL SELECT tag, time, value, quality FROM ("
+        f"{mixed} UNION ALL SELECT tag, time, value, quality, seq, rn FROM _thw_buffer) "
+        "QUALIFY row_number() OVER (PARTITION BY tag, time ORDER BY seq DESC, rn DESC) = 1"
     )
 
 
@@ -232,25 +260,25 @@ class TenantSources:
         rels = [f"{snap.tenant}/{f.path}" for f in clean + dirty]
         paths = stack.enter_context(snap.storage.local_paths(rels)) if rels else []
         remote = snap.storage.remote  # cached copies may be evicted between queries: register them anew
-        self._register(
-            con,
-            "_thw_clean",
-            None if remote else ("files", tuple(clean)),
-            lambda: point_dataset(snap, paths[: len(clean)], clean) if clean else FILE_SCHEMA.empty_table(),
-        )
-        self._register(
-            con,
-            "_thw_dirty",
-            None if remote else ("files", tuple(dirty)),
-            lambda: point_dataset(snap, paths[len(clean) :], dirty) if dirty else FILE_SCHEMA.empty_table(),
-        )
+        where = dict(zip((f.path for f in clean + dirty), paths, strict=True))
+        names: dict[str, list[str]] = {"clean": [], "dirty": []}
+        for kind, files in (("clean", clean), ("dirty", dirty)):
+            for scale, group in _by_scale(files).items():
+                name = f"_thw_{kind}_{scale + 1}"  # _1 … _10: DECIMAL(18, 0 … 9); _0: DOUBLE
+                self._register(
+                    con,
+                    name,
+                    None if remote else ("files", tuple(group)),
+                    lambda g=group, k=scale: point_dataset(snap, [where[f.path] for f in g], g, k),  # type: ignore[misc]
+                )
+                names[kind].append(name)
         buffered = buffer is not None and buffer.num_rows > 0
         if buffer is not None and buffered:
             self._register(con, "_thw_buffer", None, lambda: buffer.select(BUFFER_SCHEMA.names).cast(BUFFER_SCHEMA))
         else:
             self._register(con, "_thw_buffer", "empty", BUFFER_SCHEMA.empty_table)
         # a store at rest (every day one file, nothing buffered) needs no duplicate filter: a plain view plans faster
-        view = _POINTS_VIEW if dirty or buffered else _CLEAN_VIEW
+        view = _points_view(names["clean"], names["dirty"], buffered)
         if self._registered.get("points") != view:
             con.execute(view)
             self._registered["points"] = view
