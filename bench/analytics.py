@@ -27,6 +27,7 @@ Prints a table, then as its last line {"bench": "analytics", "figures": {...}}.
 from __future__ import annotations
 
 import argparse
+import gc
 import glob
 import json
 import logging
@@ -142,6 +143,8 @@ def bench_live(root: Path, seconds: float, rate: int) -> dict[str, Any]:
         assert live is not None
         live.lineage = False  # 100,000 tag metadata writes are a one-off, not the steady state measured here
         live.refresh(force=True)
+        gc.collect()
+        gc.freeze()  # as `taehwa serve` does once started with its plant loaded
         sent: dict[int, float] = {}  # input time → wall time its write started
         delays: list[tuple[float, int]] = []
 

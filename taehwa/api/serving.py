@@ -7,6 +7,7 @@ is the same whoever starts a node.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -88,6 +89,9 @@ def serve_node(
                 f"({replayer.server.endpoint}, read by connector 'demo-plant'): "
                 + "; ".join(f"{s['source']} ({s['run']})" for s in replayer.status())
             )
+        gc.collect()
+        gc.freeze()  # what start-up built (plant models, their live states and programs) is not walked by every
+        # full collection: half a million objects made each one a pause of hundreds of ms on the write path
         _serve_http(platform, host, port, workers, access_log=access_log, say=say)
     finally:
         if sql is not None:
