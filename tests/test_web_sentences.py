@@ -1,10 +1,14 @@
-"""The refusals the models page's train-and-sweep form can show are said in Korean by the one catalogue
-(taehwa/web/sentences.py), taken from the code that raises them, not copied: a spec, a sweep's grid, a model's
-parameter and the city's compute quota. No browser: the catalogue is the same one the page gets."""
+"""The refusals the models page's train-and-sweep form and the alerts page's actions can show are said in Korean by
+the one catalogue (taehwa/web/sentences.py), taken from the code that raises them, not copied: a spec, a sweep's
+grid, a model's parameter, the city's compute quota; an alert acknowledged or resolved twice, unshelved when not
+shelved, one that does not exist, a shelving too long, a filter's state. No browser: the catalogue is the same one
+the page gets."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -66,9 +70,36 @@ def refusals(platform: Platform) -> list[str]:
     return out
 
 
-def test_the_lab_forms_refusals_are_said_in_korean(platform: Platform) -> None:
-    said = refusals(platform)
-    assert len(said) >= 8
+def alert_refusals(platform: Platform) -> list[str]:
+    """What the alerts page's buttons and filters answer with, from the alert service itself."""
+    platform.live.rules.put("acme", {"name": "hot", "kind": "threshold", "tag": "p/0", "op": ">", "value": 1})
+    platform.live.engine.refresh(force=True)
+    platform.historian.write("acme", [("p/0", datetime.now(UTC), 5.0)])
+    platform.live.engine.drain()
+    [alert] = platform.live.alerts.list("acme")
+    alerts, out = platform.live.alerts, []
+    calls: list[Callable[[], object]] = [
+        lambda: alerts.unshelve("acme", alert["id"]),
+        lambda: alerts.acknowledge("acme", alert["id"]),
+        lambda: alerts.acknowledge("acme", alert["id"]),  # the second time
+        lambda: alerts.resolve("acme", alert["id"]),
+        lambda: alerts.resolve("acme", alert["id"]),  # the second time
+        lambda: alerts.acknowledge("acme", 10**9),
+        lambda: alerts.shelve("acme", alert["id"], 86_400 * 30),
+        lambda: alerts.list("acme", state="burning"),
+    ]
+    for call in calls:
+        try:
+            call()
+        except TaehwaError as exc:
+            out.append(exc.message)
+    return out
+
+
+@pytest.mark.parametrize("page", ["models", "alerts"])
+def test_the_forms_refusals_are_said_in_korean(platform: Platform, page: str) -> None:
+    said = refusals(platform) if page == "models" else alert_refusals(platform)
+    assert len(said) >= (8 if page == "models" else 6), said
     for english in said:
         korean = in_language(english, "ko")
         assert korean != english, f"not in the catalogue: {english}"

@@ -119,6 +119,14 @@ SENTENCES: list[tuple[str, str]] = [
         "$1($2)은(는) 두 기업의 정확한 평균이 되어 서로의 수치를 알려 줍니다. 두 기업에 대해서는 잡음을 넣을 때만"
         "(정책의 ε) 공개합니다",
     ),
+    # the alerts page's actions and filters
+    (r"alert (\d+) is already acknowledged", "알림 $1은(는) 이미 확인되었습니다"),
+    (r"alert (\d+) is already resolved", "알림 $1은(는) 이미 해제되었습니다"),
+    (r"alert (\d+) is not shelved", "알림 $1은(는) 보류 중이 아닙니다"),
+    (r"no alert (\d+) in tenant '(.*)'", "기업 '$2'에 알림 $1이(가) 없습니다"),
+    (r"shelve for more than 0 s and at most 7 days", "보류 기간은 0초 초과 7일 이하입니다"),
+    (r"state is one of (.*)", "상태는 다음 중 하나입니다: $1"),
+    (r"limit is 1–100000", "개수 제한은 1–100000입니다"),
     # the lab's form: a spec, a sweep's grid, the model, the city's compute quota
     (
         r"a lab spec is a mapping \(name, task, data, model, …\)",
