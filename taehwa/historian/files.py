@@ -47,17 +47,18 @@ def parquet_source(paths: list[str]) -> str:
     return f"(SELECT * REPLACE (CAST(value AS DOUBLE) AS value) FROM read_parquet({files}, union_by_name = true))"
 
 
-def _scales(con: duckdb.DuckDBPyConnection, source: str, where: str) -> int:
-    """The fewest decimal places that hold every value of a day exactly (a DECIMAL(18, k) read back as DOUBLE
-    is the same double), or -1 when none up to 9 does: plant data is mostly a few decimals, which DELTA
-    encoding packs into a byte or two a point where a double's noisy low bits do not compress."""
+def _scales(con: duckdb.DuckDBPyConnection, source: str) -> dict[int, int]:
+    """Per day number, the fewest decimal places that hold every value of the day exactly (a DECIMAL(18, k) read
+    back as DOUBLE is the same double), or -1 when none up to 9 does; one pass over the source for all its days.
+    Plant data is mostly a few decimals, which DELTA encoding packs into a byte or two a point where a double's
+    noisy low bits do not compress."""
     checks = ", ".join(
         f"bool_and(coalesce(abs(value) * 1e{k} < {EXACT_BELOW} AND "
         f"TRY_CAST(TRY_CAST(value AS DECIMAL(18, {k})) AS DOUBLE) = value, false))"
         for k in SCALES
     )
-    row = con.execute(f"SELECT {checks} FROM {source} {where}").fetchone()
-    return next((k for k, ok in zip(SCALES, row or (), strict=False) if ok), -1)
+    rows = con.execute(f"SELECT epoch_us(time) // {DAY_US} AS d, {checks} FROM {source} GROUP BY d").fetchall()
+    return {int(r[0]): next((k for k, ok in zip(SCALES, r[1:], strict=True) if ok), -1) for r in rows}
 
 
 def _has_duplicates(con: duckdb.DuckDBPyConnection, source: str) -> bool:
@@ -103,6 +104,7 @@ def write_day_files(
         else ""
     )
     sort = "" if presorted and dedup == "none" else " ORDER BY tag_id, time"
+    scales = _scales(con, source)
     out: list[DataFile] = []
     tmp: Path | None = None
     with disk_full_is("the historian's data files", storage.local_root):
@@ -121,7 +123,7 @@ def write_day_files(
                 )
                 name = f"{max_seq:012d}-{uuid.uuid4().hex[:12]}.parquet"
                 tmp = tmp_dir / name
-                scale = _scales(con, source, where)
+                scale = scales.get(int(day_number), -1)
                 columns = (
                     FILE_COLUMNS
                     if scale < 0
