@@ -30,6 +30,7 @@ from taehwa.core.errors import (
 )
 from taehwa.historian.store import Historian
 from taehwa.tenancy.access import Principal, acting_as, anonymous
+from taehwa.tenancy.tenants import TenantService
 
 MAX_TICKET_BYTES = 64 * 1024
 READ_KEYS = {"tenant", "tags", "start", "end", "every", "agg", "step", "method", "align", "limit"}
@@ -108,17 +109,19 @@ class FlightService(fl.FlightServerBase):  # type: ignore[misc]
         location: str,
         *,
         historian: Historian,
+        tenants: TenantService,
         authenticate: Callable[[str, str | None], Principal],
         max_put_bytes: int,
         tls: tuple[bytes, bytes] | None = None,
     ) -> None:
-        """`authenticate`: a bearer token to its caller, as over HTTP; `max_put_bytes`: the largest write, as
+        """`tenants`: the tenant book (a write's tenant checked before its body is read); `authenticate`: a bearer
+        token to its caller, as over HTTP; `max_put_bytes`: the largest write, as
         the HTTP body limit; `tls`: a (certificate, key) PEM pair for grpc+tls."""
         kwargs: dict[str, Any] = {"middleware": {"caller": _CallerFactory(authenticate)}}
         if tls is not None:
             kwargs["tls_certificates"] = [fl.CertKeyPair(cert=tls[0], key=tls[1])]
         super().__init__(location, **kwargs)
-        self.historian, self.max_put_bytes = historian, max_put_bytes
+        self.historian, self.tenants, self.max_put_bytes = historian, tenants, max_put_bytes
         self._thread: threading.Thread | None = None
 
     def _as_caller(self, context: Any, call: Callable[[], Any]) -> Any:
@@ -175,7 +178,7 @@ class FlightService(fl.FlightServerBase):  # type: ignore[misc]
         def run() -> None:
             doc = _request(descriptor.command, PUT_KEYS, "command")
             tenant = doc["tenant"]
-            self.historian.tenants.require(tenant, "write")  # before a byte of the body is read
+            self.tenants.require(tenant, "write")  # before a byte of the body is read
             batches, size = [], 0
             for chunk in reader:
                 size += chunk.data.nbytes

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from taehwa.analytics.recorder import EventRecorder
     from taehwa.historian.store import Historian
+    from taehwa.tenancy.tenants import TenantService
     from taehwa.twin.model import Plant
     from taehwa.twin.service import TwinService
 
@@ -100,16 +101,18 @@ class LiveAnalytics:
         *,
         historian: Historian,
         twin: TwinService,
+        tenants: TenantService,
         recorder: EventRecorder,
         lineage: bool = True,
         refresh_s: float = 2.0,
         after_step: Sequence[Callable[[], None]] = (),
     ) -> None:
-        """The historian (points in, points out), the twin (each tenant's plant), the event recorder; `lineage`:
-        record each calculated tag's expression, version and inputs in its tag metadata; `after_step`: calls made
-        in this thread after each step (the live comparison to references scores then)."""
+        """The historian (points in, points out), the twin (each tenant's plant), the tenant book (whose programs
+        run), the event recorder; `lineage`: record each calculated tag's expression, version and inputs in its tag
+        metadata; `after_step`: calls made in this thread after each step (the live comparison to references scores
+        then)."""
         self.after_step = tuple(after_step)
-        self.historian, self.twin, self.recorder = historian, twin, recorder
+        self.historian, self.twin, self.tenants, self.recorder = historian, twin, tenants, recorder
         self.lineage, self.refresh_s = lineage, refresh_s
         self._queue: queue.SimpleQueue[tuple[str, pa.Table]] = queue.SimpleQueue()
         self._runs: dict[str, TenantRun] = {}
@@ -187,7 +190,7 @@ class LiveAnalytics:
         self._last_refresh = time.monotonic()
         with acting_as(SYSTEM):
             active = self.historian.leases.active
-            for tenant in self.historian.tenants.list():
+            for tenant in self.tenants.list():
                 if not active(tenant.id):
                     continue
                 try:

@@ -77,7 +77,12 @@ class AnalyticsService:
         )
         if live:
             self.live = LiveAnalytics(
-                historian=historian, twin=twin, recorder=self.recorder, lineage=lineage, after_step=(self._tick,)
+                historian=historian,
+                twin=twin,
+                tenants=tenants,
+                recorder=self.recorder,
+                lineage=lineage,
+                after_step=(self._tick,),
             )
             historian.add_listener(self.arrivals.feed)
 

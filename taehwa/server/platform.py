@@ -69,7 +69,7 @@ class Platform:
             self.engine.dispose()
             raise
         self.identity = IdentityService(self.engine, self.audit)
-        self.sharing = SharingService(self.engine, self.historian, self.audit)
+        self.sharing = SharingService(self.engine, self.historian, self.tenants, self.audit)
         self.files = FileRoots(settings)
         self.twin = TwinService(
             settings, self.historian, engine=self.engine, tenants=self.tenants, audit=self.audit, checks=(check_plant,)
@@ -171,6 +171,7 @@ class Platform:
             historian=self.historian,
             twin=self.twin,
             alerts=self.live.alerts,
+            tenants=self.tenants,
             identity=self.identity,
             audit=self.audit,
             authenticate=self.authenticate,
@@ -187,6 +188,7 @@ class Platform:
         return FlightService(
             f"{scheme}://{host}:{port}",
             historian=self.historian,
+            tenants=self.tenants,
             authenticate=self.authenticate,
             max_put_bytes=s.max_body_bytes,
             tls=tls,

@@ -22,6 +22,7 @@ from taehwa.db import grants
 from taehwa.historian.store import Historian
 from taehwa.tenancy.access import SYSTEM, acting_as, current
 from taehwa.tenancy.audit import AuditLog
+from taehwa.tenancy.tenants import TenantService
 
 LINEAR_AGGS = {"avg", "min", "max", "first", "last", "twa"}
 
@@ -88,9 +89,11 @@ def _utc(value: datetime | None) -> datetime | None:
 class SharingService:
     """Grants, and reads made under them."""
 
-    def __init__(self, engine: Engine, historian: Historian, audit: AuditLog) -> None:
+    def __init__(self, engine: Engine, historian: Historian, tenants: TenantService, audit: AuditLog) -> None:
+        """The metadata engine (grants), the historian (the points read under a grant), the tenant book (owner
+        and grantee must exist, the owner's admin) and the audit log."""
         self._engine = engine
-        self.historian = historian
+        self.historian, self.tenants = historian, tenants
         self._audit = audit
 
     def create(
@@ -106,11 +109,11 @@ class SharingService:
         purpose: str | None = None,
     ) -> Grant:
         """Grant `grantee` read access to `tags` (names, or prefixes as 'unit/*') in [start, end) for `days`."""
-        self.historian.tenants.require(owner, "admin")
+        self.tenants.require(owner, "admin")
         if grantee == owner:
             raise InvalidInput("a tenant needs no grant to read its own data", where="grantee")
         with acting_as(SYSTEM):
-            self.historian.tenants.require(grantee)  # the grantee must exist
+            self.tenants.require(grantee)  # the grantee must exist
         if not tags or not all(isinstance(t, str) and t for t in tags):
             raise InvalidInput("name at least one tag (or a prefix such as 'cdu/*')", where="tags")
         if not 0 < days <= 3650:
@@ -181,7 +184,7 @@ class SharingService:
 
     def overview(self, tenant: str) -> dict[str, list[dict[str, Any]]]:
         """Grants a tenant has given (its admins) and received (its readers)."""
-        self.historian.tenants.require(tenant)
+        self.tenants.require(tenant)
         with self._engine.connect() as c:
             rows = (
                 c.execute(
@@ -204,7 +207,7 @@ class SharingService:
 
     def revoke(self, owner: str, grant_id: str) -> None:
         """End a grant at once."""
-        self.historian.tenants.require(owner, "admin")
+        self.tenants.require(owner, "admin")
         g = self._get(grant_id)
         if g.owner != owner:
             raise NotFound(f"no grant {grant_id!r}", where="grant")
@@ -213,7 +216,7 @@ class SharingService:
         self._audit.append("grant.revoke", tenant=owner, target=grant_id)
 
     def _usable(self, grantee: str, grant_id: str) -> Grant:
-        self.historian.tenants.require(grantee)
+        self.tenants.require(grantee)
         g = self._get(grant_id)
         if g.grantee != grantee:
             raise NotFound(f"no grant {grant_id!r}", where="grant")

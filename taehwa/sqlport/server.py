@@ -35,6 +35,7 @@ from taehwa.sqlport.sources import Alerts, TenantSources, Twin
 from taehwa.tenancy.access import Principal, acting_as, check
 from taehwa.tenancy.audit import AuditLog
 from taehwa.tenancy.identity import IdentityService
+from taehwa.tenancy.tenants import TenantService
 
 log = logging.getLogger(__name__)
 logging.getLogger("buenavista").setLevel(logging.CRITICAL)  # it logs every query's text and each failure twice
@@ -457,6 +458,7 @@ class SqlPort:
         historian: Historian,
         twin: Twin,
         alerts: Alerts,
+        tenants: TenantService,
         identity: IdentityService,
         audit: AuditLog,
         authenticate: Callable[[str, str | None], Principal],
@@ -465,8 +467,9 @@ class SqlPort:
         tls_key: Path | None = None,
     ) -> None:
         """The services the views read, sign-in (`authenticate`: a bearer token to its caller, as over HTTP;
-        `identity`: user names and passwords), the audit log, per-query limits, and an optional TLS pair."""
-        self.historian, self.twin, self.alerts = historian, twin, alerts
+        `identity`: user names and passwords), the tenant book, the audit log, per-query limits, and an optional TLS
+        pair."""
+        self.historian, self.twin, self.alerts, self.tenants = historian, twin, alerts, tenants
         self.identity, self.audit, self.authenticate, self.limits = identity, audit, authenticate, limits
         self.tls: ssl.SSLContext | None = None
         if tls_cert is not None and tls_key is not None:
@@ -505,7 +508,7 @@ class SqlPort:
             raise InvalidInput("name your tenant as the database (psql -d TENANT)", where="database") from None
         with acting_as(principal):
             check(tenant, "read")
-            self.historian.tenants.require(tenant)
+            self.tenants.require(tenant)
             self.audit.append("sql.connect", tenant=tenant, target=principal.user, after={"source": source})
 
         def recheck() -> Principal:
@@ -514,7 +517,9 @@ class SqlPort:
                 check(tenant, "read")
             return now
 
-        sources = TenantSources(historian=self.historian, twin=self.twin, alerts=self.alerts, tenant=tenant)
+        sources = TenantSources(
+            historian=self.historian, twin=self.twin, alerts=self.alerts, tenants=self.tenants, tenant=tenant
+        )
         return SqlSession(sources=sources, audit=self.audit, principal=principal, recheck=recheck, limits=self.limits)
 
     def start(self, host: str, port: int) -> int:

@@ -128,7 +128,7 @@ class SqlSession:
             elif st.kind == "ignored":
                 answer = Answer(None, "SET")
             else:
-                self.sources.historian.tenants.require(self.tenant)
+                self.sources.require()
                 answer = Answer(self._query(st.sql, params if len(statements) == 1 else None), "SELECT")
         return answer
 

@@ -24,6 +24,7 @@ import pyarrow.fs as pafs
 from taehwa.core.timeutil import from_us
 from taehwa.historian.query import Snapshot
 from taehwa.historian.store import Historian
+from taehwa.tenancy.tenants import TenantService
 
 TIME = pa.timestamp("us")  # naive UTC, as PostgreSQL's `timestamp`: drivers and Grafana read it as UTC
 # (time stays naive in DuckDB too: pyarrow cannot prune a UTC-aware filter against the files' naive statistics. A
@@ -186,10 +187,18 @@ def _points_view(clean: list[str], dirty: list[str], buffered: bool) -> str:
 class TenantSources:
     """Fills one client connection's views with one tenant's data, query by query, as its caller."""
 
-    def __init__(self, *, historian: Historian, twin: Twin, alerts: Alerts, tenant: str) -> None:
-        """The services the views read (each checks the caller itself) and the tenant they are read for."""
+    def __init__(
+        self, *, historian: Historian, twin: Twin, alerts: Alerts, tenants: TenantService, tenant: str
+    ) -> None:
+        """The services the views read (each checks the caller itself), the tenant book (the tenant must still
+        exist) and the tenant they are read for."""
         self.historian, self.twin, self.alerts, self.tenant = historian, twin, alerts, tenant
+        self.tenants = tenants
         self._registered: dict[str, object] = {}  # view source → what it holds now (None: empty)
+
+    def require(self) -> None:
+        """Refuse (NotFound) when the tenant is gone, or (Forbidden) when the caller may no longer read it."""
+        self.tenants.require(self.tenant)
 
     def _register(self, con: duckdb.DuckDBPyConnection, name: str, key: object, make: Callable[[], Any]) -> None:
         """Register a view's source unless it holds the same already (a registration costs a millisecond or
@@ -248,7 +257,7 @@ class TenantSources:
     def _fill_points(self, con: duckdb.DuckDBPyConnection, stack: contextlib.ExitStack) -> None:
         """The snapshot's files and buffer: days with one file and nothing buffered are read as they are; the
         others go through the duplicate filter (newest write wins), as the historian's own queries do."""
-        self.historian.tenants.require(self.tenant)
+        self.require()
         snap = self.historian.snapshot(self.tenant)
         buffer = snap.buffer
         dirty_days = {d for d in (f.day for f in snap.files) if sum(1 for g in snap.files if g.day == d) > 1}
