@@ -121,7 +121,7 @@ class LiveAnalytics:
         self._thread: threading.Thread | None = None
         self._last_refresh = 0.0
         self.on_written: list[Callable[[str, pa.Table], None]] = []  # callbacks(tenant, points), for tests
-        self.max_step_points = 20_000
+        self.max_step_points = 5_000
         """A step takes queued writes up to this many points: an engine that fell behind catches up by steps whose
         outputs stay small writes (buffered, their tags' answers cached), not one that goes straight to day files."""
         historian.add_listener(self._on_points)
