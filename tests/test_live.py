@@ -290,7 +290,7 @@ def test_drift_is_measured_against_the_training_data(live: Platform) -> None:
     stable = live.live.drift.report("acme", "pumps")
     assert not stable["drifted"] and stable["live_rows"] == 100 * N_PUMPS
     assert {x["name"] for x in stable["inputs"]} == {"flow", "pressure"}
-    assert all(x["psi"] < 0.25 for x in stable["inputs"])
+    assert all(x["psi"] is not None and x["psi"] < 0.25 for x in stable["inputs"])
     # the flow runs 20 % higher: the pumps left the range they were validated on
     shifted = pump_rows(TRAIN_S + 100, TRAIN_S + 400)
     for r in shifted:
@@ -300,6 +300,7 @@ def test_drift_is_measured_against_the_training_data(live: Platform) -> None:
     drifted = live.live.drift.report("acme", "pumps")
     assert drifted["drifted"]
     flow = next(x for x in drifted["inputs"] if x["name"] == "flow")
+    assert flow["psi"] is not None and flow["p_value"] is not None
     assert flow["psi"] >= 0.25 and flow["p_value"] < 1e-6 and flow["status"] == "drift"
     live.live.drift.check_all()
     alerts = live.live.alerts.list("acme", state="active")
@@ -338,7 +339,18 @@ def test_http_deployments_round_trip(live: Platform) -> None:
         )
         bad = c.post("/api/v1/acme/deployments", json={"name": "p2", "model": "pump-pca"})
         assert bad.status_code == 422
-        assert c.post("/api/v1/acme/deployments/pumps/pause").json()["enabled"] is False
+        # the typed answers (live.records) are the routes' response models: each answer is the service's, whole and
+        # in its order (a running deployment's status with every field, its parameters among its own fields)
+        live.live.scorer.refresh(force=True)
+        want = live.live.describe("acme", "pumps")
+        got = c.get("/api/v1/acme/deployments/pumps").json()
+        assert got == want and list(got) == list(want) and list(got["status"]) == list(want["status"])
+        assert want["status"]["running"] and "hold_s" in got and "model" in got["status"]
+        assert c.get("/api/v1/acme/deployments").json() == live.live.list("acme")
+        drift = c.get("/api/v1/acme/deployments/pumps/drift").json()
+        assert {**drift, "checked_at": ""} == {**live.live.drift.report("acme", "pumps"), "checked_at": ""}
+        paused = c.post("/api/v1/acme/deployments/pumps/pause").json()
+        assert paused == live.live.deployments.get("acme", "pumps").to_dict() and paused["enabled"] is False
         assert c.get("/api/v1/acme/deployments").json()[0]["name"] == "pumps"
         assert c.get("/api/v1/rival/deployments").json() == []
         assert c.delete("/api/v1/acme/deployments/pumps").status_code == 204

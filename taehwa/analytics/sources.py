@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, select
@@ -77,7 +77,7 @@ class SourcedEvents:
             return set(c.execute(select(col).where(col.table.c.tenant == tenant).distinct()).scalars())
 
     # -- alerts ---------------------------------------------------------------------------------------------------
-    def alert_changed(self, tenant: str, action: str, alert: dict[str, Any]) -> None:
+    def alert_changed(self, tenant: str, action: str, alert: Mapping[str, Any]) -> None:
         """An alert was raised or resolved (the alert book tells): open an event of every template of its asset's
         type that its rule opens, from the time it was raised; close it when the alert resolves."""
         asset, rule = alert.get("asset"), alert.get("rule")
@@ -101,7 +101,7 @@ class SourcedEvents:
                 continue
             self._close(tenant, prog, ev, match, end, "resolved")
 
-    def events_of_alert(self, tenant: str, alert: dict[str, Any]) -> list[dict[str, Any]]:
+    def events_of_alert(self, tenant: str, alert: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The events an alert belongs to: those on its asset or any asset above it that were open when it was
         raised (an event its rule opened among them)."""
         asset = alert.get("asset")

@@ -16,6 +16,15 @@ from taehwa.api.responses import BoundedRoute
 from taehwa.core.errors import InvalidInput
 from taehwa.live.deployments import DeploymentIn
 from taehwa.live.notify import WebhookIn
+from taehwa.live.records import (
+    AlertDetail,
+    AlertRecord,
+    BackfillResult,
+    DeploymentRecord,
+    DeploymentView,
+    DriftReport,
+    WebhookRecord,
+)
 from taehwa.live.rules import RuleIn
 from taehwa.live.service import BackfillIn, PredictIn
 from taehwa.server.platform import Platform
@@ -48,17 +57,17 @@ def add_live_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
     router = APIRouter(dependencies=[Depends(auth)], route_class=BoundedRoute, tags=["live"])
 
     @router.get("/api/v1/{tenant}/deployments")
-    def deployments(tenant: str) -> list[dict[str, Any]]:
+    def deployments(tenant: str) -> list[DeploymentView]:
         """Every deployment of the tenant with its status (assets, rows scored, newest row, last error)."""
         return live.list(tenant)
 
     @router.post("/api/v1/{tenant}/deployments", status_code=201, openapi_extra=_body(DeploymentIn))
-    def deploy(tenant: str, body: dict[str, Any] = ANY_BODY, replace: bool = False) -> dict[str, Any]:
+    def deploy(tenant: str, body: dict[str, Any] = ANY_BODY, replace: bool = False) -> DeploymentView:
         """Deploy a registered model on one asset, every asset of a type, or a subtree."""
         return live.deploy(tenant, body, replace=replace)
 
     @router.get("/api/v1/{tenant}/deployments/{name}")
-    def deployment(tenant: str, name: str) -> dict[str, Any]:
+    def deployment(tenant: str, name: str) -> DeploymentView:
         return live.describe(tenant, name)
 
     @router.delete("/api/v1/{tenant}/deployments/{name}", status_code=204)
@@ -67,16 +76,16 @@ def add_live_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
         live.deployments.remove(tenant, name)
 
     @router.post("/api/v1/{tenant}/deployments/{name}/pause")
-    def pause(tenant: str, name: str) -> dict[str, Any]:
+    def pause(tenant: str, name: str) -> DeploymentRecord:
         return live.deployments.set_enabled(tenant, name, False).to_dict()
 
     @router.post("/api/v1/{tenant}/deployments/{name}/resume")
-    def resume(tenant: str, name: str) -> dict[str, Any]:
+    def resume(tenant: str, name: str) -> DeploymentRecord:
         """Score again; what arrived while paused is scored first."""
         return live.deployments.set_enabled(tenant, name, True).to_dict()
 
     @router.get("/api/v1/{tenant}/deployments/{name}/drift")
-    def drift(tenant: str, name: str) -> dict[str, Any]:
+    def drift(tenant: str, name: str) -> DriftReport:
         """PSI and Kolmogorov–Smirnov of the live inputs and score against the model's training data."""
         return live.drift.report(tenant, name)
 
@@ -96,7 +105,7 @@ def add_live_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
         return Response(await run_in_threadpool(work), media_type="application/json")
 
     @router.post("/api/v1/{tenant}/backfill", openapi_extra=_body(BackfillIn))
-    def backfill(tenant: str, body: dict[str, Any] = ANY_BODY) -> dict[str, Any]:
+    def backfill(tenant: str, body: dict[str, Any] = ANY_BODY) -> BackfillResult:
         """Score a past range with a model, as live scoring would have; write shadow tags, the outputs, or
         nothing."""
         return live.backfill_request(tenant, body)
@@ -129,7 +138,7 @@ def add_live_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
         since: str | None = None,
         include_shelved: bool = True,
         limit: int = Query(1000, ge=1, le=100_000),
-    ) -> list[dict[str, Any]]:
+    ) -> list[AlertRecord]:
         """Alerts, newest first."""
         return live.alerts.list(
             tenant,
@@ -143,33 +152,33 @@ def add_live_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
         )
 
     @router.get("/api/v1/{tenant}/alerts/{alert_id}")
-    def alert(tenant: str, alert_id: int = ALERT_ID) -> dict[str, Any]:
+    def alert(tenant: str, alert_id: int = ALERT_ID) -> AlertDetail:
         """One alert with its chain and its history."""
         return live.alerts.get(tenant, alert_id)
 
     @router.post("/api/v1/{tenant}/alerts/{alert_id}/acknowledge")
-    def acknowledge(tenant: str, body: NoteIn, alert_id: int = ALERT_ID) -> dict[str, Any]:
+    def acknowledge(tenant: str, body: NoteIn, alert_id: int = ALERT_ID) -> AlertRecord:
         return live.alerts.acknowledge(tenant, alert_id, body.note)
 
     @router.post("/api/v1/{tenant}/alerts/{alert_id}/resolve")
-    def resolve(tenant: str, body: NoteIn, alert_id: int = ALERT_ID) -> dict[str, Any]:
+    def resolve(tenant: str, body: NoteIn, alert_id: int = ALERT_ID) -> AlertRecord:
         return live.alerts.resolve(tenant, alert_id, body.note)
 
     @router.post("/api/v1/{tenant}/alerts/{alert_id}/shelve")
-    def shelve(tenant: str, body: ShelveIn, alert_id: int = ALERT_ID) -> dict[str, Any]:
+    def shelve(tenant: str, body: ShelveIn, alert_id: int = ALERT_ID) -> AlertRecord:
         return live.alerts.shelve(tenant, alert_id, body.seconds, body.note)
 
     @router.post("/api/v1/{tenant}/alerts/{alert_id}/unshelve")
-    def unshelve(tenant: str, body: NoteIn, alert_id: int = ALERT_ID) -> dict[str, Any]:
+    def unshelve(tenant: str, body: NoteIn, alert_id: int = ALERT_ID) -> AlertRecord:
         return live.alerts.unshelve(tenant, alert_id, body.note)
 
     @router.get("/api/v1/{tenant}/webhooks")
-    def hooks(tenant: str) -> list[dict[str, Any]]:
+    def hooks(tenant: str) -> list[WebhookRecord]:
         """Webhooks with their undelivered messages and last delivery error."""
         return live.notifier.list(tenant)
 
     @router.post("/api/v1/{tenant}/webhooks", status_code=201, openapi_extra=_body(WebhookIn))
-    def add_hook(tenant: str, body: dict[str, Any] = ANY_BODY) -> dict[str, Any]:
+    def add_hook(tenant: str, body: dict[str, Any] = ANY_BODY) -> WebhookRecord:
         return live.notifier.add(tenant, body)
 
     @router.delete("/api/v1/{tenant}/webhooks/{name}", status_code=204)

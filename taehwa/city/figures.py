@@ -17,6 +17,7 @@ from typing import Any
 
 from taehwa.city.release import Figure
 from taehwa.lab.validation import lower_is_better
+from taehwa.live.records import AlertRecord
 from taehwa.twin.model import Plant
 
 WINDOW_DAYS = 30
@@ -30,7 +31,7 @@ class Inputs:
     plant: Plant
     own_states: dict[str, str]  # asset → own state
     signals: dict[str, list[str]]  # asset → the states of its measured, bound signals
-    alerts: list[dict[str, Any]]  # raised in the window
+    alerts: list[AlertRecord]  # raised in the window
     deployments: list[Any]  # enabled deployments (with .covers(plant, path) and .model/.version)
     gains: dict[tuple[str, int | None], float] = field(default_factory=dict)  # production (model, version) → gain %
 

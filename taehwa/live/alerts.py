@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import logging
 import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -21,6 +22,7 @@ from sqlalchemy.engine import Connection
 from taehwa.core.errors import Conflict, InvalidInput, NotFound
 from taehwa.core.timeutil import parse_time
 from taehwa.db import alert_events, alerts, outbox, webhooks
+from taehwa.live.records import AlertDetail, AlertRecord
 from taehwa.tenancy.access import current
 
 if TYPE_CHECKING:
@@ -42,11 +44,16 @@ def _iso(d: datetime | None) -> str | None:
     return (d if d.tzinfo else d.replace(tzinfo=UTC)).isoformat()
 
 
+def _at(d: datetime) -> str:
+    """A time that is always set (an alert's raising, its last raising), ISO with its offset."""
+    return (d if d.tzinfo else d.replace(tzinfo=UTC)).isoformat()
+
+
 def _aware(d: datetime | None) -> datetime | None:
     return None if d is None else d if d.tzinfo else d.replace(tzinfo=UTC)
 
 
-def alert_dict(row: Any) -> dict[str, Any]:
+def alert_dict(row: Any) -> AlertRecord:
     """JSON form of an alert row."""
     r = row._mapping  # (a Row's .count is the tuple method)
     now = datetime.now(UTC)
@@ -61,8 +68,8 @@ def alert_dict(row: Any) -> dict[str, Any]:
         "message": r["message"],
         "value": r["value"],
         "count": r["count"],
-        "raised_at": _iso(r["raised_at"]),
-        "last_at": _iso(r["last_at"]),
+        "raised_at": _at(r["raised_at"]),
+        "last_at": _at(r["last_at"]),
         "resolved_at": _iso(r["resolved_at"]),
         "shelved_until": _iso(shelved) if shelved and shelved > now else None,
         "chain": r["chain"],
@@ -72,9 +79,9 @@ def alert_dict(row: Any) -> dict[str, Any]:
 class AlertFollower(Protocol):
     """What follows alerts (the analytics' event frames): told of each change, asked which events one belongs to."""
 
-    def alert_changed(self, tenant: str, action: str, alert: dict[str, Any]) -> None: ...
+    def alert_changed(self, tenant: str, action: str, alert: Mapping[str, Any]) -> None: ...
 
-    def events_of_alert(self, tenant: str, alert: dict[str, Any]) -> builtins.list[dict[str, Any]]: ...
+    def events_of_alert(self, tenant: str, alert: Mapping[str, Any]) -> builtins.list[dict[str, Any]]: ...
 
 
 class AlertBook:
@@ -122,7 +129,7 @@ class AlertBook:
         message: str,
         value: float | None,
         chain: dict[str, Any],
-    ) -> dict[str, Any]:
+    ) -> AlertRecord:
         """A new alert, or the open one for the same rule and asset folded (count + 1)."""
         now = datetime.now(UTC)
         with self._lock, self.engine.begin() as c:
@@ -174,24 +181,24 @@ class AlertBook:
         self._announce(tenant, "folded" if existing is not None else "raised", doc)
         return doc
 
-    def clear(self, tenant: str, alert_id: int, note: str) -> dict[str, Any] | None:
+    def clear(self, tenant: str, alert_id: int, note: str) -> AlertRecord | None:
         """The condition cleared: resolve the alert by itself (when it is still open)."""
         return self._change(tenant, alert_id, "resolved", "system", note, system=True)
 
     # -- people -------------------------------------------------------------------------------------------------
-    def acknowledge(self, tenant: str, alert_id: int, note: str | None = None) -> dict[str, Any]:
+    def acknowledge(self, tenant: str, alert_id: int, note: str | None = None) -> AlertRecord:
         self.tenants.require(tenant, "write")
         out = self._change(tenant, alert_id, "acknowledged", current().user, note)
         assert out is not None
         return out
 
-    def resolve(self, tenant: str, alert_id: int, note: str | None = None) -> dict[str, Any]:
+    def resolve(self, tenant: str, alert_id: int, note: str | None = None) -> AlertRecord:
         self.tenants.require(tenant, "write")
         out = self._change(tenant, alert_id, "resolved", current().user, note)
         assert out is not None
         return out
 
-    def shelve(self, tenant: str, alert_id: int, seconds: float, note: str | None = None) -> dict[str, Any]:
+    def shelve(self, tenant: str, alert_id: int, seconds: float, note: str | None = None) -> AlertRecord:
         """Hide an open alert and hold its notifications for `seconds` (at most 7 days)."""
         self.tenants.require(tenant, "write")
         if not 0 < seconds <= 7 * 86_400:
@@ -200,7 +207,7 @@ class AlertBook:
         assert out is not None
         return out
 
-    def unshelve(self, tenant: str, alert_id: int, note: str | None = None) -> dict[str, Any]:
+    def unshelve(self, tenant: str, alert_id: int, note: str | None = None) -> AlertRecord:
         self.tenants.require(tenant, "write")
         out = self._change(tenant, alert_id, "unshelved", current().user, note)
         assert out is not None
@@ -216,7 +223,7 @@ class AlertBook:
         *,
         system: bool = False,
         shelve_s: float | None = None,
-    ) -> dict[str, Any] | None:
+    ) -> AlertRecord | None:
         now = datetime.now(UTC)
         with self._lock, self.engine.begin() as c:
             row = c.execute(select(alerts).where((alerts.c.tenant == tenant) & (alerts.c.id == alert_id))).first()
@@ -288,8 +295,9 @@ class AlertBook:
         if hooks:
             self.wake_notifier.set()
 
-    def _announce(self, tenant: str, action: str, doc: dict[str, Any]) -> None:
-        paths = (doc["asset"],) if doc.get("asset") else ()
+    def _announce(self, tenant: str, action: str, doc: AlertRecord) -> None:
+        asset = doc["asset"]
+        paths = (asset,) if asset else ()
         self.twin.hub.publish(tenant, [("alert", paths, {"action": action, "alert": doc})])
         if self.follower is not None:
             try:
@@ -309,7 +317,7 @@ class AlertBook:
         since: str | None = None,
         include_shelved: bool = True,
         limit: int = 1000,
-    ) -> list[dict[str, Any]]:
+    ) -> builtins.list[AlertRecord]:
         """Alerts newest first: by state (or `open`), under an asset, of a severity or rule, raised since a time."""
         self.tenants.require(tenant)
         q = select(alerts).where(alerts.c.tenant == tenant)
@@ -332,7 +340,7 @@ class AlertBook:
         docs = [alert_dict(r) for r in rows]
         return docs if include_shelved else [d for d in docs if not d["shelved_until"]]
 
-    def get(self, tenant: str, alert_id: int) -> dict[str, Any]:
+    def get(self, tenant: str, alert_id: int) -> AlertDetail:
         """One alert with its history (who did what, when, with which note)."""
         self.tenants.require(tenant)
         with self.engine.connect() as c:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import delete, insert, select, update
@@ -17,6 +17,7 @@ from sqlalchemy import delete, insert, select, update
 from taehwa.core.errors import Conflict, InvalidInput, NotFound, ValidationFailed
 from taehwa.db import deployments
 from taehwa.lab.validation import Pipeline
+from taehwa.live.records import DeploymentRecord
 from taehwa.tenancy.access import current
 from taehwa.twin.targets import Target
 
@@ -92,17 +93,22 @@ class Deployment:
         """Whether the target takes in the asset at `path` (before checking it has the model's inputs)."""
         return Target.of(self.target).covers(plant, path)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "model": self.model,
-            "version": self.version,
-            "target": self.target,
-            **{k: v for k, v in self.params.items()},
-            "enabled": self.enabled,
-            "created_by": self.created_by,
-            "created_at": self.created_at.isoformat(),
-        }
+    def to_dict(self) -> DeploymentRecord:
+        """The deployment as the API shows it, its row-making parameters among its fields (`DeploymentIn`'s
+        outputs, step, hold_s, wait_s, every_s: the only keys `create` stores in `params`)."""
+        return cast(
+            DeploymentRecord,
+            {
+                "name": self.name,
+                "model": self.model,
+                "version": self.version,
+                "target": self.target,
+                **{k: v for k, v in self.params.items()},
+                "enabled": self.enabled,
+                "created_by": self.created_by,
+                "created_at": self.created_at.isoformat(),
+            },
+        )
 
 
 def parse_deployment(doc: Any, *, source: str = "deployment") -> DeploymentIn:

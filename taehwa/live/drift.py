@@ -6,12 +6,13 @@ reference's deciles) and the two-sample Kolmogorov–Smirnov test. PSI ≥ 0.25 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from taehwa.core.errors import NotFound
 from taehwa.core.timeutil import from_us
+from taehwa.live.records import DriftReport, SeriesDrift
 
 if TYPE_CHECKING:
     from taehwa.live.alerts import AlertBook
@@ -36,7 +37,7 @@ def psi(reference: np.ndarray, live: np.ndarray, bins: int = 10) -> float:
     return float(np.sum((q - p) * np.log(q / p)))
 
 
-def compare(name: str, reference: np.ndarray, live: np.ndarray) -> dict[str, Any]:
+def compare(name: str, reference: np.ndarray, live: np.ndarray) -> SeriesDrift:
     """PSI and KS of one series, with its verdict."""
     value = psi(reference, live)
     from scipy import stats  # a second to import: paid at the first drift check, not by every CLI command
@@ -70,9 +71,9 @@ class DriftMonitor:
     ) -> None:
         """Tenancy, the deployments and the scorer (whose running deployments it judges), the alert book."""
         self.tenants, self.deployments, self.scorer, self.alerts = tenants, deployments, scorer, alerts
-        self.last: dict[tuple[str, str], dict[str, Any]] = {}
+        self.last: dict[tuple[str, str], DriftReport] = {}
 
-    def report(self, tenant: str, name: str) -> dict[str, Any]:
+    def report(self, tenant: str, name: str) -> DriftReport:
         """The drift of a running deployment now."""
         self.tenants.require(tenant)
         self.deployments.get(tenant, name)
@@ -81,43 +82,36 @@ class DriftMonitor:
             raise NotFound(f"deployment {name!r} is not running (paused, or no asset to score)", where="deployment")
         return self._report(run)
 
-    def _report(self, run: Running) -> dict[str, Any]:
+    def _report(self, run: Running) -> DriftReport:
         ref = getattr(run.pipe, "reference", None)
-        base = {
+        checked_at = from_us(time.time_ns() // 1000).isoformat()
+        inputs: list[SeriesDrift] = []
+        output: SeriesDrift | None = None
+        if not ref:
+            drifted, status = (
+                False,
+                "no reference: the model was trained before drift samples were kept; train it again",
+            )
+        elif len(run.recent_score) < MIN_ROWS:
+            drifted, status = False, f"waiting for {MIN_ROWS} live rows"
+        else:
+            live = np.array(list(run.recent_in), dtype=float)
+            inputs = [
+                compare(col, np.asarray(ref["inputs"][col], float), live[:, j])
+                for j, col in enumerate(run.columns)
+                if col in ref["inputs"]
+            ]
+            output = compare("score", np.asarray(ref["score"], float), np.array(list(run.recent_score), dtype=float))
+            drifted = any(x["status"] == "drift" for x in [*inputs, output])
+            status = "drift" if drifted else "stable"
+        return {
             "deployment": run.dep.name,
             "model": run.info,
             "live_rows": len(run.recent_score),
-            "checked_at": from_us(time.time_ns() // 1000).isoformat(),
+            "checked_at": checked_at,
             "thresholds": {"psi_drift": PSI_DRIFT, "psi_watch": PSI_WATCH},
-        }
-        if not ref:
-            return {
-                **base,
-                "drifted": False,
-                "status": "no reference: the model was trained before drift samples were kept; train it again",
-                "inputs": [],
-                "output": None,
-            }
-        if len(run.recent_score) < MIN_ROWS:
-            return {
-                **base,
-                "drifted": False,
-                "status": f"waiting for {MIN_ROWS} live rows",
-                "inputs": [],
-                "output": None,
-            }
-        live = np.array(list(run.recent_in), dtype=float)
-        inputs = [
-            compare(col, np.asarray(ref["inputs"][col], float), live[:, j])
-            for j, col in enumerate(run.columns)
-            if col in ref["inputs"]
-        ]
-        output = compare("score", np.asarray(ref["score"], float), np.array(list(run.recent_score), dtype=float))
-        drifted = any(x["status"] == "drift" for x in [*inputs, output])
-        return {
-            **base,
             "drifted": drifted,
-            "status": "drift" if drifted else "stable",
+            "status": status,
             "inputs": inputs,
             "output": output,
         }
@@ -132,8 +126,9 @@ class DriftMonitor:
                 continue
             rule = f"drift/{name}"[:63]
             asset = run.dep.target.get("asset") or run.dep.target.get("under")
-            if rep["drifted"]:
-                worst = max([*rep["inputs"], rep["output"]], key=lambda x: x["psi"] or 0)
+            output = rep["output"]
+            if rep["drifted"] and output is not None:  # drifted: judged on inputs and output both
+                worst = max([*rep["inputs"], output], key=lambda x: x["psi"] or 0)
                 book.raise_alert(
                     tenant,
                     rule=rule,

@@ -9,10 +9,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from taehwa.core.errors import Conflict
 from taehwa.lab.validation import Pipeline
+from taehwa.live.records import ModelRef
 from taehwa.tenancy.access import SYSTEM, acting_as
 
 if TYPE_CHECKING:
@@ -42,22 +43,22 @@ class ModelCache:
         self.capacity = capacity
         self._cache: OrderedDict[tuple[str, str], Pipeline] = OrderedDict()
         self._lock = threading.Lock()
-        self._resolved: dict[tuple[str, str, int | None], tuple[float, int, dict[str, Any]]] = {}
+        self._resolved: dict[tuple[str, str, int | None], tuple[float, int, ModelRef]] = {}
 
-    def resolve(self, tenant: str, model: str, version: int | None) -> dict[str, Any]:
+    def resolve(self, tenant: str, model: str, version: int | None) -> ModelRef:
         """{name, version, run_id, stage} of a pinned version, or of the production one."""
         self.tenants.require(tenant)
         key, generation, now = (tenant, model, version), self.lab.registry_generation, time.monotonic()
         hit = self._resolved.get(key)
         if hit is not None and hit[1] == generation and now - hit[0] < RESOLVE_TTL_S:
-            return dict(hit[2])
+            return hit[2].copy()
         info = self._lookup(tenant, model, version)
         if len(self._resolved) > 10_000:
             self._resolved.clear()
         self._resolved[key] = (now, generation, info)
-        return dict(info)
+        return info.copy()
 
-    def _lookup(self, tenant: str, model: str, version: int | None) -> dict[str, Any]:
+    def _lookup(self, tenant: str, model: str, version: int | None) -> ModelRef:
         versions = self.lab.versions(tenant, model)
         if version is None:
             found = [v for v in versions if v["stage"] == "production"]
@@ -85,10 +86,10 @@ class ModelCache:
                 self._cache.popitem(last=False)
         return pipe
 
-    def get(self, tenant: str, model: str, version: int | None) -> tuple[Pipeline, dict[str, Any]]:
+    def get(self, tenant: str, model: str, version: int | None) -> tuple[Pipeline, ModelRef]:
         info = self.resolve(tenant, model, version)
         return self.load(tenant, info["run_id"]), info
 
-    def pipeline(self, tenant: str, dep: Pinned) -> tuple[Pipeline, dict[str, Any]]:
+    def pipeline(self, tenant: str, dep: Pinned) -> tuple[Pipeline, ModelRef]:
         """The pipeline a deployment uses now, and which version that is."""
         return self.get(tenant, dep.model, dep.version)

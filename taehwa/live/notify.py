@@ -22,6 +22,7 @@ from sqlalchemy import delete, func, insert, select, update
 from taehwa.core.errors import Conflict, NotFound, ValidationFailed
 from taehwa.db import outbox, webhooks
 from taehwa.live.alerts import ACTIONS
+from taehwa.live.records import WebhookRecord
 from taehwa.tenancy.access import current
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ class Notifier:
         self._thread: threading.Thread | None = None
 
     # -- webhooks -------------------------------------------------------------------------------------------------
-    def add(self, tenant: str, doc: dict[str, Any] | WebhookIn) -> dict[str, Any]:
+    def add(self, tenant: str, doc: dict[str, Any] | WebhookIn) -> WebhookRecord:
         self.tenants.require(tenant, "admin")
         try:
             hook = doc if isinstance(doc, WebhookIn) else WebhookIn.model_validate(doc)
@@ -106,7 +107,7 @@ class Notifier:
         )
         return self.get(tenant, hook.name)
 
-    def list(self, tenant: str) -> list[dict[str, Any]]:
+    def list(self, tenant: str) -> list[WebhookRecord]:
         self.tenants.require(tenant)
         with self.engine.connect() as c:
             hooks = c.execute(select(webhooks).where(webhooks.c.tenant == tenant).order_by(webhooks.c.name)).all()
@@ -140,7 +141,7 @@ class Notifier:
             for h in hooks
         ]
 
-    def get(self, tenant: str, name: str) -> dict[str, Any]:
+    def get(self, tenant: str, name: str) -> WebhookRecord:
         found = [h for h in self.list(tenant) if h["name"] == name]
         if not found:
             raise NotFound(f"no webhook {name!r} in tenant {tenant!r}", where="webhook")

@@ -36,6 +36,7 @@ from taehwa.lab.fanout import Backend, run_stream
 from taehwa.lab.gaps import hold_us as gap_hold_us
 from taehwa.lab.validation import Pipeline
 from taehwa.live.deployments import OUTPUTS, Deployment, history_rows, required_columns, resolve_units
+from taehwa.live.records import ModelRef, ScorerStatus
 from taehwa.live.rows import UnitRows, grid_between, grid_rows, phase_of, sorted_series
 from taehwa.tenancy.access import SYSTEM, acting_as
 
@@ -112,7 +113,7 @@ class Running:
     dep: Deployment
     key: tuple[Any, ...]  # what it was started from: a change of any part restarts it
     pipe: Pipeline
-    info: dict[str, Any]  # name, version, run_id of the model in use
+    info: ModelRef  # the model version in use
     columns: list[str]
     outputs: dict[str, str]  # output → signal name
     step_us: int
@@ -307,9 +308,9 @@ class Scorer:
             state = []
             for d in deps:
                 try:
-                    info = self.models.resolve(d.tenant, d.model, d.version)
-                except TaehwaError as exc:
-                    info = {"error": str(exc)}
+                    run_id: str | None = self.models.resolve(d.tenant, d.model, d.version)["run_id"]
+                except TaehwaError:
+                    run_id = None
                 state.append(
                     (
                         d.tenant,
@@ -318,7 +319,7 @@ class Scorer:
                         d.version,
                         repr(d.target),
                         repr(d.params),
-                        info.get("run_id"),
+                        run_id,
                         id(self.twin.plant(d.tenant)),
                     )
                 )
@@ -538,7 +539,7 @@ class Scorer:
     def running(self, tenant: str, name: str) -> Running | None:
         return self._running.get((tenant, name))
 
-    def status(self, tenant: str, name: str) -> dict[str, Any]:
+    def status(self, tenant: str, name: str) -> ScorerStatus:
         """How a deployment is doing: assets scored and skipped, rows, the newest row, late points, last error."""
         run = self._running.get((tenant, name))
         if run is None:

@@ -25,6 +25,7 @@ from taehwa.live.deployments import OUTPUTS, Deployment, DeploymentStore, histor
 from taehwa.live.drift import DriftMonitor
 from taehwa.live.models import ModelCache
 from taehwa.live.notify import Notifier
+from taehwa.live.records import BackfillResult, DeploymentView, PredictResult
 from taehwa.live.rules import RuleStore
 from taehwa.live.scoring import Scorer, backfill_rows, fault_classes, model_outputs, predict_units
 
@@ -128,21 +129,21 @@ class LiveService:
         self.notifier.close()
 
     # -- deployments ----------------------------------------------------------------------------------------------
-    def deploy(self, tenant: str, doc: dict[str, Any], *, replace: bool = False) -> dict[str, Any]:
+    def deploy(self, tenant: str, doc: dict[str, Any], *, replace: bool = False) -> DeploymentView:
         dep = self.deployments.create(tenant, doc, replace=replace)
         if self._started:
             self.scorer.refresh(force=True)
         return self.describe(tenant, dep.name)
 
-    def describe(self, tenant: str, name: str) -> dict[str, Any]:
+    def describe(self, tenant: str, name: str) -> DeploymentView:
         """A deployment with how it is doing."""
         dep = self.deployments.get(tenant, name)
         return {**dep.to_dict(), "status": self.scorer.status(tenant, name)}
 
-    def list(self, tenant: str) -> list[dict[str, Any]]:
+    def list(self, tenant: str) -> list[DeploymentView]:
         return [{**d.to_dict(), "status": self.scorer.status(tenant, d.name)} for d in self.deployments.list(tenant)]
 
-    def deployed_on(self, tenant: str, path: str) -> builtins.list[dict[str, Any]]:
+    def deployed_on(self, tenant: str, path: str) -> builtins.list[DeploymentView]:
         """The deployments whose target takes in an asset, with how they are doing."""
         plant = self.twin.plant(tenant)
         return [
@@ -152,19 +153,19 @@ class LiveService:
         ]
 
     # -- on demand ------------------------------------------------------------------------------------------------
-    def predict_request(self, tenant: str, model: str, body: Any) -> dict[str, Any]:
+    def predict_request(self, tenant: str, model: str, body: Any) -> PredictResult:
         """`predict` from an HTTP body (checked after the caller's rights: scoring takes the platform's compute,
         so like every POST it needs the write right — engineers, tenant admins, tokens with the write scope)."""
         self.tenants.require(tenant, "write")
         req = _checked(PredictIn, body)
         return self.predict(tenant, model, req.rows, version=req.version)
 
-    def backfill_request(self, tenant: str, body: Any) -> dict[str, Any]:
+    def backfill_request(self, tenant: str, body: Any) -> BackfillResult:
         """`backfill` from an HTTP body (checked after the caller's rights)."""
         self.tenants.require(tenant, "write")
         return self.backfill(tenant, **_checked(BackfillIn, body).model_dump())
 
-    def predict(self, tenant: str, model: str, rows: Any, *, version: int | None = None) -> dict[str, Any]:
+    def predict(self, tenant: str, model: str, rows: Any, *, version: int | None = None) -> PredictResult:
         """Score rows given by another system: each a mapping of the model's inputs to values, in time order (they
         are one sequence for window features)."""
         self.tenants.require(tenant)
@@ -222,7 +223,7 @@ class LiveService:
         step: str | None = None,
         write: str = "shadow",
         fan_out: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> BackfillResult:
         """Score a past range as live scoring would have: rows made the same way, the same model. Written to
         `shadow` tags (`<asset>/backfill/<model>/v<version>/<output>`, to compare with what ran), to the live
         output tags (`outputs`, e.g. to fill a gap), or not at all (`none`: only the summary). Chunks of assets are

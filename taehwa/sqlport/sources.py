@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -115,7 +115,7 @@ class Twin(Protocol):
 class Alerts(Protocol):
     """What the views need of the alert book."""
 
-    def list(self, tenant: str, *, limit: int = 1000) -> list[dict[str, Any]]: ...
+    def list(self, tenant: str, *, limit: int = 1000) -> Sequence[Mapping[str, Any]]: ...
 
 
 def _naive(value: datetime | str | None) -> datetime | None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from taehwa.core.errors import TaehwaError
 from taehwa.live.deployments import OUTPUTS
+from taehwa.live.records import AlertRecord, DeploymentView
 from taehwa.server.platform import Platform
 from taehwa.twin.records import StateNode
 from taehwa.web.directions import direction
@@ -55,7 +56,7 @@ def signal_rows(
 
 
 def explain_outputs(
-    platform: Platform, tenant: str, path: str, rows: list[dict[str, Any]], deployments: list[dict[str, Any]]
+    platform: Platform, tenant: str, path: str, rows: list[dict[str, Any]], deployments: list[DeploymentView]
 ) -> list[dict[str, Any]]:
     """The model outputs on an asset, each with the limit it is judged against (an alert rule on that signal, else
     the signal's alarm limit), where the value stands against it, and which model and version writes it."""
@@ -178,7 +179,7 @@ def tag_tree(platform: Platform, tenant: str) -> dict[str, Any]:
     return {"by_asset": by_asset, "by_name": folders, "count": len(tags)}
 
 
-def alert_details(platform: Platform, tenant: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def alert_details(platform: Platform, tenant: str, rows: list[AlertRecord]) -> list[dict[str, Any]]:
     """Alerts with their history (who did what, when, with which note), the event frames each belongs to and the
     unit of the value."""
     units = tag_units(platform, tenant)
