@@ -230,7 +230,21 @@ def test_over_http(lab: Platform, client: TestClient) -> None:
     assert report.headers["content-type"].startswith("text/html") and "Validation report" in report.text
     r = client.post("/api/v1/acme/models/pump-anomaly/versions/1/promote", json={"reason": "validated"})
     assert r.status_code == 200 and r.json()["stage"] == "production"
-    assert client.get("/api/v1/acme/models/pump-anomaly/versions/1/card").json()["stage"] == "production"
+    assert list(r.json()) == ["name", "version", "stage", "previous", "gate"] and r.json()["gate"]["passed"] is True
+    card = client.get("/api/v1/acme/models/pump-anomaly/versions/1/card").json()
+    assert card["stage"] == "production"
+    # the typed answers (lab.records) are the routes' response models: each answer is the service's, whole, in order
+    assert card == lab.lab.card("acme", "pump-anomaly", 1) and list(card) == list(
+        lab.lab.card("acme", "pump-anomaly", 1)
+    )
+    runs = client.get("/api/v1/acme/lab/runs").json()
+    assert runs == lab.lab.runs("acme") and list(runs[0]) == list(lab.lab.runs("acme")[0])
+    assert client.get("/api/v1/acme/models").json() == lab.lab.versions("acme")
+    model = client.get("/api/v1/acme/models/pump-anomaly").json()
+    assert model == {
+        "versions": lab.lab.versions("acme", "pump-anomaly"),
+        "history": lab.lab.history("acme", "pump-anomaly"),
+    }
     assert client.get("/api/v1/rival/lab/runs").json() == []  # another tenant sees none of it
 
 

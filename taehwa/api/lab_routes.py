@@ -12,6 +12,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from taehwa.api.responses import BoundedRoute
 from taehwa.core.errors import InvalidInput, UnsupportedMediaType
+from taehwa.lab.records import (
+    ModelCard,
+    ModelHistory,
+    ModelVersion,
+    Promotion,
+    RegisteredVersion,
+    Rollback,
+    RunSummary,
+)
 from taehwa.server.platform import Platform
 
 
@@ -141,7 +150,7 @@ def add_lab_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) -
         return lab.sweep(tenant, body.spec, body.grid, backend=body.backend)
 
     @router.get("/api/v1/{tenant}/lab/runs")
-    def runs(tenant: str, name: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
+    def runs(tenant: str, name: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> list[RunSummary]:
         """Runs, newest first, with their primary figure and the baseline's."""
         return lab.runs(tenant, name, limit)
 
@@ -185,32 +194,32 @@ def add_lab_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) -
         return JSONResponse(json_safe(frame.to_dict(orient="records")))
 
     @router.get("/api/v1/{tenant}/models")
-    def models(tenant: str) -> list[dict[str, Any]]:
+    def models(tenant: str) -> list[ModelVersion]:
         """Every registered model version and its stage."""
         return lab.versions(tenant)
 
     @router.get("/api/v1/{tenant}/models/{name}")
-    def model(tenant: str, name: str) -> dict[str, Any]:
+    def model(tenant: str, name: str) -> ModelHistory:
         """A model's versions and its history (registrations, promotions, refusals, rollbacks)."""
         return {"versions": lab.versions(tenant, name), "history": lab.history(tenant, name)}
 
     @router.post("/api/v1/{tenant}/models/{name}/versions", status_code=201)
-    def register(tenant: str, name: str, body: RegisterIn) -> dict[str, Any]:
+    def register(tenant: str, name: str, body: RegisterIn) -> RegisteredVersion:
         """Register a training run's model as a new candidate version."""
         return lab.register(tenant, body.run_id, name, body.asset_type)
 
     @router.post("/api/v1/{tenant}/models/{name}/versions/{version}/promote")
-    def promote(tenant: str, name: str, body: PromoteIn, version: int = VERSION) -> dict[str, Any]:
+    def promote(tenant: str, name: str, body: PromoteIn, version: int = VERSION) -> Promotion:
         """Promote to production through the gate (beat the baseline and production on the same data)."""
         return lab.promote(tenant, name, version, body.reason, force=body.force)
 
     @router.post("/api/v1/{tenant}/models/{name}/rollback")
-    def rollback(tenant: str, name: str, body: ReasonIn) -> dict[str, Any]:
+    def rollback(tenant: str, name: str, body: ReasonIn) -> Rollback:
         """Put back the previous production version."""
         return lab.rollback(tenant, name, body.reason)
 
     @router.get("/api/v1/{tenant}/models/{name}/versions/{version}/card")
-    def card(tenant: str, name: str, version: int = VERSION) -> dict[str, Any]:
+    def card(tenant: str, name: str, version: int = VERSION) -> ModelCard:
         """The model card of a version."""
         return lab.card(tenant, name, version)
 

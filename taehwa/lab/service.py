@@ -18,6 +18,16 @@ from taehwa.db import lab_runs, model_events, model_versions
 from taehwa.lab import metrics as M
 from taehwa.lab.datasets import Dataset, build_dataset
 from taehwa.lab.models import BASELINES
+from taehwa.lab.records import (
+    GateReport,
+    ModelCard,
+    ModelEvent,
+    ModelVersion,
+    Promotion,
+    RegisteredVersion,
+    Rollback,
+    RunSummary,
+)
 from taehwa.lab.report import render_html
 from taehwa.lab.spec import Spec, parse_spec
 from taehwa.lab.tracking import Tracker
@@ -366,7 +376,7 @@ class LabService:
             return {"version": prod.version, "run_id": prod.run_id, "error": str(exc)}
         return {"version": prod.version, "run_id": prod.run_id, "metrics": M.json_safe(figures)}
 
-    def runs(self, tenant: str, name: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def runs(self, tenant: str, name: str | None = None, limit: int = 100) -> list[RunSummary]:
         self.tenants.require(tenant)
         q = select(lab_runs).where(lab_runs.c.tenant == tenant)
         if name:
@@ -444,7 +454,7 @@ class LabService:
             )
         )
 
-    def register(self, tenant: str, run_id: str, name: str, asset_type: str | None = None) -> dict[str, Any]:
+    def register(self, tenant: str, run_id: str, name: str, asset_type: str | None = None) -> RegisteredVersion:
         """A new candidate version of model `name` from a training run."""
         self.tenants.require(tenant, "write")
         run = self.get_run(tenant, run_id)
@@ -484,7 +494,7 @@ class LabService:
         )
         return {"name": name, "version": version, "stage": "candidate", "run_id": run_id}
 
-    def versions(self, tenant: str, name: str | None = None) -> list[dict[str, Any]]:
+    def versions(self, tenant: str, name: str | None = None) -> list[ModelVersion]:
         self.tenants.require(tenant)
         q = select(model_versions).where(model_versions.c.tenant == tenant)
         if name:
@@ -506,7 +516,7 @@ class LabService:
             for r in rows
         ]
 
-    def history(self, tenant: str, name: str) -> list[dict[str, Any]]:
+    def history(self, tenant: str, name: str) -> list[ModelEvent]:
         self.tenants.require(tenant)
         with self._engine.connect() as c:
             rows = c.execute(
@@ -544,7 +554,7 @@ class LabService:
         report = self.gate_report(tenant, name, version)
         return report["passed"], report["reasons"]
 
-    def gate_report(self, tenant: str, name: str, version: int) -> dict[str, Any]:
+    def gate_report(self, tenant: str, name: str, version: int) -> GateReport:
         """Whether a version may go to production and by which criterion (`_judge`): it must pass its criterion
         and beat the current production version on the same validation data (its own training run's backtest,
         where production was re-run); a label-free one must not alarm more often than production does."""
@@ -582,7 +592,7 @@ class LabService:
             "reasons": reasons,
         }
 
-    def promote(self, tenant: str, name: str, version: int, reason: str, *, force: bool = False) -> dict[str, Any]:
+    def promote(self, tenant: str, name: str, version: int, reason: str, *, force: bool = False) -> Promotion:
         """Make a version the production one, through the gate; the previous one is archived."""
         self.tenants.require(tenant, "admin" if force else "write")
         if not reason or not reason.strip():
@@ -640,7 +650,7 @@ class LabService:
             },
         }
 
-    def rollback(self, tenant: str, name: str, reason: str) -> dict[str, Any]:
+    def rollback(self, tenant: str, name: str, reason: str) -> Rollback:
         """Put back the version that was in production before the current one."""
         self.tenants.require(tenant, "write")
         if not reason or not reason.strip():
@@ -679,7 +689,7 @@ class LabService:
         )
         return {"name": name, "version": back_to, "stage": "production", "from": prod.version}
 
-    def card(self, tenant: str, name: str, version: int) -> dict[str, Any]:
+    def card(self, tenant: str, name: str, version: int) -> ModelCard:
         """The model card: what it is for, what it learnt from, how well it did against what, and its history."""
         self.tenants.require(tenant)
         row = self._version(tenant, name, version)
