@@ -44,7 +44,7 @@ FLOATS = (2, 3, 4, 6, 8)
 INDEX = np.dtype(
     [("id", "<i8"), ("ms", "<i8"), ("ml", "<i8"), ("mr", "<i8"), ("hs", "<i8"), ("hl", "<i8"), ("hr", "<i8")]
 )
-INDEX_CACHE = 4096  # summary indexes kept in memory (a few KB each)
+INDEX_CACHE_BYTES = 64 << 20  # summary indexes kept in memory (56 bytes a tag each), least recently used out
 _CODEC = pa.Codec("zstd", compression_level=3)
 PARTIAL = (
     "tag_id, {b} AS b, count(*)::BIGINT AS n, sum(value) AS s, min(value) AS lo, max(value) AS hi, "
@@ -64,6 +64,7 @@ class Summaries:
         self._lock = threading.Lock()
         self._pruned: dict[str, float] = {}  # tenant → when its summaries were last pruned
         self._index: OrderedDict[str, np.ndarray] = OrderedDict()  # summary path → its index (LRU)
+        self._index_bytes = 0
 
     def maybe_prune(self, tenant: str, files: tuple[DataFile, ...] | list[DataFile]) -> None:
         """Every `PRUNE_EVERY_S` at most: drop the summaries of files a snapshot no longer names."""
@@ -150,9 +151,11 @@ class Summaries:
         if k > 1 and (np.diff(index["id"]) <= 0).any():
             raise BadSummary(key)
         with self._lock:
-            self._index[key] = index
-            while len(self._index) > INDEX_CACHE:
-                self._index.popitem(last=False)
+            if key not in self._index:
+                self._index[key] = index
+                self._index_bytes += index.nbytes
+            while self._index_bytes > INDEX_CACHE_BYTES and len(self._index) > 1:
+                self._index_bytes -= self._index.popitem(last=False)[1].nbytes
         return index
 
     def read(self, target: Path, ids: np.ndarray, grain: int) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -190,10 +193,15 @@ class Summaries:
         columns = [merged[i].view(np.float64) if i in FLOATS else merged[i] for i in range(9)]
         return np.repeat(hit["id"], rows), columns
 
+    def _drop_index(self, key: str) -> None:
+        with self._lock:
+            gone = self._index.pop(key, None)
+            if gone is not None:
+                self._index_bytes -= gone.nbytes
+
     def forget(self, target: Path) -> None:
         """Remove a damaged summary (the next query that needs it makes it again)."""
-        with self._lock:
-            self._index.pop(str(target), None)
+        self._drop_index(str(target))
         with contextlib.suppress(OSError):
             target.unlink()
 
@@ -206,8 +214,7 @@ class Summaries:
             return 0
         for path in folder.glob("*/*"):
             if path.is_file() and f"{path.parent.name}/{path.name}" not in live:
-                with self._lock:
-                    self._index.pop(str(path), None)
+                self._drop_index(str(path))
                 with contextlib.suppress(OSError):
                     path.unlink()
                     removed += 1
