@@ -123,7 +123,7 @@ def test_a_damaged_summary_is_made_again(hist: Historian) -> None:
     assert hist.warm_summaries(force=True) == 2 and hist.queries.summaries is not None
     start, end = T0 + timedelta(minutes=3), T0 + timedelta(days=2)
     good = _both(hist, ["s/t1"], start, end, "1h")[1]
-    for damage in (b"THWSUM02" + b"\xff" * 8, b"not a summary"):
+    for damage in (b"THWSUM03" + b"\xff" * 8, b"not a summary"):
         for path in hist.queries.summaries.root.rglob("*.sum"):
             path.write_bytes(damage)
             hist.queries.summaries._drop_index(str(path))  # as a fresh process would find it

@@ -36,7 +36,7 @@ GRAINS = (MINUTE_US, HOUR_US)
 MERGEABLE = frozenset({"avg", "min", "max", "sum", "count", "first", "last"})
 PRUNE_EVERY_S = 600.0
 MIN_RANGE_US = 2 * 86_400_000_000  # shorter ranges use summaries only where they exist already (none is made)
-MAGIC = b"THWSUM02"
+MAGIC = b"THWSUM03"
 SUFFIX = ".sum"
 COLUMNS = ("b", "n", "s", "lo", "hi", "ft", "fv", "lt", "lv")  # b, n, ft, lt: int64; the others float64
 FLOATS = (2, 3, 4, 6, 8)
@@ -186,7 +186,7 @@ class Summaries:
                         plain = _CODEC.decompress(data[at : at + int(lengths[j])], decompressed_size=72 * n)
                     except (pa.ArrowException, ValueError):
                         raise BadSummary(str(target)) from None
-                    blocks.append(np.frombuffer(plain, np.int64).reshape(9, n))
+                    blocks.append(_unpack(plain, n))
         finally:
             os.close(fd)
         merged = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
@@ -247,13 +247,32 @@ def _encode(table: pa.Table) -> bytes:
         part = tag[lo_row:hi_row]
         bounds = np.flatnonzero(part[1:] != part[:-1]) + 1
         for a, b in zip(np.r_[0, bounds].tolist(), np.r_[bounds, len(part)].tolist(), strict=True):
-            block = np.ascontiguousarray(cols[:, lo_row + a : lo_row + b])
-            packed = _CODEC.compress(block.tobytes(), asbytes=True)
+            packed = _CODEC.compress(_pack(cols[:, lo_row + a : lo_row + b]), asbytes=True)
             k = int(np.searchsorted(ids, part[a]))
             index[s][k], index[ln][k], index[r][k] = at, len(packed), b - a
             chunks.append(packed)
             at += len(packed)
     return MAGIC + np.int64(len(ids)).tobytes() + index.tobytes() + b"".join(chunks)
+
+
+def _pack(block: np.ndarray) -> bytes:
+    """A block's nine columns as the bytes zstd compresses best: bucket starts as steps from the one before,
+    first and last times as offsets into their bucket (a third smaller than as they are; splitting the values'
+    bytes by position made them larger)."""
+    out = block.copy()
+    out[5] -= block[0]
+    out[7] -= block[0]
+    out[0, 1:] = np.diff(block[0])
+    return np.ascontiguousarray(out).tobytes()
+
+
+def _unpack(plain: bytes | pa.Buffer, rows: int) -> np.ndarray:
+    """`_pack` undone: the nine int64 columns of a block (floats as their bits)."""
+    block = np.frombuffer(plain, np.int64).reshape(9, rows).copy()
+    block[0] = np.cumsum(block[0])
+    block[5] += block[0]
+    block[7] += block[0]
+    return block
 
 
 def grain_for(every_us: int) -> int | None:
