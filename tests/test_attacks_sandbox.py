@@ -20,11 +20,11 @@ import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from taehwa.academy import sandbox, seccomp
+from taehwa.academy.records import Submission
 from taehwa.academy.submission import parse_spec_submission
 from taehwa.core.errors import InvalidInput
 from taehwa.core.settings import Settings
@@ -56,7 +56,7 @@ def academy(tmp_path_factory: pytest.TempPathFactory, _module_database: None) ->
     p.close()
 
 
-def _submit(p: Platform, fit: str, imports: str = "") -> dict[str, Any]:
+def _submit(p: Platform, fit: str, imports: str = "") -> Submission:
     """Run `fit` (the body of Model.fit, indented by four) as a Python submission and return its record."""
     hidden = p.academy.root / CID / "hidden" / "labels.parquet"
     code = (

@@ -12,7 +12,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,7 @@ from sqlalchemy import func, insert, select, update
 
 from taehwa.academy import sandbox, sources
 from taehwa.academy.challenge import Definition, closes_at, load_definition, parse_definition
+from taehwa.academy.records import Board, BoardEntry, Challenge, ChallengeListing, PublishedFigure, Submission
 from taehwa.academy.scoring import primary_metric, score
 from taehwa.academy.submission import KINDS, check_predictions, check_python, parse_spec_submission, read_predictions
 from taehwa.core.errors import Conflict, Forbidden, InvalidInput, NotFound, TaehwaError, TooManyRequests, Unauthorized
@@ -84,7 +85,7 @@ class AcademyService:
         base_dir: Path | None = None,
         shared: Path | None = None,
         baseline: bool = True,
-    ) -> dict[str, Any]:
+    ) -> Challenge:
         """Cut a challenge's data into its parts, keep them, and (when it has one) run the platform's baseline."""
         d = definition if isinstance(definition, Definition) else parse_definition(definition)
         check(owner, "admin")
@@ -223,7 +224,7 @@ class AcademyService:
 
     def install_ready(
         self, names: list[str] | None = None, *, baseline: bool = True, shared: Path | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[Challenge]:
         """The ready challenges (SKAB, C-MAPSS, Tennessee Eastman), owned by the academy tenant; ones already there
         are left as they are."""
         from taehwa.academy.challenge import ready_names
@@ -255,7 +256,7 @@ class AcademyService:
             return
         raise NotFound(f"no challenge {row.id!r}", where="challenge")  # not even its existence is shown
 
-    def _doc(self, row: Any) -> dict[str, Any]:
+    def _doc(self, row: Any) -> Challenge:
         d = row.definition
         closed = self._closed(row)
         return {
@@ -287,7 +288,7 @@ class AcademyService:
     def _closed(row: Any) -> bool:
         return row.closed_at is not None or _now() >= _utc(row.closes_at)
 
-    def list_challenges(self) -> list[dict[str, Any]]:
+    def list_challenges(self) -> list[ChallengeListing]:
         """The challenges the caller may see, newest first."""
         with self._engine.connect() as c:
             rows = c.execute(select(challenges).order_by(challenges.c.created_at.desc())).all()
@@ -297,7 +298,7 @@ class AcademyService:
                 .group_by(submissions.c.challenge)
             )
             counts: dict[str, int] = {cid: n for cid, n in c.execute(people)}
-        out = []
+        out: list[ChallengeListing] = []
         for r in rows:
             try:
                 self._visible(r)
@@ -306,12 +307,12 @@ class AcademyService:
             out.append({**self._doc(r), "participants": counts.get(r.id, 0)})
         return out
 
-    def get(self, cid: str) -> dict[str, Any]:
+    def get(self, cid: str) -> Challenge:
         row = self._row(cid)
         self._visible(row)
         return self._doc(row)
 
-    def close(self, cid: str, reason: str) -> dict[str, Any]:
+    def close(self, cid: str, reason: str) -> Challenge:
         """End a challenge now: no more submissions, and the board shows the hidden scores."""
         row = self._row(cid)
         check(row.owner, "admin")
@@ -347,7 +348,7 @@ class AcademyService:
         user: str | None = None,
         reference: bool = False,
         wait: bool = True,
-    ) -> dict[str, Any]:
+    ) -> Submission:
         """Check a submission at once (its form, the challenge's state, the daily limit), keep it, then run and
         score it (now, or in the background with wait=False)."""
         row = self._row(cid)
@@ -509,7 +510,7 @@ class AcademyService:
             "message": out.get("message") or "scored",
         }
 
-    def _sub_doc(self, s: Any, *, final: bool) -> dict[str, Any]:
+    def _sub_doc(self, s: Any, *, final: bool) -> Submission:
         """A submission as its participant sees it: the hidden score and figures only once the board is final."""
         metrics = dict(s.metrics or {})
         if not final:
@@ -534,7 +535,7 @@ class AcademyService:
             "finished_at": _utc(s.finished_at).isoformat() if s.finished_at is not None else None,
         }
 
-    def submission(self, sid: str) -> dict[str, Any]:
+    def submission(self, sid: str) -> Submission:
         """One submission: its participant, the challenge owner's admins and platform admins may read it."""
         with self._engine.connect() as c:
             s = c.execute(select(submissions).where(submissions.c.id == sid)).first()
@@ -547,7 +548,7 @@ class AcademyService:
             raise NotFound(f"no submission {sid!r}", where="submission")
         return self._sub_doc(s, final=self._closed(row))
 
-    def submissions(self, cid: str, *, everyone: bool = False) -> list[dict[str, Any]]:
+    def submissions(self, cid: str, *, everyone: bool = False) -> list[Submission]:
         """The caller's submissions to a challenge, newest first (all of them for its owner's admins)."""
         row = self._row(cid)
         self._visible(row)
@@ -559,7 +560,7 @@ class AcademyService:
         final = self._closed(row)
         return [self._sub_doc(s, final=final) for s in rows]
 
-    def board(self, cid: str) -> dict[str, Any]:
+    def board(self, cid: str) -> Board:
         """The leaderboard: each participant's best validation score while the challenge runs; once it closes,
         the hidden test score of that same submission (chosen by its public score, so nobody picks by the hidden
         one). Ties go to whoever submitted first. Published figures and the platform's baseline stand beside."""
@@ -582,10 +583,10 @@ class AcademyService:
             cur = best.get(s.user_id)
             if cur is None or M.better(metric, s.public_score, cur.public_score):
                 best[s.user_id] = s
-        entries: list[dict[str, Any]] = []
-        references: list[dict[str, Any]] = []
+        entries: list[BoardEntry] = []
+        references: list[BoardEntry] = []
         for user, s in best.items():
-            e = {
+            e: BoardEntry = {
                 "user": user,
                 "label": s.label,
                 "submission": s.id,
@@ -596,18 +597,17 @@ class AcademyService:
                 "submitted_at": _utc(s.created_at).isoformat(),
             }
             (references if s.reference else entries).append(e)
-        key = "final_score" if final else "public_score"
+        key: Literal["final_score", "public_score"] = "final_score" if final else "public_score"
         lower = metric in M.LOWER_IS_BETTER
-        entries.sort(
-            key=lambda e: (
-                e[key] is None,
-                (e[key] if lower else -e[key]) if e[key] is not None else 0,
-                e["submitted_at"],
-            )
-        )
+
+        def rank(e: BoardEntry) -> tuple[bool, float, str]:
+            v = e[key]
+            return v is None, (v if lower else -v) if v is not None else 0, e["submitted_at"]
+
+        entries.sort(key=rank)
         for i, e in enumerate(entries):
             e["rank"] = i + 1
-        published = [
+        published: list[PublishedFigure] = [
             {"name": p["name"], "score": p["score"], "source": p["source"]} for p in row.definition.get("published", [])
         ]
         return {

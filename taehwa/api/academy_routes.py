@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from taehwa.academy.records import Board, Challenge, ChallengeListing, Submission
 from taehwa.api.responses import BoundedRoute
 from taehwa.core.errors import InvalidInput, PayloadTooLarge
 from taehwa.server.platform import Platform
@@ -28,7 +29,7 @@ def add_academy_routes(app: FastAPI, platform: Platform, auth: Callable[[], None
     router = APIRouter(dependencies=[Depends(auth)], route_class=BoundedRoute, tags=["academy"])
 
     @router.get("/api/v1/academy/challenges")
-    def challenges() -> list[dict[str, Any]]:
+    def challenges() -> list[ChallengeListing]:
         """The challenges the caller may take part in, newest first."""
         return academy.list_challenges()
 
@@ -36,22 +37,22 @@ def add_academy_routes(app: FastAPI, platform: Platform, auth: Callable[[], None
     def create(
         owner: str = Query(..., description="the tenant that poses it (its admins may)"),
         definition: dict[str, Any] = Body(..., description="a challenge definition (as the YAML files)"),
-    ) -> dict[str, Any]:
+    ) -> Challenge:
         """Pose a challenge on the owner's own historian data (pseudonymised through a sharing grant)."""
         return academy.create(owner, definition, baseline=False)
 
     @router.get("/api/v1/academy/challenges/{cid}")
-    def challenge(cid: str) -> dict[str, Any]:
+    def challenge(cid: str) -> Challenge:
         """One challenge: task, metric, parts, limits, state."""
         return academy.get(cid)
 
     @router.post("/api/v1/academy/challenges/{cid}/close")
-    def close(cid: str, body: CloseIn) -> dict[str, Any]:
+    def close(cid: str, body: CloseIn) -> Challenge:
         """End the challenge now; the board turns to the hidden scores."""
         return academy.close(cid, body.reason)
 
     @router.get("/api/v1/academy/challenges/{cid}/board")
-    def board(cid: str) -> dict[str, Any]:
+    def board(cid: str) -> Board:
         """The leaderboard (public phase: validation scores; final phase: hidden test scores)."""
         return academy.board(cid)
 
@@ -100,12 +101,12 @@ def add_academy_routes(app: FastAPI, platform: Platform, auth: Callable[[], None
         return JSONResponse(doc, status_code=200 if doc["state"] == "done" else 202)
 
     @router.get("/api/v1/academy/challenges/{cid}/submissions")
-    def mine(cid: str, everyone: bool = Query(False, alias="all")) -> list[dict[str, Any]]:
+    def mine(cid: str, everyone: bool = Query(False, alias="all")) -> list[Submission]:
         """The caller's submissions (all of them, with all=true, for the owner's admins)."""
         return academy.submissions(cid, everyone=everyone)
 
     @router.get("/api/v1/academy/submissions/{sid}")
-    def submission(sid: str) -> dict[str, Any]:
+    def submission(sid: str) -> Submission:
         """One submission with its verdict, scores (the hidden one once the challenge closed) and log."""
         return academy.submission(sid)
 

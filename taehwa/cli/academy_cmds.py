@@ -188,8 +188,9 @@ def board(challenge: str, as_json: JsonOpt = False) -> None:
             "–", f"{p['name']} (published)", _fmt(p["score"]), *([""] if final else []), "", p["source"], style="dim"
         )
     print_table(view)
-    if doc.get("published_note"):
-        out.print(doc["published_note"].get("en", ""), style="dim")
+    note = doc["published_note"]
+    if note:
+        out.print(note.get("en", ""), style="dim")
 
 
 @academy_app.command("close")
