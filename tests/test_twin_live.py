@@ -178,6 +178,42 @@ def test_a_tag_column_is_encoded_once_per_write_and_never_answered_for_another()
         assert names.to_pylist() == [f"z{k}/a", f"z{k}/b"] and idx.tolist() == [0, 1, 0]
 
 
+def test_events_go_out_in_fold_order_whoever_lays_them_out_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write whose events are still being laid out (outside the lock) holds back the next write's: p1's alarm and
+    its return to normal reach the hub in the order they were folded."""
+    import threading
+
+    from taehwa.twin.live import LiveState
+
+    state = LiveState(3.0)
+    state.set_plant("acme", plant())
+    published: list[tuple[str, list[str]]] = []
+    gate, first_folded = threading.Event(), threading.Event()
+    render = TenantLive.render
+
+    def slow_render(self: TenantLive, pending: Any) -> Any:
+        if threading.current_thread().name == "first":
+            first_folded.set()
+            gate.wait(5)
+        return render(self, pending)
+
+    monkeypatch.setattr(TenantLive, "render", slow_render)
+
+    def publish(tenant: str, events: list[Any]) -> None:
+        published.append((tenant, [e[2].get("state", e[0]) for e in events]))
+
+    first = threading.Thread(
+        target=state.apply, args=("acme", table([("raw/p1/flow", T0, 46.0, 0)]), publish), name="first"
+    )
+    first.start()
+    assert first_folded.wait(5)
+    second = state.apply("acme", table([("raw/p1/flow", T0 + 1, 10.0, 0)]), publish)
+    assert second and published == []  # folded and laid out, but waits for the first write's events
+    gate.set()
+    first.join(5)
+    assert [p[1] for p in published] == [["values", "alarm", "alarm"], ["values", "normal", "normal"]]  # p1, site
+
+
 def reference_stale(live: TenantLive, now_us: int) -> list[tuple[str, tuple[str, ...], dict[str, Any]]]:
     touched: set[str] = set()
     for path, sigs in live.signals.items():

@@ -11,8 +11,11 @@ state of every point at once, and a step per distinct tag only to lay out the ba
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,6 +38,9 @@ BAD = int(Quality.BAD)
 NO_TIME = np.iinfo(np.int64).min
 
 Event = tuple[str, tuple[str, ...], dict[str, Any]]
+Publish = Callable[[str, list[Event]], object]
+"""Where a tenant's events go (the event hub's `publish`)."""
+log = logging.getLogger(__name__)
 
 
 def worst(states: list[str]) -> str:
@@ -538,12 +544,18 @@ class TenantLive:
 
 
 class LiveState:
-    """Live state for every tenant, guarded by one lock (updates come from the historian's writer threads)."""
+    """Live state for every tenant, guarded by one lock (updates come from the historian's writer threads).
+
+    A write's point events are laid out after the lock is let go, so another writer's fold need not wait for them;
+    given a `publish`, events still go out in the order the folds happened (a state change announced before the
+    one that followed it), whichever writer finishes laying out first."""
 
     def __init__(self, stale_after: float) -> None:
         self.stale_after = stale_after
         self._tenants: dict[str, TenantLive] = {}
         self.lock = threading.RLock()
+        self._order: deque[list[Any]] = deque()  # [events or None while laid out, tenant], in fold order
+        self._publish_lock = threading.Lock()
 
     def set_plant(self, tenant: str, plant: Plant, latest: pa.Table | None = None) -> None:
         """Install a tenant's (new) model; `latest` (tag, time, value, quality) seeds newly bound tags."""
@@ -561,16 +573,46 @@ class LiveState:
         """A tenant's live state, if its twin has been loaded."""
         return self._tenants.get(tenant)
 
-    def apply(self, tenant: str, points: pa.Table) -> list[Event]:
-        """Fold in points written for a tenant; returns events."""
+    def apply(self, tenant: str, points: pa.Table, publish: Publish | None = None) -> list[Event]:
+        """Fold in points written for a tenant; returns events, and hands them to `publish(tenant, events)` (when
+        given) in fold order."""
         with self.lock:
             live = self._tenants.get(tenant)
             if live is None:
                 return []
             pending, state_events = live.fold(points)
-        return live.render(pending) + state_events  # laid out without the lock: other writers fold meanwhile
+            slot: list[Any] = [None, tenant]
+            if publish is not None:
+                self._order.append(slot)
+        events: list[Event] = []
+        try:
+            events = live.render(pending) + state_events  # laid out without the lock: other writers fold meanwhile
+        finally:
+            if publish is not None:
+                self._deliver(slot, events, publish)
+        return events
 
-    def check_stale(self, now_us: int) -> dict[str, list[Event]]:
-        """Staleness for every tenant; returns events per tenant."""
+    def _deliver(self, slot: list[Any], events: list[Event], publish: Publish) -> None:
+        """Fill a fold's place in the order and publish every filled place from the front."""
+        with self._publish_lock:
+            slot[0] = events
+            while self._order and self._order[0][0] is not None:
+                ready, tenant = self._order.popleft()
+                if ready:
+                    try:
+                        publish(tenant, ready)
+                    except Exception:  # one failed publish must not hold back the others
+                        log.exception("twin events of tenant %s not published", tenant)
+
+    def check_stale(self, now_us: int, publish: Publish | None = None) -> dict[str, list[Event]]:
+        """Staleness for every tenant; returns events per tenant (published in order with the writes' events when
+        `publish` is given)."""
         with self.lock:
-            return {t: ev for t, live in self._tenants.items() if (ev := live.check_stale(now_us))}
+            out = {t: ev for t, live in self._tenants.items() if (ev := live.check_stale(now_us))}
+            slots: list[list[Any]] = [[None, t] for t in out]
+            if publish is not None:
+                self._order.extend(slots)
+        if publish is not None:
+            for slot in slots:
+                self._deliver(slot, out[slot[1]], publish)
+        return out

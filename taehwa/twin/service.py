@@ -137,8 +137,7 @@ class TwinService:
 
     def tick(self, now_us: int | None = None) -> None:
         """Mark stale signals and announce the state changes."""
-        for tenant, events in self.live.check_stale(now_us or time.time_ns() // 1000).items():
-            self.hub.publish(tenant, events)
+        self.live.check_stale(now_us or time.time_ns() // 1000, self.hub.publish)
 
     def preload(self) -> None:
         """Load every tenant's model, so live state follows their points from the start."""
@@ -156,9 +155,7 @@ class TwinService:
     def _on_points(self, tenant: str, points: pa.Table) -> None:
         if tenant not in self._plants:
             return
-        events = self.live.apply(tenant, points)
-        if events:
-            self.hub.publish(tenant, events)
+        self.live.apply(tenant, points, self.hub.publish)
 
     def plant(self, tenant: str) -> Plant:
         """The current model (empty when none has been loaded)."""
