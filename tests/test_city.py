@@ -548,6 +548,20 @@ def test_the_http_routes_and_the_report(city: Platform) -> None:
         hq = c.get("/api/v1/city/hq").json()
         assert set(COMPANIES) <= set(hq["companies"]) and hq["privacy"]["k"] == 3
         assert any(a["ok"] and a["figure"] == "alarm_share" for a in hq["aggregates"])
+        # the typed answers (city.records) are the routes' response models: each answer is the service's, whole
+        with acting_as(Principal("admin", platform_admin=True)):
+            svc = city.city
+            assert {**hq, "generated_at": ""} == {**svc.hq(), "generated_at": ""} and list(hq) == list(svc.hq())
+            got, want = c.get("/api/v1/city/map").json(), svc.map()
+            assert {**got, "sites": []} == {**want, "sites": []} and list(got) == list(want)
+            assert [list(s) for s in got["sites"]] == [list(s) for s in want["sites"]]
+            assert c.get("/api/v1/city/figures").json() == svc.figures()
+            assert c.get("/api/v1/co-a/city/standing/alarm_share").json() == svc.standing("co-a", "alarm_share")
+            policy = {**svc.policy.privacy().to_dict(), "quotas": svc.policy.quotas()}
+            assert c.get("/api/v1/city/policy").json() == policy
+            consents = [x.to_dict() for x in svc.consents.get("co-a").values()]
+            assert c.get("/api/v1/co-a/city/consents").json() == consents
+            assert c.get("/api/v1/co-a/city/compute").json() == svc.quotas.status("co-a")
 
 
 def test_the_cli_speaks_for_the_city(city: Platform, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,6 +17,16 @@ from taehwa.api.caller import while_allowed
 from taehwa.api.responses import BoundedRoute
 from taehwa.api.twin_routes import ended_frame
 from taehwa.city.live import follow_sites
+from taehwa.city.records import (
+    CityMap,
+    CityPolicy,
+    ComputeStatus,
+    ConsentRecord,
+    FigureInfo,
+    HqView,
+    PrivacyRecord,
+    Standing,
+)
 from taehwa.city.report import report_pdf
 from taehwa.core.errors import TaehwaError
 from taehwa.server.platform import Platform
@@ -55,7 +65,7 @@ def add_city_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
     city = platform.city
 
     @router.get("/api/v1/city/map")
-    def city_map() -> dict[str, Any]:
+    def city_map() -> CityMap:
         """The map: districts, complexes, infrastructure, and the sites companies share with what they share."""
         return city.map()
 
@@ -81,7 +91,7 @@ def add_city_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
         )
 
     @router.get("/api/v1/city/figures")
-    def figures() -> list[dict[str, Any]]:
+    def figures() -> list[FigureInfo]:
         """The figures companies may contribute to."""
         return city.figures()
 
@@ -96,7 +106,7 @@ def add_city_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
         return city.aggregate(figure, by, group)
 
     @router.get("/api/v1/city/hq")
-    def hq() -> dict[str, Any]:
+    def hq() -> HqView:
         """The headquarters' view: adoption, talent, compute against quotas, released aggregates."""
         return city.hq()
 
@@ -113,13 +123,13 @@ def add_city_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
         )
 
     @router.get("/api/v1/city/policy")
-    def policy() -> dict[str, Any]:
+    def policy() -> CityPolicy:
         """k, the privacy noise, and the quotas (city members)."""
         city.require_city()
         return {**city.policy.privacy().to_dict(), "quotas": city.policy.quotas()}
 
     @router.put("/api/v1/city/policy")
-    def set_policy(body: PrivacyIn) -> dict[str, Any]:
+    def set_policy(body: PrivacyIn) -> PrivacyRecord:
         """Change k and the noise (city admins)."""
         eps: float | str | None = "keep"
         if body.dp is False:
@@ -129,28 +139,28 @@ def add_city_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
         return city.policy.set_privacy(k=body.k, epsilon=eps, scope=body.scope).to_dict()
 
     @router.put("/api/v1/city/quotas/{tenant}")
-    def set_quota(tenant: str, body: QuotaIn) -> dict[str, Any]:
+    def set_quota(tenant: str, body: QuotaIn) -> ComputeStatus:
         """Set or lift a company's monthly compute quota (city admins)."""
         city.policy.set_quota(tenant, body.cpu_hours_month)
         return city.quotas.status(tenant)
 
     @router.get("/api/v1/{tenant}/city/consents")
-    def consents(tenant: str) -> list[dict[str, Any]]:
+    def consents(tenant: str) -> list[ConsentRecord]:
         """What a company's sites share with the city office."""
         return [c.to_dict() for c in city.consents.get(tenant).values()]
 
     @router.put("/api/v1/{tenant}/city/consents/{site}")
-    def set_consent(tenant: str, site: str, body: ConsentIn) -> dict[str, Any]:
+    def set_consent(tenant: str, site: str, body: ConsentIn) -> ConsentRecord:
         """Replace what one site shares (the company's admins); empty lists withdraw it."""
         return city.consents.set(tenant, site, shares=body.shares, figures=body.figures).to_dict()
 
     @router.get("/api/v1/{tenant}/city/standing/{figure}")
-    def standing(tenant: str, figure: str) -> dict[str, Any]:
+    def standing(tenant: str, figure: str) -> Standing:
         """Where the company stands against the city's figure (mean, or noised median) on a figure it contributes to."""
         return city.standing(tenant, figure)
 
     @router.get("/api/v1/{tenant}/city/compute")
-    def compute(tenant: str) -> dict[str, Any]:
+    def compute(tenant: str) -> ComputeStatus:
         """The company's compute this month against the city's quota."""
         platform.tenants.require(tenant)
         return city.quotas.status(tenant)

@@ -11,10 +11,11 @@ import statistics
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, func, select
 
+from taehwa.city.records import ComputeStatus
 from taehwa.core.errors import TooManyRequests
 from taehwa.db import challenges, lab_runs, submissions
 
@@ -139,7 +140,7 @@ class QuotaGuard:
                 where="quota",
             )
 
-    def status(self, tenant: str) -> dict[str, Any]:
+    def status(self, tenant: str) -> ComputeStatus:
         """A company's use and quota this month (hours)."""
         used = self._ledger.used(tenant)
         quota = self._policy.quota(tenant)

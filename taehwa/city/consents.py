@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, delete, insert, select
 
+from taehwa.city.records import ConsentRecord
 from taehwa.core.errors import InvalidInput, NotFound
 from taehwa.db import city_consents
 from taehwa.tenancy.access import current
@@ -35,7 +36,7 @@ class Consent:
     set_by: str
     set_at: datetime
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ConsentRecord:
         """JSON form."""
         return {
             "tenant": self.tenant,

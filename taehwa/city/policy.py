@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, delete, insert, select
 
+from taehwa.city.records import PrivacyRecord
 from taehwa.core.errors import InvalidInput
 from taehwa.db import city_policy
 from taehwa.tenancy.access import SYSTEM, acting_as, current
@@ -40,7 +41,7 @@ class Privacy:
             return None
         return self.epsilon
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> PrivacyRecord:
         """JSON form."""
         return {"k": self.k, "dp": self.epsilon is not None, "epsilon": self.epsilon, "dp_scope": self.scope}
 

@@ -6,9 +6,11 @@ released; a refused aggregate appears as refused."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from taehwa.city.records import CityMap, HqView
 from taehwa.city.words import word
 from taehwa.core.errors import Unavailable
 
@@ -37,7 +39,7 @@ def _fig(v: Any, digits: int = 3) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
-def report_pdf(hq: dict[str, Any], city_map: dict[str, Any], lang: str = "ko") -> bytes:
+def report_pdf(hq: HqView, city_map: CityMap, lang: str = "ko") -> bytes:
     """The report as PDF bytes."""
     from fpdf import FPDF  # only the report needs it
 
@@ -130,7 +132,7 @@ def report_pdf(hq: dict[str, Any], city_map: dict[str, Any], lang: str = "ko") -
     heading(w("compute"))
     rows = []
     for t, name in sorted(hq["companies"].items()):
-        s = comp["this_month"].get(t, {})
+        s: Mapping[str, Any] = comp["this_month"].get(t, {})
         used = s.get("used_hours", {})
         rows.append(
             [

@@ -17,6 +17,7 @@ from taehwa.city import geo
 from taehwa.city.adoption import adoption, talent
 from taehwa.city.consents import Consent, ConsentBook
 from taehwa.city.figures import DIMENSIONS, FIGURES, WINDOW_DAYS, Inputs, gain_of
+from taehwa.city.records import CityMap, CompanySite, CompanyView, FigureInfo, HqView, Standing
 from taehwa.city.release import Refused, ReleaseGate
 from taehwa.core.errors import InvalidInput, NotFound, TaehwaError
 from taehwa.tenancy.access import SYSTEM, acting_as, current
@@ -73,7 +74,7 @@ class CityService:
         self.consents, self.policy, self.gate = consents, policy, gate
         self._alerts, self._deployments, self._lab, self._rates = alerts, deployments, lab, rates
         self.ledger, self.quotas = ledger, quotas
-        self._hq: tuple[float, str, dict[str, Any]] | None = None
+        self._hq: tuple[float, str, HqView] | None = None
         self._names: tuple[float, dict[str, str]] | None = None
         self._hq_lock = threading.Lock()
 
@@ -104,7 +105,7 @@ class CityService:
         self.require_city()
         return self._twin.plant(self.city)
 
-    def map(self) -> dict[str, Any]:
+    def map(self) -> CityMap:
         """Everything the map draws: districts (SVG paths), complexes, infrastructure and the sites companies
         share, each with the details its owner shares (state, data rate, power, models, open alerts)."""
         plant = self.city_plant()
@@ -276,7 +277,7 @@ class CityService:
         }
 
     # -- aggregates ----------------------------------------------------------------------------------------------
-    def figures(self) -> list[dict[str, Any]]:
+    def figures(self) -> list[FigureInfo]:
         """The figures companies may contribute to, with their units and whether they are sensitive."""
         return [
             {
@@ -377,7 +378,7 @@ class CityService:
         out = self.gate.release(spec.gate, label, values, self.policy.privacy(), by=current().user)
         return {**out, "unit": spec.unit, "higher_is_better": spec.higher_is_better}
 
-    def standing(self, tenant: str, figure: str) -> dict[str, Any]:
+    def standing(self, tenant: str, figure: str) -> Standing:
         """Where a company stands against the city's figure (the gate's mean, or noised median) on a figure it
         contributes to (its own members)."""
         self._tenants.require(tenant)
@@ -409,13 +410,13 @@ class CityService:
             "position": "same" if mine == city["value"] else ("better" if better else "worse"),
         }
 
-    def company(self, tenant: str) -> dict[str, Any]:
+    def company(self, tenant: str) -> CompanyView:
         """A company's side of the city: each of its sites with what it shares, and where the company stands on
         each figure it contributes to (its members; its admins may change what is shared)."""
         self._tenants.require(tenant)
         plant = self._twin.plant(tenant)
         consents = self.consents.get(tenant)
-        sites = []
+        sites: list[CompanySite] = []
         for site in plant.children(None):
             c = consents.get(site.path)
             sites.append(
@@ -429,7 +430,7 @@ class CityService:
                     "figures": sorted(c.figures) if c else [],
                 }
             )
-        standings = []
+        standings: list[dict[str, Any]] = []
         for figure in sorted({f for c in consents.values() for f in c.figures}):
             try:
                 standings.append({"ok": True, **self.standing(tenant, figure)})
@@ -468,7 +469,7 @@ class CityService:
             return self._twin.plant(tenant).assets.get(site)
 
     # -- the headquarters' view -------------------------------------------------------------------------------------
-    def hq(self) -> dict[str, Any]:
+    def hq(self) -> HqView:
         """Adoption over time, talent, compute against quotas and the released aggregates (city members)."""
         self.require_city()
         key = current().user
@@ -481,7 +482,7 @@ class CityService:
         quotas = self.policy.quotas()
         with acting_as(SYSTEM):
             usage = {t: self.quotas.status(t) for t in names}
-        doc = {
+        doc: HqView = {
             "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "companies": names,
             "adoption": adoption(self._engine, sorted(names)),

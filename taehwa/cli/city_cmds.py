@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from taehwa.city.records import CityPolicy
 from taehwa.cli.common import JsonOpt, TenantOpt, err, out, print_json, print_table, services
 
 city_app = typer.Typer(
@@ -128,7 +129,7 @@ def policy(
         book = platform.city.policy
         if k is not None or epsilon is not None or no_dp or scope is not None:
             book.set_privacy(k=k, epsilon=None if no_dp else (epsilon if epsilon is not None else "keep"), scope=scope)
-        p = {**book.privacy().to_dict(), "quotas": book.quotas()}
+        p: CityPolicy = {**book.privacy().to_dict(), "quotas": book.quotas()}
         print_json(p) if as_json else out.print(
             f"k = {p['k']}; "
             + (f"noise ε = {p['epsilon']:g} on {p['dp_scope']} figures" if p["dp"] else "no noise")
