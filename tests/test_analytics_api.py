@@ -37,6 +37,9 @@ def test_http(loaded: TestClient, platform: Platform) -> None:
     assert got.num_rows == 120 and int(np.count_nonzero(got.column("quality").to_numpy() == 2)) == 1
     lin = loaded.get("/api/v1/acme/analytics/lineage", params={"tag": f"{P1}/efficiency"}).json()
     assert lin["expr"].startswith("flow * head") and "raw/p1/power" in lin["inputs"]
+    # the typed answers (analytics.records) are the routes' response models: each answer is the service's, whole
+    want = platform.analytics.lineage("acme", f"{P1}/efficiency")
+    assert lin == want and list(lin) == list(want)
     r = loaded.post(
         "/api/v1/acme/analytics/eval", json={"asset": P1, "expr": "flow > 5 for 3s", "start": START, "end": END}
     )
@@ -62,6 +65,9 @@ def test_http(loaded: TestClient, platform: Platform) -> None:
         headers={"Content-Type": "application/yaml"},
     ).json()
     assert not check["ok"] and "line 9" in check["problems"][0]["where"]
+    assert check == platform.analytics.check(PLANT.replace("head * 9.81", "hed * 9.81"), source="body")
+    good = loaded.post("/api/v1/acme/analytics/check", content=PLANT, headers={"Content-Type": "application/yaml"})
+    assert good.json() == platform.analytics.check(PLANT, source="body") and good.json()["calculated_signals"] > 0
 
 
 def test_http_refusals(loaded: TestClient, platform: Platform) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from taehwa.analytics.plan import Attr, Limit, P, Resolver, history_us, roles
+from taehwa.analytics.records import CalcLineage
 from taehwa.core.errors import InvalidInput, ValidationFailed
 from taehwa.core.names import RULE_NAME_PATTERN, label_kind_ok
 from taehwa.core.timeutil import parse_duration
@@ -39,7 +40,7 @@ class Calc:
     history_us: int
     version: str  # a short hash of the expression: lineage of every point written
 
-    def lineage(self, inputs: list[str]) -> dict[str, Any]:
+    def lineage(self, inputs: list[str]) -> CalcLineage:
         """What a calculated tag's points come from."""
         return {
             "calculated": True,

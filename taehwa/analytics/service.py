@@ -18,6 +18,7 @@ from taehwa.analytics.plan import Resolver, history_us
 from taehwa.analytics.program import PlantBinder, Program, Template, build, check_plant
 from taehwa.analytics.quality import ArrivalWatch, Thresholds, check_series, figure, finding_dict
 from taehwa.analytics.recorder import EventRecorder
+from taehwa.analytics.records import Lineage, PlantCheck
 from taehwa.analytics.reference import MAX_STEPS, build_profile, compare, on_grid
 from taehwa.analytics.sources import SourcedEvents
 from taehwa.analytics.store import EventStore, parse_filter
@@ -129,7 +130,7 @@ class AnalyticsService:
             self._last_sweep = time.monotonic()
             self.sources.close_due(time.time_ns() // 1000)
 
-    def check(self, text: str | bytes, *, source: str = "plant.yaml") -> dict[str, Any]:
+    def check(self, text: str | bytes, *, source: str = "plant.yaml") -> PlantCheck:
         """Check a plant file's analytics without loading it: every problem with its file and line."""
         try:
             plant = parse_document(load_yaml(text, source=source), source=source)
@@ -206,7 +207,7 @@ class AnalyticsService:
             return {}
         return {"reference": {"signal": r.signal, "output": r.output, "band": r.band, "step_s": r.step_us / 1e6}}
 
-    def lineage(self, tenant: str, tag: str) -> dict[str, Any]:
+    def lineage(self, tenant: str, tag: str) -> Lineage:
         """Where a calculated tag's points come from: expression, version, inputs."""
         prog = self.program(tenant)
         got = prog.outputs.get(tag)

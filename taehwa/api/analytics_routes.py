@@ -12,6 +12,7 @@ from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from taehwa.analytics.records import Lineage, PlantCheck
 from taehwa.api.responses import BoundedRoute, read_bounded
 from taehwa.core.errors import InvalidInput, ValidationFailed
 from taehwa.core.yamlio import MAX_DOCUMENT_BYTES
@@ -109,7 +110,7 @@ def add_analytics_routes(app: FastAPI, platform: Platform, auth: Callable[[], No
             "requestBody": {"content": {"application/yaml": {"schema": {"type": "string"}}}, "required": True}
         },
     )
-    async def check(tenant: str, request: Request) -> dict[str, Any]:
+    async def check(tenant: str, request: Request) -> PlantCheck:
         """Check a plant file's calculated signals and event templates without loading it."""
         tenants.require(tenant, "write")  # a step of changing the plant file: for those who may change it
         body = await read_bounded(request, MAX_DOCUMENT_BYTES)
@@ -132,7 +133,7 @@ def add_analytics_routes(app: FastAPI, platform: Platform, auth: Callable[[], No
         return an.backfill(tenant, b.start, b.end, asset=b.asset, signals=b.signals, events=b.events)
 
     @router.get("/api/v1/{tenant}/analytics/lineage")
-    def lineage(tenant: str, tag: str = Query(max_length=255)) -> dict[str, Any]:
+    def lineage(tenant: str, tag: str = Query(max_length=255)) -> Lineage:
         """Where a calculated tag's points come from: expression, version, inputs."""
         return an.lineage(tenant, tag)
 
