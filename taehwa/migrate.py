@@ -4,7 +4,7 @@ is upgraded only by `taehwa db upgrade` (several workers on several machines mus
 
 from __future__ import annotations
 
-import ast
+import re
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # Alembic is imported only to change the schema (opening a cu
 
 SCRIPTS = Path(__file__).parent / "migrations"
 BEFORE_MIGRATIONS = "0001"  # what a database made before migrations existed (it has tables, no version) is at
+_REVISION_LINE = re.compile(r"""^(revision|down_revision)\s*(?::[^=]*)?=\s*['"]?([\w-]+)['"]?\s*$""", re.M)
 _LOCK_KEY = 0x7461656877610001  # PostgreSQL advisory lock: one migrator at a time across processes and machines
 
 
@@ -33,20 +34,14 @@ def _config(connection: Connection) -> Config:
 
 @cache
 def head() -> str:
-    """The newest revision this Taehwa knows: the one no migration revises, read from the scripts' own
-    `revision`/`down_revision` lines (as Alembic reads them; tests/test_migrations.py holds the two equal) without
-    importing Alembic, which every process that opens the platform would otherwise pay for."""
+    """The newest revision this Taehwa knows: the one no migration revises, read from the scripts' own top-level
+    `revision = "…"` and `down_revision = "…"` lines (tests/test_migrations.py holds it equal to Alembic's reading)
+    without importing Alembic or parsing the scripts, which every process that opens the platform would pay for."""
     revised: dict[str, str | None] = {}
     for script in (SCRIPTS / "versions").glob("*.py"):
-        names = {
-            t.id: n.value.value
-            for n in ast.parse(script.read_text()).body
-            if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant)
-            for t in n.targets
-            if isinstance(t, ast.Name) and t.id in ("revision", "down_revision")
-        }
-        down = names.get("down_revision")
-        revised[str(names["revision"])] = None if down is None else str(down)
+        found = dict(_REVISION_LINE.findall(script.read_text()))
+        down = found.get("down_revision")
+        revised[found["revision"]] = down if down and down != "None" else None
     heads = set(revised) - {d for d in revised.values() if d is not None}
     assert len(heads) == 1, f"the migrations have {len(heads)} heads: {sorted(heads)}"
     return heads.pop()

@@ -74,7 +74,8 @@ class Platform:
         self.twin = TwinService(
             settings, self.historian, engine=self.engine, tenants=self.tenants, audit=self.audit, checks=(check_plant,)
         )
-        self.twin.preload()
+        if follow or not readonly:  # the server and its followers fold every point in; a one-off reader (a CLI
+            self.twin.preload()  # command beside the server) loads a tenant's plant when it asks for it, current then
         self.analytics = AnalyticsService(
             engine=self.engine,
             historian=self.historian,
