@@ -24,7 +24,7 @@ def _no_telemetry() -> None:
     if "mlflow.telemetry.client" in sys.modules:
         from mlflow.telemetry.client import set_telemetry_client
 
-        set_telemetry_client()  # type: ignore[no-untyped-call]  # re-reads the switch: no client when off
+        set_telemetry_client()  # re-reads the switch: no client when off
 
 
 def _flat(prefix: str, value: Any, out: dict[str, str]) -> None:
