@@ -44,6 +44,9 @@ def test_http(loaded: TestClient, platform: Platform) -> None:
         "/api/v1/acme/analytics/eval", json={"asset": P1, "expr": "flow > 5 for 3s", "start": START, "end": END}
     )
     assert r.status_code == 200 and len(r.json()["points"]) == 120
+    assert r.json() == platform.analytics.evaluate("acme", P1, "flow > 5 for 3s", START, END)
+    status = loaded.get("/api/v1/acme/analytics/status").json()
+    assert status == platform.analytics.status("acme") and list(status) == list(platform.analytics.status("acme"))
     events = loaded.get("/api/v1/acme/event-frames", params={"template": "running", "where": "duration > 10s"}).json()
     assert events["events"] and all(e["duration_s"] > 10 for e in events["events"])
     one = loaded.get(f"/api/v1/acme/event-frames/{events['events'][0]['id']}").json()

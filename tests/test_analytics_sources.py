@@ -9,9 +9,11 @@ import time
 import numpy as np
 import pyarrow as pa
 import pytest
+from pydantic import TypeAdapter
 
 from taehwa.analytics.livecompare import LiveComparison
 from taehwa.analytics.program import check_plant
+from taehwa.analytics.records import ReferenceView
 from taehwa.core.errors import InvalidInput, NotFound
 from taehwa.core.timeutil import from_us
 from taehwa.core.yamlio import load_yaml
@@ -193,6 +195,10 @@ def test_a_running_event_is_scored_live_against_its_reference(plat: Platform) ->
         if lo == 110:  # running since 100 s: scored as its points come, not only at close (31 steps in the profile)
             (running,) = an.scoring("acme")
             assert running["asset"] == P1 and running["steps"] == 31 and running["template"] == "Pump.running"
+            # the route's response model (analytics.records.ReferenceView) keeps the answer whole, in its order
+            view = an.reference("acme", "Pump.running")
+            kept = TypeAdapter(ReferenceView).dump_python(TypeAdapter(ReferenceView).validate_python(view))
+            assert kept == view and list(kept) == list(view) and kept["scoring"] == [running]
             got = plat.historian.latest("acme", [f"{P1}/pressure_dev"]).column("time")[0].as_py()
             assert got.timestamp() == (T0 + 134 * S) / 1e6
     assert an.scoring("acme") == []  # closed at 150 s

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from taehwa.analytics.recorder import EventRecorder
+    from taehwa.analytics.records import AnalyticsStatus
     from taehwa.historian.store import Historian
     from taehwa.tenancy.tenants import TenantService
     from taehwa.twin.model import Plant
@@ -397,7 +398,7 @@ class LiveAnalytics:
                 closed += len(changes)
         return closed
 
-    def status(self, tenant: str) -> dict[str, Any]:
+    def status(self, tenant: str) -> AnalyticsStatus:
         """What the engine runs for a tenant."""
         run = self._runs.get(tenant)
         if run is None:

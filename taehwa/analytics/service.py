@@ -18,7 +18,7 @@ from taehwa.analytics.plan import Resolver, history_us
 from taehwa.analytics.program import PlantBinder, Program, Template, build, check_plant
 from taehwa.analytics.quality import ArrivalWatch, Thresholds, check_series, figure, finding_dict
 from taehwa.analytics.recorder import EventRecorder
-from taehwa.analytics.records import Lineage, PlantCheck
+from taehwa.analytics.records import AnalyticsStatus, EvalResult, Lineage, PlantCheck, ReferenceView
 from taehwa.analytics.reference import MAX_STEPS, build_profile, compare, on_grid
 from taehwa.analytics.sources import SourcedEvents
 from taehwa.analytics.store import EventStore, parse_filter
@@ -217,7 +217,7 @@ class AnalyticsService:
         inputs = sorted({t for g in prog.groups if calc in g.calcs for t in g.inputs.get(asset, [])})
         return {"tag": tag, "asset": asset, **calc.lineage(inputs)}
 
-    def status(self, tenant: str) -> dict[str, Any]:
+    def status(self, tenant: str) -> AnalyticsStatus:
         """What live computation runs for the tenant."""
         self.tenants.require(tenant)
         if self.live is None:
@@ -241,7 +241,7 @@ class AnalyticsService:
             raise InvalidInput("the range is longer than 400 days; split it", where="end")
         return s, e
 
-    def evaluate(self, tenant: str, asset_path: str, expr: str, start: Any, end: Any) -> dict[str, Any]:
+    def evaluate(self, tenant: str, asset_path: str, expr: str, start: Any, end: Any) -> EvalResult:
         """An expression (or condition) tried on one asset over a range, nothing written: its points."""
         self.tenants.require(tenant)
         s, e = self._range(start, end)
@@ -460,7 +460,7 @@ class AnalyticsService:
             )
         return tp
 
-    def set_reference(self, tenant: str, template: str, events: list[str]) -> dict[str, Any]:
+    def set_reference(self, tenant: str, template: str, events: list[str]) -> ReferenceView:
         """Make a template's reference profile from chosen closed events of it (one golden event, or the median
         of several, with the template's band); the events of it that open from then on are scored against it live."""
         self.tenants.require(tenant, "write")
@@ -490,7 +490,7 @@ class AnalyticsService:
         self.audit.append("analytics.reference_set", tenant=tenant, target=template, after={"events": events})
         return self.reference(tenant, template)
 
-    def reference(self, tenant: str, template: str, *, profile: bool = True) -> dict[str, Any]:
+    def reference(self, tenant: str, template: str, *, profile: bool = True) -> ReferenceView:
         """A template's reference: the events it was made of, its profile (median and band per step), and the
         running events being scored against it."""
         self.tenants.require(tenant)
@@ -503,7 +503,7 @@ class AnalyticsService:
             )
         assert tp.reference is not None
         prof = got["profile"]
-        out: dict[str, Any] = {
+        out: ReferenceView = {
             "template": template,
             "signal": got["signal"],
             "output": tp.reference.output,

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from taehwa.analytics.records import Lineage, PlantCheck
+from taehwa.analytics.records import AnalyticsStatus, EvalResult, Lineage, PlantCheck, ReferenceView
 from taehwa.api.responses import BoundedRoute, read_bounded
 from taehwa.core.errors import InvalidInput, ValidationFailed
 from taehwa.core.yamlio import MAX_DOCUMENT_BYTES
@@ -100,7 +100,7 @@ def add_analytics_routes(app: FastAPI, platform: Platform, auth: Callable[[], No
         return an.calculations(tenant)
 
     @router.get("/api/v1/{tenant}/analytics/status")
-    def status(tenant: str) -> dict[str, Any]:
+    def status(tenant: str) -> AnalyticsStatus:
         """What live computation runs for the tenant."""
         return an.status(tenant)
 
@@ -119,7 +119,7 @@ def add_analytics_routes(app: FastAPI, platform: Platform, auth: Callable[[], No
         return await run_in_threadpool(an.check, body, source="body")
 
     @router.post("/api/v1/{tenant}/analytics/eval", openapi_extra=_doc(EvalIn))
-    def evaluate(tenant: str, body: dict[str, Any] = ANY_BODY) -> dict[str, Any]:
+    def evaluate(tenant: str, body: dict[str, Any] = ANY_BODY) -> EvalResult:
         """Try an expression or condition on one asset over a range; nothing is written."""
         tenants.require(tenant, "write")  # engineering work (it reads ranges and computes): not for viewers
         b = _checked(EvalIn, body)
@@ -219,13 +219,13 @@ def add_analytics_routes(app: FastAPI, platform: Platform, auth: Callable[[], No
         return an.references_of(tenant)
 
     @router.get("/api/v1/{tenant}/event-references/{template}")
-    def reference(tenant: str, template: str, profile: bool = True) -> dict[str, Any]:
+    def reference(tenant: str, template: str, profile: bool = True) -> ReferenceView:
         """A template's reference (Type.template): its events, profile and band, and the running events scored
         against it live."""
         return an.reference(tenant, template[:255], profile=profile)
 
     @router.put("/api/v1/{tenant}/event-references/{template}", openapi_extra=_doc(ReferenceIn))
-    def set_reference(tenant: str, template: str, body: dict[str, Any] = ANY_BODY) -> dict[str, Any]:
+    def set_reference(tenant: str, template: str, body: dict[str, Any] = ANY_BODY) -> ReferenceView:
         """Make a template's reference from chosen closed events of it (a golden event or their median)."""
         tenants.require(tenant, "write")
         b = _checked(ReferenceIn, body)
