@@ -304,7 +304,12 @@ def test_http_alert_lifecycle(plant: Platform) -> None:
             plant.live.alerts.list("acme")[0]
         )
         assert c.get(f"/api/v1/acme/alerts/{a['id']}").json() == plant.live.alerts.get("acme", a["id"])
-        assert c.get("/api/v1/acme/alert-rules/hot").json()["conditions"][1]["on"] is True
+        got = c.get("/api/v1/acme/alert-rules/hot").json()
+        assert got["conditions"][1]["on"] is True
+        conditions = plant.live.engine.condition("acme", "hot")
+        want = {**plant.live.rules.get("acme", "hot").to_dict(), "conditions": conditions}
+        assert got == want and list(got) == list(want) and list(got["conditions"][1]) == list(conditions[1])
+        assert c.get("/api/v1/acme/alert-rules").json() == [r.to_dict() for r in plant.live.rules.list("acme")]
         assert (
             c.post(f"/api/v1/acme/alerts/{a['id']}/acknowledge", json={"note": "on it"}).json()["state"]
             == "acknowledged"

@@ -23,6 +23,8 @@ from taehwa.live.records import (
     DeploymentRecord,
     DeploymentView,
     DriftReport,
+    RuleDetail,
+    RuleRecord,
     WebhookRecord,
 )
 from taehwa.live.rules import RuleIn
@@ -111,16 +113,16 @@ def add_live_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
         return live.backfill_request(tenant, body)
 
     @router.get("/api/v1/{tenant}/alert-rules")
-    def rules(tenant: str) -> list[dict[str, Any]]:
+    def rules(tenant: str) -> list[RuleRecord]:
         return [r.to_dict() for r in live.rules.list(tenant)]
 
     @router.post("/api/v1/{tenant}/alert-rules", status_code=201, openapi_extra=_body(RuleIn))
-    def put_rule(tenant: str, body: dict[str, Any] = ANY_BODY, replace: bool = False) -> dict[str, Any]:
+    def put_rule(tenant: str, body: dict[str, Any] = ANY_BODY, replace: bool = False) -> RuleRecord:
         """Add a rule (threshold, rate, stale, score) for an asset type, an asset or a tag."""
         return live.rules.put(tenant, body, replace=replace).to_dict()
 
     @router.get("/api/v1/{tenant}/alert-rules/{name}")
-    def rule(tenant: str, name: str) -> dict[str, Any]:
+    def rule(tenant: str, name: str) -> RuleDetail:
         """A rule and where its condition stands on each tag it watches."""
         return {**live.rules.get(tenant, name).to_dict(), "conditions": live.engine.condition(tenant, name)}
 

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from taehwa.core.timeutil import from_us
 from taehwa.lab.alarms import AlarmPolicy, AlarmState
+from taehwa.live.records import ConditionState
 from taehwa.live.rules import Rule, rule_targets
 from taehwa.tenancy.access import SYSTEM, acting_as
 
@@ -310,7 +311,7 @@ class RuleEngine:
                         AlarmPolicy(limit=float(w.rule.spec.stale_s or 0), quiet_s=w.rule.spec.quiet_s),
                     )
 
-    def condition(self, tenant: str, name: str) -> list[dict[str, Any]]:
+    def condition(self, tenant: str, name: str) -> list[ConditionState]:
         """Where a rule's conditions stand on each of its tags (for `taehwa live rules show`)."""
         with self._lock:
             return [

@@ -169,3 +169,44 @@ class AlertDetail(AlertRecord):
 
     history: list[AlertAction]
     events: list[dict[str, Any]]
+
+
+class RuleRecord(TypedDict):
+    """An alert rule as it was given, its defaults filled and unset options left out (`RuleIn`'s fields, in its
+    order)."""
+
+    name: str
+    kind: str
+    asset_type: NotRequired[str]
+    asset: NotRequired[str]
+    tag: NotRequired[str]
+    signal: NotRequired[str]
+    op: str
+    value: NotRequired[float]
+    hysteresis: float
+    min_duration_s: float
+    quiet_s: float
+    rate_per_s: NotRequired[float]
+    stale_s: NotRequired[float]
+    severity: str
+    auto_resolve: bool
+    message: NotRequired[str]
+    enabled: bool
+
+
+class ConditionState(TypedDict):
+    """Where a rule's condition stands on one of its tags: on or off, raised, since when, its alert, the last value."""
+
+    asset: str | None
+    tag: str
+    on: bool
+    raised: bool
+    since: str | None
+    alert: int | None
+    last_value: float | None
+
+
+class RuleDetail(RuleRecord):
+    """A rule with where its conditions stand."""
+
+    conditions: list[ConditionState]

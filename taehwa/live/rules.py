@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import delete, insert, select
@@ -26,6 +26,7 @@ from sqlalchemy import delete, insert, select
 from taehwa.core.errors import Conflict, InvalidInput, NotFound, ValidationFailed
 from taehwa.core.names import RULE_NAME_PATTERN
 from taehwa.db import alert_rules
+from taehwa.live.records import RuleRecord
 from taehwa.tenancy.access import current
 
 if TYPE_CHECKING:
@@ -127,8 +128,9 @@ class Rule:
             return {"key": "rule.rate", "params": {"what": what, "rate": s.rate_per_s}}
         return {"key": "rule.stale", "params": {"what": what, "seconds": s.stale_s}}
 
-    def to_dict(self) -> dict[str, Any]:
-        return self.spec.model_dump(exclude_none=True)
+    def to_dict(self) -> RuleRecord:
+        """The rule as the API shows it: `RuleIn`'s fields in order, unset options left out."""
+        return cast(RuleRecord, self.spec.model_dump(exclude_none=True))
 
 
 def parse_rule(doc: Any, *, source: str = "rule") -> RuleIn:
