@@ -78,13 +78,17 @@ def test_tep_limits_from_training_hold_on_unseen_normal_samples() -> None:
     exceed 5 % (they are not the limit's own rows), and here do not; ours ahead of PCA-T²+Q and DPCA in the same run;
     EWMA too slow for d00's 500 samples is not a candidate."""
     assert abs(benchmarks.TEP_LIMIT_Q - 0.9597) < 1e-4
-    cands = [c for c in benchmarks.TEP_CANDIDATES if c["explained_variance"] == 0.9 and c["lags"] == 0]
+    cands = [
+        c
+        for c in benchmarks.TEP_CANDIDATES
+        if c["explained_variance"] == 0.9 and c["lags"] == 0 and c["alpha"] in (1.0, 0.5, 0.2, 0.1, 0.03)
+    ]
     f = benchmarks.tep(default_shared_data(), candidates=cands)
     for key in ("tep", "tep_pca_t2q", "tep_dpca_t2q"):
         assert f[f"{key}_far"] <= 0.05 and f[f"{key}_far_d00_te"] <= 0.05
         assert benchmarks.TEP_LIMIT_Q <= f[f"{key}_limit_q"] < 1.0
         assert len(f[f"{key}_fdr_by_fault"]) == 21
-    assert f["tep_chosen"]["alpha"] > 0.1 and {c["alpha"] for c in f["tep_not_eligible"]} >= {0.1, 0.05, 0.03}
+    assert f["tep_chosen"]["alpha"] > 0.1 and {c["alpha"] for c in f["tep_not_eligible"]} == {0.1, 0.03}
     assert f["tep_mean_fdr"] > max(f["tep_pca_t2q_mean_fdr"], f["tep_dpca_t2q_mean_fdr"]) + 0.02
     assert f["tep_mean_fdr_18"] >= f["tep_mean_fdr"]  # faults 3, 9, 15 are near chance for every monitor
     assert f["tep_median_delay_min"] > 0
@@ -100,9 +104,11 @@ def test_cmapss_fd001_settings_from_validation_engines(monkeypatch: pytest.Monke
     """One seed: settings from a validation fifth of the training engines; clipped and unclipped truth beside (one
     model instead of the bench's mean of three, to stay quick)."""
     monkeypatch.setattr(benchmarks, "CMAPSS_BAG", 1)
+    monkeypatch.setitem(benchmarks.CMAPSS_GRID, "num_leaves", (15,))  # the windows still chosen on validation
+    monkeypatch.setattr(benchmarks, "CMAPSS_MAX_TREES", 400)
     r = benchmarks.cmapss_subset(default_shared_data(), "FD001", seeds=(0,))
-    assert r["rmse"] <= 12.5  # 11.9 ± 0.3 measured over seeds; the issue's goal is 11.5
-    assert r["per_seed"][0]["num_leaves"] in benchmarks.CMAPSS_GRID["num_leaves"]
+    assert r["rmse"] <= 12.5  # the issue's goal is 11.5
+    assert tuple(r["per_seed"][0]["windows"]) in benchmarks.CMAPSS_GRID["windows"]
     assert r["rmse"] < r["ridge_rmse"] < r["constant_rmse"]  # the same run's baselines, same features
     # scoring against the unclipped truth is reported beside and is never the easier figure
     assert r["rmse_raw"] >= r["rmse"] and r["phm08_raw"] >= r["phm08"]

@@ -75,7 +75,9 @@ CMAPSS_MODEL = {
     "subsample": 0.8,
     "colsample_bytree": 0.5,
 }
-CMAPSS_GRID = {"num_leaves": (15, 31)}  # chosen per seed on the validation engines, trees by early stopping
+# chosen per seed on the validation engines (trees by early stopping): the leaf count, and the rolling windows of
+# the features (in cycles; the longest 60 averages the sensors' noise over more of an engine's recent life)
+CMAPSS_GRID: dict[str, tuple[Any, ...]] = {"windows": ((5, 15, 30), (5, 15, 30, 60)), "num_leaves": (15, 31)}
 CMAPSS_MAX_TREES = 1000
 CMAPSS_SEEDS = (0, 1, 2, 3, 4)
 CMAPSS_BAG = 3  # per seed, the mean of this many models with the chosen settings and their own random seeds
@@ -398,9 +400,11 @@ def read_cmapss(path: Path) -> pd.DataFrame:
     return df
 
 
-def _cmapss_frames(shared: Path, subset: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Features of one subset: (train X, clipped train RUL, train unit of each row, last-cycle test X, test truth).
-    The normaliser, its clusters and the sensor choice see the training engines only."""
+def _cmapss_frames(
+    shared: Path, subset: str, windows: tuple[int, ...] = (5, 15, 30)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Features of one subset over rolling `windows`: (train X, clipped train RUL, train unit of each row, last-cycle
+    test X, test truth). The normaliser, its clusters and the sensor choice see the training engines only."""
     root = need(shared / "cmapss")
     train = read_cmapss(need(root / f"train_{subset}.txt.gz"))
     test = read_cmapss(need(root / f"test_{subset}.txt.gz"))
@@ -422,7 +426,7 @@ def _cmapss_frames(shared: Path, subset: str) -> tuple[np.ndarray, np.ndarray, n
         if corr > 0.1:
             keep.append(s)
     wf = WindowFeatures(
-        windows=(5, 15, 30), stats=("mean", "std", "slope", "ewm", "cummean"), include_raw=False, include_position=True
+        windows=windows, stats=("mean", "std", "slope", "ewm", "cummean"), include_raw=False, include_position=True
     )
     Xtr = wf.transform(train, keep, "unit").fillna(0.0).to_numpy(float)
     y = (train.groupby("unit")["cycle"].transform("max") - train["cycle"]).clip(upper=CMAPSS_RUL_CLIP).to_numpy(float)
@@ -451,13 +455,14 @@ def _lgbm_regressor(params: dict[str, Any], seed: int) -> Any:
 
 
 def cmapss_subset(shared: Path, subset: str, seeds: tuple[int, ...] = CMAPSS_SEEDS) -> dict[str, Any]:
-    """One C-MAPSS subset, per seed: a random fifth of the training engines held out as validation chooses the leaf
-    count and (by early stopping) the number of trees; the model is refitted on all training engines with them and
-    scored on the last cycle of every test engine, against the truth clipped at 125 (the FFVE/RVE convention) and
-    unclipped. Returns mean and sd over seeds, and each seed's figures."""
+    """One C-MAPSS subset, per seed: a random fifth of the training engines held out as validation chooses the
+    feature windows, the leaf count and (by early stopping) the number of trees; the model is refitted on all
+    training engines with them and scored on the last cycle of every test engine, against the truth clipped at 125
+    (the FFVE/RVE convention) and unclipped. Returns mean and sd over seeds, and each seed's figures."""
     import lightgbm as lgb
 
-    Xtr, y, unit, Xte, truth = _cmapss_frames(shared, subset)
+    frames = {w: _cmapss_frames(shared, subset, w) for w in CMAPSS_GRID["windows"]}
+    _, y, unit, _, truth = frames[CMAPSS_GRID["windows"][0]]
     clipped = np.minimum(truth, CMAPSS_RUL_CLIP)
     per_seed = []
     units = np.unique(unit)
@@ -465,8 +470,9 @@ def cmapss_subset(shared: Path, subset: str, seeds: tuple[int, ...] = CMAPSS_SEE
         rng = np.random.default_rng(seed)
         val_units = rng.choice(units, size=max(1, len(units) // 5), replace=False)
         val = np.isin(unit, val_units)
-        best: tuple[float, int, int] | None = None
-        for leaves in CMAPSS_GRID["num_leaves"]:
+        best: tuple[float, int, int, tuple[int, ...]] | None = None
+        for wins, leaves in itertools.product(CMAPSS_GRID["windows"], CMAPSS_GRID["num_leaves"]):
+            Xtr = frames[wins][0]
             m = _lgbm_regressor({"num_leaves": leaves, "n_estimators": CMAPSS_MAX_TREES}, seed).fit(
                 Xtr[~val],
                 y[~val],
@@ -477,9 +483,10 @@ def cmapss_subset(shared: Path, subset: str, seeds: tuple[int, ...] = CMAPSS_SEE
             )
             score = float(m.best_score_["valid_0"]["rmse"])
             if best is None or score < best[0]:
-                best = (score, leaves, int(m.best_iteration_ or CMAPSS_MAX_TREES))
+                best = (score, leaves, int(m.best_iteration_ or CMAPSS_MAX_TREES), wins)
         assert best is not None
         chosen = {"num_leaves": best[1], "n_estimators": best[2]}
+        Xtr, Xte = frames[best[3]][0], frames[best[3]][3]
         bag = [_lgbm_regressor(chosen, 1000 * seed + b).fit(Xtr, y) for b in range(CMAPSS_BAG)]
         pred = np.maximum(np.mean([m.predict(Xte) for m in bag], axis=0), 0.0)
         per_seed.append(
@@ -488,6 +495,7 @@ def cmapss_subset(shared: Path, subset: str, seeds: tuple[int, ...] = CMAPSS_SEE
                 "val_rmse": best[0],
                 "num_leaves": best[1],
                 "n_estimators": best[2],
+                "windows": list(best[3]),
                 "rmse": _rmse(pred, clipped),
                 "phm08": M.phm08_score(clipped, pred),
                 "rmse_raw": _rmse(pred, truth),
@@ -495,7 +503,8 @@ def cmapss_subset(shared: Path, subset: str, seeds: tuple[int, ...] = CMAPSS_SEE
             }
         )
     out: dict[str, Any] = {"per_seed": per_seed}
-    # baselines of the same run on the same features: the mean training RUL, and a ridge regression
+    # baselines of the same run: the mean training RUL, and a ridge regression on the longest windows' features
+    Xtr, Xte = frames[CMAPSS_GRID["windows"][-1]][0], frames[CMAPSS_GRID["windows"][-1]][3]
     from sklearn.linear_model import Ridge
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -525,7 +534,8 @@ def cmapss(
 ) -> dict[str, Any]:
     """C-MAPSS subsets, mean ± sd over seeds, clipped (FFVE/RVE convention) and unclipped figures side by side."""
     out: dict[str, Any] = {
-        "cmapss_protocol": "per seed: settings chosen on a random 20 % of the training engines "
+        "cmapss_protocol": "per seed: feature windows, leaves and trees chosen on a random 20 % of the training "
+        "engines "
         "(validation RMSE over all their cycles, target clipped at 125), "
         f"refit on all training engines as the mean of {CMAPSS_BAG} models with their own seeds; "
         "last cycle of each test engine",
@@ -544,7 +554,8 @@ def cmapss(
         for b in ("constant", "ridge"):
             out[f"{key}_{b}_rmse"], out[f"{key}_{b}_rmse_raw"] = round(r[f"{b}_rmse"], 3), round(r[f"{b}_rmse_raw"], 3)
         out[f"{key}_chosen"] = [
-            {"num_leaves": s["num_leaves"], "n_estimators": s["n_estimators"]} for s in r["per_seed"]
+            {"windows": s["windows"], "num_leaves": s["num_leaves"], "n_estimators": s["n_estimators"]}
+            for s in r["per_seed"]
         ]
         if progress:
             progress("cmapss", i + 1, len(subsets))
