@@ -121,6 +121,7 @@ class Link:
         self._stage_t0: float | None = None
         self._kick = threading.Event()
         self._full = threading.Event()
+        self._staged = threading.Event()  # the first point of a batch is staged: the stager's clock starts
         self._threads: list[threading.Thread] = []
         self._rate_window: list[tuple[float, int]] = []
         self._process: Any = None  # process.SourceProcess in the "forward" role
@@ -150,6 +151,7 @@ class Link:
                 self._acks.append(ack)
             if self._stage_t0 is None:
                 self._stage_t0 = time.monotonic()
+                self._staged.set()
             points, acks = len(self._tags), len(self._acks)
         if points >= 2 * STAGE_MAX_POINTS or acks >= 2 * STAGE_MAX_ACKS:
             self.commit()  # the stager is behind: the source waits (its protocol then holds back the sender)
@@ -252,6 +254,7 @@ class Link:
         self.stopping.set()
         self._kick.set()
         self._full.set()
+        self._staged.set()
         if self._process is not None:
             self._process.stop()  # it commits what it holds and acknowledges it before it goes
         else:
@@ -304,7 +307,11 @@ class Link:
     def _stager_loop(self) -> None:
         last_status = 0.0
         while not self.stopping.is_set():
-            if self._full.wait(STAGE_MAX_S / 2):
+            t0, now = self._stage_t0, time.monotonic()
+            if t0 is None:  # nothing staged: asleep until the first point comes (or the next status is due)
+                self._staged.wait(max(0.0, 1.0 - (now - last_status)))
+                self._staged.clear()
+            elif self._full.wait(max(0.0, t0 + STAGE_MAX_S - now)):  # a batch's age, or full before then
                 self._full.clear()
                 self.commit()
             t0 = self._stage_t0
