@@ -210,3 +210,15 @@ class RuleDetail(RuleRecord):
     """A rule with where its conditions stand."""
 
     conditions: list[ConditionState]
+
+
+class OutputOwner(TypedDict):
+    """The deployment and model version whose output a tag is, with its row step and history (an alert's chain)."""
+
+    deployment: str
+    name: str
+    version: int
+    run_id: str
+    stage: str
+    step_s: float
+    history_rows: int

@@ -36,7 +36,7 @@ from taehwa.lab.fanout import Backend, run_stream
 from taehwa.lab.gaps import hold_us as gap_hold_us
 from taehwa.lab.validation import Pipeline
 from taehwa.live.deployments import OUTPUTS, Deployment, history_rows, required_columns, resolve_units
-from taehwa.live.records import ModelRef, ScorerStatus
+from taehwa.live.records import ModelRef, OutputOwner, ScorerStatus
 from taehwa.live.rows import UnitRows, grid_between, grid_rows, phase_of, sorted_series
 from taehwa.tenancy.access import SYSTEM, acting_as
 
@@ -518,7 +518,7 @@ class Scorer:
             cb(run.dep.tenant, run, table)
 
     # -- what others ask ------------------------------------------------------------------------------------------
-    def owner(self, tenant: str, tag: str) -> dict[str, Any] | None:
+    def owner(self, tenant: str, tag: str) -> OutputOwner | None:
         """The deployment and model version whose output a tag is (for alert chains), or None."""
         run = self._owners.get((tenant, tag))
         if run is None:
