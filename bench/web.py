@@ -68,6 +68,10 @@ def write_tag(data_dir: Path, days: int) -> int:
             )
             written += p.historian.write("demo", table).points
         p.historian.flush()
+        # what the background maintenance does once the days are quiet: one file per day and its minute and hour
+        # summaries (a historian that has run for a year has them; made cold, the first year view makes 365)
+        p.historian.compact("demo", force=True)
+        p.historian.warm_summaries(budget=1_000_000, force=True)
     finally:
         p.close()
     return written
