@@ -30,9 +30,13 @@ def loaded(platform: Platform, client: TestClient) -> TestClient:
 def test_http(loaded: TestClient, platform: Platform) -> None:
     items = loaded.get("/api/v1/acme/analytics").json()
     assert {i["name"] for i in items} >= {"efficiency", "throughput", "running", "surge"}
+    listing = platform.analytics.calculations("acme")  # its response model keeps each row whole, in its order
+    assert items == listing and [list(i) for i in items] == [list(i) for i in listing]
     r = loaded.post("/api/v1/acme/analytics/backfill", json={"start": START, "end": END})
     assert r.status_code == 200, r.text
     assert r.json()["points"] > 0 and r.json()["events"] >= 1
+    again = platform.analytics.backfill("acme", START, END)  # the same range again: the same answer but its time
+    assert {**r.json(), "seconds": 0} == {**again, "seconds": 0} and list(r.json()) == list(again)
     got = platform.historian.read("acme", f"{P1}/efficiency", START, END)
     assert got.num_rows == 120 and int(np.count_nonzero(got.column("quality").to_numpy() == 2)) == 1
     lin = loaded.get("/api/v1/acme/analytics/lineage", params={"tag": f"{P1}/efficiency"}).json()
@@ -51,6 +55,8 @@ def test_http(loaded: TestClient, platform: Platform) -> None:
     assert events["events"] and all(e["duration_s"] > 10 for e in events["events"])
     one = loaded.get(f"/api/v1/acme/event-frames/{events['events'][0]['id']}").json()
     assert one["stats"]["flow"]["mean"] > 5
+    want_one = platform.analytics.event("acme", one["id"])
+    assert one == want_one and list(one) == list(want_one)
     two = loaded.get("/api/v1/acme/event-frames", params={"template": "running"}).json()["events"][:2]
     cmp = loaded.get(
         f"/api/v1/acme/event-frames/{two[0]['id']}/compare", params={"to": two[1]["id"], "signal": "flow"}
@@ -58,8 +64,11 @@ def test_http(loaded: TestClient, platform: Platform) -> None:
     assert cmp["steps"] > 0 and cmp["profile"]["events"] == 1
     r = loaded.post("/api/v1/acme/event-frames", json={"asset": P1, "template": "inspection", "start": START})
     assert r.status_code == 201
+    assert list(r.json()) == list(one) and r.json()["state"] == "open" and r.json()["end"] is None
     closed = loaded.post(f"/api/v1/acme/event-frames/{r.json()['id']}/close", json={"end": END}).json()
     assert closed["duration_s"] == 120.0 and closed["kind"] == "manual"
+    want_closed = platform.analytics.event("acme", closed["id"])
+    assert closed == want_closed and list(closed) == list(want_closed)
     q = loaded.get("/api/v1/acme/analytics/quality", params={"start": START, "end": END}).json()
     assert q["assets"][P1]["tags"]["flow"]["quality"] <= 100
     check = loaded.post(

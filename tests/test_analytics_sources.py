@@ -13,7 +13,7 @@ from pydantic import TypeAdapter
 
 from taehwa.analytics.livecompare import LiveComparison
 from taehwa.analytics.program import check_plant
-from taehwa.analytics.records import ReferenceView
+from taehwa.analytics.records import Calculation, ReferenceSummary, ReferenceView
 from taehwa.core.errors import InvalidInput, NotFound
 from taehwa.core.timeutil import from_us
 from taehwa.core.yamlio import load_yaml
@@ -123,10 +123,15 @@ def test_events_opened_by_an_alert_and_the_alert_linked_to_its_events(plat: Plat
     bounded = plat.analytics.event("acme", ev["id"])
     assert (bounded["close_reason"], bounded["duration_s"]) == ("max_duration", 3600.0)
     # the plant names a rule the tenant does not have: said where the templates are listed
-    listed = {c["name"]: c for c in plat.analytics.calculations("acme") if c["kind"] == "event"}
+    rows = plat.analytics.calculations("acme")
+    listed = {c["name"]: c for c in rows if "opened_by" in c}
     assert listed["hot"]["opened_by"] == {"alert": "p1-pressure-high"}
     assert "no alert rule 'p1-pressure-high'" in listed["hot"]["problem"]
     assert "no label of kind 'maintenance'" in listed["service"]["problem"]  # none yet: the first one opens
+    # the route's response model (a union of the three row shapes) keeps each row whole, in its order
+    kept = TypeAdapter(list[Calculation]).dump_python(TypeAdapter(list[Calculation]).validate_python(rows))
+    assert kept == rows and [list(r) for r in kept] == [list(r) for r in rows]
+    assert any("held_s" in r for r in rows) and any("reference" in r for r in rows)  # signals: tests/test_analytics_api
 
 
 def test_events_from_labels_over_their_span(plat: Platform) -> None:
@@ -144,7 +149,7 @@ def test_events_from_labels_over_their_span(plat: Platform) -> None:
             {"asset": P1, "kind": "maintenance", "start": from_us(now - 9 * S), "end": from_us(now + 500 * S)},
         ],
     )
-    listed = {c["name"]: c for c in plat.analytics.calculations("acme") if c["kind"] == "event"}
+    listed = {c["name"]: c for c in plat.analytics.calculations("acme") if "opened_by" in c}
     assert listed["service"]["opened_by"] == {"label": "maintenance"} and "problem" not in listed["service"]
     got = sorted(plat.analytics.search("acme", kind="label")["events"], key=lambda e: e["start_us"])
     spans = [((e["start_us"] - T0) // S, e["duration_s"], e["close_reason"]) for e in got[:3]]
@@ -225,7 +230,12 @@ def test_a_running_event_is_scored_live_against_its_reference(plat: Platform) ->
     fresh.tick()
     got = plat.historian.read("acme", [f"{P1}/pressure_dev"], from_us(T0 + 250 * S), from_us(T0 + 253 * S))
     assert got.column("value").to_pylist() == [1.0, 2.0, 7.0]  # against the golden run's 5, 5, 5
-    assert [r["template"] for r in an.references_of("acme")] == ["running"]
+    refs = an.references_of("acme")
+    assert [r["template"] for r in refs] == ["running"]
+    kept_refs = TypeAdapter(list[ReferenceSummary]).dump_python(
+        TypeAdapter(list[ReferenceSummary]).validate_python(refs)
+    )
+    assert kept_refs == refs and list(kept_refs[0]) == list(refs[0])  # the route's response model keeps it whole
     an.delete_reference("acme", "Pump.running")
     with pytest.raises(NotFound):
         an.delete_reference("acme", "Pump.running")

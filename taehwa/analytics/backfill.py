@@ -19,6 +19,7 @@ import pyarrow as pa
 from taehwa.analytics.compute import EMPTY, Rows, Series, union_times
 from taehwa.analytics.frames import ScanState
 from taehwa.analytics.program import Group, Program
+from taehwa.analytics.records import BackfillCounts
 from taehwa.analytics.runner import run_rows
 from taehwa.analytics.series import merge, split
 from taehwa.core.timeutil import from_us
@@ -41,7 +42,7 @@ class BackfillReport:
     signals: list[str] = field(default_factory=list)
     templates: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> BackfillCounts:
         """JSON form."""
         return {
             "points": self.points,

@@ -25,6 +25,7 @@ import pyarrow as pa
 from sqlalchemy import Engine, delete, insert, select
 
 from taehwa.analytics.program import Program
+from taehwa.analytics.records import ReferenceSummary, Scoring
 from taehwa.analytics.reference import Profile
 from taehwa.analytics.series import split
 from taehwa.analytics.store import EventStore
@@ -99,7 +100,7 @@ class ReferenceStore:
             "profile": Profile(int(m["step_us"]), arrays["median"], arrays["low"], arrays["high"], len(m["events"])),
         }
 
-    def all(self, tenant: str) -> list[dict[str, Any]]:
+    def all(self, tenant: str) -> list[ReferenceSummary]:
         """The tenant's references, without their profiles."""
         with self.engine.connect() as c:
             rows = c.execute(
@@ -165,7 +166,7 @@ class Watch:
     outside: int = 0
     max_abs: float = 0.0
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> Scoring:
         """Where the event stands against its reference."""
         return {
             "event": self.event_id,
@@ -380,7 +381,7 @@ class LiveComparison:
             except TaehwaError as exc:
                 log.warning("tenant %s: lineage of %s not recorded: %s", tenant, w.out_tag, exc)
 
-    def watching(self, tenant: str) -> list[dict[str, Any]]:
+    def watching(self, tenant: str) -> list[Scoring]:
         """The tenant's open events being scored, with where each stands."""
         return [w.summary() for w in list(self._watches.values()) if w.tenant == tenant]
 

@@ -1,4 +1,5 @@
-"""The shapes of what the analytics service answers (a plant file's check, a calculated tag's lineage), as typed
+"""The shapes of what the analytics service answers (a plant file's check, its listing of calculated signals and event
+templates, a calculated tag's lineage, a backfill, an event frame, references and live scoring), as typed
 dictionaries: the JSON the API sends and the CLI reads, checked by mypy where they are used.
 
 TypedDicts from typing_extensions, so FastAPI can describe (and check) them as the routes' response models, keys in
@@ -6,7 +7,7 @@ the order the service writes them. No `from __future__ import annotations` here,
 known at run time too.
 """
 
-from typing import Any, NotRequired
+from typing import Any, Literal, NotRequired, final
 
 from typing_extensions import TypedDict
 
@@ -87,6 +88,133 @@ class AnalyticsStatus(TypedDict):
     events_scored_live: NotRequired[int]
 
 
+class RefSpec(TypedDict):
+    """A template's declared live comparison, as the plant's listing shows it: the signal scored, the tag the
+    deviation is written to, the band (in spreads) and the step."""
+
+    signal: str
+    output: str
+    band: float
+    step_s: float
+
+
+@final
+class SignalCalc(TypedDict):
+    """A calculated signal of a type in the plant's listing: its expression, unit, version and window, and how
+    many assets run it."""
+
+    kind: Literal["signal"]
+    type: str
+    name: str
+    expr: str
+    unit: str | None
+    version: str
+    window_s: float
+    assets: int
+
+
+@final
+class ConditionTemplate(TypedDict):
+    """An event template opened by a condition in the plant's listing: how long the condition must hold, the
+    longest an event stays open, its statistics, how many assets run it, its reference if it declares one."""
+
+    kind: Literal["event"]
+    type: str
+    name: str
+    version: str
+    held_s: float
+    max_duration_s: float
+    stats: list[str]
+    assets: int
+    reference: NotRequired[RefSpec]
+
+
+@final
+class SourcedTemplate(TypedDict):
+    """An event template opened by an alert rule or a label kind (`opened_by`: opener → its rule or kind) in the
+    plant's listing; `problem` when the tenant has no such rule or label yet."""
+
+    kind: Literal["event"]
+    type: str
+    name: str
+    version: str
+    opened_by: dict[str, str]
+    max_duration_s: float
+    stats: list[str]
+    assets: int
+    reference: NotRequired[RefSpec]
+    problem: NotRequired[str]
+
+
+Calculation = SignalCalc | ConditionTemplate | SourcedTemplate
+"""One row of the plant's listing: the three shapes told apart by `kind`, then by `opened_by`."""
+
+
+class BackfillCounts(TypedDict):
+    """What a backfill did: points written (and how many bad), events made, day chunks, the signals and
+    templates it recomputed."""
+
+    points: int
+    bad_points: int
+    events: int
+    chunks: int
+    signals: list[str]
+    templates: list[str]
+
+
+class BackfillResult(BackfillCounts):
+    """A backfill's counts, the seconds it took, and the range it covered."""
+
+    seconds: float
+    start: str
+    end: str
+
+
+class EventFrame(TypedDict):
+    """One event frame: where and of what, its span (text and µs; no end while open), why it closed, its
+    template's statistics per signal and what opened it."""
+
+    id: str
+    asset: str
+    template: str
+    kind: str
+    start: str
+    end: str | None
+    start_us: int
+    end_us: int | None
+    duration_s: int | float | None
+    close_reason: str | None
+    state: str
+    stats: dict[str, Any]
+    info: dict[str, Any]
+
+
+class ReferenceSummary(TypedDict):
+    """A template's stored reference without its profile: the events it was made of, its step and band."""
+
+    type: str
+    template: str
+    signal: str
+    events: list[str]
+    step_s: float
+    band: int | float
+    created_by: str
+
+
+class Scoring(TypedDict):
+    """A running event scored live against its template's reference: where it stands (no share or deviation
+    before its first step)."""
+
+    event: str
+    asset: str
+    template: str
+    output: str
+    steps: int
+    outside_share: float | None
+    max_abs_deviation: float | None
+    profile_events: int
+
+
 class ReferenceView(TypedDict):
     """A template's reference: the events it was made of, its band and steps, the running events scored against it,
     and its profile (median and band per step) when asked for."""
@@ -99,5 +227,5 @@ class ReferenceView(TypedDict):
     step_s: float
     steps: int
     created_by: str
-    scoring: list[dict[str, Any]]
+    scoring: list[Scoring]
     profile: NotRequired[dict[str, Any]]

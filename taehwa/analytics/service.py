@@ -18,7 +18,21 @@ from taehwa.analytics.plan import Resolver, history_us
 from taehwa.analytics.program import PlantBinder, Program, Template, build, check_plant
 from taehwa.analytics.quality import ArrivalWatch, Thresholds, check_series, figure, finding_dict
 from taehwa.analytics.recorder import EventRecorder
-from taehwa.analytics.records import AnalyticsStatus, EvalResult, Lineage, PlantCheck, ReferenceView
+from taehwa.analytics.records import (
+    AnalyticsStatus,
+    BackfillResult,
+    Calculation,
+    ConditionTemplate,
+    EvalResult,
+    EventFrame,
+    Lineage,
+    PlantCheck,
+    ReferenceSummary,
+    ReferenceView,
+    RefSpec,
+    Scoring,
+    SourcedTemplate,
+)
 from taehwa.analytics.reference import MAX_STEPS, build_profile, compare, on_grid
 from taehwa.analytics.sources import SourcedEvents
 from taehwa.analytics.store import EventStore, parse_filter
@@ -145,10 +159,10 @@ class AnalyticsService:
             "templates": 0 if prog is None else len(prog.templates),
         }
 
-    def calculations(self, tenant: str) -> list[dict[str, Any]]:
+    def calculations(self, tenant: str) -> list[Calculation]:
         """Every calculated signal and event template of the tenant's plant, with how many assets run it."""
         prog = self.program(tenant)
-        out: list[dict[str, Any]] = []
+        out: list[Calculation] = []
         for g in prog.groups:
             for c in g.calcs:
                 out.append(
@@ -164,24 +178,25 @@ class AnalyticsService:
                     }
                 )
             for tp in g.templates:
-                out.append(
-                    {
-                        "kind": "event",
-                        "type": tp.type,
-                        "name": tp.name,
-                        "version": tp.version,
-                        "held_s": tp.held_us / 1e6,
-                        "max_duration_s": tp.max_us / 1e6,
-                        "stats": list(tp.stats),
-                        "assets": len(g.assets),
-                        **self._ref_of(tp),
-                    }
-                )
+                held: ConditionTemplate = {
+                    "kind": "event",
+                    "type": tp.type,
+                    "name": tp.name,
+                    "version": tp.version,
+                    "held_s": tp.held_us / 1e6,
+                    "max_duration_s": tp.max_us / 1e6,
+                    "stats": list(tp.stats),
+                    "assets": len(g.assets),
+                }
+                if (ref := self._ref_of(tp)) is not None:
+                    held["reference"] = ref
+                out.append(held)
         known: dict[str, set[str]] = {}  # alert rules and label kinds the tenant has, read once if needed
         for (type_name, _), tp in sorted(prog.templates.items()):
             if tp.opener == "condition":
                 continue
-            row: dict[str, Any] = {
+            assert tp.source is not None  # an alert or label template names its rule or kind (the plant's check)
+            row: SourcedTemplate = {
                 "kind": "event",
                 "type": type_name,
                 "name": tp.name,
@@ -190,8 +205,9 @@ class AnalyticsService:
                 "max_duration_s": tp.max_us / 1e6,
                 "stats": list(tp.stats),
                 "assets": sum(1 for a in prog.plant.assets.values() if a.type == type_name),
-                **self._ref_of(tp),
             }
+            if (ref := self._ref_of(tp)) is not None:
+                row["reference"] = ref
             if tp.opener not in known:
                 known[tp.opener] = self.sources.known(tenant, tp.opener)
             if tp.source not in known[tp.opener]:
@@ -201,11 +217,12 @@ class AnalyticsService:
         return out
 
     @staticmethod
-    def _ref_of(tp: Template) -> dict[str, Any]:
+    def _ref_of(tp: Template) -> RefSpec | None:
+        """A template's declared reference as the listing shows it (None when it declares none)."""
         r = tp.reference
         if r is None:
-            return {}
-        return {"reference": {"signal": r.signal, "output": r.output, "band": r.band, "step_s": r.step_us / 1e6}}
+            return None
+        return {"signal": r.signal, "output": r.output, "band": r.band, "step_s": r.step_us / 1e6}
 
     def lineage(self, tenant: str, tag: str) -> Lineage:
         """Where a calculated tag's points come from: expression, version, inputs."""
@@ -284,7 +301,7 @@ class AnalyticsService:
         asset: str | None = None,
         signals: list[str] | None = None,
         events: bool = True,
-    ) -> dict[str, Any]:
+    ) -> BackfillResult:
         """Recompute calculated signals (and event frames) for a range, under an asset or for the whole plant."""
         self.tenants.require(tenant, "write")
         s, e = self._range(start, end)
@@ -333,7 +350,7 @@ class AnalyticsService:
                 if tps and under:
                     report.events += self.sources.backfill(tenant, prog, tps, under, s, e)
                     report.templates += [f"{type_name}.{tp.name}" for tp in tps]
-        out = {
+        out: BackfillResult = {
             **report.to_dict(),
             "seconds": round(time.perf_counter() - t0, 3),
             "start": from_us(s).isoformat(),
@@ -372,14 +389,14 @@ class AnalyticsService:
             limit=limit,
         )
 
-    def event(self, tenant: str, event_id: str) -> dict[str, Any]:
+    def event(self, tenant: str, event_id: str) -> EventFrame:
         """One event frame."""
         self.tenants.require(tenant)
         return self.events.get(tenant, event_id)
 
     def open_event(
         self, tenant: str, asset: str, template: str, *, start: Any = None, note: str | None = None
-    ) -> dict[str, Any]:
+    ) -> EventFrame:
         """Open an event by hand (an operator's or a program's call): of a template of the asset's type or of
         any name; it is closed with `close_event`."""
         self.tenants.require(tenant, "write")
@@ -393,7 +410,7 @@ class AnalyticsService:
         self.audit.append("analytics.event_open", tenant=tenant, target=f"{asset} {template}", after={"id": eid})
         return self.events.get(tenant, eid)
 
-    def close_event(self, tenant: str, event_id: str, *, end: Any = None) -> dict[str, Any]:
+    def close_event(self, tenant: str, event_id: str, *, end: Any = None) -> EventFrame:
         """Close an open event, with the statistics of its template's signals if it has a template."""
         self.tenants.require(tenant, "write")
         row = self.events.get(tenant, event_id)
@@ -411,7 +428,7 @@ class AnalyticsService:
         return self.events.get(tenant, event_id)
 
     # -- reference profiles -----------------------------------------------------------------------------------
-    def _event_curve(self, tenant: str, prog: Program, event: dict[str, Any], signal: str, step_us: int) -> np.ndarray:
+    def _event_curve(self, tenant: str, prog: Program, event: EventFrame, signal: str, step_us: int) -> np.ndarray:
         tag = prog.binder.tag(event["asset"], signal)
         if tag is None:
             raise InvalidInput(f"asset {event['asset']!r} has no signal {signal!r}", where="signal")
@@ -518,7 +535,7 @@ class AnalyticsService:
             out["profile"] = prof.to_dict()
         return out
 
-    def references_of(self, tenant: str) -> list[dict[str, Any]]:
+    def references_of(self, tenant: str) -> list[ReferenceSummary]:
         """Every reference of the tenant's templates (without profiles)."""
         self.tenants.require(tenant)
         return self.references.all(tenant)
@@ -530,7 +547,7 @@ class AnalyticsService:
         self.references.delete(tenant, type_name, name)
         self.audit.append("analytics.reference_delete", tenant=tenant, target=template)
 
-    def scoring(self, tenant: str) -> list[dict[str, Any]]:
+    def scoring(self, tenant: str) -> list[Scoring]:
         """The running events scored live against a reference, with where each stands."""
         self.tenants.require(tenant)
         return [] if self.comparison is None else self.comparison.watching(tenant)

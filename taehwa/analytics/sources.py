@@ -20,6 +20,7 @@ from sqlalchemy import Engine, select
 
 from taehwa.analytics.program import Program, Template
 from taehwa.analytics.recorder import EventRecorder
+from taehwa.analytics.records import EventFrame
 from taehwa.analytics.store import EventStore
 from taehwa.core.errors import InvalidInput
 from taehwa.core.timeutil import from_us, to_us
@@ -111,7 +112,8 @@ class SourcedEvents:
         assets = ["/".join(parts[: i + 1]) for i in range(len(parts))]
         at = to_us(alert["raised_at"], field="raised_at")
         keep = ("id", "asset", "template", "kind", "start", "end", "state", "close_reason")
-        return [{k: e[k] for k in keep} for e in self.events.containing(tenant, assets, at)]
+        found: list[Mapping[str, Any]] = list(self.events.containing(tenant, assets, at))
+        return [{k: e[k] for k in keep} for e in found]
 
     # -- labels ---------------------------------------------------------------------------------------------------
     def labels_changed(self, tenant: str, action: str, rows: list[dict[str, Any]]) -> None:
@@ -152,7 +154,7 @@ class SourcedEvents:
         return done
 
     # -- closing by the clock, and a range made again ---------------------------------------------------------------
-    def _close(self, tenant: str, prog: Program, ev: dict[str, Any], tp: Template, end: int, reason: str) -> None:
+    def _close(self, tenant: str, prog: Program, ev: EventFrame, tp: Template, end: int, reason: str) -> None:
         if end - ev["start_us"] > tp.max_us:
             end, reason = ev["start_us"] + tp.max_us, "max_duration"
         stats = self.recorder.stats(tenant, prog, ev["asset"], tp, ev["start_us"], max(end, ev["start_us"]))

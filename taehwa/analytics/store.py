@@ -34,6 +34,7 @@ from sqlalchemy import (
     update,
 )
 
+from taehwa.analytics.records import EventFrame
 from taehwa.core.errors import InvalidInput, NotFound
 from taehwa.core.timeutil import from_us, parse_duration
 from taehwa.db import analytics_events as ev
@@ -109,7 +110,7 @@ def _json(value: Any) -> Any:
     return value
 
 
-def _rows(rs: list[Any]) -> list[dict[str, Any]]:
+def _rows(rs: list[Any]) -> list[EventFrame]:
     """Event rows (of `_COLUMNS`) as JSON-ready dicts (their JSON columns decoded by orjson)."""
     return [
         {
@@ -131,7 +132,7 @@ def _rows(rs: list[Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _row(r: Any) -> dict[str, Any]:
+def _row(r: Any) -> EventFrame:
     return _rows([r])[0]
 
 
@@ -282,7 +283,7 @@ class EventStore:
         with self.engine.begin() as c:
             return int(c.execute(delete(ev).where(ev.c.tenant == tenant, ev.c.id.in_(ids))).rowcount)
 
-    def containing(self, tenant: str, assets: list[str], at_us: int, *, limit: int = 50) -> list[dict[str, Any]]:
+    def containing(self, tenant: str, assets: list[str], at_us: int, *, limit: int = 50) -> list[EventFrame]:
         """Events on any of these assets open at a time (start ≤ at ≤ end, or still open), newest first: the
         events an alert raised then belongs to."""
         q = (
@@ -299,7 +300,7 @@ class EventStore:
         with self.engine.connect() as c:
             return _rows(list(c.execute(q).all()))
 
-    def get(self, tenant: str, event_id: str) -> dict[str, Any]:
+    def get(self, tenant: str, event_id: str) -> EventFrame:
         """One event."""
         with self.engine.connect() as c:
             r = c.execute(select(*_COLUMNS).where(ev.c.tenant == tenant, ev.c.id == event_id)).first()
@@ -307,7 +308,7 @@ class EventStore:
             raise NotFound(f"no event {event_id!r}", where="id")
         return _row(r)
 
-    def open_events(self, tenant: str) -> list[dict[str, Any]]:
+    def open_events(self, tenant: str) -> list[EventFrame]:
         """The tenant's open events."""
         with self.engine.connect() as c:
             rows = c.execute(
@@ -315,7 +316,7 @@ class EventStore:
             ).all()  # an open event has no duration: the (tenant, duration) index finds them
         return _rows(list(rows))
 
-    def open_of_kinds(self, tenant: str, kinds: tuple[str, ...]) -> list[dict[str, Any]]:
+    def open_of_kinds(self, tenant: str, kinds: tuple[str, ...]) -> list[EventFrame]:
         """A tenant's open events of these kinds (found through the (tenant, duration) index: an open event has
         no duration)."""
         q = select(*_COLUMNS).where(

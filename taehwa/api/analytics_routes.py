@@ -12,7 +12,18 @@ from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from taehwa.analytics.records import AnalyticsStatus, EvalResult, Lineage, PlantCheck, ReferenceView
+from taehwa.analytics.records import (
+    AnalyticsStatus,
+    BackfillResult,
+    Calculation,
+    EvalResult,
+    EventFrame,
+    Lineage,
+    PlantCheck,
+    ReferenceSummary,
+    ReferenceView,
+    Scoring,
+)
 from taehwa.api.responses import BoundedRoute, read_bounded
 from taehwa.core.errors import InvalidInput, ValidationFailed
 from taehwa.core.yamlio import MAX_DOCUMENT_BYTES
@@ -95,7 +106,7 @@ def add_analytics_routes(app: FastAPI, platform: Platform, auth: Callable[[], No
     )
 
     @router.get("/api/v1/{tenant}/analytics")
-    def calculations(tenant: str) -> list[dict[str, Any]]:
+    def calculations(tenant: str) -> list[Calculation]:
         """Every calculated signal and event template of the plant, with how many assets run it."""
         return an.calculations(tenant)
 
@@ -126,7 +137,7 @@ def add_analytics_routes(app: FastAPI, platform: Platform, auth: Callable[[], No
         return an.evaluate(tenant, b.asset, b.expr, b.start, b.end)
 
     @router.post("/api/v1/{tenant}/analytics/backfill", openapi_extra=_doc(BackfillIn))
-    def backfill(tenant: str, body: dict[str, Any] = ANY_BODY) -> dict[str, Any]:
+    def backfill(tenant: str, body: dict[str, Any] = ANY_BODY) -> BackfillResult:
         """Recompute calculated signals and event frames for a range."""
         tenants.require(tenant, "write")
         b = _checked(BackfillIn, body)
@@ -183,7 +194,7 @@ def add_analytics_routes(app: FastAPI, platform: Platform, auth: Callable[[], No
         )
 
     @router.get("/api/v1/{tenant}/event-frames/{event_id}")
-    def event(tenant: str, event_id: str) -> dict[str, Any]:
+    def event(tenant: str, event_id: str) -> EventFrame:
         """One event frame with its statistics."""
         return an.event(tenant, event_id[:64])
 
@@ -200,21 +211,21 @@ def add_analytics_routes(app: FastAPI, platform: Platform, auth: Callable[[], No
         return an.compare_events(tenant, event_id[:64], [t[:64] for t in to], signal, step=step, band=band)
 
     @router.post("/api/v1/{tenant}/event-frames", status_code=201, openapi_extra=_doc(EventOpenIn))
-    def open_event(tenant: str, body: dict[str, Any] = ANY_BODY) -> dict[str, Any]:
+    def open_event(tenant: str, body: dict[str, Any] = ANY_BODY) -> EventFrame:
         """Open an event on an asset by call (closed by POST …/event-frames/{id}/close)."""
         tenants.require(tenant, "write")
         b = _checked(EventOpenIn, body)
         return an.open_event(tenant, b.asset, b.template, start=b.start, note=b.note)
 
     @router.post("/api/v1/{tenant}/event-frames/{event_id}/close", openapi_extra=_doc(EventCloseIn))
-    def close_event(tenant: str, event_id: str, body: dict[str, Any] = ANY_BODY) -> dict[str, Any]:
+    def close_event(tenant: str, event_id: str, body: dict[str, Any] = ANY_BODY) -> EventFrame:
         """Close an open event; a template's statistics are computed then."""
         tenants.require(tenant, "write")
         b = _checked(EventCloseIn, body)
         return an.close_event(tenant, event_id[:64], end=b.end)
 
     @router.get("/api/v1/{tenant}/event-references")
-    def references(tenant: str) -> list[dict[str, Any]]:
+    def references(tenant: str) -> list[ReferenceSummary]:
         """Every template's reference profile (without the profile itself)."""
         return an.references_of(tenant)
 
@@ -237,7 +248,7 @@ def add_analytics_routes(app: FastAPI, platform: Platform, auth: Callable[[], No
         an.delete_reference(tenant, template[:255])
 
     @router.get("/api/v1/{tenant}/analytics/scoring")
-    def scoring(tenant: str) -> list[dict[str, Any]]:
+    def scoring(tenant: str) -> list[Scoring]:
         """The running events scored live against their template's reference, with where each stands."""
         return an.scoring(tenant)
 

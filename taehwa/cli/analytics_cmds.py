@@ -12,6 +12,7 @@ from urllib.parse import quote
 import typer
 from rich.table import Table
 
+from taehwa.analytics.records import Calculation
 from taehwa.cli.common import (
     JsonOpt,
     TenantOpt,
@@ -96,19 +97,26 @@ def list_(tenant: TenantOpt, as_json: JsonOpt = False) -> None:
         items = platform.analytics.calculations(tenant)
         view = Table("kind", "type", "name", "expr / rule", "unit", "assets")
         for i in items:
-            if i.get("expr"):
-                rule = i["expr"]
-            elif "opened_by" in i:
-                (opener, source), *_ = i["opened_by"].items()
-                rule = f"opened by {opener} {source}, at most {i['max_duration_s']:g}s"
-            else:
-                rule = f"for {i['held_s']:g}s, at most {i['max_duration_s']:g}s"
-            if i.get("reference"):
-                rule += f"; scored against a reference into {i['reference']['output']}"
-            if i.get("problem"):
-                rule += f" (problem: {i['problem']})"
-            view.add_row(i["kind"], i["type"], i["name"], rule, i.get("unit") or "", str(i["assets"]))
+            unit = (i["unit"] or "") if i["kind"] == "signal" else ""
+            view.add_row(i["kind"], i["type"], i["name"], _rule(i), unit, str(i["assets"]))
         print_table(view, as_json=as_json, data=items)
+
+
+def _rule(i: Calculation) -> str:
+    """A listing row's rule: a signal's expression, or when an event opens and how long it may stay open (its
+    reference and problem after it)."""
+    if i["kind"] == "signal":
+        return i["expr"]
+    if "opened_by" in i:
+        (opener, source), *_ = i["opened_by"].items()
+        rule = f"opened by {opener} {source}, at most {i['max_duration_s']:g}s"
+    else:
+        rule = f"for {i['held_s']:g}s, at most {i['max_duration_s']:g}s"
+    if "reference" in i:
+        rule += f"; scored against a reference into {i['reference']['output']}"
+    if problem := i.get("problem"):
+        rule += f" (problem: {problem})"
+    return rule
 
 
 @analytics_app.command("eval")
