@@ -5,7 +5,6 @@ route is one call to the city service."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Query
@@ -18,6 +17,7 @@ from taehwa.api.responses import BoundedRoute
 from taehwa.api.twin_routes import ended_frame
 from taehwa.city.live import follow_sites
 from taehwa.city.records import (
+    Aggregate,
     CityMap,
     CityPolicy,
     ComputeStatus,
@@ -100,7 +100,7 @@ def add_city_routes(app: FastAPI, platform: Platform, auth: Callable[[], None]) 
         figure: str,
         by: str = Query("city", max_length=20, description="city, complex, industry or asset_type"),
         group: str | None = Query(None, max_length=100, description="the complex, industry or type"),
-    ) -> dict[str, Any]:
+    ) -> Aggregate:
         """A figure's mean (with noise, median and quartiles) over the contributing companies (403 below k or when
         differencing)."""
         return city.aggregate(figure, by, group)

@@ -4,11 +4,13 @@ web pages read, checked by mypy where they are used.
 
 TypedDicts from typing_extensions, so FastAPI can describe (and check) them as the routes' response models, keys in
 the order the service writes them. No `from __future__ import annotations` here, so which keys are required is
-known at run time too. What the release gate answers (a mean, or a noised median and quartiles) and what each
-site's owner shares on the map vary by case and stay plain mappings inside these; settings read back from JSON are
-`int | float` (a plain `float` would turn 1 into 1.0).
+known at run time too. The release gate's answers are typed (`Release`, `Aggregate`, `ReleasedCohort`); the
+headquarters' list of aggregates (each one released or refused) and what each site's owner shares on the map vary by
+case and stay plain mappings inside these; settings read back from JSON are `int | float` (a plain `float` would
+turn 1 into 1.0).
 """
 
+from datetime import datetime
 from typing import Any
 
 from typing_extensions import TypedDict
@@ -31,6 +33,41 @@ class PrivacyRecord(TypedDict):
     dp: bool
     epsilon: int | float | None
     dp_scope: str
+
+
+class Release(TypedDict):
+    """An aggregate of one figure over one group, as the release gate lets it out: how many companies it is over
+    (and how many were held out since an earlier release), the statistic (an exact mean, or a noised median with
+    its quartiles) and the privacy setting it was released under."""
+
+    figure: str
+    group: str
+    companies: int
+    held_out: int
+    statistic: str
+    value: int | float
+    p25: int | float | None
+    p75: int | float | None
+    privacy: PrivacyRecord
+
+
+class Aggregate(Release):
+    """A released aggregate with its figure's unit and which way is better."""
+
+    unit: str
+    higher_is_better: bool
+
+
+class ReleasedCohort(TypedDict):
+    """A set of companies a figure was released over: the groups asked for over it, how often, the ε spent on it,
+    and when it was first and last released."""
+
+    members: list[str]
+    groups: list[str]
+    releases: int
+    epsilon_spent: int | float
+    first_at: datetime
+    last_at: datetime
 
 
 class ConsentRecord(TypedDict):

@@ -36,10 +36,12 @@ import math
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Engine, insert, select, update
+from typing_extensions import TypedDict
 
+from taehwa.city.records import PrivacyRecord, Release, ReleasedCohort
 from taehwa.core.errors import Forbidden
 from taehwa.db import city_releases
 
@@ -51,6 +53,17 @@ GRID = 201  # candidate values of a noised quantile between the figure's bounds
 QUANTILES = (0.25, 0.5, 0.75)
 MIN_EXACT = 3  # the fewest companies an exact mean is released over (of two, each learns the other's figure)
 RULE = "mean-v2"  # what an exact answer is; part of the inputs' hash, so an answer kept under an older rule is redone
+
+
+class _Answer(TypedDict):
+    """What a release answers and keeps for the same inputs: the statistic, and the hash of the inputs it was
+    made from."""
+
+    statistic: str
+    value: float
+    p25: float | None
+    p75: float | None
+    inputs: str
 
 
 class Refused(Forbidden):
@@ -157,7 +170,7 @@ class ReleaseGate:
         self._engine, self._audit, self.city = engine, audit, city
         self._lock = threading.Lock()  # the check and the record of a release are one step
 
-    def released(self, figure: str) -> list[dict[str, Any]]:
+    def released(self, figure: str) -> list[ReleasedCohort]:
         """The sets of companies a figure was released over, with the groups and ε spent on each."""
         with self._engine.connect() as c:
             rows = c.execute(select(city_releases).where(city_releases.c.figure == figure)).all()
@@ -173,12 +186,10 @@ class ReleaseGate:
             for r in rows
         ]
 
-    def release(
-        self, figure: Figure, group: str, values: dict[str, float], privacy: Privacy, *, by: str
-    ) -> dict[str, Any]:
+    def release(self, figure: Figure, group: str, values: dict[str, float], privacy: Privacy, *, by: str) -> Release:
         """The aggregate of one figure over one group of companies (`values`: company → its figure), or Refused."""
         members = sorted(values)
-        setting = {**privacy.to_dict(), "epsilon": privacy.for_figure(figure.sensitive)}
+        setting: PrivacyRecord = {**privacy.to_dict(), "epsilon": privacy.for_figure(figure.sensitive)}
         setting["dp"] = setting["epsilon"] is not None
         with self._lock:
             if len(members) < privacy.k:
@@ -268,19 +279,22 @@ class ReleaseGate:
             "group": group,
             "companies": len(members),
             "held_out": held_out,
-            **{k: v for k, v in answer.items() if k != "inputs"},
+            "statistic": answer["statistic"],
+            "value": answer["value"],
+            "p25": answer["p25"],
+            "p75": answer["p75"],
             "privacy": setting,
         }
 
     def _answer(
-        self, figure: Figure, values: dict[str, float], setting: dict[str, Any], same: Any
-    ) -> tuple[dict[str, Any], float]:
+        self, figure: Figure, values: dict[str, float], setting: PrivacyRecord, same: Any
+    ) -> tuple[_Answer, float]:
         """The mean (exact) or the noised median and quartiles, and the ε spent; a kept answer for the same inputs."""
         ordered = sorted(values.values())
         epsilon = setting["epsilon"]
         inputs = hashlib.sha256(json.dumps([round(v, 9) for v in ordered] + [epsilon, RULE]).encode()).hexdigest()
         if same is not None and same.last and same.last.get("inputs") == inputs:
-            return dict(same.last), 0.0  # the same inputs and setting: the same answer, no further ε
+            return cast(_Answer, dict(same.last)), 0.0  # the same inputs and setting: the same answer, no further ε
         if epsilon is None:
             mean = round(math.fsum(ordered) / len(ordered), 6)
             return {"statistic": "mean", "value": mean, "p25": None, "p75": None, "inputs": inputs}, 0.0
@@ -293,7 +307,7 @@ class ReleaseGate:
             "inputs": inputs,
         }, float(epsilon)
 
-    def _refuse(self, figure: Figure, group: str, n: int | None, setting: dict[str, Any], by: str, why: str) -> None:
+    def _refuse(self, figure: Figure, group: str, n: int | None, setting: PrivacyRecord, by: str, why: str) -> None:
         self._audit.append(
             "city.refused",
             tenant=self.city,

@@ -17,7 +17,7 @@ from taehwa.city import geo
 from taehwa.city.adoption import adoption, talent
 from taehwa.city.consents import Consent, ConsentBook
 from taehwa.city.figures import DIMENSIONS, FIGURES, WINDOW_DAYS, Inputs, gain_of
-from taehwa.city.records import CityMap, CompanySite, CompanyView, FigureInfo, HqView, Standing
+from taehwa.city.records import Aggregate, CityMap, CompanySite, CompanyView, FigureInfo, HqView, Standing
 from taehwa.city.release import Refused, ReleaseGate
 from taehwa.core.errors import InvalidInput, NotFound, TaehwaError
 from taehwa.tenancy.access import SYSTEM, acting_as, current
@@ -368,7 +368,7 @@ class CityService:
             raise InvalidInput(f"name the {dimension.replace('_', ' ')} (1–{MAX_GROUP} characters)", where="group")
         return f"{dimension}={group}"
 
-    def aggregate(self, figure: str, dimension: str = "city", group: str | None = None) -> dict[str, Any]:
+    def aggregate(self, figure: str, dimension: str = "city", group: str | None = None) -> Aggregate:
         """A figure's mean (with noise, its median and quartiles) over the companies that contribute, by complex,
         industry or asset type (the city's members only), through the release gate."""
         self.require_city()
