@@ -4,6 +4,7 @@ that names the field."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,8 @@ def test_http(loaded: TestClient, platform: Platform) -> None:
     assert status == platform.analytics.status("acme") and list(status) == list(platform.analytics.status("acme"))
     events = loaded.get("/api/v1/acme/event-frames", params={"template": "running", "where": "duration > 10s"}).json()
     assert events["events"] and all(e["duration_s"] > 10 for e in events["events"])
+    want = json.loads(json.dumps(platform.analytics.search("acme", template="running", where=["duration > 10s"])))
+    assert events == want and list(events) == list(want)  # the response model keeps the service's whole answer
     one = loaded.get(f"/api/v1/acme/event-frames/{events['events'][0]['id']}").json()
     assert one["stats"]["flow"]["mean"] > 5
     want_one = platform.analytics.event("acme", one["id"])
@@ -62,6 +65,8 @@ def test_http(loaded: TestClient, platform: Platform) -> None:
         f"/api/v1/acme/event-frames/{two[0]['id']}/compare", params={"to": two[1]["id"], "signal": "flow"}
     ).json()
     assert cmp["steps"] > 0 and cmp["profile"]["events"] == 1
+    want_cmp = json.loads(json.dumps(platform.analytics.compare_events("acme", two[0]["id"], [two[1]["id"]], "flow")))
+    assert cmp == want_cmp and list(cmp) == list(want_cmp)
     r = loaded.post("/api/v1/acme/event-frames", json={"asset": P1, "template": "inspection", "start": START})
     assert r.status_code == 201
     assert list(r.json()) == list(one) and r.json()["state"] == "open" and r.json()["end"] is None
@@ -71,6 +76,8 @@ def test_http(loaded: TestClient, platform: Platform) -> None:
     assert closed == want_closed and list(closed) == list(want_closed)
     q = loaded.get("/api/v1/acme/analytics/quality", params={"start": START, "end": END}).json()
     assert q["assets"][P1]["tags"]["flow"]["quality"] <= 100
+    want_q = json.loads(json.dumps(platform.analytics.quality("acme", START, END)))
+    assert q == want_q and list(q["assets"][P1]["tags"]["flow"]) == list(want_q["assets"][P1]["tags"]["flow"])
     check = loaded.post(
         "/api/v1/acme/analytics/check",
         content=PLANT.replace("head * 9.81", "hed * 9.81"),

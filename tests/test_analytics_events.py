@@ -11,6 +11,7 @@ import pytest
 
 from taehwa.analytics.frames import ScanState, scan
 from taehwa.analytics.quality import ArrivalWatch, check_series, figure
+from taehwa.analytics.records import EventFrame
 from taehwa.core.errors import InvalidInput, NotFound
 from taehwa.core.timeutil import from_us
 from taehwa.server.platform import Platform
@@ -90,7 +91,7 @@ def feed(p: Platform, asset: str, sig: dict[str, np.ndarray], step: int = 25) ->
         p.analytics.live.drain()
 
 
-def closed(p: Platform, template: str, asset: str | None = None) -> list[dict[str, object]]:
+def closed(p: Platform, template: str, asset: str | None = None) -> list[EventFrame]:
     got = p.analytics.search("acme", template=template, asset=asset, state="closed", limit=1000)["events"]
     return sorted(got, key=lambda e: e["start_us"])
 
@@ -123,16 +124,16 @@ def test_events_by_condition_with_statistics_and_a_bounded_one(plat: Platform) -
     feed(plat, P1, sig)
     running = closed(plat, "running", P1)
     # flow > 5 for 3 s: 10-39 and 100-149 (60-61 is too short); starts when the condition became true
-    assert [(e["start_us"] - T0) // S for e in running] == [10, 100]  # type: ignore[operator]
+    assert [(e["start_us"] - T0) // S for e in running] == [10, 100]
     assert [(e["end_us"] - T0) // S for e in running] == [40, 150]  # type: ignore[operator]
     first = running[0]
     assert first["duration_s"] == 30.0 and first["close_reason"] == "end"
-    stats = first["stats"]["pressure"]  # type: ignore[index]
+    stats = first["stats"]["pressure"]
     assert stats["max"] == 12.0 and stats["min"] == 5.0 and stats["start"] == 5.0
     assert np.isclose(stats["integral"], 25 * 5 + 5 * 12)  # held values over 10 s … 40 s
-    assert first["stats"]["flow"]["mean"] > 5  # type: ignore[index]
+    assert first["stats"]["flow"]["mean"] > 5
     exc = closed(plat, "excursion", P1)
-    assert [((e["start_us"] - T0) // S, e["close_reason"]) for e in exc] == [(20, "end"), (120, "max_duration")]  # type: ignore[operator]
+    assert [((e["start_us"] - T0) // S, e["close_reason"]) for e in exc] == [(20, "end"), (120, "max_duration")]
     assert exc[1]["duration_s"] == 20.0  # never closes by itself: bounded by its max_duration
     trips = closed(plat, "trip", P1)
     assert [((e["start_us"] - T0) // S, (e["end_us"] - T0) // S) for e in trips] == [(70, 80)]  # type: ignore[operator]
@@ -172,7 +173,7 @@ def test_backfill_gives_the_same_events_once(plat: Platform) -> None:
     ]
     assert again == live
     stats = closed(plat, "running", P1)[0]["stats"]
-    assert stats["pressure"]["max"] == 12.0  # type: ignore[index]
+    assert stats["pressure"]["max"] == 12.0
 
 
 def test_search_by_subtree_template_time_and_statistic(plat: Platform) -> None:

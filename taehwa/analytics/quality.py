@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from taehwa.analytics.compute import Series
+from taehwa.analytics.records import QualityFinding
 from taehwa.core.tagbatch import TagIndex, segment_cummax
 
 CHECKS = ("gap", "stuck", "flat", "out_of_range", "spike", "bad_quality", "future_time", "repeated_time", "clock_jump")
@@ -264,7 +264,7 @@ class ArrivalWatch:
         return out
 
 
-def finding_dict(f: Finding) -> dict[str, Any]:
+def finding_dict(f: Finding) -> QualityFinding:
     """JSON form."""
     from taehwa.core.timeutil import from_us
 

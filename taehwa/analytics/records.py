@@ -229,3 +229,86 @@ class ReferenceView(TypedDict):
     created_by: str
     scoring: list[Scoring]
     profile: NotRequired[dict[str, Any]]
+
+
+class EventSearch(TypedDict):
+    """Event frames found, newest first: at most the limit, whether more passed, and whether the statistic filters
+    met the scan's limit (so more may exist than were tested)."""
+
+    events: list[EventFrame]
+    truncated: bool
+    scan_limit_hit: bool
+
+
+class ProfileCurve(TypedDict):
+    """A reference profile over time since an event's start: its step, how many events made it, and the median
+    with its band per step (None where no event had a value)."""
+
+    step_s: float
+    events: int
+    offset_s: list[float]
+    median: list[float | None]
+    low: list[float | None]
+    high: list[float | None]
+
+
+class CurveComparison(TypedDict):
+    """An event's curve against a profile: the steps compared, the share outside the band, the largest deviation
+    and the deviation at each step."""
+
+    steps: int
+    outside_share: float | None
+    max_abs_deviation: float | None
+    deviation: list[float | None]
+
+
+class EventComparison(TypedDict):
+    """An event against a profile made of reference events: which, on what signal, the profile, then the
+    comparison's figures (CurveComparison's keys, in its order)."""
+
+    event: str
+    signal: str
+    reference: list[str]
+    profile: ProfileCurve
+    steps: int
+    outside_share: float | None
+    max_abs_deviation: float | None
+    deviation: list[float | None]
+
+
+class QualityFinding(TypedDict):
+    """One data-quality finding of a tag: the check, its span and the points it covers."""
+
+    check: str
+    start: str
+    end: str
+    points: int
+    detail: str
+
+
+class TagQuality(TypedDict):
+    """A tag's quality over a range: its figure (percent of the range clean), its first 200 findings and their
+    count."""
+
+    tag: str
+    quality: float
+    findings: list[QualityFinding]
+    count: int
+
+
+class AssetQuality(TypedDict):
+    """An asset's quality: the mean of its tags' figures, the worst of them, and each tag's, by signal."""
+
+    quality: float
+    worst: float
+    tags: dict[str, TagQuality]
+
+
+class QualityReport(TypedDict):
+    """The quality checks of a range: per asset, the findings counted, and how many were stored as events."""
+
+    start: str
+    end: str
+    assets: dict[str, AssetQuality]
+    findings: int
+    events_written: int

@@ -9,11 +9,11 @@ several (band: ± `band` × the median absolute deviation between them at each s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from taehwa.analytics.compute import Series
+from taehwa.analytics.records import CurveComparison, ProfileCurve
 
 MAX_STEPS = 100_000
 """Most steps a profile has."""
@@ -29,7 +29,7 @@ class Profile:
     high: np.ndarray
     events: int
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ProfileCurve:
         """JSON form (offsets in seconds)."""
         return {
             "step_s": self.step_us / 1e6,
@@ -75,7 +75,7 @@ def build_profile(curves: list[np.ndarray], step_us: int, band: float = 3.0) -> 
     return Profile(step_us, median, median - band * spread, median + band * spread, len(curves))
 
 
-def compare(profile: Profile, curve: np.ndarray) -> dict[str, Any]:
+def compare(profile: Profile, curve: np.ndarray) -> CurveComparison:
     """An event's curve against a profile: its deviation from the median at each step, the share of steps outside
     the band, the largest deviation."""
     n = min(len(curve), len(profile.median))

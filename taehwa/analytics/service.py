@@ -20,18 +20,23 @@ from taehwa.analytics.quality import ArrivalWatch, Thresholds, check_series, fig
 from taehwa.analytics.recorder import EventRecorder
 from taehwa.analytics.records import (
     AnalyticsStatus,
+    AssetQuality,
     BackfillResult,
     Calculation,
     ConditionTemplate,
     EvalResult,
+    EventComparison,
     EventFrame,
+    EventSearch,
     Lineage,
     PlantCheck,
+    QualityReport,
     ReferenceSummary,
     ReferenceView,
     RefSpec,
     Scoring,
     SourcedTemplate,
+    TagQuality,
 )
 from taehwa.analytics.reference import MAX_STEPS, build_profile, compare, on_grid
 from taehwa.analytics.sources import SourcedEvents
@@ -372,7 +377,7 @@ class AnalyticsService:
         state: str | None = None,
         kind: str | None = None,
         limit: int = 100,
-    ) -> dict[str, Any]:
+    ) -> EventSearch:
         """Event frames by asset subtree, template, time, statistic (`duration > 30m`, `max(flow) > 5`)."""
         self.tenants.require(tenant)
         if state not in (None, "open", "closed"):
@@ -442,7 +447,7 @@ class AnalyticsService:
 
     def compare_events(
         self, tenant: str, event_id: str, reference: list[str], signal: str, *, step: Any = "1s", band: float = 3.0
-    ) -> dict[str, Any]:
+    ) -> EventComparison:
         """An event against a reference profile made of other events (one golden event, or the median of
         several): the profile, the event's deviation at each step from its start, the share outside the band."""
         self.tenants.require(tenant)
@@ -455,12 +460,16 @@ class AnalyticsService:
         event = self.events.get(tenant, event_id)
         curves = [self._event_curve(tenant, prog, self.events.get(tenant, r), signal, step_us) for r in reference]
         profile = build_profile(curves, step_us, band)
+        against = compare(profile, self._event_curve(tenant, prog, event, signal, step_us))
         return {
             "event": event_id,
             "signal": signal,
             "reference": reference,
             "profile": profile.to_dict(),
-            **compare(profile, self._event_curve(tenant, prog, event, signal, step_us)),
+            "steps": against["steps"],
+            "outside_share": against["outside_share"],
+            "max_abs_deviation": against["max_abs_deviation"],
+            "deviation": against["deviation"],
         }
 
     # -- live comparison to a reference ------------------------------------------------------------------------
@@ -562,7 +571,7 @@ class AnalyticsService:
         asset: str | None = None,
         write_events: bool = False,
         thresholds: Thresholds = Thresholds(),
-    ) -> dict[str, Any]:
+    ) -> QualityReport:
         """The quality checks of every measured tag under an asset (or the whole plant) over a range: findings and
         a figure per tag, a figure per asset; `write_events` stores the findings as events `quality.<check>`."""
         self.tenants.require(tenant, "write" if write_events else "read")
@@ -573,7 +582,7 @@ class AnalyticsService:
             self._asset(plant, asset)
         now = time.time_ns() // 1000
         known = set(self.historian.catalog.ids(tenant))
-        per_asset: dict[str, Any] = {}
+        per_asset: dict[str, AssetQuality] = {}
         rows: list[dict[str, Any]] = []
         for a in assets:
             t = plant.types.get(a.type)
@@ -583,7 +592,7 @@ class AnalyticsService:
             if not tags:
                 continue
             data = read_inputs(self.historian, tenant, list(tags.values()), s - 1, e - 1)
-            figures: dict[str, Any] = {}
+            figures: dict[str, TagQuality] = {}
             for sig, tag in sorted(tags.items()):
                 spec = t.signals.get(sig)
                 interval = spec.interval_s if spec else None

@@ -34,7 +34,7 @@ from sqlalchemy import (
     update,
 )
 
-from taehwa.analytics.records import EventFrame
+from taehwa.analytics.records import EventFrame, EventSearch
 from taehwa.core.errors import InvalidInput, NotFound
 from taehwa.core.timeutil import from_us, parse_duration
 from taehwa.db import analytics_events as ev
@@ -381,7 +381,7 @@ class EventStore:
         state: str | None = None,
         kind: str | None = None,
         limit: int = 100,
-    ) -> dict[str, Any]:
+    ) -> EventSearch:
         """Events newest first: under an asset (its subtree), of a template, overlapping [start, end), passing the
         statistic filters. Returns {events, truncated, scanned_limit_hit}."""
         if not 1 <= limit <= 10_000:

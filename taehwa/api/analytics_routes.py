@@ -17,9 +17,12 @@ from taehwa.analytics.records import (
     BackfillResult,
     Calculation,
     EvalResult,
+    EventComparison,
     EventFrame,
+    EventSearch,
     Lineage,
     PlantCheck,
+    QualityReport,
     ReferenceSummary,
     ReferenceView,
     Scoring,
@@ -154,7 +157,7 @@ def add_analytics_routes(app: FastAPI, platform: Platform, auth: Callable[[], No
         start: str = Query(max_length=64),
         end: str = Query(max_length=64),
         asset: str | None = Query(None, max_length=1024),
-    ) -> dict[str, Any]:
+    ) -> QualityReport:
         """Data-quality findings and figures per tag and per asset over a range."""
         return an.quality(tenant, start, end, asset=asset)
 
@@ -164,7 +167,7 @@ def add_analytics_routes(app: FastAPI, platform: Platform, auth: Callable[[], No
         start: str = Query(max_length=64),
         end: str = Query(max_length=64),
         asset: str | None = Query(None, max_length=1024),
-    ) -> dict[str, Any]:
+    ) -> QualityReport:
         """The quality checks of a range, their findings stored as events `quality.<check>`."""
         return an.quality(tenant, start, end, asset=asset, write_events=True)
 
@@ -179,7 +182,7 @@ def add_analytics_routes(app: FastAPI, platform: Platform, auth: Callable[[], No
         state: Literal["open", "closed"] | None = None,
         kind: Literal["template", "quality", "manual", "alert", "label"] | None = None,
         limit: int = Query(100, ge=1, le=10_000),
-    ) -> dict[str, Any]:
+    ) -> EventSearch:
         """Event frames, newest first, by asset subtree, template, time overlap and statistic."""
         return an.search(
             tenant,
@@ -206,7 +209,7 @@ def add_analytics_routes(app: FastAPI, platform: Platform, auth: Callable[[], No
         signal: str = Query(max_length=64),
         step: str = Query("1s", max_length=16),
         band: float = Query(3.0, gt=0, le=100),
-    ) -> dict[str, Any]:
+    ) -> EventComparison:
         """An event against a reference profile (one golden event, or the median of several) with a band."""
         return an.compare_events(tenant, event_id[:64], [t[:64] for t in to], signal, step=step, band=band)
 

@@ -12,7 +12,7 @@ from urllib.parse import quote
 import typer
 from rich.table import Table
 
-from taehwa.analytics.records import Calculation
+from taehwa.analytics.records import Calculation, EventFrame
 from taehwa.cli.common import (
     JsonOpt,
     TenantOpt,
@@ -214,7 +214,7 @@ def quality(
     out.print(f"{got['findings']} findings; {got['events_written']} events written")
 
 
-def _events_table(events: list[dict[str, Any]], as_json: bool) -> None:
+def _events_table(events: list[EventFrame], as_json: bool) -> None:
     view = Table("id", "asset", "template", "start", "end", "duration s", "reason")
     for e in events:
         view.add_row(
