@@ -174,6 +174,8 @@ SLOW_FIRST = (
     "test_live.py",
     "test_sqlport.py",
     "test_demo_models.py",
+    "test_lab_models.py",
+    "test_analytics_sources.py",
 )
 
 
