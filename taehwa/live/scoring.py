@@ -186,24 +186,27 @@ def _outputs(
         times_out.append(nt)
         tags.extend([unit.asset] * len(nt))
     all_t = np.concatenate(times_out)
+    return output_points(tags, all_t, [(run.outputs[o], np.concatenate(values[o])) for o in run.outputs]), all_t
+
+
+def output_points(assets: list[str], times_us: np.ndarray, outputs: list[tuple[str, np.ndarray]]) -> pa.Table:
+    """Model outputs as good points in the store's schema: for each (tag suffix, one value per row), the row's
+    asset's tag `<asset>/<suffix>`; rows whose value is not finite are left out (live scoring and backfill)."""
     parts = []
-    for o in run.outputs:
-        vals = np.concatenate(values[o])
+    for suffix, vals in outputs:
         ok = np.isfinite(vals)
         parts.append(
             pa.table(
                 {
-                    "tag": pa.array(
-                        [f"{a}/{run.outputs[o]}" for a, keep in zip(tags, ok, strict=True) if keep], pa.string()
-                    ),
-                    "time": pa.array(all_t[ok], pa.int64()).cast(pa.timestamp("us")),
+                    "tag": pa.array([f"{a}/{suffix}" for a, keep in zip(assets, ok, strict=True) if keep], pa.string()),
+                    "time": pa.array(times_us[ok], pa.int64()).cast(pa.timestamp("us")),
                     "value": pa.array(vals[ok], pa.float64()),
                     "quality": pa.array(np.zeros(int(ok.sum()), np.uint8), pa.uint8()),
                 },
                 schema=STORE_SCHEMA,
             )
         )
-    return pa.concat_tables(parts), all_t
+    return pa.concat_tables(parts)
 
 
 def _keep(run: Running, news: list[New], blocks: list[Block], outs: dict[str, np.ndarray], n: int) -> None:

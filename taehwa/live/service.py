@@ -10,12 +10,10 @@ import time
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
-import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from taehwa.core.errors import InvalidInput, NotFound, ValidationFailed
 from taehwa.core.timeutil import from_us, parse_duration, to_us
-from taehwa.historian.schema import STORE_SCHEMA
 from taehwa.lab.fanout import BACKENDS, choose_backend
 from taehwa.lab.gaps import hold_us as gap_hold_us
 from taehwa.live import scoring
@@ -27,7 +25,7 @@ from taehwa.live.models import ModelCache
 from taehwa.live.notify import Notifier
 from taehwa.live.records import BackfillResult, DeploymentView, PredictResult
 from taehwa.live.rules import RuleStore
-from taehwa.live.scoring import Scorer, backfill_rows, fault_classes, model_outputs, predict_units
+from taehwa.live.scoring import Scorer, backfill_rows, fault_classes, model_outputs, output_points, predict_units
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -273,23 +271,8 @@ class LiveService:
         written = 0
         prefix = "" if write == "outputs" else f"backfill/{model}/v{info['version']}/"
         if write != "none" and len(times):
-            parts = []
-            for o, vals in outs.items():
-                ok = np.isfinite(vals)
-                parts.append(
-                    pa.table(
-                        {
-                            "tag": pa.array(
-                                [f"{a}/{prefix}{o}" for a, k in zip(assets, ok, strict=True) if k], pa.string()
-                            ),
-                            "time": pa.array(times[ok], pa.int64()).cast(pa.timestamp("us")),
-                            "value": pa.array(vals[ok], pa.float64()),
-                            "quality": pa.array(np.zeros(int(ok.sum()), np.uint8), pa.uint8()),
-                        },
-                        schema=STORE_SCHEMA,
-                    )
-                )
-            written = self.historian.write_checked(tenant, pa.concat_tables(parts)).points
+            points = output_points(assets, times, [(f"{prefix}{o}", vals) for o, vals in outs.items()])
+            written = self.historian.write_checked(tenant, points).points
         summary: dict[str, Any] = {
             o: {"mean": float(np.nanmean(v)), "max": float(np.nanmax(v)), "min": float(np.nanmin(v))} if len(v) else {}
             for o, v in outs.items()
