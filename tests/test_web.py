@@ -53,6 +53,26 @@ UNTRANSLATED = """(() => {
 })()"""
 
 
+def watch_failed_requests(page: Any, problems: list[str]) -> None:
+    """Collect the page's failed requests as problems, except the event stream's end and a request the page's own
+    navigation cut short (Chromium aborts a left document's loads: the test moving on, not a fault)."""
+    navigations = [0]
+    started: dict[Any, int] = {}
+
+    def on_request(r: Any) -> None:
+        if r.is_navigation_request() and r.frame == page.main_frame:
+            navigations[0] += 1
+        started[r] = navigations[0]
+
+    def on_failed(r: Any) -> None:
+        left = r.failure == "net::ERR_ABORTED" and started.get(r, navigations[0]) < navigations[0]
+        if "/events" not in r.url and not left:
+            problems.append(f"failed {r.url}: {r.failure}")
+
+    page.on("request", on_request)
+    page.on("requestfailed", on_failed)
+
+
 def untranslated(page: Any) -> list[str]:
     """English left on a Korean page: phrases of three or more English words outside data and code, each with the
     element that shows it (an empty list when everything is said in Korean)."""

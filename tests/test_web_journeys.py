@@ -28,7 +28,7 @@ from taehwa.core.settings import Settings
 from taehwa.server.platform import Platform
 from tests.conftest import TOKEN, serving
 from tests.test_live import SPEC, T0, TRAIN_S, plant_yaml, pump_rows
-from tests.test_web import PASSWORD, chromium, signed_in, untranslated
+from tests.test_web import PASSWORD, chromium, signed_in, untranslated, watch_failed_requests
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -137,10 +137,7 @@ class Journey:
         self.page.on("console", self._console)
         self.page.on("pageerror", lambda e: self.problems.append(f"uncaught: {e}"))
         self.page.on("response", self._response)
-        self.page.on(
-            "requestfailed",
-            lambda r: None if "/events" in r.url else self.problems.append(f"failed {r.url}: {r.failure}"),
-        )
+        watch_failed_requests(self.page, self.problems)
 
         def refuse_dialog(d: Any) -> None:
             self.problems.append(f"native dialog: {d.message}")
@@ -172,6 +169,11 @@ class Journey:
         self.page.goto(url)
         self.page.wait_for_load_state("load")
         return self.page
+
+    def go(self, url: str) -> Any:
+        """Leave the page once it has loaded (its script included), so no request of it is cut short, then open url."""
+        self.page.wait_for_load_state("load")
+        return self.open(url)
 
     def shot(self, name: str) -> None:
         SHOTS.mkdir(parents=True, exist_ok=True)
@@ -376,7 +378,7 @@ def test_train_from_a_form_compare_versions_and_force_a_promotion(
     j.shot("models-evaluated")
     page.click("#train-report")
     j.wait("#figures")
-    page.goto(f"{url}/t/acme/models")
+    j.go(f"{url}/t/acme/models")
     # a sweep from the same form: its grid checked before anything is sent, its combinations ranked in the page
     # (one value: run in the server's process, as cheap as the evaluation)
     page.fill("#sweep-grid", "{not json")
@@ -402,7 +404,7 @@ def test_train_from_a_form_compare_versions_and_force_a_promotion(
     assert ways["alarm_episodes"] == "lower" and ways["normal_hours"] == "none", ways
     j.shot("models-compare")
     # a forced promotion (tenant admin), recorded with its reason
-    page.goto(f"{url}/t/acme/models")
+    j.go(f"{url}/t/acme/models")
     version = 2
     page.click(f"button[data-promote='pump-pca'][data-version='{version}']")
     page.check("#reason-force")
@@ -415,7 +417,7 @@ def test_train_from_a_form_compare_versions_and_force_a_promotion(
     step = [h for h in platform.lab.history("acme", "pump-pca") if h["action"] == "promote"][-1]
     assert step["actor"] == "kim" and step["reason"] == f"forced in the browser ({lang})"
     assert step["detail"]["forced"] is True
-    page.goto(f"{url}/t/acme/models/compare?name=pump-pca&a=1&b=2")
+    j.go(f"{url}/t/acme/models/compare?name=pump-pca&a=1&b=2")
     assert f"forced in the browser ({lang})" in page.inner_text("#version-history")
     assert j.close() == []
     # an engineer is not offered the force
@@ -523,7 +525,7 @@ def test_users_roles_tokens_grants_and_the_verified_audit_log(
     j.wait("#token-secret:not([hidden])")
     secret = page.inner_text("#token-secret code")
     assert len(secret) > 20 and platform.identity.authenticate(secret).user == "kim"
-    page.goto(f"{url}/t/acme/admin")
+    j.go(f"{url}/t/acme/admin")
     assert secret not in page.content()  # never shown again
     page.click(f"#token-list tr:has-text('historian-export-{lang}') button.danger")
     j.wait(f"#token-list tr:has-text('historian-export-{lang}') .state.stale")
@@ -587,7 +589,7 @@ def test_trend_draws_limits_alerts_and_labels_exports_csv_and_says_alerts_in_its
     head, *rows = csv.strip().splitlines()
     assert "tag" in head and "time" in head and len(rows) == int(data["points"])
     # the alerts page says it in the page's language too
-    page.goto(f"{url}/t/acme/alerts?state=all")
+    j.go(f"{url}/t/acme/alerts?state=all")
     assert said in page.inner_text("#alerts")
     assert j.close() == []
 

@@ -29,7 +29,7 @@ from taehwa.server.platform import Platform
 from taehwa.web.directions import lower_better
 from tests.conftest import TOKEN, serving
 from tests.test_live import SPEC, T0, TRAIN_S, plant_yaml, pump_rows
-from tests.test_web import LOCALES, PASSWORD, chromium, signed_in, untranslated
+from tests.test_web import LOCALES, PASSWORD, chromium, signed_in, untranslated, watch_failed_requests
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -139,14 +139,7 @@ class Watched:
         self.page.on(
             "response", lambda r: self.problems.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None
         )
-        self.page.on(
-            "requestfailed",
-            lambda r: (
-                None
-                if "/events" in r.url  # the event stream ends on close
-                else self.problems.append(f"failed {r.url}: {r.failure}")
-            ),
-        )
+        watch_failed_requests(self.page, self.problems)
 
         def refuse_dialog(d: Any) -> None:
             self.problems.append(f"native dialog: {d.message}")
@@ -158,6 +151,11 @@ class Watched:
         self.page.goto(url)
         self.page.wait_for_load_state("load")
         return self.page
+
+    def go(self, url: str) -> Any:
+        """Leave the page once it has loaded (its script included), so no request of it is cut short, then open url."""
+        self.page.wait_for_load_state("load")
+        return self.open(url)
 
     def close(self) -> list[str]:
         self.page.close()
@@ -230,7 +228,7 @@ def test_trends_draws_an_unbound_tag_from_a_time_typed_without_a_zone(
     assert int(data["values"]) > 0 and data["axes"] == "1"
     assert float(data["start"]) == pd.Timestamp("2026-11-01T00:05:00Z").value / 1e6
     # no range: the view fits the data (15 minutes of it), not a day of empty buckets
-    page.goto(f"{url}/t/acme/trends?tags={quote(SKAB)},P0/PT")
+    w.go(f"{url}/t/acme/trends?tags={quote(SKAB)},P0/PT")
     page.wait_for_selector("#chart[data-ready]", state="attached")
     data = page.evaluate("({...document.getElementById('chart').dataset})")
     assert float(data["end"]) - float(data["start"]) < 2 * 3600 * 1000
@@ -330,7 +328,7 @@ def test_promotion_asks_its_reason_in_a_dialog_and_the_report_reads_fp_lower_is_
     page.click("#reason-cancel")
     assert not page.locator("#reason-dialog").is_visible()
     assert platform.lab.versions("acme", "pump-pca")[0]["stage"] == "production"
-    page.goto(f"{url}/t/acme/models/runs/{run}")
+    w.go(f"{url}/t/acme/models/runs/{run}")
     shown = page.evaluate(
         "Object.fromEntries([...document.querySelectorAll('#figures tr[data-metric]')]"
         ".map(tr => [tr.dataset.metric, tr.querySelector('[data-direction]').dataset.direction]))"
