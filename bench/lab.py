@@ -158,27 +158,45 @@ def print_cmapss(f: dict[str, Any], subsets: tuple[str, ...]) -> None:
 
 
 def goals(figures: dict[str, Any]) -> dict[str, Any]:
-    """Each goal of issue 22 against the figure measured here (headline model per benchmark)."""
-    measured: dict[str, Any] = {
-        "skab_f1": figures.get("skab_pca_f1"),
-        "skab_f1_supervised": figures.get("skab_lgbm_f1"),
-        "skab_nab": figures.get("skab_pca_nab"),
-        "skab_far_pct": figures.get("skab_pca_far_pct"),
-        "tep_mean_fdr": figures.get("tep_mean_fdr"),
-        "tep_far": figures.get("tep_far"),
-        "tep_far_long_run": figures.get("tep_far_d00_te"),
-    }
-    measured.update({k: figures.get(k) for k in GOALS if k.startswith("cmapss")})
+    """Each goal of issue 22 against the figure measured here, with the model and convention it is read for.
+
+    SKAB's goals are read for the unsupervised PCA and for the supervised LightGBM (labels of the training runs
+    only): the goal text does not restrict supervision, the leaderboard's methods have no labels, so both are
+    printed. A goal whose metric a data-blind baseline of the same run beats is marked not informative and counts
+    neither way (issue 22: "the gate does not count it"). TEP's detection goal is read over the 18 faults PCA-type
+    monitors can see (without 3, 9, 15: Chiang, Russell & Braatz 2001) with the 21-fault figure and its ceiling
+    beside: while 3, 9 and 15 stay at the false-alarm rate, no monitor's 21-fault mean exceeds (18 + 3·FAR) / 21."""
+    f = figures
+    rows: list[tuple[str, str, float, str]] = [
+        ("skab_f1", "skab_pca_f1", GOALS["skab_f1"], "PCA T²+Q, unsupervised"),
+        ("skab_far_pct", "skab_pca_far_pct", GOALS["skab_far_pct"], "PCA T²+Q, unsupervised"),
+        ("skab_nab", "skab_pca_nab", GOALS["skab_nab"], "PCA T²+Q, SKAB's scorer on on-edges"),
+        ("skab_f1_supervised", "skab_lgbm_f1", GOALS["skab_f1"], "LightGBM, supervised by the training runs"),
+        ("skab_far_pct_supervised", "skab_lgbm_far_pct", GOALS["skab_far_pct"], "LightGBM, supervised"),
+        ("skab_nab_supervised", "skab_lgbm_nab", GOALS["skab_nab"], "LightGBM, SKAB's scorer on on-edges"),
+        ("tep_mean_fdr_18", "tep_mean_fdr_18", GOALS["tep_mean_fdr"], "18 observable faults (without 3, 9, 15)"),
+        ("tep_mean_fdr", "tep_mean_fdr", GOALS["tep_mean_fdr"], "all 21 faults"),
+        ("tep_far", "tep_far", GOALS["tep_far"], "4,320 unseen normal test samples"),
+        ("tep_far_long_run", "tep_far_d00_te", GOALS["tep_far_long_run"], "d00_te alone, 48 h of normal running"),
+    ]
+    rows += [(k, k, g, "test RUL clipped at 125 (FFVE/RVE)") for k, g in GOALS.items() if k.startswith("cmapss")]
     out: dict[str, Any] = {}
-    for k, goal in GOALS.items():
-        v = measured.get(k)
+    for name, key, goal, convention in rows:
+        v = f.get(key)
         if v is None:
             continue
-        low = k.endswith(("_rmse", "far_pct", "tep_far", "far_long_run"))
-        out[k] = {"goal": goal, "measured": v, "met": bool(v <= goal if low else v >= goal)}
-    if measured.get("skab_f1_supervised") is not None:
-        v = measured["skab_f1_supervised"]
-        out["skab_f1_supervised"] = {"goal": GOALS["skab_f1"], "measured": v, "met": bool(v >= GOALS["skab_f1"])}
+        low = name.endswith(("_rmse", "_pct", "_pct_supervised", "tep_far", "far_long_run"))
+        row: dict[str, Any] = {"goal": goal, "measured": v, "met": bool(v <= goal if low else v >= goal)}
+        row["convention"] = convention
+        model = key.split("_")[1] if key.startswith("skab_") else ""
+        metric = key.rsplit("_", 1)[-1] if key.startswith("skab_") else ""
+        if model and metric in f.get(f"skab_{model}_not_informative", []):
+            row["met"] = None
+            row["convention"] += "; not informative: a data-blind baseline of the same run scores higher"
+        if name == "tep_mean_fdr" and f.get("tep_far") is not None:
+            row["ceiling"] = round((18 + 3 * float(f["tep_far"])) / 21, 4)
+            row["convention"] += f"; ceiling {row['ceiling']} while faults 3, 9, 15 stay at the false-alarm rate"
+        out[name] = row
     return out
 
 
@@ -213,7 +231,8 @@ def main() -> None:
     figures["goals"] = goals(figures)
     figures["train_seconds"] = round(time.perf_counter() - t0, 1)
     for k, v in figures["goals"].items():
-        print(f"goal {k}: {'met' if v['met'] else 'NOT met'} (goal {v['goal']}, measured {v['measured']})")
+        said = "not counted" if v["met"] is None else "met" if v["met"] else "NOT met"
+        print(f"goal {k}: {said} (goal {v['goal']}, measured {v['measured']}; {v['convention']})")
     print(json.dumps({"bench": "lab", "quick": args.quick, "figures": json_safe(figures)}))
 
 
