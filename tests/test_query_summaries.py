@@ -129,3 +129,28 @@ def test_a_damaged_summary_is_made_again(hist: Historian) -> None:
             hist.queries.summaries._drop_index(str(path))  # as a fresh process would find it
         _same(hist.downsample("acme", ["s/t1"], start, end, "1h", AGGS), good)  # from the points
         _same(hist.downsample("acme", ["s/t1"], start, end, "1h", AGGS), good)  # from summaries made again
+
+
+def test_a_view_asked_again_reads_no_summary_file_and_a_replaced_day_is_not_served_stale(
+    hist: Historian, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for day in range(3):
+        hist.write("acme", _day(day))
+    hist.flush()
+    assert hist.warm_summaries(force=True) == 3 and hist.queries.summaries is not None
+    summaries = hist.queries.summaries
+    tags, end = ["s/t0", "s/t2"], T0 + timedelta(days=3)
+    first = hist.downsample("acme", tags, T0, end, "1h", AGGS)
+    with monkeypatch.context() as m:  # the blocks are held decoded: no file is opened for them again
+        m.setattr(type(summaries), "_fetch", staticmethod(lambda *_: (_ for _ in ()).throw(AssertionError("read"))))
+        again = hist.downsample("acme", tags, T0, end, "1h", AGGS)
+    _same(again, first)
+    # day 1 rewritten (a second file, then compacted into a new one): its new points, never the cached old blocks
+    hist.write("acme", _day(1, step_s=3600, offset=50.0))
+    hist.flush()
+    hist.compact(force=True)
+    assert hist.warm_summaries(force=True) >= 1
+    fast, slow = _both(hist, tags, T0, end, "1h")
+    _same(fast, slow)
+    assert max(fast.column("max").to_pylist()) > 40  # the rewrite's offset shows
+    assert summaries._block_bytes == sum(b.nbytes for b in summaries._blocks.values())
