@@ -153,6 +153,56 @@ def test_large_writes_go_straight_to_files(settings: Settings) -> None:
     h.close()
 
 
+def test_a_days_decimal_scale_from_numpy_is_the_one_duckdb_finds() -> None:
+    """The bulk path's NumPy scale agrees with DuckDB's check on values that are hard to get right: halves that
+    doubles cannot hold (0.285), values too large for an exact decimal, -0.0, NaN, inf, subnormals, and a day
+    whose one odd value the sample misses (then DuckDB is asked)."""
+    import duckdb
+
+    from taehwa.historian.files import _scales, day_scale
+
+    rng = np.random.default_rng(3)
+    cases = [np.round(rng.normal(0, 1e3, 5000), k) for k in range(11)]
+    cases += [
+        np.array([0.285, 1.005, 2.675] * 100),
+        np.array([1e15 + 0.5, 3.0]),
+        np.array([-0.0, 0.0, 1.0]),
+        np.array([np.nan, 1.0]),
+        np.array([np.inf, 1.0]),
+        np.array([5e-324, 1.0]),
+        np.round(rng.normal(size=10_000), 2) * 1e6,
+        np.r_[np.round(rng.normal(size=10_001), 1), 0.123456789],  # one value the sample steps over
+    ]
+    con = duckdb.connect()
+    answered = 0
+    for v in cases:
+        con.register(
+            "t",
+            pa.table({"time": pa.array(np.full(len(v), 86_400_000_000 * 20_000)).cast(pa.timestamp("us")), "value": v}),
+        )
+        want = _scales(con, "(SELECT * FROM t)")[20_000]
+        got = day_scale(v)
+        assert got in (None, want), (v[:3], got, want)
+        answered += got is not None
+    assert answered >= len(cases) - 1 and day_scale(cases[-1]) is None
+
+
+def test_a_large_write_keeps_every_value_exact_whichever_way_its_scale_is_found(settings: Settings) -> None:
+    h = Historian(replace_settings(settings, buffer_max_points=1000), background=False)
+    h.tenants.create("acme")
+    rng = np.random.default_rng(9)
+    n = 20_000
+    times = (to_us("2024-03-01T00:00:00Z") + np.arange(n, dtype=np.int64) * 1_000_000).astype("datetime64[us]")
+    two = np.round(rng.normal(50, 5, n), 2)
+    odd = two.copy()
+    odd[12_345] = 50.123456789  # not in the sample: the day's scale comes from DuckDB, 9
+    h.write("acme", pa.table({"tag": ["two"] * n, "time": times, "value": two}))
+    h.write("acme", pa.table({"tag": ["odd"] * n, "time": times + np.timedelta64(1, "D"), "value": odd}))
+    assert {f.day: f.scale for f in h.state.manifest("acme").files} == {"2024-03-01": 2, "2024-03-02": 9}
+    assert values(h, "two") == two.tolist() and values(h, "odd") == odd.tolist()
+    h.close()
+
+
 @pytest.mark.parametrize("order", ["time-major", "tag-major", "shuffled-with-repeats"])
 def test_large_writes_keep_the_last_of_repeated_points(settings: Settings, order: str) -> None:
     """Large batches skip the dedup pass only when their order proves no point repeats."""

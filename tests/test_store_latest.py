@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from taehwa.core.settings import Settings
-from taehwa.historian.latest import LatestCache, Points
+from taehwa.historian.latest import LatestCache, Points, _last_by_time_seq, newest_per_tag
 from taehwa.historian.store import Historian
 
 T0 = 1_709_251_200_000_000  # 2024-03-01, µs
@@ -144,3 +144,18 @@ def test_historian_latest_matches_reference_through_writes_flush_and_restart(tmp
         got = h.latest("acme")
         assert got.column("value").to_pylist() == [ref[t][1] for t in sorted(ref)]
         assert got.column("time").cast(pa.int64()).to_pylist() == [ref[t][0] for t in sorted(ref)]
+
+
+def test_the_newest_of_a_large_batch_is_the_one_a_full_sort_picks() -> None:
+    """A batch of many rows takes each tag's candidates at its newest time first; ties in time, seq and the
+    written order are decided as the full sort decides them."""
+
+    rng = np.random.default_rng(4)
+    n = 50_000
+    ids = rng.integers(0, 900, n)
+    times = rng.integers(0, 40, n)  # many rows share their tag's newest time
+    pts = Points(ids, times, rng.normal(size=n), rng.integers(0, 3, n).astype(np.uint8), rng.integers(5, 8, n))
+    for order in (None, rng.permutation(n)):
+        fast, full = newest_per_tag(pts, order), _last_by_time_seq(pts, order)
+        for a, b in zip(fast, full, strict=True):
+            assert np.array_equal(a, b)

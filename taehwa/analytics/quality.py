@@ -212,10 +212,19 @@ class ArrivalWatch:
                     return
                 clocks.grow(new)
                 idx = clocks.index.codes(tags)
-            order = np.argsort(idx, kind="stable")  # each tag's points in the order written
-            ti, tt = idx[order], t[order]
+            if len(idx) < 2 or bool(np.all(idx[1:] >= idx[:-1])):
+                ti, tt = idx, t  # tag by tag already (exports, long histories): no sort
+            else:
+                order = np.argsort(idx, kind="stable")  # each tag's points in the order written
+                ti, tt = idx[order], t[order]
             first = np.ones(len(ti), bool)
             first[1:] = ti[1:] != ti[:-1]
+            starts = np.flatnonzero(first)
+            if bool(np.all((tt[1:] > tt[:-1]) | first[1:])) and bool(np.all(tt[starts] > clocks.last[ti[starts]])):
+                # every tag's times rise through the write and past its newest: nothing repeated or backward
+                ends = np.r_[starts[1:] - 1, len(tt) - 1]
+                clocks.last[ti[ends]] = tt[ends]
+                return
             prev = np.where(first, clocks.last[ti], np.roll(tt, 1))
             # the newest time before each point: the running maximum within the tag, from its last known time
             prev = np.where(prev == np.iinfo(np.int64).min, tt - 1, prev)

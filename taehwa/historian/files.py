@@ -13,6 +13,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import numpy as np
+import pyarrow as pa
 
 from taehwa.historian.durable import disk_full_is
 from taehwa.historian.manifest import DataFile
@@ -61,6 +63,38 @@ def _scales(con: duckdb.DuckDBPyConnection, source: str) -> dict[int, int]:
     return {int(r[0]): next((k for k, ok in zip(SCALES, r[1:], strict=True) if ok), -1) for r in rows}
 
 
+SCALE_SAMPLE = 4096  # rows of a day a scale is guessed from before one pass over all of them checks it
+
+
+def _exact_at(values: np.ndarray, k: int) -> np.ndarray:
+    """Per value, whether DECIMAL(18, k) holds it exactly: DuckDB's cast of a double (× 10^k, rounded half to even)
+    read back (÷ 10^k) is the same double, as `_scales` asks DuckDB."""
+    p = 10.0**k
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.asarray((np.abs(values) * p < EXACT_BELOW) & (np.round(values * p) / p == values), bool)
+
+
+def day_scale(values: np.ndarray) -> int | None:
+    """`_scales`' answer for one day's values, from NumPy without a pass per scale: the scale of a sample (the
+    most any sampled value needs: each k below it fails on that value, so the day's scale is no less), then
+    one pass that checks every value at it. -1 when a sampled value fits no scale; None when some value needs
+    more than the sample did (then ask `_scales`)."""
+    if not len(values):
+        return None
+    step = max(1, len(values) // SCALE_SAMPLE)
+    sample = values[::step]
+    need = 0
+    pending = sample
+    for k in SCALES:
+        pending = pending[~_exact_at(pending, k)]
+        if not len(pending):
+            need = k
+            break
+    else:
+        return -1
+    return need if bool(_exact_at(values, need).all()) else None
+
+
 def _has_duplicates(con: duckdb.DuckDBPyConnection, source: str) -> bool:
     """Whether any (tag, time) occurs twice in a source."""
     row = con.execute(f"SELECT EXISTS (SELECT 1 FROM {source} GROUP BY tag_id, time HAVING count(*) > 1)").fetchone()
@@ -77,6 +111,7 @@ def write_day_files(
     dedup: str = "rn",
     stats: list[tuple[int, int, int, int, int, int]] | None = None,
     presorted: bool = False,
+    values: pa.Array | pa.ChunkedArray | None = None,
 ) -> list[DataFile]:
     """Write `source` (SQL with tag_id, tag, time, value, quality, seq and, for dedup='rn', rn) as day files.
 
@@ -87,6 +122,8 @@ def write_day_files(
     stats: (day number, min time, max time, min tag id, max tag id, max seq) per day, when the caller knows them.
     presorted: the source's rows already run by (tag id, time) without repeats: written in the order they come
     (DuckDB keeps insertion order), not sorted again.
+    values: the source's value column, when it is one day's: its decimal scale is found by NumPy (`day_scale`),
+    not by a DuckDB pass that tries every scale.
     """
     stats = (
         stats
@@ -104,7 +141,8 @@ def write_day_files(
         else ""
     )
     sort = "" if presorted and dedup == "none" else " ORDER BY tag_id, time"
-    scales = _scales(con, source)
+    scale_of_day = day_scale(np.asarray(values, np.float64)) if values is not None and len(stats) == 1 else None
+    scales = {int(stats[0][0]): scale_of_day} if scale_of_day is not None else _scales(con, source)
     out: list[DataFile] = []
     tmp: Path | None = None
     with disk_full_is("the historian's data files", storage.local_root):

@@ -72,6 +72,19 @@ def newest_per_tag(points: Points, order: np.ndarray | None = None) -> Points:
         return points
     if n == 1 or bool(np.all(ids[1:] > ids[:-1])):
         return points  # each tag once, in id order: every row is its tag's newest
+    if n > 4096 and int(ids.min()) >= 0 and int(ids.max()) < 4 * n:
+        # only rows at their tag's newest time can win: found in one pass (tag ids are small and dense), and
+        # the full tie-break below runs on those few rows alone, not on the whole batch
+        newest = np.full(int(ids.max()) + 1, np.iinfo(np.int64).min, np.int64)
+        np.maximum.at(newest, ids, points.time_us)
+        rows = np.flatnonzero(points.time_us == newest[ids])
+        return _last_by_time_seq(points.take(rows), rows if order is None else order[rows])
+    return _last_by_time_seq(points, order)
+
+
+def _last_by_time_seq(points: Points, order: np.ndarray | None) -> Points:
+    """`newest_per_tag` by one stable sort of every row given."""
+    ids = points.tag_id
     # lexsort is stable and sorts by its last key first: tag, then time, then seq, then (given) row order
     keys: list[np.ndarray] = [] if order is None else [order]
     seqs = points.seq

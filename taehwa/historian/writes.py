@@ -176,7 +176,15 @@ class Writes:
             for part, part_stats in day_parts(batch, seq, stats):
                 con.register(view, part)
                 added += write_day_files(
-                    con, source, state.storage, tenant, version, dedup=dedup, stats=part_stats, presorted=order == "tag"
+                    con,
+                    source,
+                    state.storage,
+                    tenant,
+                    version,
+                    dedup=dedup,
+                    stats=part_stats,
+                    presorted=order == "tag",
+                    values=part.column("value"),
                 )
             state.latest.merge_table(tenant, batch, seq=seq)
         except BaseException:
