@@ -201,13 +201,31 @@ def _first_bad(mask: pa.ChunkedArray | pa.Array) -> int | None:
     return None if index is None or index < 0 else int(index)
 
 
+def _first_null(col: pa.ChunkedArray | pa.Array) -> int | None:
+    """Index of the first null, or None (no pass over the rows when the arrays say they hold none)."""
+    return _first_bad(pc.is_null(col)) if col.null_count else None
+
+
+def _first_outside(values: pa.ChunkedArray | pa.Array, lo: float | None, hi: float | None) -> int | None:
+    """Index of the first value below `lo` or above `hi`, or None: one pass for the extremes, and a second
+    only to find the row of a value outside."""
+    span = pc.min_max(values)
+    low, high = span["min"].as_py(), span["max"].as_py()
+    if low is None or ((lo is None or low >= lo) and (hi is None or high <= hi)):
+        return None
+    outside = pc.less(values, lo) if hi is None else pc.greater(values, hi) if lo is None else None
+    if outside is None:
+        outside = pc.or_(pc.less(values, lo), pc.greater(values, hi))
+    return _first_bad(outside)
+
+
 def _check_tags(col: pa.ChunkedArray, source: str, row_of: Any) -> pa.Array:
     if pa.types.is_dictionary(col.type):
         col = col.cast(pa.string())
     if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
         raise InvalidInput(f"tags must be text, got {col.type}", where=_where(source, None, "tag"))
     col = col.cast(pa.string())
-    bad = _first_bad(pc.is_null(col))
+    bad = _first_null(col)
     if bad is not None:
         raise InvalidInput("missing tag", where=row_of(bad, "tag"))
     unique = pc.unique(col)
@@ -229,7 +247,7 @@ def _check_times(
     col: pa.ChunkedArray, source: str, row_of: Any, earliest_us: int | None, latest_us: int | None
 ) -> pa.Array:
     where_col = "time"
-    bad = _first_bad(pc.is_null(col))
+    bad = _first_null(col)
     if bad is not None:
         raise InvalidInput("missing time", where=row_of(bad, where_col))
     typ = col.type
@@ -265,13 +283,13 @@ def _check_times(
     as_int = out.cast(pa.int64())
     _check_range(as_int, 1, row_of, where_col)
     if earliest_us is not None:
-        bad = _first_bad(pc.less(as_int, earliest_us))
+        bad = _first_outside(as_int, earliest_us, None)
         if bad is not None:
             raise InvalidInput(
                 f"time {show_us(as_int[bad].as_py())} is before the accepted window", where=row_of(bad, where_col)
             )
     if latest_us is not None:
-        bad = _first_bad(pc.greater(as_int, latest_us))
+        bad = _first_outside(as_int, None, latest_us)
         if bad is not None:
             raise InvalidInput(
                 f"time {show_us(as_int[bad].as_py())} is too far in the future", where=row_of(bad, where_col)
@@ -288,7 +306,7 @@ def _check_range(values: pa.ChunkedArray | pa.Array, us_per_unit: int, row_of: A
     lo, hi = MIN_US / us_per_unit, MAX_US / us_per_unit
     if pa.types.is_integer(values.type):
         lo, hi = -(-MIN_US // us_per_unit), MAX_US // us_per_unit
-    bad = _first_bad(pc.or_(pc.less(values, lo), pc.greater(values, hi)))
+    bad = _first_outside(values, lo, hi)
     if bad is not None:
         raise InvalidInput("time is outside the years 1 to 9999", where=row_of(bad, where_col))
 
@@ -320,10 +338,11 @@ def _check_values(col: pa.ChunkedArray, source: str, row_of: Any) -> pa.Array:
         values = _cast_text_values(col, source, row_of)
     else:
         raise InvalidInput(f"values must be numbers, got {typ}", where=_where(source, None, "value"))
-    bad = _first_bad(pc.is_null(values))
+    bad = _first_null(values)
     if bad is not None:
         raise InvalidInput("missing value", where=row_of(bad, "value"))
-    bad = _first_bad(pc.invert(pc.is_finite(values)))
+    finite = pc.is_finite(values)
+    bad = None if pc.all(finite).as_py() else _first_bad(pc.invert(finite))
     if bad is not None:
         raise InvalidInput(
             f"value {values[bad].as_py()} is not finite (NaN and infinity are not stored)", where=row_of(bad, "value")
