@@ -143,12 +143,16 @@ class Writes:
         per day rather than one per chunk.
         """
         state = self.state
-        # unique per table, then over the few results: combining millions of strings first is far slower
-        all_names = pc.unique(pa.concat_arrays([pc.unique(t.column("tag")) for t in tables]))
+        # one hashing pass per table (its names and each row's code at once), then the catalog over the few
+        # distinct names: hashing millions of strings twice (unique, then index_in) cost a tenth of the write
+        encoded = [pc.dictionary_encode(t.column("tag").combine_chunks()) for t in tables]
+        all_names = pc.unique(pa.concat_arrays([e.dictionary for e in encoded]))
         id_values = pa.array(self.catalog.ensure_column(tenant, all_names)[0], pa.int64())
         with_ids = [
-            t.append_column("tag_id", pc.take(id_values, pc.index_in(t.column("tag"), value_set=all_names)))
-            for t in tables
+            t.append_column(
+                "tag_id", pc.take(pc.take(id_values, pc.index_in(e.dictionary, value_set=all_names)), e.indices)
+            )
+            for t, e in zip(tables, encoded, strict=True)
         ]
         batch = pa.concat_tables(with_ids)
         n = batch.num_rows
