@@ -190,6 +190,8 @@ def test_a_running_event_is_scored_live_against_its_reference(plat: Platform) ->
     with pytest.raises(InvalidInput, match=r"is not an event of Pump\.running"):
         an.set_reference("acme", "Pump.running", [exc["id"]])
     ref = an.set_reference("acme", "Pump.running", [first["id"]])
+    assert an.live is not None and (run := an.live.run_of("acme")) is not None
+    assert an._program_of("acme") is run.prog  # one program per plant, the engine's and the service's
     assert ref["steps"] == 31 and ref["output"] == "pressure_dev" and ref["profile"]["median"][10] == 12.0
     for lo in range(60, 200, 25):  # the rest, as it comes
         plat.historian.write_checked(

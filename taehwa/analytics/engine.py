@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from taehwa.analytics.backfill import BackfillReport, backfill_group
 from taehwa.analytics.compute import EMPTY, Memo, Rows, Series, union_rows
 from taehwa.analytics.frames import Change, ScanState
-from taehwa.analytics.program import Program, build
+from taehwa.analytics.program import Program, ProgramCache
 from taehwa.analytics.runner import run_rows
 from taehwa.analytics.series import merge, split, trim
 from taehwa.core.errors import TaehwaError
@@ -104,17 +104,19 @@ class LiveAnalytics:
         twin: TwinService,
         tenants: TenantService,
         recorder: EventRecorder,
+        programs: ProgramCache | None = None,
         lineage: bool = True,
         refresh_s: float = 2.0,
         after_step: Sequence[Callable[[], None]] = (),
     ) -> None:
         """The historian (points in, points out), the twin (each tenant's plant), the tenant book (whose programs
-        run), the event recorder; `lineage`: record each calculated tag's expression, version and inputs in its tag
-        metadata; `after_step`: calls made in this thread after each step (the live comparison to references scores
-        then)."""
+        run), the event recorder, the programs (shared with the service; its own when not given); `lineage`:
+        record each calculated tag's expression, version and inputs in its tag metadata; `after_step`: calls made
+        in this thread after each step (the live comparison to references scores then)."""
         self.after_step = tuple(after_step)
         self.historian, self.twin, self.tenants, self.recorder = historian, twin, tenants, recorder
         self.lineage, self.refresh_s = lineage, refresh_s
+        self.programs = programs if programs is not None else ProgramCache()
         self._queue: queue.SimpleQueue[tuple[str, pa.Table]] = queue.SimpleQueue()
         self._runs: dict[str, TenantRun] = {}
         self._lock = threading.RLock()
@@ -205,10 +207,9 @@ class LiveAnalytics:
 
     def install(self, tenant: str, plant: Plant) -> TenantRun | None:
         """(Re)build a tenant's program from its plant (None when it has no analytics)."""
-        try:
-            prog = build(plant)
-        except TaehwaError as exc:
-            log.warning("tenant %s: analytics not run: %s", tenant, exc)
+        prog, err = self.programs.get(tenant, plant)
+        if prog is None:
+            log.warning("tenant %s: analytics not run: %s", tenant, err)
             with self._lock:
                 self._runs.pop(tenant, None)
             return None

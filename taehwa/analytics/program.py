@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from taehwa.analytics.plan import Attr, Limit, P, Resolver, history_us, roles
 from taehwa.analytics.records import CalcLineage
-from taehwa.core.errors import InvalidInput, ValidationFailed
+from taehwa.core.errors import InvalidInput, TaehwaError, ValidationFailed
 from taehwa.core.names import RULE_NAME_PATTERN, label_kind_ok
 from taehwa.core.timeutil import parse_duration
 from taehwa.twin.model import Plant
@@ -391,3 +392,27 @@ def build(plant: Plant) -> Program:
     if r.problems:
         raise ValidationFailed(r.problems)
     return prog
+
+
+class ProgramCache:
+    """Each tenant's program, built once per plant model (a new model object, a new program) and shared by the
+    live engine and the service's other parts, so a plant's analytics are built and held once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_tenant: dict[str, tuple[Plant, Program | None, TaehwaError | None]] = {}
+
+    def get(self, tenant: str, plant: Plant) -> tuple[Program | None, TaehwaError | None]:
+        """The tenant's program for this plant, or None and why it cannot be built."""
+        with self._lock:
+            got = self._by_tenant.get(tenant)
+            if got is not None and got[0] is plant:  # the model held: its id cannot be reused
+                return got[1], got[2]
+        try:
+            prog: Program | None = build(plant)
+            err: TaehwaError | None = None
+        except TaehwaError as exc:
+            prog, err = None, exc
+        with self._lock:
+            self._by_tenant[tenant] = (plant, prog, err)
+        return prog, err

@@ -15,7 +15,7 @@ from taehwa.analytics.compute import EMPTY, Rows, evaluate, union_times
 from taehwa.analytics.engine import LiveAnalytics
 from taehwa.analytics.livecompare import LiveComparison, ReferenceStore
 from taehwa.analytics.plan import Resolver, history_us
-from taehwa.analytics.program import PlantBinder, Program, Template, build, check_plant
+from taehwa.analytics.program import PlantBinder, Program, ProgramCache, Template, build, check_plant
 from taehwa.analytics.quality import ArrivalWatch, Thresholds, check_series, figure, finding_dict
 from taehwa.analytics.recorder import EventRecorder
 from taehwa.analytics.records import (
@@ -79,7 +79,7 @@ class AnalyticsService:
         self.events = EventStore(engine)
         self.references = ReferenceStore(engine)
         self.arrivals = ArrivalWatch()
-        self._programs: dict[str, tuple[int, Program | None]] = {}
+        self.programs = ProgramCache()
         self._last_sweep = 0.0
         self.comparison: LiveComparison | None = None
         self.live: LiveAnalytics | None = None
@@ -101,6 +101,7 @@ class AnalyticsService:
                 twin=twin,
                 tenants=tenants,
                 recorder=self.recorder,
+                programs=self.programs,
                 lineage=lineage,
                 after_step=(self._tick,),
             )
@@ -130,15 +131,7 @@ class AnalyticsService:
             plant = self.twin.plant(tenant)
         except TaehwaError:
             return None
-        got = self._programs.get(tenant)
-        if got is not None and got[0] == id(plant):
-            return got[1]
-        try:
-            prog: Program | None = build(plant)
-        except TaehwaError:
-            prog = None
-        self._programs[tenant] = (id(plant), prog)
-        return prog
+        return self.programs.get(tenant, plant)[0]
 
     def _tick(self) -> None:
         """After each live step: score running events against their references; every 2 s, close the alert and
