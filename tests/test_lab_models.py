@@ -225,3 +225,51 @@ def test_streaming_zscore_follows_slow_drift_but_not_a_jump() -> None:
     assert adapting.predict(drift)[-400:].mean() < 0.1 < 0.9 < frozen.predict(drift)[-400:].mean()
     jump = np.vstack([X_NORMAL[:300], X_NORMAL[:100] + 8.0])
     assert adapting.predict(jump)[-100:].mean() > 0.9
+
+
+def _daily(days: int, seed: int = 0) -> pd.DataFrame:
+    """A signal with a daily cycle (±10 around 50), every 10 minutes, and a little noise."""
+    n = days * 144
+    t = pd.date_range("2026-03-01", periods=n, freq="10min", tz="UTC")
+    phase = np.arange(n) % 144 / 144
+    x = 50 + 10 * np.sin(2 * np.pi * phase) + np.random.default_rng(seed).normal(0, 0.5, n)
+    return pd.DataFrame({"time": t, "x": x})
+
+
+def test_a_seasonal_profile_learnt_on_training_days_finds_a_value_out_of_its_hour() -> None:
+    """A value normal at the day's peak but not at its trough: the same detector misses it without the season and
+    finds it with it, with few alarms on the normal days (the profile learnt from the training days only)."""
+    from taehwa.lab.spec import FeatureSpec
+    from taehwa.lab.validation import Pipeline
+
+    frame = _daily(12)
+    trough = (frame.index % 144 >= 100) & (frame.index % 144 < 116)  # around 3/4 of the day: x near 40
+    odd = trough & (frame.index >= 11 * 144)
+    frame.loc[odd, "x"] = 58.0  # inside the day's range (40-60), but not at this hour
+    train = frame.index < 8 * 144
+    scored = frame.index >= 8 * 144
+    found = {}
+    for season in (None, "1d"):
+        spec = FeatureSpec(windows=[1], stats=["mean"], season=season, season_bins=48)
+        pipe = Pipeline("anomaly", spec, "zscore", {"k": 4.0}, ["x"])
+        pipe.fit(frame[train].reset_index(drop=True))
+        _, score = pipe.predict(frame[scored].reset_index(drop=True))
+        flags = score > 1.0
+        found[season] = (flags[odd[scored]].mean(), flags[~odd[scored]].mean())
+    assert found[None][0] == 0.0  # within the day's range: the plain z-score never sees it
+    assert found["1d"][0] > 0.9 and found["1d"][1] < 0.02, found
+
+
+def test_a_season_is_checked_and_needs_two_periods_of_training() -> None:
+    from pydantic import ValidationError
+
+    from taehwa.lab.spec import FeatureSpec
+    from taehwa.lab.validation import Pipeline
+
+    for bad in ("0s", "soon", "30s", "400d"):
+        with pytest.raises(ValidationError, match="features.season"):
+            FeatureSpec(season=bad)
+    pipe = Pipeline("anomaly", FeatureSpec(season="7d"), "zscore", {}, ["x"])
+    with pytest.raises(InvalidInput, match="two periods") as err:
+        pipe.fit(_daily(10))
+    assert err.value.where == "features.season"

@@ -59,6 +59,53 @@ class ConditionNormalizer:
         return out
 
 
+class SeasonalProfile:
+    """Classical seasonal decomposition, learnt on the training rows: each signal's trend is its centred moving
+    average over one period, and its seasonal part the mean of what is left at each phase of the period (`bins`
+    phases, centred on zero). Transforming takes the seasonal part away, so a detector downstream sees the level
+    and what does not belong to the hour of day (or week); a value normal at noon but not at midnight stands out.
+    Written out rather than taken from statsmodels: its `seasonal_decompose` is this computation on one series,
+    while here the profile must be kept and applied to live rows by their time."""
+
+    def __init__(self, period_us: int, bins: int) -> None:
+        self.period_us, self.bins = int(period_us), int(bins)
+
+    def _phase(self, t_us: np.ndarray) -> np.ndarray:
+        return np.asarray((t_us % self.period_us) * self.bins // self.period_us, dtype=np.int64)
+
+    def fit(self, t_us: np.ndarray, values: np.ndarray, units: np.ndarray | None = None) -> SeasonalProfile:
+        """Learn the profile of each column of `values` (rows in unit, time order) from rows at times `t_us`."""
+        t_us = np.asarray(t_us, np.int64)
+        span = int(t_us.max() - t_us.min()) if len(t_us) else 0
+        if span < 2 * self.period_us:
+            raise InvalidInput(
+                f"features.season needs at least two periods of training data; it covers {span / 3.6e9:.1f} h",
+                where="features.season",
+            )
+        steps = np.diff(t_us)
+        step = int(np.median(steps[steps > 0])) if (steps > 0).any() else self.period_us
+        window = max(2, min(len(t_us), round(self.period_us / max(step, 1))))
+        trend = np.empty_like(values, dtype=float)
+        for seg in segments(len(values), units):
+            block = pd.DataFrame(values[seg])
+            trend[seg] = block.rolling(window, center=True, min_periods=max(1, window // 2)).mean().to_numpy()
+        rest = values - trend
+        phase = self._phase(t_us)
+        profile = np.zeros((self.bins, values.shape[1]))
+        for b in range(self.bins):
+            at = rest[phase == b]
+            if len(at):
+                with np.errstate(invalid="ignore"):
+                    mean = np.nanmean(at, axis=0) if np.isfinite(at).any() else np.zeros(values.shape[1])
+                profile[b] = np.nan_to_num(mean)
+        self.profile_ = profile - profile.mean(axis=0)
+        return self
+
+    def transform(self, t_us: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """The values less the seasonal part of their phase."""
+        return np.asarray(np.asarray(values, float) - self.profile_[self._phase(np.asarray(t_us, np.int64))])
+
+
 class WindowFeatures:
     """Rolling statistics over each signal's recent rows (per unit): mean/std/min/max/slope over `windows`, `lags`,
     an EWMA, and `spectrum_bands` > 0 band powers of the last `windows[-1]` rows (for vibration)."""

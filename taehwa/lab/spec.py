@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from taehwa.core.errors import InvalidInput, ValidationFailed
-from taehwa.core.timeutil import to_us
+from taehwa.core.timeutil import parse_duration, to_us
 from taehwa.lab.models import KINDS
 from taehwa.lab.protocol import TASKS
 
@@ -92,6 +92,21 @@ class FeatureSpec(_Strict):
     condition_columns: list[str] = Field(default_factory=list, max_length=100)
     conditions: int = Field(1, ge=1, le=100)
     drop_flat: bool = True
+    # a seasonal part taken away before the features (classical decomposition learnt on the training rows):
+    # the period ("1d", "7d"; at least 1 minute, at most a year) and how many phases it is cut into
+    season: str | None = Field(None, max_length=20)
+    season_bins: int = Field(96, ge=2, le=10_080)
+
+    @model_validator(mode="after")
+    def _season(self) -> FeatureSpec:
+        if self.season is not None:
+            try:
+                period = parse_duration(self.season, field="features.season")
+            except InvalidInput as exc:
+                raise ValueError(f"features.season: {exc.message}") from None
+            if not 60_000_000 <= period <= 366 * 86_400_000_000:
+                raise ValueError("features.season is a period of 1 minute to 366 days (for example 1d or 7d)")
+        return self
 
     @model_validator(mode="after")
     def _some_feature(self) -> FeatureSpec:

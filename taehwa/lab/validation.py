@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 
 from taehwa.core.errors import InvalidInput
-from taehwa.core.timeutil import to_us
+from taehwa.core.timeutil import parse_duration, to_us
 from taehwa.lab import metrics as M
 from taehwa.lab.alarms import AlarmPolicy, Calibration, alarm_flags, calibrate, out_of_fold
 from taehwa.lab.datasets import CHANGEPOINT, TARGET, TIME, UNIT, Dataset, time_us
-from taehwa.lab.features import ConditionNormalizer, WindowFeatures
+from taehwa.lab.features import ConditionNormalizer, SeasonalProfile, WindowFeatures
 from taehwa.lab.models import build
 from taehwa.lab.protocol import Model
 from taehwa.lab.spec import AlarmSpec, FeatureSpec, Spec
@@ -64,6 +64,20 @@ class Pipeline:
             self.normalizer = ConditionNormalizer(fs.condition_columns, fs.conditions).fit(frame, self.inputs)
         return self.normalizer.transform(frame) if hasattr(self, "normalizer") else frame
 
+    def _deseasoned(self, frame: pd.DataFrame, fit: bool) -> pd.DataFrame:
+        """The inputs less their seasonal part (`features.season`), the profile learnt when fitting."""
+        season = self.features_spec.season
+        if season is None:
+            return frame
+        t = time_us(frame[TIME])
+        if fit:
+            units = frame[UNIT].to_numpy() if UNIT in frame.columns else None
+            profile = SeasonalProfile(parse_duration(season, field="features.season"), self.features_spec.season_bins)
+            self.seasonal = profile.fit(t, frame[self.inputs].to_numpy(float), units)
+        out = frame.copy()
+        out[self.inputs] = self.seasonal.transform(t, frame[self.inputs].to_numpy(float))
+        return out
+
     def features(self, frame: pd.DataFrame, *, fit: bool = False) -> np.ndarray:
         """Feature matrix of `frame` (rows in unit, time order; whole unit prefixes)."""
         if fit:
@@ -78,6 +92,7 @@ class Pipeline:
         if missing:
             raise InvalidInput(f"the data lacks signal {missing[0]!r} this model was trained on", where="data")
         norm = self._normalised(frame, fit) if self.features_spec.condition_columns else frame
+        norm = self._deseasoned(norm, fit)
         feats = self.window.transform(norm, self.inputs, UNIT if UNIT in frame.columns else None)
         return np.asarray(np.nan_to_num(feats.to_numpy(float), nan=0.0))
 
