@@ -243,6 +243,32 @@ def test_a_running_event_is_scored_live_against_its_reference(plat: Platform) ->
         an.delete_reference("acme", "Pump.running")
 
 
+def test_backfill_scores_events_that_closed_before_their_reference_was_set(plat: Platform) -> None:
+    sig = signals()
+    an = plat.analytics
+    feed(plat, P1, {k: v[:160] for k, v in sig.items()})
+    first, second = sorted(
+        an.search("acme", template="running", state="closed")["events"], key=lambda e: e["start_us"]
+    )  # 10-40 s and 100-150 s, both closed before any reference
+    an.set_reference("acme", "Pump.running", [first["id"]])
+    tag = f"{P1}/pressure_dev"
+    assert tag not in plat.historian.catalog.ids("acme")  # nothing scored live: no event was open
+    done = an.backfill("acme", from_us(T0), from_us(T0 + 160 * S))
+    assert done["reference_points"] == 31 + 51  # every point of both events, the second one past the profile's end
+    dev = plat.historian.read("acme", [tag], from_us(T0), from_us(T0 + 300 * S)).to_pydict()
+    times = [(int(t.timestamp() * 1e6) - T0) // S for t in dev["time"]]
+    assert times[:31] == list(range(10, 41)) and dev["value"][:31] == [0.0] * 31  # the golden run against itself
+    assert times[31] == 100 and times[-1] == 150
+    remade = sorted(an.search("acme", template="running", state="closed")["events"], key=lambda e: e["start_us"])
+    assert [e["start_us"] for e in remade] == [first["start_us"], second["start_us"]]  # made again by the backfill
+    summary = remade[1]["info"]["reference"]
+    assert summary["steps"] == 31 and summary["outside_share"] == round(16 / 31, 4)  # as live scoring gives
+    assert plat.historian.tag("acme", tag).attributes["lineage"]["reference"] == "Pump.running"
+    again = an.backfill("acme", from_us(T0), from_us(T0 + 160 * S))  # the same points again, not more
+    assert again["reference_points"] == done["reference_points"]
+    assert plat.historian.read("acme", [tag], from_us(T0), from_us(T0 + 300 * S)).num_rows == len(times)
+
+
 def test_backfill_makes_alert_and_label_events_that_predate_their_templates(plat: Platform) -> None:
     plat.twin.load("acme", PLANT)  # no alert or label templates yet
     now = time.time_ns() // 1000

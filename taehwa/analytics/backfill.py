@@ -38,6 +38,7 @@ class BackfillReport:
     points: int = 0
     bad_points: int = 0
     events: int = 0
+    reference_points: int = 0
     chunks: int = 0
     signals: list[str] = field(default_factory=list)
     templates: list[str] = field(default_factory=list)
@@ -48,6 +49,7 @@ class BackfillReport:
             "points": self.points,
             "bad_points": self.bad_points,
             "events": self.events,
+            "reference_points": self.reference_points,
             "chunks": self.chunks,
             "signals": self.signals,
             "templates": self.templates,

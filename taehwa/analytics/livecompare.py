@@ -190,9 +190,11 @@ class LiveComparison:
         events: EventStore,
         references: ReferenceStore,
         program_of: Callable[[str], Program | None],
+        listen: bool = True,
     ) -> None:
         """The historian (points in and out), the event store (summaries at close), the references, and each
-        tenant's analytics program (which templates declare a reference, which tags an asset's signals are)."""
+        tenant's analytics program (which templates declare a reference, which tags an asset's signals are);
+        `listen`: follow writes (a server), or only rescore past events when asked (a backfill without one)."""
         self.historian, self.events, self.references, self.program_of = historian, events, references, program_of
         self._pending: list[tuple[str, str, str, str, int | None, int | None]] = []  # tenant, id, asset, tp, s, e
         self._lock = threading.Lock()
@@ -202,7 +204,8 @@ class LiveComparison:
         self._tenants: dict[str, int] = {}  # tenant → watches
         self._started = False
         self._lineage_done: set[tuple[str, str]] = set()
-        historian.add_listener(self._on_points)
+        if listen:
+            historian.add_listener(self._on_points)
 
     # -- what the other parts tell it ----------------------------------------------------------------------------
     def opened(self, tenant: str, event_id: str, asset: str, template: str, start_us: int) -> None:
@@ -267,9 +270,26 @@ class LiveComparison:
             self._finish(w)
         return self._write(out)
 
-    def _watch(self, tenant: str, eid: str, asset: str, template: str, start: int) -> Watch | None:
-        if eid in self._watches:
-            return None
+    def rescore(self, tenant: str, rows: list[Any]) -> int:
+        """Score closed events again from the historian and keep their summaries (a backfill: a reference set
+        after they closed, points that came late, a profile changed); events being scored live are left to it.
+        Returns the deviation points written."""
+        out: dict[str, list[pa.Table]] = {}
+        done: list[Watch] = []
+        for r in rows:
+            if r["end_us"] is None or r["id"] in self._watches:
+                continue
+            w = self._make_watch(tenant, r["id"], r["asset"], r["template"], int(r["start_us"]))
+            if w is None:
+                continue
+            w.end = int(r["end_us"])
+            self._catch_up(w, out)
+            self._annotate(w)
+            done.append(w)
+        return self._write(out, done)
+
+    def _make_watch(self, tenant: str, eid: str, asset: str, template: str, start: int) -> Watch | None:
+        """A watch of an event whose template has a reference set (None otherwise), not yet followed."""
         prog = self.program_of(tenant)
         a = prog.plant.assets.get(asset) if prog is not None else None
         tp = prog.templates.get((a.type, template)) if prog is not None and a is not None else None
@@ -279,9 +299,16 @@ class LiveComparison:
         in_tag, out_tag = prog.binder.tag(asset, tp.reference.signal), prog.binder.tag(asset, tp.reference.output)
         if got is None or in_tag is None or out_tag is None:
             return None
-        w = Watch(tenant, eid, asset, f"{a.type}.{template}", start, in_tag, out_tag, got["profile"], start - 1)
+        return Watch(tenant, eid, asset, f"{a.type}.{template}", start, in_tag, out_tag, got["profile"], start - 1)
+
+    def _watch(self, tenant: str, eid: str, asset: str, template: str, start: int) -> Watch | None:
+        if eid in self._watches:
+            return None
+        w = self._make_watch(tenant, eid, asset, template, start)
+        if w is None:
+            return None
         self._watches[eid] = w
-        self._by_tag.setdefault((tenant, in_tag), set()).add(eid)
+        self._by_tag.setdefault((tenant, w.in_tag), set()).add(eid)
         self._tenants[tenant] = self._tenants.get(tenant, 0) + 1
         return w
 
@@ -341,26 +368,29 @@ class LiveComparison:
             if not ids:
                 self._by_tag.pop((w.tenant, w.in_tag), None)
         self._tenants[w.tenant] = self._tenants.get(w.tenant, 1) - 1
+        self._annotate(w)
+
+    def _annotate(self, w: Watch) -> None:
         try:
             self.events.annotate(w.tenant, w.event_id, "reference", w.summary())
         except TaehwaError as exc:  # deleted meanwhile (a label removed): nothing to keep
             log.info("tenant %s: reference summary of %s not kept: %s", w.tenant, w.event_id, exc)
 
-    def _write(self, out: dict[str, list[pa.Table]]) -> int:
+    def _write(self, out: dict[str, list[pa.Table]], watches: list[Watch] | None = None) -> int:
         written = 0
         for tenant, tables in out.items():
             table = pa.concat_tables(tables)
             try:
-                self._lineage(tenant, table)
+                self._lineage(tenant, [*self._watches.values(), *(watches or [])])
                 self.historian.write_checked(tenant, table)
                 written += table.num_rows
             except TaehwaError as exc:
                 log.warning("tenant %s: reference deviations not written: %s", tenant, exc)
         return written
 
-    def _lineage(self, tenant: str, table: pa.Table) -> None:
+    def _lineage(self, tenant: str, watches: list[Watch]) -> None:
         """Each deviation tag says once what it is (in its tag metadata), like a calculated signal's lineage."""
-        for w in list(self._watches.values()):
+        for w in watches:
             key = (tenant, w.out_tag)
             if w.tenant != tenant or key in self._lineage_done:
                 continue

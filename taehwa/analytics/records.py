@@ -151,12 +151,13 @@ Calculation = SignalCalc | ConditionTemplate | SourcedTemplate
 
 
 class BackfillCounts(TypedDict):
-    """What a backfill did: points written (and how many bad), events made, day chunks, the signals and
-    templates it recomputed."""
+    """What a backfill did: points written (and how many bad), events made, deviation points of closed events
+    scored again against their references, day chunks, the signals and templates it recomputed."""
 
     points: int
     bad_points: int
     events: int
+    reference_points: int
     chunks: int
     signals: list[str]
     templates: list[str]

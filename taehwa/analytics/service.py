@@ -87,6 +87,15 @@ class AnalyticsService:
             self.comparison = LiveComparison(
                 historian=historian, events=self.events, references=self.references, program_of=self._program_of
             )
+        # a backfill rescores past events against their references, with the live comparison or, without one,
+        # a comparison that only answers that
+        self.rescorer = self.comparison or LiveComparison(
+            historian=historian,
+            events=self.events,
+            references=self.references,
+            program_of=self._program_of,
+            listen=False,
+        )
         self.recorder = EventRecorder(historian, self.events, self.comparison)
         self.sources = SourcedEvents(
             engine=engine,
@@ -333,6 +342,8 @@ class AnalyticsService:
                 report.events += self.events.replace(tenant, assets, [tp.name for tp in templates], s, e, found)
             report.signals += sorted({f"{g.type}.{c.signal}" for c in calcs} - set(report.signals))
             report.templates += sorted({f"{g.type}.{tp.name}" for tp in templates} - set(report.templates))
+        if events:  # events of templates with a reference set: their deviations written again, summaries kept
+            report.reference_points += self._rescore(tenant, prog, s, e, asset, signals)
         if events:  # alert and label templates: their events made again from the alerts and labels stored
             for type_name in sorted({t for t, _ in prog.templates}):
                 tps = [
@@ -356,6 +367,21 @@ class AnalyticsService:
         }
         self.audit.append("analytics.backfill", tenant=tenant, target=asset or "(plant)", after=out)
         return out
+
+    def _rescore(self, tenant: str, prog: Program, s: int, e: int, asset: str | None, signals: list[str] | None) -> int:
+        """Deviation points of the range's closed events scored again against their templates' references."""
+        written = 0
+        for ref in self.references.all(tenant):
+            tp = prog.templates.get((ref["type"], ref["template"]))
+            if tp is None or tp.reference is None or (signals is not None and tp.name not in signals):
+                continue
+            found = self.events.search(
+                tenant, asset=asset, template=ref["template"], start_us=s, end_us=e, state="closed", limit=10_000
+            )["events"]
+            of_type = {path for path, a in prog.plant.assets.items() if a.type == ref["type"]}
+            rows = [r for r in found if r["asset"] in of_type]
+            written += self.rescorer.rescore(tenant, rows)
+        return written
 
     # -- events ---------------------------------------------------------------------------------------------------
     def search(
