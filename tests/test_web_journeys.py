@@ -565,14 +565,17 @@ def test_users_roles_tokens_grants_and_the_verified_audit_log(
     assert e.close() == []
 
 
-def test_trend_draws_limits_alerts_and_labels_exports_csv_and_says_alerts_in_its_language(
+def test_trend_draws_limits_alerts_labels_and_event_frames_exports_csv_and_says_alerts_in_its_language(
     site: tuple[Platform, str, str], contexts: dict[str, Any]
 ) -> None:
     lang = "en"
-    _platform, url, _ep = site
+    platform, url, _ep = site
     j = Journey(contexts[f"eve-{lang}"], lang)
     start = (T0 + pd.Timedelta(seconds=TRAIN_S - 120)).isoformat()
     end = (T0 + pd.Timedelta(seconds=TRAIN_S + 60)).isoformat()
+    (owner,) = platform.twin.assets_with_tags("acme", ["P1/PT"])  # an event frame on the tag's asset, in view
+    frame = platform.analytics.open_event("acme", owner, "valve-test", start=T0 + pd.Timedelta(seconds=TRAIN_S - 60))
+    platform.analytics.close_event("acme", frame["id"], end=T0 + pd.Timedelta(seconds=TRAIN_S - 30))
     page = j.open(
         f"{url}/t/acme/trends?tags=P1/PT,P1/FT&start={start.replace('+', '%2B')}&end={end.replace('+', '%2B')}"
     )
@@ -580,7 +583,9 @@ def test_trend_draws_limits_alerts_and_labels_exports_csv_and_says_alerts_in_its
     page.wait_for_function("document.getElementById('chart').dataset.alerts > 0")  # at the data's own time
     data = page.evaluate("({...document.getElementById('chart').dataset})")
     assert int(data["limits"]) >= 1 and int(data["labels"]) == 1 and data["axes"] == "2"
+    assert data["events"] == "1" and page.locator(f"#overlay-list li[data-event='{frame['id']}']").count() == 1
     listed = page.inner_text("#overlay-list")
+    assert "Event frame: valve-test" in listed, listed
     said = "pressure > 50"  # the alert's message key, in the page's language
     assert said in listed and "pressure-high" in listed, listed
     j.shot("trend-limits")

@@ -307,28 +307,31 @@
     const box = document.getElementById("chart");
     if (!tags.length) return;
     let full = null, plot = null, busy = 0;
-    let marks = { alerts: [], labels: [] };  // of the assets these tags belong to, drawn over the chart
+    let marks = { alerts: [], labels: [], events: [] };  // of the assets these tags belong to, drawn over the chart
     units = units || {};
 
     // The alerts and labels of the tags' assets within the view, listed under the chart and drawn on it.
     async function loadMarks(s, e) {
       const from = new Date(s).toISOString(), to = new Date(e).toISOString();
-      const alerts = [], labels = [];
+      const alerts = [], labels = [], events = [];
       for (const a of owners || []) {
         const q = `asset=${encodeURIComponent(a)}`;
-        const [ra, rl] = await Promise.all([fetch(api(`/alerts?${q}&limit=1000`)),
-          fetch(api(`/labels?${q}&start=${from}&end=${to}&limit=1000`))]);
+        const [ra, rl, re] = await Promise.all([fetch(api(`/alerts?${q}&limit=1000`)),
+          fetch(api(`/labels?${q}&start=${from}&end=${to}&limit=1000`)),
+          fetch(api(`/event-frames?${q}&start=${from}&end=${to}&limit=500`))]);
+        if (re.ok) (await re.json()).events.forEach((x) => { if (x.asset === a) events.push(x); });
         // an alert stands at its data's own time (a replay's or backfill's history is not the wall clock)
         const at = (x) => Date.parse(((x.chain || {}).window || {}).start || x.raised_at);
         if (ra.ok) (await ra.json()).forEach((x) => { const t = at(x); if (t >= s && t <= e) { x.at = t; alerts.push(x); } });
         if (rl.ok) (await rl.json()).forEach((x) => labels.push(x));
       }
-      marks = { alerts, labels };
+      marks = { alerts, labels, events };
       const list = document.getElementById("overlay-list");
       if (list) {
         list.innerHTML = "";
         alerts.forEach((x) => { const li = document.createElement("li"); li.textContent = `${msg("alerts")}: ${utc(x.at)} · ${x.asset} · ${say(x)}`; list.appendChild(li); });
         labels.forEach((x) => { const li = document.createElement("li"); li.textContent = `${msg("label")}: ${x.kind} · ${x.asset} · ${utc(x.start)} – ${x.end ? utc(x.end) : ""}`; list.appendChild(li); });
+        events.forEach((x) => { const li = document.createElement("li"); li.dataset.event = x.id; li.textContent = `${msg("event_frame")}: ${x.template} · ${x.asset} · ${utc(x.start_us / 1000)} – ${x.end_us ? utc(x.end_us / 1000) : msg("open_now")}`; list.appendChild(li); });
       }
       if (list) Object.entries(limits || {}).forEach(([tag, ls]) => ls.forEach((l) => {
         const li = document.createElement("li");
@@ -339,6 +342,7 @@
       box.dataset.limits = String(Object.values(limits || {}).reduce((n, ls) => n + ls.length, 0));
       box.dataset.alerts = String(alerts.length);
       box.dataset.labels = String(labels.length);
+      box.dataset.events = String(events.length);
       if (plot) plot.redraw();
     }
 
@@ -351,6 +355,16 @@
         const b = u.valToPos((x.end ? Date.parse(x.end) : Date.parse(x.start)) / 1000, "x", true);
         ctx.fillStyle = "rgba(154, 103, 0, 0.15)";
         ctx.fillRect(Math.min(a, b), top, Math.max(2, Math.abs(b - a)), height);
+      });
+      // event frames as a blue band along the top (open ones run to the view's end), named at their start
+      marks.events.forEach((x) => {
+        const a = u.valToPos(x.start_us / 1e6, "x", true);
+        const b = x.end_us ? u.valToPos(x.end_us / 1e6, "x", true) : u.bbox.left + u.bbox.width;
+        const w = Math.max(2, b - a);
+        ctx.fillStyle = "rgba(9, 105, 218, 0.08)"; ctx.fillRect(a, top, w, height);
+        ctx.fillStyle = "rgba(9, 105, 218, 0.55)"; ctx.fillRect(a, top, w, 4 * devicePixelRatio);
+        ctx.font = `${10 * devicePixelRatio}px sans-serif`; ctx.textAlign = "left";
+        ctx.fillText(x.template, a + 2, top + 15 * devicePixelRatio);
       });
       // each tag's limits as dashed lines on its own unit's axis (warning amber, alarm red), named at the right
       Object.entries(limits || {}).forEach(([tag, ls]) => {
