@@ -368,3 +368,28 @@ def test_training_rows_follow_the_serving_gap_rule(platform: Platform) -> None:
     served = times[times >= to_us(t0)]
     trained = time_us(frame["time"])
     np.testing.assert_array_equal(trained, served)
+
+
+def test_event_frames_are_labels_for_anomaly_and_fault_specs(lab: Platform) -> None:
+    """Closed event frames of the named templates become targets (anomaly: 1 inside; fault: the template's name),
+    beside or instead of labels; open ones, other templates and other tenants' count nowhere."""
+    asset = "ulsan/cdu/p-101a"
+    an = lab.analytics
+    trip = an.open_event("acme", asset, "trip", start="2024-03-01T10:00:00Z")
+    an.close_event("acme", trip["id"], end="2024-03-01T10:30:00Z")
+    an.open_event("acme", asset, "trip", start="2024-03-03T20:00:00Z")  # still open: not a label
+    other = an.open_event("acme", asset, "startup", start="2024-03-02T01:00:00Z")
+    an.close_event("acme", other["id"], end="2024-03-02T01:10:00Z")
+    base = {**SPEC, "labels": {"kinds": [], "events": ["trip"], "asset": asset}}
+    frame = lab.lab.dataset(parse_spec(base), "acme").frame
+    t = pd.to_datetime(frame["time"], utc=True)
+    inside = (t >= pd.Timestamp("2024-03-01T10:00:00Z")) & (t < pd.Timestamp("2024-03-01T10:30:00Z"))
+    assert frame.loc[inside, "target"].eq(1).all() and int(frame["target"].sum()) == int(inside.sum()) == 30
+    both = lab.lab.dataset(parse_spec({**base, "labels": {**base["labels"], "kinds": ["anomaly"]}}), "acme").frame
+    assert int(both["target"].sum()) == 30 + 120 + 90  # the labels' 2 h and 1.5 h as well
+    fault = {**base, "task": "fault", "labels": {"kinds": [], "events": ["trip", "startup"], "asset": asset}}
+    fault["model"] = {"kind": "lgbm_classifier"}
+    got = lab.lab.dataset(parse_spec(fault), "acme").frame["target"].value_counts().to_dict()
+    assert got["trip"] == 30 and got["startup"] == 10 and set(got) == {"normal", "trip", "startup"}
+    with pytest.raises(InvalidInput):
+        parse_spec({**base, "labels": {"events": ["x" * 200]}})

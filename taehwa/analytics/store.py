@@ -184,6 +184,16 @@ def _search_statement(shape: _Shape) -> Select[Any]:
     return select(*_COLUMNS).where(*conds).order_by(ev.c.start_us.desc()).limit(shape.fetch)
 
 
+class EventSpan(NamedTuple):
+    """An event as a label: its asset and span, its template's name as its kind (no value)."""
+
+    asset: str
+    start: int
+    end: int
+    kind: str
+    value: None = None
+
+
 class EventStore:
     """Event frames of every tenant."""
 
@@ -307,6 +317,20 @@ class EventStore:
         if r is None:
             raise NotFound(f"no event {event_id!r}", where="id")
         return _row(r)
+
+    def spans(self, tenant: str, templates: list[str], start_us: int | None, end_us: int | None) -> list[EventSpan]:
+        """Closed events of these templates overlapping [start, end), as spans the lab takes as labels (the
+        template's name as their kind)."""
+        q = select(ev.c.asset, ev.c.template, ev.c.start_us, ev.c.end_us).where(
+            ev.c.tenant == tenant, ev.c.template.in_(templates), ev.c.end_us.is_not(None)
+        )
+        if end_us is not None:
+            q = q.where(ev.c.start_us < end_us)
+        if start_us is not None:
+            q = q.where(ev.c.end_us > start_us)
+        with self.engine.connect() as c:
+            rows = c.execute(q.order_by(ev.c.start_us).limit(100_000)).all()
+        return [EventSpan(r.asset, int(r.start_us), int(r.end_us), r.template) for r in rows]
 
     def open_events(self, tenant: str) -> list[EventFrame]:
         """The tenant's open events."""

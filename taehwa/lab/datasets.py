@@ -47,6 +47,9 @@ class Sources(Protocol):
     def labels(self) -> LabelService: ...
     @property
     def files(self) -> FileRoots: ...
+    def event_spans(self, tenant: str, templates: list[str], start_us: int | None, end_us: int | None) -> list[Any]:
+        """Closed event frames of these templates as label rows (asset, start, end, kind = the template)."""
+        ...
 
 
 @dataclass
@@ -276,7 +279,16 @@ def _label_target(spec: Spec, frame: pd.DataFrame, sources: Sources, tenant: str
         if spec.task == "rul"
         else [lab.value_kind or ""]
     )
-    rows = sources.labels.rows(tenant, kinds=kinds, start=spec.data.start, end=spec.data.end) if kinds != [""] else []
+    events_only = bool(lab.events) and not lab.kinds and spec.task in ("anomaly", "fault")  # `kinds: []`: events alone
+    rows = (
+        sources.labels.rows(tenant, kinds=kinds, start=spec.data.start, end=spec.data.end)
+        if kinds != [""] and not events_only
+        else []
+    )
+    if lab.events and spec.task in ("anomaly", "fault"):
+        lo = to_us(spec.data.start, field="data.start") if spec.data.start else None
+        hi = to_us(spec.data.end, field="data.end") if spec.data.end else None
+        rows = [*rows, *sources.event_spans(tenant, lab.events, lo, hi)]
     if spec.task == "soft_sensor" and not lab.value_kind:
         raise InvalidInput(
             "a soft sensor names the label kind of its lab values: labels.value_kind", where="labels.value_kind"

@@ -63,11 +63,14 @@ class LabService:
         labels: LabelService,
         files: FileRoots,
         quota: Callable[[str, str], None] | None = None,
+        events: Callable[[str, list[str], int | None, int | None], list[Any]] | None = None,
     ) -> None:
         """Each collaborator named: the metadata database (runs, registry), the historian, the twin, labels and
         tenant files (what datasets are read from: this service is their `datasets.Sources`), tenancy and audit;
-        `quota(tenant, kind)` raises when the city's compute quota leaves no room for a run or sweep."""
+        `quota(tenant, kind)` raises when the city's compute quota leaves no room for a run or sweep; `events`
+        reads closed event frames as labels (`labels.events` of a spec)."""
         self._quota = quota
+        self._events = events  # closed event frames as label rows (the analytics' event store), when there are any
         self.historian, self.twin, self.labels, self.files = historian, twin, labels, files
         self.tenants, self.audit = tenants, audit
         self.settings = settings
@@ -295,6 +298,12 @@ class LabService:
             },
         )
         return doc
+
+    def event_spans(self, tenant: str, templates: list[str], start_us: int | None, end_us: int | None) -> list[Any]:
+        """Closed event frames of these templates as label rows (what `labels.events` of a spec names)."""
+        if self._events is None:
+            raise InvalidInput("event frames are not available to this lab", where="labels.events")
+        return self._events(tenant, templates, start_us, end_us)
 
     def dataset(self, spec: Spec, tenant: str) -> Dataset:
         """The dataset a spec names (a file's rows cut to data.start/end there, with the lineage of the rows kept)."""

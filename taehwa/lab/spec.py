@@ -65,6 +65,9 @@ class LabelSpec(_Strict):
     (lab samples → soft sensor); `forecast` targets a signal `horizon` rows ahead."""
 
     kinds: list[str] = Field(default_factory=lambda: ["anomaly"])
+    # event frames of these templates as labels too (anomaly: inside one is 1; fault: the template's name is the
+    # class), closed ones of the data's range
+    events: list[Annotated[str, Field(min_length=1, max_length=127)]] = Field(default_factory=list, max_length=50)
     asset: str | None = None
     failure_kind: str = "failure"
     value_kind: str | None = None
