@@ -207,7 +207,7 @@ def test_a_plants_challenge_is_probed_and_a_refusal_revokes_its_grant(
         pseudonymise=True,
         purpose="look",
     )
-    frame = sources.historian(d, platform, "acme", grant)
+    frame = sources.historian(d, platform.lab, "acme", grant)
     train, rest = leaks.public_view(frame)
     written = pd.read_parquet(folder / "inputs.parquet")
     assert (rest[TIME].to_numpy() == written[TIME].to_numpy()).all()

@@ -267,7 +267,7 @@ def test_a_season_is_checked_and_needs_two_periods_of_training() -> None:
     from taehwa.lab.validation import Pipeline
 
     for bad in ("0s", "soon", "30s", "400d"):
-        with pytest.raises(ValidationError, match="features.season"):
+        with pytest.raises(ValidationError, match=r"features\.season"):
             FeatureSpec(season=bad)
     pipe = Pipeline("anomaly", FeatureSpec(season="7d"), "zscore", {}, ["x"])
     with pytest.raises(InvalidInput, match="two periods") as err:

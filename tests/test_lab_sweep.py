@@ -78,7 +78,7 @@ def test_a_runs_backtest_folds_fan_out_with_the_same_result(lab: Platform) -> No
     from taehwa.lab.validation import backtest
 
     spec = parse_spec(SPEC)
-    data = build_dataset(spec, lab, "acme")
+    data = build_dataset(spec, lab.lab, "acme")
     here = backtest(spec, data, "pca", spec.model.params)
     pooled = backtest(spec, data, "pca", spec.model.params, backend="pool")
     assert pooled.metrics == here.metrics and pooled.folds == here.folds

@@ -339,3 +339,22 @@ def test_values_with_few_decimals_are_stored_as_exact_decimals(hist: Historian) 
     assert hist.downsample("acme", "d", T0, "2024-03-02", "1h", "sum").column("sum").to_pylist() == pytest.approx(
         [decimals[i : i + 3600].sum() for i in range(0, n, 3600)], rel=1e-12
     )
+
+
+def test_the_whole_tag_listing_is_kept_until_a_tag_changes_or_its_time_passes(hist: Historian) -> None:
+    hist.write("acme", series("p/1", 3))
+    first = hist.tags("acme", None, 100_000)
+    version = hist.catalog.listing_version("acme")
+    assert hist.tags("acme", None, 100_000) == first and hist.catalog.listing_version("acme") == version  # kept
+    hist.set_tag("acme", "p/1", {"unit": "bar"})  # a change in this process: read afresh at once
+    assert [t.unit for t in hist.tags("acme", None, 100_000)] == ["bar"]
+    hist.write("acme", series("p/2", 3))  # a new tag: too
+    assert [t.name for t in hist.tags("acme", None, 100_000)] == ["p/1", "p/2"]
+    from taehwa.historian.catalog import TagCatalog
+
+    other = TagCatalog(hist.catalog._engine)  # another process's catalog changes a unit: seen once the time passes
+    other.set_metadata("acme", "p/2", {"unit": "m3/h"})
+    assert [t.unit for t in hist.tags("acme", None, 100_000)] == ["bar", None]
+    hist.catalog.LISTING_TTL_S = 0.0
+    assert [t.unit for t in hist.tags("acme", None, 100_000)] == ["bar", "m3/h"]
+    assert hist.catalog.listing_version("acme") > version

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -70,6 +71,20 @@ class TagCatalog:
         self._index: dict[str, TagIndex] = {}  # tenant → the names seen, by position (`ensure_column`)
         self._id_at: dict[str, np.ndarray] = {}  # tenant → the id at each position of its index (-1: none)
         self._lock = threading.Lock()
+        # each tenant's whole listing (the pages' tag browser and units ask for it on every view): kept until this
+        # process changes a tag or LISTING_TTL_S passes (another process's change shows by then); its version
+        # counts the listings read, so what is made from one can be kept until the next
+        self._listed: dict[str, tuple[float, int, list[TagInfo]]] = {}
+        self._listing_version: dict[str, int] = {}
+
+    LISTING_TTL_S = 10.0
+
+    def _forget_listing(self, tenant: str) -> None:
+        self._listed.pop(tenant, None)
+
+    def listing_version(self, tenant: str) -> int:
+        """A number that changes whenever the tenant's whole listing is read afresh."""
+        return self._listing_version.get(tenant, 0)
 
     def _load(self, tenant: str) -> dict[str, int]:
         with self._engine.connect() as conn:
@@ -141,6 +156,7 @@ class TagCatalog:
 
     def _create(self, tenant: str, missing: list[str]) -> None:
         """Insert new tags (the caller holds the lock and reloads after)."""
+        self._forget_listing(tenant)
         for i, name in enumerate(missing):
             check_tag(name, where=f"tag #{i + 1} of the new tags")
         now = datetime.now(UTC)
@@ -208,13 +224,23 @@ class TagCatalog:
 
     def list(self, tenant: str, prefix: str | None = None, limit: int = 10_000) -> list[TagInfo]:
         """Tags of the tenant, by name, optionally under a path prefix."""
+        if not prefix:
+            got = self._listed.get(tenant)
+            if got is not None and got[1] == limit and time.monotonic() - got[0] < self.LISTING_TTL_S:
+                return list(got[2])
         query = select(tags).where(tags.c.tenant == tenant)
         if prefix:
             escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             query = query.where(tags.c.name.like(escaped + "%", escape="\\"))
         with self._engine.connect() as conn:
             rows = conn.execute(query.order_by(tags.c.name).limit(limit)).all()
-        return [self._info(r) for r in rows]
+        out = [self._info(r) for r in rows]
+        if not prefix:
+            with self._lock:
+                self._listed[tenant] = (time.monotonic(), limit, out)
+                self._listing_version[tenant] = self._listing_version.get(tenant, 0) + 1
+            return list(out)
+        return out
 
     def set_metadata(self, tenant: str, name: str, changes: dict[str, Any], *, create: bool = True) -> TagInfo:
         """Set or change unit, description, engineering range, expected interval or free attributes."""
@@ -234,6 +260,8 @@ class TagCatalog:
         clean["updated_at"] = datetime.now(UTC)
         with self._engine.begin() as conn:
             conn.execute(update(tags).where(tags.c.tenant == tenant, tags.c.name == name).values(**clean))
+        with self._lock:
+            self._forget_listing(tenant)
         return self.get(tenant, name)
 
     @staticmethod

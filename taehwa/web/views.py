@@ -21,9 +21,34 @@ FLEET_MIN = 12  # a parent with at least this many children of one type is shown
 TREE_VALUES = 4  # live values shown beside an asset in the tree
 
 
+_MADE: dict[tuple[str, str], tuple[tuple[Any, ...], Any]] = {}  # (what, tenant) → (what it was made from, it)
+
+
+def _made_from(what: str, tenant: str, sources: tuple[Any, ...], make: Any) -> Any:
+    """What `make` gives, kept while `sources` stay the same (the catalog's listing version, the plant model)."""
+    got = _MADE.get((what, tenant))
+    if got is not None and len(got[0]) == len(sources):
+        kept = zip(got[0], sources, strict=True)
+        if all(a is b or (type(a) is int and a == b) for a, b in kept):  # objects by identity, numbers by value
+            return got[1]
+    made = make()
+    _MADE[(what, tenant)] = (sources, made)
+    return made
+
+
+def _listing(platform: Platform, tenant: str) -> tuple[list[Any], tuple[Any, int]]:
+    """The tenant's tags and what they were read as: the catalog (held, so its id is never another's) and the
+    version of its listing."""
+    tags = platform.historian.tags(tenant, None, 100_000)
+    catalog = platform.historian.catalog
+    return tags, (catalog, catalog.listing_version(tenant))
+
+
 def tag_units(platform: Platform, tenant: str) -> dict[str, str]:
     """Each tag's unit from the historian's tag metadata (where one is set)."""
-    return {t.name: t.unit for t in platform.historian.tags(tenant, None, 100_000) if t.unit}
+    tags, version = _listing(platform, tenant)
+    units: dict[str, str] = _made_from("units", tenant, version, lambda: {t.name: t.unit for t in tags if t.unit})
+    return dict(units)
 
 
 def signal_rows(
@@ -160,9 +185,15 @@ def plant_tree(platform: Platform, tenant: str) -> list[dict[str, Any]]:
 
 
 def tag_tree(platform: Platform, tenant: str) -> dict[str, Any]:
-    """The tag browser: tags by asset (the plant's bindings) and every tag by name in a folder tree."""
-    tags = platform.historian.tags(tenant, None, 100_000)
+    """The tag browser: tags by asset (the plant's bindings) and every tag by name in a folder tree (made again
+    when the catalog's listing or the plant model changes)."""
+    tags, version = _listing(platform, tenant)
     plant = platform.twin.plant(tenant)
+    tree: dict[str, Any] = _made_from("tree", tenant, (*version, plant), lambda: _tree(tags, plant))
+    return tree
+
+
+def _tree(tags: list[Any], plant: Any) -> dict[str, Any]:
     known = {t.name for t in tags}
     by_asset = []
     for a in sorted(plant.assets.values(), key=lambda a: a.path):
