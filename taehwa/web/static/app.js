@@ -403,9 +403,13 @@
       return (NICE_S.find((n) => n >= raw) || Math.ceil(raw / 86400) * 86400) + "s";
     }
     // The points URL of a view (JSON for the chart, CSV for the export link).
+    // The range is widened to whole buckets (buckets align to the epoch): no bucket at an edge averages a part of
+    // its interval, and whole minutes and hours are answered from the summaries alone, without reading points.
     function url(s, e, fmt) {
-      return api(`/points?tags=${encodeURIComponent(tags.join(","))}&start=${new Date(s).toISOString()}` +
-        `&end=${new Date(e).toISOString()}&every=${every(s, e)}&agg=avg&format=${fmt}`);
+      const w = every(s, e), ms = parseInt(w, 10) * 1000;
+      const lo = Math.floor(s / ms) * ms, hi = Math.ceil(e / ms) * ms;
+      return api(`/points?tags=${encodeURIComponent(tags.join(","))}&start=${new Date(lo).toISOString()}` +
+        `&end=${new Date(hi).toISOString()}&every=${w}&agg=avg&format=${fmt}`);
     }
     // Build the chart once: UTC axis labels, one y axis per unit (alternating sides), drag to zoom.
     function makePlot(data) {
