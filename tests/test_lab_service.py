@@ -393,3 +393,49 @@ def test_event_frames_are_labels_for_anomaly_and_fault_specs(lab: Platform) -> N
     assert got["trip"] == 30 and got["startup"] == 10 and set(got) == {"normal", "trip", "startup"}
     with pytest.raises(InvalidInput):
         parse_spec({**base, "labels": {"events": ["x" * 200]}})
+
+
+def test_a_dataset_of_event_frames_has_one_row_per_event_with_its_statistics(platform: Platform) -> None:
+    """`data.source: events`: each closed event of the template is a row (its start, its asset, its duration and
+    the statistics its template keeps), its target from the labels overlapping it; refused for a task without one
+    row per event, and where the range holds no event."""
+    shift = "    events:\n      shift: {label: shift, stats: [flow, discharge_pressure]}\n"
+    plant = PLANT.replace("    derived:\n      anomaly_score", shift + "    derived:\n      anomaly_score", 1)
+    platform.twin.load("acme", plant)
+    _pump_history(platform)
+    asset, an = "ulsan/cdu/p-101a", platform.analytics
+    spans = [
+        ("2024-03-01T02:00", "2024-03-01T03:00"),
+        ("2024-03-01T14:00", "2024-03-01T15:00"),
+        ("2024-03-02T06:30", "2024-03-02T07:30"),  # inside the first labelled anomaly
+        ("2024-03-02T20:00", "2024-03-02T21:00"),
+        ("2024-03-03T12:15", "2024-03-03T13:00"),  # inside the second
+        ("2024-03-03T18:00", "2024-03-03T19:30"),
+    ]
+    for a, b in spans:
+        e = an.open_event("acme", asset, "shift", start=a + ":00Z")
+        an.close_event("acme", e["id"], end=b + ":00Z")
+    an.open_event("acme", asset, "shift", start="2024-03-03T20:00:00Z")  # open: no row
+    spec = {
+        **SPEC,
+        "data": {"source": "events", "template": "shift", "start": "2024-03-01", "end": "2024-03-04"},
+        "features": {"windows": [1], "stats": ["mean"]},
+        "register_as": None,
+    }
+    data = platform.lab.dataset(parse_spec(spec), "acme")
+    frame = data.frame
+    assert len(frame) == 6 and set(frame["unit"]) == {asset}
+    assert frame["target"].tolist() == [0, 0, 1, 0, 1, 0]
+    assert frame["duration_s"].tolist() == [3600.0, 3600.0, 3600.0, 3600.0, 2700.0, 5400.0]
+    assert {"flow.max", "flow.mean", "discharge_pressure.min"} <= set(data.signals)
+    points = platform.historian.read("acme", [FT], "2024-03-01T02:00:00Z", "2024-03-01T03:00:01Z")  # over [start, end]
+    assert frame["flow.max"].iloc[0] == pytest.approx(max(points.column("value").to_pylist()))
+    assert data.lineage["source"] == "events" and data.lineage["events"] == 6
+    with pytest.raises(InvalidInput, match="one row per event") as err:
+        platform.lab.dataset(parse_spec({**spec, "task": "rul", "model": {"kind": "lgbm_regressor"}}), "acme")
+    assert err.value.where == "task"
+    empty = {**spec, "data": {**spec["data"], "start": "2025-01-01", "end": "2025-02-01"}}
+    with pytest.raises(InvalidInput, match="no closed event of template 'shift'"):
+        platform.lab.dataset(parse_spec(empty), "acme")
+    with pytest.raises(InvalidInput, match=r"data\.template"):
+        parse_spec({**spec, "data": {"source": "events", "start": "2024-03-01", "end": "2024-03-04"}})

@@ -332,6 +332,23 @@ class EventStore:
             rows = c.execute(q.order_by(ev.c.start_us).limit(100_000)).all()
         return [EventSpan(r.asset, int(r.start_us), int(r.end_us), r.template) for r in rows]
 
+    def closed_frames(self, tenant: str, template: str, start_us: int, end_us: int) -> list[dict[str, Any]]:
+        """Closed events of a template overlapping [start, end), with their statistics (the lab's rows when a
+        dataset is made of events), at most 100,000."""
+        q = select(ev.c.asset, ev.c.start_us, ev.c.end_us, type_coerce(ev.c.stats, Text).label("stats")).where(
+            ev.c.tenant == tenant,
+            ev.c.template == template,
+            ev.c.end_us.is_not(None),
+            ev.c.start_us < end_us,
+            ev.c.end_us > start_us,
+        )
+        with self.engine.connect() as c:
+            rows = c.execute(q.order_by(ev.c.start_us).limit(100_000)).all()
+        return [
+            {"asset": r.asset, "start_us": int(r.start_us), "end_us": int(r.end_us), "stats": _json(r.stats) or {}}
+            for r in rows
+        ]
+
     def open_events(self, tenant: str) -> list[EventFrame]:
         """The tenant's open events."""
         with self.engine.connect() as c:

@@ -51,6 +51,17 @@ class Sources(Protocol):
         """Closed event frames of these templates as label rows (asset, start, end, kind = the template)."""
         ...
 
+    def event_frames(self, tenant: str, template: str, start_us: int, end_us: int) -> list[dict[str, Any]]:
+        """Closed event frames of a template overlapping [start, end): asset, start_us, end_us, stats."""
+        ...
+
+
+class EventRows(Protocol):
+    """Where closed event frames are read from (the analytics' event store): as label spans, and as rows."""
+
+    def spans(self, tenant: str, templates: list[str], start_us: int | None, end_us: int | None) -> list[Any]: ...
+    def closed_frames(self, tenant: str, template: str, start_us: int, end_us: int) -> list[dict[str, Any]]: ...
+
 
 @dataclass
 class Dataset:
@@ -90,6 +101,8 @@ def build_dataset(spec: Spec, sources: Sources | None = None, tenant: str | None
         if TARGET not in frame.columns and spec.task in ("anomaly", "fault", "soft_sensor"):
             frame = _file_labels(spec, frame, sources, tenant)
             lineage["labels"] = "imported labels (taehwa lab labels) on " + (spec.labels.asset or "the file's units")
+    elif spec.data.source == "events":
+        frame, signals, lineage = _from_events(spec, sources, tenant)
     else:
         frame, signals, lineage = _from_historian(spec, sources, tenant)
     if not len(frame):
@@ -162,6 +175,89 @@ def _from_file(spec: Spec, files: FileRoots, tenant: str) -> tuple[pd.DataFrame,
         "time": [frame[TIME].min().isoformat(), frame[TIME].max().isoformat()],
     }
     return frame, signals, lineage
+
+
+EVENT_TASKS = ("anomaly", "fault", "soft_sensor")
+
+
+def _from_events(spec: Spec, sources: Sources, tenant: str) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
+    """One row per closed event frame of `data.template` in the range: its time is the event's start, its unit the
+    asset, its features the duration and each statistic the template keeps of its signals (`flow.max`, …); the
+    target from the labels that overlap the event (anomaly, fault) or a lab value taken within it (soft sensor)."""
+    d, lab = spec.data, spec.labels
+    if spec.task not in EVENT_TASKS:
+        raise InvalidInput(
+            f"a dataset of events has one row per event; its task is {', '.join(EVENT_TASKS)}, not {spec.task!r}",
+            where="task",
+        )
+    assert d.template and d.start and d.end
+    lo, hi = to_us(d.start, field="data.start"), to_us(d.end, field="data.end")
+    rows = sources.event_frames(tenant, d.template, lo, hi)
+    if d.asset_type or d.under:
+        plant = sources.twin.plant(tenant)
+        under = (d.under or "").strip("/")
+        rows = [
+            r
+            for r in rows
+            if (a := plant.assets.get(r["asset"])) is not None
+            and (not d.asset_type or a.type == d.asset_type)
+            and (not under or r["asset"] == under or r["asset"].startswith(under + "/"))
+        ]
+    if not rows:
+        raise InvalidInput(
+            f"no closed event of template {d.template!r} between data.start and data.end", where="data.template"
+        )
+    rows = sorted(rows, key=lambda r: (r["asset"], r["start_us"]))
+    columns: dict[str, list[float]] = {"duration_s": [(r["end_us"] - r["start_us"]) / 1e6 for r in rows]}
+    names = sorted(
+        {
+            f"{sig}.{stat}"
+            for r in rows
+            for sig, got in (r["stats"] or {}).items()
+            if isinstance(got, dict) and (d.signals is None or sig in d.signals)
+            for stat, v in got.items()
+            if isinstance(v, int | float) or v is None
+        }
+    )
+    for name in names:
+        sig, _, stat = name.rpartition(".")
+        columns[name] = [
+            float(v) if isinstance(v := ((r["stats"] or {}).get(sig) or {}).get(stat), int | float) else np.nan
+            for r in rows
+        ]
+    starts = np.array([r["start_us"] for r in rows], np.int64)
+    ends = np.array([r["end_us"] for r in rows], np.int64)
+    frame = pd.DataFrame({TIME: pd.to_datetime(starts, unit="us", utc=True), UNIT: [r["asset"] for r in rows]})
+    for name, values in columns.items():
+        frame[name] = np.asarray(values, float)
+    kinds = lab.kinds if spec.task != "soft_sensor" else [lab.value_kind or ""]
+    if spec.task == "soft_sensor" and not lab.value_kind:
+        raise InvalidInput(
+            "a soft sensor names the label kind of its lab values: labels.value_kind", where="labels.value_kind"
+        )
+    labels = sources.labels.rows(tenant, kinds=kinds, start=d.start, end=d.end) if kinds else []
+    if lab.events and spec.task in ("anomaly", "fault"):
+        labels = [*labels, *sources.event_spans(tenant, lab.events, lo, hi)]
+    units = frame[UNIT].to_numpy()
+    if spec.task == "anomaly":
+        target: np.ndarray = np.zeros(len(frame), dtype=int)
+    elif spec.task == "fault":
+        target = np.full(len(frame), lab.normal_class, dtype=object)
+    else:
+        target = np.full(len(frame), np.nan)
+    for r in labels:
+        related = np.array([_related(r.asset, u) for u in units], bool)
+        if spec.task == "soft_sensor":
+            hit = related & (starts <= r.start) & (ends >= r.start) & np.isnan(target.astype(float))
+            if r.value is not None:
+                target[hit] = r.value
+            continue
+        end = r.end if r.end is not None else r.start
+        hit = related & (starts < max(end, r.start + 1)) & (ends > r.start)  # the label overlaps the event
+        target[hit] = 1 if spec.task == "anomaly" else r.kind
+    frame[TARGET] = target
+    lineage = {"source": "events", "template": d.template, "events": len(rows), "start": d.start, "end": d.end}
+    return frame, list(columns), lineage
 
 
 def _file_labels(spec: Spec, frame: pd.DataFrame, sources: Sources, tenant: str) -> pd.DataFrame:

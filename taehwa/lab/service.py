@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, Connection, insert, select, update
 from taehwa.core.errors import Conflict, InvalidInput, NotFound
 from taehwa.db import lab_runs, model_events, model_versions
 from taehwa.lab import metrics as M
-from taehwa.lab.datasets import Dataset, build_dataset
+from taehwa.lab.datasets import Dataset, EventRows, build_dataset
 from taehwa.lab.models import BASELINES
 from taehwa.lab.records import (
     GateReport,
@@ -63,7 +63,7 @@ class LabService:
         labels: LabelService,
         files: FileRoots,
         quota: Callable[[str, str], None] | None = None,
-        events: Callable[[str, list[str], int | None, int | None], list[Any]] | None = None,
+        events: EventRows | None = None,
     ) -> None:
         """Each collaborator named: the metadata database (runs, registry), the historian, the twin, labels and
         tenant files (what datasets are read from: this service is their `datasets.Sources`), tenancy and audit;
@@ -303,7 +303,13 @@ class LabService:
         """Closed event frames of these templates as label rows (what `labels.events` of a spec names)."""
         if self._events is None:
             raise InvalidInput("event frames are not available to this lab", where="labels.events")
-        return self._events(tenant, templates, start_us, end_us)
+        return self._events.spans(tenant, templates, start_us, end_us)
+
+    def event_frames(self, tenant: str, template: str, start_us: int, end_us: int) -> list[dict[str, Any]]:
+        """Closed event frames of a template with their statistics (a spec whose `data.source` is events)."""
+        if self._events is None:
+            raise InvalidInput("event frames are not available to this lab", where="data.source")
+        return self._events.closed_frames(tenant, template, start_us, end_us)
 
     def dataset(self, spec: Spec, tenant: str) -> Dataset:
         """The dataset a spec names (a file's rows cut to data.start/end there, with the lineage of the rows kept)."""

@@ -20,9 +20,11 @@ class _Strict(BaseModel):
 
 
 class DataSpec(_Strict):
-    """Historian tags, or every sensor of the assets of a type / under a path, or a CSV/Parquet file."""
+    """Historian tags, or every sensor of the assets of a type / under a path, or a CSV/Parquet file, or the closed
+    event frames of a template (one row per event: its duration and its statistics as the features)."""
 
-    source: Literal["historian", "file"] = "historian"
+    source: Literal["historian", "file", "events"] = "historian"
+    template: str | None = Field(None, min_length=1, max_length=127)  # source: events — whose event frames
     tags: list[str] | None = None
     asset_type: str | None = None
     under: str | None = None
@@ -41,6 +43,14 @@ class DataSpec(_Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:
+        if self.source == "events":
+            if not self.template:
+                raise ValueError("data.template names the event template when data.source is events")
+            if not self.start or not self.end:
+                raise ValueError("data.start and data.end are needed for event data")
+            if self.tags:
+                raise ValueError("data.tags is not for events: name data.signals (whose statistics) instead")
+            return self
         if self.source == "file":
             if not self.file:
                 raise ValueError("data.file is needed when data.source is file")

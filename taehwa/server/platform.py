@@ -100,7 +100,7 @@ class Platform:
             labels=self.labels,
             files=self.files,
             quota=self.quotas.check,
-            events=self.analytics.events.spans,
+            events=self.analytics.events,
         )
         self.connectors = ConnectorService(
             self.engine, self.tenants, self.audit, self.historian, settings.data_dir / "connectors", files=self.files
