@@ -206,6 +206,27 @@ def test_a_value_changes_live_on_the_asset_page(site: tuple[Platform, str], brow
     shot(page, "03-asset-live")
 
 
+def test_the_asset_page_says_its_own_data_quality_over_its_last_day(site: tuple[Platform, str], browser: Any) -> None:
+    platform, url = site
+    page = sign_in(browser, url)
+    page.goto(f"{url}/t/acme/assets/site/p0")
+    page.wait_for_selector("#data-quality[data-ready=done]")
+    rows = page.locator("#quality-table tr[data-quality-of]")
+    shown = {rows.nth(i).get_attribute("data-quality-of") for i in range(rows.count())}
+    assert shown == {"pressure", "flow"}  # the asset's own measured signals, not its children's
+    assert page.inner_text("#quality-figure").endswith("%")
+    # the same figures as the service gives for the asset alone, over the same day
+    state = platform.twin.state("acme", "site/p0")
+    times = [s["time"] for s in state["signals"].values() if not s.get("derived")]
+    newest = max(pd.Timestamp(t) for t in times if t is not None)
+    end = newest + pd.Timedelta(microseconds=1)
+    got = platform.analytics.quality("acme", end - pd.Timedelta(days=1), end, asset="site/p0", subtree=False)
+    assert list(got["assets"]) == ["site/p0"]
+    figure = page.locator("#quality-table tr[data-quality-of='pressure'] td").first.inner_text()
+    assert figure == f"{got['assets']['site/p0']['tags']['pressure']['quality']:g} %"
+    shot(page, "03b-asset-quality")
+
+
 def test_trend_draws_and_zooms_with_server_downsampling(site: tuple[Platform, str], browser: Any) -> None:
     _platform, url = site
     page = sign_in(browser, url)

@@ -588,15 +588,21 @@ class AnalyticsService:
         end: Any,
         *,
         asset: str | None = None,
+        subtree: bool = True,
         write_events: bool = False,
         thresholds: Thresholds = Thresholds(),
     ) -> QualityReport:
         """The quality checks of every measured tag under an asset (or the whole plant) over a range: findings and
-        a figure per tag, a figure per asset; `write_events` stores the findings as events `quality.<check>`."""
+        a figure per tag, a figure per asset; `subtree=False`: the asset's own tags alone (its page); `write_events`
+        stores the findings as events `quality.<check>`."""
         self.tenants.require(tenant, "write" if write_events else "read")
         s, e = self._range(start, end)
         plant = self.twin.plant(tenant)
-        assets = plant.subtree(asset) if asset else list(plant.assets.values())
+        if asset and not subtree:
+            self._asset(plant, asset)
+            assets = [plant.assets[asset]]
+        else:
+            assets = plant.subtree(asset) if asset else list(plant.assets.values())
         if asset:
             self._asset(plant, asset)
         now = time.time_ns() // 1000

@@ -157,9 +157,10 @@ def add_analytics_routes(app: FastAPI, platform: Platform, auth: Callable[[], No
         start: str = Query(max_length=64),
         end: str = Query(max_length=64),
         asset: str | None = Query(None, max_length=1024),
+        subtree: bool = Query(True, description="false: the asset's own tags alone"),
     ) -> QualityReport:
         """Data-quality findings and figures per tag and per asset over a range."""
-        return an.quality(tenant, start, end, asset=asset)
+        return an.quality(tenant, start, end, asset=asset, subtree=subtree)
 
     @router.post("/api/v1/{tenant}/analytics/quality/events")
     def quality_events(

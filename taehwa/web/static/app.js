@@ -191,7 +191,44 @@
   }
 
   // The asset page: sparklines of the last hour (only of tags the historian holds), then live values and states.
+  // The asset's own data quality over the 24 h up to its newest measured point, filled in once the page is up.
+  async function assetQuality(path) {
+    const card = document.getElementById("data-quality");
+    if (!card) return;
+    const times = [...document.querySelectorAll("[data-signal-time]")].map((t) => Date.parse(t.getAttribute("datetime")))
+      .filter(isFinite);
+    const figure = document.getElementById("quality-figure"), span = document.getElementById("quality-span");
+    if (!times.length) { figure.textContent = "—"; span.textContent = msg("no_points_yet"); card.dataset.ready = "none"; return; }
+    const end = Math.max(...times) + 1, start = end - 86400000;
+    const r = await fetch(api(`/analytics/quality?asset=${encodeURIComponent(path)}&subtree=false` +
+      `&start=${new Date(start).toISOString()}&end=${new Date(end).toISOString()}`));
+    if (!r.ok) { figure.textContent = "—"; card.dataset.ready = "failed"; return; }
+    const got = ((await r.json()).assets || {})[path];
+    if (!got) { figure.textContent = "—"; span.textContent = msg("no_points_yet"); card.dataset.ready = "none"; return; }
+    figure.textContent = `${fig(got.quality)} %`;
+    card.dataset.worst = String(got.worst);
+    span.textContent = `${utc(start)} – ${utc(end)} · ${msg("data_quality_hint")}`;
+    const rows = Object.entries(got.tags).sort(([a], [b]) => a.localeCompare(b)).map(([name, q]) => {
+      const tr = document.createElement("tr");
+      tr.dataset.qualityOf = name;
+      const said = q.findings.slice(0, 3).map((f) => `${msg("check_" + f.check)} ${utc(Date.parse(f.start))}`).join(" · ");
+      [name, `${fig(q.quality)} %`, String(q.count), said || msg("no_findings")].forEach((text, i) => {
+        const td = document.createElement(i ? "td" : "th");
+        if (!i) td.scope = "row";
+        if (i === 1 || i === 2) td.className = "num";
+        td.textContent = text;
+        tr.appendChild(td);
+      });
+      return tr;
+    });
+    const table = document.getElementById("quality-table");
+    table.querySelector("tbody").replaceChildren(...rows);
+    table.hidden = false;
+    card.dataset.ready = "done";
+  }
+
   async function followAsset(path, tags, names) {
+    assetQuality(path).catch((err) => { console.warn(err); });
     const series = {};
     names.forEach((n) => { series[n] = []; });
     const byTag = {};
