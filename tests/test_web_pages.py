@@ -362,6 +362,17 @@ def test_control_tower_tiles_refresh_and_zero_is_neutral(
     raised = len(platform.live.alerts.list("acme", limit=10_000))
     assert int(page.get_attribute("#days-cluster", "data-total")) == raised >= 3
     assert page.locator("#days-acme rect").count() == 14 and page.get_attribute("#days-rival", "data-total") == "0"
+    # each company's data quality: its measured signals by the state of their newest point, refreshed live
+    counts = platform.twin.signal_counts("acme")
+    line = page.locator("section[data-tenant='acme'] [data-quality-counts]")
+    assert (
+        counts["measured"] > 0
+        and counts["good"] + counts["stale"] + counts["bad"] + counts["uncertain"] + counts["no_data"]
+        == counts["measured"]
+    )
+    assert line.locator("[data-figure='no_data_signals']").inner_text() == str(counts["no_data"])
+    shown = line.locator("[data-figure='good_pct']").inner_text()
+    assert shown == ("—" if counts["good_pct"] is None else f"{counts['good_pct']:g} %"), shown
     assert w.close() == []
 
 

@@ -1,7 +1,8 @@
 """The city's view of the cluster (통합 관제): every tenant at a glance — sites, assets, data rate, assets in warning
-and alarm, active alerts, models in production with their latest validation figure. Only counts and model figures
-leave a tenant here, never a tag, a value or an asset name, so the control tower can show all companies side by
-side without exposing one company's data to another."""
+and alarm, the measured signals by the state of their newest point (data quality), active alerts, models in
+production with their latest validation figure. Only counts and model figures leave a tenant here, never a tag, a
+value or an asset name, so the control tower can show all companies side by side without exposing one company's
+data to another."""
 
 from __future__ import annotations
 
@@ -84,6 +85,7 @@ class Overview:
             "assets": len(plant.assets),
             "points_s": round(self.rate(tenant), 1),
             "assets_by_state": states,
+            "signals": self._twin.signal_counts(tenant),
             "active_alerts": len(alerts),
             "alarm_alerts": sum(1 for a in alerts if a["severity"] == "alarm"),
             "models_in_production": models,

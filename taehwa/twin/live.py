@@ -27,7 +27,7 @@ from taehwa.core.tagbatch import TagIndex, group_by_code, iso_parts, iso_times, 
 from taehwa.core.timeutil import from_us
 from taehwa.historian.schema import Quality
 from taehwa.twin.model import Asset, Plant
-from taehwa.twin.records import AssetQuality, AssetState, SignalQuality, SignalRecord
+from taehwa.twin.records import AssetQuality, AssetState, SignalCounts, SignalQuality, SignalRecord
 from taehwa.twin.types import Limits
 
 STATES = ("unknown", "normal", "stale", "warning", "alarm")
@@ -522,6 +522,26 @@ class TenantLive:
             "own_state": self.own.get(path, "unknown"),
             "signals": {k: s.to_dict() for k, s in self.signals.get(path, {}).items()},
             "quality": self.quality(path),
+        }
+
+    def signal_counts(self) -> SignalCounts:
+        """The plant's measured signals (derived ones left out) by the state of their newest point."""
+        s, measured = self.slots, self.derived_of == 0
+        seen = measured & s.has
+        fresh = seen & ~s.stale
+        q = s.quality
+        bad = int((fresh & (q == BAD)).sum())
+        uncertain = int((fresh & (q == int(Quality.UNCERTAIN))).sum())
+        good = int(fresh.sum()) - bad - uncertain
+        n_seen = int(seen.sum())
+        return {
+            "measured": int(measured.sum()),
+            "good": good,
+            "stale": int((seen & s.stale).sum()),
+            "bad": bad,
+            "uncertain": uncertain,
+            "no_data": int((measured & ~s.has).sum()),
+            "good_pct": round(100.0 * good / n_seen, 1) if n_seen else None,
         }
 
     def quality(self, path: str) -> AssetQuality:

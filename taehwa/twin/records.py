@@ -70,6 +70,19 @@ class AssetQuality(TypedDict):
     signals: dict[str, SignalQuality]
 
 
+class SignalCounts(TypedDict):
+    """A plant's measured signals now: how many have good and fresh data, are stale, last sent a bad or an
+    uncertain point, or have sent nothing yet; `good_pct` the good share of those that sent any (None before)."""
+
+    measured: int
+    good: int
+    stale: int
+    bad: int
+    uncertain: int
+    no_data: int
+    good_pct: float | None
+
+
 class AssetState(TypedDict):
     """An asset's state: rolled up over its subtree, its own, each signal's; `quality` for the live state,
     `at` for a state rebuilt at a past time."""

@@ -46,6 +46,7 @@ from taehwa.twin.records import (
     AssetView,
     PlantDocument,
     SearchResult,
+    SignalCounts,
     StateNode,
 )
 from taehwa.twin.store import TwinStore, Version
@@ -533,6 +534,16 @@ class TwinService:
             }
 
         return [node(a) for a in kids.get(None, [])]
+
+    def signal_counts(self, tenant: str) -> SignalCounts:
+        """The tenant's measured signals by the state of their newest point (good and fresh, stale, bad,
+        uncertain, none yet): the control tower's data-quality counts."""
+        live = self.live.get(tenant)
+        if live is None:
+            n = sum(1 for a in self.plant(tenant).assets.values() for _ in a.tags)
+            return {"measured": n, "good": 0, "stale": 0, "bad": 0, "uncertain": 0, "no_data": n, "good_pct": None}
+        with self.live.lock:
+            return live.signal_counts()
 
     def state_counts(self, tenant: str) -> dict[str, int]:
         """How many assets are in each state of their own (normal, warning, alarm, stale, unknown)."""

@@ -652,6 +652,14 @@
           put(card, "in_alarm", row.assets_by_state.alarm || 0);
           put(card, "active_alerts", row.active_alerts);
           put(card, "sites", row.sites);
+          const q = row.signals || {};
+          const line = card.querySelector("[data-quality-counts]");
+          if (line) {
+            line.querySelector('[data-figure="good_pct"]').textContent = q.good_pct === null || q.good_pct === undefined ? "—" : `${fig(q.good_pct)} %`;
+            line.querySelector('[data-figure="stale_signals"]').textContent = fig(q.stale || 0);
+            line.querySelector('[data-figure="bad_signals"]').textContent = fig(q.bad || 0);
+            line.querySelector('[data-figure="no_data_signals"]').textContent = fig(q.no_data || 0);
+          }
         });
         stamp.textContent = `${msg("updated")}: ${utc(Date.now())}`;
         document.getElementById("tower").dataset.refreshed = String(Number(document.getElementById("tower").dataset.refreshed || 0) + 1);
