@@ -318,10 +318,12 @@ class EventStore:
             raise NotFound(f"no event {event_id!r}", where="id")
         return _row(r)
 
-    def spans(self, tenant: str, templates: list[str], start_us: int | None, end_us: int | None) -> list[EventSpan]:
-        """Closed events of these templates overlapping [start, end), as spans the lab takes as labels (the
-        template's name as their kind)."""
-        q = select(ev.c.asset, ev.c.template, ev.c.start_us, ev.c.end_us).where(
+    def _closed(
+        self, tenant: str, templates: list[str], start_us: int | None, end_us: int | None, *columns: Any
+    ) -> list[Any]:
+        """Closed events of these templates overlapping [start, end) (either bound left open), oldest first, at
+        most 100,000: asset, template, start and end, and `columns`."""
+        q = select(ev.c.asset, ev.c.template, ev.c.start_us, ev.c.end_us, *columns).where(
             ev.c.tenant == tenant, ev.c.template.in_(templates), ev.c.end_us.is_not(None)
         )
         if end_us is not None:
@@ -329,21 +331,18 @@ class EventStore:
         if start_us is not None:
             q = q.where(ev.c.end_us > start_us)
         with self.engine.connect() as c:
-            rows = c.execute(q.order_by(ev.c.start_us).limit(100_000)).all()
+            return list(c.execute(q.order_by(ev.c.start_us).limit(100_000)).all())
+
+    def spans(self, tenant: str, templates: list[str], start_us: int | None, end_us: int | None) -> list[EventSpan]:
+        """Closed events of these templates overlapping [start, end), as spans the lab takes as labels (the
+        template's name as their kind)."""
+        rows = self._closed(tenant, templates, start_us, end_us)
         return [EventSpan(r.asset, int(r.start_us), int(r.end_us), r.template) for r in rows]
 
     def closed_frames(self, tenant: str, template: str, start_us: int, end_us: int) -> list[dict[str, Any]]:
         """Closed events of a template overlapping [start, end), with their statistics (the lab's rows when a
         dataset is made of events), at most 100,000."""
-        q = select(ev.c.asset, ev.c.start_us, ev.c.end_us, type_coerce(ev.c.stats, Text).label("stats")).where(
-            ev.c.tenant == tenant,
-            ev.c.template == template,
-            ev.c.end_us.is_not(None),
-            ev.c.start_us < end_us,
-            ev.c.end_us > start_us,
-        )
-        with self.engine.connect() as c:
-            rows = c.execute(q.order_by(ev.c.start_us).limit(100_000)).all()
+        rows = self._closed(tenant, [template], start_us, end_us, type_coerce(ev.c.stats, Text).label("stats"))
         return [
             {"asset": r.asset, "start_us": int(r.start_us), "end_us": int(r.end_us), "stats": _json(r.stats) or {}}
             for r in rows

@@ -230,14 +230,7 @@ def _from_events(spec: Spec, sources: Sources, tenant: str) -> tuple[pd.DataFram
     frame = pd.DataFrame({TIME: pd.to_datetime(starts, unit="us", utc=True), UNIT: [r["asset"] for r in rows]})
     for name, values in columns.items():
         frame[name] = np.asarray(values, float)
-    kinds = lab.kinds if spec.task != "soft_sensor" else [lab.value_kind or ""]
-    if spec.task == "soft_sensor" and not lab.value_kind:
-        raise InvalidInput(
-            "a soft sensor names the label kind of its lab values: labels.value_kind", where="labels.value_kind"
-        )
-    labels = sources.labels.rows(tenant, kinds=kinds, start=d.start, end=d.end) if kinds else []
-    if lab.events and spec.task in ("anomaly", "fault"):
-        labels = [*labels, *sources.event_spans(tenant, lab.events, lo, hi)]
+    labels = _label_rows(spec, sources, tenant)
     units = frame[UNIT].to_numpy()
     if spec.task == "anomaly":
         target: np.ndarray = np.zeros(len(frame), dtype=int)
@@ -365,30 +358,30 @@ def _held(block: pd.DataFrame, sources: Sources, tenant: str, mapping: dict[str,
     return out
 
 
-def _label_target(spec: Spec, frame: pd.DataFrame, sources: Sources, tenant: str) -> pd.DataFrame:
-    """The target column from labels on each unit's asset (and the assets above and below it)."""
-    lab = spec.labels
-    kinds = (
-        lab.kinds
-        if spec.task in ("anomaly", "fault")
-        else [lab.failure_kind]
-        if spec.task == "rul"
-        else [lab.value_kind or ""]
-    )
-    events_only = bool(lab.events) and not lab.kinds and spec.task in ("anomaly", "fault")  # `kinds: []`: events alone
-    rows = (
-        sources.labels.rows(tenant, kinds=kinds, start=spec.data.start, end=spec.data.end)
-        if kinds != [""] and not events_only
-        else []
-    )
-    if lab.events and spec.task in ("anomaly", "fault"):
-        lo = to_us(spec.data.start, field="data.start") if spec.data.start else None
-        hi = to_us(spec.data.end, field="data.end") if spec.data.end else None
-        rows = [*rows, *sources.event_spans(tenant, lab.events, lo, hi)]
+def _label_rows(spec: Spec, sources: Sources, tenant: str) -> list[Any]:
+    """The rows a target is made from, in the data's range: labels of the spec's kinds (the failure kind for RUL,
+    the value kind for a soft sensor) and, for anomaly and fault, the closed event frames of `labels.events`
+    (`kinds: []` beside them: the events alone). A row has asset, start, end (None for a point), kind, value."""
+    lab, d = spec.labels, spec.data
     if spec.task == "soft_sensor" and not lab.value_kind:
         raise InvalidInput(
             "a soft sensor names the label kind of its lab values: labels.value_kind", where="labels.value_kind"
         )
+    classified = spec.task in ("anomaly", "fault")
+    kinds = lab.kinds if classified else [lab.failure_kind] if spec.task == "rul" else [lab.value_kind or ""]
+    events = lab.events if classified else []
+    rows = [] if events and not lab.kinds else sources.labels.rows(tenant, kinds=kinds, start=d.start, end=d.end)
+    if events:
+        lo = to_us(d.start, field="data.start") if d.start else None
+        hi = to_us(d.end, field="data.end") if d.end else None
+        rows = [*rows, *sources.event_spans(tenant, events, lo, hi)]
+    return rows
+
+
+def _label_target(spec: Spec, frame: pd.DataFrame, sources: Sources, tenant: str) -> pd.DataFrame:
+    """The target column from labels on each unit's asset (and the assets above and below it)."""
+    lab = spec.labels
+    rows = _label_rows(spec, sources, tenant)
     t_us = time_us(frame[TIME])
     units = frame[UNIT].to_numpy()
     if spec.task == "anomaly":
