@@ -1,42 +1,58 @@
 """The composition root: one object that opens the stores once, builds every service in the order they need each
 other (each handed the collaborators it uses, by name: none receives this object), and hands the same services to
-the HTTP API, the CLI and the web UI, so none of them holds logic of its own."""
+the HTTP API, the CLI and the web UI, so none of them holds logic of its own.
+
+The stores, tenancy and the twin are opened at once; every other service is built (and its module imported) the first
+time it is asked for by a one-off reader (a CLI listing), which so imports only what it uses. The server, its
+followers and any writer build every service as they open: a fault in one shows at once, and the analytics and live
+scoring hear every write."""
 
 from __future__ import annotations
 
 import json
 import os
 import secrets
+from functools import cached_property
+from typing import TYPE_CHECKING
 
-from taehwa.academy.service import AcademyService
-from taehwa.analytics.program import check_plant
-from taehwa.analytics.service import AnalyticsService
-from taehwa.city.compute import ComputeLedger, QuotaGuard
-from taehwa.city.consents import ConsentBook
-from taehwa.city.figures import FIGURES
-from taehwa.city.policy import PolicyBook
-from taehwa.city.rates import SiteRates
-from taehwa.city.release import ReleaseGate
-from taehwa.city.service import CITY_TENANT, CityService
-from taehwa.connectors.service import ConnectorService
 from taehwa.core.paths import dev_token_path, server_info_path
 from taehwa.core.settings import Settings
-from taehwa.flight import FlightService
 from taehwa.historian.store import Historian
-from taehwa.lab.labels import LabelService
-from taehwa.lab.service import LabService
-from taehwa.live.service import LiveService
 from taehwa.migrate import make_engine
-from taehwa.server.overview import Overview
 from taehwa.sharing.grants import SharingService
-from taehwa.sqlport.server import SqlPort
-from taehwa.sqlport.session import Limits
 from taehwa.tenancy.access import Principal
 from taehwa.tenancy.audit import open_audit
 from taehwa.tenancy.files import FileRoots
 from taehwa.tenancy.identity import IdentityService
 from taehwa.tenancy.tenants import TenantService
+from taehwa.twin.model import Plant
 from taehwa.twin.service import TwinService
+
+if TYPE_CHECKING:  # the services built on first use are imported there
+    from taehwa.academy.service import AcademyService
+    from taehwa.analytics.service import AnalyticsService
+    from taehwa.city.compute import ComputeLedger, QuotaGuard
+    from taehwa.city.policy import PolicyBook
+    from taehwa.city.service import CityService
+    from taehwa.connectors.service import ConnectorService
+    from taehwa.flight import FlightService
+    from taehwa.lab.labels import LabelService
+    from taehwa.lab.service import LabService
+    from taehwa.live.service import LiveService
+    from taehwa.server.overview import Overview
+    from taehwa.sqlport.server import SqlPort
+
+# every service built on first use, in an order each one's collaborators come before it
+LAZY: tuple[str, ...] = ("analytics", "labels", "city_policy", "compute", "quotas", "lab", "connectors", "live")
+LAZY += ("overview", "academy", "city")
+
+
+def check_plant(plant: Plant) -> list[tuple[str, str]]:
+    """The analytics' check of a plant's calculated signals and event templates, imported when a plant is checked."""
+    from taehwa.analytics.program import check_plant as check
+
+    return check(plant)
+
 
 BOOTSTRAP_ADMIN = "admin"  # the caller the bootstrap token (TAEHWA_API_TOKEN or the dev token) stands for
 
@@ -76,22 +92,66 @@ class Platform:
         )
         if follow or not readonly:  # the server and its followers fold every point in; a one-off reader (a CLI
             self.twin.preload()  # command beside the server) loads a tenant's plant when it asks for it, current then
-        self.analytics = AnalyticsService(
+        self._readonly = readonly
+        if background or not readonly:  # the server, its followers and any writer build every service now (a fault
+            for name in LAZY:  # in one shows as it starts; the analytics and live scoring hear every write); a
+                getattr(self, name)  # one-off reader (a CLI listing) builds only what it asks for
+        if background and not readonly:
+            self.twin.start()
+            self.analytics.start()
+            self.academy.resume()
+        self.api_token = self._token()
+
+    @cached_property
+    def analytics(self) -> AnalyticsService:
+        """Calculated signals, event frames and data-quality checks (computed live only by a writer)."""
+        from taehwa.analytics.service import AnalyticsService
+
+        return AnalyticsService(
             engine=self.engine,
             historian=self.historian,
             twin=self.twin,
             tenants=self.tenants,
             audit=self.audit,
-            live=not readonly,
+            live=not self._readonly,
         )
-        self.labels = LabelService(
-            self.engine, self.tenants, self.audit, listeners=(self.analytics.sources.labels_changed,)
-        )
-        self.city_policy = PolicyBook(self.engine, self.tenants, self.audit, CITY_TENANT)  # the quotas the lab honours
-        self.compute = ComputeLedger(self.engine, settings.data_dir / "lab")
-        self.quotas = QuotaGuard(self.compute, self.city_policy)
-        self.lab = LabService(
-            settings,
+
+    @cached_property
+    def labels(self) -> LabelService:
+        """Labelled periods; the analytics hear of each change (events taken as labels)."""
+        from taehwa.lab.labels import LabelService
+
+        return LabelService(self.engine, self.tenants, self.audit, listeners=(self.analytics.sources.labels_changed,))
+
+    @cached_property
+    def city_policy(self) -> PolicyBook:
+        """The city's policies, the quotas the lab honours among them."""
+        from taehwa.city.policy import PolicyBook
+        from taehwa.city.service import CITY_TENANT
+
+        return PolicyBook(self.engine, self.tenants, self.audit, CITY_TENANT)
+
+    @cached_property
+    def compute(self) -> ComputeLedger:
+        """What each tenant's training has used of the shared machines."""
+        from taehwa.city.compute import ComputeLedger
+
+        return ComputeLedger(self.engine, self.settings.data_dir / "lab")
+
+    @cached_property
+    def quotas(self) -> QuotaGuard:
+        """The check the lab makes before a run: the tenant's quota against its use."""
+        from taehwa.city.compute import QuotaGuard
+
+        return QuotaGuard(self.compute, self.city_policy)
+
+    @cached_property
+    def lab(self) -> LabService:
+        """Datasets, training, validation and the model registry."""
+        from taehwa.lab.service import LabService
+
+        return LabService(
+            self.settings,
             engine=self.engine,
             historian=self.historian,
             tenants=self.tenants,
@@ -102,10 +162,27 @@ class Platform:
             quota=self.quotas.check,
             events=self.analytics.events,
         )
-        self.connectors = ConnectorService(
-            self.engine, self.tenants, self.audit, self.historian, settings.data_dir / "connectors", files=self.files
+
+    @cached_property
+    def connectors(self) -> ConnectorService:
+        """The collectors that feed the historian."""
+        from taehwa.connectors.service import ConnectorService
+
+        return ConnectorService(
+            self.engine,
+            self.tenants,
+            self.audit,
+            self.historian,
+            self.settings.data_dir / "connectors",
+            files=self.files,
         )
-        self.live = LiveService(
+
+    @cached_property
+    def live(self) -> LiveService:
+        """Deployed models scoring live data, rules and alerts."""
+        from taehwa.live.service import LiveService
+
+        return LiveService(
             engine=self.engine,
             historian=self.historian,
             tenants=self.tenants,
@@ -114,11 +191,23 @@ class Platform:
             lab=self.lab,
             alert_follower=self.analytics.sources,
         )
-        self.overview = Overview(
+
+    @cached_property
+    def overview(self) -> Overview:
+        """The control tower's figures across tenants."""
+        from taehwa.server.overview import Overview
+
+        return Overview(
             historian=self.historian, tenants=self.tenants, twin=self.twin, alerts=self.live.alerts, lab=self.lab
         )
-        self.academy = AcademyService(
-            settings,
+
+    @cached_property
+    def academy(self) -> AcademyService:
+        """Challenges, submissions scored in a sandbox, boards."""
+        from taehwa.academy.service import AcademyService
+
+        return AcademyService(
+            self.settings,
             engine=self.engine,
             tenants=self.tenants,
             audit=self.audit,
@@ -126,7 +215,17 @@ class Platform:
             identity=self.identity,
             data=self.lab,
         )
-        self.city = CityService(
+
+    @cached_property
+    def city(self) -> CityService:
+        """The city's twin and the figures released from the companies' data."""
+        from taehwa.city.consents import ConsentBook
+        from taehwa.city.figures import FIGURES
+        from taehwa.city.rates import SiteRates
+        from taehwa.city.release import ReleaseGate
+        from taehwa.city.service import CITY_TENANT, CityService
+
+        return CityService(
             city=CITY_TENANT,
             engine=self.engine,
             tenants=self.tenants,
@@ -141,11 +240,10 @@ class Platform:
             ledger=self.compute,
             quotas=self.quotas,
         )
-        if background and not readonly:
-            self.twin.start()
-            self.analytics.start()
-            self.academy.resume()
-        self.api_token = self._token()
+
+    def _built(self, name: str) -> bool:
+        """Whether a service built on first use has been (close leaves alone what was never opened)."""
+        return name in self.__dict__
 
     def _token(self) -> str:
         """The API bearer token: from the settings, else a development token kept in the data directory."""
@@ -168,6 +266,9 @@ class Platform:
 
     def sql_port(self) -> SqlPort:
         """The SQL port over this platform's services (`taehwa serve --sql-port`); started by the caller."""
+        from taehwa.sqlport.server import SqlPort
+        from taehwa.sqlport.session import Limits
+
         s = self.settings
         return SqlPort(
             historian=self.historian,
@@ -184,6 +285,8 @@ class Platform:
 
     def flight(self, host: str, port: int) -> FlightService:
         """The Arrow Flight endpoint over this platform's historian (`taehwa serve --flight-port`)."""
+        from taehwa.flight import FlightService
+
         s = self.settings
         tls = (s.tls_cert.read_bytes(), s.tls_key.read_bytes()) if s.tls_cert and s.tls_key else None
         scheme = "grpc+tls" if tls else "grpc+tcp"
@@ -206,9 +309,13 @@ class Platform:
     def close(self) -> None:
         """Flush and release everything."""
         server_info_path(self.settings).unlink(missing_ok=True)
-        self.connectors.close()
-        self.academy.close_service()
-        self.live.close()
-        self.analytics.close()
+        if self._built("connectors"):
+            self.connectors.close()
+        if self._built("academy"):
+            self.academy.close_service()
+        if self._built("live"):
+            self.live.close()
+        if self._built("analytics"):
+            self.analytics.close()
         self.twin.close()
         self.historian.close()
