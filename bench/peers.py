@@ -281,9 +281,10 @@ def run_taehwa(work: Path, w: Workload, figures: dict[str, dict[str, float]]) ->
                     }
                 )
             )
-            files = [
-                str(p)
-                for p in (settings.data_dir / "historian" / "bench").glob(f"day={DAY0.date().isoformat()}/*.parquet")
+            files = [  # the day's current file (a compacted day's old files stay on disk a while: not read)
+                str(settings.data_dir / "historian" / "bench" / f.path)
+                for f in hist.state.manifest("bench").files
+                if f.day == DAY0.date().isoformat()
             ]
             assert client.do_get(ticket, options=options).read_all().num_rows == w.many.num_rows + 86_400
             figures["taehwa"]["flight_day_ms"] = median_ms(lambda: client.do_get(ticket, options=options).read_all())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import duckdb
@@ -18,6 +19,7 @@ import pyarrow.compute as pc
 
 from taehwa.core.errors import InvalidInput
 from taehwa.core.timeutil import from_us
+from taehwa.historian.bulk import answer_schema, read_runs, stream_runs
 from taehwa.historian.files import DAY_US, parquet_source
 from taehwa.historian.manifest import DataFile
 from taehwa.historian.schema import OUT_TIME
@@ -208,35 +210,71 @@ class QueryEngine:
         )
         return _utc(table)
 
-    def raw(self, snap: Snapshot, tag_ids: list[int], start_us: int, end_us: int, limit: int | None = None) -> pa.Table:
-        """Every point of these tags in [start, end), ordered by tag and time."""
-        cap = min(limit, self.max_points) if limit else self.max_points
+    def raw(
+        self,
+        snap: Snapshot,
+        ids: dict[str, int],
+        start_us: int,
+        end_us: int,
+        limit: int | None = None,
+        *,
+        dictionary: bool = False,
+    ) -> pa.Table:
+        """Every point of these tags (name → tag id) in [start, end), ordered by tag and time; `dictionary`: the tag
+        column dictionary-encoded (each name once: a categorical in pandas).
+
+        Where each day the range touches is one file and nothing is buffered for it, the points are read straight
+        from the files (`bulk.read_runs`: 2.5× DuckDB's scan over a day of 200 tags, which decodes every row's tag
+        name); every other range through DuckDB, sorted."""
+        tag_ids = list(ids.values())
         if limit is None and self._file_ordered(snap, tag_ids, start_us, end_us):
-            # one file per day, nothing buffered: read in file order (day, tag id, time) and put the tags in
-            # name order with a stable permutation, instead of sorting every row (a day of 20 tags at 1 s: 3×)
-            table = _by_tag(
-                self._run(
-                    snap, tag_ids, start_us, end_us, "SELECT tag, time, value, quality FROM {src} LIMIT " + str(cap + 1)
-                )
-            )
-        else:
-            table = self._run(
-                snap,
-                tag_ids,
-                start_us,
-                end_us,
-                "SELECT tag, time, value, quality FROM {src} ORDER BY tag, time LIMIT " + str(cap + 1),
-            )
+            files = sorted((f for f in snap.files if f.overlaps(start_us, end_us, tag_ids)), key=lambda f: f.day)
+            with snap.storage.local_paths([f"{snap.tenant}/{f.path}" for f in files]) as paths:
+                bulk = read_runs(paths, files, ids, start_us, end_us, self.max_points)
+            if bulk is not None:
+                if bulk.num_rows > self.max_points:
+                    raise self._too_many()
+                return bulk if dictionary else bulk.set_column(0, "tag", bulk.column("tag").cast(pa.string()))
+        cap = min(limit, self.max_points) if limit else self.max_points
+        table = self._run(
+            snap,
+            tag_ids,
+            start_us,
+            end_us,
+            "SELECT tag, time, value, quality FROM {src} ORDER BY tag, time LIMIT " + str(cap + 1),
+        )
         if table.num_rows > cap:
             if limit and limit <= self.max_points:
                 table = table.slice(0, limit)
             else:
-                raise InvalidInput(
-                    f"the query would return more than max_query_points = {self.max_points} "
-                    "points; narrow the range or downsample",
-                    where="query",
-                )
-        return _utc(table)
+                raise self._too_many()
+        table = _utc(table)
+        if not dictionary:
+            return table
+        return table.set_column(0, "tag", table.column("tag").cast(answer_schema(len(ids)).field("tag").type))
+
+    def raw_stream(
+        self, snap: Snapshot, ids: dict[str, int], start_us: int, end_us: int, batch_rows: int
+    ) -> pa.RecordBatchReader:
+        """`raw(dictionary=True)` as a stream of record batches of at most `batch_rows` (for Arrow Flight): on a
+        local store, where the files' order is the answer's, each batch is sent while the next is read; every
+        check (the size among them) is made before the first batch."""
+        tag_ids = list(ids.values())
+        batches: Iterator[pa.RecordBatch] | None = None
+        if not snap.storage.remote and self._file_ordered(snap, tag_ids, start_us, end_us):
+            files = sorted((f for f in snap.files if f.overlaps(start_us, end_us, tag_ids)), key=lambda f: f.day)
+            with snap.storage.local_paths([f"{snap.tenant}/{f.path}" for f in files]) as paths:
+                batches = stream_runs(paths, files, ids, start_us, end_us, self.max_points, batch_rows)
+        if batches is None:
+            batches = iter(self.raw(snap, ids, start_us, end_us, dictionary=True).to_batches(batch_rows))
+        return pa.RecordBatchReader.from_batches(answer_schema(len(ids)), batches)
+
+    def _too_many(self) -> InvalidInput:
+        return InvalidInput(
+            f"the query would return more than max_query_points = {self.max_points} points; narrow the range or "
+            "downsample",
+            where="query",
+        )
 
     @staticmethod
     def _file_ordered(snap: Snapshot, tag_ids: list[int], start_us: int, end_us: int) -> bool:
@@ -551,20 +589,6 @@ def _merge_partials(
     for agg in aggs:
         columns[agg] = pa.array(value(agg), pa.float64())
     return pa.table(columns)
-
-
-def _by_tag(table: pa.Table) -> pa.Table:
-    """Rows grouped by tag name, keeping each tag's rows in the order they came (a stable permutation)."""
-    if table.num_rows < 2:
-        return table
-    encoded = pc.dictionary_encode(table.column("tag")).combine_chunks()
-    names = encoded.dictionary.to_numpy(zero_copy_only=False)
-    rank = np.empty(len(names), dtype=np.int64)
-    rank[np.argsort(names, kind="stable")] = np.arange(len(names))
-    keys = rank[encoded.indices.to_numpy()]
-    if bool(np.all(keys[1:] >= keys[:-1])):
-        return table
-    return table.take(pa.array(np.argsort(keys, kind="stable")))
 
 
 def _utc(table: pa.Table) -> pa.Table:

@@ -81,11 +81,28 @@ class Reads:
             raise InvalidInput("name at least one tag", where="tags")
         return self.catalog.resolve(tenant, names)
 
-    def read(self, tenant: str, tags: list[str] | str, start: Any, end: Any, *, limit: int | None = None) -> pa.Table:
+    def read(
+        self,
+        tenant: str,
+        tags: list[str] | str,
+        start: Any,
+        end: Any,
+        *,
+        limit: int | None = None,
+        dictionary: bool = False,
+    ) -> pa.Table:
         """Raw points in [start, end) (see `Historian.read`)."""
         ids = self._ids(tenant, tags)
         s, e = _range(start, end)
-        return self.queries.raw(self.snapshot(tenant), list(ids.values()), s, e, limit)
+        return self.queries.raw(self.snapshot(tenant), ids, s, e, limit, dictionary=dictionary)
+
+    def read_stream(
+        self, tenant: str, tags: list[str] | str, start: Any, end: Any, batch_rows: int
+    ) -> pa.RecordBatchReader:
+        """Raw points in [start, end) as record batches (see `Historian.read_stream`)."""
+        ids = self._ids(tenant, tags)
+        s, e = _range(start, end)
+        return self.queries.raw_stream(self.snapshot(tenant), ids, s, e, batch_rows)
 
     def downsample(
         self, tenant: str, tags: list[str] | str, start: Any, end: Any, every: Any, aggs: list[str] | str = "avg"

@@ -324,10 +324,28 @@ class Historian:
         """The files and buffered points one query sees."""
         return self.reads.snapshot(tenant)
 
-    def read(self, tenant: str, tags: list[str] | str, start: Any, end: Any, *, limit: int | None = None) -> pa.Table:
-        """Raw points in [start, end): tag, time (UTC), value, quality (0 good, 1 uncertain, 2 bad)."""
+    def read(
+        self,
+        tenant: str,
+        tags: list[str] | str,
+        start: Any,
+        end: Any,
+        *,
+        limit: int | None = None,
+        dictionary: bool = False,
+    ) -> pa.Table:
+        """Raw points in [start, end): tag, time (UTC), value, quality (0 good, 1 uncertain, 2 bad); `dictionary`:
+        the tag column dictionary-encoded, for bulk Arrow answers (read straight from the day files when it can)."""
         self.tenants.require(tenant)
-        return self.reads.read(tenant, tags, start, end, limit=limit)
+        return self.reads.read(tenant, tags, start, end, limit=limit, dictionary=dictionary)
+
+    def read_stream(
+        self, tenant: str, tags: list[str] | str, start: Any, end: Any, *, batch_rows: int = 1 << 18
+    ) -> pa.RecordBatchReader:
+        """`read(dictionary=True)` as a stream of record batches of at most `batch_rows` points, each sent while
+        the next is read where the store allows (Arrow Flight's bulk reads); checked before the first batch."""
+        self.tenants.require(tenant)
+        return self.reads.read_stream(tenant, tags, start, end, batch_rows)
 
     def downsample(
         self, tenant: str, tags: list[str] | str, start: Any, end: Any, every: Any, aggs: list[str] | str = "avg"
@@ -369,8 +387,10 @@ class Historian:
         method: str = "previous",
         align: bool = False,
         limit: int | None = None,
+        dictionary: bool = False,
     ) -> pa.Table:
-        """One entry for every reader: raw, downsampled (every, agg) or interpolated (step, method, align)."""
+        """One entry for every reader: raw, downsampled (every, agg) or interpolated (step, method, align);
+        `dictionary`: a raw answer's tag column dictionary-encoded (see `read`)."""
         if every and step:
             raise InvalidInput("give either every (downsample) or step (interpolate), not both", where="every")
         if align and not step:
@@ -383,7 +403,7 @@ class Historian:
                 if align
                 else self.interpolate(tenant, tags, start, end, step, method)
             )
-        return self.read(tenant, tags, start, end, limit=limit)
+        return self.read(tenant, tags, start, end, limit=limit, dictionary=dictionary)
 
     def latest(self, tenant: str, tags: list[str] | None = None) -> pa.Table:
         """Newest point of each tag (all tags when none are named), from the cache: no scan."""
