@@ -162,6 +162,86 @@ def test_grafana_query_shapes(sql: tuple[Platform, int]) -> None:
         assert [r[1] for r in rows] == [20_007.0, 20_022.0, 20_037.0, 20_052.0]
 
 
+DOWNSAMPLING = [  # Grafana's time groups, written out, in the shapes the historian's summaries answer
+    "SELECT time_bucket(INTERVAL '1 minute', time) AS t, avg(value) FROM points WHERE tag = 'cdu/flow' "
+    "AND time >= '2026-03-01T00:00:00Z' AND time < '2026-03-02T00:00:00Z' GROUP BY 1 ORDER BY 1",
+    'SELECT floor(extract(epoch from time)/3600)*3600 AS "time", tag AS metric, max(value) AS value, '
+    "count(*) AS n FROM points WHERE time BETWEEN '2026-03-01T00:00:00Z' AND '2026-03-02T05:59:59Z' "
+    "AND tag IN ('cdu/flow', 'cdu/temp') GROUP BY 1, 2 ORDER BY 1, 2",
+    "SELECT tag, time_bucket(INTERVAL '15 minutes', time) AS b, min(value), sum(value), count(value) FROM points "
+    "WHERE (tag IN ('cdu/temp', 'cdu/flow')) AND time > '2026-03-02 06:00:00' AND time <= '2026-03-03T00:00:00+00:00' "
+    "GROUP BY tag, b ORDER BY b DESC, tag",
+    "SELECT time_bucket(INTERVAL '1 day', p.time), avg(p.value) FROM points p WHERE p.tag = 'cdu/flow' "
+    "AND p.time >= '2026-02-27T00:00:00Z'::timestamp AND p.time < TIMESTAMP '2026-03-05 00:00:00' GROUP BY 1",
+]
+NOT_DOWNSAMPLING = [  # anything else is DuckDB's: a value filter, HAVING, LIMIT, a join, an open range, an offset
+    "SELECT time_bucket(INTERVAL '1 minute', time), avg(value) FROM points WHERE tag = 'cdu/flow' AND value > 5 "
+    "AND time >= '2026-03-01' AND time < '2026-03-02' GROUP BY 1",
+    "SELECT time_bucket(INTERVAL '1 hour', time), avg(value) FROM points WHERE tag = 'cdu/flow' "
+    "AND time >= '2026-03-01' AND time < '2026-03-02' GROUP BY 1 HAVING avg(value) > 100",
+    "SELECT time_bucket(INTERVAL '1 hour', time), avg(value) FROM points WHERE tag = 'cdu/flow' "
+    "AND time >= '2026-03-01' AND time < '2026-03-02' GROUP BY 1 ORDER BY 1 LIMIT 3",
+    "SELECT time_bucket(INTERVAL '1 hour', time), avg(value) FROM points WHERE tag = 'cdu/flow' "
+    "AND time >= '2026-03-01' GROUP BY 1",
+    "SELECT time_bucket(INTERVAL '1 hour', time), avg(value) FROM points WHERE tag IN ('cdu/flow', 'cdu/temp') "
+    "AND time >= '2026-03-01' AND time < '2026-03-02' GROUP BY 1",  # one row a bucket over two tags
+    "SELECT time_bucket(INTERVAL '7 days', time), avg(value) FROM points WHERE tag = 'cdu/flow' "
+    "AND time >= '2026-03-01' AND time < '2026-03-09' GROUP BY 1",  # weeks start on 2000-01-03, not at the epoch
+    "SELECT time_bucket(INTERVAL '1 hour', time), avg(value) FROM points WHERE tag = 'cdu/flow' "
+    "AND time >= '2026-03-01T00:00:00+09:00' AND time < '2026-03-02' GROUP BY 1",
+    "SELECT time_bucket(INTERVAL '1 hour', p.time), avg(p.value) FROM points p JOIN tags t ON p.tag = t.tag "
+    "WHERE p.tag = 'cdu/flow' AND p.time >= '2026-03-01' AND p.time < '2026-03-02' GROUP BY 1",
+]
+
+
+def test_dashboard_downsampling_is_answered_from_the_historian_as_duckdb_answers_it(
+    sql: tuple[Platform, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The time-group queries Grafana sends come from the historian's downsample (its summaries, as over HTTP),
+    with the very rows, column names and types DuckDB's own run of the query gives; every other shape is
+    DuckDB's. Also with points still buffered (a later write of one point), and for a tag that does not exist."""
+    from taehwa.sqlport import shortcut
+
+    platform, port = sql
+    for text in DOWNSAMPLING:
+        assert shortcut.recognise(text) is not None, text
+    for text in NOT_DOWNSAMPLING:
+        assert shortcut.recognise(text) is None, text
+    missing = DOWNSAMPLING[0].replace("cdu/flow", "cdu/none")
+    platform.historian.write("acme", [("cdu/flow", "2026-03-02T07:00:30Z", -5.0)])  # buffered, not yet in a file
+
+    def answers() -> list[tuple[list[str], list[str], list[tuple[object, ...]]]]:
+        out = []
+        with connect(port) as con:
+            for text in [*DOWNSAMPLING, missing]:
+                cur = con.execute(text)
+                assert cur.description is not None
+                names = [d.name for d in cur.description]
+                types = [str(d.type_code) for d in cur.description]
+                out.append((names, types, cur.fetchall()))
+        return out
+
+    made: list[bool] = []
+    answer = shortcut.answer
+    monkeypatch.setattr(shortcut, "answer", lambda *a: made.append(answer(*a) is not None) or answer(*a))
+    fast = answers()
+    assert made == [True] * len(DOWNSAMPLING)  # each answered from the historian (the missing tag: by DuckDB)
+    calls: list[str] = []
+    real = shortcut.recognise
+    monkeypatch.setattr(shortcut, "recognise", lambda text: calls.append(text) or None)
+    slow = answers()
+    monkeypatch.setattr(shortcut, "recognise", real)
+    assert len(calls) == len(DOWNSAMPLING) + 1  # the second run was DuckDB's alone
+    for text, (names, types, rows), (names2, types2, rows2) in zip([*DOWNSAMPLING, missing], fast, slow, strict=True):
+        assert (names, types) == (names2, types2), text
+        if "ORDER BY" not in text:
+            rows, rows2 = sorted(rows), sorted(rows2)
+        assert len(rows) == len(rows2), text
+        for a, b in zip(rows, rows2, strict=True):  # sums and means as the summaries add them: the last bits
+            assert [x if isinstance(x, str | datetime) else pytest.approx(x, rel=1e-12) for x in a] == list(b), text
+    assert fast[0][2] and not fast[-1][2]  # rows for the day; none for a tag that does not exist
+
+
 def test_historian_functions_in_sql(sql: tuple[Platform, int]) -> None:
     platform, port = sql
     hist = platform.historian

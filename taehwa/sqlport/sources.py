@@ -24,6 +24,7 @@ import pyarrow.fs as pafs
 from taehwa.core.timeutil import from_us
 from taehwa.historian.query import Snapshot
 from taehwa.historian.store import Historian
+from taehwa.sqlport.shortcut import Downsampling
 from taehwa.tenancy.tenants import TenantService
 
 TIME = pa.timestamp("us")  # naive UTC, as PostgreSQL's `timestamp`: drivers and Grafana read it as UTC
@@ -236,6 +237,18 @@ class TenantSources:
         con.create_function("_thw_interpolate", interpolate, args, _INTERPOLATED, side_effects=True)
         for macro in _MACROS:
             con.execute(macro)
+
+    def downsampled(self, shape: Downsampling) -> pa.Table:
+        """A recognised downsampling query's buckets, from the historian as the caller (tag, time, aggregates)."""
+        self.require()
+        return self.historian.downsample(
+            self.tenant,
+            list(shape.tags),
+            from_us(shape.start_us),
+            from_us(shape.end_us),
+            f"{shape.every_us}us",
+            shape.aggregates,
+        )
 
     def fill(self, con: duckdb.DuckDBPyConnection, sql: str, stack: contextlib.ExitStack) -> None:
         """Fill the views this query names with the tenant's data now, and empty the others; file paths stay
