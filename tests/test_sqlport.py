@@ -9,6 +9,7 @@ import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -223,12 +224,22 @@ def test_dashboard_downsampling_is_answered_from_the_historian_as_duckdb_answers
 
     made: list[bool] = []
     answer = shortcut.answer
-    monkeypatch.setattr(shortcut, "answer", lambda *a: made.append(answer(*a) is not None) or answer(*a))
+
+    def counted(*args: Any) -> Any:
+        got = answer(*args)
+        made.append(got is not None)
+        return got
+
+    monkeypatch.setattr(shortcut, "answer", counted)
     fast = answers()
     assert made == [True] * len(DOWNSAMPLING)  # each answered from the historian (the missing tag: by DuckDB)
     calls: list[str] = []
     real = shortcut.recognise
-    monkeypatch.setattr(shortcut, "recognise", lambda text: calls.append(text) or None)
+
+    def declined(text: str) -> None:
+        calls.append(text)
+
+    monkeypatch.setattr(shortcut, "recognise", declined)
     slow = answers()
     monkeypatch.setattr(shortcut, "recognise", real)
     assert len(calls) == len(DOWNSAMPLING) + 1  # the second run was DuckDB's alone
