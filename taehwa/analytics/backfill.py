@@ -127,6 +127,8 @@ def backfill_group(
     marks = watermarks(historian, tenant, g, assets)
     carry: dict[str, Series] = {}
     carry_ok = False
+    pending: list[pa.Table] = []  # outputs not yet written: stored together once there are enough for the
+    held = 0  # historian's direct path (sorted day files, no log, nothing to flush later)
     lo = start
     while lo < end:
         hi = min(lo + chunk_us, end)
@@ -144,7 +146,11 @@ def backfill_group(
             report.points += table.num_rows
             report.bad_points += int(np.count_nonzero(table.column("quality").to_numpy() >= 2))
             if write:
-                historian.write_checked(tenant, table)
+                pending.append(table)
+                held += table.num_rows
+                if held >= historian.settings.buffer_max_points:
+                    historian.write_checked(tenant, pa.concat_tables(pending))
+                    pending, held = [], 0
         for asset, name, ch in res.changes:
             if ch.end is None:
                 continue
@@ -153,6 +159,8 @@ def backfill_group(
             )
         report.chunks += 1
         lo = hi
+    if pending:
+        historian.write_checked(tenant, pa.concat_tables(pending))
     for (asset, name), st in states.items():  # still open at the end of the range
         if st.start is not None:
             found.append({"asset": asset, "template": name, "start_us": st.start, "end_us": None, "reason": None})

@@ -300,7 +300,7 @@ class Scorer:
             except queue.Empty:
                 break
         with acting_as(SYSTEM):
-            self.step(batch)
+            self.step(batch, scheduled=False)
 
     # -- deployments ----------------------------------------------------------------------------------------------
     def refresh(self, *, force: bool = False) -> None:
@@ -456,8 +456,9 @@ class Scorer:
         self._score(run, force=True)
 
     # -- scoring --------------------------------------------------------------------------------------------------
-    def step(self, batch: list[tuple[str, pa.Table]]) -> None:
-        """Route queued points to their units, then score what is ready."""
+    def step(self, batch: list[tuple[str, pa.Table]], *, scheduled: bool = True) -> None:
+        """Route queued points to their units, then score what is ready (a deployment on a schedule, `every_s`,
+        when it is due; every one at once when not `scheduled`: a caller that needs the outputs now)."""
         with self._lock:
             for tenant, table in batch:
                 tag_set = self._tags.get(tenant)
@@ -479,7 +480,7 @@ class Scorer:
                             run.dirty.add(unit.asset)
             now = time.monotonic()
             for run in self._running.values():
-                every = run.dep.params.get("every_s")
+                every = run.dep.params.get("every_s") if scheduled else None
                 if every and now < run.next_due:
                     continue
                 if every:
