@@ -358,3 +358,27 @@ def test_the_whole_tag_listing_is_kept_until_a_tag_changes_or_its_time_passes(hi
     hist.catalog.LISTING_TTL_S = 0.0
     assert [t.unit for t in hist.tags("acme", None, 100_000)] == ["bar", "m3/h"]
     assert hist.catalog.listing_version("acme") > version
+
+
+@pytest.mark.parametrize("path", ["buffered", "direct"])
+def test_a_history_write_is_stored_whole_and_heard_as_each_tags_newest_point(settings: Settings, path: str) -> None:
+    """A backfill's points are history: every one is stored, but the write listeners (the twin's live state, live
+    analytics and scoring) hear each tag's newest point alone, not the range again (a month of one calculated tag
+    was once a 2.6-million-point change event). A plain write is heard whole."""
+    h = Historian(settings.model_copy(update={"buffer_max_points": 100 if path == "direct" else 10_000}))
+    h.tenants.create("acme")
+    heard: list[pa.Table] = []
+    h.add_listener(lambda tenant, points: heard.append(points))
+    try:
+        table = pa.concat_tables([series("a/x", 300), series("a/y", 200, offset=1000.0)])
+        rows = np.random.default_rng(0).permutation(table.num_rows)  # written in no particular order
+        h.write_checked("acme", h.normalize(table.take(pa.array(rows))), history=True)
+        h.flush()
+        assert values(h, "a/x") == [float(v) for v in range(300)] and len(values(h, "a/y")) == 200
+        got = {r["tag"]: r["value"] for t in heard for r in t.to_pylist()}
+        assert sum(t.num_rows for t in heard) == 2 and got == {"a/x": 299.0, "a/y": 1199.0}
+        heard.clear()
+        h.write_checked("acme", h.normalize(series("a/x", 150, start="2024-03-02T00:00:00Z")))
+        assert sum(t.num_rows for t in heard) == 150
+    finally:
+        h.close()

@@ -149,7 +149,7 @@ def backfill_group(
                 pending.append(table)
                 held += table.num_rows
                 if held >= historian.settings.buffer_max_points:
-                    historian.write_checked(tenant, pa.concat_tables(pending))
+                    historian.write_checked(tenant, pa.concat_tables(pending), history=True)
                     pending, held = [], 0
         for asset, name, ch in res.changes:
             if ch.end is None:
@@ -160,7 +160,7 @@ def backfill_group(
         report.chunks += 1
         lo = hi
     if pending:
-        historian.write_checked(tenant, pa.concat_tables(pending))
+        historian.write_checked(tenant, pa.concat_tables(pending), history=True)
     for (asset, name), st in states.items():  # still open at the end of the range
         if st.start is not None:
             found.append({"asset": asset, "template": name, "start_us": st.start, "end_us": None, "reason": None})

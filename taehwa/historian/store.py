@@ -237,12 +237,14 @@ class Historian:
         table = self.normalize(data, source=source, layout=layout)
         return self.write_checked(tenant, table)
 
-    def write_checked(self, tenant: str, table: pa.Table) -> WriteResult:
-        """Store a table already in the store schema (from `normalize`); a full disk is StorageFull (507)."""
+    def write_checked(self, tenant: str, table: pa.Table, *, history: bool = False) -> WriteResult:
+        """Store a table already in the store schema (from `normalize`); a full disk is StorageFull (507).
+        `history`: points recomputed for the past (a backfill): stored as any, but the write listeners (the twin,
+        live analytics and scoring) hear only each tag's newest point, not the range again."""
         self._require_write(tenant)
         if table.num_rows == 0:
             return WriteResult(0, 0, self.state.seq)
-        return self._store(tenant, [table])
+        return self._store(tenant, [table], history=history)
 
     def ingest_file(
         self, tenant: str, path: Path, *, layout: str = "auto", progress: Callable[[int, int], None] | None = None
@@ -254,10 +256,10 @@ class Historian:
             return WriteResult(0, 0, self.state.seq)
         return self._store(tenant, tables)
 
-    def _store(self, tenant: str, tables: list[pa.Table]) -> WriteResult:
+    def _store(self, tenant: str, tables: list[pa.Table], *, history: bool = False) -> WriteResult:
         """Store checked tables and record the write; both under the full-disk guard."""
         with self.disk.guard():
-            result = self.writes.store(tenant, tables)
+            result = self.writes.store(tenant, tables, history=history)
             self._audit_write(tenant, result)
         return result
 

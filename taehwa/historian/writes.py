@@ -89,7 +89,9 @@ class Writes:
         """Call `listener(tenant, points)` after every stored write (see `Historian.add_listener`)."""
         self._listeners.append(listener)
 
-    def _notify(self, tenant: str, tables: list[pa.Table]) -> None:
+    def _notify(self, tenant: str, tables: list[pa.Table], history: bool = False) -> None:
+        if history:  # a backfill's points are history: the live state needs each tag's newest alone
+            tables = [_newest_rows(pa.concat_tables(tables) if len(tables) > 1 else tables[0])]
         for listener in self._listeners:
             for table in tables:
                 try:
@@ -98,15 +100,15 @@ class Writes:
                     log.exception("a write listener failed")
 
     # -- storing -------------------------------------------------------------------------------------------
-    def store(self, tenant: str, tables: list[pa.Table]) -> WriteResult:
+    def store(self, tenant: str, tables: list[pa.Table], *, history: bool = False) -> WriteResult:
         """Store checked tables (store schema) as one batch: through the log and buffer when small, straight to
         day files when `buffer_max_points` or more. The caller has checked who writes and runs this under the
         full-disk guard."""
         if sum(t.num_rows for t in tables) >= self.settings.buffer_max_points:
-            return self._store_direct(tenant, tables)
-        return self._store_buffered(tenant, tables[0] if len(tables) == 1 else pa.concat_tables(tables))
+            return self._store_direct(tenant, tables, history)
+        return self._store_buffered(tenant, tables[0] if len(tables) == 1 else pa.concat_tables(tables), history)
 
-    def _store_buffered(self, tenant: str, table: pa.Table) -> WriteResult:
+    def _store_buffered(self, tenant: str, table: pa.Table, history: bool = False) -> WriteResult:
         """A small batch: appended to the log and the buffer."""
         state = self.state
         ids, n_tags = self.catalog.ensure_column(tenant, table.column("tag"))
@@ -133,10 +135,10 @@ class Writes:
             full = state.buffer_points >= self.settings.buffer_max_points
         if full:
             self.wake.set()
-        self._notify(tenant, [table])
+        self._notify(tenant, [table], history)
         return WriteResult(n, n_tags, seq)
 
-    def _store_direct(self, tenant: str, tables: list[pa.Table]) -> WriteResult:
+    def _store_direct(self, tenant: str, tables: list[pa.Table], history: bool = False) -> WriteResult:
         """Large writes go straight to sorted day files (no log needed: the manifest commit is the ack).
 
         The chunks are one batch with one seq: DuckDB sorts them together, so a file's points land in one file
@@ -200,7 +202,7 @@ class Writes:
         with state.write_lock:
             for table in tables:
                 state.note_days(tenant, table.column("time"))
-        self._notify(tenant, tables)
+        self._notify(tenant, tables, history)
         return WriteResult(n, len(all_names), seq)
 
     # -- flush ---------------------------------------------------------------------------------------------
@@ -273,3 +275,12 @@ class Writes:
             con.unregister(view)
         state.commit(tenant, files, set())
         return int(table.num_rows)
+
+
+def _newest_rows(table: pa.Table) -> pa.Table:
+    """Each tag's newest row of a write (the last written of equal times), in the order of their tags' first rows."""
+    codes = pc.dictionary_encode(table.column("tag").combine_chunks()).indices.to_numpy()
+    times = table.column("time").cast(pa.timestamp("us")).cast(pa.int64()).to_numpy()
+    by = np.lexsort((np.arange(len(codes)), times, codes))
+    last = by[np.flatnonzero(np.append(codes[by][1:] != codes[by][:-1], True))]
+    return table.take(pa.array(np.sort(last)))
