@@ -278,9 +278,12 @@ class Writes:
 
 
 def _newest_rows(table: pa.Table) -> pa.Table:
-    """Each tag's newest row of a write (the last written of equal times), in the order of their tags' first rows."""
+    """Each tag's newest row of a write (the last written of equal times), in the order of their tags' first rows:
+    one pass for each tag's newest time, then a sort of the few rows at it."""
     codes = pc.dictionary_encode(table.column("tag").combine_chunks()).indices.to_numpy()
     times = table.column("time").cast(pa.timestamp("us")).cast(pa.int64()).to_numpy()
-    by = np.lexsort((np.arange(len(codes)), times, codes))
-    last = by[np.flatnonzero(np.append(codes[by][1:] != codes[by][:-1], True))]
-    return table.take(pa.array(np.sort(last)))
+    newest = np.full(int(codes.max()) + 1, np.iinfo(np.int64).min, np.int64)
+    np.maximum.at(newest, codes, times)
+    rows = np.flatnonzero(times == newest[codes])
+    _, last_first = np.unique(codes[rows][::-1], return_index=True)  # the last written row at each tag's newest time
+    return table.take(pa.array(np.sort(rows[::-1][last_first])))
