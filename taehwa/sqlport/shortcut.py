@@ -27,6 +27,7 @@ _DAY_US = 86_400_000_000
 _AGGS: dict[type[exp.Expression], str] = {exp.Avg: "avg", exp.Min: "min", exp.Max: "max", exp.Sum: "sum"}
 _AGGS[exp.Count] = "count"
 _CLAUSES = {"expressions", "from_", "where", "group", "order"}  # a query with any other clause is DuckDB's
+MAX_CHARS = 20_000  # a dashboard's query is a few hundred characters; a longer text is DuckDB's, unparsed here
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,18 @@ class Downsampling:
 
 
 def recognise(sql: str) -> Downsampling | None:
-    """The downsampling this query asks for, or None when it is any other query."""
+    """The downsampling this query asks for, or None when it is any other query (DuckDB then answers it, or says
+    what is wrong with it)."""
+    if len(sql) > MAX_CHARS:
+        return None
     try:
         tree = sqlglot.parse_one(sql, read="duckdb")
-    except (sqlglot.errors.ParseError, sqlglot.errors.TokenError, ValueError):
+        return _recognise(tree)
+    except (sqlglot.errors.SqlglotError, ValueError, RecursionError):  # sqlglot recurses per nesting level
         return None
+
+
+def _recognise(tree: exp.Expr) -> Downsampling | None:
     if not isinstance(tree, exp.Select) or any(v for k, v in tree.args.items() if k not in _CLAUSES and v):
         return None
     source = tree.args.get("from_")
