@@ -144,7 +144,7 @@ class FlightService(fl.FlightServerBase):  # type: ignore[misc]
             if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
                 raise InvalidInput("tags is a list of tag names", where="tags")
             options = {k: doc[k] for k in ("every", "agg", "step", "method", "align", "limit") if k in doc}
-            if not options.keys() & {"every", "step", "limit"}:  # raw points: streamed as they are read
+            if not options.keys() & {"every", "step", "limit", "align"}:  # raw points: streamed as they are read
                 return self.historian.read_stream(
                     doc["tenant"], tags, doc.get("start"), doc.get("end"), batch_rows=BATCH_ROWS
                 )
