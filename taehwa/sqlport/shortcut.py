@@ -154,7 +154,7 @@ def _bucket(node: exp.Expression, alias: str) -> tuple[int, bool] | None:
         ):
             seconds = _number(n)
             assert seconds is not None
-            if seconds > 0 and (seconds * 1_000_000).is_integer():
+            if seconds > 0 and seconds.is_integer():  # whole seconds: the bucket start is then the same double
                 return int(seconds * 1_000_000), True
     return None
 
