@@ -86,6 +86,28 @@ def test_short_ranges_and_odd_buckets_read_points(hist: Historian) -> None:
     assert len(list(root.rglob("*.sum"))) == 3
 
 
+def test_a_range_inside_one_grain_counts_its_points_once(hist: Historian) -> None:
+    """A range that holds no whole summary grain (10:05–10:55 in hourly buckets, 10 s in one minute) is read from
+    its points alone, once: its two ragged ends were once both the whole range, so sums and counts came back
+    doubled (over HTTP and the SQL port alike) once the day's summaries existed."""
+    for day in range(3):
+        hist.write("acme", _day(day))
+    hist.flush()
+    hist.compact(force=True)
+    hist.warm_summaries(budget=100, force=True)
+    root = hist.queries.summaries.root if hist.queries.summaries else None
+    assert root is not None and len(list(root.rglob("*.sum"))) == 3
+    for start, end, every in (
+        (T0 + timedelta(hours=10, minutes=5), T0 + timedelta(hours=10, minutes=55), "1h"),
+        (T0 + timedelta(hours=10, seconds=10), T0 + timedelta(hours=10, seconds=50), "1m"),
+        (T0 + timedelta(days=1, hours=23, minutes=1), T0 + timedelta(days=2, minutes=59), "1h"),  # across midnight
+    ):
+        fast, slow = _both(hist, ["s/t0", "s/t2"], start, end, every)
+        _same(fast, slow)
+        seconds = (end - start).total_seconds()
+        assert sum(fast.column("count").to_pylist()) == 2 * seconds // 10, (start, end)
+
+
 def test_quiet_days_get_their_summaries_ahead_of_the_first_query(hist: Historian) -> None:
     for day in range(3):
         hist.write("acme", _day(day))

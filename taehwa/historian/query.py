@@ -363,6 +363,8 @@ class QueryEngine:
             return None  # a short range reads its points sooner than a day's summary is made
         dirty = tuple(f for f in files if f.day in busy or per_day[f.day] > 1)
         lo_g, hi_g = -(-start_us // grain) * grain, end_us // grain * grain
+        if lo_g > hi_g:  # the range lies inside one grain: no summary row is whole in it, and its two ragged ends
+            return None  # would be the same points twice
         partial = f"SELECT {PARTIAL.format(b=f'epoch_us(time) // {every_us} * {every_us}')} FROM {{src}} GROUP BY 1, 2"
         parts: list[pa.Table] = []
         clean_snap = Snapshot(snap.storage, snap.tenant, tuple(clean), None)
