@@ -192,6 +192,20 @@ NOT_DOWNSAMPLING = [  # anything else is DuckDB's: a value filter, HAVING, LIMIT
     "AND time >= '2026-03-01T00:00:00+09:00' AND time < '2026-03-02' GROUP BY 1",
     "SELECT time_bucket(INTERVAL '1 hour', p.time), avg(p.value) FROM points p JOIN tags t ON p.tag = t.tag "
     "WHERE p.tag = 'cdu/flow' AND p.time >= '2026-03-01' AND p.time < '2026-03-02' GROUP BY 1",
+    # a stranger's finds: an offset or origin moves the buckets; GROUP BY a name binds to the column before the
+    # alias (one row per point), ORDER BY to the alias first (here an aggregate); times DuckDB does not read
+    "SELECT time_bucket(INTERVAL '1 hour', time, INTERVAL '30 minutes') AS t, count(*) FROM points "
+    "WHERE tag = 'cdu/flow' AND time >= '2026-03-01' AND time < '2026-03-02' GROUP BY 1 ORDER BY 1",
+    "SELECT time_bucket(INTERVAL '1 hour', time, TIMESTAMP '2000-01-01 00:15:00') AS t, count(*) FROM points "
+    "WHERE tag = 'cdu/flow' AND time >= '2026-03-01' AND time < '2026-03-02' GROUP BY 1 ORDER BY 1",
+    "SELECT time_bucket(INTERVAL '1 hour', time) AS time, sum(value) FROM points WHERE tag = 'cdu/flow' "
+    "AND time >= '2026-03-01' AND time < '2026-03-02' GROUP BY time ORDER BY time",
+    "SELECT time_bucket(INTERVAL '1 hour', time) AS t, avg(value) AS tag FROM points WHERE time >= '2026-03-01' "
+    "AND time < '2026-03-02' AND tag IN ('cdu/flow', 'cdu/temp') GROUP BY 1, tag ORDER BY 1, tag",
+    "SELECT time_bucket(INTERVAL '1 hour', time), avg(value) FROM points WHERE tag = 'cdu/flow' "
+    "AND time >= '20260301' AND time < '2026-03-02' GROUP BY 1",
+    "SELECT time_bucket(INTERVAL '1 hour', time), avg(value) FROM points WHERE tag = 'cdu/flow' "
+    "AND time >= '2026-03-01 ' AND time < '2026-03-02' GROUP BY 1",
 ]
 
 
@@ -209,12 +223,17 @@ def test_dashboard_downsampling_is_answered_from_the_historian_as_duckdb_answers
     for text in NOT_DOWNSAMPLING:
         assert shortcut.recognise(text) is None, text
     missing = DOWNSAMPLING[0].replace("cdu/flow", "cdu/none")
+    sparse = (  # 63 million one-second buckets: over max_query_points for the historian, a few thousand rows here
+        "SELECT time_bucket(INTERVAL '1 second', time) AS t, sum(value) FROM points WHERE tag = 'cdu/flow' "
+        "AND time >= '2026-01-01' AND time < '2028-01-01' GROUP BY 1 ORDER BY 1"
+    )
+    assert shortcut.recognise(sparse) is not None
     platform.historian.write("acme", [("cdu/flow", "2026-03-02T07:00:30Z", -5.0)])  # buffered, not yet in a file
 
     def answers() -> list[tuple[list[str], list[str], list[tuple[object, ...]]]]:
         out = []
         with connect(port) as con:
-            for text in [*DOWNSAMPLING, missing]:
+            for text in [*DOWNSAMPLING, missing, sparse]:
                 cur = con.execute(text)
                 assert cur.description is not None
                 names = [d.name for d in cur.description]
@@ -242,15 +261,17 @@ def test_dashboard_downsampling_is_answered_from_the_historian_as_duckdb_answers
     monkeypatch.setattr(shortcut, "recognise", declined)
     slow = answers()
     monkeypatch.setattr(shortcut, "recognise", real)
-    assert len(calls) == len(DOWNSAMPLING) + 1  # the second run was DuckDB's alone
-    for text, (names, types, rows), (names2, types2, rows2) in zip([*DOWNSAMPLING, missing], fast, slow, strict=True):
+    assert len(calls) == len(DOWNSAMPLING) + 2  # the second run was DuckDB's alone
+    for text, (names, types, rows), (names2, types2, rows2) in zip(
+        [*DOWNSAMPLING, missing, sparse], fast, slow, strict=True
+    ):
         assert (names, types) == (names2, types2), text
         if "ORDER BY" not in text:
             rows, rows2 = sorted(rows), sorted(rows2)
         assert len(rows) == len(rows2), text
         for a, b in zip(rows, rows2, strict=True):  # sums and means as the summaries add them: the last bits
             assert [x if isinstance(x, str | datetime) else pytest.approx(x, rel=1e-12) for x in a] == list(b), text
-    assert fast[0][2] and not fast[-1][2]  # rows for the day; none for a tag that does not exist
+    assert fast[0][2] and not fast[-2][2] and len(fast[-1][2]) == 3 * 1440 + 1  # none for a tag that does not exist
 
 
 def test_historian_functions_in_sql(sql: tuple[Platform, int]) -> None:

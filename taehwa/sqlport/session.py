@@ -176,8 +176,8 @@ class SqlSession:
             return None
         try:
             table = self.sources.downsampled(shape)
-        except NotFound:
-            return None
+        except (NotFound, InvalidInput):  # a tag that does not exist, or a bucket count over max_query_points (a
+            return None  # sparse tag may still have few rows): DuckDB answers from the points
         out = shortcut.answer(shape, table, list(relation.columns), [str(t) for t in relation.types])
         if out is not None and out.num_rows > self.limits.max_rows:
             raise InvalidInput(

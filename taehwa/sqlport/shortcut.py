@@ -9,6 +9,7 @@ DuckDB. The answer's column names and types are DuckDB's own, from binding the q
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -27,6 +28,9 @@ _DAY_US = 86_400_000_000
 _AGGS: dict[type[exp.Expression], str] = {exp.Avg: "avg", exp.Min: "min", exp.Max: "max", exp.Sum: "sum"}
 _AGGS[exp.Count] = "count"
 _CLAUSES = {"expressions", "from_", "where", "group", "order"}  # a query with any other clause is DuckDB's
+_POINT_COLUMNS = ("tag", "time", "value", "quality")
+_BIN_ARGS = ("this", "expression")  # time_bucket(width, time): an offset or an origin moves the buckets
+_UTC_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?(?:Z|\+00(?::?00)?)?")
 MAX_CHARS = 20_000  # a dashboard's query is a few hundred characters; a longer text is DuckDB's, unparsed here
 
 
@@ -103,7 +107,7 @@ def _recognise(tree: exp.Expr) -> Downsampling | None:
     order: list[tuple[str, bool]] = []
     order_by = tree.args.get("order")
     for o in order_by.expressions if order_by else []:
-        key = _key(o.this, columns, names, alias, every, epoch)
+        key = _key(o.this, columns, names, alias, every, epoch, order=True)
         if key is None or key not in keys:
             return None
         order.append((key, bool(o.args.get("desc"))))
@@ -131,7 +135,8 @@ def _column(node: exp.Expression, alias: str) -> tuple[str | None, int, bool]:
 
 def _bucket(node: exp.Expression, alias: str) -> tuple[int, bool] | None:
     """The bucket width (µs) of time_bucket(INTERVAL 'n unit', time) or of floor(extract(epoch from time)/n)*n."""
-    if isinstance(node, exp.DateBin) and _is_column(node.expression, "time", alias) and not node.args.get("zone"):
+    extra = isinstance(node, exp.DateBin) and any(v is not None for k, v in node.args.items() if k not in _BIN_ARGS)
+    if isinstance(node, exp.DateBin) and _is_column(node.expression, "time", alias) and not extra:  # no offset
         interval = node.this
         if isinstance(interval, exp.Interval) and isinstance(interval.this, exp.Literal) and interval.unit:
             unit = interval.unit.name.upper().rstrip("S")
@@ -166,14 +171,28 @@ def _number(node: exp.Expression) -> float | None:
 
 
 def _key(
-    node: exp.Expression, columns: list[str], names: dict[str, str], alias: str, every: int, epoch: bool
+    node: exp.Expression,
+    columns: list[str],
+    names: dict[str, str],
+    alias: str,
+    every: int,
+    epoch: bool,
+    *,
+    order: bool = False,
 ) -> str | None:
-    """What a GROUP BY or ORDER BY item stands for: a column's position, its alias, or the expression itself."""
+    """What a GROUP BY or ORDER BY item stands for: a column's position, a name, or the expression itself. A bare
+    name is bound as DuckDB binds it: in GROUP BY to a column of `points` before an alias of the select list, in
+    ORDER BY to an alias first (`… AS time … GROUP BY time` groups by every point's time)."""
     if isinstance(node, exp.Literal) and not node.is_string:
         k = int(node.this) - 1 if str(node.this).isdigit() else -1
         return columns[k] if 0 <= k < len(columns) and columns[k] in ("bucket", "tag") else None
-    if isinstance(node, exp.Column) and not node.table and node.name in names and names[node.name] in ("bucket", "tag"):
-        return names[node.name]
+    if isinstance(node, exp.Column) and not node.table:
+        if order and node.name in names:
+            return names[node.name] if names[node.name] in ("bucket", "tag") else None
+        if node.name in _POINT_COLUMNS:
+            return "tag" if node.name == "tag" else None
+        if node.name in names:
+            return names[node.name] if names[node.name] in ("bucket", "tag") else None
     if _is_column(node, "tag", alias):
         return "tag"
     return "bucket" if _bucket(node, alias) == (every, epoch) else None
@@ -236,13 +255,9 @@ def _time(node: exp.Expression) -> int | None:
     if isinstance(node, exp.Cast) and node.to.this in (exp.DataType.Type.TIMESTAMP, exp.DataType.Type.TIMESTAMPNTZ):
         node = node.this
     text = _string(node)
-    if text is None:
+    if text is None or not _UTC_TIME.fullmatch(text):  # what DuckDB reads as a timestamp, in UTC, and no more
         return None
-    text = text.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1]
-    elif text.endswith(("+00:00", "+00")):
-        text = text.rsplit("+", 1)[0]
+    text = text.removesuffix("Z").split("+")[0]
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
