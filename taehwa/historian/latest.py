@@ -217,11 +217,13 @@ class LatestCache:
         """Fold in the newest point per tag of a SQL source: one batch (has_rn) or duplicate-free files."""
         # one batch (constant seq): time, then row; several: time, then seq (rows of a source are unique)
         key = "epoch_us(time)::HUGEINT * 4294967296 + rn" if has_rn else "{t: time, s: seq}"
-        table = con.execute(
-            f"SELECT tag_id, r.t AS time, r.v AS value, r.q AS quality, r.s AS seq FROM (SELECT tag_id, "
-            f"arg_max({{t: epoch_us(time), v: value, q: quality, s: seq}}, {key}) AS r "
-            f"FROM {source} GROUP BY tag_id)"
-        ).to_arrow_table()
+        table = (
+            con.sql(  # a relation, not a DB-API result: DuckDB copies the rows of the latter once more (and says so)
+                f"SELECT tag_id, r.t AS time, r.v AS value, r.q AS quality, r.s AS seq FROM (SELECT tag_id, "
+                f"arg_max({{t: epoch_us(time), v: value, q: quality, s: seq}}, {key}) AS r "
+                f"FROM {source} GROUP BY tag_id)"
+            ).to_arrow_table()
+        )
         self.merge_table(tenant, table)
 
     def drop_before(self, tenant: str, cutoff_us: int) -> None:
