@@ -276,6 +276,25 @@ def test_repeated_and_backward_timestamps_as_they_arrive() -> None:
     assert watch.findings("rival", "a") == []
 
 
+def test_repeated_and_backward_timestamps_in_writes_that_run_instant_by_instant() -> None:
+    """A plant export lists every tag at each instant: clean such writes are taken without sorting their rows, and
+    a repeated instant, a tag twice in one instant or an instant older than a tag's newest is still counted."""
+
+    def instants(start_s: int, n: int, tags: tuple[str, ...] = ("a", "b", "c")) -> pa.Table:
+        times = (T0 + (start_s + np.repeat(np.arange(n), len(tags))) * S).astype("datetime64[us]")
+        return pa.table({"tag": list(tags) * n, "time": times, "value": np.zeros(n * len(tags))})
+
+    watch = ArrivalWatch()
+    watch.feed("acme", instants(0, 10))
+    watch.feed("acme", instants(10, 5))  # clean: nothing found
+    assert all(watch.findings("acme", tag) == [] for tag in "abc")
+    watch.feed("acme", instants(14, 3))  # instant 14 again for every tag
+    watch.feed("acme", instants(17, 2, ("a", "b", "b")))  # b twice in each instant
+    watch.feed("acme", instants(3, 1, ("c",)))  # c's clock went back
+    found = {tag: {f.check: f.points for f in watch.findings("acme", tag)} for tag in "abc"}
+    assert found == {"a": {"repeated_time": 1}, "b": {"repeated_time": 3}, "c": {"repeated_time": 1, "clock_jump": 1}}
+
+
 def test_quality_of_a_plant_as_figures_and_events(plat: Platform) -> None:
     sig = signals()
     sig["pressure"][50:100] = 5.0  # the constant part is already there; make it a long stuck run

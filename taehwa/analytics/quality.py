@@ -214,6 +214,8 @@ class ArrivalWatch:
                 idx = clocks.index.codes(tags)
             if len(idx) < 2 or bool(np.all(idx[1:] >= idx[:-1])):
                 ti, tt = idx, t  # tag by tag already (exports, long histories): no sort
+            elif self._rising_by_time(clocks, idx, t):
+                return  # instant by instant, each tag once an instant (a plant export): nothing repeated or backward
             else:
                 order = np.argsort(idx, kind="stable")  # each tag's points in the order written
                 ti, tt = idx[order], t[order]
@@ -241,6 +243,22 @@ class ArrivalWatch:
                 fb[bi[unset]] = bt[unset]
                 clocks.last_bad[bi] = bt
             np.maximum.at(clocks.last, ti, tt)
+
+    @staticmethod
+    def _rising_by_time(clocks: _TenantClocks, idx: np.ndarray, t: np.ndarray) -> bool:
+        """For rows that run by time with each tag at most once an instant, every tag's times rise through the
+        write: when each tag's first time also passes its newest known one, take its last time and say so (True);
+        no sort of the rows, which for such a write was a fifth of the historian's bulk write."""
+        step = t[1:] - t[:-1]
+        if not (bool(np.all(step >= 0)) and bool(np.all((step > 0) | (idx[1:] > idx[:-1])))):
+            return False
+        first = np.full(len(clocks.last), np.iinfo(np.int64).max, np.int64)
+        np.minimum.at(first, idx, t)
+        present = first != np.iinfo(np.int64).max
+        if not bool(np.all(first[present] > clocks.last[present])):
+            return False
+        np.maximum.at(clocks.last, idx, t)
+        return True
 
     def findings(self, tenant: str, tag: str) -> list[Finding]:
         """The arrival findings of a tag so far (since the server started)."""
