@@ -598,13 +598,11 @@ class AnalyticsService:
         self.tenants.require(tenant, "write" if write_events else "read")
         s, e = self._range(start, end)
         plant = self.twin.plant(tenant)
-        if asset and not subtree:
-            self._asset(plant, asset)
-            assets = [plant.assets[asset]]
-        else:
-            assets = plant.subtree(asset) if asset else list(plant.assets.values())
         if asset:
             self._asset(plant, asset)
+            assets = plant.subtree(asset) if subtree else [plant.assets[asset]]
+        else:
+            assets = list(plant.assets.values())
         now = time.time_ns() // 1000
         known = set(self.historian.catalog.ids(tenant))
         per_asset: dict[str, AssetQuality] = {}

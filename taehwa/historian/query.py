@@ -227,8 +227,8 @@ class QueryEngine:
         from the files (`bulk.read_runs`: 2.5× DuckDB's scan over a day of 200 tags, which decodes every row's tag
         name); every other range through DuckDB, sorted."""
         tag_ids = list(ids.values())
-        if limit is None and self._file_ordered(snap, tag_ids, start_us, end_us):
-            files = sorted((f for f in snap.files if f.overlaps(start_us, end_us, tag_ids)), key=lambda f: f.day)
+        files = self._one_file_a_day(snap, tag_ids, start_us, end_us) if limit is None else None
+        if files is not None:
             with snap.storage.local_paths([f"{snap.tenant}/{f.path}" for f in files]) as paths:
                 bulk = read_runs(paths, files, ids, start_us, end_us, self.max_points)
             if bulk is not None:
@@ -261,8 +261,8 @@ class QueryEngine:
         check (the size among them) is made before the first batch."""
         tag_ids = list(ids.values())
         batches: Iterator[pa.RecordBatch] | None = None
-        if not snap.storage.remote and self._file_ordered(snap, tag_ids, start_us, end_us):
-            files = sorted((f for f in snap.files if f.overlaps(start_us, end_us, tag_ids)), key=lambda f: f.day)
+        files = None if snap.storage.remote else self._one_file_a_day(snap, tag_ids, start_us, end_us)
+        if files is not None:
             with snap.storage.local_paths([f"{snap.tenant}/{f.path}" for f in files]) as paths:
                 batches = stream_runs(paths, files, ids, start_us, end_us, self.max_points, batch_rows)
         if batches is None:
@@ -277,11 +277,13 @@ class QueryEngine:
         )
 
     @staticmethod
-    def _file_ordered(snap: Snapshot, tag_ids: list[int], start_us: int, end_us: int) -> bool:
-        """Whether the files this range touches are one per day with nothing buffered for it: then reading
-        them in day order gives each tag's points in time order."""
-        files = [f for f in snap.files if f.overlaps(start_us, end_us, tag_ids)]
-        return len({f.day for f in files}) == len(files) and _buffer_rows(snap, tag_ids, start_us, end_us) is None
+    def _one_file_a_day(snap: Snapshot, tag_ids: list[int], start_us: int, end_us: int) -> list[DataFile] | None:
+        """The files this range touches, in day order, when they are one per day with nothing buffered for it (their
+        points are then read as they are, `bulk`); None otherwise."""
+        files = sorted((f for f in snap.files if f.overlaps(start_us, end_us, tag_ids)), key=lambda f: f.day)
+        if len({f.day for f in files}) != len(files) or _buffer_rows(snap, tag_ids, start_us, end_us) is not None:
+            return None
+        return files
 
     def downsample(
         self,

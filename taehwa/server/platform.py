@@ -42,10 +42,6 @@ if TYPE_CHECKING:  # the services built on first use are imported there
     from taehwa.server.overview import Overview
     from taehwa.sqlport.server import SqlPort
 
-# every service built on first use, in an order each one's collaborators come before it
-LAZY: tuple[str, ...] = ("analytics", "labels", "city_policy", "compute", "quotas", "lab", "connectors", "live")
-LAZY += ("overview", "academy", "city")
-
 
 def check_plant(plant: Plant) -> list[tuple[str, str]]:
     """The analytics' check of a plant's calculated signals and event templates, imported when a plant is checked."""
@@ -94,8 +90,9 @@ class Platform:
             self.twin.preload()  # command beside the server) loads a tenant's plant when it asks for it, current then
         self._readonly = readonly
         if background or not readonly:  # the server, its followers and any writer build every service now (a fault
-            for name in LAZY:  # in one shows as it starts; the analytics and live scoring hear every write); a
-                getattr(self, name)  # one-off reader (a CLI listing) builds only what it asks for
+            for name, attr in vars(Platform).items():  # in one shows as it starts; the analytics and live scoring
+                if isinstance(attr, cached_property):  # hear every write); a one-off reader (a CLI listing) builds
+                    getattr(self, name)  # only what it asks for, each service its collaborators first
         if background and not readonly:
             self.twin.start()
             self.analytics.start()

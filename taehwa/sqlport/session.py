@@ -154,11 +154,7 @@ class SqlSession:
                 for batch in reader:
                     rows += batch.num_rows
                     if rows > self.limits.max_rows:
-                        raise InvalidInput(
-                            f"the answer has more than {self.limits.max_rows} rows; aggregate "
-                            "(downsample) or narrow the time range",
-                            where="sql",
-                        )
+                        raise self._too_many_rows()
                     batches.append(batch)
                 return pa.Table.from_batches(batches, schema=reader.schema)
             except duckdb.InterruptException:
@@ -180,12 +176,14 @@ class SqlSession:
             return None  # sparse tag may still have few rows): DuckDB answers from the points
         out = shortcut.answer(shape, table, list(relation.columns), [str(t) for t in relation.types])
         if out is not None and out.num_rows > self.limits.max_rows:
-            raise InvalidInput(
-                f"the answer has more than {self.limits.max_rows} rows; aggregate (downsample) or narrow the time "
-                "range",
-                where="sql",
-            )
+            raise self._too_many_rows()
         return out
+
+    def _too_many_rows(self) -> InvalidInput:
+        return InvalidInput(
+            f"the answer has more than {self.limits.max_rows} rows; aggregate (downsample) or narrow the time range",
+            where="sql",
+        )
 
     def _record(self, sql: str, started: float, *, rows: int | None = None, error: str | None = None) -> None:
         after: dict[str, Any] = {"ms": round((time.perf_counter() - started) * 1000, 2), "via": "sql"}
